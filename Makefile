@@ -1,0 +1,105 @@
+# nomul — build of libnomul (static and shared), the nomul command line and
+# the tests. Portable: baseline x86-64 everywhere, with the AVX2 and AVX-512
+# kernels in their own objects, chosen at run time (src/core/isa.c).
+#
+#   make                 library and command line (build/)
+#   make test            unit tests, ending with the runner's summary line
+#   make SANITIZE=1 test the same under -fsanitize=address,undefined (build-san/)
+#   make valgrind        the unit tests under valgrind (AVX2 and scalar paths)
+#   make install PREFIX=/usr/local DESTDIR=
+
+CC ?= cc
+PREFIX ?= /usr/local
+DESTDIR ?=
+OPT ?= -O2
+VERSION := 0.1.0
+SOVERSION := 0
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+CFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) -g $(WARN) -fPIC -Iinclude
+AVX2_FLAGS := -mavx2
+AVX512_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl
+
+ifeq ($(SANITIZE),1)
+BUILD ?= build-san
+CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+else
+BUILD ?= build
+endif
+
+CFLAGS_ALL := $(CFLAGS_BASE) $(CFLAGS)
+LIBS := -lm
+
+LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/arith/*.c)
+CLI_SRC := $(wildcard src/cli/*.c)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_SUPPORT_OBJ := $(TEST_SUPPORT:%.c=$(BUILD)/%.o)
+
+STATIC := $(BUILD)/libnomul.a
+SHARED := $(BUILD)/libnomul.so.$(VERSION)
+CLI := $(BUILD)/nomul
+
+.PHONY: all test check valgrind install uninstall clean
+all: $(STATIC) $(SHARED) $(CLI)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(BUILD)/src/arith/pam_avx2.o: CFLAGS_ALL += $(AVX2_FLAGS)
+$(BUILD)/src/arith/pam_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)
+
+$(STATIC): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(SHARED): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libnomul.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(LIBS)
+	ln -sf libnomul.so.$(VERSION) $(BUILD)/libnomul.so.$(SOVERSION)
+	ln -sf libnomul.so.$(VERSION) $(BUILD)/libnomul.so
+
+$(CLI): $(CLI_OBJ) $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(LIBS)
+
+$(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT_OBJ) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Isrc -MMD -MP $< $(TEST_SUPPORT_OBJ) $(STATIC) $(LDFLAGS) -lcmocka $(LIBS) -o $@
+
+$(BUILD)/tests/%.o: CFLAGS_ALL += -Isrc
+
+test check: $(TEST_BIN) $(CLI)
+	@BUILD=$(BUILD) sh tests/run.sh $(TEST_BIN)
+
+valgrind: $(TEST_BIN) $(CLI)
+	@BUILD=$(BUILD) NOMUL_TEST_VALGRIND=1 sh tests/run.sh $(TEST_BIN)
+
+$(BUILD)/nomul.pc: nomul.pc.in
+	@mkdir -p $(BUILD)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+install: all $(BUILD)/nomul.pc
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/nomul \
+	    $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libnomul.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libnomul.so.$(SOVERSION)
+	ln -sf libnomul.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libnomul.so
+	install -m 644 include/nomul/*.h $(DESTDIR)$(PREFIX)/include/nomul/
+	install -m 644 $(BUILD)/nomul.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/lib/libnomul.a $(DESTDIR)$(PREFIX)/lib/libnomul.so* \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig/nomul.pc $(DESTDIR)$(PREFIX)/bin/nomul
+	rm -rf $(DESTDIR)$(PREFIX)/include/nomul
+
+clean:
+	rm -rf build build-san
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_SUPPORT_OBJ:.o=.d)

@@ -1,0 +1,13 @@
+/*
+ * nomul/nomul.h — the whole public API of libnomul: neural-network training
+ * with piecewise affine operations in place of float multiplication.
+ */
+#ifndef NOMUL_NOMUL_H
+#define NOMUL_NOMUL_H
+
+#include "nomul/version.h"
+#include "nomul/isa.h"
+#include "nomul/arith.h"
+#include "nomul/vectors.h"
+
+#endif

@@ -1,0 +1,73 @@
+/*
+ * elt.h — the elementwise operations of the arithmetic as one table, so that
+ * every instruction set provides the same set of kernels under one calling
+ * convention (private to libnomul).
+ *
+ * An operation reads up to 4 input arrays and writes up to 2 outputs. An
+ * input marked broadcast is one float used for every element. Outputs may be
+ * NULL (not wanted) and may alias an input exactly.
+ */
+#ifndef NOMUL_ARITH_ELT_H
+#define NOMUL_ARITH_ELT_H
+
+#include <stddef.h>
+
+#include "nomul/isa.h"
+
+/* X(ENUM, name, inputs, outputs) */
+#define NOMUL_ELT_OPS(X)                         \
+    X(MUL, mul, 2, 1)                            \
+    X(MUL_OFF, mul_off, 3, 1)                    \
+    X(DIV, div, 2, 1)                            \
+    X(LOG2, log2, 1, 1)                          \
+    X(EXP2, exp2, 1, 1)                          \
+    X(EXP, exp, 1, 1)                            \
+    X(LOG, log, 1, 1)                            \
+    X(POW, pow, 2, 1)                            \
+    X(SQRT, sqrt, 1, 1)                          \
+    X(MUL_GRAD, mul_grad, 3, 2)                  \
+    X(MUL_OFF_GRAD, mul_off_grad, 4, 2)          \
+    X(MUL_GRAD_APPROX, mul_grad_approx, 3, 2)    \
+    X(DIV_GRAD, div_grad, 3, 2)                  \
+    X(DIV_GRAD_APPROX, div_grad_approx, 3, 2)    \
+    X(EXP2_GRAD, exp2_grad, 2, 1)                \
+    X(LOG2_GRAD, log2_grad, 2, 1)                \
+    X(EXP_GRAD, exp_grad, 2, 1)                  \
+    X(LOG_GRAD, log_grad, 2, 1)                  \
+    X(POW_GRAD, pow_grad, 3, 2)                  \
+    X(SQRT_GRAD, sqrt_grad, 2, 1)
+
+typedef enum nomul_elt_op {
+#define X(E, name, nin, nout) NOMUL_ELT_##E,
+    NOMUL_ELT_OPS(X)
+#undef X
+    NOMUL_ELT_COUNT
+} nomul_elt_op;
+
+typedef struct nomul_elt_args {
+    const float *in[4];
+    int bcast[4];   /* nonzero: in[j][0] is used for every element */
+    float *out[2];  /* NULL: not computed into memory */
+    int approx;     /* the composite derivatives: approximate backward */
+} nomul_elt_args;
+
+typedef void (*nomul_elt_kernel)(size_t n, const nomul_elt_args *args);
+
+typedef struct nomul_elt_info {
+    const char *name;
+    int n_in, n_out;
+} nomul_elt_info;
+
+extern const nomul_elt_info nomul_elt_info_table[NOMUL_ELT_COUNT];
+
+/* The kernel table of each instruction set (NULL where not compiled in). */
+extern const nomul_elt_kernel nomul_elt_kernels_scalar[NOMUL_ELT_COUNT];
+extern const nomul_elt_kernel nomul_elt_kernels_avx2[NOMUL_ELT_COUNT];
+extern const nomul_elt_kernel nomul_elt_kernels_avx512[NOMUL_ELT_COUNT];
+
+/* Runs `op` on the kernels of `isa` (which the CPU must support). */
+void nomul_elt_run_isa(nomul_isa isa, nomul_elt_op op, size_t n, const nomul_elt_args *args);
+/* Runs `op` on the active instruction set. */
+void nomul_elt_run(nomul_elt_op op, size_t n, const nomul_elt_args *args);
+
+#endif

@@ -1,0 +1,103 @@
+/* cli.c — error reporting and option parsing shared by the subcommands. */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("nomul: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void cli_args_init(cli_args *a, int argc, char **argv, const char *command)
+{
+    a->argc = argc;
+    a->argv = argv;
+    a->i = 1;
+    a->command = command;
+    a->inline_value = NULL;
+}
+
+const char *cli_next(cli_args *a)
+{
+    a->inline_value = NULL;
+    return a->i < a->argc ? a->argv[a->i++] : NULL;
+}
+
+int cli_is(cli_args *a, const char *arg, const char *name)
+{
+    size_t n = strlen(name);
+    if (strncmp(arg, "--", 2) != 0 || strncmp(arg + 2, name, n) != 0)
+        return 0;
+    if (arg[2 + n] == 0) {
+        a->inline_value = NULL;
+        return 1;
+    }
+    if (arg[2 + n] == '=') {
+        a->inline_value = arg + 3 + n;
+        return 1;
+    }
+    return 0;
+}
+
+const char *cli_value(cli_args *a, const char *name)
+{
+    if (a->inline_value)
+        return a->inline_value;
+    if (a->i < a->argc)
+        return a->argv[a->i++];
+    cli_error("%s: option --%s needs a value", a->command, name);
+    return NULL;
+}
+
+int cli_parse_u64(const char *name, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!s || !*s || *s == '-') {
+        cli_error("--%s: '%s' is not a whole number from %llu to %llu", name, s ? s : "",
+                  (unsigned long long)min, (unsigned long long)max);
+        return 0;
+    }
+    unsigned long long v = strtoull(s, &end, 0);
+    if (errno || *end || v < min || v > max) {
+        cli_error("--%s: '%s' is not a whole number from %llu to %llu", name, s,
+                  (unsigned long long)min, (unsigned long long)max);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+int cli_parse_double(const char *name, const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = s && *s ? strtod(s, &end) : 0;
+    if (!s || !*s || errno || *end || !isfinite(v)) {
+        cli_error("--%s: '%s' is not a finite number", name, s ? s : "");
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+void cli_unknown(cli_args *a, const char *arg)
+{
+    if (arg[0] == '-')
+        cli_error("%s: unknown option '%s' (see 'nomul %s --help')", a->command, arg, a->command);
+    else
+        cli_error("%s: unexpected argument '%s' (see 'nomul %s --help')", a->command, arg,
+                  a->command);
+}
+
+int cli_is_help(const char *arg) { return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0; }

@@ -1,0 +1,47 @@
+/*
+ * cli.h — what the subcommands of the nomul command line share: error
+ * reporting, option parsing helpers and the exit codes.
+ *
+ * Exit codes: 0 success, 1 a check failed, 2 bad usage or bad input.
+ */
+#ifndef NOMUL_CLI_H
+#define NOMUL_CLI_H
+
+#include <stdint.h>
+
+#define CLI_OK 0
+#define CLI_FAILED 1
+#define CLI_USAGE 2
+
+/* Prints "nomul: <message>" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Option parsing over argv[1..argc-1] in the style `--name value` or
+ * `--name=value`. */
+typedef struct cli_args {
+    int argc;
+    char **argv;
+    int i;               /* next argument */
+    const char *command; /* "vectors check" etc., for messages */
+    const char *inline_value;
+} cli_args;
+
+void cli_args_init(cli_args *a, int argc, char **argv, const char *command);
+/* The next argument, or NULL at the end. */
+const char *cli_next(cli_args *a);
+/* 1 if arg is the option `name` (as --name or --name=value). */
+int cli_is(cli_args *a, const char *arg, const char *name);
+/* The value of the option just matched by cli_is; NULL (and an error
+ * printed) if it is missing. */
+const char *cli_value(cli_args *a, const char *name);
+/* Parsers that print an error naming the option and return 0 on failure. */
+int cli_parse_u64(const char *name, const char *s, uint64_t min, uint64_t max, uint64_t *out);
+int cli_parse_double(const char *name, const char *s, double *out);
+/* "unknown option" or "unexpected argument" for arg, with a pointer to --help. */
+void cli_unknown(cli_args *a, const char *arg);
+int cli_is_help(const char *arg);
+
+int cmd_vectors(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * main.c — the nomul command line: dispatch to the subcommands.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "nomul/nomul.h"
+
+static const char usage[] =
+    "usage: nomul COMMAND [ARGS...]\n"
+    "\n"
+    "Neural-network training with piecewise affine operations (PAM) instead of\n"
+    "float multiplication.\n"
+    "\n"
+    "commands:\n"
+    "  vectors check FILE    check the arithmetic against golden vectors\n"
+    "  vectors gen           write test vectors from nomul's arithmetic\n"
+    "  vectors stats         PAM's relative error against the true product\n"
+    "  bench arith           throughput of the elementwise arithmetic\n"
+    "  info                  version and instruction sets\n"
+    "\n"
+    "options:\n"
+    "  -h, --help            this text; 'nomul COMMAND --help' for a command\n"
+    "  --version             the version\n"
+    "\n"
+    "environment:\n"
+    "  NOMUL_ISA=scalar|avx2|avx512   cap the instruction set of the kernels\n";
+
+static int cmd_info(int argc, char **argv)
+{
+    if (argc > 1) {
+        if (cli_is_help(argv[1])) {
+            printf("usage: nomul info\n\nPrints the version, the instruction set the CPU "
+                   "supports and the one in use.\n");
+            return CLI_OK;
+        }
+        cli_error("info: unexpected argument '%s'", argv[1]);
+        return CLI_USAGE;
+    }
+    printf("nomul %s\n", nomul_version());
+    printf("cpu instruction set: %s\n", nomul_isa_name(nomul_isa_detect()));
+    printf("in use:              %s\n", nomul_isa_name(nomul_isa_active()));
+    return CLI_OK;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return CLI_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (cli_is_help(cmd)) {
+        fputs(usage, stdout);
+        return CLI_OK;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("nomul %s\n", nomul_version());
+        return CLI_OK;
+    }
+    if (strcmp(cmd, "vectors") == 0)
+        return cmd_vectors(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0)
+        return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "info") == 0)
+        return cmd_info(argc - 1, argv + 1);
+    cli_error("unknown command '%s' (see 'nomul --help')", cmd);
+    return CLI_USAGE;
+}

@@ -1,0 +1,100 @@
+/*
+ * isa.c — run-time choice of instruction set: what the CPU and OS support
+ * (cpuid, xgetbv), capped by the environment variable NOMUL_ISA.
+ */
+#include "nomul/isa.h"
+
+#include <cpuid.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const isa_names[NOMUL_ISA_COUNT] = {"scalar", "avx2", "avx512"};
+
+const char *nomul_isa_name(nomul_isa isa)
+{
+    return (unsigned)isa < NOMUL_ISA_COUNT ? isa_names[isa] : "unknown";
+}
+
+int nomul_isa_parse(const char *name)
+{
+    for (int i = 0; i < NOMUL_ISA_COUNT; i++)
+        if (name && strcmp(name, isa_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static unsigned long long xgetbv0(void)
+{
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((unsigned long long)hi << 32) | lo;
+}
+
+nomul_isa nomul_isa_detect(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return NOMUL_ISA_SCALAR;
+    int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+    if (!osxsave || !avx)
+        return NOMUL_ISA_SCALAR;
+    unsigned long long xcr0 = xgetbv0();
+    if ((xcr0 & 0x6) != 0x6) /* XMM and YMM state saved by the OS */
+        return NOMUL_ISA_SCALAR;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return NOMUL_ISA_SCALAR;
+    int avx2 = (b >> 5) & 1;
+    int avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1, avx512bw = (b >> 30) & 1,
+        avx512vl = (b >> 31) & 1;
+    if (avx512f && avx512dq && avx512bw && avx512vl && (xcr0 & 0xE0) == 0xE0)
+        return NOMUL_ISA_AVX512;
+    return avx2 ? NOMUL_ISA_AVX2 : NOMUL_ISA_SCALAR;
+}
+
+static int active_isa = -1;
+static int max_isa = -1;
+
+static nomul_isa isa_from_env(void)
+{
+    nomul_isa best = nomul_isa_detect();
+    const char *cap = getenv("NOMUL_ISA");
+    if (!cap || !*cap)
+        return best;
+    int want = nomul_isa_parse(cap);
+    if (want < 0) {
+        fprintf(stderr, "nomul: NOMUL_ISA='%s' is not one of scalar, avx2, avx512; using %s\n",
+                cap, nomul_isa_name(best));
+        return best;
+    }
+    return (nomul_isa)want < best ? (nomul_isa)want : best;
+}
+
+nomul_isa nomul_isa_max(void)
+{
+    int isa = __atomic_load_n(&max_isa, __ATOMIC_ACQUIRE);
+    if (isa < 0) {
+        isa = (int)isa_from_env();
+        __atomic_store_n(&max_isa, isa, __ATOMIC_RELEASE);
+    }
+    return (nomul_isa)isa;
+}
+
+nomul_isa nomul_isa_active(void)
+{
+    int isa = __atomic_load_n(&active_isa, __ATOMIC_ACQUIRE);
+    if (isa < 0) {
+        isa = (int)nomul_isa_max();
+        __atomic_store_n(&active_isa, isa, __ATOMIC_RELEASE);
+    }
+    return (nomul_isa)isa;
+}
+
+nomul_isa nomul_isa_set(nomul_isa isa)
+{
+    nomul_isa best = nomul_isa_max();
+    if ((unsigned)isa >= NOMUL_ISA_COUNT || isa > best)
+        isa = best;
+    __atomic_store_n(&active_isa, (int)isa, __ATOMIC_RELEASE);
+    return isa;
+}
