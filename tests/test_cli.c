@@ -1,0 +1,299 @@
+/*
+ * test_cli.c — the nomul command line as a user runs it: the golden check,
+ * malformed and mismatching vector files, gen → check round trips, the
+ * error statistics, the benchmark, and clear errors with exit status 2 for
+ * bad arguments.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static char nomul[512];
+static char tmpdir[256];
+
+/* Runs `nomul ARGS` through the shell; returns the exit status and the
+ * output (stdout and stderr) in a malloc'd string. */
+static int run(char **out, const char *fmt, ...)
+{
+    char args[2048], cmd[3072];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", nomul, args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    size_t k;
+    while ((k = fread(buf + n, 1, cap - n - 1, p)) > 0) {
+        n += k;
+        if (n + 1 == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+    }
+    buf[n] = 0;
+    int st = pclose(p);
+    *out = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static const char *last_line(const char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && s[n - 1] == '\n')
+        n--;
+    while (n > 0 && s[n - 1] != '\n')
+        n--;
+    return s + n;
+}
+
+static void expect(int rc, int want_rc, const char *out, const char *needle)
+{
+    if (rc != want_rc || (needle && !strstr(out, needle)))
+        fail_msg("exit %d (want %d), output lacks '%s':\n%s", rc, want_rc, needle ? needle : "",
+                 out);
+}
+
+static void test_golden_check_passes(void **state)
+{
+    (void)state;
+    char *out;
+    const char *golden = getenv("NOMUL_GOLDEN");
+    if (!golden)
+        golden = "../shared/vectors/pam_golden.txt";
+    int rc = run(&out, "vectors check %s", golden);
+    expect(rc, 0, out, " passed, 0 failed");
+    assert_true(strstr(last_line(out), " passed, 0 failed") != NULL);
+    free(out);
+}
+
+static void test_check_reports_malformed_line(void **state)
+{
+    (void)state;
+    char path[512], *out;
+    snprintf(path, sizeof path, "%s/bad.txt", tmpdir);
+    write_file(path, "# comment\nmul 3f800000 3f800000 -> 3f800000\nmul 3f800000 zz -> 0\n");
+    int rc = run(&out, "vectors check %s", path);
+    expect(rc, 2, out, "bad.txt:3:");
+    free(out);
+    write_file(path, "frobnicate 3f800000 -> 3f800000\n");
+    rc = run(&out, "vectors check %s", path);
+    expect(rc, 2, out, "unknown operation 'frobnicate'");
+    free(out);
+    write_file(path, "mul 3f800000 3f800000 3f800000\n");
+    rc = run(&out, "vectors check %s", path);
+    expect(rc, 2, out, "expected '->'");
+    free(out);
+    write_file(path, "mul 3f800000 3f800000 -> 3f800000 00000000\n");
+    rc = run(&out, "vectors check %s", path);
+    expect(rc, 2, out, "unexpected text");
+    free(out);
+    write_file(path, "# nothing\n");
+    rc = run(&out, "vectors check %s", path);
+    expect(rc, 2, out, "no cases");
+    free(out);
+    rc = run(&out, "vectors check %s/does-not-exist.txt", tmpdir);
+    expect(rc, 2, out, "cannot open");
+    free(out);
+}
+
+static void test_check_reports_mismatch(void **state)
+{
+    (void)state;
+    char path[512], *out;
+    snprintf(path, sizeof path, "%s/wrong.txt", tmpdir);
+    /* PAM(1.5, 1.5) is 2.0 (0x40000000), not 2.25 */
+    write_file(path, "mul 3fc00000 3fc00000 -> 40100000\nmul 3f800000 40000000 -> 40000000\n");
+    int rc = run(&out, "vectors check %s", path);
+    expect(rc, 1, out, "1 passed, 1 failed");
+    expect(rc, 1, out, "got 40000000");
+    expect(rc, 1, out, "line 1");
+    assert_true(strstr(last_line(out), "1 passed, 1 failed") != NULL);
+    free(out);
+}
+
+static void test_gen_round_trip(void **state)
+{
+    (void)state;
+    char p1[512], p2[512], *out;
+    snprintf(p1, sizeof p1, "%s/gen1.txt", tmpdir);
+    snprintf(p2, sizeof p2, "%s/gen2.txt", tmpdir);
+    int rc = run(&out, "vectors gen --seed 7 --count 200 --ops all --output %s", p1);
+    expect(rc, 0, out, NULL);
+    free(out);
+    rc = run(&out, "vectors check %s", p1);
+    expect(rc, 0, out, " passed, 0 failed");
+    free(out);
+    /* the same seed gives the same file; the default ops are the spec's 12 */
+    rc = run(&out, "vectors gen --seed 7 --count 200 --ops all --output %s", p2);
+    expect(rc, 0, out, NULL);
+    free(out);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cmp -s %s %s", p1, p2);
+    assert_int_equal(system(cmd), 0);
+    rc = run(&out, "vectors gen --count 3");
+    expect(rc, 0, out, "pow ");
+    int lines = 0;
+    for (char *s = out; *s; s++)
+        lines += *s == '\n';
+    assert_int_equal(lines, 1 + 12 * 3);
+    free(out);
+    /* special values round-trip too */
+    rc = run(&out, "vectors gen --seed 9 --count 300 --ops all --specials --output %s", p1);
+    expect(rc, 0, out, NULL);
+    free(out);
+    rc = run(&out, "vectors check %s", p1);
+    expect(rc, 0, out, " passed, 0 failed");
+    free(out);
+}
+
+static void test_stats_reproduce_analytic_figures(void **state)
+{
+    (void)state;
+    char *out;
+    int rc = run(&out, "vectors stats --samples 200000");
+    /* the first "no offset" line is the exhaustive grid */
+    const char *line = strstr(out, "no offset");
+    assert_non_null(line);
+    double mean = 0;
+    assert_int_equal(sscanf(strstr(line, "mean") + 4, "%lf", &mean), 1);
+    if (mean > -3.84 || mean < -3.86)
+        fail_msg("grid mean %g%%, expected about -3.85%%:\n%s", mean, out);
+    expect(rc, 0, out, "min -11.1111% at (0.5000, 0.5000)");
+    expect(rc, 0, out, "max  +0.0000%");
+    expect(rc, 0, out, "offset 1.0552");
+    free(out);
+}
+
+static void test_bench_runs(void **state)
+{
+    (void)state;
+    char *out;
+    int rc = run(&out, "bench arith --n 1000 --min-time 0.001 --ops mul,exp2");
+    expect(rc, 0, out, "memcpy");
+    expect(rc, 0, out, "exp2");
+    expect(rc, 0, out, "scalar");
+    free(out);
+}
+
+static void test_bad_arguments_are_clear_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *args, *needle;
+    } cases[] = {
+        {"", "usage"},
+        {"frob", "unknown command 'frob'"},
+        {"vectors", "usage"},
+        {"vectors frob", "unknown subcommand 'frob'"},
+        {"vectors check", "missing FILE"},
+        {"vectors check --bogus x", "unknown option '--bogus'"},
+        {"vectors gen --count abc", "--count: 'abc' is not a whole number"},
+        {"vectors gen --count 0", "--count"},
+        {"vectors gen --count", "needs a value"},
+        {"vectors gen --ops mul,nope", "unknown operation 'nope'"},
+        {"vectors gen extra", "unexpected argument 'extra'"},
+        {"vectors stats --offset x", "--offset: 'x' is not a finite number"},
+        {"vectors stats --offset 7", "outside"},
+        {"bench", "usage"},
+        {"bench gemmm", "unknown benchmark"},
+        {"bench arith --n -5", "--n"},
+        {"bench arith --min-time 0", "--min-time"},
+        {"bench arith --ops zzz", "unknown operation 'zzz'"},
+        {"info extra", "unexpected argument"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *out;
+        int rc = run(&out, "%s", cases[i].args);
+        if (rc != 2 || !strstr(out, cases[i].needle))
+            fail_msg("'nomul %s': exit %d (want 2), output lacks '%s':\n%s", cases[i].args, rc,
+                     cases[i].needle, out);
+        free(out);
+    }
+}
+
+static void test_help_and_info(void **state)
+{
+    (void)state;
+    const char *helps[] = {"--help", "vectors --help", "vectors check --help",
+                           "vectors gen --help", "vectors stats --help", "bench arith --help",
+                           "info --help"};
+    for (size_t i = 0; i < sizeof helps / sizeof helps[0]; i++) {
+        char *out;
+        int rc = run(&out, "%s", helps[i]);
+        expect(rc, 0, out, "usage: nomul");
+        free(out);
+    }
+    char *out;
+    int rc = run(&out, "--version");
+    expect(rc, 0, out, "nomul 0.");
+    free(out);
+    /* NOMUL_ISA caps the instruction set */
+    char saved[sizeof nomul];
+    memcpy(saved, nomul, sizeof nomul);
+    snprintf(nomul, sizeof nomul, "NOMUL_ISA=scalar %s", saved);
+    rc = run(&out, "info");
+    expect(rc, 0, out, "in use:              scalar");
+    free(out);
+    snprintf(nomul, sizeof nomul, "NOMUL_ISA=bogus %s", saved);
+    rc = run(&out, "info");
+    expect(rc, 0, out, "NOMUL_ISA='bogus' is not one of");
+    free(out);
+    memcpy(nomul, saved, sizeof nomul);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *build = getenv("BUILD");
+    snprintf(nomul, sizeof nomul, "%s/nomul", build && *build ? build : "build");
+    if (access(nomul, X_OK) != 0) {
+        fprintf(stderr, "no executable at %s (build it first)\n", nomul);
+        return -1;
+    }
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/nomul-test-cli-XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_golden_check_passes),
+        cmocka_unit_test(test_check_reports_malformed_line),
+        cmocka_unit_test(test_check_reports_mismatch),
+        cmocka_unit_test(test_gen_round_trip),
+        cmocka_unit_test(test_stats_reproduce_analytic_figures),
+        cmocka_unit_test(test_bench_runs),
+        cmocka_unit_test(test_bad_arguments_are_clear_errors),
+        cmocka_unit_test(test_help_and_info),
+    };
+    return cmocka_run_group_tests_name("cli", tests, setup, teardown);
+}
