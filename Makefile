@@ -15,8 +15,10 @@ OPT ?= -O2
 VERSION := 0.1.0
 SOVERSION := 0
 
+OPENBLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+OPENBLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
-CFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) -g $(WARN) -fPIC -Iinclude
+CFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) -g $(WARN) -fPIC -fopenmp -Iinclude $(OPENBLAS_CFLAGS)
 AVX2_FLAGS := -mavx2
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl
 
@@ -29,9 +31,9 @@ BUILD ?= build
 endif
 
 CFLAGS_ALL := $(CFLAGS_BASE) $(CFLAGS)
-LIBS := -lm
+LIBS := $(OPENBLAS_LIBS) -fopenmp -lm
 
-LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/arith/*.c)
+LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/arith/*.c) $(wildcard src/gemm/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
@@ -54,6 +56,8 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/src/arith/pam_avx2.o: CFLAGS_ALL += $(AVX2_FLAGS)
 $(BUILD)/src/arith/pam_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)
+$(BUILD)/src/gemm/ukernel_avx2.o: CFLAGS_ALL += $(AVX2_FLAGS)
+$(BUILD)/src/gemm/ukernel_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)
 
 $(STATIC): $(LIB_OBJ)
 	@rm -f $@

@@ -9,5 +9,8 @@
 #include "nomul/isa.h"
 #include "nomul/arith.h"
 #include "nomul/vectors.h"
+#include "nomul/error.h"
+#include "nomul/threads.h"
+#include "nomul/gemm.h"
 
 #endif

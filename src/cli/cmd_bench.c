@@ -166,16 +166,238 @@ static int bench_arith(int argc, char **argv)
     return CLI_OK;
 }
 
+/* ---- bench gemm ---------------------------------------------------------------- */
+
+static const char gemm_usage[] =
+    "usage: nomul bench gemm [--sizes LIST] [--threads LIST] [--min-time SECONDS]\n"
+    "                        [--zeros FRACTION] [--quick]\n"
+    "\n"
+    "Times, in one run, OpenBLAS SGEMM, the PAM GEMM and its exact backward (dA\n"
+    "and dB) on row-major products C (m x n) = A (m x k) B (k x n): square sizes\n"
+    "256..2048 and the transformer shapes 4096x512x512, 4096x1024x512 and\n"
+    "4096x512x2048 (m x n x k), with 1 and 2 threads. Figures are GFLOP/s\n"
+    "counting 2mnk per product (for PAM: per PAM and addition), and each ratio to\n"
+    "SGEMM of the same shape and threads. Ends with one summary line per ratio at\n"
+    "1024^3 on the most threads. --sizes takes MxNxK items (or N for NxNxN),\n"
+    "--zeros makes that fraction of A's entries zero (as after a ReLU), --quick\n"
+    "runs 256 and 1024 only.\n";
+
+typedef struct {
+    int m, n, k;
+} gemm_shape;
+
+typedef struct {
+    int which; /* 0 sgemm, 1 pam, 2 grad a, 3 grad b */
+    gemm_shape s;
+    const float *a, *b, *dc;
+    float *c;
+} gemm_job;
+
+static void run_gemm_job(const gemm_job *j)
+{
+    int m = j->s.m, n = j->s.n, k = j->s.k;
+    switch (j->which) {
+    case 0:
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, j->a, k, j->b, n,
+                    0.0f, j->c, n);
+        break;
+    case 1:
+        nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, j->a, k, j->b, n,
+                        0.0f, j->c, n, 1.0f);
+        break;
+    case 2:
+        nomul_pam_sgemm_grad_a(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, j->a, k, j->b,
+                               n, j->dc, n, 0.0f, j->c, k, 1.0f);
+        break;
+    default:
+        nomul_pam_sgemm_grad_b(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, j->a, k, j->b,
+                               n, j->dc, n, 0.0f, j->c, n, 1.0f);
+        break;
+    }
+}
+
+static double time_gemm(const gemm_job *j, double min_time)
+{
+    run_gemm_job(j);
+    long reps = 0;
+    double t0 = now(), t;
+    do {
+        run_gemm_job(j);
+        reps++;
+        t = now() - t0;
+    } while (t < min_time);
+    return t / (double)reps;
+}
+
+static int parse_shapes(const char *list, gemm_shape *out, int max)
+{
+    int n = 0;
+    char *copy = strdup(list), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        gemm_shape s;
+        char extra;
+        if (sscanf(t, "%dx%dx%d%c", &s.m, &s.n, &s.k, &extra) == 3) {
+        } else if (sscanf(t, "%d%c", &s.m, &extra) == 1) {
+            s.n = s.k = s.m;
+        } else {
+            cli_error("bench gemm: --sizes: '%s' is not MxNxK or N", t);
+            free(copy);
+            return -1;
+        }
+        if (s.m < 1 || s.n < 1 || s.k < 1 || s.m > 65536 || s.n > 65536 || s.k > 65536 ||
+            n == max) {
+            cli_error("bench gemm: --sizes: '%s' is out of range (1..65536, at most %d shapes)",
+                      t, max);
+            free(copy);
+            return -1;
+        }
+        out[n++] = s;
+    }
+    free(copy);
+    return n;
+}
+
+static int bench_gemm(int argc, char **argv)
+{
+    cli_args a;
+    cli_args_init(&a, argc, argv, "bench gemm");
+    const char *arg, *v;
+    const char *sizes = "256,512,1024,2048,4096x512x512,4096x1024x512,4096x512x2048";
+    const char *threads = "1,2";
+    double min_time = 0.3, zeros = 0.0;
+    while ((arg = cli_next(&a))) {
+        if (cli_is_help(arg)) {
+            fputs(gemm_usage, stdout);
+            return CLI_OK;
+        } else if (cli_is(&a, arg, "sizes")) {
+            if (!(sizes = cli_value(&a, "sizes")))
+                return CLI_USAGE;
+        } else if (cli_is(&a, arg, "threads")) {
+            if (!(threads = cli_value(&a, "threads")))
+                return CLI_USAGE;
+        } else if (cli_is(&a, arg, "quick")) {
+            sizes = "256,1024";
+        } else if (cli_is(&a, arg, "min-time")) {
+            if (!(v = cli_value(&a, "min-time")) || !cli_parse_double("min-time", v, &min_time))
+                return CLI_USAGE;
+            if (min_time <= 0 || min_time > 60) {
+                cli_error("bench gemm: --min-time must be in (0, 60] seconds");
+                return CLI_USAGE;
+            }
+        } else if (cli_is(&a, arg, "zeros")) {
+            if (!(v = cli_value(&a, "zeros")) || !cli_parse_double("zeros", v, &zeros))
+                return CLI_USAGE;
+            if (zeros < 0 || zeros > 1) {
+                cli_error("bench gemm: --zeros must be a fraction in [0, 1]");
+                return CLI_USAGE;
+            }
+        } else {
+            cli_unknown(&a, arg);
+            return CLI_USAGE;
+        }
+    }
+    gemm_shape shapes[32];
+    int nshapes = parse_shapes(sizes, shapes, 32);
+    if (nshapes < 0)
+        return CLI_USAGE;
+    int tlist[8], ntl = 0;
+    {
+        char *copy = strdup(threads), *save = NULL;
+        for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            uint64_t tv;
+            if (ntl == 8 || !cli_parse_u64("threads", t, 1, 256, &tv)) {
+                free(copy);
+                return CLI_USAGE;
+            }
+            tlist[ntl++] = (int)tv;
+        }
+        free(copy);
+    }
+    size_t maxa = 0, maxb = 0, maxc = 0;
+    for (int i = 0; i < nshapes; i++) {
+        size_t sa = (size_t)shapes[i].m * shapes[i].k, sb = (size_t)shapes[i].k * shapes[i].n,
+               sc = (size_t)shapes[i].m * shapes[i].n;
+        maxa = sa > maxa ? sa : maxa;
+        maxb = sb > maxb ? sb : maxb;
+        maxc = sc > maxc ? sc : maxc;
+    }
+    size_t maxo = maxa > maxb ? maxa : maxb;
+    maxo = maxo > maxc ? maxo : maxc;
+    float *A = malloc(maxa * 4), *B = malloc(maxb * 4), *DC = malloc(maxc * 4),
+          *C = malloc(maxo * 4);
+    if (!A || !B || !DC || !C) {
+        cli_error("bench gemm: out of memory");
+        return CLI_USAGE;
+    }
+    uint64_t s = 42;
+    float *arrays[3] = {A, B, DC};
+    size_t sizes_[3] = {maxa, maxb, maxc};
+    for (int q = 0; q < 3; q++)
+        for (size_t i = 0; i < sizes_[q]; i++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            float u = (float)((s >> 40) & 0xFFFFFF) / 16777216.0f; /* [0, 1) */
+            arrays[q][i] = u + u - 1.0f + 0x1p-20f;
+            if (q == 0 && zeros > 0 && (double)((s >> 8) & 0xFFFF) / 65536.0 < zeros)
+                arrays[q][i] = 0.0f;
+        }
+    printf("OpenBLAS %s, core %s; nomul %s kernels; A zeros %.0f%%\n", openblas_get_config(),
+           openblas_get_corename(), nomul_isa_name(nomul_isa_active()), 100.0 * zeros);
+    printf("%-16s %3s %9s %9s %9s %9s %7s %7s %7s\n", "m x n x k", "thr", "sgemm", "pam",
+           "pam dA", "pam dB", "pam/sg", "dA/sg", "dB/sg");
+    double last[4] = {0, 0, 0, 0};
+    int have_summary = 0, summary_t = 0;
+    for (int ti = 0; ti < ntl; ti++) {
+        nomul_set_num_threads(tlist[ti]);
+        openblas_set_num_threads(tlist[ti]);
+        for (int si = 0; si < nshapes; si++) {
+            gemm_shape sh = shapes[si];
+            double g[4];
+            for (int w = 0; w < 4; w++) {
+                gemm_job j = {w, sh, A, B, DC, C};
+                double t = time_gemm(&j, min_time);
+                g[w] = 2.0 * sh.m * sh.n * sh.k / t / 1e9;
+            }
+            char name[48];
+            snprintf(name, sizeof name, "%dx%dx%d", sh.m, sh.n, sh.k);
+            printf("%-16s %3d %9.1f %9.1f %9.1f %9.1f %7.2f %7.2f %7.2f\n", name, tlist[ti], g[0],
+                   g[1], g[2], g[3], g[1] / g[0], g[2] / g[0], g[3] / g[0]);
+            fflush(stdout);
+            if (sh.m == 1024 && sh.n == 1024 && sh.k == 1024 && tlist[ti] >= summary_t) {
+                memcpy(last, g, sizeof last);
+                have_summary = 1;
+                summary_t = tlist[ti];
+            }
+        }
+    }
+    if (have_summary) {
+        printf("summary 1024^3, %d threads: pam gemm / sgemm = %.2f (target 0.90)\n", summary_t,
+               last[1] / last[0]);
+        printf("summary 1024^3, %d threads: exact dA / sgemm = %.2f (target 0.50)\n", summary_t,
+               last[2] / last[0]);
+        printf("summary 1024^3, %d threads: exact dB / sgemm = %.2f (target 0.50)\n", summary_t,
+               last[3] / last[0]);
+    }
+    nomul_set_num_threads(0);
+    free(A);
+    free(B);
+    free(DC);
+    free(C);
+    return CLI_OK;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     if (argc < 2 || cli_is_help(argv[1])) {
-        fputs("usage: nomul bench arith [OPTIONS]\n\n"
-              "  arith   throughput of the elementwise arithmetic ('nomul bench arith --help')\n",
+        fputs("usage: nomul bench arith|gemm [OPTIONS]\n\n"
+              "  arith   throughput of the elementwise arithmetic ('nomul bench arith --help')\n"
+              "  gemm    PAM GEMM and its exact backward against OpenBLAS SGEMM\n",
               argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_USAGE : CLI_OK;
     }
     if (strcmp(argv[1], "arith") == 0)
         return bench_arith(argc - 1, argv + 1);
-    cli_error("bench: unknown benchmark '%s' (arith)", argv[1]);
+    if (strcmp(argv[1], "gemm") == 0)
+        return bench_gemm(argc - 1, argv + 1);
+    cli_error("bench: unknown benchmark '%s' (arith, gemm)", argv[1]);
     return CLI_USAGE;
 }

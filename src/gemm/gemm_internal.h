@@ -1,0 +1,54 @@
+/*
+ * gemm_internal.h — the matrix engine's one problem form and its
+ * microkernels (private to src/gemm).
+ *
+ * Every PAM matrix product nomul computes is C (m×n) = Σ_p f(X_ip, Y_pj; T_ij):
+ *   forward   X = op(A), Y = op(B):        f = PAM(x, y) [with offset]
+ *   grad A    X = dC, Y = op(B)ᵀ, T = op(A): f = ∂PAM(t, y)/∂t · x
+ *   grad B    X = op(A)ᵀ, Y = dC, T = op(B): f = ∂PAM(x, t)/∂t · y
+ * Packing turns X into MR-row and Y into NR-column micro-panels of integer
+ * bit patterns prepared so that, where every product is a normal number,
+ * one product costs an integer add (forward) or add, and, add (gradients)
+ * plus one float add; zeros are handled by masks, and tiles whose panels
+ * hold infinities, NaNs or values that could leave the normal range go
+ * through a checked path made of the scalar functions.
+ */
+#ifndef NOMUL_GEMM_INTERNAL_H
+#define NOMUL_GEMM_INTERNAL_H
+
+#include <stdint.h>
+
+typedef enum { PG_FWD = 0, PG_GRAD_A = 1, PG_GRAD_B = 2 } pg_kind;
+
+/* The bit pattern helpers of the packed form. */
+#define PG_ONE 0x3F800000u
+#define PG_SIGN_EXP 0xFF800000u
+#define PG_MANT 0x007FFFFFu
+
+/*
+ * Microkernels. Packed X micro-panel: xp[p * mr + r]; packed Y: yp[p * nr + c];
+ * masks xm, ym alike (-1 where the value is nonzero, 0 where it is zero).
+ * tile: mr×nr mantissa fields of T (gradients only), row-major.
+ * The kernel writes the mr×nr sums into ct (row-major, ld nr), overwriting.
+ * `masked` is 0 when no X or Y value of these panels is zero.
+ */
+typedef void (*pg_fwd_kernel)(int kc, const uint32_t *xp, const uint32_t *yp, const int32_t *xm,
+                              const int32_t *ym, int masked, float *ct);
+typedef void (*pg_grad_kernel)(int kc, const uint32_t *xp, const uint32_t *yp,
+                               const uint32_t *tile, const int32_t *xm, const int32_t *ym,
+                               int masked, float *ct);
+
+typedef struct {
+    int mr, nr;
+    pg_fwd_kernel fwd;
+} pg_fwd_ukr;
+
+typedef struct {
+    int mr, nr;
+    pg_grad_kernel grad_a, grad_b;
+} pg_grad_ukr;
+
+extern const pg_fwd_ukr pg_fwd_scalar, pg_fwd_avx2, pg_fwd_avx512;
+extern const pg_grad_ukr pg_grad_scalar, pg_grad_avx2, pg_grad_avx512;
+
+#endif

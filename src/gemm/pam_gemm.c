@@ -1,0 +1,701 @@
+/*
+ * pam_gemm.c — the piecewise affine matrix engine: argument checks in
+ * cblas_sgemm's conventions, reduction of every product (forward, exact
+ * backward, batched) to the problem form of gemm_internal.h, BLIS-style
+ * blocking and packing with per-panel range classification, the checked
+ * path for tiles that need it, and OpenMP threads.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+#include "../arith/bits.h"
+#include "../core/internal.h"
+#include "gemm_internal.h"
+#include "nomul/arith.h"
+#include "nomul/gemm.h"
+#include "nomul/isa.h"
+
+/* ---- the problem ----------------------------------------------------------- */
+
+typedef struct {
+    const float *p;
+    long rs, cs; /* element (i, j) at p[i * rs + j * cs] */
+} pg_mat;
+
+typedef struct {
+    pg_kind kind;
+    int m, n, kd; /* output m×n, reduction over kd */
+    pg_mat x, y, t;
+    float *c;
+    long rs_c, cs_c;
+    int accumulate; /* beta = 1 */
+    int has_offset;
+    float offset;
+    uint32_t off_adj; /* bits(offset) − bits(1) */
+    int off_e;        /* the offset's exponent */
+} pg_problem;
+
+static inline float mat_at(const pg_mat *a, long i, long j) { return a->p[i * a->rs + j * a->cs]; }
+
+/* ---- blocking ----------------------------------------------------------------- */
+
+enum { KC = 256, MC = 96, NC = 1536 };
+
+/* Exponent statistics of a packed micro-panel, over its nonzero normal values. */
+typedef struct {
+    int emin, emax;
+    int zero;    /* some value is zero (or subnormal) */
+    int special; /* some value is infinite or NaN */
+} pg_stats;
+
+static void stats_init(pg_stats *s)
+{
+    s->emin = 1000;
+    s->emax = -1000;
+    s->zero = s->special = 0;
+}
+
+/* Classifies u (already made canonical: subnormals are zeros) into s;
+ * returns 1 when u is a nonzero normal number. */
+static inline int stats_add(pg_stats *s, uint32_t u)
+{
+    uint32_t e = (u >> 23) & 0xFF;
+    if (e == 0) {
+        s->zero = 1;
+        return 0;
+    }
+    if (e == 0xFF) {
+        s->special = 1;
+        return 0;
+    }
+    int E = (int)e - 127;
+    if (E < s->emin)
+        s->emin = E;
+    if (E > s->emax)
+        s->emax = E;
+    return 1;
+}
+
+static inline uint32_t canonical(float v)
+{
+    uint32_t u = pa_bits(v);
+    return (u & 0x7F800000u) == 0 ? (u & PA_SIGN) : u;
+}
+
+/* The packed form of one X or Y value, by role (see gemm_internal.h). */
+typedef enum { ROLE_RAW, ROLE_SHIFTED, ROLE_SHIFTED_OFFSET } pg_role;
+
+static inline void pack_value(const pg_problem *pr, pg_role role, float v, uint32_t *out,
+                              int32_t *mask, pg_stats *s)
+{
+    uint32_t u;
+    switch (role) {
+    case ROLE_RAW: /* forward X, gradient dC: the bits as they are */
+        u = canonical(v);
+        *mask = stats_add(s, u) || ((u >> 23) & 0xFF) == 0xFF ? -1 : 0;
+        *out = u;
+        return;
+    case ROLE_SHIFTED: /* forward Y: bits − 1.0 (+ the offset's bits − 1.0) */
+        u = canonical(v);
+        *mask = stats_add(s, u) || ((u >> 23) & 0xFF) == 0xFF ? -1 : 0;
+        *out = u + pr->off_adj - PG_ONE;
+        return;
+    case ROLE_SHIFTED_OFFSET: /* gradient partner: PAM(v, offset) − 1.0 */
+        u = canonical(pr->has_offset ? nomul_pam_mul(v, pr->offset) : v);
+        *mask = stats_add(s, u) || ((u >> 23) & 0xFF) == 0xFF ? -1 : 0;
+        *out = u - PG_ONE;
+        return;
+    }
+}
+
+static pg_role x_role(pg_kind k) { return k == PG_GRAD_B ? ROLE_SHIFTED_OFFSET : ROLE_RAW; }
+static pg_role y_role(pg_kind k)
+{
+    return k == PG_FWD ? ROLE_SHIFTED : k == PG_GRAD_A ? ROLE_SHIFTED_OFFSET : ROLE_RAW;
+}
+
+/* X rows i0.. (mr valid of MR), reduction p0..p0+kc: xp[p * MR + r] */
+static void pack_x(const pg_problem *pr, int i0, int mr, int MR, int p0, int kc, uint32_t *xp,
+                   int32_t *xm, pg_stats *s)
+{
+    pg_role role = x_role(pr->kind);
+    stats_init(s);
+    for (int p = 0; p < kc; p++) {
+        for (int r = 0; r < MR; r++) {
+            if (r < mr) {
+                pack_value(pr, role, mat_at(&pr->x, i0 + r, p0 + p), &xp[p * MR + r],
+                           &xm[p * MR + r], s);
+            } else {
+                xp[p * MR + r] = 0;
+                xm[p * MR + r] = 0;
+            }
+        }
+    }
+}
+
+/* Y columns j0.. (nr valid of NR): yp[p * NR + c] */
+static void pack_y(const pg_problem *pr, int j0, int nr, int NR, int p0, int kc, uint32_t *yp,
+                   int32_t *ym, pg_stats *s)
+{
+    pg_role role = y_role(pr->kind);
+    stats_init(s);
+    for (int p = 0; p < kc; p++) {
+        for (int c = 0; c < NR; c++) {
+            if (c < nr) {
+                pack_value(pr, role, mat_at(&pr->y, p0 + p, j0 + c), &yp[p * NR + c],
+                           &ym[p * NR + c], s);
+            } else {
+                yp[p * NR + c] = 0;
+                ym[p * NR + c] = 0;
+            }
+        }
+    }
+}
+
+/* The mantissa fields of T for one tile; returns 0 if T holds a NaN there. */
+static int load_tile(const pg_problem *pr, int i0, int mr, int j0, int nr, int NR,
+                     uint32_t *tile)
+{
+    for (int r = 0; r < mr; r++) {
+        for (int c = 0; c < nr; c++) {
+            uint32_t u = pa_bits(mat_at(&pr->t, i0 + r, j0 + c));
+            uint32_t e = (u >> 23) & 0xFF;
+            if (e == 0xFF && (u & PA_MANT))
+                return 0;
+            tile[r * NR + c] = (e == 0 || e == 0xFF) ? 0 : (u & PA_MANT);
+        }
+        for (int c = nr; c < NR; c++)
+            tile[r * NR + c] = 0;
+    }
+    return 1;
+}
+
+/* Whether every product of these two panels is a normal number computed by
+ * the integer add: no infinity or NaN, and the exponent sum (with the
+ * mantissa carry, and the offset's own step) stays in [−126, 127]. */
+static int panels_safe(const pg_problem *pr, const pg_stats *sx, const pg_stats *sy)
+{
+    if (sx->special || sy->special)
+        return 0;
+    if (sx->emax < sx->emin || sy->emax < sy->emin)
+        return 1; /* a panel of zeros only */
+    int lo = sx->emin + sy->emin, hi = sx->emax + sy->emax + 1;
+    if (lo < -126 || hi > 127)
+        return 0;
+    if (pr->kind == PG_FWD && pr->has_offset)
+        return lo + pr->off_e >= -126 && hi + pr->off_e + 1 <= 127;
+    return 1;
+}
+
+/* The checked path: every product through the scalar functions. */
+static void checked_tile(const pg_problem *pr, int i0, int mr, int j0, int nr, int NR, int p0,
+                         int kc, float *ct)
+{
+    for (int r = 0; r < mr; r++) {
+        for (int c = 0; c < nr; c++) {
+            float acc = 0.0f, unused, g;
+            for (int p = p0; p < p0 + kc; p++) {
+                float x = mat_at(&pr->x, i0 + r, p), y = mat_at(&pr->y, p, j0 + c);
+                switch (pr->kind) {
+                case PG_FWD:
+                    g = pr->has_offset ? nomul_pam_mul_off(x, y, pr->offset) : nomul_pam_mul(x, y);
+                    break;
+                case PG_GRAD_A: /* x = dC, y = b, t = a */
+                    if (pr->has_offset)
+                        y = nomul_pam_mul(y, pr->offset);
+                    nomul_pam_mul_grad(mat_at(&pr->t, i0 + r, j0 + c), y, x, &g, &unused);
+                    break;
+                default: /* grad B: x = a, y = dC, t = b */
+                    if (pr->has_offset)
+                        x = nomul_pam_mul(x, pr->offset);
+                    nomul_pam_mul_grad(x, mat_at(&pr->t, i0 + r, j0 + c), y, &unused, &g);
+                    break;
+                }
+                acc += g;
+            }
+            ct[r * NR + c] = acc;
+        }
+    }
+}
+
+typedef struct {
+    int mr, nr;
+    pg_fwd_kernel fwd;
+    pg_grad_kernel grad;
+} pg_kernel;
+
+static pg_kernel kernel_for(pg_kind kind, nomul_isa isa)
+{
+    const pg_fwd_ukr *f = isa == NOMUL_ISA_AVX512 ? &pg_fwd_avx512
+                          : isa == NOMUL_ISA_AVX2 ? &pg_fwd_avx2
+                                                  : &pg_fwd_scalar;
+    const pg_grad_ukr *g = isa == NOMUL_ISA_AVX512 ? &pg_grad_avx512
+                           : isa == NOMUL_ISA_AVX2 ? &pg_grad_avx2
+                                                   : &pg_grad_scalar;
+    pg_kernel k = {0, 0, NULL, NULL};
+    if (kind == PG_FWD) {
+        k.mr = f->mr;
+        k.nr = f->nr;
+        k.fwd = f->fwd;
+    } else {
+        k.mr = g->mr;
+        k.nr = g->nr;
+        k.grad = kind == PG_GRAD_A ? g->grad_a : g->grad_b;
+    }
+    return k;
+}
+
+static void write_tile(const pg_problem *pr, int i0, int mr, int j0, int nr, int NR,
+                       const float *ct, int add)
+{
+    for (int r = 0; r < mr; r++) {
+        float *row = pr->c + (long)(i0 + r) * pr->rs_c + (long)j0 * pr->cs_c;
+        if (add)
+            for (int c = 0; c < nr; c++)
+                row[c * pr->cs_c] += ct[r * NR + c];
+        else
+            for (int c = 0; c < nr; c++)
+                row[c * pr->cs_c] = ct[r * NR + c];
+    }
+}
+
+static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+/* Runs a problem on nt threads; returns 0 when out of memory. */
+static int pg_run(const pg_problem *pr, int nt)
+{
+    int m = pr->m, n = pr->n, kd = pr->kd;
+    if (m == 0 || n == 0)
+        return 1;
+    if (kd == 0) {
+        if (!pr->accumulate)
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                    pr->c[(long)i * pr->rs_c + (long)j * pr->cs_c] = 0.0f;
+        return 1;
+    }
+    pg_kernel K = kernel_for(pr->kind, nomul_isa_active());
+    const int MR = K.mr, NR = K.nr;
+    int nc_max = n < NC ? n : NC;
+    int kc_max = kd < KC ? kd : KC;
+    int ny_panels = ceil_div(nc_max, NR);
+    /* enough ic blocks for every thread */
+    int mc = MC;
+    if (ceil_div(m, mc) < nt)
+        mc = ceil_div(ceil_div(m, nt), MR) * MR;
+    if (mc < MR)
+        mc = MR;
+    if (nt > ceil_div(m, mc))
+        nt = ceil_div(m, mc);
+
+    size_t ysize = (size_t)ny_panels * NR * kc_max;
+    uint32_t *yp = nomul_aligned_alloc(ysize * sizeof *yp);
+    int32_t *ym = nomul_aligned_alloc(ysize * sizeof *ym);
+    pg_stats *ys = malloc((size_t)ny_panels * sizeof *ys);
+    size_t xsize = (size_t)mc * kc_max;
+    int nx_panels = ceil_div(mc, MR);
+    int ok = yp && ym && ys;
+    uint32_t *xbuf = ok ? nomul_aligned_alloc((size_t)nt * xsize * sizeof *xbuf) : NULL;
+    int32_t *xmbuf = ok ? nomul_aligned_alloc((size_t)nt * xsize * sizeof *xmbuf) : NULL;
+    pg_stats *xsbuf = ok ? malloc((size_t)nt * nx_panels * sizeof *xsbuf) : NULL;
+    ok = ok && xbuf && xmbuf && xsbuf;
+    if (!ok) {
+        nomul_aligned_free(yp);
+        nomul_aligned_free(ym);
+        free(ys);
+        nomul_aligned_free(xbuf);
+        nomul_aligned_free(xmbuf);
+        free(xsbuf);
+        return 0;
+    }
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int tid = omp_get_thread_num();
+        uint32_t *xp = xbuf + (size_t)tid * xsize;
+        int32_t *xm = xmbuf + (size_t)tid * xsize;
+        pg_stats *xs = xsbuf + (size_t)tid * nx_panels;
+        float ct[16 * 32] __attribute__((aligned(64)));
+        uint32_t tile[16 * 32] __attribute__((aligned(64)));
+        for (int jc = 0; jc < n; jc += NC) {
+            int nc = n - jc < NC ? n - jc : NC;
+            int npan = ceil_div(nc, NR);
+            for (int pc = 0; pc < kd; pc += KC) {
+                int kc = kd - pc < KC ? kd - pc : KC;
+#pragma omp for schedule(static)
+                for (int jp = 0; jp < npan; jp++) {
+                    int j0 = jc + jp * NR, nr = n - j0 < NR ? n - j0 : NR;
+                    pack_y(pr, j0, nr, NR, pc, kc, yp + (size_t)jp * NR * kc,
+                           ym + (size_t)jp * NR * kc, &ys[jp]);
+                }
+                int add = pc > 0 || pr->accumulate;
+#pragma omp for schedule(dynamic, 1)
+                for (int ic = 0; ic < m; ic += mc) {
+                    int mcb = m - ic < mc ? m - ic : mc;
+                    int nxp = ceil_div(mcb, MR);
+                    for (int ip = 0; ip < nxp; ip++) {
+                        int i0 = ic + ip * MR, mr = m - i0 < MR ? m - i0 : MR;
+                        pack_x(pr, i0, mr, MR, pc, kc, xp + (size_t)ip * MR * kc,
+                               xm + (size_t)ip * MR * kc, &xs[ip]);
+                    }
+                    for (int jp = 0; jp < npan; jp++) {
+                        int j0 = jc + jp * NR, nr = n - j0 < NR ? n - j0 : NR;
+                        const uint32_t *ypp = yp + (size_t)jp * NR * kc;
+                        const int32_t *ymp = ym + (size_t)jp * NR * kc;
+                        for (int ip = 0; ip < nxp; ip++) {
+                            int i0 = ic + ip * MR, mr = m - i0 < MR ? m - i0 : MR;
+                            const uint32_t *xpp = xp + (size_t)ip * MR * kc;
+                            const int32_t *xmp = xm + (size_t)ip * MR * kc;
+                            int safe = panels_safe(pr, &xs[ip], &ys[jp]);
+                            int masked = xs[ip].zero || ys[jp].zero;
+                            if (safe && pr->kind != PG_FWD)
+                                safe = load_tile(pr, i0, mr, j0, nr, NR, tile);
+                            if (!safe)
+                                checked_tile(pr, i0, mr, j0, nr, NR, pc, kc, ct);
+                            else if (pr->kind == PG_FWD)
+                                K.fwd(kc, xpp, ypp, xmp, ymp, masked, ct);
+                            else
+                                K.grad(kc, xpp, ypp, tile, xmp, ymp, masked, ct);
+                            write_tile(pr, i0, mr, j0, nr, NR, ct, add);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    nomul_aligned_free(yp);
+    nomul_aligned_free(ym);
+    free(ys);
+    nomul_aligned_free(xbuf);
+    nomul_aligned_free(xmbuf);
+    free(xsbuf);
+    return 1;
+}
+
+/* ---- argument checks and the cblas conventions ---------------------------------- */
+
+/* Strides of a stored rows×cols matrix with leading dimension ld. */
+static pg_mat stored(CBLAS_LAYOUT layout, const float *p, int ld)
+{
+    pg_mat a = {p, layout == CblasRowMajor ? ld : 1, layout == CblasRowMajor ? 1 : ld};
+    return a;
+}
+
+static pg_mat transposed(pg_mat a)
+{
+    long t = a.rs;
+    a.rs = a.cs;
+    a.cs = t;
+    return a;
+}
+
+static int is_trans(CBLAS_TRANSPOSE t) { return t == CblasTrans || t == CblasConjTrans; }
+
+/* Checks the leading dimension of a stored rows×cols matrix. */
+static int check_ld(const char *fn, const char *what, CBLAS_LAYOUT layout, int rows, int cols,
+                    int ld)
+{
+    int need = layout == CblasRowMajor ? cols : rows;
+    if (need < 1)
+        need = 1;
+    if (ld < need) {
+        nomul_report(NOMUL_EINVAL, "%s: %s = %d must be at least %d (%s, %d x %d)", fn, what, ld,
+                     need, layout == CblasRowMajor ? "row-major" : "column-major", rows, cols);
+        return 0;
+    }
+    return 1;
+}
+
+static int check_common(const char *fn, CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta,
+                        CBLAS_TRANSPOSE tb, int m, int n, int k, float beta, float offset)
+{
+    if (layout != CblasRowMajor && layout != CblasColMajor) {
+        nomul_report(NOMUL_EINVAL, "%s: layout %d is neither CblasRowMajor nor CblasColMajor",
+                     fn, (int)layout);
+        return 0;
+    }
+    if ((ta != CblasNoTrans && !is_trans(ta)) || (tb != CblasNoTrans && !is_trans(tb))) {
+        nomul_report(NOMUL_EINVAL, "%s: transpose flag %d is not CblasNoTrans or CblasTrans", fn,
+                     ta != CblasNoTrans && !is_trans(ta) ? (int)ta : (int)tb);
+        return 0;
+    }
+    if (m < 0 || n < 0 || k < 0) {
+        nomul_report(NOMUL_EINVAL, "%s: sizes must not be negative (m = %d, n = %d, k = %d)", fn,
+                     m, n, k);
+        return 0;
+    }
+    if (!(beta == 0.0f || beta == 1.0f)) {
+        nomul_report(NOMUL_EINVAL, "%s: beta = %g; only 0 (write) and 1 (accumulate) are "
+                     "supported, since scaling C would be a multiplication", fn, (double)beta);
+        return 0;
+    }
+    uint32_t e = (pa_bits(offset) >> 23) & 0xFF;
+    if (e == 0 || e == 0xFF) {
+        nomul_report(NOMUL_EINVAL, "%s: offset %g must be a normal float (1 for none)", fn,
+                     (double)offset);
+        return 0;
+    }
+    return 1;
+}
+
+static int check_ptr(const char *fn, const char *what, const void *p, long elements)
+{
+    if (elements > 0 && !p) {
+        nomul_report(NOMUL_EINVAL, "%s: %s is NULL", fn, what);
+        return 0;
+    }
+    return 1;
+}
+
+static void set_offset(pg_problem *pr, float offset)
+{
+    pr->has_offset = offset != 1.0f;
+    pr->offset = offset;
+    pr->off_adj = pr->has_offset ? pa_bits(offset) - PG_ONE : 0;
+    pr->off_e = (int)((pa_bits(offset) >> 23) & 0xFF) - 127;
+}
+
+static void run_or_report(const char *fn, const pg_problem *pr, int nt)
+{
+    if (!pg_run(pr, nt))
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for packed panels", fn);
+}
+
+/* op(A) is m×k, stored k×m when transposed; likewise op(B) k×n. */
+static int check_ab(const char *fn, CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb,
+                    int m, int n, int k, const float *a, int lda, const float *b, int ldb)
+{
+    int ar = is_trans(ta) ? k : m, ac = is_trans(ta) ? m : k;
+    int br = is_trans(tb) ? n : k, bc = is_trans(tb) ? k : n;
+    return check_ld(fn, "lda", layout, ar, ac, lda) && check_ld(fn, "ldb", layout, br, bc, ldb) &&
+           check_ptr(fn, "A", a, (long)m * k) && check_ptr(fn, "B", b, (long)k * n);
+}
+
+static int setup_forward(const char *fn, pg_problem *pr, CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta,
+                         CBLAS_TRANSPOSE tb, int m, int n, int k, const float *a, int lda,
+                         const float *b, int ldb, float beta, float *c, int ldc, float offset)
+{
+    if (!check_common(fn, layout, ta, tb, m, n, k, beta, offset) ||
+        !check_ab(fn, layout, ta, tb, m, n, k, a, lda, b, ldb) ||
+        !check_ld(fn, "ldc", layout, m, n, ldc) || !check_ptr(fn, "C", c, (long)m * n))
+        return 0;
+    memset(pr, 0, sizeof *pr);
+    pr->kind = PG_FWD;
+    pr->m = m;
+    pr->n = n;
+    pr->kd = k;
+    pr->x = stored(layout, a, lda);
+    if (is_trans(ta))
+        pr->x = transposed(pr->x);
+    pr->y = stored(layout, b, ldb);
+    if (is_trans(tb))
+        pr->y = transposed(pr->y);
+    pg_mat cm = stored(layout, c, ldc);
+    pr->c = c;
+    pr->rs_c = cm.rs;
+    pr->cs_c = cm.cs;
+    pr->accumulate = beta == 1.0f;
+    set_offset(pr, offset);
+    return 1;
+}
+
+void nomul_pam_sgemm(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n,
+                     int k, const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                     int ldc, float offset)
+{
+    pg_problem pr;
+    if (setup_forward("nomul_pam_sgemm", &pr, layout, ta, tb, m, n, k, a, lda, b, ldb, beta, c,
+                      ldc, offset))
+        run_or_report("nomul_pam_sgemm", &pr, nomul_num_threads());
+}
+
+/* Gradient problems: dop(A) (m×k) or dop(B) (k×n), written in A's or B's
+ * storage with ldd. */
+static int setup_grad(const char *fn, pg_problem *pr, pg_kind kind, CBLAS_LAYOUT layout,
+                      CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k, const float *a,
+                      int lda, const float *b, int ldb, const float *dc, int lddc, float beta,
+                      float *d, int ldd, float offset)
+{
+    if (!check_common(fn, layout, ta, tb, m, n, k, beta, offset) ||
+        !check_ab(fn, layout, ta, tb, m, n, k, a, lda, b, ldb) ||
+        !check_ld(fn, "lddc", layout, m, n, lddc) || !check_ptr(fn, "dC", dc, (long)m * n))
+        return 0;
+    int dr, dcol;
+    CBLAS_TRANSPOSE td = kind == PG_GRAD_A ? ta : tb;
+    if (kind == PG_GRAD_A) {
+        dr = is_trans(ta) ? k : m;
+        dcol = is_trans(ta) ? m : k;
+    } else {
+        dr = is_trans(tb) ? n : k;
+        dcol = is_trans(tb) ? k : n;
+    }
+    if (!check_ld(fn, kind == PG_GRAD_A ? "ldda" : "lddb", layout, dr, dcol, ldd) ||
+        !check_ptr(fn, kind == PG_GRAD_A ? "dA" : "dB", d, (long)dr * dcol))
+        return 0;
+    memset(pr, 0, sizeof *pr);
+    pr->kind = kind;
+    pg_mat opa = stored(layout, a, lda), opb = stored(layout, b, ldb);
+    if (is_trans(ta))
+        opa = transposed(opa);
+    if (is_trans(tb))
+        opb = transposed(opb);
+    pg_mat dcm = stored(layout, dc, lddc);
+    pg_mat out = stored(layout, d, ldd);
+    if (is_trans(td))
+        out = transposed(out);
+    if (kind == PG_GRAD_A) { /* dop(A) (m×k) = Σ_j over n */
+        pr->m = m;
+        pr->n = k;
+        pr->kd = n;
+        pr->x = dcm;
+        pr->y = transposed(opb);
+        pr->t = opa;
+    } else { /* dop(B) (k×n) = Σ_i over m */
+        pr->m = k;
+        pr->n = n;
+        pr->kd = m;
+        pr->x = transposed(opa);
+        pr->y = dcm;
+        pr->t = opb;
+    }
+    pr->c = d;
+    pr->rs_c = out.rs;
+    pr->cs_c = out.cs;
+    pr->accumulate = beta == 1.0f;
+    set_offset(pr, offset);
+    return 1;
+}
+
+void nomul_pam_sgemm_grad_a(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m,
+                            int n, int k, const float *a, int lda, const float *b, int ldb,
+                            const float *dc, int lddc, float beta, float *da, int ldda,
+                            float offset)
+{
+    pg_problem pr;
+    if (setup_grad("nomul_pam_sgemm_grad_a", &pr, PG_GRAD_A, layout, ta, tb, m, n, k, a, lda, b,
+                   ldb, dc, lddc, beta, da, ldda, offset))
+        run_or_report("nomul_pam_sgemm_grad_a", &pr, nomul_num_threads());
+}
+
+void nomul_pam_sgemm_grad_b(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m,
+                            int n, int k, const float *a, int lda, const float *b, int ldb,
+                            const float *dc, int lddc, float beta, float *db, int lddb,
+                            float offset)
+{
+    pg_problem pr;
+    if (setup_grad("nomul_pam_sgemm_grad_b", &pr, PG_GRAD_B, layout, ta, tb, m, n, k, a, lda, b,
+                   ldb, dc, lddc, beta, db, lddb, offset))
+        run_or_report("nomul_pam_sgemm_grad_b", &pr, nomul_num_threads());
+}
+
+/* ---- batched ------------------------------------------------------------------------ */
+
+static int check_batch(const char *fn, int batch, long sa, long sb, long sc, long sd)
+{
+    if (batch < 0 || sa < 0 || sb < 0 || sc < 0 || sd < 0) {
+        nomul_report(NOMUL_EINVAL, "%s: batch (%d) and strides must not be negative", fn, batch);
+        return 0;
+    }
+    return 1;
+}
+
+static void shift_problem(pg_problem *pr, const pg_problem *base, long i, long sx, long sy,
+                          long st, long sc)
+{
+    *pr = *base;
+    pr->x.p = base->x.p ? base->x.p + i * sx : NULL;
+    pr->y.p = base->y.p ? base->y.p + i * sy : NULL;
+    pr->t.p = base->t.p ? base->t.p + i * st : NULL;
+    pr->c = base->c + i * sc;
+}
+
+/* Small products run one per thread; large ones one after the other, each
+ * on every thread. */
+static void run_batch(const char *fn, const pg_problem *base, int batch, long sx, long sy,
+                      long st, long sc)
+{
+    int nt = nomul_num_threads();
+    double work = (double)base->m * base->n * (base->kd ? base->kd : 1);
+    int failed = 0;
+    if (batch > 1 && nt > 1 && work < 4.0e6) {
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) reduction(| : failed)
+        for (int i = 0; i < batch; i++) {
+            pg_problem pr;
+            shift_problem(&pr, base, i, sx, sy, st, sc);
+            failed |= !pg_run(&pr, 1);
+        }
+    } else {
+        for (int i = 0; i < batch; i++) {
+            pg_problem pr;
+            shift_problem(&pr, base, i, sx, sy, st, sc);
+            failed |= !pg_run(&pr, nt);
+        }
+    }
+    if (failed)
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for packed panels", fn);
+}
+
+void nomul_pam_sgemm_batched(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m,
+                             int n, int k, const float *a, int lda, long stride_a,
+                             const float *b, int ldb, long stride_b, float beta, float *c,
+                             int ldc, long stride_c, int batch, float offset)
+{
+    const char *fn = "nomul_pam_sgemm_batched";
+    pg_problem pr;
+    if (!check_batch(fn, batch, stride_a, stride_b, stride_c, 0) || batch == 0 ||
+        !setup_forward(fn, &pr, layout, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, offset))
+        return;
+    run_batch(fn, &pr, batch, stride_a, stride_b, 0, stride_c);
+}
+
+void nomul_pam_sgemm_grad_a_batched(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta,
+                                    CBLAS_TRANSPOSE tb, int m, int n, int k, const float *a,
+                                    int lda, long stride_a, const float *b, int ldb,
+                                    long stride_b, const float *dc, int lddc, long stride_dc,
+                                    float beta, float *da, int ldda, long stride_da, int batch,
+                                    float offset)
+{
+    const char *fn = "nomul_pam_sgemm_grad_a_batched";
+    pg_problem pr;
+    if (!check_batch(fn, batch, stride_a, stride_b, stride_dc, stride_da) || batch == 0 ||
+        !setup_grad(fn, &pr, PG_GRAD_A, layout, ta, tb, m, n, k, a, lda, b, ldb, dc, lddc, beta,
+                    da, ldda, offset))
+        return;
+    /* x = dC, y = B, t = A */
+    run_batch(fn, &pr, batch, stride_dc, stride_b, stride_a, stride_da);
+}
+
+void nomul_pam_sgemm_grad_b_batched(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta,
+                                    CBLAS_TRANSPOSE tb, int m, int n, int k, const float *a,
+                                    int lda, long stride_a, const float *b, int ldb,
+                                    long stride_b, const float *dc, int lddc, long stride_dc,
+                                    float beta, float *db, int lddb, long stride_db, int batch,
+                                    float offset)
+{
+    const char *fn = "nomul_pam_sgemm_grad_b_batched";
+    pg_problem pr;
+    if (!check_batch(fn, batch, stride_a, stride_b, stride_dc, stride_db) || batch == 0 ||
+        !setup_grad(fn, &pr, PG_GRAD_B, layout, ta, tb, m, n, k, a, lda, b, ldb, dc, lddc, beta,
+                    db, lddb, offset))
+        return;
+    /* x = A, y = dC, t = B */
+    run_batch(fn, &pr, batch, stride_a, stride_dc, stride_b, stride_db);
+}
+
+void nomul_sgemm_batched(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m,
+                         int n, int k, const float *a, int lda, long stride_a, const float *b,
+                         int ldb, long stride_b, float beta, float *c, int ldc, long stride_c,
+                         int batch)
+{
+    const char *fn = "nomul_sgemm_batched";
+    if (!check_batch(fn, batch, stride_a, stride_b, stride_c, 0) ||
+        !check_common(fn, layout, ta, tb, m, n, k, beta, 1.0f) ||
+        !check_ab(fn, layout, ta, tb, m, n, k, a, lda, b, ldb) ||
+        !check_ld(fn, "ldc", layout, m, n, ldc) || !check_ptr(fn, "C", c, (long)m * n))
+        return;
+    for (int i = 0; i < batch; i++)
+        cblas_sgemm(layout, ta, tb, m, n, k, 1.0f, a + i * stride_a, lda, b + i * stride_b, ldb,
+                    beta, c + i * stride_c, ldc);
+}

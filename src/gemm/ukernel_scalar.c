@@ -1,0 +1,61 @@
+/*
+ * ukernel_scalar.c — the microkernels in plain C (4×4): the scalar path of
+ * the matrix engine and the readable statement of what the SIMD kernels do.
+ */
+#include <string.h>
+
+#include "gemm_internal.h"
+
+#define MR 4
+#define NR 4
+
+static float as_float(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* ct[r][c] = Σ_p float(xp[p][r] + yp[p][c]), skipping zero operands */
+static void fwd_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const int32_t *xm,
+                    const int32_t *ym, int masked, float *ct)
+{
+    float acc[MR][NR] = {{0}};
+    for (int p = 0; p < kc; p++)
+        for (int r = 0; r < MR; r++)
+            for (int c = 0; c < NR; c++)
+                if (!masked || (xm[p * MR + r] & ym[p * NR + c]))
+                    acc[r][c] += as_float(xp[p * MR + r] + yp[p * NR + c]);
+    memcpy(ct, acc, sizeof acc);
+}
+
+/* grad A: ct[r][c] = Σ_p float(((yp[p][c] + tile[r][c]) & sign|exp) + xp[p][r]) */
+static void grad_a_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
+                       const int32_t *xm, const int32_t *ym, int masked, float *ct)
+{
+    float acc[MR][NR] = {{0}};
+    for (int p = 0; p < kc; p++)
+        for (int r = 0; r < MR; r++)
+            for (int c = 0; c < NR; c++)
+                if (!masked || (xm[p * MR + r] & ym[p * NR + c]))
+                    acc[r][c] += as_float(((yp[p * NR + c] + tile[r * NR + c]) & PG_SIGN_EXP) +
+                                          xp[p * MR + r]);
+    memcpy(ct, acc, sizeof acc);
+}
+
+/* grad B: ct[r][c] = Σ_p float(((xp[p][r] + tile[r][c]) & sign|exp) + yp[p][c]) */
+static void grad_b_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
+                       const int32_t *xm, const int32_t *ym, int masked, float *ct)
+{
+    float acc[MR][NR] = {{0}};
+    for (int p = 0; p < kc; p++)
+        for (int r = 0; r < MR; r++)
+            for (int c = 0; c < NR; c++)
+                if (!masked || (xm[p * MR + r] & ym[p * NR + c]))
+                    acc[r][c] += as_float(((xp[p * MR + r] + tile[r * NR + c]) & PG_SIGN_EXP) +
+                                          yp[p * NR + c]);
+    memcpy(ct, acc, sizeof acc);
+}
+
+const pg_fwd_ukr pg_fwd_scalar = {MR, NR, fwd_4x4};
+const pg_grad_ukr pg_grad_scalar = {MR, NR, grad_a_4x4, grad_b_4x4};
