@@ -1,8 +1,9 @@
 /*
- * test_no_multiply.c — the arithmetic's object code contains no float
- * multiply, divide, square root, reciprocal, dot product or FMA instruction:
- * every object of src/arith is disassembled (objdump, binutils) and each
- * mnemonic matched against the forbidden families. The matcher itself is
+ * test_no_multiply.c — the arithmetic's and the matrix engine's object code
+ * contains no float multiply, divide, square root, reciprocal, dot product or
+ * FMA instruction: every object of src/arith and src/gemm is disassembled
+ * (objdump, binutils) and each mnemonic matched against the forbidden
+ * families. (The float baseline calls OpenBLAS, outside these objects.) The matcher itself is
  * checked on known mnemonics first, so the test can fail.
  */
 #include <glob.h>
@@ -87,28 +88,50 @@ static long scan_object(const char *path, long *simd512)
     return n;
 }
 
-static void test_arith_objects_have_no_float_multiply(void **state)
+/* Scans every object matching pattern; returns the instruction count, and
+ * sets *saw_avx512 when an avx512 object used zmm registers. */
+static long scan_glob(const char *pattern, int min_objects, int *saw_avx512)
 {
-    (void)state;
-    const char *build = getenv("BUILD");
-    char pattern[512];
-    snprintf(pattern, sizeof pattern, "%s/src/arith/*.o", build && *build ? build : "build");
     glob_t g;
-    if (glob(pattern, 0, NULL, &g) != 0 || g.gl_pathc < 4)
-        fail_msg("no arithmetic objects at %s (build first)", pattern);
+    if (glob(pattern, 0, NULL, &g) != 0 || (int)g.gl_pathc < min_objects)
+        fail_msg("fewer than %d objects at %s (build first)", min_objects, pattern);
     long total = 0, simd512 = 0;
-    int saw_avx512 = 0;
     for (size_t i = 0; i < g.gl_pathc; i++) {
         long before = simd512;
         long n = scan_object(g.gl_pathv[i], &simd512);
         print_message("  %-40s %6ld instructions\n", g.gl_pathv[i], n);
         total += n;
         if (strstr(g.gl_pathv[i], "avx512") && simd512 > before)
-            saw_avx512 = 1;
+            *saw_avx512 = 1;
     }
     globfree(&g);
-    assert_true(total > 2000);
-    assert_true(saw_avx512); /* the AVX-512 kernels were really scanned */
+    return total;
+}
+
+static const char *build_dir(void)
+{
+    const char *build = getenv("BUILD");
+    return build && *build ? build : "build";
+}
+
+static void test_arith_objects_have_no_float_multiply(void **state)
+{
+    (void)state;
+    char pattern[512];
+    int saw = 0;
+    snprintf(pattern, sizeof pattern, "%s/src/arith/*.o", build_dir());
+    assert_true(scan_glob(pattern, 4, &saw) > 2000);
+    assert_true(saw); /* the AVX-512 kernels were really scanned */
+}
+
+static void test_gemm_objects_have_no_float_multiply(void **state)
+{
+    (void)state;
+    char pattern[512];
+    int saw = 0;
+    snprintf(pattern, sizeof pattern, "%s/src/gemm/*.o", build_dir());
+    assert_true(scan_glob(pattern, 4, &saw) > 1000);
+    assert_true(saw);
 }
 
 int main(void)
@@ -120,6 +143,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matcher_catches_multiplies),
         cmocka_unit_test(test_arith_objects_have_no_float_multiply),
+        cmocka_unit_test(test_gemm_objects_have_no_float_multiply),
     };
     int rc = cmocka_run_group_tests_name("no_multiply", tests, NULL, NULL);
     regfree(&re);

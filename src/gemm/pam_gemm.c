@@ -617,9 +617,9 @@ static void run_batch(const char *fn, const pg_problem *base, int batch, long sx
                       long st, long sc)
 {
     int nt = nomul_num_threads();
-    double work = (double)base->m * base->n * (base->kd ? base->kd : 1);
+    long long work = (long long)base->m * base->n * (base->kd ? base->kd : 1);
     int failed = 0;
-    if (batch > 1 && nt > 1 && work < 4.0e6) {
+    if (batch > 1 && nt > 1 && work < 4000000) {
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) reduction(| : failed)
         for (int i = 0; i < batch; i++) {
             pg_problem pr;

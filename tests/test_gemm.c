@@ -1,0 +1,552 @@
+/*
+ * test_gemm.c — the PAM matrix engine against its plain twin: a triple loop
+ * over the scalar PAM (and its scalar exact derivatives) with float64
+ * accumulation. Random shapes including every edge size 1..67 in m, n and k,
+ * both layouts, all transposes, beta 0 and 1, offsets, leading dimensions
+ * larger than needed, zeros, subnormals, infinities and rows that overflow;
+ * every instruction set and 1 or 2 threads; batched against single calls;
+ * and every bad argument reported without touching the output.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "nomul/nomul.h"
+#include "testutil.h"
+
+#define FAIL_SEED(...)                                                                    \
+    do {                                                                                  \
+        char msg_[768];                                                                   \
+        snprintf(msg_, sizeof msg_, __VA_ARGS__);                                         \
+        fail_msg("%s (seed %llu; rerun with NOMUL_TEST_SEED=%llu)", msg_,                 \
+                 (unsigned long long)tu_seed(), (unsigned long long)tu_seed());           \
+    } while (0)
+
+typedef struct {
+    CBLAS_LAYOUT layout;
+    CBLAS_TRANSPOSE ta, tb;
+    int m, n, k;
+    int lda, ldb, ldc; /* also ld of dA / dB / dC: same shapes */
+    float beta, offset;
+} gemm_case;
+
+/* element (i, j) of a stored matrix */
+static long at(CBLAS_LAYOUT l, int ld, int i, int j)
+{
+    return l == CblasRowMajor ? (long)i * ld + j : (long)j * ld + i;
+}
+
+/* op(A)(i, p) and op(B)(p, j) */
+static long idx_a(const gemm_case *g, int i, int p)
+{
+    return g->ta == CblasNoTrans ? at(g->layout, g->lda, i, p) : at(g->layout, g->lda, p, i);
+}
+static long idx_b(const gemm_case *g, int p, int j)
+{
+    return g->tb == CblasNoTrans ? at(g->layout, g->ldb, p, j) : at(g->layout, g->ldb, j, p);
+}
+
+static long stored_size(CBLAS_LAYOUT l, int rows, int cols, int ld)
+{
+    if (rows == 0 || cols == 0)
+        return 1;
+    return l == CblasRowMajor ? (long)(rows - 1) * ld + cols : (long)(cols - 1) * ld + rows;
+}
+
+/* Values: mostly moderate normals, with zeros, subnormals and powers of two;
+ * `wild` adds infinities, NaNs and huge values. */
+static float draw(tu_rng *r, int zeros, int wild)
+{
+    uint32_t k = tu_u32(r) % 100;
+    if (zeros && k < 15)
+        return (tu_u32(r) & 1) ? 0.0f : -0.0f;
+    if (zeros && k < 18)
+        return tu_float((tu_u32(r) & 0x807FFFFFu) | 1); /* subnormal */
+    if (wild && k < 21)
+        return tu_float(((tu_u32(r) & 1) << 31) | 0x7F800000u | (tu_u32(r) % 3 == 0 ? 0x400000u : 0));
+    if (wild && k < 25)
+        return tu_normal(r, 60, 127, 1); /* products overflow */
+    if (k < 30)
+        return tu_float(tu_bits(tu_normal(r, -6, 6, 1)) & 0xFF800000u);
+    return tu_normal(r, -8, 8, 1);
+}
+
+/* The same sums in float32, in order: a float32 sum can overflow (to inf,
+ * or inf − inf = NaN) where the float64 one does not. */
+static float *want32;
+
+/* Checks got against want (float64) by normwise relative error over the
+ * finite entries; a nonfinite entry must match the class of the float64 sum
+ * or of the float32 one (want32, when set). */
+static void compare(const char *what, const gemm_case *g, const double *want, const float *got,
+                    CBLAS_LAYOUT l, int rows, int cols, int ld)
+{
+    double num = 0, den = 0;
+    for (int i = 0; i < rows; i++) {
+        for (int j = 0; j < cols; j++) {
+            double w = want[(long)i * cols + j], v = got[at(l, ld, i, j)];
+            if (!isfinite(w) || !isfinite(v)) {
+                double w32 = want32 ? want32[(long)i * cols + j] : w;
+                int same = (isnan(w) && isnan(v)) || (isinf(w) && isinf(v) && (w > 0) == (v > 0));
+                int same32 = (isnan(w32) && isnan(v)) || (isinf(w32) && isinf(v) && (w32 > 0) == (v > 0));
+                int overflowed = isinf(v) && fabs(w) > 1e38;
+                if (!same && !same32 && !overflowed)
+                    FAIL_SEED("%s %dx%dx%d %s ta=%d tb=%d beta=%g off=%g isa=%s: (%d,%d) = %g, "
+                              "want %g",
+                              what, g->m, g->n, g->k,
+                              g->layout == CblasRowMajor ? "row" : "col", g->ta == CblasTrans,
+                              g->tb == CblasTrans, (double)g->beta, (double)g->offset,
+                              nomul_isa_name(nomul_isa_active()), i, j, v, w);
+                continue;
+            }
+            num += (v - w) * (v - w);
+            den += w * w;
+        }
+    }
+    double err = den > 0 ? sqrt(num / den) : sqrt(num);
+    if (err > 1e-5)
+        FAIL_SEED("%s %dx%dx%d %s ta=%d tb=%d beta=%g off=%g isa=%s threads=%d: normwise error "
+                  "%g",
+                  what, g->m, g->n, g->k, g->layout == CblasRowMajor ? "row" : "col",
+                  g->ta == CblasTrans, g->tb == CblasTrans, (double)g->beta, (double)g->offset,
+                  nomul_isa_name(nomul_isa_active()), nomul_get_num_threads(), err);
+}
+
+static float pam_off(float a, float b, float c)
+{
+    return c == 1.0f ? nomul_pam_mul(a, b) : nomul_pam_mul_off(a, b, c);
+}
+
+static void grads_off(float a, float b, float c, float dc, float *da, float *db)
+{
+    if (c == 1.0f)
+        nomul_pam_mul_grad(a, b, dc, da, db);
+    else
+        nomul_pam_mul_off_grad(a, b, c, dc, da, db);
+}
+
+/* One case: forward, grad A and grad B against the triple loops. */
+static void run_case(tu_rng *r, const gemm_case *g, int zeros, int wild)
+{
+    int m = g->m, n = g->n, k = g->k;
+    int ar = g->ta == CblasNoTrans ? m : k, ac = g->ta == CblasNoTrans ? k : m;
+    int br = g->tb == CblasNoTrans ? k : n, bc = g->tb == CblasNoTrans ? n : k;
+    long sa = stored_size(g->layout, ar, ac, g->lda), sb = stored_size(g->layout, br, bc, g->ldb);
+    long sc = stored_size(g->layout, m, n, g->ldc);
+    float *A = malloc(sa * 4), *B = malloc(sb * 4), *C = malloc(sc * 4), *C0 = malloc(sc * 4);
+    float *DC = malloc(sc * 4), *DA = malloc(sa * 4), *DA0 = malloc(sa * 4);
+    float *DB = malloc(sb * 4), *DB0 = malloc(sb * 4);
+    long nwant = (long)m * n + (long)m * k + (long)k * n + 1;
+    double *want = malloc(nwant * sizeof(double));
+    want32 = malloc(nwant * sizeof(float));
+    assert_true(A && B && C && C0 && DC && DA && DA0 && DB && DB0 && want);
+    for (long i = 0; i < sa; i++) {
+        A[i] = draw(r, zeros, wild);
+        DA0[i] = tu_normal(r, -3, 3, 1);
+    }
+    for (long i = 0; i < sb; i++) {
+        B[i] = draw(r, zeros, 0);
+        DB0[i] = tu_normal(r, -3, 3, 1);
+    }
+    for (long i = 0; i < sc; i++) {
+        C0[i] = tu_normal(r, -3, 3, 1);
+        DC[i] = draw(r, zeros, 0);
+    }
+    /* forward */
+    memcpy(C, C0, sc * 4);
+    nomul_clear_error();
+    nomul_pam_sgemm(g->layout, g->ta, g->tb, m, n, k, A, g->lda, B, g->ldb, g->beta, C, g->ldc,
+                    g->offset);
+    if (nomul_last_error() != NOMUL_OK)
+        FAIL_SEED("nomul_pam_sgemm reported: %s", nomul_last_error_message());
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double s = g->beta == 1.0f ? C0[at(g->layout, g->ldc, i, j)] : 0.0;
+            float s32 = 0.0f;
+            for (int p = 0; p < k; p++) {
+                float t = pam_off(A[idx_a(g, i, p)], B[idx_b(g, p, j)], g->offset);
+                s += t;
+                s32 += t;
+            }
+            want[(long)i * n + j] = s;
+            want32[(long)i * n + j] = s32 + (float)(g->beta == 1.0f ? C0[at(g->layout, g->ldc, i, j)] : 0.0f);
+        }
+    compare("forward", g, want, C, g->layout, m, n, g->ldc);
+    /* grad A: written in A's storage, like A */
+    memcpy(DA, DA0, sa * 4);
+    nomul_pam_sgemm_grad_a(g->layout, g->ta, g->tb, m, n, k, A, g->lda, B, g->ldb, DC, g->ldc,
+                           g->beta, DA, g->lda, g->offset);
+    if (nomul_last_error() != NOMUL_OK)
+        FAIL_SEED("grad_a reported: %s", nomul_last_error_message());
+    double *wa = want + (long)m * n;
+    for (int i = 0; i < ar; i++)
+        for (int j = 0; j < ac; j++) {
+            /* stored (i, j) is op(A)(ii, pp) */
+            int ii = g->ta == CblasNoTrans ? i : j, pp = g->ta == CblasNoTrans ? j : i;
+            double s = g->beta == 1.0f ? DA0[at(g->layout, g->lda, i, j)] : 0.0;
+            float s32 = 0.0f;
+            for (int q = 0; q < n; q++) {
+                float da, db;
+                grads_off(A[idx_a(g, ii, pp)], B[idx_b(g, pp, q)], g->offset,
+                          DC[at(g->layout, g->ldc, ii, q)], &da, &db);
+                s += da;
+                s32 += da;
+            }
+            wa[(long)i * ac + j] = s;
+            want32[(long)i * ac + j] = s32 + (g->beta == 1.0f ? DA0[at(g->layout, g->lda, i, j)] : 0.0f);
+        }
+    compare("grad_a", g, wa, DA, g->layout, ar, ac, g->lda);
+    /* grad B */
+    memcpy(DB, DB0, sb * 4);
+    nomul_pam_sgemm_grad_b(g->layout, g->ta, g->tb, m, n, k, A, g->lda, B, g->ldb, DC, g->ldc,
+                           g->beta, DB, g->ldb, g->offset);
+    if (nomul_last_error() != NOMUL_OK)
+        FAIL_SEED("grad_b reported: %s", nomul_last_error_message());
+    double *wb = wa + (long)m * k;
+    for (int i = 0; i < br; i++)
+        for (int j = 0; j < bc; j++) {
+            int pp = g->tb == CblasNoTrans ? i : j, jj = g->tb == CblasNoTrans ? j : i;
+            double s = g->beta == 1.0f ? DB0[at(g->layout, g->ldb, i, j)] : 0.0;
+            float s32 = 0.0f;
+            for (int q = 0; q < m; q++) {
+                float da, db;
+                grads_off(A[idx_a(g, q, pp)], B[idx_b(g, pp, jj)], g->offset,
+                          DC[at(g->layout, g->ldc, q, jj)], &da, &db);
+                s += db;
+                s32 += db;
+            }
+            wb[(long)i * bc + j] = s;
+            want32[(long)i * bc + j] = s32 + (g->beta == 1.0f ? DB0[at(g->layout, g->ldb, i, j)] : 0.0f);
+        }
+    compare("grad_b", g, wb, DB, g->layout, br, bc, g->ldb);
+    free(A);
+    free(B);
+    free(C);
+    free(C0);
+    free(DC);
+    free(DA);
+    free(DA0);
+    free(DB);
+    free(DB0);
+    free(want);
+    free(want32);
+    want32 = NULL;
+}
+
+static gemm_case random_case(tu_rng *r, int m, int n, int k)
+{
+    gemm_case g;
+    g.layout = tu_u32(r) & 1 ? CblasRowMajor : CblasColMajor;
+    g.ta = tu_u32(r) & 1 ? CblasTrans : CblasNoTrans;
+    g.tb = tu_u32(r) & 1 ? CblasTrans : CblasNoTrans;
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    int ar = g.ta == CblasNoTrans ? m : k, ac = g.ta == CblasNoTrans ? k : m;
+    int br = g.tb == CblasNoTrans ? k : n, bc = g.tb == CblasNoTrans ? n : k;
+    int extra = tu_u32(r) % 3 == 0 ? (int)(tu_u32(r) % 9) : 0;
+    g.lda = (g.layout == CblasRowMajor ? ac : ar) + extra;
+    g.ldb = (g.layout == CblasRowMajor ? bc : br) + extra;
+    g.ldc = (g.layout == CblasRowMajor ? n : m) + extra;
+    if (g.lda < 1) g.lda = 1;
+    if (g.ldb < 1) g.ldb = 1;
+    if (g.ldc < 1) g.ldc = 1;
+    g.beta = tu_u32(r) & 1 ? 1.0f : 0.0f;
+    uint32_t o = tu_u32(r) % 4;
+    g.offset = o == 0 ? 1.0552f : o == 1 ? 0.75f : 1.0f;
+    return g;
+}
+
+static void for_each_isa_and_threads(void (*body)(tu_rng *r, int isa, int threads), uint64_t salt)
+{
+    for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
+        for (int t = 1; t <= 2; t++) {
+            tu_rng r = {tu_seed() ^ salt ^ ((uint64_t)isa << 40) ^ ((uint64_t)t << 50)};
+            nomul_isa_set((nomul_isa)isa);
+            nomul_set_num_threads(t);
+            body(&r, isa, t);
+        }
+    }
+    nomul_isa_set(nomul_isa_max());
+    nomul_set_num_threads(0);
+}
+
+static int rnd(tu_rng *r, int lo, int hi) { return lo + (int)(tu_u32(r) % (uint32_t)(hi - lo + 1)); }
+
+static void edges_body(tu_rng *r, int isa, int threads)
+{
+    (void)isa;
+    /* every edge size 1..67 in each of m, n, k (the others random) */
+    int step = tu_scale() < 1 ? 7 : 1;
+    for (int e = 1 + (int)(tu_u32(r) % (unsigned)step); e <= 67; e += step) {
+        int which = (e + threads) % 3;
+        int m = which == 0 ? e : rnd(r, 1, 40), n = which == 1 ? e : rnd(r, 1, 40),
+            k = which == 2 ? e : rnd(r, 1, 40);
+        gemm_case g = random_case(r, m, n, k);
+        run_case(r, &g, tu_u32(r) & 1, 0);
+    }
+}
+
+static void test_edge_sizes(void **state)
+{
+    (void)state;
+    for_each_isa_and_threads(edges_body, 0x6601);
+}
+
+static void blocks_body(tu_rng *r, int isa, int threads)
+{
+    (void)isa;
+    (void)threads;
+    /* past the blocking sizes: k > 256 (several K blocks), m > 96, n > 1536 once */
+    static const int shapes[][3] = {{150, 70, 600}, {97, 33, 257}, {5, 1600, 3}, {200, 130, 90}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        if (tu_scale() < 1 && i == 0)
+            continue;
+        gemm_case g = random_case(r, shapes[i][0], shapes[i][1], shapes[i][2]);
+        run_case(r, &g, (int)(i & 1), 0);
+    }
+}
+
+static void test_blocked_sizes(void **state)
+{
+    (void)state;
+    for_each_isa_and_threads(blocks_body, 0x6602);
+}
+
+static void specials_body(tu_rng *r, int isa, int threads)
+{
+    (void)isa;
+    (void)threads;
+    /* infinities, NaNs and products that overflow, with zeros and subnormals */
+    for (int rep = 0; rep < 6; rep++) {
+        gemm_case g = random_case(r, rnd(r, 1, 50), rnd(r, 1, 50), rnd(r, 1, 50));
+        run_case(r, &g, 1, 1);
+    }
+}
+
+static void test_special_values(void **state)
+{
+    (void)state;
+    for_each_isa_and_threads(specials_body, 0x6603);
+}
+
+/* Rows of exponent ±60 meet columns of exponent ±70: every product leaves
+ * the normal range, so the range classification must route them to the
+ * checked path (overflow to inf, underflow to 0). */
+static void test_range_edges(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x6604};
+    for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
+        nomul_isa_set((nomul_isa)isa);
+        /* random exponents past the edges, then sums of exactly 127 / -126 / -127
+         * where only the mantissa carry decides */
+        static const int exps[][2] = {{0, 0}, {0, 0}, {63, 64}, {-63, -63}, {-63, -64}, {64, 64}};
+        for (int rep = 0; rep < 6; rep++) {
+            int sign = rep == 0 ? -1 : 1;
+            gemm_case g = random_case(&r, 19, 35, 41);
+            g.beta = 0.0f;
+            int ar = g.ta == CblasNoTrans ? g.m : g.k, ac = g.ta == CblasNoTrans ? g.k : g.m;
+            int br = g.tb == CblasNoTrans ? g.k : g.n, bc = g.tb == CblasNoTrans ? g.n : g.k;
+            long sa = stored_size(g.layout, ar, ac, g.lda), sb = stored_size(g.layout, br, bc, g.ldb);
+            long sc = stored_size(g.layout, g.m, g.n, g.ldc);
+            float *A = malloc(sa * 4), *B = malloc(sb * 4), *C = malloc(sc * 4);
+            for (long i = 0; i < sa; i++)
+                A[i] = 0.0f;
+            int ea_lo = sign > 0 ? 60 : -66, ea_hi = sign > 0 ? 66 : -60;
+            int eb_lo = sign > 0 ? 60 : -70, eb_hi = sign > 0 ? 70 : -60;
+            if (rep >= 2) {
+                ea_lo = ea_hi = exps[rep][0];
+                eb_lo = eb_hi = exps[rep][1];
+            }
+            for (int i = 0; i < g.m; i++)
+                for (int p = 0; p < g.k; p++)
+                    A[idx_a(&g, i, p)] = tu_normal(&r, ea_lo, ea_hi, 1);
+            for (long i = 0; i < sb; i++)
+                B[i] = tu_normal(&r, eb_lo, eb_hi, 1);
+            nomul_pam_sgemm(g.layout, g.ta, g.tb, g.m, g.n, g.k, A, g.lda, B, g.ldb, 0.0f, C,
+                            g.ldc, g.offset);
+            double *want = malloc((size_t)g.m * g.n * sizeof *want);
+            for (int i = 0; i < g.m; i++)
+                for (int j = 0; j < g.n; j++) {
+                    double s = 0;
+                    for (int p = 0; p < g.k; p++)
+                        s += pam_off(A[idx_a(&g, i, p)], B[idx_b(&g, p, j)], g.offset);
+                    want[(long)i * g.n + j] = s;
+                }
+            compare("rows at the range edges", &g, want, C, g.layout, g.m, g.n, g.ldc);
+            free(want);
+            free(A);
+            free(B);
+            free(C);
+        }
+    }
+    nomul_isa_set(nomul_isa_max());
+}
+
+/* Power-of-two operands make PAM exact: the PAM GEMM must then equal the
+ * float product (sums of exact products, compared with a tolerance for the
+ * summation order). */
+static void test_power_of_two_matches_float(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x6605};
+    int m = 37, n = 29, k = 53;
+    float *A = malloc(m * k * 4), *B = malloc(k * n * 4), *C = malloc(m * n * 4);
+    for (int i = 0; i < m * k; i++)
+        A[i] = tu_normal(&r, -5, 5, 1);
+    for (int i = 0; i < k * n; i++)
+        B[i] = tu_float(tu_bits(tu_normal(&r, -5, 5, 1)) & 0xFF800000u);
+    nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, A, k, B, n, 0.0f, C, n,
+                    1.0f);
+    double *want = malloc((size_t)m * n * sizeof *want);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double s = 0;
+            for (int p = 0; p < k; p++)
+                s += (double)A[i * k + p] * (double)B[p * n + j];
+            want[i * n + j] = s;
+        }
+    gemm_case g = {CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, k, n, n, 0.0f, 1.0f};
+    compare("power-of-two vs float", &g, want, C, CblasRowMajor, m, n, n);
+    free(want);
+    free(A);
+    free(B);
+    free(C);
+}
+
+static void test_batched_matches_single(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x6606};
+    int m = 13, n = 17, k = 11, batch = 5;
+    long sa = m * k + 3, sb = k * n + 5, sc = m * n + 7;
+    float *A = malloc(sa * batch * 4), *B = malloc(sb * batch * 4), *DC = malloc(sc * batch * 4);
+    float *C1 = calloc(sc * batch, 4), *C2 = calloc(sc * batch, 4);
+    float *G1 = calloc(sa * batch, 4), *G2 = calloc(sa * batch, 4);
+    float *H1 = calloc(sb * batch, 4), *H2 = calloc(sb * batch, 4);
+    for (long i = 0; i < sa * batch; i++)
+        A[i] = draw(&r, 1, 0);
+    for (long i = 0; i < sb * batch; i++)
+        B[i] = draw(&r, 1, 0);
+    for (long i = 0; i < sc * batch; i++)
+        DC[i] = draw(&r, 1, 0);
+    for (int t = 1; t <= 2; t++) {
+        nomul_set_num_threads(t);
+        nomul_pam_sgemm_batched(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, A, k, sa, B, k,
+                                sb, 0.0f, C1, n, sc, batch, 1.0552f);
+        nomul_pam_sgemm_grad_a_batched(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, A, k, sa,
+                                       B, k, sb, DC, n, sc, 0.0f, G1, k, sa, batch, 1.0552f);
+        nomul_pam_sgemm_grad_b_batched(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, A, k, sa,
+                                       B, k, sb, DC, n, sc, 0.0f, H1, k, sb, batch, 1.0552f);
+        for (int i = 0; i < batch; i++) {
+            nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, A + i * sa, k,
+                            B + i * sb, k, 0.0f, C2 + i * sc, n, 1.0552f);
+            nomul_pam_sgemm_grad_a(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, A + i * sa, k,
+                                   B + i * sb, k, DC + i * sc, n, 0.0f, G2 + i * sa, k, 1.0552f);
+            nomul_pam_sgemm_grad_b(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, A + i * sa, k,
+                                   B + i * sb, k, DC + i * sc, n, 0.0f, H2 + i * sb, k, 1.0552f);
+        }
+        assert_memory_equal(C1, C2, sc * batch * 4);
+        assert_memory_equal(G1, G2, sa * batch * 4);
+        assert_memory_equal(H1, H2, sb * batch * 4);
+    }
+    nomul_set_num_threads(0);
+    free(A); free(B); free(DC); free(C1); free(C2); free(G1); free(G2); free(H1); free(H2);
+}
+
+static int errors_seen;
+static void count_errors(nomul_status s, const char *msg)
+{
+    (void)s;
+    (void)msg;
+    errors_seen++;
+}
+
+static void test_bad_arguments_are_reported(void **state)
+{
+    (void)state;
+    float A[64], B[64], C[64], D[64];
+    for (int i = 0; i < 64; i++)
+        A[i] = B[i] = D[i] = 1.0f;
+    nomul_set_error_handler(count_errors);
+    struct {
+        CBLAS_LAYOUT l;
+        CBLAS_TRANSPOSE ta, tb;
+        int m, n, k, lda, ldb, ldc;
+        float beta, offset;
+        const char *needle;
+    } bad[] = {
+        {CblasRowMajor, CblasNoTrans, CblasNoTrans, -1, 4, 4, 4, 4, 4, 0, 1, "negative"},
+        {CblasRowMajor, CblasNoTrans, CblasNoTrans, 4, 4, 4, 3, 4, 4, 0, 1, "lda = 3"},
+        {CblasRowMajor, CblasNoTrans, CblasNoTrans, 4, 4, 4, 4, 2, 4, 0, 1, "ldb = 2"},
+        {CblasRowMajor, CblasNoTrans, CblasNoTrans, 4, 4, 4, 4, 4, 1, 0, 1, "dc = 1"},
+        {CblasColMajor, CblasTrans, CblasNoTrans, 4, 5, 3, 2, 4, 4, 0, 1, "lda = 2"},
+        {CblasRowMajor, CblasNoTrans, CblasNoTrans, 4, 4, 4, 4, 4, 4, 0.5f, 1, "beta"},
+        {CblasRowMajor, CblasNoTrans, CblasNoTrans, 4, 4, 4, 4, 4, 4, 0, 0.0f, "offset"},
+        {CblasRowMajor, CblasNoTrans, CblasNoTrans, 4, 4, 4, 4, 4, 4, 0, INFINITY, "offset"},
+        {(CBLAS_LAYOUT)7, CblasNoTrans, CblasNoTrans, 4, 4, 4, 4, 4, 4, 0, 1, "layout"},
+        {CblasRowMajor, (CBLAS_TRANSPOSE)9, CblasNoTrans, 4, 4, 4, 4, 4, 4, 0, 1, "transpose"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        for (int fn = 0; fn < 3; fn++) {
+            for (int j = 0; j < 64; j++)
+                C[j] = 7.0f;
+            nomul_clear_error();
+            errors_seen = 0;
+            if (fn == 0)
+                nomul_pam_sgemm(bad[i].l, bad[i].ta, bad[i].tb, bad[i].m, bad[i].n, bad[i].k, A,
+                                bad[i].lda, B, bad[i].ldb, bad[i].beta, C, bad[i].ldc,
+                                bad[i].offset);
+            else if (fn == 1)
+                nomul_pam_sgemm_grad_a(bad[i].l, bad[i].ta, bad[i].tb, bad[i].m, bad[i].n,
+                                       bad[i].k, A, bad[i].lda, B, bad[i].ldb, D, bad[i].ldc,
+                                       bad[i].beta, C, bad[i].lda, bad[i].offset);
+            else
+                nomul_pam_sgemm_grad_b(bad[i].l, bad[i].ta, bad[i].tb, bad[i].m, bad[i].n,
+                                       bad[i].k, A, bad[i].lda, B, bad[i].ldb, D, bad[i].ldc,
+                                       bad[i].beta, C, bad[i].ldb, bad[i].offset);
+            if (nomul_last_error() != NOMUL_EINVAL || errors_seen != 1 ||
+                !strstr(nomul_last_error_message(), bad[i].needle))
+                fail_msg("case %zu fn %d: status %d, %d handler calls, message '%s' (want '%s')",
+                         i, fn, nomul_last_error(), errors_seen, nomul_last_error_message(),
+                         bad[i].needle);
+            for (int j = 0; j < 64; j++)
+                assert_true(C[j] == 7.0f);
+        }
+    }
+    nomul_clear_error();
+    nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 4, 4, 4, NULL, 4, B, 4, 0, C, 4, 1);
+    assert_int_equal(nomul_last_error(), NOMUL_EINVAL);
+    assert_non_null(strstr(nomul_last_error_message(), "A is NULL"));
+    /* empty products are fine; k = 0 with beta 0 writes zeros */
+    nomul_clear_error();
+    nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 0, 4, 4, A, 4, B, 4, 0, C, 4, 1);
+    nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 2, 2, 0, A, 1, B, 2, 0, C, 2, 1);
+    assert_int_equal(nomul_last_error(), NOMUL_OK);
+    assert_true(C[0] == 0.0f && C[3] == 0.0f && C[4] == 7.0f);
+    nomul_set_error_handler(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_edge_sizes),
+        cmocka_unit_test(test_blocked_sizes),
+        cmocka_unit_test(test_special_values),
+        cmocka_unit_test(test_range_edges),
+        cmocka_unit_test(test_power_of_two_matches_float),
+        cmocka_unit_test(test_batched_matches_single),
+        cmocka_unit_test(test_bad_arguments_are_reported),
+    };
+    printf("test_gemm: seed %llu, instruction sets up to %s\n", (unsigned long long)tu_seed(),
+           nomul_isa_name(nomul_isa_max()));
+    return cmocka_run_group_tests_name("gemm", tests, NULL, NULL);
+}
