@@ -29,14 +29,15 @@ typedef enum { PG_FWD = 0, PG_GRAD_A = 1, PG_GRAD_B = 2 } pg_kind;
  * Microkernels. Packed X micro-panel: xp[p * mr + r]; packed Y: yp[p * nr + c];
  * masks xm, ym alike (-1 where the value is nonzero, 0 where it is zero).
  * tile: mr×nr mantissa fields of T (gradients only), row-major.
- * The kernel writes the mr×nr sums into ct (row-major, ld nr), overwriting.
+ * The kernel writes the mr×nr sums to c (row r at c + r·ldc, unit stride
+ * along a row), adding them to what is there when `add` is set.
  * `masked` is 0 when no X or Y value of these panels is zero.
  */
 typedef void (*pg_fwd_kernel)(int kc, const uint32_t *xp, const uint32_t *yp, const int32_t *xm,
-                              const int32_t *ym, int masked, float *ct);
+                              const int32_t *ym, int masked, float *c, long ldc, int add);
 typedef void (*pg_grad_kernel)(int kc, const uint32_t *xp, const uint32_t *yp,
                                const uint32_t *tile, const int32_t *xm, const int32_t *ym,
-                               int masked, float *ct);
+                               int masked, float *c, long ldc, int add);
 
 typedef struct {
     int mr, nr;

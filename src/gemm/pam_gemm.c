@@ -41,7 +41,16 @@ static inline float mat_at(const pg_mat *a, long i, long j) { return a->p[i * a-
 
 /* ---- blocking ----------------------------------------------------------------- */
 
-enum { KC = 256, MC = 96, NC = 1536 };
+#ifndef PG_KC
+#define PG_KC 192
+#endif
+#ifndef PG_NC
+#define PG_NC 1024
+#endif
+#ifndef PG_MC
+#define PG_MC 96
+#endif
+enum { KC = PG_KC, MC = PG_MC, NC = PG_NC };
 
 /* Exponent statistics of a packed micro-panel, over its nonzero normal values. */
 typedef struct {
@@ -50,65 +59,12 @@ typedef struct {
     int special; /* some value is infinite or NaN */
 } pg_stats;
 
-static void stats_init(pg_stats *s)
-{
-    s->emin = 1000;
-    s->emax = -1000;
-    s->zero = s->special = 0;
-}
-
-/* Classifies u (already made canonical: subnormals are zeros) into s;
- * returns 1 when u is a nonzero normal number. */
-static inline int stats_add(pg_stats *s, uint32_t u)
-{
-    uint32_t e = (u >> 23) & 0xFF;
-    if (e == 0) {
-        s->zero = 1;
-        return 0;
-    }
-    if (e == 0xFF) {
-        s->special = 1;
-        return 0;
-    }
-    int E = (int)e - 127;
-    if (E < s->emin)
-        s->emin = E;
-    if (E > s->emax)
-        s->emax = E;
-    return 1;
-}
-
-static inline uint32_t canonical(float v)
-{
-    uint32_t u = pa_bits(v);
-    return (u & 0x7F800000u) == 0 ? (u & PA_SIGN) : u;
-}
-
 /* The packed form of one X or Y value, by role (see gemm_internal.h). */
-typedef enum { ROLE_RAW, ROLE_SHIFTED, ROLE_SHIFTED_OFFSET } pg_role;
-
-static inline void pack_value(const pg_problem *pr, pg_role role, float v, uint32_t *out,
-                              int32_t *mask, pg_stats *s)
-{
-    uint32_t u;
-    switch (role) {
-    case ROLE_RAW: /* forward X, gradient dC: the bits as they are */
-        u = canonical(v);
-        *mask = stats_add(s, u) || ((u >> 23) & 0xFF) == 0xFF ? -1 : 0;
-        *out = u;
-        return;
-    case ROLE_SHIFTED: /* forward Y: bits − 1.0 (+ the offset's bits − 1.0) */
-        u = canonical(v);
-        *mask = stats_add(s, u) || ((u >> 23) & 0xFF) == 0xFF ? -1 : 0;
-        *out = u + pr->off_adj - PG_ONE;
-        return;
-    case ROLE_SHIFTED_OFFSET: /* gradient partner: PAM(v, offset) − 1.0 */
-        u = canonical(pr->has_offset ? nomul_pam_mul(v, pr->offset) : v);
-        *mask = stats_add(s, u) || ((u >> 23) & 0xFF) == 0xFF ? -1 : 0;
-        *out = u - PG_ONE;
-        return;
-    }
-}
+typedef enum {
+    ROLE_RAW,           /* forward X, gradient dC: the bits as they are */
+    ROLE_SHIFTED,       /* forward Y: bits − 1.0 (+ the offset's bits − 1.0) */
+    ROLE_SHIFTED_OFFSET /* gradient partner: bits of PAM(v, offset) − 1.0 */
+} pg_role;
 
 static pg_role x_role(pg_kind k) { return k == PG_GRAD_B ? ROLE_SHIFTED_OFFSET : ROLE_RAW; }
 static pg_role y_role(pg_kind k)
@@ -116,60 +72,105 @@ static pg_role y_role(pg_kind k)
     return k == PG_FWD ? ROLE_SHIFTED : k == PG_GRAD_A ? ROLE_SHIFTED_OFFSET : ROLE_RAW;
 }
 
+/* Copies M(row0 + r, col0 + p), r < nvalid, p < kc, to dest[p * R + r] as
+ * bit patterns, reading memory in its contiguous direction; rows nvalid..R
+ * are padding and read 1.0 (their sums are never written). */
+static void pack_raw(const pg_mat *M, int row0, int nvalid, int R, int col0, int kc,
+                     uint32_t *dest)
+{
+    const float *base = M->p + (long)row0 * M->rs + (long)col0 * M->cs;
+    if (M->cs == 1) {
+        for (int r = 0; r < nvalid; r++) {
+            const float *src = base + (long)r * M->rs;
+            for (int p = 0; p < kc; p++)
+                memcpy(&dest[(long)p * R + r], &src[p], 4);
+        }
+    } else if (M->rs == 1) {
+        for (int p = 0; p < kc; p++)
+            memcpy(&dest[(long)p * R], base + (long)p * M->cs, (size_t)nvalid * 4);
+    } else {
+        for (int p = 0; p < kc; p++)
+            for (int r = 0; r < nvalid; r++)
+                memcpy(&dest[(long)p * R + r], &base[(long)r * M->rs + (long)p * M->cs], 4);
+    }
+    for (int r = nvalid; r < R; r++)
+        for (int p = 0; p < kc; p++)
+            dest[(long)p * R + r] = PG_ONE;
+}
+
+/* Classifies a packed panel (n values) and turns it into its role's form in
+ * place: subnormals become zeros, zero values get mask 0, the exponent range
+ * of the nonzero normal values goes to s. Branch-free, so it vectorizes. */
+static void finish_panel(const pg_problem *pr, pg_role role, uint32_t *d, int32_t *mask,
+                         long n, pg_stats *s)
+{
+    uint32_t adj = role == ROLE_SHIFTED ? pr->off_adj - PG_ONE
+                   : role == ROLE_SHIFTED_OFFSET ? 0u - PG_ONE
+                                                 : 0u;
+    if (role == ROLE_SHIFTED_OFFSET && pr->has_offset)
+        for (long i = 0; i < n; i++)
+            d[i] = pa_bits(nomul_pam_mul(pa_float(d[i]), pr->offset));
+    uint32_t emin = 255, emax = 0, zero = 0, special = 0;
+    for (long i = 0; i < n; i++) {
+        uint32_t u = d[i], e = (u >> 23) & 0xFF;
+        uint32_t z = e == 0, sp = e == 0xFF;
+        u = z ? (u & PA_SIGN) : u;
+        zero |= z;
+        special |= sp;
+        uint32_t lo = z ? 255 : e, hi = (z | sp) ? 0 : e;
+        emin = lo < emin ? lo : emin;
+        emax = hi > emax ? hi : emax;
+        mask[i] = z ? 0 : -1;
+        d[i] = u + adj;
+    }
+    s->emin = (int)emin - 127;
+    s->emax = (int)emax - 127;
+    s->zero = (int)zero;
+    s->special = (int)special;
+}
+
 /* X rows i0.. (mr valid of MR), reduction p0..p0+kc: xp[p * MR + r] */
 static void pack_x(const pg_problem *pr, int i0, int mr, int MR, int p0, int kc, uint32_t *xp,
                    int32_t *xm, pg_stats *s)
 {
-    pg_role role = x_role(pr->kind);
-    stats_init(s);
-    for (int p = 0; p < kc; p++) {
-        for (int r = 0; r < MR; r++) {
-            if (r < mr) {
-                pack_value(pr, role, mat_at(&pr->x, i0 + r, p0 + p), &xp[p * MR + r],
-                           &xm[p * MR + r], s);
-            } else {
-                xp[p * MR + r] = 0;
-                xm[p * MR + r] = 0;
-            }
-        }
-    }
+    pack_raw(&pr->x, i0, mr, MR, p0, kc, xp);
+    finish_panel(pr, x_role(pr->kind), xp, xm, (long)MR * kc, s);
 }
 
 /* Y columns j0.. (nr valid of NR): yp[p * NR + c] */
 static void pack_y(const pg_problem *pr, int j0, int nr, int NR, int p0, int kc, uint32_t *yp,
                    int32_t *ym, pg_stats *s)
 {
-    pg_role role = y_role(pr->kind);
-    stats_init(s);
-    for (int p = 0; p < kc; p++) {
-        for (int c = 0; c < NR; c++) {
-            if (c < nr) {
-                pack_value(pr, role, mat_at(&pr->y, p0 + p, j0 + c), &yp[p * NR + c],
-                           &ym[p * NR + c], s);
-            } else {
-                yp[p * NR + c] = 0;
-                ym[p * NR + c] = 0;
-            }
-        }
-    }
+    pg_mat yt = {pr->y.p, pr->y.cs, pr->y.rs}; /* Yᵀ: rows are Y's columns */
+    pack_raw(&yt, j0, nr, NR, p0, kc, yp);
+    finish_panel(pr, y_role(pr->kind), yp, ym, (long)NR * kc, s);
 }
 
-/* The mantissa fields of T for one tile; returns 0 if T holds a NaN there. */
-static int load_tile(const pg_problem *pr, int i0, int mr, int j0, int nr, int NR,
-                     uint32_t *tile)
+/* The mantissa fields of T, tile by tile (MR×NR, row-major within a tile),
+ * for the whole output; nan[tile] is set where T holds a NaN. */
+static void pack_t(const pg_problem *pr, int MR, int NR, uint32_t *tbuf, unsigned char *nan,
+                   int nt)
 {
-    for (int r = 0; r < mr; r++) {
-        for (int c = 0; c < nr; c++) {
-            uint32_t u = pa_bits(mat_at(&pr->t, i0 + r, j0 + c));
-            uint32_t e = (u >> 23) & 0xFF;
-            if (e == 0xFF && (u & PA_MANT))
-                return 0;
-            tile[r * NR + c] = (e == 0 || e == 0xFF) ? 0 : (u & PA_MANT);
+    int nti = (pr->m + MR - 1) / MR, ntj = (pr->n + NR - 1) / NR;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int ti = 0; ti < nti; ti++) {
+        for (int tj = 0; tj < ntj; tj++) {
+            uint32_t *tile = tbuf + ((long)ti * ntj + tj) * MR * NR;
+            int has_nan = 0;
+            for (int r = 0; r < MR; r++) {
+                for (int c = 0; c < NR; c++) {
+                    int i = ti * MR + r, j = tj * NR + c;
+                    uint32_t u = 0;
+                    if (i < pr->m && j < pr->n)
+                        u = pa_bits(mat_at(&pr->t, i, j));
+                    uint32_t e = (u >> 23) & 0xFF;
+                    has_nan |= e == 0xFF && (u & PA_MANT);
+                    tile[r * NR + c] = (e == 0 || e == 0xFF) ? 0 : (u & PA_MANT);
+                }
+            }
+            nan[(long)ti * ntj + tj] = (unsigned char)has_nan;
         }
-        for (int c = nr; c < NR; c++)
-            tile[r * NR + c] = 0;
     }
-    return 1;
 }
 
 /* Whether every product of these two panels is a normal number computed by
@@ -281,12 +282,10 @@ static int pg_run(const pg_problem *pr, int nt)
     int nc_max = n < NC ? n : NC;
     int kc_max = kd < KC ? kd : KC;
     int ny_panels = ceil_div(nc_max, NR);
-    /* enough ic blocks for every thread */
-    int mc = MC;
-    if (ceil_div(m, mc) < nt)
-        mc = ceil_div(ceil_div(m, nt), MR) * MR;
-    if (mc < MR)
-        mc = MR;
+    /* ic blocks of at most MC rows, as many as a multiple of the threads */
+    int nblocks = ceil_div(m, MC);
+    nblocks = ceil_div(nblocks, nt) * nt;
+    int mc = ceil_div(ceil_div(m, nblocks), MR) * MR;
     if (nt > ceil_div(m, mc))
         nt = ceil_div(m, mc);
 
@@ -301,6 +300,17 @@ static int pg_run(const pg_problem *pr, int nt)
     int32_t *xmbuf = ok ? nomul_aligned_alloc((size_t)nt * xsize * sizeof *xmbuf) : NULL;
     pg_stats *xsbuf = ok ? malloc((size_t)nt * nx_panels * sizeof *xsbuf) : NULL;
     ok = ok && xbuf && xmbuf && xsbuf;
+    /* gradients: T's mantissas, packed once for the whole output */
+    int nti = ceil_div(m, MR), ntj = ceil_div(n, NR);
+    uint32_t *tbuf = NULL;
+    unsigned char *tnan = NULL;
+    if (ok && pr->kind != PG_FWD) {
+        tbuf = nomul_aligned_alloc((size_t)nti * ntj * MR * NR * sizeof *tbuf);
+        tnan = malloc((size_t)nti * ntj);
+        ok = tbuf && tnan;
+        if (ok)
+            pack_t(pr, MR, NR, tbuf, tnan, nt);
+    }
     if (!ok) {
         nomul_aligned_free(yp);
         nomul_aligned_free(ym);
@@ -308,6 +318,8 @@ static int pg_run(const pg_problem *pr, int nt)
         nomul_aligned_free(xbuf);
         nomul_aligned_free(xmbuf);
         free(xsbuf);
+        nomul_aligned_free(tbuf);
+        free(tnan);
         return 0;
     }
 
@@ -318,7 +330,6 @@ static int pg_run(const pg_problem *pr, int nt)
         int32_t *xm = xmbuf + (size_t)tid * xsize;
         pg_stats *xs = xsbuf + (size_t)tid * nx_panels;
         float ct[16 * 32] __attribute__((aligned(64)));
-        uint32_t tile[16 * 32] __attribute__((aligned(64)));
         for (int jc = 0; jc < n; jc += NC) {
             int nc = n - jc < NC ? n - jc : NC;
             int npan = ceil_div(nc, NR);
@@ -340,31 +351,39 @@ static int pg_run(const pg_problem *pr, int nt)
                         pack_x(pr, i0, mr, MR, pc, kc, xp + (size_t)ip * MR * kc,
                                xm + (size_t)ip * MR * kc, &xs[ip]);
                     }
-                    for (int jp = 0; jp < npan; jp++) {
-                        int j0 = jc + jp * NR, nr = n - j0 < NR ? n - j0 : NR;
-                        const uint32_t *ypp = yp + (size_t)jp * NR * kc;
-                        const int32_t *ymp = ym + (size_t)jp * NR * kc;
-                        for (int ip = 0; ip < nxp; ip++) {
-                            int i0 = ic + ip * MR, mr = m - i0 < MR ? m - i0 : MR;
-                            const uint32_t *xpp = xp + (size_t)ip * MR * kc;
-                            const int32_t *xmp = xm + (size_t)ip * MR * kc;
-                            int safe = panels_safe(pr, &xs[ip], &ys[jp]);
+                    for (int ip = 0; ip < nxp; ip++) {
+                        int i0 = ic + ip * MR, mr = m - i0 < MR ? m - i0 : MR;
+                        const uint32_t *xpp = xp + (size_t)ip * MR * kc;
+                        const int32_t *xmp = xm + (size_t)ip * MR * kc;
+                        for (int jp = 0; jp < npan; jp++) {
+                            int j0 = jc + jp * NR, nr = n - j0 < NR ? n - j0 : NR;
+                            const uint32_t *ypp = yp + (size_t)jp * NR * kc;
+                            const int32_t *ymp = ym + (size_t)jp * NR * kc;
+                            long tix = (long)(i0 / MR) * ntj + j0 / NR;
+                            int safe = panels_safe(pr, &xs[ip], &ys[jp]) && !(tnan && tnan[tix]);
                             int masked = xs[ip].zero || ys[jp].zero;
-                            if (safe && pr->kind != PG_FWD)
-                                safe = load_tile(pr, i0, mr, j0, nr, NR, tile);
+                            /* full tiles of a unit-stride C are written in place */
+                            int direct = mr == MR && nr == NR && pr->cs_c == 1;
+                            float *cdst = direct ? pr->c + (long)i0 * pr->rs_c + j0 : ct;
+                            long ldc = direct ? pr->rs_c : NR;
+                            int kadd = direct ? add : 0;
                             if (!safe)
                                 checked_tile(pr, i0, mr, j0, nr, NR, pc, kc, ct);
                             else if (pr->kind == PG_FWD)
-                                K.fwd(kc, xpp, ypp, xmp, ymp, masked, ct);
+                                K.fwd(kc, xpp, ypp, xmp, ymp, masked, cdst, ldc, kadd);
                             else
-                                K.grad(kc, xpp, ypp, tile, xmp, ymp, masked, ct);
-                            write_tile(pr, i0, mr, j0, nr, NR, ct, add);
+                                K.grad(kc, xpp, ypp, tbuf + tix * MR * NR, xmp, ymp, masked, cdst,
+                                       ldc, kadd);
+                            if (!safe || !direct)
+                                write_tile(pr, i0, mr, j0, nr, NR, ct, add);
                         }
                     }
                 }
             }
         }
     }
+    nomul_aligned_free(tbuf);
+    free(tnan);
     nomul_aligned_free(yp);
     nomul_aligned_free(ym);
     free(ys);

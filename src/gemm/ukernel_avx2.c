@@ -13,7 +13,7 @@
 static inline __m256 as_ps(__m256i v) { return _mm256_castsi256_ps(v); }
 
 static void fwd_6x16(int kc, const uint32_t *xp, const uint32_t *yp, const int32_t *xm,
-                     const int32_t *ym, int masked, float *ct)
+                     const int32_t *ym, int masked, float *ct, long ldc, int add)
 {
     __m256 acc[FMR][2];
 #pragma GCC unroll 6
@@ -49,8 +49,13 @@ static void fwd_6x16(int kc, const uint32_t *xp, const uint32_t *yp, const int32
     }
 #pragma GCC unroll 6
     for (int r = 0; r < FMR; r++) {
-        _mm256_storeu_ps(ct + r * FNR, acc[r][0]);
-        _mm256_storeu_ps(ct + r * FNR + 8, acc[r][1]);
+        float *row = ct + r * ldc;
+        if (add) {
+            acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_loadu_ps(row));
+            acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_loadu_ps(row + 8));
+        }
+        _mm256_storeu_ps(row, acc[r][0]);
+        _mm256_storeu_ps(row + 8, acc[r][1]);
     }
 }
 
@@ -58,7 +63,7 @@ static void fwd_6x16(int kc, const uint32_t *xp, const uint32_t *yp, const int32
 #define GNR 8
 
 static void grad_a_4x8(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
-                       const int32_t *xm, const int32_t *ym, int masked, float *ct)
+                       const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc, int add)
 {
     const __m256i se = _mm256_set1_epi32((int)PG_SIGN_EXP);
     __m256 acc[GMR];
@@ -81,12 +86,14 @@ static void grad_a_4x8(int kc, const uint32_t *xp, const uint32_t *yp, const uin
         }
     }
 #pragma GCC unroll 4
-    for (int r = 0; r < GMR; r++)
-        _mm256_storeu_ps(ct + r * GNR, acc[r]);
+    for (int r = 0; r < GMR; r++) {
+        float *row = ct + r * ldc;
+        _mm256_storeu_ps(row, add ? _mm256_add_ps(acc[r], _mm256_loadu_ps(row)) : acc[r]);
+    }
 }
 
 static void grad_b_4x8(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
-                       const int32_t *xm, const int32_t *ym, int masked, float *ct)
+                       const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc, int add)
 {
     const __m256i se = _mm256_set1_epi32((int)PG_SIGN_EXP);
     __m256 acc[GMR];
@@ -109,8 +116,10 @@ static void grad_b_4x8(int kc, const uint32_t *xp, const uint32_t *yp, const uin
         }
     }
 #pragma GCC unroll 4
-    for (int r = 0; r < GMR; r++)
-        _mm256_storeu_ps(ct + r * GNR, acc[r]);
+    for (int r = 0; r < GMR; r++) {
+        float *row = ct + r * ldc;
+        _mm256_storeu_ps(row, add ? _mm256_add_ps(acc[r], _mm256_loadu_ps(row)) : acc[r]);
+    }
 }
 
 const pg_fwd_ukr pg_fwd_avx2 = {FMR, FNR, fwd_6x16};

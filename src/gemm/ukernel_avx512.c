@@ -14,7 +14,7 @@
 #define FNR 32
 
 static void fwd_8x32(int kc, const uint32_t *xp, const uint32_t *yp, const int32_t *xm,
-                     const int32_t *ym, int masked, float *ct)
+                     const int32_t *ym, int masked, float *ct, long ldc, int add)
 {
     __m512 acc[FMR][2];
 #pragma GCC unroll 8
@@ -50,8 +50,13 @@ static void fwd_8x32(int kc, const uint32_t *xp, const uint32_t *yp, const int32
     }
 #pragma GCC unroll 8
     for (int r = 0; r < FMR; r++) {
-        _mm512_storeu_ps(ct + r * FNR, acc[r][0]);
-        _mm512_storeu_ps(ct + r * FNR + 16, acc[r][1]);
+        float *row = ct + r * ldc;
+        if (add) {
+            acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_loadu_ps(row));
+            acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_loadu_ps(row + 16));
+        }
+        _mm512_storeu_ps(row, acc[r][0]);
+        _mm512_storeu_ps(row + 16, acc[r][1]);
     }
 }
 
@@ -60,7 +65,7 @@ static void fwd_8x32(int kc, const uint32_t *xp, const uint32_t *yp, const int32
 
 /* grad A: u = (y + tile) & sign|exp; term = u + x (x broadcast) */
 static void grad_a_8x16(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
-                        const int32_t *xm, const int32_t *ym, int masked, float *ct)
+                        const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc, int add)
 {
     const __m512i se = _mm512_set1_epi32((int)PG_SIGN_EXP);
     __m512 acc[GMR];
@@ -94,13 +99,15 @@ static void grad_a_8x16(int kc, const uint32_t *xp, const uint32_t *yp, const ui
         }
     }
 #pragma GCC unroll 8
-    for (int r = 0; r < GMR; r++)
-        _mm512_storeu_ps(ct + r * GNR, acc[r]);
+    for (int r = 0; r < GMR; r++) {
+        float *row = ct + r * ldc;
+        _mm512_storeu_ps(row, add ? _mm512_add_ps(acc[r], _mm512_loadu_ps(row)) : acc[r]);
+    }
 }
 
 /* grad B: u = (x + tile) & sign|exp (x broadcast); term = u + y */
 static void grad_b_8x16(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
-                        const int32_t *xm, const int32_t *ym, int masked, float *ct)
+                        const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc, int add)
 {
     const __m512i se = _mm512_set1_epi32((int)PG_SIGN_EXP);
     __m512 acc[GMR];
@@ -134,8 +141,10 @@ static void grad_b_8x16(int kc, const uint32_t *xp, const uint32_t *yp, const ui
         }
     }
 #pragma GCC unroll 8
-    for (int r = 0; r < GMR; r++)
-        _mm512_storeu_ps(ct + r * GNR, acc[r]);
+    for (int r = 0; r < GMR; r++) {
+        float *row = ct + r * ldc;
+        _mm512_storeu_ps(row, add ? _mm512_add_ps(acc[r], _mm512_loadu_ps(row)) : acc[r]);
+    }
 }
 
 const pg_fwd_ukr pg_fwd_avx512 = {FMR, FNR, fwd_8x32};

@@ -9,6 +9,13 @@
 #define MR 4
 #define NR 4
 
+static void store(float acc[MR][NR], float *c, long ldc, int add)
+{
+    for (int r = 0; r < MR; r++)
+        for (int j = 0; j < NR; j++)
+            c[r * ldc + j] = add ? c[r * ldc + j] + acc[r][j] : acc[r][j];
+}
+
 static float as_float(uint32_t u)
 {
     float f;
@@ -18,7 +25,7 @@ static float as_float(uint32_t u)
 
 /* ct[r][c] = Σ_p float(xp[p][r] + yp[p][c]), skipping zero operands */
 static void fwd_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const int32_t *xm,
-                    const int32_t *ym, int masked, float *ct)
+                    const int32_t *ym, int masked, float *ct, long ldc, int add)
 {
     float acc[MR][NR] = {{0}};
     for (int p = 0; p < kc; p++)
@@ -26,12 +33,12 @@ static void fwd_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const int32_
             for (int c = 0; c < NR; c++)
                 if (!masked || (xm[p * MR + r] & ym[p * NR + c]))
                     acc[r][c] += as_float(xp[p * MR + r] + yp[p * NR + c]);
-    memcpy(ct, acc, sizeof acc);
+    store(acc, ct, ldc, add);
 }
 
 /* grad A: ct[r][c] = Σ_p float(((yp[p][c] + tile[r][c]) & sign|exp) + xp[p][r]) */
 static void grad_a_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
-                       const int32_t *xm, const int32_t *ym, int masked, float *ct)
+                       const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc, int add)
 {
     float acc[MR][NR] = {{0}};
     for (int p = 0; p < kc; p++)
@@ -40,12 +47,12 @@ static void grad_a_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const uin
                 if (!masked || (xm[p * MR + r] & ym[p * NR + c]))
                     acc[r][c] += as_float(((yp[p * NR + c] + tile[r * NR + c]) & PG_SIGN_EXP) +
                                           xp[p * MR + r]);
-    memcpy(ct, acc, sizeof acc);
+    store(acc, ct, ldc, add);
 }
 
 /* grad B: ct[r][c] = Σ_p float(((xp[p][r] + tile[r][c]) & sign|exp) + yp[p][c]) */
 static void grad_b_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
-                       const int32_t *xm, const int32_t *ym, int masked, float *ct)
+                       const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc, int add)
 {
     float acc[MR][NR] = {{0}};
     for (int p = 0; p < kc; p++)
@@ -54,7 +61,7 @@ static void grad_b_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const uin
                 if (!masked || (xm[p * MR + r] & ym[p * NR + c]))
                     acc[r][c] += as_float(((xp[p * MR + r] + tile[r * NR + c]) & PG_SIGN_EXP) +
                                           yp[p * NR + c]);
-    memcpy(ct, acc, sizeof acc);
+    store(acc, ct, ldc, add);
 }
 
 const pg_fwd_ukr pg_fwd_scalar = {MR, NR, fwd_4x4};
