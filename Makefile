@@ -107,4 +107,4 @@ clean:
 	rm -rf build build-san
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_SUPPORT_OBJ:.o=.d)
-$(BUILD)/src/gemm/pam_gemm.o: OPT = -O3
+$(BUILD)/src/gemm/%.o: OPT = -O3

@@ -49,6 +49,25 @@ typedef struct {
     pg_grad_kernel grad_a, grad_b;
 } pg_grad_ukr;
 
+/* Exponent statistics of a packed micro-panel, over its nonzero normal values
+ * (emin > emax when there are none). */
+typedef struct {
+    int emin, emax;
+    int zero;    /* some value is zero (or subnormal) */
+    int special; /* some value is infinite or NaN */
+} pg_stats;
+
+/*
+ * Packs a micro-panel: element (r, p) = base[r·rs + p·cs] for r < nvalid,
+ * p < kc, goes to d[p·R + r] as its bit pattern made canonical (subnormals
+ * become zeros) plus adj, with mask −1 (0 for zeros); rows nvalid..R are
+ * padding (1.0 + adj, never written back). Compiled per instruction set so
+ * that it vectorizes for each.
+ */
+typedef void (*pg_pack_fn)(const float *base, long rs, long cs, int nvalid, int R, int kc,
+                           uint32_t adj, uint32_t *d, int32_t *mask, pg_stats *st);
+extern const pg_pack_fn pg_pack_scalar, pg_pack_avx2, pg_pack_avx512;
+
 extern const pg_fwd_ukr pg_fwd_scalar, pg_fwd_avx2, pg_fwd_avx512;
 extern const pg_grad_ukr pg_grad_scalar, pg_grad_avx2, pg_grad_avx512;
 

@@ -52,13 +52,6 @@ static inline float mat_at(const pg_mat *a, long i, long j) { return a->p[i * a-
 #endif
 enum { KC = PG_KC, MC = PG_MC, NC = PG_NC };
 
-/* Exponent statistics of a packed micro-panel, over its nonzero normal values. */
-typedef struct {
-    int emin, emax;
-    int zero;    /* some value is zero (or subnormal) */
-    int special; /* some value is infinite or NaN */
-} pg_stats;
-
 /* The packed form of one X or Y value, by role (see gemm_internal.h). */
 typedef enum {
     ROLE_RAW,           /* forward X, gradient dC: the bits as they are */
@@ -72,78 +65,54 @@ static pg_role y_role(pg_kind k)
     return k == PG_FWD ? ROLE_SHIFTED : k == PG_GRAD_A ? ROLE_SHIFTED_OFFSET : ROLE_RAW;
 }
 
-/* Copies M(row0 + r, col0 + p), r < nvalid, p < kc, to dest[p * R + r] as
- * bit patterns, reading memory in its contiguous direction; rows nvalid..R
- * are padding and read 1.0 (their sums are never written). */
-static void pack_raw(const pg_mat *M, int row0, int nvalid, int R, int col0, int kc,
-                     uint32_t *dest)
+static pg_pack_fn pack_fn(void)
 {
-    const float *base = M->p + (long)row0 * M->rs + (long)col0 * M->cs;
-    if (M->cs == 1) {
-        for (int r = 0; r < nvalid; r++) {
-            const float *src = base + (long)r * M->rs;
-            for (int p = 0; p < kc; p++)
-                memcpy(&dest[(long)p * R + r], &src[p], 4);
-        }
-    } else if (M->rs == 1) {
-        for (int p = 0; p < kc; p++)
-            memcpy(&dest[(long)p * R], base + (long)p * M->cs, (size_t)nvalid * 4);
-    } else {
-        for (int p = 0; p < kc; p++)
-            for (int r = 0; r < nvalid; r++)
-                memcpy(&dest[(long)p * R + r], &base[(long)r * M->rs + (long)p * M->cs], 4);
-    }
-    for (int r = nvalid; r < R; r++)
-        for (int p = 0; p < kc; p++)
-            dest[(long)p * R + r] = PG_ONE;
+    nomul_isa isa = nomul_isa_active();
+    return isa == NOMUL_ISA_AVX512 ? pg_pack_avx512
+           : isa == NOMUL_ISA_AVX2 ? pg_pack_avx2
+                                   : pg_pack_scalar;
 }
 
-/* Classifies a packed panel (n values) and turns it into its role's form in
- * place: subnormals become zeros, zero values get mask 0, the exponent range
- * of the nonzero normal values goes to s. Branch-free, so it vectorizes. */
-static void finish_panel(const pg_problem *pr, pg_role role, uint32_t *d, int32_t *mask,
-                         long n, pg_stats *s)
+static uint32_t role_adj(const pg_problem *pr, pg_role role)
 {
-    uint32_t adj = role == ROLE_SHIFTED ? pr->off_adj - PG_ONE
-                   : role == ROLE_SHIFTED_OFFSET ? 0u - PG_ONE
-                                                 : 0u;
-    if (role == ROLE_SHIFTED_OFFSET && pr->has_offset)
-        for (long i = 0; i < n; i++)
-            d[i] = pa_bits(nomul_pam_mul(pa_float(d[i]), pr->offset));
-    uint32_t emin = 255, emax = 0, zero = 0, special = 0;
-    for (long i = 0; i < n; i++) {
-        uint32_t u = d[i], e = (u >> 23) & 0xFF;
-        uint32_t z = e == 0, sp = e == 0xFF;
-        u = z ? (u & PA_SIGN) : u;
-        zero |= z;
-        special |= sp;
-        uint32_t lo = z ? 255 : e, hi = (z | sp) ? 0 : e;
-        emin = lo < emin ? lo : emin;
-        emax = hi > emax ? hi : emax;
-        mask[i] = z ? 0 : -1;
-        d[i] = u + adj;
+    return role == ROLE_SHIFTED ? pr->off_adj - PG_ONE
+           : role == ROLE_SHIFTED_OFFSET ? 0u - PG_ONE
+                                         : 0u;
+}
+
+/* Packs M(row0 + r, col0 + p) for one micro-panel; the gradient partner
+ * with an offset is first multiplied by it (PAM) into a scratch copy. */
+static void pack_panel(const pg_problem *pr, pg_pack_fn fn, pg_role role, const pg_mat *M,
+                       int row0, int nvalid, int R, int col0, int kc, uint32_t *d, int32_t *mask,
+                       pg_stats *st)
+{
+    const float *base = M->p + (long)row0 * M->rs + (long)col0 * M->cs;
+    if (role == ROLE_SHIFTED_OFFSET && pr->has_offset) {
+        /* d doubles as the scratch: PAM(v, offset) laid out as the panel */
+        float *scratch = (float *)d;
+        for (int p = 0; p < kc; p++)
+            for (int r = 0; r < nvalid; r++)
+                scratch[(long)p * R + r] =
+                    nomul_pam_mul(base[(long)r * M->rs + (long)p * M->cs], pr->offset);
+        fn(scratch, 1, R, nvalid, R, kc, role_adj(pr, role), d, mask, st);
+        return;
     }
-    s->emin = (int)emin - 127;
-    s->emax = (int)emax - 127;
-    s->zero = (int)zero;
-    s->special = (int)special;
+    fn(base, M->rs, M->cs, nvalid, R, kc, role_adj(pr, role), d, mask, st);
 }
 
 /* X rows i0.. (mr valid of MR), reduction p0..p0+kc: xp[p * MR + r] */
-static void pack_x(const pg_problem *pr, int i0, int mr, int MR, int p0, int kc, uint32_t *xp,
-                   int32_t *xm, pg_stats *s)
+static void pack_x(const pg_problem *pr, pg_pack_fn fn, int i0, int mr, int MR, int p0, int kc,
+                   uint32_t *xp, int32_t *xm, pg_stats *s)
 {
-    pack_raw(&pr->x, i0, mr, MR, p0, kc, xp);
-    finish_panel(pr, x_role(pr->kind), xp, xm, (long)MR * kc, s);
+    pack_panel(pr, fn, x_role(pr->kind), &pr->x, i0, mr, MR, p0, kc, xp, xm, s);
 }
 
 /* Y columns j0.. (nr valid of NR): yp[p * NR + c] */
-static void pack_y(const pg_problem *pr, int j0, int nr, int NR, int p0, int kc, uint32_t *yp,
-                   int32_t *ym, pg_stats *s)
+static void pack_y(const pg_problem *pr, pg_pack_fn fn, int j0, int nr, int NR, int p0, int kc,
+                   uint32_t *yp, int32_t *ym, pg_stats *s)
 {
     pg_mat yt = {pr->y.p, pr->y.cs, pr->y.rs}; /* Yᵀ: rows are Y's columns */
-    pack_raw(&yt, j0, nr, NR, p0, kc, yp);
-    finish_panel(pr, y_role(pr->kind), yp, ym, (long)NR * kc, s);
+    pack_panel(pr, fn, y_role(pr->kind), &yt, j0, nr, NR, p0, kc, yp, ym, s);
 }
 
 /* The mantissa fields of T, tile by tile (MR×NR, row-major within a tile),
@@ -278,6 +247,7 @@ static int pg_run(const pg_problem *pr, int nt)
         return 1;
     }
     pg_kernel K = kernel_for(pr->kind, nomul_isa_active());
+    pg_pack_fn packer = pack_fn();
     const int MR = K.mr, NR = K.nr;
     int nc_max = n < NC ? n : NC;
     int kc_max = kd < KC ? kd : KC;
@@ -338,7 +308,7 @@ static int pg_run(const pg_problem *pr, int nt)
 #pragma omp for schedule(static)
                 for (int jp = 0; jp < npan; jp++) {
                     int j0 = jc + jp * NR, nr = n - j0 < NR ? n - j0 : NR;
-                    pack_y(pr, j0, nr, NR, pc, kc, yp + (size_t)jp * NR * kc,
+                    pack_y(pr, packer, j0, nr, NR, pc, kc, yp + (size_t)jp * NR * kc,
                            ym + (size_t)jp * NR * kc, &ys[jp]);
                 }
                 int add = pc > 0 || pr->accumulate;
@@ -348,7 +318,7 @@ static int pg_run(const pg_problem *pr, int nt)
                     int nxp = ceil_div(mcb, MR);
                     for (int ip = 0; ip < nxp; ip++) {
                         int i0 = ic + ip * MR, mr = m - i0 < MR ? m - i0 : MR;
-                        pack_x(pr, i0, mr, MR, pc, kc, xp + (size_t)ip * MR * kc,
+                        pack_x(pr, packer, i0, mr, MR, pc, kc, xp + (size_t)ip * MR * kc,
                                xm + (size_t)ip * MR * kc, &xs[ip]);
                     }
                     for (int ip = 0; ip < nxp; ip++) {

@@ -10,6 +10,10 @@
 
 #include "gemm_internal.h"
 
+#define PG_PACK_NAME pack_panel
+#define PG_PACK_VB 64
+#include "pack.inc"
+
 #define FMR 8
 #define FNR 32
 
@@ -149,3 +153,4 @@ static void grad_b_8x16(int kc, const uint32_t *xp, const uint32_t *yp, const ui
 
 const pg_fwd_ukr pg_fwd_avx512 = {FMR, FNR, fwd_8x32};
 const pg_grad_ukr pg_grad_avx512 = {GMR, GNR, grad_a_8x16, grad_b_8x16};
+const pg_pack_fn pg_pack_avx512 = pack_panel;
