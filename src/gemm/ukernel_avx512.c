@@ -2,7 +2,7 @@
  * ukernel_avx512.c — AVX-512 microkernels (this file alone is compiled with
  * AVX-512 flags). Forward 8×32: per k, two 16-lane loads of Y and eight
  * broadcasts of X; per product one vpaddd and one vaddps, no multiply.
- * Gradients 8×16: per product vpaddd, vpandd, vpaddd, vaddps.
+ * Gradients 6×32: per product vpaddd, vpandd, vpaddd, vaddps.
  * Zeros: a zero Y lane zeroes its term (zero-masked add), a zero X row skips
  * the accumulation (merge-masked add).
  */
@@ -64,93 +64,122 @@ static void fwd_8x32(int kc, const uint32_t *xp, const uint32_t *yp, const int32
     }
 }
 
-#define GMR 8
-#define GNR 16
+#define GMR 6
+#define GNR 32
 
-/* grad A: u = (y + tile) & sign|exp; term = u + x (x broadcast) */
-static void grad_a_8x16(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
-                        const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc, int add)
+/* grad A: u = (y + tile) & sign|exp; term = u + x (x broadcast, shared by
+ * the two 16-lane halves of a row) */
+static void grad_a_6x32(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
+                        const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc,
+                        int add)
 {
     const __m512i se = _mm512_set1_epi32((int)PG_SIGN_EXP);
-    __m512 acc[GMR];
-    __m512i t[GMR];
-#pragma GCC unroll 8
+    __m512 acc[GMR][2];
+    __m512i t[GMR][2];
+#pragma GCC unroll 6
     for (int r = 0; r < GMR; r++) {
-        acc[r] = _mm512_setzero_ps();
-        t[r] = _mm512_loadu_si512(tile + r * GNR);
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+        t[r][0] = _mm512_loadu_si512(tile + r * GNR);
+        t[r][1] = _mm512_loadu_si512(tile + r * GNR + 16);
     }
     if (!masked) {
         for (int p = 0; p < kc; p++) {
-            __m512i y = _mm512_loadu_si512(yp + p * GNR);
-#pragma GCC unroll 8
+            __m512i y0 = _mm512_loadu_si512(yp + p * GNR);
+            __m512i y1 = _mm512_loadu_si512(yp + p * GNR + 16);
+#pragma GCC unroll 6
             for (int r = 0; r < GMR; r++) {
-                __m512i u = _mm512_and_si512(_mm512_add_epi32(y, t[r]), se);
-                u = _mm512_add_epi32(u, _mm512_set1_epi32((int)xp[p * GMR + r]));
-                acc[r] = _mm512_add_ps(acc[r], _mm512_castsi512_ps(u));
+                __m512i x = _mm512_set1_epi32((int)xp[p * GMR + r]);
+                __m512i u0 = _mm512_add_epi32(_mm512_and_si512(_mm512_add_epi32(y0, t[r][0]), se), x);
+                __m512i u1 = _mm512_add_epi32(_mm512_and_si512(_mm512_add_epi32(y1, t[r][1]), se), x);
+                acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_castsi512_ps(u0));
+                acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_castsi512_ps(u1));
             }
         }
     } else {
         for (int p = 0; p < kc; p++) {
-            __m512i y = _mm512_loadu_si512(yp + p * GNR);
-            __mmask16 ky = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * GNR));
-#pragma GCC unroll 8
+            __m512i y0 = _mm512_loadu_si512(yp + p * GNR);
+            __m512i y1 = _mm512_loadu_si512(yp + p * GNR + 16);
+            __mmask16 k0 = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * GNR));
+            __mmask16 k1 = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * GNR + 16));
+#pragma GCC unroll 6
             for (int r = 0; r < GMR; r++) {
-                __m512i u = _mm512_and_si512(_mm512_add_epi32(y, t[r]), se);
-                u = _mm512_maskz_add_epi32(ky, u, _mm512_set1_epi32((int)xp[p * GMR + r]));
-                acc[r] = _mm512_mask_add_ps(acc[r], (__mmask16)xm[p * GMR + r], acc[r],
-                                            _mm512_castsi512_ps(u));
+                __m512i x = _mm512_set1_epi32((int)xp[p * GMR + r]);
+                __mmask16 kx = (__mmask16)xm[p * GMR + r];
+                __m512i u0 = _mm512_maskz_add_epi32(k0, _mm512_and_si512(_mm512_add_epi32(y0, t[r][0]), se), x);
+                __m512i u1 = _mm512_maskz_add_epi32(k1, _mm512_and_si512(_mm512_add_epi32(y1, t[r][1]), se), x);
+                acc[r][0] = _mm512_mask_add_ps(acc[r][0], kx, acc[r][0], _mm512_castsi512_ps(u0));
+                acc[r][1] = _mm512_mask_add_ps(acc[r][1], kx, acc[r][1], _mm512_castsi512_ps(u1));
             }
         }
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 6
     for (int r = 0; r < GMR; r++) {
         float *row = ct + r * ldc;
-        _mm512_storeu_ps(row, add ? _mm512_add_ps(acc[r], _mm512_loadu_ps(row)) : acc[r]);
+        if (add) {
+            acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_loadu_ps(row));
+            acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_loadu_ps(row + 16));
+        }
+        _mm512_storeu_ps(row, acc[r][0]);
+        _mm512_storeu_ps(row + 16, acc[r][1]);
     }
 }
 
 /* grad B: u = (x + tile) & sign|exp (x broadcast); term = u + y */
-static void grad_b_8x16(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
-                        const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc, int add)
+static void grad_b_6x32(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
+                        const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc,
+                        int add)
 {
     const __m512i se = _mm512_set1_epi32((int)PG_SIGN_EXP);
-    __m512 acc[GMR];
-    __m512i t[GMR];
-#pragma GCC unroll 8
+    __m512 acc[GMR][2];
+    __m512i t[GMR][2];
+#pragma GCC unroll 6
     for (int r = 0; r < GMR; r++) {
-        acc[r] = _mm512_setzero_ps();
-        t[r] = _mm512_loadu_si512(tile + r * GNR);
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+        t[r][0] = _mm512_loadu_si512(tile + r * GNR);
+        t[r][1] = _mm512_loadu_si512(tile + r * GNR + 16);
     }
     if (!masked) {
         for (int p = 0; p < kc; p++) {
-            __m512i y = _mm512_loadu_si512(yp + p * GNR);
-#pragma GCC unroll 8
+            __m512i y0 = _mm512_loadu_si512(yp + p * GNR);
+            __m512i y1 = _mm512_loadu_si512(yp + p * GNR + 16);
+#pragma GCC unroll 6
             for (int r = 0; r < GMR; r++) {
-                __m512i u = _mm512_add_epi32(_mm512_set1_epi32((int)xp[p * GMR + r]), t[r]);
-                u = _mm512_add_epi32(_mm512_and_si512(u, se), y);
-                acc[r] = _mm512_add_ps(acc[r], _mm512_castsi512_ps(u));
+                __m512i x = _mm512_set1_epi32((int)xp[p * GMR + r]);
+                __m512i u0 = _mm512_add_epi32(_mm512_and_si512(_mm512_add_epi32(x, t[r][0]), se), y0);
+                __m512i u1 = _mm512_add_epi32(_mm512_and_si512(_mm512_add_epi32(x, t[r][1]), se), y1);
+                acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_castsi512_ps(u0));
+                acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_castsi512_ps(u1));
             }
         }
     } else {
         for (int p = 0; p < kc; p++) {
-            __m512i y = _mm512_loadu_si512(yp + p * GNR);
-            __mmask16 ky = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * GNR));
-#pragma GCC unroll 8
+            __m512i y0 = _mm512_loadu_si512(yp + p * GNR);
+            __m512i y1 = _mm512_loadu_si512(yp + p * GNR + 16);
+            __mmask16 k0 = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * GNR));
+            __mmask16 k1 = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * GNR + 16));
+#pragma GCC unroll 6
             for (int r = 0; r < GMR; r++) {
-                __m512i u = _mm512_add_epi32(_mm512_set1_epi32((int)xp[p * GMR + r]), t[r]);
-                u = _mm512_maskz_add_epi32(ky, _mm512_and_si512(u, se), y);
-                acc[r] = _mm512_mask_add_ps(acc[r], (__mmask16)xm[p * GMR + r], acc[r],
-                                            _mm512_castsi512_ps(u));
+                __m512i x = _mm512_set1_epi32((int)xp[p * GMR + r]);
+                __mmask16 kx = (__mmask16)xm[p * GMR + r];
+                __m512i u0 = _mm512_maskz_add_epi32(k0, _mm512_and_si512(_mm512_add_epi32(x, t[r][0]), se), y0);
+                __m512i u1 = _mm512_maskz_add_epi32(k1, _mm512_and_si512(_mm512_add_epi32(x, t[r][1]), se), y1);
+                acc[r][0] = _mm512_mask_add_ps(acc[r][0], kx, acc[r][0], _mm512_castsi512_ps(u0));
+                acc[r][1] = _mm512_mask_add_ps(acc[r][1], kx, acc[r][1], _mm512_castsi512_ps(u1));
             }
         }
     }
-#pragma GCC unroll 8
+#pragma GCC unroll 6
     for (int r = 0; r < GMR; r++) {
         float *row = ct + r * ldc;
-        _mm512_storeu_ps(row, add ? _mm512_add_ps(acc[r], _mm512_loadu_ps(row)) : acc[r]);
+        if (add) {
+            acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_loadu_ps(row));
+            acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_loadu_ps(row + 16));
+        }
+        _mm512_storeu_ps(row, acc[r][0]);
+        _mm512_storeu_ps(row + 16, acc[r][1]);
     }
 }
 
 const pg_fwd_ukr pg_fwd_avx512 = {FMR, FNR, fwd_8x32};
-const pg_grad_ukr pg_grad_avx512 = {GMR, GNR, grad_a_8x16, grad_b_8x16};
+const pg_grad_ukr pg_grad_avx512 = {GMR, GNR, grad_a_6x32, grad_b_6x32};
 const pg_pack_fn pg_pack_avx512 = pack_panel;
