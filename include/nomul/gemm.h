@@ -9,7 +9,8 @@
  * beta other than 0 or 1, an offset that is not a normal float) are
  * reported through nomul/error.h and leave the outputs untouched.
  *
- * Threads: NOMUL_NUM_THREADS (nomul/threads.h), default every core.
+ * Threads: NOMUL_NUM_THREADS (nomul/threads.h), default every core; a call
+ * made from inside an OpenMP parallel region runs on its calling thread.
  */
 #ifndef NOMUL_GEMM_H
 #define NOMUL_GEMM_H
@@ -59,6 +60,10 @@ void nomul_pam_sgemm_grad_b_batched(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta,
                                     long stride_b, const float *dc, int lddc, long stride_dc,
                                     float beta, float *db, int lddb, long stride_db, int batch,
                                     float offset);
+
+/* The packing buffers are kept per calling thread between calls; this frees
+ * the calling thread's (they are also reused, never leaked, if not called). */
+void nomul_gemm_release_buffers(void);
 
 /* Float baseline with the same batched layout, through OpenBLAS (alpha 1). */
 void nomul_sgemm_batched(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m,

@@ -12,5 +12,6 @@
 #include "nomul/error.h"
 #include "nomul/threads.h"
 #include "nomul/gemm.h"
+#include "nomul/conv.h"
 
 #endif

@@ -31,8 +31,10 @@ typedef enum { PG_FWD = 0, PG_GRAD_A = 1, PG_GRAD_B = 2 } pg_kind;
  * tile: mr×nr mantissa fields of T (gradients only), row-major.
  * The kernel writes the mr×nr sums to c (row r at c + r·ldc, unit stride
  * along a row), adding them to what is there when `add` is set.
- * `masked` is 0 when no X or Y value of these panels is zero.
+ * `masked` says which panels hold zeros (PG_ZEROS_X, PG_ZEROS_Y, both or 0).
  */
+#define PG_ZEROS_X 1
+#define PG_ZEROS_Y 2
 typedef void (*pg_fwd_kernel)(int kc, const uint32_t *xp, const uint32_t *yp, const int32_t *xm,
                               const int32_t *ym, int masked, float *c, long ldc, int add);
 typedef void (*pg_grad_kernel)(int kc, const uint32_t *xp, const uint32_t *yp,

@@ -233,12 +233,42 @@ static void write_tile(const pg_problem *pr, int i0, int mr, int j0, int nr, int
 
 static int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
+/* Packing buffers are kept per calling thread and reused, so that repeated
+ * products (a convolution's per-image GEMMs, a training step's layers) do
+ * not pay for fresh pages every call. */
+enum { BUF_Y, BUF_YM, BUF_X, BUF_XM, BUF_T, BUF_COUNT };
+static _Thread_local struct {
+    void *p;
+    size_t cap;
+} buf_cache[BUF_COUNT];
+
+static void *buf_get(int slot, size_t bytes)
+{
+    if (buf_cache[slot].cap < bytes) {
+        nomul_aligned_free(buf_cache[slot].p);
+        buf_cache[slot].p = nomul_aligned_alloc(bytes);
+        buf_cache[slot].cap = buf_cache[slot].p ? bytes : 0;
+    }
+    return buf_cache[slot].p;
+}
+
+void nomul_gemm_release_buffers(void)
+{
+    for (int i = 0; i < BUF_COUNT; i++) {
+        nomul_aligned_free(buf_cache[i].p);
+        buf_cache[i].p = NULL;
+        buf_cache[i].cap = 0;
+    }
+}
+
 /* Runs a problem on nt threads; returns 0 when out of memory. */
 static int pg_run(const pg_problem *pr, int nt)
 {
     int m = pr->m, n = pr->n, kd = pr->kd;
     if (m == 0 || n == 0)
         return 1;
+    if (omp_in_parallel()) /* called from a thread of an outer parallel loop */
+        nt = 1;
     if (kd == 0) {
         if (!pr->accumulate)
             for (int i = 0; i < m; i++)
@@ -260,14 +290,14 @@ static int pg_run(const pg_problem *pr, int nt)
         nt = ceil_div(m, mc);
 
     size_t ysize = (size_t)ny_panels * NR * kc_max;
-    uint32_t *yp = nomul_aligned_alloc(ysize * sizeof *yp);
-    int32_t *ym = nomul_aligned_alloc(ysize * sizeof *ym);
+    uint32_t *yp = buf_get(BUF_Y, ysize * sizeof *yp);
+    int32_t *ym = buf_get(BUF_YM, ysize * sizeof *ym);
     pg_stats *ys = malloc((size_t)ny_panels * sizeof *ys);
     size_t xsize = (size_t)mc * kc_max;
     int nx_panels = ceil_div(mc, MR);
     int ok = yp && ym && ys;
-    uint32_t *xbuf = ok ? nomul_aligned_alloc((size_t)nt * xsize * sizeof *xbuf) : NULL;
-    int32_t *xmbuf = ok ? nomul_aligned_alloc((size_t)nt * xsize * sizeof *xmbuf) : NULL;
+    uint32_t *xbuf = ok ? buf_get(BUF_X, (size_t)nt * xsize * sizeof *xbuf) : NULL;
+    int32_t *xmbuf = ok ? buf_get(BUF_XM, (size_t)nt * xsize * sizeof *xmbuf) : NULL;
     pg_stats *xsbuf = ok ? malloc((size_t)nt * nx_panels * sizeof *xsbuf) : NULL;
     ok = ok && xbuf && xmbuf && xsbuf;
     /* gradients: T's mantissas, packed once for the whole output */
@@ -275,20 +305,15 @@ static int pg_run(const pg_problem *pr, int nt)
     uint32_t *tbuf = NULL;
     unsigned char *tnan = NULL;
     if (ok && pr->kind != PG_FWD) {
-        tbuf = nomul_aligned_alloc((size_t)nti * ntj * MR * NR * sizeof *tbuf);
+        tbuf = buf_get(BUF_T, (size_t)nti * ntj * MR * NR * sizeof *tbuf);
         tnan = malloc((size_t)nti * ntj);
         ok = tbuf && tnan;
         if (ok)
             pack_t(pr, MR, NR, tbuf, tnan, nt);
     }
     if (!ok) {
-        nomul_aligned_free(yp);
-        nomul_aligned_free(ym);
         free(ys);
-        nomul_aligned_free(xbuf);
-        nomul_aligned_free(xmbuf);
         free(xsbuf);
-        nomul_aligned_free(tbuf);
         free(tnan);
         return 0;
     }
@@ -331,7 +356,7 @@ static int pg_run(const pg_problem *pr, int nt)
                             const int32_t *ymp = ym + (size_t)jp * NR * kc;
                             long tix = (long)(i0 / MR) * ntj + j0 / NR;
                             int safe = panels_safe(pr, &xs[ip], &ys[jp]) && !(tnan && tnan[tix]);
-                            int masked = xs[ip].zero || ys[jp].zero;
+                            int masked = (xs[ip].zero ? PG_ZEROS_X : 0) | (ys[jp].zero ? PG_ZEROS_Y : 0);
                             /* full tiles of a unit-stride C are written in place */
                             int direct = mr == MR && nr == NR && pr->cs_c == 1;
                             float *cdst = direct ? pr->c + (long)i0 * pr->rs_c + j0 : ct;
@@ -352,13 +377,8 @@ static int pg_run(const pg_problem *pr, int nt)
             }
         }
     }
-    nomul_aligned_free(tbuf);
     free(tnan);
-    nomul_aligned_free(yp);
-    nomul_aligned_free(ym);
     free(ys);
-    nomul_aligned_free(xbuf);
-    nomul_aligned_free(xmbuf);
     free(xsbuf);
     return 1;
 }

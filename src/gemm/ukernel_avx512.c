@@ -17,38 +17,37 @@
 #define FMR 8
 #define FNR 32
 
-static void fwd_8x32(int kc, const uint32_t *xp, const uint32_t *yp, const int32_t *xm,
-                     const int32_t *ym, int masked, float *ct, long ldc, int add)
+/* The loop body, specialised at compile time for zeros in X (mx: skip the
+ * whole row term, merge-masked add) and zeros in Y (my: zero the lanes'
+ * terms, zero-masked integer add). */
+static inline __attribute__((always_inline)) void
+fwd_body(int kc, const uint32_t *xp, const uint32_t *yp, const int32_t *xm, const int32_t *ym,
+         float *ct, long ldc, int add, const int mx, const int my)
 {
     __m512 acc[FMR][2];
 #pragma GCC unroll 8
     for (int r = 0; r < FMR; r++)
         acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    if (!masked) {
-        for (int p = 0; p < kc; p++) {
-            __m512i y0 = _mm512_loadu_si512(yp + p * FNR);
-            __m512i y1 = _mm512_loadu_si512(yp + p * FNR + 16);
-#pragma GCC unroll 8
-            for (int r = 0; r < FMR; r++) {
-                __m512i x = _mm512_set1_epi32((int)xp[p * FMR + r]);
-                acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_castsi512_ps(_mm512_add_epi32(x, y0)));
-                acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_castsi512_ps(_mm512_add_epi32(x, y1)));
-            }
+    for (int p = 0; p < kc; p++) {
+        __m512i y0 = _mm512_loadu_si512(yp + p * FNR);
+        __m512i y1 = _mm512_loadu_si512(yp + p * FNR + 16);
+        __mmask16 k0 = 0xFFFF, k1 = 0xFFFF;
+        if (my) {
+            k0 = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * FNR));
+            k1 = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * FNR + 16));
         }
-    } else {
-        for (int p = 0; p < kc; p++) {
-            __m512i y0 = _mm512_loadu_si512(yp + p * FNR);
-            __m512i y1 = _mm512_loadu_si512(yp + p * FNR + 16);
-            __mmask16 k0 = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * FNR));
-            __mmask16 k1 = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * FNR + 16));
 #pragma GCC unroll 8
-            for (int r = 0; r < FMR; r++) {
-                __m512i x = _mm512_set1_epi32((int)xp[p * FMR + r]);
+        for (int r = 0; r < FMR; r++) {
+            __m512i x = _mm512_set1_epi32((int)xp[p * FMR + r]);
+            __m512i t0 = my ? _mm512_maskz_add_epi32(k0, x, y0) : _mm512_add_epi32(x, y0);
+            __m512i t1 = my ? _mm512_maskz_add_epi32(k1, x, y1) : _mm512_add_epi32(x, y1);
+            if (mx) {
                 __mmask16 kx = (__mmask16)xm[p * FMR + r];
-                acc[r][0] = _mm512_mask_add_ps(acc[r][0], kx, acc[r][0],
-                                               _mm512_castsi512_ps(_mm512_maskz_add_epi32(k0, x, y0)));
-                acc[r][1] = _mm512_mask_add_ps(acc[r][1], kx, acc[r][1],
-                                               _mm512_castsi512_ps(_mm512_maskz_add_epi32(k1, x, y1)));
+                acc[r][0] = _mm512_mask_add_ps(acc[r][0], kx, acc[r][0], _mm512_castsi512_ps(t0));
+                acc[r][1] = _mm512_mask_add_ps(acc[r][1], kx, acc[r][1], _mm512_castsi512_ps(t1));
+            } else {
+                acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_castsi512_ps(t0));
+                acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_castsi512_ps(t1));
             }
         }
     }
@@ -64,14 +63,27 @@ static void fwd_8x32(int kc, const uint32_t *xp, const uint32_t *yp, const int32
     }
 }
 
+static void fwd_8x32(int kc, const uint32_t *xp, const uint32_t *yp, const int32_t *xm,
+                     const int32_t *ym, int masked, float *ct, long ldc, int add)
+{
+    switch (masked & (PG_ZEROS_X | PG_ZEROS_Y)) {
+    case 0: fwd_body(kc, xp, yp, xm, ym, ct, ldc, add, 0, 0); break;
+    case PG_ZEROS_X: fwd_body(kc, xp, yp, xm, ym, ct, ldc, add, 1, 0); break;
+    case PG_ZEROS_Y: fwd_body(kc, xp, yp, xm, ym, ct, ldc, add, 0, 1); break;
+    default: fwd_body(kc, xp, yp, xm, ym, ct, ldc, add, 1, 1); break;
+    }
+}
+
 #define GMR 6
 #define GNR 32
 
-/* grad A: u = (y + tile) & sign|exp; term = u + x (x broadcast, shared by
- * the two 16-lane halves of a row) */
-static void grad_a_6x32(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
-                        const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc,
-                        int add)
+/* grad A (ga = 1): u = (y + tile) & sign|exp, term = u + x (x broadcast);
+ * grad B (ga = 0): u = (x + tile) & sign|exp, term = u + y. One broadcast
+ * serves the two 16-lane halves of a row; zeros as in fwd_body. */
+static inline __attribute__((always_inline)) void
+grad_body(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
+          const int32_t *xm, const int32_t *ym, float *ct, long ldc, int add, const int ga,
+          const int mx, const int my)
 {
     const __m512i se = _mm512_set1_epi32((int)PG_SIGN_EXP);
     __m512 acc[GMR][2];
@@ -82,33 +94,38 @@ static void grad_a_6x32(int kc, const uint32_t *xp, const uint32_t *yp, const ui
         t[r][0] = _mm512_loadu_si512(tile + r * GNR);
         t[r][1] = _mm512_loadu_si512(tile + r * GNR + 16);
     }
-    if (!masked) {
-        for (int p = 0; p < kc; p++) {
-            __m512i y0 = _mm512_loadu_si512(yp + p * GNR);
-            __m512i y1 = _mm512_loadu_si512(yp + p * GNR + 16);
-#pragma GCC unroll 6
-            for (int r = 0; r < GMR; r++) {
-                __m512i x = _mm512_set1_epi32((int)xp[p * GMR + r]);
-                __m512i u0 = _mm512_add_epi32(_mm512_and_si512(_mm512_add_epi32(y0, t[r][0]), se), x);
-                __m512i u1 = _mm512_add_epi32(_mm512_and_si512(_mm512_add_epi32(y1, t[r][1]), se), x);
-                acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_castsi512_ps(u0));
-                acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_castsi512_ps(u1));
-            }
+    for (int p = 0; p < kc; p++) {
+        __m512i y0 = _mm512_loadu_si512(yp + p * GNR);
+        __m512i y1 = _mm512_loadu_si512(yp + p * GNR + 16);
+        __mmask16 k0 = 0xFFFF, k1 = 0xFFFF;
+        if (my) {
+            k0 = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * GNR));
+            k1 = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * GNR + 16));
         }
-    } else {
-        for (int p = 0; p < kc; p++) {
-            __m512i y0 = _mm512_loadu_si512(yp + p * GNR);
-            __m512i y1 = _mm512_loadu_si512(yp + p * GNR + 16);
-            __mmask16 k0 = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * GNR));
-            __mmask16 k1 = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * GNR + 16));
 #pragma GCC unroll 6
-            for (int r = 0; r < GMR; r++) {
-                __m512i x = _mm512_set1_epi32((int)xp[p * GMR + r]);
+        for (int r = 0; r < GMR; r++) {
+            __m512i x = _mm512_set1_epi32((int)xp[p * GMR + r]);
+            __m512i s0, s1, o0, o1;
+            if (ga) {
+                s0 = _mm512_and_si512(_mm512_add_epi32(y0, t[r][0]), se);
+                s1 = _mm512_and_si512(_mm512_add_epi32(y1, t[r][1]), se);
+                o0 = x;
+                o1 = x;
+            } else {
+                s0 = _mm512_and_si512(_mm512_add_epi32(x, t[r][0]), se);
+                s1 = _mm512_and_si512(_mm512_add_epi32(x, t[r][1]), se);
+                o0 = y0;
+                o1 = y1;
+            }
+            __m512i u0 = my ? _mm512_maskz_add_epi32(k0, s0, o0) : _mm512_add_epi32(s0, o0);
+            __m512i u1 = my ? _mm512_maskz_add_epi32(k1, s1, o1) : _mm512_add_epi32(s1, o1);
+            if (mx) {
                 __mmask16 kx = (__mmask16)xm[p * GMR + r];
-                __m512i u0 = _mm512_maskz_add_epi32(k0, _mm512_and_si512(_mm512_add_epi32(y0, t[r][0]), se), x);
-                __m512i u1 = _mm512_maskz_add_epi32(k1, _mm512_and_si512(_mm512_add_epi32(y1, t[r][1]), se), x);
                 acc[r][0] = _mm512_mask_add_ps(acc[r][0], kx, acc[r][0], _mm512_castsi512_ps(u0));
                 acc[r][1] = _mm512_mask_add_ps(acc[r][1], kx, acc[r][1], _mm512_castsi512_ps(u1));
+            } else {
+                acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_castsi512_ps(u0));
+                acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_castsi512_ps(u1));
             }
         }
     }
@@ -124,61 +141,20 @@ static void grad_a_6x32(int kc, const uint32_t *xp, const uint32_t *yp, const ui
     }
 }
 
-/* grad B: u = (x + tile) & sign|exp (x broadcast); term = u + y */
-static void grad_b_6x32(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
-                        const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc,
-                        int add)
-{
-    const __m512i se = _mm512_set1_epi32((int)PG_SIGN_EXP);
-    __m512 acc[GMR][2];
-    __m512i t[GMR][2];
-#pragma GCC unroll 6
-    for (int r = 0; r < GMR; r++) {
-        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-        t[r][0] = _mm512_loadu_si512(tile + r * GNR);
-        t[r][1] = _mm512_loadu_si512(tile + r * GNR + 16);
+#define GRAD_DISPATCH(name, ga)                                                                 \
+    static void name(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,      \
+                     const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc,     \
+                     int add)                                                                   \
+    {                                                                                           \
+        switch (masked & (PG_ZEROS_X | PG_ZEROS_Y)) {                                           \
+        case 0: grad_body(kc, xp, yp, tile, xm, ym, ct, ldc, add, ga, 0, 0); break;             \
+        case PG_ZEROS_X: grad_body(kc, xp, yp, tile, xm, ym, ct, ldc, add, ga, 1, 0); break;    \
+        case PG_ZEROS_Y: grad_body(kc, xp, yp, tile, xm, ym, ct, ldc, add, ga, 0, 1); break;    \
+        default: grad_body(kc, xp, yp, tile, xm, ym, ct, ldc, add, ga, 1, 1); break;            \
+        }                                                                                       \
     }
-    if (!masked) {
-        for (int p = 0; p < kc; p++) {
-            __m512i y0 = _mm512_loadu_si512(yp + p * GNR);
-            __m512i y1 = _mm512_loadu_si512(yp + p * GNR + 16);
-#pragma GCC unroll 6
-            for (int r = 0; r < GMR; r++) {
-                __m512i x = _mm512_set1_epi32((int)xp[p * GMR + r]);
-                __m512i u0 = _mm512_add_epi32(_mm512_and_si512(_mm512_add_epi32(x, t[r][0]), se), y0);
-                __m512i u1 = _mm512_add_epi32(_mm512_and_si512(_mm512_add_epi32(x, t[r][1]), se), y1);
-                acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_castsi512_ps(u0));
-                acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_castsi512_ps(u1));
-            }
-        }
-    } else {
-        for (int p = 0; p < kc; p++) {
-            __m512i y0 = _mm512_loadu_si512(yp + p * GNR);
-            __m512i y1 = _mm512_loadu_si512(yp + p * GNR + 16);
-            __mmask16 k0 = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * GNR));
-            __mmask16 k1 = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * GNR + 16));
-#pragma GCC unroll 6
-            for (int r = 0; r < GMR; r++) {
-                __m512i x = _mm512_set1_epi32((int)xp[p * GMR + r]);
-                __mmask16 kx = (__mmask16)xm[p * GMR + r];
-                __m512i u0 = _mm512_maskz_add_epi32(k0, _mm512_and_si512(_mm512_add_epi32(x, t[r][0]), se), y0);
-                __m512i u1 = _mm512_maskz_add_epi32(k1, _mm512_and_si512(_mm512_add_epi32(x, t[r][1]), se), y1);
-                acc[r][0] = _mm512_mask_add_ps(acc[r][0], kx, acc[r][0], _mm512_castsi512_ps(u0));
-                acc[r][1] = _mm512_mask_add_ps(acc[r][1], kx, acc[r][1], _mm512_castsi512_ps(u1));
-            }
-        }
-    }
-#pragma GCC unroll 6
-    for (int r = 0; r < GMR; r++) {
-        float *row = ct + r * ldc;
-        if (add) {
-            acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_loadu_ps(row));
-            acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_loadu_ps(row + 16));
-        }
-        _mm512_storeu_ps(row, acc[r][0]);
-        _mm512_storeu_ps(row + 16, acc[r][1]);
-    }
-}
+GRAD_DISPATCH(grad_a_6x32, 1)
+GRAD_DISPATCH(grad_b_6x32, 0)
 
 const pg_fwd_ukr pg_fwd_avx512 = {FMR, FNR, fwd_8x32};
 const pg_grad_ukr pg_grad_avx512 = {GMR, GNR, grad_a_6x32, grad_b_6x32};

@@ -1,0 +1,351 @@
+/*
+ * conv2d.c — 2-D convolution on the matrix engine: per image and group,
+ * im2col builds col (K × P, K = c_in/g · kh · kw, P = oh · ow), and
+ *   forward          y_g  (co × P) = W_g (co × K) · col
+ *   backward data    dcol (K × P)  = W_gᵀ · dy_g, then col2im (summing)
+ *   backward weight  dW_g (co × K) = Σ_images dy_g · colᵀ
+ * in float (cblas_sgemm) or PAM mode (nomul_pam_sgemm and its exact
+ * gradients, whose products are exactly the scalar PAMs of the direct
+ * convolution).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/internal.h"
+#include "nomul/conv.h"
+#include "nomul/gemm.h"
+
+#include <omp.h>
+
+int nomul_conv2d_output_size(const nomul_conv2d_desc *d, int *oh, int *ow)
+{
+    if (!d) {
+        nomul_report(NOMUL_EINVAL, "conv2d: descriptor is NULL");
+        return 0;
+    }
+    if (d->n < 1 || d->c_in < 1 || d->h < 1 || d->w < 1 || d->c_out < 1 || d->kh < 1 ||
+        d->kw < 1) {
+        nomul_report(NOMUL_EINVAL, "conv2d: sizes must be positive (n %d, c_in %d, h %d, w %d, "
+                     "c_out %d, kernel %dx%d)", d->n, d->c_in, d->h, d->w, d->c_out, d->kh, d->kw);
+        return 0;
+    }
+    if (d->stride_h < 1 || d->stride_w < 1 || d->dil_h < 1 || d->dil_w < 1 || d->pad_h < 0 ||
+        d->pad_w < 0) {
+        nomul_report(NOMUL_EINVAL, "conv2d: stride (%d, %d) and dilation (%d, %d) must be >= 1, "
+                     "padding (%d, %d) >= 0", d->stride_h, d->stride_w, d->dil_h, d->dil_w,
+                     d->pad_h, d->pad_w);
+        return 0;
+    }
+    if (d->groups < 1 || d->c_in % d->groups || d->c_out % d->groups) {
+        nomul_report(NOMUL_EINVAL, "conv2d: groups = %d must divide c_in = %d and c_out = %d",
+                     d->groups, d->c_in, d->c_out);
+        return 0;
+    }
+    long eh = (long)d->h + 2L * d->pad_h - (long)d->dil_h * (d->kh - 1) - 1;
+    long ew = (long)d->w + 2L * d->pad_w - (long)d->dil_w * (d->kw - 1) - 1;
+    if (eh < 0 || ew < 0) {
+        nomul_report(NOMUL_EINVAL, "conv2d: the %dx%d kernel (dilation %d, %d) does not fit the "
+                     "padded %dx%d input", d->kh, d->kw, d->dil_h, d->dil_w, d->h + 2 * d->pad_h,
+                     d->w + 2 * d->pad_w);
+        return 0;
+    }
+    *oh = (int)(eh / d->stride_h + 1);
+    *ow = (int)(ew / d->stride_w + 1);
+    return 1;
+}
+
+typedef struct {
+    int oh, ow, P, K, cig, cog;
+    long x_img, y_img; /* floats per image */
+} conv_geom;
+
+static int geometry(const char *fn, const nomul_conv2d_desc *d, conv_geom *g, const void *p1,
+                    const void *p2, const void *p3, const void *p4)
+{
+    if (!nomul_conv2d_output_size(d, &g->oh, &g->ow))
+        return 0;
+    if (!p1 || !p2 || !p3 || !p4) {
+        nomul_report(NOMUL_EINVAL, "%s: an input or output pointer is NULL", fn);
+        return 0;
+    }
+    g->P = g->oh * g->ow;
+    g->cig = d->c_in / d->groups;
+    g->cog = d->c_out / d->groups;
+    g->K = g->cig * d->kh * d->kw;
+    g->x_img = (long)d->c_in * d->h * d->w;
+    g->y_img = (long)d->c_out * g->P;
+    return 1;
+}
+
+/* col (K × P) from one group of one image: row (c, i, j), column (oy, ox). */
+static void im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *x, float *col)
+{
+    for (int c = 0; c < g->cig; c++)
+        for (int i = 0; i < d->kh; i++)
+            for (int j = 0; j < d->kw; j++) {
+                float *row = col + ((long)(c * d->kh + i) * d->kw + j) * g->P;
+                const float *plane = x + (long)c * d->h * d->w;
+                for (int oy = 0; oy < g->oh; oy++) {
+                    int iy = oy * d->stride_h - d->pad_h + i * d->dil_h;
+                    float *out = row + (long)oy * g->ow;
+                    if (iy < 0 || iy >= d->h) {
+                        memset(out, 0, (size_t)g->ow * sizeof *out);
+                        continue;
+                    }
+                    const float *in = plane + (long)iy * d->w;
+                    for (int ox = 0; ox < g->ow; ox++) {
+                        int ix = ox * d->stride_w - d->pad_w + j * d->dil_w;
+                        out[ox] = ix >= 0 && ix < d->w ? in[ix] : 0.0f;
+                    }
+                }
+            }
+}
+
+/* x += col2im(col): the adjoint of im2col. */
+static void col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const float *col, float *x)
+{
+    for (int c = 0; c < g->cig; c++)
+        for (int i = 0; i < d->kh; i++)
+            for (int j = 0; j < d->kw; j++) {
+                const float *row = col + ((long)(c * d->kh + i) * d->kw + j) * g->P;
+                float *plane = x + (long)c * d->h * d->w;
+                for (int oy = 0; oy < g->oh; oy++) {
+                    int iy = oy * d->stride_h - d->pad_h + i * d->dil_h;
+                    if (iy < 0 || iy >= d->h)
+                        continue;
+                    const float *in = row + (long)oy * g->ow;
+                    float *out = plane + (long)iy * d->w;
+                    for (int ox = 0; ox < g->ow; ox++) {
+                        int ix = ox * d->stride_w - d->pad_w + j * d->dil_w;
+                        if (ix >= 0 && ix < d->w)
+                            out[ix] += in[ox];
+                    }
+                }
+            }
+}
+
+static float *alloc_col(const char *fn, const conv_geom *g)
+{
+    float *col = nomul_aligned_alloc((size_t)g->K * g->P * sizeof(float));
+    if (!col)
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for a %d x %d column matrix", fn, g->K,
+                     g->P);
+    return col;
+}
+
+static int check_offset_mode(const char *fn, nomul_conv_mode mode)
+{
+    if (mode != NOMUL_CONV_FLOAT && mode != NOMUL_CONV_PAM) {
+        nomul_report(NOMUL_EINVAL, "%s: mode %d is neither NOMUL_CONV_FLOAT nor NOMUL_CONV_PAM",
+                     fn, (int)mode);
+        return 0;
+    }
+    return 1;
+}
+
+/* Images run in parallel, each on one thread with single-threaded GEMMs
+ * (the per-image products are small), when there are enough of them; else
+ * one after the other with threaded GEMMs. OpenBLAS is held to one thread
+ * inside the parallel loop and restored after. */
+static int image_threads(const nomul_conv2d_desc *d)
+{
+    int nt = nomul_num_threads();
+    if (omp_in_parallel() || d->n < 2)
+        return 1;
+    return nt < d->n ? nt : d->n;
+}
+
+typedef struct {
+    int saved;
+} blas_threads;
+
+static blas_threads blas_single(int nt)
+{
+    blas_threads b = {0};
+    if (nt > 1) {
+        b.saved = openblas_get_num_threads();
+        openblas_set_num_threads(1);
+    }
+    return b;
+}
+
+static void blas_restore(blas_threads b)
+{
+    if (b.saved > 0)
+        openblas_set_num_threads(b.saved);
+}
+
+/* forward for image b: y_b = conv(x_b, W) + bias */
+static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, nomul_conv_mode mode,
+                          float offset, const float *x, const float *weight, const float *bias,
+                          float *y, int b, float *col)
+{
+    for (int gr = 0; gr < d->groups; gr++) {
+        const float *xg = x + b * g->x_img + (long)gr * g->cig * d->h * d->w;
+        const float *wg = weight + (long)gr * g->cog * g->K;
+        float *yg = y + b * g->y_img + (long)gr * g->cog * g->P;
+        im2col(d, g, xg, col);
+        if (mode == NOMUL_CONV_FLOAT)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K, 1.0f, wg,
+                        g->K, col, g->P, 0.0f, yg, g->P);
+        else
+            nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K, wg,
+                            g->K, col, g->P, 0.0f, yg, g->P, offset);
+    }
+    if (bias)
+        for (int c = 0; c < d->c_out; c++) {
+            float *plane = y + b * g->y_img + (long)c * g->P;
+            for (int p = 0; p < g->P; p++)
+                plane[p] += bias[c];
+        }
+}
+
+void nomul_conv2d_forward(const nomul_conv2d_desc *d, nomul_conv_mode mode, float offset,
+                          const float *x, const float *weight, const float *bias, float *y)
+{
+    const char *fn = "nomul_conv2d_forward";
+    conv_geom g;
+    if (!check_offset_mode(fn, mode) || !geometry(fn, d, &g, x, weight, y, y))
+        return;
+    int nt = image_threads(d), failed = 0;
+    blas_threads bt = blas_single(nt);
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : failed)
+    {
+        float *col = alloc_col(fn, &g);
+        failed = !col;
+#pragma omp for schedule(static)
+        for (int b = 0; b < d->n; b++)
+            if (col)
+                forward_image(d, &g, mode, offset, x, weight, bias, y, b, col);
+        nomul_aligned_free(col);
+    }
+    blas_restore(bt);
+    (void)failed;
+}
+
+/* backward data for image b: dx_b = col2im(W_gᵀ-product with dy_b) */
+static void backward_data_image(const nomul_conv2d_desc *d, const conv_geom *g,
+                                nomul_conv_mode mode, int approx, float offset, const float *x,
+                                const float *weight, const float *dy, float *dx, int b,
+                                float *col, float *dcol)
+{
+    memset(dx + b * g->x_img, 0, (size_t)g->x_img * sizeof *dx);
+    for (int gr = 0; gr < d->groups; gr++) {
+        const float *wg = weight + (long)gr * g->cog * g->K;
+        const float *dyg = dy + b * g->y_img + (long)gr * g->cog * g->P;
+        long xoff = b * g->x_img + (long)gr * g->cig * d->h * d->w;
+        if (mode == NOMUL_CONV_FLOAT) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->P, g->cog, 1.0f, wg,
+                        g->K, dyg, g->P, 0.0f, dcol, g->P);
+        } else if (approx) {
+            nomul_pam_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->P, g->cog, wg,
+                            g->K, dyg, g->P, 0.0f, dcol, g->P, offset);
+        } else {
+            im2col(d, g, x + xoff, col);
+            nomul_pam_sgemm_grad_b(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K,
+                                   wg, g->K, col, g->P, dyg, g->P, 0.0f, dcol, g->P, offset);
+        }
+        col2im_add(d, g, dcol, dx + xoff);
+    }
+}
+
+void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, nomul_conv_mode mode, int approx,
+                                float offset, const float *x, const float *weight,
+                                const float *dy, float *dx)
+{
+    const char *fn = "nomul_conv2d_backward_data";
+    conv_geom g;
+    int exact = mode == NOMUL_CONV_PAM && !approx;
+    if (!check_offset_mode(fn, mode) ||
+        !geometry(fn, d, &g, exact ? x : weight, weight, dy, dx))
+        return;
+    int nt = image_threads(d);
+    blas_threads bt = blas_single(nt);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *col = alloc_col(fn, &g), *dcol = col ? alloc_col(fn, &g) : NULL;
+#pragma omp for schedule(static)
+        for (int b = 0; b < d->n; b++)
+            if (dcol)
+                backward_data_image(d, &g, mode, approx, offset, x, weight, dy, dx, b, col, dcol);
+        nomul_aligned_free(col);
+        nomul_aligned_free(dcol);
+    }
+    blas_restore(bt);
+}
+
+/* dW (+)= the weight gradient of image b */
+static void backward_weight_image(const nomul_conv2d_desc *d, const conv_geom *g,
+                                  nomul_conv_mode mode, int approx, float offset, const float *x,
+                                  const float *weight, const float *dy, float *dweight, int b,
+                                  float beta, float *col)
+{
+    for (int gr = 0; gr < d->groups; gr++) {
+        const float *wg = weight ? weight + (long)gr * g->cog * g->K : NULL;
+        const float *dyg = dy + b * g->y_img + (long)gr * g->cog * g->P;
+        float *dwg = dweight + (long)gr * g->cog * g->K;
+        im2col(d, g, x + b * g->x_img + (long)gr * g->cig * d->h * d->w, col);
+        if (mode == NOMUL_CONV_FLOAT)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->cog, g->K, g->P, 1.0f, dyg,
+                        g->P, col, g->P, beta, dwg, g->K);
+        else if (approx)
+            nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->cog, g->K, g->P, dyg,
+                            g->P, col, g->P, beta, dwg, g->K, offset);
+        else
+            nomul_pam_sgemm_grad_a(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K,
+                                   wg, g->K, col, g->P, dyg, g->P, beta, dwg, g->K, offset);
+    }
+}
+
+void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, nomul_conv_mode mode, int approx,
+                                  float offset, const float *x, const float *weight,
+                                  const float *dy, float *dweight, float *dbias)
+{
+    const char *fn = "nomul_conv2d_backward_weight";
+    conv_geom g;
+    int exact = mode == NOMUL_CONV_PAM && !approx;
+    if (!check_offset_mode(fn, mode) ||
+        !geometry(fn, d, &g, x, exact ? weight : x, dy, dweight))
+        return;
+    long nw = (long)d->c_out * g.K;
+    int nt = image_threads(d);
+    /* thread t sums images t, t + nt, ... into its own partial; the partials
+     * are added in thread order, so the result depends only on nt */
+    float *partial = nt > 1 ? nomul_aligned_alloc((size_t)(nt - 1) * nw * sizeof *partial) : NULL;
+    if (nt > 1 && !partial) {
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for per-thread gradients", fn);
+        return;
+    }
+    blas_threads bt = blas_single(nt);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int t = omp_get_thread_num();
+        float *dw = t == 0 ? dweight : partial + (long)(t - 1) * nw;
+        float *col = alloc_col(fn, &g);
+        int first = 1;
+        for (int b = t; b < d->n && col; b += nt) {
+            backward_weight_image(d, &g, mode, approx, offset, x, weight, dy, dw, b,
+                                  first ? 0.0f : 1.0f, col);
+            first = 0;
+        }
+        if (first)
+            memset(dw, 0, (size_t)nw * sizeof *dw);
+        nomul_aligned_free(col);
+    }
+    blas_restore(bt);
+    for (int t = 1; t < nt; t++)
+        for (long i = 0; i < nw; i++)
+            dweight[i] += partial[(long)(t - 1) * nw + i];
+    nomul_aligned_free(partial);
+    if (dbias) {
+        for (int c = 0; c < d->c_out; c++) {
+            float s = 0.0f;
+            for (int b = 0; b < d->n; b++) {
+                const float *plane = dy + b * g.y_img + (long)c * g.P;
+                for (int p = 0; p < g.P; p++)
+                    s += plane[p];
+            }
+            dbias[c] = s;
+        }
+    }
+}

@@ -1,0 +1,285 @@
+/*
+ * test_conv.c — conv2d (forward, backward data, backward weight; float and
+ * PAM, exact and approximate) against direct convolution loops over the
+ * scalar functions with float64 sums, on random descriptors covering
+ * stride, padding, dilation and groups; power-of-two weights against the
+ * float convolution; bad descriptors reported.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "nomul/nomul.h"
+#include "testutil.h"
+
+#define FAIL_SEED(...)                                                                    \
+    do {                                                                                  \
+        char msg_[768];                                                                   \
+        snprintf(msg_, sizeof msg_, __VA_ARGS__);                                         \
+        fail_msg("%s (seed %llu; rerun with NOMUL_TEST_SEED=%llu)", msg_,                 \
+                 (unsigned long long)tu_seed(), (unsigned long long)tu_seed());           \
+    } while (0)
+
+static int rnd(tu_rng *r, int lo, int hi) { return lo + (int)(tu_u32(r) % (uint32_t)(hi - lo + 1)); }
+
+static float value(tu_rng *r, int zeros)
+{
+    if (zeros && tu_u32(r) % 6 == 0)
+        return 0.0f;
+    return tu_normal(r, -4, 4, 1);
+}
+
+/* The product the mode uses, and its two derivatives times g. */
+typedef struct {
+    nomul_conv_mode mode;
+    int approx;
+    float offset;
+} conv_mode;
+
+static double prod(const conv_mode *m, float w, float x)
+{
+    if (m->mode == NOMUL_CONV_FLOAT)
+        return (double)w * (double)x;
+    return m->offset == 1.0f ? nomul_pam_mul(w, x) : nomul_pam_mul_off(w, x, m->offset);
+}
+
+/* d/dw and d/dx of prod(w, x), times g */
+static void dprod(const conv_mode *m, float w, float x, float g, double *dw, double *dx)
+{
+    if (m->mode == NOMUL_CONV_FLOAT) {
+        *dw = (double)x * g;
+        *dx = (double)w * g;
+    } else if (m->approx) {
+        *dw = m->offset == 1.0f ? nomul_pam_mul(g, x) : nomul_pam_mul_off(g, x, m->offset);
+        *dx = m->offset == 1.0f ? nomul_pam_mul(w, g) : nomul_pam_mul_off(w, g, m->offset);
+    } else {
+        float a, b;
+        if (m->offset == 1.0f)
+            nomul_pam_mul_grad(w, x, g, &a, &b);
+        else
+            nomul_pam_mul_off_grad(w, x, m->offset, g, &a, &b);
+        *dw = a;
+        *dx = b;
+    }
+}
+
+static void check_close(const char *what, const nomul_conv2d_desc *d, const conv_mode *m,
+                        const double *want, const float *got, long n)
+{
+    double num = 0, den = 0;
+    for (long i = 0; i < n; i++) {
+        num += (got[i] - want[i]) * (got[i] - want[i]);
+        den += want[i] * want[i];
+    }
+    double err = den > 0 ? sqrt(num / den) : sqrt(num);
+    if (!(err <= 1e-5))
+        FAIL_SEED("%s n%d c%d->%d %dx%d k%dx%d s%d,%d p%d,%d d%d,%d g%d mode %d approx %d off %g "
+                  "isa %s: normwise error %g",
+                  what, d->n, d->c_in, d->c_out, d->h, d->w, d->kh, d->kw, d->stride_h,
+                  d->stride_w, d->pad_h, d->pad_w, d->dil_h, d->dil_w, d->groups, m->mode,
+                  m->approx, (double)m->offset, nomul_isa_name(nomul_isa_active()), err);
+}
+
+static void run_conv_case(tu_rng *r, const nomul_conv2d_desc *d, const conv_mode *m, int zeros)
+{
+    int oh, ow;
+    assert_true(nomul_conv2d_output_size(d, &oh, &ow));
+    int cig = d->c_in / d->groups, cog = d->c_out / d->groups;
+    long nx = (long)d->n * d->c_in * d->h * d->w, nw = (long)d->c_out * cig * d->kh * d->kw;
+    long ny = (long)d->n * d->c_out * oh * ow;
+    float *x = malloc(nx * 4), *w = malloc(nw * 4), *bias = malloc(d->c_out * 4);
+    float *y = malloc(ny * 4), *dy = malloc(ny * 4), *dx = malloc(nx * 4), *dw = malloc(nw * 4);
+    float *db = malloc(d->c_out * 4);
+    double *wy = calloc(ny, 8), *wdx = calloc(nx, 8), *wdw = calloc(nw, 8), *wdb = calloc(d->c_out, 8);
+    for (long i = 0; i < nx; i++)
+        x[i] = value(r, zeros);
+    for (long i = 0; i < nw; i++)
+        w[i] = value(r, 0);
+    for (int i = 0; i < d->c_out; i++)
+        bias[i] = value(r, 0);
+    for (long i = 0; i < ny; i++)
+        dy[i] = value(r, zeros);
+    /* the direct loops */
+    for (int b = 0; b < d->n; b++)
+        for (int co = 0; co < d->c_out; co++) {
+            int gr = co / cog;
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++) {
+                    long yi = (((long)b * d->c_out + co) * oh + oy) * ow + ox;
+                    double s = bias[co];
+                    for (int c = 0; c < cig; c++)
+                        for (int i = 0; i < d->kh; i++)
+                            for (int j = 0; j < d->kw; j++) {
+                                int iy = oy * d->stride_h - d->pad_h + i * d->dil_h;
+                                int ix = ox * d->stride_w - d->pad_w + j * d->dil_w;
+                                if (iy < 0 || iy >= d->h || ix < 0 || ix >= d->w)
+                                    continue;
+                                int ci = gr * cig + c;
+                                long xi = (((long)b * d->c_in + ci) * d->h + iy) * d->w + ix;
+                                long wi = (((long)co * cig + c) * d->kh + i) * d->kw + j;
+                                double gw, gx;
+                                s += prod(m, w[wi], x[xi]);
+                                dprod(m, w[wi], x[xi], dy[yi], &gw, &gx);
+                                wdw[wi] += gw;
+                                wdx[xi] += gx;
+                            }
+                    wy[yi] = s;
+                    /* the bias gradient is a float32 sum in (image, pixel) order */
+                    wdb[co] = (float)wdb[co] + dy[yi];
+                }
+        }
+    nomul_clear_error();
+    nomul_conv2d_forward(d, m->mode, m->offset, x, w, bias, y);
+    nomul_conv2d_backward_data(d, m->mode, m->approx, m->offset, x, w, dy, dx);
+    nomul_conv2d_backward_weight(d, m->mode, m->approx, m->offset, x, w, dy, dw, db);
+    if (nomul_last_error() != NOMUL_OK)
+        FAIL_SEED("conv2d reported: %s", nomul_last_error_message());
+    check_close("forward", d, m, wy, y, ny);
+    check_close("backward data", d, m, wdx, dx, nx);
+    check_close("backward weight", d, m, wdw, dw, nw);
+    check_close("backward bias", d, m, wdb, db, d->c_out);
+    free(x); free(w); free(bias); free(y); free(dy); free(dx); free(dw); free(db);
+    free(wy); free(wdx); free(wdw); free(wdb);
+}
+
+static nomul_conv2d_desc random_desc(tu_rng *r)
+{
+    for (;;) {
+        nomul_conv2d_desc d;
+        d.groups = rnd(r, 1, 3);
+        d.n = rnd(r, 1, 2);
+        d.c_in = d.groups * rnd(r, 1, 3);
+        d.c_out = d.groups * rnd(r, 1, 3);
+        d.h = rnd(r, 1, 9);
+        d.w = rnd(r, 1, 9);
+        d.kh = rnd(r, 1, 3);
+        d.kw = rnd(r, 1, 3);
+        d.stride_h = rnd(r, 1, 2);
+        d.stride_w = rnd(r, 1, 2);
+        d.pad_h = rnd(r, 0, 2);
+        d.pad_w = rnd(r, 0, 2);
+        d.dil_h = rnd(r, 1, 2);
+        d.dil_w = rnd(r, 1, 2);
+        if (d.h + 2 * d.pad_h - d.dil_h * (d.kh - 1) - 1 >= 0 &&
+            d.w + 2 * d.pad_w - d.dil_w * (d.kw - 1) - 1 >= 0)
+            return d;
+    }
+}
+
+static void test_conv_against_direct_loops(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xC011};
+    int reps = tu_scale() < 1 ? 4 : 25;
+    for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
+        nomul_isa_set((nomul_isa)isa);
+        for (int rep = 0; rep < reps; rep++) {
+            nomul_conv2d_desc d = random_desc(&r);
+            static const conv_mode modes[] = {{NOMUL_CONV_FLOAT, 0, 1.0f},
+                                              {NOMUL_CONV_PAM, 0, 1.0f},
+                                              {NOMUL_CONV_PAM, 1, 1.0f},
+                                              {NOMUL_CONV_PAM, 0, 1.0552f},
+                                              {NOMUL_CONV_PAM, 1, 1.0552f}};
+            for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++)
+                run_conv_case(&r, &d, &modes[k], rep & 1);
+        }
+    }
+    nomul_isa_set(nomul_isa_max());
+}
+
+/* A bigger layer, past the matrix engine's blocking (K = 3·3·40 > 256). */
+static void test_conv_larger_layer(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xC012};
+    nomul_conv2d_desc d = {2, 40, 12, 12, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1};
+    conv_mode m = {NOMUL_CONV_PAM, 0, 1.0f};
+    run_conv_case(&r, &d, &m, 1);
+    nomul_conv2d_desc dw = {2, 16, 10, 10, 16, 5, 5, 1, 1, 2, 2, 1, 1, 16}; /* depthwise */
+    run_conv_case(&r, &dw, &m, 0);
+}
+
+/* Power-of-two weights make every PAM exact: PAM conv = float conv. */
+static void test_power_of_two_weights_match_float(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xC013};
+    nomul_conv2d_desc d = {2, 6, 9, 7, 4, 3, 3, 2, 1, 1, 2, 1, 1, 2};
+    int oh, ow;
+    assert_true(nomul_conv2d_output_size(&d, &oh, &ow));
+    long nx = 2L * 6 * 9 * 7, nw = 4L * 3 * 3 * 3, ny = 2L * 4 * oh * ow;
+    float *x = malloc(nx * 4), *w = malloc(nw * 4), *y1 = malloc(ny * 4), *y2 = malloc(ny * 4);
+    for (long i = 0; i < nx; i++)
+        x[i] = tu_normal(&r, -3, 3, 1);
+    for (long i = 0; i < nw; i++)
+        w[i] = tu_float(tu_bits(tu_normal(&r, -3, 3, 1)) & 0xFF800000u);
+    nomul_conv2d_forward(&d, NOMUL_CONV_FLOAT, 1.0f, x, w, NULL, y1);
+    nomul_conv2d_forward(&d, NOMUL_CONV_PAM, 1.0f, x, w, NULL, y2);
+    for (long i = 0; i < ny; i++)
+        if (fabsf(y1[i] - y2[i]) > 1e-5f * (fabsf(y1[i]) + 1.0f))
+            FAIL_SEED("power-of-two weights: output %ld float %g, PAM %g", i, (double)y1[i],
+                      (double)y2[i]);
+    free(x); free(w); free(y1); free(y2);
+}
+
+static int errors;
+static void count(nomul_status s, const char *m) { (void)s; (void)m; errors++; }
+
+static void test_bad_descriptors_are_reported(void **state)
+{
+    (void)state;
+    float buf[4096];
+    for (int i = 0; i < 4096; i++)
+        buf[i] = 3.0f;
+    float y[64];
+    nomul_set_error_handler(count);
+    struct {
+        nomul_conv2d_desc d;
+        const char *needle;
+    } bad[] = {
+        {{1, 4, 5, 5, 6, 3, 3, 1, 1, 0, 0, 1, 1, 4}, "groups"},
+        {{1, 4, 5, 5, 6, 7, 3, 1, 1, 0, 0, 1, 1, 1}, "does not fit"},
+        {{1, 4, 5, 5, 6, 3, 3, 0, 1, 0, 0, 1, 1, 1}, "stride"},
+        {{0, 4, 5, 5, 6, 3, 3, 1, 1, 0, 0, 1, 1, 1}, "positive"},
+        {{1, 4, 5, 5, 6, 3, 3, 1, 1, -1, 0, 1, 1, 1}, "padding"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        for (int j = 0; j < 64; j++)
+            y[j] = 9.0f;
+        errors = 0;
+        nomul_clear_error();
+        nomul_conv2d_forward(&bad[i].d, NOMUL_CONV_PAM, 1.0f, buf, buf, NULL, y);
+        if (nomul_last_error() != NOMUL_EINVAL || errors != 1 ||
+            !strstr(nomul_last_error_message(), bad[i].needle))
+            fail_msg("bad descriptor %zu: status %d, message '%s' (want '%s')", i,
+                     nomul_last_error(), nomul_last_error_message(), bad[i].needle);
+        for (int j = 0; j < 64; j++)
+            assert_true(y[j] == 9.0f);
+    }
+    nomul_conv2d_desc ok = {1, 2, 4, 4, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1};
+    nomul_clear_error();
+    nomul_conv2d_forward(&ok, NOMUL_CONV_PAM, 1.0f, NULL, buf, NULL, y);
+    assert_int_equal(nomul_last_error(), NOMUL_EINVAL);
+    nomul_conv2d_forward(&ok, (nomul_conv_mode)5, 1.0f, buf, buf, NULL, y);
+    assert_non_null(strstr(nomul_last_error_message(), "mode"));
+    nomul_set_error_handler(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv_against_direct_loops),
+        cmocka_unit_test(test_conv_larger_layer),
+        cmocka_unit_test(test_power_of_two_weights_match_float),
+        cmocka_unit_test(test_bad_descriptors_are_reported),
+    };
+    printf("test_conv: seed %llu\n", (unsigned long long)tu_seed());
+    return cmocka_run_group_tests_name("conv", tests, NULL, NULL);
+}
