@@ -38,12 +38,13 @@ static void fwd_6x16(int kc, const uint32_t *xp, const uint32_t *yp, const int32
         for (int p = 0; p < kc; p++) {
             __m256i y0 = _mm256_loadu_si256((const __m256i *)(yp + p * FNR));
             __m256i y1 = _mm256_loadu_si256((const __m256i *)(yp + p * FNR + 8));
-            __m256i m0 = _mm256_loadu_si256((const __m256i *)(ym + p * FNR));
-            __m256i m1 = _mm256_loadu_si256((const __m256i *)(ym + p * FNR + 8));
+            __m256i ones = _mm256_set1_epi32(-1);
+            __m256i m0 = (masked & PG_ZEROS_Y) ? _mm256_loadu_si256((const __m256i *)(ym + p * FNR)) : ones;
+            __m256i m1 = (masked & PG_ZEROS_Y) ? _mm256_loadu_si256((const __m256i *)(ym + p * FNR + 8)) : ones;
 #pragma GCC unroll 6
             for (int r = 0; r < FMR; r++) {
                 __m256i x = _mm256_set1_epi32((int)xp[p * FMR + r]);
-                __m256i mx = _mm256_set1_epi32(xm[p * FMR + r]);
+                __m256i mx = _mm256_set1_epi32((masked & PG_ZEROS_X) ? xm[p * FMR + r] : -1);
                 acc[r][0] = _mm256_add_ps(acc[r][0],
                                           as_ps(_mm256_and_si256(_mm256_and_si256(_mm256_add_epi32(x, y0), m0), mx)));
                 acc[r][1] = _mm256_add_ps(acc[r][1],
@@ -79,13 +80,13 @@ static void grad_a_4x8(int kc, const uint32_t *xp, const uint32_t *yp, const uin
     }
     for (int p = 0; p < kc; p++) {
         __m256i y = _mm256_loadu_si256((const __m256i *)(yp + p * GNR));
-        __m256i my = masked ? _mm256_loadu_si256((const __m256i *)(ym + p * GNR)) : _mm256_set1_epi32(-1);
+        __m256i my = (masked & PG_ZEROS_Y) ? _mm256_loadu_si256((const __m256i *)(ym + p * GNR)) : _mm256_set1_epi32(-1);
 #pragma GCC unroll 4
         for (int r = 0; r < GMR; r++) {
             __m256i u = _mm256_and_si256(_mm256_add_epi32(y, t[r]), se);
             u = _mm256_add_epi32(u, _mm256_set1_epi32((int)xp[p * GMR + r]));
             if (masked)
-                u = _mm256_and_si256(_mm256_and_si256(u, my), _mm256_set1_epi32(xm[p * GMR + r]));
+                u = _mm256_and_si256(_mm256_and_si256(u, my), _mm256_set1_epi32((masked & PG_ZEROS_X) ? xm[p * GMR + r] : -1));
             acc[r] = _mm256_add_ps(acc[r], as_ps(u));
         }
     }
@@ -109,13 +110,13 @@ static void grad_b_4x8(int kc, const uint32_t *xp, const uint32_t *yp, const uin
     }
     for (int p = 0; p < kc; p++) {
         __m256i y = _mm256_loadu_si256((const __m256i *)(yp + p * GNR));
-        __m256i my = masked ? _mm256_loadu_si256((const __m256i *)(ym + p * GNR)) : _mm256_set1_epi32(-1);
+        __m256i my = (masked & PG_ZEROS_Y) ? _mm256_loadu_si256((const __m256i *)(ym + p * GNR)) : _mm256_set1_epi32(-1);
 #pragma GCC unroll 4
         for (int r = 0; r < GMR; r++) {
             __m256i u = _mm256_add_epi32(_mm256_set1_epi32((int)xp[p * GMR + r]), t[r]);
             u = _mm256_add_epi32(_mm256_and_si256(u, se), y);
             if (masked)
-                u = _mm256_and_si256(_mm256_and_si256(u, my), _mm256_set1_epi32(xm[p * GMR + r]));
+                u = _mm256_and_si256(_mm256_and_si256(u, my), _mm256_set1_epi32((masked & PG_ZEROS_X) ? xm[p * GMR + r] : -1));
             acc[r] = _mm256_add_ps(acc[r], as_ps(u));
         }
     }

@@ -20,6 +20,12 @@ static void store(float acc[MR][NR], float *c, long ldc, int add)
             c[r * ldc + j] = add ? c[r * ldc + j] + acc[r][j] : acc[r][j];
 }
 
+/* whether a product counts: masks are valid only for the panels flagged */
+static int keep(int masked, int32_t xm, int32_t ym)
+{
+    return (!(masked & PG_ZEROS_X) || xm) && (!(masked & PG_ZEROS_Y) || ym);
+}
+
 static float as_float(uint32_t u)
 {
     float f;
@@ -35,7 +41,7 @@ static void fwd_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const int32_
     for (int p = 0; p < kc; p++)
         for (int r = 0; r < MR; r++)
             for (int c = 0; c < NR; c++)
-                if (!masked || (xm[p * MR + r] & ym[p * NR + c]))
+                if (keep(masked, xm[p * MR + r], ym[p * NR + c]))
                     acc[r][c] += as_float(xp[p * MR + r] + yp[p * NR + c]);
     store(acc, ct, ldc, add);
 }
@@ -48,7 +54,7 @@ static void grad_a_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const uin
     for (int p = 0; p < kc; p++)
         for (int r = 0; r < MR; r++)
             for (int c = 0; c < NR; c++)
-                if (!masked || (xm[p * MR + r] & ym[p * NR + c]))
+                if (keep(masked, xm[p * MR + r], ym[p * NR + c]))
                     acc[r][c] += as_float(((yp[p * NR + c] + tile[r * NR + c]) & PG_SIGN_EXP) +
                                           xp[p * MR + r]);
     store(acc, ct, ldc, add);
@@ -62,7 +68,7 @@ static void grad_b_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const uin
     for (int p = 0; p < kc; p++)
         for (int r = 0; r < MR; r++)
             for (int c = 0; c < NR; c++)
-                if (!masked || (xm[p * MR + r] & ym[p * NR + c]))
+                if (keep(masked, xm[p * MR + r], ym[p * NR + c]))
                     acc[r][c] += as_float(((xp[p * MR + r] + tile[r * NR + c]) & PG_SIGN_EXP) +
                                           yp[p * NR + c]);
     store(acc, ct, ldc, add);
