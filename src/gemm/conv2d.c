@@ -14,6 +14,7 @@
 #include "../core/internal.h"
 #include "nomul/conv.h"
 #include "nomul/gemm.h"
+#include "gemm_internal.h"
 
 #include <omp.h>
 
@@ -175,10 +176,46 @@ static void blas_restore(blas_threads b)
         openblas_set_num_threads(b.saved);
 }
 
+/* The weights of each group packed once for all images (PAM mode only):
+ * forward W_g, approximate backward data W_gᵀ, exact backward data grad B
+ * of W_g · col. NULL (after a report) when out of memory, or in float mode. */
+typedef enum { PLAN_FORWARD, PLAN_DATA_APPROX, PLAN_DATA_EXACT } plan_kind;
+
+static void free_plans(pg_plan **plans, int n)
+{
+    if (!plans)
+        return;
+    for (int i = 0; i < n; i++)
+        pg_plan_free(plans[i]);
+    free(plans);
+}
+
+static pg_plan **make_plans(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
+                            nomul_conv_mode mode, plan_kind kind, const float *weight,
+                            float offset)
+{
+    if (mode != NOMUL_CONV_PAM)
+        return NULL;
+    pg_plan **plans = calloc((size_t)d->groups, sizeof *plans);
+    for (int gr = 0; plans && gr < d->groups; gr++) {
+        const float *wg = weight + (long)gr * g->cog * g->K;
+        plans[gr] = kind == PLAN_FORWARD ? pg_plan_forward(CblasNoTrans, g->cog, g->K, wg, g->K, offset)
+                    : kind == PLAN_DATA_APPROX ? pg_plan_forward(CblasTrans, g->K, g->cog, wg, g->K, offset)
+                                               : pg_plan_grad_b(g->cog, g->K, wg, g->K, offset);
+        if (!plans[gr]) {
+            free_plans(plans, d->groups);
+            plans = NULL;
+        }
+    }
+    if (!plans)
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for packed weights", fn);
+    return plans;
+}
+
 /* forward for image b: y_b = conv(x_b, W) + bias */
 static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, nomul_conv_mode mode,
-                          float offset, const float *x, const float *weight, const float *bias,
-                          float *y, int b, float *col)
+                          pg_plan *const *plans, const float *x, const float *weight,
+                          const float *bias, float *y, int b, float *col)
 {
     for (int gr = 0; gr < d->groups; gr++) {
         const float *xg = x + b * g->x_img + (long)gr * g->cig * d->h * d->w;
@@ -189,8 +226,7 @@ static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, nomul_
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K, 1.0f, wg,
                         g->K, col, g->P, 0.0f, yg, g->P);
         else
-            nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K, wg,
-                            g->K, col, g->P, 0.0f, yg, g->P, offset);
+            pg_plan_run_forward(plans[gr], g->P, col, g->P, 0.0f, yg, g->P);
     }
     if (bias)
         for (int c = 0; c < d->c_out; c++) {
@@ -207,27 +243,29 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, nomul_conv_mode mode, floa
     conv_geom g;
     if (!check_offset_mode(fn, mode) || !geometry(fn, d, &g, x, weight, y, y))
         return;
-    int nt = image_threads(d), failed = 0;
+    pg_plan **plans = make_plans(fn, d, &g, mode, PLAN_FORWARD, weight, offset);
+    if (mode == NOMUL_CONV_PAM && !plans)
+        return;
+    int nt = image_threads(d);
     blas_threads bt = blas_single(nt);
-#pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : failed)
+#pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *col = alloc_col(fn, &g);
-        failed = !col;
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
             if (col)
-                forward_image(d, &g, mode, offset, x, weight, bias, y, b, col);
+                forward_image(d, &g, mode, plans, x, weight, bias, y, b, col);
         nomul_aligned_free(col);
     }
     blas_restore(bt);
-    (void)failed;
+    free_plans(plans, d->groups);
 }
 
 /* backward data for image b: dx_b = col2im(W_gᵀ-product with dy_b) */
 static void backward_data_image(const nomul_conv2d_desc *d, const conv_geom *g,
-                                nomul_conv_mode mode, int approx, float offset, const float *x,
-                                const float *weight, const float *dy, float *dx, int b,
-                                float *col, float *dcol)
+                                nomul_conv_mode mode, int approx, pg_plan *const *plans,
+                                const float *x, const float *weight, const float *dy, float *dx,
+                                int b, float *col, float *dcol)
 {
     memset(dx + b * g->x_img, 0, (size_t)g->x_img * sizeof *dx);
     for (int gr = 0; gr < d->groups; gr++) {
@@ -238,12 +276,10 @@ static void backward_data_image(const nomul_conv2d_desc *d, const conv_geom *g,
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->P, g->cog, 1.0f, wg,
                         g->K, dyg, g->P, 0.0f, dcol, g->P);
         } else if (approx) {
-            nomul_pam_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->P, g->cog, wg,
-                            g->K, dyg, g->P, 0.0f, dcol, g->P, offset);
+            pg_plan_run_forward(plans[gr], g->P, dyg, g->P, 0.0f, dcol, g->P);
         } else {
             im2col(d, g, x + xoff, col);
-            nomul_pam_sgemm_grad_b(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K,
-                                   wg, g->K, col, g->P, dyg, g->P, 0.0f, dcol, g->P, offset);
+            pg_plan_run_grad_b(plans[gr], g->P, col, g->P, dyg, g->P, 0.0f, dcol, g->P);
         }
         col2im_add(d, g, dcol, dx + xoff);
     }
@@ -259,6 +295,10 @@ void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, nomul_conv_mode mode
     if (!check_offset_mode(fn, mode) ||
         !geometry(fn, d, &g, exact ? x : weight, weight, dy, dx))
         return;
+    pg_plan **plans = make_plans(fn, d, &g, mode, approx ? PLAN_DATA_APPROX : PLAN_DATA_EXACT,
+                                 weight, offset);
+    if (mode == NOMUL_CONV_PAM && !plans)
+        return;
     int nt = image_threads(d);
     blas_threads bt = blas_single(nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -267,11 +307,12 @@ void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, nomul_conv_mode mode
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
             if (dcol)
-                backward_data_image(d, &g, mode, approx, offset, x, weight, dy, dx, b, col, dcol);
+                backward_data_image(d, &g, mode, approx, plans, x, weight, dy, dx, b, col, dcol);
         nomul_aligned_free(col);
         nomul_aligned_free(dcol);
     }
     blas_restore(bt);
+    free_plans(plans, d->groups);
 }
 
 /* dW (+)= the weight gradient of image b */

@@ -70,7 +70,29 @@ typedef void (*pg_pack_fn)(const float *base, long rs, long cs, int nvalid, int 
                            uint32_t adj, uint32_t *d, int32_t *mask, pg_stats *st);
 extern const pg_pack_fn pg_pack_scalar, pg_pack_avx2, pg_pack_avx512;
 
+/* Packs one MR×NR tile of T's mantissa fields (gradients); returns 1 if T
+ * holds a NaN there. */
+typedef int (*pg_pack_tile_fn)(const float *base, long rs, long cs, int mr, int nr, int MR,
+                               int NR, uint32_t *tile);
+extern const pg_pack_tile_fn pg_pack_tile_scalar, pg_pack_tile_avx2, pg_pack_tile_avx512;
+
 extern const pg_fwd_ukr pg_fwd_scalar, pg_fwd_avx2, pg_fwd_avx512;
 extern const pg_grad_ukr pg_grad_scalar, pg_grad_avx2, pg_grad_avx512;
+
+/*
+ * Plans (used by conv2d): products that share their first operand A
+ * (row-major) pack it once. Arguments are trusted (checked by the caller).
+ *   forward: C (m×n, ldc) [+]= PAM-GEMM(op(A) (m×k), B (k×n, ldb))
+ *   grad_b:  dB (k×n, lddb) [+]= exact ∂/∂B of PAM-GEMM(A (m×k), B) given dC (m×n)
+ */
+#include <cblas.h>
+typedef struct pg_plan pg_plan;
+pg_plan *pg_plan_forward(CBLAS_TRANSPOSE ta, int m, int k, const float *a, int lda, float offset);
+void pg_plan_run_forward(const pg_plan *pl, int n, const float *b, int ldb, float beta, float *c,
+                         int ldc);
+pg_plan *pg_plan_grad_b(int m, int k, const float *a, int lda, float offset);
+void pg_plan_run_grad_b(const pg_plan *pl, int n, const float *b, int ldb, const float *dc,
+                        int lddc, float beta, float *db, int lddb);
+void pg_plan_free(pg_plan *pl);
 
 #endif

@@ -120,24 +120,19 @@ static void pack_y(const pg_problem *pr, pg_pack_fn fn, int j0, int nr, int NR, 
 static void pack_t(const pg_problem *pr, int MR, int NR, uint32_t *tbuf, unsigned char *nan,
                    int nt)
 {
+    nomul_isa isa = nomul_isa_active();
+    pg_pack_tile_fn fn = isa == NOMUL_ISA_AVX512 ? pg_pack_tile_avx512
+                         : isa == NOMUL_ISA_AVX2 ? pg_pack_tile_avx2
+                                                 : pg_pack_tile_scalar;
     int nti = (pr->m + MR - 1) / MR, ntj = (pr->n + NR - 1) / NR;
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int ti = 0; ti < nti; ti++) {
         for (int tj = 0; tj < ntj; tj++) {
-            uint32_t *tile = tbuf + ((long)ti * ntj + tj) * MR * NR;
-            int has_nan = 0;
-            for (int r = 0; r < MR; r++) {
-                for (int c = 0; c < NR; c++) {
-                    int i = ti * MR + r, j = tj * NR + c;
-                    uint32_t u = 0;
-                    if (i < pr->m && j < pr->n)
-                        u = pa_bits(mat_at(&pr->t, i, j));
-                    uint32_t e = (u >> 23) & 0xFF;
-                    has_nan |= e == 0xFF && (u & PA_MANT);
-                    tile[r * NR + c] = (e == 0 || e == 0xFF) ? 0 : (u & PA_MANT);
-                }
-            }
-            nan[(long)ti * ntj + tj] = (unsigned char)has_nan;
+            int i0 = ti * MR, j0 = tj * NR;
+            int mr = pr->m - i0 < MR ? pr->m - i0 : MR, nr = pr->n - j0 < NR ? pr->n - j0 : NR;
+            nan[(long)ti * ntj + tj] = (unsigned char)fn(
+                pr->t.p + (long)i0 * pr->t.rs + (long)j0 * pr->t.cs, pr->t.rs, pr->t.cs, mr, nr,
+                MR, NR, tbuf + ((long)ti * ntj + tj) * MR * NR);
         }
     }
 }
@@ -261,8 +256,21 @@ void nomul_gemm_release_buffers(void)
     }
 }
 
-/* Runs a problem on nt threads; returns 0 when out of memory. */
-static int pg_run(const pg_problem *pr, int nt)
+/* X packed once for every K block and row panel, reused by many products
+ * that share X (a convolution's weights over its images). Panel ip of K
+ * block kb sits at (kb · npanels + ip) · MR · KC. */
+struct pg_plan {
+    pg_problem pr; /* the X part, kind and offset; Y, T and C are per run */
+    nomul_isa isa;
+    int MR, npanels, nkb;
+    uint32_t *xp;
+    int32_t *xm;
+    pg_stats *xs;
+};
+
+/* Runs a problem on nt threads (X from plan when not NULL); returns 0 when
+ * out of memory. */
+static int pg_run_plan(const pg_problem *pr, int nt, const pg_plan *plan)
 {
     int m = pr->m, n = pr->n, kd = pr->kd;
     if (m == 0 || n == 0)
@@ -276,7 +284,7 @@ static int pg_run(const pg_problem *pr, int nt)
                     pr->c[(long)i * pr->rs_c + (long)j * pr->cs_c] = 0.0f;
         return 1;
     }
-    pg_kernel K = kernel_for(pr->kind, nomul_isa_active());
+    pg_kernel K = kernel_for(pr->kind, plan ? plan->isa : nomul_isa_active());
     pg_pack_fn packer = pack_fn();
     const int MR = K.mr, NR = K.nr;
     int nc_max = n < NC ? n : NC;
@@ -341,15 +349,22 @@ static int pg_run(const pg_problem *pr, int nt)
                 for (int ic = 0; ic < m; ic += mc) {
                     int mcb = m - ic < mc ? m - ic : mc;
                     int nxp = ceil_div(mcb, MR);
-                    for (int ip = 0; ip < nxp; ip++) {
+                    if (plan) { /* X was packed once: point into it */
+                        size_t at = ((size_t)(pc / KC) * plan->npanels + ic / MR);
+                        xp = plan->xp + at * MR * KC;
+                        xm = plan->xm + at * MR * KC;
+                        xs = plan->xs + at;
+                    }
+                    for (int ip = 0; ip < nxp && !plan; ip++) {
                         int i0 = ic + ip * MR, mr = m - i0 < MR ? m - i0 : MR;
                         pack_x(pr, packer, i0, mr, MR, pc, kc, xp + (size_t)ip * MR * kc,
                                xm + (size_t)ip * MR * kc, &xs[ip]);
                     }
                     for (int ip = 0; ip < nxp; ip++) {
                         int i0 = ic + ip * MR, mr = m - i0 < MR ? m - i0 : MR;
-                        const uint32_t *xpp = xp + (size_t)ip * MR * kc;
-                        const int32_t *xmp = xm + (size_t)ip * MR * kc;
+                        size_t xstride = plan ? (size_t)MR * KC : (size_t)MR * kc;
+                        const uint32_t *xpp = xp + (size_t)ip * xstride;
+                        const int32_t *xmp = xm + (size_t)ip * xstride;
                         for (int jp = 0; jp < npan; jp++) {
                             int j0 = jc + jp * NR, nr = n - j0 < NR ? n - j0 : NR;
                             const uint32_t *ypp = yp + (size_t)jp * NR * kc;
@@ -381,6 +396,54 @@ static int pg_run(const pg_problem *pr, int nt)
     free(ys);
     free(xsbuf);
     return 1;
+}
+
+static int pg_run(const pg_problem *pr, int nt) { return pg_run_plan(pr, nt, NULL); }
+
+/* Packs pr's X for every K block: the plan for products sharing it. */
+static pg_plan *plan_create(const pg_problem *pr)
+{
+    pg_plan *pl = calloc(1, sizeof *pl);
+    if (!pl)
+        return NULL;
+    pl->pr = *pr;
+    pl->isa = nomul_isa_active();
+    pg_kernel K = kernel_for(pr->kind, pl->isa);
+    pl->MR = K.mr;
+    pl->npanels = ceil_div(pr->m, K.mr);
+    pl->nkb = ceil_div(pr->kd, KC);
+    size_t n = (size_t)pl->nkb * pl->npanels * K.mr * KC;
+    pl->xp = nomul_aligned_alloc((n ? n : 1) * sizeof *pl->xp);
+    pl->xm = nomul_aligned_alloc((n ? n : 1) * sizeof *pl->xm);
+    pl->xs = malloc(((size_t)pl->nkb * pl->npanels + 1) * sizeof *pl->xs);
+    if (!pl->xp || !pl->xm || !pl->xs) {
+        nomul_aligned_free(pl->xp);
+        nomul_aligned_free(pl->xm);
+        free(pl->xs);
+        free(pl);
+        return NULL;
+    }
+    pg_pack_fn packer = pack_fn();
+    for (int kb = 0; kb < pl->nkb; kb++) {
+        int pc = kb * KC, kc = pr->kd - pc < KC ? pr->kd - pc : KC;
+        for (int ip = 0; ip < pl->npanels; ip++) {
+            int i0 = ip * K.mr, mr = pr->m - i0 < K.mr ? pr->m - i0 : K.mr;
+            size_t at = (size_t)kb * pl->npanels + ip;
+            pack_x(pr, packer, i0, mr, K.mr, pc, kc, pl->xp + at * K.mr * KC,
+                   pl->xm + at * K.mr * KC, &pl->xs[at]);
+        }
+    }
+    return pl;
+}
+
+void pg_plan_free(pg_plan *pl)
+{
+    if (!pl)
+        return;
+    nomul_aligned_free(pl->xp);
+    nomul_aligned_free(pl->xm);
+    free(pl->xs);
+    free(pl);
 }
 
 /* ---- argument checks and the cblas conventions ---------------------------------- */
@@ -597,6 +660,63 @@ void nomul_pam_sgemm_grad_b(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANS
     if (setup_grad("nomul_pam_sgemm_grad_b", &pr, PG_GRAD_B, layout, ta, tb, m, n, k, a, lda, b,
                    ldb, dc, lddc, beta, db, lddb, offset))
         run_or_report("nomul_pam_sgemm_grad_b", &pr, nomul_num_threads());
+}
+
+/* ---- plans: a fixed X over many products (gemm_internal.h) ---------------------- */
+
+pg_plan *pg_plan_forward(CBLAS_TRANSPOSE ta, int m, int k, const float *a, int lda, float offset)
+{
+    pg_problem pr;
+    memset(&pr, 0, sizeof pr);
+    pr.kind = PG_FWD;
+    pr.m = m;
+    pr.kd = k;
+    pr.x = stored(CblasRowMajor, a, lda);
+    if (is_trans(ta))
+        pr.x = transposed(pr.x);
+    set_offset(&pr, offset);
+    return plan_create(&pr);
+}
+
+void pg_plan_run_forward(const pg_plan *pl, int n, const float *b, int ldb, float beta, float *c,
+                         int ldc)
+{
+    pg_problem pr = pl->pr;
+    pr.n = n;
+    pr.y = stored(CblasRowMajor, b, ldb);
+    pr.c = c;
+    pr.rs_c = ldc;
+    pr.cs_c = 1;
+    pr.accumulate = beta == 1.0f;
+    if (!pg_run_plan(&pr, nomul_num_threads(), pl))
+        nomul_report(NOMUL_ENOMEM, "pam gemm plan: out of memory for packed panels");
+}
+
+pg_plan *pg_plan_grad_b(int m, int k, const float *a, int lda, float offset)
+{
+    pg_problem pr;
+    memset(&pr, 0, sizeof pr);
+    pr.kind = PG_GRAD_B;
+    pr.m = k;
+    pr.kd = m;
+    pr.x = transposed(stored(CblasRowMajor, a, lda));
+    set_offset(&pr, offset);
+    return plan_create(&pr);
+}
+
+void pg_plan_run_grad_b(const pg_plan *pl, int n, const float *b, int ldb, const float *dc,
+                        int lddc, float beta, float *db, int lddb)
+{
+    pg_problem pr = pl->pr;
+    pr.n = n;
+    pr.y = stored(CblasRowMajor, dc, lddc);
+    pr.t = stored(CblasRowMajor, b, ldb);
+    pr.c = db;
+    pr.rs_c = lddb;
+    pr.cs_c = 1;
+    pr.accumulate = beta == 1.0f;
+    if (!pg_run_plan(&pr, nomul_num_threads(), pl))
+        nomul_report(NOMUL_ENOMEM, "pam gemm plan: out of memory for packed panels");
 }
 
 /* ---- batched ------------------------------------------------------------------------ */

@@ -8,6 +8,7 @@
 #include "gemm_internal.h"
 
 #define PG_PACK_NAME pack_panel
+#define PG_PACK_T_NAME pack_tile
 #define PG_PACK_VB 32
 #include "pack.inc"
 
@@ -130,3 +131,4 @@ static void grad_b_4x8(int kc, const uint32_t *xp, const uint32_t *yp, const uin
 const pg_fwd_ukr pg_fwd_avx2 = {FMR, FNR, fwd_6x16};
 const pg_grad_ukr pg_grad_avx2 = {GMR, GNR, grad_a_4x8, grad_b_4x8};
 const pg_pack_fn pg_pack_avx2 = pack_panel;
+const pg_pack_tile_fn pg_pack_tile_avx2 = pack_tile;

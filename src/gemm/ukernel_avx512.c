@@ -11,6 +11,7 @@
 #include "gemm_internal.h"
 
 #define PG_PACK_NAME pack_panel
+#define PG_PACK_T_NAME pack_tile
 #define PG_PACK_VB 64
 #include "pack.inc"
 
@@ -159,3 +160,4 @@ GRAD_DISPATCH(grad_b_6x32, 0)
 const pg_fwd_ukr pg_fwd_avx512 = {FMR, FNR, fwd_8x32};
 const pg_grad_ukr pg_grad_avx512 = {GMR, GNR, grad_a_6x32, grad_b_6x32};
 const pg_pack_fn pg_pack_avx512 = pack_panel;
+const pg_pack_tile_fn pg_pack_tile_avx512 = pack_tile;

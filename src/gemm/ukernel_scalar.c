@@ -7,6 +7,7 @@
 #include "gemm_internal.h"
 
 #define PG_PACK_NAME pack_panel
+#define PG_PACK_T_NAME pack_tile
 #define PG_PACK_VB 16
 #include "pack.inc"
 
@@ -77,3 +78,4 @@ static void grad_b_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const uin
 const pg_fwd_ukr pg_fwd_scalar = {MR, NR, fwd_4x4};
 const pg_grad_ukr pg_grad_scalar = {MR, NR, grad_a_4x4, grad_b_4x4};
 const pg_pack_fn pg_pack_scalar = pack_panel;
+const pg_pack_tile_fn pg_pack_tile_scalar = pack_tile;
