@@ -160,10 +160,10 @@ typedef struct {
     int saved;
 } blas_threads;
 
-static blas_threads blas_single(int nt)
+static blas_threads blas_single(nomul_conv_mode mode, int nt)
 {
     blas_threads b = {0};
-    if (nt > 1) {
+    if (mode == NOMUL_CONV_FLOAT && nt > 1) {
         b.saved = openblas_get_num_threads();
         openblas_set_num_threads(1);
     }
@@ -247,7 +247,7 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, nomul_conv_mode mode, floa
     if (mode == NOMUL_CONV_PAM && !plans)
         return;
     int nt = image_threads(d);
-    blas_threads bt = blas_single(nt);
+    blas_threads bt = blas_single(mode, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *col = alloc_col(fn, &g);
@@ -300,7 +300,7 @@ void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, nomul_conv_mode mode
     if (mode == NOMUL_CONV_PAM && !plans)
         return;
     int nt = image_threads(d);
-    blas_threads bt = blas_single(nt);
+    blas_threads bt = blas_single(mode, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *col = alloc_col(fn, &g), *dcol = col ? alloc_col(fn, &g) : NULL;
@@ -357,7 +357,7 @@ void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, nomul_conv_mode mo
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for per-thread gradients", fn);
         return;
     }
-    blas_threads bt = blas_single(nt);
+    blas_threads bt = blas_single(mode, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int t = omp_get_thread_num();

@@ -268,6 +268,41 @@ struct pg_plan {
     pg_stats *xs;
 };
 
+/* A forward product with one or two rows (a depthwise convolution's
+ * per-channel product) would fill a microkernel's rows with padding: each
+ * row is instead a sum of scaled Y rows, c_i = Σ_p PAM(x_ip, Y_p,·), with
+ * the elementwise broadcast kernels (every class handled, bit for bit the
+ * scalar PAM). Needs unit-stride Y rows and C rows. */
+static int small_m_forward(const pg_problem *pr)
+{
+    enum { CHUNK = 1024 };
+    float tmp[CHUNK], acc[CHUNK];
+    for (int i = 0; i < pr->m; i++) {
+        for (int j0 = 0; j0 < pr->n; j0 += CHUNK) {
+            int nj = pr->n - j0 < CHUNK ? pr->n - j0 : CHUNK;
+            for (int p = 0; p < pr->kd; p++) {
+                const float *yrow = pr->y.p + (long)p * pr->y.rs + j0;
+                float x = mat_at(&pr->x, i, p);
+                float *dst = p == 0 ? acc : tmp;
+                if (pr->has_offset)
+                    nomul_pam_mul_off_vs((size_t)nj, yrow, x, pr->offset, dst);
+                else
+                    nomul_pam_mul_vs((size_t)nj, yrow, x, dst);
+                if (p > 0)
+                    for (int j = 0; j < nj; j++)
+                        acc[j] += tmp[j];
+            }
+            float *crow = pr->c + (long)i * pr->rs_c + j0;
+            if (pr->accumulate)
+                for (int j = 0; j < nj; j++)
+                    crow[j] += acc[j];
+            else
+                memcpy(crow, acc, (size_t)nj * sizeof *crow);
+        }
+    }
+    return 1;
+}
+
 /* Runs a problem on nt threads (X from plan when not NULL); returns 0 when
  * out of memory. */
 static int pg_run_plan(const pg_problem *pr, int nt, const pg_plan *plan)
@@ -284,6 +319,8 @@ static int pg_run_plan(const pg_problem *pr, int nt, const pg_plan *plan)
                     pr->c[(long)i * pr->rs_c + (long)j * pr->cs_c] = 0.0f;
         return 1;
     }
+    if (pr->kind == PG_FWD && m <= 2 && pr->y.cs == 1 && pr->cs_c == 1)
+        return small_m_forward(pr);
     pg_kernel K = kernel_for(pr->kind, plan ? plan->isa : nomul_isa_active());
     pg_pack_fn packer = pack_fn();
     const int MR = K.mr, NR = K.nr;
