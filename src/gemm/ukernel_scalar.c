@@ -22,7 +22,7 @@ static void store(float acc[MR][NR], float *c, long ldc, int add)
 }
 
 /* whether a product counts: masks are valid only for the panels flagged */
-static int keep(int masked, int32_t xm, int32_t ym)
+static int keep(int masked, int32_t xm, int32_t ym) /* ym: -1 when Y has no zeros */
 {
     return (!(masked & PG_ZEROS_X) || xm) && (!(masked & PG_ZEROS_Y) || ym);
 }
@@ -42,7 +42,7 @@ static void fwd_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const int32_
     for (int p = 0; p < kc; p++)
         for (int r = 0; r < MR; r++)
             for (int c = 0; c < NR; c++)
-                if (keep(masked, xm[p * MR + r], ym[p * NR + c]))
+                if (keep(masked, xm[p * MR + r], (masked & PG_ZEROS_Y) ? ym[p * NR + c] : -1))
                     acc[r][c] += as_float(xp[p * MR + r] + yp[p * NR + c]);
     store(acc, ct, ldc, add);
 }
@@ -55,7 +55,7 @@ static void grad_a_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const uin
     for (int p = 0; p < kc; p++)
         for (int r = 0; r < MR; r++)
             for (int c = 0; c < NR; c++)
-                if (keep(masked, xm[p * MR + r], ym[p * NR + c]))
+                if (keep(masked, xm[p * MR + r], (masked & PG_ZEROS_Y) ? ym[p * NR + c] : -1))
                     acc[r][c] += as_float(((yp[p * NR + c] + tile[r * NR + c]) & PG_SIGN_EXP) +
                                           xp[p * MR + r]);
     store(acc, ct, ldc, add);
@@ -69,7 +69,7 @@ static void grad_b_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const uin
     for (int p = 0; p < kc; p++)
         for (int r = 0; r < MR; r++)
             for (int c = 0; c < NR; c++)
-                if (keep(masked, xm[p * MR + r], ym[p * NR + c]))
+                if (keep(masked, xm[p * MR + r], (masked & PG_ZEROS_Y) ? ym[p * NR + c] : -1))
                     acc[r][c] += as_float(((xp[p * MR + r] + tile[r * NR + c]) & PG_SIGN_EXP) +
                                           yp[p * NR + c]);
     store(acc, ct, ldc, add);
