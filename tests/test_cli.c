@@ -194,6 +194,17 @@ static void test_bench_runs(void **state)
     expect(rc, 0, out, "exp2");
     expect(rc, 0, out, "scalar");
     free(out);
+    rc = run(&out, "bench gemm --sizes 64,1024x3x5 --threads 1 --min-time 0.001");
+    expect(rc, 0, out, "1024x3x5");
+    expect(rc, 0, out, "pam/sg");
+    free(out);
+    rc = run(&out, "bench gemm --sizes 1024 --threads 1 --min-time 0.001");
+    expect(rc, 0, out, "summary 1024^3, 1 threads: exact dB / sgemm");
+    free(out);
+    rc = run(&out, "bench conv --batch 1 --min-time 0.001");
+    expect(rc, 0, out, "convmixer dw 5x5 256");
+    expect(rc, 0, out, "summary: conv2d forward");
+    free(out);
 }
 
 static void test_bad_arguments_are_clear_errors(void **state)
@@ -217,6 +228,9 @@ static void test_bad_arguments_are_clear_errors(void **state)
         {"vectors stats --offset 7", "outside"},
         {"bench", "usage"},
         {"bench gemmm", "unknown benchmark"},
+        {"bench gemm --sizes 12x", "is not MxNxK"},
+        {"bench gemm --threads 0", "--threads"},
+        {"bench conv --batch 0", "--batch"},
         {"bench arith --n -5", "--n"},
         {"bench arith --min-time 0", "--min-time"},
         {"bench arith --ops zzz", "unknown operation 'zzz'"},
@@ -237,6 +251,7 @@ static void test_help_and_info(void **state)
     (void)state;
     const char *helps[] = {"--help", "vectors --help", "vectors check --help",
                            "vectors gen --help", "vectors stats --help", "bench arith --help",
+                           "bench gemm --help", "bench conv --help",
                            "info --help"};
     for (size_t i = 0; i < sizeof helps / sizeof helps[0]; i++) {
         char *out;

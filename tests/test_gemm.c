@@ -462,6 +462,60 @@ static void test_batched_matches_single(void **state)
     free(A); free(B); free(DC); free(C1); free(C2); free(G1); free(G2); free(H1); free(H2);
 }
 
+/* nomul_pam_sgemm_backward: exact mode equals grad_a/grad_b bit for bit;
+ * approximate mode is the PAM products with dC, against triple loops */
+static void test_backward_helper(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x6607};
+    for (int rep = 0; rep < 24; rep++) {
+        gemm_case g = random_case(&r, rnd(&r, 1, 30), rnd(&r, 1, 30), rnd(&r, 1, 30));
+        int m = g.m, n = g.n, k = g.k;
+        int ar = g.ta == CblasNoTrans ? m : k, ac = g.ta == CblasNoTrans ? k : m;
+        int br = g.tb == CblasNoTrans ? k : n, bc = g.tb == CblasNoTrans ? n : k;
+        long sa = stored_size(g.layout, ar, ac, g.lda), sb = stored_size(g.layout, br, bc, g.ldb);
+        long sc = stored_size(g.layout, m, n, g.ldc);
+        float *A = malloc(sa * 4), *B = malloc(sb * 4), *DC = malloc(sc * 4);
+        float *DA1 = calloc(sa, 4), *DA2 = calloc(sa, 4), *DB1 = calloc(sb, 4), *DB2 = calloc(sb, 4);
+        for (long i = 0; i < sa; i++) A[i] = draw(&r, 1, 0);
+        for (long i = 0; i < sb; i++) B[i] = draw(&r, 1, 0);
+        for (long i = 0; i < sc; i++) DC[i] = draw(&r, 1, 0);
+        nomul_clear_error();
+        nomul_pam_sgemm_backward(g.layout, g.ta, g.tb, m, n, k, A, g.lda, B, g.ldb, DC, g.ldc, 0.0f,
+                                 DA1, g.lda, DB1, g.ldb, g.offset, 0);
+        nomul_pam_sgemm_grad_a(g.layout, g.ta, g.tb, m, n, k, A, g.lda, B, g.ldb, DC, g.ldc, 0.0f,
+                               DA2, g.lda, g.offset);
+        nomul_pam_sgemm_grad_b(g.layout, g.ta, g.tb, m, n, k, A, g.lda, B, g.ldb, DC, g.ldc, 0.0f,
+                               DB2, g.ldb, g.offset);
+        assert_int_equal(nomul_last_error(), NOMUL_OK);
+        assert_memory_equal(DA1, DA2, sa * 4);
+        assert_memory_equal(DB1, DB2, sb * 4);
+        nomul_pam_sgemm_backward(g.layout, g.ta, g.tb, m, n, k, A, g.lda, B, g.ldb, DC, g.ldc, 0.0f,
+                                 DA1, g.lda, DB1, g.ldb, g.offset, 1);
+        assert_int_equal(nomul_last_error(), NOMUL_OK);
+        double *wa = malloc((size_t)ar * ac * 8), *wb = malloc((size_t)br * bc * 8);
+        for (int i = 0; i < ar; i++)
+            for (int j = 0; j < ac; j++) {
+                int ii = g.ta == CblasNoTrans ? i : j, pp = g.ta == CblasNoTrans ? j : i;
+                double sum = 0;
+                for (int q = 0; q < n; q++)
+                    sum += pam_off(DC[at(g.layout, g.ldc, ii, q)], B[idx_b(&g, pp, q)], g.offset);
+                wa[(long)i * ac + j] = sum;
+            }
+        for (int i = 0; i < br; i++)
+            for (int j = 0; j < bc; j++) {
+                int pp = g.tb == CblasNoTrans ? i : j, jj = g.tb == CblasNoTrans ? j : i;
+                double sum = 0;
+                for (int q = 0; q < m; q++)
+                    sum += pam_off(A[idx_a(&g, q, pp)], DC[at(g.layout, g.ldc, q, jj)], g.offset);
+                wb[(long)i * bc + j] = sum;
+            }
+        compare("approx backward dA", &g, wa, DA1, g.layout, ar, ac, g.lda);
+        compare("approx backward dB", &g, wb, DB1, g.layout, br, bc, g.ldb);
+        free(wa); free(wb); free(A); free(B); free(DC); free(DA1); free(DA2); free(DB1); free(DB2);
+    }
+}
+
 static int errors_seen;
 static void count_errors(nomul_status s, const char *msg)
 {
@@ -544,6 +598,7 @@ int main(void)
         cmocka_unit_test(test_range_edges),
         cmocka_unit_test(test_power_of_two_matches_float),
         cmocka_unit_test(test_batched_matches_single),
+        cmocka_unit_test(test_backward_helper),
         cmocka_unit_test(test_bad_arguments_are_reported),
     };
     printf("test_gemm: seed %llu, instruction sets up to %s\n", (unsigned long long)tu_seed(),

@@ -43,6 +43,15 @@ void nomul_pam_sgemm_grad_b(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANS
                             const float *dc, int lddc, float beta, float *db, int lddb,
                             float offset);
 
+/* Both gradients of C = PAM-GEMM(op(A), op(B)) in one call (da or db may be
+ * NULL): approx = 0 is the exact backward above; approx = 1 the approximate
+ * one, two PAM GEMMs on transposed operands, dop(A) = PAM-GEMM(dC, op(B)ᵀ)
+ * and dop(B) = PAM-GEMM(op(A)ᵀ, dC), with the same offset. */
+void nomul_pam_sgemm_backward(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m,
+                              int n, int k, const float *a, int lda, const float *b, int ldb,
+                              const float *dc, int lddc, float beta, float *da, int ldda,
+                              float *db, int lddb, float offset, int approx);
+
 /* Strided batched versions: batch products, operand i at base + i·stride. */
 void nomul_pam_sgemm_batched(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m,
                              int n, int k, const float *a, int lda, long stride_a,

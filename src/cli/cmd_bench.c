@@ -392,10 +392,10 @@ static int bench_gemm(int argc, char **argv)
 /* ---- bench conv ---------------------------------------------------------------- */
 
 static const char conv_usage[] =
-    "usage: nomul bench conv [--threads N] [--min-time SECONDS]\n"
+    "usage: nomul bench conv [--threads N] [--batch N] [--min-time SECONDS]\n"
     "\n"
     "Times conv2d forward, backward data and backward weight on CNN layers\n"
-    "(batch 32) in float mode (im2col + OpenBLAS SGEMM) and PAM mode (im2col +\n"
+    "(batch 32 unless --batch) in float mode (im2col + OpenBLAS SGEMM) and PAM mode (im2col +\n"
     "the PAM matrix engine, exact backward), in one run, and prints the\n"
     "milliseconds and each PAM / float speed ratio. Threads default to all cores.\n";
 
@@ -441,13 +441,16 @@ static int bench_conv(int argc, char **argv)
     cli_args_init(&a, argc, argv, "bench conv");
     const char *arg, *v;
     double min_time = 0.3;
-    uint64_t threads = 0;
+    uint64_t threads = 0, batch = 32;
     while ((arg = cli_next(&a))) {
         if (cli_is_help(arg)) {
             fputs(conv_usage, stdout);
             return CLI_OK;
         } else if (cli_is(&a, arg, "threads")) {
             if (!(v = cli_value(&a, "threads")) || !cli_parse_u64("threads", v, 1, 256, &threads))
+                return CLI_USAGE;
+        } else if (cli_is(&a, arg, "batch")) {
+            if (!(v = cli_value(&a, "batch")) || !cli_parse_u64("batch", v, 1, 4096, &batch))
                 return CLI_USAGE;
         } else if (cli_is(&a, arg, "min-time")) {
             if (!(v = cli_value(&a, "min-time")) || !cli_parse_double("min-time", v, &min_time))
@@ -465,7 +468,7 @@ static int bench_conv(int argc, char **argv)
         nomul_set_num_threads((int)threads);
         openblas_set_num_threads((int)threads);
     }
-    static const conv_layer layers[] = {
+    conv_layer layers[] = {
         {"resnet 3x3 16ch 32x32", {32, 16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1}},
         {"resnet 3x3 64ch 8x8", {32, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1}},
         {"vgg 3x3 128ch 16x16", {32, 128, 16, 16, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1}},
@@ -477,6 +480,8 @@ static int bench_conv(int argc, char **argv)
     };
     int nl = (int)(sizeof layers / sizeof layers[0]);
     size_t mx = 0, mw = 0, my = 0;
+    for (int i = 0; i < nl; i++)
+        layers[i].d.n = (int)batch;
     for (int i = 0; i < nl; i++) {
         const nomul_conv2d_desc *d = &layers[i].d;
         int oh, ow;
@@ -508,7 +513,7 @@ static int bench_conv(int argc, char **argv)
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         dy[i] = (float)((s >> 40) & 0xFFFF) / 32768.0f - 0.999f;
     }
-    printf("conv2d, batch 32, %d threads, nomul %s kernels, OpenBLAS core %s\n",
+    printf("conv2d, batch %d, %d threads, nomul %s kernels, OpenBLAS core %s\n", (int)batch,
            nomul_get_num_threads(), nomul_isa_name(nomul_isa_active()), openblas_get_corename());
     printf("%-24s %8s %8s %6s %8s %8s %6s %8s %8s %6s\n", "layer", "fwd ms", "pam ms", "ratio",
            "dX ms", "pam ms", "ratio", "dW ms", "pam ms", "ratio");

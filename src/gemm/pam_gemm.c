@@ -756,6 +756,48 @@ void pg_plan_run_grad_b(const pg_plan *pl, int n, const float *b, int ldb, const
         nomul_report(NOMUL_ENOMEM, "pam gemm plan: out of memory for packed panels");
 }
 
+void nomul_pam_sgemm_backward(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m,
+                              int n, int k, const float *a, int lda, const float *b, int ldb,
+                              const float *dc, int lddc, float beta, float *da, int ldda,
+                              float *db, int lddb, float offset, int approx)
+{
+    const char *fn = "nomul_pam_sgemm_backward";
+    pg_problem pr;
+    /* validate everything before writing anything */
+    if ((da && !setup_grad(fn, &pr, PG_GRAD_A, layout, ta, tb, m, n, k, a, lda, b, ldb, dc, lddc,
+                           beta, da, ldda, offset)) ||
+        (db && !setup_grad(fn, &pr, PG_GRAD_B, layout, ta, tb, m, n, k, a, lda, b, ldb, dc, lddc,
+                           beta, db, lddb, offset)))
+        return;
+    CBLAS_TRANSPOSE nt_ = CblasNoTrans, tr = CblasTrans;
+    if (!approx) {
+        if (da)
+            nomul_pam_sgemm_grad_a(layout, ta, tb, m, n, k, a, lda, b, ldb, dc, lddc, beta, da,
+                                   ldda, offset);
+        if (db)
+            nomul_pam_sgemm_grad_b(layout, ta, tb, m, n, k, a, lda, b, ldb, dc, lddc, beta, db,
+                                   lddb, offset);
+        return;
+    }
+    /* dop(A) (m×k) = dC (m×n) · op(B)ᵀ, written in A's storage: when A is
+     * stored transposed, compute its transpose op(B) · dCᵀ instead */
+    if (da) {
+        if (!is_trans(ta))
+            nomul_pam_sgemm(layout, nt_, is_trans(tb) ? nt_ : tr, m, k, n, dc, lddc, b, ldb, beta,
+                            da, ldda, offset);
+        else
+            nomul_pam_sgemm(layout, tb, tr, k, m, n, b, ldb, dc, lddc, beta, da, ldda, offset);
+    }
+    /* dop(B) (k×n) = op(A)ᵀ · dC, likewise in B's storage */
+    if (db) {
+        if (!is_trans(tb))
+            nomul_pam_sgemm(layout, is_trans(ta) ? nt_ : tr, nt_, k, n, m, a, lda, dc, lddc, beta,
+                            db, lddb, offset);
+        else
+            nomul_pam_sgemm(layout, tr, ta, n, k, m, dc, lddc, a, lda, beta, db, lddb, offset);
+    }
+}
+
 /* ---- batched ------------------------------------------------------------------------ */
 
 static int check_batch(const char *fn, int batch, long sa, long sb, long sc, long sd)
