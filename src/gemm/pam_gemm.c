@@ -327,10 +327,19 @@ static int pg_run_plan(const pg_problem *pr, int nt, const pg_plan *plan)
     int nc_max = n < NC ? n : NC;
     int kc_max = kd < KC ? kd : KC;
     int ny_panels = ceil_div(nc_max, NR);
-    /* ic blocks of at most MC rows, as many as a multiple of the threads */
-    int nblocks = ceil_div(m, MC);
-    nblocks = ceil_div(nblocks, nt) * nt;
-    int mc = ceil_div(ceil_div(m, nblocks), MR) * MR;
+    /* ic blocks of at most MC rows, as many as a multiple of the threads,
+     * of whole micro-panels; of the first few such counts, the one whose
+     * blocks divide the panels most evenly */
+    int panels = ceil_div(m, MR), base = ceil_div(ceil_div(m, MC), nt) * nt, nblocks = base;
+    int best_waste = ceil_div(panels, base) * base - panels;
+    for (int nb = base + nt; nb <= base + 4 * nt && nb <= panels; nb += nt) {
+        int waste = ceil_div(panels, nb) * nb - panels;
+        if (waste < best_waste) {
+            best_waste = waste;
+            nblocks = nb;
+        }
+    }
+    int mc = ceil_div(panels, nblocks) * MR;
     if (nt > ceil_div(m, mc))
         nt = ceil_div(m, mc);
 
