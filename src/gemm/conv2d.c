@@ -14,6 +14,7 @@
 #include "../core/internal.h"
 #include "nomul/conv.h"
 #include "nomul/gemm.h"
+#include "nomul/isa.h"
 #include "gemm_internal.h"
 
 #include <omp.h>
@@ -127,7 +128,8 @@ static void col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const flo
 
 static float *alloc_col(const char *fn, const conv_geom *g)
 {
-    float *col = nomul_aligned_alloc((size_t)g->K * g->P * sizeof(float));
+    /* 32 floats of slack: the direct kernels read whole 32-wide tiles */
+    float *col = nomul_aligned_alloc(((size_t)g->K * g->P + 32) * sizeof(float));
     if (!col)
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for a %d x %d column matrix", fn, g->K,
                      g->P);
@@ -212,16 +214,70 @@ static pg_plan **make_plans(const char *fn, const nomul_conv2d_desc *d, const co
     return plans;
 }
 
+/* Exponent statistics of all of x, plus a zero if padding adds any: they
+ * bound every value im2col writes, so x is classified once per call. */
+static pg_stats input_stats(const nomul_conv2d_desc *d, const float *x, long n)
+{
+    uint32_t emin = 255, emax = 0, zero = d->pad_h > 0 || d->pad_w > 0, special = 0;
+    for (long i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        uint32_t e = (u >> 23) & 0xFF;
+        uint32_t z = e == 0, sp = e == 0xFF;
+        zero |= z;
+        special |= sp;
+        uint32_t lo = z ? 255 : e, hi = (z | sp) ? 0 : e;
+        emin = lo < emin ? lo : emin;
+        emax = hi > emax ? hi : emax;
+    }
+    pg_stats st = {(int)emin - 127, (int)emax - 127, (int)zero, (int)special};
+    return st;
+}
+
+/* PAM forward where every product is known to stay normal (AVX-512): the
+ * im2col matrix is read in place by the kernels, unpacked. Packing costs a
+ * pass over im2col's output per group and image, shared by only c_out/groups
+ * rows; reading in place costs an in-kernel zero test per value, so it pays
+ * for groups of up to 128 output channels (measured with bench conv), and
+ * not for one or two (the elementwise path serves those). Returns NULL when
+ * this path does not apply (another ISA, group size, values that could leave
+ * the range), leaving the general path to run. */
+static pg_plan **direct_plans(const nomul_conv2d_desc *d, const conv_geom *g, const float *x,
+                              const float *weight, float offset)
+{
+    if (nomul_isa_active() != NOMUL_ISA_AVX512 || g->cog <= 2 || g->cog > 128)
+        return NULL;
+    pg_stats xs = input_stats(d, x, d->n * g->x_img);
+    if (xs.special)
+        return NULL;
+    pg_plan **plans = calloc((size_t)d->groups, sizeof *plans);
+    int ok = plans != NULL;
+    for (int gr = 0; ok && gr < d->groups; gr++) {
+        plans[gr] = pg_plan_forward_direct(g->cog, g->K, weight + (long)gr * g->cog * g->K, g->K,
+                                           offset);
+        ok = plans[gr] && pg_plan_direct_safe(plans[gr], &xs);
+    }
+    if (!ok) {
+        free_plans(plans, d->groups);
+        return NULL;
+    }
+    return plans;
+}
+
 /* forward for image b: y_b = conv(x_b, W) + bias */
 static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, nomul_conv_mode mode,
-                          pg_plan *const *plans, const float *x, const float *weight,
-                          const float *bias, float *y, int b, float *col)
+                          pg_plan *const *plans, int direct, const float *x,
+                          const float *weight, const float *bias, float *y, int b, float *col)
 {
     for (int gr = 0; gr < d->groups; gr++) {
         const float *xg = x + b * g->x_img + (long)gr * g->cig * d->h * d->w;
         const float *wg = weight + (long)gr * g->cog * g->K;
         float *yg = y + b * g->y_img + (long)gr * g->cog * g->P;
         im2col(d, g, xg, col);
+        if (direct) {
+            pg_plan_run_forward_direct(plans[gr], g->P, col, g->P, 0.0f, yg, g->P);
+            continue;
+        }
         if (mode == NOMUL_CONV_FLOAT)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K, 1.0f, wg,
                         g->K, col, g->P, 0.0f, yg, g->P);
@@ -243,7 +299,10 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, nomul_conv_mode mode, floa
     conv_geom g;
     if (!check_offset_mode(fn, mode) || !geometry(fn, d, &g, x, weight, y, y))
         return;
-    pg_plan **plans = make_plans(fn, d, &g, mode, PLAN_FORWARD, weight, offset);
+    pg_plan **plans = mode == NOMUL_CONV_PAM ? direct_plans(d, &g, x, weight, offset) : NULL;
+    int direct = plans != NULL;
+    if (!direct)
+        plans = make_plans(fn, d, &g, mode, PLAN_FORWARD, weight, offset);
     if (mode == NOMUL_CONV_PAM && !plans)
         return;
     int nt = image_threads(d);
@@ -254,7 +313,7 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, nomul_conv_mode mode, floa
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
             if (col)
-                forward_image(d, &g, mode, plans, x, weight, bias, y, b, col);
+                forward_image(d, &g, mode, plans, direct, x, weight, bias, y, b, col);
         nomul_aligned_free(col);
     }
     blas_restore(bt);

@@ -77,6 +77,12 @@ typedef int (*pg_pack_tile_fn)(const float *base, long rs, long cs, int mr, int 
 extern const pg_pack_tile_fn pg_pack_tile_scalar, pg_pack_tile_avx2, pg_pack_tile_avx512;
 
 extern const pg_fwd_ukr pg_fwd_scalar, pg_fwd_avx2, pg_fwd_avx512;
+
+/* Forward with Y read in place (AVX-512, the 8×32 tile of pg_fwd_avx512):
+ * see ukernel_avx512.c. */
+typedef void (*pg_fwd_direct_kernel)(int kc, const uint32_t *xp, const float *y, long ldy,
+                                     const int32_t *xm, int xzeros, float *c, long ldc, int add);
+extern const pg_fwd_direct_kernel pg_fwd_direct_avx512;
 extern const pg_grad_ukr pg_grad_scalar, pg_grad_avx2, pg_grad_avx512;
 
 /*
@@ -94,5 +100,14 @@ pg_plan *pg_plan_grad_b(int m, int k, const float *a, int lda, float offset);
 void pg_plan_run_grad_b(const pg_plan *pl, int n, const float *b, int ldb, const float *dc,
                         int lddc, float beta, float *db, int lddb);
 void pg_plan_free(pg_plan *pl);
+
+/* Forward products whose Y is read in place, unpacked (AVX-512 only; NULL
+ * elsewhere): the plan packs A with Y's adjustment folded in. A run needs
+ * stats bounding all of Y with pg_plan_direct_safe() true, and Y readable
+ * for 32 floats past the end of its last row. */
+pg_plan *pg_plan_forward_direct(int m, int k, const float *a, int lda, float offset);
+int pg_plan_direct_safe(const pg_plan *pl, const pg_stats *ys);
+void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, int ldy, float beta,
+                                float *c, int ldc);
 
 #endif

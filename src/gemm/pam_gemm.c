@@ -35,6 +35,7 @@ typedef struct {
     float offset;
     uint32_t off_adj; /* bits(offset) − bits(1) */
     int off_e;        /* the offset's exponent */
+    int fold_y_adj;   /* direct-Y plans: X is packed with Y's adjustment */
 } pg_problem;
 
 static inline float mat_at(const pg_mat *a, long i, long j) { return a->p[i * a->rs + j * a->cs]; }
@@ -59,7 +60,12 @@ typedef enum {
     ROLE_SHIFTED_OFFSET /* gradient partner: bits of PAM(v, offset) − 1.0 */
 } pg_role;
 
-static pg_role x_role(pg_kind k) { return k == PG_GRAD_B ? ROLE_SHIFTED_OFFSET : ROLE_RAW; }
+static pg_role x_role(const pg_problem *pr)
+{
+    if (pr->fold_y_adj) /* direct-Y plans: X carries Y's adjustment */
+        return ROLE_SHIFTED;
+    return pr->kind == PG_GRAD_B ? ROLE_SHIFTED_OFFSET : ROLE_RAW;
+}
 static pg_role y_role(pg_kind k)
 {
     return k == PG_FWD ? ROLE_SHIFTED : k == PG_GRAD_A ? ROLE_SHIFTED_OFFSET : ROLE_RAW;
@@ -104,7 +110,7 @@ static void pack_panel(const pg_problem *pr, pg_pack_fn fn, pg_role role, const 
 static void pack_x(const pg_problem *pr, pg_pack_fn fn, int i0, int mr, int MR, int p0, int kc,
                    uint32_t *xp, int32_t *xm, pg_stats *s)
 {
-    pack_panel(pr, fn, x_role(pr->kind), &pr->x, i0, mr, MR, p0, kc, xp, xm, s);
+    pack_panel(pr, fn, x_role(pr), &pr->x, i0, mr, MR, p0, kc, xp, xm, s);
 }
 
 /* Y columns j0.. (nr valid of NR): yp[p * NR + c] */
@@ -804,6 +810,70 @@ void nomul_pam_sgemm_backward(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRA
                             db, lddb, offset);
         else
             nomul_pam_sgemm(layout, tr, ta, n, k, m, dc, lddc, a, lda, beta, db, lddb, offset);
+    }
+}
+
+/* Whether every product of every X panel with Y values bounded by ys is a
+ * normal number computed by the integer add. */
+static int pg_plan_all_safe(const pg_plan *pl, const pg_stats *ys)
+{
+    for (int i = 0; i < pl->nkb * pl->npanels; i++)
+        if (!panels_safe(&pl->pr, &pl->xs[i], ys))
+            return 0;
+    return 1;
+}
+
+pg_plan *pg_plan_forward_direct(int m, int k, const float *a, int lda, float offset)
+{
+    if (nomul_isa_active() != NOMUL_ISA_AVX512)
+        return NULL;
+    pg_problem pr;
+    memset(&pr, 0, sizeof pr);
+    pr.kind = PG_FWD;
+    pr.m = m;
+    pr.kd = k;
+    pr.x = stored(CblasRowMajor, a, lda);
+    pr.fold_y_adj = 1;
+    set_offset(&pr, offset);
+    return plan_create(&pr);
+}
+
+int pg_plan_direct_safe(const pg_plan *pl, const pg_stats *ys)
+{
+    return pl->isa == NOMUL_ISA_AVX512 && nomul_isa_active() == NOMUL_ISA_AVX512 &&
+           pl->pr.fold_y_adj && pg_plan_all_safe(pl, ys);
+}
+
+void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, int ldy, float beta,
+                                float *c, int ldc)
+{
+    const int MR = pl->MR, NR = pg_fwd_avx512.nr;
+    int m = pl->pr.m, kd = pl->pr.kd, npj = ceil_div(n, NR);
+    int nt = omp_in_parallel() ? 1 : nomul_num_threads();
+    pg_problem out = pl->pr; /* for write_tile */
+    out.n = n;
+    out.c = c;
+    out.rs_c = ldc;
+    out.cs_c = 1;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int ip = 0; ip < pl->npanels; ip++) {
+        float ct[16 * 32] __attribute__((aligned(64)));
+        int i0 = ip * MR, mr = m - i0 < MR ? m - i0 : MR;
+        for (int jp = 0; jp < npj; jp++) {
+            int j0 = jp * NR, nr = n - j0 < NR ? n - j0 : NR;
+            int direct = mr == MR && nr == NR;
+            for (int kb = 0; kb < pl->nkb; kb++) {
+                int pc = kb * KC, kc = kd - pc < KC ? kd - pc : KC;
+                size_t at = (size_t)kb * pl->npanels + ip;
+                int add = direct ? (kb > 0 || beta == 1.0f) : kb > 0;
+                pg_fwd_direct_avx512(kc, pl->xp + at * MR * KC, y + (long)pc * ldy + j0, ldy,
+                                     pl->xm + at * MR * KC, pl->xs[at].zero,
+                                     direct ? c + (long)i0 * ldc + j0 : ct, direct ? ldc : NR,
+                                     add);
+            }
+            if (!direct)
+                write_tile(&out, i0, mr, j0, nr, NR, ct, beta == 1.0f);
+        }
     }
 }
 

@@ -75,6 +75,46 @@ static void fwd_8x32(int kc, const uint32_t *xp, const uint32_t *yp, const int32
     }
 }
 
+/* Forward with Y read in place (no packing): row p of the tile's Y at
+ * y + p·ldy, 32 raw float bit patterns; X was packed with Y's adjustment
+ * folded in, so a term is still bits(x') + bits(y). A Y value whose exponent
+ * field is 0 (zero or subnormal) contributes nothing: the mask comes from a
+ * test on the exponent bits, in the kernel. The caller has checked that no
+ * Y value is infinite or NaN and that every product stays normal. */
+static void fwd_direct_8x32(int kc, const uint32_t *xp, const float *y, long ldy,
+                            const int32_t *xm, int xzeros, float *ct, long ldc, int add)
+{
+    const __m512i expo = _mm512_set1_epi32(0x7F800000);
+    __m512 acc[FMR][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < FMR; r++)
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int p = 0; p < kc; p++) {
+        __m512i y0 = _mm512_loadu_si512(y + p * ldy);
+        __m512i y1 = _mm512_loadu_si512(y + p * ldy + 16);
+        __mmask16 k0 = _mm512_test_epi32_mask(y0, expo), k1 = _mm512_test_epi32_mask(y1, expo);
+#pragma GCC unroll 8
+        for (int r = 0; r < FMR; r++) {
+            __m512i x = _mm512_set1_epi32((int)xp[p * FMR + r]);
+            __m512i t0 = _mm512_maskz_add_epi32(k0, x, y0);
+            __m512i t1 = _mm512_maskz_add_epi32(k1, x, y1);
+            __mmask16 kx = xzeros ? (__mmask16)xm[p * FMR + r] : (__mmask16)0xFFFF;
+            acc[r][0] = _mm512_mask_add_ps(acc[r][0], kx, acc[r][0], _mm512_castsi512_ps(t0));
+            acc[r][1] = _mm512_mask_add_ps(acc[r][1], kx, acc[r][1], _mm512_castsi512_ps(t1));
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < FMR; r++) {
+        float *row = ct + r * ldc;
+        if (add) {
+            acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_loadu_ps(row));
+            acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_loadu_ps(row + 16));
+        }
+        _mm512_storeu_ps(row, acc[r][0]);
+        _mm512_storeu_ps(row + 16, acc[r][1]);
+    }
+}
+
 #define GMR 6
 #define GNR 32
 
@@ -158,6 +198,7 @@ GRAD_DISPATCH(grad_a_6x32, 1)
 GRAD_DISPATCH(grad_b_6x32, 0)
 
 const pg_fwd_ukr pg_fwd_avx512 = {FMR, FNR, fwd_8x32};
+const pg_fwd_direct_kernel pg_fwd_direct_avx512 = fwd_direct_8x32;
 const pg_grad_ukr pg_grad_avx512 = {GMR, GNR, grad_a_6x32, grad_b_6x32};
 const pg_pack_fn pg_pack_avx512 = pack_panel;
 const pg_pack_tile_fn pg_pack_tile_avx512 = pack_tile;
