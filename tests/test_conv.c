@@ -202,8 +202,13 @@ static void test_conv_larger_layer(void **state)
     nomul_conv2d_desc d = {2, 40, 12, 12, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1};
     conv_mode m = {NOMUL_CONV_PAM, 0, 1.0f};
     run_conv_case(&r, &d, &m, 1);
-    nomul_conv2d_desc dw = {2, 16, 10, 10, 16, 5, 5, 1, 1, 2, 2, 1, 1, 16}; /* depthwise */
-    run_conv_case(&r, &dw, &m, 0);
+    /* depthwise (ConvMixer-like), with zeros in x, plain and with an offset */
+    nomul_conv2d_desc dw = {2, 16, 10, 10, 16, 5, 5, 1, 1, 2, 2, 1, 1, 16};
+    run_conv_case(&r, &dw, &m, 1);
+    conv_mode mo = {NOMUL_CONV_PAM, 1, 1.0552f};
+    run_conv_case(&r, &dw, &mo, 1);
+    nomul_conv2d_desc dwd = {1, 8, 9, 11, 8, 3, 3, 1, 1, 2, 1, 2, 1, 8}; /* dilated */
+    run_conv_case(&r, &dwd, &m, 1);
 }
 
 /* Power-of-two weights make every PAM exact: PAM conv = float conv. */

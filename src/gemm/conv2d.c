@@ -264,6 +264,61 @@ static pg_plan **direct_plans(const nomul_conv2d_desc *d, const conv_geom *g, co
     return plans;
 }
 
+/* Depthwise PAM forward (one input and one output channel per group, stride
+ * 1) when every product stays normal: a direct convolution, each output row
+ * summed from shifted input rows with the fast axpy (one integer and one
+ * float add per product), no im2col. Returns 0 when it does not apply. */
+static int depthwise_direct(const nomul_conv2d_desc *d, const conv_geom *g, float offset,
+                            const float *x, const float *weight, const float *bias, float *y)
+{
+    if (g->cig != 1 || g->cog != 1 || d->stride_h != 1 || d->stride_w != 1)
+        return 0;
+    pg_stats xs = input_stats(d, x, d->n * g->x_img);
+    nomul_conv2d_desc nopad = *d;
+    nopad.pad_h = nopad.pad_w = 0;
+    pg_stats ws = input_stats(&nopad, weight, (long)d->c_out * d->kh * d->kw);
+    if (!pg_range_safe(&xs, &ws, offset))
+        return 0;
+    pg_axpy_fast_fn axpy = pg_axpy_fast();
+    uint32_t off_adj = 0;
+    if (offset != 1.0f) {
+        memcpy(&off_adj, &offset, 4);
+        off_adj -= 0x3F800000u;
+    }
+    long planes = (long)d->n * d->c_out;
+    int nt = omp_in_parallel() ? 1 : nomul_num_threads();
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (long pl = 0; pl < planes; pl++) {
+        int c = (int)(pl % d->c_out);
+        const float *xin = x + pl * d->h * d->w;
+        const float *wc = weight + (long)c * d->kh * d->kw;
+        float *out = y + pl * g->P;
+        for (int oy = 0; oy < g->oh; oy++) {
+            float *acc = out + (long)oy * g->ow;
+            for (int ox = 0; ox < g->ow; ox++)
+                acc[ox] = bias ? bias[c] : 0.0f;
+            for (int i = 0; i < d->kh; i++) {
+                int iy = oy - d->pad_h + i * d->dil_h;
+                if (iy < 0 || iy >= d->h)
+                    continue;
+                for (int j = 0; j < d->kw; j++) {
+                    uint32_t wb;
+                    memcpy(&wb, &wc[i * d->kw + j], 4);
+                    if ((wb & 0x7F800000u) == 0)
+                        continue; /* a zero weight: every product is zero */
+                    int shift = j * d->dil_w - d->pad_w; /* ix = ox + shift */
+                    int ox0 = shift < 0 ? -shift : 0;
+                    int ox1 = d->w - shift < g->ow ? d->w - shift : g->ow;
+                    if (ox1 > ox0)
+                        axpy(ox1 - ox0, xin + (long)iy * d->w + ox0 + shift,
+                             wb - 0x3F800000u + off_adj, acc + ox0);
+                }
+            }
+        }
+    }
+    return 1;
+}
+
 /* forward for image b: y_b = conv(x_b, W) + bias */
 static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, nomul_conv_mode mode,
                           pg_plan *const *plans, int direct, const float *x,
@@ -298,6 +353,8 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, nomul_conv_mode mode, floa
     const char *fn = "nomul_conv2d_forward";
     conv_geom g;
     if (!check_offset_mode(fn, mode) || !geometry(fn, d, &g, x, weight, y, y))
+        return;
+    if (mode == NOMUL_CONV_PAM && depthwise_direct(d, &g, offset, x, weight, bias, y))
         return;
     pg_plan **plans = mode == NOMUL_CONV_PAM ? direct_plans(d, &g, x, weight, offset) : NULL;
     int direct = plans != NULL;

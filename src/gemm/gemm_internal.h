@@ -76,6 +76,16 @@ typedef int (*pg_pack_tile_fn)(const float *base, long rs, long cs, int mr, int 
                                int NR, uint32_t *tile);
 extern const pg_pack_tile_fn pg_pack_tile_scalar, pg_pack_tile_avx2, pg_pack_tile_avx512;
 
+/* acc[j] += PAM(x[j], w) where every such product is known to be normal (or
+ * x[j] zero): wadj = bits(w) − 1.0 (+ bits(offset) − 1.0). pack.inc. */
+typedef void (*pg_axpy_fast_fn)(int n, const float *x, uint32_t wadj, float *acc);
+extern const pg_axpy_fast_fn pg_axpy_fast_scalar, pg_axpy_fast_avx2, pg_axpy_fast_avx512;
+/* The active ISA's version. */
+pg_axpy_fast_fn pg_axpy_fast(void);
+/* Whether every PAM (with offset, 1 for none) of a value bounded by a with
+ * one bounded by b is a normal number (no NaN/∞ either side). */
+int pg_range_safe(const pg_stats *a, const pg_stats *b, float offset);
+
 extern const pg_fwd_ukr pg_fwd_scalar, pg_fwd_avx2, pg_fwd_avx512;
 
 /* Forward with Y read in place (AVX-512, the 8×32 tile of pg_fwd_avx512):

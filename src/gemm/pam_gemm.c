@@ -877,6 +877,23 @@ void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, int ld
     }
 }
 
+pg_axpy_fast_fn pg_axpy_fast(void)
+{
+    nomul_isa isa = nomul_isa_active();
+    return isa == NOMUL_ISA_AVX512 ? pg_axpy_fast_avx512
+           : isa == NOMUL_ISA_AVX2 ? pg_axpy_fast_avx2
+                                   : pg_axpy_fast_scalar;
+}
+
+int pg_range_safe(const pg_stats *a, const pg_stats *b, float offset)
+{
+    pg_problem pr;
+    memset(&pr, 0, sizeof pr);
+    pr.kind = PG_FWD;
+    set_offset(&pr, offset);
+    return panels_safe(&pr, a, b);
+}
+
 /* ---- batched ------------------------------------------------------------------------ */
 
 static int check_batch(const char *fn, int batch, long sa, long sb, long sc, long sd)

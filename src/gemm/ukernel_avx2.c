@@ -9,6 +9,7 @@
 
 #define PG_PACK_NAME pack_panel
 #define PG_PACK_T_NAME pack_tile
+#define PG_AXPY_NAME axpy_fast
 #define PG_PACK_VB 32
 #include "pack.inc"
 
@@ -132,3 +133,4 @@ const pg_fwd_ukr pg_fwd_avx2 = {FMR, FNR, fwd_6x16};
 const pg_grad_ukr pg_grad_avx2 = {GMR, GNR, grad_a_4x8, grad_b_4x8};
 const pg_pack_fn pg_pack_avx2 = pack_panel;
 const pg_pack_tile_fn pg_pack_tile_avx2 = pack_tile;
+const pg_axpy_fast_fn pg_axpy_fast_avx2 = axpy_fast;
