@@ -12,7 +12,7 @@ for t in "$@"; do
     log=$(mktemp)
     if [ "${NOMUL_TEST_VALGRIND:-0}" = 1 ]; then
         NOMUL_ISA=${NOMUL_ISA:-avx2} NOMUL_TEST_SCALE=${NOMUL_TEST_SCALE:-0.02} \
-            valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+            valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-possibly-lost=no \
             "$t" >"$log" 2>&1
     else
         "$t" >"$log" 2>&1
