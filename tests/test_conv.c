@@ -200,8 +200,11 @@ static void test_conv_larger_layer(void **state)
     (void)state;
     tu_rng r = {tu_seed() ^ 0xC012};
     nomul_conv2d_desc d = {2, 40, 12, 12, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1};
-    conv_mode m = {NOMUL_CONV_PAM, 0, 1.0f};
+    conv_mode m = {NOMUL_CONV_PAM, 0, 1.0f}, m_off = {NOMUL_CONV_PAM, 0, 1.0552f};
     run_conv_case(&r, &d, &m, 1);
+    run_conv_case(&r, &d, &m_off, 0); /* the in-place im2col path, with an offset */
+    nomul_conv2d_desc wide = {2, 8, 6, 6, 200, 1, 1, 1, 1, 0, 0, 1, 1, 1}; /* > 128 per group */
+    run_conv_case(&r, &wide, &m, 1);
     /* depthwise (ConvMixer-like), with zeros in x, plain and with an offset */
     nomul_conv2d_desc dw = {2, 16, 10, 10, 16, 5, 5, 1, 1, 2, 2, 1, 1, 16};
     run_conv_case(&r, &dw, &m, 1);
