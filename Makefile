@@ -31,9 +31,10 @@ BUILD ?= build
 endif
 
 CFLAGS_ALL := $(CFLAGS_BASE) $(CFLAGS)
-LIBS := $(OPENBLAS_LIBS) -fopenmp -lm
+LIBS := $(OPENBLAS_LIBS) -lcjson -fopenmp -lm
 
-LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/arith/*.c) $(wildcard src/gemm/*.c)
+LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/arith/*.c) $(wildcard src/gemm/*.c) \
+           $(wildcard src/layers/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))

@@ -13,5 +13,6 @@
 #include "nomul/threads.h"
 #include "nomul/gemm.h"
 #include "nomul/conv.h"
+#include "nomul/opcfg.h"
 
 #endif
