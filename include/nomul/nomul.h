@@ -14,5 +14,6 @@
 #include "nomul/gemm.h"
 #include "nomul/conv.h"
 #include "nomul/opcfg.h"
+#include "nomul/optim.h"
 
 #endif

@@ -1,0 +1,84 @@
+/*
+ * nomul/optim.h — optimizers, learning-rate schedules and gradient clipping,
+ * each in standard float or piecewise affine form (opt_functional_cfg).
+ *
+ * AdamW is fairseq's Adam with decoupled weight decay: per step t (from 1)
+ *   p  -= lr·λ·p                                   (weight decay, first)
+ *   m   = β1·m + (1 − β1)·g
+ *   v   = β2·v + (1 − β2)·g²
+ *   p  -= step · m / (√v + ε),  step = lr·√(1 − β2^t) / (1 − β1^t)
+ * In PA mode every product is a PAM, every quotient a PAD, every square root
+ * pa_sqrt, including β^t (a running PAM product), the bias corrections and
+ * the step size; the PA code lives in its own object, which the no-multiply
+ * test disassembles.
+ *
+ * SGD follows PyTorch: g += λ·p; b = μ·b + g; p -= lr·(nesterov ? g + μ·b : b).
+ */
+#ifndef NOMUL_OPTIM_H
+#define NOMUL_OPTIM_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nomul_adamw {
+    float lr, beta1, beta2, eps, weight_decay;
+    int pa;       /* 1: piecewise affine arithmetic throughout */
+    float offset; /* PAM's offset in PA mode, 1 for none */
+    long step;    /* steps taken */
+    float beta1_t, beta2_t; /* β1^t, β2^t */
+} nomul_adamw;
+
+/* Defaults as fairseq's transformer recipes: β = (0.9, 0.98), ε = 1e-8. */
+void nomul_adamw_init(nomul_adamw *o, float lr, float weight_decay, int pa);
+/* Begins a step (advances t, β^t): once per step, before the updates of
+ * every parameter tensor. lr may change between steps (a schedule). */
+void nomul_adamw_begin_step(nomul_adamw *o);
+/* Updates n parameters p with gradients g and their moments m, v (zeros at
+ * the start) for the current step. */
+void nomul_adamw_update(const nomul_adamw *o, size_t n, float *p, const float *g, float *m,
+                        float *v);
+
+typedef struct nomul_sgd {
+    float lr, momentum, weight_decay;
+    int nesterov, pa;
+    float offset;
+} nomul_sgd;
+
+void nomul_sgd_init(nomul_sgd *o, float lr, float momentum, float weight_decay, int pa);
+/* buf: the momentum buffer (zeros at the start; unused if momentum is 0). */
+void nomul_sgd_update(const nomul_sgd *o, size_t n, float *p, const float *g, float *buf);
+
+/* Gradient-norm clipping over several tensors: returns the norm √Σg² before
+ * clipping; when it exceeds max_norm every gradient is scaled by
+ * max_norm / (norm + 1e-6). PA mode: PAM squares, pa_sqrt, PAD, PAM. */
+float nomul_clip_grad_norm(size_t ntensors, float *const *grads, const size_t *sizes,
+                           float max_norm, int pa);
+
+/* Learning-rate schedules, precomputed for every step before training, so a
+ * training step only looks its value up. */
+typedef enum {
+    NOMUL_SCHED_CONSTANT,
+    NOMUL_SCHED_WARMUP_COSINE, /* linear warmup, then cosine decay to min_lr */
+    NOMUL_SCHED_INVERSE_SQRT   /* linear warmup, then lr·√(warmup / t) (fairseq) */
+} nomul_schedule_kind;
+
+typedef struct nomul_schedule {
+    nomul_schedule_kind kind;
+    float lr, min_lr;
+    long warmup, total;
+} nomul_schedule;
+
+/* The learning rate of step t (0-based, t < total). Float arithmetic: it runs
+ * when the table is built, not during training steps. */
+float nomul_schedule_lr(const nomul_schedule *s, long t);
+/* Fills table[0 .. total) ; returns 0, or -1 if a parameter is invalid
+ * (negative sizes, warmup > total, lr < 0, min_lr > lr). */
+int nomul_schedule_table(const nomul_schedule *s, float *table);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,119 @@
+/*
+ * optim.c — optimizers (standard float forms, and dispatch to the PA forms
+ * of optim_pa.c), gradient clipping and learning-rate schedules.
+ */
+#include <math.h>
+
+#include "optim_internal.h"
+
+void nomul_adamw_init(nomul_adamw *o, float lr, float weight_decay, int pa)
+{
+    o->lr = lr;
+    o->beta1 = 0.9f;
+    o->beta2 = 0.98f;
+    o->eps = 1e-8f;
+    o->weight_decay = weight_decay;
+    o->pa = pa;
+    o->offset = 1.0f;
+    o->step = 0;
+    o->beta1_t = o->beta2_t = 1.0f;
+}
+
+void nomul_adamw_begin_step(nomul_adamw *o)
+{
+    o->step++;
+    if (o->pa) {
+        nomul_adamw_begin_step_pa(o);
+        return;
+    }
+    o->beta1_t *= o->beta1;
+    o->beta2_t *= o->beta2;
+}
+
+void nomul_adamw_update(const nomul_adamw *o, size_t n, float *p, const float *g, float *m,
+                        float *v)
+{
+    if (o->pa) {
+        nomul_adamw_update_pa(o, n, p, g, m, v);
+        return;
+    }
+    float step = o->lr * sqrtf(1.0f - o->beta2_t) / (1.0f - o->beta1_t);
+    float decay = o->lr * o->weight_decay;
+    for (size_t i = 0; i < n; i++) {
+        if (o->weight_decay != 0.0f)
+            p[i] -= decay * p[i];
+        m[i] = o->beta1 * m[i] + (1.0f - o->beta1) * g[i];
+        v[i] = o->beta2 * v[i] + (1.0f - o->beta2) * g[i] * g[i];
+        p[i] -= step * m[i] / (sqrtf(v[i]) + o->eps);
+    }
+}
+
+void nomul_sgd_init(nomul_sgd *o, float lr, float momentum, float weight_decay, int pa)
+{
+    o->lr = lr;
+    o->momentum = momentum;
+    o->weight_decay = weight_decay;
+    o->nesterov = 0;
+    o->pa = pa;
+    o->offset = 1.0f;
+}
+
+void nomul_sgd_update(const nomul_sgd *o, size_t n, float *p, const float *g, float *buf)
+{
+    if (o->pa) {
+        nomul_sgd_update_pa(o, n, p, g, buf);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        float d = g[i] + o->weight_decay * p[i];
+        if (o->momentum != 0.0f) {
+            buf[i] = o->momentum * buf[i] + d;
+            d = o->nesterov ? d + o->momentum * buf[i] : buf[i];
+        }
+        p[i] -= o->lr * d;
+    }
+}
+
+float nomul_clip_grad_norm(size_t ntensors, float *const *grads, const size_t *sizes,
+                           float max_norm, int pa)
+{
+    if (pa)
+        return nomul_clip_grad_norm_pa(ntensors, grads, sizes, max_norm);
+    double sumsq = 0.0;
+    for (size_t k = 0; k < ntensors; k++)
+        for (size_t i = 0; i < sizes[k]; i++)
+            sumsq += (double)grads[k][i] * grads[k][i];
+    float norm = (float)sqrt(sumsq);
+    if (norm > max_norm) {
+        float scale = max_norm / (norm + 1e-6f);
+        for (size_t k = 0; k < ntensors; k++)
+            for (size_t i = 0; i < sizes[k]; i++)
+                grads[k][i] *= scale;
+    }
+    return norm;
+}
+
+float nomul_schedule_lr(const nomul_schedule *s, long t)
+{
+    if (s->kind == NOMUL_SCHED_CONSTANT)
+        return s->lr;
+    if (t < s->warmup)
+        return s->lr * (float)(t + 1) / (float)s->warmup;
+    if (s->kind == NOMUL_SCHED_INVERSE_SQRT)
+        return s->lr * (float)sqrt((double)s->warmup / (double)(t + 1));
+    long span = s->total - s->warmup;
+    double progress = span > 1 ? (double)(t - s->warmup) / (double)(span - 1) : 1.0;
+    return (float)(s->min_lr + 0.5 * (s->lr - s->min_lr) * (1.0 + cos(3.14159265358979323846 * progress)));
+}
+
+int nomul_schedule_table(const nomul_schedule *s, float *table)
+{
+    if (s->total < 1 || s->warmup < 0 || s->warmup > s->total || !(s->lr >= 0) ||
+        !(s->min_lr >= 0) || s->min_lr > s->lr ||
+        (s->kind != NOMUL_SCHED_CONSTANT && s->kind != NOMUL_SCHED_WARMUP_COSINE &&
+         s->kind != NOMUL_SCHED_INVERSE_SQRT))
+        return -1;
+    for (long t = 0; t < s->total; t++)
+        table[t] = nomul_schedule_lr(s, t);
+    return 0;
+}

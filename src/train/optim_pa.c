@@ -1,0 +1,133 @@
+/*
+ * optim_pa.c — the piecewise affine forms of the optimizers and of gradient
+ * clipping: every product a PAM (with the configured offset), every quotient
+ * a PAD, every square root pa_sqrt, through the array kernels in chunks.
+ * Only additions, subtractions and comparisons are done in float here, and
+ * the no-multiply test disassembles this object to prove it.
+ */
+#include "optim_internal.h"
+
+#include "nomul/arith.h"
+
+enum { CHUNK = 1024 };
+
+static float pam(float a, float b, float off)
+{
+    return off != 1.0f ? nomul_pam_mul_off(a, b, off) : nomul_pam_mul(a, b);
+}
+
+static void pam_vs(size_t n, const float *a, float b, float off, float *out)
+{
+    if (off != 1.0f)
+        nomul_pam_mul_off_vs(n, a, b, off, out);
+    else
+        nomul_pam_mul_vs(n, a, b, out);
+}
+
+static void pam_v(size_t n, const float *a, const float *b, float off, float *out)
+{
+    if (off != 1.0f)
+        nomul_pam_mul_off_v(n, a, b, off, out);
+    else
+        nomul_pam_mul_v(n, a, b, out);
+}
+
+void nomul_adamw_begin_step_pa(nomul_adamw *o)
+{
+    o->beta1_t = pam(o->beta1_t, o->beta1, 1.0f);
+    o->beta2_t = pam(o->beta2_t, o->beta2, 1.0f);
+}
+
+void nomul_adamw_update_pa(const nomul_adamw *o, size_t n, float *p, const float *g, float *m,
+                           float *v)
+{
+    const float off = o->offset;
+    /* step = lr · √(1 − β2^t) / (1 − β1^t), and lr·λ, all in PA arithmetic */
+    float step = pam(o->lr, nomul_pam_div(nomul_pa_sqrt(1.0f - o->beta2_t), 1.0f - o->beta1_t),
+                     off);
+    float decay = pam(o->lr, o->weight_decay, off);
+    float t1[CHUNK], t2[CHUNK];
+    for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
+        size_t c = n - i0 < CHUNK ? n - i0 : CHUNK;
+        float *pp = p + i0, *mm = m + i0, *vv = v + i0;
+        const float *gg = g + i0;
+        if (o->weight_decay != 0.0f) { /* p -= lr·λ·p */
+            pam_vs(c, pp, decay, off, t1);
+            for (size_t i = 0; i < c; i++)
+                pp[i] -= t1[i];
+        }
+        /* m = β1·m + (1 − β1)·g */
+        pam_vs(c, mm, o->beta1, off, t1);
+        pam_vs(c, gg, 1.0f - o->beta1, off, t2);
+        for (size_t i = 0; i < c; i++)
+            mm[i] = t1[i] + t2[i];
+        /* v = β2·v + (1 − β2)·g² */
+        pam_v(c, gg, gg, off, t2);
+        pam_vs(c, t2, 1.0f - o->beta2, off, t2);
+        pam_vs(c, vv, o->beta2, off, t1);
+        for (size_t i = 0; i < c; i++)
+            vv[i] = t1[i] + t2[i];
+        /* p -= step · m / (√v + ε) */
+        nomul_pa_sqrt_v(c, vv, t1);
+        for (size_t i = 0; i < c; i++)
+            t1[i] += o->eps;
+        nomul_pam_div_v(c, mm, t1, t2);
+        pam_vs(c, t2, step, off, t2);
+        for (size_t i = 0; i < c; i++)
+            pp[i] -= t2[i];
+    }
+}
+
+void nomul_sgd_update_pa(const nomul_sgd *o, size_t n, float *p, const float *g, float *buf)
+{
+    const float off = o->offset;
+    float d[CHUNK], t[CHUNK];
+    for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
+        size_t c = n - i0 < CHUNK ? n - i0 : CHUNK;
+        float *pp = p + i0, *bb = buf ? buf + i0 : NULL;
+        const float *gg = g + i0;
+        for (size_t i = 0; i < c; i++)
+            d[i] = gg[i];
+        if (o->weight_decay != 0.0f) { /* g += λ·p */
+            pam_vs(c, pp, o->weight_decay, off, t);
+            for (size_t i = 0; i < c; i++)
+                d[i] += t[i];
+        }
+        if (o->momentum != 0.0f) { /* b = μ·b + g */
+            pam_vs(c, bb, o->momentum, off, t);
+            for (size_t i = 0; i < c; i++)
+                bb[i] = t[i] + d[i];
+            if (o->nesterov) {
+                pam_vs(c, bb, o->momentum, off, t);
+                for (size_t i = 0; i < c; i++)
+                    d[i] += t[i];
+            } else {
+                for (size_t i = 0; i < c; i++)
+                    d[i] = bb[i];
+            }
+        }
+        pam_vs(c, d, o->lr, off, t); /* p -= lr·d */
+        for (size_t i = 0; i < c; i++)
+            pp[i] -= t[i];
+    }
+}
+
+float nomul_clip_grad_norm_pa(size_t ntensors, float *const *grads, const size_t *sizes,
+                              float max_norm)
+{
+    float t[CHUNK], sumsq = 0.0f;
+    for (size_t k = 0; k < ntensors; k++)
+        for (size_t i0 = 0; i0 < sizes[k]; i0 += CHUNK) {
+            size_t c = sizes[k] - i0 < CHUNK ? sizes[k] - i0 : CHUNK;
+            nomul_pam_mul_v(c, grads[k] + i0, grads[k] + i0, t);
+            for (size_t i = 0; i < c; i++)
+                sumsq += t[i];
+        }
+    float norm = nomul_pa_sqrt(sumsq);
+    if (norm > max_norm) {
+        float scale = nomul_pam_div(max_norm, norm + 1e-6f);
+        for (size_t k = 0; k < ntensors; k++)
+            nomul_pam_mul_vs(sizes[k], grads[k], scale, grads[k]);
+    }
+    return norm;
+}

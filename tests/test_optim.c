@@ -1,0 +1,263 @@
+/*
+ * test_optim.c — optimizers, clipping and schedules. The PA forms are
+ * checked bit for bit against step-by-step definitions written with the
+ * scalar functions; the float forms against float64 formulas (fairseq's
+ * Adam, PyTorch's SGD); PA AdamW must also minimise a quadratic.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "nomul/nomul.h"
+#include "testutil.h"
+
+#define FAIL_SEED(...)                                                                    \
+    do {                                                                                  \
+        char msg_[512];                                                                   \
+        snprintf(msg_, sizeof msg_, __VA_ARGS__);                                         \
+        fail_msg("%s (seed %llu; rerun with NOMUL_TEST_SEED=%llu)", msg_,                 \
+                 (unsigned long long)tu_seed(), (unsigned long long)tu_seed());           \
+    } while (0)
+
+static float pm(float a, float b, float off)
+{
+    return off != 1.0f ? nomul_pam_mul_off(a, b, off) : nomul_pam_mul(a, b);
+}
+
+static void test_adamw_pa_matches_definition(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xA0};
+    enum { N = 2500 }; /* past one chunk of the array kernels */
+    for (int variant = 0; variant < 4; variant++) {
+        float off = variant & 1 ? 1.0552f : 1.0f, wd = variant & 2 ? 0.01f : 0.0f;
+        static float p[N], m[N], v[N], g[N], rp[N], rm[N], rv[N];
+        for (int i = 0; i < N; i++) {
+            p[i] = rp[i] = tu_normal(&r, -4, 1, 1);
+            m[i] = v[i] = rm[i] = rv[i] = 0.0f;
+        }
+        nomul_adamw o;
+        nomul_adamw_init(&o, 1e-3f, wd, 1);
+        o.offset = off;
+        float b1t = 1.0f, b2t = 1.0f;
+        for (int step = 0; step < 5; step++) {
+            for (int i = 0; i < N; i++)
+                g[i] = (tu_u32(&r) % 8 == 0) ? 0.0f : tu_normal(&r, -6, 2, 1);
+            nomul_adamw_begin_step(&o);
+            nomul_adamw_update(&o, N, p, g, m, v);
+            /* the definition, one element at a time */
+            b1t = nomul_pam_mul(b1t, 0.9f);
+            b2t = nomul_pam_mul(b2t, 0.98f);
+            float st = pm(1e-3f, nomul_pam_div(nomul_pa_sqrt(1.0f - b2t), 1.0f - b1t), off);
+            float dec = pm(1e-3f, wd, off);
+            for (int i = 0; i < N; i++) {
+                if (wd != 0.0f)
+                    rp[i] -= pm(rp[i], dec, off);
+                rm[i] = pm(rm[i], 0.9f, off) + pm(g[i], 1.0f - 0.9f, off);
+                rv[i] = pm(rv[i], 0.98f, off) + pm(pm(g[i], g[i], off), 1.0f - 0.98f, off);
+                rp[i] -= pm(nomul_pam_div(rm[i], nomul_pa_sqrt(rv[i]) + 1e-8f), st, off);
+            }
+            for (int i = 0; i < N; i++)
+                if (tu_bits(p[i]) != tu_bits(rp[i]) || tu_bits(m[i]) != tu_bits(rm[i]) ||
+                    tu_bits(v[i]) != tu_bits(rv[i]))
+                    FAIL_SEED("PA AdamW variant %d step %d element %d: p %08x/%08x m %08x/%08x "
+                              "v %08x/%08x", variant, step, i, tu_bits(p[i]), tu_bits(rp[i]),
+                              tu_bits(m[i]), tu_bits(rm[i]), tu_bits(v[i]), tu_bits(rv[i]));
+        }
+    }
+}
+
+static void test_adamw_float_matches_fairseq(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xA1};
+    enum { N = 100 };
+    float p[N], m[N] = {0}, v[N] = {0}, g[N];
+    double dp[N], dm[N] = {0}, dv[N] = {0};
+    for (int i = 0; i < N; i++)
+        dp[i] = p[i] = tu_normal(&r, -3, 1, 1);
+    nomul_adamw o;
+    nomul_adamw_init(&o, 3e-3f, 0.05f, 0);
+    for (int t = 1; t <= 20; t++) {
+        for (int i = 0; i < N; i++)
+            g[i] = tu_normal(&r, -5, 0, 1);
+        nomul_adamw_begin_step(&o);
+        nomul_adamw_update(&o, N, p, g, m, v);
+        double step = 3e-3 * sqrt(1 - pow(0.98, t)) / (1 - pow(0.9, t));
+        for (int i = 0; i < N; i++) {
+            dp[i] -= 3e-3 * 0.05 * dp[i];
+            dm[i] = 0.9 * dm[i] + 0.1 * g[i];
+            dv[i] = 0.98 * dv[i] + 0.02 * (double)g[i] * g[i];
+            dp[i] -= step * dm[i] / (sqrt(dv[i]) + 1e-8);
+        }
+    }
+    for (int i = 0; i < N; i++)
+        if (fabs(p[i] - dp[i]) > 1e-5 * (fabs(dp[i]) + 1e-3))
+            FAIL_SEED("float AdamW element %d: %g, fairseq %g", i, (double)p[i], dp[i]);
+}
+
+static void test_sgd_both_modes(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xA2};
+    enum { N = 1500 };
+    static float p[N], b[N], g[N], rp[N], rb[N];
+    for (int pa = 0; pa <= 1; pa++)
+        for (int nest = 0; nest <= 1; nest++) {
+            for (int i = 0; i < N; i++) {
+                p[i] = rp[i] = tu_normal(&r, -3, 1, 1);
+                b[i] = rb[i] = 0.0f;
+            }
+            nomul_sgd o;
+            nomul_sgd_init(&o, 0.1f, 0.9f, 5e-4f, pa);
+            o.nesterov = nest;
+            for (int step = 0; step < 4; step++) {
+                for (int i = 0; i < N; i++)
+                    g[i] = tu_normal(&r, -4, 1, 1);
+                nomul_sgd_update(&o, N, p, g, b);
+                for (int i = 0; i < N; i++) {
+                    if (pa) {
+                        float d = g[i] + nomul_pam_mul(rp[i], 5e-4f);
+                        rb[i] = nomul_pam_mul(rb[i], 0.9f) + d;
+                        d = nest ? d + nomul_pam_mul(rb[i], 0.9f) : rb[i];
+                        rp[i] -= nomul_pam_mul(d, 0.1f);
+                        if (tu_bits(p[i]) != tu_bits(rp[i]) || tu_bits(b[i]) != tu_bits(rb[i]))
+                            FAIL_SEED("PA SGD nesterov %d step %d element %d", nest, step, i);
+                    } else {
+                        float d = g[i] + 5e-4f * rp[i];
+                        rb[i] = 0.9f * rb[i] + d;
+                        d = nest ? d + 0.9f * rb[i] : rb[i];
+                        rp[i] -= 0.1f * d;
+                        if (fabsf(p[i] - rp[i]) > 1e-6f * (fabsf(rp[i]) + 1.0f))
+                            FAIL_SEED("float SGD nesterov %d step %d element %d", nest, step, i);
+                    }
+                }
+            }
+        }
+}
+
+static void test_clip_grad_norm(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xA3};
+    float a[700], b[1300], ra[700], rb[1300];
+    float *grads[2] = {a, b};
+    size_t sizes[2] = {700, 1300};
+    for (int pa = 0; pa <= 1; pa++) {
+        for (int i = 0; i < 700; i++)
+            a[i] = ra[i] = tu_normal(&r, -2, 1, 1);
+        for (int i = 0; i < 1300; i++)
+            b[i] = rb[i] = tu_normal(&r, -2, 1, 1);
+        float norm = nomul_clip_grad_norm(2, grads, sizes, 1.0f, pa);
+        if (pa) {
+            float s = 0.0f;
+            for (int i = 0; i < 700; i++)
+                s += nomul_pam_mul(ra[i], ra[i]);
+            for (int i = 0; i < 1300; i++)
+                s += nomul_pam_mul(rb[i], rb[i]);
+            float want = nomul_pa_sqrt(s);
+            assert_int_equal(tu_bits(norm), tu_bits(want));
+            float scale = nomul_pam_div(1.0f, want + 1e-6f);
+            for (int i = 0; i < 700; i++)
+                assert_int_equal(tu_bits(a[i]), tu_bits(nomul_pam_mul(ra[i], scale)));
+        } else {
+            double s = 0;
+            for (int i = 0; i < 700; i++)
+                s += (double)ra[i] * ra[i];
+            for (int i = 0; i < 1300; i++)
+                s += (double)rb[i] * rb[i];
+            assert_true(fabs(norm - sqrt(s)) < 1e-5 * sqrt(s));
+            double after = 0;
+            for (int i = 0; i < 700; i++)
+                after += (double)a[i] * a[i];
+            for (int i = 0; i < 1300; i++)
+                after += (double)b[i] * b[i];
+            assert_true(fabs(sqrt(after) - 1.0) < 1e-4);
+        }
+    }
+    /* below the limit nothing changes */
+    float small[3] = {0.1f, 0.2f, 0.2f}, *gs[1] = {small};
+    size_t n3[1] = {3};
+    nomul_clip_grad_norm(1, gs, n3, 1.0f, 1);
+    assert_true(small[0] == 0.1f && small[2] == 0.2f);
+}
+
+static void test_schedules(void **state)
+{
+    (void)state;
+    float table[1000];
+    nomul_schedule c = {NOMUL_SCHED_WARMUP_COSINE, 1.0f, 0.1f, 100, 1000};
+    assert_int_equal(nomul_schedule_table(&c, table), 0);
+    assert_true(fabsf(table[0] - 0.01f) < 1e-7f);
+    assert_true(fabsf(table[99] - 1.0f) < 1e-6f);
+    assert_true(fabsf(table[100] - 1.0f) < 1e-6f);
+    assert_true(fabsf(table[999] - 0.1f) < 1e-6f);
+    assert_true(fabsf(table[550] - 0.55f) < 2e-3f); /* halfway down the cosine */
+    for (int t = 101; t < 1000; t++)
+        assert_true(table[t] <= table[t - 1]);
+    nomul_schedule inv = {NOMUL_SCHED_INVERSE_SQRT, 2.0f, 0.0f, 50, 1000};
+    assert_int_equal(nomul_schedule_table(&inv, table), 0);
+    assert_true(fabsf(table[49] - 2.0f) < 1e-6f);
+    assert_true(fabsf(table[199] - 1.0f) < 1e-6f); /* 2·√(50/200) */
+    nomul_schedule k = {NOMUL_SCHED_CONSTANT, 0.5f, 0.0f, 0, 10};
+    assert_int_equal(nomul_schedule_table(&k, table), 0);
+    assert_true(table[0] == 0.5f && table[9] == 0.5f);
+    nomul_schedule bad1 = {NOMUL_SCHED_WARMUP_COSINE, 1.0f, 0.1f, 200, 100};
+    nomul_schedule bad2 = {NOMUL_SCHED_WARMUP_COSINE, 1.0f, 2.0f, 0, 100};
+    nomul_schedule bad3 = {(nomul_schedule_kind)9, 1.0f, 0.0f, 0, 100};
+    assert_int_equal(nomul_schedule_table(&bad1, table), -1);
+    assert_int_equal(nomul_schedule_table(&bad2, table), -1);
+    assert_int_equal(nomul_schedule_table(&bad3, table), -1);
+}
+
+/* PA AdamW minimises Σ (p − target)² with PA gradients 2(p − target). */
+static void test_pa_adamw_converges(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xA4};
+    enum { N = 64 };
+    float p[N], m[N] = {0}, v[N] = {0}, g[N], target[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = tu_normal(&r, -1, 1, 1);
+        target[i] = tu_normal(&r, -2, 0, 1);
+    }
+    nomul_adamw o;
+    nomul_adamw_init(&o, 0.05f, 0.0f, 1);
+    double first = 0, last = 0;
+    for (int step = 0; step < 400; step++) {
+        double loss = 0;
+        for (int i = 0; i < N; i++) {
+            float d = p[i] - target[i];
+            g[i] = nomul_pam_mul(d, 2.0f);
+            loss += (double)d * d;
+        }
+        if (step == 0)
+            first = loss;
+        last = loss;
+        nomul_adamw_begin_step(&o);
+        nomul_adamw_update(&o, N, p, g, m, v);
+    }
+    if (!(last < 1e-3 * first))
+        FAIL_SEED("PA AdamW: loss %g -> %g after 400 steps", first, last);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_adamw_pa_matches_definition),
+        cmocka_unit_test(test_adamw_float_matches_fairseq),
+        cmocka_unit_test(test_sgd_both_modes),
+        cmocka_unit_test(test_clip_grad_norm),
+        cmocka_unit_test(test_schedules),
+        cmocka_unit_test(test_pa_adamw_converges),
+    };
+    printf("test_optim: seed %llu\n", (unsigned long long)tu_seed());
+    return cmocka_run_group_tests_name("optim", tests, NULL, NULL);
+}
