@@ -15,5 +15,6 @@
 #include "nomul/conv.h"
 #include "nomul/opcfg.h"
 #include "nomul/optim.h"
+#include "nomul/functional.h"
 
 #endif

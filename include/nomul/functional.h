@@ -1,0 +1,68 @@
+/*
+ * nomul/functional.h — the composite operations of PAM_SPEC.md as plain
+ * forward/backward functions on float buffers (llm.c style), each in
+ * standard float or piecewise affine form:
+ *
+ *   softmax, log_softmax (rows, −∞ masks give exactly 0 probability)
+ *   layer_norm (rows, with γ and β)
+ *   label-smoothed cross-entropy with an ignore index, over log_softmax
+ *
+ * A nomul_fmode selects the form: pa = 0 is float; pa = 1 is the PA
+ * composite exactly as the spec builds it, with approx_bwd choosing the
+ * backward: 1, the derivative of the exact function evaluated in PA
+ * arithmetic; 0, the chain of the exact (piecewise constant) derivatives of
+ * every PA primitive used. Backward functions accumulate (+=) into the
+ * input gradients, like llm.c's.
+ */
+#ifndef NOMUL_FUNCTIONAL_H
+#define NOMUL_FUNCTIONAL_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nomul_fmode {
+    int pa;
+    int approx_bwd;
+} nomul_fmode;
+
+/* x, y: (rows, n). PA: t = PAM(x, log2e), s = ⌊max t⌋ per row,
+ * e = paexp2(t − s), y = PAD(e, Σe). */
+void nomul_softmax_forward(nomul_fmode m, int rows, int n, const float *x, float *y);
+/* dx += ∂/∂x given dy; needs x (exact PA backward) and y. */
+void nomul_softmax_backward(nomul_fmode m, int rows, int n, const float *x, const float *y,
+                            const float *dy, float *dx);
+
+/* y = x − logsumexp(x) per row; PA: logsumexp = PAD(s + palog2(Σ paexp2(t − s)), log2e). */
+void nomul_log_softmax_forward(nomul_fmode m, int rows, int n, const float *x, float *y);
+void nomul_log_softmax_backward(nomul_fmode m, int rows, int n, const float *x, const float *y,
+                                const float *dy, float *dx);
+
+/* y = PAM(PAD(x − μ, pa_sqrt(σ² + eps)), γ) + β per row (PA), the usual
+ * layer norm in float; mean and rstd (rows) are saved for the backward. */
+void nomul_layer_norm_forward(nomul_fmode m, int rows, int n, const float *x, const float *gamma,
+                              const float *beta, float eps, float *y, float *mean, float *rstd);
+/* dx, dgamma, dbeta += gradients. In PA mode rstd holds pa_sqrt(σ² + eps)
+ * itself (the divisor), in float mode its reciprocal. */
+void nomul_layer_norm_backward(nomul_fmode m, int rows, int n, const float *x,
+                               const float *gamma, const float *mean, const float *rstd,
+                               float eps, const float *dy, float *dx, float *dgamma,
+                               float *dbeta);
+
+/* Label-smoothed cross-entropy over logprobs (rows, n) = log_softmax output:
+ * loss = mean over rows whose target is not ignore_index of
+ * (1 − ε)·(−logp[target]) + ε·mean_c(−logp[c]). In PA mode every scaling by
+ * a constant is a PAM and the means are PADs. Returns the loss (0 when every
+ * row is ignored) and the count of rows used. */
+float nomul_cross_entropy_forward(nomul_fmode m, int rows, int n, const float *logp,
+                                  const int *target, int ignore_index, float smoothing,
+                                  int *count);
+/* dlogp += ∂loss/∂logp · dloss. */
+void nomul_cross_entropy_backward(nomul_fmode m, int rows, int n, const float *logp,
+                                  const int *target, int ignore_index, float smoothing,
+                                  float dloss, float *dlogp);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,407 @@
+/*
+ * functional.c — softmax, log_softmax, layer_norm and label-smoothed
+ * cross-entropy, forward and backward, in float and in the PA composite
+ * forms of PAM_SPEC.md (nomul/functional.h). PA backward: approx_bwd = 1
+ * evaluates the float derivative's formula in PA arithmetic; 0 chains the
+ * exact derivatives of every primitive the forward used (recomputing its
+ * intermediates), with ⌊max⌋ treated as the constant it is almost
+ * everywhere.
+ */
+#include "nomul/functional.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nomul/arith.h"
+
+#define LOG2E NOMUL_LOG2E_F32
+
+static float pam(float a, float b) { return nomul_pam_mul(a, b); }
+static float pad(float a, float b) { return nomul_pam_div(a, b); }
+
+/* ∂PAM(a, b)/∂a · g and ∂PAD(a, b)/∂a · g, ∂/∂b · g (exact) */
+static float mul_grad_a(float a, float b, float g)
+{
+    float da, db;
+    nomul_pam_mul_grad(a, b, g, &da, &db);
+    return da;
+}
+
+static void div_grads(float a, float b, float g, float *da, float *db)
+{
+    nomul_pam_div_grad(a, b, g, da, db);
+}
+
+/* The PA row pipeline shared by softmax and log_softmax: t = PAM(x, log2e),
+ * s = ⌊max t⌋, u = t − s, e = paexp2(u); returns S = Σe (0 for an all −∞ row). */
+static float pa_row_exp(int n, const float *x, float *u, float *e, float *s_out)
+{
+    float mx = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        u[j] = pam(x[j], LOG2E);
+        mx = u[j] > mx ? u[j] : mx;
+    }
+    float s = isfinite(mx) ? floorf(mx) : 0.0f;
+    float sum = 0.0f;
+    for (int j = 0; j < n; j++) {
+        u[j] -= s; /* s is an integer: exact */
+        e[j] = nomul_paexp2(u[j]);
+        sum += e[j];
+    }
+    *s_out = s;
+    return sum;
+}
+
+typedef struct {
+    float *u, *e;
+} row_tmp;
+
+static int tmp_alloc(row_tmp *t, int n)
+{
+    t->u = malloc((size_t)(n > 0 ? n : 1) * 2 * sizeof(float));
+    t->e = t->u ? t->u + n : NULL;
+    return t->u != NULL;
+}
+
+/* ---- softmax ------------------------------------------------------------------ */
+
+static void softmax_row_float(int n, const float *x, float *y)
+{
+    float mx = -INFINITY, sum = 0.0f;
+    for (int j = 0; j < n; j++)
+        mx = x[j] > mx ? x[j] : mx;
+    if (!isfinite(mx)) { /* an all-masked row */
+        for (int j = 0; j < n; j++)
+            y[j] = 0.0f;
+        return;
+    }
+    for (int j = 0; j < n; j++) {
+        y[j] = expf(x[j] - mx);
+        sum += y[j];
+    }
+    for (int j = 0; j < n; j++)
+        y[j] /= sum;
+}
+
+static void softmax_row_pa(int n, const float *x, float *y, row_tmp *t)
+{
+    float s, sum = pa_row_exp(n, x, t->u, t->e, &s);
+    for (int j = 0; j < n; j++)
+        y[j] = sum > 0.0f ? pad(t->e[j], sum) : 0.0f;
+}
+
+void nomul_softmax_forward(nomul_fmode m, int rows, int n, const float *x, float *y)
+{
+    row_tmp t;
+    if (m.pa && !tmp_alloc(&t, n))
+        return;
+    for (int i = 0; i < rows; i++) {
+        if (m.pa)
+            softmax_row_pa(n, x + (long)i * n, y + (long)i * n, &t);
+        else
+            softmax_row_float(n, x + (long)i * n, y + (long)i * n);
+    }
+    if (m.pa)
+        free(t.u);
+}
+
+void nomul_softmax_backward(nomul_fmode m, int rows, int n, const float *x, const float *y,
+                            const float *dy, float *dx)
+{
+    row_tmp t = {NULL, NULL};
+    if (m.pa && !m.approx_bwd && !tmp_alloc(&t, n))
+        return;
+    for (int i = 0; i < rows; i++) {
+        const float *xr = x + (long)i * n, *yr = y + (long)i * n, *gr = dy + (long)i * n;
+        float *dr = dx + (long)i * n;
+        if (!m.pa) { /* dx = y (dy − Σ dy·y) */
+            float dot = 0.0f;
+            for (int j = 0; j < n; j++)
+                dot += gr[j] * yr[j];
+            for (int j = 0; j < n; j++)
+                dr[j] += yr[j] * (gr[j] - dot);
+        } else if (m.approx_bwd) {
+            float dot = 0.0f;
+            for (int j = 0; j < n; j++)
+                dot += pam(gr[j], yr[j]);
+            for (int j = 0; j < n; j++)
+                dr[j] += pam(yr[j], gr[j] - dot);
+        } else { /* the chain of y = PAD(e, S), e = paexp2(u), u = PAM(x, log2e) − s */
+            float s, sum = pa_row_exp(n, xr, t.u, t.e, &s), dsum = 0.0f;
+            if (!(sum > 0.0f))
+                continue;
+            float *de = t.e; /* e is not needed once its gradient is formed */
+            for (int j = 0; j < n; j++) {
+                float da, db;
+                div_grads(t.e[j], sum, gr[j], &da, &db);
+                de[j] = da;
+                dsum += db;
+            }
+            for (int j = 0; j < n; j++) {
+                float du = nomul_paexp2_grad(t.u[j], de[j] + dsum);
+                dr[j] += mul_grad_a(xr[j], LOG2E, du);
+            }
+        }
+    }
+    free(t.u);
+}
+
+/* ---- log_softmax ---------------------------------------------------------------- */
+
+void nomul_log_softmax_forward(nomul_fmode m, int rows, int n, const float *x, float *y)
+{
+    row_tmp t;
+    if (m.pa && !tmp_alloc(&t, n))
+        return;
+    for (int i = 0; i < rows; i++) {
+        const float *xr = x + (long)i * n;
+        float *yr = y + (long)i * n, lse;
+        if (m.pa) {
+            float s, sum = pa_row_exp(n, xr, t.u, t.e, &s);
+            lse = pad(s + nomul_palog2(sum), LOG2E);
+        } else {
+            float mx = -INFINITY, sum = 0.0f;
+            for (int j = 0; j < n; j++)
+                mx = xr[j] > mx ? xr[j] : mx;
+            for (int j = 0; j < n; j++)
+                sum += expf(xr[j] - mx);
+            lse = mx + logf(sum);
+        }
+        for (int j = 0; j < n; j++)
+            yr[j] = xr[j] - lse;
+    }
+    if (m.pa)
+        free(t.u);
+}
+
+void nomul_log_softmax_backward(nomul_fmode m, int rows, int n, const float *x, const float *y,
+                                const float *dy, float *dx)
+{
+    row_tmp t;
+    if (!tmp_alloc(&t, n))
+        return;
+    for (int i = 0; i < rows; i++) {
+        const float *xr = x + (long)i * n, *yr = y + (long)i * n, *gr = dy + (long)i * n;
+        float *dr = dx + (long)i * n, gsum = 0.0f;
+        for (int j = 0; j < n; j++)
+            gsum += gr[j];
+        if (!m.pa) { /* dx = dy − softmax(x) Σdy */
+            for (int j = 0; j < n; j++)
+                dr[j] += gr[j] - expf(yr[j]) * gsum;
+        } else if (m.approx_bwd) { /* the same with the PA softmax and PAM */
+            softmax_row_pa(n, xr, t.e, &t);
+            float *p = t.e;
+            for (int j = 0; j < n; j++)
+                dr[j] += gr[j] - pam(p[j], gsum);
+        } else { /* y = x − PAD(s + palog2(S), log2e), S = Σ paexp2(u) */
+            float s, sum = pa_row_exp(n, xr, t.u, t.e, &s);
+            float w = s + nomul_palog2(sum), dw, unused;
+            div_grads(w, LOG2E, -gsum, &dw, &unused);
+            float dsum = nomul_palog2_grad(sum, dw);
+            for (int j = 0; j < n; j++)
+                dr[j] += gr[j] + mul_grad_a(xr[j], LOG2E, nomul_paexp2_grad(t.u[j], dsum));
+        }
+    }
+    free(t.u);
+}
+
+/* ---- layer norm ------------------------------------------------------------------- */
+
+void nomul_layer_norm_forward(nomul_fmode m, int rows, int n, const float *x, const float *gamma,
+                              const float *beta, float eps, float *y, float *mean, float *rstd)
+{
+    float nf = (float)n;
+    for (int i = 0; i < rows; i++) {
+        const float *xr = x + (long)i * n;
+        float *yr = y + (long)i * n, sum = 0.0f, q = 0.0f;
+        for (int j = 0; j < n; j++)
+            sum += xr[j];
+        if (m.pa) {
+            float mu = pad(sum, nf);
+            for (int j = 0; j < n; j++)
+                q += pam(xr[j] - mu, xr[j] - mu);
+            float r = nomul_pa_sqrt(pad(q, nf) + eps);
+            for (int j = 0; j < n; j++)
+                yr[j] = pam(pad(xr[j] - mu, r), gamma[j]) + beta[j];
+            mean[i] = mu;
+            rstd[i] = r;
+        } else {
+            float mu = sum / nf;
+            for (int j = 0; j < n; j++)
+                q += (xr[j] - mu) * (xr[j] - mu);
+            float rs = 1.0f / sqrtf(q / nf + eps);
+            for (int j = 0; j < n; j++)
+                yr[j] = (xr[j] - mu) * rs * gamma[j] + beta[j];
+            mean[i] = mu;
+            rstd[i] = rs;
+        }
+    }
+}
+
+void nomul_layer_norm_backward(nomul_fmode m, int rows, int n, const float *x,
+                               const float *gamma, const float *mean, const float *rstd,
+                               float eps, const float *dy, float *dx, float *dgamma,
+                               float *dbeta)
+{
+    float nf = (float)n;
+    float *dd = m.pa && !m.approx_bwd ? malloc((size_t)(n > 0 ? n : 1) * sizeof *dd) : NULL;
+    if (m.pa && !m.approx_bwd && !dd)
+        return;
+    for (int i = 0; i < rows; i++) {
+        const float *xr = x + (long)i * n, *gr = dy + (long)i * n;
+        float *dr = dx + (long)i * n, mu = mean[i], r = rstd[i];
+        if (!m.pa) { /* llm.c's layernorm_backward */
+            float m1 = 0.0f, m2 = 0.0f;
+            for (int j = 0; j < n; j++) {
+                float xhat = (xr[j] - mu) * r, dnorm = gamma[j] * gr[j];
+                m1 += dnorm;
+                m2 += dnorm * xhat;
+            }
+            m1 /= nf;
+            m2 /= nf;
+            for (int j = 0; j < n; j++) {
+                float xhat = (xr[j] - mu) * r, dnorm = gamma[j] * gr[j];
+                dbeta[j] += gr[j];
+                dgamma[j] += xhat * gr[j];
+                dr[j] += (dnorm - m1 - xhat * m2) * r;
+            }
+        } else if (m.approx_bwd) { /* the same formula, r the divisor, in PA */
+            float s1 = 0.0f, s2 = 0.0f;
+            for (int j = 0; j < n; j++) {
+                float xhat = pad(xr[j] - mu, r), dnorm = pam(gamma[j], gr[j]);
+                s1 += dnorm;
+                s2 += pam(dnorm, xhat);
+            }
+            float m1 = pad(s1, nf), m2 = pad(s2, nf);
+            for (int j = 0; j < n; j++) {
+                float xhat = pad(xr[j] - mu, r), dnorm = pam(gamma[j], gr[j]);
+                dbeta[j] += gr[j];
+                dgamma[j] += pam(xhat, gr[j]);
+                dr[j] += pad(dnorm - m1 - pam(xhat, m2), r);
+            }
+        } else { /* the chain, recomputing the forward's intermediates */
+            float sum = 0.0f, q = 0.0f, dr_ = 0.0f;
+            for (int j = 0; j < n; j++)
+                sum += xr[j];
+            float mu2 = pad(sum, nf);
+            for (int j = 0; j < n; j++)
+                q += pam(xr[j] - mu2, xr[j] - mu2);
+            float var = pad(q, nf), r2 = nomul_pa_sqrt(var + eps);
+            for (int j = 0; j < n; j++) { /* y = PAM(xhat, γ) + β, xhat = PAD(d, r) */
+                float d = xr[j] - mu2, xhat = pad(d, r2), dxhat, dg, a, b;
+                nomul_pam_mul_grad(xhat, gamma[j], gr[j], &dxhat, &dg);
+                dgamma[j] += dg;
+                dbeta[j] += gr[j];
+                div_grads(d, r2, dxhat, &a, &b);
+                dd[j] = a;
+                dr_ += b;
+            }
+            float dvar = nomul_pa_sqrt_grad(var + eps, dr_, 0), dq, unused;
+            div_grads(q, nf, dvar, &dq, &unused);
+            float dmu = 0.0f;
+            for (int j = 0; j < n; j++) { /* q = Σ PAM(d, d) */
+                float d = xr[j] - mu2, a, b;
+                nomul_pam_mul_grad(d, d, dq, &a, &b);
+                dd[j] += a + b;
+                dmu -= dd[j];
+            }
+            float dsum;
+            div_grads(sum, nf, dmu, &dsum, &unused);
+            for (int j = 0; j < n; j++)
+                dr[j] += dd[j] + dsum;
+        }
+    }
+    free(dd);
+}
+
+/* ---- label-smoothed cross-entropy ------------------------------------------------ */
+
+/* the loss of one row, and its parts (for the exact backward):
+ * nll = −logp[t], smooth = −Σ logp, msm = smooth / n */
+static float ce_row(nomul_fmode m, int n, const float *lp, int t, float eps, float *nll,
+                    float *msm, float *smooth_out)
+{
+    float smooth = 0.0f;
+    for (int c = 0; c < n; c++)
+        smooth -= lp[c];
+    *smooth_out = smooth;
+    *nll = -lp[t];
+    if (!m.pa) {
+        *msm = smooth / (float)n;
+        return (1.0f - eps) * *nll + eps * *msm;
+    }
+    *msm = pad(smooth, (float)n);
+    return pam(*nll, 1.0f - eps) + (eps != 0.0f ? pam(*msm, eps) : 0.0f);
+}
+
+float nomul_cross_entropy_forward(nomul_fmode m, int rows, int n, const float *logp,
+                                  const int *target, int ignore_index, float smoothing,
+                                  int *count)
+{
+    float total = 0.0f, nll, msm, smooth;
+    int used = 0;
+    for (int i = 0; i < rows; i++) {
+        if (target[i] == ignore_index)
+            continue;
+        if (target[i] < 0 || target[i] >= n) {
+            if (count)
+                *count = -1;
+            return NAN;
+        }
+        total += ce_row(m, n, logp + (long)i * n, target[i], smoothing, &nll, &msm, &smooth);
+        used++;
+    }
+    if (count)
+        *count = used;
+    if (used == 0)
+        return 0.0f;
+    return m.pa ? pad(total, (float)used) : total / (float)used;
+}
+
+void nomul_cross_entropy_backward(nomul_fmode m, int rows, int n, const float *logp,
+                                  const int *target, int ignore_index, float smoothing,
+                                  float dloss, float *dlogp)
+{
+    int used = 0;
+    float total = 0.0f, nll, msm, smooth;
+    for (int i = 0; i < rows; i++)
+        if (target[i] != ignore_index && target[i] >= 0 && target[i] < n) {
+            used++;
+            if (m.pa && !m.approx_bwd)
+                total += ce_row(m, n, logp + (long)i * n, target[i], smoothing, &nll, &msm,
+                                &smooth);
+        }
+    if (used == 0)
+        return;
+    float nf = (float)n, g, unused;
+    if (!m.pa)
+        g = dloss / (float)used;
+    else if (m.approx_bwd)
+        g = pad(dloss, (float)used);
+    else
+        div_grads(total, (float)used, dloss, &g, &unused);
+    for (int i = 0; i < rows; i++) {
+        int t = target[i];
+        if (t == ignore_index || t < 0 || t >= n)
+            continue;
+        float *dr = dlogp + (long)i * n, dnll, dsmooth;
+        if (!m.pa) {
+            dnll = (1.0f - smoothing) * g;
+            dsmooth = smoothing * g / nf;
+        } else if (m.approx_bwd) {
+            dnll = pam(g, 1.0f - smoothing);
+            dsmooth = smoothing != 0.0f ? pad(pam(g, smoothing), nf) : 0.0f;
+        } else { /* loss_i = PAM(nll, 1 − ε) + PAM(PAD(smooth, n), ε) */
+            ce_row(m, n, logp + (long)i * n, t, smoothing, &nll, &msm, &smooth);
+            dnll = mul_grad_a(nll, 1.0f - smoothing, g);
+            dsmooth = 0.0f;
+            if (smoothing != 0.0f)
+                div_grads(smooth, nf, mul_grad_a(msm, smoothing, g), &dsmooth, &unused);
+        }
+        /* nll = −logp[t], smooth = −Σ logp */
+        dr[t] -= dnll;
+        for (int c = 0; c < n; c++)
+            dr[c] -= dsmooth;
+    }
+}

@@ -1,0 +1,396 @@
+/*
+ * test_functional.c — softmax, log_softmax, layer_norm and cross-entropy.
+ * Float forms: forward against float64 formulas, backward against central
+ * finite differences of float64 twins. PA forms: forward and approximate
+ * backward bit for bit against the spec's recipes written out with the
+ * scalar functions; exact backward against the approximate one (they
+ * differ only by PA's slopes) and exactly zero at −∞ masks.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "nomul/nomul.h"
+#include "testutil.h"
+
+#define FAIL_SEED(...)                                                                    \
+    do {                                                                                  \
+        char msg_[512];                                                                   \
+        snprintf(msg_, sizeof msg_, __VA_ARGS__);                                         \
+        fail_msg("%s (seed %llu; rerun with NOMUL_TEST_SEED=%llu)", msg_,                 \
+                 (unsigned long long)tu_seed(), (unsigned long long)tu_seed());           \
+    } while (0)
+
+enum { R = 5, N = 37 };
+static const float L2E = NOMUL_LOG2E_F32;
+
+static void fill(tu_rng *r, float *x, int n, int elo, int ehi)
+{
+    for (int i = 0; i < n; i++)
+        x[i] = tu_normal(r, elo, ehi, 1);
+}
+
+/* ---- float64 twins of the float forms ------------------------------------------- */
+
+static void softmax_d(int n, const double *x, double *y)
+{
+    double mx = -INFINITY, s = 0;
+    for (int j = 0; j < n; j++)
+        mx = x[j] > mx ? x[j] : mx;
+    for (int j = 0; j < n; j++)
+        s += (y[j] = exp(x[j] - mx));
+    for (int j = 0; j < n; j++)
+        y[j] /= s;
+}
+
+static void log_softmax_d(int n, const double *x, double *y)
+{
+    double mx = -INFINITY, s = 0;
+    for (int j = 0; j < n; j++)
+        mx = x[j] > mx ? x[j] : mx;
+    for (int j = 0; j < n; j++)
+        s += exp(x[j] - mx);
+    for (int j = 0; j < n; j++)
+        y[j] = x[j] - mx - log(s);
+}
+
+static void layer_norm_d(int n, const double *x, const double *g, const double *b, double eps,
+                         double *y)
+{
+    double mu = 0, v = 0;
+    for (int j = 0; j < n; j++)
+        mu += x[j];
+    mu /= n;
+    for (int j = 0; j < n; j++)
+        v += (x[j] - mu) * (x[j] - mu);
+    v /= n;
+    for (int j = 0; j < n; j++)
+        y[j] = (x[j] - mu) / sqrt(v + eps) * g[j] + b[j];
+}
+
+/* Σ_j w_j f(x)_j and its gradient by central differences, one row */
+typedef void (*row_fn)(int n, const double *x, double *y, const void *ctx);
+static void sm_fn(int n, const double *x, double *y, const void *c) { (void)c; softmax_d(n, x, y); }
+static void lsm_fn(int n, const double *x, double *y, const void *c) { (void)c; log_softmax_d(n, x, y); }
+typedef struct {
+    const double *g, *b;
+    double eps;
+} ln_ctx;
+static void ln_fn(int n, const double *x, double *y, const void *c)
+{
+    const ln_ctx *l = c;
+    layer_norm_d(n, x, l->g, l->b, l->eps, y);
+}
+
+static void fd_grad(row_fn f, const void *ctx, int n, const float *x, const float *w, double *g)
+{
+    double xd[N], y1[N], y2[N];
+    for (int j = 0; j < n; j++)
+        xd[j] = x[j];
+    for (int k = 0; k < n; k++) {
+        double h = 1e-5 * (fabs(xd[k]) + 1.0), keep = xd[k], s1 = 0, s2 = 0;
+        xd[k] = keep + h;
+        f(n, xd, y1, ctx);
+        xd[k] = keep - h;
+        f(n, xd, y2, ctx);
+        xd[k] = keep;
+        for (int j = 0; j < n; j++) {
+            s1 += w[j] * y1[j];
+            s2 += w[j] * y2[j];
+        }
+        g[k] = (s1 - s2) / (2 * h);
+    }
+}
+
+static void close_rel(const char *what, const double *want, const float *got, int n, double tol)
+{
+    double num = 0, den = 0;
+    for (int j = 0; j < n; j++) {
+        num += (got[j] - want[j]) * (got[j] - want[j]);
+        den += want[j] * want[j];
+    }
+    if (!(sqrt(num) <= tol * (sqrt(den) + 1e-6)))
+        FAIL_SEED("%s: normwise error %g", what, sqrt(num / (den + 1e-30)));
+}
+
+static void test_float_forms(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xF0};
+    nomul_fmode fm = {0, 0};
+    float x[R * N], y[R * N], dy[R * N], dx[R * N], g[N], b[N], mean[R], rstd[R];
+    double want[N], gw[N], gd[N], bd[N];
+    fill(&r, x, R * N, -2, 2);
+    fill(&r, dy, R * N, -2, 0);
+    fill(&r, g, N, -1, 0);
+    fill(&r, b, N, -1, 0);
+    for (int j = 0; j < N; j++) {
+        gd[j] = g[j];
+        bd[j] = b[j];
+    }
+    ln_ctx lc = {gd, bd, 1e-5};
+    for (int op = 0; op < 3; op++) {
+        memset(dx, 0, sizeof dx);
+        float dg[N] = {0}, db[N] = {0};
+        if (op == 0) {
+            nomul_softmax_forward(fm, R, N, x, y);
+            nomul_softmax_backward(fm, R, N, x, y, dy, dx);
+        } else if (op == 1) {
+            nomul_log_softmax_forward(fm, R, N, x, y);
+            nomul_log_softmax_backward(fm, R, N, x, y, dy, dx);
+        } else {
+            nomul_layer_norm_forward(fm, R, N, x, g, b, 1e-5f, y, mean, rstd);
+            nomul_layer_norm_backward(fm, R, N, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
+        }
+        for (int i = 0; i < R; i++) {
+            double xd[N];
+            for (int j = 0; j < N; j++)
+                xd[j] = x[i * N + j];
+            row_fn f = op == 0 ? sm_fn : op == 1 ? lsm_fn : ln_fn;
+            f(N, xd, want, &lc);
+            close_rel(op == 0 ? "softmax forward" : op == 1 ? "log_softmax forward" : "layer_norm forward",
+                      want, y + i * N, N, 1e-5);
+            fd_grad(f, &lc, N, x + i * N, dy + i * N, gw);
+            close_rel(op == 0 ? "softmax backward" : op == 1 ? "log_softmax backward" : "layer_norm backward",
+                      gw, dx + i * N, N, 1e-3);
+        }
+    }
+}
+
+/* ---- PA forms against the spec's recipes ---------------------------------------------- */
+
+static void pa_softmax_row(int n, const float *x, float *y)
+{
+    float t[N], mx = -INFINITY, sum = 0;
+    for (int j = 0; j < n; j++) {
+        t[j] = nomul_pam_mul(x[j], L2E);
+        if (t[j] > mx)
+            mx = t[j];
+    }
+    float s = floorf(mx);
+    for (int j = 0; j < n; j++)
+        sum += (t[j] = nomul_paexp2(t[j] - s));
+    for (int j = 0; j < n; j++)
+        y[j] = nomul_pam_div(t[j], sum);
+}
+
+static void test_pa_forms_match_recipes(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xF1};
+    nomul_fmode pm = {1, 1};
+    float x[R * N], y[R * N], dy[R * N], dx[R * N], want[N], g[N], b[N], mean[R], rstd[R];
+    fill(&r, x, R * N, -3, 3);
+    fill(&r, dy, R * N, -3, 0);
+    fill(&r, g, N, -1, 0);
+    fill(&r, b, N, -1, 0);
+    x[3] = x[N + 7] = -INFINITY; /* masks */
+    nomul_softmax_forward(pm, R, N, x, y);
+    memset(dx, 0, sizeof dx);
+    nomul_softmax_backward(pm, R, N, x, y, dy, dx);
+    for (int i = 0; i < R; i++) {
+        pa_softmax_row(N, x + i * N, want);
+        float dot = 0;
+        for (int j = 0; j < N; j++)
+            dot += nomul_pam_mul(dy[i * N + j], want[j]);
+        for (int j = 0; j < N; j++) {
+            assert_int_equal(tu_bits(y[i * N + j]), tu_bits(want[j]));
+            float dw = 0.0f + nomul_pam_mul(want[j], dy[i * N + j] - dot); /* dx += */
+            assert_int_equal(tu_bits(dx[i * N + j]), tu_bits(dw));
+        }
+    }
+    assert_true(y[3] == 0.0f && y[N + 7] == 0.0f);
+    /* log_softmax: x − PAD(s + palog2(Σ paexp2(t − s)), log2e) */
+    nomul_log_softmax_forward(pm, R, N, x, y);
+    for (int i = 0; i < R; i++) {
+        float t[N], mx = -INFINITY, sum = 0;
+        for (int j = 0; j < N; j++) {
+            t[j] = nomul_pam_mul(x[i * N + j], L2E);
+            mx = t[j] > mx ? t[j] : mx;
+        }
+        float s = floorf(mx);
+        for (int j = 0; j < N; j++)
+            sum += nomul_paexp2(t[j] - s);
+        float lse = nomul_pam_div(s + nomul_palog2(sum), L2E);
+        for (int j = 0; j < N; j++)
+            assert_int_equal(tu_bits(y[i * N + j]), tu_bits(x[i * N + j] - lse));
+    }
+    /* layer norm: PAM(PAD(x − μ, pa_sqrt(σ² + ε)), γ) + β */
+    fill(&r, x, R * N, -3, 3);
+    nomul_layer_norm_forward(pm, R, N, x, g, b, 1e-5f, y, mean, rstd);
+    for (int i = 0; i < R; i++) {
+        float sum = 0, q = 0;
+        for (int j = 0; j < N; j++)
+            sum += x[i * N + j];
+        float mu = nomul_pam_div(sum, (float)N);
+        for (int j = 0; j < N; j++)
+            q += nomul_pam_mul(x[i * N + j] - mu, x[i * N + j] - mu);
+        float rr = nomul_pa_sqrt(nomul_pam_div(q, (float)N) + 1e-5f);
+        assert_int_equal(tu_bits(rstd[i]), tu_bits(rr));
+        for (int j = 0; j < N; j++) {
+            float w = nomul_pam_mul(nomul_pam_div(x[i * N + j] - mu, rr), g[j]) + b[j];
+            assert_int_equal(tu_bits(y[i * N + j]), tu_bits(w));
+        }
+    }
+}
+
+/* The exact PA backward is the derivative of the PA forward: away from its
+ * breakpoints, the rise over run of L(x) = Σ dy·f(x) along each coordinate
+ * (a small step, with the forward evaluated in float64 sums of its float
+ * outputs) must match it. Breakpoints make a few coordinates miss; most
+ * must agree within 1%. Softmax gives masked inputs exactly 0. */
+static double pa_objective(int op, const float *x, const float *dy, const float *g, const float *b)
+{
+    nomul_fmode ex = {1, 0};
+    float y[N], mean[1], rstd[1];
+    if (op == 0)
+        nomul_softmax_forward(ex, 1, N, x, y);
+    else if (op == 1)
+        nomul_log_softmax_forward(ex, 1, N, x, y);
+    else
+        nomul_layer_norm_forward(ex, 1, N, x, g, b, 1e-5f, y, mean, rstd);
+    double s = 0;
+    for (int j = 0; j < N; j++)
+        if (isfinite(y[j]))
+            s += (double)dy[j] * y[j];
+    return s;
+}
+
+static void test_pa_exact_backward(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xF2};
+    nomul_fmode ex = {1, 0};
+    float x[N], y[N], dy[N], dx[N], g[N], b[N], mean[1], rstd[1], dg[N], db[N];
+    for (int op = 0; op < 3; op++) {
+        int agree = 0, total = 0;
+        for (int rep = 0; rep < 6; rep++) {
+            fill(&r, x, N, -1, 1);
+            fill(&r, dy, N, -1, 0);
+            fill(&r, g, N, -1, 0);
+            fill(&r, b, N, -1, 0);
+            if (op < 2) {
+                x[5] = -INFINITY;
+                dy[5] = 0.0f; /* a masked log-probability carries no gradient */
+            }
+            memset(dx, 0, sizeof dx);
+            memset(dg, 0, sizeof dg);
+            memset(db, 0, sizeof db);
+            if (op == 0) {
+                nomul_softmax_forward(ex, 1, N, x, y);
+                nomul_softmax_backward(ex, 1, N, x, y, dy, dx);
+            } else if (op == 1) {
+                nomul_log_softmax_forward(ex, 1, N, x, y);
+                nomul_log_softmax_backward(ex, 1, N, x, y, dy, dx);
+            } else {
+                nomul_layer_norm_forward(ex, 1, N, x, g, b, 1e-5f, y, mean, rstd);
+                nomul_layer_norm_backward(ex, 1, N, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
+            }
+            /* softmax sends nothing to a masked input (log_softmax passes dy through) */
+            if (op == 0 && dx[5] != 0.0f)
+                FAIL_SEED("op %d: gradient %g at a masked input", op, (double)dx[5]);
+            for (int k = 0; k < N; k++) {
+                if (!isfinite(x[k]))
+                    continue;
+                float keep = x[k], h = ldexpf(1.0f, ilogbf(keep) - (op == 0 ? 14 : op == 1 ? 9 : 10));
+                /* (log_softmax and layer_norm move little beside their rounding: longer steps) */
+                x[k] = keep + h;
+                double up = pa_objective(op, x, dy, g, b);
+                x[k] = keep - h;
+                double down = pa_objective(op, x, dy, g, b);
+                x[k] = keep;
+                double fd = (up - down) / (2.0 * h);
+                total++;
+                agree += fabs(fd - dx[k]) <= 0.01 * fabs(dx[k]) + 1e-6;
+            }
+        }
+        if (agree < 0.8 * total)
+            FAIL_SEED("op %d: the exact PA backward matches the rise over run at only %d of %d "
+                      "coordinates", op, agree, total);
+    }
+}
+
+static void test_cross_entropy(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xF3};
+    float x[R * N], lp[R * N];
+    int tgt[R] = {3, -100, 0, 36, 12};
+    fill(&r, x, R * N, -2, 2);
+    for (int pa = 0; pa <= 1; pa++) {
+        nomul_fmode m = {pa, 1};
+        nomul_log_softmax_forward(m, R, N, x, lp);
+        int count;
+        float loss = nomul_cross_entropy_forward(m, R, N, lp, tgt, -100, 0.1f, &count);
+        assert_int_equal(count, 4);
+        double want = 0;
+        for (int i = 0; i < R; i++) {
+            if (tgt[i] == -100)
+                continue;
+            double sm = 0;
+            for (int c = 0; c < N; c++)
+                sm -= lp[i * N + c];
+            want += 0.9 * -lp[i * N + tgt[i]] + 0.1 * sm / N;
+        }
+        want /= 4;
+        /* PA scalings by constants are PAMs: within PAM's error */
+        if (!(fabs(loss - want) <= (pa ? 0.12 : 1e-5) * fabs(want)))
+            FAIL_SEED("cross-entropy pa=%d: %g, want %g", pa, (double)loss, want);
+        float d[R * N] = {0}, d2[R * N] = {0};
+        nomul_cross_entropy_backward(m, R, N, lp, tgt, -100, 0.1f, 1.0f, d);
+        nomul_fmode ex = {pa, 0};
+        nomul_cross_entropy_backward(ex, R, N, lp, tgt, -100, 0.1f, 1.0f, d2);
+        for (int c = 0; c < N; c++)
+            assert_true(d[N + c] == 0.0f && d2[N + c] == 0.0f); /* the ignored row */
+        if (!pa) {
+            for (int c = 0; c < N; c++) {
+                double w = -(c == 3 ? 0.9 : 0.0) / 4 - 0.1 / N / 4;
+                assert_true(fabs(d[c] - w) < 1e-6);
+            }
+        } else { /* the exact backward against the rise over run of the PA loss */
+            int agree = 0, total = 0;
+            for (int i = 0; i < R * N; i++) {
+                if (tgt[i / N] == -100)
+                    continue;
+                float keep = lp[i], h = ldexpf(1.0f, ilogbf(keep) - 10);
+                lp[i] = keep + h;
+                double up = nomul_cross_entropy_forward(ex, R, N, lp, tgt, -100, 0.1f, &count);
+                lp[i] = keep - h;
+                double dn = nomul_cross_entropy_forward(ex, R, N, lp, tgt, -100, 0.1f, &count);
+                lp[i] = keep;
+                double fd = (up - dn) / (2.0 * h);
+                total++;
+                agree += fabs(fd - d2[i]) <= 0.01 * fabs(d2[i]) + 1e-6;
+            }
+            if (agree < 0.8 * total)
+                FAIL_SEED("cross-entropy exact PA backward matches the rise over run at %d of %d",
+                          agree, total);
+        }
+    }
+    int bad[R] = {3, 99, 0, 1, 2}, count;
+    nomul_fmode m = {0, 0};
+    assert_true(isnan(nomul_cross_entropy_forward(m, R, N, lp, bad, -100, 0.0f, &count)));
+    assert_int_equal(count, -1);
+    int none[R] = {-100, -100, -100, -100, -100};
+    assert_true(nomul_cross_entropy_forward(m, R, N, lp, none, -100, 0.0f, &count) == 0.0f);
+    assert_int_equal(count, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_float_forms),
+        cmocka_unit_test(test_pa_forms_match_recipes),
+        cmocka_unit_test(test_pa_exact_backward),
+        cmocka_unit_test(test_cross_entropy),
+    };
+    printf("test_functional: seed %llu\n", (unsigned long long)tu_seed());
+    return cmocka_run_group_tests_name("functional", tests, NULL, NULL);
+}
