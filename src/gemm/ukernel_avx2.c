@@ -69,8 +69,12 @@ static void fwd_6x16(int kc, const uint32_t *xp, const uint32_t *yp, const int32
 #define GMR 4
 #define GNR 8
 
-static void grad_a_4x8(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
-                       const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc, int add)
+/* grad A (ga = 1): u = (y + tile) & sign|exp, term = u + x (x broadcast);
+ * grad B (ga = 0): u = (x + tile) & sign|exp, term = u + y */
+static inline __attribute__((always_inline)) void
+grad_body(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
+          const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc, int add,
+          const int ga)
 {
     const __m256i se = _mm256_set1_epi32((int)PG_SIGN_EXP);
     __m256 acc[GMR];
@@ -85,8 +89,11 @@ static void grad_a_4x8(int kc, const uint32_t *xp, const uint32_t *yp, const uin
         __m256i my = (masked & PG_ZEROS_Y) ? _mm256_loadu_si256((const __m256i *)(ym + p * GNR)) : _mm256_set1_epi32(-1);
 #pragma GCC unroll 4
         for (int r = 0; r < GMR; r++) {
-            __m256i u = _mm256_and_si256(_mm256_add_epi32(y, t[r]), se);
-            u = _mm256_add_epi32(u, _mm256_set1_epi32((int)xp[p * GMR + r]));
+            __m256i x = _mm256_set1_epi32((int)xp[p * GMR + r]), u;
+            if (ga)
+                u = _mm256_add_epi32(_mm256_and_si256(_mm256_add_epi32(y, t[r]), se), x);
+            else
+                u = _mm256_add_epi32(_mm256_and_si256(_mm256_add_epi32(x, t[r]), se), y);
             if (masked)
                 u = _mm256_and_si256(_mm256_and_si256(u, my), _mm256_set1_epi32((masked & PG_ZEROS_X) ? xm[p * GMR + r] : -1));
             acc[r] = _mm256_add_ps(acc[r], as_ps(u));
@@ -99,34 +106,16 @@ static void grad_a_4x8(int kc, const uint32_t *xp, const uint32_t *yp, const uin
     }
 }
 
+static void grad_a_4x8(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
+                       const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc, int add)
+{
+    grad_body(kc, xp, yp, tile, xm, ym, masked, ct, ldc, add, 1);
+}
+
 static void grad_b_4x8(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
                        const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc, int add)
 {
-    const __m256i se = _mm256_set1_epi32((int)PG_SIGN_EXP);
-    __m256 acc[GMR];
-    __m256i t[GMR];
-#pragma GCC unroll 4
-    for (int r = 0; r < GMR; r++) {
-        acc[r] = _mm256_setzero_ps();
-        t[r] = _mm256_loadu_si256((const __m256i *)(tile + r * GNR));
-    }
-    for (int p = 0; p < kc; p++) {
-        __m256i y = _mm256_loadu_si256((const __m256i *)(yp + p * GNR));
-        __m256i my = (masked & PG_ZEROS_Y) ? _mm256_loadu_si256((const __m256i *)(ym + p * GNR)) : _mm256_set1_epi32(-1);
-#pragma GCC unroll 4
-        for (int r = 0; r < GMR; r++) {
-            __m256i u = _mm256_add_epi32(_mm256_set1_epi32((int)xp[p * GMR + r]), t[r]);
-            u = _mm256_add_epi32(_mm256_and_si256(u, se), y);
-            if (masked)
-                u = _mm256_and_si256(_mm256_and_si256(u, my), _mm256_set1_epi32((masked & PG_ZEROS_X) ? xm[p * GMR + r] : -1));
-            acc[r] = _mm256_add_ps(acc[r], as_ps(u));
-        }
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < GMR; r++) {
-        float *row = ct + r * ldc;
-        _mm256_storeu_ps(row, add ? _mm256_add_ps(acc[r], _mm256_loadu_ps(row)) : acc[r]);
-    }
+    grad_body(kc, xp, yp, tile, xm, ym, masked, ct, ldc, add, 0);
 }
 
 const pg_fwd_ukr pg_fwd_avx2 = {FMR, FNR, fwd_6x16};

@@ -19,6 +19,36 @@
 #define FMR 8
 #define FNR 32
 
+/* acc (+)= one 32-wide row pair of terms: a zero X row (mx, kx = 0) adds
+ * nothing (merge-masked add) */
+static inline __attribute__((always_inline)) void
+acc_add(__m512 *a0, __m512 *a1, __m512i t0, __m512i t1, const int mx, __mmask16 kx)
+{
+    if (mx) {
+        *a0 = _mm512_mask_add_ps(*a0, kx, *a0, _mm512_castsi512_ps(t0));
+        *a1 = _mm512_mask_add_ps(*a1, kx, *a1, _mm512_castsi512_ps(t1));
+    } else {
+        *a0 = _mm512_add_ps(*a0, _mm512_castsi512_ps(t0));
+        *a1 = _mm512_add_ps(*a1, _mm512_castsi512_ps(t1));
+    }
+}
+
+/* rows r < mr of acc to ct (row r at ct + r·ldc), added to what is there if add */
+static inline __attribute__((always_inline)) void
+store_rows(__m512 (*acc)[2], int mr, float *ct, long ldc, int add)
+{
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++) {
+        float *row = ct + r * ldc;
+        if (add) {
+            acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_loadu_ps(row));
+            acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_loadu_ps(row + 16));
+        }
+        _mm512_storeu_ps(row, acc[r][0]);
+        _mm512_storeu_ps(row + 16, acc[r][1]);
+    }
+}
+
 /* The loop body, specialised at compile time for zeros in X (mx: skip the
  * whole row term, merge-masked add) and zeros in Y (my: zero the lanes'
  * terms, zero-masked integer add). */
@@ -43,26 +73,10 @@ fwd_body(int kc, const uint32_t *xp, const uint32_t *yp, const int32_t *xm, cons
             __m512i x = _mm512_set1_epi32((int)xp[p * FMR + r]);
             __m512i t0 = my ? _mm512_maskz_add_epi32(k0, x, y0) : _mm512_add_epi32(x, y0);
             __m512i t1 = my ? _mm512_maskz_add_epi32(k1, x, y1) : _mm512_add_epi32(x, y1);
-            if (mx) {
-                __mmask16 kx = (__mmask16)xm[p * FMR + r];
-                acc[r][0] = _mm512_mask_add_ps(acc[r][0], kx, acc[r][0], _mm512_castsi512_ps(t0));
-                acc[r][1] = _mm512_mask_add_ps(acc[r][1], kx, acc[r][1], _mm512_castsi512_ps(t1));
-            } else {
-                acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_castsi512_ps(t0));
-                acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_castsi512_ps(t1));
-            }
+            acc_add(&acc[r][0], &acc[r][1], t0, t1, mx, mx ? (__mmask16)xm[p * FMR + r] : 0);
         }
     }
-#pragma GCC unroll 8
-    for (int r = 0; r < FMR; r++) {
-        float *row = ct + r * ldc;
-        if (add) {
-            acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_loadu_ps(row));
-            acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_loadu_ps(row + 16));
-        }
-        _mm512_storeu_ps(row, acc[r][0]);
-        _mm512_storeu_ps(row + 16, acc[r][1]);
-    }
+    store_rows(acc, FMR, ct, ldc, add);
 }
 
 static void fwd_8x32(int kc, const uint32_t *xp, const uint32_t *yp, const int32_t *xm,
@@ -99,21 +113,11 @@ static void fwd_direct_8x32(int kc, const uint32_t *xp, const float *y, long ldy
             __m512i x = _mm512_set1_epi32((int)xp[p * FMR + r]);
             __m512i t0 = _mm512_maskz_add_epi32(k0, x, y0);
             __m512i t1 = _mm512_maskz_add_epi32(k1, x, y1);
-            __mmask16 kx = xzeros ? (__mmask16)xm[p * FMR + r] : (__mmask16)0xFFFF;
-            acc[r][0] = _mm512_mask_add_ps(acc[r][0], kx, acc[r][0], _mm512_castsi512_ps(t0));
-            acc[r][1] = _mm512_mask_add_ps(acc[r][1], kx, acc[r][1], _mm512_castsi512_ps(t1));
+            acc_add(&acc[r][0], &acc[r][1], t0, t1, 1,
+                    xzeros ? (__mmask16)xm[p * FMR + r] : (__mmask16)0xFFFF);
         }
     }
-#pragma GCC unroll 8
-    for (int r = 0; r < FMR; r++) {
-        float *row = ct + r * ldc;
-        if (add) {
-            acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_loadu_ps(row));
-            acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_loadu_ps(row + 16));
-        }
-        _mm512_storeu_ps(row, acc[r][0]);
-        _mm512_storeu_ps(row + 16, acc[r][1]);
-    }
+    store_rows(acc, FMR, ct, ldc, add);
 }
 
 #define GMR 6
@@ -161,26 +165,10 @@ grad_body(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
             }
             __m512i u0 = my ? _mm512_maskz_add_epi32(k0, s0, o0) : _mm512_add_epi32(s0, o0);
             __m512i u1 = my ? _mm512_maskz_add_epi32(k1, s1, o1) : _mm512_add_epi32(s1, o1);
-            if (mx) {
-                __mmask16 kx = (__mmask16)xm[p * GMR + r];
-                acc[r][0] = _mm512_mask_add_ps(acc[r][0], kx, acc[r][0], _mm512_castsi512_ps(u0));
-                acc[r][1] = _mm512_mask_add_ps(acc[r][1], kx, acc[r][1], _mm512_castsi512_ps(u1));
-            } else {
-                acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_castsi512_ps(u0));
-                acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_castsi512_ps(u1));
-            }
+            acc_add(&acc[r][0], &acc[r][1], u0, u1, mx, mx ? (__mmask16)xm[p * GMR + r] : 0);
         }
     }
-#pragma GCC unroll 6
-    for (int r = 0; r < GMR; r++) {
-        float *row = ct + r * ldc;
-        if (add) {
-            acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_loadu_ps(row));
-            acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_loadu_ps(row + 16));
-        }
-        _mm512_storeu_ps(row, acc[r][0]);
-        _mm512_storeu_ps(row + 16, acc[r][1]);
-    }
+    store_rows(acc, GMR, ct, ldc, add);
 }
 
 #define GRAD_DISPATCH(name, ga)                                                                 \

@@ -48,32 +48,37 @@ static void fwd_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const int32_
     store(acc, ct, ldc, add);
 }
 
-/* grad A: ct[r][c] = Σ_p float(((yp[p][c] + tile[r][c]) & sign|exp) + xp[p][r]) */
-static void grad_a_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
-                       const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc, int add)
+/* grad A (ga): ct[r][c] = Σ_p float(((yp[p][c] + tile[r][c]) & sign|exp) + xp[p][r]);
+ * grad B: ct[r][c] = Σ_p float(((xp[p][r] + tile[r][c]) & sign|exp) + yp[p][c]) */
+static void grad_4x4(int ga, int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
+                     const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc,
+                     int add)
 {
     float acc[MR][NR] = {{0}};
     for (int p = 0; p < kc; p++)
         for (int r = 0; r < MR; r++)
-            for (int c = 0; c < NR; c++)
-                if (keep(masked, xm[p * MR + r], (masked & PG_ZEROS_Y) ? ym[p * NR + c] : -1))
-                    acc[r][c] += as_float(((yp[p * NR + c] + tile[r * NR + c]) & PG_SIGN_EXP) +
-                                          xp[p * MR + r]);
+            for (int c = 0; c < NR; c++) {
+                if (!keep(masked, xm[p * MR + r], (masked & PG_ZEROS_Y) ? ym[p * NR + c] : -1))
+                    continue;
+                uint32_t x = xp[p * MR + r], y = yp[p * NR + c], t = tile[r * NR + c];
+                acc[r][c] += ga ? as_float(((y + t) & PG_SIGN_EXP) + x)
+                                : as_float(((x + t) & PG_SIGN_EXP) + y);
+            }
     store(acc, ct, ldc, add);
 }
 
-/* grad B: ct[r][c] = Σ_p float(((xp[p][r] + tile[r][c]) & sign|exp) + yp[p][c]) */
-static void grad_b_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
-                       const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc, int add)
+static void grad_a_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
+                       const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc,
+                       int add)
 {
-    float acc[MR][NR] = {{0}};
-    for (int p = 0; p < kc; p++)
-        for (int r = 0; r < MR; r++)
-            for (int c = 0; c < NR; c++)
-                if (keep(masked, xm[p * MR + r], (masked & PG_ZEROS_Y) ? ym[p * NR + c] : -1))
-                    acc[r][c] += as_float(((xp[p * MR + r] + tile[r * NR + c]) & PG_SIGN_EXP) +
-                                          yp[p * NR + c]);
-    store(acc, ct, ldc, add);
+    grad_4x4(1, kc, xp, yp, tile, xm, ym, masked, ct, ldc, add);
+}
+
+static void grad_b_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
+                       const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc,
+                       int add)
+{
+    grad_4x4(0, kc, xp, yp, tile, xm, ym, masked, ct, ldc, add);
 }
 
 const pg_fwd_ukr pg_fwd_scalar = {MR, NR, fwd_4x4};
