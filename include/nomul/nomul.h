@@ -16,5 +16,6 @@
 #include "nomul/opcfg.h"
 #include "nomul/optim.h"
 #include "nomul/functional.h"
+#include "nomul/autodiff.h"
 
 #endif

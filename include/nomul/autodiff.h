@@ -1,0 +1,81 @@
+/*
+ * nomul/autodiff.h — float32 tensors and reverse-mode autodiff over a tape
+ * (a first core: linear, relu, add, softmax cross-entropy; more ops come
+ * with the rest of issue 4).
+ *
+ * A graph owns an arena from which every tensor an operation creates is
+ * allocated, and the tape of operations recorded since the last reset.
+ * nomul_graph_reset() rewinds both, so a training step reuses the same
+ * memory. Parameters live outside the arena (nomul_tensor_alloc) and their
+ * gradients accumulate across backward passes until zeroed.
+ *
+ * An operation returns NULL after reporting an error (nomul/error.h); given a
+ * NULL input it returns NULL without a new report, so a chain of operations
+ * keeps the first error.
+ *
+ * Each operation takes the nomul_op_cfg of its family (nomul/opcfg.h):
+ * "standard" runs in float, "pam" in piecewise affine arithmetic with the
+ * exact or approximate backward (dkwargs approx_bwd) and offset.
+ */
+#ifndef NOMUL_AUTODIFF_H
+#define NOMUL_AUTODIFF_H
+
+#include <stddef.h>
+
+#include "nomul/opcfg.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NOMUL_MAX_DIMS 5
+
+typedef struct nomul_tensor {
+    float *data;
+    float *grad; /* NULL when no gradient is wanted */
+    int ndim;
+    int shape[NOMUL_MAX_DIMS];
+    long n; /* elements */
+} nomul_tensor;
+
+typedef struct nomul_graph nomul_graph;
+
+/* A graph whose arena holds arena_bytes; NULL (and a reported error) on
+ * failure. */
+nomul_graph *nomul_graph_new(size_t arena_bytes);
+void nomul_graph_free(nomul_graph *g);
+/* Forgets the tape and rewinds the arena (tensors from it become invalid). */
+void nomul_graph_reset(nomul_graph *g);
+/* 0: operations record nothing and create no gradients (evaluation). */
+void nomul_graph_set_grad(nomul_graph *g, int enabled);
+
+/* A persistent tensor (parameters, inputs kept across steps), zero-filled,
+ * with a zeroed gradient if grad; free with nomul_tensor_free. */
+nomul_tensor *nomul_tensor_alloc(int ndim, const int *shape, int grad);
+void nomul_tensor_free(nomul_tensor *t);
+/* A tensor from the graph's arena, zero-filled (gradient too, if grad). */
+nomul_tensor *nomul_graph_tensor(nomul_graph *g, int ndim, const int *shape, int grad);
+void nomul_tensor_zero_grad(nomul_tensor *t);
+
+/* y (batch, out) = x (batch, in) · wᵀ (w: (out, in)) + b (out, may be NULL);
+ * cfg: linear_cfg. */
+nomul_tensor *nomul_linear(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
+                           nomul_tensor *w, nomul_tensor *b);
+/* max(x, 0) */
+nomul_tensor *nomul_relu(nomul_graph *g, nomul_tensor *x);
+/* a + b, same shapes */
+nomul_tensor *nomul_add(nomul_graph *g, nomul_tensor *a, nomul_tensor *b);
+/* Mean label-smoothed cross-entropy of logits (batch, classes) against
+ * targets (batch; ignore_index rows skipped), through log_softmax; cfg:
+ * loss_functional_cfg. Returns a 1-element tensor. */
+nomul_tensor *nomul_cross_entropy(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *logits,
+                                  const int *targets, int ignore_index, float smoothing);
+
+/* Runs the tape backwards from a 1-element tensor (its gradient seeded 1),
+ * accumulating into every gradient on the way. */
+void nomul_backward(nomul_graph *g, nomul_tensor *loss);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
