@@ -194,6 +194,227 @@ static void test_mlp_trains_in_every_mode(void **state)
     }
 }
 
+/* Every operation's backward against central differences (float mode):
+ * loss = Σ op(inputs) ⊙ R for a fixed random R. */
+static nomul_tensor *rand_tensor(tu_rng *r, int ndim, const int *shape, int grad)
+{
+    nomul_tensor *t = nomul_tensor_alloc(ndim, shape, grad);
+    for (long i = 0; i < t->n; i++)
+        t->data[i] = (float)((int)(tu_u32(r) % 2001) - 1000) / 700.0f;
+    return t;
+}
+
+static nomul_tensor *apply_op(nomul_graph *g, const nomul_op_cfg *c, int op, nomul_tensor **in)
+{
+    switch (op) {
+    case 0: return nomul_softmax(g, c, in[0]);
+    case 1: return nomul_log_softmax(g, c, in[0]);
+    case 2: return nomul_layer_norm(g, c, in[0], in[1], in[2], 1e-5f);
+    case 3: return nomul_matmul(g, c, in[0], in[1], 0);
+    case 4: return nomul_matmul(g, c, in[0], in[1], 1);
+    case 5: return nomul_mul(g, c, in[0], in[1]);
+    case 6: return nomul_scale(g, c, in[0], -1.75f);
+    case 7: return nomul_mean(g, c, in[0]);
+    default: return nomul_add(g, in[0], in[1]);
+    }
+}
+
+static void test_ops_match_finite_differences(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xB0};
+    static const char *names[] = {"softmax", "log_softmax", "layer_norm", "matmul", "matmul bT",
+                                  "mul", "scale", "mean", "add"};
+    nomul_op_cfg std = {NOMUL_OP_STANDARD, 0, 1.0f};
+    nomul_graph *g = nomul_graph_new(1 << 20);
+    for (int op = 0; op < 9; op++) {
+        int s2[2] = {3, 7}, s7[1] = {7}, a3[3] = {2, 3, 4}, b3[3] = {2, 4, 5}, bt3[3] = {2, 5, 4};
+        nomul_tensor *in[3] = {NULL, NULL, NULL};
+        int nin = 1;
+        if (op == 2) {
+            in[0] = rand_tensor(&r, 2, s2, 1);
+            in[1] = rand_tensor(&r, 1, s7, 1);
+            in[2] = rand_tensor(&r, 1, s7, 1);
+            nin = 3;
+        } else if (op == 3 || op == 4) {
+            in[0] = rand_tensor(&r, 3, a3, 1);
+            in[1] = rand_tensor(&r, 3, op == 3 ? b3 : bt3, 1);
+            nin = 2;
+        } else if (op == 5 || op == 8) {
+            in[0] = rand_tensor(&r, 2, s2, 1);
+            in[1] = rand_tensor(&r, 2, s2, 1);
+            nin = 2;
+        } else {
+            in[0] = rand_tensor(&r, 2, s2, 1);
+        }
+        nomul_graph_reset(g);
+        nomul_tensor *y = apply_op(g, &std, op, in);
+        assert_non_null(y);
+        nomul_tensor *R = rand_tensor(&r, y->ndim, y->shape, 0);
+        nomul_tensor *loss = nomul_sum(g, nomul_mul(g, &std, y, R));
+        nomul_backward(g, loss);
+        for (int k = 0; k < nin; k++)
+            for (long i = 0; i < in[k]->n; i++) {
+                double fds[2];
+                for (int s = 0; s < 2; s++) {
+                    float keep = in[k]->data[i], h = s ? 1e-3f : 1e-2f;
+                    in[k]->data[i] = keep + h;
+                    nomul_graph_reset(g);
+                    double up = nomul_sum(g, nomul_mul(g, &std, apply_op(g, &std, op, in), R))->data[0];
+                    in[k]->data[i] = keep - h;
+                    nomul_graph_reset(g);
+                    double dn = nomul_sum(g, nomul_mul(g, &std, apply_op(g, &std, op, in), R))->data[0];
+                    in[k]->data[i] = keep;
+                    fds[s] = (up - dn) / (2.0 * h);
+                }
+                int ok = 0;
+                for (int s = 0; s < 2; s++)
+                    ok |= fabs(fds[s] - in[k]->grad[i]) <= 2e-2 * fabs(fds[s]) + 2e-3;
+                if (!ok)
+                    FAIL_SEED("%s input %d element %ld: gradient %g, finite differences %g, %g",
+                              names[op], k, i, (double)in[k]->grad[i], fds[0], fds[1]);
+            }
+        for (int k = 0; k < nin; k++)
+            nomul_tensor_free(in[k]);
+        nomul_tensor_free(R);
+    }
+    nomul_graph_free(g);
+}
+
+/* PA operations are wired to the arithmetic: forward and backward bit for
+ * bit against direct calls. */
+static void test_pa_ops_wiring(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xB1};
+    nomul_graph *g = nomul_graph_new(1 << 20);
+    int s2[2] = {4, 6};
+    for (int approx = 0; approx <= 1; approx++) {
+        nomul_op_cfg pa = {NOMUL_OP_PAM, approx, 1.0f};
+        nomul_tensor *a = rand_tensor(&r, 2, s2, 1), *b = rand_tensor(&r, 2, s2, 1);
+        nomul_graph_reset(g);
+        nomul_tensor *y = nomul_mul(g, &pa, a, b);
+        nomul_tensor *z = nomul_scale(g, &pa, y, 3.0f);
+        nomul_tensor *loss = nomul_mean(g, &pa, z);
+        nomul_backward(g, loss);
+        float s = 0.0f;
+        for (long i = 0; i < a->n; i++)
+            s += nomul_pam_mul(nomul_pam_mul(a->data[i], b->data[i]), 3.0f);
+        assert_int_equal(tu_bits(loss->data[0]), tu_bits(nomul_pam_div(s, (float)a->n)));
+        float gm, unused;
+        if (approx)
+            gm = nomul_pam_div(1.0f, (float)a->n);
+        else
+            nomul_pam_div_grad(s, (float)a->n, 1.0f, &gm, &unused);
+        for (long i = 0; i < a->n; i++) {
+            float p = nomul_pam_mul(a->data[i], b->data[i]), dz, dy, da, db;
+            if (approx) {
+                nomul_pam_mul_grad_approx(p, 3.0f, gm, &dz, &unused);
+                nomul_pam_mul_grad_approx(a->data[i], b->data[i], dz, &da, &db);
+            } else {
+                nomul_pam_mul_grad(p, 3.0f, gm, &dz, &unused);
+                nomul_pam_mul_grad(a->data[i], b->data[i], dz, &da, &db);
+            }
+            dy = dz;
+            (void)dy;
+            assert_int_equal(tu_bits(a->grad[i]), tu_bits(0.0f + da));
+            assert_int_equal(tu_bits(b->grad[i]), tu_bits(0.0f + db));
+        }
+        nomul_tensor_free(a);
+        nomul_tensor_free(b);
+    }
+    nomul_graph_free(g);
+}
+
+/* A single-head attention block must learn to copy a class marked at
+ * position 0 of each sequence to every position (chance: ln 4 ≈ 1.39). */
+static double train_attention(int pa, double *first)
+{
+    tu_rng r = {tu_seed() ^ 0xB2};
+    enum { B = 32, T = 8, D = 16, C = 4 };
+    nomul_op_cfgs c;
+    if (pa)
+        nomul_op_cfgs_all_pam(&c);
+    else
+        nomul_op_cfgs_default(&c);
+    int sw[2] = {D, D}, so[2] = {C, D}, sc = C, sx[2] = {B * T, D};
+    nomul_tensor *wq = rand_tensor(&r, 2, sw, 1), *wk = rand_tensor(&r, 2, sw, 1);
+    nomul_tensor *wv = rand_tensor(&r, 2, sw, 1), *wo = rand_tensor(&r, 2, so, 1);
+    nomul_tensor *bo = nomul_tensor_alloc(1, &sc, 1), *x = nomul_tensor_alloc(2, sx, 0);
+    nomul_tensor *params[5] = {wq, wk, wv, wo, bo};
+    for (int k = 0; k < 4; k++)
+        for (long i = 0; i < params[k]->n; i++)
+            params[k]->data[i] *= 0.25f;
+    int y[B * T];
+    for (int b = 0; b < B; b++) {
+        int cls = (int)(tu_u32(&r) % C);
+        for (int t = 0; t < T; t++) {
+            float *v = x->data + ((long)b * T + t) * D;
+            for (int j = 0; j < D; j++)
+                v[j] = (float)((int)(tu_u32(&r) % 2001) - 1000) / 2000.0f;
+            v[4] = t == 0 ? 2.0f : 0.0f;
+            if (t == 0)
+                for (int j = 0; j < C; j++)
+                    v[j] = j == cls ? 2.0f : 0.0f;
+            y[b * T + t] = cls;
+        }
+    }
+    float *mo[5], *ve[5];
+    for (int k = 0; k < 5; k++) {
+        mo[k] = calloc((size_t)params[k]->n, sizeof(float));
+        ve[k] = calloc((size_t)params[k]->n, sizeof(float));
+    }
+    nomul_adamw opt;
+    nomul_adamw_init(&opt, 0.01f, 0.0f, pa);
+    nomul_graph *g = nomul_graph_new(1 << 23);
+    const nomul_op_cfg *lin = &c.family[NOMUL_CFG_LINEAR], *bmm = &c.family[NOMUL_CFG_BMM];
+    const nomul_op_cfg *fun = &c.family[NOMUL_CFG_FUNCTIONAL];
+    int s3[3] = {B, T, D};
+    double loss = 0;
+    for (int step = 0; step < 300; step++) {
+        nomul_graph_reset(g);
+        for (int k = 0; k < 5; k++)
+            nomul_tensor_zero_grad(params[k]);
+        nomul_tensor *q = nomul_reshape(g, nomul_linear(g, lin, x, wq, NULL), 3, s3);
+        nomul_tensor *k = nomul_reshape(g, nomul_linear(g, lin, x, wk, NULL), 3, s3);
+        nomul_tensor *v = nomul_reshape(g, nomul_linear(g, lin, x, wv, NULL), 3, s3);
+        nomul_tensor *att = nomul_softmax(g, fun, nomul_scale(g, fun, nomul_matmul(g, bmm, q, k, 1), 0.25f));
+        nomul_tensor *o = nomul_reshape(g, nomul_matmul(g, bmm, att, v, 0), 2, sx);
+        nomul_tensor *l = nomul_cross_entropy(g, &c.family[NOMUL_CFG_LOSS_FUNCTIONAL],
+                                              nomul_linear(g, lin, o, wo, bo), y, -100, 0.0f);
+        assert_non_null(l);
+        loss = l->data[0];
+        if (step == 0)
+            *first = loss;
+        nomul_backward(g, l);
+        nomul_adamw_begin_step(&opt);
+        for (int kk = 0; kk < 5; kk++)
+            nomul_adamw_update(&opt, (size_t)params[kk]->n, params[kk]->data, params[kk]->grad,
+                               mo[kk], ve[kk]);
+    }
+    nomul_graph_free(g);
+    for (int k = 0; k < 5; k++) {
+        free(mo[k]);
+        free(ve[k]);
+        nomul_tensor_free(params[k]);
+    }
+    nomul_tensor_free(x);
+    return loss;
+}
+
+static void test_attention_block_trains(void **state)
+{
+    (void)state;
+    for (int pa = 0; pa <= 1; pa++) {
+        double first, last = train_attention(pa, &first);
+        printf("  attention, %-36s loss %.4f -> %.4f\n",
+               pa ? "fully piecewise affine (exact bwd)" : "float", first, last);
+        if (!(last < 0.3))
+            FAIL_SEED("attention (%s): loss %g -> %g after 300 steps, want below 0.3",
+                      pa ? "PA" : "float", first, last);
+    }
+}
+
 static void test_no_grad_and_arena_limits(void **state)
 {
     (void)state;
@@ -228,6 +449,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradients_match_finite_differences),
         cmocka_unit_test(test_mlp_trains_in_every_mode),
+        cmocka_unit_test(test_ops_match_finite_differences),
+        cmocka_unit_test(test_pa_ops_wiring),
+        cmocka_unit_test(test_attention_block_trains),
         cmocka_unit_test(test_no_grad_and_arena_limits),
     };
     printf("test_autodiff: seed %llu\n", (unsigned long long)tu_seed());

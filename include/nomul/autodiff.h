@@ -1,7 +1,8 @@
 /*
  * nomul/autodiff.h — float32 tensors and reverse-mode autodiff over a tape
- * (a first core: linear, relu, add, softmax cross-entropy; more ops come
- * with the rest of issue 4).
+ * (a first core: linear, matmul, elementwise add/mul/scale, sum, mean, relu,
+ * softmax, log_softmax, layer norm, cross-entropy; more ops come with the
+ * rest of issue 4).
  *
  * A graph owns an arena from which every tensor an operation creates is
  * allocated, and the tape of operations recorded since the last reset.
@@ -70,6 +71,30 @@ nomul_tensor *nomul_add(nomul_graph *g, nomul_tensor *a, nomul_tensor *b);
  * loss_functional_cfg. Returns a 1-element tensor. */
 nomul_tensor *nomul_cross_entropy(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *logits,
                                   const int *targets, int ignore_index, float smoothing);
+
+/* Row-wise over the last dimension (x's −∞ entries are masks: exactly 0
+ * probability); cfg: functional_cfg. */
+nomul_tensor *nomul_softmax(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x);
+nomul_tensor *nomul_log_softmax(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x);
+/* Over the last dimension, with gamma and beta of that size; cfg: norm_cfg. */
+nomul_tensor *nomul_layer_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
+                               nomul_tensor *gamma, nomul_tensor *beta, float eps);
+/* Matrix products of the last two dimensions, batched over a leading one
+ * (2-D or 3-D, the same batch): a (.., m, k) · b (.., k, n), or · bᵀ with
+ * b (.., n, k) when trans_b; cfg: bmm_cfg (linear_cfg for weights). */
+nomul_tensor *nomul_matmul(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *a,
+                           nomul_tensor *b, int trans_b);
+/* Elementwise a · b (same shapes) and c · x; cfg: functional_cfg (PAM in PA
+ * mode, with its exact or approximate derivative). */
+nomul_tensor *nomul_mul(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *a,
+                        nomul_tensor *b);
+nomul_tensor *nomul_scale(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x, float c);
+/* The same data and gradient seen with another shape of as many elements
+ * (no copy, nothing recorded). */
+nomul_tensor *nomul_reshape(nomul_graph *g, nomul_tensor *x, int ndim, const int *shape);
+/* Σx, and mean(x) = PAD(Σx, n) in PA mode; 1-element results. */
+nomul_tensor *nomul_sum(nomul_graph *g, nomul_tensor *x);
+nomul_tensor *nomul_mean(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x);
 
 /* Runs the tape backwards from a 1-element tensor (its gradient seeded 1),
  * accumulating into every gradient on the way. */

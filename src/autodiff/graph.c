@@ -12,27 +12,7 @@
 #include "../core/internal.h"
 #include "nomul/functional.h"
 #include "nomul/gemm.h"
-
-typedef struct node node;
-typedef void (*backward_fn)(const node *nd);
-
-struct node {
-    backward_fn backward;
-    nomul_tensor *in[3], *out;
-    nomul_op_cfg cfg;
-    const int *targets; /* cross-entropy */
-    int ival;
-    float fval;
-    nomul_tensor *saved; /* cross-entropy: the log-probabilities */
-};
-
-struct nomul_graph {
-    unsigned char *arena;
-    size_t size, used;
-    node *tape;
-    int ntape, captape;
-    int grad_enabled;
-};
+#include "graph_internal.h"
 
 nomul_graph *nomul_graph_new(size_t arena_bytes)
 {
@@ -152,6 +132,26 @@ nomul_tensor *nomul_graph_tensor(nomul_graph *g, int ndim, const int *shape, int
     return t;
 }
 
+nomul_tensor *nomul_reshape(nomul_graph *g, nomul_tensor *x, int ndim, const int *shape)
+{
+    long n;
+    if (!x)
+        return NULL;
+    if (!shape_ok("nomul_reshape", ndim, shape, &n))
+        return NULL;
+    if (n != x->n) {
+        nomul_report(NOMUL_EINVAL, "nomul_reshape: %ld elements cannot take a shape of %ld",
+                     x->n, n);
+        return NULL;
+    }
+    nomul_tensor *t = arena_get(g, sizeof *t);
+    if (!t)
+        return NULL;
+    *t = *x;
+    set_shape(t, ndim, shape, n);
+    return t;
+}
+
 void nomul_tensor_zero_grad(nomul_tensor *t)
 {
     if (t && t->grad)
@@ -159,8 +159,8 @@ void nomul_tensor_zero_grad(nomul_tensor *t)
 }
 
 /* Records a node when gradients are on and some input has one. */
-static node *record(nomul_graph *g, backward_fn fn, nomul_tensor *out, nomul_tensor *a,
-                    nomul_tensor *b, nomul_tensor *c)
+node *ad_record(nomul_graph *g, backward_fn fn, nomul_tensor *out, nomul_tensor *a,
+                nomul_tensor *b, nomul_tensor *c)
 {
     if (!g->grad_enabled || !((a && a->grad) || (b && b->grad) || (c && c->grad)))
         return NULL;
@@ -184,7 +184,7 @@ static node *record(nomul_graph *g, backward_fn fn, nomul_tensor *out, nomul_ten
     return nd;
 }
 
-static int wants_grad(nomul_graph *g, nomul_tensor *a, nomul_tensor *b, nomul_tensor *c)
+int ad_wants_grad(nomul_graph *g, nomul_tensor *a, nomul_tensor *b, nomul_tensor *c)
 {
     return g->grad_enabled && ((a && a->grad) || (b && b->grad) || (c && c->grad));
 }
@@ -228,7 +228,7 @@ nomul_tensor *nomul_linear(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
     }
     int batch = x->shape[0], in = x->shape[1], out = w->shape[0];
     int shape[2] = {batch, out};
-    nomul_tensor *y = nomul_graph_tensor(g, 2, shape, wants_grad(g, x, w, b));
+    nomul_tensor *y = nomul_graph_tensor(g, 2, shape, ad_wants_grad(g, x, w, b));
     if (!y)
         return NULL;
     if (cfg->subtype == NOMUL_OP_STANDARD)
@@ -241,7 +241,7 @@ nomul_tensor *nomul_linear(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
         for (int i = 0; i < batch; i++)
             for (int j = 0; j < out; j++)
                 y->data[(long)i * out + j] += b->data[j];
-    node *nd = record(g, linear_backward, y, x, w, b);
+    node *nd = ad_record(g, linear_backward, y, x, w, b);
     if (nd)
         nd->cfg = *cfg;
     return y;
@@ -262,12 +262,12 @@ nomul_tensor *nomul_relu(nomul_graph *g, nomul_tensor *x)
 {
     if (!x)
         return NULL;
-    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, wants_grad(g, x, NULL, NULL));
+    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
     if (!y)
         return NULL;
     for (long i = 0; i < x->n; i++)
         y->data[i] = x->data[i] > 0.0f ? x->data[i] : 0.0f;
-    record(g, relu_backward, y, x, NULL, NULL);
+    ad_record(g, relu_backward, y, x, NULL, NULL);
     return y;
 }
 
@@ -289,18 +289,18 @@ nomul_tensor *nomul_add(nomul_graph *g, nomul_tensor *a, nomul_tensor *b)
         nomul_report(NOMUL_EINVAL, "nomul_add: the operands' shapes differ");
         return NULL;
     }
-    nomul_tensor *y = nomul_graph_tensor(g, a->ndim, a->shape, wants_grad(g, a, b, NULL));
+    nomul_tensor *y = nomul_graph_tensor(g, a->ndim, a->shape, ad_wants_grad(g, a, b, NULL));
     if (!y)
         return NULL;
     for (long i = 0; i < a->n; i++)
         y->data[i] = a->data[i] + b->data[i];
-    record(g, add_backward, y, a, b, NULL);
+    ad_record(g, add_backward, y, a, b, NULL);
     return y;
 }
 
 /* ---- cross-entropy ------------------------------------------------------------------- */
 
-static nomul_fmode fmode(const nomul_op_cfg *cfg)
+nomul_fmode ad_fmode(const nomul_op_cfg *cfg)
 {
     nomul_fmode m = {cfg->subtype != NOMUL_OP_STANDARD, cfg->approx_bwd};
     return m;
@@ -311,7 +311,7 @@ static void cross_entropy_backward(const node *nd)
 {
     nomul_tensor *logits = nd->in[0], *logp = nd->saved;
     int rows = logits->shape[0], n = logits->shape[1];
-    nomul_fmode m = fmode(&nd->cfg);
+    nomul_fmode m = ad_fmode(&nd->cfg);
     memset(logp->grad, 0, (size_t)logp->n * sizeof(float));
     nomul_cross_entropy_backward(m, rows, n, logp->data, nd->targets, nd->ival, nd->fval,
                                  nd->out->grad[0], logp->grad);
@@ -329,12 +329,12 @@ nomul_tensor *nomul_cross_entropy(nomul_graph *g, const nomul_op_cfg *cfg, nomul
         return NULL;
     }
     int rows = logits->shape[0], n = logits->shape[1], one = 1, count;
-    int grad = wants_grad(g, logits, NULL, NULL);
+    int grad = ad_wants_grad(g, logits, NULL, NULL);
     nomul_tensor *logp = nomul_graph_tensor(g, 2, logits->shape, grad);
     nomul_tensor *loss = nomul_graph_tensor(g, 1, &one, grad);
     if (!logp || !loss)
         return NULL;
-    nomul_fmode m = fmode(cfg);
+    nomul_fmode m = ad_fmode(cfg);
     nomul_log_softmax_forward(m, rows, n, logits->data, logp->data);
     loss->data[0] = nomul_cross_entropy_forward(m, rows, n, logp->data, targets, ignore_index,
                                                 smoothing, &count);
@@ -343,7 +343,7 @@ nomul_tensor *nomul_cross_entropy(nomul_graph *g, const nomul_op_cfg *cfg, nomul
                      "the ignore index %d", n - 1, ignore_index);
         return NULL;
     }
-    node *nd = record(g, cross_entropy_backward, loss, logits, NULL, NULL);
+    node *nd = ad_record(g, cross_entropy_backward, loss, logits, NULL, NULL);
     if (nd) {
         nd->cfg = *cfg;
         nd->targets = targets;

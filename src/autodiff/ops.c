@@ -1,0 +1,382 @@
+/*
+ * ops.c — autodiff operations over the functional forms and the arithmetic:
+ * softmax, log_softmax, layer norm, matmul (batched), elementwise mul and
+ * scale, sum and mean. Each backward accumulates (+=) into its inputs'
+ * gradients and quotes its forward.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/internal.h"
+#include "graph_internal.h"
+#include "nomul/arith.h"
+#include "nomul/gemm.h"
+
+static int is_pa(const nomul_op_cfg *cfg) { return cfg->subtype != NOMUL_OP_STANDARD; }
+
+/* rows × last dimension of a tensor */
+static void rows_cols(const nomul_tensor *x, int *rows, int *cols)
+{
+    *cols = x->shape[x->ndim - 1];
+    *rows = (int)(x->n / *cols);
+}
+
+/* ---- softmax, log_softmax ---------------------------------------------------------- */
+
+/* forward: y = softmax(x) over rows */
+static void softmax_backward(const node *nd)
+{
+    int rows, n;
+    rows_cols(nd->in[0], &rows, &n);
+    nomul_softmax_backward(ad_fmode(&nd->cfg), rows, n, nd->in[0]->data, nd->out->data,
+                           nd->out->grad, nd->in[0]->grad);
+}
+
+nomul_tensor *nomul_softmax(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x)
+{
+    if (!x)
+        return NULL;
+    int rows, n;
+    rows_cols(x, &rows, &n);
+    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
+    if (!y)
+        return NULL;
+    nomul_softmax_forward(ad_fmode(cfg), rows, n, x->data, y->data);
+    node *nd = ad_record(g, softmax_backward, y, x, NULL, NULL);
+    if (nd)
+        nd->cfg = *cfg;
+    return y;
+}
+
+/* forward: y = log_softmax(x) over rows */
+static void log_softmax_backward(const node *nd)
+{
+    int rows, n;
+    rows_cols(nd->in[0], &rows, &n);
+    nomul_log_softmax_backward(ad_fmode(&nd->cfg), rows, n, nd->in[0]->data, nd->out->data,
+                               nd->out->grad, nd->in[0]->grad);
+}
+
+nomul_tensor *nomul_log_softmax(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x)
+{
+    if (!x)
+        return NULL;
+    int rows, n;
+    rows_cols(x, &rows, &n);
+    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
+    if (!y)
+        return NULL;
+    nomul_log_softmax_forward(ad_fmode(cfg), rows, n, x->data, y->data);
+    node *nd = ad_record(g, log_softmax_backward, y, x, NULL, NULL);
+    if (nd)
+        nd->cfg = *cfg;
+    return y;
+}
+
+/* ---- layer norm ------------------------------------------------------------------------ */
+
+/* forward: y = layer_norm(x; γ, β); saved = [mean (rows) | rstd (rows)] */
+static void layer_norm_backward(const node *nd)
+{
+    nomul_tensor *x = nd->in[0], *gm = nd->in[1], *bt = nd->in[2];
+    int rows, n;
+    rows_cols(x, &rows, &n);
+    float *dx = x->grad, *dg = gm->grad, *db = bt->grad, *tmp = NULL;
+    if (!dx || !dg || !db) { /* the functional form writes all three */
+        tmp = calloc((size_t)x->n + 2 * (size_t)n, sizeof *tmp);
+        if (!tmp) {
+            nomul_report(NOMUL_ENOMEM, "layer_norm backward: out of memory");
+            return;
+        }
+        dx = dx ? dx : tmp;
+        dg = dg ? dg : tmp + x->n;
+        db = db ? db : tmp + x->n + n;
+    }
+    nomul_layer_norm_backward(ad_fmode(&nd->cfg), rows, n, x->data, gm->data, nd->saved->data,
+                              nd->saved->data + rows, nd->fval, nd->out->grad, dx, dg, db);
+    free(tmp);
+}
+
+nomul_tensor *nomul_layer_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
+                               nomul_tensor *gamma, nomul_tensor *beta, float eps)
+{
+    if (!x || !gamma || !beta)
+        return NULL;
+    int rows, n;
+    rows_cols(x, &rows, &n);
+    if (gamma->n != n || beta->n != n) {
+        nomul_report(NOMUL_EINVAL, "nomul_layer_norm: gamma and beta must have %d elements", n);
+        return NULL;
+    }
+    int two = 2 * rows;
+    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, gamma, beta));
+    nomul_tensor *saved = nomul_graph_tensor(g, 1, &two, 0);
+    if (!y || !saved)
+        return NULL;
+    nomul_layer_norm_forward(ad_fmode(cfg), rows, n, x->data, gamma->data, beta->data, eps,
+                             y->data, saved->data, saved->data + rows);
+    node *nd = ad_record(g, layer_norm_backward, y, x, gamma, beta);
+    if (nd) {
+        nd->cfg = *cfg;
+        nd->saved = saved;
+        nd->fval = eps;
+    }
+    return y;
+}
+
+/* ---- matmul ------------------------------------------------------------------------------ */
+
+typedef struct {
+    int batch, m, n, k;
+    long sa, sb, sc;
+} mm_geom;
+
+static int mm_geometry(const nomul_tensor *a, const nomul_tensor *b, int trans_b, mm_geom *mg)
+{
+    if (a->ndim != b->ndim || a->ndim < 2 || a->ndim > 3)
+        return 0;
+    int d = a->ndim;
+    mg->batch = d == 3 ? a->shape[0] : 1;
+    if (d == 3 && b->shape[0] != mg->batch)
+        return 0;
+    mg->m = a->shape[d - 2];
+    mg->k = a->shape[d - 1];
+    int bk = trans_b ? b->shape[d - 1] : b->shape[d - 2];
+    mg->n = trans_b ? b->shape[d - 2] : b->shape[d - 1];
+    if (bk != mg->k)
+        return 0;
+    mg->sa = (long)mg->m * mg->k;
+    mg->sb = (long)mg->k * mg->n;
+    mg->sc = (long)mg->m * mg->n;
+    return 1;
+}
+
+/* forward: c = a · op(b), per batch item; ival = trans_b */
+static void matmul_backward(const node *nd)
+{
+    nomul_tensor *a = nd->in[0], *b = nd->in[1], *c = nd->out;
+    int tb = nd->ival;
+    mm_geom mg;
+    mm_geometry(a, b, tb, &mg);
+    CBLAS_TRANSPOSE opb = tb ? CblasTrans : CblasNoTrans;
+    int ldb = tb ? mg.k : mg.n;
+    for (int i = 0; i < mg.batch; i++) {
+        const float *ai = a->data + i * mg.sa, *bi = b->data + i * mg.sb;
+        const float *dci = c->grad + i * mg.sc;
+        float *dai = a->grad ? a->grad + i * mg.sa : NULL;
+        float *dbi = b->grad ? b->grad + i * mg.sb : NULL;
+        if (is_pa(&nd->cfg)) {
+            nomul_pam_sgemm_backward(CblasRowMajor, CblasNoTrans, opb, mg.m, mg.n, mg.k, ai, mg.k,
+                                     bi, ldb, dci, mg.n, 1.0f, dai, mg.k, dbi, ldb,
+                                     nd->cfg.offset, nd->cfg.approx_bwd);
+            continue;
+        }
+        if (dai) /* da += dc · op(b)ᵀ */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasNoTrans : CblasTrans, mg.m, mg.k,
+                        mg.n, 1.0f, dci, mg.n, bi, ldb, 1.0f, dai, mg.k);
+        if (dbi) { /* d op(b) += aᵀ · dc, written in b's layout */
+            if (tb)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, mg.n, mg.k, mg.m, 1.0f, dci,
+                            mg.n, ai, mg.k, 1.0f, dbi, mg.k);
+            else
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, mg.k, mg.n, mg.m, 1.0f, ai,
+                            mg.k, dci, mg.n, 1.0f, dbi, mg.n);
+        }
+    }
+}
+
+nomul_tensor *nomul_matmul(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *a,
+                           nomul_tensor *b, int trans_b)
+{
+    if (!a || !b)
+        return NULL;
+    mm_geom mg;
+    if (!mm_geometry(a, b, trans_b, &mg)) {
+        nomul_report(NOMUL_EINVAL, "nomul_matmul: shapes do not multiply (2-D or 3-D with the "
+                     "same batch, inner sizes equal)");
+        return NULL;
+    }
+    int shape[3] = {mg.batch, mg.m, mg.n};
+    int d = a->ndim;
+    nomul_tensor *c = nomul_graph_tensor(g, d, d == 3 ? shape : shape + 1,
+                                         ad_wants_grad(g, a, b, NULL));
+    if (!c)
+        return NULL;
+    CBLAS_TRANSPOSE opb = trans_b ? CblasTrans : CblasNoTrans;
+    int ldb = trans_b ? mg.k : mg.n;
+    if (is_pa(cfg))
+        nomul_pam_sgemm_batched(CblasRowMajor, CblasNoTrans, opb, mg.m, mg.n, mg.k, a->data, mg.k,
+                                mg.sa, b->data, ldb, mg.sb, 0.0f, c->data, mg.n, mg.sc, mg.batch,
+                                cfg->offset);
+    else
+        nomul_sgemm_batched(CblasRowMajor, CblasNoTrans, opb, mg.m, mg.n, mg.k, a->data, mg.k,
+                            mg.sa, b->data, ldb, mg.sb, 0.0f, c->data, mg.n, mg.sc, mg.batch);
+    node *nd = ad_record(g, matmul_backward, c, a, b, NULL);
+    if (nd) {
+        nd->cfg = *cfg;
+        nd->ival = trans_b;
+    }
+    return c;
+}
+
+/* ---- elementwise mul, scale -------------------------------------------------------------- */
+
+/* forward: y = a · b (PAM in PA mode) */
+static void mul_backward(const node *nd)
+{
+    nomul_tensor *a = nd->in[0], *b = nd->in[1], *y = nd->out;
+    long n = y->n;
+    if (!is_pa(&nd->cfg)) {
+        for (long i = 0; i < n; i++) {
+            if (a->grad)
+                a->grad[i] += b->data[i] * y->grad[i];
+            if (b->grad)
+                b->grad[i] += a->data[i] * y->grad[i];
+        }
+        return;
+    }
+    float *da = malloc((size_t)n * 2 * sizeof *da);
+    if (!da) {
+        nomul_report(NOMUL_ENOMEM, "mul backward: out of memory");
+        return;
+    }
+    float *db = da + n;
+    if (nd->cfg.approx_bwd)
+        nomul_pam_mul_grad_approx_v((size_t)n, a->data, b->data, y->grad, da, db);
+    else
+        nomul_pam_mul_grad_v((size_t)n, a->data, b->data, y->grad, da, db);
+    for (long i = 0; i < n; i++) {
+        if (a->grad)
+            a->grad[i] += da[i];
+        if (b->grad)
+            b->grad[i] += db[i];
+    }
+    free(da);
+}
+
+nomul_tensor *nomul_mul(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *a,
+                        nomul_tensor *b)
+{
+    if (!a || !b)
+        return NULL;
+    if (a->n != b->n || a->ndim != b->ndim || memcmp(a->shape, b->shape, sizeof a->shape)) {
+        nomul_report(NOMUL_EINVAL, "nomul_mul: the operands' shapes differ");
+        return NULL;
+    }
+    nomul_tensor *y = nomul_graph_tensor(g, a->ndim, a->shape, ad_wants_grad(g, a, b, NULL));
+    if (!y)
+        return NULL;
+    if (is_pa(cfg))
+        nomul_pam_mul_v((size_t)a->n, a->data, b->data, y->data);
+    else
+        for (long i = 0; i < a->n; i++)
+            y->data[i] = a->data[i] * b->data[i];
+    node *nd = ad_record(g, mul_backward, y, a, b, NULL);
+    if (nd)
+        nd->cfg = *cfg;
+    return y;
+}
+
+/* forward: y = c · x (PAM in PA mode); fval = c */
+static void scale_backward(const node *nd)
+{
+    nomul_tensor *x = nd->in[0], *y = nd->out;
+    float c = nd->fval;
+    if (!is_pa(&nd->cfg)) {
+        for (long i = 0; i < x->n; i++)
+            x->grad[i] += c * y->grad[i];
+        return;
+    }
+    float *d = malloc((size_t)x->n * sizeof *d);
+    if (!d) {
+        nomul_report(NOMUL_ENOMEM, "scale backward: out of memory");
+        return;
+    }
+    if (nd->cfg.approx_bwd)
+        nomul_pam_mul_grad_approx_vs((size_t)x->n, x->data, c, y->grad, d);
+    else
+        nomul_pam_mul_grad_vs((size_t)x->n, x->data, c, y->grad, d);
+    for (long i = 0; i < x->n; i++)
+        x->grad[i] += d[i];
+    free(d);
+}
+
+nomul_tensor *nomul_scale(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x, float c)
+{
+    if (!x)
+        return NULL;
+    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
+    if (!y)
+        return NULL;
+    if (is_pa(cfg))
+        nomul_pam_mul_vs((size_t)x->n, x->data, c, y->data);
+    else
+        for (long i = 0; i < x->n; i++)
+            y->data[i] = c * x->data[i];
+    node *nd = ad_record(g, scale_backward, y, x, NULL, NULL);
+    if (nd) {
+        nd->cfg = *cfg;
+        nd->fval = c;
+    }
+    return y;
+}
+
+/* ---- sum, mean ------------------------------------------------------------------------------- */
+
+/* forward: y = Σx */
+static void sum_backward(const node *nd)
+{
+    for (long i = 0; i < nd->in[0]->n; i++)
+        nd->in[0]->grad[i] += nd->out->grad[0];
+}
+
+nomul_tensor *nomul_sum(nomul_graph *g, nomul_tensor *x)
+{
+    if (!x)
+        return NULL;
+    int one = 1;
+    nomul_tensor *y = nomul_graph_tensor(g, 1, &one, ad_wants_grad(g, x, NULL, NULL));
+    if (!y)
+        return NULL;
+    float s = 0.0f;
+    for (long i = 0; i < x->n; i++)
+        s += x->data[i];
+    y->data[0] = s;
+    ad_record(g, sum_backward, y, x, NULL, NULL);
+    return y;
+}
+
+/* forward: y = mean(x) = PAD(Σx, n) in PA mode; fval = Σx */
+static void mean_backward(const node *nd)
+{
+    nomul_tensor *x = nd->in[0];
+    float nf = (float)x->n, g, unused;
+    if (!is_pa(&nd->cfg))
+        g = nd->out->grad[0] / nf;
+    else if (nd->cfg.approx_bwd)
+        g = nomul_pam_div(nd->out->grad[0], nf);
+    else
+        nomul_pam_div_grad(nd->fval, nf, nd->out->grad[0], &g, &unused);
+    for (long i = 0; i < x->n; i++)
+        x->grad[i] += g;
+}
+
+nomul_tensor *nomul_mean(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x)
+{
+    if (!x)
+        return NULL;
+    int one = 1;
+    nomul_tensor *y = nomul_graph_tensor(g, 1, &one, ad_wants_grad(g, x, NULL, NULL));
+    if (!y)
+        return NULL;
+    float s = 0.0f;
+    for (long i = 0; i < x->n; i++)
+        s += x->data[i];
+    y->data[0] = is_pa(cfg) ? nomul_pam_div(s, (float)x->n) : s / (float)x->n;
+    node *nd = ad_record(g, mean_backward, y, x, NULL, NULL);
+    if (nd) {
+        nd->cfg = *cfg;
+        nd->fval = s;
+    }
+    return y;
+}
