@@ -83,18 +83,17 @@ static void layer_norm_backward(const node *nd)
     rows_cols(x, &rows, &n);
     float *dx = x->grad, *dg = gm->grad, *db = bt->grad, *tmp = NULL;
     if (!dx || !dg || !db) { /* the functional form writes all three */
-        tmp = calloc((size_t)x->n + 2 * (size_t)n, sizeof *tmp);
-        if (!tmp) {
-            nomul_report(NOMUL_ENOMEM, "layer_norm backward: out of memory");
+        size_t len = (size_t)x->n + 2 * (size_t)n;
+        tmp = nomul_scratch(NOMUL_SCRATCH_OP, len);
+        if (!tmp)
             return;
-        }
+        memset(tmp, 0, len * sizeof *tmp);
         dx = dx ? dx : tmp;
         dg = dg ? dg : tmp + x->n;
         db = db ? db : tmp + x->n + n;
     }
     nomul_layer_norm_backward(ad_fmode(&nd->cfg), rows, n, x->data, gm->data, nd->saved->data,
                               nd->saved->data + rows, nd->fval, nd->out->grad, dx, dg, db);
-    free(tmp);
 }
 
 nomul_tensor *nomul_layer_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
@@ -235,11 +234,9 @@ static void mul_backward(const node *nd)
         }
         return;
     }
-    float *da = malloc((size_t)n * 2 * sizeof *da);
-    if (!da) {
-        nomul_report(NOMUL_ENOMEM, "mul backward: out of memory");
+    float *da = nomul_scratch(NOMUL_SCRATCH_OP, (size_t)n * 2);
+    if (!da)
         return;
-    }
     float *db = da + n;
     if (nd->cfg.approx_bwd)
         nomul_pam_mul_grad_approx_v((size_t)n, a->data, b->data, y->grad, da, db);
@@ -251,7 +248,6 @@ static void mul_backward(const node *nd)
         if (b->grad)
             b->grad[i] += db[i];
     }
-    free(da);
 }
 
 nomul_tensor *nomul_mul(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *a,
@@ -287,18 +283,15 @@ static void scale_backward(const node *nd)
             x->grad[i] += c * y->grad[i];
         return;
     }
-    float *d = malloc((size_t)x->n * sizeof *d);
-    if (!d) {
-        nomul_report(NOMUL_ENOMEM, "scale backward: out of memory");
+    float *d = nomul_scratch(NOMUL_SCRATCH_OP, (size_t)x->n);
+    if (!d)
         return;
-    }
     if (nd->cfg.approx_bwd)
         nomul_pam_mul_grad_approx_vs((size_t)x->n, x->data, c, y->grad, d);
     else
         nomul_pam_mul_grad_vs((size_t)x->n, x->data, c, y->grad, d);
     for (long i = 0; i < x->n; i++)
         x->grad[i] += d[i];
-    free(d);
 }
 
 nomul_tensor *nomul_scale(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x, float c)

@@ -43,3 +43,24 @@ void *nomul_aligned_alloc(size_t bytes)
 }
 
 void nomul_aligned_free(void *p) { free(p); }
+
+static _Thread_local struct {
+    float *p;
+    size_t cap;
+} scratch[NOMUL_SCRATCH_SLOTS];
+
+float *nomul_scratch(int slot, size_t n)
+{
+    if (n == 0)
+        n = 1;
+    if (scratch[slot].cap < n) {
+        float *p = realloc(scratch[slot].p, n * sizeof *p);
+        if (!p) {
+            nomul_report(NOMUL_ENOMEM, "out of memory for %zu floats of scratch", n);
+            return NULL;
+        }
+        scratch[slot].p = p;
+        scratch[slot].cap = n;
+    }
+    return scratch[slot].p;
+}

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/internal.h"
 #include "nomul/arith.h"
 
 #define LOG2E NOMUL_LOG2E_F32
@@ -59,7 +60,7 @@ typedef struct {
 
 static int tmp_alloc(row_tmp *t, int n)
 {
-    t->u = malloc((size_t)(n > 0 ? n : 1) * 2 * sizeof(float));
+    t->u = nomul_scratch(NOMUL_SCRATCH_ROW, (size_t)n * 2);
     t->e = t->u ? t->u + n : NULL;
     return t->u != NULL;
 }
@@ -102,8 +103,6 @@ void nomul_softmax_forward(nomul_fmode m, int rows, int n, const float *x, float
         else
             softmax_row_float(n, x + (long)i * n, y + (long)i * n);
     }
-    if (m.pa)
-        free(t.u);
 }
 
 void nomul_softmax_backward(nomul_fmode m, int rows, int n, const float *x, const float *y,
@@ -144,7 +143,6 @@ void nomul_softmax_backward(nomul_fmode m, int rows, int n, const float *x, cons
             }
         }
     }
-    free(t.u);
 }
 
 /* ---- log_softmax ---------------------------------------------------------------- */
@@ -171,8 +169,6 @@ void nomul_log_softmax_forward(nomul_fmode m, int rows, int n, const float *x, f
         for (int j = 0; j < n; j++)
             yr[j] = xr[j] - lse;
     }
-    if (m.pa)
-        free(t.u);
 }
 
 void nomul_log_softmax_backward(nomul_fmode m, int rows, int n, const float *x, const float *y,
@@ -203,7 +199,6 @@ void nomul_log_softmax_backward(nomul_fmode m, int rows, int n, const float *x, 
                 dr[j] += gr[j] + mul_grad_a(xr[j], LOG2E, nomul_paexp2_grad(t.u[j], dsum));
         }
     }
-    free(t.u);
 }
 
 /* ---- layer norm ------------------------------------------------------------------- */
@@ -245,7 +240,7 @@ void nomul_layer_norm_backward(nomul_fmode m, int rows, int n, const float *x,
                                float *dbeta)
 {
     float nf = (float)n;
-    float *dd = m.pa && !m.approx_bwd ? malloc((size_t)(n > 0 ? n : 1) * sizeof *dd) : NULL;
+    float *dd = m.pa && !m.approx_bwd ? nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)n) : NULL;
     if (m.pa && !m.approx_bwd && !dd)
         return;
     for (int i = 0; i < rows; i++) {
@@ -312,7 +307,6 @@ void nomul_layer_norm_backward(nomul_fmode m, int rows, int n, const float *x,
                 dr[j] += dd[j] + dsum;
         }
     }
-    free(dd);
 }
 
 /* ---- label-smoothed cross-entropy ------------------------------------------------ */
