@@ -215,7 +215,19 @@ static nomul_tensor *apply_op(nomul_graph *g, const nomul_op_cfg *c, int op, nom
     case 5: return nomul_mul(g, c, in[0], in[1]);
     case 6: return nomul_scale(g, c, in[0], -1.75f);
     case 7: return nomul_mean(g, c, in[0]);
-    default: return nomul_add(g, in[0], in[1]);
+    case 8: return nomul_add(g, in[0], in[1]);
+    case 9: {
+        unsigned long long st = 99; /* the same mask every evaluation */
+        return nomul_dropout(g, c, in[0], 0.3f, &st);
+    }
+    case 10: {
+        static const int ids[6] = {4, 0, 2, 2, 1, 4};
+        return nomul_embedding(g, in[0], ids, 6);
+    }
+    default: {
+        static const nomul_conv2d_desc d = {2, 4, 5, 5, 6, 3, 3, 1, 2, 1, 0, 1, 1, 2};
+        return nomul_conv2d(g, c, in[0], in[1], in[2], &d);
+    }
     }
 }
 
@@ -224,11 +236,13 @@ static void test_ops_match_finite_differences(void **state)
     (void)state;
     tu_rng r = {tu_seed() ^ 0xB0};
     static const char *names[] = {"softmax", "log_softmax", "layer_norm", "matmul", "matmul bT",
-                                  "mul", "scale", "mean", "add"};
+                                  "mul", "scale", "mean", "add", "dropout", "embedding",
+                                  "conv2d"};
     nomul_op_cfg std = {NOMUL_OP_STANDARD, 0, 1.0f};
     nomul_graph *g = nomul_graph_new(1 << 20);
-    for (int op = 0; op < 9; op++) {
+    for (int op = 0; op < 12; op++) {
         int s2[2] = {3, 7}, s7[1] = {7}, a3[3] = {2, 3, 4}, b3[3] = {2, 4, 5}, bt3[3] = {2, 5, 4};
+        int emb[2] = {5, 4}, cx[4] = {2, 4, 5, 5}, cw[4] = {6, 2, 3, 3}, cb[1] = {6};
         nomul_tensor *in[3] = {NULL, NULL, NULL};
         int nin = 1;
         if (op == 2) {
@@ -240,6 +254,13 @@ static void test_ops_match_finite_differences(void **state)
             in[0] = rand_tensor(&r, 3, a3, 1);
             in[1] = rand_tensor(&r, 3, op == 3 ? b3 : bt3, 1);
             nin = 2;
+        } else if (op == 10) {
+            in[0] = rand_tensor(&r, 2, emb, 1);
+        } else if (op == 11) {
+            in[0] = rand_tensor(&r, 4, cx, 1);
+            in[1] = rand_tensor(&r, 4, cw, 1);
+            in[2] = rand_tensor(&r, 1, cb, 1);
+            nin = 3;
         } else if (op == 5 || op == 8) {
             in[0] = rand_tensor(&r, 2, s2, 1);
             in[1] = rand_tensor(&r, 2, s2, 1);
@@ -415,6 +436,58 @@ static void test_attention_block_trains(void **state)
     }
 }
 
+static void test_op_errors(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xB3};
+    nomul_graph *g = nomul_graph_new(1 << 16);
+    int emb[2] = {5, 4}, s2[2] = {3, 7}, s3[2] = {7, 3};
+    nomul_tensor *t = rand_tensor(&r, 2, emb, 1), *a = rand_tensor(&r, 2, s2, 1);
+    nomul_tensor *b = rand_tensor(&r, 2, s2, 1), *c = rand_tensor(&r, 2, s3, 1);
+    nomul_op_cfg std = {NOMUL_OP_STANDARD, 0, 1.0f};
+    int bad_ids[2] = {1, 5};
+    unsigned long long st = 1;
+    nomul_set_error_handler(NULL);
+    nomul_clear_error();
+    assert_null(nomul_embedding(g, t, bad_ids, 2));
+    assert_non_null(strstr(nomul_last_error_message(), "id 5 at position 1"));
+    nomul_clear_error();
+    assert_null(nomul_dropout(g, &std, a, 1.0f, &st));
+    assert_non_null(strstr(nomul_last_error_message(), "p = 1"));
+    nomul_clear_error();
+    assert_null(nomul_matmul(g, &std, a, b, 0));
+    assert_non_null(strstr(nomul_last_error_message(), "do not multiply"));
+    nomul_clear_error();
+    assert_null(nomul_mul(g, &std, a, c));
+    assert_non_null(strstr(nomul_last_error_message(), "shapes differ"));
+    nomul_clear_error();
+    int s5[2] = {5, 5};
+    assert_null(nomul_reshape(g, a, 2, s5));
+    assert_non_null(strstr(nomul_last_error_message(), "21 elements"));
+    /* a NULL input passes the first error on */
+    nomul_clear_error();
+    assert_null(nomul_relu(g, nomul_matmul(g, &std, a, b, 0)));
+    assert_non_null(strstr(nomul_last_error_message(), "do not multiply"));
+    nomul_graph_free(g);
+    nomul_tensor_free(t);
+    nomul_tensor_free(a);
+    nomul_tensor_free(b);
+    nomul_tensor_free(c);
+}
+
+static void test_sinusoidal_positions(void **state)
+{
+    (void)state;
+    float t[10 * 8];
+    nomul_sinusoidal_positions(10, 8, t);
+    for (int p = 0; p < 10; p++)
+        for (int i = 0; i < 4; i++) {
+            double a = p * pow(10000.0, -(double)i / 3.0);
+            assert_true(fabs(t[p * 8 + i] - sin(a)) < 1e-6);
+            assert_true(fabs(t[p * 8 + 4 + i] - cos(a)) < 1e-6);
+        }
+}
+
 static void test_no_grad_and_arena_limits(void **state)
 {
     (void)state;
@@ -452,6 +525,8 @@ int main(void)
         cmocka_unit_test(test_ops_match_finite_differences),
         cmocka_unit_test(test_pa_ops_wiring),
         cmocka_unit_test(test_attention_block_trains),
+        cmocka_unit_test(test_sinusoidal_positions),
+        cmocka_unit_test(test_op_errors),
         cmocka_unit_test(test_no_grad_and_arena_limits),
     };
     printf("test_autodiff: seed %llu\n", (unsigned long long)tu_seed());

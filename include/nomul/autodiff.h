@@ -89,6 +89,27 @@ nomul_tensor *nomul_matmul(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
 nomul_tensor *nomul_mul(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *a,
                         nomul_tensor *b);
 nomul_tensor *nomul_scale(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x, float c);
+/* Dropout with probability p: each element kept with probability 1 − p
+ * (drawn from *rng, advanced) and scaled by 1/(1 − p), computed and applied
+ * with PAD and PAM in PA mode (functional_cfg). p = 0, or gradients off
+ * (evaluation), is the identity. */
+nomul_tensor *nomul_dropout(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x, float p,
+                            unsigned long long *rng);
+/* Rows of table (vocab, dim) for n ids: (n, dim); an id outside the table is
+ * a reported error. */
+nomul_tensor *nomul_embedding(nomul_graph *g, nomul_tensor *table, const int *ids, int n);
+/* conv2d of x (n, c_in, h, w) with weight (c_out, c_in/groups, kh, kw) and
+ * bias (c_out or NULL) as described by d (its n, c_in, h, w, c_out, kh, kw
+ * must match the tensors); cfg: conv_cfg. */
+struct nomul_conv2d_desc;
+nomul_tensor *nomul_conv2d(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
+                           nomul_tensor *weight, nomul_tensor *bias,
+                           const struct nomul_conv2d_desc *d);
+/* Sinusoidal positions as fairseq builds them, (positions, dim): sin of the
+ * first half, cos of the second, frequencies 10000^(−i/(half − 1)). A
+ * constant table, computed once in float at model construction. */
+void nomul_sinusoidal_positions(int positions, int dim, float *out);
+
 /* The same data and gradient seen with another shape of as many elements
  * (no copy, nothing recorded). */
 nomul_tensor *nomul_reshape(nomul_graph *g, nomul_tensor *x, int ndim, const int *shape);

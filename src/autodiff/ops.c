@@ -4,12 +4,14 @@
  * scale, sum and mean. Each backward accumulates (+=) into its inputs'
  * gradients and quotes its forward.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../core/internal.h"
 #include "graph_internal.h"
 #include "nomul/arith.h"
+#include "nomul/conv.h"
 #include "nomul/gemm.h"
 
 static int is_pa(const nomul_op_cfg *cfg) { return cfg->subtype != NOMUL_OP_STANDARD; }
@@ -370,6 +372,198 @@ nomul_tensor *nomul_mean(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *
     if (nd) {
         nd->cfg = *cfg;
         nd->fval = s;
+    }
+    return y;
+}
+
+/* ---- dropout ------------------------------------------------------------------------------ */
+
+/* forward: y = keep ? s·x : 0, s = 1/(1 − p); saved = the kept mask (1/0) */
+static void dropout_backward(const node *nd)
+{
+    nomul_tensor *x = nd->in[0], *y = nd->out;
+    const float *keep = nd->saved->data;
+    float s = nd->fval;
+    for (long i = 0; i < x->n; i++) {
+        if (keep[i] == 0.0f)
+            continue;
+        float g = y->grad[i], da, unused;
+        if (!is_pa(&nd->cfg))
+            da = s * g;
+        else if (nd->cfg.approx_bwd)
+            da = nomul_pam_mul(g, s);
+        else
+            nomul_pam_mul_grad(x->data[i], s, g, &da, &unused);
+        x->grad[i] += da;
+    }
+}
+
+static unsigned long long splitmix(unsigned long long *s)
+{
+    unsigned long long z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+nomul_tensor *nomul_dropout(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x, float p,
+                            unsigned long long *rng)
+{
+    if (!x)
+        return NULL;
+    if (!(p >= 0.0f && p < 1.0f) || !rng) {
+        nomul_report(NOMUL_EINVAL, "nomul_dropout: p = %g must be in [0, 1), with a generator",
+                     (double)p);
+        return NULL;
+    }
+    if (p == 0.0f || !g->grad_enabled)
+        return x;
+    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
+    nomul_tensor *keep = nomul_graph_tensor(g, x->ndim, x->shape, 0);
+    if (!y || !keep)
+        return NULL;
+    float s = is_pa(cfg) ? nomul_pam_div(1.0f, 1.0f - p) : 1.0f / (1.0f - p);
+    /* kept when a uniform 32-bit draw is at least p·2^32 */
+    unsigned long long threshold = (unsigned long long)((double)p * 4294967296.0);
+    for (long i = 0; i < x->n; i++) {
+        int kept = (splitmix(rng) >> 32) >= threshold;
+        keep->data[i] = kept ? 1.0f : 0.0f;
+        y->data[i] = !kept ? 0.0f : is_pa(cfg) ? nomul_pam_mul(x->data[i], s) : s * x->data[i];
+    }
+    node *nd = ad_record(g, dropout_backward, y, x, NULL, NULL);
+    if (nd) {
+        nd->cfg = *cfg;
+        nd->saved = keep;
+        nd->fval = s;
+    }
+    return y;
+}
+
+/* ---- embedding -------------------------------------------------------------------------- */
+
+/* forward: y[i] = table[ids[i]] */
+static void embedding_backward(const node *nd)
+{
+    nomul_tensor *table = nd->in[0], *y = nd->out;
+    int dim = table->shape[1];
+    for (int i = 0; i < y->shape[0]; i++) {
+        float *dst = table->grad + (long)nd->targets[i] * dim;
+        const float *src = y->grad + (long)i * dim;
+        for (int j = 0; j < dim; j++)
+            dst[j] += src[j];
+    }
+}
+
+nomul_tensor *nomul_embedding(nomul_graph *g, nomul_tensor *table, const int *ids, int n)
+{
+    if (!table)
+        return NULL;
+    if (table->ndim != 2 || !ids || n < 1) {
+        nomul_report(NOMUL_EINVAL, "nomul_embedding: the table must be (vocab, dim), with ids");
+        return NULL;
+    }
+    int vocab = table->shape[0], dim = table->shape[1];
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= vocab) {
+            nomul_report(NOMUL_EINVAL, "nomul_embedding: id %d at position %d is outside the "
+                         "vocabulary of %d", ids[i], i, vocab);
+            return NULL;
+        }
+    int shape[2] = {n, dim};
+    nomul_tensor *y = nomul_graph_tensor(g, 2, shape, ad_wants_grad(g, table, NULL, NULL));
+    if (!y)
+        return NULL;
+    for (int i = 0; i < n; i++)
+        memcpy(y->data + (long)i * dim, table->data + (long)ids[i] * dim, (size_t)dim * 4);
+    node *nd = ad_record(g, embedding_backward, y, table, NULL, NULL);
+    if (nd)
+        nd->targets = ids;
+    return y;
+}
+
+void nomul_sinusoidal_positions(int positions, int dim, float *out)
+{
+    int half = dim / 2;
+    double step = half > 1 ? log(10000.0) / (half - 1) : 0.0;
+    for (int p = 0; p < positions; p++) {
+        for (int i = 0; i < half; i++) {
+            double a = p * exp(-step * i);
+            out[(long)p * dim + i] = (float)sin(a);
+            out[(long)p * dim + half + i] = (float)cos(a);
+        }
+        if (dim % 2)
+            out[(long)p * dim + dim - 1] = 0.0f;
+    }
+}
+
+/* ---- conv2d ------------------------------------------------------------------------------- */
+
+static nomul_conv_mode conv_mode(const nomul_op_cfg *cfg)
+{
+    return is_pa(cfg) ? NOMUL_CONV_PAM : NOMUL_CONV_FLOAT;
+}
+
+/* forward: y = conv2d(x, w) + b; saved: the descriptor (in the arena) */
+static void conv2d_backward(const node *nd)
+{
+    nomul_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *y = nd->out;
+    const nomul_conv2d_desc *d = (const nomul_conv2d_desc *)nd->saved->data;
+    nomul_conv_mode mode = conv_mode(&nd->cfg);
+    int approx = nd->cfg.approx_bwd;
+    float off = nd->cfg.offset;
+    if (x->grad) {
+        float *dx = nomul_scratch(NOMUL_SCRATCH_OP, (size_t)x->n);
+        if (!dx)
+            return;
+        nomul_conv2d_backward_data(d, mode, approx, off, x->data, w->data, y->grad, dx);
+        for (long i = 0; i < x->n; i++)
+            x->grad[i] += dx[i];
+    }
+    if (w->grad || (b && b->grad)) {
+        float *dw = nomul_scratch(NOMUL_SCRATCH_OP, (size_t)w->n + (size_t)d->c_out);
+        if (!dw)
+            return;
+        nomul_conv2d_backward_weight(d, mode, approx, off, x->data, w->data, y->grad, dw,
+                                     dw + w->n);
+        if (w->grad)
+            for (long i = 0; i < w->n; i++)
+                w->grad[i] += dw[i];
+        if (b && b->grad)
+            for (int i = 0; i < d->c_out; i++)
+                b->grad[i] += dw[w->n + i];
+    }
+}
+
+nomul_tensor *nomul_conv2d(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
+                           nomul_tensor *weight, nomul_tensor *bias,
+                           const struct nomul_conv2d_desc *d)
+{
+    if (!x || !weight)
+        return NULL;
+    int oh, ow;
+    if (!d || !nomul_conv2d_output_size(d, &oh, &ow))
+        return NULL;
+    if (x->ndim != 4 || x->shape[0] != d->n || x->shape[1] != d->c_in || x->shape[2] != d->h ||
+        x->shape[3] != d->w || weight->ndim != 4 || weight->shape[0] != d->c_out ||
+        weight->shape[1] != d->c_in / d->groups || weight->shape[2] != d->kh ||
+        weight->shape[3] != d->kw || (bias && bias->n != d->c_out)) {
+        nomul_report(NOMUL_EINVAL, "nomul_conv2d: x, weight and bias do not match the "
+                     "descriptor's sizes");
+        return NULL;
+    }
+    int shape[4] = {d->n, d->c_out, oh, ow};
+    int words = (int)((sizeof *d + sizeof(float) - 1) / sizeof(float));
+    nomul_tensor *y = nomul_graph_tensor(g, 4, shape, ad_wants_grad(g, x, weight, bias));
+    nomul_tensor *saved = nomul_graph_tensor(g, 1, &words, 0);
+    if (!y || !saved)
+        return NULL;
+    memcpy(saved->data, d, sizeof *d);
+    nomul_conv2d_forward(d, conv_mode(cfg), cfg->offset, x->data, weight->data,
+                         bias ? bias->data : NULL, y->data);
+    node *nd = ad_record(g, conv2d_backward, y, x, weight, bias);
+    if (nd) {
+        nd->cfg = *cfg;
+        nd->saved = saved;
     }
     return y;
 }
