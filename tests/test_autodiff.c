@@ -224,7 +224,8 @@ static nomul_tensor *apply_op(nomul_graph *g, const nomul_op_cfg *c, int op, nom
         static const int ids[6] = {4, 0, 2, 2, 1, 4};
         return nomul_embedding(g, in[0], ids, 6);
     }
-    default: {
+    case 12: return nomul_gelu(g, c, in[0]);
+    default: { /* 11 */
         static const nomul_conv2d_desc d = {2, 4, 5, 5, 6, 3, 3, 1, 2, 1, 0, 1, 1, 2};
         return nomul_conv2d(g, c, in[0], in[1], in[2], &d);
     }
@@ -237,10 +238,10 @@ static void test_ops_match_finite_differences(void **state)
     tu_rng r = {tu_seed() ^ 0xB0};
     static const char *names[] = {"softmax", "log_softmax", "layer_norm", "matmul", "matmul bT",
                                   "mul", "scale", "mean", "add", "dropout", "embedding",
-                                  "conv2d"};
+                                  "conv2d", "gelu"};
     nomul_op_cfg std = {NOMUL_OP_STANDARD, 0, 1.0f};
     nomul_graph *g = nomul_graph_new(1 << 20);
-    for (int op = 0; op < 12; op++) {
+    for (int op = 0; op < 13; op++) {
         int s2[2] = {3, 7}, s7[1] = {7}, a3[3] = {2, 3, 4}, b3[3] = {2, 4, 5}, bt3[3] = {2, 5, 4};
         int emb[2] = {5, 4}, cx[4] = {2, 4, 5, 5}, cw[4] = {6, 2, 3, 3}, cb[1] = {6};
         nomul_tensor *in[3] = {NULL, NULL, NULL};

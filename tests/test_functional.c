@@ -383,6 +383,50 @@ static void test_cross_entropy(void **state)
     assert_int_equal(count, 0);
 }
 
+/* GELU: the PA forward is the stated recipe; the exact PA backward is the
+ * rise over run of the PA function; the float backward its derivative. */
+static void test_gelu(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xF4};
+    enum { M = 200 };
+    float x[M], y[M], dy[M], dx[M];
+    fill(&r, x, M, -3, 2);
+    for (int i = 0; i < M; i++)
+        dy[i] = 1.0f;
+    nomul_fmode ex = {1, 0}, ap = {1, 1}, fl = {0, 0};
+    nomul_gelu_forward(ex, M, x, y);
+    for (int i = 0; i < M; i++) {
+        float s = nomul_pam_div(1.0f, 1.0f + nomul_pa_exp(-nomul_pam_mul(1.702f, x[i])));
+        assert_int_equal(tu_bits(y[i]), tu_bits(nomul_pam_mul(x[i], s)));
+    }
+    int agree = 0;
+    memset(dx, 0, sizeof dx);
+    nomul_gelu_backward(ex, M, x, dy, dx);
+    for (int i = 0; i < M; i++) {
+        float keep = x[i], h = ldexpf(1.0f, ilogbf(keep) - 12), up, dn;
+        x[i] = keep + h;
+        nomul_gelu_forward(ex, 1, &x[i], &up);
+        x[i] = keep - h;
+        nomul_gelu_forward(ex, 1, &x[i], &dn);
+        x[i] = keep;
+        double fd = ((double)up - dn) / (2.0 * h);
+        agree += fabs(fd - dx[i]) <= 0.01 * fabs(dx[i]) + 1e-6;
+    }
+    if (agree < 0.8 * M)
+        FAIL_SEED("GELU exact PA backward matches the rise over run at %d of %d", agree, M);
+    float da[M] = {0}, df[M] = {0};
+    nomul_gelu_backward(ap, M, x, dy, da);
+    nomul_gelu_backward(fl, M, x, dy, df);
+    for (int i = 0; i < M; i++) { /* all three estimate the same slope */
+        assert_true(fabs(da[i] - df[i]) < 0.2 * fabs(df[i]) + 0.05);
+        double xd = x[i], h = 1e-4;
+        double fd = (0.5 * (xd + h) * (1 + erf((xd + h) / sqrt(2.0))) -
+                     0.5 * (xd - h) * (1 + erf((xd - h) / sqrt(2.0)))) / (2 * h);
+        assert_true(fabs(df[i] - fd) < 1e-4 * (fabs(fd) + 1));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -390,6 +434,7 @@ int main(void)
         cmocka_unit_test(test_pa_forms_match_recipes),
         cmocka_unit_test(test_pa_exact_backward),
         cmocka_unit_test(test_cross_entropy),
+        cmocka_unit_test(test_gelu),
     };
     printf("test_functional: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("functional", tests, NULL, NULL);

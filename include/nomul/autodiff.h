@@ -62,6 +62,8 @@ void nomul_tensor_zero_grad(nomul_tensor *t);
  * cfg: linear_cfg. */
 nomul_tensor *nomul_linear(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
                            nomul_tensor *w, nomul_tensor *b);
+/* GELU (functional.h's forms); cfg: functional_cfg. */
+nomul_tensor *nomul_gelu(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x);
 /* max(x, 0) */
 nomul_tensor *nomul_relu(nomul_graph *g, nomul_tensor *x);
 /* a + b, same shapes */

@@ -62,6 +62,12 @@ void nomul_cross_entropy_backward(nomul_fmode m, int rows, int n, const float *l
                                   const int *target, int ignore_index, float smoothing,
                                   float dloss, float *dlogp);
 
+/* GELU over n values. Float: x Φ(x) with the error function (PyTorch's
+ * default). PA: nomul's form, x σ(1.702 x) with σ(z) = PAD(1, 1 + pa_exp(−z))
+ * and both products PAMs (PAM_SPEC.md gives no GELU recipe). */
+void nomul_gelu_forward(nomul_fmode m, long n, const float *x, float *y);
+void nomul_gelu_backward(nomul_fmode m, long n, const float *x, const float *dy, float *dx);
+
 #ifdef __cplusplus
 }
 #endif

@@ -567,3 +567,26 @@ nomul_tensor *nomul_conv2d(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
     }
     return y;
 }
+
+/* ---- GELU ---------------------------------------------------------------------------------- */
+
+/* forward: y = gelu(x) */
+static void gelu_backward(const node *nd)
+{
+    nomul_gelu_backward(ad_fmode(&nd->cfg), nd->in[0]->n, nd->in[0]->data, nd->out->grad,
+                        nd->in[0]->grad);
+}
+
+nomul_tensor *nomul_gelu(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x)
+{
+    if (!x)
+        return NULL;
+    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
+    if (!y)
+        return NULL;
+    nomul_gelu_forward(ad_fmode(cfg), x->n, x->data, y->data);
+    node *nd = ad_record(g, gelu_backward, y, x, NULL, NULL);
+    if (nd)
+        nd->cfg = *cfg;
+    return y;
+}

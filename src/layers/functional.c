@@ -399,3 +399,46 @@ void nomul_cross_entropy_backward(nomul_fmode m, int rows, int n, const float *l
             dr[c] -= dsmooth;
     }
 }
+
+/* ---- GELU ---------------------------------------------------------------------------- */
+
+#define GELU_K 1.702f
+
+void nomul_gelu_forward(nomul_fmode m, long n, const float *x, float *y)
+{
+    for (long i = 0; i < n; i++) {
+        if (!m.pa) {
+            y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+            continue;
+        }
+        float z = pam(GELU_K, x[i]);
+        float s = pad(1.0f, 1.0f + nomul_pa_exp(-z));
+        y[i] = pam(x[i], s);
+    }
+}
+
+void nomul_gelu_backward(nomul_fmode m, long n, const float *x, const float *dy, float *dx)
+{
+    for (long i = 0; i < n; i++) {
+        float xi = x[i], g = dy[i];
+        if (!m.pa) { /* Φ(x) + x φ(x) */
+            float cdf = 0.5f * (1.0f + erff(xi * 0.70710678118654752f));
+            float pdf = 0.39894228040143268f * expf(-0.5f * xi * xi);
+            dx[i] += g * (cdf + xi * pdf);
+            continue;
+        }
+        float z = pam(GELU_K, xi), e = nomul_pa_exp(-z), q = 1.0f + e, s = pad(1.0f, q);
+        if (m.approx_bwd) { /* σ + k x σ (1 − σ), in PA */
+            float t = pam(pam(GELU_K, xi), pam(s, 1.0f - s));
+            dx[i] += pam(g, s + t);
+            continue;
+        }
+        /* y = PAM(x, s), s = PAD(1, q), q = 1 + e, e = pa_exp(−z), z = PAM(k, x) */
+        float dxa, ds, unused, dq, dz_neg, dxz;
+        nomul_pam_mul_grad(xi, s, g, &dxa, &ds);
+        nomul_pam_div_grad(1.0f, q, ds, &unused, &dq);
+        dz_neg = nomul_pa_exp_grad(-z, dq, 0); /* ∂/∂(−z) */
+        nomul_pam_mul_grad(GELU_K, xi, -dz_neg, &unused, &dxz);
+        dx[i] += dxa + dxz;
+    }
+}
