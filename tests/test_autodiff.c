@@ -225,6 +225,10 @@ static nomul_tensor *apply_op(nomul_graph *g, const nomul_op_cfg *c, int op, nom
         return nomul_embedding(g, in[0], ids, 6);
     }
     case 12: return nomul_gelu(g, c, in[0]);
+    case 13: return nomul_add(g, in[0], in[1]);
+    case 14: return nomul_sub(g, in[1], in[0]);
+    case 15: return nomul_mul(g, c, in[0], in[1]);
+    case 16: return nomul_div(g, c, in[0], in[1]);
     default: { /* 11 */
         static const nomul_conv2d_desc d = {2, 4, 5, 5, 6, 3, 3, 1, 2, 1, 0, 1, 1, 2};
         return nomul_conv2d(g, c, in[0], in[1], in[2], &d);
@@ -238,10 +242,11 @@ static void test_ops_match_finite_differences(void **state)
     tu_rng r = {tu_seed() ^ 0xB0};
     static const char *names[] = {"softmax", "log_softmax", "layer_norm", "matmul", "matmul bT",
                                   "mul", "scale", "mean", "add", "dropout", "embedding",
-                                  "conv2d", "gelu"};
+                                  "conv2d", "gelu", "add bcast", "sub bcast", "mul bcast",
+                                  "div bcast"};
     nomul_op_cfg std = {NOMUL_OP_STANDARD, 0, 1.0f};
     nomul_graph *g = nomul_graph_new(1 << 20);
-    for (int op = 0; op < 13; op++) {
+    for (int op = 0; op < 17; op++) {
         int s2[2] = {3, 7}, s7[1] = {7}, a3[3] = {2, 3, 4}, b3[3] = {2, 4, 5}, bt3[3] = {2, 5, 4};
         int emb[2] = {5, 4}, cx[4] = {2, 4, 5, 5}, cw[4] = {6, 2, 3, 3}, cb[1] = {6};
         nomul_tensor *in[3] = {NULL, NULL, NULL};
@@ -254,6 +259,14 @@ static void test_ops_match_finite_differences(void **state)
         } else if (op == 3 || op == 4) {
             in[0] = rand_tensor(&r, 3, a3, 1);
             in[1] = rand_tensor(&r, 3, op == 3 ? b3 : bt3, 1);
+            nin = 2;
+        } else if (op >= 13) { /* (2, 3, 4) with (3, 1) */
+            int big[3] = {2, 3, 4}, small[2] = {3, 1};
+            in[0] = rand_tensor(&r, 3, big, 1);
+            in[1] = rand_tensor(&r, 2, small, 1);
+            if (op == 16) /* divisors away from 0 */
+                for (long i = 0; i < in[1]->n; i++)
+                    in[1]->data[i] = 1.5f + fabsf(in[1]->data[i]);
             nin = 2;
         } else if (op == 10) {
             in[0] = rand_tensor(&r, 2, emb, 1);
@@ -460,7 +473,7 @@ static void test_op_errors(void **state)
     assert_non_null(strstr(nomul_last_error_message(), "do not multiply"));
     nomul_clear_error();
     assert_null(nomul_mul(g, &std, a, c));
-    assert_non_null(strstr(nomul_last_error_message(), "shapes differ"));
+    assert_non_null(strstr(nomul_last_error_message(), "do not broadcast"));
     nomul_clear_error();
     int s5[2] = {5, 5};
     assert_null(nomul_reshape(g, a, 2, s5));

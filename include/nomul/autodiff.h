@@ -66,8 +66,10 @@ nomul_tensor *nomul_linear(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
 nomul_tensor *nomul_gelu(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x);
 /* max(x, 0) */
 nomul_tensor *nomul_relu(nomul_graph *g, nomul_tensor *x);
-/* a + b, same shapes */
+/* a + b and a − b with numpy-style broadcasting (float additions in every
+ * mode). */
 nomul_tensor *nomul_add(nomul_graph *g, nomul_tensor *a, nomul_tensor *b);
+nomul_tensor *nomul_sub(nomul_graph *g, nomul_tensor *a, nomul_tensor *b);
 /* Mean label-smoothed cross-entropy of logits (batch, classes) against
  * targets (batch; ignore_index rows skipped), through log_softmax; cfg:
  * loss_functional_cfg. Returns a 1-element tensor. */
@@ -86,9 +88,12 @@ nomul_tensor *nomul_layer_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_te
  * b (.., n, k) when trans_b; cfg: bmm_cfg (linear_cfg for weights). */
 nomul_tensor *nomul_matmul(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *a,
                            nomul_tensor *b, int trans_b);
-/* Elementwise a · b (same shapes) and c · x; cfg: functional_cfg (PAM in PA
- * mode, with its exact or approximate derivative). */
+/* Elementwise a · b and a / b with broadcasting, and c · x; cfg:
+ * functional_cfg (PAM and PAD in PA mode, with exact or approximate
+ * derivatives). */
 nomul_tensor *nomul_mul(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *a,
+                        nomul_tensor *b);
+nomul_tensor *nomul_div(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *a,
                         nomul_tensor *b);
 nomul_tensor *nomul_scale(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x, float c);
 /* Dropout with probability p: each element kept with probability 1 − p

@@ -271,33 +271,6 @@ nomul_tensor *nomul_relu(nomul_graph *g, nomul_tensor *x)
     return y;
 }
 
-/* forward: y = a + b */
-static void add_backward(const node *nd)
-{
-    for (int k = 0; k < 2; k++)
-        if (nd->in[k]->grad)
-            for (long i = 0; i < nd->out->n; i++)
-                nd->in[k]->grad[i] += nd->out->grad[i];
-}
-
-nomul_tensor *nomul_add(nomul_graph *g, nomul_tensor *a, nomul_tensor *b)
-{
-    if (!a || !b)
-        return NULL;
-    if (a->n != b->n || a->ndim != b->ndim ||
-        memcmp(a->shape, b->shape, sizeof a->shape) != 0) {
-        nomul_report(NOMUL_EINVAL, "nomul_add: the operands' shapes differ");
-        return NULL;
-    }
-    nomul_tensor *y = nomul_graph_tensor(g, a->ndim, a->shape, ad_wants_grad(g, a, b, NULL));
-    if (!y)
-        return NULL;
-    for (long i = 0; i < a->n; i++)
-        y->data[i] = a->data[i] + b->data[i];
-    ad_record(g, add_backward, y, a, b, NULL);
-    return y;
-}
-
 /* ---- cross-entropy ------------------------------------------------------------------- */
 
 nomul_fmode ad_fmode(const nomul_op_cfg *cfg)

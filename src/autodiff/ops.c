@@ -222,59 +222,6 @@ nomul_tensor *nomul_matmul(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
 
 /* ---- elementwise mul, scale -------------------------------------------------------------- */
 
-/* forward: y = a · b (PAM in PA mode) */
-static void mul_backward(const node *nd)
-{
-    nomul_tensor *a = nd->in[0], *b = nd->in[1], *y = nd->out;
-    long n = y->n;
-    if (!is_pa(&nd->cfg)) {
-        for (long i = 0; i < n; i++) {
-            if (a->grad)
-                a->grad[i] += b->data[i] * y->grad[i];
-            if (b->grad)
-                b->grad[i] += a->data[i] * y->grad[i];
-        }
-        return;
-    }
-    float *da = nomul_scratch(NOMUL_SCRATCH_OP, (size_t)n * 2);
-    if (!da)
-        return;
-    float *db = da + n;
-    if (nd->cfg.approx_bwd)
-        nomul_pam_mul_grad_approx_v((size_t)n, a->data, b->data, y->grad, da, db);
-    else
-        nomul_pam_mul_grad_v((size_t)n, a->data, b->data, y->grad, da, db);
-    for (long i = 0; i < n; i++) {
-        if (a->grad)
-            a->grad[i] += da[i];
-        if (b->grad)
-            b->grad[i] += db[i];
-    }
-}
-
-nomul_tensor *nomul_mul(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *a,
-                        nomul_tensor *b)
-{
-    if (!a || !b)
-        return NULL;
-    if (a->n != b->n || a->ndim != b->ndim || memcmp(a->shape, b->shape, sizeof a->shape)) {
-        nomul_report(NOMUL_EINVAL, "nomul_mul: the operands' shapes differ");
-        return NULL;
-    }
-    nomul_tensor *y = nomul_graph_tensor(g, a->ndim, a->shape, ad_wants_grad(g, a, b, NULL));
-    if (!y)
-        return NULL;
-    if (is_pa(cfg))
-        nomul_pam_mul_v((size_t)a->n, a->data, b->data, y->data);
-    else
-        for (long i = 0; i < a->n; i++)
-            y->data[i] = a->data[i] * b->data[i];
-    node *nd = ad_record(g, mul_backward, y, a, b, NULL);
-    if (nd)
-        nd->cfg = *cfg;
-    return y;
-}
-
 /* forward: y = c · x (PAM in PA mode); fval = c */
 static void scale_backward(const node *nd)
 {
@@ -589,4 +536,154 @@ nomul_tensor *nomul_gelu(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *
     if (nd)
         nd->cfg = *cfg;
     return y;
+}
+
+/* ---- broadcasting binary operations: add, sub, mul, div ------------------------------------ */
+
+enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV };
+
+/* Output shape of numpy-style broadcasting, and each operand's strides in
+ * the output's dimensions (0 along broadcast dimensions). */
+typedef struct {
+    int ndim, shape[NOMUL_MAX_DIMS];
+    long sa[NOMUL_MAX_DIMS], sb[NOMUL_MAX_DIMS];
+} bcast;
+
+static int broadcast(const nomul_tensor *a, const nomul_tensor *b, bcast *bc)
+{
+    bc->ndim = a->ndim > b->ndim ? a->ndim : b->ndim;
+    long sa = 1, sb = 1;
+    for (int d = bc->ndim - 1; d >= 0; d--) {
+        int ia = d - (bc->ndim - a->ndim), ib = d - (bc->ndim - b->ndim);
+        int na = ia >= 0 ? a->shape[ia] : 1, nb = ib >= 0 ? b->shape[ib] : 1;
+        if (na != nb && na != 1 && nb != 1)
+            return 0;
+        bc->shape[d] = na > nb ? na : nb;
+        bc->sa[d] = na == 1 ? 0 : sa;
+        bc->sb[d] = nb == 1 ? 0 : sb;
+        sa *= na;
+        sb *= nb;
+    }
+    return 1;
+}
+
+/* Walks the output in order, keeping each operand's offset. */
+typedef struct {
+    const bcast *bc;
+    int idx[NOMUL_MAX_DIMS];
+    long ia, ib;
+} bcast_it;
+
+static void it_next(bcast_it *it)
+{
+    const bcast *bc = it->bc;
+    for (int d = bc->ndim - 1; d >= 0; d--) {
+        it->ia += bc->sa[d];
+        it->ib += bc->sb[d];
+        if (++it->idx[d] < bc->shape[d])
+            return;
+        it->ia -= bc->sa[d] * bc->shape[d];
+        it->ib -= bc->sb[d] * bc->shape[d];
+        it->idx[d] = 0;
+    }
+}
+
+static float bin_forward(int op, int pa, float x, float y)
+{
+    switch (op) {
+    case BIN_ADD: return x + y;
+    case BIN_SUB: return x - y;
+    case BIN_MUL: return pa ? nomul_pam_mul(x, y) : x * y;
+    default: return pa ? nomul_pam_div(x, y) : x / y;
+    }
+}
+
+/* forward: y = a ∘ b (broadcast); ival = the operation */
+static void binary_backward(const node *nd)
+{
+    nomul_tensor *a = nd->in[0], *b = nd->in[1], *y = nd->out;
+    bcast bc;
+    broadcast(a, b, &bc);
+    int op = nd->ival, pa = is_pa(&nd->cfg), approx = nd->cfg.approx_bwd;
+    bcast_it it = {&bc, {0}, 0, 0};
+    for (long i = 0; i < y->n; i++, it_next(&it)) {
+        long ia = it.ia, ib = it.ib;
+        float g = y->grad[i], x0 = a->data[ia], x1 = b->data[ib], ga, gb;
+        switch (op) {
+        case BIN_ADD: ga = g; gb = g; break;
+        case BIN_SUB: ga = g; gb = -g; break;
+        case BIN_MUL:
+            if (!pa) {
+                ga = x1 * g;
+                gb = x0 * g;
+            } else if (approx) {
+                nomul_pam_mul_grad_approx(x0, x1, g, &ga, &gb);
+            } else {
+                nomul_pam_mul_grad(x0, x1, g, &ga, &gb);
+            }
+            break;
+        default:
+            if (!pa) {
+                ga = g / x1;
+                gb = -x0 * g / (x1 * x1);
+            } else if (approx) {
+                nomul_pam_div_grad_approx(x0, x1, g, &ga, &gb);
+            } else {
+                nomul_pam_div_grad(x0, x1, g, &ga, &gb);
+            }
+            break;
+        }
+        if (a->grad)
+            a->grad[ia] += ga;
+        if (b->grad)
+            b->grad[ib] += gb;
+    }
+}
+
+static nomul_tensor *binary(nomul_graph *g, const nomul_op_cfg *cfg, int op, nomul_tensor *a,
+                            nomul_tensor *b, const char *fn)
+{
+    if (!a || !b)
+        return NULL;
+    bcast bc;
+    if (!broadcast(a, b, &bc)) {
+        nomul_report(NOMUL_EINVAL, "%s: the operands' shapes do not broadcast", fn);
+        return NULL;
+    }
+    nomul_tensor *y = nomul_graph_tensor(g, bc.ndim, bc.shape, ad_wants_grad(g, a, b, NULL));
+    if (!y)
+        return NULL;
+    int pa = cfg && is_pa(cfg);
+    bcast_it it = {&bc, {0}, 0, 0};
+    for (long i = 0; i < y->n; i++, it_next(&it))
+        y->data[i] = bin_forward(op, pa, a->data[it.ia], b->data[it.ib]);
+    node *nd = ad_record(g, binary_backward, y, a, b, NULL);
+    if (nd) {
+        nomul_op_cfg std = {NOMUL_OP_STANDARD, 0, 1.0f};
+        nd->cfg = cfg ? *cfg : std;
+        nd->ival = op;
+    }
+    return y;
+}
+
+nomul_tensor *nomul_add(nomul_graph *g, nomul_tensor *a, nomul_tensor *b)
+{
+    return binary(g, NULL, BIN_ADD, a, b, "nomul_add");
+}
+
+nomul_tensor *nomul_sub(nomul_graph *g, nomul_tensor *a, nomul_tensor *b)
+{
+    return binary(g, NULL, BIN_SUB, a, b, "nomul_sub");
+}
+
+nomul_tensor *nomul_mul(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *a,
+                        nomul_tensor *b)
+{
+    return binary(g, cfg, BIN_MUL, a, b, "nomul_mul");
+}
+
+nomul_tensor *nomul_div(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *a,
+                        nomul_tensor *b)
+{
+    return binary(g, cfg, BIN_DIV, a, b, "nomul_div");
 }
