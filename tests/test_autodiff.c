@@ -229,6 +229,15 @@ static nomul_tensor *apply_op(nomul_graph *g, const nomul_op_cfg *c, int op, nom
     case 14: return nomul_sub(g, in[1], in[0]);
     case 15: return nomul_mul(g, c, in[0], in[1]);
     case 16: return nomul_div(g, c, in[0], in[1]);
+    case 17: return nomul_transpose(g, in[0], 0, 2);
+    case 18: {
+        static float causal[9];
+        static nomul_tensor mask = {causal, NULL, 2, {3, 3, 0, 0, 0}, 9};
+        nomul_causal_mask(3, causal);
+        nomul_op_cfgs cf;
+        nomul_op_cfgs_default(&cf);
+        return nomul_attention(g, &cf, in[0], in[1], in[2], 2, &mask);
+    }
     default: { /* 11 */
         static const nomul_conv2d_desc d = {2, 4, 5, 5, 6, 3, 3, 1, 2, 1, 0, 1, 1, 2};
         return nomul_conv2d(g, c, in[0], in[1], in[2], &d);
@@ -243,10 +252,10 @@ static void test_ops_match_finite_differences(void **state)
     static const char *names[] = {"softmax", "log_softmax", "layer_norm", "matmul", "matmul bT",
                                   "mul", "scale", "mean", "add", "dropout", "embedding",
                                   "conv2d", "gelu", "add bcast", "sub bcast", "mul bcast",
-                                  "div bcast"};
+                                  "div bcast", "transpose", "attention (causal)"};
     nomul_op_cfg std = {NOMUL_OP_STANDARD, 0, 1.0f};
     nomul_graph *g = nomul_graph_new(1 << 20);
-    for (int op = 0; op < 17; op++) {
+    for (int op = 0; op < 19; op++) {
         int s2[2] = {3, 7}, s7[1] = {7}, a3[3] = {2, 3, 4}, b3[3] = {2, 4, 5}, bt3[3] = {2, 5, 4};
         int emb[2] = {5, 4}, cx[4] = {2, 4, 5, 5}, cw[4] = {6, 2, 3, 3}, cb[1] = {6};
         nomul_tensor *in[3] = {NULL, NULL, NULL};
@@ -260,6 +269,14 @@ static void test_ops_match_finite_differences(void **state)
             in[0] = rand_tensor(&r, 3, a3, 1);
             in[1] = rand_tensor(&r, 3, op == 3 ? b3 : bt3, 1);
             nin = 2;
+        } else if (op == 17) {
+            int t3[3] = {2, 3, 4};
+            in[0] = rand_tensor(&r, 3, t3, 1);
+        } else if (op == 18) { /* q, k, v: (2, 3, 4), 2 heads */
+            int t3[3] = {2, 3, 4};
+            for (int k = 0; k < 3; k++)
+                in[k] = rand_tensor(&r, 3, t3, 1);
+            nin = 3;
         } else if (op >= 13) { /* (2, 3, 4) with (3, 1) */
             int big[3] = {2, 3, 4}, small[2] = {3, 1};
             in[0] = rand_tensor(&r, 3, big, 1);
@@ -489,6 +506,66 @@ static void test_op_errors(void **state)
     nomul_tensor_free(c);
 }
 
+/* Attention against loops, and key padding: masked keys' values do not
+ * matter. */
+static void test_attention_definition(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xB4};
+    enum { Bn = 2, T = 4, H = 2, DH = 3, D = H * DH };
+    int s3[3] = {Bn, T, D}, sm[4] = {Bn, 1, 1, T};
+    nomul_tensor *q = rand_tensor(&r, 3, s3, 0), *k = rand_tensor(&r, 3, s3, 0);
+    nomul_tensor *v = rand_tensor(&r, 3, s3, 0), *pad = nomul_tensor_alloc(4, sm, 0);
+    pad->data[3] = -INFINITY; /* batch 0: the last key is padding */
+    nomul_op_cfgs cf;
+    nomul_op_cfgs_default(&cf);
+    nomul_graph *g = nomul_graph_new(1 << 20);
+    nomul_tensor *o = nomul_attention(g, &cf, q, k, v, H, pad);
+    for (int b = 0; b < Bn; b++)
+        for (int h = 0; h < H; h++)
+            for (int i = 0; i < T; i++) {
+                double sc[T], mx = -INFINITY, sum = 0;
+                for (int j = 0; j < T; j++) {
+                    double d = 0;
+                    for (int e = 0; e < DH; e++)
+                        d += (double)q->data[(b * T + i) * D + h * DH + e] *
+                             k->data[(b * T + j) * D + h * DH + e];
+                    sc[j] = d / sqrt((double)DH) + pad->data[b * T + j];
+                    mx = sc[j] > mx ? sc[j] : mx;
+                }
+                for (int j = 0; j < T; j++)
+                    sum += (sc[j] = exp(sc[j] - mx));
+                for (int e = 0; e < DH; e++) {
+                    double want = 0;
+                    for (int j = 0; j < T; j++)
+                        want += sc[j] / sum * v->data[(b * T + j) * D + h * DH + e];
+                    float got = o->data[(b * T + i) * D + h * DH + e];
+                    if (fabs(got - want) > 1e-5 * (fabs(want) + 1))
+                        FAIL_SEED("attention (%d,%d,%d,%d): %g, want %g", b, h, i, e,
+                                  (double)got, want);
+                }
+            }
+    /* the padded key's value does not matter, in float and PA modes */
+    for (int pa = 0; pa <= 1; pa++) {
+        if (pa)
+            nomul_op_cfgs_all_pam(&cf);
+        nomul_graph_reset(g);
+        float before[Bn * T * D];
+        memcpy(before, nomul_attention(g, &cf, q, k, v, H, pad)->data, sizeof before);
+        for (int e = 0; e < D; e++)
+            v->data[(0 * T + 3) * D + e] += 100.0f;
+        nomul_graph_reset(g);
+        nomul_tensor *o2 = nomul_attention(g, &cf, q, k, v, H, pad);
+        for (int i = 0; i < T * D; i++) /* batch 0 only */
+            assert_int_equal(tu_bits(o2->data[i]), tu_bits(before[i]));
+    }
+    nomul_graph_free(g);
+    nomul_tensor_free(q);
+    nomul_tensor_free(k);
+    nomul_tensor_free(v);
+    nomul_tensor_free(pad);
+}
+
 static void test_sinusoidal_positions(void **state)
 {
     (void)state;
@@ -539,6 +616,7 @@ int main(void)
         cmocka_unit_test(test_ops_match_finite_differences),
         cmocka_unit_test(test_pa_ops_wiring),
         cmocka_unit_test(test_attention_block_trains),
+        cmocka_unit_test(test_attention_definition),
         cmocka_unit_test(test_sinusoidal_positions),
         cmocka_unit_test(test_op_errors),
         cmocka_unit_test(test_no_grad_and_arena_limits),

@@ -117,6 +117,20 @@ nomul_tensor *nomul_conv2d(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
  * constant table, computed once in float at model construction. */
 void nomul_sinusoidal_positions(int positions, int dim, float *out);
 
+/* x with dimensions d0 and d1 swapped (a copy). */
+nomul_tensor *nomul_transpose(nomul_graph *g, nomul_tensor *x, int d0, int d1);
+
+/* Multi-head attention core: q (batch, tq, heads·dh), k and v (batch, tk,
+ * heads·dh) → softmax(q kᵀ / √dh + mask) v, (batch, tq, heads·dh). mask is
+ * added to the scores and broadcast to (batch, heads, tq, tk): (tq, tk) for
+ * a causal mask, (batch, 1, 1, tk) for key padding, −∞ where masked; NULL for
+ * none. The scaling is a PAM in PA mode; cfgs: bmm_cfg for the products,
+ * functional_cfg for the scaling and the softmax. */
+nomul_tensor *nomul_attention(nomul_graph *g, const nomul_op_cfgs *cfgs, nomul_tensor *q,
+                              nomul_tensor *k, nomul_tensor *v, int heads, nomul_tensor *mask);
+/* Fills a (t, t) causal mask: 0 on and below the diagonal, −∞ above. */
+void nomul_causal_mask(int t, float *out);
+
 /* The same data and gradient seen with another shape of as many elements
  * (no copy, nothing recorded). */
 nomul_tensor *nomul_reshape(nomul_graph *g, nomul_tensor *x, int ndim, const int *shape);

@@ -687,3 +687,129 @@ nomul_tensor *nomul_div(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *a
 {
     return binary(g, cfg, BIN_DIV, a, b, "nomul_div");
 }
+
+/* ---- transpose ------------------------------------------------------------------------------ */
+
+/* Strides of a contiguous shape, and those of the shape with d0, d1 swapped
+ * mapped back onto x. */
+static void transpose_strides(const nomul_tensor *x, int d0, int d1, long *src_stride)
+{
+    long st[NOMUL_MAX_DIMS], s = 1;
+    for (int d = x->ndim - 1; d >= 0; d--) {
+        st[d] = s;
+        s *= x->shape[d];
+    }
+    for (int d = 0; d < x->ndim; d++)
+        src_stride[d] = st[d];
+    src_stride[d0] = st[d1];
+    src_stride[d1] = st[d0];
+}
+
+/* y[idx] = x[idx with d0, d1 swapped]; y has the swapped shape. add: +=. */
+static void transpose_copy(const nomul_tensor *x, const int *yshape, int d0, int d1,
+                           const float *src, float *dst, int add)
+{
+    long ss[NOMUL_MAX_DIMS];
+    transpose_strides(x, d0, d1, ss);
+    int idx[NOMUL_MAX_DIMS] = {0};
+    long off = 0;
+    for (long i = 0; i < x->n; i++) {
+        if (add)
+            dst[off] += src[i];
+        else
+            dst[i] = src[off];
+        for (int d = x->ndim - 1; d >= 0; d--) {
+            off += ss[d];
+            if (++idx[d] < yshape[d])
+                break;
+            off -= ss[d] * yshape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/* forward: y = swap(x, d0, d1); ival = d0, fval = d1 */
+static void transpose_backward(const node *nd)
+{
+    /* dx[swap(idx)] += dy[idx] */
+    transpose_copy(nd->in[0], nd->out->shape, nd->ival, (int)nd->fval, nd->out->grad,
+                   nd->in[0]->grad, 1);
+}
+
+nomul_tensor *nomul_transpose(nomul_graph *g, nomul_tensor *x, int d0, int d1)
+{
+    if (!x)
+        return NULL;
+    if (d0 < 0 || d1 < 0 || d0 >= x->ndim || d1 >= x->ndim) {
+        nomul_report(NOMUL_EINVAL, "nomul_transpose: dimensions %d, %d of a %d-D tensor", d0, d1,
+                     x->ndim);
+        return NULL;
+    }
+    int shape[NOMUL_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[d0] = x->shape[d1];
+    shape[d1] = x->shape[d0];
+    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, shape, ad_wants_grad(g, x, NULL, NULL));
+    if (!y)
+        return NULL;
+    transpose_copy(x, shape, d0, d1, x->data, y->data, 0);
+    node *nd = ad_record(g, transpose_backward, y, x, NULL, NULL);
+    if (nd) {
+        nd->ival = d0;
+        nd->fval = (float)d1;
+    }
+    return y;
+}
+
+/* ---- attention ---------------------------------------------------------------------------------- */
+
+/* (batch, t, heads·dh) → (batch·heads, t, dh) */
+static nomul_tensor *split_heads(nomul_graph *g, nomul_tensor *x, int heads)
+{
+    if (!x)
+        return NULL;
+    int b = x->shape[0], t = x->shape[1], dh = x->shape[2] / heads;
+    int s4[4] = {b, t, heads, dh}, s3[3] = {b * heads, t, dh};
+    nomul_tensor *y = nomul_transpose(g, nomul_reshape(g, x, 4, s4), 1, 2);
+    return nomul_reshape(g, y, 3, s3);
+}
+
+nomul_tensor *nomul_attention(nomul_graph *g, const nomul_op_cfgs *cfgs, nomul_tensor *q,
+                              nomul_tensor *k, nomul_tensor *v, int heads, nomul_tensor *mask)
+{
+    if (!q || !k || !v)
+        return NULL;
+    if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3 || heads < 1 || q->shape[2] % heads ||
+        k->shape[2] != q->shape[2] || v->shape[2] != q->shape[2] || k->shape[0] != q->shape[0] ||
+        v->shape[0] != q->shape[0] || v->shape[1] != k->shape[1]) {
+        nomul_report(NOMUL_EINVAL, "nomul_attention: q (batch, tq, d), k and v (batch, tk, d) "
+                     "with d a multiple of heads = %d", heads);
+        return NULL;
+    }
+    int b = q->shape[0], tq = q->shape[1], tk = k->shape[1], dh = q->shape[2] / heads;
+    const nomul_op_cfg *bmm = &cfgs->family[NOMUL_CFG_BMM];
+    const nomul_op_cfg *fun = &cfgs->family[NOMUL_CFG_FUNCTIONAL];
+    nomul_tensor *qh = split_heads(g, q, heads), *kh = split_heads(g, k, heads);
+    nomul_tensor *vh = split_heads(g, v, heads);
+    /* scores (batch·heads, tq, tk) = q kᵀ / √dh */
+    float scale = fun->subtype != NOMUL_OP_STANDARD ? nomul_pam_div(1.0f, nomul_pa_sqrt((float)dh))
+                                                     : 1.0f / sqrtf((float)dh);
+    nomul_tensor *s = nomul_scale(g, fun, nomul_matmul(g, bmm, qh, kh, 1), scale);
+    if (mask) {
+        int s4[4] = {b, heads, tq, tk};
+        s = nomul_add(g, nomul_reshape(g, s, 4, s4), mask);
+        int s3[3] = {b * heads, tq, tk};
+        s = nomul_reshape(g, s, 3, s3);
+    }
+    nomul_tensor *o = nomul_matmul(g, bmm, nomul_softmax(g, fun, s), vh, 0);
+    /* (batch·heads, tq, dh) → (batch, tq, heads·dh) */
+    int s4[4] = {b, heads, tq, dh}, s3[3] = {b, tq, heads * dh};
+    return nomul_reshape(g, nomul_transpose(g, nomul_reshape(g, o, 4, s4), 1, 2), 3, s3);
+}
+
+void nomul_causal_mask(int t, float *out)
+{
+    for (int i = 0; i < t; i++)
+        for (int j = 0; j < t; j++)
+            out[(long)i * t + j] = j <= i ? 0.0f : -INFINITY;
+}
