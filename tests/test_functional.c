@@ -383,6 +383,92 @@ static void test_cross_entropy(void **state)
     assert_int_equal(count, 0);
 }
 
+/* Batch norm: per channel, the layer-norm recipe over (batch, spatial); the
+ * running statistics; evaluation with them; exact PA backward = rise over run. */
+static void test_batch_norm(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xF5};
+    enum { NB = 3, C = 4, S = 5, M = NB * C * S };
+    float x[M], y[M], g[C], b[C], mean[C], rstd[C], rm[C], rv[C];
+    fill(&r, x, M, -2, 2);
+    fill(&r, g, C, -1, 0);
+    fill(&r, b, C, -1, 0);
+    for (int pa = 0; pa <= 1; pa++) {
+        nomul_fmode m = {pa, 0};
+        for (int c = 0; c < C; c++) {
+            rm[c] = 0.0f;
+            rv[c] = 1.0f;
+        }
+        nomul_batch_norm_forward(m, NB, C, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, y, mean, rstd);
+        for (int c = 0; c < C; c++) {
+            float row[NB * S], gam[NB * S], bet[NB * S], want[NB * S], mu, rs;
+            for (int i = 0; i < NB; i++)
+                for (int s = 0; s < S; s++) {
+                    row[i * S + s] = x[(i * C + c) * S + s];
+                    gam[i * S + s] = g[c];
+                    bet[i * S + s] = b[c];
+                }
+            nomul_layer_norm_forward(m, 1, NB * S, row, gam, bet, 1e-5f, want, &mu, &rs);
+            for (int i = 0; i < NB; i++)
+                for (int s = 0; s < S; s++)
+                    assert_int_equal(tu_bits(y[(i * C + c) * S + s]), tu_bits(want[i * S + s]));
+            assert_int_equal(tu_bits(mean[c]), tu_bits(mu));
+            double var = 0;
+            for (int j = 0; j < NB * S; j++)
+                var += ((double)row[j] - mu) * ((double)row[j] - mu);
+            var /= NB * S - 1;
+            assert_true(fabs(rm[c] - 0.1 * mu) < (pa ? 0.12 : 1e-6) * fabs(0.1 * mu) + 1e-7);
+            assert_true(fabs(rv[c] - (0.9 + 0.1 * var)) < (pa ? 0.12 : 1e-5) * (0.9 + 0.1 * var));
+        }
+        /* evaluation uses the running statistics */
+        float ye[M];
+        nomul_batch_norm_forward(m, NB, C, S, x, g, b, 1e-5f, 0.1f, 0, rm, rv, ye, mean, rstd);
+        for (int i = 0; i < M; i++) {
+            int c = (i / S) % C;
+            if (pa) { /* PAM(PAD(x − μ_run, pa_sqrt(σ²_run + ε)), γ) + β */
+                float w = nomul_pam_mul(nomul_pam_div(x[i] - rm[c], nomul_pa_sqrt(rv[c] + 1e-5f)),
+                                        g[c]) + b[c];
+                assert_int_equal(tu_bits(ye[i]), tu_bits(w));
+            } else {
+                double want = (x[i] - rm[c]) / sqrt(rv[c] + 1e-5) * g[c] + b[c];
+                assert_true(fabs(ye[i] - want) < 1e-5 * (fabs(want) + 0.1));
+            }
+        }
+    }
+    /* exact PA backward: rise over run of Σ dy·y along each input (four draws;
+     * with 15 values per channel, breakpoints are met more often than in
+     * layer norm's longer rows) */
+    nomul_fmode ex = {1, 0};
+    int agree = 0, total = 0;
+    for (int rep = 0; rep < 4; rep++) {
+        float dy[M], dx[M] = {0}, dg[C] = {0}, db[C] = {0};
+        fill(&r, x, M, -2, 2);
+        fill(&r, dy, M, -1, 0);
+        nomul_batch_norm_forward(ex, NB, C, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, y, mean, rstd);
+        nomul_batch_norm_backward(ex, NB, C, S, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
+        for (int k = 0; k < M; k++) {
+            double obj[2];
+            float keep = x[k], h = ldexpf(1.0f, ilogbf(keep) - 10);
+            for (int sgn = 0; sgn < 2; sgn++) {
+                x[k] = sgn ? keep - h : keep + h;
+                float yy[M], mm[C], rr[C], a[C], v[C];
+                nomul_batch_norm_forward(ex, NB, C, S, x, g, b, 1e-5f, 0.1f, 1, a, v, yy, mm, rr);
+                obj[sgn] = 0;
+                for (int i = 0; i < M; i++)
+                    obj[sgn] += (double)dy[i] * yy[i];
+            }
+            x[k] = keep;
+            double fd = (obj[0] - obj[1]) / (2.0 * h);
+            total++;
+            agree += fabs(fd - dx[k]) <= 0.01 * fabs(dx[k]) + 1e-6;
+        }
+    }
+    if (agree < 0.75 * total)
+        FAIL_SEED("batch norm exact PA backward matches the rise over run at %d of %d", agree,
+                  total);
+}
+
 /* GELU: the PA forward is the stated recipe; the exact PA backward is the
  * rise over run of the PA function; the float backward its derivative. */
 static void test_gelu(void **state)
@@ -435,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_pa_exact_backward),
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_gelu),
+        cmocka_unit_test(test_batch_norm),
     };
     printf("test_functional: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("functional", tests, NULL, NULL);

@@ -83,6 +83,12 @@ nomul_tensor *nomul_log_softmax(nomul_graph *g, const nomul_op_cfg *cfg, nomul_t
 /* Over the last dimension, with gamma and beta of that size; cfg: norm_cfg. */
 nomul_tensor *nomul_layer_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
                                nomul_tensor *gamma, nomul_tensor *beta, float eps);
+/* Batch norm of x (n, C, ...) per channel with gamma, beta (C); training:
+ * batch statistics, running_mean/var (C floats, the caller's) updated with
+ * momentum; else the running statistics (nothing recorded). cfg: norm_cfg. */
+nomul_tensor *nomul_batch_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
+                               nomul_tensor *gamma, nomul_tensor *beta, float *running_mean,
+                               float *running_var, float eps, float momentum, int training);
 /* Matrix products of the last two dimensions, batched over a leading one
  * (2-D or 3-D, the same batch): a (.., m, k) · b (.., k, n), or · bᵀ with
  * b (.., n, k) when trans_b; cfg: bmm_cfg (linear_cfg for weights). */

@@ -49,6 +49,20 @@ void nomul_layer_norm_backward(nomul_fmode m, int rows, int n, const float *x,
                                float eps, const float *dy, float *dx, float *dgamma,
                                float *dbeta);
 
+/* Batch norm over x (n, C, S) (S the spatial size): per channel, layer norm
+ * over its n·S values with γ_c, β_c. training: batch statistics, saved in
+ * mean/rstd (C) as for layer norm, and the running ones updated with
+ * momentum (PAMs in PA mode; unbiased variance); else the running ones. */
+void nomul_batch_norm_forward(nomul_fmode m, int n, int C, int S, const float *x,
+                              const float *gamma, const float *beta, float eps, float momentum,
+                              int training, float *running_mean, float *running_var, float *y,
+                              float *mean, float *rstd);
+/* Training-mode backward: dx, dγ, dβ +=. */
+void nomul_batch_norm_backward(nomul_fmode m, int n, int C, int S, const float *x,
+                               const float *gamma, const float *mean, const float *rstd,
+                               float eps, const float *dy, float *dx, float *dgamma,
+                               float *dbeta);
+
 /* Label-smoothed cross-entropy over logprobs (rows, n) = log_softmax output:
  * loss = mean over rows whose target is not ignore_index of
  * (1 − ε)·(−logp[target]) + ε·mean_c(−logp[c]). In PA mode every scaling by

@@ -125,6 +125,64 @@ nomul_tensor *nomul_layer_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_te
     return y;
 }
 
+/* ---- batch norm --------------------------------------------------------------------------- */
+
+static void bn_dims(const nomul_tensor *x, int *nb, int *C, int *S)
+{
+    *nb = x->shape[0];
+    *C = x->shape[1];
+    *S = (int)(x->n / ((long)*nb * *C));
+}
+
+/* forward: y = batch_norm(x; γ, β) with batch statistics; saved = [mean | rstd] (C each) */
+static void batch_norm_backward(const node *nd)
+{
+    nomul_tensor *x = nd->in[0], *gm = nd->in[1], *bt = nd->in[2];
+    int nb, C, S;
+    bn_dims(x, &nb, &C, &S);
+    size_t len = (size_t)x->n + 2 * (size_t)C;
+    float *tmp = nomul_scratch(NOMUL_SCRATCH_OP, len);
+    if (!tmp)
+        return;
+    memset(tmp, 0, len * sizeof *tmp);
+    float *dx = x->grad ? x->grad : tmp, *dg = gm->grad ? gm->grad : tmp + x->n;
+    float *db = bt->grad ? bt->grad : tmp + x->n + C;
+    nomul_batch_norm_backward(ad_fmode(&nd->cfg), nb, C, S, x->data, gm->data, nd->saved->data,
+                              nd->saved->data + C, nd->fval, nd->out->grad, dx, dg, db);
+}
+
+nomul_tensor *nomul_batch_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
+                               nomul_tensor *gamma, nomul_tensor *beta, float *running_mean,
+                               float *running_var, float eps, float momentum, int training)
+{
+    if (!x || !gamma || !beta)
+        return NULL;
+    if (x->ndim < 2 || gamma->n != x->shape[1] || beta->n != x->shape[1] || !running_mean ||
+        !running_var) {
+        nomul_report(NOMUL_EINVAL, "nomul_batch_norm: x must be (n, C, ...) with gamma, beta and "
+                     "running statistics of C elements");
+        return NULL;
+    }
+    int nb, C, S, two;
+    bn_dims(x, &nb, &C, &S);
+    two = 2 * C;
+    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape,
+                                         training && ad_wants_grad(g, x, gamma, beta));
+    nomul_tensor *saved = nomul_graph_tensor(g, 1, &two, 0);
+    if (!y || !saved)
+        return NULL;
+    nomul_batch_norm_forward(ad_fmode(cfg), nb, C, S, x->data, gamma->data, beta->data, eps,
+                             momentum, training, running_mean, running_var, y->data, saved->data,
+                             saved->data + C);
+    node *nd = training ? ad_record(g, batch_norm_backward, y, x, gamma, beta) : NULL;
+    if (nd) {
+        nd->cfg = *cfg;
+        nd->saved = saved;
+        nd->fval = eps;
+    }
+    return y;
+}
+
 /* ---- matmul ------------------------------------------------------------------------------ */
 
 typedef struct {

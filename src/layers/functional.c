@@ -203,35 +203,111 @@ void nomul_log_softmax_backward(nomul_fmode m, int rows, int n, const float *x, 
 
 /* ---- layer norm ------------------------------------------------------------------- */
 
+/* One row of n values; γ and β read at j·gs and j·bs (stride 0: one value
+ * for the whole row, as batch norm's per-channel γ and β). */
+static void ln_row_forward(nomul_fmode m, int n, const float *xr, const float *gamma, int gs,
+                           const float *beta, int bs, float eps, float *yr, float *mean,
+                           float *rstd)
+{
+    float nf = (float)n, sum = 0.0f, q = 0.0f;
+    for (int j = 0; j < n; j++)
+        sum += xr[j];
+    if (m.pa) {
+        float mu = pad(sum, nf);
+        for (int j = 0; j < n; j++)
+            q += pam(xr[j] - mu, xr[j] - mu);
+        float r = nomul_pa_sqrt(pad(q, nf) + eps);
+        for (int j = 0; j < n; j++)
+            yr[j] = pam(pad(xr[j] - mu, r), gamma[j * gs]) + beta[j * bs];
+        *mean = mu;
+        *rstd = r;
+    } else {
+        float mu = sum / nf;
+        for (int j = 0; j < n; j++)
+            q += (xr[j] - mu) * (xr[j] - mu);
+        float rs = 1.0f / sqrtf(q / nf + eps);
+        for (int j = 0; j < n; j++)
+            yr[j] = (xr[j] - mu) * rs * gamma[j * gs] + beta[j * bs];
+        *mean = mu;
+        *rstd = rs;
+    }
+}
+
+/* dx, dγ, dβ of one row (dγ, dβ at j·gs, j·bs: summed when the stride is 0);
+ * dd: n floats of scratch for the exact PA chain */
+static void ln_row_backward(nomul_fmode m, int n, const float *xr, const float *gamma, int gs,
+                            float mu, float r, float eps, const float *gr, float *dr,
+                            float *dgamma, float *dbeta, int bs, float *dd)
+{
+    float nf = (float)n;
+    if (!m.pa) { /* llm.c's layernorm_backward */
+        float m1 = 0.0f, m2 = 0.0f;
+        for (int j = 0; j < n; j++) {
+            float xhat = (xr[j] - mu) * r, dnorm = gamma[j * gs] * gr[j];
+            m1 += dnorm;
+            m2 += dnorm * xhat;
+        }
+        m1 /= nf;
+        m2 /= nf;
+        for (int j = 0; j < n; j++) {
+            float xhat = (xr[j] - mu) * r, dnorm = gamma[j * gs] * gr[j];
+            dbeta[j * bs] += gr[j];
+            dgamma[j * gs] += xhat * gr[j];
+            dr[j] += (dnorm - m1 - xhat * m2) * r;
+        }
+    } else if (m.approx_bwd) { /* the same formula, r the divisor, in PA */
+        float s1 = 0.0f, s2 = 0.0f;
+        for (int j = 0; j < n; j++) {
+            float xhat = pad(xr[j] - mu, r), dnorm = pam(gamma[j * gs], gr[j]);
+            s1 += dnorm;
+            s2 += pam(dnorm, xhat);
+        }
+        float m1 = pad(s1, nf), m2 = pad(s2, nf);
+        for (int j = 0; j < n; j++) {
+            float xhat = pad(xr[j] - mu, r), dnorm = pam(gamma[j * gs], gr[j]);
+            dbeta[j * bs] += gr[j];
+            dgamma[j * gs] += pam(xhat, gr[j]);
+            dr[j] += pad(dnorm - m1 - pam(xhat, m2), r);
+        }
+    } else { /* the chain, recomputing the forward's intermediates */
+        float sum = 0.0f, q = 0.0f, dr_ = 0.0f;
+        for (int j = 0; j < n; j++)
+            sum += xr[j];
+        float mu2 = pad(sum, nf);
+        for (int j = 0; j < n; j++)
+            q += pam(xr[j] - mu2, xr[j] - mu2);
+        float var = pad(q, nf), r2 = nomul_pa_sqrt(var + eps);
+        for (int j = 0; j < n; j++) { /* y = PAM(xhat, γ) + β, xhat = PAD(d, r) */
+            float d = xr[j] - mu2, xhat = pad(d, r2), dxhat, dg, a, b;
+            nomul_pam_mul_grad(xhat, gamma[j * gs], gr[j], &dxhat, &dg);
+            dgamma[j * gs] += dg;
+            dbeta[j * bs] += gr[j];
+            div_grads(d, r2, dxhat, &a, &b);
+            dd[j] = a;
+            dr_ += b;
+        }
+        float dvar = nomul_pa_sqrt_grad(var + eps, dr_, 0), dq, unused;
+        div_grads(q, nf, dvar, &dq, &unused);
+        float dmu = 0.0f;
+        for (int j = 0; j < n; j++) { /* q = Σ PAM(d, d) */
+            float d = xr[j] - mu2, a, b;
+            nomul_pam_mul_grad(d, d, dq, &a, &b);
+            dd[j] += a + b;
+            dmu -= dd[j];
+        }
+        float dsum;
+        div_grads(sum, nf, dmu, &dsum, &unused);
+        for (int j = 0; j < n; j++)
+            dr[j] += dd[j] + dsum;
+    }
+}
+
 void nomul_layer_norm_forward(nomul_fmode m, int rows, int n, const float *x, const float *gamma,
                               const float *beta, float eps, float *y, float *mean, float *rstd)
 {
-    float nf = (float)n;
-    for (int i = 0; i < rows; i++) {
-        const float *xr = x + (long)i * n;
-        float *yr = y + (long)i * n, sum = 0.0f, q = 0.0f;
-        for (int j = 0; j < n; j++)
-            sum += xr[j];
-        if (m.pa) {
-            float mu = pad(sum, nf);
-            for (int j = 0; j < n; j++)
-                q += pam(xr[j] - mu, xr[j] - mu);
-            float r = nomul_pa_sqrt(pad(q, nf) + eps);
-            for (int j = 0; j < n; j++)
-                yr[j] = pam(pad(xr[j] - mu, r), gamma[j]) + beta[j];
-            mean[i] = mu;
-            rstd[i] = r;
-        } else {
-            float mu = sum / nf;
-            for (int j = 0; j < n; j++)
-                q += (xr[j] - mu) * (xr[j] - mu);
-            float rs = 1.0f / sqrtf(q / nf + eps);
-            for (int j = 0; j < n; j++)
-                yr[j] = (xr[j] - mu) * rs * gamma[j] + beta[j];
-            mean[i] = mu;
-            rstd[i] = rs;
-        }
-    }
+    for (int i = 0; i < rows; i++)
+        ln_row_forward(m, n, x + (long)i * n, gamma, 1, beta, 1, eps, y + (long)i * n, &mean[i],
+                       &rstd[i]);
 }
 
 void nomul_layer_norm_backward(nomul_fmode m, int rows, int n, const float *x,
@@ -239,73 +315,90 @@ void nomul_layer_norm_backward(nomul_fmode m, int rows, int n, const float *x,
                                float eps, const float *dy, float *dx, float *dgamma,
                                float *dbeta)
 {
-    float nf = (float)n;
     float *dd = m.pa && !m.approx_bwd ? nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)n) : NULL;
     if (m.pa && !m.approx_bwd && !dd)
         return;
-    for (int i = 0; i < rows; i++) {
-        const float *xr = x + (long)i * n, *gr = dy + (long)i * n;
-        float *dr = dx + (long)i * n, mu = mean[i], r = rstd[i];
-        if (!m.pa) { /* llm.c's layernorm_backward */
-            float m1 = 0.0f, m2 = 0.0f;
-            for (int j = 0; j < n; j++) {
-                float xhat = (xr[j] - mu) * r, dnorm = gamma[j] * gr[j];
-                m1 += dnorm;
-                m2 += dnorm * xhat;
+    for (int i = 0; i < rows; i++)
+        ln_row_backward(m, n, x + (long)i * n, gamma, 1, mean[i], rstd[i], eps, dy + (long)i * n,
+                        dx + (long)i * n, dgamma, dbeta, 1, dd);
+}
+
+/* ---- batch norm: layer norm's rows, one per channel over (batch, spatial) ---------- */
+
+/* channel c of x (n, C, S) to row[0 .. n·S), or back (+= when add) */
+static void gather_channel(int nb, int C, int S, int c, const float *x, float *row)
+{
+    for (int b = 0; b < nb; b++)
+        memcpy(row + (long)b * S, x + ((long)b * C + c) * S, (size_t)S * sizeof *row);
+}
+
+static void scatter_channel(int nb, int C, int S, int c, const float *row, float *x, int add)
+{
+    for (int b = 0; b < nb; b++) {
+        float *dst = x + ((long)b * C + c) * S;
+        for (int s = 0; s < S; s++)
+            dst[s] = add ? dst[s] + row[(long)b * S + s] : row[(long)b * S + s];
+    }
+}
+
+void nomul_batch_norm_forward(nomul_fmode m, int nb, int C, int S, const float *x,
+                              const float *gamma, const float *beta, float eps, float momentum,
+                              int training, float *running_mean, float *running_var, float *y,
+                              float *mean, float *rstd)
+{
+    long len = (long)nb * S;
+    float *row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 2);
+    if (!row)
+        return;
+    float *out = row + len;
+    for (int c = 0; c < C; c++) {
+        gather_channel(nb, C, S, c, x, row);
+        if (training) {
+            ln_row_forward(m, (int)len, row, gamma + c, 0, beta + c, 0, eps, out, &mean[c],
+                           &rstd[c]);
+            /* running statistics (unbiased variance, as PyTorch keeps) */
+            float var = 0.0f;
+            if (m.pa) {
+                for (long j = 0; j < len; j++)
+                    var += pam(row[j] - mean[c], row[j] - mean[c]);
+                var = pad(var, (float)(len > 1 ? len - 1 : 1));
+                running_mean[c] = pam(running_mean[c], 1.0f - momentum) + pam(mean[c], momentum);
+                running_var[c] = pam(running_var[c], 1.0f - momentum) + pam(var, momentum);
+            } else {
+                for (long j = 0; j < len; j++)
+                    var += (row[j] - mean[c]) * (row[j] - mean[c]);
+                var /= (float)(len > 1 ? len - 1 : 1);
+                running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean[c];
+                running_var[c] = (1.0f - momentum) * running_var[c] + momentum * var;
             }
-            m1 /= nf;
-            m2 /= nf;
-            for (int j = 0; j < n; j++) {
-                float xhat = (xr[j] - mu) * r, dnorm = gamma[j] * gr[j];
-                dbeta[j] += gr[j];
-                dgamma[j] += xhat * gr[j];
-                dr[j] += (dnorm - m1 - xhat * m2) * r;
+        } else { /* evaluation: the running statistics */
+            for (long j = 0; j < len; j++) {
+                float d = row[j] - running_mean[c];
+                out[j] = m.pa ? pam(pad(d, nomul_pa_sqrt(running_var[c] + eps)), gamma[c]) + beta[c]
+                              : d / sqrtf(running_var[c] + eps) * gamma[c] + beta[c];
             }
-        } else if (m.approx_bwd) { /* the same formula, r the divisor, in PA */
-            float s1 = 0.0f, s2 = 0.0f;
-            for (int j = 0; j < n; j++) {
-                float xhat = pad(xr[j] - mu, r), dnorm = pam(gamma[j], gr[j]);
-                s1 += dnorm;
-                s2 += pam(dnorm, xhat);
-            }
-            float m1 = pad(s1, nf), m2 = pad(s2, nf);
-            for (int j = 0; j < n; j++) {
-                float xhat = pad(xr[j] - mu, r), dnorm = pam(gamma[j], gr[j]);
-                dbeta[j] += gr[j];
-                dgamma[j] += pam(xhat, gr[j]);
-                dr[j] += pad(dnorm - m1 - pam(xhat, m2), r);
-            }
-        } else { /* the chain, recomputing the forward's intermediates */
-            float sum = 0.0f, q = 0.0f, dr_ = 0.0f;
-            for (int j = 0; j < n; j++)
-                sum += xr[j];
-            float mu2 = pad(sum, nf);
-            for (int j = 0; j < n; j++)
-                q += pam(xr[j] - mu2, xr[j] - mu2);
-            float var = pad(q, nf), r2 = nomul_pa_sqrt(var + eps);
-            for (int j = 0; j < n; j++) { /* y = PAM(xhat, γ) + β, xhat = PAD(d, r) */
-                float d = xr[j] - mu2, xhat = pad(d, r2), dxhat, dg, a, b;
-                nomul_pam_mul_grad(xhat, gamma[j], gr[j], &dxhat, &dg);
-                dgamma[j] += dg;
-                dbeta[j] += gr[j];
-                div_grads(d, r2, dxhat, &a, &b);
-                dd[j] = a;
-                dr_ += b;
-            }
-            float dvar = nomul_pa_sqrt_grad(var + eps, dr_, 0), dq, unused;
-            div_grads(q, nf, dvar, &dq, &unused);
-            float dmu = 0.0f;
-            for (int j = 0; j < n; j++) { /* q = Σ PAM(d, d) */
-                float d = xr[j] - mu2, a, b;
-                nomul_pam_mul_grad(d, d, dq, &a, &b);
-                dd[j] += a + b;
-                dmu -= dd[j];
-            }
-            float dsum;
-            div_grads(sum, nf, dmu, &dsum, &unused);
-            for (int j = 0; j < n; j++)
-                dr[j] += dd[j] + dsum;
         }
+        scatter_channel(nb, C, S, c, out, y, 0);
+    }
+}
+
+void nomul_batch_norm_backward(nomul_fmode m, int nb, int C, int S, const float *x,
+                               const float *gamma, const float *mean, const float *rstd,
+                               float eps, const float *dy, float *dx, float *dgamma,
+                               float *dbeta)
+{
+    long len = (long)nb * S;
+    float *row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 4);
+    if (!row)
+        return;
+    float *grow = row + len, *drow = row + 2 * len, *dd = row + 3 * len;
+    for (int c = 0; c < C; c++) {
+        gather_channel(nb, C, S, c, x, row);
+        gather_channel(nb, C, S, c, dy, grow);
+        memset(drow, 0, (size_t)len * sizeof *drow);
+        ln_row_backward(m, (int)len, row, gamma + c, 0, mean[c], rstd[c], eps, grow, drow,
+                        dgamma + c, dbeta + c, 0, dd);
+        scatter_channel(nb, C, S, c, drow, dx, 1);
     }
 }
 
