@@ -452,7 +452,7 @@ static void test_batch_norm(void **state)
             float keep = x[k], h = ldexpf(1.0f, ilogbf(keep) - 10);
             for (int sgn = 0; sgn < 2; sgn++) {
                 x[k] = sgn ? keep - h : keep + h;
-                float yy[M], mm[C], rr[C], a[C], v[C];
+                float yy[M], mm[C], rr[C], a[C] = {0}, v[C] = {0};
                 nomul_batch_norm_forward(ex, NB, C, S, x, g, b, 1e-5f, 0.1f, 1, a, v, yy, mm, rr);
                 obj[sgn] = 0;
                 for (int i = 0; i < M; i++)

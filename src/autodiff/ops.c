@@ -429,7 +429,7 @@ nomul_tensor *nomul_dropout(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tenso
         return NULL;
     float s = is_pa(cfg) ? nomul_pam_div(1.0f, 1.0f - p) : 1.0f / (1.0f - p);
     /* kept when a uniform 32-bit draw is at least p·2^32 */
-    unsigned long long threshold = (unsigned long long)((double)p * 4294967296.0);
+    unsigned long long threshold = (unsigned long long)ldexp((double)p, 32); /* p·2^32 by exponent shift */
     for (long i = 0; i < x->n; i++) {
         int kept = (splitmix(rng) >> 32) >= threshold;
         keep->data[i] = kept ? 1.0f : 0.0f;
