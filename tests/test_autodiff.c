@@ -239,6 +239,7 @@ static nomul_tensor *apply_op(nomul_graph *g, const nomul_op_cfg *c, int op, nom
     case 15: return nomul_mul(g, c, in[0], in[1]);
     case 16: return nomul_div(g, c, in[0], in[1]);
     case 17: return nomul_transpose(g, in[0], 0, 2);
+    case 20: return nomul_logsumexp(g, c, in[0]);
     case 19: {
         float rm[3] = {0, 0, 0}, rv[3] = {1, 1, 1};
         return nomul_batch_norm(g, c, in[0], in[1], in[2], rm, rv, 1e-5f, 0.1f, 1);
@@ -266,10 +267,10 @@ static void test_ops_match_finite_differences(void **state)
                                   "mul", "scale", "mean", "add", "dropout", "embedding",
                                   "conv2d", "gelu", "add bcast", "sub bcast", "mul bcast",
                                   "div bcast", "transpose", "attention (causal)",
-                                  "batch_norm"};
+                                  "batch_norm", "logsumexp"};
     nomul_op_cfg std = {NOMUL_OP_STANDARD, 0, 1.0f};
     nomul_graph *g = nomul_graph_new(1 << 20);
-    for (int op = 0; op < 20; op++) {
+    for (int op = 0; op < 21; op++) {
         int s2[2] = {3, 7}, s7[1] = {7}, a3[3] = {2, 3, 4}, b3[3] = {2, 4, 5}, bt3[3] = {2, 5, 4};
         int emb[2] = {5, 4}, cx[4] = {2, 4, 5, 5}, cw[4] = {6, 2, 3, 3}, cb[1] = {6};
         nomul_tensor *in[3] = {NULL, NULL, NULL};

@@ -254,8 +254,12 @@ static double pa_objective(int op, const float *x, const float *dy, const float 
         nomul_softmax_forward(ex, 1, N, x, y);
     else if (op == 1)
         nomul_log_softmax_forward(ex, 1, N, x, y);
-    else
+    else if (op == 2)
         nomul_layer_norm_forward(ex, 1, N, x, g, b, 1e-5f, y, mean, rstd);
+    else { /* logsumexp: one value */
+        nomul_logsumexp_forward(ex, 1, N, x, y);
+        return (double)dy[0] * y[0];
+    }
     double s = 0;
     for (int j = 0; j < N; j++)
         if (isfinite(y[j]))
@@ -269,7 +273,7 @@ static void test_pa_exact_backward(void **state)
     tu_rng r = {tu_seed() ^ 0xF2};
     nomul_fmode ex = {1, 0};
     float x[N], y[N], dy[N], dx[N], g[N], b[N], mean[1], rstd[1], dg[N], db[N];
-    for (int op = 0; op < 3; op++) {
+    for (int op = 0; op < 4; op++) {
         int agree = 0, total = 0;
         for (int rep = 0; rep < 6; rep++) {
             fill(&r, x, N, -1, 1);
@@ -289,9 +293,11 @@ static void test_pa_exact_backward(void **state)
             } else if (op == 1) {
                 nomul_log_softmax_forward(ex, 1, N, x, y);
                 nomul_log_softmax_backward(ex, 1, N, x, y, dy, dx);
-            } else {
+            } else if (op == 2) {
                 nomul_layer_norm_forward(ex, 1, N, x, g, b, 1e-5f, y, mean, rstd);
                 nomul_layer_norm_backward(ex, 1, N, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
+            } else {
+                nomul_logsumexp_backward(ex, 1, N, x, dy, dx);
             }
             /* softmax sends nothing to a masked input (log_softmax passes dy through) */
             if (op == 0 && dx[5] != 0.0f)
@@ -300,6 +306,8 @@ static void test_pa_exact_backward(void **state)
                 if (!isfinite(x[k]))
                     continue;
                 float keep = x[k], h = ldexpf(1.0f, ilogbf(keep) - (op == 0 ? 14 : op == 1 ? 9 : 10));
+                if (op == 3) /* logsumexp moves as log_softmax's subtrahend does */
+                    h = ldexpf(1.0f, ilogbf(keep) - 9);
                 /* (log_softmax and layer_norm move little beside their rounding: longer steps) */
                 x[k] = keep + h;
                 double up = pa_objective(op, x, dy, g, b);

@@ -80,6 +80,8 @@ nomul_tensor *nomul_cross_entropy(nomul_graph *g, const nomul_op_cfg *cfg, nomul
  * probability); cfg: functional_cfg. */
 nomul_tensor *nomul_softmax(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x);
 nomul_tensor *nomul_log_softmax(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x);
+/* logsumexp over the last dimension: shape without it (1-D for a vector). */
+nomul_tensor *nomul_logsumexp(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x);
 /* Over the last dimension, with gamma and beta of that size; cfg: norm_cfg. */
 nomul_tensor *nomul_layer_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
                                nomul_tensor *gamma, nomul_tensor *beta, float eps);

@@ -38,6 +38,12 @@ void nomul_log_softmax_forward(nomul_fmode m, int rows, int n, const float *x, f
 void nomul_log_softmax_backward(nomul_fmode m, int rows, int n, const float *x, const float *y,
                                 const float *dy, float *dx);
 
+/* lse (rows) = logsumexp of each row; PA: PAD(s + palog2(Σ paexp2(t − s)), log2e). */
+void nomul_logsumexp_forward(nomul_fmode m, int rows, int n, const float *x, float *lse);
+/* dx += ∂lse/∂x · dlse (per row). */
+void nomul_logsumexp_backward(nomul_fmode m, int rows, int n, const float *x, const float *dlse,
+                              float *dx);
+
 /* y = PAM(PAD(x − μ, pa_sqrt(σ² + eps)), γ) + β per row (PA), the usual
  * layer norm in float; mean and rstd (rows) are saved for the backward. */
 void nomul_layer_norm_forward(nomul_fmode m, int rows, int n, const float *x, const float *gamma,

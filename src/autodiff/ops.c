@@ -75,6 +75,33 @@ nomul_tensor *nomul_log_softmax(nomul_graph *g, const nomul_op_cfg *cfg, nomul_t
     return y;
 }
 
+/* forward: y = logsumexp(x) over rows */
+static void logsumexp_backward(const node *nd)
+{
+    int rows, n;
+    rows_cols(nd->in[0], &rows, &n);
+    nomul_logsumexp_backward(ad_fmode(&nd->cfg), rows, n, nd->in[0]->data, nd->out->grad,
+                             nd->in[0]->grad);
+}
+
+nomul_tensor *nomul_logsumexp(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x)
+{
+    if (!x)
+        return NULL;
+    int rows, n, one = 1;
+    rows_cols(x, &rows, &n);
+    nomul_tensor *y = x->ndim > 1 ? nomul_graph_tensor(g, x->ndim - 1, x->shape,
+                                                       ad_wants_grad(g, x, NULL, NULL))
+                                  : nomul_graph_tensor(g, 1, &one, ad_wants_grad(g, x, NULL, NULL));
+    if (!y)
+        return NULL;
+    nomul_logsumexp_forward(ad_fmode(cfg), rows, n, x->data, y->data);
+    node *nd = ad_record(g, logsumexp_backward, y, x, NULL, NULL);
+    if (nd)
+        nd->cfg = *cfg;
+    return y;
+}
+
 /* ---- layer norm ------------------------------------------------------------------------ */
 
 /* forward: y = layer_norm(x; γ, β); saved = [mean (rows) | rstd (rows)] */

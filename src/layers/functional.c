@@ -201,6 +201,60 @@ void nomul_log_softmax_backward(nomul_fmode m, int rows, int n, const float *x, 
     }
 }
 
+/* ---- logsumexp ---------------------------------------------------------------------- */
+
+void nomul_logsumexp_forward(nomul_fmode m, int rows, int n, const float *x, float *lse)
+{
+    row_tmp t;
+    if (m.pa && !tmp_alloc(&t, n))
+        return;
+    for (int i = 0; i < rows; i++) {
+        const float *xr = x + (long)i * n;
+        if (m.pa) {
+            float s, sum = pa_row_exp(n, xr, t.u, t.e, &s);
+            lse[i] = pad(s + nomul_palog2(sum), LOG2E);
+        } else {
+            float mx = -INFINITY, sum = 0.0f;
+            for (int j = 0; j < n; j++)
+                mx = xr[j] > mx ? xr[j] : mx;
+            for (int j = 0; j < n; j++)
+                sum += expf(xr[j] - mx);
+            lse[i] = mx + logf(sum);
+        }
+    }
+}
+
+void nomul_logsumexp_backward(nomul_fmode m, int rows, int n, const float *x, const float *dlse,
+                              float *dx)
+{
+    row_tmp t;
+    if (!tmp_alloc(&t, n))
+        return;
+    for (int i = 0; i < rows; i++) {
+        const float *xr = x + (long)i * n;
+        float *dr = dx + (long)i * n, g = dlse[i];
+        if (!m.pa) { /* softmax(x) · dlse */
+            float mx = -INFINITY, sum = 0.0f;
+            for (int j = 0; j < n; j++)
+                mx = xr[j] > mx ? xr[j] : mx;
+            for (int j = 0; j < n; j++)
+                sum += (t.e[j] = expf(xr[j] - mx));
+            for (int j = 0; j < n; j++)
+                dr[j] += t.e[j] / sum * g;
+        } else if (m.approx_bwd) {
+            softmax_row_pa(n, xr, t.e, &t);
+            for (int j = 0; j < n; j++)
+                dr[j] += pam(t.e[j], g);
+        } else { /* lse = PAD(w, log2e), w = s + palog2(S), S = Σ paexp2(u) */
+            float s, sum = pa_row_exp(n, xr, t.u, t.e, &s), dw, unused;
+            div_grads(s + nomul_palog2(sum), LOG2E, g, &dw, &unused);
+            float dsum = nomul_palog2_grad(sum, dw);
+            for (int j = 0; j < n; j++)
+                dr[j] += mul_grad_a(xr[j], LOG2E, nomul_paexp2_grad(t.u[j], dsum));
+        }
+    }
+}
+
 /* ---- layer norm ------------------------------------------------------------------- */
 
 /* One row of n values; γ and β read at j·gs and j·bs (stride 0: one value
