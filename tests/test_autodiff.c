@@ -355,15 +355,17 @@ static void test_ops_match_finite_differences(void **state)
 }
 
 /* PA operations are wired to the arithmetic: forward and backward bit for
- * bit against direct calls. */
+ * bit against direct calls, with and without an offset. */
 static void test_pa_ops_wiring(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0xB1};
     nomul_graph *g = nomul_graph_new(1 << 20);
     int s2[2] = {4, 6};
-    for (int approx = 0; approx <= 1; approx++) {
-        nomul_op_cfg pa = {NOMUL_OP_PAM, approx, 1.0f};
+    for (int variant = 0; variant < 4; variant++) {
+        int approx = variant & 1;
+        float off = variant & 2 ? 1.0552f : 1.0f;
+        nomul_op_cfg pa = {NOMUL_OP_PAM, approx, off};
         nomul_tensor *a = rand_tensor(&r, 2, s2, 1), *b = rand_tensor(&r, 2, s2, 1);
         nomul_graph_reset(g);
         nomul_tensor *y = nomul_mul(g, &pa, a, b);
@@ -371,8 +373,9 @@ static void test_pa_ops_wiring(void **state)
         nomul_tensor *loss = nomul_mean(g, &pa, z);
         nomul_backward(g, loss);
         float s = 0.0f;
+#define PM(x, y) (off != 1.0f ? nomul_pam_mul_off(x, y, off) : nomul_pam_mul(x, y))
         for (long i = 0; i < a->n; i++)
-            s += nomul_pam_mul(nomul_pam_mul(a->data[i], b->data[i]), 3.0f);
+            s += PM(PM(a->data[i], b->data[i]), 3.0f);
         assert_int_equal(tu_bits(loss->data[0]), tu_bits(nomul_pam_div(s, (float)a->n)));
         float gm, unused;
         if (approx)
@@ -380,10 +383,14 @@ static void test_pa_ops_wiring(void **state)
         else
             nomul_pam_div_grad(s, (float)a->n, 1.0f, &gm, &unused);
         for (long i = 0; i < a->n; i++) {
-            float p = nomul_pam_mul(a->data[i], b->data[i]), dz, dy, da, db;
+            float p = PM(a->data[i], b->data[i]), dz, dy, da, db;
             if (approx) {
-                nomul_pam_mul_grad_approx(p, 3.0f, gm, &dz, &unused);
-                nomul_pam_mul_grad_approx(a->data[i], b->data[i], dz, &da, &db);
+                dz = PM(gm, 3.0f);
+                da = PM(dz, b->data[i]);
+                db = PM(dz, a->data[i]);
+            } else if (off != 1.0f) {
+                nomul_pam_mul_grad(p, nomul_pam_mul(3.0f, off), gm, &dz, &unused);
+                nomul_pam_mul_off_grad(a->data[i], b->data[i], off, dz, &da, &db);
             } else {
                 nomul_pam_mul_grad(p, 3.0f, gm, &dz, &unused);
                 nomul_pam_mul_grad(a->data[i], b->data[i], dz, &da, &db);

@@ -320,8 +320,13 @@ static void scale_backward(const node *nd)
     float *d = nomul_scratch(NOMUL_SCRATCH_OP, (size_t)x->n);
     if (!d)
         return;
-    if (nd->cfg.approx_bwd)
+    float off = nd->cfg.offset;
+    if (nd->cfg.approx_bwd && off != 1.0f) /* c·x·offset's derivative in PA */
+        nomul_pam_mul_off_vs((size_t)x->n, y->grad, c, off, d);
+    else if (nd->cfg.approx_bwd)
         nomul_pam_mul_grad_approx_vs((size_t)x->n, x->data, c, y->grad, d);
+    else if (off != 1.0f) /* exact: c replaced by PAM(c, offset) */
+        nomul_pam_mul_grad_vs((size_t)x->n, x->data, nomul_pam_mul(c, off), y->grad, d);
     else
         nomul_pam_mul_grad_vs((size_t)x->n, x->data, c, y->grad, d);
     for (long i = 0; i < x->n; i++)
@@ -335,7 +340,9 @@ nomul_tensor *nomul_scale(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor 
     nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
     if (!y)
         return NULL;
-    if (is_pa(cfg))
+    if (is_pa(cfg) && cfg->offset != 1.0f)
+        nomul_pam_mul_off_vs((size_t)x->n, x->data, c, cfg->offset, y->data);
+    else if (is_pa(cfg))
         nomul_pam_mul_vs((size_t)x->n, x->data, c, y->data);
     else
         for (long i = 0; i < x->n; i++)
@@ -673,12 +680,12 @@ static void it_next(bcast_it *it)
     }
 }
 
-static float bin_forward(int op, int pa, float x, float y)
+static float bin_forward(int op, int pa, float off, float x, float y)
 {
     switch (op) {
     case BIN_ADD: return x + y;
     case BIN_SUB: return x - y;
-    case BIN_MUL: return pa ? nomul_pam_mul(x, y) : x * y;
+    case BIN_MUL: return !pa ? x * y : off != 1.0f ? nomul_pam_mul_off(x, y, off) : nomul_pam_mul(x, y);
     default: return pa ? nomul_pam_div(x, y) : x / y;
     }
 }
@@ -701,8 +708,14 @@ static void binary_backward(const node *nd)
             if (!pa) {
                 ga = x1 * g;
                 gb = x0 * g;
-            } else if (approx) {
-                nomul_pam_mul_grad_approx(x0, x1, g, &ga, &gb);
+            } else if (approx) { /* PAM(PAM(dy, b), offset), PAM(PAM(dy, a), offset) */
+                float off = nd->cfg.offset;
+                ga = off != 1.0f ? nomul_pam_mul_off(g, x1, off) : nomul_pam_mul(g, x1);
+                gb = off != 1.0f ? nomul_pam_mul_off(g, x0, off) : nomul_pam_mul(g, x0);
+                if (isnan(x0) || isnan(x1) || isnan(g))
+                    ga = gb = NAN;
+            } else if (nd->cfg.offset != 1.0f) {
+                nomul_pam_mul_off_grad(x0, x1, nd->cfg.offset, g, &ga, &gb);
             } else {
                 nomul_pam_mul_grad(x0, x1, g, &ga, &gb);
             }
@@ -741,7 +754,7 @@ static nomul_tensor *binary(nomul_graph *g, const nomul_op_cfg *cfg, int op, nom
     int pa = cfg && is_pa(cfg);
     bcast_it it = {&bc, {0}, 0, 0};
     for (long i = 0; i < y->n; i++, it_next(&it))
-        y->data[i] = bin_forward(op, pa, a->data[it.ia], b->data[it.ib]);
+        y->data[i] = bin_forward(op, pa, cfg ? cfg->offset : 1.0f, a->data[it.ia], b->data[it.ib]);
     node *nd = ad_record(g, binary_backward, y, a, b, NULL);
     if (nd) {
         nomul_op_cfg std = {NOMUL_OP_STANDARD, 0, 1.0f};
