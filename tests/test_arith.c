@@ -22,14 +22,6 @@
 #include "ref_pa.h"
 #include "testutil.h"
 
-#define FAIL_SEED(...)                                                                    \
-    do {                                                                                  \
-        char msg_[512];                                                                   \
-        snprintf(msg_, sizeof msg_, __VA_ARGS__);                                         \
-        fail_msg("%s (seed %llu; rerun with NOMUL_TEST_SEED=%llu)", msg_,                 \
-                 (unsigned long long)tu_seed(), (unsigned long long)tu_seed());           \
-    } while (0)
-
 /* ---- golden vectors ------------------------------------------------------ */
 
 static void test_golden_vectors(void **state)

@@ -20,14 +20,6 @@
 #include "nomul/nomul.h"
 #include "testutil.h"
 
-#define FAIL_SEED(...)                                                                    \
-    do {                                                                                  \
-        char msg_[512];                                                                   \
-        snprintf(msg_, sizeof msg_, __VA_ARGS__);                                         \
-        fail_msg("%s (seed %llu; rerun with NOMUL_TEST_SEED=%llu)", msg_,                 \
-                 (unsigned long long)tu_seed(), (unsigned long long)tu_seed());           \
-    } while (0)
-
 typedef struct {
     nomul_tensor *w1, *b1, *w2, *b2;
 } mlp;

@@ -19,14 +19,6 @@
 #include "nomul/nomul.h"
 #include "testutil.h"
 
-#define FAIL_SEED(...)                                                                    \
-    do {                                                                                  \
-        char msg_[768];                                                                   \
-        snprintf(msg_, sizeof msg_, __VA_ARGS__);                                         \
-        fail_msg("%s (seed %llu; rerun with NOMUL_TEST_SEED=%llu)", msg_,                 \
-                 (unsigned long long)tu_seed(), (unsigned long long)tu_seed());           \
-    } while (0)
-
 static int rnd(tu_rng *r, int lo, int hi) { return lo + (int)(tu_u32(r) % (uint32_t)(hi - lo + 1)); }
 
 static float value(tu_rng *r, int zeros)

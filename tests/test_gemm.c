@@ -21,14 +21,6 @@
 #include "nomul/nomul.h"
 #include "testutil.h"
 
-#define FAIL_SEED(...)                                                                    \
-    do {                                                                                  \
-        char msg_[768];                                                                   \
-        snprintf(msg_, sizeof msg_, __VA_ARGS__);                                         \
-        fail_msg("%s (seed %llu; rerun with NOMUL_TEST_SEED=%llu)", msg_,                 \
-                 (unsigned long long)tu_seed(), (unsigned long long)tu_seed());           \
-    } while (0)
-
 typedef struct {
     CBLAS_LAYOUT layout;
     CBLAS_TRANSPOSE ta, tb;

@@ -18,14 +18,6 @@
 #include "nomul/nomul.h"
 #include "testutil.h"
 
-#define FAIL_SEED(...)                                                                    \
-    do {                                                                                  \
-        char msg_[512];                                                                   \
-        snprintf(msg_, sizeof msg_, __VA_ARGS__);                                         \
-        fail_msg("%s (seed %llu; rerun with NOMUL_TEST_SEED=%llu)", msg_,                 \
-                 (unsigned long long)tu_seed(), (unsigned long long)tu_seed());           \
-    } while (0)
-
 static float pm(float a, float b, float off)
 {
     return off != 1.0f ? nomul_pam_mul_off(a, b, off) : nomul_pam_mul(a, b);

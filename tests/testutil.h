@@ -102,6 +102,15 @@ static inline float tu_edge_partner(tu_rng *r, float a)
     return tu_float((uint32_t)ub | (tu_u32(r) & 0x80000000u));
 }
 
+/* fail_msg with the run's seed and how to repeat it (cmocka.h must come first) */
+#define FAIL_SEED(...)                                                                    \
+    do {                                                                                  \
+        char msg_[768];                                                                   \
+        snprintf(msg_, sizeof msg_, __VA_ARGS__);                                         \
+        fail_msg("%s (seed %llu; rerun with NOMUL_TEST_SEED=%llu)", msg_,                 \
+                 (unsigned long long)tu_seed(), (unsigned long long)tu_seed());           \
+    } while (0)
+
 /* How much of the long sweeps to run: NOMUL_TEST_SCALE (default 1; 0.01 is
  * a hundredth). */
 static inline double tu_scale(void)

@@ -34,22 +34,6 @@ static void softmax_backward(const node *nd)
                            nd->out->grad, nd->in[0]->grad);
 }
 
-nomul_tensor *nomul_softmax(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x)
-{
-    if (!x)
-        return NULL;
-    int rows, n;
-    rows_cols(x, &rows, &n);
-    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
-    if (!y)
-        return NULL;
-    nomul_softmax_forward(ad_fmode(cfg), rows, n, x->data, y->data);
-    node *nd = ad_record(g, softmax_backward, y, x, NULL, NULL);
-    if (nd)
-        nd->cfg = *cfg;
-    return y;
-}
-
 /* forward: y = log_softmax(x) over rows */
 static void log_softmax_backward(const node *nd)
 {
@@ -59,7 +43,11 @@ static void log_softmax_backward(const node *nd)
                                nd->out->grad, nd->in[0]->grad);
 }
 
-nomul_tensor *nomul_log_softmax(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x)
+/* A row-wise operation whose output has x's shape. */
+typedef void (*row_forward_fn)(nomul_fmode m, int rows, int n, const float *x, float *y);
+
+static nomul_tensor *row_op(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
+                            row_forward_fn fwd, backward_fn bwd)
 {
     if (!x)
         return NULL;
@@ -68,11 +56,21 @@ nomul_tensor *nomul_log_softmax(nomul_graph *g, const nomul_op_cfg *cfg, nomul_t
     nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
     if (!y)
         return NULL;
-    nomul_log_softmax_forward(ad_fmode(cfg), rows, n, x->data, y->data);
-    node *nd = ad_record(g, log_softmax_backward, y, x, NULL, NULL);
+    fwd(ad_fmode(cfg), rows, n, x->data, y->data);
+    node *nd = ad_record(g, bwd, y, x, NULL, NULL);
     if (nd)
         nd->cfg = *cfg;
     return y;
+}
+
+nomul_tensor *nomul_softmax(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x)
+{
+    return row_op(g, cfg, x, nomul_softmax_forward, softmax_backward);
+}
+
+nomul_tensor *nomul_log_softmax(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x)
+{
+    return row_op(g, cfg, x, nomul_log_softmax_forward, log_softmax_backward);
 }
 
 /* forward: y = logsumexp(x) over rows */
