@@ -17,5 +17,6 @@
 #include "nomul/optim.h"
 #include "nomul/functional.h"
 #include "nomul/autodiff.h"
+#include "nomul/audit.h"
 
 #endif

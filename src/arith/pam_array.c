@@ -6,6 +6,7 @@
  */
 #include "nomul/arith.h"
 
+#include "../core/internal.h"
 #include "elt.h"
 
 const nomul_elt_info nomul_elt_info_table[NOMUL_ELT_COUNT] = {
@@ -91,12 +92,53 @@ void nomul_elt_run(nomul_elt_op op, size_t n, const nomul_elt_args *args)
 
 /* ---- public array entry points ----------------------------------------- */
 
+/* The audit's count of one element of each operation (PA primitives, and
+ * exponent shifts for exact derivatives). */
+static void count_elt(nomul_elt_op op, size_t n, int approx)
+{
+    switch (op) {
+    case NOMUL_ELT_MUL: NOMUL_COUNT(PAM, n); break;
+    case NOMUL_ELT_MUL_OFF: NOMUL_COUNT(PAM, 2 * n); break;
+    case NOMUL_ELT_DIV: NOMUL_COUNT(PAD, n); break;
+    case NOMUL_ELT_LOG2: NOMUL_COUNT(PALOG2, n); break;
+    case NOMUL_ELT_EXP2: NOMUL_COUNT(PAEXP2, n); break;
+    case NOMUL_ELT_EXP: NOMUL_COUNT(PAM, n); NOMUL_COUNT(PAEXP2, n); break;
+    case NOMUL_ELT_LOG: NOMUL_COUNT(PALOG2, n); NOMUL_COUNT(PAD, n); break;
+    case NOMUL_ELT_POW:
+    case NOMUL_ELT_SQRT:
+        NOMUL_COUNT(PALOG2, n);
+        NOMUL_COUNT(PAM, n);
+        NOMUL_COUNT(PAEXP2, n);
+        break;
+    case NOMUL_ELT_MUL_GRAD:
+    case NOMUL_ELT_DIV_GRAD: NOMUL_COUNT(SHIFT, 2 * n); break;
+    case NOMUL_ELT_MUL_OFF_GRAD: NOMUL_COUNT(SHIFT, 2 * n); NOMUL_COUNT(PAM, 2 * n); break;
+    case NOMUL_ELT_MUL_GRAD_APPROX: NOMUL_COUNT(PAM, 2 * n); break;
+    case NOMUL_ELT_DIV_GRAD_APPROX: NOMUL_COUNT(PAD, 2 * n); NOMUL_COUNT(PAM, 3 * n); break;
+    case NOMUL_ELT_EXP2_GRAD:
+    case NOMUL_ELT_LOG2_GRAD: NOMUL_COUNT(SHIFT, n); break;
+    default: /* the composite derivatives: their primitives, or their slopes */
+        if (approx) {
+            NOMUL_COUNT(PAM, 3 * n);
+            NOMUL_COUNT(PAD, n);
+            NOMUL_COUNT(PAEXP2, n);
+            NOMUL_COUNT(PALOG2, n);
+        } else {
+            NOMUL_COUNT(SHIFT, 3 * n);
+            NOMUL_COUNT(PAM, n);
+            NOMUL_COUNT(PALOG2, n);
+        }
+        break;
+    }
+}
+
 /* Up to four inputs: a pointer each, and whether it is a broadcast scalar. */
 static void run(nomul_elt_op op, size_t n, const float *i0, int b0, const float *i1, int b1,
                 const float *i2, int b2, const float *i3, int b3, float *o0, float *o1,
                 int approx)
 {
     nomul_elt_args g = {{i0, i1, i2, i3}, {b0, b1, b2, b3}, {o0, o1}, approx};
+    count_elt(op, n, approx);
     nomul_elt_run(op, n, &g);
 }
 

@@ -2,6 +2,8 @@
 #ifndef NOMUL_CORE_INTERNAL_H
 #define NOMUL_CORE_INTERNAL_H
 
+#include <stddef.h>
+
 #include "nomul/error.h"
 
 /* Records an error for this thread and calls the handler. */
@@ -19,5 +21,10 @@ void nomul_aligned_free(void *p);
  * report) when out of memory. Each slot is one independent buffer. */
 enum { NOMUL_SCRATCH_ROW, NOMUL_SCRATCH_NORM, NOMUL_SCRATCH_OP, NOMUL_SCRATCH_SLOTS };
 float *nomul_scratch(int slot, size_t n);
+
+/* Adds n operations of class c to the audit counters (when enabled). */
+#include "nomul/audit.h"
+void nomul_count(nomul_op_class c, unsigned long long n);
+#define NOMUL_COUNT(cls, n) nomul_count(NOMUL_COUNT_##cls, (unsigned long long)(n))
 
 #endif

@@ -106,6 +106,7 @@ static void im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *
 /* x += col2im(col): the adjoint of im2col. */
 static void col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const float *col, float *x)
 {
+    NOMUL_COUNT(FADD, (long long)g->K * g->P);
     for (int c = 0; c < g->cig; c++)
         for (int i = 0; i < d->kh; i++)
             for (int j = 0; j < d->kw; j++) {
@@ -309,9 +310,12 @@ static int depthwise_direct(const nomul_conv2d_desc *d, const conv_geom *g, floa
                     int shift = j * d->dil_w - d->pad_w; /* ix = ox + shift */
                     int ox0 = shift < 0 ? -shift : 0;
                     int ox1 = d->w - shift < g->ow ? d->w - shift : g->ow;
-                    if (ox1 > ox0)
+                    if (ox1 > ox0) {
+                        NOMUL_COUNT(PAM, (long long)(ox1 - ox0) * (offset != 1.0f ? 2 : 1));
+                        NOMUL_COUNT(FADD, ox1 - ox0);
                         axpy(ox1 - ox0, xin + (long)iy * d->w + ox0 + shift,
                              wb - 0x3F800000u + off_adj, acc + ox0);
+                    }
                 }
             }
         }
@@ -333,12 +337,17 @@ static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, nomul_
             pg_plan_run_forward_direct(plans[gr], g->P, col, g->P, 0.0f, yg, g->P);
             continue;
         }
-        if (mode == NOMUL_CONV_FLOAT)
+        if (mode == NOMUL_CONV_FLOAT) {
+            NOMUL_COUNT(FMUL, (long long)g->cog * g->P * g->K);
+            NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K, 1.0f, wg,
                         g->K, col, g->P, 0.0f, yg, g->P);
+        }
         else
             pg_plan_run_forward(plans[gr], g->P, col, g->P, 0.0f, yg, g->P);
     }
+    if (bias)
+        NOMUL_COUNT(FADD, g->y_img);
     if (bias)
         for (int c = 0; c < d->c_out; c++) {
             float *plane = y + b * g->y_img + (long)c * g->P;
@@ -389,6 +398,8 @@ static void backward_data_image(const nomul_conv2d_desc *d, const conv_geom *g,
         const float *dyg = dy + b * g->y_img + (long)gr * g->cog * g->P;
         long xoff = b * g->x_img + (long)gr * g->cig * d->h * d->w;
         if (mode == NOMUL_CONV_FLOAT) {
+            NOMUL_COUNT(FMUL, (long long)g->cog * g->P * g->K);
+            NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->P, g->cog, 1.0f, wg,
                         g->K, dyg, g->P, 0.0f, dcol, g->P);
         } else if (approx) {
@@ -442,9 +453,12 @@ static void backward_weight_image(const nomul_conv2d_desc *d, const conv_geom *g
         const float *dyg = dy + b * g->y_img + (long)gr * g->cog * g->P;
         float *dwg = dweight + (long)gr * g->cog * g->K;
         im2col(d, g, x + b * g->x_img + (long)gr * g->cig * d->h * d->w, col);
-        if (mode == NOMUL_CONV_FLOAT)
+        if (mode == NOMUL_CONV_FLOAT) {
+            NOMUL_COUNT(FMUL, (long long)g->cog * g->P * g->K);
+            NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->cog, g->K, g->P, 1.0f, dyg,
                         g->P, col, g->P, beta, dwg, g->K);
+        }
         else if (approx)
             nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->cog, g->K, g->P, dyg,
                             g->P, col, g->P, beta, dwg, g->K, offset);
@@ -495,6 +509,7 @@ void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, nomul_conv_mode mo
             dweight[i] += partial[(long)(t - 1) * nw + i];
     nomul_aligned_free(partial);
     if (dbias) {
+        NOMUL_COUNT(FADD, (long long)d->n * g.y_img);
         for (int c = 0; c < d->c_out; c++) {
             float s = 0.0f;
             for (int b = 0; b < d->n; b++) {

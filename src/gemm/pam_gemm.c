@@ -325,8 +325,18 @@ static int pg_run_plan(const pg_problem *pr, int nt, const pg_plan *plan)
                     pr->c[(long)i * pr->rs_c + (long)j * pr->cs_c] = 0.0f;
         return 1;
     }
-    if (pr->kind == PG_FWD && m <= 2 && pr->y.cs == 1 && pr->cs_c == 1)
+    if (pr->kind == PG_FWD && m <= 2 && pr->y.cs == 1 && pr->cs_c == 1) {
+        NOMUL_COUNT(FADD, (long long)m * n * (kd > 0 ? kd - 1 : 0)); /* its PAMs count themselves */
         return small_m_forward(pr);
+    }
+    /* the audit: one PAM (two with an offset) or one exponent shift, and one
+     * float add, per product */
+    long long products = (long long)m * n * kd;
+    if (pr->kind == PG_FWD)
+        NOMUL_COUNT(PAM, products * (pr->has_offset ? 2 : 1));
+    else
+        NOMUL_COUNT(SHIFT, products);
+    NOMUL_COUNT(FADD, products);
     pg_kernel K = kernel_for(pr->kind, plan ? plan->isa : nomul_isa_active());
     pg_pack_fn packer = pack_fn();
     const int MR = K.mr, NR = K.nr;
@@ -849,6 +859,8 @@ void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, int ld
 {
     const int MR = pl->MR, NR = pg_fwd_avx512.nr;
     int m = pl->pr.m, kd = pl->pr.kd, npj = ceil_div(n, NR);
+    NOMUL_COUNT(PAM, (long long)m * n * kd * (pl->pr.has_offset ? 2 : 1));
+    NOMUL_COUNT(FADD, (long long)m * n * kd);
     int nt = omp_in_parallel() ? 1 : nomul_num_threads();
     pg_problem out = pl->pr; /* for write_tile */
     out.n = n;
@@ -999,6 +1011,8 @@ void nomul_sgemm_batched(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOS
         !check_ab(fn, layout, ta, tb, m, n, k, a, lda, b, ldb) ||
         !check_ld(fn, "ldc", layout, m, n, ldc) || !check_ptr(fn, "C", c, (long)m * n))
         return;
+    NOMUL_COUNT(FMUL, (long long)batch * m * n * k);
+    NOMUL_COUNT(FADD, (long long)batch * m * n * k);
     for (int i = 0; i < batch; i++)
         cblas_sgemm(layout, ta, tb, m, n, k, 1.0f, a + i * stride_a, lda, b + i * stride_b, ldb,
                     beta, c + i * stride_c, ldc);

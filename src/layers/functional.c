@@ -94,6 +94,12 @@ static void softmax_row_pa(int n, const float *x, float *y, row_tmp *t)
 
 void nomul_softmax_forward(nomul_fmode m, int rows, int n, const float *x, float *y)
 {
+    long t0 = (long)rows * n; /* the audit */
+    if (m.pa) {
+        NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PAD, t0); NOMUL_COUNT(FADD, 2 * t0);
+    } else {
+        NOMUL_COUNT(FTRANS, t0); NOMUL_COUNT(FDIV, t0); NOMUL_COUNT(FADD, 2 * t0);
+    }
     row_tmp t;
     if (m.pa && !tmp_alloc(&t, n))
         return;
@@ -108,6 +114,15 @@ void nomul_softmax_forward(nomul_fmode m, int rows, int n, const float *x, float
 void nomul_softmax_backward(nomul_fmode m, int rows, int n, const float *x, const float *y,
                             const float *dy, float *dx)
 {
+    long t0 = (long)rows * n; /* the audit */
+    if (!m.pa) {
+        NOMUL_COUNT(FMUL, 2 * t0); NOMUL_COUNT(FADD, 2 * t0);
+    } else if (m.approx_bwd) {
+        NOMUL_COUNT(PAM, 2 * t0); NOMUL_COUNT(FADD, 2 * t0);
+    } else {
+        NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(SHIFT, 4 * t0);
+        NOMUL_COUNT(FADD, 4 * t0);
+    }
     row_tmp t = {NULL, NULL};
     if (m.pa && !m.approx_bwd && !tmp_alloc(&t, n))
         return;
@@ -149,6 +164,13 @@ void nomul_softmax_backward(nomul_fmode m, int rows, int n, const float *x, cons
 
 void nomul_log_softmax_forward(nomul_fmode m, int rows, int n, const float *x, float *y)
 {
+    long t0 = (long)rows * n; /* the audit */
+    if (m.pa) {
+        NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PALOG2, rows);
+        NOMUL_COUNT(PAD, rows); NOMUL_COUNT(FADD, 3 * t0);
+    } else {
+        NOMUL_COUNT(FTRANS, t0 + rows); NOMUL_COUNT(FADD, 3 * t0);
+    }
     row_tmp t;
     if (m.pa && !tmp_alloc(&t, n))
         return;
@@ -174,6 +196,16 @@ void nomul_log_softmax_forward(nomul_fmode m, int rows, int n, const float *x, f
 void nomul_log_softmax_backward(nomul_fmode m, int rows, int n, const float *x, const float *y,
                                 const float *dy, float *dx)
 {
+    long t0 = (long)rows * n; /* the audit */
+    if (!m.pa) {
+        NOMUL_COUNT(FTRANS, t0); NOMUL_COUNT(FMUL, t0); NOMUL_COUNT(FADD, 3 * t0);
+    } else if (m.approx_bwd) {
+        NOMUL_COUNT(PAM, 2 * t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PAD, t0);
+        NOMUL_COUNT(FADD, 5 * t0);
+    } else {
+        NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PALOG2, rows);
+        NOMUL_COUNT(SHIFT, 2 * t0 + 2 * rows); NOMUL_COUNT(FADD, 4 * t0);
+    }
     row_tmp t;
     if (!tmp_alloc(&t, n))
         return;
@@ -205,6 +237,13 @@ void nomul_log_softmax_backward(nomul_fmode m, int rows, int n, const float *x, 
 
 void nomul_logsumexp_forward(nomul_fmode m, int rows, int n, const float *x, float *lse)
 {
+    long t0 = (long)rows * n; /* the audit */
+    if (m.pa) {
+        NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PALOG2, rows);
+        NOMUL_COUNT(PAD, rows); NOMUL_COUNT(FADD, 2 * t0);
+    } else {
+        NOMUL_COUNT(FTRANS, t0 + rows); NOMUL_COUNT(FADD, 2 * t0);
+    }
     row_tmp t;
     if (m.pa && !tmp_alloc(&t, n))
         return;
@@ -227,6 +266,17 @@ void nomul_logsumexp_forward(nomul_fmode m, int rows, int n, const float *x, flo
 void nomul_logsumexp_backward(nomul_fmode m, int rows, int n, const float *x, const float *dlse,
                               float *dx)
 {
+    long t0 = (long)rows * n; /* the audit */
+    if (!m.pa) {
+        NOMUL_COUNT(FTRANS, t0); NOMUL_COUNT(FDIV, t0); NOMUL_COUNT(FMUL, t0);
+        NOMUL_COUNT(FADD, 3 * t0);
+    } else if (m.approx_bwd) {
+        NOMUL_COUNT(PAM, 2 * t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PAD, t0);
+        NOMUL_COUNT(FADD, 3 * t0);
+    } else {
+        NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PALOG2, rows);
+        NOMUL_COUNT(SHIFT, 2 * t0 + 2 * rows); NOMUL_COUNT(FADD, 3 * t0);
+    }
     row_tmp t;
     if (!tmp_alloc(&t, n))
         return;
@@ -263,6 +313,13 @@ static void ln_row_forward(nomul_fmode m, int n, const float *xr, const float *g
                            const float *beta, int bs, float eps, float *yr, float *mean,
                            float *rstd)
 {
+    if (m.pa) { /* the audit: d², ·γ; xhat, μ, σ²; pa_sqrt; sums and adds */
+        NOMUL_COUNT(PAM, 2L * n + 1); NOMUL_COUNT(PAD, (long)n + 2); NOMUL_COUNT(PALOG2, 1);
+        NOMUL_COUNT(PAEXP2, 1); NOMUL_COUNT(FADD, 4L * n + 1);
+    } else {
+        NOMUL_COUNT(FMUL, 3L * n); NOMUL_COUNT(FDIV, 3); NOMUL_COUNT(FTRANS, 1);
+        NOMUL_COUNT(FADD, 4L * n + 1);
+    }
     float nf = (float)n, sum = 0.0f, q = 0.0f;
     for (int j = 0; j < n; j++)
         sum += xr[j];
@@ -293,6 +350,14 @@ static void ln_row_backward(nomul_fmode m, int n, const float *xr, const float *
                             float mu, float r, float eps, const float *gr, float *dr,
                             float *dgamma, float *dbeta, int bs, float *dd)
 {
+    if (!m.pa) { /* the audit */
+        NOMUL_COUNT(FMUL, 9L * n); NOMUL_COUNT(FDIV, 2); NOMUL_COUNT(FADD, 7L * n);
+    } else if (m.approx_bwd) {
+        NOMUL_COUNT(PAM, 6L * n); NOMUL_COUNT(PAD, 3L * n + 2); NOMUL_COUNT(FADD, 9L * n);
+    } else {
+        NOMUL_COUNT(PAM, (long)n + 1); NOMUL_COUNT(PAD, (long)n + 2); NOMUL_COUNT(PALOG2, 1);
+        NOMUL_COUNT(PAEXP2, 1); NOMUL_COUNT(SHIFT, 5L * n + 3); NOMUL_COUNT(FADD, 9L * n);
+    }
     float nf = (float)n;
     if (!m.pa) { /* llm.c's layernorm_backward */
         float m1 = 0.0f, m2 = 0.0f;
@@ -413,12 +478,14 @@ void nomul_batch_norm_forward(nomul_fmode m, int nb, int C, int S, const float *
             /* running statistics (unbiased variance, as PyTorch keeps) */
             float var = 0.0f;
             if (m.pa) {
+                NOMUL_COUNT(PAM, len + 4); NOMUL_COUNT(PAD, 1); NOMUL_COUNT(FADD, 2 * len + 2);
                 for (long j = 0; j < len; j++)
                     var += pam(row[j] - mean[c], row[j] - mean[c]);
                 var = pad(var, (float)(len > 1 ? len - 1 : 1));
                 running_mean[c] = pam(running_mean[c], 1.0f - momentum) + pam(mean[c], momentum);
                 running_var[c] = pam(running_var[c], 1.0f - momentum) + pam(var, momentum);
             } else {
+                NOMUL_COUNT(FMUL, len + 4); NOMUL_COUNT(FDIV, 1); NOMUL_COUNT(FADD, 2 * len + 4);
                 for (long j = 0; j < len; j++)
                     var += (row[j] - mean[c]) * (row[j] - mean[c]);
                 var /= (float)(len > 1 ? len - 1 : 1);
@@ -426,6 +493,13 @@ void nomul_batch_norm_forward(nomul_fmode m, int nb, int C, int S, const float *
                 running_var[c] = (1.0f - momentum) * running_var[c] + momentum * var;
             }
         } else { /* evaluation: the running statistics */
+            if (m.pa) {
+                NOMUL_COUNT(PAM, len); NOMUL_COUNT(PAD, len); NOMUL_COUNT(FADD, 2 * len);
+                NOMUL_COUNT(PALOG2, len); NOMUL_COUNT(PAEXP2, len); NOMUL_COUNT(PAM, len);
+            } else {
+                NOMUL_COUNT(FMUL, len); NOMUL_COUNT(FDIV, len); NOMUL_COUNT(FTRANS, len);
+                NOMUL_COUNT(FADD, 3 * len);
+            }
             for (long j = 0; j < len; j++) {
                 float d = row[j] - running_mean[c];
                 out[j] = m.pa ? pam(pad(d, nomul_pa_sqrt(running_var[c] + eps)), gamma[c]) + beta[c]
@@ -480,6 +554,12 @@ float nomul_cross_entropy_forward(nomul_fmode m, int rows, int n, const float *l
                                   const int *target, int ignore_index, float smoothing,
                                   int *count)
 {
+    long t0 = (long)rows * n; /* the audit (an upper bound: ignored rows too) */
+    if (m.pa) {
+        NOMUL_COUNT(PAM, 2L * rows); NOMUL_COUNT(PAD, rows + 1L); NOMUL_COUNT(FADD, t0 + rows);
+    } else {
+        NOMUL_COUNT(FMUL, 2L * rows); NOMUL_COUNT(FDIV, rows + 1L); NOMUL_COUNT(FADD, t0 + rows);
+    }
     float total = 0.0f, nll, msm, smooth;
     int used = 0;
     for (int i = 0; i < rows; i++) {
@@ -504,6 +584,15 @@ void nomul_cross_entropy_backward(nomul_fmode m, int rows, int n, const float *l
                                   const int *target, int ignore_index, float smoothing,
                                   float dloss, float *dlogp)
 {
+    long t0 = (long)rows * n; /* the audit */
+    if (!m.pa) {
+        NOMUL_COUNT(FMUL, 3L * rows); NOMUL_COUNT(FDIV, rows + 1L); NOMUL_COUNT(FADD, t0 + rows);
+    } else if (m.approx_bwd) {
+        NOMUL_COUNT(PAM, 2L * rows); NOMUL_COUNT(PAD, rows + 1L); NOMUL_COUNT(FADD, t0 + rows);
+    } else {
+        NOMUL_COUNT(PAM, 2L * rows); NOMUL_COUNT(PAD, rows + 1L); NOMUL_COUNT(SHIFT, 3L * rows + 1);
+        NOMUL_COUNT(FADD, 2 * t0 + rows);
+    }
     int used = 0;
     float total = 0.0f, nll, msm, smooth;
     for (int i = 0; i < rows; i++)
@@ -553,6 +642,11 @@ void nomul_cross_entropy_backward(nomul_fmode m, int rows, int n, const float *l
 
 void nomul_gelu_forward(nomul_fmode m, long n, const float *x, float *y)
 {
+    if (m.pa) { /* the audit */
+        NOMUL_COUNT(PAM, 3 * n); NOMUL_COUNT(PAEXP2, n); NOMUL_COUNT(PAD, n); NOMUL_COUNT(FADD, n);
+    } else {
+        NOMUL_COUNT(FTRANS, n); NOMUL_COUNT(FMUL, 3 * n); NOMUL_COUNT(FADD, n);
+    }
     for (long i = 0; i < n; i++) {
         if (!m.pa) {
             y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
@@ -566,6 +660,14 @@ void nomul_gelu_forward(nomul_fmode m, long n, const float *x, float *y)
 
 void nomul_gelu_backward(nomul_fmode m, long n, const float *x, const float *dy, float *dx)
 {
+    if (!m.pa) { /* the audit */
+        NOMUL_COUNT(FTRANS, 2 * n); NOMUL_COUNT(FMUL, 8 * n); NOMUL_COUNT(FADD, 3 * n);
+    } else if (m.approx_bwd) {
+        NOMUL_COUNT(PAM, 8 * n); NOMUL_COUNT(PAEXP2, n); NOMUL_COUNT(PAD, n); NOMUL_COUNT(FADD, 4 * n);
+    } else {
+        NOMUL_COUNT(PAM, 2 * n); NOMUL_COUNT(PAEXP2, n); NOMUL_COUNT(PAD, n);
+        NOMUL_COUNT(SHIFT, 5 * n); NOMUL_COUNT(FADD, 4 * n);
+    }
     for (long i = 0; i < n; i++) {
         float xi = x[i], g = dy[i];
         if (!m.pa) { /* Φ(x) + x φ(x) */
