@@ -599,6 +599,56 @@ static void test_sinusoidal_positions(void **state)
         }
 }
 
+/* The audit: counts come from the paths that run. A PAM linear counts one
+ * PAM per product; the float one one multiply; a fully PA training step
+ * executes no float multiply, divide or transcendental at all. */
+static void test_audit_counts(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xB5};
+    int sx[2] = {5, 7}, sw[2] = {3, 7};
+    nomul_tensor *x = rand_tensor(&r, 2, sx, 0), *w = rand_tensor(&r, 2, sw, 0);
+    nomul_graph *g = nomul_graph_new(1 << 16);
+    nomul_op_cfg pam = {NOMUL_OP_PAM, 0, 1.0f}, std = {NOMUL_OP_STANDARD, 0, 1.0f};
+    nomul_op_counts c;
+    nomul_counts_reset();
+    nomul_counts_enable(1);
+    nomul_linear(g, &pam, x, w, NULL);
+    nomul_counts_get(&c);
+    assert_int_equal(c.n[NOMUL_COUNT_PAM], 5 * 3 * 7);
+    assert_int_equal(c.n[NOMUL_COUNT_FMUL], 0);
+    nomul_counts_reset();
+    nomul_linear(g, &std, x, w, NULL);
+    nomul_counts_get(&c);
+    assert_int_equal(c.n[NOMUL_COUNT_FMUL], 5 * 3 * 7);
+    assert_int_equal(c.n[NOMUL_COUNT_PAM], 0);
+    nomul_counts_enable(0);
+    nomul_counts_reset();
+    nomul_linear(g, &pam, x, w, NULL); /* counting off: nothing */
+    nomul_counts_get(&c);
+    assert_int_equal(c.n[NOMUL_COUNT_PAM], 0);
+    nomul_graph_free(g);
+    nomul_tensor_free(x);
+    nomul_tensor_free(w);
+
+    nomul_op_cfgs all;
+    nomul_op_cfgs_all_pam(&all);
+    assert_int_equal(nomul_audit_step(&all, &c), 0);
+    assert_int_equal(c.n[NOMUL_COUNT_FMUL], 0);
+    assert_int_equal(c.n[NOMUL_COUNT_FDIV], 0);
+    assert_int_equal(c.n[NOMUL_COUNT_FTRANS], 0);
+    assert_true(c.n[NOMUL_COUNT_PAM] > 100000 && c.n[NOMUL_COUNT_SHIFT] > 100000);
+    nomul_op_cfgs none;
+    nomul_op_cfgs_default(&none);
+    assert_int_equal(nomul_audit_step(&none, &c), 0);
+    assert_true(c.n[NOMUL_COUNT_FMUL] > 100000);
+    assert_int_equal(c.n[NOMUL_COUNT_PAM], 0);
+    /* one family left in float shows up */
+    all.family[NOMUL_CFG_OPT_FUNCTIONAL].subtype = NOMUL_OP_STANDARD;
+    assert_int_equal(nomul_audit_step(&all, &c), 0);
+    assert_true(c.n[NOMUL_COUNT_FMUL] > 0 && c.n[NOMUL_COUNT_FTRANS] > 0);
+}
+
 static void test_no_grad_and_arena_limits(void **state)
 {
     (void)state;
@@ -639,6 +689,7 @@ int main(void)
         cmocka_unit_test(test_attention_definition),
         cmocka_unit_test(test_sinusoidal_positions),
         cmocka_unit_test(test_op_errors),
+        cmocka_unit_test(test_audit_counts),
         cmocka_unit_test(test_no_grad_and_arena_limits),
     };
     printf("test_autodiff: seed %llu\n", (unsigned long long)tu_seed());

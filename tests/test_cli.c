@@ -207,6 +207,38 @@ static void test_bench_runs(void **state)
     free(out);
 }
 
+static void test_audit(void **state)
+{
+    (void)state;
+    char *out, path[512];
+    int rc = run(&out, "audit");
+    expect(rc, 0, out, "float multiplications per step: 0 (divisions 0, exp/log/sqrt 0)");
+    expect(rc, 0, out, "energy per step");
+    free(out);
+    snprintf(path, sizeof path, "%s/cfg.json", tmpdir);
+    write_file(path, "{\"linear_cfg\": {\"subtype\": \"pam\", \"dkwargs\": {\"approx_bwd\": true}},"
+                     " \"bmm_cfg\": \"pam\", \"epochs\": 3}");
+    rc = run(&out, "audit --config %s", path);
+    expect(rc, 0, out, "linear_cfg           {\"subtype\": \"pam\"");
+    expect(rc, 0, out, "norm_cfg             \"standard\"");
+    assert_null(strstr(out, "float multiplications per step: 0 "));
+    free(out);
+    rc = run(&out, "audit --config %s --set norm_cfg=pam_ln --set functional_cfg=pam "
+                   "--set loss_functional_cfg=pam --set opt_functional_cfg=pam", path);
+    expect(rc, 0, out, "float multiplications per step: 0 ");
+    free(out);
+    write_file(path, "{\"norm_cfg\": \"layernorm\"}");
+    rc = run(&out, "audit --config %s", path);
+    expect(rc, 2, out, "norm_cfg: unknown value \"layernorm\"");
+    free(out);
+    rc = run(&out, "audit --set lr=3");
+    expect(rc, 2, out, "not an operation configuration key");
+    free(out);
+    rc = run(&out, "audit --config %s/missing.json", tmpdir);
+    expect(rc, 2, out, "cannot open");
+    free(out);
+}
+
 static void test_bad_arguments_are_clear_errors(void **state)
 {
     (void)state;
@@ -251,7 +283,7 @@ static void test_help_and_info(void **state)
     (void)state;
     const char *helps[] = {"--help", "vectors --help", "vectors check --help",
                            "vectors gen --help", "vectors stats --help", "bench arith --help",
-                           "bench gemm --help", "bench conv --help",
+                           "bench gemm --help", "bench conv --help", "audit --help",
                            "info --help"};
     for (size_t i = 0; i < sizeof helps / sizeof helps[0]; i++) {
         char *out;
@@ -309,6 +341,7 @@ int main(void)
         cmocka_unit_test(test_gen_round_trip),
         cmocka_unit_test(test_stats_reproduce_analytic_figures),
         cmocka_unit_test(test_bench_runs),
+        cmocka_unit_test(test_audit),
         cmocka_unit_test(test_bad_arguments_are_clear_errors),
         cmocka_unit_test(test_help_and_info),
     };

@@ -197,10 +197,15 @@ static void linear_backward(const node *nd)
     nomul_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *y = nd->out;
     int batch = x->shape[0], in = x->shape[1], out = w->shape[0];
     if (b && b->grad) /* db += Σ_rows dy */
+        NOMUL_COUNT(FADD, (long)batch * out);
+    if (b && b->grad)
         for (int i = 0; i < batch; i++)
             for (int j = 0; j < out; j++)
                 b->grad[j] += y->grad[(long)i * out + j];
     if (nd->cfg.subtype == NOMUL_OP_STANDARD) {
+        long long mnk = (long long)batch * in * out;
+        NOMUL_COUNT(FMUL, mnk * ((x->grad != NULL) + (w->grad != NULL)));
+        NOMUL_COUNT(FADD, mnk * ((x->grad != NULL) + (w->grad != NULL)));
         if (x->grad) /* dx += dy · w */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, in, out, 1.0f, y->grad,
                         out, w->data, in, 1.0f, x->grad, in);
@@ -231,12 +236,17 @@ nomul_tensor *nomul_linear(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
     nomul_tensor *y = nomul_graph_tensor(g, 2, shape, ad_wants_grad(g, x, w, b));
     if (!y)
         return NULL;
-    if (cfg->subtype == NOMUL_OP_STANDARD)
+    if (cfg->subtype == NOMUL_OP_STANDARD) {
+        NOMUL_COUNT(FMUL, (long long)batch * out * in);
+        NOMUL_COUNT(FADD, (long long)batch * out * in);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, 1.0f, x->data, in,
                     w->data, in, 0.0f, y->data, out);
+    }
     else
         nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, x->data, in,
                         w->data, in, 0.0f, y->data, out, cfg->offset);
+    if (b)
+        NOMUL_COUNT(FADD, (long)batch * out);
     if (b)
         for (int i = 0; i < batch; i++)
             for (int j = 0; j < out; j++)

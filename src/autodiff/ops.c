@@ -255,6 +255,8 @@ static void matmul_backward(const node *nd)
                                      nd->cfg.offset, nd->cfg.approx_bwd);
             continue;
         }
+        NOMUL_COUNT(FMUL, (long long)mg.m * mg.n * mg.k * ((dai != NULL) + (dbi != NULL)));
+        NOMUL_COUNT(FADD, (long long)mg.m * mg.n * mg.k * ((dai != NULL) + (dbi != NULL)));
         if (dai) /* da += dc · op(b)ᵀ */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasNoTrans : CblasTrans, mg.m, mg.k,
                         mg.n, 1.0f, dci, mg.n, bi, ldb, 1.0f, dai, mg.k);
@@ -311,10 +313,13 @@ static void scale_backward(const node *nd)
     nomul_tensor *x = nd->in[0], *y = nd->out;
     float c = nd->fval;
     if (!is_pa(&nd->cfg)) {
+        NOMUL_COUNT(FMUL, x->n);
+        NOMUL_COUNT(FADD, x->n);
         for (long i = 0; i < x->n; i++)
             x->grad[i] += c * y->grad[i];
         return;
     }
+    NOMUL_COUNT(FADD, x->n);
     float *d = nomul_scratch(NOMUL_SCRATCH_OP, (size_t)x->n);
     if (!d)
         return;
@@ -343,6 +348,8 @@ nomul_tensor *nomul_scale(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor 
     else if (is_pa(cfg))
         nomul_pam_mul_vs((size_t)x->n, x->data, c, y->data);
     else
+        NOMUL_COUNT(FMUL, x->n);
+    if (!is_pa(cfg))
         for (long i = 0; i < x->n; i++)
             y->data[i] = c * x->data[i];
     node *nd = ad_record(g, scale_backward, y, x, NULL, NULL);
@@ -358,6 +365,7 @@ nomul_tensor *nomul_scale(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor 
 /* forward: y = Σx */
 static void sum_backward(const node *nd)
 {
+    NOMUL_COUNT(FADD, nd->in[0]->n);
     for (long i = 0; i < nd->in[0]->n; i++)
         nd->in[0]->grad[i] += nd->out->grad[0];
 }
@@ -371,6 +379,7 @@ nomul_tensor *nomul_sum(nomul_graph *g, nomul_tensor *x)
     if (!y)
         return NULL;
     float s = 0.0f;
+    NOMUL_COUNT(FADD, x->n);
     for (long i = 0; i < x->n; i++)
         s += x->data[i];
     y->data[0] = s;
@@ -383,6 +392,13 @@ static void mean_backward(const node *nd)
 {
     nomul_tensor *x = nd->in[0];
     float nf = (float)x->n, g, unused;
+    NOMUL_COUNT(FADD, x->n);
+    if (!is_pa(&nd->cfg))
+        NOMUL_COUNT(FDIV, 1);
+    else if (nd->cfg.approx_bwd)
+        NOMUL_COUNT(PAD, 1);
+    else
+        NOMUL_COUNT(SHIFT, 1);
     if (!is_pa(&nd->cfg))
         g = nd->out->grad[0] / nf;
     else if (nd->cfg.approx_bwd)
@@ -404,6 +420,11 @@ nomul_tensor *nomul_mean(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *
     float s = 0.0f;
     for (long i = 0; i < x->n; i++)
         s += x->data[i];
+    NOMUL_COUNT(FADD, x->n);
+    if (is_pa(cfg))
+        NOMUL_COUNT(PAD, 1);
+    else
+        NOMUL_COUNT(FDIV, 1);
     y->data[0] = is_pa(cfg) ? nomul_pam_div(s, (float)x->n) : s / (float)x->n;
     node *nd = ad_record(g, mean_backward, y, x, NULL, NULL);
     if (nd) {
@@ -421,6 +442,13 @@ static void dropout_backward(const node *nd)
     nomul_tensor *x = nd->in[0], *y = nd->out;
     const float *keep = nd->saved->data;
     float s = nd->fval;
+    if (!is_pa(&nd->cfg))
+        NOMUL_COUNT(FMUL, x->n);
+    else if (nd->cfg.approx_bwd)
+        NOMUL_COUNT(PAM, x->n);
+    else
+        NOMUL_COUNT(SHIFT, x->n);
+    NOMUL_COUNT(FADD, x->n);
     for (long i = 0; i < x->n; i++) {
         if (keep[i] == 0.0f)
             continue;
@@ -460,6 +488,13 @@ nomul_tensor *nomul_dropout(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tenso
     if (!y || !keep)
         return NULL;
     float s = is_pa(cfg) ? nomul_pam_div(1.0f, 1.0f - p) : 1.0f / (1.0f - p);
+    if (is_pa(cfg)) { /* the audit: an upper bound, every element kept */
+        NOMUL_COUNT(PAD, 1);
+        NOMUL_COUNT(PAM, x->n);
+    } else {
+        NOMUL_COUNT(FDIV, 1);
+        NOMUL_COUNT(FMUL, x->n);
+    }
     /* kept when a uniform 32-bit draw is at least p·2^32 */
     unsigned long long threshold = (unsigned long long)ldexp((double)p, 32); /* p·2^32 by exponent shift */
     for (long i = 0; i < x->n; i++) {
@@ -695,6 +730,19 @@ static void binary_backward(const node *nd)
     bcast bc;
     broadcast(a, b, &bc);
     int op = nd->ival, pa = is_pa(&nd->cfg), approx = nd->cfg.approx_bwd;
+    long long n2 = 2LL * y->n; /* the audit: both gradients, and their accumulation */
+    NOMUL_COUNT(FADD, n2);
+    if (op == BIN_MUL || op == BIN_DIV) {
+        if (!pa) {
+            NOMUL_COUNT(FMUL, n2);
+            if (op == BIN_DIV)
+                NOMUL_COUNT(FDIV, n2);
+        } else if (approx) {
+            nomul_count(op == BIN_MUL ? NOMUL_COUNT_PAM : NOMUL_COUNT_PAD, (unsigned long long)n2);
+        } else {
+            NOMUL_COUNT(SHIFT, n2);
+        }
+    }
     bcast_it it = {&bc, {0}, 0, 0};
     for (long i = 0; i < y->n; i++, it_next(&it)) {
         long ia = it.ia, ib = it.ib;
@@ -750,6 +798,12 @@ static nomul_tensor *binary(nomul_graph *g, const nomul_op_cfg *cfg, int op, nom
     if (!y)
         return NULL;
     int pa = cfg && is_pa(cfg);
+    if (op == BIN_ADD || op == BIN_SUB)
+        NOMUL_COUNT(FADD, y->n);
+    else if (op == BIN_MUL)
+        nomul_count(pa ? NOMUL_COUNT_PAM : NOMUL_COUNT_FMUL, (unsigned long long)y->n);
+    else
+        nomul_count(pa ? NOMUL_COUNT_PAD : NOMUL_COUNT_FDIV, (unsigned long long)y->n);
     bcast_it it = {&bc, {0}, 0, 0};
     for (long i = 0; i < y->n; i++, it_next(&it))
         y->data[i] = bin_forward(op, pa, cfg ? cfg->offset : 1.0f, a->data[it.ia], b->data[it.ib]);

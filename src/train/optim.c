@@ -4,6 +4,7 @@
  */
 #include <math.h>
 
+#include "../core/internal.h"
 #include "optim_internal.h"
 
 void nomul_adamw_init(nomul_adamw *o, float lr, float weight_decay, int pa)
@@ -26,6 +27,7 @@ void nomul_adamw_begin_step(nomul_adamw *o)
         nomul_adamw_begin_step_pa(o);
         return;
     }
+    NOMUL_COUNT(FMUL, 2);
     o->beta1_t *= o->beta1;
     o->beta2_t *= o->beta2;
 }
@@ -39,6 +41,11 @@ void nomul_adamw_update(const nomul_adamw *o, size_t n, float *p, const float *g
     }
     float step = o->lr * sqrtf(1.0f - o->beta2_t) / (1.0f - o->beta1_t);
     float decay = o->lr * o->weight_decay;
+    /* the audit: the step's scalars, then per element the decay, both moments and the update */
+    NOMUL_COUNT(FMUL, 2 + (long long)n * (6 + (o->weight_decay != 0.0f)));
+    NOMUL_COUNT(FADD, (long long)n * (5 + (o->weight_decay != 0.0f)));
+    NOMUL_COUNT(FDIV, 1 + (long long)n);
+    NOMUL_COUNT(FTRANS, 1 + (long long)n);
     for (size_t i = 0; i < n; i++) {
         if (o->weight_decay != 0.0f)
             p[i] -= decay * p[i];
@@ -64,6 +71,9 @@ void nomul_sgd_update(const nomul_sgd *o, size_t n, float *p, const float *g, fl
         nomul_sgd_update_pa(o, n, p, g, buf);
         return;
     }
+    long long k = 2 + (o->momentum != 0.0f) + (o->momentum != 0.0f && o->nesterov);
+    NOMUL_COUNT(FMUL, (long long)n * k); /* the audit */
+    NOMUL_COUNT(FADD, (long long)n * k);
     for (size_t i = 0; i < n; i++) {
         float d = g[i] + o->weight_decay * p[i];
         if (o->momentum != 0.0f) {
@@ -80,12 +90,20 @@ float nomul_clip_grad_norm(size_t ntensors, float *const *grads, const size_t *s
     if (pa)
         return nomul_clip_grad_norm_pa(ntensors, grads, sizes, max_norm);
     double sumsq = 0.0;
+    size_t total = 0;
+    for (size_t k = 0; k < ntensors; k++)
+        total += sizes[k];
+    NOMUL_COUNT(FMUL, total); /* the audit: squares (and the scaling, below) */
+    NOMUL_COUNT(FADD, total);
+    NOMUL_COUNT(FTRANS, 1);
     for (size_t k = 0; k < ntensors; k++)
         for (size_t i = 0; i < sizes[k]; i++)
             sumsq += (double)grads[k][i] * grads[k][i];
     float norm = (float)sqrt(sumsq);
     if (norm > max_norm) {
         float scale = max_norm / (norm + 1e-6f);
+        NOMUL_COUNT(FDIV, 1);
+        NOMUL_COUNT(FMUL, total);
         for (size_t k = 0; k < ntensors; k++)
             for (size_t i = 0; i < sizes[k]; i++)
                 grads[k][i] *= scale;

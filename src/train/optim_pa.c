@@ -5,6 +5,7 @@
  * Only additions, subtractions and comparisons are done in float here, and
  * the no-multiply test disassembles this object to prove it.
  */
+#include "../core/internal.h"
 #include "optim_internal.h"
 
 #include "nomul/arith.h"
@@ -34,6 +35,7 @@ static void pam_v(size_t n, const float *a, const float *b, float off, float *ou
 
 void nomul_adamw_begin_step_pa(nomul_adamw *o)
 {
+    NOMUL_COUNT(PAM, 2);
     o->beta1_t = pam(o->beta1_t, o->beta1, 1.0f);
     o->beta2_t = pam(o->beta2_t, o->beta2, 1.0f);
 }
@@ -46,6 +48,13 @@ void nomul_adamw_update_pa(const nomul_adamw *o, size_t n, float *p, const float
     float step = pam(o->lr, nomul_pam_div(nomul_pa_sqrt(1.0f - o->beta2_t), 1.0f - o->beta1_t),
                      off);
     float decay = pam(o->lr, o->weight_decay, off);
+    /* the audit: the scalars here (PAMs, PAD, pa_sqrt) and the float additions
+     * below; the array calls count themselves */
+    NOMUL_COUNT(PAM, 3);
+    NOMUL_COUNT(PAD, 1);
+    NOMUL_COUNT(PALOG2, 1);
+    NOMUL_COUNT(PAEXP2, 1);
+    NOMUL_COUNT(FADD, (long long)n * (4 + (o->weight_decay != 0.0f)));
     float t1[CHUNK], t2[CHUNK];
     for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
         size_t c = n - i0 < CHUNK ? n - i0 : CHUNK;
@@ -82,6 +91,7 @@ void nomul_sgd_update_pa(const nomul_sgd *o, size_t n, float *p, const float *g,
 {
     const float off = o->offset;
     float d[CHUNK], t[CHUNK];
+    NOMUL_COUNT(FADD, (long long)n * 4); /* the audit: the float additions below */
     for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
         size_t c = n - i0 < CHUNK ? n - i0 : CHUNK;
         float *pp = p + i0, *bb = buf ? buf + i0 : NULL;
@@ -117,6 +127,8 @@ float nomul_clip_grad_norm_pa(size_t ntensors, float *const *grads, const size_t
 {
     float t[CHUNK], sumsq = 0.0f;
     for (size_t k = 0; k < ntensors; k++)
+        NOMUL_COUNT(FADD, sizes[k]);
+    for (size_t k = 0; k < ntensors; k++)
         for (size_t i0 = 0; i0 < sizes[k]; i0 += CHUNK) {
             size_t c = sizes[k] - i0 < CHUNK ? sizes[k] - i0 : CHUNK;
             nomul_pam_mul_v(c, grads[k] + i0, grads[k] + i0, t);
@@ -124,6 +136,10 @@ float nomul_clip_grad_norm_pa(size_t ntensors, float *const *grads, const size_t
                 sumsq += t[i];
         }
     float norm = nomul_pa_sqrt(sumsq);
+    NOMUL_COUNT(PALOG2, 1); /* the audit: pa_sqrt, the PAD, the sums */
+    NOMUL_COUNT(PAM, 1);
+    NOMUL_COUNT(PAEXP2, 1);
+    NOMUL_COUNT(PAD, 1);
     if (norm > max_norm) {
         float scale = nomul_pam_div(max_norm, norm + 1e-6f);
         for (size_t k = 0; k < ntensors; k++)
