@@ -116,7 +116,7 @@ static void test_float_forms(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0xF0};
-    nomul_fmode fm = {0, 0};
+    nomul_fmode fm = {0, 0, 1.0f};
     float x[R * N], y[R * N], dy[R * N], dx[R * N], g[N], b[N], mean[R], rstd[R];
     double want[N], gw[N], gd[N], bd[N];
     fill(&r, x, R * N, -2, 2);
@@ -177,7 +177,7 @@ static void test_pa_forms_match_recipes(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0xF1};
-    nomul_fmode pm = {1, 1};
+    nomul_fmode pm = {1, 1, 1.0f};
     float x[R * N], y[R * N], dy[R * N], dx[R * N], want[N], g[N], b[N], mean[R], rstd[R];
     fill(&r, x, R * N, -3, 3);
     fill(&r, dy, R * N, -3, 0);
@@ -240,7 +240,7 @@ static void test_pa_forms_match_recipes(void **state)
  * must agree within 1%. Softmax gives masked inputs exactly 0. */
 static double pa_objective(int op, const float *x, const float *dy, const float *g, const float *b)
 {
-    nomul_fmode ex = {1, 0};
+    nomul_fmode ex = {1, 0, 1.0f};
     float y[N], mean[1], rstd[1];
     if (op == 0)
         nomul_softmax_forward(ex, 1, N, x, y);
@@ -263,7 +263,7 @@ static void test_pa_exact_backward(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0xF2};
-    nomul_fmode ex = {1, 0};
+    nomul_fmode ex = {1, 0, 1.0f};
     float x[N], y[N], dy[N], dx[N], g[N], b[N], mean[1], rstd[1], dg[N], db[N];
     for (int op = 0; op < 4; op++) {
         int agree = 0, total = 0;
@@ -325,7 +325,7 @@ static void test_cross_entropy(void **state)
     int tgt[R] = {3, -100, 0, 36, 12};
     fill(&r, x, R * N, -2, 2);
     for (int pa = 0; pa <= 1; pa++) {
-        nomul_fmode m = {pa, 1};
+        nomul_fmode m = {pa, 1, 1.0f};
         nomul_log_softmax_forward(m, R, N, x, lp);
         int count;
         float loss = nomul_cross_entropy_forward(m, R, N, lp, tgt, -100, 0.1f, &count);
@@ -345,7 +345,7 @@ static void test_cross_entropy(void **state)
             FAIL_SEED("cross-entropy pa=%d: %g, want %g", pa, (double)loss, want);
         float d[R * N] = {0}, d2[R * N] = {0};
         nomul_cross_entropy_backward(m, R, N, lp, tgt, -100, 0.1f, 1.0f, d);
-        nomul_fmode ex = {pa, 0};
+        nomul_fmode ex = {pa, 0, 1.0f};
         nomul_cross_entropy_backward(ex, R, N, lp, tgt, -100, 0.1f, 1.0f, d2);
         for (int c = 0; c < N; c++)
             assert_true(d[N + c] == 0.0f && d2[N + c] == 0.0f); /* the ignored row */
@@ -375,7 +375,7 @@ static void test_cross_entropy(void **state)
         }
     }
     int bad[R] = {3, 99, 0, 1, 2}, count;
-    nomul_fmode m = {0, 0};
+    nomul_fmode m = {0, 0, 1.0f};
     assert_true(isnan(nomul_cross_entropy_forward(m, R, N, lp, bad, -100, 0.0f, &count)));
     assert_int_equal(count, -1);
     int none[R] = {-100, -100, -100, -100, -100};
@@ -395,7 +395,7 @@ static void test_batch_norm(void **state)
     fill(&r, g, C, -1, 0);
     fill(&r, b, C, -1, 0);
     for (int pa = 0; pa <= 1; pa++) {
-        nomul_fmode m = {pa, 0};
+        nomul_fmode m = {pa, 0, 1.0f};
         for (int c = 0; c < C; c++) {
             rm[c] = 0.0f;
             rv[c] = 1.0f;
@@ -439,7 +439,7 @@ static void test_batch_norm(void **state)
     /* exact PA backward: rise over run of Σ dy·y along each input (four draws;
      * with 15 values per channel, breakpoints are met more often than in
      * layer norm's longer rows) */
-    nomul_fmode ex = {1, 0};
+    nomul_fmode ex = {1, 0, 1.0f};
     int agree = 0, total = 0;
     for (int rep = 0; rep < 4; rep++) {
         float dy[M], dx[M] = {0}, dg[C] = {0}, db[C] = {0};
@@ -480,7 +480,7 @@ static void test_gelu(void **state)
     fill(&r, x, M, -3, 2);
     for (int i = 0; i < M; i++)
         dy[i] = 1.0f;
-    nomul_fmode ex = {1, 0}, ap = {1, 1}, fl = {0, 0};
+    nomul_fmode ex = {1, 0, 1.0f}, ap = {1, 1, 1.0f}, fl = {0, 0, 1.0f};
     nomul_gelu_forward(ex, M, x, y);
     for (int i = 0; i < M; i++) {
         float s = nomul_pam_div(1.0f, 1.0f + nomul_pa_exp(-nomul_pam_mul(1.702f, x[i])));
@@ -513,6 +513,64 @@ static void test_gelu(void **state)
     }
 }
 
+/* With a PAM offset every PAM of the recipe is PAM(PAM(a, b), offset), and
+ * the exact backward stays the derivative of what the forward computes. */
+static void test_offset(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xF6};
+    const float off = 1.0552f;
+    nomul_fmode ex = {1, 0, off};
+    float x[N], y[N], g[N], b[N], mean[1], rstd[1];
+    fill(&r, x, N, -2, 2);
+    fill(&r, g, N, -1, 0);
+    fill(&r, b, N, -1, 0);
+    nomul_softmax_forward(ex, 1, N, x, y);
+    float t[N], mx = -INFINITY, sum = 0;
+    for (int j = 0; j < N; j++) {
+        t[j] = nomul_pam_mul_off(x[j], L2E, off);
+        mx = t[j] > mx ? t[j] : mx;
+    }
+    float s = floorf(mx);
+    for (int j = 0; j < N; j++)
+        sum += (t[j] = nomul_paexp2(t[j] - s));
+    for (int j = 0; j < N; j++)
+        assert_int_equal(tu_bits(y[j]), tu_bits(nomul_pam_div(t[j], sum)));
+    nomul_layer_norm_forward(ex, 1, N, x, g, b, 1e-5f, y, mean, rstd);
+    float su = 0, q = 0;
+    for (int j = 0; j < N; j++)
+        su += x[j];
+    float mu = nomul_pam_div(su, (float)N);
+    for (int j = 0; j < N; j++)
+        q += nomul_pam_mul_off(x[j] - mu, x[j] - mu, off);
+    float rr = nomul_pa_sqrt(nomul_pam_div(q, (float)N) + 1e-5f);
+    for (int j = 0; j < N; j++)
+        assert_int_equal(tu_bits(y[j]),
+                         tu_bits(nomul_pam_mul_off(nomul_pam_div(x[j] - mu, rr), g[j], off) + b[j]));
+    /* exact backward of the offset layer norm against its rise over run */
+    float dy[N], dx[N] = {0}, dg[N] = {0}, db[N] = {0};
+    fill(&r, dy, N, -1, 0);
+    nomul_layer_norm_backward(ex, 1, N, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
+    int agree = 0;
+    for (int k = 0; k < N; k++) {
+        float keep = x[k], h = ldexpf(1.0f, ilogbf(keep) - 10), yy[N];
+        double o[2];
+        for (int sg = 0; sg < 2; sg++) {
+            x[k] = sg ? keep - h : keep + h;
+            nomul_layer_norm_forward(ex, 1, N, x, g, b, 1e-5f, yy, mean, rstd);
+            o[sg] = 0;
+            for (int j = 0; j < N; j++)
+                o[sg] += (double)dy[j] * yy[j];
+        }
+        x[k] = keep;
+        double fd = (o[0] - o[1]) / (2.0 * h);
+        agree += fabs(fd - dx[k]) <= 0.01 * fabs(dx[k]) + 1e-6;
+    }
+    if (agree < 0.75 * N)
+        FAIL_SEED("offset layer norm: exact backward matches the rise over run at %d of %d",
+                  agree, N);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -522,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_batch_norm),
+        cmocka_unit_test(test_offset),
     };
     printf("test_functional: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("functional", tests, NULL, NULL);

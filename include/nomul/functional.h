@@ -24,6 +24,7 @@ extern "C" {
 typedef struct nomul_fmode {
     int pa;
     int approx_bwd;
+    float offset; /* PA: every PAM of the operation is PAM(PAM(a, b), offset); 0 or 1: none */
 } nomul_fmode;
 
 /* x, y: (rows, n). PA: t = PAM(x, log2e), s = ⌊max t⌋ per row,

@@ -285,7 +285,7 @@ nomul_tensor *nomul_relu(nomul_graph *g, nomul_tensor *x)
 
 nomul_fmode ad_fmode(const nomul_op_cfg *cfg)
 {
-    nomul_fmode m = {cfg->subtype != NOMUL_OP_STANDARD, cfg->approx_bwd};
+    nomul_fmode m = {cfg->subtype != NOMUL_OP_STANDARD, cfg->approx_bwd, cfg->offset};
     return m;
 }
 

@@ -18,14 +18,32 @@
 
 #define LOG2E NOMUL_LOG2E_F32
 
-static float pam(float a, float b) { return nomul_pam_mul(a, b); }
+/* The PAM offset of the operation running on this thread (set from its
+ * nomul_fmode on entry): every PAM below, and its exact derivative, use it. */
+static _Thread_local float cur_off = 1.0f;
+
+static void set_mode(nomul_fmode m) { cur_off = m.offset > 0.0f ? m.offset : 1.0f; }
+
+static float pam(float a, float b)
+{
+    return cur_off != 1.0f ? nomul_pam_mul_off(a, b, cur_off) : nomul_pam_mul(a, b);
+}
+
+/* both exact derivatives of pam(a, b) times g */
+static void mul_grads(float a, float b, float g, float *da, float *db)
+{
+    if (cur_off != 1.0f)
+        nomul_pam_mul_off_grad(a, b, cur_off, g, da, db);
+    else
+        nomul_pam_mul_grad(a, b, g, da, db);
+}
 static float pad(float a, float b) { return nomul_pam_div(a, b); }
 
 /* ∂PAM(a, b)/∂a · g and ∂PAD(a, b)/∂a · g, ∂/∂b · g (exact) */
 static float mul_grad_a(float a, float b, float g)
 {
     float da, db;
-    nomul_pam_mul_grad(a, b, g, &da, &db);
+    mul_grads(a, b, g, &da, &db);
     return da;
 }
 
@@ -94,6 +112,7 @@ static void softmax_row_pa(int n, const float *x, float *y, row_tmp *t)
 
 void nomul_softmax_forward(nomul_fmode m, int rows, int n, const float *x, float *y)
 {
+    set_mode(m);
     long t0 = (long)rows * n; /* the audit */
     if (m.pa) {
         NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PAD, t0); NOMUL_COUNT(FADD, 2 * t0);
@@ -114,6 +133,7 @@ void nomul_softmax_forward(nomul_fmode m, int rows, int n, const float *x, float
 void nomul_softmax_backward(nomul_fmode m, int rows, int n, const float *x, const float *y,
                             const float *dy, float *dx)
 {
+    set_mode(m);
     long t0 = (long)rows * n; /* the audit */
     if (!m.pa) {
         NOMUL_COUNT(FMUL, 2 * t0); NOMUL_COUNT(FADD, 2 * t0);
@@ -164,6 +184,7 @@ void nomul_softmax_backward(nomul_fmode m, int rows, int n, const float *x, cons
 
 void nomul_log_softmax_forward(nomul_fmode m, int rows, int n, const float *x, float *y)
 {
+    set_mode(m);
     long t0 = (long)rows * n; /* the audit */
     if (m.pa) {
         NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PALOG2, rows);
@@ -196,6 +217,7 @@ void nomul_log_softmax_forward(nomul_fmode m, int rows, int n, const float *x, f
 void nomul_log_softmax_backward(nomul_fmode m, int rows, int n, const float *x, const float *y,
                                 const float *dy, float *dx)
 {
+    set_mode(m);
     long t0 = (long)rows * n; /* the audit */
     if (!m.pa) {
         NOMUL_COUNT(FTRANS, t0); NOMUL_COUNT(FMUL, t0); NOMUL_COUNT(FADD, 3 * t0);
@@ -237,6 +259,7 @@ void nomul_log_softmax_backward(nomul_fmode m, int rows, int n, const float *x, 
 
 void nomul_logsumexp_forward(nomul_fmode m, int rows, int n, const float *x, float *lse)
 {
+    set_mode(m);
     long t0 = (long)rows * n; /* the audit */
     if (m.pa) {
         NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PALOG2, rows);
@@ -266,6 +289,7 @@ void nomul_logsumexp_forward(nomul_fmode m, int rows, int n, const float *x, flo
 void nomul_logsumexp_backward(nomul_fmode m, int rows, int n, const float *x, const float *dlse,
                               float *dx)
 {
+    set_mode(m);
     long t0 = (long)rows * n; /* the audit */
     if (!m.pa) {
         NOMUL_COUNT(FTRANS, t0); NOMUL_COUNT(FDIV, t0); NOMUL_COUNT(FMUL, t0);
@@ -398,7 +422,7 @@ static void ln_row_backward(nomul_fmode m, int n, const float *xr, const float *
         float var = pad(q, nf), r2 = nomul_pa_sqrt(var + eps);
         for (int j = 0; j < n; j++) { /* y = PAM(xhat, γ) + β, xhat = PAD(d, r) */
             float d = xr[j] - mu2, xhat = pad(d, r2), dxhat, dg, a, b;
-            nomul_pam_mul_grad(xhat, gamma[j * gs], gr[j], &dxhat, &dg);
+            mul_grads(xhat, gamma[j * gs], gr[j], &dxhat, &dg);
             dgamma[j * gs] += dg;
             dbeta[j * bs] += gr[j];
             div_grads(d, r2, dxhat, &a, &b);
@@ -410,7 +434,7 @@ static void ln_row_backward(nomul_fmode m, int n, const float *xr, const float *
         float dmu = 0.0f;
         for (int j = 0; j < n; j++) { /* q = Σ PAM(d, d) */
             float d = xr[j] - mu2, a, b;
-            nomul_pam_mul_grad(d, d, dq, &a, &b);
+            mul_grads(d, d, dq, &a, &b);
             dd[j] += a + b;
             dmu -= dd[j];
         }
@@ -424,6 +448,7 @@ static void ln_row_backward(nomul_fmode m, int n, const float *xr, const float *
 void nomul_layer_norm_forward(nomul_fmode m, int rows, int n, const float *x, const float *gamma,
                               const float *beta, float eps, float *y, float *mean, float *rstd)
 {
+    set_mode(m);
     for (int i = 0; i < rows; i++)
         ln_row_forward(m, n, x + (long)i * n, gamma, 1, beta, 1, eps, y + (long)i * n, &mean[i],
                        &rstd[i]);
@@ -434,6 +459,7 @@ void nomul_layer_norm_backward(nomul_fmode m, int rows, int n, const float *x,
                                float eps, const float *dy, float *dx, float *dgamma,
                                float *dbeta)
 {
+    set_mode(m);
     float *dd = m.pa && !m.approx_bwd ? nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)n) : NULL;
     if (m.pa && !m.approx_bwd && !dd)
         return;
@@ -465,6 +491,7 @@ void nomul_batch_norm_forward(nomul_fmode m, int nb, int C, int S, const float *
                               int training, float *running_mean, float *running_var, float *y,
                               float *mean, float *rstd)
 {
+    set_mode(m);
     long len = (long)nb * S;
     float *row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 2);
     if (!row)
@@ -515,6 +542,7 @@ void nomul_batch_norm_backward(nomul_fmode m, int nb, int C, int S, const float 
                                float eps, const float *dy, float *dx, float *dgamma,
                                float *dbeta)
 {
+    set_mode(m);
     long len = (long)nb * S;
     float *row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 4);
     if (!row)
@@ -554,6 +582,7 @@ float nomul_cross_entropy_forward(nomul_fmode m, int rows, int n, const float *l
                                   const int *target, int ignore_index, float smoothing,
                                   int *count)
 {
+    set_mode(m);
     long t0 = (long)rows * n; /* the audit (an upper bound: ignored rows too) */
     if (m.pa) {
         NOMUL_COUNT(PAM, 2L * rows); NOMUL_COUNT(PAD, rows + 1L); NOMUL_COUNT(FADD, t0 + rows);
@@ -584,6 +613,7 @@ void nomul_cross_entropy_backward(nomul_fmode m, int rows, int n, const float *l
                                   const int *target, int ignore_index, float smoothing,
                                   float dloss, float *dlogp)
 {
+    set_mode(m);
     long t0 = (long)rows * n; /* the audit */
     if (!m.pa) {
         NOMUL_COUNT(FMUL, 3L * rows); NOMUL_COUNT(FDIV, rows + 1L); NOMUL_COUNT(FADD, t0 + rows);
@@ -642,6 +672,7 @@ void nomul_cross_entropy_backward(nomul_fmode m, int rows, int n, const float *l
 
 void nomul_gelu_forward(nomul_fmode m, long n, const float *x, float *y)
 {
+    set_mode(m);
     if (m.pa) { /* the audit */
         NOMUL_COUNT(PAM, 3 * n); NOMUL_COUNT(PAEXP2, n); NOMUL_COUNT(PAD, n); NOMUL_COUNT(FADD, n);
     } else {
@@ -660,6 +691,7 @@ void nomul_gelu_forward(nomul_fmode m, long n, const float *x, float *y)
 
 void nomul_gelu_backward(nomul_fmode m, long n, const float *x, const float *dy, float *dx)
 {
+    set_mode(m);
     if (!m.pa) { /* the audit */
         NOMUL_COUNT(FTRANS, 2 * n); NOMUL_COUNT(FMUL, 8 * n); NOMUL_COUNT(FADD, 3 * n);
     } else if (m.approx_bwd) {
@@ -684,10 +716,10 @@ void nomul_gelu_backward(nomul_fmode m, long n, const float *x, const float *dy,
         }
         /* y = PAM(x, s), s = PAD(1, q), q = 1 + e, e = pa_exp(−z), z = PAM(k, x) */
         float dxa, ds, unused, dq, dz_neg, dxz;
-        nomul_pam_mul_grad(xi, s, g, &dxa, &ds);
+        mul_grads(xi, s, g, &dxa, &ds);
         nomul_pam_div_grad(1.0f, q, ds, &unused, &dq);
         dz_neg = nomul_pa_exp_grad(-z, dq, 0); /* ∂/∂(−z) */
-        nomul_pam_mul_grad(GELU_K, xi, -dz_neg, &unused, &dxz);
+        mul_grads(GELU_K, xi, -dz_neg, &unused, &dxz);
         dx[i] += dxa + dxz;
     }
 }
