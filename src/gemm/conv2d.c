@@ -127,15 +127,29 @@ static void col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const flo
             }
 }
 
-static float *alloc_col(const char *fn, const conv_geom *g)
+/* The column matrices are kept per thread and reused (slot 0: col, 1: dcol),
+ * so a training step's convolutions allocate nothing once warm. */
+static _Thread_local struct {
+    float *p;
+    size_t cap;
+} col_cache[2];
+
+static float *cached_col(const char *fn, const conv_geom *g, int slot)
 {
-    /* 32 floats of slack: the direct kernels read whole 32-wide tiles */
-    float *col = nomul_aligned_alloc(((size_t)g->K * g->P + 32) * sizeof(float));
-    if (!col)
-        nomul_report(NOMUL_ENOMEM, "%s: out of memory for a %d x %d column matrix", fn, g->K,
-                     g->P);
-    return col;
+    size_t bytes = ((size_t)g->K * g->P + 32) * sizeof(float);
+    if (col_cache[slot].cap < bytes) {
+        nomul_aligned_free(col_cache[slot].p);
+        col_cache[slot].p = nomul_aligned_alloc(bytes);
+        col_cache[slot].cap = col_cache[slot].p ? bytes : 0;
+        if (!col_cache[slot].p) {
+            nomul_report(NOMUL_ENOMEM, "%s: out of memory for a %d x %d column matrix", fn, g->K,
+                         g->P);
+            return NULL;
+        }
+    }
+    return col_cache[slot].p;
 }
+
 
 static int check_offset_mode(const char *fn, nomul_conv_mode mode)
 {
@@ -375,12 +389,11 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, nomul_conv_mode mode, floa
     blas_threads bt = blas_single(mode, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *col = alloc_col(fn, &g);
+        float *col = cached_col(fn, &g, 0);
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
             if (col)
                 forward_image(d, &g, mode, plans, direct, x, weight, bias, y, b, col);
-        nomul_aligned_free(col);
     }
     blas_restore(bt);
     free_plans(plans, d->groups);
@@ -430,13 +443,11 @@ void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, nomul_conv_mode mode
     blas_threads bt = blas_single(mode, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *col = alloc_col(fn, &g), *dcol = col ? alloc_col(fn, &g) : NULL;
+        float *col = cached_col(fn, &g, 0), *dcol = col ? cached_col(fn, &g, 1) : NULL;
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
             if (dcol)
                 backward_data_image(d, &g, mode, approx, plans, x, weight, dy, dx, b, col, dcol);
-        nomul_aligned_free(col);
-        nomul_aligned_free(dcol);
     }
     blas_restore(bt);
     free_plans(plans, d->groups);
@@ -492,7 +503,7 @@ void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, nomul_conv_mode mo
     {
         int t = omp_get_thread_num();
         float *dw = t == 0 ? dweight : partial + (long)(t - 1) * nw;
-        float *col = alloc_col(fn, &g);
+        float *col = cached_col(fn, &g, 0);
         int first = 1;
         for (int b = t; b < d->n && col; b += nt) {
             backward_weight_image(d, &g, mode, approx, offset, x, weight, dy, dw, b,
@@ -501,7 +512,6 @@ void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, nomul_conv_mode mo
         }
         if (first)
             memset(dw, 0, (size_t)nw * sizeof *dw);
-        nomul_aligned_free(col);
     }
     blas_restore(bt);
     for (int t = 1; t < nt; t++)

@@ -237,7 +237,7 @@ static int ceil_div(int a, int b) { return (a + b - 1) / b; }
 /* Packing buffers are kept per calling thread and reused, so that repeated
  * products (a convolution's per-image GEMMs, a training step's layers) do
  * not pay for fresh pages every call. */
-enum { BUF_Y, BUF_YM, BUF_X, BUF_XM, BUF_T, BUF_COUNT };
+enum { BUF_Y, BUF_YM, BUF_X, BUF_XM, BUF_T, BUF_YS, BUF_XS, BUF_TNAN, BUF_COUNT };
 static _Thread_local struct {
     void *p;
     size_t cap;
@@ -362,13 +362,13 @@ static int pg_run_plan(const pg_problem *pr, int nt, const pg_plan *plan)
     size_t ysize = (size_t)ny_panels * NR * kc_max;
     uint32_t *yp = buf_get(BUF_Y, ysize * sizeof *yp);
     int32_t *ym = buf_get(BUF_YM, ysize * sizeof *ym);
-    pg_stats *ys = malloc((size_t)ny_panels * sizeof *ys);
+    pg_stats *ys = buf_get(BUF_YS, (size_t)ny_panels * sizeof *ys);
     size_t xsize = (size_t)mc * kc_max;
     int nx_panels = ceil_div(mc, MR);
     int ok = yp && ym && ys;
     uint32_t *xbuf = ok ? buf_get(BUF_X, (size_t)nt * xsize * sizeof *xbuf) : NULL;
     int32_t *xmbuf = ok ? buf_get(BUF_XM, (size_t)nt * xsize * sizeof *xmbuf) : NULL;
-    pg_stats *xsbuf = ok ? malloc((size_t)nt * nx_panels * sizeof *xsbuf) : NULL;
+    pg_stats *xsbuf = ok ? buf_get(BUF_XS, (size_t)nt * nx_panels * sizeof *xsbuf) : NULL;
     ok = ok && xbuf && xmbuf && xsbuf;
     /* gradients: T's mantissas, packed once for the whole output */
     int nti = ceil_div(m, MR), ntj = ceil_div(n, NR);
@@ -376,17 +376,13 @@ static int pg_run_plan(const pg_problem *pr, int nt, const pg_plan *plan)
     unsigned char *tnan = NULL;
     if (ok && pr->kind != PG_FWD) {
         tbuf = buf_get(BUF_T, (size_t)nti * ntj * MR * NR * sizeof *tbuf);
-        tnan = malloc((size_t)nti * ntj);
+        tnan = buf_get(BUF_TNAN, (size_t)nti * ntj);
         ok = tbuf && tnan;
         if (ok)
             pack_t(pr, MR, NR, tbuf, tnan, nt);
     }
-    if (!ok) {
-        free(ys);
-        free(xsbuf);
-        free(tnan);
+    if (!ok)
         return 0;
-    }
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -454,9 +450,6 @@ static int pg_run_plan(const pg_problem *pr, int nt, const pg_plan *plan)
             }
         }
     }
-    free(tnan);
-    free(ys);
-    free(xsbuf);
     return 1;
 }
 
