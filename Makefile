@@ -31,10 +31,11 @@ BUILD ?= build
 endif
 
 CFLAGS_ALL := $(CFLAGS_BASE) $(CFLAGS)
-LIBS := $(OPENBLAS_LIBS) -lcjson -fopenmp -lm
+LIBS := $(OPENBLAS_LIBS) -lcjson -lz -fopenmp -lm
 
 LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/arith/*.c) $(wildcard src/gemm/*.c) \
-           $(wildcard src/layers/*.c) $(wildcard src/train/*.c) $(wildcard src/autodiff/*.c)
+           $(wildcard src/layers/*.c) $(wildcard src/train/*.c) $(wildcard src/autodiff/*.c) \
+           $(wildcard src/data/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))

@@ -18,5 +18,6 @@
 #include "nomul/functional.h"
 #include "nomul/autodiff.h"
 #include "nomul/audit.h"
+#include "nomul/data.h"
 
 #endif

@@ -1,0 +1,71 @@
+/*
+ * nomul/data.h — datasets from real files.
+ *
+ * IDX (the format of MNIST and Fashion-MNIST, LeCun's "magic 0x0000TTDD"
+ * header, big-endian dimensions) read plain or gzip-compressed through zlib:
+ * a gzip file is recognised by its content, not by its name. Every check a
+ * file can fail (it cannot be opened, its magic is wrong, it is truncated,
+ * corrupt, has bytes after its data, or images and labels disagree) is a
+ * reported error (nomul/error.h) that names the file; nothing is returned
+ * half-read.
+ */
+#ifndef NOMUL_DATA_H
+#define NOMUL_DATA_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* IDX element types, as the format numbers them. */
+typedef enum nomul_idx_type {
+    NOMUL_IDX_U8 = 0x08,
+    NOMUL_IDX_I8 = 0x09,
+    NOMUL_IDX_I16 = 0x0B,
+    NOMUL_IDX_I32 = 0x0C,
+    NOMUL_IDX_F32 = 0x0D,
+    NOMUL_IDX_F64 = 0x0E,
+} nomul_idx_type;
+
+#define NOMUL_IDX_MAX_DIMS 8
+
+/* One IDX array: dims[0] is the item count; data holds dims[0]*...*dims[ndim-1]
+ * elements of `type`, converted to host byte order. */
+typedef struct nomul_idx {
+    nomul_idx_type type;
+    int ndim;
+    long dims[NOMUL_IDX_MAX_DIMS];
+    long count;      /* elements in all */
+    int elem_bytes;  /* 1, 2, 4 or 8 */
+    void *data;
+} nomul_idx;
+
+/* Reads an IDX file (plain or gzip); NULL after a report on any problem. */
+nomul_idx *nomul_idx_read(const char *path);
+void nomul_idx_free(nomul_idx *a);
+/* Writes an IDX file (gzip-compressed when gzip is nonzero); 0 on success. */
+int nomul_idx_write(const char *path, const nomul_idx *a, int gzip);
+
+/* A labelled image dataset in memory: n images of h×w pixels with c channels,
+ * stored as bytes in height, width, channel order (as IDX and image files
+ * hold them), and one label in [0, classes) per image. */
+typedef struct nomul_image_set {
+    long n;
+    int h, w, c;
+    int classes;
+    uint8_t *pixels; /* n*h*w*c */
+    int32_t *labels; /* n */
+} nomul_image_set;
+
+/* Pairs an IDX image file (unsigned bytes, N×H×W or N×H×W×C) with an IDX
+ * label file (unsigned bytes, N): the counts must agree and every label be
+ * below `classes` (0: one more than the largest label). NULL after a report. */
+nomul_image_set *nomul_image_set_from_idx(const char *images_path, const char *labels_path,
+                                          int classes);
+void nomul_image_set_free(nomul_image_set *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,298 @@
+/*
+ * idx.c — IDX arrays (MNIST, Fashion-MNIST), plain or gzip, through zlib.
+ *
+ * gzread reads a plain file as it is and inflates a gzip one, so one code
+ * path serves both. The header is magic 0x00 0x00 TYPE NDIM, then NDIM
+ * big-endian 32-bit dimensions, then the elements, big-endian. Sizes are
+ * checked against overflow before anything is allocated, and the file must
+ * end exactly where its header says.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zlib.h>
+
+#include "../core/internal.h"
+#include "nomul/data.h"
+
+static int elem_size(int type)
+{
+    switch (type) {
+    case NOMUL_IDX_U8:
+    case NOMUL_IDX_I8:
+        return 1;
+    case NOMUL_IDX_I16:
+        return 2;
+    case NOMUL_IDX_I32:
+    case NOMUL_IDX_F32:
+        return 4;
+    case NOMUL_IDX_F64:
+        return 8;
+    default:
+        return 0;
+    }
+}
+
+/* Reads exactly n bytes; 0 when all came, else reports what went wrong. */
+static int read_exact(gzFile f, const char *path, void *dst, size_t n, const char *what)
+{
+    unsigned char *p = dst;
+    size_t got = 0;
+    while (got < n) {
+        size_t want = n - got > (1u << 30) ? (1u << 30) : n - got;
+        int r = gzread(f, p + got, (unsigned)want);
+        if (r < 0) {
+            int code;
+            const char *msg = gzerror(f, &code);
+            if (code == Z_ERRNO)
+                nomul_report(NOMUL_EINVAL, "%s: cannot read the %s: %s", path, what,
+                             strerror(errno));
+            else
+                nomul_report(NOMUL_EINVAL, "%s: corrupt gzip data in the %s: %s", path, what,
+                             msg);
+            return -1;
+        }
+        if (r == 0) {
+            nomul_report(NOMUL_EINVAL,
+                         "%s: truncated: the %s needs %zu bytes, the file ends after %zu", path,
+                         what, n, got);
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static void to_host(void *data, long count, int size)
+{
+    unsigned char *p = data;
+    if (size == 1)
+        return;
+    for (long i = 0; i < count; i++, p += size)
+        for (int a = 0, b = size - 1; a < b; a++, b--) {
+            unsigned char t = p[a];
+            p[a] = p[b];
+            p[b] = t;
+        }
+}
+
+nomul_idx *nomul_idx_read(const char *path)
+{
+    if (!path) {
+        nomul_report(NOMUL_EINVAL, "nomul_idx_read: no path");
+        return NULL;
+    }
+    gzFile f = gzopen(path, "rb");
+    if (!f) {
+        nomul_report(NOMUL_EINVAL, "%s: cannot open: %s", path,
+                     errno ? strerror(errno) : "out of memory");
+        return NULL;
+    }
+    gzbuffer(f, 1 << 17);
+    nomul_idx *a = calloc(1, sizeof *a);
+    unsigned char h[4];
+    if (!a) {
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory", path);
+        goto fail;
+    }
+    if (read_exact(f, path, h, 4, "header"))
+        goto fail;
+    if (h[0] || h[1] || !elem_size(h[2]) || h[3] < 1 || h[3] > NOMUL_IDX_MAX_DIMS) {
+        nomul_report(NOMUL_EINVAL,
+                     "%s: not an IDX file: magic %02x %02x %02x %02x (want 00 00, a type of "
+                     "08/09/0b/0c/0d/0e and 1..%d dimensions)",
+                     path, h[0], h[1], h[2], h[3], NOMUL_IDX_MAX_DIMS);
+        goto fail;
+    }
+    a->type = (nomul_idx_type)h[2];
+    a->ndim = h[3];
+    a->elem_bytes = elem_size(h[2]);
+    a->count = 1;
+    for (int d = 0; d < a->ndim; d++) {
+        unsigned char b[4];
+        if (read_exact(f, path, b, 4, "dimensions"))
+            goto fail;
+        unsigned long v = (unsigned long)b[0] << 24 | (unsigned long)b[1] << 16 |
+                          (unsigned long)b[2] << 8 | b[3];
+        if (v > INT_MAX) {
+            nomul_report(NOMUL_EINVAL, "%s: dimension %d is %lu, beyond any real dataset", path,
+                         d, v);
+            goto fail;
+        }
+        a->dims[d] = (long)v;
+        if (v && a->count > (LONG_MAX / 8) / (long)v) {
+            nomul_report(NOMUL_EINVAL, "%s: the dimensions multiply past any addressable size",
+                         path);
+            goto fail;
+        }
+        a->count *= (long)v;
+    }
+    size_t bytes = (size_t)a->count * (size_t)a->elem_bytes;
+    a->data = malloc(bytes ? bytes : 1);
+    if (!a->data) {
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for %zu bytes of data", path, bytes);
+        goto fail;
+    }
+    if (read_exact(f, path, a->data, bytes, "data"))
+        goto fail;
+    unsigned char extra;
+    int r = gzread(f, &extra, 1);
+    if (r != 0) {
+        if (r > 0)
+            nomul_report(NOMUL_EINVAL,
+                         "%s: bytes after the data: the header says %ld elements of %d bytes",
+                         path, a->count, a->elem_bytes);
+        else
+            nomul_report(NOMUL_EINVAL, "%s: corrupt (after the data: %s)", path,
+                         gzerror(f, &(int){0}));
+        goto fail;
+    }
+    to_host(a->data, a->count, a->elem_bytes);
+    if (gzclose(f) != Z_OK) {
+        f = NULL;
+        nomul_report(NOMUL_EINVAL, "%s: corrupt (gzip trailer)", path);
+        goto fail;
+    }
+    return a;
+fail:
+    if (f)
+        gzclose(f);
+    nomul_idx_free(a);
+    return NULL;
+}
+
+void nomul_idx_free(nomul_idx *a)
+{
+    if (!a)
+        return;
+    free(a->data);
+    free(a);
+}
+
+int nomul_idx_write(const char *path, const nomul_idx *a, int gzip)
+{
+    if (!path || !a || a->ndim < 1 || a->ndim > NOMUL_IDX_MAX_DIMS || !elem_size(a->type) ||
+        (a->count && !a->data)) {
+        nomul_report(NOMUL_EINVAL, "nomul_idx_write: %s: bad array", path ? path : "(no path)");
+        return -1;
+    }
+    long count = 1;
+    for (int d = 0; d < a->ndim; d++) {
+        if (a->dims[d] < 0 || a->dims[d] > INT_MAX) {
+            nomul_report(NOMUL_EINVAL, "nomul_idx_write: %s: dimension %d is %ld", path, d,
+                         a->dims[d]);
+            return -1;
+        }
+        count *= a->dims[d];
+    }
+    if (count != a->count) {
+        nomul_report(NOMUL_EINVAL, "nomul_idx_write: %s: count %ld, dimensions give %ld", path,
+                     a->count, count);
+        return -1;
+    }
+    gzFile f = gzopen(path, gzip ? "wb6" : "wbT");
+    if (!f) {
+        nomul_report(NOMUL_EINVAL, "%s: cannot create: %s", path, strerror(errno));
+        return -1;
+    }
+    int size = elem_size(a->type), ok = 1;
+    unsigned char h[4] = {0, 0, (unsigned char)a->type, (unsigned char)a->ndim};
+    ok &= gzwrite(f, h, 4) == 4;
+    for (int d = 0; d < a->ndim; d++) {
+        unsigned long v = (unsigned long)a->dims[d];
+        unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                              (unsigned char)(v >> 8), (unsigned char)v};
+        ok &= gzwrite(f, b, 4) == 4;
+    }
+    const unsigned char *p = a->data;
+    unsigned char buf[4096];
+    for (long i = 0; ok && i < a->count;) {
+        long m = 0;
+        for (; i < a->count && m + size <= (long)sizeof buf; i++, m += size)
+            for (int j = 0; j < size; j++)
+                buf[m + j] = p[i * size + (size - 1 - j)];
+        ok &= gzwrite(f, buf, (unsigned)m) == (int)m;
+    }
+    ok &= gzclose(f) == Z_OK;
+    if (!ok) {
+        nomul_report(NOMUL_EINVAL, "%s: write failed", path);
+        return -1;
+    }
+    return 0;
+}
+
+nomul_image_set *nomul_image_set_from_idx(const char *images_path, const char *labels_path,
+                                          int classes)
+{
+    nomul_idx *im = nomul_idx_read(images_path);
+    nomul_idx *lb = im ? nomul_idx_read(labels_path) : NULL;
+    nomul_image_set *s = NULL;
+    if (!lb)
+        goto done;
+    if (im->type != NOMUL_IDX_U8 || (im->ndim != 3 && im->ndim != 4)) {
+        nomul_report(NOMUL_EINVAL,
+                     "%s: images must be unsigned bytes of N×H×W or N×H×W×C (type %#x, %d "
+                     "dimensions)",
+                     images_path, im->type, im->ndim);
+        goto done;
+    }
+    if (lb->type != NOMUL_IDX_U8 || lb->ndim != 1) {
+        nomul_report(NOMUL_EINVAL, "%s: labels must be unsigned bytes of N (type %#x, %d dimensions)",
+                     labels_path, lb->type, lb->ndim);
+        goto done;
+    }
+    if (im->dims[0] != lb->dims[0]) {
+        nomul_report(NOMUL_EINVAL, "%s holds %ld images but %s holds %ld labels", images_path,
+                     im->dims[0], labels_path, lb->dims[0]);
+        goto done;
+    }
+    if (classes < 0 || classes > 256) {
+        nomul_report(NOMUL_EINVAL, "nomul_image_set_from_idx: classes is %d (want 0..256)",
+                     classes);
+        goto done;
+    }
+    const uint8_t *l = lb->data;
+    int top = -1;
+    for (long i = 0; i < lb->dims[0]; i++) {
+        if (classes && l[i] >= classes) {
+            nomul_report(NOMUL_EINVAL, "%s: label %d of item %ld is not below the %d classes",
+                         labels_path, l[i], i, classes);
+            goto done;
+        }
+        top = l[i] > top ? l[i] : top;
+    }
+    s = calloc(1, sizeof *s);
+    int32_t *labels = malloc((size_t)(lb->dims[0] ? lb->dims[0] : 1) * sizeof *labels);
+    if (!s || !labels) {
+        free(s);
+        free(labels);
+        s = NULL;
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory", labels_path);
+        goto done;
+    }
+    for (long i = 0; i < lb->dims[0]; i++)
+        labels[i] = l[i];
+    s->n = im->dims[0];
+    s->h = (int)im->dims[1];
+    s->w = (int)im->dims[2];
+    s->c = im->ndim == 4 ? (int)im->dims[3] : 1;
+    s->classes = classes ? classes : top + 1;
+    s->pixels = im->data; /* the set takes the image bytes */
+    im->data = NULL;
+    s->labels = labels;
+done:
+    nomul_idx_free(im);
+    nomul_idx_free(lb);
+    return s;
+}
+
+void nomul_image_set_free(nomul_image_set *s)
+{
+    if (!s)
+        return;
+    free(s->pixels);
+    free(s->labels);
+    free(s);
+}

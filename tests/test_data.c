@@ -1,0 +1,277 @@
+/*
+ * test_data.c — IDX files: random arrays of every element type written
+ * plain and gzip-compressed and read back (byte order included); fixtures
+ * written byte by byte as the format defines them (independent of the
+ * writer); every broken file (missing, bad magic, truncated header, dims or
+ * data, corrupt gzip, trailing bytes, image/label mismatch, label out of
+ * range) is an error naming the file; and the real Fashion-MNIST files when
+ * Debian's dataset-fashion-mnist is installed.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <zlib.h>
+
+#include "nomul/nomul.h"
+#include "testutil.h"
+
+static char dir[256];
+static char last_message[1024];
+
+static void capture(nomul_status s, const char *msg)
+{
+    (void)s;
+    snprintf(last_message, sizeof last_message, "%s", msg);
+}
+
+static const char *path_of(const char *name)
+{
+    static char p[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
+    return p[k];
+}
+
+/* Writes raw bytes, plain or gzip, with no help from the library. */
+static void put(const char *path, const void *bytes, size_t n, int gzip)
+{
+    if (gzip) {
+        gzFile f = gzopen(path, "wb");
+        assert_non_null(f);
+        if (n)
+            assert_int_equal(gzwrite(f, bytes, (unsigned)n), (int)n);
+        assert_int_equal(gzclose(f), Z_OK);
+    } else {
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(bytes, 1, n, f), n);
+        assert_int_equal(fclose(f), 0);
+    }
+}
+
+/* An IDX file of unsigned bytes, as the format defines it. */
+static size_t idx_u8(unsigned char *buf, int ndim, const long *dims, const unsigned char *data)
+{
+    size_t n = 0;
+    long count = 1;
+    buf[n++] = 0, buf[n++] = 0, buf[n++] = 0x08, buf[n++] = (unsigned char)ndim;
+    for (int d = 0; d < ndim; d++) {
+        buf[n++] = (unsigned char)(dims[d] >> 24), buf[n++] = (unsigned char)(dims[d] >> 16);
+        buf[n++] = (unsigned char)(dims[d] >> 8), buf[n++] = (unsigned char)dims[d];
+        count *= dims[d];
+    }
+    memcpy(buf + n, data, (size_t)count);
+    return n + (size_t)count;
+}
+
+static void expect_error(nomul_idx *a, const char *path, const char *words)
+{
+    if (a) {
+        nomul_idx_free(a);
+        fail_msg("%s: read although broken", path);
+    }
+    assert_int_not_equal(nomul_last_error(), NOMUL_OK);
+    if (!strstr(last_message, path) || !strstr(last_message, words))
+        fail_msg("message \"%s\" should name %s and say \"%s\"", last_message, path, words);
+    nomul_clear_error();
+}
+
+static void test_round_trip_every_type(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x1D};
+    static const nomul_idx_type types[] = {NOMUL_IDX_U8,  NOMUL_IDX_I8,  NOMUL_IDX_I16,
+                                           NOMUL_IDX_I32, NOMUL_IDX_F32, NOMUL_IDX_F64};
+    static const int sizes[] = {1, 1, 2, 4, 4, 8};
+    for (int t = 0; t < 6; t++)
+        for (int gz = 0; gz < 2; gz++) {
+            nomul_idx a = {.type = types[t], .ndim = 1 + (int)(tu_u32(&r) % 4)};
+            a.count = 1;
+            for (int d = 0; d < a.ndim; d++)
+                a.count *= a.dims[d] = 1 + (long)(tu_u32(&r) % 9);
+            a.elem_bytes = sizes[t];
+            unsigned char *data = malloc((size_t)a.count * sizes[t]);
+            for (long i = 0; i < a.count * sizes[t]; i++)
+                data[i] = (unsigned char)tu_u32(&r);
+            a.data = data;
+            const char *p = path_of(gz ? "rt.idx.gz" : "rt.idx");
+            assert_int_equal(nomul_idx_write(p, &a, gz), 0);
+            /* the file holds the elements big-endian, after the header */
+            if (!gz && sizes[t] > 1) {
+                FILE *f = fopen(p, "rb");
+                unsigned char first[8];
+                fseek(f, 4 + 4 * a.ndim, SEEK_SET);
+                assert_int_equal(fread(first, 1, (size_t)sizes[t], f), (size_t)sizes[t]);
+                fclose(f);
+                for (int j = 0; j < sizes[t]; j++)
+                    assert_int_equal(first[j], data[sizes[t] - 1 - j]);
+            }
+            nomul_idx *b = nomul_idx_read(p);
+            if (!b)
+                FAIL_SEED("type %#x gzip %d: %s", types[t], gz, nomul_last_error_message());
+            assert_int_equal(b->type, a.type);
+            assert_int_equal(b->ndim, a.ndim);
+            assert_int_equal(b->count, a.count);
+            for (int d = 0; d < a.ndim; d++)
+                assert_int_equal(b->dims[d], a.dims[d]);
+            if (memcmp(b->data, data, (size_t)a.count * sizes[t]))
+                FAIL_SEED("type %#x gzip %d: data differ after the round trip", types[t], gz);
+            nomul_idx_free(b);
+            free(data);
+        }
+}
+
+static void test_image_set_from_fixture(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x2E};
+    enum { N = 7, H = 5, W = 3 };
+    unsigned char pix[N * H * W], lab[N], buf[4096];
+    for (int i = 0; i < N * H * W; i++)
+        pix[i] = (unsigned char)tu_u32(&r);
+    for (int i = 0; i < N; i++)
+        lab[i] = (unsigned char)(tu_u32(&r) % 10);
+    lab[3] = 9;
+    long di[3] = {N, H, W}, dl[1] = {N};
+    for (int gz = 0; gz < 2; gz++) {
+        put(path_of("img"), buf, idx_u8(buf, 3, di, pix), gz);
+        put(path_of("lab"), buf, idx_u8(buf, 1, dl, lab), !gz);
+        nomul_image_set *s = nomul_image_set_from_idx(path_of("img"), path_of("lab"), 0);
+        if (!s)
+            FAIL_SEED("%s", nomul_last_error_message());
+        assert_int_equal(s->n, N);
+        assert_int_equal(s->h, H);
+        assert_int_equal(s->w, W);
+        assert_int_equal(s->c, 1);
+        assert_int_equal(s->classes, 10);
+        assert_memory_equal(s->pixels, pix, sizeof pix);
+        for (int i = 0; i < N; i++)
+            assert_int_equal(s->labels[i], lab[i]);
+        nomul_image_set_free(s);
+    }
+    /* labels beyond the stated classes; counts that disagree */
+    assert_null(nomul_image_set_from_idx(path_of("img"), path_of("lab"), 5));
+    if (!strstr(last_message, "lab") || !strstr(last_message, "not below the 5 classes"))
+        fail_msg("message: %s", last_message);
+    long dl2[1] = {N - 1};
+    put(path_of("lab2"), buf, idx_u8(buf, 1, dl2, lab), 0);
+    assert_null(nomul_image_set_from_idx(path_of("img"), path_of("lab2"), 10));
+    if (!strstr(last_message, "holds 7 images") || !strstr(last_message, "holds 6 labels"))
+        fail_msg("message: %s", last_message);
+    /* labels given where images are expected */
+    assert_null(nomul_image_set_from_idx(path_of("lab"), path_of("lab"), 10));
+    if (!strstr(last_message, "images must be"))
+        fail_msg("message: %s", last_message);
+    nomul_clear_error();
+}
+
+static void test_broken_files_are_named(void **state)
+{
+    (void)state;
+    unsigned char buf[4096], data[60];
+    memset(data, 7, sizeof data);
+    long dims[2] = {3, 20};
+    size_t n = idx_u8(buf, 2, dims, data);
+
+    expect_error(nomul_idx_read(path_of("missing.idx")), path_of("missing.idx"), "cannot open");
+
+    for (int gz = 0; gz < 2; gz++) {
+        const char *p = path_of(gz ? "b.gz" : "b.idx");
+        unsigned char bad[4096];
+        memcpy(bad, buf, n);
+        bad[0] = 0x1f;
+        put(p, bad, n, gz);
+        expect_error(nomul_idx_read(p), p, "not an IDX file");
+        memcpy(bad, buf, n);
+        bad[2] = 0x07; /* no such type */
+        put(p, bad, n, gz);
+        expect_error(nomul_idx_read(p), p, "not an IDX file");
+        put(p, buf, 2, gz);
+        expect_error(nomul_idx_read(p), p, "truncated");
+        put(p, buf, 9, gz);
+        expect_error(nomul_idx_read(p), p, "dimensions");
+        put(p, buf, n - 1, gz);
+        expect_error(nomul_idx_read(p), p, "truncated");
+        memcpy(bad, buf, n);
+        bad[n] = 1;
+        put(p, bad, n + 1, gz);
+        expect_error(nomul_idx_read(p), p, "bytes after the data");
+        put(p, buf, 0, gz);
+        expect_error(nomul_idx_read(p), p, "truncated");
+    }
+    /* a gzip stream cut short, and one with a damaged body */
+    put(path_of("full.gz"), buf, n, 1);
+    FILE *f = fopen(path_of("full.gz"), "rb");
+    unsigned char z[4096];
+    size_t zn = fread(z, 1, sizeof z, f);
+    fclose(f);
+    put(path_of("cut.gz"), z, zn - 12, 0);
+    expect_error(nomul_idx_read(path_of("cut.gz")), path_of("cut.gz"), "");
+    z[zn / 2] ^= 0xFF;
+    z[zn / 2 + 1] ^= 0x55;
+    put(path_of("bent.gz"), z, zn, 0);
+    expect_error(nomul_idx_read(path_of("bent.gz")), path_of("bent.gz"), "corrupt");
+}
+
+static void test_fashion_mnist_if_installed(void **state)
+{
+    (void)state;
+    const char *root = "/usr/share/datasets/fashion-mnist";
+    char im[512], lb[512];
+    snprintf(im, sizeof im, "%s/t10k-images-idx3-ubyte.gz", root);
+    snprintf(lb, sizeof lb, "%s/t10k-labels-idx1-ubyte.gz", root);
+    if (access(im, R_OK) || access(lb, R_OK)) {
+        printf("  (dataset-fashion-mnist is not installed: the real-file check is skipped)\n");
+        return;
+    }
+    nomul_image_set *s = nomul_image_set_from_idx(im, lb, 10);
+    if (!s)
+        fail_msg("%s", nomul_last_error_message());
+    assert_int_equal(s->n, 10000);
+    assert_int_equal(s->h, 28);
+    assert_int_equal(s->w, 28);
+    long per[10] = {0};
+    for (long i = 0; i < s->n; i++)
+        per[s->labels[i]]++;
+    for (int k = 0; k < 10; k++)
+        assert_int_equal(per[k], 1000); /* the test set is balanced */
+    nomul_image_set_free(s);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "%s/nomul-data-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(dir))
+        return -1;
+    nomul_set_error_handler(capture);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip_every_type),
+        cmocka_unit_test(test_image_set_from_fixture),
+        cmocka_unit_test(test_broken_files_are_named),
+        cmocka_unit_test(test_fashion_mnist_if_installed),
+    };
+    printf("test_data: seed %llu\n", (unsigned long long)tu_seed());
+    return cmocka_run_group_tests_name("data", tests, setup, teardown);
+}
