@@ -4,7 +4,8 @@
  * written byte by byte as the format defines them (independent of the
  * writer); every broken file (missing, bad magic, truncated header, dims or
  * data, corrupt gzip, trailing bytes, image/label mismatch, label out of
- * range) is an error naming the file; and the real Fashion-MNIST files when
+ * range) is an error naming the file; CIFAR-10/100 batches from fixtures in
+ * the published record layout; and the real Fashion-MNIST files when
  * Debian's dataset-fashion-mnist is installed.
  */
 #include <setjmp.h>
@@ -221,6 +222,66 @@ static void test_broken_files_are_named(void **state)
     expect_error(nomul_idx_read(path_of("bent.gz")), path_of("bent.gz"), "corrupt");
 }
 
+/* CIFAR batches written by the test in the published layout: label byte(s),
+ * then the red plane, green plane, blue plane of a 32×32 image. */
+static void test_cifar_batches(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x3F};
+    for (int lb = 1; lb <= 2; lb++) {
+        const int classes = lb == 1 ? 10 : 100, rec = lb + 3072, counts[2] = {3, 2};
+        unsigned char *file[2];
+        const char *paths[2] = {path_of("c1.bin"), path_of("c2.bin")};
+        for (int f = 0; f < 2; f++) {
+            file[f] = malloc((size_t)counts[f] * rec);
+            for (long i = 0; i < (long)counts[f] * rec; i++)
+                file[f][i] = (unsigned char)tu_u32(&r);
+            for (int k = 0; k < counts[f]; k++) {
+                file[f][k * rec] = (unsigned char)(tu_u32(&r) % 20); /* coarse label */
+                file[f][k * rec + lb - 1] = (unsigned char)(tu_u32(&r) % classes);
+            }
+            put(paths[f], file[f], (size_t)counts[f] * rec, 0);
+        }
+        nomul_image_set *s = nomul_image_set_from_cifar(paths, 2, lb);
+        if (!s)
+            FAIL_SEED("%s", nomul_last_error_message());
+        assert_int_equal(s->n, 5);
+        assert_int_equal(s->h, 32);
+        assert_int_equal(s->w, 32);
+        assert_int_equal(s->c, 3);
+        assert_int_equal(s->classes, classes);
+        for (long i = 0; i < 5; i++) {
+            const unsigned char *rp = i < 3 ? file[0] + i * rec : file[1] + (i - 3) * rec;
+            assert_int_equal(s->labels[i], rp[lb - 1]);
+            for (int y = 0; y < 32; y++)
+                for (int x = 0; x < 32; x++)
+                    for (int c = 0; c < 3; c++)
+                        if (s->pixels[((i * 32 + y) * 32 + x) * 3 + c] !=
+                            rp[lb + c * 1024 + y * 32 + x])
+                            FAIL_SEED("image %ld pixel (%d,%d,%d) misplaced", i, y, x, c);
+        }
+        nomul_image_set_free(s);
+        /* a label out of range; a file cut mid-record; a missing file */
+        file[1][rec + lb - 1] = (unsigned char)classes;
+        put(paths[1], file[1], (size_t)2 * rec, 0);
+        assert_null(nomul_image_set_from_cifar(paths, 2, lb));
+        if (!strstr(last_message, paths[1]) || !strstr(last_message, "record 1 has label"))
+            fail_msg("message: %s", last_message);
+        put(paths[1], file[1], (size_t)2 * rec - 5, 0);
+        assert_null(nomul_image_set_from_cifar(paths, 2, lb));
+        if (!strstr(last_message, paths[1]) || !strstr(last_message, "whole number"))
+            fail_msg("message: %s", last_message);
+        const char *missing[1] = {path_of("nope.bin")};
+        assert_null(nomul_image_set_from_cifar(missing, 1, lb));
+        if (!strstr(last_message, "nope.bin") || !strstr(last_message, "cannot open"))
+            fail_msg("message: %s", last_message);
+        free(file[0]);
+        free(file[1]);
+    }
+    assert_null(nomul_image_set_from_cifar(NULL, 0, 1));
+    nomul_clear_error();
+}
+
 static void test_fashion_mnist_if_installed(void **state)
 {
     (void)state;
@@ -270,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_every_type),
         cmocka_unit_test(test_image_set_from_fixture),
         cmocka_unit_test(test_broken_files_are_named),
+        cmocka_unit_test(test_cifar_batches),
         cmocka_unit_test(test_fashion_mnist_if_installed),
     };
     printf("test_data: seed %llu\n", (unsigned long long)tu_seed());

@@ -65,6 +65,15 @@ nomul_image_set *nomul_image_set_from_idx(const char *images_path, const char *l
                                           int classes);
 void nomul_image_set_free(nomul_image_set *s);
 
+/* CIFAR binary batches (data_batch_1.bin ... data_batch_5.bin, test_batch.bin):
+ * records of `label_bytes` label bytes (1 for CIFAR-10; 2 for CIFAR-100,
+ * coarse then fine, of which the fine label is kept) then 32×32×3 pixels,
+ * channel-major. The files are concatenated in the order given; a file whose
+ * size is not a whole number of records, or a label not below the class
+ * count (10 or 100), is an error naming the file. */
+nomul_image_set *nomul_image_set_from_cifar(const char *const *paths, int npaths,
+                                            int label_bytes);
+
 #ifdef __cplusplus
 }
 #endif
