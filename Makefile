@@ -18,7 +18,7 @@ SOVERSION := 0
 OPENBLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 OPENBLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
-CFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) -g $(WARN) -fPIC -fopenmp -Iinclude $(OPENBLAS_CFLAGS)
+CFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) -g $(WARN) -fPIC -fopenmp -Iinclude $(OPENBLAS_CFLAGS) $(PNG_CFLAGS)
 AVX2_FLAGS := -mavx2
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl
 
@@ -31,7 +31,9 @@ BUILD ?= build
 endif
 
 CFLAGS_ALL := $(CFLAGS_BASE) $(CFLAGS)
-LIBS := $(OPENBLAS_LIBS) -lcjson -lz -fopenmp -lm
+PNG_CFLAGS := $(shell pkg-config --cflags libpng 2>/dev/null)
+PNG_LIBS := $(shell pkg-config --libs libpng 2>/dev/null || echo -lpng16)
+LIBS := $(OPENBLAS_LIBS) -lcjson -lz $(PNG_LIBS) -ljpeg -fopenmp -lm
 
 LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/arith/*.c) $(wildcard src/gemm/*.c) \
            $(wildcard src/layers/*.c) $(wildcard src/train/*.c) $(wildcard src/autodiff/*.c) \

@@ -24,9 +24,17 @@ for t in "$@"; do
     p=$(grep -o '\[  PASSED  \] [0-9]* test(s)\.' "$log" | tail -n 1 | tr -dc 0-9)
     f=$(grep -o '\[  FAILED  \] [0-9]* test(s), listed below' "$log" | tail -n 1 | tr -dc 0-9)
     n=$(grep -o '\[==========\] [0-9]* test(s) run\.' "$log" | tail -n 1 | tr -dc 0-9)
+    # UBSan reports some checks (nonnull arguments) without stopping the program
+    ub=0
+    if grep -q 'runtime error:' "$log"; then ub=1; fi
     rm -f "$log"
     p=${p:-0}
     f=${f:-0}
+    if [ "$ub" -eq 1 ]; then
+        status=1
+        f=$((f + 1))
+        echo "$name: the undefined-behaviour sanitizer reported a runtime error (above)"
+    fi
     if [ "$rc" -ne 0 ]; then
         status=1
         # a crash or a valgrind error: count the tests that did not pass

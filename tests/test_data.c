@@ -5,7 +5,8 @@
  * writer); every broken file (missing, bad magic, truncated header, dims or
  * data, corrupt gzip, trailing bytes, image/label mismatch, label out of
  * range) is an error naming the file; CIFAR-10/100 batches from fixtures in
- * the published record layout; and the real Fashion-MNIST files when
+ * the published record layout; image folders of PNG and JPEG files written
+ * with libpng and libjpeg, and their broken forms; and the real Fashion-MNIST files when
  * Debian's dataset-fashion-mnist is installed.
  */
 #include <setjmp.h>
@@ -18,6 +19,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jpeglib.h>
+#include <png.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include "nomul/nomul.h"
@@ -282,6 +286,166 @@ static void test_cifar_batches(void **state)
     nomul_clear_error();
 }
 
+static void write_png(const char *path, int h, int w, int c, const unsigned char *px)
+{
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    im.width = (png_uint_32)w;
+    im.height = (png_uint_32)h;
+    im.format = c == 1 ? PNG_FORMAT_GRAY : c == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_RGBA;
+    if (!png_image_write_to_file(&im, path, 0, px, 0, NULL))
+        fail_msg("writing %s: %s", path, im.message);
+}
+
+static void write_jpeg(const char *path, int h, int w, int c, const unsigned char *px)
+{
+    struct jpeg_compress_struct ci;
+    struct jpeg_error_mgr err;
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    ci.err = jpeg_std_error(&err);
+    jpeg_create_compress(&ci);
+    jpeg_stdio_dest(&ci, f);
+    ci.image_width = (JDIMENSION)w;
+    ci.image_height = (JDIMENSION)h;
+    ci.input_components = c;
+    ci.in_color_space = c == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_set_defaults(&ci);
+    jpeg_set_quality(&ci, 100, TRUE);
+    jpeg_start_compress(&ci, TRUE);
+    while (ci.next_scanline < ci.image_height) {
+        JSAMPROW row = (JSAMPROW)px + (size_t)ci.next_scanline * (size_t)(w * c);
+        jpeg_write_scanlines(&ci, &row, 1);
+    }
+    jpeg_finish_compress(&ci);
+    jpeg_destroy_compress(&ci);
+    fclose(f);
+}
+
+static void make_dir(const char *p)
+{
+    if (mkdir(p, 0755) != 0)
+        fail_msg("mkdir %s", p);
+}
+
+/* root/CLASS/IMAGE trees written by the test with libpng and libjpeg */
+static void test_image_folder(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x40};
+    enum { H = 6, W = 5 };
+    unsigned char grey[3][H * W], rgb[2][H * W * 3], smooth[H * W], rgba[H * W * 4];
+    for (int i = 0; i < 3; i++)
+        for (int q = 0; q < H * W; q++)
+            grey[i][q] = (unsigned char)tu_u32(&r);
+    for (int i = 0; i < 2; i++)
+        for (int q = 0; q < H * W * 3; q++)
+            rgb[i][q] = (unsigned char)tu_u32(&r);
+    for (int q = 0; q < H * W; q++)
+        smooth[q] = (unsigned char)(40 + 4 * (q / W) + 3 * (q % W));
+    for (int q = 0; q < H * W * 4; q++)
+        rgba[q] = (unsigned char)tu_u32(&r);
+    for (int q = 0; q < H * W; q++)
+        rgba[q * 4 + 3] = 255; /* opaque: compositing leaves the colours */
+
+    /* grey: classes "B" (2 PNGs, a text file, a hidden file) and "a" (PNG, JPEG) */
+    make_dir(path_of("g"));
+    make_dir(path_of("g/B"));
+    make_dir(path_of("g/a"));
+    write_png(path_of("g/B/2.png"), H, W, 1, grey[1]);
+    write_png(path_of("g/B/1.PNG"), H, W, 1, grey[0]);
+    put(path_of("g/B/notes.txt"), "x", 1, 0);
+    put(path_of("g/B/.hidden.png"), "x", 1, 0);
+    write_png(path_of("g/a/x.png"), H, W, 1, grey[2]);
+    write_jpeg(path_of("g/a/y.jpeg"), H, W, 1, smooth);
+    char **names = NULL;
+    nomul_image_set *s = nomul_image_set_from_folder(path_of("g"), 0, 0, 1, &names);
+    if (!s)
+        fail_msg("%s", nomul_last_error_message());
+    assert_int_equal(s->n, 4);
+    assert_int_equal(s->classes, 2);
+    assert_int_equal(s->h, H);
+    assert_int_equal(s->w, W);
+    assert_int_equal(s->c, 1);
+    assert_string_equal(names[0], "B"); /* byte order: upper case first */
+    assert_string_equal(names[1], "a");
+    int want_label[4] = {0, 0, 1, 1};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(s->labels[i], want_label[i]);
+    assert_memory_equal(s->pixels, grey[0], H * W);
+    assert_memory_equal(s->pixels + H * W, grey[1], H * W);
+    assert_memory_equal(s->pixels + 2 * H * W, grey[2], H * W);
+    for (int q = 0; q < H * W; q++) {
+        int d = (int)s->pixels[3 * H * W + q] - smooth[q];
+        if (d < -4 || d > 4)
+            fail_msg("JPEG pixel %d: %d, written %d", q, s->pixels[3 * H * W + q], smooth[q]);
+    }
+    nomul_image_set_free(s);
+    for (int k = 0; k < 2; k++)
+        free(names[k]);
+    free(names);
+
+    /* the same tree as RGB: grey replicated in every channel */
+    s = nomul_image_set_from_folder(path_of("g"), H, W, 3, NULL);
+    if (!s)
+        fail_msg("%s", nomul_last_error_message());
+    for (int q = 0; q < H * W; q++)
+        for (int c = 0; c < 3; c++)
+            assert_int_equal(s->pixels[q * 3 + c], grey[0][q]);
+    nomul_image_set_free(s);
+
+    /* colour: RGB and opaque RGBA PNGs, exact */
+    make_dir(path_of("c"));
+    make_dir(path_of("c/k"));
+    write_png(path_of("c/k/0.png"), H, W, 3, rgb[0]);
+    write_png(path_of("c/k/1.png"), H, W, 4, rgba);
+    s = nomul_image_set_from_folder(path_of("c"), 0, 0, 3, NULL);
+    if (!s)
+        fail_msg("%s", nomul_last_error_message());
+    assert_memory_equal(s->pixels, rgb[0], H * W * 3);
+    for (int q = 0; q < H * W; q++)
+        for (int c = 0; c < 3; c++)
+            assert_int_equal(s->pixels[H * W * 3 + q * 3 + c], rgba[q * 4 + c]);
+    nomul_image_set_free(s);
+
+    /* broken trees, each named */
+    assert_null(nomul_image_set_from_folder(path_of("c"), H + 1, W, 3, NULL));
+    if (!strstr(last_message, "c/k/0.png") || !strstr(last_message, "the dataset's images are"))
+        fail_msg("message: %s", last_message);
+    write_png(path_of("c/k/2.png"), H, W + 1, 3, rgba);
+    assert_null(nomul_image_set_from_folder(path_of("c"), 0, 0, 3, NULL));
+    if (!strstr(last_message, "c/k/2.png"))
+        fail_msg("message: %s", last_message);
+    unlink(path_of("c/k/2.png"));
+    put(path_of("c/k/3.jpg"), "not a jpeg at all", 17, 0);
+    assert_null(nomul_image_set_from_folder(path_of("c"), 0, 0, 3, NULL));
+    if (!strstr(last_message, "c/k/3.jpg") || !strstr(last_message, "not a readable JPEG"))
+        fail_msg("message: %s", last_message);
+    unlink(path_of("c/k/3.jpg"));
+    FILE *f = fopen(path_of("c/k/0.png"), "rb");
+    unsigned char png[4096];
+    size_t pn = fread(png, 1, sizeof png, f);
+    fclose(f);
+    put(path_of("c/k/4.png"), png, pn / 2, 0);
+    assert_null(nomul_image_set_from_folder(path_of("c"), 0, 0, 3, NULL));
+    if (!strstr(last_message, "c/k/4.png"))
+        fail_msg("message: %s", last_message);
+    unlink(path_of("c/k/4.png"));
+    make_dir(path_of("c/empty"));
+    assert_null(nomul_image_set_from_folder(path_of("c"), 0, 0, 3, NULL));
+    if (!strstr(last_message, "c/empty") || !strstr(last_message, "class folder without"))
+        fail_msg("message: %s", last_message);
+    assert_null(nomul_image_set_from_folder(path_of("c/empty"), 0, 0, 3, NULL));
+    if (!strstr(last_message, "no class folders"))
+        fail_msg("message: %s", last_message);
+    assert_null(nomul_image_set_from_folder(path_of("nowhere"), 0, 0, 3, NULL));
+    if (!strstr(last_message, "nowhere") || !strstr(last_message, "cannot open"))
+        fail_msg("message: %s", last_message);
+    assert_null(nomul_image_set_from_folder(path_of("c"), 0, 0, 2, NULL));
+    nomul_clear_error();
+}
+
 static void test_fashion_mnist_if_installed(void **state)
 {
     (void)state;
@@ -332,6 +496,7 @@ int main(void)
         cmocka_unit_test(test_image_set_from_fixture),
         cmocka_unit_test(test_broken_files_are_named),
         cmocka_unit_test(test_cifar_batches),
+        cmocka_unit_test(test_image_folder),
         cmocka_unit_test(test_fashion_mnist_if_installed),
     };
     printf("test_data: seed %llu\n", (unsigned long long)tu_seed());

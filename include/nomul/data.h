@@ -71,6 +71,18 @@ void nomul_image_set_free(nomul_image_set *s);
  * channel-major. The files are concatenated in the order given; a file whose
  * size is not a whole number of records, or a label not below the class
  * count (10 or 100), is an error naming the file. */
+/* An image folder, as torchvision's ImageFolder reads one: root/CLASS/FILE,
+ * classes numbered in the byte order of their folder names, files with the
+ * extensions .png, .jpg or .jpeg (any case) in name order within each class;
+ * other files are skipped. Images are decoded (libpng, libjpeg) to c channels
+ * (1: grey, 3: RGB; palettes, 16-bit samples and alpha, composited on black,
+ * are converted) and must all be h×w (h = w = 0: the size of the first one).
+ * Errors name the file or folder: none or an empty class folder, an image
+ * that does not decode, or one of another size. class_names (optional)
+ * receives a malloc'd array of `classes` malloc'd names. */
+nomul_image_set *nomul_image_set_from_folder(const char *root, int h, int w, int c,
+                                             char ***class_names);
+
 nomul_image_set *nomul_image_set_from_cifar(const char *const *paths, int npaths,
                                             int label_bytes);
 
