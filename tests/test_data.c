@@ -6,9 +6,12 @@
  * data, corrupt gzip, trailing bytes, image/label mismatch, label out of
  * range) is an error naming the file; CIFAR-10/100 batches from fixtures in
  * the published record layout; image folders of PNG and JPEG files written
- * with libpng and libjpeg, and their broken forms; and the real Fashion-MNIST files when
+ * with libpng and libjpeg, and their broken forms; batches (normalization,
+ * crop and flip against a plain twin, determinism) and the prefetching
+ * loader (every image once per epoch, seeded order, resume mid-epoch); and the real Fashion-MNIST files when
  * Debian's dataset-fashion-mnist is installed.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -446,6 +449,197 @@ static void test_image_folder(void **state)
     nomul_clear_error();
 }
 
+/* A set whose first two pixels spell the image's index (0..65535). */
+static nomul_image_set *index_set(tu_rng *r, long n, int h, int w, int c)
+{
+    nomul_image_set *s = calloc(1, sizeof *s);
+    s->n = n, s->h = h, s->w = w, s->c = c, s->classes = 7;
+    s->pixels = malloc((size_t)(n * h * w * c));
+    s->labels = malloc((size_t)n * sizeof *s->labels);
+    for (long i = 0; i < n * h * w * c; i++)
+        s->pixels[i] = (uint8_t)tu_u32(r);
+    for (long i = 0; i < n; i++) {
+        s->pixels[i * h * w * c] = (uint8_t)(i & 255);
+        s->pixels[i * h * w * c + 1] = (uint8_t)(i >> 8);
+        s->labels[i] = (int32_t)(tu_u32(r) % 7);
+    }
+    return s;
+}
+
+/* The plain twin of one augmented image: crop offset (oy, ox), then flip. */
+static float twin_pixel(const nomul_image_set *s, const nomul_augment *a, long id, int c, int y,
+                        int x, int oy, int ox, int flip)
+{
+    int sy = y + oy, sx = (flip ? s->w - 1 - x : x) + ox;
+    int v = sy < 0 || sy >= s->h || sx < 0 || sx >= s->w
+                ? 0
+                : s->pixels[((id * s->h + sy) * s->w + sx) * s->c + c];
+    float sd = a->std[c] != 0.0f ? a->std[c] : 1.0f;
+    return ((float)v / 255.0f - a->mean[c]) / sd;
+}
+
+static void test_batches_and_augmentation(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x51};
+    enum { N = 64, H = 9, W = 7, C = 3, P = 2 };
+    nomul_image_set *s = index_set(&r, N, H, W, C);
+    nomul_augment plain = {.mean = {0.5f, 0.25f, 0.125f}, .std = {0.5f, 2.0f, 0}};
+    nomul_augment aug = plain;
+    aug.crop_pad = P;
+    aug.hflip = 1;
+    long idx[N];
+    for (int i = 0; i < N; i++)
+        idx[i] = (i * 37 + 5) % N;
+    float *x = malloc(sizeof(float) * N * C * H * W), *x2 = malloc(sizeof(float) * N * C * H * W);
+    int32_t y[N];
+    uint64_t seed = tu_next(&r);
+    /* no augmentation: normalization only, channel planes in N×C×H×W order */
+    nomul_make_batch(s, idx, N, &plain, seed, 0, x, y);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(y[i], s->labels[idx[i]]);
+        for (int c = 0; c < C; c++)
+            for (int yy = 0; yy < H; yy++)
+                for (int xx = 0; xx < W; xx++)
+                    assert_true(x[((i * C + c) * H + yy) * W + xx] ==
+                                twin_pixel(s, &plain, idx[i], c, yy, xx, 0, 0, 0));
+    }
+    /* augmented: every image is one crop-and-flip of the twin, and the choices vary */
+    nomul_make_batch(s, idx, N, &aug, seed, 3, x, y);
+    int seen_flip[2] = {0}, seen_off[2 * P + 1][2 * P + 1] = {{0}}, distinct = 0;
+    for (int i = 0; i < N; i++) {
+        int found = 0;
+        for (int oy = -P; oy <= P && !found; oy++)
+            for (int ox = -P; ox <= P && !found; ox++)
+                for (int f = 0; f < 2 && !found; f++) {
+                    int ok = 1;
+                    for (int c = 0; c < C && ok; c++)
+                        for (int yy = 0; yy < H && ok; yy++)
+                            for (int xx = 0; xx < W && ok; xx++)
+                                ok = x[((i * C + c) * H + yy) * W + xx] ==
+                                     twin_pixel(s, &aug, idx[i], c, yy, xx, oy, ox, f);
+                    if (ok) {
+                        found = 1;
+                        seen_flip[f] = 1;
+                        distinct += !seen_off[oy + P][ox + P]++;
+                    }
+                }
+        if (!found)
+            FAIL_SEED("image %d is no crop and flip of its source", i);
+    }
+    if (!seen_flip[0] || !seen_flip[1] || distinct < 5)
+        FAIL_SEED("64 images used %d crop offsets and flips %d/%d", distinct, seen_flip[0],
+                  seen_flip[1]);
+    /* a pure function of (seed, epoch, index): the same again, another epoch differs */
+    nomul_make_batch(s, idx, N, &aug, seed, 3, x2, y);
+    assert_memory_equal(x, x2, sizeof(float) * N * C * H * W);
+    nomul_make_batch(s, idx, N, &aug, seed, 4, x2, y);
+    assert_true(memcmp(x, x2, sizeof(float) * N * C * H * W) != 0);
+    free(x);
+    free(x2);
+    nomul_image_set_free(s);
+}
+
+static long decode_index(const float *img)
+{
+    /* v/255 with mean 0 and std 1: the bytes come back exactly */
+    long lo = lroundf(img[0] * 255.0f), hi = lroundf(img[1] * 255.0f);
+    return lo + 256 * hi;
+}
+
+static void test_loader(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x62};
+    enum { H = 4, W = 5 };
+    const long n = 1000 + (long)(tu_u32(&r) % 300);
+    const int batch = 1 + (int)(tu_u32(&r) % 97);
+    nomul_image_set *s = index_set(&r, n, H, W, 1);
+    nomul_augment a = {.std = {1}};
+    uint64_t seed = tu_next(&r);
+    for (int drop = 0; drop < 2; drop++) {
+        nomul_loader *l = nomul_loader_new(s, batch, 1, drop, &a, seed);
+        nomul_loader *same = nomul_loader_new(s, batch, 1, drop, &a, seed);
+        assert_non_null(l);
+        assert_non_null(same);
+        long nb = drop ? n / batch : (n + batch - 1) / batch;
+        assert_int_equal(nomul_loader_batches(l), nb);
+        long *order[2] = {malloc(sizeof(long) * n), malloc(sizeof(long) * n)};
+        for (int epoch = 0; epoch < 2; epoch++) {
+            nomul_loader_start(l, epoch, 0);
+            nomul_loader_start(same, epoch, 0);
+            char *seen = calloc((size_t)n, 1);
+            long got = 0, batches = 0;
+            const float *x, *x2;
+            const int32_t *y, *y2;
+            int b;
+            while ((b = nomul_loader_next(l, &x, &y)) > 0) {
+                assert_int_equal(nomul_loader_next(same, &x2, &y2), b);
+                assert_memory_equal(x, x2, sizeof(float) * b * H * W);
+                assert_true(b == batch || (!drop && batches == nb - 1));
+                for (int i = 0; i < b; i++) {
+                    long id = decode_index(x + (long)i * H * W);
+                    if (id < 0 || id >= n || seen[id]++)
+                        FAIL_SEED("epoch %d: image %ld twice or unknown", epoch, id);
+                    assert_int_equal(y[i], s->labels[id]);
+                    order[epoch][got++] = id;
+                }
+                batches++;
+            }
+            assert_int_equal(batches, nb);
+            assert_int_equal(got, drop ? nb * batch : n);
+            assert_int_equal(nomul_loader_next(l, &x, &y), 0); /* stays at the end */
+            assert_int_equal(nomul_loader_next(same, &x2, &y2), 0);
+            free(seen);
+            /* resuming at batch k gives the batches k.. of the epoch */
+            long k = nb / 2;
+            nomul_loader_start(same, epoch, k);
+            for (long j = k; j < nb; j++) {
+                b = nomul_loader_next(same, &x2, &y2);
+                for (int i = 0; i < b; i++)
+                    assert_int_equal(decode_index(x2 + (long)i * H * W), order[epoch][j * batch + i]);
+            }
+            assert_int_equal(nomul_loader_next(same, &x2, &y2), 0);
+        }
+        assert_true(memcmp(order[0], order[1], sizeof(long) * (drop ? nb * batch : n)) != 0);
+        free(order[0]);
+        free(order[1]);
+        nomul_loader_free(l);
+        nomul_loader_free(same);
+    }
+    /* batches prepared by the thread equal the plain function's, with augmentation */
+    nomul_augment aug = {.crop_pad = 1, .hflip = 1, .mean = {0.3f}, .std = {0.7f}};
+    nomul_loader *l = nomul_loader_new(s, batch, 0, 0, &aug, seed);
+    nomul_loader_start(l, 5, 0);
+    const float *x;
+    const int32_t *y;
+    int b;
+    long at = 0;
+    float *want = malloc(sizeof(float) * batch * H * W);
+    int32_t *wy = malloc(sizeof(int32_t) * batch);
+    long *ids = malloc(sizeof(long) * batch);
+    while ((b = nomul_loader_next(l, &x, &y)) > 0) {
+        for (int i = 0; i < b; i++)
+            ids[i] = at + i; /* no shuffle: in order */
+        nomul_make_batch(s, ids, b, &aug, seed, 5, want, wy);
+        assert_memory_equal(x, want, sizeof(float) * b * H * W);
+        assert_memory_equal(y, wy, sizeof(int32_t) * b);
+        at += b;
+    }
+    assert_int_equal(at, n);
+    free(want);
+    free(wy);
+    free(ids);
+    nomul_loader_free(l);
+    /* bad requests */
+    assert_null(nomul_loader_new(s, 0, 1, 0, &a, 1));
+    assert_null(nomul_loader_new(s, (int)n + 1, 1, 1, &a, 1));
+    if (!strstr(last_message, "no full batch"))
+        fail_msg("message: %s", last_message);
+    nomul_clear_error();
+    nomul_image_set_free(s);
+}
+
 static void test_fashion_mnist_if_installed(void **state)
 {
     (void)state;
@@ -497,6 +691,8 @@ int main(void)
         cmocka_unit_test(test_broken_files_are_named),
         cmocka_unit_test(test_cifar_batches),
         cmocka_unit_test(test_image_folder),
+        cmocka_unit_test(test_batches_and_augmentation),
+        cmocka_unit_test(test_loader),
         cmocka_unit_test(test_fashion_mnist_if_installed),
     };
     printf("test_data: seed %llu\n", (unsigned long long)tu_seed());

@@ -86,6 +86,37 @@ nomul_image_set *nomul_image_set_from_folder(const char *root, int h, int w, int
 nomul_image_set *nomul_image_set_from_cifar(const char *const *paths, int npaths,
                                             int label_bytes);
 
+/* Augmentation and normalization of a batch. Each image's random choices
+ * come from (seed, epoch, image index) alone, so a batch is the same whatever
+ * thread prepares it and a resumed run sees the images it would have seen.
+ * Normalization (v/255 − mean[c]) / std[c] is tabulated per channel (256
+ * entries per batch), so each pixel costs a table lookup. Sets of more than
+ * 4 channels are refused by the loader. */
+typedef struct nomul_augment {
+    int crop_pad;   /* random crop of the original size after zero padding by this much */
+    int hflip;      /* flip left-right with probability 1/2 */
+    float mean[4];  /* per channel, on the 0..1 scale */
+    float std[4];   /* per channel; 0 is taken as 1 */
+} nomul_augment;
+
+/* Writes images idx[0..b) of s as float N×C×H×W into x, labels into y. */
+void nomul_make_batch(const nomul_image_set *s, const long *idx, int b, const nomul_augment *aug,
+                      uint64_t seed, long epoch, float *x, int32_t *y);
+
+/* Batches over an epoch (a seeded shuffle of the set per epoch, or the set in
+ * order), prepared by a background thread one batch ahead of the caller. */
+typedef struct nomul_loader nomul_loader;
+nomul_loader *nomul_loader_new(const nomul_image_set *s, int batch, int shuffle, int drop_last,
+                               const nomul_augment *aug, uint64_t seed);
+/* Starts epoch `epoch` at batch `first` (0 normally; a resumed run passes
+ * where it stopped). */
+void nomul_loader_start(nomul_loader *l, long epoch, long first);
+/* The next batch of the epoch: its size (0 at the end of the epoch), with
+ * *x (N×C×H×W) and *y valid until the next call of next or start. */
+int nomul_loader_next(nomul_loader *l, const float **x, const int32_t **y);
+long nomul_loader_batches(const nomul_loader *l); /* per epoch */
+void nomul_loader_free(nomul_loader *l);
+
 #ifdef __cplusplus
 }
 #endif
