@@ -19,5 +19,6 @@
 #include "nomul/autodiff.h"
 #include "nomul/audit.h"
 #include "nomul/data.h"
+#include "nomul/safetensors.h"
 
 #endif

@@ -1,0 +1,273 @@
+/*
+ * test_checkpoint.c — safetensors: random tensors and metadata round-tripped
+ * bit for bit (NaNs and infinities included); the bytes on disk checked
+ * against the format as published, parsed by the test itself (length
+ * prefix, JSON header, 8-byte alignment, data offsets); every kind of broken
+ * file refused with its name; atomic replacement (no temporary file left,
+ * a failed write leaves the old file).
+ */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <cmocka.h>
+
+#include "nomul/nomul.h"
+#include "testutil.h"
+
+static char dir[256];
+static char last_message[1024];
+
+static void capture(nomul_status s, const char *msg)
+{
+    (void)s;
+    snprintf(last_message, sizeof last_message, "%s", msg);
+}
+
+static const char *path_of(const char *name)
+{
+    static char p[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
+    return p[k];
+}
+
+static unsigned char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(*n + 1);
+    assert_int_equal(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+
+static void spill(const char *path, const void *b, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+enum { NT = 5 };
+
+static void test_round_trip_and_layout(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x5A};
+    int64_t shapes[NT][3];
+    int ndims[NT];
+    float *data[NT];
+    char names[NT][32];
+    nomul_st_tensor t[NT];
+    for (int i = 0; i < NT; i++) {
+        ndims[i] = (int)(tu_u32(&r) % 4); /* 0: a scalar */
+        int64_t numel = 1;
+        for (int d = 0; d < ndims[i]; d++)
+            numel *= shapes[i][d] = (int64_t)(tu_u32(&r) % 7);
+        data[i] = malloc(sizeof(float) * (size_t)(numel ? numel : 1));
+        for (int64_t q = 0; q < numel; q++)
+            data[i][q] = tu_float(tu_u32(&r)); /* any bit pattern */
+        snprintf(names[i], sizeof names[i], "block.%d.w%u", i, tu_u32(&r) % 100);
+        t[i] = (nomul_st_tensor){names[i], ndims[i], shapes[i], data[i]};
+    }
+    const char *meta[4] = {"step", "1234", "config", "{\"linear_cfg\": \"pam\"}"};
+    const char *p = path_of("a.safetensors");
+    assert_int_equal(nomul_safetensors_write(p, t, NT, meta, 2), 0);
+
+    /* the bytes, read as the format defines them */
+    size_t n;
+    unsigned char *b = slurp(p, &n);
+    uint64_t hl = 0;
+    for (int k = 7; k >= 0; k--)
+        hl = hl << 8 | b[k];
+    assert_true(hl % 8 == 0 && 8 + hl <= n);
+    cJSON *h = cJSON_ParseWithLength((const char *)b + 8, hl);
+    assert_non_null(h);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(h, "__metadata__"), "step")->valuestring,
+                        "1234");
+    size_t total = 0;
+    for (int i = 0; i < NT; i++) {
+        cJSON *e = cJSON_GetObjectItem(h, names[i]);
+        assert_non_null(e);
+        assert_string_equal(cJSON_GetObjectItem(e, "dtype")->valuestring, "F32");
+        cJSON *sh = cJSON_GetObjectItem(e, "shape");
+        assert_int_equal(cJSON_GetArraySize(sh), ndims[i]);
+        int64_t numel = 1;
+        for (int d = 0; d < ndims[i]; d++) {
+            assert_int_equal((int64_t)cJSON_GetArrayItem(sh, d)->valuedouble, shapes[i][d]);
+            numel *= shapes[i][d];
+        }
+        cJSON *of = cJSON_GetObjectItem(e, "data_offsets");
+        size_t lo = (size_t)cJSON_GetArrayItem(of, 0)->valuedouble;
+        size_t hi = (size_t)cJSON_GetArrayItem(of, 1)->valuedouble;
+        assert_int_equal(hi - lo, 4 * (size_t)numel);
+        if (numel)
+            assert_memory_equal(b + 8 + hl + lo, data[i], 4 * (size_t)numel);
+        total += hi - lo;
+    }
+    assert_int_equal(8 + hl + total, n);
+    cJSON_Delete(h);
+    free(b);
+
+    /* and through the reader */
+    nomul_safetensors *f = nomul_safetensors_read(p);
+    if (!f)
+        FAIL_SEED("%s", nomul_last_error_message());
+    assert_int_equal(nomul_safetensors_count(f), NT);
+    assert_string_equal(nomul_safetensors_meta(f, "config"), meta[3]);
+    assert_null(nomul_safetensors_meta(f, "absent"));
+    assert_null(nomul_safetensors_get(f, "absent", NULL, NULL));
+    for (int i = 0; i < NT; i++) {
+        int nd;
+        const int64_t *sh;
+        const float *x = nomul_safetensors_get(f, names[i], &nd, &sh);
+        assert_non_null(x);
+        assert_int_equal(nd, ndims[i]);
+        int64_t numel = 1;
+        for (int d = 0; d < nd; d++)
+            assert_int_equal(sh[d], shapes[i][d]), numel *= sh[d];
+        if (numel && memcmp(x, data[i], 4 * (size_t)numel))
+            FAIL_SEED("tensor %s changed in the round trip", names[i]);
+    }
+    nomul_safetensors_free(f);
+
+    /* no temporary file is left beside it */
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strstr(de->d_name, ".tmp."))
+            fail_msg("temporary file %s left behind", de->d_name);
+    closedir(d);
+
+    /* a write that fails leaves the old file as it was */
+    size_t before_n;
+    unsigned char *before = slurp(p, &before_n);
+    int64_t neg = -1;
+    nomul_st_tensor bad = {"x", 1, &neg, data[0]};
+    assert_int_equal(nomul_safetensors_write(p, &bad, 1, NULL, 0), -1);
+    nomul_st_tensor dup[2] = {t[0], t[0]};
+    assert_int_equal(nomul_safetensors_write(p, dup, 2, NULL, 0), -1);
+    if (!strstr(last_message, "two tensors are named"))
+        fail_msg("message: %s", last_message);
+    size_t after_n;
+    unsigned char *after = slurp(p, &after_n);
+    assert_int_equal(before_n, after_n);
+    assert_memory_equal(before, after, before_n);
+    free(before);
+    free(after);
+    assert_int_equal(nomul_safetensors_write(path_of("no/such/dir/x.safetensors"), t, 1, NULL, 0),
+                     -1);
+    if (!strstr(last_message, "no/such/dir/x.safetensors"))
+        fail_msg("message: %s", last_message);
+    for (int i = 0; i < NT; i++)
+        free(data[i]);
+    nomul_clear_error();
+}
+
+/* A file built by hand: header text, then `data` bytes of payload. */
+static const char *handmade(const char *name, const char *json, size_t data)
+{
+    size_t jl = strlen(json);
+    unsigned char *b = calloc(1, 8 + jl + data);
+    for (int k = 0; k < 8; k++)
+        b[k] = (unsigned char)((uint64_t)jl >> (8 * k));
+    memcpy(b + 8, json, jl);
+    const char *p = path_of(name);
+    spill(p, b, 8 + jl + data);
+    free(b);
+    return p;
+}
+
+static void expect_refused(const char *p, const char *words)
+{
+    nomul_safetensors *f = nomul_safetensors_read(p);
+    if (f) {
+        nomul_safetensors_free(f);
+        fail_msg("%s was read although broken", p);
+    }
+    if (!strstr(last_message, p) || !strstr(last_message, words))
+        fail_msg("message \"%s\" should name %s and say \"%s\"", last_message, p, words);
+    nomul_clear_error();
+}
+
+static void test_broken_files(void **state)
+{
+    (void)state;
+    const char *ok = handmade("ok.st", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8);
+    nomul_safetensors *f = nomul_safetensors_read(ok);
+    assert_non_null(f);
+    nomul_safetensors_free(f);
+
+    expect_refused(path_of("missing.st"), "cannot open");
+    spill(path_of("short.st"), "\x05\0\0", 3);
+    expect_refused(path_of("short.st"), "truncated");
+    spill(path_of("huge.st"), "\xff\xff\xff\xff\0\0\0\0{}", 10);
+    expect_refused(path_of("huge.st"), "header length");
+    expect_refused(handmade("json.st", "{\"w\": [", 0), "not a JSON object");
+    expect_refused(handmade("dtype.st", "{\"w\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4),
+                   "is F16");
+    expect_refused(handmade("shape.st", "{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8),
+                   "disagree");
+    expect_refused(handmade("negative.st", "{\"w\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8),
+                   "disagree");
+    expect_refused(handmade("fields.st", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2]}}", 8),
+                   "data_offsets");
+    expect_refused(handmade("overlap.st",
+                            "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                            "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+                            12),
+                   "tile the data");
+    expect_refused(handmade("gap.st", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8),
+                   "tile the data");
+    expect_refused(handmade("trunc.st", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 6),
+                   "truncated or padded");
+    expect_refused(handmade("extra.st", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 12),
+                   "truncated or padded");
+    expect_refused(handmade("dup.st",
+                            "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                            "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+                            8),
+                   "two tensors are named a");
+    expect_refused(handmade("meta.st", "{\"__metadata__\":{\"step\":3}}", 0), "__metadata__");
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "%s/nomul-ckpt-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(dir))
+        return -1;
+    nomul_set_error_handler(capture);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip_and_layout),
+        cmocka_unit_test(test_broken_files),
+    };
+    printf("test_checkpoint: seed %llu\n", (unsigned long long)tu_seed());
+    return cmocka_run_group_tests_name("checkpoint", tests, setup, teardown);
+}
