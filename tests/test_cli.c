@@ -311,6 +311,82 @@ static void test_help_and_info(void **state)
     snprintf(nomul, sizeof nomul, "%s", saved);
 }
 
+static int count_of(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* nomul plot: two runs' logs (one with Python's NaN) into an SVG with one
+ * polyline per run and metric, points only where both values are finite. */
+static void test_plot(void **state)
+{
+    (void)state;
+    char a[512], b[512], svg[512], *out;
+    snprintf(a, sizeof a, "%s/base.jsonl", tmpdir);
+    snprintf(b, sizeof b, "%s/pam&co.jsonl", tmpdir);
+    snprintf(svg, sizeof svg, "%s/curves.svg", tmpdir);
+    FILE *f = fopen(a, "w");
+    for (int e = 1; e <= 4; e++)
+        fprintf(f, "{\"epoch\": %d, \"step\": %d, \"train_loss\": %g, \"test_acc\": %g}\n", e,
+                100 * e, 1.0 / e, 0.7 + 0.05 * e);
+    fclose(f);
+    f = fopen(b, "w");
+    for (int e = 1; e <= 3; e++)
+        fprintf(f, "{\"epoch\": %d, \"step\": %d, \"train_loss\": %g}\n\n", e, 100 * e, 1.1 / e);
+    fprintf(f, "{\"epoch\": 4, \"step\": 400, \"train_loss\": NaN, \"test_acc\": 0.9}\n");
+    fclose(f);
+    int rc = run(&out, "plot '%s' '%s' -o '%s' --title 'a <title>'", a, b, svg);
+    expect(rc, 0, out, "2 metrics of 2 runs against step");
+    free(out);
+    f = fopen(svg, "r");
+    assert_non_null(f);
+    static char text[1 << 16];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    assert_non_null(strstr(text, "<svg"));
+    assert_non_null(strstr(text, "</svg>"));
+    assert_non_null(strstr(text, "a &lt;title&gt;"));
+    assert_non_null(strstr(text, ">pam&amp;co</text>"));
+    assert_int_equal(count_of(text, "<polyline"), 4);
+    /* points: loss 4 + 3 (NaN skipped), accuracy 4 + 1 */
+    int points = 0;
+    for (const char *p = text; (p = strstr(p, "points=\"")); p++) {
+        const char *end = strchr(p + 8, '"');
+        for (const char *q = p + 8; q < end; q++)
+            points += *q == ',';
+    }
+    assert_int_equal(points, 12);
+
+    rc = run(&out, "plot '%s' --y test_acc --x epoch -o '%s'", a, svg);
+    expect(rc, 0, out, "1 metric of 1 run against epoch");
+    free(out);
+    rc = run(&out, "plot '%s' --y nope -o '%s'", a, svg);
+    expect(rc, 2, out, "no run has a numeric 'nope'");
+    free(out);
+    rc = run(&out, "plot '%s' --x wall -o '%s'", a, svg);
+    expect(rc, 2, out, "no run has a numeric 'wall'");
+    free(out);
+    f = fopen(b, "a");
+    fprintf(f, "{\"epoch\": 5, oops}\n");
+    fclose(f);
+    rc = run(&out, "plot '%s' -o '%s'", b, svg);
+    expect(rc, 2, out, "pam&co.jsonl:8: not a JSON object");
+    free(out);
+    rc = run(&out, "plot '%s/none.jsonl'", tmpdir);
+    expect(rc, 2, out, "cannot open");
+    free(out);
+    rc = run(&out, "plot");
+    expect(rc, 2, out, "no metric logs given");
+    free(out);
+    rc = run(&out, "plot '%s' -o '%s/no/dir/x.svg'", a, tmpdir);
+    expect(rc, 2, out, "cannot write");
+    free(out);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -344,6 +420,7 @@ int main(void)
         cmocka_unit_test(test_audit),
         cmocka_unit_test(test_bad_arguments_are_clear_errors),
         cmocka_unit_test(test_help_and_info),
+        cmocka_unit_test(test_plot),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

@@ -44,5 +44,6 @@ int cli_is_help(const char *arg);
 int cmd_vectors(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 #endif

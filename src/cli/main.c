@@ -19,6 +19,7 @@ static const char usage[] =
     "  vectors stats         PAM's relative error against the true product\n"
     "  bench arith           throughput of the elementwise arithmetic\n"
     "  audit                 operations and energy of a training step, by class\n"
+    "  plot RUN.jsonl...     curves of metric logs as SVG\n"
     "  info                  version and instruction sets\n"
     "\n"
     "options:\n"
@@ -66,6 +67,8 @@ int main(int argc, char **argv)
         return cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "audit") == 0)
         return cmd_audit(argc - 1, argv + 1);
+    if (strcmp(cmd, "plot") == 0)
+        return cmd_plot(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0)
         return cmd_info(argc - 1, argv + 1);
     cli_error("unknown command '%s' (see 'nomul --help')", cmd);
