@@ -4,9 +4,11 @@
  * against the format as published, parsed by the test itself (length
  * prefix, JSON header, 8-byte alignment, data offsets); every kind of broken
  * file refused with its name; atomic replacement (no temporary file left,
- * a failed write leaves the old file).
+ * a failed write leaves the old file). The progress bar (terminal and plain
+ * lines, rate, ETA, interval) and JSON-lines metrics.
  */
 #include <dirent.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -244,6 +246,83 @@ static void test_broken_files(void **state)
     expect_refused(handmade("meta.st", "{\"__metadata__\":{\"step\":3}}", 0), "__metadata__");
 }
 
+static char *read_stream(FILE *f)
+{
+    static char buf[8192];
+    rewind(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    return buf;
+}
+
+static void test_progress_and_metrics(void **state)
+{
+    (void)state;
+    char d[32];
+    nomul_format_duration(0, d, sizeof d);
+    assert_string_equal(d, "00:00");
+    nomul_format_duration(125.4, d, sizeof d);
+    assert_string_equal(d, "02:05");
+    nomul_format_duration(3723, d, sizeof d);
+    assert_string_equal(d, "1:02:03");
+    nomul_format_duration(-1, d, sizeof d);
+    assert_string_equal(d, "--:--");
+
+    /* a terminal: redrawn in place; half done after 10 s leaves 10 s */
+    FILE *f = tmpfile();
+    nomul_progress *p = nomul_progress_new(f, "epoch 1/3", 100, 1, 0);
+    nomul_progress_update_at(p, 50, 3200, "loss 0.5", 10.0);
+    nomul_progress_finish(p, "loss 0.25");
+    char *t = read_stream(f);
+    if (!strstr(t, "\repoch 1/3 [############............]  50% 50/100 00:10<00:10 320.0/s loss 0.5"))
+        fail_msg("terminal line: %s", t);
+    if (!strstr(t, " 50% 50/100 00:10<00:10 320.0/s loss 0.25\033[K\n"))
+        fail_msg("final line: %s", t);
+    fclose(f);
+
+    /* a file: plain lines, at most one per interval */
+    f = tmpfile();
+    p = nomul_progress_new(f, "train", 1000, 0, 5.0);
+    for (int s = 1; s <= 12; s++)
+        nomul_progress_update_at(p, 80 * s, 80 * s, NULL, (double)s);
+    nomul_progress_finish(p, "done");
+    t = read_stream(f);
+    int lines = 0;
+    for (char *c = t; *c; c++)
+        lines += *c == '\n';
+    assert_int_equal(lines, 3); /* at 5 s, 10 s, and the end */
+    assert_null(strchr(t, '\r'));
+    if (!strstr(t, "train  40% 400/1000 elapsed 00:05 eta 00:08 80.0/s\n"))
+        fail_msg("plain lines: %s", t);
+    if (!strstr(t, "train  96% 960/1000 elapsed 00:12 eta 00:01 80.0/s done\n"))
+        fail_msg("last line: %s", t);
+    fclose(f);
+
+    /* metric lines: valid JSON, non-finite as null, keys escaped */
+    const char *mp = path_of("metrics.jsonl");
+    const char *keys[3] = {"epoch", "test \"acc\"", "loss"};
+    double v1[3] = {1, 0.8125, 0.5}, v2[3] = {2, 0.875, NAN};
+    assert_int_equal(nomul_metrics_append(mp, 3, keys, v1), 0);
+    assert_int_equal(nomul_metrics_append(mp, 3, keys, v2), 0);
+    size_t n;
+    char *txt = (char *)slurp(mp, &n);
+    txt[n] = 0;
+    char *second = strchr(txt, '\n') + 1;
+    second[-1] = 0;
+    cJSON *a = cJSON_Parse(txt), *b = cJSON_Parse(second);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_true(cJSON_GetObjectItem(a, "test \"acc\"")->valuedouble == 0.8125);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(b, "loss")));
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    free(txt);
+    assert_int_equal(nomul_metrics_append(path_of("no/dir/m.jsonl"), 3, keys, v1), -1);
+    if (!strstr(last_message, "no/dir/m.jsonl"))
+        fail_msg("message: %s", last_message);
+    nomul_clear_error();
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -267,6 +346,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_and_layout),
         cmocka_unit_test(test_broken_files),
+        cmocka_unit_test(test_progress_and_metrics),
     };
     printf("test_checkpoint: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("checkpoint", tests, setup, teardown);

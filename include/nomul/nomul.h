@@ -20,5 +20,6 @@
 #include "nomul/audit.h"
 #include "nomul/data.h"
 #include "nomul/safetensors.h"
+#include "nomul/progress.h"
 
 #endif
