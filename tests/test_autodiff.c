@@ -248,6 +248,8 @@ static nomul_tensor *apply_op(nomul_graph *g, const nomul_op_cfg *c, int op, nom
     case 16: return nomul_div(g, c, in[0], in[1]);
     case 17: return nomul_transpose(g, in[0], 0, 2);
     case 20: return nomul_logsumexp(g, c, in[0]);
+    case 21: return nomul_concat(g, in[0], in[1], 1);
+    case 22: return nomul_narrow(g, in[0], 1, 1, 2);
     case 19: {
         float rm[3] = {0, 0, 0}, rv[3] = {1, 1, 1};
         return nomul_batch_norm(g, c, in[0], in[1], in[2], rm, rv, 1e-5f, 0.1f, 1);
@@ -275,10 +277,10 @@ static void test_ops_match_finite_differences(void **state)
                                   "mul", "scale", "mean", "add", "dropout", "embedding",
                                   "conv2d", "gelu", "add bcast", "sub bcast", "mul bcast",
                                   "div bcast", "transpose", "attention (causal)",
-                                  "batch_norm", "logsumexp"};
+                                  "batch_norm", "logsumexp", "concat", "narrow"};
     nomul_op_cfg std = {NOMUL_OP_STANDARD, 0, 1.0f};
     nomul_graph *g = nomul_graph_new(1 << 20);
-    for (int op = 0; op < 21; op++) {
+    for (int op = 0; op < 23; op++) {
         int s2[2] = {3, 7}, s7[1] = {7}, a3[3] = {2, 3, 4}, b3[3] = {2, 4, 5}, bt3[3] = {2, 5, 4};
         int emb[2] = {5, 4}, cx[4] = {2, 4, 5, 5}, cw[4] = {6, 2, 3, 3}, cb[1] = {6};
         nomul_tensor *in[3] = {NULL, NULL, NULL};
@@ -298,7 +300,12 @@ static void test_ops_match_finite_differences(void **state)
             in[1] = rand_tensor(&r, 1, c1, 1);
             in[2] = rand_tensor(&r, 1, c1, 1);
             nin = 3;
-        } else if (op == 17) {
+        } else if (op == 21) { /* (2, 3, 4) and (2, 2, 4) along dimension 1 */
+            int t3[3] = {2, 3, 4}, u3[3] = {2, 2, 4};
+            in[0] = rand_tensor(&r, 3, t3, 1);
+            in[1] = rand_tensor(&r, 3, u3, 1);
+            nin = 2;
+        } else if (op == 17 || op == 22) {
             int t3[3] = {2, 3, 4};
             in[0] = rand_tensor(&r, 3, t3, 1);
         } else if (op == 18) { /* q, k, v: (2, 3, 4), 2 heads */
@@ -531,6 +538,13 @@ static void test_op_errors(void **state)
     int s5[2] = {5, 5};
     assert_null(nomul_reshape(g, a, 2, s5));
     assert_non_null(strstr(nomul_last_error_message(), "21 elements"));
+    nomul_clear_error();
+    assert_null(nomul_concat(g, a, c, 0)); /* (3, 7) and (7, 3) */
+    assert_non_null(strstr(nomul_last_error_message(), "every other dimension must agree"));
+    nomul_clear_error();
+    assert_non_null(nomul_concat(g, a, b, 0));
+    assert_null(nomul_narrow(g, a, 1, 5, 3));
+    assert_non_null(strstr(nomul_last_error_message(), "entries 5..7 of dimension 1"));
     /* a NULL input passes the first error on */
     nomul_clear_error();
     assert_null(nomul_relu(g, nomul_matmul(g, &std, a, b, 0)));

@@ -127,6 +127,12 @@ void nomul_sinusoidal_positions(int positions, int dim, float *out);
 
 /* x with dimensions d0 and d1 swapped (a copy). */
 nomul_tensor *nomul_transpose(nomul_graph *g, nomul_tensor *x, int d0, int d1);
+/* a and b joined along dimension dim (every other dimension equal), e.g. a
+ * class token before the patch tokens. */
+nomul_tensor *nomul_concat(nomul_graph *g, nomul_tensor *a, nomul_tensor *b, int dim);
+/* Entries start .. start+len−1 of x along dimension dim (a copy), e.g. the
+ * class token's output. */
+nomul_tensor *nomul_narrow(nomul_graph *g, nomul_tensor *x, int dim, int start, int len);
 
 /* Multi-head attention core: q (batch, tq, heads·dh), k and v (batch, tk,
  * heads·dh) → softmax(q kᵀ / √dh + mask) v, (batch, tq, heads·dh). mask is

@@ -911,6 +911,109 @@ nomul_tensor *nomul_transpose(nomul_graph *g, nomul_tensor *x, int d0, int d1)
     return y;
 }
 
+/* ---- concat and narrow -------------------------------------------------------------------------- */
+
+/* Sizes around dimension dim: the product of the dimensions before it and
+ * after it. */
+static void around(const nomul_tensor *x, int dim, long *outer, long *inner)
+{
+    *outer = *inner = 1;
+    for (int d = 0; d < dim; d++)
+        *outer *= x->shape[d];
+    for (int d = dim + 1; d < x->ndim; d++)
+        *inner *= x->shape[d];
+}
+
+static void concat_backward(const node *nd)
+{
+    const int dim = nd->ival;
+    long outer, inner;
+    around(nd->out, dim, &outer, &inner);
+    const long ra = nd->in[0]->shape[dim] * inner, rb = nd->in[1]->shape[dim] * inner;
+    const float *dy = nd->out->grad;
+    for (long o = 0; o < outer; o++) {
+        const float *src = dy + o * (ra + rb);
+        if (nd->in[0]->grad)
+            for (long i = 0; i < ra; i++)
+                nd->in[0]->grad[o * ra + i] += src[i];
+        if (nd->in[1]->grad)
+            for (long i = 0; i < rb; i++)
+                nd->in[1]->grad[o * rb + i] += src[ra + i];
+    }
+}
+
+nomul_tensor *nomul_concat(nomul_graph *g, nomul_tensor *a, nomul_tensor *b, int dim)
+{
+    if (!a || !b)
+        return NULL;
+    int ok = a->ndim == b->ndim && dim >= 0 && dim < a->ndim;
+    for (int d = 0; ok && d < a->ndim; d++)
+        ok = d == dim || a->shape[d] == b->shape[d];
+    if (!ok) {
+        nomul_report(NOMUL_EINVAL, "nomul_concat: a %d-D and a %d-D tensor along dimension %d "
+                     "(every other dimension must agree)", a->ndim, b->ndim, dim);
+        return NULL;
+    }
+    int shape[NOMUL_MAX_DIMS];
+    memcpy(shape, a->shape, sizeof shape);
+    shape[dim] = a->shape[dim] + b->shape[dim];
+    nomul_tensor *y = nomul_graph_tensor(g, a->ndim, shape, ad_wants_grad(g, a, b, NULL));
+    if (!y)
+        return NULL;
+    long outer, inner;
+    around(a, dim, &outer, &inner);
+    const long ra = a->shape[dim] * inner, rb = b->shape[dim] * inner;
+    for (long o = 0; o < outer; o++) {
+        memcpy(y->data + o * (ra + rb), a->data + o * ra, (size_t)ra * sizeof(float));
+        memcpy(y->data + o * (ra + rb) + ra, b->data + o * rb, (size_t)rb * sizeof(float));
+    }
+    node *nd = ad_record(g, concat_backward, y, a, b, NULL);
+    if (nd)
+        nd->ival = dim;
+    return y;
+}
+
+static void narrow_backward(const node *nd)
+{
+    const int dim = nd->ival, start = (int)nd->fval;
+    const nomul_tensor *x = nd->in[0];
+    long outer, inner;
+    around(x, dim, &outer, &inner);
+    const long rx = x->shape[dim] * inner, ry = nd->out->shape[dim] * inner;
+    for (long o = 0; o < outer; o++)
+        for (long i = 0; i < ry; i++)
+            x->grad[o * rx + start * inner + i] += nd->out->grad[o * ry + i];
+}
+
+nomul_tensor *nomul_narrow(nomul_graph *g, nomul_tensor *x, int dim, int start, int len)
+{
+    if (!x)
+        return NULL;
+    if (dim < 0 || dim >= x->ndim || start < 0 || len < 1 || start > x->shape[dim] - len ||
+        start >= (1 << 24)) {
+        nomul_report(NOMUL_EINVAL, "nomul_narrow: entries %d..%d of dimension %d of a %d-D "
+                     "tensor", start, start + len - 1, dim, x->ndim);
+        return NULL;
+    }
+    int shape[NOMUL_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[dim] = len;
+    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, shape, ad_wants_grad(g, x, NULL, NULL));
+    if (!y)
+        return NULL;
+    long outer, inner;
+    around(x, dim, &outer, &inner);
+    const long rx = x->shape[dim] * inner, ry = (long)len * inner;
+    for (long o = 0; o < outer; o++)
+        memcpy(y->data + o * ry, x->data + o * rx + start * inner, (size_t)ry * sizeof(float));
+    node *nd = ad_record(g, narrow_backward, y, x, NULL, NULL);
+    if (nd) {
+        nd->ival = dim;
+        nd->fval = (float)start;
+    }
+    return y;
+}
+
 /* ---- attention ---------------------------------------------------------------------------------- */
 
 /* (batch, t, heads·dh) → (batch·heads, t, dh) */
