@@ -435,6 +435,15 @@ static void test_image_folder(void **state)
     if (!strstr(last_message, "c/k/4.png"))
         fail_msg("message: %s", last_message);
     unlink(path_of("c/k/4.png"));
+    write_jpeg(path_of("c/k/5.jpg"), H, W, 3, rgb[1]);
+    f = fopen(path_of("c/k/5.jpg"), "rb");
+    pn = fread(png, 1, sizeof png, f);
+    fclose(f);
+    put(path_of("c/k/5.jpg"), png, pn - 40, 0); /* cut before its end */
+    assert_null(nomul_image_set_from_folder(path_of("c"), 0, 0, 3, NULL));
+    if (!strstr(last_message, "c/k/5.jpg") || !strstr(last_message, "damaged JPEG"))
+        fail_msg("message: %s", last_message);
+    unlink(path_of("c/k/5.jpg"));
     make_dir(path_of("c/empty"));
     assert_null(nomul_image_set_from_folder(path_of("c"), 0, 0, 3, NULL));
     if (!strstr(last_message, "c/empty") || !strstr(last_message, "class folder without"))

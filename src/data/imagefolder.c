@@ -148,7 +148,7 @@ static void jpeg_fail(j_common_ptr ci)
 
 static void jpeg_quiet(j_common_ptr ci)
 {
-    (void)ci; /* warnings on recoverable damage: the image still decodes */
+    (void)ci; /* warnings are counted (num_warnings) and reported after decoding */
 }
 
 /* As read_png, for JPEG. Nothing that changes after setjmp is read after
@@ -190,6 +190,11 @@ static int read_jpeg(const char *path, int *h, int *w, int c, unsigned char *dst
             jpeg_read_scanlines(&ci, &row, 1);
         }
         jpeg_finish_decompress(&ci);
+        if (e.mgr.num_warnings) { /* e.g. premature end: the rest was filled in, not read */
+            e.mgr.format_message((j_common_ptr)&ci, e.message);
+            nomul_report(NOMUL_EINVAL, "%s: damaged JPEG: %s", path, e.message);
+            rc = -1;
+        }
     }
     jpeg_destroy_decompress(&ci);
     fclose(f);
