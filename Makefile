@@ -37,7 +37,7 @@ LIBS := $(OPENBLAS_LIBS) -lcjson -lz $(PNG_LIBS) -ljpeg -fopenmp -lm
 
 LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/arith/*.c) $(wildcard src/gemm/*.c) \
            $(wildcard src/layers/*.c) $(wildcard src/train/*.c) $(wildcard src/autodiff/*.c) \
-           $(wildcard src/data/*.c)
+           $(wildcard src/data/*.c) $(wildcard src/models/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))

@@ -21,5 +21,6 @@
 #include "nomul/data.h"
 #include "nomul/safetensors.h"
 #include "nomul/progress.h"
+#include "nomul/models.h"
 
 #endif

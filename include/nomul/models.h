@@ -1,0 +1,59 @@
+/*
+ * nomul/models.h — models built on the autodiff graph, every product and
+ * composite taking the per-family operation configuration (nomul/opcfg.h).
+ *
+ * A model owns its parameters, each named as timm names it (so checkpoints
+ * map onto PyTorch state dicts) and flagged for weight decay (matrices) or
+ * not (biases, norms, tokens, positions), as the DeiT recipe trains them.
+ */
+#ifndef NOMUL_MODELS_H
+#define NOMUL_MODELS_H
+
+#include <stdint.h>
+
+#include "nomul/autodiff.h"
+#include "nomul/opcfg.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct nomul_param {
+    char name[64];
+    nomul_tensor *t;
+    int decay; /* 1: weight decay applies */
+} nomul_param;
+
+/* ViT / DeiT: patch embedding (a conv of kernel and stride `patch`), a class
+ * token, learned positions, `depth` pre-norm blocks of multi-head attention
+ * and a GELU MLP, a final layer norm and a linear head on the class token. */
+typedef struct nomul_vit_config {
+    int image, channels, patch;
+    int dim, depth, heads, mlp;
+    int classes;
+} nomul_vit_config;
+
+/* Named sizes: "vit_fmnist" (28×28×1, patch 4, 64 wide, 4 blocks, 4 heads),
+ * "vit_fmnist_tiny" (the same with 32 wide, 2 blocks, 2 heads),
+ * "deit_tiny_patch16_224" (224×224×3, 192 wide, 12 blocks, 3 heads, 1000
+ * classes). 0 and a reported error for an unknown name (the message lists
+ * the names). */
+int nomul_vit_config_named(const char *name, nomul_vit_config *out);
+
+typedef struct nomul_vit nomul_vit;
+
+/* A ViT with timm's initialisation (truncated normal σ 0.02 for matrices,
+ * positions and the class token; zero biases; unit norms) from the seed;
+ * NULL after a report for an invalid configuration. */
+nomul_vit *nomul_vit_new(const nomul_vit_config *c, uint64_t seed);
+void nomul_vit_free(nomul_vit *m);
+/* The parameters, in a fixed order; their count. */
+int nomul_vit_params(nomul_vit *m, nomul_param **params);
+/* Logits (batch, classes) of images x (batch, channels, image, image). */
+nomul_tensor *nomul_vit_forward(nomul_vit *m, nomul_graph *g, const nomul_op_cfgs *cfgs,
+                                nomul_tensor *x);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,212 @@
+/*
+ * test_models.c — the ViT: named sizes and parameter names, gradients of the
+ * whole model against central differences (float mode, random elements of
+ * every parameter), and a tiny ViT learning a synthetic image task in float
+ * and fully piecewise affine modes, its loss required to fall below a bound.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "nomul/nomul.h"
+#include "testutil.h"
+
+static const nomul_vit_config tiny = {8, 1, 4, 16, 1, 2, 32, 4};
+
+static void test_named_sizes(void **state)
+{
+    (void)state;
+    nomul_vit_config c;
+    assert_int_equal(nomul_vit_config_named("deit_tiny_patch16_224", &c), 1);
+    assert_int_equal(c.dim, 192);
+    assert_int_equal(c.depth, 12);
+    assert_int_equal(c.heads, 3);
+    assert_int_equal(c.image, 224);
+    nomul_set_error_handler(NULL);
+    assert_int_equal(nomul_vit_config_named("vit_huge", &c), 0);
+    assert_non_null(strstr(nomul_last_error_message(), "vit_fmnist"));
+    nomul_clear_error();
+    assert_int_equal(nomul_vit_config_named("vit_fmnist", &c), 1);
+    nomul_vit *m = nomul_vit_new(&c, 1);
+    assert_non_null(m);
+    nomul_param *p;
+    int n = nomul_vit_params(m, &p);
+    assert_int_equal(n, 4 + 16 * c.depth + 4);
+    assert_string_equal(p[0].name, "patch_embed.proj.weight");
+    assert_string_equal(p[3].name, "pos_embed");
+    assert_int_equal(p[3].t->shape[1], 7 * 7 + 1);
+    assert_string_equal(p[4 + 16].name, "blocks.1.norm1.weight");
+    assert_string_equal(p[n - 2].name, "head.weight");
+    long total = 0;
+    for (int i = 0; i < n; i++)
+        total += p[i].t->n;
+    /* 64·16+64 + 64 + 50·64 + 4·(2·64 + 4·(64·64+64) + 2·64 + 128·64+128 + 64·128+64) + 2·64 + 10·64+10 */
+    assert_int_equal(total, 1088 + 64 + 3200 + 4 * (128 + 16640 + 128 + 8320 + 8256) + 128 + 650);
+    nomul_vit_free(m);
+    nomul_vit_config bad = tiny;
+    bad.patch = 3;
+    assert_null(nomul_vit_new(&bad, 1));
+    nomul_clear_error();
+}
+
+static nomul_tensor *images(tu_rng *r, int b, int *y)
+{
+    int s[4] = {b, 1, 8, 8};
+    nomul_tensor *x = nomul_tensor_alloc(4, s, 0);
+    for (int i = 0; i < b; i++) {
+        int cls = (int)(tu_u32(r) % 4), qy = cls / 2, qx = cls % 2;
+        y[i] = cls;
+        for (int yy = 0; yy < 8; yy++)
+            for (int xx = 0; xx < 8; xx++) {
+                float noise = (float)((int)(tu_u32(r) % 1001) - 500) / 1000.0f;
+                x->data[(i * 8 + yy) * 8 + xx] = noise + (yy / 4 == qy && xx / 4 == qx ? 1.5f : 0.0f);
+            }
+    }
+    return x;
+}
+
+static double model_loss(nomul_vit *m, nomul_graph *g, const nomul_op_cfgs *c, nomul_tensor *x,
+                         const int *y)
+{
+    nomul_graph_reset(g);
+    nomul_tensor *l = nomul_cross_entropy(g, &c->family[NOMUL_CFG_LOSS_FUNCTIONAL],
+                                          nomul_vit_forward(m, g, c, x), y, -100, 0.0f);
+    return l ? l->data[0] : NAN;
+}
+
+static void test_gradients_match_finite_differences(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xC1};
+    nomul_vit *m = nomul_vit_new(&tiny, tu_next(&r));
+    nomul_param *p;
+    int n = nomul_vit_params(m, &p);
+    /* larger weights than the initialisation, so every path matters */
+    for (int i = 0; i < n; i++)
+        for (long k = 0; k < p[i].t->n; k++)
+            p[i].t->data[k] += (float)((int)(tu_u32(&r) % 2001) - 1000) / 4000.0f;
+    int y[3];
+    nomul_tensor *x = images(&r, 3, y);
+    nomul_op_cfgs c;
+    nomul_op_cfgs_default(&c);
+    nomul_graph *g = nomul_graph_new(1 << 22);
+    nomul_graph_reset(g);
+    nomul_tensor *l = nomul_cross_entropy(g, &c.family[NOMUL_CFG_LOSS_FUNCTIONAL],
+                                          nomul_vit_forward(m, g, &c, x), y, -100, 0.0f);
+    assert_non_null(l);
+    for (int i = 0; i < n; i++)
+        nomul_tensor_zero_grad(p[i].t);
+    nomul_backward(g, l);
+    for (int i = 0; i < n; i++)
+        for (int rep = 0; rep < 3; rep++) {
+            long k = (long)(tu_u32(&r) % (uint32_t)p[i].t->n);
+            float keep = p[i].t->data[k], grad = p[i].t->grad[k];
+            double fds[2];
+            for (int s = 0; s < 2; s++) {
+                float h = s ? 1e-3f : 1e-2f;
+                p[i].t->data[k] = keep + h;
+                double up = model_loss(m, g, &c, x, y);
+                p[i].t->data[k] = keep - h;
+                double dn = model_loss(m, g, &c, x, y);
+                p[i].t->data[k] = keep;
+                fds[s] = (up - dn) / (2.0 * h);
+            }
+            int ok = 0;
+            for (int s = 0; s < 2; s++)
+                ok |= fabs(fds[s] - grad) <= 3e-2 * fabs(fds[s]) + 2e-3;
+            if (!ok)
+                FAIL_SEED("%s element %ld: gradient %g, finite differences %g, %g", p[i].name, k,
+                          (double)grad, fds[0], fds[1]);
+        }
+    nomul_graph_free(g);
+    nomul_tensor_free(x);
+    nomul_vit_free(m);
+}
+
+static double train(int pa, double *first)
+{
+    tu_rng r = {tu_seed() ^ 0xC2};
+    enum { B = 32 };
+    nomul_op_cfgs c;
+    if (pa)
+        nomul_op_cfgs_all_pam(&c);
+    else
+        nomul_op_cfgs_default(&c);
+    nomul_vit *m = nomul_vit_new(&tiny, tu_next(&r));
+    nomul_param *p;
+    int n = nomul_vit_params(m, &p);
+    float **mo = calloc((size_t)n, sizeof *mo), **ve = calloc((size_t)n, sizeof *ve);
+    for (int i = 0; i < n; i++) {
+        mo[i] = calloc((size_t)p[i].t->n, sizeof(float));
+        ve[i] = calloc((size_t)p[i].t->n, sizeof(float));
+    }
+    nomul_adamw opt;
+    nomul_adamw_init(&opt, 0.002f, 0.0f, pa);
+    nomul_graph *g = nomul_graph_new(1 << 24);
+    int y[B];
+    double loss = 0, tail = 0;
+    /* shrunk runs (valgrind) only check the wiring: a few steps, the loss falling */
+    const int steps = tu_scale() < 1 ? 12 : 700;
+    const tu_rng data0 = r;
+    for (int step = 0; step < steps; step++) {
+        if (steps < 100)
+            r = data0; /* shrunk: one batch, which a few steps must fit better */
+        nomul_tensor *x = images(&r, B, y);
+        nomul_graph_reset(g);
+        for (int i = 0; i < n; i++)
+            nomul_tensor_zero_grad(p[i].t);
+        nomul_tensor *l = nomul_cross_entropy(g, &c.family[NOMUL_CFG_LOSS_FUNCTIONAL],
+                                              nomul_vit_forward(m, g, &c, x), y, -100, 0.0f);
+        assert_non_null(l);
+        loss = l->data[0];
+        if (step == 0)
+            *first = loss;
+        if (step >= steps - 10 || steps < 100)
+            tail = steps < 100 ? loss : tail + loss / 10;
+        nomul_backward(g, l);
+        nomul_adamw_begin_step(&opt);
+        for (int i = 0; i < n; i++)
+            nomul_adamw_update(&opt, (size_t)p[i].t->n, p[i].t->data, p[i].t->grad, mo[i], ve[i]);
+        nomul_tensor_free(x);
+    }
+    for (int i = 0; i < n; i++) {
+        free(mo[i]);
+        free(ve[i]);
+    }
+    free(mo);
+    free(ve);
+    nomul_graph_free(g);
+    nomul_vit_free(m);
+    return tail;
+}
+
+static void test_tiny_vit_trains(void **state)
+{
+    (void)state;
+    for (int pa = 0; pa < 2; pa++) {
+        double first = 0, last = train(pa, &first);
+        printf("  tiny ViT, %-28s loss %.4f -> %.4f (%s)\n", pa ? "fully piecewise affine" : "float",
+               first, last, tu_scale() < 1 ? "one batch, 12 steps" : "mean of the last 10 of 700 steps");
+        if (tu_scale() < 1 ? !(last < first) : !(last < 0.3))
+            FAIL_SEED("%s: loss %g -> %g after 700 steps, want below 0.3",
+                      pa ? "fully piecewise affine" : "float", first, last);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_named_sizes),
+        cmocka_unit_test(test_gradients_match_finite_differences),
+        cmocka_unit_test(test_tiny_vit_trains),
+    };
+    printf("test_models: seed %llu\n", (unsigned long long)tu_seed());
+    return cmocka_run_group_tests_name("models", tests, NULL, NULL);
+}
