@@ -198,13 +198,39 @@ static void blas_restore(blas_threads b)
  * of W_g · col. NULL (after a report) when out of memory, or in float mode. */
 typedef enum { PLAN_FORWARD, PLAN_DATA_APPROX, PLAN_DATA_EXACT } plan_kind;
 
+/* The per-group plan arrays are kept per thread too: one set is alive at a
+ * time (a call makes its plans, runs them and gives them back). */
+static _Thread_local struct {
+    pg_plan **p;
+    int cap, busy;
+} plan_array;
+
+static pg_plan **plans_alloc(int groups)
+{
+    if (plan_array.busy) /* never expected: a second set while one is alive */
+        return calloc((size_t)groups, sizeof(pg_plan *));
+    if (plan_array.cap < groups) {
+        pg_plan **p = realloc(plan_array.p, (size_t)groups * sizeof *p);
+        if (!p)
+            return NULL;
+        plan_array.p = p;
+        plan_array.cap = groups;
+    }
+    memset(plan_array.p, 0, (size_t)groups * sizeof *plan_array.p);
+    plan_array.busy = 1;
+    return plan_array.p;
+}
+
 static void free_plans(pg_plan **plans, int n)
 {
     if (!plans)
         return;
     for (int i = 0; i < n; i++)
         pg_plan_free(plans[i]);
-    free(plans);
+    if (plans == plan_array.p)
+        plan_array.busy = 0;
+    else
+        free(plans);
 }
 
 static pg_plan **make_plans(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
@@ -213,7 +239,7 @@ static pg_plan **make_plans(const char *fn, const nomul_conv2d_desc *d, const co
 {
     if (mode != NOMUL_CONV_PAM)
         return NULL;
-    pg_plan **plans = calloc((size_t)d->groups, sizeof *plans);
+    pg_plan **plans = plans_alloc(d->groups);
     for (int gr = 0; plans && gr < d->groups; gr++) {
         const float *wg = weight + (long)gr * g->cog * g->K;
         plans[gr] = kind == PLAN_FORWARD ? pg_plan_forward(CblasNoTrans, g->cog, g->K, wg, g->K, offset)
@@ -265,7 +291,7 @@ static pg_plan **direct_plans(const nomul_conv2d_desc *d, const conv_geom *g, co
     pg_stats xs = input_stats(d, x, d->n * g->x_img);
     if (xs.special)
         return NULL;
-    pg_plan **plans = calloc((size_t)d->groups, sizeof *plans);
+    pg_plan **plans = plans_alloc(d->groups);
     int ok = plans != NULL;
     for (int gr = 0; ok && gr < d->groups; gr++) {
         plans[gr] = pg_plan_forward_direct(g->cog, g->K, weight + (long)gr * g->cog * g->K, g->K,
@@ -493,7 +519,16 @@ void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, nomul_conv_mode mo
     int nt = image_threads(d);
     /* thread t sums images t, t + nt, ... into its own partial; the partials
      * are added in thread order, so the result depends only on nt */
-    float *partial = nt > 1 ? nomul_aligned_alloc((size_t)(nt - 1) * nw * sizeof *partial) : NULL;
+    /* kept per thread between calls, like the column matrices */
+    static _Thread_local float *partial_keep;
+    static _Thread_local size_t partial_cap;
+    size_t want = nt > 1 ? (size_t)(nt - 1) * nw : 0;
+    if (want > partial_cap) {
+        nomul_aligned_free(partial_keep);
+        partial_keep = nomul_aligned_alloc(want * sizeof *partial_keep);
+        partial_cap = partial_keep ? want : 0;
+    }
+    float *partial = nt > 1 ? partial_keep : NULL;
     if (nt > 1 && !partial) {
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for per-thread gradients", fn);
         return;
@@ -517,7 +552,6 @@ void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, nomul_conv_mode mo
     for (int t = 1; t < nt; t++)
         for (long i = 0; i < nw; i++)
             dweight[i] += partial[(long)(t - 1) * nw + i];
-    nomul_aligned_free(partial);
     if (dbias) {
         NOMUL_COUNT(FADD, (long long)d->n * g.y_img);
         for (int c = 0; c < d->c_out; c++) {

@@ -272,6 +272,7 @@ struct pg_plan {
     uint32_t *xp;
     int32_t *xm;
     pg_stats *xs;
+    size_t cap_x, cap_s; /* elements the buffers hold (plans are recycled) */
 };
 
 /* A forward product with one or two rows (a depthwise convolution's
@@ -455,29 +456,73 @@ static int pg_run_plan(const pg_problem *pr, int nt, const pg_plan *plan)
 
 static int pg_run(const pg_problem *pr, int nt) { return pg_run_plan(pr, nt, NULL); }
 
-/* Packs pr's X for every K block: the plan for products sharing it. */
-static pg_plan *plan_create(const pg_problem *pr)
+/* Freed plans are kept per thread and handed out again, best fit first, so
+ * a training step's convolutions, which make and free the same plans every
+ * step, allocate nothing once their buffers have grown to the largest layer. */
+enum { PLAN_POOL = 1024 };
+static _Thread_local pg_plan *plan_pool[PLAN_POOL];
+static _Thread_local int plan_pool_n;
+
+static void plan_buffers_free(pg_plan *pl)
 {
-    pg_plan *pl = calloc(1, sizeof *pl);
-    if (!pl)
+    nomul_aligned_free(pl->xp);
+    nomul_aligned_free(pl->xm);
+    free(pl->xs);
+}
+
+/* A plan whose buffers hold n packed elements and ns panel statistics. */
+static pg_plan *plan_take(size_t n, size_t ns)
+{
+    int best = -1, largest = -1;
+    for (int i = 0; i < plan_pool_n; i++) {
+        const pg_plan *q = plan_pool[i];
+        if (q->cap_x >= n && q->cap_s >= ns && (best < 0 || q->cap_x < plan_pool[best]->cap_x))
+            best = i;
+        if (largest < 0 || q->cap_x > plan_pool[largest]->cap_x)
+            largest = i;
+    }
+    int pick = best >= 0 ? best : largest;
+    pg_plan *pl;
+    if (pick >= 0) {
+        pl = plan_pool[pick];
+        plan_pool[pick] = plan_pool[--plan_pool_n];
+    } else if (!(pl = calloc(1, sizeof *pl)))
         return NULL;
-    pl->pr = *pr;
-    pl->isa = nomul_isa_active();
-    pg_kernel K = kernel_for(pr->kind, pl->isa);
-    pl->MR = K.mr;
-    pl->npanels = ceil_div(pr->m, K.mr);
-    pl->nkb = ceil_div(pr->kd, KC);
-    size_t n = (size_t)pl->nkb * pl->npanels * K.mr * KC;
-    pl->xp = nomul_aligned_alloc((n ? n : 1) * sizeof *pl->xp);
-    pl->xm = nomul_aligned_alloc((n ? n : 1) * sizeof *pl->xm);
-    pl->xs = malloc(((size_t)pl->nkb * pl->npanels + 1) * sizeof *pl->xs);
-    if (!pl->xp || !pl->xm || !pl->xs) {
+    if (pl->cap_x < n) {
         nomul_aligned_free(pl->xp);
         nomul_aligned_free(pl->xm);
+        pl->xp = nomul_aligned_alloc(n * sizeof *pl->xp);
+        pl->xm = nomul_aligned_alloc(n * sizeof *pl->xm);
+        pl->cap_x = pl->xp && pl->xm ? n : 0;
+    }
+    if (pl->cap_s < ns) {
         free(pl->xs);
+        pl->xs = malloc(ns * sizeof *pl->xs);
+        pl->cap_s = pl->xs ? ns : 0;
+    }
+    if (pl->cap_x < n || pl->cap_s < ns) {
+        plan_buffers_free(pl);
         free(pl);
         return NULL;
     }
+    return pl;
+}
+
+/* Packs pr's X for every K block: the plan for products sharing it. */
+static pg_plan *plan_create(const pg_problem *pr)
+{
+    nomul_isa isa = nomul_isa_active();
+    pg_kernel K = kernel_for(pr->kind, isa);
+    int npanels = ceil_div(pr->m, K.mr), nkb = ceil_div(pr->kd, KC);
+    size_t n = (size_t)nkb * npanels * K.mr * KC;
+    pg_plan *pl = plan_take(n ? n : 1, (size_t)nkb * npanels + 1);
+    if (!pl)
+        return NULL;
+    pl->pr = *pr;
+    pl->isa = isa;
+    pl->MR = K.mr;
+    pl->npanels = npanels;
+    pl->nkb = nkb;
     pg_pack_fn packer = pack_fn();
     for (int kb = 0; kb < pl->nkb; kb++) {
         int pc = kb * KC, kc = pr->kd - pc < KC ? pr->kd - pc : KC;
@@ -495,9 +540,11 @@ void pg_plan_free(pg_plan *pl)
 {
     if (!pl)
         return;
-    nomul_aligned_free(pl->xp);
-    nomul_aligned_free(pl->xm);
-    free(pl->xs);
+    if (plan_pool_n < PLAN_POOL) {
+        plan_pool[plan_pool_n++] = pl;
+        return;
+    }
+    plan_buffers_free(pl);
     free(pl);
 }
 
