@@ -23,24 +23,7 @@
 
 #include "nomul/nomul.h"
 #include "testutil.h"
-
-static char dir[256];
-static char last_message[1024];
-
-static void capture(nomul_status s, const char *msg)
-{
-    (void)s;
-    snprintf(last_message, sizeof last_message, "%s", msg);
-}
-
-static const char *path_of(const char *name)
-{
-    static char p[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
-    return p[k];
-}
+#include "tu_files.h"
 
 static unsigned char *slurp(const char *path, size_t *n)
 {
@@ -86,7 +69,7 @@ static void test_round_trip_and_layout(void **state)
         t[i] = (nomul_st_tensor){names[i], ndims[i], shapes[i], data[i]};
     }
     const char *meta[4] = {"step", "1234", "config", "{\"linear_cfg\": \"pam\"}"};
-    const char *p = path_of("a.safetensors");
+    const char *p = tu_path("a.safetensors");
     assert_int_equal(nomul_safetensors_write(p, t, NT, meta, 2), 0);
 
     /* the bytes, read as the format defines them */
@@ -147,7 +130,7 @@ static void test_round_trip_and_layout(void **state)
     nomul_safetensors_free(f);
 
     /* no temporary file is left beside it */
-    DIR *d = opendir(dir);
+    DIR *d = opendir(tu_tmpdir());
     struct dirent *de;
     while ((de = readdir(d)))
         if (strstr(de->d_name, ".tmp."))
@@ -162,18 +145,18 @@ static void test_round_trip_and_layout(void **state)
     assert_int_equal(nomul_safetensors_write(p, &bad, 1, NULL, 0), -1);
     nomul_st_tensor dup[2] = {t[0], t[0]};
     assert_int_equal(nomul_safetensors_write(p, dup, 2, NULL, 0), -1);
-    if (!strstr(last_message, "two tensors are named"))
-        fail_msg("message: %s", last_message);
+    if (!strstr(tu_last_error, "two tensors are named"))
+        fail_msg("message: %s", tu_last_error);
     size_t after_n;
     unsigned char *after = slurp(p, &after_n);
     assert_int_equal(before_n, after_n);
     assert_memory_equal(before, after, before_n);
     free(before);
     free(after);
-    assert_int_equal(nomul_safetensors_write(path_of("no/such/dir/x.safetensors"), t, 1, NULL, 0),
+    assert_int_equal(nomul_safetensors_write(tu_path("no/such/dir/x.safetensors"), t, 1, NULL, 0),
                      -1);
-    if (!strstr(last_message, "no/such/dir/x.safetensors"))
-        fail_msg("message: %s", last_message);
+    if (!strstr(tu_last_error, "no/such/dir/x.safetensors"))
+        fail_msg("message: %s", tu_last_error);
     for (int i = 0; i < NT; i++)
         free(data[i]);
     nomul_clear_error();
@@ -187,7 +170,7 @@ static const char *handmade(const char *name, const char *json, size_t data)
     for (int k = 0; k < 8; k++)
         b[k] = (unsigned char)((uint64_t)jl >> (8 * k));
     memcpy(b + 8, json, jl);
-    const char *p = path_of(name);
+    const char *p = tu_path(name);
     spill(p, b, 8 + jl + data);
     free(b);
     return p;
@@ -200,8 +183,8 @@ static void expect_refused(const char *p, const char *words)
         nomul_safetensors_free(f);
         fail_msg("%s was read although broken", p);
     }
-    if (!strstr(last_message, p) || !strstr(last_message, words))
-        fail_msg("message \"%s\" should name %s and say \"%s\"", last_message, p, words);
+    if (!strstr(tu_last_error, p) || !strstr(tu_last_error, words))
+        fail_msg("message \"%s\" should name %s and say \"%s\"", tu_last_error, p, words);
     nomul_clear_error();
 }
 
@@ -213,11 +196,11 @@ static void test_broken_files(void **state)
     assert_non_null(f);
     nomul_safetensors_free(f);
 
-    expect_refused(path_of("missing.st"), "cannot open");
-    spill(path_of("short.st"), "\x05\0\0", 3);
-    expect_refused(path_of("short.st"), "truncated");
-    spill(path_of("huge.st"), "\xff\xff\xff\xff\0\0\0\0{}", 10);
-    expect_refused(path_of("huge.st"), "header length");
+    expect_refused(tu_path("missing.st"), "cannot open");
+    spill(tu_path("short.st"), "\x05\0\0", 3);
+    expect_refused(tu_path("short.st"), "truncated");
+    spill(tu_path("huge.st"), "\xff\xff\xff\xff\0\0\0\0{}", 10);
+    expect_refused(tu_path("huge.st"), "header length");
     expect_refused(handmade("json.st", "{\"w\": [", 0), "not a JSON object");
     expect_refused(handmade("dtype.st", "{\"w\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4),
                    "is F16");
@@ -299,7 +282,7 @@ static void test_progress_and_metrics(void **state)
     fclose(f);
 
     /* metric lines: valid JSON, non-finite as null, keys escaped */
-    const char *mp = path_of("metrics.jsonl");
+    const char *mp = tu_path("metrics.jsonl");
     const char *keys[3] = {"epoch", "test \"acc\"", "loss"};
     double v1[3] = {1, 0.8125, 0.5}, v2[3] = {2, 0.875, NAN};
     assert_int_equal(nomul_metrics_append(mp, 3, keys, v1), 0);
@@ -317,28 +300,22 @@ static void test_progress_and_metrics(void **state)
     cJSON_Delete(a);
     cJSON_Delete(b);
     free(txt);
-    assert_int_equal(nomul_metrics_append(path_of("no/dir/m.jsonl"), 3, keys, v1), -1);
-    if (!strstr(last_message, "no/dir/m.jsonl"))
-        fail_msg("message: %s", last_message);
+    assert_int_equal(nomul_metrics_append(tu_path("no/dir/m.jsonl"), 3, keys, v1), -1);
+    if (!strstr(tu_last_error, "no/dir/m.jsonl"))
+        fail_msg("message: %s", tu_last_error);
     nomul_clear_error();
 }
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof dir, "%s/nomul-ckpt-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    if (!mkdtemp(dir))
-        return -1;
-    nomul_set_error_handler(capture);
-    return 0;
+    return tu_tmpdir_setup("ckpt");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tu_tmpdir_teardown();
 }
 
 int main(void)
