@@ -463,14 +463,6 @@ static void dropout_backward(const node *nd)
     }
 }
 
-static unsigned long long splitmix(unsigned long long *s)
-{
-    unsigned long long z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 nomul_tensor *nomul_dropout(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x, float p,
                             unsigned long long *rng)
 {
@@ -497,11 +489,13 @@ nomul_tensor *nomul_dropout(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tenso
     }
     /* kept when a uniform 32-bit draw is at least p·2^32 */
     unsigned long long threshold = (unsigned long long)ldexp((double)p, 32); /* p·2^32 by exponent shift */
+    uint64_t state = *rng;
     for (long i = 0; i < x->n; i++) {
-        int kept = (splitmix(rng) >> 32) >= threshold;
+        int kept = (nomul_splitmix64(&state) >> 32) >= threshold;
         keep->data[i] = kept ? 1.0f : 0.0f;
         y->data[i] = !kept ? 0.0f : is_pa(cfg) ? nomul_pam_mul(x->data[i], s) : s * x->data[i];
     }
+    *rng = state;
     node *nd = ad_record(g, dropout_backward, y, x, NULL, NULL);
     if (nd) {
         nd->cfg = *cfg;

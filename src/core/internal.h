@@ -22,6 +22,26 @@ void nomul_aligned_free(void *p);
 enum { NOMUL_SCRATCH_ROW, NOMUL_SCRATCH_NORM, NOMUL_SCRATCH_OP, NOMUL_SCRATCH_SLOTS };
 float *nomul_scratch(int slot, size_t n);
 
+/* splitmix64: nomul_mix64 hashes a value (one step from state z), and
+ * nomul_splitmix64 draws the next number of a stream kept in *state. The
+ * library's randomness (dropout masks, initialisation, augmentation) is
+ * integer-only and reproducible from its seeds. */
+#include <stdint.h>
+static inline uint64_t nomul_mix64(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static inline uint64_t nomul_splitmix64(uint64_t *state)
+{
+    uint64_t z = nomul_mix64(*state);
+    *state += 0x9E3779B97F4A7C15ull;
+    return z;
+}
+
 /* Adds n operations of class c to the audit counters (when enabled). */
 #include "nomul/audit.h"
 void nomul_count(nomul_op_class c, unsigned long long n);

@@ -18,14 +18,6 @@
 #include "../core/internal.h"
 #include "nomul/data.h"
 
-static uint64_t mix(uint64_t z)
-{
-    z += 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static void norm_table(const nomul_image_set *s, const nomul_augment *aug, float t[4][256])
 {
     for (int c = 0; c < s->c && c < 4; c++) {
@@ -44,13 +36,13 @@ void nomul_make_batch(const nomul_image_set *s, const long *idx, int b, const no
     const size_t plane = (size_t)h * (size_t)w;
     for (int i = 0; i < b; i++) {
         const long id = idx[i];
-        uint64_t r = mix(mix(seed ^ mix((uint64_t)epoch)) ^ (uint64_t)id);
+        uint64_t r = nomul_mix64(nomul_mix64(seed ^ nomul_mix64((uint64_t)epoch)) ^ (uint64_t)id);
         int oy = 0, ox = 0, flip = 0;
         if (pad > 0) {
             oy = (int)(r % (uint64_t)(2 * pad + 1)) - pad;
-            r = mix(r);
+            r = nomul_mix64(r);
             ox = (int)(r % (uint64_t)(2 * pad + 1)) - pad;
-            r = mix(r);
+            r = nomul_mix64(r);
         }
         if (aug && aug->hflip)
             flip = (int)(r >> 63);
@@ -189,9 +181,9 @@ void nomul_loader_start(nomul_loader *l, long epoch, long first)
     for (long i = 0; i < n; i++)
         l->perm[i] = i;
     if (l->shuffle) {
-        uint64_t r = mix(l->seed ^ mix((uint64_t)epoch ^ 0x5EEDull));
+        uint64_t r = nomul_mix64(l->seed ^ nomul_mix64((uint64_t)epoch ^ 0x5EEDull));
         for (long i = n - 1; i > 0; i--) {
-            r = mix(r);
+            r = nomul_mix64(r);
             long j = (long)(r % (uint64_t)(i + 1));
             long t = l->perm[i];
             l->perm[i] = l->perm[j];

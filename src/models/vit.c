@@ -47,18 +47,10 @@ int nomul_vit_config_named(const char *name, nomul_vit_config *out)
     return 0;
 }
 
-/* splitmix64, and normals by Box–Muller, for initialisation only. */
-static uint64_t next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
+/* Uniforms in (0, 1) and normals by Box–Muller, for initialisation only. */
 static double uniform(uint64_t *s)
 {
-    return ((double)(next(s) >> 11) + 0.5) / 9007199254740992.0;
+    return ((double)(nomul_splitmix64(s) >> 11) + 0.5) / 9007199254740992.0;
 }
 
 /* N(0, σ²) truncated to ±2σ, as timm's trunc_normal_(std=σ) with a = −2σ, b = 2σ. */
