@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "nomul/nomul.h"
+
 static char nomul[512];
 static char tmpdir[256];
 
@@ -267,6 +269,17 @@ static void test_bad_arguments_are_clear_errors(void **state)
         {"bench arith --min-time 0", "--min-time"},
         {"bench arith --ops zzz", "unknown operation 'zzz'"},
         {"info extra", "unexpected argument"},
+        {"train --set epochs", "--set 'epochs' is not KEY=VALUE"},
+        {"train --set epoch=3", "unknown config key 'epoch'"},
+        {"train --set lr=x", "'lr' wants a number"},
+        {"train --config /nonexistent/c.json", "cannot open '/nonexistent/c.json'"},
+        {"train --progress fancy", "--progress wants auto, bar or lines"},
+        {"train --resume /nonexistent/c.safetensors", "/nonexistent/c.safetensors"},
+        {"train --set data.train=/nonexistent/i.gz --set out_dir=/tmp/nomul-cli-x",
+         "/nonexistent/i.gz"},
+        {"train --bogus", "unknown option '--bogus'"},
+        {"eval", "--checkpoint FILE is required"},
+        {"eval --checkpoint /nonexistent/c.safetensors", "/nonexistent/c.safetensors"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *out;
@@ -387,6 +400,70 @@ static void test_plot(void **state)
     free(out);
 }
 
+/* A 4-class quadrant task in IDX files, trained, evaluated and resumed
+ * through the command line. */
+static void test_train_eval_resume(void **state)
+{
+    (void)state;
+    enum { N = 64, S = 8 };
+    uint8_t px[N * S * S], lb[N];
+    for (int i = 0; i < N; i++) {
+        lb[i] = (uint8_t)(i % 4);
+        for (int p = 0; p < S * S; p++)
+            px[i * S * S + p] = (uint8_t)((((p / S) >= S / 2) * 2 + ((p % S) >= S / 2)) == i % 4
+                                              ? 200 : 30 + (i * 7 + p) % 40);
+    }
+    char img[512], lab[512], out_dir[512];
+    snprintf(img, sizeof img, "%s/img.gz", tmpdir);
+    snprintf(lab, sizeof lab, "%s/lab", tmpdir);
+    snprintf(out_dir, sizeof out_dir, "%s/run", tmpdir);
+    nomul_idx a = {NOMUL_IDX_U8, 3, {N, S, S}, N * S * S, 1, px};
+    nomul_idx b = {NOMUL_IDX_U8, 1, {N}, N, 1, lb};
+    assert_int_equal(nomul_idx_write(img, &a, 1), 0);
+    assert_int_equal(nomul_idx_write(lab, &b, 0), 0);
+    char common[4096];
+    snprintf(common, sizeof common,
+             "--set model=vit_fmnist_tiny --set data.train=%s --set data.train_labels=%s "
+             "--set data.test=%s --set data.test_labels=%s --set data.image=8 "
+             "--set data.classes=4 --set batch_size=16 --set warmup_steps=2 --set arena_mb=64 "
+             "--set out_dir=%s --set checkpoint_every=4 --set checkpoint_keep=true",
+             img, lab, img, lab, out_dir);
+    char *out;
+    int rc = run(&out, "train %s --set steps=8 --progress lines", common);
+    expect(rc, 0, out, "float multiplications per training step: 0");
+    if (!strstr(out, "epoch 2/2 100%") || !strstr(out, "steps 8  train_loss"))
+        fail_msg("train output:\n%s", out);
+    free(out);
+
+    rc = run(&out, "eval --checkpoint %s/checkpoint_last.safetensors", out_dir);
+    expect(rc, 0, out, "test accuracy");
+    free(out);
+    /* the trained weights evaluated in float */
+    rc = run(&out, "eval --checkpoint %s/checkpoint_last.safetensors --set linear_cfg=standard",
+             out_dir);
+    expect(rc, 0, out, "vit_fmnist_tiny");
+    free(out);
+
+    /* resume the 4-step checkpoint for a longer run: the configuration comes
+     * from the checkpoint, --set extends it */
+    rc = run(&out, "train --resume %s/checkpoint_4.safetensors --set steps=12 --progress lines",
+             out_dir);
+    expect(rc, 0, out, "resuming at step 4");
+    expect(rc, 0, out, "steps 12  train_loss");
+    free(out);
+
+    rc = run(&out, "train %s --keys", common);
+    expect(rc, 0, out, "data.train_labels");
+    expect(rc, 0, out, "opt_functional_cfg");
+    free(out);
+    rc = run(&out, "train %s --set linear_cfg=standard --print-config", common);
+    expect(rc, 0, out, "\"linear_cfg\": \"standard\"");
+    free(out);
+    rc = run(&out, "plot %s/metrics.jsonl -o %s/curves.svg", out_dir, tmpdir);
+    expect(rc, 0, out, NULL);
+    free(out);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -421,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_bad_arguments_are_clear_errors),
         cmocka_unit_test(test_help_and_info),
         cmocka_unit_test(test_plot),
+        cmocka_unit_test(test_train_eval_resume),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

@@ -18,6 +18,8 @@ typedef enum nomul_status {
     NOMUL_OK = 0,
     NOMUL_EINVAL = 1, /* a bad argument */
     NOMUL_ENOMEM = 2, /* out of memory */
+    NOMUL_EIO = 3,    /* a file could not be read or written */
+    NOMUL_EFORMAT = 4 /* a file's content is not what it should be */
 } nomul_status;
 
 /* The status of this thread's last failed call (NOMUL_OK if none since

@@ -24,6 +24,15 @@ typedef struct nomul_param {
     int decay; /* 1: weight decay applies */
 } nomul_param;
 
+/* What one forward pass is for: training (dropout and drop-path active) or
+ * evaluation, and the seed of this pass's random choices. */
+typedef struct nomul_forward_opts {
+    int train;
+    float drop_path; /* stochastic depth: the rate of the last block (linear in depth) */
+    uint64_t seed;
+} nomul_forward_opts;
+
+
 /* ViT / DeiT: patch embedding (a conv of kernel and stride `patch`), a class
  * token, learned positions, `depth` pre-norm blocks of multi-head attention
  * and a GELU MLP, a final layer norm and a linear head on the class token. */
@@ -52,6 +61,31 @@ int nomul_vit_params(nomul_vit *m, nomul_param **params);
 /* Logits (batch, classes) of images x (batch, channels, image, image). */
 nomul_tensor *nomul_vit_forward(nomul_vit *m, nomul_graph *g, const nomul_op_cfgs *cfgs,
                                 nomul_tensor *x);
+
+/* The same with training options (drop-path); nomul_vit_forward is this
+ * in evaluation mode. */
+nomul_tensor *nomul_vit_forward_opts(nomul_vit *m, nomul_graph *g, const nomul_op_cfgs *cfgs,
+                                     nomul_tensor *x, const nomul_forward_opts *o);
+
+/* ---- Any model by name, as the trainer builds them ---------------------- */
+
+typedef struct nomul_model nomul_model;
+
+/* A model by name (nomul_model_names lists them) for images of image×image
+ * pixels with `channels` channels and `classes` classes: the named
+ * architecture with its input and head sized for the data. NULL after a
+ * report for an unknown name or a size the architecture cannot take. */
+nomul_model *nomul_model_new(const char *name, int image, int channels, int classes,
+                             uint64_t seed);
+void nomul_model_free(nomul_model *m);
+/* "vit_fmnist, vit_fmnist_tiny, ..." */
+const char *nomul_model_names(void);
+const char *nomul_model_name(const nomul_model *m);
+int nomul_model_params(nomul_model *m, nomul_param **params);
+long nomul_model_param_count(nomul_model *m);
+/* Logits (batch, classes) of images x (batch, channels, image, image). */
+nomul_tensor *nomul_model_forward(nomul_model *m, nomul_graph *g, const nomul_op_cfgs *cfgs,
+                                  nomul_tensor *x, const nomul_forward_opts *o);
 
 #ifdef __cplusplus
 }

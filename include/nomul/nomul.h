@@ -22,5 +22,6 @@
 #include "nomul/safetensors.h"
 #include "nomul/progress.h"
 #include "nomul/models.h"
+#include "nomul/train.h"
 
 #endif

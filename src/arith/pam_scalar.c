@@ -176,7 +176,7 @@ typedef struct {
     int k;
 } pa_slope;
 
-static pa_slope slope_pow2(uint32_t sign, int k)
+static inline __attribute__((always_inline)) pa_slope slope_pow2(uint32_t sign, int k)
 {
     pa_slope s = {PA_NORMAL, sign & PA_SIGN, k};
     if (s.k > PA_SHIFT_CLAMP)
@@ -186,14 +186,14 @@ static pa_slope slope_pow2(uint32_t sign, int k)
     return s;
 }
 
-static pa_slope slope_of_class(pa_class cls, uint32_t sign)
+static inline __attribute__((always_inline)) pa_slope slope_of_class(pa_class cls, uint32_t sign)
 {
     pa_slope s = {cls, sign & PA_SIGN, 0};
     return s;
 }
 
 /* slope · g: a product with a power of two is an exponent shift. */
-static float slope_apply(pa_slope s, float g)
+static inline __attribute__((always_inline)) float slope_apply(pa_slope s, float g)
 {
     uint32_t ug = pa_bits(g);
     pa_class cg = pa_classify(ug);
@@ -215,7 +215,7 @@ static float slope_apply(pa_slope s, float g)
 }
 
 /* ∂PAM(a, b)/∂a = sign(b) 2^(E_b + [M_a + M_b ≥ 1]) */
-static pa_slope slope_mul_a(float a, float b)
+static inline __attribute__((always_inline)) pa_slope slope_mul_a(float a, float b)
 {
     uint32_t ua = pa_bits(a), ub = pa_bits(b);
     pa_class ca = pa_classify(ua), cb = pa_classify(ub);
@@ -228,7 +228,7 @@ static pa_slope slope_mul_a(float a, float b)
 }
 
 /* ∂PAD(a, b)/∂a = sign(b) 2^(⌊palog2 a − palog2 b⌋ − E_a) = sign(b) 2^(−E_b − [M_a < M_b]) */
-static pa_slope slope_div_a(float a, float b)
+static inline __attribute__((always_inline)) pa_slope slope_div_a(float a, float b)
 {
     uint32_t ua = pa_bits(a), ub = pa_bits(b);
     pa_class ca = pa_classify(ua), cb = pa_classify(ub);
@@ -243,7 +243,7 @@ static pa_slope slope_div_a(float a, float b)
 }
 
 /* ∂PAD(a, b)/∂b = −sign(r) sign(b) 2^(E_r − E_b), r = PAD(a, b) */
-static pa_slope slope_div_b(float a, float b)
+static inline __attribute__((always_inline)) pa_slope slope_div_b(float a, float b)
 {
     uint32_t ua = pa_bits(a), ub = pa_bits(b);
     if (pa_classify(ua) == PA_NAN || pa_classify(ub) == PA_NAN)
@@ -257,7 +257,7 @@ static pa_slope slope_div_b(float a, float b)
 }
 
 /* paexp2'(y) = 2^⌊y⌋ */
-static pa_slope slope_exp2(float y)
+static inline __attribute__((always_inline)) pa_slope slope_exp2(float y)
 {
     uint32_t u = pa_bits(y);
     int negative = (u & PA_SIGN) != 0;
@@ -279,7 +279,7 @@ static pa_slope slope_exp2(float y)
 }
 
 /* palog2'(x) = sign(x) 2^(−E_x) */
-static pa_slope slope_log2(float x)
+static inline __attribute__((always_inline)) pa_slope slope_log2(float x)
 {
     uint32_t u = pa_bits(x);
     switch (pa_classify(u)) {

@@ -101,3 +101,33 @@ void cli_unknown(cli_args *a, const char *arg)
 }
 
 int cli_is_help(const char *arg) { return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0; }
+
+int cli_read_file(const char *command, const char *path, char **out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_error("%s: cannot open '%s': %s", command, path, strerror(errno));
+        return 0;
+    }
+    size_t cap = 4096, n = 0, k;
+    char *buf = malloc(cap);
+    while (buf && (k = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += k;
+        if (n + 1 == cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+            }
+            buf = nb;
+        }
+    }
+    fclose(f);
+    if (!buf) {
+        cli_error("%s: out of memory reading '%s'", command, path);
+        return 0;
+    }
+    buf[n] = 0;
+    *out = buf;
+    return 1;
+}

@@ -40,10 +40,15 @@ int cli_parse_double(const char *name, const char *s, double *out);
 /* "unknown option" or "unexpected argument" for arg, with a pointer to --help. */
 void cli_unknown(cli_args *a, const char *arg);
 int cli_is_help(const char *arg);
+/* Reads a whole file into a malloc'd, NUL-terminated string; 0 after an
+ * error naming the command and the file. */
+int cli_read_file(const char *command, const char *path, char **out);
 
 int cmd_vectors(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 #endif

@@ -24,36 +24,6 @@ static const char audit_usage[] =
     "ISSCC 2014: fp32 multiply 3.7 pJ, fp32 add 0.9 pJ, int32 add 0.1 pJ), and\n"
     "ends with the float multiplications per step of the configuration.\n";
 
-static int read_file(const char *path, char **out)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cli_error("audit: cannot open '%s': %s", path, strerror(errno));
-        return 0;
-    }
-    size_t cap = 4096, n = 0, k;
-    char *buf = malloc(cap);
-    while (buf && (k = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += k;
-        if (n + 1 == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-            }
-            buf = nb;
-        }
-    }
-    fclose(f);
-    if (!buf) {
-        cli_error("audit: out of memory reading '%s'", path);
-        return 0;
-    }
-    buf[n] = 0;
-    *out = buf;
-    return 1;
-}
-
 int cmd_audit(int argc, char **argv)
 {
     cli_args a;
@@ -88,7 +58,7 @@ int cmd_audit(int argc, char **argv)
     char err[512];
     if (config) {
         char *text;
-        if (!read_file(config, &text))
+        if (!cli_read_file("audit", config, &text))
             return CLI_USAGE;
         nomul_op_cfgs_default(&cfg); /* a file states its choices; the rest are float */
         int rc = nomul_op_cfgs_parse_json(&cfg, text, err, sizeof err);

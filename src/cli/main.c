@@ -19,6 +19,9 @@ static const char usage[] =
     "  vectors stats         PAM's relative error against the true product\n"
     "  bench arith           throughput of the elementwise arithmetic\n"
     "  audit                 operations and energy of a training step, by class\n"
+    "  train                 train a model (default: the fully piecewise affine ViT\n"
+    "                        on Fashion-MNIST); --keys lists the configuration\n"
+    "  eval --checkpoint F   evaluate a checkpoint on its test set\n"
     "  plot RUN.jsonl...     curves of metric logs as SVG\n"
     "  info                  version and instruction sets\n"
     "\n"
@@ -67,6 +70,10 @@ int main(int argc, char **argv)
         return cmd_bench(argc - 1, argv + 1);
     if (strcmp(cmd, "audit") == 0)
         return cmd_audit(argc - 1, argv + 1);
+    if (strcmp(cmd, "train") == 0)
+        return cmd_train(argc - 1, argv + 1);
+    if (strcmp(cmd, "eval") == 0)
+        return cmd_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "plot") == 0)
         return cmd_plot(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0)

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
 #include "../core/internal.h"
 #include "nomul/arith.h"
 
@@ -23,6 +25,10 @@
 static _Thread_local float cur_off = 1.0f;
 
 static void set_mode(nomul_fmode m) { cur_off = m.offset > 0.0f ? m.offset : 1.0f; }
+
+/* Threads for a row-wise operation of `work` elements: rows are independent,
+ * so results do not depend on the count; small operations stay on one. */
+static int row_threads(long work) { return work >= 8192 ? nomul_num_threads() : 1; }
 
 static float pam(float a, float b)
 {
@@ -119,14 +125,20 @@ void nomul_softmax_forward(nomul_fmode m, int rows, int n, const float *x, float
     } else {
         NOMUL_COUNT(FTRANS, t0); NOMUL_COUNT(FDIV, t0); NOMUL_COUNT(FADD, 2 * t0);
     }
-    row_tmp t;
-    if (m.pa && !tmp_alloc(&t, n))
-        return;
-    for (int i = 0; i < rows; i++) {
-        if (m.pa)
-            softmax_row_pa(n, x + (long)i * n, y + (long)i * n, &t);
-        else
-            softmax_row_float(n, x + (long)i * n, y + (long)i * n);
+#pragma omp parallel num_threads(row_threads((long)rows * n))
+    {
+        set_mode(m); /* per thread */
+        row_tmp t = {NULL, NULL};
+        int ok = !m.pa || tmp_alloc(&t, n);
+#pragma omp for schedule(static)
+        for (int i = 0; i < rows; i++) {
+            if (!ok)
+                continue;
+            if (m.pa)
+                softmax_row_pa(n, x + (long)i * n, y + (long)i * n, &t);
+            else
+                softmax_row_float(n, x + (long)i * n, y + (long)i * n);
+        }
     }
 }
 
@@ -143,38 +155,44 @@ void nomul_softmax_backward(nomul_fmode m, int rows, int n, const float *x, cons
         NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(SHIFT, 4 * t0);
         NOMUL_COUNT(FADD, 4 * t0);
     }
-    row_tmp t = {NULL, NULL};
-    if (m.pa && !m.approx_bwd && !tmp_alloc(&t, n))
-        return;
-    for (int i = 0; i < rows; i++) {
-        const float *xr = x + (long)i * n, *yr = y + (long)i * n, *gr = dy + (long)i * n;
-        float *dr = dx + (long)i * n;
-        if (!m.pa) { /* dx = y (dy − Σ dy·y) */
-            float dot = 0.0f;
-            for (int j = 0; j < n; j++)
-                dot += gr[j] * yr[j];
-            for (int j = 0; j < n; j++)
-                dr[j] += yr[j] * (gr[j] - dot);
-        } else if (m.approx_bwd) {
-            float dot = 0.0f;
-            for (int j = 0; j < n; j++)
-                dot += pam(gr[j], yr[j]);
-            for (int j = 0; j < n; j++)
-                dr[j] += pam(yr[j], gr[j] - dot);
-        } else { /* the chain of y = PAD(e, S), e = paexp2(u), u = PAM(x, log2e) − s */
-            float s, sum = pa_row_exp(n, xr, t.u, t.e, &s), dsum = 0.0f;
-            if (!(sum > 0.0f))
+#pragma omp parallel num_threads(row_threads((long)rows * n))
+    {
+        set_mode(m); /* per thread */
+        row_tmp t = {NULL, NULL};
+        int ok = !(m.pa && !m.approx_bwd) || tmp_alloc(&t, n);
+#pragma omp for schedule(static)
+        for (int i = 0; i < rows; i++) {
+            if (!ok)
                 continue;
-            float *de = t.e; /* e is not needed once its gradient is formed */
-            for (int j = 0; j < n; j++) {
-                float da, db;
-                div_grads(t.e[j], sum, gr[j], &da, &db);
-                de[j] = da;
-                dsum += db;
-            }
-            for (int j = 0; j < n; j++) {
-                float du = nomul_paexp2_grad(t.u[j], de[j] + dsum);
-                dr[j] += mul_grad_a(xr[j], LOG2E, du);
+            const float *xr = x + (long)i * n, *yr = y + (long)i * n, *gr = dy + (long)i * n;
+            float *dr = dx + (long)i * n;
+            if (!m.pa) { /* dx = y (dy − Σ dy·y) */
+                float dot = 0.0f;
+                for (int j = 0; j < n; j++)
+                    dot += gr[j] * yr[j];
+                for (int j = 0; j < n; j++)
+                    dr[j] += yr[j] * (gr[j] - dot);
+            } else if (m.approx_bwd) {
+                float dot = 0.0f;
+                for (int j = 0; j < n; j++)
+                    dot += pam(gr[j], yr[j]);
+                for (int j = 0; j < n; j++)
+                    dr[j] += pam(yr[j], gr[j] - dot);
+            } else { /* the chain of y = PAD(e, S), e = paexp2(u), u = PAM(x, log2e) − s */
+                float s, sum = pa_row_exp(n, xr, t.u, t.e, &s), dsum = 0.0f;
+                if (!(sum > 0.0f))
+                    continue;
+                float *de = t.e; /* e is not needed once its gradient is formed */
+                for (int j = 0; j < n; j++) {
+                    float da, db;
+                    div_grads(t.e[j], sum, gr[j], &da, &db);
+                    de[j] = da;
+                    dsum += db;
+                }
+                for (int j = 0; j < n; j++) {
+                    float du = nomul_paexp2_grad(t.u[j], de[j] + dsum);
+                    dr[j] += mul_grad_a(xr[j], LOG2E, du);
+                }
             }
         }
     }
@@ -192,25 +210,31 @@ void nomul_log_softmax_forward(nomul_fmode m, int rows, int n, const float *x, f
     } else {
         NOMUL_COUNT(FTRANS, t0 + rows); NOMUL_COUNT(FADD, 3 * t0);
     }
-    row_tmp t;
-    if (m.pa && !tmp_alloc(&t, n))
-        return;
-    for (int i = 0; i < rows; i++) {
-        const float *xr = x + (long)i * n;
-        float *yr = y + (long)i * n, lse;
-        if (m.pa) {
-            float s, sum = pa_row_exp(n, xr, t.u, t.e, &s);
-            lse = pad(s + nomul_palog2(sum), LOG2E);
-        } else {
-            float mx = -INFINITY, sum = 0.0f;
+#pragma omp parallel num_threads(row_threads((long)rows * n))
+    {
+        set_mode(m); /* per thread */
+        row_tmp t = {NULL, NULL};
+        int ok = !m.pa || tmp_alloc(&t, n);
+#pragma omp for schedule(static)
+        for (int i = 0; i < rows; i++) {
+            if (!ok)
+                continue;
+            const float *xr = x + (long)i * n;
+            float *yr = y + (long)i * n, lse;
+            if (m.pa) {
+                float s, sum = pa_row_exp(n, xr, t.u, t.e, &s);
+                lse = pad(s + nomul_palog2(sum), LOG2E);
+            } else {
+                float mx = -INFINITY, sum = 0.0f;
+                for (int j = 0; j < n; j++)
+                    mx = xr[j] > mx ? xr[j] : mx;
+                for (int j = 0; j < n; j++)
+                    sum += expf(xr[j] - mx);
+                lse = mx + logf(sum);
+            }
             for (int j = 0; j < n; j++)
-                mx = xr[j] > mx ? xr[j] : mx;
-            for (int j = 0; j < n; j++)
-                sum += expf(xr[j] - mx);
-            lse = mx + logf(sum);
+                yr[j] = xr[j] - lse;
         }
-        for (int j = 0; j < n; j++)
-            yr[j] = xr[j] - lse;
     }
 }
 
@@ -228,29 +252,35 @@ void nomul_log_softmax_backward(nomul_fmode m, int rows, int n, const float *x, 
         NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PALOG2, rows);
         NOMUL_COUNT(SHIFT, 2 * t0 + 2 * rows); NOMUL_COUNT(FADD, 4 * t0);
     }
-    row_tmp t;
-    if (!tmp_alloc(&t, n))
-        return;
-    for (int i = 0; i < rows; i++) {
-        const float *xr = x + (long)i * n, *yr = y + (long)i * n, *gr = dy + (long)i * n;
-        float *dr = dx + (long)i * n, gsum = 0.0f;
-        for (int j = 0; j < n; j++)
-            gsum += gr[j];
-        if (!m.pa) { /* dx = dy − softmax(x) Σdy */
+#pragma omp parallel num_threads(row_threads((long)rows * n))
+    {
+        set_mode(m); /* per thread */
+        row_tmp t = {NULL, NULL};
+        int ok = tmp_alloc(&t, n);
+#pragma omp for schedule(static)
+        for (int i = 0; i < rows; i++) {
+            if (!ok)
+                continue;
+            const float *xr = x + (long)i * n, *yr = y + (long)i * n, *gr = dy + (long)i * n;
+            float *dr = dx + (long)i * n, gsum = 0.0f;
             for (int j = 0; j < n; j++)
-                dr[j] += gr[j] - expf(yr[j]) * gsum;
-        } else if (m.approx_bwd) { /* the same with the PA softmax and PAM */
-            softmax_row_pa(n, xr, t.e, &t);
-            float *p = t.e;
-            for (int j = 0; j < n; j++)
-                dr[j] += gr[j] - pam(p[j], gsum);
-        } else { /* y = x − PAD(s + palog2(S), log2e), S = Σ paexp2(u) */
-            float s, sum = pa_row_exp(n, xr, t.u, t.e, &s);
-            float w = s + nomul_palog2(sum), dw, unused;
-            div_grads(w, LOG2E, -gsum, &dw, &unused);
-            float dsum = nomul_palog2_grad(sum, dw);
-            for (int j = 0; j < n; j++)
-                dr[j] += gr[j] + mul_grad_a(xr[j], LOG2E, nomul_paexp2_grad(t.u[j], dsum));
+                gsum += gr[j];
+            if (!m.pa) { /* dx = dy − softmax(x) Σdy */
+                for (int j = 0; j < n; j++)
+                    dr[j] += gr[j] - expf(yr[j]) * gsum;
+            } else if (m.approx_bwd) { /* the same with the PA softmax and PAM */
+                softmax_row_pa(n, xr, t.e, &t);
+                float *p = t.e;
+                for (int j = 0; j < n; j++)
+                    dr[j] += gr[j] - pam(p[j], gsum);
+            } else { /* y = x − PAD(s + palog2(S), log2e), S = Σ paexp2(u) */
+                float s, sum = pa_row_exp(n, xr, t.u, t.e, &s);
+                float w = s + nomul_palog2(sum), dw, unused;
+                div_grads(w, LOG2E, -gsum, &dw, &unused);
+                float dsum = nomul_palog2_grad(sum, dw);
+                for (int j = 0; j < n; j++)
+                    dr[j] += gr[j] + mul_grad_a(xr[j], LOG2E, nomul_paexp2_grad(t.u[j], dsum));
+            }
         }
     }
 }
@@ -267,21 +297,27 @@ void nomul_logsumexp_forward(nomul_fmode m, int rows, int n, const float *x, flo
     } else {
         NOMUL_COUNT(FTRANS, t0 + rows); NOMUL_COUNT(FADD, 2 * t0);
     }
-    row_tmp t;
-    if (m.pa && !tmp_alloc(&t, n))
-        return;
-    for (int i = 0; i < rows; i++) {
-        const float *xr = x + (long)i * n;
-        if (m.pa) {
-            float s, sum = pa_row_exp(n, xr, t.u, t.e, &s);
-            lse[i] = pad(s + nomul_palog2(sum), LOG2E);
-        } else {
-            float mx = -INFINITY, sum = 0.0f;
-            for (int j = 0; j < n; j++)
-                mx = xr[j] > mx ? xr[j] : mx;
-            for (int j = 0; j < n; j++)
-                sum += expf(xr[j] - mx);
-            lse[i] = mx + logf(sum);
+#pragma omp parallel num_threads(row_threads((long)rows * n))
+    {
+        set_mode(m); /* per thread */
+        row_tmp t = {NULL, NULL};
+        int ok = !m.pa || tmp_alloc(&t, n);
+#pragma omp for schedule(static)
+        for (int i = 0; i < rows; i++) {
+            if (!ok)
+                continue;
+            const float *xr = x + (long)i * n;
+            if (m.pa) {
+                float s, sum = pa_row_exp(n, xr, t.u, t.e, &s);
+                lse[i] = pad(s + nomul_palog2(sum), LOG2E);
+            } else {
+                float mx = -INFINITY, sum = 0.0f;
+                for (int j = 0; j < n; j++)
+                    mx = xr[j] > mx ? xr[j] : mx;
+                for (int j = 0; j < n; j++)
+                    sum += expf(xr[j] - mx);
+                lse[i] = mx + logf(sum);
+            }
         }
     }
 }
@@ -301,30 +337,36 @@ void nomul_logsumexp_backward(nomul_fmode m, int rows, int n, const float *x, co
         NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PALOG2, rows);
         NOMUL_COUNT(SHIFT, 2 * t0 + 2 * rows); NOMUL_COUNT(FADD, 3 * t0);
     }
-    row_tmp t;
-    if (!tmp_alloc(&t, n))
-        return;
-    for (int i = 0; i < rows; i++) {
-        const float *xr = x + (long)i * n;
-        float *dr = dx + (long)i * n, g = dlse[i];
-        if (!m.pa) { /* softmax(x) · dlse */
-            float mx = -INFINITY, sum = 0.0f;
-            for (int j = 0; j < n; j++)
-                mx = xr[j] > mx ? xr[j] : mx;
-            for (int j = 0; j < n; j++)
-                sum += (t.e[j] = expf(xr[j] - mx));
-            for (int j = 0; j < n; j++)
-                dr[j] += t.e[j] / sum * g;
-        } else if (m.approx_bwd) {
-            softmax_row_pa(n, xr, t.e, &t);
-            for (int j = 0; j < n; j++)
-                dr[j] += pam(t.e[j], g);
-        } else { /* lse = PAD(w, log2e), w = s + palog2(S), S = Σ paexp2(u) */
-            float s, sum = pa_row_exp(n, xr, t.u, t.e, &s), dw, unused;
-            div_grads(s + nomul_palog2(sum), LOG2E, g, &dw, &unused);
-            float dsum = nomul_palog2_grad(sum, dw);
-            for (int j = 0; j < n; j++)
-                dr[j] += mul_grad_a(xr[j], LOG2E, nomul_paexp2_grad(t.u[j], dsum));
+#pragma omp parallel num_threads(row_threads((long)rows * n))
+    {
+        set_mode(m); /* per thread */
+        row_tmp t = {NULL, NULL};
+        int ok = tmp_alloc(&t, n);
+#pragma omp for schedule(static)
+        for (int i = 0; i < rows; i++) {
+            if (!ok)
+                continue;
+            const float *xr = x + (long)i * n;
+            float *dr = dx + (long)i * n, g = dlse[i];
+            if (!m.pa) { /* softmax(x) · dlse */
+                float mx = -INFINITY, sum = 0.0f;
+                for (int j = 0; j < n; j++)
+                    mx = xr[j] > mx ? xr[j] : mx;
+                for (int j = 0; j < n; j++)
+                    sum += (t.e[j] = expf(xr[j] - mx));
+                for (int j = 0; j < n; j++)
+                    dr[j] += t.e[j] / sum * g;
+            } else if (m.approx_bwd) {
+                softmax_row_pa(n, xr, t.e, &t);
+                for (int j = 0; j < n; j++)
+                    dr[j] += pam(t.e[j], g);
+            } else { /* lse = PAD(w, log2e), w = s + palog2(S), S = Σ paexp2(u) */
+                float s, sum = pa_row_exp(n, xr, t.u, t.e, &s), dw, unused;
+                div_grads(s + nomul_palog2(sum), LOG2E, g, &dw, &unused);
+                float dsum = nomul_palog2_grad(sum, dw);
+                for (int j = 0; j < n; j++)
+                    dr[j] += mul_grad_a(xr[j], LOG2E, nomul_paexp2_grad(t.u[j], dsum));
+            }
         }
     }
 }
@@ -448,10 +490,14 @@ static void ln_row_backward(nomul_fmode m, int n, const float *xr, const float *
 void nomul_layer_norm_forward(nomul_fmode m, int rows, int n, const float *x, const float *gamma,
                               const float *beta, float eps, float *y, float *mean, float *rstd)
 {
-    set_mode(m);
-    for (int i = 0; i < rows; i++)
-        ln_row_forward(m, n, x + (long)i * n, gamma, 1, beta, 1, eps, y + (long)i * n, &mean[i],
-                       &rstd[i]);
+#pragma omp parallel num_threads(row_threads((long)rows * n))
+    {
+        set_mode(m); /* per thread */
+#pragma omp for schedule(static)
+        for (int i = 0; i < rows; i++)
+            ln_row_forward(m, n, x + (long)i * n, gamma, 1, beta, 1, eps, y + (long)i * n,
+                           &mean[i], &rstd[i]);
+    }
 }
 
 void nomul_layer_norm_backward(nomul_fmode m, int rows, int n, const float *x,
@@ -459,13 +505,41 @@ void nomul_layer_norm_backward(nomul_fmode m, int rows, int n, const float *x,
                                float eps, const float *dy, float *dx, float *dgamma,
                                float *dbeta)
 {
-    set_mode(m);
-    float *dd = m.pa && !m.approx_bwd ? nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)n) : NULL;
-    if (m.pa && !m.approx_bwd && !dd)
-        return;
-    for (int i = 0; i < rows; i++)
-        ln_row_backward(m, n, x + (long)i * n, gamma, 1, mean[i], rstd[i], eps, dy + (long)i * n,
-                        dx + (long)i * n, dgamma, dbeta, 1, dd);
+    /* rows split over threads; each thread sums its rows' dγ and dβ apart,
+     * and the partial sums are added in thread order afterwards */
+    enum { MAXT = 64 };
+    float *part[MAXT];
+    int used = 1, failed = 0;
+    int nt = row_threads((long)rows * n);
+#pragma omp parallel num_threads(nt < MAXT ? nt : MAXT)
+    {
+        set_mode(m); /* per thread */
+        const int me = omp_get_thread_num(), k = omp_get_num_threads();
+        float *dd = m.pa && !m.approx_bwd ? nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)n) : NULL;
+        float *acc = k > 1 ? nomul_scratch(NOMUL_SCRATCH_PART, 2 * (size_t)n) : NULL;
+        int ok = (!m.pa || m.approx_bwd || dd) && (k == 1 || acc);
+        if (acc)
+            memset(acc, 0, 2 * sizeof(float) * (size_t)n);
+        part[me] = acc;
+        if (me == 0)
+            used = k;
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        float *dg = acc ? acc : dgamma, *db = acc ? acc + n : dbeta;
+#pragma omp for schedule(static)
+        for (int i = 0; i < rows; i++)
+            if (ok)
+                ln_row_backward(m, n, x + (long)i * n, gamma, 1, mean[i], rstd[i], eps,
+                                dy + (long)i * n, dx + (long)i * n, dg, db, 1, dd);
+    }
+    if (used > 1 && !failed)
+        for (int k = 0; k < used; k++)
+            for (int j = 0; j < n; j++) {
+                dgamma[j] += part[k][j];
+                dbeta[j] += part[k][n + j];
+            }
 }
 
 /* ---- batch norm: layer norm's rows, one per channel over (batch, spatial) ---------- */
@@ -678,14 +752,19 @@ void nomul_gelu_forward(nomul_fmode m, long n, const float *x, float *y)
     } else {
         NOMUL_COUNT(FTRANS, n); NOMUL_COUNT(FMUL, 3 * n); NOMUL_COUNT(FADD, n);
     }
-    for (long i = 0; i < n; i++) {
-        if (!m.pa) {
-            y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
-            continue;
+#pragma omp parallel num_threads(row_threads(n))
+    {
+        set_mode(m); /* per thread */
+#pragma omp for schedule(static)
+        for (long i = 0; i < n; i++) {
+            if (!m.pa) {
+                y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+                continue;
+            }
+            float z = pam(GELU_K, x[i]);
+            float s = pad(1.0f, 1.0f + nomul_pa_exp(-z));
+            y[i] = pam(x[i], s);
         }
-        float z = pam(GELU_K, x[i]);
-        float s = pad(1.0f, 1.0f + nomul_pa_exp(-z));
-        y[i] = pam(x[i], s);
     }
 }
 
@@ -700,26 +779,31 @@ void nomul_gelu_backward(nomul_fmode m, long n, const float *x, const float *dy,
         NOMUL_COUNT(PAM, 2 * n); NOMUL_COUNT(PAEXP2, n); NOMUL_COUNT(PAD, n);
         NOMUL_COUNT(SHIFT, 5 * n); NOMUL_COUNT(FADD, 4 * n);
     }
-    for (long i = 0; i < n; i++) {
-        float xi = x[i], g = dy[i];
-        if (!m.pa) { /* Φ(x) + x φ(x) */
-            float cdf = 0.5f * (1.0f + erff(xi * 0.70710678118654752f));
-            float pdf = 0.39894228040143268f * expf(-0.5f * xi * xi);
-            dx[i] += g * (cdf + xi * pdf);
-            continue;
+#pragma omp parallel num_threads(row_threads(n))
+    {
+        set_mode(m); /* per thread */
+#pragma omp for schedule(static)
+        for (long i = 0; i < n; i++) {
+            float xi = x[i], g = dy[i];
+            if (!m.pa) { /* Φ(x) + x φ(x) */
+                float cdf = 0.5f * (1.0f + erff(xi * 0.70710678118654752f));
+                float pdf = 0.39894228040143268f * expf(-0.5f * xi * xi);
+                dx[i] += g * (cdf + xi * pdf);
+                continue;
+            }
+            float z = pam(GELU_K, xi), e = nomul_pa_exp(-z), q = 1.0f + e, s = pad(1.0f, q);
+            if (m.approx_bwd) { /* σ + k x σ (1 − σ), in PA */
+                float t = pam(pam(GELU_K, xi), pam(s, 1.0f - s));
+                dx[i] += pam(g, s + t);
+                continue;
+            }
+            /* y = PAM(x, s), s = PAD(1, q), q = 1 + e, e = pa_exp(−z), z = PAM(k, x) */
+            float dxa, ds, unused, dq, dz_neg, dxz;
+            mul_grads(xi, s, g, &dxa, &ds);
+            nomul_pam_div_grad(1.0f, q, ds, &unused, &dq);
+            dz_neg = nomul_pa_exp_grad(-z, dq, 0); /* ∂/∂(−z) */
+            mul_grads(GELU_K, xi, -dz_neg, &unused, &dxz);
+            dx[i] += dxa + dxz;
         }
-        float z = pam(GELU_K, xi), e = nomul_pa_exp(-z), q = 1.0f + e, s = pad(1.0f, q);
-        if (m.approx_bwd) { /* σ + k x σ (1 − σ), in PA */
-            float t = pam(pam(GELU_K, xi), pam(s, 1.0f - s));
-            dx[i] += pam(g, s + t);
-            continue;
-        }
-        /* y = PAM(x, s), s = PAD(1, q), q = 1 + e, e = pa_exp(−z), z = PAM(k, x) */
-        float dxa, ds, unused, dq, dz_neg, dxz;
-        mul_grads(xi, s, g, &dxa, &ds);
-        nomul_pam_div_grad(1.0f, q, ds, &unused, &dq);
-        dz_neg = nomul_pa_exp_grad(-z, dq, 0); /* ∂/∂(−z) */
-        mul_grads(GELU_K, xi, -dz_neg, &unused, &dxz);
-        dx[i] += dxa + dxz;
     }
 }

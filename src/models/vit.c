@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include "../core/internal.h"
+#include "models_internal.h"
+#include "nomul/arith.h"
 #include "nomul/conv.h"
 #include "nomul/models.h"
 
@@ -177,8 +179,37 @@ static nomul_tensor *linear3(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tens
     return y ? nomul_reshape(g, y, 3, s3) : NULL;
 }
 
+/* Stochastic depth (timm's DropPath): during training each image's residual
+ * branch is dropped with probability rate, kept ones scaled by 1/(1 − rate)
+ * (a PAD and PAMs when functional_cfg is piecewise affine). */
+static nomul_tensor *drop_path(nomul_graph *g, const nomul_op_cfg *fun, nomul_tensor *branch,
+                               float rate, uint64_t *rng)
+{
+    if (!branch || rate <= 0.0f)
+        return branch;
+    int b = branch->shape[0], ms[3] = {b, 1, 1};
+    nomul_tensor *mask = nomul_graph_tensor(g, 3, ms, 0);
+    if (!mask)
+        return NULL;
+    float s = fun->subtype != NOMUL_OP_STANDARD ? nomul_pam_div(1.0f, 1.0f - rate)
+                                                : 1.0f / (1.0f - rate);
+    for (int i = 0; i < b; i++) {
+        /* keep with probability 1 − rate: a uniform in [0, 1) against rate */
+        double u = (double)(nomul_splitmix64(rng) >> 11) / 9007199254740992.0;
+        mask->data[i] = u >= rate ? s : 0.0f;
+    }
+    return nomul_mul(g, fun, branch, mask);
+}
+
 nomul_tensor *nomul_vit_forward(nomul_vit *m, nomul_graph *g, const nomul_op_cfgs *cfgs,
                                 nomul_tensor *x)
+{
+    nomul_forward_opts eval = {0, 0.0f, 0};
+    return nomul_vit_forward_opts(m, g, cfgs, x, &eval);
+}
+
+nomul_tensor *nomul_vit_forward_opts(nomul_vit *m, nomul_graph *g, const nomul_op_cfgs *cfgs,
+                                     nomul_tensor *x, const nomul_forward_opts *o)
 {
     const nomul_vit_config *c = &m->c;
     if (!x || x->ndim != 4 || x->shape[1] != c->channels || x->shape[2] != c->image ||
@@ -205,21 +236,63 @@ nomul_tensor *nomul_vit_forward(nomul_vit *m, nomul_graph *g, const nomul_op_cfg
     memset(zeros->data, 0, sizeof(float) * (size_t)zeros->n);
     nomul_tensor *cls = nomul_add(g, zeros, p[2].t); /* the token for every image */
     h = nomul_add(g, nomul_concat(g, cls, h, 1), p[3].t);
+    uint64_t rng = o->seed;
     for (int k = 0; k < c->depth; k++) {
         nomul_param *q = p + 4 + PER_BLOCK * k;
+        /* timm: rates linear from 0 (first block) to drop_path (last) */
+        float rate = o->train && c->depth > 1 ? o->drop_path * (float)k / (float)(c->depth - 1)
+                     : o->train ? o->drop_path : 0.0f;
         nomul_tensor *a = nomul_layer_norm(g, norm, h, q[0].t, q[1].t, 1e-6f);
         nomul_tensor *att =
             nomul_attention(g, cfgs, linear3(g, lin, a, q[2].t, q[3].t),
                             linear3(g, lin, a, q[4].t, q[5].t), linear3(g, lin, a, q[6].t, q[7].t),
                             c->heads, NULL);
-        h = nomul_add(g, h, linear3(g, lin, att, q[8].t, q[9].t));
+        h = nomul_add(g, h, drop_path(g, fun, linear3(g, lin, att, q[8].t, q[9].t), rate, &rng));
         a = nomul_layer_norm(g, norm, h, q[10].t, q[11].t, 1e-6f);
         a = nomul_gelu(g, fun, linear3(g, lin, a, q[12].t, q[13].t));
-        h = nomul_add(g, h, linear3(g, lin, a, q[14].t, q[15].t));
+        h = nomul_add(g, h, drop_path(g, fun, linear3(g, lin, a, q[14].t, q[15].t), rate, &rng));
     }
     nomul_param *f = p + 4 + PER_BLOCK * c->depth;
     h = nomul_layer_norm(g, norm, h, f[0].t, f[1].t, 1e-6f);
     int s2[2] = {b, d};
     h = nomul_reshape(g, nomul_narrow(g, h, 1, 0, 1), 2, s2);
     return nomul_linear(g, lin, h, f[2].t, f[3].t);
+}
+
+/* ---- the registry's view (model.c) ------------------------------------- */
+
+const char vit_model_names[] = "vit_fmnist, vit_fmnist_tiny, deit_tiny_patch16_224";
+
+static void vt_free(void *impl) { nomul_vit_free(impl); }
+static int vt_params(void *impl, nomul_param **p) { return nomul_vit_params(impl, p); }
+static nomul_tensor *vt_forward(void *impl, nomul_graph *g, const nomul_op_cfgs *cfgs,
+                                nomul_tensor *x, const nomul_forward_opts *o)
+{
+    return nomul_vit_forward_opts(impl, g, cfgs, x, o);
+}
+static const model_vtable vit_vt = {vt_free, vt_params, vt_forward};
+
+int vit_model_new(const char *name, int image, int channels, int classes, uint64_t seed,
+                  void **impl, const model_vtable **vt)
+{
+    nomul_vit_config c;
+    size_t i;
+    for (i = 0; i < sizeof named / sizeof named[0]; i++)
+        if (!strcmp(name, named[i].name))
+            break;
+    if (i == sizeof named / sizeof named[0])
+        return 0;
+    c = named[i].c;
+    if (image % c.patch) {
+        nomul_report(NOMUL_EINVAL, "model %s: the image size %d is not a multiple of its "
+                     "patch size %d", name, image, c.patch);
+        return -1;
+    }
+    c.image = image;
+    c.channels = channels;
+    c.classes = classes;
+    if (!(*impl = nomul_vit_new(&c, seed)))
+        return -1;
+    *vt = &vit_vt;
+    return 1;
 }

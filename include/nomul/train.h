@@ -1,0 +1,121 @@
+/*
+ * nomul/train.h — the trainer: a configuration read from JSON and `--set`
+ * overrides, and a training run (data, model, optimizer, schedule, progress,
+ * metric logs, safetensors checkpoints, exact resume) and evaluation.
+ *
+ * Configuration keys (JSON objects nest: {"data": {"train": ...}} is the key
+ * data.train; `nomul train --keys` prints them all with their defaults):
+ *   model                      a name of nomul_model_names()
+ *   data.format                idx | cifar | folder
+ *   data.train, data.test      images: an IDX file, CIFAR batch files
+ *                              (comma separated) or a folder root
+ *   data.train_labels, data.test_labels   IDX label files (idx only)
+ *   data.image, data.channels, data.classes   the images' size and classes
+ *   data.train_limit, data.test_limit     use only the first N (0: all)
+ *   epochs | steps             length (steps > 0 wins)
+ *   batch_size, eval_batch_size
+ *   optimizer                  adamw | sgd
+ *   lr, min_lr, schedule (cosine | constant | inverse_sqrt), warmup_steps
+ *   weight_decay, beta1, beta2, eps, momentum, clip_grad (0: none)
+ *   label_smoothing, drop_path
+ *   aug.crop_pad, aug.hflip, aug.mean, aug.std (arrays, one per channel)
+ *   seed, out_dir, log_every, checkpoint_every (steps; 0: at the end only),
+ *   checkpoint_keep (also keep checkpoint_STEP.safetensors), eval_every
+ *   (epochs), arena_mb (the autodiff arena), audit (count the arithmetic)
+ *   linear_cfg, conv_cfg, bmm_cfg, norm_cfg, functional_cfg,
+ *   loss_functional_cfg, opt_functional_cfg   as nomul/opcfg.h
+ */
+#ifndef NOMUL_TRAIN_H
+#define NOMUL_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "nomul/audit.h"
+#include "nomul/opcfg.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NOMUL_PATH_MAX 1024
+
+typedef struct nomul_train_config {
+    char model[64];
+    char data_format[16];
+    char train_images[NOMUL_PATH_MAX], train_labels[NOMUL_PATH_MAX];
+    char test_images[NOMUL_PATH_MAX], test_labels[NOMUL_PATH_MAX];
+    int image, channels, classes;
+    long train_limit, test_limit;
+    long epochs, steps;
+    int batch_size, eval_batch_size;
+    char optimizer[16];
+    float lr, min_lr;
+    char schedule[16];
+    long warmup_steps;
+    float weight_decay, beta1, beta2, eps, momentum, clip_grad;
+    float label_smoothing, drop_path;
+    int crop_pad, hflip;
+    float mean[4], std[4];
+    long seed;
+    char out_dir[NOMUL_PATH_MAX];
+    long log_every, checkpoint_every;
+    int checkpoint_keep, eval_every;
+    long arena_mb;
+    int audit;
+    nomul_op_cfgs ops;
+} nomul_train_config;
+
+/* The embedded default: vit_fmnist on Fashion-MNIST from Debian's
+ * dataset-fashion-mnist, every operation piecewise affine. */
+void nomul_train_config_default(nomul_train_config *c);
+/* Applies the keys of a JSON object; 0, or -1 with a message naming the key
+ * in err. */
+int nomul_train_config_parse_json(nomul_train_config *c, const char *json, char *err,
+                                  size_t errlen);
+/* Applies one KEY=VALUE (as --set gives it; a JSON value or a bare word). */
+int nomul_train_config_set(nomul_train_config *c, const char *key, const char *value, char *err,
+                           size_t errlen);
+/* Checks the whole configuration (sizes, ranges, names); 0 or -1 with a
+ * message. */
+int nomul_train_config_check(const nomul_train_config *c, char *err, size_t errlen);
+/* The configuration as one JSON object (flat dotted keys); the length
+ * snprintf would write. */
+int nomul_train_config_format(const nomul_train_config *c, char *buf, size_t len);
+/* Every key with its current value, one per line, for --keys. */
+void nomul_train_config_print_keys(const nomul_train_config *c, FILE *out);
+
+typedef struct nomul_train_result {
+    long steps;                /* the step reached */
+    double train_loss;         /* mean training loss of the last epoch (or part) */
+    double test_loss, test_acc; /* the last evaluation (NaN if none) */
+    double seconds;            /* wall time of this run */
+    nomul_op_counts counts;    /* arithmetic of this run's training steps (audit) */
+    long counted_steps;
+} nomul_train_result;
+
+typedef struct nomul_train_options {
+    const char *resume; /* a checkpoint to continue from, or NULL */
+    FILE *out;          /* progress and summaries (NULL: stderr) */
+    int tty;            /* progress bar style: 1 terminal, 0 plain lines, -1 auto */
+    double progress_interval; /* seconds between plain progress lines */
+} nomul_train_options;
+
+/* Trains as configured; 0 on success, -1 after a report (nomul/error.h). */
+int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
+                nomul_train_result *result);
+
+/* Reads a checkpoint's configuration (its "nomul.config" metadata) into c. */
+int nomul_checkpoint_config(const char *path, nomul_train_config *c);
+
+/* Evaluates a checkpoint on the test set of c (normally its own configuration,
+ * possibly with overrides): mean loss and accuracy. 0, or -1 after a report. */
+int nomul_evaluate_checkpoint(const char *path, const nomul_train_config *c, double *loss,
+                              double *acc);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,420 @@
+/*
+ * config.c — the trainer's configuration (nomul/train.h): one table of keys
+ * serves JSON files, --set overrides, checks, the JSON written into
+ * checkpoints and the --keys listing, so they cannot disagree.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "nomul/train.h"
+
+typedef enum { K_STR, K_INT, K_LONG, K_FLOAT, K_BOOL, K_FLOAT4 } key_type;
+
+typedef struct key_def {
+    const char *name;
+    key_type type;
+    size_t off, size;
+    double lo, hi;       /* numeric range */
+    const char *choices; /* strings: "a|b|c", or NULL for any */
+    const char *help;
+} key_def;
+
+#define FIELD(f) offsetof(nomul_train_config, f), sizeof(((nomul_train_config *)0)->f)
+static const key_def keys[] = {
+    {"model", K_STR, FIELD(model), 0, 0, NULL, "the architecture (nomul_model_names)"},
+    {"data.format", K_STR, FIELD(data_format), 0, 0, "idx|cifar|folder", "the files' format"},
+    {"data.train", K_STR, FIELD(train_images), 0, 0, NULL,
+     "training images: IDX file, CIFAR batches (comma separated) or folder root"},
+    {"data.train_labels", K_STR, FIELD(train_labels), 0, 0, NULL, "IDX training labels"},
+    {"data.test", K_STR, FIELD(test_images), 0, 0, NULL, "test images (as data.train)"},
+    {"data.test_labels", K_STR, FIELD(test_labels), 0, 0, NULL, "IDX test labels"},
+    {"data.image", K_INT, FIELD(image), 1, 4096, NULL, "image height and width"},
+    {"data.channels", K_INT, FIELD(channels), 1, 4, NULL, "channels per pixel"},
+    {"data.classes", K_INT, FIELD(classes), 2, 1 << 20, NULL, "number of classes"},
+    {"data.train_limit", K_LONG, FIELD(train_limit), 0, 1e12, NULL,
+     "train on the first N images only (0: all)"},
+    {"data.test_limit", K_LONG, FIELD(test_limit), 0, 1e12, NULL,
+     "evaluate on the first N images only (0: all)"},
+    {"epochs", K_LONG, FIELD(epochs), 0, 1e9, NULL, "passes over the training set"},
+    {"steps", K_LONG, FIELD(steps), 0, 1e12, NULL, "optimizer steps (> 0 overrides epochs)"},
+    {"batch_size", K_INT, FIELD(batch_size), 1, 1 << 20, NULL, "training batch"},
+    {"eval_batch_size", K_INT, FIELD(eval_batch_size), 1, 1 << 20, NULL, "evaluation batch"},
+    {"optimizer", K_STR, FIELD(optimizer), 0, 0, "adamw|sgd", "the optimizer"},
+    {"lr", K_FLOAT, FIELD(lr), 0, 1e6, NULL, "peak learning rate"},
+    {"min_lr", K_FLOAT, FIELD(min_lr), 0, 1e6, NULL, "final learning rate of the cosine"},
+    {"schedule", K_STR, FIELD(schedule), 0, 0, "cosine|constant|inverse_sqrt",
+     "the learning-rate schedule after the warmup"},
+    {"warmup_steps", K_LONG, FIELD(warmup_steps), 0, 1e12, NULL, "linear warmup steps"},
+    {"weight_decay", K_FLOAT, FIELD(weight_decay), 0, 1e6, NULL,
+     "decoupled weight decay (matrices only)"},
+    {"beta1", K_FLOAT, FIELD(beta1), 0, 0.999999, NULL, "AdamW β1"},
+    {"beta2", K_FLOAT, FIELD(beta2), 0, 0.999999, NULL, "AdamW β2"},
+    {"eps", K_FLOAT, FIELD(eps), 0, 1, NULL, "AdamW ε"},
+    {"momentum", K_FLOAT, FIELD(momentum), 0, 0.999999, NULL, "SGD momentum"},
+    {"clip_grad", K_FLOAT, FIELD(clip_grad), 0, 1e9, NULL, "gradient-norm clip (0: none)"},
+    {"label_smoothing", K_FLOAT, FIELD(label_smoothing), 0, 0.999, NULL,
+     "cross-entropy label smoothing"},
+    {"drop_path", K_FLOAT, FIELD(drop_path), 0, 0.999, NULL, "stochastic depth of the last block"},
+    {"aug.crop_pad", K_INT, FIELD(crop_pad), 0, 1024, NULL, "random crop after zero padding"},
+    {"aug.hflip", K_BOOL, FIELD(hflip), 0, 1, NULL, "random horizontal flips"},
+    {"aug.mean", K_FLOAT4, FIELD(mean), -1e6, 1e6, NULL, "per-channel mean (0..1 scale)"},
+    {"aug.std", K_FLOAT4, FIELD(std), 0, 1e6, NULL, "per-channel standard deviation"},
+    {"seed", K_LONG, FIELD(seed), 0, 9.0e15, NULL, "initialisation, shuffling, augmentation"},
+    {"out_dir", K_STR, FIELD(out_dir), 0, 0, NULL,
+     "run folder: config.json, metrics.jsonl, checkpoints"},
+    {"log_every", K_LONG, FIELD(log_every), 1, 1e12, NULL, "steps between metric lines"},
+    {"checkpoint_every", K_LONG, FIELD(checkpoint_every), 0, 1e12, NULL,
+     "steps between checkpoints (0: at the end only)"},
+    {"checkpoint_keep", K_BOOL, FIELD(checkpoint_keep), 0, 1, NULL,
+     "also keep checkpoint_STEP.safetensors"},
+    {"eval_every", K_INT, FIELD(eval_every), 0, 1 << 30, NULL,
+     "epochs between evaluations (0: at the end only)"},
+    {"arena_mb", K_LONG, FIELD(arena_mb), 1, 1 << 20, NULL,
+     "autodiff arena (pages are touched only as used)"},
+    {"audit", K_BOOL, FIELD(audit), 0, 1, NULL, "count the arithmetic of every training step"},
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+void nomul_train_config_default(nomul_train_config *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->model, sizeof c->model, "vit_fmnist");
+    snprintf(c->data_format, sizeof c->data_format, "idx");
+    const char *d = "/usr/share/datasets/fashion-mnist";
+    snprintf(c->train_images, sizeof c->train_images, "%s/train-images-idx3-ubyte.gz", d);
+    snprintf(c->train_labels, sizeof c->train_labels, "%s/train-labels-idx1-ubyte.gz", d);
+    snprintf(c->test_images, sizeof c->test_images, "%s/t10k-images-idx3-ubyte.gz", d);
+    snprintf(c->test_labels, sizeof c->test_labels, "%s/t10k-labels-idx1-ubyte.gz", d);
+    c->image = 28;
+    c->channels = 1;
+    c->classes = 10;
+    c->epochs = 3;
+    c->batch_size = 128;
+    c->eval_batch_size = 500;
+    snprintf(c->optimizer, sizeof c->optimizer, "adamw");
+    c->lr = 2e-3f;
+    c->min_lr = 1e-5f;
+    snprintf(c->schedule, sizeof c->schedule, "cosine");
+    c->warmup_steps = 200;
+    c->weight_decay = 0.05f;
+    c->beta1 = 0.9f;
+    c->beta2 = 0.999f;
+    c->eps = 1e-8f;
+    c->momentum = 0.9f;
+    c->clip_grad = 0.0f;
+    c->label_smoothing = 0.1f;
+    c->drop_path = 0.0f;
+    c->crop_pad = 0;
+    c->hflip = 1;
+    c->mean[0] = c->mean[1] = c->mean[2] = c->mean[3] = 0.2860f; /* Fashion-MNIST */
+    c->std[0] = c->std[1] = c->std[2] = c->std[3] = 0.3530f;
+    c->seed = 0;
+    snprintf(c->out_dir, sizeof c->out_dir, "runs/vit_fmnist_pa");
+    c->log_every = 50;
+    c->checkpoint_every = 0;
+    c->eval_every = 1;
+    c->arena_mb = 4096;
+    c->audit = 1;
+    nomul_op_cfgs_all_pam(&c->ops);
+}
+
+static const key_def *find_key(const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (!strcmp(keys[i].name, name))
+            return &keys[i];
+    return NULL;
+}
+
+static int choice_ok(const char *choices, const char *v)
+{
+    size_t n = strlen(v);
+    for (const char *p = choices; *p;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && !strncmp(p, v, n))
+            return 1;
+        p += len + (bar ? 1 : 0);
+    }
+    return 0;
+}
+
+static int number(const key_def *k, const cJSON *v, double *out, char *err, size_t errlen)
+{
+    if (!cJSON_IsNumber(v)) {
+        snprintf(err, errlen, "config key '%s' wants a number", k->name);
+        return -1;
+    }
+    double x = v->valuedouble;
+    if (!isfinite(x) || x < k->lo || x > k->hi) {
+        snprintf(err, errlen, "config key '%s' = %g is outside [%g, %g]", k->name, x, k->lo,
+                 k->hi);
+        return -1;
+    }
+    if ((k->type == K_INT || k->type == K_LONG) && x != floor(x)) {
+        snprintf(err, errlen, "config key '%s' wants a whole number, not %g", k->name, x);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static int apply(nomul_train_config *c, const key_def *k, const cJSON *v, char *err,
+                 size_t errlen)
+{
+    char *field = (char *)c + k->off;
+    double x;
+    switch (k->type) {
+    case K_STR:
+        if (!cJSON_IsString(v)) {
+            snprintf(err, errlen, "config key '%s' wants a string", k->name);
+            return -1;
+        }
+        if (strlen(v->valuestring) >= k->size) {
+            snprintf(err, errlen, "config key '%s': the value is longer than %zu bytes",
+                     k->name, k->size - 1);
+            return -1;
+        }
+        if (k->choices && !choice_ok(k->choices, v->valuestring)) {
+            snprintf(err, errlen, "config key '%s' = '%s' is not one of %s", k->name,
+                     v->valuestring, k->choices);
+            return -1;
+        }
+        memcpy(field, v->valuestring, strlen(v->valuestring) + 1);
+        return 0;
+    case K_BOOL:
+        if (cJSON_IsBool(v))
+            *(int *)field = cJSON_IsTrue(v);
+        else if (cJSON_IsNumber(v) && (v->valuedouble == 0 || v->valuedouble == 1))
+            *(int *)field = v->valueint;
+        else {
+            snprintf(err, errlen, "config key '%s' wants true or false", k->name);
+            return -1;
+        }
+        return 0;
+    case K_INT:
+        if (number(k, v, &x, err, errlen))
+            return -1;
+        *(int *)field = (int)x;
+        return 0;
+    case K_LONG:
+        if (number(k, v, &x, err, errlen))
+            return -1;
+        *(long *)field = (long)x;
+        return 0;
+    case K_FLOAT:
+        if (number(k, v, &x, err, errlen))
+            return -1;
+        *(float *)field = (float)x;
+        return 0;
+    case K_FLOAT4: {
+        float vals[4];
+        int n = 0;
+        if (cJSON_IsArray(v)) {
+            n = cJSON_GetArraySize(v);
+            if (n < 1 || n > 4) {
+                snprintf(err, errlen, "config key '%s' wants 1 to 4 numbers (one per channel)",
+                         k->name);
+                return -1;
+            }
+            for (int i = 0; i < n; i++) {
+                if (number(k, cJSON_GetArrayItem(v, i), &x, err, errlen))
+                    return -1;
+                vals[i] = (float)x;
+            }
+        } else {
+            if (number(k, v, &x, err, errlen))
+                return -1;
+            vals[0] = (float)x;
+            n = 1;
+        }
+        for (int i = 0; i < 4; i++) /* a short list repeats its last value */
+            ((float *)field)[i] = vals[i < n ? i : n - 1];
+        return 0;
+    }
+    }
+    return -1;
+}
+
+/* Applies one key of a JSON object (the op configs go to opcfg.c). */
+static int apply_json(nomul_train_config *c, const char *name, const cJSON *v, char *err,
+                      size_t errlen)
+{
+    if (nomul_op_family_find(name) >= 0) {
+        const char *word = cJSON_IsString(v) ? v->valuestring : NULL;
+        char *text = word ? NULL : cJSON_PrintUnformatted(v);
+        int r = nomul_op_cfgs_set(&c->ops, name, word ? word : text ? text : "", err, errlen);
+        free(text);
+        return r == 1 ? 0 : -1;
+    }
+    if (cJSON_IsObject(v)) { /* nested: {"data": {"train": ...}} */
+        for (const cJSON *e = v->child; e; e = e->next) {
+            char sub[160];
+            if ((size_t)snprintf(sub, sizeof sub, "%s.%s", name, e->string) >= sizeof sub) {
+                snprintf(err, errlen, "config key '%s.%s' is too long", name, e->string);
+                return -1;
+            }
+            if (apply_json(c, sub, e, err, errlen))
+                return -1;
+        }
+        return 0;
+    }
+    const key_def *k = find_key(name);
+    if (!k) {
+        snprintf(err, errlen, "unknown config key '%s' (nomul train --keys lists them)", name);
+        return -1;
+    }
+    return apply(c, k, v, err, errlen);
+}
+
+int nomul_train_config_parse_json(nomul_train_config *c, const char *json, char *err,
+                                  size_t errlen)
+{
+    cJSON *root = cJSON_Parse(json);
+    if (!root || !cJSON_IsObject(root)) {
+        const char *at = cJSON_GetErrorPtr();
+        snprintf(err, errlen, "the configuration is not a JSON object%s%.20s%s",
+                 root || !at ? "" : " (error near '", root || !at ? "" : at,
+                 root || !at ? "" : "')");
+        cJSON_Delete(root);
+        return -1;
+    }
+    int r = 0;
+    for (const cJSON *e = root->child; e && !r; e = e->next)
+        r = apply_json(c, e->string, e, err, errlen);
+    cJSON_Delete(root);
+    return r;
+}
+
+int nomul_train_config_set(nomul_train_config *c, const char *key, const char *value, char *err,
+                           size_t errlen)
+{
+    int r = nomul_op_cfgs_set(&c->ops, key, value, err, errlen);
+    if (r)
+        return r == 1 ? 0 : -1;
+    const key_def *k = find_key(key);
+    if (!k) {
+        snprintf(err, errlen, "unknown config key '%s' (nomul train --keys lists them)", key);
+        return -1;
+    }
+    cJSON *v = NULL;
+    if (k->type == K_STR && value[0] != '"')
+        v = cJSON_CreateString(value); /* a bare word or path */
+    else {
+        v = cJSON_ParseWithOpts(value, NULL, 1);
+        if (!v && k->type == K_FLOAT4) { /* 0.5,0.5,0.5 */
+            size_t n = strlen(value) + 3;
+            char *arr = malloc(n);
+            if (arr) {
+                snprintf(arr, n, "[%s]", value);
+                v = cJSON_ParseWithOpts(arr, NULL, 1);
+                free(arr);
+            }
+        }
+        if (!v) /* not JSON: the word itself, for apply's message on the type */
+            v = cJSON_CreateString(value);
+    }
+    if (!v) {
+        snprintf(err, errlen, "config key '%s': cannot read the value '%s'", key, value);
+        return -1;
+    }
+    r = apply(c, k, v, err, errlen);
+    cJSON_Delete(v);
+    return r;
+}
+
+int nomul_train_config_check(const nomul_train_config *c, char *err, size_t errlen)
+{
+    if (!c->model[0]) {
+        snprintf(err, errlen, "config key 'model' is empty");
+        return -1;
+    }
+    if (!c->train_images[0] || !c->test_images[0]) {
+        snprintf(err, errlen, "config keys 'data.train' and 'data.test' must name the data");
+        return -1;
+    }
+    if (!strcmp(c->data_format, "idx") && (!c->train_labels[0] || !c->test_labels[0])) {
+        snprintf(err, errlen, "data.format idx needs 'data.train_labels' and 'data.test_labels'");
+        return -1;
+    }
+    if (c->epochs < 1 && c->steps < 1) {
+        snprintf(err, errlen, "set 'epochs' or 'steps' to at least 1");
+        return -1;
+    }
+    if (c->min_lr > c->lr) {
+        snprintf(err, errlen, "config key 'min_lr' (%g) exceeds 'lr' (%g)", c->min_lr, c->lr);
+        return -1;
+    }
+    if (!c->out_dir[0]) {
+        snprintf(err, errlen, "config key 'out_dir' is empty");
+        return -1;
+    }
+    return 0;
+}
+
+/* One key's value as JSON. */
+static int format_value(const nomul_train_config *c, const key_def *k, char *buf, size_t len)
+{
+    const char *field = (const char *)c + k->off;
+    switch (k->type) {
+    case K_STR: {
+        cJSON *s = cJSON_CreateString(field);
+        char *t = s ? cJSON_PrintUnformatted(s) : NULL;
+        int n = snprintf(buf, len, "%s", t ? t : "\"\"");
+        free(t);
+        cJSON_Delete(s);
+        return n;
+    }
+    case K_BOOL: return snprintf(buf, len, "%s", *(const int *)field ? "true" : "false");
+    case K_INT: return snprintf(buf, len, "%d", *(const int *)field);
+    case K_LONG: return snprintf(buf, len, "%ld", *(const long *)field);
+    case K_FLOAT: return snprintf(buf, len, "%.9g", *(const float *)field);
+    case K_FLOAT4: {
+        const float *f = (const float *)field;
+        return snprintf(buf, len, "[%.9g, %.9g, %.9g, %.9g]", f[0], f[1], f[2], f[3]);
+    }
+    }
+    return 0;
+}
+
+int nomul_train_config_format(const nomul_train_config *c, char *buf, size_t len)
+{
+    size_t at = 0;
+    char v[2 * NOMUL_PATH_MAX];
+#define PUT(...)                                                                           \
+    do {                                                                                   \
+        int n_ = snprintf(at < len ? buf + at : NULL, at < len ? len - at : 0, __VA_ARGS__); \
+        at += n_ > 0 ? (size_t)n_ : 0;                                                     \
+    } while (0)
+    PUT("{");
+    for (size_t i = 0; i < NKEYS; i++) {
+        format_value(c, &keys[i], v, sizeof v);
+        PUT("%s\n  \"%s\": %s", i ? "," : "", keys[i].name, v);
+    }
+    for (int f = 0; f < NOMUL_CFG_COUNT; f++) {
+        nomul_op_cfg_format(&c->ops.family[f], v, sizeof v);
+        PUT(",\n  \"%s\": %s", nomul_op_family_key((nomul_op_family)f), v);
+    }
+    PUT("\n}\n");
+#undef PUT
+    return (int)at;
+}
+
+void nomul_train_config_print_keys(const nomul_train_config *c, FILE *out)
+{
+    char v[2 * NOMUL_PATH_MAX];
+    for (size_t i = 0; i < NKEYS; i++) {
+        format_value(c, &keys[i], v, sizeof v);
+        fprintf(out, "  %-20s %s\n  %-20s   %s%s%s\n", keys[i].name, v, "", keys[i].help,
+                keys[i].choices ? ": " : "", keys[i].choices ? keys[i].choices : "");
+    }
+    for (int f = 0; f < NOMUL_CFG_COUNT; f++) {
+        nomul_op_cfg_format(&c->ops.family[f], v, sizeof v);
+        fprintf(out, "  %-20s %s\n", nomul_op_family_key((nomul_op_family)f), v);
+    }
+}

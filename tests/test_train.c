@@ -1,0 +1,408 @@
+/*
+ * test_train.c — the trainer (nomul/train.h): configuration keys from JSON
+ * and --set, training on IDX files written here, metric logs, checkpoints,
+ * evaluation of a checkpoint, exact resume, and clear errors.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "nomul/nomul.h"
+#include "testutil.h"
+#include "tu_files.h"
+
+enum { SIDE = 8, CLASSES = 4 };
+
+/* Images whose class is the bright quadrant, plus noise, and their labels. */
+static void write_set(const char *images, const char *labels, long n, uint64_t seed)
+{
+    uint8_t *px = malloc((size_t)n * SIDE * SIDE), *lb = malloc((size_t)n);
+    assert_non_null(px);
+    assert_non_null(lb);
+    tu_rng s = {seed};
+    for (long i = 0; i < n; i++) {
+        int k = (int)(tu_next(&s) % CLASSES);
+        lb[i] = (uint8_t)k;
+        for (int y = 0; y < SIDE; y++)
+            for (int x = 0; x < SIDE; x++) {
+                int q = (y >= SIDE / 2) * 2 + (x >= SIDE / 2);
+                int v = (q == k ? 160 : 40) + (int)(tu_next(&s) % 64);
+                px[(i * SIDE + y) * SIDE + x] = (uint8_t)v;
+            }
+    }
+    nomul_idx a = {NOMUL_IDX_U8, 3, {n, SIDE, SIDE}, n * SIDE * SIDE, 1, px};
+    nomul_idx b = {NOMUL_IDX_U8, 1, {n}, n, 1, lb};
+    assert_int_equal(nomul_idx_write(images, &a, 1), 0);
+    assert_int_equal(nomul_idx_write(labels, &b, 0), 0);
+    free(px);
+    free(lb);
+}
+
+static uint64_t seed;
+
+static void small_config(nomul_train_config *c, const char *out)
+{
+    char err[256];
+    nomul_train_config_default(c);
+    snprintf(c->model, sizeof c->model, "vit_fmnist_tiny");
+    snprintf(c->train_images, sizeof c->train_images, "%s", tu_path("train-images.gz"));
+    snprintf(c->train_labels, sizeof c->train_labels, "%s", tu_path("train-labels"));
+    snprintf(c->test_images, sizeof c->test_images, "%s", tu_path("test-images.gz"));
+    snprintf(c->test_labels, sizeof c->test_labels, "%s", tu_path("test-labels"));
+    snprintf(c->out_dir, sizeof c->out_dir, "%s", tu_path(out));
+    const char *sets[][2] = {{"data.image", "8"},     {"data.classes", "4"},
+                             {"batch_size", "16"},    {"eval_batch_size", "50"},
+                             {"warmup_steps", "3"},   {"log_every", "1"},
+                             {"arena_mb", "64"},      {"aug.crop_pad", "1"},
+                             {"drop_path", "0.1"},    {"epochs", "2"},
+                             {"aug.hflip", "false"}}; /* a flip would swap the classes */
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
+        assert_int_equal(nomul_train_config_set(c, sets[i][0], sets[i][1], err, sizeof err), 0);
+    c->seed = (long)(seed % 1000000);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (tu_tmpdir_setup("train"))
+        return -1;
+    seed = tu_seed();
+    write_set(tu_path("train-images.gz"), tu_path("train-labels"), 160, seed);
+    write_set(tu_path("test-images.gz"), tu_path("test-labels"), 100, seed + 1);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (getenv("NOMUL_TEST_KEEP"))
+        return 0;
+    return tu_tmpdir_teardown();
+}
+
+/* ---- configuration ------------------------------------------------------- */
+
+static void test_config_keys(void **state)
+{
+    (void)state;
+    nomul_train_config c;
+    char err[256];
+    nomul_train_config_default(&c);
+    assert_string_equal(c.model, "vit_fmnist");
+    assert_int_equal(c.ops.family[NOMUL_CFG_OPT_FUNCTIONAL].subtype, NOMUL_OP_PAM);
+    /* nested objects, flat dotted keys, op configs, arrays */
+    const char *json = "{\"model\": \"vit_fmnist_tiny\", \"data\": {\"image\": 8, \"classes\": 4},"
+                       " \"aug.mean\": [0.5], \"aug\": {\"std\": [0.25, 0.5]}, \"lr\": 0.01,"
+                       " \"aug.hflip\": false, \"linear_cfg\": \"standard\","
+                       " \"bmm_cfg\": {\"subtype\": \"pam\", \"dkwargs\": {\"approx_bwd\": true}}}";
+    assert_int_equal(nomul_train_config_parse_json(&c, json, err, sizeof err), 0);
+    assert_string_equal(c.model, "vit_fmnist_tiny");
+    assert_int_equal(c.image, 8);
+    assert_int_equal(c.classes, 4);
+    assert_true(c.mean[0] == 0.5f && c.mean[3] == 0.5f);
+    assert_true(c.std[0] == 0.25f && c.std[1] == 0.5f && c.std[3] == 0.5f);
+    assert_true(c.lr == 0.01f);
+    assert_int_equal(c.hflip, 0);
+    assert_int_equal(c.ops.family[NOMUL_CFG_LINEAR].subtype, NOMUL_OP_STANDARD);
+    assert_int_equal(c.ops.family[NOMUL_CFG_BMM].approx_bwd, 1);
+    /* --set forms */
+    assert_int_equal(nomul_train_config_set(&c, "epochs", "7", err, sizeof err), 0);
+    assert_int_equal(nomul_train_config_set(&c, "data.train", "/x/y z.gz", err, sizeof err), 0);
+    assert_int_equal(nomul_train_config_set(&c, "aug.std", "0.1,0.2,0.3", err, sizeof err), 0);
+    assert_int_equal(nomul_train_config_set(&c, "norm_cfg", "pam_ln", err, sizeof err), 0);
+    assert_int_equal(nomul_train_config_set(&c, "functional_cfg.offset", "1.0552", err,
+                                             sizeof err), 0);
+    assert_int_equal(c.epochs, 7);
+    assert_string_equal(c.train_images, "/x/y z.gz");
+    assert_true(c.std[2] == 0.3f && c.std[3] == 0.3f);
+    assert_int_equal(c.ops.family[NOMUL_CFG_NORM].subtype, NOMUL_OP_PAM_LN);
+    assert_true(c.ops.family[NOMUL_CFG_FUNCTIONAL].offset == 1.0552f);
+
+    /* the JSON a checkpoint stores reads back to the same configuration */
+    char a[8192], b[8192];
+    nomul_train_config d;
+    nomul_train_config_format(&c, a, sizeof a);
+    nomul_train_config_default(&d);
+    assert_int_equal(nomul_train_config_parse_json(&d, a, err, sizeof err), 0);
+    nomul_train_config_format(&d, b, sizeof b);
+    assert_string_equal(a, b);
+    assert_int_equal(nomul_train_config_format(&c, NULL, 0), (int)strlen(a));
+}
+
+static void test_config_errors_name_the_key(void **state)
+{
+    (void)state;
+    nomul_train_config c;
+    char err[256];
+    nomul_train_config_default(&c);
+    static const struct {
+        const char *key, *value, *needle;
+    } bad[] = {
+        {"epoch", "3", "unknown config key 'epoch'"},
+        {"lr", "fast", "'lr'"},
+        {"lr", "-1", "'lr' = -1 is outside"},
+        {"batch_size", "2.5", "'batch_size' wants a whole number"},
+        {"batch_size", "0", "'batch_size' = 0 is outside"},
+        {"optimizer", "adam", "'optimizer' = 'adam' is not one of adamw|sgd"},
+        {"data.format", "png", "'data.format'"},
+        {"aug.hflip", "maybe", "'aug.hflip' wants true or false"},
+        {"aug.mean", "[1,2,3,4,5]", "'aug.mean' wants 1 to 4 numbers"},
+        {"linear_cfg", "pam_ln", "linear_cfg"},
+        {"linear_cfg.offst", "1", "linear_cfg"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = 0;
+        assert_int_equal(nomul_train_config_set(&c, bad[i].key, bad[i].value, err, sizeof err),
+                         -1);
+        if (!strstr(err, bad[i].needle))
+            fail_msg("--set %s=%s: '%s' does not mention '%s'", bad[i].key, bad[i].value, err,
+                     bad[i].needle);
+    }
+    assert_int_equal(nomul_train_config_parse_json(&c, "{\"data\": {\"trian\": \"x\"}}", err,
+                                                   sizeof err), -1);
+    assert_non_null(strstr(err, "'data.trian'"));
+    assert_int_equal(nomul_train_config_parse_json(&c, "{\"lr\": 0.1", err, sizeof err), -1);
+    assert_non_null(strstr(err, "not a JSON object"));
+    assert_int_equal(nomul_train_config_parse_json(&c, "[1]", err, sizeof err), -1);
+    nomul_train_config_default(&c);
+    c.min_lr = 1.0f;
+    assert_int_equal(nomul_train_config_check(&c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "min_lr"));
+}
+
+/* ---- training ------------------------------------------------------------ */
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    static char buf[1 << 18];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return strdup(buf);
+}
+
+/* The "loss" values of the step lines with step > after, in order. */
+static int step_losses(const char *path, long after, double *out, int max)
+{
+    char *text = slurp(path);
+    assert_non_null(text);
+    int n = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        long step;
+        double loss;
+        const char *ps = strstr(line, "\"step\": "), *pl = strstr(line, "\"loss\": ");
+        if (!ps || !pl)
+            continue;
+        step = strtol(ps + 8, NULL, 10);
+        loss = strtod(pl + 8, NULL);
+        if (step > after && n < max)
+            out[n++] = loss;
+    }
+    free(text);
+    return n;
+}
+
+static void test_train_learns_logs_and_checkpoints(void **state)
+{
+    (void)state;
+    nomul_train_config c;
+    small_config(&c, "run-float");
+    nomul_op_cfgs_default(&c.ops);
+    c.epochs = 15;
+    c.lr = 0.003f;
+    c.drop_path = 0.0f;
+    c.crop_pad = 0;
+    FILE *log = fopen(tu_path("float.log"), "w");
+    assert_non_null(log);
+    nomul_train_options o = {NULL, log, 0, 0.0};
+    nomul_train_result r;
+    int rc = nomul_train(&c, &o, &r);
+    fclose(log);
+    if (rc)
+        fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
+    assert_int_equal(r.steps, 15 * (160 / 16));
+    if (!(r.test_acc > 0.75))
+        fail_msg("seed %llu: the tiny ViT reached only %.3f on the quadrant task",
+                 (unsigned long long)seed, r.test_acc);
+    /* float arithmetic counted: multiplications happened */
+    assert_int_equal(r.counted_steps, r.steps);
+    assert_true(r.counts.n[NOMUL_COUNT_FMUL] > 0);
+
+    char *logtext = slurp(tu_path("float.log"));
+    assert_non_null(strstr(logtext, "epoch 15/15 100%"));
+    assert_non_null(strstr(logtext, "test acc"));
+    assert_non_null(strstr(logtext, "float multiplications per training step"));
+    free(logtext);
+
+    char path[1200];
+    double l[256];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c.out_dir);
+    assert_int_equal(step_losses(path, 0, l, 256), 150);
+    char *m = slurp(path);
+    assert_non_null(strstr(m, "\"test_acc\": "));
+    assert_non_null(strstr(m, "\"epoch_seconds\": "));
+    free(m);
+
+    /* the checkpoint: parameters under their names, moments, configuration */
+    snprintf(path, sizeof path, "%s/checkpoint_last.safetensors", c.out_dir);
+    nomul_safetensors *f = nomul_safetensors_read(path);
+    assert_non_null(f);
+    int ndim;
+    const int64_t *shape;
+    assert_non_null(nomul_safetensors_get(f, "head.weight", &ndim, &shape));
+    assert_int_equal(ndim, 2);
+    assert_int_equal(shape[0], 4);
+    assert_non_null(nomul_safetensors_get(f, "optimizer.exp_avg_sq.head.weight", &ndim, &shape));
+    assert_string_equal(nomul_safetensors_meta(f, "nomul.step"), "150");
+    assert_string_equal(nomul_safetensors_meta(f, "format"), "pt");
+    nomul_safetensors_free(f);
+
+    /* evaluating the checkpoint gives the run's last evaluation */
+    nomul_train_config e;
+    assert_int_equal(nomul_checkpoint_config(path, &e), 0);
+    assert_string_equal(e.model, "vit_fmnist_tiny");
+    double loss, acc;
+    assert_int_equal(nomul_evaluate_checkpoint(path, &e, &loss, &acc), 0);
+    assert_true(acc == r.test_acc);
+    assert_true(fabs(loss - r.test_loss) <= 1e-12 * fabs(loss));
+}
+
+/* A run resumed from a mid-run checkpoint logs the very losses and ends with
+ * the very parameters of the uninterrupted run (fully PA: the PA AdamW's
+ * running β^t must come back exactly). */
+static void test_resume_is_exact(void **state)
+{
+    (void)state;
+    nomul_train_config c;
+    small_config(&c, "run-a");
+    c.epochs = 0;
+    c.steps = 23; /* ends mid-epoch (10 per epoch) */
+    c.checkpoint_every = 7;
+    c.checkpoint_keep = 1;
+    c.audit = 0;
+    FILE *log = fopen(tu_path("pa.log"), "w");
+    nomul_train_options o = {NULL, log, 0, 0.0};
+    nomul_train_result ra, rb;
+    if (nomul_train(&c, &o, &ra))
+        fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
+    char ck[1200], pa[1200], pb[1200];
+    snprintf(ck, sizeof ck, "%s/checkpoint_14.safetensors", c.out_dir);
+    snprintf(pa, sizeof pa, "%s/metrics.jsonl", c.out_dir);
+    nomul_train_config b;
+    assert_int_equal(nomul_checkpoint_config(ck, &b), 0);
+    snprintf(b.out_dir, sizeof b.out_dir, "%s", tu_path("run-b"));
+    o.resume = ck;
+    if (nomul_train(&b, &o, &rb))
+        fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
+    fclose(log);
+    snprintf(pb, sizeof pb, "%s/metrics.jsonl", b.out_dir);
+    double la[32], lb[32];
+    assert_int_equal(step_losses(pa, 14, la, 32), 9);
+    assert_int_equal(step_losses(pb, 14, lb, 32), 9);
+    for (int i = 0; i < 9; i++)
+        if (la[i] != lb[i])
+            fail_msg("seed %llu: step %d: loss %.17g uninterrupted, %.17g resumed",
+                     (unsigned long long)seed, 15 + i, la[i], lb[i]);
+    assert_true(ra.test_acc == rb.test_acc);
+    assert_true(ra.train_loss == rb.train_loss);
+    snprintf(pa, sizeof pa, "%s/checkpoint_last.safetensors", c.out_dir);
+    snprintf(pb, sizeof pb, "%s/checkpoint_last.safetensors", b.out_dir);
+    nomul_safetensors *fa = nomul_safetensors_read(pa), *fb = nomul_safetensors_read(pb);
+    assert_non_null(fa);
+    assert_non_null(fb);
+    assert_int_equal(nomul_safetensors_count(fa), nomul_safetensors_count(fb));
+    for (int i = 0; i < nomul_safetensors_count(fa); i++) {
+        const char *name = nomul_safetensors_name(fa, i);
+        int na, nb;
+        const int64_t *sa, *sb;
+        const float *da = nomul_safetensors_get(fa, name, &na, &sa);
+        const float *db = nomul_safetensors_get(fb, name, &nb, &sb);
+        assert_non_null(db);
+        long n = 1;
+        for (int d = 0; d < na; d++)
+            n *= sa[d];
+        if (memcmp(da, db, sizeof(float) * (size_t)n))
+            fail_msg("seed %llu: tensor %s differs after the resume", (unsigned long long)seed,
+                     name);
+    }
+    nomul_safetensors_free(fa);
+    nomul_safetensors_free(fb);
+
+    /* a resumed run rewrites what its folder logged after the checkpoint */
+    o.resume = ck;
+    FILE *devnull = fopen("/dev/null", "w");
+    o.out = devnull;
+    b.steps = 16;
+    snprintf(b.out_dir, sizeof b.out_dir, "%s", c.out_dir); /* run-a's folder, 23 steps logged */
+    assert_int_equal(nomul_train(&b, &o, &rb), 0);
+    fclose(devnull);
+    snprintf(pa, sizeof pa, "%s/metrics.jsonl", c.out_dir);
+    assert_int_equal(step_losses(pa, 0, la, 32), 16);
+}
+
+static void test_bad_inputs_are_clear_errors(void **state)
+{
+    (void)state;
+    nomul_train_config c;
+    nomul_train_result r;
+    FILE *devnull = fopen("/dev/null", "w");
+    nomul_train_options o = {NULL, devnull, 0, 0.0};
+    struct {
+        const char *key, *value, *needle;
+    } bad[] = {
+        {"data.train", "/nonexistent/images.gz", "/nonexistent/images.gz"},
+        {"data.image", "16", "data.image 16"},
+        {"model", "resnet9000", "resnet9000"},
+        {"warmup_steps", "1000", "warmup_steps 1000"},
+        {"batch_size", "1000", "fewer than batch_size 1000"},
+    };
+    char err[256];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        small_config(&c, "run-bad");
+        assert_int_equal(nomul_train_config_set(&c, bad[i].key, bad[i].value, err, sizeof err), 0);
+        tu_last_error[0] = 0;
+        assert_int_equal(nomul_train(&c, &o, &r), -1);
+        if (!strstr(tu_last_error, bad[i].needle))
+            fail_msg("%s=%s: '%s' does not mention '%s'", bad[i].key, bad[i].value, tu_last_error,
+                     bad[i].needle);
+    }
+    /* resuming: not a checkpoint, another model */
+    small_config(&c, "run-bad");
+    o.resume = tu_path("train-labels");
+    assert_int_equal(nomul_train(&c, &o, &r), -1);
+    assert_non_null(strstr(tu_last_error, "train-labels"));
+    small_config(&c, "run-ok");
+    c.epochs = 1;
+    o.resume = NULL;
+    assert_int_equal(nomul_train(&c, &o, &r), 0);
+    char ck[1200];
+    snprintf(ck, sizeof ck, "%s/checkpoint_last.safetensors", c.out_dir);
+    small_config(&c, "run-bad");
+    snprintf(c.model, sizeof c.model, "vit_fmnist");
+    o.resume = ck;
+    assert_int_equal(nomul_train(&c, &o, &r), -1);
+    assert_non_null(strstr(tu_last_error, "holds model 'vit_fmnist_tiny'"));
+    fclose(devnull);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_keys),
+        cmocka_unit_test(test_config_errors_name_the_key),
+        cmocka_unit_test(test_train_learns_logs_and_checkpoints),
+        cmocka_unit_test(test_resume_is_exact),
+        cmocka_unit_test(test_bad_inputs_are_clear_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
