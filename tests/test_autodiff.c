@@ -250,6 +250,8 @@ static nomul_tensor *apply_op(nomul_graph *g, const nomul_op_cfg *c, int op, nom
     case 20: return nomul_logsumexp(g, c, in[0]);
     case 21: return nomul_concat(g, in[0], in[1], 1);
     case 22: return nomul_narrow(g, in[0], 1, 1, 2);
+    case 23: return nomul_max_pool2d(g, in[0], 2, 2);
+    case 24: return nomul_avg_pool_global(g, c, in[0]);
     case 19: {
         float rm[3] = {0, 0, 0}, rv[3] = {1, 1, 1};
         return nomul_batch_norm(g, c, in[0], in[1], in[2], rm, rv, 1e-5f, 0.1f, 1);
@@ -277,10 +279,11 @@ static void test_ops_match_finite_differences(void **state)
                                   "mul", "scale", "mean", "add", "dropout", "embedding",
                                   "conv2d", "gelu", "add bcast", "sub bcast", "mul bcast",
                                   "div bcast", "transpose", "attention (causal)",
-                                  "batch_norm", "logsumexp", "concat", "narrow"};
+                                  "batch_norm", "logsumexp", "concat", "narrow",
+                                  "max_pool2d (ceil mode)", "avg_pool_global"};
     nomul_op_cfg std = {NOMUL_OP_STANDARD, 0, 1.0f};
     nomul_graph *g = nomul_graph_new(1 << 20);
-    for (int op = 0; op < 23; op++) {
+    for (int op = 0; op < 25; op++) {
         int s2[2] = {3, 7}, s7[1] = {7}, a3[3] = {2, 3, 4}, b3[3] = {2, 4, 5}, bt3[3] = {2, 5, 4};
         int emb[2] = {5, 4}, cx[4] = {2, 4, 5, 5}, cw[4] = {6, 2, 3, 3}, cb[1] = {6};
         nomul_tensor *in[3] = {NULL, NULL, NULL};
@@ -305,6 +308,9 @@ static void test_ops_match_finite_differences(void **state)
             in[0] = rand_tensor(&r, 3, t3, 1);
             in[1] = rand_tensor(&r, 3, u3, 1);
             nin = 2;
+        } else if (op == 23 || op == 24) { /* (2, 3, 5, 5): 5 = 2 + 2 + a partial window */
+            int t4[4] = {2, 3, 5, 5};
+            in[0] = rand_tensor(&r, 4, t4, 1);
         } else if (op == 17 || op == 22) {
             int t3[3] = {2, 3, 4};
             in[0] = rand_tensor(&r, 3, t3, 1);

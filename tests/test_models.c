@@ -2,7 +2,9 @@
  * test_models.c — the ViT: named sizes and parameter names, gradients of the
  * whole model against central differences (float mode, random elements of
  * every parameter), and a tiny ViT learning a synthetic image task in float
- * and fully piecewise affine modes, its loss required to fall below a bound.
+ * and fully piecewise affine modes, its loss required to fall below a bound;
+ * the CNNs: parameter counts against hand counts, gradients against central
+ * differences, batch norm's running statistics (training vs evaluation).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -34,6 +36,8 @@ static void test_named_sizes(void **state)
     assert_non_null(strstr(nomul_last_error_message(), "vit_fmnist"));
     nomul_clear_error();
     assert_int_equal(nomul_vit_config_named("vit_fmnist", &c), 1);
+    assert_int_equal(c.patch, 7);
+    assert_int_equal(nomul_vit_config_named("vit_fmnist_p4", &c), 1);
     nomul_vit *m = nomul_vit_new(&c, 1);
     assert_non_null(m);
     nomul_param *p;
@@ -194,10 +198,193 @@ static void test_tiny_vit_trains(void **state)
         double first = 0, last = train(pa, &first);
         printf("  tiny ViT, %-28s loss %.4f -> %.4f (%s)\n", pa ? "fully piecewise affine" : "float",
                first, last, tu_scale() < 1 ? "one batch, 12 steps" : "mean of the last 10 of 700 steps");
-        if (tu_scale() < 1 ? !(last < first) : !(last < 0.3))
-            FAIL_SEED("%s: loss %g -> %g after 700 steps, want below 0.3",
+        if (tu_scale() < 1 ? !(last < first) : !(last < 0.45))
+            FAIL_SEED("%s: loss %g -> %g after 700 steps, want below 0.45",
                       pa ? "fully piecewise affine" : "float", first, last);
     }
+}
+
+/* ---- CNNs ------------------------------------------------------------------ */
+
+static long trainable(nomul_model *m, int *buffers)
+{
+    nomul_param *p;
+    int n = nomul_model_params(m, &p);
+    long total = 0;
+    *buffers = 0;
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < i; j++)
+            if (!strcmp(p[i].name, p[j].name))
+                fail_msg("%s: parameter name %s twice", nomul_model_name(m), p[i].name);
+        if (p[i].buffer) {
+            ++*buffers;
+            assert_null(p[i].t->grad);
+            assert_non_null(strstr(p[i].name, "running_"));
+        } else
+            total += p[i].t->n;
+    }
+    return total;
+}
+
+static void test_cnn_sizes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        long params; /* trainable, for 1-channel 28×28 inputs and 10 classes */
+        int buffers;
+    } want[] = {
+        /* ResNet20's 269,722 (3 channels, identity shortcuts, BN after conv1),
+         * less 288 for one input channel, plus the 2,560 of the two 1×1
+         * projections; pre-activation's final BN (64 channels instead of the
+         * stem's 16: +96) is paid back by the first blocks of stages 2 and 3
+         * normalizing their 16 and 32 input channels, not 32 and 64 (−96) */
+        {"resnet20", 269722 - 288 + 2560, 2 * 19},
+        {"resnet110", 0, 2 * 109},
+        /* 10 convs 3×3 with biases (64, 64, 128, 128, 256, 256, 512 × 4) and a
+         * 512 → 10 classifier */
+        {"vgg13", 9408970, 0},
+        /* stem 2×2 conv 256·4 + 256 and BN 512; 8 × (depthwise 256·25 + 256, BN
+         * 512, pointwise 256·256 + 256, BN 512); head 2570 */
+        {"convmixer_256_8", 1280 + 512 + 8 * (6656 + 512 + 65792 + 512) + 2570, 2 * 17},
+        {"resnext20_4x16", 0, 2 * 22},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        nomul_model *m = nomul_model_new(want[i].name, 28, 1, 10, 7);
+        assert_non_null(m);
+        int buffers;
+        long n = trainable(m, &buffers);
+        if (want[i].params && n != want[i].params)
+            fail_msg("%s: %ld trainable parameters, want %ld", want[i].name, n, want[i].params);
+        assert_int_equal(buffers, want[i].buffers);
+        nomul_model_free(m);
+    }
+    nomul_set_error_handler(NULL);
+    assert_null(nomul_model_new("resnet21", 28, 1, 10, 7));
+    assert_non_null(strstr(nomul_last_error_message(), "resnet20"));
+    assert_null(nomul_model_new("resnet20", 4, 1, 10, 7));
+    assert_non_null(strstr(nomul_last_error_message(), "at least 8"));
+    assert_null(nomul_model_new("vit_fmnist", 30, 1, 10, 7));
+    assert_non_null(strstr(nomul_last_error_message(), "multiple of its patch size 7"));
+    nomul_clear_error();
+}
+
+/* Every CNN: the output shape, and a few parameters' gradients (training-mode
+ * batch norm) against central differences, in float. */
+static void test_cnn_gradients(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xC3};
+    static const char *names[] = {"resnet20", "resnext20_4x16", "vgg13", "convmixer_256_8"};
+    nomul_op_cfgs c;
+    nomul_op_cfgs_default(&c);
+    nomul_graph *g = nomul_graph_new((size_t)1 << 27);
+    const int b = 2, side = 8;
+    const int xs[4] = {b, 1, side, side}, y[2] = {1, 3};
+    nomul_tensor *x = nomul_tensor_alloc(4, xs, 0);
+    for (long i = 0; i < x->n; i++)
+        x->data[i] = tu_normal(&r, -1, 1, -1);
+    nomul_forward_opts train = {1, 0.0f, 0};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        nomul_model *m = nomul_model_new(names[k], side, 1, 5, tu_next(&r));
+        assert_non_null(m);
+        nomul_param *p;
+        int n = nomul_model_params(m, &p);
+        /* the running statistics move during the FD evaluations; restore them */
+        nomul_graph_reset(g);
+        for (int i = 0; i < n; i++)
+            if (!p[i].buffer)
+                nomul_tensor_zero_grad(p[i].t);
+        nomul_tensor *logits = nomul_model_forward(m, g, &c, x, &train);
+        assert_non_null(logits);
+        assert_int_equal(logits->shape[0], b);
+        assert_int_equal(logits->shape[1], 5);
+        nomul_tensor *l = nomul_cross_entropy(g, &c.family[NOMUL_CFG_LOSS_FUNCTIONAL], logits, y,
+                                              -100, 0.0f);
+        nomul_backward(g, l);
+        int checked = 0, bad = 0;
+        for (int t = 0; t < 12; t++) {
+            nomul_param *q = &p[tu_next(&r) % (unsigned)n];
+            if (q->buffer)
+                continue;
+            long i = (long)(tu_next(&r) % (unsigned long)q->t->n);
+            double fd[2];
+            for (int s = 0; s < 2; s++) {
+                float keep = q->t->data[i], h = s ? 3e-4f : 2e-3f;
+                double v[2];
+                for (int sign = 0; sign < 2; sign++) {
+                    q->t->data[i] = keep + (sign ? -h : h);
+                    nomul_graph_reset(g);
+                    v[sign] = nomul_cross_entropy(g, &c.family[NOMUL_CFG_LOSS_FUNCTIONAL],
+                                                  nomul_model_forward(m, g, &c, x, &train), y,
+                                                  -100, 0.0f)->data[0];
+                }
+                q->t->data[i] = keep;
+                fd[s] = (v[0] - v[1]) / (2.0 * h);
+            }
+            int ok = 0;
+            for (int s = 0; s < 2; s++)
+                ok |= fabs(fd[s] - q->t->grad[i]) <= 3e-2 * fabs(fd[s]) + 2e-3;
+            checked++;
+            if (!ok) {
+                bad++;
+                printf("  %s %s[%ld]: autodiff %g, differences %g / %g\n", names[k], q->name, i,
+                       q->t->grad[i], fd[0], fd[1]);
+            }
+        }
+        /* a ReLU switching inside the step can fool a difference now and
+         * then; a wrong gradient fails most of them */
+        if (bad > 2)
+            FAIL_SEED("%s: %d of %d gradients disagree with central differences", names[k], bad,
+                      checked);
+        nomul_model_free(m);
+    }
+    nomul_tensor_free(x);
+    nomul_graph_free(g);
+}
+
+/* Batch norm's running statistics move in training passes only, and an
+ * evaluation pass uses them (so its output does not depend on the batch). */
+static void test_cnn_running_statistics(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xC4};
+    nomul_op_cfgs c;
+    nomul_op_cfgs_all_pam(&c);
+    nomul_model *m = nomul_model_new("resnet20", 8, 1, 4, tu_next(&r));
+    nomul_param *p;
+    int n = nomul_model_params(m, &p), rm = -1;
+    for (int i = 0; i < n && rm < 0; i++)
+        if (p[i].buffer)
+            rm = i;
+    assert_string_equal(p[rm].name, "layer1.0.bn1.running_mean");
+    nomul_graph *g = nomul_graph_new((size_t)1 << 26);
+    const int xs[4] = {4, 1, 8, 8};
+    nomul_tensor *x = nomul_tensor_alloc(4, xs, 0);
+    for (long i = 0; i < x->n; i++)
+        x->data[i] = 1.0f + tu_normal(&r, -1, 1, -1);
+    nomul_forward_opts train = {1, 0.0f, 0};
+    assert_true(p[rm].t->data[0] == 0.0f);
+    nomul_graph_reset(g);
+    assert_non_null(nomul_model_forward(m, g, &c, x, &train));
+    float moved = p[rm].t->data[0];
+    assert_true(moved != 0.0f);
+    nomul_graph_reset(g);
+    nomul_graph_set_grad(g, 0);
+    nomul_tensor *y4 = nomul_model_forward(m, g, &c, x, NULL);
+    assert_true(p[rm].t->data[0] == moved);
+    float first[4];
+    memcpy(first, y4->data, sizeof first);
+    /* the same image alone: the same logits (evaluation uses no batch statistics) */
+    x->shape[0] = 1;
+    x->n = 64;
+    nomul_graph_reset(g);
+    nomul_tensor *y1 = nomul_model_forward(m, g, &c, x, NULL);
+    for (int j = 0; j < 4; j++)
+        assert_true(y1->data[j] == first[j]);
+    nomul_tensor_free(x);
+    nomul_graph_free(g);
+    nomul_model_free(m);
 }
 
 int main(void)
@@ -206,6 +393,9 @@ int main(void)
         cmocka_unit_test(test_named_sizes),
         cmocka_unit_test(test_gradients_match_finite_differences),
         cmocka_unit_test(test_tiny_vit_trains),
+        cmocka_unit_test(test_cnn_sizes),
+        cmocka_unit_test(test_cnn_gradients),
+        cmocka_unit_test(test_cnn_running_statistics),
     };
     printf("test_models: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("models", tests, NULL, NULL);

@@ -110,6 +110,13 @@ nomul_tensor *nomul_scale(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor 
  * (evaluation), is the identity. */
 nomul_tensor *nomul_dropout(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x, float p,
                             unsigned long long *rng);
+/* Max pooling of x (n, c, h, w) with a k×k window every `stride` pixels, in
+ * ceil mode (a partial last window counts, as PyTorch's ceil_mode=True):
+ * comparisons only, in every mode. */
+nomul_tensor *nomul_max_pool2d(nomul_graph *g, nomul_tensor *x, int k, int stride);
+/* Global average pooling: (n, c, h, w) → (n, c), the mean of each plane
+ * (a sum, then a PAM by 1/(h·w) when cfg, functional_cfg, is PA). */
+nomul_tensor *nomul_avg_pool_global(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x);
 /* Rows of table (vocab, dim) for n ids: (n, dim); an id outside the table is
  * a reported error. */
 nomul_tensor *nomul_embedding(nomul_graph *g, nomul_tensor *table, const int *ids, int n);

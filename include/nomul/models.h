@@ -21,7 +21,9 @@ extern "C" {
 typedef struct nomul_param {
     char name[64];
     nomul_tensor *t;
-    int decay; /* 1: weight decay applies */
+    int decay;  /* 1: weight decay applies */
+    int buffer; /* 1: state, not trained (batch norm's running statistics):
+                 * saved in checkpoints, skipped by the optimizer */
 } nomul_param;
 
 /* What one forward pass is for: training (dropout and drop-path active) or
@@ -42,7 +44,8 @@ typedef struct nomul_vit_config {
     int classes;
 } nomul_vit_config;
 
-/* Named sizes: "vit_fmnist" (28×28×1, patch 4, 64 wide, 4 blocks, 4 heads),
+/* Named sizes: "vit_fmnist" (28×28×1, patch 7, 64 wide, 4 blocks, 4 heads,
+ * MLP 128), "vit_fmnist_p4" (the same with patch 4: 49 tokens, 2.3× the work),
  * "vit_fmnist_tiny" (the same with 32 wide, 2 blocks, 2 heads),
  * "deit_tiny_patch16_224" (224×224×3, 192 wide, 12 blocks, 3 heads, 1000
  * classes). 0 and a reported error for an unknown name (the message lists

@@ -32,7 +32,8 @@ static const struct {
     const char *name;
     nomul_vit_config c;
 } named[] = {
-    {"vit_fmnist", {28, 1, 4, 64, 4, 4, 128, 10}},
+    {"vit_fmnist", {28, 1, 7, 64, 4, 4, 128, 10}},
+    {"vit_fmnist_p4", {28, 1, 4, 64, 4, 4, 128, 10}},
     {"vit_fmnist_tiny", {28, 1, 4, 32, 2, 2, 64, 10}},
     {"deit_tiny_patch16_224", {224, 3, 16, 192, 12, 3, 768, 1000}},
 };
@@ -44,8 +45,8 @@ int nomul_vit_config_named(const char *name, nomul_vit_config *out)
             *out = named[i].c;
             return 1;
         }
-    nomul_report(NOMUL_EINVAL, "model '%s' is not one of vit_fmnist, vit_fmnist_tiny, "
-                 "deit_tiny_patch16_224", name ? name : "(none)");
+    nomul_report(NOMUL_EINVAL, "model '%s' is not one of %s", name ? name : "(none)",
+                 vit_model_names);
     return 0;
 }
 
@@ -261,7 +262,7 @@ nomul_tensor *nomul_vit_forward_opts(nomul_vit *m, nomul_graph *g, const nomul_o
 
 /* ---- the registry's view (model.c) ------------------------------------- */
 
-const char vit_model_names[] = "vit_fmnist, vit_fmnist_tiny, deit_tiny_patch16_224";
+const char vit_model_names[] = "vit_fmnist, vit_fmnist_p4, vit_fmnist_tiny, deit_tiny_patch16_224";
 
 static void vt_free(void *impl) { nomul_vit_free(impl); }
 static int vt_params(void *impl, nomul_param **p) { return nomul_vit_params(impl, p); }

@@ -94,7 +94,7 @@ void nomul_train_config_default(nomul_train_config *c)
     c->channels = 1;
     c->classes = 10;
     c->epochs = 3;
-    c->batch_size = 128;
+    c->batch_size = 64;
     c->eval_batch_size = 500;
     snprintf(c->optimizer, sizeof c->optimizer, "adamw");
     c->lr = 2e-3f;

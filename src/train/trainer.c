@@ -249,7 +249,7 @@ static void fmt_hex(char *buf, size_t len, double v) { snprintf(buf, len, "%a", 
 static int save_checkpoint(const char *path, const nomul_train_config *c, nomul_param *p, int np,
                            float *const *mom, float *const *vel, const run_state *st)
 {
-    int per = vel ? 3 : mom ? 2 : 1, n = per * np, rc = -1;
+    int per = vel ? 3 : mom ? 2 : 1, n = per * np, rc = -1, used = 0;
     nomul_st_tensor *t = calloc((size_t)n, sizeof *t);
     int64_t *shapes = calloc((size_t)n * NOMUL_MAX_DIMS, sizeof *shapes);
     char *names = calloc((size_t)n, 128);
@@ -261,9 +261,11 @@ static int save_checkpoint(const char *path, const nomul_train_config *c, nomul_
     }
     nomul_train_config_format(c, cjson, clen);
     const int adam = !strcmp(c->optimizer, "adamw");
-    for (int i = 0; i < np; i++)
-        for (int k = 0; k < per; k++) {
-            int j = k * np + i;
+    for (int k = 0; k < per; k++)
+        for (int i = 0; i < np; i++) {
+            if (k > 0 && p[i].buffer) /* no optimizer state */
+                continue;
+            int j = used++;
             char *name = names + (size_t)j * 128;
             static const char *const prefix[2][3] = {
                 {"", "optimizer.momentum_buffer.", ""},
@@ -297,7 +299,7 @@ static int save_checkpoint(const char *path, const nomul_train_config *c, nomul_
                           "nomul.adam_step", as,
                           "nomul.adam_beta1_t", b1,
                           "nomul.adam_beta2_t", b2};
-    rc = nomul_safetensors_write(path, t, n, meta, (int)(sizeof meta / sizeof meta[0] / 2));
+    rc = nomul_safetensors_write(path, t, used, meta, (int)(sizeof meta / sizeof meta[0] / 2));
 out:
     free(t);
     free(shapes);
@@ -419,8 +421,8 @@ typedef struct trainer {
     nomul_image_set *train, *test;
     nomul_model *model;
     nomul_param *p;
-    int np;
-    float **mom, **vel, **grads;
+    int np, ntrain; /* parameters and buffers; the trainable ones */
+    float **mom, **vel, **grads; /* grads, sizes: of the trainable ones */
     size_t *sizes;
     nomul_loader *loader;
     nomul_graph *g;
@@ -494,6 +496,8 @@ static int resume(trainer *t, const char *path, run_state *st)
     const int adam = !strcmp(t->c->optimizer, "adamw");
     char name[160];
     for (int i = 0; i < t->np; i++) {
+        if (t->p[i].buffer)
+            continue;
         snprintf(name, sizeof name, "optimizer.%s.%s", adam ? "exp_avg" : "momentum_buffer",
                  t->p[i].name);
         if (load_tensor(f, path, name, t->p[i].t, t->mom[i]))
@@ -534,10 +538,13 @@ static int setup(trainer *t, const nomul_train_config *c, run_state *st)
     if (!t->mom || (adam && !t->vel) || !t->grads || !t->sizes)
         goto oom;
     for (int i = 0; i < t->np; i++) {
-        t->sizes[i] = (size_t)t->p[i].t->n;
-        t->grads[i] = t->p[i].t->grad;
-        if (!(t->mom[i] = calloc(t->sizes[i], sizeof(float))) ||
-            (adam && !(t->vel[i] = calloc(t->sizes[i], sizeof(float)))))
+        if (!t->p[i].buffer) { /* the trainable tensors, for clipping */
+            t->sizes[t->ntrain] = (size_t)t->p[i].t->n;
+            t->grads[t->ntrain++] = t->p[i].t->grad;
+        }
+        const size_t n = (size_t)t->p[i].t->n;
+        if (!(t->mom[i] = calloc(n, sizeof(float))) ||
+            (adam && !(t->vel[i] = calloc(n, sizeof(float)))))
             goto oom;
     }
     nomul_augment a = augment_of(c, 1);
@@ -604,11 +611,12 @@ static int train_step(trainer *t, run_state *st, const float *x, const int32_t *
         return -1;
     }
     for (int i = 0; i < t->np; i++)
-        nomul_tensor_zero_grad(t->p[i].t);
+        if (!t->p[i].buffer)
+            nomul_tensor_zero_grad(t->p[i].t);
     nomul_backward(g, l);
     const int pa = c->ops.family[NOMUL_CFG_OPT_FUNCTIONAL].subtype != NOMUL_OP_STANDARD;
     if (c->clip_grad > 0.0f)
-        nomul_clip_grad_norm((size_t)t->np, t->grads, t->sizes, c->clip_grad, pa);
+        nomul_clip_grad_norm((size_t)t->ntrain, t->grads, t->sizes, c->clip_grad, pa);
     const float lr = t->lr[st->step];
     if (t->vel) {
         st->adam.lr = lr;
@@ -616,8 +624,9 @@ static int train_step(trainer *t, run_state *st, const float *x, const int32_t *
         nomul_adamw nodecay = st->adam;
         nodecay.weight_decay = 0.0f;
         for (int i = 0; i < t->np; i++)
-            nomul_adamw_update(t->p[i].decay ? &st->adam : &nodecay, t->sizes[i],
-                               t->p[i].t->data, t->grads[i], t->mom[i], t->vel[i]);
+            if (!t->p[i].buffer)
+                nomul_adamw_update(t->p[i].decay ? &st->adam : &nodecay, (size_t)t->p[i].t->n,
+                                   t->p[i].t->data, t->p[i].t->grad, t->mom[i], t->vel[i]);
     } else {
         nomul_sgd o;
         nomul_sgd_init(&o, lr, c->momentum, c->weight_decay, pa);
@@ -625,8 +634,9 @@ static int train_step(trainer *t, run_state *st, const float *x, const int32_t *
         nomul_sgd nodecay = o;
         nodecay.weight_decay = 0.0f;
         for (int i = 0; i < t->np; i++)
-            nomul_sgd_update(t->p[i].decay ? &o : &nodecay, t->sizes[i], t->p[i].t->data,
-                             t->grads[i], t->mom[i]);
+            if (!t->p[i].buffer)
+                nomul_sgd_update(t->p[i].decay ? &o : &nodecay, (size_t)t->p[i].t->n,
+                                 t->p[i].t->data, t->p[i].t->grad, t->mom[i]);
     }
     st->step++;
     return 0;
