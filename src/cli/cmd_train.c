@@ -20,6 +20,7 @@ static const char train_usage[] =
     "multiplication audit of its training steps.\n"
     "\n"
     "  --config FILE      a JSON object of configuration keys over the default\n"
+    "                     (repeatable: later files override earlier ones)\n"
     "  --set KEY=VALUE    one key over the configuration (repeatable), e.g.\n"
     "                     --set epochs=5 --set linear_cfg=standard --set data.train_limit=1000\n"
     "  --resume CKPT      continue from a checkpoint: its configuration (then --config\n"
@@ -36,14 +37,15 @@ static const char train_usage[] =
     "moments under optimizer.*, the configuration and step in the metadata).\n";
 
 static const char eval_usage[] =
-    "usage: nomul eval --checkpoint FILE [--set KEY=VALUE ...]\n"
+    "usage: nomul eval --checkpoint FILE [--config FILE] [--set KEY=VALUE ...]\n"
     "\n"
     "Evaluates a checkpoint written by 'nomul train' on the test set of its\n"
     "configuration (--set changes it, e.g. data.test=... or linear_cfg=standard to\n"
     "run the trained weights in float). Prints the test loss and accuracy.\n";
 
 typedef struct opts {
-    const char *config, *resume, *checkpoint;
+    const char *configs[16], *resume, *checkpoint;
+    int nconfigs;
     const char *sets[128];
     int nsets, keys, print, tty;
 } opts;
@@ -66,7 +68,11 @@ static int parse(int argc, char **argv, const char *command, opts *o, int *help)
             *help = 1;
             return CLI_OK;
         } else if (cli_is(&a, arg, "config")) {
-            if (!(o->config = cli_value(&a, "config")))
+            if (o->nconfigs == 16) {
+                cli_error("%s: at most 16 --config files", command);
+                return CLI_USAGE;
+            }
+            if (!(o->configs[o->nconfigs++] = cli_value(&a, "config")))
                 return CLI_USAGE;
         } else if (cli_is(&a, arg, "resume") && !strcmp(command, "train")) {
             if (!(o->resume = cli_value(&a, "resume")))
@@ -109,7 +115,7 @@ static int parse(int argc, char **argv, const char *command, opts *o, int *help)
     return CLI_OK;
 }
 
-/* default → checkpoint (if any) → --config → --set */
+/* default → checkpoint (if any) → each --config in order → --set */
 static int build_config(const char *command, const opts *o, const char *ckpt,
                         nomul_train_config *c)
 {
@@ -119,14 +125,14 @@ static int build_config(const char *command, const opts *o, const char *ckpt,
         cli_error("%s: %s", command, nomul_last_error_message());
         return CLI_USAGE;
     }
-    if (o->config) {
+    for (int i = 0; i < o->nconfigs; i++) {
         char *text;
-        if (!cli_read_file(command, o->config, &text))
+        if (!cli_read_file(command, o->configs[i], &text))
             return CLI_USAGE;
         int rc = nomul_train_config_parse_json(c, text, err, sizeof err);
         free(text);
         if (rc) {
-            cli_error("%s: %s: %s", command, o->config, err);
+            cli_error("%s: %s: %s", command, o->configs[i], err);
             return CLI_USAGE;
         }
     }
