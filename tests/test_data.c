@@ -669,6 +669,143 @@ static int teardown(void **state)
     return tu_tmpdir_teardown();
 }
 
+/* ---- RandAugment operations and random erasing ------------------------------ */
+
+static int same(const uint8_t *a, const uint8_t *b, size_t n) { return !memcmp(a, b, n); }
+
+static void test_augment_operations(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xA6};
+    enum { H = 9, W = 9, C = 1, N = H * W * C };
+    uint8_t img[N], orig[N];
+    for (int i = 0; i < N; i++)
+        orig[i] = (uint8_t)(50 + tu_u32(&r) % 51); /* 50..100 */
+    /* identities at level 0 (and the colour blend on a grey image at any level) */
+    static const char *const id0[] = {"Rotate", "Color", "Contrast", "Brightness", "Sharpness",
+                                      "ShearX", "ShearY", "TranslateX", "TranslateY",
+                                      "Solarize", "SolarizeAdd"};
+    for (size_t k = 0; k < sizeof id0 / sizeof id0[0]; k++) {
+        memcpy(img, orig, N);
+        assert_int_equal(nomul_augment_op(id0[k], img, H, W, C, 0.0f, 0), 0);
+        if (!same(img, orig, N))
+            FAIL_SEED("%s at level 0 changed the image", id0[k]);
+    }
+    memcpy(img, orig, N);
+    nomul_augment_op("Color", img, H, W, C, 0.7f, 0);
+    assert_true(same(img, orig, N));
+    /* Invert: 255 − v, twice the identity */
+    memcpy(img, orig, N);
+    nomul_augment_op("Invert", img, H, W, C, 0.0f, 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(img[i], 255 - orig[i]);
+    nomul_augment_op("Invert", img, H, W, C, 0.0f, 0);
+    assert_true(same(img, orig, N));
+    /* Solarize at full level inverts everything; Posterize at full level keeps 1 bit */
+    memcpy(img, orig, N);
+    nomul_augment_op("Solarize", img, H, W, C, -1.0f, 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(img[i], 255 - orig[i]);
+    memcpy(img, orig, N);
+    nomul_augment_op("Posterize", img, H, W, C, 1.0f, 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(img[i], orig[i] & 0x80);
+    /* SolarizeAdd at full level adds 110 below 128 */
+    memcpy(img, orig, N);
+    nomul_augment_op("SolarizeAdd", img, H, W, C, 1.0f, 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(img[i], orig[i] + 110);
+    /* AutoContrast stretches the range to 0..255 */
+    memcpy(img, orig, N);
+    nomul_augment_op("AutoContrast", img, H, W, C, 0.0f, 0);
+    int lo = 255, hi = 0, olo = 255;
+    for (int i = 0; i < N; i++) {
+        lo = img[i] < lo ? img[i] : lo;
+        hi = img[i] > hi ? img[i] : hi;
+        olo = orig[i] < olo ? orig[i] : olo;
+    }
+    assert_int_equal(lo, 0);
+    assert_int_equal(hi, 255);
+    /* Equalize keeps the order of values and spreads them */
+    memcpy(img, orig, N);
+    nomul_augment_op("Equalize", img, H, W, C, 0.0f, 0);
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++)
+            if (orig[i] < orig[j] && img[i] > img[j])
+                FAIL_SEED("Equalize reordered values %d < %d", orig[i], orig[j]);
+    /* TranslateX by exactly one pixel: 0.45 · l · 9 = 1 */
+    memcpy(img, orig, N);
+    nomul_augment_op("TranslateX", img, H, W, C, (float)(1.0 / (0.45 * 9)), 7);
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            assert_int_equal(img[y * W + x], x + 1 < W ? orig[y * W + x + 1] : 7);
+    /* Brightness at level −1 scales by 0.1 */
+    memcpy(img, orig, N);
+    nomul_augment_op("Brightness", img, H, W, C, -1.0f, 0);
+    for (int i = 0; i < N; i++) /* ±1: halves may round either way */
+        assert_true(abs(img[i] - (int)lrint(0.1 * orig[i])) <= 1);
+    nomul_set_error_handler(NULL);
+    assert_int_equal(nomul_augment_op("Blur", img, H, W, C, 0.0f, 0), -1);
+    assert_non_null(strstr(nomul_last_error_message(), "'Blur'"));
+    nomul_clear_error();
+}
+
+static void test_randaugment_and_erasing_in_batches(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xA7};
+    enum { N = 16, H = 12, W = 12, C = 1 };
+    nomul_image_set s = {N, H, W, C, 3, NULL, NULL};
+    s.pixels = malloc(N * H * W * C);
+    s.labels = malloc(N * sizeof(int32_t));
+    for (int i = 0; i < N * H * W * C; i++)
+        s.pixels[i] = (uint8_t)tu_u32(&r);
+    for (int i = 0; i < N; i++)
+        s.labels[i] = i % 3;
+    long idx[N];
+    for (int i = 0; i < N; i++)
+        idx[i] = i;
+    const uint64_t seed = tu_next(&r);
+    nomul_augment plain = {0, 0, {0.5f}, {0.25f}, 0, 0, 0, 0};
+    nomul_augment ra = plain, er = plain;
+    ra.randaugment_n = 2;
+    ra.randaugment_m = 9;
+    ra.randaugment_mstd = 0.5f;
+    er.erase_prob = 1.0f;
+    const size_t n = N * H * W * C;
+    float *x0 = malloc(n * sizeof(float)), *x1 = malloc(n * sizeof(float)),
+          *x2 = malloc(n * sizeof(float));
+    int32_t y[N];
+    nomul_make_batch(&s, idx, N, &plain, seed, 0, x0, y);
+    nomul_make_batch(&s, idx, N, &ra, seed, 0, x1, y);
+    nomul_make_batch(&s, idx, N, &ra, seed, 0, x2, y);
+    assert_memory_equal(x1, x2, n * sizeof(float)); /* deterministic */
+    int changed = 0;
+    for (int i = 0; i < N; i++)
+        changed += memcmp(x0 + i * H * W, x1 + i * H * W, H * W * sizeof(float)) != 0;
+    /* each of 2 operations applies with probability 1/2 (a few are identities
+     * at some magnitudes): most images change */
+    if (changed < N / 4)
+        FAIL_SEED("RandAugment changed only %d of %d images", changed, N);
+    nomul_make_batch(&s, idx, N, &ra, seed, 1, x2, y);
+    assert_true(memcmp(x1, x2, n * sizeof(float)) != 0); /* another epoch, other draws */
+    /* erasing: every image gets one box of noise; everything else untouched */
+    nomul_make_batch(&s, idx, N, &er, seed, 0, x1, y);
+    for (int i = 0; i < N; i++) {
+        int diff = 0;
+        for (int p = 0; p < H * W; p++)
+            diff += x0[i * H * W + p] != x1[i * H * W + p];
+        if (diff < 2 || diff > H * W / 2)
+            FAIL_SEED("image %d: %d of %d pixels erased, want a box of 2%%..33%%", i, diff,
+                      H * W);
+    }
+    free(x0);
+    free(x1);
+    free(x2);
+    free(s.pixels);
+    free(s.labels);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -680,6 +817,8 @@ int main(void)
         cmocka_unit_test(test_batches_and_augmentation),
         cmocka_unit_test(test_loader),
         cmocka_unit_test(test_fashion_mnist_if_installed),
+        cmocka_unit_test(test_augment_operations),
+        cmocka_unit_test(test_randaugment_and_erasing_in_batches),
     };
     printf("test_data: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("data", tests, setup, teardown);

@@ -62,7 +62,10 @@ static void small_config(nomul_train_config *c, const char *out)
                              {"warmup_steps", "3"},   {"log_every", "1"},
                              {"arena_mb", "64"},      {"aug.crop_pad", "1"},
                              {"drop_path", "0.1"},    {"epochs", "2"},
-                             {"aug.hflip", "false"}}; /* a flip would swap the classes */
+                             {"aug.hflip", "false"}, /* a flip would swap the classes */
+                             /* the DeiT recipe's randomness, which resume must replay */
+                             {"aug.randaugment_n", "2"}, {"aug.erase_prob", "0.25"},
+                             {"mixup", "0.8"},        {"cutmix", "1.0"}};
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
         assert_int_equal(nomul_train_config_set(c, sets[i][0], sets[i][1], err, sizeof err), 0);
     c->seed = (long)(seed % 1000000);
@@ -222,6 +225,9 @@ static void test_train_learns_logs_and_checkpoints(void **state)
     c.lr = 0.003f;
     c.drop_path = 0.0f;
     c.crop_pad = 0;
+    c.randaugment_n = 0;
+    c.erase_prob = 0.0f;
+    c.mixup = c.cutmix = 0.0f;
     FILE *log = fopen(tu_path("float.log"), "w");
     assert_non_null(log);
     nomul_train_options o = {NULL, log, 0, 0.0};

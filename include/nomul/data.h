@@ -97,7 +97,25 @@ typedef struct nomul_augment {
     int hflip;      /* flip left-right with probability 1/2 */
     float mean[4];  /* per channel, on the 0..1 scale */
     float std[4];   /* per channel; 0 is taken as 1 */
+    /* RandAugment (timm's rand-mM-mstdS-inc1): randaugment_n operations per
+     * image (0: off), magnitude randaugment_m (0..10) with standard deviation
+     * randaugment_mstd, each applied with probability 1/2 */
+    int randaugment_n;
+    float randaugment_m, randaugment_mstd;
+    /* random erasing (timm's mode "pixel"): with this probability a box of
+     * 2%..33% of the image, aspect 0.3..3.3, is filled with N(0, 1) noise
+     * after normalization */
+    float erase_prob;
 } nomul_augment;
+
+/* One RandAugment operation on an 8-bit image (h×w×c, c ≤ 4), in place:
+ * AutoContrast, Equalize, Invert, Rotate, Posterize, Solarize, SolarizeAdd,
+ * Color, Contrast, Brightness, Sharpness, ShearX, ShearY, TranslateX,
+ * TranslateY, at a signed level in [−1, 1] (magnitude / 10; the sign picks
+ * the direction), geometric ones filling with `fill`. 0, or -1 after a report
+ * for an unknown name. */
+int nomul_augment_op(const char *name, uint8_t *img, int h, int w, int c, float level,
+                     uint8_t fill);
 
 /* Writes images idx[0..b) of s as float N×C×H×W into x, labels into y. */
 void nomul_make_batch(const nomul_image_set *s, const long *idx, int b, const nomul_augment *aug,

@@ -18,7 +18,9 @@
  *   lr, min_lr, schedule (cosine | constant | inverse_sqrt), warmup_steps
  *   weight_decay, beta1, beta2, eps, momentum, clip_grad (0: none)
  *   label_smoothing, drop_path
- *   aug.crop_pad, aug.hflip, aug.mean, aug.std (arrays, one per channel)
+ *   aug.crop_pad, aug.hflip, aug.mean, aug.std (arrays, one per channel),
+ *   aug.randaugment_n, aug.randaugment_m, aug.randaugment_mstd, aug.erase_prob
+ *   mixup, cutmix (Beta α; 0: off), mix_prob, mix_switch_prob
  *   seed, out_dir, log_every, checkpoint_every (steps; 0: at the end only),
  *   checkpoint_keep (also keep checkpoint_STEP.safetensors), eval_every
  *   (epochs), arena_mb (the autodiff arena), audit (count the arithmetic)
@@ -58,6 +60,9 @@ typedef struct nomul_train_config {
     float label_smoothing, drop_path;
     int crop_pad, hflip;
     float mean[4], std[4];
+    int randaugment_n;
+    float randaugment_m, randaugment_mstd, erase_prob;
+    float mixup, cutmix, mix_prob, mix_switch_prob;
     long seed;
     char out_dir[NOMUL_PATH_MAX];
     long log_every, checkpoint_every;

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "../core/internal.h"
+#include "data_internal.h"
 #include "nomul/data.h"
 
 static void norm_table(const nomul_image_set *s, const nomul_augment *aug, float t[4][256])
@@ -34,6 +35,10 @@ void nomul_make_batch(const nomul_image_set *s, const long *idx, int b, const no
     norm_table(s, aug, t);
     const int h = s->h, w = s->w, C = s->c, pad = aug ? aug->crop_pad : 0;
     const size_t plane = (size_t)h * (size_t)w;
+    const int ra = aug && aug->randaugment_n > 0;
+    uint8_t *work = ra ? malloc(plane * (size_t)C) : NULL;
+    const float m0 = aug ? aug->mean[0] * 255.0f : 0.0f;
+    const uint8_t fill = (uint8_t)(m0 < 0 ? 0 : m0 > 255 ? 255 : m0 + 0.5f);
     for (int i = 0; i < b; i++) {
         const long id = idx[i];
         uint64_t r = nomul_mix64(nomul_mix64(seed ^ nomul_mix64((uint64_t)epoch)) ^ (uint64_t)id);
@@ -48,6 +53,14 @@ void nomul_make_batch(const nomul_image_set *s, const long *idx, int b, const no
             flip = (int)(r >> 63);
         const uint8_t *src = s->pixels + (size_t)id * plane * (size_t)C;
         float *dst = x + (size_t)i * plane * (size_t)C;
+        /* streams of their own, so turning one augmentation on leaves the
+         * others' choices as they were */
+        uint64_t ra_r = nomul_mix64(r ^ 0x52414e44ull), er_r = nomul_mix64(r ^ 0x45524153ull);
+        if (work) {
+            memcpy(work, src, plane * (size_t)C);
+            randaugment_image(work, h, w, C, aug, fill, &ra_r);
+            src = work;
+        }
         for (int c = 0; c < C; c++) {
             const float *tc = t[c < 4 ? c : 3];
             for (int yy = 0; yy < h; yy++) {
@@ -61,8 +74,11 @@ void nomul_make_batch(const nomul_image_set *s, const long *idx, int b, const no
                 }
             }
         }
+        if (aug && aug->erase_prob > 0.0f)
+            random_erase(dst, h, w, C, aug->erase_prob, &er_r);
         y[i] = s->labels[id];
     }
+    free(work);
 }
 
 struct nomul_loader {

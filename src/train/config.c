@@ -64,6 +64,19 @@ static const key_def keys[] = {
     {"aug.hflip", K_BOOL, FIELD(hflip), 0, 1, NULL, "random horizontal flips"},
     {"aug.mean", K_FLOAT4, FIELD(mean), -1e6, 1e6, NULL, "per-channel mean (0..1 scale)"},
     {"aug.std", K_FLOAT4, FIELD(std), 0, 1e6, NULL, "per-channel standard deviation"},
+    {"aug.randaugment_n", K_INT, FIELD(randaugment_n), 0, 16, NULL,
+     "RandAugment operations per image (0: off; DeiT: 2)"},
+    {"aug.randaugment_m", K_FLOAT, FIELD(randaugment_m), 0, 10, NULL,
+     "RandAugment magnitude (DeiT: 9)"},
+    {"aug.randaugment_mstd", K_FLOAT, FIELD(randaugment_mstd), 0, 10, NULL,
+     "RandAugment magnitude noise (DeiT: 0.5)"},
+    {"aug.erase_prob", K_FLOAT, FIELD(erase_prob), 0, 1, NULL,
+     "random erasing probability (DeiT: 0.25)"},
+    {"mixup", K_FLOAT, FIELD(mixup), 0, 100, NULL, "mixup Beta(α, α) (0: off; DeiT: 0.8)"},
+    {"cutmix", K_FLOAT, FIELD(cutmix), 0, 100, NULL, "cutmix Beta(α, α) (0: off; DeiT: 1.0)"},
+    {"mix_prob", K_FLOAT, FIELD(mix_prob), 0, 1, NULL, "probability of mixing a batch"},
+    {"mix_switch_prob", K_FLOAT, FIELD(mix_switch_prob), 0, 1, NULL,
+     "with both on: probability of cutmix rather than mixup"},
     {"seed", K_LONG, FIELD(seed), 0, 9.0e15, NULL, "initialisation, shuffling, augmentation"},
     {"out_dir", K_STR, FIELD(out_dir), 0, 0, NULL,
      "run folder: config.json, metrics.jsonl, checkpoints"},
@@ -111,6 +124,10 @@ void nomul_train_config_default(nomul_train_config *c)
     c->drop_path = 0.0f;
     c->crop_pad = 0;
     c->hflip = 1;
+    c->randaugment_m = 9.0f;
+    c->randaugment_mstd = 0.5f;
+    c->mix_prob = 1.0f;
+    c->mix_switch_prob = 0.5f;
     c->mean[0] = c->mean[1] = c->mean[2] = c->mean[3] = 0.2860f; /* Fashion-MNIST */
     c->std[0] = c->std[1] = c->std[2] = c->std[3] = 0.3530f;
     c->seed = 0;

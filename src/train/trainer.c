@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "../core/internal.h"
+#include "nomul/arith.h"
 #include "nomul/autodiff.h"
 #include "nomul/data.h"
 #include "nomul/models.h"
@@ -97,6 +98,12 @@ static nomul_augment augment_of(const nomul_train_config *c, int train)
     a.hflip = train ? c->hflip : 0;
     memcpy(a.mean, c->mean, sizeof a.mean);
     memcpy(a.std, c->std, sizeof a.std);
+    if (train) {
+        a.randaugment_n = c->randaugment_n;
+        a.randaugment_m = c->randaugment_m;
+        a.randaugment_mstd = c->randaugment_mstd;
+        a.erase_prob = c->erase_prob;
+    }
     return a;
 }
 
@@ -423,6 +430,7 @@ typedef struct trainer {
     nomul_param *p;
     int np, ntrain; /* parameters and buffers; the trainable ones */
     float **mom, **vel, **grads; /* grads, sizes: of the trainable ones */
+    int32_t *yrev;               /* a batch's labels reversed (mixup, cutmix) */
     size_t *sizes;
     nomul_loader *loader;
     nomul_graph *g;
@@ -442,6 +450,7 @@ static void trainer_free(trainer *t)
     free(t->vel);
     free(t->grads);
     free(t->sizes);
+    free(t->yrev);
     free(t->lr);
     nomul_loader_free(t->loader);
     nomul_graph_free(t->g);
@@ -535,7 +544,8 @@ static int setup(trainer *t, const nomul_train_config *c, run_state *st)
     t->vel = adam ? calloc((size_t)t->np, sizeof *t->vel) : NULL;
     t->grads = calloc((size_t)t->np, sizeof *t->grads);
     t->sizes = calloc((size_t)t->np, sizeof *t->sizes);
-    if (!t->mom || (adam && !t->vel) || !t->grads || !t->sizes)
+    t->yrev = malloc(sizeof(int32_t) * (size_t)c->batch_size);
+    if (!t->mom || (adam && !t->vel) || !t->grads || !t->sizes || !t->yrev)
         goto oom;
     for (int i = 0; i < t->np; i++) {
         if (!t->p[i].buffer) { /* the trainable tensors, for clipping */
@@ -584,6 +594,81 @@ oom:
     return -1;
 }
 
+/* ---- mixup and cutmix ----------------------------------------------------- */
+
+static double unit(uint64_t *r) { return ((double)(nomul_splitmix64(r) >> 11) + 0.5) / 9007199254740992.0; }
+
+/* Gamma(a, 1) (Marsaglia and Tsang; a < 1 through Gamma(a + 1)·U^(1/a)). */
+static double gamma_sample(uint64_t *r, double a)
+{
+    if (a < 1.0)
+        return gamma_sample(r, a + 1.0) * pow(unit(r), 1.0 / a);
+    const double d = a - 1.0 / 3.0, k = 1.0 / sqrt(9.0 * d);
+    for (;;) {
+        double z = sqrt(-2.0 * log(unit(r))) * cos(6.283185307179586 * unit(r));
+        double v = 1.0 + k * z;
+        if (v <= 0)
+            continue;
+        v = v * v * v;
+        if (log(unit(r)) < 0.5 * z * z + d - d * v + d * log(v))
+            return d * v;
+    }
+}
+
+/* Mixes the batch with itself reversed, as timm's Mixup (mode "batch"):
+ * mixup blends images i and b−1−i by λ ~ Beta(α, α) (PAMs when the
+ * functional family is piecewise affine), cutmix pastes a box of the partner
+ * and sets λ to the area kept. The mixing draws (λ, the box) are sampled in
+ * double from the step's stream, like initialisation; returns λ (1: not
+ * mixed). */
+static double mix_batch(const nomul_train_config *c, float *x, int b, uint64_t *r)
+{
+    if ((c->mixup <= 0 && c->cutmix <= 0) || !(unit(r) < c->mix_prob))
+        return 1.0;
+    const int cut = c->cutmix > 0 && (c->mixup <= 0 || unit(r) < c->mix_switch_prob);
+    double g1 = gamma_sample(r, cut ? c->cutmix : c->mixup);
+    double g2 = gamma_sample(r, cut ? c->cutmix : c->mixup);
+    double lam = g1 / (g1 + g2);
+    const int side = c->image, ch = c->channels;
+    const size_t plane = (size_t)side * side, img = plane * (size_t)ch;
+    if (cut) {
+        const double ratio = sqrt(1.0 - lam);
+        const int ch_ = (int)(side * ratio), cw = (int)(side * ratio);
+        const int cy = (int)(unit(r) * side), cx = (int)(unit(r) * side);
+        const int y0 = cy - ch_ / 2 < 0 ? 0 : cy - ch_ / 2, y1 = cy + ch_ / 2 > side ? side : cy + ch_ / 2;
+        const int x0 = cx - cw / 2 < 0 ? 0 : cx - cw / 2, x1 = cx + cw / 2 > side ? side : cx + cw / 2;
+        for (int i = 0; i < b / 2; i++) { /* the box swaps between partners */
+            float *a = x + (size_t)i * img, *p = x + (size_t)(b - 1 - i) * img;
+            for (int k = 0; k < ch; k++)
+                for (int y = y0; y < y1; y++)
+                    for (int xx = x0; xx < x1; xx++) {
+                        size_t at = (size_t)k * plane + (size_t)y * side + (size_t)xx;
+                        float tmp = a[at];
+                        a[at] = p[at];
+                        p[at] = tmp;
+                    }
+        }
+        lam = 1.0 - (double)(y1 - y0) * (x1 - x0) / (double)plane;
+    } else {
+        const int pa = c->ops.family[NOMUL_CFG_FUNCTIONAL].subtype != NOMUL_OP_STANDARD;
+        const float l = (float)lam, m = 1.0f - l;
+        for (int i = 0; i < b / 2; i++) {
+            float *a = x + (size_t)i * img, *p = x + (size_t)(b - 1 - i) * img;
+            for (size_t k = 0; k < img; k++) {
+                float u = a[k], v = p[k];
+                a[k] = pa ? nomul_pam_mul(l, u) + nomul_pam_mul(m, v) : l * u + m * v;
+                p[k] = pa ? nomul_pam_mul(l, v) + nomul_pam_mul(m, u) : l * v + m * u;
+            }
+        }
+        if (pa)
+            NOMUL_COUNT(PAM, 2 * img * (size_t)(b / 2 * 2));
+        else
+            NOMUL_COUNT(FMUL, 2 * img * (size_t)(b / 2 * 2));
+        NOMUL_COUNT(FADD, img * (size_t)(b / 2 * 2));
+    }
+    return lam;
+}
+
 /* One optimizer step on a batch; the loss in *loss. */
 static int train_step(trainer *t, run_state *st, const float *x, const int32_t *y, int b,
                       double *loss)
@@ -596,11 +681,21 @@ static int train_step(trainer *t, run_state *st, const float *x, const int32_t *
     if (!xt)
         return -1;
     memcpy(xt->data, x, sizeof(float) * (size_t)xt->n);
-    nomul_forward_opts fo = {1, c->drop_path, nomul_mix64((uint64_t)c->seed ^
-                                                          (0x9e3779b97f4a7c15ull * (uint64_t)(st->step + 1)))};
+    /* this step's random choices: drop-path and mixing */
+    uint64_t rng = nomul_mix64((uint64_t)c->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(st->step + 1)));
+    nomul_forward_opts fo = {1, c->drop_path, nomul_mix64(rng)};
+    uint64_t mix_rng = nomul_mix64(rng ^ 0x4d4958ull);
+    const double lam = mix_batch(c, xt->data, b, &mix_rng);
     nomul_tensor *logits = nomul_model_forward(t->model, g, &c->ops, xt, &fo);
-    nomul_tensor *l = nomul_cross_entropy(g, &c->ops.family[NOMUL_CFG_LOSS_FUNCTIONAL], logits,
-                                          y, -1, c->label_smoothing);
+    const nomul_op_cfg *lc = &c->ops.family[NOMUL_CFG_LOSS_FUNCTIONAL];
+    nomul_tensor *l = nomul_cross_entropy(g, lc, logits, y, -1, c->label_smoothing);
+    if (lam < 1.0) { /* λ·CE(y) + (1 − λ)·CE(y reversed) */
+        for (int i = 0; i < b; i++)
+            t->yrev[i] = y[b - 1 - i];
+        nomul_tensor *l2 = nomul_cross_entropy(g, lc, logits, t->yrev, -1, c->label_smoothing);
+        l = nomul_add(g, nomul_scale(g, lc, l, (float)lam),
+                      nomul_scale(g, lc, l2, (float)(1.0 - lam)));
+    }
     if (!l)
         return -1;
     *loss = l->data[0];
