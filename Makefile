@@ -34,6 +34,9 @@ CFLAGS_ALL := $(CFLAGS_BASE) $(CFLAGS)
 PNG_CFLAGS := $(shell pkg-config --cflags libpng 2>/dev/null)
 PNG_LIBS := $(shell pkg-config --libs libpng 2>/dev/null || echo -lpng16)
 LIBS := $(OPENBLAS_LIBS) -lcjson -lz $(PNG_LIBS) -ljpeg -fopenmp -lm
+# the command line alone rasterizes plots (librsvg, cairo)
+RSVG_CFLAGS := $(shell pkg-config --cflags librsvg-2.0 2>/dev/null)
+RSVG_LIBS := $(shell pkg-config --libs librsvg-2.0 2>/dev/null || echo -lrsvg-2 -lcairo -lgobject-2.0 -lglib-2.0)
 
 LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/arith/*.c) $(wildcard src/gemm/*.c) \
            $(wildcard src/layers/*.c) $(wildcard src/train/*.c) $(wildcard src/autodiff/*.c) \
@@ -73,7 +76,9 @@ $(SHARED): $(LIB_OBJ)
 	ln -sf libnomul.so.$(VERSION) $(BUILD)/libnomul.so
 
 $(CLI): $(CLI_OBJ) $(STATIC)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(LIBS) $(RSVG_LIBS)
+
+$(BUILD)/src/cli/cmd_plot.o: CFLAGS_ALL += $(RSVG_CFLAGS)
 
 $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT_OBJ) $(STATIC)
 	@mkdir -p $(dir $@)

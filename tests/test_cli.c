@@ -377,6 +377,33 @@ static void test_plot(void **state)
     rc = run(&out, "plot '%s' --y test_acc --x epoch -o '%s'", a, svg);
     expect(rc, 0, out, "1 metric of 1 run against epoch");
     free(out);
+    /* PNG: the same drawing rasterized; a real PNG of the SVG's size */
+    char png[512];
+    snprintf(png, sizeof png, "%s/curves.png", tmpdir);
+    rc = run(&out, "plot '%s' '%s' -o '%s'", a, b, png);
+    expect(rc, 0, out, "2 metrics of 2 runs against step");
+    free(out);
+    f = fopen(png, "rb");
+    assert_non_null(f);
+    unsigned char head[24];
+    assert_int_equal(fread(head, 1, sizeof head, f), sizeof head);
+    fclose(f);
+    assert_memory_equal(head, "\x89PNG\r\n\x1a\n", 8);
+    const unsigned width = (unsigned)head[16] << 24 | head[17] << 16 | head[18] << 8 | head[19];
+    assert_int_equal(width, 920); /* two panels of 460 */
+    /* a trainer's run folder is named by its folders */
+    char dir[512], cmd[1600];
+    snprintf(dir, sizeof dir, "%s/runs/pam/seed1", tmpdir);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s' '%s/metrics.jsonl'", dir, a, dir);
+    assert_int_equal(system(cmd), 0);
+    rc = run(&out, "plot '%s/metrics.jsonl' -o '%s'", dir, svg);
+    expect(rc, 0, out, NULL);
+    free(out);
+    f = fopen(svg, "r");
+    n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    assert_non_null(strstr(text, ">pam/seed1</text>"));
     rc = run(&out, "plot '%s' --y nope -o '%s'", a, svg);
     expect(rc, 2, out, "no run has a numeric 'nope'");
     free(out);

@@ -2,7 +2,8 @@
  * cmd_plot.c — `nomul plot`: curves of one or several runs' metric logs
  * (JSON lines, one object per evaluation or logging step) as an SVG file,
  * one panel per metric, one coloured line per run, so a baseline and its
- * piecewise affine variants compare at a glance.
+ * piecewise affine variants compare at a glance. A PNG is the same SVG
+ * rasterized by librsvg (cairo writes the PNG).
  */
 #include <errno.h>
 #include <math.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <librsvg/rsvg.h>
 
 #include "cli.h"
 
@@ -21,12 +23,14 @@ static const char plot_usage[] =
     "Draws the metrics that training appended to each RUN.jsonl (one JSON object\n"
     "per line, e.g. {\"epoch\": 3, \"step\": 1200, \"train_loss\": 0.41, \"test_acc\": 0.86};\n"
     "NaN and Infinity as Python writes them are accepted and not drawn)\n"
-    "as an SVG file: one panel per metric, one line per run, named after its file.\n"
+    "as an SVG or PNG file: one panel per metric, one line per run, named after its\n"
+    "file.\n"
     "\n"
     "options:\n"
     "  --x KEY          the horizontal axis (default: step if the logs have it, else epoch)\n"
     "  --y KEY,KEY...   the metrics to draw (default: every numeric key but the axes)\n"
-    "  -o, --output F   the SVG file to write (default: plot.svg)\n"
+    "  -o, --output F   the file to write: F.png is a PNG, anything else SVG\n"
+    "                   (default: plot.svg)\n"
     "  --title TEXT     a title above the panels\n";
 
 enum { MAX_KEYS = 32, MAX_RUNS = 16 };
@@ -122,6 +126,19 @@ static int load(run *r)
     fclose(f);
     const char *base = strrchr(r->path, '/');
     base = base ? base + 1 : r->path;
+    if (!strcmp(base, "metrics.jsonl") && base > r->path) {
+        /* a trainer's run folder: name the run by its last two folders */
+        const char *from = base - 1; /* the slash */
+        for (int up = 0; up < 2 && from > r->path;) {
+            from--;
+            if (*from == '/')
+                up++;
+        }
+        if (*from == '/')
+            from++;
+        snprintf(r->label, sizeof r->label, "%.*s", (int)(base - 1 - from), from);
+        return 1;
+    }
     snprintf(r->label, sizeof r->label, "%s", base);
     char *dot = strrchr(r->label, '.');
     if (dot && dot != r->label)
@@ -230,6 +247,40 @@ static void panel(FILE *f, double ox, double oy, double w, double h, const char 
     fputs("</g>\n", f);
 }
 
+static int ends_with_png(const char *path)
+{
+    size_t n = strlen(path);
+    return n >= 4 && (!strcmp(path + n - 4, ".png") || !strcmp(path + n - 4, ".PNG"));
+}
+
+/* Rasterizes an SVG document of w×h into a PNG file; 0 or -1 after a message. */
+static int svg_to_png(const char *svg, size_t len, double w, double h, const char *png)
+{
+    GError *err = NULL;
+    RsvgHandle *hd = rsvg_handle_new_from_data((const guint8 *)svg, len, &err);
+    if (!hd) {
+        cli_error("plot: the SVG did not parse for rasterizing: %s", err ? err->message : "?");
+        g_clear_error(&err);
+        return -1;
+    }
+    cairo_surface_t *surf = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, (int)w, (int)h);
+    cairo_t *cr = cairo_create(surf);
+    RsvgRectangle vp = {0, 0, w, h};
+    int rc = 0;
+    if (!rsvg_handle_render_document(hd, cr, &vp, &err)) {
+        cli_error("plot: rasterizing failed: %s", err ? err->message : "?");
+        g_clear_error(&err);
+        rc = -1;
+    } else if (cairo_surface_write_to_png(surf, png) != CAIRO_STATUS_SUCCESS) {
+        cli_error("plot: cannot write '%s'", png);
+        rc = -1;
+    }
+    cairo_destroy(cr);
+    cairo_surface_destroy(surf);
+    g_object_unref(hd);
+    return rc;
+}
+
 int cmd_plot(int argc, char **argv)
 {
     cli_args a;
@@ -320,7 +371,10 @@ int cmd_plot(int argc, char **argv)
     const double pw = 460, ph = 300, top = title ? 40 : 10, legend = 24.0 * ((nr + 2) / 3) + 10;
     const double W = cols * pw, H = top + rows * ph + legend;
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
-    f = fopen(tmp, "w");
+    const int png = ends_with_png(out);
+    char *mem = NULL;
+    size_t memlen = 0;
+    f = png ? open_memstream(&mem, &memlen) : fopen(tmp, "w");
     if (!f) {
         cli_error("plot: cannot write '%s': %s", out, strerror(errno));
         tmp[0] = 0;
@@ -349,10 +403,17 @@ int cmd_plot(int argc, char **argv)
     fputs("</svg>\n", f);
     if (ferror(f) | fclose(f)) {
         f = NULL;
+        free(mem);
         cli_error("plot: writing '%s' failed", out);
         goto done;
     }
     f = NULL;
+    if (png) {
+        int bad = svg_to_png(mem, memlen, W, H, tmp);
+        free(mem);
+        if (bad)
+            goto done;
+    }
     if (rename(tmp, out) != 0) {
         cli_error("plot: cannot write '%s': %s", out, strerror(errno));
         goto done;
