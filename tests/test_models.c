@@ -276,6 +276,9 @@ static void test_cnn_gradients(void **state)
     (void)state;
     tu_rng r = {tu_seed() ^ 0xC3};
     static const char *names[] = {"resnet20", "resnext20_4x16", "vgg13", "convmixer_256_8"};
+    /* shrunk runs (valgrind): ResNet20 only, 6 parameters */
+    const size_t nmodels = tu_scale() < 1 ? 1 : sizeof names / sizeof names[0];
+    const int tries = tu_scale() < 1 ? 6 : 12;
     nomul_op_cfgs c;
     nomul_op_cfgs_default(&c);
     nomul_graph *g = nomul_graph_new((size_t)1 << 27);
@@ -285,7 +288,7 @@ static void test_cnn_gradients(void **state)
     for (long i = 0; i < x->n; i++)
         x->data[i] = tu_normal(&r, -1, 1, -1);
     nomul_forward_opts train = {1, 0.0f, 0};
-    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+    for (size_t k = 0; k < nmodels; k++) {
         nomul_model *m = nomul_model_new(names[k], side, 1, 5, tu_next(&r));
         assert_non_null(m);
         nomul_param *p;
@@ -303,7 +306,7 @@ static void test_cnn_gradients(void **state)
                                               -100, 0.0f);
         nomul_backward(g, l);
         int checked = 0, bad = 0;
-        for (int t = 0; t < 12; t++) {
+        for (int t = 0; t < tries; t++) {
             nomul_param *q = &p[tu_next(&r) % (unsigned)n];
             if (q->buffer)
                 continue;
