@@ -565,49 +565,55 @@ void nomul_batch_norm_forward(nomul_fmode m, int nb, int C, int S, const float *
                               int training, float *running_mean, float *running_var, float *y,
                               float *mean, float *rstd)
 {
-    set_mode(m);
-    long len = (long)nb * S;
-    float *row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 2);
-    if (!row)
-        return;
-    float *out = row + len;
-    for (int c = 0; c < C; c++) {
-        gather_channel(nb, C, S, c, x, row);
-        if (training) {
-            ln_row_forward(m, (int)len, row, gamma + c, 0, beta + c, 0, eps, out, &mean[c],
-                           &rstd[c]);
-            /* running statistics (unbiased variance, as PyTorch keeps) */
-            float var = 0.0f;
-            if (m.pa) {
-                NOMUL_COUNT(PAM, len + 4); NOMUL_COUNT(PAD, 1); NOMUL_COUNT(FADD, 2 * len + 2);
-                for (long j = 0; j < len; j++)
-                    var += pam(row[j] - mean[c], row[j] - mean[c]);
-                var = pad(var, (float)(len > 1 ? len - 1 : 1));
-                running_mean[c] = pam(running_mean[c], 1.0f - momentum) + pam(mean[c], momentum);
-                running_var[c] = pam(running_var[c], 1.0f - momentum) + pam(var, momentum);
-            } else {
-                NOMUL_COUNT(FMUL, len + 4); NOMUL_COUNT(FDIV, 1); NOMUL_COUNT(FADD, 2 * len + 4);
-                for (long j = 0; j < len; j++)
-                    var += (row[j] - mean[c]) * (row[j] - mean[c]);
-                var /= (float)(len > 1 ? len - 1 : 1);
-                running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean[c];
-                running_var[c] = (1.0f - momentum) * running_var[c] + momentum * var;
+    const long len = (long)nb * S;
+    /* channels are independent (each writes only its own statistics and
+     * outputs): split over threads, results as on one */
+#pragma omp parallel num_threads(row_threads((long)C * len))
+    {
+        set_mode(m); /* per thread */
+        float *row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 2);
+        float *out = row ? row + len : NULL;
+#pragma omp for schedule(static)
+        for (int c = 0; c < C; c++) {
+            if (!row)
+                continue;
+            gather_channel(nb, C, S, c, x, row);
+            if (training) {
+                ln_row_forward(m, (int)len, row, gamma + c, 0, beta + c, 0, eps, out, &mean[c],
+                               &rstd[c]);
+                /* running statistics (unbiased variance, as PyTorch keeps) */
+                float var = 0.0f;
+                if (m.pa) {
+                    NOMUL_COUNT(PAM, len + 4); NOMUL_COUNT(PAD, 1); NOMUL_COUNT(FADD, 2 * len + 2);
+                    for (long j = 0; j < len; j++)
+                        var += pam(row[j] - mean[c], row[j] - mean[c]);
+                    var = pad(var, (float)(len > 1 ? len - 1 : 1));
+                    running_mean[c] = pam(running_mean[c], 1.0f - momentum) + pam(mean[c], momentum);
+                    running_var[c] = pam(running_var[c], 1.0f - momentum) + pam(var, momentum);
+                } else {
+                    NOMUL_COUNT(FMUL, len + 4); NOMUL_COUNT(FDIV, 1); NOMUL_COUNT(FADD, 2 * len + 4);
+                    for (long j = 0; j < len; j++)
+                        var += (row[j] - mean[c]) * (row[j] - mean[c]);
+                    var /= (float)(len > 1 ? len - 1 : 1);
+                    running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean[c];
+                    running_var[c] = (1.0f - momentum) * running_var[c] + momentum * var;
+                }
+            } else { /* evaluation: the running statistics */
+                if (m.pa) {
+                    NOMUL_COUNT(PAM, len); NOMUL_COUNT(PAD, len); NOMUL_COUNT(FADD, 2 * len);
+                    NOMUL_COUNT(PALOG2, len); NOMUL_COUNT(PAEXP2, len); NOMUL_COUNT(PAM, len);
+                } else {
+                    NOMUL_COUNT(FMUL, len); NOMUL_COUNT(FDIV, len); NOMUL_COUNT(FTRANS, len);
+                    NOMUL_COUNT(FADD, 3 * len);
+                }
+                for (long j = 0; j < len; j++) {
+                    float d = row[j] - running_mean[c];
+                    out[j] = m.pa ? pam(pad(d, nomul_pa_sqrt(running_var[c] + eps)), gamma[c]) + beta[c]
+                                  : d / sqrtf(running_var[c] + eps) * gamma[c] + beta[c];
+                }
             }
-        } else { /* evaluation: the running statistics */
-            if (m.pa) {
-                NOMUL_COUNT(PAM, len); NOMUL_COUNT(PAD, len); NOMUL_COUNT(FADD, 2 * len);
-                NOMUL_COUNT(PALOG2, len); NOMUL_COUNT(PAEXP2, len); NOMUL_COUNT(PAM, len);
-            } else {
-                NOMUL_COUNT(FMUL, len); NOMUL_COUNT(FDIV, len); NOMUL_COUNT(FTRANS, len);
-                NOMUL_COUNT(FADD, 3 * len);
-            }
-            for (long j = 0; j < len; j++) {
-                float d = row[j] - running_mean[c];
-                out[j] = m.pa ? pam(pad(d, nomul_pa_sqrt(running_var[c] + eps)), gamma[c]) + beta[c]
-                              : d / sqrtf(running_var[c] + eps) * gamma[c] + beta[c];
-            }
+            scatter_channel(nb, C, S, c, out, y, 0);
         }
-        scatter_channel(nb, C, S, c, out, y, 0);
     }
 }
 
@@ -616,19 +622,24 @@ void nomul_batch_norm_backward(nomul_fmode m, int nb, int C, int S, const float 
                                float eps, const float *dy, float *dx, float *dgamma,
                                float *dbeta)
 {
-    set_mode(m);
-    long len = (long)nb * S;
-    float *row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 4);
-    if (!row)
-        return;
-    float *grow = row + len, *drow = row + 2 * len, *dd = row + 3 * len;
-    for (int c = 0; c < C; c++) {
-        gather_channel(nb, C, S, c, x, row);
-        gather_channel(nb, C, S, c, dy, grow);
-        memset(drow, 0, (size_t)len * sizeof *drow);
-        ln_row_backward(m, (int)len, row, gamma + c, 0, mean[c], rstd[c], eps, grow, drow,
-                        dgamma + c, dbeta + c, 0, dd);
-        scatter_channel(nb, C, S, c, drow, dx, 1);
+    const long len = (long)nb * S;
+    /* per channel: its own dγ, dβ and dx entries, so threads never meet */
+#pragma omp parallel num_threads(row_threads((long)C * len))
+    {
+        set_mode(m); /* per thread */
+        float *row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 4);
+        float *grow = row + len, *drow = row + 2 * len, *dd = row + 3 * len;
+#pragma omp for schedule(static)
+        for (int c = 0; c < C; c++) {
+            if (!row)
+                continue;
+            gather_channel(nb, C, S, c, x, row);
+            gather_channel(nb, C, S, c, dy, grow);
+            memset(drow, 0, (size_t)len * sizeof *drow);
+            ln_row_backward(m, (int)len, row, gamma + c, 0, mean[c], rstd[c], eps, grow, drow,
+                            dgamma + c, dbeta + c, 0, dd);
+            scatter_channel(nb, C, S, c, drow, dx, 1);
+        }
     }
 }
 
