@@ -23,5 +23,6 @@
 #include "nomul/progress.h"
 #include "nomul/models.h"
 #include "nomul/train.h"
+#include "nomul/text.h"
 
 #endif
