@@ -279,6 +279,11 @@ static void test_bad_arguments_are_clear_errors(void **state)
          "/nonexistent/i.gz"},
         {"train --bogus", "unknown option '--bogus'"},
         {"eval", "--checkpoint FILE is required"},
+        {"bleu", "want --ref REF and a hypothesis file"},
+        {"bleu --ref /nonexistent/r README.md", "/nonexistent/r"},
+        {"corpus", "usage"},
+        {"corpus wmt", "unknown corpus 'wmt'"},
+        {"corpus ding --dict /nonexistent/de-en", "/nonexistent/de-en"},
         {"eval --checkpoint /nonexistent/c.safetensors", "/nonexistent/c.safetensors"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -491,6 +496,27 @@ static void test_train_eval_resume(void **state)
     free(out);
 }
 
+/* sacreBLEU's published example through the command line, in its format */
+static void test_bleu(void **state)
+{
+    (void)state;
+    char h[512], r1[512], r2[512], *out;
+    snprintf(h, sizeof h, "%s/hyp.txt", tmpdir);
+    snprintf(r1, sizeof r1, "%s/ref1.txt", tmpdir);
+    snprintf(r2, sizeof r2, "%s/ref2.txt", tmpdir);
+    write_file(h, "The dog bit the man.\nIt wasn't surprising.\nThe man had just bitten him.\n");
+    write_file(r1, "The dog bit the man.\nIt was not unexpected.\nThe man bit him first.\n");
+    write_file(r2, "The dog had bit the man.\nNo one was surprised.\nThe man had bitten the dog.\n");
+    int rc = run(&out, "bleu --ref '%s' --ref '%s' '%s'", r1, r2, h);
+    expect(rc, 0, out, "BLEU = 48.53 82.4/50.0/45.5/37.5 (BP = 0.943 ratio = 0.944 hyp_len = 17 "
+                       "ref_len = 18)");
+    free(out);
+    write_file(r2, "only one line\n");
+    rc = run(&out, "bleu --ref '%s' --ref '%s' '%s'", r1, r2, h);
+    expect(rc, 2, out, "has 3 lines but");
+    free(out);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -526,6 +552,7 @@ int main(void)
         cmocka_unit_test(test_help_and_info),
         cmocka_unit_test(test_plot),
         cmocka_unit_test(test_train_eval_resume),
+        cmocka_unit_test(test_bleu),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

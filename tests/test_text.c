@@ -11,11 +11,130 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "nomul/nomul.h"
 #include "testutil.h"
+#include "tu_files.h"
+
+static void write_bytes(const char *path, const char *bytes, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, n, f), n);
+    fclose(f);
+}
+#define WRITE(name, lit) write_bytes(tu_path(name), lit, sizeof(lit) - 1)
+
+static void test_parallel_files(void **state)
+{
+    (void)state;
+    WRITE("a.de", "Guten Morgen.\r\nSch\xc3\xb6n!\n\nletzte Zeile");
+    WRITE("a.en", "Good morning.\nLovely!\n\nlast line\n");
+    nomul_parallel *p = nomul_parallel_read(tu_path("a.de"), tu_path("a.en"));
+    assert_non_null(p);
+    assert_int_equal(p->n, 4);
+    assert_string_equal(p->src[0], "Guten Morgen.");
+    assert_string_equal(p->src[1], "Sch\xc3\xb6n!");
+    assert_string_equal(p->src[2], "");
+    assert_string_equal(p->tgt[3], "last line");
+    nomul_parallel_free(p);
+    static const struct {
+        const char *bytes, *needle;
+    } bad[] = {
+        {"ok\nbad \xc0\x80 overlong\n", "b.de:2: invalid UTF-8 at byte 5"},
+        {"\xed\xa0\x80 surrogate\n", "b.de:1: invalid UTF-8 at byte 1"},
+        {"cut \xe2\x82\n", "b.de:1: invalid UTF-8 at byte 5"},
+        {"\xf5\x80\x80\x80 too high\n", "b.de:1: invalid UTF-8"},
+        {"one\ntwo\nthree\n", "has 3 lines but"},
+    };
+    WRITE("b.en", "one\ntwo\n");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_bytes(tu_path("b.de"), bad[i].bytes, strlen(bad[i].bytes));
+        tu_last_error[0] = 0;
+        assert_null(nomul_parallel_read(tu_path("b.de"), tu_path("b.en")));
+        if (!strstr(tu_last_error, bad[i].needle))
+            fail_msg("case %zu: '%s' lacks '%s'", i, tu_last_error, bad[i].needle);
+    }
+    assert_null(nomul_parallel_read(tu_path("none.de"), tu_path("b.en")));
+    assert_non_null(strstr(tu_last_error, "none.de"));
+}
+
+static long count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    long n = 0;
+    int c;
+    while ((c = fgetc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static void test_ding_corpus(void **state)
+{
+    (void)state;
+    /* each entry written by hand in the dictionary's format; the comments say
+     * which pairs the documented filter must keep */
+    WRITE("dict",
+          "# Version :: test\n"
+          /* kept: annotations and synonyms stripped */
+          "Das ist ein Test {m} [ugs.]. :: This is a test [coll.].\n"
+          /* kept: the second alternative only (the first is no sentence) */
+          "Hund {m} | Der Hund bellt laut. :: dog | The dog barks loudly.\n"
+          /* skipped: alternative counts differ */
+          "Ich gehe jetzt. | Ja :: I am going now.\n"
+          /* skipped: placeholder */
+          "Er gibt jdm. etw. zur\xc3\xbc" "ck. :: He gives sth. back to sb.\n"
+          /* skipped: too short */
+          "Komm her! :: Come here!\n"
+          /* skipped: duplicate German sentence */
+          "Das ist ein Test. :: That is a test.\n"
+          /* kept: umlaut capital, first synonym */
+          "\xc3\x84pfel sind sehr gesund.; \xc3\x84pfel sind gesund. :: Apples are very healthy.; Apples are healthy.\n"
+          /* skipped: no separator */
+          "Nur eine Seite ohne Trenner.\n");
+    long counts[3];
+    char out[1100];
+    snprintf(out, sizeof out, "%s", tu_path("ding"));
+    assert_int_equal(nomul_ding_corpus(tu_path("dict"), out, counts), 0);
+    assert_int_equal(counts[0] + counts[1] + counts[2], 3);
+    char de[1200], en[1200];
+    const char *want[3][2] = {{"Das ist ein Test.", "This is a test."},
+                              {"Der Hund bellt laut.", "The dog barks loudly."},
+                              {"\xc3\x84pfel sind sehr gesund.", "Apples are very healthy."}};
+    int found = 0;
+    static const char *const part[3] = {"train", "valid", "test"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(de, sizeof de, "%s/%s.de", out, part[k]);
+        snprintf(en, sizeof en, "%s/%s.en", out, part[k]);
+        assert_int_equal(count_lines(de), counts[k]);
+        nomul_parallel *p = nomul_parallel_read(de, en);
+        assert_non_null(p);
+        for (long i = 0; i < p->n; i++)
+            for (int w = 0; w < 3; w++)
+                if (!strcmp(p->src[i], want[w][0])) {
+                    assert_string_equal(p->tgt[i], want[w][1]);
+                    found++;
+                }
+        nomul_parallel_free(p);
+    }
+    assert_int_equal(found, 3);
+    assert_int_equal(nomul_ding_corpus(tu_path("nodict"), out, counts), -1);
+    assert_non_null(strstr(tu_last_error, "nodict"));
+    /* Debian's dictionary, when installed: the counts the README states */
+    if (access("/usr/share/trans/de-en", R_OK) == 0) {
+        assert_int_equal(nomul_ding_corpus("/usr/share/trans/de-en", out, counts), 0);
+        printf("  trans-de-en: %ld train, %ld valid, %ld test\n", counts[0], counts[1],
+               counts[2]);
+        assert_int_equal(counts[0], 17529);
+        assert_int_equal(counts[1], 373);
+        assert_int_equal(counts[2], 356);
+    }
+}
 
 static void test_tokenize_13a(void **state)
 {
@@ -96,12 +215,26 @@ static void test_bleu_edges(void **state)
     assert_true(fabs(r.bp - exp(1.0 - 2.0)) < 1e-12);
 }
 
+static int setup(void **state)
+{
+    (void)state;
+    return tu_tmpdir_setup("text");
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return tu_tmpdir_teardown();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokenize_13a),
         cmocka_unit_test(test_bleu_published_example),
         cmocka_unit_test(test_bleu_edges),
+        cmocka_unit_test(test_parallel_files),
+        cmocka_unit_test(test_ding_corpus),
     };
-    return cmocka_run_group_tests_name("text", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("text", tests, setup, teardown);
 }

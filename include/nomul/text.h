@@ -1,5 +1,7 @@
 /*
- * nomul/text.h — text for translation: BLEU as sacreBLEU scores it.
+ * nomul/text.h — text for translation: parallel corpora (one UTF-8 sentence
+ * per line in a source and a target file), a German–English corpus built
+ * from Debian's trans-de-en dictionary, and BLEU as sacreBLEU scores it.
  */
 #ifndef NOMUL_TEXT_H
 #define NOMUL_TEXT_H
@@ -7,6 +9,30 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* A parallel corpus: src[i] translates to tgt[i]. */
+typedef struct nomul_parallel {
+    long n;
+    char **src, **tgt;
+} nomul_parallel;
+
+/* Reads two files of one sentence per line (LF or CRLF). Invalid UTF-8 (RFC
+ * 3629), a NUL byte, or line counts that differ are errors naming the file
+ * and line; NULL after the report. */
+nomul_parallel *nomul_parallel_read(const char *src_path, const char *tgt_path);
+void nomul_parallel_free(nomul_parallel *p);
+
+/* Builds a German–English corpus from a Ding dictionary file (Debian's
+ * /usr/share/trans/de-en: "DE | DE2 :: EN | EN2", ";" between synonyms,
+ * {m} [ugs.] (…) annotations) into out_dir/{train,valid,test}.{de,en}:
+ * alternatives paired in order (entries whose sides have different counts
+ * skipped), the first synonym of each side, annotations removed, spaces
+ * collapsed; kept when both sides are whole sentences (an uppercase first
+ * letter, ending in . ! or ?, 4 to 50 words) without the dictionary's
+ * placeholders (etw., jdm., sth., sb., ...), the first pair of each German
+ * sentence only. The split hashes the German sentence (FNV-1a, mod 100):
+ * 0–1 test, 2–3 valid, the rest train. counts: train, valid, test. */
+int nomul_ding_corpus(const char *dict_path, const char *out_dir, long counts[3]);
 
 /* sacreBLEU's default tokenizer "13a" (mteval-v13a.pl): entities unescaped,
  * ASCII punctuation split off, periods and commas split unless between

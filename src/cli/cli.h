@@ -50,5 +50,7 @@ int cmd_audit(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_corpus(int argc, char **argv);
+int cmd_bleu(int argc, char **argv);
 
 #endif

@@ -22,7 +22,9 @@ static const char usage[] =
     "  train                 train a model (default: the fully piecewise affine ViT\n"
     "                        on Fashion-MNIST); --keys lists the configuration\n"
     "  eval --checkpoint F   evaluate a checkpoint on its test set\n"
-    "  plot RUN.jsonl...     curves of metric logs as SVG\n"
+    "  plot RUN.jsonl...     curves of metric logs as SVG or PNG\n"
+    "  corpus ding           German-English sentence pairs from Debian's trans-de-en\n"
+    "  bleu --ref R HYP      corpus BLEU as sacreBLEU computes it\n"
     "  info                  version and instruction sets\n"
     "\n"
     "options:\n"
@@ -74,6 +76,10 @@ int main(int argc, char **argv)
         return cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0)
         return cmd_eval(argc - 1, argv + 1);
+    if (strcmp(cmd, "corpus") == 0)
+        return cmd_corpus(argc - 1, argv + 1);
+    if (strcmp(cmd, "bleu") == 0)
+        return cmd_bleu(argc - 1, argv + 1);
     if (strcmp(cmd, "plot") == 0)
         return cmd_plot(argc - 1, argv + 1);
     if (strcmp(cmd, "info") == 0)
