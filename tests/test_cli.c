@@ -282,6 +282,12 @@ static void test_bad_arguments_are_clear_errors(void **state)
         {"bleu", "want --ref REF and a hypothesis file"},
         {"bleu --ref /nonexistent/r README.md", "/nonexistent/r"},
         {"corpus", "usage"},
+        {"bpe", "usage"},
+        {"bpe shrink", "unknown subcommand 'shrink'"},
+        {"bpe learn -o x README.md", "want --merges N"},
+        {"bpe learn --merges 0 -o x README.md", "--merges"},
+        {"bpe apply", "want --codes CODES"},
+        {"bpe apply --codes /nonexistent/codes", "/nonexistent/codes"},
         {"corpus wmt", "unknown corpus 'wmt'"},
         {"corpus ding --dict /nonexistent/de-en", "/nonexistent/de-en"},
         {"eval --checkpoint /nonexistent/c.safetensors", "/nonexistent/c.safetensors"},
@@ -517,6 +523,39 @@ static void test_bleu(void **state)
     free(out);
 }
 
+/* BPE through the command line: learn, apply, undo, and fairseq's dict */
+static void test_bpe(void **state)
+{
+    (void)state;
+    char txt[512], codes[512], seg[512], dict[512], *out;
+    snprintf(txt, sizeof txt, "%s/words.txt", tmpdir);
+    snprintf(codes, sizeof codes, "%s/codes", tmpdir);
+    snprintf(seg, sizeof seg, "%s/seg.txt", tmpdir);
+    snprintf(dict, sizeof dict, "%s/dict.txt", tmpdir);
+    write_file(txt, "low low low low low\nlower lower\nnewest newest newest newest newest "
+                    "newest\nwidest widest widest\n");
+    int rc = run(&out, "bpe learn --merges 100 -o '%s' '%s'", codes, txt);
+    expect(rc, 0, out, "13 merges from 4 lines");
+    free(out);
+    rc = run(&out, "bpe apply --codes '%s' < '%s' > '%s'", codes, txt, seg);
+    expect(rc, 0, out, NULL);
+    free(out);
+    write_file(txt, "lowest wider\n");
+    rc = run(&out, "bpe apply --codes '%s' < '%s'", codes, txt);
+    expect(rc, 0, out, "lo@@ west wid@@ e@@ r");
+    free(out);
+    rc = run(&out, "bpe dict -o '%s' '%s'", dict, seg);
+    expect(rc, 0, out, "4 tokens");
+    free(out);
+    FILE *f = fopen(dict, "r");
+    char text[256];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    /* count descending, ties by bytes */
+    assert_string_equal(text, "newest 6\nlow 5\nwidest 3\nlower 2\n");
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -553,6 +592,7 @@ int main(void)
         cmocka_unit_test(test_plot),
         cmocka_unit_test(test_train_eval_resume),
         cmocka_unit_test(test_bleu),
+        cmocka_unit_test(test_bpe),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

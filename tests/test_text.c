@@ -215,6 +215,103 @@ static void test_bleu_edges(void **state)
     assert_true(fabs(r.bp - exp(1.0 - 2.0)) < 1e-12);
 }
 
+/* subword-nmt's algorithm on the word counts of Sennrich et al.'s example,
+ * the merges worked out by hand (ties to the greatest pair of strings) */
+static void test_bpe_learn_apply(void **state)
+{
+    (void)state;
+    const char *lines[16];
+    int n = 0;
+    for (int i = 0; i < 5; i++)
+        lines[n++] = "low";
+    lines[n++] = "lower lower";
+    for (int i = 0; i < 3; i++)
+        lines[n++] = "newest newest";
+    lines[n++] = "widest widest widest";
+    nomul_bpe *b = nomul_bpe_learn(lines, n, 100, 2);
+    assert_non_null(b);
+    assert_int_equal(nomul_bpe_merges(b), 13);
+    assert_int_equal(nomul_bpe_save(b, tu_path("codes")), 0);
+    FILE *f = fopen(tu_path("codes"), "r");
+    char text[1024];
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = 0;
+    assert_string_equal(text, "#version: 0.2\n"
+                              "s t</w>\ne st</w>\nl o\nw est</w>\nn e\nne west</w>\nlo w</w>\n"
+                              "w i\nwi d\nwid est</w>\nw e\nwe r</w>\nlo wer</w>\n");
+    static const char *const cases[][2] = {
+        {"lowest", "lo@@ west"},
+        {"low lower newest", "low lower newest"},
+        {"widest  wider", "widest wid@@ e@@ r"},
+        {"l\xc3\xb6west", "l@@ \xc3\xb6@@ west"},
+        {"", ""},
+    };
+    nomul_bpe *c = nomul_bpe_load(tu_path("codes"));
+    assert_non_null(c);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int k = 0; k < 2; k++) {
+            char *o = nomul_bpe_apply(k ? c : b, cases[i][0]);
+            assert_non_null(o);
+            if (strcmp(o, cases[i][1]))
+                fail_msg("apply('%s') = '%s', want '%s'", cases[i][0], o, cases[i][1]);
+            nomul_bpe_remove(o);
+            char want[64];
+            snprintf(want, sizeof want, "%s", cases[i][0]);
+            char *w = want, *q = want; /* spaces collapsed */
+            for (; *w; w++)
+                if (*w != ' ' || (q > want && q[-1] != ' '))
+                    *q++ = *w;
+            *q = 0;
+            assert_string_equal(o, want);
+            free(o);
+        }
+    nomul_bpe_free(b);
+    nomul_bpe_free(c);
+    WRITE("badcodes", "#version: 0.2\na b\nnospace\n");
+    assert_null(nomul_bpe_load(tu_path("badcodes")));
+    assert_non_null(strstr(tu_last_error, "badcodes:3"));
+}
+
+/* On the Ding corpus (when installed): segmenting and unsegmenting every
+ * training sentence gives it back. */
+static void test_bpe_round_trip_on_corpus(void **state)
+{
+    (void)state;
+    if (access("/usr/share/trans/de-en", R_OK) != 0) {
+        printf("  (trans-de-en is not installed)\n");
+        return;
+    }
+    long counts[3];
+    char out[1100], de[1200], en[1200];
+    snprintf(out, sizeof out, "%s", tu_path("ding2"));
+    assert_int_equal(nomul_ding_corpus("/usr/share/trans/de-en", out, counts), 0);
+    snprintf(de, sizeof de, "%s/train.de", out);
+    snprintf(en, sizeof en, "%s/train.en", out);
+    nomul_parallel *p = nomul_parallel_read(de, en);
+    assert_non_null(p);
+    long n = tu_scale() < 1 ? 500 : p->n;
+    nomul_bpe *b = nomul_bpe_learn((const char *const *)p->src, n, tu_scale() < 1 ? 100 : 2000, 2);
+    assert_non_null(b);
+    long tokens = 0, words = 0;
+    for (long i = 0; i < n; i++) {
+        char *o = nomul_bpe_apply(b, p->src[i]);
+        for (const char *q = o; *q; q++)
+            tokens += *q == ' ';
+        tokens++;
+        for (const char *q = p->src[i]; *q; q++)
+            words += *q == ' ';
+        words++;
+        nomul_bpe_remove(o);
+        if (strcmp(o, p->src[i]))
+            fail_msg("line %ld: '%s' came back as '%s'", i + 1, p->src[i], o);
+        free(o);
+    }
+    printf("  %d merges: %ld words became %ld subwords\n", nomul_bpe_merges(b), words, tokens);
+    nomul_bpe_free(b);
+    nomul_parallel_free(p);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -235,6 +332,8 @@ int main(void)
         cmocka_unit_test(test_bleu_edges),
         cmocka_unit_test(test_parallel_files),
         cmocka_unit_test(test_ding_corpus),
+        cmocka_unit_test(test_bpe_learn_apply),
+        cmocka_unit_test(test_bpe_round_trip_on_corpus),
     };
     return cmocka_run_group_tests_name("text", tests, setup, teardown);
 }

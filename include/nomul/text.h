@@ -54,6 +54,27 @@ typedef struct nomul_bleu_result {
 int nomul_bleu(const char *const *hyps, const char *const *const *refs, int nrefs, long n,
                nomul_bleu_result *r);
 
+/* Byte-pair encoding as subword-nmt: words (split on spaces) as UTF-8 code
+ * points, the last marked "</w>"; each merge joins the most frequent
+ * adjacent pair (ties: the greatest pair of strings, as subword-nmt's max
+ * over (count, pair)); learning stops after `merges` merges or when the best
+ * pair occurs fewer than min_freq times. NULL after a report. */
+typedef struct nomul_bpe nomul_bpe;
+nomul_bpe *nomul_bpe_learn(const char *const *lines, long n, int merges, int min_freq);
+/* A merges file in subword-nmt's format ("#version: 0.2", then "A B" lines),
+ * written or read (a malformed line is named). */
+int nomul_bpe_save(const nomul_bpe *b, const char *path);
+nomul_bpe *nomul_bpe_load(const char *path);
+int nomul_bpe_merges(const nomul_bpe *b);
+void nomul_bpe_free(nomul_bpe *b);
+/* A line segmented as subword-nmt's apply_bpe: the lowest-ranked pair merged
+ * while any applies, every subword but a word's last marked "@@"; malloc'd
+ * (free it), NULL after a report. */
+char *nomul_bpe_apply(nomul_bpe *b, const char *line);
+/* Undoes the segmentation in place ("@@ " and a final "@@" removed), as
+ * fairseq's --remove-bpe before scoring. */
+void nomul_bpe_remove(char *line);
+
 #ifdef __cplusplus
 }
 #endif

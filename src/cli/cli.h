@@ -52,5 +52,6 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_corpus(int argc, char **argv);
 int cmd_bleu(int argc, char **argv);
+int cmd_bpe(int argc, char **argv);
 
 #endif

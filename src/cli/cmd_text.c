@@ -27,7 +27,210 @@ static const char bleu_usage[] =
     "closest reference length), printed in sacreBLEU's format. The files must have\n"
     "the same number of lines and be valid UTF-8.\n";
 
+static const char bpe_usage[] =
+    "usage: nomul bpe learn --merges N [--min-freq F] -o CODES FILE...\n"
+    "       nomul bpe apply --codes CODES < IN > OUT\n"
+    "       nomul bpe dict -o dict.txt FILE...\n"
+    "\n"
+    "Byte-pair encoding as subword-nmt: 'learn' writes a merges file in subword-nmt's\n"
+    "format from the words of the files (UTF-8, one sentence per line); 'apply'\n"
+    "segments stdin with '@@ ' between subwords; 'dict' counts the tokens of\n"
+    "segmented files into fairseq's dict.txt (count descending, then by bytes).\n";
+
 static void quiet(nomul_status status, const char *message) { (void)status, (void)message; }
+
+/* Every line of the files, concatenated (a parallel read of a file with itself
+ * checks the UTF-8). */
+static nomul_parallel **read_all(const char *command, char **files, int nfiles, long *total)
+{
+    nomul_parallel **p = calloc((size_t)nfiles, sizeof *p);
+    *total = 0;
+    for (int i = 0; p && i < nfiles; i++) {
+        if (!(p[i] = nomul_parallel_read(files[i], files[i]))) {
+            cli_error("%s: %s", command, nomul_last_error_message());
+            for (int k = 0; k < i; k++)
+                nomul_parallel_free(p[k]);
+            free(p);
+            return NULL;
+        }
+        *total += p[i]->n;
+    }
+    return p;
+}
+
+static int by_string(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int by_count(const void *a, const void *b)
+{
+    const struct tok {
+        const char *s;
+        long n;
+    } *x = a, *y = b;
+    return x->n != y->n ? (x->n < y->n ? 1 : -1) : strcmp(x->s, y->s);
+}
+
+int cmd_bpe(int argc, char **argv)
+{
+    if (argc < 2 || cli_is_help(argv[1])) {
+        fputs(bpe_usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? CLI_USAGE : CLI_OK;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "learn") && strcmp(sub, "apply") && strcmp(sub, "dict")) {
+        cli_error("bpe: unknown subcommand '%s' (learn, apply, dict)", sub);
+        return CLI_USAGE;
+    }
+    cli_args a;
+    cli_args_init(&a, argc - 1, argv + 1, "bpe");
+    const char *out = NULL, *codes = NULL, *arg;
+    uint64_t merges = 0, minf = 2;
+    char *files[256];
+    int nfiles = 0;
+    while ((arg = cli_next(&a))) {
+        if (cli_is_help(arg)) {
+            fputs(bpe_usage, stdout);
+            return CLI_OK;
+        } else if (cli_is(&a, arg, "merges")) {
+            const char *v = cli_value(&a, "merges");
+            if (!v || !cli_parse_u64("--merges", v, 1, 10000000, &merges))
+                return CLI_USAGE;
+        } else if (cli_is(&a, arg, "min-freq")) {
+            const char *v = cli_value(&a, "min-freq");
+            if (!v || !cli_parse_u64("--min-freq", v, 1, 1000000000, &minf))
+                return CLI_USAGE;
+        } else if (cli_is(&a, arg, "codes")) {
+            if (!(codes = cli_value(&a, "codes")))
+                return CLI_USAGE;
+        } else if (!strcmp(arg, "-o") || cli_is(&a, arg, "output")) {
+            if (!strcmp(arg, "-o") ? !(out = cli_next(&a)) : !(out = cli_value(&a, "output"))) {
+                cli_error("bpe: -o needs a file");
+                return CLI_USAGE;
+            }
+        } else if (arg[0] == '-' && arg[1]) {
+            cli_unknown(&a, arg);
+            return CLI_USAGE;
+        } else if (nfiles < 256)
+            files[nfiles++] = (char *)arg;
+    }
+    nomul_set_error_handler(quiet);
+    if (!strcmp(sub, "apply")) {
+        if (!codes || nfiles) {
+            cli_error("bpe apply: want --codes CODES and the text on stdin");
+            return CLI_USAGE;
+        }
+        nomul_bpe *b = nomul_bpe_load(codes);
+        if (!b) {
+            cli_error("bpe apply: %s", nomul_last_error_message());
+            return CLI_USAGE;
+        }
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t len;
+        int rc = CLI_OK;
+        while ((len = getline(&line, &cap, stdin)) >= 0) {
+            if (len > 0 && line[len - 1] == '\n')
+                line[len - 1] = 0;
+            char *o = nomul_bpe_apply(b, line);
+            if (!o) {
+                cli_error("bpe apply: %s", nomul_last_error_message());
+                rc = CLI_FAILED;
+                break;
+            }
+            puts(o);
+            free(o);
+        }
+        free(line);
+        nomul_bpe_free(b);
+        return rc;
+    }
+    if (!out || !nfiles || (!strcmp(sub, "learn") && !merges)) {
+        cli_error("bpe %s: want %s-o FILE and input files", sub,
+                  strcmp(sub, "learn") ? "" : "--merges N, ");
+        return CLI_USAGE;
+    }
+    long total;
+    nomul_parallel **p = read_all(sub, files, nfiles, &total);
+    if (!p)
+        return CLI_USAGE;
+    const char **lines = malloc(sizeof *lines * (size_t)(total ? total : 1));
+    long k = 0;
+    for (int i = 0; lines && i < nfiles; i++)
+        for (long j = 0; j < p[i]->n; j++)
+            lines[k++] = p[i]->src[j];
+    int rc = CLI_FAILED;
+    if (!lines) {
+        cli_error("bpe: out of memory");
+    } else if (!strcmp(sub, "learn")) {
+        nomul_bpe *b = nomul_bpe_learn(lines, total, (int)merges, (int)minf);
+        if (!b || nomul_bpe_save(b, out))
+            cli_error("bpe learn: %s", nomul_last_error_message());
+        else {
+            printf("%s: %d merges from %ld lines\n", out, nomul_bpe_merges(b), total);
+            rc = CLI_OK;
+        }
+        nomul_bpe_free(b);
+    } else { /* dict: tokens counted, sorted as fairseq's Dictionary.finalize */
+        struct tok {
+            const char *s;
+            long n;
+        } *t = NULL;
+        long nt = 0, nw = 0, wcap = 0;
+        const char **all = NULL;
+        char **copies = calloc((size_t)(total ? total : 1), sizeof *copies);
+        for (long i = 0; copies && i < total; i++) {
+            if (!(copies[i] = strdup(lines[i])))
+                break;
+            for (char *save = NULL, *w = strtok_r(copies[i], " ", &save); w;
+                 w = strtok_r(NULL, " ", &save)) {
+                if (nw == wcap) {
+                    const char **na = realloc(all, sizeof *all * (size_t)(wcap = wcap ? 2 * wcap : 4096));
+                    if (!na)
+                        break;
+                    all = na;
+                }
+                all[nw++] = w;
+            }
+        }
+        /* sort the tokens, count the runs */
+        qsort(all, (size_t)nw, sizeof *all, by_string);
+        t = malloc(sizeof *t * (size_t)(nw ? nw : 1));
+        for (long i = 0; t && i < nw; i++) {
+            if (nt && !strcmp(t[nt - 1].s, all[i]))
+                t[nt - 1].n++;
+            else {
+                t[nt].s = all[i];
+                t[nt++].n = 1;
+            }
+        }
+        free(all);
+        qsort(t, (size_t)nt, sizeof *t, by_count);
+        FILE *f = fopen(out, "w");
+        if (!f)
+            cli_error("bpe dict: cannot write '%s'", out);
+        else {
+            for (long q = 0; q < nt; q++)
+                fprintf(f, "%s %ld\n", t[q].s, t[q].n);
+            if (fclose(f))
+                cli_error("bpe dict: writing '%s' failed", out);
+            else {
+                printf("%s: %ld tokens\n", out, nt);
+                rc = CLI_OK;
+            }
+        }
+        for (long i = 0; copies && i < total; i++)
+            free(copies[i]);
+        free(copies);
+        free(t);
+    }
+    free(lines);
+    for (int i = 0; i < nfiles; i++)
+        nomul_parallel_free(p[i]);
+    free(p);
+    return rc;
+}
 
 int cmd_corpus(int argc, char **argv)
 {

@@ -25,6 +25,7 @@ static const char usage[] =
     "  plot RUN.jsonl...     curves of metric logs as SVG or PNG\n"
     "  corpus ding           German-English sentence pairs from Debian's trans-de-en\n"
     "  bleu --ref R HYP      corpus BLEU as sacreBLEU computes it\n"
+    "  bpe learn|apply|dict  byte-pair encoding as subword-nmt, fairseq's dict.txt\n"
     "  info                  version and instruction sets\n"
     "\n"
     "options:\n"
@@ -78,6 +79,8 @@ int main(int argc, char **argv)
         return cmd_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "corpus") == 0)
         return cmd_corpus(argc - 1, argv + 1);
+    if (strcmp(cmd, "bpe") == 0)
+        return cmd_bpe(argc - 1, argv + 1);
     if (strcmp(cmd, "bleu") == 0)
         return cmd_bleu(argc - 1, argv + 1);
     if (strcmp(cmd, "plot") == 0)
