@@ -90,6 +90,51 @@ long nomul_model_param_count(nomul_model *m);
 nomul_tensor *nomul_model_forward(nomul_model *m, nomul_graph *g, const nomul_op_cfgs *cfgs,
                                   nomul_tensor *x, const nomul_forward_opts *o);
 
+/* ---- the transformer encoder-decoder (translation) --------------------------- */
+
+typedef struct nomul_seq2seq_config {
+    int vocab_src, vocab_tgt;
+    int dim, ffn, heads, enc_layers, dec_layers;
+    int max_positions;
+    float dropout;
+    int share_dec_embed; /* the output projection is the decoder's embedding table */
+    int pad, bos, eos;   /* token ids (fairseq's: 1, 0, 2) */
+} nomul_seq2seq_config;
+
+/* Named sizes: "transformer_iwslt_de_en" (fairseq's: 512 wide, FFN 1024, 4
+ * heads, 6 + 6 layers, dropout 0.3), "transformer_small" (256, 512, 4, 3 + 3,
+ * 0.2), "transformer_tiny" (64, 128, 4, 2 + 2, 0.1); shared decoder input and
+ * output embeddings, 1024 positions. 0 and a report for an unknown name. */
+int nomul_seq2seq_config_named(const char *name, int vocab_src, int vocab_tgt,
+                               nomul_seq2seq_config *c);
+
+typedef struct nomul_seq2seq nomul_seq2seq;
+/* fairseq's initialisation (embeddings N(0, 1/d) with zero padding rows,
+ * Xavier-uniform matrices, zero biases, unit norms) from the seed. */
+nomul_seq2seq *nomul_seq2seq_new(const nomul_seq2seq_config *c, uint64_t seed);
+void nomul_seq2seq_free(nomul_seq2seq *m);
+int nomul_seq2seq_params(nomul_seq2seq *m, nomul_param **params);
+const nomul_seq2seq_config *nomul_seq2seq_get_config(const nomul_seq2seq *m);
+/* Logits (b·t, vocab_tgt) of the target inputs tgt_in (b, t: bos then the
+ * target shifted right) given the sources src (b, s, padded with pad). */
+nomul_tensor *nomul_seq2seq_forward(nomul_seq2seq *m, nomul_graph *g, const nomul_op_cfgs *cfgs,
+                                    const int *src, int b, int s, const int *tgt_in, int t,
+                                    const nomul_forward_opts *o);
+
+typedef struct nomul_search_opts {
+    int beam;           /* 1: greedy */
+    double len_penalty; /* scores are Σ log p / length^len_penalty (fairseq's lenpen) */
+    double max_len_a, max_len_b; /* at most a·(source length) + b tokens */
+} nomul_search_opts;
+
+/* Beam search for each of b sources (b, s, padded): out[i] receives a
+ * malloc'd array of out_len[i] token ids (without bos and eos). Runs in the
+ * model's configured arithmetic; hypotheses are ranked in double. 0, or -1
+ * after a report (nothing allocated then). */
+int nomul_seq2seq_translate(nomul_seq2seq *m, nomul_graph *g, const nomul_op_cfgs *cfgs,
+                            const int *src, int b, int s, const nomul_search_opts *so,
+                            int **out, int *out_len);
+
 #ifdef __cplusplus
 }
 #endif

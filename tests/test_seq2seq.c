@@ -1,0 +1,275 @@
+/*
+ * test_seq2seq.c — the transformer encoder-decoder: fairseq's parameter
+ * count for transformer_iwslt_de_en, gradients against central differences,
+ * the masks (padding and causality change nothing they should not), a tiny
+ * model learning to reverse sequences in float and fully piecewise affine
+ * modes, and greedy and beam search decoding what it learned.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "nomul/nomul.h"
+#include "testutil.h"
+
+static void test_sizes(void **state)
+{
+    (void)state;
+    nomul_seq2seq_config c;
+    /* fairseq's IWSLT14 de-en vocabularies (8,848 German, 6,632 English): fairseq reports
+     * 39,469,056 parameters for transformer_iwslt_de_en */
+    assert_int_equal(nomul_seq2seq_config_named("transformer_iwslt_de_en", 8848, 6632, &c), 1);
+    nomul_seq2seq *m = nomul_seq2seq_new(&c, 1);
+    assert_non_null(m);
+    nomul_param *p;
+    int n = nomul_seq2seq_params(m, &p);
+    long total = 0;
+    for (int i = 0; i < n; i++)
+        total += p[i].t->n;
+    assert_int_equal(total, 39469056);
+    assert_string_equal(p[0].name, "encoder.embed_tokens.weight");
+    for (int k = 0; k < 512; k++)
+        assert_true(p[0].t->data[1 * 512 + k] == 0.0f); /* the padding row */
+    nomul_seq2seq_free(m);
+    nomul_set_error_handler(NULL);
+    assert_int_equal(nomul_seq2seq_config_named("transformer_big", 10, 10, &c), 0);
+    assert_non_null(strstr(nomul_last_error_message(), "transformer_tiny"));
+    nomul_seq2seq_config_named("transformer_tiny", 10, 10, &c);
+    c.heads = 3;
+    assert_null(nomul_seq2seq_new(&c, 1));
+    nomul_clear_error();
+}
+
+static double loss_of(nomul_seq2seq *m, nomul_graph *g, const nomul_op_cfgs *c, const int *src,
+                      int b, int s, const int *tin, const int *tout, int t)
+{
+    nomul_graph_reset(g);
+    nomul_tensor *z = nomul_seq2seq_forward(m, g, c, src, b, s, tin, t, NULL);
+    nomul_tensor *l = nomul_cross_entropy(g, &c->family[NOMUL_CFG_LOSS_FUNCTIONAL], z, tout, 1,
+                                          0.1f);
+    assert_non_null(l);
+    return l ? l->data[0] : NAN;
+}
+
+static void test_gradients(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x55};
+    nomul_seq2seq_config cfg;
+    nomul_seq2seq_config_named("transformer_tiny", 9, 11, &cfg);
+    cfg.dim = 16;
+    cfg.ffn = 24;
+    cfg.enc_layers = cfg.dec_layers = 1;
+    nomul_seq2seq *m = nomul_seq2seq_new(&cfg, tu_next(&r));
+    nomul_op_cfgs c;
+    nomul_op_cfgs_default(&c);
+    nomul_graph *g = nomul_graph_new((size_t)1 << 24);
+    /* two sources, the second padded; targets with padding ignored */
+    const int src[2 * 4] = {5, 6, 7, 8, 4, 3, 1, 1};
+    const int tin[2 * 3] = {0, 4, 5, 0, 6, 1}, tout[2 * 3] = {4, 5, 2, 6, 2, 1};
+    nomul_param *p;
+    int n = nomul_seq2seq_params(m, &p);
+    for (int i = 0; i < n; i++)
+        nomul_tensor_zero_grad(p[i].t);
+    nomul_graph_reset(g);
+    nomul_tensor *z = nomul_seq2seq_forward(m, g, &c, src, 2, 4, tin, 3, NULL);
+    nomul_tensor *l = nomul_cross_entropy(g, &c.family[NOMUL_CFG_LOSS_FUNCTIONAL], z, tout, 1, 0.1f);
+    nomul_backward(g, l);
+    int bad = 0;
+    for (int trial = 0; trial < 24; trial++) {
+        nomul_param *q = &p[tu_next(&r) % (unsigned)n];
+        long i = (long)(tu_next(&r) % (unsigned long)q->t->n);
+        float keep = q->t->data[i];
+        double fd[2];
+        for (int k = 0; k < 2; k++) { /* two steps: a kink fools at most one */
+            const float h = k ? 3e-4f : 2e-3f;
+            q->t->data[i] = keep + h;
+            double up = loss_of(m, g, &c, src, 2, 4, tin, tout, 3);
+            q->t->data[i] = keep - h;
+            double dn = loss_of(m, g, &c, src, 2, 4, tin, tout, 3);
+            q->t->data[i] = keep;
+            fd[k] = (up - dn) / (2.0 * h);
+        }
+        int ok = 0;
+        for (int k = 0; k < 2; k++)
+            ok |= fabs(fd[k] - q->t->grad[i]) <= 3e-2 * fabs(fd[k]) + 2e-3;
+        if (!ok) {
+            bad++;
+            printf("  %s[%ld]: autodiff %g, differences %g / %g\n", q->name, i, q->t->grad[i],
+                   fd[0], fd[1]);
+        }
+    }
+    if (bad > 1) /* a ReLU switching inside the step may fool one */
+        FAIL_SEED("%d of 24 gradients disagree with central differences", bad);
+    nomul_graph_free(g);
+    nomul_seq2seq_free(m);
+}
+
+static void test_masks(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x56};
+    nomul_seq2seq_config cfg;
+    nomul_seq2seq_config_named("transformer_tiny", 12, 12, &cfg);
+    nomul_seq2seq *m = nomul_seq2seq_new(&cfg, tu_next(&r));
+    nomul_op_cfgs c;
+    nomul_op_cfgs_all_pam(&c);
+    nomul_graph *g = nomul_graph_new((size_t)1 << 24);
+    const int tin[4] = {0, 5, 6, 7};
+    float first[4 * 12];
+    /* a padded source gives the logits of the unpadded one */
+    const int s3[3] = {4, 9, 10}, s5[5] = {4, 9, 10, 1, 1};
+    nomul_graph_reset(g);
+    nomul_tensor *a = nomul_seq2seq_forward(m, g, &c, s3, 1, 3, tin, 4, NULL);
+    memcpy(first, a->data, sizeof first);
+    nomul_graph_reset(g);
+    nomul_tensor *b = nomul_seq2seq_forward(m, g, &c, s5, 1, 5, tin, 4, NULL);
+    assert_memory_equal(first, b->data, sizeof first);
+    /* later target tokens do not change earlier positions' logits */
+    const int tin2[4] = {0, 5, 11, 3};
+    nomul_graph_reset(g);
+    nomul_tensor *d = nomul_seq2seq_forward(m, g, &c, s3, 1, 3, tin2, 4, NULL);
+    assert_memory_equal(first, d->data, 2 * 12 * sizeof(float));
+    assert_true(memcmp(first + 2 * 12, d->data + 2 * 12, 2 * 12 * sizeof(float)) != 0);
+    nomul_graph_free(g);
+    nomul_seq2seq_free(m);
+}
+
+/* Sequences of 3..6 tokens from 4..11, and their reverses. */
+enum { B = 32, S = 6, V = 12 };
+static void batch(tu_rng *r, int *src, int *tin, int *tout, int *len)
+{
+    for (int i = 0; i < B; i++) {
+        int n = 3 + (int)(tu_next(r) % 4);
+        len[i] = n;
+        for (int j = 0; j < S; j++)
+            src[i * S + j] = j < n ? 4 + (int)(tu_next(r) % (V - 4)) : 1;
+        tin[i * (S + 1)] = 0;
+        for (int j = 0; j < S + 1; j++) {
+            int tok = j < n ? src[i * S + n - 1 - j] : j == n ? 2 : 1;
+            tout[i * (S + 1) + j] = tok;
+            if (j + 1 < S + 1)
+                tin[i * (S + 1) + j + 1] = j < n ? tok : 1;
+        }
+    }
+}
+
+static double train_reverse(int pa, nomul_seq2seq **out_model, uint64_t seed)
+{
+    tu_rng r = {seed};
+    nomul_seq2seq_config cfg;
+    nomul_seq2seq_config_named("transformer_tiny", V, V, &cfg);
+    cfg.dim = 32;
+    cfg.ffn = 64;
+    cfg.dropout = 0.0f;
+    nomul_seq2seq *m = nomul_seq2seq_new(&cfg, tu_next(&r));
+    nomul_op_cfgs c;
+    if (pa)
+        nomul_op_cfgs_all_pam(&c);
+    else
+        nomul_op_cfgs_default(&c);
+    nomul_param *p;
+    int n = nomul_seq2seq_params(m, &p);
+    float **mo = calloc((size_t)n, sizeof *mo), **ve = calloc((size_t)n, sizeof *ve);
+    for (int i = 0; i < n; i++) {
+        mo[i] = calloc((size_t)p[i].t->n, sizeof(float));
+        ve[i] = calloc((size_t)p[i].t->n, sizeof(float));
+    }
+    nomul_adamw opt;
+    nomul_adamw_init(&opt, 3e-3f, 0.0f, pa);
+    nomul_graph *g = nomul_graph_new((size_t)1 << 26);
+    int src[B * S], tin[B * (S + 1)], tout[B * (S + 1)], len[B];
+    const int steps = tu_scale() < 1 ? 10 : 300;
+    double tail = 0.0;
+    for (int step = 0; step < steps; step++) {
+        batch(&r, src, tin, tout, len);
+        for (int i = 0; i < n; i++)
+            nomul_tensor_zero_grad(p[i].t);
+        nomul_graph_reset(g);
+        nomul_tensor *z = nomul_seq2seq_forward(m, g, &c, src, B, S, tin, S + 1, NULL);
+        nomul_tensor *l = nomul_cross_entropy(g, &c.family[NOMUL_CFG_LOSS_FUNCTIONAL], z, tout,
+                                              1, 0.0f);
+        assert_non_null(l);
+        if (step >= steps - 10)
+            tail += l->data[0] / 10.0;
+        nomul_backward(g, l);
+        nomul_adamw_begin_step(&opt);
+        for (int i = 0; i < n; i++)
+            nomul_adamw_update(&opt, (size_t)p[i].t->n, p[i].t->data, p[i].t->grad, mo[i], ve[i]);
+    }
+    for (int i = 0; i < n; i++) {
+        free(mo[i]);
+        free(ve[i]);
+    }
+    free(mo);
+    free(ve);
+    nomul_graph_free(g);
+    *out_model = m;
+    return tail;
+}
+
+static void test_learns_to_reverse_and_decodes(void **state)
+{
+    (void)state;
+    const uint64_t seed = tu_seed() ^ 0x57;
+    for (int pa = 0; pa < 2; pa++) {
+        nomul_seq2seq *m;
+        double loss = train_reverse(pa, &m, seed);
+        printf("  reverse task, %s: loss %.4f (mean of the last 10 steps)\n",
+               pa ? "fully piecewise affine" : "float", loss);
+        if (tu_scale() >= 1 && !(loss < 0.5))
+            FAIL_SEED("%s: loss %g after 300 steps, want below 0.5", pa ? "PA" : "float", loss);
+        if (tu_scale() < 1) {
+            nomul_seq2seq_free(m);
+            continue;
+        }
+        /* decode fresh sequences: greedy and beam 4 reproduce the reverses */
+        nomul_op_cfgs c;
+        if (pa)
+            nomul_op_cfgs_all_pam(&c);
+        else
+            nomul_op_cfgs_default(&c);
+        tu_rng r = {seed ^ 0xDEC0DE};
+        int src[B * S], tin[B * (S + 1)], tout[B * (S + 1)], len[B];
+        batch(&r, src, tin, tout, len);
+        nomul_graph *g = nomul_graph_new((size_t)1 << 26);
+        for (int beam = 1; beam <= 4; beam += 3) {
+            nomul_search_opts so = {beam, 1.0, 1.0, 2.0};
+            int *out[8], olen[8], right = 0;
+            assert_int_equal(nomul_seq2seq_translate(m, g, &c, src, 8, S, &so, out, olen), 0);
+            for (int i = 0; i < 8; i++) {
+                int ok = olen[i] == len[i];
+                for (int j = 0; ok && j < len[i]; j++)
+                    ok = out[i][j] == tout[i * (S + 1) + j];
+                right += ok;
+                free(out[i]);
+            }
+            printf("  %s, beam %d: %d of 8 reversed exactly\n", pa ? "PA" : "float", beam, right);
+            /* chance is about 8^−4 per sequence: half right shows the decoder works */
+            if (right < 4)
+                FAIL_SEED("%s beam %d: only %d of 8 sequences reversed", pa ? "PA" : "float",
+                          beam, right);
+        }
+        nomul_graph_free(g);
+        nomul_seq2seq_free(m);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_gradients),
+        cmocka_unit_test(test_masks),
+        cmocka_unit_test(test_learns_to_reverse_and_decodes),
+    };
+    printf("test_seq2seq: seed %llu\n", (unsigned long long)tu_seed());
+    return cmocka_run_group_tests_name("seq2seq", tests, NULL, NULL);
+}
