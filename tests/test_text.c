@@ -312,6 +312,76 @@ static void test_bpe_round_trip_on_corpus(void **state)
     nomul_parallel_free(p);
 }
 
+static void test_vocab_and_batches(void **state)
+{
+    (void)state;
+    WRITE("dict.txt", "the 10\nhouse@@ 4\nhouse 3\n");
+    nomul_vocab *v = nomul_vocab_load(tu_path("dict.txt"));
+    assert_non_null(v);
+    assert_int_equal(nomul_vocab_size(v), 7);
+    assert_int_equal(nomul_vocab_id(v, "<pad>"), NOMUL_PAD);
+    assert_int_equal(nomul_vocab_id(v, "the"), 4);
+    assert_string_equal(nomul_vocab_token(v, 5), "house@@");
+    int ids[8];
+    assert_int_equal(nomul_vocab_encode(v, "the  house@@ boat", ids, 8), 4);
+    assert_int_equal(ids[0], 4);
+    assert_int_equal(ids[1], 5);
+    assert_int_equal(ids[2], NOMUL_UNK);
+    assert_int_equal(ids[3], NOMUL_EOS);
+    assert_int_equal(nomul_vocab_encode(v, "the the the", ids, 3), -1);
+    nomul_vocab_free(v);
+    WRITE("bad.txt", "the 10\nhouse\n");
+    assert_null(nomul_vocab_load(tu_path("bad.txt")));
+    assert_non_null(strstr(tu_last_error, "bad.txt:2"));
+    WRITE("dup.txt", "the 10\nthe 3\n");
+    assert_null(nomul_vocab_load(tu_path("dup.txt")));
+    assert_non_null(strstr(tu_last_error, "dup.txt:2: the token 'the' again"));
+
+    /* batches: every pair once, within the budget, sorted by length */
+    tu_rng r = {tu_seed() ^ 0xBA};
+    enum { N = 500 };
+    long sl[N], tl[N];
+    for (int i = 0; i < N; i++) {
+        sl[i] = 1 + (long)(tu_next(&r) % 40);
+        tl[i] = 1 + (long)(tu_next(&r) % 40);
+    }
+    long *starts, *order;
+    const long budget = 200;
+    long nb = nomul_token_batches(sl, tl, N, budget, &starts, &order);
+    assert_true(nb > 0);
+    int seen[N] = {0};
+    for (long b = 0; b < nb; b++) {
+        long longest = 0, count = starts[b + 1] - starts[b];
+        assert_true(count >= 1);
+        for (long k = starts[b]; k < starts[b + 1]; k++) {
+            long i = order[k];
+            seen[i]++;
+            longest = sl[i] > longest ? sl[i] : longest;
+            longest = tl[i] > longest ? tl[i] : longest;
+            if (k > 0)
+                assert_true(tl[order[k - 1]] <= tl[i]);
+        }
+        if (longest * count > budget)
+            FAIL_SEED("batch %ld: %ld pairs of up to %ld tokens exceed %ld", b, count, longest,
+                      budget);
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(seen[i], 1);
+    long *perm = malloc(sizeof *perm * (size_t)nb), *perm2 = malloc(sizeof *perm2 * (size_t)nb);
+    nomul_shuffle_batches(nb, 7, 3, perm);
+    nomul_shuffle_batches(nb, 7, 3, perm2);
+    assert_memory_equal(perm, perm2, sizeof *perm * (size_t)nb);
+    nomul_shuffle_batches(nb, 7, 4, perm2);
+    assert_true(memcmp(perm, perm2, sizeof *perm * (size_t)nb) != 0);
+    free(perm);
+    free(perm2);
+    free(starts);
+    free(order);
+    sl[17] = 500;
+    assert_int_equal(nomul_token_batches(sl, tl, N, budget, &starts, &order), -1);
+    assert_non_null(strstr(tu_last_error, "sentence pair 18 has 500 tokens"));
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -334,6 +404,7 @@ int main(void)
         cmocka_unit_test(test_ding_corpus),
         cmocka_unit_test(test_bpe_learn_apply),
         cmocka_unit_test(test_bpe_round_trip_on_corpus),
+        cmocka_unit_test(test_vocab_and_batches),
     };
     return cmocka_run_group_tests_name("text", tests, setup, teardown);
 }

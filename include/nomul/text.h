@@ -6,6 +6,8 @@
 #ifndef NOMUL_TEXT_H
 #define NOMUL_TEXT_H
 
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -71,6 +73,32 @@ void nomul_bpe_free(nomul_bpe *b);
  * while any applies, every subword but a word's last marked "@@"; malloc'd
  * (free it), NULL after a report. */
 char *nomul_bpe_apply(nomul_bpe *b, const char *line);
+/* A vocabulary read from fairseq's dict.txt ("TOKEN COUNT" lines): ids 0..3
+ * are fairseq's specials <s>, <pad>, </s>, <unk>, then the file's tokens in
+ * order. A malformed line or a repeated token is an error naming the line. */
+enum { NOMUL_BOS = 0, NOMUL_PAD = 1, NOMUL_EOS = 2, NOMUL_UNK = 3 };
+typedef struct nomul_vocab nomul_vocab;
+nomul_vocab *nomul_vocab_load(const char *path);
+void nomul_vocab_free(nomul_vocab *v);
+int nomul_vocab_size(const nomul_vocab *v);
+int nomul_vocab_id(const nomul_vocab *v, const char *token); /* -1 if absent */
+const char *nomul_vocab_token(const nomul_vocab *v, int id);
+/* The ids of a line's space-separated tokens (unknown ones <unk>) and </s>,
+ * as fairseq binarizes; their count, or -1 after a report if more than max. */
+int nomul_vocab_encode(const nomul_vocab *v, const char *line, int *ids, int max);
+
+/* Batches by a token budget, as fairseq's --max-tokens: pairs ordered by
+ * target then source length (stable), each batch filled while
+ * (pairs + 1) · (longest side) ≤ max_tokens. *order receives the pair
+ * indices in that order, *starts the nb + 1 batch boundaries in it (both
+ * malloc'd); returns nb, or -1 after a report (a pair longer than the budget
+ * is named). */
+long nomul_token_batches(const long *src_len, const long *tgt_len, long n, long max_tokens,
+                         long **starts, long **order);
+/* The order of nb batches in an epoch: a Fisher–Yates shuffle from the seed
+ * and the epoch, so a resumed run replays it. */
+void nomul_shuffle_batches(long nb, uint64_t seed, long epoch, long *perm);
+
 /* Undoes the segmentation in place ("@@ " and a final "@@" removed), as
  * fairseq's --remove-bpe before scoring. */
 void nomul_bpe_remove(char *line);
