@@ -367,6 +367,130 @@ static void resume_case(const char *model)
     assert_int_equal(step_losses(pa, 0, la, 32), (int)at + 1);
 }
 
+/* Translation: word sequences and their reverses, with fairseq dictionaries. */
+static void write_translation_data(void)
+{
+    tu_rng r = {seed ^ 0x7A};
+    static const char *const split[3] = {"train", "valid", "test"};
+    const int count[3] = {120, 16, 12};
+    for (int k = 0; k < 3; k++) {
+        char sp[64], tp[64];
+        snprintf(sp, sizeof sp, "%s.src", split[k]);
+        snprintf(tp, sizeof tp, "%s.tgt", split[k]);
+        FILE *fs = fopen(tu_path(sp), "w"), *ft = fopen(tu_path(tp), "w");
+        assert_non_null(fs);
+        assert_non_null(ft);
+        for (int i = 0; i < count[k]; i++) {
+            int n = 3 + (int)(tu_next(&r) % 4), w[8];
+            for (int j = 0; j < n; j++)
+                w[j] = (int)(tu_next(&r) % 12);
+            for (int j = 0; j < n; j++)
+                fprintf(fs, "%sw%d", j ? " " : "", w[j]);
+            for (int j = 0; j < n; j++)
+                fprintf(ft, "%sw%d", j ? " " : "", w[n - 1 - j]);
+            fputc('\n', fs);
+            fputc('\n', ft);
+        }
+        fclose(fs);
+        fclose(ft);
+    }
+    FILE *d = fopen(tu_path("dict.txt"), "w");
+    for (int j = 0; j < 12; j++)
+        fprintf(d, "w%d %d\n", j, 100 - j);
+    fclose(d);
+}
+
+static void translation_config(nomul_train_config *c, const char *out)
+{
+    char err[256];
+    nomul_train_config_default(c);
+    const char *sets[][2] = {
+        {"task", "translation"},  {"model", "transformer_tiny"},  {"max_tokens", "96"},
+        {"steps", "14"},          {"warmup_steps", "2"},          {"lr", "0.002"},
+        {"log_every", "1"},       {"arena_mb", "64"},             {"beam", "2"},
+        {"checkpoint_every", "7"}, {"checkpoint_keep", "true"},   {"schedule", "inverse_sqrt"}};
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
+        assert_int_equal(nomul_train_config_set(c, sets[i][0], sets[i][1], err, sizeof err), 0);
+    snprintf(c->train_src, sizeof c->train_src, "%s", tu_path("train.src"));
+    snprintf(c->train_tgt, sizeof c->train_tgt, "%s", tu_path("train.tgt"));
+    snprintf(c->valid_src, sizeof c->valid_src, "%s", tu_path("valid.src"));
+    snprintf(c->valid_tgt, sizeof c->valid_tgt, "%s", tu_path("valid.tgt"));
+    snprintf(c->test_src, sizeof c->test_src, "%s", tu_path("test.src"));
+    snprintf(c->test_tgt, sizeof c->test_tgt, "%s", tu_path("test.tgt"));
+    snprintf(c->src_dict, sizeof c->src_dict, "%s", tu_path("dict.txt"));
+    snprintf(c->tgt_dict, sizeof c->tgt_dict, "%s", tu_path("dict.txt"));
+    snprintf(c->out_dir, sizeof c->out_dir, "%s", tu_path(out));
+    c->seed = (long)(seed % 1000000);
+}
+
+/* The trainer's translation task, fully PA: trains, logs tokens/s and the
+ * test BLEU, resumes exactly, and its checkpoint translates. */
+static void test_translation_task(void **state)
+{
+    (void)state;
+    write_translation_data();
+    nomul_train_config c, b;
+    translation_config(&c, "tr-a");
+    /* shrunk runs (valgrind): 4 steps resumed from 2, 3 test sentences */
+    const int shrunk = tu_scale() < 1;
+    const long total = shrunk ? 4 : 14, at = shrunk ? 2 : 7;
+    c.steps = total;
+    c.checkpoint_every = at;
+    c.test_limit = shrunk ? 3 : 0;
+    FILE *devnull = fopen("/dev/null", "w");
+    nomul_train_options o = {NULL, devnull, 0, 0.0};
+    nomul_train_result ra, rb;
+    if (nomul_train(&c, &o, &ra))
+        fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
+    assert_int_equal(ra.steps, total);
+    assert_true(ra.test_acc >= 0.0 && ra.test_acc <= 1.0); /* BLEU / 100 */
+    assert_int_equal(ra.counts.n[NOMUL_COUNT_FMUL], 0);    /* fully PA by default */
+    char ck[1200], pa[1200], pb[1200];
+    snprintf(ck, sizeof ck, "%s/checkpoint_%ld.safetensors", c.out_dir, at);
+    assert_int_equal(nomul_checkpoint_config(ck, &b), 0);
+    assert_string_equal(b.task, "translation");
+    snprintf(b.out_dir, sizeof b.out_dir, "%s", tu_path("tr-b"));
+    o.resume = ck;
+    if (nomul_train(&b, &o, &rb))
+        fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
+    snprintf(pa, sizeof pa, "%s/metrics.jsonl", c.out_dir);
+    snprintf(pb, sizeof pb, "%s/metrics.jsonl", b.out_dir);
+    double la[32], lb[32];
+    const int after = (int)(total - at);
+    assert_int_equal(step_losses(pa, at, la, 32), after);
+    assert_int_equal(step_losses(pb, at, lb, 32), after);
+    for (int i = 0; i < after; i++)
+        if (la[i] != lb[i])
+            fail_msg("seed %llu: step %ld: loss %.17g uninterrupted, %.17g resumed",
+                     (unsigned long long)seed, at + 1 + i, la[i], lb[i]);
+    char *m = slurp(pa);
+    assert_non_null(strstr(m, "\"tokens_per_s\": "));
+    assert_non_null(strstr(m, "\"test_bleu\": "));
+    free(m);
+    /* translating with the checkpoint: a line per input, words of the vocabulary */
+    snprintf(ck, sizeof ck, "%s/checkpoint_last.safetensors", c.out_dir);
+    const char *in[3] = {"w1 w2 w3", "w11 w0 w5 w7", "w4 unknownword"};
+    char *out[3];
+    assert_int_equal(nomul_translate_checkpoint(ck, &c, in, 3, out), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_non_null(out[i]);
+        for (char *w = strtok(out[i], " "); w; w = strtok(NULL, " "))
+            if (w[0] != 'w' && strcmp(w, "<unk>"))
+                fail_msg("translation %d has the token '%s'", i, w);
+        free(out[i]);
+    }
+    double loss, acc;
+    assert_int_equal(nomul_evaluate_checkpoint(ck, &c, &loss, &acc), -1);
+    assert_non_null(strstr(tu_last_error, "nomul translate"));
+    /* a missing file is named */
+    translation_config(&c, "tr-c");
+    snprintf(c.valid_tgt, sizeof c.valid_tgt, "%s", tu_path("nope.tgt"));
+    o.resume = NULL;
+    assert_int_equal(nomul_train(&c, &o, &ra), -1);
+    assert_non_null(strstr(tu_last_error, "nope.tgt"));
+    fclose(devnull);
+}
+
 static void test_resume_is_exact(void **state)
 {
     (void)state;
@@ -439,6 +563,7 @@ int main(void)
         cmocka_unit_test(test_train_learns_logs_and_checkpoints),
         cmocka_unit_test(test_resume_is_exact),
         cmocka_unit_test(test_resume_is_exact_cnn),
+        cmocka_unit_test(test_translation_task),
         cmocka_unit_test(test_bad_inputs_are_clear_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -5,7 +5,14 @@
  *
  * Configuration keys (JSON objects nest: {"data": {"train": ...}} is the key
  * data.train; `nomul train --keys` prints them all with their defaults):
- *   model                      a name of nomul_model_names()
+ *   task                       image | translation
+ *   model                      a name of nomul_model_names() (translation: a
+ *                              transformer name of nomul_seq2seq_config_named)
+ *   data.train_src, data.train_tgt, data.valid_src, data.valid_tgt,
+ *   data.test_src, data.test_tgt, data.src_dict, data.tgt_dict, data.bpe_codes
+ *                              translation: BPE-segmented parallel text, fairseq
+ *                              dict.txt files, the merges file
+ *   max_tokens, beam, lenpen, max_len_a, max_len_b   translation batches, search
  *   data.format                idx | cifar | folder
  *   data.train, data.test      images: an IDX file, CIFAR batch files
  *                              (comma separated) or a folder root
@@ -44,6 +51,7 @@ extern "C" {
 #define NOMUL_PATH_MAX 1024
 
 typedef struct nomul_train_config {
+    char task[16]; /* "image" or "translation" */
     char model[64];
     char data_format[16];
     char train_images[NOMUL_PATH_MAX], train_labels[NOMUL_PATH_MAX];
@@ -60,6 +68,15 @@ typedef struct nomul_train_config {
     float label_smoothing, drop_path;
     int crop_pad, hflip;
     float mean[4], std[4];
+    /* translation: BPE-segmented parallel files, fairseq dictionaries, the
+     * merges file (for nomul translate), batching and search */
+    char train_src[NOMUL_PATH_MAX], train_tgt[NOMUL_PATH_MAX];
+    char valid_src[NOMUL_PATH_MAX], valid_tgt[NOMUL_PATH_MAX];
+    char test_src[NOMUL_PATH_MAX], test_tgt[NOMUL_PATH_MAX];
+    char src_dict[NOMUL_PATH_MAX], tgt_dict[NOMUL_PATH_MAX], bpe_codes[NOMUL_PATH_MAX];
+    long max_tokens;
+    int beam;
+    float lenpen, max_len_a, max_len_b;
     int randaugment_n;
     float randaugment_m, randaugment_mstd, erase_prob;
     float mixup, cutmix, mix_prob, mix_switch_prob;
@@ -94,7 +111,8 @@ void nomul_train_config_print_keys(const nomul_train_config *c, FILE *out);
 typedef struct nomul_train_result {
     long steps;                /* the step reached */
     double train_loss;         /* mean training loss of the last epoch (or part) */
-    double test_loss, test_acc; /* the last evaluation (NaN if none) */
+    double test_loss, test_acc; /* the last evaluation (NaN if none); translation: the
+                                 * validation loss and test BLEU / 100 */
     double seconds;            /* wall time of this run */
     nomul_op_counts counts;    /* arithmetic of this run's training steps (audit) */
     long counted_steps;
@@ -118,6 +136,13 @@ int nomul_checkpoint_config(const char *path, nomul_train_config *c);
  * possibly with overrides): mean loss and accuracy. 0, or -1 after a report. */
 int nomul_evaluate_checkpoint(const char *path, const nomul_train_config *c, double *loss,
                               double *acc);
+
+/* Translates n raw lines with a translation checkpoint and its configuration
+ * c (data.bpe_codes segments them, BPE is removed from the output; beam,
+ * lenpen, max_len_a, max_len_b as configured): out[i] receives a malloc'd
+ * line. 0, or -1 after a report (nothing allocated then). */
+int nomul_translate_checkpoint(const char *path, const nomul_train_config *c,
+                               const char *const *lines, long n, char **out);
 
 #ifdef __cplusplus
 }

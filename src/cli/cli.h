@@ -53,5 +53,6 @@ int cmd_eval(int argc, char **argv);
 int cmd_corpus(int argc, char **argv);
 int cmd_bleu(int argc, char **argv);
 int cmd_bpe(int argc, char **argv);
+int cmd_translate(int argc, char **argv);
 
 #endif

@@ -36,6 +36,14 @@ static const char train_usage[] =
     "checkpoint_last.safetensors (parameters under timm's names, the optimizer's\n"
     "moments under optimizer.*, the configuration and step in the metadata).\n";
 
+static const char translate_usage[] =
+    "usage: nomul translate --checkpoint FILE [--config FILE] [--set KEY=VALUE ...]\n"
+    "\n"
+    "Translates the lines of stdin with a checkpoint of a translation run (its\n"
+    "configuration names the dictionaries and the BPE merges; --set beam=N, lenpen,\n"
+    "max_len_a, max_len_b or an operation family change the search), one line of\n"
+    "stdout per line of stdin.\n";
+
 static const char eval_usage[] =
     "usage: nomul eval --checkpoint FILE [--config FILE] [--set KEY=VALUE ...]\n"
     "\n"
@@ -77,7 +85,7 @@ static int parse(int argc, char **argv, const char *command, opts *o, int *help)
         } else if (cli_is(&a, arg, "resume") && !strcmp(command, "train")) {
             if (!(o->resume = cli_value(&a, "resume")))
                 return CLI_USAGE;
-        } else if (cli_is(&a, arg, "checkpoint") && !strcmp(command, "eval")) {
+        } else if (cli_is(&a, arg, "checkpoint") && strcmp(command, "train")) {
             if (!(o->checkpoint = cli_value(&a, "checkpoint")))
                 return CLI_USAGE;
         } else if (cli_is(&a, arg, "set")) {
@@ -228,4 +236,58 @@ int cmd_eval(int argc, char **argv)
     printf("%s: %s on %s: test loss %.4f, test accuracy %.2f%%\n", o.checkpoint, c.model,
            c.test_images, loss, 100.0 * acc);
     return CLI_OK;
+}
+
+int cmd_translate(int argc, char **argv)
+{
+    opts o;
+    int help, rc = parse(argc, argv, "translate", &o, &help);
+    if (rc || help) {
+        if (help)
+            fputs(translate_usage, stdout);
+        return rc;
+    }
+    if (!o.checkpoint) {
+        cli_error("translate: --checkpoint FILE is required (see nomul translate --help)");
+        return CLI_USAGE;
+    }
+    nomul_train_config c;
+    if ((rc = build_config("translate", &o, o.checkpoint, &c)))
+        return rc;
+    if (strcmp(c.task, "translation")) {
+        cli_error("translate: '%s' is a checkpoint of task '%s', not translation", o.checkpoint,
+                  c.task);
+        return CLI_USAGE;
+    }
+    char **lines = NULL, *line = NULL;
+    long n = 0, cap = 0;
+    size_t lcap = 0;
+    ssize_t len;
+    while ((len = getline(&line, &lcap, stdin)) >= 0) {
+        if (len > 0 && line[len - 1] == '\n')
+            line[len - 1] = 0;
+        if (n == cap) {
+            char **nl = realloc(lines, sizeof *nl * (size_t)(cap = cap ? 2 * cap : 64));
+            if (!nl)
+                break;
+            lines = nl;
+        }
+        lines[n++] = strdup(line);
+    }
+    free(line);
+    char **out = calloc((size_t)(n ? n : 1), sizeof *out);
+    rc = CLI_OK;
+    if (!out || nomul_translate_checkpoint(o.checkpoint, &c, (const char *const *)lines, n, out)) {
+        cli_error("translate: %s", out ? nomul_last_error_message() : "out of memory");
+        rc = CLI_USAGE;
+    } else
+        for (long i = 0; i < n; i++) {
+            puts(out[i]);
+            free(out[i]);
+        }
+    for (long i = 0; i < n; i++)
+        free(lines[i]);
+    free(lines);
+    free(out);
+    return rc;
 }

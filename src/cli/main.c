@@ -22,6 +22,7 @@ static const char usage[] =
     "  train                 train a model (default: the fully piecewise affine ViT\n"
     "                        on Fashion-MNIST); --keys lists the configuration\n"
     "  eval --checkpoint F   evaluate a checkpoint on its test set\n"
+    "  translate --checkpoint F   translate stdin with a translation checkpoint\n"
     "  plot RUN.jsonl...     curves of metric logs as SVG or PNG\n"
     "  corpus ding           German-English sentence pairs from Debian's trans-de-en\n"
     "  bleu --ref R HYP      corpus BLEU as sacreBLEU computes it\n"
@@ -79,6 +80,8 @@ int main(int argc, char **argv)
         return cmd_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "corpus") == 0)
         return cmd_corpus(argc - 1, argv + 1);
+    if (strcmp(cmd, "translate") == 0)
+        return cmd_translate(argc - 1, argv + 1);
     if (strcmp(cmd, "bpe") == 0)
         return cmd_bpe(argc - 1, argv + 1);
     if (strcmp(cmd, "bleu") == 0)

@@ -296,10 +296,19 @@ int nomul_ding_corpus(const char *dict_path, const char *out_dir, long counts[3]
     char **keep = NULL;
     long nkeep = 0, capkeep = 0;
     counts[0] = counts[1] = counts[2] = 0;
-    if (mkdir(out_dir, 0777) && errno != EEXIST) {
-        nomul_report(NOMUL_EIO, "cannot create '%s': %s", out_dir, strerror(errno));
-        goto out;
-    }
+    snprintf(path, sizeof path, "%s", out_dir); /* mkdir -p */
+    for (char *q = path + 1;; q++)
+        if (*q == '/' || !*q) {
+            char was = *q;
+            *q = 0;
+            if (mkdir(path, 0777) && errno != EEXIST) {
+                nomul_report(NOMUL_EIO, "cannot create '%s': %s", path, strerror(errno));
+                goto out;
+            }
+            *q = was;
+            if (!was)
+                break;
+        }
     for (int k = 0; k < 3; k++)
         for (int l = 0; l < 2; l++) {
             snprintf(path, sizeof path, "%s/%s.%s", out_dir, part[k], l ? "en" : "de");

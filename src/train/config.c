@@ -26,6 +26,7 @@ typedef struct key_def {
 
 #define FIELD(f) offsetof(nomul_train_config, f), sizeof(((nomul_train_config *)0)->f)
 static const key_def keys[] = {
+    {"task", K_STR, FIELD(task), 0, 0, "image|translation", "what is trained"},
     {"model", K_STR, FIELD(model), 0, 0, NULL, "the architecture (nomul_model_names)"},
     {"data.format", K_STR, FIELD(data_format), 0, 0, "idx|cifar|folder", "the files' format"},
     {"data.train", K_STR, FIELD(train_images), 0, 0, NULL,
@@ -40,6 +41,23 @@ static const key_def keys[] = {
      "train on the first N images only (0: all)"},
     {"data.test_limit", K_LONG, FIELD(test_limit), 0, 1e12, NULL,
      "evaluate on the first N images only (0: all)"},
+    {"data.train_src", K_STR, FIELD(train_src), 0, 0, NULL, "translation: training sources (BPE)"},
+    {"data.train_tgt", K_STR, FIELD(train_tgt), 0, 0, NULL, "translation: training targets (BPE)"},
+    {"data.valid_src", K_STR, FIELD(valid_src), 0, 0, NULL, "translation: validation sources"},
+    {"data.valid_tgt", K_STR, FIELD(valid_tgt), 0, 0, NULL, "translation: validation targets"},
+    {"data.test_src", K_STR, FIELD(test_src), 0, 0, NULL, "translation: test sources (BPE)"},
+    {"data.test_tgt", K_STR, FIELD(test_tgt), 0, 0, NULL,
+     "translation: test targets (BPE; BLEU against them with BPE removed)"},
+    {"data.src_dict", K_STR, FIELD(src_dict), 0, 0, NULL, "translation: fairseq dict.txt"},
+    {"data.tgt_dict", K_STR, FIELD(tgt_dict), 0, 0, NULL, "translation: fairseq dict.txt"},
+    {"data.bpe_codes", K_STR, FIELD(bpe_codes), 0, 0, NULL,
+     "translation: the merges file, for nomul translate"},
+    {"max_tokens", K_LONG, FIELD(max_tokens), 1, 1e9, NULL,
+     "translation: tokens per batch (fairseq's --max-tokens)"},
+    {"beam", K_INT, FIELD(beam), 1, 1000, NULL, "translation: beam size"},
+    {"lenpen", K_FLOAT, FIELD(lenpen), 0, 100, NULL, "translation: length penalty"},
+    {"max_len_a", K_FLOAT, FIELD(max_len_a), 0, 100, NULL, "translation: max length a·src + b"},
+    {"max_len_b", K_FLOAT, FIELD(max_len_b), 0, 10000, NULL, "translation: max length a·src + b"},
     {"epochs", K_LONG, FIELD(epochs), 0, 1e9, NULL, "passes over the training set"},
     {"steps", K_LONG, FIELD(steps), 0, 1e12, NULL, "optimizer steps (> 0 overrides epochs)"},
     {"batch_size", K_INT, FIELD(batch_size), 1, 1 << 20, NULL, "training batch"},
@@ -96,6 +114,7 @@ static const key_def keys[] = {
 void nomul_train_config_default(nomul_train_config *c)
 {
     memset(c, 0, sizeof *c);
+    snprintf(c->task, sizeof c->task, "image");
     snprintf(c->model, sizeof c->model, "vit_fmnist");
     snprintf(c->data_format, sizeof c->data_format, "idx");
     const char *d = "/usr/share/datasets/fashion-mnist";
@@ -124,6 +143,11 @@ void nomul_train_config_default(nomul_train_config *c)
     c->drop_path = 0.0f;
     c->crop_pad = 0;
     c->hflip = 1;
+    c->max_tokens = 4096;
+    c->beam = 5;
+    c->lenpen = 1.0f;
+    c->max_len_a = 1.2f;
+    c->max_len_b = 10.0f;
     c->randaugment_m = 9.0f;
     c->randaugment_mstd = 0.5f;
     c->mix_prob = 1.0f;
@@ -351,11 +375,22 @@ int nomul_train_config_check(const nomul_train_config *c, char *err, size_t errl
         snprintf(err, errlen, "config key 'model' is empty");
         return -1;
     }
-    if (!c->train_images[0] || !c->test_images[0]) {
+    if (!strcmp(c->task, "translation")) {
+        const char *need[][2] = {{"data.train_src", c->train_src}, {"data.train_tgt", c->train_tgt},
+                                 {"data.valid_src", c->valid_src}, {"data.valid_tgt", c->valid_tgt},
+                                 {"data.test_src", c->test_src},   {"data.test_tgt", c->test_tgt},
+                                 {"data.src_dict", c->src_dict},   {"data.tgt_dict", c->tgt_dict}};
+        for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
+            if (!need[i][1][0]) {
+                snprintf(err, errlen, "task translation needs config key '%s'", need[i][0]);
+                return -1;
+            }
+    } else if (!c->train_images[0] || !c->test_images[0]) {
         snprintf(err, errlen, "config keys 'data.train' and 'data.test' must name the data");
         return -1;
     }
-    if (!strcmp(c->data_format, "idx") && (!c->train_labels[0] || !c->test_labels[0])) {
+    if (strcmp(c->task, "translation") && !strcmp(c->data_format, "idx") &&
+        (!c->train_labels[0] || !c->test_labels[0])) {
         snprintf(err, errlen, "data.format idx needs 'data.train_labels' and 'data.test_labels'");
         return -1;
     }

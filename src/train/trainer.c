@@ -30,6 +30,7 @@
 #include "nomul/safetensors.h"
 #include "nomul/train.h"
 #include "nomul/version.h"
+#include "trainer_internal.h"
 
 static double now_s(void)
 {
@@ -244,13 +245,6 @@ static int truncate_metrics(const char *path, long step)
 
 /* ---- checkpoints ---------------------------------------------------------- */
 
-typedef struct run_state {
-    long step;                  /* optimizer steps done */
-    double epoch_loss, window_loss; /* running sums since the epoch / log line began */
-    long epoch_n, window_n;
-    nomul_adamw adam;
-} run_state;
-
 static void fmt_hex(char *buf, size_t len, double v) { snprintf(buf, len, "%a", v); }
 
 static int save_checkpoint(const char *path, const nomul_train_config *c, nomul_param *p, int np,
@@ -363,7 +357,7 @@ static int load_tensor(const nomul_safetensors *f, const char *path, const char 
     return 0;
 }
 
-static int load_params(const nomul_safetensors *f, const char *path, nomul_param *p, int np)
+int train_load_params(const nomul_safetensors *f, const char *path, nomul_param *p, int np)
 {
     for (int i = 0; i < np; i++)
         if (load_tensor(f, path, p[i].name, p[i].t, p[i].t->data))
@@ -401,6 +395,11 @@ int nomul_evaluate_checkpoint(const char *path, const nomul_train_config *c, dou
         nomul_report(NOMUL_EINVAL, "%s", err);
         return -1;
     }
+    if (!strcmp(c->task, "translation")) {
+        nomul_report(NOMUL_EINVAL, "'%s' is a translation checkpoint: its training ends with "
+                     "the test BLEU; nomul translate --checkpoint translates with it", path);
+        return -1;
+    }
     nomul_safetensors *f = nomul_safetensors_read(path);
     nomul_image_set *test = f ? load_set(c, 0) : NULL;
     nomul_model *m = test ? nomul_model_new(c->model, c->image, c->channels, c->classes, 0)
@@ -410,7 +409,7 @@ int nomul_evaluate_checkpoint(const char *path, const nomul_train_config *c, dou
     if (g) {
         nomul_param *p;
         int np = nomul_model_params(m, &p);
-        if (!load_params(f, path, p, np))
+        if (!train_load_params(f, path, p, np))
             rc = evaluate(m, g, c, test, loss, acc);
     }
     nomul_graph_free(g);
@@ -422,22 +421,13 @@ int nomul_evaluate_checkpoint(const char *path, const nomul_train_config *c, dou
 
 /* ---- the run -------------------------------------------------------------- */
 
-typedef struct trainer {
-    const nomul_train_config *c;
-    FILE *out;
+/* The image-classification task (the translation task is in task_translation.c). */
+typedef struct img_task {
     nomul_image_set *train, *test;
     nomul_model *model;
-    nomul_param *p;
-    int np, ntrain; /* parameters and buffers; the trainable ones */
-    float **mom, **vel, **grads; /* grads, sizes: of the trainable ones */
-    int32_t *yrev;               /* a batch's labels reversed (mixup, cutmix) */
-    size_t *sizes;
     nomul_loader *loader;
-    nomul_graph *g;
-    float *lr;
-    long total, per_epoch;
-    char dir[NOMUL_PATH_MAX], metrics[NOMUL_PATH_MAX + 32];
-} trainer;
+    int32_t *yrev; /* a batch's labels reversed (mixup, cutmix) */
+} img_task;
 
 static void trainer_free(trainer *t)
 {
@@ -450,13 +440,10 @@ static void trainer_free(trainer *t)
     free(t->vel);
     free(t->grads);
     free(t->sizes);
-    free(t->yrev);
     free(t->lr);
-    nomul_loader_free(t->loader);
     nomul_graph_free(t->g);
-    nomul_model_free(t->model);
-    nomul_image_set_free(t->train);
-    nomul_image_set_free(t->test);
+    if (t->task && t->td)
+        t->task->free(t);
 }
 
 static int checkpoint(trainer *t, const run_state *st)
@@ -500,7 +487,7 @@ static int resume(trainer *t, const char *path, run_state *st)
                      path, st->step, t->total);
         goto out;
     }
-    if (load_params(f, path, t->p, t->np))
+    if (train_load_params(f, path, t->p, t->np))
         goto out;
     const int adam = !strcmp(t->c->optimizer, "adamw");
     char name[160];
@@ -523,29 +510,81 @@ out:
     return rc;
 }
 
+static int img_setup(trainer *t)
+{
+    const nomul_train_config *c = t->c;
+    img_task *it = calloc(1, sizeof *it);
+    if (!(t->td = it)) {
+        nomul_report(NOMUL_ENOMEM, "out of memory");
+        return -1;
+    }
+    if (!(it->train = load_set(c, 1)) || !(it->test = load_set(c, 0)))
+        return -1;
+    if (it->train->n < c->batch_size) {
+        nomul_report(NOMUL_EINVAL, "data.train holds %ld images, fewer than batch_size %d",
+                     it->train->n, c->batch_size);
+        return -1;
+    }
+    if (!(it->model = nomul_model_new(c->model, c->image, c->channels, c->classes,
+                                      (uint64_t)c->seed)))
+        return -1;
+    t->np = nomul_model_params(it->model, &t->p);
+    if (!(it->yrev = malloc(sizeof(int32_t) * (size_t)c->batch_size))) {
+        nomul_report(NOMUL_ENOMEM, "out of memory");
+        return -1;
+    }
+    nomul_augment a = augment_of(c, 1);
+    if (!(it->loader = nomul_loader_new(it->train, c->batch_size, 1, 1, &a, (uint64_t)c->seed)))
+        return -1;
+    t->per_epoch = nomul_loader_batches(it->loader);
+    snprintf(t->describe, sizeof t->describe, "%ld images (%ld test)", it->train->n,
+             it->test->n);
+    return 0;
+}
+
+static void img_free(trainer *t)
+{
+    img_task *it = t->td;
+    nomul_loader_free(it->loader);
+    nomul_model_free(it->model);
+    nomul_image_set_free(it->train);
+    nomul_image_set_free(it->test);
+    free(it->yrev);
+    free(it);
+    t->td = NULL;
+}
+
+static void img_start(trainer *t, long epoch, long first)
+{
+    nomul_loader_start(((img_task *)t->td)->loader, epoch, first);
+}
+
+static int img_evaluate(trainer *t, int final, double *loss, double *metric)
+{
+    (void)final;
+    img_task *it = t->td;
+    return evaluate(it->model, t->g, t->c, it->test, loss, metric);
+}
+
+static nomul_tensor *img_loss(trainer *t, const run_state *st, long *items);
+
+static const train_task image_task = {"images", "test_acc", "test acc", 100.0,
+                                      img_setup, img_start, img_loss, img_evaluate, img_free};
+
 static int setup(trainer *t, const nomul_train_config *c, run_state *st)
 {
     t->c = c;
     snprintf(t->dir, sizeof t->dir, "%s", c->out_dir);
     snprintf(t->metrics, sizeof t->metrics, "%s/metrics.jsonl", t->dir);
-    if (!(t->train = load_set(c, 1)) || !(t->test = load_set(c, 0)))
+    t->task = !strcmp(c->task, "translation") ? &translation_task : &image_task;
+    if (t->task->setup(t))
         return -1;
-    if (t->train->n < c->batch_size) {
-        nomul_report(NOMUL_EINVAL, "data.train holds %ld images, fewer than batch_size %d",
-                     t->train->n, c->batch_size);
-        return -1;
-    }
-    if (!(t->model = nomul_model_new(c->model, c->image, c->channels, c->classes,
-                                     (uint64_t)c->seed)))
-        return -1;
-    t->np = nomul_model_params(t->model, &t->p);
     const int adam = !strcmp(c->optimizer, "adamw");
     t->mom = calloc((size_t)t->np, sizeof *t->mom);
     t->vel = adam ? calloc((size_t)t->np, sizeof *t->vel) : NULL;
     t->grads = calloc((size_t)t->np, sizeof *t->grads);
     t->sizes = calloc((size_t)t->np, sizeof *t->sizes);
-    t->yrev = malloc(sizeof(int32_t) * (size_t)c->batch_size);
-    if (!t->mom || (adam && !t->vel) || !t->grads || !t->sizes || !t->yrev)
+    if (!t->mom || (adam && !t->vel) || !t->grads || !t->sizes)
         goto oom;
     for (int i = 0; i < t->np; i++) {
         if (!t->p[i].buffer) { /* the trainable tensors, for clipping */
@@ -557,10 +596,6 @@ static int setup(trainer *t, const nomul_train_config *c, run_state *st)
             (adam && !(t->vel[i] = calloc(n, sizeof(float)))))
             goto oom;
     }
-    nomul_augment a = augment_of(c, 1);
-    if (!(t->loader = nomul_loader_new(t->train, c->batch_size, 1, 1, &a, (uint64_t)c->seed)))
-        return -1;
-    t->per_epoch = nomul_loader_batches(t->loader);
     t->total = c->steps > 0 ? c->steps : c->epochs * t->per_epoch;
     nomul_schedule s = {NOMUL_SCHED_WARMUP_COSINE, c->lr, c->min_lr, c->warmup_steps, t->total};
     if (!strcmp(c->schedule, "constant")) {
@@ -669,33 +704,50 @@ static double mix_batch(const nomul_train_config *c, float *x, int b, uint64_t *
     return lam;
 }
 
-/* One optimizer step on a batch; the loss in *loss. */
-static int train_step(trainer *t, run_state *st, const float *x, const int32_t *y, int b,
-                      double *loss)
+/* The image task's loss on the loader's next batch (mixup/cutmix applied). */
+static nomul_tensor *img_loss(trainer *t, const run_state *st, long *items)
 {
+    img_task *it = t->td;
     const nomul_train_config *c = t->c;
     nomul_graph *g = t->g;
-    nomul_graph_reset(g);
+    const float *x;
+    const int32_t *y;
+    int b = nomul_loader_next(it->loader, &x, &y);
+    if (b < 1) {
+        nomul_report(NOMUL_EINVAL, "the loader ran out of batches");
+        return NULL;
+    }
+    *items = b;
     int xs[4] = {b, c->channels, c->image, c->image};
     nomul_tensor *xt = nomul_graph_tensor(g, 4, xs, 0);
     if (!xt)
-        return -1;
+        return NULL;
     memcpy(xt->data, x, sizeof(float) * (size_t)xt->n);
     /* this step's random choices: drop-path and mixing */
     uint64_t rng = nomul_mix64((uint64_t)c->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(st->step + 1)));
     nomul_forward_opts fo = {1, c->drop_path, nomul_mix64(rng)};
     uint64_t mix_rng = nomul_mix64(rng ^ 0x4d4958ull);
     const double lam = mix_batch(c, xt->data, b, &mix_rng);
-    nomul_tensor *logits = nomul_model_forward(t->model, g, &c->ops, xt, &fo);
+    nomul_tensor *logits = nomul_model_forward(it->model, g, &c->ops, xt, &fo);
     const nomul_op_cfg *lc = &c->ops.family[NOMUL_CFG_LOSS_FUNCTIONAL];
     nomul_tensor *l = nomul_cross_entropy(g, lc, logits, y, -1, c->label_smoothing);
     if (lam < 1.0) { /* λ·CE(y) + (1 − λ)·CE(y reversed) */
         for (int i = 0; i < b; i++)
-            t->yrev[i] = y[b - 1 - i];
-        nomul_tensor *l2 = nomul_cross_entropy(g, lc, logits, t->yrev, -1, c->label_smoothing);
+            it->yrev[i] = y[b - 1 - i];
+        nomul_tensor *l2 = nomul_cross_entropy(g, lc, logits, it->yrev, -1, c->label_smoothing);
         l = nomul_add(g, nomul_scale(g, lc, l, (float)lam),
                       nomul_scale(g, lc, l2, (float)(1.0 - lam)));
     }
+    return l;
+}
+
+/* One optimizer step on the task's next batch; the loss in *loss. */
+static int train_step(trainer *t, run_state *st, double *loss, long *items)
+{
+    const nomul_train_config *c = t->c;
+    nomul_graph *g = t->g;
+    nomul_graph_reset(g);
+    nomul_tensor *l = t->task->loss(t, st, items);
     if (!l)
         return -1;
     *loss = l->data[0];
@@ -793,9 +845,12 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
         if (bad)
             goto out;
     }
-    fprintf(t.out, "nomul train: %s (%ld parameters) on %ld images (%ld test), %ld steps of %d "
-            "(%ld per epoch)%s%s\n", c->model, nomul_model_param_count(t.model), t.train->n,
-            t.test->n, t.total, c->batch_size, t.per_epoch, o->resume ? ", resuming at step " : "",
+    long nparams = 0;
+    for (int i = 0; i < t.np; i++)
+        nparams += t.p[i].buffer ? 0 : t.p[i].t->n;
+    fprintf(t.out, "nomul train: %s (%ld parameters) on %s, %ld steps (%ld per epoch)%s%s\n",
+            c->model, nparams, t.describe, t.total, t.per_epoch,
+            o->resume ? ", resuming at step " : "",
             o->resume ? (snprintf(err, sizeof err, "%ld", st.step), err) : "");
     if (c->audit) {
         nomul_counts_reset();
@@ -810,17 +865,15 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
         snprintf(label, sizeof label, "epoch %ld/%ld", epoch + 1, epochs);
         nomul_progress *bar = nomul_progress_new(t.out, label, last - first, o->tty,
                                                  o->progress_interval);
-        nomul_loader_start(t.loader, epoch, first);
+        t.task->start(&t, epoch, first);
         const double e0 = now_s();
         long images = 0;
         for (long b = first; b < last; b++) {
-            const float *x;
-            const int32_t *y;
-            int n = nomul_loader_next(t.loader, &x, &y);
             double loss;
+            long n = 0;
             if (c->audit)
                 nomul_counts_enable(1);
-            int bad = n < 1 || train_step(&t, &st, x, y, n, &loss);
+            int bad = train_step(&t, &st, &loss, &n);
             if (c->audit) {
                 nomul_counts_enable(0);
                 r.counted_steps += !bad;
@@ -838,7 +891,9 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
                      (double)t.lr[st.step - 1]);
             nomul_progress_update(bar, b + 1 - first, images, extra);
             if (st.step % c->log_every == 0 || st.step == t.total) {
-                const char *k[] = {"step", "epoch", "loss", "lr", "images_per_s"};
+                char rate[32];
+                snprintf(rate, sizeof rate, "%s_per_s", t.task->items);
+                const char *k[] = {"step", "epoch", "loss", "lr", rate};
                 double v[] = {(double)st.step, (double)st.step / (double)t.per_epoch,
                               st.window_loss / (double)st.window_n, (double)t.lr[st.step - 1],
                               (double)images / (now_s() - e0)};
@@ -859,17 +914,18 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
         r.train_loss = st.epoch_loss / (double)st.epoch_n;
         int end_of_epoch = last == t.per_epoch, done = st.step == t.total;
         int eval = done || (end_of_epoch && c->eval_every > 0 && (epoch + 1) % c->eval_every == 0);
-        if (eval && evaluate(t.model, t.g, c, t.test, &r.test_loss, &r.test_acc)) {
+        if (eval && t.task->evaluate(&t, done, &r.test_loss, &r.test_acc)) {
             nomul_progress_finish(bar, "stopped");
             goto out;
         }
         if (eval)
-            snprintf(extra, sizeof extra, "loss %.4f, test loss %.4f, test acc %.2f%%",
-                     r.train_loss, r.test_loss, 100.0 * r.test_acc);
+            snprintf(extra, sizeof extra, "loss %.4f, test loss %.4f, %s %.2f", r.train_loss,
+                     r.test_loss, t.task->metric_label, t.task->metric_scale * r.test_acc);
         else
             snprintf(extra, sizeof extra, "loss %.4f", r.train_loss);
         nomul_progress_finish(bar, extra);
-        const char *k[] = {"step", "epoch", "train_loss", "test_loss", "test_acc", "epoch_seconds"};
+        const char *k[] = {"step", "epoch", "train_loss", "test_loss", t.task->metric,
+                           "epoch_seconds"};
         double v[] = {(double)st.step, (double)st.step / (double)t.per_epoch, r.train_loss,
                       eval ? r.test_loss : NAN, eval ? r.test_acc : NAN, secs};
         if (nomul_metrics_append(t.metrics, 6, k, v))
@@ -888,9 +944,9 @@ out:
         nomul_counts_get(&r.counts);
     r.seconds = now_s() - t0;
     if (rc == 0) {
-        fprintf(t.out, "nomul train: %ld steps in %.1f s; test accuracy %.2f%%, test loss %.4f; "
+        fprintf(t.out, "nomul train: %ld steps in %.1f s; %s %.2f, test loss %.4f; "
                 "checkpoint %s/checkpoint_last.safetensors\n", r.steps, r.seconds,
-                100.0 * r.test_acc, r.test_loss, t.dir);
+                t.task->metric_label, t.task->metric_scale * r.test_acc, r.test_loss, t.dir);
         print_audit(t.out, &r);
     }
     if (result)

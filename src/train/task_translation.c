@@ -1,0 +1,400 @@
+/*
+ * task_translation.c — the trainer's translation task: BPE-segmented
+ * parallel text encoded with fairseq dictionaries, batches by a token budget
+ * shuffled per epoch from the seed, the transformer encoder-decoder, label-
+ * smoothed cross-entropy over target tokens (padding ignored), validation
+ * loss every evaluation and test BLEU (beam search, BPE removed, sacreBLEU's
+ * defaults) at the end.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/internal.h"
+#include "nomul/safetensors.h"
+#include "nomul/text.h"
+#include "trainer_internal.h"
+
+typedef struct {
+    long n;
+    int **src, **tgt; /* token ids, each ending in </s> */
+    long *sl, *tl;
+    long nb, *starts, *order;
+} tset;
+
+typedef struct {
+    nomul_vocab *sv, *tv;
+    tset train, valid, test;
+    char **test_refs; /* test targets with BPE removed */
+    nomul_seq2seq *model;
+    long *perm;
+    long at; /* the next batch of the epoch */
+    long epoch;
+    int *src, *tin, *tout; /* a batch, padded */
+    size_t cap;
+} tr_task;
+
+static void tset_free(tset *s)
+{
+    for (long i = 0; i < s->n; i++) {
+        free(s->src ? s->src[i] : NULL);
+        free(s->tgt ? s->tgt[i] : NULL);
+    }
+    free(s->src);
+    free(s->tgt);
+    free(s->sl);
+    free(s->tl);
+    free(s->starts);
+    free(s->order);
+}
+
+static int tset_load(tset *s, const char *sp, const char *tp, const nomul_vocab *sv,
+                     const nomul_vocab *tv, long limit, long max_tokens, char ***refs)
+{
+    nomul_parallel *p = nomul_parallel_read(sp, tp);
+    if (!p)
+        return -1;
+    long n = limit > 0 && limit < p->n ? limit : p->n;
+    s->n = n;
+    s->src = calloc((size_t)n + 1, sizeof *s->src);
+    s->tgt = calloc((size_t)n + 1, sizeof *s->tgt);
+    s->sl = malloc(sizeof *s->sl * ((size_t)n + 1));
+    s->tl = malloc(sizeof *s->tl * ((size_t)n + 1));
+    if (refs)
+        *refs = calloc((size_t)n + 1, sizeof **refs);
+    int rc = -1;
+    if (!s->src || !s->tgt || !s->sl || !s->tl || (refs && !*refs)) {
+        nomul_report(NOMUL_ENOMEM, "out of memory reading '%s'", sp);
+        goto out;
+    }
+    for (long i = 0; i < n; i++) {
+        int cap = 8;
+        for (const char *q = p->src[i]; *q; q++)
+            cap += *q == ' ';
+        for (const char *q = p->tgt[i]; *q; q++)
+            cap += *q == ' ';
+        s->src[i] = malloc(sizeof(int) * (size_t)cap);
+        s->tgt[i] = malloc(sizeof(int) * (size_t)cap);
+        if (!s->src[i] || !s->tgt[i]) {
+            nomul_report(NOMUL_ENOMEM, "out of memory reading '%s'", sp);
+            goto out;
+        }
+        int a = nomul_vocab_encode(sv, p->src[i], s->src[i], cap);
+        int b = nomul_vocab_encode(tv, p->tgt[i], s->tgt[i], cap);
+        if (a < 0 || b < 0)
+            goto out;
+        s->sl[i] = a;
+        s->tl[i] = b;
+        if (refs) {
+            if (!((*refs)[i] = strdup(p->tgt[i])))
+                goto out;
+            nomul_bpe_remove((*refs)[i]);
+        }
+    }
+    s->nb = nomul_token_batches(s->sl, s->tl, n, max_tokens, &s->starts, &s->order);
+    if (s->nb < 0)
+        goto out;
+    rc = 0;
+out:
+    nomul_parallel_free(p);
+    return rc;
+}
+
+static void tr_free(trainer *t)
+{
+    tr_task *k = t->td;
+    tset_free(&k->train);
+    tset_free(&k->valid);
+    for (long i = 0; k->test_refs && i < k->test.n; i++)
+        free(k->test_refs[i]);
+    free(k->test_refs);
+    tset_free(&k->test);
+    nomul_vocab_free(k->sv);
+    nomul_vocab_free(k->tv);
+    nomul_seq2seq_free(k->model);
+    free(k->perm);
+    free(k->src);
+    free(k->tin);
+    free(k->tout);
+    free(k);
+    t->td = NULL;
+}
+
+static int tr_setup(trainer *t)
+{
+    const nomul_train_config *c = t->c;
+    tr_task *k = calloc(1, sizeof *k);
+    if (!(t->td = k)) {
+        nomul_report(NOMUL_ENOMEM, "out of memory");
+        return -1;
+    }
+    if (!(k->sv = nomul_vocab_load(c->src_dict)) || !(k->tv = nomul_vocab_load(c->tgt_dict)))
+        return -1;
+    if (tset_load(&k->train, c->train_src, c->train_tgt, k->sv, k->tv, c->train_limit,
+                  c->max_tokens, NULL) ||
+        tset_load(&k->valid, c->valid_src, c->valid_tgt, k->sv, k->tv, 0, c->max_tokens, NULL) ||
+        tset_load(&k->test, c->test_src, c->test_tgt, k->sv, k->tv, c->test_limit, c->max_tokens,
+                  &k->test_refs))
+        return -1;
+    nomul_seq2seq_config mc;
+    if (!nomul_seq2seq_config_named(c->model, nomul_vocab_size(k->sv), nomul_vocab_size(k->tv),
+                                    &mc))
+        return -1;
+    if (!(k->model = nomul_seq2seq_new(&mc, (uint64_t)c->seed)))
+        return -1;
+    t->np = nomul_seq2seq_params(k->model, &t->p);
+    t->per_epoch = k->train.nb;
+    k->cap = (size_t)c->max_tokens * 2 + 64;
+    k->perm = malloc(sizeof *k->perm * (size_t)(k->train.nb + 1));
+    k->src = malloc(sizeof(int) * k->cap);
+    k->tin = malloc(sizeof(int) * k->cap);
+    k->tout = malloc(sizeof(int) * k->cap);
+    if (!k->perm || !k->src || !k->tin || !k->tout) {
+        nomul_report(NOMUL_ENOMEM, "out of memory");
+        return -1;
+    }
+    snprintf(t->describe, sizeof t->describe, "%ld sentence pairs (%ld valid, %ld test), "
+             "vocabularies %d/%d", k->train.n, k->valid.n, k->test.n, nomul_vocab_size(k->sv),
+             nomul_vocab_size(k->tv));
+    return 0;
+}
+
+static void tr_start(trainer *t, long epoch, long first)
+{
+    tr_task *k = t->td;
+    nomul_shuffle_batches(k->train.nb, (uint64_t)t->c->seed, epoch, k->perm);
+    k->at = first;
+    k->epoch = epoch;
+}
+
+/* Pads batch b of s into src (n, S), tin and tout (n, T); returns n. */
+static int collate(tr_task *k, const tset *s, long b, int *S, int *T)
+{
+    const long from = s->starts[b], to = s->starts[b + 1];
+    const int n = (int)(to - from);
+    long ms = 1, mt = 1;
+    for (long q = from; q < to; q++) {
+        long i = s->order[q];
+        ms = s->sl[i] > ms ? s->sl[i] : ms;
+        mt = s->tl[i] > mt ? s->tl[i] : mt;
+    }
+    for (int r = 0; r < n; r++) {
+        long i = s->order[from + r];
+        for (long j = 0; j < ms; j++)
+            k->src[r * ms + j] = j < s->sl[i] ? s->src[i][j] : NOMUL_PAD;
+        for (long j = 0; j < mt; j++) {
+            /* the decoder sees <s> then the target shifted right */
+            k->tin[r * mt + j] = j == 0 ? NOMUL_BOS : j < s->tl[i] ? s->tgt[i][j - 1] : NOMUL_PAD;
+            k->tout[r * mt + j] = j < s->tl[i] ? s->tgt[i][j] : NOMUL_PAD;
+        }
+    }
+    *S = (int)ms;
+    *T = (int)mt;
+    return n;
+}
+
+static nomul_tensor *tr_loss(trainer *t, const run_state *st, long *items)
+{
+    tr_task *k = t->td;
+    const nomul_train_config *c = t->c;
+    const long b = k->perm[k->at++ % k->train.nb];
+    int S, T, n = collate(k, &k->train, b, &S, &T);
+    long tokens = 0;
+    for (long q = 0; q < (long)n * T; q++)
+        tokens += k->tout[q] != NOMUL_PAD;
+    *items = tokens;
+    nomul_forward_opts fo = {1, 0.0f,
+                             nomul_mix64((uint64_t)c->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(st->step + 1)))};
+    nomul_tensor *logits =
+        nomul_seq2seq_forward(k->model, t->g, &c->ops, k->src, n, S, k->tin, T, &fo);
+    return nomul_cross_entropy(t->g, &c->ops.family[NOMUL_CFG_LOSS_FUNCTIONAL], logits, k->tout,
+                               NOMUL_PAD, c->label_smoothing);
+}
+
+/* Mean cross-entropy per target token (no smoothing), from the logits in double. */
+static int tr_valid_loss(trainer *t, double *loss)
+{
+    tr_task *k = t->td;
+    nomul_graph_set_grad(t->g, 0);
+    double total = 0.0;
+    long count = 0;
+    for (long b = 0; b < k->valid.nb; b++) {
+        int S, T, n = collate(k, &k->valid, b, &S, &T);
+        nomul_graph_reset(t->g);
+        nomul_tensor *z = nomul_seq2seq_forward(k->model, t->g, &t->c->ops, k->src, n, S, k->tin,
+                                                T, NULL);
+        if (!z) {
+            nomul_graph_set_grad(t->g, 1);
+            return -1;
+        }
+        const int v = z->shape[1];
+        for (long r = 0; r < (long)n * T; r++) {
+            if (k->tout[r] == NOMUL_PAD)
+                continue;
+            const float *row = z->data + r * v;
+            double mx = row[0], se = 0.0;
+            for (int j = 1; j < v; j++)
+                mx = row[j] > mx ? row[j] : mx;
+            for (int j = 0; j < v; j++)
+                se += exp((double)row[j] - mx);
+            total += mx + log(se) - (double)row[k->tout[r]];
+            count++;
+        }
+    }
+    nomul_graph_set_grad(t->g, 1);
+    nomul_graph_reset(t->g);
+    *loss = count ? total / (double)count : NAN;
+    return 0;
+}
+
+/* Test BLEU: beam search over the test set, BPE removed. */
+static int tr_bleu(trainer *t, double *bleu)
+{
+    tr_task *k = t->td;
+    const nomul_train_config *c = t->c;
+    char **hyps = calloc((size_t)k->test.n + 1, sizeof *hyps);
+    int rc = -1;
+    if (!hyps) {
+        nomul_report(NOMUL_ENOMEM, "out of memory");
+        return -1;
+    }
+    nomul_search_opts so = {c->beam, c->lenpen, c->max_len_a, c->max_len_b};
+    for (long b = 0; b < k->test.nb; b++) {
+        int S, T, n = collate(k, &k->test, b, &S, &T);
+        int **out = calloc((size_t)n, sizeof *out), *len = calloc((size_t)n, sizeof *len);
+        if (!out || !len || nomul_seq2seq_translate(k->model, t->g, &c->ops, k->src, n, S, &so, out,
+                                                    len)) {
+            free(out);
+            free(len);
+            goto done;
+        }
+        for (int r = 0; r < n; r++) {
+            size_t cap = 16;
+            for (int j = 0; j < len[r]; j++)
+                cap += strlen(nomul_vocab_token(k->tv, out[r][j])) + 1;
+            char *s = malloc(cap), *o = s;
+            for (int j = 0; s && j < len[r]; j++)
+                o += sprintf(o, "%s%s", j ? " " : "", nomul_vocab_token(k->tv, out[r][j]));
+            if (s) {
+                *o = 0;
+                nomul_bpe_remove(s);
+            }
+            hyps[k->test.order[k->test.starts[b] + r]] = s;
+            free(out[r]);
+        }
+        free(out);
+        free(len);
+    }
+    for (long i = 0; i < k->test.n; i++)
+        if (!hyps[i] && !(hyps[i] = strdup(""))) {
+            nomul_report(NOMUL_ENOMEM, "out of memory");
+            goto done;
+        }
+    const char *const *refs[1] = {(const char *const *)k->test_refs};
+    nomul_bleu_result r;
+    if (nomul_bleu((const char *const *)hyps, refs, 1, k->test.n, &r) == 0) {
+        *bleu = r.score / 100.0;
+        rc = 0;
+    }
+done:
+    for (long i = 0; i < k->test.n; i++)
+        free(hyps[i]);
+    free(hyps);
+    return rc;
+}
+
+static int tr_evaluate(trainer *t, int final, double *loss, double *metric)
+{
+    if (tr_valid_loss(t, loss))
+        return -1;
+    *metric = NAN;
+    return final ? tr_bleu(t, metric) : 0;
+}
+
+const train_task translation_task = {"tokens", "test_bleu", "test BLEU", 100.0,
+                                     tr_setup, tr_start, tr_loss, tr_evaluate, tr_free};
+
+/* ---- translating with a checkpoint -------------------------------------------- */
+
+int nomul_translate_checkpoint(const char *path, const nomul_train_config *c,
+                               const char *const *lines, long n, char **out)
+{
+    for (long i = 0; i < n; i++)
+        out[i] = NULL;
+    nomul_vocab *sv = nomul_vocab_load(c->src_dict), *tv = sv ? nomul_vocab_load(c->tgt_dict) : NULL;
+    nomul_bpe *bpe = tv && c->bpe_codes[0] ? nomul_bpe_load(c->bpe_codes) : NULL;
+    nomul_safetensors *f = tv && (bpe || !c->bpe_codes[0]) ? nomul_safetensors_read(path) : NULL;
+    nomul_seq2seq_config mc;
+    nomul_seq2seq *m = f && nomul_seq2seq_config_named(c->model, nomul_vocab_size(sv),
+                                                       nomul_vocab_size(tv), &mc)
+                           ? nomul_seq2seq_new(&mc, 0)
+                           : NULL;
+    nomul_graph *g = m ? nomul_graph_new((size_t)c->arena_mb << 20) : NULL;
+    int rc = -1;
+    nomul_param *p = NULL;
+    const int np = m ? nomul_seq2seq_params(m, &p) : 0;
+    if (!g || train_load_params(f, path, p, np))
+        goto done;
+    enum { CHUNK = 16, MAXT = 1000 };
+    int *src = malloc(sizeof(int) * CHUNK * MAXT), *ids = malloc(sizeof(int) * MAXT);
+    if (!src || !ids) {
+        free(src);
+        free(ids);
+        nomul_report(NOMUL_ENOMEM, "out of memory");
+        goto done;
+    }
+    nomul_search_opts so = {c->beam, c->lenpen, c->max_len_a, c->max_len_b};
+    for (long at = 0; at < n; at += CHUNK) {
+        int b = n - at < CHUNK ? (int)(n - at) : CHUNK, S = 1, len[CHUNK], *hyp[CHUNK];
+        for (int r = 0; r < b; r++) {
+            char *seg = bpe ? nomul_bpe_apply(bpe, lines[at + r]) : strdup(lines[at + r]);
+            int k = seg ? nomul_vocab_encode(sv, seg, src + r * MAXT, MAXT) : -1;
+            free(seg);
+            if (k < 0)
+                goto fail;
+            len[r] = k;
+            S = k > S ? k : S;
+        }
+        /* pack to (b, S), padded: row r moves from r·MAXT to r·S ≤ r·MAXT, so
+         * no row is overwritten before it is read */
+        for (int r = 0; r < b; r++) {
+            memcpy(ids, src + r * MAXT, sizeof(int) * (size_t)len[r]);
+            for (int j = 0; j < S; j++)
+                src[r * S + j] = j < len[r] ? ids[j] : NOMUL_PAD;
+        }
+        if (nomul_seq2seq_translate(m, g, &c->ops, src, b, S, &so, hyp, len))
+            goto fail;
+        for (int r = 0; r < b; r++) {
+            size_t cap = 16;
+            for (int j = 0; j < len[r]; j++)
+                cap += strlen(nomul_vocab_token(tv, hyp[r][j])) + 1;
+            char *s = malloc(cap), *o = s;
+            for (int j = 0; s && j < len[r]; j++)
+                o += sprintf(o, "%s%s", j ? " " : "", nomul_vocab_token(tv, hyp[r][j]));
+            if (s) {
+                *o = 0;
+                nomul_bpe_remove(s);
+            }
+            out[at + r] = s;
+            free(hyp[r]);
+        }
+    }
+    rc = 0;
+fail:
+    free(src);
+    free(ids);
+    if (rc)
+        for (long i = 0; i < n; i++) {
+            free(out[i]);
+            out[i] = NULL;
+        }
+done:
+    nomul_graph_free(g);
+    nomul_seq2seq_free(m);
+    nomul_safetensors_free(f);
+    nomul_bpe_free(bpe);
+    nomul_vocab_free(sv);
+    nomul_vocab_free(tv);
+    return rc;
+}

@@ -1,0 +1,62 @@
+/* trainer_internal.h — the trainer's loop (trainer.c) and its tasks: image
+ * classification (trainer.c) and translation (task_translation.c). */
+#ifndef NOMUL_TRAINER_INTERNAL_H
+#define NOMUL_TRAINER_INTERNAL_H
+
+#include <stdio.h>
+
+#include "nomul/autodiff.h"
+#include "nomul/models.h"
+#include "nomul/optim.h"
+#include "nomul/train.h"
+
+typedef struct run_state {
+    long step;                      /* optimizer steps done */
+    double epoch_loss, window_loss; /* running sums since the epoch / log line began */
+    long epoch_n, window_n;
+    nomul_adamw adam;
+} run_state;
+
+typedef struct trainer trainer;
+
+/* What a task supplies to the loop. */
+typedef struct train_task {
+    const char *items;        /* what the rate counts: "images", "tokens" */
+    const char *metric;       /* the evaluation's metric key: "test_acc", "test_bleu" */
+    const char *metric_label; /* for humans: "test acc", "test BLEU" */
+    double metric_scale;      /* printed as metric · scale (100 for a fraction in percent) */
+    /* data and model: sets p, np, per_epoch, describe, td */
+    int (*setup)(trainer *t);
+    void (*start)(trainer *t, long epoch, long first);
+    /* the loss of the next batch, built on t->g (reset); items: its images or tokens */
+    nomul_tensor *(*loss)(trainer *t, const run_state *st, long *items);
+    /* test (or validation) loss and the metric; final: the run's last evaluation */
+    int (*evaluate)(trainer *t, int final, double *loss, double *metric);
+    void (*free)(trainer *t);
+} train_task;
+
+struct trainer {
+    const nomul_train_config *c;
+    FILE *out;
+    const train_task *task;
+    void *td; /* the task's data */
+    nomul_param *p;
+    int np, ntrain;              /* parameters and buffers; the trainable ones */
+    float **mom, **vel, **grads; /* grads, sizes: of the trainable ones */
+    size_t *sizes;
+    nomul_graph *g;
+    float *lr;
+    long total, per_epoch;
+    char describe[160];
+    char dir[NOMUL_PATH_MAX], metrics[NOMUL_PATH_MAX + 32];
+};
+
+extern const train_task translation_task;
+
+struct nomul_safetensors;
+/* Copies the checkpoint's tensors of these names into the parameters (shapes
+ * checked); -1 after a report naming the file and tensor. */
+int train_load_params(const struct nomul_safetensors *f, const char *path, nomul_param *p,
+                      int np);
+
+#endif
