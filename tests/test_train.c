@@ -215,6 +215,19 @@ static int step_losses(const char *path, long after, double *out, int max)
     return n;
 }
 
+/* The step losses after step `at` of two runs' logs are equal, one per step to total. */
+static void same_losses_after(const char *pa, const char *pb, long at, long total)
+{
+    double la[32], lb[32];
+    const int after = (int)(total - at);
+    assert_int_equal(step_losses(pa, at, la, 32), after);
+    assert_int_equal(step_losses(pb, at, lb, 32), after);
+    for (int i = 0; i < after; i++)
+        if (la[i] != lb[i])
+            fail_msg("seed %llu: step %ld: loss %.17g uninterrupted, %.17g resumed",
+                     (unsigned long long)seed, at + 1 + i, la[i], lb[i]);
+}
+
 static void test_train_learns_logs_and_checkpoints(void **state)
 {
     (void)state;
@@ -320,14 +333,7 @@ static void resume_case(const char *model)
         fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
     fclose(log);
     snprintf(pb, sizeof pb, "%s/metrics.jsonl", b.out_dir);
-    double la[32], lb[32];
-    const int after = (int)(total - at);
-    assert_int_equal(step_losses(pa, at, la, 32), after);
-    assert_int_equal(step_losses(pb, at, lb, 32), after);
-    for (int i = 0; i < after; i++)
-        if (la[i] != lb[i])
-            fail_msg("seed %llu: step %ld: loss %.17g uninterrupted, %.17g resumed",
-                     (unsigned long long)seed, at + 1 + i, la[i], lb[i]);
+    same_losses_after(pa, pb, at, total);
     assert_true(ra.test_acc == rb.test_acc);
     assert_true(ra.train_loss == rb.train_loss);
     snprintf(pa, sizeof pa, "%s/checkpoint_last.safetensors", c.out_dir);
@@ -364,6 +370,7 @@ static void resume_case(const char *model)
     assert_int_equal(nomul_train(&b, &o, &rb), 0);
     fclose(devnull);
     snprintf(pa, sizeof pa, "%s/metrics.jsonl", c.out_dir);
+    double la[32];
     assert_int_equal(step_losses(pa, 0, la, 32), (int)at + 1);
 }
 
@@ -455,14 +462,7 @@ static void test_translation_task(void **state)
         fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
     snprintf(pa, sizeof pa, "%s/metrics.jsonl", c.out_dir);
     snprintf(pb, sizeof pb, "%s/metrics.jsonl", b.out_dir);
-    double la[32], lb[32];
-    const int after = (int)(total - at);
-    assert_int_equal(step_losses(pa, at, la, 32), after);
-    assert_int_equal(step_losses(pb, at, lb, 32), after);
-    for (int i = 0; i < after; i++)
-        if (la[i] != lb[i])
-            fail_msg("seed %llu: step %ld: loss %.17g uninterrupted, %.17g resumed",
-                     (unsigned long long)seed, at + 1 + i, la[i], lb[i]);
+    same_losses_after(pa, pb, at, total);
     char *m = slurp(pa);
     assert_non_null(strstr(m, "\"tokens_per_s\": "));
     assert_non_null(strstr(m, "\"test_bleu\": "));
