@@ -87,7 +87,7 @@ $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT_OBJ) $(STATIC)
 $(BUILD)/tests/%.o: CFLAGS_ALL += -Isrc
 
 test check: $(TEST_BIN) $(CLI)
-	@BUILD=$(BUILD) sh tests/run.sh $(TEST_BIN)
+	@BUILD=$(BUILD) LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp sh tests/run.sh $(TEST_BIN)
 
 valgrind: $(TEST_BIN) $(CLI)
 	@BUILD=$(BUILD) NOMUL_TEST_VALGRIND=1 sh tests/run.sh $(TEST_BIN)

@@ -15,6 +15,7 @@ for mdir in "$OUT"/*/; do
             m=$(dirname "$s")/metrics.jsonl
             # the summary line, then the mean epoch time from the metrics
             line=$(grep '^steps ' "$s" || true)
+            [ -n "$line" ] || continue # a run still going, or one that failed
             fm=$(sed -n 's/^float multiplications per training step: //p' "$s")
             ep=$(grep -o '"epoch_seconds": [0-9.e+-]*' "$m" | awk '{t += $2; n++} END {if (n) printf "%.0f", t / n}')
             echo "$line" | awk -v ep="$ep" -v fm="${fm:-?}" \
