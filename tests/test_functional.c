@@ -421,6 +421,29 @@ static void test_batch_norm(void **state)
             assert_true(fabs(rm[c] - 0.1 * mu) < (pa ? 0.12 : 1e-6) * fabs(0.1 * mu) + 1e-7);
             assert_true(fabs(rv[c] - (0.9 + 0.1 * var)) < (pa ? 0.12 : 1e-5) * (0.9 + 0.1 * var));
         }
+        /* the running statistics settle on the batch's statistics (a PA update of
+         * the form (1 − m)·r + m·v would settle a quarter low) */
+        if (pa) {
+            float rm2[C] = {0}, rv2[C] = {1, 1, 1, 1}, y2[M], mean2[C], rstd2[C];
+            for (int it = 0; it < 300; it++)
+                nomul_batch_norm_forward(m, NB, C, S, x, g, b, 1e-5f, 0.1f, 1, rm2, rv2, y2, mean2,
+                                         rstd2);
+            for (int c = 0; c < C; c++) {
+                double mu = 0, var = 0;
+                for (int i = 0; i < NB; i++)
+                    for (int s = 0; s < S; s++)
+                        mu += x[(i * C + c) * S + s];
+                mu /= NB * S;
+                for (int i = 0; i < NB; i++)
+                    for (int s = 0; s < S; s++)
+                        var += (x[(i * C + c) * S + s] - mu) * (x[(i * C + c) * S + s] - mu);
+                var /= NB * S - 1;
+                /* the PA mean and variance themselves are within PAD's and PAM's errors */
+                if (fabs(rm2[c] - mu) > 0.15 * fabs(mu) + 1e-3 || fabs(rv2[c] - var) > 0.15 * var)
+                    FAIL_SEED("channel %d: running statistics %g, %g settled away from the "
+                              "batch's %g, %g", c, rm2[c], rv2[c], mu, var);
+            }
+        }
         /* evaluation uses the running statistics */
         float ye[M];
         nomul_batch_norm_forward(m, NB, C, S, x, g, b, 1e-5f, 0.1f, 0, rm, rv, ye, mean, rstd);

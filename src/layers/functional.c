@@ -584,12 +584,16 @@ void nomul_batch_norm_forward(nomul_fmode m, int nb, int C, int S, const float *
                 /* running statistics (unbiased variance, as PyTorch keeps) */
                 float var = 0.0f;
                 if (m.pa) {
-                    NOMUL_COUNT(PAM, len + 4); NOMUL_COUNT(PAD, 1); NOMUL_COUNT(FADD, 2 * len + 2);
+                    NOMUL_COUNT(PAM, len + 2); NOMUL_COUNT(PAD, 1); NOMUL_COUNT(FADD, 2 * len + 4);
                     for (long j = 0; j < len; j++)
                         var += pam(row[j] - mean[c], row[j] - mean[c]);
                     var = pad(var, (float)(len > 1 ? len - 1 : 1));
-                    running_mean[c] = pam(running_mean[c], 1.0f - momentum) + pam(mean[c], momentum);
-                    running_var[c] = pam(running_var[c], 1.0f - momentum) + pam(var, momentum);
+                    /* r += m·(v − r): PAM's error only changes how fast r moves, not
+                     * where it settles. The float form (1 − m)·r + m·v with PAMs would
+                     * settle about a quarter low for m = 0.1 (PAM(r, 0.9) is ~4% small,
+                     * and that error is divided by m), and evaluation would collapse. */
+                    running_mean[c] += pam(mean[c] - running_mean[c], momentum);
+                    running_var[c] += pam(var - running_var[c], momentum);
                 } else {
                     NOMUL_COUNT(FMUL, len + 4); NOMUL_COUNT(FDIV, 1); NOMUL_COUNT(FADD, 2 * len + 4);
                     for (long j = 0; j < len; j++)
