@@ -398,7 +398,8 @@ int nomul_seq2seq_translate(nomul_seq2seq *m, nomul_graph *g, const nomul_op_cfg
         if (!h || !cand || !lp)
             goto oom;
         for (int k = 0; k < beam; k++) {
-            h[k].tok = malloc(sizeof(int) * (size_t)(maxlen + 2));
+            /* zeroed: a dead hypothesis still feeds the batch valid ids (<s>) */
+            h[k].tok = calloc((size_t)(maxlen + 2), sizeof(int));
             if (!h[k].tok)
                 goto oom;
             h[k].tok[0] = c->bos; /* fairseq starts the decoder with eos; nomul with bos */
@@ -406,7 +407,7 @@ int nomul_seq2seq_translate(nomul_seq2seq *m, nomul_graph *g, const nomul_op_cfg
             h[k].score = k == 0 ? 0.0 : -INFINITY; /* one live hypothesis at first */
         }
         for (int k = 0; k < 2 * beam; k++)
-            if (!(cand[k].tok = malloc(sizeof(int) * (size_t)(maxlen + 2))))
+            if (!(cand[k].tok = calloc((size_t)(maxlen + 2), sizeof(int))))
                 goto oom;
         for (int step = 0; step < maxlen; step++) {
             int alive = 0;
