@@ -27,6 +27,14 @@ float *nomul_scratch(int slot, size_t n);
  * library's randomness (dropout masks, initialisation, augmentation) is
  * integer-only and reproducible from its seeds. */
 #include <stdint.h>
+/* A uniform in (0, 1) from the stream *state: 53 random bits, centred, so
+ * never 0 or 1 (safe under log). For initialisation and sampling only. */
+static inline uint64_t nomul_splitmix64(uint64_t *state);
+static inline double nomul_uniform01(uint64_t *state)
+{
+    return ((double)(nomul_splitmix64(state) >> 11) + 0.5) / 9007199254740992.0;
+}
+
 static inline uint64_t nomul_mix64(uint64_t z)
 {
     z += 0x9E3779B97F4A7C15ull;

@@ -62,10 +62,6 @@ typedef struct walk {
     int fail;
 } walk;
 
-static double uniform(uint64_t *s)
-{
-    return ((double)(nomul_splitmix64(s) >> 11) + 0.5) / 9007199254740992.0;
-}
 
 static nomul_param *new_param(walk *w, const char *name, int ndim, const int *shape, int decay,
                               int buffer, double bound, float fill)
@@ -92,7 +88,7 @@ static nomul_param *new_param(walk *w, const char *name, int ndim, const int *sh
     p->buffer = buffer;
     m->np++;
     for (long i = 0; i < p->t->n; i++)
-        p->t->data[i] = bound > 0 ? (float)((2.0 * uniform(&w->rng) - 1.0) * bound) : fill;
+        p->t->data[i] = bound > 0 ? (float)((2.0 * nomul_uniform01(&w->rng) - 1.0) * bound) : fill;
     return p;
 }
 

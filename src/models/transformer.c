@@ -69,7 +69,6 @@ int nomul_seq2seq_config_named(const char *name, int vocab_src, int vocab_tgt,
     return 0;
 }
 
-static double unit(uint64_t *s) { return ((double)(nomul_splitmix64(s) >> 11) + 0.5) / 9007199254740992.0; }
 
 static nomul_param *add(nomul_seq2seq *m, const char *name, int ndim, const int *shape,
                         int decay, int init, uint64_t *rng)
@@ -86,9 +85,9 @@ static nomul_param *add(nomul_seq2seq *m, const char *name, int ndim, const int 
         if (init == 0 || init == 1)
             p->t->data[i] = (float)init;
         else if (init == 2)
-            p->t->data[i] = (float)((2.0 * unit(rng) - 1.0) * bound);
+            p->t->data[i] = (float)((2.0 * nomul_uniform01(rng) - 1.0) * bound);
         else
-            p->t->data[i] = (float)(sqrt(-2.0 * log(unit(rng))) * cos(6.283185307179586 * unit(rng)) /
+            p->t->data[i] = (float)(sqrt(-2.0 * log(nomul_uniform01(rng))) * cos(6.283185307179586 * nomul_uniform01(rng)) /
                                     sqrt((double)shape[1]));
     }
     return p;

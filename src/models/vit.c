@@ -50,17 +50,13 @@ int nomul_vit_config_named(const char *name, nomul_vit_config *out)
     return 0;
 }
 
-/* Uniforms in (0, 1) and normals by Box–Muller, for initialisation only. */
-static double uniform(uint64_t *s)
-{
-    return ((double)(nomul_splitmix64(s) >> 11) + 0.5) / 9007199254740992.0;
-}
+/* Normals by Box–Muller, for initialisation only. */
 
 /* N(0, σ²) truncated to ±2σ, as timm's trunc_normal_(std=σ) with a = −2σ, b = 2σ. */
 static float trunc_normal(uint64_t *s, double sigma)
 {
     for (;;) {
-        double z = sqrt(-2.0 * log(uniform(s))) * cos(6.283185307179586 * uniform(s));
+        double z = sqrt(-2.0 * log(nomul_uniform01(s))) * cos(6.283185307179586 * nomul_uniform01(s));
         if (fabs(z) <= 2.0)
             return (float)(z * sigma);
     }
@@ -114,7 +110,7 @@ nomul_vit *nomul_vit_new(const nomul_vit_config *c, uint64_t seed)
     if ((ok = pe != NULL)) {
         double bound = 1.0 / sqrt((double)(c->channels * c->patch * c->patch));
         for (long i = 0; i < pe->t->n; i++)
-            pe->t->data[i] = (float)((2.0 * uniform(&s) - 1.0) * bound);
+            pe->t->data[i] = (float)((2.0 * nomul_uniform01(&s) - 1.0) * bound);
     }
     ok = ok && fill(add(m, "patch_embed.proj.bias", 1, vd, 0), &s, 0);
     ok = ok && fill(add(m, "cls_token", 3, tok, 0), &s, 2);

@@ -631,21 +631,20 @@ oom:
 
 /* ---- mixup and cutmix ----------------------------------------------------- */
 
-static double unit(uint64_t *r) { return ((double)(nomul_splitmix64(r) >> 11) + 0.5) / 9007199254740992.0; }
 
 /* Gamma(a, 1) (Marsaglia and Tsang; a < 1 through Gamma(a + 1)·U^(1/a)). */
 static double gamma_sample(uint64_t *r, double a)
 {
     if (a < 1.0)
-        return gamma_sample(r, a + 1.0) * pow(unit(r), 1.0 / a);
+        return gamma_sample(r, a + 1.0) * pow(nomul_uniform01(r), 1.0 / a);
     const double d = a - 1.0 / 3.0, k = 1.0 / sqrt(9.0 * d);
     for (;;) {
-        double z = sqrt(-2.0 * log(unit(r))) * cos(6.283185307179586 * unit(r));
+        double z = sqrt(-2.0 * log(nomul_uniform01(r))) * cos(6.283185307179586 * nomul_uniform01(r));
         double v = 1.0 + k * z;
         if (v <= 0)
             continue;
         v = v * v * v;
-        if (log(unit(r)) < 0.5 * z * z + d - d * v + d * log(v))
+        if (log(nomul_uniform01(r)) < 0.5 * z * z + d - d * v + d * log(v))
             return d * v;
     }
 }
@@ -658,9 +657,9 @@ static double gamma_sample(uint64_t *r, double a)
  * mixed). */
 static double mix_batch(const nomul_train_config *c, float *x, int b, uint64_t *r)
 {
-    if ((c->mixup <= 0 && c->cutmix <= 0) || !(unit(r) < c->mix_prob))
+    if ((c->mixup <= 0 && c->cutmix <= 0) || !(nomul_uniform01(r) < c->mix_prob))
         return 1.0;
-    const int cut = c->cutmix > 0 && (c->mixup <= 0 || unit(r) < c->mix_switch_prob);
+    const int cut = c->cutmix > 0 && (c->mixup <= 0 || nomul_uniform01(r) < c->mix_switch_prob);
     double g1 = gamma_sample(r, cut ? c->cutmix : c->mixup);
     double g2 = gamma_sample(r, cut ? c->cutmix : c->mixup);
     double lam = g1 / (g1 + g2);
@@ -669,7 +668,7 @@ static double mix_batch(const nomul_train_config *c, float *x, int b, uint64_t *
     if (cut) {
         const double ratio = sqrt(1.0 - lam);
         const int ch_ = (int)(side * ratio), cw = (int)(side * ratio);
-        const int cy = (int)(unit(r) * side), cx = (int)(unit(r) * side);
+        const int cy = (int)(nomul_uniform01(r) * side), cx = (int)(nomul_uniform01(r) * side);
         const int y0 = cy - ch_ / 2 < 0 ? 0 : cy - ch_ / 2, y1 = cy + ch_ / 2 > side ? side : cy + ch_ / 2;
         const int x0 = cx - cw / 2 < 0 ? 0 : cx - cw / 2, x1 = cx + cw / 2 > side ? side : cx + cw / 2;
         for (int i = 0; i < b / 2; i++) { /* the box swaps between partners */
