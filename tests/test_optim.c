@@ -28,8 +28,9 @@ static void test_adamw_pa_matches_definition(void **state)
     (void)state;
     tu_rng r = {tu_seed() ^ 0xA0};
     enum { N = 2500 }; /* past one chunk of the array kernels */
-    for (int variant = 0; variant < 4; variant++) {
+    for (int variant = 0; variant < 8; variant++) {
         float off = variant & 1 ? 1.0552f : 1.0f, wd = variant & 2 ? 0.01f : 0.0f;
+        int delta = variant & 4;
         static float p[N], m[N], v[N], g[N], rp[N], rm[N], rv[N];
         for (int i = 0; i < N; i++) {
             p[i] = rp[i] = tu_normal(&r, -4, 1, 1);
@@ -38,6 +39,7 @@ static void test_adamw_pa_matches_definition(void **state)
         nomul_adamw o;
         nomul_adamw_init(&o, 1e-3f, wd, 1);
         o.offset = off;
+        o.moments = delta ? NOMUL_ADAM_MOMENTS_DELTA : NOMUL_ADAM_MOMENTS_REFERENCE;
         float b1t = 1.0f, b2t = 1.0f;
         for (int step = 0; step < 5; step++) {
             for (int i = 0; i < N; i++)
@@ -52,8 +54,13 @@ static void test_adamw_pa_matches_definition(void **state)
             for (int i = 0; i < N; i++) {
                 if (wd != 0.0f)
                     rp[i] -= pm(rp[i], dec, off);
-                rm[i] = pm(rm[i], 0.9f, off) + pm(g[i], 1.0f - 0.9f, off);
-                rv[i] = pm(rv[i], 0.98f, off) + pm(pm(g[i], g[i], off), 1.0f - 0.98f, off);
+                if (delta) {
+                    rm[i] += pm(g[i] - rm[i], 1.0f - 0.9f, off);
+                    rv[i] += pm(pm(g[i], g[i], off) - rv[i], 1.0f - 0.98f, off);
+                } else {
+                    rm[i] = pm(rm[i], 0.9f, off) + pm(g[i], 1.0f - 0.9f, off);
+                    rv[i] = pm(rv[i], 0.98f, off) + pm(pm(g[i], g[i], off), 1.0f - 0.98f, off);
+                }
                 rp[i] -= pm(nomul_pam_div(rm[i], nomul_pa_sqrt(rv[i]) + 1e-8f), st, off);
             }
             for (int i = 0; i < N; i++)
@@ -240,6 +247,50 @@ static void test_pa_adamw_converges(void **state)
         FAIL_SEED("PA AdamW: loss %g -> %g after 400 steps", first, last);
 }
 
+/* The moment averages of a gradient with a fixed distribution: the delta
+ * form settles on its mean (within the noise of the average), the
+ * reference form well below it (PAM rounds products down); the figures
+ * nomul/optim.h quotes. */
+static void test_pa_adamw_moment_fixed_points(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xA5};
+    enum { N = 4096, STEPS = 600 };
+    static float p[2][N], m[2][N], v[2][N], g[N];
+    memset(m, 0, sizeof m);
+    memset(v, 0, sizeof v);
+    nomul_adamw o[2];
+    double sm[2] = {0, 0}, sv[2] = {0, 0}, sg = 0, sg2 = 0;
+    for (int f = 0; f < 2; f++) {
+        nomul_adamw_init(&o[f], 1e-3f, 0.0f, 1);
+        o[f].moments = f ? NOMUL_ADAM_MOMENTS_DELTA : NOMUL_ADAM_MOMENTS_REFERENCE;
+    }
+    for (int step = 0; step < STEPS; step++) {
+        for (int i = 0; i < N; i++) /* mean 1, some spread */
+            g[i] = 1.0f + 0.5f * ((float)(tu_u32(&r) >> 8) / 16777216.0f - 0.5f);
+        for (int f = 0; f < 2; f++) {
+            nomul_adamw_begin_step(&o[f]);
+            nomul_adamw_update(&o[f], N, p[f], g, m[f], v[f]);
+        }
+        if (step >= STEPS / 2) {
+            for (int i = 0; i < N; i++) {
+                sg += g[i];
+                sg2 += (double)g[i] * g[i];
+                for (int f = 0; f < 2; f++) {
+                    sm[f] += m[f][i];
+                    sv[f] += v[f][i];
+                }
+            }
+        }
+    }
+    double rm_ref = sm[0] / sg, rv_ref = sv[0] / sg2, rm_d = sm[1] / sg, rv_d = sv[1] / sg2;
+    if (fabs(rm_d - 1) > 0.03 || fabs(rv_d - 1) > 0.08)
+        FAIL_SEED("delta moments: m/E[g] %.3f, v/E[g^2] %.3f (want ~1)", rm_d, rv_d);
+    if (!(rm_ref < 0.9 && rv_ref < 0.9))
+        FAIL_SEED("reference moments: m/E[g] %.3f, v/E[g^2] %.3f (PAM's bias should show)",
+                  rm_ref, rv_ref);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +300,7 @@ int main(void)
         cmocka_unit_test(test_clip_grad_norm),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_pa_adamw_converges),
+        cmocka_unit_test(test_pa_adamw_moment_fixed_points),
     };
     printf("test_optim: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("optim", tests, NULL, NULL);

@@ -12,6 +12,18 @@
  * the step size; the PA code lives in its own object, which the no-multiply
  * test disassembles.
  *
+ * The PA moments come in two forms (moments, PA mode only; the float form is
+ * the same either way):
+ *   NOMUL_ADAM_MOMENTS_REFERENCE  m = PAM(m, β1) + PAM(g, 1 − β1), v likewise
+ *                                 (PAM_SPEC.md, the reference's form)
+ *   NOMUL_ADAM_MOMENTS_DELTA      m += PAM(g − m, 1 − β1),
+ *                                 v += PAM(PAM(g, g) − v, 1 − β2)
+ * PAM rounds products down by up to ~11% (PAM(x, 0.9) is ~4% low on average);
+ * the reference form divides that error by 1 − β, so its averages settle
+ * 25–50% below the mean of what they average (how far depends on the
+ * mantissas; test_optim measures it), and with m and √v both low the update
+ * runs at ~75–90% of the float one. The delta form's fixed point is the mean.
+ *
  * SGD follows PyTorch: g += λ·p; b = μ·b + g; p -= lr·(nesterov ? g + μ·b : b).
  */
 #ifndef NOMUL_OPTIM_H
@@ -29,7 +41,10 @@ typedef struct nomul_adamw {
     float offset; /* PAM's offset in PA mode, 1 for none */
     long step;    /* steps taken */
     float beta1_t, beta2_t; /* β1^t, β2^t */
+    int moments;            /* nomul_adam_moments: the PA moment form */
 } nomul_adamw;
+
+typedef enum { NOMUL_ADAM_MOMENTS_REFERENCE = 0, NOMUL_ADAM_MOMENTS_DELTA = 1 } nomul_adam_moments;
 
 /* Defaults as fairseq's transformer recipes: β = (0.9, 0.98), ε = 1e-8. */
 void nomul_adamw_init(nomul_adamw *o, float lr, float weight_decay, int pa);

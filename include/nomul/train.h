@@ -61,6 +61,7 @@ typedef struct nomul_train_config {
     long epochs, steps;
     int batch_size, eval_batch_size;
     char optimizer[16];
+    char adam_moments[16];
     float lr, min_lr;
     char schedule[16];
     long warmup_steps;

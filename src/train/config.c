@@ -63,6 +63,8 @@ static const key_def keys[] = {
     {"batch_size", K_INT, FIELD(batch_size), 1, 1 << 20, NULL, "training batch"},
     {"eval_batch_size", K_INT, FIELD(eval_batch_size), 1, 1 << 20, NULL, "evaluation batch"},
     {"optimizer", K_STR, FIELD(optimizer), 0, 0, "adamw|sgd", "the optimizer"},
+    {"adam_moments", K_STR, FIELD(adam_moments), 0, 0, "reference|delta",
+     "PA AdamW's moment averages: PAM(m, b1) + PAM(g, 1 - b1), or m += PAM(g - m, 1 - b1)"},
     {"lr", K_FLOAT, FIELD(lr), 0, 1e6, NULL, "peak learning rate"},
     {"min_lr", K_FLOAT, FIELD(min_lr), 0, 1e6, NULL, "final learning rate of the cosine"},
     {"schedule", K_STR, FIELD(schedule), 0, 0, "cosine|constant|inverse_sqrt",
@@ -129,6 +131,7 @@ void nomul_train_config_default(nomul_train_config *c)
     c->batch_size = 64;
     c->eval_batch_size = 500;
     snprintf(c->optimizer, sizeof c->optimizer, "adamw");
+    snprintf(c->adam_moments, sizeof c->adam_moments, "reference");
     c->lr = 2e-3f;
     c->min_lr = 1e-5f;
     snprintf(c->schedule, sizeof c->schedule, "cosine");

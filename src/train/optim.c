@@ -18,6 +18,7 @@ void nomul_adamw_init(nomul_adamw *o, float lr, float weight_decay, int pa)
     o->offset = 1.0f;
     o->step = 0;
     o->beta1_t = o->beta2_t = 1.0f;
+    o->moments = NOMUL_ADAM_MOMENTS_REFERENCE;
 }
 
 void nomul_adamw_begin_step(nomul_adamw *o)

@@ -54,7 +54,9 @@ void nomul_adamw_update_pa(const nomul_adamw *o, size_t n, float *p, const float
     NOMUL_COUNT(PAD, 1);
     NOMUL_COUNT(PALOG2, 1);
     NOMUL_COUNT(PAEXP2, 1);
-    NOMUL_COUNT(FADD, (long long)n * (4 + (o->weight_decay != 0.0f)));
+    NOMUL_COUNT(FADD, (long long)n *
+                          (4 + 2 * (o->moments == NOMUL_ADAM_MOMENTS_DELTA) +
+                           (o->weight_decay != 0.0f)));
     float t1[CHUNK], t2[CHUNK];
     for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
         size_t c = n - i0 < CHUNK ? n - i0 : CHUNK;
@@ -65,17 +67,33 @@ void nomul_adamw_update_pa(const nomul_adamw *o, size_t n, float *p, const float
             for (size_t i = 0; i < c; i++)
                 pp[i] -= t1[i];
         }
-        /* m = β1·m + (1 − β1)·g */
-        pam_vs(c, mm, o->beta1, off, t1);
-        pam_vs(c, gg, 1.0f - o->beta1, off, t2);
-        for (size_t i = 0; i < c; i++)
-            mm[i] = t1[i] + t2[i];
-        /* v = β2·v + (1 − β2)·g² */
-        pam_v(c, gg, gg, off, t2);
-        pam_vs(c, t2, 1.0f - o->beta2, off, t2);
-        pam_vs(c, vv, o->beta2, off, t1);
-        for (size_t i = 0; i < c; i++)
-            vv[i] = t1[i] + t2[i];
+        if (o->moments == NOMUL_ADAM_MOMENTS_DELTA) {
+            /* m += (1 − β1)·(g − m) */
+            for (size_t i = 0; i < c; i++)
+                t1[i] = gg[i] - mm[i];
+            pam_vs(c, t1, 1.0f - o->beta1, off, t1);
+            for (size_t i = 0; i < c; i++)
+                mm[i] += t1[i];
+            /* v += (1 − β2)·(g² − v) */
+            pam_v(c, gg, gg, off, t2);
+            for (size_t i = 0; i < c; i++)
+                t2[i] -= vv[i];
+            pam_vs(c, t2, 1.0f - o->beta2, off, t2);
+            for (size_t i = 0; i < c; i++)
+                vv[i] += t2[i];
+        } else {
+            /* m = β1·m + (1 − β1)·g */
+            pam_vs(c, mm, o->beta1, off, t1);
+            pam_vs(c, gg, 1.0f - o->beta1, off, t2);
+            for (size_t i = 0; i < c; i++)
+                mm[i] = t1[i] + t2[i];
+            /* v = β2·v + (1 − β2)·g² */
+            pam_v(c, gg, gg, off, t2);
+            pam_vs(c, t2, 1.0f - o->beta2, off, t2);
+            pam_vs(c, vv, o->beta2, off, t1);
+            for (size_t i = 0; i < c; i++)
+                vv[i] = t1[i] + t2[i];
+        }
         /* p -= step · m / (√v + ε) */
         nomul_pa_sqrt_v(c, vv, t1);
         for (size_t i = 0; i < c; i++)
