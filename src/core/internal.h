@@ -26,6 +26,7 @@ float *nomul_scratch(int slot, size_t n);
  * nomul_splitmix64 draws the next number of a stream kept in *state. The
  * library's randomness (dropout masks, initialisation, augmentation) is
  * integer-only and reproducible from its seeds. */
+#include <math.h>
 #include <stdint.h>
 /* A uniform in (0, 1) from the stream *state: 53 random bits, centred, so
  * never 0 or 1 (safe under log). For initialisation and sampling only. */
@@ -33,6 +34,15 @@ static inline uint64_t nomul_splitmix64(uint64_t *state);
 static inline double nomul_uniform01(uint64_t *state)
 {
     return ((double)(nomul_splitmix64(state) >> 11) + 0.5) / 9007199254740992.0;
+}
+
+/* A standard normal by Box–Muller from two uniforms drawn in this order
+ * (one statement would leave the order to the compiler). Initialisation
+ * and sampling only. */
+static inline double nomul_normal01(uint64_t *state)
+{
+    double u1 = nomul_uniform01(state), u2 = nomul_uniform01(state);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
 static inline uint64_t nomul_mix64(uint64_t z)

@@ -87,8 +87,7 @@ static nomul_param *add(nomul_seq2seq *m, const char *name, int ndim, const int 
         else if (init == 2)
             p->t->data[i] = (float)((2.0 * nomul_uniform01(rng) - 1.0) * bound);
         else
-            p->t->data[i] = (float)(sqrt(-2.0 * log(nomul_uniform01(rng))) * cos(6.283185307179586 * nomul_uniform01(rng)) /
-                                    sqrt((double)shape[1]));
+            p->t->data[i] = (float)(nomul_normal01(rng) / sqrt((double)shape[1]));
     }
     return p;
 }

@@ -50,13 +50,11 @@ int nomul_vit_config_named(const char *name, nomul_vit_config *out)
     return 0;
 }
 
-/* Normals by Box–Muller, for initialisation only. */
-
 /* N(0, σ²) truncated to ±2σ, as timm's trunc_normal_(std=σ) with a = −2σ, b = 2σ. */
 static float trunc_normal(uint64_t *s, double sigma)
 {
     for (;;) {
-        double z = sqrt(-2.0 * log(nomul_uniform01(s))) * cos(6.283185307179586 * nomul_uniform01(s));
+        double z = nomul_normal01(s);
         if (fabs(z) <= 2.0)
             return (float)(z * sigma);
     }

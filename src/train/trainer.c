@@ -190,7 +190,7 @@ static int make_dirs(const char *path)
     return 0;
 }
 
-static int write_text(const char *path, const char *text)
+int train_write_text(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
     if (!f || fputs(text, f) < 0 || fclose(f)) {
@@ -238,7 +238,7 @@ static int truncate_metrics(const char *path, long step)
     fclose(f);
     if (kept)
         kept[len] = 0;
-    int r = write_text(path, kept ? kept : "");
+    int r = train_write_text(path, kept ? kept : "");
     free(kept);
     return r;
 }
@@ -568,7 +568,7 @@ static int img_evaluate(trainer *t, int final, double *loss, double *metric)
 
 static nomul_tensor *img_loss(trainer *t, const run_state *st, long *items);
 
-static const train_task image_task = {"images", "test_acc", "test acc", 100.0,
+static const train_task image_task = {"images", "test_loss", "test_acc", "test acc", 100.0,
                                       img_setup, img_start, img_loss, img_evaluate, img_free};
 
 static int setup(trainer *t, const nomul_train_config *c, run_state *st)
@@ -623,6 +623,8 @@ static int setup(trainer *t, const nomul_train_config *c, run_state *st)
     st->adam.beta2 = c->beta2;
     st->adam.eps = c->eps;
     st->adam.offset = c->ops.family[NOMUL_CFG_OPT_FUNCTIONAL].offset;
+    st->adam.moments = !strcmp(c->adam_moments, "delta") ? NOMUL_ADAM_MOMENTS_DELTA
+                                                         : NOMUL_ADAM_MOMENTS_REFERENCE;
     return 0;
 oom:
     nomul_report(NOMUL_ENOMEM, "out of memory for the optimizer's state");
@@ -639,7 +641,7 @@ static double gamma_sample(uint64_t *r, double a)
         return gamma_sample(r, a + 1.0) * pow(nomul_uniform01(r), 1.0 / a);
     const double d = a - 1.0 / 3.0, k = 1.0 / sqrt(9.0 * d);
     for (;;) {
-        double z = sqrt(-2.0 * log(nomul_uniform01(r))) * cos(6.283185307179586 * nomul_uniform01(r));
+        double z = nomul_normal01(r);
         double v = 1.0 + k * z;
         if (v <= 0)
             continue;
@@ -839,7 +841,7 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
         size_t len = (size_t)nomul_train_config_format(c, NULL, 0) + 1;
         char *json = malloc(len), path[NOMUL_PATH_MAX + 32];
         snprintf(path, sizeof path, "%s/config.json", t.dir);
-        int bad = !json || (nomul_train_config_format(c, json, len), write_text(path, json));
+        int bad = !json || (nomul_train_config_format(c, json, len), train_write_text(path, json));
         free(json);
         if (bad)
             goto out;
@@ -918,12 +920,12 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
             goto out;
         }
         if (eval)
-            snprintf(extra, sizeof extra, "loss %.4f, test loss %.4f, %s %.2f", r.train_loss,
-                     r.test_loss, t.task->metric_label, t.task->metric_scale * r.test_acc);
+            snprintf(extra, sizeof extra, "loss %.4f, %s %.4f, %s %.2f", r.train_loss,
+                     t.task->eval_loss, r.test_loss, t.task->metric_label, t.task->metric_scale * r.test_acc);
         else
             snprintf(extra, sizeof extra, "loss %.4f", r.train_loss);
         nomul_progress_finish(bar, extra);
-        const char *k[] = {"step", "epoch", "train_loss", "test_loss", t.task->metric,
+        const char *k[] = {"step", "epoch", "train_loss", t.task->eval_loss, t.task->metric,
                            "epoch_seconds"};
         double v[] = {(double)st.step, (double)st.step / (double)t.per_epoch, r.train_loss,
                       eval ? r.test_loss : NAN, eval ? r.test_acc : NAN, secs};
@@ -943,9 +945,10 @@ out:
         nomul_counts_get(&r.counts);
     r.seconds = now_s() - t0;
     if (rc == 0) {
-        fprintf(t.out, "nomul train: %ld steps in %.1f s; %s %.2f, test loss %.4f; "
+        fprintf(t.out, "nomul train: %ld steps in %.1f s; %s %.2f, %s %.4f; "
                 "checkpoint %s/checkpoint_last.safetensors\n", r.steps, r.seconds,
-                t.task->metric_label, t.task->metric_scale * r.test_acc, r.test_loss, t.dir);
+                t.task->metric_label, t.task->metric_scale * r.test_acc, t.task->eval_loss,
+                r.test_loss, t.dir);
         print_audit(t.out, &r);
     }
     if (result)
