@@ -28,6 +28,30 @@ static void write_bytes(const char *path, const char *bytes, size_t n)
 }
 #define WRITE(name, lit) write_bytes(tu_path(name), lit, sizeof(lit) - 1)
 
+static void test_read_lines_stream(void **state)
+{
+    (void)state;
+    static char good[] = "eins\r\nzwei \xc3\xa4\n\ndrei";
+    FILE *f = fmemopen(good, strlen(good), "r");
+    assert_non_null(f);
+    char **lines;
+    long n = nomul_text_read_lines(f, "<good>", &lines);
+    fclose(f);
+    assert_int_equal(n, 4);
+    assert_string_equal(lines[0], "eins");
+    assert_string_equal(lines[1], "zwei \xc3\xa4");
+    assert_string_equal(lines[2], "");
+    assert_string_equal(lines[3], "drei");
+    nomul_text_free_lines(lines, n);
+    static char bad[] = "gut\nschlecht \xc3\n";
+    f = fmemopen(bad, strlen(bad), "r");
+    assert_non_null(f);
+    assert_int_equal(nomul_text_read_lines(f, "<stdin>", &lines), -1);
+    fclose(f);
+    assert_null(lines);
+    assert_non_null(strstr(nomul_last_error_message(), "<stdin>:2: invalid UTF-8"));
+}
+
 static void test_parallel_files(void **state)
 {
     (void)state;
@@ -400,6 +424,7 @@ int main(void)
         cmocka_unit_test(test_tokenize_13a),
         cmocka_unit_test(test_bleu_published_example),
         cmocka_unit_test(test_bleu_edges),
+        cmocka_unit_test(test_read_lines_stream),
         cmocka_unit_test(test_parallel_files),
         cmocka_unit_test(test_ding_corpus),
         cmocka_unit_test(test_bpe_learn_apply),

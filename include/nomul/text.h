@@ -7,10 +7,18 @@
 #define NOMUL_TEXT_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Reads every line of a stream (LF or CRLF; a last line without a newline
+ * counts) into *lines, each without its line break; name labels errors:
+ * invalid UTF-8 (RFC 3629) or a NUL byte is an error naming it and the line.
+ * Returns the count, or -1 after the report (*lines NULL). */
+long nomul_text_read_lines(FILE *f, const char *name, char ***lines);
+void nomul_text_free_lines(char **lines, long n);
 
 /* A parallel corpus: src[i] translates to tgt[i]. */
 typedef struct nomul_parallel {

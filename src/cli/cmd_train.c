@@ -204,8 +204,12 @@ int cmd_train(int argc, char **argv)
                    : CLI_USAGE;
     }
     /* the summary on stdout, for scripts */
-    printf("steps %ld  train_loss %.4f  test_loss %.4f  test_acc %.4f  seconds %.1f\n", r.steps,
-           r.train_loss, r.test_loss, r.test_acc, r.seconds);
+    if (!strcmp(c.task, "translation"))
+        printf("steps %ld  train_loss %.4f  valid_loss %.4f  test_bleu %.2f  seconds %.1f\n",
+               r.steps, r.train_loss, r.test_loss, 100.0 * r.test_acc, r.seconds);
+    else
+        printf("steps %ld  train_loss %.4f  test_loss %.4f  test_acc %.4f  seconds %.1f\n",
+               r.steps, r.train_loss, r.test_loss, r.test_acc, r.seconds);
     if (c.audit && r.counted_steps)
         printf("float multiplications per training step: %.0f\n",
                (double)r.counts.n[NOMUL_COUNT_FMUL] / (double)r.counted_steps);
@@ -259,22 +263,12 @@ int cmd_translate(int argc, char **argv)
                   c.task);
         return CLI_USAGE;
     }
-    char **lines = NULL, *line = NULL;
-    long n = 0, cap = 0;
-    size_t lcap = 0;
-    ssize_t len;
-    while ((len = getline(&line, &lcap, stdin)) >= 0) {
-        if (len > 0 && line[len - 1] == '\n')
-            line[len - 1] = 0;
-        if (n == cap) {
-            char **nl = realloc(lines, sizeof *nl * (size_t)(cap = cap ? 2 * cap : 64));
-            if (!nl)
-                break;
-            lines = nl;
-        }
-        lines[n++] = strdup(line);
+    char **lines;
+    long n = nomul_text_read_lines(stdin, "<stdin>", &lines);
+    if (n < 0) {
+        cli_error("translate: %s", nomul_last_error_message());
+        return CLI_USAGE;
     }
-    free(line);
     char **out = calloc((size_t)(n ? n : 1), sizeof *out);
     rc = CLI_OK;
     if (!out || nomul_translate_checkpoint(o.checkpoint, &c, (const char *const *)lines, n, out)) {
@@ -285,9 +279,7 @@ int cmd_translate(int argc, char **argv)
             puts(out[i]);
             free(out[i]);
         }
-    for (long i = 0; i < n; i++)
-        free(lines[i]);
-    free(lines);
+    nomul_text_free_lines(lines, n);
     free(out);
     return rc;
 }

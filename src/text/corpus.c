@@ -69,26 +69,13 @@ static int push(char ***v, long *n, long *cap, char *s)
     return 0;
 }
 
-static void free_lines(char **v, long n)
+long nomul_text_read_lines(FILE *f, const char *name, char ***out)
 {
-    for (long i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
-/* Reads every line of a UTF-8 text file (without its newline; a final line
- * without one counts); -1 after a report naming the file and line. */
-static long read_lines(const char *path, char ***out)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        nomul_report(NOMUL_EIO, "cannot open '%s': %s", path, strerror(errno));
-        return -1;
-    }
     char **v = NULL, *line = NULL;
     long n = 0, cap = 0;
     size_t lcap = 0;
     ssize_t len;
+    *out = NULL;
     while ((len = getline(&line, &lcap, f)) >= 0) {
         if (len > 0 && line[len - 1] == '\n')
             line[--len] = 0;
@@ -96,34 +83,52 @@ static long read_lines(const char *path, char ***out)
             line[--len] = 0;
         long bad = utf8_invalid_at((const unsigned char *)line, (size_t)len);
         if (bad >= 0) {
-            nomul_report(NOMUL_EFORMAT, "%s:%ld: invalid UTF-8 at byte %ld of the line", path,
+            nomul_report(NOMUL_EFORMAT, "%s:%ld: invalid UTF-8 at byte %ld of the line", name,
                          n + 1, bad + 1);
             goto fail;
         }
         if (memchr(line, 0, (size_t)len)) {
-            nomul_report(NOMUL_EFORMAT, "%s:%ld: a NUL byte in the line", path, n + 1);
+            nomul_report(NOMUL_EFORMAT, "%s:%ld: a NUL byte in the line", name, n + 1);
             goto fail;
         }
         char *copy = strdup(line);
         if (!copy || push(&v, &n, &cap, copy)) {
             free(copy);
-            nomul_report(NOMUL_ENOMEM, "out of memory reading '%s'", path);
+            nomul_report(NOMUL_ENOMEM, "out of memory reading '%s'", name);
             goto fail;
         }
     }
     if (ferror(f)) {
-        nomul_report(NOMUL_EIO, "cannot read '%s': %s", path, strerror(errno));
+        nomul_report(NOMUL_EIO, "cannot read '%s': %s", name, strerror(errno));
         goto fail;
     }
     free(line);
-    fclose(f);
     *out = v;
     return n;
 fail:
     free(line);
-    fclose(f);
-    free_lines(v, n);
+    nomul_text_free_lines(v, n);
     return -1;
+}
+
+void nomul_text_free_lines(char **lines, long n)
+{
+    for (long i = 0; i < n; i++)
+        free(lines[i]);
+    free(lines);
+}
+
+/* Every line of a UTF-8 text file; -1 after a report naming the file. */
+static long read_lines(const char *path, char ***out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        nomul_report(NOMUL_EIO, "cannot open '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    long n = nomul_text_read_lines(f, path, out);
+    fclose(f);
+    return n;
 }
 
 nomul_parallel *nomul_parallel_read(const char *src_path, const char *tgt_path)
@@ -134,20 +139,20 @@ nomul_parallel *nomul_parallel_read(const char *src_path, const char *tgt_path)
         return NULL;
     long nt = read_lines(tgt_path, &t);
     if (nt < 0) {
-        free_lines(s, ns);
+        nomul_text_free_lines(s, ns);
         return NULL;
     }
     if (ns != nt) {
         nomul_report(NOMUL_EFORMAT, "'%s' has %ld lines but '%s' has %ld: a parallel corpus "
                      "pairs line i with line i", src_path, ns, tgt_path, nt);
-        free_lines(s, ns);
-        free_lines(t, nt);
+        nomul_text_free_lines(s, ns);
+        nomul_text_free_lines(t, nt);
         return NULL;
     }
     nomul_parallel *p = calloc(1, sizeof *p);
     if (!p) {
-        free_lines(s, ns);
-        free_lines(t, nt);
+        nomul_text_free_lines(s, ns);
+        nomul_text_free_lines(t, nt);
         nomul_report(NOMUL_ENOMEM, "out of memory");
         return NULL;
     }
@@ -161,8 +166,8 @@ void nomul_parallel_free(nomul_parallel *p)
 {
     if (!p)
         return;
-    free_lines(p->src, p->n);
-    free_lines(p->tgt, p->n);
+    nomul_text_free_lines(p->src, p->n);
+    nomul_text_free_lines(p->tgt, p->n);
     free(p);
 }
 
@@ -383,7 +388,7 @@ out:
                 rc = -1;
             }
     free(seen.slot);
-    free_lines(keep, nkeep);
-    free_lines(lines, n);
+    nomul_text_free_lines(keep, nkeep);
+    nomul_text_free_lines(lines, n);
     return rc;
 }
