@@ -466,6 +466,16 @@ static void test_translation_task(void **state)
     char *m = slurp(pa);
     assert_non_null(strstr(m, "\"tokens_per_s\": "));
     assert_non_null(strstr(m, "\"test_bleu\": "));
+    assert_non_null(strstr(m, "\"valid_loss\": "));
+    assert_null(strstr(m, "\"test_loss\""));
+    free(m);
+    /* the test hypotheses: one line per test sentence, in the test set's order */
+    snprintf(pa, sizeof pa, "%s/test.hyp", c.out_dir);
+    m = slurp(pa);
+    long lines = 0;
+    for (const char *q = m; *q; q++)
+        lines += *q == '\n';
+    assert_int_equal(lines, shrunk ? 3 : 12);
     free(m);
     /* translating with the checkpoint: a line per input, words of the vocabulary */
     snprintf(ck, sizeof ck, "%s/checkpoint_last.safetensors", c.out_dir);

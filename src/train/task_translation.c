@@ -291,6 +291,24 @@ static int tr_bleu(trainer *t, double *bleu)
             nomul_report(NOMUL_ENOMEM, "out of memory");
             goto done;
         }
+    /* the hypotheses, in the test set's order, as fairseq-generate's H lines
+     * without the scores: test.hyp beside the metrics */
+    size_t cap = 1;
+    for (long i = 0; i < k->test.n; i++)
+        cap += strlen(hyps[i]) + 1;
+    char *text = malloc(cap), *o = text;
+    if (!text) {
+        nomul_report(NOMUL_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (long i = 0; i < k->test.n; i++)
+        o += sprintf(o, "%s\n", hyps[i]);
+    char path[NOMUL_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/test.hyp", c->out_dir);
+    int bad = train_write_text(path, text);
+    free(text);
+    if (bad)
+        goto done;
     const char *const *refs[1] = {(const char *const *)k->test_refs};
     nomul_bleu_result r;
     if (nomul_bleu((const char *const *)hyps, refs, 1, k->test.n, &r) == 0) {
@@ -312,7 +330,7 @@ static int tr_evaluate(trainer *t, int final, double *loss, double *metric)
     return final ? tr_bleu(t, metric) : 0;
 }
 
-const train_task translation_task = {"tokens", "test_bleu", "test BLEU", 100.0,
+const train_task translation_task = {"tokens", "valid_loss", "test_bleu", "test BLEU", 100.0,
                                      tr_setup, tr_start, tr_loss, tr_evaluate, tr_free};
 
 /* ---- translating with a checkpoint -------------------------------------------- */

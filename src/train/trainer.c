@@ -919,9 +919,13 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
             nomul_progress_finish(bar, "stopped");
             goto out;
         }
-        if (eval)
+        if (eval && !isnan(r.test_acc))
             snprintf(extra, sizeof extra, "loss %.4f, %s %.4f, %s %.2f", r.train_loss,
-                     t.task->eval_loss, r.test_loss, t.task->metric_label, t.task->metric_scale * r.test_acc);
+                     t.task->eval_loss, r.test_loss, t.task->metric_label,
+                     t.task->metric_scale * r.test_acc);
+        else if (eval) /* translation: BLEU only at the end */
+            snprintf(extra, sizeof extra, "loss %.4f, %s %.4f", r.train_loss, t.task->eval_loss,
+                     r.test_loss);
         else
             snprintf(extra, sizeof extra, "loss %.4f", r.train_loss);
         nomul_progress_finish(bar, extra);

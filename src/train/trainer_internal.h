@@ -22,6 +22,7 @@ typedef struct trainer trainer;
 /* What a task supplies to the loop. */
 typedef struct train_task {
     const char *items;        /* what the rate counts: "images", "tokens" */
+    const char *eval_loss;    /* the evaluated loss's key: "test_loss", "valid_loss" */
     const char *metric;       /* the evaluation's metric key: "test_acc", "test_bleu" */
     const char *metric_label; /* for humans: "test acc", "test BLEU" */
     double metric_scale;      /* printed as metric · scale (100 for a fraction in percent) */
@@ -54,6 +55,8 @@ struct trainer {
 extern const train_task translation_task;
 
 struct nomul_safetensors;
+/* Writes text to path (replacing it); reports and returns -1 on failure. */
+int train_write_text(const char *path, const char *text);
 /* Copies the checkpoint's tensors of these names into the parameters (shapes
  * checked); -1 after a report naming the file and tensor. */
 int train_load_params(const struct nomul_safetensors *f, const char *path, nomul_param *p,

@@ -1,0 +1,29 @@
+#!/bin/sh
+# run_ablation.sh — the paper's translation ablation on the Ding de→en split:
+# float; PAM linears and bmm (approximate backward); + PA softmax, layer norm
+# and embedding scale; + PA loss; + PA optimizer (fully multiplication-free).
+# Same hyperparameters for every row (ding/ablation.json over
+# ding/transformer.json). Then writes the table (results.md), the curves
+# (SVG) and a few sample translations of each row.
+#
+#   sh experiments/ding/run_ablation.sh [OUT]      (default: runs/ding_ablation)
+#   ROWS="1_float 5_pa_full" sh experiments/ding/run_ablation.sh   (some rows)
+set -eu
+NOMUL=${NOMUL:-build/nomul}
+OUT=${1:-runs/ding_ablation}
+E=$(dirname "$0")
+ROWS=${ROWS:-"1_float 2_pam_approx 3_pa_softmax_norm 4_pa_loss 5_pa_full"}
+[ -f data/ding-de-en/train.bpe.de ] || sh "$E/prepare.sh"
+for row in $ROWS; do
+    dir=$OUT/$row
+    mkdir -p "$dir"
+    echo "== $row"
+    "$NOMUL" train --config "$E/transformer.json" --config "$E/ablation.json" \
+        --config "$E/$row.json" --set out_dir="$dir" --progress lines \
+        >"$dir/summary.txt" 2>"$dir/train.log"
+    cat "$dir/summary.txt"
+done
+sh "$E/ablation_table.sh" "$OUT" >"$OUT/results.md"
+"$NOMUL" plot "$OUT"/*/metrics.jsonl --x step --y loss,valid_loss \
+    --title "transformer on Ding de-en: ablation" -o "$OUT/curves.svg"
+cat "$OUT/results.md"
