@@ -368,8 +368,21 @@ int cmd_plot(int argc, char **argv)
         goto done;
     }
     const int cols = nk == 1 ? 1 : 2, rows = (nk + cols - 1) / cols;
-    const double pw = 460, ph = 300, top = title ? 40 : 10, legend = 24.0 * ((nr + 2) / 3) + 10;
-    const double W = cols * pw, H = top + rows * ph + legend;
+    const double pw = 460, ph = 300, top = title ? 40 : 10;
+    const double W = cols * pw;
+    /* legend columns as wide as the longest label (13 px sans-serif: under
+     * 8 px a character), at most 3 */
+    size_t longest = 1;
+    for (int i = 0; i < nr; i++) {
+        size_t chars = 0; /* code points, not bytes */
+        for (const unsigned char *q = (const unsigned char *)runs[i].label; *q; q++)
+            chars += (*q & 0xC0) != 0x80;
+        longest = chars > longest ? chars : longest;
+    }
+    int lcols = (int)((W - 40) / (30.0 + 8.0 * (double)longest + 16.0));
+    lcols = lcols < 1 ? 1 : lcols > 3 ? 3 : lcols;
+    const double legend = 24.0 * ((nr + lcols - 1) / lcols) + 10;
+    const double H = top + rows * ph + legend;
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
     const int png = ends_with_png(out);
     char *mem = NULL;
@@ -393,7 +406,7 @@ int cmd_plot(int argc, char **argv)
     for (int k = 0; k < nk; k++)
         panel(f, (k % cols) * pw, top + (k / cols) * ph, pw, ph, xkey, keys[k], runs, nr);
     for (int i = 0; i < nr; i++) {
-        double lx = 20 + (i % 3) * (W - 40) / 3, ly = top + rows * ph + 20 + 24 * (i / 3);
+        double lx = 20 + (i % lcols) * (W - 40) / lcols, ly = top + rows * ph + 20 + 24 * (i / lcols);
         fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
                    "stroke-width=\"3\"/><text class=\"legend\" x=\"%.1f\" y=\"%.1f\">",
                 lx, lx + 24, ly - 4, ly - 4, palette[i % 10], lx + 30, ly);
