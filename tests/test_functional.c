@@ -594,12 +594,78 @@ static void test_offset(void **state)
                   agree, N);
 }
 
+
+/* The exact PA backward of log_softmax and logsumexp, element by element as
+ * its definition reads with the scalar functions (the library runs the
+ * elementwise steps on the array kernels): bit for bit, on a short row and a
+ * vocabulary-sized one, with and without PAM's offset, with masked inputs. */
+static float pm_off(float a, float b, float off)
+{
+    return off != 1.0f ? nomul_pam_mul_off(a, b, off) : nomul_pam_mul(a, b);
+}
+
+static void test_pa_lse_backward_matches_definition(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xF7};
+    enum { NL = 2861 };
+    static float x[NL], y[NL], dy[NL], dx[NL], dl[NL], u[NL];
+    for (int v = 0; v < 4; v++) {
+        int n = v & 1 ? NL : N;
+        float off = v & 2 ? 1.0552f : 1.0f;
+        nomul_fmode ex = {1, 0, off};
+        fill(&r, x, n, -3, 4);
+        fill(&r, dy, n, -4, 0);
+        x[1] = -INFINITY;
+        dy[1] = 0.0f;
+        /* S = Σ paexp2(PAM(x, log2e) − s) */
+        float mx = -INFINITY, sum = 0.0f;
+        for (int j = 0; j < n; j++) {
+            u[j] = pm_off(x[j], L2E, off);
+            mx = u[j] > mx ? u[j] : mx;
+        }
+        float s = floorf(mx);
+        for (int j = 0; j < n; j++) {
+            u[j] -= s;
+            sum += nomul_paexp2(u[j]);
+        }
+        float w = s + nomul_palog2(sum), gsum = 0.0f;
+        for (int j = 0; j < n; j++)
+            gsum += dy[j];
+        for (int op = 0; op < 2; op++) { /* log_softmax, logsumexp (dlse = gsum) */
+            float dw, unused, da, db;
+            nomul_pam_div_grad(w, L2E, op == 0 ? -gsum : gsum, &dw, &unused);
+            float dsum = nomul_palog2_grad(sum, dw);
+            memset(dx, 0, sizeof dx);
+            if (op == 0) {
+                nomul_log_softmax_forward(ex, 1, n, x, y);
+                nomul_log_softmax_backward(ex, 1, n, x, y, dy, dx);
+            } else {
+                nomul_logsumexp_backward(ex, 1, n, x, &gsum, dx);
+            }
+            for (int j = 0; j < n; j++) {
+                float g = nomul_paexp2_grad(u[j], dsum);
+                if (off != 1.0f)
+                    nomul_pam_mul_off_grad(x[j], L2E, off, g, &da, &db);
+                else
+                    nomul_pam_mul_grad(x[j], L2E, g, &da, &db);
+                dl[j] = op == 0 ? 0.0f + (dy[j] + da) : 0.0f + da;
+                if (tu_bits(dx[j]) != tu_bits(dl[j]))
+                    FAIL_SEED("%s backward, n %d, offset %g, element %d: %08x, want %08x",
+                              op == 0 ? "log_softmax" : "logsumexp", n, (double)off, j,
+                              tu_bits(dx[j]), tu_bits(dl[j]));
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_float_forms),
         cmocka_unit_test(test_pa_forms_match_recipes),
         cmocka_unit_test(test_pa_exact_backward),
+        cmocka_unit_test(test_pa_lse_backward_matches_definition),
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_batch_norm),

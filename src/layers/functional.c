@@ -58,24 +58,49 @@ static void div_grads(float a, float b, float g, float *da, float *db)
     nomul_pam_div_grad(a, b, g, da, db);
 }
 
+/* out[j] = pam(a[j], b) for a row, through the array kernels (bit-identical
+ * to the scalar PAM; out may be a) */
+static void pam_row(int n, const float *a, float b, float *out)
+{
+    if (cur_off != 1.0f)
+        nomul_pam_mul_off_vs((size_t)n, a, b, cur_off, out);
+    else
+        nomul_pam_mul_vs((size_t)n, a, b, out);
+}
+
 /* The PA row pipeline shared by softmax and log_softmax: t = PAM(x, log2e),
- * s = ⌊max t⌋, u = t − s, e = paexp2(u); returns S = Σe (0 for an all −∞ row). */
+ * s = ⌊max t⌋, u = t − s, e = paexp2(u); returns S = Σe (0 for an all −∞ row).
+ * The elementwise steps run on the array kernels; the sum stays in order. */
 static float pa_row_exp(int n, const float *x, float *u, float *e, float *s_out)
 {
+    pam_row(n, x, LOG2E, u);
     float mx = -INFINITY;
-    for (int j = 0; j < n; j++) {
-        u[j] = pam(x[j], LOG2E);
+    for (int j = 0; j < n; j++)
         mx = u[j] > mx ? u[j] : mx;
-    }
     float s = isfinite(mx) ? floorf(mx) : 0.0f;
-    float sum = 0.0f;
-    for (int j = 0; j < n; j++) {
+    for (int j = 0; j < n; j++)
         u[j] -= s; /* s is an integer: exact */
-        e[j] = nomul_paexp2(u[j]);
+    nomul_paexp2_v((size_t)n, u, e);
+    float sum = 0.0f;
+    for (int j = 0; j < n; j++)
         sum += e[j];
-    }
     *s_out = s;
     return sum;
+}
+
+/* The exact chain from S = Σ paexp2(u) back to each input of a row:
+ * out[j] = ∂PAM(x_j, log2e)/∂x · paexp2'(u_j) · dS (out: a row of its own). */
+static void pa_row_exp_grads(int n, const float *x, const float *u, float dsum, float *out)
+{
+    if (cur_off != 1.0f) { /* no array kernel for the offset's broadcast form */
+        for (int j = 0; j < n; j++)
+            out[j] = mul_grad_a(x[j], LOG2E, nomul_paexp2_grad(u[j], dsum));
+        return;
+    }
+    for (int j = 0; j < n; j++)
+        out[j] = dsum;
+    nomul_paexp2_grad_v((size_t)n, u, out, out);
+    nomul_pam_mul_grad_vs((size_t)n, x, LOG2E, out, out);
 }
 
 typedef struct {
@@ -112,8 +137,11 @@ static void softmax_row_float(int n, const float *x, float *y)
 static void softmax_row_pa(int n, const float *x, float *y, row_tmp *t)
 {
     float s, sum = pa_row_exp(n, x, t->u, t->e, &s);
-    for (int j = 0; j < n; j++)
-        y[j] = sum > 0.0f ? pad(t->e[j], sum) : 0.0f;
+    if (sum > 0.0f)
+        nomul_pam_div_vs((size_t)n, t->e, sum, y);
+    else
+        for (int j = 0; j < n; j++)
+            y[j] = 0.0f;
 }
 
 void nomul_softmax_forward(nomul_fmode m, int rows, int n, const float *x, float *y)
@@ -270,16 +298,16 @@ void nomul_log_softmax_backward(nomul_fmode m, int rows, int n, const float *x, 
                     dr[j] += gr[j] - expf(yr[j]) * gsum;
             } else if (m.approx_bwd) { /* the same with the PA softmax and PAM */
                 softmax_row_pa(n, xr, t.e, &t);
-                float *p = t.e;
+                pam_row(n, t.e, gsum, t.e);
                 for (int j = 0; j < n; j++)
-                    dr[j] += gr[j] - pam(p[j], gsum);
+                    dr[j] += gr[j] - t.e[j];
             } else { /* y = x − PAD(s + palog2(S), log2e), S = Σ paexp2(u) */
                 float s, sum = pa_row_exp(n, xr, t.u, t.e, &s);
                 float w = s + nomul_palog2(sum), dw, unused;
                 div_grads(w, LOG2E, -gsum, &dw, &unused);
-                float dsum = nomul_palog2_grad(sum, dw);
+                pa_row_exp_grads(n, xr, t.u, nomul_palog2_grad(sum, dw), t.e);
                 for (int j = 0; j < n; j++)
-                    dr[j] += gr[j] + mul_grad_a(xr[j], LOG2E, nomul_paexp2_grad(t.u[j], dsum));
+                    dr[j] += gr[j] + t.e[j];
             }
         }
     }
@@ -358,14 +386,15 @@ void nomul_logsumexp_backward(nomul_fmode m, int rows, int n, const float *x, co
                     dr[j] += t.e[j] / sum * g;
             } else if (m.approx_bwd) {
                 softmax_row_pa(n, xr, t.e, &t);
+                pam_row(n, t.e, g, t.e);
                 for (int j = 0; j < n; j++)
-                    dr[j] += pam(t.e[j], g);
+                    dr[j] += t.e[j];
             } else { /* lse = PAD(w, log2e), w = s + palog2(S), S = Σ paexp2(u) */
                 float s, sum = pa_row_exp(n, xr, t.u, t.e, &s), dw, unused;
                 div_grads(s + nomul_palog2(sum), LOG2E, g, &dw, &unused);
-                float dsum = nomul_palog2_grad(sum, dw);
+                pa_row_exp_grads(n, xr, t.u, nomul_palog2_grad(sum, dw), t.e);
                 for (int j = 0; j < n; j++)
-                    dr[j] += mul_grad_a(xr[j], LOG2E, nomul_paexp2_grad(t.u[j], dsum));
+                    dr[j] += t.e[j];
             }
         }
     }
