@@ -232,13 +232,7 @@ static int tr_valid_loss(trainer *t, double *loss)
         for (long r = 0; r < (long)n * T; r++) {
             if (k->tout[r] == NOMUL_PAD)
                 continue;
-            const float *row = z->data + r * v;
-            double mx = row[0], se = 0.0;
-            for (int j = 1; j < v; j++)
-                mx = row[j] > mx ? row[j] : mx;
-            for (int j = 0; j < v; j++)
-                se += exp((double)row[j] - mx);
-            total += mx + log(se) - (double)row[k->tout[r]];
+            total += train_row_nll(z->data + r * v, v, k->tout[r], NULL);
             count++;
         }
     }

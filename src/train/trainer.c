@@ -143,17 +143,8 @@ static int evaluate(nomul_model *m, nomul_graph *g, const nomul_train_config *c,
         }
         const int k = logits->shape[1];
         for (int i = 0; i < b; i++) {
-            const float *z = logits->data + (size_t)i * k;
-            int best = 0;
-            double mx = z[0];
-            for (int j = 1; j < k; j++)
-                if (z[j] > z[best])
-                    best = j;
-            mx = z[best];
-            double se = 0.0;
-            for (int j = 0; j < k; j++)
-                se += exp((double)z[j] - mx);
-            total += mx + log(se) - (double)z[y[i]];
+            int best;
+            total += train_row_nll(logits->data + (size_t)i * k, k, y[i], &best);
             right += best == y[i];
         }
         seen += b;
@@ -166,6 +157,21 @@ static int evaluate(nomul_model *m, nomul_graph *g, const nomul_train_config *c,
     *loss = seen ? total / (double)seen : NAN;
     *acc = seen ? (double)right / (double)seen : NAN;
     return 0;
+}
+
+double train_row_nll(const float *z, int n, int target, int *argmax)
+{
+    int best = 0;
+    for (int j = 1; j < n; j++)
+        if (z[j] > z[best])
+            best = j;
+    const double mx = z[best];
+    double se = 0.0;
+    for (int j = 0; j < n; j++)
+        se += exp((double)z[j] - mx);
+    if (argmax)
+        *argmax = best;
+    return mx + log(se) - (double)z[target];
 }
 
 /* ---- files -------------------------------------------------------------- */

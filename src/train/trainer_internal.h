@@ -55,6 +55,10 @@ struct trainer {
 extern const train_task translation_task;
 
 struct nomul_safetensors;
+/* The cross-entropy −log softmax(z)[target] of one row of n logits, in
+ * double (evaluation only); *argmax (if not NULL) gets the largest logit's
+ * index, the first on ties. */
+double train_row_nll(const float *z, int n, int target, int *argmax);
 /* Writes text to path (replacing it); reports and returns -1 on failure. */
 int train_write_text(const char *path, const char *text);
 /* Copies the checkpoint's tensors of these names into the parameters (shapes
