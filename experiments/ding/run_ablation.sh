@@ -3,11 +3,11 @@
 # float; PAM linears and bmm (approximate backward); + PA softmax, layer norm
 # and embedding scale; + PA loss; + PA optimizer (fully multiplication-free).
 # Same hyperparameters for every row (ding/ablation.json over
-# ding/transformer.json). Then writes the table (results.md), the curves
-# (SVG) and a few sample translations of each row.
+# ding/transformer.json); two seeds for the first and the last row. Then
+# writes the table (results.md, with sample translations) and the curves.
 #
 #   sh experiments/ding/run_ablation.sh [OUT]      (default: runs/ding_ablation)
-#   ROWS="1_float 5_pa_full" sh experiments/ding/run_ablation.sh   (some rows)
+#   ROWS="1_float 5_pa_full" SEEDS=0 sh experiments/ding/run_ablation.sh
 set -eu
 NOMUL=${NOMUL:-build/nomul}
 OUT=${1:-runs/ding_ablation}
@@ -15,15 +15,19 @@ E=$(dirname "$0")
 ROWS=${ROWS:-"1_float 2_pam_approx 3_pa_softmax_norm 4_pa_loss 5_pa_full"}
 [ -f data/ding-de-en/train.bpe.de ] || sh "$E/prepare.sh"
 for row in $ROWS; do
-    dir=$OUT/$row
-    mkdir -p "$dir"
-    echo "== $row"
-    "$NOMUL" train --config "$E/transformer.json" --config "$E/ablation.json" \
-        --config "$E/$row.json" --set out_dir="$dir" --progress lines \
-        >"$dir/summary.txt" 2>"$dir/train.log"
-    cat "$dir/summary.txt"
+    seeds=${SEEDS:-0}
+    case $row in 1_float | 5_pa_full) seeds=${SEEDS:-"0 1"} ;; esac
+    for seed in $seeds; do
+        dir=$OUT/$row/seed$seed
+        mkdir -p "$dir"
+        echo "== $row seed $seed"
+        "$NOMUL" train --config "$E/transformer.json" --config "$E/ablation.json" \
+            --config "$E/$row.json" --set seed="$seed" --set out_dir="$dir" --progress lines \
+            >"$dir/summary.txt" 2>"$dir/train.log"
+        cat "$dir/summary.txt"
+    done
 done
 sh "$E/ablation_table.sh" "$OUT" >"$OUT/results.md"
-"$NOMUL" plot "$OUT"/*/metrics.jsonl --x step --y loss,valid_loss \
-    --title "transformer on Ding de-en: ablation" -o "$OUT/curves.svg"
+"$NOMUL" plot "$OUT"/*/seed0/metrics.jsonl --x step --y loss,valid_loss \
+    --title "transformer_tiny on Ding de-en: ablation" -o "$OUT/curves.svg"
 cat "$OUT/results.md"
