@@ -8,16 +8,19 @@
 #
 #   sh experiments/run_ablation.sh [OUT]        (default: runs/ablation)
 #   MODELS="vit" sh experiments/run_ablation.sh  (one model only)
+#   ROWS=6c_pa_full_approx SEEDS="0 1 2" sh experiments/run_ablation.sh
+#                                               (other rows: 6b_pa_full_delta, 6c_pa_full_approx)
 set -eu
 NOMUL=${NOMUL:-build/nomul}
 OUT=${1:-runs/ablation}
 MODELS=${MODELS:-"vit resnet20"}
 E=$(dirname "$0")/fmnist
-ROWS="1_float 2_pam_approx 3_pam_exact 4_pa_softmax_norm 5_pa_loss 6_pa_full"
+ROWS=${ROWS:-"1_float 2_pam_approx 3_pam_exact 4_pa_softmax_norm 5_pa_loss 6_pa_full"}
+SEEDS=${SEEDS:-}
 for model in $MODELS; do
     for row in $ROWS; do
-        seeds=0
-        case $row in 1_float | 6_pa_full) seeds="0 1" ;; esac
+        seeds=${SEEDS:-0}
+        case $row in 1_float | 6_pa_full) seeds=${SEEDS:-"0 1"} ;; esac
         for seed in $seeds; do
             dir=$OUT/$model/$row/seed$seed
             mkdir -p "$dir"
