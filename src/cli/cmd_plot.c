@@ -406,7 +406,8 @@ int cmd_plot(int argc, char **argv)
     for (int k = 0; k < nk; k++)
         panel(f, (k % cols) * pw, top + (k / cols) * ph, pw, ph, xkey, keys[k], runs, nr);
     for (int i = 0; i < nr; i++) {
-        double lx = 20 + (i % lcols) * (W - 40) / lcols, ly = top + rows * ph + 20 + 24 * (i / lcols);
+        double lx = 20 + (i % lcols) * (W - 40) / lcols;
+        double ly = top + rows * ph + 20 + 24 * (i / lcols);
         fprintf(f, "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
                    "stroke-width=\"3\"/><text class=\"legend\" x=\"%.1f\" y=\"%.1f\">",
                 lx, lx + 24, ly - 4, ly - 4, palette[i % 10], lx + 30, ly);

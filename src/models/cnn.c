@@ -62,7 +62,6 @@ typedef struct walk {
     int fail;
 } walk;
 
-
 static nomul_param *new_param(walk *w, const char *name, int ndim, const int *shape, int decay,
                               int buffer, double bound, float fill)
 {

@@ -69,7 +69,6 @@ int nomul_seq2seq_config_named(const char *name, int vocab_src, int vocab_tgt,
     return 0;
 }
 
-
 static nomul_param *add(nomul_seq2seq *m, const char *name, int ndim, const int *shape,
                         int decay, int init, uint64_t *rng)
 {

@@ -639,7 +639,6 @@ oom:
 
 /* ---- mixup and cutmix ----------------------------------------------------- */
 
-
 /* Gamma(a, 1) (Marsaglia and Tsang; a < 1 through Gamma(a + 1)·U^(1/a)). */
 static double gamma_sample(uint64_t *r, double a)
 {
