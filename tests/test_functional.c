@@ -265,9 +265,13 @@ static void test_pa_exact_backward(void **state)
     tu_rng r = {tu_seed() ^ 0xF2};
     nomul_fmode ex = {1, 0, 1.0f};
     float x[N], y[N], dy[N], dx[N], g[N], b[N], mean[1], rstd[1], dg[N], db[N];
+    /* 24 rows an op (6 when shrunk): the share that agrees varies from row to row
+     * (a row's breakpoints are shared by its coordinates), so a few rows make
+     * the 80% bound fail now and then on a correct backward */
+    const int reps = tu_scale() < 1 ? 6 : 24;
     for (int op = 0; op < 4; op++) {
         int agree = 0, total = 0;
-        for (int rep = 0; rep < 6; rep++) {
+        for (int rep = 0; rep < reps; rep++) {
             fill(&r, x, N, -1, 1);
             fill(&r, dy, N, -1, 0);
             fill(&r, g, N, -1, 0);
