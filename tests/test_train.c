@@ -234,9 +234,11 @@ static void test_train_learns_logs_and_checkpoints(void **state)
     nomul_train_config c;
     small_config(&c, "run-float");
     nomul_op_cfgs_default(&c.ops);
-    /* shrunk runs (valgrind) check the wiring only: 2 epochs, no accuracy bound */
+    /* shrunk runs (valgrind) check the wiring only: 2 epochs, no accuracy bound.
+     * 30 epochs: with 15, about one seed in twelve ended near 0.72 (the same
+     * on the code of stop 8); with 30 the lowest of 25 seeds was 0.94 */
     const int shrunk = tu_scale() < 1;
-    c.epochs = shrunk ? 2 : 15;
+    c.epochs = shrunk ? 2 : 30;
     c.lr = 0.003f;
     c.drop_path = 0.0f;
     c.crop_pad = 0;
@@ -260,15 +262,15 @@ static void test_train_learns_logs_and_checkpoints(void **state)
     assert_true(r.counts.n[NOMUL_COUNT_FMUL] > 0);
 
     char *logtext = slurp(tu_path("float.log"));
-    assert_non_null(strstr(logtext, shrunk ? "epoch 2/2 100%" : "epoch 15/15 100%"));
+    assert_non_null(strstr(logtext, shrunk ? "epoch 2/2 100%" : "epoch 30/30 100%"));
     assert_non_null(strstr(logtext, "test acc"));
     assert_non_null(strstr(logtext, "float multiplications per training step"));
     free(logtext);
 
     char path[1200];
-    double l[256];
+    double l[512];
     snprintf(path, sizeof path, "%s/metrics.jsonl", c.out_dir);
-    assert_int_equal(step_losses(path, 0, l, 256), (int)r.steps);
+    assert_int_equal(step_losses(path, 0, l, 512), (int)r.steps);
     char *m = slurp(path);
     assert_non_null(strstr(m, "\"test_acc\": "));
     assert_non_null(strstr(m, "\"epoch_seconds\": "));
