@@ -79,7 +79,10 @@ static void check_close(const char *what, const nomul_conv2d_desc *d, const conv
                   m->approx, (double)m->offset, nomul_isa_name(nomul_isa_active()), err);
 }
 
-static void run_conv_case(tu_rng *r, const nomul_conv2d_desc *d, const conv_mode *m, int zeros)
+/* dy's values are scaled by 2^dy_exp (to push the gradient terms out of the
+ * normal range) */
+static void run_conv_case_scaled(tu_rng *r, const nomul_conv2d_desc *d, const conv_mode *m,
+                                 int zeros, int dy_exp)
 {
     int oh, ow;
     assert_true(nomul_conv2d_output_size(d, &oh, &ow));
@@ -97,7 +100,7 @@ static void run_conv_case(tu_rng *r, const nomul_conv2d_desc *d, const conv_mode
     for (int i = 0; i < d->c_out; i++)
         bias[i] = value(r, 0);
     for (long i = 0; i < ny; i++)
-        dy[i] = value(r, zeros);
+        dy[i] = ldexpf(value(r, zeros), dy_exp);
     /* the direct loops */
     for (int b = 0; b < d->n; b++)
         for (int co = 0; co < d->c_out; co++) {
@@ -139,6 +142,11 @@ static void run_conv_case(tu_rng *r, const nomul_conv2d_desc *d, const conv_mode
     check_close("backward bias", d, m, wdb, db, d->c_out);
     free(x); free(w); free(bias); free(y); free(dy); free(dx); free(dw); free(db);
     free(wy); free(wdx); free(wdw); free(wdb);
+}
+
+static void run_conv_case(tu_rng *r, const nomul_conv2d_desc *d, const conv_mode *m, int zeros)
+{
+    run_conv_case_scaled(r, d, m, zeros, 0);
 }
 
 static nomul_conv2d_desc random_desc(tu_rng *r)
@@ -204,6 +212,86 @@ static void test_conv_larger_layer(void **state)
     run_conv_case(&r, &dw, &mo, 1);
     nomul_conv2d_desc dwd = {1, 8, 9, 11, 8, 3, 3, 1, 1, 2, 1, 2, 1, 8}; /* dilated */
     run_conv_case(&r, &dwd, &m, 1);
+}
+
+/* The depthwise direct paths (forward, and the exact backward's data and
+ * weight gradients: vector row kernels with half- and quarter-width tails)
+ * against the direct loops, on every instruction set: random depthwise
+ * layers of stride 1 with rows of 1..40 (every tail), padding, dilation,
+ * with and without zeros in x and dy, with and without an offset. The
+ * audit counts show that the direct paths ran: they count the products of
+ * the valid (unpadded) taps only, where im2col's products count every one. */
+static void test_depthwise_direct_paths(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xC013};
+    int reps = tu_scale() < 1 ? 3 : 12;
+    static const conv_mode modes[] = {{NOMUL_CONV_PAM, 0, 1.0f}, {NOMUL_CONV_PAM, 0, 1.0552f}};
+    for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
+        nomul_isa_set((nomul_isa)isa);
+        for (int rep = 0; rep < reps; rep++) {
+            nomul_conv2d_desc d;
+            int oh, ow;
+            do {
+                int c = rnd(&r, 1, 4);
+                d = (nomul_conv2d_desc){rnd(&r, 1, 2), c, rnd(&r, 1, 12), rnd(&r, 1, 40), c,
+                                        rnd(&r, 1, 5), rnd(&r, 1, 5), 1, 1, rnd(&r, 0, 3),
+                                        rnd(&r, 0, 3), rnd(&r, 1, 2), rnd(&r, 1, 2), c};
+            } while (d.h + 2 * d.pad_h - d.dil_h * (d.kh - 1) - 1 < 0 ||
+                     d.w + 2 * d.pad_w - d.dil_w * (d.kw - 1) - 1 < 0);
+            for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++)
+                run_conv_case(&r, &d, &modes[k], rep & 1);
+            /* the products of valid taps, and what the three calls count */
+            assert_true(nomul_conv2d_output_size(&d, &oh, &ow));
+            long valid = 0;
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++)
+                    for (int i = 0; i < d.kh; i++)
+                        for (int j = 0; j < d.kw; j++) {
+                            int iy = oy - d.pad_h + i * d.dil_h, ix = ox - d.pad_w + j * d.dil_w;
+                            valid += iy >= 0 && iy < d.h && ix >= 0 && ix < d.w;
+                        }
+            valid *= (long)d.n * d.c_out;
+            long nx = (long)d.n * d.c_in * d.h * d.w, ny = (long)d.n * d.c_out * oh * ow;
+            float *x = malloc(nx * 4), *w = malloc(d.c_out * d.kh * d.kw * 4);
+            float *y = malloc(ny * 4), *dy = malloc(ny * 4), *dx = malloc(nx * 4);
+            float *dw = malloc(d.c_out * d.kh * d.kw * 4);
+            for (long i = 0; i < nx; i++)
+                x[i] = value(&r, 0);
+            for (long i = 0; i < (long)d.c_out * d.kh * d.kw; i++)
+                w[i] = value(&r, 0);
+            for (long i = 0; i < ny; i++)
+                dy[i] = value(&r, 0);
+            nomul_op_counts ct;
+            nomul_counts_enable(1);
+            nomul_counts_reset();
+            nomul_conv2d_forward(&d, NOMUL_CONV_PAM, 1.0f, x, w, NULL, y);
+            nomul_counts_get(&ct);
+            unsigned long long fwd_pam = ct.n[NOMUL_COUNT_PAM];
+            nomul_counts_reset();
+            nomul_conv2d_backward_data(&d, NOMUL_CONV_PAM, 0, 1.0f, x, w, dy, dx);
+            nomul_counts_get(&ct);
+            unsigned long long dx_shift = ct.n[NOMUL_COUNT_SHIFT];
+            nomul_counts_reset();
+            nomul_conv2d_backward_weight(&d, NOMUL_CONV_PAM, 0, 1.0f, x, w, dy, dw, NULL);
+            nomul_counts_get(&ct);
+            nomul_counts_enable(0);
+            if (fwd_pam != (unsigned long long)valid || dx_shift != (unsigned long long)valid ||
+                ct.n[NOMUL_COUNT_SHIFT] != (unsigned long long)valid)
+                FAIL_SEED("depthwise %dx%d k%dx%d p%d,%d d%d,%d: %ld valid products, counted "
+                          "%llu (forward), %llu (dx), %llu (dw): a direct path did not run",
+                          d.h, d.w, d.kh, d.kw, d.pad_h, d.pad_w, d.dil_h, d.dil_w, valid,
+                          fwd_pam, dx_shift, ct.n[NOMUL_COUNT_SHIFT]);
+            free(x); free(w); free(y); free(dy); free(dx); free(dw);
+        }
+        /* gradient terms that leave the normal range (dy near 2^-120: many
+         * terms flush to zero): the direct paths must decline, and the
+         * general path's results match the definition */
+        nomul_conv2d_desc dd = {2, 3, 7, 19, 3, 5, 5, 1, 1, 2, 2, 1, 1, 3};
+        run_conv_case_scaled(&r, &dd, &modes[0], 1, -120);
+        run_conv_case_scaled(&r, &dd, &modes[1], 0, -121);
+    }
+    nomul_isa_set(nomul_isa_max());
 }
 
 /* Power-of-two weights make every PAM exact: PAM conv = float conv. */
@@ -277,6 +365,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_against_direct_loops),
         cmocka_unit_test(test_conv_larger_layer),
+        cmocka_unit_test(test_depthwise_direct_paths),
         cmocka_unit_test(test_power_of_two_weights_match_float),
         cmocka_unit_test(test_bad_descriptors_are_reported),
     };

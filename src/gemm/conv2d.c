@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "../core/internal.h"
+#include "nomul/arith.h"
 #include "nomul/conv.h"
 #include "nomul/gemm.h"
 #include "nomul/isa.h"
@@ -134,20 +135,23 @@ static _Thread_local struct {
     size_t cap;
 } col_cache[2];
 
-static float *cached_col(const char *fn, const conv_geom *g, int slot)
+/* this thread's buffer of slot, grown to at least bytes; NULL when out of memory */
+static float *cached_buf(int slot, size_t bytes)
 {
-    size_t bytes = ((size_t)g->K * g->P + 32) * sizeof(float);
     if (col_cache[slot].cap < bytes) {
         nomul_aligned_free(col_cache[slot].p);
         col_cache[slot].p = nomul_aligned_alloc(bytes);
         col_cache[slot].cap = col_cache[slot].p ? bytes : 0;
-        if (!col_cache[slot].p) {
-            nomul_report(NOMUL_ENOMEM, "%s: out of memory for a %d x %d column matrix", fn, g->K,
-                         g->P);
-            return NULL;
-        }
     }
     return col_cache[slot].p;
+}
+
+static float *cached_col(const char *fn, const conv_geom *g, int slot)
+{
+    float *p = cached_buf(slot, ((size_t)g->K * g->P + 32) * sizeof(float));
+    if (!p)
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for a %d x %d column matrix", fn, g->K, g->P);
+    return p;
 }
 
 
@@ -307,8 +311,8 @@ static pg_plan **direct_plans(const nomul_conv2d_desc *d, const conv_geom *g, co
 
 /* Depthwise PAM forward (one input and one output channel per group, stride
  * 1) when every product stays normal: a direct convolution, each output row
- * summed from shifted input rows with the fast axpy (one integer and one
- * float add per product), no im2col. Returns 0 when it does not apply. */
+ * summed from shifted input rows by the vector row kernel (one integer and
+ * one float add per product), no im2col. Returns 0 when it does not apply. */
 static int depthwise_direct(const nomul_conv2d_desc *d, const conv_geom *g, float offset,
                             const float *x, const float *weight, const float *bias, float *y)
 {
@@ -320,7 +324,7 @@ static int depthwise_direct(const nomul_conv2d_desc *d, const conv_geom *g, floa
     pg_stats ws = input_stats(&nopad, weight, (long)d->c_out * d->kh * d->kw);
     if (!pg_range_safe(&xs, &ws, offset))
         return 0;
-    pg_axpy_fast_fn axpy = pg_axpy_fast();
+    const pg_dw_rows *rows = pg_dw_rows_active();
     uint32_t off_adj = 0;
     if (offset != 1.0f) {
         memcpy(&off_adj, &offset, 4);
@@ -334,32 +338,224 @@ static int depthwise_direct(const nomul_conv2d_desc *d, const conv_geom *g, floa
         const float *xin = x + pl * d->h * d->w;
         const float *wc = weight + (long)c * d->kh * d->kw;
         float *out = y + pl * g->P;
-        for (int oy = 0; oy < g->oh; oy++) {
-            float *acc = out + (long)oy * g->ow;
-            for (int ox = 0; ox < g->ow; ox++)
-                acc[ox] = bias ? bias[c] : 0.0f;
-            for (int i = 0; i < d->kh; i++) {
-                int iy = oy - d->pad_h + i * d->dil_h;
-                if (iy < 0 || iy >= d->h)
+        for (long p = 0; p < g->P; p++)
+            out[p] = bias ? bias[c] : 0.0f;
+        long terms = 0;
+        /* tap by tap over all rows: each output still adds its taps in order */
+        for (int i = 0; i < d->kh; i++) {
+            /* output rows oy with iy = oy − pad_h + i·dil_h in [0, h) */
+            int oy0 = d->pad_h - i * d->dil_h, oy1 = oy0 + d->h;
+            oy0 = oy0 < 0 ? 0 : oy0;
+            oy1 = oy1 > g->oh ? g->oh : oy1;
+            for (int j = 0; j < d->kw; j++) {
+                uint32_t wb;
+                memcpy(&wb, &wc[i * d->kw + j], 4);
+                int shift = j * d->dil_w - d->pad_w; /* ix = ox + shift */
+                int ox0 = shift < 0 ? -shift : 0;
+                int ox1 = d->w - shift < g->ow ? d->w - shift : g->ow;
+                if ((wb & 0x7F800000u) == 0 || ox1 <= ox0 || oy1 <= oy0)
+                    continue; /* a zero weight: every product is zero */
+                int iy0 = oy0 - d->pad_h + i * d->dil_h;
+                rows->fwd(oy1 - oy0, ox1 - ox0, xin + (long)iy0 * d->w + ox0 + shift, d->w,
+                          wb - 0x3F800000u + off_adj, out + (long)oy0 * g->ow + ox0, g->ow);
+                terms += (long)(oy1 - oy0) * (ox1 - ox0);
+            }
+        }
+        NOMUL_COUNT(PAM, terms * (offset != 1.0f ? 2 : 1));
+        NOMUL_COUNT(FADD, terms);
+    }
+    return 1;
+}
+
+/* The depthwise exact backward (one input and one output channel per group,
+ * stride 1) as direct loops over shifted rows, when every term is known to
+ * be a normal number: four vector integer/float operations per product, the
+ * matrix engine's exact-gradient rate, without im2col or one-row products.
+ * They return 0, having written nothing, when they do not apply (another
+ * layer, values that could leave the range, NaN or infinity, no memory);
+ * the general path then runs. */
+static int depthwise(const nomul_conv2d_desc *d, const conv_geom *g)
+{
+    return g->cig == 1 && g->cog == 1 && d->stride_h == 1 && d->stride_w == 1;
+}
+
+/* statistics of n values as they are (no padding zero) */
+static pg_stats plain_stats(const nomul_conv2d_desc *d, const float *v, long n)
+{
+    nomul_conv2d_desc nopad = *d;
+    nopad.pad_h = nopad.pad_w = 0;
+    return input_stats(&nopad, v, n);
+}
+
+/* whether the n values hold one of the zero class (zero or subnormal) */
+static int has_zero_class(const float *v, long n)
+{
+    uint32_t any = 0;
+    for (long i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        any |= (u & 0x7F800000u) == 0;
+    }
+    return any != 0;
+}
+
+/* dx = Σ_taps ∂PAM(w', x)/∂x · dy, w' = PAM(w, offset): input row iy takes,
+ * for tap (i, j), output row oy = iy + pad_h − i·dil_h shifted by
+ * pad_w − j·dil_w. */
+static int depthwise_backward_data(const nomul_conv2d_desc *d, const conv_geom *g, float offset,
+                                   const float *x, const float *weight, const float *dy,
+                                   float *dx)
+{
+    if (!depthwise(d, g))
+        return 0;
+    int taps = d->kh * d->kw;
+    long nw = (long)d->c_out * taps, hw = (long)d->h * d->w;
+    uint32_t *wadj = malloc((size_t)nw * sizeof *wadj);
+    float *wq = malloc((size_t)nw * sizeof *wq);
+    int ok = wadj && wq;
+    for (long i = 0; ok && i < nw; i++)
+        wq[i] = offset != 1.0f ? nomul_pam_mul(weight[i], offset) : weight[i];
+    if (ok) {
+        pg_stats xs = plain_stats(d, x, d->n * g->x_img), ws = plain_stats(d, wq, nw);
+        pg_stats ys = plain_stats(d, dy, d->n * g->y_img);
+        ok = !xs.special && pg_range_safe(&ys, &ws, 1.0f);
+    }
+    for (long i = 0; ok && i < nw; i++) {
+        memcpy(&wadj[i], &wq[i], 4);
+        wadj[i] = (wadj[i] & 0x7F800000u) ? wadj[i] - PG_ONE : 0; /* 0: a zero-class w' */
+    }
+    long planes = (long)d->n * d->c_out;
+    int nt = omp_in_parallel() ? 1 : nomul_num_threads();
+    if (nt > planes)
+        nt = (int)planes;
+    int failed = 0;
+    if (ok) {
+        const pg_dw_rows *rows = pg_dw_rows_active();
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : failed)
+        {
+            uint32_t *xm = (uint32_t *)cached_buf(0, (size_t)hw * sizeof *xm);
+            failed = xm == NULL;
+#pragma omp for schedule(static)
+            for (long pl = 0; pl < planes; pl++) {
+                if (!xm)
                     continue;
-                for (int j = 0; j < d->kw; j++) {
-                    uint32_t wb;
-                    memcpy(&wb, &wc[i * d->kw + j], 4);
-                    if ((wb & 0x7F800000u) == 0)
-                        continue; /* a zero weight: every product is zero */
-                    int shift = j * d->dil_w - d->pad_w; /* ix = ox + shift */
-                    int ox0 = shift < 0 ? -shift : 0;
-                    int ox1 = d->w - shift < g->ow ? d->w - shift : g->ow;
-                    if (ox1 > ox0) {
-                        NOMUL_COUNT(PAM, (long long)(ox1 - ox0) * (offset != 1.0f ? 2 : 1));
-                        NOMUL_COUNT(FADD, ox1 - ox0);
-                        axpy(ox1 - ox0, xin + (long)iy * d->w + ox0 + shift,
-                             wb - 0x3F800000u + off_adj, acc + ox0);
+                int c = (int)(pl % d->c_out);
+                const float *xin = x + pl * hw, *g0 = dy + pl * g->P;
+                float *out = dx + pl * hw;
+                for (long i = 0; i < hw; i++) {
+                    uint32_t u;
+                    memcpy(&u, &xin[i], 4);
+                    xm[i] = (u & 0x7F800000u) ? u & 0x7FFFFFu : 0;
+                }
+                memset(out, 0, (size_t)hw * sizeof *out);
+                int zeros = has_zero_class(g0, g->P);
+                long terms = 0;
+                for (int i = 0; i < d->kh; i++) {
+                    /* input rows iy with oy = iy + pad_h − i·dil_h in [0, oh) */
+                    int iy0 = i * d->dil_h - d->pad_h, iy1 = iy0 + g->oh;
+                    iy0 = iy0 < 0 ? 0 : iy0;
+                    iy1 = iy1 > d->h ? d->h : iy1;
+                    for (int j = 0; j < d->kw; j++) {
+                        uint32_t wa = wadj[(long)c * taps + i * d->kw + j];
+                        int shift = d->pad_w - j * d->dil_w; /* ox = ix + shift */
+                        int ix0 = shift < 0 ? -shift : 0;
+                        int ix1 = g->ow - shift < d->w ? g->ow - shift : d->w;
+                        if (!wa || ix1 <= ix0 || iy1 <= iy0)
+                            continue; /* a zero-class w' sends nothing */
+                        int oy0 = iy0 + d->pad_h - i * d->dil_h;
+                        rows->dx(iy1 - iy0, ix1 - ix0, xm + (long)iy0 * d->w + ix0, d->w, wa,
+                                 g0 + (long)oy0 * g->ow + ix0 + shift, g->ow,
+                                 out + (long)iy0 * d->w + ix0, d->w, zeros);
+                        terms += (long)(iy1 - iy0) * (ix1 - ix0);
                     }
                 }
+                NOMUL_COUNT(SHIFT, terms);
+                NOMUL_COUNT(FADD, terms);
             }
         }
     }
+    free(wadj);
+    free(wq);
+    return ok && !failed;
+}
+
+/* dw = Σ_images Σ_outputs ∂PAM(w, x')/∂w · dy, x' = PAM(x, offset): tap
+ * (i, j) pairs output row oy with input row oy − pad_h + i·dil_h shifted by
+ * j·dil_w − pad_w. Each channel's taps are summed by one thread, image by
+ * image, so the result does not depend on the thread count. */
+static int depthwise_backward_weight(const nomul_conv2d_desc *d, const conv_geom *g,
+                                     float offset, const float *x, const float *weight,
+                                     const float *dy, float *dweight)
+{
+    if (!depthwise(d, g))
+        return 0;
+    int taps = d->kh * d->kw;
+    long nw = (long)d->c_out * taps, hw = (long)d->h * d->w;
+    pg_stats xs = plain_stats(d, x, d->n * g->x_img), ws = plain_stats(d, weight, nw);
+    pg_stats ys = plain_stats(d, dy, d->n * g->y_img);
+    if (xs.special || ws.special)
+        return 0;
+    uint32_t oadj = 0;
+    if (offset != 1.0f && xs.emax >= xs.emin) {
+        /* x' = PAM(x, offset) = bits(x) + bits(offset) − 1.0 while it stays
+         * normal: its exponent is x's plus the offset's, plus a carry */
+        memcpy(&oadj, &offset, 4);
+        int eo = (int)((oadj >> 23) & 0xFF) - 127;
+        oadj -= PG_ONE;
+        xs.emin += eo;
+        xs.emax += eo + 1;
+        if (xs.emin < -126 || xs.emax > 127)
+            return 0;
+    }
+    if (!pg_range_safe(&ys, &xs, 1.0f))
+        return 0;
+    uint32_t *wq = malloc((size_t)nw * sizeof *wq);
+    if (!wq)
+        return 0;
+    for (long i = 0; i < nw; i++) {
+        uint32_t u;
+        memcpy(&u, &weight[i], 4);
+        wq[i] = ((u & 0x7F800000u) ? u & 0x7FFFFFu : 0) - PG_ONE + oadj;
+    }
+    const pg_dw_rows *rows = pg_dw_rows_active();
+    int nt = omp_in_parallel() ? 1 : nomul_num_threads();
+    if (nt > d->c_out)
+        nt = d->c_out;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int c = 0; c < d->c_out; c++) {
+        float *dwc = dweight + (long)c * taps;
+        const uint32_t *wqc = wq + (long)c * taps;
+        long terms = 0;
+        for (int t = 0; t < taps; t++)
+            dwc[t] = 0.0f;
+        for (int b = 0; b < d->n; b++) {
+            long pl = (long)b * d->c_out + c;
+            const float *xin = x + pl * hw, *g0 = dy + pl * g->P;
+            int zeros = has_zero_class(xin, hw) || has_zero_class(g0, g->P);
+            for (int i = 0; i < d->kh; i++) {
+                /* output rows oy with iy = oy − pad_h + i·dil_h in [0, h) */
+                int oy0 = d->pad_h - i * d->dil_h, oy1 = oy0 + d->h;
+                oy0 = oy0 < 0 ? 0 : oy0;
+                oy1 = oy1 > g->oh ? g->oh : oy1;
+                for (int j = 0; j < d->kw; j++) {
+                    int shift = j * d->dil_w - d->pad_w; /* ix = ox + shift */
+                    int ox0 = shift < 0 ? -shift : 0;
+                    int ox1 = d->w - shift < g->ow ? d->w - shift : g->ow;
+                    if (ox1 <= ox0 || oy1 <= oy0)
+                        continue;
+                    int iy0 = oy0 - d->pad_h + i * d->dil_h;
+                    dwc[i * d->kw + j] +=
+                        rows->dw(oy1 - oy0, ox1 - ox0, xin + (long)iy0 * d->w + ox0 + shift,
+                                 d->w, wqc[i * d->kw + j], g0 + (long)oy0 * g->ow + ox0, g->ow,
+                                 zeros);
+                    terms += (long)(oy1 - oy0) * (ox1 - ox0);
+                }
+            }
+        }
+        NOMUL_COUNT(SHIFT, terms);
+        NOMUL_COUNT(FADD, terms);
+    }
+    free(wq);
     return 1;
 }
 
@@ -461,6 +657,8 @@ void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, nomul_conv_mode mode
     if (!check_offset_mode(fn, mode) ||
         !geometry(fn, d, &g, exact ? x : weight, weight, dy, dx))
         return;
+    if (exact && depthwise_backward_data(d, &g, offset, x, weight, dy, dx))
+        return;
     pg_plan **plans = make_plans(fn, d, &g, mode, approx ? PLAN_DATA_APPROX : PLAN_DATA_EXACT,
                                  weight, offset);
     if (mode == NOMUL_CONV_PAM && !plans)
@@ -505,17 +703,13 @@ static void backward_weight_image(const nomul_conv2d_desc *d, const conv_geom *g
     }
 }
 
-void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, nomul_conv_mode mode, int approx,
-                                  float offset, const float *x, const float *weight,
-                                  const float *dy, float *dweight, float *dbias)
+/* dW through im2col and the matrix products */
+static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
+                                   const conv_geom *g, nomul_conv_mode mode, int approx,
+                                   float offset, const float *x, const float *weight,
+                                   const float *dy, float *dweight)
 {
-    const char *fn = "nomul_conv2d_backward_weight";
-    conv_geom g;
-    int exact = mode == NOMUL_CONV_PAM && !approx;
-    if (!check_offset_mode(fn, mode) ||
-        !geometry(fn, d, &g, x, exact ? weight : x, dy, dweight))
-        return;
-    long nw = (long)d->c_out * g.K;
+    long nw = (long)d->c_out * g->K;
     int nt = image_threads(d);
     /* thread t sums images t, t + nt, ... into its own partial; the partials
      * are added in thread order, so the result depends only on nt */
@@ -531,17 +725,17 @@ void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, nomul_conv_mode mo
     float *partial = nt > 1 ? partial_keep : NULL;
     if (nt > 1 && !partial) {
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for per-thread gradients", fn);
-        return;
+        return 0;
     }
     blas_threads bt = blas_single(mode, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int t = omp_get_thread_num();
         float *dw = t == 0 ? dweight : partial + (long)(t - 1) * nw;
-        float *col = cached_col(fn, &g, 0);
+        float *col = cached_col(fn, g, 0);
         int first = 1;
         for (int b = t; b < d->n && col; b += nt) {
-            backward_weight_image(d, &g, mode, approx, offset, x, weight, dy, dw, b,
+            backward_weight_image(d, g, mode, approx, offset, x, weight, dy, dw, b,
                                   first ? 0.0f : 1.0f, col);
             first = 0;
         }
@@ -552,6 +746,22 @@ void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, nomul_conv_mode mo
     for (int t = 1; t < nt; t++)
         for (long i = 0; i < nw; i++)
             dweight[i] += partial[(long)(t - 1) * nw + i];
+    return 1;
+}
+
+void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, nomul_conv_mode mode, int approx,
+                                  float offset, const float *x, const float *weight,
+                                  const float *dy, float *dweight, float *dbias)
+{
+    const char *fn = "nomul_conv2d_backward_weight";
+    conv_geom g;
+    int exact = mode == NOMUL_CONV_PAM && !approx;
+    if (!check_offset_mode(fn, mode) ||
+        !geometry(fn, d, &g, x, exact ? weight : x, dy, dweight))
+        return;
+    if (!(exact && depthwise_backward_weight(d, &g, offset, x, weight, dy, dweight)) &&
+        !backward_weight_general(fn, d, &g, mode, approx, offset, x, weight, dy, dweight))
+        return;
     if (dbias) {
         NOMUL_COUNT(FADD, (long long)d->n * g.y_img);
         for (int c = 0; c < d->c_out; c++) {

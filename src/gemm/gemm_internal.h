@@ -76,12 +76,20 @@ typedef int (*pg_pack_tile_fn)(const float *base, long rs, long cs, int mr, int 
                                int NR, uint32_t *tile);
 extern const pg_pack_tile_fn pg_pack_tile_scalar, pg_pack_tile_avx2, pg_pack_tile_avx512;
 
-/* acc[j] += PAM(x[j], w) where every such product is known to be normal (or
- * x[j] zero): wadj = bits(w) − 1.0 (+ bits(offset) − 1.0). pack.inc. */
-typedef void (*pg_axpy_fast_fn)(int n, const float *x, uint32_t wadj, float *acc);
-extern const pg_axpy_fast_fn pg_axpy_fast_scalar, pg_axpy_fast_avx2, pg_axpy_fast_avx512;
+/* The depthwise convolution's row kernels (pack.inc), over rows rows of n
+ * values at the given strides: fwd adds PAM products into acc (every product
+ * known to be normal), dx adds exact data-gradient terms into acc, dw
+ * returns the sum of exact weight-gradient terms. */
+typedef struct {
+    void (*fwd)(int rows, int n, const float *x, long xs, uint32_t wadj, float *acc, long as);
+    void (*dx)(int rows, int n, const uint32_t *xm, long xs, uint32_t wadj, const float *dy,
+               long ys, float *acc, long as, int zeros);
+    float (*dw)(int rows, int n, const float *x, long xs, uint32_t wq, const float *dy, long ys,
+                int zeros);
+} pg_dw_rows;
+extern const pg_dw_rows pg_dw_rows_scalar, pg_dw_rows_avx2, pg_dw_rows_avx512;
 /* The active ISA's version. */
-pg_axpy_fast_fn pg_axpy_fast(void);
+const pg_dw_rows *pg_dw_rows_active(void);
 /* Whether every PAM (with offset, 1 for none) of a value bounded by a with
  * one bounded by b is a normal number (no NaN/∞ either side). */
 int pg_range_safe(const pg_stats *a, const pg_stats *b, float offset);

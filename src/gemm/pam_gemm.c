@@ -929,12 +929,12 @@ void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, int ld
     }
 }
 
-pg_axpy_fast_fn pg_axpy_fast(void)
+const pg_dw_rows *pg_dw_rows_active(void)
 {
     nomul_isa isa = nomul_isa_active();
-    return isa == NOMUL_ISA_AVX512 ? pg_axpy_fast_avx512
-           : isa == NOMUL_ISA_AVX2 ? pg_axpy_fast_avx2
-                                   : pg_axpy_fast_scalar;
+    return isa == NOMUL_ISA_AVX512 ? &pg_dw_rows_avx512
+           : isa == NOMUL_ISA_AVX2 ? &pg_dw_rows_avx2
+                                   : &pg_dw_rows_scalar;
 }
 
 int pg_range_safe(const pg_stats *a, const pg_stats *b, float offset)
