@@ -81,6 +81,17 @@ static int geometry(const char *fn, const nomul_conv2d_desc *d, conv_geom *g, co
 }
 
 /* col (K × P) from one group of one image: row (c, i, j), column (oy, ox). */
+/* The outputs ox in [*ox0, *ox1) whose input column ox·stride + base lies in
+ * [0, w): the rest of a row reads padding. */
+static void valid_cols(int w, int ow, int stride, int base, int *ox0, int *ox1)
+{
+    int lo = base >= 0 ? 0 : (-base + stride - 1) / stride;
+    int hi = w - base <= 0 ? 0 : (w - base + stride - 1) / stride;
+    hi = hi < ow ? hi : ow;
+    *ox0 = lo < hi ? lo : hi;
+    *ox1 = hi;
+}
+
 static void im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *x, float *col)
 {
     for (int c = 0; c < g->cig; c++)
@@ -88,6 +99,8 @@ static void im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *
             for (int j = 0; j < d->kw; j++) {
                 float *row = col + ((long)(c * d->kh + i) * d->kw + j) * g->P;
                 const float *plane = x + (long)c * d->h * d->w;
+                int base = j * d->dil_w - d->pad_w, ox0, ox1;
+                valid_cols(d->w, g->ow, d->stride_w, base, &ox0, &ox1);
                 for (int oy = 0; oy < g->oh; oy++) {
                     int iy = oy * d->stride_h - d->pad_h + i * d->dil_h;
                     float *out = row + (long)oy * g->ow;
@@ -95,13 +108,33 @@ static void im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *
                         memset(out, 0, (size_t)g->ow * sizeof *out);
                         continue;
                     }
-                    const float *in = plane + (long)iy * d->w;
-                    for (int ox = 0; ox < g->ow; ox++) {
-                        int ix = ox * d->stride_w - d->pad_w + j * d->dil_w;
-                        out[ox] = ix >= 0 && ix < d->w ? in[ix] : 0.0f;
-                    }
+                    const float *in = plane + (long)iy * d->w; /* ix = ox·stride + base */
+                    memset(out, 0, (size_t)ox0 * sizeof *out);
+                    if (d->stride_w == 1)
+                        memcpy(out + ox0, in + ox0 + base, (size_t)(ox1 - ox0) * sizeof *out);
+                    else
+                        for (int ox = ox0; ox < ox1; ox++)
+                            out[ox] = in[ox * d->stride_w + base];
+                    memset(out + ox1, 0, (size_t)(g->ow - ox1) * sizeof *out);
                 }
             }
+}
+
+/* out[j] += in[j] for j < n (the arrays do not overlap), four at a time:
+ * gcc -O2 leaves the plain loop scalar (it would need a scalar epilogue) */
+static inline void add_row(int n, const float *restrict in, float *restrict out)
+{
+    typedef float v4 __attribute__((vector_size(16)));
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+        v4 a, b;
+        memcpy(&a, in + j, sizeof a);
+        memcpy(&b, out + j, sizeof b);
+        b += a;
+        memcpy(out + j, &b, sizeof b);
+    }
+    for (; j < n; j++)
+        out[j] += in[j];
 }
 
 /* x += col2im(col): the adjoint of im2col. */
@@ -113,17 +146,19 @@ static void col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const flo
             for (int j = 0; j < d->kw; j++) {
                 const float *row = col + ((long)(c * d->kh + i) * d->kw + j) * g->P;
                 float *plane = x + (long)c * d->h * d->w;
+                int base = j * d->dil_w - d->pad_w, ox0, ox1;
+                valid_cols(d->w, g->ow, d->stride_w, base, &ox0, &ox1);
                 for (int oy = 0; oy < g->oh; oy++) {
                     int iy = oy * d->stride_h - d->pad_h + i * d->dil_h;
                     if (iy < 0 || iy >= d->h)
                         continue;
                     const float *in = row + (long)oy * g->ow;
-                    float *out = plane + (long)iy * d->w;
-                    for (int ox = 0; ox < g->ow; ox++) {
-                        int ix = ox * d->stride_w - d->pad_w + j * d->dil_w;
-                        if (ix >= 0 && ix < d->w)
-                            out[ix] += in[ox];
-                    }
+                    float *out = plane + (long)iy * d->w; /* ix = ox·stride + base */
+                    if (d->stride_w == 1)
+                        add_row(ox1 - ox0, in + ox0, out + ox0 + base);
+                    else
+                        for (int ox = ox0; ox < ox1; ox++)
+                            out[ox * d->stride_w + base] += in[ox];
                 }
             }
 }
@@ -260,22 +295,34 @@ static pg_plan **make_plans(const char *fn, const nomul_conv2d_desc *d, const co
 }
 
 /* Exponent statistics of all of x, plus a zero if padding adds any: they
- * bound every value im2col writes, so x is classified once per call. */
+ * bound every value im2col writes, so x is classified once per call (by the
+ * vector kernel, in one chunk per thread). */
 static pg_stats input_stats(const nomul_conv2d_desc *d, const float *x, long n)
 {
-    uint32_t emin = 255, emax = 0, zero = d->pad_h > 0 || d->pad_w > 0, special = 0;
-    for (long i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &x[i], 4);
-        uint32_t e = (u >> 23) & 0xFF;
-        uint32_t z = e == 0, sp = e == 0xFF;
-        zero |= z;
-        special |= sp;
-        uint32_t lo = z ? 255 : e, hi = (z | sp) ? 0 : e;
-        emin = lo < emin ? lo : emin;
-        emax = hi > emax ? hi : emax;
+    enum { CHUNKS = 64 };
+    pg_stats part[CHUNKS];
+    const pg_dw_rows *k = pg_dw_rows_active();
+    int nt = omp_in_parallel() ? 1 : nomul_num_threads();
+    int chunks = n < 65536 ? 1 : nt < CHUNKS ? nt : CHUNKS;
+    long per = (n + chunks - 1) / chunks;
+#pragma omp parallel for num_threads(nt) if (chunks > 1) schedule(static)
+    for (int c = 0; c < chunks; c++) {
+        long lo = (long)c * per, hi = lo + per < n ? lo + per : n;
+        k->stats(x + lo, hi > lo ? hi - lo : 0, &part[c]);
     }
-    pg_stats st = {(int)emin - 127, (int)emax - 127, (int)zero, (int)special};
+    pg_stats st = {127, -127, d->pad_h > 0 || d->pad_w > 0, 0};
+    for (int c = 0; c < chunks; c++) {
+        if (part[c].emax >= part[c].emin) { /* chunks of zeros only have none */
+            st.emin = part[c].emin < st.emin ? part[c].emin : st.emin;
+            st.emax = part[c].emax > st.emax ? part[c].emax : st.emax;
+        }
+        st.zero |= part[c].zero;
+        st.special |= part[c].special;
+    }
+    if (st.emax < st.emin) { /* as the scalar loop left them: 255 and 0, biased */
+        st.emin = 128;
+        st.emax = -127;
+    }
     return st;
 }
 

@@ -79,13 +79,16 @@ extern const pg_pack_tile_fn pg_pack_tile_scalar, pg_pack_tile_avx2, pg_pack_til
 /* The depthwise convolution's row kernels (pack.inc), over rows rows of n
  * values at the given strides: fwd adds PAM products into acc (every product
  * known to be normal), dx adds exact data-gradient terms into acc, dw
- * returns the sum of exact weight-gradient terms. */
+ * returns the sum of exact weight-gradient terms; with them, stats, which
+ * convolution uses to classify whole tensors. */
 typedef struct {
     void (*fwd)(int rows, int n, const float *x, long xs, uint32_t wadj, float *acc, long as);
     void (*dx)(int rows, int n, const uint32_t *xm, long xs, uint32_t wadj, const float *dy,
                long ys, float *acc, long as, int zeros);
     float (*dw)(int rows, int n, const float *x, long xs, uint32_t wq, const float *dy, long ys,
                 int zeros);
+    /* the statistics of n values (as a pack would find them) */
+    void (*stats)(const float *v, long n, pg_stats *st);
 } pg_dw_rows;
 extern const pg_dw_rows pg_dw_rows_scalar, pg_dw_rows_avx2, pg_dw_rows_avx512;
 /* The active ISA's version. */
