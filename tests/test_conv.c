@@ -80,9 +80,9 @@ static void check_close(const char *what, const nomul_conv2d_desc *d, const conv
 }
 
 /* dy's values are scaled by 2^dy_exp (to push the gradient terms out of the
- * normal range) */
+ * normal range); with pow2, the weights are ±1 and ±2 */
 static void run_conv_case_scaled(tu_rng *r, const nomul_conv2d_desc *d, const conv_mode *m,
-                                 int zeros, int dy_exp)
+                                 int zeros, int dy_exp, int pow2)
 {
     int oh, ow;
     assert_true(nomul_conv2d_output_size(d, &oh, &ow));
@@ -96,7 +96,8 @@ static void run_conv_case_scaled(tu_rng *r, const nomul_conv2d_desc *d, const co
     for (long i = 0; i < nx; i++)
         x[i] = value(r, zeros);
     for (long i = 0; i < nw; i++)
-        w[i] = value(r, 0);
+        w[i] = pow2 ? (float)(1 + (int)(tu_u32(r) % 2)) * (tu_u32(r) % 2 ? -1.0f : 1.0f)
+                    : value(r, 0);
     for (int i = 0; i < d->c_out; i++)
         bias[i] = value(r, 0);
     for (long i = 0; i < ny; i++)
@@ -146,7 +147,7 @@ static void run_conv_case_scaled(tu_rng *r, const nomul_conv2d_desc *d, const co
 
 static void run_conv_case(tu_rng *r, const nomul_conv2d_desc *d, const conv_mode *m, int zeros)
 {
-    run_conv_case_scaled(r, d, m, zeros, 0);
+    run_conv_case_scaled(r, d, m, zeros, 0, 0);
 }
 
 static nomul_conv2d_desc random_desc(tu_rng *r)
@@ -214,11 +215,12 @@ static void test_conv_larger_layer(void **state)
     run_conv_case(&r, &dwd, &m, 1);
 }
 
-/* The depthwise direct paths (forward, and the exact backward's data and
- * weight gradients: vector row kernels with half- and quarter-width tails)
- * against the direct loops, on every instruction set: random depthwise
- * layers of stride 1 with rows of 1..40 (every tail), padding, dilation,
- * with and without zeros in x and dy, with and without an offset. The
+/* The depthwise direct paths (forward, and the exact and approximate
+ * backward's data and weight gradients: vector row kernels with half- and
+ * quarter-width tails) against the direct loops, on every instruction set:
+ * random depthwise layers of stride 1 with rows of 1..40 (every tail),
+ * padding, dilation, with and without zeros in x and dy, with and without
+ * an offset, and weights of ±1 and ±2 (1.0's adjusted bits are 0). The
  * audit counts show that the direct paths ran: they count the products of
  * the valid (unpadded) taps only, where im2col's products count every one. */
 static void test_depthwise_direct_paths(void **state)
@@ -226,7 +228,10 @@ static void test_depthwise_direct_paths(void **state)
     (void)state;
     tu_rng r = {tu_seed() ^ 0xC013};
     int reps = tu_scale() < 1 ? 3 : 12;
-    static const conv_mode modes[] = {{NOMUL_CONV_PAM, 0, 1.0f}, {NOMUL_CONV_PAM, 0, 1.0552f}};
+    static const conv_mode modes[] = {{NOMUL_CONV_PAM, 0, 1.0f},
+                                      {NOMUL_CONV_PAM, 0, 1.0552f},
+                                      {NOMUL_CONV_PAM, 1, 1.0f},
+                                      {NOMUL_CONV_PAM, 1, 1.0552f}};
     for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
         nomul_isa_set((nomul_isa)isa);
         for (int rep = 0; rep < reps; rep++) {
@@ -240,8 +245,8 @@ static void test_depthwise_direct_paths(void **state)
             } while (d.h + 2 * d.pad_h - d.dil_h * (d.kh - 1) - 1 < 0 ||
                      d.w + 2 * d.pad_w - d.dil_w * (d.kw - 1) - 1 < 0);
             for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++)
-                run_conv_case(&r, &d, &modes[k], rep & 1);
-            /* the products of valid taps, and what the three calls count */
+                run_conv_case_scaled(&r, &d, &modes[k], rep & 1, 0, rep % 3 == 2);
+            /* the products of valid taps, and what the five calls count */
             assert_true(nomul_conv2d_output_size(&d, &oh, &ow));
             long valid = 0;
             for (int oy = 0; oy < oh; oy++)
@@ -263,33 +268,37 @@ static void test_depthwise_direct_paths(void **state)
             for (long i = 0; i < ny; i++)
                 dy[i] = value(&r, 0);
             nomul_op_counts ct;
+            unsigned long long got[5];
             nomul_counts_enable(1);
-            nomul_counts_reset();
-            nomul_conv2d_forward(&d, NOMUL_CONV_PAM, 1.0f, x, w, NULL, y);
-            nomul_counts_get(&ct);
-            unsigned long long fwd_pam = ct.n[NOMUL_COUNT_PAM];
-            nomul_counts_reset();
-            nomul_conv2d_backward_data(&d, NOMUL_CONV_PAM, 0, 1.0f, x, w, dy, dx);
-            nomul_counts_get(&ct);
-            unsigned long long dx_shift = ct.n[NOMUL_COUNT_SHIFT];
-            nomul_counts_reset();
-            nomul_conv2d_backward_weight(&d, NOMUL_CONV_PAM, 0, 1.0f, x, w, dy, dw, NULL);
-            nomul_counts_get(&ct);
+            for (int call = 0; call < 5; call++) {
+                nomul_counts_reset();
+                if (call == 0)
+                    nomul_conv2d_forward(&d, NOMUL_CONV_PAM, 1.0f, x, w, NULL, y);
+                else if (call % 2)
+                    nomul_conv2d_backward_data(&d, NOMUL_CONV_PAM, call == 3, 1.0f, x, w, dy, dx);
+                else
+                    nomul_conv2d_backward_weight(&d, NOMUL_CONV_PAM, call == 4, 1.0f, x, w, dy,
+                                                 dw, NULL);
+                nomul_counts_get(&ct);
+                /* exact gradients count exponent shifts, the rest PAMs */
+                got[call] = ct.n[call == 1 || call == 2 ? NOMUL_COUNT_SHIFT : NOMUL_COUNT_PAM];
+            }
             nomul_counts_enable(0);
-            if (fwd_pam != (unsigned long long)valid || dx_shift != (unsigned long long)valid ||
-                ct.n[NOMUL_COUNT_SHIFT] != (unsigned long long)valid)
-                FAIL_SEED("depthwise %dx%d k%dx%d p%d,%d d%d,%d: %ld valid products, counted "
-                          "%llu (forward), %llu (dx), %llu (dw): a direct path did not run",
-                          d.h, d.w, d.kh, d.kw, d.pad_h, d.pad_w, d.dil_h, d.dil_w, valid,
-                          fwd_pam, dx_shift, ct.n[NOMUL_COUNT_SHIFT]);
+            for (int call = 0; call < 5; call++)
+                if (got[call] != (unsigned long long)valid)
+                    FAIL_SEED("depthwise %dx%d k%dx%d p%d,%d d%d,%d: %ld valid products, counted "
+                              "%llu in call %d (forward, exact dx, exact dw, approximate dx, "
+                              "approximate dw): a direct path did not run",
+                              d.h, d.w, d.kh, d.kw, d.pad_h, d.pad_w, d.dil_h, d.dil_w, valid,
+                              got[call], call);
             free(x); free(w); free(y); free(dy); free(dx); free(dw);
         }
         /* gradient terms that leave the normal range (dy near 2^-120: many
          * terms flush to zero): the direct paths must decline, and the
          * general path's results match the definition */
         nomul_conv2d_desc dd = {2, 3, 7, 19, 3, 5, 5, 1, 1, 2, 2, 1, 1, 3};
-        run_conv_case_scaled(&r, &dd, &modes[0], 1, -120);
-        run_conv_case_scaled(&r, &dd, &modes[1], 0, -121);
+        for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++)
+            run_conv_case_scaled(&r, &dd, &modes[k], (int)k & 1, -120 - (int)(k & 1), 0);
     }
     nomul_isa_set(nomul_isa_max());
 }

@@ -392,12 +392,14 @@ static int bench_gemm(int argc, char **argv)
 /* ---- bench conv ---------------------------------------------------------------- */
 
 static const char conv_usage[] =
-    "usage: nomul bench conv [--threads N] [--batch N] [--min-time SECONDS]\n"
+    "usage: nomul bench conv [--threads N] [--batch N] [--min-time SECONDS] [--approx]\n"
     "\n"
     "Times conv2d forward, backward data and backward weight on CNN layers\n"
     "(batch 32 unless --batch) in float mode (im2col + OpenBLAS SGEMM) and PAM mode (im2col +\n"
-    "the PAM matrix engine, exact backward), in one run, and prints the\n"
-    "milliseconds and each PAM / float speed ratio. Threads default to all cores.\n";
+    "the PAM matrix engine, or direct loops for depthwise layers; exact backward, or the\n"
+    "approximate one with --approx), in one run, and prints the milliseconds and each\n"
+    "PAM / float speed ratio, then one summary line per pass over all layers\n"
+    "(time-weighted). Threads default to all cores.\n";
 
 typedef struct {
     const char *name;
@@ -408,6 +410,7 @@ typedef struct {
     const nomul_conv2d_desc *d;
     int which; /* 0 fwd, 1 bwd data, 2 bwd weight */
     nomul_conv_mode mode;
+    int approx; /* the approximate backward */
     const float *x, *w, *dy;
     float *y, *dx, *dw;
 } conv_job;
@@ -417,9 +420,10 @@ static void run_conv_job(const conv_job *j)
     if (j->which == 0)
         nomul_conv2d_forward(j->d, j->mode, 1.0f, j->x, j->w, NULL, j->y);
     else if (j->which == 1)
-        nomul_conv2d_backward_data(j->d, j->mode, 0, 1.0f, j->x, j->w, j->dy, j->dx);
+        nomul_conv2d_backward_data(j->d, j->mode, j->approx, 1.0f, j->x, j->w, j->dy, j->dx);
     else
-        nomul_conv2d_backward_weight(j->d, j->mode, 0, 1.0f, j->x, j->w, j->dy, j->dw, NULL);
+        nomul_conv2d_backward_weight(j->d, j->mode, j->approx, 1.0f, j->x, j->w, j->dy, j->dw,
+                                     NULL);
 }
 
 static double time_conv(const conv_job *j, double min_time)
@@ -442,10 +446,13 @@ static int bench_conv(int argc, char **argv)
     const char *arg, *v;
     double min_time = 0.3;
     uint64_t threads = 0, batch = 32;
+    int approx = 0;
     while ((arg = cli_next(&a))) {
         if (cli_is_help(arg)) {
             fputs(conv_usage, stdout);
             return CLI_OK;
+        } else if (cli_is(&a, arg, "approx")) {
+            approx = 1;
         } else if (cli_is(&a, arg, "threads")) {
             if (!(v = cli_value(&a, "threads")) || !cli_parse_u64("threads", v, 1, 256, &threads))
                 return CLI_USAGE;
@@ -513,29 +520,36 @@ static int bench_conv(int argc, char **argv)
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         dy[i] = (float)((s >> 40) & 0xFFFF) / 32768.0f - 0.999f;
     }
-    printf("conv2d, batch %d, %d threads, nomul %s kernels, OpenBLAS core %s\n", (int)batch,
-           nomul_get_num_threads(), nomul_isa_name(nomul_isa_active()), openblas_get_corename());
+    printf("conv2d, batch %d, %d threads, nomul %s kernels, OpenBLAS core %s, %s backward\n",
+           (int)batch, nomul_get_num_threads(), nomul_isa_name(nomul_isa_active()),
+           openblas_get_corename(), approx ? "approximate" : "exact");
     printf("%-24s %8s %8s %6s %8s %8s %6s %8s %8s %6s\n", "layer", "fwd ms", "pam ms", "ratio",
            "dX ms", "pam ms", "ratio", "dW ms", "pam ms", "ratio");
-    double sum_f = 0, sum_p = 0;
+    double sum[3][2] = {{0, 0}, {0, 0}, {0, 0}};
     for (int i = 0; i < nl; i++) {
         double t[3][2] = {{1e30, 1e30}, {1e30, 1e30}, {1e30, 1e30}};
         for (int round = 0; round < 3; round++) /* interleaved, best of each */
             for (int which = 0; which < 3; which++)
                 for (int mode = 0; mode < 2; mode++) {
-                    conv_job j = {&layers[i].d, which, (nomul_conv_mode)mode, x, w, dy, y, dx, dw};
+                    conv_job j = {&layers[i].d, which, (nomul_conv_mode)mode, approx,
+                                  x, w, dy, y, dx, dw};
                     double tt = time_conv(&j, min_time / 3);
                     t[which][mode] = tt < t[which][mode] ? tt : t[which][mode];
                 }
-        sum_f += t[0][0];
-        sum_p += t[0][1];
+        for (int which = 0; which < 3; which++)
+            for (int mode = 0; mode < 2; mode++)
+                sum[which][mode] += t[which][mode];
         printf("%-24s %8.2f %8.2f %6.2f %8.2f %8.2f %6.2f %8.2f %8.2f %6.2f\n", layers[i].name,
                1e3 * t[0][0], 1e3 * t[0][1], t[0][0] / t[0][1], 1e3 * t[1][0], 1e3 * t[1][1],
                t[1][0] / t[1][1], 1e3 * t[2][0], 1e3 * t[2][1], t[2][0] / t[2][1]);
         fflush(stdout);
     }
     printf("summary: conv2d forward, PAM / float speed over these layers = %.2f (target 0.80)\n",
-           sum_f / sum_p);
+           sum[0][0] / sum[0][1]);
+    printf("summary: conv2d %s backward data, PAM / float speed over these layers = %.2f\n",
+           approx ? "approximate" : "exact", sum[1][0] / sum[1][1]);
+    printf("summary: conv2d %s backward weight, PAM / float speed over these layers = %.2f\n",
+           approx ? "approximate" : "exact", sum[2][0] / sum[2][1]);
     nomul_set_num_threads(0);
     free(x); free(dx); free(w); free(dw); free(y); free(dy);
     return CLI_OK;

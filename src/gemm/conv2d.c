@@ -418,9 +418,10 @@ static int depthwise_direct(const nomul_conv2d_desc *d, const conv_geom *g, floa
  * stride 1) as direct loops over shifted rows, when every term is known to
  * be a normal number: four vector integer/float operations per product, the
  * matrix engine's exact-gradient rate, without im2col or one-row products.
- * They return 0, having written nothing, when they do not apply (another
- * layer, values that could leave the range, NaN or infinity, no memory);
- * the general path then runs. */
+ * They return 0 when they do not apply (another layer, values that could
+ * leave the range, NaN or infinity, no memory); the general path then runs
+ * and writes every output. The approximate backward's products are PAMs
+ * like the forward's, on the same row kernels. */
 static int depthwise(const nomul_conv2d_desc *d, const conv_geom *g)
 {
     return g->cig == 1 && g->cog == 1 && d->stride_h == 1 && d->stride_w == 1;
@@ -446,30 +447,40 @@ static int has_zero_class(const float *v, long n)
     return any != 0;
 }
 
-/* dx = Σ_taps ∂PAM(w', x)/∂x · dy, w' = PAM(w, offset): input row iy takes,
- * for tap (i, j), output row oy = iy + pad_h − i·dil_h shifted by
+/* dx = Σ_taps ∂PAM(w', x)/∂x · dy, w' = PAM(w, offset) (exact), or
+ * Σ_taps PAM(w, dy) with the offset (approximate): input row iy takes, for
+ * tap (i, j), output row oy = iy + pad_h − i·dil_h shifted by
  * pad_w − j·dil_w. */
-static int depthwise_backward_data(const nomul_conv2d_desc *d, const conv_geom *g, float offset,
-                                   const float *x, const float *weight, const float *dy,
-                                   float *dx)
+static int depthwise_backward_data(const nomul_conv2d_desc *d, const conv_geom *g, int approx,
+                                   float offset, const float *x, const float *weight,
+                                   const float *dy, float *dx)
 {
     if (!depthwise(d, g))
         return 0;
     int taps = d->kh * d->kw;
     long nw = (long)d->c_out * taps, hw = (long)d->h * d->w;
     uint32_t *wadj = malloc((size_t)nw * sizeof *wadj);
+    unsigned char *wuse = malloc((size_t)nw);
     float *wq = malloc((size_t)nw * sizeof *wq);
-    int ok = wadj && wq;
+    int ok = wadj && wuse && wq;
+    uint32_t off_adj = 0;
+    if (approx && offset != 1.0f) {
+        memcpy(&off_adj, &offset, 4);
+        off_adj -= PG_ONE;
+    }
     for (long i = 0; ok && i < nw; i++)
-        wq[i] = offset != 1.0f ? nomul_pam_mul(weight[i], offset) : weight[i];
+        wq[i] = !approx && offset != 1.0f ? nomul_pam_mul(weight[i], offset) : weight[i];
     if (ok) {
-        pg_stats xs = plain_stats(d, x, d->n * g->x_img), ws = plain_stats(d, wq, nw);
-        pg_stats ys = plain_stats(d, dy, d->n * g->y_img);
-        ok = !xs.special && pg_range_safe(&ys, &ws, 1.0f);
+        /* exact: terms dy·2^(E(w') + carry); approximate: PAM(w, dy, offset) */
+        pg_stats ws = plain_stats(d, wq, nw), ys = plain_stats(d, dy, d->n * g->y_img);
+        ok = approx ? pg_range_safe(&ys, &ws, offset)
+                    : !plain_stats(d, x, d->n * g->x_img).special && pg_range_safe(&ys, &ws, 1.0f);
     }
     for (long i = 0; ok && i < nw; i++) {
-        memcpy(&wadj[i], &wq[i], 4);
-        wadj[i] = (wadj[i] & 0x7F800000u) ? wadj[i] - PG_ONE : 0; /* 0: a zero-class w' */
+        uint32_t u;
+        memcpy(&u, &wq[i], 4);
+        wuse[i] = (u & 0x7F800000u) != 0; /* a zero-class weight sends nothing */
+        wadj[i] = u - PG_ONE + off_adj;
     }
     long planes = (long)d->n * d->c_out;
     int nt = omp_in_parallel() ? 1 : nomul_num_threads();
@@ -480,22 +491,22 @@ static int depthwise_backward_data(const nomul_conv2d_desc *d, const conv_geom *
         const pg_dw_rows *rows = pg_dw_rows_active();
 #pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : failed)
         {
-            uint32_t *xm = (uint32_t *)cached_buf(0, (size_t)hw * sizeof *xm);
-            failed = xm == NULL;
+            uint32_t *xm = approx ? NULL : (uint32_t *)cached_buf(0, (size_t)hw * sizeof *xm);
+            failed = !approx && xm == NULL;
 #pragma omp for schedule(static)
             for (long pl = 0; pl < planes; pl++) {
-                if (!xm)
+                if (failed)
                     continue;
                 int c = (int)(pl % d->c_out);
-                const float *xin = x + pl * hw, *g0 = dy + pl * g->P;
+                const float *xin = approx ? NULL : x + pl * hw, *g0 = dy + pl * g->P;
                 float *out = dx + pl * hw;
-                for (long i = 0; i < hw; i++) {
+                for (long i = 0; !approx && i < hw; i++) {
                     uint32_t u;
                     memcpy(&u, &xin[i], 4);
                     xm[i] = (u & 0x7F800000u) ? u & 0x7FFFFFu : 0;
                 }
                 memset(out, 0, (size_t)hw * sizeof *out);
-                int zeros = has_zero_class(g0, g->P);
+                int zeros = !approx && has_zero_class(g0, g->P);
                 long terms = 0;
                 for (int i = 0; i < d->kh; i++) {
                     /* input rows iy with oy = iy + pad_h − i·dil_h in [0, oh) */
@@ -503,67 +514,45 @@ static int depthwise_backward_data(const nomul_conv2d_desc *d, const conv_geom *
                     iy0 = iy0 < 0 ? 0 : iy0;
                     iy1 = iy1 > d->h ? d->h : iy1;
                     for (int j = 0; j < d->kw; j++) {
-                        uint32_t wa = wadj[(long)c * taps + i * d->kw + j];
+                        long wi = (long)c * taps + i * d->kw + j;
                         int shift = d->pad_w - j * d->dil_w; /* ox = ix + shift */
                         int ix0 = shift < 0 ? -shift : 0;
                         int ix1 = g->ow - shift < d->w ? g->ow - shift : d->w;
-                        if (!wa || ix1 <= ix0 || iy1 <= iy0)
-                            continue; /* a zero-class w' sends nothing */
+                        if (!wuse[wi] || ix1 <= ix0 || iy1 <= iy0)
+                            continue;
                         int oy0 = iy0 + d->pad_h - i * d->dil_h;
-                        rows->dx(iy1 - iy0, ix1 - ix0, xm + (long)iy0 * d->w + ix0, d->w, wa,
-                                 g0 + (long)oy0 * g->ow + ix0 + shift, g->ow,
-                                 out + (long)iy0 * d->w + ix0, d->w, zeros);
+                        const float *grow = g0 + (long)oy0 * g->ow + ix0 + shift;
+                        float *orow = out + (long)iy0 * d->w + ix0;
+                        if (approx)
+                            rows->fwd(iy1 - iy0, ix1 - ix0, grow, g->ow, wadj[wi], orow, d->w);
+                        else
+                            rows->dx(iy1 - iy0, ix1 - ix0, xm + (long)iy0 * d->w + ix0, d->w,
+                                     wadj[wi], grow, g->ow, orow, d->w, zeros);
                         terms += (long)(iy1 - iy0) * (ix1 - ix0);
                     }
                 }
-                NOMUL_COUNT(SHIFT, terms);
+                if (approx)
+                    NOMUL_COUNT(PAM, terms * (offset != 1.0f ? 2 : 1));
+                else
+                    NOMUL_COUNT(SHIFT, terms);
                 NOMUL_COUNT(FADD, terms);
             }
         }
     }
     free(wadj);
+    free(wuse);
     free(wq);
     return ok && !failed;
 }
 
-/* dw = Σ_images Σ_outputs ∂PAM(w, x')/∂w · dy, x' = PAM(x, offset): tap
- * (i, j) pairs output row oy with input row oy − pad_h + i·dil_h shifted by
- * j·dil_w − pad_w. Each channel's taps are summed by one thread, image by
- * image, so the result does not depend on the thread count. */
-static int depthwise_backward_weight(const nomul_conv2d_desc *d, const conv_geom *g,
-                                     float offset, const float *x, const float *weight,
-                                     const float *dy, float *dweight)
+/* the loops of depthwise_backward_weight: exact with wq[tap], approximate
+ * with the one adjustment adj */
+static int depthwise_weight_run(const nomul_conv2d_desc *d, const conv_geom *g, int approx,
+                                float offset, const float *x, const uint32_t *wq, uint32_t adj,
+                                const float *dy, float *dweight)
 {
-    if (!depthwise(d, g))
-        return 0;
     int taps = d->kh * d->kw;
-    long nw = (long)d->c_out * taps, hw = (long)d->h * d->w;
-    pg_stats xs = plain_stats(d, x, d->n * g->x_img), ws = plain_stats(d, weight, nw);
-    pg_stats ys = plain_stats(d, dy, d->n * g->y_img);
-    if (xs.special || ws.special)
-        return 0;
-    uint32_t oadj = 0;
-    if (offset != 1.0f && xs.emax >= xs.emin) {
-        /* x' = PAM(x, offset) = bits(x) + bits(offset) − 1.0 while it stays
-         * normal: its exponent is x's plus the offset's, plus a carry */
-        memcpy(&oadj, &offset, 4);
-        int eo = (int)((oadj >> 23) & 0xFF) - 127;
-        oadj -= PG_ONE;
-        xs.emin += eo;
-        xs.emax += eo + 1;
-        if (xs.emin < -126 || xs.emax > 127)
-            return 0;
-    }
-    if (!pg_range_safe(&ys, &xs, 1.0f))
-        return 0;
-    uint32_t *wq = malloc((size_t)nw * sizeof *wq);
-    if (!wq)
-        return 0;
-    for (long i = 0; i < nw; i++) {
-        uint32_t u;
-        memcpy(&u, &weight[i], 4);
-        wq[i] = ((u & 0x7F800000u) ? u & 0x7FFFFFu : 0) - PG_ONE + oadj;
-    }
+    long hw = (long)d->h * d->w;
     const pg_dw_rows *rows = pg_dw_rows_active();
     int nt = omp_in_parallel() ? 1 : nomul_num_threads();
     if (nt > d->c_out)
@@ -571,7 +560,6 @@ static int depthwise_backward_weight(const nomul_conv2d_desc *d, const conv_geom
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int c = 0; c < d->c_out; c++) {
         float *dwc = dweight + (long)c * taps;
-        const uint32_t *wqc = wq + (long)c * taps;
         long terms = 0;
         for (int t = 0; t < taps; t++)
             dwc[t] = 0.0f;
@@ -591,19 +579,72 @@ static int depthwise_backward_weight(const nomul_conv2d_desc *d, const conv_geom
                     if (ox1 <= ox0 || oy1 <= oy0)
                         continue;
                     int iy0 = oy0 - d->pad_h + i * d->dil_h;
+                    const float *xrow = xin + (long)iy0 * d->w + ox0 + shift;
+                    const float *grow = g0 + (long)oy0 * g->ow + ox0;
                     dwc[i * d->kw + j] +=
-                        rows->dw(oy1 - oy0, ox1 - ox0, xin + (long)iy0 * d->w + ox0 + shift,
-                                 d->w, wqc[i * d->kw + j], g0 + (long)oy0 * g->ow + ox0, g->ow,
-                                 zeros);
+                        approx ? rows->dot(oy1 - oy0, ox1 - ox0, xrow, d->w, adj, grow, g->ow,
+                                           zeros)
+                               : rows->dw(oy1 - oy0, ox1 - ox0, xrow, d->w,
+                                          wq[(long)c * taps + i * d->kw + j], grow, g->ow, zeros);
                     terms += (long)(oy1 - oy0) * (ox1 - ox0);
                 }
             }
         }
-        NOMUL_COUNT(SHIFT, terms);
+        if (approx)
+            NOMUL_COUNT(PAM, terms * (offset != 1.0f ? 2 : 1));
+        else
+            NOMUL_COUNT(SHIFT, terms);
         NOMUL_COUNT(FADD, terms);
     }
-    free(wq);
     return 1;
+}
+
+/* dw = Σ_images Σ_outputs ∂PAM(w, x')/∂w · dy, x' = PAM(x, offset) (exact),
+ * or Σ PAM(dy, x) with the offset (approximate): tap (i, j) pairs output row
+ * oy with input row oy − pad_h + i·dil_h shifted by j·dil_w − pad_w. Each
+ * channel's taps are summed by one thread, image by image, so the result
+ * does not depend on the thread count. */
+static int depthwise_backward_weight(const nomul_conv2d_desc *d, const conv_geom *g,
+                                     int approx, float offset, const float *x,
+                                     const float *weight, const float *dy, float *dweight)
+{
+    if (!depthwise(d, g))
+        return 0;
+    int taps = d->kh * d->kw;
+    long nw = (long)d->c_out * taps;
+    pg_stats xs = plain_stats(d, x, d->n * g->x_img), ys = plain_stats(d, dy, d->n * g->y_img);
+    uint32_t oadj = 0;
+    if (offset != 1.0f) {
+        memcpy(&oadj, &offset, 4);
+        oadj -= PG_ONE;
+    }
+    if (approx) /* Σ PAM(dy, x): bits(x) + bits(dy) − 1.0 (+ the offset's bits − 1.0) */
+        return pg_range_safe(&ys, &xs, offset) &&
+               depthwise_weight_run(d, g, approx, offset, x, NULL, oadj - PG_ONE, dy, dweight);
+    if (xs.special || plain_stats(d, weight, nw).special)
+        return 0;
+    if (offset != 1.0f && xs.emax >= xs.emin) {
+        /* x' = PAM(x, offset) = bits(x) + bits(offset) − 1.0 while it stays
+         * normal: its exponent is x's plus the offset's, plus a carry */
+        int eo = (int)(((oadj + PG_ONE) >> 23) & 0xFF) - 127;
+        xs.emin += eo;
+        xs.emax += eo + 1;
+        if (xs.emin < -126 || xs.emax > 127)
+            return 0;
+    }
+    if (!pg_range_safe(&ys, &xs, 1.0f))
+        return 0;
+    uint32_t *wq = malloc((size_t)nw * sizeof *wq);
+    if (!wq)
+        return 0;
+    for (long i = 0; i < nw; i++) {
+        uint32_t u;
+        memcpy(&u, &weight[i], 4);
+        wq[i] = ((u & 0x7F800000u) ? u & 0x7FFFFFu : 0) - PG_ONE + oadj;
+    }
+    int ok = depthwise_weight_run(d, g, approx, offset, x, wq, 0, dy, dweight);
+    free(wq);
+    return ok;
 }
 
 /* forward for image b: y_b = conv(x_b, W) + bias */
@@ -704,7 +745,7 @@ void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, nomul_conv_mode mode
     if (!check_offset_mode(fn, mode) ||
         !geometry(fn, d, &g, exact ? x : weight, weight, dy, dx))
         return;
-    if (exact && depthwise_backward_data(d, &g, offset, x, weight, dy, dx))
+    if (mode == NOMUL_CONV_PAM && depthwise_backward_data(d, &g, approx, offset, x, weight, dy, dx))
         return;
     pg_plan **plans = make_plans(fn, d, &g, mode, approx ? PLAN_DATA_APPROX : PLAN_DATA_EXACT,
                                  weight, offset);
@@ -806,7 +847,8 @@ void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, nomul_conv_mode mo
     if (!check_offset_mode(fn, mode) ||
         !geometry(fn, d, &g, x, exact ? weight : x, dy, dweight))
         return;
-    if (!(exact && depthwise_backward_weight(d, &g, offset, x, weight, dy, dweight)) &&
+    if (!(mode == NOMUL_CONV_PAM &&
+          depthwise_backward_weight(d, &g, approx, offset, x, weight, dy, dweight)) &&
         !backward_weight_general(fn, d, &g, mode, approx, offset, x, weight, dy, dweight))
         return;
     if (dbias) {

@@ -87,6 +87,9 @@ typedef struct {
                long ys, float *acc, long as, int zeros);
     float (*dw)(int rows, int n, const float *x, long xs, uint32_t wq, const float *dy, long ys,
                 int zeros);
+    /* Σ PAM(x, dy) (approximate weight gradient), adj = offset's bits − 2.0's */
+    float (*dot)(int rows, int n, const float *x, long xs, uint32_t adj, const float *dy, long ys,
+                 int zeros);
     /* the statistics of n values (as a pack would find them) */
     void (*stats)(const float *v, long n, pg_stats *st);
 } pg_dw_rows;

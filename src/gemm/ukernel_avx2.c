@@ -11,6 +11,7 @@
 #define PG_PACK_T_NAME pack_tile
 #define PG_FWD_ROW_NAME dw_fwd_row
 #define PG_STATS_NAME value_stats
+#define PG_DOT_ROW_NAME dw_dot_row
 #define PG_DX_ROW_NAME dw_dx_row
 #define PG_DW_ROW_NAME dw_dw_row
 #define PG_PACK_VB 32
@@ -125,4 +126,4 @@ const pg_fwd_ukr pg_fwd_avx2 = {FMR, FNR, fwd_6x16};
 const pg_grad_ukr pg_grad_avx2 = {GMR, GNR, grad_a_4x8, grad_b_4x8};
 const pg_pack_fn pg_pack_avx2 = pack_panel;
 const pg_pack_tile_fn pg_pack_tile_avx2 = pack_tile;
-const pg_dw_rows pg_dw_rows_avx2 = {dw_fwd_row, dw_dx_row, dw_dw_row, value_stats};
+const pg_dw_rows pg_dw_rows_avx2 = {dw_fwd_row, dw_dx_row, dw_dw_row, dw_dot_row, value_stats};

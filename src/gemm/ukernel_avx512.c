@@ -14,6 +14,7 @@
 #define PG_PACK_T_NAME pack_tile
 #define PG_FWD_ROW_NAME dw_fwd_row
 #define PG_STATS_NAME value_stats
+#define PG_DOT_ROW_NAME dw_dot_row
 #define PG_DX_ROW_NAME dw_dx_row
 #define PG_DW_ROW_NAME dw_dw_row
 #define PG_PACK_VB 64
@@ -194,4 +195,4 @@ const pg_fwd_direct_kernel pg_fwd_direct_avx512 = fwd_direct_8x32;
 const pg_grad_ukr pg_grad_avx512 = {GMR, GNR, grad_a_6x32, grad_b_6x32};
 const pg_pack_fn pg_pack_avx512 = pack_panel;
 const pg_pack_tile_fn pg_pack_tile_avx512 = pack_tile;
-const pg_dw_rows pg_dw_rows_avx512 = {dw_fwd_row, dw_dx_row, dw_dw_row, value_stats};
+const pg_dw_rows pg_dw_rows_avx512 = {dw_fwd_row, dw_dx_row, dw_dw_row, dw_dot_row, value_stats};
