@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "nomul/nomul.h"
+#include "gemm/gemm_internal.h"
 #include "testutil.h"
 
 static int rnd(tu_rng *r, int lo, int hi) { return lo + (int)(tu_u32(r) % (uint32_t)(hi - lo + 1)); }
@@ -303,6 +304,52 @@ static void test_depthwise_direct_paths(void **state)
     nomul_isa_set(nomul_isa_max());
 }
 
+/* The vector statistics kernel (it decides which path a convolution takes)
+ * against a plain loop, on every instruction set, for lengths 0..70 of
+ * values with random exponents, zeros, subnormals, infinities and NaNs. */
+static void test_value_stats_match_plain_loop(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xC014};
+    const pg_dw_rows *k[] = {&pg_dw_rows_scalar, &pg_dw_rows_avx2, &pg_dw_rows_avx512};
+    float v[70];
+    for (int rep = 0; rep < 200; rep++) {
+        int n = rep % 71;
+        for (int i = 0; i < n; i++) {
+            uint32_t u = tu_u32(&r), kind = tu_u32(&r) % 16;
+            if (kind == 0)
+                u &= 0x80000000u; /* ±0 */
+            else if (kind == 1)
+                u &= 0x807FFFFFu; /* subnormal */
+            else if (kind == 2 && rep % 4 == 0)
+                u |= 0x7F800000u; /* infinity or NaN, now and then */
+            else if ((u & 0x7F800000u) == 0x7F800000u)
+                u ^= 0x40000000u; /* otherwise finite */
+            v[i] = tu_float(u);
+        }
+        int emin = 128, emax = -127, zero = 0, special = 0;
+        for (int i = 0; i < n; i++) {
+            int e = (int)((tu_bits(v[i]) >> 23) & 0xFF);
+            if (e == 0)
+                zero = 1;
+            else if (e == 255)
+                special = 1;
+            else {
+                emin = e - 127 < emin ? e - 127 : emin;
+                emax = e - 127 > emax ? e - 127 : emax;
+            }
+        }
+        for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
+            pg_stats st;
+            k[isa]->stats(v, n, &st);
+            if (st.emin != emin || st.emax != emax || st.zero != zero || st.special != special)
+                FAIL_SEED("stats of %d values on %s: (%d, %d, %d, %d), want (%d, %d, %d, %d)", n,
+                          nomul_isa_name((nomul_isa)isa), st.emin, st.emax, st.zero,
+                          st.special, emin, emax, zero, special);
+        }
+    }
+}
+
 /* Power-of-two weights make every PAM exact: PAM conv = float conv. */
 static void test_power_of_two_weights_match_float(void **state)
 {
@@ -375,6 +422,7 @@ int main(void)
         cmocka_unit_test(test_conv_against_direct_loops),
         cmocka_unit_test(test_conv_larger_layer),
         cmocka_unit_test(test_depthwise_direct_paths),
+        cmocka_unit_test(test_value_stats_match_plain_loop),
         cmocka_unit_test(test_power_of_two_weights_match_float),
         cmocka_unit_test(test_bad_descriptors_are_reported),
     };
