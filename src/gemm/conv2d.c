@@ -80,7 +80,6 @@ static int geometry(const char *fn, const nomul_conv2d_desc *d, conv_geom *g, co
     return 1;
 }
 
-/* col (K × P) from one group of one image: row (c, i, j), column (oy, ox). */
 /* The outputs ox in [*ox0, *ox1) whose input column ox·stride + base lies in
  * [0, w): the rest of a row reads padding. */
 static void valid_cols(int w, int ow, int stride, int base, int *ox0, int *ox1)
@@ -92,6 +91,7 @@ static void valid_cols(int w, int ow, int stride, int base, int *ox0, int *ox1)
     *ox1 = hi;
 }
 
+/* col (K × P) from one group of one image: row (c, i, j), column (oy, ox). */
 static void im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *x, float *col)
 {
     for (int c = 0; c < g->cig; c++)
