@@ -356,6 +356,32 @@ static pg_plan **direct_plans(const nomul_conv2d_desc *d, const conv_geom *g, co
     return plans;
 }
 
+/* one input and one output channel per group, stride 1 */
+static int depthwise(const nomul_conv2d_desc *d, const conv_geom *g)
+{
+    return g->cig == 1 && g->cog == 1 && d->stride_h == 1 && d->stride_w == 1;
+}
+
+/* statistics of n values as they are (no padding zero) */
+static pg_stats plain_stats(const nomul_conv2d_desc *d, const float *v, long n)
+{
+    nomul_conv2d_desc nopad = *d;
+    nopad.pad_h = nopad.pad_w = 0;
+    return input_stats(&nopad, v, n);
+}
+
+/* whether the n values hold one of the zero class (zero or subnormal) */
+static int has_zero_class(const float *v, long n)
+{
+    uint32_t any = 0;
+    for (long i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        any |= (u & 0x7F800000u) == 0;
+    }
+    return any != 0;
+}
+
 /* Depthwise PAM forward (one input and one output channel per group, stride
  * 1) when every product stays normal: a direct convolution, each output row
  * summed from shifted input rows by the vector row kernel (one integer and
@@ -363,12 +389,10 @@ static pg_plan **direct_plans(const nomul_conv2d_desc *d, const conv_geom *g, co
 static int depthwise_direct(const nomul_conv2d_desc *d, const conv_geom *g, float offset,
                             const float *x, const float *weight, const float *bias, float *y)
 {
-    if (g->cig != 1 || g->cog != 1 || d->stride_h != 1 || d->stride_w != 1)
+    if (!depthwise(d, g))
         return 0;
     pg_stats xs = input_stats(d, x, d->n * g->x_img);
-    nomul_conv2d_desc nopad = *d;
-    nopad.pad_h = nopad.pad_w = 0;
-    pg_stats ws = input_stats(&nopad, weight, (long)d->c_out * d->kh * d->kw);
+    pg_stats ws = plain_stats(d, weight, (long)d->c_out * d->kh * d->kw);
     if (!pg_range_safe(&xs, &ws, offset))
         return 0;
     const pg_dw_rows *rows = pg_dw_rows_active();
@@ -421,33 +445,9 @@ static int depthwise_direct(const nomul_conv2d_desc *d, const conv_geom *g, floa
  * They return 0 when they do not apply (another layer, values that could
  * leave the range, NaN or infinity, no memory); the general path then runs
  * and writes every output. The approximate backward's products are PAMs
- * like the forward's, on the same row kernels. */
-static int depthwise(const nomul_conv2d_desc *d, const conv_geom *g)
-{
-    return g->cig == 1 && g->cog == 1 && d->stride_h == 1 && d->stride_w == 1;
-}
-
-/* statistics of n values as they are (no padding zero) */
-static pg_stats plain_stats(const nomul_conv2d_desc *d, const float *v, long n)
-{
-    nomul_conv2d_desc nopad = *d;
-    nopad.pad_h = nopad.pad_w = 0;
-    return input_stats(&nopad, v, n);
-}
-
-/* whether the n values hold one of the zero class (zero or subnormal) */
-static int has_zero_class(const float *v, long n)
-{
-    uint32_t any = 0;
-    for (long i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &v[i], 4);
-        any |= (u & 0x7F800000u) == 0;
-    }
-    return any != 0;
-}
-
-/* dx = Σ_taps ∂PAM(w', x)/∂x · dy, w' = PAM(w, offset) (exact), or
+ * like the forward's, on the same row kernels.
+ *
+ * dx = Σ_taps ∂PAM(w', x)/∂x · dy, w' = PAM(w, offset) (exact), or
  * Σ_taps PAM(w, dy) with the offset (approximate): input row iy takes, for
  * tap (i, j), output row oy = iy + pad_h − i·dil_h shifted by
  * pad_w − j·dil_w. */
