@@ -63,13 +63,18 @@ static void dprod(const conv_mode *m, float w, float x, float g, double *dw, dou
     }
 }
 
+/* Normwise error against the float64 sums, relative to the sums of the
+ * terms' magnitudes (mag): what a float32 sum's rounding is bounded by, in
+ * any order, so an output whose terms cancel is not held to a bound its own
+ * float summation cannot meet (one weight of a 1x1 kernel: 72 terms up to
+ * 2^8 that summed to -4.27 came out 5e-5 off in float, 1.2e-5 relative). */
 static void check_close(const char *what, const nomul_conv2d_desc *d, const conv_mode *m,
-                        const double *want, const float *got, long n)
+                        const double *want, const double *mag, const float *got, long n)
 {
     double num = 0, den = 0;
     for (long i = 0; i < n; i++) {
         num += (got[i] - want[i]) * (got[i] - want[i]);
-        den += want[i] * want[i];
+        den += mag[i] * mag[i];
     }
     double err = den > 0 ? sqrt(num / den) : sqrt(num);
     if (!(err <= 1e-5))
@@ -80,8 +85,21 @@ static void check_close(const char *what, const nomul_conv2d_desc *d, const conv
                   m->approx, (double)m->offset, nomul_isa_name(nomul_isa_active()), err);
 }
 
+/* ±2^k, k in [-3, 3] (or 0 now and then with zeros) */
+static float pow2_value(tu_rng *r, int zeros)
+{
+    if (zeros && tu_u32(r) % 6 == 0)
+        return 0.0f;
+    return ldexpf(tu_u32(r) % 2 ? -1.0f : 1.0f, (int)(tu_u32(r) % 7) - 3);
+}
+
 /* dy's values are scaled by 2^dy_exp (to push the gradient terms out of the
- * normal range); with pow2, the weights are ±1 and ±2 */
+ * normal range); with pow2 = 1, the weights are ±1 and ±2; with pow2 = 2,
+ * every value is ±2^k, so that every product and every exact-gradient term
+ * is a power of two (mantissas 0, no carries) and every sum of them is exact
+ * in float32 in any order: the results must then equal the float64 sums bit
+ * for bit, which no tolerance-based check can ask (a constant one unit of
+ * the last place off would pass one). */
 static void run_conv_case_scaled(tu_rng *r, const nomul_conv2d_desc *d, const conv_mode *m,
                                  int zeros, int dy_exp, int pow2)
 {
@@ -94,15 +112,17 @@ static void run_conv_case_scaled(tu_rng *r, const nomul_conv2d_desc *d, const co
     float *y = malloc(ny * 4), *dy = malloc(ny * 4), *dx = malloc(nx * 4), *dw = malloc(nw * 4);
     float *db = malloc(d->c_out * 4);
     double *wy = calloc(ny, 8), *wdx = calloc(nx, 8), *wdw = calloc(nw, 8), *wdb = calloc(d->c_out, 8);
+    double *my = calloc(ny, 8), *mdx = calloc(nx, 8), *mdw = calloc(nw, 8), *mdb = calloc(d->c_out, 8);
     for (long i = 0; i < nx; i++)
-        x[i] = value(r, zeros);
+        x[i] = pow2 == 2 ? pow2_value(r, zeros) : value(r, zeros);
     for (long i = 0; i < nw; i++)
-        w[i] = pow2 ? (float)(1 + (int)(tu_u32(r) % 2)) * (tu_u32(r) % 2 ? -1.0f : 1.0f)
-                    : value(r, 0);
+        w[i] = pow2 == 1   ? (float)(1 + (int)(tu_u32(r) % 2)) * (tu_u32(r) % 2 ? -1.0f : 1.0f)
+               : pow2 == 2 ? pow2_value(r, 0)
+                           : value(r, 0);
     for (int i = 0; i < d->c_out; i++)
-        bias[i] = value(r, 0);
+        bias[i] = pow2 == 2 ? pow2_value(r, 0) : value(r, 0);
     for (long i = 0; i < ny; i++)
-        dy[i] = ldexpf(value(r, zeros), dy_exp);
+        dy[i] = ldexpf(pow2 == 2 ? pow2_value(r, zeros) : value(r, zeros), dy_exp);
     /* the direct loops */
     for (int b = 0; b < d->n; b++)
         for (int co = 0; co < d->c_out; co++) {
@@ -110,7 +130,7 @@ static void run_conv_case_scaled(tu_rng *r, const nomul_conv2d_desc *d, const co
             for (int oy = 0; oy < oh; oy++)
                 for (int ox = 0; ox < ow; ox++) {
                     long yi = (((long)b * d->c_out + co) * oh + oy) * ow + ox;
-                    double s = bias[co];
+                    double s = bias[co], sm = fabs(bias[co]);
                     for (int c = 0; c < cig; c++)
                         for (int i = 0; i < d->kh; i++)
                             for (int j = 0; j < d->kw; j++) {
@@ -122,14 +142,20 @@ static void run_conv_case_scaled(tu_rng *r, const nomul_conv2d_desc *d, const co
                                 long xi = (((long)b * d->c_in + ci) * d->h + iy) * d->w + ix;
                                 long wi = (((long)co * cig + c) * d->kh + i) * d->kw + j;
                                 double gw, gx;
-                                s += prod(m, w[wi], x[xi]);
+                                double p = prod(m, w[wi], x[xi]);
+                                s += p;
+                                sm += fabs(p);
                                 dprod(m, w[wi], x[xi], dy[yi], &gw, &gx);
                                 wdw[wi] += gw;
                                 wdx[xi] += gx;
+                                mdw[wi] += fabs(gw);
+                                mdx[xi] += fabs(gx);
                             }
                     wy[yi] = s;
+                    my[yi] = sm;
                     /* the bias gradient is a float32 sum in (image, pixel) order */
                     wdb[co] = (float)wdb[co] + dy[yi];
+                    mdb[co] += fabs(dy[yi]);
                 }
         }
     nomul_clear_error();
@@ -138,12 +164,34 @@ static void run_conv_case_scaled(tu_rng *r, const nomul_conv2d_desc *d, const co
     nomul_conv2d_backward_weight(d, m->mode, m->approx, m->offset, x, w, dy, dw, db);
     if (nomul_last_error() != NOMUL_OK)
         FAIL_SEED("conv2d reported: %s", nomul_last_error_message());
-    check_close("forward", d, m, wy, y, ny);
-    check_close("backward data", d, m, wdx, dx, nx);
-    check_close("backward weight", d, m, wdw, dw, nw);
-    check_close("backward bias", d, m, wdb, db, d->c_out);
+    if (pow2 == 2) {
+        const struct {
+            const char *what;
+            const double *want;
+            const float *got;
+            long n;
+        } out[] = {{"forward", wy, y, ny}, {"backward data", wdx, dx, nx},
+                   {"backward weight", wdw, dw, nw}};
+        for (int o = 0; o < 3; o++)
+            for (long i = 0; i < out[o].n; i++)
+                if (tu_bits(out[o].got[i]) != tu_bits((float)out[o].want[i]) &&
+                    !(out[o].got[i] == 0.0f && out[o].want[i] == 0.0)) /* a zero's sign
+                                                     depends on the order of the sum */
+                    FAIL_SEED("%s, powers of two, n%d c%d->%d %dx%d k%dx%d s%d,%d p%d,%d d%d,%d g%d "
+                              "approx %d off %g isa %s: [%ld] = %a, want %a exactly",
+                              out[o].what, d->n, d->c_in, d->c_out, d->h, d->w, d->kh, d->kw,
+                              d->stride_h, d->stride_w, d->pad_h, d->pad_w, d->dil_h, d->dil_w,
+                              d->groups, m->approx, (double)m->offset,
+                              nomul_isa_name(nomul_isa_active()), i, (double)out[o].got[i],
+                              out[o].want[i]);
+    }
+    check_close("forward", d, m, wy, my, y, ny);
+    check_close("backward data", d, m, wdx, mdx, dx, nx);
+    check_close("backward weight", d, m, wdw, mdw, dw, nw);
+    check_close("backward bias", d, m, wdb, mdb, db, d->c_out);
     free(x); free(w); free(bias); free(y); free(dy); free(dx); free(dw); free(db);
     free(wy); free(wdx); free(wdw); free(wdb);
+    free(my); free(mdx); free(mdw); free(mdb);
 }
 
 static void run_conv_case(tu_rng *r, const nomul_conv2d_desc *d, const conv_mode *m, int zeros)
@@ -191,6 +239,7 @@ static void test_conv_against_direct_loops(void **state)
                                               {NOMUL_CONV_PAM, 1, 1.0552f}};
             for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++)
                 run_conv_case(&r, &d, &modes[k], rep & 1);
+            run_conv_case_scaled(&r, &d, &modes[1 + (rep & 1)], rep & 1, 0, 2); /* no offset */
         }
     }
     nomul_isa_set(nomul_isa_max());
@@ -247,6 +296,11 @@ static void test_depthwise_direct_paths(void **state)
                      d.w + 2 * d.pad_w - d.dil_w * (d.kw - 1) - 1 < 0);
             for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++)
                 run_conv_case_scaled(&r, &d, &modes[k], rep & 1, 0, rep % 3 == 2);
+            /* powers of two, bit for bit (offset 2: a power of two too) */
+            static const conv_mode exact_modes[] = {{NOMUL_CONV_PAM, 0, 1.0f},
+                                                    {NOMUL_CONV_PAM, 1, 2.0f}};
+            for (size_t k = 0; k < 2; k++)
+                run_conv_case_scaled(&r, &d, &exact_modes[k], rep & 1, 0, 2);
             /* the products of valid taps, and what the five calls count */
             assert_true(nomul_conv2d_output_size(&d, &oh, &ow));
             long valid = 0;
