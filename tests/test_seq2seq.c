@@ -198,7 +198,9 @@ static double train_reverse(int pa, nomul_seq2seq **out_model, uint64_t seed)
     nomul_adamw_init(&opt, 3e-3f, 0.0f, pa);
     nomul_graph *g = nomul_graph_new((size_t)1 << 26);
     int src[B * S], tin[B * (S + 1)], tout[B * (S + 1)], len[B];
-    const int steps = tu_scale() < 1 ? 10 : 300;
+    /* the PA model trains more slowly: at 300 steps its loss ranged up to
+     * 0.41 over 16 seeds and one decoded only 3 of 8 */
+    const int steps = tu_scale() < 1 ? 10 : pa ? 500 : 300;
     double tail = 0.0;
     for (int step = 0; step < steps; step++) {
         batch(&r, src, tin, tout, len);
@@ -212,6 +214,10 @@ static double train_reverse(int pa, nomul_seq2seq **out_model, uint64_t seed)
         if (step >= steps - 10)
             tail += l->data[0] / 10.0;
         nomul_backward(g, l);
+        /* the rate decays linearly to a tenth: at a constant 3e-3 a step now
+         * and then spikes the loss, and a model taken right after one (seed
+         * 3: 0.006 before the last step, 0.33 after it) decodes badly */
+        opt.lr = 3e-3f * (1.0f - 0.9f * (float)step / (float)steps);
         nomul_adamw_begin_step(&opt);
         for (int i = 0; i < n; i++)
             nomul_adamw_update(&opt, (size_t)p[i].t->n, p[i].t->data, p[i].t->grad, mo[i], ve[i]);
@@ -237,7 +243,8 @@ static void test_learns_to_reverse_and_decodes(void **state)
         printf("  reverse task, %s: loss %.4f (mean of the last 10 steps)\n",
                pa ? "fully piecewise affine" : "float", loss);
         if (tu_scale() >= 1 && !(loss < 0.5))
-            FAIL_SEED("%s: loss %g after 300 steps, want below 0.5", pa ? "PA" : "float", loss);
+            FAIL_SEED("%s: loss %g at the end of training, want below 0.5", pa ? "PA" : "float",
+                      loss);
         if (tu_scale() < 1) {
             nomul_seq2seq_free(m);
             continue;
