@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "nomul/nomul.h"
+#include "core/internal.h"
 #include "testutil.h"
 
 enum { R = 5, N = 37 };
@@ -609,6 +610,61 @@ static void test_offset(void **state)
 }
 
 
+/* Layer norm and batch norm in PA mode run their rows on the array kernels;
+ * the scalar chains they replace stay as their twin: forward, exact and
+ * approximate backward, with and without an offset, on rows of 1 to 300
+ * (layer norm) and channels of 2 images × 1 to 70 positions (batch norm),
+ * with zeros, constant rows and wide exponents, must give the same bits. */
+static void test_pa_norm_rows_match_scalar_chain(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xF8};
+    enum { MAXN = 2 * 3 * 300 };
+    static float x[MAXN], g[MAXN], b[MAXN], dy[MAXN], out[2][6][MAXN];
+    static const int widths[] = {1, 2, 7, 16, 37, 64, 300};
+    for (int rep = 0; rep < 28; rep++) {
+        int bn = rep % 2, n = widths[(rep / 2) % 7], rows = 3;
+        nomul_fmode m = {1, (rep / 14) % 2, rep % 4 < 2 ? 1.0f : 1.0552f};
+        /* batch norm: 2 images, 3 channels, S positions; layer norm: 3 rows of n */
+        int S = bn ? (n < 70 ? n : 70) : 0, total = bn ? 2 * 3 * S : rows * n;
+        fill(&r, x, total, -3, 3);
+        fill(&r, dy, total, -3, 0);
+        fill(&r, g, bn ? 3 : n, -1, 1);
+        fill(&r, b, bn ? 3 : n, -1, 0);
+        for (int i = 0; i < total; i += 5)
+            x[i] = 0.0f;
+        if (!bn && rep % 3 == 0)
+            for (int j = 0; j < n; j++)
+                x[j] = 0.75f; /* a constant row: variance 0 */
+        for (int twin = 0; twin < 2; twin++) {
+            nomul_ln_rows_scalar = twin;
+            float *o = out[twin][0], *mean = out[twin][1], *rstd = out[twin][2];
+            float *dx = out[twin][3], *dg = out[twin][4], *db = out[twin][5];
+            memset(dx, 0, sizeof out[twin][3]);
+            memset(dg, 0, sizeof out[twin][4]);
+            memset(db, 0, sizeof out[twin][5]);
+            if (bn) {
+                float rm[3] = {0}, rv[3] = {1, 1, 1};
+                nomul_batch_norm_forward(m, 2, 3, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, o, mean,
+                                         rstd);
+                nomul_batch_norm_backward(m, 2, 3, S, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
+            } else {
+                nomul_layer_norm_forward(m, rows, n, x, g, b, 1e-5f, o, mean, rstd);
+                nomul_layer_norm_backward(m, rows, n, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
+            }
+        }
+        nomul_ln_rows_scalar = 0;
+        static const char *what[] = {"y", "mean", "rstd", "dx", "dgamma", "dbeta"};
+        for (int k = 0; k < 6; k++)
+            for (int i = 0; i < MAXN; i++)
+                if (tu_bits(out[0][k][i]) != tu_bits(out[1][k][i]))
+                    FAIL_SEED("%s norm, n %d, approx %d, offset %g: %s[%d] = %a on the array "
+                              "kernels, %a by the scalar chain",
+                              bn ? "batch" : "layer", n, m.approx_bwd, (double)m.offset,
+                              what[k], i, (double)out[0][k][i], (double)out[1][k][i]);
+    }
+}
+
 /* The exact PA backward of log_softmax and logsumexp, element by element as
  * its definition reads with the scalar functions (the library runs the
  * elementwise steps on the array kernels): bit for bit, on a short row and a
@@ -684,6 +740,7 @@ int main(void)
         cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_batch_norm),
         cmocka_unit_test(test_offset),
+        cmocka_unit_test(test_pa_norm_rows_match_scalar_chain),
     };
     printf("test_functional: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("functional", tests, NULL, NULL);

@@ -19,7 +19,11 @@ void nomul_aligned_free(void *p);
 /* A per-thread scratch buffer of at least n floats, kept and reused between
  * calls (no allocation in a training step's steady state); NULL (after a
  * report) when out of memory. Each slot is one independent buffer. */
-enum { NOMUL_SCRATCH_ROW, NOMUL_SCRATCH_NORM, NOMUL_SCRATCH_OP, NOMUL_SCRATCH_PART, NOMUL_SCRATCH_SLOTS };
+enum { NOMUL_SCRATCH_ROW, NOMUL_SCRATCH_NORM, NOMUL_SCRATCH_OP, NOMUL_SCRATCH_PART, NOMUL_SCRATCH_LN,
+       NOMUL_SCRATCH_SLOTS };
+/* 1: layer and batch norm rows take their scalar PA chain, the twin the
+ * array-kernel rows are tested against (tests only; functional.c) */
+extern int nomul_ln_rows_scalar;
 float *nomul_scratch(int slot, size_t n);
 
 /* splitmix64: nomul_mix64 hashes a value (one step from state z), and

@@ -15,6 +15,7 @@
 
 #include <omp.h>
 
+#include "../arith/elt.h"
 #include "../core/internal.h"
 #include "nomul/arith.h"
 
@@ -402,6 +403,69 @@ void nomul_logsumexp_backward(nomul_fmode m, int rows, int n, const float *x, co
 
 /* ---- layer norm ------------------------------------------------------------------- */
 
+int nomul_ln_rows_scalar;
+
+/* One elementwise operation on the array kernels, uncounted (the rows count
+ * their operations themselves); b* marks a broadcast operand. */
+static void elt(nomul_elt_op op, int n, const float *a, int ba, const float *b, int bb,
+                const float *c, int bc, const float *d, int bd, float *o0, float *o1)
+{
+    nomul_elt_args g = {{a, b, c, d}, {ba, bb, bc, bd}, {o0, o1}, 0};
+    nomul_elt_run(op, (size_t)n, &g);
+}
+
+/* out = pam(a, b) element by element (with the mode's offset) */
+static void elt_pam(int n, const float *a, int ba, const float *b, int bb, float *out)
+{
+    if (cur_off != 1.0f)
+        elt(NOMUL_ELT_MUL_OFF, n, a, ba, b, bb, &cur_off, 1, NULL, 0, out, NULL);
+    else
+        elt(NOMUL_ELT_MUL, n, a, ba, b, bb, NULL, 0, NULL, 0, out, NULL);
+}
+
+/* (da, db) = mul_grads(a, b, g) element by element */
+static void elt_mul_grads(int n, const float *a, int ba, const float *b, int bb, const float *g,
+                          int bg, float *da, float *db)
+{
+    if (cur_off != 1.0f)
+        elt(NOMUL_ELT_MUL_OFF_GRAD, n, a, ba, b, bb, &cur_off, 1, g, bg, da, db);
+    else
+        elt(NOMUL_ELT_MUL_GRAD, n, a, ba, b, bb, g, bg, NULL, 0, da, db);
+}
+
+/* k rows of n floats of this thread's scratch for the array-kernel rows, or
+ * NULL for the scalar chain (forced, or no memory) */
+static float *ln_buf(int n, int k)
+{
+    return nomul_ln_rows_scalar ? NULL : nomul_scratch(NOMUL_SCRATCH_LN, (size_t)k * n);
+}
+
+/* The PA forward of one row on the array kernels: the same operations as
+ * the scalar chain in ln_row_forward, each over the whole row, and the sums
+ * in the same order, so the results are the same bits. */
+static void ln_row_forward_pa(int n, const float *xr, const float *gamma, int gs,
+                              const float *beta, int bs, float eps, float *yr, float *mean,
+                              float *rstd, float *buf)
+{
+    float *d = buf, *t = buf + n, nf = (float)n, sum = 0.0f, q = 0.0f;
+    for (int j = 0; j < n; j++)
+        sum += xr[j];
+    float mu = pad(sum, nf);
+    for (int j = 0; j < n; j++)
+        d[j] = xr[j] - mu;
+    elt_pam(n, d, 0, d, 0, t);
+    for (int j = 0; j < n; j++)
+        q += t[j];
+    float r = nomul_pa_sqrt(pad(q, nf) + eps);
+    elt(NOMUL_ELT_DIV, n, d, 0, &r, 1, NULL, 0, NULL, 0, t, NULL); /* xhat */
+    elt_pam(n, t, 0, gamma, gs == 0, t);
+    for (int j = 0; j < n; j++)
+        yr[j] = t[j] + beta[j * bs];
+    *mean = mu;
+    *rstd = r;
+}
+
+
 /* One row of n values; γ and β read at j·gs and j·bs (stride 0: one value
  * for the whole row, as batch norm's per-channel γ and β). */
 static void ln_row_forward(nomul_fmode m, int n, const float *xr, const float *gamma, int gs,
@@ -415,10 +479,15 @@ static void ln_row_forward(nomul_fmode m, int n, const float *xr, const float *g
         NOMUL_COUNT(FMUL, 3L * n); NOMUL_COUNT(FDIV, 3); NOMUL_COUNT(FTRANS, 1);
         NOMUL_COUNT(FADD, 4L * n + 1);
     }
+    float *buf = m.pa ? ln_buf(n, 2) : NULL;
+    if (buf) {
+        ln_row_forward_pa(n, xr, gamma, gs, beta, bs, eps, yr, mean, rstd, buf);
+        return;
+    }
     float nf = (float)n, sum = 0.0f, q = 0.0f;
     for (int j = 0; j < n; j++)
         sum += xr[j];
-    if (m.pa) {
+    if (m.pa) { /* the scalar chain: the twin of ln_row_forward_pa */
         float mu = pad(sum, nf);
         for (int j = 0; j < n; j++)
             q += pam(xr[j] - mu, xr[j] - mu);
@@ -439,6 +508,76 @@ static void ln_row_forward(nomul_fmode m, int n, const float *xr, const float *g
     }
 }
 
+/* The PA backward of one row on the array kernels (exact: the chain through
+ * the forward's intermediates; approximate: the formula with r the
+ * divisor), the same operations and sums in the same order as the scalar
+ * chains in ln_row_backward, so the results are the same bits. buf: 6n. */
+static void ln_row_backward_pa(int approx, int n, const float *xr, const float *gamma, int gs,
+                               float mu, float r, float eps, const float *gr, float *dr,
+                               float *dgamma, float *dbeta, int bs, float *dd, float *buf)
+{
+    float *d = buf, *xh = buf + n, *u = buf + 2 * n, *v = buf + 3 * n, *a = buf + 4 * n,
+          *b = buf + 5 * n, nf = (float)n;
+    const int gb = gs == 0; /* γ broadcast */
+    if (approx) {
+        float s1 = 0.0f, s2 = 0.0f;
+        for (int j = 0; j < n; j++)
+            d[j] = xr[j] - mu;
+        elt(NOMUL_ELT_DIV, n, d, 0, &r, 1, NULL, 0, NULL, 0, xh, NULL);
+        elt_pam(n, gamma, gb, gr, 0, u); /* dnorm */
+        elt_pam(n, u, 0, xh, 0, v);
+        for (int j = 0; j < n; j++) {
+            s1 += u[j];
+            s2 += v[j];
+        }
+        float m1 = pad(s1, nf), m2 = pad(s2, nf);
+        elt_pam(n, xh, 0, gr, 0, a);
+        elt_pam(n, xh, 0, &m2, 1, b);
+        for (int j = 0; j < n; j++) {
+            dbeta[j * bs] += gr[j];
+            dgamma[j * gs] += a[j];
+            v[j] = u[j] - m1 - b[j];
+        }
+        elt(NOMUL_ELT_DIV, n, v, 0, &r, 1, NULL, 0, NULL, 0, v, NULL);
+        for (int j = 0; j < n; j++)
+            dr[j] += v[j];
+        return;
+    }
+    float sum = 0.0f, q = 0.0f, dr_ = 0.0f;
+    for (int j = 0; j < n; j++)
+        sum += xr[j];
+    float mu2 = pad(sum, nf);
+    for (int j = 0; j < n; j++)
+        d[j] = xr[j] - mu2;
+    elt_pam(n, d, 0, d, 0, a);
+    for (int j = 0; j < n; j++)
+        q += a[j];
+    float var = pad(q, nf), r2 = nomul_pa_sqrt(var + eps);
+    elt(NOMUL_ELT_DIV, n, d, 0, &r2, 1, NULL, 0, NULL, 0, xh, NULL);
+    elt_mul_grads(n, xh, 0, gamma, gb, gr, 0, u, v); /* dxhat, dγ */
+    for (int j = 0; j < n; j++) {
+        dgamma[j * gs] += v[j];
+        dbeta[j * bs] += gr[j];
+    }
+    elt(NOMUL_ELT_DIV_GRAD, n, d, 0, &r2, 1, u, 0, NULL, 0, a, b);
+    for (int j = 0; j < n; j++) {
+        dd[j] = a[j];
+        dr_ += b[j];
+    }
+    float dvar = nomul_pa_sqrt_grad(var + eps, dr_, 0), dq, unused;
+    div_grads(q, nf, dvar, &dq, &unused);
+    elt_mul_grads(n, d, 0, d, 0, &dq, 1, a, b); /* q = Σ PAM(d, d) */
+    float dmu = 0.0f;
+    for (int j = 0; j < n; j++) {
+        dd[j] += a[j] + b[j];
+        dmu -= dd[j];
+    }
+    float dsum;
+    div_grads(sum, nf, dmu, &dsum, &unused);
+    for (int j = 0; j < n; j++)
+        dr[j] += dd[j] + dsum;
+}
+
 /* dx, dγ, dβ of one row (dγ, dβ at j·gs, j·bs: summed when the stride is 0);
  * dd: n floats of scratch for the exact PA chain */
 static void ln_row_backward(nomul_fmode m, int n, const float *xr, const float *gamma, int gs,
@@ -453,7 +592,13 @@ static void ln_row_backward(nomul_fmode m, int n, const float *xr, const float *
         NOMUL_COUNT(PAM, (long)n + 1); NOMUL_COUNT(PAD, (long)n + 2); NOMUL_COUNT(PALOG2, 1);
         NOMUL_COUNT(PAEXP2, 1); NOMUL_COUNT(SHIFT, 5L * n + 3); NOMUL_COUNT(FADD, 9L * n);
     }
-    float nf = (float)n;
+    float *buf = m.pa && (m.approx_bwd || dd) ? ln_buf(n, 6) : NULL;
+    if (buf) {
+        ln_row_backward_pa(m.approx_bwd, n, xr, gamma, gs, mu, r, eps, gr, dr, dgamma, dbeta, bs,
+                           dd, buf);
+        return;
+    }
+    float nf = (float)n; /* below, the PA modes' scalar chains: the twins */
     if (!m.pa) { /* llm.c's layernorm_backward */
         float m1 = 0.0f, m2 = 0.0f;
         for (int j = 0; j < n; j++) {
