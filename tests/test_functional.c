@@ -637,7 +637,7 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
             for (int j = 0; j < n; j++)
                 x[j] = 0.75f; /* a constant row: variance 0 */
         for (int twin = 0; twin < 2; twin++) {
-            nomul_ln_rows_scalar = twin;
+            nomul_pa_chains_scalar = twin;
             float *o = out[twin][0], *mean = out[twin][1], *rstd = out[twin][2];
             float *dx = out[twin][3], *dg = out[twin][4], *db = out[twin][5];
             memset(dx, 0, sizeof out[twin][3]);
@@ -653,7 +653,7 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
                 nomul_layer_norm_backward(m, rows, n, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
             }
         }
-        nomul_ln_rows_scalar = 0;
+        nomul_pa_chains_scalar = 0;
         static const char *what[] = {"y", "mean", "rstd", "dx", "dgamma", "dbeta"};
         for (int k = 0; k < 6; k++)
             for (int i = 0; i < MAXN; i++)
@@ -662,6 +662,46 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
                               "kernels, %a by the scalar chain",
                               bn ? "batch" : "layer", n, m.approx_bwd, (double)m.offset,
                               what[k], i, (double)out[0][k][i], (double)out[1][k][i]);
+    }
+}
+
+/* GELU in PA mode runs 256 values at a time on the array kernels; the
+ * scalar chain stays as the twin: forward, exact and approximate backward,
+ * with and without an offset, over 1..1000 values with zeros, values large
+ * enough to saturate, infinities and a NaN, must give the same bits. */
+static void test_pa_gelu_matches_scalar_chain(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xF9};
+    enum { MAXN = 1000 };
+    static float x[MAXN], dy[MAXN], out[2][3][MAXN];
+    static const long sizes[] = {1, 5, 255, 256, 257, 1000};
+    for (int rep = 0; rep < 24; rep++) {
+        long n = sizes[rep % 6];
+        nomul_fmode m = {1, (rep / 6) % 2, (rep / 12) % 2 ? 1.0552f : 1.0f};
+        fill(&r, x, (int)n, -4, 6);
+        fill(&r, dy, (int)n, -3, 0);
+        for (long i = 0; i < n; i += 7)
+            x[i] = 0.0f;
+        if (n > 4) {
+            x[1] = INFINITY;
+            x[2] = -INFINITY;
+            x[3] = NAN;
+        }
+        for (int twin = 0; twin < 2; twin++) {
+            nomul_pa_chains_scalar = twin;
+            memset(out[twin], 0, sizeof out[twin]);
+            nomul_gelu_forward(m, n, x, out[twin][0]);
+            nomul_gelu_backward(m, n, x, dy, out[twin][1]);
+        }
+        nomul_pa_chains_scalar = 0;
+        for (int k = 0; k < 2; k++)
+            for (long i = 0; i < n; i++)
+                if (tu_bits(out[0][k][i]) != tu_bits(out[1][k][i]))
+                    FAIL_SEED("gelu %s, n %ld, approx %d, offset %g: [%ld] (x = %a) = %a on the "
+                              "array kernels, %a by the scalar chain",
+                              k ? "backward" : "forward", n, m.approx_bwd, (double)m.offset, i,
+                              (double)x[i], (double)out[0][k][i], (double)out[1][k][i]);
     }
 }
 
@@ -741,6 +781,7 @@ int main(void)
         cmocka_unit_test(test_batch_norm),
         cmocka_unit_test(test_offset),
         cmocka_unit_test(test_pa_norm_rows_match_scalar_chain),
+        cmocka_unit_test(test_pa_gelu_matches_scalar_chain),
     };
     printf("test_functional: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("functional", tests, NULL, NULL);

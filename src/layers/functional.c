@@ -403,7 +403,7 @@ void nomul_logsumexp_backward(nomul_fmode m, int rows, int n, const float *x, co
 
 /* ---- layer norm ------------------------------------------------------------------- */
 
-int nomul_ln_rows_scalar;
+int nomul_pa_chains_scalar;
 
 /* One elementwise operation on the array kernels, uncounted (the rows count
  * their operations themselves); b* marks a broadcast operand. */
@@ -437,7 +437,7 @@ static void elt_mul_grads(int n, const float *a, int ba, const float *b, int bb,
  * NULL for the scalar chain (forced, or no memory) */
 static float *ln_buf(int n, int k)
 {
-    return nomul_ln_rows_scalar ? NULL : nomul_scratch(NOMUL_SCRATCH_LN, (size_t)k * n);
+    return nomul_pa_chains_scalar ? NULL : nomul_scratch(NOMUL_SCRATCH_LN, (size_t)k * n);
 }
 
 /* The PA forward of one row on the array kernels: the same operations as
@@ -933,6 +933,24 @@ void nomul_cross_entropy_backward(nomul_fmode m, int rows, int n, const float *l
 
 #define GELU_K 1.702f
 
+/* GELU's PA chain on the array kernels, CH values at a time: the scalar
+ * chain's operations in its order, so the same bits (the scalar loops below
+ * stay as the twin). */
+enum { GELU_CH = 256 };
+
+/* z = PAM(k, x), e = pa_exp(−z), q = 1 + e, s = PAD(1, q) for c values */
+static void gelu_s(int c, const float *x, float *z, float *e, float *q, float *s)
+{
+    const float k = GELU_K, one = 1.0f;
+    elt_pam(c, &k, 1, x, 0, z);
+    for (int i = 0; i < c; i++)
+        e[i] = -z[i];
+    elt(NOMUL_ELT_EXP, c, e, 0, NULL, 0, NULL, 0, NULL, 0, e, NULL);
+    for (int i = 0; i < c; i++)
+        q[i] = 1.0f + e[i];
+    elt(NOMUL_ELT_DIV, c, &one, 1, q, 0, NULL, 0, NULL, 0, s, NULL);
+}
+
 void nomul_gelu_forward(nomul_fmode m, long n, const float *x, float *y)
 {
     set_mode(m);
@@ -941,20 +959,61 @@ void nomul_gelu_forward(nomul_fmode m, long n, const float *x, float *y)
     } else {
         NOMUL_COUNT(FTRANS, n); NOMUL_COUNT(FMUL, 3 * n); NOMUL_COUNT(FADD, n);
     }
+    const int chains = m.pa && !nomul_pa_chains_scalar;
 #pragma omp parallel num_threads(row_threads(n))
     {
         set_mode(m); /* per thread */
+        if (chains) {
+            float z[GELU_CH], e[GELU_CH], q[GELU_CH], s[GELU_CH];
 #pragma omp for schedule(static)
-        for (long i = 0; i < n; i++) {
-            if (!m.pa) {
-                y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
-                continue;
+            for (long i0 = 0; i0 < n; i0 += GELU_CH) {
+                int c = n - i0 < GELU_CH ? (int)(n - i0) : GELU_CH;
+                gelu_s(c, x + i0, z, e, q, s);
+                elt_pam(c, x + i0, 0, s, 0, y + i0);
             }
-            float z = pam(GELU_K, x[i]);
-            float s = pad(1.0f, 1.0f + nomul_pa_exp(-z));
-            y[i] = pam(x[i], s);
+        } else {
+#pragma omp for schedule(static)
+            for (long i = 0; i < n; i++) {
+                if (!m.pa) {
+                    y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+                    continue;
+                }
+                float z = pam(GELU_K, x[i]);
+                float s = pad(1.0f, 1.0f + nomul_pa_exp(-z));
+                y[i] = pam(x[i], s);
+            }
         }
     }
+}
+
+/* dx += the PA backward of GELU for c values (see the scalar chain below) */
+static void gelu_backward_chunk(int approx, int c, const float *x, const float *g, float *dx)
+{
+    float z[GELU_CH], e[GELU_CH], q[GELU_CH], s[GELU_CH], a[GELU_CH], b[GELU_CH];
+    const float k = GELU_K, one = 1.0f;
+    gelu_s(c, x, z, e, q, s);
+    if (approx) { /* t = PAM(PAM(k, x), PAM(s, 1 − s)); dx += PAM(g, s + t) */
+        for (int i = 0; i < c; i++)
+            a[i] = 1.0f - s[i];
+        elt_pam(c, s, 0, a, 0, a);
+        elt_pam(c, z, 0, a, 0, a);
+        for (int i = 0; i < c; i++)
+            a[i] = s[i] + a[i];
+        elt_pam(c, g, 0, a, 0, a);
+        for (int i = 0; i < c; i++)
+            dx[i] += a[i];
+        return;
+    }
+    elt_mul_grads(c, x, 0, s, 0, g, 0, a, b);               /* a = dxa, b = ds */
+    elt(NOMUL_ELT_DIV_GRAD, c, &one, 1, q, 0, b, 0, NULL, 0, NULL, b); /* b = dq */
+    for (int i = 0; i < c; i++)
+        z[i] = -z[i];
+    elt(NOMUL_ELT_EXP_GRAD, c, z, 0, b, 0, NULL, 0, NULL, 0, b, NULL); /* ∂/∂(−z) */
+    for (int i = 0; i < c; i++)
+        b[i] = -b[i];
+    elt_mul_grads(c, &k, 1, x, 0, b, 0, NULL, b);           /* b = dxz */
+    for (int i = 0; i < c; i++)
+        dx[i] += a[i] + b[i];
 }
 
 void nomul_gelu_backward(nomul_fmode m, long n, const float *x, const float *dy, float *dx)
@@ -968,31 +1027,39 @@ void nomul_gelu_backward(nomul_fmode m, long n, const float *x, const float *dy,
         NOMUL_COUNT(PAM, 2 * n); NOMUL_COUNT(PAEXP2, n); NOMUL_COUNT(PAD, n);
         NOMUL_COUNT(SHIFT, 5 * n); NOMUL_COUNT(FADD, 4 * n);
     }
+    const int chains = m.pa && !nomul_pa_chains_scalar;
 #pragma omp parallel num_threads(row_threads(n))
     {
         set_mode(m); /* per thread */
+        if (chains) {
 #pragma omp for schedule(static)
-        for (long i = 0; i < n; i++) {
-            float xi = x[i], g = dy[i];
-            if (!m.pa) { /* Φ(x) + x φ(x) */
-                float cdf = 0.5f * (1.0f + erff(xi * 0.70710678118654752f));
-                float pdf = 0.39894228040143268f * expf(-0.5f * xi * xi);
-                dx[i] += g * (cdf + xi * pdf);
-                continue;
+            for (long i0 = 0; i0 < n; i0 += GELU_CH)
+                gelu_backward_chunk(m.approx_bwd, n - i0 < GELU_CH ? (int)(n - i0) : GELU_CH,
+                                    x + i0, dy + i0, dx + i0);
+        } else {
+#pragma omp for schedule(static)
+            for (long i = 0; i < n; i++) {
+                float xi = x[i], g = dy[i];
+                if (!m.pa) { /* Φ(x) + x φ(x) */
+                    float cdf = 0.5f * (1.0f + erff(xi * 0.70710678118654752f));
+                    float pdf = 0.39894228040143268f * expf(-0.5f * xi * xi);
+                    dx[i] += g * (cdf + xi * pdf);
+                    continue;
+                }
+                float z = pam(GELU_K, xi), e = nomul_pa_exp(-z), q = 1.0f + e, s = pad(1.0f, q);
+                if (m.approx_bwd) { /* σ + k x σ (1 − σ), in PA */
+                    float t = pam(pam(GELU_K, xi), pam(s, 1.0f - s));
+                    dx[i] += pam(g, s + t);
+                    continue;
+                }
+                /* y = PAM(x, s), s = PAD(1, q), q = 1 + e, e = pa_exp(−z), z = PAM(k, x) */
+                float dxa, ds, unused, dq, dz_neg, dxz;
+                mul_grads(xi, s, g, &dxa, &ds);
+                nomul_pam_div_grad(1.0f, q, ds, &unused, &dq);
+                dz_neg = nomul_pa_exp_grad(-z, dq, 0); /* ∂/∂(−z) */
+                mul_grads(GELU_K, xi, -dz_neg, &unused, &dxz);
+                dx[i] += dxa + dxz;
             }
-            float z = pam(GELU_K, xi), e = nomul_pa_exp(-z), q = 1.0f + e, s = pad(1.0f, q);
-            if (m.approx_bwd) { /* σ + k x σ (1 − σ), in PA */
-                float t = pam(pam(GELU_K, xi), pam(s, 1.0f - s));
-                dx[i] += pam(g, s + t);
-                continue;
-            }
-            /* y = PAM(x, s), s = PAD(1, q), q = 1 + e, e = pa_exp(−z), z = PAM(k, x) */
-            float dxa, ds, unused, dq, dz_neg, dxz;
-            mul_grads(xi, s, g, &dxa, &ds);
-            nomul_pam_div_grad(1.0f, q, ds, &unused, &dq);
-            dz_neg = nomul_pa_exp_grad(-z, dq, 0); /* ∂/∂(−z) */
-            mul_grads(GELU_K, xi, -dz_neg, &unused, &dxz);
-            dx[i] += dxa + dxz;
         }
     }
 }
