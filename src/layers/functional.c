@@ -443,11 +443,12 @@ static float *ln_buf(int n, int k)
 /* The PA forward of one row on the array kernels: the same operations as
  * the scalar chain in ln_row_forward, each over the whole row, and the sums
  * in the same order, so the results are the same bits. */
-static void ln_row_forward_pa(int n, const float *xr, const float *gamma, int gs,
-                              const float *beta, int bs, float eps, float *yr, float *mean,
-                              float *rstd, float *buf)
+/* A row's PA statistics: s[0] = Σ x, s[1] = μ = PAD(Σ x, n), s[2] = q =
+ * Σ PAM(d, d), s[3] = σ² = PAD(q, n), with d = x − μ (into d; t: scratch);
+ * returns pa_sqrt(σ² + eps). */
+static float ln_row_stats_pa(int n, const float *xr, float eps, float *d, float *t, float s[4])
 {
-    float *d = buf, *t = buf + n, nf = (float)n, sum = 0.0f, q = 0.0f;
+    float nf = (float)n, sum = 0.0f, q = 0.0f;
     for (int j = 0; j < n; j++)
         sum += xr[j];
     float mu = pad(sum, nf);
@@ -456,7 +457,19 @@ static void ln_row_forward_pa(int n, const float *xr, const float *gamma, int gs
     elt_pam(n, d, 0, d, 0, t);
     for (int j = 0; j < n; j++)
         q += t[j];
-    float r = nomul_pa_sqrt(pad(q, nf) + eps);
+    s[0] = sum;
+    s[1] = mu;
+    s[2] = q;
+    s[3] = pad(q, nf);
+    return nomul_pa_sqrt(s[3] + eps);
+}
+
+static void ln_row_forward_pa(int n, const float *xr, const float *gamma, int gs,
+                              const float *beta, int bs, float eps, float *yr, float *mean,
+                              float *rstd, float *buf)
+{
+    float *d = buf, *t = buf + n, st[4];
+    float r = ln_row_stats_pa(n, xr, eps, d, t, st), mu = st[1];
     elt(NOMUL_ELT_DIV, n, d, 0, &r, 1, NULL, 0, NULL, 0, t, NULL); /* xhat */
     elt_pam(n, t, 0, gamma, gs == 0, t);
     for (int j = 0; j < n; j++)
@@ -543,16 +556,8 @@ static void ln_row_backward_pa(int approx, int n, const float *xr, const float *
             dr[j] += v[j];
         return;
     }
-    float sum = 0.0f, q = 0.0f, dr_ = 0.0f;
-    for (int j = 0; j < n; j++)
-        sum += xr[j];
-    float mu2 = pad(sum, nf);
-    for (int j = 0; j < n; j++)
-        d[j] = xr[j] - mu2;
-    elt_pam(n, d, 0, d, 0, a);
-    for (int j = 0; j < n; j++)
-        q += a[j];
-    float var = pad(q, nf), r2 = nomul_pa_sqrt(var + eps);
+    float st[4], dr_ = 0.0f;
+    float r2 = ln_row_stats_pa(n, xr, eps, d, a, st), sum = st[0], q = st[2], var = st[3];
     elt(NOMUL_ELT_DIV, n, d, 0, &r2, 1, NULL, 0, NULL, 0, xh, NULL);
     elt_mul_grads(n, xh, 0, gamma, gb, gr, 0, u, v); /* dxhat, dγ */
     for (int j = 0; j < n; j++) {
