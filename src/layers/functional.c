@@ -401,7 +401,7 @@ void nomul_logsumexp_backward(nomul_fmode m, int rows, int n, const float *x, co
     }
 }
 
-/* ---- layer norm ------------------------------------------------------------------- */
+/* ---- the PA chains on the array kernels (layer norm, batch norm, GELU) ------------- */
 
 int nomul_pa_chains_scalar;
 
@@ -440,9 +440,8 @@ static float *ln_buf(int n, int k)
     return nomul_pa_chains_scalar ? NULL : nomul_scratch(NOMUL_SCRATCH_LN, (size_t)k * n);
 }
 
-/* The PA forward of one row on the array kernels: the same operations as
- * the scalar chain in ln_row_forward, each over the whole row, and the sums
- * in the same order, so the results are the same bits. */
+/* ---- layer norm ------------------------------------------------------------------- */
+
 /* A row's PA statistics: s[0] = Σ x, s[1] = μ = PAD(Σ x, n), s[2] = q =
  * Σ PAM(d, d), s[3] = σ² = PAD(q, n), with d = x − μ (into d; t: scratch);
  * returns pa_sqrt(σ² + eps). */
@@ -464,6 +463,9 @@ static float ln_row_stats_pa(int n, const float *xr, float eps, float *d, float 
     return nomul_pa_sqrt(s[3] + eps);
 }
 
+/* The PA forward of one row on the array kernels: the same operations as
+ * the scalar chain in ln_row_forward, each over the whole row, and the sums
+ * in the same order, so the results are the same bits. */
 static void ln_row_forward_pa(int n, const float *xr, const float *gamma, int gs,
                               const float *beta, int bs, float eps, float *yr, float *mean,
                               float *rstd, float *buf)
