@@ -370,16 +370,29 @@ static pg_stats plain_stats(const nomul_conv2d_desc *d, const float *v, long n)
     return input_stats(&nopad, v, n);
 }
 
-/* whether the n values hold one of the zero class (zero or subnormal) */
-static int has_zero_class(const float *v, long n)
+/* whether the n values hold one of the zero class (zero or subnormal): the
+ * statistics kernel's zero flag */
+static int has_zero_class(const pg_dw_rows *k, const float *v, long n)
 {
-    uint32_t any = 0;
-    for (long i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &v[i], 4);
-        any |= (u & 0x7F800000u) == 0;
-    }
-    return any != 0;
+    pg_stats st;
+    k->stats(v, n, &st);
+    return st.zero;
+}
+
+/* bits(offset) − 1.0: what an offset adds to a PAM's bit sum (0 for none) */
+static uint32_t offset_adj(float offset)
+{
+    uint32_t u = PG_ONE;
+    if (offset != 1.0f)
+        memcpy(&u, &offset, 4);
+    return u - PG_ONE;
+}
+
+/* The outputs o in [*o0, *o1) of a stride-1 tap whose input o + shift lies
+ * in [0, in): the span one tap's row kernel covers, along rows or columns. */
+static void tap_span(int in, int out, int shift, int *o0, int *o1)
+{
+    valid_cols(in, out, 1, shift, o0, o1);
 }
 
 /* Depthwise PAM forward (one input and one output channel per group, stride
@@ -396,11 +409,7 @@ static int depthwise_direct(const nomul_conv2d_desc *d, const conv_geom *g, floa
     if (!pg_range_safe(&xs, &ws, offset))
         return 0;
     const pg_dw_rows *rows = pg_dw_rows_active();
-    uint32_t off_adj = 0;
-    if (offset != 1.0f) {
-        memcpy(&off_adj, &offset, 4);
-        off_adj -= 0x3F800000u;
-    }
+    uint32_t off_adj = offset_adj(offset);
     long planes = (long)d->n * d->c_out;
     int nt = omp_in_parallel() ? 1 : nomul_num_threads();
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
@@ -414,21 +423,17 @@ static int depthwise_direct(const nomul_conv2d_desc *d, const conv_geom *g, floa
         long terms = 0;
         /* tap by tap over all rows: each output still adds its taps in order */
         for (int i = 0; i < d->kh; i++) {
-            /* output rows oy with iy = oy − pad_h + i·dil_h in [0, h) */
-            int oy0 = d->pad_h - i * d->dil_h, oy1 = oy0 + d->h;
-            oy0 = oy0 < 0 ? 0 : oy0;
-            oy1 = oy1 > g->oh ? g->oh : oy1;
+            int sy = i * d->dil_h - d->pad_h, oy0, oy1; /* iy = oy + sy */
+            tap_span(d->h, g->oh, sy, &oy0, &oy1);
             for (int j = 0; j < d->kw; j++) {
                 uint32_t wb;
                 memcpy(&wb, &wc[i * d->kw + j], 4);
-                int shift = j * d->dil_w - d->pad_w; /* ix = ox + shift */
-                int ox0 = shift < 0 ? -shift : 0;
-                int ox1 = d->w - shift < g->ow ? d->w - shift : g->ow;
+                int shift = j * d->dil_w - d->pad_w, ox0, ox1; /* ix = ox + shift */
+                tap_span(d->w, g->ow, shift, &ox0, &ox1);
                 if ((wb & 0x7F800000u) == 0 || ox1 <= ox0 || oy1 <= oy0)
                     continue; /* a zero weight: every product is zero */
-                int iy0 = oy0 - d->pad_h + i * d->dil_h;
-                rows->fwd(oy1 - oy0, ox1 - ox0, xin + (long)iy0 * d->w + ox0 + shift, d->w,
-                          wb - 0x3F800000u + off_adj, out + (long)oy0 * g->ow + ox0, g->ow);
+                rows->fwd(oy1 - oy0, ox1 - ox0, xin + (long)(oy0 + sy) * d->w + ox0 + shift, d->w,
+                          wb - PG_ONE + off_adj, out + (long)oy0 * g->ow + ox0, g->ow);
                 terms += (long)(oy1 - oy0) * (ox1 - ox0);
             }
         }
@@ -463,11 +468,7 @@ static int depthwise_backward_data(const nomul_conv2d_desc *d, const conv_geom *
     unsigned char *wuse = malloc((size_t)nw);
     float *wq = malloc((size_t)nw * sizeof *wq);
     int ok = wadj && wuse && wq;
-    uint32_t off_adj = 0;
-    if (approx && offset != 1.0f) {
-        memcpy(&off_adj, &offset, 4);
-        off_adj -= PG_ONE;
-    }
+    uint32_t off_adj = approx ? offset_adj(offset) : 0;
     for (long i = 0; ok && i < nw; i++)
         wq[i] = !approx && offset != 1.0f ? nomul_pam_mul(weight[i], offset) : weight[i];
     if (ok) {
@@ -506,22 +507,18 @@ static int depthwise_backward_data(const nomul_conv2d_desc *d, const conv_geom *
                     xm[i] = (u & 0x7F800000u) ? u & 0x7FFFFFu : 0;
                 }
                 memset(out, 0, (size_t)hw * sizeof *out);
-                int zeros = !approx && has_zero_class(g0, g->P);
+                int zeros = !approx && has_zero_class(rows, g0, g->P);
                 long terms = 0;
                 for (int i = 0; i < d->kh; i++) {
-                    /* input rows iy with oy = iy + pad_h − i·dil_h in [0, oh) */
-                    int iy0 = i * d->dil_h - d->pad_h, iy1 = iy0 + g->oh;
-                    iy0 = iy0 < 0 ? 0 : iy0;
-                    iy1 = iy1 > d->h ? d->h : iy1;
+                    int sy = d->pad_h - i * d->dil_h, iy0, iy1; /* oy = iy + sy */
+                    tap_span(g->oh, d->h, sy, &iy0, &iy1);
                     for (int j = 0; j < d->kw; j++) {
                         long wi = (long)c * taps + i * d->kw + j;
-                        int shift = d->pad_w - j * d->dil_w; /* ox = ix + shift */
-                        int ix0 = shift < 0 ? -shift : 0;
-                        int ix1 = g->ow - shift < d->w ? g->ow - shift : d->w;
+                        int shift = d->pad_w - j * d->dil_w, ix0, ix1; /* ox = ix + shift */
+                        tap_span(g->ow, d->w, shift, &ix0, &ix1);
                         if (!wuse[wi] || ix1 <= ix0 || iy1 <= iy0)
                             continue;
-                        int oy0 = iy0 + d->pad_h - i * d->dil_h;
-                        const float *grow = g0 + (long)oy0 * g->ow + ix0 + shift;
+                        const float *grow = g0 + (long)(iy0 + sy) * g->ow + ix0 + shift;
                         float *orow = out + (long)iy0 * d->w + ix0;
                         if (approx)
                             rows->fwd(iy1 - iy0, ix1 - ix0, grow, g->ow, wadj[wi], orow, d->w);
@@ -566,20 +563,16 @@ static int depthwise_weight_run(const nomul_conv2d_desc *d, const conv_geom *g, 
         for (int b = 0; b < d->n; b++) {
             long pl = (long)b * d->c_out + c;
             const float *xin = x + pl * hw, *g0 = dy + pl * g->P;
-            int zeros = has_zero_class(xin, hw) || has_zero_class(g0, g->P);
+            int zeros = has_zero_class(rows, xin, hw) || has_zero_class(rows, g0, g->P);
             for (int i = 0; i < d->kh; i++) {
-                /* output rows oy with iy = oy − pad_h + i·dil_h in [0, h) */
-                int oy0 = d->pad_h - i * d->dil_h, oy1 = oy0 + d->h;
-                oy0 = oy0 < 0 ? 0 : oy0;
-                oy1 = oy1 > g->oh ? g->oh : oy1;
+                int sy = i * d->dil_h - d->pad_h, oy0, oy1; /* iy = oy + sy */
+                tap_span(d->h, g->oh, sy, &oy0, &oy1);
                 for (int j = 0; j < d->kw; j++) {
-                    int shift = j * d->dil_w - d->pad_w; /* ix = ox + shift */
-                    int ox0 = shift < 0 ? -shift : 0;
-                    int ox1 = d->w - shift < g->ow ? d->w - shift : g->ow;
+                    int shift = j * d->dil_w - d->pad_w, ox0, ox1; /* ix = ox + shift */
+                    tap_span(d->w, g->ow, shift, &ox0, &ox1);
                     if (ox1 <= ox0 || oy1 <= oy0)
                         continue;
-                    int iy0 = oy0 - d->pad_h + i * d->dil_h;
-                    const float *xrow = xin + (long)iy0 * d->w + ox0 + shift;
+                    const float *xrow = xin + (long)(oy0 + sy) * d->w + ox0 + shift;
                     const float *grow = g0 + (long)oy0 * g->ow + ox0;
                     dwc[i * d->kw + j] +=
                         approx ? rows->dot(oy1 - oy0, ox1 - ox0, xrow, d->w, adj, grow, g->ow,
@@ -613,11 +606,7 @@ static int depthwise_backward_weight(const nomul_conv2d_desc *d, const conv_geom
     int taps = d->kh * d->kw;
     long nw = (long)d->c_out * taps;
     pg_stats xs = plain_stats(d, x, d->n * g->x_img), ys = plain_stats(d, dy, d->n * g->y_img);
-    uint32_t oadj = 0;
-    if (offset != 1.0f) {
-        memcpy(&oadj, &offset, 4);
-        oadj -= PG_ONE;
-    }
+    uint32_t oadj = offset_adj(offset);
     if (approx) /* Σ PAM(dy, x): bits(x) + bits(dy) − 1.0 (+ the offset's bits − 1.0) */
         return pg_range_safe(&ys, &xs, offset) &&
                depthwise_weight_run(d, g, approx, offset, x, NULL, oadj - PG_ONE, dy, dweight);
