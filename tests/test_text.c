@@ -184,6 +184,42 @@ static void test_tokenize_13a(void **state)
     }
 }
 
+/* Inputs where every step of 13a expands the most (a period after a
+ * period, a comma before a letter, a dash after a digit): the result is
+ * every character on its own. A heap overflow here once aborted nomul bleu
+ * and translation training (the buffers were sized for one step's growth);
+ * under the sanitizers any write past a buffer fails this test. */
+static void test_tokenize_13a_worst_case_growth(void **state)
+{
+    (void)state;
+    const char *const units[] = {".", "9-", ".,", "a.b,"};
+    const char *const firsts[] = {"a", "", "", ""};
+    for (size_t u = 0; u < sizeof units / sizeof units[0]; u++) {
+        size_t reps = 1000, ul = strlen(units[u]), fl = strlen(firsts[u]);
+        char *in = malloc(fl + reps * ul + 1), *want = malloc(2 * (fl + reps * ul) + 1);
+        assert_non_null(in);
+        assert_non_null(want);
+        memcpy(in, firsts[u], fl);
+        for (size_t r = 0; r < reps; r++)
+            memcpy(in + fl + r * ul, units[u], ul);
+        in[fl + reps * ul] = 0;
+        size_t w = 0;
+        for (const char *c = in; *c; c++) {
+            if (w)
+                want[w++] = ' ';
+            want[w++] = *c;
+        }
+        want[w] = 0;
+        char *t = nomul_tokenize_13a(in);
+        assert_non_null(t);
+        if (strcmp(t, want))
+            fail_msg("13a of %zu x '%s' after '%s': got '%.60s...'", reps, units[u], firsts[u], t);
+        free(t);
+        free(in);
+        free(want);
+    }
+}
+
 static void test_bleu_published_example(void **state)
 {
     (void)state;
@@ -422,6 +458,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokenize_13a),
+        cmocka_unit_test(test_tokenize_13a_worst_case_growth),
         cmocka_unit_test(test_bleu_published_example),
         cmocka_unit_test(test_bleu_edges),
         cmocka_unit_test(test_read_lines_stream),

@@ -23,11 +23,30 @@ static int is_split(unsigned char c)
            (c >= '(' && c <= '+') || (c >= ':' && c <= '@') || c == '/';
 }
 
+/* Makes *buf hold at least n bytes (its content is not kept). On failure
+ * frees *buf and the two other buffers of the tokenizer and reports. */
+static int grow(char **buf, size_t n, char *other1, char *other2)
+{
+    char *nb = realloc(*buf, n);
+    if (!nb) {
+        free(*buf);
+        *buf = NULL;
+        free(other1);
+        free(other2);
+        nomul_report(NOMUL_ENOMEM, "nomul_tokenize_13a: out of memory");
+        return -1;
+    }
+    *buf = nb;
+    return 0;
+}
+
 char *nomul_tokenize_13a(const char *line)
 {
     size_t n = strlen(line);
-    /* unescape the four entities, join "-\n", turn newlines into spaces */
-    char *a = malloc(n + 3), *out = malloc(4 * n + 8);
+    /* unescape the four entities, join "-\n", turn newlines into spaces
+     * (a: at most n + 2 bytes); then the punctuation step, which turns one
+     * character into at most three (out: 3 (n + 2) + 1) */
+    char *a = malloc(n + 3), *out = malloc(3 * n + 8);
     if (!a || !out) {
         free(a);
         free(out);
@@ -77,15 +96,14 @@ char *nomul_tokenize_13a(const char *line)
             out[o++] = (char)c;
     }
     out[o] = 0;
-    /* periods and commas unless preceded by a digit: ([^0-9])([\.,]) → "\1 \2 " */
-    char *b = malloc(2 * o + 8);
-    if (!b) {
-        free(a);
-        free(out);
-        nomul_report(NOMUL_ENOMEM, "nomul_tokenize_13a: out of memory");
-        return NULL;
-    }
+    /* Each of the next three substitutions turns two characters into at
+     * most four, so its output needs twice its input: every destination is
+     * sized from the length of the step before it. */
+    char *b = NULL;
     size_t q = 0;
+    if (grow(&b, 2 * o + 8, a, out))
+        return NULL;
+    /* periods and commas unless preceded by a digit: ([^0-9])([\.,]) → "\1 \2 " */
     for (size_t i = 0; i < o; i++) {
         char c = out[i];
         if (i + 1 < o && !is_digit((unsigned char)c) && (out[i + 1] == '.' || out[i + 1] == ',')) {
@@ -98,6 +116,8 @@ char *nomul_tokenize_13a(const char *line)
             b[q++] = c;
     }
     /* ... unless followed by a digit: ([\.,])([^0-9]) → " \1 \2" */
+    if (grow(&out, 2 * q + 8, a, b))
+        return NULL;
     o = 0;
     for (size_t i = 0; i < q; i++) {
         char c = b[i];
@@ -111,6 +131,8 @@ char *nomul_tokenize_13a(const char *line)
             out[o++] = c;
     }
     /* dashes after a digit: ([0-9])(-) → "\1 \2 " */
+    if (grow(&b, 2 * o + 8, a, out))
+        return NULL;
     q = 0;
     for (size_t i = 0; i < o; i++) {
         char c = out[i];
@@ -123,6 +145,8 @@ char *nomul_tokenize_13a(const char *line)
         } else
             b[q++] = c;
     }
+    if (grow(&out, q + 1, a, b))
+        return NULL;
     /* collapse runs of spaces, strip the ends */
     o = 0;
     for (size_t i = 0; i < q; i++) {
