@@ -198,6 +198,41 @@ static void test_broken_files_are_named(void **state)
         put(p, buf, 0, gz);
         expect_error(nomul_idx_read(p), p, "truncated");
     }
+    /* a 4 GiB array declared by a 20-byte file: refused from the file's size
+     * (plain) or when the data runs out (gzip), before that much is allocated */
+    unsigned char hh[16];
+    hh[0] = 0, hh[1] = 0, hh[2] = 0x08, hh[3] = 2;
+    for (int d = 0; d < 2; d++)
+        hh[4 + 4 * d] = 0, hh[5 + 4 * d] = 0, hh[6 + 4 * d] = 0xFF, hh[7 + 4 * d] = 0xFF;
+    memcpy(hh + 12, data, 4);
+    for (int gz = 0; gz < 2; gz++) {
+        const char *p = tu_path(gz ? "huge.gz" : "huge.idx");
+        put(p, hh, 16, gz);
+        expect_error(nomul_idx_read(p), p, "truncated");
+    }
+    /* gzip: two members in a row are one stream (gzip -c a b > c); anything
+     * else after the last member is an error, not ignored */
+    {
+        const char *one = tu_path("one.gz"), *two = tu_path("two.gz");
+        put(one, buf, 20, 1);
+        put(two, buf + 20, n - 20, 1);
+        FILE *f1 = fopen(one, "rb"), *f2 = fopen(two, "rb");
+        unsigned char cat[8192];
+        size_t c1 = fread(cat, 1, 4096, f1), c2 = fread(cat + c1, 1, 4096, f2);
+        fclose(f1);
+        fclose(f2);
+        const char *p = tu_path("members.gz");
+        put(p, cat, c1 + c2, 0);
+        nomul_idx *a = nomul_idx_read(p);
+        if (!a)
+            fail_msg("two gzip members: %s", nomul_last_error_message());
+        assert_int_equal(a->count, 60);
+        assert_memory_equal(a->data, data, 60);
+        nomul_idx_free(a);
+        memcpy(cat + c1 + c2, "garbage!", 8);
+        put(p, cat, c1 + c2 + 8, 0);
+        expect_error(nomul_idx_read(p), p, "after the end of the gzip data");
+    }
     /* a gzip stream cut short, and one with a damaged body */
     put(tu_path("full.gz"), buf, n, 1);
     FILE *f = fopen(tu_path("full.gz"), "rb");

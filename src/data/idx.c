@@ -1,13 +1,16 @@
 /*
  * idx.c — IDX arrays (MNIST, Fashion-MNIST), plain or gzip, through zlib.
  *
- * gzread reads a plain file as it is and inflates a gzip one, so one code
- * path serves both. The header is magic 0x00 0x00 TYPE NDIM, then NDIM
- * big-endian 32-bit dimensions, then the elements, big-endian. Sizes are
- * checked against overflow before anything is allocated, and the file must
- * end exactly where its header says.
+ * A gzip file (by its magic 1f 8b) is inflated with zlib, a plain one read as
+ * it is. The header is magic 0x00 0x00 TYPE NDIM, then NDIM big-endian
+ * 32-bit dimensions, then the elements, big-endian. Sizes are checked
+ * against overflow, a plain file's size against the header before anything
+ * is allocated, a gzip file's data buffer grows with what arrives (a short
+ * file that declares gigabytes costs what it holds), and the data must end
+ * exactly where the header says: no byte after it, gzip or not.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,34 +38,164 @@ static int elem_size(int type)
     }
 }
 
-/* Reads exactly n bytes; 0 when all came, else reports what went wrong. */
-static int read_exact(gzFile f, const char *path, void *dst, size_t n, const char *what)
+/* The bytes of a plain or gzip file (several gzip members in a row, as gzip
+ * itself writes them with -c >>, are one stream). Anything after the last
+ * gzip member that is not another member is an error, not ignored: a file
+ * with trailing garbage is not the file its header describes. */
+typedef struct idx_in {
+    FILE *f;
+    const char *path;
+    int gz;      /* 1: inflate; 0: plain */
+    int eof;     /* the data ended (plain: end of file; gzip: after the last member) */
+    z_stream z;
+    unsigned char buf[1 << 16];
+} idx_in;
+
+static int in_open(idx_in *in, const char *path)
 {
-    unsigned char *p = dst;
-    size_t got = 0;
-    while (got < n) {
-        size_t want = n - got > (1u << 30) ? (1u << 30) : n - got;
-        int r = gzread(f, p + got, (unsigned)want);
-        if (r < 0) {
-            int code;
-            const char *msg = gzerror(f, &code);
-            if (code == Z_ERRNO)
-                nomul_report(NOMUL_EINVAL, "%s: cannot read the %s: %s", path, what,
-                             strerror(errno));
-            else
-                nomul_report(NOMUL_EINVAL, "%s: corrupt gzip data in the %s: %s", path, what,
-                             msg);
+    memset(in, 0, sizeof *in);
+    in->path = path;
+    in->f = fopen(path, "rb");
+    if (!in->f) {
+        nomul_report(NOMUL_EINVAL, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    int c0 = getc(in->f), c1 = c0 == EOF ? EOF : getc(in->f);
+    rewind(in->f);
+    in->gz = c0 == 0x1f && c1 == 0x8b;
+    if (in->gz && inflateInit2(&in->z, 15 + 16) != Z_OK) {
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for zlib", path);
+        fclose(in->f);
+        in->f = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void in_close(idx_in *in)
+{
+    if (in->gz)
+        inflateEnd(&in->z);
+    if (in->f)
+        fclose(in->f);
+    in->f = NULL;
+}
+
+/* The size of a plain file in bytes, or -1 (gzip, or unknown). */
+static long in_plain_size(idx_in *in)
+{
+    if (in->gz || fseek(in->f, 0, SEEK_END))
+        return -1;
+    long size = ftell(in->f);
+    rewind(in->f);
+    return size;
+}
+
+/* Reads up to n bytes into dst; returns how many came (fewer only at the
+ * end of the data), or -1 after a report. */
+static long in_read(idx_in *in, void *dst, size_t n)
+{
+    if (!in->gz) {
+        size_t got = fread(dst, 1, n, in->f);
+        if (got < n && ferror(in->f)) {
+            nomul_report(NOMUL_EINVAL, "%s: cannot read: %s", in->path, strerror(errno));
             return -1;
+        }
+        return (long)got;
+    }
+    size_t got = 0;
+    while (got < n && !in->eof) {
+        if (in->z.avail_in == 0) {
+            in->z.next_in = in->buf;
+            in->z.avail_in = (uInt)fread(in->buf, 1, sizeof in->buf, in->f);
+            if (ferror(in->f)) {
+                nomul_report(NOMUL_EINVAL, "%s: cannot read: %s", in->path, strerror(errno));
+                return -1;
+            }
+            if (in->z.avail_in == 0) {
+                nomul_report(NOMUL_EINVAL, "%s: truncated gzip data", in->path);
+                return -1;
+            }
+        }
+        size_t want = n - got > (1u << 30) ? (1u << 30) : n - got;
+        in->z.next_out = (unsigned char *)dst + got;
+        in->z.avail_out = (uInt)want;
+        int r = inflate(&in->z, Z_NO_FLUSH);
+        got += want - in->z.avail_out;
+        if (r == Z_STREAM_END) {
+            /* another member, or the end of the file; anything else is garbage */
+            if (in->z.avail_in == 0) {
+                in->z.next_in = in->buf;
+                in->z.avail_in = (uInt)fread(in->buf, 1, sizeof in->buf, in->f);
+            }
+            if (in->z.avail_in == 0) {
+                in->eof = 1;
+            } else if (in->z.avail_in >= 2 && in->z.next_in[0] == 0x1f &&
+                       in->z.next_in[1] == 0x8b) {
+                inflateReset(&in->z);
+            } else {
+                nomul_report(NOMUL_EINVAL, "%s: bytes after the end of the gzip data", in->path);
+                return -1;
+            }
+        } else if (r != Z_OK && r != Z_BUF_ERROR) {
+            nomul_report(NOMUL_EINVAL, "%s: corrupt gzip data: %s", in->path,
+                         in->z.msg ? in->z.msg : "inflate failed");
+            return -1;
+        }
+    }
+    return (long)got;
+}
+
+/* Reads exactly n bytes; 0 when all came, else reports what went wrong. */
+static int read_exact(idx_in *in, void *dst, size_t n, const char *what)
+{
+    long got = in_read(in, dst, n);
+    if (got < 0)
+        return -1;
+    if ((size_t)got < n) {
+        nomul_report(NOMUL_EINVAL, "%s: truncated: the %s needs %zu bytes, the file ends after %ld",
+                     in->path, what, n, got);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads the n data bytes the header declares into a buffer that grows with
+ * what actually arrives (doubling from 1 MiB), so a short file that declares
+ * gigabytes costs what it holds, not what it claims. */
+static unsigned char *read_data(idx_in *in, size_t n)
+{
+    size_t cap = n < (1u << 20) ? n : (1u << 20), got = 0;
+    unsigned char *d = malloc(cap ? cap : 1);
+    while (d && got < n) {
+        if (got == cap) {
+            size_t ncap = cap > n / 2 ? n : 2 * cap;
+            unsigned char *nd = realloc(d, ncap);
+            if (!nd) {
+                free(d);
+                nomul_report(NOMUL_ENOMEM, "%s: out of memory for %zu bytes of data", in->path, n);
+                return NULL;
+            }
+            d = nd;
+            cap = ncap;
+        }
+        long r = in_read(in, d + got, cap - got);
+        if (r < 0) {
+            free(d);
+            return NULL;
         }
         if (r == 0) {
             nomul_report(NOMUL_EINVAL,
-                         "%s: truncated: the %s needs %zu bytes, the file ends after %zu", path,
-                         what, n, got);
-            return -1;
+                         "%s: truncated: the header declares %zu bytes of data, the file holds %zu",
+                         in->path, n, got);
+            free(d);
+            return NULL;
         }
         got += (size_t)r;
     }
-    return 0;
+    if (!d)
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for %zu bytes of data", in->path, n);
+    return d;
 }
 
 static void to_host(void *data, long count, int size)
@@ -84,20 +217,21 @@ nomul_idx *nomul_idx_read(const char *path)
         nomul_report(NOMUL_EINVAL, "nomul_idx_read: no path");
         return NULL;
     }
-    gzFile f = gzopen(path, "rb");
-    if (!f) {
-        nomul_report(NOMUL_EINVAL, "%s: cannot open: %s", path,
-                     errno ? strerror(errno) : "out of memory");
+    idx_in *in = malloc(sizeof *in);
+    nomul_idx *a = calloc(1, sizeof *a);
+    if (!in || !a) {
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory", path);
+        free(in);
+        free(a);
         return NULL;
     }
-    gzbuffer(f, 1 << 17);
-    nomul_idx *a = calloc(1, sizeof *a);
-    unsigned char h[4];
-    if (!a) {
-        nomul_report(NOMUL_ENOMEM, "%s: out of memory", path);
-        goto fail;
+    if (in_open(in, path)) {
+        free(in);
+        free(a);
+        return NULL;
     }
-    if (read_exact(f, path, h, 4, "header"))
+    unsigned char h[4];
+    if (read_exact(in, h, 4, "header"))
         goto fail;
     if (h[0] || h[1] || !elem_size(h[2]) || h[3] < 1 || h[3] > NOMUL_IDX_MAX_DIMS) {
         nomul_report(NOMUL_EINVAL,
@@ -112,7 +246,7 @@ nomul_idx *nomul_idx_read(const char *path)
     a->count = 1;
     for (int d = 0; d < a->ndim; d++) {
         unsigned char b[4];
-        if (read_exact(f, path, b, 4, "dimensions"))
+        if (read_exact(in, b, 4, "dimensions"))
             goto fail;
         unsigned long v = (unsigned long)b[0] << 24 | (unsigned long)b[1] << 16 |
                           (unsigned long)b[2] << 8 | b[3];
@@ -130,35 +264,41 @@ nomul_idx *nomul_idx_read(const char *path)
         a->count *= (long)v;
     }
     size_t bytes = (size_t)a->count * (size_t)a->elem_bytes;
-    a->data = malloc(bytes ? bytes : 1);
-    if (!a->data) {
-        nomul_report(NOMUL_ENOMEM, "%s: out of memory for %zu bytes of data", path, bytes);
-        goto fail;
+    long file_size = in_plain_size(in);
+    if (file_size >= 0) { /* a plain file: its size must be the header's exactly */
+        size_t header = 4 + 4 * (size_t)a->ndim;
+        if ((size_t)file_size != header + bytes) {
+            nomul_report(NOMUL_EINVAL,
+                         "%s: %s: the header declares %ld elements of %d bytes (%zu bytes of "
+                         "data) but the file holds %ld bytes after its %zu-byte header",
+                         path, (size_t)file_size < header + bytes ? "truncated" : "bytes after the data",
+                         a->count, a->elem_bytes, bytes, file_size - (long)header, header);
+            goto fail;
+        }
+        if (fseek(in->f, (long)header, SEEK_SET)) {
+            nomul_report(NOMUL_EINVAL, "%s: cannot seek: %s", path, strerror(errno));
+            goto fail;
+        }
     }
-    if (read_exact(f, path, a->data, bytes, "data"))
+    a->data = read_data(in, bytes);
+    if (!a->data)
         goto fail;
     unsigned char extra;
-    int r = gzread(f, &extra, 1);
+    long r = in_read(in, &extra, 1);
     if (r != 0) {
         if (r > 0)
             nomul_report(NOMUL_EINVAL,
                          "%s: bytes after the data: the header says %ld elements of %d bytes",
                          path, a->count, a->elem_bytes);
-        else
-            nomul_report(NOMUL_EINVAL, "%s: corrupt (after the data: %s)", path,
-                         gzerror(f, &(int){0}));
         goto fail;
     }
     to_host(a->data, a->count, a->elem_bytes);
-    if (gzclose(f) != Z_OK) {
-        f = NULL;
-        nomul_report(NOMUL_EINVAL, "%s: corrupt (gzip trailer)", path);
-        goto fail;
-    }
+    in_close(in);
+    free(in);
     return a;
 fail:
-    if (f)
-        gzclose(f);
+    in_close(in);
+    free(in);
     nomul_idx_free(a);
     return NULL;
 }
