@@ -462,6 +462,30 @@ static void test_image_folder(void **state)
     if (!strstr(tu_last_error, "c/k/5.jpg") || !strstr(tu_last_error, "damaged JPEG"))
         fail_msg("message: %s", tu_last_error);
     unlink(tu_path("c/k/5.jpg"));
+    /* a small JPEG whose header declares 55091×25952 pixels, as the first
+     * image of a folder whose size comes from the files: refused from the
+     * header, before 4 GiB are allocated */
+    write_jpeg(tu_path("c/k/6.jpg"), H, W, 3, rgb[1]);
+    f = fopen(tu_path("c/k/6.jpg"), "rb");
+    pn = fread(png, 1, sizeof png, f);
+    fclose(f);
+    size_t sof = 0;
+    for (size_t i = 0; i + 8 < pn && !sof; i++)
+        if (png[i] == 0xFF && (png[i + 1] == 0xC0 || png[i + 1] == 0xC2))
+            sof = i;
+    assert_true(sof > 0);
+    png[sof + 5] = 55091 >> 8, png[sof + 6] = 55091 & 0xFF;
+    png[sof + 7] = 25952 >> 8, png[sof + 8] = 25952 & 0xFF;
+    make_dir(tu_path("big"));
+    make_dir(tu_path("big/k"));
+    put(tu_path("big/k/0.jpg"), png, pn, 0);
+    unlink(tu_path("c/k/6.jpg"));
+    assert_null(nomul_image_set_from_folder(tu_path("big"), 0, 0, 3, NULL));
+    if (!strstr(tu_last_error, "big/k/0.jpg") || !strstr(tu_last_error, "55091"))
+        fail_msg("message: %s", tu_last_error);
+    assert_null(nomul_image_set_from_folder(tu_path("big"), 5000, 5000, 3, NULL));
+    if (!strstr(tu_last_error, "4096"))
+        fail_msg("message: %s", tu_last_error);
     make_dir(tu_path("c/empty"));
     assert_null(nomul_image_set_from_folder(tu_path("c"), 0, 0, 3, NULL));
     if (!strstr(tu_last_error, "c/empty") || !strstr(tu_last_error, "class folder without"))

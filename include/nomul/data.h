@@ -76,10 +76,13 @@ void nomul_image_set_free(nomul_image_set *s);
  * extensions .png, .jpg or .jpeg (any case) in name order within each class;
  * other files are skipped. Images are decoded (libpng, libjpeg) to c channels
  * (1: grey, 3: RGB; palettes, 16-bit samples and alpha, composited on black,
- * are converted) and must all be h×w (h = w = 0: the size of the first one).
+ * are converted) and must all be h×w (h = w = 0: the size of the first one),
+ * at most NOMUL_IMAGE_MAX_SIDE on each side (checked against the first
+ * image's header before any pixel is allocated).
  * Errors name the file or folder: none or an empty class folder, an image
  * that does not decode, or one of another size. class_names (optional)
  * receives a malloc'd array of `classes` malloc'd names. */
+#define NOMUL_IMAGE_MAX_SIDE 4096
 nomul_image_set *nomul_image_set_from_folder(const char *root, int h, int w, int c,
                                              char ***class_names);
 

@@ -211,11 +211,12 @@ nomul_image_set *nomul_image_set_from_folder(const char *root, int h, int w, int
 {
     if (class_names)
         *class_names = NULL;
-    if (!root || (c != 1 && c != 3) || h < 0 || w < 0 || (h == 0) != (w == 0) || h > 65535 ||
-        w > 65535) {
-        nomul_report(NOMUL_EINVAL, "nomul_image_set_from_folder: %s: want 1 or 3 channels and "
-                                   "a size of h×w (both 0: the first image's)",
-                     root ? root : "(no folder)");
+    if (!root || (c != 1 && c != 3) || h < 0 || w < 0 || (h == 0) != (w == 0) ||
+        h > NOMUL_IMAGE_MAX_SIDE || w > NOMUL_IMAGE_MAX_SIDE) {
+        nomul_report(NOMUL_EINVAL,
+                     "nomul_image_set_from_folder: %s: want 1 or 3 channels and a size of h×w "
+                     "up to %d×%d (both 0: the first image's)",
+                     root ? root : "(no folder)", NOMUL_IMAGE_MAX_SIDE, NOMUL_IMAGE_MAX_SIDE);
         return NULL;
     }
     strlist classes = {0}, files = {0};
@@ -263,20 +264,41 @@ nomul_image_set *nomul_image_set_from_folder(const char *root, int h, int w, int
         }
         strlist_free(&in);
     }
-    if (h == 0 && read_image(files.v[0], &h, &w, c, NULL))
-        goto fail;
+    if (h == 0) {
+        if (read_image(files.v[0], &h, &w, c, NULL))
+            goto fail;
+        /* a header may declare any size: check it before anything is allocated */
+        if (h < 1 || w < 1 || h > NOMUL_IMAGE_MAX_SIDE || w > NOMUL_IMAGE_MAX_SIDE) {
+            nomul_report(NOMUL_EINVAL, "%s: %d×%d pixels, beyond the %d×%d images a dataset may hold",
+                         files.v[0], h, w, NOMUL_IMAGE_MAX_SIDE, NOMUL_IMAGE_MAX_SIDE);
+            goto fail;
+        }
+    }
     size_t per = (size_t)h * (size_t)w * (size_t)c;
     s = calloc(1, sizeof *s);
-    if (s) {
-        s->pixels = malloc(per * (size_t)files.n);
+    if (s)
         s->labels = malloc((size_t)files.n * sizeof *s->labels);
-    }
-    if (!s || !s->pixels || !s->labels) {
-        nomul_report(NOMUL_ENOMEM, "%s: out of memory for %d images of %d×%d×%d", root,
-                     files.n, h, w, c);
+    if (!s || !s->labels) {
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory", root);
         goto fail;
     }
+    /* the pixels grow with the images decoded (doubling from 64 MiB), so files
+     * that claim a size they do not hold cost what they hold */
+    size_t cap = 0;
     for (int i = 0; i < files.n; i++) {
+        if ((size_t)i == cap) {
+            size_t first = ((size_t)64 << 20) / per ? ((size_t)64 << 20) / per : 1;
+            size_t ncap = cap ? 2 * cap : first;
+            ncap = ncap < (size_t)files.n ? ncap : (size_t)files.n;
+            unsigned char *np = realloc(s->pixels, per * ncap);
+            if (!np) {
+                nomul_report(NOMUL_ENOMEM, "%s: out of memory for %zu images of %d×%d×%d", root,
+                             ncap, h, w, c);
+                goto fail;
+            }
+            s->pixels = np;
+            cap = ncap;
+        }
         if (read_image(files.v[i], &h, &w, c, s->pixels + per * (size_t)i))
             goto fail;
         s->labels[i] = label_of[i];
