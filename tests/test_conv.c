@@ -365,7 +365,8 @@ static void test_value_stats_match_plain_loop(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0xC014};
-    const pg_dw_rows *k[] = {&pg_dw_rows_scalar, &pg_dw_rows_avx2, &pg_dw_rows_avx512};
+    const pg_dw_rows *k[] = {&pg_cntx_scalar.dw_rows, &pg_cntx_avx2.dw_rows,
+                             &pg_cntx_avx512.dw_rows};
     float v[70];
     for (int rep = 0; rep < 200; rep++) {
         int n = rep % 71;

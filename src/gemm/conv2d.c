@@ -15,7 +15,6 @@
 #include "nomul/arith.h"
 #include "nomul/conv.h"
 #include "nomul/gemm.h"
-#include "nomul/isa.h"
 #include "gemm_internal.h"
 
 #include <omp.h>
@@ -301,7 +300,7 @@ static pg_stats input_stats(const nomul_conv2d_desc *d, const float *x, long n)
 {
     enum { CHUNKS = 64 };
     pg_stats part[CHUNKS];
-    const pg_dw_rows *k = pg_dw_rows_active();
+    const pg_dw_rows *k = &pg_cntx_active()->dw_rows;
     int nt = omp_in_parallel() ? 1 : nomul_num_threads();
     int chunks = n < 65536 ? 1 : nt < CHUNKS ? nt : CHUNKS;
     long per = (n + chunks - 1) / chunks;
@@ -337,7 +336,7 @@ static pg_stats input_stats(const nomul_conv2d_desc *d, const float *x, long n)
 static pg_plan **direct_plans(const nomul_conv2d_desc *d, const conv_geom *g, const float *x,
                               const float *weight, float offset)
 {
-    if (nomul_isa_active() != NOMUL_ISA_AVX512 || g->cog <= 2 || g->cog > 128)
+    if (!pg_cntx_active()->fwd_direct || g->cog <= 2 || g->cog > 128)
         return NULL;
     pg_stats xs = input_stats(d, x, d->n * g->x_img);
     if (xs.special)
@@ -408,7 +407,7 @@ static int depthwise_direct(const nomul_conv2d_desc *d, const conv_geom *g, floa
     pg_stats ws = plain_stats(d, weight, (long)d->c_out * d->kh * d->kw);
     if (!pg_range_safe(&xs, &ws, offset))
         return 0;
-    const pg_dw_rows *rows = pg_dw_rows_active();
+    const pg_dw_rows *rows = &pg_cntx_active()->dw_rows;
     uint32_t off_adj = offset_adj(offset);
     long planes = (long)d->n * d->c_out;
     int nt = omp_in_parallel() ? 1 : nomul_num_threads();
@@ -489,7 +488,7 @@ static int depthwise_backward_data(const nomul_conv2d_desc *d, const conv_geom *
         nt = (int)planes;
     int failed = 0;
     if (ok) {
-        const pg_dw_rows *rows = pg_dw_rows_active();
+        const pg_dw_rows *rows = &pg_cntx_active()->dw_rows;
 #pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : failed)
         {
             uint32_t *xm = approx ? NULL : (uint32_t *)cached_buf(0, (size_t)hw * sizeof *xm);
@@ -550,7 +549,7 @@ static int depthwise_weight_run(const nomul_conv2d_desc *d, const conv_geom *g, 
 {
     int taps = d->kh * d->kw;
     long hw = (long)d->h * d->w;
-    const pg_dw_rows *rows = pg_dw_rows_active();
+    const pg_dw_rows *rows = &pg_cntx_active()->dw_rows;
     int nt = omp_in_parallel() ? 1 : nomul_num_threads();
     if (nt > d->c_out)
         nt = d->c_out;
