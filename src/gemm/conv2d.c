@@ -189,11 +189,10 @@ static float *cached_col(const char *fn, const conv_geom *g, int slot)
 }
 
 
-static int check_offset_mode(const char *fn, nomul_conv_mode mode)
+static int check_cfg(const char *fn, const nomul_op_cfg *cfg)
 {
-    if (mode != NOMUL_CONV_FLOAT && mode != NOMUL_CONV_PAM) {
-        nomul_report(NOMUL_EINVAL, "%s: mode %d is neither NOMUL_CONV_FLOAT nor NOMUL_CONV_PAM",
-                     fn, (int)mode);
+    if (!cfg) {
+        nomul_report(NOMUL_EINVAL, "%s: the operation configuration (cfg) is NULL", fn);
         return 0;
     }
     return 1;
@@ -215,10 +214,10 @@ typedef struct {
     int saved;
 } blas_threads;
 
-static blas_threads blas_single(nomul_conv_mode mode, int nt)
+static blas_threads blas_single(int pa, int nt)
 {
     blas_threads b = {0};
-    if (mode == NOMUL_CONV_FLOAT && nt > 1) {
+    if (!pa && nt > 1) {
         b.saved = openblas_get_num_threads();
         openblas_set_num_threads(1);
     }
@@ -272,10 +271,9 @@ static void free_plans(pg_plan **plans, int n)
 }
 
 static pg_plan **make_plans(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
-                            nomul_conv_mode mode, plan_kind kind, const float *weight,
-                            float offset)
+                            int pa, plan_kind kind, const float *weight, float offset)
 {
-    if (mode != NOMUL_CONV_PAM)
+    if (!pa)
         return NULL;
     pg_plan **plans = plans_alloc(d->groups);
     for (int gr = 0; plans && gr < d->groups; gr++) {
@@ -636,7 +634,7 @@ static int depthwise_backward_weight(const nomul_conv2d_desc *d, const conv_geom
 }
 
 /* forward for image b: y_b = conv(x_b, W) + bias */
-static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, nomul_conv_mode mode,
+static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, int pa,
                           pg_plan *const *plans, int direct, const float *x,
                           const float *weight, const float *bias, float *y, int b, float *col)
 {
@@ -649,7 +647,7 @@ static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, nomul_
             pg_plan_run_forward_direct(plans[gr], g->P, col, g->P, 0.0f, yg, g->P);
             continue;
         }
-        if (mode == NOMUL_CONV_FLOAT) {
+        if (!pa) {
             NOMUL_COUNT(FMUL, (long long)g->cog * g->P * g->K);
             NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K, 1.0f, wg,
@@ -668,30 +666,32 @@ static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, nomul_
         }
 }
 
-void nomul_conv2d_forward(const nomul_conv2d_desc *d, nomul_conv_mode mode, float offset,
-                          const float *x, const float *weight, const float *bias, float *y)
+void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, const float *x,
+                          const float *weight, const float *bias, float *y)
 {
     const char *fn = "nomul_conv2d_forward";
     conv_geom g;
-    if (!check_offset_mode(fn, mode) || !geometry(fn, d, &g, x, weight, y, y))
+    if (!check_cfg(fn, cfg) || !geometry(fn, d, &g, x, weight, y, y))
         return;
-    if (mode == NOMUL_CONV_PAM && depthwise_direct(d, &g, offset, x, weight, bias, y))
+    int pa = cfg->subtype != NOMUL_OP_STANDARD;
+    float offset = cfg->offset;
+    if (pa && depthwise_direct(d, &g, offset, x, weight, bias, y))
         return;
-    pg_plan **plans = mode == NOMUL_CONV_PAM ? direct_plans(d, &g, x, weight, offset) : NULL;
+    pg_plan **plans = pa ? direct_plans(d, &g, x, weight, offset) : NULL;
     int direct = plans != NULL;
     if (!direct)
-        plans = make_plans(fn, d, &g, mode, PLAN_FORWARD, weight, offset);
-    if (mode == NOMUL_CONV_PAM && !plans)
+        plans = make_plans(fn, d, &g, pa, PLAN_FORWARD, weight, offset);
+    if (pa && !plans)
         return;
     int nt = image_threads(d);
-    blas_threads bt = blas_single(mode, nt);
+    blas_threads bt = blas_single(pa, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *col = cached_col(fn, &g, 0);
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
             if (col)
-                forward_image(d, &g, mode, plans, direct, x, weight, bias, y, b, col);
+                forward_image(d, &g, pa, plans, direct, x, weight, bias, y, b, col);
     }
     blas_restore(bt);
     free_plans(plans, d->groups);
@@ -699,7 +699,7 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, nomul_conv_mode mode, floa
 
 /* backward data for image b: dx_b = col2im(W_gᵀ-product with dy_b) */
 static void backward_data_image(const nomul_conv2d_desc *d, const conv_geom *g,
-                                nomul_conv_mode mode, int approx, pg_plan *const *plans,
+                                int pa, int approx, pg_plan *const *plans,
                                 const float *x, const float *weight, const float *dy, float *dx,
                                 int b, float *col, float *dcol)
 {
@@ -708,7 +708,7 @@ static void backward_data_image(const nomul_conv2d_desc *d, const conv_geom *g,
         const float *wg = weight + (long)gr * g->cog * g->K;
         const float *dyg = dy + b * g->y_img + (long)gr * g->cog * g->P;
         long xoff = b * g->x_img + (long)gr * g->cig * d->h * d->w;
-        if (mode == NOMUL_CONV_FLOAT) {
+        if (!pa) {
             NOMUL_COUNT(FMUL, (long long)g->cog * g->P * g->K);
             NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->P, g->cog, 1.0f, wg,
@@ -723,31 +723,33 @@ static void backward_data_image(const nomul_conv2d_desc *d, const conv_geom *g,
     }
 }
 
-void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, nomul_conv_mode mode, int approx,
-                                float offset, const float *x, const float *weight,
-                                const float *dy, float *dx)
+void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg,
+                                const float *x, const float *weight, const float *dy, float *dx)
 {
     const char *fn = "nomul_conv2d_backward_data";
     conv_geom g;
-    int exact = mode == NOMUL_CONV_PAM && !approx;
-    if (!check_offset_mode(fn, mode) ||
-        !geometry(fn, d, &g, exact ? x : weight, weight, dy, dx))
+    if (!check_cfg(fn, cfg))
         return;
-    if (mode == NOMUL_CONV_PAM && depthwise_backward_data(d, &g, approx, offset, x, weight, dy, dx))
+    int pa = cfg->subtype != NOMUL_OP_STANDARD, approx = cfg->approx_bwd;
+    float offset = cfg->offset;
+    int exact = pa && !approx;
+    if (!geometry(fn, d, &g, exact ? x : weight, weight, dy, dx))
         return;
-    pg_plan **plans = make_plans(fn, d, &g, mode, approx ? PLAN_DATA_APPROX : PLAN_DATA_EXACT,
+    if (pa && depthwise_backward_data(d, &g, approx, offset, x, weight, dy, dx))
+        return;
+    pg_plan **plans = make_plans(fn, d, &g, pa, approx ? PLAN_DATA_APPROX : PLAN_DATA_EXACT,
                                  weight, offset);
-    if (mode == NOMUL_CONV_PAM && !plans)
+    if (pa && !plans)
         return;
     int nt = image_threads(d);
-    blas_threads bt = blas_single(mode, nt);
+    blas_threads bt = blas_single(pa, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *col = cached_col(fn, &g, 0), *dcol = col ? cached_col(fn, &g, 1) : NULL;
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
             if (dcol)
-                backward_data_image(d, &g, mode, approx, plans, x, weight, dy, dx, b, col, dcol);
+                backward_data_image(d, &g, pa, approx, plans, x, weight, dy, dx, b, col, dcol);
     }
     blas_restore(bt);
     free_plans(plans, d->groups);
@@ -755,35 +757,29 @@ void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, nomul_conv_mode mode
 
 /* dW (+)= the weight gradient of image b */
 static void backward_weight_image(const nomul_conv2d_desc *d, const conv_geom *g,
-                                  nomul_conv_mode mode, int approx, float offset, const float *x,
-                                  const float *weight, const float *dy, float *dweight, int b,
-                                  float beta, float *col)
+                                  const nomul_op_cfg *cfg, const float *x, const float *weight,
+                                  const float *dy, float *dweight, int b, float beta, float *col)
 {
     for (int gr = 0; gr < d->groups; gr++) {
         const float *wg = weight ? weight + (long)gr * g->cog * g->K : NULL;
         const float *dyg = dy + b * g->y_img + (long)gr * g->cog * g->P;
         float *dwg = dweight + (long)gr * g->cog * g->K;
         im2col(d, g, x + b * g->x_img + (long)gr * g->cig * d->h * d->w, col);
-        if (mode == NOMUL_CONV_FLOAT) {
-            NOMUL_COUNT(FMUL, (long long)g->cog * g->P * g->K);
-            NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->cog, g->K, g->P, 1.0f, dyg,
-                        g->P, col, g->P, beta, dwg, g->K);
-        }
-        else if (approx)
-            nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->cog, g->K, g->P, dyg,
-                            g->P, col, g->P, beta, dwg, g->K, offset);
+        /* dW_g = ∂/∂W_g of W_g · col: exact PA needs W_g; float and approximate
+         * PA are the product dy_g · colᵀ */
+        if (cfg->subtype != NOMUL_OP_STANDARD && !cfg->approx_bwd)
+            nomul_gemm_backward(cfg, CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P,
+                                g->K, wg, g->K, col, g->P, dyg, g->P, beta, dwg, g->K, NULL, 0);
         else
-            nomul_pam_sgemm_grad_a(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K,
-                                   wg, g->K, col, g->P, dyg, g->P, beta, dwg, g->K, offset);
+            nomul_gemm(cfg, CblasRowMajor, CblasNoTrans, CblasTrans, g->cog, g->K, g->P, dyg,
+                       g->P, col, g->P, beta, dwg, g->K);
     }
 }
 
 /* dW through im2col and the matrix products */
 static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
-                                   const conv_geom *g, nomul_conv_mode mode, int approx,
-                                   float offset, const float *x, const float *weight,
-                                   const float *dy, float *dweight)
+                                   const conv_geom *g, const nomul_op_cfg *cfg, const float *x,
+                                   const float *weight, const float *dy, float *dweight)
 {
     long nw = (long)d->c_out * g->K;
     int nt = image_threads(d);
@@ -803,7 +799,7 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for per-thread gradients", fn);
         return 0;
     }
-    blas_threads bt = blas_single(mode, nt);
+    blas_threads bt = blas_single(cfg->subtype != NOMUL_OP_STANDARD, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int t = omp_get_thread_num();
@@ -811,8 +807,7 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
         float *col = cached_col(fn, g, 0);
         int first = 1;
         for (int b = t; b < d->n && col; b += nt) {
-            backward_weight_image(d, g, mode, approx, offset, x, weight, dy, dw, b,
-                                  first ? 0.0f : 1.0f, col);
+            backward_weight_image(d, g, cfg, x, weight, dy, dw, b, first ? 0.0f : 1.0f, col);
             first = 0;
         }
         if (first)
@@ -825,19 +820,21 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
     return 1;
 }
 
-void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, nomul_conv_mode mode, int approx,
-                                  float offset, const float *x, const float *weight,
-                                  const float *dy, float *dweight, float *dbias)
+void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg,
+                                  const float *x, const float *weight, const float *dy,
+                                  float *dweight, float *dbias)
 {
     const char *fn = "nomul_conv2d_backward_weight";
     conv_geom g;
-    int exact = mode == NOMUL_CONV_PAM && !approx;
-    if (!check_offset_mode(fn, mode) ||
-        !geometry(fn, d, &g, x, exact ? weight : x, dy, dweight))
+    if (!check_cfg(fn, cfg))
         return;
-    if (!(mode == NOMUL_CONV_PAM &&
-          depthwise_backward_weight(d, &g, approx, offset, x, weight, dy, dweight)) &&
-        !backward_weight_general(fn, d, &g, mode, approx, offset, x, weight, dy, dweight))
+    int pa = cfg->subtype != NOMUL_OP_STANDARD;
+    int exact = pa && !cfg->approx_bwd;
+    if (!geometry(fn, d, &g, x, exact ? weight : x, dy, dweight))
+        return;
+    if (!(pa && depthwise_backward_weight(d, &g, cfg->approx_bwd, cfg->offset, x, weight, dy,
+                                          dweight)) &&
+        !backward_weight_general(fn, d, &g, cfg, x, weight, dy, dweight))
         return;
     if (dbias) {
         NOMUL_COUNT(FADD, (long long)d->n * g.y_img);
