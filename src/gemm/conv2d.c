@@ -162,27 +162,12 @@ static void col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const flo
             }
 }
 
-/* The column matrices are kept per thread and reused (slot 0: col, 1: dcol),
- * so a training step's convolutions allocate nothing once warm. */
-static _Thread_local struct {
-    float *p;
-    size_t cap;
-} col_cache[2];
-
-/* this thread's buffer of slot, grown to at least bytes; NULL when out of memory */
-static float *cached_buf(int slot, size_t bytes)
-{
-    if (col_cache[slot].cap < bytes) {
-        nomul_aligned_free(col_cache[slot].p);
-        col_cache[slot].p = nomul_aligned_alloc(bytes);
-        col_cache[slot].cap = col_cache[slot].p ? bytes : 0;
-    }
-    return col_cache[slot].p;
-}
-
+/* The column matrices are kept per thread and reused (core/internal.h's
+ * scratch slots), so a training step's convolutions allocate nothing once
+ * warm. */
 static float *cached_col(const char *fn, const conv_geom *g, int slot)
 {
-    float *p = cached_buf(slot, ((size_t)g->K * g->P + 32) * sizeof(float));
+    float *p = nomul_scratch(slot, (size_t)g->K * g->P + 32);
     if (!p)
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for a %d x %d column matrix", fn, g->K, g->P);
     return p;
@@ -235,39 +220,12 @@ static void blas_restore(blas_threads b)
  * of W_g · col. NULL (after a report) when out of memory, or in float mode. */
 typedef enum { PLAN_FORWARD, PLAN_DATA_APPROX, PLAN_DATA_EXACT } plan_kind;
 
-/* The per-group plan arrays are kept per thread too: one set is alive at a
- * time (a call makes its plans, runs them and gives them back). */
-static _Thread_local struct {
-    pg_plan **p;
-    int cap, busy;
-} plan_array;
-
+/* The per-group plan array, per thread like the plans themselves (each
+ * group's plan is this thread's keyed scratch buffer gr): one set is alive
+ * at a time, from a call's making its plans to its return. */
 static pg_plan **plans_alloc(int groups)
 {
-    if (plan_array.busy) /* never expected: a second set while one is alive */
-        return calloc((size_t)groups, sizeof(pg_plan *));
-    if (plan_array.cap < groups) {
-        pg_plan **p = realloc(plan_array.p, (size_t)groups * sizeof *p);
-        if (!p)
-            return NULL;
-        plan_array.p = p;
-        plan_array.cap = groups;
-    }
-    memset(plan_array.p, 0, (size_t)groups * sizeof *plan_array.p);
-    plan_array.busy = 1;
-    return plan_array.p;
-}
-
-static void free_plans(pg_plan **plans, int n)
-{
-    if (!plans)
-        return;
-    for (int i = 0; i < n; i++)
-        pg_plan_free(plans[i]);
-    if (plans == plan_array.p)
-        plan_array.busy = 0;
-    else
-        free(plans);
+    return nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANS, (size_t)groups * sizeof(pg_plan *));
 }
 
 static pg_plan **make_plans(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
@@ -278,13 +236,11 @@ static pg_plan **make_plans(const char *fn, const nomul_conv2d_desc *d, const co
     pg_plan **plans = plans_alloc(d->groups);
     for (int gr = 0; plans && gr < d->groups; gr++) {
         const float *wg = weight + (long)gr * g->cog * g->K;
-        plans[gr] = kind == PLAN_FORWARD ? pg_plan_forward(CblasNoTrans, g->cog, g->K, wg, g->K, offset)
-                    : kind == PLAN_DATA_APPROX ? pg_plan_forward(CblasTrans, g->K, g->cog, wg, g->K, offset)
-                                               : pg_plan_grad_b(g->cog, g->K, wg, g->K, offset);
-        if (!plans[gr]) {
-            free_plans(plans, d->groups);
+        plans[gr] = kind == PLAN_FORWARD ? pg_plan_forward(gr, CblasNoTrans, g->cog, g->K, wg, g->K, offset)
+                    : kind == PLAN_DATA_APPROX ? pg_plan_forward(gr, CblasTrans, g->K, g->cog, wg, g->K, offset)
+                                               : pg_plan_grad_b(gr, g->cog, g->K, wg, g->K, offset);
+        if (!plans[gr])
             plans = NULL;
-        }
     }
     if (!plans)
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for packed weights", fn);
@@ -342,15 +298,11 @@ static pg_plan **direct_plans(const nomul_conv2d_desc *d, const conv_geom *g, co
     pg_plan **plans = plans_alloc(d->groups);
     int ok = plans != NULL;
     for (int gr = 0; ok && gr < d->groups; gr++) {
-        plans[gr] = pg_plan_forward_direct(g->cog, g->K, weight + (long)gr * g->cog * g->K, g->K,
-                                           offset);
+        plans[gr] = pg_plan_forward_direct(gr, g->cog, g->K, weight + (long)gr * g->cog * g->K,
+                                           g->K, offset);
         ok = plans[gr] && pg_plan_direct_safe(plans[gr], &xs);
     }
-    if (!ok) {
-        free_plans(plans, d->groups);
-        return NULL;
-    }
-    return plans;
+    return ok ? plans : NULL;
 }
 
 /* one input and one output channel per group, stride 1 */
@@ -489,7 +441,8 @@ static int depthwise_backward_data(const nomul_conv2d_desc *d, const conv_geom *
         const pg_dw_rows *rows = &pg_cntx_active()->dw_rows;
 #pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : failed)
         {
-            uint32_t *xm = approx ? NULL : (uint32_t *)cached_buf(0, (size_t)hw * sizeof *xm);
+            uint32_t *xm =
+                approx ? NULL : nomul_scratch_bytes(NOMUL_SCRATCH_CONV_COL, (size_t)hw * sizeof *xm);
             failed = !approx && xm == NULL;
 #pragma omp for schedule(static)
             for (long pl = 0; pl < planes; pl++) {
@@ -687,14 +640,13 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
     blas_threads bt = blas_single(pa, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *col = cached_col(fn, &g, 0);
+        float *col = cached_col(fn, &g, NOMUL_SCRATCH_CONV_COL);
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
             if (col)
                 forward_image(d, &g, pa, plans, direct, x, weight, bias, y, b, col);
     }
     blas_restore(bt);
-    free_plans(plans, d->groups);
 }
 
 /* backward data for image b: dx_b = col2im(W_gᵀ-product with dy_b) */
@@ -745,14 +697,13 @@ void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, const nomul_op_cfg *
     blas_threads bt = blas_single(pa, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *col = cached_col(fn, &g, 0), *dcol = col ? cached_col(fn, &g, 1) : NULL;
+        float *col = cached_col(fn, &g, NOMUL_SCRATCH_CONV_COL), *dcol = col ? cached_col(fn, &g, NOMUL_SCRATCH_CONV_DCOL) : NULL;
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
             if (dcol)
                 backward_data_image(d, &g, pa, approx, plans, x, weight, dy, dx, b, col, dcol);
     }
     blas_restore(bt);
-    free_plans(plans, d->groups);
 }
 
 /* dW (+)= the weight gradient of image b */
@@ -786,15 +737,8 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
     /* thread t sums images t, t + nt, ... into its own partial; the partials
      * are added in thread order, so the result depends only on nt */
     /* kept per thread between calls, like the column matrices */
-    static _Thread_local float *partial_keep;
-    static _Thread_local size_t partial_cap;
-    size_t want = nt > 1 ? (size_t)(nt - 1) * nw : 0;
-    if (want > partial_cap) {
-        nomul_aligned_free(partial_keep);
-        partial_keep = nomul_aligned_alloc(want * sizeof *partial_keep);
-        partial_cap = partial_keep ? want : 0;
-    }
-    float *partial = nt > 1 ? partial_keep : NULL;
+    float *partial = nt > 1 ? nomul_scratch(NOMUL_SCRATCH_CONV_PARTIAL, (size_t)(nt - 1) * nw)
+                            : NULL;
     if (nt > 1 && !partial) {
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for per-thread gradients", fn);
         return 0;
@@ -804,7 +748,7 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
     {
         int t = omp_get_thread_num();
         float *dw = t == 0 ? dweight : partial + (long)(t - 1) * nw;
-        float *col = cached_col(fn, g, 0);
+        float *col = cached_col(fn, g, NOMUL_SCRATCH_CONV_COL);
         int first = 1;
         for (int b = t; b < d->n && col; b += nt) {
             backward_weight_image(d, g, cfg, x, weight, dy, dw, b, first ? 0.0f : 1.0f, col);

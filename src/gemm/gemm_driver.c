@@ -5,6 +5,7 @@
  * once per call, the checked path for tiles that need it, the one- and
  * two-row forward on the elementwise kernels, and OpenMP threads.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,33 +186,12 @@ void pg_write_tile(const pg_problem *pr, int i0, int mr, int j0, int nr, int NR,
     }
 }
 
-/* Packing buffers are kept per calling thread and reused, so that repeated
- * products (a convolution's per-image GEMMs, a training step's layers) do
- * not pay for fresh pages every call. */
-enum { BUF_Y, BUF_YM, BUF_X, BUF_XM, BUF_T, BUF_YS, BUF_XS, BUF_TNAN, BUF_COUNT };
-static _Thread_local struct {
-    void *p;
-    size_t cap;
-} buf_cache[BUF_COUNT];
-
-static void *buf_get(int slot, size_t bytes)
-{
-    if (buf_cache[slot].cap < bytes) {
-        nomul_aligned_free(buf_cache[slot].p);
-        buf_cache[slot].p = nomul_aligned_alloc(bytes);
-        buf_cache[slot].cap = buf_cache[slot].p ? bytes : 0;
-    }
-    return buf_cache[slot].p;
-}
-
 void nomul_gemm_release_buffers(void)
 {
-    for (int i = 0; i < BUF_COUNT; i++) {
-        nomul_aligned_free(buf_cache[i].p);
-        buf_cache[i].p = NULL;
-        buf_cache[i].cap = 0;
-    }
+    nomul_scratch_release(NOMUL_SCRATCH_GEMM_Y, NOMUL_SCRATCH_SLOTS - NOMUL_SCRATCH_GEMM_Y);
+    nomul_scratch_release(NOMUL_SCRATCH_KEYED, INT_MAX);
 }
+
 /* A forward product with one or two rows (a depthwise convolution's
  * per-channel product) would fill a microkernel's rows with padding: each
  * row is instead a sum of scaled Y rows, c_i = Σ_p PAM(x_ip, Y_p,·), with
@@ -297,23 +277,31 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
         nt = ceil_div(m, mc);
 
     size_t ysize = (size_t)ny_panels * NR * kc_max;
-    uint32_t *yp = buf_get(BUF_Y, ysize * sizeof *yp);
-    int32_t *ym = buf_get(BUF_YM, ysize * sizeof *ym);
-    pg_stats *ys = buf_get(BUF_YS, (size_t)ny_panels * sizeof *ys);
+    uint32_t *yp = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_Y, ysize * sizeof *yp);
+    int32_t *ym = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_YM, ysize * sizeof *ym);
+    pg_stats *ys = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_YS, (size_t)ny_panels * sizeof *ys);
     size_t xsize = (size_t)mc * kc_max;
     int nx_panels = ceil_div(mc, MR);
     int ok = yp && ym && ys;
-    uint32_t *xbuf = ok ? buf_get(BUF_X, (size_t)nt * xsize * sizeof *xbuf) : NULL;
-    int32_t *xmbuf = ok ? buf_get(BUF_XM, (size_t)nt * xsize * sizeof *xmbuf) : NULL;
-    pg_stats *xsbuf = ok ? buf_get(BUF_XS, (size_t)nt * nx_panels * sizeof *xsbuf) : NULL;
+    /* X panels, one set per thread */
+    uint32_t *xbuf = NULL;
+    int32_t *xmbuf = NULL;
+    pg_stats *xsbuf = NULL;
+    if (ok) {
+        xbuf = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_X, (size_t)nt * xsize * sizeof *xbuf);
+        xmbuf = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_XM, (size_t)nt * xsize * sizeof *xmbuf);
+        xsbuf = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_XS,
+                                    (size_t)nt * nx_panels * sizeof *xsbuf);
+    }
     ok = ok && xbuf && xmbuf && xsbuf;
     /* gradients: T's mantissas, packed once for the whole output */
     int nti = ceil_div(m, MR), ntj = ceil_div(n, NR);
     uint32_t *tbuf = NULL;
     unsigned char *tnan = NULL;
     if (ok && pr->kind != PG_FWD) {
-        tbuf = buf_get(BUF_T, (size_t)nti * ntj * MR * NR * sizeof *tbuf);
-        tnan = buf_get(BUF_TNAN, (size_t)nti * ntj);
+        tbuf = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_T,
+                                   (size_t)nti * ntj * MR * NR * sizeof *tbuf);
+        tnan = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_TNAN, (size_t)nti * ntj);
         ok = tbuf && tnan;
         if (ok)
             pack_t(pr, cx->pack_tile, MR, NR, tbuf, tnan, nt);

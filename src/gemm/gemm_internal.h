@@ -142,24 +142,28 @@ const pg_cntx *pg_cntx_active(void);
 /*
  * Plans (used by conv2d): products that share their first operand A
  * (row-major) pack it once. Arguments are trusted (checked by the caller).
+ * A plan lives in this thread's keyed scratch buffer `key` (core/internal.h:
+ * NOMUL_SCRATCH_KEYED + key) until the next plan of the same key: plans
+ * alive at once need distinct keys, and nothing frees them.
  *   forward: C (m×n, ldc) [+]= PAM-GEMM(op(A) (m×k), B (k×n, ldb))
  *   grad_b:  dB (k×n, lddb) [+]= exact ∂/∂B of PAM-GEMM(A (m×k), B) given dC (m×n)
  */
 #include <cblas.h>
 typedef struct pg_plan pg_plan;
-pg_plan *pg_plan_forward(CBLAS_TRANSPOSE ta, int m, int k, const float *a, int lda, float offset);
+pg_plan *pg_plan_forward(int key, CBLAS_TRANSPOSE ta, int m, int k, const float *a, int lda,
+                         float offset);
 void pg_plan_run_forward(const pg_plan *pl, int n, const float *b, int ldb, float beta, float *c,
                          int ldc);
-pg_plan *pg_plan_grad_b(int m, int k, const float *a, int lda, float offset);
+pg_plan *pg_plan_grad_b(int key, int m, int k, const float *a, int lda, float offset);
 void pg_plan_run_grad_b(const pg_plan *pl, int n, const float *b, int ldb, const float *dc,
                         int lddc, float beta, float *db, int lddb);
-void pg_plan_free(pg_plan *pl);
 
-/* Forward products whose Y is read in place, unpacked (AVX-512 only; NULL
- * elsewhere): the plan packs A with Y's adjustment folded in. A run needs
- * stats bounding all of Y with pg_plan_direct_safe() true, and Y readable
- * for 32 floats past the end of its last row. */
-pg_plan *pg_plan_forward_direct(int m, int k, const float *a, int lda, float offset);
+/* Forward products whose Y is read in place, unpacked (where the context
+ * has such a kernel, AVX-512; NULL elsewhere): the plan packs A with Y's
+ * adjustment folded in. A run needs stats bounding all of Y with
+ * pg_plan_direct_safe() true, and Y readable for 32 floats past the end of
+ * its last row. */
+pg_plan *pg_plan_forward_direct(int key, int m, int k, const float *a, int lda, float offset);
 int pg_plan_direct_safe(const pg_plan *pl, const pg_stats *ys);
 void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, int ldy, float beta,
                                 float *c, int ldc);

@@ -2,7 +2,8 @@
  * gemm_plan.c — plans (gemm_internal.h): X packed once for every K block and
  * reused by many products that share it (a convolution's weights over its
  * images), their runs through the driver, the forward that reads Y in place
- * where the context has a kernel for it, and the pool that recycles plans.
+ * where the context has a kernel for it. A plan lives in a per-thread
+ * scratch buffer (core/internal.h) and needs no freeing.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,73 +13,34 @@
 #include "../core/internal.h"
 #include "gemm_problem.h"
 
-/* Freed plans are kept per thread and handed out again, best fit first, so
- * a training step's convolutions, which make and free the same plans every
- * step, allocate nothing once their buffers have grown to the largest layer. */
-enum { PLAN_POOL = 1024 };
-static _Thread_local pg_plan *plan_pool[PLAN_POOL];
-static _Thread_local int plan_pool_n;
-
-static void plan_buffers_free(pg_plan *pl)
-{
-    nomul_aligned_free(pl->xp);
-    nomul_aligned_free(pl->xm);
-    free(pl->xs);
-}
-
-/* A plan whose buffers hold n packed elements and ns panel statistics. */
-static pg_plan *plan_take(size_t n, size_t ns)
-{
-    int best = -1, largest = -1;
-    for (int i = 0; i < plan_pool_n; i++) {
-        const pg_plan *q = plan_pool[i];
-        if (q->cap_x >= n && q->cap_s >= ns && (best < 0 || q->cap_x < plan_pool[best]->cap_x))
-            best = i;
-        if (largest < 0 || q->cap_x > plan_pool[largest]->cap_x)
-            largest = i;
-    }
-    int pick = best >= 0 ? best : largest;
-    pg_plan *pl;
-    if (pick >= 0) {
-        pl = plan_pool[pick];
-        plan_pool[pick] = plan_pool[--plan_pool_n];
-    } else if (!(pl = calloc(1, sizeof *pl)))
-        return NULL;
-    if (pl->cap_x < n) {
-        nomul_aligned_free(pl->xp);
-        nomul_aligned_free(pl->xm);
-        pl->xp = nomul_aligned_alloc(n * sizeof *pl->xp);
-        pl->xm = nomul_aligned_alloc(n * sizeof *pl->xm);
-        pl->cap_x = pl->xp && pl->xm ? n : 0;
-    }
-    if (pl->cap_s < ns) {
-        free(pl->xs);
-        pl->xs = malloc(ns * sizeof *pl->xs);
-        pl->cap_s = pl->xs ? ns : 0;
-    }
-    if (pl->cap_x < n || pl->cap_s < ns) {
-        plan_buffers_free(pl);
-        free(pl);
-        return NULL;
-    }
-    return pl;
-}
-
-/* Packs pr's X for every K block: the plan for products sharing it. */
-static pg_plan *plan_create(const pg_problem *pr)
+/* Packs pr's X for every K block: the plan for products sharing it, in
+ * this thread's keyed scratch buffer `key` (one allocation holding the plan
+ * and its panels, reused by the next plan of that key; a training step's
+ * convolutions, which make the same plans every step, allocate nothing once
+ * the buffers have grown to the largest layer). */
+static pg_plan *plan_create(int key, const pg_problem *pr)
 {
     const pg_cntx *cx = pg_cntx_active();
     const int MR = pr->kind == PG_FWD ? cx->fwd.mr : cx->grad.mr, KC = cx->kc;
     int npanels = ceil_div(pr->m, MR), nkb = ceil_div(pr->kd, KC);
-    size_t n = (size_t)nkb * npanels * MR * KC;
-    pg_plan *pl = plan_take(n ? n : 1, (size_t)nkb * npanels + 1);
-    if (!pl)
+    size_t n = (size_t)nkb * npanels * MR * KC, ns = (size_t)nkb * npanels + 1;
+    if (n == 0)
+        n = 1;
+    /* [plan | xp: n | xm: n | xs: ns], each part 64-byte aligned */
+    size_t head = (sizeof(pg_plan) + 63) & ~(size_t)63, panel = (n * 4 + 63) & ~(size_t)63;
+    char *mem = nomul_scratch_bytes(NOMUL_SCRATCH_KEYED + key,
+                                    head + 2 * panel + ns * sizeof(pg_stats));
+    if (!mem)
         return NULL;
+    pg_plan *pl = (pg_plan *)mem;
     pl->pr = *pr;
     pl->cx = cx;
     pl->MR = MR;
     pl->npanels = npanels;
     pl->nkb = nkb;
+    pl->xp = (uint32_t *)(mem + head);
+    pl->xm = (int32_t *)(mem + head + panel);
+    pl->xs = (pg_stats *)(mem + head + 2 * panel);
     for (int kb = 0; kb < pl->nkb; kb++) {
         int pc = kb * KC, kc = pr->kd - pc < KC ? pr->kd - pc : KC;
         for (int ip = 0; ip < pl->npanels; ip++) {
@@ -91,21 +53,10 @@ static pg_plan *plan_create(const pg_problem *pr)
     return pl;
 }
 
-void pg_plan_free(pg_plan *pl)
-{
-    if (!pl)
-        return;
-    if (plan_pool_n < PLAN_POOL) {
-        plan_pool[plan_pool_n++] = pl;
-        return;
-    }
-    plan_buffers_free(pl);
-    free(pl);
-}
-
 /* ---- plans: a fixed X over many products (gemm_internal.h) ---------------------- */
 
-pg_plan *pg_plan_forward(CBLAS_TRANSPOSE ta, int m, int k, const float *a, int lda, float offset)
+pg_plan *pg_plan_forward(int key, CBLAS_TRANSPOSE ta, int m, int k, const float *a, int lda,
+                         float offset)
 {
     pg_problem pr;
     memset(&pr, 0, sizeof pr);
@@ -116,7 +67,7 @@ pg_plan *pg_plan_forward(CBLAS_TRANSPOSE ta, int m, int k, const float *a, int l
     if (is_trans(ta))
         pr.x = transposed(pr.x);
     set_offset(&pr, offset);
-    return plan_create(&pr);
+    return plan_create(key, &pr);
 }
 
 void pg_plan_run_forward(const pg_plan *pl, int n, const float *b, int ldb, float beta, float *c,
@@ -133,7 +84,7 @@ void pg_plan_run_forward(const pg_plan *pl, int n, const float *b, int ldb, floa
         nomul_report(NOMUL_ENOMEM, "pam gemm plan: out of memory for packed panels");
 }
 
-pg_plan *pg_plan_grad_b(int m, int k, const float *a, int lda, float offset)
+pg_plan *pg_plan_grad_b(int key, int m, int k, const float *a, int lda, float offset)
 {
     pg_problem pr;
     memset(&pr, 0, sizeof pr);
@@ -142,7 +93,7 @@ pg_plan *pg_plan_grad_b(int m, int k, const float *a, int lda, float offset)
     pr.kd = m;
     pr.x = transposed(stored(CblasRowMajor, a, lda));
     set_offset(&pr, offset);
-    return plan_create(&pr);
+    return plan_create(key, &pr);
 }
 
 void pg_plan_run_grad_b(const pg_plan *pl, int n, const float *b, int ldb, const float *dc,
@@ -170,7 +121,7 @@ static int pg_plan_all_safe(const pg_plan *pl, const pg_stats *ys)
     return 1;
 }
 
-pg_plan *pg_plan_forward_direct(int m, int k, const float *a, int lda, float offset)
+pg_plan *pg_plan_forward_direct(int key, int m, int k, const float *a, int lda, float offset)
 {
     if (!pg_cntx_active()->fwd_direct)
         return NULL;
@@ -182,7 +133,7 @@ pg_plan *pg_plan_forward_direct(int m, int k, const float *a, int lda, float off
     pr.x = stored(CblasRowMajor, a, lda);
     pr.fold_y_adj = 1;
     set_offset(&pr, offset);
-    return plan_create(&pr);
+    return plan_create(key, &pr);
 }
 
 int pg_plan_direct_safe(const pg_plan *pl, const pg_stats *ys)

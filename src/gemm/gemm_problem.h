@@ -74,7 +74,6 @@ struct pg_plan {
     uint32_t *xp;
     int32_t *xm;
     pg_stats *xs;
-    size_t cap_x, cap_s; /* elements the buffers hold (plans are recycled) */
 };
 
 /* Runs a problem on nt threads with X from plan when not NULL (else packed
