@@ -112,8 +112,7 @@ static int setup_forward(const char *fn, pg_problem *pr, CBLAS_LAYOUT layout, CB
     return 1;
 }
 
-
-/* ---- batched runs ------------------------------------------------------------------- */
+/* ---- the configuration and batches -------------------------------------------------- */
 
 static int check_cfg(const char *fn, const nomul_op_cfg *cfg)
 {
