@@ -29,27 +29,21 @@ static float value(tu_rng *r, int zeros)
     return tu_normal(r, -4, 4, 1);
 }
 
-/* The product the mode uses, and its two derivatives times g. */
-typedef struct {
-    nomul_conv_mode mode;
-    int approx;
-    float offset;
-} conv_mode;
-
-static double prod(const conv_mode *m, float w, float x)
+/* The product a configuration uses, and its two derivatives times g. */
+static double prod(const nomul_op_cfg *m, float w, float x)
 {
-    if (m->mode == NOMUL_CONV_FLOAT)
+    if (m->subtype == NOMUL_OP_STANDARD)
         return (double)w * (double)x;
     return m->offset == 1.0f ? nomul_pam_mul(w, x) : nomul_pam_mul_off(w, x, m->offset);
 }
 
 /* d/dw and d/dx of prod(w, x), times g */
-static void dprod(const conv_mode *m, float w, float x, float g, double *dw, double *dx)
+static void dprod(const nomul_op_cfg *m, float w, float x, float g, double *dw, double *dx)
 {
-    if (m->mode == NOMUL_CONV_FLOAT) {
+    if (m->subtype == NOMUL_OP_STANDARD) {
         *dw = (double)x * g;
         *dx = (double)w * g;
-    } else if (m->approx) {
+    } else if (m->approx_bwd) {
         *dw = m->offset == 1.0f ? nomul_pam_mul(g, x) : nomul_pam_mul_off(g, x, m->offset);
         *dx = m->offset == 1.0f ? nomul_pam_mul(w, g) : nomul_pam_mul_off(w, g, m->offset);
     } else {
@@ -68,7 +62,7 @@ static void dprod(const conv_mode *m, float w, float x, float g, double *dw, dou
  * any order, so an output whose terms cancel is not held to a bound its own
  * float summation cannot meet (one weight of a 1x1 kernel: 72 terms up to
  * 2^8 that summed to -4.27 came out 5e-5 off in float, 1.2e-5 relative). */
-static void check_close(const char *what, const nomul_conv2d_desc *d, const conv_mode *m,
+static void check_close(const char *what, const nomul_conv2d_desc *d, const nomul_op_cfg *m,
                         const double *want, const double *mag, const float *got, long n)
 {
     double num = 0, den = 0;
@@ -81,8 +75,8 @@ static void check_close(const char *what, const nomul_conv2d_desc *d, const conv
         FAIL_SEED("%s n%d c%d->%d %dx%d k%dx%d s%d,%d p%d,%d d%d,%d g%d mode %d approx %d off %g "
                   "isa %s: normwise error %g",
                   what, d->n, d->c_in, d->c_out, d->h, d->w, d->kh, d->kw, d->stride_h,
-                  d->stride_w, d->pad_h, d->pad_w, d->dil_h, d->dil_w, d->groups, m->mode,
-                  m->approx, (double)m->offset, nomul_isa_name(nomul_isa_active()), err);
+                  d->stride_w, d->pad_h, d->pad_w, d->dil_h, d->dil_w, d->groups, m->subtype,
+                  m->approx_bwd, (double)m->offset, nomul_isa_name(nomul_isa_active()), err);
 }
 
 /* ±2^k, k in [-3, 3] (or 0 now and then with zeros) */
@@ -100,7 +94,7 @@ static float pow2_value(tu_rng *r, int zeros)
  * in float32 in any order: the results must then equal the float64 sums bit
  * for bit, which no tolerance-based check can ask (a constant one unit of
  * the last place off would pass one). */
-static void run_conv_case_scaled(tu_rng *r, const nomul_conv2d_desc *d, const conv_mode *m,
+static void run_conv_case_scaled(tu_rng *r, const nomul_conv2d_desc *d, const nomul_op_cfg *m,
                                  int zeros, int dy_exp, int pow2)
 {
     int oh, ow;
@@ -159,9 +153,9 @@ static void run_conv_case_scaled(tu_rng *r, const nomul_conv2d_desc *d, const co
                 }
         }
     nomul_clear_error();
-    nomul_conv2d_forward(d, m->mode, m->offset, x, w, bias, y);
-    nomul_conv2d_backward_data(d, m->mode, m->approx, m->offset, x, w, dy, dx);
-    nomul_conv2d_backward_weight(d, m->mode, m->approx, m->offset, x, w, dy, dw, db);
+    nomul_conv2d_forward(d, m, x, w, bias, y);
+    nomul_conv2d_backward_data(d, m, x, w, dy, dx);
+    nomul_conv2d_backward_weight(d, m, x, w, dy, dw, db);
     if (nomul_last_error() != NOMUL_OK)
         FAIL_SEED("conv2d reported: %s", nomul_last_error_message());
     if (pow2 == 2) {
@@ -181,7 +175,7 @@ static void run_conv_case_scaled(tu_rng *r, const nomul_conv2d_desc *d, const co
                               "approx %d off %g isa %s: [%ld] = %a, want %a exactly",
                               out[o].what, d->n, d->c_in, d->c_out, d->h, d->w, d->kh, d->kw,
                               d->stride_h, d->stride_w, d->pad_h, d->pad_w, d->dil_h, d->dil_w,
-                              d->groups, m->approx, (double)m->offset,
+                              d->groups, m->approx_bwd, (double)m->offset,
                               nomul_isa_name(nomul_isa_active()), i, (double)out[o].got[i],
                               out[o].want[i]);
     }
@@ -194,7 +188,7 @@ static void run_conv_case_scaled(tu_rng *r, const nomul_conv2d_desc *d, const co
     free(my); free(mdx); free(mdw); free(mdb);
 }
 
-static void run_conv_case(tu_rng *r, const nomul_conv2d_desc *d, const conv_mode *m, int zeros)
+static void run_conv_case(tu_rng *r, const nomul_conv2d_desc *d, const nomul_op_cfg *m, int zeros)
 {
     run_conv_case_scaled(r, d, m, zeros, 0, 0);
 }
@@ -232,11 +226,11 @@ static void test_conv_against_direct_loops(void **state)
         nomul_isa_set((nomul_isa)isa);
         for (int rep = 0; rep < reps; rep++) {
             nomul_conv2d_desc d = random_desc(&r);
-            static const conv_mode modes[] = {{NOMUL_CONV_FLOAT, 0, 1.0f},
-                                              {NOMUL_CONV_PAM, 0, 1.0f},
-                                              {NOMUL_CONV_PAM, 1, 1.0f},
-                                              {NOMUL_CONV_PAM, 0, 1.0552f},
-                                              {NOMUL_CONV_PAM, 1, 1.0552f}};
+            static const nomul_op_cfg modes[] = {{NOMUL_OP_STANDARD, 0, 1.0f},
+                                              {NOMUL_OP_PAM, 0, 1.0f},
+                                              {NOMUL_OP_PAM, 1, 1.0f},
+                                              {NOMUL_OP_PAM, 0, 1.0552f},
+                                              {NOMUL_OP_PAM, 1, 1.0552f}};
             for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++)
                 run_conv_case(&r, &d, &modes[k], rep & 1);
             run_conv_case_scaled(&r, &d, &modes[1 + (rep & 1)], rep & 1, 0, 2); /* no offset */
@@ -251,7 +245,7 @@ static void test_conv_larger_layer(void **state)
     (void)state;
     tu_rng r = {tu_seed() ^ 0xC012};
     nomul_conv2d_desc d = {2, 40, 12, 12, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1};
-    conv_mode m = {NOMUL_CONV_PAM, 0, 1.0f}, m_off = {NOMUL_CONV_PAM, 0, 1.0552f};
+    nomul_op_cfg m = {NOMUL_OP_PAM, 0, 1.0f}, m_off = {NOMUL_OP_PAM, 0, 1.0552f};
     run_conv_case(&r, &d, &m, 1);
     run_conv_case(&r, &d, &m_off, 0); /* the in-place im2col path, with an offset */
     nomul_conv2d_desc wide = {2, 8, 6, 6, 200, 1, 1, 1, 1, 0, 0, 1, 1, 1}; /* > 128 per group */
@@ -259,7 +253,7 @@ static void test_conv_larger_layer(void **state)
     /* depthwise (ConvMixer-like), with zeros in x, plain and with an offset */
     nomul_conv2d_desc dw = {2, 16, 10, 10, 16, 5, 5, 1, 1, 2, 2, 1, 1, 16};
     run_conv_case(&r, &dw, &m, 1);
-    conv_mode mo = {NOMUL_CONV_PAM, 1, 1.0552f};
+    nomul_op_cfg mo = {NOMUL_OP_PAM, 1, 1.0552f};
     run_conv_case(&r, &dw, &mo, 1);
     nomul_conv2d_desc dwd = {1, 8, 9, 11, 8, 3, 3, 1, 1, 2, 1, 2, 1, 8}; /* dilated */
     run_conv_case(&r, &dwd, &m, 1);
@@ -278,10 +272,10 @@ static void test_depthwise_direct_paths(void **state)
     (void)state;
     tu_rng r = {tu_seed() ^ 0xC013};
     int reps = tu_scale() < 1 ? 3 : 12;
-    static const conv_mode modes[] = {{NOMUL_CONV_PAM, 0, 1.0f},
-                                      {NOMUL_CONV_PAM, 0, 1.0552f},
-                                      {NOMUL_CONV_PAM, 1, 1.0f},
-                                      {NOMUL_CONV_PAM, 1, 1.0552f}};
+    static const nomul_op_cfg modes[] = {{NOMUL_OP_PAM, 0, 1.0f},
+                                      {NOMUL_OP_PAM, 0, 1.0552f},
+                                      {NOMUL_OP_PAM, 1, 1.0f},
+                                      {NOMUL_OP_PAM, 1, 1.0552f}};
     for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
         nomul_isa_set((nomul_isa)isa);
         for (int rep = 0; rep < reps; rep++) {
@@ -297,8 +291,8 @@ static void test_depthwise_direct_paths(void **state)
             for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++)
                 run_conv_case_scaled(&r, &d, &modes[k], rep & 1, 0, rep % 3 == 2);
             /* powers of two, bit for bit (offset 2: a power of two too) */
-            static const conv_mode exact_modes[] = {{NOMUL_CONV_PAM, 0, 1.0f},
-                                                    {NOMUL_CONV_PAM, 1, 2.0f}};
+            static const nomul_op_cfg exact_modes[] = {{NOMUL_OP_PAM, 0, 1.0f},
+                                                    {NOMUL_OP_PAM, 1, 2.0f}};
             for (size_t k = 0; k < 2; k++)
                 run_conv_case_scaled(&r, &d, &exact_modes[k], rep & 1, 0, 2);
             /* the products of valid taps, and what the five calls count */
@@ -327,13 +321,13 @@ static void test_depthwise_direct_paths(void **state)
             nomul_counts_enable(1);
             for (int call = 0; call < 5; call++) {
                 nomul_counts_reset();
+                nomul_op_cfg cfg = {NOMUL_OP_PAM, call >= 3, 1.0f};
                 if (call == 0)
-                    nomul_conv2d_forward(&d, NOMUL_CONV_PAM, 1.0f, x, w, NULL, y);
+                    nomul_conv2d_forward(&d, &cfg, x, w, NULL, y);
                 else if (call % 2)
-                    nomul_conv2d_backward_data(&d, NOMUL_CONV_PAM, call == 3, 1.0f, x, w, dy, dx);
+                    nomul_conv2d_backward_data(&d, &cfg, x, w, dy, dx);
                 else
-                    nomul_conv2d_backward_weight(&d, NOMUL_CONV_PAM, call == 4, 1.0f, x, w, dy,
-                                                 dw, NULL);
+                    nomul_conv2d_backward_weight(&d, &cfg, x, w, dy, dw, NULL);
                 nomul_counts_get(&ct);
                 /* exact gradients count exponent shifts, the rest PAMs */
                 got[call] = ct.n[call == 1 || call == 2 ? NOMUL_COUNT_SHIFT : NOMUL_COUNT_PAM];
@@ -365,7 +359,8 @@ static void test_value_stats_match_plain_loop(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0xC014};
-    const pg_dw_rows *k[] = {&pg_dw_rows_scalar, &pg_dw_rows_avx2, &pg_dw_rows_avx512};
+    const pg_dw_rows *k[] = {&pg_cntx_scalar.dw_rows, &pg_cntx_avx2.dw_rows,
+                             &pg_cntx_avx512.dw_rows};
     float v[70];
     for (int rep = 0; rep < 200; rep++) {
         int n = rep % 71;
@@ -418,8 +413,9 @@ static void test_power_of_two_weights_match_float(void **state)
         x[i] = tu_normal(&r, -3, 3, 1);
     for (long i = 0; i < nw; i++)
         w[i] = tu_float(tu_bits(tu_normal(&r, -3, 3, 1)) & 0xFF800000u);
-    nomul_conv2d_forward(&d, NOMUL_CONV_FLOAT, 1.0f, x, w, NULL, y1);
-    nomul_conv2d_forward(&d, NOMUL_CONV_PAM, 1.0f, x, w, NULL, y2);
+    const nomul_op_cfg fl = {NOMUL_OP_STANDARD, 0, 1.0f}, pam = {NOMUL_OP_PAM, 0, 1.0f};
+    nomul_conv2d_forward(&d, &fl, x, w, NULL, y1);
+    nomul_conv2d_forward(&d, &pam, x, w, NULL, y2);
     for (long i = 0; i < ny; i++)
         if (fabsf(y1[i] - y2[i]) > 1e-5f * (fabsf(y1[i]) + 1.0f))
             FAIL_SEED("power-of-two weights: output %ld float %g, PAM %g", i, (double)y1[i],
@@ -437,6 +433,7 @@ static void test_bad_descriptors_are_reported(void **state)
     for (int i = 0; i < 4096; i++)
         buf[i] = 3.0f;
     float y[64];
+    const nomul_op_cfg pam = {NOMUL_OP_PAM, 0, 1.0f};
     nomul_set_error_handler(count);
     struct {
         nomul_conv2d_desc d;
@@ -453,7 +450,7 @@ static void test_bad_descriptors_are_reported(void **state)
             y[j] = 9.0f;
         errors = 0;
         nomul_clear_error();
-        nomul_conv2d_forward(&bad[i].d, NOMUL_CONV_PAM, 1.0f, buf, buf, NULL, y);
+        nomul_conv2d_forward(&bad[i].d, &pam, buf, buf, NULL, y);
         if (nomul_last_error() != NOMUL_EINVAL || errors != 1 ||
             !strstr(nomul_last_error_message(), bad[i].needle))
             fail_msg("bad descriptor %zu: status %d, message '%s' (want '%s')", i,
@@ -463,10 +460,12 @@ static void test_bad_descriptors_are_reported(void **state)
     }
     nomul_conv2d_desc ok = {1, 2, 4, 4, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1};
     nomul_clear_error();
-    nomul_conv2d_forward(&ok, NOMUL_CONV_PAM, 1.0f, NULL, buf, NULL, y);
+    nomul_conv2d_forward(&ok, &pam, NULL, buf, NULL, y);
     assert_int_equal(nomul_last_error(), NOMUL_EINVAL);
-    nomul_conv2d_forward(&ok, (nomul_conv_mode)5, 1.0f, buf, buf, NULL, y);
-    assert_non_null(strstr(nomul_last_error_message(), "mode"));
+    nomul_conv2d_forward(&ok, NULL, buf, buf, NULL, y);
+    assert_non_null(strstr(nomul_last_error_message(), "cfg"));
+    for (int j = 0; j < 64; j++)
+        assert_true(y[j] == 9.0f);
     nomul_set_error_handler(NULL);
 }
 

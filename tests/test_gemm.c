@@ -5,7 +5,8 @@
  * both layouts, all transposes, beta 0 and 1, offsets, leading dimensions
  * larger than needed, zeros, subnormals, infinities and rows that overflow;
  * every instruction set and 1 or 2 threads; batched against single calls;
- * and every bad argument reported without touching the output.
+ * the standard configuration against cblas_sgemm bit for bit; and every bad
+ * argument reported without touching the output.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -43,6 +44,14 @@ static long idx_a(const gemm_case *g, int i, int p)
 static long idx_b(const gemm_case *g, int p, int j)
 {
     return g->tb == CblasNoTrans ? at(g->layout, g->ldb, p, j) : at(g->layout, g->ldb, j, p);
+}
+
+/* The piecewise affine configuration: PAM with this offset, exact (approx 0)
+ * or approximate backward. */
+static nomul_op_cfg pam_cfg(float offset, int approx)
+{
+    nomul_op_cfg c = {NOMUL_OP_PAM, approx, offset};
+    return c;
 }
 
 static long stored_size(CBLAS_LAYOUT l, int rows, int cols, int ld)
@@ -154,10 +163,10 @@ static void run_case(tu_rng *r, const gemm_case *g, int zeros, int wild)
     /* forward */
     memcpy(C, C0, sc * 4);
     nomul_clear_error();
-    nomul_pam_sgemm(g->layout, g->ta, g->tb, m, n, k, A, g->lda, B, g->ldb, g->beta, C, g->ldc,
-                    g->offset);
+    nomul_op_cfg cfg = pam_cfg(g->offset, 0);
+    nomul_gemm(&cfg, g->layout, g->ta, g->tb, m, n, k, A, g->lda, B, g->ldb, g->beta, C, g->ldc);
     if (nomul_last_error() != NOMUL_OK)
-        FAIL_SEED("nomul_pam_sgemm reported: %s", nomul_last_error_message());
+        FAIL_SEED("nomul_gemm reported: %s", nomul_last_error_message());
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
             double s = g->beta == 1.0f ? C0[at(g->layout, g->ldc, i, j)] : 0.0;
@@ -173,8 +182,8 @@ static void run_case(tu_rng *r, const gemm_case *g, int zeros, int wild)
     compare("forward", g, want, C, g->layout, m, n, g->ldc);
     /* grad A: written in A's storage, like A */
     memcpy(DA, DA0, sa * 4);
-    nomul_pam_sgemm_grad_a(g->layout, g->ta, g->tb, m, n, k, A, g->lda, B, g->ldb, DC, g->ldc,
-                           g->beta, DA, g->lda, g->offset);
+    nomul_gemm_backward(&cfg, g->layout, g->ta, g->tb, m, n, k, A, g->lda, B, g->ldb, DC, g->ldc,
+                        g->beta, DA, g->lda, NULL, 0);
     if (nomul_last_error() != NOMUL_OK)
         FAIL_SEED("grad_a reported: %s", nomul_last_error_message());
     double *wa = want + (long)m * n;
@@ -197,8 +206,8 @@ static void run_case(tu_rng *r, const gemm_case *g, int zeros, int wild)
     compare("grad_a", g, wa, DA, g->layout, ar, ac, g->lda);
     /* grad B */
     memcpy(DB, DB0, sb * 4);
-    nomul_pam_sgemm_grad_b(g->layout, g->ta, g->tb, m, n, k, A, g->lda, B, g->ldb, DC, g->ldc,
-                           g->beta, DB, g->ldb, g->offset);
+    nomul_gemm_backward(&cfg, g->layout, g->ta, g->tb, m, n, k, A, g->lda, B, g->ldb, DC, g->ldc,
+                        g->beta, NULL, 0, DB, g->ldb);
     if (nomul_last_error() != NOMUL_OK)
         FAIL_SEED("grad_b reported: %s", nomul_last_error_message());
     double *wb = wa + (long)m * k;
@@ -363,8 +372,9 @@ static void test_range_edges(void **state)
                     A[idx_a(&g, i, p)] = tu_normal(&r, ea_lo, ea_hi, 1);
             for (long i = 0; i < sb; i++)
                 B[i] = tu_normal(&r, eb_lo, eb_hi, 1);
-            nomul_pam_sgemm(g.layout, g.ta, g.tb, g.m, g.n, g.k, A, g.lda, B, g.ldb, 0.0f, C,
-                            g.ldc, g.offset);
+            nomul_op_cfg cfg = pam_cfg(g.offset, 0);
+            nomul_gemm(&cfg, g.layout, g.ta, g.tb, g.m, g.n, g.k, A, g.lda, B, g.ldb, 0.0f, C,
+                       g.ldc);
             double *want = malloc((size_t)g.m * g.n * sizeof *want);
             for (int i = 0; i < g.m; i++)
                 for (int j = 0; j < g.n; j++) {
@@ -396,8 +406,8 @@ static void test_power_of_two_matches_float(void **state)
         A[i] = tu_normal(&r, -5, 5, 1);
     for (int i = 0; i < k * n; i++)
         B[i] = tu_float(tu_bits(tu_normal(&r, -5, 5, 1)) & 0xFF800000u);
-    nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, A, k, B, n, 0.0f, C, n,
-                    1.0f);
+    nomul_op_cfg cfg = pam_cfg(1.0f, 0);
+    nomul_gemm(&cfg, CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, A, k, B, n, 0.0f, C, n);
     double *want = malloc((size_t)m * n * sizeof *want);
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
@@ -414,6 +424,9 @@ static void test_power_of_two_matches_float(void **state)
     free(C);
 }
 
+/* Batched products equal single ones bit for bit: PAM forward, exact and
+ * approximate backward (both gradients, and each alone), float; 1 and 2
+ * threads. */
 static void test_batched_matches_single(void **state)
 {
     (void)state;
@@ -422,40 +435,106 @@ static void test_batched_matches_single(void **state)
     long sa = m * k + 3, sb = k * n + 5, sc = m * n + 7;
     float *A = malloc(sa * batch * 4), *B = malloc(sb * batch * 4), *DC = malloc(sc * batch * 4);
     float *C1 = calloc(sc * batch, 4), *C2 = calloc(sc * batch, 4);
-    float *G1 = calloc(sa * batch, 4), *G2 = calloc(sa * batch, 4);
-    float *H1 = calloc(sb * batch, 4), *H2 = calloc(sb * batch, 4);
+    float *G1 = calloc(sa * batch, 4), *G2 = calloc(sa * batch, 4), *G3 = calloc(sa * batch, 4);
+    float *H1 = calloc(sb * batch, 4), *H2 = calloc(sb * batch, 4), *H3 = calloc(sb * batch, 4);
     for (long i = 0; i < sa * batch; i++)
         A[i] = draw(&r, 1, 0);
     for (long i = 0; i < sb * batch; i++)
         B[i] = draw(&r, 1, 0);
     for (long i = 0; i < sc * batch; i++)
         DC[i] = draw(&r, 1, 0);
+    nomul_op_cfg cfgs[3] = {pam_cfg(1.0552f, 0), pam_cfg(1.0552f, 1),
+                            {NOMUL_OP_STANDARD, 0, 1.0f}};
     for (int t = 1; t <= 2; t++) {
         nomul_set_num_threads(t);
-        nomul_pam_sgemm_batched(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, A, k, sa, B, k,
-                                sb, 0.0f, C1, n, sc, batch, 1.0552f);
-        nomul_pam_sgemm_grad_a_batched(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, A, k, sa,
-                                       B, k, sb, DC, n, sc, 0.0f, G1, k, sa, batch, 1.0552f);
-        nomul_pam_sgemm_grad_b_batched(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, A, k, sa,
-                                       B, k, sb, DC, n, sc, 0.0f, H1, k, sb, batch, 1.0552f);
-        for (int i = 0; i < batch; i++) {
-            nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, A + i * sa, k,
-                            B + i * sb, k, 0.0f, C2 + i * sc, n, 1.0552f);
-            nomul_pam_sgemm_grad_a(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, A + i * sa, k,
-                                   B + i * sb, k, DC + i * sc, n, 0.0f, G2 + i * sa, k, 1.0552f);
-            nomul_pam_sgemm_grad_b(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, A + i * sa, k,
-                                   B + i * sb, k, DC + i * sc, n, 0.0f, H2 + i * sb, k, 1.0552f);
+        for (int c = 0; c < 3; c++) {
+            const nomul_op_cfg *cfg = &cfgs[c];
+            nomul_clear_error();
+            nomul_gemm_batched(cfg, CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, A, k, sa, B,
+                               k, sb, 0.0f, C1, n, sc, batch);
+            nomul_gemm_backward_batched(cfg, CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, A,
+                                        k, sa, B, k, sb, DC, n, sc, 0.0f, G1, k, sa, H1, k, sb,
+                                        batch);
+            nomul_gemm_backward_batched(cfg, CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, A,
+                                        k, sa, B, k, sb, DC, n, sc, 0.0f, G3, k, sa, NULL, 0, 0,
+                                        batch);
+            nomul_gemm_backward_batched(cfg, CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, A,
+                                        k, sa, B, k, sb, DC, n, sc, 0.0f, NULL, 0, 0, H3, k, sb,
+                                        batch);
+            for (int i = 0; i < batch; i++) {
+                nomul_gemm(cfg, CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, A + i * sa, k,
+                           B + i * sb, k, 0.0f, C2 + i * sc, n);
+                nomul_gemm_backward(cfg, CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k,
+                                    A + i * sa, k, B + i * sb, k, DC + i * sc, n, 0.0f,
+                                    G2 + i * sa, k, H2 + i * sb, k);
+            }
+            assert_int_equal(nomul_last_error(), NOMUL_OK);
+            assert_memory_equal(C1, C2, sc * batch * 4);
+            assert_memory_equal(G1, G2, sa * batch * 4);
+            assert_memory_equal(H1, H2, sb * batch * 4);
+            assert_memory_equal(G3, G2, sa * batch * 4);
+            assert_memory_equal(H3, H2, sb * batch * 4);
         }
-        assert_memory_equal(C1, C2, sc * batch * 4);
-        assert_memory_equal(G1, G2, sa * batch * 4);
-        assert_memory_equal(H1, H2, sb * batch * 4);
     }
     nomul_set_num_threads(0);
-    free(A); free(B); free(DC); free(C1); free(C2); free(G1); free(G2); free(H1); free(H2);
+    free(A); free(B); free(DC); free(C1); free(C2); free(G1); free(G2); free(G3); free(H1);
+    free(H2); free(H3);
 }
 
-/* nomul_pam_sgemm_backward: exact mode equals grad_a/grad_b bit for bit;
- * approximate mode is the PAM products with dC, against triple loops */
+/* The standard configuration is OpenBLAS's cblas_sgemm (alpha 1) bit for
+ * bit: the forward, and the backward's two products dC · op(B)ᵀ and
+ * op(A)ᵀ · dC written in A's and B's storage, for every layout and
+ * transpose. */
+static void test_standard_is_sgemm(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x6608};
+    const nomul_op_cfg std_cfg = {NOMUL_OP_STANDARD, 0, 1.0f};
+    for (int rep = 0; rep < 24; rep++) {
+        gemm_case g = random_case(&r, rnd(&r, 1, 30), rnd(&r, 1, 30), rnd(&r, 1, 30));
+        int m = g.m, n = g.n, k = g.k;
+        int ar = g.ta == CblasNoTrans ? m : k, ac = g.ta == CblasNoTrans ? k : m;
+        int br = g.tb == CblasNoTrans ? k : n, bc = g.tb == CblasNoTrans ? n : k;
+        long sa = stored_size(g.layout, ar, ac, g.lda), sb = stored_size(g.layout, br, bc, g.ldb);
+        long sc = stored_size(g.layout, m, n, g.ldc);
+        float *A = malloc(sa * 4), *B = malloc(sb * 4), *DC = malloc(sc * 4);
+        float *C1 = malloc(sc * 4), *C2 = malloc(sc * 4);
+        float *DA1 = malloc(sa * 4), *DA2 = malloc(sa * 4), *DB1 = malloc(sb * 4),
+              *DB2 = malloc(sb * 4);
+        for (long i = 0; i < sa; i++) A[i] = DA1[i] = DA2[i] = draw(&r, 1, 0);
+        for (long i = 0; i < sb; i++) B[i] = DB1[i] = DB2[i] = draw(&r, 1, 0);
+        for (long i = 0; i < sc; i++) DC[i] = C1[i] = C2[i] = draw(&r, 1, 0);
+        nomul_clear_error();
+        nomul_gemm(&std_cfg, g.layout, g.ta, g.tb, m, n, k, A, g.lda, B, g.ldb, g.beta, C1,
+                   g.ldc);
+        cblas_sgemm(g.layout, g.ta, g.tb, m, n, k, 1.0f, A, g.lda, B, g.ldb, g.beta, C2, g.ldc);
+        nomul_gemm_backward(&std_cfg, g.layout, g.ta, g.tb, m, n, k, A, g.lda, B, g.ldb, DC,
+                            g.ldc, g.beta, DA1, g.lda, DB1, g.ldb);
+        CBLAS_TRANSPOSE N = CblasNoTrans, T = CblasTrans;
+        if (g.ta == N) /* dA = dC · op(B)ᵀ */
+            cblas_sgemm(g.layout, N, g.tb == N ? T : N, m, k, n, 1.0f, DC, g.ldc, B, g.ldb,
+                        g.beta, DA2, g.lda);
+        else /* dAᵀ = op(B) · dCᵀ */
+            cblas_sgemm(g.layout, g.tb, T, k, m, n, 1.0f, B, g.ldb, DC, g.ldc, g.beta, DA2,
+                        g.lda);
+        if (g.tb == N) /* dB = op(A)ᵀ · dC */
+            cblas_sgemm(g.layout, g.ta == N ? T : N, N, k, n, m, 1.0f, A, g.lda, DC, g.ldc,
+                        g.beta, DB2, g.ldb);
+        else /* dBᵀ = dCᵀ · op(A) */
+            cblas_sgemm(g.layout, T, g.ta, n, k, m, 1.0f, DC, g.ldc, A, g.lda, g.beta, DB2,
+                        g.ldb);
+        assert_int_equal(nomul_last_error(), NOMUL_OK);
+        assert_memory_equal(C1, C2, sc * 4);
+        assert_memory_equal(DA1, DA2, sa * 4);
+        assert_memory_equal(DB1, DB2, sb * 4);
+        free(A); free(B); free(DC); free(C1); free(C2); free(DA1); free(DA2); free(DB1);
+        free(DB2);
+    }
+}
+
+/* nomul_gemm_backward, PA: exact, both gradients in one call equal each
+ * alone bit for bit; approximate, the PAM products with dC, against triple
+ * loops */
 static void test_backward_helper(void **state)
 {
     (void)state;
@@ -473,17 +552,18 @@ static void test_backward_helper(void **state)
         for (long i = 0; i < sb; i++) B[i] = draw(&r, 1, 0);
         for (long i = 0; i < sc; i++) DC[i] = draw(&r, 1, 0);
         nomul_clear_error();
-        nomul_pam_sgemm_backward(g.layout, g.ta, g.tb, m, n, k, A, g.lda, B, g.ldb, DC, g.ldc, 0.0f,
-                                 DA1, g.lda, DB1, g.ldb, g.offset, 0);
-        nomul_pam_sgemm_grad_a(g.layout, g.ta, g.tb, m, n, k, A, g.lda, B, g.ldb, DC, g.ldc, 0.0f,
-                               DA2, g.lda, g.offset);
-        nomul_pam_sgemm_grad_b(g.layout, g.ta, g.tb, m, n, k, A, g.lda, B, g.ldb, DC, g.ldc, 0.0f,
-                               DB2, g.ldb, g.offset);
+        nomul_op_cfg exact = pam_cfg(g.offset, 0), approx = pam_cfg(g.offset, 1);
+        nomul_gemm_backward(&exact, g.layout, g.ta, g.tb, m, n, k, A, g.lda, B, g.ldb, DC, g.ldc,
+                            0.0f, DA1, g.lda, DB1, g.ldb);
+        nomul_gemm_backward(&exact, g.layout, g.ta, g.tb, m, n, k, A, g.lda, B, g.ldb, DC, g.ldc,
+                            0.0f, DA2, g.lda, NULL, 0);
+        nomul_gemm_backward(&exact, g.layout, g.ta, g.tb, m, n, k, A, g.lda, B, g.ldb, DC, g.ldc,
+                            0.0f, NULL, 0, DB2, g.ldb);
         assert_int_equal(nomul_last_error(), NOMUL_OK);
         assert_memory_equal(DA1, DA2, sa * 4);
         assert_memory_equal(DB1, DB2, sb * 4);
-        nomul_pam_sgemm_backward(g.layout, g.ta, g.tb, m, n, k, A, g.lda, B, g.ldb, DC, g.ldc, 0.0f,
-                                 DA1, g.lda, DB1, g.ldb, g.offset, 1);
+        nomul_gemm_backward(&approx, g.layout, g.ta, g.tb, m, n, k, A, g.lda, B, g.ldb, DC, g.ldc,
+                            0.0f, DA1, g.lda, DB1, g.ldb);
         assert_int_equal(nomul_last_error(), NOMUL_OK);
         double *wa = malloc((size_t)ar * ac * 8), *wb = malloc((size_t)br * bc * 8);
         for (int i = 0; i < ar; i++)
@@ -547,18 +627,18 @@ static void test_bad_arguments_are_reported(void **state)
                 C[j] = 7.0f;
             nomul_clear_error();
             errors_seen = 0;
+            nomul_op_cfg cfg = pam_cfg(bad[i].offset, 0);
             if (fn == 0)
-                nomul_pam_sgemm(bad[i].l, bad[i].ta, bad[i].tb, bad[i].m, bad[i].n, bad[i].k, A,
-                                bad[i].lda, B, bad[i].ldb, bad[i].beta, C, bad[i].ldc,
-                                bad[i].offset);
+                nomul_gemm(&cfg, bad[i].l, bad[i].ta, bad[i].tb, bad[i].m, bad[i].n, bad[i].k, A,
+                           bad[i].lda, B, bad[i].ldb, bad[i].beta, C, bad[i].ldc);
             else if (fn == 1)
-                nomul_pam_sgemm_grad_a(bad[i].l, bad[i].ta, bad[i].tb, bad[i].m, bad[i].n,
-                                       bad[i].k, A, bad[i].lda, B, bad[i].ldb, D, bad[i].ldc,
-                                       bad[i].beta, C, bad[i].lda, bad[i].offset);
+                nomul_gemm_backward(&cfg, bad[i].l, bad[i].ta, bad[i].tb, bad[i].m, bad[i].n,
+                                    bad[i].k, A, bad[i].lda, B, bad[i].ldb, D, bad[i].ldc,
+                                    bad[i].beta, C, bad[i].lda, NULL, 0);
             else
-                nomul_pam_sgemm_grad_b(bad[i].l, bad[i].ta, bad[i].tb, bad[i].m, bad[i].n,
-                                       bad[i].k, A, bad[i].lda, B, bad[i].ldb, D, bad[i].ldc,
-                                       bad[i].beta, C, bad[i].ldb, bad[i].offset);
+                nomul_gemm_backward(&cfg, bad[i].l, bad[i].ta, bad[i].tb, bad[i].m, bad[i].n,
+                                    bad[i].k, A, bad[i].lda, B, bad[i].ldb, D, bad[i].ldc,
+                                    bad[i].beta, NULL, 0, C, bad[i].ldb);
             if (nomul_last_error() != NOMUL_EINVAL || errors_seen != 1 ||
                 !strstr(nomul_last_error_message(), bad[i].needle))
                 fail_msg("case %zu fn %d: status %d, %d handler calls, message '%s' (want '%s')",
@@ -569,13 +649,25 @@ static void test_bad_arguments_are_reported(void **state)
         }
     }
     nomul_clear_error();
-    nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 4, 4, 4, NULL, 4, B, 4, 0, C, 4, 1);
+    nomul_op_cfg pam = pam_cfg(1.0f, 0), std_cfg = {NOMUL_OP_STANDARD, 0, 1.0f};
+    nomul_gemm(&pam, CblasRowMajor, CblasNoTrans, CblasNoTrans, 4, 4, 4, NULL, 4, B, 4, 0, C, 4);
     assert_int_equal(nomul_last_error(), NOMUL_EINVAL);
     assert_non_null(strstr(nomul_last_error_message(), "A is NULL"));
+    /* the float path checks its arguments alike; a NULL configuration is reported */
+    nomul_clear_error();
+    nomul_gemm(&std_cfg, CblasRowMajor, CblasNoTrans, CblasNoTrans, 4, 4, 4, A, 3, B, 4, 0, C, 4);
+    assert_int_equal(nomul_last_error(), NOMUL_EINVAL);
+    assert_non_null(strstr(nomul_last_error_message(), "lda = 3"));
+    nomul_clear_error();
+    nomul_gemm(NULL, CblasRowMajor, CblasNoTrans, CblasNoTrans, 4, 4, 4, A, 4, B, 4, 0, C, 4);
+    assert_int_equal(nomul_last_error(), NOMUL_EINVAL);
+    assert_non_null(strstr(nomul_last_error_message(), "cfg"));
+    for (int j = 0; j < 64; j++)
+        assert_true(C[j] == 7.0f);
     /* empty products are fine; k = 0 with beta 0 writes zeros */
     nomul_clear_error();
-    nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 0, 4, 4, A, 4, B, 4, 0, C, 4, 1);
-    nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 2, 2, 0, A, 1, B, 2, 0, C, 2, 1);
+    nomul_gemm(&pam, CblasRowMajor, CblasNoTrans, CblasNoTrans, 0, 4, 4, A, 4, B, 4, 0, C, 4);
+    nomul_gemm(&pam, CblasRowMajor, CblasNoTrans, CblasNoTrans, 2, 2, 0, A, 1, B, 2, 0, C, 2);
     assert_int_equal(nomul_last_error(), NOMUL_OK);
     assert_true(C[0] == 0.0f && C[3] == 0.0f && C[4] == 7.0f);
     nomul_set_error_handler(NULL);
@@ -591,6 +683,7 @@ int main(void)
         cmocka_unit_test(test_power_of_two_matches_float),
         cmocka_unit_test(test_batched_matches_single),
         cmocka_unit_test(test_backward_helper),
+        cmocka_unit_test(test_standard_is_sgemm),
         cmocka_unit_test(test_bad_arguments_are_reported),
     };
     printf("test_gemm: seed %llu, instruction sets up to %s\n", (unsigned long long)tu_seed(),

@@ -1,8 +1,9 @@
 /*
  * nomul/conv.h — 2-D convolution (NCHW, cross-correlation as in PyTorch)
  * with stride, padding, dilation and groups, forward and backward (data and
- * weights), in standard float (through OpenBLAS) or piecewise affine mode
- * (every product a PAM, through the PAM matrix engine), built on im2col.
+ * weights), in standard float (through OpenBLAS) or piecewise affine
+ * arithmetic (every product a PAM, through the PAM matrix engine) as the
+ * operation configuration says, built on im2col.
  *
  * x: (n, c_in, h, w); weight: (c_out, c_in / groups, kh, kw); bias: (c_out)
  * or NULL; y: (n, c_out, oh, ow) with oh = (h + 2 pad_h − dil_h (kh − 1) − 1)
@@ -10,6 +11,8 @@
  */
 #ifndef NOMUL_CONV_H
 #define NOMUL_CONV_H
+
+#include "nomul/opcfg.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -24,30 +27,28 @@ typedef struct nomul_conv2d_desc {
     int groups;
 } nomul_conv2d_desc;
 
-typedef enum {
-    NOMUL_CONV_FLOAT = 0, /* float products (OpenBLAS SGEMM) */
-    NOMUL_CONV_PAM = 1    /* PAM products */
-} nomul_conv_mode;
-
 /* Checks a descriptor and gives the output size; 0 (and a reported error,
  * nomul/error.h) if it is invalid. */
 int nomul_conv2d_output_size(const nomul_conv2d_desc *d, int *oh, int *ow);
 
-/* y = conv(x, weight) + bias. offset: PAM's offset (1 for none; PAM mode). */
-void nomul_conv2d_forward(const nomul_conv2d_desc *d, nomul_conv_mode mode, float offset,
-                          const float *x, const float *weight, const float *bias, float *y);
+/* y = conv(x, weight) + bias, as cfg (the conv family's configuration,
+ * nomul/opcfg.h) says: standard, float products (OpenBLAS SGEMM); piecewise
+ * affine, PAM products with cfg->offset. */
+void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, const float *x,
+                          const float *weight, const float *bias, float *y);
 
-/* dx = ∂/∂x given dy (written, not accumulated). In PAM mode approx = 0 is
- * the exact derivative of every PAM, approx = 1 the PAM products with the
- * transposed weights. x is needed by the exact PAM derivative only. */
-void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, nomul_conv_mode mode, int approx,
-                                float offset, const float *x, const float *weight,
-                                const float *dy, float *dx);
+/* dx = ∂/∂x given dy (written, not accumulated). Piecewise affine with
+ * cfg->approx_bwd 0 is the exact derivative of every PAM, with approx_bwd 1
+ * the PAM products with the transposed weights. x is needed by the exact PA
+ * derivative only. */
+void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg,
+                                const float *x, const float *weight, const float *dy, float *dx);
 
-/* dweight = ∂/∂weight and dbias = Σ dy (if not NULL), written. */
-void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, nomul_conv_mode mode, int approx,
-                                  float offset, const float *x, const float *weight,
-                                  const float *dy, float *dweight, float *dbias);
+/* dweight = ∂/∂weight and dbias = Σ dy (if not NULL), written; weight is
+ * needed by the exact PA derivative only. */
+void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg,
+                                  const float *x, const float *weight, const float *dy,
+                                  float *dweight, float *dbias);
 
 #ifdef __cplusplus
 }

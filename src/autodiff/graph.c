@@ -215,9 +215,8 @@ static void linear_backward(const node *nd)
         return;
     }
     /* PAM: y = PAM-GEMM(x, wᵀ); its exact or approximate backward */
-    nomul_pam_sgemm_backward(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, x->data,
-                             in, w->data, in, y->grad, out, 1.0f, x->grad, in, w->grad, in,
-                             nd->cfg.offset, nd->cfg.approx_bwd);
+    nomul_gemm_backward(&nd->cfg, CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, x->data,
+                        in, w->data, in, y->grad, out, 1.0f, x->grad, in, w->grad, in);
 }
 
 nomul_tensor *nomul_linear(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
@@ -243,8 +242,8 @@ nomul_tensor *nomul_linear(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
                     w->data, in, 0.0f, y->data, out);
     }
     else
-        nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, x->data, in,
-                        w->data, in, 0.0f, y->data, out, cfg->offset);
+        nomul_gemm(cfg, CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, x->data, in,
+                   w->data, in, 0.0f, y->data, out);
     if (b)
         NOMUL_COUNT(FADD, (long)batch * out);
     if (b)

@@ -250,9 +250,8 @@ static void matmul_backward(const node *nd)
         float *dai = a->grad ? a->grad + i * mg.sa : NULL;
         float *dbi = b->grad ? b->grad + i * mg.sb : NULL;
         if (is_pa(&nd->cfg)) {
-            nomul_pam_sgemm_backward(CblasRowMajor, CblasNoTrans, opb, mg.m, mg.n, mg.k, ai, mg.k,
-                                     bi, ldb, dci, mg.n, 1.0f, dai, mg.k, dbi, ldb,
-                                     nd->cfg.offset, nd->cfg.approx_bwd);
+            nomul_gemm_backward(&nd->cfg, CblasRowMajor, CblasNoTrans, opb, mg.m, mg.n, mg.k, ai,
+                                mg.k, bi, ldb, dci, mg.n, 1.0f, dai, mg.k, dbi, ldb);
             continue;
         }
         NOMUL_COUNT(FMUL, (long long)mg.m * mg.n * mg.k * ((dai != NULL) + (dbi != NULL)));
@@ -290,13 +289,8 @@ nomul_tensor *nomul_matmul(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
         return NULL;
     CBLAS_TRANSPOSE opb = trans_b ? CblasTrans : CblasNoTrans;
     int ldb = trans_b ? mg.k : mg.n;
-    if (is_pa(cfg))
-        nomul_pam_sgemm_batched(CblasRowMajor, CblasNoTrans, opb, mg.m, mg.n, mg.k, a->data, mg.k,
-                                mg.sa, b->data, ldb, mg.sb, 0.0f, c->data, mg.n, mg.sc, mg.batch,
-                                cfg->offset);
-    else
-        nomul_sgemm_batched(CblasRowMajor, CblasNoTrans, opb, mg.m, mg.n, mg.k, a->data, mg.k,
-                            mg.sa, b->data, ldb, mg.sb, 0.0f, c->data, mg.n, mg.sc, mg.batch);
+    nomul_gemm_batched(cfg, CblasRowMajor, CblasNoTrans, opb, mg.m, mg.n, mg.k, a->data, mg.k,
+                       mg.sa, b->data, ldb, mg.sb, 0.0f, c->data, mg.n, mg.sc, mg.batch);
     node *nd = ad_record(g, matmul_backward, c, a, b, NULL);
     if (nd) {
         nd->cfg = *cfg;
@@ -564,24 +558,16 @@ void nomul_sinusoidal_positions(int positions, int dim, float *out)
 
 /* ---- conv2d ------------------------------------------------------------------------------- */
 
-static nomul_conv_mode conv_mode(const nomul_op_cfg *cfg)
-{
-    return is_pa(cfg) ? NOMUL_CONV_PAM : NOMUL_CONV_FLOAT;
-}
-
 /* forward: y = conv2d(x, w) + b; saved: the descriptor (in the arena) */
 static void conv2d_backward(const node *nd)
 {
     nomul_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *y = nd->out;
     const nomul_conv2d_desc *d = (const nomul_conv2d_desc *)nd->saved->data;
-    nomul_conv_mode mode = conv_mode(&nd->cfg);
-    int approx = nd->cfg.approx_bwd;
-    float off = nd->cfg.offset;
     if (x->grad) {
         float *dx = nomul_scratch(NOMUL_SCRATCH_OP, (size_t)x->n);
         if (!dx)
             return;
-        nomul_conv2d_backward_data(d, mode, approx, off, x->data, w->data, y->grad, dx);
+        nomul_conv2d_backward_data(d, &nd->cfg, x->data, w->data, y->grad, dx);
         for (long i = 0; i < x->n; i++)
             x->grad[i] += dx[i];
     }
@@ -589,8 +575,7 @@ static void conv2d_backward(const node *nd)
         float *dw = nomul_scratch(NOMUL_SCRATCH_OP, (size_t)w->n + (size_t)d->c_out);
         if (!dw)
             return;
-        nomul_conv2d_backward_weight(d, mode, approx, off, x->data, w->data, y->grad, dw,
-                                     dw + w->n);
+        nomul_conv2d_backward_weight(d, &nd->cfg, x->data, w->data, y->grad, dw, dw + w->n);
         if (w->grad)
             for (long i = 0; i < w->n; i++)
                 w->grad[i] += dw[i];
@@ -624,8 +609,7 @@ nomul_tensor *nomul_conv2d(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
     if (!y || !saved)
         return NULL;
     memcpy(saved->data, d, sizeof *d);
-    nomul_conv2d_forward(d, conv_mode(cfg), cfg->offset, x->data, weight->data,
-                         bias ? bias->data : NULL, y->data);
+    nomul_conv2d_forward(d, cfg, x->data, weight->data, bias ? bias->data : NULL, y->data);
     node *nd = ad_record(g, conv2d_backward, y, x, weight, bias);
     if (nd) {
         nd->cfg = *cfg;

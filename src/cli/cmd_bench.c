@@ -196,6 +196,7 @@ typedef struct {
 
 static void run_gemm_job(const gemm_job *j)
 {
+    static const nomul_op_cfg pam = {NOMUL_OP_PAM, 0, 1.0f}; /* exact, no offset */
     int m = j->s.m, n = j->s.n, k = j->s.k;
     switch (j->which) {
     case 0:
@@ -203,16 +204,16 @@ static void run_gemm_job(const gemm_job *j)
                     0.0f, j->c, n);
         break;
     case 1:
-        nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, j->a, k, j->b, n,
-                        0.0f, j->c, n, 1.0f);
+        nomul_gemm(&pam, CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, j->a, k, j->b, n,
+                   0.0f, j->c, n);
         break;
     case 2:
-        nomul_pam_sgemm_grad_a(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, j->a, k, j->b,
-                               n, j->dc, n, 0.0f, j->c, k, 1.0f);
+        nomul_gemm_backward(&pam, CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, j->a, k,
+                            j->b, n, j->dc, n, 0.0f, j->c, k, NULL, 0);
         break;
     default:
-        nomul_pam_sgemm_grad_b(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, j->a, k, j->b,
-                               n, j->dc, n, 0.0f, j->c, n, 1.0f);
+        nomul_gemm_backward(&pam, CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, j->a, k,
+                            j->b, n, j->dc, n, 0.0f, NULL, 0, j->c, n);
         break;
     }
 }
@@ -409,8 +410,7 @@ typedef struct {
 typedef struct {
     const nomul_conv2d_desc *d;
     int which; /* 0 fwd, 1 bwd data, 2 bwd weight */
-    nomul_conv_mode mode;
-    int approx; /* the approximate backward */
+    nomul_op_cfg cfg; /* float or PAM (no offset), exact or approximate backward */
     const float *x, *w, *dy;
     float *y, *dx, *dw;
 } conv_job;
@@ -418,12 +418,11 @@ typedef struct {
 static void run_conv_job(const conv_job *j)
 {
     if (j->which == 0)
-        nomul_conv2d_forward(j->d, j->mode, 1.0f, j->x, j->w, NULL, j->y);
+        nomul_conv2d_forward(j->d, &j->cfg, j->x, j->w, NULL, j->y);
     else if (j->which == 1)
-        nomul_conv2d_backward_data(j->d, j->mode, j->approx, 1.0f, j->x, j->w, j->dy, j->dx);
+        nomul_conv2d_backward_data(j->d, &j->cfg, j->x, j->w, j->dy, j->dx);
     else
-        nomul_conv2d_backward_weight(j->d, j->mode, j->approx, 1.0f, j->x, j->w, j->dy, j->dw,
-                                     NULL);
+        nomul_conv2d_backward_weight(j->d, &j->cfg, j->x, j->w, j->dy, j->dw, NULL);
 }
 
 static double time_conv(const conv_job *j, double min_time)
@@ -531,7 +530,8 @@ static int bench_conv(int argc, char **argv)
         for (int round = 0; round < 3; round++) /* interleaved, best of each */
             for (int which = 0; which < 3; which++)
                 for (int mode = 0; mode < 2; mode++) {
-                    conv_job j = {&layers[i].d, which, (nomul_conv_mode)mode, approx,
+                    conv_job j = {&layers[i].d, which,
+                                  {mode ? NOMUL_OP_PAM : NOMUL_OP_STANDARD, approx, 1.0f},
                                   x, w, dy, y, dx, dw};
                     double tt = time_conv(&j, min_time / 3);
                     t[which][mode] = tt < t[which][mode] ? tt : t[which][mode];

@@ -16,15 +16,31 @@ int nomul_num_threads(void);
 void *nomul_aligned_alloc(size_t bytes);
 void nomul_aligned_free(void *p);
 
-/* A per-thread scratch buffer of at least n floats, kept and reused between
- * calls (no allocation in a training step's steady state); NULL (after a
- * report) when out of memory. Each slot is one independent buffer. */
+/* The library's one kind of per-thread buffer: a scratch buffer of at least
+ * n floats (nomul_scratch) or bytes (nomul_scratch_bytes), 64-byte aligned,
+ * kept and reused between calls (no allocation in a training step's steady
+ * state); it only grows, keeping its contents when it does. NULL (after a
+ * report) when out of memory. Each slot is one independent buffer: a fixed
+ * slot below, or NOMUL_SCRATCH_KEYED + i for an open-ended family (the
+ * matrix engine's plans, one per convolution group). */
 enum { NOMUL_SCRATCH_ROW, NOMUL_SCRATCH_NORM, NOMUL_SCRATCH_OP, NOMUL_SCRATCH_PART, NOMUL_SCRATCH_LN,
-       NOMUL_SCRATCH_SLOTS };
+       /* the matrix engine (src/gemm): packed panels, their masks and
+        * statistics, T's tiles and NaN flags; convolution's column matrices,
+        * per-thread weight gradients and plan array */
+       NOMUL_SCRATCH_GEMM_Y, NOMUL_SCRATCH_GEMM_YM, NOMUL_SCRATCH_GEMM_YS, NOMUL_SCRATCH_GEMM_X,
+       NOMUL_SCRATCH_GEMM_XM, NOMUL_SCRATCH_GEMM_XS, NOMUL_SCRATCH_GEMM_T,
+       NOMUL_SCRATCH_GEMM_TNAN, NOMUL_SCRATCH_CONV_COL, NOMUL_SCRATCH_CONV_DCOL,
+       NOMUL_SCRATCH_CONV_PARTIAL, NOMUL_SCRATCH_CONV_PLANS,
+       NOMUL_SCRATCH_SLOTS,
+       NOMUL_SCRATCH_KEYED = NOMUL_SCRATCH_SLOTS };
 /* 1: layer norm, batch norm and GELU take their scalar PA chains, the twins
  * their array-kernel versions are tested against (tests only; functional.c) */
 extern int nomul_pa_chains_scalar;
 float *nomul_scratch(int slot, size_t n);
+void *nomul_scratch_bytes(int slot, size_t bytes);
+/* Frees this thread's buffers of slots first..first + count − 1 (a slot
+ * never used is skipped; count may reach past the keyed ones in use). */
+void nomul_scratch_release(int first, int count);
 
 /* splitmix64: nomul_mix64 hashes a value (one step from state z), and
  * nomul_splitmix64 draws the next number of a stream kept in *state. The

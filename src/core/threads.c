@@ -1,4 +1,5 @@
-/* threads.c — thread count (NOMUL_NUM_THREADS) and aligned buffers. */
+/* threads.c — thread count (NOMUL_NUM_THREADS), aligned buffers and the
+ * per-thread scratch buffers (internal.h). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,23 +45,56 @@ void *nomul_aligned_alloc(size_t bytes)
 
 void nomul_aligned_free(void *p) { free(p); }
 
-static _Thread_local struct {
-    float *p;
-    size_t cap;
-} scratch[NOMUL_SCRATCH_SLOTS];
+/* This thread's scratch buffers (internal.h): the fixed slots, then the
+ * keyed ones, in one table that grows with the highest slot asked for. */
+typedef struct {
+    void *p;
+    size_t cap; /* bytes */
+} scratch_buf;
+static _Thread_local scratch_buf *scratch;
+static _Thread_local int scratch_n;
+
+void *nomul_scratch_bytes(int slot, size_t bytes)
+{
+    if (bytes == 0)
+        bytes = 1;
+    if (slot >= scratch_n) {
+        int n = slot + 1 > 2 * scratch_n ? slot + 1 : 2 * scratch_n;
+        scratch_buf *t = realloc(scratch, (size_t)n * sizeof *t);
+        if (!t) {
+            nomul_report(NOMUL_ENOMEM, "out of memory for %d scratch slots", n);
+            return NULL;
+        }
+        memset(t + scratch_n, 0, (size_t)(n - scratch_n) * sizeof *t);
+        scratch = t;
+        scratch_n = n;
+    }
+    scratch_buf *b = &scratch[slot];
+    if (b->cap < bytes) {
+        void *p = nomul_aligned_alloc(bytes);
+        if (!p) {
+            nomul_report(NOMUL_ENOMEM, "out of memory for %zu bytes of scratch", bytes);
+            return NULL;
+        }
+        if (b->cap)
+            memcpy(p, b->p, b->cap);
+        nomul_aligned_free(b->p);
+        b->p = p;
+        b->cap = bytes;
+    }
+    return b->p;
+}
 
 float *nomul_scratch(int slot, size_t n)
 {
-    if (n == 0)
-        n = 1;
-    if (scratch[slot].cap < n) {
-        float *p = realloc(scratch[slot].p, n * sizeof *p);
-        if (!p) {
-            nomul_report(NOMUL_ENOMEM, "out of memory for %zu floats of scratch", n);
-            return NULL;
-        }
-        scratch[slot].p = p;
-        scratch[slot].cap = n;
+    return nomul_scratch_bytes(slot, (n ? n : 1) * sizeof(float));
+}
+
+void nomul_scratch_release(int first, int count)
+{
+    for (int i = first; i < scratch_n && i - first < count; i++) {
+        nomul_aligned_free(scratch[i].p);
+        scratch[i].p = NULL;
+        scratch[i].cap = 0;
     }
-    return scratch[slot].p;
 }

@@ -1,12 +1,15 @@
 /*
- * conv2d.c — 2-D convolution on the matrix engine: per image and group,
- * im2col builds col (K × P, K = c_in/g · kh · kw, P = oh · ow), and
+ * conv2d.c — 2-D convolution on the matrix engine (nomul/conv.h): argument
+ * checks, and per image and group, im2col builds col (K × P,
+ * K = c_in/g · kh · kw, P = oh · ow), and
  *   forward          y_g  (co × P) = W_g (co × K) · col
  *   backward data    dcol (K × P)  = W_gᵀ · dy_g, then col2im (summing)
  *   backward weight  dW_g (co × K) = Σ_images dy_g · colᵀ
- * in float (cblas_sgemm) or PAM mode (nomul_pam_sgemm and its exact
- * gradients, whose products are exactly the scalar PAMs of the direct
- * convolution).
+ * in float (cblas_sgemm) or piecewise affine arithmetic (plans of the PAM
+ * engine, nomul_gemm and its exact gradients, whose products are exactly
+ * the scalar PAMs of the direct convolution), as the configuration says.
+ * Depthwise layers whose products stay normal take the direct paths of
+ * conv2d_depthwise.c.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +18,7 @@
 #include "nomul/arith.h"
 #include "nomul/conv.h"
 #include "nomul/gemm.h"
-#include "nomul/isa.h"
-#include "gemm_internal.h"
+#include "conv2d_internal.h"
 
 #include <omp.h>
 
@@ -57,11 +59,6 @@ int nomul_conv2d_output_size(const nomul_conv2d_desc *d, int *oh, int *ow)
     return 1;
 }
 
-typedef struct {
-    int oh, ow, P, K, cig, cog;
-    long x_img, y_img; /* floats per image */
-} conv_geom;
-
 static int geometry(const char *fn, const nomul_conv2d_desc *d, conv_geom *g, const void *p1,
                     const void *p2, const void *p3, const void *p4)
 {
@@ -80,17 +77,6 @@ static int geometry(const char *fn, const nomul_conv2d_desc *d, conv_geom *g, co
     return 1;
 }
 
-/* The outputs ox in [*ox0, *ox1) whose input column ox·stride + base lies in
- * [0, w): the rest of a row reads padding. */
-static void valid_cols(int w, int ow, int stride, int base, int *ox0, int *ox1)
-{
-    int lo = base >= 0 ? 0 : (-base + stride - 1) / stride;
-    int hi = w - base <= 0 ? 0 : (w - base + stride - 1) / stride;
-    hi = hi < ow ? hi : ow;
-    *ox0 = lo < hi ? lo : hi;
-    *ox1 = hi;
-}
-
 /* col (K × P) from one group of one image: row (c, i, j), column (oy, ox). */
 static void im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *x, float *col)
 {
@@ -100,7 +86,7 @@ static void im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *
                 float *row = col + ((long)(c * d->kh + i) * d->kw + j) * g->P;
                 const float *plane = x + (long)c * d->h * d->w;
                 int base = j * d->dil_w - d->pad_w, ox0, ox1;
-                valid_cols(d->w, g->ow, d->stride_w, base, &ox0, &ox1);
+                conv_valid_cols(d->w, g->ow, d->stride_w, base, &ox0, &ox1);
                 for (int oy = 0; oy < g->oh; oy++) {
                     int iy = oy * d->stride_h - d->pad_h + i * d->dil_h;
                     float *out = row + (long)oy * g->ow;
@@ -147,7 +133,7 @@ static void col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const flo
                 const float *row = col + ((long)(c * d->kh + i) * d->kw + j) * g->P;
                 float *plane = x + (long)c * d->h * d->w;
                 int base = j * d->dil_w - d->pad_w, ox0, ox1;
-                valid_cols(d->w, g->ow, d->stride_w, base, &ox0, &ox1);
+                conv_valid_cols(d->w, g->ow, d->stride_w, base, &ox0, &ox1);
                 for (int oy = 0; oy < g->oh; oy++) {
                     int iy = oy * d->stride_h - d->pad_h + i * d->dil_h;
                     if (iy < 0 || iy >= d->h)
@@ -163,38 +149,22 @@ static void col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const flo
             }
 }
 
-/* The column matrices are kept per thread and reused (slot 0: col, 1: dcol),
- * so a training step's convolutions allocate nothing once warm. */
-static _Thread_local struct {
-    float *p;
-    size_t cap;
-} col_cache[2];
-
-/* this thread's buffer of slot, grown to at least bytes; NULL when out of memory */
-static float *cached_buf(int slot, size_t bytes)
-{
-    if (col_cache[slot].cap < bytes) {
-        nomul_aligned_free(col_cache[slot].p);
-        col_cache[slot].p = nomul_aligned_alloc(bytes);
-        col_cache[slot].cap = col_cache[slot].p ? bytes : 0;
-    }
-    return col_cache[slot].p;
-}
-
+/* The column matrices are kept per thread and reused (core/internal.h's
+ * scratch slots), so a training step's convolutions allocate nothing once
+ * warm. */
 static float *cached_col(const char *fn, const conv_geom *g, int slot)
 {
-    float *p = cached_buf(slot, ((size_t)g->K * g->P + 32) * sizeof(float));
+    float *p = nomul_scratch(slot, (size_t)g->K * g->P + 32);
     if (!p)
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for a %d x %d column matrix", fn, g->K, g->P);
     return p;
 }
 
 
-static int check_offset_mode(const char *fn, nomul_conv_mode mode)
+static int check_cfg(const char *fn, const nomul_op_cfg *cfg)
 {
-    if (mode != NOMUL_CONV_FLOAT && mode != NOMUL_CONV_PAM) {
-        nomul_report(NOMUL_EINVAL, "%s: mode %d is neither NOMUL_CONV_FLOAT nor NOMUL_CONV_PAM",
-                     fn, (int)mode);
+    if (!cfg) {
+        nomul_report(NOMUL_EINVAL, "%s: the operation configuration (cfg) is NULL", fn);
         return 0;
     }
     return 1;
@@ -216,10 +186,10 @@ typedef struct {
     int saved;
 } blas_threads;
 
-static blas_threads blas_single(nomul_conv_mode mode, int nt)
+static blas_threads blas_single(int pa, int nt)
 {
     blas_threads b = {0};
-    if (mode == NOMUL_CONV_FLOAT && nt > 1) {
+    if (!pa && nt > 1) {
         b.saved = openblas_get_num_threads();
         openblas_set_num_threads(1);
     }
@@ -237,57 +207,27 @@ static void blas_restore(blas_threads b)
  * of W_g · col. NULL (after a report) when out of memory, or in float mode. */
 typedef enum { PLAN_FORWARD, PLAN_DATA_APPROX, PLAN_DATA_EXACT } plan_kind;
 
-/* The per-group plan arrays are kept per thread too: one set is alive at a
- * time (a call makes its plans, runs them and gives them back). */
-static _Thread_local struct {
-    pg_plan **p;
-    int cap, busy;
-} plan_array;
-
+/* The per-group plan array, per thread like the plans themselves (each
+ * group's plan is this thread's keyed scratch buffer gr): one set is alive
+ * at a time, from a call's making its plans to its return. */
 static pg_plan **plans_alloc(int groups)
 {
-    if (plan_array.busy) /* never expected: a second set while one is alive */
-        return calloc((size_t)groups, sizeof(pg_plan *));
-    if (plan_array.cap < groups) {
-        pg_plan **p = realloc(plan_array.p, (size_t)groups * sizeof *p);
-        if (!p)
-            return NULL;
-        plan_array.p = p;
-        plan_array.cap = groups;
-    }
-    memset(plan_array.p, 0, (size_t)groups * sizeof *plan_array.p);
-    plan_array.busy = 1;
-    return plan_array.p;
-}
-
-static void free_plans(pg_plan **plans, int n)
-{
-    if (!plans)
-        return;
-    for (int i = 0; i < n; i++)
-        pg_plan_free(plans[i]);
-    if (plans == plan_array.p)
-        plan_array.busy = 0;
-    else
-        free(plans);
+    return nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANS, (size_t)groups * sizeof(pg_plan *));
 }
 
 static pg_plan **make_plans(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
-                            nomul_conv_mode mode, plan_kind kind, const float *weight,
-                            float offset)
+                            int pa, plan_kind kind, const float *weight, float offset)
 {
-    if (mode != NOMUL_CONV_PAM)
+    if (!pa)
         return NULL;
     pg_plan **plans = plans_alloc(d->groups);
     for (int gr = 0; plans && gr < d->groups; gr++) {
         const float *wg = weight + (long)gr * g->cog * g->K;
-        plans[gr] = kind == PLAN_FORWARD ? pg_plan_forward(CblasNoTrans, g->cog, g->K, wg, g->K, offset)
-                    : kind == PLAN_DATA_APPROX ? pg_plan_forward(CblasTrans, g->K, g->cog, wg, g->K, offset)
-                                               : pg_plan_grad_b(g->cog, g->K, wg, g->K, offset);
-        if (!plans[gr]) {
-            free_plans(plans, d->groups);
+        plans[gr] = kind == PLAN_FORWARD ? pg_plan_forward(gr, CblasNoTrans, g->cog, g->K, wg, g->K, offset)
+                    : kind == PLAN_DATA_APPROX ? pg_plan_forward(gr, CblasTrans, g->K, g->cog, wg, g->K, offset)
+                                               : pg_plan_grad_b(gr, g->cog, g->K, wg, g->K, offset);
+        if (!plans[gr])
             plans = NULL;
-        }
     }
     if (!plans)
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for packed weights", fn);
@@ -297,11 +237,11 @@ static pg_plan **make_plans(const char *fn, const nomul_conv2d_desc *d, const co
 /* Exponent statistics of all of x, plus a zero if padding adds any: they
  * bound every value im2col writes, so x is classified once per call (by the
  * vector kernel, in one chunk per thread). */
-static pg_stats input_stats(const nomul_conv2d_desc *d, const float *x, long n)
+pg_stats conv_input_stats(const nomul_conv2d_desc *d, const float *x, long n)
 {
     enum { CHUNKS = 64 };
     pg_stats part[CHUNKS];
-    const pg_dw_rows *k = pg_dw_rows_active();
+    const pg_dw_rows *k = &pg_cntx_active()->dw_rows;
     int nt = omp_in_parallel() ? 1 : nomul_num_threads();
     int chunks = n < 65536 ? 1 : nt < CHUNKS ? nt : CHUNKS;
     long per = (n + chunks - 1) / chunks;
@@ -337,307 +277,23 @@ static pg_stats input_stats(const nomul_conv2d_desc *d, const float *x, long n)
 static pg_plan **direct_plans(const nomul_conv2d_desc *d, const conv_geom *g, const float *x,
                               const float *weight, float offset)
 {
-    if (nomul_isa_active() != NOMUL_ISA_AVX512 || g->cog <= 2 || g->cog > 128)
+    if (!pg_cntx_active()->fwd_direct || g->cog <= 2 || g->cog > 128)
         return NULL;
-    pg_stats xs = input_stats(d, x, d->n * g->x_img);
+    pg_stats xs = conv_input_stats(d, x, d->n * g->x_img);
     if (xs.special)
         return NULL;
     pg_plan **plans = plans_alloc(d->groups);
     int ok = plans != NULL;
     for (int gr = 0; ok && gr < d->groups; gr++) {
-        plans[gr] = pg_plan_forward_direct(g->cog, g->K, weight + (long)gr * g->cog * g->K, g->K,
-                                           offset);
+        plans[gr] = pg_plan_forward_direct(gr, g->cog, g->K, weight + (long)gr * g->cog * g->K,
+                                           g->K, offset);
         ok = plans[gr] && pg_plan_direct_safe(plans[gr], &xs);
     }
-    if (!ok) {
-        free_plans(plans, d->groups);
-        return NULL;
-    }
-    return plans;
-}
-
-/* one input and one output channel per group, stride 1 */
-static int depthwise(const nomul_conv2d_desc *d, const conv_geom *g)
-{
-    return g->cig == 1 && g->cog == 1 && d->stride_h == 1 && d->stride_w == 1;
-}
-
-/* statistics of n values as they are (no padding zero) */
-static pg_stats plain_stats(const nomul_conv2d_desc *d, const float *v, long n)
-{
-    nomul_conv2d_desc nopad = *d;
-    nopad.pad_h = nopad.pad_w = 0;
-    return input_stats(&nopad, v, n);
-}
-
-/* whether the n values hold one of the zero class (zero or subnormal): the
- * statistics kernel's zero flag */
-static int has_zero_class(const pg_dw_rows *k, const float *v, long n)
-{
-    pg_stats st;
-    k->stats(v, n, &st);
-    return st.zero;
-}
-
-/* bits(offset) − 1.0: what an offset adds to a PAM's bit sum (0 for none) */
-static uint32_t offset_adj(float offset)
-{
-    uint32_t u = PG_ONE;
-    if (offset != 1.0f)
-        memcpy(&u, &offset, 4);
-    return u - PG_ONE;
-}
-
-/* The outputs o in [*o0, *o1) of a stride-1 tap whose input o + shift lies
- * in [0, in): the span one tap's row kernel covers, along rows or columns. */
-static void tap_span(int in, int out, int shift, int *o0, int *o1)
-{
-    valid_cols(in, out, 1, shift, o0, o1);
-}
-
-/* Depthwise PAM forward (one input and one output channel per group, stride
- * 1) when every product stays normal: a direct convolution, each output row
- * summed from shifted input rows by the vector row kernel (one integer and
- * one float add per product), no im2col. Returns 0 when it does not apply. */
-static int depthwise_direct(const nomul_conv2d_desc *d, const conv_geom *g, float offset,
-                            const float *x, const float *weight, const float *bias, float *y)
-{
-    if (!depthwise(d, g))
-        return 0;
-    pg_stats xs = input_stats(d, x, d->n * g->x_img);
-    pg_stats ws = plain_stats(d, weight, (long)d->c_out * d->kh * d->kw);
-    if (!pg_range_safe(&xs, &ws, offset))
-        return 0;
-    const pg_dw_rows *rows = pg_dw_rows_active();
-    uint32_t off_adj = offset_adj(offset);
-    long planes = (long)d->n * d->c_out;
-    int nt = omp_in_parallel() ? 1 : nomul_num_threads();
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (long pl = 0; pl < planes; pl++) {
-        int c = (int)(pl % d->c_out);
-        const float *xin = x + pl * d->h * d->w;
-        const float *wc = weight + (long)c * d->kh * d->kw;
-        float *out = y + pl * g->P;
-        for (long p = 0; p < g->P; p++)
-            out[p] = bias ? bias[c] : 0.0f;
-        long terms = 0;
-        /* tap by tap over all rows: each output still adds its taps in order */
-        for (int i = 0; i < d->kh; i++) {
-            int sy = i * d->dil_h - d->pad_h, oy0, oy1; /* iy = oy + sy */
-            tap_span(d->h, g->oh, sy, &oy0, &oy1);
-            for (int j = 0; j < d->kw; j++) {
-                uint32_t wb;
-                memcpy(&wb, &wc[i * d->kw + j], 4);
-                int shift = j * d->dil_w - d->pad_w, ox0, ox1; /* ix = ox + shift */
-                tap_span(d->w, g->ow, shift, &ox0, &ox1);
-                if ((wb & 0x7F800000u) == 0 || ox1 <= ox0 || oy1 <= oy0)
-                    continue; /* a zero weight: every product is zero */
-                rows->fwd(oy1 - oy0, ox1 - ox0, xin + (long)(oy0 + sy) * d->w + ox0 + shift, d->w,
-                          wb - PG_ONE + off_adj, out + (long)oy0 * g->ow + ox0, g->ow);
-                terms += (long)(oy1 - oy0) * (ox1 - ox0);
-            }
-        }
-        NOMUL_COUNT(PAM, terms * (offset != 1.0f ? 2 : 1));
-        NOMUL_COUNT(FADD, terms);
-    }
-    return 1;
-}
-
-/* The depthwise exact backward (one input and one output channel per group,
- * stride 1) as direct loops over shifted rows, when every term is known to
- * be a normal number: four vector integer/float operations per product, the
- * matrix engine's exact-gradient rate, without im2col or one-row products.
- * They return 0 when they do not apply (another layer, values that could
- * leave the range, NaN or infinity, no memory); the general path then runs
- * and writes every output. The approximate backward's products are PAMs
- * like the forward's, on the same row kernels.
- *
- * dx = Σ_taps ∂PAM(w', x)/∂x · dy, w' = PAM(w, offset) (exact), or
- * Σ_taps PAM(w, dy) with the offset (approximate): input row iy takes, for
- * tap (i, j), output row oy = iy + pad_h − i·dil_h shifted by
- * pad_w − j·dil_w. */
-static int depthwise_backward_data(const nomul_conv2d_desc *d, const conv_geom *g, int approx,
-                                   float offset, const float *x, const float *weight,
-                                   const float *dy, float *dx)
-{
-    if (!depthwise(d, g))
-        return 0;
-    int taps = d->kh * d->kw;
-    long nw = (long)d->c_out * taps, hw = (long)d->h * d->w;
-    uint32_t *wadj = malloc((size_t)nw * sizeof *wadj);
-    unsigned char *wuse = malloc((size_t)nw);
-    float *wq = malloc((size_t)nw * sizeof *wq);
-    int ok = wadj && wuse && wq;
-    uint32_t off_adj = approx ? offset_adj(offset) : 0;
-    for (long i = 0; ok && i < nw; i++)
-        wq[i] = !approx && offset != 1.0f ? nomul_pam_mul(weight[i], offset) : weight[i];
-    if (ok) {
-        /* exact: terms dy·2^(E(w') + carry); approximate: PAM(w, dy, offset) */
-        pg_stats ws = plain_stats(d, wq, nw), ys = plain_stats(d, dy, d->n * g->y_img);
-        ok = approx ? pg_range_safe(&ys, &ws, offset)
-                    : !plain_stats(d, x, d->n * g->x_img).special && pg_range_safe(&ys, &ws, 1.0f);
-    }
-    for (long i = 0; ok && i < nw; i++) {
-        uint32_t u;
-        memcpy(&u, &wq[i], 4);
-        wuse[i] = (u & 0x7F800000u) != 0; /* a zero-class weight sends nothing */
-        wadj[i] = u - PG_ONE + off_adj;
-    }
-    long planes = (long)d->n * d->c_out;
-    int nt = omp_in_parallel() ? 1 : nomul_num_threads();
-    if (nt > planes)
-        nt = (int)planes;
-    int failed = 0;
-    if (ok) {
-        const pg_dw_rows *rows = pg_dw_rows_active();
-#pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : failed)
-        {
-            uint32_t *xm = approx ? NULL : (uint32_t *)cached_buf(0, (size_t)hw * sizeof *xm);
-            failed = !approx && xm == NULL;
-#pragma omp for schedule(static)
-            for (long pl = 0; pl < planes; pl++) {
-                if (failed)
-                    continue;
-                int c = (int)(pl % d->c_out);
-                const float *xin = approx ? NULL : x + pl * hw, *g0 = dy + pl * g->P;
-                float *out = dx + pl * hw;
-                for (long i = 0; !approx && i < hw; i++) {
-                    uint32_t u;
-                    memcpy(&u, &xin[i], 4);
-                    xm[i] = (u & 0x7F800000u) ? u & 0x7FFFFFu : 0;
-                }
-                memset(out, 0, (size_t)hw * sizeof *out);
-                int zeros = !approx && has_zero_class(rows, g0, g->P);
-                long terms = 0;
-                for (int i = 0; i < d->kh; i++) {
-                    int sy = d->pad_h - i * d->dil_h, iy0, iy1; /* oy = iy + sy */
-                    tap_span(g->oh, d->h, sy, &iy0, &iy1);
-                    for (int j = 0; j < d->kw; j++) {
-                        long wi = (long)c * taps + i * d->kw + j;
-                        int shift = d->pad_w - j * d->dil_w, ix0, ix1; /* ox = ix + shift */
-                        tap_span(g->ow, d->w, shift, &ix0, &ix1);
-                        if (!wuse[wi] || ix1 <= ix0 || iy1 <= iy0)
-                            continue;
-                        const float *grow = g0 + (long)(iy0 + sy) * g->ow + ix0 + shift;
-                        float *orow = out + (long)iy0 * d->w + ix0;
-                        if (approx)
-                            rows->fwd(iy1 - iy0, ix1 - ix0, grow, g->ow, wadj[wi], orow, d->w);
-                        else
-                            rows->dx(iy1 - iy0, ix1 - ix0, xm + (long)iy0 * d->w + ix0, d->w,
-                                     wadj[wi], grow, g->ow, orow, d->w, zeros);
-                        terms += (long)(iy1 - iy0) * (ix1 - ix0);
-                    }
-                }
-                if (approx)
-                    NOMUL_COUNT(PAM, terms * (offset != 1.0f ? 2 : 1));
-                else
-                    NOMUL_COUNT(SHIFT, terms);
-                NOMUL_COUNT(FADD, terms);
-            }
-        }
-    }
-    free(wadj);
-    free(wuse);
-    free(wq);
-    return ok && !failed;
-}
-
-/* the loops of depthwise_backward_weight: exact with wq[tap], approximate
- * with the one adjustment adj */
-static int depthwise_weight_run(const nomul_conv2d_desc *d, const conv_geom *g, int approx,
-                                float offset, const float *x, const uint32_t *wq, uint32_t adj,
-                                const float *dy, float *dweight)
-{
-    int taps = d->kh * d->kw;
-    long hw = (long)d->h * d->w;
-    const pg_dw_rows *rows = pg_dw_rows_active();
-    int nt = omp_in_parallel() ? 1 : nomul_num_threads();
-    if (nt > d->c_out)
-        nt = d->c_out;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int c = 0; c < d->c_out; c++) {
-        float *dwc = dweight + (long)c * taps;
-        long terms = 0;
-        for (int t = 0; t < taps; t++)
-            dwc[t] = 0.0f;
-        for (int b = 0; b < d->n; b++) {
-            long pl = (long)b * d->c_out + c;
-            const float *xin = x + pl * hw, *g0 = dy + pl * g->P;
-            int zeros = has_zero_class(rows, xin, hw) || has_zero_class(rows, g0, g->P);
-            for (int i = 0; i < d->kh; i++) {
-                int sy = i * d->dil_h - d->pad_h, oy0, oy1; /* iy = oy + sy */
-                tap_span(d->h, g->oh, sy, &oy0, &oy1);
-                for (int j = 0; j < d->kw; j++) {
-                    int shift = j * d->dil_w - d->pad_w, ox0, ox1; /* ix = ox + shift */
-                    tap_span(d->w, g->ow, shift, &ox0, &ox1);
-                    if (ox1 <= ox0 || oy1 <= oy0)
-                        continue;
-                    const float *xrow = xin + (long)(oy0 + sy) * d->w + ox0 + shift;
-                    const float *grow = g0 + (long)oy0 * g->ow + ox0;
-                    dwc[i * d->kw + j] +=
-                        approx ? rows->dot(oy1 - oy0, ox1 - ox0, xrow, d->w, adj, grow, g->ow,
-                                           zeros)
-                               : rows->dw(oy1 - oy0, ox1 - ox0, xrow, d->w,
-                                          wq[(long)c * taps + i * d->kw + j], grow, g->ow, zeros);
-                    terms += (long)(oy1 - oy0) * (ox1 - ox0);
-                }
-            }
-        }
-        if (approx)
-            NOMUL_COUNT(PAM, terms * (offset != 1.0f ? 2 : 1));
-        else
-            NOMUL_COUNT(SHIFT, terms);
-        NOMUL_COUNT(FADD, terms);
-    }
-    return 1;
-}
-
-/* dw = Σ_images Σ_outputs ∂PAM(w, x')/∂w · dy, x' = PAM(x, offset) (exact),
- * or Σ PAM(dy, x) with the offset (approximate): tap (i, j) pairs output row
- * oy with input row oy − pad_h + i·dil_h shifted by j·dil_w − pad_w. Each
- * channel's taps are summed by one thread, image by image, so the result
- * does not depend on the thread count. */
-static int depthwise_backward_weight(const nomul_conv2d_desc *d, const conv_geom *g,
-                                     int approx, float offset, const float *x,
-                                     const float *weight, const float *dy, float *dweight)
-{
-    if (!depthwise(d, g))
-        return 0;
-    int taps = d->kh * d->kw;
-    long nw = (long)d->c_out * taps;
-    pg_stats xs = plain_stats(d, x, d->n * g->x_img), ys = plain_stats(d, dy, d->n * g->y_img);
-    uint32_t oadj = offset_adj(offset);
-    if (approx) /* Σ PAM(dy, x): bits(x) + bits(dy) − 1.0 (+ the offset's bits − 1.0) */
-        return pg_range_safe(&ys, &xs, offset) &&
-               depthwise_weight_run(d, g, approx, offset, x, NULL, oadj - PG_ONE, dy, dweight);
-    if (xs.special || plain_stats(d, weight, nw).special)
-        return 0;
-    if (offset != 1.0f && xs.emax >= xs.emin) {
-        /* x' = PAM(x, offset) = bits(x) + bits(offset) − 1.0 while it stays
-         * normal: its exponent is x's plus the offset's, plus a carry */
-        int eo = (int)(((oadj + PG_ONE) >> 23) & 0xFF) - 127;
-        xs.emin += eo;
-        xs.emax += eo + 1;
-        if (xs.emin < -126 || xs.emax > 127)
-            return 0;
-    }
-    if (!pg_range_safe(&ys, &xs, 1.0f))
-        return 0;
-    uint32_t *wq = malloc((size_t)nw * sizeof *wq);
-    if (!wq)
-        return 0;
-    for (long i = 0; i < nw; i++) {
-        uint32_t u;
-        memcpy(&u, &weight[i], 4);
-        wq[i] = ((u & 0x7F800000u) ? u & 0x7FFFFFu : 0) - PG_ONE + oadj;
-    }
-    int ok = depthwise_weight_run(d, g, approx, offset, x, wq, 0, dy, dweight);
-    free(wq);
-    return ok;
+    return ok ? plans : NULL;
 }
 
 /* forward for image b: y_b = conv(x_b, W) + bias */
-static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, nomul_conv_mode mode,
+static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, int pa,
                           pg_plan *const *plans, int direct, const float *x,
                           const float *weight, const float *bias, float *y, int b, float *col)
 {
@@ -650,7 +306,7 @@ static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, nomul_
             pg_plan_run_forward_direct(plans[gr], g->P, col, g->P, 0.0f, yg, g->P);
             continue;
         }
-        if (mode == NOMUL_CONV_FLOAT) {
+        if (!pa) {
             NOMUL_COUNT(FMUL, (long long)g->cog * g->P * g->K);
             NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K, 1.0f, wg,
@@ -669,38 +325,39 @@ static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, nomul_
         }
 }
 
-void nomul_conv2d_forward(const nomul_conv2d_desc *d, nomul_conv_mode mode, float offset,
-                          const float *x, const float *weight, const float *bias, float *y)
+void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, const float *x,
+                          const float *weight, const float *bias, float *y)
 {
     const char *fn = "nomul_conv2d_forward";
     conv_geom g;
-    if (!check_offset_mode(fn, mode) || !geometry(fn, d, &g, x, weight, y, y))
+    if (!check_cfg(fn, cfg) || !geometry(fn, d, &g, x, weight, y, y))
         return;
-    if (mode == NOMUL_CONV_PAM && depthwise_direct(d, &g, offset, x, weight, bias, y))
+    int pa = cfg->subtype != NOMUL_OP_STANDARD;
+    float offset = cfg->offset;
+    if (pa && conv_depthwise_forward(d, &g, offset, x, weight, bias, y))
         return;
-    pg_plan **plans = mode == NOMUL_CONV_PAM ? direct_plans(d, &g, x, weight, offset) : NULL;
+    pg_plan **plans = pa ? direct_plans(d, &g, x, weight, offset) : NULL;
     int direct = plans != NULL;
     if (!direct)
-        plans = make_plans(fn, d, &g, mode, PLAN_FORWARD, weight, offset);
-    if (mode == NOMUL_CONV_PAM && !plans)
+        plans = make_plans(fn, d, &g, pa, PLAN_FORWARD, weight, offset);
+    if (pa && !plans)
         return;
     int nt = image_threads(d);
-    blas_threads bt = blas_single(mode, nt);
+    blas_threads bt = blas_single(pa, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *col = cached_col(fn, &g, 0);
+        float *col = cached_col(fn, &g, NOMUL_SCRATCH_CONV_COL);
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
             if (col)
-                forward_image(d, &g, mode, plans, direct, x, weight, bias, y, b, col);
+                forward_image(d, &g, pa, plans, direct, x, weight, bias, y, b, col);
     }
     blas_restore(bt);
-    free_plans(plans, d->groups);
 }
 
 /* backward data for image b: dx_b = col2im(W_gᵀ-product with dy_b) */
 static void backward_data_image(const nomul_conv2d_desc *d, const conv_geom *g,
-                                nomul_conv_mode mode, int approx, pg_plan *const *plans,
+                                int pa, int approx, pg_plan *const *plans,
                                 const float *x, const float *weight, const float *dy, float *dx,
                                 int b, float *col, float *dcol)
 {
@@ -709,7 +366,7 @@ static void backward_data_image(const nomul_conv2d_desc *d, const conv_geom *g,
         const float *wg = weight + (long)gr * g->cog * g->K;
         const float *dyg = dy + b * g->y_img + (long)gr * g->cog * g->P;
         long xoff = b * g->x_img + (long)gr * g->cig * d->h * d->w;
-        if (mode == NOMUL_CONV_FLOAT) {
+        if (!pa) {
             NOMUL_COUNT(FMUL, (long long)g->cog * g->P * g->K);
             NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->P, g->cog, 1.0f, wg,
@@ -724,96 +381,83 @@ static void backward_data_image(const nomul_conv2d_desc *d, const conv_geom *g,
     }
 }
 
-void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, nomul_conv_mode mode, int approx,
-                                float offset, const float *x, const float *weight,
-                                const float *dy, float *dx)
+void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg,
+                                const float *x, const float *weight, const float *dy, float *dx)
 {
     const char *fn = "nomul_conv2d_backward_data";
     conv_geom g;
-    int exact = mode == NOMUL_CONV_PAM && !approx;
-    if (!check_offset_mode(fn, mode) ||
-        !geometry(fn, d, &g, exact ? x : weight, weight, dy, dx))
+    if (!check_cfg(fn, cfg))
         return;
-    if (mode == NOMUL_CONV_PAM && depthwise_backward_data(d, &g, approx, offset, x, weight, dy, dx))
+    int pa = cfg->subtype != NOMUL_OP_STANDARD, approx = cfg->approx_bwd;
+    float offset = cfg->offset;
+    int exact = pa && !approx;
+    if (!geometry(fn, d, &g, exact ? x : weight, weight, dy, dx))
         return;
-    pg_plan **plans = make_plans(fn, d, &g, mode, approx ? PLAN_DATA_APPROX : PLAN_DATA_EXACT,
+    if (pa && conv_depthwise_backward_data(d, &g, approx, offset, x, weight, dy, dx))
+        return;
+    pg_plan **plans = make_plans(fn, d, &g, pa, approx ? PLAN_DATA_APPROX : PLAN_DATA_EXACT,
                                  weight, offset);
-    if (mode == NOMUL_CONV_PAM && !plans)
+    if (pa && !plans)
         return;
     int nt = image_threads(d);
-    blas_threads bt = blas_single(mode, nt);
+    blas_threads bt = blas_single(pa, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *col = cached_col(fn, &g, 0), *dcol = col ? cached_col(fn, &g, 1) : NULL;
+        float *col = cached_col(fn, &g, NOMUL_SCRATCH_CONV_COL), *dcol = col ? cached_col(fn, &g, NOMUL_SCRATCH_CONV_DCOL) : NULL;
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
             if (dcol)
-                backward_data_image(d, &g, mode, approx, plans, x, weight, dy, dx, b, col, dcol);
+                backward_data_image(d, &g, pa, approx, plans, x, weight, dy, dx, b, col, dcol);
     }
     blas_restore(bt);
-    free_plans(plans, d->groups);
 }
 
 /* dW (+)= the weight gradient of image b */
 static void backward_weight_image(const nomul_conv2d_desc *d, const conv_geom *g,
-                                  nomul_conv_mode mode, int approx, float offset, const float *x,
-                                  const float *weight, const float *dy, float *dweight, int b,
-                                  float beta, float *col)
+                                  const nomul_op_cfg *cfg, const float *x, const float *weight,
+                                  const float *dy, float *dweight, int b, float beta, float *col)
 {
     for (int gr = 0; gr < d->groups; gr++) {
         const float *wg = weight ? weight + (long)gr * g->cog * g->K : NULL;
         const float *dyg = dy + b * g->y_img + (long)gr * g->cog * g->P;
         float *dwg = dweight + (long)gr * g->cog * g->K;
         im2col(d, g, x + b * g->x_img + (long)gr * g->cig * d->h * d->w, col);
-        if (mode == NOMUL_CONV_FLOAT) {
-            NOMUL_COUNT(FMUL, (long long)g->cog * g->P * g->K);
-            NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->cog, g->K, g->P, 1.0f, dyg,
-                        g->P, col, g->P, beta, dwg, g->K);
-        }
-        else if (approx)
-            nomul_pam_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->cog, g->K, g->P, dyg,
-                            g->P, col, g->P, beta, dwg, g->K, offset);
+        /* dW_g = ∂/∂W_g of W_g · col: exact PA needs W_g; float and approximate
+         * PA are the product dy_g · colᵀ */
+        if (cfg->subtype != NOMUL_OP_STANDARD && !cfg->approx_bwd)
+            nomul_gemm_backward(cfg, CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P,
+                                g->K, wg, g->K, col, g->P, dyg, g->P, beta, dwg, g->K, NULL, 0);
         else
-            nomul_pam_sgemm_grad_a(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K,
-                                   wg, g->K, col, g->P, dyg, g->P, beta, dwg, g->K, offset);
+            nomul_gemm(cfg, CblasRowMajor, CblasNoTrans, CblasTrans, g->cog, g->K, g->P, dyg,
+                       g->P, col, g->P, beta, dwg, g->K);
     }
 }
 
 /* dW through im2col and the matrix products */
 static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
-                                   const conv_geom *g, nomul_conv_mode mode, int approx,
-                                   float offset, const float *x, const float *weight,
-                                   const float *dy, float *dweight)
+                                   const conv_geom *g, const nomul_op_cfg *cfg, const float *x,
+                                   const float *weight, const float *dy, float *dweight)
 {
     long nw = (long)d->c_out * g->K;
     int nt = image_threads(d);
     /* thread t sums images t, t + nt, ... into its own partial; the partials
      * are added in thread order, so the result depends only on nt */
     /* kept per thread between calls, like the column matrices */
-    static _Thread_local float *partial_keep;
-    static _Thread_local size_t partial_cap;
-    size_t want = nt > 1 ? (size_t)(nt - 1) * nw : 0;
-    if (want > partial_cap) {
-        nomul_aligned_free(partial_keep);
-        partial_keep = nomul_aligned_alloc(want * sizeof *partial_keep);
-        partial_cap = partial_keep ? want : 0;
-    }
-    float *partial = nt > 1 ? partial_keep : NULL;
+    float *partial = nt > 1 ? nomul_scratch(NOMUL_SCRATCH_CONV_PARTIAL, (size_t)(nt - 1) * nw)
+                            : NULL;
     if (nt > 1 && !partial) {
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for per-thread gradients", fn);
         return 0;
     }
-    blas_threads bt = blas_single(mode, nt);
+    blas_threads bt = blas_single(cfg->subtype != NOMUL_OP_STANDARD, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int t = omp_get_thread_num();
         float *dw = t == 0 ? dweight : partial + (long)(t - 1) * nw;
-        float *col = cached_col(fn, g, 0);
+        float *col = cached_col(fn, g, NOMUL_SCRATCH_CONV_COL);
         int first = 1;
         for (int b = t; b < d->n && col; b += nt) {
-            backward_weight_image(d, g, mode, approx, offset, x, weight, dy, dw, b,
-                                  first ? 0.0f : 1.0f, col);
+            backward_weight_image(d, g, cfg, x, weight, dy, dw, b, first ? 0.0f : 1.0f, col);
             first = 0;
         }
         if (first)
@@ -826,19 +470,21 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
     return 1;
 }
 
-void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, nomul_conv_mode mode, int approx,
-                                  float offset, const float *x, const float *weight,
-                                  const float *dy, float *dweight, float *dbias)
+void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg,
+                                  const float *x, const float *weight, const float *dy,
+                                  float *dweight, float *dbias)
 {
     const char *fn = "nomul_conv2d_backward_weight";
     conv_geom g;
-    int exact = mode == NOMUL_CONV_PAM && !approx;
-    if (!check_offset_mode(fn, mode) ||
-        !geometry(fn, d, &g, x, exact ? weight : x, dy, dweight))
+    if (!check_cfg(fn, cfg))
         return;
-    if (!(mode == NOMUL_CONV_PAM &&
-          depthwise_backward_weight(d, &g, approx, offset, x, weight, dy, dweight)) &&
-        !backward_weight_general(fn, d, &g, mode, approx, offset, x, weight, dy, dweight))
+    int pa = cfg->subtype != NOMUL_OP_STANDARD;
+    int exact = pa && !cfg->approx_bwd;
+    if (!geometry(fn, d, &g, x, exact ? weight : x, dy, dweight))
+        return;
+    if (!(pa && conv_depthwise_backward_weight(d, &g, cfg->approx_bwd, cfg->offset, x, weight, dy,
+                                          dweight)) &&
+        !backward_weight_general(fn, d, &g, cfg, x, weight, dy, dweight))
         return;
     if (dbias) {
         NOMUL_COUNT(FADD, (long long)d->n * g.y_img);

@@ -18,6 +18,8 @@
 
 #include <stdint.h>
 
+#include "nomul/isa.h"
+
 typedef enum { PG_FWD = 0, PG_GRAD_A = 1, PG_GRAD_B = 2 } pg_kind;
 
 /* The bit pattern helpers of the packed form. */
@@ -68,13 +70,11 @@ typedef struct {
  */
 typedef void (*pg_pack_fn)(const float *base, long rs, long cs, int nvalid, int R, int kc,
                            uint32_t adj, uint32_t *d, int32_t *mask, pg_stats *st);
-extern const pg_pack_fn pg_pack_scalar, pg_pack_avx2, pg_pack_avx512;
 
 /* Packs one MR×NR tile of T's mantissa fields (gradients); returns 1 if T
  * holds a NaN there. */
 typedef int (*pg_pack_tile_fn)(const float *base, long rs, long cs, int mr, int nr, int MR,
                                int NR, uint32_t *tile);
-extern const pg_pack_tile_fn pg_pack_tile_scalar, pg_pack_tile_avx2, pg_pack_tile_avx512;
 
 /* The depthwise convolution's row kernels (pack.inc), over rows rows of n
  * values at the given strides: fwd adds PAM products into acc (every product
@@ -93,43 +93,77 @@ typedef struct {
     /* the statistics of n values (as a pack would find them) */
     void (*stats)(const float *v, long n, pg_stats *st);
 } pg_dw_rows;
-extern const pg_dw_rows pg_dw_rows_scalar, pg_dw_rows_avx2, pg_dw_rows_avx512;
-/* The active ISA's version. */
-const pg_dw_rows *pg_dw_rows_active(void);
 /* Whether every PAM (with offset, 1 for none) of a value bounded by a with
  * one bounded by b is a normal number (no NaN/∞ either side). */
 int pg_range_safe(const pg_stats *a, const pg_stats *b, float offset);
 
-extern const pg_fwd_ukr pg_fwd_scalar, pg_fwd_avx2, pg_fwd_avx512;
-
-/* Forward with Y read in place (AVX-512, the 8×32 tile of pg_fwd_avx512):
- * see ukernel_avx512.c. */
+/* Forward with Y read in place (AVX-512, the 8×32 tile of its forward
+ * kernel): see ukernel_avx512.c. */
 typedef void (*pg_fwd_direct_kernel)(int kc, const uint32_t *xp, const float *y, long ldy,
                                      const int32_t *xm, int xzeros, float *c, long ldc, int add);
-extern const pg_fwd_direct_kernel pg_fwd_direct_avx512;
-extern const pg_grad_ukr pg_grad_scalar, pg_grad_avx2, pg_grad_avx512;
+
+/* Cache blocking: KC values of the reduction per packed panel, MC rows of X
+ * and NC columns of Y per block. KC fixes the order of the float sums, so it
+ * is the same on every instruction set (results do not depend on the ISA). */
+#ifndef PG_KC
+#define PG_KC 192
+#endif
+#ifndef PG_NC
+#define PG_NC 1024
+#endif
+#ifndef PG_MC
+#define PG_MC 96
+#endif
+/* The largest microkernel tile (MR × NR) of any context: the driver's tile
+ * buffer on the stack. */
+enum { PG_TILE_MAX = 16 * 32 };
+
+/*
+ * One instruction set's context (as BLIS's cntx): its microkernels with
+ * their tile sizes, its packing routines, the depthwise row kernels and the
+ * block sizes, registered together in its ukernel_*.c. The driver takes the
+ * context once per call (or from its plan) and never tests the ISA itself.
+ */
+typedef struct pg_cntx {
+    nomul_isa isa;
+    pg_fwd_ukr fwd;
+    pg_grad_ukr grad;
+    pg_fwd_direct_kernel fwd_direct; /* NULL where there is none */
+    pg_pack_fn pack;
+    pg_pack_tile_fn pack_tile;
+    pg_dw_rows dw_rows;
+    int kc, mc, nc;
+} pg_cntx;
+extern const pg_cntx pg_cntx_scalar, pg_cntx_avx2, pg_cntx_avx512;
+/* The context of the active instruction set (nomul_isa_active: the CPU's
+ * best, capped by NOMUL_ISA and nomul_isa_set). */
+const pg_cntx *pg_cntx_active(void);
 
 /*
  * Plans (used by conv2d): products that share their first operand A
  * (row-major) pack it once. Arguments are trusted (checked by the caller).
+ * A plan lives in this thread's keyed scratch buffer `key` (core/internal.h:
+ * NOMUL_SCRATCH_KEYED + key) until the next plan of the same key: plans
+ * alive at once need distinct keys, and nothing frees them.
  *   forward: C (m×n, ldc) [+]= PAM-GEMM(op(A) (m×k), B (k×n, ldb))
  *   grad_b:  dB (k×n, lddb) [+]= exact ∂/∂B of PAM-GEMM(A (m×k), B) given dC (m×n)
  */
 #include <cblas.h>
 typedef struct pg_plan pg_plan;
-pg_plan *pg_plan_forward(CBLAS_TRANSPOSE ta, int m, int k, const float *a, int lda, float offset);
+pg_plan *pg_plan_forward(int key, CBLAS_TRANSPOSE ta, int m, int k, const float *a, int lda,
+                         float offset);
 void pg_plan_run_forward(const pg_plan *pl, int n, const float *b, int ldb, float beta, float *c,
                          int ldc);
-pg_plan *pg_plan_grad_b(int m, int k, const float *a, int lda, float offset);
+pg_plan *pg_plan_grad_b(int key, int m, int k, const float *a, int lda, float offset);
 void pg_plan_run_grad_b(const pg_plan *pl, int n, const float *b, int ldb, const float *dc,
                         int lddc, float beta, float *db, int lddb);
-void pg_plan_free(pg_plan *pl);
 
-/* Forward products whose Y is read in place, unpacked (AVX-512 only; NULL
- * elsewhere): the plan packs A with Y's adjustment folded in. A run needs
- * stats bounding all of Y with pg_plan_direct_safe() true, and Y readable
- * for 32 floats past the end of its last row. */
-pg_plan *pg_plan_forward_direct(int m, int k, const float *a, int lda, float offset);
+/* Forward products whose Y is read in place, unpacked (where the context
+ * has such a kernel, AVX-512; NULL elsewhere): the plan packs A with Y's
+ * adjustment folded in. A run needs stats bounding all of Y with
+ * pg_plan_direct_safe() true, and Y readable for 32 floats past the end of
+ * its last row. */
+pg_plan *pg_plan_forward_direct(int key, int m, int k, const float *a, int lda, float offset);
 int pg_plan_direct_safe(const pg_plan *pl, const pg_stats *ys);
 void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, int ldy, float beta,
                                 float *c, int ldc);

@@ -122,8 +122,17 @@ static void grad_b_4x8(int kc, const uint32_t *xp, const uint32_t *yp, const uin
     grad_body(kc, xp, yp, tile, xm, ym, masked, ct, ldc, add, 0);
 }
 
-const pg_fwd_ukr pg_fwd_avx2 = {FMR, FNR, fwd_6x16};
-const pg_grad_ukr pg_grad_avx2 = {GMR, GNR, grad_a_4x8, grad_b_4x8};
-const pg_pack_fn pg_pack_avx2 = pack_panel;
-const pg_pack_tile_fn pg_pack_tile_avx2 = pack_tile;
-const pg_dw_rows pg_dw_rows_avx2 = {dw_fwd_row, dw_dx_row, dw_dw_row, dw_dot_row, value_stats};
+/* This instruction set's context: its kernels, packing and block sizes,
+ * registered together (gemm_internal.h). */
+const pg_cntx pg_cntx_avx2 = {
+    .isa = NOMUL_ISA_AVX2,
+    .fwd = {FMR, FNR, fwd_6x16},
+    .grad = {GMR, GNR, grad_a_4x8, grad_b_4x8},
+    .fwd_direct = NULL,
+    .pack = pack_panel,
+    .pack_tile = pack_tile,
+    .dw_rows = {dw_fwd_row, dw_dx_row, dw_dw_row, dw_dot_row, value_stats},
+    .kc = PG_KC,
+    .mc = PG_MC,
+    .nc = PG_NC,
+};

@@ -190,9 +190,17 @@ grad_body(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
 GRAD_DISPATCH(grad_a_6x32, 1)
 GRAD_DISPATCH(grad_b_6x32, 0)
 
-const pg_fwd_ukr pg_fwd_avx512 = {FMR, FNR, fwd_8x32};
-const pg_fwd_direct_kernel pg_fwd_direct_avx512 = fwd_direct_8x32;
-const pg_grad_ukr pg_grad_avx512 = {GMR, GNR, grad_a_6x32, grad_b_6x32};
-const pg_pack_fn pg_pack_avx512 = pack_panel;
-const pg_pack_tile_fn pg_pack_tile_avx512 = pack_tile;
-const pg_dw_rows pg_dw_rows_avx512 = {dw_fwd_row, dw_dx_row, dw_dw_row, dw_dot_row, value_stats};
+/* This instruction set's context: its kernels, packing and block sizes,
+ * registered together (gemm_internal.h). */
+const pg_cntx pg_cntx_avx512 = {
+    .isa = NOMUL_ISA_AVX512,
+    .fwd = {FMR, FNR, fwd_8x32},
+    .grad = {GMR, GNR, grad_a_6x32, grad_b_6x32},
+    .fwd_direct = fwd_direct_8x32,
+    .pack = pack_panel,
+    .pack_tile = pack_tile,
+    .dw_rows = {dw_fwd_row, dw_dx_row, dw_dw_row, dw_dot_row, value_stats},
+    .kc = PG_KC,
+    .mc = PG_MC,
+    .nc = PG_NC,
+};

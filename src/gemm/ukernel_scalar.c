@@ -85,8 +85,17 @@ static void grad_b_4x4(int kc, const uint32_t *xp, const uint32_t *yp, const uin
     grad_4x4(0, kc, xp, yp, tile, xm, ym, masked, ct, ldc, add);
 }
 
-const pg_fwd_ukr pg_fwd_scalar = {MR, NR, fwd_4x4};
-const pg_grad_ukr pg_grad_scalar = {MR, NR, grad_a_4x4, grad_b_4x4};
-const pg_pack_fn pg_pack_scalar = pack_panel;
-const pg_pack_tile_fn pg_pack_tile_scalar = pack_tile;
-const pg_dw_rows pg_dw_rows_scalar = {dw_fwd_row, dw_dx_row, dw_dw_row, dw_dot_row, value_stats};
+/* This instruction set's context: its kernels, packing and block sizes,
+ * registered together (gemm_internal.h). */
+const pg_cntx pg_cntx_scalar = {
+    .isa = NOMUL_ISA_SCALAR,
+    .fwd = {MR, NR, fwd_4x4},
+    .grad = {MR, NR, grad_a_4x4, grad_b_4x4},
+    .fwd_direct = NULL,
+    .pack = pack_panel,
+    .pack_tile = pack_tile,
+    .dw_rows = {dw_fwd_row, dw_dx_row, dw_dw_row, dw_dot_row, value_stats},
+    .kc = PG_KC,
+    .mc = PG_MC,
+    .nc = PG_NC,
+};

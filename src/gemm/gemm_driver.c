@@ -1,0 +1,379 @@
+/*
+ * gemm_driver.c — the PAM matrix engine's driver: BLIS-style blocking of a
+ * problem (gemm_problem.h) into micro-panels, packing by role with
+ * per-panel range classification, the microkernels of the context taken
+ * once per call, the checked path for tiles that need it, the one- and
+ * two-row forward on the elementwise kernels, and OpenMP threads.
+ */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+#include "../core/internal.h"
+#include "gemm_problem.h"
+#include "nomul/arith.h"
+#include "nomul/gemm.h"
+#include "nomul/isa.h"
+
+const pg_cntx *pg_cntx_active(void)
+{
+    static const pg_cntx *const by_isa[NOMUL_ISA_COUNT] = {&pg_cntx_scalar, &pg_cntx_avx2,
+                                                           &pg_cntx_avx512};
+    return by_isa[nomul_isa_active()];
+}
+
+/* The packed form of one X or Y value, by role (see gemm_internal.h). */
+typedef enum {
+    ROLE_RAW,           /* forward X, gradient dC: the bits as they are */
+    ROLE_SHIFTED,       /* forward Y: bits − 1.0 (+ the offset's bits − 1.0) */
+    ROLE_SHIFTED_OFFSET /* gradient partner: bits of PAM(v, offset) − 1.0 */
+} pg_role;
+
+static pg_role x_role(const pg_problem *pr)
+{
+    if (pr->fold_y_adj) /* direct-Y plans: X carries Y's adjustment */
+        return ROLE_SHIFTED;
+    return pr->kind == PG_GRAD_B ? ROLE_SHIFTED_OFFSET : ROLE_RAW;
+}
+static pg_role y_role(pg_kind k)
+{
+    return k == PG_FWD ? ROLE_SHIFTED : k == PG_GRAD_A ? ROLE_SHIFTED_OFFSET : ROLE_RAW;
+}
+
+static uint32_t role_adj(const pg_problem *pr, pg_role role)
+{
+    return role == ROLE_SHIFTED ? pr->off_adj - PG_ONE
+           : role == ROLE_SHIFTED_OFFSET ? 0u - PG_ONE
+                                         : 0u;
+}
+
+/* Packs M(row0 + r, col0 + p) for one micro-panel; the gradient partner
+ * with an offset is first multiplied by it (PAM) into a scratch copy. */
+static void pack_panel(const pg_problem *pr, pg_pack_fn fn, pg_role role, const pg_mat *M,
+                       int row0, int nvalid, int R, int col0, int kc, uint32_t *d, int32_t *mask,
+                       pg_stats *st)
+{
+    const float *base = M->p + (long)row0 * M->rs + (long)col0 * M->cs;
+    if (role == ROLE_SHIFTED_OFFSET && pr->has_offset) {
+        /* d doubles as the scratch: PAM(v, offset) laid out as the panel */
+        float *scratch = (float *)d;
+        for (int p = 0; p < kc; p++)
+            for (int r = 0; r < nvalid; r++)
+                scratch[(long)p * R + r] =
+                    nomul_pam_mul(base[(long)r * M->rs + (long)p * M->cs], pr->offset);
+        fn(scratch, 1, R, nvalid, R, kc, role_adj(pr, role), d, mask, st);
+        return;
+    }
+    fn(base, M->rs, M->cs, nvalid, R, kc, role_adj(pr, role), d, mask, st);
+}
+
+void pg_pack_x(const pg_problem *pr, pg_pack_fn fn, int i0, int mr, int MR, int p0, int kc,
+               uint32_t *xp, int32_t *xm, pg_stats *s)
+{
+    pack_panel(pr, fn, x_role(pr), &pr->x, i0, mr, MR, p0, kc, xp, xm, s);
+}
+
+/* Y columns j0.. (nr valid of NR): yp[p * NR + c] */
+static void pack_y(const pg_problem *pr, pg_pack_fn fn, int j0, int nr, int NR, int p0, int kc,
+                   uint32_t *yp, int32_t *ym, pg_stats *s)
+{
+    pg_mat yt = {pr->y.p, pr->y.cs, pr->y.rs}; /* Yᵀ: rows are Y's columns */
+    pack_panel(pr, fn, y_role(pr->kind), &yt, j0, nr, NR, p0, kc, yp, ym, s);
+}
+
+/* The mantissa fields of T, tile by tile (MR×NR, row-major within a tile),
+ * for the whole output; nan[tile] is set where T holds a NaN. */
+static void pack_t(const pg_problem *pr, pg_pack_tile_fn fn, int MR, int NR, uint32_t *tbuf,
+                   unsigned char *nan, int nt)
+{
+    int nti = (pr->m + MR - 1) / MR, ntj = (pr->n + NR - 1) / NR;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int ti = 0; ti < nti; ti++) {
+        for (int tj = 0; tj < ntj; tj++) {
+            int i0 = ti * MR, j0 = tj * NR;
+            int mr = pr->m - i0 < MR ? pr->m - i0 : MR, nr = pr->n - j0 < NR ? pr->n - j0 : NR;
+            nan[(long)ti * ntj + tj] = (unsigned char)fn(
+                pr->t.p + (long)i0 * pr->t.rs + (long)j0 * pr->t.cs, pr->t.rs, pr->t.cs, mr, nr,
+                MR, NR, tbuf + ((long)ti * ntj + tj) * MR * NR);
+        }
+    }
+}
+
+/* No infinity or NaN, and the exponent sum (with the mantissa carry, and the
+ * offset's own step) stays in [−126, 127]. */
+int pg_panels_safe(const pg_problem *pr, const pg_stats *sx, const pg_stats *sy)
+{
+    if (sx->special || sy->special)
+        return 0;
+    if (sx->emax < sx->emin || sy->emax < sy->emin)
+        return 1; /* a panel of zeros only */
+    int lo = sx->emin + sy->emin, hi = sx->emax + sy->emax + 1;
+    if (lo < -126 || hi > 127)
+        return 0;
+    if (pr->kind == PG_FWD && pr->has_offset)
+        return lo + pr->off_e >= -126 && hi + pr->off_e + 1 <= 127;
+    return 1;
+}
+
+/* The checked path: every product through the scalar functions. */
+static void checked_tile(const pg_problem *pr, int i0, int mr, int j0, int nr, int NR, int p0,
+                         int kc, float *ct)
+{
+    for (int r = 0; r < mr; r++) {
+        for (int c = 0; c < nr; c++) {
+            float acc = 0.0f, unused, g;
+            for (int p = p0; p < p0 + kc; p++) {
+                float x = mat_at(&pr->x, i0 + r, p), y = mat_at(&pr->y, p, j0 + c);
+                switch (pr->kind) {
+                case PG_FWD:
+                    g = pr->has_offset ? nomul_pam_mul_off(x, y, pr->offset) : nomul_pam_mul(x, y);
+                    break;
+                case PG_GRAD_A: /* x = dC, y = b, t = a */
+                    if (pr->has_offset)
+                        y = nomul_pam_mul(y, pr->offset);
+                    nomul_pam_mul_grad(mat_at(&pr->t, i0 + r, j0 + c), y, x, &g, &unused);
+                    break;
+                default: /* grad B: x = a, y = dC, t = b */
+                    if (pr->has_offset)
+                        x = nomul_pam_mul(x, pr->offset);
+                    nomul_pam_mul_grad(x, mat_at(&pr->t, i0 + r, j0 + c), y, &unused, &g);
+                    break;
+                }
+                acc += g;
+            }
+            ct[r * NR + c] = acc;
+        }
+    }
+}
+
+typedef struct {
+    int mr, nr;
+    pg_fwd_kernel fwd;
+    pg_grad_kernel grad;
+} pg_kernel;
+
+/* The microkernel of a kind of problem in a context */
+static pg_kernel kernel_for(pg_kind kind, const pg_cntx *cx)
+{
+    const pg_fwd_ukr *f = &cx->fwd;
+    const pg_grad_ukr *g = &cx->grad;
+    pg_kernel k = {0, 0, NULL, NULL};
+    if (kind == PG_FWD) {
+        k.mr = f->mr;
+        k.nr = f->nr;
+        k.fwd = f->fwd;
+    } else {
+        k.mr = g->mr;
+        k.nr = g->nr;
+        k.grad = kind == PG_GRAD_A ? g->grad_a : g->grad_b;
+    }
+    return k;
+}
+
+void pg_write_tile(const pg_problem *pr, int i0, int mr, int j0, int nr, int NR, const float *ct,
+                   int add)
+{
+    for (int r = 0; r < mr; r++) {
+        float *row = pr->c + (long)(i0 + r) * pr->rs_c + (long)j0 * pr->cs_c;
+        if (add)
+            for (int c = 0; c < nr; c++)
+                row[c * pr->cs_c] += ct[r * NR + c];
+        else
+            for (int c = 0; c < nr; c++)
+                row[c * pr->cs_c] = ct[r * NR + c];
+    }
+}
+
+void nomul_gemm_release_buffers(void)
+{
+    nomul_scratch_release(NOMUL_SCRATCH_GEMM_Y, NOMUL_SCRATCH_SLOTS - NOMUL_SCRATCH_GEMM_Y);
+    nomul_scratch_release(NOMUL_SCRATCH_KEYED, INT_MAX);
+}
+
+/* A forward product with one or two rows (a depthwise convolution's
+ * per-channel product) would fill a microkernel's rows with padding: each
+ * row is instead a sum of scaled Y rows, c_i = Σ_p PAM(x_ip, Y_p,·), with
+ * the elementwise broadcast kernels (every class handled, bit for bit the
+ * scalar PAM). Needs unit-stride Y rows and C rows. */
+static int small_m_forward(const pg_problem *pr)
+{
+    enum { CHUNK = 1024 };
+    float tmp[CHUNK], acc[CHUNK];
+    for (int i = 0; i < pr->m; i++) {
+        for (int j0 = 0; j0 < pr->n; j0 += CHUNK) {
+            int nj = pr->n - j0 < CHUNK ? pr->n - j0 : CHUNK;
+            for (int p = 0; p < pr->kd; p++) {
+                const float *yrow = pr->y.p + (long)p * pr->y.rs + j0;
+                float x = mat_at(&pr->x, i, p);
+                float *dst = p == 0 ? acc : tmp;
+                if (pr->has_offset)
+                    nomul_pam_mul_off_vs((size_t)nj, yrow, x, pr->offset, dst);
+                else
+                    nomul_pam_mul_vs((size_t)nj, yrow, x, dst);
+                if (p > 0)
+                    for (int j = 0; j < nj; j++)
+                        acc[j] += tmp[j];
+            }
+            float *crow = pr->c + (long)i * pr->rs_c + j0;
+            if (pr->accumulate)
+                for (int j = 0; j < nj; j++)
+                    crow[j] += acc[j];
+            else
+                memcpy(crow, acc, (size_t)nj * sizeof *crow);
+        }
+    }
+    return 1;
+}
+
+int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
+{
+    int m = pr->m, n = pr->n, kd = pr->kd;
+    if (m == 0 || n == 0)
+        return 1;
+    if (omp_in_parallel()) /* called from a thread of an outer parallel loop */
+        nt = 1;
+    if (kd == 0) {
+        if (!pr->accumulate)
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                    pr->c[(long)i * pr->rs_c + (long)j * pr->cs_c] = 0.0f;
+        return 1;
+    }
+    if (pr->kind == PG_FWD && m <= 2 && pr->y.cs == 1 && pr->cs_c == 1) {
+        NOMUL_COUNT(FADD, (long long)m * n * (kd > 0 ? kd - 1 : 0)); /* its PAMs count themselves */
+        return small_m_forward(pr);
+    }
+    /* the audit: one PAM (two with an offset) or one exponent shift, and one
+     * float add, per product */
+    long long products = (long long)m * n * kd;
+    if (pr->kind == PG_FWD)
+        NOMUL_COUNT(PAM, products * (pr->has_offset ? 2 : 1));
+    else
+        NOMUL_COUNT(SHIFT, products);
+    NOMUL_COUNT(FADD, products);
+    const pg_cntx *cx = plan ? plan->cx : pg_cntx_active();
+    pg_kernel K = kernel_for(pr->kind, cx);
+    pg_pack_fn packer = cx->pack;
+    const int MR = K.mr, NR = K.nr, KC = cx->kc, MC = cx->mc, NC = cx->nc;
+    int nc_max = n < NC ? n : NC;
+    int kc_max = kd < KC ? kd : KC;
+    int ny_panels = ceil_div(nc_max, NR);
+    /* ic blocks of at most MC rows, as many as a multiple of the threads,
+     * of whole micro-panels; of the first few such counts, the one whose
+     * blocks divide the panels most evenly */
+    int panels = ceil_div(m, MR), base = ceil_div(ceil_div(m, MC), nt) * nt, nblocks = base;
+    int best_waste = ceil_div(panels, base) * base - panels;
+    for (int nb = base + nt; nb <= base + 4 * nt && nb <= panels; nb += nt) {
+        int waste = ceil_div(panels, nb) * nb - panels;
+        if (waste < best_waste) {
+            best_waste = waste;
+            nblocks = nb;
+        }
+    }
+    int mc = ceil_div(panels, nblocks) * MR;
+    if (nt > ceil_div(m, mc))
+        nt = ceil_div(m, mc);
+
+    size_t ysize = (size_t)ny_panels * NR * kc_max;
+    uint32_t *yp = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_Y, ysize * sizeof *yp);
+    int32_t *ym = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_YM, ysize * sizeof *ym);
+    pg_stats *ys = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_YS, (size_t)ny_panels * sizeof *ys);
+    size_t xsize = (size_t)mc * kc_max;
+    int nx_panels = ceil_div(mc, MR);
+    int ok = yp && ym && ys;
+    /* X panels, one set per thread */
+    uint32_t *xbuf = NULL;
+    int32_t *xmbuf = NULL;
+    pg_stats *xsbuf = NULL;
+    if (ok) {
+        xbuf = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_X, (size_t)nt * xsize * sizeof *xbuf);
+        xmbuf = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_XM, (size_t)nt * xsize * sizeof *xmbuf);
+        xsbuf = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_XS,
+                                    (size_t)nt * nx_panels * sizeof *xsbuf);
+    }
+    ok = ok && xbuf && xmbuf && xsbuf;
+    /* gradients: T's mantissas, packed once for the whole output */
+    int nti = ceil_div(m, MR), ntj = ceil_div(n, NR);
+    uint32_t *tbuf = NULL;
+    unsigned char *tnan = NULL;
+    if (ok && pr->kind != PG_FWD) {
+        tbuf = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_T,
+                                   (size_t)nti * ntj * MR * NR * sizeof *tbuf);
+        tnan = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_TNAN, (size_t)nti * ntj);
+        ok = tbuf && tnan;
+        if (ok)
+            pack_t(pr, cx->pack_tile, MR, NR, tbuf, tnan, nt);
+    }
+    if (!ok)
+        return 0;
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int tid = omp_get_thread_num();
+        uint32_t *xp = xbuf + (size_t)tid * xsize;
+        int32_t *xm = xmbuf + (size_t)tid * xsize;
+        pg_stats *xs = xsbuf + (size_t)tid * nx_panels;
+        float ct[PG_TILE_MAX] __attribute__((aligned(64)));
+        for (int jc = 0; jc < n; jc += NC) {
+            int nc = n - jc < NC ? n - jc : NC;
+            int npan = ceil_div(nc, NR);
+            for (int pc = 0; pc < kd; pc += KC) {
+                int kc = kd - pc < KC ? kd - pc : KC;
+#pragma omp for schedule(static)
+                for (int jp = 0; jp < npan; jp++) {
+                    int j0 = jc + jp * NR, nr = n - j0 < NR ? n - j0 : NR;
+                    pack_y(pr, packer, j0, nr, NR, pc, kc, yp + (size_t)jp * NR * kc,
+                           ym + (size_t)jp * NR * kc, &ys[jp]);
+                }
+                int add = pc > 0 || pr->accumulate;
+#pragma omp for schedule(dynamic, 1)
+                for (int ic = 0; ic < m; ic += mc) {
+                    int mcb = m - ic < mc ? m - ic : mc;
+                    int nxp = ceil_div(mcb, MR);
+                    if (plan) { /* X was packed once: point into it */
+                        size_t at = ((size_t)(pc / KC) * plan->npanels + ic / MR);
+                        xp = plan->xp + at * MR * KC;
+                        xm = plan->xm + at * MR * KC;
+                        xs = plan->xs + at;
+                    }
+                    for (int ip = 0; ip < nxp && !plan; ip++) {
+                        int i0 = ic + ip * MR, mr = m - i0 < MR ? m - i0 : MR;
+                        pg_pack_x(pr, packer, i0, mr, MR, pc, kc, xp + (size_t)ip * MR * kc,
+                               xm + (size_t)ip * MR * kc, &xs[ip]);
+                    }
+                    for (int ip = 0; ip < nxp; ip++) {
+                        int i0 = ic + ip * MR, mr = m - i0 < MR ? m - i0 : MR;
+                        size_t xstride = plan ? (size_t)MR * KC : (size_t)MR * kc;
+                        const uint32_t *xpp = xp + (size_t)ip * xstride;
+                        const int32_t *xmp = xm + (size_t)ip * xstride;
+                        for (int jp = 0; jp < npan; jp++) {
+                            int j0 = jc + jp * NR, nr = n - j0 < NR ? n - j0 : NR;
+                            const uint32_t *ypp = yp + (size_t)jp * NR * kc;
+                            const int32_t *ymp = ym + (size_t)jp * NR * kc;
+                            long tix = (long)(i0 / MR) * ntj + j0 / NR;
+                            int safe = pg_panels_safe(pr, &xs[ip], &ys[jp]) && !(tnan && tnan[tix]);
+                            int masked = (xs[ip].zero ? PG_ZEROS_X : 0) | (ys[jp].zero ? PG_ZEROS_Y : 0);
+                            /* full tiles of a unit-stride C are written in place */
+                            int direct = mr == MR && nr == NR && pr->cs_c == 1;
+                            float *cdst = direct ? pr->c + (long)i0 * pr->rs_c + j0 : ct;
+                            long ldc = direct ? pr->rs_c : NR;
+                            int kadd = direct ? add : 0;
+                            if (!safe)
+                                checked_tile(pr, i0, mr, j0, nr, NR, pc, kc, ct);
+                            else if (pr->kind == PG_FWD)
+                                K.fwd(kc, xpp, ypp, xmp, ymp, masked, cdst, ldc, kadd);
+                            else
+                                K.grad(kc, xpp, ypp, tbuf + tix * MR * NR, xmp, ymp, masked, cdst,
+                                       ldc, kadd);
+                            if (!safe || !direct)
+                                pg_write_tile(pr, i0, mr, j0, nr, NR, ct, add);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return 1;
+}

@@ -1,0 +1,188 @@
+/*
+ * gemm_plan.c — plans (gemm_internal.h): X packed once for every K block and
+ * reused by many products that share it (a convolution's weights over its
+ * images), their runs through the driver, the forward that reads Y in place
+ * where the context has a kernel for it. A plan lives in a per-thread
+ * scratch buffer (core/internal.h) and needs no freeing.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <omp.h>
+
+#include "../core/internal.h"
+#include "gemm_problem.h"
+
+/* Packs pr's X for every K block: the plan for products sharing it, in
+ * this thread's keyed scratch buffer `key` (one allocation holding the plan
+ * and its panels, reused by the next plan of that key; a training step's
+ * convolutions, which make the same plans every step, allocate nothing once
+ * the buffers have grown to the largest layer). */
+static pg_plan *plan_create(int key, const pg_problem *pr)
+{
+    const pg_cntx *cx = pg_cntx_active();
+    const int MR = pr->kind == PG_FWD ? cx->fwd.mr : cx->grad.mr, KC = cx->kc;
+    int npanels = ceil_div(pr->m, MR), nkb = ceil_div(pr->kd, KC);
+    size_t n = (size_t)nkb * npanels * MR * KC, ns = (size_t)nkb * npanels + 1;
+    if (n == 0)
+        n = 1;
+    /* [plan | xp: n | xm: n | xs: ns], each part 64-byte aligned */
+    size_t head = (sizeof(pg_plan) + 63) & ~(size_t)63, panel = (n * 4 + 63) & ~(size_t)63;
+    char *mem = nomul_scratch_bytes(NOMUL_SCRATCH_KEYED + key,
+                                    head + 2 * panel + ns * sizeof(pg_stats));
+    if (!mem)
+        return NULL;
+    pg_plan *pl = (pg_plan *)mem;
+    pl->pr = *pr;
+    pl->cx = cx;
+    pl->MR = MR;
+    pl->npanels = npanels;
+    pl->nkb = nkb;
+    pl->xp = (uint32_t *)(mem + head);
+    pl->xm = (int32_t *)(mem + head + panel);
+    pl->xs = (pg_stats *)(mem + head + 2 * panel);
+    for (int kb = 0; kb < pl->nkb; kb++) {
+        int pc = kb * KC, kc = pr->kd - pc < KC ? pr->kd - pc : KC;
+        for (int ip = 0; ip < pl->npanels; ip++) {
+            int i0 = ip * MR, mr = pr->m - i0 < MR ? pr->m - i0 : MR;
+            size_t at = (size_t)kb * pl->npanels + ip;
+            pg_pack_x(pr, cx->pack, i0, mr, MR, pc, kc, pl->xp + at * MR * KC,
+                      pl->xm + at * MR * KC, &pl->xs[at]);
+        }
+    }
+    return pl;
+}
+
+/* ---- plans: a fixed X over many products (gemm_internal.h) ---------------------- */
+
+pg_plan *pg_plan_forward(int key, CBLAS_TRANSPOSE ta, int m, int k, const float *a, int lda,
+                         float offset)
+{
+    pg_problem pr;
+    memset(&pr, 0, sizeof pr);
+    pr.kind = PG_FWD;
+    pr.m = m;
+    pr.kd = k;
+    pr.x = stored(CblasRowMajor, a, lda);
+    if (is_trans(ta))
+        pr.x = transposed(pr.x);
+    set_offset(&pr, offset);
+    return plan_create(key, &pr);
+}
+
+void pg_plan_run_forward(const pg_plan *pl, int n, const float *b, int ldb, float beta, float *c,
+                         int ldc)
+{
+    pg_problem pr = pl->pr;
+    pr.n = n;
+    pr.y = stored(CblasRowMajor, b, ldb);
+    pr.c = c;
+    pr.rs_c = ldc;
+    pr.cs_c = 1;
+    pr.accumulate = beta == 1.0f;
+    if (!pg_run(&pr, nomul_num_threads(), pl))
+        nomul_report(NOMUL_ENOMEM, "pam gemm plan: out of memory for packed panels");
+}
+
+pg_plan *pg_plan_grad_b(int key, int m, int k, const float *a, int lda, float offset)
+{
+    pg_problem pr;
+    memset(&pr, 0, sizeof pr);
+    pr.kind = PG_GRAD_B;
+    pr.m = k;
+    pr.kd = m;
+    pr.x = transposed(stored(CblasRowMajor, a, lda));
+    set_offset(&pr, offset);
+    return plan_create(key, &pr);
+}
+
+void pg_plan_run_grad_b(const pg_plan *pl, int n, const float *b, int ldb, const float *dc,
+                        int lddc, float beta, float *db, int lddb)
+{
+    pg_problem pr = pl->pr;
+    pr.n = n;
+    pr.y = stored(CblasRowMajor, dc, lddc);
+    pr.t = stored(CblasRowMajor, b, ldb);
+    pr.c = db;
+    pr.rs_c = lddb;
+    pr.cs_c = 1;
+    pr.accumulate = beta == 1.0f;
+    if (!pg_run(&pr, nomul_num_threads(), pl))
+        nomul_report(NOMUL_ENOMEM, "pam gemm plan: out of memory for packed panels");
+}
+
+/* Whether every product of every X panel with Y values bounded by ys is a
+ * normal number computed by the integer add. */
+static int pg_plan_all_safe(const pg_plan *pl, const pg_stats *ys)
+{
+    for (int i = 0; i < pl->nkb * pl->npanels; i++)
+        if (!pg_panels_safe(&pl->pr, &pl->xs[i], ys))
+            return 0;
+    return 1;
+}
+
+pg_plan *pg_plan_forward_direct(int key, int m, int k, const float *a, int lda, float offset)
+{
+    if (!pg_cntx_active()->fwd_direct)
+        return NULL;
+    pg_problem pr;
+    memset(&pr, 0, sizeof pr);
+    pr.kind = PG_FWD;
+    pr.m = m;
+    pr.kd = k;
+    pr.x = stored(CblasRowMajor, a, lda);
+    pr.fold_y_adj = 1;
+    set_offset(&pr, offset);
+    return plan_create(key, &pr);
+}
+
+int pg_plan_direct_safe(const pg_plan *pl, const pg_stats *ys)
+{
+    return pl->cx->fwd_direct && pl->cx == pg_cntx_active() && pl->pr.fold_y_adj &&
+           pg_plan_all_safe(pl, ys);
+}
+
+void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, int ldy, float beta,
+                                float *c, int ldc)
+{
+    const pg_cntx *cx = pl->cx;
+    const int MR = pl->MR, NR = cx->fwd.nr, KC = cx->kc;
+    int m = pl->pr.m, kd = pl->pr.kd, npj = ceil_div(n, NR);
+    NOMUL_COUNT(PAM, (long long)m * n * kd * (pl->pr.has_offset ? 2 : 1));
+    NOMUL_COUNT(FADD, (long long)m * n * kd);
+    int nt = omp_in_parallel() ? 1 : nomul_num_threads();
+    pg_problem out = pl->pr; /* for write_tile */
+    out.n = n;
+    out.c = c;
+    out.rs_c = ldc;
+    out.cs_c = 1;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int ip = 0; ip < pl->npanels; ip++) {
+        float ct[PG_TILE_MAX] __attribute__((aligned(64)));
+        int i0 = ip * MR, mr = m - i0 < MR ? m - i0 : MR;
+        for (int jp = 0; jp < npj; jp++) {
+            int j0 = jp * NR, nr = n - j0 < NR ? n - j0 : NR;
+            int direct = mr == MR && nr == NR;
+            for (int kb = 0; kb < pl->nkb; kb++) {
+                int pc = kb * KC, kc = kd - pc < KC ? kd - pc : KC;
+                size_t at = (size_t)kb * pl->npanels + ip;
+                int add = direct ? (kb > 0 || beta == 1.0f) : kb > 0;
+                cx->fwd_direct(kc, pl->xp + at * MR * KC, y + (long)pc * ldy + j0, ldy,
+                                     pl->xm + at * MR * KC, pl->xs[at].zero,
+                                     direct ? c + (long)i0 * ldc + j0 : ct, direct ? ldc : NR,
+                                     add);
+            }
+            if (!direct)
+                pg_write_tile(&out, i0, mr, j0, nr, NR, ct, beta == 1.0f);
+        }
+    }
+}
+
+int pg_range_safe(const pg_stats *a, const pg_stats *b, float offset)
+{
+    pg_problem pr;
+    memset(&pr, 0, sizeof pr);
+    pr.kind = PG_FWD;
+    set_offset(&pr, offset);
+    return pg_panels_safe(&pr, a, b);
+}
