@@ -21,9 +21,6 @@ void nomul_aligned_free(void *p);
  * report) when out of memory. Each slot is one independent buffer. */
 enum { NOMUL_SCRATCH_ROW, NOMUL_SCRATCH_NORM, NOMUL_SCRATCH_OP, NOMUL_SCRATCH_PART, NOMUL_SCRATCH_LN,
        NOMUL_SCRATCH_SLOTS };
-/* 1: layer norm, batch norm and GELU take their scalar PA chains, the twins
- * their array-kernel versions are tested against (tests only; functional.c) */
-extern int nomul_pa_chains_scalar;
 float *nomul_scratch(int slot, size_t n);
 
 /* splitmix64: nomul_mix64 hashes a value (one step from state z), and
