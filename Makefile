@@ -39,7 +39,7 @@ RSVG_CFLAGS := $(shell pkg-config --cflags librsvg-2.0 2>/dev/null)
 RSVG_LIBS := $(shell pkg-config --libs librsvg-2.0 2>/dev/null || echo -lrsvg-2 -lcairo -lgobject-2.0 -lglib-2.0)
 
 LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/arith/*.c) $(wildcard src/gemm/*.c) \
-           $(wildcard src/layers/*.c) $(wildcard src/train/*.c) $(wildcard src/autodiff/*.c) \
+           $(wildcard src/functional/*.c) $(wildcard src/train/*.c) $(wildcard src/autodiff/*.c) \
            $(wildcard src/data/*.c) $(wildcard src/models/*.c) $(wildcard src/text/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)

@@ -45,10 +45,9 @@ static void test_golden_vectors(void **state)
         eof = getline(&line, &cap, f) < 0;
         if (!eof) {
             lineno++;
-            char err[256];
-            int r = nomul_vector_parse(line, &cases[m], err, sizeof err);
+            int r = nomul_vector_parse(line, &cases[m]);
             if (r < 0)
-                fail_msg("%s:%ld: %s", path, lineno, err);
+                fail_msg("%s:%ld: %s", path, lineno, nomul_last_error_message());
             if (r == 0)
                 continue;
             lines[m++] = lineno;

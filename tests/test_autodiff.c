@@ -170,7 +170,8 @@ static double train(int mode, double *first)
         vel[k] = calloc((size_t)params[k]->n, sizeof(float));
     }
     nomul_adamw opt;
-    nomul_adamw_init(&opt, 0.01f, 0.0f, opt_pa);
+    nomul_adamw_init(&opt, 0.01f, 0.0f,
+                     &(nomul_op_cfg){opt_pa ? NOMUL_OP_PAM : NOMUL_OP_STANDARD, 0, 1.0f});
     nomul_graph *g = nomul_graph_new(1 << 22);
     double loss = 0;
     for (int step = 0; step < train_steps(); step++) {
@@ -466,7 +467,7 @@ static double train_attention(int pa, double *first)
         ve[k] = calloc((size_t)params[k]->n, sizeof(float));
     }
     nomul_adamw opt;
-    nomul_adamw_init(&opt, 0.01f, 0.0f, pa);
+    nomul_adamw_init(&opt, 0.01f, 0.0f, &c.family[NOMUL_CFG_OPT_FUNCTIONAL]);
     nomul_graph *g = nomul_graph_new(1 << 23);
     const nomul_op_cfg *lin = &c.family[NOMUL_CFG_LINEAR], *bmm = &c.family[NOMUL_CFG_BMM];
     const nomul_op_cfg *fun = &c.family[NOMUL_CFG_FUNCTIONAL];

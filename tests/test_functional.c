@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "nomul/nomul.h"
-#include "core/internal.h"
+#include "functional/functional_internal.h"
 #include "testutil.h"
 
 enum { R = 5, N = 37 };
@@ -117,7 +117,7 @@ static void test_float_forms(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0xF0};
-    nomul_fmode fm = {0, 0, 1.0f};
+    nomul_op_cfg fm = {NOMUL_OP_STANDARD, 0, 1.0f};
     float x[R * N], y[R * N], dy[R * N], dx[R * N], g[N], b[N], mean[R], rstd[R];
     double want[N], gw[N], gd[N], bd[N];
     fill(&r, x, R * N, -2, 2);
@@ -133,14 +133,14 @@ static void test_float_forms(void **state)
         memset(dx, 0, sizeof dx);
         float dg[N] = {0}, db[N] = {0};
         if (op == 0) {
-            nomul_softmax_forward(fm, R, N, x, y);
-            nomul_softmax_backward(fm, R, N, x, y, dy, dx);
+            nomul_softmax_forward(&fm, R, N, x, y);
+            nomul_softmax_backward(&fm, R, N, x, y, dy, dx);
         } else if (op == 1) {
-            nomul_log_softmax_forward(fm, R, N, x, y);
-            nomul_log_softmax_backward(fm, R, N, x, y, dy, dx);
+            nomul_log_softmax_forward(&fm, R, N, x, y);
+            nomul_log_softmax_backward(&fm, R, N, x, y, dy, dx);
         } else {
-            nomul_layer_norm_forward(fm, R, N, x, g, b, 1e-5f, y, mean, rstd);
-            nomul_layer_norm_backward(fm, R, N, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
+            nomul_layer_norm_forward(&fm, R, N, x, g, b, 1e-5f, y, mean, rstd);
+            nomul_layer_norm_backward(&fm, R, N, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
         }
         for (int i = 0; i < R; i++) {
             double xd[N];
@@ -178,16 +178,16 @@ static void test_pa_forms_match_recipes(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0xF1};
-    nomul_fmode pm = {1, 1, 1.0f};
+    nomul_op_cfg pm = {NOMUL_OP_PAM, 1, 1.0f};
     float x[R * N], y[R * N], dy[R * N], dx[R * N], want[N], g[N], b[N], mean[R], rstd[R];
     fill(&r, x, R * N, -3, 3);
     fill(&r, dy, R * N, -3, 0);
     fill(&r, g, N, -1, 0);
     fill(&r, b, N, -1, 0);
     x[3] = x[N + 7] = -INFINITY; /* masks */
-    nomul_softmax_forward(pm, R, N, x, y);
+    nomul_softmax_forward(&pm, R, N, x, y);
     memset(dx, 0, sizeof dx);
-    nomul_softmax_backward(pm, R, N, x, y, dy, dx);
+    nomul_softmax_backward(&pm, R, N, x, y, dy, dx);
     for (int i = 0; i < R; i++) {
         pa_softmax_row(N, x + i * N, want);
         float dot = 0;
@@ -201,7 +201,7 @@ static void test_pa_forms_match_recipes(void **state)
     }
     assert_true(y[3] == 0.0f && y[N + 7] == 0.0f);
     /* log_softmax: x − PAD(s + palog2(Σ paexp2(t − s)), log2e) */
-    nomul_log_softmax_forward(pm, R, N, x, y);
+    nomul_log_softmax_forward(&pm, R, N, x, y);
     for (int i = 0; i < R; i++) {
         float t[N], mx = -INFINITY, sum = 0;
         for (int j = 0; j < N; j++) {
@@ -217,7 +217,7 @@ static void test_pa_forms_match_recipes(void **state)
     }
     /* layer norm: PAM(PAD(x − μ, pa_sqrt(σ² + ε)), γ) + β */
     fill(&r, x, R * N, -3, 3);
-    nomul_layer_norm_forward(pm, R, N, x, g, b, 1e-5f, y, mean, rstd);
+    nomul_layer_norm_forward(&pm, R, N, x, g, b, 1e-5f, y, mean, rstd);
     for (int i = 0; i < R; i++) {
         float sum = 0, q = 0;
         for (int j = 0; j < N; j++)
@@ -241,16 +241,16 @@ static void test_pa_forms_match_recipes(void **state)
  * must agree within 1%. Softmax gives masked inputs exactly 0. */
 static double pa_objective(int op, const float *x, const float *dy, const float *g, const float *b)
 {
-    nomul_fmode ex = {1, 0, 1.0f};
+    nomul_op_cfg ex = {NOMUL_OP_PAM, 0, 1.0f};
     float y[N], mean[1], rstd[1];
     if (op == 0)
-        nomul_softmax_forward(ex, 1, N, x, y);
+        nomul_softmax_forward(&ex, 1, N, x, y);
     else if (op == 1)
-        nomul_log_softmax_forward(ex, 1, N, x, y);
+        nomul_log_softmax_forward(&ex, 1, N, x, y);
     else if (op == 2)
-        nomul_layer_norm_forward(ex, 1, N, x, g, b, 1e-5f, y, mean, rstd);
+        nomul_layer_norm_forward(&ex, 1, N, x, g, b, 1e-5f, y, mean, rstd);
     else { /* logsumexp: one value */
-        nomul_logsumexp_forward(ex, 1, N, x, y);
+        nomul_logsumexp_forward(&ex, 1, N, x, y);
         return (double)dy[0] * y[0];
     }
     double s = 0;
@@ -264,7 +264,7 @@ static void test_pa_exact_backward(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0xF2};
-    nomul_fmode ex = {1, 0, 1.0f};
+    nomul_op_cfg ex = {NOMUL_OP_PAM, 0, 1.0f};
     float x[N], y[N], dy[N], dx[N], g[N], b[N], mean[1], rstd[1], dg[N], db[N];
     /* 24 rows an op (6 when shrunk): the share that agrees varies from row to row
      * (a row's breakpoints are shared by its coordinates), so a few rows make
@@ -285,16 +285,16 @@ static void test_pa_exact_backward(void **state)
             memset(dg, 0, sizeof dg);
             memset(db, 0, sizeof db);
             if (op == 0) {
-                nomul_softmax_forward(ex, 1, N, x, y);
-                nomul_softmax_backward(ex, 1, N, x, y, dy, dx);
+                nomul_softmax_forward(&ex, 1, N, x, y);
+                nomul_softmax_backward(&ex, 1, N, x, y, dy, dx);
             } else if (op == 1) {
-                nomul_log_softmax_forward(ex, 1, N, x, y);
-                nomul_log_softmax_backward(ex, 1, N, x, y, dy, dx);
+                nomul_log_softmax_forward(&ex, 1, N, x, y);
+                nomul_log_softmax_backward(&ex, 1, N, x, y, dy, dx);
             } else if (op == 2) {
-                nomul_layer_norm_forward(ex, 1, N, x, g, b, 1e-5f, y, mean, rstd);
-                nomul_layer_norm_backward(ex, 1, N, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
+                nomul_layer_norm_forward(&ex, 1, N, x, g, b, 1e-5f, y, mean, rstd);
+                nomul_layer_norm_backward(&ex, 1, N, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
             } else {
-                nomul_logsumexp_backward(ex, 1, N, x, dy, dx);
+                nomul_logsumexp_backward(&ex, 1, N, x, dy, dx);
             }
             /* softmax sends nothing to a masked input (log_softmax passes dy through) */
             if (op == 0 && dx[5] != 0.0f)
@@ -330,10 +330,10 @@ static void test_cross_entropy(void **state)
     int tgt[R] = {3, -100, 0, 36, 12};
     fill(&r, x, R * N, -2, 2);
     for (int pa = 0; pa <= 1; pa++) {
-        nomul_fmode m = {pa, 1, 1.0f};
-        nomul_log_softmax_forward(m, R, N, x, lp);
+        nomul_op_cfg m = {pa ? NOMUL_OP_PAM : NOMUL_OP_STANDARD, 1, 1.0f};
+        nomul_log_softmax_forward(&m, R, N, x, lp);
         int count;
-        float loss = nomul_cross_entropy_forward(m, R, N, lp, tgt, -100, 0.1f, &count);
+        float loss = nomul_cross_entropy_forward(&m, R, N, lp, tgt, -100, 0.1f, &count);
         assert_int_equal(count, 4);
         double want = 0;
         for (int i = 0; i < R; i++) {
@@ -349,9 +349,9 @@ static void test_cross_entropy(void **state)
         if (!(fabs(loss - want) <= (pa ? 0.12 : 1e-5) * fabs(want)))
             FAIL_SEED("cross-entropy pa=%d: %g, want %g", pa, (double)loss, want);
         float d[R * N] = {0}, d2[R * N] = {0};
-        nomul_cross_entropy_backward(m, R, N, lp, tgt, -100, 0.1f, 1.0f, d);
-        nomul_fmode ex = {pa, 0, 1.0f};
-        nomul_cross_entropy_backward(ex, R, N, lp, tgt, -100, 0.1f, 1.0f, d2);
+        nomul_cross_entropy_backward(&m, R, N, lp, tgt, -100, 0.1f, 1.0f, d);
+        nomul_op_cfg ex = {pa ? NOMUL_OP_PAM : NOMUL_OP_STANDARD, 0, 1.0f};
+        nomul_cross_entropy_backward(&ex, R, N, lp, tgt, -100, 0.1f, 1.0f, d2);
         for (int c = 0; c < N; c++)
             assert_true(d[N + c] == 0.0f && d2[N + c] == 0.0f); /* the ignored row */
         if (!pa) {
@@ -366,9 +366,9 @@ static void test_cross_entropy(void **state)
                     continue;
                 float keep = lp[i], h = ldexpf(1.0f, ilogbf(keep) - 10);
                 lp[i] = keep + h;
-                double up = nomul_cross_entropy_forward(ex, R, N, lp, tgt, -100, 0.1f, &count);
+                double up = nomul_cross_entropy_forward(&ex, R, N, lp, tgt, -100, 0.1f, &count);
                 lp[i] = keep - h;
-                double dn = nomul_cross_entropy_forward(ex, R, N, lp, tgt, -100, 0.1f, &count);
+                double dn = nomul_cross_entropy_forward(&ex, R, N, lp, tgt, -100, 0.1f, &count);
                 lp[i] = keep;
                 double fd = (up - dn) / (2.0 * h);
                 total++;
@@ -380,11 +380,11 @@ static void test_cross_entropy(void **state)
         }
     }
     int bad[R] = {3, 99, 0, 1, 2}, count;
-    nomul_fmode m = {0, 0, 1.0f};
-    assert_true(isnan(nomul_cross_entropy_forward(m, R, N, lp, bad, -100, 0.0f, &count)));
+    nomul_op_cfg m = {NOMUL_OP_STANDARD, 0, 1.0f};
+    assert_true(isnan(nomul_cross_entropy_forward(&m, R, N, lp, bad, -100, 0.0f, &count)));
     assert_int_equal(count, -1);
     int none[R] = {-100, -100, -100, -100, -100};
-    assert_true(nomul_cross_entropy_forward(m, R, N, lp, none, -100, 0.0f, &count) == 0.0f);
+    assert_true(nomul_cross_entropy_forward(&m, R, N, lp, none, -100, 0.0f, &count) == 0.0f);
     assert_int_equal(count, 0);
 }
 
@@ -400,12 +400,12 @@ static void test_batch_norm(void **state)
     fill(&r, g, C, -1, 0);
     fill(&r, b, C, -1, 0);
     for (int pa = 0; pa <= 1; pa++) {
-        nomul_fmode m = {pa, 0, 1.0f};
+        nomul_op_cfg m = {pa ? NOMUL_OP_PAM : NOMUL_OP_STANDARD, 0, 1.0f};
         for (int c = 0; c < C; c++) {
             rm[c] = 0.0f;
             rv[c] = 1.0f;
         }
-        nomul_batch_norm_forward(m, NB, C, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, y, mean, rstd);
+        nomul_batch_norm_forward(&m, NB, C, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, y, mean, rstd);
         for (int c = 0; c < C; c++) {
             float row[NB * S], gam[NB * S], bet[NB * S], want[NB * S], mu, rs;
             for (int i = 0; i < NB; i++)
@@ -414,7 +414,7 @@ static void test_batch_norm(void **state)
                     gam[i * S + s] = g[c];
                     bet[i * S + s] = b[c];
                 }
-            nomul_layer_norm_forward(m, 1, NB * S, row, gam, bet, 1e-5f, want, &mu, &rs);
+            nomul_layer_norm_forward(&m, 1, NB * S, row, gam, bet, 1e-5f, want, &mu, &rs);
             for (int i = 0; i < NB; i++)
                 for (int s = 0; s < S; s++)
                     assert_int_equal(tu_bits(y[(i * C + c) * S + s]), tu_bits(want[i * S + s]));
@@ -431,7 +431,7 @@ static void test_batch_norm(void **state)
         if (pa) {
             float rm2[C] = {0}, rv2[C] = {1, 1, 1, 1}, y2[M], mean2[C], rstd2[C];
             for (int it = 0; it < 300; it++)
-                nomul_batch_norm_forward(m, NB, C, S, x, g, b, 1e-5f, 0.1f, 1, rm2, rv2, y2, mean2,
+                nomul_batch_norm_forward(&m, NB, C, S, x, g, b, 1e-5f, 0.1f, 1, rm2, rv2, y2, mean2,
                                          rstd2);
             for (int c = 0; c < C; c++) {
                 double mu = 0, var = 0;
@@ -451,7 +451,7 @@ static void test_batch_norm(void **state)
         }
         /* evaluation uses the running statistics */
         float ye[M];
-        nomul_batch_norm_forward(m, NB, C, S, x, g, b, 1e-5f, 0.1f, 0, rm, rv, ye, mean, rstd);
+        nomul_batch_norm_forward(&m, NB, C, S, x, g, b, 1e-5f, 0.1f, 0, rm, rv, ye, mean, rstd);
         for (int i = 0; i < M; i++) {
             int c = (i / S) % C;
             if (pa) { /* PAM(PAD(x − μ_run, pa_sqrt(σ²_run + ε)), γ) + β */
@@ -467,21 +467,21 @@ static void test_batch_norm(void **state)
     /* exact PA backward: rise over run of Σ dy·y along each input (four draws;
      * with 15 values per channel, breakpoints are met more often than in
      * layer norm's longer rows) */
-    nomul_fmode ex = {1, 0, 1.0f};
+    nomul_op_cfg ex = {NOMUL_OP_PAM, 0, 1.0f};
     int agree = 0, total = 0;
     for (int rep = 0; rep < 4; rep++) {
         float dy[M], dx[M] = {0}, dg[C] = {0}, db[C] = {0};
         fill(&r, x, M, -2, 2);
         fill(&r, dy, M, -1, 0);
-        nomul_batch_norm_forward(ex, NB, C, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, y, mean, rstd);
-        nomul_batch_norm_backward(ex, NB, C, S, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
+        nomul_batch_norm_forward(&ex, NB, C, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, y, mean, rstd);
+        nomul_batch_norm_backward(&ex, NB, C, S, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
         for (int k = 0; k < M; k++) {
             double obj[2];
             float keep = x[k], h = ldexpf(1.0f, ilogbf(keep) - 10);
             for (int sgn = 0; sgn < 2; sgn++) {
                 x[k] = sgn ? keep - h : keep + h;
                 float yy[M], mm[C], rr[C], a[C] = {0}, v[C] = {0};
-                nomul_batch_norm_forward(ex, NB, C, S, x, g, b, 1e-5f, 0.1f, 1, a, v, yy, mm, rr);
+                nomul_batch_norm_forward(&ex, NB, C, S, x, g, b, 1e-5f, 0.1f, 1, a, v, yy, mm, rr);
                 obj[sgn] = 0;
                 for (int i = 0; i < M; i++)
                     obj[sgn] += (double)dy[i] * yy[i];
@@ -508,21 +508,22 @@ static void test_gelu(void **state)
     fill(&r, x, M, -3, 2);
     for (int i = 0; i < M; i++)
         dy[i] = 1.0f;
-    nomul_fmode ex = {1, 0, 1.0f}, ap = {1, 1, 1.0f}, fl = {0, 0, 1.0f};
-    nomul_gelu_forward(ex, M, x, y);
+    nomul_op_cfg ex = {NOMUL_OP_PAM, 0, 1.0f}, ap = {NOMUL_OP_PAM, 1, 1.0f};
+    nomul_op_cfg fl = {NOMUL_OP_STANDARD, 0, 1.0f};
+    nomul_gelu_forward(&ex, M, x, y);
     for (int i = 0; i < M; i++) {
         float s = nomul_pam_div(1.0f, 1.0f + nomul_pa_exp(-nomul_pam_mul(1.702f, x[i])));
         assert_int_equal(tu_bits(y[i]), tu_bits(nomul_pam_mul(x[i], s)));
     }
     int agree = 0;
     memset(dx, 0, sizeof dx);
-    nomul_gelu_backward(ex, M, x, dy, dx);
+    nomul_gelu_backward(&ex, M, x, dy, dx);
     for (int i = 0; i < M; i++) {
         float keep = x[i], h = ldexpf(1.0f, ilogbf(keep) - 12), up, dn;
         x[i] = keep + h;
-        nomul_gelu_forward(ex, 1, &x[i], &up);
+        nomul_gelu_forward(&ex, 1, &x[i], &up);
         x[i] = keep - h;
-        nomul_gelu_forward(ex, 1, &x[i], &dn);
+        nomul_gelu_forward(&ex, 1, &x[i], &dn);
         x[i] = keep;
         double fd = ((double)up - dn) / (2.0 * h);
         agree += fabs(fd - dx[i]) <= 0.01 * fabs(dx[i]) + 1e-6;
@@ -530,8 +531,8 @@ static void test_gelu(void **state)
     if (agree < 0.8 * M)
         FAIL_SEED("GELU exact PA backward matches the rise over run at %d of %d", agree, M);
     float da[M] = {0}, df[M] = {0};
-    nomul_gelu_backward(ap, M, x, dy, da);
-    nomul_gelu_backward(fl, M, x, dy, df);
+    nomul_gelu_backward(&ap, M, x, dy, da);
+    nomul_gelu_backward(&fl, M, x, dy, df);
     for (int i = 0; i < M; i++) { /* all three estimate the same slope */
         assert_true(fabs(da[i] - df[i]) < 0.2 * fabs(df[i]) + 0.05);
         double xd = x[i], h = 1e-4;
@@ -548,12 +549,12 @@ static void test_offset(void **state)
     (void)state;
     tu_rng r = {tu_seed() ^ 0xF6};
     const float off = 1.0552f;
-    nomul_fmode ex = {1, 0, off};
+    nomul_op_cfg ex = {NOMUL_OP_PAM, 0, off};
     float x[N], y[N], g[N], b[N], mean[1], rstd[1];
     fill(&r, x, N, -2, 2);
     fill(&r, g, N, -1, 0);
     fill(&r, b, N, -1, 0);
-    nomul_softmax_forward(ex, 1, N, x, y);
+    nomul_softmax_forward(&ex, 1, N, x, y);
     float t[N], mx = -INFINITY, sum = 0;
     for (int j = 0; j < N; j++) {
         t[j] = nomul_pam_mul_off(x[j], L2E, off);
@@ -564,7 +565,7 @@ static void test_offset(void **state)
         sum += (t[j] = nomul_paexp2(t[j] - s));
     for (int j = 0; j < N; j++)
         assert_int_equal(tu_bits(y[j]), tu_bits(nomul_pam_div(t[j], sum)));
-    nomul_layer_norm_forward(ex, 1, N, x, g, b, 1e-5f, y, mean, rstd);
+    nomul_layer_norm_forward(&ex, 1, N, x, g, b, 1e-5f, y, mean, rstd);
     float su = 0, q = 0;
     for (int j = 0; j < N; j++)
         su += x[j];
@@ -586,14 +587,14 @@ static void test_offset(void **state)
         float dy[N], dx[N] = {0}, dg[N] = {0}, db[N] = {0};
         fill(&r, x, N, -2, 2);
         fill(&r, dy, N, -1, 0);
-        nomul_layer_norm_forward(ex, 1, N, x, g, b, 1e-5f, y, mean, rstd);
-        nomul_layer_norm_backward(ex, 1, N, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
+        nomul_layer_norm_forward(&ex, 1, N, x, g, b, 1e-5f, y, mean, rstd);
+        nomul_layer_norm_backward(&ex, 1, N, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
         for (int k = 0; k < N; k++) {
             float keep = x[k], h = ldexpf(1.0f, ilogbf(keep) - 10), yy[N];
             double o[2];
             for (int sg = 0; sg < 2; sg++) {
                 x[k] = sg ? keep - h : keep + h;
-                nomul_layer_norm_forward(ex, 1, N, x, g, b, 1e-5f, yy, mean, rstd);
+                nomul_layer_norm_forward(&ex, 1, N, x, g, b, 1e-5f, yy, mean, rstd);
                 o[sg] = 0;
                 for (int j = 0; j < N; j++)
                     o[sg] += (double)dy[j] * yy[j];
@@ -624,7 +625,7 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
     static const int widths[] = {1, 2, 7, 16, 37, 64, 300};
     for (int rep = 0; rep < 28; rep++) {
         int bn = rep % 2, n = widths[(rep / 2) % 7], rows = 3;
-        nomul_fmode m = {1, (rep / 14) % 2, rep % 4 < 2 ? 1.0f : 1.0552f};
+        nomul_op_cfg m = {NOMUL_OP_PAM, (rep / 14) % 2, rep % 4 < 2 ? 1.0f : 1.0552f};
         /* batch norm: 2 images, 3 channels, S positions; layer norm: 3 rows of n */
         int S = bn ? (n < 70 ? n : 70) : 0, total = bn ? 2 * 3 * S : rows * n;
         fill(&r, x, total, -3, 3);
@@ -645,12 +646,12 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
             memset(db, 0, sizeof out[twin][5]);
             if (bn) {
                 float rm[3] = {0}, rv[3] = {1, 1, 1};
-                nomul_batch_norm_forward(m, 2, 3, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, o, mean,
+                nomul_batch_norm_forward(&m, 2, 3, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, o, mean,
                                          rstd);
-                nomul_batch_norm_backward(m, 2, 3, S, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
+                nomul_batch_norm_backward(&m, 2, 3, S, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
             } else {
-                nomul_layer_norm_forward(m, rows, n, x, g, b, 1e-5f, o, mean, rstd);
-                nomul_layer_norm_backward(m, rows, n, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
+                nomul_layer_norm_forward(&m, rows, n, x, g, b, 1e-5f, o, mean, rstd);
+                nomul_layer_norm_backward(&m, rows, n, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
             }
         }
         nomul_pa_chains_scalar = 0;
@@ -678,7 +679,7 @@ static void test_pa_gelu_matches_scalar_chain(void **state)
     static const long sizes[] = {1, 5, 255, 256, 257, 1000};
     for (int rep = 0; rep < 24; rep++) {
         long n = sizes[rep % 6];
-        nomul_fmode m = {1, (rep / 6) % 2, (rep / 12) % 2 ? 1.0552f : 1.0f};
+        nomul_op_cfg m = {NOMUL_OP_PAM, (rep / 6) % 2, (rep / 12) % 2 ? 1.0552f : 1.0f};
         fill(&r, x, (int)n, -4, 6);
         fill(&r, dy, (int)n, -3, 0);
         for (long i = 0; i < n; i += 7)
@@ -691,8 +692,8 @@ static void test_pa_gelu_matches_scalar_chain(void **state)
         for (int twin = 0; twin < 2; twin++) {
             nomul_pa_chains_scalar = twin;
             memset(out[twin], 0, sizeof out[twin]);
-            nomul_gelu_forward(m, n, x, out[twin][0]);
-            nomul_gelu_backward(m, n, x, dy, out[twin][1]);
+            nomul_gelu_forward(&m, n, x, out[twin][0]);
+            nomul_gelu_backward(&m, n, x, dy, out[twin][1]);
         }
         nomul_pa_chains_scalar = 0;
         for (int k = 0; k < 2; k++)
@@ -723,7 +724,7 @@ static void test_pa_lse_backward_matches_definition(void **state)
     for (int v = 0; v < 4; v++) {
         int n = v & 1 ? NL : N;
         float off = v & 2 ? 1.0552f : 1.0f;
-        nomul_fmode ex = {1, 0, off};
+        nomul_op_cfg ex = {NOMUL_OP_PAM, 0, off};
         fill(&r, x, n, -3, 4);
         fill(&r, dy, n, -4, 0);
         x[1] = -INFINITY;
@@ -748,10 +749,10 @@ static void test_pa_lse_backward_matches_definition(void **state)
             float dsum = nomul_palog2_grad(sum, dw);
             memset(dx, 0, sizeof dx);
             if (op == 0) {
-                nomul_log_softmax_forward(ex, 1, n, x, y);
-                nomul_log_softmax_backward(ex, 1, n, x, y, dy, dx);
+                nomul_log_softmax_forward(&ex, 1, n, x, y);
+                nomul_log_softmax_backward(&ex, 1, n, x, y, dy, dx);
             } else {
-                nomul_logsumexp_backward(ex, 1, n, x, &gsum, dx);
+                nomul_logsumexp_backward(&ex, 1, n, x, &gsum, dx);
             }
             for (int j = 0; j < n; j++) {
                 float g = nomul_paexp2_grad(u[j], dsum);

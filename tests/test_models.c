@@ -152,7 +152,7 @@ static double train(int pa, double *first)
         ve[i] = calloc((size_t)p[i].t->n, sizeof(float));
     }
     nomul_adamw opt;
-    nomul_adamw_init(&opt, 0.002f, 0.0f, pa);
+    nomul_adamw_init(&opt, 0.002f, 0.0f, &c.family[NOMUL_CFG_OPT_FUNCTIONAL]);
     nomul_graph *g = nomul_graph_new(1 << 24);
     int y[B];
     double loss = 0, tail = 0;

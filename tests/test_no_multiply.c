@@ -3,8 +3,9 @@
  * contains no float multiply, divide, square root, reciprocal, dot product or
  * FMA instruction: every object of src/arith and src/gemm is disassembled
  * (objdump, binutils) and each mnemonic matched against the forbidden
- * families, and the same for the PA optimizer's object. (The float baseline
- * calls OpenBLAS, outside these objects.) The matcher itself is
+ * families, and the same for the PA optimizer's object and the PA composite
+ * operations' object (softmax, layer norm, cross-entropy, GELU, ...). (The
+ * float baseline calls OpenBLAS, outside these objects.) The matcher itself is
  * checked on known mnemonics first, so the test can fail.
  */
 #include <glob.h>
@@ -145,6 +146,17 @@ static void test_pa_optimizer_has_no_float_multiply(void **state)
     assert_true(scan_glob(pattern, 1, &saw) > 100);
 }
 
+/* The PA forms of the composite operations have an object of their own
+ * (the float forms and the dispatch live in the others of src/functional). */
+static void test_pa_composites_have_no_float_multiply(void **state)
+{
+    (void)state;
+    char pattern[512];
+    int saw = 0;
+    snprintf(pattern, sizeof pattern, "%s/src/functional/functional_pa.o", build_dir());
+    assert_true(scan_glob(pattern, 1, &saw) > 1000);
+}
+
 int main(void)
 {
     if (regcomp(&re, forbidden, REG_EXTENDED | REG_NOSUB) != 0) {
@@ -156,6 +168,7 @@ int main(void)
         cmocka_unit_test(test_arith_objects_have_no_float_multiply),
         cmocka_unit_test(test_gemm_objects_have_no_float_multiply),
         cmocka_unit_test(test_pa_optimizer_has_no_float_multiply),
+        cmocka_unit_test(test_pa_composites_have_no_float_multiply),
     };
     int rc = cmocka_run_group_tests_name("no_multiply", tests, NULL, NULL);
     regfree(&re);

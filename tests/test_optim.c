@@ -18,6 +18,10 @@
 #include "nomul/nomul.h"
 #include "testutil.h"
 
+/* opt_functional_cfg: float, and PA without an offset */
+static const nomul_op_cfg float_cfg = {NOMUL_OP_STANDARD, 0, 1.0f};
+static const nomul_op_cfg pa_cfg = {NOMUL_OP_PAM, 0, 1.0f};
+
 static float pm(float a, float b, float off)
 {
     return off != 1.0f ? nomul_pam_mul_off(a, b, off) : nomul_pam_mul(a, b);
@@ -37,8 +41,7 @@ static void test_adamw_pa_matches_definition(void **state)
             m[i] = v[i] = rm[i] = rv[i] = 0.0f;
         }
         nomul_adamw o;
-        nomul_adamw_init(&o, 1e-3f, wd, 1);
-        o.offset = off;
+        nomul_adamw_init(&o, 1e-3f, wd, &(nomul_op_cfg){NOMUL_OP_PAM, 0, off});
         o.moments = delta ? NOMUL_ADAM_MOMENTS_DELTA : NOMUL_ADAM_MOMENTS_REFERENCE;
         float b1t = 1.0f, b2t = 1.0f;
         for (int step = 0; step < 5; step++) {
@@ -83,7 +86,7 @@ static void test_adamw_float_matches_fairseq(void **state)
     for (int i = 0; i < N; i++)
         dp[i] = p[i] = tu_normal(&r, -3, 1, 1);
     nomul_adamw o;
-    nomul_adamw_init(&o, 3e-3f, 0.05f, 0);
+    nomul_adamw_init(&o, 3e-3f, 0.05f, &float_cfg);
     for (int t = 1; t <= 20; t++) {
         for (int i = 0; i < N; i++)
             g[i] = tu_normal(&r, -5, 0, 1);
@@ -115,7 +118,7 @@ static void test_sgd_both_modes(void **state)
                 b[i] = rb[i] = 0.0f;
             }
             nomul_sgd o;
-            nomul_sgd_init(&o, 0.1f, 0.9f, 5e-4f, pa);
+            nomul_sgd_init(&o, 0.1f, 0.9f, 5e-4f, pa ? &pa_cfg : &float_cfg);
             o.nesterov = nest;
             for (int step = 0; step < 4; step++) {
                 for (int i = 0; i < N; i++)
@@ -154,7 +157,7 @@ static void test_clip_grad_norm(void **state)
             a[i] = ra[i] = tu_normal(&r, -2, 1, 1);
         for (int i = 0; i < 1300; i++)
             b[i] = rb[i] = tu_normal(&r, -2, 1, 1);
-        float norm = nomul_clip_grad_norm(2, grads, sizes, 1.0f, pa);
+        float norm = nomul_clip_grad_norm(2, grads, sizes, 1.0f, pa ? &pa_cfg : &float_cfg);
         if (pa) {
             float s = 0.0f;
             for (int i = 0; i < 700; i++)
@@ -184,7 +187,7 @@ static void test_clip_grad_norm(void **state)
     /* below the limit nothing changes */
     float small[3] = {0.1f, 0.2f, 0.2f}, *gs[1] = {small};
     size_t n3[1] = {3};
-    nomul_clip_grad_norm(1, gs, n3, 1.0f, 1);
+    nomul_clip_grad_norm(1, gs, n3, 1.0f, &pa_cfg);
     assert_true(small[0] == 0.1f && small[2] == 0.2f);
 }
 
@@ -228,7 +231,7 @@ static void test_pa_adamw_converges(void **state)
         target[i] = tu_normal(&r, -2, 0, 1);
     }
     nomul_adamw o;
-    nomul_adamw_init(&o, 0.05f, 0.0f, 1);
+    nomul_adamw_init(&o, 0.05f, 0.0f, &pa_cfg);
     double first = 0, last = 0;
     for (int step = 0; step < 400; step++) {
         double loss = 0;
@@ -262,7 +265,7 @@ static void test_pa_adamw_moment_fixed_points(void **state)
     nomul_adamw o[2];
     double sm[2] = {0, 0}, sv[2] = {0, 0}, sg = 0, sg2 = 0;
     for (int f = 0; f < 2; f++) {
-        nomul_adamw_init(&o[f], 1e-3f, 0.0f, 1);
+        nomul_adamw_init(&o[f], 1e-3f, 0.0f, &pa_cfg);
         o[f].moments = f ? NOMUL_ADAM_MOMENTS_DELTA : NOMUL_ADAM_MOMENTS_REFERENCE;
     }
     for (int step = 0; step < STEPS; step++) {

@@ -195,7 +195,7 @@ static double train_reverse(int pa, nomul_seq2seq **out_model, uint64_t seed)
         ve[i] = calloc((size_t)p[i].t->n, sizeof(float));
     }
     nomul_adamw opt;
-    nomul_adamw_init(&opt, 3e-3f, 0.0f, pa);
+    nomul_adamw_init(&opt, 3e-3f, 0.0f, &c.family[NOMUL_CFG_OPT_FUNCTIONAL]);
     nomul_graph *g = nomul_graph_new((size_t)1 << 26);
     int src[B * S], tin[B * (S + 1)], tout[B * (S + 1)], len[B];
     /* the PA model trains more slowly: at 300 steps its loss ranged up to

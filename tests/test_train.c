@@ -125,7 +125,7 @@ static void test_config_keys(void **state)
     assert_int_equal(c.epochs, 7);
     assert_string_equal(c.train_images, "/x/y z.gz");
     assert_true(c.std[2] == 0.3f && c.std[3] == 0.3f);
-    assert_int_equal(c.ops.family[NOMUL_CFG_NORM].subtype, NOMUL_OP_PAM_LN);
+    assert_int_equal(c.ops.family[NOMUL_CFG_NORM].subtype, NOMUL_OP_PAM);
     assert_true(c.ops.family[NOMUL_CFG_FUNCTIONAL].offset == 1.0552f);
 
     /* the JSON a checkpoint stores reads back to the same configuration */

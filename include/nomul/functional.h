@@ -3,13 +3,15 @@
  * forward/backward functions on float buffers (llm.c style), each in
  * standard float or piecewise affine form:
  *
- *   softmax, log_softmax (rows, −∞ masks give exactly 0 probability)
- *   layer_norm (rows, with γ and β)
+ *   softmax, log_softmax, logsumexp (rows, −∞ masks give exactly 0 probability)
+ *   layer_norm (rows, with γ and β), batch_norm (channels)
  *   label-smoothed cross-entropy with an ignore index, over log_softmax
+ *   GELU
  *
- * A nomul_fmode selects the form: pa = 0 is float; pa = 1 is the PA
- * composite exactly as the spec builds it, with approx_bwd choosing the
- * backward: 1, the derivative of the exact function evaluated in PA
+ * The family's nomul_op_cfg (nomul/opcfg.h) selects the form: "standard" is
+ * float; "pam" is the PA composite exactly as the spec builds it, every PAM
+ * with the cfg's offset (PAM(PAM(a, b), offset)), and approx_bwd choosing
+ * the backward: 1, the derivative of the exact function evaluated in PA
  * arithmetic; 0, the chain of the exact (piecewise constant) derivatives of
  * every PA primitive used. Backward functions accumulate (+=) into the
  * input gradients, like llm.c's.
@@ -17,41 +19,41 @@
 #ifndef NOMUL_FUNCTIONAL_H
 #define NOMUL_FUNCTIONAL_H
 
+#include "nomul/opcfg.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef struct nomul_fmode {
-    int pa;
-    int approx_bwd;
-    float offset; /* PA: every PAM of the operation is PAM(PAM(a, b), offset); 0 or 1: none */
-} nomul_fmode;
-
 /* x, y: (rows, n). PA: t = PAM(x, log2e), s = ⌊max t⌋ per row,
  * e = paexp2(t − s), y = PAD(e, Σe). */
-void nomul_softmax_forward(nomul_fmode m, int rows, int n, const float *x, float *y);
+void nomul_softmax_forward(const nomul_op_cfg *cfg, int rows, int n, const float *x, float *y);
 /* dx += ∂/∂x given dy; needs x (exact PA backward) and y. */
-void nomul_softmax_backward(nomul_fmode m, int rows, int n, const float *x, const float *y,
-                            const float *dy, float *dx);
+void nomul_softmax_backward(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                            const float *y, const float *dy, float *dx);
 
-/* y = x − logsumexp(x) per row; PA: logsumexp = PAD(s + palog2(Σ paexp2(t − s)), log2e). */
-void nomul_log_softmax_forward(nomul_fmode m, int rows, int n, const float *x, float *y);
-void nomul_log_softmax_backward(nomul_fmode m, int rows, int n, const float *x, const float *y,
-                                const float *dy, float *dx);
+/* y = x − logsumexp(x) per row; PA: logsumexp = PAD(s + palog2(Σ paexp2(t − s)), log2e).
+ * The backward needs y (float) or x (PA). */
+void nomul_log_softmax_forward(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                               float *y);
+void nomul_log_softmax_backward(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                                const float *y, const float *dy, float *dx);
 
 /* lse (rows) = logsumexp of each row; PA: PAD(s + palog2(Σ paexp2(t − s)), log2e). */
-void nomul_logsumexp_forward(nomul_fmode m, int rows, int n, const float *x, float *lse);
+void nomul_logsumexp_forward(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                             float *lse);
 /* dx += ∂lse/∂x · dlse (per row). */
-void nomul_logsumexp_backward(nomul_fmode m, int rows, int n, const float *x, const float *dlse,
-                              float *dx);
+void nomul_logsumexp_backward(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                              const float *dlse, float *dx);
 
 /* y = PAM(PAD(x − μ, pa_sqrt(σ² + eps)), γ) + β per row (PA), the usual
  * layer norm in float; mean and rstd (rows) are saved for the backward. */
-void nomul_layer_norm_forward(nomul_fmode m, int rows, int n, const float *x, const float *gamma,
-                              const float *beta, float eps, float *y, float *mean, float *rstd);
+void nomul_layer_norm_forward(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                              const float *gamma, const float *beta, float eps, float *y,
+                              float *mean, float *rstd);
 /* dx, dgamma, dbeta += gradients. In PA mode rstd holds pa_sqrt(σ² + eps)
  * itself (the divisor), in float mode its reciprocal. */
-void nomul_layer_norm_backward(nomul_fmode m, int rows, int n, const float *x,
+void nomul_layer_norm_backward(const nomul_op_cfg *cfg, int rows, int n, const float *x,
                                const float *gamma, const float *mean, const float *rstd,
                                float eps, const float *dy, float *dx, float *dgamma,
                                float *dbeta);
@@ -60,12 +62,12 @@ void nomul_layer_norm_backward(nomul_fmode m, int rows, int n, const float *x,
  * over its n·S values with γ_c, β_c. training: batch statistics, saved in
  * mean/rstd (C) as for layer norm, and the running ones updated with
  * momentum (PAMs in PA mode; unbiased variance); else the running ones. */
-void nomul_batch_norm_forward(nomul_fmode m, int n, int C, int S, const float *x,
+void nomul_batch_norm_forward(const nomul_op_cfg *cfg, int n, int C, int S, const float *x,
                               const float *gamma, const float *beta, float eps, float momentum,
                               int training, float *running_mean, float *running_var, float *y,
                               float *mean, float *rstd);
 /* Training-mode backward: dx, dγ, dβ +=. */
-void nomul_batch_norm_backward(nomul_fmode m, int n, int C, int S, const float *x,
+void nomul_batch_norm_backward(const nomul_op_cfg *cfg, int n, int C, int S, const float *x,
                                const float *gamma, const float *mean, const float *rstd,
                                float eps, const float *dy, float *dx, float *dgamma,
                                float *dbeta);
@@ -74,20 +76,22 @@ void nomul_batch_norm_backward(nomul_fmode m, int n, int C, int S, const float *
  * loss = mean over rows whose target is not ignore_index of
  * (1 − ε)·(−logp[target]) + ε·mean_c(−logp[c]). In PA mode every scaling by
  * a constant is a PAM and the means are PADs. Returns the loss (0 when every
- * row is ignored) and the count of rows used. */
-float nomul_cross_entropy_forward(nomul_fmode m, int rows, int n, const float *logp,
+ * row is ignored) and the count of rows used (-1, and NaN, when a target is
+ * out of range). */
+float nomul_cross_entropy_forward(const nomul_op_cfg *cfg, int rows, int n, const float *logp,
                                   const int *target, int ignore_index, float smoothing,
                                   int *count);
 /* dlogp += ∂loss/∂logp · dloss. */
-void nomul_cross_entropy_backward(nomul_fmode m, int rows, int n, const float *logp,
+void nomul_cross_entropy_backward(const nomul_op_cfg *cfg, int rows, int n, const float *logp,
                                   const int *target, int ignore_index, float smoothing,
                                   float dloss, float *dlogp);
 
 /* GELU over n values. Float: x Φ(x) with the error function (PyTorch's
  * default). PA: nomul's form, x σ(1.702 x) with σ(z) = PAD(1, 1 + pa_exp(−z))
  * and both products PAMs (PAM_SPEC.md gives no GELU recipe). */
-void nomul_gelu_forward(nomul_fmode m, long n, const float *x, float *y);
-void nomul_gelu_backward(nomul_fmode m, long n, const float *x, const float *dy, float *dx);
+void nomul_gelu_forward(const nomul_op_cfg *cfg, long n, const float *x, float *y);
+void nomul_gelu_backward(const nomul_op_cfg *cfg, long n, const float *x, const float *dy,
+                         float *dx);
 
 #ifdef __cplusplus
 }

@@ -7,7 +7,8 @@
  *   m   = β1·m + (1 − β1)·g
  *   v   = β2·v + (1 − β2)·g²
  *   p  -= step · m / (√v + ε),  step = lr·√(1 − β2^t) / (1 − β1^t)
- * In PA mode every product is a PAM, every quotient a PAD, every square root
+ * In PA mode (opt_functional_cfg not "standard") every product is a PAM (with
+ * the configuration's offset), every quotient a PAD, every square root
  * pa_sqrt, including β^t (a running PAM product), the bias corrections and
  * the step size; the PA code lives in its own object, which the no-multiply
  * test disassembles.
@@ -31,23 +32,25 @@
 
 #include <stddef.h>
 
+#include "nomul/opcfg.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 typedef struct nomul_adamw {
     float lr, beta1, beta2, eps, weight_decay;
-    int pa;       /* 1: piecewise affine arithmetic throughout */
-    float offset; /* PAM's offset in PA mode, 1 for none */
-    long step;    /* steps taken */
+    nomul_op_cfg cfg; /* opt_functional_cfg: PA throughout, with its offset, when not standard */
+    long step;        /* steps taken */
     float beta1_t, beta2_t; /* β1^t, β2^t */
     int moments;            /* nomul_adam_moments: the PA moment form */
 } nomul_adamw;
 
 typedef enum { NOMUL_ADAM_MOMENTS_REFERENCE = 0, NOMUL_ADAM_MOMENTS_DELTA = 1 } nomul_adam_moments;
 
-/* Defaults as fairseq's transformer recipes: β = (0.9, 0.98), ε = 1e-8. */
-void nomul_adamw_init(nomul_adamw *o, float lr, float weight_decay, int pa);
+/* Defaults as fairseq's transformer recipes: β = (0.9, 0.98), ε = 1e-8; cfg
+ * (opt_functional_cfg) is copied. */
+void nomul_adamw_init(nomul_adamw *o, float lr, float weight_decay, const nomul_op_cfg *cfg);
 /* Begins a step (advances t, β^t): once per step, before the updates of
  * every parameter tensor. lr may change between steps (a schedule). */
 void nomul_adamw_begin_step(nomul_adamw *o);
@@ -58,19 +61,22 @@ void nomul_adamw_update(const nomul_adamw *o, size_t n, float *p, const float *g
 
 typedef struct nomul_sgd {
     float lr, momentum, weight_decay;
-    int nesterov, pa;
-    float offset;
+    int nesterov;
+    nomul_op_cfg cfg; /* opt_functional_cfg, as AdamW's */
 } nomul_sgd;
 
-void nomul_sgd_init(nomul_sgd *o, float lr, float momentum, float weight_decay, int pa);
+void nomul_sgd_init(nomul_sgd *o, float lr, float momentum, float weight_decay,
+                    const nomul_op_cfg *cfg);
 /* buf: the momentum buffer (zeros at the start; unused if momentum is 0). */
 void nomul_sgd_update(const nomul_sgd *o, size_t n, float *p, const float *g, float *buf);
 
 /* Gradient-norm clipping over several tensors: returns the norm √Σg² before
  * clipping; when it exceeds max_norm every gradient is scaled by
- * max_norm / (norm + 1e-6). PA mode: PAM squares, pa_sqrt, PAD, PAM. */
+ * max_norm / (norm + 1e-6). PA mode (cfg not standard): PAM squares,
+ * pa_sqrt, PAD, PAM, all without cfg's offset (as the clipping has always
+ * been computed; the optimizers' PAMs do use it). */
 float nomul_clip_grad_norm(size_t ntensors, float *const *grads, const size_t *sizes,
-                           float max_norm, int pa);
+                           float max_norm, const nomul_op_cfg *cfg);
 
 /* Learning-rate schedules, precomputed for every step before training, so a
  * training step only looks its value up. */

@@ -40,8 +40,9 @@ int nomul_vector_op_in_spec(int op);
 int nomul_vector_op_find(const char *name);
 
 /* Parses one line. Returns 1 and fills *c for a case, 0 for a blank or
- * comment line, -1 for a malformed line with a message in err. */
-int nomul_vector_parse(const char *line, nomul_vector_case *c, char *err, size_t errlen);
+ * comment line, -1 for a malformed line after reporting NOMUL_EFORMAT
+ * (nomul/error.h: the message says what is wrong, without the line number). */
+int nomul_vector_parse(const char *line, nomul_vector_case *c);
 /* Writes a case as one line (without newline); returns snprintf's count. */
 int nomul_vector_format(char *buf, size_t len, const nomul_vector_case *c);
 

@@ -1,7 +1,8 @@
 /*
  * vectors.c — the golden test-vector format of PAM_SPEC.md: parsing,
  * formatting, and evaluation of each operation through the scalar functions
- * or the array kernels of one instruction set.
+ * or the array kernels of one instruction set. A malformed line is reported
+ * through nomul_report.
  */
 #include "nomul/vectors.h"
 
@@ -11,8 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/internal.h"
 #include "bits.h"
 #include "elt.h"
+
+/* Reports a malformed line; returns -1 for the caller to pass on. */
+#define BAD(...) (nomul_report(NOMUL_EFORMAT, __VA_ARGS__), -1)
 
 typedef struct {
     const char *name;
@@ -103,7 +108,7 @@ static int parse_hex32(const char *tok, uint32_t *v)
     return 1;
 }
 
-int nomul_vector_parse(const char *line, nomul_vector_case *c, char *err, size_t errlen)
+int nomul_vector_parse(const char *line, nomul_vector_case *c)
 {
     char tok[64];
     const char *s = line;
@@ -113,44 +118,31 @@ int nomul_vector_parse(const char *line, nomul_vector_case *c, char *err, size_t
         return 0;
     memset(c, 0, sizeof *c);
     s = next_token(s, tok, sizeof tok);
-    if (!s) {
-        snprintf(err, errlen, "operation name too long");
-        return -1;
-    }
+    if (!s)
+        return BAD("operation name too long");
     c->op = nomul_vector_op_find(tok);
-    if (c->op < 0) {
-        snprintf(err, errlen, "unknown operation '%s'", tok);
-        return -1;
-    }
+    if (c->op < 0)
+        return BAD("unknown operation '%s'", tok);
     int nin = nomul_vector_op_inputs(c->op), nout = nomul_vector_op_outputs(c->op);
     for (int j = 0; j < nin; j++) {
         s = next_token(s, tok, sizeof tok);
-        if (!s || !parse_hex32(tok, &c->in[j])) {
-            snprintf(err, errlen, "%s takes %d inputs as 1 to 8 hex digits; input %d is %s%s%s",
-                     vector_ops[c->op].name, nin, j + 1, s ? "'" : "missing", s ? tok : "",
-                     s ? "'" : "");
-            return -1;
-        }
+        if (!s || !parse_hex32(tok, &c->in[j]))
+            return BAD("%s takes %d inputs as 1 to 8 hex digits; input %d is %s%s%s",
+                       vector_ops[c->op].name, nin, j + 1, s ? "'" : "missing", s ? tok : "",
+                       s ? "'" : "");
     }
     s = next_token(s, tok, sizeof tok);
-    if (!s || strcmp(tok, "->") != 0) {
-        snprintf(err, errlen, "expected '->' after %d inputs of %s", nin, vector_ops[c->op].name);
-        return -1;
-    }
+    if (!s || strcmp(tok, "->") != 0)
+        return BAD("expected '->' after %d inputs of %s", nin, vector_ops[c->op].name);
     for (int j = 0; j < nout; j++) {
         s = next_token(s, tok, sizeof tok);
-        if (!s || !parse_hex32(tok, &c->out[j])) {
-            snprintf(err, errlen, "%s gives %d outputs as 1 to 8 hex digits; output %d is %s%s%s",
-                     vector_ops[c->op].name, nout, j + 1, s ? "'" : "missing", s ? tok : "",
-                     s ? "'" : "");
-            return -1;
-        }
+        if (!s || !parse_hex32(tok, &c->out[j]))
+            return BAD("%s gives %d outputs as 1 to 8 hex digits; output %d is %s%s%s",
+                       vector_ops[c->op].name, nout, j + 1, s ? "'" : "missing", s ? tok : "",
+                       s ? "'" : "");
     }
-    if (next_token(s, tok, sizeof tok)) {
-        snprintf(err, errlen, "unexpected text after the %d outputs of %s", nout,
-                 vector_ops[c->op].name);
-        return -1;
-    }
+    if (next_token(s, tok, sizeof tok))
+        return BAD("unexpected text after the %d outputs of %s", nout, vector_ops[c->op].name);
     return 1;
 }
 

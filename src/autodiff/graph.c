@@ -282,18 +282,12 @@ nomul_tensor *nomul_relu(nomul_graph *g, nomul_tensor *x)
 
 /* ---- cross-entropy ------------------------------------------------------------------- */
 
-nomul_fmode ad_fmode(const nomul_op_cfg *cfg)
-{
-    nomul_fmode m = {cfg->subtype != NOMUL_OP_STANDARD, cfg->approx_bwd, cfg->offset};
-    return m;
-}
-
 /* forward: logp = log_softmax(logits); loss = CE(logp, targets) */
 static void cross_entropy_backward(const node *nd)
 {
     nomul_tensor *logits = nd->in[0], *logp = nd->saved;
     int rows = logits->shape[0], n = logits->shape[1];
-    nomul_fmode m = ad_fmode(&nd->cfg);
+    const nomul_op_cfg *m = &nd->cfg;
     memset(logp->grad, 0, (size_t)logp->n * sizeof(float));
     nomul_cross_entropy_backward(m, rows, n, logp->data, nd->targets, nd->ival, nd->fval,
                                  nd->out->grad[0], logp->grad);
@@ -316,7 +310,7 @@ nomul_tensor *nomul_cross_entropy(nomul_graph *g, const nomul_op_cfg *cfg, nomul
     nomul_tensor *loss = nomul_graph_tensor(g, 1, &one, grad);
     if (!logp || !loss)
         return NULL;
-    nomul_fmode m = ad_fmode(cfg);
+    const nomul_op_cfg *m = cfg;
     nomul_log_softmax_forward(m, rows, n, logits->data, logp->data);
     loss->data[0] = nomul_cross_entropy_forward(m, rows, n, logp->data, targets, ignore_index,
                                                 smoothing, &count);

@@ -35,7 +35,5 @@ node *ad_record(nomul_graph *g, backward_fn fn, nomul_tensor *out, nomul_tensor 
                 nomul_tensor *b, nomul_tensor *c);
 /* Whether an output of these inputs needs a gradient. */
 int ad_wants_grad(nomul_graph *g, nomul_tensor *a, nomul_tensor *b, nomul_tensor *c);
-/* The functional mode of a configuration. */
-nomul_fmode ad_fmode(const nomul_op_cfg *cfg);
 
 #endif

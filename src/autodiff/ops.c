@@ -30,7 +30,7 @@ static void softmax_backward(const node *nd)
 {
     int rows, n;
     rows_cols(nd->in[0], &rows, &n);
-    nomul_softmax_backward(ad_fmode(&nd->cfg), rows, n, nd->in[0]->data, nd->out->data,
+    nomul_softmax_backward(&nd->cfg, rows, n, nd->in[0]->data, nd->out->data,
                            nd->out->grad, nd->in[0]->grad);
 }
 
@@ -39,12 +39,12 @@ static void log_softmax_backward(const node *nd)
 {
     int rows, n;
     rows_cols(nd->in[0], &rows, &n);
-    nomul_log_softmax_backward(ad_fmode(&nd->cfg), rows, n, nd->in[0]->data, nd->out->data,
+    nomul_log_softmax_backward(&nd->cfg, rows, n, nd->in[0]->data, nd->out->data,
                                nd->out->grad, nd->in[0]->grad);
 }
 
 /* A row-wise operation whose output has x's shape. */
-typedef void (*row_forward_fn)(nomul_fmode m, int rows, int n, const float *x, float *y);
+typedef void (*row_forward_fn)(const nomul_op_cfg *cfg, int rows, int n, const float *x, float *y);
 
 static nomul_tensor *row_op(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
                             row_forward_fn fwd, backward_fn bwd)
@@ -56,7 +56,7 @@ static nomul_tensor *row_op(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tenso
     nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
     if (!y)
         return NULL;
-    fwd(ad_fmode(cfg), rows, n, x->data, y->data);
+    fwd(cfg, rows, n, x->data, y->data);
     node *nd = ad_record(g, bwd, y, x, NULL, NULL);
     if (nd)
         nd->cfg = *cfg;
@@ -78,7 +78,7 @@ static void logsumexp_backward(const node *nd)
 {
     int rows, n;
     rows_cols(nd->in[0], &rows, &n);
-    nomul_logsumexp_backward(ad_fmode(&nd->cfg), rows, n, nd->in[0]->data, nd->out->grad,
+    nomul_logsumexp_backward(&nd->cfg, rows, n, nd->in[0]->data, nd->out->grad,
                              nd->in[0]->grad);
 }
 
@@ -93,7 +93,7 @@ nomul_tensor *nomul_logsumexp(nomul_graph *g, const nomul_op_cfg *cfg, nomul_ten
                                   : nomul_graph_tensor(g, 1, &one, ad_wants_grad(g, x, NULL, NULL));
     if (!y)
         return NULL;
-    nomul_logsumexp_forward(ad_fmode(cfg), rows, n, x->data, y->data);
+    nomul_logsumexp_forward(cfg, rows, n, x->data, y->data);
     node *nd = ad_record(g, logsumexp_backward, y, x, NULL, NULL);
     if (nd)
         nd->cfg = *cfg;
@@ -119,7 +119,7 @@ static void layer_norm_backward(const node *nd)
         dg = dg ? dg : tmp + x->n;
         db = db ? db : tmp + x->n + n;
     }
-    nomul_layer_norm_backward(ad_fmode(&nd->cfg), rows, n, x->data, gm->data, nd->saved->data,
+    nomul_layer_norm_backward(&nd->cfg, rows, n, x->data, gm->data, nd->saved->data,
                               nd->saved->data + rows, nd->fval, nd->out->grad, dx, dg, db);
 }
 
@@ -139,7 +139,7 @@ nomul_tensor *nomul_layer_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_te
     nomul_tensor *saved = nomul_graph_tensor(g, 1, &two, 0);
     if (!y || !saved)
         return NULL;
-    nomul_layer_norm_forward(ad_fmode(cfg), rows, n, x->data, gamma->data, beta->data, eps,
+    nomul_layer_norm_forward(cfg, rows, n, x->data, gamma->data, beta->data, eps,
                              y->data, saved->data, saved->data + rows);
     node *nd = ad_record(g, layer_norm_backward, y, x, gamma, beta);
     if (nd) {
@@ -172,7 +172,7 @@ static void batch_norm_backward(const node *nd)
     memset(tmp, 0, len * sizeof *tmp);
     float *dx = x->grad ? x->grad : tmp, *dg = gm->grad ? gm->grad : tmp + x->n;
     float *db = bt->grad ? bt->grad : tmp + x->n + C;
-    nomul_batch_norm_backward(ad_fmode(&nd->cfg), nb, C, S, x->data, gm->data, nd->saved->data,
+    nomul_batch_norm_backward(&nd->cfg, nb, C, S, x->data, gm->data, nd->saved->data,
                               nd->saved->data + C, nd->fval, nd->out->grad, dx, dg, db);
 }
 
@@ -196,7 +196,7 @@ nomul_tensor *nomul_batch_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_te
     nomul_tensor *saved = nomul_graph_tensor(g, 1, &two, 0);
     if (!y || !saved)
         return NULL;
-    nomul_batch_norm_forward(ad_fmode(cfg), nb, C, S, x->data, gamma->data, beta->data, eps,
+    nomul_batch_norm_forward(cfg, nb, C, S, x->data, gamma->data, beta->data, eps,
                              momentum, training, running_mean, running_var, y->data, saved->data,
                              saved->data + C);
     node *nd = training ? ad_record(g, batch_norm_backward, y, x, gamma, beta) : NULL;
@@ -623,7 +623,7 @@ nomul_tensor *nomul_conv2d(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
 /* forward: y = gelu(x) */
 static void gelu_backward(const node *nd)
 {
-    nomul_gelu_backward(ad_fmode(&nd->cfg), nd->in[0]->n, nd->in[0]->data, nd->out->grad,
+    nomul_gelu_backward(&nd->cfg, nd->in[0]->n, nd->in[0]->data, nd->out->grad,
                         nd->in[0]->grad);
 }
 
@@ -634,7 +634,7 @@ nomul_tensor *nomul_gelu(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *
     nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
     if (!y)
         return NULL;
-    nomul_gelu_forward(ad_fmode(cfg), x->n, x->data, y->data);
+    nomul_gelu_forward(cfg, x->n, x->data, y->data);
     node *nd = ad_record(g, gelu_backward, y, x, NULL, NULL);
     if (nd)
         nd->cfg = *cfg;

@@ -24,6 +24,10 @@ static const char audit_usage[] =
     "ISSCC 2014: fp32 multiply 3.7 pJ, fp32 add 0.9 pJ, int32 add 0.1 pJ), and\n"
     "ends with the float multiplications per step of the configuration.\n";
 
+/* The configuration's errors come out once, through cli_error with the
+ * command's name, instead of also on the default handler's line. */
+static void quiet(nomul_status status, const char *message) { (void)status, (void)message; }
+
 int cmd_audit(int argc, char **argv)
 {
     cli_args a;
@@ -55,16 +59,17 @@ int cmd_audit(int argc, char **argv)
             return CLI_USAGE;
         }
     }
-    char err[512];
     if (config) {
         char *text;
         if (!cli_read_file("audit", config, &text))
             return CLI_USAGE;
         nomul_op_cfgs_default(&cfg); /* a file states its choices; the rest are float */
-        int rc = nomul_op_cfgs_parse_json(&cfg, text, err, sizeof err);
+        nomul_set_error_handler(quiet);
+        int rc = nomul_op_cfgs_parse_json(&cfg, text);
+        nomul_set_error_handler(NULL);
         free(text);
         if (rc) {
-            cli_error("audit: %s: %s", config, err);
+            cli_error("audit: %s: %s", config, nomul_last_error_message());
             return CLI_USAGE;
         }
     }
@@ -78,7 +83,9 @@ int cmd_audit(int argc, char **argv)
         }
         memcpy(key, sets[i], kl);
         key[kl] = 0;
-        int r = nomul_op_cfgs_set(&cfg, key, eq + 1, err, sizeof err);
+        nomul_set_error_handler(quiet);
+        int r = nomul_op_cfgs_set(&cfg, key, eq + 1);
+        nomul_set_error_handler(NULL);
         if (r == 0) {
             cli_error("audit: --set %s: not an operation configuration key (linear_cfg, conv_cfg, "
                       "bmm_cfg, norm_cfg, functional_cfg, loss_functional_cfg, "
@@ -86,7 +93,7 @@ int cmd_audit(int argc, char **argv)
             return CLI_USAGE;
         }
         if (r < 0) {
-            cli_error("audit: --set %s", err);
+            cli_error("audit: --set %s", nomul_last_error_message());
             return CLI_USAGE;
         }
     }

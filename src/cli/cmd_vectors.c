@@ -52,6 +52,10 @@ static int case_list_push(case_list *l, const nomul_vector_case *c, long line)
 
 /* Reads and parses every line; returns 0 (after an error message) on a
  * malformed line or read error. */
+/* A malformed line comes out once, through cli_error with its line number,
+ * instead of also on the default handler's line. */
+static void quiet(nomul_status status, const char *message) { (void)status, (void)message; }
+
 static int read_cases(const char *path, case_list *out)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
@@ -66,10 +70,11 @@ static int read_cases(const char *path, case_list *out)
     while (getline(&line, &cap, f) >= 0) {
         lineno++;
         nomul_vector_case c;
-        char err[256];
-        int r = nomul_vector_parse(line, &c, err, sizeof err);
+        nomul_set_error_handler(quiet);
+        int r = nomul_vector_parse(line, &c);
+        nomul_set_error_handler(NULL);
         if (r < 0) {
-            cli_error("vectors check: %s:%ld: %s", path, lineno, err);
+            cli_error("vectors check: %s:%ld: %s", path, lineno, nomul_last_error_message());
             ok = 0;
             break;
         }

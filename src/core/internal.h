@@ -33,9 +33,6 @@ enum { NOMUL_SCRATCH_ROW, NOMUL_SCRATCH_NORM, NOMUL_SCRATCH_OP, NOMUL_SCRATCH_PA
        NOMUL_SCRATCH_CONV_PARTIAL, NOMUL_SCRATCH_CONV_PLANS,
        NOMUL_SCRATCH_SLOTS,
        NOMUL_SCRATCH_KEYED = NOMUL_SCRATCH_SLOTS };
-/* 1: layer norm, batch norm and GELU take their scalar PA chains, the twins
- * their array-kernel versions are tested against (tests only; functional.c) */
-extern int nomul_pa_chains_scalar;
 float *nomul_scratch(int slot, size_t n);
 void *nomul_scratch_bytes(int slot, size_t bytes);
 /* Frees this thread's buffers of slots first..first + count − 1 (a slot

@@ -73,8 +73,7 @@ int nomul_audit_step(const nomul_op_cfgs *c, nomul_op_counts *out)
         if (loss) {
             nomul_backward(g, loss);
             nomul_adamw opt;
-            nomul_adamw_init(&opt, 1e-3f, 0.01f,
-                             c->family[NOMUL_CFG_OPT_FUNCTIONAL].subtype != NOMUL_OP_STANDARD);
+            nomul_adamw_init(&opt, 1e-3f, 0.01f, &c->family[NOMUL_CFG_OPT_FUNCTIONAL]);
             nomul_adamw_begin_step(&opt);
             for (int kk = 0; kk < NPARAM; kk++)
                 nomul_adamw_update(&opt, (size_t)p[kk]->n, p[kk]->data, p[kk]->grad, mom[kk],

@@ -11,7 +11,10 @@
 
 #include <cjson/cJSON.h>
 
+#include "nomul/error.h"
 #include "nomul/train.h"
+
+#include "../core/opcfg_internal.h"
 
 typedef enum { K_STR, K_INT, K_LONG, K_FLOAT, K_BOOL, K_FLOAT4 } key_type;
 
@@ -289,11 +292,10 @@ static int apply(nomul_train_config *c, const key_def *k, const cJSON *v, char *
 static int apply_json(nomul_train_config *c, const char *name, const cJSON *v, char *err,
                       size_t errlen)
 {
-    if (nomul_op_family_find(name) >= 0) {
-        const char *word = cJSON_IsString(v) ? v->valuestring : NULL;
-        char *text = word ? NULL : cJSON_PrintUnformatted(v);
-        int r = nomul_op_cfgs_set(&c->ops, name, word ? word : text ? text : "", err, errlen);
-        free(text);
+    int r = nomul_op_cfgs_set_cjson(&c->ops, name, v);
+    if (r) {
+        if (r < 0)
+            snprintf(err, errlen, "%s", nomul_last_error_message());
         return r == 1 ? 0 : -1;
     }
     if (cJSON_IsObject(v)) { /* nested: {"data": {"train": ...}} */
@@ -338,7 +340,9 @@ int nomul_train_config_parse_json(nomul_train_config *c, const char *json, char 
 int nomul_train_config_set(nomul_train_config *c, const char *key, const char *value, char *err,
                            size_t errlen)
 {
-    int r = nomul_op_cfgs_set(&c->ops, key, value, err, errlen);
+    int r = nomul_op_cfgs_set(&c->ops, key, value);
+    if (r < 0)
+        snprintf(err, errlen, "%s", nomul_last_error_message());
     if (r)
         return r == 1 ? 0 : -1;
     const key_def *k = find_key(key);

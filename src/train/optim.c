@@ -7,15 +7,14 @@
 #include "../core/internal.h"
 #include "optim_internal.h"
 
-void nomul_adamw_init(nomul_adamw *o, float lr, float weight_decay, int pa)
+void nomul_adamw_init(nomul_adamw *o, float lr, float weight_decay, const nomul_op_cfg *cfg)
 {
     o->lr = lr;
     o->beta1 = 0.9f;
     o->beta2 = 0.98f;
     o->eps = 1e-8f;
     o->weight_decay = weight_decay;
-    o->pa = pa;
-    o->offset = 1.0f;
+    o->cfg = *cfg;
     o->step = 0;
     o->beta1_t = o->beta2_t = 1.0f;
     o->moments = NOMUL_ADAM_MOMENTS_REFERENCE;
@@ -24,7 +23,7 @@ void nomul_adamw_init(nomul_adamw *o, float lr, float weight_decay, int pa)
 void nomul_adamw_begin_step(nomul_adamw *o)
 {
     o->step++;
-    if (o->pa) {
+    if (nomul_op_is_pa(&o->cfg)) {
         nomul_adamw_begin_step_pa(o);
         return;
     }
@@ -36,7 +35,7 @@ void nomul_adamw_begin_step(nomul_adamw *o)
 void nomul_adamw_update(const nomul_adamw *o, size_t n, float *p, const float *g, float *m,
                         float *v)
 {
-    if (o->pa) {
+    if (nomul_op_is_pa(&o->cfg)) {
         nomul_adamw_update_pa(o, n, p, g, m, v);
         return;
     }
@@ -56,19 +55,19 @@ void nomul_adamw_update(const nomul_adamw *o, size_t n, float *p, const float *g
     }
 }
 
-void nomul_sgd_init(nomul_sgd *o, float lr, float momentum, float weight_decay, int pa)
+void nomul_sgd_init(nomul_sgd *o, float lr, float momentum, float weight_decay,
+                    const nomul_op_cfg *cfg)
 {
     o->lr = lr;
     o->momentum = momentum;
     o->weight_decay = weight_decay;
     o->nesterov = 0;
-    o->pa = pa;
-    o->offset = 1.0f;
+    o->cfg = *cfg;
 }
 
 void nomul_sgd_update(const nomul_sgd *o, size_t n, float *p, const float *g, float *buf)
 {
-    if (o->pa) {
+    if (nomul_op_is_pa(&o->cfg)) {
         nomul_sgd_update_pa(o, n, p, g, buf);
         return;
     }
@@ -86,9 +85,9 @@ void nomul_sgd_update(const nomul_sgd *o, size_t n, float *p, const float *g, fl
 }
 
 float nomul_clip_grad_norm(size_t ntensors, float *const *grads, const size_t *sizes,
-                           float max_norm, int pa)
+                           float max_norm, const nomul_op_cfg *cfg)
 {
-    if (pa)
+    if (nomul_op_is_pa(cfg))
         return nomul_clip_grad_norm_pa(ntensors, grads, sizes, max_norm);
     double sumsq = 0.0;
     size_t total = 0;

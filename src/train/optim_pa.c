@@ -43,7 +43,7 @@ void nomul_adamw_begin_step_pa(nomul_adamw *o)
 void nomul_adamw_update_pa(const nomul_adamw *o, size_t n, float *p, const float *g, float *m,
                            float *v)
 {
-    const float off = o->offset;
+    const float off = o->cfg.offset;
     /* step = lr · √(1 − β2^t) / (1 − β1^t), and lr·λ, all in PA arithmetic */
     float step = pam(o->lr, nomul_pam_div(nomul_pa_sqrt(1.0f - o->beta2_t), 1.0f - o->beta1_t),
                      off);
@@ -107,7 +107,7 @@ void nomul_adamw_update_pa(const nomul_adamw *o, size_t n, float *p, const float
 
 void nomul_sgd_update_pa(const nomul_sgd *o, size_t n, float *p, const float *g, float *buf)
 {
-    const float off = o->offset;
+    const float off = o->cfg.offset;
     float d[CHUNK], t[CHUNK];
     NOMUL_COUNT(FADD, (long long)n * 4); /* the audit: the float additions below */
     for (size_t i0 = 0; i0 < n; i0 += CHUNK) {

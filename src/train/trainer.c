@@ -623,12 +623,10 @@ static int setup(trainer *t, const nomul_train_config *c, run_state *st)
     if (!(t->g = nomul_graph_new((size_t)c->arena_mb << 20)))
         return -1;
     memset(st, 0, sizeof *st);
-    nomul_adamw_init(&st->adam, c->lr, c->weight_decay,
-                     c->ops.family[NOMUL_CFG_OPT_FUNCTIONAL].subtype != NOMUL_OP_STANDARD);
+    nomul_adamw_init(&st->adam, c->lr, c->weight_decay, &c->ops.family[NOMUL_CFG_OPT_FUNCTIONAL]);
     st->adam.beta1 = c->beta1;
     st->adam.beta2 = c->beta2;
     st->adam.eps = c->eps;
-    st->adam.offset = c->ops.family[NOMUL_CFG_OPT_FUNCTIONAL].offset;
     st->adam.moments = !strcmp(c->adam_moments, "delta") ? NOMUL_ADAM_MOMENTS_DELTA
                                                          : NOMUL_ADAM_MOMENTS_REFERENCE;
     return 0;
@@ -767,9 +765,9 @@ static int train_step(trainer *t, run_state *st, double *loss, long *items)
         if (!t->p[i].buffer)
             nomul_tensor_zero_grad(t->p[i].t);
     nomul_backward(g, l);
-    const int pa = c->ops.family[NOMUL_CFG_OPT_FUNCTIONAL].subtype != NOMUL_OP_STANDARD;
+    const nomul_op_cfg *opt = &c->ops.family[NOMUL_CFG_OPT_FUNCTIONAL];
     if (c->clip_grad > 0.0f)
-        nomul_clip_grad_norm((size_t)t->ntrain, t->grads, t->sizes, c->clip_grad, pa);
+        nomul_clip_grad_norm((size_t)t->ntrain, t->grads, t->sizes, c->clip_grad, opt);
     const float lr = t->lr[st->step];
     if (t->vel) {
         st->adam.lr = lr;
@@ -782,8 +780,7 @@ static int train_step(trainer *t, run_state *st, double *loss, long *items)
                                    t->p[i].t->data, t->p[i].t->grad, t->mom[i], t->vel[i]);
     } else {
         nomul_sgd o;
-        nomul_sgd_init(&o, lr, c->momentum, c->weight_decay, pa);
-        o.offset = c->ops.family[NOMUL_CFG_OPT_FUNCTIONAL].offset;
+        nomul_sgd_init(&o, lr, c->momentum, c->weight_decay, opt);
         nomul_sgd nodecay = o;
         nodecay.weight_decay = 0.0f;
         for (int i = 0; i < t->np; i++)

@@ -1,0 +1,285 @@
+/*
+ * functional.c — the public entry points of the composite operations
+ * (nomul/functional.h): each chooses the float form (functional_float.c) or
+ * the piecewise affine form (functional_pa.c) by its nomul_op_cfg. What the
+ * two forms share lives here: the threads of a row-wise operation, layer
+ * norm's and batch norm's loops over rows and channels (with the per-thread
+ * partial sums of dγ and dβ), and cross-entropy's count of the rows used.
+ */
+#include "nomul/functional.h"
+
+#include <string.h>
+
+#include <omp.h>
+
+#include "../core/internal.h"
+#include "functional_internal.h"
+
+int nomul_fn_threads(long work) { return work >= 8192 ? nomul_num_threads() : 1; }
+
+/* ---- softmax, log_softmax, logsumexp ------------------------------------------------- */
+
+void nomul_softmax_forward(const nomul_op_cfg *cfg, int rows, int n, const float *x, float *y)
+{
+    if (nomul_op_is_pa(cfg))
+        nomul_softmax_forward_pa(cfg, rows, n, x, y);
+    else
+        nomul_softmax_forward_float(rows, n, x, y);
+}
+
+void nomul_softmax_backward(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                            const float *y, const float *dy, float *dx)
+{
+    if (nomul_op_is_pa(cfg))
+        nomul_softmax_backward_pa(cfg, rows, n, x, y, dy, dx);
+    else
+        nomul_softmax_backward_float(rows, n, y, dy, dx);
+}
+
+void nomul_log_softmax_forward(const nomul_op_cfg *cfg, int rows, int n, const float *x, float *y)
+{
+    long t0 = (long)rows * n; /* the audit: logsumexp's, and the subtractions */
+    if (nomul_op_is_pa(cfg)) {
+        NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PALOG2, rows);
+        NOMUL_COUNT(PAD, rows); NOMUL_COUNT(FADD, 3 * t0);
+        nomul_lse_forward_pa(cfg, rows, n, x, y, NULL);
+    } else {
+        NOMUL_COUNT(FTRANS, t0 + rows); NOMUL_COUNT(FADD, 3 * t0);
+        nomul_lse_forward_float(rows, n, x, y, NULL);
+    }
+}
+
+void nomul_log_softmax_backward(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                                const float *y, const float *dy, float *dx)
+{
+    if (nomul_op_is_pa(cfg))
+        nomul_log_softmax_backward_pa(cfg, rows, n, x, dy, dx);
+    else
+        nomul_log_softmax_backward_float(rows, n, y, dy, dx);
+}
+
+void nomul_logsumexp_forward(const nomul_op_cfg *cfg, int rows, int n, const float *x, float *lse)
+{
+    long t0 = (long)rows * n; /* the audit */
+    if (nomul_op_is_pa(cfg)) {
+        NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PALOG2, rows);
+        NOMUL_COUNT(PAD, rows); NOMUL_COUNT(FADD, 2 * t0);
+        nomul_lse_forward_pa(cfg, rows, n, x, NULL, lse);
+    } else {
+        NOMUL_COUNT(FTRANS, t0 + rows); NOMUL_COUNT(FADD, 2 * t0);
+        nomul_lse_forward_float(rows, n, x, NULL, lse);
+    }
+}
+
+void nomul_logsumexp_backward(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                              const float *dlse, float *dx)
+{
+    if (nomul_op_is_pa(cfg))
+        nomul_logsumexp_backward_pa(cfg, rows, n, x, dlse, dx);
+    else
+        nomul_logsumexp_backward_float(rows, n, x, dlse, dx);
+}
+
+/* ---- layer norm ------------------------------------------------------------------- */
+
+static void ln_row_forward(const nomul_op_cfg *cfg, int n, const float *xr, const float *gamma,
+                           int gs, const float *beta, int bs, float eps, float *yr, float *mean,
+                           float *rstd)
+{
+    if (nomul_op_is_pa(cfg))
+        nomul_ln_row_forward_pa(cfg, n, xr, gamma, gs, beta, bs, eps, yr, mean, rstd);
+    else
+        nomul_ln_row_forward_float(n, xr, gamma, gs, beta, bs, eps, yr, mean, rstd);
+}
+
+/* dx, dγ, dβ of one row (dγ, dβ at j·gs, j·bs: summed when the stride is 0);
+ * dd: n floats of scratch for the exact PA chain */
+static void ln_row_backward(const nomul_op_cfg *cfg, int n, const float *xr, const float *gamma,
+                            int gs, float mu, float r, float eps, const float *gr, float *dr,
+                            float *dgamma, float *dbeta, int bs, float *dd)
+{
+    if (nomul_op_is_pa(cfg))
+        nomul_ln_row_backward_pa(cfg, n, xr, gamma, gs, mu, r, eps, gr, dr, dgamma, dbeta, bs,
+                                 dd);
+    else
+        nomul_ln_row_backward_float(n, xr, gamma, gs, mu, r, gr, dr, dgamma, dbeta, bs);
+}
+
+void nomul_layer_norm_forward(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                              const float *gamma, const float *beta, float eps, float *y,
+                              float *mean, float *rstd)
+{
+#pragma omp parallel for schedule(static) num_threads(nomul_fn_threads((long)rows * n))
+    for (int i = 0; i < rows; i++)
+        ln_row_forward(cfg, n, x + (long)i * n, gamma, 1, beta, 1, eps, y + (long)i * n,
+                       &mean[i], &rstd[i]);
+}
+
+void nomul_layer_norm_backward(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                               const float *gamma, const float *mean, const float *rstd,
+                               float eps, const float *dy, float *dx, float *dgamma,
+                               float *dbeta)
+{
+    /* rows split over threads; each thread sums its rows' dγ and dβ apart,
+     * and the partial sums are added in thread order afterwards */
+    enum { MAXT = 64 };
+    float *part[MAXT];
+    int used = 1, failed = 0;
+    int nt = nomul_fn_threads((long)rows * n);
+    const int exact_pa = nomul_op_is_pa(cfg) && !cfg->approx_bwd;
+#pragma omp parallel num_threads(nt < MAXT ? nt : MAXT)
+    {
+        const int me = omp_get_thread_num(), k = omp_get_num_threads();
+        float *dd = exact_pa ? nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)n) : NULL;
+        float *acc = k > 1 ? nomul_scratch(NOMUL_SCRATCH_PART, 2 * (size_t)n) : NULL;
+        int ok = (!exact_pa || dd) && (k == 1 || acc);
+        if (acc)
+            memset(acc, 0, 2 * sizeof(float) * (size_t)n);
+        part[me] = acc;
+        if (me == 0)
+            used = k;
+        if (!ok) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        float *dg = acc ? acc : dgamma, *db = acc ? acc + n : dbeta;
+#pragma omp for schedule(static)
+        for (int i = 0; i < rows; i++)
+            if (ok)
+                ln_row_backward(cfg, n, x + (long)i * n, gamma, 1, mean[i], rstd[i], eps,
+                                dy + (long)i * n, dx + (long)i * n, dg, db, 1, dd);
+    }
+    if (used > 1 && !failed)
+        for (int k = 0; k < used; k++)
+            for (int j = 0; j < n; j++) {
+                dgamma[j] += part[k][j];
+                dbeta[j] += part[k][n + j];
+            }
+}
+
+/* ---- batch norm: layer norm's rows, one per channel over (batch, spatial) ---------- */
+
+/* channel c of x (n, C, S) to row[0 .. n·S), or back (+= when add) */
+static void gather_channel(int nb, int C, int S, int c, const float *x, float *row)
+{
+    for (int b = 0; b < nb; b++)
+        memcpy(row + (long)b * S, x + ((long)b * C + c) * S, (size_t)S * sizeof *row);
+}
+
+static void scatter_channel(int nb, int C, int S, int c, const float *row, float *x, int add)
+{
+    for (int b = 0; b < nb; b++) {
+        float *dst = x + ((long)b * C + c) * S;
+        for (int s = 0; s < S; s++)
+            dst[s] = add ? dst[s] + row[(long)b * S + s] : row[(long)b * S + s];
+    }
+}
+
+void nomul_batch_norm_forward(const nomul_op_cfg *cfg, int nb, int C, int S, const float *x,
+                              const float *gamma, const float *beta, float eps, float momentum,
+                              int training, float *running_mean, float *running_var, float *y,
+                              float *mean, float *rstd)
+{
+    const long len = (long)nb * S;
+    /* channels are independent (each writes only its own statistics and
+     * outputs): split over threads, results as on one */
+#pragma omp parallel num_threads(nomul_fn_threads((long)C * len))
+    {
+        float *row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 2);
+        float *out = row ? row + len : NULL;
+#pragma omp for schedule(static)
+        for (int c = 0; c < C; c++) {
+            if (!row)
+                continue;
+            gather_channel(nb, C, S, c, x, row);
+            if (nomul_op_is_pa(cfg))
+                nomul_bn_channel_forward_pa(cfg, len, row, gamma + c, beta + c, eps, momentum,
+                                            training, &running_mean[c], &running_var[c], out,
+                                            &mean[c], &rstd[c]);
+            else
+                nomul_bn_channel_forward_float(len, row, gamma + c, beta + c, eps, momentum,
+                                               training, &running_mean[c], &running_var[c], out,
+                                               &mean[c], &rstd[c]);
+            scatter_channel(nb, C, S, c, out, y, 0);
+        }
+    }
+}
+
+void nomul_batch_norm_backward(const nomul_op_cfg *cfg, int nb, int C, int S, const float *x,
+                               const float *gamma, const float *mean, const float *rstd,
+                               float eps, const float *dy, float *dx, float *dgamma,
+                               float *dbeta)
+{
+    const long len = (long)nb * S;
+    /* per channel: its own dγ, dβ and dx entries, so threads never meet */
+#pragma omp parallel num_threads(nomul_fn_threads((long)C * len))
+    {
+        float *row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 4);
+        float *grow = row + len, *drow = row + 2 * len, *dd = row + 3 * len;
+#pragma omp for schedule(static)
+        for (int c = 0; c < C; c++) {
+            if (!row)
+                continue;
+            gather_channel(nb, C, S, c, x, row);
+            gather_channel(nb, C, S, c, dy, grow);
+            memset(drow, 0, (size_t)len * sizeof *drow);
+            ln_row_backward(cfg, (int)len, row, gamma + c, 0, mean[c], rstd[c], eps, grow, drow,
+                            dgamma + c, dbeta + c, 0, dd);
+            scatter_channel(nb, C, S, c, drow, dx, 1);
+        }
+    }
+}
+
+/* ---- label-smoothed cross-entropy ------------------------------------------------ */
+
+float nomul_cross_entropy_forward(const nomul_op_cfg *cfg, int rows, int n, const float *logp,
+                                  const int *target, int ignore_index, float smoothing,
+                                  int *count)
+{
+    int used = 0; /* -1 for a target out of range */
+    for (int i = 0; i < rows && used >= 0; i++)
+        if (target[i] != ignore_index)
+            used = target[i] < 0 || target[i] >= n ? -1 : used + 1;
+    if (count)
+        *count = used;
+    if (nomul_op_is_pa(cfg))
+        return nomul_cross_entropy_forward_pa(cfg, rows, n, logp, target, ignore_index, smoothing,
+                                              used);
+    return nomul_cross_entropy_forward_float(rows, n, logp, target, ignore_index, smoothing,
+                                             used);
+}
+
+void nomul_cross_entropy_backward(const nomul_op_cfg *cfg, int rows, int n, const float *logp,
+                                  const int *target, int ignore_index, float smoothing,
+                                  float dloss, float *dlogp)
+{
+    int used = 0; /* rows out of range are skipped */
+    for (int i = 0; i < rows; i++)
+        if (target[i] != ignore_index && target[i] >= 0 && target[i] < n)
+            used++;
+    if (nomul_op_is_pa(cfg))
+        nomul_cross_entropy_backward_pa(cfg, rows, n, logp, target, ignore_index, smoothing,
+                                        dloss, used, dlogp);
+    else
+        nomul_cross_entropy_backward_float(rows, n, target, ignore_index, smoothing, dloss,
+                                           used, dlogp);
+}
+
+/* ---- GELU ---------------------------------------------------------------------------- */
+
+void nomul_gelu_forward(const nomul_op_cfg *cfg, long n, const float *x, float *y)
+{
+    if (nomul_op_is_pa(cfg))
+        nomul_gelu_forward_pa(cfg, n, x, y);
+    else
+        nomul_gelu_forward_float(n, x, y);
+}
+
+void nomul_gelu_backward(const nomul_op_cfg *cfg, long n, const float *x, const float *dy,
+                         float *dx)
+{
+    if (nomul_op_is_pa(cfg))
+        nomul_gelu_backward_pa(cfg, n, x, dy, dx);
+    else
+        nomul_gelu_backward_float(n, x, dy, dx);
+}

@@ -1,0 +1,250 @@
+/*
+ * functional_float.c — the standard float forms of the composite operations
+ * (nomul/functional.h): softmax, log_softmax and logsumexp, layer norm and
+ * batch norm's rows, label-smoothed cross-entropy and GELU, forward and
+ * backward (functional_internal.h declares them; functional.c dispatches).
+ */
+#include <math.h>
+
+#include "../core/internal.h"
+#include "functional_internal.h"
+
+/* ---- softmax, log_softmax, logsumexp --------------------------------------------- */
+
+static void softmax_row(int n, const float *x, float *y)
+{
+    float mx = -INFINITY, sum = 0.0f;
+    for (int j = 0; j < n; j++)
+        mx = x[j] > mx ? x[j] : mx;
+    if (!isfinite(mx)) { /* an all-masked row */
+        for (int j = 0; j < n; j++)
+            y[j] = 0.0f;
+        return;
+    }
+    for (int j = 0; j < n; j++) {
+        y[j] = expf(x[j] - mx);
+        sum += y[j];
+    }
+    for (int j = 0; j < n; j++)
+        y[j] /= sum;
+}
+
+void nomul_softmax_forward_float(int rows, int n, const float *x, float *y)
+{
+    long t0 = (long)rows * n; /* the audit */
+    NOMUL_COUNT(FTRANS, t0); NOMUL_COUNT(FDIV, t0); NOMUL_COUNT(FADD, 2 * t0);
+#pragma omp parallel for schedule(static) num_threads(nomul_fn_threads(t0))
+    for (int i = 0; i < rows; i++)
+        softmax_row(n, x + (long)i * n, y + (long)i * n);
+}
+
+void nomul_softmax_backward_float(int rows, int n, const float *y, const float *dy, float *dx)
+{
+    long t0 = (long)rows * n; /* the audit */
+    NOMUL_COUNT(FMUL, 2 * t0); NOMUL_COUNT(FADD, 2 * t0);
+#pragma omp parallel for schedule(static) num_threads(nomul_fn_threads(t0))
+    for (int i = 0; i < rows; i++) {
+        const float *yr = y + (long)i * n, *gr = dy + (long)i * n;
+        float *dr = dx + (long)i * n, dot = 0.0f;
+        for (int j = 0; j < n; j++) /* dx = y (dy − Σ dy·y) */
+            dot += gr[j] * yr[j];
+        for (int j = 0; j < n; j++)
+            dr[j] += yr[j] * (gr[j] - dot);
+    }
+}
+
+void nomul_lse_forward_float(int rows, int n, const float *x, float *y, float *lse)
+{
+#pragma omp parallel for schedule(static) num_threads(nomul_fn_threads((long)rows * n))
+    for (int i = 0; i < rows; i++) {
+        const float *xr = x + (long)i * n;
+        float mx = -INFINITY, sum = 0.0f;
+        for (int j = 0; j < n; j++)
+            mx = xr[j] > mx ? xr[j] : mx;
+        for (int j = 0; j < n; j++)
+            sum += expf(xr[j] - mx);
+        float l = mx + logf(sum);
+        if (lse)
+            lse[i] = l;
+        if (y)
+            for (int j = 0; j < n; j++)
+                y[(long)i * n + j] = xr[j] - l;
+    }
+}
+
+void nomul_log_softmax_backward_float(int rows, int n, const float *y, const float *dy,
+                                      float *dx)
+{
+    long t0 = (long)rows * n; /* the audit */
+    NOMUL_COUNT(FTRANS, t0); NOMUL_COUNT(FMUL, t0); NOMUL_COUNT(FADD, 3 * t0);
+#pragma omp parallel for schedule(static) num_threads(nomul_fn_threads(t0))
+    for (int i = 0; i < rows; i++) {
+        const float *yr = y + (long)i * n, *gr = dy + (long)i * n;
+        float *dr = dx + (long)i * n, gsum = 0.0f;
+        for (int j = 0; j < n; j++)
+            gsum += gr[j];
+        for (int j = 0; j < n; j++) /* dx = dy − softmax(x) Σdy */
+            dr[j] += gr[j] - expf(yr[j]) * gsum;
+    }
+}
+
+void nomul_logsumexp_backward_float(int rows, int n, const float *x, const float *dlse, float *dx)
+{
+    long t0 = (long)rows * n; /* the audit */
+    NOMUL_COUNT(FTRANS, t0); NOMUL_COUNT(FDIV, t0); NOMUL_COUNT(FMUL, t0);
+    NOMUL_COUNT(FADD, 3 * t0);
+#pragma omp parallel num_threads(nomul_fn_threads(t0))
+    {
+        float *e = nomul_scratch(NOMUL_SCRATCH_ROW, (size_t)n * 2);
+#pragma omp for schedule(static)
+        for (int i = 0; i < rows; i++) {
+            if (!e)
+                continue;
+            const float *xr = x + (long)i * n;
+            float *dr = dx + (long)i * n, g = dlse[i], mx = -INFINITY, sum = 0.0f;
+            for (int j = 0; j < n; j++) /* softmax(x) · dlse */
+                mx = xr[j] > mx ? xr[j] : mx;
+            for (int j = 0; j < n; j++)
+                sum += (e[j] = expf(xr[j] - mx));
+            for (int j = 0; j < n; j++)
+                dr[j] += e[j] / sum * g;
+        }
+    }
+}
+
+/* ---- layer norm and batch norm rows ------------------------------------------------- */
+
+void nomul_ln_row_forward_float(int n, const float *xr, const float *gamma, int gs,
+                                const float *beta, int bs, float eps, float *yr, float *mean,
+                                float *rstd)
+{
+    NOMUL_COUNT(FMUL, 3L * n); NOMUL_COUNT(FDIV, 3); NOMUL_COUNT(FTRANS, 1); /* the audit */
+    NOMUL_COUNT(FADD, 4L * n + 1);
+    float nf = (float)n, sum = 0.0f, q = 0.0f;
+    for (int j = 0; j < n; j++)
+        sum += xr[j];
+    float mu = sum / nf;
+    for (int j = 0; j < n; j++)
+        q += (xr[j] - mu) * (xr[j] - mu);
+    float rs = 1.0f / sqrtf(q / nf + eps);
+    for (int j = 0; j < n; j++)
+        yr[j] = (xr[j] - mu) * rs * gamma[j * gs] + beta[j * bs];
+    *mean = mu;
+    *rstd = rs;
+}
+
+/* llm.c's layernorm_backward */
+void nomul_ln_row_backward_float(int n, const float *xr, const float *gamma, int gs, float mu,
+                                 float r, const float *gr, float *dr, float *dgamma,
+                                 float *dbeta, int bs)
+{
+    NOMUL_COUNT(FMUL, 9L * n); NOMUL_COUNT(FDIV, 2); NOMUL_COUNT(FADD, 7L * n); /* the audit */
+    float nf = (float)n, m1 = 0.0f, m2 = 0.0f;
+    for (int j = 0; j < n; j++) {
+        float xhat = (xr[j] - mu) * r, dnorm = gamma[j * gs] * gr[j];
+        m1 += dnorm;
+        m2 += dnorm * xhat;
+    }
+    m1 /= nf;
+    m2 /= nf;
+    for (int j = 0; j < n; j++) {
+        float xhat = (xr[j] - mu) * r, dnorm = gamma[j * gs] * gr[j];
+        dbeta[j * bs] += gr[j];
+        dgamma[j * gs] += xhat * gr[j];
+        dr[j] += (dnorm - m1 - xhat * m2) * r;
+    }
+}
+
+void nomul_bn_channel_forward_float(long len, const float *row, const float *gamma,
+                                    const float *beta, float eps, float momentum, int training,
+                                    float *running_mean, float *running_var, float *out,
+                                    float *mean, float *rstd)
+{
+    if (training) {
+        nomul_ln_row_forward_float((int)len, row, gamma, 0, beta, 0, eps, out, mean, rstd);
+        /* running statistics (unbiased variance, as PyTorch keeps) */
+        float var = 0.0f;
+        NOMUL_COUNT(FMUL, len + 4); NOMUL_COUNT(FDIV, 1); NOMUL_COUNT(FADD, 2 * len + 4);
+        for (long j = 0; j < len; j++)
+            var += (row[j] - *mean) * (row[j] - *mean);
+        var /= (float)(len > 1 ? len - 1 : 1);
+        *running_mean = (1.0f - momentum) * *running_mean + momentum * *mean;
+        *running_var = (1.0f - momentum) * *running_var + momentum * var;
+        return;
+    }
+    NOMUL_COUNT(FMUL, len); NOMUL_COUNT(FDIV, len); NOMUL_COUNT(FTRANS, len); /* evaluation */
+    NOMUL_COUNT(FADD, 3 * len);
+    for (long j = 0; j < len; j++) {
+        float d = row[j] - *running_mean;
+        out[j] = d / sqrtf(*running_var + eps) * gamma[0] + beta[0];
+    }
+}
+
+/* ---- label-smoothed cross-entropy -------------------------------------------------- */
+
+/* the loss of one row: (1 − ε)·(−logp[t]) + ε·(−Σ logp) / n */
+static float ce_row(int n, const float *lp, int t, float eps)
+{
+    float smooth = 0.0f;
+    for (int c = 0; c < n; c++)
+        smooth -= lp[c];
+    float nll = -lp[t], msm = smooth / (float)n;
+    return (1.0f - eps) * nll + eps * msm;
+}
+
+float nomul_cross_entropy_forward_float(int rows, int n, const float *logp, const int *target,
+                                        int ignore_index, float smoothing, int used)
+{
+    long t0 = (long)rows * n; /* the audit (an upper bound: ignored rows too) */
+    NOMUL_COUNT(FMUL, 2L * rows); NOMUL_COUNT(FDIV, rows + 1L); NOMUL_COUNT(FADD, t0 + rows);
+    if (used <= 0)
+        return used < 0 ? NAN : 0.0f;
+    float total = 0.0f;
+    for (int i = 0; i < rows; i++)
+        if (target[i] != ignore_index)
+            total += ce_row(n, logp + (long)i * n, target[i], smoothing);
+    return total / (float)used;
+}
+
+void nomul_cross_entropy_backward_float(int rows, int n, const int *target, int ignore_index,
+                                        float smoothing, float dloss, int used, float *dlogp)
+{
+    long t0 = (long)rows * n; /* the audit */
+    NOMUL_COUNT(FMUL, 3L * rows); NOMUL_COUNT(FDIV, rows + 1L); NOMUL_COUNT(FADD, t0 + rows);
+    if (used == 0)
+        return;
+    float nf = (float)n, g = dloss / (float)used;
+    for (int i = 0; i < rows; i++) {
+        int t = target[i];
+        if (t == ignore_index || t < 0 || t >= n)
+            continue;
+        float *dr = dlogp + (long)i * n;
+        float dnll = (1.0f - smoothing) * g, dsmooth = smoothing * g / nf;
+        /* nll = −logp[t], smooth = −Σ logp */
+        dr[t] -= dnll;
+        for (int c = 0; c < n; c++)
+            dr[c] -= dsmooth;
+    }
+}
+
+/* ---- GELU: x Φ(x) ------------------------------------------------------------------ */
+
+void nomul_gelu_forward_float(long n, const float *x, float *y)
+{
+    NOMUL_COUNT(FTRANS, n); NOMUL_COUNT(FMUL, 3 * n); NOMUL_COUNT(FADD, n); /* the audit */
+#pragma omp parallel for schedule(static) num_threads(nomul_fn_threads(n))
+    for (long i = 0; i < n; i++)
+        y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+void nomul_gelu_backward_float(long n, const float *x, const float *dy, float *dx)
+{
+    NOMUL_COUNT(FTRANS, 2 * n); NOMUL_COUNT(FMUL, 8 * n); NOMUL_COUNT(FADD, 3 * n); /* the audit */
+#pragma omp parallel for schedule(static) num_threads(nomul_fn_threads(n))
+    for (long i = 0; i < n; i++) { /* Φ(x) + x φ(x) */
+        float xi = x[i], g = dy[i];
+        float cdf = 0.5f * (1.0f + erff(xi * 0.70710678118654752f));
+        float pdf = 0.39894228040143268f * expf(-0.5f * xi * xi);
+        dx[i] += g * (cdf + xi * pdf);
+    }
+}

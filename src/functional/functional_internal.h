@@ -1,0 +1,90 @@
+/*
+ * functional_internal.h — the float forms (functional_float.c) and the
+ * piecewise affine forms (functional_pa.c, whose object the no-multiply test
+ * disassembles) of the composite operations, which functional.c's public
+ * entry points choose between by the nomul_op_cfg (private).
+ *
+ * Shapes are those of nomul/functional.h. A PA form takes the family's cfg:
+ * its offset applies to every PAM (PAM(PAM(a, b), offset)) and approx_bwd
+ * chooses the backward. Every form counts its own operations for the audit.
+ */
+#ifndef NOMUL_FUNCTIONAL_INTERNAL_H
+#define NOMUL_FUNCTIONAL_INTERNAL_H
+
+#include "nomul/opcfg.h"
+
+/* 1: layer norm, batch norm and GELU take their scalar PA chains, the twins
+ * their array-kernel versions are tested against (tests only). */
+extern int nomul_pa_chains_scalar;
+
+/* Threads for a row-wise operation of `work` elements: rows are independent,
+ * so results do not depend on the count; small operations stay on one. */
+int nomul_fn_threads(long work);
+
+/* ---- float forms ---- */
+void nomul_softmax_forward_float(int rows, int n, const float *x, float *y);
+void nomul_softmax_backward_float(int rows, int n, const float *y, const float *dy, float *dx);
+/* logsumexp of each row into lse (rows) and/or x − lse into y (rows, n); either may be
+ * NULL. Uncounted: log_softmax and logsumexp count their own. */
+void nomul_lse_forward_float(int rows, int n, const float *x, float *y, float *lse);
+void nomul_log_softmax_backward_float(int rows, int n, const float *y, const float *dy,
+                                      float *dx);
+void nomul_logsumexp_backward_float(int rows, int n, const float *x, const float *dlse,
+                                    float *dx);
+/* One row of layer norm (γ, β at j·gs, j·bs; stride 0: batch norm's one
+ * value per channel); rstd is the reciprocal standard deviation. */
+void nomul_ln_row_forward_float(int n, const float *xr, const float *gamma, int gs,
+                                const float *beta, int bs, float eps, float *yr, float *mean,
+                                float *rstd);
+void nomul_ln_row_backward_float(int n, const float *xr, const float *gamma, int gs, float mu,
+                                 float r, const float *gr, float *dr, float *dgamma,
+                                 float *dbeta, int bs);
+/* One batch-norm channel of len values (row), gathered: training, its
+ * statistics and the running ones' update; else the running ones. */
+void nomul_bn_channel_forward_float(long len, const float *row, const float *gamma,
+                                    const float *beta, float eps, float momentum, int training,
+                                    float *running_mean, float *running_var, float *out,
+                                    float *mean, float *rstd);
+/* used: the rows whose target is not ignore_index (-1: a target out of
+ * range, the loss is NaN; 0: the loss is 0). */
+float nomul_cross_entropy_forward_float(int rows, int n, const float *logp, const int *target,
+                                        int ignore_index, float smoothing, int used);
+void nomul_cross_entropy_backward_float(int rows, int n, const int *target, int ignore_index,
+                                        float smoothing, float dloss, int used, float *dlogp);
+void nomul_gelu_forward_float(long n, const float *x, float *y);
+void nomul_gelu_backward_float(long n, const float *x, const float *dy, float *dx);
+
+/* ---- piecewise affine forms, the same shapes; rstd is the divisor
+ * pa_sqrt(σ² + eps) itself ---- */
+void nomul_softmax_forward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x, float *y);
+void nomul_softmax_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                               const float *y, const float *dy, float *dx);
+void nomul_lse_forward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x, float *y,
+                          float *lse);
+void nomul_log_softmax_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                                   const float *dy, float *dx);
+void nomul_logsumexp_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                                 const float *dlse, float *dx);
+void nomul_ln_row_forward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
+                             const float *gamma, int gs, const float *beta, int bs, float eps,
+                             float *yr, float *mean, float *rstd);
+/* dd: n floats of scratch for the exact chain (NULL: approximate only) */
+void nomul_ln_row_backward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
+                              const float *gamma, int gs, float mu, float r, float eps,
+                              const float *gr, float *dr, float *dgamma, float *dbeta, int bs,
+                              float *dd);
+void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float *row,
+                                 const float *gamma, const float *beta, float eps,
+                                 float momentum, int training, float *running_mean,
+                                 float *running_var, float *out, float *mean, float *rstd);
+float nomul_cross_entropy_forward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *logp,
+                                     const int *target, int ignore_index, float smoothing,
+                                     int used);
+void nomul_cross_entropy_backward_pa(const nomul_op_cfg *cfg, int rows, int n,
+                                     const float *logp, const int *target, int ignore_index,
+                                     float smoothing, float dloss, int used, float *dlogp);
+void nomul_gelu_forward_pa(const nomul_op_cfg *cfg, long n, const float *x, float *y);
+void nomul_gelu_backward_pa(const nomul_op_cfg *cfg, long n, const float *x, const float *dy,
+                            float *dx);
+
+#endif
