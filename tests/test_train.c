@@ -457,7 +457,7 @@ static void test_translation_task(void **state)
     char ck[1200], pa[1200], pb[1200];
     snprintf(ck, sizeof ck, "%s/checkpoint_%ld.safetensors", c.out_dir, at);
     assert_int_equal(nomul_checkpoint_config(ck, &b), 0);
-    assert_string_equal(b.task, "translation");
+    assert_int_equal(b.task, NOMUL_TASK_TRANSLATION);
     snprintf(b.out_dir, sizeof b.out_dir, "%s", tu_path("tr-b"));
     o.resume = ck;
     if (nomul_train(&b, &o, &rb))

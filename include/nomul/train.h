@@ -43,6 +43,7 @@
 
 #include "nomul/audit.h"
 #include "nomul/opcfg.h"
+#include "nomul/optim.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -50,20 +51,30 @@ extern "C" {
 
 #define NOMUL_PATH_MAX 1024
 
+/* The enumerated keys, parsed once from their names (in this order). */
+typedef enum { NOMUL_TASK_IMAGE, NOMUL_TASK_TRANSLATION } nomul_train_task;
+typedef enum {
+    NOMUL_DATA_FORMAT_IDX,
+    NOMUL_DATA_FORMAT_CIFAR,
+    NOMUL_DATA_FORMAT_FOLDER
+} nomul_data_format;
+typedef enum { NOMUL_OPTIMIZER_ADAMW, NOMUL_OPTIMIZER_SGD } nomul_optimizer_kind;
+typedef enum { NOMUL_LR_COSINE, NOMUL_LR_CONSTANT, NOMUL_LR_INVERSE_SQRT } nomul_lr_schedule;
+
 typedef struct nomul_train_config {
-    char task[16]; /* "image" or "translation" */
+    nomul_train_task task;
     char model[64];
-    char data_format[16];
+    nomul_data_format data_format;
     char train_images[NOMUL_PATH_MAX], train_labels[NOMUL_PATH_MAX];
     char test_images[NOMUL_PATH_MAX], test_labels[NOMUL_PATH_MAX];
     int image, channels, classes;
     long train_limit, test_limit;
     long epochs, steps;
     int batch_size, eval_batch_size;
-    char optimizer[16];
-    char adam_moments[16];
+    nomul_optimizer_kind optimizer;
+    nomul_adam_moments adam_moments;
     float lr, min_lr;
-    char schedule[16];
+    nomul_lr_schedule schedule;
     long warmup_steps;
     float weight_decay, beta1, beta2, eps, momentum, clip_grad;
     float label_smoothing, drop_path;
@@ -108,6 +119,8 @@ int nomul_train_config_check(const nomul_train_config *c, char *err, size_t errl
 int nomul_train_config_format(const nomul_train_config *c, char *buf, size_t len);
 /* Every key with its current value, one per line, for --keys. */
 void nomul_train_config_print_keys(const nomul_train_config *c, FILE *out);
+/* The task's name as the key "task" spells it: "image", "translation". */
+const char *nomul_train_task_name(nomul_train_task task);
 
 typedef struct nomul_train_result {
     long steps;                /* the step reached */

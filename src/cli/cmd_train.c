@@ -204,7 +204,7 @@ int cmd_train(int argc, char **argv)
                    : CLI_USAGE;
     }
     /* the summary on stdout, for scripts */
-    if (!strcmp(c.task, "translation"))
+    if (c.task == NOMUL_TASK_TRANSLATION)
         printf("steps %ld  train_loss %.4f  valid_loss %.4f  test_bleu %.2f  seconds %.1f\n",
                r.steps, r.train_loss, r.test_loss, 100.0 * r.test_acc, r.seconds);
     else
@@ -258,9 +258,9 @@ int cmd_translate(int argc, char **argv)
     nomul_train_config c;
     if ((rc = build_config("translate", &o, o.checkpoint, &c)))
         return rc;
-    if (strcmp(c.task, "translation")) {
+    if (c.task != NOMUL_TASK_TRANSLATION) {
         cli_error("translate: '%s' is a checkpoint of task '%s', not translation", o.checkpoint,
-                  c.task);
+                  nomul_train_task_name(c.task));
         return CLI_USAGE;
     }
     char **lines;

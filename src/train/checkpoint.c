@@ -35,7 +35,7 @@ static int save_checkpoint(const char *path, const nomul_train_config *c, nomul_
         goto out;
     }
     nomul_train_config_format(c, cjson, clen);
-    const int adam = !strcmp(c->optimizer, "adamw");
+    const int adam = c->optimizer == NOMUL_OPTIMIZER_ADAMW;
     for (int k = 0; k < per; k++)
         for (int i = 0; i < np; i++) {
             if (k > 0 && p[i].buffer) /* no optimizer state */
@@ -204,7 +204,7 @@ int train_resume(trainer *t, const char *path, run_state *st)
     }
     if (train_load_params(f, path, t->p, t->np))
         goto out;
-    const int adam = !strcmp(t->c->optimizer, "adamw");
+    const int adam = t->c->optimizer == NOMUL_OPTIMIZER_ADAMW;
     char name[160];
     for (int i = 0; i < t->np; i++) {
         if (t->p[i].buffer)

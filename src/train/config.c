@@ -13,22 +13,39 @@
 
 #include "nomul/train.h"
 
-typedef enum { K_STR, K_INT, K_LONG, K_FLOAT, K_BOOL, K_FLOAT4 } key_type;
+typedef enum { K_STR, K_INT, K_LONG, K_FLOAT, K_BOOL, K_FLOAT4, K_ENUM } key_type;
 
 typedef struct key_def {
     const char *name;
     key_type type;
     size_t off, size;
-    double lo, hi;       /* numeric range */
-    const char *choices; /* strings: "a|b|c", or NULL for any */
+    double lo, hi;             /* numeric range */
+    const char *const *values; /* K_ENUM: the names, in the enum's order, NULL-terminated */
     const char *help;
 } key_def;
 
+/* The names of the enumerated keys' values; index = the enum's value. */
+static const char *const task_names[] = {"image", "translation", NULL};
+static const char *const format_names[] = {"idx", "cifar", "folder", NULL};
+static const char *const optimizer_names[] = {"adamw", "sgd", NULL};
+static const char *const moments_names[] = {"reference", "delta", NULL};
+static const char *const schedule_names[] = {"cosine", "constant", "inverse_sqrt", NULL};
+_Static_assert(NOMUL_TASK_TRANSLATION == 1 && NOMUL_DATA_FORMAT_FOLDER == 2 &&
+                   NOMUL_OPTIMIZER_SGD == 1 && NOMUL_ADAM_MOMENTS_DELTA == 1 &&
+                   NOMUL_LR_INVERSE_SQRT == 2,
+               "the name tables follow the enums");
+/* an enumerated field is read and written as an int */
+_Static_assert(sizeof(nomul_train_task) == sizeof(int) && sizeof(nomul_data_format) == sizeof(int) &&
+                   sizeof(nomul_optimizer_kind) == sizeof(int) &&
+                   sizeof(nomul_adam_moments) == sizeof(int) &&
+                   sizeof(nomul_lr_schedule) == sizeof(int),
+               "enums are ints");
+
 #define FIELD(f) offsetof(nomul_train_config, f), sizeof(((nomul_train_config *)0)->f)
 static const key_def keys[] = {
-    {"task", K_STR, FIELD(task), 0, 0, "image|translation", "what is trained"},
+    {"task", K_ENUM, FIELD(task), 0, 0, task_names, "what is trained"},
     {"model", K_STR, FIELD(model), 0, 0, NULL, "the architecture (nomul_model_names)"},
-    {"data.format", K_STR, FIELD(data_format), 0, 0, "idx|cifar|folder", "the files' format"},
+    {"data.format", K_ENUM, FIELD(data_format), 0, 0, format_names, "the files' format"},
     {"data.train", K_STR, FIELD(train_images), 0, 0, NULL,
      "training images: IDX file, CIFAR batches (comma separated) or folder root"},
     {"data.train_labels", K_STR, FIELD(train_labels), 0, 0, NULL, "IDX training labels"},
@@ -62,12 +79,12 @@ static const key_def keys[] = {
     {"steps", K_LONG, FIELD(steps), 0, 1e12, NULL, "optimizer steps (> 0 overrides epochs)"},
     {"batch_size", K_INT, FIELD(batch_size), 1, 1 << 20, NULL, "training batch"},
     {"eval_batch_size", K_INT, FIELD(eval_batch_size), 1, 1 << 20, NULL, "evaluation batch"},
-    {"optimizer", K_STR, FIELD(optimizer), 0, 0, "adamw|sgd", "the optimizer"},
-    {"adam_moments", K_STR, FIELD(adam_moments), 0, 0, "reference|delta",
+    {"optimizer", K_ENUM, FIELD(optimizer), 0, 0, optimizer_names, "the optimizer"},
+    {"adam_moments", K_ENUM, FIELD(adam_moments), 0, 0, moments_names,
      "PA AdamW's moment averages: PAM(m, b1) + PAM(g, 1 - b1), or m += PAM(g - m, 1 - b1)"},
     {"lr", K_FLOAT, FIELD(lr), 0, 1e6, NULL, "peak learning rate"},
     {"min_lr", K_FLOAT, FIELD(min_lr), 0, 1e6, NULL, "final learning rate of the cosine"},
-    {"schedule", K_STR, FIELD(schedule), 0, 0, "cosine|constant|inverse_sqrt",
+    {"schedule", K_ENUM, FIELD(schedule), 0, 0, schedule_names,
      "the learning-rate schedule after the warmup"},
     {"warmup_steps", K_LONG, FIELD(warmup_steps), 0, 1e12, NULL, "linear warmup steps"},
     {"weight_decay", K_FLOAT, FIELD(weight_decay), 0, 1e6, NULL,
@@ -116,9 +133,9 @@ static const key_def keys[] = {
 void nomul_train_config_default(nomul_train_config *c)
 {
     memset(c, 0, sizeof *c);
-    snprintf(c->task, sizeof c->task, "image");
+    c->task = NOMUL_TASK_IMAGE;
     snprintf(c->model, sizeof c->model, "vit_fmnist");
-    snprintf(c->data_format, sizeof c->data_format, "idx");
+    c->data_format = NOMUL_DATA_FORMAT_IDX;
     const char *d = "/usr/share/datasets/fashion-mnist";
     snprintf(c->train_images, sizeof c->train_images, "%s/train-images-idx3-ubyte.gz", d);
     snprintf(c->train_labels, sizeof c->train_labels, "%s/train-labels-idx1-ubyte.gz", d);
@@ -130,11 +147,11 @@ void nomul_train_config_default(nomul_train_config *c)
     c->epochs = 3;
     c->batch_size = 64;
     c->eval_batch_size = 500;
-    snprintf(c->optimizer, sizeof c->optimizer, "adamw");
-    snprintf(c->adam_moments, sizeof c->adam_moments, "reference");
+    c->optimizer = NOMUL_OPTIMIZER_ADAMW;
+    c->adam_moments = NOMUL_ADAM_MOMENTS_REFERENCE;
     c->lr = 2e-3f;
     c->min_lr = 1e-5f;
-    snprintf(c->schedule, sizeof c->schedule, "cosine");
+    c->schedule = NOMUL_LR_COSINE;
     c->warmup_steps = 200;
     c->weight_decay = 0.05f;
     c->beta1 = 0.9f;
@@ -175,17 +192,28 @@ static const key_def *find_key(const char *name)
     return NULL;
 }
 
-static int choice_ok(const char *choices, const char *v)
+const char *nomul_train_task_name(nomul_train_task task)
 {
-    size_t n = strlen(v);
-    for (const char *p = choices; *p;) {
-        const char *bar = strchr(p, '|');
-        size_t len = bar ? (size_t)(bar - p) : strlen(p);
-        if (len == n && !strncmp(p, v, n))
-            return 1;
-        p += len + (bar ? 1 : 0);
-    }
-    return 0;
+    return task == NOMUL_TASK_TRANSLATION ? task_names[1] : task_names[0];
+}
+
+/* The index of v among the names, or -1. */
+static int value_index(const char *const *names, const char *v)
+{
+    for (int i = 0; names[i]; i++)
+        if (!strcmp(names[i], v))
+            return i;
+    return -1;
+}
+
+/* The names as "a|b|c", for messages and --keys. */
+static const char *value_list(const char *const *names, char *buf, size_t len)
+{
+    size_t at = 0;
+    buf[0] = 0;
+    for (int i = 0; names[i] && at < len; i++)
+        at += (size_t)snprintf(buf + at, len - at, "%s%s", i ? "|" : "", names[i]);
+    return buf;
 }
 
 static int number(const key_def *k, const cJSON *v, double *out, char *err, size_t errlen)
@@ -224,13 +252,21 @@ static int apply(nomul_train_config *c, const key_def *k, const cJSON *v, char *
                      k->name, k->size - 1);
             return -1;
         }
-        if (k->choices && !choice_ok(k->choices, v->valuestring)) {
-            snprintf(err, errlen, "config key '%s' = '%s' is not one of %s", k->name,
-                     v->valuestring, k->choices);
-            return -1;
-        }
         memcpy(field, v->valuestring, strlen(v->valuestring) + 1);
         return 0;
+    case K_ENUM: {
+        char list[128];
+        int i = cJSON_IsString(v) ? value_index(k->values, v->valuestring) : -1;
+        if (!cJSON_IsString(v))
+            snprintf(err, errlen, "config key '%s' wants a string", k->name);
+        else if (i < 0)
+            snprintf(err, errlen, "config key '%s' = '%s' is not one of %s", k->name,
+                     v->valuestring, value_list(k->values, list, sizeof list));
+        if (i < 0)
+            return -1;
+        *(int *)field = i;
+        return 0;
+    }
     case K_BOOL:
         if (cJSON_IsBool(v))
             *(int *)field = cJSON_IsTrue(v);
@@ -347,7 +383,7 @@ int nomul_train_config_set(nomul_train_config *c, const char *key, const char *v
         return -1;
     }
     cJSON *v = NULL;
-    if (k->type == K_STR && value[0] != '"')
+    if ((k->type == K_STR || k->type == K_ENUM) && value[0] != '"')
         v = cJSON_CreateString(value); /* a bare word or path */
     else {
         v = cJSON_ParseWithOpts(value, NULL, 1);
@@ -378,7 +414,7 @@ int nomul_train_config_check(const nomul_train_config *c, char *err, size_t errl
         snprintf(err, errlen, "config key 'model' is empty");
         return -1;
     }
-    if (!strcmp(c->task, "translation")) {
+    if (c->task == NOMUL_TASK_TRANSLATION) {
         const char *need[][2] = {{"data.train_src", c->train_src}, {"data.train_tgt", c->train_tgt},
                                  {"data.valid_src", c->valid_src}, {"data.valid_tgt", c->valid_tgt},
                                  {"data.test_src", c->test_src},   {"data.test_tgt", c->test_tgt},
@@ -392,7 +428,7 @@ int nomul_train_config_check(const nomul_train_config *c, char *err, size_t errl
         snprintf(err, errlen, "config keys 'data.train' and 'data.test' must name the data");
         return -1;
     }
-    if (strcmp(c->task, "translation") && !strcmp(c->data_format, "idx") &&
+    if (c->task != NOMUL_TASK_TRANSLATION && c->data_format == NOMUL_DATA_FORMAT_IDX &&
         (!c->train_labels[0] || !c->test_labels[0])) {
         snprintf(err, errlen, "data.format idx needs 'data.train_labels' and 'data.test_labels'");
         return -1;
@@ -417,8 +453,9 @@ static int format_value(const nomul_train_config *c, const key_def *k, char *buf
 {
     const char *field = (const char *)c + k->off;
     switch (k->type) {
-    case K_STR: {
-        cJSON *s = cJSON_CreateString(field);
+    case K_STR:
+    case K_ENUM: {
+        cJSON *s = cJSON_CreateString(k->type == K_STR ? field : k->values[*(const int *)field]);
         char *t = s ? cJSON_PrintUnformatted(s) : NULL;
         int n = snprintf(buf, len, "%s", t ? t : "\"\"");
         free(t);
@@ -462,11 +499,12 @@ int nomul_train_config_format(const nomul_train_config *c, char *buf, size_t len
 
 void nomul_train_config_print_keys(const nomul_train_config *c, FILE *out)
 {
-    char v[2 * NOMUL_PATH_MAX];
+    char v[2 * NOMUL_PATH_MAX], list[128];
     for (size_t i = 0; i < NKEYS; i++) {
         format_value(c, &keys[i], v, sizeof v);
         fprintf(out, "  %-20s %s\n  %-20s   %s%s%s\n", keys[i].name, v, "", keys[i].help,
-                keys[i].choices ? ": " : "", keys[i].choices ? keys[i].choices : "");
+                keys[i].values ? ": " : "",
+                keys[i].values ? value_list(keys[i].values, list, sizeof list) : "");
     }
     for (int f = 0; f < NOMUL_CFG_COUNT; f++) {
         nomul_op_cfg_format(&c->ops.family[f], v, sizeof v);

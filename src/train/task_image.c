@@ -30,9 +30,9 @@ static nomul_image_set *load_set(const nomul_train_config *c, int train)
     const char *labels = train ? c->train_labels : c->test_labels;
     const char *key = train ? "data.train" : "data.test";
     nomul_image_set *s = NULL;
-    if (!strcmp(c->data_format, "idx")) {
+    if (c->data_format == NOMUL_DATA_FORMAT_IDX) {
         s = nomul_image_set_from_idx(images, labels, c->classes);
-    } else if (!strcmp(c->data_format, "cifar")) {
+    } else if (c->data_format == NOMUL_DATA_FORMAT_CIFAR) {
         char *list = strdup(images);
         const char *paths[64];
         int n = 0;
@@ -148,7 +148,7 @@ int nomul_evaluate_checkpoint(const char *path, const nomul_train_config *c, dou
         nomul_report(NOMUL_EINVAL, "%s", err);
         return -1;
     }
-    if (!strcmp(c->task, "translation")) {
+    if (c->task == NOMUL_TASK_TRANSLATION) {
         nomul_report(NOMUL_EINVAL, "'%s' is a translation checkpoint: its training ends with "
                      "the test BLEU; nomul translate --checkpoint translates with it", path);
         return -1;

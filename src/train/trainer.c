@@ -71,10 +71,10 @@ static int setup(trainer *t, const nomul_train_config *c, run_state *st)
     t->c = c;
     snprintf(t->dir, sizeof t->dir, "%s", c->out_dir);
     snprintf(t->metrics, sizeof t->metrics, "%s/metrics.jsonl", t->dir);
-    t->task = !strcmp(c->task, "translation") ? &translation_task : &image_task;
+    t->task = c->task == NOMUL_TASK_TRANSLATION ? &translation_task : &image_task;
     if (t->task->setup(t))
         return -1;
-    const int adam = !strcmp(c->optimizer, "adamw");
+    const int adam = c->optimizer == NOMUL_OPTIMIZER_ADAMW;
     t->mom = calloc((size_t)t->np, sizeof *t->mom);
     t->vel = adam ? calloc((size_t)t->np, sizeof *t->vel) : NULL;
     t->grads = calloc((size_t)t->np, sizeof *t->grads);
@@ -93,10 +93,10 @@ static int setup(trainer *t, const nomul_train_config *c, run_state *st)
     }
     t->total = c->steps > 0 ? c->steps : c->epochs * t->per_epoch;
     nomul_schedule s = {NOMUL_SCHED_WARMUP_COSINE, c->lr, c->min_lr, c->warmup_steps, t->total};
-    if (!strcmp(c->schedule, "constant")) {
+    if (c->schedule == NOMUL_LR_CONSTANT) {
         s.kind = c->warmup_steps ? NOMUL_SCHED_WARMUP_COSINE : NOMUL_SCHED_CONSTANT;
         s.min_lr = c->lr; /* a cosine from lr to lr: warmup, then constant */
-    } else if (!strcmp(c->schedule, "inverse_sqrt"))
+    } else if (c->schedule == NOMUL_LR_INVERSE_SQRT)
         s.kind = NOMUL_SCHED_INVERSE_SQRT;
     if (c->warmup_steps > t->total) {
         nomul_report(NOMUL_EINVAL, "warmup_steps %ld exceeds the run's %ld steps",
@@ -118,8 +118,7 @@ static int setup(trainer *t, const nomul_train_config *c, run_state *st)
     st->adam.beta2 = c->beta2;
     st->adam.eps = c->eps;
     st->adam.offset = c->ops.family[NOMUL_CFG_OPT_FUNCTIONAL].offset;
-    st->adam.moments = !strcmp(c->adam_moments, "delta") ? NOMUL_ADAM_MOMENTS_DELTA
-                                                         : NOMUL_ADAM_MOMENTS_REFERENCE;
+    st->adam.moments = c->adam_moments;
     return 0;
 oom:
     nomul_report(NOMUL_ENOMEM, "out of memory for the optimizer's state");
