@@ -122,12 +122,20 @@ void nomul_train_config_print_keys(const nomul_train_config *c, FILE *out);
 /* The task's name as the key "task" spells it: "image", "translation". */
 const char *nomul_train_task_name(nomul_train_task task);
 
+/* A figure of a run's last evaluation, named as metrics.jsonl names it. */
+typedef struct nomul_train_metric {
+    const char *name; /* "test_loss", "valid_loss", "test_acc", "test_bleu" */
+    double value;     /* NaN if not evaluated */
+    int digits;       /* the decimals a summary prints */
+} nomul_train_metric;
+
 typedef struct nomul_train_result {
-    long steps;                /* the step reached */
-    double train_loss;         /* mean training loss of the last epoch (or part) */
-    double test_loss, test_acc; /* the last evaluation (NaN if none); translation: the
-                                 * validation loss and test BLEU / 100 */
-    double seconds;            /* wall time of this run */
+    long steps;                   /* the step reached */
+    double train_loss;            /* mean training loss of the last epoch (or part) */
+    nomul_train_metric eval_loss; /* images: the test loss; translation: the validation loss */
+    nomul_train_metric metric;    /* images: the test accuracy (a fraction); translation: the
+                                   * test BLEU (0 to 100) */
+    double seconds;               /* wall time of this run */
     nomul_op_counts counts;    /* arithmetic of this run's training steps (audit) */
     long counted_steps;
 } nomul_train_result;

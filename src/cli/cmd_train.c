@@ -204,12 +204,9 @@ int cmd_train(int argc, char **argv)
                    : CLI_USAGE;
     }
     /* the summary on stdout, for scripts */
-    if (c.task == NOMUL_TASK_TRANSLATION)
-        printf("steps %ld  train_loss %.4f  valid_loss %.4f  test_bleu %.2f  seconds %.1f\n",
-               r.steps, r.train_loss, r.test_loss, 100.0 * r.test_acc, r.seconds);
-    else
-        printf("steps %ld  train_loss %.4f  test_loss %.4f  test_acc %.4f  seconds %.1f\n",
-               r.steps, r.train_loss, r.test_loss, r.test_acc, r.seconds);
+    printf("steps %ld  train_loss %.4f  %s %.*f  %s %.*f  seconds %.1f\n", r.steps, r.train_loss,
+           r.eval_loss.name, r.eval_loss.digits, r.eval_loss.value, r.metric.name, r.metric.digits,
+           r.metric.value, r.seconds);
     if (c.audit && r.counted_steps)
         printf("float multiplications per training step: %.0f\n",
                (double)r.counts.n[NOMUL_COUNT_FMUL] / (double)r.counted_steps);

@@ -265,5 +265,5 @@ static nomul_tensor *img_loss(trainer *t, const run_state *st, long *items)
     return l;
 }
 
-const train_task image_task = {"images", "test_loss", "test_acc", "test acc", 100.0,
+const train_task image_task = {"images", "test_loss", "test_acc", "test acc", 100.0, 1.0, 4,
                                img_setup, img_start, img_loss, img_evaluate, img_free};

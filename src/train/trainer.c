@@ -207,7 +207,8 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
     t.out = o->out ? o->out : stderr;
     nomul_train_result r;
     memset(&r, 0, sizeof r);
-    r.test_loss = r.test_acc = r.train_loss = NAN;
+    r.train_loss = NAN;
+    double eval_loss = NAN, metric = NAN; /* the last evaluation, as the task logs it */
     run_state st;
     int rc = -1;
     const double t0 = now_s();
@@ -291,24 +292,24 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
         r.train_loss = st.epoch_loss / (double)st.epoch_n;
         int end_of_epoch = last == t.per_epoch, done = st.step == t.total;
         int eval = done || (end_of_epoch && c->eval_every > 0 && (epoch + 1) % c->eval_every == 0);
-        if (eval && t.task->evaluate(&t, done, &r.test_loss, &r.test_acc)) {
+        if (eval && t.task->evaluate(&t, done, &eval_loss, &metric)) {
             nomul_progress_finish(bar, "stopped");
             goto out;
         }
-        if (eval && !isnan(r.test_acc))
+        if (eval && !isnan(metric))
             snprintf(extra, sizeof extra, "loss %.4f, %s %.4f, %s %.2f", r.train_loss,
-                     t.task->eval_loss, r.test_loss, t.task->metric_label,
-                     t.task->metric_scale * r.test_acc);
+                     t.task->eval_loss, eval_loss, t.task->metric_label,
+                     t.task->metric_scale * metric);
         else if (eval) /* translation: BLEU only at the end */
             snprintf(extra, sizeof extra, "loss %.4f, %s %.4f", r.train_loss, t.task->eval_loss,
-                     r.test_loss);
+                     eval_loss);
         else
             snprintf(extra, sizeof extra, "loss %.4f", r.train_loss);
         nomul_progress_finish(bar, extra);
         const char *k[] = {"step", "epoch", "train_loss", t.task->eval_loss, t.task->metric,
                            "epoch_seconds"};
         double v[] = {(double)st.step, (double)st.step / (double)t.per_epoch, r.train_loss,
-                      eval ? r.test_loss : NAN, eval ? r.test_acc : NAN, secs};
+                      eval ? eval_loss : NAN, eval ? metric : NAN, secs};
         if (nomul_metrics_append(t.metrics, 6, k, v))
             goto out;
         if (end_of_epoch) {
@@ -324,11 +325,16 @@ out:
     if (c->audit)
         nomul_counts_get(&r.counts);
     r.seconds = now_s() - t0;
+    if (t.task) {
+        r.eval_loss = (nomul_train_metric){t.task->eval_loss, eval_loss, 4};
+        r.metric = (nomul_train_metric){t.task->metric, t.task->result_scale * metric,
+                                        t.task->result_digits};
+    }
     if (rc == 0) {
         fprintf(t.out, "nomul train: %ld steps in %.1f s; %s %.2f, %s %.4f; "
                 "checkpoint %s/checkpoint_last.safetensors\n", r.steps, r.seconds,
-                t.task->metric_label, t.task->metric_scale * r.test_acc, t.task->eval_loss,
-                r.test_loss, t.dir);
+                t.task->metric_label, t.task->metric_scale * metric, t.task->eval_loss,
+                eval_loss, t.dir);
         print_audit(t.out, &r);
     }
     if (result)

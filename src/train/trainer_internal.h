@@ -29,6 +29,8 @@ typedef struct train_task {
     const char *metric;       /* the evaluation's metric key: "test_acc", "test_bleu" */
     const char *metric_label; /* for humans: "test acc", "test BLEU" */
     double metric_scale;      /* printed as metric · scale (100 for a fraction in percent) */
+    double result_scale;      /* the result's unit (nomul_train_result.metric): metric · scale */
+    int result_digits;        /* the decimals of the result's metric in summaries */
     /* data and model: sets p, np, per_epoch, describe, td */
     int (*setup)(trainer *t);
     void (*start)(trainer *t, long epoch, long first);
