@@ -104,16 +104,15 @@ typedef struct nomul_train_config {
 /* The embedded default: vit_fmnist on Fashion-MNIST from Debian's
  * dataset-fashion-mnist, every operation piecewise affine. */
 void nomul_train_config_default(nomul_train_config *c);
-/* Applies the keys of a JSON object; 0, or -1 with a message naming the key
- * in err. */
-int nomul_train_config_parse_json(nomul_train_config *c, const char *json, char *err,
-                                  size_t errlen);
-/* Applies one KEY=VALUE (as --set gives it; a JSON value or a bare word). */
-int nomul_train_config_set(nomul_train_config *c, const char *key, const char *value, char *err,
-                           size_t errlen);
-/* Checks the whole configuration (sizes, ranges, names); 0 or -1 with a
- * message. */
-int nomul_train_config_check(const nomul_train_config *c, char *err, size_t errlen);
+/* Applies the keys of a JSON object; 0, or -1 after a report naming the key
+ * (nomul/error.h). */
+int nomul_train_config_parse_json(nomul_train_config *c, const char *json);
+/* Applies one KEY=VALUE (as --set gives it; a JSON value or a bare word); 0,
+ * or -1 after a report. */
+int nomul_train_config_set(nomul_train_config *c, const char *key, const char *value);
+/* Checks the whole configuration (sizes, ranges, names); 0, or -1 after a
+ * report. */
+int nomul_train_config_check(const nomul_train_config *c);
 /* The configuration as one JSON object (flat dotted keys); the length
  * snprintf would write. */
 int nomul_train_config_format(const nomul_train_config *c, char *buf, size_t len);
@@ -151,7 +150,8 @@ typedef struct nomul_train_options {
 int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
                 nomul_train_result *result);
 
-/* Reads a checkpoint's configuration (its "nomul.config" metadata) into c. */
+/* Reads a checkpoint's configuration (its "nomul.config" metadata) into c;
+ * 0, or -1 after a report. */
 int nomul_checkpoint_config(const char *path, nomul_train_config *c);
 
 /* Evaluates a checkpoint on the test set of c (normally its own configuration,

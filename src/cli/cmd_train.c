@@ -127,7 +127,6 @@ static int parse(int argc, char **argv, const char *command, opts *o, int *help)
 static int build_config(const char *command, const opts *o, const char *ckpt,
                         nomul_train_config *c)
 {
-    char err[512];
     nomul_train_config_default(c);
     if (ckpt && nomul_checkpoint_config(ckpt, c)) {
         cli_error("%s: %s", command, nomul_last_error_message());
@@ -137,10 +136,10 @@ static int build_config(const char *command, const opts *o, const char *ckpt,
         char *text;
         if (!cli_read_file(command, o->configs[i], &text))
             return CLI_USAGE;
-        int rc = nomul_train_config_parse_json(c, text, err, sizeof err);
+        int rc = nomul_train_config_parse_json(c, text);
         free(text);
         if (rc) {
-            cli_error("%s: %s: %s", command, o->configs[i], err);
+            cli_error("%s: %s: %s", command, o->configs[i], nomul_last_error_message());
             return CLI_USAGE;
         }
     }
@@ -154,13 +153,13 @@ static int build_config(const char *command, const opts *o, const char *ckpt,
         }
         memcpy(key, o->sets[i], kl);
         key[kl] = 0;
-        if (nomul_train_config_set(c, key, eq + 1, err, sizeof err)) {
-            cli_error("%s: --set %s", command, err);
+        if (nomul_train_config_set(c, key, eq + 1)) {
+            cli_error("%s: --set %s", command, nomul_last_error_message());
             return CLI_USAGE;
         }
     }
-    if (nomul_train_config_check(c, err, sizeof err)) {
-        cli_error("%s: %s", command, err);
+    if (nomul_train_config_check(c)) {
+        cli_error("%s: %s", command, nomul_last_error_message());
         return CLI_USAGE;
     }
     return CLI_OK;

@@ -146,15 +146,16 @@ int nomul_checkpoint_config(const char *path, nomul_train_config *c)
         return -1;
     const char *json = nomul_safetensors_meta(f, "nomul.config");
     int rc = -1;
-    char err[512];
     if (!json)
         nomul_report(NOMUL_EFORMAT, "'%s' is not a nomul checkpoint (no nomul.config metadata)",
                      path);
     else {
         nomul_train_config_default(c);
-        if (nomul_train_config_parse_json(c, json, err, sizeof err))
+        if (nomul_train_config_parse_json(c, json)) {
+            char err[512]; /* the message, prefixed */
+            snprintf(err, sizeof err, "%s", nomul_last_error_message());
             nomul_report(NOMUL_EFORMAT, "checkpoint '%s': its configuration: %s", path, err);
-        else
+        } else
             rc = 0;
     }
     nomul_safetensors_free(f);

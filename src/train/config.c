@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "../core/internal.h"
 #include "nomul/train.h"
 
 typedef enum { K_STR, K_INT, K_LONG, K_FLOAT, K_BOOL, K_FLOAT4, K_ENUM } key_type;
@@ -35,7 +36,8 @@ _Static_assert(NOMUL_TASK_TRANSLATION == 1 && NOMUL_DATA_FORMAT_FOLDER == 2 &&
                    NOMUL_LR_INVERSE_SQRT == 2,
                "the name tables follow the enums");
 /* an enumerated field is read and written as an int */
-_Static_assert(sizeof(nomul_train_task) == sizeof(int) && sizeof(nomul_data_format) == sizeof(int) &&
+_Static_assert(sizeof(nomul_train_task) == sizeof(int) &&
+                   sizeof(nomul_data_format) == sizeof(int) &&
                    sizeof(nomul_optimizer_kind) == sizeof(int) &&
                    sizeof(nomul_adam_moments) == sizeof(int) &&
                    sizeof(nomul_lr_schedule) == sizeof(int),
@@ -216,40 +218,39 @@ static const char *value_list(const char *const *names, char *buf, size_t len)
     return buf;
 }
 
-static int number(const key_def *k, const cJSON *v, double *out, char *err, size_t errlen)
+static int number(const key_def *k, const cJSON *v, double *out)
 {
     if (!cJSON_IsNumber(v)) {
-        snprintf(err, errlen, "config key '%s' wants a number", k->name);
+        nomul_report(NOMUL_EINVAL, "config key '%s' wants a number", k->name);
         return -1;
     }
     double x = v->valuedouble;
     if (!isfinite(x) || x < k->lo || x > k->hi) {
-        snprintf(err, errlen, "config key '%s' = %g is outside [%g, %g]", k->name, x, k->lo,
-                 k->hi);
+        nomul_report(NOMUL_EINVAL, "config key '%s' = %g is outside [%g, %g]", k->name, x, k->lo,
+                     k->hi);
         return -1;
     }
     if ((k->type == K_INT || k->type == K_LONG) && x != floor(x)) {
-        snprintf(err, errlen, "config key '%s' wants a whole number, not %g", k->name, x);
+        nomul_report(NOMUL_EINVAL, "config key '%s' wants a whole number, not %g", k->name, x);
         return -1;
     }
     *out = x;
     return 0;
 }
 
-static int apply(nomul_train_config *c, const key_def *k, const cJSON *v, char *err,
-                 size_t errlen)
+static int apply(nomul_train_config *c, const key_def *k, const cJSON *v)
 {
     char *field = (char *)c + k->off;
     double x;
     switch (k->type) {
     case K_STR:
         if (!cJSON_IsString(v)) {
-            snprintf(err, errlen, "config key '%s' wants a string", k->name);
+            nomul_report(NOMUL_EINVAL, "config key '%s' wants a string", k->name);
             return -1;
         }
         if (strlen(v->valuestring) >= k->size) {
-            snprintf(err, errlen, "config key '%s': the value is longer than %zu bytes",
-                     k->name, k->size - 1);
+            nomul_report(NOMUL_EINVAL, "config key '%s': the value is longer than %zu bytes",
+                         k->name, k->size - 1);
             return -1;
         }
         memcpy(field, v->valuestring, strlen(v->valuestring) + 1);
@@ -258,10 +259,10 @@ static int apply(nomul_train_config *c, const key_def *k, const cJSON *v, char *
         char list[128];
         int i = cJSON_IsString(v) ? value_index(k->values, v->valuestring) : -1;
         if (!cJSON_IsString(v))
-            snprintf(err, errlen, "config key '%s' wants a string", k->name);
+            nomul_report(NOMUL_EINVAL, "config key '%s' wants a string", k->name);
         else if (i < 0)
-            snprintf(err, errlen, "config key '%s' = '%s' is not one of %s", k->name,
-                     v->valuestring, value_list(k->values, list, sizeof list));
+            nomul_report(NOMUL_EINVAL, "config key '%s' = '%s' is not one of %s", k->name,
+                         v->valuestring, value_list(k->values, list, sizeof list));
         if (i < 0)
             return -1;
         *(int *)field = i;
@@ -273,22 +274,22 @@ static int apply(nomul_train_config *c, const key_def *k, const cJSON *v, char *
         else if (cJSON_IsNumber(v) && (v->valuedouble == 0 || v->valuedouble == 1))
             *(int *)field = v->valueint;
         else {
-            snprintf(err, errlen, "config key '%s' wants true or false", k->name);
+            nomul_report(NOMUL_EINVAL, "config key '%s' wants true or false", k->name);
             return -1;
         }
         return 0;
     case K_INT:
-        if (number(k, v, &x, err, errlen))
+        if (number(k, v, &x))
             return -1;
         *(int *)field = (int)x;
         return 0;
     case K_LONG:
-        if (number(k, v, &x, err, errlen))
+        if (number(k, v, &x))
             return -1;
         *(long *)field = (long)x;
         return 0;
     case K_FLOAT:
-        if (number(k, v, &x, err, errlen))
+        if (number(k, v, &x))
             return -1;
         *(float *)field = (float)x;
         return 0;
@@ -298,17 +299,17 @@ static int apply(nomul_train_config *c, const key_def *k, const cJSON *v, char *
         if (cJSON_IsArray(v)) {
             n = cJSON_GetArraySize(v);
             if (n < 1 || n > 4) {
-                snprintf(err, errlen, "config key '%s' wants 1 to 4 numbers (one per channel)",
-                         k->name);
+                nomul_report(NOMUL_EINVAL,
+                             "config key '%s' wants 1 to 4 numbers (one per channel)", k->name);
                 return -1;
             }
             for (int i = 0; i < n; i++) {
-                if (number(k, cJSON_GetArrayItem(v, i), &x, err, errlen))
+                if (number(k, cJSON_GetArrayItem(v, i), &x))
                     return -1;
                 vals[i] = (float)x;
             }
         } else {
-            if (number(k, v, &x, err, errlen))
+            if (number(k, v, &x))
                 return -1;
             vals[0] = (float)x;
             n = 1;
@@ -321,14 +322,24 @@ static int apply(nomul_train_config *c, const key_def *k, const cJSON *v, char *
     return -1;
 }
 
+/* nomul_op_cfgs_set with its message reported (opcfg.c writes it into a
+ * buffer): 1 set, 0 not an operation key, -1 after a report. */
+static int op_cfgs_set(nomul_op_cfgs *ops, const char *key, const char *value)
+{
+    char err[512];
+    int r = nomul_op_cfgs_set(ops, key, value, err, sizeof err);
+    if (r < 0)
+        nomul_report(NOMUL_EINVAL, "%s", err);
+    return r;
+}
+
 /* Applies one key of a JSON object (the op configs go to opcfg.c). */
-static int apply_json(nomul_train_config *c, const char *name, const cJSON *v, char *err,
-                      size_t errlen)
+static int apply_json(nomul_train_config *c, const char *name, const cJSON *v)
 {
     if (nomul_op_family_find(name) >= 0) {
         const char *word = cJSON_IsString(v) ? v->valuestring : NULL;
         char *text = word ? NULL : cJSON_PrintUnformatted(v);
-        int r = nomul_op_cfgs_set(&c->ops, name, word ? word : text ? text : "", err, errlen);
+        int r = op_cfgs_set(&c->ops, name, word ? word : text ? text : "");
         free(text);
         return r == 1 ? 0 : -1;
     }
@@ -336,50 +347,48 @@ static int apply_json(nomul_train_config *c, const char *name, const cJSON *v, c
         for (const cJSON *e = v->child; e; e = e->next) {
             char sub[160];
             if ((size_t)snprintf(sub, sizeof sub, "%s.%s", name, e->string) >= sizeof sub) {
-                snprintf(err, errlen, "config key '%s.%s' is too long", name, e->string);
+                nomul_report(NOMUL_EINVAL, "config key '%s.%s' is too long", name, e->string);
                 return -1;
             }
-            if (apply_json(c, sub, e, err, errlen))
+            if (apply_json(c, sub, e))
                 return -1;
         }
         return 0;
     }
     const key_def *k = find_key(name);
     if (!k) {
-        snprintf(err, errlen, "unknown config key '%s' (nomul train --keys lists them)", name);
+        nomul_report(NOMUL_EINVAL, "unknown config key '%s' (nomul train --keys lists them)", name);
         return -1;
     }
-    return apply(c, k, v, err, errlen);
+    return apply(c, k, v);
 }
 
-int nomul_train_config_parse_json(nomul_train_config *c, const char *json, char *err,
-                                  size_t errlen)
+int nomul_train_config_parse_json(nomul_train_config *c, const char *json)
 {
     cJSON *root = cJSON_Parse(json);
     if (!root || !cJSON_IsObject(root)) {
         const char *at = cJSON_GetErrorPtr();
-        snprintf(err, errlen, "the configuration is not a JSON object%s%.20s%s",
-                 root || !at ? "" : " (error near '", root || !at ? "" : at,
-                 root || !at ? "" : "')");
+        nomul_report(NOMUL_EINVAL, "the configuration is not a JSON object%s%.20s%s",
+                     root || !at ? "" : " (error near '", root || !at ? "" : at,
+                     root || !at ? "" : "')");
         cJSON_Delete(root);
         return -1;
     }
     int r = 0;
     for (const cJSON *e = root->child; e && !r; e = e->next)
-        r = apply_json(c, e->string, e, err, errlen);
+        r = apply_json(c, e->string, e);
     cJSON_Delete(root);
     return r;
 }
 
-int nomul_train_config_set(nomul_train_config *c, const char *key, const char *value, char *err,
-                           size_t errlen)
+int nomul_train_config_set(nomul_train_config *c, const char *key, const char *value)
 {
-    int r = nomul_op_cfgs_set(&c->ops, key, value, err, errlen);
+    int r = op_cfgs_set(&c->ops, key, value);
     if (r)
         return r == 1 ? 0 : -1;
     const key_def *k = find_key(key);
     if (!k) {
-        snprintf(err, errlen, "unknown config key '%s' (nomul train --keys lists them)", key);
+        nomul_report(NOMUL_EINVAL, "unknown config key '%s' (nomul train --keys lists them)", key);
         return -1;
     }
     cJSON *v = NULL;
@@ -400,18 +409,18 @@ int nomul_train_config_set(nomul_train_config *c, const char *key, const char *v
             v = cJSON_CreateString(value);
     }
     if (!v) {
-        snprintf(err, errlen, "config key '%s': cannot read the value '%s'", key, value);
+        nomul_report(NOMUL_EINVAL, "config key '%s': cannot read the value '%s'", key, value);
         return -1;
     }
-    r = apply(c, k, v, err, errlen);
+    r = apply(c, k, v);
     cJSON_Delete(v);
     return r;
 }
 
-int nomul_train_config_check(const nomul_train_config *c, char *err, size_t errlen)
+int nomul_train_config_check(const nomul_train_config *c)
 {
     if (!c->model[0]) {
-        snprintf(err, errlen, "config key 'model' is empty");
+        nomul_report(NOMUL_EINVAL, "config key 'model' is empty");
         return -1;
     }
     if (c->task == NOMUL_TASK_TRANSLATION) {
@@ -421,28 +430,29 @@ int nomul_train_config_check(const nomul_train_config *c, char *err, size_t errl
                                  {"data.src_dict", c->src_dict},   {"data.tgt_dict", c->tgt_dict}};
         for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
             if (!need[i][1][0]) {
-                snprintf(err, errlen, "task translation needs config key '%s'", need[i][0]);
+                nomul_report(NOMUL_EINVAL, "task translation needs config key '%s'", need[i][0]);
                 return -1;
             }
     } else if (!c->train_images[0] || !c->test_images[0]) {
-        snprintf(err, errlen, "config keys 'data.train' and 'data.test' must name the data");
+        nomul_report(NOMUL_EINVAL, "config keys 'data.train' and 'data.test' must name the data");
         return -1;
     }
     if (c->task != NOMUL_TASK_TRANSLATION && c->data_format == NOMUL_DATA_FORMAT_IDX &&
         (!c->train_labels[0] || !c->test_labels[0])) {
-        snprintf(err, errlen, "data.format idx needs 'data.train_labels' and 'data.test_labels'");
+        nomul_report(NOMUL_EINVAL,
+                     "data.format idx needs 'data.train_labels' and 'data.test_labels'");
         return -1;
     }
     if (c->epochs < 1 && c->steps < 1) {
-        snprintf(err, errlen, "set 'epochs' or 'steps' to at least 1");
+        nomul_report(NOMUL_EINVAL, "set 'epochs' or 'steps' to at least 1");
         return -1;
     }
     if (c->min_lr > c->lr) {
-        snprintf(err, errlen, "config key 'min_lr' (%g) exceeds 'lr' (%g)", c->min_lr, c->lr);
+        nomul_report(NOMUL_EINVAL, "config key 'min_lr' (%g) exceeds 'lr' (%g)", c->min_lr, c->lr);
         return -1;
     }
     if (!c->out_dir[0]) {
-        snprintf(err, errlen, "config key 'out_dir' is empty");
+        nomul_report(NOMUL_EINVAL, "config key 'out_dir' is empty");
         return -1;
     }
     return 0;

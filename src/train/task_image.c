@@ -143,11 +143,8 @@ static int evaluate(nomul_model *m, nomul_graph *g, const nomul_train_config *c,
 int nomul_evaluate_checkpoint(const char *path, const nomul_train_config *c, double *loss,
                               double *acc)
 {
-    char err[512];
-    if (nomul_train_config_check(c, err, sizeof err)) {
-        nomul_report(NOMUL_EINVAL, "%s", err);
+    if (nomul_train_config_check(c))
         return -1;
-    }
     if (c->task == NOMUL_TASK_TRANSLATION) {
         nomul_report(NOMUL_EINVAL, "'%s' is a translation checkpoint: its training ends with "
                      "the test BLEU; nomul translate --checkpoint translates with it", path);

@@ -194,11 +194,8 @@ static void print_audit(FILE *out, const nomul_train_result *r)
 int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
                 nomul_train_result *result)
 {
-    char err[512];
-    if (nomul_train_config_check(c, err, sizeof err)) {
-        nomul_report(NOMUL_EINVAL, "%s", err);
+    if (nomul_train_config_check(c))
         return -1;
-    }
     nomul_train_options defaults = {NULL, NULL, -1, 10.0};
     if (!o)
         o = &defaults;
@@ -224,12 +221,13 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
     if (train_write_config(&t))
         goto out;
     long nparams = 0;
+    char at[32];
     for (int i = 0; i < t.np; i++)
         nparams += t.p[i].buffer ? 0 : t.p[i].t->n;
     fprintf(t.out, "nomul train: %s (%ld parameters) on %s, %ld steps (%ld per epoch)%s%s\n",
             c->model, nparams, t.describe, t.total, t.per_epoch,
             o->resume ? ", resuming at step " : "",
-            o->resume ? (snprintf(err, sizeof err, "%ld", st.step), err) : "");
+            o->resume ? (snprintf(at, sizeof at, "%ld", st.step), at) : "");
     if (c->audit) {
         nomul_counts_reset();
         nomul_counts_enable(0);
