@@ -134,6 +134,20 @@ static void test_config_keys(void **state)
     nomul_train_config_format(&d, b, sizeof b);
     assert_string_equal(a, b);
     assert_int_equal(nomul_train_config_format(&c, NULL, 0), (int)strlen(a));
+    /* floats in their shortest form, which reads back exactly: fresh random
+     * floats of every exponent in lr's range [0, 1e6] */
+    assert_non_null(strstr(a, "\"lr\": 0.01,"));
+    assert_non_null(strstr(a, "\"aug.std\": [0.1, 0.2, 0.3, 0.3]"));
+    tu_rng r = {seed ^ 0xF10A7};
+    for (int i = 0; i < 20000; i++) {
+        const uint32_t bits = (uint32_t)(tu_next(&r) >> 33) % 0x49742400u; /* below 1e6f */
+        memcpy(&c.lr, &bits, sizeof c.lr);
+        c.min_lr = 0.0f;
+        nomul_train_config_format(&c, a, sizeof a);
+        assert_int_equal(nomul_train_config_parse_json(&d, a), 0);
+        if (memcmp(&d.lr, &c.lr, sizeof c.lr))
+            fail_msg("seed %llu: lr %.9g came back as %.9g", (unsigned long long)seed, c.lr, d.lr);
+    }
 }
 
 static void test_config_errors_name_the_key(void **state)

@@ -458,6 +458,23 @@ int nomul_train_config_check(const nomul_train_config *c)
     return 0;
 }
 
+/* The shortest of the %.1g ... %.9g texts that reads back to the same float
+ * (0.002, not 0.00200000009; 10, not 1e+01), both as strtof reads it and as
+ * cJSON does (strtod, then the cast to float): configurations written into
+ * config.json and checkpoints come back exactly on --resume. %.9g always
+ * reads back. */
+static int format_float(char *buf, size_t len, float x)
+{
+    char best[32], t[32];
+    snprintf(best, sizeof best, "%.9g", x);
+    for (int digits = 1; digits < 9; digits++) {
+        snprintf(t, sizeof t, "%.*g", digits, x);
+        if (strlen(t) < strlen(best) && strtof(t, NULL) == x && (float)strtod(t, NULL) == x)
+            memcpy(best, t, strlen(t) + 1);
+    }
+    return snprintf(buf, len, "%s", best);
+}
+
 /* One key's value as JSON. */
 static int format_value(const nomul_train_config *c, const key_def *k, char *buf, size_t len)
 {
@@ -475,10 +492,13 @@ static int format_value(const nomul_train_config *c, const key_def *k, char *buf
     case K_BOOL: return snprintf(buf, len, "%s", *(const int *)field ? "true" : "false");
     case K_INT: return snprintf(buf, len, "%d", *(const int *)field);
     case K_LONG: return snprintf(buf, len, "%ld", *(const long *)field);
-    case K_FLOAT: return snprintf(buf, len, "%.9g", *(const float *)field);
+    case K_FLOAT: return format_float(buf, len, *(const float *)field);
     case K_FLOAT4: {
         const float *f = (const float *)field;
-        return snprintf(buf, len, "[%.9g, %.9g, %.9g, %.9g]", f[0], f[1], f[2], f[3]);
+        char v[4][32];
+        for (int i = 0; i < 4; i++)
+            format_float(v[i], sizeof v[i], f[i]);
+        return snprintf(buf, len, "[%s, %s, %s, %s]", v[0], v[1], v[2], v[3]);
     }
     }
     return 0;
