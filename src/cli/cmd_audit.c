@@ -70,15 +70,10 @@ int cmd_audit(int argc, char **argv)
     }
     for (int i = 0; i < nsets; i++) {
         char key[128];
-        const char *eq = strchr(sets[i], '=');
-        size_t kl = eq ? (size_t)(eq - sets[i]) : 0;
-        if (!eq || kl == 0 || kl >= sizeof key) {
-            cli_error("audit: --set '%s' is not KEY=VALUE", sets[i]);
+        const char *value;
+        if (!cli_split_set("audit", sets[i], key, sizeof key, &value))
             return CLI_USAGE;
-        }
-        memcpy(key, sets[i], kl);
-        key[kl] = 0;
-        int r = nomul_op_cfgs_set(&cfg, key, eq + 1, err, sizeof err);
+        int r = nomul_op_cfgs_set(&cfg, key, value, err, sizeof err);
         if (r == 0) {
             cli_error("audit: --set %s: not an operation configuration key (linear_cfg, conv_cfg, "
                       "bmm_cfg, norm_cfg, functional_cfg, loss_functional_cfg, "

@@ -145,15 +145,10 @@ static int build_config(const char *command, const opts *o, const char *ckpt,
     }
     for (int i = 0; i < o->nsets; i++) {
         char key[160];
-        const char *eq = strchr(o->sets[i], '=');
-        size_t kl = eq ? (size_t)(eq - o->sets[i]) : 0;
-        if (!eq || kl == 0 || kl >= sizeof key) {
-            cli_error("%s: --set '%s' is not KEY=VALUE", command, o->sets[i]);
+        const char *value;
+        if (!cli_split_set(command, o->sets[i], key, sizeof key, &value))
             return CLI_USAGE;
-        }
-        memcpy(key, o->sets[i], kl);
-        key[kl] = 0;
-        if (nomul_train_config_set(c, key, eq + 1)) {
+        if (nomul_train_config_set(c, key, value)) {
             cli_error("%s: --set %s", command, nomul_last_error_message());
             return CLI_USAGE;
         }
