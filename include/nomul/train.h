@@ -43,6 +43,7 @@
 
 #include "nomul/audit.h"
 #include "nomul/opcfg.h"
+#include "nomul/optim.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -50,20 +51,30 @@ extern "C" {
 
 #define NOMUL_PATH_MAX 1024
 
+/* The enumerated keys, parsed once from their names (in this order). */
+typedef enum { NOMUL_TASK_IMAGE, NOMUL_TASK_TRANSLATION } nomul_train_task;
+typedef enum {
+    NOMUL_DATA_FORMAT_IDX,
+    NOMUL_DATA_FORMAT_CIFAR,
+    NOMUL_DATA_FORMAT_FOLDER
+} nomul_data_format;
+typedef enum { NOMUL_OPTIMIZER_ADAMW, NOMUL_OPTIMIZER_SGD } nomul_optimizer_kind;
+typedef enum { NOMUL_LR_COSINE, NOMUL_LR_CONSTANT, NOMUL_LR_INVERSE_SQRT } nomul_lr_schedule;
+
 typedef struct nomul_train_config {
-    char task[16]; /* "image" or "translation" */
+    nomul_train_task task;
     char model[64];
-    char data_format[16];
+    nomul_data_format data_format;
     char train_images[NOMUL_PATH_MAX], train_labels[NOMUL_PATH_MAX];
     char test_images[NOMUL_PATH_MAX], test_labels[NOMUL_PATH_MAX];
     int image, channels, classes;
     long train_limit, test_limit;
     long epochs, steps;
     int batch_size, eval_batch_size;
-    char optimizer[16];
-    char adam_moments[16];
+    nomul_optimizer_kind optimizer;
+    nomul_adam_moments adam_moments;
     float lr, min_lr;
-    char schedule[16];
+    nomul_lr_schedule schedule;
     long warmup_steps;
     float weight_decay, beta1, beta2, eps, momentum, clip_grad;
     float label_smoothing, drop_path;
@@ -93,28 +104,37 @@ typedef struct nomul_train_config {
 /* The embedded default: vit_fmnist on Fashion-MNIST from Debian's
  * dataset-fashion-mnist, every operation piecewise affine. */
 void nomul_train_config_default(nomul_train_config *c);
-/* Applies the keys of a JSON object; 0, or -1 with a message naming the key
- * in err. */
-int nomul_train_config_parse_json(nomul_train_config *c, const char *json, char *err,
-                                  size_t errlen);
-/* Applies one KEY=VALUE (as --set gives it; a JSON value or a bare word). */
-int nomul_train_config_set(nomul_train_config *c, const char *key, const char *value, char *err,
-                           size_t errlen);
-/* Checks the whole configuration (sizes, ranges, names); 0 or -1 with a
- * message. */
-int nomul_train_config_check(const nomul_train_config *c, char *err, size_t errlen);
+/* Applies the keys of a JSON object; 0, or -1 after a report naming the key
+ * (nomul/error.h). */
+int nomul_train_config_parse_json(nomul_train_config *c, const char *json);
+/* Applies one KEY=VALUE (as --set gives it; a JSON value or a bare word); 0,
+ * or -1 after a report. */
+int nomul_train_config_set(nomul_train_config *c, const char *key, const char *value);
+/* Checks the whole configuration (sizes, ranges, names); 0, or -1 after a
+ * report. */
+int nomul_train_config_check(const nomul_train_config *c);
 /* The configuration as one JSON object (flat dotted keys); the length
  * snprintf would write. */
 int nomul_train_config_format(const nomul_train_config *c, char *buf, size_t len);
 /* Every key with its current value, one per line, for --keys. */
 void nomul_train_config_print_keys(const nomul_train_config *c, FILE *out);
+/* The task's name as the key "task" spells it: "image", "translation". */
+const char *nomul_train_task_name(nomul_train_task task);
+
+/* A figure of a run's last evaluation, named as metrics.jsonl names it. */
+typedef struct nomul_train_metric {
+    const char *name; /* "test_loss", "valid_loss", "test_acc", "test_bleu" */
+    double value;     /* NaN if not evaluated */
+    int digits;       /* the decimals a summary prints */
+} nomul_train_metric;
 
 typedef struct nomul_train_result {
-    long steps;                /* the step reached */
-    double train_loss;         /* mean training loss of the last epoch (or part) */
-    double test_loss, test_acc; /* the last evaluation (NaN if none); translation: the
-                                 * validation loss and test BLEU / 100 */
-    double seconds;            /* wall time of this run */
+    long steps;                   /* the step reached */
+    double train_loss;            /* mean training loss of the last epoch (or part) */
+    nomul_train_metric eval_loss; /* images: the test loss; translation: the validation loss */
+    nomul_train_metric metric;    /* images: the test accuracy (a fraction); translation: the
+                                   * test BLEU (0 to 100) */
+    double seconds;               /* wall time of this run */
     nomul_op_counts counts;    /* arithmetic of this run's training steps (audit) */
     long counted_steps;
 } nomul_train_result;
@@ -130,7 +150,8 @@ typedef struct nomul_train_options {
 int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
                 nomul_train_result *result);
 
-/* Reads a checkpoint's configuration (its "nomul.config" metadata) into c. */
+/* Reads a checkpoint's configuration (its "nomul.config" metadata) into c;
+ * 0, or -1 after a report. */
 int nomul_checkpoint_config(const char *path, nomul_train_config *c);
 
 /* Evaluates a checkpoint on the test set of c (normally its own configuration,

@@ -102,6 +102,21 @@ void cli_unknown(cli_args *a, const char *arg)
 
 int cli_is_help(const char *arg) { return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0; }
 
+int cli_split_set(const char *command, const char *arg, char *key, size_t keylen,
+                  const char **value)
+{
+    const char *eq = strchr(arg, '=');
+    size_t kl = eq ? (size_t)(eq - arg) : 0;
+    if (!eq || kl == 0 || kl >= keylen) {
+        cli_error("%s: --set '%s' is not KEY=VALUE", command, arg);
+        return 0;
+    }
+    memcpy(key, arg, kl);
+    key[kl] = 0;
+    *value = eq + 1;
+    return 1;
+}
+
 int cli_read_file(const char *command, const char *path, char **out)
 {
     FILE *f = fopen(path, "rb");

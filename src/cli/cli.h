@@ -7,6 +7,7 @@
 #ifndef NOMUL_CLI_H
 #define NOMUL_CLI_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define CLI_OK 0
@@ -43,6 +44,11 @@ int cli_is_help(const char *arg);
 /* Reads a whole file into a malloc'd, NUL-terminated string; 0 after an
  * error naming the command and the file. */
 int cli_read_file(const char *command, const char *path, char **out);
+/* Splits a --set KEY=VALUE: the key into key (keylen bytes with its NUL),
+ * *value at the text after the first '='; 0 after an error when there is no
+ * '=', the key is empty or does not fit. */
+int cli_split_set(const char *command, const char *arg, char *key, size_t keylen,
+                  const char **value);
 
 int cmd_vectors(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

@@ -75,16 +75,11 @@ int cmd_audit(int argc, char **argv)
     }
     for (int i = 0; i < nsets; i++) {
         char key[128];
-        const char *eq = strchr(sets[i], '=');
-        size_t kl = eq ? (size_t)(eq - sets[i]) : 0;
-        if (!eq || kl == 0 || kl >= sizeof key) {
-            cli_error("audit: --set '%s' is not KEY=VALUE", sets[i]);
+        const char *value;
+        if (!cli_split_set("audit", sets[i], key, sizeof key, &value))
             return CLI_USAGE;
-        }
-        memcpy(key, sets[i], kl);
-        key[kl] = 0;
         nomul_set_error_handler(quiet);
-        int r = nomul_op_cfgs_set(&cfg, key, eq + 1);
+        int r = nomul_op_cfgs_set(&cfg, key, value);
         nomul_set_error_handler(NULL);
         if (r == 0) {
             cli_error("audit: --set %s: not an operation configuration key (linear_cfg, conv_cfg, "

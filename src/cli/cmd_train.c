@@ -127,7 +127,6 @@ static int parse(int argc, char **argv, const char *command, opts *o, int *help)
 static int build_config(const char *command, const opts *o, const char *ckpt,
                         nomul_train_config *c)
 {
-    char err[512];
     nomul_train_config_default(c);
     if (ckpt && nomul_checkpoint_config(ckpt, c)) {
         cli_error("%s: %s", command, nomul_last_error_message());
@@ -137,30 +136,25 @@ static int build_config(const char *command, const opts *o, const char *ckpt,
         char *text;
         if (!cli_read_file(command, o->configs[i], &text))
             return CLI_USAGE;
-        int rc = nomul_train_config_parse_json(c, text, err, sizeof err);
+        int rc = nomul_train_config_parse_json(c, text);
         free(text);
         if (rc) {
-            cli_error("%s: %s: %s", command, o->configs[i], err);
+            cli_error("%s: %s: %s", command, o->configs[i], nomul_last_error_message());
             return CLI_USAGE;
         }
     }
     for (int i = 0; i < o->nsets; i++) {
         char key[160];
-        const char *eq = strchr(o->sets[i], '=');
-        size_t kl = eq ? (size_t)(eq - o->sets[i]) : 0;
-        if (!eq || kl == 0 || kl >= sizeof key) {
-            cli_error("%s: --set '%s' is not KEY=VALUE", command, o->sets[i]);
+        const char *value;
+        if (!cli_split_set(command, o->sets[i], key, sizeof key, &value))
             return CLI_USAGE;
-        }
-        memcpy(key, o->sets[i], kl);
-        key[kl] = 0;
-        if (nomul_train_config_set(c, key, eq + 1, err, sizeof err)) {
-            cli_error("%s: --set %s", command, err);
+        if (nomul_train_config_set(c, key, value)) {
+            cli_error("%s: --set %s", command, nomul_last_error_message());
             return CLI_USAGE;
         }
     }
-    if (nomul_train_config_check(c, err, sizeof err)) {
-        cli_error("%s: %s", command, err);
+    if (nomul_train_config_check(c)) {
+        cli_error("%s: %s", command, nomul_last_error_message());
         return CLI_USAGE;
     }
     return CLI_OK;
@@ -204,12 +198,9 @@ int cmd_train(int argc, char **argv)
                    : CLI_USAGE;
     }
     /* the summary on stdout, for scripts */
-    if (!strcmp(c.task, "translation"))
-        printf("steps %ld  train_loss %.4f  valid_loss %.4f  test_bleu %.2f  seconds %.1f\n",
-               r.steps, r.train_loss, r.test_loss, 100.0 * r.test_acc, r.seconds);
-    else
-        printf("steps %ld  train_loss %.4f  test_loss %.4f  test_acc %.4f  seconds %.1f\n",
-               r.steps, r.train_loss, r.test_loss, r.test_acc, r.seconds);
+    printf("steps %ld  train_loss %.4f  %s %.*f  %s %.*f  seconds %.1f\n", r.steps, r.train_loss,
+           r.eval_loss.name, r.eval_loss.digits, r.eval_loss.value, r.metric.name, r.metric.digits,
+           r.metric.value, r.seconds);
     if (c.audit && r.counted_steps)
         printf("float multiplications per training step: %.0f\n",
                (double)r.counts.n[NOMUL_COUNT_FMUL] / (double)r.counted_steps);
@@ -258,9 +249,9 @@ int cmd_translate(int argc, char **argv)
     nomul_train_config c;
     if ((rc = build_config("translate", &o, o.checkpoint, &c)))
         return rc;
-    if (strcmp(c.task, "translation")) {
+    if (c.task != NOMUL_TASK_TRANSLATION) {
         cli_error("translate: '%s' is a checkpoint of task '%s', not translation", o.checkpoint,
-                  c.task);
+                  nomul_train_task_name(c.task));
         return CLI_USAGE;
     }
     char **lines;

@@ -11,27 +11,45 @@
 
 #include <cjson/cJSON.h>
 
+#include "../core/internal.h"
+#include "../core/opcfg_internal.h"
 #include "nomul/error.h"
 #include "nomul/train.h"
 
-#include "../core/opcfg_internal.h"
-
-typedef enum { K_STR, K_INT, K_LONG, K_FLOAT, K_BOOL, K_FLOAT4 } key_type;
+typedef enum { K_STR, K_INT, K_LONG, K_FLOAT, K_BOOL, K_FLOAT4, K_ENUM } key_type;
 
 typedef struct key_def {
     const char *name;
     key_type type;
     size_t off, size;
-    double lo, hi;       /* numeric range */
-    const char *choices; /* strings: "a|b|c", or NULL for any */
+    double lo, hi;             /* numeric range */
+    const char *const *values; /* K_ENUM: the names, in the enum's order, NULL-terminated */
     const char *help;
 } key_def;
 
+/* The names of the enumerated keys' values; index = the enum's value. */
+static const char *const task_names[] = {"image", "translation", NULL};
+static const char *const format_names[] = {"idx", "cifar", "folder", NULL};
+static const char *const optimizer_names[] = {"adamw", "sgd", NULL};
+static const char *const moments_names[] = {"reference", "delta", NULL};
+static const char *const schedule_names[] = {"cosine", "constant", "inverse_sqrt", NULL};
+_Static_assert(NOMUL_TASK_TRANSLATION == 1 && NOMUL_DATA_FORMAT_FOLDER == 2 &&
+                   NOMUL_OPTIMIZER_SGD == 1 && NOMUL_ADAM_MOMENTS_DELTA == 1 &&
+                   NOMUL_LR_INVERSE_SQRT == 2,
+               "the name tables follow the enums");
+/* an enumerated field is read and written as an int */
+_Static_assert(sizeof(nomul_train_task) == sizeof(int) &&
+                   sizeof(nomul_data_format) == sizeof(int) &&
+                   sizeof(nomul_optimizer_kind) == sizeof(int) &&
+                   sizeof(nomul_adam_moments) == sizeof(int) &&
+                   sizeof(nomul_lr_schedule) == sizeof(int),
+               "enums are ints");
+
 #define FIELD(f) offsetof(nomul_train_config, f), sizeof(((nomul_train_config *)0)->f)
 static const key_def keys[] = {
-    {"task", K_STR, FIELD(task), 0, 0, "image|translation", "what is trained"},
+    {"task", K_ENUM, FIELD(task), 0, 0, task_names, "what is trained"},
     {"model", K_STR, FIELD(model), 0, 0, NULL, "the architecture (nomul_model_names)"},
-    {"data.format", K_STR, FIELD(data_format), 0, 0, "idx|cifar|folder", "the files' format"},
+    {"data.format", K_ENUM, FIELD(data_format), 0, 0, format_names, "the files' format"},
     {"data.train", K_STR, FIELD(train_images), 0, 0, NULL,
      "training images: IDX file, CIFAR batches (comma separated) or folder root"},
     {"data.train_labels", K_STR, FIELD(train_labels), 0, 0, NULL, "IDX training labels"},
@@ -65,12 +83,12 @@ static const key_def keys[] = {
     {"steps", K_LONG, FIELD(steps), 0, 1e12, NULL, "optimizer steps (> 0 overrides epochs)"},
     {"batch_size", K_INT, FIELD(batch_size), 1, 1 << 20, NULL, "training batch"},
     {"eval_batch_size", K_INT, FIELD(eval_batch_size), 1, 1 << 20, NULL, "evaluation batch"},
-    {"optimizer", K_STR, FIELD(optimizer), 0, 0, "adamw|sgd", "the optimizer"},
-    {"adam_moments", K_STR, FIELD(adam_moments), 0, 0, "reference|delta",
+    {"optimizer", K_ENUM, FIELD(optimizer), 0, 0, optimizer_names, "the optimizer"},
+    {"adam_moments", K_ENUM, FIELD(adam_moments), 0, 0, moments_names,
      "PA AdamW's moment averages: PAM(m, b1) + PAM(g, 1 - b1), or m += PAM(g - m, 1 - b1)"},
     {"lr", K_FLOAT, FIELD(lr), 0, 1e6, NULL, "peak learning rate"},
     {"min_lr", K_FLOAT, FIELD(min_lr), 0, 1e6, NULL, "final learning rate of the cosine"},
-    {"schedule", K_STR, FIELD(schedule), 0, 0, "cosine|constant|inverse_sqrt",
+    {"schedule", K_ENUM, FIELD(schedule), 0, 0, schedule_names,
      "the learning-rate schedule after the warmup"},
     {"warmup_steps", K_LONG, FIELD(warmup_steps), 0, 1e12, NULL, "linear warmup steps"},
     {"weight_decay", K_FLOAT, FIELD(weight_decay), 0, 1e6, NULL,
@@ -119,9 +137,9 @@ static const key_def keys[] = {
 void nomul_train_config_default(nomul_train_config *c)
 {
     memset(c, 0, sizeof *c);
-    snprintf(c->task, sizeof c->task, "image");
+    c->task = NOMUL_TASK_IMAGE;
     snprintf(c->model, sizeof c->model, "vit_fmnist");
-    snprintf(c->data_format, sizeof c->data_format, "idx");
+    c->data_format = NOMUL_DATA_FORMAT_IDX;
     const char *d = "/usr/share/datasets/fashion-mnist";
     snprintf(c->train_images, sizeof c->train_images, "%s/train-images-idx3-ubyte.gz", d);
     snprintf(c->train_labels, sizeof c->train_labels, "%s/train-labels-idx1-ubyte.gz", d);
@@ -133,11 +151,11 @@ void nomul_train_config_default(nomul_train_config *c)
     c->epochs = 3;
     c->batch_size = 64;
     c->eval_batch_size = 500;
-    snprintf(c->optimizer, sizeof c->optimizer, "adamw");
-    snprintf(c->adam_moments, sizeof c->adam_moments, "reference");
+    c->optimizer = NOMUL_OPTIMIZER_ADAMW;
+    c->adam_moments = NOMUL_ADAM_MOMENTS_REFERENCE;
     c->lr = 2e-3f;
     c->min_lr = 1e-5f;
-    snprintf(c->schedule, sizeof c->schedule, "cosine");
+    c->schedule = NOMUL_LR_COSINE;
     c->warmup_steps = 200;
     c->weight_decay = 0.05f;
     c->beta1 = 0.9f;
@@ -178,84 +196,102 @@ static const key_def *find_key(const char *name)
     return NULL;
 }
 
-static int choice_ok(const char *choices, const char *v)
+const char *nomul_train_task_name(nomul_train_task task)
 {
-    size_t n = strlen(v);
-    for (const char *p = choices; *p;) {
-        const char *bar = strchr(p, '|');
-        size_t len = bar ? (size_t)(bar - p) : strlen(p);
-        if (len == n && !strncmp(p, v, n))
-            return 1;
-        p += len + (bar ? 1 : 0);
-    }
-    return 0;
+    return task == NOMUL_TASK_TRANSLATION ? task_names[1] : task_names[0];
 }
 
-static int number(const key_def *k, const cJSON *v, double *out, char *err, size_t errlen)
+/* The index of v among the names, or -1. */
+static int value_index(const char *const *names, const char *v)
+{
+    for (int i = 0; names[i]; i++)
+        if (!strcmp(names[i], v))
+            return i;
+    return -1;
+}
+
+/* The names as "a|b|c", for messages and --keys. */
+static const char *value_list(const char *const *names, char *buf, size_t len)
+{
+    size_t at = 0;
+    buf[0] = 0;
+    for (int i = 0; names[i] && at < len; i++)
+        at += (size_t)snprintf(buf + at, len - at, "%s%s", i ? "|" : "", names[i]);
+    return buf;
+}
+
+static int number(const key_def *k, const cJSON *v, double *out)
 {
     if (!cJSON_IsNumber(v)) {
-        snprintf(err, errlen, "config key '%s' wants a number", k->name);
+        nomul_report(NOMUL_EINVAL, "config key '%s' wants a number", k->name);
         return -1;
     }
     double x = v->valuedouble;
     if (!isfinite(x) || x < k->lo || x > k->hi) {
-        snprintf(err, errlen, "config key '%s' = %g is outside [%g, %g]", k->name, x, k->lo,
-                 k->hi);
+        nomul_report(NOMUL_EINVAL, "config key '%s' = %g is outside [%g, %g]", k->name, x, k->lo,
+                     k->hi);
         return -1;
     }
     if ((k->type == K_INT || k->type == K_LONG) && x != floor(x)) {
-        snprintf(err, errlen, "config key '%s' wants a whole number, not %g", k->name, x);
+        nomul_report(NOMUL_EINVAL, "config key '%s' wants a whole number, not %g", k->name, x);
         return -1;
     }
     *out = x;
     return 0;
 }
 
-static int apply(nomul_train_config *c, const key_def *k, const cJSON *v, char *err,
-                 size_t errlen)
+static int apply(nomul_train_config *c, const key_def *k, const cJSON *v)
 {
     char *field = (char *)c + k->off;
     double x;
     switch (k->type) {
     case K_STR:
         if (!cJSON_IsString(v)) {
-            snprintf(err, errlen, "config key '%s' wants a string", k->name);
+            nomul_report(NOMUL_EINVAL, "config key '%s' wants a string", k->name);
             return -1;
         }
         if (strlen(v->valuestring) >= k->size) {
-            snprintf(err, errlen, "config key '%s': the value is longer than %zu bytes",
-                     k->name, k->size - 1);
-            return -1;
-        }
-        if (k->choices && !choice_ok(k->choices, v->valuestring)) {
-            snprintf(err, errlen, "config key '%s' = '%s' is not one of %s", k->name,
-                     v->valuestring, k->choices);
+            nomul_report(NOMUL_EINVAL, "config key '%s': the value is longer than %zu bytes",
+                         k->name, k->size - 1);
             return -1;
         }
         memcpy(field, v->valuestring, strlen(v->valuestring) + 1);
         return 0;
+    case K_ENUM: {
+        char list[128];
+        int i = cJSON_IsString(v) ? value_index(k->values, v->valuestring) : -1;
+        if (!cJSON_IsString(v))
+            nomul_report(NOMUL_EINVAL, "config key '%s' wants a string", k->name);
+        else if (i < 0)
+            nomul_report(NOMUL_EINVAL, "config key '%s' = '%s' is not one of %s", k->name,
+                         v->valuestring, value_list(k->values, list, sizeof list));
+        if (i < 0)
+            return -1;
+        *(int *)field = i;
+        return 0;
+    }
     case K_BOOL:
         if (cJSON_IsBool(v))
             *(int *)field = cJSON_IsTrue(v);
         else if (cJSON_IsNumber(v) && (v->valuedouble == 0 || v->valuedouble == 1))
             *(int *)field = v->valueint;
         else {
-            snprintf(err, errlen, "config key '%s' wants true or false", k->name);
+            nomul_report(NOMUL_EINVAL, "config key '%s' wants true or false", k->name);
             return -1;
         }
         return 0;
     case K_INT:
-        if (number(k, v, &x, err, errlen))
+        if (number(k, v, &x))
             return -1;
         *(int *)field = (int)x;
         return 0;
     case K_LONG:
-        if (number(k, v, &x, err, errlen))
+        if (number(k, v, &x))
             return -1;
         *(long *)field = (long)x;
         return 0;
     case K_FLOAT:
-        if (number(k, v, &x, err, errlen))
+        if (number(k, v, &x))
             return -1;
         *(float *)field = (float)x;
         return 0;
@@ -265,17 +301,17 @@ static int apply(nomul_train_config *c, const key_def *k, const cJSON *v, char *
         if (cJSON_IsArray(v)) {
             n = cJSON_GetArraySize(v);
             if (n < 1 || n > 4) {
-                snprintf(err, errlen, "config key '%s' wants 1 to 4 numbers (one per channel)",
-                         k->name);
+                nomul_report(NOMUL_EINVAL,
+                             "config key '%s' wants 1 to 4 numbers (one per channel)", k->name);
                 return -1;
             }
             for (int i = 0; i < n; i++) {
-                if (number(k, cJSON_GetArrayItem(v, i), &x, err, errlen))
+                if (number(k, cJSON_GetArrayItem(v, i), &x))
                     return -1;
                 vals[i] = (float)x;
             }
         } else {
-            if (number(k, v, &x, err, errlen))
+            if (number(k, v, &x))
                 return -1;
             vals[0] = (float)x;
             n = 1;
@@ -289,69 +325,61 @@ static int apply(nomul_train_config *c, const key_def *k, const cJSON *v, char *
 }
 
 /* Applies one key of a JSON object (the op configs go to opcfg.c). */
-static int apply_json(nomul_train_config *c, const char *name, const cJSON *v, char *err,
-                      size_t errlen)
+static int apply_json(nomul_train_config *c, const char *name, const cJSON *v)
 {
     int r = nomul_op_cfgs_set_cjson(&c->ops, name, v);
-    if (r) {
-        if (r < 0)
-            snprintf(err, errlen, "%s", nomul_last_error_message());
+    if (r)
         return r == 1 ? 0 : -1;
-    }
     if (cJSON_IsObject(v)) { /* nested: {"data": {"train": ...}} */
         for (const cJSON *e = v->child; e; e = e->next) {
             char sub[160];
             if ((size_t)snprintf(sub, sizeof sub, "%s.%s", name, e->string) >= sizeof sub) {
-                snprintf(err, errlen, "config key '%s.%s' is too long", name, e->string);
+                nomul_report(NOMUL_EINVAL, "config key '%s.%s' is too long", name, e->string);
                 return -1;
             }
-            if (apply_json(c, sub, e, err, errlen))
+            if (apply_json(c, sub, e))
                 return -1;
         }
         return 0;
     }
     const key_def *k = find_key(name);
     if (!k) {
-        snprintf(err, errlen, "unknown config key '%s' (nomul train --keys lists them)", name);
+        nomul_report(NOMUL_EINVAL, "unknown config key '%s' (nomul train --keys lists them)", name);
         return -1;
     }
-    return apply(c, k, v, err, errlen);
+    return apply(c, k, v);
 }
 
-int nomul_train_config_parse_json(nomul_train_config *c, const char *json, char *err,
-                                  size_t errlen)
+int nomul_train_config_parse_json(nomul_train_config *c, const char *json)
 {
     cJSON *root = cJSON_Parse(json);
     if (!root || !cJSON_IsObject(root)) {
         const char *at = cJSON_GetErrorPtr();
-        snprintf(err, errlen, "the configuration is not a JSON object%s%.20s%s",
-                 root || !at ? "" : " (error near '", root || !at ? "" : at,
-                 root || !at ? "" : "')");
+        nomul_report(NOMUL_EINVAL, "the configuration is not a JSON object%s%.20s%s",
+                     root || !at ? "" : " (error near '", root || !at ? "" : at,
+                     root || !at ? "" : "')");
         cJSON_Delete(root);
         return -1;
     }
     int r = 0;
     for (const cJSON *e = root->child; e && !r; e = e->next)
-        r = apply_json(c, e->string, e, err, errlen);
+        r = apply_json(c, e->string, e);
     cJSON_Delete(root);
     return r;
 }
 
-int nomul_train_config_set(nomul_train_config *c, const char *key, const char *value, char *err,
-                           size_t errlen)
+int nomul_train_config_set(nomul_train_config *c, const char *key, const char *value)
 {
     int r = nomul_op_cfgs_set(&c->ops, key, value);
-    if (r < 0)
-        snprintf(err, errlen, "%s", nomul_last_error_message());
     if (r)
         return r == 1 ? 0 : -1;
     const key_def *k = find_key(key);
     if (!k) {
-        snprintf(err, errlen, "unknown config key '%s' (nomul train --keys lists them)", key);
+        nomul_report(NOMUL_EINVAL, "unknown config key '%s' (nomul train --keys lists them)", key);
         return -1;
     }
     cJSON *v = NULL;
-    if (k->type == K_STR && value[0] != '"')
+    if ((k->type == K_STR || k->type == K_ENUM) && value[0] != '"')
         v = cJSON_CreateString(value); /* a bare word or path */
     else {
         v = cJSON_ParseWithOpts(value, NULL, 1);
@@ -368,52 +396,70 @@ int nomul_train_config_set(nomul_train_config *c, const char *key, const char *v
             v = cJSON_CreateString(value);
     }
     if (!v) {
-        snprintf(err, errlen, "config key '%s': cannot read the value '%s'", key, value);
+        nomul_report(NOMUL_EINVAL, "config key '%s': cannot read the value '%s'", key, value);
         return -1;
     }
-    r = apply(c, k, v, err, errlen);
+    r = apply(c, k, v);
     cJSON_Delete(v);
     return r;
 }
 
-int nomul_train_config_check(const nomul_train_config *c, char *err, size_t errlen)
+int nomul_train_config_check(const nomul_train_config *c)
 {
     if (!c->model[0]) {
-        snprintf(err, errlen, "config key 'model' is empty");
+        nomul_report(NOMUL_EINVAL, "config key 'model' is empty");
         return -1;
     }
-    if (!strcmp(c->task, "translation")) {
+    if (c->task == NOMUL_TASK_TRANSLATION) {
         const char *need[][2] = {{"data.train_src", c->train_src}, {"data.train_tgt", c->train_tgt},
                                  {"data.valid_src", c->valid_src}, {"data.valid_tgt", c->valid_tgt},
                                  {"data.test_src", c->test_src},   {"data.test_tgt", c->test_tgt},
                                  {"data.src_dict", c->src_dict},   {"data.tgt_dict", c->tgt_dict}};
         for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
             if (!need[i][1][0]) {
-                snprintf(err, errlen, "task translation needs config key '%s'", need[i][0]);
+                nomul_report(NOMUL_EINVAL, "task translation needs config key '%s'", need[i][0]);
                 return -1;
             }
     } else if (!c->train_images[0] || !c->test_images[0]) {
-        snprintf(err, errlen, "config keys 'data.train' and 'data.test' must name the data");
+        nomul_report(NOMUL_EINVAL, "config keys 'data.train' and 'data.test' must name the data");
         return -1;
     }
-    if (strcmp(c->task, "translation") && !strcmp(c->data_format, "idx") &&
+    if (c->task != NOMUL_TASK_TRANSLATION && c->data_format == NOMUL_DATA_FORMAT_IDX &&
         (!c->train_labels[0] || !c->test_labels[0])) {
-        snprintf(err, errlen, "data.format idx needs 'data.train_labels' and 'data.test_labels'");
+        nomul_report(NOMUL_EINVAL,
+                     "data.format idx needs 'data.train_labels' and 'data.test_labels'");
         return -1;
     }
     if (c->epochs < 1 && c->steps < 1) {
-        snprintf(err, errlen, "set 'epochs' or 'steps' to at least 1");
+        nomul_report(NOMUL_EINVAL, "set 'epochs' or 'steps' to at least 1");
         return -1;
     }
     if (c->min_lr > c->lr) {
-        snprintf(err, errlen, "config key 'min_lr' (%g) exceeds 'lr' (%g)", c->min_lr, c->lr);
+        nomul_report(NOMUL_EINVAL, "config key 'min_lr' (%g) exceeds 'lr' (%g)", c->min_lr, c->lr);
         return -1;
     }
     if (!c->out_dir[0]) {
-        snprintf(err, errlen, "config key 'out_dir' is empty");
+        nomul_report(NOMUL_EINVAL, "config key 'out_dir' is empty");
         return -1;
     }
     return 0;
+}
+
+/* The shortest of the %.1g ... %.9g texts that reads back to the same float
+ * (0.002, not 0.00200000009; 10, not 1e+01), both as strtof reads it and as
+ * cJSON does (strtod, then the cast to float): configurations written into
+ * config.json and checkpoints come back exactly on --resume. %.9g always
+ * reads back. */
+static int format_float(char *buf, size_t len, float x)
+{
+    char best[32], t[32];
+    snprintf(best, sizeof best, "%.9g", x);
+    for (int digits = 1; digits < 9; digits++) {
+        snprintf(t, sizeof t, "%.*g", digits, x);
+        if (strlen(t) < strlen(best) && strtof(t, NULL) == x && (float)strtod(t, NULL) == x)
+            memcpy(best, t, strlen(t) + 1);
+    }
+    return snprintf(buf, len, "%s", best);
 }
 
 /* One key's value as JSON. */
@@ -421,8 +467,9 @@ static int format_value(const nomul_train_config *c, const key_def *k, char *buf
 {
     const char *field = (const char *)c + k->off;
     switch (k->type) {
-    case K_STR: {
-        cJSON *s = cJSON_CreateString(field);
+    case K_STR:
+    case K_ENUM: {
+        cJSON *s = cJSON_CreateString(k->type == K_STR ? field : k->values[*(const int *)field]);
         char *t = s ? cJSON_PrintUnformatted(s) : NULL;
         int n = snprintf(buf, len, "%s", t ? t : "\"\"");
         free(t);
@@ -432,10 +479,13 @@ static int format_value(const nomul_train_config *c, const key_def *k, char *buf
     case K_BOOL: return snprintf(buf, len, "%s", *(const int *)field ? "true" : "false");
     case K_INT: return snprintf(buf, len, "%d", *(const int *)field);
     case K_LONG: return snprintf(buf, len, "%ld", *(const long *)field);
-    case K_FLOAT: return snprintf(buf, len, "%.9g", *(const float *)field);
+    case K_FLOAT: return format_float(buf, len, *(const float *)field);
     case K_FLOAT4: {
         const float *f = (const float *)field;
-        return snprintf(buf, len, "[%.9g, %.9g, %.9g, %.9g]", f[0], f[1], f[2], f[3]);
+        char v[4][32];
+        for (int i = 0; i < 4; i++)
+            format_float(v[i], sizeof v[i], f[i]);
+        return snprintf(buf, len, "[%s, %s, %s, %s]", v[0], v[1], v[2], v[3]);
     }
     }
     return 0;
@@ -466,11 +516,12 @@ int nomul_train_config_format(const nomul_train_config *c, char *buf, size_t len
 
 void nomul_train_config_print_keys(const nomul_train_config *c, FILE *out)
 {
-    char v[2 * NOMUL_PATH_MAX];
+    char v[2 * NOMUL_PATH_MAX], list[128];
     for (size_t i = 0; i < NKEYS; i++) {
         format_value(c, &keys[i], v, sizeof v);
         fprintf(out, "  %-20s %s\n  %-20s   %s%s%s\n", keys[i].name, v, "", keys[i].help,
-                keys[i].choices ? ": " : "", keys[i].choices ? keys[i].choices : "");
+                keys[i].values ? ": " : "",
+                keys[i].values ? value_list(keys[i].values, list, sizeof list) : "");
     }
     for (int f = 0; f < NOMUL_CFG_COUNT; f++) {
         nomul_op_cfg_format(&c->ops.family[f], v, sizeof v);

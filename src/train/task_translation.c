@@ -325,7 +325,7 @@ static int tr_evaluate(trainer *t, int final, double *loss, double *metric)
 }
 
 const train_task translation_task = {"tokens", "valid_loss", "test_bleu", "test BLEU", 100.0,
-                                     tr_setup, tr_start, tr_loss, tr_evaluate, tr_free};
+                                     100.0, 2, tr_setup, tr_start, tr_loss, tr_evaluate, tr_free};
 
 /* ---- translating with a checkpoint -------------------------------------------- */
 

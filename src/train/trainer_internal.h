@@ -1,8 +1,11 @@
-/* trainer_internal.h — the trainer's loop (trainer.c) and its tasks: image
- * classification (trainer.c) and translation (task_translation.c). */
+/* trainer_internal.h — what the trainer's files share: the loop and the step
+ * (trainer.c), its tasks, image classification (task_image.c, mixing in
+ * mixup.c) and translation (task_translation.c), the run folder (rundir.c)
+ * and checkpoints (checkpoint.c). */
 #ifndef NOMUL_TRAINER_INTERNAL_H
 #define NOMUL_TRAINER_INTERNAL_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "nomul/autodiff.h"
@@ -26,6 +29,8 @@ typedef struct train_task {
     const char *metric;       /* the evaluation's metric key: "test_acc", "test_bleu" */
     const char *metric_label; /* for humans: "test acc", "test BLEU" */
     double metric_scale;      /* printed as metric · scale (100 for a fraction in percent) */
+    double result_scale;      /* the result's unit (nomul_train_result.metric): metric · scale */
+    int result_digits;        /* the decimals of the result's metric in summaries */
     /* data and model: sets p, np, per_epoch, describe, td */
     int (*setup)(trainer *t);
     void (*start)(trainer *t, long epoch, long first);
@@ -52,7 +57,7 @@ struct trainer {
     char dir[NOMUL_PATH_MAX], metrics[NOMUL_PATH_MAX + 32];
 };
 
-extern const train_task translation_task;
+extern const train_task image_task, translation_task;
 
 struct nomul_safetensors;
 /* The cross-entropy −log softmax(z)[target] of one row of n logits, in
@@ -65,5 +70,24 @@ int train_write_text(const char *path, const char *text);
  * checked); -1 after a report naming the file and tensor. */
 int train_load_params(const struct nomul_safetensors *f, const char *path, nomul_param *p,
                       int np);
+
+/* The run folder: creates path and its parents (reports failures naming
+ * out_dir); keeps the metric lines of steps up to `step` (a resumed run
+ * rewrites what the interrupted one logged after its checkpoint); writes
+ * config.json. 0, or -1 after a report. */
+int train_make_dirs(const char *path);
+int train_truncate_metrics(const char *path, long step);
+int train_write_config(const trainer *t);
+
+/* Writes checkpoint_last.safetensors (and checkpoint_STEP.safetensors with
+ * checkpoint_keep) in the run folder; restores the parameters, moments and
+ * state st from the checkpoint at path. 0, or -1 after a report. */
+int train_checkpoint(const trainer *t, const run_state *st);
+int train_resume(trainer *t, const char *path, run_state *st);
+
+/* Mixes an image batch x of b images with itself reversed (mixup or cutmix,
+ * as configured, drawing from *r); returns λ, the weight of each image's
+ * own label (1: not mixed). */
+double train_mix_batch(const nomul_train_config *c, float *x, int b, uint64_t *r);
 
 #endif

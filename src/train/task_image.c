@@ -1,0 +1,266 @@
+/*
+ * task_image.c — the trainer's image-classification task: image sets from
+ * IDX, CIFAR or folders, augmentation, the model by name, label-smoothed
+ * cross-entropy on mixed batches (mixup.c), test loss and accuracy; and
+ * evaluating a checkpoint on a test set.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/internal.h"
+#include "nomul/data.h"
+#include "nomul/models.h"
+#include "nomul/safetensors.h"
+#include "trainer_internal.h"
+
+/* The image-classification task (the translation task is in task_translation.c). */
+typedef struct img_task {
+    nomul_image_set *train, *test;
+    nomul_model *model;
+    nomul_loader *loader;
+    int32_t *yrev; /* a batch's labels reversed (mixup, cutmix) */
+} img_task;
+
+static nomul_image_set *load_set(const nomul_train_config *c, int train)
+{
+    const char *images = train ? c->train_images : c->test_images;
+    const char *labels = train ? c->train_labels : c->test_labels;
+    const char *key = train ? "data.train" : "data.test";
+    nomul_image_set *s = NULL;
+    if (c->data_format == NOMUL_DATA_FORMAT_IDX) {
+        s = nomul_image_set_from_idx(images, labels, c->classes);
+    } else if (c->data_format == NOMUL_DATA_FORMAT_CIFAR) {
+        char *list = strdup(images);
+        const char *paths[64];
+        int n = 0;
+        for (char *save = NULL, *p = list ? strtok_r(list, ",", &save) : NULL; p && n < 64;
+             p = strtok_r(NULL, ",", &save))
+            paths[n++] = p;
+        if (n)
+            s = nomul_image_set_from_cifar(paths, n, c->classes > 10 ? 2 : 1);
+        else
+            nomul_report(NOMUL_EINVAL, "%s: no CIFAR batch files given", key);
+        free(list);
+    } else {
+        char **names = NULL;
+        s = nomul_image_set_from_folder(images, c->image, c->image, c->channels, &names);
+        if (s) {
+            for (int i = 0; i < s->classes; i++)
+                free(names[i]);
+            free(names);
+        }
+    }
+    if (!s)
+        return NULL;
+    if (s->h != c->image || s->w != c->image || s->c != c->channels) {
+        nomul_report(NOMUL_EINVAL, "%s ('%s') holds %d×%d images of %d channels; the "
+                     "configuration says data.image %d, data.channels %d", key, images, s->h,
+                     s->w, s->c, c->image, c->channels);
+        nomul_image_set_free(s);
+        return NULL;
+    }
+    if (s->classes > c->classes) {
+        nomul_report(NOMUL_EINVAL, "%s ('%s') has %d classes; the configuration says "
+                     "data.classes %d", key, images, s->classes, c->classes);
+        nomul_image_set_free(s);
+        return NULL;
+    }
+    long limit = train ? c->train_limit : c->test_limit;
+    if (limit > 0 && limit < s->n)
+        s->n = limit;
+    return s;
+}
+
+static nomul_augment augment_of(const nomul_train_config *c, int train)
+{
+    nomul_augment a;
+    memset(&a, 0, sizeof a);
+    a.crop_pad = train ? c->crop_pad : 0;
+    a.hflip = train ? c->hflip : 0;
+    memcpy(a.mean, c->mean, sizeof a.mean);
+    memcpy(a.std, c->std, sizeof a.std);
+    if (train) {
+        a.randaugment_n = c->randaugment_n;
+        a.randaugment_m = c->randaugment_m;
+        a.randaugment_mstd = c->randaugment_mstd;
+        a.erase_prob = c->erase_prob;
+    }
+    return a;
+}
+
+/* Mean cross-entropy (no smoothing) and accuracy over the set. The loss is a
+ * report, computed in double from the logits; the model's forward pass runs
+ * in the configured arithmetic. */
+static int evaluate(nomul_model *m, nomul_graph *g, const nomul_train_config *c,
+                    const nomul_image_set *s, double *loss, double *acc)
+{
+    nomul_augment a = augment_of(c, 0);
+    nomul_loader *l = nomul_loader_new(s, c->eval_batch_size, 0, 0, &a, (uint64_t)c->seed);
+    if (!l)
+        return -1;
+    nomul_loader_start(l, 0, 0);
+    nomul_graph_set_grad(g, 0);
+    double total = 0.0;
+    long right = 0, seen = 0;
+    const float *x;
+    const int32_t *y;
+    int b, rc = 0;
+    while ((b = nomul_loader_next(l, &x, &y)) > 0) {
+        nomul_graph_reset(g);
+        int xs[4] = {b, c->channels, c->image, c->image};
+        nomul_tensor *xt = nomul_graph_tensor(g, 4, xs, 0);
+        if (!xt) {
+            rc = -1;
+            break;
+        }
+        memcpy(xt->data, x, sizeof(float) * (size_t)xt->n);
+        nomul_tensor *logits = nomul_model_forward(m, g, &c->ops, xt, NULL);
+        if (!logits) {
+            rc = -1;
+            break;
+        }
+        const int k = logits->shape[1];
+        for (int i = 0; i < b; i++) {
+            int best;
+            total += train_row_nll(logits->data + (size_t)i * k, k, y[i], &best);
+            right += best == y[i];
+        }
+        seen += b;
+    }
+    nomul_loader_free(l);
+    nomul_graph_set_grad(g, 1);
+    nomul_graph_reset(g);
+    if (rc)
+        return -1;
+    *loss = seen ? total / (double)seen : NAN;
+    *acc = seen ? (double)right / (double)seen : NAN;
+    return 0;
+}
+
+int nomul_evaluate_checkpoint(const char *path, const nomul_train_config *c, double *loss,
+                              double *acc)
+{
+    if (nomul_train_config_check(c))
+        return -1;
+    if (c->task == NOMUL_TASK_TRANSLATION) {
+        nomul_report(NOMUL_EINVAL, "'%s' is a translation checkpoint: its training ends with "
+                     "the test BLEU; nomul translate --checkpoint translates with it", path);
+        return -1;
+    }
+    nomul_safetensors *f = nomul_safetensors_read(path);
+    nomul_image_set *test = f ? load_set(c, 0) : NULL;
+    nomul_model *m = test ? nomul_model_new(c->model, c->image, c->channels, c->classes, 0)
+                          : NULL;
+    nomul_graph *g = m ? nomul_graph_new((size_t)c->arena_mb << 20) : NULL;
+    int rc = -1;
+    if (g) {
+        nomul_param *p;
+        int np = nomul_model_params(m, &p);
+        if (!train_load_params(f, path, p, np))
+            rc = evaluate(m, g, c, test, loss, acc);
+    }
+    nomul_graph_free(g);
+    nomul_model_free(m);
+    nomul_image_set_free(test);
+    nomul_safetensors_free(f);
+    return rc;
+}
+
+static int img_setup(trainer *t)
+{
+    const nomul_train_config *c = t->c;
+    img_task *it = calloc(1, sizeof *it);
+    if (!(t->td = it)) {
+        nomul_report(NOMUL_ENOMEM, "out of memory");
+        return -1;
+    }
+    if (!(it->train = load_set(c, 1)) || !(it->test = load_set(c, 0)))
+        return -1;
+    if (it->train->n < c->batch_size) {
+        nomul_report(NOMUL_EINVAL, "data.train holds %ld images, fewer than batch_size %d",
+                     it->train->n, c->batch_size);
+        return -1;
+    }
+    if (!(it->model = nomul_model_new(c->model, c->image, c->channels, c->classes,
+                                      (uint64_t)c->seed)))
+        return -1;
+    t->np = nomul_model_params(it->model, &t->p);
+    if (!(it->yrev = malloc(sizeof(int32_t) * (size_t)c->batch_size))) {
+        nomul_report(NOMUL_ENOMEM, "out of memory");
+        return -1;
+    }
+    nomul_augment a = augment_of(c, 1);
+    if (!(it->loader = nomul_loader_new(it->train, c->batch_size, 1, 1, &a, (uint64_t)c->seed)))
+        return -1;
+    t->per_epoch = nomul_loader_batches(it->loader);
+    snprintf(t->describe, sizeof t->describe, "%ld images (%ld test)", it->train->n,
+             it->test->n);
+    return 0;
+}
+
+static void img_free(trainer *t)
+{
+    img_task *it = t->td;
+    nomul_loader_free(it->loader);
+    nomul_model_free(it->model);
+    nomul_image_set_free(it->train);
+    nomul_image_set_free(it->test);
+    free(it->yrev);
+    free(it);
+    t->td = NULL;
+}
+
+static void img_start(trainer *t, long epoch, long first)
+{
+    nomul_loader_start(((img_task *)t->td)->loader, epoch, first);
+}
+
+static int img_evaluate(trainer *t, int final, double *loss, double *metric)
+{
+    (void)final;
+    img_task *it = t->td;
+    return evaluate(it->model, t->g, t->c, it->test, loss, metric);
+}
+
+/* The image task's loss on the loader's next batch (mixup/cutmix applied). */
+static nomul_tensor *img_loss(trainer *t, const run_state *st, long *items)
+{
+    img_task *it = t->td;
+    const nomul_train_config *c = t->c;
+    nomul_graph *g = t->g;
+    const float *x;
+    const int32_t *y;
+    int b = nomul_loader_next(it->loader, &x, &y);
+    if (b < 1) {
+        nomul_report(NOMUL_EINVAL, "the loader ran out of batches");
+        return NULL;
+    }
+    *items = b;
+    int xs[4] = {b, c->channels, c->image, c->image};
+    nomul_tensor *xt = nomul_graph_tensor(g, 4, xs, 0);
+    if (!xt)
+        return NULL;
+    memcpy(xt->data, x, sizeof(float) * (size_t)xt->n);
+    /* this step's random choices: drop-path and mixing */
+    uint64_t rng = nomul_mix64((uint64_t)c->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(st->step + 1)));
+    nomul_forward_opts fo = {1, c->drop_path, nomul_mix64(rng)};
+    uint64_t mix_rng = nomul_mix64(rng ^ 0x4d4958ull);
+    const double lam = train_mix_batch(c, xt->data, b, &mix_rng);
+    nomul_tensor *logits = nomul_model_forward(it->model, g, &c->ops, xt, &fo);
+    const nomul_op_cfg *lc = &c->ops.family[NOMUL_CFG_LOSS_FUNCTIONAL];
+    nomul_tensor *l = nomul_cross_entropy(g, lc, logits, y, -1, c->label_smoothing);
+    if (lam < 1.0) { /* λ·CE(y) + (1 − λ)·CE(y reversed) */
+        for (int i = 0; i < b; i++)
+            it->yrev[i] = y[b - 1 - i];
+        nomul_tensor *l2 = nomul_cross_entropy(g, lc, logits, it->yrev, -1, c->label_smoothing);
+        l = nomul_add(g, nomul_scale(g, lc, l, (float)lam),
+                      nomul_scale(g, lc, l2, (float)(1.0 - lam)));
+    }
+    return l;
+}
+
+const train_task image_task = {"images", "test_loss", "test_acc", "test acc", 100.0, 1.0, 4,
+                               img_setup, img_start, img_loss, img_evaluate, img_free};
