@@ -4,7 +4,8 @@
  * trained on a synthetic task in float, PAM (approximate backward) and
  * fully piecewise affine (exact backward, PA loss, PA AdamW) modes, each
  * required to bring its loss below a stated value. No-grad mode and arena
- * exhaustion.
+ * exhaustion. The op table: every operation named, with a backward, and
+ * recorded under its own entry.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -17,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "autodiff/graph_internal.h" /* the op table and the tape */
 #include "nomul/nomul.h"
 #include "testutil.h"
 
@@ -715,6 +717,40 @@ static void test_no_grad_and_arena_limits(void **state)
     mlp_free(&m);
 }
 
+/* Every entry of the op table is filled (a forgotten row would be NULL) and
+ * named once; a forward records its own entry with its inputs. */
+static void test_op_table(void **state)
+{
+    (void)state;
+    for (int i = 0; i < AD_OP_COUNT; i++) {
+        assert_non_null(ad_op_table[i].name);
+        assert_non_null(ad_op_table[i].backward);
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(ad_op_table[i].name, ad_op_table[j].name);
+    }
+    tu_rng r = {tu_seed() ^ 0xB5};
+    nomul_op_cfgs c;
+    nomul_op_cfgs_default(&c);
+    mlp m = mlp_new(&r, 5, 6, 3);
+    int xs[2] = {4, 5}, y[4] = {0, 1, 2, 0};
+    nomul_tensor *x = nomul_tensor_alloc(2, xs, 0);
+    nomul_graph *g = nomul_graph_new(1 << 16);
+    nomul_tensor *l = mlp_loss(g, &c, &m, x, y);
+    assert_non_null(l);
+    static const char *want[] = {"linear", "relu", "linear", "cross_entropy"};
+    assert_int_equal(g->ntape, 4);
+    for (int i = 0; i < 4; i++)
+        assert_string_equal(ad_op_table[g->tape[i].op].name, want[i]);
+    assert_ptr_equal(g->tape[0].in[0], x);
+    assert_ptr_equal(g->tape[0].in[1], m.w1);
+    assert_int_equal(g->tape[0].cfg.subtype, c.family[NOMUL_CFG_LINEAR].subtype);
+    assert_ptr_equal(g->tape[3].out, l);
+    assert_ptr_equal(g->tape[3].p.cross_entropy.targets, y);
+    nomul_graph_free(g);
+    nomul_tensor_free(x);
+    mlp_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -728,6 +764,7 @@ int main(void)
         cmocka_unit_test(test_op_errors),
         cmocka_unit_test(test_audit_counts),
         cmocka_unit_test(test_no_grad_and_arena_limits),
+        cmocka_unit_test(test_op_table),
     };
     printf("test_autodiff: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("autodiff", tests, NULL, NULL);

@@ -1,8 +1,19 @@
 /*
- * nomul/autodiff.h — float32 tensors and reverse-mode autodiff over a tape
- * (a first core: linear, matmul, elementwise add/mul/scale, sum, mean, relu,
- * softmax, log_softmax, layer norm, cross-entropy; more ops come with the
- * rest of issue 4).
+ * nomul/autodiff.h — float32 tensors and reverse-mode autodiff over a tape.
+ *
+ * The operations, each a forward that records itself on the tape and a
+ * backward (src/autodiff/optable.c lists them):
+ *   products        linear, matmul (batched), conv2d
+ *   row-wise        softmax, log_softmax, logsumexp, layer_norm, batch_norm,
+ *                   cross_entropy
+ *   elementwise     relu, gelu, add, sub, mul, div (broadcasting), scale,
+ *                   dropout
+ *   reductions      sum, mean
+ *   shape           transpose, concat, narrow, embedding
+ *   pooling         max_pool2d, avg_pool_global
+ * and, recording nothing of their own: reshape (a view), attention (a
+ * composite of the above), and the constant tables sinusoidal_positions and
+ * causal_mask.
  *
  * A graph owns an arena from which every tensor an operation creates is
  * allocated, and the tape of operations recorded since the last reset.
@@ -14,9 +25,11 @@
  * NULL input it returns NULL without a new report, so a chain of operations
  * keeps the first error.
  *
- * Each operation takes the nomul_op_cfg of its family (nomul/opcfg.h):
- * "standard" runs in float, "pam" in piecewise affine arithmetic with the
- * exact or approximate backward (dkwargs approx_bwd) and offset.
+ * An operation with products, quotients or nonlinear functions takes the
+ * nomul_op_cfg of its family (nomul/opcfg.h): "standard" runs in float,
+ * "pam" in piecewise affine arithmetic with the exact or approximate
+ * backward (dkwargs approx_bwd) and offset. The others (relu, add, sub, sum,
+ * the shape operations, max pooling) compute the same in every mode.
  */
 #ifndef NOMUL_AUTODIFF_H
 #define NOMUL_AUTODIFF_H

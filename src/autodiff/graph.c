@@ -1,7 +1,8 @@
 /*
- * graph.c — tensors, the arena and the tape (nomul/autodiff.h), and the
- * first operations: each is a forward that records a node and a backward
- * that accumulates (+=) into its inputs' gradients, quoting the forward.
+ * graph.c — tensors, the arena and the tape (nomul/autodiff.h): graphs,
+ * persistent and arena tensors, reshaped views, recording a node, and the
+ * backward driver that runs the tape through the op table (optable.c). The
+ * operations themselves are in ops_*.c and pool.c.
  */
 #include "nomul/autodiff.h"
 
@@ -10,8 +11,6 @@
 #include <string.h>
 
 #include "../core/internal.h"
-#include "nomul/functional.h"
-#include "nomul/gemm.h"
 #include "graph_internal.h"
 
 nomul_graph *nomul_graph_new(size_t arena_bytes)
@@ -158,176 +157,47 @@ void nomul_tensor_zero_grad(nomul_tensor *t)
         memset(t->grad, 0, (size_t)t->n * sizeof(float));
 }
 
-/* Records a node when gradients are on and some input has one. */
-node *ad_record(nomul_graph *g, backward_fn fn, nomul_tensor *out, nomul_tensor *a,
-                nomul_tensor *b, nomul_tensor *c)
+void *ad_arena_zalloc(nomul_graph *g, size_t bytes)
 {
-    if (!g->grad_enabled || !((a && a->grad) || (b && b->grad) || (c && c->grad)))
-        return NULL;
-    if (g->ntape == g->captape) { /* grows during the first steps, then stays */
-        int cap = g->captape ? 2 * g->captape : 64;
-        node *nt = realloc(g->tape, (size_t)cap * sizeof *nt);
-        if (!nt) {
-            nomul_report(NOMUL_ENOMEM, "autodiff: out of memory for the tape");
-            return NULL;
-        }
-        g->tape = nt;
-        g->captape = cap;
-    }
-    node *nd = &g->tape[g->ntape++];
-    memset(nd, 0, sizeof *nd);
-    nd->backward = fn;
-    nd->out = out;
-    nd->in[0] = a;
-    nd->in[1] = b;
-    nd->in[2] = c;
-    return nd;
+    void *p = arena_get(g, bytes);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
 }
+
+/* ---- the tape ---------------------------------------------------------------------------- */
 
 int ad_wants_grad(nomul_graph *g, nomul_tensor *a, nomul_tensor *b, nomul_tensor *c)
 {
     return g->grad_enabled && ((a && a->grad) || (b && b->grad) || (c && c->grad));
 }
 
-/* ---- linear --------------------------------------------------------------------- */
-
-/* forward: y = x·wᵀ + b */
-static void linear_backward(const node *nd)
+void ad_record(nomul_graph *g, ad_op op, const nomul_op_cfg *cfg, const ad_params *p,
+               nomul_tensor *out, nomul_tensor *a, nomul_tensor *b, nomul_tensor *c)
 {
-    nomul_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *y = nd->out;
-    int batch = x->shape[0], in = x->shape[1], out = w->shape[0];
-    if (b && b->grad) /* db += Σ_rows dy */
-        NOMUL_COUNT(FADD, (long)batch * out);
-    if (b && b->grad)
-        for (int i = 0; i < batch; i++)
-            for (int j = 0; j < out; j++)
-                b->grad[j] += y->grad[(long)i * out + j];
-    if (nd->cfg.subtype == NOMUL_OP_STANDARD) {
-        long long mnk = (long long)batch * in * out;
-        NOMUL_COUNT(FMUL, mnk * ((x->grad != NULL) + (w->grad != NULL)));
-        NOMUL_COUNT(FADD, mnk * ((x->grad != NULL) + (w->grad != NULL)));
-        if (x->grad) /* dx += dy · w */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, in, out, 1.0f, y->grad,
-                        out, w->data, in, 1.0f, x->grad, in);
-        if (w->grad) /* dw += dyᵀ · x */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, batch, 1.0f, y->grad,
-                        out, x->data, in, 1.0f, w->grad, in);
+    static const nomul_op_cfg standard = {NOMUL_OP_STANDARD, 0, 1.0f};
+    if (!ad_wants_grad(g, a, b, c))
         return;
+    if (g->ntape == g->captape) { /* grows during the first steps, then stays */
+        int cap = g->captape ? 2 * g->captape : 64;
+        node *nt = realloc(g->tape, (size_t)cap * sizeof *nt);
+        if (!nt) {
+            nomul_report(NOMUL_ENOMEM, "autodiff: out of memory for the tape");
+            return;
+        }
+        g->tape = nt;
+        g->captape = cap;
     }
-    /* PAM: y = PAM-GEMM(x, wᵀ); its exact or approximate backward */
-    nomul_gemm_backward(&nd->cfg, CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, x->data,
-                        in, w->data, in, y->grad, out, 1.0f, x->grad, in, w->grad, in);
-}
-
-nomul_tensor *nomul_linear(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
-                           nomul_tensor *w, nomul_tensor *b)
-{
-    if (!x || !w) /* an earlier operation failed and said why */
-        return NULL;
-    if (x->ndim != 2 || w->ndim != 2 || x->shape[1] != w->shape[1] ||
-        (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))) {
-        nomul_report(NOMUL_EINVAL, "nomul_linear: x must be (batch, in), w (out, in) and b "
-                     "(out) with matching sizes");
-        return NULL;
-    }
-    int batch = x->shape[0], in = x->shape[1], out = w->shape[0];
-    int shape[2] = {batch, out};
-    nomul_tensor *y = nomul_graph_tensor(g, 2, shape, ad_wants_grad(g, x, w, b));
-    if (!y)
-        return NULL;
-    if (cfg->subtype == NOMUL_OP_STANDARD) {
-        NOMUL_COUNT(FMUL, (long long)batch * out * in);
-        NOMUL_COUNT(FADD, (long long)batch * out * in);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, 1.0f, x->data, in,
-                    w->data, in, 0.0f, y->data, out);
-    }
-    else
-        nomul_gemm(cfg, CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, x->data, in,
-                   w->data, in, 0.0f, y->data, out);
-    if (b)
-        NOMUL_COUNT(FADD, (long)batch * out);
-    if (b)
-        for (int i = 0; i < batch; i++)
-            for (int j = 0; j < out; j++)
-                y->data[(long)i * out + j] += b->data[j];
-    node *nd = ad_record(g, linear_backward, y, x, w, b);
-    if (nd)
-        nd->cfg = *cfg;
-    return y;
-}
-
-/* ---- relu, add -------------------------------------------------------------------- */
-
-/* forward: y = max(x, 0) */
-static void relu_backward(const node *nd)
-{
-    nomul_tensor *x = nd->in[0], *y = nd->out;
-    for (long i = 0; i < x->n; i++)
-        if (x->data[i] > 0.0f)
-            x->grad[i] += y->grad[i];
-}
-
-nomul_tensor *nomul_relu(nomul_graph *g, nomul_tensor *x)
-{
-    if (!x)
-        return NULL;
-    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
-    if (!y)
-        return NULL;
-    for (long i = 0; i < x->n; i++)
-        y->data[i] = x->data[i] > 0.0f ? x->data[i] : 0.0f;
-    ad_record(g, relu_backward, y, x, NULL, NULL);
-    return y;
-}
-
-/* ---- cross-entropy ------------------------------------------------------------------- */
-
-/* forward: logp = log_softmax(logits); loss = CE(logp, targets) */
-static void cross_entropy_backward(const node *nd)
-{
-    nomul_tensor *logits = nd->in[0], *logp = nd->saved;
-    int rows = logits->shape[0], n = logits->shape[1];
-    const nomul_op_cfg *m = &nd->cfg;
-    memset(logp->grad, 0, (size_t)logp->n * sizeof(float));
-    nomul_cross_entropy_backward(m, rows, n, logp->data, nd->targets, nd->ival, nd->fval,
-                                 nd->out->grad[0], logp->grad);
-    nomul_log_softmax_backward(m, rows, n, logits->data, logp->data, logp->grad, logits->grad);
-}
-
-nomul_tensor *nomul_cross_entropy(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *logits,
-                                  const int *targets, int ignore_index, float smoothing)
-{
-    if (!logits)
-        return NULL;
-    if (logits->ndim != 2 || !targets) {
-        nomul_report(NOMUL_EINVAL, "nomul_cross_entropy: logits must be (batch, classes) with "
-                     "one target per row");
-        return NULL;
-    }
-    int rows = logits->shape[0], n = logits->shape[1], one = 1, count;
-    int grad = ad_wants_grad(g, logits, NULL, NULL);
-    nomul_tensor *logp = nomul_graph_tensor(g, 2, logits->shape, grad);
-    nomul_tensor *loss = nomul_graph_tensor(g, 1, &one, grad);
-    if (!logp || !loss)
-        return NULL;
-    const nomul_op_cfg *m = cfg;
-    nomul_log_softmax_forward(m, rows, n, logits->data, logp->data);
-    loss->data[0] = nomul_cross_entropy_forward(m, rows, n, logp->data, targets, ignore_index,
-                                                smoothing, &count);
-    if (count < 0) {
-        nomul_report(NOMUL_EINVAL, "nomul_cross_entropy: a target is outside 0..%d and is not "
-                     "the ignore index %d", n - 1, ignore_index);
-        return NULL;
-    }
-    node *nd = ad_record(g, cross_entropy_backward, loss, logits, NULL, NULL);
-    if (nd) {
-        nd->cfg = *cfg;
-        nd->targets = targets;
-        nd->ival = ignore_index;
-        nd->fval = smoothing;
-        nd->saved = logp;
-    }
-    return loss;
+    node *nd = &g->tape[g->ntape++];
+    memset(nd, 0, sizeof *nd);
+    nd->op = op;
+    nd->out = out;
+    nd->in[0] = a;
+    nd->in[1] = b;
+    nd->in[2] = c;
+    nd->cfg = cfg ? *cfg : standard;
+    if (p)
+        nd->p = *p;
 }
 
 /* ---- backward -------------------------------------------------------------------------- */
@@ -341,5 +211,5 @@ void nomul_backward(nomul_graph *g, nomul_tensor *loss)
     }
     loss->grad[0] += 1.0f;
     for (int i = g->ntape - 1; i >= 0; i--)
-        g->tape[i].backward(&g->tape[i]);
+        ad_op_table[g->tape[i].op].backward(&g->tape[i]);
 }

@@ -1,25 +1,111 @@
 /*
- * graph_internal.h — the tape's node and the graph, shared by graph.c and
- * ops.c (private to src/autodiff).
+ * graph_internal.h — what the tape (graph.c) and the operations (ops_*.c,
+ * pool.c) share, private to src/autodiff: the graph, the tape's node, the
+ * list of operations with each one's typed parameters and backward, and the
+ * helpers an operation's forward uses to allocate and record.
+ *
+ * To add an operation, see the note at the top of optable.c.
  */
 #ifndef NOMUL_GRAPH_INTERNAL_H
 #define NOMUL_GRAPH_INTERNAL_H
 
 #include "nomul/autodiff.h"
+#include "nomul/conv.h"
 #include "nomul/functional.h"
 
-typedef struct node node;
-typedef void (*backward_fn)(const node *nd);
+/* Every operation the tape records, grouped by the file that holds its
+ * forward and backward; ad_op_table (optable.c) names each. */
+typedef enum {
+    /* ops_nn.c: products */
+    AD_OP_LINEAR,
+    AD_OP_MATMUL,
+    AD_OP_CONV2D,
+    /* ops_rows.c: row-wise functional forms (functional.h) */
+    AD_OP_SOFTMAX,
+    AD_OP_LOG_SOFTMAX,
+    AD_OP_LOGSUMEXP,
+    AD_OP_LAYER_NORM,
+    AD_OP_BATCH_NORM,
+    AD_OP_CROSS_ENTROPY,
+    /* ops_elementwise.c */
+    AD_OP_RELU,
+    AD_OP_GELU,
+    AD_OP_ADD,
+    AD_OP_SUB,
+    AD_OP_MUL,
+    AD_OP_DIV,
+    AD_OP_SCALE,
+    AD_OP_DROPOUT,
+    AD_OP_SUM,
+    AD_OP_MEAN,
+    /* ops_shape.c */
+    AD_OP_TRANSPOSE,
+    AD_OP_CONCAT,
+    AD_OP_NARROW,
+    AD_OP_EMBEDDING,
+    /* pool.c */
+    AD_OP_MAX_POOL2D,
+    AD_OP_AVG_POOL_GLOBAL,
+    AD_OP_COUNT
+} ad_op;
 
-struct node {
-    backward_fn backward;
+/* An operation's parameters, as its forward saved them for its backward;
+ * one member per operation that has any, named after it. Pointers are into
+ * the graph's arena or the caller's memory, valid until the graph's reset. */
+typedef union {
+    struct {
+        int trans_b;
+    } matmul;
+    nomul_conv2d_desc conv2d; /* a copy: the caller's need not outlive the call */
+    struct {
+        const float *mean, *rstd; /* layer norm: per row; batch norm: per channel */
+        float eps;
+    } norm; /* layer and batch norm */
+    struct {
+        nomul_tensor *logp; /* log_softmax(logits); its gradient is the backward's workspace */
+        const int *targets; /* the caller's, one per row */
+        int ignore_index;
+        float smoothing;
+    } cross_entropy;
+    struct {
+        float c;
+    } scale;
+    struct {
+        const unsigned char *keep; /* 1 where the element was kept */
+        float s;                   /* 1/(1 − p) */
+    } dropout;
+    struct {
+        float sum; /* Σx, the exact PAD derivative's numerator */
+    } mean;
+    struct {
+        int d0, d1;
+    } transpose;
+    struct {
+        int dim;
+    } concat;
+    struct {
+        int dim, start;
+    } narrow;
+    struct {
+        const int *ids; /* the caller's */
+    } embedding;
+    struct {
+        const int *argmax; /* per output: the chosen input's index in its (h, w) plane */
+    } max_pool2d;
+    struct {
+        float s;           /* 1/(h·w) */
+        const float *sums; /* per plane Σx, kept in PA mode (the exact derivative) */
+    } avg_pool_global;
+} ad_params;
+
+/* One recorded operation: out = op(in[0], in[1], in[2]) under cfg (unused
+ * inputs NULL; the standard configuration for operations without one). */
+typedef struct node {
+    ad_op op;
     nomul_tensor *in[3], *out;
     nomul_op_cfg cfg;
-    const int *targets; /* cross-entropy */
-    int ival;
-    float fval;
-    nomul_tensor *saved; /* cross-entropy: the log-probabilities */
-};
+    ad_params p;
+} node;
 
 struct nomul_graph {
     unsigned char *arena;
@@ -29,11 +115,49 @@ struct nomul_graph {
     int grad_enabled;
 };
 
+/* The op table: each operation's name and backward. A backward accumulates
+ * (+=) into the gradients of its node's inputs that have one. */
+typedef struct {
+    const char *name; /* the public function's, without nomul_ */
+    void (*backward)(const node *nd);
+} ad_op_def;
 
-/* Records a node when gradients are on and some input has one (NULL else). */
-node *ad_record(nomul_graph *g, backward_fn fn, nomul_tensor *out, nomul_tensor *a,
-                nomul_tensor *b, nomul_tensor *c);
+extern const ad_op_def ad_op_table[AD_OP_COUNT];
+
+/* Records op on the tape when gradients are on and some input has one:
+ * out = op(a, b, c) under cfg (NULL: the standard configuration), with the
+ * parameters *p (NULL: none). */
+void ad_record(nomul_graph *g, ad_op op, const nomul_op_cfg *cfg, const ad_params *p,
+               nomul_tensor *out, nomul_tensor *a, nomul_tensor *b, nomul_tensor *c);
 /* Whether an output of these inputs needs a gradient. */
 int ad_wants_grad(nomul_graph *g, nomul_tensor *a, nomul_tensor *b, nomul_tensor *c);
+/* bytes of zero-filled, 64-byte aligned arena memory that lives until the
+ * graph's reset (an operation's saved values); NULL after a report when the
+ * arena is full. */
+void *ad_arena_zalloc(nomul_graph *g, size_t bytes);
+
+/* The backwards, one per operation, each in its forward's file. */
+void ad_linear_backward(const node *nd);
+void ad_matmul_backward(const node *nd);
+void ad_conv2d_backward(const node *nd);
+void ad_softmax_backward(const node *nd);
+void ad_log_softmax_backward(const node *nd);
+void ad_logsumexp_backward(const node *nd);
+void ad_layer_norm_backward(const node *nd);
+void ad_batch_norm_backward(const node *nd);
+void ad_cross_entropy_backward(const node *nd);
+void ad_relu_backward(const node *nd);
+void ad_gelu_backward(const node *nd);
+void ad_binary_backward(const node *nd); /* add, sub, mul, div */
+void ad_scale_backward(const node *nd);
+void ad_dropout_backward(const node *nd);
+void ad_sum_backward(const node *nd);
+void ad_mean_backward(const node *nd);
+void ad_transpose_backward(const node *nd);
+void ad_concat_backward(const node *nd);
+void ad_narrow_backward(const node *nd);
+void ad_embedding_backward(const node *nd);
+void ad_max_pool2d_backward(const node *nd);
+void ad_avg_pool_global_backward(const node *nd);
 
 #endif

@@ -4,6 +4,7 @@
  * to it) and global average pooling (a sum, then a product with 1/(h·w):
  * a PAM in PA mode, with its exact or approximate derivative).
  */
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -11,25 +12,25 @@
 #include "graph_internal.h"
 #include "nomul/arith.h"
 
-/* forward: y = max over the window; saved: the chosen input's flat index
- * within its (h, w) plane, exact in a float below 2^24 */
-static void max_pool_backward(const node *nd)
+/* forward: y = max over the window, saving argmax: the chosen input's index
+ * in its (h, w) plane */
+void ad_max_pool2d_backward(const node *nd)
 {
     nomul_tensor *x = nd->in[0], *y = nd->out;
     const long planes = (long)x->shape[0] * x->shape[1];
     const long hw = (long)x->shape[2] * x->shape[3], ohw = (long)y->shape[2] * y->shape[3];
     for (long p = 0; p < planes; p++)
         for (long o = 0; o < ohw; o++)
-            x->grad[p * hw + (long)nd->saved->data[p * ohw + o]] += y->grad[p * ohw + o];
+            x->grad[p * hw + nd->p.max_pool2d.argmax[p * ohw + o]] += y->grad[p * ohw + o];
 }
 
 nomul_tensor *nomul_max_pool2d(nomul_graph *g, nomul_tensor *x, int k, int stride)
 {
     if (!x)
         return NULL;
-    if (x->ndim != 4 || k < 1 || stride < 1 || (long)x->shape[2] * x->shape[3] >= (1L << 24)) {
-        nomul_report(NOMUL_EINVAL, "nomul_max_pool2d: want x (n, c, h, w) with planes below "
-                     "2^24 pixels, a kernel and a stride of at least 1");
+    if (x->ndim != 4 || k < 1 || stride < 1 || (long)x->shape[2] * x->shape[3] > INT_MAX) {
+        nomul_report(NOMUL_EINVAL, "nomul_max_pool2d: want x (n, c, h, w) with planes of at "
+                     "most INT_MAX pixels, a kernel and a stride of at least 1");
         return NULL;
     }
     const int h = x->shape[2], w = x->shape[3];
@@ -39,7 +40,8 @@ nomul_tensor *nomul_max_pool2d(nomul_graph *g, nomul_tensor *x, int k, int strid
     int ys[4] = {x->shape[0], x->shape[1], oh, ow};
     const int grad = ad_wants_grad(g, x, NULL, NULL);
     nomul_tensor *y = nomul_graph_tensor(g, 4, ys, grad);
-    nomul_tensor *arg = grad ? nomul_graph_tensor(g, 4, ys, 0) : NULL;
+    int *arg = grad ? ad_arena_zalloc(g, (size_t)x->shape[0] * x->shape[1] * oh * ow * sizeof *arg)
+                    : NULL;
     if (!y || (grad && !arg))
         return NULL;
     const long planes = (long)x->shape[0] * x->shape[1];
@@ -56,22 +58,21 @@ nomul_tensor *nomul_max_pool2d(nomul_graph *g, nomul_tensor *x, int k, int strid
                     }
                 y->data[(p * oh + i) * ow + j] = xp[best];
                 if (arg)
-                    arg->data[(p * oh + i) * ow + j] = (float)best;
+                    arg[(p * oh + i) * ow + j] = best;
             }
     }
-    node *nd = ad_record(g, max_pool_backward, y, x, NULL, NULL);
-    if (nd)
-        nd->saved = arg;
+    ad_record(g, AD_OP_MAX_POOL2D, NULL, &(ad_params){.max_pool2d = {arg}}, y, x, NULL, NULL);
     return y;
 }
 
-/* forward: y = s · Σ x over (h, w), s = 1/(h·w) (PAM(Σ, s) in PA mode) */
-static void avg_pool_backward(const node *nd)
+/* forward: y = s · Σ x over (h, w), s = 1/(h·w) (PAM(Σ, s) in PA mode),
+ * saving the sums in PA mode */
+void ad_avg_pool_global_backward(const node *nd)
 {
     nomul_tensor *x = nd->in[0], *y = nd->out;
     const long planes = y->n, hw = x->n / y->n;
-    const float s = nd->fval;
-    const int pa = nd->cfg.subtype != NOMUL_OP_STANDARD;
+    const float s = nd->p.avg_pool_global.s;
+    const int pa = nomul_op_is_pa(&nd->cfg);
     if (!pa)
         NOMUL_COUNT(FMUL, planes);
     else
@@ -83,8 +84,8 @@ static void avg_pool_backward(const node *nd)
             ds = s * y->grad[p];
         else if (nd->cfg.approx_bwd)
             ds = nomul_pam_mul(y->grad[p], s);
-        else /* ∂PAM(Σ, s)/∂Σ, at the forward's Σ (kept in saved) */
-            nomul_pam_mul_grad(nd->saved->data[p], s, y->grad[p], &ds, &unused);
+        else /* ∂PAM(Σ, s)/∂Σ, at the forward's Σ */
+            nomul_pam_mul_grad(nd->p.avg_pool_global.sums[p], s, y->grad[p], &ds, &unused);
         float *gp = x->grad + p * hw;
         for (long i = 0; i < hw; i++)
             gp[i] += ds;
@@ -99,12 +100,12 @@ nomul_tensor *nomul_avg_pool_global(nomul_graph *g, const nomul_op_cfg *cfg, nom
         nomul_report(NOMUL_EINVAL, "nomul_avg_pool_global: want x (n, c, h, w)");
         return NULL;
     }
-    const int pa = cfg->subtype != NOMUL_OP_STANDARD;
+    const int pa = nomul_op_is_pa(cfg);
     const long hw = (long)x->shape[2] * x->shape[3];
     int ys[2] = {x->shape[0], x->shape[1]};
     const int grad = ad_wants_grad(g, x, NULL, NULL);
     nomul_tensor *y = nomul_graph_tensor(g, 2, ys, grad);
-    nomul_tensor *sums = grad && pa ? nomul_graph_tensor(g, 2, ys, 0) : NULL;
+    float *sums = grad && pa ? ad_arena_zalloc(g, (size_t)ys[0] * ys[1] * sizeof *sums) : NULL;
     if (!y || (grad && pa && !sums))
         return NULL;
     const float s = pa ? nomul_pam_div(1.0f, (float)hw) : 1.0f / (float)hw;
@@ -119,14 +120,10 @@ nomul_tensor *nomul_avg_pool_global(nomul_graph *g, const nomul_op_cfg *cfg, nom
         for (long i = 0; i < hw; i++)
             sum += xp[i];
         if (sums)
-            sums->data[p] = sum;
+            sums[p] = sum;
         y->data[p] = pa ? nomul_pam_mul(sum, s) : s * sum;
     }
-    node *nd = ad_record(g, avg_pool_backward, y, x, NULL, NULL);
-    if (nd) {
-        nd->cfg = *cfg;
-        nd->fval = s;
-        nd->saved = sums;
-    }
+    ad_record(g, AD_OP_AVG_POOL_GLOBAL, cfg, &(ad_params){.avg_pool_global = {s, sums}}, y, x,
+              NULL, NULL);
     return y;
 }

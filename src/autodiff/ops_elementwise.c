@@ -1,0 +1,418 @@
+/*
+ * ops_elementwise.c — the elementwise autodiff operations and reductions to
+ * a scalar: relu, GELU, add, sub, mul, div (numpy-style broadcasting),
+ * scale, dropout, sum, mean. Products and quotients are PAM and PAD in PA
+ * mode, with their exact or approximate derivatives; additions are float in
+ * every mode. Each backward accumulates (+=) into its inputs' gradients and
+ * quotes its forward.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../core/internal.h"
+#include "graph_internal.h"
+#include "nomul/arith.h"
+
+/* ---- relu, GELU ---------------------------------------------------------------------------- */
+
+/* forward: y = max(x, 0) */
+void ad_relu_backward(const node *nd)
+{
+    nomul_tensor *x = nd->in[0], *y = nd->out;
+    for (long i = 0; i < x->n; i++)
+        if (x->data[i] > 0.0f)
+            x->grad[i] += y->grad[i];
+}
+
+nomul_tensor *nomul_relu(nomul_graph *g, nomul_tensor *x)
+{
+    if (!x)
+        return NULL;
+    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
+    if (!y)
+        return NULL;
+    for (long i = 0; i < x->n; i++)
+        y->data[i] = x->data[i] > 0.0f ? x->data[i] : 0.0f;
+    ad_record(g, AD_OP_RELU, NULL, NULL, y, x, NULL, NULL);
+    return y;
+}
+
+/* forward: y = gelu(x) */
+void ad_gelu_backward(const node *nd)
+{
+    nomul_gelu_backward(&nd->cfg, nd->in[0]->n, nd->in[0]->data, nd->out->grad,
+                        nd->in[0]->grad);
+}
+
+nomul_tensor *nomul_gelu(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x)
+{
+    if (!x)
+        return NULL;
+    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
+    if (!y)
+        return NULL;
+    nomul_gelu_forward(cfg, x->n, x->data, y->data);
+    ad_record(g, AD_OP_GELU, cfg, NULL, y, x, NULL, NULL);
+    return y;
+}
+
+/* ---- broadcasting binary operations: add, sub, mul, div ------------------------------------ */
+
+/* Output shape of numpy-style broadcasting, and each operand's strides in
+ * the output's dimensions (0 along broadcast dimensions). */
+typedef struct {
+    int ndim, shape[NOMUL_MAX_DIMS];
+    long sa[NOMUL_MAX_DIMS], sb[NOMUL_MAX_DIMS];
+} bcast;
+
+static int broadcast(const nomul_tensor *a, const nomul_tensor *b, bcast *bc)
+{
+    bc->ndim = a->ndim > b->ndim ? a->ndim : b->ndim;
+    long sa = 1, sb = 1;
+    for (int d = bc->ndim - 1; d >= 0; d--) {
+        int ia = d - (bc->ndim - a->ndim), ib = d - (bc->ndim - b->ndim);
+        int na = ia >= 0 ? a->shape[ia] : 1, nb = ib >= 0 ? b->shape[ib] : 1;
+        if (na != nb && na != 1 && nb != 1)
+            return 0;
+        bc->shape[d] = na > nb ? na : nb;
+        bc->sa[d] = na == 1 ? 0 : sa;
+        bc->sb[d] = nb == 1 ? 0 : sb;
+        sa *= na;
+        sb *= nb;
+    }
+    return 1;
+}
+
+/* Walks the output in order, keeping each operand's offset. */
+typedef struct {
+    const bcast *bc;
+    int idx[NOMUL_MAX_DIMS];
+    long ia, ib;
+} bcast_it;
+
+static void it_next(bcast_it *it)
+{
+    const bcast *bc = it->bc;
+    for (int d = bc->ndim - 1; d >= 0; d--) {
+        it->ia += bc->sa[d];
+        it->ib += bc->sb[d];
+        if (++it->idx[d] < bc->shape[d])
+            return;
+        it->ia -= bc->sa[d] * bc->shape[d];
+        it->ib -= bc->sb[d] * bc->shape[d];
+        it->idx[d] = 0;
+    }
+}
+
+/* op: AD_OP_ADD, _SUB, _MUL or _DIV */
+static float bin_forward(ad_op op, int pa, float off, float x, float y)
+{
+    switch (op) {
+    case AD_OP_ADD: return x + y;
+    case AD_OP_SUB: return x - y;
+    case AD_OP_MUL:
+        return !pa ? x * y : off != 1.0f ? nomul_pam_mul_off(x, y, off) : nomul_pam_mul(x, y);
+    default: return pa ? nomul_pam_div(x, y) : x / y;
+    }
+}
+
+/* forward: y = a ∘ b (broadcast), ∘ the node's operation: add, sub, mul, div */
+void ad_binary_backward(const node *nd)
+{
+    nomul_tensor *a = nd->in[0], *b = nd->in[1], *y = nd->out;
+    bcast bc;
+    broadcast(a, b, &bc);
+    ad_op op = nd->op;
+    int pa = nomul_op_is_pa(&nd->cfg), approx = nd->cfg.approx_bwd;
+    long long n2 = 2LL * y->n; /* the audit: both gradients, and their accumulation */
+    NOMUL_COUNT(FADD, n2);
+    if (op == AD_OP_MUL || op == AD_OP_DIV) {
+        if (!pa) {
+            NOMUL_COUNT(FMUL, n2);
+            if (op == AD_OP_DIV)
+                NOMUL_COUNT(FDIV, n2);
+        } else if (approx) {
+            nomul_count(op == AD_OP_MUL ? NOMUL_COUNT_PAM : NOMUL_COUNT_PAD,
+                        (unsigned long long)n2);
+        } else {
+            NOMUL_COUNT(SHIFT, n2);
+        }
+    }
+    bcast_it it = {&bc, {0}, 0, 0};
+    for (long i = 0; i < y->n; i++, it_next(&it)) {
+        long ia = it.ia, ib = it.ib;
+        float g = y->grad[i], x0 = a->data[ia], x1 = b->data[ib], ga, gb;
+        switch (op) {
+        case AD_OP_ADD: ga = g; gb = g; break;
+        case AD_OP_SUB: ga = g; gb = -g; break;
+        case AD_OP_MUL:
+            if (!pa) {
+                ga = x1 * g;
+                gb = x0 * g;
+            } else if (approx) { /* PAM(PAM(dy, b), offset), PAM(PAM(dy, a), offset) */
+                float off = nd->cfg.offset;
+                ga = off != 1.0f ? nomul_pam_mul_off(g, x1, off) : nomul_pam_mul(g, x1);
+                gb = off != 1.0f ? nomul_pam_mul_off(g, x0, off) : nomul_pam_mul(g, x0);
+                if (isnan(x0) || isnan(x1) || isnan(g))
+                    ga = gb = NAN;
+            } else if (nd->cfg.offset != 1.0f) {
+                nomul_pam_mul_off_grad(x0, x1, nd->cfg.offset, g, &ga, &gb);
+            } else {
+                nomul_pam_mul_grad(x0, x1, g, &ga, &gb);
+            }
+            break;
+        default:
+            if (!pa) {
+                ga = g / x1;
+                gb = -x0 * g / (x1 * x1);
+            } else if (approx) {
+                nomul_pam_div_grad_approx(x0, x1, g, &ga, &gb);
+            } else {
+                nomul_pam_div_grad(x0, x1, g, &ga, &gb);
+            }
+            break;
+        }
+        if (a->grad)
+            a->grad[ia] += ga;
+        if (b->grad)
+            b->grad[ib] += gb;
+    }
+}
+
+/* cfg: NULL for add and sub (float in every mode) */
+static nomul_tensor *binary(nomul_graph *g, const nomul_op_cfg *cfg, ad_op op, nomul_tensor *a,
+                            nomul_tensor *b, const char *fn)
+{
+    if (!a || !b)
+        return NULL;
+    bcast bc;
+    if (!broadcast(a, b, &bc)) {
+        nomul_report(NOMUL_EINVAL, "%s: the operands' shapes do not broadcast", fn);
+        return NULL;
+    }
+    nomul_tensor *y = nomul_graph_tensor(g, bc.ndim, bc.shape, ad_wants_grad(g, a, b, NULL));
+    if (!y)
+        return NULL;
+    int pa = cfg && nomul_op_is_pa(cfg);
+    if (op == AD_OP_ADD || op == AD_OP_SUB)
+        NOMUL_COUNT(FADD, y->n);
+    else if (op == AD_OP_MUL)
+        nomul_count(pa ? NOMUL_COUNT_PAM : NOMUL_COUNT_FMUL, (unsigned long long)y->n);
+    else
+        nomul_count(pa ? NOMUL_COUNT_PAD : NOMUL_COUNT_FDIV, (unsigned long long)y->n);
+    bcast_it it = {&bc, {0}, 0, 0};
+    for (long i = 0; i < y->n; i++, it_next(&it))
+        y->data[i] = bin_forward(op, pa, cfg ? cfg->offset : 1.0f, a->data[it.ia], b->data[it.ib]);
+    ad_record(g, op, cfg, NULL, y, a, b, NULL);
+    return y;
+}
+
+nomul_tensor *nomul_add(nomul_graph *g, nomul_tensor *a, nomul_tensor *b)
+{
+    return binary(g, NULL, AD_OP_ADD, a, b, "nomul_add");
+}
+
+nomul_tensor *nomul_sub(nomul_graph *g, nomul_tensor *a, nomul_tensor *b)
+{
+    return binary(g, NULL, AD_OP_SUB, a, b, "nomul_sub");
+}
+
+nomul_tensor *nomul_mul(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *a,
+                        nomul_tensor *b)
+{
+    return binary(g, cfg, AD_OP_MUL, a, b, "nomul_mul");
+}
+
+nomul_tensor *nomul_div(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *a,
+                        nomul_tensor *b)
+{
+    return binary(g, cfg, AD_OP_DIV, a, b, "nomul_div");
+}
+
+/* ---- scale ---------------------------------------------------------------------------------- */
+
+/* forward: y = c · x (PAM in PA mode) */
+void ad_scale_backward(const node *nd)
+{
+    nomul_tensor *x = nd->in[0], *y = nd->out;
+    float c = nd->p.scale.c;
+    if (!nomul_op_is_pa(&nd->cfg)) {
+        NOMUL_COUNT(FMUL, x->n);
+        NOMUL_COUNT(FADD, x->n);
+        for (long i = 0; i < x->n; i++)
+            x->grad[i] += c * y->grad[i];
+        return;
+    }
+    NOMUL_COUNT(FADD, x->n);
+    float *d = nomul_scratch(NOMUL_SCRATCH_OP, (size_t)x->n);
+    if (!d)
+        return;
+    float off = nd->cfg.offset;
+    if (nd->cfg.approx_bwd && off != 1.0f) /* c·x·offset's derivative in PA */
+        nomul_pam_mul_off_vs((size_t)x->n, y->grad, c, off, d);
+    else if (nd->cfg.approx_bwd)
+        nomul_pam_mul_grad_approx_vs((size_t)x->n, x->data, c, y->grad, d);
+    else if (off != 1.0f) /* exact: c replaced by PAM(c, offset) */
+        nomul_pam_mul_grad_vs((size_t)x->n, x->data, nomul_pam_mul(c, off), y->grad, d);
+    else
+        nomul_pam_mul_grad_vs((size_t)x->n, x->data, c, y->grad, d);
+    for (long i = 0; i < x->n; i++)
+        x->grad[i] += d[i];
+}
+
+nomul_tensor *nomul_scale(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x, float c)
+{
+    if (!x)
+        return NULL;
+    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
+    if (!y)
+        return NULL;
+    if (nomul_op_is_pa(cfg) && cfg->offset != 1.0f)
+        nomul_pam_mul_off_vs((size_t)x->n, x->data, c, cfg->offset, y->data);
+    else if (nomul_op_is_pa(cfg))
+        nomul_pam_mul_vs((size_t)x->n, x->data, c, y->data);
+    else
+        NOMUL_COUNT(FMUL, x->n);
+    if (!nomul_op_is_pa(cfg))
+        for (long i = 0; i < x->n; i++)
+            y->data[i] = c * x->data[i];
+    ad_record(g, AD_OP_SCALE, cfg, &(ad_params){.scale = {c}}, y, x, NULL, NULL);
+    return y;
+}
+
+/* ---- dropout ------------------------------------------------------------------------------ */
+
+/* forward: y = keep ? s·x : 0, s = 1/(1 − p) */
+void ad_dropout_backward(const node *nd)
+{
+    nomul_tensor *x = nd->in[0], *y = nd->out;
+    const unsigned char *keep = nd->p.dropout.keep;
+    float s = nd->p.dropout.s;
+    if (!nomul_op_is_pa(&nd->cfg))
+        NOMUL_COUNT(FMUL, x->n);
+    else if (nd->cfg.approx_bwd)
+        NOMUL_COUNT(PAM, x->n);
+    else
+        NOMUL_COUNT(SHIFT, x->n);
+    NOMUL_COUNT(FADD, x->n);
+    for (long i = 0; i < x->n; i++) {
+        if (!keep[i])
+            continue;
+        float g = y->grad[i], da, unused;
+        if (!nomul_op_is_pa(&nd->cfg))
+            da = s * g;
+        else if (nd->cfg.approx_bwd)
+            da = nomul_pam_mul(g, s);
+        else
+            nomul_pam_mul_grad(x->data[i], s, g, &da, &unused);
+        x->grad[i] += da;
+    }
+}
+
+nomul_tensor *nomul_dropout(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x, float p,
+                            unsigned long long *rng)
+{
+    if (!x)
+        return NULL;
+    if (!(p >= 0.0f && p < 1.0f) || !rng) {
+        nomul_report(NOMUL_EINVAL, "nomul_dropout: p = %g must be in [0, 1), with a generator",
+                     (double)p);
+        return NULL;
+    }
+    if (p == 0.0f || !g->grad_enabled)
+        return x;
+    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
+    unsigned char *keep = ad_arena_zalloc(g, (size_t)x->n);
+    if (!y || !keep)
+        return NULL;
+    float s = nomul_op_is_pa(cfg) ? nomul_pam_div(1.0f, 1.0f - p) : 1.0f / (1.0f - p);
+    if (nomul_op_is_pa(cfg)) { /* the audit: an upper bound, every element kept */
+        NOMUL_COUNT(PAD, 1);
+        NOMUL_COUNT(PAM, x->n);
+    } else {
+        NOMUL_COUNT(FDIV, 1);
+        NOMUL_COUNT(FMUL, x->n);
+    }
+    /* kept when a uniform 32-bit draw is at least p·2^32 */
+    unsigned long long threshold = (unsigned long long)ldexp((double)p, 32); /* p·2^32 by exponent shift */
+    uint64_t state = *rng;
+    for (long i = 0; i < x->n; i++) {
+        int kept = (nomul_splitmix64(&state) >> 32) >= threshold;
+        keep[i] = (unsigned char)kept;
+        y->data[i] = !kept ? 0.0f : nomul_op_is_pa(cfg) ? nomul_pam_mul(x->data[i], s) : s * x->data[i];
+    }
+    *rng = state;
+    ad_record(g, AD_OP_DROPOUT, cfg, &(ad_params){.dropout = {keep, s}}, y, x, NULL, NULL);
+    return y;
+}
+
+/* ---- sum, mean ------------------------------------------------------------------------------- */
+
+/* forward: y = Σx */
+void ad_sum_backward(const node *nd)
+{
+    NOMUL_COUNT(FADD, nd->in[0]->n);
+    for (long i = 0; i < nd->in[0]->n; i++)
+        nd->in[0]->grad[i] += nd->out->grad[0];
+}
+
+nomul_tensor *nomul_sum(nomul_graph *g, nomul_tensor *x)
+{
+    if (!x)
+        return NULL;
+    int one = 1;
+    nomul_tensor *y = nomul_graph_tensor(g, 1, &one, ad_wants_grad(g, x, NULL, NULL));
+    if (!y)
+        return NULL;
+    float s = 0.0f;
+    NOMUL_COUNT(FADD, x->n);
+    for (long i = 0; i < x->n; i++)
+        s += x->data[i];
+    y->data[0] = s;
+    ad_record(g, AD_OP_SUM, NULL, NULL, y, x, NULL, NULL);
+    return y;
+}
+
+/* forward: y = mean(x) = PAD(Σx, n) in PA mode */
+void ad_mean_backward(const node *nd)
+{
+    nomul_tensor *x = nd->in[0];
+    float nf = (float)x->n, g, unused;
+    NOMUL_COUNT(FADD, x->n);
+    if (!nomul_op_is_pa(&nd->cfg))
+        NOMUL_COUNT(FDIV, 1);
+    else if (nd->cfg.approx_bwd)
+        NOMUL_COUNT(PAD, 1);
+    else
+        NOMUL_COUNT(SHIFT, 1);
+    if (!nomul_op_is_pa(&nd->cfg))
+        g = nd->out->grad[0] / nf;
+    else if (nd->cfg.approx_bwd)
+        g = nomul_pam_div(nd->out->grad[0], nf);
+    else
+        nomul_pam_div_grad(nd->p.mean.sum, nf, nd->out->grad[0], &g, &unused);
+    for (long i = 0; i < x->n; i++)
+        x->grad[i] += g;
+}
+
+nomul_tensor *nomul_mean(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x)
+{
+    if (!x)
+        return NULL;
+    int one = 1;
+    nomul_tensor *y = nomul_graph_tensor(g, 1, &one, ad_wants_grad(g, x, NULL, NULL));
+    if (!y)
+        return NULL;
+    float s = 0.0f;
+    for (long i = 0; i < x->n; i++)
+        s += x->data[i];
+    NOMUL_COUNT(FADD, x->n);
+    if (nomul_op_is_pa(cfg))
+        NOMUL_COUNT(PAD, 1);
+    else
+        NOMUL_COUNT(FDIV, 1);
+    y->data[0] = nomul_op_is_pa(cfg) ? nomul_pam_div(s, (float)x->n) : s / (float)x->n;
+    ad_record(g, AD_OP_MEAN, cfg, &(ad_params){.mean = {s}}, y, x, NULL, NULL);
+    return y;
+}

@@ -1,0 +1,236 @@
+/*
+ * ops_rows.c — the autodiff operations over functional.h's row-wise forms,
+ * float or PA by the configuration: softmax, log_softmax, logsumexp, layer
+ * norm, batch norm, label-smoothed cross-entropy. Each backward accumulates
+ * (+=) into its inputs' gradients and quotes its forward.
+ */
+#include <string.h>
+
+#include "../core/internal.h"
+#include "graph_internal.h"
+
+/* rows × last dimension of a tensor */
+static void rows_cols(const nomul_tensor *x, int *rows, int *cols)
+{
+    *cols = x->shape[x->ndim - 1];
+    *rows = (int)(x->n / *cols);
+}
+
+/* ---- softmax, log_softmax, logsumexp ---------------------------------------------------- */
+
+/* forward: y = softmax(x) over rows */
+void ad_softmax_backward(const node *nd)
+{
+    int rows, n;
+    rows_cols(nd->in[0], &rows, &n);
+    nomul_softmax_backward(&nd->cfg, rows, n, nd->in[0]->data, nd->out->data,
+                           nd->out->grad, nd->in[0]->grad);
+}
+
+/* forward: y = log_softmax(x) over rows */
+void ad_log_softmax_backward(const node *nd)
+{
+    int rows, n;
+    rows_cols(nd->in[0], &rows, &n);
+    nomul_log_softmax_backward(&nd->cfg, rows, n, nd->in[0]->data, nd->out->data,
+                               nd->out->grad, nd->in[0]->grad);
+}
+
+/* A row-wise operation whose output has x's shape. */
+typedef void (*row_forward_fn)(const nomul_op_cfg *cfg, int rows, int n, const float *x, float *y);
+
+static nomul_tensor *row_op(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
+                            row_forward_fn fwd, ad_op op)
+{
+    if (!x)
+        return NULL;
+    int rows, n;
+    rows_cols(x, &rows, &n);
+    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
+    if (!y)
+        return NULL;
+    fwd(cfg, rows, n, x->data, y->data);
+    ad_record(g, op, cfg, NULL, y, x, NULL, NULL);
+    return y;
+}
+
+nomul_tensor *nomul_softmax(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x)
+{
+    return row_op(g, cfg, x, nomul_softmax_forward, AD_OP_SOFTMAX);
+}
+
+nomul_tensor *nomul_log_softmax(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x)
+{
+    return row_op(g, cfg, x, nomul_log_softmax_forward, AD_OP_LOG_SOFTMAX);
+}
+
+/* forward: y = logsumexp(x) over rows */
+void ad_logsumexp_backward(const node *nd)
+{
+    int rows, n;
+    rows_cols(nd->in[0], &rows, &n);
+    nomul_logsumexp_backward(&nd->cfg, rows, n, nd->in[0]->data, nd->out->grad,
+                             nd->in[0]->grad);
+}
+
+nomul_tensor *nomul_logsumexp(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x)
+{
+    if (!x)
+        return NULL;
+    int rows, n, one = 1;
+    rows_cols(x, &rows, &n);
+    nomul_tensor *y = x->ndim > 1 ? nomul_graph_tensor(g, x->ndim - 1, x->shape,
+                                                       ad_wants_grad(g, x, NULL, NULL))
+                                  : nomul_graph_tensor(g, 1, &one, ad_wants_grad(g, x, NULL, NULL));
+    if (!y)
+        return NULL;
+    nomul_logsumexp_forward(cfg, rows, n, x->data, y->data);
+    ad_record(g, AD_OP_LOGSUMEXP, cfg, NULL, y, x, NULL, NULL);
+    return y;
+}
+
+/* ---- layer norm ------------------------------------------------------------------------ */
+
+/* forward: y = layer_norm(x; γ, β), saving mean and rstd (rows each) */
+void ad_layer_norm_backward(const node *nd)
+{
+    nomul_tensor *x = nd->in[0], *gm = nd->in[1], *bt = nd->in[2];
+    int rows, n;
+    rows_cols(x, &rows, &n);
+    float *dx = x->grad, *dg = gm->grad, *db = bt->grad, *tmp = NULL;
+    if (!dx || !dg || !db) { /* the functional form writes all three */
+        size_t len = (size_t)x->n + 2 * (size_t)n;
+        tmp = nomul_scratch(NOMUL_SCRATCH_OP, len);
+        if (!tmp)
+            return;
+        memset(tmp, 0, len * sizeof *tmp);
+        dx = dx ? dx : tmp;
+        dg = dg ? dg : tmp + x->n;
+        db = db ? db : tmp + x->n + n;
+    }
+    nomul_layer_norm_backward(&nd->cfg, rows, n, x->data, gm->data, nd->p.norm.mean,
+                              nd->p.norm.rstd, nd->p.norm.eps, nd->out->grad, dx, dg, db);
+}
+
+nomul_tensor *nomul_layer_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
+                               nomul_tensor *gamma, nomul_tensor *beta, float eps)
+{
+    if (!x || !gamma || !beta)
+        return NULL;
+    int rows, n;
+    rows_cols(x, &rows, &n);
+    if (gamma->n != n || beta->n != n) {
+        nomul_report(NOMUL_EINVAL, "nomul_layer_norm: gamma and beta must have %d elements", n);
+        return NULL;
+    }
+    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, gamma, beta));
+    float *stats = ad_arena_zalloc(g, 2 * (size_t)rows * sizeof(float)); /* mean | rstd */
+    if (!y || !stats)
+        return NULL;
+    nomul_layer_norm_forward(cfg, rows, n, x->data, gamma->data, beta->data, eps,
+                             y->data, stats, stats + rows);
+    ad_record(g, AD_OP_LAYER_NORM, cfg, &(ad_params){.norm = {stats, stats + rows, eps}}, y, x,
+              gamma, beta);
+    return y;
+}
+
+/* ---- batch norm --------------------------------------------------------------------------- */
+
+static void bn_dims(const nomul_tensor *x, int *nb, int *C, int *S)
+{
+    *nb = x->shape[0];
+    *C = x->shape[1];
+    *S = (int)(x->n / ((long)*nb * *C));
+}
+
+/* forward: y = batch_norm(x; γ, β) with batch statistics, saving mean and
+ * rstd (C each) */
+void ad_batch_norm_backward(const node *nd)
+{
+    nomul_tensor *x = nd->in[0], *gm = nd->in[1], *bt = nd->in[2];
+    int nb, C, S;
+    bn_dims(x, &nb, &C, &S);
+    size_t len = (size_t)x->n + 2 * (size_t)C;
+    float *tmp = nomul_scratch(NOMUL_SCRATCH_OP, len);
+    if (!tmp)
+        return;
+    memset(tmp, 0, len * sizeof *tmp);
+    float *dx = x->grad ? x->grad : tmp, *dg = gm->grad ? gm->grad : tmp + x->n;
+    float *db = bt->grad ? bt->grad : tmp + x->n + C;
+    nomul_batch_norm_backward(&nd->cfg, nb, C, S, x->data, gm->data, nd->p.norm.mean,
+                              nd->p.norm.rstd, nd->p.norm.eps, nd->out->grad, dx, dg, db);
+}
+
+nomul_tensor *nomul_batch_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
+                               nomul_tensor *gamma, nomul_tensor *beta, float *running_mean,
+                               float *running_var, float eps, float momentum, int training)
+{
+    if (!x || !gamma || !beta)
+        return NULL;
+    if (x->ndim < 2 || gamma->n != x->shape[1] || beta->n != x->shape[1] || !running_mean ||
+        !running_var) {
+        nomul_report(NOMUL_EINVAL, "nomul_batch_norm: x must be (n, C, ...) with gamma, beta and "
+                     "running statistics of C elements");
+        return NULL;
+    }
+    int nb, C, S;
+    bn_dims(x, &nb, &C, &S);
+    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape,
+                                         training && ad_wants_grad(g, x, gamma, beta));
+    float *stats = ad_arena_zalloc(g, 2 * (size_t)C * sizeof(float)); /* mean | rstd */
+    if (!y || !stats)
+        return NULL;
+    nomul_batch_norm_forward(cfg, nb, C, S, x->data, gamma->data, beta->data, eps,
+                             momentum, training, running_mean, running_var, y->data, stats,
+                             stats + C);
+    if (training)
+        ad_record(g, AD_OP_BATCH_NORM, cfg, &(ad_params){.norm = {stats, stats + C, eps}}, y, x,
+                  gamma, beta);
+    return y;
+}
+
+/* ---- cross-entropy ------------------------------------------------------------------- */
+
+/* forward: logp = log_softmax(logits); loss = CE(logp, targets) */
+void ad_cross_entropy_backward(const node *nd)
+{
+    nomul_tensor *logits = nd->in[0], *logp = nd->p.cross_entropy.logp;
+    int rows = logits->shape[0], n = logits->shape[1];
+    const nomul_op_cfg *m = &nd->cfg;
+    memset(logp->grad, 0, (size_t)logp->n * sizeof(float));
+    nomul_cross_entropy_backward(m, rows, n, logp->data, nd->p.cross_entropy.targets,
+                                 nd->p.cross_entropy.ignore_index, nd->p.cross_entropy.smoothing,
+                                 nd->out->grad[0], logp->grad);
+    nomul_log_softmax_backward(m, rows, n, logits->data, logp->data, logp->grad, logits->grad);
+}
+
+nomul_tensor *nomul_cross_entropy(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *logits,
+                                  const int *targets, int ignore_index, float smoothing)
+{
+    if (!logits)
+        return NULL;
+    if (logits->ndim != 2 || !targets) {
+        nomul_report(NOMUL_EINVAL, "nomul_cross_entropy: logits must be (batch, classes) with "
+                     "one target per row");
+        return NULL;
+    }
+    int rows = logits->shape[0], n = logits->shape[1], one = 1, count;
+    int grad = ad_wants_grad(g, logits, NULL, NULL);
+    nomul_tensor *logp = nomul_graph_tensor(g, 2, logits->shape, grad);
+    nomul_tensor *loss = nomul_graph_tensor(g, 1, &one, grad);
+    if (!logp || !loss)
+        return NULL;
+    const nomul_op_cfg *m = cfg;
+    nomul_log_softmax_forward(m, rows, n, logits->data, logp->data);
+    loss->data[0] = nomul_cross_entropy_forward(m, rows, n, logp->data, targets, ignore_index,
+                                                smoothing, &count);
+    if (count < 0) {
+        nomul_report(NOMUL_EINVAL, "nomul_cross_entropy: a target is outside 0..%d and is not "
+                     "the ignore index %d", n - 1, ignore_index);
+        return NULL;
+    }
+    ad_record(g, AD_OP_CROSS_ENTROPY, cfg,
+              &(ad_params){.cross_entropy = {logp, targets, ignore_index, smoothing}}, loss,
+              logits, NULL, NULL);
+    return loss;
+}
