@@ -61,7 +61,8 @@ int nomul_audit_step(const nomul_op_cfgs *c, nomul_op_counts *out)
         nomul_tensor *q = nomul_reshape(g, nomul_linear(g, lin, a, p[2], NULL), 3, s3);
         nomul_tensor *k = nomul_reshape(g, nomul_linear(g, lin, a, p[3], NULL), 3, s3);
         nomul_tensor *v = nomul_reshape(g, nomul_linear(g, lin, a, p[4], NULL), 3, s3);
-        nomul_tensor *att = nomul_reshape(g, nomul_attention(g, c, q, k, v, H, NULL), 2, sx);
+        nomul_tensor *att = nomul_reshape(
+            g, nomul_attention(g, &c->family[NOMUL_CFG_BMM], fun, q, k, v, H, NULL), 2, sx);
         nomul_tensor *h = nomul_add(g, x, nomul_linear(g, lin, att, p[5], NULL));
         nomul_tensor *m = nomul_layer_norm(g, nrm, h, p[6], p[7], 1e-5f);
         m = nomul_linear(g, lin, nomul_gelu(g, fun, nomul_linear(g, lin, m, p[8], NULL)), p[9],
