@@ -672,20 +672,23 @@ static void test_audit_counts(void **state)
     nomul_tensor_free(x);
     nomul_tensor_free(w);
 
-    nomul_op_cfgs all;
-    nomul_op_cfgs_all_pam(&all);
+    /* one training step of a small ViT (train's default, shrunk) */
+    nomul_train_config all;
+    nomul_train_config_default(&all);
+    snprintf(all.model, sizeof all.model, "vit_fmnist_tiny");
+    all.batch_size = 2;
     assert_int_equal(nomul_audit_step(&all, &c), 0);
     assert_int_equal(c.n[NOMUL_COUNT_FMUL], 0);
     assert_int_equal(c.n[NOMUL_COUNT_FDIV], 0);
     assert_int_equal(c.n[NOMUL_COUNT_FTRANS], 0);
     assert_true(c.n[NOMUL_COUNT_PAM] > 100000 && c.n[NOMUL_COUNT_SHIFT] > 100000);
-    nomul_op_cfgs none;
-    nomul_op_cfgs_default(&none);
+    nomul_train_config none = all;
+    nomul_op_cfgs_default(&none.ops);
     assert_int_equal(nomul_audit_step(&none, &c), 0);
     assert_true(c.n[NOMUL_COUNT_FMUL] > 100000);
     assert_int_equal(c.n[NOMUL_COUNT_PAM], 0);
     /* one family left in float shows up */
-    all.family[NOMUL_CFG_OPT_FUNCTIONAL].subtype = NOMUL_OP_STANDARD;
+    all.ops.family[NOMUL_CFG_OPT_FUNCTIONAL].subtype = NOMUL_OP_STANDARD;
     assert_int_equal(nomul_audit_step(&all, &c), 0);
     assert_true(c.n[NOMUL_COUNT_FMUL] > 0 && c.n[NOMUL_COUNT_FTRANS] > 0);
 }
