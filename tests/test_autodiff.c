@@ -265,7 +265,8 @@ static nomul_tensor *apply_op(nomul_graph *g, const nomul_op_cfg *c, int op, nom
         nomul_causal_mask(3, causal);
         nomul_op_cfgs cf;
         nomul_op_cfgs_default(&cf);
-        return nomul_attention(g, &cf, in[0], in[1], in[2], 2, &mask);
+        return nomul_attention(g, &cf.family[NOMUL_CFG_BMM], &cf.family[NOMUL_CFG_FUNCTIONAL],
+                               in[0], in[1], in[2], 2, &mask);
     }
     default: { /* 11 */
         static const nomul_conv2d_desc d = {2, 4, 5, 5, 6, 3, 3, 1, 2, 1, 0, 1, 1, 2};
@@ -579,7 +580,8 @@ static void test_attention_definition(void **state)
     nomul_op_cfgs cf;
     nomul_op_cfgs_default(&cf);
     nomul_graph *g = nomul_graph_new(1 << 20);
-    nomul_tensor *o = nomul_attention(g, &cf, q, k, v, H, pad);
+    nomul_tensor *o = nomul_attention(g, &cf.family[NOMUL_CFG_BMM],
+                                      &cf.family[NOMUL_CFG_FUNCTIONAL], q, k, v, H, pad);
     for (int b = 0; b < Bn; b++)
         for (int h = 0; h < H; h++)
             for (int i = 0; i < T; i++) {
@@ -610,11 +612,14 @@ static void test_attention_definition(void **state)
             nomul_op_cfgs_all_pam(&cf);
         nomul_graph_reset(g);
         float before[Bn * T * D];
-        memcpy(before, nomul_attention(g, &cf, q, k, v, H, pad)->data, sizeof before);
+        memcpy(before, nomul_attention(g, &cf.family[NOMUL_CFG_BMM],
+                                       &cf.family[NOMUL_CFG_FUNCTIONAL], q, k, v, H, pad)->data,
+               sizeof before);
         for (int e = 0; e < D; e++)
             v->data[(0 * T + 3) * D + e] += 100.0f;
         nomul_graph_reset(g);
-        nomul_tensor *o2 = nomul_attention(g, &cf, q, k, v, H, pad);
+        nomul_tensor *o2 = nomul_attention(g, &cf.family[NOMUL_CFG_BMM],
+                                           &cf.family[NOMUL_CFG_FUNCTIONAL], q, k, v, H, pad);
         for (int i = 0; i < T * D; i++) /* batch 0 only */
             assert_int_equal(tu_bits(o2->data[i]), tu_bits(before[i]));
     }
@@ -670,20 +675,23 @@ static void test_audit_counts(void **state)
     nomul_tensor_free(x);
     nomul_tensor_free(w);
 
-    nomul_op_cfgs all;
-    nomul_op_cfgs_all_pam(&all);
+    /* one training step of a small ViT (train's default, shrunk) */
+    nomul_train_config all;
+    nomul_train_config_default(&all);
+    snprintf(all.model, sizeof all.model, "vit_fmnist_tiny");
+    all.batch_size = 2;
     assert_int_equal(nomul_audit_step(&all, &c), 0);
     assert_int_equal(c.n[NOMUL_COUNT_FMUL], 0);
     assert_int_equal(c.n[NOMUL_COUNT_FDIV], 0);
     assert_int_equal(c.n[NOMUL_COUNT_FTRANS], 0);
     assert_true(c.n[NOMUL_COUNT_PAM] > 100000 && c.n[NOMUL_COUNT_SHIFT] > 100000);
-    nomul_op_cfgs none;
-    nomul_op_cfgs_default(&none);
+    nomul_train_config none = all;
+    nomul_op_cfgs_default(&none.ops);
     assert_int_equal(nomul_audit_step(&none, &c), 0);
     assert_true(c.n[NOMUL_COUNT_FMUL] > 100000);
     assert_int_equal(c.n[NOMUL_COUNT_PAM], 0);
     /* one family left in float shows up */
-    all.family[NOMUL_CFG_OPT_FUNCTIONAL].subtype = NOMUL_OP_STANDARD;
+    all.ops.family[NOMUL_CFG_OPT_FUNCTIONAL].subtype = NOMUL_OP_STANDARD;
     assert_int_equal(nomul_audit_step(&all, &c), 0);
     assert_true(c.n[NOMUL_COUNT_FMUL] > 0 && c.n[NOMUL_COUNT_FTRANS] > 0);
 }

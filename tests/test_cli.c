@@ -213,28 +213,37 @@ static void test_audit(void **state)
 {
     (void)state;
     char *out, path[512];
-    int rc = run(&out, "audit");
+    /* train's default model and families (vit_fmnist, all PA), a small batch */
+    int rc = run(&out, "audit --set batch_size=4");
+    expect(rc, 0, out, "of vit_fmnist,");
+    expect(rc, 0, out, "batch 4 random images of 1x28x28, 10 classes");
     expect(rc, 0, out, "float multiplications per step: 0 (divisions 0, exp/log/sqrt 0)");
     expect(rc, 0, out, "energy per step");
     free(out);
+    /* a file states some choices; the rest keep train's defaults (PA) */
     snprintf(path, sizeof path, "%s/cfg.json", tmpdir);
     write_file(path, "{\"linear_cfg\": {\"subtype\": \"pam\", \"dkwargs\": {\"approx_bwd\": true}},"
-                     " \"bmm_cfg\": \"pam\", \"epochs\": 3}");
+                     " \"norm_cfg\": \"standard\", \"model\": \"vit_fmnist_tiny\", \"batch_size\": 2,"
+                     " \"epochs\": 3}");
     rc = run(&out, "audit --config %s", path);
+    expect(rc, 0, out, "of vit_fmnist_tiny,");
     expect(rc, 0, out, "linear_cfg           {\"subtype\": \"pam\"");
     expect(rc, 0, out, "norm_cfg             \"standard\"");
+    expect(rc, 0, out, "functional_cfg       \"pam\"");
     assert_null(strstr(out, "float multiplications per step: 0 "));
     free(out);
-    rc = run(&out, "audit --config %s --set norm_cfg=pam_ln --set functional_cfg=pam "
-                   "--set loss_functional_cfg=pam --set opt_functional_cfg=pam", path);
+    rc = run(&out, "audit --config %s --set norm_cfg=pam_ln", path);
     expect(rc, 0, out, "float multiplications per step: 0 ");
     free(out);
     write_file(path, "{\"norm_cfg\": \"layernorm\"}");
     rc = run(&out, "audit --config %s", path);
     expect(rc, 2, out, "norm_cfg: unknown value \"layernorm\"");
     free(out);
-    rc = run(&out, "audit --set lr=3");
-    expect(rc, 2, out, "not an operation configuration key");
+    rc = run(&out, "audit --set nonsense=3");
+    expect(rc, 2, out, "unknown config key 'nonsense'");
+    free(out);
+    rc = run(&out, "audit --set model=resnet21");
+    expect(rc, 1, out, "is not one of vit_fmnist");
     free(out);
     rc = run(&out, "audit --config %s/missing.json", tmpdir);
     expect(rc, 2, out, "cannot open");

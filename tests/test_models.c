@@ -269,6 +269,65 @@ static void test_cnn_sizes(void **state)
     nomul_clear_error();
 }
 
+/* The registry: every listed name is found and built through the one
+ * constructor with its kind's sizes; the kinds keep to their own entry
+ * points; a seq2seq model built by name is the one nomul_seq2seq_new builds. */
+static void test_registry(void **state)
+{
+    (void)state;
+    char names[512], *save = NULL;
+    snprintf(names, sizeof names, "%s", nomul_model_names());
+    int n = 0, kinds[2] = {0, 0};
+    for (char *name = strtok_r(names, ", ", &save); name; name = strtok_r(NULL, ", ", &save)) {
+        const nomul_model_info *info = nomul_model_find(name);
+        assert_non_null(info);
+        assert_string_equal(info->name, name);
+        kinds[info->kind == NOMUL_MODEL_SEQ2SEQ]++;
+        /* 112: a multiple of every ViT's patch (4, 7, 16) */
+        nomul_model_data d = {112, 3, 10, 40, 50};
+        nomul_model *m = nomul_model_create(name, &d, 5);
+        if (!m)
+            fail_msg("%s: %s", name, nomul_last_error_message());
+        assert_string_equal(nomul_model_name(m), name);
+        assert_int_equal(nomul_model_get_kind(m), info->kind);
+        assert_true(nomul_model_param_count(m) > 0);
+        assert_true((nomul_model_seq2seq(m) != NULL) == (info->kind == NOMUL_MODEL_SEQ2SEQ));
+        nomul_model_free(m);
+        n++;
+    }
+    assert_int_equal(n, 12);
+    assert_int_equal(kinds[0], 9);
+    assert_int_equal(kinds[1], 3);
+
+    nomul_model_data d = {28, 1, 10, 11, 13};
+    nomul_model *m = nomul_model_create("transformer_tiny", &d, 9);
+    nomul_seq2seq_config c;
+    assert_int_equal(nomul_seq2seq_config_named("transformer_tiny", 11, 13, &c), 1);
+    nomul_seq2seq *direct = nomul_seq2seq_new(&c, 9);
+    nomul_param *p, *q;
+    int np = nomul_model_params(m, &p);
+    assert_int_equal(nomul_seq2seq_params(direct, &q), np);
+    for (int i = 0; i < np; i++) {
+        assert_string_equal(p[i].name, q[i].name);
+        assert_memory_equal(p[i].t->data, q[i].t->data, sizeof(float) * (size_t)p[i].t->n);
+    }
+    nomul_seq2seq_free(direct);
+
+    nomul_set_error_handler(NULL);
+    nomul_graph *g = nomul_graph_new(1 << 16);
+    assert_null(nomul_model_forward(m, g, NULL, NULL, NULL));
+    assert_non_null(strstr(nomul_last_error_message(), "not an image classifier"));
+    nomul_graph_free(g);
+    nomul_model_free(m);
+    assert_null(nomul_model_find("resnet21"));
+    assert_non_null(strstr(nomul_last_error_message(), "transformer_tiny"));
+    assert_null(nomul_model_new("transformer_tiny", 28, 1, 10, 7));
+    assert_non_null(strstr(nomul_last_error_message(), "seq2seq model"));
+    assert_int_equal(nomul_seq2seq_config_named("vit_fmnist", 10, 10, &c), 0);
+    assert_non_null(strstr(nomul_last_error_message(), "image classifier"));
+    nomul_clear_error();
+}
+
 /* Every CNN: the output shape, and a few parameters' gradients (training-mode
  * batch norm) against central differences, in float. */
 static void test_cnn_gradients(void **state)
@@ -397,6 +456,7 @@ int main(void)
         cmocka_unit_test(test_gradients_match_finite_differences),
         cmocka_unit_test(test_tiny_vit_trains),
         cmocka_unit_test(test_cnn_sizes),
+        cmocka_unit_test(test_registry),
         cmocka_unit_test(test_cnn_gradients),
         cmocka_unit_test(test_cnn_running_statistics),
     };

@@ -45,14 +45,6 @@ const char *nomul_op_class_name(nomul_op_class c);
  * exponent shift as one int32 add. */
 double nomul_op_class_energy_pj(nomul_op_class c);
 
-/* Runs one training step of a small pre-norm transformer block classifier
- * (batch 8, 16 tokens of width 32, 4 heads, GELU MLP of 64, 10 classes:
- * layer norm, attention, residuals, MLP, head, label-smoothed
- * cross-entropy, backward, AdamW; PA AdamW when opt_functional_cfg is not
- * "standard") under the counters, and returns what it executed. 0 on
- * success, -1 (after a report) on failure. */
-int nomul_audit_step(const nomul_op_cfgs *cfgs, nomul_op_counts *out);
-
 #ifdef __cplusplus
 }
 #endif

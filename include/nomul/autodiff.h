@@ -158,10 +158,11 @@ nomul_tensor *nomul_narrow(nomul_graph *g, nomul_tensor *x, int dim, int start, 
  * heads·dh) → softmax(q kᵀ / √dh + mask) v, (batch, tq, heads·dh). mask is
  * added to the scores and broadcast to (batch, heads, tq, tk): (tq, tk) for
  * a causal mask, (batch, 1, 1, tk) for key padding, −∞ where masked; NULL for
- * none. The scaling is a PAM in PA mode; cfgs: bmm_cfg for the products,
- * functional_cfg for the scaling and the softmax. */
-nomul_tensor *nomul_attention(nomul_graph *g, const nomul_op_cfgs *cfgs, nomul_tensor *q,
-                              nomul_tensor *k, nomul_tensor *v, int heads, nomul_tensor *mask);
+ * none. The scaling is a PAM in PA mode; bmm: the products' family,
+ * fun: the scaling's and the softmax's. */
+nomul_tensor *nomul_attention(nomul_graph *g, const nomul_op_cfg *bmm, const nomul_op_cfg *fun,
+                              nomul_tensor *q, nomul_tensor *k, nomul_tensor *v, int heads,
+                              nomul_tensor *mask);
 /* Fills a (t, t) causal mask: 0 on and below the diagonal, −∞ above. */
 void nomul_causal_mask(int t, float *out);
 

@@ -70,25 +70,58 @@ nomul_tensor *nomul_vit_forward(nomul_vit *m, nomul_graph *g, const nomul_op_cfg
 nomul_tensor *nomul_vit_forward_opts(nomul_vit *m, nomul_graph *g, const nomul_op_cfgs *cfgs,
                                      nomul_tensor *x, const nomul_forward_opts *o);
 
-/* ---- Any model by name, as the trainer builds them ---------------------- */
+/* ---- Any model by name: the registry ----------------------------------------- */
+
+/* Every model nomul builds is one row of one table (model.c): its name, its
+ * kind and its family's constructor. nomul_model_names() lists them all. */
+typedef enum nomul_model_kind {
+    NOMUL_MODEL_IMAGE_CLASSIFIER, /* images (b, channels, image, image) → logits (b, classes) */
+    NOMUL_MODEL_SEQ2SEQ           /* sources and target prefixes → logits over the target vocabulary */
+} nomul_model_kind;
+
+typedef struct nomul_model_info {
+    const char *name;
+    nomul_model_kind kind;
+} nomul_model_info;
+
+/* What the data fixes of a model: image classifiers read image, channels
+ * and classes; seq2seq models vocab_src and vocab_tgt. */
+typedef struct nomul_model_data {
+    int image, channels, classes;
+    int vocab_src, vocab_tgt;
+} nomul_model_data;
+
+/* The registry's row of a name; NULL after a report listing the names. */
+const nomul_model_info *nomul_model_find(const char *name);
+/* Every model's name, comma separated: "vit_fmnist, ..., transformer_tiny". */
+const char *nomul_model_names(void);
+/* "image classifier" or "seq2seq model", for messages. */
+const char *nomul_model_kind_name(nomul_model_kind kind);
 
 typedef struct nomul_model nomul_model;
 
-/* A model by name (nomul_model_names lists them) for images of image×image
- * pixels with `channels` channels and `classes` classes: the named
- * architecture with its input and head sized for the data. NULL after a
- * report for an unknown name or a size the architecture cannot take. */
+/* Any model by name, sized for the data (the input and head of an image
+ * classifier, the vocabularies of a seq2seq model). NULL after a report for
+ * an unknown name or a size the architecture cannot take. */
+nomul_model *nomul_model_create(const char *name, const nomul_model_data *d, uint64_t seed);
+/* An image classifier by name for images of image×image pixels with
+ * `channels` channels and `classes` classes (nomul_model_create for that
+ * kind; a seq2seq name is reported). */
 nomul_model *nomul_model_new(const char *name, int image, int channels, int classes,
                              uint64_t seed);
 void nomul_model_free(nomul_model *m);
-/* "vit_fmnist, vit_fmnist_tiny, ..." */
-const char *nomul_model_names(void);
 const char *nomul_model_name(const nomul_model *m);
+nomul_model_kind nomul_model_get_kind(const nomul_model *m);
 int nomul_model_params(nomul_model *m, nomul_param **params);
 long nomul_model_param_count(nomul_model *m);
-/* Logits (batch, classes) of images x (batch, channels, image, image). */
+/* An image classifier's logits (batch, classes) of images x (batch,
+ * channels, image, image); NULL after a report for a seq2seq model. */
 nomul_tensor *nomul_model_forward(nomul_model *m, nomul_graph *g, const nomul_op_cfgs *cfgs,
                                   nomul_tensor *x, const nomul_forward_opts *o);
+struct nomul_seq2seq;
+/* A seq2seq model's transformer (owned by m: nomul_seq2seq_forward,
+ * nomul_seq2seq_translate take it); NULL for an image classifier. */
+struct nomul_seq2seq *nomul_model_seq2seq(nomul_model *m);
 
 /* ---- the transformer encoder-decoder (translation) --------------------------- */
 
@@ -104,7 +137,8 @@ typedef struct nomul_seq2seq_config {
 /* Named sizes: "transformer_iwslt_de_en" (fairseq's: 512 wide, FFN 1024, 4
  * heads, 6 + 6 layers, dropout 0.3), "transformer_small" (256, 512, 4, 3 + 3,
  * 0.2), "transformer_tiny" (64, 128, 4, 2 + 2, 0.1); shared decoder input and
- * output embeddings, 1024 positions. 0 and a report for an unknown name. */
+ * output embeddings, 1024 positions. 0 and a report for a name that is not
+ * a seq2seq model of the registry. */
 int nomul_seq2seq_config_named(const char *name, int vocab_src, int vocab_tgt,
                                nomul_seq2seq_config *c);
 

@@ -6,8 +6,8 @@
  * Configuration keys (JSON objects nest: {"data": {"train": ...}} is the key
  * data.train; `nomul train --keys` prints them all with their defaults):
  *   task                       image | translation
- *   model                      a name of nomul_model_names() (translation: a
- *                              transformer name of nomul_seq2seq_config_named)
+ *   model                      a name of nomul_model_names(): an image classifier
+ *                              (task image) or a seq2seq model (task translation)
  *   data.train_src, data.train_tgt, data.valid_src, data.valid_tgt,
  *   data.test_src, data.test_tgt, data.src_dict, data.tgt_dict, data.bpe_codes
  *                              translation: BPE-segmented parallel text, fairseq
@@ -120,6 +120,9 @@ int nomul_train_config_format(const nomul_train_config *c, char *buf, size_t len
 void nomul_train_config_print_keys(const nomul_train_config *c, FILE *out);
 /* The task's name as the key "task" spells it: "image", "translation". */
 const char *nomul_train_task_name(nomul_train_task task);
+/* The name of an enumerated key's current value ("optimizer" → "adamw"), or
+ * NULL if key is not an enumerated key. */
+const char *nomul_train_config_choice(const nomul_train_config *c, const char *key);
 
 /* A figure of a run's last evaluation, named as metrics.jsonl names it. */
 typedef struct nomul_train_metric {
@@ -165,6 +168,16 @@ int nomul_evaluate_checkpoint(const char *path, const nomul_train_config *c, dou
  * line. 0, or -1 after a report (nothing allocated then). */
 int nomul_translate_checkpoint(const char *path, const nomul_train_config *c,
                                const char *const *lines, long n, char **out);
+
+/* Runs one training step of the configured model (model, task and data
+ * sizes, batch_size or max_tokens, the operation families, the optimizer
+ * and its settings, clip_grad, drop_path, label_smoothing, seed) on a random
+ * batch under the counters (nomul/audit.h), and returns what it executed;
+ * mixup and cutmix are left out. A translation batch is max_tokens /
+ * NOMUL_AUDIT_PAIR_TOKENS sentence pairs (at least one) of that many source
+ * and target tokens. 0, or -1 after a report. */
+#define NOMUL_AUDIT_PAIR_TOKENS 32
+int nomul_audit_step(const nomul_train_config *c, nomul_op_counts *out);
 
 #ifdef __cplusplus
 }

@@ -205,8 +205,9 @@ static nomul_tensor *split_heads(nomul_graph *g, nomul_tensor *x, int heads)
     return nomul_reshape(g, y, 3, s3);
 }
 
-nomul_tensor *nomul_attention(nomul_graph *g, const nomul_op_cfgs *cfgs, nomul_tensor *q,
-                              nomul_tensor *k, nomul_tensor *v, int heads, nomul_tensor *mask)
+nomul_tensor *nomul_attention(nomul_graph *g, const nomul_op_cfg *bmm, const nomul_op_cfg *fun,
+                              nomul_tensor *q, nomul_tensor *k, nomul_tensor *v, int heads,
+                              nomul_tensor *mask)
 {
     if (!q || !k || !v)
         return NULL;
@@ -218,8 +219,6 @@ nomul_tensor *nomul_attention(nomul_graph *g, const nomul_op_cfgs *cfgs, nomul_t
         return NULL;
     }
     int b = q->shape[0], tq = q->shape[1], tk = k->shape[1], dh = q->shape[2] / heads;
-    const nomul_op_cfg *bmm = &cfgs->family[NOMUL_CFG_BMM];
-    const nomul_op_cfg *fun = &cfgs->family[NOMUL_CFG_FUNCTIONAL];
     nomul_tensor *qh = split_heads(g, q, heads), *kh = split_heads(g, k, heads);
     nomul_tensor *vh = split_heads(g, v, heads);
     /* scores (batch·heads, tq, tk) = q kᵀ / √dh */

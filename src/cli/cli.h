@@ -49,6 +49,12 @@ int cli_read_file(const char *command, const char *path, char **out);
  * '=', the key is empty or does not fit. */
 int cli_split_set(const char *command, const char *arg, char *key, size_t keylen,
                   const char **value);
+/* A training configuration from train's sources (cmd_train.c): the default,
+ * a --checkpoint's (commands other than train), each --config, then --set;
+ * checked. *help is set for --help (nothing else done then). */
+struct nomul_train_config;
+int cli_train_config(const char *command, int argc, char **argv, struct nomul_train_config *c,
+                     int *help);
 
 int cmd_vectors(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

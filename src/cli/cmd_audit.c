@@ -1,9 +1,9 @@
 /*
- * cmd_audit.c — `nomul audit`: one training step under the operation
- * counters, for the float baseline and for a configuration, with the
+ * cmd_audit.c — `nomul audit`: one training step of the configured model
+ * (train's configuration sources and defaults) under the operation
+ * counters, for the float baseline and for the configuration, with the
  * energy each would cost.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,97 +12,49 @@
 #include "nomul/nomul.h"
 
 static const char audit_usage[] =
-    "usage: nomul audit [--config FILE] [--set KEY=VALUE ...]\n"
+    "usage: nomul audit [--config FILE] [--set KEY=VALUE ...] [--checkpoint FILE]\n"
     "\n"
-    "Runs one training step (forward, backward, AdamW) of a small pre-norm\n"
-    "transformer block classifier twice, under nomul's operation counters: with\n"
-    "every operation in standard float (the baseline) and with the configuration\n"
-    "(a JSON file with the reference's keys linear_cfg, conv_cfg, bmm_cfg,\n"
-    "norm_cfg, functional_cfg, loss_functional_cfg, opt_functional_cfg, then\n"
-    "--set overrides; default: everything piecewise affine). Prints, per class,\n"
-    "how many operations each executed, the energy per step at 45 nm (Horowitz,\n"
-    "ISSCC 2014: fp32 multiply 3.7 pJ, fp32 add 0.9 pJ, int32 add 0.1 pJ), and\n"
-    "ends with the float multiplications per step of the configuration.\n";
-
-/* The configuration's errors come out once, through cli_error with the
- * command's name, instead of also on the default handler's line. */
-static void quiet(nomul_status status, const char *message) { (void)status, (void)message; }
+    "Runs one training step (forward, backward, optimizer) of the configured model\n"
+    "on a random batch of the configured shape twice, under nomul's operation\n"
+    "counters: with every operation in standard float (the baseline) and with the\n"
+    "configuration. The configuration comes from the same sources as 'nomul train'\n"
+    "(the embedded default: vit_fmnist with everything piecewise affine; a\n"
+    "checkpoint's; each --config file; then --set, e.g. --set model=resnet20 or\n"
+    "--set linear_cfg=standard). Prints, per class, how many operations each\n"
+    "executed, the energy per step at 45 nm (Horowitz, ISSCC 2014: fp32 multiply\n"
+    "3.7 pJ, fp32 add 0.9 pJ, int32 add 0.1 pJ), and ends with the float\n"
+    "multiplications per step of the configuration. Mixup and cutmix are left out.\n";
 
 int cmd_audit(int argc, char **argv)
 {
-    cli_args a;
-    cli_args_init(&a, argc, argv, "audit");
-    const char *arg, *config = NULL;
-    nomul_op_cfgs cfg, base;
-    nomul_op_cfgs_all_pam(&cfg);
-    nomul_op_cfgs_default(&base);
-    const char *sets[64];
-    int nsets = 0;
-    while ((arg = cli_next(&a))) {
-        if (cli_is_help(arg)) {
+    nomul_train_config cfg, base;
+    int help, rc = cli_train_config("audit", argc, argv, &cfg, &help);
+    if (rc || help) {
+        if (help)
             fputs(audit_usage, stdout);
-            return CLI_OK;
-        } else if (cli_is(&a, arg, "config")) {
-            if (!(config = cli_value(&a, "config")))
-                return CLI_USAGE;
-        } else if (cli_is(&a, arg, "set")) {
-            const char *v = cli_value(&a, "set");
-            if (!v)
-                return CLI_USAGE;
-            if (nsets == 64) {
-                cli_error("audit: at most 64 --set options");
-                return CLI_USAGE;
-            }
-            sets[nsets++] = v;
-        } else {
-            cli_unknown(&a, arg);
-            return CLI_USAGE;
-        }
+        return rc;
     }
-    if (config) {
-        char *text;
-        if (!cli_read_file("audit", config, &text))
-            return CLI_USAGE;
-        nomul_op_cfgs_default(&cfg); /* a file states its choices; the rest are float */
-        nomul_set_error_handler(quiet);
-        int rc = nomul_op_cfgs_parse_json(&cfg, text);
-        nomul_set_error_handler(NULL);
-        free(text);
-        if (rc) {
-            cli_error("audit: %s: %s", config, nomul_last_error_message());
-            return CLI_USAGE;
-        }
-    }
-    for (int i = 0; i < nsets; i++) {
-        char key[128];
-        const char *value;
-        if (!cli_split_set("audit", sets[i], key, sizeof key, &value))
-            return CLI_USAGE;
-        nomul_set_error_handler(quiet);
-        int r = nomul_op_cfgs_set(&cfg, key, value);
-        nomul_set_error_handler(NULL);
-        if (r == 0) {
-            cli_error("audit: --set %s: not an operation configuration key (linear_cfg, conv_cfg, "
-                      "bmm_cfg, norm_cfg, functional_cfg, loss_functional_cfg, "
-                      "opt_functional_cfg)", key);
-            return CLI_USAGE;
-        }
-        if (r < 0) {
-            cli_error("audit: --set %s", nomul_last_error_message());
-            return CLI_USAGE;
-        }
-    }
+    base = cfg;
+    nomul_op_cfgs_default(&base.ops);
     nomul_op_counts cb, cc;
     if (nomul_audit_step(&base, &cb) || nomul_audit_step(&cfg, &cc)) {
         cli_error("audit: the training step failed: %s", nomul_last_error_message());
         return CLI_FAILED;
     }
-    printf("nomul audit: one training step (forward, backward, AdamW) of a pre-norm transformer "
-           "block,\nbatch 8 x 16 tokens, width 32, 4 heads, MLP 64, 10 classes\n");
+    printf("nomul audit: one training step (forward, backward, %s) of %s,\n",
+           nomul_train_config_choice(&cfg, "optimizer"), cfg.model);
+    if (cfg.task == NOMUL_TASK_TRANSLATION)
+        printf("batch %ld sentence pairs of %d + %d random tokens\n",
+               cfg.max_tokens / NOMUL_AUDIT_PAIR_TOKENS > 1
+                   ? cfg.max_tokens / NOMUL_AUDIT_PAIR_TOKENS : 1,
+               NOMUL_AUDIT_PAIR_TOKENS, NOMUL_AUDIT_PAIR_TOKENS);
+    else
+        printf("batch %d random images of %dx%dx%d, %d classes\n", cfg.batch_size, cfg.channels,
+               cfg.image, cfg.image, cfg.classes);
     printf("configuration:\n");
     for (int f = 0; f < NOMUL_CFG_COUNT; f++) {
         char buf[256];
-        nomul_op_cfg_format(&cfg.family[f], buf, sizeof buf);
+        nomul_op_cfg_format(&cfg.ops.family[f], buf, sizeof buf);
         printf("  %-20s %s\n", nomul_op_family_key((nomul_op_family)f), buf);
     }
     printf("\n%-20s %16s %16s %9s\n", "operations", "float baseline", "this config", "pJ each");

@@ -160,6 +160,14 @@ static int build_config(const char *command, const opts *o, const char *ckpt,
     return CLI_OK;
 }
 
+int cli_train_config(const char *command, int argc, char **argv, nomul_train_config *c,
+                     int *help)
+{
+    opts o;
+    int rc = parse(argc, argv, command, &o, help);
+    return rc || *help ? rc : build_config(command, &o, o.checkpoint, c);
+}
+
 int cmd_train(int argc, char **argv)
 {
     opts o;

@@ -42,13 +42,10 @@ static const struct {
     {"vgg13", VGG, 0},              {"convmixer_256_8", CONVMIXER, 8},
 };
 
-const char cnn_model_names[] = "resnet20, resnet110, resnext20_4x16, vgg13, convmixer_256_8";
-
 typedef struct cnn {
     cnn_kind kind;
     int depth, channels, classes;
-    int np, cap;
-    nomul_param *p;
+    model_params ps; /* grown by the build walk, in its order */
 } cnn;
 
 /* One walk over the layers: build creates parameters, forward uses them. */
@@ -62,37 +59,24 @@ typedef struct walk {
     int fail;
 } walk;
 
-static nomul_param *new_param(walk *w, const char *name, int ndim, const int *shape, int decay,
-                              int buffer, double bound, float fill)
+/* Adds the next parameter (U(±bound) if bound > 0, else the constant fill),
+ * drawing from the walk's stream in declaration order. */
+static void new_param(walk *w, const char *name, int ndim, const int *shape, int decay,
+                      int buffer, double bound, float fill)
 {
-    cnn *m = w->m;
-    if (m->np == m->cap) {
-        int cap = m->cap ? 2 * m->cap : 64;
-        nomul_param *p = realloc(m->p, (size_t)cap * sizeof *p);
-        if (!p) {
-            w->fail = 1;
-            return NULL;
-        }
-        m->p = p;
-        m->cap = cap;
-    }
-    nomul_param *p = &m->p[m->np];
-    memset(p, 0, sizeof *p);
-    snprintf(p->name, sizeof p->name, "%s", name);
-    if (!(p->t = nomul_tensor_alloc(ndim, shape, !buffer))) {
+    nomul_tensor *t = model_param_add(&w->m->ps, name, ndim, shape, decay, buffer);
+    if (!t) {
         w->fail = 1;
-        return NULL;
+        return;
     }
-    p->decay = decay;
-    p->buffer = buffer;
-    m->np++;
-    for (long i = 0; i < p->t->n; i++)
-        p->t->data[i] = bound > 0 ? (float)((2.0 * nomul_uniform01(&w->rng) - 1.0) * bound) : fill;
-    return p;
+    if (bound > 0)
+        model_fill_uniform(t, &w->rng, bound);
+    else
+        model_fill_const(t, fill);
 }
 
 /* The next parameter of a forward walk. */
-static nomul_tensor *next(walk *w) { return w->m->p[w->at++].t; }
+static nomul_tensor *next(walk *w) { return w->m->ps.p[w->at++].t; }
 
 static nomul_tensor *conv(walk *w, const char *name, nomul_tensor *x, int cin, int cout, int k,
                           int stride, int pad, int groups, int bias)
@@ -278,17 +262,15 @@ static void cnn_free(void *impl)
     cnn *m = impl;
     if (!m)
         return;
-    for (int i = 0; i < m->np; i++)
-        nomul_tensor_free(m->p[i].t);
-    free(m->p);
+    model_params_free(&m->ps);
     free(m);
 }
 
 static int cnn_params(void *impl, nomul_param **p)
 {
     cnn *m = impl;
-    *p = m->p;
-    return m->np;
+    *p = m->ps.p;
+    return m->ps.n;
 }
 
 static nomul_tensor *cnn_forward(void *impl, nomul_graph *g, const nomul_op_cfgs *cfgs,
@@ -305,18 +287,20 @@ static nomul_tensor *cnn_forward(void *impl, nomul_graph *g, const nomul_op_cfgs
 
 static const model_vtable cnn_vt = {cnn_free, cnn_params, cnn_forward};
 
-int cnn_model_new(const char *name, int image, int channels, int classes, uint64_t seed,
-                  void **impl, const model_vtable **vt)
+int cnn_model_new(const char *name, const nomul_model_data *d, uint64_t seed, void **impl,
+                  const model_vtable **vt)
 {
     size_t i;
     for (i = 0; i < sizeof named / sizeof named[0]; i++)
         if (!strcmp(name, named[i].name))
             break;
-    if (i == sizeof named / sizeof named[0])
-        return 0;
-    if (image < 8) {
+    if (i == sizeof named / sizeof named[0]) {
+        nomul_report(NOMUL_EINVAL, "model '%s' is not a CNN", name);
+        return -1;
+    }
+    if (d->image < 8 || d->channels < 1 || d->classes < 2) {
         nomul_report(NOMUL_EINVAL, "model %s wants images of at least 8×8 pixels, not %d×%d",
-                     name, image, image);
+                     name, d->image, d->image);
         return -1;
     }
     cnn *m = calloc(1, sizeof *m);
@@ -326,8 +310,8 @@ int cnn_model_new(const char *name, int image, int channels, int classes, uint64
     }
     m->kind = named[i].kind;
     m->depth = named[i].depth;
-    m->channels = channels;
-    m->classes = classes;
+    m->channels = d->channels;
+    m->classes = d->classes;
     walk w = {m, 1, 0, seed, NULL, NULL, 0, 0};
     run(&w, NULL);
     if (w.fail) {
@@ -337,5 +321,5 @@ int cnn_model_new(const char *name, int image, int channels, int classes, uint64
     }
     *impl = m;
     *vt = &cnn_vt;
-    return 1;
+    return 0;
 }

@@ -16,11 +16,13 @@
  * quadratic in the output length, which sentence lengths keep cheap.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../core/internal.h"
+#include "models_internal.h"
 #include "nomul/arith.h"
 #include "nomul/models.h"
 
@@ -34,18 +36,60 @@ static const struct {
     {"transformer_tiny", 64, 128, 4, 2, 2, 0.1f},
 };
 
+/* An attention sublayer's projections (*_attn.{q,k,v,out}_proj.{weight,bias}). */
+typedef struct attn_params {
+    nomul_tensor *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *out_w, *out_b;
+} attn_params;
+
+/* A layer norm's gain and shift (*_layer_norm.{weight,bias}). */
+typedef struct norm_params {
+    nomul_tensor *w, *b;
+} norm_params;
+
+/* The ReLU FFN (fc1.{weight,bias}, fc2.{weight,bias}). */
+typedef struct ffn_params {
+    nomul_tensor *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+} ffn_params;
+
+/* encoder.layers.N.*, in checkpoint order */
+typedef struct enc_layer {
+    attn_params self_attn;
+    norm_params self_attn_ln;
+    ffn_params ffn;
+    norm_params final_ln;
+} enc_layer;
+
+/* decoder.layers.N.*, in checkpoint order */
+typedef struct dec_layer {
+    attn_params self_attn;
+    norm_params self_attn_ln;
+    attn_params encoder_attn;
+    norm_params encoder_attn_ln;
+    ffn_params ffn;
+    norm_params final_ln;
+} dec_layer;
+
 struct nomul_seq2seq {
     nomul_seq2seq_config c;
-    int np;
-    nomul_param *p;
-    float *pos; /* (max_positions, dim) */
-    int enc_embed, dec_embed, out_proj; /* parameter indices */
-    int enc_layer0, dec_layer0, per_enc, per_dec;
+    model_params ps; /* every tensor below, in checkpoint order */
+    nomul_tensor *enc_embed, *dec_embed;
+    enc_layer *enc; /* enc_layers of them */
+    dec_layer *dec; /* dec_layers of them */
+    nomul_tensor *out_proj; /* dec_embed when shared */
+    float *pos;             /* (max_positions, dim) */
 };
 
 int nomul_seq2seq_config_named(const char *name, int vocab_src, int vocab_tgt,
                                nomul_seq2seq_config *c)
 {
+    const nomul_model_info *info = nomul_model_find(name);
+    if (!info)
+        return 0;
+    if (info->kind != NOMUL_MODEL_SEQ2SEQ) {
+        nomul_report(NOMUL_EINVAL, "model '%s' is an %s, not a seq2seq model (task image "
+                     "trains it)", name, nomul_model_kind_name(info->kind));
+        return 0;
+    }
     for (size_t i = 0; i < sizeof named / sizeof named[0]; i++)
         if (name && !strcmp(name, named[i].name)) {
             memset(c, 0, sizeof *c);
@@ -64,31 +108,121 @@ int nomul_seq2seq_config_named(const char *name, int vocab_src, int vocab_tgt,
             c->eos = 2;
             return 1;
         }
-    nomul_report(NOMUL_EINVAL, "model '%s' is not one of transformer_iwslt_de_en, "
-                 "transformer_small, transformer_tiny", name ? name : "(none)");
+    nomul_report(NOMUL_EINVAL, "model '%s' has no transformer sizes", name);
     return 0;
 }
 
-static nomul_param *add(nomul_seq2seq *m, const char *name, int ndim, const int *shape,
-                        int decay, int init, uint64_t *rng)
+/* ---- the parameters, declared once --------------------------------------------- */
+
+/* Shapes, from the configuration: d the width, f the FFN's. */
+typedef enum {
+    SH_EMBED_SRC, /* (vocab_src, d) */
+    SH_EMBED_TGT, /* (vocab_tgt, d) */
+    SH_DD,        /* (d, d) */
+    SH_FD,        /* (f, d) */
+    SH_DF,        /* (d, f) */
+    SH_D,         /* (d) */
+    SH_F          /* (f) */
+} s2s_shape;
+
+/* fairseq's initialisation: zero biases, unit norm gains, Xavier-uniform
+ * matrices, embeddings N(0, 1/d). */
+typedef enum { INIT_ZERO, INIT_ONE, INIT_XAVIER, INIT_EMBED } s2s_init;
+
+typedef struct param_decl {
+    const char *name;
+    size_t field; /* offset of the nomul_tensor * it fills */
+    s2s_shape shape;
+    int decay;
+    s2s_init init;
+} param_decl;
+
+#define ATTN(T, f, part)                                                                         \
+    {part ".q_proj.weight", offsetof(T, f.q_w), SH_DD, 1, INIT_XAVIER},                          \
+    {part ".q_proj.bias", offsetof(T, f.q_b), SH_D, 0, INIT_ZERO},                               \
+    {part ".k_proj.weight", offsetof(T, f.k_w), SH_DD, 1, INIT_XAVIER},                          \
+    {part ".k_proj.bias", offsetof(T, f.k_b), SH_D, 0, INIT_ZERO},                               \
+    {part ".v_proj.weight", offsetof(T, f.v_w), SH_DD, 1, INIT_XAVIER},                          \
+    {part ".v_proj.bias", offsetof(T, f.v_b), SH_D, 0, INIT_ZERO},                               \
+    {part ".out_proj.weight", offsetof(T, f.out_w), SH_DD, 1, INIT_XAVIER},                      \
+    {part ".out_proj.bias", offsetof(T, f.out_b), SH_D, 0, INIT_ZERO}
+#define NORM(T, f, part)                                                                         \
+    {part ".weight", offsetof(T, f.w), SH_D, 0, INIT_ONE},                                       \
+    {part ".bias", offsetof(T, f.b), SH_D, 0, INIT_ZERO}
+#define FFN(T)                                                                                   \
+    {"fc1.weight", offsetof(T, ffn.fc1_w), SH_FD, 1, INIT_XAVIER},                               \
+    {"fc1.bias", offsetof(T, ffn.fc1_b), SH_F, 0, INIT_ZERO},                                    \
+    {"fc2.weight", offsetof(T, ffn.fc2_w), SH_DF, 1, INIT_XAVIER},                               \
+    {"fc2.bias", offsetof(T, ffn.fc2_b), SH_D, 0, INIT_ZERO}
+static const param_decl embeds[] = {
+    {"encoder.embed_tokens.weight", offsetof(nomul_seq2seq, enc_embed), SH_EMBED_SRC, 1,
+     INIT_EMBED},
+    {"decoder.embed_tokens.weight", offsetof(nomul_seq2seq, dec_embed), SH_EMBED_TGT, 1,
+     INIT_EMBED},
+};
+static const param_decl enc_decl[] = { /* names after "encoder.layers.N." */
+    ATTN(enc_layer, self_attn, "self_attn"),
+    NORM(enc_layer, self_attn_ln, "self_attn_layer_norm"),
+    FFN(enc_layer),
+    NORM(enc_layer, final_ln, "final_layer_norm"),
+};
+static const param_decl dec_decl[] = { /* names after "decoder.layers.N." */
+    ATTN(dec_layer, self_attn, "self_attn"),
+    NORM(dec_layer, self_attn_ln, "self_attn_layer_norm"),
+    ATTN(dec_layer, encoder_attn, "encoder_attn"),
+    NORM(dec_layer, encoder_attn_ln, "encoder_attn_layer_norm"),
+    FFN(dec_layer),
+    NORM(dec_layer, final_ln, "final_layer_norm"),
+};
+static const param_decl out_decl[] = { /* only when not shared */
+    {"decoder.output_projection.weight", offsetof(nomul_seq2seq, out_proj), SH_EMBED_TGT, 1,
+     INIT_EMBED},
+};
+#undef ATTN
+#undef NORM
+#undef FFN
+enum { NEMBED = sizeof embeds / sizeof embeds[0], NENC = sizeof enc_decl / sizeof enc_decl[0],
+       NDEC = sizeof dec_decl / sizeof dec_decl[0] };
+
+static int shape_of(const nomul_seq2seq_config *c, s2s_shape sh, int *shape)
 {
-    nomul_param *p = &m->p[m->np];
-    snprintf(p->name, sizeof p->name, "%s", name);
-    if (!(p->t = nomul_tensor_alloc(ndim, shape, 1)))
-        return NULL;
-    p->decay = decay;
-    m->np++;
-    /* init: 0 zeros, 1 ones, 2 Xavier uniform, 3 N(0, d^−½) embedding */
-    double bound = ndim == 2 ? sqrt(6.0 / (double)(shape[0] + shape[1])) : 0.0;
-    for (long i = 0; i < p->t->n; i++) {
-        if (init == 0 || init == 1)
-            p->t->data[i] = (float)init;
-        else if (init == 2)
-            p->t->data[i] = (float)((2.0 * nomul_uniform01(rng) - 1.0) * bound);
-        else
-            p->t->data[i] = (float)(nomul_normal01(rng) / sqrt((double)shape[1]));
+    switch (sh) {
+    case SH_EMBED_SRC: shape[0] = c->vocab_src, shape[1] = c->dim; return 2;
+    case SH_EMBED_TGT: shape[0] = c->vocab_tgt, shape[1] = c->dim; return 2;
+    case SH_DD: shape[0] = shape[1] = c->dim; return 2;
+    case SH_FD: shape[0] = c->ffn, shape[1] = c->dim; return 2;
+    case SH_DF: shape[0] = c->dim, shape[1] = c->ffn; return 2;
+    case SH_D: shape[0] = c->dim; return 1;
+    case SH_F: shape[0] = c->ffn; return 1;
     }
-    return p;
+    return 0;
+}
+
+/* Adds and initialises the declared tensors in order, each into its field
+ * of `into`, named prefix + name. 0, or -1 when out of memory. */
+static int declare(nomul_seq2seq *m, void *into, const param_decl *decl, int n,
+                   const char *prefix, uint64_t *rng)
+{
+    for (int i = 0; i < n; i++) {
+        char name[64];
+        int shape[2];
+        snprintf(name, sizeof name, "%s%s", prefix, decl[i].name);
+        nomul_tensor *t = model_param_add(&m->ps, name, shape_of(&m->c, decl[i].shape, shape),
+                                          shape, decl[i].decay, 0);
+        if (!t)
+            return -1;
+        *(nomul_tensor **)((char *)into + decl[i].field) = t;
+        switch (decl[i].init) {
+        case INIT_ZERO: model_fill_const(t, 0.0f); break;
+        case INIT_ONE: model_fill_const(t, 1.0f); break;
+        case INIT_XAVIER: model_fill_uniform(t, rng, sqrt(6.0 / (double)(shape[0] + shape[1])));
+            break;
+        case INIT_EMBED:
+            for (long k = 0; k < t->n; k++)
+                t->data[k] = (float)(nomul_normal01(rng) / sqrt((double)shape[1]));
+        }
+    }
+    return 0;
 }
 
 nomul_seq2seq *nomul_seq2seq_new(const nomul_seq2seq_config *c, uint64_t seed)
@@ -104,86 +238,35 @@ nomul_seq2seq *nomul_seq2seq_new(const nomul_seq2seq_config *c, uint64_t seed)
         return NULL;
     }
     nomul_seq2seq *m = calloc(1, sizeof *m);
-    const int per_enc = 16, per_dec = 26;
-    if (!m || !(m->p = calloc((size_t)(3 + per_enc * c->enc_layers + per_dec * c->dec_layers),
-                              sizeof *m->p)) ||
+    if (!m || model_params_init(&m->ps, NEMBED + NENC * c->enc_layers + NDEC * c->dec_layers + 1) ||
+        !(m->enc = calloc((size_t)c->enc_layers, sizeof *m->enc)) ||
+        !(m->dec = calloc((size_t)c->dec_layers, sizeof *m->dec)) ||
         !(m->pos = malloc(sizeof(float) * (size_t)c->max_positions * (size_t)c->dim))) {
         nomul_seq2seq_free(m);
         nomul_report(NOMUL_ENOMEM, "nomul_seq2seq_new: out of memory");
         return NULL;
     }
     m->c = *c;
-    m->per_enc = per_enc;
-    m->per_dec = per_dec;
     nomul_sinusoidal_positions(c->max_positions, c->dim, m->pos);
     uint64_t rng = seed;
-    const int d = c->dim;
-    int es[2] = {c->vocab_src, d}, ds[2] = {c->vocab_tgt, d}, dd[2] = {d, d}, fd[2] = {c->ffn, d},
-        df[2] = {d, c->ffn}, vd[1] = {d}, vf[1] = {c->ffn};
-    int ok = 1;
-    char n[192];
-    m->enc_embed = m->np;
-    ok = ok && add(m, "encoder.embed_tokens.weight", 2, es, 1, 3, &rng);
-    m->dec_embed = m->np;
-    ok = ok && add(m, "decoder.embed_tokens.weight", 2, ds, 1, 3, &rng);
+    int ok = !declare(m, m, embeds, NEMBED, "", &rng);
     if (ok) /* the padding rows are zero, as fairseq's */
-        for (int k = 0; k < d; k++) {
-            m->p[m->enc_embed].t->data[(size_t)c->pad * d + k] = 0.0f;
-            m->p[m->dec_embed].t->data[(size_t)c->pad * d + k] = 0.0f;
+        for (int k = 0; k < c->dim; k++) {
+            m->enc_embed->data[(size_t)c->pad * c->dim + k] = 0.0f;
+            m->dec_embed->data[(size_t)c->pad * c->dim + k] = 0.0f;
         }
-    static const char *const proj[4] = {"q_proj", "k_proj", "v_proj", "out_proj"};
-#define ATT(prefix, part)                                                                        \
-    for (int k = 0; k < 4 && ok; k++) {                                                          \
-        snprintf(n, sizeof n, "%s.%s.%s.weight", prefix, part, proj[k]);                         \
-        ok = ok && add(m, n, 2, dd, 1, 2, &rng);                                                 \
-        snprintf(n, sizeof n, "%s.%s.%s.bias", prefix, part, proj[k]);                           \
-        ok = ok && add(m, n, 1, vd, 0, 0, &rng);                                                 \
-    }
-#define LN(prefix, part)                                                                         \
-    do {                                                                                         \
-        snprintf(n, sizeof n, "%s.%s.weight", prefix, part);                                     \
-        ok = ok && add(m, n, 1, vd, 0, 1, &rng);                                                 \
-        snprintf(n, sizeof n, "%s.%s.bias", prefix, part);                                       \
-        ok = ok && add(m, n, 1, vd, 0, 0, &rng);                                                 \
-    } while (0)
-#define FFN(prefix)                                                                              \
-    do {                                                                                         \
-        snprintf(n, sizeof n, "%s.fc1.weight", prefix);                                          \
-        ok = ok && add(m, n, 2, fd, 1, 2, &rng);                                                 \
-        snprintf(n, sizeof n, "%s.fc1.bias", prefix);                                            \
-        ok = ok && add(m, n, 1, vf, 0, 0, &rng);                                                 \
-        snprintf(n, sizeof n, "%s.fc2.weight", prefix);                                          \
-        ok = ok && add(m, n, 2, df, 1, 2, &rng);                                                 \
-        snprintf(n, sizeof n, "%s.fc2.bias", prefix);                                            \
-        ok = ok && add(m, n, 1, vd, 0, 0, &rng);                                                 \
-    } while (0)
-    char pre[32];
-    m->enc_layer0 = m->np;
+    char prefix[32];
     for (int l = 0; l < c->enc_layers && ok; l++) {
-        snprintf(pre, sizeof pre, "encoder.layers.%d", l);
-        ATT(pre, "self_attn");
-        LN(pre, "self_attn_layer_norm");
-        FFN(pre);
-        LN(pre, "final_layer_norm");
+        snprintf(prefix, sizeof prefix, "encoder.layers.%d.", l);
+        ok = !declare(m, &m->enc[l], enc_decl, NENC, prefix, &rng);
     }
-    m->dec_layer0 = m->np;
     for (int l = 0; l < c->dec_layers && ok; l++) {
-        snprintf(pre, sizeof pre, "decoder.layers.%d", l);
-        ATT(pre, "self_attn");
-        LN(pre, "self_attn_layer_norm");
-        ATT(pre, "encoder_attn");
-        LN(pre, "encoder_attn_layer_norm");
-        FFN(pre);
-        LN(pre, "final_layer_norm");
+        snprintf(prefix, sizeof prefix, "decoder.layers.%d.", l);
+        ok = !declare(m, &m->dec[l], dec_decl, NDEC, prefix, &rng);
     }
-#undef ATT
-#undef LN
-#undef FFN
     m->out_proj = m->dec_embed;
-    if (ok && !c->share_dec_embed) {
-        m->out_proj = m->np;
-        ok = ok && add(m, "decoder.output_projection.weight", 2, ds, 1, 3, &rng);
-    }
+    if (ok && !c->share_dec_embed)
+        ok = !declare(m, m, out_decl, 1, "", &rng);
     if (!ok) {
         nomul_seq2seq_free(m);
         nomul_report(NOMUL_ENOMEM, "nomul_seq2seq_new: out of memory");
@@ -196,20 +279,37 @@ void nomul_seq2seq_free(nomul_seq2seq *m)
 {
     if (!m)
         return;
-    for (int i = 0; i < m->np; i++)
-        nomul_tensor_free(m->p[i].t);
-    free(m->p);
+    model_params_free(&m->ps);
+    free(m->enc);
+    free(m->dec);
     free(m->pos);
     free(m);
 }
 
 int nomul_seq2seq_params(nomul_seq2seq *m, nomul_param **p)
 {
-    *p = m->p;
-    return m->np;
+    *p = m->ps.p;
+    return m->ps.n;
 }
 
 const nomul_seq2seq_config *nomul_seq2seq_get_config(const nomul_seq2seq *m) { return &m->c; }
+
+/* ---- the registry's view (model.c) ------------------------------------- */
+
+static void vt_free(void *impl) { nomul_seq2seq_free(impl); }
+static int vt_params(void *impl, nomul_param **p) { return nomul_seq2seq_params(impl, p); }
+static const model_vtable seq2seq_vt = {vt_free, vt_params, NULL};
+
+int seq2seq_model_new(const char *name, const nomul_model_data *d, uint64_t seed, void **impl,
+                      const model_vtable **vt)
+{
+    nomul_seq2seq_config c;
+    if (!nomul_seq2seq_config_named(name, d->vocab_src, d->vocab_tgt, &c) ||
+        !(*impl = nomul_seq2seq_new(&c, seed)))
+        return -1;
+    *vt = &seq2seq_vt;
+    return 0;
+}
 
 /* ---- the forward pass ---------------------------------------------------------- */
 
@@ -243,24 +343,25 @@ static nomul_tensor *lin3(ctx *x, nomul_tensor *h, nomul_tensor *w, nomul_tensor
     return y ? nomul_reshape(x->g, y, 3, s3) : NULL;
 }
 
-static nomul_tensor *ln(ctx *x, nomul_tensor *h, nomul_param *p)
+static nomul_tensor *ln(ctx *x, nomul_tensor *h, const norm_params *p)
 {
-    return nomul_layer_norm(x->g, &x->cfgs->family[NOMUL_CFG_NORM], h, p[0].t, p[1].t, 1e-5f);
+    return nomul_layer_norm(x->g, &x->cfgs->family[NOMUL_CFG_NORM], h, p->w, p->b, 1e-5f);
 }
 
-/* attention block: p = q,k,v,out weights and biases (8 parameters) */
+/* out_proj(attention(q_proj(q_in), k_proj(kv_in), v_proj(kv_in))) */
 static nomul_tensor *attend(ctx *x, const nomul_seq2seq *m, nomul_tensor *q_in,
-                            nomul_tensor *kv_in, nomul_param *p, nomul_tensor *mask)
+                            nomul_tensor *kv_in, const attn_params *p, nomul_tensor *mask)
 {
-    nomul_tensor *a = nomul_attention(x->g, x->cfgs, lin3(x, q_in, p[0].t, p[1].t),
-                                      lin3(x, kv_in, p[2].t, p[3].t),
-                                      lin3(x, kv_in, p[4].t, p[5].t), m->c.heads, mask);
-    return lin3(x, a, p[6].t, p[7].t);
+    nomul_tensor *a = nomul_attention(x->g, &x->cfgs->family[NOMUL_CFG_BMM],
+                                      &x->cfgs->family[NOMUL_CFG_FUNCTIONAL],
+                                      lin3(x, q_in, p->q_w, p->q_b), lin3(x, kv_in, p->k_w, p->k_b),
+                                      lin3(x, kv_in, p->v_w, p->v_b), m->c.heads, mask);
+    return lin3(x, a, p->out_w, p->out_b);
 }
 
-static nomul_tensor *ffn(ctx *x, nomul_tensor *h, nomul_param *p)
+static nomul_tensor *ffn(ctx *x, nomul_tensor *h, const ffn_params *p)
 {
-    return lin3(x, nomul_relu(x->g, lin3(x, h, p[0].t, p[1].t)), p[2].t, p[3].t);
+    return lin3(x, nomul_relu(x->g, lin3(x, h, p->fc1_w, p->fc1_b)), p->fc2_w, p->fc2_b);
 }
 
 /* √d · embed(tokens) + positions, dropped out: (b, t, d) */
@@ -299,12 +400,13 @@ static nomul_tensor *pad_mask(ctx *x, const int *src, int b, int s, int pad)
 static nomul_tensor *encode(ctx *x, const nomul_seq2seq *m, const int *src, int b, int s,
                             nomul_tensor **mask)
 {
-    nomul_tensor *h = embed(x, m, m->p[m->enc_embed].t, src, b, s);
+    nomul_tensor *h = embed(x, m, m->enc_embed, src, b, s);
     *mask = pad_mask(x, src, b, s, m->c.pad);
     for (int l = 0; l < m->c.enc_layers; l++) {
-        nomul_param *q = m->p + m->enc_layer0 + l * m->per_enc;
-        h = ln(x, nomul_add(x->g, h, drop(x, attend(x, m, h, h, q, *mask))), q + 8);
-        h = ln(x, nomul_add(x->g, h, drop(x, ffn(x, h, q + 10))), q + 14);
+        const enc_layer *q = &m->enc[l];
+        h = ln(x, nomul_add(x->g, h, drop(x, attend(x, m, h, h, &q->self_attn, *mask))),
+               &q->self_attn_ln);
+        h = ln(x, nomul_add(x->g, h, drop(x, ffn(x, h, &q->ffn))), &q->final_ln);
     }
     return h;
 }
@@ -312,23 +414,25 @@ static nomul_tensor *encode(ctx *x, const nomul_seq2seq *m, const int *src, int 
 static nomul_tensor *decode(ctx *x, const nomul_seq2seq *m, nomul_tensor *enc,
                             nomul_tensor *src_mask, const int *tgt_in, int b, int t)
 {
-    nomul_tensor *h = embed(x, m, m->p[m->dec_embed].t, tgt_in, b, t);
+    nomul_tensor *h = embed(x, m, m->dec_embed, tgt_in, b, t);
     int cs[2] = {t, t};
     nomul_tensor *causal = nomul_graph_tensor(x->g, 2, cs, 0);
     if (!causal)
         return NULL;
     nomul_causal_mask(t, causal->data);
     for (int l = 0; l < m->c.dec_layers; l++) {
-        nomul_param *q = m->p + m->dec_layer0 + l * m->per_dec;
-        h = ln(x, nomul_add(x->g, h, drop(x, attend(x, m, h, h, q, causal))), q + 8);
-        h = ln(x, nomul_add(x->g, h, drop(x, attend(x, m, h, enc, q + 10, src_mask))), q + 18);
-        h = ln(x, nomul_add(x->g, h, drop(x, ffn(x, h, q + 20))), q + 24);
+        const dec_layer *q = &m->dec[l];
+        h = ln(x, nomul_add(x->g, h, drop(x, attend(x, m, h, h, &q->self_attn, causal))),
+               &q->self_attn_ln);
+        h = ln(x, nomul_add(x->g, h, drop(x, attend(x, m, h, enc, &q->encoder_attn, src_mask))),
+               &q->encoder_attn_ln);
+        h = ln(x, nomul_add(x->g, h, drop(x, ffn(x, h, &q->ffn))), &q->final_ln);
     }
     if (!h)
         return NULL;
     int s2[2] = {b * t, m->c.dim};
     return nomul_linear(x->g, &x->cfgs->family[NOMUL_CFG_LINEAR], nomul_reshape(x->g, h, 2, s2),
-                        m->p[m->out_proj].t, NULL);
+                        m->out_proj, NULL);
 }
 
 nomul_tensor *nomul_seq2seq_forward(nomul_seq2seq *m, nomul_graph *g, const nomul_op_cfgs *cfgs,

@@ -201,6 +201,14 @@ const char *nomul_train_task_name(nomul_train_task task)
     return task == NOMUL_TASK_TRANSLATION ? task_names[1] : task_names[0];
 }
 
+const char *nomul_train_config_choice(const nomul_train_config *c, const char *key)
+{
+    const key_def *k = find_key(key);
+    if (!k || k->type != K_ENUM)
+        return NULL;
+    return k->values[*(const int *)((const char *)c + k->off)];
+}
+
 /* The index of v among the names, or -1. */
 static int value_index(const char *const *names, const char *v)
 {
