@@ -398,15 +398,15 @@ static void test_pa_ops_wiring(void **state)
         nomul_tensor *loss = nomul_mean(g, &pa, z);
         nomul_backward(g, loss);
         float s = 0.0f;
-#define PM(x, y) (off != 1.0f ? nomul_pam_mul_off(x, y, off) : nomul_pam_mul(x, y))
+#define PM(x, y) (off != 1.0f ? nomul_pa_mul_off(x, y, off) : nomul_pa_mul(x, y))
         for (long i = 0; i < a->n; i++)
             s += PM(PM(a->data[i], b->data[i]), 3.0f);
-        assert_int_equal(tu_bits(loss->data[0]), tu_bits(nomul_pam_div(s, (float)a->n)));
+        assert_int_equal(tu_bits(loss->data[0]), tu_bits(nomul_pa_div(s, (float)a->n)));
         float gm, unused;
         if (approx)
-            gm = nomul_pam_div(1.0f, (float)a->n);
+            gm = nomul_pa_div(1.0f, (float)a->n);
         else
-            nomul_pam_div_grad(s, (float)a->n, 1.0f, &gm, &unused);
+            nomul_pa_div_grad(s, (float)a->n, 1.0f, &gm, &unused);
         for (long i = 0; i < a->n; i++) {
             float p = PM(a->data[i], b->data[i]), dz, dy, da, db;
             if (approx) {
@@ -414,11 +414,11 @@ static void test_pa_ops_wiring(void **state)
                 da = PM(dz, b->data[i]);
                 db = PM(dz, a->data[i]);
             } else if (off != 1.0f) {
-                nomul_pam_mul_grad(p, nomul_pam_mul(3.0f, off), gm, &dz, &unused);
-                nomul_pam_mul_off_grad(a->data[i], b->data[i], off, dz, &da, &db);
+                nomul_pa_mul_grad(p, nomul_pa_mul(3.0f, off), gm, &dz, &unused);
+                nomul_pa_mul_off_grad(a->data[i], b->data[i], off, dz, &da, &db);
             } else {
-                nomul_pam_mul_grad(p, 3.0f, gm, &dz, &unused);
-                nomul_pam_mul_grad(a->data[i], b->data[i], dz, &da, &db);
+                nomul_pa_mul_grad(p, 3.0f, gm, &dz, &unused);
+                nomul_pa_mul_grad(a->data[i], b->data[i], dz, &da, &db);
             }
             dy = dz;
             (void)dy;

@@ -32,26 +32,26 @@ static float value(tu_rng *r, int zeros)
 /* The product a configuration uses, and its two derivatives times g. */
 static double prod(const nomul_op_cfg *m, float w, float x)
 {
-    if (m->subtype == NOMUL_OP_STANDARD)
+    if (!nomul_op_is_pa(m))
         return (double)w * (double)x;
-    return m->offset == 1.0f ? nomul_pam_mul(w, x) : nomul_pam_mul_off(w, x, m->offset);
+    return m->offset == 1.0f ? nomul_pa_mul(w, x) : nomul_pa_mul_off(w, x, m->offset);
 }
 
 /* d/dw and d/dx of prod(w, x), times g */
 static void dprod(const nomul_op_cfg *m, float w, float x, float g, double *dw, double *dx)
 {
-    if (m->subtype == NOMUL_OP_STANDARD) {
+    if (!nomul_op_is_pa(m)) {
         *dw = (double)x * g;
         *dx = (double)w * g;
     } else if (m->approx_bwd) {
-        *dw = m->offset == 1.0f ? nomul_pam_mul(g, x) : nomul_pam_mul_off(g, x, m->offset);
-        *dx = m->offset == 1.0f ? nomul_pam_mul(w, g) : nomul_pam_mul_off(w, g, m->offset);
+        *dw = m->offset == 1.0f ? nomul_pa_mul(g, x) : nomul_pa_mul_off(g, x, m->offset);
+        *dx = m->offset == 1.0f ? nomul_pa_mul(w, g) : nomul_pa_mul_off(w, g, m->offset);
     } else {
         float a, b;
         if (m->offset == 1.0f)
-            nomul_pam_mul_grad(w, x, g, &a, &b);
+            nomul_pa_mul_grad(w, x, g, &a, &b);
         else
-            nomul_pam_mul_off_grad(w, x, m->offset, g, &a, &b);
+            nomul_pa_mul_off_grad(w, x, m->offset, g, &a, &b);
         *dw = a;
         *dx = b;
     }

@@ -163,15 +163,15 @@ static void pa_softmax_row(int n, const float *x, float *y)
 {
     float t[N], mx = -INFINITY, sum = 0;
     for (int j = 0; j < n; j++) {
-        t[j] = nomul_pam_mul(x[j], L2E);
+        t[j] = nomul_pa_mul(x[j], L2E);
         if (t[j] > mx)
             mx = t[j];
     }
     float s = floorf(mx);
     for (int j = 0; j < n; j++)
-        sum += (t[j] = nomul_paexp2(t[j] - s));
+        sum += (t[j] = nomul_pa_exp2(t[j] - s));
     for (int j = 0; j < n; j++)
-        y[j] = nomul_pam_div(t[j], sum);
+        y[j] = nomul_pa_div(t[j], sum);
 }
 
 static void test_pa_forms_match_recipes(void **state)
@@ -192,10 +192,10 @@ static void test_pa_forms_match_recipes(void **state)
         pa_softmax_row(N, x + i * N, want);
         float dot = 0;
         for (int j = 0; j < N; j++)
-            dot += nomul_pam_mul(dy[i * N + j], want[j]);
+            dot += nomul_pa_mul(dy[i * N + j], want[j]);
         for (int j = 0; j < N; j++) {
             assert_int_equal(tu_bits(y[i * N + j]), tu_bits(want[j]));
-            float dw = 0.0f + nomul_pam_mul(want[j], dy[i * N + j] - dot); /* dx += */
+            float dw = 0.0f + nomul_pa_mul(want[j], dy[i * N + j] - dot); /* dx += */
             assert_int_equal(tu_bits(dx[i * N + j]), tu_bits(dw));
         }
     }
@@ -205,13 +205,13 @@ static void test_pa_forms_match_recipes(void **state)
     for (int i = 0; i < R; i++) {
         float t[N], mx = -INFINITY, sum = 0;
         for (int j = 0; j < N; j++) {
-            t[j] = nomul_pam_mul(x[i * N + j], L2E);
+            t[j] = nomul_pa_mul(x[i * N + j], L2E);
             mx = t[j] > mx ? t[j] : mx;
         }
         float s = floorf(mx);
         for (int j = 0; j < N; j++)
-            sum += nomul_paexp2(t[j] - s);
-        float lse = nomul_pam_div(s + nomul_palog2(sum), L2E);
+            sum += nomul_pa_exp2(t[j] - s);
+        float lse = nomul_pa_div(s + nomul_pa_log2(sum), L2E);
         for (int j = 0; j < N; j++)
             assert_int_equal(tu_bits(y[i * N + j]), tu_bits(x[i * N + j] - lse));
     }
@@ -222,13 +222,13 @@ static void test_pa_forms_match_recipes(void **state)
         float sum = 0, q = 0;
         for (int j = 0; j < N; j++)
             sum += x[i * N + j];
-        float mu = nomul_pam_div(sum, (float)N);
+        float mu = nomul_pa_div(sum, (float)N);
         for (int j = 0; j < N; j++)
-            q += nomul_pam_mul(x[i * N + j] - mu, x[i * N + j] - mu);
-        float rr = nomul_pa_sqrt(nomul_pam_div(q, (float)N) + 1e-5f);
+            q += nomul_pa_mul(x[i * N + j] - mu, x[i * N + j] - mu);
+        float rr = nomul_pa_sqrt(nomul_pa_div(q, (float)N) + 1e-5f);
         assert_int_equal(tu_bits(rstd[i]), tu_bits(rr));
         for (int j = 0; j < N; j++) {
-            float w = nomul_pam_mul(nomul_pam_div(x[i * N + j] - mu, rr), g[j]) + b[j];
+            float w = nomul_pa_mul(nomul_pa_div(x[i * N + j] - mu, rr), g[j]) + b[j];
             assert_int_equal(tu_bits(y[i * N + j]), tu_bits(w));
         }
     }
@@ -455,7 +455,7 @@ static void test_batch_norm(void **state)
         for (int i = 0; i < M; i++) {
             int c = (i / S) % C;
             if (pa) { /* PAM(PAD(x − μ_run, pa_sqrt(σ²_run + ε)), γ) + β */
-                float w = nomul_pam_mul(nomul_pam_div(x[i] - rm[c], nomul_pa_sqrt(rv[c] + 1e-5f)),
+                float w = nomul_pa_mul(nomul_pa_div(x[i] - rm[c], nomul_pa_sqrt(rv[c] + 1e-5f)),
                                         g[c]) + b[c];
                 assert_int_equal(tu_bits(ye[i]), tu_bits(w));
             } else {
@@ -512,8 +512,8 @@ static void test_gelu(void **state)
     nomul_op_cfg fl = {NOMUL_OP_STANDARD, 0, 1.0f};
     nomul_gelu_forward(&ex, M, x, y);
     for (int i = 0; i < M; i++) {
-        float s = nomul_pam_div(1.0f, 1.0f + nomul_pa_exp(-nomul_pam_mul(1.702f, x[i])));
-        assert_int_equal(tu_bits(y[i]), tu_bits(nomul_pam_mul(x[i], s)));
+        float s = nomul_pa_div(1.0f, 1.0f + nomul_pa_exp(-nomul_pa_mul(1.702f, x[i])));
+        assert_int_equal(tu_bits(y[i]), tu_bits(nomul_pa_mul(x[i], s)));
     }
     int agree = 0;
     memset(dx, 0, sizeof dx);
@@ -557,25 +557,25 @@ static void test_offset(void **state)
     nomul_softmax_forward(&ex, 1, N, x, y);
     float t[N], mx = -INFINITY, sum = 0;
     for (int j = 0; j < N; j++) {
-        t[j] = nomul_pam_mul_off(x[j], L2E, off);
+        t[j] = nomul_pa_mul_off(x[j], L2E, off);
         mx = t[j] > mx ? t[j] : mx;
     }
     float s = floorf(mx);
     for (int j = 0; j < N; j++)
-        sum += (t[j] = nomul_paexp2(t[j] - s));
+        sum += (t[j] = nomul_pa_exp2(t[j] - s));
     for (int j = 0; j < N; j++)
-        assert_int_equal(tu_bits(y[j]), tu_bits(nomul_pam_div(t[j], sum)));
+        assert_int_equal(tu_bits(y[j]), tu_bits(nomul_pa_div(t[j], sum)));
     nomul_layer_norm_forward(&ex, 1, N, x, g, b, 1e-5f, y, mean, rstd);
     float su = 0, q = 0;
     for (int j = 0; j < N; j++)
         su += x[j];
-    float mu = nomul_pam_div(su, (float)N);
+    float mu = nomul_pa_div(su, (float)N);
     for (int j = 0; j < N; j++)
-        q += nomul_pam_mul_off(x[j] - mu, x[j] - mu, off);
-    float rr = nomul_pa_sqrt(nomul_pam_div(q, (float)N) + 1e-5f);
+        q += nomul_pa_mul_off(x[j] - mu, x[j] - mu, off);
+    float rr = nomul_pa_sqrt(nomul_pa_div(q, (float)N) + 1e-5f);
     for (int j = 0; j < N; j++)
         assert_int_equal(tu_bits(y[j]),
-                         tu_bits(nomul_pam_mul_off(nomul_pam_div(x[j] - mu, rr), g[j], off) + b[j]));
+                         tu_bits(nomul_pa_mul_off(nomul_pa_div(x[j] - mu, rr), g[j], off) + b[j]));
     /* exact backward of the offset layer norm against its rise over run, on
      * many rows: a row whose sum lies near a kink of its mean (a small sum
      * after cancellation, within a step of a binade edge) moves every
@@ -712,7 +712,7 @@ static void test_pa_gelu_matches_scalar_chain(void **state)
  * vocabulary-sized one, with and without PAM's offset, with masked inputs. */
 static float pm_off(float a, float b, float off)
 {
-    return off != 1.0f ? nomul_pam_mul_off(a, b, off) : nomul_pam_mul(a, b);
+    return off != 1.0f ? nomul_pa_mul_off(a, b, off) : nomul_pa_mul(a, b);
 }
 
 static void test_pa_lse_backward_matches_definition(void **state)
@@ -738,15 +738,15 @@ static void test_pa_lse_backward_matches_definition(void **state)
         float s = floorf(mx);
         for (int j = 0; j < n; j++) {
             u[j] -= s;
-            sum += nomul_paexp2(u[j]);
+            sum += nomul_pa_exp2(u[j]);
         }
-        float w = s + nomul_palog2(sum), gsum = 0.0f;
+        float w = s + nomul_pa_log2(sum), gsum = 0.0f;
         for (int j = 0; j < n; j++)
             gsum += dy[j];
         for (int op = 0; op < 2; op++) { /* log_softmax, logsumexp (dlse = gsum) */
             float dw, unused, da, db;
-            nomul_pam_div_grad(w, L2E, op == 0 ? -gsum : gsum, &dw, &unused);
-            float dsum = nomul_palog2_grad(sum, dw);
+            nomul_pa_div_grad(w, L2E, op == 0 ? -gsum : gsum, &dw, &unused);
+            float dsum = nomul_pa_log2_grad(sum, dw);
             memset(dx, 0, sizeof dx);
             if (op == 0) {
                 nomul_log_softmax_forward(&ex, 1, n, x, y);
@@ -755,11 +755,11 @@ static void test_pa_lse_backward_matches_definition(void **state)
                 nomul_logsumexp_backward(&ex, 1, n, x, &gsum, dx);
             }
             for (int j = 0; j < n; j++) {
-                float g = nomul_paexp2_grad(u[j], dsum);
+                float g = nomul_pa_exp2_grad(u[j], dsum);
                 if (off != 1.0f)
-                    nomul_pam_mul_off_grad(x[j], L2E, off, g, &da, &db);
+                    nomul_pa_mul_off_grad(x[j], L2E, off, g, &da, &db);
                 else
-                    nomul_pam_mul_grad(x[j], L2E, g, &da, &db);
+                    nomul_pa_mul_grad(x[j], L2E, g, &da, &db);
                 dl[j] = op == 0 ? 0.0f + (dy[j] + da) : 0.0f + da;
                 if (tu_bits(dx[j]) != tu_bits(dl[j]))
                     FAIL_SEED("%s backward, n %d, offset %g, element %d: %08x, want %08x",

@@ -122,15 +122,15 @@ static void compare(const char *what, const gemm_case *g, const double *want, co
 
 static float pam_off(float a, float b, float c)
 {
-    return c == 1.0f ? nomul_pam_mul(a, b) : nomul_pam_mul_off(a, b, c);
+    return c == 1.0f ? nomul_pa_mul(a, b) : nomul_pa_mul_off(a, b, c);
 }
 
 static void grads_off(float a, float b, float c, float dc, float *da, float *db)
 {
     if (c == 1.0f)
-        nomul_pam_mul_grad(a, b, dc, da, db);
+        nomul_pa_mul_grad(a, b, dc, da, db);
     else
-        nomul_pam_mul_off_grad(a, b, c, dc, da, db);
+        nomul_pa_mul_off_grad(a, b, c, dc, da, db);
 }
 
 /* One case: forward, grad A and grad B against the triple loops. */

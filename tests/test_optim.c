@@ -24,7 +24,7 @@ static const nomul_op_cfg pa_cfg = {NOMUL_OP_PAM, 0, 1.0f};
 
 static float pm(float a, float b, float off)
 {
-    return off != 1.0f ? nomul_pam_mul_off(a, b, off) : nomul_pam_mul(a, b);
+    return off != 1.0f ? nomul_pa_mul_off(a, b, off) : nomul_pa_mul(a, b);
 }
 
 static void test_adamw_pa_matches_definition(void **state)
@@ -50,9 +50,9 @@ static void test_adamw_pa_matches_definition(void **state)
             nomul_adamw_begin_step(&o);
             nomul_adamw_update(&o, N, p, g, m, v);
             /* the definition, one element at a time */
-            b1t = nomul_pam_mul(b1t, 0.9f);
-            b2t = nomul_pam_mul(b2t, 0.98f);
-            float st = pm(1e-3f, nomul_pam_div(nomul_pa_sqrt(1.0f - b2t), 1.0f - b1t), off);
+            b1t = nomul_pa_mul(b1t, 0.9f);
+            b2t = nomul_pa_mul(b2t, 0.98f);
+            float st = pm(1e-3f, nomul_pa_div(nomul_pa_sqrt(1.0f - b2t), 1.0f - b1t), off);
             float dec = pm(1e-3f, wd, off);
             for (int i = 0; i < N; i++) {
                 if (wd != 0.0f)
@@ -64,7 +64,7 @@ static void test_adamw_pa_matches_definition(void **state)
                     rm[i] = pm(rm[i], 0.9f, off) + pm(g[i], 1.0f - 0.9f, off);
                     rv[i] = pm(rv[i], 0.98f, off) + pm(pm(g[i], g[i], off), 1.0f - 0.98f, off);
                 }
-                rp[i] -= pm(nomul_pam_div(rm[i], nomul_pa_sqrt(rv[i]) + 1e-8f), st, off);
+                rp[i] -= pm(nomul_pa_div(rm[i], nomul_pa_sqrt(rv[i]) + 1e-8f), st, off);
             }
             for (int i = 0; i < N; i++)
                 if (tu_bits(p[i]) != tu_bits(rp[i]) || tu_bits(m[i]) != tu_bits(rm[i]) ||
@@ -126,10 +126,10 @@ static void test_sgd_both_modes(void **state)
                 nomul_sgd_update(&o, N, p, g, b);
                 for (int i = 0; i < N; i++) {
                     if (pa) {
-                        float d = g[i] + nomul_pam_mul(rp[i], 5e-4f);
-                        rb[i] = nomul_pam_mul(rb[i], 0.9f) + d;
-                        d = nest ? d + nomul_pam_mul(rb[i], 0.9f) : rb[i];
-                        rp[i] -= nomul_pam_mul(d, 0.1f);
+                        float d = g[i] + nomul_pa_mul(rp[i], 5e-4f);
+                        rb[i] = nomul_pa_mul(rb[i], 0.9f) + d;
+                        d = nest ? d + nomul_pa_mul(rb[i], 0.9f) : rb[i];
+                        rp[i] -= nomul_pa_mul(d, 0.1f);
                         if (tu_bits(p[i]) != tu_bits(rp[i]) || tu_bits(b[i]) != tu_bits(rb[i]))
                             FAIL_SEED("PA SGD nesterov %d step %d element %d", nest, step, i);
                     } else {
@@ -161,14 +161,14 @@ static void test_clip_grad_norm(void **state)
         if (pa) {
             float s = 0.0f;
             for (int i = 0; i < 700; i++)
-                s += nomul_pam_mul(ra[i], ra[i]);
+                s += nomul_pa_mul(ra[i], ra[i]);
             for (int i = 0; i < 1300; i++)
-                s += nomul_pam_mul(rb[i], rb[i]);
+                s += nomul_pa_mul(rb[i], rb[i]);
             float want = nomul_pa_sqrt(s);
             assert_int_equal(tu_bits(norm), tu_bits(want));
-            float scale = nomul_pam_div(1.0f, want + 1e-6f);
+            float scale = nomul_pa_div(1.0f, want + 1e-6f);
             for (int i = 0; i < 700; i++)
-                assert_int_equal(tu_bits(a[i]), tu_bits(nomul_pam_mul(ra[i], scale)));
+                assert_int_equal(tu_bits(a[i]), tu_bits(nomul_pa_mul(ra[i], scale)));
         } else {
             double s = 0;
             for (int i = 0; i < 700; i++)
@@ -237,7 +237,7 @@ static void test_pa_adamw_converges(void **state)
         double loss = 0;
         for (int i = 0; i < N; i++) {
             float d = p[i] - target[i];
-            g[i] = nomul_pam_mul(d, 2.0f);
+            g[i] = nomul_pa_mul(d, 2.0f);
             loss += (double)d * d;
         }
         if (step == 0)

@@ -2,6 +2,11 @@
  * nomul/arith.h — piecewise affine arithmetic: PAM, PAD, palog2, paexp2 and
  * the functions and derivatives built from them (see PAM_SPEC.md, the contract).
  *
+ * Names: nomul_pa_ and the float operation it replaces (nomul_pa_mul is PAM,
+ * nomul_pa_div PAD, nomul_pa_log2 and nomul_pa_exp2 the spec's palog2 and
+ * paexp2), then _grad for the exact derivative, _grad_approx for the
+ * approximate one, _v for arrays, _vs / _sv for an array and a scalar.
+ *
  * Every function here is computed from the IEEE-754 bit patterns with integer
  * additions, shifts, comparisons, integer/float conversions and float
  * additions: the object code contains no float multiply, divide or FMA.
@@ -34,16 +39,16 @@ extern "C" {
 /* ---- scalar primitives ------------------------------------------------ */
 
 /* PAM(a, b) ≈ a·b: bits(a) + bits(b) − 0x3F800000 on magnitudes, signs xor. */
-float nomul_pam_mul(float a, float b);
+float nomul_pa_mul(float a, float b);
 /* PAM with offset: PAM(PAM(a, b), c). A zero result is +0 whatever the
  * signs (the reference's convention, pinned by the golden vectors). */
-float nomul_pam_mul_off(float a, float b, float c);
+float nomul_pa_mul_off(float a, float b, float c);
 /* PAD(a, b) ≈ a/b: bits(a) − bits(b) + 0x3F800000 on magnitudes. */
-float nomul_pam_div(float a, float b);
+float nomul_pa_div(float a, float b);
 /* palog2(x) = E + M for x = 2^E (1 + M); the sign of x is ignored. */
-float nomul_palog2(float x);
+float nomul_pa_log2(float x);
 /* paexp2(y) = 2^⌊y⌋ (1 + y − ⌊y⌋), rounded once to nearest-even. */
-float nomul_paexp2(float y);
+float nomul_pa_exp2(float y);
 /* pa_exp(x) = paexp2(PAM(x, log2e)). */
 float nomul_pa_exp(float x);
 /* pa_log(x) = PAD(palog2 x, log2e). */
@@ -64,21 +69,21 @@ float nomul_pa_sqrt(float a);
  * A NaN in any input makes every output NaN. */
 
 /* da = dc · sign(b) 2^(E_b + [M_a + M_b ≥ 1]), db symmetric. */
-void nomul_pam_mul_grad(float a, float b, float dc, float *da, float *db);
+void nomul_pa_mul_grad(float a, float b, float dc, float *da, float *db);
 /* The same for PAM(PAM(a, b), c): b is replaced by PAM(b, c) in da and a by
  * PAM(a, c) in db. */
-void nomul_pam_mul_off_grad(float a, float b, float c, float dc, float *da, float *db);
+void nomul_pa_mul_off_grad(float a, float b, float c, float dc, float *da, float *db);
 /* da = PAM(dc, b), db = PAM(dc, a). */
-void nomul_pam_mul_grad_approx(float a, float b, float dc, float *da, float *db);
+void nomul_pa_mul_grad_approx(float a, float b, float dc, float *da, float *db);
 /* da = dc · sign(b) 2^(⌊palog2 a − palog2 b⌋ − E_a);
  * db = dc · (−sign(r) sign(b)) 2^(E_r − E_b) with r = PAD(a, b). */
-void nomul_pam_div_grad(float a, float b, float dc, float *da, float *db);
+void nomul_pa_div_grad(float a, float b, float dc, float *da, float *db);
 /* da = PAD(dc, b), db = −PAD(PAM(a, dc), PAM(b, b)). */
-void nomul_pam_div_grad_approx(float a, float b, float dc, float *da, float *db);
+void nomul_pa_div_grad_approx(float a, float b, float dc, float *da, float *db);
 /* paexp2'(y) dy = 2^⌊y⌋ dy. */
-float nomul_paexp2_grad(float y, float dy);
+float nomul_pa_exp2_grad(float y, float dy);
 /* palog2'(x) dy = sign(x) 2^(−E_x) dy. */
-float nomul_palog2_grad(float x, float dy);
+float nomul_pa_log2_grad(float x, float dy);
 /* Exact: the chain of the exact derivatives above. Approx: PAM(pa_exp x, dy). */
 float nomul_pa_exp_grad(float x, float dy, int approx);
 /* Exact: the chain. Approx: PAD(dy, x). */
@@ -99,15 +104,15 @@ float nomul_pa_sqrt_grad(float a, float dy, int approx);
  * instruction set chosen by nomul_isa_active() (scalar, AVX2 or AVX-512),
  * all bit-identical to the scalar functions above. */
 
-void nomul_pam_mul_v(size_t n, const float *a, const float *b, float *out);
-void nomul_pam_mul_vs(size_t n, const float *a, float b, float *out);
-void nomul_pam_mul_off_v(size_t n, const float *a, const float *b, float c, float *out);
-void nomul_pam_mul_off_vs(size_t n, const float *a, float b, float c, float *out);
-void nomul_pam_div_v(size_t n, const float *a, const float *b, float *out);
-void nomul_pam_div_vs(size_t n, const float *a, float b, float *out);
-void nomul_pam_div_sv(size_t n, float a, const float *b, float *out);
-void nomul_palog2_v(size_t n, const float *x, float *out);
-void nomul_paexp2_v(size_t n, const float *y, float *out);
+void nomul_pa_mul_v(size_t n, const float *a, const float *b, float *out);
+void nomul_pa_mul_vs(size_t n, const float *a, float b, float *out);
+void nomul_pa_mul_off_v(size_t n, const float *a, const float *b, float c, float *out);
+void nomul_pa_mul_off_vs(size_t n, const float *a, float b, float c, float *out);
+void nomul_pa_div_v(size_t n, const float *a, const float *b, float *out);
+void nomul_pa_div_vs(size_t n, const float *a, float b, float *out);
+void nomul_pa_div_sv(size_t n, float a, const float *b, float *out);
+void nomul_pa_log2_v(size_t n, const float *x, float *out);
+void nomul_pa_exp2_v(size_t n, const float *y, float *out);
 void nomul_pa_exp_v(size_t n, const float *x, float *out);
 void nomul_pa_log_v(size_t n, const float *x, float *out);
 void nomul_pa_pow_v(size_t n, const float *a, const float *p, float *out);
@@ -115,24 +120,24 @@ void nomul_pa_pow_vs(size_t n, const float *a, float p, float *out);
 void nomul_pa_sqrt_v(size_t n, const float *a, float *out);
 
 /* Derivative arrays: da and db may be NULL when not wanted. */
-void nomul_pam_mul_grad_v(size_t n, const float *a, const float *b, const float *dc,
+void nomul_pa_mul_grad_v(size_t n, const float *a, const float *b, const float *dc,
                           float *da, float *db);
-void nomul_pam_mul_grad_vs(size_t n, const float *a, float b, const float *dc, float *da);
-void nomul_pam_mul_off_grad_v(size_t n, const float *a, const float *b, float c,
+void nomul_pa_mul_grad_vs(size_t n, const float *a, float b, const float *dc, float *da);
+void nomul_pa_mul_off_grad_v(size_t n, const float *a, const float *b, float c,
                               const float *dc, float *da, float *db);
-void nomul_pam_mul_grad_approx_v(size_t n, const float *a, const float *b, const float *dc,
+void nomul_pa_mul_grad_approx_v(size_t n, const float *a, const float *b, const float *dc,
                                  float *da, float *db);
-void nomul_pam_mul_grad_approx_vs(size_t n, const float *a, float b, const float *dc,
+void nomul_pa_mul_grad_approx_vs(size_t n, const float *a, float b, const float *dc,
                                   float *da);
-void nomul_pam_div_grad_v(size_t n, const float *a, const float *b, const float *dc,
+void nomul_pa_div_grad_v(size_t n, const float *a, const float *b, const float *dc,
                           float *da, float *db);
-void nomul_pam_div_grad_vs(size_t n, const float *a, float b, const float *dc, float *da);
-void nomul_pam_div_grad_approx_v(size_t n, const float *a, const float *b, const float *dc,
+void nomul_pa_div_grad_vs(size_t n, const float *a, float b, const float *dc, float *da);
+void nomul_pa_div_grad_approx_v(size_t n, const float *a, const float *b, const float *dc,
                                  float *da, float *db);
-void nomul_pam_div_grad_approx_vs(size_t n, const float *a, float b, const float *dc,
+void nomul_pa_div_grad_approx_vs(size_t n, const float *a, float b, const float *dc,
                                   float *da);
-void nomul_paexp2_grad_v(size_t n, const float *y, const float *dy, float *dx);
-void nomul_palog2_grad_v(size_t n, const float *x, const float *dy, float *dx);
+void nomul_pa_exp2_grad_v(size_t n, const float *y, const float *dy, float *dx);
+void nomul_pa_log2_grad_v(size_t n, const float *x, const float *dy, float *dx);
 void nomul_pa_exp_grad_v(size_t n, const float *x, const float *dy, int approx, float *dx);
 void nomul_pa_log_grad_v(size_t n, const float *x, const float *dy, int approx, float *dx);
 void nomul_pa_pow_grad_v(size_t n, const float *a, const float *p, const float *dy, int approx,

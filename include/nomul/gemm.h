@@ -5,7 +5,7 @@
  * approximate PA) and strided batched versions, with cblas_sgemm's
  * conventions (layout and transpose flags from OpenBLAS's cblas.h).
  *
- * Every PA product is exactly the scalar nomul_pam_mul (or nomul_pam_mul_off
+ * Every PA product is exactly the scalar nomul_pa_mul (or nomul_pa_mul_off
  * when the offset is not 1); sums are float32, in an order that may differ
  * from a plain loop. Bad arguments (a NULL cfg, a negative size, a leading
  * dimension too small, beta other than 0 or 1, a PA offset that is not a

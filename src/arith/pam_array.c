@@ -19,22 +19,22 @@ const nomul_elt_info nomul_elt_info_table[NOMUL_ELT_COUNT] = {
 
 typedef void (*elt_scalar_fn)(const float *in, float *out, int approx);
 
-static void s_mul(const float *in, float *out, int ap) { (void)ap; out[0] = nomul_pam_mul(in[0], in[1]); }
-static void s_mul_off(const float *in, float *out, int ap) { (void)ap; out[0] = nomul_pam_mul_off(in[0], in[1], in[2]); }
-static void s_div(const float *in, float *out, int ap) { (void)ap; out[0] = nomul_pam_div(in[0], in[1]); }
-static void s_log2(const float *in, float *out, int ap) { (void)ap; out[0] = nomul_palog2(in[0]); }
-static void s_exp2(const float *in, float *out, int ap) { (void)ap; out[0] = nomul_paexp2(in[0]); }
+static void s_mul(const float *in, float *out, int ap) { (void)ap; out[0] = nomul_pa_mul(in[0], in[1]); }
+static void s_mul_off(const float *in, float *out, int ap) { (void)ap; out[0] = nomul_pa_mul_off(in[0], in[1], in[2]); }
+static void s_div(const float *in, float *out, int ap) { (void)ap; out[0] = nomul_pa_div(in[0], in[1]); }
+static void s_log2(const float *in, float *out, int ap) { (void)ap; out[0] = nomul_pa_log2(in[0]); }
+static void s_exp2(const float *in, float *out, int ap) { (void)ap; out[0] = nomul_pa_exp2(in[0]); }
 static void s_exp(const float *in, float *out, int ap) { (void)ap; out[0] = nomul_pa_exp(in[0]); }
 static void s_log(const float *in, float *out, int ap) { (void)ap; out[0] = nomul_pa_log(in[0]); }
 static void s_pow(const float *in, float *out, int ap) { (void)ap; out[0] = nomul_pa_pow(in[0], in[1]); }
 static void s_sqrt(const float *in, float *out, int ap) { (void)ap; out[0] = nomul_pa_sqrt(in[0]); }
-static void s_mul_grad(const float *in, float *out, int ap) { (void)ap; nomul_pam_mul_grad(in[0], in[1], in[2], &out[0], &out[1]); }
-static void s_mul_off_grad(const float *in, float *out, int ap) { (void)ap; nomul_pam_mul_off_grad(in[0], in[1], in[2], in[3], &out[0], &out[1]); }
-static void s_mul_grad_approx(const float *in, float *out, int ap) { (void)ap; nomul_pam_mul_grad_approx(in[0], in[1], in[2], &out[0], &out[1]); }
-static void s_div_grad(const float *in, float *out, int ap) { (void)ap; nomul_pam_div_grad(in[0], in[1], in[2], &out[0], &out[1]); }
-static void s_div_grad_approx(const float *in, float *out, int ap) { (void)ap; nomul_pam_div_grad_approx(in[0], in[1], in[2], &out[0], &out[1]); }
-static void s_exp2_grad(const float *in, float *out, int ap) { (void)ap; out[0] = nomul_paexp2_grad(in[0], in[1]); }
-static void s_log2_grad(const float *in, float *out, int ap) { (void)ap; out[0] = nomul_palog2_grad(in[0], in[1]); }
+static void s_mul_grad(const float *in, float *out, int ap) { (void)ap; nomul_pa_mul_grad(in[0], in[1], in[2], &out[0], &out[1]); }
+static void s_mul_off_grad(const float *in, float *out, int ap) { (void)ap; nomul_pa_mul_off_grad(in[0], in[1], in[2], in[3], &out[0], &out[1]); }
+static void s_mul_grad_approx(const float *in, float *out, int ap) { (void)ap; nomul_pa_mul_grad_approx(in[0], in[1], in[2], &out[0], &out[1]); }
+static void s_div_grad(const float *in, float *out, int ap) { (void)ap; nomul_pa_div_grad(in[0], in[1], in[2], &out[0], &out[1]); }
+static void s_div_grad_approx(const float *in, float *out, int ap) { (void)ap; nomul_pa_div_grad_approx(in[0], in[1], in[2], &out[0], &out[1]); }
+static void s_exp2_grad(const float *in, float *out, int ap) { (void)ap; out[0] = nomul_pa_exp2_grad(in[0], in[1]); }
+static void s_log2_grad(const float *in, float *out, int ap) { (void)ap; out[0] = nomul_pa_log2_grad(in[0], in[1]); }
 static void s_exp_grad(const float *in, float *out, int ap) { out[0] = nomul_pa_exp_grad(in[0], in[1], ap); }
 static void s_log_grad(const float *in, float *out, int ap) { out[0] = nomul_pa_log_grad(in[0], in[1], ap); }
 static void s_pow_grad(const float *in, float *out, int ap) { nomul_pa_pow_grad(in[0], in[1], in[2], ap, &out[0], &out[1]); }
@@ -145,39 +145,39 @@ static void run(nomul_elt_op op, size_t n, const float *i0, int b0, const float 
 #define V 0 /* an array operand */
 #define S 1 /* a broadcast scalar operand */
 
-void nomul_pam_mul_v(size_t n, const float *a, const float *b, float *out)
+void nomul_pa_mul_v(size_t n, const float *a, const float *b, float *out)
 {
     run(NOMUL_ELT_MUL, n, a, V, b, V, 0, 0, 0, 0, out, 0, 0);
 }
-void nomul_pam_mul_vs(size_t n, const float *a, float b, float *out)
+void nomul_pa_mul_vs(size_t n, const float *a, float b, float *out)
 {
     run(NOMUL_ELT_MUL, n, a, V, &b, S, 0, 0, 0, 0, out, 0, 0);
 }
-void nomul_pam_mul_off_v(size_t n, const float *a, const float *b, float c, float *out)
+void nomul_pa_mul_off_v(size_t n, const float *a, const float *b, float c, float *out)
 {
     run(NOMUL_ELT_MUL_OFF, n, a, V, b, V, &c, S, 0, 0, out, 0, 0);
 }
-void nomul_pam_mul_off_vs(size_t n, const float *a, float b, float c, float *out)
+void nomul_pa_mul_off_vs(size_t n, const float *a, float b, float c, float *out)
 {
     run(NOMUL_ELT_MUL_OFF, n, a, V, &b, S, &c, S, 0, 0, out, 0, 0);
 }
-void nomul_pam_div_v(size_t n, const float *a, const float *b, float *out)
+void nomul_pa_div_v(size_t n, const float *a, const float *b, float *out)
 {
     run(NOMUL_ELT_DIV, n, a, V, b, V, 0, 0, 0, 0, out, 0, 0);
 }
-void nomul_pam_div_vs(size_t n, const float *a, float b, float *out)
+void nomul_pa_div_vs(size_t n, const float *a, float b, float *out)
 {
     run(NOMUL_ELT_DIV, n, a, V, &b, S, 0, 0, 0, 0, out, 0, 0);
 }
-void nomul_pam_div_sv(size_t n, float a, const float *b, float *out)
+void nomul_pa_div_sv(size_t n, float a, const float *b, float *out)
 {
     run(NOMUL_ELT_DIV, n, &a, S, b, V, 0, 0, 0, 0, out, 0, 0);
 }
-void nomul_palog2_v(size_t n, const float *x, float *out)
+void nomul_pa_log2_v(size_t n, const float *x, float *out)
 {
     run(NOMUL_ELT_LOG2, n, x, V, 0, 0, 0, 0, 0, 0, out, 0, 0);
 }
-void nomul_paexp2_v(size_t n, const float *y, float *out)
+void nomul_pa_exp2_v(size_t n, const float *y, float *out)
 {
     run(NOMUL_ELT_EXP2, n, y, V, 0, 0, 0, 0, 0, 0, out, 0, 0);
 }
@@ -202,54 +202,54 @@ void nomul_pa_sqrt_v(size_t n, const float *a, float *out)
     run(NOMUL_ELT_SQRT, n, a, V, 0, 0, 0, 0, 0, 0, out, 0, 0);
 }
 
-void nomul_pam_mul_grad_v(size_t n, const float *a, const float *b, const float *dc,
+void nomul_pa_mul_grad_v(size_t n, const float *a, const float *b, const float *dc,
                           float *da, float *db)
 {
     run(NOMUL_ELT_MUL_GRAD, n, a, V, b, V, dc, V, 0, 0, da, db, 0);
 }
-void nomul_pam_mul_grad_vs(size_t n, const float *a, float b, const float *dc, float *da)
+void nomul_pa_mul_grad_vs(size_t n, const float *a, float b, const float *dc, float *da)
 {
     run(NOMUL_ELT_MUL_GRAD, n, a, V, &b, S, dc, V, 0, 0, da, 0, 0);
 }
-void nomul_pam_mul_off_grad_v(size_t n, const float *a, const float *b, float c,
+void nomul_pa_mul_off_grad_v(size_t n, const float *a, const float *b, float c,
                               const float *dc, float *da, float *db)
 {
     run(NOMUL_ELT_MUL_OFF_GRAD, n, a, V, b, V, &c, S, dc, V, da, db, 0);
 }
-void nomul_pam_mul_grad_approx_v(size_t n, const float *a, const float *b, const float *dc,
+void nomul_pa_mul_grad_approx_v(size_t n, const float *a, const float *b, const float *dc,
                                  float *da, float *db)
 {
     run(NOMUL_ELT_MUL_GRAD_APPROX, n, a, V, b, V, dc, V, 0, 0, da, db, 0);
 }
-void nomul_pam_mul_grad_approx_vs(size_t n, const float *a, float b, const float *dc,
+void nomul_pa_mul_grad_approx_vs(size_t n, const float *a, float b, const float *dc,
                                   float *da)
 {
     run(NOMUL_ELT_MUL_GRAD_APPROX, n, a, V, &b, S, dc, V, 0, 0, da, 0, 0);
 }
-void nomul_pam_div_grad_v(size_t n, const float *a, const float *b, const float *dc,
+void nomul_pa_div_grad_v(size_t n, const float *a, const float *b, const float *dc,
                           float *da, float *db)
 {
     run(NOMUL_ELT_DIV_GRAD, n, a, V, b, V, dc, V, 0, 0, da, db, 0);
 }
-void nomul_pam_div_grad_vs(size_t n, const float *a, float b, const float *dc, float *da)
+void nomul_pa_div_grad_vs(size_t n, const float *a, float b, const float *dc, float *da)
 {
     run(NOMUL_ELT_DIV_GRAD, n, a, V, &b, S, dc, V, 0, 0, da, 0, 0);
 }
-void nomul_pam_div_grad_approx_v(size_t n, const float *a, const float *b, const float *dc,
+void nomul_pa_div_grad_approx_v(size_t n, const float *a, const float *b, const float *dc,
                                  float *da, float *db)
 {
     run(NOMUL_ELT_DIV_GRAD_APPROX, n, a, V, b, V, dc, V, 0, 0, da, db, 0);
 }
-void nomul_pam_div_grad_approx_vs(size_t n, const float *a, float b, const float *dc,
+void nomul_pa_div_grad_approx_vs(size_t n, const float *a, float b, const float *dc,
                                   float *da)
 {
     run(NOMUL_ELT_DIV_GRAD_APPROX, n, a, V, &b, S, dc, V, 0, 0, da, 0, 0);
 }
-void nomul_paexp2_grad_v(size_t n, const float *y, const float *dy, float *dx)
+void nomul_pa_exp2_grad_v(size_t n, const float *y, const float *dy, float *dx)
 {
     run(NOMUL_ELT_EXP2_GRAD, n, y, V, dy, V, 0, 0, 0, 0, dx, 0, 0);
 }
-void nomul_palog2_grad_v(size_t n, const float *x, const float *dy, float *dx)
+void nomul_pa_log2_grad_v(size_t n, const float *x, const float *dy, float *dx)
 {
     run(NOMUL_ELT_LOG2_GRAD, n, x, V, dy, V, 0, 0, 0, 0, dx, 0, 0);
 }

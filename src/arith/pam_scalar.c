@@ -37,7 +37,7 @@ static uint32_t pa_mantissa(uint32_t u)
     return pa_classify(u) == PA_NORMAL ? (u & PA_MANT) : 0;
 }
 
-float nomul_pam_mul(float a, float b)
+float nomul_pa_mul(float a, float b)
 {
     uint32_t ua = pa_bits(a), ub = pa_bits(b);
     uint32_t sign = (ua ^ ub) & PA_SIGN;
@@ -60,15 +60,15 @@ float nomul_pam_mul(float a, float b)
     return pa_float(sign | (uint32_t)r);
 }
 
-float nomul_pam_mul_off(float a, float b, float c)
+float nomul_pa_mul_off(float a, float b, float c)
 {
-    float r = nomul_pam_mul(nomul_pam_mul(a, b), c);
+    float r = nomul_pa_mul(nomul_pa_mul(a, b), c);
     if ((pa_bits(r) & PA_ABS) == 0)
         return 0.0f;
     return r;
 }
 
-float nomul_pam_div(float a, float b)
+float nomul_pa_div(float a, float b)
 {
     uint32_t ua = pa_bits(a), ub = pa_bits(b);
     uint32_t sign = (ua ^ ub) & PA_SIGN;
@@ -89,7 +89,7 @@ float nomul_pam_div(float a, float b)
     return pa_float(sign | (uint32_t)r);
 }
 
-float nomul_palog2(float x)
+float nomul_pa_log2(float x)
 {
     uint32_t u = pa_bits(x) & PA_ABS;
     switch (pa_classify(u)) {
@@ -107,7 +107,7 @@ float nomul_palog2(float x)
     return pa_float(pa_bits(f) - (23u << 23));
 }
 
-float nomul_paexp2(float y)
+float nomul_pa_exp2(float y)
 {
     uint32_t u = pa_bits(y);
     uint32_t mag = u & PA_ABS;
@@ -144,12 +144,12 @@ float nomul_paexp2(float y)
 
 float nomul_pa_exp(float x)
 {
-    return nomul_paexp2(nomul_pam_mul(x, pa_float(PA_LOG2E_BITS)));
+    return nomul_pa_exp2(nomul_pa_mul(x, pa_float(PA_LOG2E_BITS)));
 }
 
 float nomul_pa_log(float x)
 {
-    return nomul_pam_div(nomul_palog2(x), pa_float(PA_LOG2E_BITS));
+    return nomul_pa_div(nomul_pa_log2(x), pa_float(PA_LOG2E_BITS));
 }
 
 float nomul_pa_pow(float a, float p)
@@ -162,7 +162,7 @@ float nomul_pa_pow(float a, float p)
         return 0.0f;
     if (ua & PA_SIGN)
         return pa_float(PA_QNAN);
-    return nomul_paexp2(nomul_pam_mul(nomul_palog2(a), p));
+    return nomul_pa_exp2(nomul_pa_mul(nomul_pa_log2(a), p));
 }
 
 float nomul_pa_sqrt(float a) { return nomul_pa_pow(a, 0.5f); }
@@ -248,7 +248,7 @@ static inline __attribute__((always_inline)) pa_slope slope_div_b(float a, float
     uint32_t ua = pa_bits(a), ub = pa_bits(b);
     if (pa_classify(ua) == PA_NAN || pa_classify(ub) == PA_NAN)
         return slope_of_class(PA_NAN, 0);
-    uint32_t ur = pa_bits(nomul_pam_div(a, b));
+    uint32_t ur = pa_bits(nomul_pa_div(a, b));
     pa_class cr = pa_classify(ur);
     uint32_t sign = (ur ^ ub ^ PA_SIGN) & PA_SIGN;
     if (cr != PA_NORMAL)
@@ -298,33 +298,33 @@ static int any_nan3(float a, float b, float c)
            pa_classify(pa_bits(c)) == PA_NAN;
 }
 
-void nomul_pam_mul_grad(float a, float b, float dc, float *da, float *db)
+void nomul_pa_mul_grad(float a, float b, float dc, float *da, float *db)
 {
     *da = slope_apply(slope_mul_a(a, b), dc);
     *db = slope_apply(slope_mul_a(b, a), dc);
 }
 
-void nomul_pam_mul_off_grad(float a, float b, float c, float dc, float *da, float *db)
+void nomul_pa_mul_off_grad(float a, float b, float c, float dc, float *da, float *db)
 {
     if (any_nan3(a, b, c)) {
         *da = *db = pa_float(PA_QNAN);
         return;
     }
-    *da = slope_apply(slope_mul_a(a, nomul_pam_mul(b, c)), dc);
-    *db = slope_apply(slope_mul_a(b, nomul_pam_mul(a, c)), dc);
+    *da = slope_apply(slope_mul_a(a, nomul_pa_mul(b, c)), dc);
+    *db = slope_apply(slope_mul_a(b, nomul_pa_mul(a, c)), dc);
 }
 
-void nomul_pam_mul_grad_approx(float a, float b, float dc, float *da, float *db)
+void nomul_pa_mul_grad_approx(float a, float b, float dc, float *da, float *db)
 {
     if (any_nan3(a, b, dc)) {
         *da = *db = pa_float(PA_QNAN);
         return;
     }
-    *da = nomul_pam_mul(dc, b);
-    *db = nomul_pam_mul(dc, a);
+    *da = nomul_pa_mul(dc, b);
+    *db = nomul_pa_mul(dc, a);
 }
 
-void nomul_pam_div_grad(float a, float b, float dc, float *da, float *db)
+void nomul_pa_div_grad(float a, float b, float dc, float *da, float *db)
 {
     *da = slope_apply(slope_div_a(a, b), dc);
     *db = slope_apply(slope_div_b(a, b), dc);
@@ -336,19 +336,19 @@ static float pa_neg(float x)
     return pa_classify(u) == PA_NAN ? x : pa_float(u ^ PA_SIGN);
 }
 
-void nomul_pam_div_grad_approx(float a, float b, float dc, float *da, float *db)
+void nomul_pa_div_grad_approx(float a, float b, float dc, float *da, float *db)
 {
     if (any_nan3(a, b, dc)) {
         *da = *db = pa_float(PA_QNAN);
         return;
     }
-    *da = nomul_pam_div(dc, b);
-    *db = pa_neg(nomul_pam_div(nomul_pam_mul(a, dc), nomul_pam_mul(b, b)));
+    *da = nomul_pa_div(dc, b);
+    *db = pa_neg(nomul_pa_div(nomul_pa_mul(a, dc), nomul_pa_mul(b, b)));
 }
 
-float nomul_paexp2_grad(float y, float dy) { return slope_apply(slope_exp2(y), dy); }
+float nomul_pa_exp2_grad(float y, float dy) { return slope_apply(slope_exp2(y), dy); }
 
-float nomul_palog2_grad(float x, float dy) { return slope_apply(slope_log2(x), dy); }
+float nomul_pa_log2_grad(float x, float dy) { return slope_apply(slope_log2(x), dy); }
 
 float nomul_pa_exp_grad(float x, float dy, int approx)
 {
@@ -356,10 +356,10 @@ float nomul_pa_exp_grad(float x, float dy, int approx)
     if (approx) {
         if (any_nan3(x, dy, 0.0f))
             return pa_float(PA_QNAN);
-        return nomul_pam_mul(nomul_pa_exp(x), dy);
+        return nomul_pa_mul(nomul_pa_exp(x), dy);
     }
-    float t = nomul_pam_mul(x, log2e);
-    float dt = nomul_paexp2_grad(t, dy);
+    float t = nomul_pa_mul(x, log2e);
+    float dt = nomul_pa_exp2_grad(t, dy);
     return slope_apply(slope_mul_a(x, log2e), dt);
 }
 
@@ -368,11 +368,11 @@ float nomul_pa_log_grad(float x, float dy, int approx)
     if (approx) {
         if (any_nan3(x, dy, 0.0f))
             return pa_float(PA_QNAN);
-        return nomul_pam_div(dy, x);
+        return nomul_pa_div(dy, x);
     }
-    float l = nomul_palog2(x);
+    float l = nomul_pa_log2(x);
     float dl = slope_apply(slope_div_a(l, pa_float(PA_LOG2E_BITS)), dy);
-    return nomul_palog2_grad(x, dl);
+    return nomul_pa_log2_grad(x, dl);
 }
 
 void nomul_pa_pow_grad(float a, float p, float dy, int approx, float *da, float *dp)
@@ -386,13 +386,13 @@ void nomul_pa_pow_grad(float a, float p, float dy, int approx, float *da, float 
         ga = gp = 0.0f;
     } else if (approx) {
         float y = nomul_pa_pow(a, p);
-        ga = nomul_pam_mul(nomul_pam_mul(p, nomul_pam_div(y, a)), dy);
-        gp = nomul_pam_mul(nomul_pam_mul(y, nomul_pa_log(a)), dy);
+        ga = nomul_pa_mul(nomul_pa_mul(p, nomul_pa_div(y, a)), dy);
+        gp = nomul_pa_mul(nomul_pa_mul(y, nomul_pa_log(a)), dy);
     } else {
-        float l = nomul_palog2(a);
-        float t = nomul_pam_mul(l, p);
-        float dt = nomul_paexp2_grad(t, dy);
-        ga = nomul_palog2_grad(a, slope_apply(slope_mul_a(l, p), dt));
+        float l = nomul_pa_log2(a);
+        float t = nomul_pa_mul(l, p);
+        float dt = nomul_pa_exp2_grad(t, dy);
+        ga = nomul_pa_log2_grad(a, slope_apply(slope_mul_a(l, p), dt));
         gp = slope_apply(slope_mul_a(p, l), dt);
     }
     *da = ga;
@@ -413,5 +413,5 @@ float nomul_pa_sqrt_grad(float a, float dy, int approx)
         return pa_float(PA_QNAN);
     if (ca == PA_ZERO)
         return 0.0f;
-    return nomul_pam_div(dy, nomul_pam_mul(nomul_pa_sqrt(a), 2.0f));
+    return nomul_pa_div(dy, nomul_pa_mul(nomul_pa_sqrt(a), 2.0f));
 }

@@ -112,8 +112,8 @@ static float bin_forward(ad_op op, int pa, float off, float x, float y)
     case AD_OP_ADD: return x + y;
     case AD_OP_SUB: return x - y;
     case AD_OP_MUL:
-        return !pa ? x * y : off != 1.0f ? nomul_pam_mul_off(x, y, off) : nomul_pam_mul(x, y);
-    default: return pa ? nomul_pam_div(x, y) : x / y;
+        return !pa ? x * y : off != 1.0f ? nomul_pa_mul_off(x, y, off) : nomul_pa_mul(x, y);
+    default: return pa ? nomul_pa_div(x, y) : x / y;
     }
 }
 
@@ -152,14 +152,14 @@ void ad_binary_backward(const node *nd)
                 gb = x0 * g;
             } else if (approx) { /* PAM(PAM(dy, b), offset), PAM(PAM(dy, a), offset) */
                 float off = nd->cfg.offset;
-                ga = off != 1.0f ? nomul_pam_mul_off(g, x1, off) : nomul_pam_mul(g, x1);
-                gb = off != 1.0f ? nomul_pam_mul_off(g, x0, off) : nomul_pam_mul(g, x0);
+                ga = off != 1.0f ? nomul_pa_mul_off(g, x1, off) : nomul_pa_mul(g, x1);
+                gb = off != 1.0f ? nomul_pa_mul_off(g, x0, off) : nomul_pa_mul(g, x0);
                 if (isnan(x0) || isnan(x1) || isnan(g))
                     ga = gb = NAN;
             } else if (nd->cfg.offset != 1.0f) {
-                nomul_pam_mul_off_grad(x0, x1, nd->cfg.offset, g, &ga, &gb);
+                nomul_pa_mul_off_grad(x0, x1, nd->cfg.offset, g, &ga, &gb);
             } else {
-                nomul_pam_mul_grad(x0, x1, g, &ga, &gb);
+                nomul_pa_mul_grad(x0, x1, g, &ga, &gb);
             }
             break;
         default:
@@ -167,9 +167,9 @@ void ad_binary_backward(const node *nd)
                 ga = g / x1;
                 gb = -x0 * g / (x1 * x1);
             } else if (approx) {
-                nomul_pam_div_grad_approx(x0, x1, g, &ga, &gb);
+                nomul_pa_div_grad_approx(x0, x1, g, &ga, &gb);
             } else {
-                nomul_pam_div_grad(x0, x1, g, &ga, &gb);
+                nomul_pa_div_grad(x0, x1, g, &ga, &gb);
             }
             break;
         }
@@ -250,13 +250,13 @@ void ad_scale_backward(const node *nd)
         return;
     float off = nd->cfg.offset;
     if (nd->cfg.approx_bwd && off != 1.0f) /* c·x·offset's derivative in PA */
-        nomul_pam_mul_off_vs((size_t)x->n, y->grad, c, off, d);
+        nomul_pa_mul_off_vs((size_t)x->n, y->grad, c, off, d);
     else if (nd->cfg.approx_bwd)
-        nomul_pam_mul_grad_approx_vs((size_t)x->n, x->data, c, y->grad, d);
+        nomul_pa_mul_grad_approx_vs((size_t)x->n, x->data, c, y->grad, d);
     else if (off != 1.0f) /* exact: c replaced by PAM(c, offset) */
-        nomul_pam_mul_grad_vs((size_t)x->n, x->data, nomul_pam_mul(c, off), y->grad, d);
+        nomul_pa_mul_grad_vs((size_t)x->n, x->data, nomul_pa_mul(c, off), y->grad, d);
     else
-        nomul_pam_mul_grad_vs((size_t)x->n, x->data, c, y->grad, d);
+        nomul_pa_mul_grad_vs((size_t)x->n, x->data, c, y->grad, d);
     for (long i = 0; i < x->n; i++)
         x->grad[i] += d[i];
 }
@@ -269,9 +269,9 @@ nomul_tensor *nomul_scale(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor 
     if (!y)
         return NULL;
     if (nomul_op_is_pa(cfg) && cfg->offset != 1.0f)
-        nomul_pam_mul_off_vs((size_t)x->n, x->data, c, cfg->offset, y->data);
+        nomul_pa_mul_off_vs((size_t)x->n, x->data, c, cfg->offset, y->data);
     else if (nomul_op_is_pa(cfg))
-        nomul_pam_mul_vs((size_t)x->n, x->data, c, y->data);
+        nomul_pa_mul_vs((size_t)x->n, x->data, c, y->data);
     else
         NOMUL_COUNT(FMUL, x->n);
     if (!nomul_op_is_pa(cfg))
@@ -303,9 +303,9 @@ void ad_dropout_backward(const node *nd)
         if (!nomul_op_is_pa(&nd->cfg))
             da = s * g;
         else if (nd->cfg.approx_bwd)
-            da = nomul_pam_mul(g, s);
+            da = nomul_pa_mul(g, s);
         else
-            nomul_pam_mul_grad(x->data[i], s, g, &da, &unused);
+            nomul_pa_mul_grad(x->data[i], s, g, &da, &unused);
         x->grad[i] += da;
     }
 }
@@ -326,7 +326,7 @@ nomul_tensor *nomul_dropout(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tenso
     unsigned char *keep = ad_arena_zalloc(g, (size_t)x->n);
     if (!y || !keep)
         return NULL;
-    float s = nomul_op_is_pa(cfg) ? nomul_pam_div(1.0f, 1.0f - p) : 1.0f / (1.0f - p);
+    float s = nomul_op_is_pa(cfg) ? nomul_pa_div(1.0f, 1.0f - p) : 1.0f / (1.0f - p);
     if (nomul_op_is_pa(cfg)) { /* the audit: an upper bound, every element kept */
         NOMUL_COUNT(PAD, 1);
         NOMUL_COUNT(PAM, x->n);
@@ -340,7 +340,7 @@ nomul_tensor *nomul_dropout(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tenso
     for (long i = 0; i < x->n; i++) {
         int kept = (nomul_splitmix64(&state) >> 32) >= threshold;
         keep[i] = (unsigned char)kept;
-        y->data[i] = !kept ? 0.0f : nomul_op_is_pa(cfg) ? nomul_pam_mul(x->data[i], s) : s * x->data[i];
+        y->data[i] = !kept ? 0.0f : nomul_op_is_pa(cfg) ? nomul_pa_mul(x->data[i], s) : s * x->data[i];
     }
     *rng = state;
     ad_record(g, AD_OP_DROPOUT, cfg, &(ad_params){.dropout = {keep, s}}, y, x, NULL, NULL);
@@ -389,9 +389,9 @@ void ad_mean_backward(const node *nd)
     if (!nomul_op_is_pa(&nd->cfg))
         g = nd->out->grad[0] / nf;
     else if (nd->cfg.approx_bwd)
-        g = nomul_pam_div(nd->out->grad[0], nf);
+        g = nomul_pa_div(nd->out->grad[0], nf);
     else
-        nomul_pam_div_grad(nd->p.mean.sum, nf, nd->out->grad[0], &g, &unused);
+        nomul_pa_div_grad(nd->p.mean.sum, nf, nd->out->grad[0], &g, &unused);
     for (long i = 0; i < x->n; i++)
         x->grad[i] += g;
 }
@@ -412,7 +412,7 @@ nomul_tensor *nomul_mean(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *
         NOMUL_COUNT(PAD, 1);
     else
         NOMUL_COUNT(FDIV, 1);
-    y->data[0] = nomul_op_is_pa(cfg) ? nomul_pam_div(s, (float)x->n) : s / (float)x->n;
+    y->data[0] = nomul_op_is_pa(cfg) ? nomul_pa_div(s, (float)x->n) : s / (float)x->n;
     ad_record(g, AD_OP_MEAN, cfg, &(ad_params){.mean = {s}}, y, x, NULL, NULL);
     return y;
 }

@@ -222,7 +222,7 @@ nomul_tensor *nomul_attention(nomul_graph *g, const nomul_op_cfg *bmm, const nom
     nomul_tensor *qh = split_heads(g, q, heads), *kh = split_heads(g, k, heads);
     nomul_tensor *vh = split_heads(g, v, heads);
     /* scores (batch·heads, tq, tk) = q kᵀ / √dh */
-    float scale = fun->subtype != NOMUL_OP_STANDARD ? nomul_pam_div(1.0f, nomul_pa_sqrt((float)dh))
+    float scale = nomul_op_is_pa(fun) ? nomul_pa_div(1.0f, nomul_pa_sqrt((float)dh))
                                                      : 1.0f / sqrtf((float)dh);
     nomul_tensor *s = nomul_scale(g, fun, nomul_matmul(g, bmm, qh, kh, 1), scale);
     if (mask) {

@@ -83,9 +83,9 @@ void ad_avg_pool_global_backward(const node *nd)
         if (!pa)
             ds = s * y->grad[p];
         else if (nd->cfg.approx_bwd)
-            ds = nomul_pam_mul(y->grad[p], s);
+            ds = nomul_pa_mul(y->grad[p], s);
         else /* ∂PAM(Σ, s)/∂Σ, at the forward's Σ */
-            nomul_pam_mul_grad(nd->p.avg_pool_global.sums[p], s, y->grad[p], &ds, &unused);
+            nomul_pa_mul_grad(nd->p.avg_pool_global.sums[p], s, y->grad[p], &ds, &unused);
         float *gp = x->grad + p * hw;
         for (long i = 0; i < hw; i++)
             gp[i] += ds;
@@ -108,7 +108,7 @@ nomul_tensor *nomul_avg_pool_global(nomul_graph *g, const nomul_op_cfg *cfg, nom
     float *sums = grad && pa ? ad_arena_zalloc(g, (size_t)ys[0] * ys[1] * sizeof *sums) : NULL;
     if (!y || (grad && pa && !sums))
         return NULL;
-    const float s = pa ? nomul_pam_div(1.0f, (float)hw) : 1.0f / (float)hw;
+    const float s = pa ? nomul_pa_div(1.0f, (float)hw) : 1.0f / (float)hw;
     NOMUL_COUNT(FADD, x->n);
     if (pa)
         NOMUL_COUNT(PAM, y->n);
@@ -121,7 +121,7 @@ nomul_tensor *nomul_avg_pool_global(nomul_graph *g, const nomul_op_cfg *cfg, nom
             sum += xp[i];
         if (sums)
             sums[p] = sum;
-        y->data[p] = pa ? nomul_pam_mul(sum, s) : s * sum;
+        y->data[p] = pa ? nomul_pa_mul(sum, s) : s * sum;
     }
     ad_record(g, AD_OP_AVG_POOL_GLOBAL, cfg, &(ad_params){.avg_pool_global = {s, sums}}, y, x,
               NULL, NULL);

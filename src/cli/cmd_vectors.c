@@ -516,8 +516,8 @@ static int vectors_stats(int argc, char **argv)
             memcpy(&fa, &ua, 4);
             memcpy(&fb, &ub, 4);
             double ma = (double)fa - 1.0, mb = (double)fb - 1.0;
-            stats_add(&g, ma, mb, nomul_pam_mul(fa, fb));
-            stats_add(&go, ma, mb, nomul_pam_mul_off(fa, fb, c));
+            stats_add(&g, ma, mb, nomul_pa_mul(fa, fb));
+            stats_add(&go, ma, mb, nomul_pa_mul_off(fa, fb, c));
         }
     }
     uint64_t s = seed;
@@ -528,8 +528,8 @@ static int vectors_stats(int argc, char **argv)
         memcpy(&fa, &ua, 4);
         memcpy(&fb, &ub, 4);
         double ma = (double)fa - 1.0, mb = (double)fb - 1.0;
-        stats_add(&r, ma, mb, nomul_pam_mul(fa, fb));
-        stats_add(&ro, ma, mb, nomul_pam_mul_off(fa, fb, c));
+        stats_add(&r, ma, mb, nomul_pa_mul(fa, fb));
+        stats_add(&ro, ma, mb, nomul_pa_mul_off(fa, fb, c));
     }
     char label[64];
     printf("PAM relative error against a*b, over mantissas (ma, mb) of a and b\n");

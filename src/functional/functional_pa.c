@@ -31,18 +31,18 @@ static float offset_of(const nomul_op_cfg *cfg) { return cfg->offset > 0.0f ? cf
 
 static float pam(float off, float a, float b)
 {
-    return off != 1.0f ? nomul_pam_mul_off(a, b, off) : nomul_pam_mul(a, b);
+    return off != 1.0f ? nomul_pa_mul_off(a, b, off) : nomul_pa_mul(a, b);
 }
 
 /* both exact derivatives of pam(a, b) times g */
 static void mul_grads(float off, float a, float b, float g, float *da, float *db)
 {
     if (off != 1.0f)
-        nomul_pam_mul_off_grad(a, b, off, g, da, db);
+        nomul_pa_mul_off_grad(a, b, off, g, da, db);
     else
-        nomul_pam_mul_grad(a, b, g, da, db);
+        nomul_pa_mul_grad(a, b, g, da, db);
 }
-static float pad(float a, float b) { return nomul_pam_div(a, b); }
+static float pad(float a, float b) { return nomul_pa_div(a, b); }
 
 /* ∂PAM(a, b)/∂a · g and ∂PAD(a, b)/∂a · g, ∂/∂b · g (exact) */
 static float mul_grad_a(float off, float a, float b, float g)
@@ -54,7 +54,7 @@ static float mul_grad_a(float off, float a, float b, float g)
 
 static void div_grads(float a, float b, float g, float *da, float *db)
 {
-    nomul_pam_div_grad(a, b, g, da, db);
+    nomul_pa_div_grad(a, b, g, da, db);
 }
 
 /* out[j] = pam(a[j], b) for a row, through the array kernels (bit-identical
@@ -62,9 +62,9 @@ static void div_grads(float a, float b, float g, float *da, float *db)
 static void pam_row(float off, int n, const float *a, float b, float *out)
 {
     if (off != 1.0f)
-        nomul_pam_mul_off_vs((size_t)n, a, b, off, out);
+        nomul_pa_mul_off_vs((size_t)n, a, b, off, out);
     else
-        nomul_pam_mul_vs((size_t)n, a, b, out);
+        nomul_pa_mul_vs((size_t)n, a, b, out);
 }
 
 /* ---- softmax, log_softmax, logsumexp: the row pipeline ------------------------------ */
@@ -81,7 +81,7 @@ static float pa_row_exp(float off, int n, const float *x, float *u, float *e, fl
     float s = isfinite(mx) ? floorf(mx) : 0.0f;
     for (int j = 0; j < n; j++)
         u[j] -= s; /* s is an integer: exact */
-    nomul_paexp2_v((size_t)n, u, e);
+    nomul_pa_exp2_v((size_t)n, u, e);
     float sum = 0.0f;
     for (int j = 0; j < n; j++)
         sum += e[j];
@@ -96,13 +96,13 @@ static void pa_row_exp_grads(float off, int n, const float *x, const float *u, f
 {
     if (off != 1.0f) { /* no array kernel for the offset's broadcast form */
         for (int j = 0; j < n; j++)
-            out[j] = mul_grad_a(off, x[j], LOG2E, nomul_paexp2_grad(u[j], dsum));
+            out[j] = mul_grad_a(off, x[j], LOG2E, nomul_pa_exp2_grad(u[j], dsum));
         return;
     }
     for (int j = 0; j < n; j++)
         out[j] = dsum;
-    nomul_paexp2_grad_v((size_t)n, u, out, out);
-    nomul_pam_mul_grad_vs((size_t)n, x, LOG2E, out, out);
+    nomul_pa_exp2_grad_v((size_t)n, u, out, out);
+    nomul_pa_mul_grad_vs((size_t)n, x, LOG2E, out, out);
 }
 
 typedef struct {
@@ -120,7 +120,7 @@ static void softmax_row(float off, int n, const float *x, float *y, row_tmp *t)
 {
     float s, sum = pa_row_exp(off, n, x, t->u, t->e, &s);
     if (sum > 0.0f)
-        nomul_pam_div_vs((size_t)n, t->e, sum, y);
+        nomul_pa_div_vs((size_t)n, t->e, sum, y);
     else
         for (int j = 0; j < n; j++)
             y[j] = 0.0f;
@@ -182,7 +182,7 @@ void nomul_softmax_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const f
                     dsum += db;
                 }
                 for (int j = 0; j < n; j++) {
-                    float du = nomul_paexp2_grad(t.u[j], de[j] + dsum);
+                    float du = nomul_pa_exp2_grad(t.u[j], de[j] + dsum);
                     dr[j] += mul_grad_a(off, xr[j], LOG2E, du);
                 }
             }
@@ -206,7 +206,7 @@ void nomul_lse_forward_pa(const nomul_op_cfg *cfg, int rows, int n, const float 
                 continue;
             const float *xr = x + (long)i * n;
             float s, sum = pa_row_exp(off, n, xr, t.u, t.e, &s);
-            float l = pad(s + nomul_palog2(sum), LOG2E);
+            float l = pad(s + nomul_pa_log2(sum), LOG2E);
             if (lse)
                 lse[i] = l;
             if (y)
@@ -248,9 +248,9 @@ void nomul_log_softmax_backward_pa(const nomul_op_cfg *cfg, int rows, int n, con
                     dr[j] += gr[j] - t.e[j];
             } else { /* y = x − PAD(s + palog2(S), log2e), S = Σ paexp2(u) */
                 float s, sum = pa_row_exp(off, n, xr, t.u, t.e, &s);
-                float w = s + nomul_palog2(sum), dw, unused;
+                float w = s + nomul_pa_log2(sum), dw, unused;
                 div_grads(w, LOG2E, -gsum, &dw, &unused);
-                pa_row_exp_grads(off, n, xr, t.u, nomul_palog2_grad(sum, dw), t.e);
+                pa_row_exp_grads(off, n, xr, t.u, nomul_pa_log2_grad(sum, dw), t.e);
                 for (int j = 0; j < n; j++)
                     dr[j] += gr[j] + t.e[j];
             }
@@ -288,8 +288,8 @@ void nomul_logsumexp_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const
                     dr[j] += t.e[j];
             } else { /* lse = PAD(w, log2e), w = s + palog2(S), S = Σ paexp2(u) */
                 float s, sum = pa_row_exp(off, n, xr, t.u, t.e, &s), dw, unused;
-                div_grads(s + nomul_palog2(sum), LOG2E, g, &dw, &unused);
-                pa_row_exp_grads(off, n, xr, t.u, nomul_palog2_grad(sum, dw), t.e);
+                div_grads(s + nomul_pa_log2(sum), LOG2E, g, &dw, &unused);
+                pa_row_exp_grads(off, n, xr, t.u, nomul_pa_log2_grad(sum, dw), t.e);
                 for (int j = 0; j < n; j++)
                     dr[j] += t.e[j];
             }
@@ -756,7 +756,7 @@ void nomul_gelu_backward_pa(const nomul_op_cfg *cfg, long n, const float *x, con
                 /* y = PAM(x, s), s = PAD(1, q), q = 1 + e, e = pa_exp(−z), z = PAM(k, x) */
                 float dxa, ds, unused, dq, dz_neg, dxz;
                 mul_grads(off, xi, s, g, &dxa, &ds);
-                nomul_pam_div_grad(1.0f, q, ds, &unused, &dq);
+                nomul_pa_div_grad(1.0f, q, ds, &unused, &dq);
                 dz_neg = nomul_pa_exp_grad(-z, dq, 0); /* ∂/∂(−z) */
                 mul_grads(off, GELU_K, xi, -dz_neg, &unused, &dxz);
                 dx[i] += dxa + dxz;

@@ -332,7 +332,7 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
     conv_geom g;
     if (!check_cfg(fn, cfg) || !geometry(fn, d, &g, x, weight, y, y))
         return;
-    int pa = cfg->subtype != NOMUL_OP_STANDARD;
+    int pa = nomul_op_is_pa(cfg);
     float offset = cfg->offset;
     if (pa && conv_depthwise_forward(d, &g, offset, x, weight, bias, y))
         return;
@@ -388,7 +388,7 @@ void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, const nomul_op_cfg *
     conv_geom g;
     if (!check_cfg(fn, cfg))
         return;
-    int pa = cfg->subtype != NOMUL_OP_STANDARD, approx = cfg->approx_bwd;
+    int pa = nomul_op_is_pa(cfg), approx = cfg->approx_bwd;
     float offset = cfg->offset;
     int exact = pa && !approx;
     if (!geometry(fn, d, &g, exact ? x : weight, weight, dy, dx))
@@ -424,7 +424,7 @@ static void backward_weight_image(const nomul_conv2d_desc *d, const conv_geom *g
         im2col(d, g, x + b * g->x_img + (long)gr * g->cig * d->h * d->w, col);
         /* dW_g = ∂/∂W_g of W_g · col: exact PA needs W_g; float and approximate
          * PA are the product dy_g · colᵀ */
-        if (cfg->subtype != NOMUL_OP_STANDARD && !cfg->approx_bwd)
+        if (nomul_op_is_pa(cfg) && !cfg->approx_bwd)
             nomul_gemm_backward(cfg, CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P,
                                 g->K, wg, g->K, col, g->P, dyg, g->P, beta, dwg, g->K, NULL, 0);
         else
@@ -449,7 +449,7 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for per-thread gradients", fn);
         return 0;
     }
-    blas_threads bt = blas_single(cfg->subtype != NOMUL_OP_STANDARD, nt);
+    blas_threads bt = blas_single(nomul_op_is_pa(cfg), nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int t = omp_get_thread_num();
@@ -478,7 +478,7 @@ void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, const nomul_op_cfg
     conv_geom g;
     if (!check_cfg(fn, cfg))
         return;
-    int pa = cfg->subtype != NOMUL_OP_STANDARD;
+    int pa = nomul_op_is_pa(cfg);
     int exact = pa && !cfg->approx_bwd;
     if (!geometry(fn, d, &g, x, exact ? weight : x, dy, dweight))
         return;

@@ -129,7 +129,7 @@ int conv_depthwise_backward_data(const nomul_conv2d_desc *d, const conv_geom *g,
     int ok = wadj && wuse && wq;
     uint32_t off_adj = approx ? offset_adj(offset) : 0;
     for (long i = 0; ok && i < nw; i++)
-        wq[i] = !approx && offset != 1.0f ? nomul_pam_mul(weight[i], offset) : weight[i];
+        wq[i] = !approx && offset != 1.0f ? nomul_pa_mul(weight[i], offset) : weight[i];
     if (ok) {
         /* exact: terms dy·2^(E(w') + carry); approximate: PAM(w, dy, offset) */
         pg_stats ws = plain_stats(d, wq, nw), ys = plain_stats(d, dy, d->n * g->y_img);

@@ -123,11 +123,10 @@ static int check_cfg(const char *fn, const nomul_op_cfg *cfg)
     return 1;
 }
 
-static int is_pa(const nomul_op_cfg *cfg) { return cfg->subtype != NOMUL_OP_STANDARD; }
 
 /* The offset a product is checked and computed with: PA's own, none in
  * float. */
-static float cfg_offset(const nomul_op_cfg *cfg) { return is_pa(cfg) ? cfg->offset : 1.0f; }
+static float cfg_offset(const nomul_op_cfg *cfg) { return nomul_op_is_pa(cfg) ? cfg->offset : 1.0f; }
 
 static int check_batch(const char *fn, int batch, long sa, long sb, long sc, long sd)
 {
@@ -185,7 +184,7 @@ static void forward(const char *fn, const nomul_op_cfg *cfg, CBLAS_LAYOUT layout
     pg_problem pr;
     if (!check_cfg(fn, cfg) || !check_batch(fn, batch, stride_a, stride_b, stride_c, 0))
         return;
-    if (is_pa(cfg)) {
+    if (nomul_op_is_pa(cfg)) {
         if (batch > 0 && setup_forward(fn, &pr, layout, ta, tb, m, n, k, a, lda, b, ldb, beta, c,
                                        ldc, cfg->offset))
             run_batch(fn, &pr, batch, stride_a, stride_b, 0, stride_c);
@@ -323,7 +322,7 @@ static void backward(const char *fn, const nomul_op_cfg *cfg, CBLAS_LAYOUT layou
         (db && !setup_grad(fn, &prb, PG_GRAD_B, layout, ta, tb, m, n, k, a, lda, b, ldb, dc,
                            lddc, beta, db, lddb, offset)))
         return;
-    if (!is_pa(cfg) || cfg->approx_bwd) {
+    if (!nomul_op_is_pa(cfg) || cfg->approx_bwd) {
         backward_products(fn, cfg, layout, ta, tb, m, n, k, a, lda, sa, b, ldb, sb, dc, lddc, sdc,
                           beta, da, ldda, sda, db, lddb, sdb, batch);
         return;

@@ -62,7 +62,7 @@ static void pack_panel(const pg_problem *pr, pg_pack_fn fn, pg_role role, const 
         for (int p = 0; p < kc; p++)
             for (int r = 0; r < nvalid; r++)
                 scratch[(long)p * R + r] =
-                    nomul_pam_mul(base[(long)r * M->rs + (long)p * M->cs], pr->offset);
+                    nomul_pa_mul(base[(long)r * M->rs + (long)p * M->cs], pr->offset);
         fn(scratch, 1, R, nvalid, R, kc, role_adj(pr, role), d, mask, st);
         return;
     }
@@ -128,17 +128,17 @@ static void checked_tile(const pg_problem *pr, int i0, int mr, int j0, int nr, i
                 float x = mat_at(&pr->x, i0 + r, p), y = mat_at(&pr->y, p, j0 + c);
                 switch (pr->kind) {
                 case PG_FWD:
-                    g = pr->has_offset ? nomul_pam_mul_off(x, y, pr->offset) : nomul_pam_mul(x, y);
+                    g = pr->has_offset ? nomul_pa_mul_off(x, y, pr->offset) : nomul_pa_mul(x, y);
                     break;
                 case PG_GRAD_A: /* x = dC, y = b, t = a */
                     if (pr->has_offset)
-                        y = nomul_pam_mul(y, pr->offset);
-                    nomul_pam_mul_grad(mat_at(&pr->t, i0 + r, j0 + c), y, x, &g, &unused);
+                        y = nomul_pa_mul(y, pr->offset);
+                    nomul_pa_mul_grad(mat_at(&pr->t, i0 + r, j0 + c), y, x, &g, &unused);
                     break;
                 default: /* grad B: x = a, y = dC, t = b */
                     if (pr->has_offset)
-                        x = nomul_pam_mul(x, pr->offset);
-                    nomul_pam_mul_grad(x, mat_at(&pr->t, i0 + r, j0 + c), y, &unused, &g);
+                        x = nomul_pa_mul(x, pr->offset);
+                    nomul_pa_mul_grad(x, mat_at(&pr->t, i0 + r, j0 + c), y, &unused, &g);
                     break;
                 }
                 acc += g;
@@ -209,9 +209,9 @@ static int small_m_forward(const pg_problem *pr)
                 float x = mat_at(&pr->x, i, p);
                 float *dst = p == 0 ? acc : tmp;
                 if (pr->has_offset)
-                    nomul_pam_mul_off_vs((size_t)nj, yrow, x, pr->offset, dst);
+                    nomul_pa_mul_off_vs((size_t)nj, yrow, x, pr->offset, dst);
                 else
-                    nomul_pam_mul_vs((size_t)nj, yrow, x, dst);
+                    nomul_pa_mul_vs((size_t)nj, yrow, x, dst);
                 if (p > 0)
                     for (int j = 0; j < nj; j++)
                         acc[j] += tmp[j];

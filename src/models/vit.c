@@ -256,7 +256,7 @@ static nomul_tensor *drop_path(nomul_graph *g, const nomul_op_cfg *fun, nomul_te
     nomul_tensor *mask = nomul_graph_tensor(g, 3, ms, 0);
     if (!mask)
         return NULL;
-    float s = fun->subtype != NOMUL_OP_STANDARD ? nomul_pam_div(1.0f, 1.0f - rate)
+    float s = nomul_op_is_pa(fun) ? nomul_pa_div(1.0f, 1.0f - rate)
                                                 : 1.0f / (1.0f - rate);
     for (int i = 0; i < b; i++) {
         /* keep with probability 1 − rate: a uniform in [0, 1) against rate */

@@ -63,14 +63,14 @@ double train_mix_batch(const nomul_train_config *c, float *x, int b, uint64_t *r
         }
         lam = 1.0 - (double)(y1 - y0) * (x1 - x0) / (double)plane;
     } else {
-        const int pa = c->ops.family[NOMUL_CFG_FUNCTIONAL].subtype != NOMUL_OP_STANDARD;
+        const int pa = nomul_op_is_pa(&c->ops.family[NOMUL_CFG_FUNCTIONAL]);
         const float l = (float)lam, m = 1.0f - l;
         for (int i = 0; i < b / 2; i++) {
             float *a = x + (size_t)i * img, *p = x + (size_t)(b - 1 - i) * img;
             for (size_t k = 0; k < img; k++) {
                 float u = a[k], v = p[k];
-                a[k] = pa ? nomul_pam_mul(l, u) + nomul_pam_mul(m, v) : l * u + m * v;
-                p[k] = pa ? nomul_pam_mul(l, v) + nomul_pam_mul(m, u) : l * v + m * u;
+                a[k] = pa ? nomul_pa_mul(l, u) + nomul_pa_mul(m, v) : l * u + m * v;
+                p[k] = pa ? nomul_pa_mul(l, v) + nomul_pa_mul(m, u) : l * v + m * u;
             }
         }
         if (pa)

@@ -14,23 +14,23 @@ enum { CHUNK = 1024 };
 
 static float pam(float a, float b, float off)
 {
-    return off != 1.0f ? nomul_pam_mul_off(a, b, off) : nomul_pam_mul(a, b);
+    return off != 1.0f ? nomul_pa_mul_off(a, b, off) : nomul_pa_mul(a, b);
 }
 
 static void pam_vs(size_t n, const float *a, float b, float off, float *out)
 {
     if (off != 1.0f)
-        nomul_pam_mul_off_vs(n, a, b, off, out);
+        nomul_pa_mul_off_vs(n, a, b, off, out);
     else
-        nomul_pam_mul_vs(n, a, b, out);
+        nomul_pa_mul_vs(n, a, b, out);
 }
 
 static void pam_v(size_t n, const float *a, const float *b, float off, float *out)
 {
     if (off != 1.0f)
-        nomul_pam_mul_off_v(n, a, b, off, out);
+        nomul_pa_mul_off_v(n, a, b, off, out);
     else
-        nomul_pam_mul_v(n, a, b, out);
+        nomul_pa_mul_v(n, a, b, out);
 }
 
 void nomul_adamw_begin_step_pa(nomul_adamw *o)
@@ -45,7 +45,7 @@ void nomul_adamw_update_pa(const nomul_adamw *o, size_t n, float *p, const float
 {
     const float off = o->cfg.offset;
     /* step = lr · √(1 − β2^t) / (1 − β1^t), and lr·λ, all in PA arithmetic */
-    float step = pam(o->lr, nomul_pam_div(nomul_pa_sqrt(1.0f - o->beta2_t), 1.0f - o->beta1_t),
+    float step = pam(o->lr, nomul_pa_div(nomul_pa_sqrt(1.0f - o->beta2_t), 1.0f - o->beta1_t),
                      off);
     float decay = pam(o->lr, o->weight_decay, off);
     /* the audit: the scalars here (PAMs, PAD, pa_sqrt) and the float additions
@@ -98,7 +98,7 @@ void nomul_adamw_update_pa(const nomul_adamw *o, size_t n, float *p, const float
         nomul_pa_sqrt_v(c, vv, t1);
         for (size_t i = 0; i < c; i++)
             t1[i] += o->eps;
-        nomul_pam_div_v(c, mm, t1, t2);
+        nomul_pa_div_v(c, mm, t1, t2);
         pam_vs(c, t2, step, off, t2);
         for (size_t i = 0; i < c; i++)
             pp[i] -= t2[i];
@@ -149,7 +149,7 @@ float nomul_clip_grad_norm_pa(size_t ntensors, float *const *grads, const size_t
     for (size_t k = 0; k < ntensors; k++)
         for (size_t i0 = 0; i0 < sizes[k]; i0 += CHUNK) {
             size_t c = sizes[k] - i0 < CHUNK ? sizes[k] - i0 : CHUNK;
-            nomul_pam_mul_v(c, grads[k] + i0, grads[k] + i0, t);
+            nomul_pa_mul_v(c, grads[k] + i0, grads[k] + i0, t);
             for (size_t i = 0; i < c; i++)
                 sumsq += t[i];
         }
@@ -159,9 +159,9 @@ float nomul_clip_grad_norm_pa(size_t ntensors, float *const *grads, const size_t
     NOMUL_COUNT(PAEXP2, 1);
     NOMUL_COUNT(PAD, 1);
     if (norm > max_norm) {
-        float scale = nomul_pam_div(max_norm, norm + 1e-6f);
+        float scale = nomul_pa_div(max_norm, norm + 1e-6f);
         for (size_t k = 0; k < ntensors; k++)
-            nomul_pam_mul_vs(sizes[k], grads[k], scale, grads[k]);
+            nomul_pa_mul_vs(sizes[k], grads[k], scale, grads[k]);
     }
     return norm;
 }
