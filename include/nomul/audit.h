@@ -7,11 +7,11 @@
  * optimizers) adds what the code path it takes performs: a float-mode path
  * adds its float multiplications, a PA path its PAMs, and so on. Counting is
  * off until nomul_counts_enable(1); the counters are shared by all threads.
+ * These are core counters: the audit's training step that reads them is
+ * the trainer's (nomul_audit_step, nomul/train.h).
  */
 #ifndef NOMUL_AUDIT_H
 #define NOMUL_AUDIT_H
-
-#include "nomul/opcfg.h"
 
 #ifdef __cplusplus
 extern "C" {
