@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-__all__ = ["lib", "NomulError", "call", "f32_in", "f32_out", "ptr", "library_path",
+__all__ = ["lib", "NomulError", "call", "check_int", "f32_check", "f32_in", "f32_out", "ptr", "library_path",
            "ROW_MAJOR", "NO_TRANS", "TRANS"]
 
 # OpenBLAS cblas.h enumerations used by nomul/gemm.h
@@ -137,21 +137,36 @@ def call(name, *args):
     return result
 
 
+INT_MAX = 2**31 - 1
+
+
+def check_int(what, *values):
+    """The C entry points take int sizes: refuse what would not fit."""
+    for v in values:
+        if v > INT_MAX:
+            raise ValueError("nomul: %s: a size of %d does not fit the C API's int" % (what, v))
+
+
 def ptr(a):
     """The data pointer of a C-contiguous array (None for None)."""
     return None if a is None else a.ctypes.data
 
 
-def f32_in(x, name):
-    """x as a C-contiguous float32 numpy array. Anything but a float32 ndarray
-    is refused (no silent precision change); a non-contiguous array is copied."""
+def f32_check(x, name):
+    """x itself, once it is known to be a float32 numpy array (anything else
+    is refused: no silent precision change)."""
     if not isinstance(x, np.ndarray):
         raise TypeError("nomul: %s must be a numpy.ndarray of float32, got %s"
                         % (name, type(x).__name__))
     if x.dtype != np.float32:
         raise TypeError("nomul: %s must have dtype float32, got %s (convert it with "
                         ".astype(numpy.float32))" % (name, x.dtype))
-    return np.ascontiguousarray(x)
+    return x
+
+
+def f32_in(x, name):
+    """x as a C-contiguous float32 numpy array; a non-contiguous one is copied."""
+    return np.ascontiguousarray(f32_check(x, name))
 
 
 def f32_out(out, shape, name="out"):

@@ -9,7 +9,7 @@ import ctypes
 
 import numpy as np
 
-from ._lib import call, f32_in, ptr
+from ._lib import call, check_int, f32_in, ptr
 from .gemm import as_cfg
 
 __all__ = ["softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
@@ -21,7 +21,9 @@ def _rows(x):
     if x.ndim == 0:
         raise ValueError("nomul: expected at least a 1-D array, got a scalar")
     n = x.shape[-1]
-    return (x.size // n if n else 0), n
+    rows = x.size // n if n else 0
+    check_int("rows × n", rows, n)
+    return rows, n
 
 
 def _check(a, shape, name):
@@ -141,6 +143,8 @@ def _targets(logp, target):
     if target.shape != (logp.shape[0],):
         raise ValueError("nomul: target has shape %s, expected (%d,)"
                          % (target.shape, logp.shape[0]))
+    if target.size and (target.min() < -2**31 or target.max() > 2**31 - 1):
+        raise ValueError("nomul: a target does not fit the C API's int")
     return target.astype(np.intc)
 
 

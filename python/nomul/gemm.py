@@ -11,7 +11,7 @@ import ctypes
 
 import numpy as np
 
-from ._lib import NO_TRANS, ROW_MAJOR, TRANS, call, f32_in, f32_out, ptr
+from ._lib import NO_TRANS, ROW_MAJOR, TRANS, call, check_int, f32_check, f32_in, f32_out, ptr
 
 __all__ = ["OpCfg", "as_cfg", "gemm", "gemm_backward", "bmm", "bmm_backward",
            "conv2d", "conv2d_backward"]
@@ -69,6 +69,7 @@ def _dims(a, b, trans_a, trans_b, ndim):
     if ka != kb:
         raise ValueError("nomul: inner dimensions differ: op(a) is %dx%d, op(b) is %dx%d"
                          % (m, ka, kb, n))
+    check_int("matrix product", m, n, ka, *a.shape, *b.shape)
     return m, n, ka
 
 
@@ -80,8 +81,8 @@ def gemm(a, b, cfg=None, trans_a=False, trans_b=False, out=None, accumulate=Fals
     """c (m×n) = op(a) · op(b), every product a PAM when cfg is piecewise
     affine; with accumulate, out += op(a) · op(b) (out required)."""
     cfg = as_cfg(cfg)
+    m, n, k = _dims(f32_check(a, "a"), f32_check(b, "b"), trans_a, trans_b, 2)
     a, b = f32_in(a, "a"), f32_in(b, "b")
-    m, n, k = _dims(a, b, trans_a, trans_b, 2)
     if accumulate and out is None:
         raise ValueError("nomul: accumulate needs out")
     c = f32_out(out, (m, n))
@@ -95,8 +96,8 @@ def gemm_backward(a, b, dc, cfg=None, trans_a=False, trans_b=False, need_a=True,
     """(da, db), the gradients of c = gemm(a, b, cfg, trans_a, trans_b) given
     dc, shaped like a and b (None where not needed)."""
     cfg = as_cfg(cfg)
+    m, n, k = _dims(f32_check(a, "a"), f32_check(b, "b"), trans_a, trans_b, 2)
     a, b, dc = f32_in(a, "a"), f32_in(b, "b"), f32_in(dc, "dc")
-    m, n, k = _dims(a, b, trans_a, trans_b, 2)
     if dc.shape != (m, n):
         raise ValueError("nomul: dc has shape %s, expected %s" % (dc.shape, (m, n)))
     da = np.empty_like(a) if need_a else None
@@ -110,8 +111,8 @@ def gemm_backward(a, b, dc, cfg=None, trans_a=False, trans_b=False, need_a=True,
 def bmm(a, b, cfg=None, trans_a=False, trans_b=False):
     """c[i] = op(a[i]) · op(b[i]) for 3-D a (batch, ., .) and b (batch, ., .)."""
     cfg = as_cfg(cfg)
+    m, n, k = _dims(f32_check(a, "a"), f32_check(b, "b"), trans_a, trans_b, 3)
     a, b = f32_in(a, "a"), f32_in(b, "b")
-    m, n, k = _dims(a, b, trans_a, trans_b, 3)
     if a.shape[0] != b.shape[0]:
         raise ValueError("nomul: batch sizes differ: %d and %d" % (a.shape[0], b.shape[0]))
     nb = a.shape[0]
@@ -125,8 +126,8 @@ def bmm(a, b, cfg=None, trans_a=False, trans_b=False):
 def bmm_backward(a, b, dc, cfg=None, trans_a=False, trans_b=False, need_a=True, need_b=True):
     """(da, db) of c = bmm(a, b, cfg, trans_a, trans_b) given dc."""
     cfg = as_cfg(cfg)
+    m, n, k = _dims(f32_check(a, "a"), f32_check(b, "b"), trans_a, trans_b, 3)
     a, b, dc = f32_in(a, "a"), f32_in(b, "b"), f32_in(dc, "dc")
-    m, n, k = _dims(a, b, trans_a, trans_b, 3)
     nb = a.shape[0]
     if b.shape[0] != nb or dc.shape != (nb, m, n):
         raise ValueError("nomul: shapes %s, %s and dc %s do not match"
@@ -166,6 +167,7 @@ def _conv_desc(x, w, stride, padding, dilation, groups):
     if w.shape[1] * groups != x.shape[1]:
         raise ValueError("nomul: weight has %d input channels per group, x has %d channels "
                          "in %d groups" % (w.shape[1], x.shape[1], groups))
+    check_int("conv2d", *x.shape, *w.shape, int(np.prod(x.shape[1:])), w.size)
     d = _ConvDesc(x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2],
                   w.shape[3], sh, sw, ph, pw, dh, dw, groups)
     oh, ow = ctypes.c_int(), ctypes.c_int()

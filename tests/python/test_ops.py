@@ -95,6 +95,10 @@ class Gemm(SeededCase, Close):
             gemm.gemm(a, a.T.copy(), OpCfg("pam", offset=float("nan")))
         with self.assertRaisesRegex(TypeError, "dtype float32"):
             gemm.gemm(a.astype(np.float16), a.T.copy())
+        huge = np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), (1, 2**31), (0, 0))
+        with self.assertRaisesRegex(ValueError, "does not fit the C API's int"):
+            gemm.gemm(huge.T, np.zeros((1, 1), np.float32))
+        self.assertEqual(gemm.gemm(np.zeros((0, 3), np.float32), a).shape, (0, 4))
 
 
 class Conv(SeededCase, Close):
@@ -203,6 +207,10 @@ class Functional(SeededCase):
             F.layer_norm(self.randn(2, 4), self.randn(3), self.randn(4))
         with self.assertRaisesRegex(ValueError, "target is outside"):
             F.cross_entropy(F.log_softmax(self.randn(2, 3)), [0, 7])
+        with self.assertRaisesRegex(ValueError, "does not fit the C API's int"):
+            F.cross_entropy(F.log_softmax(self.randn(1, 3)), np.array([2**32 + 1]))
+        # empty inputs are fine
+        self.assertEqual(F.softmax(np.zeros((0, 3), np.float32)).shape, (0, 3))
         with self.assertRaisesRegex(TypeError, "target must hold integers"):
             F.cross_entropy(F.log_softmax(self.randn(2, 3)), np.array([0.0, 1.0]))
 
