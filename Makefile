@@ -7,6 +7,8 @@
 #   make SANITIZE=1 test the same under -fsanitize=address,undefined (build-san/)
 #   make valgrind        the unit tests under valgrind (AVX2 and scalar paths)
 #   make install PREFIX=/usr/local DESTDIR=
+#   make test-python     the Python bindings' tests (python/, tests/python/)
+#   make install-python  the nomul Python package into PYTHON_SITE
 
 CC ?= cc
 PREFIX ?= /usr/local
@@ -54,7 +56,7 @@ STATIC := $(BUILD)/libnomul.a
 SHARED := $(BUILD)/libnomul.so.$(VERSION)
 CLI := $(BUILD)/nomul
 
-.PHONY: all test check valgrind install uninstall clean
+.PHONY: all test check valgrind install uninstall clean test-python install-python
 all: $(STATIC) $(SHARED) $(CLI)
 
 $(BUILD)/%.o: %.c
@@ -107,10 +109,22 @@ install: all $(BUILD)/nomul.pc
 	install -m 644 $(BUILD)/nomul.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
 
+# The Python package (python/nomul, ctypes over libnomul.so: no compiled part).
+# Debian's python3-numpy and python3-torch serve /usr/bin/python3.
+PYTHON ?= /usr/bin/python3
+PYTHON_SITE ?= $(PREFIX)/lib/python3/dist-packages
+
+test-python: $(SHARED)
+	cd tests/python && NOMUL_LIB=$(CURDIR)/$(BUILD)/libnomul.so $(PYTHON) -m unittest discover -p 'test_*.py'
+
+install-python:
+	install -d $(DESTDIR)$(PYTHON_SITE)/nomul
+	install -m 644 python/nomul/*.py $(DESTDIR)$(PYTHON_SITE)/nomul/
+
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/libnomul.a $(DESTDIR)$(PREFIX)/lib/libnomul.so* \
 	    $(DESTDIR)$(PREFIX)/lib/pkgconfig/nomul.pc $(DESTDIR)$(PREFIX)/bin/nomul
-	rm -rf $(DESTDIR)$(PREFIX)/include/nomul
+	rm -rf $(DESTDIR)$(PREFIX)/include/nomul $(DESTDIR)$(PYTHON_SITE)/nomul
 
 clean:
 	rm -rf build build-san
