@@ -525,6 +525,13 @@ static void test_bleu(void **state)
     int rc = run(&out, "bleu --ref '%s' --ref '%s' '%s'", r1, r2, h);
     expect(rc, 0, out, "BLEU = 48.53 82.4/50.0/45.5/37.5 (BP = 0.943 ratio = 0.944 hyp_len = 17 "
                        "ref_len = 18)");
+    expect(rc, 0, out, "\nnrefs:2|case:mixed|eff:no|tok:13a|smooth:exp|version:2.x-nomul\n");
+    free(out);
+    rc = run(&out, "bleu -lc --tokenize char --ref '%s' '%s'", r1, h);
+    expect(rc, 0, out, "nrefs:1|case:lc|eff:no|tok:char|smooth:exp|");
+    free(out);
+    rc = run(&out, "bleu --tokenize intl --ref '%s' '%s'", r1, h);
+    expect(rc, 2, out, "--tokenize 'intl': want 13a, none or char");
     free(out);
     write_file(r2, "only one line\n");
     rc = run(&out, "bleu --ref '%s' --ref '%s' '%s'", r1, r2, h);

@@ -3,7 +3,8 @@
  * count for transformer_iwslt_de_en, gradients against central differences,
  * the masks (padding and causality change nothing they should not), a tiny
  * model learning to reverse sequences in float and fully piecewise affine
- * modes, and greedy and beam search decoding what it learned.
+ * modes, and greedy and beam search decoding what it learned; the beam
+ * search against plain twins (greedy, fairseq's rules, exhaustive search).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -282,6 +283,195 @@ static void test_learns_to_reverse_and_decodes(void **state)
     }
 }
 
+/* ---- the search against plain twins on a tiny random model ------------------------- */
+
+enum { SV = 7, SMAX = 3, SS = 3 }; /* vocabulary (tokens 3..6 and eos), length, source */
+
+typedef struct {
+    nomul_seq2seq *m;
+    nomul_graph *g;
+    nomul_op_cfgs c;
+    int src[SS];
+    double lenpen;
+} tiny;
+
+/* log p of every next token after the prefix (bos, then t−1 tokens), with
+ * pad and bos banned as the search bans them (not renormalized) */
+static void next_log_probs(tiny *x, const int *prefix, int t, double *lp)
+{
+    nomul_graph_reset(x->g);
+    nomul_tensor *z = nomul_seq2seq_forward(x->m, x->g, &x->c, x->src, 1, SS, prefix, t, NULL);
+    assert_non_null(z);
+    const float *row = z->data + (size_t)(t - 1) * SV;
+    double mx = row[0], se = 0.0;
+    for (int j = 1; j < SV; j++)
+        mx = row[j] > mx ? row[j] : mx;
+    for (int j = 0; j < SV; j++)
+        se += exp((double)row[j] - mx);
+    for (int j = 0; j < SV; j++)
+        lp[j] = (double)row[j] - mx - log(se);
+    lp[1] = lp[0] = -INFINITY;
+}
+
+typedef struct {
+    int tok[SMAX + 1]; /* bos, then the tokens */
+    int len;
+    double score;
+} seq;
+
+/* every output (tokens, then eos, at most SMAX tokens with eos): the best by
+ * Σ log p / len^lenpen */
+static void exhaustive(tiny *x, seq *p, seq *best)
+{
+    double lp[SV];
+    next_log_probs(x, p->tok, p->len + 1, lp);
+    double f = (p->score + lp[2]) / pow((double)(p->len + 1), x->lenpen);
+    if (best->len < 0 || f > best->score) {
+        *best = *p;
+        best->score = f;
+    }
+    if (p->len + 1 == SMAX)
+        return;
+    for (int j = 3; j < SV; j++) {
+        seq q = *p;
+        q.tok[++q.len] = j;
+        q.score += lp[j];
+        exhaustive(x, &q, best);
+    }
+}
+
+/* fairseq's rules, written plainly: all continuations sorted (stable) by Σ log p */
+static seq reference_beam(tiny *x, int beam)
+{
+    seq live[64], next[64], fin[64] = {{{0}, 0, -INFINITY}}, cand[64 * SV];
+    int from[64 * SV], tokof[64 * SV], nlive = 1, nfin = 0;
+    memset(&live[0], 0, sizeof live[0]);
+    for (int step = 0; step < SMAX && nlive > 0 && nfin < beam; step++) {
+        int nc = 0;
+        for (int k = 0; k < nlive; k++) {
+            double lp[SV];
+            next_log_probs(x, live[k].tok, step + 1, lp);
+            for (int j = 0; j < SV; j++) {
+                if (!isfinite(lp[j]) || (step + 1 == SMAX && j != 2))
+                    continue;
+                cand[nc] = live[k];
+                cand[nc].score += lp[j];
+                from[nc] = k;
+                tokof[nc++] = j;
+            }
+        }
+        for (int i = 1; i < nc; i++) /* insertion sort, best first, stable */
+            for (int q = i; q > 0 && cand[q].score > cand[q - 1].score; q--) {
+                seq ts = cand[q];
+                cand[q] = cand[q - 1];
+                cand[q - 1] = ts;
+                int tf = from[q], tt = tokof[q];
+                from[q] = from[q - 1], tokof[q] = tokof[q - 1];
+                from[q - 1] = tf, tokof[q - 1] = tt;
+            }
+        int nnext = 0;
+        for (int r = 0; r < nc && r < 2 * beam; r++) {
+            if (tokof[r] == 2) {
+                if (r < beam && nfin < beam) {
+                    fin[nfin] = cand[r];
+                    fin[nfin].score /= pow((double)(cand[r].len + 1), x->lenpen);
+                    nfin++;
+                }
+            } else if (nnext < beam) {
+                next[nnext] = cand[r];
+                next[nnext].tok[++next[nnext].len] = tokof[r];
+                nnext++;
+            }
+        }
+        memcpy(live, next, sizeof(seq) * (size_t)nnext);
+        nlive = nnext;
+    }
+    seq best = fin[0];
+    for (int k = 1; k < nfin; k++)
+        if (fin[k].score > best.score)
+            best = fin[k];
+    return best;
+}
+
+/* argmax at every step until eos */
+static seq greedy(tiny *x)
+{
+    seq p;
+    memset(&p, 0, sizeof p);
+    for (;;) {
+        double lp[SV];
+        next_log_probs(x, p.tok, p.len + 1, lp);
+        int bj = 2;
+        if (p.len + 1 < SMAX)
+            for (int j = 0; j < SV; j++)
+                bj = lp[j] > lp[bj] ? j : bj;
+        if (bj == 2)
+            return p;
+        p.tok[++p.len] = bj;
+    }
+}
+
+static int same_output(const seq *want, const int *got, int got_len)
+{
+    if (got_len != want->len)
+        return 0;
+    for (int i = 0; i < got_len; i++)
+        if (got[i] != want->tok[i + 1])
+            return 0;
+    return 1;
+}
+
+static void test_beam_search_is_fairseqs(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xBEA5};
+    /* 1 + 4 + 16 = 21 possible outputs: a beam of 21 keeps every prefix */
+    const int beams[] = {1, 2, 3, 4, 5, 21}, full = 21;
+    for (int trial = 0; trial < 6; trial++) {
+        tiny x;
+        nomul_seq2seq_config cfg;
+        nomul_seq2seq_config_named("transformer_tiny", SV, SV, &cfg);
+        cfg.dim = 16;
+        cfg.ffn = 32;
+        cfg.dropout = 0.0f;
+        x.m = nomul_seq2seq_new(&cfg, tu_next(&r));
+        /* random weights give near-uniform outputs: sharpen them so that
+         * the beam's choices matter */
+        nomul_param *p;
+        int np = nomul_seq2seq_params(x.m, &p);
+        for (int i = 0; i < np; i++)
+            for (size_t k = 0; k < (size_t)p[i].t->n; k++)
+                p[i].t->data[k] *= 3.0f;
+        nomul_op_cfgs_default(&x.c);
+        x.g = nomul_graph_new((size_t)1 << 22);
+        for (int i = 0; i < SS; i++)
+            x.src[i] = 3 + (int)(tu_next(&r) % (SV - 3));
+        x.lenpen = 0.5 * (double)(tu_next(&r) % 4); /* 0, 0.5, 1, 1.5 */
+        seq best = {{0}, -1, 0.0}, root;
+        memset(&root, 0, sizeof root);
+        exhaustive(&x, &root, &best);
+        for (size_t bi = 0; bi < sizeof beams / sizeof *beams; bi++) {
+            const int beam = beams[bi];
+            nomul_search_opts so = {beam, x.lenpen, 0.0, SMAX};
+            int *out, olen;
+            assert_int_equal(nomul_seq2seq_translate(x.m, x.g, &x.c, x.src, 1, SS, &so, &out, &olen),
+                             0);
+            seq want = beam == 1 ? greedy(&x) : reference_beam(&x, beam);
+            if (!same_output(&want, out, olen))
+                FAIL_SEED("trial %d, lenpen %.1f, beam %d: %d tokens (first %d), the plain "
+                          "twin %d tokens (first %d)", trial, x.lenpen, beam, olen,
+                          olen ? out[0] : -1, want.len, want.len ? want.tok[1] : -1);
+            if (beam == full && !same_output(&best, out, olen))
+                FAIL_SEED("trial %d, lenpen %.1f: a full beam is not the exhaustive best "
+                          "(%d tokens, the best %d tokens, score %g)", trial, x.lenpen, olen,
+                          best.len, best.score);
+            free(out);
+        }
+        nomul_graph_free(x.g);
+        nomul_seq2seq_free(x.m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -289,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_gradients),
         cmocka_unit_test(test_masks),
         cmocka_unit_test(test_learns_to_reverse_and_decodes),
+        cmocka_unit_test(test_beam_search_is_fairseqs),
     };
     printf("test_seq2seq: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("seq2seq", tests, NULL, NULL);

@@ -174,6 +174,15 @@ static void test_tokenize_13a(void **state)
         {"  spaces   everywhere  ", "spaces everywhere"},
         {"$5.00/hour", "$ 5.00 / hour"},
         {"", ""},
+        /* sacreBLEU: <skipped> out first, then each entity over the whole line in turn */
+        {"a &amp;lt; b", "a < b"},
+        {"&amp;quot;", "& quot ;"},
+        {"&lt;skipped&gt;", "< skipped >"},
+        {"x<skipped>y", "xy"},
+        /* split on whitespace as Python's str.split(); U+200B is not whitespace */
+        {"a\tb\xc2\xa0" "c\xe3\x80\x80" "d\xe2\x80\xa8" "e \xc2\x85" "f\x1cg\xe2\x80\x8ah\r "
+         "i\xe2\x80\x8bj\xe1\x9a\x80k\xe2\x81\x9fl\x0bm\x0c",
+         "a b c d e f g h i\xe2\x80\x8bj k l m"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *t = nomul_tokenize_13a(cases[i][0]);
@@ -245,6 +254,61 @@ static void test_bleu_published_example(void **state)
     assert_true(fabs(r.precision[2] - 45.5) < 0.05);
     assert_true(fabs(r.precision[3] - 37.5) < 0.05);
     assert_true(fabs(r.bp - 0.943) < 0.0005);
+}
+
+static void expect_bleu(const char *what, const char *const *sys, const char *const *ref, long n,
+                        const nomul_bleu_opts *o, double score, const double prec[4], long hl,
+                        long rl)
+{
+    const char *const *refs[] = {ref};
+    nomul_bleu_result r;
+    assert_int_equal(nomul_bleu_opt(sys, refs, 1, n, o, &r), 0);
+    int ok = fabs(r.score - score) < 5e-5 && r.hyp_len == hl && r.ref_len == rl;
+    for (int k = 0; k < 4; k++)
+        ok &= fabs(r.precision[k] - prec[k]) < 0.05;
+    if (!ok)
+        fail_msg("%s: BLEU = %.6f %.1f/%.1f/%.1f/%.1f hyp_len %ld ref_len %ld, want %.6f "
+                 "%.1f/%.1f/%.1f/%.1f %ld %ld", what, r.score, r.precision[0], r.precision[1],
+                 r.precision[2], r.precision[3], r.hyp_len, r.ref_len, score, prec[0], prec[1],
+                 prec[2], prec[3], hl, rl);
+}
+
+/* sacreBLEU 2.x's corners and options; the expected values follow its
+ * compute_bleu and tokenizers by hand (and a Python transcription of them) */
+static void test_bleu_sacrebleu_corners_and_options(void **state)
+{
+    (void)state;
+    /* no n-gram matches at all: sacreBLEU stops early, "0.00 0.0/0.0/0.0/0.0" */
+    const char *none_h[] = {"x y z w"}, *none_r[] = {"a b c d"};
+    expect_bleu("no match", none_h, none_r, 1, NULL, 0.0, (double[4]){0, 0, 0, 0}, 4, 4);
+    /* a match in the first order only keeps the exp smoothing of the others */
+    const char *h2[] = {"x y z w", "The dog bit the man."}, *r2[] = {"a b c d", "the dog bit the man ."};
+    expect_bleu("13a", h2, r2, 2, NULL, 50.0, (double[4]){50, 50, 50, 50}, 10, 10);
+    nomul_bleu_opts lc = {1, NOMUL_BLEU_TOK_13A}, ch = {0, NOMUL_BLEU_TOK_CHAR},
+                    no = {0, NOMUL_BLEU_TOK_NONE}, lcno = {1, NOMUL_BLEU_TOK_NONE};
+    expect_bleu("-lc", h2, r2, 2, &lc, 65.803701, (double[4]){60, 62.5, 66.7, 75}, 10, 10);
+    expect_bleu("char", h2, r2, 2, &ch, 79.835922, (double[4]){75, 77.8, 81.2, 85.7}, 20, 20);
+    const char *h3[] = {"Hello, world! Ein Haus.", "der Hund bellt"},
+               *r3[] = {"Hello world! ein Haus .", "die Hunde bellen"};
+    expect_bleu("none", h3, r3, 2, &no, 9.574489, (double[4]){14.3, 10.0, 8.3, 12.5}, 7, 8);
+    expect_bleu("char", h3, r3, 2, &ch, 60.827643, (double[4]){87.5, 73.3, 57.1, 42.3}, 32, 33);
+    expect_bleu("13a", h3, r3, 2, NULL, 15.973578, (double[4]){50, 25, 8.3, 6.2}, 10, 9);
+    ch.lowercase = 1;
+    expect_bleu("char -lc", h3, r3, 2, &ch, 70.744254, (double[4]){90.6, 80.0, 67.9, 57.7}, 32,
+                33);
+    /* Python's str.lower(): Latin-1, Latin Extended-A (İ → i + U+0307), Greek
+     * (final sigma), Cyrillic */
+    const char *h4[] = {"\xc3\x80\xc3\x89\xc3\x8e \xc4\x9e\xc4\xb0\xc5\x81 "
+                        "\xce\x86\xce\xa3\xce\x9f\xce\xa3 \xce\xa3\xce\x9f\xce\xa6\xce\x8a\xce\x91 "
+                        "\xd0\x9f\xd0\xa0\xd0\x98\xd0\x92\xd0\x95\xd0\xa2 \xd0\x81\xd0\xb6."},
+               *r4[] = {"\xc3\xa0\xc3\xa9\xc3\xae \xc4\x9fi\xcc\x87\xc5\x82 "
+                        "\xce\xac\xcf\x83\xce\xbf\xcf\x82 \xcf\x83\xce\xbf\xcf\x86\xce\xaf\xce\xb1 "
+                        "\xd0\xbf\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82 \xd1\x91\xd0\xb6."};
+    expect_bleu("Unicode, mixed case", h4, r4, 1, NULL, 6.567275,
+                (double[4]){14.3, 8.3, 5.0, 3.1}, 7, 7);
+    expect_bleu("Unicode -lc", h4, r4, 1, &lc, 100.0, (double[4]){100, 100, 100, 100}, 7, 7);
+    expect_bleu("Unicode -lc none", h4, r4, 1, &lcno, 100.0, (double[4]){100, 100, 100, 100}, 6,
+                6);
 }
 
 static void test_bleu_edges(void **state)
@@ -461,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_tokenize_13a_worst_case_growth),
         cmocka_unit_test(test_bleu_published_example),
         cmocka_unit_test(test_bleu_edges),
+        cmocka_unit_test(test_bleu_sacrebleu_corners_and_options),
         cmocka_unit_test(test_read_lines_stream),
         cmocka_unit_test(test_parallel_files),
         cmocka_unit_test(test_ding_corpus),

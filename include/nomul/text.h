@@ -64,6 +64,19 @@ typedef struct nomul_bleu_result {
 int nomul_bleu(const char *const *hyps, const char *const *const *refs, int nrefs, long n,
                nomul_bleu_result *r);
 
+/* sacreBLEU's --tokenize: 13a (the default), none (split on whitespace
+ * only), char (every character a token). */
+typedef enum { NOMUL_BLEU_TOK_13A, NOMUL_BLEU_TOK_NONE, NOMUL_BLEU_TOK_CHAR } nomul_bleu_tok;
+
+typedef struct nomul_bleu_opts {
+    int lowercase; /* sacreBLEU's -lc: Python's str.lower() for Latin, Greek, Cyrillic */
+    nomul_bleu_tok tokenize;
+} nomul_bleu_opts;
+
+/* nomul_bleu with sacreBLEU's options (NULL: the defaults). */
+int nomul_bleu_opt(const char *const *hyps, const char *const *const *refs, int nrefs, long n,
+                   const nomul_bleu_opts *o, nomul_bleu_result *r);
+
 /* Byte-pair encoding as subword-nmt: words (split on spaces) as UTF-8 code
  * points, the last marked "</w>"; each merge joins the most frequent
  * adjacent pair (ties: the greatest pair of strings, as subword-nmt's max

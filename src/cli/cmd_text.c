@@ -20,12 +20,15 @@ static const char corpus_usage[] =
     "one pair per German sentence; 2% test and 2% valid by a hash of the German side.\n";
 
 static const char bleu_usage[] =
-    "usage: nomul bleu --ref REF [--ref REF2 ...] HYP\n"
+    "usage: nomul bleu --ref REF [--ref REF2 ...] [-lc] [--tokenize 13a|none|char] HYP\n"
     "\n"
     "Corpus BLEU of the translations in HYP (one per line) against the references,\n"
-    "as sacreBLEU computes it by default (13a tokenization, 4-grams, exp smoothing,\n"
-    "closest reference length), printed in sacreBLEU's format. The files must have\n"
-    "the same number of lines and be valid UTF-8.\n";
+    "as sacreBLEU 2.x computes it (13a tokenization by default, 4-grams, exp smoothing,\n"
+    "closest reference length), printed in sacreBLEU's format, then sacreBLEU's\n"
+    "signature. The files must have the same number of lines and be valid UTF-8.\n"
+    "\n"
+    "  -lc                 lowercase first (Python's str.lower() for Latin, Greek, Cyrillic)\n"
+    "  --tokenize TOK      13a (default), none (whitespace only), char (every character)\n";
 
 static const char bpe_usage[] =
     "usage: nomul bpe learn --merges N [--min-freq F] -o CODES FILE...\n"
@@ -277,12 +280,28 @@ int cmd_bleu(int argc, char **argv)
 {
     cli_args a;
     cli_args_init(&a, argc, argv, "bleu");
-    const char *refs[16], *hyp = NULL, *arg;
+    const char *refs[16], *hyp = NULL, *arg, *tok = "13a";
     int nref = 0;
+    nomul_bleu_opts bo = {0, NOMUL_BLEU_TOK_13A};
     while ((arg = cli_next(&a))) {
         if (cli_is_help(arg)) {
             fputs(bleu_usage, stdout);
             return CLI_OK;
+        } else if (!strcmp(arg, "-lc") || !strcmp(arg, "--lowercase")) {
+            bo.lowercase = 1;
+        } else if (cli_is(&a, arg, "tokenize")) {
+            if (!(tok = cli_value(&a, "tokenize")))
+                return CLI_USAGE;
+            if (!strcmp(tok, "13a"))
+                bo.tokenize = NOMUL_BLEU_TOK_13A;
+            else if (!strcmp(tok, "none"))
+                bo.tokenize = NOMUL_BLEU_TOK_NONE;
+            else if (!strcmp(tok, "char"))
+                bo.tokenize = NOMUL_BLEU_TOK_CHAR;
+            else {
+                cli_error("bleu: --tokenize '%s': want 13a, none or char", tok);
+                return CLI_USAGE;
+            }
         } else if (cli_is(&a, arg, "ref")) {
             if (nref == 16) {
                 cli_error("bleu: at most 16 references");
@@ -315,7 +334,7 @@ int cmd_bleu(int argc, char **argv)
         rl[j] = (const char *const *)p[j]->tgt;
     }
     nomul_bleu_result r;
-    if (nomul_bleu((const char *const *)p[0]->src, rl, nref, p[0]->n, &r)) {
+    if (nomul_bleu_opt((const char *const *)p[0]->src, rl, nref, p[0]->n, &bo, &r)) {
         cli_error("bleu: %s", nomul_last_error_message());
         rc = CLI_FAILED;
         goto out;
@@ -323,6 +342,9 @@ int cmd_bleu(int argc, char **argv)
     printf("BLEU = %.2f %.1f/%.1f/%.1f/%.1f (BP = %.3f ratio = %.3f hyp_len = %ld ref_len = %ld)\n",
            r.score, r.precision[0], r.precision[1], r.precision[2], r.precision[3], r.bp,
            r.ref_len ? (double)r.hyp_len / (double)r.ref_len : 0.0, r.hyp_len, r.ref_len);
+    /* sacreBLEU 2.x's signature; the version names nomul, whose semantics are 2.x's */
+    printf("nrefs:%d|case:%s|eff:no|tok:%s|smooth:exp|version:2.x-nomul\n", nref,
+           bo.lowercase ? "lc" : "mixed", tok);
     rc = CLI_OK;
 out:
     for (int j = 0; j < nref; j++)

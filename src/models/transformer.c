@@ -466,11 +466,60 @@ static void log_probs(const float *z, int v, double *out)
 
 typedef struct {
     int *tok; /* bos, then the tokens */
-    int len;  /* tokens after bos */
-    double score;
-    int done;
+    int len;  /* tokens after bos (eos included once finished) */
+    double score; /* Σ log p; once finished, divided by len^lenpen */
 } hyp;
 
+typedef struct {
+    int from, tok; /* the live hypothesis it extends, the token */
+    double score;  /* Σ log p of the extended prefix */
+} cand;
+
+/* Inserts c into the list l of the best n candidates (at most cap), best
+ * first; on a tie the earlier candidate stays ahead (as a stable top-k). */
+static void keep_best(cand *l, int *n, int cap, cand c)
+{
+    int i = *n < cap ? (*n)++ : cap;
+    if (i == cap && !(c.score > l[cap - 1].score))
+        return;
+    if (i == cap)
+        i = cap - 1;
+    while (i > 0 && c.score > l[i - 1].score) {
+        l[i] = l[i - 1];
+        i--;
+    }
+    l[i] = c;
+}
+
+static void free_hyps(hyp *h, int n)
+{
+    for (int k = 0; h && k < n; k++)
+        free(h[k].tok);
+    free(h);
+}
+
+static hyp *new_hyps(int n, int maxlen, int bos)
+{
+    hyp *h = calloc((size_t)n, sizeof *h);
+    for (int k = 0; h && k < n; k++) {
+        /* zeroed: a dead row still feeds the batch valid ids (<s>) */
+        if (!(h[k].tok = calloc((size_t)(maxlen + 2), sizeof(int)))) {
+            free_hyps(h, n);
+            return NULL;
+        }
+        h[k].tok[0] = bos; /* fairseq starts the decoder with eos; nomul with bos */
+    }
+    return h;
+}
+
+/* Beam search as fairseq's sequence_generator with search.BeamSearch: each
+ * step ranks every continuation of every live hypothesis by Σ log p and
+ * takes the best 2·beam; an eos among the first beam of them finishes that
+ * hypothesis (scored Σ log p / len^lenpen, eos counted in len), the best
+ * beam that do not end in eos are the next live ones. The search stops when
+ * beam hypotheses have finished or none is live; at the last step only eos
+ * may follow. With beam 1 this is greedy decoding; with a beam at least the
+ * number of possible outputs it is exhaustive. */
 int nomul_seq2seq_translate(nomul_seq2seq *m, nomul_graph *g, const nomul_op_cfgs *cfgs,
                             const int *src, int b, int s, const nomul_search_opts *so,
                             int **out, int *out_len)
@@ -480,10 +529,13 @@ int nomul_seq2seq_translate(nomul_seq2seq *m, nomul_graph *g, const nomul_op_cfg
     const double lenpen = so ? so->len_penalty : 1.0;
     int rc = -1;
     nomul_graph_set_grad(g, 0);
-    hyp *h = NULL, *cand = NULL;
+    hyp *h = NULL, *next = NULL, *fin = NULL;
     double *lp = malloc(sizeof(double) * (size_t)v);
+    cand *top = malloc(sizeof(cand) * 2 * (size_t)beam);
     for (int k = 0; k < b; k++)
         out[k] = NULL;
+    if (!lp || !top)
+        goto oom;
     for (int bi = 0; bi < b; bi++) {
         const int *sr = src + (size_t)bi * s;
         int slen = s;
@@ -494,139 +546,86 @@ int nomul_seq2seq_translate(nomul_seq2seq *m, nomul_graph *g, const nomul_op_cfg
             maxlen = 1;
         if (maxlen + 1 > c->max_positions)
             maxlen = c->max_positions - 1;
-        h = calloc((size_t)beam, sizeof *h);
-        cand = calloc((size_t)beam * 2, sizeof *cand);
-        if (!h || !cand || !lp)
+        h = new_hyps(beam, maxlen, c->bos);
+        next = new_hyps(beam, maxlen, c->bos);
+        fin = new_hyps(beam, maxlen, c->bos);
+        if (!h || !next || !fin)
             goto oom;
-        for (int k = 0; k < beam; k++) {
-            /* zeroed: a dead hypothesis still feeds the batch valid ids (<s>) */
-            h[k].tok = calloc((size_t)(maxlen + 2), sizeof(int));
-            if (!h[k].tok)
-                goto oom;
-            h[k].tok[0] = c->bos; /* fairseq starts the decoder with eos; nomul with bos */
-            h[k].len = 0;
-            h[k].score = k == 0 ? 0.0 : -INFINITY; /* one live hypothesis at first */
-        }
-        for (int k = 0; k < 2 * beam; k++)
-            if (!(cand[k].tok = calloc((size_t)(maxlen + 2), sizeof(int))))
-                goto oom;
-        for (int step = 0; step < maxlen; step++) {
-            int alive = 0;
-            for (int k = 0; k < beam; k++)
-                alive += !h[k].done && isfinite(h[k].score);
-            if (!alive)
-                break;
+        int nlive = 1, nfin = 0; /* one live hypothesis at first: bos */
+        for (int step = 0; step < maxlen && nlive > 0 && nfin < beam; step++) {
             /* the decoder over every live prefix, the source repeated */
             nomul_graph_reset(g);
             const int t = step + 1;
-            int *srcs = malloc(sizeof(int) * (size_t)beam * s), *tin = malloc(sizeof(int) * (size_t)beam * t);
+            int *srcs = malloc(sizeof(int) * (size_t)nlive * s),
+                *tin = malloc(sizeof(int) * (size_t)nlive * t);
             if (!srcs || !tin) {
                 free(srcs);
                 free(tin);
                 goto oom;
             }
-            for (int k = 0; k < beam; k++) {
+            for (int k = 0; k < nlive; k++) {
                 memcpy(srcs + (size_t)k * s, sr, sizeof(int) * (size_t)s);
                 memcpy(tin + (size_t)k * t, h[k].tok, sizeof(int) * (size_t)t);
             }
-            nomul_tensor *logits = nomul_seq2seq_forward(m, g, cfgs, srcs, beam, s, tin, t, NULL);
+            nomul_tensor *logits = nomul_seq2seq_forward(m, g, cfgs, srcs, nlive, s, tin, t, NULL);
             free(srcs);
             free(tin);
             if (!logits)
                 goto fail;
+            /* the best 2·beam continuations over live × vocabulary */
             int nc = 0;
-            for (int k = 0; k < beam; k++) {
-                if (!isfinite(h[k].score))
-                    continue;
-                if (h[k].done) { /* a finished hypothesis competes as it is */
-                    hyp *x = &cand[nc++];
-                    memcpy(x->tok, h[k].tok, sizeof(int) * (size_t)(h[k].len + 1));
-                    x->len = h[k].len;
-                    x->score = h[k].score;
-                    x->done = 1;
-                    continue;
-                }
+            for (int k = 0; k < nlive; k++) {
                 log_probs(logits->data + ((size_t)k * t + (size_t)step) * v, v, lp);
                 lp[c->pad] = -INFINITY;
                 lp[c->bos] = -INFINITY;
-                if (step + 1 == maxlen) /* the last step: only eos */
-                    for (int j = 0; j < v; j++)
-                        if (j != c->eos)
-                            lp[j] = -INFINITY;
-                /* this hypothesis's best `beam` continuations */
-                for (int r = 0; r < beam; r++) {
-                    int bj = -1;
-                    for (int j = 0; j < v; j++) {
-                        if (!isfinite(lp[j]))
-                            continue;
-                        if (bj < 0 || lp[j] > lp[bj])
-                            bj = j;
-                    }
-                    if (bj < 0)
-                        break;
-                    hyp *x = &cand[nc++];
-                    memcpy(x->tok, h[k].tok, sizeof(int) * (size_t)(h[k].len + 1));
-                    x->tok[h[k].len + 1] = bj;
-                    x->len = h[k].len + 1;
-                    x->score = h[k].score + lp[bj];
-                    x->done = bj == c->eos;
-                    lp[bj] = -INFINITY;
-                    if (nc == 2 * beam)
-                        break;
-                }
-                if (nc == 2 * beam)
-                    break;
-            }
-            /* keep the best `beam` by length-normalized score (finished ones by
-             * their final normalization) */
-            for (int k = 0; k < beam; k++) {
-                int bi2 = -1;
-                double bs = -INFINITY;
-                for (int q = 0; q < nc; q++) {
-                    if (cand[q].len < 0)
+                for (int j = 0; j < v; j++) {
+                    if (step + 1 == maxlen && j != c->eos) /* the last step: only eos */
                         continue;
-                    double sc = cand[q].score / pow((double)(cand[q].len > 0 ? cand[q].len : 1), lenpen);
-                    if (bi2 < 0 || sc > bs) {
-                        bi2 = q;
-                        bs = sc;
-                    }
+                    if (isfinite(lp[j]))
+                        keep_best(top, &nc, 2 * beam, (cand){k, j, h[k].score + lp[j]});
                 }
-                if (bi2 < 0) {
-                    h[k].score = -INFINITY;
-                    continue;
-                }
-                memcpy(h[k].tok, cand[bi2].tok, sizeof(int) * (size_t)(cand[bi2].len + 1));
-                h[k].len = cand[bi2].len;
-                h[k].score = cand[bi2].score;
-                h[k].done = cand[bi2].done;
-                cand[bi2].len = -1; /* taken */
             }
+            int nnext = 0;
+            for (int r = 0; r < nc; r++) {
+                const cand *x = &top[r];
+                const hyp *p = &h[x->from];
+                if (x->tok == c->eos) {
+                    if (r >= beam || nfin == beam)
+                        continue;
+                    hyp *f = &fin[nfin++];
+                    memcpy(f->tok, p->tok, sizeof(int) * (size_t)(p->len + 1));
+                    f->tok[p->len + 1] = c->eos;
+                    f->len = p->len + 1;
+                    f->score = x->score / pow((double)f->len, lenpen);
+                } else if (nnext < beam) {
+                    hyp *q = &next[nnext++];
+                    memcpy(q->tok, p->tok, sizeof(int) * (size_t)(p->len + 1));
+                    q->tok[p->len + 1] = x->tok;
+                    q->len = p->len + 1;
+                    q->score = x->score;
+                }
+            }
+            hyp *sw = h;
+            h = next;
+            next = sw;
+            nlive = nnext;
         }
-        /* the best hypothesis, without bos and eos */
-        int best = 0;
-        double bs = -INFINITY;
-        for (int k = 0; k < beam; k++) {
-            if (!isfinite(h[k].score))
-                continue;
-            double sc = h[k].score / pow((double)(h[k].len > 0 ? h[k].len : 1), lenpen);
-            if (sc > bs) {
-                bs = sc;
+        /* the best finished hypothesis, without bos and eos */
+        int best = -1;
+        for (int k = 0; k < nfin; k++)
+            if (best < 0 || fin[k].score > fin[best].score)
                 best = k;
-            }
-        }
-        int n = h[best].len - (h[best].len > 0 && h[best].tok[h[best].len] == c->eos);
+        int n = best < 0 ? 0 : fin[best].len - 1;
         out[bi] = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
         if (!out[bi])
             goto oom;
-        memcpy(out[bi], h[best].tok + 1, sizeof(int) * (size_t)n);
+        if (n > 0)
+            memcpy(out[bi], fin[best].tok + 1, sizeof(int) * (size_t)n);
         out_len[bi] = n;
-        for (int k = 0; k < beam; k++)
-            free(h[k].tok);
-        for (int k = 0; k < 2 * beam; k++)
-            free(cand[k].tok);
-        free(h);
-        free(cand);
-        h = cand = NULL;
+        free_hyps(h, beam);
+        free_hyps(next, beam);
+        free_hyps(fin, beam);
+        h = next = fin = NULL;
     }
     rc = 0;
     goto done;
@@ -637,14 +636,12 @@ fail:
         free(out[k]);
         out[k] = NULL;
     }
-    for (int k = 0; h && k < beam; k++)
-        free(h[k].tok);
-    for (int k = 0; cand && k < 2 * beam; k++)
-        free(cand[k].tok);
-    free(h);
-    free(cand);
+    free_hyps(h, beam);
+    free_hyps(next, beam);
+    free_hyps(fin, beam);
 done:
     free(lp);
+    free(top);
     nomul_graph_set_grad(g, 1);
     nomul_graph_reset(g);
     return rc;
