@@ -61,7 +61,11 @@ int train_truncate_metrics(const char *path, long step)
     while ((n = getline(&line, &lcap, f)) > 0) {
         cJSON *o = cJSON_Parse(line);
         const cJSON *s = o ? cJSON_GetObjectItemCaseSensitive(o, "step") : NULL;
-        int keep = s && cJSON_IsNumber(s) && s->valuedouble <= (double)step;
+        /* an epoch's line at the checkpoint's step came after the checkpoint:
+         * the resumed run writes it again */
+        const int epoch_line = o && cJSON_GetObjectItemCaseSensitive(o, "train_loss");
+        int keep = s && cJSON_IsNumber(s) &&
+                   (s->valuedouble < (double)step || (s->valuedouble == (double)step && !epoch_line));
         cJSON_Delete(o);
         if (!keep)
             continue;

@@ -36,10 +36,12 @@ static nomul_image_set *load_set(const nomul_train_config *c, int train)
         char *list = strdup(images);
         const char *paths[64];
         int n = 0;
-        for (char *save = NULL, *p = list ? strtok_r(list, ",", &save) : NULL; p && n < 64;
-             p = strtok_r(NULL, ",", &save))
+        char *save = NULL, *p = list ? strtok_r(list, ",", &save) : NULL;
+        for (; p && n < 64; p = strtok_r(NULL, ",", &save))
             paths[n++] = p;
-        if (n)
+        if (p) /* refused rather than dropped */
+            nomul_report(NOMUL_EINVAL, "%s: more than 64 CIFAR batch files given", key);
+        else if (n)
             s = nomul_image_set_from_cifar(paths, n, c->classes > 10 ? 2 : 1);
         else
             nomul_report(NOMUL_EINVAL, "%s: no CIFAR batch files given", key);
@@ -71,6 +73,11 @@ static nomul_image_set *load_set(const nomul_train_config *c, int train)
     long limit = train ? c->train_limit : c->test_limit;
     if (limit > 0 && limit < s->n)
         s->n = limit;
+    if (s->n < 1) {
+        nomul_report(NOMUL_EINVAL, "%s ('%s') holds no images", key, images);
+        nomul_image_set_free(s);
+        return NULL;
+    }
     return s;
 }
 

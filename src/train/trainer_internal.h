@@ -73,8 +73,9 @@ int train_load_params(const struct nomul_safetensors *f, const char *path, nomul
 
 /* The run folder: creates path and its parents (reports failures naming
  * out_dir); keeps the metric lines of steps up to `step` (a resumed run
- * rewrites what the interrupted one logged after its checkpoint); writes
- * config.json. 0, or -1 after a report. */
+ * rewrites what the interrupted one logged after its checkpoint, and an
+ * epoch's line at that step, which came after it); writes config.json.
+ * 0, or -1 after a report. */
 int train_make_dirs(const char *path);
 int train_truncate_metrics(const char *path, long step);
 int train_write_config(const trainer *t);
