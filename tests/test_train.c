@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -787,6 +788,62 @@ static void test_empty_sets_are_refused(void **state)
     assert_int_equal(nomul_train(&c, &o, &r), -1);
     if (!strstr(tu_last_error, "data.test") || !strstr(tu_last_error, "empty-images"))
         fail_msg("empty test set: '%s'", tu_last_error);
+    /* an evaluation batch the arena cannot hold is refused before the first
+     * step, naming the key; one larger than the test set is the test set */
+    write_set(tu_path("big-images"), tu_path("big-labels"), 2000, seed + 2);
+    small_config(&c, "eval-mem");
+    snprintf(c.test_images, sizeof c.test_images, "%s", tu_path("big-images"));
+    snprintf(c.test_labels, sizeof c.test_labels, "%s", tu_path("big-labels"));
+    c.arena_mb = 4;
+    c.eval_batch_size = 2000;
+    tu_last_error[0] = 0;
+    assert_int_equal(nomul_train(&c, &o, &r), -1);
+    if (!strstr(tu_last_error, "eval_batch_size 2000"))
+        fail_msg("eval_batch_size: '%s'", tu_last_error);
+    char metrics[1200];
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", c.out_dir);
+    assert_null(fopen(metrics, "r")); /* refused before any work */
+    small_config(&c, "eval-big");
+    c.epochs = 0;
+    c.steps = 1;
+    c.warmup_steps = 0;
+    c.eval_batch_size = 1 << 20;
+    if (nomul_train(&c, &o, &r))
+        fail_msg("seed %llu: eval_batch_size 1048576: %s", (unsigned long long)seed,
+                 tu_last_error);
+    fclose(devnull);
+}
+
+/* A run removes the temporary files of checkpoint writes a killed run left
+ * in its folder (issue 17, item 9). */
+static void test_partial_checkpoints_are_removed(void **state)
+{
+    (void)state;
+    nomul_train_config c;
+    nomul_train_result r;
+    FILE *devnull = fopen("/dev/null", "w");
+    nomul_train_options o = {NULL, devnull, 0, 0.0};
+    small_config(&c, "orphans");
+    c.epochs = 0;
+    c.steps = 2;
+    c.warmup_steps = 1;
+    assert_int_equal(mkdir(c.out_dir, 0777), 0);
+    char tmp[1200], other[1200];
+    snprintf(tmp, sizeof tmp, "%s/checkpoint_last.safetensors.tmp.Ab12Cd", c.out_dir);
+    snprintf(other, sizeof other, "%s/notes.tmp.Ab12Cd", c.out_dir);
+    FILE *f = fopen(tmp, "w");
+    assert_non_null(f);
+    fputs("partial", f);
+    fclose(f);
+    f = fopen(other, "w");
+    assert_non_null(f);
+    fclose(f);
+    if (nomul_train(&c, &o, &r))
+        fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
+    assert_null(fopen(tmp, "r"));
+    f = fopen(other, "r"); /* not the writer's: kept */
+    assert_non_null(f);
+    fclose(f);
     fclose(devnull);
 }
 
@@ -831,6 +888,7 @@ int main(void)
         cmocka_unit_test(test_resume_checks_the_checkpoint),
         cmocka_unit_test(test_empty_sets_are_refused),
         cmocka_unit_test(test_nan_is_never_saved),
+        cmocka_unit_test(test_partial_checkpoints_are_removed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

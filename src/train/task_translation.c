@@ -339,7 +339,8 @@ static int tr_evaluate(trainer *t, int final, double *loss, double *metric)
 }
 
 const train_task translation_task = {"tokens", "valid_loss", "test_bleu", "test BLEU", 100.0,
-                                     100.0, 2, tr_setup, tr_start, tr_loss, tr_evaluate, tr_free};
+                                     100.0, 2, tr_setup, tr_start, tr_loss, tr_evaluate, tr_free,
+                                     NULL};
 
 /* ---- translating with a checkpoint -------------------------------------------- */
 

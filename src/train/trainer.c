@@ -206,7 +206,8 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
     run_state st;
     int rc = -1;
     const double t0 = now_s();
-    if (setup(&t, c, &st) || train_make_dirs(t.dir))
+    if (setup(&t, c, &st) || (t.task->check && t.task->check(&t)) || train_make_dirs(t.dir) ||
+        train_remove_partial_checkpoints(t.dir))
         goto out;
     if (o->resume) {
         if (train_resume(&t, o->resume, &st) || train_truncate_metrics(t.metrics, st.step))
