@@ -788,6 +788,17 @@ static void test_empty_sets_are_refused(void **state)
     assert_int_equal(nomul_train(&c, &o, &r), -1);
     if (!strstr(tu_last_error, "data.test") || !strstr(tu_last_error, "empty-images"))
         fail_msg("empty test set: '%s'", tu_last_error);
+    /* more than 64 CIFAR batch files: refused, not some of them dropped */
+    small_config(&c, "cifar-many");
+    c.data_format = NOMUL_DATA_FORMAT_CIFAR;
+    size_t at = 0;
+    for (int i = 0; i < 65; i++)
+        at += (size_t)snprintf(c.train_images + at, sizeof c.train_images - at, "%sb%d",
+                               i ? "," : "", i);
+    tu_last_error[0] = 0;
+    assert_int_equal(nomul_train(&c, &o, &r), -1);
+    if (!strstr(tu_last_error, "data.train") || !strstr(tu_last_error, "more than 64"))
+        fail_msg("65 CIFAR files: '%s'", tu_last_error);
     /* an evaluation batch the arena cannot hold is refused before the first
      * step, naming the key; one larger than the test set is the test set */
     write_set(tu_path("big-images"), tu_path("big-labels"), 2000, seed + 2);
