@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -222,6 +223,73 @@ static int step_losses(const char *path, long after, double *out, int max)
     }
     free(text);
     return n;
+}
+
+/* The epoch lines (those with train_loss) of a metric log as "step train_loss
+ * eval_loss" lines, in order; the timing is left out. */
+static char *epoch_lines(const char *path)
+{
+    char *text = slurp(path), *out = calloc(1, 1 << 16);
+    assert_non_null(text);
+    assert_non_null(out);
+    size_t n = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        const char *ps = strstr(line, "\"step\": "), *pt = strstr(line, "\"train_loss\": ");
+        if (!ps || !pt)
+            continue;
+        const char *pe = strstr(line, "\"test_loss\": ");
+        pe = pe ? pe : strstr(line, "\"valid_loss\": ");
+        const char *pv = pe ? strchr(pe + 2, ':') + 2 : NULL;
+        n += (size_t)snprintf(out + n, (1 << 16) - n, "%ld %.9g %.9g\n",
+                              strtol(ps + 8, NULL, 10), strtod(pt + 14, NULL),
+                              pv ? strtod(pv, NULL) : -1.0);
+    }
+    free(text);
+    return out;
+}
+
+/* Copies checkpoint src to dst with metadata key set to value (NULL: as it
+ * is) and, if nan_tensor, a NaN in that tensor's first value. */
+static void rewrite_checkpoint(const char *src, const char *dst, const char *key,
+                               const char *value, const char *nan_tensor)
+{
+    static const char *const keys[] = {
+        "format", "nomul.version", "nomul.model", "nomul.config", "nomul.step",
+        "nomul.epoch_loss_sum", "nomul.epoch_loss_n", "nomul.window_loss_sum",
+        "nomul.window_loss_n", "nomul.adam_step", "nomul.adam_beta1_t", "nomul.adam_beta2_t"};
+    enum { NK = sizeof keys / sizeof keys[0] };
+    nomul_safetensors *f = nomul_safetensors_read(src);
+    assert_non_null(f);
+    const int n = nomul_safetensors_count(f);
+    nomul_st_tensor *t = calloc((size_t)n, sizeof *t);
+    float **copies = calloc((size_t)n, sizeof *copies);
+    assert_non_null(t);
+    assert_non_null(copies);
+    for (int i = 0; i < n; i++) {
+        t[i].name = nomul_safetensors_name(f, i);
+        const float *d = nomul_safetensors_get(f, t[i].name, &t[i].ndim, &t[i].shape);
+        long len = 1;
+        for (int k = 0; k < t[i].ndim; k++)
+            len *= t[i].shape[k];
+        copies[i] = malloc(sizeof(float) * (size_t)len + 4);
+        assert_non_null(copies[i]);
+        memcpy(copies[i], d, sizeof(float) * (size_t)len);
+        if (nan_tensor && !strcmp(t[i].name, nan_tensor))
+            copies[i][0] = NAN;
+        t[i].data = copies[i];
+    }
+    const char *meta[2 * NK];
+    for (int k = 0; k < NK; k++) {
+        meta[2 * k] = keys[k];
+        meta[2 * k + 1] = key && !strcmp(key, keys[k]) ? value : nomul_safetensors_meta(f, keys[k]);
+        assert_non_null(meta[2 * k + 1]);
+    }
+    assert_int_equal(nomul_safetensors_write(dst, t, n, meta, NK), 0);
+    for (int i = 0; i < n; i++)
+        free(copies[i]);
+    free(copies);
+    free(t);
+    nomul_safetensors_free(f);
 }
 
 /* The step losses after step `at` of two runs' logs are equal, one per step to total. */
@@ -576,6 +644,247 @@ static void test_bad_inputs_are_clear_errors(void **state)
     fclose(devnull);
 }
 
+/* Resumed at an epoch's end: the epoch's line comes once, and the next
+ * epoch's train_loss averages that epoch's steps only (issue 17, item 9). */
+static void test_resume_at_epoch_end(void **state)
+{
+    (void)state;
+    nomul_train_config c, b;
+    small_config(&c, "ep-a");
+    c.epochs = 2; /* 10 steps each */
+    c.checkpoint_every = 10;
+    c.checkpoint_keep = 1;
+    FILE *devnull = fopen("/dev/null", "w");
+    nomul_train_options o = {NULL, devnull, 0, 0.0};
+    nomul_train_result ra, rb;
+    if (nomul_train(&c, &o, &ra))
+        fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
+    char ck[1200], pa[1200], pb[1200];
+    snprintf(ck, sizeof ck, "%s/checkpoint_10.safetensors", c.out_dir);
+    snprintf(pa, sizeof pa, "%s/metrics.jsonl", c.out_dir);
+    char *want = epoch_lines(pa);
+    /* into a fresh folder: the lines of both epochs, as uninterrupted */
+    assert_int_equal(nomul_checkpoint_config(ck, &b), 0);
+    snprintf(b.out_dir, sizeof b.out_dir, "%s", tu_path("ep-b"));
+    o.resume = ck;
+    if (nomul_train(&b, &o, &rb))
+        fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
+    snprintf(pb, sizeof pb, "%s/metrics.jsonl", b.out_dir);
+    char *got = epoch_lines(pb);
+    if (strcmp(want, got))
+        fail_msg("seed %llu: epoch lines uninterrupted:\n%sresumed at step 10:\n%s",
+                 (unsigned long long)seed, want, got);
+    assert_true(ra.train_loss == rb.train_loss);
+    free(got);
+    /* into the interrupted run's own folder, which already logged everything */
+    snprintf(b.out_dir, sizeof b.out_dir, "%s", c.out_dir);
+    if (nomul_train(&b, &o, &rb))
+        fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
+    got = epoch_lines(pa);
+    if (strcmp(want, got))
+        fail_msg("seed %llu: epoch lines uninterrupted:\n%sresumed in its folder:\n%s",
+                 (unsigned long long)seed, want, got);
+    free(got);
+    free(want);
+    fclose(devnull);
+}
+
+/* A checkpoint's metadata and tensors are checked when read back, naming the
+ * checkpoint and the key or tensor (issue 17, item 5); evaluating NaN weights
+ * is an error. */
+static void test_resume_checks_the_checkpoint(void **state)
+{
+    (void)state;
+    nomul_train_config c;
+    nomul_train_result r;
+    FILE *devnull = fopen("/dev/null", "w");
+    nomul_train_options o = {NULL, devnull, 0, 0.0};
+    small_config(&c, "ck-ok");
+    c.epochs = 0;
+    c.steps = 4;
+    c.warmup_steps = 1;
+    assert_int_equal(nomul_train(&c, &o, &r), 0);
+    char good[1200], bad[1200];
+    snprintf(good, sizeof good, "%s/checkpoint_last.safetensors", c.out_dir);
+    snprintf(bad, sizeof bad, "%s", tu_path("bad.safetensors"));
+    /* the unchanged copy resumes */
+    rewrite_checkpoint(good, bad, NULL, NULL, NULL);
+    small_config(&c, "ck-run");
+    c.epochs = 0;
+    c.steps = 6;
+    c.warmup_steps = 1;
+    o.resume = bad;
+    if (nomul_train(&c, &o, &r))
+        fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
+    const struct {
+        const char *key, *value;
+    } cases[] = {{"nomul.adam_beta1_t", "nan"},       {"nomul.adam_beta1_t", "-0x1p-1"},
+                 {"nomul.adam_beta2_t", "0x1.8p+0"},  {"nomul.adam_beta2_t", "inf"},
+                 {"nomul.step", "-1"},                {"nomul.adam_step", "-1"},
+                 {"nomul.adam_step", "3"},            {"nomul.epoch_loss_n", "-1"},
+                 {"nomul.window_loss_n", "-5"},       {"nomul.epoch_loss_sum", "nan"},
+                 {"nomul.window_loss_sum", "-inf"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rewrite_checkpoint(good, bad, cases[i].key, cases[i].value, NULL);
+        tu_last_error[0] = 0;
+        if (nomul_train(&c, &o, &r) != -1 || !strstr(tu_last_error, "bad.safetensors") ||
+            !strstr(tu_last_error, cases[i].key))
+            fail_msg("%s = %s: resumed, or '%s' names not the file and key", cases[i].key,
+                     cases[i].value, tu_last_error);
+    }
+    /* a NaN parameter or moment */
+    nomul_safetensors *f = nomul_safetensors_read(good);
+    assert_non_null(f);
+    char name[256];
+    snprintf(name, sizeof name, "%s", nomul_safetensors_name(f, 0));
+    nomul_safetensors_free(f);
+    rewrite_checkpoint(good, bad, NULL, NULL, name);
+    tu_last_error[0] = 0;
+    assert_int_equal(nomul_train(&c, &o, &r), -1);
+    if (!strstr(tu_last_error, name) || !strstr(tu_last_error, "nan"))
+        fail_msg("'%s' does not name the tensor %s and its NaN", tu_last_error, name);
+    double loss, acc;
+    small_config(&c, "ck-ok");
+    tu_last_error[0] = 0;
+    assert_int_equal(nomul_evaluate_checkpoint(bad, &c, &loss, &acc), -1);
+    assert_non_null(strstr(tu_last_error, name));
+    fclose(devnull);
+}
+
+/* Empty splits are refused before the first step, naming the key and file
+ * (issue 17, items 2, 6, 7). */
+static void test_empty_sets_are_refused(void **state)
+{
+    (void)state;
+    nomul_train_config c;
+    nomul_train_result r;
+    FILE *devnull = fopen("/dev/null", "w");
+    nomul_train_options o = {NULL, devnull, 0, 0.0};
+    write_translation_data();
+    FILE *e = fopen(tu_path("empty.txt"), "w");
+    assert_non_null(e);
+    fclose(e);
+    const char *keys[] = {"data.train_src", "data.valid_src", "data.test_src"};
+    for (int i = 0; i < 3; i++) {
+        translation_config(&c, "empty-tr");
+        char *src = i == 0 ? c.train_src : i == 1 ? c.valid_src : c.test_src;
+        char *tgt = i == 0 ? c.train_tgt : i == 1 ? c.valid_tgt : c.test_tgt;
+        snprintf(src, sizeof c.train_src, "%s", tu_path("empty.txt"));
+        snprintf(tgt, sizeof c.train_tgt, "%s", tu_path("empty.txt"));
+        tu_last_error[0] = 0;
+        assert_int_equal(nomul_train(&c, &o, &r), -1);
+        if (!strstr(tu_last_error, keys[i]) || !strstr(tu_last_error, "empty.txt"))
+            fail_msg("empty %s: '%s'", keys[i], tu_last_error);
+    }
+    /* an IDX test set of no images */
+    nomul_idx a = {NOMUL_IDX_U8, 3, {0, SIDE, SIDE}, 0, 1, NULL};
+    nomul_idx b = {NOMUL_IDX_U8, 1, {0}, 0, 1, NULL};
+    assert_int_equal(nomul_idx_write(tu_path("empty-images"), &a, 0), 0);
+    assert_int_equal(nomul_idx_write(tu_path("empty-labels"), &b, 0), 0);
+    small_config(&c, "empty-img");
+    snprintf(c.test_images, sizeof c.test_images, "%s", tu_path("empty-images"));
+    snprintf(c.test_labels, sizeof c.test_labels, "%s", tu_path("empty-labels"));
+    tu_last_error[0] = 0;
+    assert_int_equal(nomul_train(&c, &o, &r), -1);
+    if (!strstr(tu_last_error, "data.test") || !strstr(tu_last_error, "empty-images"))
+        fail_msg("empty test set: '%s'", tu_last_error);
+    /* more than 64 CIFAR batch files: refused, not some of them dropped */
+    small_config(&c, "cifar-many");
+    c.data_format = NOMUL_DATA_FORMAT_CIFAR;
+    size_t at = 0;
+    for (int i = 0; i < 65; i++)
+        at += (size_t)snprintf(c.train_images + at, sizeof c.train_images - at, "%sb%d",
+                               i ? "," : "", i);
+    tu_last_error[0] = 0;
+    assert_int_equal(nomul_train(&c, &o, &r), -1);
+    if (!strstr(tu_last_error, "data.train") || !strstr(tu_last_error, "more than 64"))
+        fail_msg("65 CIFAR files: '%s'", tu_last_error);
+    /* an evaluation batch the arena cannot hold is refused before the first
+     * step, naming the key; one larger than the test set is the test set */
+    write_set(tu_path("big-images"), tu_path("big-labels"), 2000, seed + 2);
+    small_config(&c, "eval-mem");
+    snprintf(c.test_images, sizeof c.test_images, "%s", tu_path("big-images"));
+    snprintf(c.test_labels, sizeof c.test_labels, "%s", tu_path("big-labels"));
+    c.arena_mb = 4;
+    c.eval_batch_size = 2000;
+    tu_last_error[0] = 0;
+    assert_int_equal(nomul_train(&c, &o, &r), -1);
+    if (!strstr(tu_last_error, "eval_batch_size 2000"))
+        fail_msg("eval_batch_size: '%s'", tu_last_error);
+    char metrics[1200];
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", c.out_dir);
+    assert_null(fopen(metrics, "r")); /* refused before any work */
+    small_config(&c, "eval-big");
+    c.epochs = 0;
+    c.steps = 1;
+    c.warmup_steps = 0;
+    c.eval_batch_size = 1 << 20;
+    if (nomul_train(&c, &o, &r))
+        fail_msg("seed %llu: eval_batch_size 1048576: %s", (unsigned long long)seed,
+                 tu_last_error);
+    fclose(devnull);
+}
+
+/* A run removes the temporary files of checkpoint writes a killed run left
+ * in its folder (issue 17, item 9). */
+static void test_partial_checkpoints_are_removed(void **state)
+{
+    (void)state;
+    nomul_train_config c;
+    nomul_train_result r;
+    FILE *devnull = fopen("/dev/null", "w");
+    nomul_train_options o = {NULL, devnull, 0, 0.0};
+    small_config(&c, "orphans");
+    c.epochs = 0;
+    c.steps = 2;
+    c.warmup_steps = 1;
+    assert_int_equal(mkdir(c.out_dir, 0777), 0);
+    char tmp[1200], other[1200];
+    snprintf(tmp, sizeof tmp, "%s/checkpoint_last.safetensors.tmp.Ab12Cd", c.out_dir);
+    snprintf(other, sizeof other, "%s/notes.tmp.Ab12Cd", c.out_dir);
+    FILE *f = fopen(tmp, "w");
+    assert_non_null(f);
+    fputs("partial", f);
+    fclose(f);
+    f = fopen(other, "w");
+    assert_non_null(f);
+    fclose(f);
+    if (nomul_train(&c, &o, &r))
+        fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
+    assert_null(fopen(tmp, "r"));
+    f = fopen(other, "r"); /* not the writer's: kept */
+    assert_non_null(f);
+    fclose(f);
+    fclose(devnull);
+}
+
+/* A checkpoint never holds NaN: the save is refused naming the tensor
+ * (issue 17, item 5). ε = 0 makes AdamW's update 0/0 for the embedding rows
+ * of tokens that no batch holds. */
+static void test_nan_is_never_saved(void **state)
+{
+    (void)state;
+    nomul_train_config c;
+    nomul_train_result r;
+    FILE *devnull = fopen("/dev/null", "w");
+    nomul_train_options o = {NULL, devnull, 0, 0.0};
+    write_translation_data();
+    translation_config(&c, "nan-run");
+    nomul_op_cfgs_default(&c.ops);
+    c.steps = 1;
+    c.warmup_steps = 0;
+    c.eps = 0.0f;
+    tu_last_error[0] = 0;
+    assert_int_equal(nomul_train(&c, &o, &r), -1);
+    if (!strstr(tu_last_error, "not writing") || !strstr(tu_last_error, "nan"))
+        fail_msg("'%s'", tu_last_error);
+    char ck[1200];
+    snprintf(ck, sizeof ck, "%s/checkpoint_last.safetensors", c.out_dir);
+    FILE *f = fopen(ck, "rb");
+    assert_null(f);
+    fclose(devnull);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -586,6 +895,11 @@ int main(void)
         cmocka_unit_test(test_resume_is_exact_cnn),
         cmocka_unit_test(test_translation_task),
         cmocka_unit_test(test_bad_inputs_are_clear_errors),
+        cmocka_unit_test(test_resume_at_epoch_end),
+        cmocka_unit_test(test_resume_checks_the_checkpoint),
+        cmocka_unit_test(test_empty_sets_are_refused),
+        cmocka_unit_test(test_nan_is_never_saved),
+        cmocka_unit_test(test_partial_checkpoints_are_removed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -10,9 +10,12 @@
  * the running sums of the logged losses are the whole state.
  */
 #include <errno.h>
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../core/internal.h"
 #include "nomul/safetensors.h"
@@ -21,9 +24,40 @@
 
 static void fmt_hex(char *buf, size_t len, double v) { snprintf(buf, len, "%a", v); }
 
+/* The index of the first value of x[0..n) that is NaN or infinite, or -1. */
+static long first_nonfinite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return (long)i;
+    return -1;
+}
+
 static int save_checkpoint(const char *path, const nomul_train_config *c, nomul_param *p, int np,
                            float *const *mom, float *const *vel, const run_state *st)
 {
+    /* a checkpoint never holds NaN or Inf: refused before the file (and the
+     * last good checkpoint it would replace) is touched */
+    for (int i = 0; i < np; i++) {
+        const size_t n = (size_t)p[i].t->n;
+        const struct {
+            const char *prefix;
+            const float *x;
+        } part[3] = {{"", p[i].t->data},
+                     {vel ? "optimizer.exp_avg." : "optimizer.momentum_buffer.",
+                      p[i].buffer || !mom ? NULL : mom[i]},
+                     {"optimizer.exp_avg_sq.", p[i].buffer || !vel ? NULL : vel[i]}};
+        for (int k = 0; k < 3; k++) {
+            long at = part[k].x ? first_nonfinite(part[k].x, n) : -1;
+            if (at >= 0) {
+                nomul_report(NOMUL_EINVAL, "not writing '%s': tensor '%s%s' holds %g at index "
+                             "%ld after step %ld (training diverged: lower lr, or set "
+                             "clip_grad)", path, part[k].prefix, p[i].name,
+                             (double)part[k].x[at], at, st->step);
+                return -1;
+            }
+        }
+    }
     int per = vel ? 3 : mom ? 2 : 1, n = per * np, rc = -1, used = 0;
     nomul_st_tensor *t = calloc((size_t)n, sizeof *t);
     int64_t *shapes = calloc((size_t)n * NOMUL_MAX_DIMS, sizeof *shapes);
@@ -127,6 +161,12 @@ static int load_tensor(const nomul_safetensors *f, const char *path, const char 
                      "model's (different data.image, data.channels or data.classes?)", path, name);
         return -1;
     }
+    long at = first_nonfinite(src, (size_t)like->n);
+    if (at >= 0) {
+        nomul_report(NOMUL_EFORMAT, "checkpoint '%s': tensor '%s' holds %g at index %ld",
+                     path, name, (double)src[at], at);
+        return -1;
+    }
     memcpy(dst, src, sizeof(float) * (size_t)like->n);
     return 0;
 }
@@ -162,16 +202,59 @@ int nomul_checkpoint_config(const char *path, nomul_train_config *c)
     return rc;
 }
 
+/* The test hook of the kill-and-resume test (tests/test_killresume.c):
+ * NOMUL_TEST_KILL_CHECKPOINT=STEP:POINT makes the run kill itself with
+ * SIGKILL when it writes the checkpoint of step STEP, at POINT: "before"
+ * (nothing written), "partial" (a temporary file of half the checkpoint
+ * written, as a kill inside the writer leaves it), "between" (after
+ * checkpoint_STEP, before checkpoint_last) or "after" (both written, nothing
+ * logged after them). Not set: no effect. */
+static void test_kill_hook(const trainer *t, const run_state *st, const char *point)
+{
+    const char *v = getenv("NOMUL_TEST_KILL_CHECKPOINT");
+    char *end;
+    if (!v || strtol(v, &end, 10) != st->step || *end != ':' || strcmp(end + 1, point))
+        return;
+    if (!strcmp(point, "partial")) {
+        char src[NOMUL_PATH_MAX + 64], dst[NOMUL_PATH_MAX + 64];
+        snprintf(dst, sizeof dst, "%s/checkpoint_last.safetensors.tmp.hook00", t->dir);
+        snprintf(src, sizeof src, "%s/checkpoint_last.safetensors.tmp.hook01", t->dir);
+        FILE *f = fopen(dst, "wb");
+        if (f && save_checkpoint(src, t->c, t->p, t->np, t->mom, t->vel, st) == 0) {
+            FILE *g = fopen(src, "rb");
+            if (g && fseek(g, 0, SEEK_END) == 0) {
+                long n = ftell(g) / 2;
+                rewind(g);
+                for (long i = 0; i < n; i++)
+                    fputc(fgetc(g), f);
+            }
+            if (g)
+                fclose(g);
+            unlink(src);
+        }
+        if (f)
+            fclose(f);
+    }
+    fflush(NULL);
+    raise(SIGKILL);
+}
+
 int train_checkpoint(const trainer *t, const run_state *st)
 {
     char path[NOMUL_PATH_MAX + 64];
+    test_kill_hook(t, st, "before");
     if (t->c->checkpoint_keep) {
         snprintf(path, sizeof path, "%s/checkpoint_%ld.safetensors", t->dir, st->step);
         if (save_checkpoint(path, t->c, t->p, t->np, t->mom, t->vel, st))
             return -1;
     }
+    test_kill_hook(t, st, "between");
+    test_kill_hook(t, st, "partial");
     snprintf(path, sizeof path, "%s/checkpoint_last.safetensors", t->dir);
-    return save_checkpoint(path, t->c, t->p, t->np, t->mom, t->vel, st);
+    if (save_checkpoint(path, t->c, t->p, t->np, t->mom, t->vel, st))
+        return -1;
+    test_kill_hook(t, st, "after");
+    return 0;
 }
 
 int train_resume(trainer *t, const char *path, run_state *st)
@@ -196,6 +279,33 @@ int train_resume(trainer *t, const char *path, run_state *st)
         meta_double(f, path, "nomul.adam_beta1_t", &b1) ||
         meta_double(f, path, "nomul.adam_beta2_t", &b2))
         goto out;
+    /* every value read back is checked, naming the key */
+    const char *badkey = NULL, *why = "";
+    const int adamw = t->c->optimizer == NOMUL_OPTIMIZER_ADAMW;
+    /* β^t in float reaches 0 after enough steps (0.9^t near t = 1000) */
+    if (!(b1 >= 0.0 && b1 <= 1.0))
+        badkey = "nomul.adam_beta1_t", why = "is not in [0, 1]";
+    else if (!(b2 >= 0.0 && b2 <= 1.0))
+        badkey = "nomul.adam_beta2_t", why = "is not in [0, 1]";
+    else if (st->step < 0)
+        badkey = "nomul.step", why = "is negative";
+    else if (st->adam.step < 0)
+        badkey = "nomul.adam_step", why = "is negative";
+    else if (adamw && st->adam.step != st->step)
+        badkey = "nomul.adam_step", why = "differs from nomul.step";
+    else if (st->epoch_n < 0 || st->epoch_n > st->step)
+        badkey = "nomul.epoch_loss_n", why = "is negative or beyond nomul.step";
+    else if (st->window_n < 0 || st->window_n > st->step)
+        badkey = "nomul.window_loss_n", why = "is negative or beyond nomul.step";
+    else if (!isfinite(st->epoch_loss))
+        badkey = "nomul.epoch_loss_sum", why = "is not a finite loss sum";
+    else if (!isfinite(st->window_loss))
+        badkey = "nomul.window_loss_sum", why = "is not a finite loss sum";
+    if (badkey) {
+        nomul_report(NOMUL_EFORMAT, "checkpoint '%s': metadata '%s' (%s) %s", path, badkey,
+                     nomul_safetensors_meta(f, badkey), why);
+        goto out;
+    }
     st->adam.beta1_t = (float)b1;
     st->adam.beta2_t = (float)b2;
     if (st->step < 0 || st->step > t->total) {

@@ -1,14 +1,17 @@
 /*
  * rundir.c — the run folder (out_dir): creating it, config.json, and the
  * metric log a resumed run continues (metrics.jsonl, its lines appended by
- * nomul_metrics_append in progress.c).
+ * nomul_metrics_append in progress.c), and the partial checkpoints a killed
+ * run left.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -61,7 +64,11 @@ int train_truncate_metrics(const char *path, long step)
     while ((n = getline(&line, &lcap, f)) > 0) {
         cJSON *o = cJSON_Parse(line);
         const cJSON *s = o ? cJSON_GetObjectItemCaseSensitive(o, "step") : NULL;
-        int keep = s && cJSON_IsNumber(s) && s->valuedouble <= (double)step;
+        /* an epoch's line at the checkpoint's step came after the checkpoint:
+         * the resumed run writes it again */
+        const int epoch_line = o && cJSON_GetObjectItemCaseSensitive(o, "train_loss");
+        int keep = s && cJSON_IsNumber(s) &&
+                   (s->valuedouble < (double)step || (s->valuedouble == (double)step && !epoch_line));
         cJSON_Delete(o);
         if (!keep)
             continue;
@@ -96,4 +103,30 @@ int train_write_config(const trainer *t)
     int bad = !json || (nomul_train_config_format(t->c, json, len), train_write_text(path, json));
     free(json);
     return bad ? -1 : 0;
+}
+
+int train_remove_partial_checkpoints(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        nomul_report(NOMUL_EIO, "out_dir: cannot read '%s': %s", dir, strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    const struct dirent *e;
+    char path[NOMUL_PATH_MAX + 300];
+    while ((e = readdir(d))) {
+        /* the writer's temporary files, checkpoint*.safetensors.tmp.XXXXXX */
+        if (strncmp(e->d_name, "checkpoint", 10) || !strstr(e->d_name, ".safetensors.tmp."))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) && errno != ENOENT) {
+            nomul_report(NOMUL_EIO, "cannot remove the partial checkpoint '%s': %s", path,
+                         strerror(errno));
+            rc = -1;
+            break;
+        }
+    }
+    closedir(d);
+    return rc;
 }

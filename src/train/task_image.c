@@ -36,10 +36,12 @@ static nomul_image_set *load_set(const nomul_train_config *c, int train)
         char *list = strdup(images);
         const char *paths[64];
         int n = 0;
-        for (char *save = NULL, *p = list ? strtok_r(list, ",", &save) : NULL; p && n < 64;
-             p = strtok_r(NULL, ",", &save))
+        char *save = NULL, *p = list ? strtok_r(list, ",", &save) : NULL;
+        for (; p && n < 64; p = strtok_r(NULL, ",", &save))
             paths[n++] = p;
-        if (n)
+        if (p) /* refused rather than dropped */
+            nomul_report(NOMUL_EINVAL, "%s: more than 64 CIFAR batch files given", key);
+        else if (n)
             s = nomul_image_set_from_cifar(paths, n, c->classes > 10 ? 2 : 1);
         else
             nomul_report(NOMUL_EINVAL, "%s: no CIFAR batch files given", key);
@@ -71,6 +73,11 @@ static nomul_image_set *load_set(const nomul_train_config *c, int train)
     long limit = train ? c->train_limit : c->test_limit;
     if (limit > 0 && limit < s->n)
         s->n = limit;
+    if (s->n < 1) {
+        nomul_report(NOMUL_EINVAL, "%s ('%s') holds no images", key, images);
+        nomul_image_set_free(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -93,12 +100,15 @@ static nomul_augment augment_of(const nomul_train_config *c, int train)
 
 /* Mean cross-entropy (no smoothing) and accuracy over the set. The loss is a
  * report, computed in double from the logits; the model's forward pass runs
- * in the configured arithmetic. */
+ * in the configured arithmetic. probe: the first batch only (the memory
+ * check before a run's first step), nothing computed. */
 static int evaluate(nomul_model *m, nomul_graph *g, const nomul_train_config *c,
-                    const nomul_image_set *s, double *loss, double *acc)
+                    const nomul_image_set *s, double *loss, double *acc, int probe)
 {
     nomul_augment a = augment_of(c, 0);
-    nomul_loader *l = nomul_loader_new(s, c->eval_batch_size, 0, 0, &a, (uint64_t)c->seed);
+    /* a batch larger than the set is the set: the same batches, buffers of its size */
+    const int batch = (long)c->eval_batch_size < s->n ? c->eval_batch_size : (int)s->n;
+    nomul_loader *l = nomul_loader_new(s, batch, 0, 0, &a, (uint64_t)c->seed);
     if (!l)
         return -1;
     nomul_loader_start(l, 0, 0);
@@ -129,6 +139,8 @@ static int evaluate(nomul_model *m, nomul_graph *g, const nomul_train_config *c,
             right += best == y[i];
         }
         seen += b;
+        if (probe)
+            break;
     }
     nomul_loader_free(l);
     nomul_graph_set_grad(g, 1);
@@ -160,7 +172,12 @@ int nomul_evaluate_checkpoint(const char *path, const nomul_train_config *c, dou
         nomul_param *p;
         int np = nomul_model_params(m, &p);
         if (!train_load_params(f, path, p, np))
-            rc = evaluate(m, g, c, test, loss, acc);
+            rc = evaluate(m, g, c, test, loss, acc, 0);
+        if (!rc && !isfinite(*loss)) {
+            nomul_report(NOMUL_EINVAL, "evaluating '%s' gives a test loss of %g: its weights "
+                         "overflow in this arithmetic", path, *loss);
+            rc = -1;
+        }
     }
     nomul_graph_free(g);
     nomul_model_free(m);
@@ -222,7 +239,22 @@ static int img_evaluate(trainer *t, int final, double *loss, double *metric)
 {
     (void)final;
     img_task *it = t->td;
-    return evaluate(it->model, t->g, t->c, it->test, loss, metric);
+    return evaluate(it->model, t->g, t->c, it->test, loss, metric, 0);
+}
+
+/* Before the first step: one evaluation batch fits the arena. */
+static int img_check(trainer *t)
+{
+    img_task *it = t->td;
+    double loss, acc;
+    if (evaluate(it->model, t->g, t->c, it->test, &loss, &acc, 1) == 0)
+        return 0;
+    char err[512];
+    snprintf(err, sizeof err, "%s", nomul_last_error_message());
+    nomul_report(NOMUL_EINVAL, "eval_batch_size %d: evaluating a batch of the test set fails "
+                 "(lower eval_batch_size or raise arena_mb %ld): %s", t->c->eval_batch_size,
+                 t->c->arena_mb, err);
+    return -1;
 }
 
 /* The image task's loss on the loader's next batch (mixup/cutmix applied). */
@@ -263,4 +295,5 @@ static nomul_tensor *img_loss(trainer *t, const run_state *st, long *items)
 }
 
 const train_task image_task = {"images", "test_loss", "test_acc", "test acc", 100.0, 1.0, 4,
-                               img_setup, img_start, img_loss, img_evaluate, img_free};
+                               img_setup, img_start, img_loss, img_evaluate, img_free,
+                               img_check};

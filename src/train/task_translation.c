@@ -137,6 +137,20 @@ static int tr_setup(trainer *t)
         tset_load(&k->test, c->test_src, c->test_tgt, k->sv, k->tv, c->test_limit, c->max_tokens,
                   &k->test_refs))
         return -1;
+    /* every split must hold sentence pairs: an empty training set has no
+     * steps per epoch, an empty validation or test set no loss or BLEU */
+    const struct {
+        const char *key, *path;
+        long n;
+    } sets[] = {{"data.train_src", c->train_src, k->train.nb},
+                {"data.valid_src", c->valid_src, k->valid.nb},
+                {"data.test_src", c->test_src, k->test.nb}};
+    for (int i = 0; i < 3; i++)
+        if (sets[i].n < 1) {
+            nomul_report(NOMUL_EINVAL, "%s ('%s') holds no sentence pairs", sets[i].key,
+                         sets[i].path);
+            return -1;
+        }
     nomul_seq2seq_config mc;
     if (!nomul_seq2seq_config_named(c->model, nomul_vocab_size(k->sv), nomul_vocab_size(k->tv),
                                     &mc))
@@ -325,7 +339,8 @@ static int tr_evaluate(trainer *t, int final, double *loss, double *metric)
 }
 
 const train_task translation_task = {"tokens", "valid_loss", "test_bleu", "test BLEU", 100.0,
-                                     100.0, 2, tr_setup, tr_start, tr_loss, tr_evaluate, tr_free};
+                                     100.0, 2, tr_setup, tr_start, tr_loss, tr_evaluate, tr_free,
+                                     NULL};
 
 /* ---- translating with a checkpoint -------------------------------------------- */
 

@@ -206,7 +206,8 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
     run_state st;
     int rc = -1;
     const double t0 = now_s();
-    if (setup(&t, c, &st) || train_make_dirs(t.dir))
+    if (setup(&t, c, &st) || (t.task->check && t.task->check(&t)) || train_make_dirs(t.dir) ||
+        train_remove_partial_checkpoints(t.dir))
         goto out;
     if (o->resume) {
         if (train_resume(&t, o->resume, &st) || train_truncate_metrics(t.metrics, st.step))
@@ -230,8 +231,19 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
         nomul_counts_enable(0);
     }
     long epochs = (t.total + t.per_epoch - 1) / t.per_epoch;
-    while (st.step < t.total) {
-        const long epoch = st.step / t.per_epoch, first = st.step % t.per_epoch;
+    int saved_last = 0; /* the run's last checkpoint is written */
+    for (;;) {
+        long epoch = st.step / t.per_epoch, first = st.step % t.per_epoch;
+        /* resumed from a checkpoint at an epoch's end (or the run's): that
+         * epoch's evaluation and line come first, as they came after the
+         * checkpoint in the interrupted run */
+        const int epoch_open = st.epoch_n > 0 && (first == 0 || st.step == t.total);
+        if (st.step >= t.total && !epoch_open)
+            break;
+        if (first == 0 && epoch_open) {
+            epoch--;
+            first = t.per_epoch;
+        }
         const long last = t.total - epoch * t.per_epoch < t.per_epoch ? t.total - epoch * t.per_epoch
                                                                       : t.per_epoch;
         char label[64], extra[128];
@@ -287,6 +299,12 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
         r.train_loss = st.epoch_loss / (double)st.epoch_n;
         int end_of_epoch = last == t.per_epoch, done = st.step == t.total;
         int eval = done || (end_of_epoch && c->eval_every > 0 && (epoch + 1) % c->eval_every == 0);
+        /* the last checkpoint before the final evaluation, which may fail */
+        if (done && train_checkpoint(&t, &st)) {
+            nomul_progress_finish(bar, "stopped");
+            goto out;
+        }
+        saved_last |= done;
         if (eval && t.task->evaluate(&t, done, &eval_loss, &metric)) {
             nomul_progress_finish(bar, "stopped");
             goto out;
@@ -311,8 +329,10 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
             st.epoch_loss = 0.0;
             st.epoch_n = 0;
         }
+        if (done)
+            break;
     }
-    if (train_checkpoint(&t, &st))
+    if (!saved_last && train_checkpoint(&t, &st))
         goto out;
     r.steps = st.step;
     rc = 0;

@@ -39,6 +39,8 @@ typedef struct train_task {
     /* test (or validation) loss and the metric; final: the run's last evaluation */
     int (*evaluate)(trainer *t, int final, double *loss, double *metric);
     void (*free)(trainer *t);
+    /* (optional) what the evaluation needs, checked before the first step */
+    int (*check)(trainer *t);
 } train_task;
 
 struct trainer {
@@ -73,11 +75,15 @@ int train_load_params(const struct nomul_safetensors *f, const char *path, nomul
 
 /* The run folder: creates path and its parents (reports failures naming
  * out_dir); keeps the metric lines of steps up to `step` (a resumed run
- * rewrites what the interrupted one logged after its checkpoint); writes
- * config.json. 0, or -1 after a report. */
+ * rewrites what the interrupted one logged after its checkpoint, and an
+ * epoch's line at that step, which came after it); writes config.json.
+ * 0, or -1 after a report. */
 int train_make_dirs(const char *path);
 int train_truncate_metrics(const char *path, long step);
 int train_write_config(const trainer *t);
+/* Removes the temporary files of checkpoint writes a killed run left in
+ * the run folder (checkpoint*.safetensors.tmp.*). 0, or -1 after a report. */
+int train_remove_partial_checkpoints(const char *dir);
 
 /* Writes checkpoint_last.safetensors (and checkpoint_STEP.safetensors with
  * checkpoint_keep) in the run folder; restores the parameters, moments and
