@@ -113,6 +113,76 @@ static void test_safetensors_many_tensors(void **state)
     free(perm);
 }
 
+/* The configuration: trailing text, NULs in strings, floats that would
+ * round to 0, and limits refused with the key named. */
+static void test_config_refusals(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed()};
+    nomul_train_config c;
+    nomul_train_config_default(&c);
+    assert_int_equal(nomul_train_config_parse_json(&c, "{\"lr\":0.001} \n\t\r\n"), 0);
+    assert_true(c.lr == 0.001f);
+    assert_int_not_equal(nomul_train_config_parse_json(&c, "{\"lr\":0.001} xyz"), 0);
+    expect_error("more after its JSON object");
+    assert_int_not_equal(nomul_train_config_parse_json(&c, "{\"lr\":0.001}{}"), 0);
+    assert_int_not_equal(nomul_train_config_parse_json(&c, "{\"out_dir\":\"runs\\u0000x\"}"), 0);
+    expect_error("u0000");
+    assert_int_not_equal(nomul_train_config_set(&c, "out_dir", "\"runs\\u0000x\""), 0);
+    expect_error("out_dir");
+    /* an escaped backslash before u0000 is no NUL */
+    assert_int_equal(nomul_train_config_parse_json(&c, "{\"out_dir\":\"r\\\\u0000\"}"), 0);
+    assert_string_equal(c.out_dir, "r\\u0000");
+
+    /* a float key: nonzero values below FLT_MIN refused, normal ones kept */
+    const char *fkeys[] = {"lr", "min_lr", "eps", "weight_decay", "aug.std"};
+    for (int i = 0; i < 50; i++) {
+        const char *k = fkeys[tu_next(&r) % 5];
+        char v[64];
+        snprintf(v, sizeof v, "%.3fe-%d", 1 + (double)(tu_next(&r) % 8000) / 1000,
+                 39 + (int)(tu_next(&r) % 270));
+        nomul_train_config_default(&c);
+        if (!nomul_train_config_set(&c, k, v))
+            FAIL_SEED("%s=%s accepted", k, v);
+        expect_error(k);
+        char json[128];
+        snprintf(json, sizeof json, "{\"%s\": %s}", k, v);
+        if (!nomul_train_config_parse_json(&c, json))
+            FAIL_SEED("%s accepted", json);
+        snprintf(v, sizeof v, "%.3fe-%d", 1 + (double)(tu_next(&r) % 8000) / 1000,
+                 1 + (int)(tu_next(&r) % 36));
+        if (nomul_train_config_set(&c, k, v))
+            FAIL_SEED("%s=%s refused: %.300s", k, v, tu_last_error);
+    }
+    assert_int_equal(nomul_train_config_set(&c, "lr", "0"), 0);
+    assert_true(c.lr == 0);
+
+    /* limits, each refused naming its key */
+    const char *bad[][2] = {{"steps", "1e10"}, {"steps", "100000001"}, {"warmup_steps", "1e12"},
+                            {"beam", "1000"}, {"max_len_b", "10000"}, {"data.classes", "70000"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        nomul_train_config_default(&c);
+        if (!nomul_train_config_set(&c, bad[i][0], bad[i][1]))
+            FAIL_SEED("%s=%s accepted", bad[i][0], bad[i][1]);
+        expect_error(bad[i][0]);
+    }
+    nomul_train_config_default(&c);
+    assert_int_equal(nomul_train_config_set(&c, "steps", "1e8"), 0);
+    assert_int_equal(nomul_train_config_set(&c, "beam", "100"), 0);
+    assert_int_equal(nomul_train_config_check(&c), 0);
+    assert_int_equal(nomul_train_config_set(&c, "data.classes", "300"), 0);
+    assert_int_not_equal(nomul_train_config_check(&c), 0); /* IDX labels are bytes */
+    expect_error("data.classes");
+    assert_int_equal(nomul_train_config_set(&c, "data.format", "folder"), 0);
+    assert_int_equal(nomul_train_config_check(&c), 0);
+    nomul_train_config_default(&c);
+    assert_int_equal(nomul_train_config_set(&c, "aug.crop_pad", "28"), 0);
+    assert_int_equal(nomul_train_config_check(&c), 0);
+    assert_int_equal(nomul_train_config_set(&c, "aug.crop_pad", "29"), 0);
+    assert_int_not_equal(nomul_train_config_check(&c), 0);
+    expect_error("aug.crop_pad");
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -129,6 +199,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_safetensors_many_tensors),
+        cmocka_unit_test(test_config_refusals),
     };
     printf("test_readers: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("readers", tests, setup, teardown);
