@@ -183,6 +183,109 @@ static void test_config_refusals(void **state)
     expect_error("aug.crop_pad");
 }
 
+/* A merges file: refusals naming the file and line; CRLF accepted. */
+static void test_bpe_codes(void **state)
+{
+    (void)state;
+    const char *p = tu_path("codes");
+    assert_null(nomul_bpe_load(tu_tmpdir())); /* a folder */
+    expect_error("folder");
+    spill(p, "", 0);
+    assert_null(nomul_bpe_load(p));
+    expect_error("no merges");
+    spill(p, "#version: 0.2\n", 14);
+    assert_null(nomul_bpe_load(p));
+    expect_error("no merges");
+    const char v99[] = "#version: 9.9\na b\n";
+    spill(p, v99, sizeof v99 - 1);
+    assert_null(nomul_bpe_load(p));
+    expect_error("codes:1:");
+    const char badu[] = "#version: 0.2\na b\nab \xe2\x82\n";
+    spill(p, badu, sizeof badu - 1);
+    assert_null(nomul_bpe_load(p));
+    expect_error("codes:3: invalid UTF-8");
+    const char nul[] = "a b\nab\0 c\n";
+    spill(p, nul, sizeof nul - 1);
+    assert_null(nomul_bpe_load(p));
+    expect_error("codes:2: a NUL");
+    const char crlf[] = "#version: 0.2\r\na b\r\nab c</w>\r\n";
+    spill(p, crlf, sizeof crlf - 1);
+    nomul_bpe *b = nomul_bpe_load(p);
+    if (!b)
+        FAIL_SEED("CRLF codes refused: %.300s", tu_last_error);
+    assert_int_equal(nomul_bpe_merges(b), 2);
+    char *o = nomul_bpe_apply(b, "abc abd");
+    assert_string_equal(o, "abc ab@@ d");
+    free(o);
+    assert_null(nomul_bpe_apply(b, "ab \xc3"));
+    expect_error("invalid UTF-8 at byte 4");
+    assert_null(nomul_bpe_apply(b, "\xed\xa0\x80")); /* a surrogate */
+    nomul_bpe_free(b);
+}
+
+/* fairseq's dict.txt: invalid UTF-8, NULs and huge counts refused naming
+ * the line; CRLF, trailing spaces and "#fairseq:overwrite" read as fairseq
+ * reads them (the overwriting line gets a new id, which the token then
+ * looks up to; the old id keeps its token). */
+static void test_dict(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed()};
+    const char *p = tu_path("dict.txt");
+    const char *bad[][2] = {
+        {"the 10\nh\xc3\x28 3\n", "dict.txt:2: invalid UTF-8"},
+        {"the 10\nx 100000000000000000000000\n", "dict.txt:2: the count is out of range"},
+        {"the 10\nx 5\nthe 3\n", "dict.txt:3: the token 'the' again"},
+        {"the 10\nx 5 #fairseq:overwrit\n", "dict.txt:2: not 'TOKEN COUNT'"},
+        {"the 10\n#fairseq:overwrite\n", "dict.txt:2: not 'TOKEN COUNT'"},
+        {"the 10\nx -5\n", "dict.txt:2: not 'TOKEN COUNT'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        spill(p, bad[i][0], strlen(bad[i][0]));
+        assert_null(nomul_vocab_load(p));
+        expect_error(bad[i][1]);
+    }
+    const char nul[] = "the 10\nx\0y 5\n";
+    spill(p, nul, sizeof nul - 1);
+    assert_null(nomul_vocab_load(p));
+    expect_error("dict.txt:2: a NUL");
+    assert_null(nomul_vocab_load(tu_tmpdir()));
+
+    /* many tokens, CRLF and trailing blanks, some overwriting earlier ones */
+    enum { NT = 3000 };
+    size_t cap = NT * 48, n = 0;
+    char *text = malloc(cap);
+    int *want = malloc(sizeof(int) * NT); /* the id token t should look up to */
+    assert_true(text && want);
+    int ids = 4;
+    for (int t = 0; t < NT; t++) {
+        int again = t > 0 && tu_next(&r) % 4 == 0;
+        int tok = again ? (int)(tu_next(&r) % (uint64_t)t) : t;
+        n += (size_t)snprintf(text + n, cap - n, "tok%d %d%s%s%s", tok, (int)(tu_next(&r) % 1000),
+                              again || tu_next(&r) % 8 == 0 ? " #fairseq:overwrite" : "",
+                              tu_next(&r) % 3 == 0 ? " \t" : "",
+                              tu_next(&r) % 2 ? "\r\n" : "\n");
+        want[tok] = ids++;
+        if (again)
+            want[t] = -1;
+    }
+    spill(p, text, n);
+    nomul_vocab *v = nomul_vocab_load(p);
+    if (!v)
+        FAIL_SEED("refused: %.300s", tu_last_error);
+    assert_int_equal(nomul_vocab_size(v), ids);
+    for (int t = 0; t < NT; t++) {
+        char name[32];
+        snprintf(name, sizeof name, "tok%d", t);
+        int id = nomul_vocab_id(v, name);
+        if (want[t] >= 0 && (id != want[t] || strcmp(nomul_vocab_token(v, id), name)))
+            FAIL_SEED("%s: id %d, want %d", name, id, want[t]);
+    }
+    nomul_vocab_free(v);
+    free(text);
+    free(want);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -200,6 +303,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_safetensors_many_tensors),
         cmocka_unit_test(test_config_refusals),
+        cmocka_unit_test(test_bpe_codes),
+        cmocka_unit_test(test_dict),
     };
     printf("test_readers: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("readers", tests, setup, teardown);
