@@ -221,6 +221,10 @@ static void test_bpe_codes(void **state)
     expect_error("invalid UTF-8 at byte 4");
     assert_null(nomul_bpe_apply(b, "\xed\xa0\x80")); /* a surrogate */
     nomul_bpe_free(b);
+    /* learning from a line of broken UTF-8 would write a file no one reads */
+    const char *lines[] = {"low lower", "ab\xc3 x"};
+    assert_null(nomul_bpe_learn(lines, 2, 4, 1));
+    expect_error("line 2: invalid UTF-8");
 }
 
 /* fairseq's dict.txt: invalid UTF-8, NULs and huge counts refused naming

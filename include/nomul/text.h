@@ -68,7 +68,8 @@ int nomul_bleu(const char *const *hyps, const char *const *const *refs, int nref
  * points, the last marked "</w>"; each merge joins the most frequent
  * adjacent pair (ties: the greatest pair of strings, as subword-nmt's max
  * over (count, pair)); learning stops after `merges` merges or when the best
- * pair occurs fewer than min_freq times. NULL after a report. */
+ * pair occurs fewer than min_freq times. NULL after a report (a line of
+ * invalid UTF-8 is one). */
 typedef struct nomul_bpe nomul_bpe;
 nomul_bpe *nomul_bpe_learn(const char *const *lines, long n, int merges, int min_freq);
 /* A merges file in subword-nmt's format ("#version: 0.2", then "A B" lines;

@@ -262,6 +262,12 @@ nomul_bpe *nomul_bpe_learn(const char *const *lines, long n, int merges, int min
     /* word frequencies */
     for (long i = 0; i < n; i++) {
         const char *p = lines[i];
+        long bad = nomul_utf8_invalid_at((const unsigned char *)p, strlen(p));
+        if (bad >= 0) { /* merges of broken characters would make an unreadable file */
+            nomul_report(NOMUL_EFORMAT, "nomul_bpe_learn: line %ld: invalid UTF-8 at byte %ld",
+                         i + 1, bad + 1);
+            goto fail;
+        }
         while (*p) {
             while (*p == ' ' || *p == '\t')
                 p++;
@@ -354,6 +360,7 @@ nomul_bpe *nomul_bpe_learn(const char *const *lines, long n, int merges, int min
     return b;
 oom:
     nomul_report(NOMUL_ENOMEM, "nomul_bpe_learn: out of memory");
+fail:
     for (int i = 0; w && i < words.n; i++)
         free(w[i].s);
     free(w);
