@@ -225,6 +225,17 @@ static void test_bpe_codes(void **state)
     const char *lines[] = {"low lower", "ab\xc3 x"};
     assert_null(nomul_bpe_learn(lines, 2, 4, 1));
     expect_error("line 2: invalid UTF-8");
+    /* a symbol ending in a CR survives save and load (an LF file) */
+    const char *cr[] = {">\rJ x\rJ", ">\r"};
+    nomul_bpe *l = nomul_bpe_learn(cr, 2, 8, 1);
+    assert_non_null(l);
+    assert_int_equal(nomul_bpe_save(l, p), 0);
+    nomul_bpe *again = nomul_bpe_load(p);
+    if (!again)
+        FAIL_SEED("learnt merges refused: %.300s", tu_last_error);
+    assert_int_equal(nomul_bpe_merges(again), nomul_bpe_merges(l));
+    nomul_bpe_free(again);
+    nomul_bpe_free(l);
 }
 
 /* fairseq's dict.txt: invalid UTF-8, NULs and huge counts refused naming

@@ -406,11 +406,16 @@ nomul_bpe *nomul_bpe_load(const char *path)
     size_t cap = 0;
     ssize_t len;
     long no = 0;
+    int crlf = 0;
     while (b && (len = getline(&line, &cap, f)) >= 0) {
         no++;
         if (len > 0 && line[len - 1] == '\n')
             line[--len] = 0;
-        if (len > 0 && line[len - 1] == '\r') /* CRLF, which subword-nmt strips too */
+        /* a CRLF file (told by its first line) loses its CRs, as subword-nmt
+         * strips them; in an LF file a CR ends a symbol that was learnt */
+        if (no == 1)
+            crlf = len > 0 && line[len - 1] == '\r';
+        if (crlf && len > 0 && line[len - 1] == '\r')
             line[--len] = 0;
         if (memchr(line, 0, (size_t)len)) {
             nomul_report(NOMUL_EFORMAT, "%s:%ld: a NUL byte in the line", path, no);
