@@ -6,6 +6,8 @@
 #   make test            unit tests, ending with the runner's summary line
 #   make SANITIZE=1 test the same under -fsanitize=address,undefined (build-san/)
 #   make valgrind        the unit tests under valgrind (AVX2 and scalar paths)
+#   make fuzz FUZZ_SECONDS=N  the libFuzzer harnesses of tests/fuzz/ (clang, into
+#                        build-fuzz/), each run N seconds (default 60)
 #   make install PREFIX=/usr/local DESTDIR=
 #   make test-python     the Python bindings' tests (python/, tests/python/)
 #   make install-python  the nomul Python package into PYTHON_SITE
@@ -24,7 +26,11 @@ CFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) -g $(WARN) -fPIC -fopen
 AVX2_FLAGS := -mavx2
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl
 
-ifeq ($(SANITIZE),1)
+ifeq ($(FUZZ),1)
+BUILD ?= build-fuzz
+CFLAGS_BASE += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+else ifeq ($(SANITIZE),1)
 BUILD ?= build-san
 CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
@@ -56,7 +62,7 @@ STATIC := $(BUILD)/libnomul.a
 SHARED := $(BUILD)/libnomul.so.$(VERSION)
 CLI := $(BUILD)/nomul
 
-.PHONY: all test check valgrind install uninstall clean test-python install-python
+.PHONY: all test check valgrind install uninstall clean test-python install-python fuzz fuzz-build
 all: $(STATIC) $(SHARED) $(CLI)
 
 $(BUILD)/%.o: %.c
@@ -94,6 +100,21 @@ test check: $(TEST_BIN) $(CLI)
 valgrind: $(TEST_BIN) $(CLI)
 	@BUILD=$(BUILD) NOMUL_TEST_VALGRIND=1 sh tests/run.sh $(TEST_BIN)
 
+FUZZ_SECONDS ?= 60
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -D_XOPEN_SOURCE=700 -fsanitize=fuzzer $< $(STATIC) $(LDFLAGS) -fsanitize=fuzzer $(LIBS) -o $@
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz:
+	$(MAKE) FUZZ=1 CC=clang fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+	    sh tests/fuzz/run.sh build-fuzz $(FUZZ_NAMES)
+
 $(BUILD)/nomul.pc: nomul.pc.in
 	@mkdir -p $(BUILD)
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
@@ -127,7 +148,7 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/include/nomul $(DESTDIR)$(PYTHON_SITE)/nomul
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(TEST_SUPPORT_OBJ:.o=.d)
 $(BUILD)/src/gemm/%.o: OPT = -O3

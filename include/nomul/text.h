@@ -81,22 +81,28 @@ int nomul_bleu_opt(const char *const *hyps, const char *const *const *refs, int 
  * points, the last marked "</w>"; each merge joins the most frequent
  * adjacent pair (ties: the greatest pair of strings, as subword-nmt's max
  * over (count, pair)); learning stops after `merges` merges or when the best
- * pair occurs fewer than min_freq times. NULL after a report. */
+ * pair occurs fewer than min_freq times. NULL after a report (a line of
+ * invalid UTF-8 is one). */
 typedef struct nomul_bpe nomul_bpe;
 nomul_bpe *nomul_bpe_learn(const char *const *lines, long n, int merges, int min_freq);
-/* A merges file in subword-nmt's format ("#version: 0.2", then "A B" lines),
- * written or read (a malformed line is named). */
+/* A merges file in subword-nmt's format ("#version: 0.2", then "A B" lines;
+ * CRLF read), written or read: a folder, no merges, another version, a
+ * malformed line, invalid UTF-8 or a NUL is refused (the line named). */
 int nomul_bpe_save(const nomul_bpe *b, const char *path);
 nomul_bpe *nomul_bpe_load(const char *path);
 int nomul_bpe_merges(const nomul_bpe *b);
 void nomul_bpe_free(nomul_bpe *b);
 /* A line segmented as subword-nmt's apply_bpe: the lowest-ranked pair merged
  * while any applies, every subword but a word's last marked "@@"; malloc'd
- * (free it), NULL after a report. */
+ * (free it), NULL after a report (invalid UTF-8 is one). */
 char *nomul_bpe_apply(nomul_bpe *b, const char *line);
-/* A vocabulary read from fairseq's dict.txt ("TOKEN COUNT" lines): ids 0..3
- * are fairseq's specials <s>, <pad>, </s>, <unk>, then the file's tokens in
- * order. A malformed line or a repeated token is an error naming the line. */
+/* A vocabulary read from fairseq's dict.txt ("TOKEN COUNT" lines, trailing
+ * white space and CRLF stripped): ids 0..3 are fairseq's specials <s>, <pad>,
+ * </s>, <unk>, then the file's tokens in order. "TOKEN COUNT
+ * #fairseq:overwrite" adds TOKEN again under the next id, which it then looks
+ * up to, as fairseq does. A malformed line, a repeated token without that
+ * flag, invalid UTF-8, a NUL or a count beyond a long is an error naming the
+ * line. */
 enum { NOMUL_BOS = 0, NOMUL_PAD = 1, NOMUL_EOS = 2, NOMUL_UNK = 3 };
 typedef struct nomul_vocab nomul_vocab;
 nomul_vocab *nomul_vocab_load(const char *path);

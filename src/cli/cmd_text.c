@@ -133,13 +133,20 @@ int cmd_bpe(int argc, char **argv)
         size_t cap = 0;
         ssize_t len;
         int rc = CLI_OK;
+        long no = 0;
         while ((len = getline(&line, &cap, stdin)) >= 0) {
+            no++;
             if (len > 0 && line[len - 1] == '\n')
-                line[len - 1] = 0;
+                line[--len] = 0;
+            if (memchr(line, 0, (size_t)len)) { /* as learn, dict and translate refuse */
+                cli_error("bpe apply: <stdin>:%ld: a NUL byte in the line", no);
+                rc = CLI_USAGE;
+                break;
+            }
             char *o = nomul_bpe_apply(b, line);
             if (!o) {
-                cli_error("bpe apply: %s", nomul_last_error_message());
-                rc = CLI_FAILED;
+                cli_error("bpe apply: <stdin>:%ld: %s", no, nomul_last_error_message());
+                rc = CLI_USAGE;
                 break;
             }
             puts(o);

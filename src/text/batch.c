@@ -10,6 +10,7 @@
 
 #include "../core/internal.h"
 #include "nomul/text.h"
+#include "text_internal.h"
 
 struct nomul_vocab {
     char **tok;
@@ -26,16 +27,19 @@ static uint64_t fnv(const char *s)
     return h;
 }
 
-static int vocab_add(nomul_vocab *v, const char *s)
+/* Adds s as the next id: 0, 1 if s is there already (unless overwrite:
+ * then, as fairseq's "#fairseq:overwrite", the new id is added and s looks
+ * up to it from now on), -1 out of memory. */
+static int vocab_add(nomul_vocab *v, const char *s, int overwrite)
 {
     if (2 * ((size_t)v->n + 1) > v->cap) {
         size_t nc = v->cap ? 2 * v->cap : 1024;
         int *ns = calloc(nc, sizeof *ns);
         if (!ns)
             return -1;
-        for (int i = 0; i < v->n; i++) {
+        for (int i = 0; i < v->n; i++) { /* a later id of the same token wins */
             size_t j = fnv(v->tok[i]) & (nc - 1);
-            while (ns[j])
+            while (ns[j] && strcmp(v->tok[ns[j] - 1], v->tok[i]))
                 j = (j + 1) & (nc - 1);
             ns[j] = i + 1;
         }
@@ -43,7 +47,8 @@ static int vocab_add(nomul_vocab *v, const char *s)
         v->slot = ns;
         v->cap = nc;
     }
-    if (nomul_vocab_id(v, s) >= 0)
+    const int old = nomul_vocab_id(v, s);
+    if (old >= 0 && !overwrite)
         return 1; /* a duplicate */
     if ((v->n & (v->n - 1)) == 0) {
         char **nt = realloc(v->tok, sizeof *nt * (size_t)(v->n ? 2 * v->n : 8));
@@ -54,7 +59,7 @@ static int vocab_add(nomul_vocab *v, const char *s)
     if (!(v->tok[v->n] = strdup(s)))
         return -1;
     size_t j = fnv(s) & (v->cap - 1);
-    while (v->slot[j])
+    while (v->slot[j] && v->slot[j] - 1 != old)
         j = (j + 1) & (v->cap - 1);
     v->slot[j] = ++v->n;
     return 0;
@@ -94,7 +99,7 @@ nomul_vocab *nomul_vocab_load(const char *path)
     nomul_vocab *v = calloc(1, sizeof *v);
     static const char *const specials[4] = {"<s>", "<pad>", "</s>", "<unk>"};
     for (int i = 0; v && i < 4; i++)
-        if (vocab_add(v, specials[i])) {
+        if (vocab_add(v, specials[i], 0)) {
             nomul_vocab_free(v);
             v = NULL;
         }
@@ -104,32 +109,63 @@ nomul_vocab *nomul_vocab_load(const char *path)
     long no = 0;
     while (v && (len = getline(&line, &cap, f)) >= 0) {
         no++;
-        if (len > 0 && line[len - 1] == '\n')
+        const char *why = NULL;
+        long bad = nomul_utf8_invalid_at((const unsigned char *)line, (size_t)len);
+        if (memchr(line, 0, (size_t)len))
+            why = "a NUL byte in the line";
+        else if (bad >= 0) {
+            nomul_report(NOMUL_EFORMAT, "%s:%ld: invalid UTF-8 at byte %ld of the line", path, no,
+                         bad + 1);
+            goto fail;
+        }
+        /* as fairseq: trailing white space (a CRLF's CR too) stripped, then
+         * "TOKEN COUNT", or "TOKEN COUNT #fairseq:overwrite" */
+        while (len > 0 && strchr(" \t\r\n\v\f", line[len - 1]))
             line[--len] = 0;
-        char *sp = strrchr(line, ' '), *end;
+        char *sp = strrchr(line, ' '), *end = NULL;
+        int overwrite = 0;
+        if (!why && sp && !strcmp(sp + 1, "#fairseq:overwrite")) {
+            overwrite = 1;
+            *sp = 0;
+            sp = strrchr(line, ' ');
+        }
+        errno = 0;
         long count = sp ? strtol(sp + 1, &end, 10) : -1;
-        if (!sp || sp == line || !sp[1] || *end || count < 0) {
-            nomul_report(NOMUL_EFORMAT, "%s:%ld: not 'TOKEN COUNT' (fairseq's dict.txt)", path,
-                         no);
-            nomul_vocab_free(v);
-            v = NULL;
-            break;
+        if (why)
+            ;
+        else if (!sp || sp == line || !sp[1] || *end || count < 0)
+            why = "not 'TOKEN COUNT' (fairseq's dict.txt)";
+        else if (errno == ERANGE)
+            why = "the count is out of range";
+        if (why) {
+            nomul_report(NOMUL_EFORMAT, "%s:%ld: %s", path, no, why);
+            goto fail;
         }
         *sp = 0;
-        int r = vocab_add(v, line);
+        int r = vocab_add(v, line, overwrite);
         if (r < 0) {
             nomul_report(NOMUL_ENOMEM, "out of memory reading '%s'", path);
-            nomul_vocab_free(v);
-            v = NULL;
+            goto fail;
         } else if (r == 1) {
-            nomul_report(NOMUL_EFORMAT, "%s:%ld: the token '%s' again", path, no, line);
-            nomul_vocab_free(v);
-            v = NULL;
+            nomul_report(NOMUL_EFORMAT,
+                         "%s:%ld: the token '%s' again (fairseq's '#fairseq:overwrite' after the "
+                         "count allows it)",
+                         path, no, line);
+            goto fail;
         }
+    }
+    if (v && ferror(f)) {
+        nomul_report(NOMUL_EIO, "cannot read '%s': %s", path, strerror(errno));
+        goto fail;
     }
     free(line);
     fclose(f);
     return v;
+fail:
+    free(line);
+    fclose(f);
+    nomul_vocab_free(v);
+    return NULL;
 }
 
 int nomul_vocab_size(const nomul_vocab *v) { return v->n; }

@@ -13,9 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../core/internal.h"
 #include "nomul/text.h"
+#include "text_internal.h"
 
 /* ---- interned symbols ------------------------------------------------------- */
 
@@ -260,6 +262,12 @@ nomul_bpe *nomul_bpe_learn(const char *const *lines, long n, int merges, int min
     /* word frequencies */
     for (long i = 0; i < n; i++) {
         const char *p = lines[i];
+        long bad = nomul_utf8_invalid_at((const unsigned char *)p, strlen(p));
+        if (bad >= 0) { /* merges of broken characters would make an unreadable file */
+            nomul_report(NOMUL_EFORMAT, "nomul_bpe_learn: line %ld: invalid UTF-8 at byte %ld",
+                         i + 1, bad + 1);
+            goto fail;
+        }
         while (*p) {
             while (*p == ' ' || *p == '\t')
                 p++;
@@ -352,6 +360,7 @@ nomul_bpe *nomul_bpe_learn(const char *const *lines, long n, int merges, int min
     return b;
 oom:
     nomul_report(NOMUL_ENOMEM, "nomul_bpe_learn: out of memory");
+fail:
     for (int i = 0; w && i < words.n; i++)
         free(w[i].s);
     free(w);
@@ -386,17 +395,48 @@ nomul_bpe *nomul_bpe_load(const char *path)
         nomul_report(NOMUL_EIO, "cannot open '%s': %s", path, strerror(errno));
         return NULL;
     }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        nomul_report(NOMUL_EIO, "'%s' is a folder, not a merges file", path);
+        fclose(f);
+        return NULL;
+    }
     nomul_bpe *b = calloc(1, sizeof *b);
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
     long no = 0;
+    int crlf = 0;
     while (b && (len = getline(&line, &cap, f)) >= 0) {
         no++;
         if (len > 0 && line[len - 1] == '\n')
             line[--len] = 0;
-        if (no == 1 && !strncmp(line, "#version", 8))
+        /* a CRLF file (told by its first line) loses its CRs, as subword-nmt
+         * strips them; in an LF file a CR ends a symbol that was learnt */
+        if (no == 1)
+            crlf = len > 0 && line[len - 1] == '\r';
+        if (crlf && len > 0 && line[len - 1] == '\r')
+            line[--len] = 0;
+        if (memchr(line, 0, (size_t)len)) {
+            nomul_report(NOMUL_EFORMAT, "%s:%ld: a NUL byte in the line", path, no);
+            goto fail;
+        }
+        long bad = nomul_utf8_invalid_at((const unsigned char *)line, (size_t)len);
+        if (bad >= 0) {
+            nomul_report(NOMUL_EFORMAT, "%s:%ld: invalid UTF-8 at byte %ld of the line", path, no,
+                         bad + 1);
+            goto fail;
+        }
+        if (no == 1 && !strncmp(line, "#version", 8)) {
+            /* subword-nmt writes "#version: 0.2"; 0.1 marks word ends otherwise */
+            if (strcmp(line, "#version: 0.2")) {
+                nomul_report(NOMUL_EFORMAT, "%s:1: '%.40s': nomul reads subword-nmt's "
+                                            "\"#version: 0.2\" merges only",
+                             path, line);
+                goto fail;
+            }
             continue;
+        }
         char *sp = strchr(line, ' ');
         if (!sp || sp == line || !sp[1] || strchr(sp + 1, ' ')) {
             nomul_report(NOMUL_EFORMAT, "%s:%ld: not a merge 'A B'", path, no);
@@ -409,10 +449,20 @@ nomul_bpe *nomul_bpe_load(const char *path)
             goto fail;
         }
     }
+    if (!b) {
+        nomul_report(NOMUL_ENOMEM, "out of memory reading '%s'", path);
+        goto fail;
+    }
+    if (ferror(f)) {
+        nomul_report(NOMUL_EIO, "cannot read '%s': %s", path, strerror(errno));
+        goto fail;
+    }
+    if (b->nmerges == 0) {
+        nomul_report(NOMUL_EFORMAT, "%s: no merges (an empty file?)", path);
+        goto fail;
+    }
     free(line);
     fclose(f);
-    if (!b)
-        nomul_report(NOMUL_ENOMEM, "out of memory reading '%s'", path);
     return b;
 fail:
     free(line);
@@ -424,6 +474,11 @@ fail:
 char *nomul_bpe_apply(nomul_bpe *b, const char *line)
 {
     size_t n = strlen(line), cap = 2 * n + 16, o = 0;
+    long bad = nomul_utf8_invalid_at((const unsigned char *)line, n);
+    if (bad >= 0) {
+        nomul_report(NOMUL_EFORMAT, "invalid UTF-8 at byte %ld of the line", bad + 1);
+        return NULL;
+    }
     char *out = malloc(cap);
     int *s = malloc(sizeof(int) * (n + 1));
     if (!out || !s) {

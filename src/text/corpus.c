@@ -12,12 +12,11 @@
 
 #include "../core/internal.h"
 #include "nomul/text.h"
+#include "text_internal.h"
 
 /* ---- UTF-8 --------------------------------------------------------------------- */
 
-/* The byte offset of the first invalid UTF-8 sequence in s[0..n), or -1 (RFC
- * 3629: no overlongs, no surrogates, nothing above U+10FFFF). */
-static long utf8_invalid_at(const unsigned char *s, size_t n)
+long nomul_utf8_invalid_at(const unsigned char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -81,7 +80,7 @@ long nomul_text_read_lines(FILE *f, const char *name, char ***out)
             line[--len] = 0;
         if (len > 0 && line[len - 1] == '\r')
             line[--len] = 0;
-        long bad = utf8_invalid_at((const unsigned char *)line, (size_t)len);
+        long bad = nomul_utf8_invalid_at((const unsigned char *)line, (size_t)len);
         if (bad >= 0) {
             nomul_report(NOMUL_EFORMAT, "%s:%ld: invalid UTF-8 at byte %ld of the line", name,
                          n + 1, bad + 1);

@@ -3,6 +3,7 @@
  * serves JSON files, --set overrides, checks, the JSON written into
  * checkpoints and the --keys listing, so they cannot disagree.
  */
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -57,7 +58,8 @@ static const key_def keys[] = {
     {"data.test_labels", K_STR, FIELD(test_labels), 0, 0, NULL, "IDX test labels"},
     {"data.image", K_INT, FIELD(image), 1, 4096, NULL, "image height and width"},
     {"data.channels", K_INT, FIELD(channels), 1, 4, NULL, "channels per pixel"},
-    {"data.classes", K_INT, FIELD(classes), 2, 1 << 20, NULL, "number of classes"},
+    {"data.classes", K_INT, FIELD(classes), 2, 65536, NULL,
+     "number of classes (idx: at most 256, one byte per label)"},
     {"data.train_limit", K_LONG, FIELD(train_limit), 0, 1e12, NULL,
      "train on the first N images only (0: all)"},
     {"data.test_limit", K_LONG, FIELD(test_limit), 0, 1e12, NULL,
@@ -75,12 +77,15 @@ static const key_def keys[] = {
      "translation: the merges file, for nomul translate"},
     {"max_tokens", K_LONG, FIELD(max_tokens), 1, 1e9, NULL,
      "translation: tokens per batch (fairseq's --max-tokens)"},
-    {"beam", K_INT, FIELD(beam), 1, 1000, NULL, "translation: beam size"},
+    {"beam", K_INT, FIELD(beam), 1, 100, NULL,
+     "translation: beam size (at most 100: the decoder recomputes beam × length tokens a step)"},
     {"lenpen", K_FLOAT, FIELD(lenpen), 0, 100, NULL, "translation: length penalty"},
     {"max_len_a", K_FLOAT, FIELD(max_len_a), 0, 100, NULL, "translation: max length a·src + b"},
-    {"max_len_b", K_FLOAT, FIELD(max_len_b), 0, 10000, NULL, "translation: max length a·src + b"},
+    {"max_len_b", K_FLOAT, FIELD(max_len_b), 0, 1023, NULL,
+     "translation: max length a·src + b (at most 1023, the positions of the decoder)"},
     {"epochs", K_LONG, FIELD(epochs), 0, 1e9, NULL, "passes over the training set"},
-    {"steps", K_LONG, FIELD(steps), 0, 1e12, NULL, "optimizer steps (> 0 overrides epochs)"},
+    {"steps", K_LONG, FIELD(steps), 0, 1e8, NULL,
+     "optimizer steps (> 0 overrides epochs; at most 10^8: one learning rate is kept per step)"},
     {"batch_size", K_INT, FIELD(batch_size), 1, 1 << 20, NULL, "training batch"},
     {"eval_batch_size", K_INT, FIELD(eval_batch_size), 1, 1 << 20, NULL, "evaluation batch"},
     {"optimizer", K_ENUM, FIELD(optimizer), 0, 0, optimizer_names, "the optimizer"},
@@ -90,7 +95,7 @@ static const key_def keys[] = {
     {"min_lr", K_FLOAT, FIELD(min_lr), 0, 1e6, NULL, "final learning rate of the cosine"},
     {"schedule", K_ENUM, FIELD(schedule), 0, 0, schedule_names,
      "the learning-rate schedule after the warmup"},
-    {"warmup_steps", K_LONG, FIELD(warmup_steps), 0, 1e12, NULL, "linear warmup steps"},
+    {"warmup_steps", K_LONG, FIELD(warmup_steps), 0, 1e8, NULL, "linear warmup steps"},
     {"weight_decay", K_FLOAT, FIELD(weight_decay), 0, 1e6, NULL,
      "decoupled weight decay (matrices only)"},
     {"beta1", K_FLOAT, FIELD(beta1), 0, 0.999999, NULL, "AdamW β1"},
@@ -244,7 +249,35 @@ static int number(const key_def *k, const cJSON *v, double *out)
         nomul_report(NOMUL_EINVAL, "config key '%s' wants a whole number, not %g", k->name, x);
         return -1;
     }
+    if (k->type == K_FLOAT || k->type == K_FLOAT4) {
+        /* the field is a float: a value it cannot hold as a normal number
+         * would silently become 0 (1e-50) or lose its precision */
+        float f = (float)x;
+        if (x != 0 && !(isfinite(f) && fabsf(f) >= FLT_MIN)) {
+            nomul_report(NOMUL_EINVAL,
+                         "config key '%s' = %g is not 0 and too small for a float (the "
+                         "smallest is %g)",
+                         k->name, x, (double)FLT_MIN);
+            return -1;
+        }
+    }
     *out = x;
+    return 0;
+}
+
+/* Whether a JSON text holds the escape \u0000, which cJSON would turn into
+ * a NUL that cuts the string short (an out_dir of "runs\u0000x" would
+ * become "runs"). Outside strings a backslash is not JSON at all. */
+static int has_nul_escape(const char *json)
+{
+    for (const char *p = json; *p; p++) {
+        if (*p != '\\')
+            continue;
+        if (p[1] == 'u' && p[2] == '0' && p[3] == '0' && p[4] == '0' && p[5] == '0')
+            return 1;
+        if (p[1])
+            p++; /* the escaped character: \\ is one backslash */
+    }
     return 0;
 }
 
@@ -360,7 +393,21 @@ static int apply_json(nomul_train_config *c, const char *name, const cJSON *v)
 
 int nomul_train_config_parse_json(nomul_train_config *c, const char *json)
 {
-    cJSON *root = cJSON_Parse(json);
+    if (has_nul_escape(json)) {
+        nomul_report(NOMUL_EINVAL, "the configuration holds \\u0000 (a NUL) in a string");
+        return -1;
+    }
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(json, &end, 0);
+    if (root && end && *end) { /* what follows the object may only be white space */
+        end += strspn(end, " \t\r\n");
+        if (*end) {
+            nomul_report(NOMUL_EINVAL,
+                         "the configuration has more after its JSON object (near '%.20s')", end);
+            cJSON_Delete(root);
+            return -1;
+        }
+    }
     if (!root || !cJSON_IsObject(root)) {
         const char *at = cJSON_GetErrorPtr();
         nomul_report(NOMUL_EINVAL, "the configuration is not a JSON object%s%.20s%s",
@@ -384,6 +431,10 @@ int nomul_train_config_set(nomul_train_config *c, const char *key, const char *v
     const key_def *k = find_key(key);
     if (!k) {
         nomul_report(NOMUL_EINVAL, "unknown config key '%s' (nomul train --keys lists them)", key);
+        return -1;
+    }
+    if (value[0] == '"' && has_nul_escape(value)) {
+        nomul_report(NOMUL_EINVAL, "config key '%s': the value holds \\u0000 (a NUL)", key);
         return -1;
     }
     cJSON *v = NULL;
@@ -440,6 +491,19 @@ int nomul_train_config_check(const nomul_train_config *c)
     }
     if (c->epochs < 1 && c->steps < 1) {
         nomul_report(NOMUL_EINVAL, "set 'epochs' or 'steps' to at least 1");
+        return -1;
+    }
+    if (c->task != NOMUL_TASK_TRANSLATION && c->data_format == NOMUL_DATA_FORMAT_IDX &&
+        c->classes > 256) {
+        nomul_report(NOMUL_EINVAL,
+                     "config key 'data.classes' = %d: IDX labels are bytes, at most 256 classes",
+                     c->classes);
+        return -1;
+    }
+    if (c->task != NOMUL_TASK_TRANSLATION && c->crop_pad > c->image) {
+        nomul_report(NOMUL_EINVAL,
+                     "config key 'aug.crop_pad' = %d exceeds the image size (data.image %d)",
+                     c->crop_pad, c->image);
         return -1;
     }
     if (c->min_lr > c->lr) {

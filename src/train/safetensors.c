@@ -38,6 +38,22 @@ static int numel_of(int ndim, const int64_t *shape, int64_t *out)
     return 0;
 }
 
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The first name that occurs twice among n names, or NULL: sorted, then
+ * neighbours compared, so a header of many tensors costs O(n log n). */
+static const char *twice_named(const char **names, int n)
+{
+    qsort(names, (size_t)n, sizeof *names, by_name);
+    for (int i = 1; i < n; i++)
+        if (!strcmp(names[i - 1], names[i]))
+            return names[i];
+    return NULL;
+}
+
 static int write_all(int fd, const void *p, size_t n)
 {
     const char *c = p;
@@ -62,8 +78,9 @@ int nomul_safetensors_write(const char *path, const nomul_st_tensor *t, int n,
     }
     cJSON *root = cJSON_CreateObject();
     char *json = NULL, *tmp = NULL;
+    const char **names = malloc((size_t)(n ? n : 1) * sizeof *names);
     int fd = -1, rc = -1;
-    if (!root)
+    if (!root || !names)
         goto oom;
     if (nmeta) {
         cJSON *m = cJSON_AddObjectToObject(root, "__metadata__");
@@ -88,10 +105,16 @@ int nomul_safetensors_write(const char *path, const nomul_st_tensor *t, int n,
                          t[i].name ? t[i].name : "no name");
             goto done;
         }
-        if (cJSON_GetObjectItemCaseSensitive(root, t[i].name)) {
-            nomul_report(NOMUL_EINVAL, "%s: two tensors are named %s", path, t[i].name);
-            goto done;
-        }
+        names[i] = t[i].name;
+    }
+    const char *dup = twice_named(names, n);
+    if (dup) {
+        nomul_report(NOMUL_EINVAL, "%s: two tensors are named %s", path, dup);
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        int64_t numel = 0;
+        numel_of(t[i].ndim, t[i].shape, &numel);
         cJSON *e = cJSON_AddObjectToObject(root, t[i].name);
         cJSON *shape = e ? cJSON_AddArrayToObject(e, "shape") : NULL;
         cJSON *offs = shape && cJSON_AddStringToObject(e, "dtype", "F32")
@@ -176,6 +199,7 @@ done:
         free(tmp);
     }
     free(json);
+    free(names);
     cJSON_Delete(root);
     return rc;
 }
@@ -190,6 +214,7 @@ typedef struct {
 struct nomul_safetensors {
     int n;
     entry *e;
+    entry **byname; /* e sorted by name, for the duplicate check and lookups */
     unsigned char *bytes;
     cJSON *meta; /* the "__metadata__" object, detached */
 };
@@ -209,6 +234,11 @@ static int by_begin(const void *a, const void *b)
 {
     const entry *x = *(entry *const *)a, *y = *(entry *const *)b;
     return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+static int entry_by_name(const void *a, const void *b)
+{
+    return strcmp((*(entry *const *)a)->name, (*(entry *const *)b)->name);
 }
 
 nomul_safetensors *nomul_safetensors_read(const char *path)
@@ -270,16 +300,12 @@ nomul_safetensors *nomul_safetensors_read(const char *path)
     int count = cJSON_GetArraySize(root);
     f->e = calloc((size_t)(count ? count : 1), sizeof *f->e);
     order = malloc((size_t)(count ? count : 1) * sizeof *order);
-    if (!f->e || !order)
+    f->byname = malloc((size_t)(count ? count : 1) * sizeof *f->byname);
+    if (!f->e || !order || !f->byname)
         goto oom;
     for (cJSON *it = root->child; it; it = it->next) {
         entry *e = &f->e[f->n];
         const char *name = it->string;
-        for (int j = 0; j < f->n; j++)
-            if (!strcmp(f->e[j].name, name)) {
-                nomul_report(NOMUL_EINVAL, "%s: two tensors are named %s", path, name);
-                goto fail;
-            }
         const cJSON *dt = cJSON_GetObjectItemCaseSensitive(it, "dtype");
         const cJSON *sh = cJSON_GetObjectItemCaseSensitive(it, "shape");
         const cJSON *of = cJSON_GetObjectItemCaseSensitive(it, "data_offsets");
@@ -310,9 +336,15 @@ nomul_safetensors *nomul_safetensors_read(const char *path)
         }
         if (!(e->name = strdup(name)))
             goto oom;
-        order[f->n] = e;
+        order[f->n] = f->byname[f->n] = e;
         f->n++;
     }
+    qsort(f->byname, (size_t)f->n, sizeof *f->byname, entry_by_name);
+    for (int i = 1; i < f->n; i++)
+        if (!strcmp(f->byname[i - 1]->name, f->byname[i]->name)) {
+            nomul_report(NOMUL_EINVAL, "%s: two tensors are named %s", path, f->byname[i]->name);
+            goto fail;
+        }
     int64_t data = (int64_t)st.st_size - 8 - (int64_t)hl, at = 0;
     qsort(order, (size_t)f->n, sizeof *order, by_begin);
     for (int i = 0; i < f->n; i++) {
@@ -361,6 +393,7 @@ void nomul_safetensors_free(nomul_safetensors *f)
     for (int i = 0; i < f->n; i++)
         free(f->e[i].name);
     free(f->e);
+    free(f->byname);
     nomul_aligned_free(f->bytes);
     cJSON_Delete(f->meta);
     free(f);
@@ -379,15 +412,16 @@ const char *nomul_safetensors_name(const nomul_safetensors *f, int i)
 const float *nomul_safetensors_get(const nomul_safetensors *f, const char *name, int *ndim,
                                    const int64_t **shape)
 {
-    for (int i = 0; i < f->n; i++)
-        if (!strcmp(f->e[i].name, name)) {
-            if (ndim)
-                *ndim = f->e[i].ndim;
-            if (shape)
-                *shape = f->e[i].shape;
-            return (const float *)(f->bytes + f->e[i].begin);
-        }
-    return NULL;
+    entry key = {.name = (char *)name}, *kp = &key;
+    entry **hit = name ? bsearch(&kp, f->byname, (size_t)f->n, sizeof *f->byname, entry_by_name)
+                       : NULL;
+    if (!hit)
+        return NULL;
+    if (ndim)
+        *ndim = (*hit)->ndim;
+    if (shape)
+        *shape = (*hit)->shape;
+    return (const float *)(f->bytes + (*hit)->begin);
 }
 
 const char *nomul_safetensors_meta(const nomul_safetensors *f, const char *key)
