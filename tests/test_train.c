@@ -136,12 +136,13 @@ static void test_config_keys(void **state)
     assert_string_equal(a, b);
     assert_int_equal(nomul_train_config_format(&c, NULL, 0), (int)strlen(a));
     /* floats in their shortest form, which reads back exactly: fresh random
-     * floats of every exponent in lr's range [0, 1e6] */
+     * normal floats of every exponent in lr's range (0, 1e6] (a value that
+     * reads back as a subnormal is refused, so none is drawn) */
     assert_non_null(strstr(a, "\"lr\": 0.01,"));
     assert_non_null(strstr(a, "\"aug.std\": [0.1, 0.2, 0.3, 0.3]"));
     tu_rng r = {seed ^ 0xF10A7};
     for (int i = 0; i < 20000; i++) {
-        const uint32_t bits = (uint32_t)(tu_next(&r) >> 33) % 0x49742400u; /* below 1e6f */
+        const uint32_t bits = 0x00800000u + (uint32_t)(tu_next(&r) >> 33) % (0x49742400u - 0x00800000u);
         memcpy(&c.lr, &bits, sizeof c.lr);
         c.min_lr = 0.0f;
         nomul_train_config_format(&c, a, sizeof a);
@@ -569,6 +570,18 @@ static void test_translation_task(void **state)
                 fail_msg("translation %d has the token '%s'", i, w);
         free(out[i]);
     }
+    /* an input line over the encoder's 999 tokens is refused by its number */
+    size_t longlen = 1200 * 3 + 1;
+    char *longline = malloc(longlen);
+    assert_non_null(longline);
+    longline[0] = 0;
+    for (int i = 0; i < 1200; i++)
+        strcat(longline, i ? " w1" : "w1");
+    const char *in2[2] = {"w1 w2", longline};
+    assert_int_equal(nomul_translate_checkpoint(ck, &c, in2, 2, out), -1);
+    if (!strstr(tu_last_error, "input line 2") || !strstr(tu_last_error, "999 tokens"))
+        fail_msg("message: %s", tu_last_error);
+    free(longline);
     double loss, acc;
     assert_int_equal(nomul_evaluate_checkpoint(ck, &c, &loss, &acc), -1);
     assert_non_null(strstr(tu_last_error, "nomul translate"));

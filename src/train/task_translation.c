@@ -378,8 +378,13 @@ int nomul_translate_checkpoint(const char *path, const nomul_train_config *c,
             char *seg = bpe ? nomul_bpe_apply(bpe, lines[at + r]) : strdup(lines[at + r]);
             int k = seg ? nomul_vocab_encode(sv, seg, src + r * MAXT, MAXT) : -1;
             free(seg);
-            if (k < 0)
+            if (k < 0) { /* name the input line in the encoder's message */
+                char why[512];
+                snprintf(why, sizeof why, "%s", nomul_last_error_message());
+                nomul_report(nomul_last_error() ? nomul_last_error() : NOMUL_EINVAL,
+                             "input line %ld: %s", at + r + 1, why);
                 goto fail;
+            }
             len[r] = k;
             S = k > S ? k : S;
         }
