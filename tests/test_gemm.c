@@ -532,6 +532,86 @@ static void test_standard_is_sgemm(void **state)
     }
 }
 
+/* Float products large enough to be split into blocks (gemm_float.c): each
+ * element within the float rounding bound of a float64 triple loop
+ * (|err| <= (k + 2)·2⁻²⁴·Σ|a||b| + the beta term), and the same bits at 1, 2
+ * and 3 threads and inside a parallel region, since the blocks depend on the
+ * shape only. */
+static void test_standard_split_products(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x6609};
+    const nomul_op_cfg std_cfg = {NOMUL_OP_STANDARD, 0, 1.0f};
+    int reps = tu_scale() < 1 ? 3 : 10;
+    for (int rep = 0; rep < reps; rep++) {
+        gemm_case g = random_case(&r, rnd(&r, 1, 300), rnd(&r, 1, 300), rnd(&r, 30, 200));
+        if (rep < 2) /* one dimension far larger than the other */
+            g = random_case(&r, rep ? 7 : rnd(&r, 300, 600), rep ? rnd(&r, 300, 600) : 5,
+                            rnd(&r, 60, 200));
+        int m = g.m, n = g.n, k = g.k;
+        int ar = g.ta == CblasNoTrans ? m : k, ac = g.ta == CblasNoTrans ? k : m;
+        int br = g.tb == CblasNoTrans ? k : n, bc = g.tb == CblasNoTrans ? n : k;
+        long sa = stored_size(g.layout, ar, ac, g.lda), sb = stored_size(g.layout, br, bc, g.ldb);
+        long sc = stored_size(g.layout, m, n, g.ldc);
+        float *A = malloc(sa * 4), *B = malloc(sb * 4), *C0 = malloc(sc * 4);
+        float *C[4];
+        for (long i = 0; i < sa; i++) A[i] = tu_normal(&r, -3, 3, 1);
+        for (long i = 0; i < sb; i++) B[i] = tu_normal(&r, -3, 3, 1);
+        for (long i = 0; i < sc; i++) C0[i] = tu_normal(&r, -3, 3, 1);
+        for (int v = 0; v < 4; v++) {
+            C[v] = malloc(sc * 4);
+            memcpy(C[v], C0, sc * 4);
+            nomul_clear_error();
+            if (v < 3) {
+                nomul_set_num_threads(v + 1);
+                nomul_gemm(&std_cfg, g.layout, g.ta, g.tb, m, n, k, A, g.lda, B, g.ldb, g.beta,
+                           C[v], g.ldc);
+            } else {
+                nomul_set_num_threads(2);
+#pragma omp parallel num_threads(2)
+                {
+#pragma omp single
+                    nomul_gemm(&std_cfg, g.layout, g.ta, g.tb, m, n, k, A, g.lda, B, g.ldb,
+                               g.beta, C[v], g.ldc);
+                }
+            }
+            assert_int_equal(nomul_last_error(), NOMUL_OK);
+        }
+        nomul_set_num_threads(0);
+        for (int v = 1; v < 4; v++)
+            if (memcmp(C[0], C[v], sc * 4)) {
+                fprintf(stderr, "float product %dx%dx%d differs between thread counts "
+                        "(variant %d); NOMUL_TEST_SEED=%llu\n", m, n, k, v,
+                        (unsigned long long)tu_seed());
+                fail();
+            }
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                double s = 0, mag = 0;
+                for (int p = 0; p < k; p++) {
+                    double t = (double)A[idx_a(&g, i, p)] * B[idx_b(&g, p, j)];
+                    s += t;
+                    mag += fabs(t);
+                }
+                double c0 = C0[at(g.layout, g.ldc, i, j)];
+                if (g.beta == 1.0f) {
+                    s += c0;
+                    mag += fabs(c0);
+                }
+                double got = C[0][at(g.layout, g.ldc, i, j)];
+                if (fabs(got - s) > (k + 2) * 0x1p-24 * mag + 1e-30) {
+                    fprintf(stderr, "float product %dx%dx%d (%d,%d): %.9g, float64 %.9g; "
+                            "NOMUL_TEST_SEED=%llu\n", m, n, k, i, j, got, s,
+                            (unsigned long long)tu_seed());
+                    fail();
+                }
+            }
+        for (int v = 0; v < 4; v++)
+            free(C[v]);
+        free(A); free(B); free(C0);
+    }
+}
+
 /* nomul_gemm_backward, PA: exact, both gradients in one call equal each
  * alone bit for bit; approximate, the PAM products with dC, against triple
  * loops */
@@ -684,6 +764,7 @@ int main(void)
         cmocka_unit_test(test_batched_matches_single),
         cmocka_unit_test(test_backward_helper),
         cmocka_unit_test(test_standard_is_sgemm),
+        cmocka_unit_test(test_standard_split_products),
         cmocka_unit_test(test_bad_arguments_are_reported),
     };
     printf("test_gemm: seed %llu, instruction sets up to %s\n", (unsigned long long)tu_seed(),

@@ -5,7 +5,7 @@
  *   forward          y_g  (co × P) = W_g (co × K) · col
  *   backward data    dcol (K × P)  = W_gᵀ · dy_g, then col2im (summing)
  *   backward weight  dW_g (co × K) = Σ_images dy_g · colᵀ
- * in float (cblas_sgemm) or piecewise affine arithmetic (plans of the PAM
+ * in float (OpenBLAS through gemm_float.c) or piecewise affine arithmetic (plans of the PAM
  * engine, nomul_gemm and its exact gradients, whose products are exactly
  * the scalar PAMs of the direct convolution), as the configuration says.
  * Depthwise layers whose products stay normal take the direct paths of
@@ -170,36 +170,15 @@ static int check_cfg(const char *fn, const nomul_op_cfg *cfg)
     return 1;
 }
 
-/* Images run in parallel, each on one thread with single-threaded GEMMs
- * (the per-image products are small), when there are enough of them; else
- * one after the other with threaded GEMMs. OpenBLAS is held to one thread
- * inside the parallel loop and restored after. */
+/* Images run in parallel, each on one thread (the per-image products are
+ * small), when there are enough of them; else one after the other with
+ * products split over the threads (float: gemm_float.c). */
 static int image_threads(const nomul_conv2d_desc *d)
 {
     int nt = nomul_num_threads();
     if (omp_in_parallel() || d->n < 2)
         return 1;
     return nt < d->n ? nt : d->n;
-}
-
-typedef struct {
-    int saved;
-} blas_threads;
-
-static blas_threads blas_single(int pa, int nt)
-{
-    blas_threads b = {0};
-    if (!pa && nt > 1) {
-        b.saved = openblas_get_num_threads();
-        openblas_set_num_threads(1);
-    }
-    return b;
-}
-
-static void blas_restore(blas_threads b)
-{
-    if (b.saved > 0)
-        openblas_set_num_threads(b.saved);
 }
 
 /* The weights of each group packed once for all images (PAM mode only):
@@ -309,8 +288,8 @@ static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, int pa
         if (!pa) {
             NOMUL_COUNT(FMUL, (long long)g->cog * g->P * g->K);
             NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K, 1.0f, wg,
-                        g->K, col, g->P, 0.0f, yg, g->P);
+            nomul_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K, wg, g->K,
+                        col, g->P, 0.0f, yg, g->P);
         }
         else
             pg_plan_run_forward(plans[gr], g->P, col, g->P, 0.0f, yg, g->P);
@@ -343,7 +322,6 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
     if (pa && !plans)
         return;
     int nt = image_threads(d);
-    blas_threads bt = blas_single(pa, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *col = cached_col(fn, &g, NOMUL_SCRATCH_CONV_COL);
@@ -352,7 +330,6 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
             if (col)
                 forward_image(d, &g, pa, plans, direct, x, weight, bias, y, b, col);
     }
-    blas_restore(bt);
 }
 
 /* backward data for image b: dx_b = col2im(W_gᵀ-product with dy_b) */
@@ -369,8 +346,8 @@ static void backward_data_image(const nomul_conv2d_desc *d, const conv_geom *g,
         if (!pa) {
             NOMUL_COUNT(FMUL, (long long)g->cog * g->P * g->K);
             NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->P, g->cog, 1.0f, wg,
-                        g->K, dyg, g->P, 0.0f, dcol, g->P);
+            nomul_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->P, g->cog, wg, g->K, dyg,
+                        g->P, 0.0f, dcol, g->P);
         } else if (approx) {
             pg_plan_run_forward(plans[gr], g->P, dyg, g->P, 0.0f, dcol, g->P);
         } else {
@@ -400,7 +377,6 @@ void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, const nomul_op_cfg *
     if (pa && !plans)
         return;
     int nt = image_threads(d);
-    blas_threads bt = blas_single(pa, nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *col = cached_col(fn, &g, NOMUL_SCRATCH_CONV_COL), *dcol = col ? cached_col(fn, &g, NOMUL_SCRATCH_CONV_DCOL) : NULL;
@@ -409,7 +385,6 @@ void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, const nomul_op_cfg *
             if (dcol)
                 backward_data_image(d, &g, pa, approx, plans, x, weight, dy, dx, b, col, dcol);
     }
-    blas_restore(bt);
 }
 
 /* dW (+)= the weight gradient of image b */
@@ -449,7 +424,6 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for per-thread gradients", fn);
         return 0;
     }
-    blas_threads bt = blas_single(nomul_op_is_pa(cfg), nt);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int t = omp_get_thread_num();
@@ -463,7 +437,6 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
         if (first)
             memset(dw, 0, (size_t)nw * sizeof *dw);
     }
-    blas_restore(bt);
     for (int t = 1; t < nt; t++)
         for (long i = 0; i < nw; i++)
             dweight[i] += partial[(long)(t - 1) * nw + i];

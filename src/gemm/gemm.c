@@ -173,6 +173,27 @@ static void run_batch(const char *fn, const pg_problem *base, int batch, long sx
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for packed panels", fn);
 }
 
+/* Float batches: small products one per thread (attention's per-head
+ * products), large ones one after the other, each split over the threads by
+ * nomul_sgemm. Either way each product is the same calls at any thread
+ * count. */
+static void float_batch(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m,
+                        int n, int k, const float *a, int lda, long sa, const float *b, int ldb,
+                        long sb, float beta, float *c, int ldc, long sc, int batch)
+{
+    int nt = omp_in_parallel() ? 1 : nomul_num_threads();
+    int split_rows;
+    int dim = m >= n ? m : n;
+    int small = nomul_sgemm_block_size(m, n, k, &split_rows) >= dim;
+    if (nt > batch)
+        nt = batch;
+    nomul_blas_hold_one_thread();
+#pragma omp parallel for num_threads(nt) if (small && nt > 1) schedule(static)
+    for (int i = 0; i < batch; i++)
+        nomul_sgemm(layout, ta, tb, m, n, k, a + i * sa, lda, b + i * sb, ldb, beta, c + i * sc,
+                    ldc);
+}
+
 /* ---- forward ------------------------------------------------------------------------ */
 
 /* The checked forward products of nomul_gemm_batched (reported as fn). */
@@ -196,9 +217,8 @@ static void forward(const char *fn, const nomul_op_cfg *cfg, CBLAS_LAYOUT layout
         return;
     NOMUL_COUNT(FMUL, (long long)batch * m * n * k);
     NOMUL_COUNT(FADD, (long long)batch * m * n * k);
-    for (int i = 0; i < batch; i++)
-        cblas_sgemm(layout, ta, tb, m, n, k, 1.0f, a + i * stride_a, lda, b + i * stride_b, ldb,
-                    beta, c + i * stride_c, ldc);
+    float_batch(layout, ta, tb, m, n, k, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc,
+                stride_c, batch);
 }
 
 void nomul_gemm(const nomul_op_cfg *cfg, CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta,

@@ -85,20 +85,35 @@ static void pack_y(const pg_problem *pr, pg_pack_fn fn, int j0, int nr, int NR, 
 
 /* The mantissa fields of T, tile by tile (MR×NR, row-major within a tile),
  * for the whole output; nan[tile] is set where T holds a NaN. */
+static void pack_t_row(const pg_problem *pr, pg_pack_tile_fn fn, int MR, int NR, uint32_t *tbuf,
+                       unsigned char *nan, int ti)
+{
+    int ntj = (pr->n + NR - 1) / NR;
+    for (int tj = 0; tj < ntj; tj++) {
+        int i0 = ti * MR, j0 = tj * NR;
+        int mr = pr->m - i0 < MR ? pr->m - i0 : MR, nr = pr->n - j0 < NR ? pr->n - j0 : NR;
+        nan[(long)ti * ntj + tj] = (unsigned char)fn(
+            pr->t.p + (long)i0 * pr->t.rs + (long)j0 * pr->t.cs, pr->t.rs, pr->t.cs, mr, nr, MR,
+            NR, tbuf + ((long)ti * ntj + tj) * MR * NR);
+    }
+}
+
 static void pack_t(const pg_problem *pr, pg_pack_tile_fn fn, int MR, int NR, uint32_t *tbuf,
                    unsigned char *nan, int nt)
 {
-    int nti = (pr->m + MR - 1) / MR, ntj = (pr->n + NR - 1) / NR;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int ti = 0; ti < nti; ti++) {
-        for (int tj = 0; tj < ntj; tj++) {
-            int i0 = ti * MR, j0 = tj * NR;
-            int mr = pr->m - i0 < MR ? pr->m - i0 : MR, nr = pr->n - j0 < NR ? pr->n - j0 : NR;
-            nan[(long)ti * ntj + tj] = (unsigned char)fn(
-                pr->t.p + (long)i0 * pr->t.rs + (long)j0 * pr->t.cs, pr->t.rs, pr->t.cs, mr, nr,
-                MR, NR, tbuf + ((long)ti * ntj + tj) * MR * NR);
-        }
+    int nti = (pr->m + MR - 1) / MR;
+    if (nt > nti)
+        nt = nti;
+    /* one thread: no team at all (a team of one still pays a futex system
+     * call at each of its barriers) */
+    if (nt <= 1) {
+        for (int ti = 0; ti < nti; ti++)
+            pack_t_row(pr, fn, MR, NR, tbuf, nan, ti);
+        return;
     }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int ti = 0; ti < nti; ti++)
+        pack_t_row(pr, fn, MR, NR, tbuf, nan, ti);
 }
 
 /* No infinity or NaN, and the exponent sum (with the mantissa carry, and the
@@ -227,6 +242,116 @@ static int small_m_forward(const pg_problem *pr)
     return 1;
 }
 
+/* What the threads of one pg_run share. */
+typedef struct {
+    const pg_problem *pr;
+    const pg_plan *plan;
+    pg_kernel K;
+    pg_pack_fn packer;
+    int MR, NR, KC, NC, mc;
+    uint32_t *yp;
+    int32_t *ym;
+    pg_stats *ys;
+    uint32_t *xbuf;
+    int32_t *xmbuf;
+    pg_stats *xsbuf;
+    size_t xsize;
+    int nx_panels;
+    const uint32_t *tbuf;
+    const unsigned char *tnan;
+    int ntj;
+} pg_team;
+
+/* Thread tid of nt: packs its share of each Y block, then computes its ic
+ * blocks (every nt-th) against it. The loops are split by hand, with a
+ * barrier only where the shared Y panels change hands, so that one thread
+ * runs it outside any OpenMP construct. Who computes a tile never changes
+ * its bits: every tile is the same sums in the same order. */
+static void team_run(const pg_team *tm, int tid, int nt)
+{
+    const pg_problem *pr = tm->pr;
+    const pg_plan *plan = tm->plan;
+    const pg_kernel K = tm->K;
+    const int MR = tm->MR, NR = tm->NR, KC = tm->KC, NC = tm->NC, mc = tm->mc;
+    const int m = pr->m, n = pr->n, kd = pr->kd, ntj = tm->ntj;
+    uint32_t *yp = tm->yp;
+    int32_t *ym = tm->ym;
+    pg_stats *ys = tm->ys;
+    uint32_t *xp = tm->xbuf + (size_t)tid * tm->xsize;
+    int32_t *xm = tm->xmbuf + (size_t)tid * tm->xsize;
+    pg_stats *xs = tm->xsbuf + (size_t)tid * tm->nx_panels;
+    const uint32_t *tbuf = tm->tbuf;
+    const unsigned char *tnan = tm->tnan;
+    float ct[PG_TILE_MAX] __attribute__((aligned(64)));
+    for (int jc = 0; jc < n; jc += NC) {
+        int nc = n - jc < NC ? n - jc : NC;
+        int npan = ceil_div(nc, NR);
+        for (int pc = 0; pc < kd; pc += KC) {
+            int kc = kd - pc < KC ? kd - pc : KC;
+            /* Y's panels: a contiguous share each */
+            int per = ceil_div(npan, nt), jlo = tid * per, jhi = jlo + per < npan ? jlo + per : npan;
+            for (int jp = jlo; jp < jhi; jp++) {
+                int j0 = jc + jp * NR, nr = n - j0 < NR ? n - j0 : NR;
+                pack_y(pr, tm->packer, j0, nr, NR, pc, kc, yp + (size_t)jp * NR * kc,
+                       ym + (size_t)jp * NR * kc, &ys[jp]);
+            }
+            if (nt > 1) {
+#pragma omp barrier
+            }
+            int add = pc > 0 || pr->accumulate;
+            int nblk = ceil_div(m, mc);
+            for (int blk = tid; blk < nblk; blk += nt) {
+                int ic = blk * mc;
+                int mcb = m - ic < mc ? m - ic : mc;
+                int nxp = ceil_div(mcb, MR);
+                if (plan) { /* X was packed once: point into it */
+                    size_t at = ((size_t)(pc / KC) * plan->npanels + ic / MR);
+                    xp = plan->xp + at * MR * KC;
+                    xm = plan->xm + at * MR * KC;
+                    xs = plan->xs + at;
+                }
+                for (int ip = 0; ip < nxp && !plan; ip++) {
+                    int i0 = ic + ip * MR, mr = m - i0 < MR ? m - i0 : MR;
+                    pg_pack_x(pr, tm->packer, i0, mr, MR, pc, kc, xp + (size_t)ip * MR * kc,
+                              xm + (size_t)ip * MR * kc, &xs[ip]);
+                }
+                for (int ip = 0; ip < nxp; ip++) {
+                    int i0 = ic + ip * MR, mr = m - i0 < MR ? m - i0 : MR;
+                    size_t xstride = plan ? (size_t)MR * KC : (size_t)MR * kc;
+                    const uint32_t *xpp = xp + (size_t)ip * xstride;
+                    const int32_t *xmp = xm + (size_t)ip * xstride;
+                    for (int jp = 0; jp < npan; jp++) {
+                        int j0 = jc + jp * NR, nr = n - j0 < NR ? n - j0 : NR;
+                        const uint32_t *ypp = yp + (size_t)jp * NR * kc;
+                        const int32_t *ymp = ym + (size_t)jp * NR * kc;
+                        long tix = (long)(i0 / MR) * ntj + j0 / NR;
+                        int safe = pg_panels_safe(pr, &xs[ip], &ys[jp]) && !(tnan && tnan[tix]);
+                        int masked = (xs[ip].zero ? PG_ZEROS_X : 0) | (ys[jp].zero ? PG_ZEROS_Y : 0);
+                        /* full tiles of a unit-stride C are written in place */
+                        int direct = mr == MR && nr == NR && pr->cs_c == 1;
+                        float *cdst = direct ? pr->c + (long)i0 * pr->rs_c + j0 : ct;
+                        long ldc = direct ? pr->rs_c : NR;
+                        int kadd = direct ? add : 0;
+                        if (!safe)
+                            checked_tile(pr, i0, mr, j0, nr, NR, pc, kc, ct);
+                        else if (pr->kind == PG_FWD)
+                            K.fwd(kc, xpp, ypp, xmp, ymp, masked, cdst, ldc, kadd);
+                        else
+                            K.grad(kc, xpp, ypp, tbuf + tix * MR * NR, xmp, ymp, masked, cdst,
+                                   ldc, kadd);
+                        if (!safe || !direct)
+                            pg_write_tile(pr, i0, mr, j0, nr, NR, ct, add);
+                    }
+                }
+            }
+            /* the Y panels are repacked next */
+            if (nt > 1) {
+#pragma omp barrier
+            }
+        }
+    }
+}
+
 int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
 {
     int m = pr->m, n = pr->n, kd = pr->kd;
@@ -309,71 +434,15 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
     if (!ok)
         return 0;
 
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        int tid = omp_get_thread_num();
-        uint32_t *xp = xbuf + (size_t)tid * xsize;
-        int32_t *xm = xmbuf + (size_t)tid * xsize;
-        pg_stats *xs = xsbuf + (size_t)tid * nx_panels;
-        float ct[PG_TILE_MAX] __attribute__((aligned(64)));
-        for (int jc = 0; jc < n; jc += NC) {
-            int nc = n - jc < NC ? n - jc : NC;
-            int npan = ceil_div(nc, NR);
-            for (int pc = 0; pc < kd; pc += KC) {
-                int kc = kd - pc < KC ? kd - pc : KC;
-#pragma omp for schedule(static)
-                for (int jp = 0; jp < npan; jp++) {
-                    int j0 = jc + jp * NR, nr = n - j0 < NR ? n - j0 : NR;
-                    pack_y(pr, packer, j0, nr, NR, pc, kc, yp + (size_t)jp * NR * kc,
-                           ym + (size_t)jp * NR * kc, &ys[jp]);
-                }
-                int add = pc > 0 || pr->accumulate;
-#pragma omp for schedule(dynamic, 1)
-                for (int ic = 0; ic < m; ic += mc) {
-                    int mcb = m - ic < mc ? m - ic : mc;
-                    int nxp = ceil_div(mcb, MR);
-                    if (plan) { /* X was packed once: point into it */
-                        size_t at = ((size_t)(pc / KC) * plan->npanels + ic / MR);
-                        xp = plan->xp + at * MR * KC;
-                        xm = plan->xm + at * MR * KC;
-                        xs = plan->xs + at;
-                    }
-                    for (int ip = 0; ip < nxp && !plan; ip++) {
-                        int i0 = ic + ip * MR, mr = m - i0 < MR ? m - i0 : MR;
-                        pg_pack_x(pr, packer, i0, mr, MR, pc, kc, xp + (size_t)ip * MR * kc,
-                               xm + (size_t)ip * MR * kc, &xs[ip]);
-                    }
-                    for (int ip = 0; ip < nxp; ip++) {
-                        int i0 = ic + ip * MR, mr = m - i0 < MR ? m - i0 : MR;
-                        size_t xstride = plan ? (size_t)MR * KC : (size_t)MR * kc;
-                        const uint32_t *xpp = xp + (size_t)ip * xstride;
-                        const int32_t *xmp = xm + (size_t)ip * xstride;
-                        for (int jp = 0; jp < npan; jp++) {
-                            int j0 = jc + jp * NR, nr = n - j0 < NR ? n - j0 : NR;
-                            const uint32_t *ypp = yp + (size_t)jp * NR * kc;
-                            const int32_t *ymp = ym + (size_t)jp * NR * kc;
-                            long tix = (long)(i0 / MR) * ntj + j0 / NR;
-                            int safe = pg_panels_safe(pr, &xs[ip], &ys[jp]) && !(tnan && tnan[tix]);
-                            int masked = (xs[ip].zero ? PG_ZEROS_X : 0) | (ys[jp].zero ? PG_ZEROS_Y : 0);
-                            /* full tiles of a unit-stride C are written in place */
-                            int direct = mr == MR && nr == NR && pr->cs_c == 1;
-                            float *cdst = direct ? pr->c + (long)i0 * pr->rs_c + j0 : ct;
-                            long ldc = direct ? pr->rs_c : NR;
-                            int kadd = direct ? add : 0;
-                            if (!safe)
-                                checked_tile(pr, i0, mr, j0, nr, NR, pc, kc, ct);
-                            else if (pr->kind == PG_FWD)
-                                K.fwd(kc, xpp, ypp, xmp, ymp, masked, cdst, ldc, kadd);
-                            else
-                                K.grad(kc, xpp, ypp, tbuf + tix * MR * NR, xmp, ymp, masked, cdst,
-                                       ldc, kadd);
-                            if (!safe || !direct)
-                                pg_write_tile(pr, i0, mr, j0, nr, NR, ct, add);
-                        }
-                    }
-                }
-            }
-        }
+    pg_team tm = {pr, plan, K, packer, MR, NR, KC, NC, mc, yp, ym, ys, xbuf, xmbuf, xsbuf,
+                  xsize, nx_panels, tbuf, tnan, ntj};
+    /* one thread: no team at all (a team of one still pays a futex system
+     * call at each of its barriers, thousands per training step) */
+    if (nt <= 1)
+        team_run(&tm, 0, 1);
+    else {
+#pragma omp parallel num_threads(nt)
+        team_run(&tm, omp_get_thread_num(), omp_get_num_threads());
     }
     return 1;
 }

@@ -168,4 +168,17 @@ int pg_plan_direct_safe(const pg_plan *pl, const pg_stats *ys);
 void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, int ldy, float beta,
                                 float *c, int ldc);
 
+/* Float products (gemm_float.c): OpenBLAS held to one thread, and C split
+ * into blocks of rows or columns that depend on the shape only (never on the
+ * thread count), run on nomul's threads. Same arguments as cblas_sgemm with
+ * alpha = 1. */
+#include <cblas.h>
+void nomul_blas_hold_one_thread(void);
+/* The block size along the split dimension (rows of C when *split_rows),
+ * the whole dimension when the product is not split. */
+long nomul_sgemm_block_size(int rows, int cols, int k, int *split_rows);
+void nomul_sgemm(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n,
+                 int k, const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                 int ldc);
+
 #endif
