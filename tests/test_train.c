@@ -325,7 +325,7 @@ static void test_train_learns_logs_and_checkpoints(void **state)
     c.mixup = c.cutmix = 0.0f;
     FILE *log = fopen(tu_path("float.log"), "w");
     assert_non_null(log);
-    nomul_train_options o = {NULL, log, 0, 0.0};
+    nomul_train_options o = {NULL, log, 0, 0.0, 0, 0};
     nomul_train_result r;
     int rc = nomul_train(&c, &o, &r);
     fclose(log);
@@ -399,7 +399,7 @@ static void resume_case(const char *model)
     c.checkpoint_keep = 1;
     c.audit = 0;
     FILE *log = fopen(tu_path("pa.log"), "w");
-    nomul_train_options o = {NULL, log, 0, 0.0};
+    nomul_train_options o = {NULL, log, 0, 0.0, 0, 0};
     nomul_train_result ra, rb;
     if (nomul_train(&c, &o, &ra))
         fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
@@ -525,7 +525,7 @@ static void test_translation_task(void **state)
     c.checkpoint_every = at;
     c.test_limit = shrunk ? 3 : 0;
     FILE *devnull = fopen("/dev/null", "w");
-    nomul_train_options o = {NULL, devnull, 0, 0.0};
+    nomul_train_options o = {NULL, devnull, 0, 0.0, 0, 0};
     nomul_train_result ra, rb;
     if (nomul_train(&c, &o, &ra))
         fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
@@ -617,7 +617,7 @@ static void test_bad_inputs_are_clear_errors(void **state)
     nomul_train_config c;
     nomul_train_result r;
     FILE *devnull = fopen("/dev/null", "w");
-    nomul_train_options o = {NULL, devnull, 0, 0.0};
+    nomul_train_options o = {NULL, devnull, 0, 0.0, 0, 0};
     struct {
         const char *key, *value, *needle;
     } bad[] = {
@@ -668,7 +668,7 @@ static void test_resume_at_epoch_end(void **state)
     c.checkpoint_every = 10;
     c.checkpoint_keep = 1;
     FILE *devnull = fopen("/dev/null", "w");
-    nomul_train_options o = {NULL, devnull, 0, 0.0};
+    nomul_train_options o = {NULL, devnull, 0, 0.0, 0, 0};
     nomul_train_result ra, rb;
     if (nomul_train(&c, &o, &ra))
         fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
@@ -711,7 +711,7 @@ static void test_resume_checks_the_checkpoint(void **state)
     nomul_train_config c;
     nomul_train_result r;
     FILE *devnull = fopen("/dev/null", "w");
-    nomul_train_options o = {NULL, devnull, 0, 0.0};
+    nomul_train_options o = {NULL, devnull, 0, 0.0, 0, 0};
     small_config(&c, "ck-ok");
     c.epochs = 0;
     c.steps = 4;
@@ -772,7 +772,7 @@ static void test_empty_sets_are_refused(void **state)
     nomul_train_config c;
     nomul_train_result r;
     FILE *devnull = fopen("/dev/null", "w");
-    nomul_train_options o = {NULL, devnull, 0, 0.0};
+    nomul_train_options o = {NULL, devnull, 0, 0.0, 0, 0};
     write_translation_data();
     FILE *e = fopen(tu_path("empty.txt"), "w");
     assert_non_null(e);
@@ -846,7 +846,7 @@ static void test_partial_checkpoints_are_removed(void **state)
     nomul_train_config c;
     nomul_train_result r;
     FILE *devnull = fopen("/dev/null", "w");
-    nomul_train_options o = {NULL, devnull, 0, 0.0};
+    nomul_train_options o = {NULL, devnull, 0, 0.0, 0, 0};
     small_config(&c, "orphans");
     c.epochs = 0;
     c.steps = 2;
@@ -880,7 +880,7 @@ static void test_nan_is_never_saved(void **state)
     nomul_train_config c;
     nomul_train_result r;
     FILE *devnull = fopen("/dev/null", "w");
-    nomul_train_options o = {NULL, devnull, 0, 0.0};
+    nomul_train_options o = {NULL, devnull, 0, 0.0, 0, 0};
     write_translation_data();
     translation_config(&c, "nan-run");
     nomul_op_cfgs_default(&c.ops);

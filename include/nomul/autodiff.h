@@ -63,6 +63,23 @@ void nomul_graph_reset(nomul_graph *g);
 /* 0: operations record nothing and create no gradients (evaluation). */
 void nomul_graph_set_grad(nomul_graph *g, int enabled);
 
+/* Time per operation (nomul train --profile). While on, every recorded
+ * operation's forward and backward are timed, summed per operation and
+ * variant since the profile was turned on. An operation's forward time is
+ * the time since the previous recorded operation (or the graph's reset)
+ * ended: it includes the code between operations, such as operations on
+ * tensors without gradients. */
+typedef struct {
+    const char *op;      /* the function's name without nomul_, e.g. "linear" */
+    const char *variant; /* "float", "pa" (exact derivatives) or "pa approx" */
+    long calls;
+    double forward_s, backward_s;
+} nomul_op_time;
+void nomul_graph_profile(nomul_graph *g, int on);
+/* Up to max rows, the most expensive (forward + backward) first; returns the
+ * number of rows with calls (which may exceed max). */
+int nomul_graph_profile_rows(const nomul_graph *g, nomul_op_time *rows, int max);
+
 /* A persistent tensor (parameters, inputs kept across steps), zero-filled,
  * with a zeroed gradient if grad; free with nomul_tensor_free. */
 nomul_tensor *nomul_tensor_alloc(int ndim, const int *shape, int grad);

@@ -140,6 +140,10 @@ typedef struct nomul_train_result {
     double seconds;               /* wall time of this run */
     nomul_op_counts counts;    /* arithmetic of this run's training steps (audit) */
     long counted_steps;
+    /* images or tokens per second of the training steps after the first
+     * few (0 if there were too few), evaluations and checkpoints excluded */
+    double items_per_s;
+    double peak_rss_mb; /* the process's peak resident memory so far */
 } nomul_train_result;
 
 typedef struct nomul_train_options {
@@ -147,6 +151,8 @@ typedef struct nomul_train_options {
     FILE *out;          /* progress and summaries (NULL: stderr) */
     int tty;            /* progress bar style: 1 terminal, 0 plain lines, -1 auto */
     double progress_interval; /* seconds between plain progress lines */
+    int profile; /* print the time per step by operation at the end */
+    int no_eval; /* no evaluation at all, not even the final one (benchmarks) */
 } nomul_train_options;
 
 /* Trains as configured; 0 on success, -1 after a report (nomul/error.h). */

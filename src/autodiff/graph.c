@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../core/internal.h"
 #include "graph_internal.h"
@@ -35,13 +36,62 @@ void nomul_graph_free(nomul_graph *g)
         return;
     nomul_aligned_free(g->arena);
     free(g->tape);
+    free(g->prof);
     free(g);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 void nomul_graph_reset(nomul_graph *g)
 {
     g->used = 0;
     g->ntape = 0;
+    if (g->prof)
+        g->mark = now_s();
+}
+
+/* ---- profile ----------------------------------------------------------------------------- */
+
+static int variant_of(const nomul_op_cfg *cfg)
+{
+    return !nomul_op_is_pa(cfg) ? 0 : cfg->approx_bwd ? 2 : 1;
+}
+
+void nomul_graph_profile(nomul_graph *g, int on)
+{
+    free(g->prof);
+    g->prof = NULL;
+    if (on && !(g->prof = calloc((size_t)AD_OP_COUNT * AD_VARIANTS, sizeof *g->prof)))
+        nomul_report(NOMUL_ENOMEM, "nomul_graph_profile: out of memory");
+    g->mark = now_s();
+}
+
+static int by_time(const void *a, const void *b)
+{
+    const nomul_op_time *x = a, *y = b;
+    double tx = x->forward_s + x->backward_s, ty = y->forward_s + y->backward_s;
+    return tx < ty ? 1 : tx > ty ? -1 : strcmp(x->op, y->op);
+}
+
+int nomul_graph_profile_rows(const nomul_graph *g, nomul_op_time *rows, int max)
+{
+    static const char *const variants[AD_VARIANTS] = {"float", "pa", "pa approx"};
+    nomul_op_time all[AD_OP_COUNT * AD_VARIANTS];
+    int n = 0;
+    for (int i = 0; g->prof && i < AD_OP_COUNT * AD_VARIANTS; i++)
+        if (g->prof[i].calls)
+            all[n++] = (nomul_op_time){ad_op_table[i / AD_VARIANTS].name,
+                                       variants[i % AD_VARIANTS], g->prof[i].calls,
+                                       g->prof[i].fwd, g->prof[i].bwd};
+    qsort(all, (size_t)n, sizeof *all, by_time);
+    for (int i = 0; i < n && i < max; i++)
+        rows[i] = all[i];
+    return n;
 }
 
 void nomul_graph_set_grad(nomul_graph *g, int enabled) { g->grad_enabled = enabled != 0; }
@@ -198,6 +248,13 @@ void ad_record(nomul_graph *g, ad_op op, const nomul_op_cfg *cfg, const ad_param
     nd->cfg = cfg ? *cfg : standard;
     if (p)
         nd->p = *p;
+    if (g->prof) {
+        double t = now_s();
+        ad_time *row = &g->prof[op * AD_VARIANTS + variant_of(&nd->cfg)];
+        row->calls++;
+        row->fwd += t - g->mark;
+        g->mark = t;
+    }
 }
 
 /* ---- backward -------------------------------------------------------------------------- */
@@ -210,6 +267,13 @@ void nomul_backward(nomul_graph *g, nomul_tensor *loss)
         return;
     }
     loss->grad[0] += 1.0f;
-    for (int i = g->ntape - 1; i >= 0; i--)
-        ad_op_table[g->tape[i].op].backward(&g->tape[i]);
+    for (int i = g->ntape - 1; i >= 0; i--) {
+        const node *nd = &g->tape[i];
+        double t = g->prof ? now_s() : 0.0;
+        ad_op_table[nd->op].backward(nd);
+        if (g->prof)
+            g->prof[nd->op * AD_VARIANTS + variant_of(&nd->cfg)].bwd += now_s() - t;
+    }
+    if (g->prof)
+        g->mark = now_s();
 }

@@ -107,12 +107,22 @@ typedef struct node {
     ad_params p;
 } node;
 
+/* Profile rows (nomul_graph_profile): per operation and variant (float,
+ * PA with exact derivatives, PA with the approximate ones). */
+enum { AD_VARIANTS = 3 };
+typedef struct {
+    long calls;
+    double fwd, bwd; /* seconds */
+} ad_time;
+
 struct nomul_graph {
     unsigned char *arena;
     size_t size, used;
     node *tape;
     int ntape, captape;
     int grad_enabled;
+    ad_time *prof; /* [AD_OP_COUNT][AD_VARIANTS] while profiling, else NULL */
+    double mark;   /* when the previous recorded operation ended */
 };
 
 /* The op table: each operation's name and backward. A backward accumulates

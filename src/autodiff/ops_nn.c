@@ -106,10 +106,13 @@ void ad_matmul_backward(const node *nd)
     int tb = nd->p.matmul.trans_b;
     mm_geom mg;
     mm_geometry(a, b, tb, &mg);
-    for (int i = 0; i < mg.batch; i++)
-        gemm_backward(&nd->cfg, tb, mg.m, mg.n, mg.k, a->data + i * mg.sa, b->data + i * mg.sb,
-                      c->grad + i * mg.sc, a->grad ? a->grad + i * mg.sa : NULL,
-                      b->grad ? b->grad + i * mg.sb : NULL);
+    /* one batched call: the small per-head products of attention run one per
+     * thread instead of each split over the threads */
+    int ldb = tb ? mg.k : mg.n;
+    nomul_gemm_backward_batched(&nd->cfg, CblasRowMajor, CblasNoTrans,
+                                tb ? CblasTrans : CblasNoTrans, mg.m, mg.n, mg.k, a->data, mg.k,
+                                mg.sa, b->data, ldb, mg.sb, c->grad, mg.n, mg.sc, 1.0f, a->grad,
+                                mg.k, mg.sa, b->grad, ldb, mg.sb, mg.batch);
 }
 
 nomul_tensor *nomul_matmul(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *a,

@@ -58,6 +58,8 @@ int cli_train_config(const char *command, int argc, char **argv, struct nomul_tr
 
 int cmd_vectors(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+/* cmd_bench_train.c: nomul bench train */
+int bench_train(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_train(int argc, char **argv);

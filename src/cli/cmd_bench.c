@@ -558,10 +558,12 @@ static int bench_conv(int argc, char **argv)
 int cmd_bench(int argc, char **argv)
 {
     if (argc < 2 || cli_is_help(argv[1])) {
-        fputs("usage: nomul bench arith|gemm [OPTIONS]\n\n"
+        fputs("usage: nomul bench arith|gemm|conv|train [OPTIONS]\n\n"
               "  arith   throughput of the elementwise arithmetic ('nomul bench arith --help')\n"
               "  gemm    PAM GEMM and its exact backward against OpenBLAS SGEMM\n"
-              "  conv    conv2d in PAM mode against float conv2d\n",
+              "  conv    conv2d in PAM mode against float conv2d\n"
+              "  train   training throughput and memory per model and configuration,\n"
+              "          against PyTorch when it is installed\n",
               argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_USAGE : CLI_OK;
     }
@@ -571,6 +573,8 @@ int cmd_bench(int argc, char **argv)
         return bench_gemm(argc - 1, argv + 1);
     if (strcmp(argv[1], "conv") == 0)
         return bench_conv(argc - 1, argv + 1);
-    cli_error("bench: unknown benchmark '%s' (arith, gemm, conv)", argv[1]);
+    if (strcmp(argv[1], "train") == 0)
+        return bench_train(argc - 1, argv + 1);
+    cli_error("bench: unknown benchmark '%s' (arith, gemm, conv, train)", argv[1]);
     return CLI_USAGE;
 }

@@ -13,6 +13,7 @@
 static const char train_usage[] =
     "usage: nomul train [--config FILE] [--set KEY=VALUE ...] [--resume CHECKPOINT]\n"
     "                   [--keys] [--print-config] [--progress auto|bar|lines]\n"
+    "                   [--profile]\n"
     "\n"
     "Trains an image classifier. Without options: the embedded default, vit_fmnist\n"
     "on Fashion-MNIST (Debian's dataset-fashion-mnist) with every operation\n"
@@ -30,6 +31,9 @@ static const char train_usage[] =
     "  --print-config     print the resulting configuration as JSON, and exit\n"
     "  --progress MODE    a bar redrawn in place (bar), plain lines (lines) or by\n"
     "                     whether stderr is a terminal (auto, the default)\n"
+    "  --profile          at the end, the time per training step by operation\n"
+    "                     (forward and backward, float or piecewise affine), the\n"
+    "                     optimizer and the batch\n"
     "\n"
     "The run folder (out_dir) receives config.json, metrics.jsonl (one JSON object\n"
     "per log line and per epoch; draw them with 'nomul plot') and\n"
@@ -55,7 +59,7 @@ typedef struct opts {
     const char *configs[16], *resume, *checkpoint;
     int nconfigs;
     const char *sets[128];
-    int nsets, keys, print, tty;
+    int nsets, keys, print, tty, profile;
 } opts;
 
 /* The library's reports come out once, through cli_error with the command's
@@ -99,6 +103,8 @@ static int parse(int argc, char **argv, const char *command, opts *o, int *help)
             o->sets[o->nsets++] = v;
         } else if (cli_is(&a, arg, "keys") && !strcmp(command, "train")) {
             o->keys = 1;
+        } else if (cli_is(&a, arg, "profile") && !strcmp(command, "train")) {
+            o->profile = 1;
         } else if (cli_is(&a, arg, "print-config") && !strcmp(command, "train")) {
             o->print = 1;
         } else if (cli_is(&a, arg, "progress") && !strcmp(command, "train")) {
@@ -197,7 +203,7 @@ int cmd_train(int argc, char **argv)
         free(json);
         return CLI_OK;
     }
-    nomul_train_options to = {o.resume, stderr, o.tty, 10.0};
+    nomul_train_options to = {o.resume, stderr, o.tty, 10.0, o.profile, 0};
     nomul_train_result r;
     if (nomul_train(&c, &to, &r)) {
         cli_error("train: %s", nomul_last_error_message());

@@ -19,6 +19,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <sys/resource.h>
+
 #include "../core/internal.h"
 #include "nomul/autodiff.h"
 #include "nomul/models.h"
@@ -26,6 +28,12 @@
 #include "nomul/progress.h"
 #include "nomul/train.h"
 #include "trainer_internal.h"
+
+double train_peak_rss_mb(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) ? 0.0 : (double)ru.ru_maxrss / 1024.0;
+}
 
 static double now_s(void)
 {
@@ -128,10 +136,13 @@ static int train_step(trainer *t, run_state *st, double *loss, long *items)
 {
     const nomul_train_config *c = t->c;
     nomul_graph *g = t->g;
+    double t0 = t->prof ? now_s() : 0.0, t1 = 0.0, t2 = 0.0;
     nomul_graph_reset(g);
     nomul_tensor *l = t->task->loss(t, st, items);
     if (!l)
         return -1;
+    if (t->prof)
+        t1 = now_s();
     *loss = l->data[0];
     if (!isfinite(*loss)) {
         nomul_report(NOMUL_EINVAL, "training diverged: the loss is %g at step %ld (lower lr, "
@@ -143,6 +154,8 @@ static int train_step(trainer *t, run_state *st, double *loss, long *items)
         if (!t->p[i].buffer)
             nomul_tensor_zero_grad(t->p[i].t);
     nomul_backward(g, l);
+    if (t->prof)
+        t2 = now_s();
     const nomul_op_cfg *opt = &c->ops.family[NOMUL_CFG_OPT_FUNCTIONAL];
     if (c->clip_grad > 0.0f)
         nomul_clip_grad_norm((size_t)t->ntrain, t->grads, t->sizes, c->clip_grad, opt);
@@ -167,6 +180,14 @@ static int train_step(trainer *t, run_state *st, double *loss, long *items)
                                  t->p[i].t->data, t->p[i].t->grad, t->mom[i]);
     }
     st->step++;
+    if (t->prof) {
+        double t3 = now_s();
+        t->prof->steps++;
+        t->prof->step_s += t3 - t0;
+        t->prof->forward_s += t1 - t0;
+        t->prof->backward_s += t2 - t1;
+        t->prof->optimizer_s += t3 - t2;
+    }
     return 0;
 }
 
@@ -193,7 +214,7 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
 {
     if (nomul_train_config_check(c))
         return -1;
-    nomul_train_options defaults = {NULL, NULL, -1, 10.0};
+    nomul_train_options defaults = {NULL, NULL, -1, 10.0, 0, 0};
     if (!o)
         o = &defaults;
     trainer t;
@@ -203,12 +224,18 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
     memset(&r, 0, sizeof r);
     r.train_loss = NAN;
     double eval_loss = NAN, metric = NAN; /* the last evaluation, as the task logs it */
+    double rate_s = 0.0, rate_items = 0.0; /* the steady rate's steps */
     run_state st;
     int rc = -1;
     const double t0 = now_s();
     if (setup(&t, c, &st) || (t.task->check && t.task->check(&t)) || train_make_dirs(t.dir) ||
         train_remove_partial_checkpoints(t.dir))
         goto out;
+    train_profile prof = {0};
+    if (o->profile) {
+        t.prof = &prof;
+        nomul_graph_profile(t.g, 1);
+    }
     if (o->resume) {
         if (train_resume(&t, o->resume, &st) || train_truncate_metrics(t.metrics, st.step))
             goto out;
@@ -231,6 +258,9 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
         nomul_counts_enable(0);
     }
     long epochs = (t.total + t.per_epoch - 1) / t.per_epoch;
+    /* the steady rate: steps after the first few (arena and buffers grow,
+     * pages fault in), evaluations and checkpoints excluded */
+    const long warm = st.step + (t.total - st.step >= 8 ? 3 : t.total);
     int saved_last = 0; /* the run's last checkpoint is written */
     for (;;) {
         long epoch = st.step / t.per_epoch, first = st.step % t.per_epoch;
@@ -254,11 +284,16 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
         const double e0 = now_s();
         long images = 0;
         for (long b = first; b < last; b++) {
-            double loss;
+            double loss = 0.0;
             long n = 0;
             if (c->audit)
                 nomul_counts_enable(1);
+            const double s0 = now_s();
             int bad = train_step(&t, &st, &loss, &n);
+            if (st.step > warm) {
+                rate_s += now_s() - s0;
+                rate_items += (double)n;
+            }
             if (c->audit) {
                 nomul_counts_enable(0);
                 r.counted_steps += !bad;
@@ -298,7 +333,8 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
         const double secs = now_s() - e0;
         r.train_loss = st.epoch_loss / (double)st.epoch_n;
         int end_of_epoch = last == t.per_epoch, done = st.step == t.total;
-        int eval = done || (end_of_epoch && c->eval_every > 0 && (epoch + 1) % c->eval_every == 0);
+        int eval = !o->no_eval &&
+                   (done || (end_of_epoch && c->eval_every > 0 && (epoch + 1) % c->eval_every == 0));
         /* the last checkpoint before the final evaluation, which may fail */
         if (done && train_checkpoint(&t, &st)) {
             nomul_progress_finish(bar, "stopped");
@@ -340,6 +376,8 @@ out:
     if (c->audit)
         nomul_counts_get(&r.counts);
     r.seconds = now_s() - t0;
+    r.items_per_s = rate_s > 0.0 ? rate_items / rate_s : 0.0;
+    r.peak_rss_mb = train_peak_rss_mb();
     if (t.task) {
         r.eval_loss = (nomul_train_metric){t.task->eval_loss, eval_loss, 4};
         r.metric = (nomul_train_metric){t.task->metric, t.task->result_scale * metric,
@@ -350,7 +388,12 @@ out:
                 "checkpoint %s/checkpoint_last.safetensors\n", r.steps, r.seconds,
                 t.task->metric_label, t.task->metric_scale * metric, t.task->eval_loss,
                 eval_loss, t.dir);
+        if (r.items_per_s > 0.0)
+            fprintf(t.out, "nomul train: %.1f %s/s in the training steps; peak memory %.0f MB\n",
+                    r.items_per_s, t.task->items, r.peak_rss_mb);
         print_audit(t.out, &r);
+        if (t.prof)
+            train_profile_print(t.out, t.prof, t.g);
     }
     if (result)
         *result = r;

@@ -43,6 +43,12 @@ typedef struct train_task {
     int (*check)(trainer *t);
 } train_task;
 
+/* Seconds summed over the profiled steps (nomul train --profile). */
+typedef struct {
+    long steps;
+    double step_s, forward_s, backward_s, optimizer_s;
+} train_profile;
+
 struct trainer {
     const nomul_train_config *c;
     FILE *out;
@@ -57,6 +63,7 @@ struct trainer {
     long total, per_epoch;
     char describe[160];
     char dir[NOMUL_PATH_MAX], metrics[NOMUL_PATH_MAX + 32];
+    train_profile *prof; /* NULL unless profiling */
 };
 
 extern const train_task image_task, translation_task;
@@ -65,6 +72,10 @@ struct nomul_safetensors;
 /* The cross-entropy −log softmax(z)[target] of one row of n logits, in
  * double (evaluation only); *argmax (if not NULL) gets the largest logit's
  * index, the first on ties. */
+/* The process's peak resident memory in MB (getrusage). */
+double train_peak_rss_mb(void);
+/* profile.c: the table of a profiled run (ms per step by operation). */
+void train_profile_print(FILE *out, const train_profile *p, const nomul_graph *g);
 double train_row_nll(const float *z, int n, int target, int *argmax);
 /* Writes text to path (replacing it); reports and returns -1 on failure. */
 int train_write_text(const char *path, const char *text);

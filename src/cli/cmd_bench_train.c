@@ -1,0 +1,383 @@
+/*
+ * cmd_bench_train.c — `nomul bench train`: training throughput and peak
+ * memory, model by model and operation configuration by configuration (float,
+ * PAM products, fully piecewise affine with exact or approximate
+ * derivatives), the ratios to float, and, where Debian's python3-torch is
+ * installed, the same models trained by PyTorch (experiments/bench/
+ * torch_twin.py) at each thread count, all in one run.
+ *
+ * Every row runs in a child process of its own (fork), so that its peak
+ * resident memory (wait4's ru_maxrss) is that row's alone; the rate is
+ * nomul_train's steady rate (nomul_train_result.items_per_s: the training
+ * steps after the first three, without evaluation).
+ */
+#define _DEFAULT_SOURCE /* wait4 */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli.h"
+#include "nomul/nomul.h"
+
+static const char train_bench_usage[] =
+    "usage: nomul bench train [--models LIST] [--configs LIST] [--steps N]\n"
+    "                         [--threads N] [--data DIR] [--torch auto|on|off]\n"
+    "                         [--torch-threads LIST] [--torch-script FILE]\n"
+    "\n"
+    "Trains each model with each operation configuration for N timed steps\n"
+    "(default 30, after 3 untimed ones; batch 64 images of Fashion-MNIST, or\n"
+    "4096 tokens of the translation data in DIR, default data/ding-de-en from\n"
+    "sh experiments/ding/prepare.sh), each row in a process of its own, and prints\n"
+    "images or tokens per second, the ratio to the model's float row and the\n"
+    "row's peak resident memory. With PyTorch (Debian's python3-torch) the same\n"
+    "models are trained by its twin script at each of the torch threads (default\n"
+    "1 and the nomul threads), and nomul's float row is compared with the best.\n"
+    "\n"
+    "  --models LIST    vit_fmnist,resnet20,transformer_tiny,transformer_small (default)\n"
+    "  --configs LIST   float,pam,pa,pa_approx (default): float; PAM products (linear,\n"
+    "                   conv, bmm) with exact derivatives; every family piecewise\n"
+    "                   affine with exact derivatives; the same with the approximate\n"
+    "                   backward\n"
+    "  --threads N      nomul's threads (default: every core)\n";
+
+#define MAX_ROWS 16
+
+typedef struct {
+    double items_per_s, peak_mb;
+    int ok;
+    char items[16];
+    char error[512];
+} row_result;
+
+static int is_translation(const char *model) { return strncmp(model, "transformer", 11) == 0; }
+
+/* The configuration of one row: the defaults of a short run of model on the
+ * benchmark's data, with the operation configuration cfg. */
+static int row_config(nomul_train_config *c, const char *model, const char *cfg, long steps,
+                      const char *data, const char *out_dir)
+{
+    char v[NOMUL_PATH_MAX + 64];
+    nomul_train_config_default(c);
+    int bad = nomul_train_config_set(c, "model", model);
+    if (is_translation(model)) {
+        static const char *const files[][2] = {
+            {"data.train_src", "train.bpe.de"}, {"data.train_tgt", "train.bpe.en"},
+            {"data.valid_src", "valid.bpe.de"}, {"data.valid_tgt", "valid.bpe.en"},
+            {"data.test_src", "test.bpe.de"},   {"data.test_tgt", "test.bpe.en"},
+            {"data.src_dict", "dict.de.txt"},   {"data.tgt_dict", "dict.en.txt"},
+            {"data.bpe_codes", "codes"}};
+        bad = bad || nomul_train_config_set(c, "task", "translation") ||
+              nomul_train_config_set(c, "max_tokens", "4096") ||
+              nomul_train_config_set(c, "aug.hflip", "false");
+        for (size_t i = 0; i < sizeof files / sizeof *files && !bad; i++) {
+            snprintf(v, sizeof v, "%s/%s", data, files[i][1]);
+            bad = nomul_train_config_set(c, files[i][0], v);
+        }
+    } else {
+        /* one epoch of exactly the steps run */
+        snprintf(v, sizeof v, "%ld", 64 * steps);
+        bad = bad || nomul_train_config_set(c, "data.train_limit", v) ||
+              nomul_train_config_set(c, "data.test_limit", "64");
+    }
+    snprintf(v, sizeof v, "%ld", steps);
+    bad = bad || nomul_train_config_set(c, "steps", v) ||
+          nomul_train_config_set(c, "warmup_steps", "2") ||
+          nomul_train_config_set(c, "log_every", v) ||
+          nomul_train_config_set(c, "audit", "false") ||
+          nomul_train_config_set(c, "out_dir", out_dir);
+    static const char *const families[] = {"linear_cfg", "conv_cfg", "bmm_cfg", "norm_cfg",
+                                           "functional_cfg", "loss_functional_cfg",
+                                           "opt_functional_cfg"};
+    for (size_t i = 0; i < sizeof families / sizeof *families && !bad; i++) {
+        const char *f = families[i];
+        int product = i < 3;
+        const char *value = "standard";
+        if (!strcmp(cfg, "pa") || (!strcmp(cfg, "pam") && product))
+            value = "pam";
+        else if (!strcmp(cfg, "pa_approx"))
+            value = "{\"subtype\": \"pam\", \"dkwargs\": {\"approx_bwd\": true}}";
+        bad = nomul_train_config_set(c, f, value);
+    }
+    return bad || nomul_train_config_check(c);
+}
+
+/* One row in a child process: its rate through a pipe, its peak memory from
+ * wait4. */
+static row_result run_row(const char *model, const char *cfg, long steps, const char *data)
+{
+    row_result r;
+    memset(&r, 0, sizeof r);
+    char dir[] = "/tmp/nomul-bench-XXXXXX";
+    int fd[2];
+    if (!mkdtemp(dir) || pipe(fd)) {
+        snprintf(r.error, sizeof r.error, "cannot create a temporary folder or pipe: %s",
+                 strerror(errno));
+        return r;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        row_result cr;
+        memset(&cr, 0, sizeof cr);
+        nomul_train_config c;
+        FILE *devnull = fopen("/dev/null", "w");
+        nomul_train_options o = {NULL, devnull, 0, 1e9, 0, 1};
+        nomul_train_result res;
+        if (row_config(&c, model, cfg, steps, data, dir) || nomul_train(&c, &o, &res)) {
+            snprintf(cr.error, sizeof cr.error, "%s", nomul_last_error_message());
+        } else {
+            cr.ok = 1;
+            cr.items_per_s = res.items_per_s;
+            snprintf(cr.items, sizeof cr.items, "%s", is_translation(model) ? "tokens" : "images");
+        }
+        ssize_t w = write(fd[1], &cr, sizeof cr);
+        _exit(w == (ssize_t)sizeof cr && cr.ok ? 0 : 1);
+    }
+    close(fd[1]);
+    if (pid < 0) {
+        close(fd[0]);
+        snprintf(r.error, sizeof r.error, "fork: %s", strerror(errno));
+        return r;
+    }
+    ssize_t got = read(fd[0], &r, sizeof r);
+    close(fd[0]);
+    int status = 0;
+    struct rusage ru;
+    memset(&ru, 0, sizeof ru);
+    wait4(pid, &status, 0, &ru);
+    if (got != (ssize_t)sizeof r) {
+        memset(&r, 0, sizeof r);
+        snprintf(r.error, sizeof r.error, "the row's process ended without a result (status %d)",
+                 status);
+    }
+    r.peak_mb = (double)ru.ru_maxrss / 1024.0;
+    char cmd[sizeof dir + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "nomul: bench train: could not remove %s\n", dir);
+    return r;
+}
+
+/* PyTorch's twin of one model at one thread count: the last line of the
+ * script's output, a JSON object. */
+static row_result run_torch(const char *script, const char *model, int threads, long steps,
+                            const char *data)
+{
+    row_result r;
+    memset(&r, 0, sizeof r);
+    char cmd[2 * NOMUL_PATH_MAX + 256];
+    snprintf(cmd, sizeof cmd,
+             "python3 '%s' --model %s --threads %d --steps %ld --warmup 3 %s '%s' 2>&1", script,
+             model, threads, steps - 3, is_translation(model) ? "--max-tokens 4096 --data" : "--batch 64 --data",
+             is_translation(model) ? data : "/usr/share/datasets/fashion-mnist");
+    FILE *p = popen(cmd, "r");
+    if (!p) {
+        snprintf(r.error, sizeof r.error, "cannot run python3: %s", strerror(errno));
+        return r;
+    }
+    char line[4096], last[4096] = "";
+    while (fgets(line, sizeof line, p))
+        if (line[0] != '\n')
+            snprintf(last, sizeof last, "%s", line);
+    int status = pclose(p);
+    cJSON *j = cJSON_Parse(last);
+    const cJSON *rate = cJSON_GetObjectItemCaseSensitive(j, "items_per_s");
+    const cJSON *mem = cJSON_GetObjectItemCaseSensitive(j, "peak_rss_mb");
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(j, "items");
+    if (status != 0 || !cJSON_IsNumber(rate) || !cJSON_IsNumber(mem) || !cJSON_IsString(items)) {
+        last[strcspn(last, "\n")] = 0;
+        snprintf(r.error, sizeof r.error, "the twin script failed: %s", last);
+    } else {
+        r.ok = 1;
+        r.items_per_s = rate->valuedouble;
+        r.peak_mb = mem->valuedouble;
+        snprintf(r.items, sizeof r.items, "%s", items->valuestring);
+    }
+    cJSON_Delete(j);
+    return r;
+}
+
+static int split_list(const char *what, char *list, char **out, int max)
+{
+    int n = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (n == max) {
+            cli_error("bench train: at most %d %s", max, what);
+            return -1;
+        }
+        out[n++] = t;
+    }
+    if (n == 0)
+        cli_error("bench train: no %s given", what);
+    return n ? n : -1;
+}
+
+static int torch_available(const char *script)
+{
+    struct stat st;
+    if (stat(script, &st) || !S_ISREG(st.st_mode))
+        return 0;
+    return system("python3 -c 'import torch' >/dev/null 2>&1") == 0;
+}
+
+int bench_train(int argc, char **argv)
+{
+    cli_args a;
+    cli_args_init(&a, argc, argv, "bench train");
+    char models_buf[512] = "vit_fmnist,resnet20,transformer_tiny,transformer_small";
+    char configs_buf[256] = "float,pam,pa,pa_approx";
+    char tthreads_buf[64] = "";
+    const char *data = "data/ding-de-en", *torch = "auto",
+               *script = "experiments/bench/torch_twin.py";
+    uint64_t steps = 30, threads = 0;
+    const char *arg;
+    while ((arg = cli_next(&a))) {
+        const char *v;
+        if (cli_is_help(arg)) {
+            fputs(train_bench_usage, stdout);
+            return CLI_OK;
+        } else if (cli_is(&a, arg, "models")) {
+            if (!(v = cli_value(&a, "models")))
+                return CLI_USAGE;
+            snprintf(models_buf, sizeof models_buf, "%s", v);
+        } else if (cli_is(&a, arg, "configs")) {
+            if (!(v = cli_value(&a, "configs")))
+                return CLI_USAGE;
+            snprintf(configs_buf, sizeof configs_buf, "%s", v);
+        } else if (cli_is(&a, arg, "torch-threads")) {
+            if (!(v = cli_value(&a, "torch-threads")))
+                return CLI_USAGE;
+            snprintf(tthreads_buf, sizeof tthreads_buf, "%s", v);
+        } else if (cli_is(&a, arg, "steps")) {
+            if (!(v = cli_value(&a, "steps")) || !cli_parse_u64("steps", v, 1, 100000, &steps))
+                return CLI_USAGE;
+        } else if (cli_is(&a, arg, "threads")) {
+            if (!(v = cli_value(&a, "threads")) || !cli_parse_u64("threads", v, 1, 4096, &threads))
+                return CLI_USAGE;
+        } else if (cli_is(&a, arg, "data")) {
+            if (!(data = cli_value(&a, "data")))
+                return CLI_USAGE;
+        } else if (cli_is(&a, arg, "torch")) {
+            if (!(torch = cli_value(&a, "torch")))
+                return CLI_USAGE;
+            if (strcmp(torch, "auto") && strcmp(torch, "on") && strcmp(torch, "off")) {
+                cli_error("bench train: --torch wants auto, on or off, not '%s'", torch);
+                return CLI_USAGE;
+            }
+        } else if (cli_is(&a, arg, "torch-script")) {
+            if (!(script = cli_value(&a, "torch-script")))
+                return CLI_USAGE;
+        } else {
+            cli_unknown(&a, arg);
+            return CLI_USAGE;
+        }
+    }
+    char *models[MAX_ROWS], *configs[8], *tthr[8];
+    int nm = split_list("models", models_buf, models, MAX_ROWS);
+    int nc = split_list("configurations", configs_buf, configs, 8);
+    if (nm < 0 || nc < 0)
+        return CLI_USAGE;
+    for (int i = 0; i < nm; i++)
+        if (!nomul_model_find(models[i])) {
+            cli_error("bench train: unknown model '%s'", models[i]);
+            return CLI_USAGE;
+        }
+    for (int i = 0; i < nc; i++)
+        if (strcmp(configs[i], "float") && strcmp(configs[i], "pam") && strcmp(configs[i], "pa") &&
+            strcmp(configs[i], "pa_approx")) {
+            cli_error("bench train: unknown configuration '%s' (float, pam, pa, pa_approx)",
+                      configs[i]);
+            return CLI_USAGE;
+        }
+    if (threads)
+        nomul_set_num_threads((int)threads);
+    int nt = nomul_get_num_threads();
+    if (!tthreads_buf[0])
+        snprintf(tthreads_buf, sizeof tthreads_buf, nt > 1 ? "1,%d" : "1", nt);
+    int ntt = split_list("torch threads", tthreads_buf, tthr, 8);
+    if (ntt < 0)
+        return CLI_USAGE;
+    int use_torch = strcmp(torch, "off") && torch_available(script);
+    if (!strcmp(torch, "on") && !use_torch) {
+        cli_error("bench train: --torch on, but python3 cannot import torch or %s is missing "
+                  "(apt-get install python3-torch)", script);
+        return CLI_USAGE;
+    }
+    steps += 3; /* the untimed first steps */
+    printf("nomul bench train: %d threads, ISA %s, %ld timed steps per row%s\n", nt,
+           nomul_isa_name(nomul_isa_active()), (long)steps - 3,
+           use_torch ? "; PyTorch twin rows from " : "; no PyTorch rows");
+    if (use_torch)
+        printf("  %s\n", script);
+    printf("%-18s %-16s %12s %10s %10s\n", "model", "configuration", "items/s", "vs float",
+           "peak MB");
+    int failed = 0;
+    for (int i = 0; i < nm; i++) {
+        double float_rate = 0.0, float_mb = 0.0;
+        if (is_translation(models[i])) {
+            char probe[NOMUL_PATH_MAX + 32];
+            snprintf(probe, sizeof probe, "%s/train.bpe.de", data);
+            if (access(probe, R_OK)) {
+                printf("%-18s (skipped: no %s; sh experiments/ding/prepare.sh makes it)\n",
+                       models[i], probe);
+                continue;
+            }
+        }
+        for (int j = 0; j < nc; j++) {
+            row_result r = run_row(models[i], configs[j], (long)steps, data);
+            if (!r.ok) {
+                printf("%-18s %-16s failed: %s\n", models[i], configs[j], r.error);
+                failed = 1;
+                continue;
+            }
+            if (!strcmp(configs[j], "float")) {
+                float_rate = r.items_per_s;
+                float_mb = r.peak_mb;
+            }
+            char ratio[32] = "";
+            if (float_rate > 0.0)
+                snprintf(ratio, sizeof ratio, "%.2fx", r.items_per_s / float_rate);
+            printf("%-18s %-16s %12.1f %10s %10.0f   %s/s\n", models[i], configs[j],
+                   r.items_per_s, ratio, r.peak_mb, r.items);
+            fflush(stdout);
+        }
+        if (!use_torch)
+            continue;
+        double best = 0.0, best_mb = 0.0;
+        for (int k = 0; k < ntt; k++) {
+            int tt = atoi(tthr[k]);
+            row_result r = run_torch(script, models[i], tt > 0 ? tt : 1, (long)steps, data);
+            char label[32];
+            snprintf(label, sizeof label, "pytorch %s thr", tthr[k]);
+            if (!r.ok) {
+                printf("%-18s %-16s failed: %s\n", models[i], label, r.error);
+                failed = 1;
+                continue;
+            }
+            if (r.items_per_s > best) {
+                best = r.items_per_s;
+                best_mb = r.peak_mb;
+            }
+            char ratio[32] = "";
+            if (float_rate > 0.0)
+                snprintf(ratio, sizeof ratio, "%.2fx", r.items_per_s / float_rate);
+            printf("%-18s %-16s %12.1f %10s %10.0f   %s/s\n", models[i], label, r.items_per_s,
+                   ratio, r.peak_mb, r.items);
+            fflush(stdout);
+        }
+        if (best > 0.0 && float_rate > 0.0)
+            printf("%-18s nomul float / best PyTorch: %.2fx the speed, %.2fx the memory\n",
+                   models[i], float_rate / best, best_mb > 0.0 ? float_mb / best_mb : 0.0);
+    }
+    return failed ? CLI_FAILED : CLI_OK;
+}
