@@ -727,6 +727,122 @@ static void test_no_grad_and_arena_limits(void **state)
 
 /* Every entry of the op table is filled (a forgotten row would be NULL) and
  * named once; a forward records its own entry with its inputs. */
+/* nomul_transpose (a blocked copy) against the plain index map, on random
+ * shapes of 1 to 5 dimensions and every pair of dimensions; its backward
+ * (the copy back, accumulated) against the same map. */
+static void test_transpose_matches_index_map(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x7a11};
+    nomul_graph *g = nomul_graph_new(1 << 22);
+    for (int rep = 0; rep < 60; rep++) {
+        int nd = 1 + (int)(tu_u32(&r) % 5), shape[NOMUL_MAX_DIMS];
+        for (int d = 0; d < nd; d++)
+            shape[d] = 1 + (int)(tu_u32(&r) % 6);
+        int d0 = (int)(tu_u32(&r) % (unsigned)nd), d1 = (int)(tu_u32(&r) % (unsigned)nd);
+        nomul_tensor *x = nomul_tensor_alloc(nd, shape, 1);
+        for (long i = 0; i < x->n; i++) {
+            x->data[i] = (float)(tu_u32(&r) % 1000);
+            x->grad[i] = (float)(tu_u32(&r) % 7);
+        }
+        float *g0 = malloc((size_t)x->n * sizeof *g0);
+        memcpy(g0, x->grad, (size_t)x->n * sizeof *g0);
+        nomul_graph_reset(g);
+        nomul_tensor *y = nomul_transpose(g, x, d0, d1);
+        assert_non_null(y);
+        for (long i = 0; i < y->n; i++)
+            y->grad[i] = (float)(tu_u32(&r) % 1000);
+        nomul_tensor *l = nomul_sum(g, y);
+        (void)l;
+        ad_op_table[AD_OP_TRANSPOSE].backward(&g->tape[0]);
+        /* walk x's indices; y's index is x's with d0, d1 swapped */
+        int idx[NOMUL_MAX_DIMS] = {0};
+        for (long i = 0; i < x->n; i++) {
+            int yi[NOMUL_MAX_DIMS];
+            memcpy(yi, idx, sizeof yi);
+            yi[d0] = idx[d1];
+            yi[d1] = idx[d0];
+            long yo = 0;
+            for (int d = 0; d < nd; d++)
+                yo = yo * y->shape[d] + yi[d];
+            if (y->data[yo] != x->data[i] || x->grad[i] != g0[i] + y->grad[yo]) {
+                fprintf(stderr, "transpose of %d-D (%d, %d), element %ld differs; "
+                        "NOMUL_TEST_SEED=%llu\n", nd, d0, d1, i, (unsigned long long)tu_seed());
+                fail();
+            }
+            for (int d = nd - 1; d >= 0 && ++idx[d] == shape[d]; d--)
+                idx[d] = 0;
+        }
+        free(g0);
+        nomul_tensor_free(x);
+    }
+    nomul_graph_free(g);
+}
+
+/* Broadcasting add and sub (row loops) against the plain element-by-element
+ * walk of numpy's rule, bit for bit, forward and both gradients (which sum
+ * over broadcast dimensions in output order). */
+static void test_broadcast_add_sub_match_plain_walk(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xadd5};
+    nomul_graph *g = nomul_graph_new(1 << 22);
+    for (int rep = 0; rep < 80; rep++) {
+        int nd = 1 + (int)(tu_u32(&r) % 4), ys[NOMUL_MAX_DIMS], as[NOMUL_MAX_DIMS],
+            bs[NOMUL_MAX_DIMS];
+        for (int d = 0; d < nd; d++) {
+            ys[d] = 1 + (int)(tu_u32(&r) % 5);
+            as[d] = tu_u32(&r) % 3 ? ys[d] : 1;
+            bs[d] = tu_u32(&r) % 3 ? ys[d] : 1;
+        }
+        int bd = nd - (int)(tu_u32(&r) % (unsigned)nd); /* b may have fewer dimensions */
+        nomul_tensor *a = nomul_tensor_alloc(nd, as, 1), *b = nomul_tensor_alloc(bd, bs + nd - bd, 1);
+        for (long i = 0; i < a->n; i++)
+            a->data[i] = tu_normal(&r, -4, 4, 1);
+        for (long i = 0; i < b->n; i++)
+            b->data[i] = tu_normal(&r, -4, 4, 1);
+        int sub = (int)(tu_u32(&r) & 1);
+        nomul_graph_reset(g);
+        nomul_tensor *y = sub ? nomul_sub(g, a, b) : nomul_add(g, a, b);
+        assert_non_null(y);
+        long n = y->n;
+        assert_int_equal(y->ndim, nd);
+        for (long i = 0; i < n; i++)
+            y->grad[i] = tu_normal(&r, -4, 4, 1);
+        ad_op_table[g->tape[0].op].backward(&g->tape[0]);
+        float *ga = calloc((size_t)a->n, sizeof *ga), *gb = calloc((size_t)b->n, sizeof *gb);
+        int idx[NOMUL_MAX_DIMS] = {0};
+        for (long i = 0; i < n; i++) {
+            long ia = 0, ib = 0;
+            for (int d = 0; d < nd; d++) {
+                ia = ia * as[d] + (as[d] == 1 ? 0 : idx[d]);
+                if (d >= nd - bd)
+                    ib = ib * bs[d] + (bs[d] == 1 ? 0 : idx[d]);
+            }
+            float want = sub ? a->data[ia] - b->data[ib] : a->data[ia] + b->data[ib];
+            ga[ia] += y->grad[i];
+            gb[ib] += sub ? -y->grad[i] : y->grad[i];
+            if (tu_bits(want) != tu_bits(y->data[i])) {
+                fprintf(stderr, "%s element %ld: %g, plain %g; NOMUL_TEST_SEED=%llu\n",
+                        sub ? "sub" : "add", i, y->data[i], want, (unsigned long long)tu_seed());
+                fail();
+            }
+            for (int d = nd - 1; d >= 0 && ++idx[d] == y->shape[d]; d--)
+                idx[d] = 0;
+        }
+        if (memcmp(ga, a->grad, (size_t)a->n * 4) || memcmp(gb, b->grad, (size_t)b->n * 4)) {
+            fprintf(stderr, "%s gradients differ from the plain walk; NOMUL_TEST_SEED=%llu\n",
+                    sub ? "sub" : "add", (unsigned long long)tu_seed());
+            fail();
+        }
+        free(ga);
+        free(gb);
+        nomul_tensor_free(a);
+        nomul_tensor_free(b);
+    }
+    nomul_graph_free(g);
+}
+
 static void test_op_table(void **state)
 {
     (void)state;
@@ -773,6 +889,8 @@ int main(void)
         cmocka_unit_test(test_audit_counts),
         cmocka_unit_test(test_no_grad_and_arena_limits),
         cmocka_unit_test(test_op_table),
+        cmocka_unit_test(test_transpose_matches_index_map),
+        cmocka_unit_test(test_broadcast_add_sub_match_plain_walk),
     };
     printf("test_autodiff: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("autodiff", tests, NULL, NULL);

@@ -84,17 +84,19 @@ static int broadcast(const nomul_tensor *a, const nomul_tensor *b, bcast *bc)
     return 1;
 }
 
-/* Walks the output in order, keeping each operand's offset. */
+/* Walks the output in order row by row (a row: the last dimension), keeping
+ * each operand's offset at the row's start; within a row the operands
+ * advance by their last strides (0 or 1). */
 typedef struct {
     const bcast *bc;
     int idx[NOMUL_MAX_DIMS];
     long ia, ib;
 } bcast_it;
 
-static void it_next(bcast_it *it)
+static void it_next_row(bcast_it *it)
 {
     const bcast *bc = it->bc;
-    for (int d = bc->ndim - 1; d >= 0; d--) {
+    for (int d = bc->ndim - 2; d >= 0; d--) {
         it->ia += bc->sa[d];
         it->ib += bc->sb[d];
         if (++it->idx[d] < bc->shape[d])
@@ -140,8 +142,42 @@ void ad_binary_backward(const node *nd)
         }
     }
     bcast_it it = {&bc, {0}, 0, 0};
-    for (long i = 0; i < y->n; i++, it_next(&it)) {
-        long ia = it.ia, ib = it.ib;
+    const long row = bc.shape[bc.ndim - 1], ra = bc.sa[bc.ndim - 1], rb = bc.sb[bc.ndim - 1];
+    if (op == AD_OP_ADD || op == AD_OP_SUB) { /* row loops the compiler vectorizes */
+        for (long i0 = 0; i0 < y->n; i0 += row, it_next_row(&it)) {
+            const float *g = y->grad + i0;
+            if (a->grad) {
+                float *ga = a->grad + it.ia;
+                if (ra)
+                    for (long j = 0; j < row; j++)
+                        ga[j] += g[j];
+                else
+                    for (long j = 0; j < row; j++)
+                        ga[0] += g[j];
+            }
+            if (b->grad) { /* sub: x − g is x + (−g), bit for bit */
+                float *gb = b->grad + it.ib;
+                if (rb && op == AD_OP_ADD)
+                    for (long j = 0; j < row; j++)
+                        gb[j] += g[j];
+                else if (rb)
+                    for (long j = 0; j < row; j++)
+                        gb[j] -= g[j];
+                else if (op == AD_OP_ADD)
+                    for (long j = 0; j < row; j++)
+                        gb[0] += g[j];
+                else
+                    for (long j = 0; j < row; j++)
+                        gb[0] -= g[j];
+            }
+        }
+        return;
+    }
+    for (long i = 0; i < y->n; i++) {
+        long j = i % row;
+        if (j == 0 && i > 0)
+            it_next_row(&it);
+        long ia = it.ia + j * ra, ib = it.ib + j * rb;
         float g = y->grad[i], x0 = a->data[ia], x1 = b->data[ib], ga, gb;
         switch (op) {
         case AD_OP_ADD: ga = g; gb = g; break;
@@ -202,8 +238,21 @@ static nomul_tensor *binary(nomul_graph *g, const nomul_op_cfg *cfg, ad_op op, n
     else
         nomul_count(pa ? NOMUL_COUNT_PAD : NOMUL_COUNT_FDIV, (unsigned long long)y->n);
     bcast_it it = {&bc, {0}, 0, 0};
-    for (long i = 0; i < y->n; i++, it_next(&it))
-        y->data[i] = bin_forward(op, pa, cfg ? cfg->offset : 1.0f, a->data[it.ia], b->data[it.ib]);
+    const long row = bc.shape[bc.ndim - 1], ra = bc.sa[bc.ndim - 1], rb = bc.sb[bc.ndim - 1];
+    const float off = cfg ? cfg->offset : 1.0f;
+    for (long i0 = 0; i0 < y->n; i0 += row, it_next_row(&it)) {
+        const float *x0 = a->data + it.ia, *x1 = b->data + it.ib;
+        float *out = y->data + i0;
+        if (op == AD_OP_ADD && ra && rb) /* the common rows, vectorized */
+            for (long j = 0; j < row; j++)
+                out[j] = x0[j] + x1[j];
+        else if (op == AD_OP_ADD && ra)
+            for (long j = 0; j < row; j++)
+                out[j] = x0[j] + x1[0];
+        else
+            for (long j = 0; j < row; j++)
+                out[j] = bin_forward(op, pa, off, x0[j * ra], x1[j * rb]);
+    }
     ad_record(g, op, cfg, NULL, y, a, b, NULL);
     return y;
 }

@@ -13,50 +13,56 @@
 
 /* ---- transpose ------------------------------------------------------------------------------ */
 
-/* Strides of a contiguous shape, and those of the shape with d0, d1 swapped
- * mapped back onto x. */
-static void transpose_strides(const nomul_tensor *x, int d0, int d1, long *src_stride)
+/* y = x with dimensions d0 and d1 swapped, as a 5-D view: x is (A, P, B, Q,
+ * C) with P, Q the swapped sizes, y is (A, Q, B, P, C); C (the dimensions
+ * after both) is contiguous in both, so rows of C values are copied whole.
+ * add: x's layout receives y's values (dst[x index] += src[y index]), the
+ * backward. */
+static void transpose_copy(const nomul_tensor *x, int d0, int d1, const float *src, float *dst,
+                           int add)
 {
-    long st[NOMUL_MAX_DIMS], s = 1;
-    for (int d = x->ndim - 1; d >= 0; d--) {
-        st[d] = s;
-        s *= x->shape[d];
+    if (d0 == d1) { /* the same tensor */
+        for (long i = 0; i < x->n; i++)
+            dst[i] = add ? dst[i] + src[i] : src[i];
+        return;
     }
-    for (int d = 0; d < x->ndim; d++)
-        src_stride[d] = st[d];
-    src_stride[d0] = st[d1];
-    src_stride[d1] = st[d0];
-}
-
-/* y[idx] = x[idx with d0, d1 swapped]; y has the swapped shape. add: +=. */
-static void transpose_copy(const nomul_tensor *x, const int *yshape, int d0, int d1,
-                           const float *src, float *dst, int add)
-{
-    long ss[NOMUL_MAX_DIMS];
-    transpose_strides(x, d0, d1, ss);
-    int idx[NOMUL_MAX_DIMS] = {0};
-    long off = 0;
-    for (long i = 0; i < x->n; i++) {
-        if (add)
-            dst[off] += src[i];
-        else
-            dst[i] = src[off];
-        for (int d = x->ndim - 1; d >= 0; d--) {
-            off += ss[d];
-            if (++idx[d] < yshape[d])
-                break;
-            off -= ss[d] * yshape[d];
-            idx[d] = 0;
-        }
+    if (d0 > d1) {
+        int t = d0;
+        d0 = d1;
+        d1 = t;
     }
+    long A = 1, B = 1, C = 1;
+    for (int d = 0; d < d0; d++)
+        A *= x->shape[d];
+    for (int d = d0 + 1; d < d1; d++)
+        B *= x->shape[d];
+    for (int d = d1 + 1; d < x->ndim; d++)
+        C *= x->shape[d];
+    const long P = x->shape[d0], Q = x->shape[d1];
+    for (long a = 0; a < A; a++)
+        for (long q = 0; q < Q; q++)
+            for (long b = 0; b < B; b++)
+                for (long p = 0; p < P; p++) {
+                    long xo = (((a * P + p) * B + b) * Q + q) * C; /* x (a, p, b, q, ·) */
+                    long yo = (((a * Q + q) * B + b) * P + p) * C; /* y (a, q, b, p, ·) */
+                    if (add) {
+                        float *d = dst + xo;
+                        const float *s_ = src + yo;
+                        for (long c = 0; c < C; c++)
+                            d[c] += s_[c];
+                    } else if (C == 1)
+                        dst[yo] = src[xo];
+                    else
+                        memcpy(dst + yo, src + xo, (size_t)C * sizeof *dst);
+                }
 }
 
 /* forward: y = swap(x, d0, d1) */
 void ad_transpose_backward(const node *nd)
 {
     /* dx[swap(idx)] += dy[idx] */
-    transpose_copy(nd->in[0], nd->out->shape, nd->p.transpose.d0, nd->p.transpose.d1,
-                   nd->out->grad, nd->in[0]->grad, 1);
+    transpose_copy(nd->in[0], nd->p.transpose.d0, nd->p.transpose.d1, nd->out->grad,
+                   nd->in[0]->grad, 1);
 }
 
 nomul_tensor *nomul_transpose(nomul_graph *g, nomul_tensor *x, int d0, int d1)
@@ -75,7 +81,7 @@ nomul_tensor *nomul_transpose(nomul_graph *g, nomul_tensor *x, int d0, int d1)
     nomul_tensor *y = nomul_graph_tensor(g, x->ndim, shape, ad_wants_grad(g, x, NULL, NULL));
     if (!y)
         return NULL;
-    transpose_copy(x, shape, d0, d1, x->data, y->data, 0);
+    transpose_copy(x, d0, d1, x->data, y->data, 0);
     ad_record(g, AD_OP_TRANSPOSE, NULL, &(ad_params){.transpose = {d0, d1}}, y, x, NULL, NULL);
     return y;
 }

@@ -188,7 +188,13 @@ static void float_batch(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE
     if (nt > batch)
         nt = batch;
     nomul_blas_hold_one_thread();
-#pragma omp parallel for num_threads(nt) if (small && nt > 1) schedule(static)
+    if (!small || nt <= 1) { /* no OpenMP team for one thread: see gemm_float.c */
+        for (int i = 0; i < batch; i++)
+            nomul_sgemm(layout, ta, tb, m, n, k, a + i * sa, lda, b + i * sb, ldb, beta,
+                        c + i * sc, ldc);
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
     for (int i = 0; i < batch; i++)
         nomul_sgemm(layout, ta, tb, m, n, k, a + i * sa, lda, b + i * sb, ldb, beta, c + i * sc,
                     ldc);

@@ -55,6 +55,34 @@ long nomul_sgemm_block_size(int rows, int cols, int k, int *split_rows)
     return bs < 2 * SPLIT_ALIGN ? 2 * SPLIT_ALIGN : bs;
 }
 
+typedef struct {
+    CBLAS_TRANSPOSE ta, tb;
+    int ta_, tb_, rows_split, dim;
+    long bs;
+    int m, n, k;
+    const float *a;
+    int lda;
+    const float *b;
+    int ldb;
+    float beta;
+    float *c;
+    int ldc;
+} sgemm_blocks;
+
+/* Block i: rows lo.. of op(A) and C, or columns lo.. of op(B) and C. */
+static void sgemm_block(const sgemm_blocks *j, int i)
+{
+    long lo = (long)i * j->bs;
+    int len = (int)(j->dim - lo < j->bs ? j->dim - lo : j->bs);
+    if (j->rows_split)
+        cblas_sgemm(CblasRowMajor, j->ta, j->tb, len, j->n, j->k, 1.0f,
+                    j->ta_ ? j->a + lo : j->a + lo * j->lda, j->lda, j->b, j->ldb, j->beta,
+                    j->c + lo * j->ldc, j->ldc);
+    else
+        cblas_sgemm(CblasRowMajor, j->ta, j->tb, j->m, len, j->k, 1.0f, j->a, j->lda,
+                    j->tb_ ? j->b + lo * j->ldb : j->b + lo, j->ldb, j->beta, j->c + lo, j->ldc);
+}
+
 void nomul_sgemm(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n,
                  int k, const float *a, int lda, const float *b, int ldb, float beta, float *c,
                  int ldc)
@@ -89,15 +117,16 @@ void nomul_sgemm(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, in
         nt = blocks;
     int ta_ = ta == CblasTrans || ta == CblasConjTrans;
     int tb_ = tb == CblasTrans || tb == CblasConjTrans;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int i = 0; i < blocks; i++) {
-        long lo = (long)i * bs;
-        int len = (int)(dim - lo < bs ? dim - lo : bs);
-        if (rows_split) /* rows lo.. of op(A) and C */
-            cblas_sgemm(CblasRowMajor, ta, tb, len, n, k, 1.0f, ta_ ? a + lo : a + lo * lda, lda,
-                        b, ldb, beta, c + lo * ldc, ldc);
-        else /* columns lo.. of op(B) and C */
-            cblas_sgemm(CblasRowMajor, ta, tb, m, len, k, 1.0f, a, lda,
-                        tb_ ? b + lo * ldb : b + lo, ldb, beta, c + lo, ldc);
+    sgemm_blocks job = {ta, tb, ta_, tb_, rows_split, dim, bs, m, n, k, a, lda, b, ldb, beta, c,
+                        ldc};
+    /* one thread: no OpenMP team (a team of one still makes a futex system
+     * call at its barrier) */
+    if (nt <= 1) {
+        for (int i = 0; i < blocks; i++)
+            sgemm_block(&job, i);
+        return;
     }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int i = 0; i < blocks; i++)
+        sgemm_block(&job, i);
 }

@@ -142,40 +142,55 @@ int pg_plan_direct_safe(const pg_plan *pl, const pg_stats *ys)
            pg_plan_all_safe(pl, ys);
 }
 
-void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, int ldy, float beta,
-                                float *c, int ldc)
+/* Row panel ip of a direct forward: all its tiles, K block by K block. */
+static void direct_panel(const pg_plan *pl, const pg_problem *out, int ip, int n,
+                         const float *y, int ldy, float beta, float *c, int ldc)
 {
     const pg_cntx *cx = pl->cx;
     const int MR = pl->MR, NR = cx->fwd.nr, KC = cx->kc;
     int m = pl->pr.m, kd = pl->pr.kd, npj = ceil_div(n, NR);
+    float ct[PG_TILE_MAX] __attribute__((aligned(64)));
+    int i0 = ip * MR, mr = m - i0 < MR ? m - i0 : MR;
+    for (int jp = 0; jp < npj; jp++) {
+        int j0 = jp * NR, nr = n - j0 < NR ? n - j0 : NR;
+        int direct = mr == MR && nr == NR;
+        for (int kb = 0; kb < pl->nkb; kb++) {
+            int pc = kb * KC, kc = kd - pc < KC ? kd - pc : KC;
+            size_t at = (size_t)kb * pl->npanels + ip;
+            int add = direct ? (kb > 0 || beta == 1.0f) : kb > 0;
+            cx->fwd_direct(kc, pl->xp + at * MR * KC, y + (long)pc * ldy + j0, ldy,
+                           pl->xm + at * MR * KC, pl->xs[at].zero,
+                           direct ? c + (long)i0 * ldc + j0 : ct, direct ? ldc : NR, add);
+        }
+        if (!direct)
+            pg_write_tile(out, i0, mr, j0, nr, NR, ct, beta == 1.0f);
+    }
+}
+
+void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, int ldy, float beta,
+                                float *c, int ldc)
+{
+    int m = pl->pr.m, kd = pl->pr.kd;
     NOMUL_COUNT(PAM, (long long)m * n * kd * (pl->pr.has_offset ? 2 : 1));
     NOMUL_COUNT(FADD, (long long)m * n * kd);
     int nt = omp_in_parallel() ? 1 : nomul_num_threads();
+    if (nt > pl->npanels)
+        nt = pl->npanels;
     pg_problem out = pl->pr; /* for write_tile */
     out.n = n;
     out.c = c;
     out.rs_c = ldc;
     out.cs_c = 1;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int ip = 0; ip < pl->npanels; ip++) {
-        float ct[PG_TILE_MAX] __attribute__((aligned(64)));
-        int i0 = ip * MR, mr = m - i0 < MR ? m - i0 : MR;
-        for (int jp = 0; jp < npj; jp++) {
-            int j0 = jp * NR, nr = n - j0 < NR ? n - j0 : NR;
-            int direct = mr == MR && nr == NR;
-            for (int kb = 0; kb < pl->nkb; kb++) {
-                int pc = kb * KC, kc = kd - pc < KC ? kd - pc : KC;
-                size_t at = (size_t)kb * pl->npanels + ip;
-                int add = direct ? (kb > 0 || beta == 1.0f) : kb > 0;
-                cx->fwd_direct(kc, pl->xp + at * MR * KC, y + (long)pc * ldy + j0, ldy,
-                                     pl->xm + at * MR * KC, pl->xs[at].zero,
-                                     direct ? c + (long)i0 * ldc + j0 : ct, direct ? ldc : NR,
-                                     add);
-            }
-            if (!direct)
-                pg_write_tile(&out, i0, mr, j0, nr, NR, ct, beta == 1.0f);
-        }
+    /* one thread: no OpenMP team (a team of one still makes a futex system
+     * call at its barrier; this runs once per image of a convolution) */
+    if (nt <= 1) {
+        for (int ip = 0; ip < pl->npanels; ip++)
+            direct_panel(pl, &out, ip, n, y, ldy, beta, c, ldc);
+        return;
     }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int ip = 0; ip < pl->npanels; ip++)
+        direct_panel(pl, &out, ip, n, y, ldy, beta, c, ldc);
 }
 
 int pg_range_safe(const pg_stats *a, const pg_stats *b, float offset)
