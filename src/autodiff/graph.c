@@ -162,7 +162,8 @@ void nomul_tensor_free(nomul_tensor *t)
     free(t);
 }
 
-nomul_tensor *nomul_graph_tensor(nomul_graph *g, int ndim, const int *shape, int grad)
+static nomul_tensor *graph_tensor(nomul_graph *g, int ndim, const int *shape, int grad,
+                                  int zero_data)
 {
     long n;
     if (!shape_ok("nomul_graph_tensor", ndim, shape, &n))
@@ -172,13 +173,24 @@ nomul_tensor *nomul_graph_tensor(nomul_graph *g, int ndim, const int *shape, int
     float *gr = grad && g->grad_enabled ? arena_get(g, (size_t)n * sizeof(float)) : NULL;
     if (!t || !data || (grad && g->grad_enabled && !gr))
         return NULL;
-    memset(data, 0, (size_t)n * sizeof(float));
+    if (zero_data)
+        memset(data, 0, (size_t)n * sizeof(float));
     if (gr)
         memset(gr, 0, (size_t)n * sizeof(float));
     t->data = data;
     t->grad = gr;
     set_shape(t, ndim, shape, n);
     return t;
+}
+
+nomul_tensor *nomul_graph_tensor(nomul_graph *g, int ndim, const int *shape, int grad)
+{
+    return graph_tensor(g, ndim, shape, grad, 1);
+}
+
+nomul_tensor *ad_output(nomul_graph *g, int ndim, const int *shape, int grad)
+{
+    return graph_tensor(g, ndim, shape, grad, 0);
 }
 
 nomul_tensor *nomul_reshape(nomul_graph *g, nomul_tensor *x, int ndim, const int *shape)

@@ -29,7 +29,7 @@ nomul_tensor *nomul_relu(nomul_graph *g, nomul_tensor *x)
 {
     if (!x)
         return NULL;
-    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
+    nomul_tensor *y = ad_output(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
     if (!y)
         return NULL;
     for (long i = 0; i < x->n; i++)
@@ -49,7 +49,7 @@ nomul_tensor *nomul_gelu(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *
 {
     if (!x)
         return NULL;
-    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
+    nomul_tensor *y = ad_output(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
     if (!y)
         return NULL;
     nomul_gelu_forward(cfg, x->n, x->data, y->data);
@@ -227,7 +227,7 @@ static nomul_tensor *binary(nomul_graph *g, const nomul_op_cfg *cfg, ad_op op, n
         nomul_report(NOMUL_EINVAL, "%s: the operands' shapes do not broadcast", fn);
         return NULL;
     }
-    nomul_tensor *y = nomul_graph_tensor(g, bc.ndim, bc.shape, ad_wants_grad(g, a, b, NULL));
+    nomul_tensor *y = ad_output(g, bc.ndim, bc.shape, ad_wants_grad(g, a, b, NULL));
     if (!y)
         return NULL;
     int pa = cfg && nomul_op_is_pa(cfg);
@@ -314,7 +314,7 @@ nomul_tensor *nomul_scale(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor 
 {
     if (!x)
         return NULL;
-    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
+    nomul_tensor *y = ad_output(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
     if (!y)
         return NULL;
     if (nomul_op_is_pa(cfg) && cfg->offset != 1.0f)
@@ -371,7 +371,7 @@ nomul_tensor *nomul_dropout(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tenso
     }
     if (p == 0.0f || !g->grad_enabled)
         return x;
-    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
+    nomul_tensor *y = ad_output(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
     unsigned char *keep = ad_arena_zalloc(g, (size_t)x->n);
     if (!y || !keep)
         return NULL;

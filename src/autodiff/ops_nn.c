@@ -57,7 +57,7 @@ nomul_tensor *nomul_linear(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
     }
     int batch = x->shape[0], in = x->shape[1], out = w->shape[0];
     int shape[2] = {batch, out};
-    nomul_tensor *y = nomul_graph_tensor(g, 2, shape, ad_wants_grad(g, x, w, b));
+    nomul_tensor *y = ad_output(g, 2, shape, ad_wants_grad(g, x, w, b));
     if (!y)
         return NULL;
     nomul_gemm(cfg, CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, x->data, in, w->data,
@@ -128,7 +128,7 @@ nomul_tensor *nomul_matmul(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
     }
     int shape[3] = {mg.batch, mg.m, mg.n};
     int d = a->ndim;
-    nomul_tensor *c = nomul_graph_tensor(g, d, d == 3 ? shape : shape + 1,
+    nomul_tensor *c = ad_output(g, d, d == 3 ? shape : shape + 1,
                                          ad_wants_grad(g, a, b, NULL));
     if (!c)
         return NULL;

@@ -46,7 +46,7 @@ static nomul_tensor *row_op(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tenso
         return NULL;
     int rows, n;
     rows_cols(x, &rows, &n);
-    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
+    nomul_tensor *y = ad_output(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
     if (!y)
         return NULL;
     fwd(cfg, rows, n, x->data, y->data);
@@ -123,7 +123,7 @@ nomul_tensor *nomul_layer_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_te
         nomul_report(NOMUL_EINVAL, "nomul_layer_norm: gamma and beta must have %d elements", n);
         return NULL;
     }
-    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape, ad_wants_grad(g, x, gamma, beta));
+    nomul_tensor *y = ad_output(g, x->ndim, x->shape, ad_wants_grad(g, x, gamma, beta));
     float *stats = ad_arena_zalloc(g, 2 * (size_t)rows * sizeof(float)); /* mean | rstd */
     if (!y || !stats)
         return NULL;

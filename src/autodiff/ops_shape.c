@@ -78,7 +78,7 @@ nomul_tensor *nomul_transpose(nomul_graph *g, nomul_tensor *x, int d0, int d1)
     memcpy(shape, x->shape, sizeof shape);
     shape[d0] = x->shape[d1];
     shape[d1] = x->shape[d0];
-    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, shape, ad_wants_grad(g, x, NULL, NULL));
+    nomul_tensor *y = ad_output(g, x->ndim, shape, ad_wants_grad(g, x, NULL, NULL));
     if (!y)
         return NULL;
     transpose_copy(x, d0, d1, x->data, y->data, 0);
