@@ -17,14 +17,14 @@ memory before the call; results are new contiguous tensors.
 import numpy as np
 import torch as _torch
 
-from . import arith as _arith
-from . import functional as _F
-from . import gemm as _gemm
-from .gemm import OpCfg
+from .. import arith as _arith
+from .. import functional as _F
+from .. import gemm as _gemm
+from ..gemm import OpCfg
 
 __all__ = ["mul", "div", "exp", "log", "sqrt", "matmul", "linear", "bmm", "conv2d",
            "softmax", "log_softmax", "logsumexp", "layer_norm", "gelu", "cross_entropy",
-           "Linear", "Conv2d", "LayerNorm", "GELU"]
+           "Linear", "Conv2d", "LayerNorm", "GELU", "optim"]
 
 
 def _np(t, name):
@@ -416,3 +416,6 @@ class GELU(_torch.nn.Module):
 
     def forward(self, input):
         return gelu(input, approx_bwd=self.approx_bwd, offset=self.offset)
+
+
+from . import optim  # noqa: E402  (nomul.torch.optim: AdamW, SGD, clip_grad_norm_)
