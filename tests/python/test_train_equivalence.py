@@ -106,16 +106,21 @@ class TrainEquivalence(SeededCase):
         return losses, os.path.join(out, "checkpoint_last.safetensors")
 
     def initial_weights(self, sets):
-        """The parameters a run of these settings starts from: a one-step run at lr 0."""
+        """A checkpoint of the parameters a run of these settings starts from:
+        a one-step run at lr 0."""
         s = dict(sets, steps=1, warmup_steps=0, lr=0, min_lr=0, opt_functional_cfg="standard")
-        _, ckpt = self.nomul_train("init", s)
-        return nst.load(ckpt)[0]
+        return self.nomul_train("init", s)[1]
 
     def torch_run(self, sets, cfgs, optimizer):
         """Per-step losses (float32) and the model after STEPS steps of the run
         `sets` describes, through nomul.torch."""
-        model = ViT(MODEL, {f: c for f, c in cfgs.items() if f != "opt"})
-        model.load_nomul(self.initial_weights(sets))
+        init = self.initial_weights(sets)
+        if cfgs is None:  # the model as the checkpoint's configuration describes it
+            model = ViT.from_checkpoint(init)
+            cfgs = dict(model.cfgs, opt=model.cfgs["loss"])
+        else:
+            model = ViT(MODEL, {f: c for f, c in cfgs.items() if f != "opt"})
+            model.load_nomul(nst.load(init)[0])
         loader = ndata.Loader(ndata.ImageSet.from_idx(self.files["tr-img"],
                                                       self.files["tr-lab"], 10),
                               BATCH, seed=self.train_seed, mean=MEAN, std=STD)
@@ -152,6 +157,7 @@ class TrainEquivalence(SeededCase):
         final = nst.load(ckpt)[0]
         for n, p in model.named_parameters():
             self.assertBitsEqual(p.detach().numpy(), final[n], n + " after %d steps" % STEPS)
+        return model
 
     def test_fully_pa_exact_backward(self):
         """nomul train's default arithmetic: every family PA, exact derivatives,
@@ -168,8 +174,11 @@ class TrainEquivalence(SeededCase):
                                                      "opt_functional")}
         sets.update(adam_moments="delta", clip_grad=0.5)
         oc = OpCfg("pam", approx_bwd=True, offset=1.0552)
-        cfgs = {f: oc for f in ("linear", "conv", "bmm", "norm", "functional", "loss")}
-        self.check_exact(sets, dict(cfgs, opt=oc), self.adamw(oc, "delta"))
+        # cfgs None: ViT.from_checkpoint reads them from the run's configuration
+        model = self.check_exact(sets, None, self.adamw(oc, "delta"))
+        for f, c in model.cfgs.items():
+            self.assertEqual((c.subtype, c.approx_bwd, np.float32(c.offset)),
+                             (oc.subtype, oc.approx_bwd, np.float32(oc.offset)), f)
 
     def test_fully_pa_sgd(self):
         """Every family PA, nomul's PA SGD with momentum and weight decay."""
