@@ -86,6 +86,9 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    print("%d CPUs, load average %.1f at the start (other work on the machine slows both "
+          "sides, unevenly); torch threads %d" % (os.cpu_count(), os.getloadavg()[0],
+                                                  torch.get_num_threads()))
     print("%-18s %12s %12s %12s %8s %8s" % ("batch×in→out", "torch ms", "pam ms", "pam≈ ms",
                                            "ratio", "ratio≈"))
     for batch, fin, fout in SHAPES:
