@@ -135,12 +135,13 @@ install: all $(BUILD)/nomul.pc
 PYTHON ?= /usr/bin/python3
 PYTHON_SITE ?= $(PREFIX)/lib/python3/dist-packages
 
-test-python: $(SHARED)
+test-python: $(SHARED) $(CLI)
 	cd tests/python && NOMUL_LIB=$(CURDIR)/$(BUILD)/libnomul.so $(PYTHON) -m unittest discover -p 'test_*.py'
 
 install-python:
-	install -d $(DESTDIR)$(PYTHON_SITE)/nomul
+	install -d $(DESTDIR)$(PYTHON_SITE)/nomul $(DESTDIR)$(PYTHON_SITE)/nomul/torch
 	install -m 644 python/nomul/*.py $(DESTDIR)$(PYTHON_SITE)/nomul/
+	install -m 644 python/nomul/torch/*.py $(DESTDIR)$(PYTHON_SITE)/nomul/torch/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/lib/libnomul.a $(DESTDIR)$(PREFIX)/lib/libnomul.so* \

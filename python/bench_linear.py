@@ -4,7 +4,11 @@ backward) against torch.nn.Linear (float, MKL/OpenBLAS) on the same shapes:
 forward + backward of one (batch, in) → (batch, out) layer, best of a few
 timed repeats, and the ratio nomul / torch; then one pre-norm ViT block
 (vit_fmnist's sizes: 17 tokens, width 64, 4 heads, MLP 128, batch 64)
-forward + backward through nomul.torch (fully PA) against torch float.
+forward + backward through nomul.torch (fully PA) against torch float; then
+a whole training step of vit_fmnist (nomul.torch.vit.ViT, batch 64 of 28×28
+images: forward, loss, backward, AdamW) fully PA through nomul.torch and its
+nomul.torch.optim.AdamW against the same model in torch float with
+torch.optim.AdamW, in images per second.
 
     PYTHONPATH=python /usr/bin/python3 python/bench_linear.py [--threads N]
 """
@@ -18,6 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 
 import nomul.torch as pt  # noqa: E402
+from nomul.torch.optim import AdamW  # noqa: E402
+from nomul.torch.vit import ViT  # noqa: E402
 
 SHAPES = [(128, 192, 192), (256, 192, 768), (256, 768, 192), (1024, 512, 512)]
 
@@ -27,6 +33,11 @@ def step_time(layer, x, min_time):
         x.grad = None
         layer.zero_grad(set_to_none=True)
         layer(x).sum().backward()
+    return step_time_fn(once, min_time)
+
+
+def step_time_fn(once, min_time):
+    """The best time of once() over repeats filling min_time, after a warm-up call."""
     once()
     best, spent = float("inf"), 0.0
     while spent < min_time:
@@ -75,6 +86,9 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    print("%d CPUs, load average %.1f at the start (other work on the machine slows both "
+          "sides, unevenly); torch threads %d" % (os.cpu_count(), os.getloadavg()[0],
+                                                  torch.get_num_threads()))
     print("%-18s %12s %12s %12s %8s %8s" % ("batch×in→out", "torch ms", "pam ms", "pam≈ ms",
                                            "ratio", "ratio≈"))
     for batch, fin, fout in SHAPES:
@@ -94,6 +108,25 @@ def main():
     t_pa = step_time(Block(pt), x, args.min_time)
     print("ViT block (64×17×64) torch %.3f ms, nomul.torch PA %.3f ms, ratio %.2f"
           % (1e3 * t_ref, 1e3 * t_pa, t_pa / t_ref))
+
+    x = torch.randn(64, 1, 28, 28)
+    y = torch.randint(0, 10, (64,))
+    times = {}
+    for cfg in ("standard", "pam"):
+        torch.manual_seed(0)
+        model = ViT("vit_fmnist", cfg)
+        opt = (AdamW(model.param_groups(0.05), lr=1e-3, cfg="pam") if cfg == "pam" else
+               torch.optim.AdamW(model.param_groups(0.05), lr=1e-3))
+
+        def train_step(model=model, opt=opt):
+            opt.zero_grad()
+            model.loss(model(x), y, 0.1).backward()
+            opt.step()
+        times[cfg] = step_time_fn(train_step, args.min_time)
+    print("vit_fmnist training step (batch 64): torch float %.1f ms (%.0f images/s), "
+          "nomul.torch PA %.1f ms (%.0f images/s), ratio %.2f"
+          % (1e3 * times["standard"], 64 / times["standard"], 1e3 * times["pam"],
+             64 / times["pam"], times["pam"] / times["standard"]))
 
 
 if __name__ == "__main__":

@@ -112,6 +112,23 @@ _SIGS = {
     "nomul_cross_entropy_backward": (None, [P, I, I, P, P, I, F, F, P]),
     "nomul_gelu_forward": (None, [P, L, P, P]),
     "nomul_gelu_backward": (None, [P, L, P, P, P]),
+    "nomul_batch_norm_forward": (None, [P, I, I, I, P, P, P, F, F, I, P, P, P, P, P]),
+    "nomul_batch_norm_backward": (None, [P, I, I, I, P, P, P, P, F, P, P, P, P]),
+    "nomul_adamw_init": (None, [P, F, F, P]),
+    "nomul_adamw_begin_step": (None, [P]),
+    "nomul_adamw_update": (None, [P, Z, P, P, P, P]),
+    "nomul_sgd_init": (None, [P, F, F, F, P]),
+    "nomul_sgd_update": (None, [P, Z, P, P, P]),
+    "nomul_clip_grad_norm": (F, [Z, P, P, F, P]),
+    "nomul_schedule_lr": (F, [P, L]),
+    "nomul_schedule_table": (I, [P, P]),
+    "nomul_image_set_from_idx": (P, [ctypes.c_char_p, ctypes.c_char_p, I]),
+    "nomul_image_set_free": (None, [P]),
+    "nomul_loader_new": (P, [P, I, I, I, P, ctypes.c_uint64]),
+    "nomul_loader_start": (None, [P, L, L]),
+    "nomul_loader_next": (I, [P, P, P]),
+    "nomul_loader_batches": (L, [P]),
+    "nomul_loader_free": (None, [P]),
 }
 
 for _name, (_res, _args) in _SIGS.items():

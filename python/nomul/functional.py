@@ -14,7 +14,8 @@ from .gemm import as_cfg
 
 __all__ = ["softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
            "logsumexp", "logsumexp_backward", "layer_norm", "layer_norm_backward",
-           "gelu", "gelu_backward", "cross_entropy", "cross_entropy_backward"]
+           "gelu", "gelu_backward", "cross_entropy", "cross_entropy_backward",
+           "batch_norm", "batch_norm_backward"]
 
 
 def _rows(x):
@@ -115,6 +116,62 @@ def layer_norm_backward(x, gamma, mean, rstd, dy, eps=1e-5, cfg=None):
     dgamma = np.zeros_like(gamma)
     dbeta = np.zeros_like(gamma)
     call("nomul_layer_norm_backward", cfg.ref(), rows, n, ptr(x), ptr(gamma), ptr(mean),
+         ptr(rstd), float(eps), ptr(dy), ptr(dx), ptr(dgamma), ptr(dbeta))
+    return dx, dgamma, dbeta
+
+
+def _bn_dims(x):
+    if x.ndim < 2:
+        raise ValueError("nomul: batch_norm needs x (n, C, ...), got shape %s" % (x.shape,))
+    n, C = x.shape[0], x.shape[1]
+    S = int(np.prod(x.shape[2:], dtype=np.int64))
+    check_int("batch_norm", n, C, S, n * S)
+    return n, C, S
+
+
+def _bn_channel(a, C, name):
+    a = f32_in(a, name)
+    _check(a, (C,), name)
+    return a
+
+
+def batch_norm(x, gamma, beta, running_mean, running_var, training=True, momentum=0.1,
+               eps=1e-5, cfg=None):
+    """(y, mean, rstd) of batch norm over x (n, C, ...) per channel, as
+    nomul_batch_norm_forward: training, the batch's statistics (mean and
+    rstd, shape (C,), are what batch_norm_backward needs; in PA mode rstd is
+    the divisor pa_sqrt(σ² + eps)) and running_mean / running_var (float32
+    (C,), updated in place with momentum, unbiased variance); else the
+    running statistics (mean and rstd are then None)."""
+    cfg, x = as_cfg(cfg), f32_in(x, "x")
+    n, C, S = _bn_dims(x)
+    gamma, beta = _bn_channel(gamma, C, "gamma"), _bn_channel(beta, C, "beta")
+    for a, name in ((running_mean, "running_mean"), (running_var, "running_var")):
+        if (not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.shape != (C,) or
+                not a.flags.c_contiguous or not a.flags.writeable):
+            raise ValueError("nomul: %s must be a writeable C-contiguous float32 array of "
+                             "shape (%d,)" % (name, C))
+    y = np.empty_like(x)
+    mean = np.zeros(C, dtype=np.float32)
+    rstd = np.zeros(C, dtype=np.float32)
+    call("nomul_batch_norm_forward", cfg.ref(), n, C, S, ptr(x), ptr(gamma), ptr(beta),
+         float(eps), float(momentum), int(bool(training)), ptr(running_mean), ptr(running_var),
+         ptr(y), ptr(mean), ptr(rstd))
+    return (y, mean, rstd) if training else (y, None, None)
+
+
+def batch_norm_backward(x, gamma, mean, rstd, dy, eps=1e-5, cfg=None):
+    """(dx, dgamma, dbeta) of a training-mode batch_norm (nomul has no
+    evaluation-mode backward)."""
+    cfg, x, dy = as_cfg(cfg), f32_in(x, "x"), f32_in(dy, "dy")
+    n, C, S = _bn_dims(x)
+    _check(dy, x.shape, "dy")
+    gamma = _bn_channel(gamma, C, "gamma")
+    mean, rstd = _bn_channel(mean, C, "mean"), _bn_channel(rstd, C, "rstd")
+    dx = np.zeros_like(x)
+    dgamma = np.zeros(C, dtype=np.float32)
+    dbeta = np.zeros(C, dtype=np.float32)
+    call("nomul_batch_norm_backward", cfg.ref(), n, C, S, ptr(x), ptr(gamma), ptr(mean),
          ptr(rstd), float(eps), ptr(dy), ptr(dx), ptr(dgamma), ptr(dbeta))
     return dx, dgamma, dbeta
 

@@ -352,10 +352,14 @@ static nomul_tensor *ln(ctx *x, nomul_tensor *h, const norm_params *p)
 static nomul_tensor *attend(ctx *x, const nomul_seq2seq *m, nomul_tensor *q_in,
                             nomul_tensor *kv_in, const attn_params *p, nomul_tensor *mask)
 {
+    /* v, k, then q, as vit.c: the inputs' gradients sum theirs in the reverse
+     * order, which as nomul_attention's arguments was the compiler's */
+    nomul_tensor *v = lin3(x, kv_in, p->v_w, p->v_b);
+    nomul_tensor *k = lin3(x, kv_in, p->k_w, p->k_b);
+    nomul_tensor *q = lin3(x, q_in, p->q_w, p->q_b);
     nomul_tensor *a = nomul_attention(x->g, &x->cfgs->family[NOMUL_CFG_BMM],
-                                      &x->cfgs->family[NOMUL_CFG_FUNCTIONAL],
-                                      lin3(x, q_in, p->q_w, p->q_b), lin3(x, kv_in, p->k_w, p->k_b),
-                                      lin3(x, kv_in, p->v_w, p->v_b), m->c.heads, mask);
+                                      &x->cfgs->family[NOMUL_CFG_FUNCTIONAL], q, k, v,
+                                      m->c.heads, mask);
     return lin3(x, a, p->out_w, p->out_b);
 }
 

@@ -308,9 +308,13 @@ nomul_tensor *nomul_vit_forward_opts(nomul_vit *m, nomul_graph *g, const nomul_o
         float rate = o->train && c->depth > 1 ? o->drop_path * (float)k / (float)(c->depth - 1)
                      : o->train ? o->drop_path : 0.0f;
         nomul_tensor *a = nomul_layer_norm(g, norm, h, q->norm1_w, q->norm1_b, 1e-6f);
-        nomul_tensor *att = nomul_attention(g, bmm, fun, linear3(g, lin, a, q->q_w, q->q_b),
-                                            linear3(g, lin, a, q->k_w, q->k_b),
-                                            linear3(g, lin, a, q->v_w, q->v_b), c->heads, NULL);
+        /* v, k, then q: a's gradient sums theirs in the reverse order, and a
+         * float sum depends on its order (as arguments of nomul_attention the
+         * order was the compiler's: GCC's v, k, q, clang's q, k, v) */
+        nomul_tensor *vt = linear3(g, lin, a, q->v_w, q->v_b);
+        nomul_tensor *kt = linear3(g, lin, a, q->k_w, q->k_b);
+        nomul_tensor *qt = linear3(g, lin, a, q->q_w, q->q_b);
+        nomul_tensor *att = nomul_attention(g, bmm, fun, qt, kt, vt, c->heads, NULL);
         h = nomul_add(g, h, drop_path(g, fun, linear3(g, lin, att, q->proj_w, q->proj_b), rate,
                                       &rng));
         a = nomul_layer_norm(g, norm, h, q->norm2_w, q->norm2_b, 1e-6f);

@@ -17,14 +17,14 @@ memory before the call; results are new contiguous tensors.
 import numpy as np
 import torch as _torch
 
-from . import arith as _arith
-from . import functional as _F
-from . import gemm as _gemm
-from .gemm import OpCfg
+from .. import arith as _arith
+from .. import functional as _F
+from .. import gemm as _gemm
+from ..gemm import OpCfg
 
 __all__ = ["mul", "div", "exp", "log", "sqrt", "matmul", "linear", "bmm", "conv2d",
            "softmax", "log_softmax", "logsumexp", "layer_norm", "gelu", "cross_entropy",
-           "Linear", "Conv2d", "LayerNorm", "GELU"]
+           "batch_norm", "Linear", "Conv2d", "LayerNorm", "BatchNorm2d", "GELU", "optim"]
 
 
 def _np(t, name):
@@ -360,6 +360,66 @@ def cross_entropy(input, target, ignore_index=-100, label_smoothing=0.0, *,
     return _CrossEntropy.apply(logp, target, int(ignore_index), float(label_smoothing), cfg)
 
 
+class _BatchNorm(_torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps, cfg):
+        y, mean, rstd = _F.batch_norm(_np(x, "input"), _np(weight, "weight"), _np(bias, "bias"),
+                                      running_mean, running_var, True, momentum, eps, cfg)
+        ctx.save_for_backward(x, weight, _t(mean), _t(rstd))
+        ctx.eps, ctx.cfg = eps, cfg
+        return _t(y)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight, mean, rstd = ctx.saved_tensors
+        dx, dg, db = _F.batch_norm_backward(_np(x, "input"), _np(weight, "weight"),
+                                            mean.numpy(), rstd.numpy(), _np(dy, "grad"),
+                                            ctx.eps, ctx.cfg)
+        return _t(dx), _t(dg), _t(db), None, None, None, None, None
+
+
+def _stat(t, name, c):
+    if t is None:
+        return np.zeros(c, dtype=np.float32) if name == "running_mean" else \
+            np.ones(c, dtype=np.float32)
+    if not isinstance(t, _torch.Tensor) or t.dtype != _torch.float32 or t.device.type != "cpu" \
+            or not t.is_contiguous() or tuple(t.shape) != (c,):
+        raise TypeError("nomul.torch.batch_norm: %s must be a contiguous float32 CPU tensor of "
+                        "shape (%d,)" % (name, c))
+    return t.detach().numpy()  # updated in place, as torch updates its buffers
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5, *, approx_bwd=False, offset=None):
+    """PA batch norm over input (n, C, ...) per channel, as
+    torch.nn.functional.batch_norm: training, the batch's statistics (the
+    running ones, when given, updated in place with momentum); else the
+    running ones, without a backward (nomul has none for evaluation mode)."""
+    if input.dim() < 2:
+        raise ValueError("nomul.torch.batch_norm: input must be (n, C, ...), got %s"
+                         % (tuple(input.shape),))
+    c = input.shape[1]
+    weight = _torch.ones(c) if weight is None else weight
+    bias = _torch.zeros(c) if bias is None else bias
+    if momentum is None:
+        raise ValueError("nomul.torch.batch_norm: momentum None (a cumulative average) is not "
+                         "supported; give a number")
+    cfg = _cfg(approx_bwd, offset)
+    if training:
+        rm, rv = _stat(running_mean, "running_mean", c), _stat(running_var, "running_var", c)
+        return _BatchNorm.apply(input, weight, bias, rm, rv, float(momentum), float(eps), cfg)
+    if running_mean is None or running_var is None:
+        raise ValueError("nomul.torch.batch_norm: evaluation mode needs the running statistics")
+    if _torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad or
+                                     bias.requires_grad):
+        raise RuntimeError("nomul.torch.batch_norm: nomul has no evaluation-mode backward; "
+                           "evaluate under torch.no_grad(), or train in training mode")
+    rm, rv = _stat(running_mean, "running_mean", c), _stat(running_var, "running_var", c)
+    y, _, _ = _F.batch_norm(_np(input, "input"), _np(weight, "weight"), _np(bias, "bias"),
+                            rm, rv, False, float(momentum), float(eps), cfg)
+    return _t(y)
+
+
 # ---- modules ---------------------------------------------------------------
 
 class Linear(_torch.nn.Linear):
@@ -409,6 +469,33 @@ class LayerNorm(_torch.nn.LayerNorm):
                           approx_bwd=self.approx_bwd, offset=self.offset)
 
 
+class BatchNorm2d(_torch.nn.BatchNorm2d):
+    """torch.nn.BatchNorm2d (same parameters, buffers and initialisation) in
+    PA arithmetic; momentum must be a number (no cumulative average), and
+    evaluation mode has no backward (see batch_norm)."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, approx_bwd=False, offset=None, device=None,
+                 dtype=None):
+        if momentum is None:
+            raise ValueError("nomul.torch.BatchNorm2d: momentum must be a number")
+        super().__init__(num_features, eps, momentum, affine, track_running_stats,
+                         device=device, dtype=dtype)
+        self.approx_bwd, self.offset = approx_bwd, offset
+
+    def forward(self, input):
+        if input.dim() != 4:
+            raise ValueError("nomul.torch.BatchNorm2d: expected (n, C, H, W), got %s"
+                             % (tuple(input.shape),))
+        training = self.training or not self.track_running_stats
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+        return batch_norm(input, self.running_mean if self.track_running_stats else None,
+                          self.running_var if self.track_running_stats else None,
+                          self.weight, self.bias, training, self.momentum, self.eps,
+                          approx_bwd=self.approx_bwd, offset=self.offset)
+
+
 class GELU(_torch.nn.Module):
     def __init__(self, approx_bwd=False, offset=None):
         super().__init__()
@@ -416,3 +503,6 @@ class GELU(_torch.nn.Module):
 
     def forward(self, input):
         return gelu(input, approx_bwd=self.approx_bwd, offset=self.offset)
+
+
+from . import optim  # noqa: E402  (nomul.torch.optim: AdamW, SGD, clip_grad_norm_)
