@@ -194,13 +194,19 @@ static nomul_tensor *resnext(walk *w, nomul_tensor *x)
             const int stride = s > 0 && b == 0 ? 2 : 1;
             snprintf(pre, sizeof pre, "layer%d.%d", s + 1, b);
 #define N(suffix) (snprintf(n, sizeof n, "%s.%s", pre, suffix), n)
-            nomul_tensor *r = relu(w, bn(w, N("bn1"), conv(w, N("conv1"), h, c, gw, 1, 1, 0, 1, 0), gw));
-            r = relu(w, bn(w, N("bn2"), conv(w, N("conv2"), r, gw, gw, 3, stride, 1, CARD, 0), gw));
-            r = bn(w, N("bn3"), conv(w, N("conv3"), r, gw, out, 1, 1, 0, 1, 0), out);
+            /* one N() per statement: N writes one buffer, and the order in
+             * which a call's arguments are evaluated is the compiler's */
+            nomul_tensor *r = conv(w, N("conv1"), h, c, gw, 1, 1, 0, 1, 0);
+            r = relu(w, bn(w, N("bn1"), r, gw));
+            r = conv(w, N("conv2"), r, gw, gw, 3, stride, 1, CARD, 0);
+            r = relu(w, bn(w, N("bn2"), r, gw));
+            r = conv(w, N("conv3"), r, gw, out, 1, 1, 0, 1, 0);
+            r = bn(w, N("bn3"), r, out);
             nomul_tensor *sc = h;
-            if (stride != 1 || c != out)
-                sc = bn(w, N("shortcut.1"), conv(w, N("shortcut.0"), h, c, out, 1, stride, 0, 1, 0),
-                        out);
+            if (stride != 1 || c != out) {
+                sc = conv(w, N("shortcut.0"), h, c, out, 1, stride, 0, 1, 0);
+                sc = bn(w, N("shortcut.1"), sc, out);
+            }
 #undef N
             h = relu(w, add(w, r, sc));
             c = out;
@@ -238,7 +244,8 @@ static nomul_tensor *convmixer(walk *w, nomul_tensor *x)
         nomul_tensor *r = conv(w, N("0.fn.0"), h, DIM, DIM, K, 1, K / 2, DIM, 1);
         r = bn(w, N("0.fn.2"), gelu(w, r), DIM);
         h = add(w, h, r);
-        h = bn(w, N("3"), gelu(w, conv(w, N("1"), h, DIM, DIM, 1, 1, 0, 1, 1)), DIM);
+        h = conv(w, N("1"), h, DIM, DIM, 1, 1, 0, 1, 1); /* one N() per statement */
+        h = bn(w, N("3"), gelu(w, h), DIM);
 #undef N
     }
     return pool_head(w, h, DIM, w->m->classes);
