@@ -135,7 +135,7 @@ install: all $(BUILD)/nomul.pc
 PYTHON ?= /usr/bin/python3
 PYTHON_SITE ?= $(PREFIX)/lib/python3/dist-packages
 
-test-python: $(SHARED)
+test-python: $(SHARED) $(CLI)
 	cd tests/python && NOMUL_LIB=$(CURDIR)/$(BUILD)/libnomul.so $(PYTHON) -m unittest discover -p 'test_*.py'
 
 install-python:
