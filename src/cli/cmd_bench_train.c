@@ -52,6 +52,7 @@ static const char train_bench_usage[] =
 
 typedef struct {
     double items_per_s, peak_mb;
+    long params; /* trainable parameters (nomul rows) */
     int ok;
     char items[16];
     char error[512];
@@ -129,12 +130,23 @@ static row_result run_row(const char *model, const char *cfg, long steps, const 
         row_result cr;
         memset(&cr, 0, sizeof cr);
         nomul_train_config c;
-        FILE *devnull = fopen("/dev/null", "w");
-        nomul_train_options o = {NULL, devnull, 0, 1e9, 0, 1};
+        FILE *log = tmpfile(); /* the run's lines: its header names the parameters */
+        nomul_train_options o = {NULL, log, 0, 1e9, 0, 1};
         nomul_train_result res;
-        if (row_config(&c, model, cfg, steps, data, dir) || nomul_train(&c, &o, &res)) {
-            snprintf(cr.error, sizeof cr.error, "%s", nomul_last_error_message());
+        if (!log || row_config(&c, model, cfg, steps, data, dir) || nomul_train(&c, &o, &res)) {
+            snprintf(cr.error, sizeof cr.error, "%s",
+                     log ? nomul_last_error_message() : "cannot create a temporary file");
         } else {
+            char line[512];
+            rewind(log);
+            while (fgets(line, sizeof line, log) && !cr.params) {
+                const char *p = strstr(line, " parameters)");
+                const char *q = p ? p : NULL;
+                while (q && q > line && q[-1] != '(')
+                    q--;
+                if (p && q > line)
+                    cr.params = strtol(q, NULL, 10);
+            }
             cr.ok = 1;
             cr.items_per_s = res.items_per_s;
             snprintf(cr.items, sizeof cr.items, "%s", is_translation(model) ? "tokens" : "images");
@@ -169,15 +181,25 @@ static row_result run_row(const char *model, const char *cfg, long steps, const 
 
 /* PyTorch's twin of one model at one thread count: the last line of the
  * script's output, a JSON object. */
+/* Debian's python3-torch is in Debian's interpreter, which may not be the
+ * first python3 on the PATH */
+static const char *python(void)
+{
+    return access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+}
+
 static row_result run_torch(const char *script, const char *model, int threads, long steps,
-                            const char *data)
+                            const char *data, long params)
 {
     row_result r;
     memset(&r, 0, sizeof r);
-    char cmd[2 * NOMUL_PATH_MAX + 256];
+    char cmd[2 * NOMUL_PATH_MAX + 256], expect[48] = "";
+    if (params > 0) /* else the script asks build/nomul itself */
+        snprintf(expect, sizeof expect, "--expect-params %ld", params);
     snprintf(cmd, sizeof cmd,
-             "python3 '%s' --model %s --threads %d --steps %ld --warmup 3 %s '%s' 2>&1", script,
-             model, threads, steps - 3, is_translation(model) ? "--max-tokens 4096 --data" : "--batch 64 --data",
+             "%s '%s' --model %s --threads %d --steps %ld --warmup 3 %s %s '%s' 2>&1",
+             python(), script, model, threads, steps - 3, expect,
+             is_translation(model) ? "--max-tokens 4096 --data" : "--batch 64 --data",
              is_translation(model) ? data : "/usr/share/datasets/fashion-mnist");
     FILE *p = popen(cmd, "r");
     if (!p) {
@@ -227,7 +249,9 @@ static int torch_available(const char *script)
     struct stat st;
     if (stat(script, &st) || !S_ISREG(st.st_mode))
         return 0;
-    return system("python3 -c 'import torch' >/dev/null 2>&1") == 0;
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "%s -c 'import torch' >/dev/null 2>&1", python());
+    return system(cmd) == 0;
 }
 
 int bench_train(int argc, char **argv)
@@ -324,6 +348,7 @@ int bench_train(int argc, char **argv)
     int failed = 0;
     for (int i = 0; i < nm; i++) {
         double float_rate = 0.0, float_mb = 0.0;
+        long params = 0;
         if (is_translation(models[i])) {
             char probe[NOMUL_PATH_MAX + 32];
             snprintf(probe, sizeof probe, "%s/train.bpe.de", data);
@@ -340,6 +365,7 @@ int bench_train(int argc, char **argv)
                 failed = 1;
                 continue;
             }
+            params = r.params;
             if (!strcmp(configs[j], "float")) {
                 float_rate = r.items_per_s;
                 float_mb = r.peak_mb;
@@ -356,7 +382,7 @@ int bench_train(int argc, char **argv)
         double best = 0.0, best_mb = 0.0;
         for (int k = 0; k < ntt; k++) {
             int tt = atoi(tthr[k]);
-            row_result r = run_torch(script, models[i], tt > 0 ? tt : 1, (long)steps, data);
+            row_result r = run_torch(script, models[i], tt > 0 ? tt : 1, (long)steps, data, params);
             char label[32];
             snprintf(label, sizeof label, "pytorch %s thr", tthr[k]);
             if (!r.ok) {
