@@ -299,6 +299,9 @@ static void test_bad_arguments_are_clear_errors(void **state)
         {"bpe apply --codes /nonexistent/codes", "/nonexistent/codes"},
         {"corpus wmt", "unknown corpus 'wmt'"},
         {"corpus ding --dict /nonexistent/de-en", "/nonexistent/de-en"},
+        {"corpus lohelp --src de", "want --src LANG and --tgt LANG"},
+        {"corpus lohelp --src de --tgt en --help-root /nonexistent/help", "/nonexistent/help"},
+        {"corpus lohelp --src de --tgt en --bogus", "unknown option '--bogus'"},
         {"eval --checkpoint /nonexistent/c.safetensors", "/nonexistent/c.safetensors"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -1,7 +1,7 @@
 /*
  * test_text.c — text for translation: sacreBLEU's 13a tokenizer on cases
- * worked out by hand from mteval-v13a's rules, and corpus BLEU against
- * scores sacreBLEU publishes.
+ * worked out by hand from mteval-v13a's rules, corpus BLEU against
+ * scores sacreBLEU publishes, and the corpora (Ding, LibreOffice's help).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -397,6 +398,132 @@ static void test_bpe_learn_apply(void **state)
     assert_non_null(strstr(tu_last_error, "badcodes:3"));
 }
 
+/* A help page with the help's markup: ids on blocks inside DisplayArea, the
+ * viewer's menus outside it, a script, nested inline markup, entities, a
+ * system switch, a table cell, and one unit for each filter. */
+static void write_help_page(const char *path, int de)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "<!DOCTYPE html>\n<html lang=\"%s\"><head><meta charset=\"utf-8\"><title>t</title>"
+               "<script>var s = \"<p id='par_id1'>no</p>\";</script></head><body>\n"
+               "<header><p id=\"bm_module\">%s</p></header>\n<div id=\"DisplayArea\">\n",
+            de ? "de" : "en-US", de ? "Modul" : "Module");
+    fprintf(f, "<h1 id=\"hd_id1\">%s</h1>\n", de ? "Datei &amp; Ordner" : "File &amp; Folder");
+    fprintf(f, "<p id=\"par_id2\" class=\"paragraph\">%s</p>\n",
+            de ? "W&auml;hlen Sie <span class=\"emph\">Extras \xe2\x80\x93 <a href=\"x\"><span>Optionen"
+                 "</span></a></span> &lt;Standard&gt;."
+               : "Choose <span class=\"emph\">Tools - <a href=\"x\"><span>Options</span></a>"
+                 "</span> &lt;Default&gt;.");
+    fprintf(f, "<p id=\"par_id3\">%s <span class=\"switchinline\"><span hidden=\"true\" "
+               "id=\"MACtextshared1\">%s</span><span hidden=\"true\" id=\"defaulttextshared1\">"
+               "%s</span></span>+C in $[officename].</p>\n",
+            de ? "Dr\xc3\xbc" "cken Sie" : "Press", de ? "Befehlstaste" : "Command",
+            de ? "Strg" : "Ctrl");
+    fprintf(f, "<table><tr><td><p id=\"par_id4\">%s</p></td></tr></table>\n",
+            de ? "Zelle&nbsp;eins<br>\n   zwei" : "Cell one<br/>two");
+    fprintf(f, "<p id=\"par_id5\">%%PRODUCTNAME</p>\n"); /* identical */
+    fprintf(f, "<p id=\"par_id6\"> <img src=\"a.png\" alt=\"icon\"> </p>\n"); /* empty */
+    if (de)
+        fprintf(f, "<p id=\"par_id7\">Nur deutsch</p>\n"); /* one language only */
+    fprintf(f, "<p id=\"par_id8\">%s</p>\n", de ? "Datei &amp; Ordner" : "Files and folders");
+    fprintf(f, "<p id=\"par_id2\">%s</p>\n", de ? "Wiederholt" : "Repeated"); /* repeated id */
+    fprintf(f, "<p id=\"par_id9\">%s</p>\n",
+            de ? "Kurz" : "This one is much longer than its short German side"); /* ratio */
+    fprintf(f, "<p id=\"par_id10\">");
+    for (int w = 0; w < 101; w++) /* too long */
+        fprintf(f, "%s ", de ? "Wort" : "word");
+    fprintf(f, "</p>\n<p id=\"par_id11\">%s", de ? "Offen <b>und" : "Open <b>and");
+    /* unclosed tags: libxml2 recovers */
+    fprintf(f, "</div>\n<div id=\"DEBUG\"><p id=\"bm_HID\">HID</p></div>\n</body></html>\n");
+    fclose(f);
+}
+
+static void test_lohelp_corpus(void **state)
+{
+    (void)state;
+    char root[1100], p[1300];
+    snprintf(root, sizeof root, "%s", tu_path("help"));
+    const char *dirs[] = {"", "/de", "/de/text", "/de/text/shared", "/en-US", "/en-US/text",
+                          "/en-US/text/shared", "/media"};
+    for (size_t k = 0; k < sizeof dirs / sizeof dirs[0]; k++) {
+        snprintf(p, sizeof p, "%s%s", root, dirs[k]);
+        assert_int_equal(mkdir(p, 0777), 0);
+    }
+    snprintf(p, sizeof p, "%s/de/text/shared/a.html", root);
+    write_help_page(p, 1);
+    snprintf(p, sizeof p, "%s/en-US/text/shared/a.html", root);
+    write_help_page(p, 0);
+    snprintf(p, sizeof p, "%s/de/text/only.html", root); /* a page in one language */
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs("<html><body><div id=\"DisplayArea\"><p id=\"par_id1\">Allein</p></div></body></html>", f);
+    fclose(f);
+
+    char out[1100];
+    snprintf(out, sizeof out, "%s", tu_path("lohelp"));
+    nomul_lohelp_counts c;
+    assert_int_equal(nomul_lohelp_corpus(root, "de", "en", out, &c), 0);
+    assert_int_equal(c.pages, 2);
+    assert_int_equal(c.pages_paired, 1);
+    assert_int_equal(c.units, 11);
+    assert_int_equal(c.paired, 10);
+    assert_int_equal(c.dropped[0], 1); /* empty */
+    assert_int_equal(c.dropped[1], 1); /* identical */
+    assert_int_equal(c.dropped[2], 1); /* too long */
+    assert_int_equal(c.dropped[3], 1); /* ratio */
+    assert_int_equal(c.duplicates, 1);
+    assert_int_equal(c.split[0] + c.split[1] + c.split[2], 5);
+    const char *want[5][2] = {
+        {"Datei & Ordner", "File & Folder"},
+        {"W\xc3\xa4hlen Sie Extras \xe2\x80\x93 Optionen <Standard>.", "Choose Tools - Options <Default>."},
+        {"Dr\xc3\xbc" "cken Sie Strg+C in LibreOffice.", "Press Ctrl+C in LibreOffice."},
+        {"Zelle eins zwei", "Cell one two"},
+        {"Offen und", "Open and"}};
+    static const char *const part[3] = {"train", "valid", "test"};
+    int found[5] = {0};
+    for (int k = 0; k < 3; k++) {
+        char de[1200], en[1200];
+        snprintf(de, sizeof de, "%s/%s.de", out, part[k]);
+        snprintf(en, sizeof en, "%s/%s.en", out, part[k]);
+        nomul_parallel *pp = nomul_parallel_read(de, en);
+        assert_non_null(pp);
+        assert_int_equal(pp->n, c.split[k]);
+        for (long i = 0; i < pp->n; i++) {
+            int w = 0;
+            while (w < 5 && strcmp(pp->src[i], want[w][0]))
+                w++;
+            if (w == 5)
+                fail_msg("unexpected pair '%s' / '%s'", pp->src[i], pp->tgt[i]);
+            assert_string_equal(pp->tgt[i], want[w][1]);
+            found[w]++;
+        }
+        nomul_parallel_free(pp);
+    }
+    for (int w = 0; w < 5; w++)
+        assert_int_equal(found[w], 1);
+    /* the other direction names its files by the codes given */
+    assert_int_equal(nomul_lohelp_corpus(root, "en-US", "de", out, &c), 0);
+    snprintf(p, sizeof p, "%s/train.en-US", out);
+    assert_int_equal(access(p, R_OK), 0);
+    /* a missing language names the ones there; an ambiguous one its folders */
+    assert_int_equal(nomul_lohelp_corpus(root, "de", "fr", out, &c), -1);
+    assert_non_null(strstr(tu_last_error, "'fr'"));
+    assert_non_null(strstr(tu_last_error, "there: de, en-US"));
+    assert_non_null(strstr(tu_last_error, "libreoffice-help-fr"));
+    snprintf(p, sizeof p, "%s/en-GB", root);
+    assert_int_equal(mkdir(p, 0777), 0);
+    assert_int_equal(nomul_lohelp_corpus(root, "de", "en", out, &c), -1);
+    assert_non_null(strstr(tu_last_error, "ambiguous"));
+    assert_int_equal(nomul_lohelp_corpus(tu_path("nohelp"), "de", "en", out, &c), -1);
+    assert_non_null(strstr(tu_last_error, "nohelp"));
+    assert_int_equal(nomul_lohelp_corpus(root, "de", "de", out, &c), -1);
+
+    char norm[] = "  a\xc2\xa0 b\tc\xc2\xad" "d\xe2\x80\x8b %PRODUCTNAME\xe3\x80\x80 $[officename] ";
+    nomul_lohelp_normalize(norm);
+    assert_string_equal(norm, "a b cd LibreOffice LibreOffice");
+}
+
 /* On the Ding corpus (when installed): segmenting and unsegmenting every
  * training sentence gives it back. */
 static void test_bpe_round_trip_on_corpus(void **state)
@@ -529,6 +656,7 @@ int main(void)
         cmocka_unit_test(test_read_lines_stream),
         cmocka_unit_test(test_parallel_files),
         cmocka_unit_test(test_ding_corpus),
+        cmocka_unit_test(test_lohelp_corpus),
         cmocka_unit_test(test_bpe_learn_apply),
         cmocka_unit_test(test_bpe_round_trip_on_corpus),
         cmocka_unit_test(test_vocab_and_batches),

@@ -25,6 +25,7 @@ static const char usage[] =
     "  translate --checkpoint F   translate stdin with a translation checkpoint\n"
     "  plot RUN.jsonl...     curves of metric logs as SVG or PNG\n"
     "  corpus ding           German-English sentence pairs from Debian's trans-de-en\n"
+    "  corpus lohelp         sentence pairs from LibreOffice's help (any two languages)\n"
     "  bleu --ref R HYP      corpus BLEU as sacreBLEU computes it\n"
     "  bpe learn|apply|dict  byte-pair encoding as subword-nmt, fairseq's dict.txt\n"
     "  info                  version and instruction sets\n"
