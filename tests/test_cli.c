@@ -300,6 +300,8 @@ static void test_bad_arguments_are_clear_errors(void **state)
         {"corpus wmt", "unknown corpus 'wmt'"},
         {"corpus ding --dict /nonexistent/de-en", "/nonexistent/de-en"},
         {"corpus lohelp --src de", "want --src LANG and --tgt LANG"},
+        {"tokenize", "want --lang LANG"},
+        {"detokenize --lang", "--lang"},
         {"corpus lohelp --src de --tgt en --help-root /nonexistent/help", "/nonexistent/help"},
         {"corpus lohelp --src de --tgt en --bogus", "unknown option '--bogus'"},
         {"eval --checkpoint /nonexistent/c.safetensors", "/nonexistent/c.safetensors"},

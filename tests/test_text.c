@@ -524,6 +524,145 @@ static void test_lohelp_corpus(void **state)
     assert_string_equal(norm, "a b cd LibreOffice LibreOffice");
 }
 
+/* The tokenizer's rules on cases worked out by hand. */
+static void test_moses_rules(void **state)
+{
+    (void)state;
+    static const char *const cases[][3] = {
+        /* lang, input, tokens */
+        {"en", "Hello, world!", "Hello , world !"},
+        {"en", "  a\tb\xc2\xa0" "c  ", "a b c"},
+        {"en", "Don't stop; it's 1990's style.", "Don 't stop ; it 's 1990 's style ."},
+        {"en", "The dogs' bowls", "The dogs ' bowls"},
+        {"en", "'quoted' text", "' quoted ' text"},
+        {"en", "1,000.50 and 3.14, 1,5", "1,000.50 and 3.14 , 1,5"},
+        {"en", "E-Mail well-known -5", "E-Mail well-known -5"},
+        {"en", "Wait... now\xe2\x80\xa6", "Wait ... now \xe2\x80\xa6"},
+        {"en", "Mr. Smith met Dr. Jones.", "Mr. Smith met Dr. Jones ."},
+        {"en", "See No. 5 or No. Then", "See No. 5 or No . Then"},
+        {"en", "the U.S. and e.g. this", "the U.S. and e.g. this"},
+        {"en", "J. R. R. Tolkien", "J. R. R. Tolkien"},
+        {"en", "items etc. are here", "items etc. are here"},
+        {"en", "end. next", "end. next"}, /* a lowercase word next: an abbreviation */
+        {"en", "(a) [b] {c}", "( a ) [ b ] { c }"},
+        {"en", "He said \"yes\" and \xe2\x80\x9cno\xe2\x80\x9d.", "He said \" yes \" and \xe2\x80\x9c no \xe2\x80\x9d ."},
+        {"en", "a/b a+b 50% $5 a&b f(x) B2:E5 in_out", "a/b a+b 50 % $ 5 a&b f ( x ) B2:E5 in_out"},
+        {"en", "a / b: c, d!", "a / b : c , d !"},
+        {"de", "Wie geht's? Gut, danke.", "Wie geht's ? Gut , danke ."},
+        {"de", "z.B. oder z. B. und ca. 1.000,5 Euro", "z.B. oder z. B. und ca. 1.000,5 Euro"},
+        {"de", "siehe S. 5, bzw. Kap. 3.", "siehe S. 5 , bzw. Kap. 3 ."},
+        {"de", "\xe2\x80\x9eHallo\xe2\x80\x9c, sagte er.", "\xe2\x80\x9e Hallo \xe2\x80\x9c , sagte er ."},
+        {"de", "Ein- und Ausgabe", "Ein- und Ausgabe"},
+        {"fr", "l'homme", "l ' homme"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *t = nomul_moses_tokenize(cases[i][1], cases[i][0]);
+        assert_non_null(t);
+        if (strcmp(t, cases[i][2]))
+            fail_msg("tokenize(%s, '%s') = '%s', want '%s'", cases[i][0], cases[i][1], t,
+                     cases[i][2]);
+        free(t);
+    }
+    static const char *const detok[][3] = {
+        {"en", "Hello , world !", "Hello, world!"},
+        {"en", "Don 't stop ; it 's 1990 's style .", "Don't stop; it's 1990's style."},
+        {"en", "The dogs ' bowls", "The dogs' bowls"},
+        {"en", "' quoted ' text", "'quoted' text"},
+        {"en", "costs $ 5 , ( really ) \" yes \" .", "costs $5, (really) \"yes\"."},
+        {"en", "\xe2\x80\x9c no \xe2\x80\x9d .", "\xe2\x80\x9cno\xe2\x80\x9d."},
+        {"de", "\xe2\x80\x9e Hallo \xe2\x80\x9c , 5 \xe2\x82\xac .", "\xe2\x80\x9eHallo\xe2\x80\x9c, 5 \xe2\x82\xac."},
+        {"de", "Wait ...", "Wait..."},
+    };
+    for (size_t i = 0; i < sizeof detok / sizeof detok[0]; i++) {
+        char *d = nomul_moses_detokenize(detok[i][1], detok[i][0]);
+        assert_non_null(d);
+        if (strcmp(d, detok[i][2]))
+            fail_msg("detokenize(%s, '%s') = '%s', want '%s'", detok[i][0], detok[i][1], d,
+                     detok[i][2]);
+        free(d);
+    }
+    assert_null(nomul_moses_tokenize("a \xff b", "en"));
+    assert_non_null(strstr(tu_last_error, "invalid UTF-8"));
+    assert_null(nomul_moses_detokenize("\xc3", "de"));
+}
+
+/* Fresh random sentences, spaced as ordinary English and German text: words
+ * (umlauts, compounds, contractions), numbers with separators, commas,
+ * brackets, paired quotes, abbreviations, a final mark; detok(tok(x)) == x
+ * and tokenizing is idempotent on its own output. */
+static void test_moses_round_trip(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x70C};
+    static const char *const words_en[] = {"file", "the", "Options", "dialog", "well-known",
+                                           "don't", "it's", "you're", "E-Mail", "cell", "menu",
+                                           "Choose", "LibreOffice", "data", "we'll"};
+    static const char *const words_de[] = {"Datei", "die", "Optionen", "Dialog", "geht's",
+                                           "\xc3\x9c" "bersicht", "Stra\xc3\x9f" "e", "E-Mail",
+                                           "Zelle", "Men\xc3\xbc", "W\xc3\xa4hlen", "Daten",
+                                           "gr\xc3\xb6\xc3\x9f" "er", "Ein-", "und"};
+    static const char *const numbers[] = {"5", "1,000", "3.14", "1.000,5", "50%", "2024"};
+    static const char *const abbr_en[] = {"Mr.", "Dr.", "e.g.", "i.e.", "U.S."};
+    static const char *const abbr_de[] = {"z.B.", "bzw.", "ca.", "Dr.", "usw."};
+    static const char *const ends[] = {".", "!", "?", "...", ":"};
+    for (int it = 0; it < 2000; it++) {
+        int de = it & 1;
+        const char *lang = de ? "de" : "en";
+        char x[2048];
+        size_t n = 0;
+        int nw = 1 + (int)(tu_u32(&r) % 14), quote = -1, paren = -1, straight = 0;
+        for (int w = 0; w < nw; w++) {
+            if (w && n + 1 < sizeof x)
+                x[n++] = ' ';
+            unsigned k = tu_u32(&r) % 20;
+            if (quote < 0 && paren < 0 && k == 0 && w + 1 < nw) {
+                quote = w + 1 + (int)(tu_u32(&r) % (unsigned)(nw - w - 1));
+                straight = !de && (tu_u32(&r) & 1);
+                n += (size_t)snprintf(x + n, sizeof x - n, "%s",
+                                      de ? "\xe2\x80\x9e" : straight ? "\"" : "\xe2\x80\x9c");
+            } else if (quote < 0 && paren < 0 && k == 1 && w + 1 < nw) {
+                paren = w + 1 + (int)(tu_u32(&r) % (unsigned)(nw - w - 1));
+                n += (size_t)snprintf(x + n, sizeof x - n, "(");
+            } else if (k == 2 && w && !de)
+                n += (size_t)snprintf(x + n, sizeof x - n, "$");
+            const char *word;
+            if (k < 5)
+                word = numbers[tu_u32(&r) % 6];
+            else if (k < 7)
+                word = de ? abbr_de[tu_u32(&r) % 5] : abbr_en[tu_u32(&r) % 5];
+            else
+                word = de ? words_de[tu_u32(&r) % 15] : words_en[tu_u32(&r) % 15];
+            if (k == 2 && w && !de)
+                word = numbers[tu_u32(&r) % 3];
+            n += (size_t)snprintf(x + n, sizeof x - n, "%s", word);
+            if (w == quote) {
+                n += (size_t)snprintf(x + n, sizeof x - n, "%s", de ? "\xe2\x80\x9c" : straight ? "\"" : "\xe2\x80\x9d");
+                quote = -1;
+            }
+            if (w == paren) {
+                n += (size_t)snprintf(x + n, sizeof x - n, ")");
+                paren = -1;
+            }
+            if (w + 1 < nw && tu_u32(&r) % 6 == 0 && word[strlen(word) - 1] != '.')
+                n += (size_t)snprintf(x + n, sizeof x - n, ",");
+        }
+        if (x[n - 1] != '.')
+            n += (size_t)snprintf(x + n, sizeof x - n, "%s", ends[tu_u32(&r) % 5]);
+        x[n] = 0;
+        char *t = nomul_moses_tokenize(x, lang);
+        char *d = t ? nomul_moses_detokenize(t, lang) : NULL;
+        char *t2 = d ? nomul_moses_tokenize(d, lang) : NULL;
+        assert_non_null(t2);
+        if (strcmp(d, x))
+            FAIL_SEED("%s: detok(tok('%.200s')) = '%.200s' (tokens '%.200s')", lang, x, d, t);
+        if (strcmp(t2, t))
+            FAIL_SEED("%s: tok is not stable on '%.200s': '%.200s' then '%.200s'", lang, x, t, t2);
+        free(t);
+        free(d);
+        free(t2);
+    }
+}
+
 /* On the Ding corpus (when installed): segmenting and unsegmenting every
  * training sentence gives it back. */
 static void test_bpe_round_trip_on_corpus(void **state)
@@ -657,6 +796,8 @@ int main(void)
         cmocka_unit_test(test_parallel_files),
         cmocka_unit_test(test_ding_corpus),
         cmocka_unit_test(test_lohelp_corpus),
+        cmocka_unit_test(test_moses_rules),
+        cmocka_unit_test(test_moses_round_trip),
         cmocka_unit_test(test_bpe_learn_apply),
         cmocka_unit_test(test_bpe_round_trip_on_corpus),
         cmocka_unit_test(test_vocab_and_batches),

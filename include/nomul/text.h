@@ -84,6 +84,33 @@ int nomul_lohelp_corpus(const char *help_root, const char *src_lang, const char 
  * U+00AD, U+200B, U+FEFF and other control characters are removed. */
 void nomul_lohelp_normalize(char *text);
 
+/* Word tokenization in the style of the Moses tokenizer (what fairseq's
+ * IWSLT14 preparation runs before BPE; rules written for nomul, no escaping
+ * of & | < > ' " [ ]), per language: "en", "de" (a code such as "en-US" counts
+ * by its first two letters), anything else generic. White space collapses,
+ * control characters go; every character but letters, digits, periods,
+ * hyphens, commas and apostrophes becomes a token ("..." and "…" too), except
+ * (nomul's departure from Moses, for technical text) a symbol other than a
+ * bracket or quote between two letters or digits (and/or, in_out, B2:E5,
+ * Ctrl+C stay words); commas
+ * split off unless between digits (1,000); hyphens stay inside words
+ * (E-Mail); apostrophes: English "don't" → "don 't" and "1990's" → "1990 's",
+ * German keeps them between letters ("geht's"), others split them off; a
+ * word's final period splits off unless the word has a period and a letter
+ * inside (z.B., U.S.), is a nonbreaking prefix (nomul's lists: single letters,
+ * titles, months, common abbreviations), is followed by a lowercase word, or
+ * is a numeric prefix (No., Nr., S.) before a number. A malloc'd string, or
+ * NULL after a report (invalid UTF-8). */
+char *nomul_moses_tokenize(const char *line, const char *lang);
+/* The inverse for ordinary text, as Moses' detokenizer: , . ? ! : ; % ) ] } …
+ * join the previous token, ( [ { ¿ ¡ and a currency sign before a number the
+ * next (in German only after a word: 5 € stays); straight double quotes alternate opening and closing, a lone
+ * apostrophe closes an open one, else (English) joins a word ending in s, else
+ * opens; English 't 's 're ... join the word before; typographic quotes open
+ * and close by the language's convention (en “ ‘ « open, ” » close; de „ ‚ »
+ * open, “ ‘ « close). detok(tok(x)) == x for text spaced that way. */
+char *nomul_moses_detokenize(const char *line, const char *lang);
+
 /* sacreBLEU's default tokenizer "13a" (mteval-v13a.pl): entities unescaped,
  * ASCII punctuation split off, periods and commas split unless between
  * digits, dashes after digits split, spaces collapsed. A malloc'd string

@@ -1,8 +1,9 @@
 /*
  * cmd_text.c — `nomul corpus ding` (a German–English corpus from Debian's
  * trans-de-en), `nomul corpus lohelp` (any two of LibreOffice's help
- * languages) and `nomul bleu` (sacreBLEU's default score of a file of
- * translations against one or more reference files).
+ * languages), `nomul bleu` (sacreBLEU's default score of a file of
+ * translations against one or more reference files) and `nomul tokenize` /
+ * `nomul detokenize` (Moses-style, around BPE).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,16 @@ static const char bpe_usage[] =
     "format from the words of the files (UTF-8, one sentence per line); 'apply'\n"
     "segments stdin with '@@ ' between subwords; 'dict' counts the tokens of\n"
     "segmented files into fairseq's dict.txt (count descending, then by bytes).\n";
+
+static const char tokenize_usage[] =
+    "usage: nomul tokenize --lang LANG < IN > OUT\n"
+    "       nomul detokenize --lang LANG < IN > OUT\n"
+    "\n"
+    "Moses-style word tokenization of each stdin line (before BPE: punctuation split\n"
+    "off, commas and periods kept inside numbers, English contractions split as\n"
+    "don 't, periods kept on abbreviations), and the inverse (after decoding, so that\n"
+    "BLEU scores detokenized text). LANG: en, de (rules and abbreviations per\n"
+    "language; en-US counts as en), anything else generic.\n";
 
 static void quiet(nomul_status status, const char *message) { (void)status, (void)message; }
 
@@ -421,5 +432,57 @@ int cmd_bleu(int argc, char **argv)
 out:
     for (int j = 0; j < nref; j++)
         nomul_parallel_free(p[j]);
+    return rc;
+}
+
+int cmd_tokenize(int argc, char **argv)
+{
+    const char *cmd = argv[0], *lang = NULL, *arg;
+    int detok = !strcmp(cmd, "detokenize");
+    cli_args a;
+    cli_args_init(&a, argc, argv, cmd);
+    while ((arg = cli_next(&a))) {
+        if (cli_is_help(arg)) {
+            fputs(tokenize_usage, stdout);
+            return CLI_OK;
+        } else if (cli_is(&a, arg, "lang")) {
+            if (!(lang = cli_value(&a, "lang")))
+                return CLI_USAGE;
+        } else {
+            cli_unknown(&a, arg);
+            return CLI_USAGE;
+        }
+    }
+    if (!lang) {
+        cli_error("%s: want --lang LANG (e.g. --lang de)", cmd);
+        return CLI_USAGE;
+    }
+    nomul_set_error_handler(quiet);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    long no = 0;
+    int rc = CLI_OK;
+    while ((len = getline(&line, &cap, stdin)) >= 0) {
+        no++;
+        if (len > 0 && line[len - 1] == '\n')
+            line[--len] = 0;
+        if (len > 0 && line[len - 1] == '\r')
+            line[--len] = 0;
+        if (memchr(line, 0, (size_t)len)) {
+            cli_error("%s: <stdin>:%ld: a NUL byte in the line", cmd, no);
+            rc = CLI_USAGE;
+            break;
+        }
+        char *o = detok ? nomul_moses_detokenize(line, lang) : nomul_moses_tokenize(line, lang);
+        if (!o) {
+            cli_error("%s: <stdin>:%ld: %s", cmd, no, nomul_last_error_message());
+            rc = CLI_USAGE;
+            break;
+        }
+        puts(o);
+        free(o);
+    }
+    free(line);
     return rc;
 }
