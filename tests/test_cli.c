@@ -702,6 +702,26 @@ static void test_lohelp_pipeline(void **state)
             dir, bin);
     expect(rc, 0, out, " sentences/s");
     free(out);
+    /* the ablation script: a row at toy size, its table; an interrupted run
+     * (a checkpoint, no summary) is refused without --resume and continued
+     * with it */
+    const char *abl = "cd '%s' && NOMUL='%s' TABLE=table.md ROWS=1_float SEEDS=0 WHERE=test "
+                      "SETS='--set model=transformer_tiny --set steps=4 --set warmup_steps=2 "
+                      "--set max_tokens=400 --set beam=1 --set checkpoint_every=2' "
+                      "sh '%s/experiments/lohelp/run_ablation.sh' %s abl";
+    rc = sh(&out, abl, dir, bin, repo, "");
+    expect(rc, 0, out, "| 1_float | ");
+    free(out);
+    snprintf(path, sizeof path, "%s/abl/1_float/seed0/summary.txt", dir);
+    assert_int_equal(unlink(path), 0);
+    rc = sh(&out, abl, dir, bin, repo, "");
+    expect(rc, 2, out, "--resume continues it");
+    free(out);
+    rc = sh(&out, abl, dir, bin, repo, "--resume");
+    expect(rc, 0, out, "1_float seed 0: resumed");
+    free(out);
+    snprintf(path, sizeof path, "%s/table.md", dir);
+    assert_int_equal(access(path, R_OK), 0);
     rc = sh(&out, "cd '%s' && '%s' translate --checkpoint run/checkpoint_last.safetensors "
                   "--input nothere.txt x",
             dir, bin);
