@@ -41,7 +41,10 @@ endif
 CFLAGS_ALL := $(CFLAGS_BASE) $(CFLAGS)
 PNG_CFLAGS := $(shell pkg-config --cflags libpng 2>/dev/null)
 PNG_LIBS := $(shell pkg-config --libs libpng 2>/dev/null || echo -lpng16)
-LIBS := $(OPENBLAS_LIBS) -lcjson -lz $(PNG_LIBS) -ljpeg -fopenmp -lm
+# libxml2's HTML parser reads LibreOffice's help pages (src/text/lohelp.c)
+XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
+XML_LIBS := $(shell pkg-config --libs libxml-2.0 2>/dev/null || echo -lxml2)
+LIBS := $(OPENBLAS_LIBS) -lcjson -lz $(PNG_LIBS) -ljpeg $(XML_LIBS) -fopenmp -lm
 # the command line alone rasterizes plots (librsvg, cairo)
 RSVG_CFLAGS := $(shell pkg-config --cflags librsvg-2.0 2>/dev/null)
 RSVG_LIBS := $(shell pkg-config --libs librsvg-2.0 2>/dev/null || echo -lrsvg-2 -lcairo -lgobject-2.0 -lglib-2.0)
@@ -87,6 +90,7 @@ $(CLI): $(CLI_OBJ) $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(LIBS) $(RSVG_LIBS)
 
 $(BUILD)/src/cli/cmd_plot.o: CFLAGS_ALL += $(RSVG_CFLAGS)
+$(BUILD)/src/text/lohelp.o: CFLAGS_ALL += $(XML_CFLAGS)
 
 $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT_OBJ) $(STATIC)
 	@mkdir -p $(dir $@)

@@ -1,8 +1,8 @@
 /*
  * test_cli.c — the nomul command line as a user runs it: the golden check,
  * malformed and mismatching vector files, gen → check round trips, the
- * error statistics, the benchmark, and clear errors with exit status 2 for
- * bad arguments.
+ * error statistics, the benchmark, clear errors with exit status 2 for
+ * bad arguments, and the LibreOffice-help translation pipeline at toy size.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -299,6 +300,11 @@ static void test_bad_arguments_are_clear_errors(void **state)
         {"bpe apply --codes /nonexistent/codes", "/nonexistent/codes"},
         {"corpus wmt", "unknown corpus 'wmt'"},
         {"corpus ding --dict /nonexistent/de-en", "/nonexistent/de-en"},
+        {"corpus lohelp --src de", "want --src LANG and --tgt LANG"},
+        {"tokenize", "want --lang LANG"},
+        {"detokenize --lang", "--lang"},
+        {"corpus lohelp --src de --tgt en --help-root /nonexistent/help", "/nonexistent/help"},
+        {"corpus lohelp --src de --tgt en --bogus", "unknown option '--bogus'"},
         {"eval --checkpoint /nonexistent/c.safetensors", "/nonexistent/c.safetensors"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -572,6 +578,162 @@ static void test_bpe(void **state)
     assert_string_equal(text, "newest 6\nlow 5\nwidest 3\nlower 2\n");
 }
 
+/* Runs a shell command line; the exit status, and stdout and stderr in a
+ * malloc'd string. */
+static int sh(char **out, const char *fmt, ...)
+{
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 1 << 16, n = 0, k;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    while ((k = fread(buf + n, 1, cap - n - 1, p)) > 0) {
+        n += k;
+        if (n + 1 == cap) {
+            buf = realloc(buf, cap *= 2);
+            assert_non_null(buf);
+        }
+    }
+    buf[n] = 0;
+    int st = pclose(p);
+    *out = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* The LibreOffice-help pipeline end to end at toy size, as
+ * experiments/lohelp runs it: help pages written here → prepare.sh (corpus
+ * lohelp, tokenize, BPE, dictionaries) → a few training steps of
+ * transformer_tiny on experiments/lohelp's configuration → test BLEU on
+ * detokenized text against the raw references → nomul translate on raw
+ * sentences, from arguments and from a file. */
+static void test_lohelp_pipeline(void **state)
+{
+    (void)state;
+    char repo[1024], bin[1600], dir[600], path[800], *out;
+    assert_non_null(getcwd(repo, sizeof repo));
+    snprintf(bin, sizeof bin, "%s%s%s", nomul[0] == '/' ? "" : repo, nomul[0] == '/' ? "" : "/",
+             nomul);
+    snprintf(dir, sizeof dir, "%s/lohelp", tmpdir);
+    static const char *const sub[] = {"", "/help", "/help/de", "/help/de/text", "/help/en-US",
+                                      "/help/en-US/text"};
+    for (size_t k = 0; k < sizeof sub / sizeof sub[0]; k++) {
+        snprintf(path, sizeof path, "%s%s", dir, sub[k]);
+        assert_int_equal(mkdir(path, 0777), 0);
+    }
+    static const char *const de_obj[] = {"die Datei", "den Ordner", "die Tabelle", "das Bild",
+                                         "die Zelle", "den Rahmen"};
+    static const char *const en_obj[] = {"the file", "the folder", "the table", "the image",
+                                         "the cell", "the frame"};
+    for (int page = 0; page < 12; page++)
+        for (int l = 0; l < 2; l++) {
+            snprintf(path, sizeof path, "%s/help/%s/text/p%02d.html", dir, l ? "en-US" : "de", page);
+            FILE *f = fopen(path, "w");
+            assert_non_null(f);
+            fprintf(f, "<html><body><div id=\"DisplayArea\">\n<h1 id=\"hd_id%d\">%s %d</h1>\n",
+                    page, l ? "Chapter" : "Kapitel", page);
+            for (int u = 0; u < 30; u++) {
+                int o = (page + u) % 6, n = page * 30 + u;
+                if (l)
+                    fprintf(f, "<p id=\"par_id%d\">Select <span class=\"emph\">%s</span> %d, "
+                               "then click &quot;OK&quot;.</p>\n", u, en_obj[o], n);
+                else
+                    fprintf(f, "<p id=\"par_id%d\">W&auml;hlen Sie <span class=\"emph\">%s</span> "
+                               "%d und klicken Sie auf \xe2\x80\x9eOK\xe2\x80\x9c.</p>\n",
+                            u, de_obj[o], n);
+            }
+            fprintf(f, "</div></body></html>\n");
+            fclose(f);
+        }
+    int rc = sh(&out, "cd '%s' && NOMUL='%s' HELP_ROOT='%s/help' MERGES=100 sh '%s/experiments/"
+                      "lohelp/prepare.sh'", dir, bin, dir, repo);
+    expect(rc, 0, out, "sentence pairs (de-en)");
+    free(out);
+    snprintf(path, sizeof path, "%s/data/lohelp-de-en/train.tok.en", dir);
+    assert_int_equal(access(path, R_OK), 0);
+    rc = sh(&out, "cd '%s' && '%s' train --config '%s/experiments/lohelp/transformer.json' "
+                  "--config '%s/experiments/lohelp/1_float.json' --set model=transformer_tiny "
+                  "--set steps=6 --set warmup_steps=2 --set max_tokens=400 --set beam=2 "
+                  "--set out_dir=run --progress lines",
+            dir, bin, repo, repo);
+    expect(rc, 0, out, "test_bleu");
+    double bleu = -1;
+    const char *b = strstr(out, "test_bleu ");
+    assert_non_null(b);
+    bleu = atof(b + 10);
+    free(out);
+    /* the hypotheses are detokenized text: no space before a comma or a final
+     * period, no BPE marks; nomul bleu on them against the raw references
+     * gives the trainer's score */
+    snprintf(path, sizeof path, "%s/run/test.hyp", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[4096];
+    int lines = 0;
+    while (fgets(line, sizeof line, f)) {
+        lines++;
+        if (strstr(line, " ,") || strstr(line, " .\n") || strstr(line, "@@"))
+            fail_msg("test.hyp line %d is not detokenized: %s", lines, line);
+    }
+    fclose(f);
+    assert_true(lines > 0);
+    rc = sh(&out, "cd '%s' && '%s' bleu --ref data/lohelp-de-en/test.en run/test.hyp", dir, bin);
+    expect(rc, 0, out, "BLEU = ");
+    char want[64];
+    snprintf(want, sizeof want, "BLEU = %.2f ", bleu);
+    expect(rc, 0, out, want);
+    free(out);
+    /* raw sentences: arguments (speed on stdout), a file (speed on stderr) */
+    rc = sh(&out, "cd '%s' && '%s' translate --checkpoint run/checkpoint_last.safetensors "
+                  "'W\xc3\xa4hlen Sie die Datei 7, dann \xe2\x80\x9eOK\xe2\x80\x9c.' 'Kapitel 3' "
+                  "2>/dev/null",
+            dir, bin);
+    expect(rc, 0, out, "2 sentences in ");
+    if (!strstr(out, "sentences/s"))
+        fail_msg("translate output:\n%s", out);
+    free(out);
+    rc = sh(&out, "cd '%s' && { '%s' translate --checkpoint run/checkpoint_last.safetensors "
+                  "--input data/lohelp-de-en/valid.de 2>&1 >/dev/null; }",
+            dir, bin);
+    expect(rc, 0, out, " sentences/s");
+    free(out);
+    /* the ablation script: a row at toy size, its table; an interrupted run
+     * (a checkpoint, no summary) is refused without --resume and continued
+     * with it */
+    const char *abl = "cd '%s' && NOMUL='%s' TABLE=table.md ROWS=1_float SEEDS=0 WHERE=test "
+                      "SETS='--set model=transformer_tiny --set steps=4 --set warmup_steps=2 "
+                      "--set max_tokens=400 --set beam=1 --set checkpoint_every=2' "
+                      "sh '%s/experiments/lohelp/run_ablation.sh' %s abl";
+    rc = sh(&out, abl, dir, bin, repo, "");
+    expect(rc, 0, out, "| 1_float | ");
+    free(out);
+    snprintf(path, sizeof path, "%s/abl/1_float/seed0/summary.txt", dir);
+    assert_int_equal(unlink(path), 0);
+    rc = sh(&out, abl, dir, bin, repo, "");
+    expect(rc, 2, out, "--resume continues it");
+    free(out);
+    rc = sh(&out, abl, dir, bin, repo, "--resume");
+    expect(rc, 0, out, "1_float seed 0: resumed");
+    free(out);
+    snprintf(path, sizeof path, "%s/table.md", dir);
+    assert_int_equal(access(path, R_OK), 0);
+    rc = sh(&out, "cd '%s' && '%s' translate --checkpoint run/checkpoint_last.safetensors "
+                  "--input nothere.txt x",
+            dir, bin);
+    expect(rc, 2, out, "not both");
+    free(out);
+    rc = sh(&out, "cd '%s' && '%s' translate --checkpoint run/checkpoint_last.safetensors "
+                  "--input nothere.txt",
+            dir, bin);
+    expect(rc, 2, out, "nothere.txt");
+    free(out);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -609,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_train_eval_resume),
         cmocka_unit_test(test_bleu),
         cmocka_unit_test(test_bpe),
+        cmocka_unit_test(test_lohelp_pipeline),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

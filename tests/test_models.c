@@ -295,9 +295,9 @@ static void test_registry(void **state)
         nomul_model_free(m);
         n++;
     }
-    assert_int_equal(n, 12);
+    assert_int_equal(n, 13);
     assert_int_equal(kinds[0], 9);
-    assert_int_equal(kinds[1], 3);
+    assert_int_equal(kinds[1], 4);
 
     nomul_model_data d = {28, 1, 10, 11, 13};
     nomul_model *m = nomul_model_create("transformer_tiny", &d, 9);

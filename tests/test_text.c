@@ -1,7 +1,7 @@
 /*
  * test_text.c — text for translation: sacreBLEU's 13a tokenizer on cases
- * worked out by hand from mteval-v13a's rules, and corpus BLEU against
- * scores sacreBLEU publishes.
+ * worked out by hand from mteval-v13a's rules, corpus BLEU against
+ * scores sacreBLEU publishes, and the corpora (Ding, LibreOffice's help).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -397,6 +398,271 @@ static void test_bpe_learn_apply(void **state)
     assert_non_null(strstr(tu_last_error, "badcodes:3"));
 }
 
+/* A help page with the help's markup: ids on blocks inside DisplayArea, the
+ * viewer's menus outside it, a script, nested inline markup, entities, a
+ * system switch, a table cell, and one unit for each filter. */
+static void write_help_page(const char *path, int de)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "<!DOCTYPE html>\n<html lang=\"%s\"><head><meta charset=\"utf-8\"><title>t</title>"
+               "<script>var s = \"<p id='par_id1'>no</p>\";</script></head><body>\n"
+               "<header><p id=\"bm_module\">%s</p></header>\n<div id=\"DisplayArea\">\n",
+            de ? "de" : "en-US", de ? "Modul" : "Module");
+    fprintf(f, "<h1 id=\"hd_id1\">%s</h1>\n", de ? "Datei &amp; Ordner" : "File &amp; Folder");
+    fprintf(f, "<p id=\"par_id2\" class=\"paragraph\">%s</p>\n",
+            de ? "W&auml;hlen Sie <span class=\"emph\">Extras \xe2\x80\x93 <a href=\"x\"><span>Optionen"
+                 "</span></a></span> &lt;Standard&gt;."
+               : "Choose <span class=\"emph\">Tools - <a href=\"x\"><span>Options</span></a>"
+                 "</span> &lt;Default&gt;.");
+    fprintf(f, "<p id=\"par_id3\">%s <span class=\"switchinline\"><span hidden=\"true\" "
+               "id=\"MACtextshared1\">%s</span><span hidden=\"true\" id=\"defaulttextshared1\">"
+               "%s</span></span>+C in $[officename].</p>\n",
+            de ? "Dr\xc3\xbc" "cken Sie" : "Press", de ? "Befehlstaste" : "Command",
+            de ? "Strg" : "Ctrl");
+    fprintf(f, "<table><tr><td><p id=\"par_id4\">%s</p></td></tr></table>\n",
+            de ? "Zelle&nbsp;eins<br>\n   zwei" : "Cell one<br/>two");
+    fprintf(f, "<p id=\"par_id5\">%%PRODUCTNAME</p>\n"); /* identical */
+    fprintf(f, "<p id=\"par_id6\"> <img src=\"a.png\" alt=\"icon\"> </p>\n"); /* empty */
+    if (de)
+        fprintf(f, "<p id=\"par_id7\">Nur deutsch</p>\n"); /* one language only */
+    fprintf(f, "<p id=\"par_id8\">%s</p>\n", de ? "Datei &amp; Ordner" : "Files and folders");
+    fprintf(f, "<p id=\"par_id2\">%s</p>\n", de ? "Wiederholt" : "Repeated"); /* repeated id */
+    fprintf(f, "<p id=\"par_id9\">%s</p>\n",
+            de ? "Kurz" : "This one is much longer than its short German side"); /* ratio */
+    fprintf(f, "<p id=\"par_id10\">");
+    for (int w = 0; w < 101; w++) /* too long */
+        fprintf(f, "%s ", de ? "Wort" : "word");
+    fprintf(f, "</p>\n<p id=\"par_id11\">%s", de ? "Offen <b>und" : "Open <b>and");
+    /* unclosed tags: libxml2 recovers */
+    fprintf(f, "</div>\n<div id=\"DEBUG\"><p id=\"bm_HID\">HID</p></div>\n</body></html>\n");
+    fclose(f);
+}
+
+static void test_lohelp_corpus(void **state)
+{
+    (void)state;
+    char root[1100], p[1300];
+    snprintf(root, sizeof root, "%s", tu_path("help"));
+    const char *dirs[] = {"", "/de", "/de/text", "/de/text/shared", "/en-US", "/en-US/text",
+                          "/en-US/text/shared", "/media"};
+    for (size_t k = 0; k < sizeof dirs / sizeof dirs[0]; k++) {
+        snprintf(p, sizeof p, "%s%s", root, dirs[k]);
+        assert_int_equal(mkdir(p, 0777), 0);
+    }
+    snprintf(p, sizeof p, "%s/de/text/shared/a.html", root);
+    write_help_page(p, 1);
+    snprintf(p, sizeof p, "%s/en-US/text/shared/a.html", root);
+    write_help_page(p, 0);
+    snprintf(p, sizeof p, "%s/de/text/only.html", root); /* a page in one language */
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs("<html><body><div id=\"DisplayArea\"><p id=\"par_id1\">Allein</p></div></body></html>", f);
+    fclose(f);
+
+    char out[1100];
+    snprintf(out, sizeof out, "%s", tu_path("lohelp"));
+    nomul_lohelp_counts c;
+    assert_int_equal(nomul_lohelp_corpus(root, "de", "en", out, &c), 0);
+    assert_int_equal(c.pages, 2);
+    assert_int_equal(c.pages_paired, 1);
+    assert_int_equal(c.units, 11);
+    assert_int_equal(c.paired, 10);
+    assert_int_equal(c.dropped[0], 1); /* empty */
+    assert_int_equal(c.dropped[1], 1); /* identical */
+    assert_int_equal(c.dropped[2], 1); /* too long */
+    assert_int_equal(c.dropped[3], 1); /* ratio */
+    assert_int_equal(c.duplicates, 1);
+    assert_int_equal(c.split[0] + c.split[1] + c.split[2], 5);
+    const char *want[5][2] = {
+        {"Datei & Ordner", "File & Folder"},
+        {"W\xc3\xa4hlen Sie Extras \xe2\x80\x93 Optionen <Standard>.", "Choose Tools - Options <Default>."},
+        {"Dr\xc3\xbc" "cken Sie Strg+C in LibreOffice.", "Press Ctrl+C in LibreOffice."},
+        {"Zelle eins zwei", "Cell one two"},
+        {"Offen und", "Open and"}};
+    static const char *const part[3] = {"train", "valid", "test"};
+    int found[5] = {0};
+    for (int k = 0; k < 3; k++) {
+        char de[1200], en[1200];
+        snprintf(de, sizeof de, "%s/%s.de", out, part[k]);
+        snprintf(en, sizeof en, "%s/%s.en", out, part[k]);
+        nomul_parallel *pp = nomul_parallel_read(de, en);
+        assert_non_null(pp);
+        assert_int_equal(pp->n, c.split[k]);
+        for (long i = 0; i < pp->n; i++) {
+            int w = 0;
+            while (w < 5 && strcmp(pp->src[i], want[w][0]))
+                w++;
+            if (w == 5)
+                fail_msg("unexpected pair '%s' / '%s'", pp->src[i], pp->tgt[i]);
+            assert_string_equal(pp->tgt[i], want[w][1]);
+            found[w]++;
+        }
+        nomul_parallel_free(pp);
+    }
+    for (int w = 0; w < 5; w++)
+        assert_int_equal(found[w], 1);
+    /* the other direction names its files by the codes given */
+    assert_int_equal(nomul_lohelp_corpus(root, "en-US", "de", out, &c), 0);
+    snprintf(p, sizeof p, "%s/train.en-US", out);
+    assert_int_equal(access(p, R_OK), 0);
+    /* a missing language names the ones there; an ambiguous one its folders */
+    assert_int_equal(nomul_lohelp_corpus(root, "de", "fr", out, &c), -1);
+    assert_non_null(strstr(tu_last_error, "'fr'"));
+    assert_non_null(strstr(tu_last_error, "there: de, en-US"));
+    assert_non_null(strstr(tu_last_error, "libreoffice-help-fr"));
+    snprintf(p, sizeof p, "%s/en-GB", root);
+    assert_int_equal(mkdir(p, 0777), 0);
+    assert_int_equal(nomul_lohelp_corpus(root, "de", "en", out, &c), -1);
+    assert_non_null(strstr(tu_last_error, "ambiguous"));
+    assert_int_equal(nomul_lohelp_corpus(tu_path("nohelp"), "de", "en", out, &c), -1);
+    assert_non_null(strstr(tu_last_error, "nohelp"));
+    assert_int_equal(nomul_lohelp_corpus(root, "de", "de", out, &c), -1);
+
+    char norm[] = "  a\xc2\xa0 b\tc\xc2\xad" "d\xe2\x80\x8b %PRODUCTNAME\xe3\x80\x80 $[officename] ";
+    nomul_lohelp_normalize(norm);
+    assert_string_equal(norm, "a b cd LibreOffice LibreOffice");
+}
+
+/* The tokenizer's rules on cases worked out by hand. */
+static void test_moses_rules(void **state)
+{
+    (void)state;
+    static const char *const cases[][3] = {
+        /* lang, input, tokens */
+        {"en", "Hello, world!", "Hello , world !"},
+        {"en", "  a\tb\xc2\xa0" "c  ", "a b c"},
+        {"en", "Don't stop; it's 1990's style.", "Don 't stop ; it 's 1990 's style ."},
+        {"en", "The dogs' bowls", "The dogs ' bowls"},
+        {"en", "'quoted' text", "' quoted ' text"},
+        {"en", "1,000.50 and 3.14, 1,5", "1,000.50 and 3.14 , 1,5"},
+        {"en", "E-Mail well-known -5", "E-Mail well-known -5"},
+        {"en", "Wait... now\xe2\x80\xa6", "Wait ... now \xe2\x80\xa6"},
+        {"en", "Mr. Smith met Dr. Jones.", "Mr. Smith met Dr. Jones ."},
+        {"en", "See No. 5 or No. Then", "See No. 5 or No . Then"},
+        {"en", "the U.S. and e.g. this", "the U.S. and e.g. this"},
+        {"en", "J. R. R. Tolkien", "J. R. R. Tolkien"},
+        {"en", "items etc. are here", "items etc. are here"},
+        {"en", "end. next", "end. next"}, /* a lowercase word next: an abbreviation */
+        {"en", "(a) [b] {c}", "( a ) [ b ] { c }"},
+        {"en", "He said \"yes\" and \xe2\x80\x9cno\xe2\x80\x9d.", "He said \" yes \" and \xe2\x80\x9c no \xe2\x80\x9d ."},
+        {"en", "a/b a+b 50% $5 a&b f(x) B2:E5 in_out", "a/b a+b 50 % $ 5 a&b f ( x ) B2:E5 in_out"},
+        {"en", "a / b: c, d!", "a / b : c , d !"},
+        {"de", "Wie geht's? Gut, danke.", "Wie geht's ? Gut , danke ."},
+        {"de", "z.B. oder z. B. und ca. 1.000,5 Euro", "z.B. oder z. B. und ca. 1.000,5 Euro"},
+        {"de", "siehe S. 5, bzw. Kap. 3.", "siehe S. 5 , bzw. Kap. 3 ."},
+        {"de", "\xe2\x80\x9eHallo\xe2\x80\x9c, sagte er.", "\xe2\x80\x9e Hallo \xe2\x80\x9c , sagte er ."},
+        {"de", "Ein- und Ausgabe", "Ein- und Ausgabe"},
+        {"fr", "l'homme", "l ' homme"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *t = nomul_moses_tokenize(cases[i][1], cases[i][0]);
+        assert_non_null(t);
+        if (strcmp(t, cases[i][2]))
+            fail_msg("tokenize(%s, '%s') = '%s', want '%s'", cases[i][0], cases[i][1], t,
+                     cases[i][2]);
+        free(t);
+    }
+    static const char *const detok[][3] = {
+        {"en", "Hello , world !", "Hello, world!"},
+        {"en", "Don 't stop ; it 's 1990 's style .", "Don't stop; it's 1990's style."},
+        {"en", "The dogs ' bowls", "The dogs' bowls"},
+        {"en", "' quoted ' text", "'quoted' text"},
+        {"en", "costs $ 5 , ( really ) \" yes \" .", "costs $5, (really) \"yes\"."},
+        {"en", "\xe2\x80\x9c no \xe2\x80\x9d .", "\xe2\x80\x9cno\xe2\x80\x9d."},
+        {"de", "\xe2\x80\x9e Hallo \xe2\x80\x9c , 5 \xe2\x82\xac .", "\xe2\x80\x9eHallo\xe2\x80\x9c, 5 \xe2\x82\xac."},
+        {"de", "Wait ...", "Wait..."},
+    };
+    for (size_t i = 0; i < sizeof detok / sizeof detok[0]; i++) {
+        char *d = nomul_moses_detokenize(detok[i][1], detok[i][0]);
+        assert_non_null(d);
+        if (strcmp(d, detok[i][2]))
+            fail_msg("detokenize(%s, '%s') = '%s', want '%s'", detok[i][0], detok[i][1], d,
+                     detok[i][2]);
+        free(d);
+    }
+    assert_null(nomul_moses_tokenize("a \xff b", "en"));
+    assert_non_null(strstr(tu_last_error, "invalid UTF-8"));
+    assert_null(nomul_moses_detokenize("\xc3", "de"));
+}
+
+/* Fresh random sentences, spaced as ordinary English and German text: words
+ * (umlauts, compounds, contractions), numbers with separators, commas,
+ * brackets, paired quotes, abbreviations, a final mark; detok(tok(x)) == x
+ * and tokenizing is idempotent on its own output. */
+static void test_moses_round_trip(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x70C};
+    static const char *const words_en[] = {"file", "the", "Options", "dialog", "well-known",
+                                           "don't", "it's", "you're", "E-Mail", "cell", "menu",
+                                           "Choose", "LibreOffice", "data", "we'll"};
+    static const char *const words_de[] = {"Datei", "die", "Optionen", "Dialog", "geht's",
+                                           "\xc3\x9c" "bersicht", "Stra\xc3\x9f" "e", "E-Mail",
+                                           "Zelle", "Men\xc3\xbc", "W\xc3\xa4hlen", "Daten",
+                                           "gr\xc3\xb6\xc3\x9f" "er", "Ein-", "und"};
+    static const char *const numbers[] = {"5", "1,000", "3.14", "1.000,5", "50%", "2024"};
+    static const char *const abbr_en[] = {"Mr.", "Dr.", "e.g.", "i.e.", "U.S."};
+    static const char *const abbr_de[] = {"z.B.", "bzw.", "ca.", "Dr.", "usw."};
+    static const char *const ends[] = {".", "!", "?", "...", ":"};
+    for (int it = 0; it < 2000; it++) {
+        int de = it & 1;
+        const char *lang = de ? "de" : "en";
+        char x[2048];
+        size_t n = 0;
+        int nw = 1 + (int)(tu_u32(&r) % 14), quote = -1, paren = -1, straight = 0;
+        for (int w = 0; w < nw; w++) {
+            if (w && n + 1 < sizeof x)
+                x[n++] = ' ';
+            unsigned k = tu_u32(&r) % 20;
+            if (quote < 0 && paren < 0 && k == 0 && w + 1 < nw) {
+                quote = w + 1 + (int)(tu_u32(&r) % (unsigned)(nw - w - 1));
+                straight = !de && (tu_u32(&r) & 1);
+                n += (size_t)snprintf(x + n, sizeof x - n, "%s",
+                                      de ? "\xe2\x80\x9e" : straight ? "\"" : "\xe2\x80\x9c");
+            } else if (quote < 0 && paren < 0 && k == 1 && w + 1 < nw) {
+                paren = w + 1 + (int)(tu_u32(&r) % (unsigned)(nw - w - 1));
+                n += (size_t)snprintf(x + n, sizeof x - n, "(");
+            } else if (k == 2 && w && !de)
+                n += (size_t)snprintf(x + n, sizeof x - n, "$");
+            const char *word;
+            if (k < 5)
+                word = numbers[tu_u32(&r) % 6];
+            else if (k < 7)
+                word = de ? abbr_de[tu_u32(&r) % 5] : abbr_en[tu_u32(&r) % 5];
+            else
+                word = de ? words_de[tu_u32(&r) % 15] : words_en[tu_u32(&r) % 15];
+            if (k == 2 && w && !de)
+                word = numbers[tu_u32(&r) % 3];
+            n += (size_t)snprintf(x + n, sizeof x - n, "%s", word);
+            if (w == quote) {
+                n += (size_t)snprintf(x + n, sizeof x - n, "%s", de ? "\xe2\x80\x9c" : straight ? "\"" : "\xe2\x80\x9d");
+                quote = -1;
+            }
+            if (w == paren) {
+                n += (size_t)snprintf(x + n, sizeof x - n, ")");
+                paren = -1;
+            }
+            if (w + 1 < nw && tu_u32(&r) % 6 == 0 && word[strlen(word) - 1] != '.')
+                n += (size_t)snprintf(x + n, sizeof x - n, ",");
+        }
+        if (x[n - 1] != '.')
+            n += (size_t)snprintf(x + n, sizeof x - n, "%s", ends[tu_u32(&r) % 5]);
+        x[n] = 0;
+        char *t = nomul_moses_tokenize(x, lang);
+        char *d = t ? nomul_moses_detokenize(t, lang) : NULL;
+        char *t2 = d ? nomul_moses_tokenize(d, lang) : NULL;
+        assert_non_null(t2);
+        if (strcmp(d, x))
+            FAIL_SEED("%s: detok(tok('%.200s')) = '%.200s' (tokens '%.200s')", lang, x, d, t);
+        if (strcmp(t2, t))
+            FAIL_SEED("%s: tok is not stable on '%.200s': '%.200s' then '%.200s'", lang, x, t, t2);
+        free(t);
+        free(d);
+        free(t2);
+    }
+}
+
 /* On the Ding corpus (when installed): segmenting and unsegmenting every
  * training sentence gives it back. */
 static void test_bpe_round_trip_on_corpus(void **state)
@@ -529,6 +795,9 @@ int main(void)
         cmocka_unit_test(test_read_lines_stream),
         cmocka_unit_test(test_parallel_files),
         cmocka_unit_test(test_ding_corpus),
+        cmocka_unit_test(test_lohelp_corpus),
+        cmocka_unit_test(test_moses_rules),
+        cmocka_unit_test(test_moses_round_trip),
         cmocka_unit_test(test_bpe_learn_apply),
         cmocka_unit_test(test_bpe_round_trip_on_corpus),
         cmocka_unit_test(test_vocab_and_batches),

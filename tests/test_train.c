@@ -171,6 +171,8 @@ static void test_config_errors_name_the_key(void **state)
         {"aug.mean", "[1,2,3,4,5]", "'aug.mean' wants 1 to 4 numbers"},
         {"linear_cfg", "pam_ln", "linear_cfg"},
         {"linear_cfg.offst", "1", "linear_cfg"},
+        {"data.tokenizer", "spm", "'data.tokenizer' = 'spm' is not one of none|moses"},
+        {"data.src_lang", "a-language-code-too-long", "data.src_lang"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         nomul_clear_error();
@@ -189,6 +191,20 @@ static void test_config_errors_name_the_key(void **state)
     c.min_lr = 1.0f;
     assert_int_equal(nomul_train_config_check(&c), -1);
     assert_non_null(strstr(nomul_last_error_message(), "min_lr"));
+    /* a tokenized translation corpus needs its languages */
+    nomul_train_config_default(&c);
+    const char *tr[][2] = {{"task", "translation"},     {"model", "transformer_tiny"},
+                           {"data.train_src", "a"},     {"data.train_tgt", "a"},
+                           {"data.valid_src", "a"},     {"data.valid_tgt", "a"},
+                           {"data.test_src", "a"},      {"data.test_tgt", "a"},
+                           {"data.src_dict", "a"},      {"data.tgt_dict", "a"},
+                           {"data.tokenizer", "moses"}, {"data.src_lang", "de"}};
+    for (size_t i = 0; i < sizeof tr / sizeof tr[0]; i++)
+        assert_int_equal(nomul_train_config_set(&c, tr[i][0], tr[i][1]), 0);
+    assert_int_equal(nomul_train_config_check(&c), -1);
+    assert_non_null(strstr(nomul_last_error_message(), "'data.tgt_lang'"));
+    assert_int_equal(nomul_train_config_set(&c, "data.tgt_lang", "en"), 0);
+    assert_int_equal(nomul_train_config_check(&c), 0);
 }
 
 /* ---- training ------------------------------------------------------------ */
@@ -789,6 +805,16 @@ static void test_empty_sets_are_refused(void **state)
         if (!strstr(tu_last_error, keys[i]) || !strstr(tu_last_error, "empty.txt"))
             fail_msg("empty %s: '%s'", keys[i], tu_last_error);
     }
+    /* raw test references (data.test_ref) of another length than the test set */
+    translation_config(&c, "ref-tr");
+    c.tokenizer = NOMUL_TOKENIZER_MOSES;
+    snprintf(c.src_lang, sizeof c.src_lang, "de");
+    snprintf(c.tgt_lang, sizeof c.tgt_lang, "en");
+    snprintf(c.test_ref, sizeof c.test_ref, "%s", tu_path("valid.tgt"));
+    tu_last_error[0] = 0;
+    assert_int_equal(nomul_train(&c, &o, &r), -1);
+    if (!strstr(tu_last_error, "data.test_ref") || !strstr(tu_last_error, "has 16 lines"))
+        fail_msg("short data.test_ref: '%s'", tu_last_error);
     /* an IDX test set of no images */
     nomul_idx a = {NOMUL_IDX_U8, 3, {0, SIDE, SIDE}, 0, 1, NULL};
     nomul_idx b = {NOMUL_IDX_U8, 1, {0}, 0, 1, NULL};

@@ -37,6 +37,7 @@ def tensors(path):
 def text(path):
     # timings, rates and the run folder's own path vary; everything else must not
     s = open(path, errors="replace").read().replace(os.path.dirname(path), "OUT")
+    s = re.sub(r"^[0-9]+ sentences in [0-9.]+ s: [0-9.]+ sentences/s\n", "", s, flags=re.M)  # translate's speed line
     s = re.sub(r"seconds [0-9.]+", "seconds T", s)
     s = re.sub(r"[0-9.]+ (sentences|images|tokens)/s", r"R \1/s", s)
     return s

@@ -1,7 +1,8 @@
 /*
  * nomul/text.h — text for translation: parallel corpora (one UTF-8 sentence
  * per line in a source and a target file), a German–English corpus built
- * from Debian's trans-de-en dictionary, and BLEU as sacreBLEU scores it.
+ * from Debian's trans-de-en dictionary, corpora from LibreOffice's help pages,
+ * and BLEU as sacreBLEU scores it.
  */
 #ifndef NOMUL_TEXT_H
 #define NOMUL_TEXT_H
@@ -43,6 +44,72 @@ void nomul_parallel_free(nomul_parallel *p);
  * sentence only. The split hashes the German sentence (FNV-1a, mod 100):
  * 0–1 test, 2–3 valid, the rest train. counts: train, valid, test. */
 int nomul_ding_corpus(const char *dict_path, const char *out_dir, long counts[3]);
+
+/* A parallel corpus from LibreOffice's help pages (Debian's
+ * libreoffice-help-LANG: .html pages under help_root/LANG, the same relative
+ * paths and the same id attributes in every language). A language code names
+ * the folder help_root/LANG, or the one help_root/LANG-* ("en" is "en-US");
+ * a missing or ambiguous one is an error naming the languages there. Every
+ * page (libxml2's HTML parser, errors recovered, no network) gives its units:
+ * the p, h1–h6, td, th, li, dt and dd elements with an id attribute inside
+ * <div id="DisplayArea"> (the whole page without one), not nested in another
+ * unit, the first of a repeated id; a unit's text is its text nodes in order
+ * (entities decoded; inline markup flattened; a space for <br> and around
+ * nested blocks; hidden switch cases dropped except the id "default…" one;
+ * scripts and styles dropped), normalized by nomul_lohelp_normalize. Units
+ * pair by (page, id); a pair is dropped when a side is empty, the sides are
+ * identical, a side has more than NOMUL_LOHELP_MAX_WORDS words, the longer
+ * side has more than NOMUL_LOHELP_MAX_RATIO × the shorter's words +
+ * NOMUL_LOHELP_RATIO_SLACK, or its source text came before (pages in byte
+ * order, units in document order). The split hashes the source text
+ * (FNV-1a mod 1000: 0–28 test, 29–57 valid, the rest train) into
+ * out_dir/{train,valid,test}.{src_lang,tgt_lang}. 0, or -1 after a report. */
+#define NOMUL_LOHELP_MAX_WORDS 100
+#define NOMUL_LOHELP_MAX_RATIO 3
+#define NOMUL_LOHELP_RATIO_SLACK 3
+typedef struct nomul_lohelp_counts {
+    long pages;        /* source-language pages */
+    long pages_paired; /* of those, pages the target language has too */
+    long units;        /* units in the paired pages (source side) */
+    long paired;       /* of those, ids the target page has too */
+    long dropped[4];   /* empty side, identical sides, too long, length ratio */
+    long duplicates;   /* a source text seen before */
+    long split[3];     /* train, valid, test */
+} nomul_lohelp_counts;
+int nomul_lohelp_corpus(const char *help_root, const char *src_lang, const char *tgt_lang,
+                        const char *out_dir, nomul_lohelp_counts *counts);
+/* A unit's text normalized in place: $[officename] and %PRODUCTNAME (the help's
+ * product-name variables) become LibreOffice; white space (ASCII, U+00A0,
+ * U+2000–U+200A, U+202F, U+205F, U+3000) collapses to one space, trimmed;
+ * U+00AD, U+200B, U+FEFF and other control characters are removed. */
+void nomul_lohelp_normalize(char *text);
+
+/* Word tokenization in the style of the Moses tokenizer (what fairseq's
+ * IWSLT14 preparation runs before BPE; rules written for nomul, no escaping
+ * of & | < > ' " [ ]), per language: "en", "de" (a code such as "en-US" counts
+ * by its first two letters), anything else generic. White space collapses,
+ * control characters go; every character but letters, digits, periods,
+ * hyphens, commas and apostrophes becomes a token ("..." and "…" too), except
+ * (nomul's departure from Moses, for technical text) a symbol other than a
+ * bracket or quote between two letters or digits (and/or, in_out, B2:E5,
+ * Ctrl+C stay words); commas
+ * split off unless between digits (1,000); hyphens stay inside words
+ * (E-Mail); apostrophes: English "don't" → "don 't" and "1990's" → "1990 's",
+ * German keeps them between letters ("geht's"), others split them off; a
+ * word's final period splits off unless the word has a period and a letter
+ * inside (z.B., U.S.), is a nonbreaking prefix (nomul's lists: single letters,
+ * titles, months, common abbreviations), is followed by a lowercase word, or
+ * is a numeric prefix (No., Nr., S.) before a number. A malloc'd string, or
+ * NULL after a report (invalid UTF-8). */
+char *nomul_moses_tokenize(const char *line, const char *lang);
+/* The inverse for ordinary text, as Moses' detokenizer: , . ? ! : ; % ) ] } …
+ * join the previous token, ( [ { ¿ ¡ and a currency sign before a number the
+ * next (in German only after a word: 5 € stays); straight double quotes alternate opening and closing, a lone
+ * apostrophe closes an open one, else (English) joins a word ending in s, else
+ * opens; English 't 's 're ... join the word before; typographic quotes open
+ * and close by the language's convention (en “ ‘ « open, ” » close; de „ ‚ »
+ * open, “ ‘ « close). detok(tok(x)) == x for text spaced that way. */
+char *nomul_moses_detokenize(const char *line, const char *lang);
 
 /* sacreBLEU's default tokenizer "13a" (mteval-v13a.pl): entities unescaped,
  * ASCII punctuation split off, periods and commas split unless between

@@ -12,6 +12,10 @@
  *   data.test_src, data.test_tgt, data.src_dict, data.tgt_dict, data.bpe_codes
  *                              translation: BPE-segmented parallel text, fairseq
  *                              dict.txt files, the merges file
+ *   data.tokenizer, data.src_lang, data.tgt_lang, data.test_ref
+ *                              translation: none | moses (the text was tokenized
+ *                              per language before BPE; test BLEU and translate
+ *                              detokenize), the languages, raw test references
  *   max_tokens, beam, lenpen, max_len_a, max_len_b   translation batches, search
  *   data.format                idx | cifar | folder
  *   data.train, data.test      images: an IDX file, CIFAR batch files
@@ -59,6 +63,7 @@ typedef enum {
     NOMUL_DATA_FORMAT_FOLDER
 } nomul_data_format;
 typedef enum { NOMUL_OPTIMIZER_ADAMW, NOMUL_OPTIMIZER_SGD } nomul_optimizer_kind;
+typedef enum { NOMUL_TOKENIZER_NONE, NOMUL_TOKENIZER_MOSES } nomul_tokenizer;
 typedef enum { NOMUL_LR_COSINE, NOMUL_LR_CONSTANT, NOMUL_LR_INVERSE_SQRT } nomul_lr_schedule;
 
 typedef struct nomul_train_config {
@@ -86,6 +91,11 @@ typedef struct nomul_train_config {
     char valid_src[NOMUL_PATH_MAX], valid_tgt[NOMUL_PATH_MAX];
     char test_src[NOMUL_PATH_MAX], test_tgt[NOMUL_PATH_MAX];
     char src_dict[NOMUL_PATH_MAX], tgt_dict[NOMUL_PATH_MAX], bpe_codes[NOMUL_PATH_MAX];
+    /* moses: the files were tokenized (nomul_moses_tokenize) in src_lang and
+     * tgt_lang before BPE; test_ref: the raw test references (empty: the
+     * detokenized test targets) */
+    nomul_tokenizer tokenizer;
+    char src_lang[16], tgt_lang[16], test_ref[NOMUL_PATH_MAX];
     long max_tokens;
     int beam;
     float lenpen, max_len_a, max_len_b;
@@ -169,7 +179,9 @@ int nomul_evaluate_checkpoint(const char *path, const nomul_train_config *c, dou
                               double *acc);
 
 /* Translates n raw lines with a translation checkpoint and its configuration
- * c (data.bpe_codes segments them, BPE is removed from the output; beam,
+ * c (data.tokenizer moses tokenizes them in data.src_lang first and
+ * detokenizes the output in data.tgt_lang; data.bpe_codes segments them, BPE
+ * is removed from the output; beam,
  * lenpen, max_len_a, max_len_b as configured): out[i] receives a malloc'd
  * line. 0, or -1 after a report (nothing allocated then). */
 int nomul_translate_checkpoint(const char *path, const nomul_train_config *c,

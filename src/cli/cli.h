@@ -67,6 +67,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_corpus(int argc, char **argv);
 int cmd_bleu(int argc, char **argv);
 int cmd_bpe(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv); /* argv[0]: tokenize or detokenize */
 int cmd_translate(int argc, char **argv);
 
 #endif

@@ -1,7 +1,9 @@
 /*
  * cmd_text.c — `nomul corpus ding` (a German–English corpus from Debian's
- * trans-de-en) and `nomul bleu` (sacreBLEU's default score of a file of
- * translations against one or more reference files).
+ * trans-de-en), `nomul corpus lohelp` (any two of LibreOffice's help
+ * languages), `nomul bleu` (sacreBLEU's default score of a file of
+ * translations against one or more reference files) and `nomul tokenize` /
+ * `nomul detokenize` (Moses-style, around BPE).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,12 +14,22 @@
 
 static const char corpus_usage[] =
     "usage: nomul corpus ding [--dict FILE] [-o DIR]\n"
+    "       nomul corpus lohelp --src LANG --tgt LANG [-o DIR] [--help-root ROOT]\n"
     "\n"
     "Extracts aligned German-English sentence pairs from a Ding dictionary (default:\n"
     "/usr/share/trans/de-en from Debian's trans-de-en) into DIR/{train,valid,test}.{de,en}\n"
     "(default DIR: data/ding-de-en): alternatives paired in order, the first synonym,\n"
     "annotations removed, whole sentences of 4 to 50 words without placeholders,\n"
-    "one pair per German sentence; 2% test and 2% valid by a hash of the German side.\n";
+    "one pair per German sentence; 2% test and 2% valid by a hash of the German side.\n"
+    "\n"
+    "'lohelp' pairs the paragraphs, headings and table cells of LibreOffice's help\n"
+    "pages (Debian's libreoffice-help-LANG, under ROOT, default\n"
+    "/usr/share/libreoffice/help) by page and id attribute into\n"
+    "DIR/{train,valid,test}.{SRC,TGT} (default DIR: data/lohelp-SRC-TGT): inline\n"
+    "markup flattened, entities decoded, white space collapsed; pairs dropped when a\n"
+    "side is empty, the sides are identical, a side has over 100 words, the longer\n"
+    "side has over 3x+3 the shorter's words, or the source came before; about 2.9%\n"
+    "test and 2.9% valid by a hash of the source side. LANG 'en' finds ROOT/en-US.\n";
 
 static const char bleu_usage[] =
     "usage: nomul bleu --ref REF [--ref REF2 ...] [-lc] [--tokenize 13a|none|char] HYP\n"
@@ -39,6 +51,16 @@ static const char bpe_usage[] =
     "format from the words of the files (UTF-8, one sentence per line); 'apply'\n"
     "segments stdin with '@@ ' between subwords; 'dict' counts the tokens of\n"
     "segmented files into fairseq's dict.txt (count descending, then by bytes).\n";
+
+static const char tokenize_usage[] =
+    "usage: nomul tokenize --lang LANG < IN > OUT\n"
+    "       nomul detokenize --lang LANG < IN > OUT\n"
+    "\n"
+    "Moses-style word tokenization of each stdin line (before BPE: punctuation split\n"
+    "off, commas and periods kept inside numbers, English contractions split as\n"
+    "don 't, periods kept on abbreviations), and the inverse (after decoding, so that\n"
+    "BLEU scores detokenized text). LANG: en, de (rules and abbreviations per\n"
+    "language; en-US counts as en), anything else generic.\n";
 
 static void quiet(nomul_status status, const char *message) { (void)status, (void)message; }
 
@@ -242,14 +264,68 @@ int cmd_bpe(int argc, char **argv)
     return rc;
 }
 
+static int corpus_lohelp(int argc, char **argv)
+{
+    cli_args a;
+    cli_args_init(&a, argc, argv, "corpus lohelp");
+    const char *root = "/usr/share/libreoffice/help", *out = NULL, *src = NULL, *tgt = NULL, *arg;
+    while ((arg = cli_next(&a))) {
+        if (cli_is_help(arg)) {
+            fputs(corpus_usage, stdout);
+            return CLI_OK;
+        } else if (cli_is(&a, arg, "help-root")) {
+            if (!(root = cli_value(&a, "help-root")))
+                return CLI_USAGE;
+        } else if (cli_is(&a, arg, "src")) {
+            if (!(src = cli_value(&a, "src")))
+                return CLI_USAGE;
+        } else if (cli_is(&a, arg, "tgt")) {
+            if (!(tgt = cli_value(&a, "tgt")))
+                return CLI_USAGE;
+        } else if (cli_is(&a, arg, "output") || !strcmp(arg, "-o")) {
+            if (!strcmp(arg, "-o") ? !(out = cli_next(&a)) : !(out = cli_value(&a, "output"))) {
+                cli_error("corpus lohelp: -o needs a folder");
+                return CLI_USAGE;
+            }
+        } else {
+            cli_unknown(&a, arg);
+            return CLI_USAGE;
+        }
+    }
+    if (!src || !tgt) {
+        cli_error("corpus lohelp: want --src LANG and --tgt LANG (e.g. --src de --tgt en)");
+        return CLI_USAGE;
+    }
+    char dflt[512];
+    if (!out) {
+        snprintf(dflt, sizeof dflt, "data/lohelp-%s-%s", src, tgt);
+        out = dflt;
+    }
+    nomul_set_error_handler(quiet);
+    nomul_lohelp_counts c;
+    if (nomul_lohelp_corpus(root, src, tgt, out, &c)) {
+        cli_error("corpus lohelp: %s", nomul_last_error_message());
+        return nomul_last_error() == NOMUL_ENOMEM ? CLI_FAILED : CLI_USAGE;
+    }
+    printf("%s: %ld pages (%ld in both languages), %ld units, %ld paired by id; dropped: %ld "
+           "empty, %ld identical, %ld too long, %ld length ratio, %ld duplicates\n",
+           root, c.pages, c.pages_paired, c.units, c.paired, c.dropped[0], c.dropped[1],
+           c.dropped[2], c.dropped[3], c.duplicates);
+    printf("%s: %ld train, %ld valid, %ld test sentence pairs (%s-%s)\n", out, c.split[0],
+           c.split[1], c.split[2], src, tgt);
+    return CLI_OK;
+}
+
 int cmd_corpus(int argc, char **argv)
 {
     if (argc < 2 || cli_is_help(argv[1])) {
         fputs(corpus_usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_USAGE : CLI_OK;
     }
+    if (!strcmp(argv[1], "lohelp"))
+        return corpus_lohelp(argc - 1, argv + 1);
     if (strcmp(argv[1], "ding")) {
-        cli_error("corpus: unknown corpus '%s' (ding)", argv[1]);
+        cli_error("corpus: unknown corpus '%s' (ding, lohelp)", argv[1]);
         return CLI_USAGE;
     }
     cli_args a;
@@ -356,5 +432,57 @@ int cmd_bleu(int argc, char **argv)
 out:
     for (int j = 0; j < nref; j++)
         nomul_parallel_free(p[j]);
+    return rc;
+}
+
+int cmd_tokenize(int argc, char **argv)
+{
+    const char *cmd = argv[0], *lang = NULL, *arg;
+    int detok = !strcmp(cmd, "detokenize");
+    cli_args a;
+    cli_args_init(&a, argc, argv, cmd);
+    while ((arg = cli_next(&a))) {
+        if (cli_is_help(arg)) {
+            fputs(tokenize_usage, stdout);
+            return CLI_OK;
+        } else if (cli_is(&a, arg, "lang")) {
+            if (!(lang = cli_value(&a, "lang")))
+                return CLI_USAGE;
+        } else {
+            cli_unknown(&a, arg);
+            return CLI_USAGE;
+        }
+    }
+    if (!lang) {
+        cli_error("%s: want --lang LANG (e.g. --lang de)", cmd);
+        return CLI_USAGE;
+    }
+    nomul_set_error_handler(quiet);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    long no = 0;
+    int rc = CLI_OK;
+    while ((len = getline(&line, &cap, stdin)) >= 0) {
+        no++;
+        if (len > 0 && line[len - 1] == '\n')
+            line[--len] = 0;
+        if (len > 0 && line[len - 1] == '\r')
+            line[--len] = 0;
+        if (memchr(line, 0, (size_t)len)) {
+            cli_error("%s: <stdin>:%ld: a NUL byte in the line", cmd, no);
+            rc = CLI_USAGE;
+            break;
+        }
+        char *o = detok ? nomul_moses_detokenize(line, lang) : nomul_moses_tokenize(line, lang);
+        if (!o) {
+            cli_error("%s: <stdin>:%ld: %s", cmd, no, nomul_last_error_message());
+            rc = CLI_USAGE;
+            break;
+        }
+        puts(o);
+        free(o);
+    }
+    free(line);
     return rc;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "nomul/nomul.h"
@@ -42,11 +43,17 @@ static const char train_usage[] =
 
 static const char translate_usage[] =
     "usage: nomul translate --checkpoint FILE [--config FILE] [--set KEY=VALUE ...]\n"
+    "                       [--input FILE | SENTENCE...]\n"
     "\n"
-    "Translates the lines of stdin with a checkpoint of a translation run (its\n"
-    "configuration names the dictionaries and the BPE merges; --set beam=N, lenpen,\n"
-    "max_len_a, max_len_b or an operation family change the search), one line of\n"
-    "stdout per line of stdin.\n";
+    "Translates raw sentences with a checkpoint of a translation run: the SENTENCE\n"
+    "arguments, else the lines of --input FILE, else of stdin; one line of stdout\n"
+    "per sentence. Its configuration names the dictionaries, the BPE merges and the\n"
+    "tokenizer (data.tokenizer moses: each sentence is tokenized in data.src_lang\n"
+    "before BPE, each translation detokenized in data.tgt_lang after BPE is\n"
+    "removed); --set beam=N, lenpen, max_len_a, max_len_b or an operation family\n"
+    "change the search. At the end the speed (sentences per second, the checkpoint's\n"
+    "loading included) is printed: on stdout after the arguments' translations, on\n"
+    "stderr when reading a file or stdin.\n";
 
 static const char eval_usage[] =
     "usage: nomul eval --checkpoint FILE [--config FILE] [--set KEY=VALUE ...]\n"
@@ -56,8 +63,10 @@ static const char eval_usage[] =
     "run the trained weights in float). Prints the test loss and accuracy.\n";
 
 typedef struct opts {
-    const char *configs[16], *resume, *checkpoint;
+    const char *configs[16], *resume, *checkpoint, *input;
     int nconfigs;
+    const char *texts[256]; /* translate: sentences given as arguments */
+    int ntexts;
     const char *sets[128];
     int nsets, keys, print, tty, profile;
 } opts;
@@ -92,6 +101,16 @@ static int parse(int argc, char **argv, const char *command, opts *o, int *help)
         } else if (cli_is(&a, arg, "checkpoint") && strcmp(command, "train")) {
             if (!(o->checkpoint = cli_value(&a, "checkpoint")))
                 return CLI_USAGE;
+        } else if (cli_is(&a, arg, "input") && !strcmp(command, "translate")) {
+            if (!(o->input = cli_value(&a, "input")))
+                return CLI_USAGE;
+        } else if (!strcmp(command, "translate") && (arg[0] != '-' || !arg[1])) {
+            if (o->ntexts == 256) {
+                cli_error("%s: at most 256 sentences as arguments (--input FILE for more)",
+                          command);
+                return CLI_USAGE;
+            }
+            o->texts[o->ntexts++] = arg;
         } else if (cli_is(&a, arg, "set")) {
             const char *v = cli_value(&a, "set");
             if (!v)
@@ -268,22 +287,60 @@ int cmd_translate(int argc, char **argv)
                   nomul_train_task_name(c.task));
         return CLI_USAGE;
     }
-    char **lines;
-    long n = nomul_text_read_lines(stdin, "<stdin>", &lines);
-    if (n < 0) {
-        cli_error("translate: %s", nomul_last_error_message());
+    if (o.input && o.ntexts) {
+        cli_error("translate: sentences as arguments or --input FILE, not both");
         return CLI_USAGE;
+    }
+    char **lines = NULL;
+    long n = 0;
+    if (o.ntexts) { /* the arguments as lines, checked by the same reader */
+        size_t len = 1;
+        for (int i = 0; i < o.ntexts; i++)
+            len += strlen(o.texts[i]) + 1;
+        char *all = malloc(len), *p = all;
+        for (int i = 0; all && i < o.ntexts; i++)
+            p += sprintf(p, "%s\n", o.texts[i]);
+        FILE *f = all ? fmemopen(all, (size_t)(p - all), "r") : NULL;
+        n = f ? nomul_text_read_lines(f, "argument", &lines) : -1;
+        if (f)
+            fclose(f);
+        free(all);
+        if (n < 0) {
+            cli_error("translate: %s", f ? nomul_last_error_message() : "out of memory");
+            return f ? CLI_USAGE : CLI_FAILED;
+        }
+    } else {
+        FILE *f = o.input && strcmp(o.input, "-") ? fopen(o.input, "rb") : stdin;
+        if (!f) {
+            cli_error("translate: cannot open '%s'", o.input);
+            return CLI_USAGE;
+        }
+        n = nomul_text_read_lines(f, f == stdin ? "<stdin>" : o.input, &lines);
+        if (f != stdin)
+            fclose(f);
+        if (n < 0) {
+            cli_error("translate: %s", nomul_last_error_message());
+            return CLI_USAGE;
+        }
     }
     char **out = calloc((size_t)(n ? n : 1), sizeof *out);
     rc = CLI_OK;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (!out || nomul_translate_checkpoint(o.checkpoint, &c, (const char *const *)lines, n, out)) {
         cli_error("translate: %s", out ? nomul_last_error_message() : "out of memory");
         rc = CLI_USAGE;
-    } else
+    } else {
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double sec = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
         for (long i = 0; i < n; i++) {
             puts(out[i]);
             free(out[i]);
         }
+        fflush(stdout);
+        fprintf(o.ntexts ? stdout : stderr, "%ld sentences in %.2f s: %.1f sentences/s\n", n,
+                sec, sec > 0 ? (double)n / sec : 0.0);
+    }
     nomul_text_free_lines(lines, n);
     free(out);
     return rc;

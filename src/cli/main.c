@@ -25,8 +25,11 @@ static const char usage[] =
     "  translate --checkpoint F   translate stdin with a translation checkpoint\n"
     "  plot RUN.jsonl...     curves of metric logs as SVG or PNG\n"
     "  corpus ding           German-English sentence pairs from Debian's trans-de-en\n"
+    "  corpus lohelp         sentence pairs from LibreOffice's help (any two languages)\n"
     "  bleu --ref R HYP      corpus BLEU as sacreBLEU computes it\n"
     "  bpe learn|apply|dict  byte-pair encoding as subword-nmt, fairseq's dict.txt\n"
+    "  tokenize --lang L     Moses-style word tokenization of stdin (before BPE)\n"
+    "  detokenize --lang L   its inverse (after decoding, before BLEU)\n"
     "  info                  version and instruction sets\n"
     "\n"
     "options:\n"
@@ -84,6 +87,8 @@ int main(int argc, char **argv)
         return cmd_translate(argc - 1, argv + 1);
     if (strcmp(cmd, "bpe") == 0)
         return cmd_bpe(argc - 1, argv + 1);
+    if (strcmp(cmd, "tokenize") == 0 || strcmp(cmd, "detokenize") == 0)
+        return cmd_tokenize(argc - 1, argv + 1);
     if (strcmp(cmd, "bleu") == 0)
         return cmd_bleu(argc - 1, argv + 1);
     if (strcmp(cmd, "plot") == 0)

@@ -26,6 +26,7 @@ static const struct model_entry {
     {{"convmixer_256_8", NOMUL_MODEL_IMAGE_CLASSIFIER}, cnn_model_new},
     {{"transformer_iwslt_de_en", NOMUL_MODEL_SEQ2SEQ}, seq2seq_model_new},
     {{"transformer_small", NOMUL_MODEL_SEQ2SEQ}, seq2seq_model_new},
+    {{"transformer_mini", NOMUL_MODEL_SEQ2SEQ}, seq2seq_model_new},
     {{"transformer_tiny", NOMUL_MODEL_SEQ2SEQ}, seq2seq_model_new},
 };
 enum { NMODELS = sizeof registry / sizeof registry[0] };

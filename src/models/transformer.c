@@ -33,6 +33,7 @@ static const struct {
 } named[] = {
     {"transformer_iwslt_de_en", 512, 1024, 4, 6, 6, 0.3f},
     {"transformer_small", 256, 512, 4, 3, 3, 0.2f},
+    {"transformer_mini", 128, 512, 4, 3, 3, 0.1f}, /* experiments/lohelp on 2 cores */
     {"transformer_tiny", 64, 128, 4, 2, 2, 0.1f},
 };
 

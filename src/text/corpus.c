@@ -235,7 +235,7 @@ static int ends_sentence(const char *s)
     return n > 0 && (s[n - 1] == '.' || s[n - 1] == '!' || s[n - 1] == '?');
 }
 
-static uint64_t fnv1a(const char *s)
+uint64_t nomul_text_hash(const char *s)
 {
     uint64_t h = 0xcbf29ce484222325ull;
     for (; *s; s++)
@@ -243,13 +243,7 @@ static uint64_t fnv1a(const char *s)
     return h;
 }
 
-/* A set of strings (open addressing on FNV-1a), for the duplicates. */
-typedef struct {
-    const char **slot;
-    size_t cap, n;
-} strset;
-
-static int strset_add(strset *t, const char *s)
+int nomul_strset_add(nomul_strset *t, const char *s)
 {
     if (2 * (t->n + 1) > t->cap) {
         size_t nc = t->cap ? 2 * t->cap : 1 << 14;
@@ -258,7 +252,7 @@ static int strset_add(strset *t, const char *s)
             return -1;
         for (size_t i = 0; i < t->cap; i++)
             if (t->slot[i]) {
-                size_t j = fnv1a(t->slot[i]) & (nc - 1);
+                size_t j = nomul_text_hash(t->slot[i]) & (nc - 1);
                 while (ns[j])
                     j = (j + 1) & (nc - 1);
                 ns[j] = t->slot[i];
@@ -267,7 +261,7 @@ static int strset_add(strset *t, const char *s)
         t->slot = ns;
         t->cap = nc;
     }
-    size_t j = fnv1a(s) & (t->cap - 1);
+    size_t j = nomul_text_hash(s) & (t->cap - 1);
     while (t->slot[j]) {
         if (!strcmp(t->slot[j], s))
             return 0; /* present */
@@ -276,6 +270,28 @@ static int strset_add(strset *t, const char *s)
     t->slot[j] = s;
     t->n++;
     return 1;
+}
+
+int nomul_text_mkdirs(const char *dir)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
+        nomul_report(NOMUL_EINVAL, "folder name too long: '%s'", dir);
+        return -1;
+    }
+    for (char *q = path + 1;; q++)
+        if (*q == '/' || !*q) {
+            char was = *q;
+            *q = 0;
+            if (mkdir(path, 0777) && errno != EEXIST) {
+                nomul_report(NOMUL_EIO, "cannot create '%s': %s", path, strerror(errno));
+                return -1;
+            }
+            *q = was;
+            if (!was)
+                break;
+        }
+    return 0;
 }
 
 static char *split_first(char *s, const char *sep)
@@ -296,23 +312,12 @@ int nomul_ding_corpus(const char *dict_path, const char *out_dir, long counts[3]
     FILE *f[3][2] = {{NULL}};
     char path[4096];
     int rc = -1;
-    strset seen = {NULL, 0, 0};
+    nomul_strset seen = {NULL, 0, 0};
     char **keep = NULL;
     long nkeep = 0, capkeep = 0;
     counts[0] = counts[1] = counts[2] = 0;
-    snprintf(path, sizeof path, "%s", out_dir); /* mkdir -p */
-    for (char *q = path + 1;; q++)
-        if (*q == '/' || !*q) {
-            char was = *q;
-            *q = 0;
-            if (mkdir(path, 0777) && errno != EEXIST) {
-                nomul_report(NOMUL_EIO, "cannot create '%s': %s", path, strerror(errno));
-                goto out;
-            }
-            *q = was;
-            if (!was)
-                break;
-        }
+    if (nomul_text_mkdirs(out_dir))
+        goto out;
     for (int k = 0; k < 3; k++)
         for (int l = 0; l < 2; l++) {
             snprintf(path, sizeof path, "%s/%s.%s", out_dir, part[k], l ? "en" : "de");
@@ -355,7 +360,7 @@ int nomul_ding_corpus(const char *dict_path, const char *out_dir, long counts[3]
             int ok = upper_start(d) && upper_start(e) && ends_sentence(d) && ends_sentence(e) &&
                      words(d) >= 4 && words(e) >= 4 && words(d) <= 50 && words(e) <= 50 &&
                      !has_placeholder(d) && !has_placeholder(e);
-            int fresh = ok ? strset_add(&seen, d) : 0;
+            int fresh = ok ? nomul_strset_add(&seen, d) : 0;
             if (fresh < 0 || (fresh && (push(&keep, &nkeep, &capkeep, d) ||
                                          push(&keep, &nkeep, &capkeep, e)))) {
                 nomul_report(NOMUL_ENOMEM, "out of memory");
@@ -363,7 +368,7 @@ int nomul_ding_corpus(const char *dict_path, const char *out_dir, long counts[3]
             }
             if (fresh) {
                 /* the split: a hash of the German sentence, 2% test, 2% valid */
-                int k3 = (int)(fnv1a(d) % 100);
+                int k3 = (int)(nomul_text_hash(d) % 100);
                 int which = k3 < 2 ? 2 : k3 < 4 ? 1 : 0;
                 fprintf(f[which][0], "%s\n", d);
                 fprintf(f[which][1], "%s\n", e);

@@ -34,16 +34,18 @@ static const char *const format_names[] = {"idx", "cifar", "folder", NULL};
 static const char *const optimizer_names[] = {"adamw", "sgd", NULL};
 static const char *const moments_names[] = {"reference", "delta", NULL};
 static const char *const schedule_names[] = {"cosine", "constant", "inverse_sqrt", NULL};
+static const char *const tokenizer_names[] = {"none", "moses", NULL};
 _Static_assert(NOMUL_TASK_TRANSLATION == 1 && NOMUL_DATA_FORMAT_FOLDER == 2 &&
                    NOMUL_OPTIMIZER_SGD == 1 && NOMUL_ADAM_MOMENTS_DELTA == 1 &&
-                   NOMUL_LR_INVERSE_SQRT == 2,
+                   NOMUL_LR_INVERSE_SQRT == 2 && NOMUL_TOKENIZER_MOSES == 1,
                "the name tables follow the enums");
 /* an enumerated field is read and written as an int */
 _Static_assert(sizeof(nomul_train_task) == sizeof(int) &&
                    sizeof(nomul_data_format) == sizeof(int) &&
                    sizeof(nomul_optimizer_kind) == sizeof(int) &&
                    sizeof(nomul_adam_moments) == sizeof(int) &&
-                   sizeof(nomul_lr_schedule) == sizeof(int),
+                   sizeof(nomul_lr_schedule) == sizeof(int) &&
+                   sizeof(nomul_tokenizer) == sizeof(int),
                "enums are ints");
 
 #define FIELD(f) offsetof(nomul_train_config, f), sizeof(((nomul_train_config *)0)->f)
@@ -75,6 +77,16 @@ static const key_def keys[] = {
     {"data.tgt_dict", K_STR, FIELD(tgt_dict), 0, 0, NULL, "translation: fairseq dict.txt"},
     {"data.bpe_codes", K_STR, FIELD(bpe_codes), 0, 0, NULL,
      "translation: the merges file, for nomul translate"},
+    {"data.tokenizer", K_ENUM, FIELD(tokenizer), 0, 0, tokenizer_names,
+     "translation: none, or moses (the files were tokenized per language before BPE: test "
+     "BLEU and nomul translate detokenize, translate tokenizes its input)"},
+    {"data.src_lang", K_STR, FIELD(src_lang), 0, 0, NULL,
+     "translation: the source language (en, de, ...) for data.tokenizer"},
+    {"data.tgt_lang", K_STR, FIELD(tgt_lang), 0, 0, NULL,
+     "translation: the target language for data.tokenizer"},
+    {"data.test_ref", K_STR, FIELD(test_ref), 0, 0, NULL,
+     "translation: raw test references for BLEU (empty: the test targets, BPE removed, "
+     "detokenized)"},
     {"max_tokens", K_LONG, FIELD(max_tokens), 1, 1e9, NULL,
      "translation: tokens per batch (fairseq's --max-tokens)"},
     {"beam", K_INT, FIELD(beam), 1, 100, NULL,
@@ -479,6 +491,11 @@ int nomul_train_config_check(const nomul_train_config *c)
                 nomul_report(NOMUL_EINVAL, "task translation needs config key '%s'", need[i][0]);
                 return -1;
             }
+        if (c->tokenizer == NOMUL_TOKENIZER_MOSES && (!c->src_lang[0] || !c->tgt_lang[0])) {
+            nomul_report(NOMUL_EINVAL, "config key 'data.tokenizer' moses needs 'data.src_lang' "
+                         "and 'data.tgt_lang'");
+            return -1;
+        }
     } else if (!c->train_images[0] || !c->test_images[0]) {
         nomul_report(NOMUL_EINVAL, "config keys 'data.train' and 'data.test' must name the data");
         return -1;

@@ -3,8 +3,8 @@
  * parallel text encoded with fairseq dictionaries, batches by a token budget
  * shuffled per epoch from the seed, the transformer encoder-decoder, label-
  * smoothed cross-entropy over target tokens (padding ignored), validation
- * loss every evaluation and test BLEU (beam search, BPE removed, sacreBLEU's
- * defaults) at the end.
+ * loss every evaluation and test BLEU (beam search, BPE removed, detokenized
+ * when the data were tokenized, sacreBLEU's defaults) at the end.
  */
 #include <math.h>
 #include <stdio.h>
@@ -101,6 +101,48 @@ out:
     return rc;
 }
 
+/* A hypothesis with BPE removed, detokenized when the data were tokenized
+ * (data.tokenizer moses): s itself, or a new string (s freed); NULL after a
+ * report (s freed). */
+static char *detokenized(const nomul_train_config *c, char *s)
+{
+    if (!s || c->tokenizer != NOMUL_TOKENIZER_MOSES)
+        return s;
+    char *d = nomul_moses_detokenize(s, c->tgt_lang);
+    free(s);
+    return d;
+}
+
+/* The test references as sacreBLEU wants them: raw text (data.test_ref), or
+ * the targets with BPE removed, detokenized when the data were tokenized. */
+static int test_references(tr_task *k, const nomul_train_config *c)
+{
+    if (c->tokenizer != NOMUL_TOKENIZER_MOSES)
+        return 0;
+    if (!c->test_ref[0]) {
+        for (long i = 0; i < k->test.n; i++)
+            if (!(k->test_refs[i] = detokenized(c, k->test_refs[i])))
+                return -1;
+        return 0;
+    }
+    nomul_parallel *p = nomul_parallel_read(c->test_ref, c->test_ref);
+    if (!p)
+        return -1;
+    if (p->n < k->test.n || (c->test_limit == 0 && p->n != k->test.n)) {
+        nomul_report(NOMUL_EINVAL, "data.test_ref '%s' has %ld lines, data.test_tgt '%s' %ld",
+                     c->test_ref, p->n, c->test_tgt, k->test.n);
+        nomul_parallel_free(p);
+        return -1;
+    }
+    for (long i = 0; i < k->test.n; i++) {
+        free(k->test_refs[i]);
+        k->test_refs[i] = p->src[i];
+        p->src[i] = NULL;
+    }
+    nomul_parallel_free(p);
+    return 0;
+}
+
 static void tr_free(trainer *t)
 {
     tr_task *k = t->td;
@@ -135,7 +177,8 @@ static int tr_setup(trainer *t)
                   c->max_tokens, NULL) ||
         tset_load(&k->valid, c->valid_src, c->valid_tgt, k->sv, k->tv, 0, c->max_tokens, NULL) ||
         tset_load(&k->test, c->test_src, c->test_tgt, k->sv, k->tv, c->test_limit, c->max_tokens,
-                  &k->test_refs))
+                  &k->test_refs) ||
+        test_references(k, c))
         return -1;
     /* every split must hold sentence pairs: an empty training set has no
      * steps per epoch, an empty validation or test set no loss or BLEU */
@@ -288,7 +331,7 @@ static int tr_bleu(trainer *t, double *bleu)
                 *o = 0;
                 nomul_bpe_remove(s);
             }
-            hyps[k->test.order[k->test.starts[b] + r]] = s;
+            hyps[k->test.order[k->test.starts[b] + r]] = s = detokenized(c, s);
             free(out[r]);
         }
         free(out);
@@ -375,7 +418,11 @@ int nomul_translate_checkpoint(const char *path, const nomul_train_config *c,
     for (long at = 0; at < n; at += CHUNK) {
         int b = n - at < CHUNK ? (int)(n - at) : CHUNK, S = 1, len[CHUNK], *hyp[CHUNK];
         for (int r = 0; r < b; r++) {
-            char *seg = bpe ? nomul_bpe_apply(bpe, lines[at + r]) : strdup(lines[at + r]);
+            char *tok = c->tokenizer == NOMUL_TOKENIZER_MOSES
+                            ? nomul_moses_tokenize(lines[at + r], c->src_lang)
+                            : strdup(lines[at + r]);
+            char *seg = !tok ? NULL : bpe ? nomul_bpe_apply(bpe, tok) : strdup(tok);
+            free(tok);
             int k = seg ? nomul_vocab_encode(sv, seg, src + r * MAXT, MAXT) : -1;
             free(seg);
             if (k < 0) { /* name the input line in the encoder's message */
@@ -408,7 +455,8 @@ int nomul_translate_checkpoint(const char *path, const nomul_train_config *c,
                 *o = 0;
                 nomul_bpe_remove(s);
             }
-            out[at + r] = s;
+            if (!(out[at + r] = s = detokenized(c, s)))
+                goto fail;
             free(hyp[r]);
         }
     }
