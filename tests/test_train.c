@@ -304,8 +304,8 @@ static void same_losses_after(const char *pa, const char *pb, long at, long tota
     assert_int_equal(step_losses(pb, at, lb, 32), after);
     for (int i = 0; i < after; i++)
         if (la[i] != lb[i])
-            fail_msg("seed %llu: step %ld: loss %.17g uninterrupted, %.17g resumed",
-                     (unsigned long long)seed, at + 1 + i, la[i], lb[i]);
+            fail_msg("seed %llu: step %ld: loss %.17g in %s, %.17g in %s",
+                     (unsigned long long)seed, at + 1 + i, la[i], pa, lb[i], pb);
 }
 
 static void test_train_learns_logs_and_checkpoints(void **state)
