@@ -30,8 +30,6 @@
 #include "testutil.h"
 #include "tu_files.h"
 
-enum { SIDE = 8, CLASSES = 4 };
-
 static char nomul[512];
 static uint64_t seed;
 
@@ -42,27 +40,10 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* tu_files.h's image set, as plain IDX files */
 static void write_set(const char *images, const char *labels, long n, uint64_t s0)
 {
-    uint8_t *px = malloc((size_t)n * SIDE * SIDE), *lb = malloc((size_t)n);
-    assert_non_null(px);
-    assert_non_null(lb);
-    tu_rng s = {s0};
-    for (long i = 0; i < n; i++) {
-        int k = (int)(tu_next(&s) % CLASSES);
-        lb[i] = (uint8_t)k;
-        for (int y = 0; y < SIDE; y++)
-            for (int x = 0; x < SIDE; x++) {
-                int q = (y >= SIDE / 2) * 2 + (x >= SIDE / 2);
-                px[(i * SIDE + y) * SIDE + x] = (uint8_t)((q == k ? 160 : 40) + tu_next(&s) % 64);
-            }
-    }
-    nomul_idx a = {NOMUL_IDX_U8, 3, {n, SIDE, SIDE}, n * SIDE * SIDE, 1, px};
-    nomul_idx b = {NOMUL_IDX_U8, 1, {n}, n, 1, lb};
-    assert_int_equal(nomul_idx_write(images, &a, 0), 0);
-    assert_int_equal(nomul_idx_write(labels, &b, 0), 0);
-    free(px);
-    free(lb);
+    assert_int_equal(tu_write_quadrant_set(images, labels, n, s0, 0), 0);
 }
 
 /* Starts `nomul train` on the run folder "run" (resuming from its

@@ -21,31 +21,12 @@
 #include "testutil.h"
 #include "tu_files.h"
 
-enum { SIDE = 8, CLASSES = 4 };
+enum { SIDE = TU_SET_SIDE };
 
-/* Images whose class is the bright quadrant, plus noise, and their labels. */
-static void write_set(const char *images, const char *labels, long n, uint64_t seed)
+/* tu_files.h's image set, the images gzipped */
+static void write_set(const char *images, const char *labels, long n, uint64_t s0)
 {
-    uint8_t *px = malloc((size_t)n * SIDE * SIDE), *lb = malloc((size_t)n);
-    assert_non_null(px);
-    assert_non_null(lb);
-    tu_rng s = {seed};
-    for (long i = 0; i < n; i++) {
-        int k = (int)(tu_next(&s) % CLASSES);
-        lb[i] = (uint8_t)k;
-        for (int y = 0; y < SIDE; y++)
-            for (int x = 0; x < SIDE; x++) {
-                int q = (y >= SIDE / 2) * 2 + (x >= SIDE / 2);
-                int v = (q == k ? 160 : 40) + (int)(tu_next(&s) % 64);
-                px[(i * SIDE + y) * SIDE + x] = (uint8_t)v;
-            }
-    }
-    nomul_idx a = {NOMUL_IDX_U8, 3, {n, SIDE, SIDE}, n * SIDE * SIDE, 1, px};
-    nomul_idx b = {NOMUL_IDX_U8, 1, {n}, n, 1, lb};
-    assert_int_equal(nomul_idx_write(images, &a, 1), 0);
-    assert_int_equal(nomul_idx_write(labels, &b, 0), 0);
-    free(px);
-    free(lb);
+    assert_int_equal(tu_write_quadrant_set(images, labels, n, s0, 1), 0);
 }
 
 static uint64_t seed;
