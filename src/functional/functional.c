@@ -129,8 +129,9 @@ void nomul_layer_norm_backward(const nomul_op_cfg *cfg, int rows, int n, const f
     const int exact_pa = nomul_op_is_pa(cfg) && !cfg->approx_bwd;
     float *part = nomul_scratch(NOMUL_SCRATCH_PART, 2 * (size_t)n * blocks);
     int failed = part == NULL;
-    int nt = nomul_fn_threads((long)rows * n);
-#pragma omp parallel num_threads(nt < blocks ? nt : blocks) if (!failed)
+    /* a team of the usual size even when blocks are fewer: a smaller team
+     * would end threads (and their scratch buffers) for the next to remake */
+#pragma omp parallel num_threads(nomul_fn_threads((long)rows * n)) if (!failed)
     {
         float *dd = exact_pa ? nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)n) : NULL;
         if (exact_pa && !dd) {

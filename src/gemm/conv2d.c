@@ -173,13 +173,14 @@ static int check_cfg(const char *fn, const nomul_op_cfg *cfg)
 /* Images run in parallel, each on one thread with single-threaded GEMMs
  * (the per-image products are small), when there are enough of them; else
  * one after the other with threaded GEMMs. OpenBLAS is held to one thread
- * inside the parallel loop and restored after. */
+ * inside the parallel loop and restored after. The team keeps its size when
+ * the images are fewer than the threads: a smaller team would end OpenMP
+ * threads, and their scratch buffers, for the next call to remake. */
 static int image_threads(const nomul_conv2d_desc *d)
 {
-    int nt = nomul_num_threads();
     if (omp_in_parallel() || d->n < 2)
         return 1;
-    return nt < d->n ? nt : d->n;
+    return nomul_num_threads();
 }
 
 typedef struct {
@@ -447,9 +448,7 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
     long nw = (long)d->c_out * g->K;
     long by_size = PARTIAL_FLOATS / (nw > 0 ? nw : 1);
     int blocks = nomul_sum_blocks(d->n, 1, by_size < MAX_BLOCKS ? (int)by_size : MAX_BLOCKS);
-    int nt = image_threads(d);
-    if (nt > blocks)
-        nt = blocks;
+    int nt = image_threads(d); /* the same team even for fewer blocks (see image_threads) */
     /* kept between calls, like the column matrices */
     float *partial = blocks > 1
                          ? nomul_scratch(NOMUL_SCRATCH_CONV_PARTIAL, (size_t)(blocks - 1) * nw)

@@ -273,8 +273,11 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
         }
     }
     int mc = ceil_div(panels, nblocks) * MR;
-    if (nt > ceil_div(m, mc))
-        nt = ceil_div(m, mc);
+    /* one block: no team; else the whole team, even for fewer blocks than
+     * threads (a smaller team would end OpenMP threads, and their scratch
+     * buffers, for the next product to remake) */
+    if (ceil_div(m, mc) == 1)
+        nt = 1;
 
     size_t ysize = (size_t)ny_panels * NR * kc_max;
     uint32_t *yp = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_Y, ysize * sizeof *yp);
