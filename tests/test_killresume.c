@@ -5,8 +5,9 @@
  * out) and no temporary files left in the run folder. The kills land at
  * random times and, through the trainer's test hook
  * NOMUL_TEST_KILL_CHECKPOINT=STEP:POINT (src/train/checkpoint.c), at chosen
- * points of checkpoint writes: before one, with a partial temporary file
- * written, and after one but before the epoch's line. Runs build/nomul
+ * points of checkpoint writes: before one, inside the safetensors writer
+ * (half the tensors in its temporary file, which must be left partly
+ * written), and after one but before the epoch's line. Runs build/nomul
  * ($BUILD/nomul) on a small IDX set written here.
  */
 #include <math.h>
@@ -30,8 +31,6 @@
 #include "testutil.h"
 #include "tu_files.h"
 
-enum { SIDE = 8, CLASSES = 4 };
-
 static char nomul[512];
 static uint64_t seed;
 
@@ -42,27 +41,10 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* tu_files.h's image set, as plain IDX files */
 static void write_set(const char *images, const char *labels, long n, uint64_t s0)
 {
-    uint8_t *px = malloc((size_t)n * SIDE * SIDE), *lb = malloc((size_t)n);
-    assert_non_null(px);
-    assert_non_null(lb);
-    tu_rng s = {s0};
-    for (long i = 0; i < n; i++) {
-        int k = (int)(tu_next(&s) % CLASSES);
-        lb[i] = (uint8_t)k;
-        for (int y = 0; y < SIDE; y++)
-            for (int x = 0; x < SIDE; x++) {
-                int q = (y >= SIDE / 2) * 2 + (x >= SIDE / 2);
-                px[(i * SIDE + y) * SIDE + x] = (uint8_t)((q == k ? 160 : 40) + tu_next(&s) % 64);
-            }
-    }
-    nomul_idx a = {NOMUL_IDX_U8, 3, {n, SIDE, SIDE}, n * SIDE * SIDE, 1, px};
-    nomul_idx b = {NOMUL_IDX_U8, 1, {n}, n, 1, lb};
-    assert_int_equal(nomul_idx_write(images, &a, 0), 0);
-    assert_int_equal(nomul_idx_write(labels, &b, 0), 0);
-    free(px);
-    free(lb);
+    assert_int_equal(tu_write_quadrant_set(images, labels, n, s0, 0), 0);
 }
 
 /* Starts `nomul train` on the run folder "run" (resuming from its
@@ -161,6 +143,45 @@ static void no_temporary_files(const char *dir)
     closedir(d);
 }
 
+/* A kill inside the checkpoint writer leaves its temporary file partly
+ * written, as the writer stopped: the header and whole tensors, from one
+ * up to all but the last (their data_offsets say where each ends). */
+static void partial_file_left(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    const struct dirent *e;
+    char path[1500] = "";
+    while ((e = readdir(d)))
+        if (strstr(e->d_name, "checkpoint_last.safetensors.tmp."))
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    closedir(d);
+    if (!*path)
+        fail_msg("seed %llu: a kill inside the writer left no temporary file",
+                 (unsigned long long)seed);
+    size_t n;
+    char *b = slurp(path, &n);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0 && n >= 8; i--)
+        hl = hl << 8 | (unsigned char)b[i];
+    assert_true(n >= 8 && hl <= n - 8);
+    char *header = strndup(b + 8, (size_t)hl);
+    assert_non_null(header);
+    long data = (long)(n - 8 - hl), last = 0;
+    int ends_a_tensor = 0;
+    for (const char *q = header; (q = strstr(q, "\"data_offsets\":[")); q++) {
+        long lo, hi;
+        assert_int_equal(sscanf(q, "\"data_offsets\":[%ld,%ld]", &lo, &hi), 2);
+        ends_a_tensor |= hi == data;
+        last = hi > last ? hi : last;
+    }
+    if (!ends_a_tensor || data <= 0 || data >= last)
+        fail_msg("seed %llu: %s holds %ld bytes of tensors, not whole tensors short of the %ld "
+                 "of the checkpoint", (unsigned long long)seed, path, data, last);
+    free(header);
+    free(b);
+}
+
 static void test_killed_and_resumed_runs_end_as_uninterrupted(void **state)
 {
     (void)state;
@@ -189,6 +210,8 @@ static void test_killed_and_resumed_runs_end_as_uninterrupted(void **state)
         int rc = train(hooks[i], delay);
         printf("  attempt %zu (%s): %s\n", i, hooks[i] ? hooks[i] : "random kill",
                rc == -SIGKILL ? "killed" : "finished");
+        if (rc == -SIGKILL && strstr(hooks[i] ? hooks[i] : "", "partial"))
+            partial_file_left(run);
         if (rc == -SIGKILL)
             kills++;
         else if (rc != 0)

@@ -1,7 +1,8 @@
 /*
  * test_train.c — the trainer (nomul/train.h): configuration keys from JSON
  * and --set, training on IDX files written here, metric logs, checkpoints,
- * evaluation of a checkpoint, exact resume, and clear errors.
+ * evaluation of a checkpoint, exact resume, the same results at 1 and 2
+ * threads, and clear errors.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -13,37 +14,19 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <cblas.h>
 #include <cmocka.h>
 
 #include "nomul/nomul.h"
 #include "testutil.h"
 #include "tu_files.h"
 
-enum { SIDE = 8, CLASSES = 4 };
+enum { SIDE = TU_SET_SIDE };
 
-/* Images whose class is the bright quadrant, plus noise, and their labels. */
-static void write_set(const char *images, const char *labels, long n, uint64_t seed)
+/* tu_files.h's image set, the images gzipped */
+static void write_set(const char *images, const char *labels, long n, uint64_t s0)
 {
-    uint8_t *px = malloc((size_t)n * SIDE * SIDE), *lb = malloc((size_t)n);
-    assert_non_null(px);
-    assert_non_null(lb);
-    tu_rng s = {seed};
-    for (long i = 0; i < n; i++) {
-        int k = (int)(tu_next(&s) % CLASSES);
-        lb[i] = (uint8_t)k;
-        for (int y = 0; y < SIDE; y++)
-            for (int x = 0; x < SIDE; x++) {
-                int q = (y >= SIDE / 2) * 2 + (x >= SIDE / 2);
-                int v = (q == k ? 160 : 40) + (int)(tu_next(&s) % 64);
-                px[(i * SIDE + y) * SIDE + x] = (uint8_t)v;
-            }
-    }
-    nomul_idx a = {NOMUL_IDX_U8, 3, {n, SIDE, SIDE}, n * SIDE * SIDE, 1, px};
-    nomul_idx b = {NOMUL_IDX_U8, 1, {n}, n, 1, lb};
-    assert_int_equal(nomul_idx_write(images, &a, 1), 0);
-    assert_int_equal(nomul_idx_write(labels, &b, 0), 0);
-    free(px);
-    free(lb);
+    assert_int_equal(tu_write_quadrant_set(images, labels, n, s0, 1), 0);
 }
 
 static uint64_t seed;
@@ -318,8 +301,8 @@ static void same_losses_after(const char *pa, const char *pb, long at, long tota
     assert_int_equal(step_losses(pb, at, lb, 32), after);
     for (int i = 0; i < after; i++)
         if (la[i] != lb[i])
-            fail_msg("seed %llu: step %ld: loss %.17g uninterrupted, %.17g resumed",
-                     (unsigned long long)seed, at + 1 + i, la[i], lb[i]);
+            fail_msg("seed %llu: step %ld: loss %.17g in %s, %.17g in %s",
+                     (unsigned long long)seed, at + 1 + i, la[i], pa, lb[i], pb);
 }
 
 static void test_train_learns_logs_and_checkpoints(void **state)
@@ -627,6 +610,68 @@ static void test_resume_is_exact_cnn(void **state)
     resume_case("resnet20");
 }
 
+/* A few training steps give bit-identical losses and parameters at 1 and 2
+ * threads (issue 17), float and fully PA: a batch of 64 is enough rows for
+ * layer norm and images for the patch convolution to be split over threads.
+ * OpenBLAS is held to one thread, as the float product's own driver does. */
+static void threads_case(const char *name, int pa)
+{
+    nomul_train_config c;
+    char dir[2][64], path[2][1200];
+    FILE *devnull = fopen("/dev/null", "w");
+    assert_non_null(devnull);
+    nomul_train_options o = {NULL, devnull, 0, 0.0};
+    nomul_train_result r;
+    openblas_set_num_threads(1);
+    for (int t = 0; t < 2; t++) {
+        snprintf(dir[t], sizeof dir[t], "run-%s-t%d", name, t + 1);
+        small_config(&c, dir[t]);
+        if (!pa)
+            nomul_op_cfgs_default(&c.ops);
+        c.epochs = 0;
+        c.steps = 3;
+        c.batch_size = 64;
+        c.audit = 0;
+        nomul_set_num_threads(t + 1);
+        if (nomul_train(&c, &o, &r))
+            fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
+        snprintf(path[t], sizeof path[t], "%s/checkpoint_last.safetensors", c.out_dir);
+    }
+    nomul_set_num_threads(0);
+    fclose(devnull);
+    char ma[1200], mb[1200];
+    snprintf(ma, sizeof ma, "%s/metrics.jsonl", tu_path(dir[0]));
+    snprintf(mb, sizeof mb, "%s/metrics.jsonl", tu_path(dir[1]));
+    same_losses_after(ma, mb, 0, 3);
+    nomul_safetensors *fa = nomul_safetensors_read(path[0]), *fb = nomul_safetensors_read(path[1]);
+    assert_non_null(fa);
+    assert_non_null(fb);
+    assert_int_equal(nomul_safetensors_count(fa), nomul_safetensors_count(fb));
+    for (int i = 0; i < nomul_safetensors_count(fa); i++) {
+        const char *tn = nomul_safetensors_name(fa, i);
+        int na, nb;
+        const int64_t *sa, *sb;
+        const float *da = nomul_safetensors_get(fa, tn, &na, &sa);
+        const float *db = nomul_safetensors_get(fb, tn, &nb, &sb);
+        assert_non_null(db);
+        long n = 1;
+        for (int d = 0; d < na; d++)
+            n *= sa[d];
+        if (memcmp(da, db, sizeof(float) * (size_t)n))
+            fail_msg("seed %llu: %s: tensor %s differs between 1 and 2 threads",
+                     (unsigned long long)seed, name, tn);
+    }
+    nomul_safetensors_free(fa);
+    nomul_safetensors_free(fb);
+}
+
+static void test_train_same_at_1_and_2_threads(void **state)
+{
+    (void)state;
+    threads_case("float", 0);
+    threads_case("pa", 1);
+}
+
 static void test_bad_inputs_are_clear_errors(void **state)
 {
     (void)state;
@@ -932,6 +977,7 @@ int main(void)
         cmocka_unit_test(test_train_learns_logs_and_checkpoints),
         cmocka_unit_test(test_resume_is_exact),
         cmocka_unit_test(test_resume_is_exact_cnn),
+        cmocka_unit_test(test_train_same_at_1_and_2_threads),
         cmocka_unit_test(test_translation_task),
         cmocka_unit_test(test_bad_inputs_are_clear_errors),
         cmocka_unit_test(test_resume_at_epoch_end),

@@ -6,7 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nomul/data.h"
 #include "nomul/error.h"
+#include "testutil.h"
 
 char tu_last_error[1024];
 static char dir[256];
@@ -46,4 +48,31 @@ const char *tu_path(const char *name)
     k = (k + 1) % 4;
     snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
     return p[k];
+}
+
+int tu_write_quadrant_set(const char *images, const char *labels, long n,
+                          unsigned long long seed, int gzip)
+{
+    enum { SIDE = TU_SET_SIDE };
+    uint8_t *px = malloc((size_t)n * SIDE * SIDE + 1), *lb = malloc((size_t)n + 1);
+    int rc = -1;
+    if (px && lb) {
+        tu_rng s = {seed};
+        for (long i = 0; i < n; i++) {
+            int k = (int)(tu_next(&s) % TU_SET_CLASSES);
+            lb[i] = (uint8_t)k;
+            for (int y = 0; y < SIDE; y++)
+                for (int x = 0; x < SIDE; x++) {
+                    int q = (y >= SIDE / 2) * 2 + (x >= SIDE / 2);
+                    px[(i * SIDE + y) * SIDE + x] =
+                        (uint8_t)((q == k ? 160 : 40) + tu_next(&s) % 64);
+                }
+        }
+        nomul_idx a = {NOMUL_IDX_U8, 3, {n, SIDE, SIDE}, n * SIDE * SIDE, 1, px};
+        nomul_idx b = {NOMUL_IDX_U8, 1, {n}, n, 1, lb};
+        rc = nomul_idx_write(images, &a, gzip) || nomul_idx_write(labels, &b, 0) ? -1 : 0;
+    }
+    free(px);
+    free(lb);
+    return rc;
 }

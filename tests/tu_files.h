@@ -1,7 +1,7 @@
 /*
  * tu_files.h — what the file-reading tests share: a temporary folder per
- * test program, paths inside it, and the last error message of libnomul
- * captured instead of printed.
+ * test program, paths inside it, the last error message of libnomul
+ * captured instead of printed, and a small image set for training runs.
  */
 #ifndef NOMUL_TU_FILES_H
 #define NOMUL_TU_FILES_H
@@ -17,5 +17,12 @@ int tu_tmpdir_teardown(void);
 /* The folder, and NAME inside it (four results stay valid at a time). */
 const char *tu_tmpdir(void);
 const char *tu_path(const char *name);
+
+/* n images of TU_SET_SIDE² pixels whose class (of TU_SET_CLASSES) is the
+ * bright quadrant, plus noise drawn from seed, and their labels, as IDX
+ * files (the images gzipped if gzip); 0 on success. */
+enum { TU_SET_SIDE = 8, TU_SET_CLASSES = 4 };
+int tu_write_quadrant_set(const char *images, const char *labels, long n,
+                          unsigned long long seed, int gzip);
 
 #endif

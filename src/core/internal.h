@@ -12,6 +12,26 @@ void nomul_report(nomul_status status, const char *fmt, ...) __attribute__((form
 /* The number of threads the kernels use: NOMUL_NUM_THREADS, or every core. */
 int nomul_num_threads(void);
 
+/* Sums whose order must not depend on the thread count (a run reproduces
+ * bit for bit at any NOMUL_NUM_THREADS): a sum over n items (images, rows)
+ * is cut into nomul_sum_blocks(n, min_items, max_blocks) blocks of
+ * consecutive items, block i holding items [nomul_block_start(n, blocks, i),
+ * nomul_block_start(n, blocks, i + 1)); each block is summed alone, from
+ * zero and in item order, by whichever thread takes it, and the blocks'
+ * partial sums are then added in block order. Every bound depends on n (and
+ * the caller's constants) alone. */
+static inline int nomul_sum_blocks(long n, long min_items, int max_blocks)
+{
+    long b = min_items > 0 ? (n + min_items - 1) / min_items : n;
+    if (b > max_blocks)
+        b = max_blocks;
+    return b < 1 ? 1 : (int)b;
+}
+static inline long nomul_block_start(long n, int blocks, int i)
+{
+    return (long)((long long)n * i / blocks);
+}
+
 /* Aligned allocation for packed panels (64 bytes); NULL on failure. */
 void *nomul_aligned_alloc(size_t bytes);
 void nomul_aligned_free(void *p);

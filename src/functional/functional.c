@@ -3,8 +3,9 @@
  * (nomul/functional.h): each chooses the float form (functional_float.c) or
  * the piecewise affine form (functional_pa.c) by its nomul_op_cfg. What the
  * two forms share lives here: the threads of a row-wise operation, layer
- * norm's and batch norm's loops over rows and channels (with the per-thread
- * partial sums of dγ and dβ), and cross-entropy's count of the rows used.
+ * norm's and batch norm's loops over rows and channels (with the fixed
+ * blocks of rows dγ and dβ are summed in), and cross-entropy's count of the
+ * rows used.
  */
 #include "nomul/functional.h"
 
@@ -120,41 +121,42 @@ void nomul_layer_norm_backward(const nomul_op_cfg *cfg, int rows, int n, const f
                                float eps, const float *dy, float *dx, float *dgamma,
                                float *dbeta)
 {
-    /* rows split over threads; each thread sums its rows' dγ and dβ apart,
-     * and the partial sums are added in thread order afterwards */
-    enum { MAXT = 64 };
-    float *part[MAXT];
-    int used = 1, failed = 0;
-    int nt = nomul_fn_threads((long)rows * n);
+    /* dγ and dβ are summed in fixed blocks of rows (core/internal.h), each
+     * from zero into its own partial, and the partials added in block
+     * order: the same sums whatever the thread count */
+    enum { MIN_ROWS = 16, MAX_BLOCKS = 64 };
+    const int blocks = nomul_sum_blocks(rows, MIN_ROWS, MAX_BLOCKS);
     const int exact_pa = nomul_op_is_pa(cfg) && !cfg->approx_bwd;
-#pragma omp parallel num_threads(nt < MAXT ? nt : MAXT)
+    float *part = nomul_scratch(NOMUL_SCRATCH_PART, 2 * (size_t)n * blocks);
+    int failed = part == NULL;
+    /* a team of the usual size even when blocks are fewer: a smaller team
+     * would end threads (and their scratch buffers) for the next to remake */
+#pragma omp parallel num_threads(nomul_fn_threads((long)rows * n)) if (!failed)
     {
-        const int me = omp_get_thread_num(), k = omp_get_num_threads();
         float *dd = exact_pa ? nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)n) : NULL;
-        float *acc = k > 1 ? nomul_scratch(NOMUL_SCRATCH_PART, 2 * (size_t)n) : NULL;
-        int ok = (!exact_pa || dd) && (k == 1 || acc);
-        if (acc)
-            memset(acc, 0, 2 * sizeof(float) * (size_t)n);
-        part[me] = acc;
-        if (me == 0)
-            used = k;
-        if (!ok) {
+        if (exact_pa && !dd) {
 #pragma omp atomic write
             failed = 1;
         }
-        float *dg = acc ? acc : dgamma, *db = acc ? acc + n : dbeta;
 #pragma omp for schedule(static)
-        for (int i = 0; i < rows; i++)
-            if (ok)
+        for (int b = 0; b < blocks; b++) {
+            float *dg = part + 2 * (size_t)n * b, *db = dg + n;
+            memset(dg, 0, 2 * sizeof(float) * (size_t)n);
+            if (exact_pa && !dd)
+                continue;
+            for (int i = (int)nomul_block_start(rows, blocks, b);
+                 i < nomul_block_start(rows, blocks, b + 1); i++)
                 ln_row_backward(cfg, n, x + (long)i * n, gamma, 1, mean[i], rstd[i], eps,
                                 dy + (long)i * n, dx + (long)i * n, dg, db, 1, dd);
+        }
     }
-    if (used > 1 && !failed)
-        for (int k = 0; k < used; k++)
-            for (int j = 0; j < n; j++) {
-                dgamma[j] += part[k][j];
-                dbeta[j] += part[k][n + j];
-            }
+    if (failed)
+        return; /* reported */
+    for (int b = 0; b < blocks; b++)
+        for (int j = 0; j < n; j++) {
+            dgamma[j] += part[2 * (size_t)n * b + j];
+            dbeta[j] += part[2 * (size_t)n * b + n + j];
+        }
 }
 
 /* ---- batch norm: layer norm's rows, one per channel over (batch, spatial) ---------- */

@@ -172,13 +172,14 @@ static int check_cfg(const char *fn, const nomul_op_cfg *cfg)
 
 /* Images run in parallel, each on one thread (the per-image products are
  * small), when there are enough of them; else one after the other with
- * products split over the threads (float: gemm_float.c). */
+ * products split over the threads (float: gemm_float.c). The team keeps its
+ * size when the images are fewer than the threads: a smaller team would end
+ * OpenMP threads, and their scratch buffers, for the next call to remake. */
 static int image_threads(const nomul_conv2d_desc *d)
 {
-    int nt = nomul_num_threads();
     if (omp_in_parallel() || d->n < 2)
         return 1;
-    return nt < d->n ? nt : d->n;
+    return nomul_num_threads();
 }
 
 /* The weights of each group packed once for all images (PAM mode only):
@@ -408,38 +409,58 @@ static void backward_weight_image(const nomul_conv2d_desc *d, const conv_geom *g
     }
 }
 
-/* dW through im2col and the matrix products */
+/* dW through im2col and the matrix products. The images are summed in
+ * fixed blocks (core/internal.h): block 0 into dW, each other block from
+ * zero into its own partial, image by image; the partials are then added
+ * in block order, so dW does not depend on the thread count. The blocks
+ * number at most 16, fewer for large layers (their partials kept within
+ * 2^24 floats). */
 static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
                                    const conv_geom *g, const nomul_op_cfg *cfg, const float *x,
                                    const float *weight, const float *dy, float *dweight)
 {
+    enum { MAX_BLOCKS = 16, PARTIAL_FLOATS = 1 << 24 };
     long nw = (long)d->c_out * g->K;
-    int nt = image_threads(d);
-    /* thread t sums images t, t + nt, ... into its own partial; the partials
-     * are added in thread order, so the result depends only on nt */
-    /* kept per thread between calls, like the column matrices */
-    float *partial = nt > 1 ? nomul_scratch(NOMUL_SCRATCH_CONV_PARTIAL, (size_t)(nt - 1) * nw)
-                            : NULL;
-    if (nt > 1 && !partial) {
-        nomul_report(NOMUL_ENOMEM, "%s: out of memory for per-thread gradients", fn);
+    long by_size = PARTIAL_FLOATS / (nw > 0 ? nw : 1);
+    int blocks = nomul_sum_blocks(d->n, 1, by_size < MAX_BLOCKS ? (int)by_size : MAX_BLOCKS);
+    int nt = image_threads(d); /* the same team even for fewer blocks (see image_threads) */
+    /* kept between calls, like the column matrices */
+    float *partial = blocks > 1
+                         ? nomul_scratch(NOMUL_SCRATCH_CONV_PARTIAL, (size_t)(blocks - 1) * nw)
+                         : NULL;
+    if (blocks > 1 && !partial) {
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for per-block gradients", fn);
         return 0;
     }
+    int failed = 0;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        int t = omp_get_thread_num();
-        float *dw = t == 0 ? dweight : partial + (long)(t - 1) * nw;
         float *col = cached_col(fn, g, NOMUL_SCRATCH_CONV_COL);
-        int first = 1;
-        for (int b = t; b < d->n && col; b += nt) {
-            backward_weight_image(d, g, cfg, x, weight, dy, dw, b, first ? 0.0f : 1.0f, col);
-            first = 0;
+        if (!col) {
+#pragma omp atomic write
+            failed = 1;
         }
-        if (first)
-            memset(dw, 0, (size_t)nw * sizeof *dw);
+#pragma omp for schedule(dynamic, 1)
+        for (int k = 0; k < blocks; k++) {
+            float *dw = k == 0 ? dweight : partial + (long)(k - 1) * nw;
+            long b0 = nomul_block_start(d->n, blocks, k), b1 = nomul_block_start(d->n, blocks, k + 1);
+            for (long b = b0; b < b1 && col; b++)
+                backward_weight_image(d, g, cfg, x, weight, dy, dw, (int)b, b == b0 ? 0.0f : 1.0f,
+                                      col);
+            if (b0 == b1)
+                memset(dw, 0, (size_t)nw * sizeof *dw);
+        }
     }
-    for (int t = 1; t < nt; t++)
+    if (failed)
+        return 0; /* reported */
+    int ct = blocks > 1 && nw >= 65536 && !omp_in_parallel() ? nomul_num_threads() : 1;
+#pragma omp parallel num_threads(ct) if (ct > 1)
+    for (int k = 1; k < blocks; k++) {
+        const float *pk = partial + (long)(k - 1) * nw;
+#pragma omp for schedule(static)
         for (long i = 0; i < nw; i++)
-            dweight[i] += partial[(long)(t - 1) * nw + i];
+            dweight[i] += pk[i];
+    }
     return 1;
 }
 

@@ -143,9 +143,7 @@ int conv_depthwise_backward_data(const nomul_conv2d_desc *d, const conv_geom *g,
         wadj[i] = u - PG_ONE + off_adj;
     }
     long planes = (long)d->n * d->c_out;
-    int nt = omp_in_parallel() ? 1 : nomul_num_threads();
-    if (nt > planes)
-        nt = (int)planes;
+    int nt = omp_in_parallel() ? 1 : nomul_num_threads(); /* the same team for fewer planes */
     int failed = 0;
     if (ok) {
         const pg_dw_rows *rows = &pg_cntx_active()->dw_rows;
@@ -211,9 +209,7 @@ static int depthwise_weight_run(const nomul_conv2d_desc *d, const conv_geom *g, 
     int taps = d->kh * d->kw;
     long hw = (long)d->h * d->w;
     const pg_dw_rows *rows = &pg_cntx_active()->dw_rows;
-    int nt = omp_in_parallel() ? 1 : nomul_num_threads();
-    if (nt > d->c_out)
-        nt = d->c_out;
+    int nt = omp_in_parallel() ? 1 : nomul_num_threads(); /* the same team for fewer channels */
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int c = 0; c < d->c_out; c++) {
         float *dwc = dweight + (long)c * taps;

@@ -185,8 +185,8 @@ static void float_batch(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE
     int split_rows;
     int dim = m >= n ? m : n;
     int small = nomul_sgemm_block_size(m, n, k, &split_rows) >= dim;
-    if (nt > batch)
-        nt = batch;
+    if (batch <= 1) /* else the whole team: see pg_run */
+        nt = 1;
     nomul_blas_hold_one_thread();
     if (!small || nt <= 1) { /* no OpenMP team for one thread: see gemm_float.c */
         for (int i = 0; i < batch; i++)

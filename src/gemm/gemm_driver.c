@@ -102,10 +102,11 @@ static void pack_t(const pg_problem *pr, pg_pack_tile_fn fn, int MR, int NR, uin
                    unsigned char *nan, int nt)
 {
     int nti = (pr->m + MR - 1) / MR;
-    if (nt > nti)
-        nt = nti;
-    /* one thread: no team at all (a team of one still pays a futex system
-     * call at each of its barriers) */
+    /* one tile row: no team at all (a team of one still pays a futex system
+     * call at each of its barriers); else the whole team (a smaller one
+     * would end OpenMP threads and their scratch buffers) */
+    if (nti <= 1)
+        nt = 1;
     if (nt <= 1) {
         for (int ti = 0; ti < nti; ti++)
             pack_t_row(pr, fn, MR, NR, tbuf, nan, ti);
@@ -398,8 +399,11 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
         }
     }
     int mc = ceil_div(panels, nblocks) * MR;
-    if (nt > ceil_div(m, mc))
-        nt = ceil_div(m, mc);
+    /* one block: no team; else the whole team, even for fewer blocks than
+     * threads (a smaller team would end OpenMP threads, and their scratch
+     * buffers, for the next product to remake) */
+    if (ceil_div(m, mc) == 1)
+        nt = 1;
 
     size_t ysize = (size_t)ny_panels * NR * kc_max;
     uint32_t *yp = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_Y, ysize * sizeof *yp);

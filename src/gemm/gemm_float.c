@@ -113,8 +113,6 @@ void nomul_sgemm(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, in
         return;
     }
     int nt = omp_in_parallel() ? 1 : nomul_num_threads();
-    if (nt > blocks)
-        nt = blocks;
     int ta_ = ta == CblasTrans || ta == CblasConjTrans;
     int tb_ = tb == CblasTrans || tb == CblasConjTrans;
     sgemm_blocks job = {ta, tb, ta_, tb_, rows_split, dim, bs, m, n, k, a, lda, b, ldb, beta, c,

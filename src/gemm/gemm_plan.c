@@ -174,8 +174,8 @@ void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, int ld
     NOMUL_COUNT(PAM, (long long)m * n * kd * (pl->pr.has_offset ? 2 : 1));
     NOMUL_COUNT(FADD, (long long)m * n * kd);
     int nt = omp_in_parallel() ? 1 : nomul_num_threads();
-    if (nt > pl->npanels)
-        nt = pl->npanels;
+    if (pl->npanels <= 1) /* else the whole team: see pg_run */
+        nt = 1;
     pg_problem out = pl->pr; /* for write_tile */
     out.n = n;
     out.c = c;

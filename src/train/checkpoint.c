@@ -205,35 +205,27 @@ int nomul_checkpoint_config(const char *path, nomul_train_config *c)
 /* The test hook of the kill-and-resume test (tests/test_killresume.c):
  * NOMUL_TEST_KILL_CHECKPOINT=STEP:POINT makes the run kill itself with
  * SIGKILL when it writes the checkpoint of step STEP, at POINT: "before"
- * (nothing written), "partial" (a temporary file of half the checkpoint
- * written, as a kill inside the writer leaves it), "between" (after
- * checkpoint_STEP, before checkpoint_last) or "after" (both written, nothing
- * logged after them). Not set: no effect. */
-static void test_kill_hook(const trainer *t, const run_state *st, const char *point)
+ * (nothing written), "partial" (inside the writer of checkpoint_last, once
+ * half its tensors are in the temporary file: safetensors.c's write hook),
+ * "between" (after checkpoint_STEP, before checkpoint_last) or "after" (both
+ * written, nothing logged after them). Not set: no effect. */
+static void kill_mid_write(int written, int n)
+{
+    if (2 * written >= n) {
+        fflush(NULL);
+        raise(SIGKILL);
+    }
+}
+
+static void test_kill_hook(const run_state *st, const char *point)
 {
     const char *v = getenv("NOMUL_TEST_KILL_CHECKPOINT");
     char *end;
     if (!v || strtol(v, &end, 10) != st->step || *end != ':' || strcmp(end + 1, point))
         return;
-    if (!strcmp(point, "partial")) {
-        char src[NOMUL_PATH_MAX + 64], dst[NOMUL_PATH_MAX + 64];
-        snprintf(dst, sizeof dst, "%s/checkpoint_last.safetensors.tmp.hook00", t->dir);
-        snprintf(src, sizeof src, "%s/checkpoint_last.safetensors.tmp.hook01", t->dir);
-        FILE *f = fopen(dst, "wb");
-        if (f && save_checkpoint(src, t->c, t->p, t->np, t->mom, t->vel, st) == 0) {
-            FILE *g = fopen(src, "rb");
-            if (g && fseek(g, 0, SEEK_END) == 0) {
-                long n = ftell(g) / 2;
-                rewind(g);
-                for (long i = 0; i < n; i++)
-                    fputc(fgetc(g), f);
-            }
-            if (g)
-                fclose(g);
-            unlink(src);
-        }
-        if (f)
-            fclose(f);
+    if (!strcmp(point, "partial")) { /* the next write is checkpoint_last's */
+        nomul_st_write_hook = kill_mid_write;
+        return;
     }
     fflush(NULL);
     raise(SIGKILL);
@@ -242,18 +234,18 @@ static void test_kill_hook(const trainer *t, const run_state *st, const char *po
 int train_checkpoint(const trainer *t, const run_state *st)
 {
     char path[NOMUL_PATH_MAX + 64];
-    test_kill_hook(t, st, "before");
+    test_kill_hook(st, "before");
     if (t->c->checkpoint_keep) {
         snprintf(path, sizeof path, "%s/checkpoint_%ld.safetensors", t->dir, st->step);
         if (save_checkpoint(path, t->c, t->p, t->np, t->mom, t->vel, st))
             return -1;
     }
-    test_kill_hook(t, st, "between");
-    test_kill_hook(t, st, "partial");
+    test_kill_hook(st, "between");
+    test_kill_hook(st, "partial");
     snprintf(path, sizeof path, "%s/checkpoint_last.safetensors", t->dir);
     if (save_checkpoint(path, t->c, t->p, t->np, t->mom, t->vel, st))
         return -1;
-    test_kill_hook(t, st, "after");
+    test_kill_hook(st, "after");
     return 0;
 }
 

@@ -19,6 +19,7 @@
 
 #include "../core/internal.h"
 #include "nomul/safetensors.h"
+#include "trainer_internal.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.c copies tensor bytes as they are: it needs a little-endian host"
@@ -53,6 +54,8 @@ static const char *twice_named(const char **names, int n)
             return names[i];
     return NULL;
 }
+
+void (*nomul_st_write_hook)(int written, int n);
 
 static int write_all(int fd, const void *p, size_t n)
 {
@@ -156,6 +159,8 @@ int nomul_safetensors_write(const char *path, const nomul_st_tensor *t, int n,
         int64_t numel = 0;
         numel_of(t[i].ndim, t[i].shape, &numel);
         ok = !write_all(fd, t[i].data, (size_t)numel * 4);
+        if (ok && nomul_st_write_hook)
+            nomul_st_write_hook(i + 1, n);
     }
     if (!ok || fsync(fd) != 0) {
         nomul_report(NOMUL_EINVAL, "%s: writing failed (%s); the previous file is untouched",

@@ -22,6 +22,12 @@ typedef struct run_state {
 
 typedef struct trainer trainer;
 
+/* The kill-and-resume test's hook inside the safetensors writer
+ * (safetensors.c): when set, called with the count of tensors whose bytes
+ * are in the temporary file so far, of n, after each one. NULL (the
+ * default) outside the test (checkpoint.c sets it). */
+extern void (*nomul_st_write_hook)(int written, int n);
+
 /* What a task supplies to the loop. */
 typedef struct train_task {
     const char *items;        /* what the rate counts: "images", "tokens" */
