@@ -693,6 +693,16 @@ static void test_audit_counts(void **state)
     nomul_train_config_default(&all);
     snprintf(all.model, sizeof all.model, "vit_fmnist_tiny");
     all.batch_size = 2;
+    /* the default: fully PA with the approximate backward (PAMs, no shifts
+     * of exact derivatives) */
+    assert_int_equal(nomul_audit_step(&all, &c), 0);
+    assert_int_equal(c.n[NOMUL_COUNT_FMUL], 0);
+    assert_int_equal(c.n[NOMUL_COUNT_FDIV], 0);
+    assert_int_equal(c.n[NOMUL_COUNT_FTRANS], 0);
+    assert_true(c.n[NOMUL_COUNT_PAM] > 100000);
+    /* with exact derivatives: their exponent shifts too */
+    for (int f = 0; f < NOMUL_CFG_COUNT; f++)
+        all.ops.family[f].approx_bwd = 0;
     assert_int_equal(nomul_audit_step(&all, &c), 0);
     assert_int_equal(c.n[NOMUL_COUNT_FMUL], 0);
     assert_int_equal(c.n[NOMUL_COUNT_FDIV], 0);
