@@ -26,6 +26,7 @@
 #include <cblas.h>
 #include <cmocka.h>
 
+#include "core/internal.h" /* nomul_scratch */
 #include "nomul/nomul.h"
 #include "testutil.h"
 
@@ -308,6 +309,22 @@ static void autodiff_cases(int threads)
     }
 }
 
+/* The scratch buffers of threads that end are freed: a team of 3 takes
+ * buffers in every thread, then a team of 1 lets libgomp end the other two.
+ * Without the destructor LeakSanitizer (make SANITIZE=1 test, in CI) reports
+ * their buffers at exit. */
+static void test_scratch_of_ended_threads_freed(void **state)
+{
+    (void)state;
+    int ok = 1;
+#pragma omp parallel num_threads(3) reduction(&& : ok)
+    ok = nomul_scratch(NOMUL_SCRATCH_OP, 4096) != NULL;
+    assert_true(ok);
+#pragma omp parallel num_threads(1)
+    ok = nomul_scratch(NOMUL_SCRATCH_OP, 16) != NULL;
+    assert_true(ok);
+}
+
 static void test_reductions_same_at_1_2_and_3_threads(void **state)
 {
     (void)state;
@@ -326,6 +343,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reductions_same_at_1_2_and_3_threads),
+        cmocka_unit_test(test_scratch_of_ended_threads_freed),
     };
     printf("test_determinism: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("determinism", tests, setup, teardown);

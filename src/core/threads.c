@@ -1,5 +1,6 @@
 /* threads.c — thread count (NOMUL_NUM_THREADS), aligned buffers and the
  * per-thread scratch buffers (internal.h). */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,6 +55,24 @@ typedef struct {
 static _Thread_local scratch_buf *scratch;
 static _Thread_local int scratch_n;
 
+/* A thread's buffers are freed when it ends (libgomp ends the threads a
+ * smaller team no longer needs): the table is registered under a key whose
+ * destructor frees it. */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *table)
+{
+    scratch_buf *t = table;
+    for (int i = 0; t && i < scratch_n; i++)
+        nomul_aligned_free(t[i].p);
+    free(t);
+    scratch = NULL;
+    scratch_n = 0;
+}
+
+static void scratch_key_make(void) { (void)pthread_key_create(&scratch_key, scratch_free); }
+
 void *nomul_scratch_bytes(int slot, size_t bytes)
 {
     if (bytes == 0)
@@ -68,6 +87,8 @@ void *nomul_scratch_bytes(int slot, size_t bytes)
         memset(t + scratch_n, 0, (size_t)(n - scratch_n) * sizeof *t);
         scratch = t;
         scratch_n = n;
+        pthread_once(&scratch_once, scratch_key_make);
+        (void)pthread_setspecific(scratch_key, t);
     }
     scratch_buf *b = &scratch[slot];
     if (b->cap < bytes) {
