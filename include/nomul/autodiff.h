@@ -38,6 +38,8 @@
 
 #include "nomul/opcfg.h"
 
+struct nomul_ce_global;
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -88,6 +90,13 @@ nomul_tensor *nomul_sub(nomul_graph *g, nomul_tensor *a, nomul_tensor *b);
  * loss_functional_cfg. Returns a 1-element tensor. */
 nomul_tensor *nomul_cross_entropy(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *logits,
                                   const int *targets, int ignore_index, float smoothing);
+/* The same for these rows of a global batch split over processes: the value
+ * is the global batch's loss (glob: nomul_cross_entropy_row_losses summed
+ * over it, nomul/functional.h), the gradient these rows' part of its. */
+nomul_tensor *nomul_cross_entropy_global(nomul_graph *g, const nomul_op_cfg *cfg,
+                                         nomul_tensor *logits, const int *targets,
+                                         int ignore_index, float smoothing,
+                                         const struct nomul_ce_global *glob);
 
 /* Row-wise over the last dimension (x's −∞ entries are masks: exactly 0
  * probability); cfg: functional_cfg. */

@@ -198,9 +198,15 @@ void ad_cross_entropy_backward(const node *nd)
     int rows = logits->shape[0], n = logits->shape[1];
     const nomul_op_cfg *m = &nd->cfg;
     memset(logp->grad, 0, (size_t)logp->n * sizeof(float));
-    nomul_cross_entropy_backward(m, rows, n, logp->data, nd->p.cross_entropy.targets,
-                                 nd->p.cross_entropy.ignore_index, nd->p.cross_entropy.smoothing,
-                                 nd->out->grad[0], logp->grad);
+    if (nd->p.cross_entropy.global)
+        nomul_cross_entropy_backward_global(m, rows, n, logp->data, nd->p.cross_entropy.targets,
+                                            nd->p.cross_entropy.ignore_index,
+                                            nd->p.cross_entropy.smoothing, nd->out->grad[0],
+                                            &nd->p.cross_entropy.glob, logp->grad);
+    else
+        nomul_cross_entropy_backward(m, rows, n, logp->data, nd->p.cross_entropy.targets,
+                                     nd->p.cross_entropy.ignore_index,
+                                     nd->p.cross_entropy.smoothing, nd->out->grad[0], logp->grad);
     nomul_log_softmax_backward(m, rows, n, logits->data, logp->data, logp->grad, logits->grad);
 }
 
@@ -230,7 +236,33 @@ nomul_tensor *nomul_cross_entropy(nomul_graph *g, const nomul_op_cfg *cfg, nomul
         return NULL;
     }
     ad_record(g, AD_OP_CROSS_ENTROPY, cfg,
-              &(ad_params){.cross_entropy = {logp, targets, ignore_index, smoothing}}, loss,
-              logits, NULL, NULL);
+              &(ad_params){.cross_entropy = {logp, targets, ignore_index, smoothing, 0, {0, 0}}},
+              loss, logits, NULL, NULL);
+    return loss;
+}
+
+nomul_tensor *nomul_cross_entropy_global(nomul_graph *g, const nomul_op_cfg *cfg,
+                                         nomul_tensor *logits, const int *targets,
+                                         int ignore_index, float smoothing,
+                                         const struct nomul_ce_global *glob)
+{
+    if (!logits)
+        return NULL;
+    if (logits->ndim != 2 || !targets || !glob || glob->used < 0) {
+        nomul_report(NOMUL_EINVAL, "nomul_cross_entropy_global: logits must be (batch, "
+                     "classes) with one target per row, and the global batch's sum given");
+        return NULL;
+    }
+    int one = 1;
+    int grad = ad_wants_grad(g, logits, NULL, NULL);
+    nomul_tensor *logp = nomul_graph_tensor(g, 2, logits->shape, grad);
+    nomul_tensor *loss = nomul_graph_tensor(g, 1, &one, grad);
+    if (!logp || !loss)
+        return NULL;
+    nomul_log_softmax_forward(cfg, logits->shape[0], logits->shape[1], logits->data, logp->data);
+    loss->data[0] = nomul_cross_entropy_forward_global(cfg, glob);
+    ad_record(g, AD_OP_CROSS_ENTROPY, cfg,
+              &(ad_params){.cross_entropy = {logp, targets, ignore_index, smoothing, 1, *glob}},
+              loss, logits, NULL, NULL);
     return loss;
 }

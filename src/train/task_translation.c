@@ -219,7 +219,7 @@ static nomul_tensor *tr_loss(trainer *t, const run_state *st, long *items)
         tokens += k->tout[q] != NOMUL_PAD;
     *items = tokens;
     nomul_forward_opts fo = {1, 0.0f,
-                             nomul_mix64((uint64_t)c->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(st->step + 1)))};
+                             nomul_mix64((uint64_t)c->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(st->step + 1))), 0, 0};
     nomul_tensor *logits =
         nomul_seq2seq_forward(k->model, t->g, &c->ops, k->src, n, S, k->tin, T, &fo);
     return nomul_cross_entropy(t->g, &c->ops.family[NOMUL_CFG_LOSS_FUNCTIONAL], logits, k->tout,

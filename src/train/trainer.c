@@ -11,6 +11,14 @@
  * checkpoint therefore only needs the parameters, the optimizer's moments,
  * the step and the running sums of the logged losses; resuming from it
  * replays the very batches an uninterrupted run would have seen.
+ *
+ * Under mpirun (src/dist/) every rank runs this loop on its rows of each
+ * global batch, with the draws of those rows; the gradients (and the loss)
+ * are summed over the ranks in rank order before clipping and the update, so
+ * every rank takes the same step. Rank 0 alone writes the run folder and the
+ * progress. A failure before the first step is agreed by all ranks (each
+ * knows which rank failed and why); one during the loop ends the job
+ * (nomul_dist_abort in the command line).
  */
 #include <errno.h>
 #include <math.h>
@@ -20,7 +28,9 @@
 #include <time.h>
 
 #include "../core/internal.h"
+#include "../dist/dist_internal.h"
 #include "nomul/autodiff.h"
+#include "nomul/functional.h"
 #include "nomul/models.h"
 #include "nomul/optim.h"
 #include "nomul/progress.h"
@@ -49,8 +59,54 @@ double train_row_nll(const float *z, int n, int target, int *argmax)
     return mx + log(se) - (double)z[target];
 }
 
+void train_shard(const trainer *t, long b, long *lo, long *hi)
+{
+    *lo = b * t->rank / t->nranks;
+    *hi = b * (t->rank + 1) / t->nranks;
+}
+
+nomul_tensor *train_cross_entropy(const trainer *t, nomul_graph *g, const nomul_op_cfg *cfg,
+                                  nomul_tensor *logits, const int *targets, int ignore_index,
+                                  float smoothing)
+{
+    if (t->nranks == 1)
+        return nomul_cross_entropy(g, cfg, logits, targets, ignore_index, smoothing);
+    if (!logits)
+        return NULL;
+    const int rows = logits->shape[0], n = logits->shape[1];
+    float *logp = malloc(sizeof(float) * ((size_t)rows * (size_t)n + (size_t)rows));
+    if (!logp) {
+        nomul_report(NOMUL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    float *mine = logp + (size_t)rows * (size_t)n, *all = NULL;
+    nomul_log_softmax_forward(cfg, rows, n, logits->data, logp);
+    int used = nomul_cross_entropy_row_losses(cfg, rows, n, logp, targets, ignore_index,
+                                              smoothing, mine);
+    long total_used = 0;
+    nomul_tensor *l = NULL;
+    if (used < 0) {
+        nomul_report(NOMUL_EINVAL, "a target is outside 0..%d and is not the ignore index %d",
+                     n - 1, ignore_index);
+    } else if (!dist_allgather_f32(mine, used, &all, &total_used)) {
+        /* the used rows' losses of the whole batch in its row order (the
+         * ranks hold consecutive rows), summed as one process sums them */
+        nomul_ce_global glob = {0.0f, (int)total_used};
+        for (long i = 0; i < total_used; i++)
+            glob.total += all[i];
+        NOMUL_COUNT(FADD, total_used);
+        l = nomul_cross_entropy_global(g, cfg, logits, targets, ignore_index, smoothing, &glob);
+    }
+    free(all);
+    free(logp);
+    return l;
+}
+
 static void trainer_free(trainer *t)
 {
+    free(t->flat);
+    if (t->quiet)
+        fclose(t->quiet);
     for (int i = 0; t->mom && i < t->np; i++) {
         free(t->mom[i]);
         if (t->vel)
@@ -74,6 +130,12 @@ static int setup(trainer *t, const nomul_train_config *c, run_state *st)
     t->task = c->task == NOMUL_TASK_TRANSLATION ? &translation_task : &image_task;
     if (t->task->setup(t))
         return -1;
+    if (t->nranks > 1) {
+        for (int i = 0; i < t->np; i++)
+            t->nflat += t->p[i].buffer ? 0 : (size_t)t->p[i].t->n;
+        if (!(t->flat = malloc(sizeof(float) * t->nflat)))
+            goto oom;
+    }
     const int adam = c->optimizer == NOMUL_OPTIMIZER_ADAMW;
     t->mom = calloc((size_t)t->np, sizeof *t->mom);
     t->vel = adam ? calloc((size_t)t->np, sizeof *t->vel) : NULL;
@@ -129,20 +191,48 @@ static int train_step(trainer *t, run_state *st, double *loss, long *items)
     const nomul_train_config *c = t->c;
     nomul_graph *g = t->g;
     nomul_graph_reset(g);
+    /* the buffers (batch-norm statistics) of rank 0, as PyTorch DDP's
+     * broadcast_buffers: every rank's forward starts from the same model */
+    for (int i = 0; t->nranks > 1 && i < t->np; i++)
+        if (t->p[i].buffer &&
+            dist_bcast(t->p[i].t->data, sizeof(float) * (size_t)t->p[i].t->n, 0))
+            return -1;
     nomul_tensor *l = t->task->loss(t, st, items);
     if (!l)
         return -1;
+    /* several ranks: the global batch's loss (train_cross_entropy), the same
+     * on every rank, so they stop together */
     *loss = l->data[0];
     if (!isfinite(*loss)) {
-        nomul_report(NOMUL_EINVAL, "training diverged: the loss is %g at step %ld (lower lr, "
-                     "or set clip_grad); no checkpoint was written for this step", *loss,
-                     st->step + 1);
-        return -1;
+        dist_set_error_shared(t->nranks > 1);
+        goto diverged;
     }
     for (int i = 0; i < t->np; i++)
         if (!t->p[i].buffer)
             nomul_tensor_zero_grad(t->p[i].t);
     nomul_backward(g, l);
+    if (t->nranks > 1) {
+        /* each rank's gradient is its rows' part of the global batch's: their
+         * sum is the global batch's */
+        size_t at = 0;
+        for (int i = 0; i < t->np; i++)
+            if (!t->p[i].buffer) {
+                memcpy(t->flat + at, t->p[i].t->grad, sizeof(float) * (size_t)t->p[i].t->n);
+                at += (size_t)t->p[i].t->n;
+            }
+        if (dist_allreduce_sum_f32(t->flat, t->nflat))
+            return -1;
+        at = 0;
+        for (int i = 0; i < t->np; i++)
+            if (!t->p[i].buffer) {
+                memcpy(t->p[i].t->grad, t->flat + at, sizeof(float) * (size_t)t->p[i].t->n);
+                at += (size_t)t->p[i].t->n;
+            }
+        double n = (double)*items; /* the global batch's images or tokens */
+        if (dist_allreduce_sum_f64(&n, 1))
+            return -1;
+        *items = (long)n;
+    }
     const nomul_op_cfg *opt = &c->ops.family[NOMUL_CFG_OPT_FUNCTIONAL];
     if (c->clip_grad > 0.0f)
         nomul_clip_grad_norm((size_t)t->ntrain, t->grads, t->sizes, c->clip_grad, opt);
@@ -168,6 +258,11 @@ static int train_step(trainer *t, run_state *st, double *loss, long *items)
     }
     st->step++;
     return 0;
+diverged:
+    nomul_report(NOMUL_EINVAL, "training diverged: the loss is %g at step %ld (lower lr, "
+                 "or set clip_grad); no checkpoint was written for this step", *loss,
+                 st->step + 1);
+    return -1;
 }
 
 static void print_audit(FILE *out, const nomul_train_result *r)
@@ -199,6 +294,14 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
     trainer t;
     memset(&t, 0, sizeof t);
     t.out = o->out ? o->out : stderr;
+    t.rank = nomul_dist_rank();
+    t.nranks = nomul_dist_size();
+    const int writer = t.rank == 0; /* the rank that writes the run folder */
+    dist_set_error_shared(0);
+    if (!writer && !(t.out = t.quiet = fopen("/dev/null", "w"))) {
+        nomul_report(NOMUL_EIO, "rank %d: cannot open /dev/null: %s", t.rank, strerror(errno));
+        return -1;
+    }
     nomul_train_result r;
     memset(&r, 0, sizeof r);
     r.train_loss = NAN;
@@ -206,17 +309,20 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
     run_state st;
     int rc = -1;
     const double t0 = now_s();
-    if (setup(&t, c, &st) || (t.task->check && t.task->check(&t)) || train_make_dirs(t.dir) ||
-        train_remove_partial_checkpoints(t.dir))
-        goto out;
-    if (o->resume) {
-        if (train_resume(&t, o->resume, &st) || train_truncate_metrics(t.metrics, st.step))
-            goto out;
-    } else if (remove(t.metrics) && errno != ENOENT) {
+    /* every rank reads its data (and the checkpoint it resumes from); rank 0
+     * prepares the run folder; then all agree, so that a file missing on one
+     * node ends the job with its rank and cause before the first step */
+    int failed = setup(&t, c, &st) || (t.task->check && t.task->check(&t)) ||
+              (writer && (train_make_dirs(t.dir) || train_remove_partial_checkpoints(t.dir)));
+    if (!failed && o->resume) {
+        failed = train_resume(&t, o->resume, &st) ||
+              (writer && train_truncate_metrics(t.metrics, st.step));
+    } else if (!failed && writer && remove(t.metrics) && errno != ENOENT) {
         nomul_report(NOMUL_EIO, "cannot replace '%s': %s", t.metrics, strerror(errno));
-        goto out;
+        failed = 1;
     }
-    if (train_write_config(&t))
+    failed = failed || (writer && train_write_config(&t));
+    if (dist_agree(failed))
         goto out;
     long nparams = 0;
     char at[32];
@@ -226,6 +332,10 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
             c->model, nparams, t.describe, t.total, t.per_epoch,
             o->resume ? ", resuming at step " : "",
             o->resume ? (snprintf(at, sizeof at, "%ld", st.step), at) : "");
+    if (t.nranks > 1)
+        fprintf(t.out, "nomul train: %d ranks, each computing 1/%d of every batch; %.1f MB of "
+                "gradients summed per step\n", t.nranks, t.nranks,
+                4e-6 * (double)t.nflat);
     if (c->audit) {
         nomul_counts_reset();
         nomul_counts_enable(0);
@@ -282,7 +392,7 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
                 double v[] = {(double)st.step, (double)st.step / (double)t.per_epoch,
                               st.window_loss / (double)st.window_n, (double)t.lr[st.step - 1],
                               (double)images / (now_s() - e0)};
-                if (nomul_metrics_append(t.metrics, 5, k, v)) {
+                if (writer && nomul_metrics_append(t.metrics, 5, k, v)) {
                     nomul_progress_finish(bar, "stopped");
                     goto out;
                 }
@@ -290,7 +400,7 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
                 st.window_n = 0;
             }
             if (c->checkpoint_every > 0 && st.step % c->checkpoint_every == 0 &&
-                st.step < t.total && train_checkpoint(&t, &st)) {
+                st.step < t.total && writer && train_checkpoint(&t, &st)) {
                 nomul_progress_finish(bar, "stopped");
                 goto out;
             }
@@ -300,7 +410,7 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
         int end_of_epoch = last == t.per_epoch, done = st.step == t.total;
         int eval = done || (end_of_epoch && c->eval_every > 0 && (epoch + 1) % c->eval_every == 0);
         /* the last checkpoint before the final evaluation, which may fail */
-        if (done && train_checkpoint(&t, &st)) {
+        if (done && writer && train_checkpoint(&t, &st)) {
             nomul_progress_finish(bar, "stopped");
             goto out;
         }
@@ -323,7 +433,7 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
                            "epoch_seconds"};
         double v[] = {(double)st.step, (double)st.step / (double)t.per_epoch, r.train_loss,
                       eval ? eval_loss : NAN, eval ? metric : NAN, secs};
-        if (nomul_metrics_append(t.metrics, 6, k, v))
+        if (writer && nomul_metrics_append(t.metrics, 6, k, v))
             goto out;
         if (end_of_epoch) {
             st.epoch_loss = 0.0;
@@ -332,7 +442,7 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
         if (done)
             break;
     }
-    if (!saved_last && train_checkpoint(&t, &st))
+    if (!saved_last && writer && train_checkpoint(&t, &st))
         goto out;
     r.steps = st.step;
     rc = 0;

@@ -1,0 +1,385 @@
+/*
+ * test_mpi.c — data-parallel training under Open MPI (issue 13): `mpirun
+ * --oversubscribe -np 2 nomul train` against one process at the same global
+ * batch, two identical 2-rank runs, a 2-rank checkpoint resumed on 1 rank, a
+ * data file missing on one rank and a rank killed mid-run. Runs $BUILD/nomul
+ * (build/nomul) on a small IDX set written here, the DeiT recipe's random
+ * parts all on (mixup, cutmix, RandAugment, erasing, drop-path), in float
+ * and fully piecewise affine arithmetic. Skipped when nomul was built
+ * without MPI or mpirun is missing.
+ *
+ * The bound: 2 ranks compute the same per-image values as one process (the
+ * same draws, each rank's loss its rows' share of the global mean, exact for
+ * 2 ranks); what differs is the order of float sums over the batch (each
+ * rank's weight gradients summed, then the two added; the loss likewise),
+ * a relative 1e-7 per step that the updates carry on. The first steps are
+ * bit-identical; over these 12 steps (measured: float losses within 2e-7
+ * relative, parameters within 4e-6) every logged float loss agrees within
+ * 1e-5 relative and every parameter within 1e-4 (SGD: 1e-5). Piecewise
+ * affine arithmetic is discontinuous in the low bits (PAM's and PAD's
+ * pieces switch with the mantissas) and AdamW moves a weight whose gradient
+ * is rounding noise by about ±lr a step, so a reordered sum can move a weight
+ * anywhere within 2·lr per step: the PA bound on parameters is
+ * 2·steps·lr, on losses 1e-2 relative (measured up to 2.6e-3).
+ */
+#define _XOPEN_SOURCE 700 /* realpath */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "nomul/nomul.h"
+#include "testutil.h"
+#include "tu_files.h"
+
+enum { SIDE = 8, CLASSES = 4, STEPS = 12 };
+static const double SGD_LOSS_TOL = 1e-5, SGD_PARAM_TOL = 1e-5, ADAM_LOSS_TOL = 1e-5,
+                    ADAM_PARAM_TOL = 1e-4, PA_LOSS_TOL = 1e-2, PA_PARAM_TOL = 2 * STEPS * 0.002;
+
+static char nomul[512];
+static uint64_t seed;
+static int have_mpi;
+
+static void write_set(const char *images, const char *labels, long n, uint64_t s0)
+{
+    uint8_t *px = malloc((size_t)n * SIDE * SIDE), *lb = malloc((size_t)n);
+    assert_non_null(px);
+    assert_non_null(lb);
+    tu_rng s = {s0};
+    for (long i = 0; i < n; i++) {
+        int k = (int)(tu_next(&s) % CLASSES);
+        lb[i] = (uint8_t)k;
+        for (int y = 0; y < SIDE; y++)
+            for (int x = 0; x < SIDE; x++) {
+                int q = (y >= SIDE / 2) * 2 + (x >= SIDE / 2);
+                px[(i * SIDE + y) * SIDE + x] = (uint8_t)((q == k ? 160 : 40) + tu_next(&s) % 64);
+            }
+    }
+    nomul_idx a = {NOMUL_IDX_U8, 3, {n, SIDE, SIDE}, n * SIDE * SIDE, 1, px};
+    nomul_idx b = {NOMUL_IDX_U8, 1, {n}, n, 1, lb};
+    assert_int_equal(nomul_idx_write(images, &a, 0), 0);
+    assert_int_equal(nomul_idx_write(labels, &b, 0), 0);
+    free(px);
+    free(lb);
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot read %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    buf[n] = 0;
+    if (len)
+        *len = (size_t)n;
+    return buf;
+}
+
+/* Runs nomul train into tu_path(run) on ranks processes (1: no mpirun),
+ * with the extra settings; `wrap`, if not NULL, is a shell prefix each rank
+ * runs its nomul through (it sees $OMPI_COMM_WORLD_RANK). Output into
+ * tu_path("log"); returns the exit status (124: the 120 s limit). */
+static int train(int ranks, const char *run, const char *extra, const char *wrap)
+{
+    char cmd[8192], dir[600], log[600], data[4][600];
+    snprintf(dir, sizeof dir, "%s", tu_path(run));
+    snprintf(log, sizeof log, "%s", tu_path("log"));
+    const char *names[4] = {"train-images", "train-labels", "test-images", "test-labels"};
+    for (int i = 0; i < 4; i++)
+        snprintf(data[i], sizeof data[i], "%s", tu_path(names[i]));
+    char launcher[256] = "";
+    if (ranks > 1)
+        snprintf(launcher, sizeof launcher, "mpirun --oversubscribe -np %d ", ranks);
+    char body[6000];
+    snprintf(body, sizeof body,
+             "%s train --set model=vit_fmnist_tiny --set data.train=%s --set "
+             "data.train_labels=%s --set data.test=%s --set data.test_labels=%s "
+             "--set data.image=8 --set data.classes=4 --set batch_size=8 --set "
+             "eval_batch_size=6 --set steps=%d --set warmup_steps=2 --set log_every=1 "
+             "--set arena_mb=32 --set seed=%ld --set mixup=0.8 --set cutmix=1.0 "
+             "--set mix_prob=0.7 --set drop_path=0.2 --set aug.randaugment_n=2 "
+             "--set aug.erase_prob=0.25 --set aug.hflip=true --set lr=0.002 "
+             "--set out_dir=%s %s",
+             nomul, data[0], data[1], data[2], data[3], STEPS, (long)(seed % 1000000), dir,
+             extra ? extra : "");
+    if (wrap) /* each rank through sh -c, with its own environment */
+        snprintf(cmd, sizeof cmd, "timeout 120 %ssh -c '%s %s' >%s 2>&1", launcher, wrap, body,
+                 log);
+    else
+        snprintf(cmd, sizeof cmd, "timeout 120 %s%s >%s 2>&1", launcher, body, log);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void must_train(int ranks, const char *run, const char *extra)
+{
+    int rc = train(ranks, run, extra, NULL);
+    if (rc != 0)
+        fail_msg("seed %llu: %d-rank run %s exited %d:\n%s", (unsigned long long)seed, ranks,
+                 run, rc, slurp(tu_path("log"), NULL));
+}
+
+/* The "loss" values of a run's step lines, in order; their count. */
+static int step_losses(const char *run, double *loss, int max)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", tu_path(run));
+    char *text = slurp(path, NULL);
+    int n = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        char *p = strstr(line, "\"loss\": ");
+        if (p && n < max)
+            loss[n++] = strtod(p + 8, NULL);
+    }
+    free(text);
+    return n;
+}
+
+/* The largest |a − b| over every tensor of two checkpoints (same names, shapes). */
+static double param_diff(const char *run_a, const char *run_b, const char *file)
+{
+    char pa[700], pb[700];
+    snprintf(pa, sizeof pa, "%s/%s", tu_path(run_a), file);
+    snprintf(pb, sizeof pb, "%s/%s", tu_path(run_b), file);
+    nomul_safetensors *a = nomul_safetensors_read(pa), *b = nomul_safetensors_read(pb);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(nomul_safetensors_count(a), nomul_safetensors_count(b));
+    double worst = 0.0;
+    for (int i = 0; i < nomul_safetensors_count(a); i++) {
+        const char *name = nomul_safetensors_name(a, i);
+        int nda, ndb;
+        const int64_t *sa, *sb;
+        const float *x = nomul_safetensors_get(a, name, &nda, &sa);
+        const float *y = nomul_safetensors_get(b, name, &ndb, &sb);
+        if (!x || !y)
+            continue; /* not a float tensor (metadata) */
+        assert_int_equal(nda, ndb);
+        long n = 1;
+        for (int d = 0; d < nda; d++) {
+            assert_int_equal(sa[d], sb[d]);
+            n *= (long)sa[d];
+        }
+        for (long k = 0; k < n; k++) {
+            double e = fabs((double)x[k] - (double)y[k]);
+            if (!(e <= worst))
+                worst = isnan(e) ? INFINITY : e;
+        }
+    }
+    nomul_safetensors_free(a);
+    nomul_safetensors_free(b);
+    return worst;
+}
+
+/* one's and two's logged losses within loss_tol (relative; the first step's
+ * within 1e-6) and final parameters within param_tol */
+static void compare_runs(const char *one, const char *two, const char *what, double loss_tol,
+                         double param_tol)
+{
+    double la[64], lb[64];
+    int na = step_losses(one, la, 64), nb = step_losses(two, lb, 64);
+    assert_int_equal(na, STEPS);
+    assert_int_equal(nb, STEPS);
+    double worst = 0.0;
+    for (int i = 0; i < na; i++) {
+        double e = fabs(la[i] - lb[i]) / fmax(1.0, fabs(la[i]));
+        worst = fmax(worst, e);
+        if (!(e <= (i == 0 ? 1e-6 : loss_tol)))
+            fail_msg("seed %llu (%s): step %d's loss is %.8f on 1 process, %.8f on 2 ranks",
+                     (unsigned long long)seed, what, i + 1, la[i], lb[i]);
+    }
+    double pd = param_diff(one, two, "checkpoint_last.safetensors");
+    printf("  %s: largest loss difference %.2e (relative, bound %.0e), parameter difference "
+           "%.2e (bound %.0e)\n", what, worst, loss_tol, pd, param_tol);
+    if (!(pd <= param_tol))
+        fail_msg("seed %llu (%s): final parameters differ by %.3e between 1 process and 2 "
+                 "ranks", (unsigned long long)seed, what, pd);
+}
+
+static const char *const PA = "--set linear_cfg=pam --set conv_cfg=pam --set bmm_cfg=pam "
+                              "--set norm_cfg=pam_ln --set functional_cfg=pam "
+                              "--set loss_functional_cfg=pam --set opt_functional_cfg=pam";
+static const char *const FLOAT = "--set linear_cfg=standard --set conv_cfg=standard "
+                                 "--set bmm_cfg=standard --set norm_cfg=standard "
+                                 "--set functional_cfg=standard --set loss_functional_cfg=standard "
+                                 "--set opt_functional_cfg=standard";
+static const char *const SGD = "--set optimizer=sgd --set momentum=0.9 --set lr=0.05";
+
+static void test_two_ranks_train_as_one_process(void **state)
+{
+    (void)state;
+    if (!have_mpi)
+        skip();
+    char extra[1024];
+    /* SGD carries the reordering on linearly */
+    snprintf(extra, sizeof extra, "%s %s --set audit=false", FLOAT, SGD);
+    must_train(1, "one_sgd", extra);
+    must_train(2, "two_sgd", extra);
+    compare_runs("one_sgd", "two_sgd", "float, SGD", SGD_LOSS_TOL, SGD_PARAM_TOL);
+    /* AdamW's first steps move every weight by about lr whatever its
+     * gradient's size, so a sum that cancels to rounding noise moves it by
+     * up to ±lr: a looser bound */
+    snprintf(extra, sizeof extra, "%s --set audit=false", FLOAT);
+    must_train(1, "one_float", extra);
+    must_train(2, "two_float", extra);
+    compare_runs("one_float", "two_float", "float, AdamW", ADAM_LOSS_TOL, ADAM_PARAM_TOL);
+    snprintf(extra, sizeof extra, "%s --set audit=true", PA);
+    must_train(1, "one_pa", extra);
+    must_train(2, "two_pa", extra);
+    /* the audit of a 2-rank PA step, communication included: no float product */
+    char *log = slurp(tu_path("log"), NULL);
+    if (!strstr(log, "float multiplications per training step: 0\n"))
+        fail_msg("the 2-rank PA run's audit is not 0 float multiplications:\n%s", log);
+    free(log);
+    compare_runs("one_pa", "two_pa", "piecewise affine, AdamW", PA_LOSS_TOL, PA_PARAM_TOL);
+}
+
+static void test_two_rank_runs_are_bit_identical(void **state)
+{
+    (void)state;
+    if (!have_mpi)
+        skip();
+    must_train(2, "two_a", "--set audit=false");
+    must_train(2, "two_b", "--set audit=false");
+    char pa[700], pb[700];
+    snprintf(pa, sizeof pa, "%s/checkpoint_last.safetensors", tu_path("two_a"));
+    snprintf(pb, sizeof pb, "%s/checkpoint_last.safetensors", tu_path("two_b"));
+    double la[64], lb[64];
+    assert_int_equal(step_losses("two_a", la, 64), STEPS);
+    assert_int_equal(step_losses("two_b", lb, 64), STEPS);
+    for (int i = 0; i < STEPS; i++)
+        if (la[i] != lb[i])
+            fail_msg("seed %llu: step %d's loss %.9g then %.9g", (unsigned long long)seed, i + 1,
+                     la[i], lb[i]);
+    assert_true(param_diff("two_a", "two_b", "checkpoint_last.safetensors") == 0.0);
+}
+
+/* A 2-rank run's checkpoint at step 6 resumed on 1 process continues as the
+ * uninterrupted 1-process run (within the bound). */
+static void test_two_rank_checkpoint_resumes_on_one(void **state)
+{
+    (void)state;
+    if (!have_mpi)
+        skip();
+    char ck[800], extra[2000];
+    snprintf(extra, sizeof extra, "%s --set audit=false", FLOAT);
+    must_train(1, "one_ref", extra);
+    snprintf(extra, sizeof extra, "%s --set audit=false --set checkpoint_every=6 "
+             "--set checkpoint_keep=true", FLOAT);
+    must_train(2, "two_ck", extra);
+    snprintf(ck, sizeof ck, "%s/checkpoint_6.safetensors", tu_path("two_ck"));
+    /* the resumed run writes into two_ck: its metric lines after step 6 are replaced */
+    snprintf(extra, sizeof extra, "%s --set audit=false --resume %s", FLOAT, ck);
+    must_train(1, "two_ck", extra);
+    compare_runs("one_ref", "two_ck", "2 ranks to step 6, then 1 process", ADAM_LOSS_TOL,
+                 ADAM_PARAM_TOL);
+}
+
+static void test_data_missing_on_one_rank_ends_the_job(void **state)
+{
+    (void)state;
+    if (!have_mpi)
+        skip();
+    /* the test set's path is relative: rank 1 starts in a folder without it */
+    char d0[700], d1[700], extra[2000];
+    snprintf(d0, sizeof d0, "%s", tu_path("rank0"));
+    snprintf(d1, sizeof d1, "%s", tu_path("rank1"));
+    assert_int_equal(mkdir(d0, 0755), 0);
+    assert_int_equal(mkdir(d1, 0755), 0);
+    char src[700], dst[800];
+    snprintf(src, sizeof src, "%s", tu_path("test-images"));
+    snprintf(dst, sizeof dst, "%s/test-images", d0);
+    assert_int_equal(link(src, dst), 0);
+    snprintf(extra, sizeof extra, "--set data.test=test-images --set audit=false");
+    char wrap[1600];
+    snprintf(wrap, sizeof wrap, "cd %s/rank$OMPI_COMM_WORLD_RANK && exec", tu_tmpdir());
+    int rc = train(2, "missing", extra, wrap);
+    char *log = slurp(tu_path("log"), NULL);
+    if (rc == 0 || rc == 124 || !strstr(log, "rank 1 of 2") || !strstr(log, "test-images"))
+        fail_msg("exit %d (want an error naming rank 1 and the file, not a hang):\n%s", rc,
+                 log);
+    free(log);
+}
+
+static void test_a_killed_rank_ends_the_job(void **state)
+{
+    (void)state;
+    if (!have_mpi)
+        skip();
+    /* rank 1 is killed (SIGKILL) a second into a long run */
+    char wrap[600];
+    snprintf(wrap, sizeof wrap,
+             "if [ $OMPI_COMM_WORLD_RANK = 1 ]; then (sleep 1; kill -9 $$) & fi; exec");
+    int rc = train(2, "killed", "--set audit=false --set steps=100000 --set warmup_steps=2", wrap);
+    char *log = slurp(tu_path("log"), NULL);
+    if (rc == 0 || rc == 124)
+        fail_msg("exit %d (want the job ended, not a hang or success):\n%s", rc, log);
+    printf("  a killed rank: mpirun exited %d\n", rc);
+    free(log);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *build = getenv("BUILD");
+    snprintf(nomul, sizeof nomul, "%s/nomul", build && *build ? build : "build");
+    if (nomul[0] != '/') { /* ranks may start elsewhere (a rank's own folder) */
+        char *abs = realpath(nomul, NULL);
+        assert_non_null(abs);
+        snprintf(nomul, sizeof nomul, "%s", abs);
+        free(abs);
+    }
+    if (access(nomul, X_OK) != 0) {
+        fprintf(stderr, "no executable at %s (build it first)\n", nomul);
+        return -1;
+    }
+    have_mpi = nomul_dist_has_mpi() && system("command -v mpirun >/dev/null 2>&1") == 0;
+    if (!have_mpi)
+        printf("  nomul built without MPI (or no mpirun): skipped\n");
+    /* CI runs as root; one thread per rank (the machine's 2 cores) */
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    setenv("NOMUL_NUM_THREADS", "1", 1);
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    if (tu_tmpdir_setup("mpi"))
+        return -1;
+    seed = tu_seed();
+    write_set(tu_path("train-images"), tu_path("train-labels"), 64, seed);
+    write_set(tu_path("test-images"), tu_path("test-labels"), 20, seed + 1);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (getenv("NOMUL_TEST_KEEP"))
+        return 0;
+    return tu_tmpdir_teardown();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_two_ranks_train_as_one_process),
+        cmocka_unit_test(test_two_rank_runs_are_bit_identical),
+        cmocka_unit_test(test_two_rank_checkpoint_resumes_on_one),
+        cmocka_unit_test(test_data_missing_on_one_rank_ends_the_job),
+        cmocka_unit_test(test_a_killed_rank_ends_the_job),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
