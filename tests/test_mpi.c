@@ -94,9 +94,15 @@ static char *slurp(const char *path, size_t *len)
  * with the extra settings; `wrap`, if not NULL, is a shell prefix each rank
  * runs its nomul through (it sees $OMPI_COMM_WORLD_RANK). Output into
  * tu_path("log"); returns the exit status (124: the 120 s limit). */
+static int translation; /* the tests' runs are of the translation task */
+
 static int train(int ranks, const char *run, const char *extra, const char *wrap)
 {
-    char cmd[8192], dir[600], log[600], data[4][600];
+    char cmd[16384], dir[600], log[600], data[4][600], tr[7][600];
+    const char *trn[7] = {"train.src", "train.tgt", "valid.src", "valid.tgt", "test.src",
+                          "test.tgt", "dict.txt"};
+    for (int i = 0; i < 7; i++)
+        snprintf(tr[i], sizeof tr[i], "%s", tu_path(trn[i]));
     snprintf(dir, sizeof dir, "%s", tu_path(run));
     snprintf(log, sizeof log, "%s", tu_path("log"));
     const char *names[4] = {"train-images", "train-labels", "test-images", "test-labels"};
@@ -105,7 +111,18 @@ static int train(int ranks, const char *run, const char *extra, const char *wrap
     char launcher[256] = "";
     if (ranks > 1)
         snprintf(launcher, sizeof launcher, "mpirun --oversubscribe -np %d ", ranks);
-    char body[6000];
+    char body[12000];
+    if (translation)
+        snprintf(body, sizeof body,
+                 "%s train --set task=translation --set model=transformer_tiny "
+                 "--set max_tokens=96 --set steps=%d --set warmup_steps=2 --set lr=0.002 "
+                 "--set log_every=1 --set arena_mb=64 --set beam=2 --set seed=%ld "
+                 "--set data.train_src=%s --set data.train_tgt=%s --set data.valid_src=%s "
+                 "--set data.valid_tgt=%s --set data.test_src=%s --set data.test_tgt=%s "
+                 "--set data.src_dict=%s --set data.tgt_dict=%s --set out_dir=%s %s",
+                 nomul, STEPS, (long)(seed % 1000000), tr[0], tr[1], tr[2], tr[3], tr[4], tr[5],
+                 tr[6], tr[6], dir, extra ? extra : "");
+    else
     snprintf(body, sizeof body,
              "%s train --set model=vit_fmnist_tiny --set data.train=%s --set "
              "data.train_labels=%s --set data.test=%s --set data.test_labels=%s "
@@ -249,6 +266,67 @@ static void test_two_ranks_train_as_one_process(void **state)
     compare_runs("one_pa", "two_pa", "piecewise affine, AdamW", PA_LOSS_TOL, PA_PARAM_TOL);
 }
 
+/* Translation: word sequences and their reverses, with a fairseq
+ * dictionary (as tests/test_train.c's). */
+static void write_translation_data(void)
+{
+    tu_rng r = {seed ^ 0x7A};
+    static const char *const split[3] = {"train", "valid", "test"};
+    const int count[3] = {120, 16, 12};
+    for (int k = 0; k < 3; k++) {
+        char sp[64], tp[64];
+        snprintf(sp, sizeof sp, "%s.src", split[k]);
+        snprintf(tp, sizeof tp, "%s.tgt", split[k]);
+        FILE *fs = fopen(tu_path(sp), "w"), *ft = fopen(tu_path(tp), "w");
+        assert_non_null(fs);
+        assert_non_null(ft);
+        for (int i = 0; i < count[k]; i++) {
+            int n = 3 + (int)(tu_next(&r) % 4), w[8];
+            for (int j = 0; j < n; j++)
+                w[j] = (int)(tu_next(&r) % 12);
+            for (int j = 0; j < n; j++)
+                fprintf(fs, "%sw%d", j ? " " : "", w[j]);
+            for (int j = 0; j < n; j++)
+                fprintf(ft, "%sw%d", j ? " " : "", w[n - 1 - j]);
+            fputc('\n', fs);
+            fputc('\n', ft);
+        }
+        fclose(fs);
+        fclose(ft);
+    }
+    FILE *d = fopen(tu_path("dict.txt"), "w");
+    assert_non_null(d);
+    for (int j = 0; j < 12; j++)
+        fprintf(d, "w%d %d\n", j, 100 - j);
+    fclose(d);
+}
+
+/* max_tokens as the global batch: each rank's sentences of every batch,
+ * with their dropout draws; validation and BLEU decoding split and
+ * gathered (the hypotheses file equal when the parameters are) */
+static void test_translation_on_two_ranks(void **state)
+{
+    (void)state;
+    if (!have_mpi)
+        skip();
+    write_translation_data();
+    translation = 1;
+    char extra[1024];
+    snprintf(extra, sizeof extra, "%s --set audit=false", FLOAT);
+    must_train(1, "tr_one", extra);
+    must_train(2, "tr_two", extra);
+    /* the embeddings of rare tokens get gradients near rounding noise, which
+     * AdamW turns into steps of about lr: measured up to 7.4e-5, bound 5e-4 */
+    compare_runs("tr_one", "tr_two", "translation, float, AdamW", ADAM_LOSS_TOL, 5e-4);
+    snprintf(extra, sizeof extra, "%s --set audit=true", PA);
+    must_train(2, "tr_two_pa", extra);
+    char *log = slurp(tu_path("log"), NULL);
+    if (!strstr(log, "float multiplications per training step: 0\n"))
+        fail_msg("the 2-rank PA translation's audit is not 0 float multiplications:\n%s", log);
+    free(log);
+    translation = 0;
+}
+
 static void test_two_rank_runs_are_bit_identical(void **state)
 {
     (void)state;
@@ -377,6 +455,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_ranks_train_as_one_process),
         cmocka_unit_test(test_two_rank_runs_are_bit_identical),
+        cmocka_unit_test(test_translation_on_two_ranks),
         cmocka_unit_test(test_two_rank_checkpoint_resumes_on_one),
         cmocka_unit_test(test_data_missing_on_one_rank_ends_the_job),
         cmocka_unit_test(test_a_killed_rank_ends_the_job),

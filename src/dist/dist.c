@@ -259,6 +259,55 @@ int dist_allgather_f32(const float *mine, int n, float **all, long *total)
     return 0;
 }
 
+int dist_allgather_bytes(const char *mine, size_t n, char **all, long *total)
+{
+    *all = NULL;
+    *total = 0;
+    if (n > (size_t)0x7fffffff) {
+        nomul_report(NOMUL_EINVAL, "rank %d: %zu bytes to gather exceed MPI's int counts",
+                     g_rank, n);
+        return -1;
+    }
+#ifdef NOMUL_MPI
+    if (g_size > 1) {
+        int *cnt = malloc(sizeof(int) * 2 * (size_t)g_size), len = (int)n;
+        if (!cnt) {
+            nomul_report(NOMUL_ENOMEM, "out of memory");
+            return -1;
+        }
+        int *dsp = cnt + g_size;
+        if (mpi_failed(MPI_Allgather(&len, 1, MPI_INT, cnt, 1, MPI_INT, MPI_COMM_WORLD),
+                       "gathering the ranks' counts (MPI_Allgather)")) {
+            free(cnt);
+            return -1;
+        }
+        long sum = 0;
+        for (int k = 0; k < g_size; k++) {
+            dsp[k] = (int)sum;
+            sum += cnt[k];
+        }
+        if (sum > 0x7fffffffL || !(*all = malloc((size_t)sum + 1))) {
+            free(cnt);
+            nomul_report(NOMUL_ENOMEM, "out of memory gathering %ld bytes", sum);
+            return -1;
+        }
+        int rc = mpi_failed(MPI_Allgatherv(mine, len, MPI_BYTE, *all, cnt, dsp, MPI_BYTE,
+                                           MPI_COMM_WORLD), "gathering the ranks' values "
+                            "(MPI_Allgatherv)");
+        free(cnt);
+        *total = sum;
+        return rc;
+    }
+#endif
+    if (!(*all = malloc(n + 1))) {
+        nomul_report(NOMUL_ENOMEM, "out of memory");
+        return -1;
+    }
+    memcpy(*all, mine, n);
+    *total = (long)n;
+    return 0;
+}
+
 int dist_bcast(void *buf, size_t bytes, int root)
 {
     if (g_size == 1 || bytes == 0)

@@ -20,6 +20,8 @@ int dist_allreduce_sum_f64(double *buf, int n);
 /* Every rank's n floats, concatenated in rank order, into *all (malloc'd,
  * the caller frees it), their count in *total. */
 int dist_allgather_f32(const float *mine, int n, float **all, long *total);
+/* The same for bytes (each rank's under 2 GiB). */
+int dist_allgather_bytes(const char *mine, size_t n, char **all, long *total);
 /* MPI_Allreduce(MPI_SUM) itself, whose summation order is Open MPI's choice:
  * for the benchmark's comparison only. */
 int dist_allreduce_sum_f32_native(float *buf, size_t n);
