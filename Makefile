@@ -127,7 +127,7 @@ fuzz:
 
 $(BUILD)/nomul.pc: nomul.pc.in
 	@mkdir -p $(BUILD)
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@MPI_REQUIRES@|$(if $(filter 1,$(MPI)),ompi-c,)|' $< > $@
 
 install: all $(BUILD)/nomul.pc
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/nomul \

@@ -58,6 +58,8 @@ int cli_train_config(const char *command, int argc, char **argv, struct nomul_tr
 
 int cmd_vectors(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+/* nomul bench allreduce (cmd_bench_allreduce.c) */
+int bench_allreduce(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_train(int argc, char **argv);

@@ -561,7 +561,8 @@ int cmd_bench(int argc, char **argv)
         fputs("usage: nomul bench arith|gemm [OPTIONS]\n\n"
               "  arith   throughput of the elementwise arithmetic ('nomul bench arith --help')\n"
               "  gemm    PAM GEMM and its exact backward against OpenBLAS SGEMM\n"
-              "  conv    conv2d in PAM mode against float conv2d\n",
+              "  conv    conv2d in PAM mode against float conv2d\n"
+              "  allreduce  (under mpirun) the trainer's gradient sum against MPI_Allreduce\n",
               argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_USAGE : CLI_OK;
     }
@@ -571,6 +572,8 @@ int cmd_bench(int argc, char **argv)
         return bench_gemm(argc - 1, argv + 1);
     if (strcmp(argv[1], "conv") == 0)
         return bench_conv(argc - 1, argv + 1);
-    cli_error("bench: unknown benchmark '%s' (arith, gemm, conv)", argv[1]);
+    if (strcmp(argv[1], "allreduce") == 0)
+        return bench_allreduce(argc - 1, argv + 1);
+    cli_error("bench: unknown benchmark '%s' (arith, gemm, conv, allreduce)", argv[1]);
     return CLI_USAGE;
 }

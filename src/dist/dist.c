@@ -308,6 +308,15 @@ int dist_allgather_bytes(const char *mine, size_t n, char **all, long *total)
     return 0;
 }
 
+int dist_barrier(void)
+{
+#ifdef NOMUL_MPI
+    if (g_size > 1)
+        return mpi_failed(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+#endif
+    return 0;
+}
+
 int dist_bcast(void *buf, size_t bytes, int root)
 {
     if (g_size == 1 || bytes == 0)
@@ -362,12 +371,15 @@ int dist_agree(int failed)
         }
     int rc = 0;
     if (first >= 0) {
-        char others[64] = "";
-        if (nfailed > 1)
-            snprintf(others, sizeof others, " (and %d more rank%s)", nfailed - 1,
-                     nfailed > 2 ? "s" : "");
-        nomul_report(all[first].status ? (nomul_status)all[first].status : NOMUL_EINVAL,
-                     "rank %d of %d%s: %s", first, g_size, others, all[first].msg);
+        const nomul_status st = all[first].status ? (nomul_status)all[first].status
+                                                  : NOMUL_EINVAL;
+        if (nfailed == g_size) /* the same cause everywhere, as a rule: the configuration */
+            nomul_report(st, "every rank (rank 0 of %d): %s", g_size, all[first].msg);
+        else if (nfailed > 1)
+            nomul_report(st, "rank %d of %d (and %d more): %s", first, g_size, nfailed - 1,
+                         all[first].msg);
+        else
+            nomul_report(st, "rank %d of %d: %s", first, g_size, all[first].msg);
         g_shared = 1;
         rc = -1;
     }

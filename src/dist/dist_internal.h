@@ -25,6 +25,8 @@ int dist_allgather_bytes(const char *mine, size_t n, char **all, long *total);
 /* MPI_Allreduce(MPI_SUM) itself, whose summation order is Open MPI's choice:
  * for the benchmark's comparison only. */
 int dist_allreduce_sum_f32_native(float *buf, size_t n);
+/* Waits for every rank (MPI_Barrier). */
+int dist_barrier(void);
 /* Rank root's bytes to every rank. */
 int dist_bcast(void *buf, size_t bytes, int root);
 /* The ranks agree on a step's outcome: failed (this rank's, its message the

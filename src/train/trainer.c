@@ -220,8 +220,12 @@ static int train_step(trainer *t, run_state *st, double *loss, long *items)
                 memcpy(t->flat + at, t->p[i].t->grad, sizeof(float) * (size_t)t->p[i].t->n);
                 at += (size_t)t->p[i].t->n;
             }
-        if (dist_allreduce_sum_f32(t->flat, t->nflat))
+        const double c0 = now_s();
+        if (getenv("NOMUL_BENCH_NATIVE_ALLREDUCE") ? dist_allreduce_sum_f32_native(t->flat, t->nflat)
+                                                   : dist_allreduce_sum_f32(t->flat, t->nflat))
             return -1;
+        t->comm_s += now_s() - c0;
+        t->comm_steps++;
         at = 0;
         for (int i = 0; i < t->np; i++)
             if (!t->p[i].buffer) {
@@ -364,11 +368,13 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
         const double e0 = now_s();
         long images = 0;
         for (long b = first; b < last; b++) {
-            double loss;
+            double loss = 0.0;
             long n = 0;
             if (c->audit)
                 nomul_counts_enable(1);
+            const double s0 = now_s();
             int bad = train_step(&t, &st, &loss, &n);
+            t.step_s += now_s() - s0;
             if (c->audit) {
                 nomul_counts_enable(0);
                 r.counted_steps += !bad;
@@ -461,6 +467,12 @@ out:
                 t.task->metric_label, t.task->metric_scale * metric, t.task->eval_loss,
                 eval_loss, t.dir);
         print_audit(t.out, &r);
+        if (t.nranks > 1 && t.comm_steps > 0)
+            fprintf(t.out, "nomul train: %d ranks; per step %.3f MB of gradients summed "
+                    "(%.3f MB sent by each rank), %.2f ms of %.2f ms in the exchange\n",
+                    t.nranks, 4e-6 * (double)t.nflat, 1e-6 * dist_bytes_sent() /
+                    (double)t.comm_steps, 1e3 * t.comm_s / (double)t.comm_steps,
+                    1e3 * t.step_s / (double)t.comm_steps);
     }
     if (result)
         *result = r;

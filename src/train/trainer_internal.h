@@ -63,6 +63,8 @@ struct trainer {
     float *flat; /* nranks > 1: the trainable gradients and the loss, packed */
     size_t nflat;
     FILE *quiet; /* ranks > 0: their progress goes here (/dev/null) */
+    double comm_s, step_s; /* seconds in the gradient exchange, in steps (nranks > 1) */
+    long comm_steps;
 };
 
 /* Rows [*lo, *hi) of a global batch of b for this rank: b·rank/N ..
