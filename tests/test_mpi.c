@@ -329,6 +329,76 @@ static void test_translation_on_two_ranks(void **state)
     translation = 0;
 }
 
+/* The plain twin of the sharded loss (no MPI needed): a batch's rows split
+ * in two, each part's nomul_cross_entropy_global (the global sum from both
+ * parts' row losses, in row order) gives the whole batch's loss value and,
+ * row for row, the same logit gradients as nomul_cross_entropy over the
+ * whole batch: float, PA exact and approximate derivatives, an offset,
+ * label smoothing and ignored rows. */
+static void test_global_cross_entropy_splits_exactly(void **state)
+{
+    (void)state;
+    tu_rng r = {seed ^ 0x43454c};
+    const nomul_op_cfg cfgs[4] = {{NOMUL_OP_STANDARD, 0, 1.0f}, {NOMUL_OP_PAM, 0, 1.0f},
+                                  {NOMUL_OP_PAM, 1, 1.0f}, {NOMUL_OP_PAM, 0, 0.9375f}};
+    enum { B = 13, C = 7 };
+    for (int k = 0; k < 4; k++)
+        for (int trial = 0; trial < 20; trial++) {
+            const float smoothing = trial % 2 ? 0.1f : 0.0f;
+            int y[B];
+            float z[B * C];
+            for (int i = 0; i < B; i++)
+                y[i] = tu_next(&r) % 5 == 0 ? -1 : (int)(tu_next(&r) % C);
+            for (int i = 0; i < B * C; i++)
+                z[i] = (float)((double)(tu_next(&r) >> 11) / 9007199254740992.0 * 8.0 - 4.0);
+            const int cut = 1 + (int)(tu_next(&r) % (B - 1));
+            nomul_graph *g = nomul_graph_new(1 << 20);
+            assert_non_null(g);
+            int whole[2] = {B, C};
+            nomul_tensor *zw = nomul_graph_tensor(g, 2, whole, 1);
+            memcpy(zw->data, z, sizeof z);
+            nomul_tensor *lw = nomul_cross_entropy(g, &cfgs[k], zw, y, -1, smoothing);
+            assert_non_null(lw);
+            nomul_backward(g, lw);
+            /* the parts: row losses, their sum in row order, the global loss */
+            float rows[B], logp[B * C], total = 0.0f;
+            int used = 0;
+            for (int part = 0; part < 2; part++) {
+                const int lo = part ? cut : 0, hi = part ? B : cut;
+                nomul_log_softmax_forward(&cfgs[k], hi - lo, C, z + lo * C, logp);
+                int u = nomul_cross_entropy_row_losses(&cfgs[k], hi - lo, C, logp, y + lo, -1,
+                                                       smoothing, rows + used);
+                assert_true(u >= 0);
+                used += u;
+            }
+            for (int i = 0; i < used; i++)
+                total += rows[i];
+            nomul_ce_global glob = {total, used};
+            for (int part = 0; part < 2; part++) {
+                const int lo = part ? cut : 0, hi = part ? B : cut;
+                nomul_graph *h = nomul_graph_new(1 << 20);
+                assert_non_null(h);
+                int shape[2] = {hi - lo, C};
+                nomul_tensor *zp = nomul_graph_tensor(h, 2, shape, 1);
+                memcpy(zp->data, z + lo * C, sizeof(float) * (size_t)((hi - lo) * C));
+                nomul_tensor *lp = nomul_cross_entropy_global(h, &cfgs[k], zp, y + lo, -1,
+                                                              smoothing, &glob);
+                assert_non_null(lp);
+                if (memcmp(lp->data, lw->data, sizeof(float)))
+                    fail_msg("seed %llu, cfg %d: the part's loss %.9g, the whole's %.9g",
+                             (unsigned long long)seed, k, lp->data[0], lw->data[0]);
+                nomul_backward(h, lp);
+                for (int i = 0; i < (hi - lo) * C; i++)
+                    if (memcmp(&zp->grad[i], &zw->grad[lo * C + i], sizeof(float)))
+                        fail_msg("seed %llu, cfg %d, cut %d: row %d's gradient %.9g, the "
+                                 "whole batch's %.9g", (unsigned long long)seed, k, cut,
+                                 lo + i / C, zp->grad[i], zw->grad[lo * C + i]);
+                nomul_graph_free(h);
+            }
+            nomul_graph_free(g);
+        }
+}
+
 static void test_two_rank_runs_are_bit_identical(void **state)
 {
     (void)state;
@@ -469,6 +539,7 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_global_cross_entropy_splits_exactly),
         cmocka_unit_test(test_two_ranks_train_as_one_process),
         cmocka_unit_test(test_two_rank_runs_are_bit_identical),
         cmocka_unit_test(test_translation_on_two_ranks),
