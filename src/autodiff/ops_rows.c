@@ -244,25 +244,36 @@ nomul_tensor *nomul_cross_entropy(nomul_graph *g, const nomul_op_cfg *cfg, nomul
 nomul_tensor *nomul_cross_entropy_global(nomul_graph *g, const nomul_op_cfg *cfg,
                                          nomul_tensor *logits, const int *targets,
                                          int ignore_index, float smoothing,
-                                         const struct nomul_ce_global *glob)
+                                         nomul_ce_reduce reduce, void *ctx)
 {
     if (!logits)
         return NULL;
-    if (logits->ndim != 2 || !targets || !glob || glob->used < 0) {
+    if (logits->ndim != 2 || !targets || !reduce) {
         nomul_report(NOMUL_EINVAL, "nomul_cross_entropy_global: logits must be (batch, "
-                     "classes) with one target per row, and the global batch's sum given");
+                     "classes) with one target per row, and a reduction given");
         return NULL;
     }
-    int one = 1;
+    int rows = logits->shape[0], n = logits->shape[1], one = 1;
     int grad = ad_wants_grad(g, logits, NULL, NULL);
     nomul_tensor *logp = nomul_graph_tensor(g, 2, logits->shape, grad);
     nomul_tensor *loss = nomul_graph_tensor(g, 1, &one, grad);
-    if (!logp || !loss)
+    nomul_tensor *per_row = nomul_graph_tensor(g, 1, &rows, 0); /* the used rows' losses */
+    if (!logp || !loss || !per_row)
         return NULL;
-    nomul_log_softmax_forward(cfg, logits->shape[0], logits->shape[1], logits->data, logp->data);
-    loss->data[0] = nomul_cross_entropy_forward_global(cfg, glob);
+    float *row_losses = per_row->data;
+    nomul_log_softmax_forward(cfg, rows, n, logits->data, logp->data);
+    int used = nomul_cross_entropy_row_losses(cfg, rows, n, logp->data, targets, ignore_index,
+                                              smoothing, row_losses);
+    nomul_ce_global glob = {0.0f, 0};
+    int rc = used < 0 ? -1 : reduce(ctx, row_losses, used, &glob);
+    if (used < 0)
+        nomul_report(NOMUL_EINVAL, "nomul_cross_entropy_global: a target is outside 0..%d "
+                     "and is not the ignore index %d", n - 1, ignore_index);
+    if (rc)
+        return NULL;
+    loss->data[0] = nomul_cross_entropy_forward_global(cfg, &glob);
     ad_record(g, AD_OP_CROSS_ENTROPY, cfg,
-              &(ad_params){.cross_entropy = {logp, targets, ignore_index, smoothing, 1, *glob}},
+              &(ad_params){.cross_entropy = {logp, targets, ignore_index, smoothing, 1, glob}},
               loss, logits, NULL, NULL);
     return loss;
 }

@@ -65,41 +65,32 @@ void train_shard(const trainer *t, long b, long *lo, long *hi)
     *hi = b * (t->rank + 1) / t->nranks;
 }
 
+/* the used rows' losses of the whole batch in its row order (the ranks hold
+ * consecutive rows), summed as one process sums them */
+static int sum_over_ranks(void *ctx, const float *row_losses, int used, nomul_ce_global *glob)
+{
+    (void)ctx;
+    float *all;
+    long total_used;
+    if (dist_allgather_f32(row_losses, used, &all, &total_used))
+        return -1;
+    glob->total = 0.0f;
+    glob->used = (int)total_used;
+    for (long i = 0; i < total_used; i++)
+        glob->total += all[i];
+    NOMUL_COUNT(FADD, total_used);
+    free(all);
+    return 0;
+}
+
 nomul_tensor *train_cross_entropy(const trainer *t, nomul_graph *g, const nomul_op_cfg *cfg,
                                   nomul_tensor *logits, const int *targets, int ignore_index,
                                   float smoothing)
 {
     if (t->nranks == 1)
         return nomul_cross_entropy(g, cfg, logits, targets, ignore_index, smoothing);
-    if (!logits)
-        return NULL;
-    const int rows = logits->shape[0], n = logits->shape[1];
-    float *logp = malloc(sizeof(float) * ((size_t)rows * (size_t)n + (size_t)rows));
-    if (!logp) {
-        nomul_report(NOMUL_ENOMEM, "out of memory");
-        return NULL;
-    }
-    float *mine = logp + (size_t)rows * (size_t)n, *all = NULL;
-    nomul_log_softmax_forward(cfg, rows, n, logits->data, logp);
-    int used = nomul_cross_entropy_row_losses(cfg, rows, n, logp, targets, ignore_index,
-                                              smoothing, mine);
-    long total_used = 0;
-    nomul_tensor *l = NULL;
-    if (used < 0) {
-        nomul_report(NOMUL_EINVAL, "a target is outside 0..%d and is not the ignore index %d",
-                     n - 1, ignore_index);
-    } else if (!dist_allgather_f32(mine, used, &all, &total_used)) {
-        /* the used rows' losses of the whole batch in its row order (the
-         * ranks hold consecutive rows), summed as one process sums them */
-        nomul_ce_global glob = {0.0f, (int)total_used};
-        for (long i = 0; i < total_used; i++)
-            glob.total += all[i];
-        NOMUL_COUNT(FADD, total_used);
-        l = nomul_cross_entropy_global(g, cfg, logits, targets, ignore_index, smoothing, &glob);
-    }
-    free(all);
-    free(logp);
-    return l;
+    return nomul_cross_entropy_global(g, cfg, logits, targets, ignore_index, smoothing,
+                                      sum_over_ranks, NULL);
 }
 
 static void trainer_free(trainer *t)
