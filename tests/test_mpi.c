@@ -408,6 +408,39 @@ static void test_global_cross_entropy_splits_exactly(void **state)
         }
 }
 
+/* A CNN's batch norm: the ranks evaluate with rank 0's running statistics,
+ * the checkpoint's, so the 2-rank run's final test loss and accuracy are
+ * `nomul eval` of its checkpoint on one process. */
+static void test_batch_norm_statistics_are_rank_0s(void **state)
+{
+    (void)state;
+    translation = 0;
+    if (!have_mpi)
+        skip();
+    must_train(2, "bn_two", "--set model=resnet20 --set steps=4 --set arena_mb=64 "
+                            "--set audit=false");
+    char *log = slurp(tu_path("log"), NULL), cmd[5000], out[1000];
+    const char *p = strstr(log, "\nsteps "); /* the summary line */
+    double loss2, acc2, loss1, acc1;
+    assert_non_null(p);
+    p = strstr(p, "test_loss ");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "test_loss %lf  test_acc %lf", &loss2, &acc2), 2);
+    free(log);
+    snprintf(out, sizeof out, "%s", tu_path("eval"));
+    snprintf(cmd, sizeof cmd, "%s eval --checkpoint %s/checkpoint_last.safetensors >%s 2>&1",
+             nomul, tu_path("bn_two"), out);
+    assert_int_equal(system(cmd), 0);
+    log = slurp(out, NULL);
+    p = strstr(log, "test loss ");
+    assert_non_null(p);
+    assert_int_equal(sscanf(p, "test loss %lf, test accuracy %lf", &loss1, &acc1), 2);
+    if (fabs(loss1 - loss2) > 1e-4 || fabs(acc1 - 100.0 * acc2) > 1e-9)
+        fail_msg("seed %llu: 2 ranks evaluated test loss %.4f, accuracy %.4f; its checkpoint "
+                 "on 1 process: %s", (unsigned long long)seed, loss2, acc2, log);
+    free(log);
+}
+
 static void test_two_rank_runs_are_bit_identical(void **state)
 {
     (void)state;
@@ -551,6 +584,7 @@ int main(void)
         cmocka_unit_test(test_global_cross_entropy_splits_exactly),
         cmocka_unit_test(test_two_ranks_train_as_one_process),
         cmocka_unit_test(test_two_rank_runs_are_bit_identical),
+        cmocka_unit_test(test_batch_norm_statistics_are_rank_0s),
         cmocka_unit_test(test_translation_on_two_ranks),
         cmocka_unit_test(test_two_rank_checkpoint_resumes_on_one),
         cmocka_unit_test(test_data_missing_on_one_rank_ends_the_job),

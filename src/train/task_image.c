@@ -289,6 +289,8 @@ static int img_evaluate(trainer *t, int final, double *loss, double *metric)
 {
     (void)final;
     img_task *it = t->td;
+    if (train_sync_buffers(t)) /* the checkpoint's, rank 0's */
+        return -1;
     return evaluate(it->model, t->g, t->c, it->test, loss, metric, 0, t);
 }
 

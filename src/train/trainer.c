@@ -59,6 +59,15 @@ double train_row_nll(const float *z, int n, int target, int *argmax)
     return mx + log(se) - (double)z[target];
 }
 
+int train_sync_buffers(const trainer *t)
+{
+    for (int i = 0; t->nranks > 1 && i < t->np; i++)
+        if (t->p[i].buffer &&
+            dist_bcast(t->p[i].t->data, sizeof(float) * (size_t)t->p[i].t->n, 0))
+            return -1;
+    return 0;
+}
+
 void train_shard(const trainer *t, long b, long *lo, long *hi)
 {
     *lo = b * t->rank / t->nranks;
@@ -182,12 +191,8 @@ static int train_step(trainer *t, run_state *st, double *loss, long *items)
     const nomul_train_config *c = t->c;
     nomul_graph *g = t->g;
     nomul_graph_reset(g);
-    /* the buffers (batch-norm statistics) of rank 0, as PyTorch DDP's
-     * broadcast_buffers: every rank's forward starts from the same model */
-    for (int i = 0; t->nranks > 1 && i < t->np; i++)
-        if (t->p[i].buffer &&
-            dist_bcast(t->p[i].t->data, sizeof(float) * (size_t)t->p[i].t->n, 0))
-            return -1;
+    if (train_sync_buffers(t))
+        return -1;
     nomul_tensor *l = t->task->loss(t, st, items);
     if (!l)
         return -1;

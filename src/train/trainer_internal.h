@@ -70,6 +70,9 @@ struct trainer {
 /* Rows [*lo, *hi) of a global batch of b for this rank: b·rank/N ..
  * b·(rank + 1)/N (the whole batch for one rank). */
 void train_shard(const trainer *t, long b, long *lo, long *hi);
+/* Several ranks: rank 0's buffers (batch-norm statistics) to all, as PyTorch
+ * DDP's broadcast_buffers, before each step and each evaluation. */
+int train_sync_buffers(const trainer *t);
 /* nomul_cross_entropy of the whole global batch over the ranks: this
  * rank's rows (logits, targets) give their part of the gradient; the value
  * is the global batch's loss, on every rank (one rank: nomul_cross_entropy). */
