@@ -157,14 +157,6 @@ static int tr_setup(trainer *t)
                          sets[i].path);
             return -1;
         }
-    for (long b = 0; t->nranks > 1 && b < k->train.nb; b++)
-        if (k->train.starts[b + 1] - k->train.starts[b] < t->nranks) {
-            nomul_report(NOMUL_EINVAL, "max_tokens %ld makes a training batch of %ld sentence "
-                         "pairs, fewer than the %d ranks: each rank needs one of every batch "
-                         "(raise max_tokens)", c->max_tokens,
-                         k->train.starts[b + 1] - k->train.starts[b], t->nranks);
-            return -1;
-        }
     nomul_seq2seq_config mc;
     if (!nomul_seq2seq_config_named(c->model, nomul_vocab_size(k->sv), nomul_vocab_size(k->tv),
                                     &mc))
@@ -236,13 +228,15 @@ static nomul_tensor *tr_loss(trainer *t, const run_state *st, long *items)
     for (long q = 0; q < (hi - lo) * T; q++)
         tokens += tout[q] != NOMUL_PAD;
     *items = tokens;
+    const nomul_op_cfg *lc = &c->ops.family[NOMUL_CFG_LOSS_FUNCTIONAL];
+    if (hi == lo) /* a batch of fewer sentences than ranks: none here */
+        return train_cross_entropy_no_rows(t, t->g, lc);
     nomul_forward_opts fo = {1, 0.0f,
                              nomul_mix64((uint64_t)c->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(st->step + 1))),
                              (int)lo, t->nranks > 1 ? n : 0};
     nomul_tensor *logits = nomul_seq2seq_forward(k->model, t->g, &c->ops, src, (int)(hi - lo), S,
                                                  tin, T, &fo);
-    return train_cross_entropy(t, t->g, &c->ops.family[NOMUL_CFG_LOSS_FUNCTIONAL], logits, tout,
-                               NOMUL_PAD, c->label_smoothing);
+    return train_cross_entropy(t, t->g, lc, logits, tout, NOMUL_PAD, c->label_smoothing);
 }
 
 /* Mean cross-entropy per target token (no smoothing), from the logits in double. */

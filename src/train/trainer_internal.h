@@ -79,6 +79,10 @@ int train_sync_buffers(const trainer *t);
 nomul_tensor *train_cross_entropy(const trainer *t, nomul_graph *g, const nomul_op_cfg *cfg,
                                   nomul_tensor *logits, const int *targets, int ignore_index,
                                   float smoothing);
+/* The same for a rank with none of the batch's rows (a translation batch of
+ * fewer sentences than ranks): the global loss, no gradient. */
+nomul_tensor *train_cross_entropy_no_rows(const trainer *t, nomul_graph *g,
+                                         const nomul_op_cfg *cfg);
 
 extern const train_task image_task, translation_task;
 
