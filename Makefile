@@ -11,6 +11,9 @@
 #   make install PREFIX=/usr/local DESTDIR=
 #   make test-python     the Python bindings' tests (python/, tests/python/)
 #   make install-python  the nomul Python package into PYTHON_SITE
+#   make MPI=0           without Open MPI even when pkg-config finds it (ompi-c);
+#                        by default data-parallel training (mpirun) is built in
+#                        when libopenmpi-dev is installed
 
 CC ?= cc
 PREFIX ?= /usr/local
@@ -21,8 +24,14 @@ SOVERSION := 0
 
 OPENBLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 OPENBLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+# Open MPI (libopenmpi-dev): data-parallel training, src/dist/
+MPI ?= $(shell pkg-config --exists ompi-c 2>/dev/null && echo 1 || echo 0)
+ifeq ($(MPI),1)
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c) -DNOMUL_MPI
+MPI_LIBS := $(shell pkg-config --libs ompi-c)
+endif
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
-CFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) -g $(WARN) -fPIC -fopenmp -Iinclude $(OPENBLAS_CFLAGS) $(PNG_CFLAGS)
+CFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) -g $(WARN) -fPIC -fopenmp -Iinclude $(OPENBLAS_CFLAGS) $(PNG_CFLAGS) $(MPI_CFLAGS)
 AVX2_FLAGS := -mavx2
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512dq -mavx512vl
 
@@ -44,14 +53,15 @@ PNG_LIBS := $(shell pkg-config --libs libpng 2>/dev/null || echo -lpng16)
 # libxml2's HTML parser reads LibreOffice's help pages (src/text/lohelp.c)
 XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
 XML_LIBS := $(shell pkg-config --libs libxml-2.0 2>/dev/null || echo -lxml2)
-LIBS := $(OPENBLAS_LIBS) -lcjson -lz $(PNG_LIBS) -ljpeg $(XML_LIBS) -fopenmp -lm
+LIBS := $(OPENBLAS_LIBS) $(MPI_LIBS) -lcjson -lz $(PNG_LIBS) -ljpeg $(XML_LIBS) -fopenmp -lm
 # the command line alone rasterizes plots (librsvg, cairo)
 RSVG_CFLAGS := $(shell pkg-config --cflags librsvg-2.0 2>/dev/null)
 RSVG_LIBS := $(shell pkg-config --libs librsvg-2.0 2>/dev/null || echo -lrsvg-2 -lcairo -lgobject-2.0 -lglib-2.0)
 
 LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/arith/*.c) $(wildcard src/gemm/*.c) \
            $(wildcard src/functional/*.c) $(wildcard src/train/*.c) $(wildcard src/autodiff/*.c) \
-           $(wildcard src/data/*.c) $(wildcard src/models/*.c) $(wildcard src/text/*.c)
+           $(wildcard src/data/*.c) $(wildcard src/models/*.c) $(wildcard src/text/*.c) \
+           $(wildcard src/dist/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
@@ -121,7 +131,7 @@ fuzz:
 
 $(BUILD)/nomul.pc: nomul.pc.in
 	@mkdir -p $(BUILD)
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@MPI_REQUIRES@|$(if $(filter 1,$(MPI)),ompi-c,)|' $< > $@
 
 install: all $(BUILD)/nomul.pc
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/nomul \

@@ -346,7 +346,7 @@ static void test_cnn_gradients(void **state)
     nomul_tensor *x = nomul_tensor_alloc(4, xs, 0);
     for (long i = 0; i < x->n; i++)
         x->data[i] = tu_normal(&r, -1, 1, -1);
-    nomul_forward_opts train = {1, 0.0f, 0};
+    nomul_forward_opts train = {1, 0.0f, 0, 0, 0};
     for (size_t k = 0; k < nmodels; k++) {
         nomul_model *m = nomul_model_new(names[k], side, 1, 5, tu_next(&r));
         assert_non_null(m);
@@ -425,7 +425,7 @@ static void test_cnn_running_statistics(void **state)
     nomul_tensor *x = nomul_tensor_alloc(4, xs, 0);
     for (long i = 0; i < x->n; i++)
         x->data[i] = 1.0f + tu_normal(&r, -1, 1, -1);
-    nomul_forward_opts train = {1, 0.0f, 0};
+    nomul_forward_opts train = {1, 0.0f, 0, 0, 0};
     assert_true(p[rm].t->data[0] == 0.0f);
     nomul_graph_reset(g);
     assert_non_null(nomul_model_forward(m, g, &c, x, &train));

@@ -38,6 +38,8 @@
 
 #include "nomul/opcfg.h"
 
+struct nomul_ce_global;
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -105,6 +107,17 @@ nomul_tensor *nomul_sub(nomul_graph *g, nomul_tensor *a, nomul_tensor *b);
  * loss_functional_cfg. Returns a 1-element tensor. */
 nomul_tensor *nomul_cross_entropy(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *logits,
                                   const int *targets, int ignore_index, float smoothing);
+/* The same for these rows of a global batch split over processes: reduce
+ * gets these rows' losses (the used rows', in order: nomul/functional.h's
+ * nomul_cross_entropy_row_losses) and sets *glob from the whole batch's (0,
+ * or -1 after a report); the value is then the global batch's loss, the
+ * gradient these rows' part of its. */
+typedef int (*nomul_ce_reduce)(void *ctx, const float *row_losses, int used,
+                               struct nomul_ce_global *glob);
+nomul_tensor *nomul_cross_entropy_global(nomul_graph *g, const nomul_op_cfg *cfg,
+                                         nomul_tensor *logits, const int *targets,
+                                         int ignore_index, float smoothing,
+                                         nomul_ce_reduce reduce, void *ctx);
 
 /* Row-wise over the last dimension (x's −∞ entries are masks: exactly 0
  * probability); cfg: functional_cfg. */

@@ -85,6 +85,27 @@ float nomul_cross_entropy_forward(const nomul_op_cfg *cfg, int rows, int n, cons
 void nomul_cross_entropy_backward(const nomul_op_cfg *cfg, int rows, int n, const float *logp,
                                   const int *target, int ignore_index, float smoothing,
                                   float dloss, float *dlogp);
+/* The same loss over a global batch whose rows are split over processes
+ * (data parallelism): each computes its rows' losses (row_losses: the
+ * (1 − ε)·nll + ε·mean terms of the used rows, in row order; returns their
+ * count, -1 for a target out of range); their sum over the global batch in
+ * row order, total, and its used rows make `glob`. The loss is then total /
+ * used (a PAD in PA mode) as nomul_cross_entropy_forward computes it, and
+ * backward_global adds this process's rows' part of its gradient, which in
+ * PA mode depends on the global total: summed over the processes, the
+ * gradient of the whole batch, row for row the same values. */
+typedef struct nomul_ce_global {
+    float total;
+    int used;
+} nomul_ce_global;
+int nomul_cross_entropy_row_losses(const nomul_op_cfg *cfg, int rows, int n, const float *logp,
+                                   const int *target, int ignore_index, float smoothing,
+                                   float *loss);
+float nomul_cross_entropy_forward_global(const nomul_op_cfg *cfg, const nomul_ce_global *glob);
+void nomul_cross_entropy_backward_global(const nomul_op_cfg *cfg, int rows, int n,
+                                         const float *logp, const int *target, int ignore_index,
+                                         float smoothing, float dloss,
+                                         const nomul_ce_global *glob, float *dlogp);
 
 /* GELU over n values. Float: x Φ(x) with the error function (PyTorch's
  * default). PA: nomul's form, x σ(1.702 x) with σ(z) = PAD(1, 1 + pa_exp(−z))

@@ -32,6 +32,10 @@ typedef struct nomul_forward_opts {
     int train;
     float drop_path; /* stochastic depth: the rate of the last block (linear in depth) */
     uint64_t seed;
+    /* data parallelism: this batch is rows [batch_offset, batch_offset + b)
+     * of a global batch of batch_total (0: the batch is the whole); the
+     * per-example draws (drop-path) are those of the global batch's rows */
+    int batch_offset, batch_total;
 } nomul_forward_opts;
 
 

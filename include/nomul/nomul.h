@@ -24,5 +24,6 @@
 #include "nomul/models.h"
 #include "nomul/train.h"
 #include "nomul/text.h"
+#include "nomul/dist.h"
 
 #endif

@@ -66,6 +66,8 @@ typedef union {
         const int *targets; /* the caller's, one per row */
         int ignore_index;
         float smoothing;
+        int global;           /* nomul_cross_entropy_global: the loss of a global batch */
+        nomul_ce_global glob; /* its total and used rows */
     } cross_entropy;
     struct {
         float c;

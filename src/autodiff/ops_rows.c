@@ -198,9 +198,15 @@ void ad_cross_entropy_backward(const node *nd)
     int rows = logits->shape[0], n = logits->shape[1];
     const nomul_op_cfg *m = &nd->cfg;
     memset(logp->grad, 0, (size_t)logp->n * sizeof(float));
-    nomul_cross_entropy_backward(m, rows, n, logp->data, nd->p.cross_entropy.targets,
-                                 nd->p.cross_entropy.ignore_index, nd->p.cross_entropy.smoothing,
-                                 nd->out->grad[0], logp->grad);
+    if (nd->p.cross_entropy.global)
+        nomul_cross_entropy_backward_global(m, rows, n, logp->data, nd->p.cross_entropy.targets,
+                                            nd->p.cross_entropy.ignore_index,
+                                            nd->p.cross_entropy.smoothing, nd->out->grad[0],
+                                            &nd->p.cross_entropy.glob, logp->grad);
+    else
+        nomul_cross_entropy_backward(m, rows, n, logp->data, nd->p.cross_entropy.targets,
+                                     nd->p.cross_entropy.ignore_index,
+                                     nd->p.cross_entropy.smoothing, nd->out->grad[0], logp->grad);
     nomul_log_softmax_backward(m, rows, n, logits->data, logp->data, logp->grad, logits->grad);
 }
 
@@ -230,7 +236,44 @@ nomul_tensor *nomul_cross_entropy(nomul_graph *g, const nomul_op_cfg *cfg, nomul
         return NULL;
     }
     ad_record(g, AD_OP_CROSS_ENTROPY, cfg,
-              &(ad_params){.cross_entropy = {logp, targets, ignore_index, smoothing}}, loss,
-              logits, NULL, NULL);
+              &(ad_params){.cross_entropy = {logp, targets, ignore_index, smoothing, 0, {0, 0}}},
+              loss, logits, NULL, NULL);
+    return loss;
+}
+
+nomul_tensor *nomul_cross_entropy_global(nomul_graph *g, const nomul_op_cfg *cfg,
+                                         nomul_tensor *logits, const int *targets,
+                                         int ignore_index, float smoothing,
+                                         nomul_ce_reduce reduce, void *ctx)
+{
+    if (!logits)
+        return NULL;
+    if (logits->ndim != 2 || !targets || !reduce) {
+        nomul_report(NOMUL_EINVAL, "nomul_cross_entropy_global: logits must be (batch, "
+                     "classes) with one target per row, and a reduction given");
+        return NULL;
+    }
+    int rows = logits->shape[0], n = logits->shape[1], one = 1;
+    int grad = ad_wants_grad(g, logits, NULL, NULL);
+    nomul_tensor *logp = nomul_graph_tensor(g, 2, logits->shape, grad);
+    nomul_tensor *loss = nomul_graph_tensor(g, 1, &one, grad);
+    nomul_tensor *per_row = nomul_graph_tensor(g, 1, &rows, 0); /* the used rows' losses */
+    if (!logp || !loss || !per_row)
+        return NULL;
+    float *row_losses = per_row->data;
+    nomul_log_softmax_forward(cfg, rows, n, logits->data, logp->data);
+    int used = nomul_cross_entropy_row_losses(cfg, rows, n, logp->data, targets, ignore_index,
+                                              smoothing, row_losses);
+    nomul_ce_global glob = {0.0f, 0};
+    int rc = used < 0 ? -1 : reduce(ctx, row_losses, used, &glob);
+    if (used < 0)
+        nomul_report(NOMUL_EINVAL, "nomul_cross_entropy_global: a target is outside 0..%d "
+                     "and is not the ignore index %d", n - 1, ignore_index);
+    if (rc)
+        return NULL;
+    loss->data[0] = nomul_cross_entropy_forward_global(cfg, &glob);
+    ad_record(g, AD_OP_CROSS_ENTROPY, cfg,
+              &(ad_params){.cross_entropy = {logp, targets, ignore_index, smoothing, 1, glob}},
+              loss, logits, NULL, NULL);
     return loss;
 }

@@ -563,7 +563,8 @@ int cmd_bench(int argc, char **argv)
               "  gemm    PAM GEMM and its exact backward against OpenBLAS SGEMM\n"
               "  conv    conv2d in PAM mode against float conv2d\n"
               "  train   training throughput and memory per model and configuration,\n"
-              "          against PyTorch when it is installed\n",
+              "          against PyTorch when it is installed\n"
+              "  allreduce  (under mpirun) the trainer's gradient sum against MPI_Allreduce\n",
               argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_USAGE : CLI_OK;
     }
@@ -575,6 +576,8 @@ int cmd_bench(int argc, char **argv)
         return bench_conv(argc - 1, argv + 1);
     if (strcmp(argv[1], "train") == 0)
         return bench_train(argc - 1, argv + 1);
-    cli_error("bench: unknown benchmark '%s' (arith, gemm, conv, train)", argv[1]);
+    if (strcmp(argv[1], "allreduce") == 0)
+        return bench_allreduce(argc - 1, argv + 1);
+    cli_error("bench: unknown benchmark '%s' (arith, gemm, conv, train, allreduce)", argv[1]);
     return CLI_USAGE;
 }

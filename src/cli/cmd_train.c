@@ -222,14 +222,31 @@ int cmd_train(int argc, char **argv)
         free(json);
         return CLI_OK;
     }
+    /* under mpirun: join the ranks (a build without MPI refuses) */
+    if (nomul_dist_launched_size() > 1 && nomul_dist_init(&argc, &argv)) {
+        cli_error("train: %s", nomul_last_error_message());
+        return CLI_USAGE;
+    }
+    const int rank = nomul_dist_rank(), ranks = nomul_dist_size();
     nomul_train_options to = {o.resume, stderr, o.tty, 10.0, o.profile, 0};
     nomul_train_result r;
     if (nomul_train(&c, &to, &r)) {
-        cli_error("train: %s", nomul_last_error_message());
-        return nomul_last_error() == NOMUL_ENOMEM || nomul_last_error() == NOMUL_EIO
-                   ? CLI_FAILED
-                   : CLI_USAGE;
+        rc = nomul_last_error() == NOMUL_ENOMEM || nomul_last_error() == NOMUL_EIO ? CLI_FAILED
+                                                                                 : CLI_USAGE;
+        if (ranks > 1 && !nomul_dist_error_is_shared()) {
+            /* this rank alone failed: the others would wait for it */
+            cli_error("train: rank %d of %d: %s; ending all ranks", rank, ranks,
+                      nomul_last_error_message());
+            nomul_dist_abort(rc);
+        }
+        if (rank == 0) /* an agreed error: every rank has it, rank 0 says it */
+            cli_error("train: %s", nomul_last_error_message());
+        nomul_dist_finalize();
+        return rc;
     }
+    nomul_dist_finalize();
+    if (rank > 0)
+        return CLI_OK;
     /* the summary on stdout, for scripts */
     printf("steps %ld  train_loss %.4f  %s %.*f  %s %.*f  seconds %.1f\n", r.steps, r.train_loss,
            r.eval_loss.name, r.eval_loss.digits, r.eval_loss.value, r.metric.name, r.metric.digits,

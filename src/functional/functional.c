@@ -9,11 +9,13 @@
  */
 #include "nomul/functional.h"
 
+#include <math.h>
 #include <string.h>
 
 #include <omp.h>
 
 #include "../core/internal.h"
+#include "nomul/arith.h"
 #include "functional_internal.h"
 
 int nomul_fn_threads(long work) { return work >= 8192 ? nomul_num_threads() : 1; }
@@ -265,6 +267,42 @@ void nomul_cross_entropy_backward(const nomul_op_cfg *cfg, int rows, int n, cons
     else
         nomul_cross_entropy_backward_float(rows, n, target, ignore_index, smoothing, dloss,
                                            used, dlogp);
+}
+
+int nomul_cross_entropy_row_losses(const nomul_op_cfg *cfg, int rows, int n, const float *logp,
+                                   const int *target, int ignore_index, float smoothing,
+                                   float *loss)
+{
+    if (nomul_op_is_pa(cfg))
+        return nomul_cross_entropy_rows_pa(cfg, rows, n, logp, target, ignore_index, smoothing,
+                                           loss);
+    return nomul_cross_entropy_rows_float(rows, n, logp, target, ignore_index, smoothing, loss);
+}
+
+/* as the end of nomul_cross_entropy_forward_float / _pa */
+float nomul_cross_entropy_forward_global(const nomul_op_cfg *cfg, const nomul_ce_global *glob)
+{
+    if (glob->used <= 0)
+        return glob->used < 0 ? NAN : 0.0f;
+    if (nomul_op_is_pa(cfg)) {
+        NOMUL_COUNT(PAD, 1);
+        return nomul_pa_div(glob->total, (float)glob->used);
+    }
+    NOMUL_COUNT(FDIV, 1);
+    return glob->total / (float)glob->used;
+}
+
+void nomul_cross_entropy_backward_global(const nomul_op_cfg *cfg, int rows, int n,
+                                         const float *logp, const int *target, int ignore_index,
+                                         float smoothing, float dloss,
+                                         const nomul_ce_global *glob, float *dlogp)
+{
+    if (nomul_op_is_pa(cfg))
+        nomul_cross_entropy_backward_pa_total(cfg, rows, n, logp, target, ignore_index,
+                                              smoothing, dloss, glob->used, &glob->total, dlogp);
+    else
+        nomul_cross_entropy_backward_float(rows, n, target, ignore_index, smoothing, dloss,
+                                           glob->used, dlogp);
 }
 
 /* ---- GELU ---------------------------------------------------------------------------- */

@@ -206,6 +206,21 @@ float nomul_cross_entropy_forward_float(int rows, int n, const float *logp, cons
     return total / (float)used;
 }
 
+int nomul_cross_entropy_rows_float(int rows, int n, const float *logp, const int *target,
+                                   int ignore_index, float smoothing, float *loss)
+{
+    NOMUL_COUNT(FMUL, 2L * rows); NOMUL_COUNT(FDIV, rows); NOMUL_COUNT(FADD, (long)rows * n);
+    int used = 0;
+    for (int i = 0; i < rows; i++) {
+        if (target[i] == ignore_index)
+            continue;
+        if (target[i] < 0 || target[i] >= n)
+            return -1;
+        loss[used++] = ce_row(n, logp + (long)i * n, target[i], smoothing);
+    }
+    return used;
+}
+
 void nomul_cross_entropy_backward_float(int rows, int n, const int *target, int ignore_index,
                                         float smoothing, float dloss, int used, float *dlogp)
 {

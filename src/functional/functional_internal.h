@@ -51,6 +51,9 @@ float nomul_cross_entropy_forward_float(int rows, int n, const float *logp, cons
                                         int ignore_index, float smoothing, int used);
 void nomul_cross_entropy_backward_float(int rows, int n, const int *target, int ignore_index,
                                         float smoothing, float dloss, int used, float *dlogp);
+/* the used rows' losses, in order (nomul_cross_entropy_row_losses) */
+int nomul_cross_entropy_rows_float(int rows, int n, const float *logp, const int *target,
+                                   int ignore_index, float smoothing, float *loss);
 void nomul_gelu_forward_float(long n, const float *x, float *y);
 void nomul_gelu_backward_float(long n, const float *x, const float *dy, float *dx);
 
@@ -83,6 +86,15 @@ float nomul_cross_entropy_forward_pa(const nomul_op_cfg *cfg, int rows, int n, c
 void nomul_cross_entropy_backward_pa(const nomul_op_cfg *cfg, int rows, int n,
                                      const float *logp, const int *target, int ignore_index,
                                      float smoothing, float dloss, int used, float *dlogp);
+/* total (not NULL): the loss's numerator over a global batch, with used its
+ * rows (data parallelism), instead of these rows' */
+void nomul_cross_entropy_backward_pa_total(const nomul_op_cfg *cfg, int rows, int n,
+                                           const float *logp, const int *target,
+                                           int ignore_index, float smoothing, float dloss,
+                                           int used, const float *total, float *dlogp);
+int nomul_cross_entropy_rows_pa(const nomul_op_cfg *cfg, int rows, int n, const float *logp,
+                                const int *target, int ignore_index, float smoothing,
+                                float *loss);
 void nomul_gelu_forward_pa(const nomul_op_cfg *cfg, long n, const float *x, float *y);
 void nomul_gelu_backward_pa(const nomul_op_cfg *cfg, long n, const float *x, const float *dy,
                             float *dx);

@@ -596,9 +596,37 @@ float nomul_cross_entropy_forward_pa(const nomul_op_cfg *cfg, int rows, int n, c
     return pad(total, (float)used);
 }
 
+int nomul_cross_entropy_rows_pa(const nomul_op_cfg *cfg, int rows, int n, const float *logp,
+                                const int *target, int ignore_index, float smoothing,
+                                float *loss)
+{
+    const float off = offset_of(cfg);
+    NOMUL_COUNT(PAM, 2L * rows); NOMUL_COUNT(PAD, rows); NOMUL_COUNT(FADD, (long)rows * n);
+    int used = 0;
+    float nll, msm, smooth;
+    for (int i = 0; i < rows; i++) {
+        if (target[i] == ignore_index)
+            continue;
+        if (target[i] < 0 || target[i] >= n)
+            return -1;
+        loss[used++] = ce_row(off, n, logp + (long)i * n, target[i], smoothing, &nll, &msm,
+                              &smooth);
+    }
+    return used;
+}
+
 void nomul_cross_entropy_backward_pa(const nomul_op_cfg *cfg, int rows, int n,
                                      const float *logp, const int *target, int ignore_index,
                                      float smoothing, float dloss, int used, float *dlogp)
+{
+    nomul_cross_entropy_backward_pa_total(cfg, rows, n, logp, target, ignore_index, smoothing,
+                                          dloss, used, NULL, dlogp);
+}
+
+void nomul_cross_entropy_backward_pa_total(const nomul_op_cfg *cfg, int rows, int n,
+                                           const float *logp, const int *target,
+                                           int ignore_index, float smoothing, float dloss,
+                                           int used, const float *total_in, float *dlogp)
 {
     const float off = offset_of(cfg);
     const int approx = cfg->approx_bwd;
@@ -615,11 +643,11 @@ void nomul_cross_entropy_backward_pa(const nomul_op_cfg *cfg, int rows, int n,
     if (approx) {
         g = pad(dloss, (float)used);
     } else { /* loss = PAD(Σ loss_i, used) */
-        for (int i = 0; i < rows; i++)
+        for (int i = 0; !total_in && i < rows; i++)
             if (target[i] != ignore_index && target[i] >= 0 && target[i] < n)
                 total += ce_row(off, n, logp + (long)i * n, target[i], smoothing, &nll, &msm,
                                 &smooth);
-        div_grads(total, (float)used, dloss, &g, &unused);
+        div_grads(total_in ? *total_in : total, (float)used, dloss, &g, &unused);
     }
     for (int i = 0; i < rows; i++) {
         int t = target[i];

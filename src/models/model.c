@@ -142,7 +142,7 @@ long nomul_model_param_count(nomul_model *m)
 nomul_tensor *nomul_model_forward(nomul_model *m, nomul_graph *g, const nomul_op_cfgs *cfgs,
                                   nomul_tensor *x, const nomul_forward_opts *o)
 {
-    static const nomul_forward_opts eval = {0, 0.0f, 0};
+    static const nomul_forward_opts eval = {0, 0.0f, 0, 0, 0};
     if (!m->vt->forward) {
         nomul_report(NOMUL_EINVAL, "nomul_model_forward: model '%s' is a %s, not an image "
                      "classifier", nomul_model_name(m), nomul_model_kind_name(nomul_model_get_kind(m)));

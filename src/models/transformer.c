@@ -320,15 +320,21 @@ typedef struct {
     int train;
     float dropout;
     uint64_t rng;
+    int offset, total; /* the batch's sentences within a global batch (0: the whole) */
 } ctx;
 
+/* Each element draws once from the stream, sentence-major (every tensor
+ * here has the batch outermost); rows [offset, offset + b) of a global
+ * batch of total draw what they draw in it: a splitmix64 stream is a
+ * counter, so skipping k draws adds k increments. */
 static nomul_tensor *drop(ctx *x, nomul_tensor *t)
 {
-    if (!x->train || x->dropout <= 0.0f)
+    if (!x->train || x->dropout <= 0.0f || !t)
         return t;
-    unsigned long long r = x->rng;
+    const uint64_t per = (uint64_t)(t->n / t->shape[0]); /* draws per sentence */
+    unsigned long long r = x->rng + 0x9E3779B97F4A7C15ull * per * (uint64_t)x->offset;
     t = nomul_dropout(x->g, &x->cfgs->family[NOMUL_CFG_FUNCTIONAL], t, x->dropout, &r);
-    x->rng = r;
+    x->rng = x->total > 0 ? x->rng + 0x9E3779B97F4A7C15ull * per * (uint64_t)x->total : r;
     return t;
 }
 
@@ -449,7 +455,8 @@ nomul_tensor *nomul_seq2seq_forward(nomul_seq2seq *m, nomul_graph *g, const nomu
                      "lengths of at least 1");
         return NULL;
     }
-    ctx x = {g, cfgs, o && o->train, m->c.dropout, o ? o->seed : 0};
+    ctx x = {g, cfgs, o && o->train, m->c.dropout, o ? o->seed : 0,
+             o && o->batch_total > 0 ? o->batch_offset : 0, o ? o->batch_total : 0};
     nomul_tensor *mask, *enc = encode(&x, m, src, b, s, &mask);
     return decode(&x, m, enc, mask, tgt_in, b, t);
 }

@@ -248,11 +248,17 @@ static nomul_tensor *linear3(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tens
  * branch is dropped with probability rate, kept ones scaled by 1/(1 − rate)
  * (a PAD and PAMs when functional_cfg is piecewise affine). */
 static nomul_tensor *drop_path(nomul_graph *g, const nomul_op_cfg *fun, nomul_tensor *branch,
-                               float rate, uint64_t *rng)
+                               float rate, uint64_t *rng, const nomul_forward_opts *o)
 {
     if (!branch || rate <= 0.0f)
         return branch;
     int b = branch->shape[0], ms[3] = {b, 1, 1};
+    /* row i draws the global batch's row offset + i: a splitmix64 stream is a
+     * counter, so skipping k draws adds k of its increments */
+    const int offset = o->batch_total > 0 ? o->batch_offset : 0;
+    const int total = o->batch_total > 0 ? o->batch_total : b;
+    uint64_t state = *rng + 0x9E3779B97F4A7C15ull * (uint64_t)offset;
+    *rng += 0x9E3779B97F4A7C15ull * (uint64_t)total;
     nomul_tensor *mask = nomul_graph_tensor(g, 3, ms, 0);
     if (!mask)
         return NULL;
@@ -260,7 +266,7 @@ static nomul_tensor *drop_path(nomul_graph *g, const nomul_op_cfg *fun, nomul_te
                                                 : 1.0f / (1.0f - rate);
     for (int i = 0; i < b; i++) {
         /* keep with probability 1 − rate: a uniform in [0, 1) against rate */
-        double u = (double)(nomul_splitmix64(rng) >> 11) / 9007199254740992.0;
+        double u = (double)(nomul_splitmix64(&state) >> 11) / 9007199254740992.0;
         mask->data[i] = u >= rate ? s : 0.0f;
     }
     return nomul_mul(g, fun, branch, mask);
@@ -269,7 +275,7 @@ static nomul_tensor *drop_path(nomul_graph *g, const nomul_op_cfg *fun, nomul_te
 nomul_tensor *nomul_vit_forward(nomul_vit *m, nomul_graph *g, const nomul_op_cfgs *cfgs,
                                 nomul_tensor *x)
 {
-    nomul_forward_opts eval = {0, 0.0f, 0};
+    nomul_forward_opts eval = {0, 0.0f, 0, 0, 0};
     return nomul_vit_forward_opts(m, g, cfgs, x, &eval);
 }
 
@@ -316,10 +322,10 @@ nomul_tensor *nomul_vit_forward_opts(nomul_vit *m, nomul_graph *g, const nomul_o
         nomul_tensor *qt = linear3(g, lin, a, q->q_w, q->q_b);
         nomul_tensor *att = nomul_attention(g, bmm, fun, qt, kt, vt, c->heads, NULL);
         h = nomul_add(g, h, drop_path(g, fun, linear3(g, lin, att, q->proj_w, q->proj_b), rate,
-                                      &rng));
+                                      &rng, o));
         a = nomul_layer_norm(g, norm, h, q->norm2_w, q->norm2_b, 1e-6f);
         a = nomul_gelu(g, fun, linear3(g, lin, a, q->fc1_w, q->fc1_b));
-        h = nomul_add(g, h, drop_path(g, fun, linear3(g, lin, a, q->fc2_w, q->fc2_b), rate, &rng));
+        h = nomul_add(g, h, drop_path(g, fun, linear3(g, lin, a, q->fc2_w, q->fc2_b), rate, &rng, o));
     }
     h = nomul_layer_norm(g, norm, h, m->norm_w, m->norm_b, 1e-6f);
     int s2[2] = {b, d};

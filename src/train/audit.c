@@ -48,7 +48,7 @@ static nomul_tensor *audit_loss(const nomul_train_config *c, nomul_model *m, nom
                                 int *ids)
 {
     uint64_t rng = nomul_mix64((uint64_t)c->seed ^ 0x41554449ull);
-    nomul_forward_opts fo = {1, c->drop_path, nomul_mix64(rng)};
+    nomul_forward_opts fo = {1, c->drop_path, nomul_mix64(rng), 0, 0};
     const nomul_op_cfg *lc = &c->ops.family[NOMUL_CFG_LOSS_FUNCTIONAL];
     nomul_seq2seq *s2s = nomul_model_seq2seq(m);
     if (!s2s) { /* images N(0, 1) (normalized pixels), labels 0, 1, ... */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../core/internal.h"
+#include "../dist/dist_internal.h"
 #include "nomul/data.h"
 #include "nomul/models.h"
 #include "nomul/safetensors.h"
@@ -22,6 +23,7 @@ typedef struct img_task {
     nomul_model *model;
     nomul_loader *loader;
     int32_t *yrev; /* a batch's labels reversed (mixup, cutmix) */
+    float *xfull;  /* ranks > 1: the global batch, mixed, before this rank's rows are taken */
 } img_task;
 
 static nomul_image_set *load_set(const nomul_train_config *c, int train)
@@ -101,14 +103,39 @@ static nomul_augment augment_of(const nomul_train_config *c, int train)
 /* Mean cross-entropy (no smoothing) and accuracy over the set. The loss is a
  * report, computed in double from the logits; the model's forward pass runs
  * in the configured arithmetic. probe: the first batch only (the memory
- * check before a run's first step), nothing computed. */
+ * check before a run's first step), nothing computed. t (not NULL when
+ * training under several ranks): each rank evaluates a contiguous run of the
+ * set's batches, and the sums are gathered (in rank order: the loss may
+ * differ from one rank's in its last double bits, the accuracy not). */
 static int evaluate(nomul_model *m, nomul_graph *g, const nomul_train_config *c,
-                    const nomul_image_set *s, double *loss, double *acc, int probe)
+                    const nomul_image_set *set, double *loss, double *acc, int probe,
+                    const trainer *t)
 {
     nomul_augment a = augment_of(c, 0);
     /* a batch larger than the set is the set: the same batches, buffers of its size */
-    const int batch = (long)c->eval_batch_size < s->n ? c->eval_batch_size : (int)s->n;
-    nomul_loader *l = nomul_loader_new(s, batch, 0, 0, &a, (uint64_t)c->seed);
+    const int batch = (long)c->eval_batch_size < set->n ? c->eval_batch_size : (int)set->n;
+    nomul_image_set part = *set;
+    const nomul_image_set *s = set;
+    if (t && t->nranks > 1 && !probe) {
+        long nb = (set->n + batch - 1) / batch, b0, b1;
+        train_shard(t, nb, &b0, &b1);
+        long lo = b0 * batch, hi = b1 * batch < set->n ? b1 * batch : set->n;
+        part.pixels += (size_t)lo * (size_t)set->h * (size_t)set->w * (size_t)set->c;
+        part.labels += lo;
+        part.n = hi - lo;
+        s = &part;
+    }
+    double sums[3] = {0.0, 0.0, 0.0}; /* loss, right, seen */
+    nomul_loader *l = s->n > 0 ? nomul_loader_new(s, batch, 0, 0, &a, (uint64_t)c->seed) : NULL;
+    if (s->n > 0 && !l)
+        return -1;
+    if (!l) { /* more ranks than batches: this one has none */
+        if (dist_allreduce_sum_f64(sums, 3))
+            return -1;
+        *loss = sums[2] > 0 ? sums[0] / sums[2] : NAN;
+        *acc = sums[2] > 0 ? sums[1] / sums[2] : NAN;
+        return 0;
+    }
     if (!l)
         return -1;
     nomul_loader_start(l, 0, 0);
@@ -147,6 +174,16 @@ static int evaluate(nomul_model *m, nomul_graph *g, const nomul_train_config *c,
     nomul_graph_reset(g);
     if (rc)
         return -1;
+    if (t && t->nranks > 1 && !probe) {
+        sums[0] = total;
+        sums[1] = (double)right;
+        sums[2] = (double)seen;
+        if (dist_allreduce_sum_f64(sums, 3))
+            return -1;
+        total = sums[0];
+        right = (long)sums[1];
+        seen = (long)sums[2];
+    }
     *loss = seen ? total / (double)seen : NAN;
     *acc = seen ? (double)right / (double)seen : NAN;
     return 0;
@@ -172,7 +209,7 @@ int nomul_evaluate_checkpoint(const char *path, const nomul_train_config *c, dou
         nomul_param *p;
         int np = nomul_model_params(m, &p);
         if (!train_load_params(f, path, p, np))
-            rc = evaluate(m, g, c, test, loss, acc, 0);
+            rc = evaluate(m, g, c, test, loss, acc, 0, NULL);
         if (!rc && !isfinite(*loss)) {
             nomul_report(NOMUL_EINVAL, "evaluating '%s' gives a test loss of %g: its weights "
                          "overflow in this arithmetic", path, *loss);
@@ -201,6 +238,18 @@ static int img_setup(trainer *t)
                      it->train->n, c->batch_size);
         return -1;
     }
+    if (c->batch_size < t->nranks) {
+        nomul_report(NOMUL_EINVAL, "batch_size %d (the global batch) is smaller than the %d "
+                     "ranks: each rank needs at least one image of every batch",
+                     c->batch_size, t->nranks);
+        return -1;
+    }
+    if (t->nranks > 1 &&
+        !(it->xfull = malloc(sizeof(float) * (size_t)c->batch_size * (size_t)c->channels *
+                             (size_t)c->image * (size_t)c->image))) {
+        nomul_report(NOMUL_ENOMEM, "out of memory");
+        return -1;
+    }
     if (!(it->model = nomul_model_new(c->model, c->image, c->channels, c->classes,
                                       (uint64_t)c->seed)))
         return -1;
@@ -226,6 +275,7 @@ static void img_free(trainer *t)
     nomul_image_set_free(it->train);
     nomul_image_set_free(it->test);
     free(it->yrev);
+    free(it->xfull);
     free(it);
     t->td = NULL;
 }
@@ -239,7 +289,9 @@ static int img_evaluate(trainer *t, int final, double *loss, double *metric)
 {
     (void)final;
     img_task *it = t->td;
-    return evaluate(it->model, t->g, t->c, it->test, loss, metric, 0);
+    if (train_sync_buffers(t)) /* the checkpoint's, rank 0's */
+        return -1;
+    return evaluate(it->model, t->g, t->c, it->test, loss, metric, 0, t);
 }
 
 /* Before the first step: one evaluation batch fits the arena. */
@@ -247,7 +299,7 @@ static int img_check(trainer *t)
 {
     img_task *it = t->td;
     double loss, acc;
-    if (evaluate(it->model, t->g, t->c, it->test, &loss, &acc, 1) == 0)
+    if (evaluate(it->model, t->g, t->c, it->test, &loss, &acc, 1, t) == 0)
         return 0;
     char err[512];
     snprintf(err, sizeof err, "%s", nomul_last_error_message());
@@ -270,24 +322,34 @@ static nomul_tensor *img_loss(trainer *t, const run_state *st, long *items)
         nomul_report(NOMUL_EINVAL, "the loader ran out of batches");
         return NULL;
     }
-    *items = b;
-    int xs[4] = {b, c->channels, c->image, c->image};
+    /* this rank's rows [lo, hi) of the global batch (all of it for one rank) */
+    long lo, hi;
+    train_shard(t, b, &lo, &hi);
+    *items = hi - lo;
+    const size_t img = (size_t)c->channels * (size_t)c->image * (size_t)c->image;
+    int xs[4] = {(int)(hi - lo), c->channels, c->image, c->image};
     nomul_tensor *xt = nomul_graph_tensor(g, 4, xs, 0);
     if (!xt)
         return NULL;
-    memcpy(xt->data, x, sizeof(float) * (size_t)xt->n);
+    /* the global batch is mixed whole (an image's partner may be another
+     * rank's), then this rank takes its rows */
+    float *xb = t->nranks > 1 ? it->xfull : xt->data;
+    memcpy(xb, x, sizeof(float) * img * (size_t)b);
     /* this step's random choices: drop-path and mixing */
     uint64_t rng = nomul_mix64((uint64_t)c->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(st->step + 1)));
-    nomul_forward_opts fo = {1, c->drop_path, nomul_mix64(rng)};
+    nomul_forward_opts fo = {1, c->drop_path, nomul_mix64(rng), (int)lo, t->nranks > 1 ? b : 0};
     uint64_t mix_rng = nomul_mix64(rng ^ 0x4d4958ull);
-    const double lam = train_mix_batch(c, xt->data, b, &mix_rng);
+    const double lam = train_mix_batch(c, xb, b, &mix_rng);
+    if (t->nranks > 1)
+        memcpy(xt->data, xb + (size_t)lo * img, sizeof(float) * img * (size_t)(hi - lo));
     nomul_tensor *logits = nomul_model_forward(it->model, g, &c->ops, xt, &fo);
     const nomul_op_cfg *lc = &c->ops.family[NOMUL_CFG_LOSS_FUNCTIONAL];
-    nomul_tensor *l = nomul_cross_entropy(g, lc, logits, y, -1, c->label_smoothing);
+    /* the global batch's loss, and these rows' part of its gradient */
+    nomul_tensor *l = train_cross_entropy(t, g, lc, logits, y + lo, -1, c->label_smoothing);
     if (lam < 1.0) { /* λ·CE(y) + (1 − λ)·CE(y reversed) */
-        for (int i = 0; i < b; i++)
-            it->yrev[i] = y[b - 1 - i];
-        nomul_tensor *l2 = nomul_cross_entropy(g, lc, logits, it->yrev, -1, c->label_smoothing);
+        for (long i = lo; i < hi; i++)
+            it->yrev[i - lo] = y[b - 1 - i];
+        nomul_tensor *l2 = train_cross_entropy(t, g, lc, logits, it->yrev, -1, c->label_smoothing);
         l = nomul_add(g, nomul_scale(g, lc, l, (float)lam),
                       nomul_scale(g, lc, l2, (float)(1.0 - lam)));
     }

@@ -5,6 +5,11 @@
  * smoothed cross-entropy over target tokens (padding ignored), validation
  * loss every evaluation and test BLEU (beam search, BPE removed, detokenized
  * when the data were tokenized, sacreBLEU's defaults) at the end.
+ *
+ * Under several ranks (src/dist/) each takes consecutive sentences of every
+ * batch, padded as in the whole batch (so that every sentence draws its
+ * dropout as in one process); the validation batches and the test set's
+ * batches are split over the ranks, the sums and the hypotheses gathered.
  */
 #include <math.h>
 #include <stdio.h>
@@ -12,6 +17,7 @@
 #include <string.h>
 
 #include "../core/internal.h"
+#include "../dist/dist_internal.h"
 #include "nomul/safetensors.h"
 #include "nomul/text.h"
 #include "trainer_internal.h"
@@ -257,16 +263,23 @@ static nomul_tensor *tr_loss(trainer *t, const run_state *st, long *items)
     const nomul_train_config *c = t->c;
     const long b = k->perm[k->at++ % k->train.nb];
     int S, T, n = collate(k, &k->train, b, &S, &T);
+    /* this rank's sentences [lo, hi) of the batch, padded as the whole */
+    long lo, hi;
+    train_shard(t, n, &lo, &hi);
+    const int *src = k->src + lo * S, *tin = k->tin + lo * T, *tout = k->tout + lo * T;
     long tokens = 0;
-    for (long q = 0; q < (long)n * T; q++)
-        tokens += k->tout[q] != NOMUL_PAD;
+    for (long q = 0; q < (hi - lo) * T; q++)
+        tokens += tout[q] != NOMUL_PAD;
     *items = tokens;
+    const nomul_op_cfg *lc = &c->ops.family[NOMUL_CFG_LOSS_FUNCTIONAL];
+    if (hi == lo) /* a batch of fewer sentences than ranks: none here */
+        return train_cross_entropy_no_rows(t, t->g, lc);
     nomul_forward_opts fo = {1, 0.0f,
-                             nomul_mix64((uint64_t)c->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(st->step + 1)))};
-    nomul_tensor *logits =
-        nomul_seq2seq_forward(k->model, t->g, &c->ops, k->src, n, S, k->tin, T, &fo);
-    return nomul_cross_entropy(t->g, &c->ops.family[NOMUL_CFG_LOSS_FUNCTIONAL], logits, k->tout,
-                               NOMUL_PAD, c->label_smoothing);
+                             nomul_mix64((uint64_t)c->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(st->step + 1))),
+                             (int)lo, t->nranks > 1 ? n : 0};
+    nomul_tensor *logits = nomul_seq2seq_forward(k->model, t->g, &c->ops, src, (int)(hi - lo), S,
+                                                 tin, T, &fo);
+    return train_cross_entropy(t, t->g, lc, logits, tout, NOMUL_PAD, c->label_smoothing);
 }
 
 /* Mean cross-entropy per target token (no smoothing), from the logits in double. */
@@ -275,8 +288,9 @@ static int tr_valid_loss(trainer *t, double *loss)
     tr_task *k = t->td;
     nomul_graph_set_grad(t->g, 0);
     double total = 0.0;
-    long count = 0;
-    for (long b = 0; b < k->valid.nb; b++) {
+    long count = 0, b0, b1; /* this rank's batches */
+    train_shard(t, k->valid.nb, &b0, &b1);
+    for (long b = b0; b < b1; b++) {
         int S, T, n = collate(k, &k->valid, b, &S, &T);
         nomul_graph_reset(t->g);
         nomul_tensor *z = nomul_seq2seq_forward(k->model, t->g, &t->c->ops, k->src, n, S, k->tin,
@@ -295,8 +309,49 @@ static int tr_valid_loss(trainer *t, double *loss)
     }
     nomul_graph_set_grad(t->g, 1);
     nomul_graph_reset(t->g);
-    *loss = count ? total / (double)count : NAN;
+    double sums[2] = {total, (double)count}; /* over the ranks, in rank order */
+    if (dist_allreduce_sum_f64(sums, 2))
+        return -1;
+    *loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
     return 0;
+}
+
+/* Several ranks: each holds the hypotheses of its batches (the others
+ * NULL); afterwards every rank holds all n. */
+static int gather_hypotheses(long n, char **hyps)
+{
+    /* this rank's as (index, length, bytes) records, the ranks' concatenated */
+    size_t bytes = 0;
+    for (long i = 0; i < n; i++)
+        bytes += hyps[i] ? 2 * sizeof(int64_t) + strlen(hyps[i]) : 0;
+    char *mine = malloc(bytes + 1), *o = mine, *all = NULL;
+    long total = 0;
+    if (!mine) {
+        nomul_report(NOMUL_ENOMEM, "out of memory");
+        return -1;
+    }
+    for (long i = 0; i < n; i++)
+        if (hyps[i]) {
+            int64_t head[2] = {i, (int64_t)strlen(hyps[i])};
+            memcpy(o, head, sizeof head);
+            memcpy(o + sizeof head, hyps[i], (size_t)head[1]);
+            o += sizeof head + (size_t)head[1];
+        }
+    int rc = dist_allgather_bytes(mine, bytes, &all, &total);
+    free(mine);
+    for (const char *p = all; !rc && p < all + total;) {
+        int64_t head[2];
+        memcpy(head, p, sizeof head);
+        p += sizeof head;
+        if (head[0] >= 0 && head[0] < n && !hyps[head[0]] &&
+            !(hyps[head[0]] = strndup(p, (size_t)head[1]))) {
+            nomul_report(NOMUL_ENOMEM, "out of memory");
+            rc = -1;
+        }
+        p += head[1];
+    }
+    free(all);
+    return rc;
 }
 
 /* Test BLEU: beam search over the test set, BPE removed. */
@@ -311,7 +366,9 @@ static int tr_bleu(trainer *t, double *bleu)
         return -1;
     }
     nomul_search_opts so = {c->beam, c->lenpen, c->max_len_a, c->max_len_b};
-    for (long b = 0; b < k->test.nb; b++) {
+    long b0, b1; /* this rank's batches; the hypotheses are gathered after */
+    train_shard(t, k->test.nb, &b0, &b1);
+    for (long b = b0; b < b1; b++) {
         int S, T, n = collate(k, &k->test, b, &S, &T);
         int **out = calloc((size_t)n, sizeof *out), *len = calloc((size_t)n, sizeof *len);
         if (!out || !len || nomul_seq2seq_translate(k->model, t->g, &c->ops, k->src, n, S, &so, out,
@@ -337,6 +394,8 @@ static int tr_bleu(trainer *t, double *bleu)
         free(out);
         free(len);
     }
+    if (t->nranks > 1 && gather_hypotheses(k->test.n, hyps))
+        goto done;
     for (long i = 0; i < k->test.n; i++)
         if (!hyps[i] && !(hyps[i] = strdup(""))) {
             nomul_report(NOMUL_ENOMEM, "out of memory");
@@ -356,7 +415,7 @@ static int tr_bleu(trainer *t, double *bleu)
         o += sprintf(o, "%s\n", hyps[i]);
     char path[NOMUL_PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/test.hyp", c->out_dir);
-    int bad = train_write_text(path, text);
+    int bad = t->rank == 0 && train_write_text(path, text);
     free(text);
     if (bad)
         goto done;

@@ -11,6 +11,14 @@
  * checkpoint therefore only needs the parameters, the optimizer's moments,
  * the step and the running sums of the logged losses; resuming from it
  * replays the very batches an uninterrupted run would have seen.
+ *
+ * Under mpirun (src/dist/) every rank runs this loop on its rows of each
+ * global batch, with the draws of those rows; the gradients (and the loss)
+ * are summed over the ranks in rank order before clipping and the update, so
+ * every rank takes the same step. Rank 0 alone writes the run folder and the
+ * progress. A failure before the first step is agreed by all ranks (each
+ * knows which rank failed and why); one during the loop ends the job
+ * (nomul_dist_abort in the command line).
  */
 #include <errno.h>
 #include <math.h>
@@ -22,7 +30,9 @@
 #include <sys/resource.h>
 
 #include "../core/internal.h"
+#include "../dist/dist_internal.h"
 #include "nomul/autodiff.h"
+#include "nomul/functional.h"
 #include "nomul/models.h"
 #include "nomul/optim.h"
 #include "nomul/progress.h"
@@ -57,8 +67,67 @@ double train_row_nll(const float *z, int n, int target, int *argmax)
     return mx + log(se) - (double)z[target];
 }
 
+int train_sync_buffers(const trainer *t)
+{
+    for (int i = 0; t->nranks > 1 && i < t->np; i++)
+        if (t->p[i].buffer &&
+            dist_bcast(t->p[i].t->data, sizeof(float) * (size_t)t->p[i].t->n, 0))
+            return -1;
+    return 0;
+}
+
+void train_shard(const trainer *t, long b, long *lo, long *hi)
+{
+    *lo = b * t->rank / t->nranks;
+    *hi = b * (t->rank + 1) / t->nranks;
+}
+
+/* the used rows' losses of the whole batch in its row order (the ranks hold
+ * consecutive rows), summed as one process sums them */
+static int sum_over_ranks(void *ctx, const float *row_losses, int used, nomul_ce_global *glob)
+{
+    (void)ctx;
+    float *all;
+    long total_used;
+    if (dist_allgather_f32(row_losses, used, &all, &total_used))
+        return -1;
+    glob->total = 0.0f;
+    glob->used = (int)total_used;
+    for (long i = 0; i < total_used; i++)
+        glob->total += all[i];
+    NOMUL_COUNT(FADD, total_used);
+    free(all);
+    return 0;
+}
+
+nomul_tensor *train_cross_entropy_no_rows(const trainer *t, nomul_graph *g,
+                                         const nomul_op_cfg *cfg)
+{
+    (void)t;
+    nomul_ce_global glob;
+    int one = 1;
+    nomul_tensor *l = nomul_graph_tensor(g, 1, &one, 1);
+    if (!l || sum_over_ranks(NULL, NULL, 0, &glob))
+        return NULL;
+    l->data[0] = nomul_cross_entropy_forward_global(cfg, &glob);
+    return l;
+}
+
+nomul_tensor *train_cross_entropy(const trainer *t, nomul_graph *g, const nomul_op_cfg *cfg,
+                                  nomul_tensor *logits, const int *targets, int ignore_index,
+                                  float smoothing)
+{
+    if (t->nranks == 1)
+        return nomul_cross_entropy(g, cfg, logits, targets, ignore_index, smoothing);
+    return nomul_cross_entropy_global(g, cfg, logits, targets, ignore_index, smoothing,
+                                      sum_over_ranks, NULL);
+}
+
 static void trainer_free(trainer *t)
 {
+    free(t->flat);
+    if (t->quiet)
+        fclose(t->quiet);
     for (int i = 0; t->mom && i < t->np; i++) {
         free(t->mom[i]);
         if (t->vel)
@@ -82,6 +151,12 @@ static int setup(trainer *t, const nomul_train_config *c, run_state *st)
     t->task = c->task == NOMUL_TASK_TRANSLATION ? &translation_task : &image_task;
     if (t->task->setup(t))
         return -1;
+    if (t->nranks > 1) {
+        for (int i = 0; i < t->np; i++)
+            t->nflat += t->p[i].buffer ? 0 : (size_t)t->p[i].t->n;
+        if (!(t->flat = malloc(sizeof(float) * t->nflat)))
+            goto oom;
+    }
     const int adam = c->optimizer == NOMUL_OPTIMIZER_ADAMW;
     t->mom = calloc((size_t)t->np, sizeof *t->mom);
     t->vel = adam ? calloc((size_t)t->np, sizeof *t->vel) : NULL;
@@ -138,17 +213,19 @@ static int train_step(trainer *t, run_state *st, double *loss, long *items)
     nomul_graph *g = t->g;
     double t0 = t->prof ? now_s() : 0.0, t1 = 0.0, t2 = 0.0;
     nomul_graph_reset(g);
+    if (train_sync_buffers(t))
+        return -1;
     nomul_tensor *l = t->task->loss(t, st, items);
     if (!l)
         return -1;
     if (t->prof)
         t1 = now_s();
+    /* several ranks: the global batch's loss (train_cross_entropy), the same
+     * on every rank, so they stop together */
     *loss = l->data[0];
     if (!isfinite(*loss)) {
-        nomul_report(NOMUL_EINVAL, "training diverged: the loss is %g at step %ld (lower lr, "
-                     "or set clip_grad); no checkpoint was written for this step", *loss,
-                     st->step + 1);
-        return -1;
+        dist_set_error_shared(t->nranks > 1);
+        goto diverged;
     }
     for (int i = 0; i < t->np; i++)
         if (!t->p[i].buffer)
@@ -156,6 +233,32 @@ static int train_step(trainer *t, run_state *st, double *loss, long *items)
     nomul_backward(g, l);
     if (t->prof)
         t2 = now_s();
+    if (t->nranks > 1) {
+        /* each rank's gradient is its rows' part of the global batch's: their
+         * sum is the global batch's */
+        size_t at = 0;
+        for (int i = 0; i < t->np; i++)
+            if (!t->p[i].buffer) {
+                memcpy(t->flat + at, t->p[i].t->grad, sizeof(float) * (size_t)t->p[i].t->n);
+                at += (size_t)t->p[i].t->n;
+            }
+        const double c0 = now_s();
+        if (getenv("NOMUL_BENCH_NATIVE_ALLREDUCE") ? dist_allreduce_sum_f32_native(t->flat, t->nflat)
+                                                   : dist_allreduce_sum_f32(t->flat, t->nflat))
+            return -1;
+        t->comm_s += now_s() - c0;
+        t->comm_steps++;
+        at = 0;
+        for (int i = 0; i < t->np; i++)
+            if (!t->p[i].buffer) {
+                memcpy(t->p[i].t->grad, t->flat + at, sizeof(float) * (size_t)t->p[i].t->n);
+                at += (size_t)t->p[i].t->n;
+            }
+        double n = (double)*items; /* the global batch's images or tokens */
+        if (dist_allreduce_sum_f64(&n, 1))
+            return -1;
+        *items = (long)n;
+    }
     const nomul_op_cfg *opt = &c->ops.family[NOMUL_CFG_OPT_FUNCTIONAL];
     if (c->clip_grad > 0.0f)
         nomul_clip_grad_norm((size_t)t->ntrain, t->grads, t->sizes, c->clip_grad, opt);
@@ -189,6 +292,11 @@ static int train_step(trainer *t, run_state *st, double *loss, long *items)
         t->prof->optimizer_s += t3 - t2;
     }
     return 0;
+diverged:
+    nomul_report(NOMUL_EINVAL, "training diverged: the loss is %g at step %ld (lower lr, "
+                 "or set clip_grad); no checkpoint was written for this step", *loss,
+                 st->step + 1);
+    return -1;
 }
 
 static void print_audit(FILE *out, const nomul_train_result *r)
@@ -220,6 +328,14 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
     trainer t;
     memset(&t, 0, sizeof t);
     t.out = o->out ? o->out : stderr;
+    t.rank = nomul_dist_rank();
+    t.nranks = nomul_dist_size();
+    const int writer = t.rank == 0; /* the rank that writes the run folder */
+    dist_set_error_shared(0);
+    if (!writer && !(t.out = t.quiet = fopen("/dev/null", "w"))) {
+        nomul_report(NOMUL_EIO, "rank %d: cannot open /dev/null: %s", t.rank, strerror(errno));
+        return -1;
+    }
     nomul_train_result r;
     memset(&r, 0, sizeof r);
     r.train_loss = NAN;
@@ -228,23 +344,26 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
     run_state st;
     int rc = -1;
     const double t0 = now_s();
-    if (setup(&t, c, &st) || (t.task->check && t.task->check(&t)) || train_make_dirs(t.dir) ||
-        train_remove_partial_checkpoints(t.dir))
+    /* every rank reads its data (and the checkpoint it resumes from); rank 0
+     * prepares the run folder; then all agree, so that a file missing on one
+     * node ends the job with its rank and cause before the first step */
+    int failed = setup(&t, c, &st) || (t.task->check && t.task->check(&t)) ||
+              (writer && (train_make_dirs(t.dir) || train_remove_partial_checkpoints(t.dir)));
+    if (!failed && o->resume) {
+        failed = train_resume(&t, o->resume, &st) ||
+              (writer && train_truncate_metrics(t.metrics, st.step));
+    } else if (!failed && writer && remove(t.metrics) && errno != ENOENT) {
+        nomul_report(NOMUL_EIO, "cannot replace '%s': %s", t.metrics, strerror(errno));
+        failed = 1;
+    }
+    failed = failed || (writer && train_write_config(&t));
+    if (dist_agree(failed))
         goto out;
     train_profile prof = {0};
     if (o->profile) {
         t.prof = &prof;
         nomul_graph_profile(t.g, 1);
     }
-    if (o->resume) {
-        if (train_resume(&t, o->resume, &st) || train_truncate_metrics(t.metrics, st.step))
-            goto out;
-    } else if (remove(t.metrics) && errno != ENOENT) {
-        nomul_report(NOMUL_EIO, "cannot replace '%s': %s", t.metrics, strerror(errno));
-        goto out;
-    }
-    if (train_write_config(&t))
-        goto out;
     long nparams = 0;
     char at[32];
     for (int i = 0; i < t.np; i++)
@@ -253,6 +372,10 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
             c->model, nparams, t.describe, t.total, t.per_epoch,
             o->resume ? ", resuming at step " : "",
             o->resume ? (snprintf(at, sizeof at, "%ld", st.step), at) : "");
+    if (t.nranks > 1)
+        fprintf(t.out, "nomul train: %d ranks, each computing 1/%d of every batch; %.1f MB of "
+                "gradients summed per step\n", t.nranks, t.nranks,
+                4e-6 * (double)t.nflat);
     if (c->audit) {
         nomul_counts_reset();
         nomul_counts_enable(0);
@@ -294,6 +417,7 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
                 rate_s += now_s() - s0;
                 rate_items += (double)n;
             }
+            t.step_s += now_s() - s0;
             if (c->audit) {
                 nomul_counts_enable(0);
                 r.counted_steps += !bad;
@@ -317,7 +441,7 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
                 double v[] = {(double)st.step, (double)st.step / (double)t.per_epoch,
                               st.window_loss / (double)st.window_n, (double)t.lr[st.step - 1],
                               (double)images / (now_s() - e0)};
-                if (nomul_metrics_append(t.metrics, 5, k, v)) {
+                if (writer && nomul_metrics_append(t.metrics, 5, k, v)) {
                     nomul_progress_finish(bar, "stopped");
                     goto out;
                 }
@@ -325,7 +449,7 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
                 st.window_n = 0;
             }
             if (c->checkpoint_every > 0 && st.step % c->checkpoint_every == 0 &&
-                st.step < t.total && train_checkpoint(&t, &st)) {
+                st.step < t.total && writer && train_checkpoint(&t, &st)) {
                 nomul_progress_finish(bar, "stopped");
                 goto out;
             }
@@ -336,7 +460,7 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
         int eval = !o->no_eval &&
                    (done || (end_of_epoch && c->eval_every > 0 && (epoch + 1) % c->eval_every == 0));
         /* the last checkpoint before the final evaluation, which may fail */
-        if (done && train_checkpoint(&t, &st)) {
+        if (done && writer && train_checkpoint(&t, &st)) {
             nomul_progress_finish(bar, "stopped");
             goto out;
         }
@@ -359,7 +483,7 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
                            "epoch_seconds"};
         double v[] = {(double)st.step, (double)st.step / (double)t.per_epoch, r.train_loss,
                       eval ? eval_loss : NAN, eval ? metric : NAN, secs};
-        if (nomul_metrics_append(t.metrics, 6, k, v))
+        if (writer && nomul_metrics_append(t.metrics, 6, k, v))
             goto out;
         if (end_of_epoch) {
             st.epoch_loss = 0.0;
@@ -368,7 +492,7 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
         if (done)
             break;
     }
-    if (!saved_last && train_checkpoint(&t, &st))
+    if (!saved_last && writer && train_checkpoint(&t, &st))
         goto out;
     r.steps = st.step;
     rc = 0;
@@ -394,6 +518,12 @@ out:
         print_audit(t.out, &r);
         if (t.prof)
             train_profile_print(t.out, t.prof, t.g);
+        if (t.nranks > 1 && t.comm_steps > 0)
+            fprintf(t.out, "nomul train: %d ranks; per step %.3f MB of gradients summed "
+                    "(%.3f MB sent by each rank), %.2f ms of %.2f ms in the exchange\n",
+                    t.nranks, 4e-6 * (double)t.nflat, 1e-6 * dist_bytes_sent() /
+                    (double)t.comm_steps, 1e3 * t.comm_s / (double)t.comm_steps,
+                    1e3 * t.step_s / (double)t.comm_steps);
     }
     if (result)
         *result = r;

@@ -70,7 +70,32 @@ struct trainer {
     char describe[160];
     char dir[NOMUL_PATH_MAX], metrics[NOMUL_PATH_MAX + 32];
     train_profile *prof; /* NULL unless profiling */
+    /* data parallelism (src/dist/): this rank of nranks computes rows
+     * [lo, hi) of every global batch (train_shard); rank 0 alone writes */
+    int rank, nranks;
+    float *flat; /* nranks > 1: the trainable gradients and the loss, packed */
+    size_t nflat;
+    FILE *quiet; /* ranks > 0: their progress goes here (/dev/null) */
+    double comm_s, step_s; /* seconds in the gradient exchange, in steps (nranks > 1) */
+    long comm_steps;
 };
+
+/* Rows [*lo, *hi) of a global batch of b for this rank: b·rank/N ..
+ * b·(rank + 1)/N (the whole batch for one rank). */
+void train_shard(const trainer *t, long b, long *lo, long *hi);
+/* Several ranks: rank 0's buffers (batch-norm statistics) to all, as PyTorch
+ * DDP's broadcast_buffers, before each step and each evaluation. */
+int train_sync_buffers(const trainer *t);
+/* nomul_cross_entropy of the whole global batch over the ranks: this
+ * rank's rows (logits, targets) give their part of the gradient; the value
+ * is the global batch's loss, on every rank (one rank: nomul_cross_entropy). */
+nomul_tensor *train_cross_entropy(const trainer *t, nomul_graph *g, const nomul_op_cfg *cfg,
+                                  nomul_tensor *logits, const int *targets, int ignore_index,
+                                  float smoothing);
+/* The same for a rank with none of the batch's rows (a translation batch of
+ * fewer sentences than ranks): the global loss, no gradient. */
+nomul_tensor *train_cross_entropy_no_rows(const trainer *t, nomul_graph *g,
+                                         const nomul_op_cfg *cfg);
 
 extern const train_task image_task, translation_task;
 
