@@ -22,11 +22,9 @@ void train_profile_print(FILE *out, const train_profile *p, const nomul_graph *g
         n = MAXROWS;
     const double per = 1e3 / (double)p->steps; /* seconds in total → ms per step */
     const double step = p->step_s * per;
-    double ops_fwd = 0.0, ops_bwd = 0.0;
-    for (int i = 0; i < n; i++) {
+    double ops_fwd = 0.0;
+    for (int i = 0; i < n; i++)
         ops_fwd += rows[i].forward_s;
-        ops_bwd += rows[i].backward_s;
-    }
     fprintf(out, "profile: %ld training steps, %.2f ms per step: forward %.2f (with the batch), "
                  "backward %.2f, optimizer %.2f\n", p->steps, step, p->forward_s * per,
             p->backward_s * per, p->optimizer_s * per);
