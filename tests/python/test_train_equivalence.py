@@ -94,6 +94,11 @@ class TrainEquivalence(SeededCase):
                 "label_smoothing": SMOOTHING, "aug.hflip": "false", "aug.mean": "[%g]" % MEAN,
                 "aug.std": "[%g]" % STD, "seed": self.train_seed, "log_every": 1,
                 "audit": "false", "arena_mb": 256, "out_dir": out}
+        # every family PA with exact derivatives unless the test says otherwise
+        # (train's own default is the approximate backward)
+        for f in ("linear", "conv", "bmm", "norm", "functional", "loss_functional",
+                  "opt_functional"):
+            base[f + "_cfg"] = "pam"
         base.update(sets)
         args = [self.cli, "train", "--progress", "lines"]
         for k, v in base.items():
@@ -160,8 +165,7 @@ class TrainEquivalence(SeededCase):
         return model
 
     def test_fully_pa_exact_backward(self):
-        """nomul train's default arithmetic: every family PA, exact derivatives,
-        PA AdamW (reference moments)."""
+        """Every family PA, exact derivatives, PA AdamW (reference moments)."""
         fam = {f: "pam" for f in ("linear", "conv", "bmm", "norm", "functional", "loss")}
         self.check_exact({}, dict(fam, opt="pam"), self.adamw("pam"))
 
