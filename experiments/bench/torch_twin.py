@@ -49,6 +49,7 @@ RESNET = {"resnet20": 3}
 SEQ2SEQ = {  # dim, ffn, heads, encoder layers, decoder layers, dropout
     "transformer_tiny": (64, 128, 4, 2, 2, 0.1),
     "transformer_small": (256, 512, 4, 3, 3, 0.2),
+    "transformer_mini": (128, 512, 4, 3, 3, 0.1),  # experiments/lohelp's size
     "transformer_iwslt_de_en": (512, 1024, 4, 6, 6, 0.3),
 }
 IMAGE_OPT = dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05)

@@ -41,7 +41,8 @@ static const char train_bench_usage[] =
     "models are trained by its twin script at each of the torch threads (default\n"
     "1 and the nomul threads), and nomul's float row is compared with the best.\n"
     "\n"
-    "  --models LIST    vit_fmnist,resnet20,transformer_tiny,transformer_small (default)\n"
+    "  --models LIST    vit_fmnist,resnet20,transformer_tiny,transformer_mini (default;\n"
+    "                   transformer_mini is experiments/lohelp's size)\n"
     "  --configs LIST   float,pam,pa,pa_approx (default): float; PAM products (linear,\n"
     "                   conv, bmm) with exact derivatives; every family piecewise\n"
     "                   affine with exact derivatives; the same with the approximate\n"
@@ -258,7 +259,7 @@ int bench_train(int argc, char **argv)
 {
     cli_args a;
     cli_args_init(&a, argc, argv, "bench train");
-    char models_buf[512] = "vit_fmnist,resnet20,transformer_tiny,transformer_small";
+    char models_buf[512] = "vit_fmnist,resnet20,transformer_tiny,transformer_mini";
     char configs_buf[256] = "float,pam,pa,pa_approx";
     char tthreads_buf[64] = "";
     const char *data = "data/ding-de-en", *torch = "auto",
