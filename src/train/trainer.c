@@ -383,7 +383,8 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
     long epochs = (t.total + t.per_epoch - 1) / t.per_epoch;
     /* the steady rate: steps after the first few (arena and buffers grow,
      * pages fault in), evaluations and checkpoints excluded */
-    const long warm = st.step + (t.total - st.step >= 8 ? 3 : t.total);
+    const long left = t.total - st.step;
+    const long warm = st.step + (left >= 8 ? 3 : left >= 2 ? 1 : 0);
     int saved_last = 0; /* the run's last checkpoint is written */
     for (;;) {
         long epoch = st.step / t.per_epoch, first = st.step % t.per_epoch;
