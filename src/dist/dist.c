@@ -215,12 +215,17 @@ int dist_allreduce_sum_f64(double *buf, int n)
 #endif
 }
 
-int dist_allgather_f32(const float *mine, int n, float **all, long *total)
+/* Every rank's n elements (floats, elem 4, or bytes, elem 1), concatenated in
+ * rank order into *all (malloc'd, one spare element), their count in *total.
+ * The counts and offsets are MPI's ints, so the whole must stay under 2^31
+ * elements. */
+static int allgather_v(const void *mine, int n, size_t elem, void **all, long *total)
 {
     *all = NULL;
     *total = 0;
 #ifdef NOMUL_MPI
     if (g_size > 1) {
+        MPI_Datatype type = elem == 1 ? MPI_BYTE : MPI_FLOAT;
         int *cnt = malloc(sizeof(int) * 2 * (size_t)g_size);
         if (!cnt) {
             nomul_report(NOMUL_ENOMEM, "out of memory");
@@ -237,26 +242,33 @@ int dist_allgather_f32(const float *mine, int n, float **all, long *total)
             dsp[k] = (int)sum;
             sum += cnt[k];
         }
-        if (!(*all = malloc(sizeof(float) * ((size_t)sum + 1)))) {
+        if (sum > 0x7fffffffL || !(*all = malloc(elem * ((size_t)sum + 1)))) {
             free(cnt);
-            nomul_report(NOMUL_ENOMEM, "out of memory");
+            nomul_report(NOMUL_ENOMEM, "out of memory gathering %ld values", sum);
             return -1;
         }
-        int rc = mpi_failed(MPI_Allgatherv(mine, n, MPI_FLOAT, *all, cnt, dsp, MPI_FLOAT,
-                                           MPI_COMM_WORLD), "gathering the ranks' values "
-                            "(MPI_Allgatherv)");
+        int rc = mpi_failed(MPI_Allgatherv(mine, n, type, *all, cnt, dsp, type, MPI_COMM_WORLD),
+                            "gathering the ranks' values (MPI_Allgatherv)");
         free(cnt);
         *total = sum;
         return rc;
     }
 #endif
-    if (!(*all = malloc(sizeof(float) * ((size_t)n + 1)))) {
+    if (!(*all = malloc(elem * ((size_t)n + 1)))) {
         nomul_report(NOMUL_ENOMEM, "out of memory");
         return -1;
     }
-    memcpy(*all, mine, sizeof(float) * (size_t)n);
+    memcpy(*all, mine, elem * (size_t)n);
     *total = n;
     return 0;
+}
+
+int dist_allgather_f32(const float *mine, int n, float **all, long *total)
+{
+    void *p = NULL;
+    int rc = allgather_v(mine, n, sizeof(float), &p, total);
+    *all = p;
+    return rc;
 }
 
 int dist_allgather_bytes(const char *mine, size_t n, char **all, long *total)
@@ -268,44 +280,10 @@ int dist_allgather_bytes(const char *mine, size_t n, char **all, long *total)
                      g_rank, n);
         return -1;
     }
-#ifdef NOMUL_MPI
-    if (g_size > 1) {
-        int *cnt = malloc(sizeof(int) * 2 * (size_t)g_size), len = (int)n;
-        if (!cnt) {
-            nomul_report(NOMUL_ENOMEM, "out of memory");
-            return -1;
-        }
-        int *dsp = cnt + g_size;
-        if (mpi_failed(MPI_Allgather(&len, 1, MPI_INT, cnt, 1, MPI_INT, MPI_COMM_WORLD),
-                       "gathering the ranks' counts (MPI_Allgather)")) {
-            free(cnt);
-            return -1;
-        }
-        long sum = 0;
-        for (int k = 0; k < g_size; k++) {
-            dsp[k] = (int)sum;
-            sum += cnt[k];
-        }
-        if (sum > 0x7fffffffL || !(*all = malloc((size_t)sum + 1))) {
-            free(cnt);
-            nomul_report(NOMUL_ENOMEM, "out of memory gathering %ld bytes", sum);
-            return -1;
-        }
-        int rc = mpi_failed(MPI_Allgatherv(mine, len, MPI_BYTE, *all, cnt, dsp, MPI_BYTE,
-                                           MPI_COMM_WORLD), "gathering the ranks' values "
-                            "(MPI_Allgatherv)");
-        free(cnt);
-        *total = sum;
-        return rc;
-    }
-#endif
-    if (!(*all = malloc(n + 1))) {
-        nomul_report(NOMUL_ENOMEM, "out of memory");
-        return -1;
-    }
-    memcpy(*all, mine, n);
-    *total = (long)n;
-    return 0;
+    void *p = NULL;
+    int rc = allgather_v(mine, (int)n, 1, &p, total);
+    *all = p;
+    return rc;
 }
 
 int dist_barrier(void)
