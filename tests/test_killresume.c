@@ -97,28 +97,10 @@ done:
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot read %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    buf[n] = 0;
-    if (len)
-        *len = (size_t)n;
-    return buf;
-}
-
 /* The metric log without its timing values (images_per_s, epoch_seconds). */
 static char *metric_lines(const char *path)
 {
-    char *text = slurp(path, NULL);
+    char *text = tu_slurp(path, NULL);
     static const char *const timing[] = {"\"images_per_s\": ", "\"epoch_seconds\": "};
     for (int k = 0; k < 2; k++)
         for (char *p = strstr(text, timing[k]); p; p = strstr(p, timing[k])) {
@@ -160,7 +142,7 @@ static void partial_file_left(const char *dir)
         fail_msg("seed %llu: a kill inside the writer left no temporary file",
                  (unsigned long long)seed);
     size_t n;
-    char *b = slurp(path, &n);
+    char *b = tu_slurp(path, &n);
     uint64_t hl = 0;
     for (int i = 7; i >= 0 && n >= 8; i--)
         hl = hl << 8 | (unsigned char)b[i];
@@ -190,7 +172,7 @@ static void test_killed_and_resumed_runs_end_as_uninterrupted(void **state)
     const double t0 = now_s();
     if (train(NULL, -1.0) != 0)
         fail_msg("seed %llu: the uninterrupted run failed:\n%s", (unsigned long long)seed,
-                 slurp(tu_path("log"), NULL));
+                 tu_slurp(tu_path("log"), NULL));
     const double took = now_s() - t0;
     char run[1200], ref[1200];
     snprintf(run, sizeof run, "%s", tu_path("run"));
@@ -216,7 +198,7 @@ static void test_killed_and_resumed_runs_end_as_uninterrupted(void **state)
             kills++;
         else if (rc != 0)
             fail_msg("seed %llu: attempt %zu (%s) exited %d:\n%s", (unsigned long long)seed, i,
-                     hooks[i] ? hooks[i] : "random kill", rc, slurp(tu_path("log"), NULL));
+                     hooks[i] ? hooks[i] : "random kill", rc, tu_slurp(tu_path("log"), NULL));
     }
     if (kills < 6)
         fail_msg("seed %llu: only %d of the hooks' kills happened", (unsigned long long)seed,
@@ -229,9 +211,9 @@ static void test_killed_and_resumed_runs_end_as_uninterrupted(void **state)
     snprintf(m_ref, sizeof m_ref, "%s/metrics.jsonl", ref);
     if (train(NULL, -1.0) != 0)
         fail_msg("seed %llu: the last resume failed:\n%s", (unsigned long long)seed,
-                 slurp(tu_path("log"), NULL));
+                 tu_slurp(tu_path("log"), NULL));
     size_t na, nb;
-    char *a = slurp(ck_ref, &na), *b = slurp(ck_run, &nb);
+    char *a = tu_slurp(ck_ref, &na), *b = tu_slurp(ck_run, &nb);
     if (na != nb || memcmp(a, b, na))
         fail_msg("seed %llu: the final checkpoints differ (%zu and %zu bytes)",
                  (unsigned long long)seed, na, nb);

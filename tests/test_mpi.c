@@ -72,24 +72,6 @@ static void write_set(const char *images, const char *labels, long n, uint64_t s
     free(lb);
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot read %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    buf[n] = 0;
-    if (len)
-        *len = (size_t)n;
-    return buf;
-}
-
 /* Runs nomul train into tu_path(run) on ranks processes (1: no mpirun),
  * with the extra settings; `wrap`, if not NULL, is a shell prefix each rank
  * runs its nomul through (it sees $OMPI_COMM_WORLD_RANK). Output into
@@ -148,7 +130,7 @@ static void must_train(int ranks, const char *run, const char *extra)
     int rc = train(ranks, run, extra, NULL);
     if (rc != 0)
         fail_msg("seed %llu: %d-rank run %s exited %d:\n%s", (unsigned long long)seed, ranks,
-                 run, rc, slurp(tu_path("log"), NULL));
+                 run, rc, tu_slurp(tu_path("log"), NULL));
 }
 
 /* The "loss" values of a run's step lines, in order; their count. */
@@ -156,7 +138,7 @@ static int step_losses(const char *run, double *loss, int max)
 {
     char path[700];
     snprintf(path, sizeof path, "%s/metrics.jsonl", tu_path(run));
-    char *text = slurp(path, NULL);
+    char *text = tu_slurp(path, NULL);
     int n = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         char *p = strstr(line, "\"loss\": ");
@@ -260,7 +242,7 @@ static void test_two_ranks_train_as_one_process(void **state)
     must_train(1, "one_pa", extra);
     must_train(2, "two_pa", extra);
     /* the audit of a 2-rank PA step, communication included: no float product */
-    char *log = slurp(tu_path("log"), NULL);
+    char *log = tu_slurp(tu_path("log"), NULL);
     if (!strstr(log, "float multiplications per training step: 0\n"))
         fail_msg("the 2-rank PA run's audit is not 0 float multiplications:\n%s", log);
     free(log);
@@ -329,7 +311,7 @@ static void test_translation_on_two_ranks(void **state)
                  "sentences", ADAM_LOSS_TOL, 2e-3);
     snprintf(extra, sizeof extra, "%s --set audit=true", PA);
     must_train(2, "tr_two_pa", extra);
-    char *log = slurp(tu_path("log"), NULL);
+    char *log = tu_slurp(tu_path("log"), NULL);
     if (!strstr(log, "float multiplications per training step: 0\n"))
         fail_msg("the 2-rank PA translation's audit is not 0 float multiplications:\n%s", log);
     free(log);
@@ -426,7 +408,7 @@ static void test_batch_norm_statistics_are_rank_0s(void **state)
         skip();
     must_train(2, "bn_two", "--set model=resnet20 --set steps=4 --set arena_mb=64 "
                             "--set audit=false");
-    char *log = slurp(tu_path("log"), NULL), cmd[5000], out[1000];
+    char *log = tu_slurp(tu_path("log"), NULL), cmd[5000], out[1000];
     const char *p = strstr(log, "\nsteps "); /* the summary line */
     double loss2, acc2, loss1, acc1;
     assert_non_null(p);
@@ -438,7 +420,7 @@ static void test_batch_norm_statistics_are_rank_0s(void **state)
     snprintf(cmd, sizeof cmd, "%s eval --checkpoint %s/checkpoint_last.safetensors >%s 2>&1",
              nomul, tu_path("bn_two"), out);
     assert_int_equal(system(cmd), 0);
-    log = slurp(out, NULL);
+    log = tu_slurp(out, NULL);
     p = strstr(log, "test loss ");
     assert_non_null(p);
     assert_int_equal(sscanf(p, "test loss %lf, test accuracy %lf", &loss1, &acc1), 2);
@@ -511,7 +493,7 @@ static void test_data_missing_on_one_rank_ends_the_job(void **state)
     char wrap[1600];
     snprintf(wrap, sizeof wrap, "cd %s/rank$OMPI_COMM_WORLD_RANK && exec", tu_tmpdir());
     int rc = train(2, "missing", extra, wrap);
-    char *log = slurp(tu_path("log"), NULL);
+    char *log = tu_slurp(tu_path("log"), NULL);
     if (rc == 0 || rc == 124 || !strstr(log, "rank 1 of 2") || !strstr(log, "test-images"))
         fail_msg("exit %d (want an error naming rank 1 and the file, not a hang):\n%s", rc,
                  log);
@@ -529,7 +511,7 @@ static void test_a_killed_rank_ends_the_job(void **state)
     snprintf(wrap, sizeof wrap,
              "if [ $OMPI_COMM_WORLD_RANK = 1 ]; then (sleep 1; kill -9 $$) & fi; exec");
     int rc = train(2, "killed", "--set audit=false --set steps=100000 --set warmup_steps=2", wrap);
-    char *log = slurp(tu_path("log"), NULL);
+    char *log = tu_slurp(tu_path("log"), NULL);
     if (rc == 0 || rc == 124)
         fail_msg("exit %d (want the job ended, not a hang or success):\n%s", rc, log);
     printf("  a killed rank: mpirun exited %d\n", rc);

@@ -192,22 +192,10 @@ static void test_config_errors_name_the_key(void **state)
 
 /* ---- training ------------------------------------------------------------ */
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    static char buf[1 << 18];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    return strdup(buf);
-}
-
 /* The "loss" values of the step lines with step > after, in order. */
 static int step_losses(const char *path, long after, double *out, int max)
 {
-    char *text = slurp(path);
+    char *text = tu_slurp(path, NULL);
     assert_non_null(text);
     int n = 0;
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
@@ -229,7 +217,7 @@ static int step_losses(const char *path, long after, double *out, int max)
  * eval_loss" lines, in order; the timing is left out. */
 static char *epoch_lines(const char *path)
 {
-    char *text = slurp(path), *out = calloc(1, 1 << 16);
+    char *text = tu_slurp(path, NULL), *out = calloc(1, 1 << 16);
     assert_non_null(text);
     assert_non_null(out);
     size_t n = 0;
@@ -339,7 +327,7 @@ static void test_train_learns_logs_and_checkpoints(void **state)
     assert_int_equal(r.counted_steps, r.steps);
     assert_true(r.counts.n[NOMUL_COUNT_FMUL] > 0);
 
-    char *logtext = slurp(tu_path("float.log"));
+    char *logtext = tu_slurp(tu_path("float.log"), NULL);
     assert_non_null(strstr(logtext, shrunk ? "epoch 2/2 100%" : "epoch 30/30 100%"));
     assert_non_null(strstr(logtext, "test acc"));
     assert_non_null(strstr(logtext, "float multiplications per training step"));
@@ -349,7 +337,7 @@ static void test_train_learns_logs_and_checkpoints(void **state)
     double l[512];
     snprintf(path, sizeof path, "%s/metrics.jsonl", c.out_dir);
     assert_int_equal(step_losses(path, 0, l, 512), (int)r.steps);
-    char *m = slurp(path);
+    char *m = tu_slurp(path, NULL);
     assert_non_null(strstr(m, "\"test_acc\": "));
     assert_non_null(strstr(m, "\"epoch_seconds\": "));
     free(m);
@@ -543,7 +531,7 @@ static void test_translation_task(void **state)
     snprintf(pa, sizeof pa, "%s/metrics.jsonl", c.out_dir);
     snprintf(pb, sizeof pb, "%s/metrics.jsonl", b.out_dir);
     same_losses_after(pa, pb, at, total);
-    char *m = slurp(pa);
+    char *m = tu_slurp(pa, NULL);
     assert_non_null(strstr(m, "\"tokens_per_s\": "));
     assert_non_null(strstr(m, "\"test_bleu\": "));
     assert_non_null(strstr(m, "\"valid_loss\": "));
@@ -551,7 +539,7 @@ static void test_translation_task(void **state)
     free(m);
     /* the test hypotheses: one line per test sentence, in the test set's order */
     snprintf(pa, sizeof pa, "%s/test.hyp", c.out_dir);
-    m = slurp(pa);
+    m = tu_slurp(pa, NULL);
     long lines = 0;
     for (const char *q = m; *q; q++)
         lines += *q == '\n';
@@ -620,7 +608,7 @@ static void threads_case(const char *name, int pa)
     char dir[2][64], path[2][1200];
     FILE *devnull = fopen("/dev/null", "w");
     assert_non_null(devnull);
-    nomul_train_options o = {NULL, devnull, 0, 0.0};
+    nomul_train_options o = {NULL, devnull, 0, 0.0, 0, 0};
     nomul_train_result r;
     openblas_set_num_threads(1);
     for (int t = 0; t < 2; t++) {

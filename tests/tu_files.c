@@ -1,10 +1,16 @@
 /* tu_files.c — see tu_files.h. */
 #include "tu_files.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <cmocka.h>
 
 #include "nomul/data.h"
 #include "nomul/error.h"
@@ -75,4 +81,22 @@ int tu_write_quadrant_set(const char *images, const char *labels, long n,
     free(px);
     free(lb);
     return rc;
+}
+
+char *tu_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot read %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    buf[n] = 0;
+    if (len)
+        *len = (size_t)n;
+    return buf;
 }

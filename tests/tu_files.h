@@ -6,6 +6,8 @@
 #ifndef NOMUL_TU_FILES_H
 #define NOMUL_TU_FILES_H
 
+#include <stddef.h>
+
 /* The message of the last error libnomul reported since
  * tu_tmpdir_setup (which installs the capturing handler). */
 extern char tu_last_error[1024];
@@ -17,6 +19,10 @@ int tu_tmpdir_teardown(void);
 /* The folder, and NAME inside it (four results stay valid at a time). */
 const char *tu_tmpdir(void);
 const char *tu_path(const char *name);
+
+/* The whole file at path, NUL-terminated (malloc'd), its length in *len if
+ * len is not NULL; a file that cannot be read fails the test (cmocka). */
+char *tu_slurp(const char *path, size_t *len);
 
 /* n images of TU_SET_SIDE² pixels whose class (of TU_SET_CLASSES) is the
  * bright quadrant, plus noise drawn from seed, and their labels, as IDX
