@@ -187,7 +187,6 @@ static void float_batch(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE
     int small = nomul_sgemm_block_size(m, n, k, &split_rows) >= dim;
     if (batch <= 1) /* else the whole team: see pg_run */
         nt = 1;
-    nomul_blas_hold_one_thread();
     if (!small || nt <= 1) { /* no OpenMP team for one thread: see gemm_float.c */
         for (int i = 0; i < batch; i++)
             nomul_sgemm(layout, ta, tb, m, n, k, a + i * sa, lda, b + i * sb, ldb, beta,
