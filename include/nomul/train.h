@@ -154,6 +154,7 @@ typedef struct nomul_train_result {
      * few (0 if there were too few), evaluations and checkpoints excluded */
     double items_per_s;
     double peak_rss_mb; /* the process's peak resident memory so far */
+    long params;        /* the model's trainable parameters */
 } nomul_train_result;
 
 typedef struct nomul_train_options {

@@ -368,6 +368,7 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
     char at[32];
     for (int i = 0; i < t.np; i++)
         nparams += t.p[i].buffer ? 0 : t.p[i].t->n;
+    r.params = nparams;
     fprintf(t.out, "nomul train: %s (%ld parameters) on %s, %ld steps (%ld per epoch)%s%s\n",
             c->model, nparams, t.describe, t.total, t.per_epoch,
             o->resume ? ", resuming at step " : "",
