@@ -18,7 +18,7 @@
 CC ?= cc
 PREFIX ?= /usr/local
 DESTDIR ?=
-OPT ?= -O2
+OPT ?= -O2 -fvect-cost-model=dynamic
 VERSION := 0.1.0
 SOVERSION := 0
 

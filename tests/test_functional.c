@@ -706,6 +706,97 @@ static void test_pa_gelu_matches_scalar_chain(void **state)
     }
 }
 
+/* The PA row operations take a row's maximum in interleaved partial maxima
+ * and cross-entropy's rows on all threads, its parts kept between the
+ * passes of the exact backward; the in-order loops stay as their twin
+ * (nomul_pa_chains_scalar). softmax, log_softmax and logsumexp forward and
+ * backward, cross-entropy's loss, row losses and backward (exact and
+ * approximate, with and without an offset, of a global batch's total too)
+ * over rows of 1 to 2,860, with zeros of both signs (rows whose maximum is
+ * a zero), −∞ masks, a NaN and ignored or out-of-range targets, must give
+ * the same bits. */
+static void test_pa_rows_match_scalar_twin(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xFA};
+    enum { ROWS = 24, MAXN = 2860, OUTS = 11 };
+    static float x[ROWS * MAXN], dy[ROWS * MAXN], out[2][OUTS][ROWS * MAXN];
+    static const int widths[] = {1, 15, 16, 17, 64, 300, 2860};
+    int tgt[ROWS];
+    for (int rep = 0; rep < 28; rep++) {
+        int n = widths[rep % 7], rows = 1 + (int)(tu_next(&r) % ROWS), total = rows * n;
+        nomul_op_cfg m = {NOMUL_OP_PAM, (rep / 7) % 2, (rep / 14) % 2 ? 1.0552f : 1.0f};
+        float smoothing = rep % 3 ? 0.1f : 0.0f;
+        fill(&r, x, total, -6, 6);
+        fill(&r, dy, total, -3, 0);
+        for (int i = 0; i < total; i += 9)
+            x[i] = 0.0f;
+        for (int i = 4; i < total; i += 13)
+            x[i] = -0.0f;
+        if (total > 100)
+            x[100] = NAN;
+        if (rows > 2) { /* a row whose maximum is a zero, −0 first */
+            for (int j = 0; j < n; j++)
+                x[n + j] = j % 3 == 0 ? -0.0f : j % 3 == 1 ? 0.0f : -(float)(j + 1);
+            if (n > 3)
+                x[2 * n + 3] = -INFINITY; /* a mask */
+        }
+        for (int i = 0; i < rows; i++)
+            tgt[i] = (int)(tu_next(&r) % (unsigned)n);
+        if (rows > 3)
+            tgt[3] = -100; /* ignored */
+        for (int twin = 0; twin < 2; twin++) {
+            nomul_pa_chains_scalar = twin;
+            memset(out[twin], 0, sizeof out[twin]);
+            float *sm = out[twin][0], *lsm = out[twin][1], *lse = out[twin][2];
+            float *dsm = out[twin][3], *dlsm = out[twin][4], *dlse = out[twin][5];
+            float *lp = out[twin][6], *dce = out[twin][7], *dceg = out[twin][8];
+            float *dceb = out[twin][9], *misc = out[twin][10];
+            nomul_softmax_forward(&m, rows, n, x, sm);
+            nomul_softmax_backward(&m, rows, n, x, sm, dy, dsm);
+            nomul_log_softmax_forward(&m, rows, n, x, lsm);
+            nomul_log_softmax_backward(&m, rows, n, x, lsm, dy, dlsm);
+            nomul_logsumexp_forward(&m, rows, n, x, lse);
+            nomul_logsumexp_backward(&m, rows, n, x, dy, dlse);
+            /* cross-entropy over finite log-probabilities: the rows' own */
+            nomul_log_softmax_forward(&m, rows, n, x, lp);
+            for (int i = 0; i < total; i++)
+                if (!isfinite(lp[i]))
+                    lp[i] = -50.0f;
+            int count;
+            misc[0] = nomul_cross_entropy_forward(&m, rows, n, lp, tgt, -100, smoothing, &count);
+            misc[1] = (float)count;
+            misc[2] = (float)nomul_cross_entropy_row_losses(&m, rows, n, lp, tgt, -100,
+                                                            smoothing, misc + 8);
+            nomul_cross_entropy_backward(&m, rows, n, lp, tgt, -100, smoothing, 0.75f, dce);
+            nomul_ce_global glob = {3.5f, 2 * count + 1};
+            nomul_cross_entropy_backward_global(&m, rows, n, lp, tgt, -100, smoothing, 0.5f,
+                                                &glob, dceg);
+            int keep = tgt[0];
+            tgt[0] = n; /* out of range: NaN loss, -1 rows, skipped in the backward */
+            misc[3] = nomul_cross_entropy_forward(&m, rows, n, lp, tgt, -100, smoothing, &count);
+            misc[4] = (float)nomul_cross_entropy_row_losses(&m, rows, n, lp, tgt, -100,
+                                                            smoothing, misc + 8 + ROWS);
+            nomul_cross_entropy_backward(&m, rows, n, lp, tgt, -100, smoothing, 1.0f, dceb);
+            tgt[0] = keep;
+        }
+        nomul_pa_chains_scalar = 0;
+        static const char *what[] = {"softmax",          "log_softmax",          "logsumexp",
+                                     "softmax backward", "log_softmax backward", "logsumexp backward",
+                                     "cross-entropy's log-probabilities",
+                                     "cross-entropy backward", "cross-entropy backward (global)",
+                                     "cross-entropy backward (a bad target)",
+                                     "cross-entropy loss, count and row losses"};
+        for (int k = 0; k < OUTS; k++)
+            for (int i = 0; i < ROWS * MAXN; i++)
+                if (tu_bits(out[0][k][i]) != tu_bits(out[1][k][i]))
+                    FAIL_SEED("%s, %d rows of %d, approx %d, offset %g: [%d] = %a on the fast "
+                              "path, %a by the in-order twin",
+                              what[k], rows, n, m.approx_bwd, (double)m.offset, i,
+                              (double)out[0][k][i], (double)out[1][k][i]);
+    }
+}
+
 /* The exact PA backward of log_softmax and logsumexp, element by element as
  * its definition reads with the scalar functions (the library runs the
  * elementwise steps on the array kernels): bit for bit, on a short row and a
@@ -783,6 +874,7 @@ int main(void)
         cmocka_unit_test(test_offset),
         cmocka_unit_test(test_pa_norm_rows_match_scalar_chain),
         cmocka_unit_test(test_pa_gelu_matches_scalar_chain),
+        cmocka_unit_test(test_pa_rows_match_scalar_twin),
     };
     printf("test_functional: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("functional", tests, NULL, NULL);

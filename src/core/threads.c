@@ -92,6 +92,11 @@ void *nomul_scratch_bytes(int slot, size_t bytes)
     }
     scratch_buf *b = &scratch[slot];
     if (b->cap < bytes) {
+        /* a quarter more than the old size at least: sizes that creep up
+         * from step to step (batches of varying length) cost a few copies
+         * and page faults, not one per step */
+        if (b->cap && bytes < b->cap + b->cap / 4)
+            bytes = b->cap + b->cap / 4;
         void *p = nomul_aligned_alloc(bytes);
         if (!p) {
             nomul_report(NOMUL_ENOMEM, "out of memory for %zu bytes of scratch", bytes);

@@ -15,6 +15,10 @@
  * tested against (nomul_pa_chains_scalar), giving the same bits.
  */
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <omp.h>
 
 #include "../arith/elt.h"
 #include "../core/internal.h"
@@ -69,24 +73,136 @@ static void pam_row(float off, int n, const float *a, float b, float *out)
 
 /* ---- softmax, log_softmax, logsumexp: the row pipeline ------------------------------ */
 
-/* The PA row pipeline shared by softmax and log_softmax: t = PAM(x, log2e),
- * s = ⌊max t⌋, u = t − s, e = paexp2(u); returns S = Σe (0 for an all −∞ row).
- * The elementwise steps run on the array kernels; the sum stays in order. */
-static float pa_row_exp(float off, int n, const float *x, float *u, float *e, float *s_out)
+/* The largest of n values, NaNs skipped: what `m = u[j] > m ? u[j] : m`
+ * from −∞ gives, in four interleaved vectors of partial maxima (a comparison
+ * chain per element costs a compare's latency; four chains hide it). The
+ * maximum of a set does not depend on the order it is taken in, except for
+ * which zero a zero maximum is (+0 and −0 compare equal, and the first one
+ * met stays): such a row is taken again in order. The in-order loop is the
+ * twin (nomul_pa_chains_scalar). */
+static float row_max(int n, const float *u)
 {
-    pam_row(off, n, x, LOG2E, u);
     float mx = -INFINITY;
-    for (int j = 0; j < n; j++)
+    int j = 0;
+    const int vec = !nomul_pa_chains_scalar && n >= 16;
+    if (vec) {
+        typedef float v4 __attribute__((vector_size(16)));
+        typedef int32_t i4 __attribute__((vector_size(16)));
+        v4 m[4];
+        for (int k = 0; k < 4; k++)
+            m[k] = (v4){0} - INFINITY;
+        for (; j + 16 <= n; j += 16)
+            for (int k = 0; k < 4; k++) {
+                v4 a;
+                memcpy(&a, u + j + 4 * k, sizeof a);
+                i4 gt = a > m[k];
+                m[k] = (v4)(((i4)a & gt) | ((i4)m[k] & ~gt));
+            }
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 4; l++)
+                mx = m[k][l] > mx ? m[k][l] : mx;
+    }
+    for (; j < n; j++)
         mx = u[j] > mx ? u[j] : mx;
-    float s = isfinite(mx) ? floorf(mx) : 0.0f;
-    for (int j = 0; j < n; j++)
-        u[j] -= s; /* s is an integer: exact */
-    nomul_pa_exp2_v((size_t)n, u, e);
-    float sum = 0.0f;
-    for (int j = 0; j < n; j++)
-        sum += e[j];
-    *s_out = s;
-    return sum;
+    if (mx == 0.0f && vec) {
+        mx = -INFINITY;
+        for (j = 0; j < n; j++)
+            mx = u[j] > mx ? u[j] : mx;
+    }
+    return mx;
+}
+
+/* Rows are taken GROUP at a time: their sums run side by side. */
+enum { GROUP = 8 };
+
+/* The in-order sums of k ≤ GROUP rows of n values (row r at a + r·stride):
+ * out[r] = ((0 ± a_r[0]) ± a_r[1]) ± … (− where neg), each with the bits of
+ * the one-row loop `s ± = a[j]`. A float sum in order is a chain of
+ * dependent additions, one addition's latency per value; here each lane of
+ * a vector carries one row's chain (4×4 blocks transposed in registers feed
+ * the lanes), and two vectors' chains interleave, so eight rows cost what
+ * one did. The one-row loops are the twin (nomul_pa_chains_scalar). */
+static void row_sums(int k, int n, const float *a, long stride, int neg, float *out)
+{
+    if (nomul_pa_chains_scalar) {
+        for (int r = 0; r < k; r++) {
+            const float *ar = a + r * stride;
+            float sum = 0.0f;
+            if (neg)
+                for (int j = 0; j < n; j++)
+                    sum -= ar[j];
+            else
+                for (int j = 0; j < n; j++)
+                    sum += ar[j];
+            out[r] = sum;
+        }
+        return;
+    }
+    typedef float v4 __attribute__((vector_size(16)));
+    const float *p[GROUP]; /* rows past k repeat row 0; their sums are dropped */
+    for (int r = 0; r < GROUP; r++)
+        p[r] = a + (r < k ? r : 0) * stride;
+    v4 acc[2] = {{0}, {0}};
+    int j = 0;
+    for (; j + 4 <= n; j += 4)
+        for (int h = 0; h < 2; h++) {
+            v4 x0, x1, x2, x3;
+            memcpy(&x0, p[4 * h] + j, sizeof x0);
+            memcpy(&x1, p[4 * h + 1] + j, sizeof x1);
+            memcpy(&x2, p[4 * h + 2] + j, sizeof x2);
+            memcpy(&x3, p[4 * h + 3] + j, sizeof x3);
+            v4 t0 = __builtin_shufflevector(x0, x1, 0, 4, 1, 5);
+            v4 t1 = __builtin_shufflevector(x0, x1, 2, 6, 3, 7);
+            v4 t2 = __builtin_shufflevector(x2, x3, 0, 4, 1, 5);
+            v4 t3 = __builtin_shufflevector(x2, x3, 2, 6, 3, 7);
+            v4 c[4] = {__builtin_shufflevector(t0, t2, 0, 1, 4, 5),
+                       __builtin_shufflevector(t0, t2, 2, 3, 6, 7),
+                       __builtin_shufflevector(t1, t3, 0, 1, 4, 5),
+                       __builtin_shufflevector(t1, t3, 2, 3, 6, 7)};
+            for (int q = 0; q < 4; q++)
+                acc[h] = neg ? acc[h] - c[q] : acc[h] + c[q];
+        }
+    for (; j < n; j++)
+        for (int h = 0; h < 2; h++) {
+            v4 c = {p[4 * h][j], p[4 * h + 1][j], p[4 * h + 2][j], p[4 * h + 3][j]};
+            acc[h] = neg ? acc[h] - c : acc[h] + c;
+        }
+    for (int r = 0; r < k; r++)
+        out[r] = acc[r / 4][r % 4];
+}
+
+/* Scratch rows of a group: u and e, GROUP rows of n each, and one more row
+ * (w) for a backward's terms. */
+typedef struct {
+    float *u, *e, *w;
+} row_tmp;
+
+static int tmp_alloc(row_tmp *t, int n)
+{
+    t->u = nomul_scratch(NOMUL_SCRATCH_ROW, (size_t)n * (2 * GROUP + 1));
+    t->e = t->u ? t->u + (size_t)GROUP * n : NULL;
+    t->w = t->u ? t->u + (size_t)2 * GROUP * n : NULL;
+    return t->u != NULL;
+}
+
+/* The PA row pipeline shared by softmax, log_softmax and logsumexp, for the
+ * k rows of a group (row r of x at x + r·n): t = PAM(x, log2e),
+ * s = ⌊max t⌋, u = t − s, e = paexp2(u) into t->u, t->e (row r at r·n);
+ * s[r], and sum[r] = Σe (0 for an all −∞ row). The elementwise steps run on
+ * the array kernels; the sums are in order (row_sums). */
+static void pa_rows_exp(float off, int k, int n, const float *x, row_tmp *t, float *s,
+                        float *sum)
+{
+    for (int r = 0; r < k; r++) {
+        float *u = t->u + (long)r * n;
+        pam_row(off, n, x + (long)r * n, LOG2E, u);
+        float mx = row_max(n, u);
+        s[r] = isfinite(mx) ? floorf(mx) : 0.0f;
+        for (int j = 0; j < n; j++)
+            u[j] -= s[r]; /* s is an integer: exact */
+        nomul_pa_exp2_v((size_t)n, u, t->e + (long)r * n);
+    }
+    row_sums(k, n, t->e, n, 0, sum);
 }
 
 /* The exact chain from S = Σ paexp2(u) back to each input of a row:
@@ -105,196 +221,225 @@ static void pa_row_exp_grads(float off, int n, const float *x, const float *u, f
     nomul_pa_mul_grad_vs((size_t)n, x, LOG2E, out, out);
 }
 
+/* Runs body(i0, k, t) over the rows in groups of at most GROUP, the groups
+ * split among the threads (one thread: no OpenMP team), each thread with
+ * its scratch rows; a thread out of scratch memory skips its groups (after
+ * the report). */
 typedef struct {
-    float *u, *e;
-} row_tmp;
+    const nomul_op_cfg *cfg;
+    int rows, n;
+    const float *x, *y, *dy, *dlse;
+    float *out, *lse;
+} rows_job;
+typedef void (*rows_body)(const rows_job *j, int i0, int k, row_tmp *t);
 
-static int tmp_alloc(row_tmp *t, int n)
+static void rows_range(const rows_job *j, rows_body body, int g0, int g1)
 {
-    t->u = nomul_scratch(NOMUL_SCRATCH_ROW, (size_t)n * 2);
-    t->e = t->u ? t->u + n : NULL;
-    return t->u != NULL;
+    row_tmp t;
+    if (g0 >= g1 || !tmp_alloc(&t, j->n))
+        return;
+    for (int g = g0; g < g1; g++) {
+        int i0 = g * GROUP, k = j->rows - i0 < GROUP ? j->rows - i0 : GROUP;
+        body(j, i0, k, &t);
+    }
 }
 
-static void softmax_row(float off, int n, const float *x, float *y, row_tmp *t)
+static void rows_run(const rows_job *j, rows_body body)
 {
-    float s, sum = pa_row_exp(off, n, x, t->u, t->e, &s);
-    if (sum > 0.0f)
-        nomul_pa_div_vs((size_t)n, t->e, sum, y);
-    else
-        for (int j = 0; j < n; j++)
-            y[j] = 0.0f;
+    int groups = (j->rows + GROUP - 1) / GROUP;
+    int nt = nomul_fn_threads((long)j->rows * j->n);
+    if (nt <= 1 || groups < 2) {
+        rows_range(j, body, 0, groups);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        long q = omp_get_num_threads(), t = omp_get_thread_num();
+        rows_range(j, body, (int)(groups * t / q), (int)(groups * (t + 1) / q));
+    }
+}
+
+static void softmax_body(const rows_job *j, int i0, int k, row_tmp *t)
+{
+    const int n = j->n;
+    float s[GROUP], sum[GROUP];
+    pa_rows_exp(offset_of(j->cfg), k, n, j->x + (long)i0 * n, t, s, sum);
+    for (int r = 0; r < k; r++) {
+        float *y = j->out + (long)(i0 + r) * n;
+        if (sum[r] > 0.0f)
+            nomul_pa_div_vs((size_t)n, t->e + (long)r * n, sum[r], y);
+        else
+            for (int c = 0; c < n; c++)
+                y[c] = 0.0f;
+    }
 }
 
 void nomul_softmax_forward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x, float *y)
 {
-    const float off = offset_of(cfg);
     long t0 = (long)rows * n; /* the audit */
     NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PAD, t0); NOMUL_COUNT(FADD, 2 * t0);
-#pragma omp parallel num_threads(nomul_fn_threads(t0))
-    {
-        row_tmp t = {NULL, NULL};
-        int ok = tmp_alloc(&t, n);
-#pragma omp for schedule(static)
-        for (int i = 0; i < rows; i++)
-            if (ok)
-                softmax_row(off, n, x + (long)i * n, y + (long)i * n, &t);
+    rows_run(&(rows_job){.cfg = cfg, .rows = rows, .n = n, .x = x, .out = y}, softmax_body);
+}
+
+static void softmax_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
+{
+    const float off = offset_of(j->cfg);
+    const int n = j->n;
+    if (j->cfg->approx_bwd) { /* dx = y (dy − Σ dy·y) */
+        float dot[GROUP];
+        for (int r = 0; r < k; r++) {
+            const float *yr = j->y + (long)(i0 + r) * n, *gr = j->dy + (long)(i0 + r) * n;
+            float *w = t->e + (long)r * n;
+            for (int c = 0; c < n; c++)
+                w[c] = pam(off, gr[c], yr[c]);
+        }
+        row_sums(k, n, t->e, n, 0, dot);
+        for (int r = 0; r < k; r++) {
+            const float *yr = j->y + (long)(i0 + r) * n, *gr = j->dy + (long)(i0 + r) * n;
+            float *dr = j->out + (long)(i0 + r) * n;
+            for (int c = 0; c < n; c++)
+                dr[c] += pam(off, yr[c], gr[c] - dot[r]);
+        }
+        return;
+    }
+    /* the chain of y = PAD(e, S), e = paexp2(u), u = PAM(x, log2e) − s */
+    float s[GROUP], sum[GROUP];
+    pa_rows_exp(off, k, n, j->x + (long)i0 * n, t, s, sum);
+    for (int r = 0; r < k; r++) {
+        if (!(sum[r] > 0.0f))
+            continue;
+        const float *xr = j->x + (long)(i0 + r) * n, *gr = j->dy + (long)(i0 + r) * n;
+        const float *u = t->u + (long)r * n;
+        float *dr = j->out + (long)(i0 + r) * n, *e = t->e + (long)r * n, dsum = 0.0f;
+        float *de = e; /* e is not needed once its gradient is formed */
+        for (int c = 0; c < n; c++) {
+            float da, db;
+            div_grads(e[c], sum[r], gr[c], &da, &db);
+            de[c] = da;
+            dsum += db;
+        }
+        for (int c = 0; c < n; c++) {
+            float du = nomul_pa_exp2_grad(u[c], de[c] + dsum);
+            dr[c] += mul_grad_a(off, xr[c], LOG2E, du);
+        }
     }
 }
 
 void nomul_softmax_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x,
                                const float *y, const float *dy, float *dx)
 {
-    const float off = offset_of(cfg);
-    const int approx = cfg->approx_bwd;
     long t0 = (long)rows * n; /* the audit */
-    if (approx) {
+    if (cfg->approx_bwd) {
         NOMUL_COUNT(PAM, 2 * t0); NOMUL_COUNT(FADD, 2 * t0);
     } else {
         NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(SHIFT, 4 * t0);
         NOMUL_COUNT(FADD, 4 * t0);
     }
-#pragma omp parallel num_threads(nomul_fn_threads(t0))
-    {
-        row_tmp t = {NULL, NULL};
-        int ok = approx || tmp_alloc(&t, n);
-#pragma omp for schedule(static)
-        for (int i = 0; i < rows; i++) {
-            if (!ok)
-                continue;
-            const float *xr = x + (long)i * n, *yr = y + (long)i * n, *gr = dy + (long)i * n;
-            float *dr = dx + (long)i * n;
-            if (approx) { /* dx = y (dy − Σ dy·y) */
-                float dot = 0.0f;
-                for (int j = 0; j < n; j++)
-                    dot += pam(off, gr[j], yr[j]);
-                for (int j = 0; j < n; j++)
-                    dr[j] += pam(off, yr[j], gr[j] - dot);
-            } else { /* the chain of y = PAD(e, S), e = paexp2(u), u = PAM(x, log2e) − s */
-                float s, sum = pa_row_exp(off, n, xr, t.u, t.e, &s), dsum = 0.0f;
-                if (!(sum > 0.0f))
-                    continue;
-                float *de = t.e; /* e is not needed once its gradient is formed */
-                for (int j = 0; j < n; j++) {
-                    float da, db;
-                    div_grads(t.e[j], sum, gr[j], &da, &db);
-                    de[j] = da;
-                    dsum += db;
-                }
-                for (int j = 0; j < n; j++) {
-                    float du = nomul_pa_exp2_grad(t.u[j], de[j] + dsum);
-                    dr[j] += mul_grad_a(off, xr[j], LOG2E, du);
-                }
-            }
-        }
-    }
+    rows_run(&(rows_job){.cfg = cfg, .rows = rows, .n = n, .x = x, .y = y, .dy = dy, .out = dx},
+             softmax_backward_body);
 }
 
 /* logsumexp = PAD(s + palog2(Σ paexp2(t − s)), log2e) per row, into lse
  * and/or y = x − logsumexp (log_softmax) */
+static void lse_body(const rows_job *j, int i0, int k, row_tmp *t)
+{
+    const int n = j->n;
+    float s[GROUP], sum[GROUP];
+    pa_rows_exp(offset_of(j->cfg), k, n, j->x + (long)i0 * n, t, s, sum);
+    for (int r = 0; r < k; r++) {
+        long i = i0 + r;
+        float l = pad(s[r] + nomul_pa_log2(sum[r]), LOG2E);
+        if (j->lse)
+            j->lse[i] = l;
+        if (j->out) {
+            const float *xr = j->x + i * n;
+            float *y = j->out + i * n;
+            for (int c = 0; c < n; c++)
+                y[c] = xr[c] - l;
+        }
+    }
+}
+
 void nomul_lse_forward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x, float *y,
                           float *lse)
 {
-    const float off = offset_of(cfg);
-#pragma omp parallel num_threads(nomul_fn_threads((long)rows * n))
-    {
-        row_tmp t = {NULL, NULL};
-        int ok = tmp_alloc(&t, n);
-#pragma omp for schedule(static)
-        for (int i = 0; i < rows; i++) {
-            if (!ok)
-                continue;
-            const float *xr = x + (long)i * n;
-            float s, sum = pa_row_exp(off, n, xr, t.u, t.e, &s);
-            float l = pad(s + nomul_pa_log2(sum), LOG2E);
-            if (lse)
-                lse[i] = l;
-            if (y)
-                for (int j = 0; j < n; j++)
-                    y[(long)i * n + j] = xr[j] - l;
+    rows_run(&(rows_job){.cfg = cfg, .rows = rows, .n = n, .x = x, .out = y, .lse = lse},
+             lse_body);
+}
+
+/* The backward of log_softmax (dlse NULL: dy is its rows' gradient, whose
+ * sums are logsumexp's) and of logsumexp (dlse: one gradient per row). */
+static void lse_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
+{
+    const float off = offset_of(j->cfg);
+    const int n = j->n, lsm = j->dlse == NULL;
+    float g[GROUP], s[GROUP], sum[GROUP];
+    if (lsm)
+        row_sums(k, n, j->dy + (long)i0 * n, n, 0, g);
+    else
+        for (int r = 0; r < k; r++)
+            g[r] = j->dlse[i0 + r];
+    const int approx = j->cfg->approx_bwd;
+    pa_rows_exp(off, k, n, j->x + (long)i0 * n, t, s, sum);
+    for (int r = 0; r < k; r++) {
+        float *w = t->w, *dr = j->out + (long)(i0 + r) * n;
+        if (approx) { /* w = softmax(x) · g, with the PA softmax and PAM */
+            if (sum[r] > 0.0f)
+                nomul_pa_div_vs((size_t)n, t->e + (long)r * n, sum[r], w);
+            else
+                for (int c = 0; c < n; c++)
+                    w[c] = 0.0f;
+            pam_row(off, n, w, g[r], w);
+        } else { /* lse = PAD(v, log2e), v = s + palog2(S), S = Σ paexp2(u); for
+                  * log_softmax, y = x − lse, so its dlse is −Σdy */
+            float dv, unused;
+            div_grads(s[r] + nomul_pa_log2(sum[r]), LOG2E, lsm ? -g[r] : g[r], &dv, &unused);
+            pa_row_exp_grads(off, n, j->x + (long)(i0 + r) * n, t->u + (long)r * n,
+                             nomul_pa_log2_grad(sum[r], dv), w);
         }
+        if (!lsm) {
+            for (int c = 0; c < n; c++)
+                dr[c] += w[c];
+            continue;
+        }
+        const float *gr = j->dy + (long)(i0 + r) * n;
+        if (approx) /* dx = dy − softmax(x) Σdy */
+            for (int c = 0; c < n; c++)
+                dr[c] += gr[c] - w[c];
+        else
+            for (int c = 0; c < n; c++)
+                dr[c] += gr[c] + w[c];
     }
 }
 
 void nomul_log_softmax_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x,
                                    const float *dy, float *dx)
 {
-    const float off = offset_of(cfg);
-    const int approx = cfg->approx_bwd;
     long t0 = (long)rows * n; /* the audit */
-    if (approx) {
+    if (cfg->approx_bwd) {
         NOMUL_COUNT(PAM, 2 * t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PAD, t0);
         NOMUL_COUNT(FADD, 5 * t0);
     } else {
         NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PALOG2, rows);
         NOMUL_COUNT(SHIFT, 2 * t0 + 2 * rows); NOMUL_COUNT(FADD, 4 * t0);
     }
-#pragma omp parallel num_threads(nomul_fn_threads(t0))
-    {
-        row_tmp t = {NULL, NULL};
-        int ok = tmp_alloc(&t, n);
-#pragma omp for schedule(static)
-        for (int i = 0; i < rows; i++) {
-            if (!ok)
-                continue;
-            const float *xr = x + (long)i * n, *gr = dy + (long)i * n;
-            float *dr = dx + (long)i * n, gsum = 0.0f;
-            for (int j = 0; j < n; j++)
-                gsum += gr[j];
-            if (approx) { /* dx = dy − softmax(x) Σdy with the PA softmax and PAM */
-                softmax_row(off, n, xr, t.e, &t);
-                pam_row(off, n, t.e, gsum, t.e);
-                for (int j = 0; j < n; j++)
-                    dr[j] += gr[j] - t.e[j];
-            } else { /* y = x − PAD(s + palog2(S), log2e), S = Σ paexp2(u) */
-                float s, sum = pa_row_exp(off, n, xr, t.u, t.e, &s);
-                float w = s + nomul_pa_log2(sum), dw, unused;
-                div_grads(w, LOG2E, -gsum, &dw, &unused);
-                pa_row_exp_grads(off, n, xr, t.u, nomul_pa_log2_grad(sum, dw), t.e);
-                for (int j = 0; j < n; j++)
-                    dr[j] += gr[j] + t.e[j];
-            }
-        }
-    }
+    rows_run(&(rows_job){.cfg = cfg, .rows = rows, .n = n, .x = x, .dy = dy, .out = dx},
+             lse_backward_body);
 }
 
 void nomul_logsumexp_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x,
                                  const float *dlse, float *dx)
 {
-    const float off = offset_of(cfg);
-    const int approx = cfg->approx_bwd;
     long t0 = (long)rows * n; /* the audit */
-    if (approx) {
+    if (cfg->approx_bwd) {
         NOMUL_COUNT(PAM, 2 * t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PAD, t0);
         NOMUL_COUNT(FADD, 3 * t0);
     } else {
         NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PALOG2, rows);
         NOMUL_COUNT(SHIFT, 2 * t0 + 2 * rows); NOMUL_COUNT(FADD, 3 * t0);
     }
-#pragma omp parallel num_threads(nomul_fn_threads(t0))
-    {
-        row_tmp t = {NULL, NULL};
-        int ok = tmp_alloc(&t, n);
-#pragma omp for schedule(static)
-        for (int i = 0; i < rows; i++) {
-            if (!ok)
-                continue;
-            const float *xr = x + (long)i * n;
-            float *dr = dx + (long)i * n, g = dlse[i];
-            if (approx) { /* softmax(x) · dlse */
-                softmax_row(off, n, xr, t.e, &t);
-                pam_row(off, n, t.e, g, t.e);
-                for (int j = 0; j < n; j++)
-                    dr[j] += t.e[j];
-            } else { /* lse = PAD(w, log2e), w = s + palog2(S), S = Σ paexp2(u) */
-                float s, sum = pa_row_exp(off, n, xr, t.u, t.e, &s), dw, unused;
-                div_grads(s + nomul_pa_log2(sum), LOG2E, g, &dw, &unused);
-                pa_row_exp_grads(off, n, xr, t.u, nomul_pa_log2_grad(sum, dw), t.e);
-                for (int j = 0; j < n; j++)
-                    dr[j] += t.e[j];
-            }
-        }
-    }
+    rows_run(&(rows_job){.cfg = cfg, .rows = rows, .n = n, .x = x, .dlse = dlse, .out = dx},
+             lse_backward_body);
 }
 
 /* ---- the PA chains on the array kernels (layer norm, batch norm, GELU) ------------- */
@@ -568,6 +713,12 @@ void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float 
 
 /* the loss of one row, and its parts (for the exact backward):
  * nll = −logp[t], smooth = −Σ logp, msm = PAD(smooth, n) */
+static float ce_loss(float off, int n, float nll, float smooth, float eps, float *msm)
+{
+    *msm = pad(smooth, (float)n);
+    return pam(off, nll, 1.0f - eps) + (eps != 0.0f ? pam(off, *msm, eps) : 0.0f);
+}
+
 static float ce_row(float off, int n, const float *lp, int t, float eps, float *nll, float *msm,
                     float *smooth_out)
 {
@@ -576,8 +727,113 @@ static float ce_row(float off, int n, const float *lp, int t, float eps, float *
         smooth -= lp[c];
     *smooth_out = smooth;
     *nll = -lp[t];
-    *msm = pad(smooth, (float)n);
-    return pam(off, *nll, 1.0f - eps) + (eps != 0.0f ? pam(off, *msm, eps) : 0.0f);
+    return ce_loss(off, n, *nll, smooth, eps, msm);
+}
+
+/* The rows of a cross-entropy, split among the threads (each row is
+ * independent; the callers add the rows' losses in row order, so the split
+ * does not change a bit). Rows whose target is ignore_index or out of range
+ * are skipped, and their entries left as they were. */
+typedef struct {
+    float off, eps, g;
+    int n, ignore_index, approx;
+    const float *logp;
+    const int *target;
+    float *loss, *nll, *msm, *smooth; /* per row: ce_row's loss and parts */
+    float *dlogp;                     /* the gradient pass: rows to write */
+} ce_job;
+
+static int ce_skip(const ce_job *j, int i)
+{
+    int t = j->target[i];
+    return t == j->ignore_index || t < 0 || t >= j->n;
+}
+
+/* the forward pass of rows lo..hi−1: loss[i] (and the parts if kept), the
+ * smoothing sums of a group of rows side by side (row_sums) */
+static void ce_parts_range(const ce_job *j, int lo, int hi)
+{
+    const int n = j->n;
+    for (int i0 = lo; i0 < hi; i0 += GROUP) {
+        int k = hi - i0 < GROUP ? hi - i0 : GROUP;
+        float smooth[GROUP];
+        row_sums(k, n, j->logp + (long)i0 * n, n, 1, smooth);
+        for (int r = 0; r < k; r++) {
+            int i = i0 + r;
+            if (ce_skip(j, i))
+                continue;
+            float nll = -j->logp[(long)i * n + j->target[i]], msm;
+            j->loss[i] = ce_loss(j->off, n, nll, smooth[r], j->eps, &msm);
+            if (j->nll) {
+                j->nll[i] = nll;
+                j->msm[i] = msm;
+                j->smooth[i] = smooth[r];
+            }
+        }
+    }
+}
+
+/* the gradient of rows lo..hi−1 into dlogp, g = ∂loss/∂(Σ row losses) */
+static void ce_grad_range(const ce_job *j, int lo, int hi)
+{
+    const float off = j->off, eps = j->eps, g = j->g, nf = (float)j->n;
+    for (int i = lo; i < hi; i++) {
+        if (ce_skip(j, i))
+            continue;
+        float *dr = j->dlogp + (long)i * j->n, dnll, dsmooth, unused;
+        if (j->approx) {
+            dnll = pam(off, g, 1.0f - eps);
+            dsmooth = eps != 0.0f ? pad(pam(off, g, eps), nf) : 0.0f;
+        } else { /* loss_i = PAM(nll, 1 − ε) + PAM(PAD(smooth, n), ε) */
+            dnll = mul_grad_a(off, j->nll[i], 1.0f - eps, g);
+            dsmooth = 0.0f;
+            if (eps != 0.0f)
+                div_grads(j->smooth[i], nf, mul_grad_a(off, j->msm[i], eps, g), &dsmooth,
+                          &unused);
+        }
+        /* nll = −logp[t], smooth = −Σ logp */
+        dr[j->target[i]] -= dnll;
+        for (int c = 0; c < j->n; c++)
+            dr[c] -= dsmooth;
+    }
+}
+
+/* fn over all rows, in contiguous shares among the threads (one thread: no
+ * OpenMP team at all) */
+static void ce_run(const ce_job *j, int rows, void (*fn)(const ce_job *, int, int))
+{
+    int nt = nomul_fn_threads((long)rows * j->n);
+    if (nt <= 1 || rows < 2) {
+        fn(j, 0, rows);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        long k = omp_get_num_threads(), t = omp_get_thread_num();
+        fn(j, (int)(rows * t / k), (int)(rows * (t + 1) / k));
+    }
+}
+
+/* A job over these rows with per-row buffers (parts: the exact backward's
+ * too); 0 if out of scratch memory or under the twin (nomul_pa_chains_scalar),
+ * where the callers take the rows one after the other in a single loop. */
+static int ce_job_init(ce_job *j, const nomul_op_cfg *cfg, int rows, int n, const float *logp,
+                       const int *target, int ignore_index, float smoothing, int parts)
+{
+    memset(j, 0, sizeof *j);
+    if (nomul_pa_chains_scalar)
+        return 0;
+    float *buf = nomul_scratch(NOMUL_SCRATCH_PART, (size_t)rows * (parts ? 4 : 1));
+    if (!buf)
+        return 0;
+    *j = (ce_job){offset_of(cfg), smoothing, 0.0f, n, ignore_index, cfg->approx_bwd, logp,
+                  target, buf, NULL, NULL, NULL, NULL};
+    if (parts) {
+        j->nll = buf + rows;
+        j->msm = buf + 2L * rows;
+        j->smooth = buf + 3L * rows;
+    }
+    return 1;
 }
 
 float nomul_cross_entropy_forward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *logp,
@@ -590,9 +846,18 @@ float nomul_cross_entropy_forward_pa(const nomul_op_cfg *cfg, int rows, int n, c
     if (used <= 0)
         return used < 0 ? NAN : 0.0f;
     float total = 0.0f, nll, msm, smooth;
-    for (int i = 0; i < rows; i++)
-        if (target[i] != ignore_index)
-            total += ce_row(off, n, logp + (long)i * n, target[i], smoothing, &nll, &msm, &smooth);
+    ce_job j;
+    if (ce_job_init(&j, cfg, rows, n, logp, target, ignore_index, smoothing, 0)) {
+        ce_run(&j, rows, ce_parts_range);
+        for (int i = 0; i < rows; i++)
+            if (target[i] != ignore_index)
+                total += j.loss[i];
+    } else { /* the twin: the same rows in one loop */
+        for (int i = 0; i < rows; i++)
+            if (target[i] != ignore_index)
+                total += ce_row(off, n, logp + (long)i * n, target[i], smoothing, &nll, &msm,
+                                &smooth);
+    }
     return pad(total, (float)used);
 }
 
@@ -603,14 +868,20 @@ int nomul_cross_entropy_rows_pa(const nomul_op_cfg *cfg, int rows, int n, const 
     const float off = offset_of(cfg);
     NOMUL_COUNT(PAM, 2L * rows); NOMUL_COUNT(PAD, rows); NOMUL_COUNT(FADD, (long)rows * n);
     int used = 0;
+    for (int i = 0; i < rows; i++)
+        if (target[i] != ignore_index && (target[i] < 0 || target[i] >= n))
+            return -1;
+    ce_job j;
+    int fast = ce_job_init(&j, cfg, rows, n, logp, target, ignore_index, smoothing, 0);
+    if (fast)
+        ce_run(&j, rows, ce_parts_range);
     float nll, msm, smooth;
     for (int i = 0; i < rows; i++) {
         if (target[i] == ignore_index)
             continue;
-        if (target[i] < 0 || target[i] >= n)
-            return -1;
-        loss[used++] = ce_row(off, n, logp + (long)i * n, target[i], smoothing, &nll, &msm,
-                              &smooth);
+        loss[used++] = fast ? j.loss[i]
+                            : ce_row(off, n, logp + (long)i * n, target[i], smoothing, &nll,
+                                     &msm, &smooth);
     }
     return used;
 }
@@ -623,32 +894,13 @@ void nomul_cross_entropy_backward_pa(const nomul_op_cfg *cfg, int rows, int n,
                                           dloss, used, NULL, dlogp);
 }
 
-void nomul_cross_entropy_backward_pa_total(const nomul_op_cfg *cfg, int rows, int n,
-                                           const float *logp, const int *target,
-                                           int ignore_index, float smoothing, float dloss,
-                                           int used, const float *total_in, float *dlogp)
+/* The twin of the gradient pass: every row in one loop, its parts
+ * recomputed. */
+static void ce_backward_rows_scalar(float off, int approx, int rows, int n, const float *logp,
+                                    const int *target, int ignore_index, float smoothing,
+                                    float g, float *dlogp)
 {
-    const float off = offset_of(cfg);
-    const int approx = cfg->approx_bwd;
-    long t0 = (long)rows * n; /* the audit */
-    if (approx) {
-        NOMUL_COUNT(PAM, 2L * rows); NOMUL_COUNT(PAD, rows + 1L); NOMUL_COUNT(FADD, t0 + rows);
-    } else {
-        NOMUL_COUNT(PAM, 2L * rows); NOMUL_COUNT(PAD, rows + 1L); NOMUL_COUNT(SHIFT, 3L * rows + 1);
-        NOMUL_COUNT(FADD, 2 * t0 + rows);
-    }
-    if (used == 0)
-        return;
-    float total = 0.0f, nll, msm, smooth, nf = (float)n, g, unused;
-    if (approx) {
-        g = pad(dloss, (float)used);
-    } else { /* loss = PAD(Σ loss_i, used) */
-        for (int i = 0; !total_in && i < rows; i++)
-            if (target[i] != ignore_index && target[i] >= 0 && target[i] < n)
-                total += ce_row(off, n, logp + (long)i * n, target[i], smoothing, &nll, &msm,
-                                &smooth);
-        div_grads(total_in ? *total_in : total, (float)used, dloss, &g, &unused);
-    }
+    float nll, msm, smooth, nf = (float)n, unused;
     for (int i = 0; i < rows; i++) {
         int t = target[i];
         if (t == ignore_index || t < 0 || t >= n)
@@ -669,6 +921,48 @@ void nomul_cross_entropy_backward_pa_total(const nomul_op_cfg *cfg, int rows, in
         for (int c = 0; c < n; c++)
             dr[c] -= dsmooth;
     }
+}
+
+void nomul_cross_entropy_backward_pa_total(const nomul_op_cfg *cfg, int rows, int n,
+                                           const float *logp, const int *target,
+                                           int ignore_index, float smoothing, float dloss,
+                                           int used, const float *total_in, float *dlogp)
+{
+    const float off = offset_of(cfg);
+    const int approx = cfg->approx_bwd;
+    long t0 = (long)rows * n; /* the audit */
+    if (approx) {
+        NOMUL_COUNT(PAM, 2L * rows); NOMUL_COUNT(PAD, rows + 1L); NOMUL_COUNT(FADD, t0 + rows);
+    } else {
+        NOMUL_COUNT(PAM, 2L * rows); NOMUL_COUNT(PAD, rows + 1L); NOMUL_COUNT(SHIFT, 3L * rows + 1);
+        NOMUL_COUNT(FADD, 2 * t0 + rows);
+    }
+    if (used == 0)
+        return;
+    ce_job j;
+    /* the exact derivative needs each row's parts: computed once, kept */
+    int fast = ce_job_init(&j, cfg, rows, n, logp, target, ignore_index, smoothing, !approx);
+    float total = 0.0f, nll, msm, smooth, g, unused;
+    if (approx) {
+        g = pad(dloss, (float)used);
+    } else { /* loss = PAD(Σ loss_i, used) */
+        if (fast)
+            ce_run(&j, rows, ce_parts_range);
+        for (int i = 0; !total_in && i < rows; i++)
+            if (target[i] != ignore_index && target[i] >= 0 && target[i] < n)
+                total += fast ? j.loss[i]
+                              : ce_row(off, n, logp + (long)i * n, target[i], smoothing, &nll,
+                                       &msm, &smooth);
+        div_grads(total_in ? *total_in : total, (float)used, dloss, &g, &unused);
+    }
+    if (!fast) {
+        ce_backward_rows_scalar(off, approx, rows, n, logp, target, ignore_index, smoothing, g,
+                                dlogp);
+        return;
+    }
+    j.g = g;
+    j.dlogp = dlogp;
+    ce_run(&j, rows, ce_grad_range);
 }
 
 /* ---- GELU: x σ(1.702 x) ------------------------------------------------------------- */
