@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "autodiff/graph_internal.h" /* the op table and the tape */
+#include "core/internal.h"           /* nomul_splitmix64: dropout's draws */
 #include "nomul/nomul.h"
 #include "testutil.h"
 
@@ -802,6 +803,68 @@ static void test_transpose_matches_index_map(void **state)
     nomul_graph_free(g);
 }
 
+/* Dropout draws its mask and scales on the array kernels; its plain twin is
+ * the element-by-element definition: splitmix64's draws from the generator
+ * in order (kept when the upper 32 bits are at least p·2^32), kept elements
+ * scaled by s (PAM in PA mode), and the backward's term per kept element
+ * (s·dy, PAM(dy, s) or the exact ∂PAM(x, s)/∂x · dy) added to the
+ * gradient, a dropped element's gradient left as it was (−0 too). Bit for
+ * bit, over sizes around the backward's chunk, with zeros and −0. */
+static void test_dropout_matches_definition(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xB7};
+    static const int sizes[] = {1, 7, 2047, 2048, 2049, 5000};
+    nomul_graph *g = nomul_graph_new(1 << 22);
+    for (int rep = 0; rep < 24; rep++) {
+        int n = sizes[rep % 6];
+        nomul_op_cfg c = {rep % 3 ? NOMUL_OP_PAM : NOMUL_OP_STANDARD, rep % 3 == 2, 1.0f};
+        float p = (float)(tu_next(&r) % 900) / 1000.0f + 0.05f;
+        nomul_tensor *x = nomul_tensor_alloc(1, &n, 1), *w = nomul_tensor_alloc(1, &n, 0);
+        for (int i = 0; i < n; i++) {
+            x->data[i] = (float)((int)(tu_next(&r) % 2001) - 1000) / 37.0f;
+            x->grad[i] = i % 5 == 0 ? -0.0f : (float)(i % 7) - 3.0f;
+        }
+        float *grad0 = malloc((size_t)n * sizeof *grad0);
+        memcpy(grad0, x->grad, (size_t)n * sizeof *grad0);
+        unsigned long long st = tu_next(&r), st0 = st;
+        nomul_graph_reset(g);
+        for (int i = 0; i < n; i++) /* dy: Σ y·w's gradient, w exactly (float) */
+            w->data[i] = (float)((int)(tu_next(&r) % 2001) - 1000) / 91.0f;
+        nomul_tensor *y = nomul_dropout(g, &c, x, p, &st);
+        assert_non_null(y);
+        nomul_op_cfg std = {NOMUL_OP_STANDARD, 0, 1.0f};
+        nomul_backward(g, nomul_sum(g, nomul_mul(g, &std, y, w)));
+        int pa = c.subtype != NOMUL_OP_STANDARD;
+        float s = pa ? nomul_pa_div(1.0f, 1.0f - p) : 1.0f / (1.0f - p);
+        uint64_t th = (uint64_t)ldexp((double)p, 32), q = st0;
+        for (int i = 0; i < n; i++) {
+            int kept = (nomul_splitmix64(&q) >> 32) >= th;
+            float want = !kept ? 0.0f : pa ? nomul_pa_mul(x->data[i], s) : s * x->data[i];
+            float term = 0.0f, unused, dy = w->data[i];
+            if (!pa)
+                term = s * dy;
+            else if (c.approx_bwd)
+                term = nomul_pa_mul(dy, s);
+            else
+                nomul_pa_mul_grad(x->data[i], s, dy, &term, &unused);
+            float gwant = kept ? grad0[i] + term : grad0[i];
+            if (tu_bits(y->data[i]) != tu_bits(want) || tu_bits(x->grad[i]) != tu_bits(gwant))
+                FAIL_SEED("dropout n %d p %g %s: [%d] y %a (want %a), dx %a (want %a)", n,
+                          (double)p, pa ? (c.approx_bwd ? "pa approx" : "pa exact") : "float",
+                          i, (double)y->data[i], (double)want, (double)x->grad[i],
+                          (double)gwant);
+        }
+        if (st != q)
+            FAIL_SEED("dropout n %d: the generator ends at %llx, %llx after n draws", n,
+                      (unsigned long long)st, (unsigned long long)q);
+        free(grad0);
+        nomul_tensor_free(x);
+        nomul_tensor_free(w);
+    }
+    nomul_graph_free(g);
+}
+
 /* Broadcasting add and sub (row loops) against the plain element-by-element
  * walk of numpy's rule, bit for bit, forward and both gradients (which sum
  * over broadcast dimensions in output order). */
@@ -914,6 +977,7 @@ int main(void)
         cmocka_unit_test(test_op_table),
         cmocka_unit_test(test_transpose_matches_index_map),
         cmocka_unit_test(test_broadcast_add_sub_match_plain_walk),
+        cmocka_unit_test(test_dropout_matches_definition),
     };
     printf("test_autodiff: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("autodiff", tests, NULL, NULL);

@@ -345,17 +345,25 @@ void ad_dropout_backward(const node *nd)
     else
         NOMUL_COUNT(SHIFT, x->n);
     NOMUL_COUNT(FADD, x->n);
-    for (long i = 0; i < x->n; i++) {
-        if (!keep[i])
-            continue;
-        float g = y->grad[i], da, unused;
-        if (!nomul_op_is_pa(&nd->cfg))
-            da = s * g;
+    /* a chunk at a time: the kept elements' terms on the array kernels
+     * (bit for bit the scalar PAM and its derivative), then added where
+     * kept (a dropped element's gradient is left as it is, −0 included) */
+    enum { CH = 2048 };
+    float d[CH];
+    const int pa = nomul_op_is_pa(&nd->cfg);
+    for (long i0 = 0; i0 < x->n; i0 += CH) {
+        long c = x->n - i0 < CH ? x->n - i0 : CH;
+        const float *g = y->grad + i0;
+        float *dx = x->grad + i0;
+        if (!pa)
+            for (long i = 0; i < c; i++)
+                d[i] = s * g[i];
         else if (nd->cfg.approx_bwd)
-            da = nomul_pa_mul(g, s);
+            nomul_pa_mul_vs((size_t)c, g, s, d);
         else
-            nomul_pa_mul_grad(x->data[i], s, g, &da, &unused);
-        x->grad[i] += da;
+            nomul_pa_mul_grad_vs((size_t)c, x->data + i0, s, g, d);
+        for (long i = 0; i < c; i++)
+            dx[i] = keep[i0 + i] ? dx[i] + d[i] : dx[i];
     }
 }
 
@@ -385,13 +393,21 @@ nomul_tensor *nomul_dropout(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tenso
     }
     /* kept when a uniform 32-bit draw is at least p·2^32 */
     unsigned long long threshold = (unsigned long long)ldexp((double)p, 32); /* p·2^32 by exponent shift */
-    uint64_t state = *rng;
-    for (long i = 0; i < x->n; i++) {
-        int kept = (nomul_splitmix64(&state) >> 32) >= threshold;
-        keep[i] = (unsigned char)kept;
-        y->data[i] = !kept ? 0.0f : nomul_op_is_pa(cfg) ? nomul_pa_mul(x->data[i], s) : s * x->data[i];
-    }
-    *rng = state;
+    /* element i's draw is splitmix64's i-th from *rng: the mix of
+     * *rng + i·γ, so the draws are independent of one another; the scaling
+     * on the array kernels (bit for bit the scalar PAM), dropped elements
+     * then set to 0 */
+    const uint64_t state = *rng, gamma = 0x9E3779B97F4A7C15ull;
+    for (long i = 0; i < x->n; i++)
+        keep[i] = (unsigned char)((nomul_mix64(state + (uint64_t)i * gamma) >> 32) >= threshold);
+    *rng = state + (uint64_t)x->n * gamma;
+    if (nomul_op_is_pa(cfg))
+        nomul_pa_mul_vs((size_t)x->n, x->data, s, y->data);
+    else
+        for (long i = 0; i < x->n; i++)
+            y->data[i] = s * x->data[i];
+    for (long i = 0; i < x->n; i++)
+        y->data[i] = keep[i] ? y->data[i] : 0.0f;
     ad_record(g, AD_OP_DROPOUT, cfg, &(ad_params){.dropout = {keep, s}}, y, x, NULL, NULL);
     return y;
 }
