@@ -171,15 +171,15 @@ static void row_sums(int k, int n, const float *a, long stride, int neg, float *
         out[r] = acc[r / 4][r % 4];
 }
 
-/* Scratch rows of a group: u and e, GROUP rows of n each, and one more row
- * (w) for a backward's terms. */
+/* Scratch rows of a group: u, e and w (a backward's terms), GROUP rows of n
+ * each. */
 typedef struct {
     float *u, *e, *w;
 } row_tmp;
 
 static int tmp_alloc(row_tmp *t, int n)
 {
-    t->u = nomul_scratch(NOMUL_SCRATCH_ROW, (size_t)n * (2 * GROUP + 1));
+    t->u = nomul_scratch(NOMUL_SCRATCH_ROW, (size_t)n * 3 * GROUP);
     t->e = t->u ? t->u + (size_t)GROUP * n : NULL;
     t->w = t->u ? t->u + (size_t)2 * GROUP * n : NULL;
     return t->u != NULL;
@@ -303,25 +303,49 @@ static void softmax_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
         return;
     }
     /* the chain of y = PAD(e, S), e = paexp2(u), u = PAM(x, log2e) − s */
-    float s[GROUP], sum[GROUP];
+    float s[GROUP], sum[GROUP], dsum[GROUP];
     pa_rows_exp(off, k, n, j->x + (long)i0 * n, t, s, sum);
+    if (nomul_pa_chains_scalar || off != 1.0f) { /* the twin, and the offset's form */
+        for (int r = 0; r < k; r++) {
+            if (!(sum[r] > 0.0f))
+                continue;
+            const float *xr = j->x + (long)(i0 + r) * n, *gr = j->dy + (long)(i0 + r) * n;
+            const float *u = t->u + (long)r * n;
+            float *dr = j->out + (long)(i0 + r) * n, *e = t->e + (long)r * n, ds = 0.0f;
+            float *de = e; /* e is not needed once its gradient is formed */
+            for (int c = 0; c < n; c++) {
+                float da, db;
+                div_grads(e[c], sum[r], gr[c], &da, &db);
+                de[c] = da;
+                ds += db;
+            }
+            for (int c = 0; c < n; c++) {
+                float du = nomul_pa_exp2_grad(u[c], de[c] + ds);
+                dr[c] += mul_grad_a(off, xr[c], LOG2E, du);
+            }
+        }
+        return;
+    }
+    /* on the array kernels: de = ∂PAD/∂e · dy in place of e, the terms of
+     * dS = Σ ∂PAD/∂S · dy in w (summed in order, rows side by side), then
+     * du = paexp2'(u) (de + dS) and dx += ∂PAM(x, log2e)/∂x · du */
+    for (int r = 0; r < k; r++) {
+        float *e = t->e + (long)r * n, *w = t->w + (long)r * n;
+        for (int c = 0; c < n; c++)
+            w[c] = sum[r];
+        nomul_pa_div_grad_v((size_t)n, e, w, j->dy + (long)(i0 + r) * n, e, w);
+    }
+    row_sums(k, n, t->w, n, 0, dsum);
     for (int r = 0; r < k; r++) {
         if (!(sum[r] > 0.0f))
             continue;
-        const float *xr = j->x + (long)(i0 + r) * n, *gr = j->dy + (long)(i0 + r) * n;
-        const float *u = t->u + (long)r * n;
-        float *dr = j->out + (long)(i0 + r) * n, *e = t->e + (long)r * n, dsum = 0.0f;
-        float *de = e; /* e is not needed once its gradient is formed */
-        for (int c = 0; c < n; c++) {
-            float da, db;
-            div_grads(e[c], sum[r], gr[c], &da, &db);
-            de[c] = da;
-            dsum += db;
-        }
-        for (int c = 0; c < n; c++) {
-            float du = nomul_pa_exp2_grad(u[c], de[c] + dsum);
-            dr[c] += mul_grad_a(off, xr[c], LOG2E, du);
-        }
+        float *v = t->e + (long)r * n, *dr = j->out + (long)(i0 + r) * n;
+        for (int c = 0; c < n; c++)
+            v[c] += dsum[r];
+        nomul_pa_exp2_grad_v((size_t)n, t->u + (long)r * n, v, v);
+        nomul_pa_mul_grad_vs((size_t)n, j->x + (long)(i0 + r) * n, LOG2E, v, v);
+        for (int c = 0; c < n; c++)
+            dr[c] += v[c];
     }
 }
 
