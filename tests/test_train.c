@@ -1009,6 +1009,19 @@ static void test_eval_memory_is_checked_first(void **state)
     const char *dec40[] = {"test decoding needs", "beam 40"};
     refused_before_training(&b, &o, dec40, 2);
     o.resume = NULL;
+    /* nomul translate: refused before any line is translated */
+    const char *in[2] = {"w1 w2 w3", "w4 w5 w6 w7 w8 w9"};
+    char *out[2];
+    b.arena_mb = 1;
+    tu_last_error[0] = 0;
+    assert_int_equal(nomul_translate_checkpoint(ck, &b, in, 2, out), -1);
+    if (!strstr(tu_last_error, "translating these lines needs") ||
+        !strstr(tu_last_error, "beam 40") || !strstr(tu_last_error, "of 7 tokens"))
+        fail_msg("nomul translate: '%s'", tu_last_error);
+    b.arena_mb = advised_arena_mb(tu_last_error);
+    assert_int_equal(nomul_translate_checkpoint(ck, &b, in, 2, out), 0);
+    free(out[0]);
+    free(out[1]);
 
     /* validation: 16 sentences of 91 tokens in one batch, a greedy search of
      * one token; its use of the arena is the bound's shape exactly */
@@ -1038,6 +1051,24 @@ static void test_eval_memory_is_checked_first(void **state)
     if (r.eval_arena_bound_mb - r.eval_arena_mb > 0.05)
         fail_msg("seed %llu: validation used %.6f MB, the bound is %.6f MB",
                  (unsigned long long)seed, r.eval_arena_mb, r.eval_arena_bound_mb);
+
+    /* a validation sentence longer than the model's 1024 positions */
+    FILE *fl = fopen(tu_path("longest.src"), "w"), *ft = fopen(tu_path("longest.tgt"), "w");
+    assert_non_null(fl);
+    assert_non_null(ft);
+    for (int j = 0; j < 1100; j++)
+        fprintf(fl, "%sw%d", j ? " " : "", j % 12);
+    fputs("\nw1\n", fl);
+    fputs("w1\nw2\n", ft);
+    fclose(fl);
+    fclose(ft);
+    snprintf(c.valid_src, sizeof c.valid_src, "%s", tu_path("longest.src"));
+    snprintf(c.valid_tgt, sizeof c.valid_tgt, "%s", tu_path("longest.tgt"));
+    snprintf(c.out_dir, sizeof c.out_dir, "%s", tu_path("longest"));
+    c.arena_mb = 4096;
+    const char *pos[] = {"data.valid_src", "longest.src", "line 1", "1101 tokens",
+                         "1024 positions"};
+    refused_before_training(&c, &o, pos, 5);
 
     /* images: 2000 test images in one batch */
     write_set(tu_path("mem-images"), tu_path("mem-labels"), 2000, seed + 3);
