@@ -71,12 +71,13 @@ static int dry(nomul_graph *g, evalmem_forward f, void *ctx, int b, int s, int t
     return rc;
 }
 
-static double poly(const double c[2][EVALMEM_TERMS], int n, double b, double s, double t)
+/* Σ (a[j] + b·bb[j])·m_j(s, t): A's and B's coefficients */
+static double poly(const double *a, const double *bb, int n, double b, double s, double t)
 {
     double m[EVALMEM_TERMS], v = 0.0;
     monomials(s, t, m);
     for (int j = 0; j < n; j++)
-        v += (c[0][j] + b * c[1][j]) * m[j];
+        v += (a[j] + b * bb[j]) * m[j];
     return v;
 }
 
@@ -112,11 +113,12 @@ int evalmem_fit_new(nomul_graph *g, int lengths, evalmem_forward f, void *ctx, e
     double v, na;
     if (dry(g, f, ctx, b, s, t, &v, &na))
         return -1;
-    if (fabs(poly(fit->asked, n, b, s, t) - v) > 0.5 || fabs(poly(fit->allocs, n, b, s, t) - na) > 0.5) {
+    const double pv = poly(fit->asked[0], fit->asked[1], n, b, s, t);
+    const double pn = poly(fit->allocs[0], fit->allocs[1], n, b, s, t);
+    if (fabs(pv - v) > 0.5 || fabs(pn - na) > 0.5) {
         nomul_report(NOMUL_EINVAL, "cannot bound the evaluation's memory: a dry run of %d × "
                      "(%d, %d) asked the arena for %.0f bytes in %.0f allocations, the fit "
-                     "says %.0f in %.0f", b, s, t, v, na, poly(fit->asked, n, b, s, t),
-                     poly(fit->allocs, n, b, s, t));
+                     "says %.0f in %.0f", b, s, t, v, na, pv, pn);
         return -1;
     }
     return 0;
@@ -124,6 +126,6 @@ int evalmem_fit_new(nomul_graph *g, int lengths, evalmem_forward f, void *ctx, e
 
 double evalmem_bytes(const evalmem_fit *fit, long b, long s, long t)
 {
-    return poly(fit->asked, fit->terms, (double)b, (double)s, (double)t) +
-           63.0 * poly(fit->allocs, fit->terms, (double)b, (double)s, (double)t);
+    return poly(fit->asked[0], fit->asked[1], fit->terms, (double)b, (double)s, (double)t) +
+           63.0 * poly(fit->allocs[0], fit->allocs[1], fit->terms, (double)b, (double)s, (double)t);
 }

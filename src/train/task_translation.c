@@ -489,7 +489,8 @@ static int decoding_fits(const evalmem_fit *fit, const nomul_train_config *c,
     char also[128] = "";
     if (valid_need > have)
         snprintf(also, sizeof also, "; validation needs %.1f MB too (arena_mb %.0f, or lower "
-                 "max_tokens)", valid_need / mb, ceil((*need > valid_need ? *need : valid_need) / mb));
+                 "max_tokens)", valid_need / mb,
+                 ceil((*need > valid_need ? *need : valid_need) / mb));
     nomul_report(NOMUL_EINVAL, "%s needs %.1f MB of the graph's arena (beam %d hypotheses of up "
                  "to %d target tokens, max_len_a·%ld + max_len_b, over the longest source, of "
                  "%ld tokens), and arena_mb is %ld: raise arena_mb to %.0f or lower beam or "
@@ -606,8 +607,9 @@ int nomul_translate_checkpoint(const char *path, const nomul_train_config *c,
      * the arena, refused before any line is translated */
     long smax = 1;
     for (long i = 0; i < n; i++) {
-        char *tok = c->tokenizer == NOMUL_TOKENIZER_MOSES ? nomul_moses_tokenize(lines[i], c->src_lang)
-                                                          : strdup(lines[i]);
+        char *tok = c->tokenizer == NOMUL_TOKENIZER_MOSES
+                        ? nomul_moses_tokenize(lines[i], c->src_lang)
+                        : strdup(lines[i]);
         char *seg = !tok ? NULL : bpe ? nomul_bpe_apply(bpe, tok) : strdup(tok);
         free(tok);
         int k = seg ? nomul_vocab_encode(sv, seg, src, MAXT) : -1;
