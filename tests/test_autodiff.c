@@ -961,9 +961,41 @@ static void test_op_table(void **state)
     mlp_free(&m);
 }
 
+/* nomul_graph_arena_use: the bytes asked for and allocations since the
+ * reset, the aligned use they bound, and the peak across resets. */
+static void test_arena_use(void **state)
+{
+    (void)state;
+    nomul_graph *g = nomul_graph_new(1 << 20);
+    assert_non_null(g);
+    const int sizes[3] = {1, 17, 100};
+    size_t asked = 0;
+    for (int i = 0; i < 3; i++) {
+        assert_non_null(nomul_graph_tensor(g, 1, &sizes[i], i == 2));
+        asked += sizeof(nomul_tensor) + (size_t)sizes[i] * sizeof(float) * (i == 2 ? 2 : 1);
+    }
+    nomul_arena_use u = nomul_graph_arena_use(g);
+    assert_int_equal(u.size, 1 << 20);
+    assert_int_equal(u.asked, asked);
+    assert_int_equal(u.allocs, 7);
+    assert_true(u.used >= asked && u.used <= asked + 63 * u.allocs);
+    assert_int_equal(u.peak, u.used);
+    const size_t first = u.used;
+    nomul_graph_reset(g);
+    assert_non_null(nomul_graph_tensor(g, 1, &sizes[0], 0));
+    u = nomul_graph_arena_use(g);
+    assert_int_equal(u.allocs, 2);
+    assert_int_equal(u.asked, sizeof(nomul_tensor) + sizeof(float));
+    assert_int_equal(u.peak, first); /* the peak outlives the reset */
+    nomul_graph_reset_peak(g);
+    assert_int_equal(nomul_graph_arena_use(g).peak, u.used);
+    nomul_graph_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_arena_use),
         cmocka_unit_test(test_gradients_match_finite_differences),
         cmocka_unit_test(test_mlp_trains_in_every_mode),
         cmocka_unit_test(test_ops_match_finite_differences),

@@ -897,6 +897,249 @@ static void test_empty_sets_are_refused(void **state)
     fclose(devnull);
 }
 
+/* The figure "raise arena_mb to N" of a refusal's message: N, or -1. */
+static long advised_arena_mb(const char *msg)
+{
+    const char *q = strstr(msg, "raise arena_mb to ");
+    return q ? strtol(q + strlen("raise arena_mb to "), NULL, 10) : -1;
+}
+
+/* A file's existence. */
+static int exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+/* The run refused before its first step: the message names every needle,
+ * and the run folder holds no metric line and no checkpoint. */
+static void refused_before_training(nomul_train_config *c, const nomul_train_options *o,
+                                    const char *const *needles, int n)
+{
+    nomul_train_result r;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c->out_dir);
+    remove(path);
+    tu_last_error[0] = 0;
+    assert_int_equal(nomul_train(c, o, &r), -1);
+    for (int i = 0; i < n; i++)
+        if (!strstr(tu_last_error, needles[i]))
+            fail_msg("seed %llu: arena_mb %ld: '%s' does not name '%s'", (unsigned long long)seed,
+                     c->arena_mb, tu_last_error, needles[i]);
+    assert_false(exists(path));
+    snprintf(path, sizeof path, "%s/checkpoint_last.safetensors", c->out_dir);
+    assert_false(exists(path));
+}
+
+/* The run trains and evaluates at arena_mb, and its evaluation used at most
+ * the bound the check computed, which is at most the arena. */
+static void passes_at(nomul_train_config *c, const nomul_train_options *o, nomul_train_result *r)
+{
+    if (nomul_train(c, o, r))
+        fail_msg("seed %llu: arena_mb %ld: %s", (unsigned long long)seed, c->arena_mb,
+                 tu_last_error);
+    if (!(r->eval_arena_mb > 0.0 && r->eval_arena_mb <= r->eval_arena_bound_mb &&
+          r->eval_arena_bound_mb <= (double)c->arena_mb))
+        fail_msg("seed %llu: evaluation used %.6f MB, the bound %.6f MB, arena_mb %ld",
+                 (unsigned long long)seed, r->eval_arena_mb, r->eval_arena_bound_mb, c->arena_mb);
+}
+
+/* Sentences long enough that validation needs several MB of the arena. */
+static void write_long_valid(void)
+{
+    tu_rng q = {seed ^ 0x10A6};
+    FILE *fs = fopen(tu_path("long-valid.src"), "w"), *ft = fopen(tu_path("long-valid.tgt"), "w");
+    assert_non_null(fs);
+    assert_non_null(ft);
+    for (int i = 0; i < 16; i++) {
+        for (int j = 0; j < 90; j++) {
+            fprintf(fs, "%sw%d", j ? " " : "", (int)(tu_next(&q) % 12));
+            fprintf(ft, "%sw%d", j ? " " : "", (int)(tu_next(&q) % 12));
+        }
+        fputc('\n', fs);
+        fputc('\n', ft);
+    }
+    fclose(fs);
+    fclose(ft);
+}
+
+/* What evaluation needs of the graph's arena is known before the first
+ * step (issue 17): a run whose test decoding, validation or image
+ * evaluation cannot fit is refused naming the keys and the figures, with
+ * nothing trained; at the arena the message advises, the run passes; on
+ * resume the same check applies. */
+static void test_eval_memory_is_checked_first(void **state)
+{
+    (void)state;
+    nomul_train_config c;
+    nomul_train_result r;
+    FILE *devnull = fopen("/dev/null", "w");
+    nomul_train_options o = {NULL, devnull, 0, 0.0, 0, 0};
+    write_translation_data();
+    /* decoding: 16 hypotheses of up to 1.5·7 + 40 tokens, one test sentence */
+    translation_config(&c, "dec-mem");
+    nomul_op_cfgs_default(&c.ops);
+    c.steps = 2;
+    c.warmup_steps = 0;
+    c.checkpoint_every = 0;
+    c.test_limit = 1;
+    c.beam = 16;
+    c.max_len_a = 1.5f;
+    c.max_len_b = 40.0f;
+    c.arena_mb = 1;
+    const char *dec[] = {"test decoding needs", "beam 16", "arena_mb is 1", "max_len_a/max_len_b"};
+    refused_before_training(&c, &o, dec, 4);
+    const long need = advised_arena_mb(tu_last_error);
+    if (need < 3)
+        fail_msg("seed %llu: '%s': decoding should need several MB", (unsigned long long)seed,
+                 tu_last_error);
+    c.arena_mb = need - 1;
+    refused_before_training(&c, &o, dec + 1, 1);
+    c.arena_mb = need;
+    passes_at(&c, &o, &r);
+    /* resuming with a larger beam: refused before the first step */
+    nomul_train_config b = c;
+    char ck[1200];
+    snprintf(ck, sizeof ck, "%s/checkpoint_last.safetensors", c.out_dir);
+    assert_true(exists(ck));
+    snprintf(b.out_dir, sizeof b.out_dir, "%s", tu_path("dec-mem-resumed"));
+    b.steps = 3;
+    b.beam = 40;
+    o.resume = ck;
+    const char *dec40[] = {"test decoding needs", "beam 40"};
+    refused_before_training(&b, &o, dec40, 2);
+    o.resume = NULL;
+    /* nomul translate: refused before any line is translated */
+    const char *in[2] = {"w1 w2 w3", "w4 w5 w6 w7 w8 w9"};
+    char *out[2];
+    b.arena_mb = 1;
+    tu_last_error[0] = 0;
+    assert_int_equal(nomul_translate_checkpoint(ck, &b, in, 2, out), -1);
+    if (!strstr(tu_last_error, "translating these lines needs") ||
+        !strstr(tu_last_error, "beam 40") || !strstr(tu_last_error, "of 7 tokens"))
+        fail_msg("nomul translate: '%s'", tu_last_error);
+    b.arena_mb = advised_arena_mb(tu_last_error);
+    assert_int_equal(nomul_translate_checkpoint(ck, &b, in, 2, out), 0);
+    free(out[0]);
+    free(out[1]);
+
+    /* validation: 16 sentences of 91 tokens in one batch, a greedy search of
+     * one token; its use of the arena is the bound's shape exactly */
+    write_long_valid();
+    translation_config(&c, "valid-mem");
+    nomul_op_cfgs_default(&c.ops);
+    snprintf(c.valid_src, sizeof c.valid_src, "%s", tu_path("long-valid.src"));
+    snprintf(c.valid_tgt, sizeof c.valid_tgt, "%s", tu_path("long-valid.tgt"));
+    c.steps = 1;
+    c.warmup_steps = 0;
+    c.checkpoint_every = 0;
+    c.test_limit = 1;
+    c.max_tokens = 2000;
+    c.beam = 1;
+    c.max_len_a = 0.0f;
+    c.max_len_b = 1.0f;
+    c.arena_mb = 1;
+    const char *val[] = {"validation needs", "16 sentences", "max_tokens", "arena_mb is 1"};
+    refused_before_training(&c, &o, val, 4);
+    const long vneed = advised_arena_mb(tu_last_error);
+    assert_true(vneed >= 3);
+    c.arena_mb = vneed - 1;
+    refused_before_training(&c, &o, val + 2, 1);
+    c.arena_mb = vneed;
+    passes_at(&c, &o, &r);
+    /* the bound is the validation's use but for each allocation's alignment */
+    if (r.eval_arena_bound_mb - r.eval_arena_mb > 0.05)
+        fail_msg("seed %llu: validation used %.6f MB, the bound is %.6f MB",
+                 (unsigned long long)seed, r.eval_arena_mb, r.eval_arena_bound_mb);
+
+    /* a validation sentence longer than the model's 1024 positions */
+    FILE *fl = fopen(tu_path("longest.src"), "w"), *ft = fopen(tu_path("longest.tgt"), "w");
+    assert_non_null(fl);
+    assert_non_null(ft);
+    for (int j = 0; j < 1100; j++)
+        fprintf(fl, "%sw%d", j ? " " : "", j % 12);
+    fputs("\nw1\n", fl);
+    fputs("w1\nw2\n", ft);
+    fclose(fl);
+    fclose(ft);
+    snprintf(c.valid_src, sizeof c.valid_src, "%s", tu_path("longest.src"));
+    snprintf(c.valid_tgt, sizeof c.valid_tgt, "%s", tu_path("longest.tgt"));
+    snprintf(c.out_dir, sizeof c.out_dir, "%s", tu_path("longest"));
+    c.arena_mb = 4096;
+    const char *pos[] = {"data.valid_src", "longest.src", "line 1", "1101 tokens",
+                         "1024 positions"};
+    refused_before_training(&c, &o, pos, 5);
+
+    /* images: 2000 test images in one batch */
+    write_set(tu_path("mem-images"), tu_path("mem-labels"), 2000, seed + 3);
+    small_config(&c, "img-mem");
+    snprintf(c.test_images, sizeof c.test_images, "%s", tu_path("mem-images"));
+    snprintf(c.test_labels, sizeof c.test_labels, "%s", tu_path("mem-labels"));
+    c.epochs = 0;
+    c.steps = 1;
+    c.warmup_steps = 0;
+    c.eval_batch_size = 2000;
+    c.arena_mb = 1;
+    const char *img[] = {"eval_batch_size 2000", "2000 test images needs", "arena_mb is 1"};
+    refused_before_training(&c, &o, img, 3);
+    const long ineed = advised_arena_mb(tu_last_error);
+    assert_true(ineed >= 3);
+    c.arena_mb = ineed - 1;
+    refused_before_training(&c, &o, img, 1);
+    c.arena_mb = ineed;
+    passes_at(&c, &o, &r);
+    if (r.eval_arena_bound_mb - r.eval_arena_mb > 0.05)
+        fail_msg("seed %llu: evaluation used %.6f MB, the bound is %.6f MB",
+                 (unsigned long long)seed, r.eval_arena_mb, r.eval_arena_bound_mb);
+    /* nomul eval of the checkpoint: the same refusal, and at the arena it passes */
+    snprintf(ck, sizeof ck, "%s/checkpoint_last.safetensors", c.out_dir);
+    double loss, acc;
+    c.arena_mb = ineed - 1;
+    tu_last_error[0] = 0;
+    assert_int_equal(nomul_evaluate_checkpoint(ck, &c, &loss, &acc), -1);
+    if (!strstr(tu_last_error, "eval_batch_size 2000") || advised_arena_mb(tu_last_error) != ineed)
+        fail_msg("nomul eval: '%s'", tu_last_error);
+    c.arena_mb = ineed;
+    assert_int_equal(nomul_evaluate_checkpoint(ck, &c, &loss, &acc), 0);
+    fclose(devnull);
+}
+
+/* The last checkpoint is written before the final evaluation, which may
+ * still fail (issue 17): here writing the test hypotheses fails, as
+ * test.hyp is a folder. */
+static void test_checkpoint_precedes_final_evaluation(void **state)
+{
+    (void)state;
+    nomul_train_config c;
+    nomul_train_result r;
+    FILE *devnull = fopen("/dev/null", "w");
+    nomul_train_options o = {NULL, devnull, 0, 0.0, 0, 0};
+    write_translation_data();
+    translation_config(&c, "final-fails");
+    nomul_op_cfgs_default(&c.ops);
+    c.steps = 3;
+    c.warmup_steps = 0;
+    c.checkpoint_every = 0;
+    c.test_limit = 2;
+    char hyp[1200], ck[1200];
+    assert_int_equal(mkdir(c.out_dir, 0777), 0);
+    snprintf(hyp, sizeof hyp, "%s/test.hyp", c.out_dir);
+    assert_int_equal(mkdir(hyp, 0777), 0);
+    tu_last_error[0] = 0;
+    assert_int_equal(nomul_train(&c, &o, &r), -1);
+    assert_non_null(strstr(tu_last_error, "test.hyp"));
+    snprintf(ck, sizeof ck, "%s/checkpoint_last.safetensors", c.out_dir);
+    nomul_train_config b;
+    assert_int_equal(nomul_checkpoint_config(ck, &b), 0);
+    nomul_safetensors *f = nomul_safetensors_read(ck);
+    assert_non_null(f);
+    const char *step = nomul_safetensors_meta(f, "nomul.step");
+    assert_non_null(step);
+    assert_string_equal(step, "3");
+    nomul_safetensors_free(f);
+    fclose(devnull);
+}
+
 /* A run removes the temporary files of checkpoint writes a killed run left
  * in its folder (issue 17, item 9). */
 static void test_partial_checkpoints_are_removed(void **state)
@@ -973,6 +1216,8 @@ int main(void)
         cmocka_unit_test(test_empty_sets_are_refused),
         cmocka_unit_test(test_nan_is_never_saved),
         cmocka_unit_test(test_partial_checkpoints_are_removed),
+        cmocka_unit_test(test_eval_memory_is_checked_first),
+        cmocka_unit_test(test_checkpoint_precedes_final_evaluation),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

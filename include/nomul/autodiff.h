@@ -65,6 +65,20 @@ void nomul_graph_reset(nomul_graph *g);
 /* 0: operations record nothing and create no gradients (evaluation). */
 void nomul_graph_set_grad(nomul_graph *g, int enabled);
 
+/* What a graph's arena holds. Every allocation starts 64-byte aligned, so
+ * used ≤ asked + 63·allocs: a forward's asked bytes and allocations, which
+ * its shapes alone fix, bound its use of the arena. */
+typedef struct nomul_arena_use {
+    size_t size;   /* the arena's bytes */
+    size_t used;   /* bytes in use since the last reset, alignment included */
+    size_t asked;  /* bytes asked for since the last reset */
+    size_t allocs; /* allocations since the last reset */
+    size_t peak;   /* the most bytes in use at once since nomul_graph_new or
+                    * the last nomul_graph_reset_peak */
+} nomul_arena_use;
+nomul_arena_use nomul_graph_arena_use(const nomul_graph *g);
+void nomul_graph_reset_peak(nomul_graph *g);
+
 /* Time per operation (nomul train --profile). While on, every recorded
  * operation's forward and backward are timed, summed per operation and
  * variant since the profile was turned on. An operation's forward time is

@@ -155,6 +155,10 @@ typedef struct nomul_train_result {
     double items_per_s;
     double peak_rss_mb; /* the process's peak resident memory so far */
     long params;        /* the model's trainable parameters */
+    /* the graph's arena (MB): the most any evaluation used (validation and
+     * decoding for translation), and the bound of it checked before the
+     * first step (0 if not known) */
+    double eval_arena_mb, eval_arena_bound_mb;
 } nomul_train_result;
 
 typedef struct nomul_train_options {

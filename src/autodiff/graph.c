@@ -50,6 +50,8 @@ static double now_s(void)
 void nomul_graph_reset(nomul_graph *g)
 {
     g->used = 0;
+    g->asked = 0;
+    g->allocs = 0;
     g->ntape = 0;
     if (g->prof)
         g->mark = now_s();
@@ -96,6 +98,13 @@ int nomul_graph_profile_rows(const nomul_graph *g, nomul_op_time *rows, int max)
 
 void nomul_graph_set_grad(nomul_graph *g, int enabled) { g->grad_enabled = enabled != 0; }
 
+nomul_arena_use nomul_graph_arena_use(const nomul_graph *g)
+{
+    return (nomul_arena_use){g->size, g->used, g->asked, g->allocs, g->peak};
+}
+
+void nomul_graph_reset_peak(nomul_graph *g) { g->peak = g->used; }
+
 static void *arena_get(nomul_graph *g, size_t bytes)
 {
     size_t at = (g->used + 63) & ~(size_t)63;
@@ -105,6 +114,9 @@ static void *arena_get(nomul_graph *g, size_t bytes)
         return NULL;
     }
     g->used = at + bytes;
+    g->asked += bytes;
+    g->allocs++;
+    g->peak = g->used > g->peak ? g->used : g->peak;
     return g->arena + at;
 }
 

@@ -120,6 +120,7 @@ typedef struct {
 struct nomul_graph {
     unsigned char *arena;
     size_t size, used;
+    size_t asked, allocs, peak; /* nomul_graph_arena_use */
     node *tape;
     int ntape, captape;
     int grad_enabled;

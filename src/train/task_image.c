@@ -189,6 +189,52 @@ static int evaluate(nomul_model *m, nomul_graph *g, const nomul_train_config *c,
     return 0;
 }
 
+/* evalmem.c's dry run: a forward of b images of the configured size */
+typedef struct {
+    nomul_model *m;
+    const nomul_train_config *c;
+} img_dry;
+
+static int img_dry_forward(void *ctx, nomul_graph *g, int b, int s, int t)
+{
+    (void)s;
+    (void)t;
+    const img_dry *d = ctx;
+    int xs[4] = {b, d->c->channels, d->c->image, d->c->image};
+    nomul_tensor *xt = nomul_graph_tensor(g, 4, xs, 0);
+    return xt && nomul_model_forward(d->m, g, &d->c->ops, xt, NULL) ? 0 : -1;
+}
+
+/* Whether g's arena holds the evaluation of a test set of n images in
+ * batches of eval_batch_size (the set, if smaller): refused naming the keys
+ * and the figures otherwise. *need: the bound of the bytes it needs. */
+static int eval_fits(nomul_model *m, nomul_graph *g, const nomul_train_config *c, long n,
+                     double *need)
+{
+    img_dry d = {m, c};
+    evalmem_fit fit;
+    const long batch = (long)c->eval_batch_size < n ? c->eval_batch_size : n;
+    if (evalmem_fit_new(g, 0, img_dry_forward, &d, &fit)) {
+        char err[512];
+        snprintf(err, sizeof err, "%s", nomul_last_error_message());
+        nomul_report(NOMUL_EINVAL, "eval_batch_size %d: cannot measure what evaluating a batch "
+                     "needs of the graph's arena (arena_mb %ld): %s", c->eval_batch_size,
+                     c->arena_mb, err);
+        return -1;
+    }
+    *need = evalmem_bytes(&fit, batch, 1, 1);
+    const double have = (double)nomul_graph_arena_use(g).size, mb = 1024.0 * 1024.0;
+    if (*need <= have)
+        return 0;
+    const double one = evalmem_bytes(&fit, 1, 1, 1), per = evalmem_bytes(&fit, 2, 1, 1) - one;
+    const long fits = have < one ? 0 : 1 + (long)floor((have - one) / per);
+    nomul_report(NOMUL_EINVAL, "eval_batch_size %d: evaluating a batch of %ld test images needs "
+                 "%.1f MB of the graph's arena, and arena_mb is %ld: raise arena_mb to %.0f or "
+                 "lower eval_batch_size (%ld images fit)", c->eval_batch_size, batch, *need / mb,
+                 c->arena_mb, ceil(*need / mb), fits);
+    return -1;
+}
+
 int nomul_evaluate_checkpoint(const char *path, const nomul_train_config *c, double *loss,
                               double *acc)
 {
@@ -208,7 +254,8 @@ int nomul_evaluate_checkpoint(const char *path, const nomul_train_config *c, dou
     if (g) {
         nomul_param *p;
         int np = nomul_model_params(m, &p);
-        if (!train_load_params(f, path, p, np))
+        double need;
+        if (!train_load_params(f, path, p, np) && !eval_fits(m, g, c, test->n, &need))
             rc = evaluate(m, g, c, test, loss, acc, 0, NULL);
         if (!rc && !isfinite(*loss)) {
             nomul_report(NOMUL_EINVAL, "evaluating '%s' gives a test loss of %g: its weights "
@@ -294,11 +341,14 @@ static int img_evaluate(trainer *t, int final, double *loss, double *metric)
     return evaluate(it->model, t->g, t->c, it->test, loss, metric, 0, t);
 }
 
-/* Before the first step: one evaluation batch fits the arena. */
+/* Before the first step: the evaluation's batches fit the arena (by the
+ * bound from the model's shapes, then by evaluating the first batch). */
 static int img_check(trainer *t)
 {
     img_task *it = t->td;
     double loss, acc;
+    if (eval_fits(it->model, t->g, t->c, it->test->n, &t->eval_need))
+        return -1;
     if (evaluate(it->model, t->g, t->c, it->test, &loss, &acc, 1, t) == 0)
         return 0;
     char err[512];

@@ -440,9 +440,140 @@ static int tr_evaluate(trainer *t, int final, double *loss, double *metric)
     return final ? tr_bleu(t, metric) : 0;
 }
 
+/* ---- what validation and decoding need, before the first step ---------------- */
+
+/* evalmem.c's dry run: the forward of b sentences of s source and t target
+ * tokens (every one </s>: the values do not change the shapes) */
+typedef struct {
+    nomul_seq2seq *m;
+    const nomul_op_cfgs *ops;
+} s2s_dry;
+
+static int s2s_dry_forward(void *ctx, nomul_graph *g, int b, int s, int t)
+{
+    const s2s_dry *d = ctx;
+    const int eos = nomul_seq2seq_get_config(d->m)->eos;
+    int src[64], tin[64];
+    if (b * s > 64 || b * t > 64) {
+        nomul_report(NOMUL_EINVAL, "s2s_dry_forward: a dry run of at most 64 tokens");
+        return -1;
+    }
+    for (int i = 0; i < 64; i++)
+        src[i] = tin[i] = eos;
+    return nomul_seq2seq_forward(d->m, g, d->ops, src, b, s, tin, t, NULL) ? 0 : -1;
+}
+
+/* The target tokens beam search allows a source of slen tokens: the steps
+ * of nomul_seq2seq_translate, whose last forward is over that many. */
+static int search_max_len(const nomul_search_opts *so, int slen, int max_positions)
+{
+    int maxlen = (int)(so->max_len_a * slen + so->max_len_b);
+    if (maxlen < 1)
+        maxlen = 1;
+    return maxlen + 1 > max_positions ? max_positions - 1 : maxlen;
+}
+
+/* Whether g's arena holds beam search over sources of up to smax tokens:
+ * refused naming the keys and figures otherwise. *need: the bound of the
+ * bytes it needs; valid_need: the validation's (0: none), for the advice. */
+static int decoding_fits(const evalmem_fit *fit, const nomul_train_config *c,
+                         const nomul_seq2seq *m, nomul_graph *g, long smax, double valid_need,
+                         const char *what, double *need)
+{
+    const nomul_search_opts so = {c->beam, c->lenpen, c->max_len_a, c->max_len_b};
+    const int tmax = search_max_len(&so, (int)smax, nomul_seq2seq_get_config(m)->max_positions);
+    const double have = (double)nomul_graph_arena_use(g).size, mb = 1024.0 * 1024.0;
+    *need = evalmem_bytes(fit, c->beam, smax, tmax);
+    if (*need <= have)
+        return 0;
+    char also[128] = "";
+    if (valid_need > have)
+        snprintf(also, sizeof also, "; validation needs %.1f MB too (arena_mb %.0f, or lower "
+                 "max_tokens)", valid_need / mb,
+                 ceil((*need > valid_need ? *need : valid_need) / mb));
+    nomul_report(NOMUL_EINVAL, "%s needs %.1f MB of the graph's arena (beam %d hypotheses of up "
+                 "to %d target tokens, max_len_a·%ld + max_len_b, over the longest source, of "
+                 "%ld tokens), and arena_mb is %ld: raise arena_mb to %.0f or lower beam or "
+                 "max_len_a/max_len_b%s", what, *need / mb, c->beam, tmax, smax, smax, c->arena_mb,
+                 ceil(*need / mb), also);
+    return -1;
+}
+
+/* The first sentence of a set longer than the model's positions, named by
+ * its line: -1 after a report, else 0. */
+static int lengths_fit(const tset *s, int target, const char *key, const char *path, int maxpos)
+{
+    for (long i = 0; i < s->n; i++)
+        if ((target ? s->tl[i] : s->sl[i]) > maxpos) {
+            nomul_report(NOMUL_EINVAL, "%s ('%s') line %ld: %ld tokens with </s>, more than "
+                         "the model's %d positions", key, path, i + 1,
+                         target ? s->tl[i] : s->sl[i], maxpos);
+            return -1;
+        }
+    return 0;
+}
+
+/* Before the first step: every sentence fits the model's positions, and the
+ * arena holds the validation's largest batch and the test set's decoding. */
+static int tr_check(trainer *t)
+{
+    tr_task *k = t->td;
+    const nomul_train_config *c = t->c;
+    const int maxpos = nomul_seq2seq_get_config(k->model)->max_positions;
+    if (lengths_fit(&k->train, 0, "data.train_src", c->train_src, maxpos) ||
+        lengths_fit(&k->train, 1, "data.train_tgt", c->train_tgt, maxpos) ||
+        lengths_fit(&k->valid, 0, "data.valid_src", c->valid_src, maxpos) ||
+        lengths_fit(&k->valid, 1, "data.valid_tgt", c->valid_tgt, maxpos) ||
+        lengths_fit(&k->test, 0, "data.test_src", c->test_src, maxpos))
+        return -1;
+    s2s_dry d = {k->model, &c->ops};
+    evalmem_fit fit;
+    if (evalmem_fit_new(t->g, 1, s2s_dry_forward, &d, &fit)) {
+        char err[512];
+        snprintf(err, sizeof err, "%s", nomul_last_error_message());
+        nomul_report(NOMUL_EINVAL, "cannot measure what validation and decoding need of the "
+                     "graph's arena (arena_mb %ld): %s", c->arena_mb, err);
+        return -1;
+    }
+    /* validation: its largest batch as collate pads it */
+    double valid = 0.0;
+    long vn = 0, vs = 0, vt = 0, smax = 1;
+    for (long b = 0; b < k->valid.nb; b++) {
+        long ms = 1, mt = 1;
+        for (long q = k->valid.starts[b]; q < k->valid.starts[b + 1]; q++) {
+            const long i = k->valid.order[q];
+            ms = k->valid.sl[i] > ms ? k->valid.sl[i] : ms;
+            mt = k->valid.tl[i] > mt ? k->valid.tl[i] : mt;
+        }
+        const long n = k->valid.starts[b + 1] - k->valid.starts[b];
+        const double need = evalmem_bytes(&fit, n, ms, mt);
+        if (need > valid) {
+            valid = need;
+            vn = n;
+            vs = ms;
+            vt = mt;
+        }
+    }
+    /* decoding: the longest test source (a batch pads to its longest, whose
+     * search is the batch's longest) */
+    for (long i = 0; i < k->test.n; i++)
+        smax = k->test.sl[i] > smax ? k->test.sl[i] : smax;
+    double decode;
+    const int bad_decode = decoding_fits(&fit, c, k->model, t->g, smax, valid, "test decoding",
+                                         &decode);
+    const double have = (double)nomul_graph_arena_use(t->g).size, mb = 1024.0 * 1024.0;
+    if (!bad_decode && valid > have)
+        nomul_report(NOMUL_EINVAL, "validation needs %.1f MB of the graph's arena (its largest "
+                     "batch: %ld sentences padded to %ld source and %ld target tokens), and "
+                     "arena_mb is %ld: raise arena_mb to %.0f or lower max_tokens", valid / mb, vn,
+                     vs, vt, c->arena_mb, ceil((valid > decode ? valid : decode) / mb));
+    t->eval_need = valid > decode ? valid : decode;
+    return bad_decode || valid > have ? -1 : 0;
+}
+
 const train_task translation_task = {"tokens", "valid_loss", "test_bleu", "test BLEU", 100.0,
                                      100.0, 2, tr_setup, tr_start, tr_loss, tr_evaluate, tr_free,
-                                     NULL};
+                                     tr_check};
 
 /* ---- translating with a checkpoint -------------------------------------------- */
 
@@ -463,44 +594,55 @@ int nomul_translate_checkpoint(const char *path, const nomul_train_config *c,
     int rc = -1;
     nomul_param *p = NULL;
     const int np = m ? nomul_seq2seq_params(m, &p) : 0;
-    if (!g || train_load_params(f, path, p, np))
-        goto done;
     enum { CHUNK = 16, MAXT = 1000 };
-    int *src = malloc(sizeof(int) * CHUNK * MAXT), *ids = malloc(sizeof(int) * MAXT);
-    if (!src || !ids) {
-        free(src);
-        free(ids);
+    int **ids = calloc((size_t)n + 1, sizeof *ids), *lens = calloc((size_t)n + 1, sizeof *lens);
+    int *src = malloc(sizeof(int) * CHUNK * MAXT);
+    if (!ids || !lens || !src) {
         nomul_report(NOMUL_ENOMEM, "out of memory");
         goto done;
     }
+    if (!g || train_load_params(f, path, p, np))
+        goto done;
+    /* every line encoded first: the longest decides what decoding needs of
+     * the arena, refused before any line is translated */
+    long smax = 1;
+    for (long i = 0; i < n; i++) {
+        char *tok = c->tokenizer == NOMUL_TOKENIZER_MOSES
+                        ? nomul_moses_tokenize(lines[i], c->src_lang)
+                        : strdup(lines[i]);
+        char *seg = !tok ? NULL : bpe ? nomul_bpe_apply(bpe, tok) : strdup(tok);
+        free(tok);
+        int k = seg ? nomul_vocab_encode(sv, seg, src, MAXT) : -1;
+        free(seg);
+        if (k < 0) { /* name the input line in the encoder's message */
+            char why[512];
+            snprintf(why, sizeof why, "%s", nomul_last_error_message());
+            nomul_report(nomul_last_error() ? nomul_last_error() : NOMUL_EINVAL,
+                         "input line %ld: %s", i + 1, why);
+            goto done;
+        }
+        if (!(ids[i] = malloc(sizeof(int) * (size_t)k))) {
+            nomul_report(NOMUL_ENOMEM, "out of memory");
+            goto done;
+        }
+        memcpy(ids[i], src, sizeof(int) * (size_t)k);
+        lens[i] = k;
+        smax = k > smax ? k : smax;
+    }
+    s2s_dry d = {m, &c->ops};
+    evalmem_fit fit;
+    double need;
+    if (n > 0 && (evalmem_fit_new(g, 1, s2s_dry_forward, &d, &fit) ||
+                  decoding_fits(&fit, c, m, g, smax, 0.0, "translating these lines", &need)))
+        goto done;
     nomul_search_opts so = {c->beam, c->lenpen, c->max_len_a, c->max_len_b};
     for (long at = 0; at < n; at += CHUNK) {
         int b = n - at < CHUNK ? (int)(n - at) : CHUNK, S = 1, len[CHUNK], *hyp[CHUNK];
-        for (int r = 0; r < b; r++) {
-            char *tok = c->tokenizer == NOMUL_TOKENIZER_MOSES
-                            ? nomul_moses_tokenize(lines[at + r], c->src_lang)
-                            : strdup(lines[at + r]);
-            char *seg = !tok ? NULL : bpe ? nomul_bpe_apply(bpe, tok) : strdup(tok);
-            free(tok);
-            int k = seg ? nomul_vocab_encode(sv, seg, src + r * MAXT, MAXT) : -1;
-            free(seg);
-            if (k < 0) { /* name the input line in the encoder's message */
-                char why[512];
-                snprintf(why, sizeof why, "%s", nomul_last_error_message());
-                nomul_report(nomul_last_error() ? nomul_last_error() : NOMUL_EINVAL,
-                             "input line %ld: %s", at + r + 1, why);
-                goto fail;
-            }
-            len[r] = k;
-            S = k > S ? k : S;
-        }
-        /* pack to (b, S), padded: row r moves from r·MAXT to r·S ≤ r·MAXT, so
-         * no row is overwritten before it is read */
-        for (int r = 0; r < b; r++) {
-            memcpy(ids, src + r * MAXT, sizeof(int) * (size_t)len[r]);
+        for (int r = 0; r < b; r++)
+            S = lens[at + r] > S ? lens[at + r] : S;
+        for (int r = 0; r < b; r++)
             for (int j = 0; j < S; j++)
-                src[r * S + j] = j < len[r] ? ids[j] : NOMUL_PAD;
-        }
+                src[r * S + j] = j < lens[at + r] ? ids[at + r][j] : NOMUL_PAD;
         if (nomul_seq2seq_translate(m, g, &c->ops, src, b, S, &so, hyp, len))
             goto fail;
         for (int r = 0; r < b; r++) {
@@ -521,14 +663,17 @@ int nomul_translate_checkpoint(const char *path, const nomul_train_config *c,
     }
     rc = 0;
 fail:
-    free(src);
-    free(ids);
     if (rc)
         for (long i = 0; i < n; i++) {
             free(out[i]);
             out[i] = NULL;
         }
 done:
+    for (long i = 0; ids && i < n; i++)
+        free(ids[i]);
+    free(ids);
+    free(lens);
+    free(src);
     nomul_graph_free(g);
     nomul_seq2seq_free(m);
     nomul_safetensors_free(f);

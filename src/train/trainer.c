@@ -39,6 +39,8 @@
 #include "nomul/train.h"
 #include "trainer_internal.h"
 
+static const double MB = 1024.0 * 1024.0;
+
 double train_peak_rss_mb(void)
 {
     struct rusage ru;
@@ -467,10 +469,16 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
             goto out;
         }
         saved_last |= done;
+        if (eval) { /* the evaluation's own use of the arena, against the bound */
+            nomul_graph_reset(t.g);
+            nomul_graph_reset_peak(t.g);
+        }
         if (eval && t.task->evaluate(&t, done, &eval_loss, &metric)) {
             nomul_progress_finish(bar, "stopped");
             goto out;
         }
+        if (eval && (double)nomul_graph_arena_use(t.g).peak / MB > r.eval_arena_mb)
+            r.eval_arena_mb = (double)nomul_graph_arena_use(t.g).peak / MB;
         if (eval && !isnan(metric))
             snprintf(extra, sizeof extra, "loss %.4f, %s %.4f, %s %.2f", r.train_loss,
                      t.task->eval_loss, eval_loss, t.task->metric_label,
@@ -504,6 +512,7 @@ out:
     r.seconds = now_s() - t0;
     r.items_per_s = rate_s > 0.0 ? rate_items / rate_s : 0.0;
     r.peak_rss_mb = train_peak_rss_mb();
+    r.eval_arena_bound_mb = t.eval_need / MB;
     if (t.task) {
         r.eval_loss = (nomul_train_metric){t.task->eval_loss, eval_loss, 4};
         r.metric = (nomul_train_metric){t.task->metric, t.task->result_scale * metric,
@@ -517,6 +526,10 @@ out:
         if (r.items_per_s > 0.0)
             fprintf(t.out, "nomul train: %.1f %s/s in the training steps; peak memory %.0f MB\n",
                     r.items_per_s, t.task->items, r.peak_rss_mb);
+        if (r.eval_arena_mb > 0.0 && r.eval_arena_bound_mb > 0.0)
+            fprintf(t.out, "nomul train: evaluation used %.1f MB of the graph's arena, %.1f MB "
+                    "at most by the check before the first step (arena_mb %ld)\n",
+                    r.eval_arena_mb, r.eval_arena_bound_mb, c->arena_mb);
         print_audit(t.out, &r);
         if (t.prof)
             train_profile_print(t.out, t.prof, t.g);

@@ -78,7 +78,25 @@ struct trainer {
     FILE *quiet; /* ranks > 0: their progress goes here (/dev/null) */
     double comm_s, step_s; /* seconds in the gradient exchange, in steps (nranks > 1) */
     long comm_steps;
+    double eval_need; /* the task's check: bytes of the arena evaluation needs at most */
 };
+
+/* The arena bytes of a forward pass without gradients as a function of its
+ * shapes, from dry runs at tiny ones (evalmem.c). evalmem_forward runs the
+ * forward of a batch of b on g (s source and t target tokens where the model
+ * takes lengths), 0 or -1 after a report. evalmem_fit_new fits the model's
+ * forward (lengths: 0 for an image model, whose shapes are the batch alone);
+ * 0, or -1 after a report. evalmem_bytes: an upper bound of the arena bytes
+ * the forward needs at (b, s, t), at most 63 bytes per allocation above it. */
+enum { EVALMEM_TERMS = 6 };
+typedef int (*evalmem_forward)(void *ctx, nomul_graph *g, int b, int s, int t);
+typedef struct evalmem_fit {
+    int terms;                            /* 1 (no lengths) or EVALMEM_TERMS */
+    double asked[2][EVALMEM_TERMS];       /* bytes: A's, B's coefficients */
+    double allocs[2][EVALMEM_TERMS];      /* allocations: the same */
+} evalmem_fit;
+int evalmem_fit_new(nomul_graph *g, int lengths, evalmem_forward f, void *ctx, evalmem_fit *fit);
+double evalmem_bytes(const evalmem_fit *fit, long b, long s, long t);
 
 /* Rows [*lo, *hi) of a global batch of b for this rank: b·rank/N ..
  * b·(rank + 1)/N (the whole batch for one rank). */
