@@ -481,6 +481,16 @@ static void test_bleu_intl(void **state)
     assert_int_equal(nomul_last_error(), NOMUL_EFORMAT);
     if (!strstr(nomul_last_error_message(), "reference 1, line 2: invalid UTF-8 at byte 3"))
         fail_msg("bad UTF-8: '%s'", nomul_last_error_message());
+    /* in the second reference, after the first was prepared (which the
+     * sanitizers' leak check sees freed) */
+    const char *const *refs2[] = {two, bad};
+    assert_int_equal(nomul_bleu_opt(two, refs2, 2, 2, &intl, &res), -1);
+    if (!strstr(nomul_last_error_message(), "reference 2, line 2: invalid UTF-8 at byte 3"))
+        fail_msg("bad UTF-8 in reference 2: '%s'", nomul_last_error_message());
+    /* the reference count is checked whatever the number of segments */
+    assert_int_equal(nomul_bleu_opt(two, refs2, 0, 0, NULL, &res), -1);
+    assert_int_equal(nomul_last_error(), NOMUL_EINVAL);
+    assert_non_null(strstr(nomul_last_error_message(), "want 1 to 16 references, not 0"));
 }
 
 static void test_bleu_edges(void **state)
