@@ -53,7 +53,13 @@ PNG_LIBS := $(shell pkg-config --libs libpng 2>/dev/null || echo -lpng16)
 # libxml2's HTML parser reads LibreOffice's help pages (src/text/lohelp.c)
 XML_CFLAGS := $(shell pkg-config --cflags libxml-2.0 2>/dev/null || echo -I/usr/include/libxml2)
 XML_LIBS := $(shell pkg-config --libs libxml-2.0 2>/dev/null || echo -lxml2)
-LIBS := $(OPENBLAS_LIBS) $(MPI_LIBS) -lcjson -lz $(PNG_LIBS) -ljpeg $(XML_LIBS) -fopenmp -lm
+# ICU's Unicode general categories: sacreBLEU's intl tokenizer (src/text/bleu.c)
+ICU_CFLAGS := $(shell pkg-config --cflags icu-uc 2>/dev/null)
+ICU_LIBS := $(shell pkg-config --libs icu-uc 2>/dev/null)
+ifeq ($(ICU_LIBS)$(filter clean uninstall,$(MAKECMDGOALS)),)
+$(error ICU not found (pkg-config icu-uc): apt-get install libicu-dev)
+endif
+LIBS := $(OPENBLAS_LIBS) $(MPI_LIBS) -lcjson -lz $(PNG_LIBS) -ljpeg $(XML_LIBS) $(ICU_LIBS) -fopenmp -lm
 # the command line alone rasterizes plots (librsvg, cairo)
 RSVG_CFLAGS := $(shell pkg-config --cflags librsvg-2.0 2>/dev/null)
 RSVG_LIBS := $(shell pkg-config --libs librsvg-2.0 2>/dev/null || echo -lrsvg-2 -lcairo -lgobject-2.0 -lglib-2.0)
@@ -101,6 +107,7 @@ $(CLI): $(CLI_OBJ) $(STATIC)
 
 $(BUILD)/src/cli/cmd_plot.o: CFLAGS_ALL += $(RSVG_CFLAGS)
 $(BUILD)/src/text/lohelp.o: CFLAGS_ALL += $(XML_CFLAGS)
+$(BUILD)/src/text/bleu.o: CFLAGS_ALL += $(ICU_CFLAGS)
 
 $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT_OBJ) $(STATIC)
 	@mkdir -p $(dir $@)

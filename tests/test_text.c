@@ -1,6 +1,7 @@
 /*
- * test_text.c — text for translation: sacreBLEU's 13a tokenizer on cases
- * worked out by hand from mteval-v13a's rules, corpus BLEU against
+ * test_text.c — text for translation: sacreBLEU's 13a and intl tokenizers
+ * on cases worked out by hand from mteval-v13a's and mteval-v14's rules
+ * (intl: sacreBLEU's regexes), corpus BLEU against
  * scores sacreBLEU publishes, and the corpora (Ding, LibreOffice's help).
  */
 #include <math.h>
@@ -230,6 +231,138 @@ static void test_tokenize_13a_worst_case_growth(void **state)
     }
 }
 
+/* sacreBLEU's intl tokenizer on cases worked out by hand from its three
+ * rules (nomul/text.h): 1. (\P{N})(\p{P}) → "\1 \2 ", 2. (\p{P})(\P{N}) →
+ * " \1 \2", 3. (\p{S}) → " \1 ", each over the whole line in turn, matches
+ * left to right and each consuming its code points, then whitespace
+ * collapsed. */
+static void test_tokenize_intl(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        /* every "," and "." has a number on both sides: neither rule applies */
+        {"1,000.5", "1,000.5"},
+        /* rule 1 takes "o," and "d!" */
+        {"Hello, world!", "Hello , world !"},
+        /* mteval-v14's quirk: the last "." follows a number and nothing
+         * follows it, so no rule applies; with a space after it rule 2 takes
+         * ". " (BLEU rstrips each segment first: see test_bleu_intl) */
+        {"It costs 3.50.", "It costs 3.50."},
+        {"Im Jahr 1990. ", "Im Jahr 1990 ."},
+        /* "(" is followed and ")" preceded by a number, and nothing else is
+         * next to them; followed by a space, ")" goes by rule 2 */
+        {"(1)", "(1)"},
+        {"(1) (a)", "(1 ) ( a )"},
+        /* leading whitespace is kept until the end (sacreBLEU only rstrips):
+         * a space before "." is a non-number for rule 1 */
+        {".5", ".5"},
+        {" .5", ". 5"},
+        /* consecutive punctuation. "a.,5": rule 1 takes "a." (→ "a . ") and
+         * resumes at ",", whose next code point "5" is no punctuation, so
+         * ".," is never tried; rule 2 takes ". " and then finds "," before
+         * the number "5". The "," stays on the "5". */
+        {"a.,5", "a . ,5"},
+        /* "a.,b": rule 1 takes "a." as above and leaves ",b"; rule 2 takes
+         * ". " and then ",b" (→ " , b") */
+        {"a.,b", "a . , b"},
+        /* rule 1 takes "t." and then the next two dots; "!" lost its left
+         * neighbour to that match but follows its trailing space */
+        {"Wait...!", "Wait . . . !"},
+        {"?!", "? !"},
+        /* "5-" is no match (a number before); "--" is: "5- - ", then rule
+         * 2 takes "- " after the "5" */
+        {"5--", "5 - -"},
+        /* symbols: $ and € (Sc), + = − < (Sm), © (So), ^ (Sk) always split */
+        {"$5 + \xe2\x82\xac" "10 = \xc2\xa9" "2024", "$ 5 + \xe2\x82\xac 10 = \xc2\xa9 2024"},
+        {"a^b 3<4 \xe2\x88\x92" "5", "a ^ b 3 < 4 \xe2\x88\x92 5"},
+        /* "%" is punctuation (Po), not a symbol: it splits before a space
+         * (rule 2), not at the end after a number */
+        {"50% off, 50%", "50 % off , 50%"},
+        /* 你好，世界。 — the fullwidth comma and the ideographic full stop
+         * (Po) after a non-number (rule 1) */
+        {"\xe4\xbd\xa0\xe5\xa5\xbd\xef\xbc\x8c\xe4\xb8\x96\xe7\x95\x8c\xe3\x80\x82",
+         "\xe4\xbd\xa0\xe5\xa5\xbd \xef\xbc\x8c \xe4\xb8\x96\xe7\x95\x8c \xe3\x80\x82"},
+        /* 「はい」 — "「" (Ps) by rule 2, "」" (Pe) by rule 1 */
+        {"\xe3\x80\x8c\xe3\x81\xaf\xe3\x81\x84\xe3\x80\x8d",
+         "\xe3\x80\x8c \xe3\x81\xaf\xe3\x81\x84 \xe3\x80\x8d"},
+        /* مرحبا، عالم — the Arabic comma U+060C after a letter */
+        {"\xd9\x85\xd8\xb1\xd8\xad\xd8\xa8\xd8\xa7\xd8\x8c \xd8\xb9\xd8\xa7\xd9\x84\xd9\x85",
+         "\xd9\x85\xd8\xb1\xd8\xad\xd8\xa8\xd8\xa7 \xd8\x8c \xd8\xb9\xd8\xa7\xd9\x84\xd9\x85"},
+        /* ١٬٠٠٠ — the Arabic thousands separator U+066C between Arabic-Indic
+         * digits (Nd) stays, as "," in "1,000" */
+        {"\xd9\xa1\xd9\xac\xd9\xa0\xd9\xa0\xd9\xa0", "\xd9\xa1\xd9\xac\xd9\xa0\xd9\xa0\xd9\xa0"},
+        /* „Ja“, sagte er. — "„" (Ps) by rule 2; rule 1 takes "a“", so "“,"
+         * is never a match, but rule 2 then takes "“ " and ", " */
+        {"\xe2\x80\x9eJa\xe2\x80\x9c, sagte er.", "\xe2\x80\x9e Ja \xe2\x80\x9c , sagte er ."},
+        /* \p{N} is Nd, Nl and No: after ² (No), Ⅻ (Nl) a final "." stays,
+         * before ½ (No) a "." after a digit stays; after a letter it splits */
+        {"x\xc2\xb2.", "x\xc2\xb2."},
+        {"\xe2\x85\xab.", "\xe2\x85\xab."},
+        {"1.\xc2\xbd", "1.\xc2\xbd"},
+        {"x.", "x ."},
+        /* whitespace as Python's str.split(): U+3000, U+00A0 */
+        {"  a\xe3\x80\x80" "b\xc2\xa0 ", "a b"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *t = nomul_tokenize_intl(cases[i][0]);
+        assert_non_null(t);
+        if (strcmp(t, cases[i][1]))
+            fail_msg("intl('%s') = '%s', want '%s'", cases[i][0], t, cases[i][1]);
+        free(t);
+    }
+    /* invalid UTF-8 (a stray byte, a truncated sequence, an encoded
+     * surrogate) is refused, the byte named */
+    static const char *const bad[][2] = {{"a\xff", "byte 2"},
+                                         {"ab \xe2\x82", "byte 4"},
+                                         {"\xed\xa0\x80", "byte 1"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_null(nomul_tokenize_intl(bad[i][0]));
+        assert_int_equal(nomul_last_error(), NOMUL_EFORMAT);
+        if (!strstr(nomul_last_error_message(), "invalid UTF-8") ||
+            !strstr(nomul_last_error_message(), bad[i][1]))
+            fail_msg("intl of bad UTF-8 %zu: '%s'", i, nomul_last_error_message());
+    }
+}
+
+/* Inputs where every rule expands the most: each code point ends up a token
+ * of its own. Under the sanitizers a write past a buffer fails this test. */
+static void test_tokenize_intl_worst_case_growth(void **state)
+{
+    (void)state;
+    /* the unit and the same spaced out: dots (rule 1 on pairs), a letter
+     * and a dot (rule 1), a dot and a letter (rule 2), symbols (rule 3),
+     * German quotes and the ideographic full stop (3 bytes each) */
+    static const char *const units[][2] = {
+        {".", "."},
+        {"a.", "a ."},
+        {".a", ". a"},
+        {"$\xe2\x82\xac", "$ \xe2\x82\xac"},
+        {"\xe2\x80\x9e\xe2\x80\x9c", "\xe2\x80\x9e \xe2\x80\x9c"},
+        {"\xe3\x80\x82", "\xe3\x80\x82"},
+    };
+    for (size_t u = 0; u < sizeof units / sizeof units[0]; u++) {
+        size_t reps = 1000, ul = strlen(units[u][0]), sl = strlen(units[u][1]);
+        char *in = malloc(reps * ul + 1), *want = malloc(reps * (sl + 1) + 1);
+        assert_non_null(in);
+        assert_non_null(want);
+        for (size_t r = 0; r < reps; r++) {
+            memcpy(in + r * ul, units[u][0], ul);
+            memcpy(want + r * (sl + 1), units[u][1], sl);
+            want[r * (sl + 1) + sl] = ' ';
+        }
+        in[reps * ul] = 0;
+        want[reps * (sl + 1) - 1] = 0;
+        char *t = nomul_tokenize_intl(in);
+        assert_non_null(t);
+        if (strcmp(t, want))
+            fail_msg("intl of %zu x '%s': got '%.60s...'", reps, units[u][0], t);
+        free(t);
+        free(in);
+        free(want);
+    }
+}
+
 static void test_bleu_published_example(void **state)
 {
     (void)state;
@@ -310,6 +443,54 @@ static void test_bleu_sacrebleu_corners_and_options(void **state)
     expect_bleu("Unicode -lc", h4, r4, 1, &lc, 100.0, (double[4]){100, 100, 100, 100}, 7, 7);
     expect_bleu("Unicode -lc none", h4, r4, 1, &lcno, 100.0, (double[4]){100, 100, 100, 100}, 6,
                 6);
+}
+
+/* BLEU under --tokenize intl on a corpus worked out by hand, where 13a
+ * scores another value: 13a splits no "€" and leaves "5€" whole, and it
+ * splits the period off "1990." (it pads the line with spaces), intl does not.
+ *   intl  hyp: Das kostet 5 € , sagte er . | Im Jahr 1990.   (8 + 3 tokens)
+ *         ref: Es kostet 5 € , sagte sie . | Im Jahr 1990.   (8 + 3)
+ *     matches 6+3 of 8+3, 4+2 of 7+2, 3+1 of 6+1, 2+0 of 5+0: 9/11, 6/9,
+ *     4/7, 2/5; BP 1; BLEU 100 (9·6·4·2 / (11·9·7·5))^(1/4) = 100 (48/385)^(1/4)
+ *   13a   hyp: Das kostet 5€ , sagte er . | Im Jahr 1990 .   (7 + 4)
+ *         ref: Es kostet 5 € , sagte sie . | Im Jahr 1990 .  (8 + 4)
+ *     matches 4+4 of 7+4, 1+3 of 6+3, 0+2 of 5+2, 0+1 of 4+1: 8/11, 4/9,
+ *     2/7, 1/5; BP exp(1 − 12/11); BLEU 100 exp(−1/11) (64/3465)^(1/4)
+ * The hypothesis's trailing space is cut first, as sacreBLEU's rstrip:
+ * "1990. " would tokenize as "1990 ." (test_tokenize_intl). */
+static void test_bleu_intl(void **state)
+{
+    (void)state;
+    const char *h[] = {"Das kostet 5\xe2\x82\xac, sagte er.", "Im Jahr 1990. "},
+               *r[] = {"Es kostet 5 \xe2\x82\xac, sagte sie.", "Im Jahr 1990."};
+    nomul_bleu_opts intl = {0, NOMUL_BLEU_TOK_INTL};
+    expect_bleu("intl", h, r, 2, &intl, 100.0 * pow(48.0 / 385.0, 0.25),
+                (double[4]){100.0 * 9 / 11, 100.0 * 6 / 9, 100.0 * 4 / 7, 100.0 * 2 / 5}, 11, 11);
+    expect_bleu("13a", h, r, 2, NULL, 100.0 * exp(-1.0 / 11) * pow(64.0 / 3465.0, 0.25),
+                (double[4]){100.0 * 8 / 11, 100.0 * 4 / 9, 100.0 * 2 / 7, 100.0 * 1 / 5}, 11, 12);
+    /* -lc before intl: "DAS" and "das" match */
+    const char *hl[] = {"DAS KOSTET 5\xe2\x82\xac."}, *rl[] = {"das kostet 5 \xe2\x82\xac."};
+    nomul_bleu_opts lcintl = {1, NOMUL_BLEU_TOK_INTL};
+    expect_bleu("intl -lc", hl, rl, 1, &lcintl, 100.0, (double[4]){100, 100, 100, 100}, 5, 5);
+    /* invalid UTF-8 under intl: an error naming the reference and line */
+    const char *bad[] = {"ok", "x \xc3("};
+    const char *const *refs[] = {bad};
+    const char *two[] = {"ok", "x"};
+    nomul_bleu_result res;
+    assert_int_equal(nomul_bleu_opt(two, refs, 1, 2, &intl, &res), -1);
+    assert_int_equal(nomul_last_error(), NOMUL_EFORMAT);
+    if (!strstr(nomul_last_error_message(), "reference 1, line 2: invalid UTF-8 at byte 3"))
+        fail_msg("bad UTF-8: '%s'", nomul_last_error_message());
+    /* in the second reference, after the first was prepared (which the
+     * sanitizers' leak check sees freed) */
+    const char *const *refs2[] = {two, bad};
+    assert_int_equal(nomul_bleu_opt(two, refs2, 2, 2, &intl, &res), -1);
+    if (!strstr(nomul_last_error_message(), "reference 2, line 2: invalid UTF-8 at byte 3"))
+        fail_msg("bad UTF-8 in reference 2: '%s'", nomul_last_error_message());
+    /* the reference count is checked whatever the number of segments */
+    assert_int_equal(nomul_bleu_opt(two, refs2, 0, 0, NULL, &res), -1);
+    assert_int_equal(nomul_last_error(), NOMUL_EINVAL);
+    assert_non_null(strstr(nomul_last_error_message(), "want 1 to 16 references, not 0"));
 }
 
 static void test_bleu_edges(void **state)
@@ -789,6 +970,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tokenize_13a),
         cmocka_unit_test(test_tokenize_13a_worst_case_growth),
+        cmocka_unit_test(test_tokenize_intl),
+        cmocka_unit_test(test_tokenize_intl_worst_case_growth),
+        cmocka_unit_test(test_bleu_intl),
         cmocka_unit_test(test_bleu_published_example),
         cmocka_unit_test(test_bleu_edges),
         cmocka_unit_test(test_bleu_sacrebleu_corners_and_options),

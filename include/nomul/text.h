@@ -117,6 +117,16 @@ char *nomul_moses_detokenize(const char *line, const char *lang);
  * (free it), or NULL after a report. */
 char *nomul_tokenize_13a(const char *line);
 
+/* sacreBLEU's "intl" tokenizer (mteval-v14's international tokenization):
+ * in turn, punctuation after a non-number split off ((\P{N})(\p{P}) →
+ * "\1 \2 "), punctuation before a non-number ((\p{P})(\P{N}) → " \1 \2"),
+ * symbols (\p{S} → " \1 "), each rule's matches left to right without
+ * overlap as Python's regex.sub, then whitespace collapsed; N, P, S are
+ * ICU's Unicode general categories. "1,000.5" stays whole, "Hello, world!"
+ * is "Hello , world !". A malloc'd string (free it), or NULL after a report
+ * (invalid UTF-8 is one). */
+char *nomul_tokenize_intl(const char *line);
+
 typedef struct nomul_bleu_result {
     double score;        /* BLEU, 0..100 */
     double precision[4]; /* n-gram precisions in percent (smoothed where 0) */
@@ -127,13 +137,20 @@ typedef struct nomul_bleu_result {
 
 /* Corpus BLEU of n hypotheses against nrefs reference sets (refs[j][s] is
  * reference j of sentence s), exactly as sacreBLEU's defaults (13a, 4-grams,
- * "exp" smoothing, closest reference length). 0, or -1 after a report. */
+ * "exp" smoothing, closest reference length; each segment's trailing
+ * whitespace cut first, as sacreBLEU's rstrip). 0, or -1 after a report. */
 int nomul_bleu(const char *const *hyps, const char *const *const *refs, int nrefs, long n,
                nomul_bleu_result *r);
 
 /* sacreBLEU's --tokenize: 13a (the default), none (split on whitespace
- * only), char (every character a token). */
-typedef enum { NOMUL_BLEU_TOK_13A, NOMUL_BLEU_TOK_NONE, NOMUL_BLEU_TOK_CHAR } nomul_bleu_tok;
+ * only), char (every character a token), intl (nomul_tokenize_intl; a
+ * segment of invalid UTF-8 is an error naming it). */
+typedef enum {
+    NOMUL_BLEU_TOK_13A,
+    NOMUL_BLEU_TOK_NONE,
+    NOMUL_BLEU_TOK_CHAR,
+    NOMUL_BLEU_TOK_INTL
+} nomul_bleu_tok;
 
 typedef struct nomul_bleu_opts {
     int lowercase; /* sacreBLEU's -lc: Python's str.lower() for Latin, Greek, Cyrillic */

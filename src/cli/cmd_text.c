@@ -32,7 +32,7 @@ static const char corpus_usage[] =
     "test and 2.9% valid by a hash of the source side. LANG 'en' finds ROOT/en-US.\n";
 
 static const char bleu_usage[] =
-    "usage: nomul bleu --ref REF [--ref REF2 ...] [-lc] [--tokenize 13a|none|char] HYP\n"
+    "usage: nomul bleu --ref REF [--ref REF2 ...] [-lc] [--tokenize 13a|none|char|intl] HYP\n"
     "\n"
     "Corpus BLEU of the translations in HYP (one per line) against the references,\n"
     "as sacreBLEU 2.x computes it (13a tokenization by default, 4-grams, exp smoothing,\n"
@@ -40,7 +40,9 @@ static const char bleu_usage[] =
     "signature. The files must have the same number of lines and be valid UTF-8.\n"
     "\n"
     "  -lc                 lowercase first (Python's str.lower() for Latin, Greek, Cyrillic)\n"
-    "  --tokenize TOK      13a (default), none (whitespace only), char (every character)\n";
+    "  --tokenize TOK      13a (default), none (whitespace only), char (every character),\n"
+    "                      intl (punctuation and symbols split off by their Unicode\n"
+    "                      categories, except punctuation between numbers: \"1,000.5\" stays)\n";
 
 static const char bpe_usage[] =
     "usage: nomul bpe learn --merges N [--min-freq F] -o CODES FILE...\n"
@@ -381,8 +383,10 @@ int cmd_bleu(int argc, char **argv)
                 bo.tokenize = NOMUL_BLEU_TOK_NONE;
             else if (!strcmp(tok, "char"))
                 bo.tokenize = NOMUL_BLEU_TOK_CHAR;
+            else if (!strcmp(tok, "intl"))
+                bo.tokenize = NOMUL_BLEU_TOK_INTL;
             else {
-                cli_error("bleu: --tokenize '%s': want 13a, none or char", tok);
+                cli_error("bleu: --tokenize '%s': want 13a, none, char or intl", tok);
                 return CLI_USAGE;
             }
         } else if (cli_is(&a, arg, "ref")) {

@@ -5,15 +5,20 @@
  * shorter on a tie) for the brevity penalty, and "exp" smoothing of
  * n-gram orders without a match (a score of 0 when no order matches) —
  * sacreBLEU 2.x's semantics (2.0 to 2.4) — and its options -lc and
- * --tokenize none|char. Tokens are split on whitespace as Python's
- * str.split() splits them.
+ * --tokenize none|char|intl (intl: mteval-v14's international
+ * tokenization, on ICU's Unicode general categories). Tokens are split on
+ * whitespace as Python's str.split() splits them.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <unicode/uchar.h>
+
 #include "../core/internal.h"
 #include "nomul/text.h"
+#include "text_internal.h"
 
 /* ---- the 13a tokenizer ------------------------------------------------------ */
 
@@ -335,26 +340,157 @@ static char *tokenize_char(const char *line)
     return out;
 }
 
-/* One segment as sacreBLEU prepares it: lowercased if asked, tokenized. */
-static char *prepare(const char *line, const nomul_bleu_opts *o)
+/* ---- the intl tokenizer ------------------------------------------------------ */
+
+/* sacreBLEU's "intl" (TokenizerV14International, after mteval-v14's
+ * international tokenization) is three regex substitutions over the code
+ * points, in turn, then whitespace collapsed:
+ *   1. (\P{N})(\p{P}) → "\1 \2 "  punctuation after a non-number
+ *   2. (\p{P})(\P{N}) → " \1 \2"  punctuation before a non-number
+ *   3. (\p{S})        → " \1 "    symbols
+ * N, P and S are Unicode's general categories (Nd Nl No; Pc Pd Ps Pe Pi Pf
+ * Po; Sm Sc Sk So), read from ICU. A substitution takes its matches left to
+ * right without overlap, each consuming both of its code points: in "a.,5"
+ * rule 1 takes "a." and cannot then take ".,", so "," stays on "5". */
+
+static int is_number(uint32_t c) { return (U_GET_GC_MASK((UChar32)c) & U_GC_N_MASK) != 0; }
+static int is_punct(uint32_t c) { return (U_GET_GC_MASK((UChar32)c) & U_GC_P_MASK) != 0; }
+static int is_symbol(uint32_t c) { return (U_GET_GC_MASK((UChar32)c) & U_GC_S_MASK) != 0; }
+
+/* Rule 1 (after = 1) or rule 2 (after = 0) from in (n code points) into out
+ * (room for 2n): each match AB becomes "A B " or " A B". The count out. */
+static size_t intl_punct_rule(const uint32_t *in, size_t n, uint32_t *out, int after)
 {
-    char *low = NULL, *t;
-    if (o && o->lowercase && !(line = low = lowercase(line)))
-        return NULL;
-    switch (o ? o->tokenize : NOMUL_BLEU_TOK_13A) {
-    case NOMUL_BLEU_TOK_NONE:
-        if ((t = malloc(strlen(line) + 1))) {
-            strcpy(t, line);
-            collapse_spaces(t);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int match = i + 1 < n && (after ? !is_number(in[i]) && is_punct(in[i + 1])
+                                        : is_punct(in[i]) && !is_number(in[i + 1]));
+        if (!match) {
+            out[o++] = in[i];
+            continue;
         }
-        break;
+        if (!after)
+            out[o++] = ' ';
+        out[o++] = in[i];
+        out[o++] = ' ';
+        out[o++] = in[i + 1];
+        if (after)
+            out[o++] = ' ';
+        i++; /* the match consumed both code points */
+    }
+    return o;
+}
+
+/* The intl tokenization of valid UTF-8 (checked by the caller); malloc'd,
+ * NULL out of memory (not reported). */
+static char *tokenize_intl(const char *line)
+{
+    size_t n = strlen(line), m = 0, w;
+    /* m ≤ n code points; each of rules 1 and 2 at most doubles the count */
+    uint32_t *cp = malloc(sizeof *cp * (n + 1)), *r1 = malloc(sizeof *r1 * (2 * n + 1)), *r2 = NULL;
+    char *out = NULL;
+    if (!cp || !r1)
+        goto out;
+    for (size_t i = 0; i < n; i += w)
+        cp[m++] = decode((const unsigned char *)line + i, &w);
+    size_t n1 = intl_punct_rule(cp, m, r1, 1);
+    if (!(r2 = malloc(sizeof *r2 * (2 * n1 + 1))))
+        goto out;
+    size_t n2 = intl_punct_rule(r1, n1, r2, 0), bytes = 1, o = 0;
+    char enc[4];
+    for (size_t i = 0; i < n2; i++) /* rule 3's output, sized exactly */
+        bytes += encode(r2[i], enc) + (is_symbol(r2[i]) ? 2 : 0);
+    if (!(out = malloc(bytes)))
+        goto out;
+    for (size_t i = 0; i < n2; i++) {
+        int sym = is_symbol(r2[i]);
+        if (sym)
+            out[o++] = ' ';
+        o += encode(r2[i], out + o);
+        if (sym)
+            out[o++] = ' ';
+    }
+    out[o] = 0;
+    collapse_spaces(out);
+out:
+    free(cp);
+    free(r1);
+    free(r2);
+    return out;
+}
+
+char *nomul_tokenize_intl(const char *line)
+{
+    long bad = nomul_utf8_invalid_at((const unsigned char *)line, strlen(line));
+    if (bad >= 0) {
+        nomul_report(NOMUL_EFORMAT, "nomul_tokenize_intl: invalid UTF-8 at byte %ld of the line",
+                     bad + 1);
+        return NULL;
+    }
+    char *t = tokenize_intl(line);
+    if (!t)
+        nomul_report(NOMUL_ENOMEM, "nomul_tokenize_intl: out of memory");
+    return t;
+}
+
+/* The length of s without its trailing whitespace (Python's str.rstrip()). */
+static size_t rstrip_len(const char *s)
+{
+    size_t keep = 0, w;
+    for (size_t i = 0; s[i];) {
+        if ((w = space_len(s + i))) {
+            i += w;
+            continue;
+        }
+        i++;
+        keep = i;
+    }
+    return keep;
+}
+
+/* One segment as sacreBLEU's BLEU prepares it: lowercased if asked, its
+ * trailing whitespace cut (rstrip: intl splits the period off "1990. " but
+ * not off "1990."), tokenized. what and seg name it in a report (every
+ * failure is reported once); NULL then. */
+static char *prepare(const char *line, const nomul_bleu_opts *o, const char *what, long seg)
+{
+    nomul_bleu_tok tok = o ? o->tokenize : NOMUL_BLEU_TOK_13A;
+    if (tok == NOMUL_BLEU_TOK_INTL) { /* intl reads code points: before lowercasing moves bytes */
+        long bad = nomul_utf8_invalid_at((const unsigned char *)line, strlen(line));
+        if (bad >= 0) {
+            nomul_report(NOMUL_EFORMAT,
+                         "nomul_bleu: %s, line %ld: invalid UTF-8 at byte %ld of the line", what,
+                         seg + 1, bad + 1);
+            return NULL;
+        }
+    }
+    char *s = o && o->lowercase ? lowercase(line) : NULL, *t = NULL;
+    size_t keep = rstrip_len(s ? s : line);
+    if (!s && (s = malloc(keep + 1)))
+        memcpy(s, line, keep);
+    if (!s) {
+        nomul_report(NOMUL_ENOMEM, "nomul_bleu: out of memory");
+        return NULL;
+    }
+    s[keep] = 0;
+    switch (tok) {
+    case NOMUL_BLEU_TOK_NONE:
+        collapse_spaces(s);
+        return s;
     case NOMUL_BLEU_TOK_CHAR:
-        t = tokenize_char(line);
+        t = tokenize_char(s);
+        break;
+    case NOMUL_BLEU_TOK_INTL:
+        t = tokenize_intl(s);
         break;
     default:
-        t = nomul_tokenize_13a(line);
+        t = nomul_tokenize_13a(s); /* reports its own failure */
+        free(s);
+        return t;
     }
-    free(low);
+    if (!t)
+        nomul_report(NOMUL_ENOMEM, "nomul_bleu: out of memory");
+    free(s);
     return t;
 }
 
@@ -414,16 +550,23 @@ int nomul_bleu_opt(const char *const *hyps, const char *const *const *refs, int 
                    const nomul_bleu_opts *o, nomul_bleu_result *r)
 {
     memset(r, 0, sizeof *r);
+    if (nrefs < 1 || nrefs > 16) {
+        nomul_report(NOMUL_EINVAL, "nomul_bleu: want 1 to 16 references, not %d", nrefs);
+        return -1;
+    }
     for (long s = 0; s < n; s++) {
-        char *h = prepare(hyps[s], o);
-        char *rt[16];
+        char *h = prepare(hyps[s], o, "the hypotheses", s);
+        char *rt[16] = {0}, what[32];
         const char **ht = NULL, **rtok[16] = {0};
-        int hn, rn[16] = {0}, ok = h != NULL && nrefs >= 1 && nrefs <= 16;
-        for (int j = 0; j < nrefs && j < 16; j++)
-            ok &= (rt[j] = prepare(refs[j][s], o)) != NULL;
-        if (!ok) {
+        int hn, rn[16] = {0}, ok = h != NULL;
+        for (int j = 0; j < nrefs && ok; j++) {
+            snprintf(what, sizeof what, "reference %d", j + 1);
+            ok = (rt[j] = prepare(refs[j][s], o, what, s)) != NULL;
+        }
+        if (!ok) { /* prepare reported */
             free(h);
-            nomul_report(NOMUL_EINVAL, "nomul_bleu: want 1 to 16 references (or out of memory)");
+            for (int j = 0; j < nrefs; j++)
+                free(rt[j]);
             return -1;
         }
         hn = split(h, &ht);
