@@ -59,7 +59,7 @@ ICU_LIBS := $(shell pkg-config --libs icu-uc 2>/dev/null)
 ifeq ($(ICU_LIBS)$(filter clean uninstall,$(MAKECMDGOALS)),)
 $(error ICU not found (pkg-config icu-uc): apt-get install libicu-dev)
 endif
-LIBS := $(OPENBLAS_LIBS) $(MPI_LIBS) -lcjson -lz $(PNG_LIBS) -ljpeg $(XML_LIBS) $(ICU_LIBS) -fopenmp -lm
+LIBS := $(OPENBLAS_LIBS) $(MPI_LIBS) -lcjson -lz $(PNG_LIBS) -ljpeg $(XML_LIBS) $(ICU_LIBS) -fopenmp -lmvec -lm
 # the command line alone rasterizes plots (librsvg, cairo)
 RSVG_CFLAGS := $(shell pkg-config --cflags librsvg-2.0 2>/dev/null)
 RSVG_LIBS := $(shell pkg-config --libs librsvg-2.0 2>/dev/null || echo -lrsvg-2 -lcairo -lgobject-2.0 -lglib-2.0)

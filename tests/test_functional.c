@@ -706,6 +706,64 @@ static void test_pa_gelu_matches_scalar_chain(void **state)
     }
 }
 
+/* Float GELU runs erf and exp four values at a time through glibc's libmvec;
+ * the scalar loop over erff and expf is its twin. libmvec's lanes are within
+ * 4 ulp where erff and expf are within 1–2, so the two agree to a few ulp of
+ * erf near ±1 and of exp: |Δy| ≤ 2^-20 (|x| + |y|) and |Δdx| ≤ 2^-20 (|dy|
+ * (1 + |x|) + |dx|), over 1..1001 values (tails of 1–3), x from −9 to 9
+ * with zeros and ±∞; a value's result must not depend on its position. */
+static void test_float_gelu_matches_scalar_twin(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xFB};
+    enum { MAXN = 1001 };
+    static float x[MAXN], dy[MAXN], out[2][2][MAXN];
+    static const long sizes[] = {1, 2, 3, 4, 5, 255, 1001};
+    for (int rep = 0; rep < 14; rep++) {
+        long n = sizes[rep % 7];
+        for (long i = 0; i < n; i++) {
+            x[i] = (float)((int)(tu_next(&r) % 18001) - 9000) / 1000.0f;
+            dy[i] = (float)((int)(tu_next(&r) % 2001) - 1000) / 300.0f;
+        }
+        x[0] = 0.0f;
+        if (n > 4) {
+            x[1] = INFINITY;
+            x[2] = -INFINITY;
+        }
+        for (int twin = 0; twin < 2; twin++) {
+            nomul_gelu_float_scalar = twin;
+            for (long i = 0; i < n; i++)
+                out[twin][1][i] = 0.25f;
+            nomul_gelu_forward_float(n, x, out[twin][0]);
+            nomul_gelu_backward_float(n, x, dy, out[twin][1]);
+        }
+        nomul_gelu_float_scalar = 0;
+        for (long i = 0; i < n; i++) {
+            float ax = fabsf(x[i]);
+            for (int k = 0; k < 2; k++) {
+                float f = out[0][k][i], t = out[1][k][i];
+                double tol = k == 0 ? ldexp(isinf(ax) ? 0.0 : ax + fabsf(t), -20)
+                                    : ldexp(fabsf(dy[i]) * (1.0 + ax) + fabsf(t), -20);
+                int same = f == t || (isnan(f) && isnan(t)) || fabs((double)f - t) <= tol;
+                if (!same)
+                    FAIL_SEED("float gelu %s, n %ld: [%ld] (x = %a) = %a by libmvec, %a by "
+                              "erff/expf (tolerance %g)",
+                              k ? "backward" : "forward", n, i, (double)x[i], (double)f,
+                              (double)t, tol);
+            }
+        }
+        /* the same value at another position: the same result */
+        if (n > 5) {
+            float x2[5] = {x[5], x[5], x[5], x[5], x[5]}, y2[5];
+            nomul_gelu_forward_float(5, x2, y2);
+            for (int i = 0; i < 5; i++)
+                if (tu_bits(y2[i]) != tu_bits(out[0][0][5]))
+                    FAIL_SEED("float gelu of %a: %a at position %d, %a at position 5",
+                              (double)x[5], (double)y2[i], i, (double)out[0][0][5]);
+        }
+    }
+}
+
 /* The PA row operations take a row's maximum in interleaved partial maxima
  * and cross-entropy's rows on all threads, its parts kept between the
  * passes of the exact backward; the in-order loops stay as their twin
@@ -875,6 +933,7 @@ int main(void)
         cmocka_unit_test(test_pa_norm_rows_match_scalar_chain),
         cmocka_unit_test(test_pa_gelu_matches_scalar_chain),
         cmocka_unit_test(test_pa_rows_match_scalar_twin),
+        cmocka_unit_test(test_float_gelu_matches_scalar_twin),
     };
     printf("test_functional: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("functional", tests, NULL, NULL);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../arith/elt.h"
 #include "../core/internal.h"
 #include "graph_internal.h"
 #include "nomul/arith.h"
@@ -333,6 +334,16 @@ nomul_tensor *nomul_scale(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor 
 /* ---- dropout ------------------------------------------------------------------------------ */
 
 /* forward: y = keep ? s·x : 0, s = 1/(1 − p) */
+/* out = op(a, s[, c]) on the array kernels, s broadcast; not counted (the
+ * dropout's own counts are the audit's, an upper bound of every element
+ * kept) */
+static void dropout_elt(nomul_elt_op op, long n, const float *a, float s, const float *c,
+                        float *out)
+{
+    nomul_elt_args g = {{a, &s, c, NULL}, {0, 1, 0, 0}, {out, NULL}, 0};
+    nomul_elt_run(op, (size_t)n, &g);
+}
+
 void ad_dropout_backward(const node *nd)
 {
     nomul_tensor *x = nd->in[0], *y = nd->out;
@@ -359,9 +370,9 @@ void ad_dropout_backward(const node *nd)
             for (long i = 0; i < c; i++)
                 d[i] = s * g[i];
         else if (nd->cfg.approx_bwd)
-            nomul_pa_mul_vs((size_t)c, g, s, d);
+            dropout_elt(NOMUL_ELT_MUL, c, g, s, NULL, d);
         else
-            nomul_pa_mul_grad_vs((size_t)c, x->data + i0, s, g, d);
+            dropout_elt(NOMUL_ELT_MUL_GRAD, c, x->data + i0, s, g, d);
         for (long i = 0; i < c; i++)
             dx[i] = keep[i0 + i] ? dx[i] + d[i] : dx[i];
     }
@@ -402,7 +413,7 @@ nomul_tensor *nomul_dropout(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tenso
         keep[i] = (unsigned char)((nomul_mix64(state + (uint64_t)i * gamma) >> 32) >= threshold);
     *rng = state + (uint64_t)x->n * gamma;
     if (nomul_op_is_pa(cfg))
-        nomul_pa_mul_vs((size_t)x->n, x->data, s, y->data);
+        dropout_elt(NOMUL_ELT_MUL, x->n, x->data, s, NULL, y->data);
     else
         for (long i = 0; i < x->n; i++)
             y->data[i] = s * x->data[i];

@@ -16,6 +16,8 @@
 /* 1: layer norm, batch norm and GELU take their scalar PA chains, the twins
  * their array-kernel versions are tested against (tests only). */
 extern int nomul_pa_chains_scalar;
+/* 1: float GELU by the scalar erff and expf (the twin of the libmvec path) */
+extern int nomul_gelu_float_scalar;
 
 /* Threads for a row-wise operation of `work` elements: rows are independent,
  * so results do not depend on the count; small operations stay on one. */

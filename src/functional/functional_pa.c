@@ -71,6 +71,9 @@ static void pam_row(float off, int n, const float *a, float b, float *out)
         nomul_pa_mul_vs((size_t)n, a, b, out);
 }
 
+static void elt(nomul_elt_op op, int n, const float *a, int ba, const float *b, int bb,
+                const float *c, int bc, const float *d, int bd, float *o0, float *o1);
+
 /* ---- softmax, log_softmax, logsumexp: the row pipeline ------------------------------ */
 
 /* The largest of n values, NaNs skipped: what `m = u[j] > m ? u[j] : m`
@@ -329,11 +332,13 @@ static void softmax_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
     /* on the array kernels: de = ∂PAD/∂e · dy in place of e, the terms of
      * dS = Σ ∂PAD/∂S · dy in w (summed in order, rows side by side), then
      * du = paexp2'(u) (de + dS) and dx += ∂PAM(x, log2e)/∂x · du */
+    /* (the internal kernels: nomul_softmax_backward_pa has counted these
+     * operations for the audit) */
+    const float log2e = LOG2E;
     for (int r = 0; r < k; r++) {
         float *e = t->e + (long)r * n, *w = t->w + (long)r * n;
-        for (int c = 0; c < n; c++)
-            w[c] = sum[r];
-        nomul_pa_div_grad_v((size_t)n, e, w, j->dy + (long)(i0 + r) * n, e, w);
+        elt(NOMUL_ELT_DIV_GRAD, n, e, 0, &sum[r], 1, j->dy + (long)(i0 + r) * n, 0, NULL, 0,
+            e, w);
     }
     row_sums(k, n, t->w, n, 0, dsum);
     for (int r = 0; r < k; r++) {
@@ -342,8 +347,9 @@ static void softmax_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
         float *v = t->e + (long)r * n, *dr = j->out + (long)(i0 + r) * n;
         for (int c = 0; c < n; c++)
             v[c] += dsum[r];
-        nomul_pa_exp2_grad_v((size_t)n, t->u + (long)r * n, v, v);
-        nomul_pa_mul_grad_vs((size_t)n, j->x + (long)(i0 + r) * n, LOG2E, v, v);
+        elt(NOMUL_ELT_EXP2_GRAD, n, t->u + (long)r * n, 0, v, 0, NULL, 0, NULL, 0, v, NULL);
+        elt(NOMUL_ELT_MUL_GRAD, n, j->x + (long)(i0 + r) * n, 0, &log2e, 1, v, 0, NULL, 0, v,
+            NULL);
         for (int c = 0; c < n; c++)
             dr[c] += v[c];
     }
