@@ -196,15 +196,18 @@ static int tmp_alloc(row_tmp *t, int n)
 static void pa_rows_exp(float off, int k, int n, const float *x, row_tmp *t, float *s,
                         float *sum)
 {
+    /* the group's rows are contiguous: one kernel call each for PAM and
+     * paexp2 over all of them (short rows, e.g. attention's, would pay a
+     * call per row and step otherwise) */
+    pam_row(off, k * n, x, LOG2E, t->u);
     for (int r = 0; r < k; r++) {
         float *u = t->u + (long)r * n;
-        pam_row(off, n, x + (long)r * n, LOG2E, u);
         float mx = row_max(n, u);
         s[r] = isfinite(mx) ? floorf(mx) : 0.0f;
         for (int j = 0; j < n; j++)
             u[j] -= s[r]; /* s is an integer: exact */
-        nomul_pa_exp2_v((size_t)n, u, t->e + (long)r * n);
     }
+    nomul_pa_exp2_v((size_t)k * n, t->u, t->e);
     row_sums(k, n, t->e, n, 0, sum);
 }
 
