@@ -73,6 +73,7 @@ static void pam_row(float off, int n, const float *a, float b, float *out)
 
 static void elt(nomul_elt_op op, int n, const float *a, int ba, const float *b, int bb,
                 const float *c, int bc, const float *d, int bd, float *o0, float *o1);
+static void elt_pam(float off, int n, const float *a, int ba, const float *b, int bb, float *out);
 
 /* ---- softmax, log_softmax, logsumexp: the row pipeline ------------------------------ */
 
@@ -293,19 +294,25 @@ static void softmax_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
     const int n = j->n;
     if (j->cfg->approx_bwd) { /* dx = y (dy − Σ dy·y) */
         float dot[GROUP];
-        for (int r = 0; r < k; r++) {
-            const float *yr = j->y + (long)(i0 + r) * n, *gr = j->dy + (long)(i0 + r) * n;
-            float *w = t->e + (long)r * n;
-            for (int c = 0; c < n; c++)
-                w[c] = pam(off, gr[c], yr[c]);
+        const float *y = j->y + (long)i0 * n, *g = j->dy + (long)i0 * n;
+        if (nomul_pa_chains_scalar) { /* the twin: PAM by PAM */
+            for (int c = 0; c < k * n; c++)
+                t->e[c] = pam(off, g[c], y[c]);
+        } else { /* the group's rows at once (the audit counted them) */
+            elt_pam(off, k * n, g, 0, y, 0, t->e);
         }
         row_sums(k, n, t->e, n, 0, dot);
-        for (int r = 0; r < k; r++) {
-            const float *yr = j->y + (long)(i0 + r) * n, *gr = j->dy + (long)(i0 + r) * n;
-            float *dr = j->out + (long)(i0 + r) * n;
+        for (int r = 0; r < k; r++)
             for (int c = 0; c < n; c++)
-                dr[c] += pam(off, yr[c], gr[c] - dot[r]);
-        }
+                t->w[(long)r * n + c] = g[(long)r * n + c] - dot[r];
+        float *dr = j->out + (long)i0 * n;
+        if (nomul_pa_chains_scalar)
+            for (int c = 0; c < k * n; c++)
+                t->w[c] = pam(off, y[c], t->w[c]);
+        else
+            elt_pam(off, k * n, y, 0, t->w, 0, t->w);
+        for (int c = 0; c < k * n; c++)
+            dr[c] += t->w[c];
         return;
     }
     /* the chain of y = PAD(e, S), e = paexp2(u), u = PAM(x, log2e) − s */
