@@ -112,10 +112,19 @@ void nomul_layer_norm_forward(const nomul_op_cfg *cfg, int rows, int n, const fl
                               const float *gamma, const float *beta, float eps, float *y,
                               float *mean, float *rstd)
 {
+    /* PA: groups of rows at once where the array kernels serve (their sums
+     * side by side), else row by row; the same bits either way */
+    const int pa = nomul_op_is_pa(cfg), groups = (rows + NOMUL_PA_GROUP - 1) / NOMUL_PA_GROUP;
 #pragma omp parallel for schedule(static) num_threads(nomul_fn_threads((long)rows * n))
-    for (int i = 0; i < rows; i++)
-        ln_row_forward(cfg, n, x + (long)i * n, gamma, 1, beta, 1, eps, y + (long)i * n,
-                       &mean[i], &rstd[i]);
+    for (int g = 0; g < groups; g++) {
+        int i0 = g * NOMUL_PA_GROUP, k = rows - i0 < NOMUL_PA_GROUP ? rows - i0 : NOMUL_PA_GROUP;
+        if (pa && nomul_ln_rows_forward_pa(cfg, k, n, x + (long)i0 * n, gamma, beta, eps,
+                                           y + (long)i0 * n, mean + i0, rstd + i0))
+            continue;
+        for (int i = i0; i < i0 + k; i++)
+            ln_row_forward(cfg, n, x + (long)i * n, gamma, 1, beta, 1, eps, y + (long)i * n,
+                           &mean[i], &rstd[i]);
+    }
 }
 
 void nomul_layer_norm_backward(const nomul_op_cfg *cfg, int rows, int n, const float *x,

@@ -73,6 +73,14 @@ void nomul_logsumexp_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const
 void nomul_ln_row_forward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
                              const float *gamma, int gs, const float *beta, int bs, float eps,
                              float *yr, float *mean, float *rstd);
+/* The forward of k ≤ 8 contiguous rows of a layer norm (γ, β one per
+ * column) at once: the same bits as nomul_ln_row_forward_pa row by row;
+ * returns k, or 0 (nothing done) under the twin (nomul_pa_chains_scalar),
+ * for k > 8 or out of scratch memory. */
+enum { NOMUL_PA_GROUP = 8 }; /* rows taken at a time by the PA row operations */
+int nomul_ln_rows_forward_pa(const nomul_op_cfg *cfg, int k, int n, const float *x,
+                             const float *gamma, const float *beta, float eps, float *y,
+                             float *mean, float *rstd);
 /* dd: n floats of scratch for the exact chain (NULL: approximate only) */
 void nomul_ln_row_backward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
                               const float *gamma, int gs, float mu, float r, float eps,

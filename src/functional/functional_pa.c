@@ -117,7 +117,7 @@ static float row_max(int n, const float *u)
 }
 
 /* Rows are taken GROUP at a time: their sums run side by side. */
-enum { GROUP = 8 };
+enum { GROUP = NOMUL_PA_GROUP };
 
 /* The in-order sums of k ≤ GROUP rows of n values (row r at a + r·stride):
  * out[r] = ((0 ± a_r[0]) ± a_r[1]) ± … (− where neg), each with the bits of
@@ -584,6 +584,54 @@ void nomul_ln_row_forward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
         yr[j] = pam(off, pad(xr[j] - mu, r), gamma[j * gs]) + beta[j * bs];
     *mean = mu;
     *rstd = r;
+}
+
+/* The forward of k ≤ GROUP contiguous rows (γ and β one per column) on the
+ * array kernels: the operations of ln_row_forward_arrays, the two sums of
+ * each row side by side (row_sums, in each row's order) and d² over the
+ * whole group in one call, so the same bits. NULL-free: buf holds 2·GROUP
+ * rows. */
+static void ln_rows_forward_arrays(float off, int k, int n, const float *x, const float *gamma,
+                                   const float *beta, float eps, float *y, float *mean,
+                                   float *rstd, float *buf)
+{
+    float *d = buf, *t = buf + (long)GROUP * n, sum[GROUP], q[GROUP], nf = (float)n;
+    row_sums(k, n, x, n, 0, sum);
+    for (int r = 0; r < k; r++) {
+        float mu = pad(sum[r], nf);
+        const float *xr = x + (long)r * n;
+        float *dr = d + (long)r * n;
+        for (int j = 0; j < n; j++)
+            dr[j] = xr[j] - mu;
+        mean[r] = mu;
+    }
+    elt_pam(off, k * n, d, 0, d, 0, t);
+    row_sums(k, n, t, n, 0, q);
+    for (int r = 0; r < k; r++) {
+        float rr = nomul_pa_sqrt(pad(q[r], nf) + eps), *tr = t + (long)r * n;
+        elt(NOMUL_ELT_DIV, n, d + (long)r * n, 0, &rr, 1, NULL, 0, NULL, 0, tr, NULL); /* xhat */
+        elt_pam(off, n, tr, 0, gamma, 0, tr);
+        float *yr = y + (long)r * n;
+        for (int j = 0; j < n; j++)
+            yr[j] = tr[j] + beta[j];
+        rstd[r] = rr;
+    }
+}
+
+int nomul_ln_rows_forward_pa(const nomul_op_cfg *cfg, int k, int n, const float *x,
+                             const float *gamma, const float *beta, float eps, float *y,
+                             float *mean, float *rstd)
+{
+    if (k > GROUP)
+        return 0;
+    float *buf = ln_buf(n, 2 * GROUP);
+    if (!buf)
+        return 0;
+    /* the audit, as nomul_ln_row_forward_pa per row */
+    NOMUL_COUNT(PAM, k * (2L * n + 1)); NOMUL_COUNT(PAD, k * ((long)n + 2));
+    NOMUL_COUNT(PALOG2, k); NOMUL_COUNT(PAEXP2, k); NOMUL_COUNT(FADD, k * (4L * n + 1));
+    ln_rows_forward_arrays(offset_of(cfg), k, n, x, gamma, beta, eps, y, mean, rstd, buf);
+    return k;
 }
 
 /* The backward of one row on the array kernels (exact: the chain through
