@@ -61,19 +61,18 @@ static void div_grads(float a, float b, float g, float *da, float *db)
     nomul_pa_div_grad(a, b, g, da, db);
 }
 
-/* out[j] = pam(a[j], b) for a row, through the array kernels (bit-identical
- * to the scalar PAM; out may be a) */
-static void pam_row(float off, int n, const float *a, float b, float *out)
-{
-    if (off != 1.0f)
-        nomul_pa_mul_off_vs((size_t)n, a, b, off, out);
-    else
-        nomul_pa_mul_vs((size_t)n, a, b, out);
-}
-
 static void elt(nomul_elt_op op, int n, const float *a, int ba, const float *b, int bb,
                 const float *c, int bc, const float *d, int bd, float *o0, float *o1);
 static void elt_pam(float off, int n, const float *a, int ba, const float *b, int bb, float *out);
+
+/* out[j] = pam(a[j], b) for a row, through the array kernels (bit-identical
+ * to the scalar PAM; out may be a). Like every array step of this file it
+ * runs on the internal kernels, which do not count: the entry points count
+ * their operations for the audit once. */
+static void pam_row(float off, int n, const float *a, float b, float *out)
+{
+    elt_pam(off, n, a, 0, &b, 1, out);
+}
 
 /* ---- softmax, log_softmax, logsumexp: the row pipeline ------------------------------ */
 
@@ -208,7 +207,7 @@ static void pa_rows_exp(float off, int k, int n, const float *x, row_tmp *t, flo
         for (int j = 0; j < n; j++)
             u[j] -= s[r]; /* s is an integer: exact */
     }
-    nomul_pa_exp2_v((size_t)k * n, t->u, t->e);
+    elt(NOMUL_ELT_EXP2, k * n, t->u, 0, NULL, 0, NULL, 0, NULL, 0, t->e, NULL);
     row_sums(k, n, t->e, n, 0, sum);
 }
 
@@ -222,10 +221,11 @@ static void pa_row_exp_grads(float off, int n, const float *x, const float *u, f
             out[j] = mul_grad_a(off, x[j], LOG2E, nomul_pa_exp2_grad(u[j], dsum));
         return;
     }
+    const float log2e = LOG2E;
     for (int j = 0; j < n; j++)
         out[j] = dsum;
-    nomul_pa_exp2_grad_v((size_t)n, u, out, out);
-    nomul_pa_mul_grad_vs((size_t)n, x, LOG2E, out, out);
+    elt(NOMUL_ELT_EXP2_GRAD, n, u, 0, out, 0, NULL, 0, NULL, 0, out, NULL);
+    elt(NOMUL_ELT_MUL_GRAD, n, x, 0, &log2e, 1, out, 0, NULL, 0, out, NULL);
 }
 
 /* Runs body(i0, k, t) over the rows in groups of at most GROUP, the groups
@@ -254,7 +254,8 @@ static void rows_range(const rows_job *j, rows_body body, int g0, int g1)
 static void rows_run(const rows_job *j, rows_body body)
 {
     int groups = (j->rows + GROUP - 1) / GROUP;
-    int nt = nomul_fn_threads((long)j->rows * j->n);
+    /* the twin on one thread: a wrong split of the fast path shows */
+    int nt = nomul_pa_chains_scalar ? 1 : nomul_fn_threads((long)j->rows * j->n);
     if (nt <= 1 || groups < 2) {
         rows_range(j, body, 0, groups);
         return;
@@ -274,7 +275,7 @@ static void softmax_body(const rows_job *j, int i0, int k, row_tmp *t)
     for (int r = 0; r < k; r++) {
         float *y = j->out + (long)(i0 + r) * n;
         if (sum[r] > 0.0f)
-            nomul_pa_div_vs((size_t)n, t->e + (long)r * n, sum[r], y);
+            elt(NOMUL_ELT_DIV, n, t->e + (long)r * n, 0, &sum[r], 1, NULL, 0, NULL, 0, y, NULL);
         else
             for (int c = 0; c < n; c++)
                 y[c] = 0.0f;
@@ -425,7 +426,8 @@ static void lse_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
         float *w = t->w, *dr = j->out + (long)(i0 + r) * n;
         if (approx) { /* w = softmax(x) · g, with the PA softmax and PAM */
             if (sum[r] > 0.0f)
-                nomul_pa_div_vs((size_t)n, t->e + (long)r * n, sum[r], w);
+                elt(NOMUL_ELT_DIV, n, t->e + (long)r * n, 0, &sum[r], 1, NULL, 0, NULL, 0, w,
+                    NULL);
             else
                 for (int c = 0; c < n; c++)
                     w[c] = 0.0f;
@@ -890,7 +892,7 @@ static void ce_grad_range(const ce_job *j, int lo, int hi)
  * OpenMP team at all) */
 static void ce_run(const ce_job *j, int rows, void (*fn)(const ce_job *, int, int))
 {
-    int nt = nomul_fn_threads((long)rows * j->n);
+    int nt = nomul_pa_chains_scalar ? 1 : nomul_fn_threads((long)rows * j->n);
     if (nt <= 1 || rows < 2) {
         fn(j, 0, rows);
         return;
