@@ -70,4 +70,16 @@ void nomul_elt_run_isa(nomul_isa isa, nomul_elt_op op, size_t n, const nomul_elt
 /* Runs `op` on the active instruction set. */
 void nomul_elt_run(nomul_elt_op op, size_t n, const nomul_elt_args *args);
 
+/* nomul_elt_run with its arguments spelled out: up to four inputs, each an
+ * array or (its flag nonzero) a broadcast scalar, and up to two outputs.
+ * Not counted for the audit: the callers inside the library count their
+ * operations themselves (the public nomul_pa_*_v functions count). */
+static inline void nomul_elt(nomul_elt_op op, size_t n, const float *a, int ba, const float *b,
+                             int bb, const float *c, int bc, const float *d, int bd, float *o0,
+                             float *o1)
+{
+    nomul_elt_args g = {{a, b, c, d}, {ba, bb, bc, bd}, {o0, o1}, 0};
+    nomul_elt_run(op, n, &g);
+}
+
 #endif

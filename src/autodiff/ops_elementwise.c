@@ -334,16 +334,6 @@ nomul_tensor *nomul_scale(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor 
 /* ---- dropout ------------------------------------------------------------------------------ */
 
 /* forward: y = keep ? s·x : 0, s = 1/(1 − p) */
-/* out = op(a, s[, c]) on the array kernels, s broadcast; not counted (the
- * dropout's own counts are the audit's, an upper bound of every element
- * kept) */
-static void dropout_elt(nomul_elt_op op, long n, const float *a, float s, const float *c,
-                        float *out)
-{
-    nomul_elt_args g = {{a, &s, c, NULL}, {0, 1, 0, 0}, {out, NULL}, 0};
-    nomul_elt_run(op, (size_t)n, &g);
-}
-
 void ad_dropout_backward(const node *nd)
 {
     nomul_tensor *x = nd->in[0], *y = nd->out;
@@ -357,7 +347,8 @@ void ad_dropout_backward(const node *nd)
         NOMUL_COUNT(SHIFT, x->n);
     NOMUL_COUNT(FADD, x->n);
     /* a chunk at a time: the kept elements' terms on the array kernels
-     * (bit for bit the scalar PAM and its derivative), then added where
+     * (bit for bit the scalar PAM and its derivative; uncounted, the counts
+     * above being the audit's), then added where
      * kept (a dropped element's gradient is left as it is, −0 included) */
     enum { CH = 2048 };
     float d[CH];
@@ -370,9 +361,10 @@ void ad_dropout_backward(const node *nd)
             for (long i = 0; i < c; i++)
                 d[i] = s * g[i];
         else if (nd->cfg.approx_bwd)
-            dropout_elt(NOMUL_ELT_MUL, c, g, s, NULL, d);
+            nomul_elt(NOMUL_ELT_MUL, (size_t)c, g, 0, &s, 1, NULL, 0, NULL, 0, d, NULL);
         else
-            dropout_elt(NOMUL_ELT_MUL_GRAD, c, x->data + i0, s, g, d);
+            nomul_elt(NOMUL_ELT_MUL_GRAD, (size_t)c, x->data + i0, 0, &s, 1, g, 0, NULL, 0, d,
+                      NULL);
         for (long i = 0; i < c; i++)
             dx[i] = keep[i0 + i] ? dx[i] + d[i] : dx[i];
     }
@@ -406,14 +398,17 @@ nomul_tensor *nomul_dropout(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tenso
     unsigned long long threshold = (unsigned long long)ldexp((double)p, 32); /* p·2^32 by exponent shift */
     /* element i's draw is splitmix64's i-th from *rng: the mix of
      * *rng + i·γ, so the draws are independent of one another; the scaling
-     * on the array kernels (bit for bit the scalar PAM), dropped elements
-     * then set to 0 */
-    const uint64_t state = *rng, gamma = 0x9E3779B97F4A7C15ull;
-    for (long i = 0; i < x->n; i++)
-        keep[i] = (unsigned char)((nomul_mix64(state + (uint64_t)i * gamma) >> 32) >= threshold);
-    *rng = state + (uint64_t)x->n * gamma;
+     * on the array kernels (bit for bit the scalar PAM; uncounted), dropped
+     * elements then set to 0 */
+    const uint64_t state = *rng;
+    for (long i = 0; i < x->n; i++) {
+        uint64_t draw = nomul_mix64(state + (uint64_t)i * NOMUL_SPLITMIX_GAMMA);
+        keep[i] = (unsigned char)((draw >> 32) >= threshold);
+    }
+    *rng = state + (uint64_t)x->n * NOMUL_SPLITMIX_GAMMA;
     if (nomul_op_is_pa(cfg))
-        dropout_elt(NOMUL_ELT_MUL, x->n, x->data, s, NULL, y->data);
+        nomul_elt(NOMUL_ELT_MUL, (size_t)x->n, x->data, 0, &s, 1, NULL, 0, NULL, 0, y->data,
+                  NULL);
     else
         for (long i = 0; i < x->n; i++)
             y->data[i] = s * x->data[i];

@@ -82,9 +82,11 @@ static inline double nomul_normal01(uint64_t *state)
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
+/* splitmix64's increment: the i-th draw from state s is nomul_mix64(s + i·γ) */
+#define NOMUL_SPLITMIX_GAMMA 0x9E3779B97F4A7C15ull
 static inline uint64_t nomul_mix64(uint64_t z)
 {
-    z += 0x9E3779B97F4A7C15ull;
+    z += NOMUL_SPLITMIX_GAMMA;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
@@ -93,7 +95,7 @@ static inline uint64_t nomul_mix64(uint64_t z)
 static inline uint64_t nomul_splitmix64(uint64_t *state)
 {
     uint64_t z = nomul_mix64(*state);
-    *state += 0x9E3779B97F4A7C15ull;
+    *state += NOMUL_SPLITMIX_GAMMA;
     return z;
 }
 

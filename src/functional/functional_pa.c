@@ -61,8 +61,6 @@ static void div_grads(float a, float b, float g, float *da, float *db)
     nomul_pa_div_grad(a, b, g, da, db);
 }
 
-static void elt(nomul_elt_op op, int n, const float *a, int ba, const float *b, int bb,
-                const float *c, int bc, const float *d, int bd, float *o0, float *o1);
 static void elt_pam(float off, int n, const float *a, int ba, const float *b, int bb, float *out);
 
 /* out[j] = pam(a[j], b) for a row, through the array kernels (bit-identical
@@ -207,7 +205,7 @@ static void pa_rows_exp(float off, int k, int n, const float *x, row_tmp *t, flo
         for (int j = 0; j < n; j++)
             u[j] -= s[r]; /* s is an integer: exact */
     }
-    elt(NOMUL_ELT_EXP2, k * n, t->u, 0, NULL, 0, NULL, 0, NULL, 0, t->e, NULL);
+    nomul_elt(NOMUL_ELT_EXP2, (size_t)(k * n), t->u, 0, NULL, 0, NULL, 0, NULL, 0, t->e, NULL);
     row_sums(k, n, t->e, n, 0, sum);
 }
 
@@ -224,8 +222,8 @@ static void pa_row_exp_grads(float off, int n, const float *x, const float *u, f
     const float log2e = LOG2E;
     for (int j = 0; j < n; j++)
         out[j] = dsum;
-    elt(NOMUL_ELT_EXP2_GRAD, n, u, 0, out, 0, NULL, 0, NULL, 0, out, NULL);
-    elt(NOMUL_ELT_MUL_GRAD, n, x, 0, &log2e, 1, out, 0, NULL, 0, out, NULL);
+    nomul_elt(NOMUL_ELT_EXP2_GRAD, (size_t)n, u, 0, out, 0, NULL, 0, NULL, 0, out, NULL);
+    nomul_elt(NOMUL_ELT_MUL_GRAD, (size_t)n, x, 0, &log2e, 1, out, 0, NULL, 0, out, NULL);
 }
 
 /* Runs body(i0, k, t) over the rows in groups of at most GROUP, the groups
@@ -275,7 +273,7 @@ static void softmax_body(const rows_job *j, int i0, int k, row_tmp *t)
     for (int r = 0; r < k; r++) {
         float *y = j->out + (long)(i0 + r) * n;
         if (sum[r] > 0.0f)
-            elt(NOMUL_ELT_DIV, n, t->e + (long)r * n, 0, &sum[r], 1, NULL, 0, NULL, 0, y, NULL);
+            nomul_elt(NOMUL_ELT_DIV, (size_t)n, t->e + (long)r * n, 0, &sum[r], 1, NULL, 0, NULL, 0, y, NULL);
         else
             for (int c = 0; c < n; c++)
                 y[c] = 0.0f;
@@ -348,7 +346,7 @@ static void softmax_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
     const float log2e = LOG2E;
     for (int r = 0; r < k; r++) {
         float *e = t->e + (long)r * n, *w = t->w + (long)r * n;
-        elt(NOMUL_ELT_DIV_GRAD, n, e, 0, &sum[r], 1, j->dy + (long)(i0 + r) * n, 0, NULL, 0,
+        nomul_elt(NOMUL_ELT_DIV_GRAD, (size_t)n, e, 0, &sum[r], 1, j->dy + (long)(i0 + r) * n, 0, NULL, 0,
             e, w);
     }
     row_sums(k, n, t->w, n, 0, dsum);
@@ -358,8 +356,8 @@ static void softmax_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
         float *v = t->e + (long)r * n, *dr = j->out + (long)(i0 + r) * n;
         for (int c = 0; c < n; c++)
             v[c] += dsum[r];
-        elt(NOMUL_ELT_EXP2_GRAD, n, t->u + (long)r * n, 0, v, 0, NULL, 0, NULL, 0, v, NULL);
-        elt(NOMUL_ELT_MUL_GRAD, n, j->x + (long)(i0 + r) * n, 0, &log2e, 1, v, 0, NULL, 0, v,
+        nomul_elt(NOMUL_ELT_EXP2_GRAD, (size_t)n, t->u + (long)r * n, 0, v, 0, NULL, 0, NULL, 0, v, NULL);
+        nomul_elt(NOMUL_ELT_MUL_GRAD, (size_t)n, j->x + (long)(i0 + r) * n, 0, &log2e, 1, v, 0, NULL, 0, v,
             NULL);
         for (int c = 0; c < n; c++)
             dr[c] += v[c];
@@ -426,7 +424,7 @@ static void lse_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
         float *w = t->w, *dr = j->out + (long)(i0 + r) * n;
         if (approx) { /* w = softmax(x) · g, with the PA softmax and PAM */
             if (sum[r] > 0.0f)
-                elt(NOMUL_ELT_DIV, n, t->e + (long)r * n, 0, &sum[r], 1, NULL, 0, NULL, 0, w,
+                nomul_elt(NOMUL_ELT_DIV, (size_t)n, t->e + (long)r * n, 0, &sum[r], 1, NULL, 0, NULL, 0, w,
                     NULL);
             else
                 for (int c = 0; c < n; c++)
@@ -486,22 +484,13 @@ void nomul_logsumexp_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const
 
 /* ---- the PA chains on the array kernels (layer norm, batch norm, GELU) ------------- */
 
-/* One elementwise operation on the array kernels, uncounted (the rows count
- * their operations themselves); b* marks a broadcast operand. */
-static void elt(nomul_elt_op op, int n, const float *a, int ba, const float *b, int bb,
-                const float *c, int bc, const float *d, int bd, float *o0, float *o1)
-{
-    nomul_elt_args g = {{a, b, c, d}, {ba, bb, bc, bd}, {o0, o1}, 0};
-    nomul_elt_run(op, (size_t)n, &g);
-}
-
 /* out = pam(a, b) element by element (with the offset) */
 static void elt_pam(float off, int n, const float *a, int ba, const float *b, int bb, float *out)
 {
     if (off != 1.0f)
-        elt(NOMUL_ELT_MUL_OFF, n, a, ba, b, bb, &off, 1, NULL, 0, out, NULL);
+        nomul_elt(NOMUL_ELT_MUL_OFF, (size_t)n, a, ba, b, bb, &off, 1, NULL, 0, out, NULL);
     else
-        elt(NOMUL_ELT_MUL, n, a, ba, b, bb, NULL, 0, NULL, 0, out, NULL);
+        nomul_elt(NOMUL_ELT_MUL, (size_t)n, a, ba, b, bb, NULL, 0, NULL, 0, out, NULL);
 }
 
 /* (da, db) = mul_grads(a, b, g) element by element */
@@ -509,9 +498,9 @@ static void elt_mul_grads(float off, int n, const float *a, int ba, const float 
                           const float *g, int bg, float *da, float *db)
 {
     if (off != 1.0f)
-        elt(NOMUL_ELT_MUL_OFF_GRAD, n, a, ba, b, bb, &off, 1, g, bg, da, db);
+        nomul_elt(NOMUL_ELT_MUL_OFF_GRAD, (size_t)n, a, ba, b, bb, &off, 1, g, bg, da, db);
     else
-        elt(NOMUL_ELT_MUL_GRAD, n, a, ba, b, bb, g, bg, NULL, 0, da, db);
+        nomul_elt(NOMUL_ELT_MUL_GRAD, (size_t)n, a, ba, b, bb, g, bg, NULL, 0, da, db);
 }
 
 /* k rows of n floats of this thread's scratch for the array-kernel rows, or
@@ -554,7 +543,7 @@ static void ln_row_forward_arrays(float off, int n, const float *xr, const float
 {
     float *d = buf, *t = buf + n, st[4];
     float r = ln_row_stats(off, n, xr, eps, d, t, st), mu = st[1];
-    elt(NOMUL_ELT_DIV, n, d, 0, &r, 1, NULL, 0, NULL, 0, t, NULL); /* xhat */
+    nomul_elt(NOMUL_ELT_DIV, (size_t)n, d, 0, &r, 1, NULL, 0, NULL, 0, t, NULL); /* xhat */
     elt_pam(off, n, t, 0, gamma, gs == 0, t);
     for (int j = 0; j < n; j++)
         yr[j] = t[j] + beta[j * bs];
@@ -611,7 +600,7 @@ static void ln_rows_forward_arrays(float off, int k, int n, const float *x, cons
     row_sums(k, n, t, n, 0, q);
     for (int r = 0; r < k; r++) {
         float rr = nomul_pa_sqrt(pad(q[r], nf) + eps), *tr = t + (long)r * n;
-        elt(NOMUL_ELT_DIV, n, d + (long)r * n, 0, &rr, 1, NULL, 0, NULL, 0, tr, NULL); /* xhat */
+        nomul_elt(NOMUL_ELT_DIV, (size_t)n, d + (long)r * n, 0, &rr, 1, NULL, 0, NULL, 0, tr, NULL); /* xhat */
         elt_pam(off, n, tr, 0, gamma, 0, tr);
         float *yr = y + (long)r * n;
         for (int j = 0; j < n; j++)
@@ -653,7 +642,7 @@ static void ln_row_backward_arrays(float off, int approx, int n, const float *xr
         float s1 = 0.0f, s2 = 0.0f;
         for (int j = 0; j < n; j++)
             d[j] = xr[j] - mu;
-        elt(NOMUL_ELT_DIV, n, d, 0, &r, 1, NULL, 0, NULL, 0, xh, NULL);
+        nomul_elt(NOMUL_ELT_DIV, (size_t)n, d, 0, &r, 1, NULL, 0, NULL, 0, xh, NULL);
         elt_pam(off, n, gamma, gb, gr, 0, u); /* dnorm */
         elt_pam(off, n, u, 0, xh, 0, v);
         for (int j = 0; j < n; j++) {
@@ -668,20 +657,20 @@ static void ln_row_backward_arrays(float off, int approx, int n, const float *xr
             dgamma[j * gs] += a[j];
             v[j] = u[j] - m1 - b[j];
         }
-        elt(NOMUL_ELT_DIV, n, v, 0, &r, 1, NULL, 0, NULL, 0, v, NULL);
+        nomul_elt(NOMUL_ELT_DIV, (size_t)n, v, 0, &r, 1, NULL, 0, NULL, 0, v, NULL);
         for (int j = 0; j < n; j++)
             dr[j] += v[j];
         return;
     }
     float st[4], dr_ = 0.0f;
     float r2 = ln_row_stats(off, n, xr, eps, d, a, st), sum = st[0], q = st[2], var = st[3];
-    elt(NOMUL_ELT_DIV, n, d, 0, &r2, 1, NULL, 0, NULL, 0, xh, NULL);
+    nomul_elt(NOMUL_ELT_DIV, (size_t)n, d, 0, &r2, 1, NULL, 0, NULL, 0, xh, NULL);
     elt_mul_grads(off, n, xh, 0, gamma, gb, gr, 0, u, v); /* dxhat, dγ */
     for (int j = 0; j < n; j++) {
         dgamma[j * gs] += v[j];
         dbeta[j * bs] += gr[j];
     }
-    elt(NOMUL_ELT_DIV_GRAD, n, d, 0, &r2, 1, u, 0, NULL, 0, a, b);
+    nomul_elt(NOMUL_ELT_DIV_GRAD, (size_t)n, d, 0, &r2, 1, u, 0, NULL, 0, a, b);
     for (int j = 0; j < n; j++) {
         dd[j] = a[j];
         dr_ += b[j];
@@ -863,29 +852,36 @@ static void ce_parts_range(const ce_job *j, int lo, int hi)
     }
 }
 
+/* One row's gradient into dr (target t), g = ∂loss/∂(Σ row losses); the
+ * exact derivative from the row's parts nll, msm, smooth (ce_row's). */
+static void ce_row_grad(float off, int approx, int n, int t, float eps, float g, float nll,
+                        float msm, float smooth, float *dr)
+{
+    const float nf = (float)n;
+    float dnll, dsmooth, unused;
+    if (approx) {
+        dnll = pam(off, g, 1.0f - eps);
+        dsmooth = eps != 0.0f ? pad(pam(off, g, eps), nf) : 0.0f;
+    } else { /* loss_i = PAM(nll, 1 − ε) + PAM(PAD(smooth, n), ε) */
+        dnll = mul_grad_a(off, nll, 1.0f - eps, g);
+        dsmooth = 0.0f;
+        if (eps != 0.0f)
+            div_grads(smooth, nf, mul_grad_a(off, msm, eps, g), &dsmooth, &unused);
+    }
+    /* nll = −logp[t], smooth = −Σ logp */
+    dr[t] -= dnll;
+    for (int c = 0; c < n; c++)
+        dr[c] -= dsmooth;
+}
+
 /* the gradient of rows lo..hi−1 into dlogp, g = ∂loss/∂(Σ row losses) */
 static void ce_grad_range(const ce_job *j, int lo, int hi)
 {
-    const float off = j->off, eps = j->eps, g = j->g, nf = (float)j->n;
-    for (int i = lo; i < hi; i++) {
-        if (ce_skip(j, i))
-            continue;
-        float *dr = j->dlogp + (long)i * j->n, dnll, dsmooth, unused;
-        if (j->approx) {
-            dnll = pam(off, g, 1.0f - eps);
-            dsmooth = eps != 0.0f ? pad(pam(off, g, eps), nf) : 0.0f;
-        } else { /* loss_i = PAM(nll, 1 − ε) + PAM(PAD(smooth, n), ε) */
-            dnll = mul_grad_a(off, j->nll[i], 1.0f - eps, g);
-            dsmooth = 0.0f;
-            if (eps != 0.0f)
-                div_grads(j->smooth[i], nf, mul_grad_a(off, j->msm[i], eps, g), &dsmooth,
-                          &unused);
-        }
-        /* nll = −logp[t], smooth = −Σ logp */
-        dr[j->target[i]] -= dnll;
-        for (int c = 0; c < j->n; c++)
-            dr[c] -= dsmooth;
-    }
+    for (int i = lo; i < hi; i++)
+        if (!ce_skip(j, i))
+            ce_row_grad(j->off, j->approx, j->n, j->target[i], j->eps, j->g,
+                        j->nll ? j->nll[i] : 0.0f, j->nll ? j->msm[i] : 0.0f,
+                        j->nll ? j->smooth[i] : 0.0f, j->dlogp + (long)i * j->n);
 }
 
 /* fn over all rows, in contiguous shares among the threads (one thread: no
@@ -990,26 +986,14 @@ static void ce_backward_rows_scalar(float off, int approx, int rows, int n, cons
                                     const int *target, int ignore_index, float smoothing,
                                     float g, float *dlogp)
 {
-    float nll, msm, smooth, nf = (float)n, unused;
+    float nll = 0.0f, msm = 0.0f, smooth = 0.0f;
     for (int i = 0; i < rows; i++) {
         int t = target[i];
         if (t == ignore_index || t < 0 || t >= n)
             continue;
-        float *dr = dlogp + (long)i * n, dnll, dsmooth;
-        if (approx) {
-            dnll = pam(off, g, 1.0f - smoothing);
-            dsmooth = smoothing != 0.0f ? pad(pam(off, g, smoothing), nf) : 0.0f;
-        } else { /* loss_i = PAM(nll, 1 − ε) + PAM(PAD(smooth, n), ε) */
+        if (!approx)
             ce_row(off, n, logp + (long)i * n, t, smoothing, &nll, &msm, &smooth);
-            dnll = mul_grad_a(off, nll, 1.0f - smoothing, g);
-            dsmooth = 0.0f;
-            if (smoothing != 0.0f)
-                div_grads(smooth, nf, mul_grad_a(off, msm, smoothing, g), &dsmooth, &unused);
-        }
-        /* nll = −logp[t], smooth = −Σ logp */
-        dr[t] -= dnll;
-        for (int c = 0; c < n; c++)
-            dr[c] -= dsmooth;
+        ce_row_grad(off, approx, n, t, smoothing, g, nll, msm, smooth, dlogp + (long)i * n);
     }
 }
 
@@ -1071,10 +1055,10 @@ static void gelu_s(float off, int c, const float *x, float *z, float *e, float *
     elt_pam(off, c, &k, 1, x, 0, z);
     for (int i = 0; i < c; i++)
         e[i] = -z[i];
-    elt(NOMUL_ELT_EXP, c, e, 0, NULL, 0, NULL, 0, NULL, 0, e, NULL);
+    nomul_elt(NOMUL_ELT_EXP, (size_t)c, e, 0, NULL, 0, NULL, 0, NULL, 0, e, NULL);
     for (int i = 0; i < c; i++)
         q[i] = 1.0f + e[i];
-    elt(NOMUL_ELT_DIV, c, &one, 1, q, 0, NULL, 0, NULL, 0, s, NULL);
+    nomul_elt(NOMUL_ELT_DIV, (size_t)c, &one, 1, q, 0, NULL, 0, NULL, 0, s, NULL);
 }
 
 void nomul_gelu_forward_pa(const nomul_op_cfg *cfg, long n, const float *x, float *y)
@@ -1123,10 +1107,10 @@ static void gelu_backward_chunk(float off, int approx, int c, const float *x, co
         return;
     }
     elt_mul_grads(off, c, x, 0, s, 0, g, 0, a, b);                    /* a = dxa, b = ds */
-    elt(NOMUL_ELT_DIV_GRAD, c, &one, 1, q, 0, b, 0, NULL, 0, NULL, b); /* b = dq */
+    nomul_elt(NOMUL_ELT_DIV_GRAD, (size_t)c, &one, 1, q, 0, b, 0, NULL, 0, NULL, b); /* b = dq */
     for (int i = 0; i < c; i++)
         z[i] = -z[i];
-    elt(NOMUL_ELT_EXP_GRAD, c, z, 0, b, 0, NULL, 0, NULL, 0, b, NULL); /* ∂/∂(−z) */
+    nomul_elt(NOMUL_ELT_EXP_GRAD, (size_t)c, z, 0, b, 0, NULL, 0, NULL, 0, b, NULL); /* ∂/∂(−z) */
     for (int i = 0; i < c; i++)
         b[i] = -b[i];
     elt_mul_grads(off, c, &k, 1, x, 0, b, 0, NULL, b);                /* b = dxz */

@@ -332,9 +332,9 @@ static nomul_tensor *drop(ctx *x, nomul_tensor *t)
     if (!x->train || x->dropout <= 0.0f || !t)
         return t;
     const uint64_t per = (uint64_t)(t->n / t->shape[0]); /* draws per sentence */
-    unsigned long long r = x->rng + 0x9E3779B97F4A7C15ull * per * (uint64_t)x->offset;
+    unsigned long long r = x->rng + NOMUL_SPLITMIX_GAMMA * per * (uint64_t)x->offset;
     t = nomul_dropout(x->g, &x->cfgs->family[NOMUL_CFG_FUNCTIONAL], t, x->dropout, &r);
-    x->rng = x->total > 0 ? x->rng + 0x9E3779B97F4A7C15ull * per * (uint64_t)x->total : r;
+    x->rng = x->total > 0 ? x->rng + NOMUL_SPLITMIX_GAMMA * per * (uint64_t)x->total : r;
     return t;
 }
 

@@ -257,8 +257,8 @@ static nomul_tensor *drop_path(nomul_graph *g, const nomul_op_cfg *fun, nomul_te
      * counter, so skipping k draws adds k of its increments */
     const int offset = o->batch_total > 0 ? o->batch_offset : 0;
     const int total = o->batch_total > 0 ? o->batch_total : b;
-    uint64_t state = *rng + 0x9E3779B97F4A7C15ull * (uint64_t)offset;
-    *rng += 0x9E3779B97F4A7C15ull * (uint64_t)total;
+    uint64_t state = *rng + NOMUL_SPLITMIX_GAMMA * (uint64_t)offset;
+    *rng += NOMUL_SPLITMIX_GAMMA * (uint64_t)total;
     nomul_tensor *mask = nomul_graph_tensor(g, 3, ms, 0);
     if (!mask)
         return NULL;
