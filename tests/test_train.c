@@ -442,38 +442,8 @@ static void resume_case(const char *model)
     assert_int_equal(step_losses(pa, 0, la, 32), (int)at + 1);
 }
 
-/* Translation: word sequences and their reverses, with fairseq dictionaries. */
-static void write_translation_data(void)
-{
-    tu_rng r = {seed ^ 0x7A};
-    static const char *const split[3] = {"train", "valid", "test"};
-    const int count[3] = {120, 16, 12};
-    for (int k = 0; k < 3; k++) {
-        char sp[64], tp[64];
-        snprintf(sp, sizeof sp, "%s.src", split[k]);
-        snprintf(tp, sizeof tp, "%s.tgt", split[k]);
-        FILE *fs = fopen(tu_path(sp), "w"), *ft = fopen(tu_path(tp), "w");
-        assert_non_null(fs);
-        assert_non_null(ft);
-        for (int i = 0; i < count[k]; i++) {
-            int n = 3 + (int)(tu_next(&r) % 4), w[8];
-            for (int j = 0; j < n; j++)
-                w[j] = (int)(tu_next(&r) % 12);
-            for (int j = 0; j < n; j++)
-                fprintf(fs, "%sw%d", j ? " " : "", w[j]);
-            for (int j = 0; j < n; j++)
-                fprintf(ft, "%sw%d", j ? " " : "", w[n - 1 - j]);
-            fputc('\n', fs);
-            fputc('\n', ft);
-        }
-        fclose(fs);
-        fclose(ft);
-    }
-    FILE *d = fopen(tu_path("dict.txt"), "w");
-    for (int j = 0; j < 12; j++)
-        fprintf(d, "w%d %d\n", j, 100 - j);
-    fclose(d);
-}
+/* Translation: word sequences and their reverses (tu_files.c). */
+static void write_translation_data(void) { tu_write_reversal_set(seed ^ 0x7A); }
 
 static void translation_config(nomul_train_config *c, const char *out)
 {

@@ -1,7 +1,8 @@
 /*
  * tu_files.h — what the file-reading tests share: a temporary folder per
  * test program, paths inside it, the last error message of libnomul
- * captured instead of printed, and a small image set for training runs.
+ * captured instead of printed, and a small image set and a small translation
+ * task for training runs.
  */
 #ifndef NOMUL_TU_FILES_H
 #define NOMUL_TU_FILES_H
@@ -30,5 +31,10 @@ char *tu_slurp(const char *path, size_t *len);
 enum { TU_SET_SIDE = 8, TU_SET_CLASSES = 4 };
 int tu_write_quadrant_set(const char *images, const char *labels, long n,
                           unsigned long long seed, int gzip);
+
+/* A translation task in the temporary folder: {train,valid,test}.{src,tgt}
+ * (120, 16 and 12 pairs) of 3 to 6 words w0..w11 drawn from seed, each
+ * target its source reversed, and a fairseq dict.txt of the 12 words. */
+void tu_write_reversal_set(unsigned long long seed);
 
 #endif
