@@ -8,6 +8,8 @@
 #   make valgrind        the unit tests under valgrind (AVX2 and scalar paths)
 #   make fuzz FUZZ_SECONDS=N  the libFuzzer harnesses of tests/fuzz/ (clang, into
 #                        build-fuzz/), each run N seconds (default 60)
+#   make fuzz-long       each harness to 10 M executions, resumable, ledger in
+#                        tests/fuzz/long_run.tsv (tests/fuzz/long_run.sh)
 #   make install PREFIX=/usr/local DESTDIR=
 #   make test-python     the Python bindings' tests (python/, tests/python/)
 #   make install-python  the nomul Python package into PYTHON_SITE
@@ -84,7 +86,7 @@ STATIC := $(BUILD)/libnomul.a
 SHARED := $(BUILD)/libnomul.so.$(VERSION)
 CLI := $(BUILD)/nomul
 
-.PHONY: all test check valgrind install uninstall clean test-python install-python fuzz fuzz-build
+.PHONY: all test check valgrind install uninstall clean test-python install-python fuzz fuzz-build fuzz-long
 all: $(STATIC) $(SHARED) $(CLI)
 
 $(BUILD)/%.o: %.c
@@ -138,6 +140,11 @@ fuzz:
 	$(MAKE) FUZZ=1 CC=clang fuzz-build
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	    sh tests/fuzz/run.sh build-fuzz $(FUZZ_NAMES)
+
+# the long run of issue 17, resumable: tests/fuzz/long_run.sh
+fuzz-long:
+	$(MAKE) FUZZ=1 CC=clang fuzz-build
+	@LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp sh tests/fuzz/long_run.sh build-fuzz
 
 $(BUILD)/nomul.pc: nomul.pc.in
 	@mkdir -p $(BUILD)
