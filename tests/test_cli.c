@@ -211,12 +211,15 @@ static void test_bench_runs(void **state)
     /* bench train: a row per configuration, each a process of its own, on
      * Debian's Fashion-MNIST (dataset-fashion-mnist) */
     rc = run(&out, "bench train --models vit_fmnist_tiny --configs float,pa_approx --steps 2 "
-                   "--torch off");
-    expect(rc, 0, out, "no PyTorch rows");
+                   "--torch off --rounds 2");
+    expect(rc, 0, out, "best of 2 rounds; no PyTorch rows");
     expect(rc, 0, out, "vit_fmnist_tiny    float");
     expect(rc, 0, out, "1.00x");
     expect(rc, 0, out, "vit_fmnist_tiny    pa_approx");
     expect(rc, 0, out, "images/s");
+    free(out);
+    rc = run(&out, "bench train --rounds 0");
+    expect(rc, 2, out, "rounds");
     free(out);
     rc = run(&out, "bench train --models no_such_model");
     expect(rc, 2, out, "unknown model 'no_such_model'");
