@@ -90,9 +90,9 @@ static void ln_row_forward(const nomul_op_cfg *cfg, int n, const float *xr, cons
                            float *rstd)
 {
     if (nomul_op_is_pa(cfg))
-        nomul_ln_row_forward_pa(cfg, n, xr, gamma, gs, beta, bs, eps, yr, mean, rstd);
+        nomul_ln_row_forward_pa(cfg, n, xr, gamma, gs, beta, bs, eps, yr, mean, rstd, NULL);
     else
-        nomul_ln_row_forward_float(n, xr, gamma, gs, beta, bs, eps, yr, mean, rstd);
+        nomul_ln_row_forward_float(n, xr, gamma, gs, beta, bs, eps, yr, mean, rstd, NULL);
 }
 
 /* dx, dγ, dβ of one row (dγ, dβ at j·gs, j·bs: summed when the stride is 0);

@@ -34,10 +34,12 @@ void nomul_log_softmax_backward_float(int rows, int n, const float *y, const flo
 void nomul_logsumexp_backward_float(int rows, int n, const float *x, const float *dlse,
                                     float *dx);
 /* One row of layer norm (γ, β at j·gs, j·bs; stride 0: batch norm's one
- * value per channel); rstd is the reciprocal standard deviation. */
+ * value per channel); rstd is the reciprocal standard deviation, and *sq
+ * (when sq is not NULL) the sum of squared deviations Σ (x − μ)², which
+ * batch norm's running variance reuses. */
 void nomul_ln_row_forward_float(int n, const float *xr, const float *gamma, int gs,
                                 const float *beta, int bs, float eps, float *yr, float *mean,
-                                float *rstd);
+                                float *rstd, float *sq);
 void nomul_ln_row_backward_float(int n, const float *xr, const float *gamma, int gs, float mu,
                                  float r, const float *gr, float *dr, float *dgamma,
                                  float *dbeta, int bs);
@@ -70,9 +72,10 @@ void nomul_log_softmax_backward_pa(const nomul_op_cfg *cfg, int rows, int n, con
                                    const float *dy, float *dx);
 void nomul_logsumexp_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x,
                                  const float *dlse, float *dx);
+/* (*sq, when sq is not NULL: Σ PAM(x − μ, x − μ), as the float row's) */
 void nomul_ln_row_forward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
                              const float *gamma, int gs, const float *beta, int bs, float eps,
-                             float *yr, float *mean, float *rstd);
+                             float *yr, float *mean, float *rstd, float *sq);
 /* The forward of k ≤ 8 contiguous rows of a layer norm (γ, β one per
  * column) at once: the same bits as nomul_ln_row_forward_pa row by row;
  * returns k, or 0 (nothing done) under the twin (nomul_pa_chains_scalar),

@@ -539,7 +539,7 @@ static float ln_row_stats(float off, int n, const float *xr, float eps, float *d
  * sums in the same order, so the results are the same bits. */
 static void ln_row_forward_arrays(float off, int n, const float *xr, const float *gamma, int gs,
                                   const float *beta, int bs, float eps, float *yr, float *mean,
-                                  float *rstd, float *buf)
+                                  float *rstd, float *sq, float *buf)
 {
     float *d = buf, *t = buf + n, st[4];
     float r = ln_row_stats(off, n, xr, eps, d, t, st), mu = st[1];
@@ -549,11 +549,13 @@ static void ln_row_forward_arrays(float off, int n, const float *xr, const float
         yr[j] = t[j] + beta[j * bs];
     *mean = mu;
     *rstd = r;
+    if (sq)
+        *sq = st[2];
 }
 
 void nomul_ln_row_forward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
                              const float *gamma, int gs, const float *beta, int bs, float eps,
-                             float *yr, float *mean, float *rstd)
+                             float *yr, float *mean, float *rstd, float *sq)
 {
     const float off = offset_of(cfg);
     /* the audit: d², ·γ; xhat, μ, σ²; pa_sqrt; sums and adds */
@@ -561,7 +563,7 @@ void nomul_ln_row_forward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
     NOMUL_COUNT(PAEXP2, 1); NOMUL_COUNT(FADD, 4L * n + 1);
     float *buf = ln_buf(n, 2);
     if (buf) {
-        ln_row_forward_arrays(off, n, xr, gamma, gs, beta, bs, eps, yr, mean, rstd, buf);
+        ln_row_forward_arrays(off, n, xr, gamma, gs, beta, bs, eps, yr, mean, rstd, sq, buf);
         return;
     }
     float nf = (float)n, sum = 0.0f, q = 0.0f; /* the scalar chain: the twin */
@@ -575,6 +577,8 @@ void nomul_ln_row_forward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
         yr[j] = pam(off, pad(xr[j] - mu, r), gamma[j * gs]) + beta[j * bs];
     *mean = mu;
     *rstd = r;
+    if (sq)
+        *sq = q;
 }
 
 /* The forward of k ≤ GROUP contiguous rows (γ and β one per column) on the
@@ -625,6 +629,30 @@ int nomul_ln_rows_forward_pa(const nomul_op_cfg *cfg, int k, int n, const float 
     return k;
 }
 
+/* dγ[j·gs] += g[j], dβ[j·bs] += gr[j] for j < n, in j order. Batch norm's
+ * strides are 0, one γ and β per row: their sums run in registers, the same
+ * additions in the same order (added in place they would be a chain through
+ * memory, a store and a load per term, as the compiler cannot rule out
+ * aliasing). */
+static void add_param_grads(int n, const float *g, int gs, const float *gr, int bs,
+                            float *dgamma, float *dbeta)
+{
+    if (gs == 0 && bs == 0) {
+        float dg = dgamma[0], db = dbeta[0];
+        for (int j = 0; j < n; j++) {
+            dg += g[j];
+            db += gr[j];
+        }
+        dgamma[0] = dg;
+        dbeta[0] = db;
+        return;
+    }
+    for (int j = 0; j < n; j++) {
+        dgamma[j * gs] += g[j];
+        dbeta[j * bs] += gr[j];
+    }
+}
+
 /* The backward of one row on the array kernels (exact: the chain through
  * the forward's intermediates; approximate: the formula with r the
  * divisor), the same operations and sums in the same order as the scalar
@@ -652,11 +680,9 @@ static void ln_row_backward_arrays(float off, int approx, int n, const float *xr
         float m1 = pad(s1, nf), m2 = pad(s2, nf);
         elt_pam(off, n, xh, 0, gr, 0, a);
         elt_pam(off, n, xh, 0, &m2, 1, b);
-        for (int j = 0; j < n; j++) {
-            dbeta[j * bs] += gr[j];
-            dgamma[j * gs] += a[j];
+        for (int j = 0; j < n; j++)
             v[j] = u[j] - m1 - b[j];
-        }
+        add_param_grads(n, a, gs, gr, bs, dgamma, dbeta);
         nomul_elt(NOMUL_ELT_DIV, (size_t)n, v, 0, &r, 1, NULL, 0, NULL, 0, v, NULL);
         for (int j = 0; j < n; j++)
             dr[j] += v[j];
@@ -666,10 +692,7 @@ static void ln_row_backward_arrays(float off, int approx, int n, const float *xr
     float r2 = ln_row_stats(off, n, xr, eps, d, a, st), sum = st[0], q = st[2], var = st[3];
     nomul_elt(NOMUL_ELT_DIV, (size_t)n, d, 0, &r2, 1, NULL, 0, NULL, 0, xh, NULL);
     elt_mul_grads(off, n, xh, 0, gamma, gb, gr, 0, u, v); /* dxhat, dγ */
-    for (int j = 0; j < n; j++) {
-        dgamma[j * gs] += v[j];
-        dbeta[j * bs] += gr[j];
-    }
+    add_param_grads(n, v, gs, gr, bs, dgamma, dbeta);
     nomul_elt(NOMUL_ELT_DIV_GRAD, (size_t)n, d, 0, &r2, 1, u, 0, NULL, 0, a, b);
     for (int j = 0; j < n; j++) {
         dd[j] = a[j];
@@ -765,12 +788,11 @@ void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float 
 {
     const float off = offset_of(cfg);
     if (training) {
-        nomul_ln_row_forward_pa(cfg, (int)len, row, gamma, 0, beta, 0, eps, out, mean, rstd);
-        /* running statistics (unbiased variance, as PyTorch keeps) */
-        float var = 0.0f;
-        NOMUL_COUNT(PAM, len + 2); NOMUL_COUNT(PAD, 1); NOMUL_COUNT(FADD, 2 * len + 4);
-        for (long j = 0; j < len; j++)
-            var += pam(off, row[j] - *mean, row[j] - *mean);
+        /* running statistics (unbiased variance, as PyTorch keeps) from the
+         * forward's Σ PAM(x − μ, x − μ) */
+        float var;
+        nomul_ln_row_forward_pa(cfg, (int)len, row, gamma, 0, beta, 0, eps, out, mean, rstd, &var);
+        NOMUL_COUNT(PAM, 2); NOMUL_COUNT(PAD, 1); NOMUL_COUNT(FADD, 4);
         var = pad(var, (float)(len > 1 ? len - 1 : 1));
         /* r += m·(v − r): PAM's error only changes how fast r moves, not
          * where it settles. The float form (1 − m)·r + m·v with PAMs would
