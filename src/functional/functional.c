@@ -137,7 +137,7 @@ void nomul_layer_norm_backward(const nomul_op_cfg *cfg, int rows, int n, const f
      * order: the same sums whatever the thread count */
     enum { MIN_ROWS = 16, MAX_BLOCKS = 64 };
     const int blocks = nomul_sum_blocks(rows, MIN_ROWS, MAX_BLOCKS);
-    const int exact_pa = nomul_op_is_pa(cfg) && !cfg->approx_bwd;
+    const int pa = nomul_op_is_pa(cfg), exact_pa = pa && !cfg->approx_bwd;
     float *part = nomul_scratch(NOMUL_SCRATCH_PART, 2 * (size_t)n * blocks);
     int failed = part == NULL;
     /* a team of the usual size even when blocks are fewer: a smaller team
@@ -155,10 +155,21 @@ void nomul_layer_norm_backward(const nomul_op_cfg *cfg, int rows, int n, const f
             memset(dg, 0, 2 * sizeof(float) * (size_t)n);
             if (exact_pa && !dd)
                 continue;
-            for (int i = (int)nomul_block_start(rows, blocks, b);
-                 i < nomul_block_start(rows, blocks, b + 1); i++)
+            /* PA: groups of rows at once where the array kernels serve,
+             * else row by row (the same bits) */
+            int i1 = (int)nomul_block_start(rows, blocks, b + 1);
+            for (int i = (int)nomul_block_start(rows, blocks, b); i < i1;) {
+                int k = i1 - i < NOMUL_PA_GROUP ? i1 - i : NOMUL_PA_GROUP;
+                if (pa && nomul_ln_rows_backward_pa(cfg, k, n, x + (long)i * n, gamma, mean + i,
+                                                    rstd + i, eps, dy + (long)i * n,
+                                                    dx + (long)i * n, dg, db)) {
+                    i += k;
+                    continue;
+                }
                 ln_row_backward(cfg, n, x + (long)i * n, gamma, 1, mean[i], rstd[i], eps,
                                 dy + (long)i * n, dx + (long)i * n, dg, db, 1, dd);
+                i++;
+            }
         }
     }
     if (failed)

@@ -84,6 +84,13 @@ enum { NOMUL_PA_GROUP = 8 }; /* rows taken at a time by the PA row operations */
 int nomul_ln_rows_forward_pa(const nomul_op_cfg *cfg, int k, int n, const float *x,
                              const float *gamma, const float *beta, float eps, float *y,
                              float *mean, float *rstd);
+/* The backward of k ≤ 8 contiguous rows of a layer norm (dγ, dβ one per
+ * column, added row after row): the same bits as nomul_ln_row_backward_pa
+ * row by row; returns k, or 0 (nothing done) as nomul_ln_rows_forward_pa. */
+int nomul_ln_rows_backward_pa(const nomul_op_cfg *cfg, int k, int n, const float *x,
+                              const float *gamma, const float *mean, const float *rstd,
+                              float eps, const float *dy, float *dx, float *dgamma,
+                              float *dbeta);
 /* dd: n floats of scratch for the exact chain (NULL: approximate only) */
 void nomul_ln_row_backward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
                               const float *gamma, int gs, float mu, float r, float eps,

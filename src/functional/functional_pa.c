@@ -172,18 +172,32 @@ static void row_sums(int k, int n, const float *a, long stride, int neg, float *
         out[r] = acc[r / 4][r % 4];
 }
 
-/* Scratch rows of a group: u, e and w (a backward's terms), GROUP rows of n
- * each. */
+/* Scratch rows of a group: u, e and w (a backward's terms), and z (a
+ * per-row scalar spread over its row), GROUP rows of n each. */
 typedef struct {
-    float *u, *e, *w;
+    float *u, *e, *w, *z;
 } row_tmp;
 
 static int tmp_alloc(row_tmp *t, int n)
 {
-    t->u = nomul_scratch(NOMUL_SCRATCH_ROW, (size_t)n * 3 * GROUP);
+    t->u = nomul_scratch(NOMUL_SCRATCH_ROW, (size_t)n * 4 * GROUP);
     t->e = t->u ? t->u + (size_t)GROUP * n : NULL;
     t->w = t->u ? t->u + (size_t)2 * GROUP * n : NULL;
+    t->z = t->u ? t->u + (size_t)3 * GROUP * n : NULL;
     return t->u != NULL;
+}
+
+/* z row r = v[r] (k rows of n): a per-row scalar as an array, so that one
+ * kernel call serves the group (the kernels compute each element alone: the
+ * same bits as a call per row with v[r] broadcast; attention's rows are 17
+ * long, where a call per row costs more than its elements and leaves most
+ * of the second vector's lanes empty) */
+static const float *spread(int k, int n, const float *v, float *z)
+{
+    for (int r = 0; r < k; r++)
+        for (int c = 0; c < n; c++)
+            z[(long)r * n + c] = v[r];
+    return z;
 }
 
 /* The PA row pipeline shared by softmax, log_softmax and logsumexp, for the
@@ -270,14 +284,12 @@ static void softmax_body(const rows_job *j, int i0, int k, row_tmp *t)
     const int n = j->n;
     float s[GROUP], sum[GROUP];
     pa_rows_exp(offset_of(j->cfg), k, n, j->x + (long)i0 * n, t, s, sum);
-    for (int r = 0; r < k; r++) {
-        float *y = j->out + (long)(i0 + r) * n;
-        if (sum[r] > 0.0f)
-            nomul_elt(NOMUL_ELT_DIV, (size_t)n, t->e + (long)r * n, 0, &sum[r], 1, NULL, 0, NULL, 0, y, NULL);
-        else
-            for (int c = 0; c < n; c++)
-                y[c] = 0.0f;
-    }
+    float *y = j->out + (long)i0 * n;
+    nomul_elt(NOMUL_ELT_DIV, (size_t)k * n, t->e, 0, spread(k, n, sum, t->z), 0, NULL, 0, NULL,
+              0, y, NULL);
+    for (int r = 0; r < k; r++)
+        if (!(sum[r] > 0.0f)) /* an all −∞ row */
+            memset(y + (long)r * n, 0, (size_t)n * sizeof *y);
 }
 
 void nomul_softmax_forward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x, float *y)
@@ -343,22 +355,24 @@ static void softmax_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
      * du = paexp2'(u) (de + dS) and dx += ∂PAM(x, log2e)/∂x · du */
     /* (the internal kernels: nomul_softmax_backward_pa has counted these
      * operations for the audit) */
+    /* (each step over the whole group: rows whose S is 0 are computed and
+     * not added) */
     const float log2e = LOG2E;
-    for (int r = 0; r < k; r++) {
-        float *e = t->e + (long)r * n, *w = t->w + (long)r * n;
-        nomul_elt(NOMUL_ELT_DIV_GRAD, (size_t)n, e, 0, &sum[r], 1, j->dy + (long)(i0 + r) * n, 0, NULL, 0,
-            e, w);
-    }
+    const size_t kn = (size_t)k * n;
+    nomul_elt(NOMUL_ELT_DIV_GRAD, kn, t->e, 0, spread(k, n, sum, t->z), 0,
+              j->dy + (long)i0 * n, 0, NULL, 0, t->e, t->w);
     row_sums(k, n, t->w, n, 0, dsum);
+    for (int r = 0; r < k; r++)
+        for (int c = 0; c < n; c++)
+            t->e[(long)r * n + c] += dsum[r];
+    nomul_elt(NOMUL_ELT_EXP2_GRAD, kn, t->u, 0, t->e, 0, NULL, 0, NULL, 0, t->e, NULL);
+    nomul_elt(NOMUL_ELT_MUL_GRAD, kn, j->x + (long)i0 * n, 0, &log2e, 1, t->e, 0, NULL, 0, t->e,
+              NULL);
     for (int r = 0; r < k; r++) {
         if (!(sum[r] > 0.0f))
             continue;
-        float *v = t->e + (long)r * n, *dr = j->out + (long)(i0 + r) * n;
-        for (int c = 0; c < n; c++)
-            v[c] += dsum[r];
-        nomul_elt(NOMUL_ELT_EXP2_GRAD, (size_t)n, t->u + (long)r * n, 0, v, 0, NULL, 0, NULL, 0, v, NULL);
-        nomul_elt(NOMUL_ELT_MUL_GRAD, (size_t)n, j->x + (long)(i0 + r) * n, 0, &log2e, 1, v, 0, NULL, 0, v,
-            NULL);
+        const float *v = t->e + (long)r * n;
+        float *dr = j->out + (long)(i0 + r) * n;
         for (int c = 0; c < n; c++)
             dr[c] += v[c];
     }
@@ -777,6 +791,116 @@ void nomul_ln_row_backward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
     div_grads(sum, nf, dmu, &dsum, &unused);
     for (int j = 0; j < n; j++)
         dr[j] += dd[j] + dsum;
+}
+
+/* The backward of k ≤ GROUP contiguous rows of a layer norm (γ one per
+ * column; dγ, dβ one per column, added row after row): the operations of
+ * ln_row_backward_arrays, each over the whole group (a row's scalar spread
+ * over its row, γ tiled), and each row's sums in its order (row_sums), so
+ * the same bits. The ViT's rows are 64 long: a kernel call per row and step
+ * costs about what its elements do. buf: 11·GROUP rows of n. */
+static void ln_rows_backward_arrays(float off, int approx, int k, int n, const float *x,
+                                    const float *gamma, const float *mean, const float *rstd,
+                                    float eps, const float *dy, float *dx, float *dgamma,
+                                    float *dbeta, float *buf)
+{
+    const size_t G = (size_t)GROUP * n, kn = (size_t)k * n;
+    float *d = buf, *xh = buf + G, *u = buf + 2 * G, *v = buf + 3 * G, *a = buf + 4 * G,
+          *b = buf + 5 * G, *dd = buf + 6 * G, *gt = buf + 7 * G, *z = buf + 8 * G,
+          *z2 = buf + 9 * G, *t = buf + 10 * G, nf = (float)n;
+    float sum[GROUP], mu[GROUP], q[GROUP], var[GROUP], r[GROUP], s1[GROUP], s2[GROUP];
+    for (int i = 0; i < k; i++)
+        memcpy(gt + (long)i * n, gamma, (size_t)n * sizeof *gt);
+    if (approx) {
+        for (int i = 0; i < k; i++) {
+            mu[i] = mean[i];
+            r[i] = rstd[i];
+        }
+    } else { /* the forward's statistics, recomputed (ln_row_stats row by row) */
+        row_sums(k, n, x, n, 0, sum);
+        for (int i = 0; i < k; i++)
+            mu[i] = pad(sum[i], nf);
+    }
+    for (int i = 0; i < k; i++)
+        for (int j = 0; j < n; j++)
+            d[(long)i * n + j] = x[(long)i * n + j] - mu[i];
+    if (!approx) {
+        elt_pam(off, (int)kn, d, 0, d, 0, t);
+        row_sums(k, n, t, n, 0, q);
+        for (int i = 0; i < k; i++) {
+            var[i] = pad(q[i], nf);
+            r[i] = nomul_pa_sqrt(var[i] + eps);
+        }
+    }
+    const float *zr = spread(k, n, r, z);
+    nomul_elt(NOMUL_ELT_DIV, kn, d, 0, zr, 0, NULL, 0, NULL, 0, xh, NULL);
+    if (approx) {
+        elt_pam(off, (int)kn, gt, 0, dy, 0, u); /* dnorm */
+        elt_pam(off, (int)kn, u, 0, xh, 0, v);
+        row_sums(k, n, u, n, 0, s1);
+        row_sums(k, n, v, n, 0, s2);
+        float m1[GROUP], m2[GROUP];
+        for (int i = 0; i < k; i++) {
+            m1[i] = pad(s1[i], nf);
+            m2[i] = pad(s2[i], nf);
+        }
+        elt_pam(off, (int)kn, xh, 0, dy, 0, a);
+        elt_pam(off, (int)kn, xh, 0, spread(k, n, m2, z2), 0, b);
+        for (int i = 0; i < k; i++) {
+            for (int j = 0; j < n; j++) {
+                long c = (long)i * n + j;
+                v[c] = u[c] - m1[i] - b[c];
+            }
+            add_param_grads(n, a + (long)i * n, 1, dy + (long)i * n, 1, dgamma, dbeta);
+        }
+        nomul_elt(NOMUL_ELT_DIV, kn, v, 0, zr, 0, NULL, 0, NULL, 0, v, NULL);
+        for (size_t c = 0; c < kn; c++)
+            dx[c] += v[c];
+        return;
+    }
+    elt_mul_grads(off, (int)kn, xh, 0, gt, 0, dy, 0, u, v); /* dxhat, dγ */
+    for (int i = 0; i < k; i++)
+        add_param_grads(n, v + (long)i * n, 1, dy + (long)i * n, 1, dgamma, dbeta);
+    nomul_elt(NOMUL_ELT_DIV_GRAD, kn, d, 0, zr, 0, u, 0, NULL, 0, a, b);
+    memcpy(dd, a, kn * sizeof *dd);
+    float dr_[GROUP], dq[GROUP], dmu[GROUP];
+    row_sums(k, n, b, n, 0, dr_);
+    for (int i = 0; i < k; i++) {
+        float dvar = nomul_pa_sqrt_grad(var[i] + eps, dr_[i], 0), unused;
+        div_grads(q[i], nf, dvar, &dq[i], &unused);
+    }
+    elt_mul_grads(off, (int)kn, d, 0, d, 0, spread(k, n, dq, z2), 0, a, b); /* q = Σ PAM(d, d) */
+    for (size_t c = 0; c < kn; c++)
+        dd[c] += a[c] + b[c];
+    row_sums(k, n, dd, n, 1, dmu);
+    for (int i = 0; i < k; i++) {
+        float dsum, unused;
+        div_grads(sum[i], nf, dmu[i], &dsum, &unused);
+        for (int j = 0; j < n; j++)
+            dx[(long)i * n + j] += dd[(long)i * n + j] + dsum;
+    }
+}
+
+int nomul_ln_rows_backward_pa(const nomul_op_cfg *cfg, int k, int n, const float *x,
+                              const float *gamma, const float *mean, const float *rstd,
+                              float eps, const float *dy, float *dx, float *dgamma, float *dbeta)
+{
+    if (k > GROUP)
+        return 0;
+    float *buf = ln_buf(n, 11 * GROUP);
+    if (!buf)
+        return 0;
+    const int approx = cfg->approx_bwd;
+    if (approx) { /* the audit, as nomul_ln_row_backward_pa per row */
+        NOMUL_COUNT(PAM, k * 6L * n); NOMUL_COUNT(PAD, k * (3L * n + 2)); NOMUL_COUNT(FADD, k * 9L * n);
+    } else {
+        NOMUL_COUNT(PAM, k * ((long)n + 1)); NOMUL_COUNT(PAD, k * ((long)n + 2));
+        NOMUL_COUNT(PALOG2, k); NOMUL_COUNT(PAEXP2, k); NOMUL_COUNT(SHIFT, k * (5L * n + 3));
+        NOMUL_COUNT(FADD, k * 9L * n);
+    }
+    ln_rows_backward_arrays(offset_of(cfg), approx, k, n, x, gamma, mean, rstd, eps, dy, dx,
+                            dgamma, dbeta, buf);
+    return k;
 }
 
 /* ---- batch norm: one channel ---------------------------------------------------------- */
