@@ -147,8 +147,11 @@ static void shift_problem(pg_problem *pr, const pg_problem *base, long i, long s
     pr->c = base->c + i * sc;
 }
 
-/* Small products run one per thread; large ones (and a single one) one
- * after the other, each on every thread. */
+/* Small products run one per thread, each thread a contiguous share of the
+ * batch (static: with products handed out one at a time, 256 of attention's
+ * 17×16 by 16×17 took 0.48 µs each on two threads, 0.32 with contiguous
+ * shares, 0.66 on one); large ones (and a single one) one after the other,
+ * each on every thread. */
 static void run_batch(const char *fn, const pg_problem *base, int batch, long sx, long sy,
                       long st, long sc)
 {
@@ -156,7 +159,7 @@ static void run_batch(const char *fn, const pg_problem *base, int batch, long sx
     long long work = (long long)base->m * base->n * (base->kd ? base->kd : 1);
     int failed = 0;
     if (batch > 1 && nt > 1 && work < 4000000) {
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) reduction(| : failed)
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(| : failed)
         for (int i = 0; i < batch; i++) {
             pg_problem pr;
             shift_problem(&pr, base, i, sx, sy, st, sc);
