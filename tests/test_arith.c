@@ -686,6 +686,39 @@ static void test_isa_names_and_caps(void **state)
         assert_true((int)nomul_isa_max() <= nomul_isa_parse(cap));
 }
 
+/* The audit's counters: every thread counts into its own block and a read
+ * sums them, so counts made on four threads at once add up exactly, a reset
+ * clears every thread's, and nothing is counted while counting is off. */
+static void test_counts_sum_over_threads(void **state)
+{
+    (void)state;
+    enum { N = 37, REPS = 200, THREADS = 4 };
+    nomul_counts_reset();
+    nomul_counts_enable(1);
+#pragma omp parallel num_threads(THREADS)
+    {
+        float a[N], b[N], o[N];
+        for (int i = 0; i < N; i++) {
+            a[i] = 1.5f + (float)i;
+            b[i] = 0.75f;
+        }
+        for (int r = 0; r < REPS; r++)
+            nomul_pa_mul_v(N, a, b, o);
+    }
+    nomul_counts_enable(0);
+    nomul_op_counts c;
+    nomul_counts_get(&c);
+    assert_int_equal(c.n[NOMUL_COUNT_PAM], (unsigned long long)N * REPS * THREADS);
+    float a[N] = {0}, o[N];
+    nomul_pa_mul_v(N, a, a, o); /* counting off */
+    nomul_counts_get(&c);
+    assert_int_equal(c.n[NOMUL_COUNT_PAM], (unsigned long long)N * REPS * THREADS);
+    nomul_counts_reset();
+    nomul_counts_get(&c);
+    for (int i = 0; i < NOMUL_COUNT_CLASSES; i++)
+        assert_int_equal(c.n[i], 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -698,6 +731,7 @@ int main(void)
         cmocka_unit_test(test_exact_derivatives_are_slopes),
         cmocka_unit_test(test_pam_error_bounds),
         cmocka_unit_test(test_isa_names_and_caps),
+        cmocka_unit_test(test_counts_sum_over_threads),
     };
     printf("test_arith: seed %llu, instruction sets up to %s\n",
            (unsigned long long)tu_seed(), nomul_isa_name(nomul_isa_max()));
