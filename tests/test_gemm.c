@@ -676,6 +676,61 @@ static void count_errors(nomul_status s, const char *msg)
     errors_seen++;
 }
 
+/* The driver shares a product among threads by X's row blocks or, for
+ * products with few row panels (a linear layer's weight gradient), by Y's
+ * column panels; either way every output is the same sums in the same
+ * order: 1, 2 and 3 threads give the same bits on shapes that take each
+ * split, forward and both exact gradients, on every instruction set. */
+static void test_thread_splits_same_bits(void **state)
+{
+    (void)state;
+    static const int shapes[][3] = {{64, 192, 1088}, {13, 200, 600}, {7, 130, 400},
+                                    {150, 70, 600}, {1088, 64, 192}};
+    tu_rng r = {tu_seed() ^ 0x5917};
+    for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
+        nomul_isa_set((nomul_isa)isa);
+        for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+            int m = shapes[sh][0], n = shapes[sh][1], k = shapes[sh][2];
+            float *A = malloc(4L * m * k), *B = malloc(4L * k * n), *DC = malloc(4L * m * n);
+            float *out[3][3];
+            assert_true(A && B && DC);
+            for (long i = 0; i < (long)m * k; i++)
+                A[i] = draw(&r, 1, 0);
+            for (long i = 0; i < (long)k * n; i++)
+                B[i] = draw(&r, 1, 0);
+            for (long i = 0; i < (long)m * n; i++)
+                DC[i] = draw(&r, 1, 0);
+            nomul_op_cfg cfg = pam_cfg(sh % 2 ? 0.75f : 1.0f, 0);
+            for (int t = 0; t < 3; t++) {
+                nomul_set_num_threads(t + 1);
+                out[t][0] = calloc((size_t)m * n, 4);
+                out[t][1] = calloc((size_t)m * k, 4);
+                out[t][2] = calloc((size_t)k * n, 4);
+                assert_true(out[t][0] && out[t][1] && out[t][2]);
+                nomul_gemm(&cfg, CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, A, k, B, n,
+                           0.0f, out[t][0], n);
+                nomul_gemm_backward(&cfg, CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, A,
+                                    k, B, n, DC, n, 0.0f, out[t][1], k, out[t][2], n);
+            }
+            static const char *what[] = {"C", "dA", "dB"};
+            long len[3] = {(long)m * n, (long)m * k, (long)k * n};
+            for (int t = 1; t < 3; t++)
+                for (int o = 0; o < 3; o++)
+                    if (memcmp(out[0][o], out[t][o], (size_t)len[o] * 4))
+                        FAIL_SEED("%dx%dx%d isa=%s: %s differs between 1 and %d threads", m, n,
+                                  k, nomul_isa_name(nomul_isa_active()), what[o], t + 1);
+            for (int t = 0; t < 3; t++)
+                for (int o = 0; o < 3; o++)
+                    free(out[t][o]);
+            free(A);
+            free(B);
+            free(DC);
+        }
+    }
+    nomul_isa_set(nomul_isa_max());
+    nomul_set_num_threads(0);
+}
+
 static void test_bad_arguments_are_reported(void **state)
 {
     (void)state;
@@ -762,6 +817,7 @@ int main(void)
         cmocka_unit_test(test_range_edges),
         cmocka_unit_test(test_power_of_two_matches_float),
         cmocka_unit_test(test_batched_matches_single),
+        cmocka_unit_test(test_thread_splits_same_bits),
         cmocka_unit_test(test_backward_helper),
         cmocka_unit_test(test_standard_is_sgemm),
         cmocka_unit_test(test_standard_split_products),

@@ -261,7 +261,42 @@ typedef struct {
     const uint32_t *tbuf;
     const unsigned char *tnan;
     int ntj;
+    int col; /* split by Y's panels rather than by X's row blocks */
 } pg_team;
+
+/* How the threads share a product. By rows (the default): each thread packs
+ * a share of Y's panels, all wait, and each computes its row blocks of X
+ * against all of them, twice a barrier per K block. By columns: each thread
+ * computes every row block against the Y panels it packed itself, so no
+ * thread waits for another until the end, at the price of packing all of X
+ * on every thread. Columns serve products with few row panels and several
+ * K blocks, such as a linear layer's weight gradient (64 × 192 summed over
+ * 1,088 tokens: 11 row panels of 6 shared 6 : 5 and 12 barriers, or 6
+ * column panels shared 3 : 3 and none). The cost model, in tiles: by rows,
+ * the most row panels any thread gets times the column panels, plus one per
+ * barrier; by columns, the most column panels any thread gets times the row
+ * panels, plus an eighth of a tile per row panel packed again. Either way
+ * every tile is the same sums in the same order. */
+static int split_columns(int m, int n, int NC, int mc, int MR, int panels, int ny_panels, int nkb,
+                         int nt)
+{
+    /* one NC block of columns only: a thread's panels are then the same
+     * ones in every K block (the shares of blocks of other widths would
+     * overlap) */
+    if (ny_panels < nt || n > NC)
+        return 0;
+    int nblk = ceil_div(m, mc), most = 0;
+    for (int t = 0; t < nt; t++) {
+        int rows = 0;
+        for (int blk = t; blk < nblk; blk += nt)
+            rows += m - blk * mc < mc ? m - blk * mc : mc;
+        int p = ceil_div(rows, MR);
+        most = p > most ? p : most;
+    }
+    long by_rows = (long)most * ny_panels + 2L * nkb;
+    long by_cols = (long)ceil_div(ny_panels, nt) * panels + (long)panels * (nt - 1) / 8;
+    return by_cols < by_rows;
+}
 
 /* Thread tid of nt: packs its share of each Y block, then computes its ic
  * blocks (every nt-th) against it. The loops are split by hand, with a
@@ -284,6 +319,10 @@ static void team_run(const pg_team *tm, int tid, int nt)
     const uint32_t *tbuf = tm->tbuf;
     const unsigned char *tnan = tm->tnan;
     float ct[PG_TILE_MAX] __attribute__((aligned(64)));
+    /* Y panel jp at jp · ypan, the same place for every K block (split by
+     * columns, threads are in different K blocks at once, and a short last
+     * block's panels must not reach into another thread's) */
+    const size_t ypan = (size_t)NR * (kd < KC ? kd : KC);
     for (int jc = 0; jc < n; jc += NC) {
         int nc = n - jc < NC ? n - jc : NC;
         int npan = ceil_div(nc, NR);
@@ -293,15 +332,20 @@ static void team_run(const pg_team *tm, int tid, int nt)
             int per = ceil_div(npan, nt), jlo = tid * per, jhi = jlo + per < npan ? jlo + per : npan;
             for (int jp = jlo; jp < jhi; jp++) {
                 int j0 = jc + jp * NR, nr = n - j0 < NR ? n - j0 : NR;
-                pack_y(pr, tm->packer, j0, nr, NR, pc, kc, yp + (size_t)jp * NR * kc,
-                       ym + (size_t)jp * NR * kc, &ys[jp]);
+                pack_y(pr, tm->packer, j0, nr, NR, pc, kc, yp + (size_t)jp * ypan,
+                       ym + (size_t)jp * ypan, &ys[jp]);
             }
-            if (nt > 1) {
+            if (nt > 1 && !tm->col) {
 #pragma omp barrier
             }
             int add = pc > 0 || pr->accumulate;
             int nblk = ceil_div(m, mc);
-            for (int blk = tid; blk < nblk; blk += nt) {
+            /* by rows: this thread's row blocks, every Y panel; by columns:
+             * every row block, this thread's Y panels */
+            int jp0 = tm->col ? (jlo < npan ? jlo : npan) : 0, jp1 = tm->col ? jhi : npan;
+            if (jp1 < jp0)
+                jp1 = jp0;
+            for (int blk = tm->col ? 0 : tid; blk < nblk && jp0 < jp1; blk += tm->col ? 1 : nt) {
                 int ic = blk * mc;
                 int mcb = m - ic < mc ? m - ic : mc;
                 int nxp = ceil_div(mcb, MR);
@@ -321,10 +365,10 @@ static void team_run(const pg_team *tm, int tid, int nt)
                     size_t xstride = plan ? (size_t)MR * KC : (size_t)MR * kc;
                     const uint32_t *xpp = xp + (size_t)ip * xstride;
                     const int32_t *xmp = xm + (size_t)ip * xstride;
-                    for (int jp = 0; jp < npan; jp++) {
+                    for (int jp = jp0; jp < jp1; jp++) {
                         int j0 = jc + jp * NR, nr = n - j0 < NR ? n - j0 : NR;
-                        const uint32_t *ypp = yp + (size_t)jp * NR * kc;
-                        const int32_t *ymp = ym + (size_t)jp * NR * kc;
+                        const uint32_t *ypp = yp + (size_t)jp * ypan;
+                        const int32_t *ymp = ym + (size_t)jp * ypan;
                         long tix = (long)(i0 / MR) * ntj + j0 / NR;
                         int safe = pg_panels_safe(pr, &xs[ip], &ys[jp]) && !(tnan && tnan[tix]);
                         int masked = (xs[ip].zero ? PG_ZEROS_X : 0) | (ys[jp].zero ? PG_ZEROS_Y : 0);
@@ -345,8 +389,9 @@ static void team_run(const pg_team *tm, int tid, int nt)
                     }
                 }
             }
-            /* the Y panels are repacked next */
-            if (nt > 1) {
+            /* the Y panels are repacked next (by columns, each thread's
+             * own: no wait) */
+            if (nt > 1 && !tm->col) {
 #pragma omp barrier
             }
         }
@@ -399,10 +444,12 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
         }
     }
     int mc = ceil_div(panels, nblocks) * MR;
-    /* one block: no team; else the whole team, even for fewer blocks than
-     * threads (a smaller team would end OpenMP threads, and their scratch
-     * buffers, for the next product to remake) */
-    if (ceil_div(m, mc) == 1)
+    int col = nt > 1 && split_columns(m, n, NC, mc, MR, panels, ny_panels, ceil_div(kd, KC), nt);
+    /* one block: no team (unless the columns are split); else the whole
+     * team, even for fewer blocks than threads (a smaller team would end
+     * OpenMP threads, and their scratch buffers, for the next product to
+     * remake) */
+    if (ceil_div(m, mc) == 1 && !col)
         nt = 1;
 
     size_t ysize = (size_t)ny_panels * NR * kc_max;
@@ -439,7 +486,7 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
         return 0;
 
     pg_team tm = {pr, plan, K, packer, MR, NR, KC, NC, mc, yp, ym, ys, xbuf, xmbuf, xsbuf,
-                  xsize, nx_panels, tbuf, tnan, ntj};
+                  xsize, nx_panels, tbuf, tnan, ntj, col};
     /* one thread: no team at all (a team of one still pays a futex system
      * call at each of its barriers, thousands per training step) */
     if (nt <= 1)
