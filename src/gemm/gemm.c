@@ -176,19 +176,35 @@ static void run_batch(const char *fn, const pg_problem *base, int batch, long sx
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for packed panels", fn);
 }
 
-/* Float batches: small products (attention's per-head products) one after
- * the other on the calling thread, large ones one after the other, each
- * split over the threads by nomul_sgemm. Small products are not spread over
- * the threads: Debian's OpenBLAS (its pthreads build) takes a mutex around
- * its buffer allocation in every call, and two threads calling it at once
- * for 17×16 by 16×17 products took 120 µs for 256 of them where one thread
- * took 72 (the ViT's float attention products went from 3.0 ms per step on
- * one thread to 5.8 on two). Either way each product is the same calls at
- * any thread count. */
+/* Float batches: products too small to split (nomul_sgemm would not) one
+ * per thread, each thread a contiguous share; the smallest of them, and
+ * products large enough to split, one after the other on the calling
+ * thread. Debian's OpenBLAS (its pthreads build) takes a mutex around its
+ * buffer allocation in every call, which two threads calling at once pay
+ * for: 256 products of 17×16 by 16×17 took 95 µs on two threads and 77 on
+ * one, 30×30 by 30×32 211 and 249, 64³ 799 and 1,884 (so the ViT's float
+ * attention products ran 5.8 ms per step on two threads where one thread
+ * took 3.0): below FLOAT_BATCH_SPLIT_MIN multiply-adds a product is not
+ * worth a thread. Either way each product is the same calls at any thread
+ * count. */
+#define FLOAT_BATCH_SPLIT_MIN 16384
 static void float_batch(CBLAS_LAYOUT layout, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m,
                         int n, int k, const float *a, int lda, long sa, const float *b, int ldb,
                         long sb, float beta, float *c, int ldc, long sc, int batch)
 {
+    int nt = omp_in_parallel() ? 1 : nomul_num_threads();
+    int split_rows;
+    int dim = m >= n ? m : n;
+    int small = nomul_sgemm_block_size(m, n, k, &split_rows) >= dim;
+    if (batch <= 1 || !small || (long)m * n * k < FLOAT_BATCH_SPLIT_MIN)
+        nt = 1;
+    if (nt <= 1) { /* no OpenMP team for one thread: see gemm_float.c */
+        for (int i = 0; i < batch; i++)
+            nomul_sgemm(layout, ta, tb, m, n, k, a + i * sa, lda, b + i * sb, ldb, beta,
+                        c + i * sc, ldc);
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
     for (int i = 0; i < batch; i++)
         nomul_sgemm(layout, ta, tb, m, n, k, a + i * sa, lda, b + i * sb, ldb, beta, c + i * sc,
                     ldc);
