@@ -118,6 +118,26 @@ static void test_config_keys(void **state)
     nomul_train_config_format(&d, b, sizeof b);
     assert_string_equal(a, b);
     assert_int_equal(nomul_train_config_format(&c, NULL, 0), (int)strlen(a));
+    /* the longest string values, control characters that JSON escapes in six
+     * bytes each, read back too (fuzz_config found a cut at 2 KiB) */
+    {
+        char path[NOMUL_PATH_MAX], *big = malloc(65536), *big2 = malloc(65536);
+        assert_true(big && big2);
+        memset(path, 0x0e, sizeof path - 1);
+        path[sizeof path - 1] = 0;
+        nomul_train_config e = c;
+        assert_int_equal(nomul_train_config_set(&e, "out_dir", path), 0);
+        assert_int_equal(nomul_train_config_set(&e, "data.train", path), 0);
+        int len = nomul_train_config_format(&e, big, 65536);
+        assert_true(len > 2 * 6 * (NOMUL_PATH_MAX - 1) && len < 65536);
+        nomul_train_config_default(&d);
+        assert_int_equal(nomul_train_config_parse_json(&d, big), 0);
+        assert_string_equal(d.out_dir, path);
+        nomul_train_config_format(&d, big2, 65536);
+        assert_string_equal(big, big2);
+        free(big);
+        free(big2);
+    }
     /* floats in their shortest form, which reads back exactly: fresh random
      * normal floats of every exponent in lr's range (0, 1e6] (a value that
      * reads back as a subnormal is refused, so none is drawn) */

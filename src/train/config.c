@@ -558,6 +558,12 @@ static int format_float(char *buf, size_t len, float x)
 }
 
 /* One key's value as JSON. */
+/* The longest formatted value: a string field of NOMUL_PATH_MAX − 1 bytes
+ * that are all control characters, each escaped by cJSON as \u00XX (six
+ * bytes), with its quotes (a shorter buffer cut the JSON a checkpoint
+ * stores in the middle of a string: found by fuzz_config). */
+enum { VALUE_MAX = 6 * NOMUL_PATH_MAX + 16 };
+
 static int format_value(const nomul_train_config *c, const key_def *k, char *buf, size_t len)
 {
     const char *field = (const char *)c + k->off;
@@ -589,7 +595,7 @@ static int format_value(const nomul_train_config *c, const key_def *k, char *buf
 int nomul_train_config_format(const nomul_train_config *c, char *buf, size_t len)
 {
     size_t at = 0;
-    char v[2 * NOMUL_PATH_MAX];
+    char v[VALUE_MAX];
 #define PUT(...)                                                                           \
     do {                                                                                   \
         int n_ = snprintf(at < len ? buf + at : NULL, at < len ? len - at : 0, __VA_ARGS__); \
@@ -611,7 +617,7 @@ int nomul_train_config_format(const nomul_train_config *c, char *buf, size_t len
 
 void nomul_train_config_print_keys(const nomul_train_config *c, FILE *out)
 {
-    char v[2 * NOMUL_PATH_MAX], list[128];
+    char v[VALUE_MAX], list[128];
     for (size_t i = 0; i < NKEYS; i++) {
         format_value(c, &keys[i], v, sizeof v);
         fprintf(out, "  %-20s %s\n  %-20s   %s%s%s\n", keys[i].name, v, "", keys[i].help,
