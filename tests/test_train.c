@@ -571,6 +571,46 @@ static void test_translation_task(void **state)
     fclose(devnull);
 }
 
+/* The dropout key overrides the named model's: 0.1 set by hand is the
+ * model's own (the same losses), 0 changes the first step's loss (the same
+ * initialisation and batch, nothing dropped). */
+static void test_translation_dropout_key(void **state)
+{
+    (void)state;
+    write_translation_data();
+    const char *runs[3][2] = {{"drop-own", NULL}, {"drop-set", "0.1"}, {"drop-none", "0"}};
+    double first[3][4];
+    for (int r = 0; r < 3; r++) {
+        nomul_train_config c;
+        translation_config(&c, runs[r][0]);
+        c.steps = 3;
+        c.checkpoint_every = 0;
+        c.test_limit = 1;
+        if (runs[r][1])
+            assert_int_equal(nomul_train_config_set(&c, "dropout", runs[r][1]), 0);
+        FILE *devnull = fopen("/dev/null", "w");
+        nomul_train_options o = {NULL, devnull, 0, 0.0, 0, 0};
+        nomul_train_result res;
+        if (nomul_train(&c, &o, &res))
+            fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
+        fclose(devnull);
+        char pa[1200];
+        snprintf(pa, sizeof pa, "%s/metrics.jsonl", c.out_dir);
+        assert_int_equal(step_losses(pa, 0, first[r], 4), 3);
+    }
+    for (int i = 0; i < 3; i++)
+        if (first[0][i] != first[1][i])
+            fail_msg("seed %llu: step %d: loss %.17g with the model's dropout, %.17g with "
+                     "dropout=0.1", (unsigned long long)seed, i + 1, first[0][i], first[1][i]);
+    if (first[0][0] == first[2][0])
+        fail_msg("seed %llu: dropout=0 left the first loss at %.17g",
+                 (unsigned long long)seed, first[0][0]);
+    nomul_train_config c;
+    nomul_train_config_default(&c);
+    assert_int_equal(nomul_train_config_set(&c, "dropout", "1"), -1);
+    assert_non_null(strstr(tu_last_error, "dropout"));
+}
+
 static void test_resume_is_exact(void **state)
 {
     (void)state;
@@ -1200,6 +1240,7 @@ int main(void)
         cmocka_unit_test(test_resume_is_exact_cnn),
         cmocka_unit_test(test_train_same_at_1_and_2_threads),
         cmocka_unit_test(test_translation_task),
+        cmocka_unit_test(test_translation_dropout_key),
         cmocka_unit_test(test_bad_inputs_are_clear_errors),
         cmocka_unit_test(test_resume_at_epoch_end),
         cmocka_unit_test(test_resume_checks_the_checkpoint),

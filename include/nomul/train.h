@@ -28,7 +28,7 @@
  *   optimizer                  adamw | sgd
  *   lr, min_lr, schedule (cosine | constant | inverse_sqrt), warmup_steps
  *   weight_decay, beta1, beta2, eps, momentum, clip_grad (0: none)
- *   label_smoothing, drop_path
+ *   label_smoothing, drop_path, dropout (translation; negative: the model's own)
  *   aug.crop_pad, aug.hflip, aug.mean, aug.std (arrays, one per channel),
  *   aug.randaugment_n, aug.randaugment_m, aug.randaugment_mstd, aug.erase_prob
  *   mixup, cutmix (Beta α; 0: off), mix_prob, mix_switch_prob
@@ -83,6 +83,7 @@ typedef struct nomul_train_config {
     long warmup_steps;
     float weight_decay, beta1, beta2, eps, momentum, clip_grad;
     float label_smoothing, drop_path;
+    float dropout; /* translation: the transformer's dropout (negative: the named model's) */
     int crop_pad, hflip;
     float mean[4], std[4];
     /* translation: BPE-segmented parallel files, fairseq dictionaries, the

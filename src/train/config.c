@@ -117,6 +117,9 @@ static const key_def keys[] = {
     {"clip_grad", K_FLOAT, FIELD(clip_grad), 0, 1e9, NULL, "gradient-norm clip (0: none)"},
     {"label_smoothing", K_FLOAT, FIELD(label_smoothing), 0, 0.999, NULL,
      "cross-entropy label smoothing"},
+    {"dropout", K_FLOAT, FIELD(dropout), -1, 0.999, NULL,
+     "translation: the transformer's dropout (negative: the named model's own, e.g. "
+     "transformer_mini's 0.1)"},
     {"drop_path", K_FLOAT, FIELD(drop_path), 0, 0.999, NULL, "stochastic depth of the last block"},
     {"aug.crop_pad", K_INT, FIELD(crop_pad), 0, 1024, NULL, "random crop after zero padding"},
     {"aug.hflip", K_BOOL, FIELD(hflip), 0, 1, NULL, "random horizontal flips"},
@@ -182,6 +185,7 @@ void nomul_train_config_default(nomul_train_config *c)
     c->clip_grad = 0.0f;
     c->label_smoothing = 0.1f;
     c->drop_path = 0.0f;
+    c->dropout = -1.0f;
     c->crop_pad = 0;
     c->hflip = 1;
     c->max_tokens = 4096;

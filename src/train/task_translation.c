@@ -204,6 +204,8 @@ static int tr_setup(trainer *t)
     if (!nomul_seq2seq_config_named(c->model, nomul_vocab_size(k->sv), nomul_vocab_size(k->tv),
                                     &mc))
         return -1;
+    if (c->dropout >= 0.0f)
+        mc.dropout = c->dropout;
     if (!(k->model = nomul_seq2seq_new(&mc, (uint64_t)c->seed)))
         return -1;
     t->np = nomul_seq2seq_params(k->model, &t->p);
