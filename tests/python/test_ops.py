@@ -2,12 +2,14 @@
 elementwise-PAM reference (sums in float64, so a stated tolerance), the
 approximate backward against the spec's two PAM products, standard mode and
 the composites against torch, and the errors."""
+import os
+import sys
 import unittest
 
 import numpy as np
 import torch
 
-from util import SeededCase
+from util import ROOT, SeededCase
 
 from nomul import NomulError, OpCfg, arith, gemm
 from nomul import functional as F
@@ -201,6 +203,22 @@ class Functional(SeededCase):
                                                                             xc.shape))),
                          np.ascontiguousarray(np.broadcast_to(gam, xc.shape))) + bet
         self.assertBitsEqual(y, want, "PA layer norm given its mean and divisor")
+
+    def test_exact_backward_is_the_slope_of_the_pa_function(self):
+        """experiments/gradients/quality.py's measure, small: along random
+        directions, over steps of 10^-4 of the input's scale, each op's exact
+        backward predicts the PA function's central differences (correlation
+        and slope near 1), and each approximate backward lies within a small
+        angle of the float derivative."""
+        sys.path.insert(0, os.path.join(ROOT, "experiments", "gradients"))
+        import quality
+        for r in quality.measure(self.rng, 200, [1e-4]):
+            corr, slope = r["fit"][0]
+            if r["backward"] == "exact":
+                self.assertGreater(corr, 0.99, r)
+                self.assertLess(abs(slope - 1.0), 0.03, r)
+            elif r["backward"] == "approx":
+                self.assertGreater(r["cos"], 0.99, r)
 
     def test_errors(self):
         with self.assertRaisesRegex(ValueError, "gamma has shape"):
