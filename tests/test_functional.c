@@ -621,7 +621,7 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
     (void)state;
     tu_rng r = {tu_seed() ^ 0xF8};
     enum { MAXN = 19 * 300 };
-    static float x[MAXN], g[MAXN], b[MAXN], dy[MAXN], out[2][6][MAXN];
+    static float x[MAXN], g[MAXN], b[MAXN], dy[MAXN], out[4][6][MAXN], keep[2 * 19];
     static const int widths[] = {1, 2, 7, 16, 37, 64, 300};
     for (int rep = 0; rep < 28; rep++) {
         /* layer norm: 3 rows (one partial group of the grouped forward) or
@@ -639,32 +639,45 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
         if (!bn && rep % 3 == 0)
             for (int j = 0; j < n; j++)
                 x[j] = 0.75f; /* a constant row: variance 0 */
-        for (int twin = 0; twin < 2; twin++) {
+        /* the array kernels and the scalar chain (twin); layer norm also
+         * with the forward's statistics kept for the backward */
+        const int variants = bn ? 2 : 4;
+        if (!bn)
+            assert_int_equal(nomul_layer_norm_keep_floats(&m, rows), 2 * rows);
+        for (int v = 0; v < variants; v++) {
+            const int twin = v & 1, kept = v >> 1;
             nomul_pa_chains_scalar = twin;
-            float *o = out[twin][0], *mean = out[twin][1], *rstd = out[twin][2];
-            float *dx = out[twin][3], *dg = out[twin][4], *db = out[twin][5];
-            memset(dx, 0, sizeof out[twin][3]);
-            memset(dg, 0, sizeof out[twin][4]);
-            memset(db, 0, sizeof out[twin][5]);
+            float *o = out[v][0], *mean = out[v][1], *rstd = out[v][2];
+            float *dx = out[v][3], *dg = out[v][4], *db = out[v][5];
+            memset(out[v], 0, sizeof out[v]);
+            for (int i = 0; i < 2 * 19; i++)
+                keep[i] = NAN;
             if (bn) {
                 float rm[3] = {0}, rv[3] = {1, 1, 1};
                 nomul_batch_norm_forward(&m, 2, 3, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, o, mean,
                                          rstd);
                 nomul_batch_norm_backward(&m, 2, 3, S, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
             } else {
-                nomul_layer_norm_forward(&m, rows, n, x, g, b, 1e-5f, o, mean, rstd);
-                nomul_layer_norm_backward(&m, rows, n, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
+                float *kp = kept ? keep : NULL;
+                nomul_layer_norm_forward_keep(&m, rows, n, x, g, b, 1e-5f, o, mean, rstd, kp);
+                nomul_layer_norm_backward_keep(&m, rows, n, x, g, mean, rstd, kp, 1e-5f, dy, dx,
+                                               dg, db);
             }
         }
         nomul_pa_chains_scalar = 0;
         static const char *what[] = {"y", "mean", "rstd", "dx", "dgamma", "dbeta"};
-        for (int k = 0; k < 6; k++)
-            for (int i = 0; i < MAXN; i++)
-                if (tu_bits(out[0][k][i]) != tu_bits(out[1][k][i]))
-                    FAIL_SEED("%s norm, n %d, approx %d, offset %g: %s[%d] = %a on the array "
-                              "kernels, %a by the scalar chain",
-                              bn ? "batch" : "layer", n, m.approx_bwd, (double)m.offset,
-                              what[k], i, (double)out[0][k][i], (double)out[1][k][i]);
+        static const char *const names[4] = {"array kernels", "scalar chain",
+                                             "array kernels, statistics kept",
+                                             "scalar chain, statistics kept"};
+        for (int v = 1; v < variants; v++)
+            for (int k = 0; k < 6; k++)
+                for (int i = 0; i < MAXN; i++)
+                    if (tu_bits(out[0][k][i]) != tu_bits(out[v][k][i]))
+                        FAIL_SEED("%s norm, n %d, approx %d, offset %g: %s[%d] = %a on the "
+                                  "array kernels, %a by the %s",
+                                  bn ? "batch" : "layer", n, m.approx_bwd, (double)m.offset,
+                                  what[k], i, (double)out[0][k][i], (double)out[v][k][i],
+                                  names[v]);
     }
 }
 
@@ -677,7 +690,7 @@ static void test_pa_gelu_matches_scalar_chain(void **state)
     (void)state;
     tu_rng r = {tu_seed() ^ 0xF9};
     enum { MAXN = 1000 };
-    static float x[MAXN], dy[MAXN], out[2][3][MAXN];
+    static float x[MAXN], dy[MAXN], out[4][3][MAXN], keep[2 * MAXN];
     static const long sizes[] = {1, 5, 255, 256, 257, 1000};
     for (int rep = 0; rep < 24; rep++) {
         long n = sizes[rep % 6];
@@ -691,20 +704,31 @@ static void test_pa_gelu_matches_scalar_chain(void **state)
             x[2] = -INFINITY;
             x[3] = NAN;
         }
-        for (int twin = 0; twin < 2; twin++) {
+        /* the array kernels and the scalar chain (twin), each without and
+         * with the forward's intermediates kept for the backward */
+        assert_int_equal(nomul_gelu_keep_floats(&m, n), 2 * n);
+        for (int v = 0; v < 4; v++) {
+            const int twin = v & 1, kept = v >> 1;
             nomul_pa_chains_scalar = twin;
-            memset(out[twin], 0, sizeof out[twin]);
-            nomul_gelu_forward(&m, n, x, out[twin][0]);
-            nomul_gelu_backward(&m, n, x, dy, out[twin][1]);
+            memset(out[v], 0, sizeof out[v]);
+            for (long i = 0; i < 2 * n; i++)
+                keep[i] = NAN;
+            nomul_gelu_forward_keep(&m, n, x, out[v][0], kept ? keep : NULL);
+            nomul_gelu_backward_keep(&m, n, x, kept ? keep : NULL, dy, out[v][1]);
         }
         nomul_pa_chains_scalar = 0;
-        for (int k = 0; k < 2; k++)
-            for (long i = 0; i < n; i++)
-                if (tu_bits(out[0][k][i]) != tu_bits(out[1][k][i]))
-                    FAIL_SEED("gelu %s, n %ld, approx %d, offset %g: [%ld] (x = %a) = %a on the "
-                              "array kernels, %a by the scalar chain",
-                              k ? "backward" : "forward", n, m.approx_bwd, (double)m.offset, i,
-                              (double)x[i], (double)out[0][k][i], (double)out[1][k][i]);
+        static const char *const names[4] = {"array kernels", "scalar chain",
+                                             "array kernels, intermediates kept",
+                                             "scalar chain, intermediates kept"};
+        for (int v = 1; v < 4; v++)
+            for (int k = 0; k < 2; k++)
+                for (long i = 0; i < n; i++)
+                    if (tu_bits(out[0][k][i]) != tu_bits(out[v][k][i]))
+                        FAIL_SEED("gelu %s, n %ld, approx %d, offset %g: [%ld] (x = %a) = %a on "
+                                  "the array kernels, %a by the %s",
+                                  k ? "backward" : "forward", n, m.approx_bwd, (double)m.offset,
+                                  i, (double)x[i], (double)out[0][k][i], (double)out[v][k][i],
+                                  names[v]);
     }
 }
 

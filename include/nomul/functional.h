@@ -57,6 +57,19 @@ void nomul_layer_norm_backward(const nomul_op_cfg *cfg, int rows, int n, const f
                                const float *gamma, const float *mean, const float *rstd,
                                float eps, const float *dy, float *dx, float *dgamma,
                                float *dbeta);
+/* The same with more of the forward kept for the backward: keep holds
+ * nomul_layer_norm_keep_floats(cfg, rows) floats (PA: each row's Σx, then
+ * each row's Σ PAM(x − μ, x − μ), 2·rows; float: none, keep may be NULL),
+ * written by the forward; the exact PA backward then does not recompute the
+ * statistics. The same results, bit for bit, as the plain pair. */
+long nomul_layer_norm_keep_floats(const nomul_op_cfg *cfg, int rows);
+void nomul_layer_norm_forward_keep(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                                   const float *gamma, const float *beta, float eps, float *y,
+                                   float *mean, float *rstd, float *keep);
+void nomul_layer_norm_backward_keep(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                                    const float *gamma, const float *mean, const float *rstd,
+                                    const float *keep, float eps, const float *dy, float *dx,
+                                    float *dgamma, float *dbeta);
 
 /* Batch norm over x (n, C, S) (S the spatial size): per channel, layer norm
  * over its n·S values with γ_c, β_c. training: batch statistics, saved in
@@ -113,6 +126,16 @@ void nomul_cross_entropy_backward_global(const nomul_op_cfg *cfg, int rows, int 
 void nomul_gelu_forward(const nomul_op_cfg *cfg, long n, const float *x, float *y);
 void nomul_gelu_backward(const nomul_op_cfg *cfg, long n, const float *x, const float *dy,
                          float *dx);
+/* The same with the forward's intermediates kept for the backward (as layer
+ * norm keeps its mean and rstd): keep holds nomul_gelu_keep_floats(cfg, n)
+ * floats (PA: σ and 1 + pa_exp(−1.702 x), 2n; float: none, keep may be NULL),
+ * written by the forward and read by the backward, which then does not
+ * recompute them: the same results, bit for bit, as the plain pair. */
+long nomul_gelu_keep_floats(const nomul_op_cfg *cfg, long n);
+void nomul_gelu_forward_keep(const nomul_op_cfg *cfg, long n, const float *x, float *y,
+                             float *keep);
+void nomul_gelu_backward_keep(const nomul_op_cfg *cfg, long n, const float *x,
+                              const float *keep, const float *dy, float *dx);
 
 #ifdef __cplusplus
 }

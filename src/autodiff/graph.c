@@ -231,6 +231,8 @@ void nomul_tensor_zero_grad(nomul_tensor *t)
         memset(t->grad, 0, (size_t)t->n * sizeof(float));
 }
 
+void *ad_arena_alloc(nomul_graph *g, size_t bytes) { return arena_get(g, bytes); }
+
 void *ad_arena_zalloc(nomul_graph *g, size_t bytes)
 {
     void *p = arena_get(g, bytes);

@@ -59,6 +59,7 @@ typedef union {
     nomul_conv2d_desc conv2d; /* a copy: the caller's need not outlive the call */
     struct {
         const float *mean, *rstd; /* layer norm: per row; batch norm: per channel */
+        const float *keep;        /* layer norm: nomul_layer_norm_forward_keep's, or NULL */
         float eps;
     } norm; /* layer and batch norm */
     struct {
@@ -69,6 +70,9 @@ typedef union {
         int global;           /* nomul_cross_entropy_global: the loss of a global batch */
         nomul_ce_global glob; /* its total and used rows */
     } cross_entropy;
+    struct {
+        const float *keep; /* the forward's intermediates (nomul_gelu_forward_keep), or NULL */
+    } gelu;
     struct {
         float c;
     } scale;
@@ -152,6 +156,8 @@ nomul_tensor *ad_output(nomul_graph *g, int ndim, const int *shape, int grad);
  * graph's reset (an operation's saved values); NULL after a report when the
  * arena is full. */
 void *ad_arena_zalloc(nomul_graph *g, size_t bytes);
+/* the same, not zero-filled (for values the forward writes in full) */
+void *ad_arena_alloc(nomul_graph *g, size_t bytes);
 
 /* The backwards, one per operation, each in its forward's file. */
 void ad_linear_backward(const node *nd);

@@ -39,22 +39,25 @@ nomul_tensor *nomul_relu(nomul_graph *g, nomul_tensor *x)
     return y;
 }
 
-/* forward: y = gelu(x) */
+/* forward: y = gelu(x), keeping its intermediates where it has some (PA) */
 void ad_gelu_backward(const node *nd)
 {
-    nomul_gelu_backward(&nd->cfg, nd->in[0]->n, nd->in[0]->data, nd->out->grad,
-                        nd->in[0]->grad);
+    nomul_gelu_backward_keep(&nd->cfg, nd->in[0]->n, nd->in[0]->data, nd->p.gelu.keep,
+                             nd->out->grad, nd->in[0]->grad);
 }
 
 nomul_tensor *nomul_gelu(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x)
 {
     if (!x)
         return NULL;
-    nomul_tensor *y = ad_output(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
-    if (!y)
+    const int grad = ad_wants_grad(g, x, NULL, NULL);
+    nomul_tensor *y = ad_output(g, x->ndim, x->shape, grad);
+    const long nk = grad ? nomul_gelu_keep_floats(cfg, x->n) : 0;
+    float *keep = nk ? ad_arena_alloc(g, (size_t)nk * sizeof(float)) : NULL;
+    if (!y || (nk && !keep))
         return NULL;
-    nomul_gelu_forward(cfg, x->n, x->data, y->data);
-    ad_record(g, AD_OP_GELU, cfg, NULL, y, x, NULL, NULL);
+    nomul_gelu_forward_keep(cfg, x->n, x->data, y->data, keep);
+    ad_record(g, AD_OP_GELU, cfg, &(ad_params){.gelu = {keep}}, y, x, NULL, NULL);
     return y;
 }
 

@@ -108,8 +108,9 @@ void ad_layer_norm_backward(const node *nd)
         dg = dg ? dg : tmp + x->n;
         db = db ? db : tmp + x->n + n;
     }
-    nomul_layer_norm_backward(&nd->cfg, rows, n, x->data, gm->data, nd->p.norm.mean,
-                              nd->p.norm.rstd, nd->p.norm.eps, nd->out->grad, dx, dg, db);
+    nomul_layer_norm_backward_keep(&nd->cfg, rows, n, x->data, gm->data, nd->p.norm.mean,
+                                   nd->p.norm.rstd, nd->p.norm.keep, nd->p.norm.eps,
+                                   nd->out->grad, dx, dg, db);
 }
 
 nomul_tensor *nomul_layer_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
@@ -123,14 +124,18 @@ nomul_tensor *nomul_layer_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_te
         nomul_report(NOMUL_EINVAL, "nomul_layer_norm: gamma and beta must have %d elements", n);
         return NULL;
     }
-    nomul_tensor *y = ad_output(g, x->ndim, x->shape, ad_wants_grad(g, x, gamma, beta));
-    float *stats = ad_arena_zalloc(g, 2 * (size_t)rows * sizeof(float)); /* mean | rstd */
+    const int grad = ad_wants_grad(g, x, gamma, beta);
+    nomul_tensor *y = ad_output(g, x->ndim, x->shape, grad);
+    /* mean | rstd | what the backward would otherwise recompute (PA) */
+    const long nk = grad ? nomul_layer_norm_keep_floats(cfg, rows) : 0;
+    float *stats = ad_arena_zalloc(g, (2 * (size_t)rows + (size_t)nk) * sizeof(float));
     if (!y || !stats)
         return NULL;
-    nomul_layer_norm_forward(cfg, rows, n, x->data, gamma->data, beta->data, eps,
-                             y->data, stats, stats + rows);
-    ad_record(g, AD_OP_LAYER_NORM, cfg, &(ad_params){.norm = {stats, stats + rows, eps}}, y, x,
-              gamma, beta);
+    float *keep = nk ? stats + 2 * (size_t)rows : NULL;
+    nomul_layer_norm_forward_keep(cfg, rows, n, x->data, gamma->data, beta->data, eps,
+                                  y->data, stats, stats + rows, keep);
+    ad_record(g, AD_OP_LAYER_NORM, cfg, &(ad_params){.norm = {stats, stats + rows, keep, eps}},
+              y, x, gamma, beta);
     return y;
 }
 
@@ -184,7 +189,7 @@ nomul_tensor *nomul_batch_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_te
                              momentum, training, running_mean, running_var, y->data, stats,
                              stats + C);
     if (training)
-        ad_record(g, AD_OP_BATCH_NORM, cfg, &(ad_params){.norm = {stats, stats + C, eps}}, y, x,
+        ad_record(g, AD_OP_BATCH_NORM, cfg, &(ad_params){.norm = {stats, stats + C, NULL, eps}}, y, x,
                   gamma, beta);
     return y;
 }

@@ -87,43 +87,59 @@ void nomul_logsumexp_backward(const nomul_op_cfg *cfg, int rows, int n, const fl
 
 static void ln_row_forward(const nomul_op_cfg *cfg, int n, const float *xr, const float *gamma,
                            int gs, const float *beta, int bs, float eps, float *yr, float *mean,
-                           float *rstd)
+                           float *rstd, float *ksum, float *kq)
 {
     if (nomul_op_is_pa(cfg))
-        nomul_ln_row_forward_pa(cfg, n, xr, gamma, gs, beta, bs, eps, yr, mean, rstd, NULL);
+        nomul_ln_row_forward_pa(cfg, n, xr, gamma, gs, beta, bs, eps, yr, mean, rstd, ksum, kq);
     else
         nomul_ln_row_forward_float(n, xr, gamma, gs, beta, bs, eps, yr, mean, rstd, NULL);
 }
 
 /* dx, dγ, dβ of one row (dγ, dβ at j·gs, j·bs: summed when the stride is 0);
- * dd: n floats of scratch for the exact PA chain */
+ * dd: n floats of scratch for the exact PA chain; ksum, kq: the forward's
+ * kept PA statistics of the row, or NULL */
 static void ln_row_backward(const nomul_op_cfg *cfg, int n, const float *xr, const float *gamma,
-                            int gs, float mu, float r, float eps, const float *gr, float *dr,
-                            float *dgamma, float *dbeta, int bs, float *dd)
+                            int gs, float mu, float r, float eps, const float *ksum,
+                            const float *kq, const float *gr, float *dr, float *dgamma,
+                            float *dbeta, int bs, float *dd)
 {
     if (nomul_op_is_pa(cfg))
-        nomul_ln_row_backward_pa(cfg, n, xr, gamma, gs, mu, r, eps, gr, dr, dgamma, dbeta, bs,
-                                 dd);
+        nomul_ln_row_backward_pa(cfg, n, xr, gamma, gs, mu, r, eps, ksum, kq, gr, dr, dgamma,
+                                 dbeta, bs, dd);
     else
         nomul_ln_row_backward_float(n, xr, gamma, gs, mu, r, gr, dr, dgamma, dbeta, bs);
+}
+
+long nomul_layer_norm_keep_floats(const nomul_op_cfg *cfg, int rows)
+{
+    return nomul_op_is_pa(cfg) ? 2L * rows : 0;
 }
 
 void nomul_layer_norm_forward(const nomul_op_cfg *cfg, int rows, int n, const float *x,
                               const float *gamma, const float *beta, float eps, float *y,
                               float *mean, float *rstd)
 {
+    nomul_layer_norm_forward_keep(cfg, rows, n, x, gamma, beta, eps, y, mean, rstd, NULL);
+}
+
+void nomul_layer_norm_forward_keep(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                                   const float *gamma, const float *beta, float eps, float *y,
+                                   float *mean, float *rstd, float *keep)
+{
     /* PA: groups of rows at once where the array kernels serve (their sums
      * side by side), else row by row; the same bits either way */
     const int pa = nomul_op_is_pa(cfg), groups = (rows + NOMUL_PA_GROUP - 1) / NOMUL_PA_GROUP;
+    float *ksum = pa && keep ? keep : NULL, *kq = pa && keep ? keep + rows : NULL;
 #pragma omp parallel for schedule(static) num_threads(nomul_fn_threads((long)rows * n))
     for (int g = 0; g < groups; g++) {
         int i0 = g * NOMUL_PA_GROUP, k = rows - i0 < NOMUL_PA_GROUP ? rows - i0 : NOMUL_PA_GROUP;
         if (pa && nomul_ln_rows_forward_pa(cfg, k, n, x + (long)i0 * n, gamma, beta, eps,
-                                           y + (long)i0 * n, mean + i0, rstd + i0))
+                                           y + (long)i0 * n, mean + i0, rstd + i0,
+                                           ksum ? ksum + i0 : NULL, kq ? kq + i0 : NULL))
             continue;
         for (int i = i0; i < i0 + k; i++)
             ln_row_forward(cfg, n, x + (long)i * n, gamma, 1, beta, 1, eps, y + (long)i * n,
-                           &mean[i], &rstd[i]);
+                           &mean[i], &rstd[i], ksum ? ksum + i : NULL, kq ? kq + i : NULL);
     }
 }
 
@@ -132,12 +148,22 @@ void nomul_layer_norm_backward(const nomul_op_cfg *cfg, int rows, int n, const f
                                float eps, const float *dy, float *dx, float *dgamma,
                                float *dbeta)
 {
+    nomul_layer_norm_backward_keep(cfg, rows, n, x, gamma, mean, rstd, NULL, eps, dy, dx, dgamma,
+                                   dbeta);
+}
+
+void nomul_layer_norm_backward_keep(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                                    const float *gamma, const float *mean, const float *rstd,
+                                    const float *keep, float eps, const float *dy, float *dx,
+                                    float *dgamma, float *dbeta)
+{
     /* dγ and dβ are summed in fixed blocks of rows (core/internal.h), each
      * from zero into its own partial, and the partials added in block
      * order: the same sums whatever the thread count */
     enum { MIN_ROWS = 16, MAX_BLOCKS = 64 };
     const int blocks = nomul_sum_blocks(rows, MIN_ROWS, MAX_BLOCKS);
     const int pa = nomul_op_is_pa(cfg), exact_pa = pa && !cfg->approx_bwd;
+    const float *ksum = exact_pa && keep ? keep : NULL, *kq = ksum ? keep + rows : NULL;
     float *part = nomul_scratch(NOMUL_SCRATCH_PART, 2 * (size_t)n * blocks);
     int failed = part == NULL;
     /* a team of the usual size even when blocks are fewer: a smaller team
@@ -161,13 +187,15 @@ void nomul_layer_norm_backward(const nomul_op_cfg *cfg, int rows, int n, const f
             for (int i = (int)nomul_block_start(rows, blocks, b); i < i1;) {
                 int k = i1 - i < NOMUL_PA_GROUP ? i1 - i : NOMUL_PA_GROUP;
                 if (pa && nomul_ln_rows_backward_pa(cfg, k, n, x + (long)i * n, gamma, mean + i,
-                                                    rstd + i, eps, dy + (long)i * n,
+                                                    rstd + i, ksum ? ksum + i : NULL,
+                                                    kq ? kq + i : NULL, eps, dy + (long)i * n,
                                                     dx + (long)i * n, dg, db)) {
                     i += k;
                     continue;
                 }
                 ln_row_backward(cfg, n, x + (long)i * n, gamma, 1, mean[i], rstd[i], eps,
-                                dy + (long)i * n, dx + (long)i * n, dg, db, 1, dd);
+                                ksum ? ksum + i : NULL, kq ? kq + i : NULL, dy + (long)i * n,
+                                dx + (long)i * n, dg, db, 1, dd);
                 i++;
             }
         }
@@ -247,8 +275,8 @@ void nomul_batch_norm_backward(const nomul_op_cfg *cfg, int nb, int C, int S, co
             gather_channel(nb, C, S, c, x, row);
             gather_channel(nb, C, S, c, dy, grow);
             memset(drow, 0, (size_t)len * sizeof *drow);
-            ln_row_backward(cfg, (int)len, row, gamma + c, 0, mean[c], rstd[c], eps, grow, drow,
-                            dgamma + c, dbeta + c, 0, dd);
+            ln_row_backward(cfg, (int)len, row, gamma + c, 0, mean[c], rstd[c], eps, NULL, NULL,
+                            grow, drow, dgamma + c, dbeta + c, 0, dd);
             scatter_channel(nb, C, S, c, drow, dx, 1);
         }
     }
@@ -329,17 +357,34 @@ void nomul_cross_entropy_backward_global(const nomul_op_cfg *cfg, int rows, int 
 
 void nomul_gelu_forward(const nomul_op_cfg *cfg, long n, const float *x, float *y)
 {
-    if (nomul_op_is_pa(cfg))
-        nomul_gelu_forward_pa(cfg, n, x, y);
-    else
-        nomul_gelu_forward_float(n, x, y);
+    nomul_gelu_forward_keep(cfg, n, x, y, NULL);
 }
 
 void nomul_gelu_backward(const nomul_op_cfg *cfg, long n, const float *x, const float *dy,
                          float *dx)
 {
+    nomul_gelu_backward_keep(cfg, n, x, NULL, dy, dx);
+}
+
+long nomul_gelu_keep_floats(const nomul_op_cfg *cfg, long n)
+{
+    return nomul_op_is_pa(cfg) ? 2 * n : 0;
+}
+
+void nomul_gelu_forward_keep(const nomul_op_cfg *cfg, long n, const float *x, float *y,
+                             float *keep)
+{
     if (nomul_op_is_pa(cfg))
-        nomul_gelu_backward_pa(cfg, n, x, dy, dx);
+        nomul_gelu_forward_pa(cfg, n, x, y, keep);
+    else
+        nomul_gelu_forward_float(n, x, y);
+}
+
+void nomul_gelu_backward_keep(const nomul_op_cfg *cfg, long n, const float *x,
+                              const float *keep, const float *dy, float *dx)
+{
+    if (nomul_op_is_pa(cfg))
+        nomul_gelu_backward_pa(cfg, n, x, keep, dy, dx);
     else
         nomul_gelu_backward_float(n, x, dy, dx);
 }

@@ -72,10 +72,11 @@ void nomul_log_softmax_backward_pa(const nomul_op_cfg *cfg, int rows, int n, con
                                    const float *dy, float *dx);
 void nomul_logsumexp_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x,
                                  const float *dlse, float *dx);
-/* (*sq, when sq is not NULL: Σ PAM(x − μ, x − μ), as the float row's) */
+/* (*sum, *sq where not NULL: Σx and Σ PAM(x − μ, x − μ), as the float row's;
+ * the exact backward takes them back as ksum, kq) */
 void nomul_ln_row_forward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
                              const float *gamma, int gs, const float *beta, int bs, float eps,
-                             float *yr, float *mean, float *rstd, float *sq);
+                             float *yr, float *mean, float *rstd, float *sum, float *sq);
 /* The forward of k ≤ 8 contiguous rows of a layer norm (γ, β one per
  * column) at once: the same bits as nomul_ln_row_forward_pa row by row;
  * returns k, or 0 (nothing done) under the twin (nomul_pa_chains_scalar),
@@ -83,19 +84,20 @@ void nomul_ln_row_forward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
 enum { NOMUL_PA_GROUP = 8 }; /* rows taken at a time by the PA row operations */
 int nomul_ln_rows_forward_pa(const nomul_op_cfg *cfg, int k, int n, const float *x,
                              const float *gamma, const float *beta, float eps, float *y,
-                             float *mean, float *rstd);
+                             float *mean, float *rstd, float *ksum, float *kq);
 /* The backward of k ≤ 8 contiguous rows of a layer norm (dγ, dβ one per
  * column, added row after row): the same bits as nomul_ln_row_backward_pa
  * row by row; returns k, or 0 (nothing done) as nomul_ln_rows_forward_pa. */
 int nomul_ln_rows_backward_pa(const nomul_op_cfg *cfg, int k, int n, const float *x,
                               const float *gamma, const float *mean, const float *rstd,
-                              float eps, const float *dy, float *dx, float *dgamma,
-                              float *dbeta);
-/* dd: n floats of scratch for the exact chain (NULL: approximate only) */
+                              const float *ksum, const float *kq, float eps, const float *dy,
+                              float *dx, float *dgamma, float *dbeta);
+/* dd: n floats of scratch for the exact chain (NULL: approximate only);
+ * ksum, kq: the forward's Σx and Σ PAM(d, d) of the row (NULL: recomputed) */
 void nomul_ln_row_backward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
                               const float *gamma, int gs, float mu, float r, float eps,
-                              const float *gr, float *dr, float *dgamma, float *dbeta, int bs,
-                              float *dd);
+                              const float *ksum, const float *kq, const float *gr, float *dr,
+                              float *dgamma, float *dbeta, int bs, float *dd);
 void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float *row,
                                  const float *gamma, const float *beta, float eps,
                                  float momentum, int training, float *running_mean,
@@ -115,8 +117,11 @@ void nomul_cross_entropy_backward_pa_total(const nomul_op_cfg *cfg, int rows, in
 int nomul_cross_entropy_rows_pa(const nomul_op_cfg *cfg, int rows, int n, const float *logp,
                                 const int *target, int ignore_index, float smoothing,
                                 float *loss);
-void nomul_gelu_forward_pa(const nomul_op_cfg *cfg, long n, const float *x, float *y);
-void nomul_gelu_backward_pa(const nomul_op_cfg *cfg, long n, const float *x, const float *dy,
-                            float *dx);
+/* keep: NULL, or 2n floats (σ, then 1 + pa_exp(−z)) written by the forward
+ * and read by the backward instead of recomputing them (the same bits) */
+void nomul_gelu_forward_pa(const nomul_op_cfg *cfg, long n, const float *x, float *y,
+                           float *keep);
+void nomul_gelu_backward_pa(const nomul_op_cfg *cfg, long n, const float *x, const float *keep,
+                            const float *dy, float *dx);
 
 #endif

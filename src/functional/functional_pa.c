@@ -553,7 +553,7 @@ static float ln_row_stats(float off, int n, const float *xr, float eps, float *d
  * sums in the same order, so the results are the same bits. */
 static void ln_row_forward_arrays(float off, int n, const float *xr, const float *gamma, int gs,
                                   const float *beta, int bs, float eps, float *yr, float *mean,
-                                  float *rstd, float *sq, float *buf)
+                                  float *rstd, float *sum, float *sq, float *buf)
 {
     float *d = buf, *t = buf + n, st[4];
     float r = ln_row_stats(off, n, xr, eps, d, t, st), mu = st[1];
@@ -563,13 +563,15 @@ static void ln_row_forward_arrays(float off, int n, const float *xr, const float
         yr[j] = t[j] + beta[j * bs];
     *mean = mu;
     *rstd = r;
+    if (sum)
+        *sum = st[0];
     if (sq)
         *sq = st[2];
 }
 
 void nomul_ln_row_forward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
                              const float *gamma, int gs, const float *beta, int bs, float eps,
-                             float *yr, float *mean, float *rstd, float *sq)
+                             float *yr, float *mean, float *rstd, float *sum, float *sq)
 {
     const float off = offset_of(cfg);
     /* the audit: d², ·γ; xhat, μ, σ²; pa_sqrt; sums and adds */
@@ -577,13 +579,14 @@ void nomul_ln_row_forward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
     NOMUL_COUNT(PAEXP2, 1); NOMUL_COUNT(FADD, 4L * n + 1);
     float *buf = ln_buf(n, 2);
     if (buf) {
-        ln_row_forward_arrays(off, n, xr, gamma, gs, beta, bs, eps, yr, mean, rstd, sq, buf);
+        ln_row_forward_arrays(off, n, xr, gamma, gs, beta, bs, eps, yr, mean, rstd, sum, sq,
+                              buf);
         return;
     }
-    float nf = (float)n, sum = 0.0f, q = 0.0f; /* the scalar chain: the twin */
+    float nf = (float)n, sum_ = 0.0f, q = 0.0f; /* the scalar chain: the twin */
     for (int j = 0; j < n; j++)
-        sum += xr[j];
-    float mu = pad(sum, nf);
+        sum_ += xr[j];
+    float mu = pad(sum_, nf);
     for (int j = 0; j < n; j++)
         q += pam(off, xr[j] - mu, xr[j] - mu);
     float r = nomul_pa_sqrt(pad(q, nf) + eps);
@@ -591,6 +594,8 @@ void nomul_ln_row_forward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
         yr[j] = pam(off, pad(xr[j] - mu, r), gamma[j * gs]) + beta[j * bs];
     *mean = mu;
     *rstd = r;
+    if (sum)
+        *sum = sum_;
     if (sq)
         *sq = q;
 }
@@ -602,7 +607,7 @@ void nomul_ln_row_forward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
  * rows. */
 static void ln_rows_forward_arrays(float off, int k, int n, const float *x, const float *gamma,
                                    const float *beta, float eps, float *y, float *mean,
-                                   float *rstd, float *buf)
+                                   float *rstd, float *ksum, float *kq, float *buf)
 {
     float *d = buf, *t = buf + (long)GROUP * n, sum[GROUP], q[GROUP], nf = (float)n;
     row_sums(k, n, x, n, 0, sum);
@@ -616,6 +621,11 @@ static void ln_rows_forward_arrays(float off, int k, int n, const float *x, cons
     }
     elt_pam(off, k * n, d, 0, d, 0, t);
     row_sums(k, n, t, n, 0, q);
+    if (ksum)
+        for (int r = 0; r < k; r++) {
+            ksum[r] = sum[r];
+            kq[r] = q[r];
+        }
     for (int r = 0; r < k; r++) {
         float rr = nomul_pa_sqrt(pad(q[r], nf) + eps), *tr = t + (long)r * n;
         nomul_elt(NOMUL_ELT_DIV, (size_t)n, d + (long)r * n, 0, &rr, 1, NULL, 0, NULL, 0, tr, NULL); /* xhat */
@@ -629,7 +639,7 @@ static void ln_rows_forward_arrays(float off, int k, int n, const float *x, cons
 
 int nomul_ln_rows_forward_pa(const nomul_op_cfg *cfg, int k, int n, const float *x,
                              const float *gamma, const float *beta, float eps, float *y,
-                             float *mean, float *rstd)
+                             float *mean, float *rstd, float *ksum, float *kq)
 {
     if (k > GROUP)
         return 0;
@@ -639,7 +649,8 @@ int nomul_ln_rows_forward_pa(const nomul_op_cfg *cfg, int k, int n, const float 
     /* the audit, as nomul_ln_row_forward_pa per row */
     NOMUL_COUNT(PAM, k * (2L * n + 1)); NOMUL_COUNT(PAD, k * ((long)n + 2));
     NOMUL_COUNT(PALOG2, k); NOMUL_COUNT(PAEXP2, k); NOMUL_COUNT(FADD, k * (4L * n + 1));
-    ln_rows_forward_arrays(offset_of(cfg), k, n, x, gamma, beta, eps, y, mean, rstd, buf);
+    ln_rows_forward_arrays(offset_of(cfg), k, n, x, gamma, beta, eps, y, mean, rstd, ksum, kq,
+                           buf);
     return k;
 }
 
@@ -674,8 +685,9 @@ static void add_param_grads(int n, const float *g, int gs, const float *gr, int 
  * buf: 6n. */
 static void ln_row_backward_arrays(float off, int approx, int n, const float *xr,
                                    const float *gamma, int gs, float mu, float r, float eps,
-                                   const float *gr, float *dr, float *dgamma, float *dbeta,
-                                   int bs, float *dd, float *buf)
+                                   const float *ksum, const float *kq, const float *gr,
+                                   float *dr, float *dgamma, float *dbeta, int bs, float *dd,
+                                   float *buf)
 {
     float *d = buf, *xh = buf + n, *u = buf + 2 * n, *v = buf + 3 * n, *a = buf + 4 * n,
           *b = buf + 5 * n, nf = (float)n;
@@ -702,8 +714,18 @@ static void ln_row_backward_arrays(float off, int approx, int n, const float *xr
             dr[j] += v[j];
         return;
     }
-    float st[4], dr_ = 0.0f;
-    float r2 = ln_row_stats(off, n, xr, eps, d, a, st), sum = st[0], q = st[2], var = st[3];
+    float st[4], dr_ = 0.0f, r2;
+    if (ksum) { /* the forward's statistics, kept */
+        for (int j = 0; j < n; j++)
+            d[j] = xr[j] - mu;
+        st[0] = *ksum;
+        st[2] = *kq;
+        st[3] = pad(st[2], nf);
+        r2 = r;
+    } else {
+        r2 = ln_row_stats(off, n, xr, eps, d, a, st);
+    }
+    float sum = st[0], q = st[2], var = st[3];
     nomul_elt(NOMUL_ELT_DIV, (size_t)n, d, 0, &r2, 1, NULL, 0, NULL, 0, xh, NULL);
     elt_mul_grads(off, n, xh, 0, gamma, gb, gr, 0, u, v); /* dxhat, dγ */
     add_param_grads(n, v, gs, gr, bs, dgamma, dbeta);
@@ -728,21 +750,23 @@ static void ln_row_backward_arrays(float off, int approx, int n, const float *xr
 
 void nomul_ln_row_backward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
                               const float *gamma, int gs, float mu, float r, float eps,
-                              const float *gr, float *dr, float *dgamma, float *dbeta, int bs,
-                              float *dd)
+                              const float *ksum, const float *kq, const float *gr, float *dr,
+                              float *dgamma, float *dbeta, int bs, float *dd)
 {
     const float off = offset_of(cfg);
     const int approx = cfg->approx_bwd;
     if (approx) { /* the audit */
         NOMUL_COUNT(PAM, 6L * n); NOMUL_COUNT(PAD, 3L * n + 2); NOMUL_COUNT(FADD, 9L * n);
+    } else if (ksum) { /* the forward's Σx and Σd² kept: no d², μ, Σ or pa_sqrt again */
+        NOMUL_COUNT(PAD, (long)n + 1); NOMUL_COUNT(SHIFT, 5L * n + 3); NOMUL_COUNT(FADD, 7L * n);
     } else {
         NOMUL_COUNT(PAM, (long)n + 1); NOMUL_COUNT(PAD, (long)n + 2); NOMUL_COUNT(PALOG2, 1);
         NOMUL_COUNT(PAEXP2, 1); NOMUL_COUNT(SHIFT, 5L * n + 3); NOMUL_COUNT(FADD, 9L * n);
     }
     float *buf = approx || dd ? ln_buf(n, 6) : NULL;
     if (buf) {
-        ln_row_backward_arrays(off, approx, n, xr, gamma, gs, mu, r, eps, gr, dr, dgamma, dbeta,
-                               bs, dd, buf);
+        ln_row_backward_arrays(off, approx, n, xr, gamma, gs, mu, r, eps, ksum, kq, gr, dr,
+                               dgamma, dbeta, bs, dd, buf);
         return;
     }
     float nf = (float)n; /* below, the scalar chains: the twins */
@@ -762,13 +786,21 @@ void nomul_ln_row_backward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
         }
         return;
     }
-    float sum = 0.0f, q = 0.0f, dr_ = 0.0f; /* the chain, recomputing the forward's values */
-    for (int j = 0; j < n; j++)
-        sum += xr[j];
-    float mu2 = pad(sum, nf);
-    for (int j = 0; j < n; j++)
-        q += pam(off, xr[j] - mu2, xr[j] - mu2);
-    float var = pad(q, nf), r2 = nomul_pa_sqrt(var + eps);
+    /* the chain, with the forward's values kept or recomputed */
+    float sum = 0.0f, q = 0.0f, dr_ = 0.0f, mu2 = mu, r2 = r, var;
+    if (ksum) {
+        sum = *ksum;
+        q = *kq;
+        var = pad(q, nf);
+    } else {
+        for (int j = 0; j < n; j++)
+            sum += xr[j];
+        mu2 = pad(sum, nf);
+        for (int j = 0; j < n; j++)
+            q += pam(off, xr[j] - mu2, xr[j] - mu2);
+        var = pad(q, nf);
+        r2 = nomul_pa_sqrt(var + eps);
+    }
     for (int j = 0; j < n; j++) { /* y = PAM(xhat, γ) + β, xhat = PAD(d, r) */
         float d = xr[j] - mu2, xhat = pad(d, r2), dxhat, dg, a, b;
         mul_grads(off, xhat, gamma[j * gs], gr[j], &dxhat, &dg);
@@ -801,8 +833,9 @@ void nomul_ln_row_backward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
  * costs about what its elements do. buf: 11·GROUP rows of n. */
 static void ln_rows_backward_arrays(float off, int approx, int k, int n, const float *x,
                                     const float *gamma, const float *mean, const float *rstd,
-                                    float eps, const float *dy, float *dx, float *dgamma,
-                                    float *dbeta, float *buf)
+                                    const float *ksum, const float *kq, float eps,
+                                    const float *dy, float *dx, float *dgamma, float *dbeta,
+                                    float *buf)
 {
     const size_t G = (size_t)GROUP * n, kn = (size_t)k * n;
     float *d = buf, *xh = buf + G, *u = buf + 2 * G, *v = buf + 3 * G, *a = buf + 4 * G,
@@ -811,12 +844,18 @@ static void ln_rows_backward_arrays(float off, int approx, int k, int n, const f
     float sum[GROUP], mu[GROUP], q[GROUP], var[GROUP], r[GROUP], s1[GROUP], s2[GROUP];
     for (int i = 0; i < k; i++)
         memcpy(gt + (long)i * n, gamma, (size_t)n * sizeof *gt);
-    if (approx) {
+    const int recompute = !approx && !ksum;
+    if (!recompute) { /* the forward's statistics, kept */
         for (int i = 0; i < k; i++) {
             mu[i] = mean[i];
             r[i] = rstd[i];
+            if (!approx) {
+                sum[i] = ksum[i];
+                q[i] = kq[i];
+                var[i] = pad(q[i], nf);
+            }
         }
-    } else { /* the forward's statistics, recomputed (ln_row_stats row by row) */
+    } else { /* recomputed (ln_row_stats row by row) */
         row_sums(k, n, x, n, 0, sum);
         for (int i = 0; i < k; i++)
             mu[i] = pad(sum[i], nf);
@@ -824,7 +863,7 @@ static void ln_rows_backward_arrays(float off, int approx, int k, int n, const f
     for (int i = 0; i < k; i++)
         for (int j = 0; j < n; j++)
             d[(long)i * n + j] = x[(long)i * n + j] - mu[i];
-    if (!approx) {
+    if (recompute) {
         elt_pam(off, (int)kn, d, 0, d, 0, t);
         row_sums(k, n, t, n, 0, q);
         for (int i = 0; i < k; i++) {
@@ -883,7 +922,8 @@ static void ln_rows_backward_arrays(float off, int approx, int k, int n, const f
 
 int nomul_ln_rows_backward_pa(const nomul_op_cfg *cfg, int k, int n, const float *x,
                               const float *gamma, const float *mean, const float *rstd,
-                              float eps, const float *dy, float *dx, float *dgamma, float *dbeta)
+                              const float *ksum, const float *kq, float eps, const float *dy,
+                              float *dx, float *dgamma, float *dbeta)
 {
     if (k > GROUP)
         return 0;
@@ -893,13 +933,16 @@ int nomul_ln_rows_backward_pa(const nomul_op_cfg *cfg, int k, int n, const float
     const int approx = cfg->approx_bwd;
     if (approx) { /* the audit, as nomul_ln_row_backward_pa per row */
         NOMUL_COUNT(PAM, k * 6L * n); NOMUL_COUNT(PAD, k * (3L * n + 2)); NOMUL_COUNT(FADD, k * 9L * n);
+    } else if (ksum) {
+        NOMUL_COUNT(PAD, k * ((long)n + 1)); NOMUL_COUNT(SHIFT, k * (5L * n + 3));
+        NOMUL_COUNT(FADD, k * 7L * n);
     } else {
         NOMUL_COUNT(PAM, k * ((long)n + 1)); NOMUL_COUNT(PAD, k * ((long)n + 2));
         NOMUL_COUNT(PALOG2, k); NOMUL_COUNT(PAEXP2, k); NOMUL_COUNT(SHIFT, k * (5L * n + 3));
         NOMUL_COUNT(FADD, k * 9L * n);
     }
-    ln_rows_backward_arrays(offset_of(cfg), approx, k, n, x, gamma, mean, rstd, eps, dy, dx,
-                            dgamma, dbeta, buf);
+    ln_rows_backward_arrays(offset_of(cfg), approx, k, n, x, gamma, mean, rstd, ksum, kq, eps,
+                            dy, dx, dgamma, dbeta, buf);
     return k;
 }
 
@@ -915,7 +958,8 @@ void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float 
         /* running statistics (unbiased variance, as PyTorch keeps) from the
          * forward's Σ PAM(x − μ, x − μ) */
         float var;
-        nomul_ln_row_forward_pa(cfg, (int)len, row, gamma, 0, beta, 0, eps, out, mean, rstd, &var);
+        nomul_ln_row_forward_pa(cfg, (int)len, row, gamma, 0, beta, 0, eps, out, mean, rstd, NULL,
+                                &var);
         NOMUL_COUNT(PAM, 2); NOMUL_COUNT(PAD, 1); NOMUL_COUNT(FADD, 4);
         var = pad(var, (float)(len > 1 ? len - 1 : 1));
         /* r += m·(v − r): PAM's error only changes how fast r moves, not
@@ -1207,7 +1251,8 @@ static void gelu_s(float off, int c, const float *x, float *z, float *e, float *
     nomul_elt(NOMUL_ELT_DIV, (size_t)c, &one, 1, q, 0, NULL, 0, NULL, 0, s, NULL);
 }
 
-void nomul_gelu_forward_pa(const nomul_op_cfg *cfg, long n, const float *x, float *y)
+void nomul_gelu_forward_pa(const nomul_op_cfg *cfg, long n, const float *x, float *y,
+                           float *keep)
 {
     const float off = offset_of(cfg);
     NOMUL_COUNT(PAM, 3 * n); NOMUL_COUNT(PAEXP2, n); NOMUL_COUNT(PAD, n); NOMUL_COUNT(FADD, n);
@@ -1219,27 +1264,39 @@ void nomul_gelu_forward_pa(const nomul_op_cfg *cfg, long n, const float *x, floa
 #pragma omp for schedule(static)
             for (long i0 = 0; i0 < n; i0 += GELU_CH) {
                 int c = n - i0 < GELU_CH ? (int)(n - i0) : GELU_CH;
-                gelu_s(off, c, x + i0, z, e, q, s);
-                elt_pam(off, c, x + i0, 0, s, 0, y + i0);
+                float *sc = keep ? keep + i0 : s, *qc = keep ? keep + n + i0 : q;
+                gelu_s(off, c, x + i0, z, e, qc, sc);
+                elt_pam(off, c, x + i0, 0, sc, 0, y + i0);
             }
         } else {
 #pragma omp for schedule(static)
             for (long i = 0; i < n; i++) {
                 float z = pam(off, GELU_K, x[i]);
-                float s = pad(1.0f, 1.0f + nomul_pa_exp(-z));
+                float q = 1.0f + nomul_pa_exp(-z), s = pad(1.0f, q);
                 y[i] = pam(off, x[i], s);
+                if (keep) {
+                    keep[i] = s;
+                    keep[n + i] = q;
+                }
             }
         }
     }
 }
 
-/* dx += the PA backward of GELU for c values (see the scalar chain below) */
+/* dx += the PA backward of GELU for c values (see the scalar chain below),
+ * σ and q = 1 + e from ks, kq (the forward's, kept) or recomputed (NULL) */
 static void gelu_backward_chunk(float off, int approx, int c, const float *x, const float *g,
-                                float *dx)
+                                const float *ks, const float *kq, float *dx)
 {
-    float z[GELU_CH], e[GELU_CH], q[GELU_CH], s[GELU_CH], a[GELU_CH], b[GELU_CH];
-    const float k = GELU_K, one = 1.0f;
-    gelu_s(off, c, x, z, e, q, s);
+    float z[GELU_CH], e[GELU_CH], qb[GELU_CH], sb[GELU_CH], a[GELU_CH], b[GELU_CH];
+    const float k = GELU_K, one = 1.0f, *s = sb, *q = qb;
+    if (ks) {
+        elt_pam(off, c, &k, 1, x, 0, z);
+        s = ks;
+        q = kq;
+    } else {
+        gelu_s(off, c, x, z, e, qb, sb);
+    }
     if (approx) { /* t = PAM(PAM(k, x), PAM(s, 1 − s)); dx += PAM(g, s + t) */
         for (int i = 0; i < c; i++)
             a[i] = 1.0f - s[i];
@@ -1264,17 +1321,20 @@ static void gelu_backward_chunk(float off, int approx, int c, const float *x, co
         dx[i] += a[i] + b[i];
 }
 
-void nomul_gelu_backward_pa(const nomul_op_cfg *cfg, long n, const float *x, const float *dy,
-                            float *dx)
+void nomul_gelu_backward_pa(const nomul_op_cfg *cfg, long n, const float *x, const float *keep,
+                            const float *dy, float *dx)
 {
     const float off = offset_of(cfg);
     const int approx = cfg->approx_bwd;
-    if (approx) { /* the audit */
-        NOMUL_COUNT(PAM, 8 * n); NOMUL_COUNT(PAEXP2, n); NOMUL_COUNT(PAD, n);
-        NOMUL_COUNT(FADD, 4 * n);
+    /* the audit; with the forward's σ and q kept, less their recomputation
+     * (σ's chain: PAM 2n, PAEXP2 n, PAD n, FADD n) but z = PAM(k, x) again */
+    const long kept = keep ? n : 0;
+    if (approx) {
+        NOMUL_COUNT(PAM, 8 * n - kept); NOMUL_COUNT(PAEXP2, n - kept); NOMUL_COUNT(PAD, n - kept);
+        NOMUL_COUNT(FADD, 4 * n - kept);
     } else {
-        NOMUL_COUNT(PAM, 2 * n); NOMUL_COUNT(PAEXP2, n); NOMUL_COUNT(PAD, n);
-        NOMUL_COUNT(SHIFT, 5 * n); NOMUL_COUNT(FADD, 4 * n);
+        NOMUL_COUNT(PAM, 2 * n - kept); NOMUL_COUNT(PAEXP2, n - kept); NOMUL_COUNT(PAD, n - kept);
+        NOMUL_COUNT(SHIFT, 5 * n); NOMUL_COUNT(FADD, 4 * n - kept);
     }
     const int chains = !nomul_pa_chains_scalar;
 #pragma omp parallel num_threads(nomul_fn_threads(n))
@@ -1283,13 +1343,20 @@ void nomul_gelu_backward_pa(const nomul_op_cfg *cfg, long n, const float *x, con
 #pragma omp for schedule(static)
             for (long i0 = 0; i0 < n; i0 += GELU_CH)
                 gelu_backward_chunk(off, approx, n - i0 < GELU_CH ? (int)(n - i0) : GELU_CH,
-                                    x + i0, dy + i0, dx + i0);
+                                    x + i0, dy + i0, keep ? keep + i0 : NULL,
+                                    keep ? keep + n + i0 : NULL, dx + i0);
         } else {
 #pragma omp for schedule(static)
             for (long i = 0; i < n; i++) {
                 float xi = x[i], g = dy[i];
-                float z = pam(off, GELU_K, xi), e = nomul_pa_exp(-z), q = 1.0f + e,
-                      s = pad(1.0f, q);
+                float z = pam(off, GELU_K, xi), q, s;
+                if (keep) {
+                    s = keep[i];
+                    q = keep[n + i];
+                } else {
+                    q = 1.0f + nomul_pa_exp(-z);
+                    s = pad(1.0f, q);
+                }
                 if (approx) { /* σ + k x σ (1 − σ), in PA */
                     float t = pam(off, pam(off, GELU_K, xi), pam(off, s, 1.0f - s));
                     dx[i] += pam(off, g, s + t);
