@@ -1,0 +1,106 @@
+#!/bin/sh
+# tokenization.sh — issue 16's choice of segmentation, measured on the
+# validation split: Moses-style tokenization per language + joint BPE
+# (prepare.sh: the recipe's data) against SentencePiece (Debian's
+# `sentencepiece` tools: a unigram model of SPM_VOCAB pieces, default 8000,
+# learned on the raw training text of both languages; no tokenizer, the pieces
+# carry the spaces). Each is trained with the float recipe (transformer.json +
+# ablation.json + 1_float.json, seed 0), then the validation sources are
+# translated with beam 5 and scored by BLEU (sacreBLEU's defaults, nomul bleu)
+# on detokenized text against the raw validation references. The test split
+# is not looked at. Results go to OUT/results.md.
+#
+#   sh experiments/lohelp/tokenization.sh [--resume] [OUT]    (default OUT: runs/lohelp_tokenization)
+#   BPE_RUN=DIR: take the BPE row from a finished float run folder (its
+#   checkpoint_last.safetensors), e.g. the ablation's 1_float/seed0, rather
+#   than training it again.
+#
+# Runs checkpoint every 200 steps; --resume continues an interrupted one.
+set -eu
+NOMUL=${NOMUL:-build/nomul}
+E=$(dirname "$0")
+RESUME=0
+if [ "${1:-}" = --resume ]; then
+    RESUME=1
+    shift
+fi
+OUT=${1:-runs/lohelp_tokenization}
+D=data/lohelp-de-en
+S=data/lohelp-de-en-spm
+V=${SPM_VOCAB:-8000}
+for t in spm_train spm_encode spm_decode; do
+    command -v "$t" >/dev/null || {
+        echo "tokenization.sh: $t is missing (apt-get install sentencepiece)" >&2
+        exit 2
+    }
+done
+[ -f "$D/train.bpe.de" ] || sh "$E/prepare.sh"
+mkdir -p "$S" "$OUT"
+if [ ! -f "$S/dict.en.txt" ]; then
+    cat "$D/train.de" "$D/train.en" >"$S/spm_input.txt"
+    spm_train --input="$S/spm_input.txt" --model_prefix="$S/spm" --vocab_size="$V" \
+        --model_type=unigram --character_coverage=1.0 --input_sentence_size=2000000 \
+        --shuffle_input_sentence=true --minloglevel=1
+    for split in train valid test; do
+        for l in de en; do
+            spm_encode --model="$S/spm.model" --output_format=piece <"$D/$split.$l" \
+                >"$S/$split.spm.$l"
+        done
+    done
+    "$NOMUL" bpe dict -o "$S/dict.de.txt" "$S/train.spm.de"
+    "$NOMUL" bpe dict -o "$S/dict.en.txt" "$S/train.spm.en"
+fi
+
+# train NAME [--set ...]: the float recipe into OUT/NAME (skipped when done)
+train() {
+    name=$1
+    shift
+    dir=$OUT/$name
+    if [ -f "$dir/summary.txt" ] && grep -q '^steps ' "$dir/summary.txt"; then
+        return 0
+    fi
+    mkdir -p "$dir"
+    if [ -f "$dir/checkpoint_last.safetensors" ]; then
+        if [ "$RESUME" -ne 1 ]; then
+            echo "tokenization.sh: $dir has a checkpoint: --resume continues it" >&2
+            exit 2
+        fi
+        "$NOMUL" train --resume "$dir/checkpoint_last.safetensors" --progress lines \
+            >"$dir/summary.txt" 2>>"$dir/train.log"
+    else
+        "$NOMUL" train --config "$E/transformer.json" --config "$E/ablation.json" \
+            --config "$E/1_float.json" --set out_dir="$dir" "$@" --progress lines \
+            >"$dir/summary.txt" 2>>"$dir/train.log"
+    fi
+}
+
+if [ -n "${BPE_RUN:-}" ]; then
+    bpe_ck=$BPE_RUN/checkpoint_last.safetensors
+else
+    train bpe
+    bpe_ck=$OUT/bpe/checkpoint_last.safetensors
+fi
+# the SentencePiece row: pieces in, pieces out; the test set (not scored
+# here) cut to one sentence, which only the trainer's own BLEU line reads
+train spm --set data.train_src="$S/train.spm.de" --set data.train_tgt="$S/train.spm.en" \
+    --set data.valid_src="$S/valid.spm.de" --set data.valid_tgt="$S/valid.spm.en" \
+    --set data.test_src="$S/test.spm.de" --set data.test_tgt="$S/test.spm.en" \
+    --set data.src_dict="$S/dict.de.txt" --set data.tgt_dict="$S/dict.en.txt" \
+    --set data.bpe_codes= --set data.tokenizer=none --set data.test_ref= \
+    --set data.test_limit=1
+
+"$NOMUL" translate --checkpoint "$bpe_ck" --input "$D/valid.de" >"$OUT/valid.bpe.hyp" \
+    2>"$OUT/valid.bpe.speed"
+"$NOMUL" translate --checkpoint "$OUT/spm/checkpoint_last.safetensors" \
+    --input "$S/valid.spm.de" 2>"$OUT/valid.spm.speed" |
+    spm_decode --model="$S/spm.model" --input_format=piece >"$OUT/valid.spm.hyp"
+bpe=$("$NOMUL" bleu --ref "$D/valid.en" "$OUT/valid.bpe.hyp" | head -n 1)
+spm=$("$NOMUL" bleu --ref "$D/valid.en" "$OUT/valid.spm.hyp" | head -n 1)
+vloss() { sed -n 's/.*valid_loss \([0-9.]*\).*/\1/p' "$1/summary.txt"; }
+{
+    echo "| segmentation | validation BLEU (sacreBLEU defaults, beam 5) | validation loss (per token of its own segmentation) | source tokens per sentence |"
+    echo "|---|---|---|---|"
+    echo "| Moses tokenizer + joint BPE (8,000 merges) | $bpe | $(vloss "$(dirname "$bpe_ck")") | $(awk '{n += NF} END {printf "%.1f", n / NR}' "$D/valid.bpe.de") |"
+    echo "| SentencePiece unigram ($V pieces, joint) | $spm | $(vloss "$OUT/spm") | $(awk '{n += NF} END {printf "%.1f", n / NR}' "$S/valid.spm.de") |"
+} >"$OUT/results.md"
+cat "$OUT/results.md"
