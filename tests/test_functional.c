@@ -643,7 +643,7 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
          * with the forward's statistics kept for the backward */
         const int variants = bn ? 2 : 4;
         if (!bn)
-            assert_int_equal(nomul_layer_norm_keep_floats(&m, rows), 2 * rows);
+            assert_int_equal(nomul_layer_norm_keep_floats(&m, rows), m.approx_bwd ? 0 : 2 * rows);
         for (int v = 0; v < variants; v++) {
             const int twin = v & 1, kept = v >> 1;
             nomul_pa_chains_scalar = twin;
@@ -805,8 +805,9 @@ static void test_pa_rows_match_scalar_twin(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0xFA};
-    enum { ROWS = 24, MAXN = 2860, OUTS = 11 };
+    enum { ROWS = 24, MAXN = 2860, OUTS = 13 };
     static float x[ROWS * MAXN], dy[ROWS * MAXN], out[2][OUTS][ROWS * MAXN];
+    static float kept[ROWS * MAXN + 2 * ROWS];
     static const int widths[] = {1, 15, 16, 17, 64, 300, 2860};
     int tgt[ROWS];
     /* four threads, so that the fast path splits its rows (the twin runs on
@@ -847,6 +848,14 @@ static void test_pa_rows_match_scalar_twin(void **state)
             float *dceb = out[twin][9], *misc = out[twin][10];
             nomul_softmax_forward(&m, rows, n, x, sm);
             nomul_softmax_backward(&m, rows, n, x, sm, dy, dsm);
+            /* again with what the exact backward recomputes kept */
+            long nk = nomul_softmax_keep_floats(&m, rows, n);
+            assert_int_equal(nk, m.approx_bwd ? 0 : (long)rows * n + 2 * rows);
+            for (long i = 0; i < nk; i++)
+                kept[i] = NAN;
+            nomul_softmax_forward_keep(&m, rows, n, x, out[twin][11], nk ? kept : NULL);
+            nomul_softmax_backward_keep(&m, rows, n, x, out[twin][11], nk ? kept : NULL, dy,
+                                        out[twin][12]);
             nomul_log_softmax_forward(&m, rows, n, x, lsm);
             nomul_log_softmax_backward(&m, rows, n, x, lsm, dy, dlsm);
             nomul_logsumexp_forward(&m, rows, n, x, lse);
@@ -879,7 +888,17 @@ static void test_pa_rows_match_scalar_twin(void **state)
                                      "cross-entropy's log-probabilities",
                                      "cross-entropy backward", "cross-entropy backward (global)",
                                      "cross-entropy backward (a bad target)",
-                                     "cross-entropy loss, count and row losses"};
+                                     "cross-entropy loss, count and row losses",
+                                     "softmax (kept)", "softmax backward (kept)"};
+        for (int t = 0; t < 2; t++) /* kept and recomputed: the same bits */
+            for (int k = 0; k < 2; k++)
+                for (int i = 0; i < ROWS * MAXN; i++)
+                    if (tu_bits(out[t][k ? 3 : 0][i]) != tu_bits(out[t][11 + k][i]))
+                        FAIL_SEED("%s, %d rows of %d, approx %d, offset %g, %s: [%d] = %a, "
+                                  "%a with the forward's values kept",
+                                  what[k ? 3 : 0], rows, n, m.approx_bwd, (double)m.offset,
+                                  t ? "in-order twin" : "fast path", i,
+                                  (double)out[t][k ? 3 : 0][i], (double)out[t][11 + k][i]);
         for (int k = 0; k < OUTS; k++)
             for (int i = 0; i < ROWS * MAXN; i++)
                 if (tu_bits(out[0][k][i]) != tu_bits(out[1][k][i]))

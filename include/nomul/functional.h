@@ -31,6 +31,15 @@ void nomul_softmax_forward(const nomul_op_cfg *cfg, int rows, int n, const float
 /* dx += ∂/∂x given dy; needs x (exact PA backward) and y. */
 void nomul_softmax_backward(const nomul_op_cfg *cfg, int rows, int n, const float *x,
                             const float *y, const float *dy, float *dx);
+/* The same with what the exact PA backward would recompute kept by the
+ * forward: keep holds nomul_softmax_keep_floats(cfg, rows, n) floats (PA with
+ * exact derivatives: e, then each row's Σe and s, rows·n + 2·rows; otherwise
+ * none, keep may be NULL). The same results, bit for bit, as the plain pair. */
+long nomul_softmax_keep_floats(const nomul_op_cfg *cfg, int rows, int n);
+void nomul_softmax_forward_keep(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                                float *y, float *keep);
+void nomul_softmax_backward_keep(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                                 const float *y, const float *keep, const float *dy, float *dx);
 
 /* y = x − logsumexp(x) per row; PA: logsumexp = PAD(s + palog2(Σ paexp2(t − s)), log2e).
  * The backward needs y (float) or x (PA). */
@@ -58,8 +67,9 @@ void nomul_layer_norm_backward(const nomul_op_cfg *cfg, int rows, int n, const f
                                float eps, const float *dy, float *dx, float *dgamma,
                                float *dbeta);
 /* The same with more of the forward kept for the backward: keep holds
- * nomul_layer_norm_keep_floats(cfg, rows) floats (PA: each row's Σx, then
- * each row's Σ PAM(x − μ, x − μ), 2·rows; float: none, keep may be NULL),
+ * nomul_layer_norm_keep_floats(cfg, rows) floats (PA with exact derivatives:
+ * each row's Σx, then each row's Σ PAM(x − μ, x − μ), 2·rows; otherwise
+ * none, keep may be NULL),
  * written by the forward; the exact PA backward then does not recompute the
  * statistics. The same results, bit for bit, as the plain pair. */
 long nomul_layer_norm_keep_floats(const nomul_op_cfg *cfg, int rows);

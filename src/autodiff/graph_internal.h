@@ -74,6 +74,9 @@ typedef union {
         const float *keep; /* the forward's intermediates (nomul_gelu_forward_keep), or NULL */
     } gelu;
     struct {
+        const float *keep; /* nomul_softmax_forward_keep's, or NULL */
+    } softmax;
+    struct {
         float c;
     } scale;
     struct {

@@ -23,8 +23,8 @@ void ad_softmax_backward(const node *nd)
 {
     int rows, n;
     rows_cols(nd->in[0], &rows, &n);
-    nomul_softmax_backward(&nd->cfg, rows, n, nd->in[0]->data, nd->out->data,
-                           nd->out->grad, nd->in[0]->grad);
+    nomul_softmax_backward_keep(&nd->cfg, rows, n, nd->in[0]->data, nd->out->data,
+                                nd->p.softmax.keep, nd->out->grad, nd->in[0]->grad);
 }
 
 /* forward: y = log_softmax(x) over rows */
@@ -54,9 +54,22 @@ static nomul_tensor *row_op(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tenso
     return y;
 }
 
+/* softmax keeps what its exact PA backward would recompute (in the arena) */
 nomul_tensor *nomul_softmax(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x)
 {
-    return row_op(g, cfg, x, nomul_softmax_forward, AD_OP_SOFTMAX);
+    if (!x)
+        return NULL;
+    int rows, n;
+    rows_cols(x, &rows, &n);
+    const int grad = ad_wants_grad(g, x, NULL, NULL);
+    nomul_tensor *y = ad_output(g, x->ndim, x->shape, grad);
+    const long nk = grad ? nomul_softmax_keep_floats(cfg, rows, n) : 0;
+    float *keep = nk ? ad_arena_alloc(g, (size_t)nk * sizeof(float)) : NULL;
+    if (!y || (nk && !keep))
+        return NULL;
+    nomul_softmax_forward_keep(cfg, rows, n, x->data, y->data, keep);
+    ad_record(g, AD_OP_SOFTMAX, cfg, &(ad_params){.softmax = {keep}}, y, x, NULL, NULL);
+    return y;
 }
 
 nomul_tensor *nomul_log_softmax(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x)

@@ -24,17 +24,34 @@ int nomul_fn_threads(long work) { return work >= 8192 ? nomul_num_threads() : 1;
 
 void nomul_softmax_forward(const nomul_op_cfg *cfg, int rows, int n, const float *x, float *y)
 {
-    if (nomul_op_is_pa(cfg))
-        nomul_softmax_forward_pa(cfg, rows, n, x, y);
-    else
-        nomul_softmax_forward_float(rows, n, x, y);
+    nomul_softmax_forward_keep(cfg, rows, n, x, y, NULL);
 }
 
 void nomul_softmax_backward(const nomul_op_cfg *cfg, int rows, int n, const float *x,
                             const float *y, const float *dy, float *dx)
 {
+    nomul_softmax_backward_keep(cfg, rows, n, x, y, NULL, dy, dx);
+}
+
+long nomul_softmax_keep_floats(const nomul_op_cfg *cfg, int rows, int n)
+{
+    return nomul_op_is_pa(cfg) && !cfg->approx_bwd ? (long)rows * n + 2L * rows : 0;
+}
+
+void nomul_softmax_forward_keep(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                                float *y, float *keep)
+{
     if (nomul_op_is_pa(cfg))
-        nomul_softmax_backward_pa(cfg, rows, n, x, y, dy, dx);
+        nomul_softmax_forward_pa(cfg, rows, n, x, y, cfg->approx_bwd ? NULL : keep);
+    else
+        nomul_softmax_forward_float(rows, n, x, y);
+}
+
+void nomul_softmax_backward_keep(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                                 const float *y, const float *keep, const float *dy, float *dx)
+{
+    if (nomul_op_is_pa(cfg))
+        nomul_softmax_backward_pa(cfg, rows, n, x, y, cfg->approx_bwd ? NULL : keep, dy, dx);
     else
         nomul_softmax_backward_float(rows, n, y, dy, dx);
 }
@@ -112,7 +129,7 @@ static void ln_row_backward(const nomul_op_cfg *cfg, int n, const float *xr, con
 
 long nomul_layer_norm_keep_floats(const nomul_op_cfg *cfg, int rows)
 {
-    return nomul_op_is_pa(cfg) ? 2L * rows : 0;
+    return nomul_op_is_pa(cfg) && !cfg->approx_bwd ? 2L * rows : 0;
 }
 
 void nomul_layer_norm_forward(const nomul_op_cfg *cfg, int rows, int n, const float *x,
@@ -129,7 +146,8 @@ void nomul_layer_norm_forward_keep(const nomul_op_cfg *cfg, int rows, int n, con
     /* PA: groups of rows at once where the array kernels serve (their sums
      * side by side), else row by row; the same bits either way */
     const int pa = nomul_op_is_pa(cfg), groups = (rows + NOMUL_PA_GROUP - 1) / NOMUL_PA_GROUP;
-    float *ksum = pa && keep ? keep : NULL, *kq = pa && keep ? keep + rows : NULL;
+    /* (kept only for the exact PA backward: nomul_layer_norm_keep_floats) */
+    float *ksum = pa && !cfg->approx_bwd && keep ? keep : NULL, *kq = ksum ? keep + rows : NULL;
 #pragma omp parallel for schedule(static) num_threads(nomul_fn_threads((long)rows * n))
     for (int g = 0; g < groups; g++) {
         int i0 = g * NOMUL_PA_GROUP, k = rows - i0 < NOMUL_PA_GROUP ? rows - i0 : NOMUL_PA_GROUP;

@@ -63,9 +63,12 @@ void nomul_gelu_backward_float(long n, const float *x, const float *dy, float *d
 
 /* ---- piecewise affine forms, the same shapes; rstd is the divisor
  * pa_sqrt(σ² + eps) itself ---- */
-void nomul_softmax_forward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x, float *y);
+/* keep: NULL, or e (rows·n), then each row's Σe and s (rows each), written
+ * by the forward and read by the exact backward instead of recomputing them */
+void nomul_softmax_forward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x, float *y,
+                              float *keep);
 void nomul_softmax_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x,
-                               const float *y, const float *dy, float *dx);
+                               const float *y, const float *keep, const float *dy, float *dx);
 void nomul_lse_forward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x, float *y,
                           float *lse);
 void nomul_log_softmax_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x,

@@ -249,6 +249,8 @@ typedef struct {
     int rows, n;
     const float *x, *y, *dy, *dlse;
     float *out, *lse;
+    float *keep;       /* softmax's forward: e | Σe | s written, or NULL */
+    const float *kept; /* its exact backward: those read, or NULL */
 } rows_job;
 typedef void (*rows_body)(const rows_job *j, int i0, int k, row_tmp *t);
 
@@ -283,20 +285,32 @@ static void softmax_body(const rows_job *j, int i0, int k, row_tmp *t)
 {
     const int n = j->n;
     float s[GROUP], sum[GROUP];
-    pa_rows_exp(offset_of(j->cfg), k, n, j->x + (long)i0 * n, t, s, sum);
+    row_tmp tk = *t; /* e straight into the kept values, where kept */
+    if (j->keep)
+        tk.e = j->keep + (long)i0 * n;
+    pa_rows_exp(offset_of(j->cfg), k, n, j->x + (long)i0 * n, &tk, s, sum);
     float *y = j->out + (long)i0 * n;
-    nomul_elt(NOMUL_ELT_DIV, (size_t)k * n, t->e, 0, spread(k, n, sum, t->z), 0, NULL, 0, NULL,
+    nomul_elt(NOMUL_ELT_DIV, (size_t)k * n, tk.e, 0, spread(k, n, sum, t->z), 0, NULL, 0, NULL,
               0, y, NULL);
     for (int r = 0; r < k; r++)
         if (!(sum[r] > 0.0f)) /* an all −∞ row */
             memset(y + (long)r * n, 0, (size_t)n * sizeof *y);
+    if (j->keep) {
+        float *ksum = j->keep + (long)j->rows * n, *ks = ksum + j->rows;
+        for (int r = 0; r < k; r++) {
+            ksum[i0 + r] = sum[r];
+            ks[i0 + r] = s[r];
+        }
+    }
 }
 
-void nomul_softmax_forward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x, float *y)
+void nomul_softmax_forward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x, float *y,
+                              float *keep)
 {
     long t0 = (long)rows * n; /* the audit */
     NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PAD, t0); NOMUL_COUNT(FADD, 2 * t0);
-    rows_run(&(rows_job){.cfg = cfg, .rows = rows, .n = n, .x = x, .out = y}, softmax_body);
+    rows_run(&(rows_job){.cfg = cfg, .rows = rows, .n = n, .x = x, .out = y, .keep = keep},
+             softmax_body);
 }
 
 static void softmax_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
@@ -326,9 +340,24 @@ static void softmax_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
             dr[c] += t->w[c];
         return;
     }
-    /* the chain of y = PAD(e, S), e = paexp2(u), u = PAM(x, log2e) − s */
+    /* the chain of y = PAD(e, S), e = paexp2(u), u = PAM(x, log2e) − s;
+     * e, S and s the forward's where kept (then u = PAM(x, log2e) − s
+     * again), else recomputed */
     float s[GROUP], sum[GROUP], dsum[GROUP];
-    pa_rows_exp(off, k, n, j->x + (long)i0 * n, t, s, sum);
+    if (j->kept) {
+        const float *ksum = j->kept + (long)j->rows * n, *ks = ksum + j->rows;
+        pam_row(off, k * n, j->x + (long)i0 * n, LOG2E, t->u);
+        for (int r = 0; r < k; r++) {
+            sum[r] = ksum[i0 + r];
+            s[r] = ks[i0 + r];
+            float *u = t->u + (long)r * n;
+            for (int c = 0; c < n; c++)
+                u[c] -= s[r];
+        }
+        memcpy(t->e, j->kept + (long)i0 * n, (size_t)k * n * sizeof *t->e);
+    } else {
+        pa_rows_exp(off, k, n, j->x + (long)i0 * n, t, s, sum);
+    }
     if (nomul_pa_chains_scalar || off != 1.0f) { /* the twin, and the offset's form */
         for (int r = 0; r < k; r++) {
             if (!(sum[r] > 0.0f))
@@ -379,16 +408,17 @@ static void softmax_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
 }
 
 void nomul_softmax_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x,
-                               const float *y, const float *dy, float *dx)
+                               const float *y, const float *keep, const float *dy, float *dx)
 {
     long t0 = (long)rows * n; /* the audit */
     if (cfg->approx_bwd) {
         NOMUL_COUNT(PAM, 2 * t0); NOMUL_COUNT(FADD, 2 * t0);
-    } else {
-        NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(SHIFT, 4 * t0);
-        NOMUL_COUNT(FADD, 4 * t0);
+    } else { /* with e and Σe kept: no paexp2 and no Σ again */
+        NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, keep ? 0 : t0); NOMUL_COUNT(SHIFT, 4 * t0);
+        NOMUL_COUNT(FADD, keep ? 3 * t0 : 4 * t0);
     }
-    rows_run(&(rows_job){.cfg = cfg, .rows = rows, .n = n, .x = x, .y = y, .dy = dy, .out = dx},
+    rows_run(&(rows_job){.cfg = cfg, .rows = rows, .n = n, .x = x, .y = y, .dy = dy, .out = dx,
+                         .kept = keep},
              softmax_backward_body);
 }
 
