@@ -202,8 +202,8 @@ nomul_tensor *nomul_batch_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_te
                              momentum, training, running_mean, running_var, y->data, stats,
                              stats + C);
     if (training)
-        ad_record(g, AD_OP_BATCH_NORM, cfg, &(ad_params){.norm = {stats, stats + C, NULL, eps}}, y, x,
-                  gamma, beta);
+        ad_record(g, AD_OP_BATCH_NORM, cfg, &(ad_params){.norm = {stats, stats + C, NULL, eps}},
+                  y, x, gamma, beta);
     return y;
 }
 
