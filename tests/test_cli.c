@@ -733,15 +733,29 @@ static void test_lohelp_pipeline(void **state)
             dir, bin);
     expect(rc, 0, out, " sentences/s");
     free(out);
-    /* the ablation script: a row at toy size, its table; an interrupted run
-     * (a checkpoint, no summary) is refused without --resume and continued
-     * with it */
-    const char *abl = "cd '%s' && NOMUL='%s' TABLE=table.md ROWS=1_float SEEDS=0 WHERE=test "
-                      "SETS='--set model=transformer_tiny --set steps=4 --set warmup_steps=2 "
-                      "--set max_tokens=400 --set beam=1 --set checkpoint_every=2' "
-                      "sh '%s/experiments/lohelp/run_ablation.sh' %s abl";
+    /* the ablation script: a row at toy size, its record (the finished run's
+     * small files, kept in the repository) and the table made from it; a row
+     * in the record is not run again; an interrupted run (a checkpoint, no
+     * summary) is refused without --resume and continued with it */
+    const char *abl = "cd '%s' && NOMUL='%s' TABLE=table.md RECORD=rec ROWS=1_float SEEDS=0 "
+                      "WHERE=test SETS='--set model=transformer_tiny --set steps=4 "
+                      "--set warmup_steps=2 --set max_tokens=400 --set beam=1 "
+                      "--set checkpoint_every=2' sh '%s/experiments/lohelp/run_ablation.sh' %s abl";
     rc = sh(&out, abl, dir, bin, repo, "");
     expect(rc, 0, out, "| 1_float | ");
+    free(out);
+    const char *kept[] = {"summary.txt", "where.txt", "config.json", "metrics.jsonl", "test.hyp"};
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) {
+        snprintf(path, sizeof path, "%s/rec/1_float/seed0/%s", dir, kept[i]);
+        if (access(path, R_OK) != 0)
+            fail_msg("the record lacks %s", path);
+    }
+    rc = sh(&out, abl, dir, bin, repo, "");
+    expect(rc, 0, out, "1_float seed 0: done (in rec/1_float/seed0)");
+    expect(rc, 0, out, "| 1_float | ");
+    free(out);
+    rc = sh(&out, "cd '%s' && rm -r rec", dir);
+    assert_int_equal(rc, 0);
     free(out);
     snprintf(path, sizeof path, "%s/abl/1_float/seed0/summary.txt", dir);
     assert_int_equal(unlink(path), 0);
@@ -751,6 +765,8 @@ static void test_lohelp_pipeline(void **state)
     rc = sh(&out, abl, dir, bin, repo, "--resume");
     expect(rc, 0, out, "1_float seed 0: resumed");
     free(out);
+    snprintf(path, sizeof path, "%s/rec/1_float/seed0/summary.txt", dir);
+    assert_int_equal(access(path, R_OK), 0);
     snprintf(path, sizeof path, "%s/table.md", dir);
     assert_int_equal(access(path, R_OK), 0);
     rc = sh(&out, "cd '%s' && '%s' translate --checkpoint run/checkpoint_last.safetensors "

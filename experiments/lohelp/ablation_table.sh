@@ -1,6 +1,7 @@
 #!/bin/sh
-# ablation_table.sh OUT — the Markdown table of a lohelp/run_ablation.sh
-# folder: per row, test BLEU (beam search, detokenized, sacreBLEU's default
+# ablation_table.sh RECORD — the Markdown table of lohelp/run_ablation.sh's
+# record (experiments/lohelp/record: ROW/seedN/ with each finished run's
+# summary.txt, where.txt, metrics.jsonl, test.hyp; a run folder works too): per row, test BLEU (beam search, detokenized, sacreBLEU's default
 # against the raw references; mean over the seeds, then each seed),
 # validation loss, training tokens per second, float multiplications per
 # training step, where it ran, and the command; then the first test sentences
@@ -14,7 +15,10 @@ echo "| row | test BLEU | valid loss | tokens/s | float mul / step | seeds | ran
 echo "|---|---|---|---|---|---|---|---|"
 for rdir in "$OUT"/*/; do
     row=$(basename "$rdir")
-    where=$(cat "$rdir"seed0/where.txt 2>/dev/null || echo "?")
+    # where each seed ran (once per distinct machine)
+    where=$(cat "$rdir"seed*/where.txt 2>/dev/null | awk '!seen[$0]++' |
+        awk 'NR > 1 {printf "; "} {printf "%s", $0}')
+    [ -n "$where" ] || where="?"
     for s in "$rdir"seed*/summary.txt; do
         [ -f "$s" ] || continue
         line=$(grep '^steps ' "$s" || true)

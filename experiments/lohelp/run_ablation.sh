@@ -11,10 +11,17 @@
 # --resume continues the unfinished runs from their last checkpoint and skips
 # the finished ones (the run folders say which is which).
 #
+# A finished run's small files (summary.txt, where.txt, config.json,
+# metrics.jsonl, test.hyp) are copied into the repository, RECORD/ROW/seedN
+# (default experiments/lohelp/record), and the table is made from that
+# record: it keeps what earlier sessions, on other machines, finished, while
+# the run folders (checkpoints) stay where they ran. A row already in the
+# record is not run again (delete its folder there to rerun it).
+#
 #   sh experiments/lohelp/run_ablation.sh [--resume] [OUT]   (default OUT: runs/lohelp_ablation)
 #   ROWS="1_float 5_pa_full" SEEDS=0 sh experiments/lohelp/run_ablation.sh
 #   WHERE="quiet 16-core machine" sh experiments/lohelp/run_ablation.sh --resume
-#   SETS="--set model=transformer_tiny --set steps=6" sh ...   (extra --set, e.g. a smoke run)
+#   SETS="--set model=transformer_tiny --set steps=6 --set warmup_steps=2" sh ...   (extra --set, e.g. a smoke run)
 set -eu
 NOMUL=${NOMUL:-build/nomul}
 E=$(dirname "$0")
@@ -25,18 +32,36 @@ if [ "${1:-}" = --resume ]; then
 fi
 OUT=${1:-runs/lohelp_ablation}
 TABLE=${TABLE:-$E/results.md}
+RECORD=${RECORD:-$E/record}
 ROWS=${ROWS:-"1_float 2_pam_approx 2b_pam_exact 3_pa_softmax_norm 4_pa_loss 5_pa_full 5b_pa_full_approx"}
 WHERE=${WHERE:-$(hostname) ($(nproc) cores)}
 [ -f data/lohelp-de-en/train.bpe.de ] || sh "$E/prepare.sh"
 mkdir -p "$OUT"
+# keep_record DIR REC: a finished run's small files into the repository's
+# record (written to REC.tmp, then renamed: a killed copy leaves no record)
+keep_record() {
+    rm -rf "$2.tmp"
+    mkdir -p "$2.tmp"
+    for f in summary.txt where.txt config.json metrics.jsonl test.hyp; do
+        [ ! -f "$1/$f" ] || cp "$1/$f" "$2.tmp/$f"
+    done
+    rm -rf "$2"
+    mv "$2.tmp" "$2"
+}
 failed=0
 for row in $ROWS; do
     seeds=${SEEDS:-0}
     case $row in 1_float | 5_pa_full | 5b_pa_full_approx) seeds=${SEEDS:-"0 1"} ;; esac
     for seed in $seeds; do
         dir=$OUT/$row/seed$seed
+        rec=$RECORD/$row/seed$seed
+        if [ -f "$rec/summary.txt" ]; then
+            echo "== $row seed $seed: done (in $rec)"
+            continue
+        fi
         if [ -f "$dir/summary.txt" ] && grep -q '^steps ' "$dir/summary.txt"; then
             echo "== $row seed $seed: done"
+            keep_record "$dir" "$rec"
             continue
         fi
         mkdir -p "$dir"
@@ -56,13 +81,14 @@ for row in $ROWS; do
         # shellcheck disable=SC2086
         if "$NOMUL" train "$@" ${SETS:-} --progress lines >"$dir/summary.txt" 2>>"$dir/train.log"; then
             cat "$dir/summary.txt"
+            keep_record "$dir" "$rec"
         else
             failed=1
             echo "run_ablation.sh: $row seed $seed failed ($dir/train.log says why)" >&2
         fi
-        sh "$E/ablation_table.sh" "$OUT" >"$TABLE.tmp" && mv "$TABLE.tmp" "$TABLE"
+        sh "$E/ablation_table.sh" "$RECORD" >"$TABLE.tmp" && mv "$TABLE.tmp" "$TABLE"
     done
 done
-sh "$E/ablation_table.sh" "$OUT" >"$TABLE.tmp" && mv "$TABLE.tmp" "$TABLE"
+sh "$E/ablation_table.sh" "$RECORD" >"$TABLE.tmp" && mv "$TABLE.tmp" "$TABLE"
 cat "$TABLE"
 exit "$failed"
