@@ -138,7 +138,8 @@ void nomul_gelu_backward(const nomul_op_cfg *cfg, long n, const float *x, const 
                          float *dx);
 /* The same with the forward's intermediates kept for the backward (as layer
  * norm keeps its mean and rstd): keep holds nomul_gelu_keep_floats(cfg, n)
- * floats (PA: σ and 1 + pa_exp(−1.702 x), 2n; float: none, keep may be NULL),
+ * floats (PA: σ, n, then 1 + pa_exp(−1.702 x), n more, for the exact
+ * derivative only; float: none, keep may be NULL),
  * written by the forward and read by the backward, which then does not
  * recompute them: the same results, bit for bit, as the plain pair. */
 long nomul_gelu_keep_floats(const nomul_op_cfg *cfg, long n);

@@ -386,7 +386,8 @@ void nomul_gelu_backward(const nomul_op_cfg *cfg, long n, const float *x, const 
 
 long nomul_gelu_keep_floats(const nomul_op_cfg *cfg, long n)
 {
-    return nomul_op_is_pa(cfg) ? 2 * n : 0;
+    /* σ; and q = 1 + e, which only the exact derivative reads */
+    return nomul_op_is_pa(cfg) ? (cfg->approx_bwd ? n : 2 * n) : 0;
 }
 
 void nomul_gelu_forward_keep(const nomul_op_cfg *cfg, long n, const float *x, float *y,

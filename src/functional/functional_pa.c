@@ -1287,6 +1287,8 @@ void nomul_gelu_forward_pa(const nomul_op_cfg *cfg, long n, const float *x, floa
     const float off = offset_of(cfg);
     NOMUL_COUNT(PAM, 3 * n); NOMUL_COUNT(PAEXP2, n); NOMUL_COUNT(PAD, n); NOMUL_COUNT(FADD, n);
     const int chains = !nomul_pa_chains_scalar;
+    /* keep: σ for n values, then q for the exact derivative (none for the approximate) */
+    float *keep_q = keep && !cfg->approx_bwd ? keep + n : NULL;
 #pragma omp parallel num_threads(nomul_fn_threads(n))
     {
         if (chains) {
@@ -1294,7 +1296,7 @@ void nomul_gelu_forward_pa(const nomul_op_cfg *cfg, long n, const float *x, floa
 #pragma omp for schedule(static)
             for (long i0 = 0; i0 < n; i0 += GELU_CH) {
                 int c = n - i0 < GELU_CH ? (int)(n - i0) : GELU_CH;
-                float *sc = keep ? keep + i0 : s, *qc = keep ? keep + n + i0 : q;
+                float *sc = keep ? keep + i0 : s, *qc = keep_q ? keep_q + i0 : q;
                 gelu_s(off, c, x + i0, z, e, qc, sc);
                 elt_pam(off, c, x + i0, 0, sc, 0, y + i0);
             }
@@ -1304,17 +1306,18 @@ void nomul_gelu_forward_pa(const nomul_op_cfg *cfg, long n, const float *x, floa
                 float z = pam(off, GELU_K, x[i]);
                 float q = 1.0f + nomul_pa_exp(-z), s = pad(1.0f, q);
                 y[i] = pam(off, x[i], s);
-                if (keep) {
+                if (keep)
                     keep[i] = s;
-                    keep[n + i] = q;
-                }
+                if (keep_q)
+                    keep_q[i] = q;
             }
         }
     }
 }
 
 /* dx += the PA backward of GELU for c values (see the scalar chain below),
- * σ and q = 1 + e from ks, kq (the forward's, kept) or recomputed (NULL) */
+ * σ and q = 1 + e from ks, kq (the forward's, kept; kq only for the exact
+ * derivative) or recomputed (ks NULL) */
 static void gelu_backward_chunk(float off, int approx, int c, const float *x, const float *g,
                                 const float *ks, const float *kq, float *dx)
 {
@@ -1374,7 +1377,7 @@ void nomul_gelu_backward_pa(const nomul_op_cfg *cfg, long n, const float *x, con
             for (long i0 = 0; i0 < n; i0 += GELU_CH)
                 gelu_backward_chunk(off, approx, n - i0 < GELU_CH ? (int)(n - i0) : GELU_CH,
                                     x + i0, dy + i0, keep ? keep + i0 : NULL,
-                                    keep ? keep + n + i0 : NULL, dx + i0);
+                                    keep && !approx ? keep + n + i0 : NULL, dx + i0);
         } else {
 #pragma omp for schedule(static)
             for (long i = 0; i < n; i++) {
@@ -1382,7 +1385,7 @@ void nomul_gelu_backward_pa(const nomul_op_cfg *cfg, long n, const float *x, con
                 float z = pam(off, GELU_K, xi), q, s;
                 if (keep) {
                     s = keep[i];
-                    q = keep[n + i];
+                    q = approx ? 0.0f : keep[n + i]; /* q: kept for the exact derivative only */
                 } else {
                     q = 1.0f + nomul_pa_exp(-z);
                     s = pad(1.0f, q);
