@@ -354,11 +354,15 @@ static void softmax_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
             for (int c = 0; c < n; c++)
                 u[c] -= s[r];
         }
-        memcpy(t->e, j->kept + (long)i0 * n, (size_t)k * n * sizeof *t->e);
     } else {
         pa_rows_exp(off, k, n, j->x + (long)i0 * n, t, s, sum);
     }
+    /* e: the kept values, read in place by the array kernels; the twin
+     * overwrites its e with de, so it works on a copy */
+    const float *e_in = j->kept ? j->kept + (long)i0 * n : t->e;
     if (nomul_pa_chains_scalar || off != 1.0f) { /* the twin, and the offset's form */
+        if (j->kept)
+            memcpy(t->e, e_in, (size_t)k * n * sizeof *t->e);
         for (int r = 0; r < k; r++) {
             if (!(sum[r] > 0.0f))
                 continue;
@@ -388,7 +392,7 @@ static void softmax_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
      * not added) */
     const float log2e = LOG2E;
     const size_t kn = (size_t)k * n;
-    nomul_elt(NOMUL_ELT_DIV_GRAD, kn, t->e, 0, spread(k, n, sum, t->z), 0,
+    nomul_elt(NOMUL_ELT_DIV_GRAD, kn, e_in, 0, spread(k, n, sum, t->z), 0,
               j->dy + (long)i0 * n, 0, NULL, 0, t->e, t->w);
     row_sums(k, n, t->w, n, 0, dsum);
     for (int r = 0; r < k; r++)
