@@ -65,13 +65,24 @@ static nomul_tensor *images(tu_rng *r, int b, int *y)
     int s[4] = {b, 1, 8, 8};
     nomul_tensor *x = nomul_tensor_alloc(4, s, 0);
     for (int i = 0; i < b; i++) {
-        int cls = (int)(tu_u32(r) % 4), q = getenv("TTEX") ? (int)(tu_u32(r) % 4) : cls, qy = q / 2, qx = q % 2;
+        /* the class is a texture (rows, columns, a checkerboard, 2×2 blocks)
+         * in one quadrant, the quadrant drawn at random, in noise. (A class
+         * that was the lit quadrant itself rested on the position
+         * embeddings alone, and one seed in about 15 left even the float
+         * model on a plateau near loss 0.8; over 34 seeds of this task the
+         * worst mean loss of the last 10 steps was 0.0003 in float and 0.014
+         * fully PA.) */
+        int cls = (int)(tu_u32(r) % 4), q = (int)(tu_u32(r) % 4), qy = q / 2, qx = q % 2;
         y[i] = cls;
         for (int yy = 0; yy < 8; yy++)
             for (int xx = 0; xx < 8; xx++) {
                 float noise = (float)((int)(tu_u32(r) % 1001) - 500) / 1000.0f;
-                int lit = !getenv("TTEX") ? 1 : cls == 0 ? yy % 2 : cls == 1 ? xx % 2 : cls == 2 ? (yy + xx) % 2 : (yy / 2 + xx / 2) % 2;
-                x->data[(i * 8 + yy) * 8 + xx] = noise + (yy / 4 == qy && xx / 4 == qx && lit ? 1.5f : 0.0f);
+                int lit = cls == 0   ? yy % 2
+                          : cls == 1 ? xx % 2
+                          : cls == 2 ? (yy + xx) % 2
+                                     : (yy / 2 + xx / 2) % 2;
+                x->data[(i * 8 + yy) * 8 + xx] =
+                    noise + (yy / 4 == qy && xx / 4 == qx && lit ? 1.5f : 0.0f);
             }
     }
     return x;
@@ -144,8 +155,7 @@ static double train(int pa, double *first)
         nomul_op_cfgs_all_pam(&c);
     else
         nomul_op_cfgs_default(&c);
-    nomul_vit_config tc = tiny; if (getenv("TDIM")) { tc.dim = atoi(getenv("TDIM")); tc.mlp = 2 * tc.dim; }
-    nomul_vit *m = nomul_vit_new(&tc, tu_next(&r));
+    nomul_vit *m = nomul_vit_new(&tiny, tu_next(&r));
     nomul_param *p;
     int n = nomul_vit_params(m, &p);
     float **mo = calloc((size_t)n, sizeof *mo), **ve = calloc((size_t)n, sizeof *ve);
@@ -154,12 +164,12 @@ static double train(int pa, double *first)
         ve[i] = calloc((size_t)p[i].t->n, sizeof(float));
     }
     nomul_adamw opt;
-    nomul_adamw_init(&opt, getenv("TLR") ? (float)atof(getenv("TLR")) : 0.002f, 0.0f, &c.family[NOMUL_CFG_OPT_FUNCTIONAL]);
+    nomul_adamw_init(&opt, 0.002f, 0.0f, &c.family[NOMUL_CFG_OPT_FUNCTIONAL]);
     nomul_graph *g = nomul_graph_new(1 << 24);
     int y[B];
     double loss = 0, tail = 0;
     /* shrunk runs (valgrind) only check the wiring: a few steps, the loss falling */
-    const int steps = tu_scale() < 1 ? 12 : getenv("TSTEPS") ? atoi(getenv("TSTEPS")) : 700;
+    const int steps = tu_scale() < 1 ? 12 : 700;
     const tu_rng data0 = r;
     for (int step = 0; step < steps; step++) {
         if (steps < 100)
@@ -172,7 +182,6 @@ static double train(int pa, double *first)
                                               nomul_vit_forward(m, g, &c, x), y, -100, 0.0f);
         assert_non_null(l);
         loss = l->data[0];
-        if (getenv("TTRACE") && step % 100 == 0) printf("   step %d loss %.4f\n", step, loss);
         if (step == 0)
             *first = loss;
         if (step >= steps - 10 || steps < 100)
@@ -201,8 +210,8 @@ static void test_tiny_vit_trains(void **state)
         double first = 0, last = train(pa, &first);
         printf("  tiny ViT, %-28s loss %.4f -> %.4f (%s)\n", pa ? "fully piecewise affine" : "float",
                first, last, tu_scale() < 1 ? "one batch, 12 steps" : "mean of the last 10 of 700 steps");
-        if (tu_scale() < 1 ? !(last < first) : !(last < 0.45))
-            FAIL_SEED("%s: loss %g -> %g after 700 steps, want below 0.45",
+        if (tu_scale() < 1 ? !(last < first) : !(last < 0.2))
+            FAIL_SEED("%s: loss %g -> %g after 700 steps, want below 0.2",
                       pa ? "fully piecewise affine" : "float", first, last);
     }
 }
@@ -454,7 +463,6 @@ static void test_cnn_running_statistics(void **state)
 
 int main(void)
 {
-    if (getenv("TONLY")) { const struct CMUnitTest t[] = {cmocka_unit_test(test_tiny_vit_trains)}; return cmocka_run_group_tests(t, NULL, NULL); }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_named_sizes),
         cmocka_unit_test(test_gradients_match_finite_differences),
