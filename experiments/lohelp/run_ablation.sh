@@ -25,6 +25,7 @@
 set -eu
 NOMUL=${NOMUL:-build/nomul}
 E=$(dirname "$0")
+PROG=run_ablation.sh
 RESUME=0
 if [ "${1:-}" = --resume ]; then
     RESUME=1
@@ -36,6 +37,7 @@ RECORD=${RECORD:-$E/record}
 ROWS=${ROWS:-"1_float 2_pam_approx 2b_pam_exact 3_pa_softmax_norm 4_pa_loss 5_pa_full 5b_pa_full_approx"}
 WHERE=${WHERE:-$(hostname) ($(nproc) cores)}
 [ -f data/lohelp-de-en/train.bpe.de ] || sh "$E/prepare.sh"
+. "$E/run_one.sh"
 mkdir -p "$OUT"
 # keep_record DIR REC: a finished run's small files into the repository's
 # record (written to REC.tmp, then renamed: a killed copy leaves no record)
@@ -59,27 +61,16 @@ for row in $ROWS; do
             echo "== $row seed $seed: done (in $rec)"
             continue
         fi
-        if [ -f "$dir/summary.txt" ] && grep -q '^steps ' "$dir/summary.txt"; then
+        if run_done "$dir"; then
             echo "== $row seed $seed: done"
             keep_record "$dir" "$rec"
             continue
         fi
         mkdir -p "$dir"
-        if [ -f "$dir/checkpoint_last.safetensors" ]; then
-            if [ "$RESUME" -ne 1 ]; then
-                echo "run_ablation.sh: $dir has a checkpoint: --resume continues it" >&2
-                exit 2
-            fi
-            echo "== $row seed $seed: resumed"
-            set -- --resume "$dir/checkpoint_last.safetensors"
-        else
-            echo "== $row seed $seed"
-            set -- --config "$E/transformer.json" --config "$E/ablation.json" \
-                --config "$E/$row.json" --set seed="$seed" --set out_dir="$dir"
-        fi
         echo "$WHERE" >"$dir/where.txt"
-        # shellcheck disable=SC2086
-        if "$NOMUL" train "$@" ${SETS:-} --progress lines >"$dir/summary.txt" 2>>"$dir/train.log"; then
+        if run_train "$row seed $seed" "$dir" --config "$E/transformer.json" \
+            --config "$E/ablation.json" --config "$E/$row.json" --set seed="$seed" \
+            --set out_dir="$dir"; then
             cat "$dir/summary.txt"
             keep_record "$dir" "$rec"
         else

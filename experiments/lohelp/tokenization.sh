@@ -19,6 +19,7 @@
 set -eu
 NOMUL=${NOMUL:-build/nomul}
 E=$(dirname "$0")
+PROG=tokenization.sh
 RESUME=0
 if [ "${1:-}" = --resume ]; then
     RESUME=1
@@ -35,6 +36,7 @@ for t in spm_train spm_encode spm_decode; do
     }
 done
 [ -f "$D/train.bpe.de" ] || sh "$E/prepare.sh"
+. "$E/run_one.sh"
 mkdir -p "$S" "$OUT"
 if [ ! -f "$S/dict.en.txt" ]; then
     cat "$D/train.de" "$D/train.en" >"$S/spm_input.txt"
@@ -55,23 +57,12 @@ fi
 train() {
     name=$1
     shift
-    dir=$OUT/$name
-    if [ -f "$dir/summary.txt" ] && grep -q '^steps ' "$dir/summary.txt"; then
-        return 0
-    fi
-    mkdir -p "$dir"
-    if [ -f "$dir/checkpoint_last.safetensors" ]; then
-        if [ "$RESUME" -ne 1 ]; then
-            echo "tokenization.sh: $dir has a checkpoint: --resume continues it" >&2
-            exit 2
-        fi
-        "$NOMUL" train --resume "$dir/checkpoint_last.safetensors" --progress lines \
-            >"$dir/summary.txt" 2>>"$dir/train.log"
-    else
-        "$NOMUL" train --config "$E/transformer.json" --config "$E/ablation.json" \
-            --config "$E/1_float.json" --set out_dir="$dir" "$@" --progress lines \
-            >"$dir/summary.txt" 2>>"$dir/train.log"
-    fi
+    run_done "$OUT/$name" && return 0
+    run_train "$name" "$OUT/$name" --config "$E/transformer.json" --config "$E/ablation.json" \
+        --config "$E/1_float.json" --set out_dir="$OUT/$name" "$@" || {
+        echo "tokenization.sh: the $name run failed ($OUT/$name/train.log says why)" >&2
+        exit 1
+    }
 }
 
 if [ -n "${BPE_RUN:-}" ]; then
