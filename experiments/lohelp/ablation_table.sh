@@ -1,7 +1,8 @@
 #!/bin/sh
 # ablation_table.sh RECORD — the Markdown table of lohelp/run_ablation.sh's
 # record (experiments/lohelp/record: ROW/seedN/ with each finished run's
-# summary.txt, where.txt, metrics.jsonl, test.hyp; a run folder works too): per row, test BLEU (beam search, detokenized, sacreBLEU's default
+# summary.txt, where.txt, metrics.jsonl, test.hyp; a run folder works too):
+# per row, test BLEU (beam search, detokenized, sacreBLEU's default
 # against the raw references; mean over the seeds, then each seed),
 # validation loss, training tokens per second, float multiplications per
 # training step, where it ran, and the command; then the first test sentences
