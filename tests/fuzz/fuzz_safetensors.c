@@ -20,6 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (n > 0)
                 sink += x[0] + x[n - 1];
         }
+        (void)sink; /* read every tensor's ends: the reads are what is checked */
         (void)nomul_safetensors_meta(f, "format");
         nomul_safetensors_free(f);
     }
