@@ -1374,6 +1374,8 @@ void nomul_gelu_backward_pa(const nomul_op_cfg *cfg, long n, const float *x, con
         NOMUL_COUNT(SHIFT, 5 * n); NOMUL_COUNT(FADD, 4 * n - kept);
     }
     const int chains = !nomul_pa_chains_scalar;
+    /* keep: σ, then q for the exact derivative (as nomul_gelu_forward_pa wrote them) */
+    const float *keep_q = keep && !approx ? keep + n : NULL;
 #pragma omp parallel num_threads(nomul_fn_threads(n))
     {
         if (chains) {
@@ -1381,7 +1383,7 @@ void nomul_gelu_backward_pa(const nomul_op_cfg *cfg, long n, const float *x, con
             for (long i0 = 0; i0 < n; i0 += GELU_CH)
                 gelu_backward_chunk(off, approx, n - i0 < GELU_CH ? (int)(n - i0) : GELU_CH,
                                     x + i0, dy + i0, keep ? keep + i0 : NULL,
-                                    keep && !approx ? keep + n + i0 : NULL, dx + i0);
+                                    keep_q ? keep_q + i0 : NULL, dx + i0);
         } else {
 #pragma omp for schedule(static)
             for (long i = 0; i < n; i++) {
@@ -1389,7 +1391,7 @@ void nomul_gelu_backward_pa(const nomul_op_cfg *cfg, long n, const float *x, con
                 float z = pam(off, GELU_K, xi), q, s;
                 if (keep) {
                     s = keep[i];
-                    q = approx ? 0.0f : keep[n + i]; /* q: kept for the exact derivative only */
+                    q = keep_q ? keep_q[i] : 0.0f; /* the approximate backward reads no q */
                 } else {
                     q = 1.0f + nomul_pa_exp(-z);
                     s = pad(1.0f, q);
