@@ -17,8 +17,8 @@ echo "|---|---|---|---|---|---|---|---|"
 for rdir in "$OUT"/*/; do
     row=$(basename "$rdir")
     # where each seed ran (once per distinct machine)
-    where=$(cat "$rdir"seed*/where.txt 2>/dev/null | awk '!seen[$0]++' |
-        awk 'NR > 1 {printf "; "} {printf "%s", $0}')
+    where=$(cat "$rdir"seed*/where.txt 2>/dev/null |
+        awk '!seen[$0]++ {printf "%s%s", n++ ? "; " : "", $0}')
     [ -n "$where" ] || where="?"
     for s in "$rdir"seed*/summary.txt; do
         [ -f "$s" ] || continue
