@@ -14,6 +14,8 @@
 #   BPE_RUN=DIR: take the BPE row from a finished float run folder (its
 #   checkpoint_last.safetensors), e.g. the ablation's 1_float/seed0, rather
 #   than training it again.
+#   SEED=N: the training seed of both rows (default 0), e.g. a second seed:
+#   SEED=1 BPE_RUN=runs/lohelp_ablation/1_float/seed1 sh ... runs/lohelp_tokenization_seed1
 #
 # Runs checkpoint every 200 steps; --resume continues an interrupted one.
 set -eu
@@ -26,6 +28,7 @@ if [ "${1:-}" = --resume ]; then
     shift
 fi
 OUT=${1:-runs/lohelp_tokenization}
+SEED=${SEED:-0}
 D=data/lohelp-de-en
 S=data/lohelp-de-en-spm
 V=${SPM_VOCAB:-8000}
@@ -59,7 +62,7 @@ train() {
     shift
     run_done "$OUT/$name" && return 0
     run_train "$name" "$OUT/$name" --config "$E/transformer.json" --config "$E/ablation.json" \
-        --config "$E/1_float.json" --set out_dir="$OUT/$name" "$@" || {
+        --config "$E/1_float.json" --set seed="$SEED" --set out_dir="$OUT/$name" "$@" || {
         echo "tokenization.sh: the $name run failed ($OUT/$name/train.log says why)" >&2
         exit 1
     }
@@ -89,6 +92,8 @@ bpe=$("$NOMUL" bleu --ref "$D/valid.en" "$OUT/valid.bpe.hyp" | head -n 1)
 spm=$("$NOMUL" bleu --ref "$D/valid.en" "$OUT/valid.spm.hyp" | head -n 1)
 vloss() { sed -n 's/.*valid_loss \([0-9.]*\).*/\1/p' "$1/summary.txt"; }
 {
+    echo "Training seed $SEED; BPE row from $(dirname "$bpe_ck")."
+    echo
     echo "| segmentation | validation BLEU (sacreBLEU defaults, beam 5) | validation loss (per token of its own segmentation) | source tokens per sentence |"
     echo "|---|---|---|---|"
     echo "| Moses tokenizer + joint BPE (8,000 merges) | $bpe | $(vloss "$(dirname "$bpe_ck")") | $(awk '{n += NF} END {printf "%.1f", n / NR}' "$D/valid.bpe.de") |"
