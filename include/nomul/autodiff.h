@@ -218,8 +218,12 @@ nomul_tensor *nomul_sum(nomul_graph *g, nomul_tensor *x);
 nomul_tensor *nomul_mean(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x);
 
 /* Runs the tape backwards from a 1-element tensor (its gradient seeded 1),
- * accumulating into every gradient on the way. */
-void nomul_backward(nomul_graph *g, nomul_tensor *loss);
+ * accumulating into the gradients of the leaves (persistent tensors and
+ * nomul_graph_tensor's). The gradients of operations' outputs live only
+ * while the backward needs them: made when first written, their memory
+ * reused once consumed, and their `grad` NULL afterwards. 0, or -1 after a
+ * report (the graph's arena is too small for the backward's gradients). */
+int nomul_backward(nomul_graph *g, nomul_tensor *loss);
 
 #ifdef __cplusplus
 }

@@ -160,6 +160,9 @@ typedef struct nomul_train_result {
      * decoding for translation), and the bound of it checked before the
      * first step (0 if not known) */
     double eval_arena_mb, eval_arena_bound_mb;
+    /* the most of the graph's arena (MB) one training step used: its
+     * forward's activations and the backward's gradients */
+    double train_arena_mb;
 } nomul_train_result;
 
 typedef struct nomul_train_options {

@@ -36,6 +36,8 @@ void nomul_graph_free(nomul_graph *g)
         return;
     nomul_aligned_free(g->arena);
     free(g->tape);
+    free(g->blocks);
+    free(g->views);
     free(g->prof);
     free(g);
 }
@@ -53,6 +55,8 @@ void nomul_graph_reset(nomul_graph *g)
     g->asked = 0;
     g->allocs = 0;
     g->ntape = 0;
+    g->nblocks = 0;
+    g->nviews = 0;
     if (g->prof)
         g->mark = now_s();
 }
@@ -174,20 +178,24 @@ void nomul_tensor_free(nomul_tensor *t)
     free(t);
 }
 
+float ad_grad_pending[1];
+
+/* lazy: the gradient is made by the backward (AD_GRAD_PENDING until then) */
 static nomul_tensor *graph_tensor(nomul_graph *g, int ndim, const int *shape, int grad,
-                                  int zero_data)
+                                  int zero_data, int lazy)
 {
     long n;
     if (!shape_ok("nomul_graph_tensor", ndim, shape, &n))
         return NULL;
     nomul_tensor *t = arena_get(g, sizeof *t);
     float *data = arena_get(g, (size_t)n * sizeof(float));
-    float *gr = grad && g->grad_enabled ? arena_get(g, (size_t)n * sizeof(float)) : NULL;
-    if (!t || !data || (grad && g->grad_enabled && !gr))
+    const int want = grad && g->grad_enabled;
+    float *gr = !want ? NULL : lazy ? AD_GRAD_PENDING : arena_get(g, (size_t)n * sizeof(float));
+    if (!t || !data || (want && !gr))
         return NULL;
     if (zero_data)
         memset(data, 0, (size_t)n * sizeof(float));
-    if (gr)
+    if (gr && !lazy)
         memset(gr, 0, (size_t)n * sizeof(float));
     t->data = data;
     t->grad = gr;
@@ -197,12 +205,17 @@ static nomul_tensor *graph_tensor(nomul_graph *g, int ndim, const int *shape, in
 
 nomul_tensor *nomul_graph_tensor(nomul_graph *g, int ndim, const int *shape, int grad)
 {
-    return graph_tensor(g, ndim, shape, grad, 1);
+    return graph_tensor(g, ndim, shape, grad, 1, 0);
 }
 
 nomul_tensor *ad_output(nomul_graph *g, int ndim, const int *shape, int grad)
 {
-    return graph_tensor(g, ndim, shape, grad, 0);
+    return graph_tensor(g, ndim, shape, grad, 0, 1);
+}
+
+nomul_tensor *ad_output_zeroed(nomul_graph *g, int ndim, const int *shape, int grad)
+{
+    return graph_tensor(g, ndim, shape, grad, 1, 1);
 }
 
 nomul_tensor *nomul_reshape(nomul_graph *g, nomul_tensor *x, int ndim, const int *shape)
@@ -220,6 +233,19 @@ nomul_tensor *nomul_reshape(nomul_graph *g, nomul_tensor *x, int ndim, const int
     nomul_tensor *t = arena_get(g, sizeof *t);
     if (!t)
         return NULL;
+    if (x->grad == AD_GRAD_PENDING) { /* the view's gradient will be x's */
+        if (g->nviews == g->capviews) {
+            int cap = g->capviews ? 2 * g->capviews : 64;
+            ad_view *nv = realloc(g->views, (size_t)cap * sizeof *nv);
+            if (!nv) {
+                nomul_report(NOMUL_ENOMEM, "nomul_reshape: out of memory");
+                return NULL;
+            }
+            g->views = nv;
+            g->capviews = cap;
+        }
+        g->views[g->nviews++] = (ad_view){t, x};
+    }
     *t = *x;
     set_shape(t, ndim, shape, n);
     return t;
@@ -285,21 +311,94 @@ void ad_record(nomul_graph *g, ad_op op, const nomul_op_cfg *cfg, const ad_param
 
 /* ---- backward -------------------------------------------------------------------------- */
 
-void nomul_backward(nomul_graph *g, nomul_tensor *loss)
+/* n zero-filled floats for a gradient: the smallest free block that holds
+ * them and is at most twice their size, else a new one from the arena */
+static float *block_get(nomul_graph *g, long n)
+{
+    const size_t bytes = (size_t)n * sizeof(float);
+    int best = -1;
+    for (int i = 0; i < g->nblocks; i++)
+        if (!g->blocks[i].held && g->blocks[i].bytes >= bytes &&
+            g->blocks[i].bytes / 2 <= bytes &&
+            (best < 0 || g->blocks[i].bytes < g->blocks[best].bytes))
+            best = i;
+    if (best < 0) {
+        if (g->nblocks == g->capblocks) {
+            int cap = g->capblocks ? 2 * g->capblocks : 64;
+            ad_block *nb = realloc(g->blocks, (size_t)cap * sizeof *nb);
+            if (!nb) {
+                nomul_report(NOMUL_ENOMEM, "nomul_backward: out of memory");
+                return NULL;
+            }
+            g->blocks = nb;
+            g->capblocks = cap;
+        }
+        float *p = arena_get(g, bytes);
+        if (!p)
+            return NULL;
+        best = g->nblocks++;
+        g->blocks[best] = (ad_block){p, bytes, 0};
+    }
+    g->blocks[best].held = 1;
+    memset(g->blocks[best].p, 0, bytes);
+    return g->blocks[best].p;
+}
+
+/* t's gradient made if it is pending (a view takes its base's); -1 after a
+ * report when the arena is full */
+static int grad_ready(nomul_graph *g, nomul_tensor *t)
+{
+    if (!t || t->grad != AD_GRAD_PENDING)
+        return 0;
+    for (int i = g->nviews - 1; i >= 0; i--)
+        if (g->views[i].view == t) {
+            if (grad_ready(g, g->views[i].base))
+                return -1;
+            t->grad = g->views[i].base->grad;
+            return 0;
+        }
+    return (t->grad = block_get(g, t->n)) ? 0 : -1;
+}
+
+/* t's gradient handed back if it is one of the backward's blocks: its
+ * producer's backward has consumed it (every consumer ran before) */
+static void grad_done(nomul_graph *g, nomul_tensor *t)
+{
+    if (!t || !t->grad || t->grad == AD_GRAD_PENDING)
+        return;
+    for (int i = g->nblocks - 1; i >= 0; i--)
+        if (g->blocks[i].p == t->grad) {
+            g->blocks[i].held = 0;
+            t->grad = NULL; /* not kept: only leaves keep their gradients */
+            return;
+        }
+}
+
+int nomul_backward(nomul_graph *g, nomul_tensor *loss)
 {
     if (!loss || loss->n != 1 || !loss->grad) {
         nomul_report(NOMUL_EINVAL, "nomul_backward: the loss must be a 1-element tensor with a "
                      "gradient (made while gradients were on)");
-        return;
+        return -1;
     }
+    if (grad_ready(g, loss))
+        return -1;
     loss->grad[0] += 1.0f;
     for (int i = g->ntape - 1; i >= 0; i--) {
-        const node *nd = &g->tape[i];
+        node *nd = &g->tape[i];
         double t = g->prof ? now_s() : 0.0;
+        nomul_tensor *logp = nd->op == AD_OP_CROSS_ENTROPY ? nd->p.cross_entropy.logp : NULL;
+        if (grad_ready(g, nd->out) || grad_ready(g, nd->in[0]) || grad_ready(g, nd->in[1]) ||
+            grad_ready(g, nd->in[2]) || grad_ready(g, logp))
+            return -1;
         ad_op_table[nd->op].backward(nd);
+        if (nd->out != loss)
+            grad_done(g, nd->out);
+        grad_done(g, logp);
         if (g->prof)
             g->prof[nd->op * AD_VARIANTS + variant_of(&nd->cfg)].bwd += now_s() - t;
     }
     if (g->prof)
         g->mark = now_s();
+    return 0;
 }

@@ -124,6 +124,28 @@ typedef struct {
     double fwd, bwd; /* seconds */
 } ad_time;
 
+/* The gradient of an operation's output is made when the backward first
+ * needs it (AD_GRAD_PENDING until then: non-NULL, so `t->grad` still says
+ * whether a gradient is wanted) and handed back for reuse once the
+ * operation's own backward has consumed it: a training step holds its
+ * activations and the gradients of the few layers the backward is in, not
+ * a gradient for every activation. */
+extern float ad_grad_pending[1];
+#define AD_GRAD_PENDING (ad_grad_pending)
+
+/* a gradient buffer in the arena, free for reuse or held */
+typedef struct {
+    float *p;
+    size_t bytes;
+    int held;
+} ad_block;
+
+/* a reshaped view made while its base's gradient was pending: the view's
+ * gradient is the base's, once the base has one */
+typedef struct {
+    nomul_tensor *view, *base;
+} ad_view;
+
 struct nomul_graph {
     unsigned char *arena;
     size_t size, used;
@@ -133,6 +155,10 @@ struct nomul_graph {
     int grad_enabled;
     ad_time *prof; /* [AD_OP_COUNT][AD_VARIANTS] while profiling, else NULL */
     double mark;   /* when the previous recorded operation ended */
+    ad_block *blocks; /* the backward's gradient buffers (reset with the arena) */
+    int nblocks, capblocks;
+    ad_view *views;
+    int nviews, capviews;
 };
 
 /* The op table: each operation's name and backward. A backward accumulates
@@ -155,6 +181,8 @@ int ad_wants_grad(nomul_graph *g, nomul_tensor *a, nomul_tensor *b, nomul_tensor
  * nomul_graph_tensor, but the data is not zero-filled first (the gradient
  * is); zeroing every activation cost 7% of a float ViT step. */
 nomul_tensor *ad_output(nomul_graph *g, int ndim, const int *shape, int grad);
+/* The same with zero-filled data, for operations that accumulate into it. */
+nomul_tensor *ad_output_zeroed(nomul_graph *g, int ndim, const int *shape, int grad);
 /* bytes of zero-filled, 64-byte aligned arena memory that lives until the
  * graph's reset (an operation's saved values); NULL after a report when the
  * arena is full. */

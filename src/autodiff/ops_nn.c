@@ -187,7 +187,7 @@ nomul_tensor *nomul_conv2d(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
         return NULL;
     }
     int shape[4] = {d->n, d->c_out, oh, ow};
-    nomul_tensor *y = nomul_graph_tensor(g, 4, shape, ad_wants_grad(g, x, weight, bias));
+    nomul_tensor *y = ad_output_zeroed(g, 4, shape, ad_wants_grad(g, x, weight, bias));
     if (!y)
         return NULL;
     nomul_conv2d_forward(d, cfg, x->data, weight->data, bias ? bias->data : NULL, y->data);

@@ -193,8 +193,8 @@ nomul_tensor *nomul_batch_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_te
     }
     int nb, C, S;
     bn_dims(x, &nb, &C, &S);
-    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, x->shape,
-                                         training && ad_wants_grad(g, x, gamma, beta));
+    nomul_tensor *y = ad_output_zeroed(g, x->ndim, x->shape,
+                                       training && ad_wants_grad(g, x, gamma, beta));
     float *stats = ad_arena_zalloc(g, 2 * (size_t)C * sizeof(float)); /* mean | rstd */
     if (!y || !stats)
         return NULL;
@@ -240,7 +240,7 @@ nomul_tensor *nomul_cross_entropy(nomul_graph *g, const nomul_op_cfg *cfg, nomul
     }
     int rows = logits->shape[0], n = logits->shape[1], one = 1, count;
     int grad = ad_wants_grad(g, logits, NULL, NULL);
-    nomul_tensor *logp = nomul_graph_tensor(g, 2, logits->shape, grad);
+    nomul_tensor *logp = ad_output_zeroed(g, 2, logits->shape, grad);
     nomul_tensor *loss = nomul_graph_tensor(g, 1, &one, grad);
     if (!logp || !loss)
         return NULL;
@@ -273,7 +273,7 @@ nomul_tensor *nomul_cross_entropy_global(nomul_graph *g, const nomul_op_cfg *cfg
     }
     int rows = logits->shape[0], n = logits->shape[1], one = 1;
     int grad = ad_wants_grad(g, logits, NULL, NULL);
-    nomul_tensor *logp = nomul_graph_tensor(g, 2, logits->shape, grad);
+    nomul_tensor *logp = ad_output_zeroed(g, 2, logits->shape, grad);
     nomul_tensor *loss = nomul_graph_tensor(g, 1, &one, grad);
     nomul_tensor *per_row = nomul_graph_tensor(g, 1, &rows, 0); /* the used rows' losses */
     if (!logp || !loss || !per_row)

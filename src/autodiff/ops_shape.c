@@ -133,7 +133,7 @@ nomul_tensor *nomul_concat(nomul_graph *g, nomul_tensor *a, nomul_tensor *b, int
     int shape[NOMUL_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
     shape[dim] = a->shape[dim] + b->shape[dim];
-    nomul_tensor *y = nomul_graph_tensor(g, a->ndim, shape, ad_wants_grad(g, a, b, NULL));
+    nomul_tensor *y = ad_output_zeroed(g, a->ndim, shape, ad_wants_grad(g, a, b, NULL));
     if (!y)
         return NULL;
     long outer, inner;
@@ -172,7 +172,7 @@ nomul_tensor *nomul_narrow(nomul_graph *g, nomul_tensor *x, int dim, int start, 
     int shape[NOMUL_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[dim] = len;
-    nomul_tensor *y = nomul_graph_tensor(g, x->ndim, shape, ad_wants_grad(g, x, NULL, NULL));
+    nomul_tensor *y = ad_output_zeroed(g, x->ndim, shape, ad_wants_grad(g, x, NULL, NULL));
     if (!y)
         return NULL;
     long outer, inner;
@@ -215,7 +215,7 @@ nomul_tensor *nomul_embedding(nomul_graph *g, nomul_tensor *table, const int *id
             return NULL;
         }
     int shape[2] = {n, dim};
-    nomul_tensor *y = nomul_graph_tensor(g, 2, shape, ad_wants_grad(g, table, NULL, NULL));
+    nomul_tensor *y = ad_output_zeroed(g, 2, shape, ad_wants_grad(g, table, NULL, NULL));
     if (!y)
         return NULL;
     for (int i = 0; i < n; i++)

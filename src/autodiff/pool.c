@@ -39,7 +39,7 @@ nomul_tensor *nomul_max_pool2d(nomul_graph *g, nomul_tensor *x, int k, int strid
     const int ow = w <= k ? 1 : (w - k + stride - 1) / stride + 1;
     int ys[4] = {x->shape[0], x->shape[1], oh, ow};
     const int grad = ad_wants_grad(g, x, NULL, NULL);
-    nomul_tensor *y = nomul_graph_tensor(g, 4, ys, grad);
+    nomul_tensor *y = ad_output_zeroed(g, 4, ys, grad);
     int *arg = grad ? ad_arena_zalloc(g, (size_t)x->shape[0] * x->shape[1] * oh * ow * sizeof *arg)
                     : NULL;
     if (!y || (grad && !arg))
@@ -104,7 +104,7 @@ nomul_tensor *nomul_avg_pool_global(nomul_graph *g, const nomul_op_cfg *cfg, nom
     const long hw = (long)x->shape[2] * x->shape[3];
     int ys[2] = {x->shape[0], x->shape[1]};
     const int grad = ad_wants_grad(g, x, NULL, NULL);
-    nomul_tensor *y = nomul_graph_tensor(g, 2, ys, grad);
+    nomul_tensor *y = ad_output_zeroed(g, 2, ys, grad);
     float *sums = grad && pa ? ad_arena_zalloc(g, (size_t)ys[0] * ys[1] * sizeof *sums) : NULL;
     if (!y || (grad && pa && !sums))
         return NULL;

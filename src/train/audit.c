@@ -155,8 +155,7 @@ int nomul_audit_step(const nomul_train_config *c, nomul_op_counts *out)
         nomul_counts_reset();
         nomul_counts_enable(1);
         nomul_tensor *loss = audit_loss(c, m, g, ids);
-        if (loss) {
-            nomul_backward(g, loss);
+        if (loss && !nomul_backward(g, loss)) {
             if (c->clip_grad > 0.0f)
                 nomul_clip_grad_norm((size_t)ntrain, grads, sizes, c->clip_grad,
                                      &c->ops.family[NOMUL_CFG_OPT_FUNCTIONAL]);

@@ -232,7 +232,8 @@ static int train_step(trainer *t, run_state *st, double *loss, long *items)
     for (int i = 0; i < t->np; i++)
         if (!t->p[i].buffer)
             nomul_tensor_zero_grad(t->p[i].t);
-    nomul_backward(g, l);
+    if (nomul_backward(g, l))
+        return -1;
     if (t->prof)
         t2 = now_s();
     if (t->nranks > 1) {
@@ -469,6 +470,8 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
             goto out;
         }
         saved_last |= done;
+        if ((double)nomul_graph_arena_use(t.g).peak / MB > r.train_arena_mb)
+            r.train_arena_mb = (double)nomul_graph_arena_use(t.g).peak / MB;
         if (eval) { /* the evaluation's own use of the arena, against the bound */
             nomul_graph_reset(t.g);
             nomul_graph_reset_peak(t.g);
@@ -479,6 +482,8 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
         }
         if (eval && (double)nomul_graph_arena_use(t.g).peak / MB > r.eval_arena_mb)
             r.eval_arena_mb = (double)nomul_graph_arena_use(t.g).peak / MB;
+        if (eval) /* the next epoch's training peak is its own */
+            nomul_graph_reset_peak(t.g);
         if (eval && !isnan(metric))
             snprintf(extra, sizeof extra, "loss %.4f, %s %.4f, %s %.2f", r.train_loss,
                      t.task->eval_loss, eval_loss, t.task->metric_label,
@@ -524,8 +529,9 @@ out:
                 t.task->metric_label, t.task->metric_scale * metric, t.task->eval_loss,
                 eval_loss, t.dir);
         if (r.items_per_s > 0.0)
-            fprintf(t.out, "nomul train: %.1f %s/s in the training steps; peak memory %.0f MB\n",
-                    r.items_per_s, t.task->items, r.peak_rss_mb);
+            fprintf(t.out, "nomul train: %.1f %s/s in the training steps; peak memory %.0f MB, "
+                    "of which a training step's graph %.1f MB\n", r.items_per_s, t.task->items,
+                    r.peak_rss_mb, r.train_arena_mb);
         if (r.eval_arena_mb > 0.0 && r.eval_arena_bound_mb > 0.0)
             fprintf(t.out, "nomul train: evaluation used %.1f MB of the graph's arena, %.1f MB "
                     "at most by the check before the first step (arena_mb %ld)\n",
