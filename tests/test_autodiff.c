@@ -754,6 +754,71 @@ static void test_no_grad_and_arena_limits(void **state)
 /* nomul_transpose (a blocked copy) against the plain index map, on random
  * shapes of 1 to 5 dimensions and every pair of dimensions; its backward
  * (the copy back, accumulated) against the same map. */
+/* The backward makes the gradients of operation outputs and reuses their
+ * memory: a chain of L layers needs a few layers' gradients beyond its
+ * activations, not L; intermediate gradients are NULL afterwards; the
+ * leaves' are right (against the chain's plain derivative); and an arena
+ * that holds the forward but not the backward's gradients is reported. */
+static void test_backward_reuses_gradient_memory(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x6e3};
+    enum { L = 12 };
+    int s2[2] = {64, 256}; /* 64 KB per activation */
+    const size_t act = 64 * 256 * sizeof(float);
+    nomul_tensor *x = rand_tensor(&r, 2, s2, 1), *b[L];
+    for (int l = 0; l < L; l++)
+        b[l] = rand_tensor(&r, 2, s2, 1);
+    for (int small = 0; small < 2; small++) {
+        /* first a roomy arena; then one a block short of the backward's need */
+        static size_t need;
+        nomul_graph *g = nomul_graph_new(small ? need : (size_t)64 << 20);
+        assert_non_null(g);
+        nomul_tensor *h[L + 1];
+        h[0] = x;
+        for (int l = 0; l < L; l++)
+            h[l + 1] = nomul_relu(g, nomul_add(g, h[l], b[l]));
+        nomul_tensor *loss = nomul_sum(g, h[L]);
+        assert_non_null(loss);
+        const size_t fwd = nomul_graph_arena_use(g).used;
+        for (int l = 0; l < L; l++)
+            nomul_tensor_zero_grad(b[l]);
+        nomul_tensor_zero_grad(x);
+        nomul_clear_error();
+        int rc = nomul_backward(g, loss);
+        const size_t peak = nomul_graph_arena_use(g).peak;
+        if (!small) {
+            assert_int_equal(rc, 0);
+            /* the add's and the relu's output gradients of the layer the
+             * backward is in, and one reused block: at most 3, not 2·L */
+            if (peak - fwd > 3 * act + 4096 || peak > (size_t)(2 * L + 3) * act + 16384)
+                FAIL_SEED("the step peaked at %zu bytes (forward %zu), want at most its %d "
+                          "activations and 3 more of %zu bytes", peak, fwd, 2 * L, act);
+            for (int l = 1; l <= L; l++)
+                assert_null(h[l]->grad);
+            /* d sum / d b_l = Π_{k ≥ l} [pre-activation k > 0], elementwise */
+            for (int l = 0; l < L; l++)
+                for (long i = 0; i < x->n; i++) {
+                    float want = 1.0f;
+                    for (int k = l; k < L; k++)
+                        want = h[k + 1]->data[i] > 0.0f ? want : 0.0f;
+                    if (b[l]->grad[i] != want)
+                        FAIL_SEED("layer %d element %ld: gradient %g, want %g", l, i,
+                                  (double)b[l]->grad[i], (double)want);
+                }
+            need = peak - act / 2; /* enough for the forward, not for the backward */
+        } else {
+            assert_int_equal(rc, -1);
+            assert_non_null(strstr(nomul_last_error_message(), "arena is full"));
+            nomul_clear_error();
+        }
+        nomul_graph_free(g);
+    }
+    nomul_tensor_free(x);
+    for (int l = 0; l < L; l++)
+        nomul_tensor_free(b[l]);
+}
+
 static void test_transpose_matches_index_map(void **state)
 {
     (void)state;
@@ -1017,6 +1082,7 @@ int main(void)
         cmocka_unit_test(test_audit_counts),
         cmocka_unit_test(test_no_grad_and_arena_limits),
         cmocka_unit_test(test_op_table),
+        cmocka_unit_test(test_backward_reuses_gradient_memory),
         cmocka_unit_test(test_transpose_matches_index_map),
         cmocka_unit_test(test_broadcast_add_sub_match_plain_walk),
         cmocka_unit_test(test_dropout_matches_definition),
