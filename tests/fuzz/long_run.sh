@@ -48,8 +48,9 @@ summary() {
             if ($6 + 0 > slow[$3]) slow[$3] = $6 + 0
             if ($7 + 0 > rss[$3]) rss[$3] = $7 + 0
             if ($8 != "ok") bad[$3] = $8
-            if (!index(commits[$3], $2)) commits[$3] = commits[$3] (commits[$3] ? " " : "") $2
-            if (!index(machines[$3], $9)) machines[$3] = machines[$3] (machines[$3] ? "; " : "") $9
+            # each distinct commit and machine once (a set: one may be a prefix of another)
+            if (!(($3, $2) in seen_c)) { seen_c[$3, $2] = 1; commits[$3] = commits[$3] (commits[$3] ? " " : "") $2 }
+            if (!(($3, $9) in seen_m)) { seen_m[$3, $9] = 1; machines[$3] = machines[$3] (machines[$3] ? "; " : "") $9 }
             N += $4; S += $5
         }
         END {
