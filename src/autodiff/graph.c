@@ -178,6 +178,24 @@ void nomul_tensor_free(nomul_tensor *t)
     free(t);
 }
 
+/* arr (n used of *cap elements of elem bytes) with room for one more:
+ * itself, or reallocated to twice the capacity (64 at first); NULL after
+ * reporting what ran out (arr is still valid then). The tape, the views and
+ * the gradient blocks grow in the first steps, then stay. */
+static void *room_for_one(void *arr, int n, int *cap, size_t elem, const char *what)
+{
+    if (n < *cap)
+        return arr;
+    int c = *cap ? 2 * *cap : 64;
+    void *p = realloc(arr, (size_t)c * elem);
+    if (!p) {
+        nomul_report(NOMUL_ENOMEM, "%s", what);
+        return NULL;
+    }
+    *cap = c;
+    return p;
+}
+
 float ad_grad_pending[1];
 
 /* lazy: the gradient is made by the backward (AD_GRAD_PENDING until then) */
@@ -234,16 +252,11 @@ nomul_tensor *nomul_reshape(nomul_graph *g, nomul_tensor *x, int ndim, const int
     if (!t)
         return NULL;
     if (x->grad == AD_GRAD_PENDING) { /* the view's gradient will be x's */
-        if (g->nviews == g->capviews) {
-            int cap = g->capviews ? 2 * g->capviews : 64;
-            ad_view *nv = realloc(g->views, (size_t)cap * sizeof *nv);
-            if (!nv) {
-                nomul_report(NOMUL_ENOMEM, "nomul_reshape: out of memory");
-                return NULL;
-            }
-            g->views = nv;
-            g->capviews = cap;
-        }
+        ad_view *v = room_for_one(g->views, g->nviews, &g->capviews, sizeof *v,
+                                  "nomul_reshape: out of memory");
+        if (!v)
+            return NULL;
+        g->views = v;
         g->views[g->nviews++] = (ad_view){t, x};
     }
     *t = *x;
@@ -280,16 +293,11 @@ void ad_record(nomul_graph *g, ad_op op, const nomul_op_cfg *cfg, const ad_param
     static const nomul_op_cfg standard = {NOMUL_OP_STANDARD, 0, 1.0f};
     if (!ad_wants_grad(g, a, b, c))
         return;
-    if (g->ntape == g->captape) { /* grows during the first steps, then stays */
-        int cap = g->captape ? 2 * g->captape : 64;
-        node *nt = realloc(g->tape, (size_t)cap * sizeof *nt);
-        if (!nt) {
-            nomul_report(NOMUL_ENOMEM, "autodiff: out of memory for the tape");
-            return;
-        }
-        g->tape = nt;
-        g->captape = cap;
-    }
+    node *tape = room_for_one(g->tape, g->ntape, &g->captape, sizeof *tape,
+                              "autodiff: out of memory for the tape");
+    if (!tape)
+        return;
+    g->tape = tape;
     node *nd = &g->tape[g->ntape++];
     memset(nd, 0, sizeof *nd);
     nd->op = op;
@@ -323,16 +331,11 @@ static float *block_get(nomul_graph *g, long n)
             (best < 0 || g->blocks[i].bytes < g->blocks[best].bytes))
             best = i;
     if (best < 0) {
-        if (g->nblocks == g->capblocks) {
-            int cap = g->capblocks ? 2 * g->capblocks : 64;
-            ad_block *nb = realloc(g->blocks, (size_t)cap * sizeof *nb);
-            if (!nb) {
-                nomul_report(NOMUL_ENOMEM, "nomul_backward: out of memory");
-                return NULL;
-            }
-            g->blocks = nb;
-            g->capblocks = cap;
-        }
+        ad_block *blocks = room_for_one(g->blocks, g->nblocks, &g->capblocks, sizeof *blocks,
+                                        "nomul_backward: out of memory");
+        if (!blocks)
+            return NULL;
+        g->blocks = blocks;
         float *p = arena_get(g, bytes);
         if (!p)
             return NULL;
@@ -385,7 +388,7 @@ int nomul_backward(nomul_graph *g, nomul_tensor *loss)
         return -1;
     loss->grad[0] += 1.0f;
     for (int i = g->ntape - 1; i >= 0; i--) {
-        node *nd = &g->tape[i];
+        const node *nd = &g->tape[i];
         double t = g->prof ? now_s() : 0.0;
         nomul_tensor *logp = nd->op == AD_OP_CROSS_ENTROPY ? nd->p.cross_entropy.logp : NULL;
         if (grad_ready(g, nd->out) || grad_ready(g, nd->in[0]) || grad_ready(g, nd->in[1]) ||
