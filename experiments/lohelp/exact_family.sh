@@ -12,6 +12,17 @@
 # OUT/results.md gets the training / validation loss per epoch of each row
 # beside the two full rows of the ablation's record (seed 0).
 #
+# BASE (a row's configuration in experiments/lohelp, default
+# 5b_pa_full_approx), VARIANTS (the folder of the rows' configurations, default
+# exact_family) and LABEL (the rows' names in the table) run the same
+# experiment from another row: the mixed row (PAM products with the
+# approximate backward, softmax, GELU and layer norm with exact derivatives,
+# float loss and optimizer), which stalls, with one family changed at a time:
+#
+#   BASE=mixed/base VARIANTS=mixed LABEL="mixed, then" EPOCHS=1 \
+#     ROWS="none functional_approx norm_approx loss_pa_approx" \
+#     sh experiments/lohelp/exact_family.sh runs/lohelp_mixed_backward
+#
 #   sh experiments/lohelp/exact_family.sh [--resume] [OUT]   (default OUT: runs/lohelp_exact_family)
 #   ROWS="norm loss" EPOCHS=3 NOMUL=... SEED=0 sh experiments/lohelp/exact_family.sh --resume
 set -eu
@@ -25,6 +36,9 @@ if [ "${1:-}" = --resume ]; then
 fi
 OUT=${1:-runs/lohelp_exact_family}
 ROWS=${ROWS:-"products functional norm loss"}
+BASE=${BASE:-5b_pa_full_approx}
+VARIANTS=${VARIANTS:-exact_family}
+LABEL=${LABEL:-"approximate, exact"}
 EPOCHS=${EPOCHS:-2}
 SEED=${SEED:-0}
 RECORD=${RECORD:-$E/record}
@@ -36,8 +50,8 @@ epochs_in() {
 }
 mkdir -p "$OUT"
 for row in $ROWS; do
-    [ -f "$E/exact_family/$row.json" ] || {
-        echo "$PROG: no row '$row' (experiments/lohelp/exact_family/*.json)" >&2
+    [ -f "$E/$VARIANTS/$row.json" ] || {
+        echo "$PROG: no row '$row' (experiments/lohelp/$VARIANTS/*.json)" >&2
         exit 2
     }
     dir=$OUT/$row
@@ -48,7 +62,7 @@ for row in $ROWS; do
     # the run in the background, stopped (kill; its last checkpoint stays)
     # once its EPOCHS-th epoch line is written
     run_train "$row" "$dir" --config "$E/transformer.json" --config "$E/ablation.json" \
-        --config "$E/5b_pa_full_approx.json" --config "$E/exact_family/$row.json" \
+        --config "$E/$BASE.json" --config "$E/$VARIANTS/$row.json" \
         --set seed="$SEED" --set out_dir="$dir" &
     pid=$!
     while kill -0 "$pid" 2>/dev/null; do
@@ -85,7 +99,7 @@ line() { # LABEL METRICS
         [ ! -f "$m" ] || line "\`$r\` (record)" "$m"
     done
     for row in $ROWS; do
-        line "approximate, exact \`$row\`" "$OUT/$row/metrics.jsonl"
+        line "$LABEL \`$row\`" "$OUT/$row/metrics.jsonl"
     done
 } >"$OUT/results.md"
 cat "$OUT/results.md"

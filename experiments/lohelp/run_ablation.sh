@@ -2,7 +2,8 @@
 # run_ablation.sh — the paper's translation ablation on LibreOffice's help,
 # German→English (lohelp/ablation.json over lohelp/transformer.json, the same
 # hyperparameters for every row): float; PAM products with the approximate
-# and with the exact backward; + PA softmax, layer norm and embedding scale;
+# and with the exact backward; + PA softmax, GELU, layer norm and embedding
+# scale (approximate backward, as every family of the approximate rows);
 # + PA loss; fully multiplication-free with exact derivatives; fully
 # multiplication-free with the approximate backward everywhere. Two seeds for
 # float and both fully-PA rows. Runs one after the other; after each the table
