@@ -19,6 +19,9 @@
 
 #include "nomul/nomul.h"
 
+/* src/cli/cli.h's NOMUL_SPIN_MARK */
+#define NOMUL_SPIN_MARK_FOR_TESTS "NOMUL_SET_GOMP_SPINCOUNT"
+
 static char nomul[512];
 static char tmpdir[256];
 
@@ -365,6 +368,23 @@ static void test_help_and_info(void **state)
     snprintf(nomul, sizeof nomul, "NOMUL_ISA=bogus %s", saved);
     rc = run(&out, "info");
     expect(rc, 0, out, "NOMUL_ISA='bogus' is not one of");
+    free(out);
+    /* idle OpenMP threads: nomul's spin count (set by restarting itself,
+     * main.c) unless the user chose one */
+    snprintf(nomul, sizeof nomul, "env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY -u %s %s",
+             NOMUL_SPIN_MARK_FOR_TESTS, saved);
+    rc = run(&out, "info");
+    expect(rc, 0, out, "idle OpenMP threads: spin 10000 rounds, then sleep (nomul's default)");
+    free(out);
+    snprintf(nomul, sizeof nomul, "env -u GOMP_SPINCOUNT -u %s OMP_WAIT_POLICY=passive %s",
+             NOMUL_SPIN_MARK_FOR_TESTS, saved);
+    rc = run(&out, "info");
+    expect(rc, 0, out, "OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=(unset) (from the environment)");
+    free(out);
+    snprintf(nomul, sizeof nomul, "env -u OMP_WAIT_POLICY -u %s GOMP_SPINCOUNT=5 %s",
+             NOMUL_SPIN_MARK_FOR_TESTS, saved);
+    rc = run(&out, "info");
+    expect(rc, 0, out, "GOMP_SPINCOUNT=5 (from the environment)");
     free(out);
     snprintf(nomul, sizeof nomul, "%s", saved);
 }

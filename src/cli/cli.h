@@ -14,6 +14,11 @@
 #define CLI_FAILED 1
 #define CLI_USAGE 2
 
+/* Set (to 1) in the environment when nomul chose libgomp's spin count
+ * itself (main.c): the PyTorch twin of `bench train` is then run with
+ * libgomp's default, as a user would run it. */
+#define NOMUL_SPIN_MARK "NOMUL_SET_GOMP_SPINCOUNT"
+
 /* Prints "nomul: <message>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -198,6 +198,8 @@ static row_result run_torch(const char *script, const char *model, int threads, 
              python(), script, model, threads, steps - 3, expect,
              is_translation(model) ? "--max-tokens 4096 --data" : "--batch 64 --data",
              is_translation(model) ? data : "/usr/share/datasets/fashion-mnist");
+    if (getenv(NOMUL_SPIN_MARK)) /* PyTorch with libgomp's default, as users run it */
+        unsetenv("GOMP_SPINCOUNT");
     FILE *p = popen(cmd, "r");
     if (!p) {
         snprintf(r.error, sizeof r.error, "cannot run python3: %s", strerror(errno));

@@ -2,7 +2,9 @@
  * main.c — the nomul command line: dispatch to the subcommands.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "nomul/nomul.h"
@@ -39,12 +41,16 @@ static const char usage[] =
     "environment:\n"
     "  NOMUL_ISA=scalar|avx2|avx512   cap the instruction set of the kernels\n";
 
+/* libgomp's spin count nomul sets (omp_spin_default, below) */
+#define NOMUL_SPINCOUNT "10000"
+
 static int cmd_info(int argc, char **argv)
 {
     if (argc > 1) {
         if (cli_is_help(argv[1])) {
             printf("usage: nomul info\n\nPrints the version, the instruction set the CPU "
-                   "supports and the one in use.\n");
+                   "supports and the one in use, the thread count and how long idle\n"
+                   "OpenMP threads spin before they sleep.\n");
             return CLI_OK;
         }
         cli_error("info: unexpected argument '%s'", argv[1]);
@@ -53,11 +59,41 @@ static int cmd_info(int argc, char **argv)
     printf("nomul %s\n", nomul_version());
     printf("cpu instruction set: %s\n", nomul_isa_name(nomul_isa_detect()));
     printf("in use:              %s\n", nomul_isa_name(nomul_isa_active()));
+    printf("threads:             %d\n", nomul_get_num_threads());
+    const char *policy = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
+    if (spin && getenv(NOMUL_SPIN_MARK) && !strcmp(spin, NOMUL_SPINCOUNT))
+        printf("idle OpenMP threads: spin %s rounds, then sleep (nomul's default)\n", spin);
+    else if (policy || spin)
+        printf("idle OpenMP threads: OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s (from the "
+               "environment)\n", policy ? policy : "(unset)", spin ? spin : "(unset)");
+    else
+        printf("idle OpenMP threads: libgomp's default (nomul could not restart itself)\n");
     return CLI_OK;
+}
+
+/* How long libgomp's idle threads spin before they sleep. libgomp's default
+ * (300,000 rounds, milliseconds) is fast on a quiet machine and ruinous on a
+ * shared one: a thread spinning at a barrier holds a core that the thread it
+ * waits for needs, and the ViT's 2-thread training ran at 300-400 images/s
+ * beside two other processes, against 900-1,300 with 3,000 to 30,000 rounds
+ * and about the same rate on a quiet machine (README, Threads). libgomp reads
+ * the setting once, when it is loaded, before main: so nomul sets it and
+ * starts itself again (the same process, argv and everything else), unless
+ * the user chose a policy (OMP_WAIT_POLICY or GOMP_SPINCOUNT) or this is the
+ * second start. If the restart fails, nomul runs with libgomp's default. */
+static void omp_spin_default(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || getenv(NOMUL_SPIN_MARK))
+        return;
+    if (setenv("GOMP_SPINCOUNT", NOMUL_SPINCOUNT, 1) || setenv(NOMUL_SPIN_MARK, "1", 1))
+        return;
+    execv("/proc/self/exe", argv);
+    unsetenv("GOMP_SPINCOUNT"); /* not applied: do not pass it on to children either */
 }
 
 int main(int argc, char **argv)
 {
+    omp_spin_default(argv);
     if (argc < 2) {
         fputs(usage, stderr);
         return CLI_USAGE;
