@@ -42,7 +42,7 @@ static const char usage[] =
     "  NOMUL_ISA=scalar|avx2|avx512   cap the instruction set of the kernels\n";
 
 /* libgomp's spin count nomul sets (omp_spin_default, below) */
-#define NOMUL_SPINCOUNT "10000"
+#define NOMUL_SPINCOUNT "30000"
 
 static int cmd_info(int argc, char **argv)
 {
@@ -74,9 +74,10 @@ static int cmd_info(int argc, char **argv)
 /* How long libgomp's idle threads spin before they sleep. libgomp's default
  * (300,000 rounds, milliseconds) is fast on a quiet machine and ruinous on a
  * shared one: a thread spinning at a barrier holds a core that the thread it
- * waits for needs, and the ViT's 2-thread training ran at 300-400 images/s
- * beside two other processes, against 900-1,300 with 3,000 to 30,000 rounds
- * and about the same rate on a quiet machine (README, Threads). libgomp reads
+ * waits for needs, and the ViT's 2-thread training ran at 300-450 images/s
+ * beside two other processes, against 1,000-1,150 with 30,000 rounds; on a
+ * quiet machine 30,000 rounds are within 1% of the default, 10,000 cost the
+ * translation transformer 3-5% (README, Threads). libgomp reads
  * the setting once, when it is loaded, before main: so nomul sets it and
  * starts itself again (the same process, argv and everything else), unless
  * the user chose a policy (OMP_WAIT_POLICY or GOMP_SPINCOUNT) or this is the
