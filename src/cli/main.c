@@ -76,7 +76,7 @@ static int cmd_info(int argc, char **argv)
  * shared one: a thread spinning at a barrier holds a core that the thread it
  * waits for needs, and the ViT's 2-thread training ran at 300-450 images/s
  * beside two other processes, against 1,000-1,150 with 30,000 rounds; on a
- * quiet machine 30,000 rounds are within 1% of the default, 10,000 cost the
+ * quiet machine 30,000 rounds are within 2% of the default, 10,000 cost the
  * translation transformer 3-5% (README, Threads). libgomp reads
  * the setting once, when it is loaded, before main: so nomul sets it and
  * starts itself again (the same process, argv and everything else), unless
