@@ -44,6 +44,15 @@ static const char usage[] =
 /* libgomp's spin count nomul sets (omp_spin_default, below) */
 #define NOMUL_SPINCOUNT "30000"
 
+/* Under valgrind, /proc/self/exe is valgrind's tool, and a restarted nomul
+ * would run outside valgrind: nomul does not restart itself there. Valgrind
+ * preloads its vgpreload libraries into the program it runs. */
+static int under_valgrind(void)
+{
+    const char *p = getenv("LD_PRELOAD");
+    return p && strstr(p, "vgpreload") != NULL;
+}
+
 static int cmd_info(int argc, char **argv)
 {
     if (argc > 1) {
@@ -66,6 +75,9 @@ static int cmd_info(int argc, char **argv)
     else if (policy || spin)
         printf("idle OpenMP threads: OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s (from the "
                "environment)\n", policy ? policy : "(unset)", spin ? spin : "(unset)");
+    else if (under_valgrind())
+        printf("idle OpenMP threads: libgomp's default (under valgrind nomul does not restart "
+               "itself)\n");
     else
         printf("idle OpenMP threads: libgomp's default (nomul could not restart itself)\n");
     return CLI_OK;
@@ -81,10 +93,12 @@ static int cmd_info(int argc, char **argv)
  * the setting once, when it is loaded, before main: so nomul sets it and
  * starts itself again (the same process, argv and everything else), unless
  * the user chose a policy (OMP_WAIT_POLICY or GOMP_SPINCOUNT) or this is the
- * second start. If the restart fails, nomul runs with libgomp's default. */
+ * second start, or valgrind runs it. If the restart fails, nomul runs with
+ * libgomp's default. */
 static void omp_spin_default(char **argv)
 {
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || getenv(NOMUL_SPIN_MARK))
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || getenv(NOMUL_SPIN_MARK) ||
+        under_valgrind())
         return;
     if (setenv("GOMP_SPINCOUNT", NOMUL_SPINCOUNT, 1) || setenv(NOMUL_SPIN_MARK, "1", 1))
         return;
