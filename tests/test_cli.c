@@ -17,10 +17,8 @@
 
 #include <cmocka.h>
 
+#include "cli/cli.h" /* NOMUL_SPIN_MARK */
 #include "nomul/nomul.h"
-
-/* src/cli/cli.h's NOMUL_SPIN_MARK */
-#define NOMUL_SPIN_MARK_FOR_TESTS "NOMUL_SET_GOMP_SPINCOUNT"
 
 static char nomul[512];
 static char tmpdir[256];
@@ -339,6 +337,18 @@ static void test_bad_arguments_are_clear_errors(void **state)
     }
 }
 
+/* `PREFIX nomul info` (PREFIX: environment settings or a wrapper; the
+ * binary's path in saved) must succeed and print needle */
+static void info_with(const char *saved, const char *prefix, const char *needle)
+{
+    char *out;
+    snprintf(nomul, sizeof nomul, "%s %s", prefix, saved);
+    int rc = run(&out, "info");
+    expect(rc, 0, out, needle);
+    free(out);
+    snprintf(nomul, sizeof nomul, "%s", saved);
+}
+
 static void test_help_and_info(void **state)
 {
     (void)state;
@@ -357,44 +367,25 @@ static void test_help_and_info(void **state)
     expect(rc, 0, out, "nomul 0.");
     free(out);
     /* NOMUL_ISA caps the instruction set */
-    char saved[sizeof nomul - 96]; /* room for the env prefixes below */
+    char saved[sizeof nomul - 96]; /* room for the prefixes of info_with */
     if (strlen(nomul) >= sizeof saved)
         fail_msg("build path too long: %s", nomul);
     memcpy(saved, nomul, strlen(nomul) + 1);
-    snprintf(nomul, sizeof nomul, "NOMUL_ISA=scalar %s", saved);
-    rc = run(&out, "info");
-    expect(rc, 0, out, "in use:              scalar");
-    free(out);
-    snprintf(nomul, sizeof nomul, "NOMUL_ISA=bogus %s", saved);
-    rc = run(&out, "info");
-    expect(rc, 0, out, "NOMUL_ISA='bogus' is not one of");
-    free(out);
+    info_with(saved, "NOMUL_ISA=scalar", "in use:              scalar");
+    info_with(saved, "NOMUL_ISA=bogus", "NOMUL_ISA='bogus' is not one of");
     /* idle OpenMP threads: nomul's spin count (set by restarting itself,
      * main.c) unless the user chose one */
-    snprintf(nomul, sizeof nomul, "env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY -u %s %s",
-             NOMUL_SPIN_MARK_FOR_TESTS, saved);
-    rc = run(&out, "info");
-    expect(rc, 0, out, "idle OpenMP threads: spin 30000 rounds, then sleep (nomul's default)");
-    free(out);
-    snprintf(nomul, sizeof nomul, "env -u GOMP_SPINCOUNT -u %s OMP_WAIT_POLICY=passive %s",
-             NOMUL_SPIN_MARK_FOR_TESTS, saved);
-    rc = run(&out, "info");
-    expect(rc, 0, out, "OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=(unset) (from the environment)");
-    free(out);
-    snprintf(nomul, sizeof nomul, "env -u OMP_WAIT_POLICY -u %s GOMP_SPINCOUNT=5 %s",
-             NOMUL_SPIN_MARK_FOR_TESTS, saved);
-    rc = run(&out, "info");
-    expect(rc, 0, out, "GOMP_SPINCOUNT=5 (from the environment)");
-    free(out);
+    info_with(saved, "env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY -u " NOMUL_SPIN_MARK,
+              "idle OpenMP threads: spin 30000 rounds, then sleep (nomul's default)");
+    info_with(saved, "env -u GOMP_SPINCOUNT -u " NOMUL_SPIN_MARK " OMP_WAIT_POLICY=passive",
+              "OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=(unset) (from the environment)");
+    info_with(saved, "env -u OMP_WAIT_POLICY -u " NOMUL_SPIN_MARK " GOMP_SPINCOUNT=5",
+              "GOMP_SPINCOUNT=5 (from the environment)");
     /* under valgrind nomul runs as it is (a restart would leave valgrind) */
-    if (system("valgrind --version >/dev/null 2>&1") == 0) {
-        snprintf(nomul, sizeof nomul, "env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY -u %s valgrind -q %s",
-                 NOMUL_SPIN_MARK_FOR_TESTS, saved);
-        rc = run(&out, "info");
-        expect(rc, 0, out, "libgomp's default (under valgrind nomul does not restart itself)");
-        free(out);
-    }
-    snprintf(nomul, sizeof nomul, "%s", saved);
+    if (system("valgrind --version >/dev/null 2>&1") == 0)
+        info_with(saved,
+                  "env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY -u " NOMUL_SPIN_MARK " valgrind -q",
+                  "libgomp's default (under valgrind nomul does not restart itself)");
 }
 
 static int count_of(const char *hay, const char *needle)
