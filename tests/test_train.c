@@ -313,6 +313,119 @@ static void same_losses_after(const char *pa, const char *pb, long at, long tota
                      (unsigned long long)seed, at + 1 + i, la[i], pa, lb[i], pb);
 }
 
+/* The value of "key": in the metric line of step `step` (NAN when absent). */
+static double metric_at(const char *path, long step, const char *key)
+{
+    char *text = tu_slurp(path, NULL), want[48], k[256];
+    assert_non_null(text);
+    snprintf(want, sizeof want, "{\"step\": %ld,", step);
+    snprintf(k, sizeof k, "\"%s\": ", key);
+    double v = NAN;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+        if (!strncmp(line, want, strlen(want))) {
+            const char *p = strstr(line, k);
+            if (p)
+                v = strtod(p + strlen(k), NULL);
+            break;
+        }
+    free(text);
+    return v;
+}
+
+/* grad_norms: the logged norms are the gradient's. Plain SGD (no momentum,
+ * decay or schedule; lr a power of two, which PAM multiplies exactly) makes
+ * step 2's gradient (p1 - p2) / lr, from the kept
+ * checkpoints of steps 1 and 2: its norm, tensor by tensor, is the twin of
+ * grad_norm/NAME; grad_norm is the norm of them all; "total" logs that alone,
+ * the same bits; and the audit counts the diagnostic's squares, the only
+ * float multiplications of a fully-PA run. */
+static void test_grad_norms(void **state)
+{
+    (void)state;
+    const float lr = 0.0625f; /* 2^-4: the PA optimizer's PAM(lr, g) is exact */
+    FILE *devnull = fopen("/dev/null", "w");
+    assert_non_null(devnull);
+    nomul_train_options o = {NULL, devnull, 0, 0.0, 0, 0};
+    nomul_train_result r;
+    nomul_train_config c;
+    const char *modes[] = {"per_tensor", "total"};
+    char metrics[2][1200];
+    for (int m = 0; m < 2; m++) {
+        char dir[32];
+        snprintf(dir, sizeof dir, "run-gn-%s", modes[m]);
+        small_config(&c, dir); /* fully PA, the default operations */
+        c.epochs = 0;
+        c.steps = 2;
+        c.warmup_steps = 0;
+        c.lr = c.min_lr = lr;
+        c.checkpoint_every = 1;
+        c.checkpoint_keep = 1;
+        const char *sets[][2] = {{"optimizer", "sgd"},     {"momentum", "0"},
+                                 {"weight_decay", "0"},    {"schedule", "constant"},
+                                 {"grad_norms", modes[m]}, {"audit", "true"}};
+        for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
+            assert_int_equal(nomul_train_config_set(&c, sets[i][0], sets[i][1]), 0);
+        if (nomul_train(&c, &o, &r))
+            fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
+        snprintf(metrics[m], sizeof metrics[m], "%s/metrics.jsonl", c.out_dir);
+    }
+    fclose(devnull);
+    char p1[1200], p2[1200];
+    snprintf(p1, sizeof p1, "%s/checkpoint_1.safetensors", tu_path("run-gn-per_tensor"));
+    snprintf(p2, sizeof p2, "%s/checkpoint_2.safetensors", tu_path("run-gn-per_tensor"));
+    nomul_safetensors *f1 = nomul_safetensors_read(p1), *f2 = nomul_safetensors_read(p2);
+    assert_non_null(f1);
+    assert_non_null(f2);
+    double all = 0.0, logged_all = 0.0;
+    long params = 0;
+    int tensors = 0;
+    for (int i = 0; i < nomul_safetensors_count(f1); i++) {
+        const char *tn = nomul_safetensors_name(f1, i);
+        if (!strncmp(tn, "optimizer.", 10))
+            continue;
+        int nd;
+        const int64_t *sh;
+        const float *a = nomul_safetensors_get(f1, tn, &nd, &sh), *b;
+        long n = 1;
+        for (int d = 0; d < nd; d++)
+            n *= sh[d];
+        assert_non_null(b = nomul_safetensors_get(f2, tn, &nd, &sh));
+        double s = 0.0;
+        for (long j = 0; j < n; j++) {
+            double g = ((double)a[j] - b[j]) / lr;
+            s += g * g;
+        }
+        char key[128];
+        snprintf(key, sizeof key, "grad_norm/%s", tn);
+        double logged = metric_at(metrics[0], 2, key), want = sqrt(s);
+        /* p - lr·g rounds to p's float: the difference is exact to about
+         * 2^-24 |p| per element */
+        if (!(fabs(logged - want) <= 1e-3 * want + 1e-6))
+            fail_msg("seed %llu: %s: logged norm %.9g, from the update %.9g",
+                     (unsigned long long)seed, tn, logged, want);
+        all += s;
+        logged_all += logged * logged;
+        params += n;
+        tensors++;
+    }
+    nomul_safetensors_free(f1);
+    nomul_safetensors_free(f2);
+    assert_true(tensors > 10);
+    double total = metric_at(metrics[0], 2, "grad_norm");
+    if (!(fabs(total - sqrt(all)) <= 1e-3 * sqrt(all)) ||
+        !(fabs(total - sqrt(logged_all)) <= 1e-6 * total))
+        fail_msg("seed %llu: grad_norm %.9g, the tensors' %.9g, from the update %.9g",
+                 (unsigned long long)seed, total, sqrt(logged_all), sqrt(all));
+    /* "total": the same norm, the same bits, and no tensor's */
+    assert_true(metric_at(metrics[1], 2, "grad_norm") == total);
+    assert_true(isnan(metric_at(metrics[1], 2, "grad_norm/head.weight")));
+    assert_false(isnan(metric_at(metrics[0], 2, "grad_norm/head.weight")));
+    /* both steps logged: the diagnostic's squares are the run's float
+     * multiplications, all of them */
+    assert_int_equal(r.counted_steps, 2);
+    assert_int_equal(r.counts.n[NOMUL_COUNT_FMUL], 2 * params);
+}
+
 static void test_train_learns_logs_and_checkpoints(void **state)
 {
     (void)state;
@@ -1236,6 +1349,7 @@ int main(void)
         cmocka_unit_test(test_config_keys),
         cmocka_unit_test(test_config_errors_name_the_key),
         cmocka_unit_test(test_train_learns_logs_and_checkpoints),
+        cmocka_unit_test(test_grad_norms),
         cmocka_unit_test(test_resume_is_exact),
         cmocka_unit_test(test_resume_is_exact_cnn),
         cmocka_unit_test(test_train_same_at_1_and_2_threads),

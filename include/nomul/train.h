@@ -34,7 +34,9 @@
  *   mixup, cutmix (Beta α; 0: off), mix_prob, mix_switch_prob
  *   seed, out_dir, log_every, checkpoint_every (steps; 0: at the end only),
  *   checkpoint_keep (also keep checkpoint_STEP.safetensors), eval_every
- *   (epochs), arena_mb (the autodiff arena), audit (count the arithmetic)
+ *   (epochs), arena_mb (the autodiff arena), audit (count the arithmetic),
+ *   grad_norms (off | total | per_tensor: the gradient's L2 norm on each
+ *   metric line, before clipping; a float diagnostic the audit counts)
  *   linear_cfg, conv_cfg, bmm_cfg, norm_cfg, functional_cfg,
  *   loss_functional_cfg, opt_functional_cfg   as nomul/opcfg.h
  */
@@ -65,6 +67,11 @@ typedef enum {
 typedef enum { NOMUL_OPTIMIZER_ADAMW, NOMUL_OPTIMIZER_SGD } nomul_optimizer_kind;
 typedef enum { NOMUL_TOKENIZER_NONE, NOMUL_TOKENIZER_MOSES } nomul_tokenizer;
 typedef enum { NOMUL_LR_COSINE, NOMUL_LR_CONSTANT, NOMUL_LR_INVERSE_SQRT } nomul_lr_schedule;
+typedef enum {
+    NOMUL_GRAD_NORMS_OFF,
+    NOMUL_GRAD_NORMS_TOTAL,
+    NOMUL_GRAD_NORMS_PER_TENSOR
+} nomul_grad_norms;
 
 typedef struct nomul_train_config {
     nomul_train_task task;
@@ -109,6 +116,7 @@ typedef struct nomul_train_config {
     int checkpoint_keep, eval_every;
     long arena_mb;
     int audit;
+    nomul_grad_norms grad_norms;
     nomul_op_cfgs ops;
 } nomul_train_config;
 

@@ -35,9 +35,11 @@ static const char *const optimizer_names[] = {"adamw", "sgd", NULL};
 static const char *const moments_names[] = {"reference", "delta", NULL};
 static const char *const schedule_names[] = {"cosine", "constant", "inverse_sqrt", NULL};
 static const char *const tokenizer_names[] = {"none", "moses", NULL};
+static const char *const grad_norms_names[] = {"off", "total", "per_tensor", NULL};
 _Static_assert(NOMUL_TASK_TRANSLATION == 1 && NOMUL_DATA_FORMAT_FOLDER == 2 &&
                    NOMUL_OPTIMIZER_SGD == 1 && NOMUL_ADAM_MOMENTS_DELTA == 1 &&
-                   NOMUL_LR_INVERSE_SQRT == 2 && NOMUL_TOKENIZER_MOSES == 1,
+                   NOMUL_LR_INVERSE_SQRT == 2 && NOMUL_TOKENIZER_MOSES == 1 &&
+                   NOMUL_GRAD_NORMS_PER_TENSOR == 2,
                "the name tables follow the enums");
 /* an enumerated field is read and written as an int */
 _Static_assert(sizeof(nomul_train_task) == sizeof(int) &&
@@ -45,7 +47,8 @@ _Static_assert(sizeof(nomul_train_task) == sizeof(int) &&
                    sizeof(nomul_optimizer_kind) == sizeof(int) &&
                    sizeof(nomul_adam_moments) == sizeof(int) &&
                    sizeof(nomul_lr_schedule) == sizeof(int) &&
-                   sizeof(nomul_tokenizer) == sizeof(int),
+                   sizeof(nomul_tokenizer) == sizeof(int) &&
+                   sizeof(nomul_grad_norms) == sizeof(int),
                "enums are ints");
 
 #define FIELD(f) offsetof(nomul_train_config, f), sizeof(((nomul_train_config *)0)->f)
@@ -151,6 +154,10 @@ static const key_def keys[] = {
     {"arena_mb", K_LONG, FIELD(arena_mb), 1, 1 << 20, NULL,
      "autodiff arena (pages are touched only as used)"},
     {"audit", K_BOOL, FIELD(audit), 0, 1, NULL, "count the arithmetic of every training step"},
+    {"grad_norms", K_ENUM, FIELD(grad_norms), 0, 0, grad_norms_names,
+     "the gradient's L2 norm (before clipping) on each metric line: grad_norm, and "
+     "per_tensor also grad_norm/NAME for every trained tensor (a float diagnostic, in the "
+     "audit's counts)"},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

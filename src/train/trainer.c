@@ -139,6 +139,10 @@ static void trainer_free(trainer *t)
     free(t->vel);
     free(t->grads);
     free(t->sizes);
+    free(t->gnorm);
+    for (int i = 0; t->gnorm_keys && i <= t->ntrain; i++)
+        free(t->gnorm_keys[i]);
+    free(t->gnorm_keys);
     free(t->lr);
     nomul_graph_free(t->g);
     if (t->task && t->td)
@@ -176,6 +180,19 @@ static int setup(trainer *t, const nomul_train_config *c, run_state *st)
             (adam && !(t->vel[i] = calloc(n, sizeof(float)))))
             goto oom;
     }
+    if (c->grad_norms != NOMUL_GRAD_NORMS_OFF) {
+        t->gnorm = calloc((size_t)t->ntrain + 1, sizeof *t->gnorm);
+        t->gnorm_keys = calloc((size_t)t->ntrain + 1, sizeof *t->gnorm_keys);
+        if (!t->gnorm || !t->gnorm_keys || !(t->gnorm_keys[0] = strdup("grad_norm")))
+            goto oom;
+        for (int i = 0, k = 1; i < t->np; i++)
+            if (!t->p[i].buffer) {
+                size_t len = strlen("grad_norm/") + strlen(t->p[i].name) + 1;
+                if (!(t->gnorm_keys[k] = malloc(len)))
+                    goto oom;
+                snprintf(t->gnorm_keys[k++], len, "grad_norm/%s", t->p[i].name);
+            }
+    }
     t->total = c->steps > 0 ? c->steps : c->epochs * t->per_epoch;
     nomul_schedule s = {NOMUL_SCHED_WARMUP_COSINE, c->lr, c->min_lr, c->warmup_steps, t->total};
     if (c->schedule == NOMUL_LR_CONSTANT) {
@@ -209,6 +226,32 @@ oom:
 }
 
 /* One optimizer step on the task's next batch; the loss in *loss. */
+/* Step s (counted from 1) writes a metric line. */
+static int logged_step(const trainer *t, long s)
+{
+    return s % t->c->log_every == 0 || s == t->total;
+}
+
+/* grad_norms: the L2 norms of the gradient (the whole one's and each
+ * trainable tensor's), in double, for the metric line. A diagnostic that
+ * changes nothing, but float arithmetic all the same: the audit counts it. */
+static void grad_norms(trainer *t)
+{
+    double all = 0.0;
+    for (int k = 0; k < t->ntrain; k++) {
+        double s = 0.0;
+        const float *gk = t->grads[k];
+        for (size_t i = 0; i < t->sizes[k]; i++)
+            s += (double)gk[i] * gk[i];
+        NOMUL_COUNT(FMUL, (long)t->sizes[k]);
+        NOMUL_COUNT(FADD, (long)t->sizes[k]);
+        t->gnorm[k + 1] = sqrt(s);
+        all += s;
+    }
+    NOMUL_COUNT(FTRANS, t->ntrain + 1L);
+    t->gnorm[0] = sqrt(all);
+}
+
 static int train_step(trainer *t, run_state *st, double *loss, long *items)
 {
     const nomul_train_config *c = t->c;
@@ -262,6 +305,8 @@ static int train_step(trainer *t, run_state *st, double *loss, long *items)
             return -1;
         *items = (long)n;
     }
+    if (t->gnorm && logged_step(t, st->step + 1))
+        grad_norms(t);
     const nomul_op_cfg *opt = &c->ops.family[NOMUL_CFG_OPT_FUNCTIONAL];
     if (c->clip_grad > 0.0f)
         nomul_clip_grad_norm((size_t)t->ntrain, t->grads, t->sizes, c->clip_grad, opt);
@@ -300,6 +345,31 @@ diverged:
                  "or set clip_grad); no checkpoint was written for this step", *loss,
                  st->step + 1);
     return -1;
+}
+
+/* A step's metric line: keys k, values v, then the gradient norms when
+ * grad_norms asks for them; 0 or -1 after a report. */
+static int log_line(const trainer *t, int n, const char *const *k, const double *v)
+{
+    const nomul_grad_norms gn = t->gnorm ? t->c->grad_norms : NOMUL_GRAD_NORMS_OFF;
+    if (gn == NOMUL_GRAD_NORMS_OFF)
+        return nomul_metrics_append(t->metrics, n, k, v);
+    const int m = n + (gn == NOMUL_GRAD_NORMS_PER_TENSOR ? t->ntrain + 1 : 1);
+    const char **keys = malloc(sizeof *keys * (size_t)m);
+    double *vals = malloc(sizeof *vals * (size_t)m);
+    int rc = -1;
+    if (!keys || !vals) {
+        nomul_report(NOMUL_ENOMEM, "out of memory for a metric line of %d values", m);
+    } else {
+        for (int i = 0; i < m; i++) {
+            keys[i] = i < n ? k[i] : t->gnorm_keys[i - n];
+            vals[i] = i < n ? v[i] : t->gnorm[i - n];
+        }
+        rc = nomul_metrics_append(t->metrics, m, keys, vals);
+    }
+    free(keys);
+    free(vals);
+    return rc;
 }
 
 static void print_audit(FILE *out, const nomul_train_result *r)
@@ -439,14 +509,14 @@ int nomul_train(const nomul_train_config *c, const nomul_train_options *o,
             snprintf(extra, sizeof extra, "loss %.4f lr %.2e", st.epoch_loss / (double)st.epoch_n,
                      (double)t.lr[st.step - 1]);
             nomul_progress_update(bar, b + 1 - first, images, extra);
-            if (st.step % c->log_every == 0 || st.step == t.total) {
+            if (logged_step(&t, st.step)) {
                 char rate[32];
                 snprintf(rate, sizeof rate, "%s_per_s", t.task->items);
-                const char *k[] = {"step", "epoch", "loss", "lr", rate};
-                double v[] = {(double)st.step, (double)st.step / (double)t.per_epoch,
-                              st.window_loss / (double)st.window_n, (double)t.lr[st.step - 1],
-                              (double)images / (now_s() - e0)};
-                if (writer && nomul_metrics_append(t.metrics, 5, k, v)) {
+                const char *k0[] = {"step", "epoch", "loss", "lr", rate};
+                double v0[] = {(double)st.step, (double)st.step / (double)t.per_epoch,
+                               st.window_loss / (double)st.window_n, (double)t.lr[st.step - 1],
+                               (double)images / (now_s() - e0)};
+                if (writer && log_line(&t, 5, k0, v0)) {
                     nomul_progress_finish(bar, "stopped");
                     goto out;
                 }

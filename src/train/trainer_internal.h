@@ -79,6 +79,10 @@ struct trainer {
     double comm_s, step_s; /* seconds in the gradient exchange, in steps (nranks > 1) */
     long comm_steps;
     double eval_need; /* the task's check: bytes of the arena evaluation needs at most */
+    /* grad_norms: the last logged step's norms ([0] the whole gradient's,
+     * then one per trainable tensor) and their metric keys */
+    double *gnorm;
+    char **gnorm_keys;
 };
 
 /* The arena bytes of a forward pass without gradients as a function of its
