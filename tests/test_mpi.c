@@ -47,7 +47,8 @@
 
 enum { SIDE = 8, CLASSES = 4, STEPS = 12 };
 static const double SGD_LOSS_TOL = 1e-5, SGD_PARAM_TOL = 1e-5, ADAM_LOSS_TOL = 1e-5,
-                    ADAM_PARAM_TOL = 1e-4, PA_LOSS_TOL = 1e-5, PA_PARAM_TOL = 1e-4;
+                    ADAM_PARAM_TOL = 1e-4, PA_LOSS_TOL = 1e-5, PA_PARAM_TOL = 1e-4,
+                    STATE_REL_TOL = 1e-2;
 
 static char nomul[512];
 static uint64_t seed;
@@ -153,8 +154,13 @@ static int step_losses(const char *run, double *loss, int max)
     return n;
 }
 
-/* The largest |a − b| over every tensor of two checkpoints (same names, shapes). */
-static double param_diff(const char *run_a, const char *run_b, const char *file)
+/* The largest |a − b| over every tensor of two checkpoints (same names,
+ * shapes); with state_rel, the parameters' alone, and *state_rel that of
+ * the optimizer's state (optimizer.*) relative to the state's largest |a|
+ * (not each tensor's: some gradients are rounding noise, e.g. a key
+ * projection's bias under a shift-invariant softmax). */
+static double param_diff_state(const char *run_a, const char *run_b, const char *file,
+                               double *state_rel)
 {
     char pa[700], pb[700];
     snprintf(pa, sizeof pa, "%s/%s", tu_path(run_a), file);
@@ -163,7 +169,7 @@ static double param_diff(const char *run_a, const char *run_b, const char *file)
     assert_non_null(a);
     assert_non_null(b);
     assert_int_equal(nomul_safetensors_count(a), nomul_safetensors_count(b));
-    double worst = 0.0;
+    double worst = 0.0, state_worst = 0.0, state_scale = 0.0;
     for (int i = 0; i < nomul_safetensors_count(a); i++) {
         const char *name = nomul_safetensors_name(a, i);
         int nda, ndb;
@@ -178,15 +184,31 @@ static double param_diff(const char *run_a, const char *run_b, const char *file)
             assert_int_equal(sa[d], sb[d]);
             n *= (long)sa[d];
         }
+        const int state = !strncmp(name, "optimizer.", 10);
+        double tw = 0.0, scale = 0.0;
         for (long k = 0; k < n; k++) {
             double e = fabs((double)x[k] - (double)y[k]);
-            if (!(e <= worst))
-                worst = isnan(e) ? INFINITY : e;
+            if (!(e <= tw))
+                tw = isnan(e) ? INFINITY : e;
+            scale = fmax(scale, fabs((double)x[k]));
+        }
+        if (state && state_rel) {
+            state_worst = fmax(state_worst, tw);
+            state_scale = fmax(state_scale, scale);
+        } else if (!(tw <= worst)) {
+            worst = tw;
         }
     }
     nomul_safetensors_free(a);
     nomul_safetensors_free(b);
+    if (state_rel)
+        *state_rel = state_scale > 0.0 ? state_worst / state_scale : state_worst;
     return worst;
+}
+
+static double param_diff(const char *run_a, const char *run_b, const char *file)
+{
+    return param_diff_state(run_a, run_b, file, NULL);
 }
 
 /* one's and two's logged losses within loss_tol (relative; the first step's
@@ -206,12 +228,22 @@ static void compare_runs(const char *one, const char *two, const char *what, dou
             fail_msg("seed %llu (%s): step %d's loss is %.8f on 1 process, %.8f on 2 ranks",
                      (unsigned long long)seed, what, i + 1, la[i], lb[i]);
     }
-    double pd = param_diff(one, two, "checkpoint_last.safetensors");
+    /* The optimizer's state holds the last step's gradient, which is not
+     * continuous: a reordered sum that moves a ReLU's input across 0 changes
+     * that unit's gradient by its own size (seen: an SGD momentum 1.1e-4 off,
+     * 0.5% of its value, with the parameters 1.8e-7 apart). The parameters
+     * carry the whole trajectory and get the tight bound; the state one
+     * relative to its scale. */
+    double sd = 0.0, pd = param_diff_state(one, two, "checkpoint_last.safetensors", &sd);
     printf("  %s: largest loss difference %.2e (relative, bound %.0e), parameter difference "
-           "%.2e (bound %.0e)\n", what, worst, loss_tol, pd, param_tol);
+           "%.2e (bound %.0e), optimizer state %.2e of its scale (bound %.0e)\n", what, worst,
+           loss_tol, pd, param_tol, sd, STATE_REL_TOL);
     if (!(pd <= param_tol))
         fail_msg("seed %llu (%s): final parameters differ by %.3e between 1 process and 2 "
                  "ranks", (unsigned long long)seed, what, pd);
+    if (!(sd <= STATE_REL_TOL))
+        fail_msg("seed %llu (%s): the optimizer's state differs by %.3e of its scale between "
+                 "1 process and 2 ranks", (unsigned long long)seed, what, sd);
 }
 
 static const char *const PA = "--set linear_cfg=pam --set conv_cfg=pam --set bmm_cfg=pam "
