@@ -337,8 +337,6 @@ static void test_bad_arguments_are_clear_errors(void **state)
     }
 }
 
-/* `PREFIX nomul info` (PREFIX: environment settings or a wrapper; the
- * binary's path in saved) must succeed and print needle */
 /* built with -fsanitize=address (as nomul is, the Makefile builds both alike) */
 #if defined(__SANITIZE_ADDRESS__)
 #define SANITIZED 1
@@ -351,6 +349,8 @@ static void test_bad_arguments_are_clear_errors(void **state)
 #define SANITIZED 0
 #endif
 
+/* `PREFIX nomul info` (PREFIX: environment settings or a wrapper; the
+ * binary's path in saved) must succeed and print needle */
 static void info_with(const char *saved, const char *prefix, const char *needle)
 {
     char *out;

@@ -225,7 +225,6 @@ oom:
     return -1;
 }
 
-/* One optimizer step on the task's next batch; the loss in *loss. */
 /* Step s (counted from 1) writes a metric line. */
 static int logged_step(const trainer *t, long s)
 {
@@ -252,6 +251,7 @@ static void grad_norms(trainer *t)
     t->gnorm[0] = sqrt(all);
 }
 
+/* One optimizer step on the task's next batch; the loss in *loss. */
 static int train_step(trainer *t, run_state *st, double *loss, long *items)
 {
     const nomul_train_config *c = t->c;
