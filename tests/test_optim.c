@@ -31,8 +31,11 @@ static void test_adamw_pa_matches_definition(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0xA0};
-    enum { N = 2500 }; /* past one chunk of the array kernels */
+    /* past one chunk of the array kernels and the size that takes threads
+     * (optim_internal.h), with a partial last chunk; at 1, 2 and 3 threads */
+    enum { N = 9001 };
     for (int variant = 0; variant < 8; variant++) {
+        nomul_set_num_threads(variant % 3 + 1);
         float off = variant & 1 ? 1.0552f : 1.0f, wd = variant & 2 ? 0.01f : 0.0f;
         int delta = variant & 4;
         static float p[N], m[N], v[N], g[N], rp[N], rm[N], rv[N];
@@ -74,6 +77,7 @@ static void test_adamw_pa_matches_definition(void **state)
                               tu_bits(m[i]), tu_bits(rm[i]), tu_bits(v[i]), tu_bits(rv[i]));
         }
     }
+    nomul_set_num_threads(0);
 }
 
 static void test_adamw_float_matches_fairseq(void **state)
@@ -109,10 +113,11 @@ static void test_sgd_both_modes(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0xA2};
-    enum { N = 1500 };
+    enum { N = 9001 }; /* threaded, as in test_adamw_pa_matches_definition */
     static float p[N], b[N], g[N], rp[N], rb[N];
     for (int pa = 0; pa <= 1; pa++)
         for (int nest = 0; nest <= 1; nest++) {
+            nomul_set_num_threads(2 * pa + nest + 1);
             for (int i = 0; i < N; i++) {
                 p[i] = rp[i] = tu_normal(&r, -3, 1, 1);
                 b[i] = rb[i] = 0.0f;
@@ -143,6 +148,39 @@ static void test_sgd_both_modes(void **state)
                 }
             }
         }
+    nomul_set_num_threads(0);
+}
+
+/* The float AdamW, threaded past 4,096 values, gives the same bits at any
+ * thread count (each element's arithmetic is its own). */
+static void test_adamw_float_any_thread_count(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xA7};
+    enum { N = 9001 };
+    static float p[3][N], m[3][N], v[3][N], g[N];
+    for (int i = 0; i < N; i++)
+        p[0][i] = p[1][i] = p[2][i] = tu_normal(&r, -3, 1, 1);
+    memset(m, 0, sizeof m);
+    memset(v, 0, sizeof v);
+    nomul_adamw o[3];
+    for (int t = 0; t < 3; t++)
+        nomul_adamw_init(&o[t], 3e-3f, 0.05f, &float_cfg);
+    for (int step = 0; step < 3; step++) {
+        for (int i = 0; i < N; i++)
+            g[i] = tu_normal(&r, -5, 0, 1);
+        for (int t = 0; t < 3; t++) {
+            nomul_set_num_threads(t + 1);
+            nomul_adamw_begin_step(&o[t]);
+            nomul_adamw_update(&o[t], N, p[t], g, m[t], v[t]);
+        }
+    }
+    nomul_set_num_threads(0);
+    for (int t = 1; t < 3; t++)
+        for (int i = 0; i < N; i++)
+            if (tu_bits(p[t][i]) != tu_bits(p[0][i]) || tu_bits(m[t][i]) != tu_bits(m[0][i]) ||
+                tu_bits(v[t][i]) != tu_bits(v[0][i]))
+                FAIL_SEED("float AdamW element %d differs between 1 and %d threads", i, t + 1);
 }
 
 static void test_clip_grad_norm(void **state)
@@ -299,6 +337,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_adamw_pa_matches_definition),
         cmocka_unit_test(test_adamw_float_matches_fairseq),
+        cmocka_unit_test(test_adamw_float_any_thread_count),
         cmocka_unit_test(test_sgd_both_modes),
         cmocka_unit_test(test_clip_grad_norm),
         cmocka_unit_test(test_schedules),

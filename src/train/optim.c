@@ -46,6 +46,7 @@ void nomul_adamw_update(const nomul_adamw *o, size_t n, float *p, const float *g
     NOMUL_COUNT(FADD, (long long)n * (5 + (o->weight_decay != 0.0f)));
     NOMUL_COUNT(FDIV, 1 + (long long)n);
     NOMUL_COUNT(FTRANS, 1 + (long long)n);
+#pragma omp parallel for schedule(static) num_threads(opt_threads(n))
     for (size_t i = 0; i < n; i++) {
         if (o->weight_decay != 0.0f)
             p[i] -= decay * p[i];
@@ -74,6 +75,7 @@ void nomul_sgd_update(const nomul_sgd *o, size_t n, float *p, const float *g, fl
     long long k = 2 + (o->momentum != 0.0f) + (o->momentum != 0.0f && o->nesterov);
     NOMUL_COUNT(FMUL, (long long)n * k); /* the audit */
     NOMUL_COUNT(FADD, (long long)n * k);
+#pragma omp parallel for schedule(static) num_threads(opt_threads(n))
     for (size_t i = 0; i < n; i++) {
         float d = g[i] + o->weight_decay * p[i];
         if (o->momentum != 0.0f) {

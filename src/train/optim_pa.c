@@ -33,6 +33,54 @@ static void pam_v(size_t n, const float *a, const float *b, float off, float *ou
         nomul_pa_mul_v(n, a, b, out);
 }
 
+/* AdamW on c ≤ CHUNK elements (one chunk: its temporaries in L1) */
+static void adamw_chunk(const nomul_adamw *o, size_t c, float *pp, const float *gg, float *mm,
+                        float *vv, float step, float decay)
+{
+    const float off = o->cfg.offset;
+    float t1[CHUNK], t2[CHUNK];
+    if (o->weight_decay != 0.0f) { /* p -= lr·λ·p */
+        pam_vs(c, pp, decay, off, t1);
+        for (size_t i = 0; i < c; i++)
+            pp[i] -= t1[i];
+    }
+    if (o->moments == NOMUL_ADAM_MOMENTS_DELTA) {
+        /* m += (1 − β1)·(g − m) */
+        for (size_t i = 0; i < c; i++)
+            t1[i] = gg[i] - mm[i];
+        pam_vs(c, t1, 1.0f - o->beta1, off, t1);
+        for (size_t i = 0; i < c; i++)
+            mm[i] += t1[i];
+        /* v += (1 − β2)·(g² − v) */
+        pam_v(c, gg, gg, off, t2);
+        for (size_t i = 0; i < c; i++)
+            t2[i] -= vv[i];
+        pam_vs(c, t2, 1.0f - o->beta2, off, t2);
+        for (size_t i = 0; i < c; i++)
+            vv[i] += t2[i];
+    } else {
+        /* m = β1·m + (1 − β1)·g */
+        pam_vs(c, mm, o->beta1, off, t1);
+        pam_vs(c, gg, 1.0f - o->beta1, off, t2);
+        for (size_t i = 0; i < c; i++)
+            mm[i] = t1[i] + t2[i];
+        /* v = β2·v + (1 − β2)·g² */
+        pam_v(c, gg, gg, off, t2);
+        pam_vs(c, t2, 1.0f - o->beta2, off, t2);
+        pam_vs(c, vv, o->beta2, off, t1);
+        for (size_t i = 0; i < c; i++)
+            vv[i] = t1[i] + t2[i];
+    }
+    /* p -= step · m / (√v + ε) */
+    nomul_pa_sqrt_v(c, vv, t1);
+    for (size_t i = 0; i < c; i++)
+        t1[i] += o->eps;
+    nomul_pa_div_v(c, mm, t1, t2);
+    pam_vs(c, t2, step, off, t2);
+    for (size_t i = 0; i < c; i++)
+        pp[i] -= t2[i];
+}
+
 void nomul_adamw_begin_step_pa(nomul_adamw *o)
 {
     NOMUL_COUNT(PAM, 2);
@@ -49,7 +97,7 @@ void nomul_adamw_update_pa(const nomul_adamw *o, size_t n, float *p, const float
                      off);
     float decay = pam(o->lr, o->weight_decay, off);
     /* the audit: the scalars here (PAMs, PAD, pa_sqrt) and the float additions
-     * below; the array calls count themselves */
+     * of adamw_chunk; the array calls count themselves */
     NOMUL_COUNT(PAM, 3);
     NOMUL_COUNT(PAD, 1);
     NOMUL_COUNT(PALOG2, 1);
@@ -57,86 +105,52 @@ void nomul_adamw_update_pa(const nomul_adamw *o, size_t n, float *p, const float
     NOMUL_COUNT(FADD, (long long)n *
                           (4 + 2 * (o->moments == NOMUL_ADAM_MOMENTS_DELTA) +
                            (o->weight_decay != 0.0f)));
-    float t1[CHUNK], t2[CHUNK];
-    for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
-        size_t c = n - i0 < CHUNK ? n - i0 : CHUNK;
-        float *pp = p + i0, *mm = m + i0, *vv = v + i0;
-        const float *gg = g + i0;
-        if (o->weight_decay != 0.0f) { /* p -= lr·λ·p */
-            pam_vs(c, pp, decay, off, t1);
-            for (size_t i = 0; i < c; i++)
-                pp[i] -= t1[i];
-        }
-        if (o->moments == NOMUL_ADAM_MOMENTS_DELTA) {
-            /* m += (1 − β1)·(g − m) */
-            for (size_t i = 0; i < c; i++)
-                t1[i] = gg[i] - mm[i];
-            pam_vs(c, t1, 1.0f - o->beta1, off, t1);
-            for (size_t i = 0; i < c; i++)
-                mm[i] += t1[i];
-            /* v += (1 − β2)·(g² − v) */
-            pam_v(c, gg, gg, off, t2);
-            for (size_t i = 0; i < c; i++)
-                t2[i] -= vv[i];
-            pam_vs(c, t2, 1.0f - o->beta2, off, t2);
-            for (size_t i = 0; i < c; i++)
-                vv[i] += t2[i];
-        } else {
-            /* m = β1·m + (1 − β1)·g */
-            pam_vs(c, mm, o->beta1, off, t1);
-            pam_vs(c, gg, 1.0f - o->beta1, off, t2);
-            for (size_t i = 0; i < c; i++)
-                mm[i] = t1[i] + t2[i];
-            /* v = β2·v + (1 − β2)·g² */
-            pam_v(c, gg, gg, off, t2);
-            pam_vs(c, t2, 1.0f - o->beta2, off, t2);
-            pam_vs(c, vv, o->beta2, off, t1);
-            for (size_t i = 0; i < c; i++)
-                vv[i] = t1[i] + t2[i];
-        }
-        /* p -= step · m / (√v + ε) */
-        nomul_pa_sqrt_v(c, vv, t1);
-        for (size_t i = 0; i < c; i++)
-            t1[i] += o->eps;
-        nomul_pa_div_v(c, mm, t1, t2);
-        pam_vs(c, t2, step, off, t2);
-        for (size_t i = 0; i < c; i++)
-            pp[i] -= t2[i];
+    const long chunks = (long)((n + CHUNK - 1) / CHUNK);
+#pragma omp parallel for schedule(static) num_threads(opt_threads(n))
+    for (long k = 0; k < chunks; k++) {
+        size_t i0 = (size_t)k * CHUNK, c = n - i0 < CHUNK ? n - i0 : CHUNK;
+        adamw_chunk(o, c, p + i0, g + i0, m + i0, v + i0, step, decay);
     }
+}
+
+/* SGD on c ≤ CHUNK elements */
+static void sgd_chunk(const nomul_sgd *o, size_t c, float *pp, const float *gg, float *bb)
+{
+    const float off = o->cfg.offset;
+    float d[CHUNK], t[CHUNK];
+    for (size_t i = 0; i < c; i++)
+        d[i] = gg[i];
+    if (o->weight_decay != 0.0f) { /* g += λ·p */
+        pam_vs(c, pp, o->weight_decay, off, t);
+        for (size_t i = 0; i < c; i++)
+            d[i] += t[i];
+    }
+    if (o->momentum != 0.0f) { /* b = μ·b + g */
+        pam_vs(c, bb, o->momentum, off, t);
+        for (size_t i = 0; i < c; i++)
+            bb[i] = t[i] + d[i];
+        if (o->nesterov) {
+            pam_vs(c, bb, o->momentum, off, t);
+            for (size_t i = 0; i < c; i++)
+                d[i] += t[i];
+        } else {
+            for (size_t i = 0; i < c; i++)
+                d[i] = bb[i];
+        }
+    }
+    pam_vs(c, d, o->lr, off, t); /* p -= lr·d */
+    for (size_t i = 0; i < c; i++)
+        pp[i] -= t[i];
 }
 
 void nomul_sgd_update_pa(const nomul_sgd *o, size_t n, float *p, const float *g, float *buf)
 {
-    const float off = o->cfg.offset;
-    float d[CHUNK], t[CHUNK];
-    NOMUL_COUNT(FADD, (long long)n * 4); /* the audit: the float additions below */
-    for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
-        size_t c = n - i0 < CHUNK ? n - i0 : CHUNK;
-        float *pp = p + i0, *bb = buf ? buf + i0 : NULL;
-        const float *gg = g + i0;
-        for (size_t i = 0; i < c; i++)
-            d[i] = gg[i];
-        if (o->weight_decay != 0.0f) { /* g += λ·p */
-            pam_vs(c, pp, o->weight_decay, off, t);
-            for (size_t i = 0; i < c; i++)
-                d[i] += t[i];
-        }
-        if (o->momentum != 0.0f) { /* b = μ·b + g */
-            pam_vs(c, bb, o->momentum, off, t);
-            for (size_t i = 0; i < c; i++)
-                bb[i] = t[i] + d[i];
-            if (o->nesterov) {
-                pam_vs(c, bb, o->momentum, off, t);
-                for (size_t i = 0; i < c; i++)
-                    d[i] += t[i];
-            } else {
-                for (size_t i = 0; i < c; i++)
-                    d[i] = bb[i];
-            }
-        }
-        pam_vs(c, d, o->lr, off, t); /* p -= lr·d */
-        for (size_t i = 0; i < c; i++)
-            pp[i] -= t[i];
+    NOMUL_COUNT(FADD, (long long)n * 4); /* the audit: the float additions in sgd_chunk */
+    const long chunks = (long)((n + CHUNK - 1) / CHUNK);
+#pragma omp parallel for schedule(static) num_threads(opt_threads(n))
+    for (long k = 0; k < chunks; k++) {
+        size_t i0 = (size_t)k * CHUNK, c = n - i0 < CHUNK ? n - i0 : CHUNK;
+        sgd_chunk(o, c, p + i0, g + i0, buf ? buf + i0 : NULL);
     }
 }
 
