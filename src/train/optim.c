@@ -7,6 +7,24 @@
 #include "../core/internal.h"
 #include "optim_internal.h"
 
+void opt_for_chunks(size_t n, opt_chunk_fn fn, const void *ctx)
+{
+    const long chunks = (long)((n + OPT_CHUNK - 1) / OPT_CHUNK);
+    const int nt = n >= OPT_PARALLEL ? nomul_num_threads() : 1;
+    if (nt == 1) {
+        for (long k = 0; k < chunks; k++) {
+            size_t i0 = (size_t)k * OPT_CHUNK;
+            fn(ctx, i0, n - i0 < OPT_CHUNK ? n - i0 : OPT_CHUNK);
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (long k = 0; k < chunks; k++) {
+        size_t i0 = (size_t)k * OPT_CHUNK;
+        fn(ctx, i0, n - i0 < OPT_CHUNK ? n - i0 : OPT_CHUNK);
+    }
+}
+
 void nomul_adamw_init(nomul_adamw *o, float lr, float weight_decay, const nomul_op_cfg *cfg)
 {
     o->lr = lr;
@@ -32,6 +50,21 @@ void nomul_adamw_begin_step(nomul_adamw *o)
     o->beta2_t *= o->beta2;
 }
 
+static void adamw_chunk(const void *ctx, size_t i0, size_t c)
+{
+    const opt_args *a = ctx;
+    const nomul_adamw *o = a->o;
+    float *p = a->p + i0, *m = a->m + i0, *v = a->v + i0;
+    const float *g = a->g + i0;
+    for (size_t i = 0; i < c; i++) {
+        if (o->weight_decay != 0.0f)
+            p[i] -= a->decay * p[i];
+        m[i] = o->beta1 * m[i] + (1.0f - o->beta1) * g[i];
+        v[i] = o->beta2 * v[i] + (1.0f - o->beta2) * g[i] * g[i];
+        p[i] -= a->step * m[i] / (sqrtf(v[i]) + o->eps);
+    }
+}
+
 void nomul_adamw_update(const nomul_adamw *o, size_t n, float *p, const float *g, float *m,
                         float *v)
 {
@@ -46,14 +79,7 @@ void nomul_adamw_update(const nomul_adamw *o, size_t n, float *p, const float *g
     NOMUL_COUNT(FADD, (long long)n * (5 + (o->weight_decay != 0.0f)));
     NOMUL_COUNT(FDIV, 1 + (long long)n);
     NOMUL_COUNT(FTRANS, 1 + (long long)n);
-#pragma omp parallel for schedule(static) num_threads(opt_threads(n))
-    for (size_t i = 0; i < n; i++) {
-        if (o->weight_decay != 0.0f)
-            p[i] -= decay * p[i];
-        m[i] = o->beta1 * m[i] + (1.0f - o->beta1) * g[i];
-        v[i] = o->beta2 * v[i] + (1.0f - o->beta2) * g[i] * g[i];
-        p[i] -= step * m[i] / (sqrtf(v[i]) + o->eps);
-    }
+    opt_for_chunks(n, adamw_chunk, &(opt_args){o, p, m, v, g, step, decay});
 }
 
 void nomul_sgd_init(nomul_sgd *o, float lr, float momentum, float weight_decay,
@@ -66,6 +92,22 @@ void nomul_sgd_init(nomul_sgd *o, float lr, float momentum, float weight_decay,
     o->cfg = *cfg;
 }
 
+static void sgd_chunk(const void *ctx, size_t i0, size_t c)
+{
+    const opt_args *a = ctx;
+    const nomul_sgd *o = a->o;
+    float *p = a->p + i0, *buf = a->m ? a->m + i0 : NULL;
+    const float *g = a->g + i0;
+    for (size_t i = 0; i < c; i++) {
+        float d = g[i] + o->weight_decay * p[i];
+        if (o->momentum != 0.0f) {
+            buf[i] = o->momentum * buf[i] + d;
+            d = o->nesterov ? d + o->momentum * buf[i] : buf[i];
+        }
+        p[i] -= o->lr * d;
+    }
+}
+
 void nomul_sgd_update(const nomul_sgd *o, size_t n, float *p, const float *g, float *buf)
 {
     if (nomul_op_is_pa(&o->cfg)) {
@@ -75,15 +117,7 @@ void nomul_sgd_update(const nomul_sgd *o, size_t n, float *p, const float *g, fl
     long long k = 2 + (o->momentum != 0.0f) + (o->momentum != 0.0f && o->nesterov);
     NOMUL_COUNT(FMUL, (long long)n * k); /* the audit */
     NOMUL_COUNT(FADD, (long long)n * k);
-#pragma omp parallel for schedule(static) num_threads(opt_threads(n))
-    for (size_t i = 0; i < n; i++) {
-        float d = g[i] + o->weight_decay * p[i];
-        if (o->momentum != 0.0f) {
-            buf[i] = o->momentum * buf[i] + d;
-            d = o->nesterov ? d + o->momentum * buf[i] : buf[i];
-        }
-        p[i] -= o->lr * d;
-    }
+    opt_for_chunks(n, sgd_chunk, &(opt_args){o, p, buf, NULL, g, 0.0f, 0.0f});
 }
 
 float nomul_clip_grad_norm(size_t ntensors, float *const *grads, const size_t *sizes,

@@ -4,13 +4,22 @@
 
 #include "nomul/optim.h"
 
-#include "../core/internal.h"
-
-/* Threads for an elementwise update of n values, cut into chunks that depend
- * on n alone: every element's arithmetic is its own, so the result does not
- * depend on the count; a small tensor stays on the calling thread (a
- * parallel region costs about a microsecond, 4,096 PA updates about 20). */
-static inline int opt_threads(size_t n) { return n >= 4096 ? nomul_num_threads() : 1; }
+/* An update's elements, in chunks of OPT_CHUNK that depend on n alone:
+ * fn(ctx, i0, c) updates elements i0 .. i0 + c − 1 (c ≤ OPT_CHUNK). Every
+ * element's arithmetic is its own, so the result does not depend on the
+ * thread count. From OPT_PARALLEL elements on, the chunks are shared among
+ * the threads; below, they run on the calling thread without entering a
+ * parallel region (which costs 1–2 µs, about 300 PA updates). */
+enum { OPT_CHUNK = 1024, OPT_PARALLEL = 4096 };
+typedef void (*opt_chunk_fn)(const void *ctx, size_t i0, size_t c);
+void opt_for_chunks(size_t n, opt_chunk_fn fn, const void *ctx);
+/* One update's arguments, the ctx of its chunks (m: SGD's momentum buffer) */
+typedef struct {
+    const void *o;
+    float *p, *m, *v;
+    const float *g;
+    float step, decay;
+} opt_args;
 
 void nomul_adamw_begin_step_pa(nomul_adamw *o);
 void nomul_adamw_update_pa(const nomul_adamw *o, size_t n, float *p, const float *g, float *m,

@@ -10,7 +10,7 @@
 
 #include "nomul/arith.h"
 
-enum { CHUNK = 1024 };
+enum { CHUNK = OPT_CHUNK };
 
 static float pam(float a, float b, float off)
 {
@@ -33,11 +33,14 @@ static void pam_v(size_t n, const float *a, const float *b, float off, float *ou
         nomul_pa_mul_v(n, a, b, out);
 }
 
-/* AdamW on c ≤ CHUNK elements (one chunk: its temporaries in L1) */
-static void adamw_chunk(const nomul_adamw *o, size_t c, float *pp, const float *gg, float *mm,
-                        float *vv, float step, float decay)
+/* AdamW on c ≤ CHUNK elements from i0 (one chunk: its temporaries in L1) */
+static void adamw_chunk(const void *ctx, size_t i0, size_t c)
 {
-    const float off = o->cfg.offset;
+    const opt_args *a = ctx;
+    const nomul_adamw *o = a->o;
+    const float off = o->cfg.offset, step = a->step, decay = a->decay;
+    float *pp = a->p + i0, *mm = a->m + i0, *vv = a->v + i0;
+    const float *gg = a->g + i0;
     float t1[CHUNK], t2[CHUNK];
     if (o->weight_decay != 0.0f) { /* p -= lr·λ·p */
         pam_vs(c, pp, decay, off, t1);
@@ -105,18 +108,17 @@ void nomul_adamw_update_pa(const nomul_adamw *o, size_t n, float *p, const float
     NOMUL_COUNT(FADD, (long long)n *
                           (4 + 2 * (o->moments == NOMUL_ADAM_MOMENTS_DELTA) +
                            (o->weight_decay != 0.0f)));
-    const long chunks = (long)((n + CHUNK - 1) / CHUNK);
-#pragma omp parallel for schedule(static) num_threads(opt_threads(n))
-    for (long k = 0; k < chunks; k++) {
-        size_t i0 = (size_t)k * CHUNK, c = n - i0 < CHUNK ? n - i0 : CHUNK;
-        adamw_chunk(o, c, p + i0, g + i0, m + i0, v + i0, step, decay);
-    }
+    opt_for_chunks(n, adamw_chunk, &(opt_args){o, p, m, v, g, step, decay});
 }
 
-/* SGD on c ≤ CHUNK elements */
-static void sgd_chunk(const nomul_sgd *o, size_t c, float *pp, const float *gg, float *bb)
+/* SGD on c ≤ CHUNK elements from i0 */
+static void sgd_chunk(const void *ctx, size_t i0, size_t c)
 {
+    const opt_args *a = ctx;
+    const nomul_sgd *o = a->o;
     const float off = o->cfg.offset;
+    float *pp = a->p + i0, *bb = a->m ? a->m + i0 : NULL;
+    const float *gg = a->g + i0;
     float d[CHUNK], t[CHUNK];
     for (size_t i = 0; i < c; i++)
         d[i] = gg[i];
@@ -146,12 +148,7 @@ static void sgd_chunk(const nomul_sgd *o, size_t c, float *pp, const float *gg, 
 void nomul_sgd_update_pa(const nomul_sgd *o, size_t n, float *p, const float *g, float *buf)
 {
     NOMUL_COUNT(FADD, (long long)n * 4); /* the audit: the float additions in sgd_chunk */
-    const long chunks = (long)((n + CHUNK - 1) / CHUNK);
-#pragma omp parallel for schedule(static) num_threads(opt_threads(n))
-    for (long k = 0; k < chunks; k++) {
-        size_t i0 = (size_t)k * CHUNK, c = n - i0 < CHUNK ? n - i0 : CHUNK;
-        sgd_chunk(o, c, p + i0, g + i0, buf ? buf + i0 : NULL);
-    }
+    opt_for_chunks(n, sgd_chunk, &(opt_args){o, p, buf, NULL, g, 0.0f, 0.0f});
 }
 
 float nomul_clip_grad_norm_pa(size_t ntensors, float *const *grads, const size_t *sizes,
