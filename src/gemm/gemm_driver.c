@@ -170,17 +170,31 @@ typedef struct {
     pg_grad_kernel grad;
 } pg_kernel;
 
-/* The microkernel of a kind of problem in a context */
-static pg_kernel kernel_for(pg_kind kind, const pg_cntx *cx)
+/* Whether n columns fill panels of width nn better than of width nw, by
+ * enough to matter: below 128 columns (attention's 16- and 17-wide heads
+ * pad a 32-wide panel to half or a third; above, the padding is at most
+ * an eighth, and the wide tile's two halves per broadcast win). */
+static int narrow_fits(int n, int nw, int nn)
 {
-    const pg_fwd_ukr *f = &cx->fwd;
-    const pg_grad_ukr *g = &cx->grad;
+    return nn > 0 && n < 128 && ceil_div(n, nn) * nn < ceil_div(n, nw) * nw;
+}
+
+/* The microkernel of a kind of problem in a context, for n columns */
+static pg_kernel kernel_for(pg_kind kind, const pg_cntx *cx, int n)
+{
     pg_kernel k = {0, 0, NULL, NULL};
     if (kind == PG_FWD) {
+        const pg_fwd_ukr *f =
+            cx->fwd_narrow.fwd && narrow_fits(n, cx->fwd.nr, cx->fwd_narrow.nr) ? &cx->fwd_narrow
+                                                                                : &cx->fwd;
         k.mr = f->mr;
         k.nr = f->nr;
         k.fwd = f->fwd;
     } else {
+        const pg_grad_ukr *g = cx->grad_narrow.grad_a &&
+                                       narrow_fits(n, cx->grad.nr, cx->grad_narrow.nr)
+                                   ? &cx->grad_narrow
+                                   : &cx->grad;
         k.mr = g->mr;
         k.nr = g->nr;
         k.grad = kind == PG_GRAD_A ? g->grad_a : g->grad_b;
@@ -398,8 +412,43 @@ static void team_run(const pg_team *tm, int tid, int nt)
     }
 }
 
+/* The tiles' area (padding included) of an m×n output in a context */
+static long tile_area(pg_kind kind, const pg_cntx *cx, int m, int n)
+{
+    pg_kernel k = kernel_for(kind, cx, n);
+    return (long)ceil_div(m, k.mr) * k.mr * ceil_div(n, k.nr) * k.nr;
+}
+
+/* A gradient problem as its transpose: Cᵀ (n×m) = Σ_p f'(Yᵀ, Xᵀ; Tᵀ) with
+ * grad A and grad B exchanged (grad A's term ∂PAM(t, y)/∂t · x is grad B's
+ * ∂PAM(y, t)/∂t · x with the operands' places swapped, PAM being
+ * symmetric), each output the same sum in the same order. */
+static pg_problem transposed_grad(const pg_problem *pr)
+{
+    pg_problem t = *pr;
+    t.kind = pr->kind == PG_GRAD_A ? PG_GRAD_B : PG_GRAD_A;
+    t.m = pr->n;
+    t.n = pr->m;
+    t.x = transposed(pr->y);
+    t.y = transposed(pr->x);
+    t.t = transposed(pr->t);
+    t.rs_c = pr->cs_c;
+    t.cs_c = pr->rs_c;
+    return t;
+}
+
 int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
 {
+    pg_problem swapped;
+    if (pr->kind != PG_FWD && !plan) {
+        /* a gradient whose transpose pads less (attention's 16 × 17 key
+         * gradient is 17 × 16 on the narrow tiles) */
+        const pg_cntx *cx = pg_cntx_active();
+        if (tile_area(pr->kind, cx, pr->n, pr->m) < tile_area(pr->kind, cx, pr->m, pr->n)) {
+            swapped = transposed_grad(pr);
+            pr = &swapped;
+        }
+    }
     int m = pr->m, n = pr->n, kd = pr->kd;
     if (m == 0 || n == 0)
         return 1;
@@ -425,7 +474,7 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
         NOMUL_COUNT(SHIFT, products);
     NOMUL_COUNT(FADD, products);
     const pg_cntx *cx = plan ? plan->cx : pg_cntx_active();
-    pg_kernel K = kernel_for(pr->kind, cx);
+    pg_kernel K = kernel_for(pr->kind, cx, n);
     pg_pack_fn packer = cx->pack;
     const int MR = K.mr, NR = K.nr, KC = cx->kc, MC = cx->mc, NC = cx->nc;
     int nc_max = n < NC ? n : NC;

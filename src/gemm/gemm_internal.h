@@ -128,6 +128,11 @@ typedef struct pg_cntx {
     nomul_isa isa;
     pg_fwd_ukr fwd;
     pg_grad_ukr grad;
+    /* The same products on narrower tiles (the same MR, a smaller NR), for
+     * problems whose columns fill the wide NR badly; zeroed where there are
+     * none. Tile shapes never change the sums or their order. */
+    pg_fwd_ukr fwd_narrow;
+    pg_grad_ukr grad_narrow;
     pg_fwd_direct_kernel fwd_direct; /* NULL where there is none */
     pg_pack_fn pack;
     pg_pack_tile_fn pack_tile;

@@ -3,6 +3,9 @@
  * AVX-512 flags). Forward 8×32: per k, two 16-lane loads of Y and eight
  * broadcasts of X; per product one vpaddd and one vaddps, no multiply.
  * Gradients 6×32: per product vpaddd, vpandd, vpaddd, vaddps.
+ * Each also 16 wide (8×16, 6×16: the same bodies on one half), for products
+ * whose columns would leave much of a 32-wide panel as padding (attention's
+ * 16-wide heads: gemm_driver.c's kernel_for).
  * Zeros: a zero Y lane zeroes its term (zero-masked add), a zero X row skips
  * the accumulation (merge-masked add).
  */
@@ -23,76 +26,78 @@
 #define FMR 8
 #define FNR 32
 
-/* acc (+)= one 32-wide row pair of terms: a zero X row (mx, kx = 0) adds
+/* acc (+)= one 16-lane half-row of terms: a zero X row (mx, kx = 0) adds
  * nothing (merge-masked add) */
-static inline __attribute__((always_inline)) void
-acc_add(__m512 *a0, __m512 *a1, __m512i t0, __m512i t1, const int mx, __mmask16 kx)
+static inline __attribute__((always_inline)) void acc_add(__m512 *a, __m512i t, const int mx,
+                                                         __mmask16 kx)
 {
-    if (mx) {
-        *a0 = _mm512_mask_add_ps(*a0, kx, *a0, _mm512_castsi512_ps(t0));
-        *a1 = _mm512_mask_add_ps(*a1, kx, *a1, _mm512_castsi512_ps(t1));
-    } else {
-        *a0 = _mm512_add_ps(*a0, _mm512_castsi512_ps(t0));
-        *a1 = _mm512_add_ps(*a1, _mm512_castsi512_ps(t1));
-    }
+    if (mx)
+        *a = _mm512_mask_add_ps(*a, kx, *a, _mm512_castsi512_ps(t));
+    else
+        *a = _mm512_add_ps(*a, _mm512_castsi512_ps(t));
 }
 
-/* rows r < mr of acc to ct (row r at ct + r·ldc), added to what is there if add */
+/* rows r < mr of acc (nh halves of 16) to ct (row r at ct + r·ldc), added
+ * to what is there if add */
 static inline __attribute__((always_inline)) void
-store_rows(__m512 (*acc)[2], int mr, float *ct, long ldc, int add)
+store_rows(__m512 (*acc)[2], int mr, const int nh, float *ct, long ldc, int add)
 {
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
         float *row = ct + r * ldc;
-        if (add) {
-            acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_loadu_ps(row));
-            acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_loadu_ps(row + 16));
+        for (int h = 0; h < nh; h++) {
+            if (add)
+                acc[r][h] = _mm512_add_ps(acc[r][h], _mm512_loadu_ps(row + 16 * h));
+            _mm512_storeu_ps(row + 16 * h, acc[r][h]);
         }
-        _mm512_storeu_ps(row, acc[r][0]);
-        _mm512_storeu_ps(row + 16, acc[r][1]);
     }
 }
 
 /* The loop body, specialised at compile time for zeros in X (mx: skip the
- * whole row term, merge-masked add) and zeros in Y (my: zero the lanes'
- * terms, zero-masked integer add). */
+ * whole row term, merge-masked add), zeros in Y (my: zero the lanes'
+ * terms, zero-masked integer add) and the width (nh halves of 16 lanes). */
 static inline __attribute__((always_inline)) void
 fwd_body(int kc, const uint32_t *xp, const uint32_t *yp, const int32_t *xm, const int32_t *ym,
-         float *ct, long ldc, int add, const int mx, const int my)
+         float *ct, long ldc, int add, const int mx, const int my, const int nh)
 {
+    const int nr = 16 * nh;
     __m512 acc[FMR][2];
 #pragma GCC unroll 8
     for (int r = 0; r < FMR; r++)
         acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (int p = 0; p < kc; p++) {
-        __m512i y0 = _mm512_loadu_si512(yp + p * FNR);
-        __m512i y1 = _mm512_loadu_si512(yp + p * FNR + 16);
-        __mmask16 k0 = 0xFFFF, k1 = 0xFFFF;
-        if (my) {
-            k0 = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * FNR));
-            k1 = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * FNR + 16));
+        __m512i y[2];
+        __mmask16 k[2] = {0xFFFF, 0xFFFF};
+        for (int h = 0; h < nh; h++) {
+            y[h] = _mm512_loadu_si512(yp + p * nr + 16 * h);
+            if (my)
+                k[h] = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * nr + 16 * h));
         }
 #pragma GCC unroll 8
         for (int r = 0; r < FMR; r++) {
             __m512i x = _mm512_set1_epi32((int)xp[p * FMR + r]);
-            __m512i t0 = my ? _mm512_maskz_add_epi32(k0, x, y0) : _mm512_add_epi32(x, y0);
-            __m512i t1 = my ? _mm512_maskz_add_epi32(k1, x, y1) : _mm512_add_epi32(x, y1);
-            acc_add(&acc[r][0], &acc[r][1], t0, t1, mx, mx ? (__mmask16)xm[p * FMR + r] : 0);
+            for (int h = 0; h < nh; h++) {
+                __m512i t = my ? _mm512_maskz_add_epi32(k[h], x, y[h]) : _mm512_add_epi32(x, y[h]);
+                acc_add(&acc[r][h], t, mx, mx ? (__mmask16)xm[p * FMR + r] : 0);
+            }
         }
     }
-    store_rows(acc, FMR, ct, ldc, add);
+    store_rows(acc, FMR, nh, ct, ldc, add);
 }
 
-static void fwd_8x32(int kc, const uint32_t *xp, const uint32_t *yp, const int32_t *xm,
-                     const int32_t *ym, int masked, float *ct, long ldc, int add)
-{
-    switch (masked & (PG_ZEROS_X | PG_ZEROS_Y)) {
-    case 0: fwd_body(kc, xp, yp, xm, ym, ct, ldc, add, 0, 0); break;
-    case PG_ZEROS_X: fwd_body(kc, xp, yp, xm, ym, ct, ldc, add, 1, 0); break;
-    case PG_ZEROS_Y: fwd_body(kc, xp, yp, xm, ym, ct, ldc, add, 0, 1); break;
-    default: fwd_body(kc, xp, yp, xm, ym, ct, ldc, add, 1, 1); break;
+#define FWD_DISPATCH(name, nh)                                                                  \
+    static void name(int kc, const uint32_t *xp, const uint32_t *yp, const int32_t *xm,         \
+                     const int32_t *ym, int masked, float *ct, long ldc, int add)               \
+    {                                                                                           \
+        switch (masked & (PG_ZEROS_X | PG_ZEROS_Y)) {                                           \
+        case 0: fwd_body(kc, xp, yp, xm, ym, ct, ldc, add, 0, 0, nh); break;                    \
+        case PG_ZEROS_X: fwd_body(kc, xp, yp, xm, ym, ct, ldc, add, 1, 0, nh); break;           \
+        case PG_ZEROS_Y: fwd_body(kc, xp, yp, xm, ym, ct, ldc, add, 0, 1, nh); break;           \
+        default: fwd_body(kc, xp, yp, xm, ym, ct, ldc, add, 1, 1, nh); break;                   \
+        }                                                                                       \
     }
-}
+FWD_DISPATCH(fwd_8x32, 2)
+FWD_DISPATCH(fwd_8x16, 1)
 
 /* Forward with Y read in place (no packing): row p of the tile's Y at
  * y + p·ldy, 32 raw float bit patterns; X was packed with Y's adjustment
@@ -117,11 +122,12 @@ static void fwd_direct_8x32(int kc, const uint32_t *xp, const float *y, long ldy
             __m512i x = _mm512_set1_epi32((int)xp[p * FMR + r]);
             __m512i t0 = _mm512_maskz_add_epi32(k0, x, y0);
             __m512i t1 = _mm512_maskz_add_epi32(k1, x, y1);
-            acc_add(&acc[r][0], &acc[r][1], t0, t1, 1,
-                    xzeros ? (__mmask16)xm[p * FMR + r] : (__mmask16)0xFFFF);
+            __mmask16 kx = xzeros ? (__mmask16)xm[p * FMR + r] : (__mmask16)0xFFFF;
+            acc_add(&acc[r][0], t0, 1, kx);
+            acc_add(&acc[r][1], t1, 1, kx);
         }
     }
-    store_rows(acc, FMR, ct, ldc, add);
+    store_rows(acc, FMR, 2, ct, ldc, add);
 }
 
 #define GMR 6
@@ -129,66 +135,60 @@ static void fwd_direct_8x32(int kc, const uint32_t *xp, const float *y, long ldy
 
 /* grad A (ga = 1): u = (y + tile) & sign|exp, term = u + x (x broadcast);
  * grad B (ga = 0): u = (x + tile) & sign|exp, term = u + y. One broadcast
- * serves the two 16-lane halves of a row; zeros as in fwd_body. */
+ * serves the nh 16-lane halves of a row; zeros as in fwd_body. */
 static inline __attribute__((always_inline)) void
 grad_body(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
           const int32_t *xm, const int32_t *ym, float *ct, long ldc, int add, const int ga,
-          const int mx, const int my)
+          const int mx, const int my, const int nh)
 {
+    const int nr = 16 * nh;
     const __m512i se = _mm512_set1_epi32((int)PG_SIGN_EXP);
     __m512 acc[GMR][2];
     __m512i t[GMR][2];
 #pragma GCC unroll 6
-    for (int r = 0; r < GMR; r++) {
-        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-        t[r][0] = _mm512_loadu_si512(tile + r * GNR);
-        t[r][1] = _mm512_loadu_si512(tile + r * GNR + 16);
-    }
+    for (int r = 0; r < GMR; r++)
+        for (int h = 0; h < nh; h++) {
+            acc[r][h] = _mm512_setzero_ps();
+            t[r][h] = _mm512_loadu_si512(tile + r * nr + 16 * h);
+        }
     for (int p = 0; p < kc; p++) {
-        __m512i y0 = _mm512_loadu_si512(yp + p * GNR);
-        __m512i y1 = _mm512_loadu_si512(yp + p * GNR + 16);
-        __mmask16 k0 = 0xFFFF, k1 = 0xFFFF;
-        if (my) {
-            k0 = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * GNR));
-            k1 = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * GNR + 16));
+        __m512i y[2];
+        __mmask16 k[2] = {0xFFFF, 0xFFFF};
+        for (int h = 0; h < nh; h++) {
+            y[h] = _mm512_loadu_si512(yp + p * nr + 16 * h);
+            if (my)
+                k[h] = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * nr + 16 * h));
         }
 #pragma GCC unroll 6
         for (int r = 0; r < GMR; r++) {
             __m512i x = _mm512_set1_epi32((int)xp[p * GMR + r]);
-            __m512i s0, s1, o0, o1;
-            if (ga) {
-                s0 = _mm512_and_si512(_mm512_add_epi32(y0, t[r][0]), se);
-                s1 = _mm512_and_si512(_mm512_add_epi32(y1, t[r][1]), se);
-                o0 = x;
-                o1 = x;
-            } else {
-                s0 = _mm512_and_si512(_mm512_add_epi32(x, t[r][0]), se);
-                s1 = _mm512_and_si512(_mm512_add_epi32(x, t[r][1]), se);
-                o0 = y0;
-                o1 = y1;
+            for (int h = 0; h < nh; h++) {
+                __m512i s_ = _mm512_and_si512(_mm512_add_epi32(ga ? y[h] : x, t[r][h]), se);
+                __m512i o = ga ? x : y[h];
+                __m512i u = my ? _mm512_maskz_add_epi32(k[h], s_, o) : _mm512_add_epi32(s_, o);
+                acc_add(&acc[r][h], u, mx, mx ? (__mmask16)xm[p * GMR + r] : 0);
             }
-            __m512i u0 = my ? _mm512_maskz_add_epi32(k0, s0, o0) : _mm512_add_epi32(s0, o0);
-            __m512i u1 = my ? _mm512_maskz_add_epi32(k1, s1, o1) : _mm512_add_epi32(s1, o1);
-            acc_add(&acc[r][0], &acc[r][1], u0, u1, mx, mx ? (__mmask16)xm[p * GMR + r] : 0);
         }
     }
-    store_rows(acc, GMR, ct, ldc, add);
+    store_rows(acc, GMR, nh, ct, ldc, add);
 }
 
-#define GRAD_DISPATCH(name, ga)                                                                 \
+#define GRAD_DISPATCH(name, ga, nh)                                                             \
     static void name(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,      \
                      const int32_t *xm, const int32_t *ym, int masked, float *ct, long ldc,     \
                      int add)                                                                   \
     {                                                                                           \
         switch (masked & (PG_ZEROS_X | PG_ZEROS_Y)) {                                           \
-        case 0: grad_body(kc, xp, yp, tile, xm, ym, ct, ldc, add, ga, 0, 0); break;             \
-        case PG_ZEROS_X: grad_body(kc, xp, yp, tile, xm, ym, ct, ldc, add, ga, 1, 0); break;    \
-        case PG_ZEROS_Y: grad_body(kc, xp, yp, tile, xm, ym, ct, ldc, add, ga, 0, 1); break;    \
-        default: grad_body(kc, xp, yp, tile, xm, ym, ct, ldc, add, ga, 1, 1); break;            \
+        case 0: grad_body(kc, xp, yp, tile, xm, ym, ct, ldc, add, ga, 0, 0, nh); break;         \
+        case PG_ZEROS_X: grad_body(kc, xp, yp, tile, xm, ym, ct, ldc, add, ga, 1, 0, nh); break;\
+        case PG_ZEROS_Y: grad_body(kc, xp, yp, tile, xm, ym, ct, ldc, add, ga, 0, 1, nh); break;\
+        default: grad_body(kc, xp, yp, tile, xm, ym, ct, ldc, add, ga, 1, 1, nh); break;        \
         }                                                                                       \
     }
-GRAD_DISPATCH(grad_a_6x32, 1)
-GRAD_DISPATCH(grad_b_6x32, 0)
+GRAD_DISPATCH(grad_a_6x32, 1, 2)
+GRAD_DISPATCH(grad_b_6x32, 0, 2)
+GRAD_DISPATCH(grad_a_6x16, 1, 1)
+GRAD_DISPATCH(grad_b_6x16, 0, 1)
 
 /* This instruction set's context: its kernels, packing and block sizes,
  * registered together (gemm_internal.h). */
@@ -196,6 +196,8 @@ const pg_cntx pg_cntx_avx512 = {
     .isa = NOMUL_ISA_AVX512,
     .fwd = {FMR, FNR, fwd_8x32},
     .grad = {GMR, GNR, grad_a_6x32, grad_b_6x32},
+    .fwd_narrow = {FMR, 16, fwd_8x16},
+    .grad_narrow = {GMR, 16, grad_a_6x16, grad_b_6x16},
     .fwd_direct = fwd_direct_8x32,
     .pack = pack_panel,
     .pack_tile = pack_tile,
