@@ -813,7 +813,9 @@ static void test_pa_rows_match_scalar_twin(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0xFA};
-    enum { ROWS = 24, MAXN = 2860, OUTS = 13 };
+    /* up to 70 rows: short rows are taken up to 32 at a time (17-wide: 30),
+     * so that several groups, and a partial one, are split among threads */
+    enum { ROWS = 70, MAXN = 2860, OUTS = 13 };
     static float x[ROWS * MAXN], dy[ROWS * MAXN], out[2][OUTS][ROWS * MAXN];
     static float kept[ROWS * MAXN + 2 * ROWS];
     static const int widths[] = {1, 15, 16, 17, 64, 300, 2860};
@@ -825,7 +827,7 @@ static void test_pa_rows_match_scalar_twin(void **state)
     for (int rep = 0; rep < 28; rep++) {
         int n = widths[rep % 7], rows = 1 + (int)(tu_next(&r) % ROWS);
         if (rep == 6 || rep == 27)
-            rows = ROWS; /* 2,860 wide: three groups of rows, split among the threads */
+            rows = ROWS; /* 2,860 wide: nine groups of rows, split among the threads */
         int total = rows * n;
         nomul_op_cfg m = {NOMUL_OP_PAM, (rep / 7) % 2, (rep / 14) % 2 ? 1.0552f : 1.0f};
         float smoothing = rep % 3 ? 0.1f : 0.0f;

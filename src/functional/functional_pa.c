@@ -113,35 +113,28 @@ static float row_max(int n, const float *u)
     return mx;
 }
 
-/* Rows are taken GROUP at a time: their sums run side by side. */
-enum { GROUP = NOMUL_PA_GROUP };
+/* Rows are taken GROUP at a time: their sums run side by side. The row
+ * pipeline of softmax, log_softmax and logsumexp takes short rows more at
+ * a time (rows_group): attention's 17-long rows, eight at a time, paid for
+ * a kernel call per 136 values (softmax's exact backward 15% faster at 30);
+ * layer norm keeps 8 (at 32 rows of 64 its eleven buffers leave L1). */
+enum { GROUP = NOMUL_PA_GROUP, ROWS_MAX = 32 };
 
-/* The in-order sums of k ≤ GROUP rows of n values (row r at a + r·stride):
- * out[r] = ((0 ± a_r[0]) ± a_r[1]) ± … (− where neg), each with the bits of
- * the one-row loop `s ± = a[j]`. A float sum in order is a chain of
- * dependent additions, one addition's latency per value; here each lane of
- * a vector carries one row's chain (4×4 blocks transposed in registers feed
- * the lanes), and two vectors' chains interleave, so eight rows cost what
- * one did. The one-row loops are the twin (nomul_pa_chains_scalar). */
-static void row_sums(int k, int n, const float *a, long stride, int neg, float *out)
+/* The rows of n values the row pipeline takes at a time: about 512
+ * values, from GROUP to ROWS_MAX rows (a function of n alone: the groups,
+ * and so the threads' shares, never change the bits) */
+static int rows_group(int n)
 {
-    if (nomul_pa_chains_scalar) {
-        for (int r = 0; r < k; r++) {
-            const float *ar = a + r * stride;
-            float sum = 0.0f;
-            if (neg)
-                for (int j = 0; j < n; j++)
-                    sum -= ar[j];
-            else
-                for (int j = 0; j < n; j++)
-                    sum += ar[j];
-            out[r] = sum;
-        }
-        return;
-    }
+    int k = 512 / (n > 0 ? n : 1);
+    return k < GROUP ? GROUP : k > ROWS_MAX ? ROWS_MAX : k;
+}
+
+/* row_sums' fast path for k ≤ 8 rows */
+static void row_sums8(int k, int n, const float *a, long stride, int neg, float *out)
+{
     typedef float v4 __attribute__((vector_size(16)));
-    const float *p[GROUP]; /* rows past k repeat row 0; their sums are dropped */
-    for (int r = 0; r < GROUP; r++)
+    const float *p[8]; /* rows past k repeat row 0; their sums are dropped */
+    for (int r = 0; r < 8; r++)
         p[r] = a + (r < k ? r : 0) * stride;
     v4 acc[2] = {{0}, {0}};
     int j = 0;
@@ -172,18 +165,48 @@ static void row_sums(int k, int n, const float *a, long stride, int neg, float *
         out[r] = acc[r / 4][r % 4];
 }
 
+
+/* The in-order sums of k ≤ GROUP rows of n values (row r at a + r·stride):
+ * out[r] = ((0 ± a_r[0]) ± a_r[1]) ± … (− where neg), each with the bits of
+ * the one-row loop `s ± = a[j]`. A float sum in order is a chain of
+ * dependent additions, one addition's latency per value; here each lane of
+ * a vector carries one row's chain (4×4 blocks transposed in registers feed
+ * the lanes), and two vectors' chains interleave, so eight rows cost what
+ * one did (row_sums8, eight rows at a time). The one-row loops are the twin
+ * (nomul_pa_chains_scalar). */
+static void row_sums(int k, int n, const float *a, long stride, int neg, float *out)
+{
+    if (nomul_pa_chains_scalar) {
+        for (int r = 0; r < k; r++) {
+            const float *ar = a + r * stride;
+            float sum = 0.0f;
+            if (neg)
+                for (int j = 0; j < n; j++)
+                    sum -= ar[j];
+            else
+                for (int j = 0; j < n; j++)
+                    sum += ar[j];
+            out[r] = sum;
+        }
+        return;
+    }
+    for (int r0 = 0; r0 < k; r0 += 8)
+        row_sums8(k - r0 < 8 ? k - r0 : 8, n, a + r0 * stride, stride, neg, out + r0);
+}
+
 /* Scratch rows of a group: u, e and w (a backward's terms), and z (a
- * per-row scalar spread over its row), GROUP rows of n each. */
+ * per-row scalar spread over its row), rows_group(n) rows of n each. */
 typedef struct {
     float *u, *e, *w, *z;
 } row_tmp;
 
 static int tmp_alloc(row_tmp *t, int n)
 {
-    t->u = nomul_scratch(NOMUL_SCRATCH_ROW, (size_t)n * 4 * GROUP);
-    t->e = t->u ? t->u + (size_t)GROUP * n : NULL;
-    t->w = t->u ? t->u + (size_t)2 * GROUP * n : NULL;
-    t->z = t->u ? t->u + (size_t)3 * GROUP * n : NULL;
+    const size_t G = (size_t)rows_group(n) * n;
+    t->u = nomul_scratch(NOMUL_SCRATCH_ROW, 4 * G);
+    t->e = t->u ? t->u + G : NULL;
+    t->w = t->u ? t->u + 2 * G : NULL;
+    t->z = t->u ? t->u + 3 * G : NULL;
     return t->u != NULL;
 }
 
@@ -240,7 +263,7 @@ static void pa_row_exp_grads(float off, int n, const float *x, const float *u, f
     nomul_elt(NOMUL_ELT_MUL_GRAD, (size_t)n, x, 0, &log2e, 1, out, 0, NULL, 0, out, NULL);
 }
 
-/* Runs body(i0, k, t) over the rows in groups of at most GROUP, the groups
+/* Runs body(i0, k, t) over the rows in groups of rows_group(n), the groups
  * split among the threads (one thread: no OpenMP team), each thread with
  * its scratch rows; a thread out of scratch memory skips its groups (after
  * the report). */
@@ -259,15 +282,16 @@ static void rows_range(const rows_job *j, rows_body body, int g0, int g1)
     row_tmp t;
     if (g0 >= g1 || !tmp_alloc(&t, j->n))
         return;
+    const int G = rows_group(j->n);
     for (int g = g0; g < g1; g++) {
-        int i0 = g * GROUP, k = j->rows - i0 < GROUP ? j->rows - i0 : GROUP;
+        int i0 = g * G, k = j->rows - i0 < G ? j->rows - i0 : G;
         body(j, i0, k, &t);
     }
 }
 
 static void rows_run(const rows_job *j, rows_body body)
 {
-    int groups = (j->rows + GROUP - 1) / GROUP;
+    int groups = (j->rows + rows_group(j->n) - 1) / rows_group(j->n);
     /* the twin on one thread: a wrong split of the fast path shows */
     int nt = nomul_pa_chains_scalar ? 1 : nomul_fn_threads((long)j->rows * j->n);
     if (nt <= 1 || groups < 2) {
@@ -284,7 +308,7 @@ static void rows_run(const rows_job *j, rows_body body)
 static void softmax_body(const rows_job *j, int i0, int k, row_tmp *t)
 {
     const int n = j->n;
-    float s[GROUP], sum[GROUP];
+    float s[ROWS_MAX], sum[ROWS_MAX];
     row_tmp tk = *t; /* e straight into the kept values, where kept */
     if (j->keep)
         tk.e = j->keep + (long)i0 * n;
@@ -318,7 +342,7 @@ static void softmax_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
     const float off = offset_of(j->cfg);
     const int n = j->n;
     if (j->cfg->approx_bwd) { /* dx = y (dy − Σ dy·y) */
-        float dot[GROUP];
+        float dot[ROWS_MAX];
         const float *y = j->y + (long)i0 * n, *g = j->dy + (long)i0 * n;
         if (nomul_pa_chains_scalar) { /* the twin: PAM by PAM */
             for (int c = 0; c < k * n; c++)
@@ -343,7 +367,7 @@ static void softmax_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
     /* the chain of y = PAD(e, S), e = paexp2(u), u = PAM(x, log2e) − s;
      * e, S and s the forward's where kept (then u = PAM(x, log2e) − s
      * again), else recomputed */
-    float s[GROUP], sum[GROUP], dsum[GROUP];
+    float s[ROWS_MAX], sum[ROWS_MAX], dsum[ROWS_MAX];
     if (j->kept) {
         const float *ksum = j->kept + (long)j->rows * n, *ks = ksum + j->rows;
         pam_row(off, k * n, j->x + (long)i0 * n, LOG2E, t->u);
@@ -431,7 +455,7 @@ void nomul_softmax_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const f
 static void lse_body(const rows_job *j, int i0, int k, row_tmp *t)
 {
     const int n = j->n;
-    float s[GROUP], sum[GROUP];
+    float s[ROWS_MAX], sum[ROWS_MAX];
     pa_rows_exp(offset_of(j->cfg), k, n, j->x + (long)i0 * n, t, s, sum);
     for (int r = 0; r < k; r++) {
         long i = i0 + r;
@@ -460,7 +484,7 @@ static void lse_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
 {
     const float off = offset_of(j->cfg);
     const int n = j->n, lsm = j->dlse == NULL;
-    float g[GROUP], s[GROUP], sum[GROUP];
+    float g[ROWS_MAX], s[ROWS_MAX], sum[ROWS_MAX];
     if (lsm)
         row_sums(k, n, j->dy + (long)i0 * n, n, 0, g);
     else
