@@ -228,6 +228,14 @@ static void test_bench_runs(void **state)
     rc = run(&out, "bench train --models vit_fmnist_tiny --configs float,fp16");
     expect(rc, 2, out, "unknown configuration 'fp16'");
     free(out);
+    rc = run(&out, "bench optim --model vit_fmnist_tiny --min-time 0.001");
+    expect(rc, 0, out, "trainable tensors");
+    expect(rc, 0, out, "adamw      pa");
+    expect(rc, 0, out, "sgd        float");
+    free(out);
+    rc = run(&out, "bench optim --model no_such_model");
+    expect(rc, 2, out, "'no_such_model' is not one of");
+    free(out);
 }
 
 static void test_audit(void **state)
@@ -298,6 +306,8 @@ static void test_bad_arguments_are_clear_errors(void **state)
         {"bench arith --n -5", "--n"},
         {"bench arith --min-time 0", "--min-time"},
         {"bench arith --ops zzz", "unknown operation 'zzz'"},
+        {"bench optim --min-time 0", "--min-time"},
+        {"bench optim --modell x", "modell"},
         {"info extra", "unexpected argument"},
         {"train --set epochs", "--set 'epochs' is not KEY=VALUE"},
         {"train --set epoch=3", "unknown config key 'epoch'"},
@@ -367,7 +377,7 @@ static void test_help_and_info(void **state)
     (void)state;
     const char *helps[] = {"--help", "vectors --help", "vectors check --help",
                            "vectors gen --help", "vectors stats --help", "bench arith --help",
-                           "bench gemm --help", "bench conv --help", "audit --help",
+                           "bench gemm --help", "bench conv --help", "bench optim --help", "audit --help",
                            "info --help"};
     for (size_t i = 0; i < sizeof helps / sizeof helps[0]; i++) {
         char *out;

@@ -558,12 +558,14 @@ static int bench_conv(int argc, char **argv)
 int cmd_bench(int argc, char **argv)
 {
     if (argc < 2 || cli_is_help(argv[1])) {
-        fputs("usage: nomul bench arith|gemm|conv|train [OPTIONS]\n\n"
+        fputs("usage: nomul bench arith|gemm|conv|train|optim|allreduce [OPTIONS]\n\n"
               "  arith   throughput of the elementwise arithmetic ('nomul bench arith --help')\n"
               "  gemm    PAM GEMM and its exact backward against OpenBLAS SGEMM\n"
               "  conv    conv2d in PAM mode against float conv2d\n"
               "  train   training throughput and memory per model and configuration,\n"
               "          against PyTorch when it is installed\n"
+              "  optim   one optimizer step over a model's tensors, float and PA, 1 and\n"
+              "          all threads\n"
               "  allreduce  (under mpirun) the trainer's gradient sum against MPI_Allreduce\n",
               argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_USAGE : CLI_OK;
@@ -576,8 +578,11 @@ int cmd_bench(int argc, char **argv)
         return bench_conv(argc - 1, argv + 1);
     if (strcmp(argv[1], "train") == 0)
         return bench_train(argc - 1, argv + 1);
+    if (strcmp(argv[1], "optim") == 0)
+        return bench_optim(argc - 1, argv + 1);
     if (strcmp(argv[1], "allreduce") == 0)
         return bench_allreduce(argc - 1, argv + 1);
-    cli_error("bench: unknown benchmark '%s' (arith, gemm, conv, train, allreduce)", argv[1]);
+    cli_error("bench: unknown benchmark '%s' (arith, gemm, conv, train, optim, allreduce)",
+              argv[1]);
     return CLI_USAGE;
 }
