@@ -46,6 +46,8 @@ int cli_parse_double(const char *name, const char *s, double *out);
 /* "unknown option" or "unexpected argument" for arg, with a pointer to --help. */
 void cli_unknown(cli_args *a, const char *arg);
 int cli_is_help(const char *arg);
+/* Seconds on the monotonic clock, for the benchmarks' timings. */
+double cli_now_s(void);
 /* Reads a whole file into a malloc'd, NUL-terminated string; 0 after an
  * error naming the command and the file. */
 int cli_read_file(const char *command, const char *path, char **out);

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../arith/elt.h"
 #include "cli.h"
@@ -20,13 +19,6 @@ static const char bench_usage[] =
     "(capped by NOMUL_ISA), repeating each for at least SECONDS (default 0.2),\n"
     "and prints ns per element, GB/s (bytes read + written) and the ratio to a\n"
     "memcpy of one N-float array measured in the same run.\n";
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Repeats fn until min_time has passed; returns seconds per call. */
 typedef struct {
@@ -49,11 +41,11 @@ static double time_job(const bench_job *j, double min_time)
 {
     run_job(j); /* warm up caches and pages */
     long reps = 0;
-    double t0 = now(), t;
+    double t0 = cli_now_s(), t;
     do {
         run_job(j);
         reps++;
-        t = now() - t0;
+        t = cli_now_s() - t0;
     } while (t < min_time);
     return t / (double)reps;
 }
@@ -222,11 +214,11 @@ static double time_gemm(const gemm_job *j, double min_time)
 {
     run_gemm_job(j);
     long reps = 0;
-    double t0 = now(), t;
+    double t0 = cli_now_s(), t;
     do {
         run_gemm_job(j);
         reps++;
-        t = now() - t0;
+        t = cli_now_s() - t0;
     } while (t < min_time);
     return t / (double)reps;
 }
@@ -429,11 +421,11 @@ static double time_conv(const conv_job *j, double min_time)
 {
     run_conv_job(j);
     long reps = 0;
-    double t0 = now(), t;
+    double t0 = cli_now_s(), t;
     do {
         run_conv_job(j);
         reps++;
-        t = now() - t0;
+        t = cli_now_s() - t0;
     } while (t < min_time);
     return t / (double)reps;
 }

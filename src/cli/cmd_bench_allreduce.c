@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../dist/dist_internal.h"
 #include "cli.h"
@@ -27,13 +26,6 @@ static const char allreduce_usage[] =
     "                 36.7M: 139018,272474,5717416,36741120)\n"
     "  --reps N       calls timed per size (default 10)\n";
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* rank 0's mean seconds per call of one of the sums over reps calls */
 static int time_sum(float *buf, size_t n, int reps, int native, double *secs)
 {
@@ -43,11 +35,11 @@ static int time_sum(float *buf, size_t n, int reps, int native, double *secs)
             buf[i] = (float)((i + (size_t)nomul_dist_rank()) % 7) - 3.0f;
         if (dist_barrier())
             return -1;
-        const double t0 = now_s();
+        const double t0 = cli_now_s();
         if (native ? dist_allreduce_sum_f32_native(buf, n) : dist_allreduce_sum_f32(buf, n))
             return -1;
         if (r >= 0)
-            total += now_s() - t0;
+            total += cli_now_s() - t0;
     }
     *secs = total / reps;
     return 0;

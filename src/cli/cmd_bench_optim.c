@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 #include "nomul/nomul.h"
@@ -24,13 +23,6 @@ static const char optim_usage[] =
     "(opt_functional_cfg), on one thread and on every thread (NOMUL_NUM_THREADS or\n"
     "the cores). Each is repeated for at least SECONDS (default 0.3) and its best\n"
     "step kept; prints ms per step, ns per parameter and the threads' speed-up.\n";
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 typedef struct {
     int np;
@@ -65,13 +57,13 @@ static double time_step(const optim_state *s, int adam, const nomul_op_cfg *cfg,
     nomul_adamw aw;
     nomul_adamw_init(&aw, 1e-3f, 0.05f, cfg);
     step(s, adam, cfg, &aw); /* warm up */
-    double best = 1e30, t0 = now_s();
+    double best = 1e30, t0 = cli_now_s();
     do {
-        double t1 = now_s();
+        double t1 = cli_now_s();
         step(s, adam, cfg, &aw);
-        double t = now_s() - t1;
+        double t = cli_now_s() - t1;
         best = t < best ? t : best;
-    } while (now_s() - t0 < min_time);
+    } while (cli_now_s() - t0 < min_time);
     return best;
 }
 

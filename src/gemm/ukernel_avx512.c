@@ -53,6 +53,18 @@ store_rows(__m512 (*acc)[2], int mr, const int nh, float *ct, long ldc, int add)
     }
 }
 
+/* Row p of a packed Y panel (nh halves of 16), with its zero masks when my
+ * (else all lanes on) */
+static inline __attribute__((always_inline)) void load_y(const uint32_t *yrow, const int32_t *ymrow,
+                                                         const int nh, const int my, __m512i *y,
+                                                         __mmask16 *k)
+{
+    for (int h = 0; h < nh; h++) {
+        y[h] = _mm512_loadu_si512(yrow + 16 * h);
+        k[h] = my ? _mm512_movepi32_mask(_mm512_loadu_si512(ymrow + 16 * h)) : (__mmask16)0xFFFF;
+    }
+}
+
 /* The loop body, specialised at compile time for zeros in X (mx: skip the
  * whole row term, merge-masked add), zeros in Y (my: zero the lanes'
  * terms, zero-masked integer add) and the width (nh halves of 16 lanes). */
@@ -67,12 +79,8 @@ fwd_body(int kc, const uint32_t *xp, const uint32_t *yp, const int32_t *xm, cons
         acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (int p = 0; p < kc; p++) {
         __m512i y[2];
-        __mmask16 k[2] = {0xFFFF, 0xFFFF};
-        for (int h = 0; h < nh; h++) {
-            y[h] = _mm512_loadu_si512(yp + p * nr + 16 * h);
-            if (my)
-                k[h] = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * nr + 16 * h));
-        }
+        __mmask16 k[2];
+        load_y(yp + p * nr, ym + p * nr, nh, my, y, k);
 #pragma GCC unroll 8
         for (int r = 0; r < FMR; r++) {
             __m512i x = _mm512_set1_epi32((int)xp[p * FMR + r]);
@@ -153,12 +161,8 @@ grad_body(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
         }
     for (int p = 0; p < kc; p++) {
         __m512i y[2];
-        __mmask16 k[2] = {0xFFFF, 0xFFFF};
-        for (int h = 0; h < nh; h++) {
-            y[h] = _mm512_loadu_si512(yp + p * nr + 16 * h);
-            if (my)
-                k[h] = _mm512_movepi32_mask(_mm512_loadu_si512(ym + p * nr + 16 * h));
-        }
+        __mmask16 k[2];
+        load_y(yp + p * nr, ym + p * nr, nh, my, y, k);
 #pragma GCC unroll 6
         for (int r = 0; r < GMR; r++) {
             __m512i x = _mm512_set1_epi32((int)xp[p * GMR + r]);
