@@ -9,6 +9,9 @@
 # translated with beam 5 and scored by BLEU (sacreBLEU's defaults, nomul bleu)
 # on detokenized text against the raw validation references. The test split
 # is not looked at. Results go to OUT/results.md.
+#   SPM_TYPE=bpe: SentencePiece's BPE model (spm_train --model_type=bpe)
+#   instead of its unigram model, in data/lohelp-de-en-spm-bpe and run folder
+#   OUT/spm_bpe (default unigram: data/lohelp-de-en-spm, OUT/spm).
 #
 #   sh experiments/lohelp/tokenization.sh [--resume] [OUT]    (default OUT: runs/lohelp_tokenization)
 #   BPE_RUN=DIR: take the BPE row from a finished float run folder (its
@@ -30,7 +33,15 @@ fi
 OUT=${1:-runs/lohelp_tokenization}
 SEED=${SEED:-0}
 D=data/lohelp-de-en
-S=data/lohelp-de-en-spm
+T=${SPM_TYPE:-unigram}
+case $T in
+unigram) S=data/lohelp-de-en-spm SPM=spm ;;
+bpe) S=data/lohelp-de-en-spm-bpe SPM=spm_bpe ;;
+*)
+    echo "tokenization.sh: SPM_TYPE must be unigram or bpe, not '$T'" >&2
+    exit 2
+    ;;
+esac
 V=${SPM_VOCAB:-8000}
 for t in spm_train spm_encode spm_decode; do
     command -v "$t" >/dev/null || {
@@ -44,7 +55,7 @@ mkdir -p "$S" "$OUT"
 if [ ! -f "$S/dict.en.txt" ]; then
     cat "$D/train.de" "$D/train.en" >"$S/spm_input.txt"
     spm_train --input="$S/spm_input.txt" --model_prefix="$S/spm" --vocab_size="$V" \
-        --model_type=unigram --character_coverage=1.0 --input_sentence_size=2000000 \
+        --model_type="$T" --character_coverage=1.0 --input_sentence_size=2000000 \
         --shuffle_input_sentence=true --minloglevel=1
     for split in train valid test; do
         for l in de en; do
@@ -76,7 +87,7 @@ else
 fi
 # the SentencePiece row: pieces in, pieces out; the test set (not scored
 # here) cut to one sentence, which only the trainer's own BLEU line reads
-train spm --set data.train_src="$S/train.spm.de" --set data.train_tgt="$S/train.spm.en" \
+train "$SPM" --set data.train_src="$S/train.spm.de" --set data.train_tgt="$S/train.spm.en" \
     --set data.valid_src="$S/valid.spm.de" --set data.valid_tgt="$S/valid.spm.en" \
     --set data.test_src="$S/test.spm.de" --set data.test_tgt="$S/test.spm.en" \
     --set data.src_dict="$S/dict.de.txt" --set data.tgt_dict="$S/dict.en.txt" \
@@ -85,11 +96,11 @@ train spm --set data.train_src="$S/train.spm.de" --set data.train_tgt="$S/train.
 
 "$NOMUL" translate --checkpoint "$bpe_ck" --input "$D/valid.de" >"$OUT/valid.bpe.hyp" \
     2>"$OUT/valid.bpe.speed"
-"$NOMUL" translate --checkpoint "$OUT/spm/checkpoint_last.safetensors" \
-    --input "$S/valid.spm.de" 2>"$OUT/valid.spm.speed" |
-    spm_decode --model="$S/spm.model" --input_format=piece >"$OUT/valid.spm.hyp"
+"$NOMUL" translate --checkpoint "$OUT/$SPM/checkpoint_last.safetensors" \
+    --input "$S/valid.spm.de" 2>"$OUT/valid.$SPM.speed" |
+    spm_decode --model="$S/spm.model" --input_format=piece >"$OUT/valid.$SPM.hyp"
 bpe=$("$NOMUL" bleu --ref "$D/valid.en" "$OUT/valid.bpe.hyp" | head -n 1)
-spm=$("$NOMUL" bleu --ref "$D/valid.en" "$OUT/valid.spm.hyp" | head -n 1)
+spm=$("$NOMUL" bleu --ref "$D/valid.en" "$OUT/valid.$SPM.hyp" | head -n 1)
 vloss() { sed -n 's/.*valid_loss \([0-9.]*\).*/\1/p' "$1/summary.txt"; }
 {
     echo "Training seed $SEED; BPE row from $(dirname "$bpe_ck")."
@@ -97,6 +108,6 @@ vloss() { sed -n 's/.*valid_loss \([0-9.]*\).*/\1/p' "$1/summary.txt"; }
     echo "| segmentation | validation BLEU (sacreBLEU defaults, beam 5) | validation loss (per token of its own segmentation) | source tokens per sentence |"
     echo "|---|---|---|---|"
     echo "| Moses tokenizer + joint BPE (8,000 merges) | $bpe | $(vloss "$(dirname "$bpe_ck")") | $(awk '{n += NF} END {printf "%.1f", n / NR}' "$D/valid.bpe.de") |"
-    echo "| SentencePiece unigram ($V pieces, joint) | $spm | $(vloss "$OUT/spm") | $(awk '{n += NF} END {printf "%.1f", n / NR}' "$S/valid.spm.de") |"
+    echo "| SentencePiece $T ($V pieces, joint) | $spm | $(vloss "$OUT/$SPM") | $(awk '{n += NF} END {printf "%.1f", n / NR}' "$S/valid.spm.de") |"
 } >"$OUT/results.md"
 cat "$OUT/results.md"
