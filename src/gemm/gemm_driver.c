@@ -419,6 +419,15 @@ static long tile_area(pg_kind kind, const pg_cntx *cx, int m, int n)
     return (long)ceil_div(m, k.mr) * k.mr * ceil_div(n, k.nr) * k.nr;
 }
 
+/* A gradient problem's cost in tiles' area, a sixteenth more where its
+ * output's rows are not contiguous (cs_c ≠ 1: every tile then goes through
+ * the tile buffer and is written back element by element) */
+static long grad_cost(pg_kind kind, const pg_cntx *cx, int m, int n, long cs_c)
+{
+    long a = tile_area(kind, cx, m, n);
+    return cs_c == 1 ? 16 * a : 17 * a;
+}
+
 /* A gradient problem as its transpose: Cᵀ (n×m) = Σ_p f'(Yᵀ, Xᵀ; Tᵀ) with
  * grad A and grad B exchanged (grad A's term ∂PAM(t, y)/∂t · x is grad B's
  * ∂PAM(y, t)/∂t · x with the operands' places swapped, PAM being
@@ -444,7 +453,8 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
         /* a gradient whose transpose pads less (attention's 16 × 17 key
          * gradient is 17 × 16 on the narrow tiles) */
         const pg_cntx *cx = pg_cntx_active();
-        if (tile_area(pr->kind, cx, pr->n, pr->m) < tile_area(pr->kind, cx, pr->m, pr->n)) {
+        if (grad_cost(pr->kind, cx, pr->n, pr->m, pr->rs_c) <
+            grad_cost(pr->kind, cx, pr->m, pr->n, pr->cs_c)) {
             swapped = transposed_grad(pr);
             pr = &swapped;
         }
