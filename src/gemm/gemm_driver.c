@@ -179,19 +179,22 @@ static int narrow_fits(int n, int nw, int nn)
     return nn > 0 && n < 128 && ceil_div(n, nn) * nn < ceil_div(n, nw) * nw;
 }
 
-/* The microkernel of a kind of problem in a context, for n columns */
+/* The microkernel of a kind of problem in a context, for n columns (a
+ * narrow one only of the wide one's MR: a plan's X is packed for that) */
 static pg_kernel kernel_for(pg_kind kind, const pg_cntx *cx, int n)
 {
     pg_kernel k = {0, 0, NULL, NULL};
     if (kind == PG_FWD) {
         const pg_fwd_ukr *f =
-            cx->fwd_narrow.fwd && narrow_fits(n, cx->fwd.nr, cx->fwd_narrow.nr) ? &cx->fwd_narrow
-                                                                                : &cx->fwd;
+            cx->fwd_narrow.fwd && cx->fwd_narrow.mr == cx->fwd.mr &&
+                    narrow_fits(n, cx->fwd.nr, cx->fwd_narrow.nr)
+                ? &cx->fwd_narrow
+                : &cx->fwd;
         k.mr = f->mr;
         k.nr = f->nr;
         k.fwd = f->fwd;
     } else {
-        const pg_grad_ukr *g = cx->grad_narrow.grad_a &&
+        const pg_grad_ukr *g = cx->grad_narrow.grad_a && cx->grad_narrow.mr == cx->grad.mr &&
                                        narrow_fits(n, cx->grad.nr, cx->grad_narrow.nr)
                                    ? &cx->grad_narrow
                                    : &cx->grad;
@@ -451,7 +454,8 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
     pg_problem swapped;
     if (pr->kind != PG_FWD && !plan) {
         /* a gradient whose transpose pads less (attention's 16 × 17 key
-         * gradient is 17 × 16 on the narrow tiles) */
+         * gradient is 17 × 16 on the narrow tiles) or writes its rows
+         * contiguously (a linear layer's weight gradient, in W's order) */
         const pg_cntx *cx = pg_cntx_active();
         if (grad_cost(pr->kind, cx, pr->n, pr->m, pr->rs_c) <
             grad_cost(pr->kind, cx, pr->m, pr->n, pr->cs_c)) {
