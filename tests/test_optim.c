@@ -151,6 +151,93 @@ static void test_sgd_both_modes(void **state)
     nomul_set_num_threads(0);
 }
 
+/* A step over a model's tensors at once (nomul_*_update_params: one
+ * parallel region for all) gives the bits of one update call per tensor,
+ * buffers untouched and weight decay only where a tensor asks for it, float
+ * and PA, at 1 to 3 threads; tensor sizes from 1 to 9,001 values, so that
+ * the threads' shares cut tensors and chunks anywhere. */
+static void test_update_params_matches_per_tensor(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xA8};
+    enum { NT = 9 };
+    static const int sizes[NT] = {64, 1, 9001, 1023, 1025, 4096, 300, 2048, 17};
+    nomul_param ps[2][NT];
+    float *m[2][NT], *v[2][NT];
+    for (int c = 0; c < 2; c++)
+        for (int i = 0; i < NT; i++) {
+            int shape[1] = {sizes[i]};
+            ps[c][i].t = nomul_tensor_alloc(1, shape, 1);
+            assert_non_null(ps[c][i].t);
+            snprintf(ps[c][i].name, sizeof ps[c][i].name, "t%d", i);
+            ps[c][i].decay = i % 2;
+            ps[c][i].buffer = i == 4;
+            m[c][i] = calloc((size_t)sizes[i], sizeof(float));
+            v[c][i] = calloc((size_t)sizes[i], sizeof(float));
+            assert_true(m[c][i] && v[c][i]);
+        }
+    for (int variant = 0; variant < 12; variant++) {
+        const int pa = variant & 1, adam = (variant >> 1) & 1, threads = variant / 4 + 1;
+        const nomul_op_cfg *cfg = pa ? &pa_cfg : &float_cfg;
+        for (int i = 0; i < NT; i++)
+            for (int j = 0; j < sizes[i]; j++) {
+                float p0 = tu_normal(&r, -3, 1, 1), g0 = tu_normal(&r, -6, 2, 1);
+                for (int c = 0; c < 2; c++) {
+                    ps[c][i].t->data[j] = p0;
+                    ps[c][i].t->grad[j] = g0;
+                    m[c][i][j] = v[c][i][j] = 0.0f;
+                }
+            }
+        nomul_set_num_threads(threads);
+        for (int step = 0; step < 2; step++) {
+            if (adam) {
+                nomul_adamw o;
+                nomul_adamw_init(&o, 1e-3f, 0.05f, cfg);
+                for (int k = 0; k <= step; k++)
+                    nomul_adamw_begin_step(&o);
+                assert_int_equal(nomul_adamw_update_params(&o, NT, ps[0], m[0], v[0]), 0);
+                nomul_adamw nodecay = o;
+                nodecay.weight_decay = 0.0f;
+                for (int i = 0; i < NT; i++)
+                    if (!ps[1][i].buffer)
+                        nomul_adamw_update(ps[1][i].decay ? &o : &nodecay, (size_t)sizes[i],
+                                           ps[1][i].t->data, ps[1][i].t->grad, m[1][i], v[1][i]);
+            } else {
+                nomul_sgd o;
+                nomul_sgd_init(&o, 0.1f, 0.9f, 5e-4f, cfg);
+                assert_int_equal(nomul_sgd_update_params(&o, NT, ps[0], m[0]), 0);
+                nomul_sgd nodecay = o;
+                nodecay.weight_decay = 0.0f;
+                for (int i = 0; i < NT; i++)
+                    if (!ps[1][i].buffer)
+                        nomul_sgd_update(ps[1][i].decay ? &o : &nodecay, (size_t)sizes[i],
+                                         ps[1][i].t->data, ps[1][i].t->grad, m[1][i]);
+            }
+        }
+        nomul_set_num_threads(0);
+        for (int i = 0; i < NT; i++)
+            for (int j = 0; j < sizes[i]; j++)
+                if (tu_bits(ps[0][i].t->data[j]) != tu_bits(ps[1][i].t->data[j]) ||
+                    tu_bits(m[0][i][j]) != tu_bits(m[1][i][j]) ||
+                    tu_bits(v[0][i][j]) != tu_bits(v[1][i][j]))
+                    FAIL_SEED("%s %s, %d threads: tensor %d element %d: p %08x/%08x m %08x/%08x "
+                              "(all at once / per tensor)", adam ? "AdamW" : "SGD",
+                              pa ? "PA" : "float", threads, i, j, tu_bits(ps[0][i].t->data[j]),
+                              tu_bits(ps[1][i].t->data[j]), tu_bits(m[0][i][j]),
+                              tu_bits(m[1][i][j]));
+        /* the buffer is skipped: its values are the step's starting ones */
+        for (int j = 0; j < sizes[4]; j++)
+            if (m[0][4][j] != 0.0f)
+                FAIL_SEED("the buffer tensor's state was updated (element %d)", j);
+    }
+    for (int c = 0; c < 2; c++)
+        for (int i = 0; i < NT; i++) {
+            nomul_tensor_free(ps[c][i].t);
+            free(m[c][i]);
+            free(v[c][i]);
+        }
+}
+
 /* The float AdamW, threaded past 4,096 values, gives the same bits at any
  * thread count (each element's arithmetic is its own). */
 static void test_adamw_float_any_thread_count(void **state)
@@ -338,6 +425,7 @@ int main(void)
         cmocka_unit_test(test_adamw_pa_matches_definition),
         cmocka_unit_test(test_adamw_float_matches_fairseq),
         cmocka_unit_test(test_adamw_float_any_thread_count),
+        cmocka_unit_test(test_update_params_matches_per_tensor),
         cmocka_unit_test(test_sgd_both_modes),
         cmocka_unit_test(test_clip_grad_norm),
         cmocka_unit_test(test_schedules),

@@ -32,6 +32,7 @@
 
 #include <stddef.h>
 
+#include "nomul/models.h"
 #include "nomul/opcfg.h"
 
 #ifdef __cplusplus
@@ -59,6 +60,15 @@ void nomul_adamw_begin_step(nomul_adamw *o);
 void nomul_adamw_update(const nomul_adamw *o, size_t n, float *p, const float *g, float *m,
                         float *v);
 
+/* A whole step's updates: every trainable tensor of p (buffers skipped),
+ * tensor i with its moments m[i], v[i], weight decay only where p[i].decay is
+ * set (else as o with weight_decay 0): the same bits as
+ * nomul_adamw_update per tensor, in one parallel region whose threads share
+ * the chunks of all the tensors. 0, or -1 (nothing updated, reported) when
+ * out of memory. */
+int nomul_adamw_update_params(const nomul_adamw *o, int np, const nomul_param *p, float *const *m,
+                              float *const *v);
+
 typedef struct nomul_sgd {
     float lr, momentum, weight_decay;
     int nesterov;
@@ -69,6 +79,9 @@ void nomul_sgd_init(nomul_sgd *o, float lr, float momentum, float weight_decay,
                     const nomul_op_cfg *cfg);
 /* buf: the momentum buffer (zeros at the start; unused if momentum is 0). */
 void nomul_sgd_update(const nomul_sgd *o, size_t n, float *p, const float *g, float *buf);
+/* A whole step's SGD updates, as nomul_adamw_update_params (buf[i]: tensor
+ * i's momentum buffer). */
+int nomul_sgd_update_params(const nomul_sgd *o, int np, const nomul_param *p, float *const *buf);
 
 /* Gradient-norm clipping over several tensors: returns the norm √Σg² before
  * clipping; when it exceeds max_norm every gradient is scaled by

@@ -1,6 +1,6 @@
 /*
  * cmd_bench_optim.c — `nomul bench optim`: one optimizer step over a model's
- * trainable tensors (the trainer's loop: one update call per tensor), AdamW
+ * trainable tensors (as the trainer makes it: nomul_adamw_update_params), AdamW
  * and SGD with momentum, float and piecewise affine, on one thread and on
  * all of them, measured in one run.
  */
@@ -17,12 +17,13 @@ static const char optim_usage[] =
     "\n"
     "Times one optimizer step over the trainable tensors of model NAME (default\n"
     "vit_fmnist; image models sized for 28x28 grey images and 10 classes, seq2seq\n"
-    "models for vocabularies of 2,860 words), one update call per tensor as the\n"
-    "trainer makes them: AdamW (weight decay 0.05 on the tensors the model decays)\n"
-    "and SGD (momentum 0.9), with float and with piecewise affine arithmetic\n"
-    "(opt_functional_cfg), on one thread and on every thread (NOMUL_NUM_THREADS or\n"
-    "the cores). Each is repeated for at least SECONDS (default 0.3) and its best\n"
-    "step kept; prints ms per step, ns per parameter and the threads' speed-up.\n";
+    "models for vocabularies of 2,860 words), one update of all the tensors as the\n"
+    "trainer makes it (nomul_adamw_update_params): AdamW (weight decay 0.05 on the\n"
+    "tensors the model decays) and SGD (momentum 0.9), with float and with piecewise\n"
+    "affine arithmetic (opt_functional_cfg), on one thread and on every thread\n"
+    "(NOMUL_NUM_THREADS or the cores). Each is repeated for at least SECONDS\n"
+    "(default 0.3) and its best step kept; prints ms per step, ns per parameter and\n"
+    "the threads' speed-up.\n";
 
 typedef struct {
     int np;
@@ -30,25 +31,18 @@ typedef struct {
     float **m, **v; /* AdamW's moments; m is SGD's momentum buffer */
 } optim_state;
 
-/* One step of optimizer `adam` (else SGD) with arithmetic cfg */
+/* One step of optimizer `adam` (else SGD) with arithmetic cfg, as the
+ * trainer makes it */
 static void step(const optim_state *s, int adam, const nomul_op_cfg *cfg, nomul_adamw *aw)
 {
     if (adam) {
         nomul_adamw_begin_step(aw);
-        nomul_adamw nodecay = *aw;
-        nodecay.weight_decay = 0.0f;
-        for (int i = 0; i < s->np; i++)
-            if (!s->p[i].buffer)
-                nomul_adamw_update(s->p[i].decay ? aw : &nodecay, (size_t)s->p[i].t->n,
-                                   s->p[i].t->data, s->p[i].t->grad, s->m[i], s->v[i]);
+        nomul_adamw_update_params(aw, s->np, s->p, s->m, s->v);
         return;
     }
     nomul_sgd o;
     nomul_sgd_init(&o, 0.01f, 0.9f, 5e-4f, cfg);
-    for (int i = 0; i < s->np; i++)
-        if (!s->p[i].buffer)
-            nomul_sgd_update(&o, (size_t)s->p[i].t->n, s->p[i].t->data, s->p[i].t->grad,
-                             s->m[i]);
+    nomul_sgd_update_params(&o, s->np, s->p, s->m);
 }
 
 /* best seconds per step over at least min_time */

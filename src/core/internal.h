@@ -44,6 +44,7 @@ void nomul_aligned_free(void *p);
  * slot below, or NOMUL_SCRATCH_KEYED + i for an open-ended family (the
  * matrix engine's plans, one per convolution group). */
 enum { NOMUL_SCRATCH_ROW, NOMUL_SCRATCH_NORM, NOMUL_SCRATCH_OP, NOMUL_SCRATCH_PART, NOMUL_SCRATCH_LN,
+       NOMUL_SCRATCH_OPT, /* an optimizer step's jobs (src/train/optim.c) */
        /* the matrix engine (src/gemm): packed panels, their masks and
         * statistics, T's tiles and NaN flags; convolution's column matrices,
         * per-thread weight gradients and plan array */

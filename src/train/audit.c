@@ -80,8 +80,8 @@ static nomul_tensor *audit_loss(const nomul_train_config *c, nomul_model *m, nom
 }
 
 /* The configured optimizer's update of every trainable tensor, as the
- * trainer's first step (lr: the configured peak). */
-static void audit_optimizer(const nomul_train_config *c, nomul_param *p, int np, float **mom,
+ * trainer's first step (lr: the configured peak); 0, or -1 (reported). */
+static int audit_optimizer(const nomul_train_config *c, nomul_param *p, int np, float **mom,
                             float **vel)
 {
     const nomul_op_cfg *oc = &c->ops.family[NOMUL_CFG_OPT_FUNCTIONAL];
@@ -93,22 +93,11 @@ static void audit_optimizer(const nomul_train_config *c, nomul_param *p, int np,
         o.eps = c->eps;
         o.moments = c->adam_moments;
         nomul_adamw_begin_step(&o);
-        nomul_adamw nodecay = o;
-        nodecay.weight_decay = 0.0f;
-        for (int i = 0; i < np; i++)
-            if (!p[i].buffer)
-                nomul_adamw_update(p[i].decay ? &o : &nodecay, (size_t)p[i].t->n, p[i].t->data,
-                                   p[i].t->grad, mom[i], vel[i]);
-    } else {
-        nomul_sgd o;
-        nomul_sgd_init(&o, c->lr, c->momentum, c->weight_decay, oc);
-        nomul_sgd nodecay = o;
-        nodecay.weight_decay = 0.0f;
-        for (int i = 0; i < np; i++)
-            if (!p[i].buffer)
-                nomul_sgd_update(p[i].decay ? &o : &nodecay, (size_t)p[i].t->n, p[i].t->data,
-                                 p[i].t->grad, mom[i]);
+        return nomul_adamw_update_params(&o, np, p, mom, vel);
     }
+    nomul_sgd o;
+    nomul_sgd_init(&o, c->lr, c->momentum, c->weight_decay, oc);
+    return nomul_sgd_update_params(&o, np, p, mom);
 }
 
 int nomul_audit_step(const nomul_train_config *c, nomul_op_counts *out)
@@ -159,8 +148,7 @@ int nomul_audit_step(const nomul_train_config *c, nomul_op_counts *out)
             if (c->clip_grad > 0.0f)
                 nomul_clip_grad_norm((size_t)ntrain, grads, sizes, c->clip_grad,
                                      &c->ops.family[NOMUL_CFG_OPT_FUNCTIONAL]);
-            audit_optimizer(c, p, np, mom, vel);
-            rc = 0;
+            rc = audit_optimizer(c, p, np, mom, vel);
         }
         nomul_counts_enable(0);
         nomul_counts_get(out);

@@ -4,24 +4,47 @@
  */
 #include <math.h>
 
+#include <omp.h>
+
 #include "../core/internal.h"
 #include "optim_internal.h"
 
-void opt_for_chunks(size_t n, opt_chunk_fn fn, const void *ctx)
+static long chunks_of(size_t n) { return (long)((n + OPT_CHUNK - 1) / OPT_CHUNK); }
+
+/* Chunks k0 .. k1 − 1 of the jobs' chunks counted in job order */
+static void run_share(const opt_job *jobs, int nj, long k0, long k1)
 {
-    const long chunks = (long)((n + OPT_CHUNK - 1) / OPT_CHUNK);
-    const int nt = n >= OPT_PARALLEL ? nomul_num_threads() : 1;
-    if (nt == 1) {
-        for (long k = 0; k < chunks; k++) {
-            size_t i0 = (size_t)k * OPT_CHUNK;
-            fn(ctx, i0, n - i0 < OPT_CHUNK ? n - i0 : OPT_CHUNK);
+    long base = 0;
+    for (int j = 0; j < nj && base < k1; j++) {
+        const long cj = chunks_of(jobs[j].n);
+        const long lo = k0 > base ? k0 : base, hi = k1 < base + cj ? k1 : base + cj;
+        for (long k = lo; k < hi; k++) {
+            size_t i0 = (size_t)(k - base) * OPT_CHUNK;
+            jobs[j].fn(&jobs[j].a, i0, jobs[j].n - i0 < OPT_CHUNK ? jobs[j].n - i0 : OPT_CHUNK);
         }
+        base += cj;
+    }
+}
+
+void opt_run_jobs(const opt_job *jobs, int nj)
+{
+    long total = 0;
+    size_t elements = 0;
+    for (int j = 0; j < nj; j++) {
+        total += chunks_of(jobs[j].n);
+        elements += jobs[j].n;
+    }
+    int nt = elements >= OPT_PARALLEL ? nomul_num_threads() : 1;
+    if (nt > total)
+        nt = (int)total;
+    if (nt <= 1) {
+        run_share(jobs, nj, 0, total);
         return;
     }
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (long k = 0; k < chunks; k++) {
-        size_t i0 = (size_t)k * OPT_CHUNK;
-        fn(ctx, i0, n - i0 < OPT_CHUNK ? n - i0 : OPT_CHUNK);
+#pragma omp parallel num_threads(nt)
+    {
+        const long t = omp_get_thread_num(), q = omp_get_num_threads();
+        run_share(jobs, nj, total * t / q, total * (t + 1) / q);
     }
 }
 
@@ -65,13 +88,12 @@ static void adamw_chunk(const void *ctx, size_t i0, size_t c)
     }
 }
 
-void nomul_adamw_update(const nomul_adamw *o, size_t n, float *p, const float *g, float *m,
-                        float *v)
+/* One tensor's AdamW: its scalars, its count for the audit, its chunks */
+static opt_job adamw_job(const nomul_adamw *o, size_t n, float *p, const float *g, float *m,
+                         float *v)
 {
-    if (nomul_op_is_pa(&o->cfg)) {
-        nomul_adamw_update_pa(o, n, p, g, m, v);
-        return;
-    }
+    if (nomul_op_is_pa(&o->cfg))
+        return nomul_adamw_job_pa(o, n, p, g, m, v);
     float step = o->lr * sqrtf(1.0f - o->beta2_t) / (1.0f - o->beta1_t);
     float decay = o->lr * o->weight_decay;
     /* the audit: the step's scalars, then per element the decay, both moments and the update */
@@ -79,7 +101,37 @@ void nomul_adamw_update(const nomul_adamw *o, size_t n, float *p, const float *g
     NOMUL_COUNT(FADD, (long long)n * (5 + (o->weight_decay != 0.0f)));
     NOMUL_COUNT(FDIV, 1 + (long long)n);
     NOMUL_COUNT(FTRANS, 1 + (long long)n);
-    opt_for_chunks(n, adamw_chunk, &(opt_args){o, p, m, v, g, step, decay});
+    return (opt_job){adamw_chunk, {o, p, m, v, g, step, decay}, n};
+}
+
+void nomul_adamw_update(const nomul_adamw *o, size_t n, float *p, const float *g, float *m,
+                        float *v)
+{
+    opt_job j = adamw_job(o, n, p, g, m, v);
+    opt_run_jobs(&j, 1);
+}
+
+/* The jobs of a step's trainable tensors: a scratch array of np */
+static opt_job *step_jobs(int np)
+{
+    return nomul_scratch_bytes(NOMUL_SCRATCH_OPT, (size_t)(np > 0 ? np : 1) * sizeof(opt_job));
+}
+
+int nomul_adamw_update_params(const nomul_adamw *o, int np, const nomul_param *p, float *const *m,
+                              float *const *v)
+{
+    opt_job *jobs = step_jobs(np);
+    if (!jobs)
+        return -1;
+    nomul_adamw nodecay = *o;
+    nodecay.weight_decay = 0.0f;
+    int nj = 0;
+    for (int i = 0; i < np; i++)
+        if (!p[i].buffer)
+            jobs[nj++] = adamw_job(p[i].decay ? o : &nodecay, (size_t)p[i].t->n, p[i].t->data,
+                                   p[i].t->grad, m[i], v[i]);
+    opt_run_jobs(jobs, nj);
+    return 0;
 }
 
 void nomul_sgd_init(nomul_sgd *o, float lr, float momentum, float weight_decay,
@@ -108,16 +160,36 @@ static void sgd_chunk(const void *ctx, size_t i0, size_t c)
     }
 }
 
-void nomul_sgd_update(const nomul_sgd *o, size_t n, float *p, const float *g, float *buf)
+static opt_job sgd_job(const nomul_sgd *o, size_t n, float *p, const float *g, float *buf)
 {
-    if (nomul_op_is_pa(&o->cfg)) {
-        nomul_sgd_update_pa(o, n, p, g, buf);
-        return;
-    }
+    if (nomul_op_is_pa(&o->cfg))
+        return nomul_sgd_job_pa(o, n, p, g, buf);
     long long k = 2 + (o->momentum != 0.0f) + (o->momentum != 0.0f && o->nesterov);
     NOMUL_COUNT(FMUL, (long long)n * k); /* the audit */
     NOMUL_COUNT(FADD, (long long)n * k);
-    opt_for_chunks(n, sgd_chunk, &(opt_args){o, p, buf, NULL, g, 0.0f, 0.0f});
+    return (opt_job){sgd_chunk, {o, p, buf, NULL, g, 0.0f, 0.0f}, n};
+}
+
+void nomul_sgd_update(const nomul_sgd *o, size_t n, float *p, const float *g, float *buf)
+{
+    opt_job j = sgd_job(o, n, p, g, buf);
+    opt_run_jobs(&j, 1);
+}
+
+int nomul_sgd_update_params(const nomul_sgd *o, int np, const nomul_param *p, float *const *buf)
+{
+    opt_job *jobs = step_jobs(np);
+    if (!jobs)
+        return -1;
+    nomul_sgd nodecay = *o;
+    nodecay.weight_decay = 0.0f;
+    int nj = 0;
+    for (int i = 0; i < np; i++)
+        if (!p[i].buffer)
+            jobs[nj++] = sgd_job(p[i].decay ? o : &nodecay, (size_t)p[i].t->n, p[i].t->data,
+                                 p[i].t->grad, buf[i]);
+    opt_run_jobs(jobs, nj);
+    return 0;
 }
 
 float nomul_clip_grad_norm(size_t ntensors, float *const *grads, const size_t *sizes,

@@ -91,7 +91,7 @@ void nomul_adamw_begin_step_pa(nomul_adamw *o)
     o->beta2_t = pam(o->beta2_t, o->beta2, 1.0f);
 }
 
-void nomul_adamw_update_pa(const nomul_adamw *o, size_t n, float *p, const float *g, float *m,
+opt_job nomul_adamw_job_pa(const nomul_adamw *o, size_t n, float *p, const float *g, float *m,
                            float *v)
 {
     const float off = o->cfg.offset;
@@ -108,7 +108,7 @@ void nomul_adamw_update_pa(const nomul_adamw *o, size_t n, float *p, const float
     NOMUL_COUNT(FADD, (long long)n *
                           (4 + 2 * (o->moments == NOMUL_ADAM_MOMENTS_DELTA) +
                            (o->weight_decay != 0.0f)));
-    opt_for_chunks(n, adamw_chunk, &(opt_args){o, p, m, v, g, step, decay});
+    return (opt_job){adamw_chunk, {o, p, m, v, g, step, decay}, n};
 }
 
 /* SGD on c ≤ CHUNK elements from i0 */
@@ -145,10 +145,10 @@ static void sgd_chunk(const void *ctx, size_t i0, size_t c)
         pp[i] -= t[i];
 }
 
-void nomul_sgd_update_pa(const nomul_sgd *o, size_t n, float *p, const float *g, float *buf)
+opt_job nomul_sgd_job_pa(const nomul_sgd *o, size_t n, float *p, const float *g, float *buf)
 {
     NOMUL_COUNT(FADD, (long long)n * 4); /* the audit: the float additions in sgd_chunk */
-    opt_for_chunks(n, sgd_chunk, &(opt_args){o, p, buf, NULL, g, 0.0f, 0.0f});
+    return (opt_job){sgd_chunk, {o, p, buf, NULL, g, 0.0f, 0.0f}, n};
 }
 
 float nomul_clip_grad_norm_pa(size_t ntensors, float *const *grads, const size_t *sizes,

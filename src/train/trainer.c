@@ -314,21 +314,13 @@ static int train_step(trainer *t, run_state *st, double *loss, long *items)
     if (t->vel) {
         st->adam.lr = lr;
         nomul_adamw_begin_step(&st->adam);
-        nomul_adamw nodecay = st->adam;
-        nodecay.weight_decay = 0.0f;
-        for (int i = 0; i < t->np; i++)
-            if (!t->p[i].buffer)
-                nomul_adamw_update(t->p[i].decay ? &st->adam : &nodecay, (size_t)t->p[i].t->n,
-                                   t->p[i].t->data, t->p[i].t->grad, t->mom[i], t->vel[i]);
+        if (nomul_adamw_update_params(&st->adam, t->np, t->p, t->mom, t->vel))
+            return -1;
     } else {
         nomul_sgd o;
         nomul_sgd_init(&o, lr, c->momentum, c->weight_decay, opt);
-        nomul_sgd nodecay = o;
-        nodecay.weight_decay = 0.0f;
-        for (int i = 0; i < t->np; i++)
-            if (!t->p[i].buffer)
-                nomul_sgd_update(t->p[i].decay ? &o : &nodecay, (size_t)t->p[i].t->n,
-                                 t->p[i].t->data, t->p[i].t->grad, t->mom[i]);
+        if (nomul_sgd_update_params(&o, t->np, t->p, t->mom))
+            return -1;
     }
     st->step++;
     if (t->prof) {
