@@ -407,8 +407,9 @@ static void team_run(const pg_team *tm, int tid, int nt)
                 }
             }
             /* the Y panels are repacked next (by columns, each thread's
-             * own: no wait) */
-            if (nt > 1 && !tm->col) {
+             * own: no wait); after the last K block of the last column
+             * block nothing is repacked, and the region's end waits */
+            if (nt > 1 && !tm->col && (pc + KC < kd || jc + NC < n)) {
 #pragma omp barrier
             }
         }
