@@ -296,14 +296,12 @@ typedef struct {
  * the most row panels any thread gets times the column panels, plus one per
  * barrier; by columns, the most column panels any thread gets times the row
  * panels, plus an eighth of a tile per row panel packed again. And where
- * Y is small (a K block of it at most PG_PRIVATE_Y values), by rows with every
+ * Y is small (a K block of it at most PRIVATE_Y values), by rows with every
  * thread packing all of Y into a copy of its own: no barrier at all, for a
  * few microseconds of packing (a linear layer's weight gradient over 1,088
  * tokens has 6 K blocks, 11 barriers shared). Either way every tile is the
  * same sums in the same order. */
-#ifndef PG_PRIVATE_Y
-#define PG_PRIVATE_Y 16384
-#endif
+enum { PRIVATE_Y = 16384 };
 static int split_columns(int m, int n, int NC, int mc, int MR, int panels, int ny_panels, int nkb,
                          int nt)
 {
@@ -529,7 +527,7 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
         nt = 1;
 
     size_t ysize = (size_t)ny_panels * NR * kc_max;
-    const int priv = nt > 1 && !col && ysize <= PG_PRIVATE_Y && ceil_div(m, mc) > 1;
+    const int priv = nt > 1 && !col && ysize <= PRIVATE_Y && ceil_div(m, mc) > 1;
     const size_t ncopies = priv ? (size_t)nt : 1;
     uint32_t *yp = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_Y, ncopies * ysize * sizeof *yp);
     int32_t *ym = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_YM, ncopies * ysize * sizeof *ym);
