@@ -278,10 +278,7 @@ typedef struct {
     const uint32_t *tbuf;
     const unsigned char *tnan;
     int ntj;
-    int col;      /* split by Y's panels rather than by X's row blocks */
-    int priv;     /* by rows, each thread packing all of Y in its own copy */
-    size_t ysize; /* a copy's values; its statistics: ny_panels */
-    int ny_panels;
+    int col; /* split by Y's panels rather than by X's row blocks */
 } pg_team;
 
 /* How the threads share a product. By rows (the default): each thread packs
@@ -295,13 +292,8 @@ typedef struct {
  * column panels shared 3 : 3 and none). The cost model, in tiles: by rows,
  * the most row panels any thread gets times the column panels, plus one per
  * barrier; by columns, the most column panels any thread gets times the row
- * panels, plus an eighth of a tile per row panel packed again. And where
- * Y is small (a K block of it at most PRIVATE_Y values), by rows with every
- * thread packing all of Y into a copy of its own: no barrier at all, for a
- * few microseconds of packing (a linear layer's weight gradient over 1,088
- * tokens has 6 K blocks, 11 barriers shared). Either way every tile is the
- * same sums in the same order. */
-enum { PRIVATE_Y = 16384 };
+ * panels, plus an eighth of a tile per row panel packed again. Either way
+ * every tile is the same sums in the same order. */
 static int split_columns(int m, int n, int NC, int mc, int MR, int panels, int ny_panels, int nkb,
                          int nt)
 {
@@ -335,10 +327,9 @@ static void team_run(const pg_team *tm, int tid, int nt)
     const pg_kernel K = tm->K;
     const int MR = tm->MR, NR = tm->NR, KC = tm->KC, NC = tm->NC, mc = tm->mc;
     const int m = pr->m, n = pr->n, kd = pr->kd, ntj = tm->ntj;
-    /* a private Y: this thread's copy */
-    uint32_t *yp = tm->yp + (tm->priv ? (size_t)tid * tm->ysize : 0);
-    int32_t *ym = tm->ym + (tm->priv ? (size_t)tid * tm->ysize : 0);
-    pg_stats *ys = tm->ys + (tm->priv ? (size_t)tid * tm->ny_panels : 0);
+    uint32_t *yp = tm->yp;
+    int32_t *ym = tm->ym;
+    pg_stats *ys = tm->ys;
     uint32_t *xp = tm->xbuf + (size_t)tid * tm->xsize;
     int32_t *xm = tm->xmbuf + (size_t)tid * tm->xsize;
     pg_stats *xs = tm->xsbuf + (size_t)tid * tm->nx_panels;
@@ -354,15 +345,14 @@ static void team_run(const pg_team *tm, int tid, int nt)
         int npan = ceil_div(nc, NR);
         for (int pc = 0; pc < kd; pc += KC) {
             int kc = kd - pc < KC ? kd - pc : KC;
-            /* Y's panels: a contiguous share each (a private Y: all) */
-            int per = tm->priv ? npan : ceil_div(npan, nt), jlo = tm->priv ? 0 : tid * per,
-                jhi = jlo + per < npan ? jlo + per : npan;
+            /* Y's panels: a contiguous share each */
+            int per = ceil_div(npan, nt), jlo = tid * per, jhi = jlo + per < npan ? jlo + per : npan;
             for (int jp = jlo; jp < jhi; jp++) {
                 int j0 = jc + jp * NR, nr = n - j0 < NR ? n - j0 : NR;
                 pack_y(pr, tm->packer, j0, nr, NR, pc, kc, yp + (size_t)jp * ypan,
                        ym + (size_t)jp * ypan, &ys[jp]);
             }
-            if (nt > 1 && !tm->col && !tm->priv) {
+            if (nt > 1 && !tm->col) {
 #pragma omp barrier
             }
             int add = pc > 0 || pr->accumulate;
@@ -419,7 +409,7 @@ static void team_run(const pg_team *tm, int tid, int nt)
             /* the Y panels are repacked next (by columns, each thread's
              * own: no wait); after the last K block of the last column
              * block nothing is repacked, and the region's end waits */
-            if (nt > 1 && !tm->col && !tm->priv && (pc + KC < kd || jc + NC < n)) {
+            if (nt > 1 && !tm->col && (pc + KC < kd || jc + NC < n)) {
 #pragma omp barrier
             }
         }
@@ -527,12 +517,9 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
         nt = 1;
 
     size_t ysize = (size_t)ny_panels * NR * kc_max;
-    const int priv = nt > 1 && !col && ysize <= PRIVATE_Y && ceil_div(m, mc) > 1;
-    const size_t ncopies = priv ? (size_t)nt : 1;
-    uint32_t *yp = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_Y, ncopies * ysize * sizeof *yp);
-    int32_t *ym = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_YM, ncopies * ysize * sizeof *ym);
-    pg_stats *ys =
-        nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_YS, ncopies * (size_t)ny_panels * sizeof *ys);
+    uint32_t *yp = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_Y, ysize * sizeof *yp);
+    int32_t *ym = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_YM, ysize * sizeof *ym);
+    pg_stats *ys = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_YS, (size_t)ny_panels * sizeof *ys);
     size_t xsize = (size_t)mc * kc_max;
     int nx_panels = ceil_div(mc, MR);
     int ok = yp && ym && ys;
@@ -562,11 +549,8 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
     if (!ok)
         return 0;
 
-    pg_team tm = {.pr = pr, .plan = plan, .K = K, .packer = packer, .MR = MR, .NR = NR,
-                  .KC = KC, .NC = NC, .mc = mc, .yp = yp, .ym = ym, .ys = ys, .xbuf = xbuf,
-                  .xmbuf = xmbuf, .xsbuf = xsbuf, .xsize = xsize, .nx_panels = nx_panels,
-                  .tbuf = tbuf, .tnan = tnan, .ntj = ntj, .col = col, .priv = priv,
-                  .ysize = ysize, .ny_panels = ny_panels};
+    pg_team tm = {pr, plan, K, packer, MR, NR, KC, NC, mc, yp, ym, ys, xbuf, xmbuf, xsbuf,
+                  xsize, nx_panels, tbuf, tnan, ntj, col};
     /* one thread: no team at all (a team of one still pays a futex system
      * call at each of its barriers, thousands per training step) */
     if (nt <= 1)
