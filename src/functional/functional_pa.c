@@ -291,7 +291,7 @@ static void rows_range(const rows_job *j, rows_body body, int g0, int g1)
 
 static void rows_run(const rows_job *j, rows_body body)
 {
-    int groups = (j->rows + rows_group(j->n) - 1) / rows_group(j->n);
+    const int G = rows_group(j->n), groups = (j->rows + G - 1) / G;
     /* the twin on one thread: a wrong split of the fast path shows */
     int nt = nomul_pa_chains_scalar ? 1 : nomul_fn_threads((long)j->rows * j->n);
     if (nt <= 1 || groups < 2) {
