@@ -580,6 +580,39 @@ static void test_op_errors(void **state)
     nomul_tensor_free(c);
 }
 
+/* relu's backward (a bit-mask select, vectorized) against its definition,
+ * the branch "where x > 0, add dy", bit for bit on every class of float:
+ * where x ≤ 0 or NaN the gradient keeps its bits, −0 included (a NaN stays
+ * a NaN: a signalling one comes out quiet). */
+static void test_relu_backward_matches_branch(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xB3};
+    enum { N = 4099 };
+    int sh[1] = {N};
+    nomul_tensor *x = nomul_tensor_alloc(1, sh, 1), *y = nomul_tensor_alloc(1, sh, 1);
+    float *want = malloc(N * sizeof *want);
+    assert_non_null(want);
+    for (long i = 0; i < N; i++) {
+        x->data[i] = i % 7 == 0 ? (i % 2 ? -0.0f : 0.0f) : tu_any_float(&r);
+        x->grad[i] = i % 5 == 0 ? -0.0f : tu_any_float(&r);
+        y->grad[i] = tu_any_float(&r);
+        want[i] = x->grad[i];
+        if (x->data[i] > 0.0f)
+            want[i] += y->grad[i];
+    }
+    node nd = {.op = AD_OP_RELU, .in = {x, NULL, NULL}, .out = y};
+    ad_relu_backward(&nd);
+    for (long i = 0; i < N; i++)
+        if (memcmp(&x->grad[i], &want[i], sizeof want[i]) != 0 &&
+            !(isnan(x->grad[i]) && isnan(want[i])))
+            FAIL_SEED("element %ld: x %a, relu backward gave %a, the branch %a", i, x->data[i],
+                      x->grad[i], want[i]);
+    free(want);
+    nomul_tensor_free(x);
+    nomul_tensor_free(y);
+}
+
 /* Attention against loops, and key padding: masked keys' values do not
  * matter. */
 static void test_attention_definition(void **state)
@@ -1074,6 +1107,7 @@ int main(void)
         cmocka_unit_test(test_gradients_match_finite_differences),
         cmocka_unit_test(test_mlp_trains_in_every_mode),
         cmocka_unit_test(test_ops_match_finite_differences),
+        cmocka_unit_test(test_relu_backward_matches_branch),
         cmocka_unit_test(test_pa_ops_wiring),
         cmocka_unit_test(test_attention_block_trains),
         cmocka_unit_test(test_attention_definition),

@@ -214,6 +214,7 @@ static void test_bench_runs(void **state)
     rc = run(&out, "bench train --models vit_fmnist_tiny --configs float,pa_approx --steps 2 "
                    "--torch off --rounds 2");
     expect(rc, 0, out, "best of 2 rounds; no PyTorch rows");
+    expect(rc, 0, out, "OpenBLAS core ");
     expect(rc, 0, out, "vit_fmnist_tiny    float");
     expect(rc, 0, out, "1.00x");
     expect(rc, 0, out, "vit_fmnist_tiny    pa_approx");

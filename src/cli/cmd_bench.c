@@ -334,8 +334,12 @@ static int bench_gemm(int argc, char **argv)
             if (q == 0 && zeros > 0 && (double)((s >> 8) & 0xFFFF) / 65536.0 < zeros)
                 arrays[q][i] = 0.0f;
         }
-    printf("OpenBLAS %s, core %s; nomul %s kernels; A zeros %.0f%%\n", openblas_get_config(),
-           openblas_get_corename(), nomul_isa_name(nomul_isa_active()), 100.0 * zeros);
+    /* OPENBLAS_CORETYPE overrides OpenBLAS's own choice of kernels (some
+     * machines set it for old OpenBLAS builds; README, "OpenBLAS's kernels") */
+    const char *forced = getenv("OPENBLAS_CORETYPE");
+    printf("OpenBLAS %s, core %s%s; nomul %s kernels; A zeros %.0f%%\n", openblas_get_config(),
+           openblas_get_corename(), forced ? " (OPENBLAS_CORETYPE set)" : "",
+           nomul_isa_name(nomul_isa_active()), 100.0 * zeros);
     printf("%-16s %3s %9s %9s %9s %9s %7s %7s %7s\n", "m x n x k", "thr", "sgemm", "pam",
            "pam dA", "pam dB", "pam/sg", "dA/sg", "dB/sg");
     double last[4] = {0, 0, 0, 0};

@@ -340,9 +340,14 @@ int bench_train(int argc, char **argv)
         return CLI_USAGE;
     }
     steps += 3; /* the untimed first steps */
-    printf("nomul bench train: %d threads, ISA %s, %ld timed steps per row, best of %d "
-           "round%s%s\n", nt, nomul_isa_name(nomul_isa_active()), (long)steps - 3, (int)rounds,
-           rounds > 1 ? "s" : "", use_torch ? "; PyTorch twin rows from " : "; no PyTorch rows");
+    /* the float rows' kernels, and PyTorch's linear layers' (it calls the
+     * same OpenBLAS): OPENBLAS_CORETYPE, inherited by every row, overrides
+     * OpenBLAS's own choice (README, "OpenBLAS's kernels") */
+    printf("nomul bench train: %d threads, ISA %s, OpenBLAS core %s%s, %ld timed steps per "
+           "row, best of %d round%s%s\n", nt, nomul_isa_name(nomul_isa_active()),
+           openblas_get_corename(), getenv("OPENBLAS_CORETYPE") ? " (OPENBLAS_CORETYPE set)" : "",
+           (long)steps - 3, (int)rounds, rounds > 1 ? "s" : "",
+           use_torch ? "; PyTorch twin rows from " : "; no PyTorch rows");
     if (use_torch)
         printf("  %s\n", script);
     printf("%-18s %-16s %12s %10s %10s\n", "model", "configuration", "items/s", "vs float",
