@@ -83,38 +83,16 @@ static void pack_y(const pg_problem *pr, pg_pack_fn fn, int j0, int nr, int NR, 
     pack_panel(pr, fn, y_role(pr->kind), &yt, j0, nr, NR, p0, kc, yp, ym, s);
 }
 
-/* The mantissa fields of T, tile by tile (MR×NR, row-major within a tile),
- * for the whole output; nan[tile] is set where T holds a NaN. */
-static void pack_t_row(const pg_problem *pr, pg_pack_tile_fn fn, int MR, int NR, uint32_t *tbuf,
-                       unsigned char *nan, int ti)
+/* The mantissa fields of T's tile (ti, tj) (MR×NR, row-major), into its
+ * place in tbuf; tnan[tile] is set where it holds a NaN. */
+static void pack_t_tile(const pg_problem *pr, pg_pack_tile_fn fn, int MR, int NR, int ntj,
+                        uint32_t *tbuf, unsigned char *tnan, int ti, int tj)
 {
-    int ntj = (pr->n + NR - 1) / NR;
-    for (int tj = 0; tj < ntj; tj++) {
-        int i0 = ti * MR, j0 = tj * NR;
-        int mr = pr->m - i0 < MR ? pr->m - i0 : MR, nr = pr->n - j0 < NR ? pr->n - j0 : NR;
-        nan[(long)ti * ntj + tj] = (unsigned char)fn(
-            pr->t.p + (long)i0 * pr->t.rs + (long)j0 * pr->t.cs, pr->t.rs, pr->t.cs, mr, nr, MR,
-            NR, tbuf + ((long)ti * ntj + tj) * MR * NR);
-    }
-}
-
-static void pack_t(const pg_problem *pr, pg_pack_tile_fn fn, int MR, int NR, uint32_t *tbuf,
-                   unsigned char *nan, int nt)
-{
-    int nti = (pr->m + MR - 1) / MR;
-    /* one tile row: no team at all (a team of one still pays a futex system
-     * call at each of its barriers); else the whole team (a smaller one
-     * would end OpenMP threads and their scratch buffers) */
-    if (nti <= 1)
-        nt = 1;
-    if (nt <= 1) {
-        for (int ti = 0; ti < nti; ti++)
-            pack_t_row(pr, fn, MR, NR, tbuf, nan, ti);
-        return;
-    }
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int ti = 0; ti < nti; ti++)
-        pack_t_row(pr, fn, MR, NR, tbuf, nan, ti);
+    int i0 = ti * MR, j0 = tj * NR;
+    int mr = pr->m - i0 < MR ? pr->m - i0 : MR, nr = pr->n - j0 < NR ? pr->n - j0 : NR;
+    long tix = (long)ti * ntj + tj;
+    tnan[tix] = (unsigned char)fn(pr->t.p + (long)i0 * pr->t.rs + (long)j0 * pr->t.cs, pr->t.rs,
+                                  pr->t.cs, mr, nr, MR, NR, tbuf + tix * MR * NR);
 }
 
 /* No infinity or NaN, and the exponent sum (with the mantissa carry, and the
@@ -275,8 +253,9 @@ typedef struct {
     pg_stats *xsbuf;
     size_t xsize;
     int nx_panels;
-    const uint32_t *tbuf;
-    const unsigned char *tnan;
+    uint32_t *tbuf;
+    unsigned char *tnan;
+    pg_pack_tile_fn pack_tile;
     int ntj;
     int col; /* split by Y's panels rather than by X's row blocks */
 } pg_team;
@@ -333,8 +312,8 @@ static void team_run(const pg_team *tm, int tid, int nt)
     uint32_t *xp = tm->xbuf + (size_t)tid * tm->xsize;
     int32_t *xm = tm->xmbuf + (size_t)tid * tm->xsize;
     pg_stats *xs = tm->xsbuf + (size_t)tid * tm->nx_panels;
-    const uint32_t *tbuf = tm->tbuf;
-    const unsigned char *tnan = tm->tnan;
+    uint32_t *tbuf = tm->tbuf;
+    unsigned char *tnan = tm->tnan;
     float ct[PG_TILE_MAX] __attribute__((aligned(64)));
     /* Y panel jp at jp · ypan, the same place for every K block (split by
      * columns, threads are in different K blocks at once, and a short last
@@ -377,6 +356,13 @@ static void team_run(const pg_team *tm, int tid, int nt)
                     pg_pack_x(pr, tm->packer, i0, mr, MR, pc, kc, xp + (size_t)ip * MR * kc,
                               xm + (size_t)ip * MR * kc, &xs[ip]);
                 }
+                /* a gradient's T tiles: packed by the thread that
+                 * computes them, before their first K block */
+                if (tbuf && pc == 0)
+                    for (int ip = 0; ip < nxp; ip++)
+                        for (int jp = jp0; jp < jp1; jp++)
+                            pack_t_tile(pr, tm->pack_tile, MR, NR, ntj, tbuf, tnan,
+                                        (ic + ip * MR) / MR, (jc + jp * NR) / NR);
                 for (int ip = 0; ip < nxp; ip++) {
                     int i0 = ic + ip * MR, mr = m - i0 < MR ? m - i0 : MR;
                     size_t xstride = plan ? (size_t)MR * KC : (size_t)MR * kc;
@@ -534,7 +520,7 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
                                     (size_t)nt * nx_panels * sizeof *xsbuf);
     }
     ok = ok && xbuf && xmbuf && xsbuf;
-    /* gradients: T's mantissas, packed once for the whole output */
+    /* gradients: room for T's mantissas, tile by tile (team_run packs them) */
     int nti = ceil_div(m, MR), ntj = ceil_div(n, NR);
     uint32_t *tbuf = NULL;
     unsigned char *tnan = NULL;
@@ -543,14 +529,14 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
                                    (size_t)nti * ntj * MR * NR * sizeof *tbuf);
         tnan = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_TNAN, (size_t)nti * ntj);
         ok = tbuf && tnan;
-        if (ok)
-            pack_t(pr, cx->pack_tile, MR, NR, tbuf, tnan, nt);
     }
     if (!ok)
         return 0;
 
-    pg_team tm = {pr, plan, K, packer, MR, NR, KC, NC, mc, yp, ym, ys, xbuf, xmbuf, xsbuf,
-                  xsize, nx_panels, tbuf, tnan, ntj, col};
+    pg_team tm = {.pr = pr, .plan = plan, .K = K, .packer = packer, .MR = MR, .NR = NR,
+                  .KC = KC, .NC = NC, .mc = mc, .yp = yp, .ym = ym, .ys = ys, .xbuf = xbuf,
+                  .xmbuf = xmbuf, .xsbuf = xsbuf, .xsize = xsize, .nx_panels = nx_panels,
+                  .tbuf = tbuf, .tnan = tnan, .pack_tile = cx->pack_tile, .ntj = ntj, .col = col};
     /* one thread: no team at all (a team of one still pays a futex system
      * call at each of its barriers, thousands per training step) */
     if (nt <= 1)
