@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cblas.h>
+
 void cli_error(const char *fmt, ...)
 {
     va_list ap;
@@ -108,6 +110,13 @@ double cli_now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+const char *cli_blas_core(char *buf, size_t n)
+{
+    snprintf(buf, n, "%s%s", openblas_get_corename(),
+             getenv("OPENBLAS_CORETYPE") ? " (OPENBLAS_CORETYPE set)" : "");
+    return buf;
 }
 
 int cli_split_set(const char *command, const char *arg, char *key, size_t keylen,

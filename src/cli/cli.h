@@ -48,6 +48,11 @@ void cli_unknown(cli_args *a, const char *arg);
 int cli_is_help(const char *arg);
 /* Seconds on the monotonic clock, for the benchmarks' timings. */
 double cli_now_s(void);
+/* OpenBLAS's kernel set, for the benchmarks' headers, written into buf:
+ * e.g. "Haswell (OPENBLAS_CORETYPE set)" when that variable overrides
+ * OpenBLAS's own choice (some machines set it for old OpenBLAS builds;
+ * README, "Performance"). Returns buf. */
+const char *cli_blas_core(char *buf, size_t n);
 /* Reads a whole file into a malloc'd, NUL-terminated string; 0 after an
  * error naming the command and the file. */
 int cli_read_file(const char *command, const char *path, char **out);

@@ -334,12 +334,9 @@ static int bench_gemm(int argc, char **argv)
             if (q == 0 && zeros > 0 && (double)((s >> 8) & 0xFFFF) / 65536.0 < zeros)
                 arrays[q][i] = 0.0f;
         }
-    /* OPENBLAS_CORETYPE overrides OpenBLAS's own choice of kernels (some
-     * machines set it for old OpenBLAS builds; README, "OpenBLAS's kernels") */
-    const char *forced = getenv("OPENBLAS_CORETYPE");
-    printf("OpenBLAS %s, core %s%s; nomul %s kernels; A zeros %.0f%%\n", openblas_get_config(),
-           openblas_get_corename(), forced ? " (OPENBLAS_CORETYPE set)" : "",
-           nomul_isa_name(nomul_isa_active()), 100.0 * zeros);
+    char core[96];
+    printf("OpenBLAS %s, core %s; nomul %s kernels; A zeros %.0f%%\n", openblas_get_config(),
+           cli_blas_core(core, sizeof core), nomul_isa_name(nomul_isa_active()), 100.0 * zeros);
     printf("%-16s %3s %9s %9s %9s %9s %7s %7s %7s\n", "m x n x k", "thr", "sgemm", "pam",
            "pam dA", "pam dB", "pam/sg", "dA/sg", "dB/sg");
     double last[4] = {0, 0, 0, 0};
@@ -515,9 +512,10 @@ static int bench_conv(int argc, char **argv)
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         dy[i] = (float)((s >> 40) & 0xFFFF) / 32768.0f - 0.999f;
     }
+    char core[96];
     printf("conv2d, batch %d, %d threads, nomul %s kernels, OpenBLAS core %s, %s backward\n",
            (int)batch, nomul_get_num_threads(), nomul_isa_name(nomul_isa_active()),
-           openblas_get_corename(), approx ? "approximate" : "exact");
+           cli_blas_core(core, sizeof core), approx ? "approximate" : "exact");
     printf("%-24s %8s %8s %6s %8s %8s %6s %8s %8s %6s\n", "layer", "fwd ms", "pam ms", "ratio",
            "dX ms", "pam ms", "ratio", "dW ms", "pam ms", "ratio");
     double sum[3][2] = {{0, 0}, {0, 0}, {0, 0}};

@@ -341,12 +341,11 @@ int bench_train(int argc, char **argv)
     }
     steps += 3; /* the untimed first steps */
     /* the float rows' kernels, and PyTorch's linear layers' (it calls the
-     * same OpenBLAS): OPENBLAS_CORETYPE, inherited by every row, overrides
-     * OpenBLAS's own choice (README, "OpenBLAS's kernels") */
-    printf("nomul bench train: %d threads, ISA %s, OpenBLAS core %s%s, %ld timed steps per "
-           "row, best of %d round%s%s\n", nt, nomul_isa_name(nomul_isa_active()),
-           openblas_get_corename(), getenv("OPENBLAS_CORETYPE") ? " (OPENBLAS_CORETYPE set)" : "",
-           (long)steps - 3, (int)rounds, rounds > 1 ? "s" : "",
+     * same OpenBLAS; the environment is every row's) */
+    char core[96];
+    printf("nomul bench train: %d threads, ISA %s, OpenBLAS core %s, %ld timed steps per row, "
+           "best of %d round%s%s\n", nt, nomul_isa_name(nomul_isa_active()),
+           cli_blas_core(core, sizeof core), (long)steps - 3, (int)rounds, rounds > 1 ? "s" : "",
            use_torch ? "; PyTorch twin rows from " : "; no PyTorch rows");
     if (use_torch)
         printf("  %s\n", script);
