@@ -615,13 +615,17 @@ static void test_offset(void **state)
  * the scalar chains they replace stay as their twin: forward, exact and
  * approximate backward, with and without an offset, on rows of 1 to 300
  * (layer norm) and channels of 2 images × 1 to 70 positions (batch norm),
- * with zeros, constant rows and wide exponents, must give the same bits. */
+ * with zeros, constant rows and wide exponents, must give the same bits; the
+ * array path on every instruction set this CPU has (on AVX2 and AVX-512
+ * layer norm's fused passes, on the scalar one a kernel call per operation). */
 static void test_pa_norm_rows_match_scalar_chain(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0xF8};
     enum { MAXN = 19 * 300 };
-    static float x[MAXN], g[MAXN], b[MAXN], dy[MAXN], out[4][6][MAXN], keep[2 * 19];
+    enum { PATHS = 1 + NOMUL_ISA_COUNT }; /* the scalar chain, then the array path per ISA */
+    static float x[MAXN], g[MAXN], b[MAXN], dy[MAXN], out[2 * PATHS][6][MAXN], keep[2 * 19];
+    const int nisa = (int)nomul_isa_max() + 1;
     static const int widths[] = {1, 2, 7, 16, 37, 64, 300};
     for (int rep = 0; rep < 28; rep++) {
         /* layer norm: 3 rows (one partial group of the grouped forward) or
@@ -639,14 +643,18 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
         if (!bn && rep % 3 == 0)
             for (int j = 0; j < n; j++)
                 x[j] = 0.75f; /* a constant row: variance 0 */
-        /* the array kernels and the scalar chain (twin); layer norm also
-         * with the forward's statistics kept for the backward */
-        const int variants = bn ? 2 : 4;
+        /* the scalar chain (twin) and the array path on each instruction
+         * set; layer norm also with the forward's statistics kept for the
+         * backward */
+        const int variants = bn ? PATHS : 2 * PATHS;
         if (!bn)
             assert_int_equal(nomul_layer_norm_keep_floats(&m, rows), m.approx_bwd ? 0 : 2 * rows);
         for (int v = 0; v < variants; v++) {
-            const int twin = v & 1, kept = v >> 1;
-            nomul_pa_chains_scalar = twin;
+            const int path = v % PATHS, kept = v / PATHS;
+            if (path > nisa)
+                continue;
+            nomul_pa_chains_scalar = path == 0;
+            nomul_isa_set(path == 0 ? nomul_isa_max() : (nomul_isa)(path - 1));
             float *o = out[v][0], *mean = out[v][1], *rstd = out[v][2];
             float *dx = out[v][3], *dg = out[v][4], *db = out[v][5];
             memset(out[v], 0, sizeof out[v]);
@@ -665,19 +673,23 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
             }
         }
         nomul_pa_chains_scalar = 0;
+        nomul_isa_set(nomul_isa_max());
         static const char *what[] = {"y", "mean", "rstd", "dx", "dgamma", "dbeta"};
-        static const char *const names[4] = {"array kernels", "scalar chain",
-                                             "array kernels, statistics kept",
-                                             "scalar chain, statistics kept"};
-        for (int v = 1; v < variants; v++)
+        for (int v = 1; v < variants; v++) {
+            const int path = v % PATHS, kept = v / PATHS;
+            if (path > nisa)
+                continue;
             for (int k = 0; k < 6; k++)
                 for (int i = 0; i < MAXN; i++)
                     if (tu_bits(out[0][k][i]) != tu_bits(out[v][k][i]))
-                        FAIL_SEED("%s norm, n %d, approx %d, offset %g: %s[%d] = %a on the "
-                                  "array kernels, %a by the %s",
-                                  bn ? "batch" : "layer", n, m.approx_bwd, (double)m.offset,
-                                  what[k], i, (double)out[0][k][i], (double)out[v][k][i],
-                                  names[v]);
+                        FAIL_SEED("%s norm, n %d, rows %d, approx %d, offset %g: %s[%d] = %a "
+                                  "by the scalar chain, %a by the %s%s%s",
+                                  bn ? "batch" : "layer", n, rows, m.approx_bwd,
+                                  (double)m.offset, what[k], i, (double)out[0][k][i],
+                                  (double)out[v][k][i], path ? "array path on " : "scalar chain",
+                                  path ? nomul_isa_name((nomul_isa)(path - 1)) : "",
+                                  kept ? ", statistics kept" : "");
+        }
     }
 }
 

@@ -70,6 +70,30 @@ void nomul_elt_run_isa(nomul_isa isa, nomul_elt_op op, size_t n, const nomul_elt
 /* Runs `op` on the active instruction set. */
 void nomul_elt_run(nomul_elt_op op, size_t n, const nomul_elt_args *args);
 
+/* Fused passes of the PA layer norm over one row of n (pam_kernels.inc; d =
+ * x − μ, off the PAM offset, 1 for none): the operations that
+ * functional_pa.c otherwise runs as one array-kernel call each, element by
+ * element in one pass, so the same bits. squares: t = PAM(d, d); output: y =
+ * PAM(PAD(d, r), γ) + β; backward1: xh = PAD(d, r), (u, e) = mul_grads(xh,
+ * γ, dy), dγ += e, dβ += dy, (dd, dr) = div_grads(d, r, u); backward2: dd +=
+ * a + b for (a, b) = mul_grads(d, d, dq). */
+typedef struct nomul_ln_fused {
+    void (*squares)(int n, const float *x, float mu, float off, float *t);
+    void (*output)(int n, const float *x, float mu, float r, const float *gamma,
+                   const float *beta, float off, float *y);
+    void (*backward1)(int n, const float *x, float mu, float r, const float *gamma,
+                      const float *dy, float off, float *dgamma, float *dbeta, float *dd,
+                      float *dr);
+    void (*backward2)(int n, const float *x, float mu, float dq, float off, float *dd);
+} nomul_ln_fused;
+
+extern const nomul_ln_fused nomul_ln_fused_avx2;
+extern const nomul_ln_fused nomul_ln_fused_avx512;
+
+/* The fused passes of the active instruction set; NULL on the scalar one
+ * (there functional_pa.c calls the kernels one operation at a time). */
+const nomul_ln_fused *nomul_ln_fused_active(void);
+
 /* nomul_elt_run with its arguments spelled out: up to four inputs, each an
  * array or (its flag nonzero) a broadcast scalar, and up to two outputs.
  * Not counted for the audit: the callers inside the library count their

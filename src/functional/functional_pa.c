@@ -129,50 +129,98 @@ static int rows_group(int n)
     return k < GROUP ? GROUP : k > ROWS_MAX ? ROWS_MAX : k;
 }
 
-/* row_sums' fast path for k ≤ 8 rows */
-static void row_sums8(int k, int n, const float *a, long stride, int neg, float *out)
+typedef float v4 __attribute__((vector_size(16)));
+
+/* acc ±= the 4×4 block of rows p[0..3], columns j..j+3, column by column:
+ * each lane carries its row's chain */
+static inline __attribute__((always_inline)) void row_sums_step(const float *const *p, int j,
+                                                                int neg, v4 *acc)
 {
-    typedef float v4 __attribute__((vector_size(16)));
-    const float *p[8]; /* rows past k repeat row 0; their sums are dropped */
-    for (int r = 0; r < 8; r++)
-        p[r] = a + (r < k ? r : 0) * stride;
-    v4 acc[2] = {{0}, {0}};
+    v4 x0, x1, x2, x3;
+    memcpy(&x0, p[0] + j, sizeof x0);
+    memcpy(&x1, p[1] + j, sizeof x1);
+    memcpy(&x2, p[2] + j, sizeof x2);
+    memcpy(&x3, p[3] + j, sizeof x3);
+    v4 t0 = __builtin_shufflevector(x0, x1, 0, 4, 1, 5);
+    v4 t1 = __builtin_shufflevector(x0, x1, 2, 6, 3, 7);
+    v4 t2 = __builtin_shufflevector(x2, x3, 0, 4, 1, 5);
+    v4 t3 = __builtin_shufflevector(x2, x3, 2, 6, 3, 7);
+    v4 c0 = __builtin_shufflevector(t0, t2, 0, 1, 4, 5);
+    v4 c1 = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
+    v4 c2 = __builtin_shufflevector(t1, t3, 0, 1, 4, 5);
+    v4 c3 = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
+    v4 a = *acc;
+    if (neg)
+        a = (((a - c0) - c1) - c2) - c3;
+    else
+        a = (((a + c0) + c1) + c2) + c3;
+    *acc = a;
+}
+
+/* row_sums for 4·nq rows p[0..4·nq − 1] (nq 2 or 4, constants after
+ * inlining): nq chains side by side, each kept in a register */
+static inline __attribute__((always_inline)) void row_sums_quads(int nq, int n,
+                                                                 const float *const *p,
+                                                                 int neg, v4 *out)
+{
+    v4 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
     int j = 0;
-    for (; j + 4 <= n; j += 4)
-        for (int h = 0; h < 2; h++) {
-            v4 x0, x1, x2, x3;
-            memcpy(&x0, p[4 * h] + j, sizeof x0);
-            memcpy(&x1, p[4 * h + 1] + j, sizeof x1);
-            memcpy(&x2, p[4 * h + 2] + j, sizeof x2);
-            memcpy(&x3, p[4 * h + 3] + j, sizeof x3);
-            v4 t0 = __builtin_shufflevector(x0, x1, 0, 4, 1, 5);
-            v4 t1 = __builtin_shufflevector(x0, x1, 2, 6, 3, 7);
-            v4 t2 = __builtin_shufflevector(x2, x3, 0, 4, 1, 5);
-            v4 t3 = __builtin_shufflevector(x2, x3, 2, 6, 3, 7);
-            v4 c[4] = {__builtin_shufflevector(t0, t2, 0, 1, 4, 5),
-                       __builtin_shufflevector(t0, t2, 2, 3, 6, 7),
-                       __builtin_shufflevector(t1, t3, 0, 1, 4, 5),
-                       __builtin_shufflevector(t1, t3, 2, 3, 6, 7)};
-            for (int q = 0; q < 4; q++)
-                acc[h] = neg ? acc[h] - c[q] : acc[h] + c[q];
+    for (; j + 4 <= n; j += 4) {
+        row_sums_step(p, j, neg, &a0);
+        row_sums_step(p + 4, j, neg, &a1);
+        if (nq > 2) {
+            row_sums_step(p + 8, j, neg, &a2);
+            row_sums_step(p + 12, j, neg, &a3);
         }
-    for (; j < n; j++)
-        for (int h = 0; h < 2; h++) {
-            v4 c = {p[4 * h][j], p[4 * h + 1][j], p[4 * h + 2][j], p[4 * h + 3][j]};
-            acc[h] = neg ? acc[h] - c : acc[h] + c;
+    }
+    for (; j < n; j++) {
+        v4 c0 = {p[0][j], p[1][j], p[2][j], p[3][j]}, c1 = {p[4][j], p[5][j], p[6][j], p[7][j]};
+        a0 = neg ? a0 - c0 : a0 + c0;
+        a1 = neg ? a1 - c1 : a1 + c1;
+        if (nq > 2) {
+            v4 c2 = {p[8][j], p[9][j], p[10][j], p[11][j]};
+            v4 c3 = {p[12][j], p[13][j], p[14][j], p[15][j]};
+            a2 = neg ? a2 - c2 : a2 + c2;
+            a3 = neg ? a3 - c3 : a3 + c3;
         }
+    }
+    out[0] = a0;
+    out[1] = a1;
+    if (nq > 2) {
+        out[2] = a2;
+        out[3] = a3;
+    }
+}
+
+/* row_sums' fast path for k ≤ 16 rows */
+static void row_sums16(int k, int n, const float *a, long stride, int neg, float *out)
+{
+    const float *p[16]; /* rows past k repeat row 0; their sums are dropped */
+    for (int r = 0; r < 16; r++)
+        p[r] = a + (r < k ? r : 0) * stride;
+    v4 acc[4];
+    if (k <= 8) {
+        if (neg)
+            row_sums_quads(2, n, p, 1, acc);
+        else
+            row_sums_quads(2, n, p, 0, acc);
+    } else {
+        if (neg)
+            row_sums_quads(4, n, p, 1, acc);
+        else
+            row_sums_quads(4, n, p, 0, acc);
+    }
     for (int r = 0; r < k; r++)
         out[r] = acc[r / 4][r % 4];
 }
-
 
 /* The in-order sums of k ≤ GROUP rows of n values (row r at a + r·stride):
  * out[r] = ((0 ± a_r[0]) ± a_r[1]) ± … (− where neg), each with the bits of
  * the one-row loop `s ± = a[j]`. A float sum in order is a chain of
  * dependent additions, one addition's latency per value; here each lane of
  * a vector carries one row's chain (4×4 blocks transposed in registers feed
- * the lanes), and two vectors' chains interleave, so eight rows cost what
- * one did (row_sums8, eight rows at a time). The one-row loops are the twin
+ * the lanes), and two to four vectors' chains interleave, so sixteen rows
+ * cost what one did (row_sums16, sixteen rows at a time). The one-row loops are the twin
  * (nomul_pa_chains_scalar). */
 static void row_sums(int k, int n, const float *a, long stride, int neg, float *out)
 {
@@ -190,8 +238,8 @@ static void row_sums(int k, int n, const float *a, long stride, int neg, float *
         }
         return;
     }
-    for (int r0 = 0; r0 < k; r0 += 8)
-        row_sums8(k - r0 < 8 ? k - r0 : 8, n, a + r0 * stride, stride, neg, out + r0);
+    for (int r0 = 0; r0 < k; r0 += 16)
+        row_sums16(k - r0 < 16 ? k - r0 : 16, n, a + r0 * stride, stride, neg, out + r0);
 }
 
 /* Scratch rows of a group: u, e and w (a backward's terms), and z (a
@@ -661,23 +709,30 @@ void nomul_ln_row_forward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
 /* The forward of k ≤ GROUP contiguous rows (γ and β one per column) on the
  * array kernels: the operations of ln_row_forward_arrays, the two sums of
  * each row side by side (row_sums, in each row's order) and d² over the
- * whole group in one call, so the same bits. NULL-free: buf holds 2·GROUP
+ * whole group in one call, so the same bits; on AVX2 and AVX-512 the
+ * squares and the output each in one fused pass per row (nomul_ln_fused:
+ * the same operations, element by element). NULL-free: buf holds 2·GROUP
  * rows. */
 static void ln_rows_forward_arrays(float off, int k, int n, const float *x, const float *gamma,
                                    const float *beta, float eps, float *y, float *mean,
                                    float *rstd, float *ksum, float *kq, float *buf)
 {
     float *d = buf, *t = buf + (long)GROUP * n, sum[GROUP], q[GROUP], nf = (float)n;
+    const nomul_ln_fused *f = nomul_ln_fused_active();
     row_sums(k, n, x, n, 0, sum);
     for (int r = 0; r < k; r++) {
         float mu = pad(sum[r], nf);
         const float *xr = x + (long)r * n;
         float *dr = d + (long)r * n;
-        for (int j = 0; j < n; j++)
-            dr[j] = xr[j] - mu;
+        if (f)
+            f->squares(n, xr, mu, off, t + (long)r * n);
+        else
+            for (int j = 0; j < n; j++)
+                dr[j] = xr[j] - mu;
         mean[r] = mu;
     }
-    elt_pam(off, k * n, d, 0, d, 0, t);
+    if (!f)
+        elt_pam(off, k * n, d, 0, d, 0, t);
     row_sums(k, n, t, n, 0, q);
     if (ksum)
         for (int r = 0; r < k; r++) {
@@ -686,12 +741,16 @@ static void ln_rows_forward_arrays(float off, int k, int n, const float *x, cons
         }
     for (int r = 0; r < k; r++) {
         float rr = nomul_pa_sqrt(pad(q[r], nf) + eps), *tr = t + (long)r * n;
+        rstd[r] = rr;
+        if (f) {
+            f->output(n, x + (long)r * n, mean[r], rr, gamma, beta, off, y + (long)r * n);
+            continue;
+        }
         nomul_elt(NOMUL_ELT_DIV, (size_t)n, d + (long)r * n, 0, &rr, 1, NULL, 0, NULL, 0, tr, NULL); /* xhat */
         elt_pam(off, n, tr, 0, gamma, 0, tr);
         float *yr = y + (long)r * n;
         for (int j = 0; j < n; j++)
             yr[j] = tr[j] + beta[j];
-        rstd[r] = rr;
     }
 }
 
@@ -978,6 +1037,59 @@ static void ln_rows_backward_arrays(float off, int approx, int k, int n, const f
     }
 }
 
+/* The exact backward of k ≤ GROUP contiguous rows in the fused passes of
+ * nomul_ln_fused: the operations of ln_rows_backward_arrays' exact branch,
+ * element by element in two passes per row instead of one kernel call per
+ * operation over the group, and the same sums in the same order (dγ and dβ
+ * row after row, each row's sums by row_sums), so the same bits. buf: 3·GROUP
+ * rows of n. */
+static void ln_rows_backward_fused(const nomul_ln_fused *f, float off, int k, int n,
+                                   const float *x, const float *gamma, const float *mean,
+                                   const float *rstd, const float *ksum, const float *kq,
+                                   float eps, const float *dy, float *dx, float *dgamma,
+                                   float *dbeta, float *buf)
+{
+    const size_t G = (size_t)GROUP * n;
+    float *t = buf, *dd = buf + G, *db = buf + 2 * G, nf = (float)n;
+    float sum[GROUP], mu[GROUP], q[GROUP], var[GROUP], r[GROUP];
+    if (ksum) { /* the forward's statistics, kept */
+        for (int i = 0; i < k; i++) {
+            mu[i] = mean[i];
+            r[i] = rstd[i];
+            sum[i] = ksum[i];
+            q[i] = kq[i];
+        }
+    } else { /* recomputed, as the forward */
+        row_sums(k, n, x, n, 0, sum);
+        for (int i = 0; i < k; i++) {
+            mu[i] = pad(sum[i], nf);
+            f->squares(n, x + (long)i * n, mu[i], off, t + (long)i * n);
+        }
+        row_sums(k, n, t, n, 0, q);
+    }
+    for (int i = 0; i < k; i++) {
+        var[i] = pad(q[i], nf);
+        if (!ksum)
+            r[i] = nomul_pa_sqrt(var[i] + eps);
+        f->backward1(n, x + (long)i * n, mu[i], r[i], gamma, dy + (long)i * n, off, dgamma,
+                     dbeta, dd + (long)i * n, db + (long)i * n);
+    }
+    float dr_[GROUP], dmu[GROUP];
+    row_sums(k, n, db, n, 0, dr_);
+    for (int i = 0; i < k; i++) {
+        float dvar = nomul_pa_sqrt_grad(var[i] + eps, dr_[i], 0), dq, unused;
+        div_grads(q[i], nf, dvar, &dq, &unused);
+        f->backward2(n, x + (long)i * n, mu[i], dq, off, dd + (long)i * n);
+    }
+    row_sums(k, n, dd, n, 1, dmu);
+    for (int i = 0; i < k; i++) {
+        float dsum, unused;
+        div_grads(sum[i], nf, dmu[i], &dsum, &unused);
+        for (int j = 0; j < n; j++)
+            dx[(long)i * n + j] += dd[(long)i * n + j] + dsum;
+    }
+}
+
 int nomul_ln_rows_backward_pa(const nomul_op_cfg *cfg, int k, int n, const float *x,
                               const float *gamma, const float *mean, const float *rstd,
                               const float *ksum, const float *kq, float eps, const float *dy,
@@ -999,8 +1111,13 @@ int nomul_ln_rows_backward_pa(const nomul_op_cfg *cfg, int k, int n, const float
         NOMUL_COUNT(PALOG2, k); NOMUL_COUNT(PAEXP2, k); NOMUL_COUNT(SHIFT, k * (5L * n + 3));
         NOMUL_COUNT(FADD, k * 9L * n);
     }
-    ln_rows_backward_arrays(offset_of(cfg), approx, k, n, x, gamma, mean, rstd, ksum, kq, eps,
-                            dy, dx, dgamma, dbeta, buf);
+    const nomul_ln_fused *f = approx ? NULL : nomul_ln_fused_active();
+    if (f)
+        ln_rows_backward_fused(f, offset_of(cfg), k, n, x, gamma, mean, rstd, ksum, kq, eps, dy,
+                               dx, dgamma, dbeta, buf);
+    else
+        ln_rows_backward_arrays(offset_of(cfg), approx, k, n, x, gamma, mean, rstd, ksum, kq,
+                                eps, dy, dx, dgamma, dbeta, buf);
     return k;
 }
 
