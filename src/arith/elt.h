@@ -76,7 +76,9 @@ void nomul_elt_run(nomul_elt_op op, size_t n, const nomul_elt_args *args);
  * element in one pass, so the same bits. squares: t = PAM(d, d); output: y =
  * PAM(PAD(d, r), γ) + β; backward1: xh = PAD(d, r), (u, e) = mul_grads(xh,
  * γ, dy), dγ += e, dβ += dy, (dd, dr) = div_grads(d, r, u); backward2: dd +=
- * a + b for (a, b) = mul_grads(d, d, dq). */
+ * a + b for (a, b) = mul_grads(d, d, dq); backward_approx1: xh = PAD(d, r),
+ * u = PAM(γ, dy), v = PAM(u, xh); backward_approx2: dγ += PAM(xh, dy), dβ +=
+ * dy, dx += PAD(u − m1 − PAM(xh, m2), r). */
 typedef struct nomul_ln_fused {
     void (*squares)(int n, const float *x, float mu, float off, float *t);
     void (*output)(int n, const float *x, float mu, float r, const float *gamma,
@@ -85,6 +87,11 @@ typedef struct nomul_ln_fused {
                       const float *dy, float off, float *dgamma, float *dbeta, float *dd,
                       float *dr);
     void (*backward2)(int n, const float *x, float mu, float dq, float off, float *dd);
+    void (*backward_approx1)(int n, const float *x, float mu, float r, const float *gamma,
+                             const float *dy, float off, float *u, float *v);
+    void (*backward_approx2)(int n, const float *x, float mu, float r, const float *dy,
+                             float m1, float m2, float off, const float *u, float *dgamma,
+                             float *dbeta, float *dx);
 } nomul_ln_fused;
 
 extern const nomul_ln_fused nomul_ln_fused_avx2;

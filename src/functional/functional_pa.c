@@ -1037,14 +1037,14 @@ static void ln_rows_backward_arrays(float off, int approx, int k, int n, const f
     }
 }
 
-/* The exact backward of k ≤ GROUP contiguous rows in the fused passes of
- * nomul_ln_fused: the operations of ln_rows_backward_arrays' exact branch,
- * element by element in two passes per row instead of one kernel call per
- * operation over the group, and the same sums in the same order (dγ and dβ
- * row after row, each row's sums by row_sums), so the same bits. buf: 3·GROUP
- * rows of n. */
-static void ln_rows_backward_fused(const nomul_ln_fused *f, float off, int k, int n,
-                                   const float *x, const float *gamma, const float *mean,
+/* The backward of k ≤ GROUP contiguous rows in the fused passes of
+ * nomul_ln_fused: the operations of ln_rows_backward_arrays (exact or
+ * approximate), element by element in two passes per row instead of one
+ * kernel call per operation over the group, and the same sums in the same
+ * order (dγ and dβ row after row, each row's sums by row_sums), so the same
+ * bits. buf: 3·GROUP rows of n. */
+static void ln_rows_backward_fused(const nomul_ln_fused *f, float off, int approx, int k,
+                                   int n, const float *x, const float *gamma, const float *mean,
                                    const float *rstd, const float *ksum, const float *kq,
                                    float eps, const float *dy, float *dx, float *dgamma,
                                    float *dbeta, float *buf)
@@ -1052,6 +1052,19 @@ static void ln_rows_backward_fused(const nomul_ln_fused *f, float off, int k, in
     const size_t G = (size_t)GROUP * n;
     float *t = buf, *dd = buf + G, *db = buf + 2 * G, nf = (float)n;
     float sum[GROUP], mu[GROUP], q[GROUP], var[GROUP], r[GROUP];
+    if (approx) { /* the formula with the forward's μ and r: u = dnorm, v = PAM(u, xh) */
+        float *u = dd, *v = db, s1[GROUP], s2[GROUP];
+        for (int i = 0; i < k; i++)
+            f->backward_approx1(n, x + (long)i * n, mean[i], rstd[i], gamma, dy + (long)i * n,
+                                off, u + (long)i * n, v + (long)i * n);
+        row_sums(k, n, u, n, 0, s1);
+        row_sums(k, n, v, n, 0, s2);
+        for (int i = 0; i < k; i++)
+            f->backward_approx2(n, x + (long)i * n, mean[i], rstd[i], dy + (long)i * n,
+                                pad(s1[i], nf), pad(s2[i], nf), off, u + (long)i * n, dgamma,
+                                dbeta, dx + (long)i * n);
+        return;
+    }
     if (ksum) { /* the forward's statistics, kept */
         for (int i = 0; i < k; i++) {
             mu[i] = mean[i];
@@ -1111,10 +1124,10 @@ int nomul_ln_rows_backward_pa(const nomul_op_cfg *cfg, int k, int n, const float
         NOMUL_COUNT(PALOG2, k); NOMUL_COUNT(PAEXP2, k); NOMUL_COUNT(SHIFT, k * (5L * n + 3));
         NOMUL_COUNT(FADD, k * 9L * n);
     }
-    const nomul_ln_fused *f = approx ? NULL : nomul_ln_fused_active();
+    const nomul_ln_fused *f = nomul_ln_fused_active();
     if (f)
-        ln_rows_backward_fused(f, offset_of(cfg), k, n, x, gamma, mean, rstd, ksum, kq, eps, dy,
-                               dx, dgamma, dbeta, buf);
+        ln_rows_backward_fused(f, offset_of(cfg), approx, k, n, x, gamma, mean, rstd, ksum, kq,
+                               eps, dy, dx, dgamma, dbeta, buf);
     else
         ln_rows_backward_arrays(offset_of(cfg), approx, k, n, x, gamma, mean, rstd, ksum, kq,
                                 eps, dy, dx, dgamma, dbeta, buf);
