@@ -32,6 +32,10 @@ for arg in "$@"; do
               print row, lr, seed, v["valid_loss"], v["test_bleu"]}'
     done
 done | sort -k1,1 -k2,2g -k3,3n | awk -v e="$E" '
+    # to 2 decimals, halves away from zero: means of two-decimal values end
+    # in 5 at the third decimal, which %.2f of the binary value may round
+    # either way (30.025 printed 30.02)
+    function r2(x) { return sprintf("%.2f", (x < 0 ? -1 : 1) * int((x < 0 ? -x : x) * 100 + 0.5 + 1e-6) / 100) }
     {
         r = $1; lr = $2
         if (!(r in seenrow)) { seenrow[r] = 1; rows[++nr] = r }
@@ -70,8 +74,10 @@ done | sort -k1,1 -k2,2g -k3,3n | awk -v e="$E" '
         for (i = 1; i <= nr; i++) {
             r = rows[i]
             if (!(r in chosen)) continue
-            gap = ("1_float" in bleu) ? sprintf("%+.2f", bleu[r] - bleu["1_float"]) : "?"
-            printf "| %s | %s | %.2f | %s | %.3f | %s | %s | `SETS=\"--set lr=%s\" ROWS=%s sh %s/run_ablation.sh` |\n",
-                r, chosen[r], bleu[r], gap, valid[r], eachs[r], rates[r], chosen[r], r, e
+            # the difference of the two printed means, so that it adds up
+            gap = ("1_float" in bleu) ? r2(r2(bleu[r]) - r2(bleu["1_float"])) : "?"
+            if (gap !~ /^-/ && gap != "?") gap = "+" gap
+            printf "| %s | %s | %s | %s | %.3f | %s | %s | `SETS=\"--set lr=%s\" ROWS=%s sh %s/run_ablation.sh` |\n",
+                r, chosen[r], r2(bleu[r]), gap, valid[r], eachs[r], rates[r], chosen[r], r, e
         }
     }'
