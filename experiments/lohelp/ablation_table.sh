@@ -31,6 +31,8 @@ for rdir in "$OUT"/*/; do
             '{for (i = 1; i < NF; i++) v[$i] = $(i + 1)
               printf "%s %s %s %s\n", v["test_bleu"], v["valid_loss"], tps, fm}'
     done | awk -v row="$row" -v where="$where" -v e="$E" '
+        # BLEU means to two decimals with halves away from zero, as lr_choice.sh
+        function r2(x) { return sprintf("%.2f", (x < 0 ? -1 : 1) * int((x < 0 ? -x : x) * 100 + 0.5 + 1e-6) / 100) }
         {b[NR] = $1; l += $2; tps += $3; fm = $4}
         END {
             if (!NR) exit
@@ -39,8 +41,8 @@ for rdir in "$OUT"/*/; do
                 sb += b[i]
                 each = each sprintf("%s%.2f", i > 1 ? ", " : "", b[i])
             }
-            printf "| %s | %.2f | %.4f | %.0f | %s | %s | %s | `ROWS=%s sh %s/run_ablation.sh` |\n",
-                row, sb / NR, l / NR, tps / NR, fm, each, where, row, e
+            printf "| %s | %s | %.4f | %.0f | %s | %s | %s | `ROWS=%s sh %s/run_ablation.sh` |\n",
+                row, r2(sb / NR), l / NR, tps / NR, fm, each, where, row, e
         }'
 done
 echo
