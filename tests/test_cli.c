@@ -825,6 +825,55 @@ static void test_lohelp_pipeline(void **state)
     free(out);
 }
 
+/* experiments/lohelp/lr_choice.sh on a made-up record: each row takes the
+ * rate with the lower mean validation loss over the seeds run at both rates
+ * (unfinished runs ignored), BLEU means round halves away from zero (30.025
+ * is 30.03, which awk's %.2f of the binary value prints as 30.02), and the
+ * gap to float is the difference of the printed means. */
+static void test_lr_choice_table(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *lr, *row;
+        int seed;
+        const char *valid, *bleu; /* NULL: an unfinished run */
+    } runs[] = {
+        {"a", "1_float", 0, "2.400", "30.15"},  {"a", "1_float", 1, "2.420", "29.90"},
+        {"b", "1_float", 0, "2.500", "28.00"},  {"b", "1_float", 1, "2.520", "28.50"},
+        {"b", "2b_pam_exact", 0, "2.440", "29.16"}, {"b", "2b_pam_exact", 1, "2.370", "30.17"},
+        {"a", "2b_pam_exact", 0, "2.490", "29.21"}, {"a", "2b_pam_exact", 1, NULL, NULL},
+    };
+    char path[600], cmd[1400];
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        snprintf(cmd, sizeof cmd, "mkdir -p '%s/lr_%s/%s/seed%d'", tmpdir, runs[i].lr,
+                 runs[i].row, runs[i].seed);
+        assert_int_equal(system(cmd), 0);
+        snprintf(path, sizeof path, "%s/lr_%s/%s/seed%d/summary.txt", tmpdir, runs[i].lr,
+                 runs[i].row, runs[i].seed);
+        char text[300] = "";
+        if (runs[i].valid)
+            snprintf(text, sizeof text,
+                     "steps 8796  train_loss 3.1  valid_loss %s  test_bleu %s  seconds 9.0\n",
+                     runs[i].valid, runs[i].bleu);
+        write_file(path, text);
+    }
+    snprintf(cmd, sizeof cmd, "sh experiments/lohelp/lr_choice.sh 0.001='%s/lr_a' 0.0015='%s/lr_b' 2>&1",
+             tmpdir, tmpdir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char out[8192];
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    assert_int_equal(pclose(p), 0);
+    static const char *want[] = {
+        "| 1_float | 0.001 | 30.03 | +0.00 | 2.410 | 30.15, 29.90 | 0.001: 2.410; 0.0015: 2.510 (2 shared seeds) |",
+        "| 2b_pam_exact | 0.0015 | 29.67 | -0.36 | 2.405 | 29.16, 30.17 | 0.001: 2.490; 0.0015: 2.440 (1 shared seed) |",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(out, want[i]))
+            fail_msg("lr_choice.sh: no line starting\n%s\nin its output:\n%s", want[i], out);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -863,6 +912,7 @@ int main(void)
         cmocka_unit_test(test_bleu),
         cmocka_unit_test(test_bpe),
         cmocka_unit_test(test_lohelp_pipeline),
+        cmocka_unit_test(test_lr_choice_table),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }
