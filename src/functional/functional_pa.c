@@ -942,6 +942,20 @@ void nomul_ln_row_backward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
         dr[j] += dd[j] + dsum;
 }
 
+/* The exact backward's last step for k rows: μ = PAD(Σx, n), so dμ = −Σ dd
+ * flows back through the division to Σx and to every x: dx += dd + dsum. */
+static void ln_rows_add_dx(int k, int n, const float *sum, const float *dd, float *dx)
+{
+    float dmu[GROUP];
+    row_sums(k, n, dd, n, 1, dmu);
+    for (int i = 0; i < k; i++) {
+        float dsum, unused;
+        div_grads(sum[i], (float)n, dmu[i], &dsum, &unused);
+        for (int j = 0; j < n; j++)
+            dx[(long)i * n + j] += dd[(long)i * n + j] + dsum;
+    }
+}
+
 /* The backward of k ≤ GROUP contiguous rows of a layer norm (γ one per
  * column; dγ, dβ one per column, added row after row): the operations of
  * ln_row_backward_arrays, each over the whole group (a row's scalar spread
@@ -1019,7 +1033,7 @@ static void ln_rows_backward_arrays(float off, int approx, int k, int n, const f
         add_param_grads(n, v + (long)i * n, 1, dy + (long)i * n, 1, dgamma, dbeta);
     nomul_elt(NOMUL_ELT_DIV_GRAD, kn, d, 0, zr, 0, u, 0, NULL, 0, a, b);
     memcpy(dd, a, kn * sizeof *dd);
-    float dr_[GROUP], dq[GROUP], dmu[GROUP];
+    float dr_[GROUP], dq[GROUP];
     row_sums(k, n, b, n, 0, dr_);
     for (int i = 0; i < k; i++) {
         float dvar = nomul_pa_sqrt_grad(var[i] + eps, dr_[i], 0), unused;
@@ -1028,13 +1042,7 @@ static void ln_rows_backward_arrays(float off, int approx, int k, int n, const f
     elt_mul_grads(off, (int)kn, d, 0, d, 0, spread(k, n, dq, z2), 0, a, b); /* q = Σ PAM(d, d) */
     for (size_t c = 0; c < kn; c++)
         dd[c] += a[c] + b[c];
-    row_sums(k, n, dd, n, 1, dmu);
-    for (int i = 0; i < k; i++) {
-        float dsum, unused;
-        div_grads(sum[i], nf, dmu[i], &dsum, &unused);
-        for (int j = 0; j < n; j++)
-            dx[(long)i * n + j] += dd[(long)i * n + j] + dsum;
-    }
+    ln_rows_add_dx(k, n, sum, dd, dx);
 }
 
 /* The backward of k ≤ GROUP contiguous rows in the fused passes of
@@ -1087,20 +1095,14 @@ static void ln_rows_backward_fused(const nomul_ln_fused *f, float off, int appro
         f->backward1(n, x + (long)i * n, mu[i], r[i], gamma, dy + (long)i * n, off, dgamma,
                      dbeta, dd + (long)i * n, db + (long)i * n);
     }
-    float dr_[GROUP], dmu[GROUP];
+    float dr_[GROUP];
     row_sums(k, n, db, n, 0, dr_);
     for (int i = 0; i < k; i++) {
         float dvar = nomul_pa_sqrt_grad(var[i] + eps, dr_[i], 0), dq, unused;
         div_grads(q[i], nf, dvar, &dq, &unused);
         f->backward2(n, x + (long)i * n, mu[i], dq, off, dd + (long)i * n);
     }
-    row_sums(k, n, dd, n, 1, dmu);
-    for (int i = 0; i < k; i++) {
-        float dsum, unused;
-        div_grads(sum[i], nf, dmu[i], &dsum, &unused);
-        for (int j = 0; j < n; j++)
-            dx[(long)i * n + j] += dd[(long)i * n + j] + dsum;
-    }
+    ln_rows_add_dx(k, n, sum, dd, dx);
 }
 
 int nomul_ln_rows_backward_pa(const nomul_op_cfg *cfg, int k, int n, const float *x,
