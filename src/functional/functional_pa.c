@@ -1112,7 +1112,10 @@ int nomul_ln_rows_backward_pa(const nomul_op_cfg *cfg, int k, int n, const float
 {
     if (k > GROUP)
         return 0;
-    float *buf = ln_buf(n, 11 * GROUP);
+    /* the fused passes need 3 rows of scratch per row of the group, the
+     * kernel-call sequence 11 */
+    const nomul_ln_fused *f = nomul_ln_fused_active();
+    float *buf = ln_buf(n, (f ? 3 : 11) * GROUP);
     if (!buf)
         return 0;
     const int approx = cfg->approx_bwd;
@@ -1126,7 +1129,6 @@ int nomul_ln_rows_backward_pa(const nomul_op_cfg *cfg, int k, int n, const float
         NOMUL_COUNT(PALOG2, k); NOMUL_COUNT(PAEXP2, k); NOMUL_COUNT(SHIFT, k * (5L * n + 3));
         NOMUL_COUNT(FADD, k * 9L * n);
     }
-    const nomul_ln_fused *f = nomul_ln_fused_active();
     if (f)
         ln_rows_backward_fused(f, offset_of(cfg), approx, k, n, x, gamma, mean, rstd, ksum, kq,
                                eps, dy, dx, dgamma, dbeta, buf);
