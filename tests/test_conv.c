@@ -239,6 +239,103 @@ static void test_conv_against_direct_loops(void **state)
     nomul_isa_set(nomul_isa_max());
 }
 
+/* The float path's fast kernels (gemm_fdirect.c: W packed, the column
+ * matrix read in place, on every instruction set that has them) against
+ * their plain twin, bit for bit: each output of the forward is the fused
+ * multiply-adds of its K terms in (channel, tap) order from zero, padding's
+ * zeros included; each backward data value is col2im's sum, in (channel,
+ * tap, row) order from zero, of the fused multiply-add chains over the
+ * group's output channels. Groups of 4 to 20 output channels (partial row
+ * panels), output rows of 1 to 70 columns (partial column tiles). */
+static float fd_col(const nomul_conv2d_desc *d, const float *xg, int c, int i, int j, int oy, int ox)
+{
+    int iy = oy * d->stride_h - d->pad_h + i * d->dil_h, ix = ox * d->stride_w - d->pad_w + j * d->dil_w;
+    return iy < 0 || iy >= d->h || ix < 0 || ix >= d->w ? 0.0f : xg[((long)c * d->h + iy) * d->w + ix];
+}
+
+static void test_float_fast_kernels_match_fma_twin(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xC015};
+    int reps = tu_scale() < 1 ? 3 : 10;
+    const nomul_op_cfg fl = {NOMUL_OP_STANDARD, 0, 1.0f};
+    for (int isa = NOMUL_ISA_AVX2; isa <= (int)nomul_isa_max(); isa++) {
+        nomul_isa_set((nomul_isa)isa);
+        assert_true(fd_available());
+        for (int rep = 0; rep < reps; rep++) {
+            nomul_conv2d_desc d = random_desc(&r);
+            int gsz = rnd(&r, 4, 20);
+            d.c_out = d.groups * gsz;
+            d.w = rnd(&r, 1, 70);
+            if (d.w + 2 * d.pad_w - d.dil_w * (d.kw - 1) - 1 < 0)
+                d.w = d.dil_w * (d.kw - 1) + 1;
+            int oh, ow;
+            assert_true(nomul_conv2d_output_size(&d, &oh, &ow));
+            long nx = (long)d.n * d.c_in * d.h * d.w, ny = (long)d.n * d.c_out * oh * ow;
+            long nw = (long)d.c_out * (d.c_in / d.groups) * d.kh * d.kw;
+            float *x = malloc(nx * 4), *w = malloc(nw * 4), *y = malloc(ny * 4);
+            float *dy = malloc(ny * 4), *dx = malloc(nx * 4), *tx = calloc(nx, 4);
+            assert_non_null(x); assert_non_null(w); assert_non_null(y);
+            assert_non_null(dy); assert_non_null(dx); assert_non_null(tx);
+            for (long i = 0; i < nx; i++) x[i] = value(&r, rep & 1);
+            for (long i = 0; i < nw; i++) w[i] = value(&r, 0);
+            for (long i = 0; i < ny; i++) dy[i] = value(&r, rep & 1);
+            nomul_conv2d_forward(&d, &fl, x, w, NULL, y);
+            nomul_conv2d_backward_data(&d, &fl, x, w, dy, dx);
+            int cig = d.c_in / d.groups, K = cig * d.kh * d.kw;
+            for (int b = 0; b < d.n; b++)
+                for (int gr = 0; gr < d.groups; gr++) {
+                    const float *xg = x + ((long)b * d.c_in + gr * cig) * d.h * d.w;
+                    float *txg = tx + ((long)b * d.c_in + gr * cig) * d.h * d.w;
+                    for (int co = gr * gsz; co < (gr + 1) * gsz; co++)
+                        for (int oy = 0; oy < oh; oy++)
+                            for (int ox = 0; ox < ow; ox++) {
+                                float acc = 0.0f;
+                                for (int c = 0; c < cig; c++)
+                                    for (int i = 0; i < d.kh; i++)
+                                        for (int j = 0; j < d.kw; j++)
+                                            acc = fmaf(w[(long)co * K + (c * d.kh + i) * d.kw + j],
+                                                       fd_col(&d, xg, c, i, j, oy, ox), acc);
+                                float got = y[(((long)b * d.c_out + co) * oh + oy) * ow + ox];
+                                if (tu_bits(got) != tu_bits(acc))
+                                    FAIL_SEED("float forward isa %s n%d c%d->%d g%d %dx%d k%dx%d "
+                                              "s%d,%d p%d,%d d%d,%d: y[%d][%d][%d][%d] = %a, twin %a",
+                                              nomul_isa_name((nomul_isa)isa), d.n, d.c_in, d.c_out,
+                                              d.groups, d.h, d.w, d.kh, d.kw, d.stride_h,
+                                              d.stride_w, d.pad_h, d.pad_w, d.dil_h, d.dil_w, b, co,
+                                              oy, ox, (double)got, (double)acc);
+                            }
+                    /* col2im in (c, i, j, oy, ox) order of dcol's fma chains */
+                    for (int c = 0; c < cig; c++)
+                        for (int i = 0; i < d.kh; i++)
+                            for (int j = 0; j < d.kw; j++)
+                                for (int oy = 0; oy < oh; oy++)
+                                    for (int ox = 0; ox < ow; ox++) {
+                                        int iy = oy * d.stride_h - d.pad_h + i * d.dil_h;
+                                        int ix = ox * d.stride_w - d.pad_w + j * d.dil_w;
+                                        if (iy < 0 || iy >= d.h || ix < 0 || ix >= d.w)
+                                            continue;
+                                        float acc = 0.0f;
+                                        for (int co = gr * gsz; co < (gr + 1) * gsz; co++)
+                                            acc = fmaf(w[(long)co * K + (c * d.kh + i) * d.kw + j],
+                                                       dy[(((long)b * d.c_out + co) * oh + oy) * ow + ox],
+                                                       acc);
+                                        txg[((long)c * d.h + iy) * d.w + ix] += acc;
+                                    }
+                }
+            for (long i = 0; i < nx; i++)
+                if (tu_bits(dx[i]) != tu_bits(tx[i]))
+                    FAIL_SEED("float backward data isa %s n%d c%d->%d g%d %dx%d k%dx%d s%d,%d "
+                              "p%d,%d d%d,%d: dx[%ld] = %a, twin %a",
+                              nomul_isa_name((nomul_isa)isa), d.n, d.c_in, d.c_out, d.groups, d.h,
+                              d.w, d.kh, d.kw, d.stride_h, d.stride_w, d.pad_h, d.pad_w, d.dil_h,
+                              d.dil_w, i, (double)dx[i], (double)tx[i]);
+            free(x); free(w); free(y); free(dy); free(dx); free(tx);
+        }
+    }
+    nomul_isa_set(nomul_isa_max());
+}
+
 /* A bigger layer, past the matrix engine's blocking (K = 3·3·40 > 256). */
 static void test_conv_larger_layer(void **state)
 {
@@ -474,6 +571,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_against_direct_loops),
         cmocka_unit_test(test_conv_larger_layer),
+        cmocka_unit_test(test_float_fast_kernels_match_fma_twin),
         cmocka_unit_test(test_depthwise_direct_paths),
         cmocka_unit_test(test_value_stats_match_plain_loop),
         cmocka_unit_test(test_power_of_two_weights_match_float),

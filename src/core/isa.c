@@ -36,7 +36,7 @@ nomul_isa nomul_isa_detect(void)
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d))
         return NOMUL_ISA_SCALAR;
-    int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+    int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1;
     if (!osxsave || !avx)
         return NOMUL_ISA_SCALAR;
     unsigned long long xcr0 = xgetbv0();
@@ -47,9 +47,11 @@ nomul_isa nomul_isa_detect(void)
     int avx2 = (b >> 5) & 1;
     int avx512f = (b >> 16) & 1, avx512dq = (b >> 17) & 1, avx512bw = (b >> 30) & 1,
         avx512vl = (b >> 31) & 1;
-    if (avx512f && avx512dq && avx512bw && avx512vl && (xcr0 & 0xE0) == 0xE0)
+    if (avx512f && avx512dq && avx512bw && avx512vl && fma && (xcr0 & 0xE0) == 0xE0)
         return NOMUL_ISA_AVX512;
-    return avx2 ? NOMUL_ISA_AVX2 : NOMUL_ISA_SCALAR;
+    /* the AVX2 level's float kernels use FMA3 (every AVX2 CPU but a few VIA
+     * parts has it) */
+    return avx2 && fma ? NOMUL_ISA_AVX2 : NOMUL_ISA_SCALAR;
 }
 
 static int active_isa = -1;

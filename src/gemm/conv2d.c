@@ -77,8 +77,47 @@ static int geometry(const char *fn, const nomul_conv2d_desc *d, conv_geom *g, co
     return 1;
 }
 
+/* GCC and clang turn copy_row's and zero_row's loops back into calls to
+ * memcpy and memset (GCC's -ftree-loop-distribute-patterns, on at -O2;
+ * clang's loop idiom recognition): on rows of 28 floats the calls cost more
+ * than the copies (perf on ResNet20's float step put 8% of it in memmove,
+ * called from im2col). */
+#if defined(__clang__)
+#define NO_LIBCALL_LOOPS __attribute__((no_builtin("memcpy", "memset")))
+#elif defined(__GNUC__)
+#define NO_LIBCALL_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NO_LIBCALL_LOOPS
+#endif
+
+/* four floats, loaded and stored unaligned (as memcpy would: may_alias) */
+typedef float v4f __attribute__((vector_size(16), aligned(4), may_alias));
+
+/* out[j] = in[j] for j < n, four at a time: a convolution row is a few to a
+ * few dozen floats, for which a call to memcpy costs more than the copy */
+NO_LIBCALL_LOOPS static inline void copy_row(int n, const float *restrict in, float *restrict out)
+{
+    int j = 0;
+    for (; j + 4 <= n; j += 4)
+        *(v4f *)(out + j) = *(const v4f *)(in + j);
+    for (; j < n; j++)
+        out[j] = in[j];
+}
+
+/* out[j] = 0 for j < n (the padding of a row: mostly 0 to 2 values) */
+NO_LIBCALL_LOOPS static inline void zero_row(int n, float *out)
+{
+    int j = 0;
+    const v4f z = {0, 0, 0, 0};
+    for (; j + 4 <= n; j += 4)
+        *(v4f *)(out + j) = z;
+    for (; j < n; j++)
+        out[j] = 0.0f;
+}
+
 /* col (K × P) from one group of one image: row (c, i, j), column (oy, ox). */
-static void im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *x, float *col)
+NO_LIBCALL_LOOPS static void im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *x,
+                                    float *col)
 {
     for (int c = 0; c < g->cig; c++)
         for (int i = 0; i < d->kh; i++)
@@ -91,17 +130,17 @@ static void im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *
                     int iy = oy * d->stride_h - d->pad_h + i * d->dil_h;
                     float *out = row + (long)oy * g->ow;
                     if (iy < 0 || iy >= d->h) {
-                        memset(out, 0, (size_t)g->ow * sizeof *out);
+                        zero_row(g->ow, out);
                         continue;
                     }
                     const float *in = plane + (long)iy * d->w; /* ix = ox·stride + base */
-                    memset(out, 0, (size_t)ox0 * sizeof *out);
+                    zero_row(ox0, out);
                     if (d->stride_w == 1)
-                        memcpy(out + ox0, in + ox0 + base, (size_t)(ox1 - ox0) * sizeof *out);
+                        copy_row(ox1 - ox0, in + ox0 + base, out + ox0);
                     else
                         for (int ox = ox0; ox < ox1; ox++)
                             out[ox] = in[ox * d->stride_w + base];
-                    memset(out + ox1, 0, (size_t)(g->ow - ox1) * sizeof *out);
+                    zero_row(g->ow - ox1, out + ox1);
                 }
             }
 }
@@ -110,15 +149,9 @@ static void im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *
  * gcc -O2 leaves the plain loop scalar (it would need a scalar epilogue) */
 static inline void add_row(int n, const float *restrict in, float *restrict out)
 {
-    typedef float v4 __attribute__((vector_size(16)));
     int j = 0;
-    for (; j + 4 <= n; j += 4) {
-        v4 a, b;
-        memcpy(&a, in + j, sizeof a);
-        memcpy(&b, out + j, sizeof b);
-        b += a;
-        memcpy(out + j, &b, sizeof b);
-    }
+    for (; j + 4 <= n; j += 4)
+        *(v4f *)(out + j) += *(const v4f *)(in + j);
     for (; j < n; j++)
         out[j] += in[j];
 }
@@ -214,6 +247,30 @@ static pg_plan **make_plans(const char *fn, const nomul_conv2d_desc *d, const co
     return plans;
 }
 
+/* Float mode: each group's W_g (forward) or W_gᵀ (backward data) packed
+ * once for all images, the column matrices read in place (gemm_fdirect.c),
+ * where the context has the kernel and a group has 4 output channels or more
+ * (fewer would leave most of the kernel's rows empty; depthwise layers);
+ * else NULL: OpenBLAS per image (nomul_sgemm). *failed on out of memory
+ * (reported). */
+static fd_plan **float_plans(const nomul_conv2d_desc *d, const conv_geom *g, int data,
+                             const float *weight, int *failed)
+{
+    *failed = 0;
+    if (!fd_available() || g->cog < 4)
+        return NULL;
+    fd_plan **plans = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANS, (size_t)d->groups * sizeof *plans);
+    for (int gr = 0; plans && gr < d->groups; gr++) {
+        const float *wg = weight + (long)gr * g->cog * g->K;
+        plans[gr] = data ? fd_plan_make(gr, CblasTrans, g->K, g->cog, wg, g->K)
+                         : fd_plan_make(gr, CblasNoTrans, g->cog, g->K, wg, g->K);
+        if (!plans[gr])
+            plans = NULL;
+    }
+    *failed = plans == NULL;
+    return plans;
+}
+
 /* Exponent statistics of all of x, plus a zero if padding adds any: they
  * bound every value im2col writes, so x is classified once per call (by the
  * vector kernel, in one chunk per thread). */
@@ -274,7 +331,7 @@ static pg_plan **direct_plans(const nomul_conv2d_desc *d, const conv_geom *g, co
 
 /* forward for image b: y_b = conv(x_b, W) + bias */
 static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, int pa,
-                          pg_plan *const *plans, int direct, const float *x,
+                          pg_plan *const *plans, fd_plan *const *fplans, int direct, const float *x,
                           const float *weight, const float *bias, float *y, int b, float *col)
 {
     for (int gr = 0; gr < d->groups; gr++) {
@@ -289,8 +346,11 @@ static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, int pa
         if (!pa) {
             NOMUL_COUNT(FMUL, (long long)g->cog * g->P * g->K);
             NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
-            nomul_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K, wg, g->K,
-                        col, g->P, 0.0f, yg, g->P);
+            if (fplans)
+                fd_plan_run(fplans[gr], g->P, col, g->P, yg, g->P);
+            else
+                nomul_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K, wg,
+                            g->K, col, g->P, 0.0f, yg, g->P);
         }
         else
             pg_plan_run_forward(plans[gr], g->P, col, g->P, 0.0f, yg, g->P);
@@ -322,6 +382,10 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
         plans = make_plans(fn, d, &g, pa, PLAN_FORWARD, weight, offset);
     if (pa && !plans)
         return;
+    int failed;
+    fd_plan **fplans = pa ? NULL : float_plans(d, &g, 0, weight, &failed);
+    if (!pa && failed)
+        return;
     int nt = image_threads(d);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -329,14 +393,14 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
             if (col)
-                forward_image(d, &g, pa, plans, direct, x, weight, bias, y, b, col);
+                forward_image(d, &g, pa, plans, fplans, direct, x, weight, bias, y, b, col);
     }
 }
 
 /* backward data for image b: dx_b = col2im(W_gᵀ-product with dy_b) */
 static void backward_data_image(const nomul_conv2d_desc *d, const conv_geom *g,
                                 int pa, int approx, pg_plan *const *plans,
-                                const float *x, const float *weight, const float *dy, float *dx,
+                                fd_plan *const *fplans, const float *x, const float *weight, const float *dy, float *dx,
                                 int b, float *col, float *dcol)
 {
     memset(dx + b * g->x_img, 0, (size_t)g->x_img * sizeof *dx);
@@ -347,8 +411,11 @@ static void backward_data_image(const nomul_conv2d_desc *d, const conv_geom *g,
         if (!pa) {
             NOMUL_COUNT(FMUL, (long long)g->cog * g->P * g->K);
             NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
-            nomul_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->P, g->cog, wg, g->K, dyg,
-                        g->P, 0.0f, dcol, g->P);
+            if (fplans)
+                fd_plan_run(fplans[gr], g->P, dyg, g->P, dcol, g->P);
+            else
+                nomul_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->P, g->cog, wg,
+                            g->K, dyg, g->P, 0.0f, dcol, g->P);
         } else if (approx) {
             pg_plan_run_forward(plans[gr], g->P, dyg, g->P, 0.0f, dcol, g->P);
         } else {
@@ -377,6 +444,10 @@ void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, const nomul_op_cfg *
                                  weight, offset);
     if (pa && !plans)
         return;
+    int failed;
+    fd_plan **fplans = pa ? NULL : float_plans(d, &g, 1, weight, &failed);
+    if (!pa && failed)
+        return;
     int nt = image_threads(d);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -384,7 +455,8 @@ void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, const nomul_op_cfg *
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
             if (dcol)
-                backward_data_image(d, &g, pa, approx, plans, x, weight, dy, dx, b, col, dcol);
+                backward_data_image(d, &g, pa, approx, plans, fplans, x, weight, dy, dx, b, col,
+                                    dcol);
     }
 }
 

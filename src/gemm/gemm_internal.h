@@ -102,6 +102,22 @@ int pg_range_safe(const pg_stats *a, const pg_stats *b, float offset);
 typedef void (*pg_fwd_direct_kernel)(int kc, const uint32_t *xp, const float *y, long ldy,
                                      const int32_t *xm, int xzeros, float *c, long ldc, int add);
 
+/* Float products with A packed and B read in place (gemm_fdirect.c,
+ * convolution's float path): one MR×NR tile of C = A · B over the whole
+ * reduction. ap: MR-row panel of A, ap[p·MR + r] (rows past the matrix are
+ * zeros); row p of B's tile at b + p·ldb. Each sum is the fused
+ * multiply-adds of its k terms in order from zero,
+ *   c_ij = fma(a_i,k−1, b_k−1,j, … fma(a_i1, b_1j, fma(a_i0, b_0j, 0)) …),
+ * the same on every instruction set that has the kernel. Only rows r <
+ * mvalid and columns j < nvalid of the tile are read from B and written to
+ * C (row r at c + r·ldc); what C held is overwritten. */
+typedef void (*fd_kernel)(int k, const float *ap, const float *b, long ldb, int mvalid,
+                          int nvalid, float *c, long ldc);
+typedef struct {
+    int mr, nr;
+    fd_kernel run; /* NULL where there is none (then OpenBLAS serves) */
+} fd_ukr;
+
 /* Cache blocking: KC values of the reduction per packed panel, MC rows of X
  * and NC columns of Y per block. KC fixes the order of the float sums, so it
  * is the same on every instruction set (results do not depend on the ISA). */
@@ -134,6 +150,7 @@ typedef struct pg_cntx {
     pg_fwd_ukr fwd_narrow;
     pg_grad_ukr grad_narrow;
     pg_fwd_direct_kernel fwd_direct; /* NULL where there is none */
+    fd_ukr fdirect;                  /* float, B in place */
     pg_pack_fn pack;
     pg_pack_tile_fn pack_tile;
     pg_dw_rows dw_rows;
@@ -172,6 +189,18 @@ pg_plan *pg_plan_forward_direct(int key, int m, int k, const float *a, int lda, 
 int pg_plan_direct_safe(const pg_plan *pl, const pg_stats *ys);
 void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, int ldy, float beta,
                                 float *c, int ldc);
+
+/* Float products C (m×n) = op(A) (m×k) · B (k×n) with op(A) packed once
+ * into the active context's fd panels and B read in place, row-major, each
+ * sum as fd_kernel says (gemm_fdirect.c). fd_plan_make returns NULL, with no
+ * report, where the context has no such kernel, and after a report when
+ * out of memory; a plan lives in this thread's keyed scratch buffer `key`,
+ * like pg_plan. fd_plan_run splits C's column tiles over the threads when
+ * called outside a parallel region (the sums do not depend on the split). */
+typedef struct fd_plan fd_plan;
+int fd_available(void);
+fd_plan *fd_plan_make(int key, CBLAS_TRANSPOSE ta, int m, int k, const float *a, int lda);
+void fd_plan_run(const fd_plan *pl, int n, const float *b, int ldb, float *c, int ldc);
 
 /* Float products (gemm_float.c): OpenBLAS held to one thread, and C split
  * into blocks of rows or columns that depend on the shape only (never on the
