@@ -70,6 +70,7 @@ RSVG_CFLAGS := $(shell pkg-config --cflags librsvg-2.0 2>/dev/null)
 RSVG_LIBS := $(shell pkg-config --libs librsvg-2.0 2>/dev/null || echo -lrsvg-2 -lcairo -lgobject-2.0 -lglib-2.0)
 
 LIB_SRC := $(wildcard src/core/*.c) $(wildcard src/arith/*.c) $(wildcard src/gemm/*.c) \
+           $(wildcard src/gemm/float/*.c) \
            $(wildcard src/functional/*.c) $(wildcard src/train/*.c) $(wildcard src/autodiff/*.c) \
            $(wildcard src/data/*.c) $(wildcard src/models/*.c) $(wildcard src/text/*.c) \
            $(wildcard src/dist/*.c)
@@ -97,6 +98,8 @@ $(BUILD)/src/arith/pam_avx2.o: CFLAGS_ALL += $(AVX2_FLAGS)
 $(BUILD)/src/arith/pam_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)
 $(BUILD)/src/gemm/ukernel_avx2.o: CFLAGS_ALL += $(AVX2_FLAGS)
 $(BUILD)/src/gemm/ukernel_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)
+$(BUILD)/src/gemm/float/fkernel_avx2.o: CFLAGS_ALL += $(AVX2_FLAGS) -mfma
+$(BUILD)/src/gemm/float/fkernel_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)
 
 $(STATIC): $(LIB_OBJ)
 	@rm -f $@

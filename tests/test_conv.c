@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "nomul/nomul.h"
+#include "core/internal.h"
 #include "gemm/gemm_internal.h"
 #include "testutil.h"
 
@@ -239,14 +240,17 @@ static void test_conv_against_direct_loops(void **state)
     nomul_isa_set(nomul_isa_max());
 }
 
-/* The float path's fast kernels (gemm_fdirect.c: W packed, the column
+/* The float path's fast kernels (src/gemm/float: W packed, the column
  * matrix read in place, on every instruction set that has them) against
  * their plain twin, bit for bit: each output of the forward is the fused
  * multiply-adds of its K terms in (channel, tap) order from zero, padding's
  * zeros included; each backward data value is col2im's sum, in (channel,
  * tap, row) order from zero, of the fused multiply-add chains over the
- * group's output channels. Groups of 4 to 20 output channels (partial row
- * panels), output rows of 1 to 70 columns (partial column tiles). */
+ * group's output channels; each weight gradient is the sum, in block order,
+ * of one fused multiply-add chain per block of images (core/internal.h's
+ * fixed blocks) over its images and output pixels in order. Groups of 4 to
+ * 20 output channels (partial row panels), output rows of 1 to 70 columns
+ * (partial column tiles), up to 40 images (blocks of several). */
 static float fd_col(const nomul_conv2d_desc *d, const float *xg, int c, int i, int j, int oy, int ox)
 {
     int iy = oy * d->stride_h - d->pad_h + i * d->dil_h, ix = ox * d->stride_w - d->pad_w + j * d->dil_w;
@@ -266,6 +270,8 @@ static void test_float_fast_kernels_match_fma_twin(void **state)
             nomul_conv2d_desc d = random_desc(&r);
             int gsz = rnd(&r, 4, 20);
             d.c_out = d.groups * gsz;
+            if (rep % 3 == 2)
+                d.n = rnd(&r, 17, 40);
             d.w = rnd(&r, 1, 70);
             if (d.w + 2 * d.pad_w - d.dil_w * (d.kw - 1) - 1 < 0)
                 d.w = d.dil_w * (d.kw - 1) + 1;
@@ -275,14 +281,47 @@ static void test_float_fast_kernels_match_fma_twin(void **state)
             long nw = (long)d.c_out * (d.c_in / d.groups) * d.kh * d.kw;
             float *x = malloc(nx * 4), *w = malloc(nw * 4), *y = malloc(ny * 4);
             float *dy = malloc(ny * 4), *dx = malloc(nx * 4), *tx = calloc(nx, 4);
+            float *dw = malloc(nw * 4), *tw = malloc(nw * 4), *bw = malloc(nw * 4);
             assert_non_null(x); assert_non_null(w); assert_non_null(y);
             assert_non_null(dy); assert_non_null(dx); assert_non_null(tx);
+            assert_non_null(dw); assert_non_null(tw); assert_non_null(bw);
             for (long i = 0; i < nx; i++) x[i] = value(&r, rep & 1);
             for (long i = 0; i < nw; i++) w[i] = value(&r, 0);
             for (long i = 0; i < ny; i++) dy[i] = value(&r, rep & 1);
             nomul_conv2d_forward(&d, &fl, x, w, NULL, y);
             nomul_conv2d_backward_data(&d, &fl, x, w, dy, dx);
+            nomul_conv2d_backward_weight(&d, &fl, x, w, dy, dw, NULL);
             int cig = d.c_in / d.groups, K = cig * d.kh * d.kw;
+            /* the weight gradient's blocks (conv2d.c: at most 16 here) */
+            int blocks = nomul_sum_blocks(d.n, 1, 16);
+            for (int k = 0; k < blocks; k++) {
+                long b0 = nomul_block_start(d.n, blocks, k), b1 = nomul_block_start(d.n, blocks, k + 1);
+                for (int gr = 0; gr < d.groups; gr++)
+                    for (int co = gr * gsz; co < (gr + 1) * gsz; co++)
+                        for (int c = 0; c < cig; c++)
+                            for (int i = 0; i < d.kh; i++)
+                                for (int j = 0; j < d.kw; j++) {
+                                    float acc = 0.0f;
+                                    for (long b = b0; b < b1; b++) {
+                                        const float *xg = x + ((long)b * d.c_in + gr * cig) * d.h * d.w;
+                                        for (int oy = 0; oy < oh; oy++)
+                                            for (int ox = 0; ox < ow; ox++)
+                                                acc = fmaf(fd_col(&d, xg, c, i, j, oy, ox),
+                                                           dy[(((long)b * d.c_out + co) * oh + oy) * ow + ox],
+                                                           acc);
+                                    }
+                                    bw[(long)co * K + (c * d.kh + i) * d.kw + j] = acc;
+                                }
+                for (long i = 0; i < nw; i++)
+                    tw[i] = k == 0 ? bw[i] : tw[i] + bw[i];
+            }
+            for (long i = 0; i < nw; i++)
+                if (tu_bits(dw[i]) != tu_bits(tw[i]))
+                    FAIL_SEED("float backward weight isa %s n%d c%d->%d g%d %dx%d k%dx%d s%d,%d "
+                              "p%d,%d d%d,%d: dw[%ld] = %a, twin %a",
+                              nomul_isa_name((nomul_isa)isa), d.n, d.c_in, d.c_out, d.groups, d.h,
+                              d.w, d.kh, d.kw, d.stride_h, d.stride_w, d.pad_h, d.pad_w, d.dil_h,
+                              d.dil_w, i, (double)dw[i], (double)tw[i]);
             for (int b = 0; b < d.n; b++)
                 for (int gr = 0; gr < d.groups; gr++) {
                     const float *xg = x + ((long)b * d.c_in + gr * cig) * d.h * d.w;
@@ -330,7 +369,7 @@ static void test_float_fast_kernels_match_fma_twin(void **state)
                               nomul_isa_name((nomul_isa)isa), d.n, d.c_in, d.c_out, d.groups, d.h,
                               d.w, d.kh, d.kw, d.stride_h, d.stride_w, d.pad_h, d.pad_w, d.dil_h,
                               d.dil_w, i, (double)dx[i], (double)tx[i]);
-            free(x); free(w); free(y); free(dy); free(dx); free(tx);
+            free(x); free(w); free(y); free(dy); free(dx); free(tx); free(dw); free(tw); free(bw);
         }
     }
     nomul_isa_set(nomul_isa_max());

@@ -5,8 +5,10 @@
  * (objdump, binutils) and each mnemonic matched against the forbidden
  * families, and the same for the PA optimizer's object and the PA composite
  * operations' object (softmax, layer norm, cross-entropy, GELU, ...). (The
- * float baseline calls OpenBLAS, outside these objects.) The matcher itself is
- * checked on known mnemonics first, so the test can fail.
+ * float baseline calls OpenBLAS, or its own fused multiply-add kernels in
+ * src/gemm/float, outside these objects: the scan takes the objects directly
+ * in src/gemm only.) The matcher itself is checked on known mnemonics first, so
+ * the test can fail.
  */
 #include <glob.h>
 #include <regex.h>

@@ -69,6 +69,9 @@ static int geometry(const char *fn, const nomul_conv2d_desc *d, conv_geom *g, co
         return 0;
     }
     g->P = g->oh * g->ow;
+    /* rows 2 KiB or 4 KiB apart (32x32 images: 1024 pixels) would share L1
+     * sets: the kernels read 8 to 32 rows of a column matrix together */
+    g->ldcol = g->P % 128 == 0 ? g->P + 16 : g->P;
     g->cig = d->c_in / d->groups;
     g->cog = d->c_out / d->groups;
     g->K = g->cig * d->kh * d->kw;
@@ -122,7 +125,7 @@ NO_LIBCALL_LOOPS static void im2col(const nomul_conv2d_desc *d, const conv_geom 
     for (int c = 0; c < g->cig; c++)
         for (int i = 0; i < d->kh; i++)
             for (int j = 0; j < d->kw; j++) {
-                float *row = col + ((long)(c * d->kh + i) * d->kw + j) * g->P;
+                float *row = col + ((long)(c * d->kh + i) * d->kw + j) * g->ldcol;
                 const float *plane = x + (long)c * d->h * d->w;
                 int base = j * d->dil_w - d->pad_w, ox0, ox1;
                 conv_valid_cols(d->w, g->ow, d->stride_w, base, &ox0, &ox1);
@@ -163,7 +166,7 @@ static void col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const flo
     for (int c = 0; c < g->cig; c++)
         for (int i = 0; i < d->kh; i++)
             for (int j = 0; j < d->kw; j++) {
-                const float *row = col + ((long)(c * d->kh + i) * d->kw + j) * g->P;
+                const float *row = col + ((long)(c * d->kh + i) * d->kw + j) * g->ldcol;
                 float *plane = x + (long)c * d->h * d->w;
                 int base = j * d->dil_w - d->pad_w, ox0, ox1;
                 conv_valid_cols(d->w, g->ow, d->stride_w, base, &ox0, &ox1);
@@ -187,7 +190,7 @@ static void col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const flo
  * warm. */
 static float *cached_col(const char *fn, const conv_geom *g, int slot)
 {
-    float *p = nomul_scratch(slot, (size_t)g->K * g->P + 32);
+    float *p = nomul_scratch(slot, (size_t)g->K * g->ldcol + 32);
     if (!p)
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for a %d x %d column matrix", fn, g->K, g->P);
     return p;
@@ -248,7 +251,7 @@ static pg_plan **make_plans(const char *fn, const nomul_conv2d_desc *d, const co
 }
 
 /* Float mode: each group's W_g (forward) or W_gᵀ (backward data) packed
- * once for all images, the column matrices read in place (gemm_fdirect.c),
+ * once for all images, the column matrices read in place (src/gemm/float/fdirect.c),
  * where the context has the kernel and a group has 4 output channels or more
  * (fewer would leave most of the kernel's rows empty; depthwise layers);
  * else NULL: OpenBLAS per image (nomul_sgemm). *failed on out of memory
@@ -340,20 +343,20 @@ static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, int pa
         float *yg = y + b * g->y_img + (long)gr * g->cog * g->P;
         im2col(d, g, xg, col);
         if (direct) {
-            pg_plan_run_forward_direct(plans[gr], g->P, col, g->P, 0.0f, yg, g->P);
+            pg_plan_run_forward_direct(plans[gr], g->P, col, g->ldcol, 0.0f, yg, g->P);
             continue;
         }
         if (!pa) {
             NOMUL_COUNT(FMUL, (long long)g->cog * g->P * g->K);
             NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
             if (fplans)
-                fd_plan_run(fplans[gr], g->P, col, g->P, yg, g->P);
+                fd_plan_run(fplans[gr], g->P, col, g->ldcol, yg, g->P);
             else
                 nomul_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K, wg,
-                            g->K, col, g->P, 0.0f, yg, g->P);
+                            g->K, col, g->ldcol, 0.0f, yg, g->P);
         }
         else
-            pg_plan_run_forward(plans[gr], g->P, col, g->P, 0.0f, yg, g->P);
+            pg_plan_run_forward(plans[gr], g->P, col, g->ldcol, 0.0f, yg, g->P);
     }
     if (bias)
         NOMUL_COUNT(FADD, g->y_img);
@@ -412,15 +415,15 @@ static void backward_data_image(const nomul_conv2d_desc *d, const conv_geom *g,
             NOMUL_COUNT(FMUL, (long long)g->cog * g->P * g->K);
             NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
             if (fplans)
-                fd_plan_run(fplans[gr], g->P, dyg, g->P, dcol, g->P);
+                fd_plan_run(fplans[gr], g->P, dyg, g->P, dcol, g->ldcol);
             else
                 nomul_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->P, g->cog, wg,
-                            g->K, dyg, g->P, 0.0f, dcol, g->P);
+                            g->K, dyg, g->P, 0.0f, dcol, g->ldcol);
         } else if (approx) {
-            pg_plan_run_forward(plans[gr], g->P, dyg, g->P, 0.0f, dcol, g->P);
+            pg_plan_run_forward(plans[gr], g->P, dyg, g->P, 0.0f, dcol, g->ldcol);
         } else {
             im2col(d, g, x + xoff, col);
-            pg_plan_run_grad_b(plans[gr], g->P, col, g->P, dyg, g->P, 0.0f, dcol, g->P);
+            pg_plan_run_grad_b(plans[gr], g->P, col, g->ldcol, dyg, g->P, 0.0f, dcol, g->ldcol);
         }
         col2im_add(d, g, dcol, dx + xoff);
     }
@@ -474,11 +477,63 @@ static void backward_weight_image(const nomul_conv2d_desc *d, const conv_geom *g
          * PA are the product dy_g · colᵀ */
         if (nomul_op_is_pa(cfg) && !cfg->approx_bwd)
             nomul_gemm_backward(cfg, CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P,
-                                g->K, wg, g->K, col, g->P, dyg, g->P, beta, dwg, g->K, NULL, 0);
+                                g->K, wg, g->K, col, g->ldcol, dyg, g->P, beta, dwg, g->K, NULL, 0);
         else
             nomul_gemm(cfg, CblasRowMajor, CblasNoTrans, CblasTrans, g->cog, g->K, g->P, dyg,
-                       g->P, col, g->P, beta, dwg, g->K);
+                       g->P, col, g->ldcol, beta, dwg, g->K);
     }
+}
+
+/* t (cols × rows) = mᵀ, m rows × cols with leading dimension ldm */
+static void transpose(int rows, int cols, const float *m, long ldm, float *t)
+{
+    for (int j = 0; j < cols; j++)
+        for (int i = 0; i < rows; i++)
+            t[(long)j * rows + i] = m[(long)i * ldm + j];
+}
+
+/* Float dW of the images [b0, b1) into dw, through nomul's FMA kernels
+ * (src/gemm/float/fdirect.c), one fma chain per sum over the block's images and
+ * pixels in order. The pixels must run along the rows of both operands'
+ * reading: one of dy_g (co × P) and col (K × P) is transposed per image, the
+ * smaller: dW_gᵀ (K × co) = col · dy_gᵀ, transposed into dw at the end, or
+ * dW_g (co × K) = dy_g · colᵀ into dw directly. */
+static int backward_weight_float_block(const char *fn, const nomul_conv2d_desc *d,
+                                       const conv_geom *g, const float *x, const float *dy,
+                                       float *dw, long b0, long b1, float *col)
+{
+    long nw = (long)d->c_out * g->K;
+    int by_dyt = g->cog <= g->K;
+    float *t = nomul_scratch(NOMUL_SCRATCH_CONV_DYT, (size_t)g->P * (by_dyt ? g->cog : g->K));
+    float *dwt = t && by_dyt ? nomul_scratch(NOMUL_SCRATCH_CONV_DWT, (size_t)nw) : dw;
+    if (!t || !dwt) {
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for a %d x %d weight gradient", fn, g->K,
+                     d->c_out);
+        return 0;
+    }
+    if (b0 == b1) {
+        memset(dw, 0, (size_t)nw * sizeof *dw);
+        return 1;
+    }
+    for (long b = b0; b < b1; b++)
+        for (int gr = 0; gr < d->groups; gr++) {
+            const float *dyg = dy + b * g->y_img + (long)gr * g->cog * g->P;
+            long off = (long)gr * g->K * g->cog;
+            im2col(d, g, x + b * g->x_img + (long)gr * g->cig * d->h * d->w, col);
+            if (by_dyt) {
+                transpose(g->cog, g->P, dyg, g->P, t);
+                fd_gemm_inplace(g->K, g->cog, g->P, col, g->ldcol, t, g->cog, dwt + off, g->cog, b > b0);
+            } else {
+                transpose(g->K, g->P, col, g->ldcol, t);
+                fd_gemm_inplace(g->cog, g->K, g->P, dyg, g->P, t, g->K, dw + off, g->K, b > b0);
+            }
+        }
+    if (by_dyt)
+        for (int gr = 0; gr < d->groups; gr++) {
+            long off = (long)gr * g->K * g->cog;
+            transpose(g->K, g->cog, dwt + off, g->cog, dw + off);
+        }
+    return 1;
 }
 
 /* dW through im2col and the matrix products. The images are summed in
@@ -505,6 +560,9 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
         return 0;
     }
     int failed = 0;
+    /* float, where the context has the kernels (the dW of depthwise layers,
+     * one output channel per group, too) */
+    int fast = !nomul_op_is_pa(cfg) && fd_available();
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *col = cached_col(fn, g, NOMUL_SCRATCH_CONV_COL);
@@ -516,6 +574,13 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
         for (int k = 0; k < blocks; k++) {
             float *dw = k == 0 ? dweight : partial + (long)(k - 1) * nw;
             long b0 = nomul_block_start(d->n, blocks, k), b1 = nomul_block_start(d->n, blocks, k + 1);
+            if (fast) {
+                if (col && !backward_weight_float_block(fn, d, g, x, dy, dw, b0, b1, col)) {
+#pragma omp atomic write
+                    failed = 1;
+                }
+                continue;
+            }
             for (long b = b0; b < b1 && col; b++)
                 backward_weight_image(d, g, cfg, x, weight, dy, dw, (int)b, b == b0 ? 0.0f : 1.0f,
                                       col);

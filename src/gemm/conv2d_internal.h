@@ -12,6 +12,7 @@
 
 typedef struct {
     int oh, ow, P, K, cig, cog;
+    int ldcol; /* the column matrices' row stride: P, padded off multiples of 512 bytes */
     long x_img, y_img; /* floats per image */
 } conv_geom;
 

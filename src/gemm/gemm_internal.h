@@ -102,21 +102,30 @@ int pg_range_safe(const pg_stats *a, const pg_stats *b, float offset);
 typedef void (*pg_fwd_direct_kernel)(int kc, const uint32_t *xp, const float *y, long ldy,
                                      const int32_t *xm, int xzeros, float *c, long ldc, int add);
 
-/* Float products with A packed and B read in place (gemm_fdirect.c,
- * convolution's float path): one MR×NR tile of C = A · B over the whole
- * reduction. ap: MR-row panel of A, ap[p·MR + r] (rows past the matrix are
- * zeros); row p of B's tile at b + p·ldb. Each sum is the fused
- * multiply-adds of its k terms in order from zero,
- *   c_ij = fma(a_i,k−1, b_k−1,j, … fma(a_i1, b_1j, fma(a_i0, b_0j, 0)) …),
- * the same on every instruction set that has the kernel. Only rows r <
- * mvalid and columns j < nvalid of the tile are read from B and written to
- * C (row r at c + r·ldc); what C held is overwritten. */
-typedef void (*fd_kernel)(int k, const float *ap, const float *b, long ldb, int mvalid,
-                          int nvalid, float *c, long ldc);
+/* Float products with B read in place (src/gemm/float, convolution's float
+ * path): one MR×NR tile of C = A · B over a reduction of k. A is an MR-row
+ * panel, packed (a[p·MR + r], rows past the matrix zeros; lda = 0) or read
+ * in place too (row r at a + r·lda, only rows r < mvalid read); row p of
+ * B's tile at b + p·ldb. Each sum is the fused multiply-adds of its k terms
+ * in order, from zero, or from what C holds when add:
+ *   c_ij = fma(a_i,k−1, b_k−1,j, … fma(a_i1, b_1j, fma(a_i0, b_0j, c0)) …),
+ * c0 = 0 or c_ij, the same on every instruction set that has the kernel.
+ * Only rows r < mvalid and columns j < nvalid of the tile are read from B
+ * and C and written to C (row r at c + r·ldc). */
+typedef void (*fd_kernel)(int k, const float *a, long lda, const float *b, long ldb, int mvalid,
+                          int nvalid, float *c, long ldc, int add);
 typedef struct {
     int mr, nr;
-    fd_kernel run; /* NULL where there is none (then OpenBLAS serves) */
+    fd_kernel run;    /* NULL where there is none (then OpenBLAS serves) */
+    fd_kernel narrow; /* the same on tiles nr/2 wide, or NULL */
 } fd_ukr;
+/* src/gemm/float: float arithmetic, kept out of the PAM engine's objects */
+void fd_8x32_avx512(int k, const float *a, long lda, const float *b, long ldb, int mvalid,
+                    int nvalid, float *c, long ldc, int add);
+void fd_8x16_avx512(int k, const float *a, long lda, const float *b, long ldb, int mvalid,
+                    int nvalid, float *c, long ldc, int add);
+void fd_6x16_avx2(int k, const float *a, long lda, const float *b, long ldb, int mvalid,
+                  int nvalid, float *c, long ldc, int add);
 
 /* Cache blocking: KC values of the reduction per packed panel, MC rows of X
  * and NC columns of Y per block. KC fixes the order of the float sums, so it
@@ -192,7 +201,7 @@ void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, int ld
 
 /* Float products C (m×n) = op(A) (m×k) · B (k×n) with op(A) packed once
  * into the active context's fd panels and B read in place, row-major, each
- * sum as fd_kernel says (gemm_fdirect.c). fd_plan_make returns NULL, with no
+ * sum as fd_kernel says (src/gemm/float/fdirect.c). fd_plan_make returns NULL, with no
  * report, where the context has no such kernel, and after a report when
  * out of memory; a plan lives in this thread's keyed scratch buffer `key`,
  * like pg_plan. fd_plan_run splits C's column tiles over the threads when
@@ -201,6 +210,11 @@ typedef struct fd_plan fd_plan;
 int fd_available(void);
 fd_plan *fd_plan_make(int key, CBLAS_TRANSPOSE ta, int m, int k, const float *a, int lda);
 void fd_plan_run(const fd_plan *pl, int n, const float *b, int ldb, float *c, int ldc);
+/* C (m×n, ldc) (+)= A (m×k, lda) · B (k×n, ldb), both read in place, on this
+ * thread (callers run it per image in parallel): each sum the fma chain of
+ * fd_kernel, continued from C's value when add. Only where fd_available(). */
+void fd_gemm_inplace(int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+                     float *c, int ldc, int add);
 
 /* Float products (gemm_float.c): OpenBLAS held to one thread, and C split
  * into blocks of rows or columns that depend on the shape only (never on the

@@ -70,58 +70,6 @@ static void fwd_6x16(int kc, const uint32_t *xp, const uint32_t *yp, const int32
     }
 }
 
-/* Float C tile = A panel · B strip (gemm_internal.h, fd_kernel), 6×16:
- * per k, two 8-lane loads of B and six broadcasts of A feed twelve fused
- * multiply-adds (FMA3: the AVX2 level requires it, core/isa.c). full: all
- * 16 columns (else masked loads and stores, which never touch the lanes
- * past nvalid). */
-#define FD_TARGET __attribute__((target("avx2,fma"), always_inline))
-static inline FD_TARGET void fd_body(int k, const float *ap, const float *b, long ldb, int mvalid,
-                                     int nvalid, float *c, long ldc, const int full)
-{
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nvalid), lane);
-    __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nvalid - 8), lane);
-    __m256 acc[FMR][2];
-#pragma GCC unroll 6
-    for (int r = 0; r < FMR; r++)
-        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    for (int p = 0; p < k; p++) {
-        const float *row = b + p * ldb;
-        __m256 y0 = full ? _mm256_loadu_ps(row) : _mm256_maskload_ps(row, m0);
-        __m256 y1 = full ? _mm256_loadu_ps(row + 8) : _mm256_maskload_ps(row + 8, m1);
-#pragma GCC unroll 6
-        for (int r = 0; r < FMR; r++) {
-            __m256 x = _mm256_broadcast_ss(ap + p * FMR + r);
-            acc[r][0] = _mm256_fmadd_ps(x, y0, acc[r][0]);
-            acc[r][1] = _mm256_fmadd_ps(x, y1, acc[r][1]);
-        }
-    }
-    /* unrolled with constant indices, so that acc stays in registers */
-#pragma GCC unroll 6
-    for (int r = 0; r < FMR; r++) {
-        if (r >= mvalid)
-            continue;
-        if (full) {
-            _mm256_storeu_ps(c + r * ldc, acc[r][0]);
-            _mm256_storeu_ps(c + r * ldc + 8, acc[r][1]);
-        } else {
-            _mm256_maskstore_ps(c + r * ldc, m0, acc[r][0]);
-            _mm256_maskstore_ps(c + r * ldc + 8, m1, acc[r][1]);
-        }
-    }
-}
-
-__attribute__((target("avx2,fma"))) static void fd_6x16(int k, const float *ap, const float *b,
-                                                        long ldb, int mvalid, int nvalid,
-                                                        float *c, long ldc)
-{
-    if (nvalid == 16)
-        fd_body(k, ap, b, ldb, mvalid, nvalid, c, ldc, 1);
-    else
-        fd_body(k, ap, b, ldb, mvalid, nvalid, c, ldc, 0);
-}
-
 #define GMR 4
 #define GNR 8
 
@@ -181,7 +129,7 @@ const pg_cntx pg_cntx_avx2 = {
     .fwd = {FMR, FNR, fwd_6x16},
     .grad = {GMR, GNR, grad_a_4x8, grad_b_4x8},
     .fwd_direct = NULL,
-    .fdirect = {FMR, FNR, fd_6x16},
+    .fdirect = {6, 16, fd_6x16_avx2, NULL},
     .pack = pack_panel,
     .pack_tile = pack_tile,
     .dw_rows = {dw_fwd_row, dw_dx_row, dw_dw_row, dw_dot_row, value_stats},

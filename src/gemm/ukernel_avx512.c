@@ -138,49 +138,6 @@ static void fwd_direct_8x32(int kc, const uint32_t *xp, const float *y, long ldy
     store_rows(acc, FMR, 2, ct, ldc, add);
 }
 
-/* Float C tile = A panel · B strip (gemm_internal.h, fd_kernel), 8×32:
- * per k, two 16-lane loads of B and eight broadcasts of A feed sixteen
- * fused multiply-adds. full: all 32 columns (else masked loads and stores,
- * which never touch the lanes past nvalid). */
-static inline __attribute__((always_inline)) void fd_body(int k, const float *ap, const float *b,
-                                                          long ldb, int mvalid, int nvalid,
-                                                          float *c, long ldc, const int full)
-{
-    __mmask16 k0 = (__mmask16)(nvalid >= 16 ? 0xFFFF : (1u << nvalid) - 1);
-    __mmask16 k1 = (__mmask16)(nvalid >= 32 ? 0xFFFF : nvalid > 16 ? (1u << (nvalid - 16)) - 1 : 0);
-    __m512 acc[FMR][2];
-#pragma GCC unroll 8
-    for (int r = 0; r < FMR; r++)
-        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-    for (int p = 0; p < k; p++) {
-        const float *row = b + p * ldb;
-        __m512 y0 = full ? _mm512_loadu_ps(row) : _mm512_maskz_loadu_ps(k0, row);
-        __m512 y1 = full ? _mm512_loadu_ps(row + 16) : _mm512_maskz_loadu_ps(k1, row + 16);
-#pragma GCC unroll 8
-        for (int r = 0; r < FMR; r++) {
-            __m512 x = _mm512_set1_ps(ap[p * FMR + r]);
-            acc[r][0] = _mm512_fmadd_ps(x, y0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(x, y1, acc[r][1]);
-        }
-    }
-    /* unrolled with constant indices, so that acc stays in registers */
-#pragma GCC unroll 8
-    for (int r = 0; r < FMR; r++)
-        if (r < mvalid) {
-            _mm512_mask_storeu_ps(c + r * ldc, k0, acc[r][0]);
-            _mm512_mask_storeu_ps(c + r * ldc + 16, k1, acc[r][1]);
-        }
-}
-
-static void fd_8x32(int k, const float *ap, const float *b, long ldb, int mvalid, int nvalid,
-                    float *c, long ldc)
-{
-    if (nvalid == 32)
-        fd_body(k, ap, b, ldb, mvalid, nvalid, c, ldc, 1);
-    else
-        fd_body(k, ap, b, ldb, mvalid, nvalid, c, ldc, 0);
-}
-
 #define GMR 6
 #define GNR 32
 
@@ -246,7 +203,7 @@ const pg_cntx pg_cntx_avx512 = {
     .fwd_narrow = {FMR, 16, fwd_8x16},
     .grad_narrow = {GMR, 16, grad_a_6x16, grad_b_6x16},
     .fwd_direct = fwd_direct_8x32,
-    .fdirect = {FMR, FNR, fd_8x32},
+    .fdirect = {8, 32, fd_8x32_avx512, fd_8x16_avx512},
     .pack = pack_panel,
     .pack_tile = pack_tile,
     .dw_rows = {dw_fwd_row, dw_dx_row, dw_dw_row, dw_dot_row, value_stats},

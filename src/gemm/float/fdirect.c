@@ -1,5 +1,5 @@
 /*
- * gemm_fdirect.c — float products with the first operand packed once and the
+ * fdirect.c — float products with the first operand packed once and the
  * second read in place (gemm_internal.h: fd_plan), for convolution's float
  * path: y = W · col forward and dcol = Wᵀ · dy backward, per image.
  *
@@ -14,8 +14,8 @@
 
 #include <omp.h>
 
-#include "../core/internal.h"
-#include "gemm_internal.h"
+#include "../../core/internal.h"
+#include "../gemm_internal.h"
 
 struct fd_plan {
     const pg_cntx *cx;
@@ -68,8 +68,8 @@ static void run_tile(const fd_plan *pl, int jp, int n, const float *b, int ldb, 
     int j0 = jp * NR, nr = n - j0 < NR ? n - j0 : NR;
     for (int ip = 0; ip < pl->npanels; ip++) {
         int i0 = ip * MR, mr = pl->m - i0 < MR ? pl->m - i0 : MR;
-        pl->cx->fdirect.run(pl->k, pl->ap + (size_t)ip * MR * pl->k, b + j0, ldb, mr, nr,
-                            c + (long)i0 * ldc + j0, ldc);
+        pl->cx->fdirect.run(pl->k, pl->ap + (size_t)ip * MR * pl->k, 0, b + j0, ldb, mr, nr,
+                            c + (long)i0 * ldc + j0, ldc, 0);
     }
 }
 
@@ -85,4 +85,33 @@ void fd_plan_run(const fd_plan *pl, int n, const float *b, int ldb, float *c, in
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int jp = 0; jp < npj; jp++)
         run_tile(pl, jp, n, b, ldb, c, ldc);
+}
+
+/* Both operands in place. The reduction runs in chunks of KC rows of B (the
+ * B strip of a chunk, KC × NR, stays in L1 across the row panels); a chunk
+ * continues the previous one's chains from C, so the sums do not depend on
+ * it. Narrow tiles where the columns would fill wide ones by half or less. */
+void fd_gemm_inplace(int m, int n, int k, const float *a, int lda, const float *b, int ldb,
+                     float *c, int ldc, int add)
+{
+    enum { KC = 256 };
+    const fd_ukr *u = &pg_cntx_active()->fdirect;
+    const int MR = u->mr;
+    fd_kernel run = u->run;
+    int NR = u->nr;
+    if (u->narrow && n <= NR / 2) {
+        run = u->narrow;
+        NR /= 2;
+    }
+    for (int p0 = 0; p0 < k; p0 += KC) {
+        int kc = k - p0 < KC ? k - p0 : KC, acc = add || p0 > 0;
+        for (int j0 = 0; j0 < n; j0 += NR) {
+            int nr = n - j0 < NR ? n - j0 : NR;
+            for (int i0 = 0; i0 < m; i0 += MR) {
+                int mr = m - i0 < MR ? m - i0 : MR;
+                run(kc, a + (long)i0 * lda + p0, lda, b + (long)p0 * ldb + j0, ldb, mr, nr,
+                    c + (long)i0 * ldc + j0, ldc, acc);
+            }
+        }
+    }
 }
