@@ -18,7 +18,7 @@
 
 #include "nomul/nomul.h"
 #include "core/internal.h"
-#include "gemm/gemm_internal.h"
+#include "gemm/conv2d_internal.h"
 #include "testutil.h"
 
 static int rnd(tu_rng *r, int lo, int hi) { return lo + (int)(tu_u32(r) % (uint32_t)(hi - lo + 1)); }
@@ -250,7 +250,10 @@ static void test_conv_against_direct_loops(void **state)
  * of one fused multiply-add chain per block of images (core/internal.h's
  * fixed blocks) over its images and output pixels in order. Groups of 4 to
  * 20 output channels (partial row panels), output rows of 1 to 70 columns
- * (partial column tiles), up to 40 images (blocks of several). */
+ * (partial column tiles), up to 40 images (blocks of several); stride-1
+ * layers take the implicit paths (src/gemm/float/conv_float.c), the data
+ * gradient then one fma chain over (co, i, j) of the flipped kernel times
+ * dy padded by dil·(k − 1) − pad. */
 static float fd_col(const nomul_conv2d_desc *d, const float *xg, int c, int i, int j, int oy, int ox)
 {
     int iy = oy * d->stride_h - d->pad_h + i * d->dil_h, ix = ox * d->stride_w - d->pad_w + j * d->dil_w;
@@ -261,18 +264,26 @@ static void test_float_fast_kernels_match_fma_twin(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0xC015};
-    int reps = tu_scale() < 1 ? 3 : 10;
+    int reps = tu_scale() < 1 ? 6 : 20;
     const nomul_op_cfg fl = {NOMUL_OP_STANDARD, 0, 1.0f};
+    /* and the layers of a ResNet on 28x28 and 32x32 images (the implicit
+     * paths; rows 1024 floats apart, padded), a strided one, a 1x1 one */
+    static const nomul_conv2d_desc fixed[] = {{3, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+                                              {2, 8, 32, 32, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+                                              {2, 16, 14, 14, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1},
+                                              {2, 16, 14, 14, 32, 1, 1, 1, 1, 0, 0, 1, 1, 1}};
+    const int nfixed = (int)(sizeof fixed / sizeof fixed[0]);
     for (int isa = NOMUL_ISA_AVX2; isa <= (int)nomul_isa_max(); isa++) {
         nomul_isa_set((nomul_isa)isa);
         assert_true(fd_available());
-        for (int rep = 0; rep < reps; rep++) {
-            nomul_conv2d_desc d = random_desc(&r);
-            int gsz = rnd(&r, 4, 20);
+        for (int rep = 0; rep < reps + nfixed; rep++) {
+            nomul_conv2d_desc d = rep < nfixed ? fixed[rep] : random_desc(&r);
+            int gsz = rep < nfixed ? d.c_out / d.groups : rnd(&r, 4, 20);
             d.c_out = d.groups * gsz;
-            if (rep % 3 == 2)
+            if (rep >= nfixed && rep % 3 == 2)
                 d.n = rnd(&r, 17, 40);
-            d.w = rnd(&r, 1, 70);
+            if (rep >= nfixed)
+                d.w = rnd(&r, 1, 70);
             if (d.w + 2 * d.pad_w - d.dil_w * (d.kw - 1) - 1 < 0)
                 d.w = d.dil_w * (d.kw - 1) + 1;
             int oh, ow;
@@ -344,6 +355,29 @@ static void test_float_fast_kernels_match_fma_twin(void **state)
                                               d.stride_w, d.pad_h, d.pad_w, d.dil_h, d.dil_w, b, co,
                                               oy, ox, (double)got, (double)acc);
                             }
+                    if (conv_float_data_implicit(&d)) {
+                        /* one fma chain over (co, i, j) of the flipped kernel
+                         * times dy padded by dil·(k − 1) − pad */
+                        int qh = d.dil_h * (d.kh - 1) - d.pad_h, qw = d.dil_w * (d.kw - 1) - d.pad_w;
+                        for (int c = 0; c < cig; c++)
+                            for (int iy = 0; iy < d.h; iy++)
+                                for (int ix = 0; ix < d.w; ix++) {
+                                    float acc = 0.0f;
+                                    for (int co = gr * gsz; co < (gr + 1) * gsz; co++)
+                                        for (int i = 0; i < d.kh; i++)
+                                            for (int j = 0; j < d.kw; j++) {
+                                                int oy = iy + i * d.dil_h - qh, ox = ix + j * d.dil_w - qw;
+                                                float v = oy < 0 || oy >= oh || ox < 0 || ox >= ow
+                                                              ? 0.0f
+                                                              : dy[(((long)b * d.c_out + co) * oh + oy) * ow + ox];
+                                                acc = fmaf(w[(long)co * K + (c * d.kh + d.kh - 1 - i) * d.kw +
+                                                             d.kw - 1 - j],
+                                                           v, acc);
+                                            }
+                                    txg[((long)c * d.h + iy) * d.w + ix] = acc;
+                                }
+                        continue;
+                    }
                     /* col2im in (c, i, j, oy, ox) order of dcol's fma chains */
                     for (int c = 0; c < cig; c++)
                         for (int i = 0; i < d.kh; i++)
@@ -364,8 +398,9 @@ static void test_float_fast_kernels_match_fma_twin(void **state)
                 }
             for (long i = 0; i < nx; i++)
                 if (tu_bits(dx[i]) != tu_bits(tx[i]))
-                    FAIL_SEED("float backward data isa %s n%d c%d->%d g%d %dx%d k%dx%d s%d,%d "
-                              "p%d,%d d%d,%d: dx[%ld] = %a, twin %a",
+                    FAIL_SEED("float backward data (%s) isa %s n%d c%d->%d g%d %dx%d k%dx%d "
+                              "s%d,%d p%d,%d d%d,%d: dx[%ld] = %a, twin %a",
+                              conv_float_data_implicit(&d) ? "implicit" : "col2im",
                               nomul_isa_name((nomul_isa)isa), d.n, d.c_in, d.c_out, d.groups, d.h,
                               d.w, d.kh, d.kw, d.stride_h, d.stride_w, d.pad_h, d.pad_w, d.dil_h,
                               d.dil_w, i, (double)dx[i], (double)tx[i]);

@@ -389,8 +389,10 @@ static const char conv_usage[] =
     "usage: nomul bench conv [--threads N] [--batch N] [--min-time SECONDS] [--approx]\n"
     "\n"
     "Times conv2d forward, backward data and backward weight on CNN layers\n"
-    "(batch 32 unless --batch) in float mode (im2col + OpenBLAS SGEMM) and PAM mode (im2col +\n"
-    "the PAM matrix engine, or direct loops for depthwise layers; exact backward, or the\n"
+    "(batch 32 unless --batch) in float mode (nomul's fused multiply-add kernels on the\n"
+    "padded image or on im2col's output; OpenBLAS SGEMM on the scalar ISA and for depthwise\n"
+    "layers) and PAM mode (im2col + the PAM matrix engine, or direct loops for depthwise\n"
+    "layers; exact backward, or the\n"
     "approximate one with --approx), in one run, and prints the milliseconds and each\n"
     "PAM / float speed ratio, then one summary line per pass over all layers\n"
     "(time-weighted). Threads default to all cores.\n";

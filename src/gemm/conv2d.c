@@ -80,47 +80,9 @@ static int geometry(const char *fn, const nomul_conv2d_desc *d, conv_geom *g, co
     return 1;
 }
 
-/* GCC and clang turn copy_row's and zero_row's loops back into calls to
- * memcpy and memset (GCC's -ftree-loop-distribute-patterns, on at -O2;
- * clang's loop idiom recognition): on rows of 28 floats the calls cost more
- * than the copies (perf on ResNet20's float step put 8% of it in memmove,
- * called from im2col). */
-#if defined(__clang__)
-#define NO_LIBCALL_LOOPS __attribute__((no_builtin("memcpy", "memset")))
-#elif defined(__GNUC__)
-#define NO_LIBCALL_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
-#else
-#define NO_LIBCALL_LOOPS
-#endif
-
-/* four floats, loaded and stored unaligned (as memcpy would: may_alias) */
-typedef float v4f __attribute__((vector_size(16), aligned(4), may_alias));
-
-/* out[j] = in[j] for j < n, four at a time: a convolution row is a few to a
- * few dozen floats, for which a call to memcpy costs more than the copy */
-NO_LIBCALL_LOOPS static inline void copy_row(int n, const float *restrict in, float *restrict out)
-{
-    int j = 0;
-    for (; j + 4 <= n; j += 4)
-        *(v4f *)(out + j) = *(const v4f *)(in + j);
-    for (; j < n; j++)
-        out[j] = in[j];
-}
-
-/* out[j] = 0 for j < n (the padding of a row: mostly 0 to 2 values) */
-NO_LIBCALL_LOOPS static inline void zero_row(int n, float *out)
-{
-    int j = 0;
-    const v4f z = {0, 0, 0, 0};
-    for (; j + 4 <= n; j += 4)
-        *(v4f *)(out + j) = z;
-    for (; j < n; j++)
-        out[j] = 0.0f;
-}
-
 /* col (K × P) from one group of one image: row (c, i, j), column (oy, ox). */
-NO_LIBCALL_LOOPS static void im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *x,
-                                    float *col)
+NO_LIBCALL_LOOPS void conv_im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *x,
+                                  float *col)
 {
     for (int c = 0; c < g->cig; c++)
         for (int i = 0; i < d->kh; i++)
@@ -160,7 +122,7 @@ static inline void add_row(int n, const float *restrict in, float *restrict out)
 }
 
 /* x += col2im(col): the adjoint of im2col. */
-static void col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const float *col, float *x)
+void conv_col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const float *col, float *x)
 {
     NOMUL_COUNT(FADD, (long long)g->K * g->P);
     for (int c = 0; c < g->cig; c++)
@@ -211,7 +173,7 @@ static int check_cfg(const char *fn, const nomul_op_cfg *cfg)
  * products split over the threads (float: gemm_float.c). The team keeps its
  * size when the images are fewer than the threads: a smaller team would end
  * OpenMP threads, and their scratch buffers, for the next call to remake. */
-static int image_threads(const nomul_conv2d_desc *d)
+int conv_image_threads(const nomul_conv2d_desc *d)
 {
     if (omp_in_parallel() || d->n < 2)
         return 1;
@@ -247,30 +209,6 @@ static pg_plan **make_plans(const char *fn, const nomul_conv2d_desc *d, const co
     }
     if (!plans)
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for packed weights", fn);
-    return plans;
-}
-
-/* Float mode: each group's W_g (forward) or W_gᵀ (backward data) packed
- * once for all images, the column matrices read in place (src/gemm/float/fdirect.c),
- * where the context has the kernel and a group has 4 output channels or more
- * (fewer would leave most of the kernel's rows empty; depthwise layers);
- * else NULL: OpenBLAS per image (nomul_sgemm). *failed on out of memory
- * (reported). */
-static fd_plan **float_plans(const nomul_conv2d_desc *d, const conv_geom *g, int data,
-                             const float *weight, int *failed)
-{
-    *failed = 0;
-    if (!fd_available() || g->cog < 4)
-        return NULL;
-    fd_plan **plans = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANS, (size_t)d->groups * sizeof *plans);
-    for (int gr = 0; plans && gr < d->groups; gr++) {
-        const float *wg = weight + (long)gr * g->cog * g->K;
-        plans[gr] = data ? fd_plan_make(gr, CblasTrans, g->K, g->cog, wg, g->K)
-                         : fd_plan_make(gr, CblasNoTrans, g->cog, g->K, wg, g->K);
-        if (!plans[gr])
-            plans = NULL;
-    }
-    *failed = plans == NULL;
     return plans;
 }
 
@@ -334,14 +272,14 @@ static pg_plan **direct_plans(const nomul_conv2d_desc *d, const conv_geom *g, co
 
 /* forward for image b: y_b = conv(x_b, W) + bias */
 static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, int pa,
-                          pg_plan *const *plans, fd_plan *const *fplans, int direct, const float *x,
+                          pg_plan *const *plans, int direct, const float *x,
                           const float *weight, const float *bias, float *y, int b, float *col)
 {
     for (int gr = 0; gr < d->groups; gr++) {
         const float *xg = x + b * g->x_img + (long)gr * g->cig * d->h * d->w;
         const float *wg = weight + (long)gr * g->cog * g->K;
         float *yg = y + b * g->y_img + (long)gr * g->cog * g->P;
-        im2col(d, g, xg, col);
+        conv_im2col(d, g, xg, col);
         if (direct) {
             pg_plan_run_forward_direct(plans[gr], g->P, col, g->ldcol, 0.0f, yg, g->P);
             continue;
@@ -349,11 +287,8 @@ static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, int pa
         if (!pa) {
             NOMUL_COUNT(FMUL, (long long)g->cog * g->P * g->K);
             NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
-            if (fplans)
-                fd_plan_run(fplans[gr], g->P, col, g->ldcol, yg, g->P);
-            else
-                nomul_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K, wg,
-                            g->K, col, g->ldcol, 0.0f, yg, g->P);
+            nomul_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->cog, g->P, g->K, wg, g->K,
+                        col, g->ldcol, 0.0f, yg, g->P);
         }
         else
             pg_plan_run_forward(plans[gr], g->P, col, g->ldcol, 0.0f, yg, g->P);
@@ -379,31 +314,31 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
     float offset = cfg->offset;
     if (pa && conv_depthwise_forward(d, &g, offset, x, weight, bias, y))
         return;
+    if (!pa && conv_float_applies(&g)) {
+        conv_float_forward(fn, d, &g, x, weight, bias, y);
+        return;
+    }
     pg_plan **plans = pa ? direct_plans(d, &g, x, weight, offset) : NULL;
     int direct = plans != NULL;
     if (!direct)
         plans = make_plans(fn, d, &g, pa, PLAN_FORWARD, weight, offset);
     if (pa && !plans)
         return;
-    int failed;
-    fd_plan **fplans = pa ? NULL : float_plans(d, &g, 0, weight, &failed);
-    if (!pa && failed)
-        return;
-    int nt = image_threads(d);
+    int nt = conv_image_threads(d);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *col = cached_col(fn, &g, NOMUL_SCRATCH_CONV_COL);
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
             if (col)
-                forward_image(d, &g, pa, plans, fplans, direct, x, weight, bias, y, b, col);
+                forward_image(d, &g, pa, plans, direct, x, weight, bias, y, b, col);
     }
 }
 
 /* backward data for image b: dx_b = col2im(W_gᵀ-product with dy_b) */
 static void backward_data_image(const nomul_conv2d_desc *d, const conv_geom *g,
                                 int pa, int approx, pg_plan *const *plans,
-                                fd_plan *const *fplans, const float *x, const float *weight, const float *dy, float *dx,
+                                const float *x, const float *weight, const float *dy, float *dx,
                                 int b, float *col, float *dcol)
 {
     memset(dx + b * g->x_img, 0, (size_t)g->x_img * sizeof *dx);
@@ -414,18 +349,15 @@ static void backward_data_image(const nomul_conv2d_desc *d, const conv_geom *g,
         if (!pa) {
             NOMUL_COUNT(FMUL, (long long)g->cog * g->P * g->K);
             NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
-            if (fplans)
-                fd_plan_run(fplans[gr], g->P, dyg, g->P, dcol, g->ldcol);
-            else
-                nomul_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->P, g->cog, wg,
-                            g->K, dyg, g->P, 0.0f, dcol, g->ldcol);
+            nomul_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->K, g->P, g->cog, wg, g->K,
+                        dyg, g->P, 0.0f, dcol, g->ldcol);
         } else if (approx) {
             pg_plan_run_forward(plans[gr], g->P, dyg, g->P, 0.0f, dcol, g->ldcol);
         } else {
-            im2col(d, g, x + xoff, col);
+            conv_im2col(d, g, x + xoff, col);
             pg_plan_run_grad_b(plans[gr], g->P, col, g->ldcol, dyg, g->P, 0.0f, dcol, g->ldcol);
         }
-        col2im_add(d, g, dcol, dx + xoff);
+        conv_col2im_add(d, g, dcol, dx + xoff);
     }
 }
 
@@ -443,23 +375,22 @@ void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, const nomul_op_cfg *
         return;
     if (pa && conv_depthwise_backward_data(d, &g, approx, offset, x, weight, dy, dx))
         return;
+    if (!pa && conv_float_applies(&g)) {
+        conv_float_backward_data(fn, d, &g, weight, dy, dx);
+        return;
+    }
     pg_plan **plans = make_plans(fn, d, &g, pa, approx ? PLAN_DATA_APPROX : PLAN_DATA_EXACT,
                                  weight, offset);
     if (pa && !plans)
         return;
-    int failed;
-    fd_plan **fplans = pa ? NULL : float_plans(d, &g, 1, weight, &failed);
-    if (!pa && failed)
-        return;
-    int nt = image_threads(d);
+    int nt = conv_image_threads(d);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *col = cached_col(fn, &g, NOMUL_SCRATCH_CONV_COL), *dcol = col ? cached_col(fn, &g, NOMUL_SCRATCH_CONV_DCOL) : NULL;
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
             if (dcol)
-                backward_data_image(d, &g, pa, approx, plans, fplans, x, weight, dy, dx, b, col,
-                                    dcol);
+                backward_data_image(d, &g, pa, approx, plans, x, weight, dy, dx, b, col, dcol);
     }
 }
 
@@ -472,7 +403,7 @@ static void backward_weight_image(const nomul_conv2d_desc *d, const conv_geom *g
         const float *wg = weight ? weight + (long)gr * g->cog * g->K : NULL;
         const float *dyg = dy + b * g->y_img + (long)gr * g->cog * g->P;
         float *dwg = dweight + (long)gr * g->cog * g->K;
-        im2col(d, g, x + b * g->x_img + (long)gr * g->cig * d->h * d->w, col);
+        conv_im2col(d, g, x + b * g->x_img + (long)gr * g->cig * d->h * d->w, col);
         /* dW_g = ∂/∂W_g of W_g · col: exact PA needs W_g; float and approximate
          * PA are the product dy_g · colᵀ */
         if (nomul_op_is_pa(cfg) && !cfg->approx_bwd)
@@ -482,58 +413,6 @@ static void backward_weight_image(const nomul_conv2d_desc *d, const conv_geom *g
             nomul_gemm(cfg, CblasRowMajor, CblasNoTrans, CblasTrans, g->cog, g->K, g->P, dyg,
                        g->P, col, g->ldcol, beta, dwg, g->K);
     }
-}
-
-/* t (cols × rows) = mᵀ, m rows × cols with leading dimension ldm */
-static void transpose(int rows, int cols, const float *m, long ldm, float *t)
-{
-    for (int j = 0; j < cols; j++)
-        for (int i = 0; i < rows; i++)
-            t[(long)j * rows + i] = m[(long)i * ldm + j];
-}
-
-/* Float dW of the images [b0, b1) into dw, through nomul's FMA kernels
- * (src/gemm/float/fdirect.c), one fma chain per sum over the block's images and
- * pixels in order. The pixels must run along the rows of both operands'
- * reading: one of dy_g (co × P) and col (K × P) is transposed per image, the
- * smaller: dW_gᵀ (K × co) = col · dy_gᵀ, transposed into dw at the end, or
- * dW_g (co × K) = dy_g · colᵀ into dw directly. */
-static int backward_weight_float_block(const char *fn, const nomul_conv2d_desc *d,
-                                       const conv_geom *g, const float *x, const float *dy,
-                                       float *dw, long b0, long b1, float *col)
-{
-    long nw = (long)d->c_out * g->K;
-    int by_dyt = g->cog <= g->K;
-    float *t = nomul_scratch(NOMUL_SCRATCH_CONV_DYT, (size_t)g->P * (by_dyt ? g->cog : g->K));
-    float *dwt = t && by_dyt ? nomul_scratch(NOMUL_SCRATCH_CONV_DWT, (size_t)nw) : dw;
-    if (!t || !dwt) {
-        nomul_report(NOMUL_ENOMEM, "%s: out of memory for a %d x %d weight gradient", fn, g->K,
-                     d->c_out);
-        return 0;
-    }
-    if (b0 == b1) {
-        memset(dw, 0, (size_t)nw * sizeof *dw);
-        return 1;
-    }
-    for (long b = b0; b < b1; b++)
-        for (int gr = 0; gr < d->groups; gr++) {
-            const float *dyg = dy + b * g->y_img + (long)gr * g->cog * g->P;
-            long off = (long)gr * g->K * g->cog;
-            im2col(d, g, x + b * g->x_img + (long)gr * g->cig * d->h * d->w, col);
-            if (by_dyt) {
-                transpose(g->cog, g->P, dyg, g->P, t);
-                fd_gemm_inplace(g->K, g->cog, g->P, col, g->ldcol, t, g->cog, dwt + off, g->cog, b > b0);
-            } else {
-                transpose(g->K, g->P, col, g->ldcol, t);
-                fd_gemm_inplace(g->cog, g->K, g->P, dyg, g->P, t, g->K, dw + off, g->K, b > b0);
-            }
-        }
-    if (by_dyt)
-        for (int gr = 0; gr < d->groups; gr++) {
-            long off = (long)gr * g->K * g->cog;
-            transpose(g->K, g->cog, dwt + off, g->cog, dw + off);
-        }
-    return 1;
 }
 
 /* dW through im2col and the matrix products. The images are summed in
@@ -550,7 +429,7 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
     long nw = (long)d->c_out * g->K;
     long by_size = PARTIAL_FLOATS / (nw > 0 ? nw : 1);
     int blocks = nomul_sum_blocks(d->n, 1, by_size < MAX_BLOCKS ? (int)by_size : MAX_BLOCKS);
-    int nt = image_threads(d); /* the same team even for fewer blocks (see image_threads) */
+    int nt = conv_image_threads(d); /* the same team even for fewer blocks (see image_threads) */
     /* kept between calls, like the column matrices */
     float *partial = blocks > 1
                          ? nomul_scratch(NOMUL_SCRATCH_CONV_PARTIAL, (size_t)(blocks - 1) * nw)
@@ -560,13 +439,13 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
         return 0;
     }
     int failed = 0;
-    /* float, where the context has the kernels (the dW of depthwise layers,
-     * one output channel per group, too) */
+    /* float, where the context has the kernels (src/gemm/float/conv_float.c;
+     * the dW of depthwise layers, one output channel per group, too) */
     int fast = !nomul_op_is_pa(cfg) && fd_available();
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *col = cached_col(fn, g, NOMUL_SCRATCH_CONV_COL);
-        if (!col) {
+        float *col = fast ? NULL : cached_col(fn, g, NOMUL_SCRATCH_CONV_COL);
+        if (!fast && !col) {
 #pragma omp atomic write
             failed = 1;
         }
@@ -575,7 +454,7 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
             float *dw = k == 0 ? dweight : partial + (long)(k - 1) * nw;
             long b0 = nomul_block_start(d->n, blocks, k), b1 = nomul_block_start(d->n, blocks, k + 1);
             if (fast) {
-                if (col && !backward_weight_float_block(fn, d, g, x, dy, dw, b0, b1, col)) {
+                if (!conv_float_dw_block(fn, d, g, x, dy, dw, b0, b1)) {
 #pragma omp atomic write
                     failed = 1;
                 }

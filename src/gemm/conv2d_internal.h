@@ -1,13 +1,16 @@
 /*
- * conv2d_internal.h — what conv2d.c (the im2col path) and
- * conv2d_depthwise.c (the direct depthwise paths) share: the geometry of a
- * call, the valid span of a kernel tap, the statistics of an input, and the
- * depthwise entry points (private to src/gemm).
+ * conv2d_internal.h — what conv2d.c (the im2col path), conv2d_depthwise.c
+ * (the direct depthwise paths) and float/conv_float.c (the float path on
+ * nomul's FMA kernels) share: the geometry of a call, the valid span of a
+ * kernel tap, the statistics of an input, im2col, and the entry points
+ * (private to src/gemm).
  */
 #ifndef NOMUL_CONV2D_INTERNAL_H
 #define NOMUL_CONV2D_INTERNAL_H
 
 #include "gemm_internal.h"
+#include <string.h>
+
 #include "nomul/conv.h"
 
 typedef struct {
@@ -27,6 +30,44 @@ static inline void conv_valid_cols(int w, int ow, int stride, int base, int *ox0
     *ox1 = hi;
 }
 
+/* GCC and clang turn copy_row's and zero_row's loops back into calls to
+ * memcpy and memset (GCC's -ftree-loop-distribute-patterns, on at -O2;
+ * clang's loop idiom recognition): on rows of 28 floats the calls cost more
+ * than the copies (perf on ResNet20's float step put 8% of it in memmove,
+ * called from im2col). Shared by conv2d.c and float/conv_float.c. */
+#if defined(__clang__)
+#define NO_LIBCALL_LOOPS __attribute__((no_builtin("memcpy", "memset")))
+#elif defined(__GNUC__)
+#define NO_LIBCALL_LOOPS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NO_LIBCALL_LOOPS
+#endif
+
+/* four floats, loaded and stored unaligned (as memcpy would: may_alias) */
+typedef float v4f __attribute__((vector_size(16), aligned(4), may_alias));
+
+/* out[j] = in[j] for j < n, four at a time: a convolution row is a few to a
+ * few dozen floats, for which a call to memcpy costs more than the copy */
+NO_LIBCALL_LOOPS static inline void copy_row(int n, const float *restrict in, float *restrict out)
+{
+    int j = 0;
+    for (; j + 4 <= n; j += 4)
+        *(v4f *)(out + j) = *(const v4f *)(in + j);
+    for (; j < n; j++)
+        out[j] = in[j];
+}
+
+/* out[j] = 0 for j < n (the padding of a row: mostly 0 to 2 values) */
+NO_LIBCALL_LOOPS static inline void zero_row(int n, float *out)
+{
+    int j = 0;
+    const v4f z = {0, 0, 0, 0};
+    for (; j + 4 <= n; j += 4)
+        *(v4f *)(out + j) = z;
+    for (; j < n; j++)
+        out[j] = 0.0f;
+}
+
 /* Exponent statistics of n values of x (all of it), plus a zero if the
  * descriptor pads: they bound every value im2col writes. */
 pg_stats conv_input_stats(const nomul_conv2d_desc *d, const float *x, long n);
@@ -43,5 +84,28 @@ int conv_depthwise_backward_data(const nomul_conv2d_desc *d, const conv_geom *g,
 int conv_depthwise_backward_weight(const nomul_conv2d_desc *d, const conv_geom *g, int approx,
                                    float offset, const float *x, const float *weight,
                                    const float *dy, float *dweight);
+
+/* conv2d.c's pieces that the float path shares: the column matrix of one
+ * group of one image (K × P, rows ldcol apart), its adjoint added into x,
+ * and the threads a call runs its images on. */
+void conv_im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *x, float *col);
+void conv_col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const float *col, float *x);
+int conv_image_threads(const nomul_conv2d_desc *d);
+
+/* The float convolution on nomul's FMA kernels (src/gemm/float/conv_float.c),
+ * where conv_float_applies (the instruction set has the kernels, a group has
+ * 4 output channels or more); they report their failures (out of memory).
+ * conv_float_dw_block computes the weight gradient of the images [b0, b1)
+ * into dw (conv2d.c's blocks), on any group size; 0 after a report.
+ * conv_float_data_implicit: whether the data gradient is computed as a
+ * convolution of the padded dy (else W_gᵀ · dy, then col2im). */
+int conv_float_applies(const conv_geom *g);
+int conv_float_data_implicit(const nomul_conv2d_desc *d);
+void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
+                        const float *x, const float *weight, const float *bias, float *y);
+void conv_float_backward_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
+                              const float *weight, const float *dy, float *dx);
+int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
+                        const float *x, const float *dy, float *dw, long b0, long b1);
 
 #endif

@@ -103,29 +103,43 @@ typedef void (*pg_fwd_direct_kernel)(int kc, const uint32_t *xp, const float *y,
                                      const int32_t *xm, int xzeros, float *c, long ldc, int add);
 
 /* Float products with B read in place (src/gemm/float, convolution's float
- * path): one MR×NR tile of C = A · B over a reduction of k. A is an MR-row
- * panel, packed (a[p·MR + r], rows past the matrix zeros; lda = 0) or read
- * in place too (row r at a + r·lda, only rows r < mvalid read); row p of
- * B's tile at b + p·ldb. Each sum is the fused multiply-adds of its k terms
- * in order, from zero, or from what C holds when add:
+ * path): one MR×NR tile of C = A · B over a reduction of k. Two forms:
+ *   A packed (aoff NULL): an MR-row panel, a[p·MR + r], rows past the
+ *     matrix zeros; row p of B at b + boff[p] (a column matrix, or the
+ *     shifted views of a padded image that stand for one);
+ *   A in place: row r at a + aoff[r] (only rows r < mvalid read), its
+ *     reduction index p at position (p / seg)·sstride + p % seg along the
+ *     row (k a multiple of seg: an image's output rows, seg pixels each);
+ *     row p of B at b + p·ldb.
+ * Each sum is the fused multiply-adds of its k terms in order, from zero,
+ * or from what C holds when add:
  *   c_ij = fma(a_i,k−1, b_k−1,j, … fma(a_i1, b_1j, fma(a_i0, b_0j, c0)) …),
  * c0 = 0 or c_ij, the same on every instruction set that has the kernel.
  * Only rows r < mvalid and columns j < nvalid of the tile are read from B
  * and C and written to C (row r at c + r·ldc). */
-typedef void (*fd_kernel)(int k, const float *a, long lda, const float *b, long ldb, int mvalid,
-                          int nvalid, float *c, long ldc, int add);
+typedef struct {
+    const float *a;
+    const long *aoff;
+    int seg;
+    long sstride;
+    const float *b;
+    const long *boff;
+    long ldb;
+} fd_operands;
+typedef void (*fd_kernel)(int k, const fd_operands *o, int mvalid, int nvalid, float *c, long ldc,
+                          int add);
 typedef struct {
     int mr, nr;
     fd_kernel run;    /* NULL where there is none (then OpenBLAS serves) */
     fd_kernel narrow; /* the same on tiles nr/2 wide, or NULL */
 } fd_ukr;
 /* src/gemm/float: float arithmetic, kept out of the PAM engine's objects */
-void fd_8x32_avx512(int k, const float *a, long lda, const float *b, long ldb, int mvalid,
-                    int nvalid, float *c, long ldc, int add);
-void fd_8x16_avx512(int k, const float *a, long lda, const float *b, long ldb, int mvalid,
-                    int nvalid, float *c, long ldc, int add);
-void fd_6x16_avx2(int k, const float *a, long lda, const float *b, long ldb, int mvalid,
-                  int nvalid, float *c, long ldc, int add);
+void fd_8x32_avx512(int k, const fd_operands *o, int mvalid, int nvalid, float *c, long ldc,
+                    int add);
+void fd_8x16_avx512(int k, const fd_operands *o, int mvalid, int nvalid, float *c, long ldc,
+                    int add);
+void fd_6x16_avx2(int k, const fd_operands *o, int mvalid, int nvalid, float *c, long ldc,
+                  int add);
 
 /* Cache blocking: KC values of the reduction per packed panel, MC rows of X
  * and NC columns of Y per block. KC fixes the order of the float sums, so it
@@ -200,21 +214,24 @@ void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, int ld
                                 float *c, int ldc);
 
 /* Float products C (m×n) = op(A) (m×k) · B (k×n) with op(A) packed once
- * into the active context's fd panels and B read in place, row-major, each
- * sum as fd_kernel says (src/gemm/float/fdirect.c). fd_plan_make returns NULL, with no
- * report, where the context has no such kernel, and after a report when
- * out of memory; a plan lives in this thread's keyed scratch buffer `key`,
- * like pg_plan. fd_plan_run splits C's column tiles over the threads when
- * called outside a parallel region (the sums do not depend on the split). */
+ * into the active context's fd panels and B read in place (row p at b +
+ * boff[p]), each sum as fd_kernel says (src/gemm/float/fdirect.c).
+ * fd_plan_make returns NULL, with no report, where the context has no such
+ * kernel, and after a report when out of memory; a plan lives in this
+ * thread's keyed scratch buffer `key`, like pg_plan. fd_plan_run splits C's
+ * column tiles over the threads when called outside a parallel region (the
+ * sums do not depend on the split). */
 typedef struct fd_plan fd_plan;
 int fd_available(void);
 fd_plan *fd_plan_make(int key, CBLAS_TRANSPOSE ta, int m, int k, const float *a, int lda);
-void fd_plan_run(const fd_plan *pl, int n, const float *b, int ldb, float *c, int ldc);
-/* C (m×n, ldc) (+)= A (m×k, lda) · B (k×n, ldb), both read in place, on this
- * thread (callers run it per image in parallel): each sum the fma chain of
- * fd_kernel, continued from C's value when add. Only where fd_available(). */
-void fd_gemm_inplace(int m, int n, int k, const float *a, int lda, const float *b, int ldb,
-                     float *c, int ldc, int add);
+void fd_plan_run(const fd_plan *pl, int n, const float *b, const long *boff, float *c, int ldc);
+/* C (m×n, ldc) (+)= A (m×k) · B (k×n, ldb), both read in place as
+ * fd_operands says (A's rows at a + aoff[i], i < m; k = segments of seg),
+ * on this thread (callers run it per image in parallel): each sum the fma
+ * chain of fd_kernel, continued from C's value when add. Only where
+ * fd_available(). */
+void fd_gemm_inplace(int m, int n, int k, const float *a, const long *aoff, int seg, long sstride,
+                     const float *b, int ldb, float *c, int ldc, int add);
 
 /* Float products (gemm_float.c): OpenBLAS held to one thread, and C split
  * into blocks of rows or columns that depend on the shape only (never on the

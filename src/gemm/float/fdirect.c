@@ -62,37 +62,40 @@ fd_plan *fd_plan_make(int key, CBLAS_TRANSPOSE ta, int m, int k, const float *a,
 }
 
 /* column tile jp: every row panel against B's strip, the strip kept in cache */
-static void run_tile(const fd_plan *pl, int jp, int n, const float *b, int ldb, float *c, int ldc)
+static void run_tile(const fd_plan *pl, int jp, int n, const float *b, const long *boff,
+                     float *c, int ldc)
 {
     const int MR = pl->cx->fdirect.mr, NR = pl->cx->fdirect.nr;
     int j0 = jp * NR, nr = n - j0 < NR ? n - j0 : NR;
+    fd_operands o = {.b = b + j0, .boff = boff};
     for (int ip = 0; ip < pl->npanels; ip++) {
         int i0 = ip * MR, mr = pl->m - i0 < MR ? pl->m - i0 : MR;
-        pl->cx->fdirect.run(pl->k, pl->ap + (size_t)ip * MR * pl->k, 0, b + j0, ldb, mr, nr,
-                            c + (long)i0 * ldc + j0, ldc, 0);
+        o.a = pl->ap + (size_t)ip * MR * pl->k;
+        pl->cx->fdirect.run(pl->k, &o, mr, nr, c + (long)i0 * ldc + j0, ldc, 0);
     }
 }
 
-void fd_plan_run(const fd_plan *pl, int n, const float *b, int ldb, float *c, int ldc)
+void fd_plan_run(const fd_plan *pl, int n, const float *b, const long *boff, float *c, int ldc)
 {
     int npj = cdiv(n, pl->cx->fdirect.nr);
     int nt = omp_in_parallel() || npj < 2 ? 1 : nomul_num_threads();
     if (nt <= 1) { /* no OpenMP team: this runs once per image */
         for (int jp = 0; jp < npj; jp++)
-            run_tile(pl, jp, n, b, ldb, c, ldc);
+            run_tile(pl, jp, n, b, boff, c, ldc);
         return;
     }
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int jp = 0; jp < npj; jp++)
-        run_tile(pl, jp, n, b, ldb, c, ldc);
+        run_tile(pl, jp, n, b, boff, c, ldc);
 }
 
-/* Both operands in place. The reduction runs in chunks of KC rows of B (the
- * B strip of a chunk, KC × NR, stays in L1 across the row panels); a chunk
- * continues the previous one's chains from C, so the sums do not depend on
- * it. Narrow tiles where the columns would fill wide ones by half or less. */
-void fd_gemm_inplace(int m, int n, int k, const float *a, int lda, const float *b, int ldb,
-                     float *c, int ldc, int add)
+/* Both operands in place. The reduction runs in chunks of whole segments,
+ * about KC rows of B (the B strip of a chunk, KC × NR, stays in L1 across
+ * the row panels); a chunk continues the previous one's chains from C, so
+ * the sums do not depend on it. Narrow tiles where the columns would fill
+ * wide ones by half or less. */
+void fd_gemm_inplace(int m, int n, int k, const float *a, const long *aoff, int seg, long sstride,
+                     const float *b, int ldb, float *c, int ldc, int add)
 {
     enum { KC = 256 };
     const fd_ukr *u = &pg_cntx_active()->fdirect;
@@ -103,14 +106,16 @@ void fd_gemm_inplace(int m, int n, int k, const float *a, int lda, const float *
         run = u->narrow;
         NR /= 2;
     }
-    for (int p0 = 0; p0 < k; p0 += KC) {
-        int kc = k - p0 < KC ? k - p0 : KC, acc = add || p0 > 0;
+    int per = seg >= KC ? 1 : KC / seg; /* segments per chunk */
+    for (int s0 = 0; s0 * seg < k; s0 += per) {
+        int p0 = s0 * seg, kc = k - p0 < per * seg ? k - p0 : per * seg, acc = add || p0 > 0;
         for (int j0 = 0; j0 < n; j0 += NR) {
             int nr = n - j0 < NR ? n - j0 : NR;
             for (int i0 = 0; i0 < m; i0 += MR) {
                 int mr = m - i0 < MR ? m - i0 : MR;
-                run(kc, a + (long)i0 * lda + p0, lda, b + (long)p0 * ldb + j0, ldb, mr, nr,
-                    c + (long)i0 * ldc + j0, ldc, acc);
+                fd_operands o = {a + (long)s0 * sstride, aoff + i0, seg, sstride,
+                                 b + (long)p0 * ldb + j0, NULL, ldb};
+                run(kc, &o, mr, nr, c + (long)i0 * ldc + j0, ldc, acc);
             }
         }
     }

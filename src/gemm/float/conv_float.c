@@ -1,0 +1,317 @@
+/*
+ * conv_float.c — the float convolution on nomul's FMA kernels (fdirect.c),
+ * where the instruction set has them and a group has 4 output channels or
+ * more (conv_float_applies); elsewhere conv2d.c's im2col and OpenBLAS.
+ *
+ * Two ways to feed the kernels a column matrix col (K × P, K = c_in/g·kh·kw):
+ *  - im2col (conv2d.c), for strided layers and small images;
+ *  - implicit, for stride 1: the image, copied once into a zero-padded
+ *    plane per channel (Hp × Wp), stands for col: row (c, i, j) of col is
+ *    plane c shifted by (i·dil_h, j·dil_w) rows and columns. Read in rows of
+ *    Wp pixels ("wide" rows: the output is computed Wp wide and its last
+ *    Wp − ow columns, which read across the padding into the next row, are
+ *    dropped), so the kernels read B's row k at xp + off[k]. No im2col, and
+ *    no col2im: the data gradient of a stride-1 convolution is itself one,
+ *    of dy padded by dil·(k − 1) − pad with the flipped kernel.
+ *
+ * What is summed, and in which order (test_conv checks every path bit for
+ * bit against plain fmaf loops in this order):
+ *  - forward: y = the fma chain over (c, i, j) of W · x (padding zeros
+ *    included), from zero, then + bias; the same on both feeds;
+ *  - backward data, im2col: dcol = fma chains over the group's output
+ *    channels, added into dx by col2im in (c, i, j, pixel) order from zero;
+ *    implicit: one fma chain over (co, i, j) of W flipped · dy padded;
+ *  - backward weight: one fma chain per block of images (conv2d.c) over
+ *    its images and output pixels in order, on both feeds.
+ */
+#include <string.h>
+
+#include "../../core/internal.h"
+#include "../conv2d_internal.h"
+
+#include <omp.h>
+
+int conv_float_applies(const conv_geom *g) { return fd_available() && g->cog >= 4; }
+
+/* Wide rows cost (Wp − ow)/ow more multiply-adds: implicit only below 20%,
+ * where im2col's writes cost more (ResNet's 28x28 and 14x14 layers, not
+ * 7x7: measured with bench conv). */
+static int wide_pays(int ow, int wp) { return 5 * (wp - ow) < ow; }
+
+int conv_float_data_implicit(const nomul_conv2d_desc *d)
+{
+    int qh = d->dil_h * (d->kh - 1) - d->pad_h, qw = d->dil_w * (d->kw - 1) - d->pad_w;
+    return d->stride_h == 1 && d->stride_w == 1 && qh >= 0 && qw >= 0 &&
+           wide_pays(d->w, d->w + d->dil_w * (d->kw - 1));
+}
+
+/* dst (c planes of hp × wp, then slack floats) = src (c × h × w) with ph
+ * rows and pw columns of zeros around each plane (hp = h + 2ph, wp = w +
+ * 2pw); slack zeros after the last plane, which the wide rows read into. */
+NO_LIBCALL_LOOPS static void pad_planes(int c, int h, int w, int ph, int pw, const float *src,
+                                        float *dst, int slack)
+{
+    int hp = h + 2 * ph, wp = w + 2 * pw;
+    for (int k = 0; k < c; k++) {
+        float *pl = dst + (long)k * hp * wp;
+        zero_row(ph * wp, pl);
+        for (int y = 0; y < h; y++) {
+            float *row = pl + (long)(ph + y) * wp;
+            zero_row(pw, row);
+            copy_row(w, src + ((long)k * h + y) * w, row + pw);
+            zero_row(pw, row + pw + w);
+        }
+        zero_row(ph * wp, pl + (long)(ph + h) * wp);
+    }
+    zero_row(slack, dst + (long)c * hp * wp);
+}
+
+/* dst (c × rows × w) = the first w columns of src's wide rows (c × rows × ws) */
+NO_LIBCALL_LOOPS static void narrow_rows(int c, int rows, int w, int ws, const float *src,
+                                         float *dst)
+{
+    for (long r = 0; r < (long)c * rows; r++)
+        copy_row(w, src + r * ws, dst + r * w);
+}
+
+/* off[(c, i, j)] = c·hp·wp + i·dh·wp + j·dw: where row (c, i, j) of the
+ * implicit column matrix starts in the padded planes */
+static long *tap_offsets(int c, int kh, int kw, int hp, int wp, int dh, int dw)
+{
+    long *off = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_OFFS, (size_t)c * kh * kw * sizeof *off);
+    if (off)
+        for (int k = 0; k < c; k++)
+            for (int i = 0; i < kh; i++)
+                for (int j = 0; j < kw; j++)
+                    off[((long)k * kh + i) * kw + j] = (long)k * hp * wp + (long)i * dh * wp + j * dw;
+    return off;
+}
+
+/* each group's plan of op(W_g) (m × k), in this thread's keyed buffers */
+static fd_plan **group_plans(const nomul_conv2d_desc *d, CBLAS_TRANSPOSE ta, int m, int k,
+                             const float *w, long wstride, int ldw)
+{
+    fd_plan **plans = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANS, (size_t)d->groups * sizeof *plans);
+    for (int gr = 0; plans && gr < d->groups; gr++)
+        if (!(plans[gr] = fd_plan_make(gr, ta, m, k, w + gr * wstride, ldw)))
+            plans = NULL;
+    return plans;
+}
+
+static void report_oom(const char *fn) { nomul_report(NOMUL_ENOMEM, "%s: out of memory", fn); }
+
+static void add_bias(const conv_geom *g, int c_out, const float *bias, float *yb)
+{
+    if (!bias)
+        return;
+    NOMUL_COUNT(FADD, g->y_img);
+    for (int c = 0; c < c_out; c++)
+        for (int p = 0; p < g->P; p++)
+            yb[(long)c * g->P + p] += bias[c];
+}
+
+void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
+                        const float *x, const float *weight, const float *bias, float *y)
+{
+    int hp = d->h + 2 * d->pad_h, wp = d->w + 2 * d->pad_w;
+    int slack = d->dil_w * (d->kw - 1) + 32;
+    int implicit = d->stride_h == 1 && d->stride_w == 1 && wide_pays(g->ow, wp);
+    fd_plan **plans = group_plans(d, CblasNoTrans, g->cog, g->K, weight, (long)g->cog * g->K, g->K);
+    long *off = implicit ? tap_offsets(g->cig, d->kh, d->kw, hp, wp, d->dil_h, d->dil_w)
+                         : nomul_scratch_bytes(NOMUL_SCRATCH_CONV_OFFS, (size_t)g->K * sizeof *off);
+    if (!plans || !off) {
+        report_oom(fn);
+        return;
+    }
+    if (!implicit)
+        for (int k = 0; k < g->K; k++)
+            off[k] = (long)k * g->ldcol;
+    long nwide = (long)g->oh * wp; /* the wide output's columns */
+    NOMUL_COUNT(FMUL, (long long)d->n * d->c_out * g->P * g->K);
+    NOMUL_COUNT(FADD, (long long)d->n * d->c_out * g->P * g->K);
+    int nt = conv_image_threads(d), failed = 0;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        size_t nb = implicit ? (size_t)g->cig * hp * wp + slack : (size_t)g->K * g->ldcol + 32;
+        float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_COL, nb);
+        float *wide = implicit && buf ? nomul_scratch(NOMUL_SCRATCH_CONV_DCOL, (size_t)g->cog * nwide)
+                                      : buf;
+        if (!wide) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int b = 0; b < d->n; b++) {
+            if (!wide)
+                continue;
+            for (int gr = 0; gr < d->groups; gr++) {
+                const float *xg = x + b * g->x_img + (long)gr * g->cig * d->h * d->w;
+                float *yg = y + b * g->y_img + (long)gr * g->cog * g->P;
+                if (implicit) {
+                    pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, buf, slack);
+                    fd_plan_run(plans[gr], (int)nwide, buf, off, wide, (int)nwide);
+                    narrow_rows(g->cog, g->oh, g->ow, wp, wide, yg);
+                } else {
+                    conv_im2col(d, g, xg, buf);
+                    fd_plan_run(plans[gr], g->P, buf, off, yg, g->P);
+                }
+            }
+            add_bias(g, d->c_out, bias, y + b * g->y_img);
+        }
+    }
+    if (failed)
+        report_oom(fn);
+}
+
+void conv_float_backward_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
+                              const float *weight, const float *dy, float *dx)
+{
+    int implicit = conv_float_data_implicit(d);
+    int qh = d->dil_h * (d->kh - 1) - d->pad_h, qw = d->dil_w * (d->kw - 1) - d->pad_w;
+    int hq = g->oh + 2 * qh, wq = g->ow + 2 * qw; /* dy padded */
+    int slack = d->dil_w * (d->kw - 1) + 32;
+    int K2 = g->cog * d->kh * d->kw; /* the implicit reduction: (co, i, j) */
+    fd_plan **plans;
+    long *off;
+    if (implicit) {
+        /* W'_g (c_in/g × K2): W'[c][(co, i, j)] = W[co][c][kh−1−i][kw−1−j] */
+        float *wf = nomul_scratch(NOMUL_SCRATCH_CONV_WFLIP, (size_t)d->c_in * K2);
+        if (wf)
+            for (int gr = 0; gr < d->groups; gr++)
+                for (int c = 0; c < g->cig; c++)
+                    for (int co = 0; co < g->cog; co++)
+                        for (int i = 0; i < d->kh; i++)
+                            for (int j = 0; j < d->kw; j++)
+                                wf[((long)gr * g->cig + c) * K2 + ((long)co * d->kh + i) * d->kw + j] =
+                                    weight[((long)gr * g->cog + co) * g->K +
+                                           ((long)c * d->kh + d->kh - 1 - i) * d->kw + d->kw - 1 - j];
+        plans = wf ? group_plans(d, CblasNoTrans, g->cig, K2, wf, (long)g->cig * K2, K2) : NULL;
+        off = tap_offsets(g->cog, d->kh, d->kw, hq, wq, d->dil_h, d->dil_w);
+    } else {
+        plans = group_plans(d, CblasTrans, g->K, g->cog, weight, (long)g->cog * g->K, g->K);
+        off = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_OFFS, (size_t)g->cog * sizeof *off);
+        if (off)
+            for (int co = 0; co < g->cog; co++)
+                off[co] = (long)co * g->P;
+    }
+    if (!plans || !off) {
+        report_oom(fn);
+        return;
+    }
+    long nwide = (long)d->h * wq;
+    NOMUL_COUNT(FMUL, (long long)d->n * d->c_out * g->P * g->K);
+    NOMUL_COUNT(FADD, (long long)d->n * d->c_out * g->P * g->K);
+    int nt = conv_image_threads(d), failed = 0;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        size_t nb = implicit ? (size_t)g->cog * hq * wq + slack : (size_t)g->K * g->ldcol + 32;
+        size_t nw = implicit ? (size_t)g->cig * nwide : 1;
+        float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_DCOL, nb);
+        float *wide = buf ? nomul_scratch(NOMUL_SCRATCH_CONV_COL, nw) : NULL;
+        if (!wide) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int b = 0; b < d->n; b++) {
+            if (!wide)
+                continue;
+            if (!implicit)
+                memset(dx + b * g->x_img, 0, (size_t)g->x_img * sizeof *dx);
+            for (int gr = 0; gr < d->groups; gr++) {
+                const float *dyg = dy + b * g->y_img + (long)gr * g->cog * g->P;
+                float *dxg = dx + b * g->x_img + (long)gr * g->cig * d->h * d->w;
+                if (implicit) {
+                    pad_planes(g->cog, g->oh, g->ow, qh, qw, dyg, buf, slack);
+                    fd_plan_run(plans[gr], (int)nwide, buf, off, wide, (int)nwide);
+                    narrow_rows(g->cig, d->h, d->w, wq, wide, dxg);
+                } else {
+                    fd_plan_run(plans[gr], g->P, dyg, off, buf, g->ldcol);
+                    conv_col2im_add(d, g, buf, dxg);
+                }
+            }
+        }
+    }
+    if (failed)
+        report_oom(fn);
+}
+
+/* t (cols × rows) = mᵀ, m rows × cols with leading dimension ldm */
+static void transpose(int rows, int cols, const float *m, long ldm, float *t)
+{
+    for (int j = 0; j < cols; j++)
+        for (int i = 0; i < rows; i++)
+            t[(long)j * rows + i] = m[(long)i * ldm + j];
+}
+
+/* The pixels run along the rows of both operands' reading: one of dy_g
+ * (co × P) and col (K × P) is transposed per image, the smaller: dW_gᵀ
+ * (K × co) = col · dy_gᵀ, transposed into dw at the end, or dW_g (co × K) =
+ * dy_g · colᵀ into dw directly. Implicit (stride 1, and col the one read
+ * in place): col's rows read in the padded image, P as oh segments of ow
+ * pixels, Wp apart. */
+int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
+                        const float *x, const float *dy, float *dw, long b0, long b1)
+{
+    long nw = (long)d->c_out * g->K;
+    int hp = d->h + 2 * d->pad_h, wp = d->w + 2 * d->pad_w, slack = d->dil_w * (d->kw - 1) + 32;
+    int by_dyt = g->cog <= g->K;
+    int implicit = by_dyt && d->stride_h == 1 && d->stride_w == 1;
+    size_t nb = implicit ? (size_t)g->cig * hp * wp + slack : (size_t)g->K * g->ldcol + 32;
+    float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_COL, nb);
+    float *t = buf ? nomul_scratch(NOMUL_SCRATCH_CONV_DYT, (size_t)g->P * (by_dyt ? g->cog : g->K))
+                   : NULL;
+    float *dwt = t && by_dyt ? nomul_scratch(NOMUL_SCRATCH_CONV_DWT, (size_t)nw) : dw;
+    /* this thread's row offsets of col (K) and of dy_g (co) */
+    long *off = dwt ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_DWOFFS,
+                                          (size_t)(g->K + g->cog) * sizeof *off)
+                    : NULL;
+    if (!off) {
+        report_oom(fn);
+        return 0;
+    }
+    if (b0 == b1) {
+        memset(dw, 0, (size_t)nw * sizeof *dw);
+        return 1;
+    }
+    for (int c = 0; c < g->cig; c++)
+        for (int i = 0; i < d->kh; i++)
+            for (int j = 0; j < d->kw; j++) {
+                long k = ((long)c * d->kh + i) * d->kw + j;
+                off[k] = implicit ? (long)c * hp * wp + (long)i * d->dil_h * wp + j * d->dil_w
+                                  : k * g->ldcol;
+            }
+    for (int co = 0; co < g->cog; co++)
+        off[g->K + co] = (long)co * g->P;
+    for (long b = b0; b < b1; b++)
+        for (int gr = 0; gr < d->groups; gr++) {
+            const float *xg = x + b * g->x_img + (long)gr * g->cig * d->h * d->w;
+            const float *dyg = dy + b * g->y_img + (long)gr * g->cog * g->P;
+            long at = (long)gr * g->K * g->cog;
+            if (implicit)
+                pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, buf, slack);
+            else
+                conv_im2col(d, g, xg, buf);
+            if (by_dyt) {
+                transpose(g->cog, g->P, dyg, g->P, t);
+                if (implicit)
+                    fd_gemm_inplace(g->K, g->cog, g->P, buf, off, g->ow, wp, t,
+                                    g->cog, dwt + at, g->cog, b > b0);
+                else
+                    fd_gemm_inplace(g->K, g->cog, g->P, buf, off, g->P, 0, t, g->cog, dwt + at,
+                                    g->cog, b > b0);
+            } else {
+                transpose(g->K, g->P, buf, g->ldcol, t);
+                fd_gemm_inplace(g->cog, g->K, g->P, dyg, off + g->K, g->P, 0, t, g->K, dw + at,
+                                g->K, b > b0);
+            }
+        }
+    if (by_dyt)
+        for (int gr = 0; gr < d->groups; gr++) {
+            long at = (long)gr * g->K * g->cog;
+            transpose(g->K, g->cog, dwt + at, g->cog, dw + at);
+        }
+    NOMUL_COUNT(FMUL, (long long)(b1 - b0) * nw * g->P);
+    NOMUL_COUNT(FADD, (long long)(b1 - b0) * nw * g->P);
+    return 1;
+}
