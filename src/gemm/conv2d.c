@@ -121,6 +121,50 @@ static inline void add_row(int n, const float *restrict in, float *restrict out)
         out[j] += in[j];
 }
 
+/* ---- the implicit feed (conv2d_internal.h) ---- */
+
+/* dst (c planes of hp × wp, then slack floats) = src (c × h × w) with ph
+ * rows and pw columns of zeros around each plane (hp = h + 2ph, wp = w +
+ * 2pw); slack zeros after the last plane, which the wide rows read into. */
+NO_LIBCALL_LOOPS void conv_pad_planes(int c, int h, int w, int ph, int pw, const float *src,
+                                     float *dst, int slack)
+{
+    int hp = h + 2 * ph, wp = w + 2 * pw;
+    for (int k = 0; k < c; k++) {
+        float *pl = dst + (long)k * hp * wp;
+        zero_row(ph * wp, pl);
+        for (int y = 0; y < h; y++) {
+            float *row = pl + (long)(ph + y) * wp;
+            zero_row(pw, row);
+            copy_row(w, src + ((long)k * h + y) * w, row + pw);
+            zero_row(pw, row + pw + w);
+        }
+        zero_row(ph * wp, pl + (long)(ph + h) * wp);
+    }
+    zero_row(slack, dst + (long)c * hp * wp);
+}
+
+/* dst (c × rows × w) = the first w columns of src's wide rows (c × rows × ws) */
+NO_LIBCALL_LOOPS void conv_narrow_rows(int c, int rows, int w, int ws, const float *src,
+                                      float *dst)
+{
+    for (long r = 0; r < (long)c * rows; r++)
+        copy_row(w, src + r * ws, dst + r * w);
+}
+
+/* off[(c, i, j)] = c·hp·wp + i·dh·wp + j·dw: where row (c, i, j) of the
+ * implicit column matrix starts in the padded planes */
+long *conv_tap_offsets(int c, int kh, int kw, int hp, int wp, int dh, int dw)
+{
+    long *off = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_OFFS, (size_t)c * kh * kw * sizeof *off);
+    if (off)
+        for (int k = 0; k < c; k++)
+            for (int i = 0; i < kh; i++)
+                for (int j = 0; j < kw; j++)
+                    off[((long)k * kh + i) * kw + j] = (long)k * hp * wp + (long)i * dh * wp + j * dw;
+    return off;
+}
+
 /* x += col2im(col): the adjoint of im2col. */
 void conv_col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const float *col, float *x)
 {
@@ -173,6 +217,11 @@ static int check_cfg(const char *fn, const nomul_op_cfg *cfg)
  * products split over the threads (float: gemm_float.c). The team keeps its
  * size when the images are fewer than the threads: a smaller team would end
  * OpenMP threads, and their scratch buffers, for the next call to remake. */
+int conv_forward_implicit(const nomul_conv2d_desc *d, const conv_geom *g)
+{
+    return d->stride_h == 1 && d->stride_w == 1 && conv_wide_pays(g->ow, d->w + 2 * d->pad_w);
+}
+
 int conv_image_threads(const nomul_conv2d_desc *d)
 {
     if (omp_in_parallel() || d->n < 2)
@@ -270,18 +319,35 @@ static pg_plan **direct_plans(const nomul_conv2d_desc *d, const conv_geom *g, co
     return ok ? plans : NULL;
 }
 
+/* How the direct PAM forward reads its Y: row k of the column matrix at
+ * buf + off[k], buf being im2col's output (off[k] = k·ldcol) or, implicit,
+ * the zero-padded image (conv2d_internal.h), the output then computed in
+ * rows wp wide into `wide` and narrowed. */
+typedef struct {
+    int implicit, wp, slack;
+    const long *off;
+} direct_feed;
+
 /* forward for image b: y_b = conv(x_b, W) + bias */
 static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, int pa,
-                          pg_plan *const *plans, int direct, const float *x,
-                          const float *weight, const float *bias, float *y, int b, float *col)
+                          pg_plan *const *plans, const direct_feed *feed, const float *x,
+                          const float *weight, const float *bias, float *y, int b, float *col,
+                          float *wide)
 {
     for (int gr = 0; gr < d->groups; gr++) {
         const float *xg = x + b * g->x_img + (long)gr * g->cig * d->h * d->w;
         const float *wg = weight + (long)gr * g->cog * g->K;
         float *yg = y + b * g->y_img + (long)gr * g->cog * g->P;
+        if (feed && feed->implicit) {
+            int nwide = g->oh * feed->wp;
+            conv_pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, col, feed->slack);
+            pg_plan_run_forward_direct(plans[gr], nwide, col, feed->off, 0.0f, wide, nwide);
+            conv_narrow_rows(g->cog, g->oh, g->ow, feed->wp, wide, yg);
+            continue;
+        }
         conv_im2col(d, g, xg, col);
-        if (direct) {
-            pg_plan_run_forward_direct(plans[gr], g->P, col, g->ldcol, 0.0f, yg, g->P);
+        if (feed) {
+            pg_plan_run_forward_direct(plans[gr], g->P, col, feed->off, 0.0f, yg, g->P);
             continue;
         }
         if (!pa) {
@@ -319,19 +385,43 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
         return;
     }
     pg_plan **plans = pa ? direct_plans(d, &g, x, weight, offset) : NULL;
-    int direct = plans != NULL;
-    if (!direct)
+    direct_feed feed = {conv_forward_implicit(d, &g), d->w + 2 * d->pad_w,
+                        d->dil_w * (d->kw - 1) + 32, NULL};
+    int hp = d->h + 2 * d->pad_h;
+    if (plans) {
+        long *off = feed.implicit ? conv_tap_offsets(g.cig, d->kh, d->kw, hp, feed.wp, d->dil_h,
+                                                     d->dil_w)
+                                  : nomul_scratch_bytes(NOMUL_SCRATCH_CONV_OFFS,
+                                                        (size_t)g.K * sizeof *off);
+        if (!off) {
+            nomul_report(NOMUL_ENOMEM, "%s: out of memory", fn);
+            return;
+        }
+        if (!feed.implicit)
+            for (int k = 0; k < g.K; k++)
+                off[k] = (long)k * g.ldcol;
+        feed.off = off;
+    } else
         plans = make_plans(fn, d, &g, pa, PLAN_FORWARD, weight, offset);
     if (pa && !plans)
         return;
+    int implicit = plans && feed.off && feed.implicit;
     int nt = conv_image_threads(d);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *col = cached_col(fn, &g, NOMUL_SCRATCH_CONV_COL);
+        float *col = implicit ? nomul_scratch(NOMUL_SCRATCH_CONV_COL,
+                                              (size_t)g.cig * hp * feed.wp + feed.slack)
+                              : cached_col(fn, &g, NOMUL_SCRATCH_CONV_COL);
+        float *wide = implicit && col ? nomul_scratch(NOMUL_SCRATCH_CONV_DCOL,
+                                                      (size_t)g.cog * g.oh * feed.wp)
+                                      : col;
+        if (!wide)
+            nomul_report(NOMUL_ENOMEM, "%s: out of memory for a padded image", fn);
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
-            if (col)
-                forward_image(d, &g, pa, plans, direct, x, weight, bias, y, b, col);
+            if (wide)
+                forward_image(d, &g, pa, plans, feed.off ? &feed : NULL, x, weight, bias, y, b,
+                              col, wide);
     }
 }
 

@@ -92,6 +92,24 @@ void conv_im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *x,
 void conv_col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const float *col, float *x);
 int conv_image_threads(const nomul_conv2d_desc *d);
 
+/* The implicit feed of stride-1 layers: the zero-padded image stands for
+ * the column matrix, row (c, i, j) of col being plane c shifted by (i·dil_h,
+ * j·dil_w), read in rows Wp = w + 2·pad_w wide (the output computed that
+ * wide, its last Wp − ow columns dropped). conv_pad_planes copies c planes
+ * (h × w) into zero-padded ones with `slack` zeros after the last (the wide
+ * rows read up to dil_w·(kw − 1) + 32 floats past it); conv_narrow_rows
+ * keeps the first w columns of each wide row; conv_tap_offsets (this
+ * thread's buffer, NULL when out of memory) lists where each row of the
+ * implicit column matrix starts. Wide rows cost (Wp − ow)/ow more products:
+ * conv_wide_pays below 20%, where im2col's writes cost more (ResNet's 28x28
+ * and 14x14 layers, not 7x7: measured with bench conv);
+ * conv_forward_implicit says whether a forward takes it. */
+static inline int conv_wide_pays(int ow, int wp) { return 5 * (wp - ow) < ow; }
+int conv_forward_implicit(const nomul_conv2d_desc *d, const conv_geom *g);
+void conv_pad_planes(int c, int h, int w, int ph, int pw, const float *src, float *dst, int slack);
+void conv_narrow_rows(int c, int rows, int w, int ws, const float *src, float *dst);
+long *conv_tap_offsets(int c, int kh, int kw, int hp, int wp, int dh, int dw);
+
 /* The float convolution on nomul's FMA kernels (src/gemm/float/conv_float.c),
  * where conv_float_applies (the instruction set has the kernels, a group has
  * 4 output channels or more); they report their failures (out of memory).

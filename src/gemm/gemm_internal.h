@@ -99,7 +99,7 @@ int pg_range_safe(const pg_stats *a, const pg_stats *b, float offset);
 
 /* Forward with Y read in place (AVX-512, the 8×32 tile of its forward
  * kernel): see ukernel_avx512.c. */
-typedef void (*pg_fwd_direct_kernel)(int kc, const uint32_t *xp, const float *y, long ldy,
+typedef void (*pg_fwd_direct_kernel)(int kc, const uint32_t *xp, const float *y, const long *yoff,
                                      const int32_t *xm, int xzeros, float *c, long ldc, int add);
 
 /* Float products with B read in place (src/gemm/float, convolution's float
@@ -205,13 +205,14 @@ void pg_plan_run_grad_b(const pg_plan *pl, int n, const float *b, int ldb, const
 
 /* Forward products whose Y is read in place, unpacked (where the context
  * has such a kernel, AVX-512; NULL elsewhere): the plan packs A with Y's
- * adjustment folded in. A run needs stats bounding all of Y with
- * pg_plan_direct_safe() true, and Y readable for 32 floats past the end of
- * its last row. */
+ * adjustment folded in; Y's row p (of k) starts at y + yoff[p] (a column
+ * matrix, or the shifted views of a padded image that stand for one). A
+ * run needs stats bounding all of Y with pg_plan_direct_safe() true, and
+ * each row readable for 32 floats past its n. */
 pg_plan *pg_plan_forward_direct(int key, int m, int k, const float *a, int lda, float offset);
 int pg_plan_direct_safe(const pg_plan *pl, const pg_stats *ys);
-void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, int ldy, float beta,
-                                float *c, int ldc);
+void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, const long *yoff,
+                                float beta, float *c, int ldc);
 
 /* Float products C (m×n) = op(A) (m×k) · B (k×n) with op(A) packed once
  * into the active context's fd panels and B read in place (row p at b +

@@ -144,7 +144,7 @@ int pg_plan_direct_safe(const pg_plan *pl, const pg_stats *ys)
 
 /* Row panel ip of a direct forward: all its tiles, K block by K block. */
 static void direct_panel(const pg_plan *pl, const pg_problem *out, int ip, int n,
-                         const float *y, int ldy, float beta, float *c, int ldc)
+                         const float *y, const long *yoff, float beta, float *c, int ldc)
 {
     const pg_cntx *cx = pl->cx;
     const int MR = pl->MR, NR = cx->fwd.nr, KC = cx->kc;
@@ -158,7 +158,7 @@ static void direct_panel(const pg_plan *pl, const pg_problem *out, int ip, int n
             int pc = kb * KC, kc = kd - pc < KC ? kd - pc : KC;
             size_t at = (size_t)kb * pl->npanels + ip;
             int add = direct ? (kb > 0 || beta == 1.0f) : kb > 0;
-            cx->fwd_direct(kc, pl->xp + at * MR * KC, y + (long)pc * ldy + j0, ldy,
+            cx->fwd_direct(kc, pl->xp + at * MR * KC, y + j0, yoff + pc,
                            pl->xm + at * MR * KC, pl->xs[at].zero,
                            direct ? c + (long)i0 * ldc + j0 : ct, direct ? ldc : NR, add);
         }
@@ -167,8 +167,8 @@ static void direct_panel(const pg_plan *pl, const pg_problem *out, int ip, int n
     }
 }
 
-void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, int ldy, float beta,
-                                float *c, int ldc)
+void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, const long *yoff,
+                                float beta, float *c, int ldc)
 {
     int m = pl->pr.m, kd = pl->pr.kd;
     NOMUL_COUNT(PAM, (long long)m * n * kd * (pl->pr.has_offset ? 2 : 1));
@@ -185,12 +185,12 @@ void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, int ld
      * call at its barrier; this runs once per image of a convolution) */
     if (nt <= 1) {
         for (int ip = 0; ip < pl->npanels; ip++)
-            direct_panel(pl, &out, ip, n, y, ldy, beta, c, ldc);
+            direct_panel(pl, &out, ip, n, y, yoff, beta, c, ldc);
         return;
     }
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int ip = 0; ip < pl->npanels; ip++)
-        direct_panel(pl, &out, ip, n, y, ldy, beta, c, ldc);
+        direct_panel(pl, &out, ip, n, y, yoff, beta, c, ldc);
 }
 
 int pg_range_safe(const pg_stats *a, const pg_stats *b, float offset)

@@ -108,12 +108,12 @@ FWD_DISPATCH(fwd_8x32, 2)
 FWD_DISPATCH(fwd_8x16, 1)
 
 /* Forward with Y read in place (no packing): row p of the tile's Y at
- * y + p·ldy, 32 raw float bit patterns; X was packed with Y's adjustment
+ * y + yoff[p], 32 raw float bit patterns; X was packed with Y's adjustment
  * folded in, so a term is still bits(x') + bits(y). A Y value whose exponent
  * field is 0 (zero or subnormal) contributes nothing: the mask comes from a
  * test on the exponent bits, in the kernel. The caller has checked that no
  * Y value is infinite or NaN and that every product stays normal. */
-static void fwd_direct_8x32(int kc, const uint32_t *xp, const float *y, long ldy,
+static void fwd_direct_8x32(int kc, const uint32_t *xp, const float *y, const long *yoff,
                             const int32_t *xm, int xzeros, float *ct, long ldc, int add)
 {
     const __m512i expo = _mm512_set1_epi32(0x7F800000);
@@ -122,8 +122,9 @@ static void fwd_direct_8x32(int kc, const uint32_t *xp, const float *y, long ldy
     for (int r = 0; r < FMR; r++)
         acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (int p = 0; p < kc; p++) {
-        __m512i y0 = _mm512_loadu_si512(y + p * ldy);
-        __m512i y1 = _mm512_loadu_si512(y + p * ldy + 16);
+        const float *row = y + yoff[p];
+        __m512i y0 = _mm512_loadu_si512(row);
+        __m512i y1 = _mm512_loadu_si512(row + 16);
         __mmask16 k0 = _mm512_test_epi32_mask(y0, expo), k1 = _mm512_test_epi32_mask(y1, expo);
 #pragma GCC unroll 8
         for (int r = 0; r < FMR; r++) {

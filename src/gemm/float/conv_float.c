@@ -33,58 +33,11 @@
 
 int conv_float_applies(const conv_geom *g) { return fd_available() && g->cog >= 4; }
 
-/* Wide rows cost (Wp − ow)/ow more multiply-adds: implicit only below 20%,
- * where im2col's writes cost more (ResNet's 28x28 and 14x14 layers, not
- * 7x7: measured with bench conv). */
-static int wide_pays(int ow, int wp) { return 5 * (wp - ow) < ow; }
-
 int conv_float_data_implicit(const nomul_conv2d_desc *d)
 {
     int qh = d->dil_h * (d->kh - 1) - d->pad_h, qw = d->dil_w * (d->kw - 1) - d->pad_w;
     return d->stride_h == 1 && d->stride_w == 1 && qh >= 0 && qw >= 0 &&
-           wide_pays(d->w, d->w + d->dil_w * (d->kw - 1));
-}
-
-/* dst (c planes of hp × wp, then slack floats) = src (c × h × w) with ph
- * rows and pw columns of zeros around each plane (hp = h + 2ph, wp = w +
- * 2pw); slack zeros after the last plane, which the wide rows read into. */
-NO_LIBCALL_LOOPS static void pad_planes(int c, int h, int w, int ph, int pw, const float *src,
-                                        float *dst, int slack)
-{
-    int hp = h + 2 * ph, wp = w + 2 * pw;
-    for (int k = 0; k < c; k++) {
-        float *pl = dst + (long)k * hp * wp;
-        zero_row(ph * wp, pl);
-        for (int y = 0; y < h; y++) {
-            float *row = pl + (long)(ph + y) * wp;
-            zero_row(pw, row);
-            copy_row(w, src + ((long)k * h + y) * w, row + pw);
-            zero_row(pw, row + pw + w);
-        }
-        zero_row(ph * wp, pl + (long)(ph + h) * wp);
-    }
-    zero_row(slack, dst + (long)c * hp * wp);
-}
-
-/* dst (c × rows × w) = the first w columns of src's wide rows (c × rows × ws) */
-NO_LIBCALL_LOOPS static void narrow_rows(int c, int rows, int w, int ws, const float *src,
-                                         float *dst)
-{
-    for (long r = 0; r < (long)c * rows; r++)
-        copy_row(w, src + r * ws, dst + r * w);
-}
-
-/* off[(c, i, j)] = c·hp·wp + i·dh·wp + j·dw: where row (c, i, j) of the
- * implicit column matrix starts in the padded planes */
-static long *tap_offsets(int c, int kh, int kw, int hp, int wp, int dh, int dw)
-{
-    long *off = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_OFFS, (size_t)c * kh * kw * sizeof *off);
-    if (off)
-        for (int k = 0; k < c; k++)
-            for (int i = 0; i < kh; i++)
-                for (int j = 0; j < kw; j++)
-                    off[((long)k * kh + i) * kw + j] = (long)k * hp * wp + (long)i * dh * wp + j * dw;
-    return off;
+           conv_wide_pays(d->w, d->w + d->dil_w * (d->kw - 1));
 }
 
 /* each group's plan of op(W_g) (m × k), in this thread's keyed buffers */
@@ -115,9 +68,9 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
 {
     int hp = d->h + 2 * d->pad_h, wp = d->w + 2 * d->pad_w;
     int slack = d->dil_w * (d->kw - 1) + 32;
-    int implicit = d->stride_h == 1 && d->stride_w == 1 && wide_pays(g->ow, wp);
+    int implicit = conv_forward_implicit(d, g);
     fd_plan **plans = group_plans(d, CblasNoTrans, g->cog, g->K, weight, (long)g->cog * g->K, g->K);
-    long *off = implicit ? tap_offsets(g->cig, d->kh, d->kw, hp, wp, d->dil_h, d->dil_w)
+    long *off = implicit ? conv_tap_offsets(g->cig, d->kh, d->kw, hp, wp, d->dil_h, d->dil_w)
                          : nomul_scratch_bytes(NOMUL_SCRATCH_CONV_OFFS, (size_t)g->K * sizeof *off);
     if (!plans || !off) {
         report_oom(fn);
@@ -148,9 +101,9 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
                 const float *xg = x + b * g->x_img + (long)gr * g->cig * d->h * d->w;
                 float *yg = y + b * g->y_img + (long)gr * g->cog * g->P;
                 if (implicit) {
-                    pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, buf, slack);
+                    conv_pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, buf, slack);
                     fd_plan_run(plans[gr], (int)nwide, buf, off, wide, (int)nwide);
-                    narrow_rows(g->cog, g->oh, g->ow, wp, wide, yg);
+                    conv_narrow_rows(g->cog, g->oh, g->ow, wp, wide, yg);
                 } else {
                     conv_im2col(d, g, xg, buf);
                     fd_plan_run(plans[gr], g->P, buf, off, yg, g->P);
@@ -186,7 +139,7 @@ void conv_float_backward_data(const char *fn, const nomul_conv2d_desc *d, const 
                                     weight[((long)gr * g->cog + co) * g->K +
                                            ((long)c * d->kh + d->kh - 1 - i) * d->kw + d->kw - 1 - j];
         plans = wf ? group_plans(d, CblasNoTrans, g->cig, K2, wf, (long)g->cig * K2, K2) : NULL;
-        off = tap_offsets(g->cog, d->kh, d->kw, hq, wq, d->dil_h, d->dil_w);
+        off = conv_tap_offsets(g->cog, d->kh, d->kw, hq, wq, d->dil_h, d->dil_w);
     } else {
         plans = group_plans(d, CblasTrans, g->K, g->cog, weight, (long)g->cog * g->K, g->K);
         off = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_OFFS, (size_t)g->cog * sizeof *off);
@@ -222,9 +175,9 @@ void conv_float_backward_data(const char *fn, const nomul_conv2d_desc *d, const 
                 const float *dyg = dy + b * g->y_img + (long)gr * g->cog * g->P;
                 float *dxg = dx + b * g->x_img + (long)gr * g->cig * d->h * d->w;
                 if (implicit) {
-                    pad_planes(g->cog, g->oh, g->ow, qh, qw, dyg, buf, slack);
+                    conv_pad_planes(g->cog, g->oh, g->ow, qh, qw, dyg, buf, slack);
                     fd_plan_run(plans[gr], (int)nwide, buf, off, wide, (int)nwide);
-                    narrow_rows(g->cig, d->h, d->w, wq, wide, dxg);
+                    conv_narrow_rows(g->cig, d->h, d->w, wq, wide, dxg);
                 } else {
                     fd_plan_run(plans[gr], g->P, dyg, off, buf, g->ldcol);
                     conv_col2im_add(d, g, buf, dxg);
@@ -289,7 +242,7 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
             const float *dyg = dy + b * g->y_img + (long)gr * g->cog * g->P;
             long at = (long)gr * g->K * g->cog;
             if (implicit)
-                pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, buf, slack);
+                conv_pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, buf, slack);
             else
                 conv_im2col(d, g, xg, buf);
             if (by_dyt) {
