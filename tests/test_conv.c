@@ -355,7 +355,7 @@ static void test_float_fast_kernels_match_fma_twin(void **state)
                                               d.stride_w, d.pad_h, d.pad_w, d.dil_h, d.dil_w, b, co,
                                               oy, ox, (double)got, (double)acc);
                             }
-                    if (conv_float_data_implicit(&d)) {
+                    if (conv_data_implicit(&d)) {
                         /* one fma chain over (co, i, j) of the flipped kernel
                          * times dy padded by dil·(k − 1) − pad */
                         int qh = d.dil_h * (d.kh - 1) - d.pad_h, qw = d.dil_w * (d.kw - 1) - d.pad_w;
@@ -400,7 +400,7 @@ static void test_float_fast_kernels_match_fma_twin(void **state)
                 if (tu_bits(dx[i]) != tu_bits(tx[i]))
                     FAIL_SEED("float backward data (%s) isa %s n%d c%d->%d g%d %dx%d k%dx%d "
                               "s%d,%d p%d,%d d%d,%d: dx[%ld] = %a, twin %a",
-                              conv_float_data_implicit(&d) ? "implicit" : "col2im",
+                              conv_data_implicit(&d) ? "implicit" : "col2im",
                               nomul_isa_name((nomul_isa)isa), d.n, d.c_in, d.c_out, d.groups, d.h,
                               d.w, d.kh, d.kw, d.stride_h, d.stride_w, d.pad_h, d.pad_w, d.dil_h,
                               d.dil_w, i, (double)dx[i], (double)tx[i]);
@@ -418,7 +418,17 @@ static void test_conv_larger_layer(void **state)
     nomul_conv2d_desc d = {2, 40, 12, 12, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1};
     nomul_op_cfg m = {NOMUL_OP_PAM, 0, 1.0f}, m_off = {NOMUL_OP_PAM, 0, 1.0552f};
     run_conv_case(&r, &d, &m, 1);
-    run_conv_case(&r, &d, &m_off, 0); /* the in-place im2col path, with an offset */
+    run_conv_case(&r, &d, &m_off, 0); /* the in-place direct path, with an offset */
+    /* the approximate backward: its data gradient as the convolution of the
+     * padded dy (stride 1), with and without an offset, and powers of two
+     * (exact in any order: bit for bit) */
+    nomul_op_cfg ma = {NOMUL_OP_PAM, 1, 1.0f}, ma_off = {NOMUL_OP_PAM, 1, 1.0552f};
+    run_conv_case(&r, &d, &ma, 0);
+    run_conv_case(&r, &d, &ma_off, 1);
+    run_conv_case_scaled(&r, &d, &ma, 1, 0, 2);
+    nomul_conv2d_desc dil = {2, 6, 23, 21, 5, 3, 3, 1, 1, 2, 1, 2, 1, 1}; /* dilated, uneven pad */
+    run_conv_case(&r, &dil, &ma_off, 0);
+    run_conv_case_scaled(&r, &dil, &ma, 0, 0, 2);
     nomul_conv2d_desc wide = {2, 8, 6, 6, 200, 1, 1, 1, 1, 0, 0, 1, 1, 1}; /* > 128 per group */
     run_conv_case(&r, &wide, &m, 1);
     /* depthwise (ConvMixer-like), with zeros in x, plain and with an offset */

@@ -217,6 +217,29 @@ static int check_cfg(const char *fn, const nomul_op_cfg *cfg)
  * products split over the threads (float: gemm_float.c). The team keeps its
  * size when the images are fewer than the threads: a smaller team would end
  * OpenMP threads, and their scratch buffers, for the next call to remake. */
+int conv_data_implicit(const nomul_conv2d_desc *d)
+{
+    int qh = d->dil_h * (d->kh - 1) - d->pad_h, qw = d->dil_w * (d->kw - 1) - d->pad_w;
+    return d->stride_h == 1 && d->stride_w == 1 && qh >= 0 && qw >= 0 &&
+           conv_wide_pays(d->w, d->w + d->dil_w * (d->kw - 1));
+}
+
+float *conv_flip_weights(const nomul_conv2d_desc *d, const conv_geom *g, const float *weight)
+{
+    int K2 = g->cog * d->kh * d->kw;
+    float *wf = nomul_scratch(NOMUL_SCRATCH_CONV_WFLIP, (size_t)d->c_in * K2);
+    if (wf)
+        for (int gr = 0; gr < d->groups; gr++)
+            for (int c = 0; c < g->cig; c++)
+                for (int co = 0; co < g->cog; co++)
+                    for (int i = 0; i < d->kh; i++)
+                        for (int j = 0; j < d->kw; j++)
+                            wf[((long)gr * g->cig + c) * K2 + ((long)co * d->kh + i) * d->kw + j] =
+                                weight[((long)gr * g->cog + co) * g->K +
+                                       ((long)c * d->kh + d->kh - 1 - i) * d->kw + d->kw - 1 - j];
+    return wf;
+}
+
 int conv_forward_implicit(const nomul_conv2d_desc *d, const conv_geom *g)
 {
     return d->stride_h == 1 && d->stride_w == 1 && conv_wide_pays(g->ow, d->w + 2 * d->pad_w);
@@ -324,7 +347,7 @@ static pg_plan **direct_plans(const nomul_conv2d_desc *d, const conv_geom *g, co
  * the zero-padded image (conv2d_internal.h), the output then computed in
  * rows wp wide into `wide` and narrowed. */
 typedef struct {
-    int implicit, wp, slack;
+    int implicit, wp, slack, offset; /* offset: the PAMs have one (two adds each) */
     const long *off;
 } direct_feed;
 
@@ -338,6 +361,10 @@ static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, int pa
         const float *xg = x + b * g->x_img + (long)gr * g->cig * d->h * d->w;
         const float *wg = weight + (long)gr * g->cog * g->K;
         float *yg = y + b * g->y_img + (long)gr * g->cog * g->P;
+        if (feed) {
+            NOMUL_COUNT(PAM, (long long)g->cog * g->P * g->K * (feed->offset ? 2 : 1));
+            NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
+        }
         if (feed && feed->implicit) {
             int nwide = g->oh * feed->wp;
             conv_pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, col, feed->slack);
@@ -386,7 +413,7 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
     }
     pg_plan **plans = pa ? direct_plans(d, &g, x, weight, offset) : NULL;
     direct_feed feed = {conv_forward_implicit(d, &g), d->w + 2 * d->pad_w,
-                        d->dil_w * (d->kw - 1) + 32, NULL};
+                        d->dil_w * (d->kw - 1) + 32, offset != 1.0f, NULL};
     int hp = d->h + 2 * d->pad_h;
     if (plans) {
         long *off = feed.implicit ? conv_tap_offsets(g.cig, d->kh, d->kw, hp, feed.wp, d->dil_h,
@@ -423,6 +450,70 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
                 forward_image(d, &g, pa, plans, feed.off ? &feed : NULL, x, weight, bias, y, b,
                               col, wide);
     }
+}
+
+/* The approximate data gradient of a stride-1 layer, where the direct PAM
+ * kernels apply (AVX-512, every product normal; 3 to 128 input channels
+ * per group): dx = Σ PAM(W, dy) is the convolution of dy padded by
+ * dil·(k − 1) − pad with the flipped kernel, read in place as the forward
+ * reads x (conv2d_internal.h), its sums one chain over (co, i, j) in
+ * blocks of KC. Returns 0, having written nothing, when it does not apply;
+ * 1 when done or after a report. */
+static int approx_data_implicit(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
+                                float offset, const float *weight, const float *dy, float *dx)
+{
+    if (!pg_cntx_active()->fwd_direct || g->cig <= 2 || g->cig > 128 ||
+        !conv_data_implicit(d))
+        return 0;
+    int qh = d->dil_h * (d->kh - 1) - d->pad_h, qw = d->dil_w * (d->kw - 1) - d->pad_w;
+    int hq = g->oh + 2 * qh, wq = g->ow + 2 * qw, slack = d->dil_w * (d->kw - 1) + 32;
+    int K2 = g->cog * d->kh * d->kw;
+    pg_stats ys = conv_input_stats(d, dy, d->n * g->y_img);
+    ys.zero |= qh > 0 || qw > 0;
+    if (ys.special)
+        return 0;
+    const float *wf = conv_flip_weights(d, g, weight);
+    pg_plan **plans = wf ? plans_alloc(d->groups) : NULL;
+    int ok = plans != NULL;
+    for (int gr = 0; ok && gr < d->groups; gr++) {
+        plans[gr] = pg_plan_forward_direct(gr, g->cig, K2, wf + (long)gr * g->cig * K2, K2, offset);
+        if (!plans[gr]) {
+            nomul_report(NOMUL_ENOMEM, "%s: out of memory for packed weights", fn);
+            return 1;
+        }
+        ok = pg_plan_direct_safe(plans[gr], &ys);
+    }
+    if (!wf || !plans) {
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for packed weights", fn);
+        return 1;
+    }
+    if (!ok)
+        return 0;
+    const long *off = conv_tap_offsets(g->cog, d->kh, d->kw, hq, wq, d->dil_h, d->dil_w);
+    if (!off) {
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory", fn);
+        return 1;
+    }
+    int nwide = d->h * wq, nt = conv_image_threads(d);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_DCOL, (size_t)g->cog * hq * wq + slack);
+        float *wide = buf ? nomul_scratch(NOMUL_SCRATCH_CONV_COL, (size_t)g->cig * nwide) : NULL;
+        if (!wide)
+            nomul_report(NOMUL_ENOMEM, "%s: out of memory for a padded gradient", fn);
+#pragma omp for schedule(static)
+        for (int b = 0; b < d->n; b++)
+            for (int gr = 0; wide && gr < d->groups; gr++) {
+                NOMUL_COUNT(PAM, (long long)g->cig * d->h * d->w * K2 * (offset != 1.0f ? 2 : 1));
+                NOMUL_COUNT(FADD, (long long)g->cig * d->h * d->w * K2);
+                conv_pad_planes(g->cog, g->oh, g->ow, qh, qw,
+                                dy + b * g->y_img + (long)gr * g->cog * g->P, buf, slack);
+                pg_plan_run_forward_direct(plans[gr], nwide, buf, off, 0.0f, wide, nwide);
+                conv_narrow_rows(g->cig, d->h, d->w, wq, wide,
+                                 dx + b * g->x_img + (long)gr * g->cig * d->h * d->w);
+            }
+    }
+    return 1;
 }
 
 /* backward data for image b: dx_b = col2im(W_gᵀ-product with dy_b) */
@@ -464,6 +555,8 @@ void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, const nomul_op_cfg *
     if (!geometry(fn, d, &g, exact ? x : weight, weight, dy, dx))
         return;
     if (pa && conv_depthwise_backward_data(d, &g, approx, offset, x, weight, dy, dx))
+        return;
+    if (pa && approx && approx_data_implicit(fn, d, &g, offset, weight, dy, dx))
         return;
     if (!pa && conv_float_applies(&g)) {
         conv_float_backward_data(fn, d, &g, weight, dy, dx);

@@ -106,6 +106,13 @@ int conv_image_threads(const nomul_conv2d_desc *d);
  * conv_forward_implicit says whether a forward takes it. */
 static inline int conv_wide_pays(int ow, int wp) { return 5 * (wp - ow) < ow; }
 int conv_forward_implicit(const nomul_conv2d_desc *d, const conv_geom *g);
+/* whether the data gradient is computed as the stride-1 convolution of dy
+ * padded by dil·(k − 1) − pad with the flipped kernel (float, and the PAM
+ * approximate backward), and that kernel: W'_g (c_in/g × K2, K2 = (co, i,
+ * j)), W'[c][(co, i, j)] = W[co][c][kh−1−i][kw−1−j], in this thread's
+ * buffer (NULL when out of memory) */
+int conv_data_implicit(const nomul_conv2d_desc *d);
+float *conv_flip_weights(const nomul_conv2d_desc *d, const conv_geom *g, const float *weight);
 void conv_pad_planes(int c, int h, int w, int ph, int pw, const float *src, float *dst, int slack);
 void conv_narrow_rows(int c, int rows, int w, int ws, const float *src, float *dst);
 long *conv_tap_offsets(int c, int kh, int kw, int hp, int wp, int dh, int dw);
@@ -114,11 +121,8 @@ long *conv_tap_offsets(int c, int kh, int kw, int hp, int wp, int dh, int dw);
  * where conv_float_applies (the instruction set has the kernels, a group has
  * 4 output channels or more); they report their failures (out of memory).
  * conv_float_dw_block computes the weight gradient of the images [b0, b1)
- * into dw (conv2d.c's blocks), on any group size; 0 after a report.
- * conv_float_data_implicit: whether the data gradient is computed as a
- * convolution of the padded dy (else W_gᵀ · dy, then col2im). */
+ * into dw (conv2d.c's blocks), on any group size; 0 after a report. */
 int conv_float_applies(const conv_geom *g);
-int conv_float_data_implicit(const nomul_conv2d_desc *d);
 void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
                         const float *x, const float *weight, const float *bias, float *y);
 void conv_float_backward_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,

@@ -208,7 +208,9 @@ void pg_plan_run_grad_b(const pg_plan *pl, int n, const float *b, int ldb, const
  * adjustment folded in; Y's row p (of k) starts at y + yoff[p] (a column
  * matrix, or the shifted views of a padded image that stand for one). A
  * run needs stats bounding all of Y with pg_plan_direct_safe() true, and
- * each row readable for 32 floats past its n. */
+ * each row readable for 32 floats past its n. It does not count its
+ * operations: its caller (conv2d.c) counts the useful ones, not the wide
+ * rows' dropped columns. */
 pg_plan *pg_plan_forward_direct(int key, int m, int k, const float *a, int lda, float offset);
 int pg_plan_direct_safe(const pg_plan *pl, const pg_stats *ys);
 void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, const long *yoff,

@@ -170,9 +170,6 @@ static void direct_panel(const pg_plan *pl, const pg_problem *out, int ip, int n
 void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, const long *yoff,
                                 float beta, float *c, int ldc)
 {
-    int m = pl->pr.m, kd = pl->pr.kd;
-    NOMUL_COUNT(PAM, (long long)m * n * kd * (pl->pr.has_offset ? 2 : 1));
-    NOMUL_COUNT(FADD, (long long)m * n * kd);
     int nt = omp_in_parallel() ? 1 : nomul_num_threads();
     if (pl->npanels <= 1) /* else the whole team: see pg_run */
         nt = 1;

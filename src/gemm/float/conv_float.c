@@ -33,12 +33,6 @@
 
 int conv_float_applies(const conv_geom *g) { return fd_available() && g->cog >= 4; }
 
-int conv_float_data_implicit(const nomul_conv2d_desc *d)
-{
-    int qh = d->dil_h * (d->kh - 1) - d->pad_h, qw = d->dil_w * (d->kw - 1) - d->pad_w;
-    return d->stride_h == 1 && d->stride_w == 1 && qh >= 0 && qw >= 0 &&
-           conv_wide_pays(d->w, d->w + d->dil_w * (d->kw - 1));
-}
 
 /* each group's plan of op(W_g) (m × k), in this thread's keyed buffers */
 static fd_plan **group_plans(const nomul_conv2d_desc *d, CBLAS_TRANSPOSE ta, int m, int k,
@@ -119,7 +113,7 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
 void conv_float_backward_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
                               const float *weight, const float *dy, float *dx)
 {
-    int implicit = conv_float_data_implicit(d);
+    int implicit = conv_data_implicit(d);
     int qh = d->dil_h * (d->kh - 1) - d->pad_h, qw = d->dil_w * (d->kw - 1) - d->pad_w;
     int hq = g->oh + 2 * qh, wq = g->ow + 2 * qw; /* dy padded */
     int slack = d->dil_w * (d->kw - 1) + 32;
@@ -127,17 +121,7 @@ void conv_float_backward_data(const char *fn, const nomul_conv2d_desc *d, const 
     fd_plan **plans;
     long *off;
     if (implicit) {
-        /* W'_g (c_in/g × K2): W'[c][(co, i, j)] = W[co][c][kh−1−i][kw−1−j] */
-        float *wf = nomul_scratch(NOMUL_SCRATCH_CONV_WFLIP, (size_t)d->c_in * K2);
-        if (wf)
-            for (int gr = 0; gr < d->groups; gr++)
-                for (int c = 0; c < g->cig; c++)
-                    for (int co = 0; co < g->cog; co++)
-                        for (int i = 0; i < d->kh; i++)
-                            for (int j = 0; j < d->kw; j++)
-                                wf[((long)gr * g->cig + c) * K2 + ((long)co * d->kh + i) * d->kw + j] =
-                                    weight[((long)gr * g->cog + co) * g->K +
-                                           ((long)c * d->kh + d->kh - 1 - i) * d->kw + d->kw - 1 - j];
+        const float *wf = conv_flip_weights(d, g, weight);
         plans = wf ? group_plans(d, CblasNoTrans, g->cig, K2, wf, (long)g->cig * K2, K2) : NULL;
         off = conv_tap_offsets(g->cog, d->kh, d->kw, hq, wq, d->dil_h, d->dil_w);
     } else {
