@@ -161,7 +161,8 @@ long *conv_tap_offsets(int c, int kh, int kw, int hp, int wp, int dh, int dw)
         for (int k = 0; k < c; k++)
             for (int i = 0; i < kh; i++)
                 for (int j = 0; j < kw; j++)
-                    off[((long)k * kh + i) * kw + j] = (long)k * hp * wp + (long)i * dh * wp + j * dw;
+                    off[((long)k * kh + i) * kw + j] =
+                        (long)k * hp * wp + (long)i * dh * wp + (long)j * dw;
     return off;
 }
 
@@ -212,11 +213,8 @@ static int check_cfg(const char *fn, const nomul_op_cfg *cfg)
     return 1;
 }
 
-/* Images run in parallel, each on one thread (the per-image products are
- * small), when there are enough of them; else one after the other with
- * products split over the threads (float: gemm_float.c). The team keeps its
- * size when the images are fewer than the threads: a smaller team would end
- * OpenMP threads, and their scratch buffers, for the next call to remake. */
+/* ---- which feed, and the flipped kernel (conv2d_internal.h) ---- */
+
 int conv_data_implicit(const nomul_conv2d_desc *d)
 {
     int qh = d->dil_h * (d->kh - 1) - d->pad_h, qw = d->dil_w * (d->kw - 1) - d->pad_w;
@@ -245,6 +243,11 @@ int conv_forward_implicit(const nomul_conv2d_desc *d, const conv_geom *g)
     return d->stride_h == 1 && d->stride_w == 1 && conv_wide_pays(g->ow, d->w + 2 * d->pad_w);
 }
 
+/* Images run in parallel, each on one thread (the per-image products are
+ * small), when there are enough of them; else one after the other with
+ * products split over the threads (float: gemm_float.c). The team keeps its
+ * size when the images are fewer than the threads: a smaller team would end
+ * OpenMP threads, and their scratch buffers, for the next call to remake. */
 int conv_image_threads(const nomul_conv2d_desc *d)
 {
     if (omp_in_parallel() || d->n < 2)
@@ -504,8 +507,9 @@ static int approx_data_implicit(const char *fn, const nomul_conv2d_desc *d, cons
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
             for (int gr = 0; wide && gr < d->groups; gr++) {
-                NOMUL_COUNT(PAM, (long long)g->cig * d->h * d->w * K2 * (offset != 1.0f ? 2 : 1));
-                NOMUL_COUNT(FADD, (long long)g->cig * d->h * d->w * K2);
+                /* the products im2col's form counts (K · P per output channel) */
+                NOMUL_COUNT(PAM, (long long)g->cog * g->P * g->K * (offset != 1.0f ? 2 : 1));
+                NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
                 conv_pad_planes(g->cog, g->oh, g->ow, qh, qw,
                                 dy + b * g->y_img + (long)gr * g->cog * g->P, buf, slack);
                 pg_plan_run_forward_direct(plans[gr], nwide, buf, off, 0.0f, wide, nwide);

@@ -33,12 +33,12 @@
 
 int conv_float_applies(const conv_geom *g) { return fd_available() && g->cog >= 4; }
 
-
 /* each group's plan of op(W_g) (m × k), in this thread's keyed buffers */
 static fd_plan **group_plans(const nomul_conv2d_desc *d, CBLAS_TRANSPOSE ta, int m, int k,
                              const float *w, long wstride, int ldw)
 {
-    fd_plan **plans = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANS, (size_t)d->groups * sizeof *plans);
+    fd_plan **plans =
+        nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANS, (size_t)d->groups * sizeof *plans);
     for (int gr = 0; plans && gr < d->groups; gr++)
         if (!(plans[gr] = fd_plan_make(gr, ta, m, k, w + gr * wstride, ldw)))
             plans = NULL;
@@ -63,7 +63,8 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
     int hp = d->h + 2 * d->pad_h, wp = d->w + 2 * d->pad_w;
     int slack = d->dil_w * (d->kw - 1) + 32;
     int implicit = conv_forward_implicit(d, g);
-    fd_plan **plans = group_plans(d, CblasNoTrans, g->cog, g->K, weight, (long)g->cog * g->K, g->K);
+    fd_plan **plans =
+        group_plans(d, CblasNoTrans, g->cog, g->K, weight, (long)g->cog * g->K, g->K);
     long *off = implicit ? conv_tap_offsets(g->cig, d->kh, d->kw, hp, wp, d->dil_h, d->dil_w)
                          : nomul_scratch_bytes(NOMUL_SCRATCH_CONV_OFFS, (size_t)g->K * sizeof *off);
     if (!plans || !off) {
@@ -81,8 +82,9 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
     {
         size_t nb = implicit ? (size_t)g->cig * hp * wp + slack : (size_t)g->K * g->ldcol + 32;
         float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_COL, nb);
-        float *wide = implicit && buf ? nomul_scratch(NOMUL_SCRATCH_CONV_DCOL, (size_t)g->cog * nwide)
-                                      : buf;
+        float *wide = implicit && buf
+                          ? nomul_scratch(NOMUL_SCRATCH_CONV_DCOL, (size_t)g->cog * nwide)
+                          : buf;
         if (!wide) {
 #pragma omp atomic write
             failed = 1;
@@ -232,8 +234,8 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
             if (by_dyt) {
                 transpose(g->cog, g->P, dyg, g->P, t);
                 if (implicit)
-                    fd_gemm_inplace(g->K, g->cog, g->P, buf, off, g->ow, wp, t,
-                                    g->cog, dwt + at, g->cog, b > b0);
+                    fd_gemm_inplace(g->K, g->cog, g->P, buf, off, g->ow, wp, t, g->cog, dwt + at,
+                                    g->cog, b > b0);
                 else
                     fd_gemm_inplace(g->K, g->cog, g->P, buf, off, g->P, 0, t, g->cog, dwt + at,
                                     g->cog, b > b0);
