@@ -420,8 +420,9 @@ static void test_conv_larger_layer(void **state)
     run_conv_case(&r, &d, &m, 1);
     run_conv_case(&r, &d, &m_off, 0); /* the in-place direct path, with an offset */
     /* the approximate backward: its data gradient as the convolution of the
-     * padded dy (stride 1), with and without an offset, and powers of two
-     * (exact in any order: bit for bit) */
+     * padded dy (stride 1), its weight gradient on the kernel that reads the
+     * padded image (or im2col's output) in place, with and without zeros and
+     * an offset, and powers of two (exact in any order: bit for bit) */
     nomul_op_cfg ma = {NOMUL_OP_PAM, 1, 1.0f}, ma_off = {NOMUL_OP_PAM, 1, 1.0552f};
     run_conv_case(&r, &d, &ma, 0);
     run_conv_case(&r, &d, &ma_off, 1);
@@ -429,6 +430,16 @@ static void test_conv_larger_layer(void **state)
     nomul_conv2d_desc dil = {2, 6, 23, 21, 5, 3, 3, 1, 1, 2, 1, 2, 1, 1}; /* dilated, uneven pad */
     run_conv_case(&r, &dil, &ma_off, 0);
     run_conv_case_scaled(&r, &dil, &ma, 0, 0, 2);
+    /* strided: the weight gradient's kernel on im2col's output, 20 channels
+     * (a 32-wide panel, 12 columns of padding) */
+    nomul_conv2d_desc st = {3, 12, 11, 13, 20, 3, 3, 2, 2, 1, 1, 1, 1, 1};
+    run_conv_case(&r, &st, &ma, 1);
+    run_conv_case(&r, &st, &ma_off, 0);
+    run_conv_case_scaled(&r, &st, &ma, 1, 0, 2);
+    /* 20 images: blocks of two, each sum continued over its images */
+    nomul_conv2d_desc many = {20, 8, 9, 10, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1};
+    run_conv_case(&r, &many, &ma, 1);
+    run_conv_case_scaled(&r, &many, &ma, 0, 0, 2);
     nomul_conv2d_desc wide = {2, 8, 6, 6, 200, 1, 1, 1, 1, 0, 0, 1, 1, 1}; /* > 128 per group */
     run_conv_case(&r, &wide, &m, 1);
     /* depthwise (ConvMixer-like), with zeros in x, plain and with an offset */

@@ -602,6 +602,110 @@ static void backward_weight_image(const nomul_conv2d_desc *d, const conv_geom *g
     }
 }
 
+/* The approximate weight gradient, dW = Σ PAM(dy, col), where AVX-512's
+ * kernel that reads X in place applies (every product proven normal, no
+ * NaN or infinity; 4 or more output channels per group): checked once per
+ * call. */
+static int approx_dw_direct_ok(const nomul_conv2d_desc *d, const conv_geom *g, float offset,
+                               const float *x, const float *dy)
+{
+    if (!pg_cntx_active()->fwd_xdirect.wide || g->cog < 4)
+        return 0;
+    pg_stats xs = conv_input_stats(d, x, d->n * g->x_img);
+    pg_stats ys = conv_input_stats(d, dy, d->n * g->y_img);
+    return !xs.special && !ys.special && pg_range_safe(&xs, &ys, offset);
+}
+
+/* ... for the images [b0, b1) into dw: per group, dW_gᵀ (K × co) = Σ over
+ * the images and pixels of PAM(col, dy_g), col's rows read in place (the
+ * padded image for stride 1, in segments of one output row, or im2col's
+ * output), dy_g packed per image into 32- or 16-column panels with Y's
+ * adjustment (the pack the matrix engine uses), each sum one chain over the
+ * block's images and pixels in order; dw_g = (dW_gᵀ)ᵀ at the end. 0 after
+ * a report. */
+static int approx_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
+                           float offset, const float *x, const float *dy, float *dw, long b0,
+                           long b1)
+{
+    const pg_cntx *cx = pg_cntx_active();
+    const pg_xdirect_ukr *u = &cx->fwd_xdirect;
+    int narrow = u->narrow && g->cog <= u->nr / 2;
+    const int MR = u->mr, NR = narrow ? u->nr / 2 : u->nr;
+    pg_xdirect_kernel run = narrow ? u->narrow : u->wide;
+    int npj = (g->cog + NR - 1) / NR;
+    long nw = (long)d->c_out * g->K, npk = (long)npj * g->P * NR;
+    int implicit = d->stride_h == 1 && d->stride_w == 1;
+    int hp = d->h + 2 * d->pad_h, wp = d->w + 2 * d->pad_w, slack = d->dil_w * (d->kw - 1) + 32;
+    size_t nb = implicit ? (size_t)g->cig * hp * wp + slack : (size_t)g->K * g->ldcol + 32;
+    float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_COL, nb);
+    uint32_t *yp = buf ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_DYT, (size_t)npk * 4) : NULL;
+    int32_t *ym = yp ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_DCOL, (size_t)npk * 4) : NULL;
+    float *dwt = ym ? nomul_scratch(NOMUL_SCRATCH_CONV_DWT, (size_t)nw) : NULL;
+    long *off = dwt ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_DWOFFS, (size_t)g->K * sizeof *off)
+                    : NULL;
+    if (!off) {
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for a weight gradient's panels", fn);
+        return 0;
+    }
+    if (b0 == b1) {
+        memset(dw, 0, (size_t)nw * sizeof *dw);
+        return 1;
+    }
+    for (int c = 0; c < g->cig; c++)
+        for (int i = 0; i < d->kh; i++)
+            for (int j = 0; j < d->kw; j++) {
+                long k = ((long)c * d->kh + i) * d->kw + j;
+                off[k] = implicit ? (long)c * hp * wp + (long)i * d->dil_h * wp + (long)j * d->dil_w
+                                  : k * g->ldcol;
+            }
+    uint32_t ob;
+    memcpy(&ob, &offset, 4);
+    uint32_t adj = (offset != 1.0f ? ob - PG_ONE : 0u) - PG_ONE; /* forward Y's */
+    int seg = implicit ? g->ow : g->P;
+    long ss = implicit ? wp : 0;
+    for (long b = b0; b < b1; b++)
+        for (int gr = 0; gr < d->groups; gr++) {
+            const float *xg = x + b * g->x_img + (long)gr * g->cig * d->h * d->w;
+            const float *dyg = dy + b * g->y_img + (long)gr * g->cog * g->P;
+            float *dwg = dwt + (long)gr * g->K * g->cog;
+            if (implicit)
+                conv_pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, buf, slack);
+            else
+                conv_im2col(d, g, xg, buf);
+            /* the pack writes a panel's masks only when it holds a zero: the
+             * kernel reads them only then (past 64 panels, all are written) */
+            unsigned char zeros[64];
+            for (int jp = 0; jp < npj; jp++) {
+                pg_stats st;
+                int j0 = jp * NR, nr = g->cog - j0 < NR ? g->cog - j0 : NR;
+                int32_t *mp = ym + (long)jp * g->P * NR;
+                cx->pack(dyg + (long)j0 * g->P, g->P, 1, nr, NR, g->P, adj,
+                         yp + (long)jp * g->P * NR, mp, &st);
+                if (npj > 64 && !st.zero)
+                    memset(mp, 0xFF, (size_t)g->P * NR * sizeof *mp);
+                else if (npj <= 64)
+                    zeros[jp] = (unsigned char)(st.zero != 0);
+            }
+            for (int i0 = 0; i0 < g->K; i0 += MR)
+                for (int jp = 0; jp < npj; jp++) {
+                    int j0 = jp * NR, nr = g->cog - j0 < NR ? g->cog - j0 : NR;
+                    int masked = npj > 64 || zeros[jp];
+                    run(g->P, buf, off + i0, seg, ss, g->K - i0 < MR ? g->K - i0 : MR,
+                        yp + (long)jp * g->P * NR, masked ? ym + (long)jp * g->P * NR : NULL, nr,
+                        dwg + (long)i0 * g->cog + j0, g->cog, b > b0);
+                }
+            NOMUL_COUNT(PAM, (long long)g->K * g->cog * g->P * (offset != 1.0f ? 2 : 1));
+            NOMUL_COUNT(FADD, (long long)g->K * g->cog * g->P);
+        }
+    for (int gr = 0; gr < d->groups; gr++) {
+        long at = (long)gr * g->K * g->cog;
+        for (int co = 0; co < g->cog; co++)
+            for (int k = 0; k < g->K; k++)
+                dw[at + (long)co * g->K + k] = dwt[at + (long)k * g->cog + co];
+    }
+    return 1;
+}
+
 /* dW through im2col and the matrix products. The images are summed in
  * fixed blocks (core/internal.h): block 0 into dW, each other block from
  * zero into its own partial, image by image; the partials are then added
@@ -629,10 +733,12 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
     /* float, where the context has the kernels (src/gemm/float/conv_float.c;
      * the dW of depthwise layers, one output channel per group, too) */
     int fast = !nomul_op_is_pa(cfg) && fd_available();
+    int xdirect = nomul_op_is_pa(cfg) && cfg->approx_bwd &&
+                  approx_dw_direct_ok(d, g, cfg->offset, x, dy);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *col = fast ? NULL : cached_col(fn, g, NOMUL_SCRATCH_CONV_COL);
-        if (!fast && !col) {
+        float *col = fast || xdirect ? NULL : cached_col(fn, g, NOMUL_SCRATCH_CONV_COL);
+        if (!fast && !xdirect && !col) {
 #pragma omp atomic write
             failed = 1;
         }
@@ -642,6 +748,13 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
             long b0 = nomul_block_start(d->n, blocks, k), b1 = nomul_block_start(d->n, blocks, k + 1);
             if (fast) {
                 if (!conv_float_dw_block(fn, d, g, x, dy, dw, b0, b1)) {
+#pragma omp atomic write
+                    failed = 1;
+                }
+                continue;
+            }
+            if (xdirect) {
+                if (!approx_dw_block(fn, d, g, cfg->offset, x, dy, dw, b0, b1)) {
 #pragma omp atomic write
                     failed = 1;
                 }

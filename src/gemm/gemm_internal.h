@@ -141,6 +141,20 @@ void fd_8x16_avx512(int k, const fd_operands *o, int mvalid, int nvalid, float *
 void fd_6x16_avx2(int k, const fd_operands *o, int mvalid, int nvalid, float *c, long ldc,
                   int add);
 
+/* Forward with X read in place, raw, and Y packed (AVX-512; a
+ * convolution's approximate weight gradient): see ukernel_avx512.c. X's
+ * row r at x + xoff[r], its reduction index p at (p / seg)·sstride + p % seg;
+ * Y's masks ym NULL when its panel holds no zero; an MR × nr tile, nr = 32
+ * (wide) or 16 (narrow), columns past nvalid untouched; add: each sum
+ * continues from C's value. */
+typedef void (*pg_xdirect_kernel)(int k, const float *x, const long *xoff, int seg, long sstride,
+                                  int mvalid, const uint32_t *yp, const int32_t *ym, int nvalid,
+                                  float *c, long ldc, int add);
+typedef struct {
+    int mr, nr;
+    pg_xdirect_kernel wide, narrow; /* NULL where there are none */
+} pg_xdirect_ukr;
+
 /* Cache blocking: KC values of the reduction per packed panel, MC rows of X
  * and NC columns of Y per block. KC fixes the order of the float sums, so it
  * is the same on every instruction set (results do not depend on the ISA). */
@@ -173,6 +187,7 @@ typedef struct pg_cntx {
     pg_fwd_ukr fwd_narrow;
     pg_grad_ukr grad_narrow;
     pg_fwd_direct_kernel fwd_direct; /* NULL where there is none */
+    pg_xdirect_ukr fwd_xdirect;      /* X in place; zeroed where there is none */
     fd_ukr fdirect;                  /* float, B in place */
     pg_pack_fn pack;
     pg_pack_tile_fn pack_tile;

@@ -139,6 +139,72 @@ static void fwd_direct_8x32(int kc, const uint32_t *xp, const float *y, const lo
     store_rows(acc, FMR, 2, ct, ldc, add);
 }
 
+/* Forward with X read in place instead, raw (a convolution's approximate
+ * weight gradient, X being its column matrix): X's row r at x + xoff[r]
+ * (rows past mvalid read row 0's, never stored), its reduction index p at
+ * (p / seg)·sstride + p % seg; Y packed (yp[p·16·nh + c], with Y's
+ * adjustment; masks ym, read only when my: the pack writes them only for
+ * panels that hold a zero). An x whose exponent field is 0 (zero or
+ * subnormal) adds nothing: its mask comes from a test on the broadcast. The
+ * caller has checked that no value is infinite or NaN and that every
+ * product stays normal. Columns past nvalid are neither read from C nor
+ * written; with add, each sum continues from C's value. */
+static inline __attribute__((always_inline)) void
+xdirect_body(int k, const float *x, const long *xoff, int seg, long ss, int mvalid,
+             const uint32_t *yp, const int32_t *ym, int nvalid, float *c, long ldc, int add,
+             const int nh, const int my)
+{
+    const __m512i expo = _mm512_set1_epi32(0x7F800000);
+    const int nr = 16 * nh;
+    __mmask16 kc[2];
+    kc[0] = (__mmask16)(nvalid >= 16 ? 0xFFFF : (1u << nvalid) - 1);
+    kc[1] = (__mmask16)(nvalid >= 32 ? 0xFFFF : nvalid > 16 ? (1u << (nvalid - 16)) - 1 : 0);
+    const float *xr[FMR];
+    __m512 acc[FMR][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < FMR; r++) {
+        xr[r] = x + xoff[r < mvalid ? r : 0];
+        for (int h = 0; h < nh; h++)
+            acc[r][h] = add ? _mm512_maskz_loadu_ps(r < mvalid ? kc[h] : 0, c + r * ldc + 16 * h)
+                            : _mm512_setzero_ps();
+    }
+    for (int p0 = 0; p0 < k; p0 += seg) {
+        for (int q = 0; q < seg; q++, yp += nr, ym += nr) {
+            __m512i y[2];
+            __mmask16 ky[2];
+            load_y(yp, ym, nh, my, y, ky);
+#pragma GCC unroll 8
+            for (int r = 0; r < FMR; r++) {
+                __m512i xb = _mm512_castps_si512(_mm512_set1_ps(xr[r][q]));
+                __mmask16 kx = _mm512_test_epi32_mask(xb, expo);
+                for (int h = 0; h < nh; h++)
+                    acc_add(&acc[r][h], _mm512_maskz_add_epi32(ky[h], xb, y[h]), 1, kx);
+            }
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < FMR; r++)
+            xr[r] += ss;
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < FMR; r++)
+        if (r < mvalid)
+            for (int h = 0; h < nh; h++)
+                _mm512_mask_storeu_ps(c + r * ldc + 16 * h, kc[h], acc[r][h]);
+}
+
+#define XDIRECT(name, nh)                                                                       \
+    static void name(int k, const float *x, const long *xoff, int seg, long ss, int mvalid,    \
+                     const uint32_t *yp, const int32_t *ym, int nvalid, float *c, long ldc,    \
+                     int add)                                                                  \
+    {                                                                                           \
+        if (ym)                                                                                 \
+            xdirect_body(k, x, xoff, seg, ss, mvalid, yp, ym, nvalid, c, ldc, add, nh, 1);      \
+        else                                                                                    \
+            xdirect_body(k, x, xoff, seg, ss, mvalid, yp, ym, nvalid, c, ldc, add, nh, 0);      \
+    }
+XDIRECT(xdirect_8x32, 2)
+XDIRECT(xdirect_8x16, 1)
+
 #define GMR 6
 #define GNR 32
 
@@ -204,6 +270,7 @@ const pg_cntx pg_cntx_avx512 = {
     .fwd_narrow = {FMR, 16, fwd_8x16},
     .grad_narrow = {GMR, 16, grad_a_6x16, grad_b_6x16},
     .fwd_direct = fwd_direct_8x32,
+    .fwd_xdirect = {FMR, FNR, xdirect_8x32, xdirect_8x16},
     .fdirect = {8, 32, fd_8x32_avx512, fd_8x16_avx512},
     .pack = pack_panel,
     .pack_tile = pack_tile,
