@@ -154,16 +154,31 @@ NO_LIBCALL_LOOPS void conv_narrow_rows(int c, int rows, int w, int ws, const flo
 
 /* off[(c, i, j)] = c·hp·wp + i·dh·wp + j·dw: where row (c, i, j) of the
  * implicit column matrix starts in the padded planes */
+void conv_fill_taps(int c, int kh, int kw, int hp, int wp, int dh, int dw, long *off)
+{
+    for (int k = 0; k < c; k++)
+        for (int i = 0; i < kh; i++)
+            for (int j = 0; j < kw; j++)
+                off[((long)k * kh + i) * kw + j] =
+                    (long)k * hp * wp + (long)i * dh * wp + (long)j * dw;
+}
+
 long *conv_tap_offsets(int c, int kh, int kw, int hp, int wp, int dh, int dw)
 {
     long *off = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_OFFS, (size_t)c * kh * kw * sizeof *off);
     if (off)
-        for (int k = 0; k < c; k++)
-            for (int i = 0; i < kh; i++)
-                for (int j = 0; j < kw; j++)
-                    off[((long)k * kh + i) * kw + j] =
-                        (long)k * hp * wp + (long)i * dh * wp + (long)j * dw;
+        conv_fill_taps(c, kh, kw, hp, wp, dh, dw, off);
     return off;
+}
+
+void conv_col_offsets(const nomul_conv2d_desc *d, const conv_geom *g, int implicit, long *off)
+{
+    if (implicit)
+        conv_fill_taps(g->cig, d->kh, d->kw, d->h + 2 * d->pad_h, d->w + 2 * d->pad_w, d->dil_h,
+                       d->dil_w, off);
+    else
+        for (int k = 0; k < g->K; k++)
+            off[k] = (long)k * g->ldcol;
 }
 
 /* x += col2im(col): the adjoint of im2col. */
@@ -419,17 +434,12 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
                         d->dil_w * (d->kw - 1) + 32, offset != 1.0f, NULL};
     int hp = d->h + 2 * d->pad_h;
     if (plans) {
-        long *off = feed.implicit ? conv_tap_offsets(g.cig, d->kh, d->kw, hp, feed.wp, d->dil_h,
-                                                     d->dil_w)
-                                  : nomul_scratch_bytes(NOMUL_SCRATCH_CONV_OFFS,
-                                                        (size_t)g.K * sizeof *off);
+        long *off = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_OFFS, (size_t)g.K * sizeof *off);
         if (!off) {
             nomul_report(NOMUL_ENOMEM, "%s: out of memory", fn);
             return;
         }
-        if (!feed.implicit)
-            for (int k = 0; k < g.K; k++)
-                off[k] = (long)k * g.ldcol;
+        conv_col_offsets(d, &g, feed.implicit, off);
         feed.off = off;
     } else
         plans = make_plans(fn, d, &g, pa, PLAN_FORWARD, weight, offset);
@@ -651,13 +661,7 @@ static int approx_dw_block(const char *fn, const nomul_conv2d_desc *d, const con
         memset(dw, 0, (size_t)nw * sizeof *dw);
         return 1;
     }
-    for (int c = 0; c < g->cig; c++)
-        for (int i = 0; i < d->kh; i++)
-            for (int j = 0; j < d->kw; j++) {
-                long k = ((long)c * d->kh + i) * d->kw + j;
-                off[k] = implicit ? (long)c * hp * wp + (long)i * d->dil_h * wp + (long)j * d->dil_w
-                                  : k * g->ldcol;
-            }
+    conv_col_offsets(d, g, implicit, off);
     uint32_t ob;
     memcpy(&ob, &offset, 4);
     uint32_t adj = (offset != 1.0f ? ob - PG_ONE : 0u) - PG_ONE; /* forward Y's */

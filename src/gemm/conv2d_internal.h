@@ -116,6 +116,10 @@ float *conv_flip_weights(const nomul_conv2d_desc *d, const conv_geom *g, const f
 void conv_pad_planes(int c, int h, int w, int ph, int pw, const float *src, float *dst, int slack);
 void conv_narrow_rows(int c, int rows, int w, int ws, const float *src, float *dst);
 long *conv_tap_offsets(int c, int kh, int kw, int hp, int wp, int dh, int dw);
+void conv_fill_taps(int c, int kh, int kw, int hp, int wp, int dh, int dw, long *off);
+/* off[k] = where row k of x's column matrix starts: in the padded image
+ * (implicit) or in im2col's output (k·ldcol) */
+void conv_col_offsets(const nomul_conv2d_desc *d, const conv_geom *g, int implicit, long *off);
 
 /* The float convolution on nomul's FMA kernels (src/gemm/float/conv_float.c),
  * where conv_float_applies (the instruction set has the kernels, a group has

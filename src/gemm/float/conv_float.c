@@ -65,15 +65,12 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
     int implicit = conv_forward_implicit(d, g);
     fd_plan **plans =
         group_plans(d, CblasNoTrans, g->cog, g->K, weight, (long)g->cog * g->K, g->K);
-    long *off = implicit ? conv_tap_offsets(g->cig, d->kh, d->kw, hp, wp, d->dil_h, d->dil_w)
-                         : nomul_scratch_bytes(NOMUL_SCRATCH_CONV_OFFS, (size_t)g->K * sizeof *off);
+    long *off = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_OFFS, (size_t)g->K * sizeof *off);
     if (!plans || !off) {
         report_oom(fn);
         return;
     }
-    if (!implicit)
-        for (int k = 0; k < g->K; k++)
-            off[k] = (long)k * g->ldcol;
+    conv_col_offsets(d, g, implicit, off);
     long nwide = (long)g->oh * wp; /* the wide output's columns */
     NOMUL_COUNT(FMUL, (long long)d->n * d->c_out * g->P * g->K);
     NOMUL_COUNT(FADD, (long long)d->n * d->c_out * g->P * g->K);
@@ -213,13 +210,7 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
         memset(dw, 0, (size_t)nw * sizeof *dw);
         return 1;
     }
-    for (int c = 0; c < g->cig; c++)
-        for (int i = 0; i < d->kh; i++)
-            for (int j = 0; j < d->kw; j++) {
-                long k = ((long)c * d->kh + i) * d->kw + j;
-                off[k] = implicit ? (long)c * hp * wp + (long)i * d->dil_h * wp + j * d->dil_w
-                                  : k * g->ldcol;
-            }
+    conv_col_offsets(d, g, implicit, off);
     for (int co = 0; co < g->cog; co++)
         off[g->K + co] = (long)co * g->P;
     for (long b = b0; b < b1; b++)
