@@ -11,12 +11,29 @@
 
 #define FMR 8
 
+/* One step of the reduction: acc[r] += a_r · (B's row), a_r = ar[r][at] */
+static inline __attribute__((always_inline)) void
+fd_step(__m512 (*acc)[2], const float *row, const float *const *ar, long at, const __mmask16 *km,
+        const int nh, const int full)
+{
+    __m512 y[2];
+    for (int h = 0; h < nh; h++)
+        y[h] = full ? _mm512_loadu_ps(row + 16 * h) : _mm512_maskz_loadu_ps(km[h], row + 16 * h);
+#pragma GCC unroll 8
+    for (int r = 0; r < FMR; r++) {
+        __m512 x = _mm512_set1_ps(ar[r][at]);
+        for (int h = 0; h < nh; h++)
+            acc[r][h] = _mm512_fmadd_ps(x, y[h], acc[r][h]);
+    }
+}
+
 /* Float C tile = A panel · B strip (gemm_internal.h, fd_kernel), 8 rows by
  * nh halves of 16: per k, nh 16-lane loads of B and eight broadcasts of A
  * feed 8·nh fused multiply-adds. packed: A as a panel, B's rows by offset
  * (else A's rows in place, rows past mvalid reading row 0's values, never
  * stored, and B's rows ldb apart); full: all 16·nh columns (else masked
- * loads and stores, which never touch the lanes past nvalid). */
+ * loads and stores, which never touch the lanes past nvalid). Rows past
+ * mvalid of C are neither read nor written. */
 static inline __attribute__((always_inline)) void
 fd_body(int k, const fd_operands *o, int mvalid, int nvalid, float *c, long ldc, int add,
         const int nh, const int packed, const int full)
@@ -28,49 +45,24 @@ fd_body(int k, const fd_operands *o, int mvalid, int nvalid, float *c, long ldc,
 #pragma GCC unroll 8
     for (int r = 0; r < FMR; r++)
         for (int h = 0; h < nh; h++)
-            acc[r][h] = !add ? _mm512_setzero_ps()
+            acc[r][h] = !add || r >= mvalid ? _mm512_setzero_ps()
                         : full ? _mm512_loadu_ps(c + r * ldc + 16 * h)
-                               : _mm512_maskz_loadu_ps(r < mvalid ? km[h] : 0, c + r * ldc + 16 * h);
+                               : _mm512_maskz_loadu_ps(km[h], c + r * ldc + 16 * h);
+    const float *ar[FMR];
+#pragma GCC unroll 8
+    for (int r = 0; r < FMR; r++)
+        ar[r] = packed ? o->a + r : o->a + o->aoff[r < mvalid ? r : 0];
     if (packed) {
-        const float *ap = o->a, *b = o->b;
-        const long *boff = o->boff;
-        for (int p = 0; p < k; p++) {
-            const float *row = b + boff[p];
-            __m512 y[2];
-            for (int h = 0; h < nh; h++)
-                y[h] = full ? _mm512_loadu_ps(row + 16 * h)
-                            : _mm512_maskz_loadu_ps(km[h], row + 16 * h);
-#pragma GCC unroll 8
-            for (int r = 0; r < FMR; r++) {
-                __m512 x = _mm512_set1_ps(ap[p * FMR + r]);
-                for (int h = 0; h < nh; h++)
-                    acc[r][h] = _mm512_fmadd_ps(x, y[h], acc[r][h]);
-            }
-        }
+        for (int p = 0; p < k; p++)
+            fd_step(acc, o->b + o->boff[p], ar, (long)p * FMR, km, nh, full);
     } else {
-        const float *ar[FMR];
-#pragma GCC unroll 8
-        for (int r = 0; r < FMR; r++)
-            ar[r] = o->a + o->aoff[r < mvalid ? r : 0];
         const float *row = o->b;
-        const long ldb = o->ldb, ss = o->sstride;
-        const int seg = o->seg;
-        for (int p0 = 0; p0 < k; p0 += seg) {
-            for (int q = 0; q < seg; q++, row += ldb) {
-                __m512 y[2];
-                for (int h = 0; h < nh; h++)
-                    y[h] = full ? _mm512_loadu_ps(row + 16 * h)
-                                : _mm512_maskz_loadu_ps(km[h], row + 16 * h);
-#pragma GCC unroll 8
-                for (int r = 0; r < FMR; r++) {
-                    __m512 x = _mm512_set1_ps(ar[r][q]);
-                    for (int h = 0; h < nh; h++)
-                        acc[r][h] = _mm512_fmadd_ps(x, y[h], acc[r][h]);
-                }
-            }
+        for (int p0 = 0; p0 < k; p0 += o->seg) {
+            for (int q = 0; q < o->seg; q++, row += o->ldb)
+                fd_step(acc, row, ar, q, km, nh, full);
 #pragma GCC unroll 8
             for (int r = 0; r < FMR; r++)
-                ar[r] += ss;
+                ar[r] += o->sstride;
         }
     }
     /* unrolled with constant indices, so that acc stays in registers */
