@@ -181,6 +181,13 @@ void conv_col_offsets(const nomul_conv2d_desc *d, const conv_geom *g, int implic
             off[k] = (long)k * g->ldcol;
 }
 
+void conv_transpose(int rows, int cols, const float *m, long ldm, float *t)
+{
+    for (int j = 0; j < cols; j++)
+        for (int i = 0; i < rows; i++)
+            t[(long)j * rows + i] = m[(long)i * ldm + j];
+}
+
 /* x += col2im(col): the adjoint of im2col. */
 void conv_col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const float *col, float *x)
 {
@@ -431,7 +438,7 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
     }
     pg_plan **plans = pa ? direct_plans(d, &g, x, weight, offset) : NULL;
     direct_feed feed = {conv_forward_implicit(d, &g), d->w + 2 * d->pad_w,
-                        d->dil_w * (d->kw - 1) + 32, offset != 1.0f, NULL};
+                        conv_wide_slack(d), offset != 1.0f, NULL};
     int hp = d->h + 2 * d->pad_h;
     if (plans) {
         long *off = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_OFFS, (size_t)g.K * sizeof *off);
@@ -479,7 +486,7 @@ static int approx_data_implicit(const char *fn, const nomul_conv2d_desc *d, cons
         !conv_data_implicit(d))
         return 0;
     int qh = d->dil_h * (d->kh - 1) - d->pad_h, qw = d->dil_w * (d->kw - 1) - d->pad_w;
-    int hq = g->oh + 2 * qh, wq = g->ow + 2 * qw, slack = d->dil_w * (d->kw - 1) + 32;
+    int hq = g->oh + 2 * qh, wq = g->ow + 2 * qw, slack = conv_wide_slack(d);
     int K2 = g->cog * d->kh * d->kw;
     pg_stats ys = conv_input_stats(d, dy, d->n * g->y_img);
     ys.zero |= qh > 0 || qw > 0;
@@ -645,7 +652,7 @@ static int approx_dw_block(const char *fn, const nomul_conv2d_desc *d, const con
     int npj = (g->cog + NR - 1) / NR;
     long nw = (long)d->c_out * g->K, npk = (long)npj * g->P * NR;
     int implicit = d->stride_h == 1 && d->stride_w == 1;
-    int hp = d->h + 2 * d->pad_h, wp = d->w + 2 * d->pad_w, slack = d->dil_w * (d->kw - 1) + 32;
+    int hp = d->h + 2 * d->pad_h, wp = d->w + 2 * d->pad_w, slack = conv_wide_slack(d);
     size_t nb = implicit ? (size_t)g->cig * hp * wp + slack : (size_t)g->K * g->ldcol + 32;
     float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_COL, nb);
     uint32_t *yp = buf ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_DYT, (size_t)npk * 4) : NULL;
@@ -703,9 +710,7 @@ static int approx_dw_block(const char *fn, const nomul_conv2d_desc *d, const con
         }
     for (int gr = 0; gr < d->groups; gr++) {
         long at = (long)gr * g->K * g->cog;
-        for (int co = 0; co < g->cog; co++)
-            for (int k = 0; k < g->K; k++)
-                dw[at + (long)co * g->K + k] = dwt[at + (long)k * g->cog + co];
+        conv_transpose(g->K, g->cog, dwt + at, g->cog, dw + at);
     }
     return 1;
 }

@@ -91,6 +91,8 @@ int conv_depthwise_backward_weight(const nomul_conv2d_desc *d, const conv_geom *
 void conv_im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *x, float *col);
 void conv_col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const float *col, float *x);
 int conv_image_threads(const nomul_conv2d_desc *d);
+/* t (cols × rows) = mᵀ, m rows × cols with leading dimension ldm */
+void conv_transpose(int rows, int cols, const float *m, long ldm, float *t);
 
 /* The implicit feed of stride-1 layers: the zero-padded image stands for
  * the column matrix, row (c, i, j) of col being plane c shifted by (i·dil_h,
@@ -105,6 +107,12 @@ int conv_image_threads(const nomul_conv2d_desc *d);
  * and 14x14 layers, not 7x7: measured with bench conv);
  * conv_forward_implicit says whether a forward takes it. */
 static inline int conv_wide_pays(int ow, int wp) { return 5 * (wp - ow) < ow; }
+/* the zeros after the last padded plane: a wide row reads dil_w·(kw − 1)
+ * past its plane, and the direct kernels 32 floats past a row's n */
+static inline int conv_wide_slack(const nomul_conv2d_desc *d)
+{
+    return d->dil_w * (d->kw - 1) + 32;
+}
 int conv_forward_implicit(const nomul_conv2d_desc *d, const conv_geom *g);
 /* whether the data gradient is computed as the stride-1 convolution of dy
  * padded by dil·(k − 1) − pad with the flipped kernel (float, and the PAM

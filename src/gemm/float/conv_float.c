@@ -47,6 +47,15 @@ static fd_plan **group_plans(const nomul_conv2d_desc *d, CBLAS_TRANSPOSE ta, int
 
 static void report_oom(const char *fn) { nomul_report(NOMUL_ENOMEM, "%s: out of memory", fn); }
 
+/* This thread's input buffer (na floats in slot sa) and wide output (nw in
+ * slot sw; the input buffer itself when nw is 0); 0 when out of memory. */
+static int thread_buffers(int sa, size_t na, int sw, size_t nw, float **buf, float **wide)
+{
+    *buf = nomul_scratch(sa, na);
+    *wide = *buf && nw ? nomul_scratch(sw, nw) : *buf;
+    return *wide != NULL;
+}
+
 static void add_bias(const conv_geom *g, int c_out, const float *bias, float *yb)
 {
     if (!bias)
@@ -61,7 +70,7 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
                         const float *x, const float *weight, const float *bias, float *y)
 {
     int hp = d->h + 2 * d->pad_h, wp = d->w + 2 * d->pad_w;
-    int slack = d->dil_w * (d->kw - 1) + 32;
+    int slack = conv_wide_slack(d);
     int implicit = conv_forward_implicit(d, g);
     fd_plan **plans =
         group_plans(d, CblasNoTrans, g->cog, g->K, weight, (long)g->cog * g->K, g->K);
@@ -77,12 +86,12 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
     int nt = conv_image_threads(d), failed = 0;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        size_t nb = implicit ? (size_t)g->cig * hp * wp + slack : (size_t)g->K * g->ldcol + 32;
-        float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_COL, nb);
-        float *wide = implicit && buf
-                          ? nomul_scratch(NOMUL_SCRATCH_CONV_DCOL, (size_t)g->cog * nwide)
-                          : buf;
-        if (!wide) {
+        float *buf, *wide;
+        if (!thread_buffers(NOMUL_SCRATCH_CONV_COL,
+                            implicit ? (size_t)g->cig * hp * wp + slack
+                                     : (size_t)g->K * g->ldcol + 32,
+                            NOMUL_SCRATCH_CONV_DCOL, implicit ? (size_t)g->cog * nwide : 0, &buf,
+                            &wide)) {
 #pragma omp atomic write
             failed = 1;
         }
@@ -115,7 +124,7 @@ void conv_float_backward_data(const char *fn, const nomul_conv2d_desc *d, const 
     int implicit = conv_data_implicit(d);
     int qh = d->dil_h * (d->kh - 1) - d->pad_h, qw = d->dil_w * (d->kw - 1) - d->pad_w;
     int hq = g->oh + 2 * qh, wq = g->ow + 2 * qw; /* dy padded */
-    int slack = d->dil_w * (d->kw - 1) + 32;
+    int slack = conv_wide_slack(d);
     int K2 = g->cog * d->kh * d->kw; /* the implicit reduction: (co, i, j) */
     fd_plan **plans;
     long *off;
@@ -140,11 +149,12 @@ void conv_float_backward_data(const char *fn, const nomul_conv2d_desc *d, const 
     int nt = conv_image_threads(d), failed = 0;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        size_t nb = implicit ? (size_t)g->cog * hq * wq + slack : (size_t)g->K * g->ldcol + 32;
-        size_t nw = implicit ? (size_t)g->cig * nwide : 1;
-        float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_DCOL, nb);
-        float *wide = buf ? nomul_scratch(NOMUL_SCRATCH_CONV_COL, nw) : NULL;
-        if (!wide) {
+        float *buf, *wide;
+        if (!thread_buffers(NOMUL_SCRATCH_CONV_DCOL,
+                            implicit ? (size_t)g->cog * hq * wq + slack
+                                     : (size_t)g->K * g->ldcol + 32,
+                            NOMUL_SCRATCH_CONV_COL, implicit ? (size_t)g->cig * nwide : 0, &buf,
+                            &wide)) {
 #pragma omp atomic write
             failed = 1;
         }
@@ -172,14 +182,6 @@ void conv_float_backward_data(const char *fn, const nomul_conv2d_desc *d, const 
         report_oom(fn);
 }
 
-/* t (cols × rows) = mᵀ, m rows × cols with leading dimension ldm */
-static void transpose(int rows, int cols, const float *m, long ldm, float *t)
-{
-    for (int j = 0; j < cols; j++)
-        for (int i = 0; i < rows; i++)
-            t[(long)j * rows + i] = m[(long)i * ldm + j];
-}
-
 /* The pixels run along the rows of both operands' reading: one of dy_g
  * (co × P) and col (K × P) is transposed per image, the smaller: dW_gᵀ
  * (K × co) = col · dy_gᵀ, transposed into dw at the end, or dW_g (co × K) =
@@ -190,7 +192,7 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
                         const float *x, const float *dy, float *dw, long b0, long b1)
 {
     long nw = (long)d->c_out * g->K;
-    int hp = d->h + 2 * d->pad_h, wp = d->w + 2 * d->pad_w, slack = d->dil_w * (d->kw - 1) + 32;
+    int hp = d->h + 2 * d->pad_h, wp = d->w + 2 * d->pad_w, slack = conv_wide_slack(d);
     int by_dyt = g->cog <= g->K;
     int implicit = by_dyt && d->stride_h == 1 && d->stride_w == 1;
     size_t nb = implicit ? (size_t)g->cig * hp * wp + slack : (size_t)g->K * g->ldcol + 32;
@@ -223,7 +225,7 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
             else
                 conv_im2col(d, g, xg, buf);
             if (by_dyt) {
-                transpose(g->cog, g->P, dyg, g->P, t);
+                conv_transpose(g->cog, g->P, dyg, g->P, t);
                 if (implicit)
                     fd_gemm_inplace(g->K, g->cog, g->P, buf, off, g->ow, wp, t, g->cog, dwt + at,
                                     g->cog, b > b0);
@@ -231,7 +233,7 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
                     fd_gemm_inplace(g->K, g->cog, g->P, buf, off, g->P, 0, t, g->cog, dwt + at,
                                     g->cog, b > b0);
             } else {
-                transpose(g->K, g->P, buf, g->ldcol, t);
+                conv_transpose(g->K, g->P, buf, g->ldcol, t);
                 fd_gemm_inplace(g->cog, g->K, g->P, dyg, off + g->K, g->P, 0, t, g->K, dw + at,
                                 g->K, b > b0);
             }
@@ -239,7 +241,7 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
     if (by_dyt)
         for (int gr = 0; gr < d->groups; gr++) {
             long at = (long)gr * g->K * g->cog;
-            transpose(g->K, g->cog, dwt + at, g->cog, dw + at);
+            conv_transpose(g->K, g->cog, dwt + at, g->cog, dw + at);
         }
     NOMUL_COUNT(FMUL, (long long)(b1 - b0) * nw * g->P);
     NOMUL_COUNT(FADD, (long long)(b1 - b0) * nw * g->P);
