@@ -181,6 +181,13 @@ void conv_col_offsets(const nomul_conv2d_desc *d, const conv_geom *g, int implic
             off[k] = (long)k * g->ldcol;
 }
 
+int conv_thread_buffers(int sa, size_t na, int sw, size_t nw, float **buf, float **wide)
+{
+    *buf = nomul_scratch(sa, na);
+    *wide = *buf && nw ? nomul_scratch(sw, nw) : *buf;
+    return *wide != NULL;
+}
+
 void conv_transpose(int rows, int cols, const float *m, long ldm, float *t)
 {
     for (int j = 0; j < cols; j++)
@@ -452,7 +459,7 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
         plans = make_plans(fn, d, &g, pa, PLAN_FORWARD, weight, offset);
     if (pa && !plans)
         return;
-    int implicit = plans && feed.off && feed.implicit;
+    int implicit = feed.off && feed.implicit; /* the direct path, on the padded image */
     int nt = conv_image_threads(d);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -494,16 +501,15 @@ static int approx_data_implicit(const char *fn, const nomul_conv2d_desc *d, cons
         return 0;
     const float *wf = conv_flip_weights(d, g, weight);
     pg_plan **plans = wf ? plans_alloc(d->groups) : NULL;
-    int ok = plans != NULL;
-    for (int gr = 0; ok && gr < d->groups; gr++) {
+    int ok = 1;
+    for (int gr = 0; plans && ok && gr < d->groups; gr++) {
         plans[gr] = pg_plan_forward_direct(gr, g->cig, K2, wf + (long)gr * g->cig * K2, K2, offset);
-        if (!plans[gr]) {
-            nomul_report(NOMUL_ENOMEM, "%s: out of memory for packed weights", fn);
-            return 1;
-        }
-        ok = pg_plan_direct_safe(plans[gr], &ys);
+        if (!plans[gr])
+            plans = NULL;
+        else
+            ok = pg_plan_direct_safe(plans[gr], &ys);
     }
-    if (!wf || !plans) {
+    if (!plans) {
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for packed weights", fn);
         return 1;
     }
@@ -517,9 +523,9 @@ static int approx_data_implicit(const char *fn, const nomul_conv2d_desc *d, cons
     int nwide = d->h * wq, nt = conv_image_threads(d);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_DCOL, (size_t)g->cog * hq * wq + slack);
-        float *wide = buf ? nomul_scratch(NOMUL_SCRATCH_CONV_COL, (size_t)g->cig * nwide) : NULL;
-        if (!wide)
+        float *buf, *wide;
+        if (!conv_thread_buffers(NOMUL_SCRATCH_CONV_DCOL, (size_t)g->cog * hq * wq + slack,
+                                 NOMUL_SCRATCH_CONV_COL, (size_t)g->cig * nwide, &buf, &wide))
             nomul_report(NOMUL_ENOMEM, "%s: out of memory for a padded gradient", fn);
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)

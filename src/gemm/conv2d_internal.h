@@ -91,6 +91,9 @@ int conv_depthwise_backward_weight(const nomul_conv2d_desc *d, const conv_geom *
 void conv_im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *x, float *col);
 void conv_col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const float *col, float *x);
 int conv_image_threads(const nomul_conv2d_desc *d);
+/* This thread's input buffer (na floats in slot sa) and wide output (nw in
+ * slot sw; the input buffer itself when nw is 0); 0 when out of memory. */
+int conv_thread_buffers(int sa, size_t na, int sw, size_t nw, float **buf, float **wide);
 /* t (cols × rows) = mᵀ, m rows × cols with leading dimension ldm */
 void conv_transpose(int rows, int cols, const float *m, long ldm, float *t);
 

@@ -47,14 +47,6 @@ static fd_plan **group_plans(const nomul_conv2d_desc *d, CBLAS_TRANSPOSE ta, int
 
 static void report_oom(const char *fn) { nomul_report(NOMUL_ENOMEM, "%s: out of memory", fn); }
 
-/* This thread's input buffer (na floats in slot sa) and wide output (nw in
- * slot sw; the input buffer itself when nw is 0); 0 when out of memory. */
-static int thread_buffers(int sa, size_t na, int sw, size_t nw, float **buf, float **wide)
-{
-    *buf = nomul_scratch(sa, na);
-    *wide = *buf && nw ? nomul_scratch(sw, nw) : *buf;
-    return *wide != NULL;
-}
 
 static void add_bias(const conv_geom *g, int c_out, const float *bias, float *yb)
 {
@@ -87,11 +79,11 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *buf, *wide;
-        if (!thread_buffers(NOMUL_SCRATCH_CONV_COL,
-                            implicit ? (size_t)g->cig * hp * wp + slack
-                                     : (size_t)g->K * g->ldcol + 32,
-                            NOMUL_SCRATCH_CONV_DCOL, implicit ? (size_t)g->cog * nwide : 0, &buf,
-                            &wide)) {
+        if (!conv_thread_buffers(NOMUL_SCRATCH_CONV_COL,
+                                 implicit ? (size_t)g->cig * hp * wp + slack
+                                          : (size_t)g->K * g->ldcol + 32,
+                                 NOMUL_SCRATCH_CONV_DCOL, implicit ? (size_t)g->cog * nwide : 0,
+                                 &buf, &wide)) {
 #pragma omp atomic write
             failed = 1;
         }
@@ -150,11 +142,11 @@ void conv_float_backward_data(const char *fn, const nomul_conv2d_desc *d, const 
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *buf, *wide;
-        if (!thread_buffers(NOMUL_SCRATCH_CONV_DCOL,
-                            implicit ? (size_t)g->cog * hq * wq + slack
-                                     : (size_t)g->K * g->ldcol + 32,
-                            NOMUL_SCRATCH_CONV_COL, implicit ? (size_t)g->cig * nwide : 0, &buf,
-                            &wide)) {
+        if (!conv_thread_buffers(NOMUL_SCRATCH_CONV_DCOL,
+                                 implicit ? (size_t)g->cog * hq * wq + slack
+                                          : (size_t)g->K * g->ldcol + 32,
+                                 NOMUL_SCRATCH_CONV_COL, implicit ? (size_t)g->cig * nwide : 0,
+                                 &buf, &wide)) {
 #pragma omp atomic write
             failed = 1;
         }
