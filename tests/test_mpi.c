@@ -46,9 +46,7 @@
 #include "tu_files.h"
 
 enum { SIDE = 8, CLASSES = 4, STEPS = 12 };
-static const double SGD_LOSS_TOL = 1e-5, SGD_PARAM_TOL = 1e-5, ADAM_LOSS_TOL = 1e-5,
-                    ADAM_PARAM_TOL = 1e-4, PA_LOSS_TOL = 1e-5, PA_PARAM_TOL = 1e-4,
-                    STATE_REL_TOL = 1e-2;
+static const double STATE_REL_TOL = 1e-2, FLIP_PARAM_TOL = 1e-3;
 
 static char nomul[512];
 static uint64_t seed;
@@ -154,13 +152,17 @@ static int step_losses(const char *run, double *loss, int max)
     return n;
 }
 
-/* The largest |a − b| over every tensor of two checkpoints (same names,
- * shapes); with state_rel, the parameters' alone, and *state_rel that of
- * the optimizer's state (optimizer.*) relative to the state's largest |a|
- * (not each tensor's: some gradients are rounding noise, e.g. a key
- * projection's bias under a shift-invariant softmax). */
-static double param_diff_state(const char *run_a, const char *run_b, const char *file,
-                               double *state_rel)
+/* How two checkpoints (same names, shapes) differ. */
+typedef struct {
+    double param_max;  /* the largest |a − b| over the parameters */
+    double param_mean; /* the largest over parameter tensors of mean |a − b| (absolute: the
+                        * key projections' biases are rounding noise under a softmax) */
+    double state_rel;  /* the optimizer's state (optimizer.*): largest |a − b| relative to the
+                        * state's largest |a| (not each tensor's: some gradients are rounding
+                        * noise, e.g. a key projection's bias under a shift-invariant softmax) */
+} ckpt_diff;
+
+static ckpt_diff checkpoint_diff(const char *run_a, const char *run_b, const char *file)
 {
     char pa[700], pb[700];
     snprintf(pa, sizeof pa, "%s/%s", tu_path(run_a), file);
@@ -169,7 +171,8 @@ static double param_diff_state(const char *run_a, const char *run_b, const char 
     assert_non_null(a);
     assert_non_null(b);
     assert_int_equal(nomul_safetensors_count(a), nomul_safetensors_count(b));
-    double worst = 0.0, state_worst = 0.0, state_scale = 0.0;
+    ckpt_diff d = {0.0, 0.0, 0.0};
+    double state_worst = 0.0, state_scale = 0.0;
     for (int i = 0; i < nomul_safetensors_count(a); i++) {
         const char *name = nomul_safetensors_name(a, i);
         int nda, ndb;
@@ -180,41 +183,55 @@ static double param_diff_state(const char *run_a, const char *run_b, const char 
             continue; /* not a float tensor (metadata) */
         assert_int_equal(nda, ndb);
         long n = 1;
-        for (int d = 0; d < nda; d++) {
-            assert_int_equal(sa[d], sb[d]);
-            n *= (long)sa[d];
+        for (int k = 0; k < nda; k++) {
+            assert_int_equal(sa[k], sb[k]);
+            n *= (long)sa[k];
         }
-        const int state = !strncmp(name, "optimizer.", 10);
-        double tw = 0.0, scale = 0.0;
+        double tw = 0.0, sum = 0.0, scale = 0.0;
         for (long k = 0; k < n; k++) {
             double e = fabs((double)x[k] - (double)y[k]);
-            if (!(e <= tw))
-                tw = isnan(e) ? INFINITY : e;
+            if (isnan(e))
+                e = INFINITY;
+            tw = fmax(tw, e);
+            sum += e;
             scale = fmax(scale, fabs((double)x[k]));
         }
-        if (state && state_rel) {
+        if (!strncmp(name, "optimizer.", 10)) {
             state_worst = fmax(state_worst, tw);
             state_scale = fmax(state_scale, scale);
-        } else if (!(tw <= worst)) {
-            worst = tw;
+        } else {
+            d.param_max = fmax(d.param_max, tw);
+            d.param_mean = fmax(d.param_mean, n ? sum / (double)n : 0.0);
         }
     }
     nomul_safetensors_free(a);
     nomul_safetensors_free(b);
-    if (state_rel)
-        *state_rel = state_scale > 0.0 ? state_worst / state_scale : state_worst;
-    return worst;
+    d.state_rel = state_scale > 0.0 ? state_worst / state_scale : state_worst;
+    return d;
 }
 
-static double param_diff(const char *run_a, const char *run_b, const char *file)
-{
-    return param_diff_state(run_a, run_b, file, NULL);
-}
+/* How a comparison is bounded. A model with ReLUs (the translation
+ * transformer's feed-forward blocks) is not continuous in its parameters:
+ * a reordered sum that moves one unit's input across 0 for one token turns
+ * that unit's gradient for it on or off, and SGD moves the unit's weight row
+ * by lr times that (seen: seed 1883574617807543, decoder.layers.1.fc1 rows
+ * 18 and 108 5.1e-5 apart, every other weight within 2e-6, after 12 steps).
+ * Such a run is bounded by each tensor's mean difference (a flip moves a few
+ * rows) and, loosely, by its largest; a smooth model (the ViT: GELU) by the
+ * largest difference itself. */
+typedef struct {
+    double loss;   /* the logged losses' largest relative difference (step 1's: 1e-6) */
+    double param;  /* smooth: the largest parameter difference; relu: the largest mean */
+    int relu;      /* relu: the largest parameter difference within FLIP_PARAM_TOL */
+} run_bounds;
 
-/* one's and two's logged losses within loss_tol (relative; the first step's
- * within 1e-6) and final parameters within param_tol */
-static void compare_runs(const char *one, const char *two, const char *what, double loss_tol,
-                         double param_tol)
+static const run_bounds SGD_BOUND = {1e-5, 1e-5, 0}, ADAM_BOUND = {1e-5, 1e-4, 0},
+                        PA_BOUND = {1e-5, 1e-4, 0},
+                        /* a flipped unit moves the loss too (seen: 6.3e-6) */
+                        RELU_SGD_BOUND = {1e-4, 1e-5, 1};
+
+/* one's and two's logged losses and final checkpoints within the bounds */
+static void compare_runs(const char *one, const char *two, const char *what, run_bounds bound)
 {
     double la[64], lb[64];
     int na = step_losses(one, la, 64), nb = step_losses(two, lb, 64);
@@ -224,7 +241,7 @@ static void compare_runs(const char *one, const char *two, const char *what, dou
     for (int i = 0; i < na; i++) {
         double e = fabs(la[i] - lb[i]) / fmax(1.0, fabs(la[i]));
         worst = fmax(worst, e);
-        if (!(e <= (i == 0 ? 1e-6 : loss_tol)))
+        if (!(e <= (i == 0 ? 1e-6 : bound.loss)))
             fail_msg("seed %llu (%s): step %d's loss is %.8f on 1 process, %.8f on 2 ranks",
                      (unsigned long long)seed, what, i + 1, la[i], lb[i]);
     }
@@ -234,16 +251,21 @@ static void compare_runs(const char *one, const char *two, const char *what, dou
      * 0.5% of its value, with the parameters 1.8e-7 apart). The parameters
      * carry the whole trajectory and get the tight bound; the state one
      * relative to its scale. */
-    double sd = 0.0, pd = param_diff_state(one, two, "checkpoint_last.safetensors", &sd);
+    ckpt_diff d = checkpoint_diff(one, two, "checkpoint_last.safetensors");
     printf("  %s: largest loss difference %.2e (relative, bound %.0e), parameter difference "
-           "%.2e (bound %.0e), optimizer state %.2e of its scale (bound %.0e)\n", what, worst,
-           loss_tol, pd, param_tol, sd, STATE_REL_TOL);
-    if (!(pd <= param_tol))
+           "%.2e (bound %.0e), largest tensor mean %.2e%s, optimizer state %.2e "
+           "of its scale (bound %.0e)\n", what, worst, bound.loss, d.param_max,
+           bound.relu ? FLIP_PARAM_TOL : bound.param, d.param_mean,
+           bound.relu ? " (bound 1e-05)" : "", d.state_rel, STATE_REL_TOL);
+    if (!(d.param_max <= (bound.relu ? FLIP_PARAM_TOL : bound.param)))
         fail_msg("seed %llu (%s): final parameters differ by %.3e between 1 process and 2 "
-                 "ranks", (unsigned long long)seed, what, pd);
-    if (!(sd <= STATE_REL_TOL))
+                 "ranks", (unsigned long long)seed, what, d.param_max);
+    if (bound.relu && !(d.param_mean <= bound.param))
+        fail_msg("seed %llu (%s): a parameter tensor's mean difference is %.3e "
+                 "between 1 process and 2 ranks", (unsigned long long)seed, what, d.param_mean);
+    if (!(d.state_rel <= STATE_REL_TOL))
         fail_msg("seed %llu (%s): the optimizer's state differs by %.3e of its scale between "
-                 "1 process and 2 ranks", (unsigned long long)seed, what, sd);
+                 "1 process and 2 ranks", (unsigned long long)seed, what, d.state_rel);
 }
 
 static const char *const PA = "--set linear_cfg=pam --set conv_cfg=pam --set bmm_cfg=pam "
@@ -273,14 +295,14 @@ static void test_two_ranks_train_as_one_process(void **state)
     snprintf(extra, sizeof extra, "%s %s --set audit=false", FLOAT, SGD);
     must_train(1, "one_sgd", extra);
     must_train(2, "two_sgd", extra);
-    compare_runs("one_sgd", "two_sgd", "float, SGD", SGD_LOSS_TOL, SGD_PARAM_TOL);
+    compare_runs("one_sgd", "two_sgd", "float, SGD", SGD_BOUND);
     /* AdamW's first steps move every weight by about lr whatever its
      * gradient's size, so a sum that cancels to rounding noise moves it by
      * up to ±lr: a looser bound */
     snprintf(extra, sizeof extra, "%s --set audit=false", FLOAT);
     must_train(1, "one_float", extra);
     must_train(2, "two_float", extra);
-    compare_runs("one_float", "two_float", "float, AdamW", ADAM_LOSS_TOL, ADAM_PARAM_TOL);
+    compare_runs("one_float", "two_float", "float, AdamW", ADAM_BOUND);
     snprintf(extra, sizeof extra, "%s --set audit=true", PA_APPROX);
     must_train(1, "one_pa", extra);
     must_train(2, "two_pa", extra);
@@ -290,7 +312,7 @@ static void test_two_ranks_train_as_one_process(void **state)
         fail_msg("the 2-rank PA run's audit is not 0 float multiplications:\n%s", log);
     free(log);
     compare_runs("one_pa", "two_pa", "piecewise affine (approximate backward), AdamW",
-                 PA_LOSS_TOL, PA_PARAM_TOL);
+                 PA_BOUND);
 }
 
 /* Translation: word sequences and their reverses (tu_files.c). */
@@ -315,13 +337,13 @@ static void test_translation_on_two_ranks(void **state)
     snprintf(extra, sizeof extra, "%s %s --set audit=false", FLOAT, SGD);
     must_train(1, "tr_one", extra);
     must_train(2, "tr_two", extra);
-    compare_runs("tr_one", "tr_two", "translation, float, SGD", SGD_LOSS_TOL, SGD_PARAM_TOL);
+    compare_runs("tr_one", "tr_two", "translation, float, SGD", RELU_SGD_BOUND);
     /* batches of one or two sentences over 3 ranks: some ranks have none */
     snprintf(extra, sizeof extra, "%s %s --set audit=false --set max_tokens=12", FLOAT, SGD);
     must_train(1, "tr_one_small", extra);
     must_train(3, "tr_three_small", extra);
     compare_runs("tr_one_small", "tr_three_small", "translation, 3 ranks, batches of 1-2 "
-                 "sentences, SGD", SGD_LOSS_TOL, SGD_PARAM_TOL);
+                 "sentences, SGD", RELU_SGD_BOUND);
     snprintf(extra, sizeof extra, "%s --set audit=true", PA);
     must_train(2, "tr_two_pa", extra);
     char *log = tu_slurp(tu_path("log"), NULL);
@@ -464,7 +486,8 @@ static void test_two_rank_runs_are_bit_identical(void **state)
         if (la[i] != lb[i])
             fail_msg("seed %llu: step %d's loss %.9g then %.9g", (unsigned long long)seed, i + 1,
                      la[i], lb[i]);
-    assert_true(param_diff("two_a", "two_b", "checkpoint_last.safetensors") == 0.0);
+    ckpt_diff d = checkpoint_diff("two_a", "two_b", "checkpoint_last.safetensors");
+    assert_true(d.param_max == 0.0 && d.state_rel == 0.0);
 }
 
 /* A 2-rank run's checkpoint at step 6 resumed on 1 process continues as the
@@ -485,8 +508,7 @@ static void test_two_rank_checkpoint_resumes_on_one(void **state)
     /* the resumed run writes into two_ck: its metric lines after step 6 are replaced */
     snprintf(extra, sizeof extra, "%s --set audit=false --resume %s", FLOAT, ck);
     must_train(1, "two_ck", extra);
-    compare_runs("one_ref", "two_ck", "2 ranks to step 6, then 1 process", ADAM_LOSS_TOL,
-                 ADAM_PARAM_TOL);
+    compare_runs("one_ref", "two_ck", "2 ranks to step 6, then 1 process", ADAM_BOUND);
 }
 
 static void test_data_missing_on_one_rank_ends_the_job(void **state)
@@ -578,8 +600,6 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    if (getenv("NOMUL_TEST_KEEP"))
-        return 0;
     return tu_tmpdir_teardown();
 }
 

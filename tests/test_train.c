@@ -68,8 +68,6 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    if (getenv("NOMUL_TEST_KEEP"))
-        return 0;
     return tu_tmpdir_teardown();
 }
 

@@ -37,6 +37,10 @@ int tu_tmpdir_setup(const char *tag)
 
 int tu_tmpdir_teardown(void)
 {
+    if (getenv("NOMUL_TEST_KEEP") && *getenv("NOMUL_TEST_KEEP")) {
+        fprintf(stderr, "  kept the test's files: %s\n", dir);
+        return 0;
+    }
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     return system(cmd) == 0 ? 0 : -1;
