@@ -88,7 +88,8 @@ static float pow2_value(tu_rng *r, int zeros)
     return ldexpf(tu_u32(r) % 2 ? -1.0f : 1.0f, (int)(tu_u32(r) % 7) - 3);
 }
 
-/* dy's values are scaled by 2^dy_exp (to push the gradient terms out of the
+/* zeros: bit 0 puts zeros into x and dy, bit 1 into the weights too.
+ * dy's values are scaled by 2^dy_exp (to push the gradient terms out of the
  * normal range); with pow2 = 1, the weights are ±1 and ±2; with pow2 = 2,
  * every value is ±2^k, so that every product and every exact-gradient term
  * is a power of two (mantissas 0, no carries) and every sum of them is exact
@@ -112,8 +113,8 @@ static void run_conv_case_scaled(tu_rng *r, const nomul_conv2d_desc *d, const no
         x[i] = pow2 == 2 ? pow2_value(r, zeros) : value(r, zeros);
     for (long i = 0; i < nw; i++)
         w[i] = pow2 == 1   ? (float)(1 + (int)(tu_u32(r) % 2)) * (tu_u32(r) % 2 ? -1.0f : 1.0f)
-               : pow2 == 2 ? pow2_value(r, 0)
-                           : value(r, 0);
+               : pow2 == 2 ? pow2_value(r, zeros & 2)
+                           : value(r, zeros & 2);
     for (int i = 0; i < d->c_out; i++)
         bias[i] = pow2 == 2 ? pow2_value(r, 0) : value(r, 0);
     for (long i = 0; i < ny; i++)
@@ -440,6 +441,18 @@ static void test_conv_larger_layer(void **state)
     nomul_conv2d_desc many = {20, 8, 9, 10, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1};
     run_conv_case(&r, &many, &ma, 1);
     run_conv_case_scaled(&r, &many, &ma, 0, 0, 2);
+    /* the exact data gradient's implicit form (6 or more input channels):
+     * partial 6-row panels (40, 8 channels), zero weights, powers of two
+     * bit for bit, and a dilated layer without column padding, whose wide
+     * rows (w + 4) are narrower than x's padded by the same 4 either side */
+    run_conv_case(&r, &d, &m, 3);
+    run_conv_case_scaled(&r, &d, &m, 3, 0, 2);
+    nomul_conv2d_desc valid = {2, 8, 6, 40, 7, 3, 3, 1, 1, 1, 0, 1, 2, 1};
+    run_conv_case(&r, &valid, &m, 1);
+    run_conv_case(&r, &valid, &m_off, 3);
+    run_conv_case_scaled(&r, &valid, &m, 1, 0, 2);
+    run_conv_case(&r, &many, &m, 1);
+    run_conv_case(&r, &dil, &m, 0);
     nomul_conv2d_desc wide = {2, 8, 6, 6, 200, 1, 1, 1, 1, 0, 0, 1, 1, 1}; /* > 128 per group */
     run_conv_case(&r, &wide, &m, 1);
     /* depthwise (ConvMixer-like), with zeros in x, plain and with an offset */

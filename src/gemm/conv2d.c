@@ -152,6 +152,16 @@ NO_LIBCALL_LOOPS void conv_narrow_rows(int c, int rows, int w, int ws, const flo
         copy_row(w, src + r * ws, dst + r * w);
 }
 
+/* dst (c × rows × ws) = src's rows (c × rows × w) widened with ws − w zeros */
+static NO_LIBCALL_LOOPS void conv_widen_rows(int c, int rows, int w, int ws, const float *src,
+                                            float *dst)
+{
+    for (long r = 0; r < (long)c * rows; r++) {
+        copy_row(w, src + r * w, dst + r * ws);
+        zero_row(ws - w, dst + r * ws + w);
+    }
+}
+
 /* off[(c, i, j)] = c·hp·wp + i·dh·wp + j·dw: where row (c, i, j) of the
  * implicit column matrix starts in the padded planes */
 void conv_fill_taps(int c, int kh, int kw, int hp, int wp, int dh, int dw, long *off)
@@ -479,31 +489,40 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
     }
 }
 
-/* The approximate data gradient of a stride-1 layer, where the direct PAM
- * kernels apply (AVX-512, every product normal; 3 to 128 input channels
- * per group): dx = Σ PAM(W, dy) is the convolution of dy padded by
- * dil·(k − 1) − pad with the flipped kernel, read in place as the forward
- * reads x (conv2d_internal.h), its sums one chain over (co, i, j) in
- * blocks of KC. Returns 0, having written nothing, when it does not apply;
- * 1 when done or after a report. */
-static int approx_data_implicit(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
-                                float offset, const float *weight, const float *dy, float *dx)
+/* The PAM data gradient of a stride-1 layer in implicit form, where the
+ * direct PAM kernels apply (AVX-512, every term normal; 3 (exact: 6) to
+ * 128 input channels per group): the convolution of dy padded by dil·(k − 1) − pad
+ * with the flipped kernel, read in place as the forward reads x
+ * (conv2d_internal.h), its sums one chain over (co, i, j) in blocks of KC.
+ * Approximate: dx = Σ PAM(W, dy). Exact: dx = Σ ∂PAM(W, x)/∂x · dy, where
+ * every term of one output has that output's own x as its T: x is laid out
+ * in the same wide rows as the output, and each 6×32 tile keeps its T in
+ * registers over the whole reduction. Returns 0, having written nothing,
+ * when it does not apply; 1 when done or after a report. */
+static int data_implicit(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
+                         int exact, float offset, const float *x, const float *weight,
+                         const float *dy, float *dx)
 {
-    if (!pg_cntx_active()->fwd_direct || g->cig <= 2 || g->cig > 128 ||
-        !conv_data_implicit(d))
+    /* exact: from one full 6-row panel (3 to 5 input channels, VGG's first
+     * layer: im2col's form is faster, measured with bench conv) */
+    const pg_cntx *cx = pg_cntx_active();
+    if (!(exact ? cx->grad_b_direct != NULL : cx->fwd_direct != NULL) ||
+        g->cig < (exact ? cx->grad.mr : 3) || g->cig > 128 || !conv_data_implicit(d))
         return 0;
     int qh = d->dil_h * (d->kh - 1) - d->pad_h, qw = d->dil_w * (d->kw - 1) - d->pad_w;
     int hq = g->oh + 2 * qh, wq = g->ow + 2 * qw, slack = conv_wide_slack(d);
     int K2 = g->cog * d->kh * d->kw;
     pg_stats ys = conv_input_stats(d, dy, d->n * g->y_img);
     ys.zero |= qh > 0 || qw > 0;
-    if (ys.special)
+    if (ys.special || (exact && conv_input_stats(d, x, d->n * g->x_img).special))
         return 0;
     const float *wf = conv_flip_weights(d, g, weight);
     pg_plan **plans = wf ? plans_alloc(d->groups) : NULL;
     int ok = 1;
     for (int gr = 0; plans && ok && gr < d->groups; gr++) {
-        plans[gr] = pg_plan_forward_direct(gr, g->cig, K2, wf + (long)gr * g->cig * K2, K2, offset);
+        const float *wg = wf + (long)gr * g->cig * K2;
+        plans[gr] = exact ? pg_plan_grad_t_direct(gr, g->cig, K2, wg, K2, offset)
+                          : pg_plan_forward_direct(gr, g->cig, K2, wg, K2, offset);
         if (!plans[gr])
             plans = NULL;
         else
@@ -521,23 +540,38 @@ static int approx_data_implicit(const char *fn, const nomul_conv2d_desc *d, cons
         return 1;
     }
     int nwide = d->h * wq, nt = conv_image_threads(d);
+    /* exact: x in the output's wide rows (the columns past w, whose outputs
+     * are dropped, hold zeros) */
+    size_t nt_x = exact ? (size_t)g->cig * nwide : 0;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *buf, *wide;
+        float *buf, *wide, *xw = NULL;
         if (!conv_thread_buffers(NOMUL_SCRATCH_CONV_DCOL, (size_t)g->cog * hq * wq + slack,
-                                 NOMUL_SCRATCH_CONV_COL, (size_t)g->cig * nwide, &buf, &wide))
+                                 NOMUL_SCRATCH_CONV_COL, (size_t)g->cig * nwide, &buf, &wide) ||
+            (exact && !(xw = nomul_scratch(NOMUL_SCRATCH_CONV_XWIDE, nt_x)))) {
             nomul_report(NOMUL_ENOMEM, "%s: out of memory for a padded gradient", fn);
+            wide = NULL;
+        }
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
             for (int gr = 0; wide && gr < d->groups; gr++) {
-                /* the products im2col's form counts (K · P per output channel) */
-                NOMUL_COUNT(PAM, (long long)g->cog * g->P * g->K * (offset != 1.0f ? 2 : 1));
-                NOMUL_COUNT(FADD, (long long)g->cog * g->P * g->K);
+                /* the terms im2col's form counts (K · P per output channel) */
+                long long terms = (long long)g->cog * g->P * g->K;
+                if (exact)
+                    NOMUL_COUNT(SHIFT, terms);
+                else
+                    NOMUL_COUNT(PAM, terms * (offset != 1.0f ? 2 : 1));
+                NOMUL_COUNT(FADD, terms);
+                long xoff = b * g->x_img + (long)gr * g->cig * d->h * d->w;
                 conv_pad_planes(g->cog, g->oh, g->ow, qh, qw,
                                 dy + b * g->y_img + (long)gr * g->cog * g->P, buf, slack);
-                pg_plan_run_forward_direct(plans[gr], nwide, buf, off, 0.0f, wide, nwide);
-                conv_narrow_rows(g->cig, d->h, d->w, wq, wide,
-                                 dx + b * g->x_img + (long)gr * g->cig * d->h * d->w);
+                if (exact) {
+                    conv_widen_rows(g->cig, d->h, d->w, wq, x + xoff, xw);
+                    pg_plan_run_grad_t_direct(plans[gr], nwide, xw, nwide, buf, off, 0.0f, wide,
+                                              nwide);
+                } else
+                    pg_plan_run_forward_direct(plans[gr], nwide, buf, off, 0.0f, wide, nwide);
+                conv_narrow_rows(g->cig, d->h, d->w, wq, wide, dx + xoff);
             }
     }
     return 1;
@@ -583,7 +617,7 @@ void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, const nomul_op_cfg *
         return;
     if (pa && conv_depthwise_backward_data(d, &g, approx, offset, x, weight, dy, dx))
         return;
-    if (pa && approx && approx_data_implicit(fn, d, &g, offset, weight, dy, dx))
+    if (pa && data_implicit(fn, d, &g, !approx, offset, x, weight, dy, dx))
         return;
     if (!pa && conv_float_applies(&g)) {
         conv_float_backward_data(fn, d, &g, weight, dy, dx);

@@ -118,8 +118,8 @@ static inline int conv_wide_slack(const nomul_conv2d_desc *d)
 }
 int conv_forward_implicit(const nomul_conv2d_desc *d, const conv_geom *g);
 /* whether the data gradient is computed as the stride-1 convolution of dy
- * padded by dil·(k − 1) − pad with the flipped kernel (float, and the PAM
- * approximate backward), and that kernel: W'_g (c_in/g × K2, K2 = (co, i,
+ * padded by dil·(k − 1) − pad with the flipped kernel (float, and PAM where
+ * the direct kernels apply, conv2d.c's data_implicit), and that kernel: W'_g (c_in/g × K2, K2 = (co, i,
  * j)), W'[c][(co, i, j)] = W[co][c][kh−1−i][kw−1−j], in this thread's
  * buffer (NULL when out of memory) */
 int conv_data_implicit(const nomul_conv2d_desc *d);

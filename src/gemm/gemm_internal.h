@@ -102,6 +102,13 @@ int pg_range_safe(const pg_stats *a, const pg_stats *b, float offset);
 typedef void (*pg_fwd_direct_kernel)(int kc, const uint32_t *xp, const float *y, const long *yoff,
                                      const int32_t *xm, int xzeros, float *c, long ldc, int add);
 
+/* The exact grad-B product with Y read in place (AVX-512, the 6×32 tile of
+ * its gradient kernels): see ukernel_avx512.c. tile: the MR×NR mantissa
+ * fields of T, as pack_tile writes them. */
+typedef void (*pg_grad_direct_kernel)(int kc, const uint32_t *xp, const float *y,
+                                      const long *yoff, const uint32_t *tile, const int32_t *xm,
+                                      int xzeros, float *c, long ldc, int add);
+
 /* Float products with B read in place (src/gemm/float, convolution's float
  * path): one MR×NR tile of C = A · B over a reduction of k. Two forms:
  *   A packed (aoff NULL): an MR-row panel, a[p·MR + r], rows past the
@@ -187,6 +194,7 @@ typedef struct pg_cntx {
     pg_fwd_ukr fwd_narrow;
     pg_grad_ukr grad_narrow;
     pg_fwd_direct_kernel fwd_direct; /* NULL where there is none */
+    pg_grad_direct_kernel grad_b_direct; /* NULL where there is none */
     pg_xdirect_ukr fwd_xdirect;      /* X in place; zeroed where there is none */
     fd_ukr fdirect;                  /* float, B in place */
     pg_pack_fn pack;
@@ -230,6 +238,18 @@ pg_plan *pg_plan_forward_direct(int key, int m, int k, const float *a, int lda, 
 int pg_plan_direct_safe(const pg_plan *pl, const pg_stats *ys);
 void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, const long *yoff,
                                 float beta, float *c, int ldc);
+
+/* Exact-gradient products with Y read in place, the grad-B form with T
+ * given per output (a convolution's exact data gradient as the convolution
+ * of its padded dy: each output's T is its own input value):
+ *   C (m×n, ldc) [+]= Σ_p ∂PAM(A_ip, T_ij)/∂T · Y_pj   (∂PAM_off with an offset)
+ * with A (m×k, row-major) packed once, T (m×n, row-major, ldt) and Y's rows
+ * as for pg_plan_run_forward_direct. NULL where the context has no such
+ * kernel (AVX-512 has). A run needs pg_plan_direct_safe() true for stats
+ * bounding all of Y, and no NaN in T; it does not count its operations. */
+pg_plan *pg_plan_grad_t_direct(int key, int m, int k, const float *a, int lda, float offset);
+void pg_plan_run_grad_t_direct(const pg_plan *pl, int n, const float *t, int ldt, const float *y,
+                               const long *yoff, float beta, float *c, int ldc);
 
 /* Float products C (m×n) = op(A) (m×k) · B (k×n) with op(A) packed once
  * into the active context's fd panels and B read in place (row p at b +

@@ -136,43 +136,74 @@ pg_plan *pg_plan_forward_direct(int key, int m, int k, const float *a, int lda, 
     return plan_create(key, &pr);
 }
 
-int pg_plan_direct_safe(const pg_plan *pl, const pg_stats *ys)
+pg_plan *pg_plan_grad_t_direct(int key, int m, int k, const float *a, int lda, float offset)
 {
-    return pl->cx->fwd_direct && pl->cx == pg_cntx_active() && pl->pr.fold_y_adj &&
-           pg_plan_all_safe(pl, ys);
+    if (!pg_cntx_active()->grad_b_direct)
+        return NULL;
+    pg_problem pr;
+    memset(&pr, 0, sizeof pr);
+    pr.kind = PG_GRAD_B; /* X = A as is: each row one output row's partners */
+    pr.m = m;
+    pr.kd = k;
+    pr.x = stored(CblasRowMajor, a, lda);
+    set_offset(&pr, offset);
+    return plan_create(key, &pr);
 }
 
-/* Row panel ip of a direct forward: all its tiles, K block by K block. */
-static void direct_panel(const pg_plan *pl, const pg_problem *out, int ip, int n,
-                         const float *y, const long *yoff, float beta, float *c, int ldc)
+int pg_plan_direct_safe(const pg_plan *pl, const pg_stats *ys)
+{
+    int kernel = pl->pr.kind == PG_FWD ? pl->cx->fwd_direct && pl->pr.fold_y_adj
+                                       : pl->cx->grad_b_direct != NULL;
+    return kernel && pl->cx == pg_cntx_active() && pg_plan_all_safe(pl, ys);
+}
+
+/* Column strip jp of a direct product: K block by K block, every row panel
+ * of the block (so that the strip's rows of Y, read in place and scattered,
+ * are loaded once per block and stay in L1 while the packed X streams; a
+ * gradient's T tile is packed again per block: 1/KC of the kernel's work).
+ * Each sum is its blocks' partial sums added in order to C, whatever the
+ * loop order. */
+static void direct_strip(const pg_plan *pl, const pg_problem *out, int jp, int n,
+                         const float *t, int ldt, const float *y, const long *yoff, float beta,
+                         float *c, int ldc)
 {
     const pg_cntx *cx = pl->cx;
-    const int MR = pl->MR, NR = cx->fwd.nr, KC = cx->kc;
-    int m = pl->pr.m, kd = pl->pr.kd, npj = ceil_div(n, NR);
+    const int fwd = pl->pr.kind == PG_FWD;
+    const int MR = pl->MR, NR = fwd ? cx->fwd.nr : cx->grad.nr, KC = cx->kc;
+    int m = pl->pr.m, kd = pl->pr.kd;
     float ct[PG_TILE_MAX] __attribute__((aligned(64)));
-    int i0 = ip * MR, mr = m - i0 < MR ? m - i0 : MR;
-    for (int jp = 0; jp < npj; jp++) {
-        int j0 = jp * NR, nr = n - j0 < NR ? n - j0 : NR;
-        int direct = mr == MR && nr == NR;
-        for (int kb = 0; kb < pl->nkb; kb++) {
-            int pc = kb * KC, kc = kd - pc < KC ? kd - pc : KC;
+    uint32_t tile[PG_TILE_MAX] __attribute__((aligned(64)));
+    int j0 = jp * NR, nr = n - j0 < NR ? n - j0 : NR;
+    for (int kb = 0; kb < pl->nkb; kb++) {
+        int pc = kb * KC, kc = kd - pc < KC ? kd - pc : KC;
+        int add = kb > 0 || beta == 1.0f;
+        for (int ip = 0; ip < pl->npanels; ip++) {
+            int i0 = ip * MR, mr = m - i0 < MR ? m - i0 : MR;
+            int direct = mr == MR && nr == NR;
             size_t at = (size_t)kb * pl->npanels + ip;
-            int add = direct ? (kb > 0 || beta == 1.0f) : kb > 0;
-            cx->fwd_direct(kc, pl->xp + at * MR * KC, y + j0, yoff + pc,
-                           pl->xm + at * MR * KC, pl->xs[at].zero,
-                           direct ? c + (long)i0 * ldc + j0 : ct, direct ? ldc : NR, add);
+            float *dst = direct ? c + (long)i0 * ldc + j0 : ct;
+            long ld = direct ? ldc : NR;
+            int kadd = direct && add;
+            if (fwd) {
+                cx->fwd_direct(kc, pl->xp + at * MR * KC, y + j0, yoff + pc,
+                               pl->xm + at * MR * KC, pl->xs[at].zero, dst, ld, kadd);
+            } else {
+                cx->pack_tile(t + (long)i0 * ldt + j0, ldt, 1, mr, nr, MR, NR, tile);
+                cx->grad_b_direct(kc, pl->xp + at * MR * KC, y + j0, yoff + pc, tile,
+                                  pl->xm + at * MR * KC, pl->xs[at].zero, dst, ld, kadd);
+            }
+            if (!direct)
+                pg_write_tile(out, i0, mr, j0, nr, NR, ct, add);
         }
-        if (!direct)
-            pg_write_tile(out, i0, mr, j0, nr, NR, ct, beta == 1.0f);
     }
 }
 
-void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, const long *yoff,
-                                float beta, float *c, int ldc)
+static void run_direct(const pg_plan *pl, int n, const float *t, int ldt, const float *y,
+                       const long *yoff, float beta, float *c, int ldc)
 {
-    int nt = omp_in_parallel() ? 1 : nomul_num_threads();
-    if (pl->npanels <= 1) /* else the whole team: see pg_run */
-        nt = 1;
+    const int NR = pl->pr.kind == PG_FWD ? pl->cx->fwd.nr : pl->cx->grad.nr;
+    int npj = ceil_div(n, NR);
+    int nt = omp_in_parallel() || npj < 2 ? 1 : nomul_num_threads();
     pg_problem out = pl->pr; /* for write_tile */
     out.n = n;
     out.c = c;
@@ -181,13 +212,25 @@ void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, const 
     /* one thread: no OpenMP team (a team of one still makes a futex system
      * call at its barrier; this runs once per image of a convolution) */
     if (nt <= 1) {
-        for (int ip = 0; ip < pl->npanels; ip++)
-            direct_panel(pl, &out, ip, n, y, yoff, beta, c, ldc);
+        for (int jp = 0; jp < npj; jp++)
+            direct_strip(pl, &out, jp, n, t, ldt, y, yoff, beta, c, ldc);
         return;
     }
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int ip = 0; ip < pl->npanels; ip++)
-        direct_panel(pl, &out, ip, n, y, yoff, beta, c, ldc);
+    for (int jp = 0; jp < npj; jp++)
+        direct_strip(pl, &out, jp, n, t, ldt, y, yoff, beta, c, ldc);
+}
+
+void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, const long *yoff,
+                                float beta, float *c, int ldc)
+{
+    run_direct(pl, n, NULL, 0, y, yoff, beta, c, ldc);
+}
+
+void pg_plan_run_grad_t_direct(const pg_plan *pl, int n, const float *t, int ldt, const float *y,
+                               const long *yoff, float beta, float *c, int ldc)
+{
+    run_direct(pl, n, t, ldt, y, yoff, beta, c, ldc);
 }
 
 int pg_range_safe(const pg_stats *a, const pg_stats *b, float offset)

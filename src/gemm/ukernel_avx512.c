@@ -261,6 +261,60 @@ GRAD_DISPATCH(grad_b_6x32, 0, 2)
 GRAD_DISPATCH(grad_a_6x16, 1, 1)
 GRAD_DISPATCH(grad_b_6x16, 0, 1)
 
+/* The exact grad-B product with Y read in place (a convolution's exact data
+ * gradient in implicit form, Y its padded dy): row p of the tile's Y at
+ * y + yoff[p], 32 raw floats; X packed as for grad_b; the tile's T fixed over
+ * the whole reduction (each output's own input value), so its mantissas stay
+ * in registers. A Y value whose exponent field is 0 (zero or subnormal)
+ * adds nothing (a test on the exponent bits, as fwd_direct_8x32); a zero X
+ * row neither (its mask, when xzeros). The caller has checked that no value
+ * is infinite or NaN and that every term stays normal. */
+static inline __attribute__((always_inline)) void
+grad_b_direct_body(int kc, const uint32_t *xp, const float *y, const long *yoff,
+                   const uint32_t *tile, const int32_t *xm, float *ct, long ldc, int add,
+                   const int xzeros)
+{
+    const __m512i expo = _mm512_set1_epi32(0x7F800000);
+    const __m512i se = _mm512_set1_epi32((int)PG_SIGN_EXP);
+    __m512 acc[GMR][2];
+    __m512i t[GMR][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < GMR; r++)
+        for (int h = 0; h < 2; h++) {
+            acc[r][h] = _mm512_setzero_ps();
+            t[r][h] = _mm512_loadu_si512(tile + r * GNR + 16 * h);
+        }
+    for (int p = 0; p < kc; p++) {
+        const float *row = y + yoff[p];
+        __m512i yv[2];
+        __mmask16 k[2];
+        for (int h = 0; h < 2; h++) {
+            yv[h] = _mm512_loadu_si512(row + 16 * h);
+            k[h] = _mm512_test_epi32_mask(yv[h], expo);
+        }
+#pragma GCC unroll 6
+        for (int r = 0; r < GMR; r++) {
+            __m512i x = _mm512_set1_epi32((int)xp[p * GMR + r]);
+            for (int h = 0; h < 2; h++) {
+                __m512i s_ = _mm512_and_si512(_mm512_add_epi32(x, t[r][h]), se);
+                acc_add(&acc[r][h], _mm512_maskz_add_epi32(k[h], s_, yv[h]), xzeros,
+                        xzeros ? (__mmask16)xm[p * GMR + r] : 0);
+            }
+        }
+    }
+    store_rows(acc, GMR, 2, ct, ldc, add);
+}
+
+static void grad_b_direct_6x32(int kc, const uint32_t *xp, const float *y, const long *yoff,
+                               const uint32_t *tile, const int32_t *xm, int xzeros, float *ct,
+                               long ldc, int add)
+{
+    if (xzeros)
+        grad_b_direct_body(kc, xp, y, yoff, tile, xm, ct, ldc, add, 1);
+    else
+        grad_b_direct_body(kc, xp, y, yoff, tile, xm, ct, ldc, add, 0);
+}
+
 /* This instruction set's context: its kernels, packing and block sizes,
  * registered together (gemm_internal.h). */
 const pg_cntx pg_cntx_avx512 = {
@@ -270,6 +324,7 @@ const pg_cntx pg_cntx_avx512 = {
     .fwd_narrow = {FMR, 16, fwd_8x16},
     .grad_narrow = {GMR, 16, grad_a_6x16, grad_b_6x16},
     .fwd_direct = fwd_direct_8x32,
+    .grad_b_direct = grad_b_direct_6x32,
     .fwd_xdirect = {FMR, FNR, xdirect_8x32, xdirect_8x16},
     .fdirect = {8, 32, fd_8x32_avx512, fd_8x16_avx512},
     .pack = pack_panel,
