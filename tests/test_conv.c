@@ -441,7 +441,8 @@ static void test_conv_larger_layer(void **state)
     nomul_conv2d_desc many = {20, 8, 9, 10, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1};
     run_conv_case(&r, &many, &ma, 1);
     run_conv_case_scaled(&r, &many, &ma, 0, 0, 2);
-    /* the exact data gradient's implicit form (6 or more input channels):
+    /* the exact data gradient's implicit form (6 or more input channels),
+     * and the exact weight gradient read in place (4 or more output ones):
      * partial 6-row panels (40, 8 channels), zero weights, powers of two
      * bit for bit, and a dilated layer without column padding, whose wide
      * rows (w + 4) are narrower than x's padded by the same 4 either side */
@@ -453,6 +454,17 @@ static void test_conv_larger_layer(void **state)
     run_conv_case_scaled(&r, &valid, &m, 1, 0, 2);
     run_conv_case(&r, &many, &m, 1);
     run_conv_case(&r, &dil, &m, 0);
+    /* the exact weight gradient on the kernel that reads x in place: also
+     * strided (im2col's output), 16 wide (20 channels), an offset whose
+     * partner PAM(col, offset) it folds into the weight tiles */
+    run_conv_case(&r, &st, &m, 1);
+    run_conv_case(&r, &st, &m_off, 3);
+    run_conv_case_scaled(&r, &st, &m, 1, 0, 2);
+    run_conv_case_scaled(&r, &many, &m, 0, 0, 2);
+    /* terms that leave the normal range (dy near 2^-120): the direct paths
+     * must decline, and the general path's results match the definition */
+    run_conv_case_scaled(&r, &d, &m, 1, -120, 0);
+    run_conv_case_scaled(&r, &d, &ma, 0, -121, 0);
     nomul_conv2d_desc wide = {2, 8, 6, 6, 200, 1, 1, 1, 1, 0, 0, 1, 1, 1}; /* > 128 per group */
     run_conv_case(&r, &wide, &m, 1);
     /* depthwise (ConvMixer-like), with zeros in x, plain and with an offset */

@@ -49,13 +49,13 @@ enum { NOMUL_SCRATCH_ROW, NOMUL_SCRATCH_NORM, NOMUL_SCRATCH_OP, NOMUL_SCRATCH_PA
         * statistics, T's tiles and NaN flags; convolution's column matrices,
         * per-thread weight gradients and plan array; the float path's dyᵀ,
         * dWᵀ, row offsets and flipped weights; the exact data gradient's
-        * input in wide rows */
+        * input in wide rows, the exact weight gradient's weight tiles */
        NOMUL_SCRATCH_GEMM_Y, NOMUL_SCRATCH_GEMM_YM, NOMUL_SCRATCH_GEMM_YS, NOMUL_SCRATCH_GEMM_X,
        NOMUL_SCRATCH_GEMM_XM, NOMUL_SCRATCH_GEMM_XS, NOMUL_SCRATCH_GEMM_T,
        NOMUL_SCRATCH_GEMM_TNAN, NOMUL_SCRATCH_CONV_COL, NOMUL_SCRATCH_CONV_DCOL,
        NOMUL_SCRATCH_CONV_PARTIAL, NOMUL_SCRATCH_CONV_PLANS, NOMUL_SCRATCH_CONV_DYT,
        NOMUL_SCRATCH_CONV_DWT, NOMUL_SCRATCH_CONV_OFFS, NOMUL_SCRATCH_CONV_DWOFFS,
-       NOMUL_SCRATCH_CONV_WFLIP, NOMUL_SCRATCH_CONV_XWIDE,
+       NOMUL_SCRATCH_CONV_WFLIP, NOMUL_SCRATCH_CONV_XWIDE, NOMUL_SCRATCH_CONV_WTILE,
        NOMUL_SCRATCH_SLOTS,
        NOMUL_SCRATCH_KEYED = NOMUL_SCRATCH_SLOTS };
 float *nomul_scratch(int slot, size_t n);

@@ -659,38 +659,53 @@ static void backward_weight_image(const nomul_conv2d_desc *d, const conv_geom *g
     }
 }
 
-/* The approximate weight gradient, dW = Σ PAM(dy, col), where AVX-512's
- * kernel that reads X in place applies (every product proven normal, no
- * NaN or infinity; 4 or more output channels per group): checked once per
- * call. */
-static int approx_dw_direct_ok(const nomul_conv2d_desc *d, const conv_geom *g, float offset,
-                               const float *x, const float *dy)
+/* The PAM weight gradient where AVX-512's kernels that read X in place
+ * apply (every term proven normal, no NaN or infinity; 4 or more output
+ * channels per group): checked once per call. Approximate: dW = Σ PAM(dy,
+ * col). Exact: dW = Σ ∂PAM(W, col)/∂W · dy, whose T, the weight itself, is
+ * fixed per output (the partner PAM(col, offset) normal too). */
+static int dw_direct_ok(const nomul_conv2d_desc *d, const conv_geom *g, int exact, float offset,
+                        const float *x, const float *weight, const float *dy)
 {
-    if (!pg_cntx_active()->fwd_xdirect.wide || g->cog < 4)
+    const pg_cntx *cx = pg_cntx_active();
+    if (!(exact ? cx->grad_xdirect.wide != NULL : cx->fwd_xdirect.wide != NULL) || g->cog < 4)
         return 0;
     pg_stats xs = conv_input_stats(d, x, d->n * g->x_img);
     pg_stats ys = conv_input_stats(d, dy, d->n * g->y_img);
-    return !xs.special && !ys.special && pg_range_safe(&xs, &ys, offset);
+    if (xs.special || ys.special || !pg_range_safe(&xs, &ys, offset))
+        return 0;
+    if (!exact)
+        return 1;
+    if (conv_input_stats(d, weight, (long)d->c_out * g->K).special)
+        return 0;
+    if (offset == 1.0f || xs.emax < xs.emin)
+        return 1;
+    int e;
+    frexpf(offset, &e); /* offset = f · 2^e, f in [0.5, 1): its exponent e − 1 */
+    return xs.emin + e - 1 >= -126 && xs.emax + e + 1 <= 127;
 }
 
 /* ... for the images [b0, b1) into dw: per group, dW_gᵀ (K × co) = Σ over
- * the images and pixels of PAM(col, dy_g), col's rows read in place (the
- * padded image for stride 1, in segments of one output row, or im2col's
- * output), dy_g packed per image into 32- or 16-column panels with Y's
- * adjustment (the pack the matrix engine uses), each sum one chain over the
- * block's images and pixels in order; dw_g = (dW_gᵀ)ᵀ at the end. 0 after
- * a report. */
-static int approx_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
-                           float offset, const float *x, const float *dy, float *dw, long b0,
-                           long b1)
+ * the images and pixels of the terms of (col, dy_g), col's rows read in
+ * place (the padded image for stride 1, in segments of one output row, or
+ * im2col's output), dy_g packed per image into 32- or 16-column panels (the
+ * pack the matrix engine uses: with forward Y's adjustment, or raw for the
+ * exact terms, whose weight tiles are packed once per call), each sum one
+ * chain over the block's images and pixels in order; dw_g = (dW_gᵀ)ᵀ at the
+ * end. 0 after a report. */
+static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g, int exact,
+                    float offset, const float *x, const float *weight, const float *dy,
+                    float *dw, long b0, long b1)
 {
     const pg_cntx *cx = pg_cntx_active();
-    const pg_xdirect_ukr *u = &cx->fwd_xdirect;
-    int narrow = u->narrow && g->cog <= u->nr / 2;
-    const int MR = u->mr, NR = narrow ? u->nr / 2 : u->nr;
-    pg_xdirect_kernel run = narrow ? u->narrow : u->wide;
-    int npj = (g->cog + NR - 1) / NR;
+    int mr_u = exact ? cx->grad_xdirect.mr : cx->fwd_xdirect.mr;
+    int nr_u = exact ? cx->grad_xdirect.nr : cx->fwd_xdirect.nr;
+    int narrow = (exact ? cx->grad_xdirect.narrow != NULL : cx->fwd_xdirect.narrow != NULL) &&
+                 g->cog <= nr_u / 2;
+    const int MR = mr_u, NR = narrow ? nr_u / 2 : nr_u;
+    int npj = (g->cog + NR - 1) / NR, npi = (g->K + MR - 1) / MR;
     long nw = (long)d->c_out * g->K, npk = (long)npj * g->P * NR;
+    long ntile = (long)npi * npj * MR * NR; /* one group's weight tiles */
     int implicit = d->stride_h == 1 && d->stride_w == 1;
     int hp = d->h + 2 * d->pad_h, wp = d->w + 2 * d->pad_w, slack = conv_wide_slack(d);
     size_t nb = implicit ? (size_t)g->cig * hp * wp + slack : (size_t)g->K * g->ldcol + 32;
@@ -700,7 +715,10 @@ static int approx_dw_block(const char *fn, const nomul_conv2d_desc *d, const con
     float *dwt = ym ? nomul_scratch(NOMUL_SCRATCH_CONV_DWT, (size_t)nw) : NULL;
     long *off = dwt ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_DWOFFS, (size_t)g->K * sizeof *off)
                     : NULL;
-    if (!off) {
+    uint32_t *wt = off && exact ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_WTILE,
+                                                      (size_t)d->groups * ntile * 4)
+                                : NULL;
+    if (!off || (exact && !wt)) {
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for a weight gradient's panels", fn);
         return 0;
     }
@@ -711,7 +729,21 @@ static int approx_dw_block(const char *fn, const nomul_conv2d_desc *d, const con
     conv_col_offsets(d, g, implicit, off);
     uint32_t ob;
     memcpy(&ob, &offset, 4);
-    uint32_t adj = (offset != 1.0f ? ob - PG_ONE : 0u) - PG_ONE; /* forward Y's */
+    uint32_t oadj = offset != 1.0f ? ob - PG_ONE : 0u;
+    /* approximate: forward Y's adjustment; exact: dy raw, and the partner
+     * PAM(col, offset)'s adjustment and −1.0 folded into the tiles */
+    uint32_t adj = exact ? 0u : oadj - PG_ONE, tadj = oadj - PG_ONE;
+    for (int gr = 0; exact && gr < d->groups; gr++) /* T(k, co) = W(co, k) */
+        for (int ip = 0; ip < npi; ip++)
+            for (int jp = 0; jp < npj; jp++) {
+                int i0 = ip * MR, j0 = jp * NR;
+                uint32_t *tile = wt + gr * ntile + ((long)ip * npj + jp) * MR * NR;
+                cx->pack_tile(weight + ((long)gr * g->cog + j0) * g->K + i0, 1, g->K,
+                              g->K - i0 < MR ? g->K - i0 : MR, g->cog - j0 < NR ? g->cog - j0 : NR,
+                              MR, NR, tile);
+                for (int e = 0; e < MR * NR; e++)
+                    tile[e] += tadj;
+            }
     int seg = implicit ? g->ow : g->P;
     long ss = implicit ? wp : 0;
     for (long b = b0; b < b1; b++)
@@ -737,16 +769,30 @@ static int approx_dw_block(const char *fn, const nomul_conv2d_desc *d, const con
                 else if (npj <= 64)
                     zeros[jp] = (unsigned char)(st.zero != 0);
             }
-            for (int i0 = 0; i0 < g->K; i0 += MR)
+            for (int ip = 0; ip < npi; ip++)
                 for (int jp = 0; jp < npj; jp++) {
-                    int j0 = jp * NR, nr = g->cog - j0 < NR ? g->cog - j0 : NR;
+                    int i0 = ip * MR, j0 = jp * NR, nr = g->cog - j0 < NR ? g->cog - j0 : NR;
+                    int mvalid = g->K - i0 < MR ? g->K - i0 : MR;
                     int masked = npj > 64 || zeros[jp];
-                    run(g->P, buf, off + i0, seg, ss, g->K - i0 < MR ? g->K - i0 : MR,
-                        yp + (long)jp * g->P * NR, masked ? ym + (long)jp * g->P * NR : NULL, nr,
-                        dwg + (long)i0 * g->cog + j0, g->cog, b > b0);
+                    const uint32_t *ypj = yp + (long)jp * g->P * NR;
+                    const int32_t *ymj = masked ? ym + (long)jp * g->P * NR : NULL;
+                    float *c = dwg + (long)i0 * g->cog + j0;
+                    if (exact)
+                        (narrow ? cx->grad_xdirect.narrow : cx->grad_xdirect.wide)(
+                            g->P, buf, off + i0, seg, ss, mvalid, ypj, ymj,
+                            wt + gr * ntile + ((long)ip * npj + jp) * MR * NR, nr, c, g->cog,
+                            b > b0);
+                    else
+                        (narrow ? cx->fwd_xdirect.narrow : cx->fwd_xdirect.wide)(
+                            g->P, buf, off + i0, seg, ss, mvalid, ypj, ymj, nr, c, g->cog,
+                            b > b0);
                 }
-            NOMUL_COUNT(PAM, (long long)g->K * g->cog * g->P * (offset != 1.0f ? 2 : 1));
-            NOMUL_COUNT(FADD, (long long)g->K * g->cog * g->P);
+            long long terms = (long long)g->K * g->cog * g->P;
+            if (exact)
+                NOMUL_COUNT(SHIFT, terms);
+            else
+                NOMUL_COUNT(PAM, terms * (offset != 1.0f ? 2 : 1));
+            NOMUL_COUNT(FADD, terms);
         }
     for (int gr = 0; gr < d->groups; gr++) {
         long at = (long)gr * g->K * g->cog;
@@ -782,8 +828,8 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
     /* float, where the context has the kernels (src/gemm/float/conv_float.c;
      * the dW of depthwise layers, one output channel per group, too) */
     int fast = !nomul_op_is_pa(cfg) && fd_available();
-    int xdirect = nomul_op_is_pa(cfg) && cfg->approx_bwd &&
-                  approx_dw_direct_ok(d, g, cfg->offset, x, dy);
+    int xdirect = nomul_op_is_pa(cfg) &&
+                  dw_direct_ok(d, g, !cfg->approx_bwd, cfg->offset, x, weight, dy);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *col = fast || xdirect ? NULL : cached_col(fn, g, NOMUL_SCRATCH_CONV_COL);
@@ -803,7 +849,8 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
                 continue;
             }
             if (xdirect) {
-                if (!approx_dw_block(fn, d, g, cfg->offset, x, dy, dw, b0, b1)) {
+                if (!dw_block(fn, d, g, !cfg->approx_bwd, cfg->offset, x, weight, dy, dw, b0,
+                              b1)) {
 #pragma omp atomic write
                     failed = 1;
                 }

@@ -161,6 +161,18 @@ typedef struct {
     int mr, nr;
     pg_xdirect_kernel wide, narrow; /* NULL where there are none */
 } pg_xdirect_ukr;
+/* The exact weight gradient's form of it (AVX-512, MR = 6): C (+)= Σ_p
+ * ((x + t) & sign|exp) + y, with tile the MR×nr T values (the weights'
+ * mantissa fields plus the partner's adjustment), fixed over the reduction,
+ * and Y packed raw. */
+typedef void (*pg_grad_xdirect_kernel)(int k, const float *x, const long *xoff, int seg,
+                                       long sstride, int mvalid, const uint32_t *yp,
+                                       const int32_t *ym, const uint32_t *tile, int nvalid,
+                                       float *c, long ldc, int add);
+typedef struct {
+    int mr, nr;
+    pg_grad_xdirect_kernel wide, narrow; /* NULL where there are none */
+} pg_grad_xdirect_ukr;
 
 /* Cache blocking: KC values of the reduction per packed panel, MC rows of X
  * and NC columns of Y per block. KC fixes the order of the float sums, so it
@@ -196,6 +208,7 @@ typedef struct pg_cntx {
     pg_fwd_direct_kernel fwd_direct; /* NULL where there is none */
     pg_grad_direct_kernel grad_b_direct; /* NULL where there is none */
     pg_xdirect_ukr fwd_xdirect;      /* X in place; zeroed where there is none */
+    pg_grad_xdirect_ukr grad_xdirect; /* the same for exact weight gradients */
     fd_ukr fdirect;                  /* float, B in place */
     pg_pack_fn pack;
     pg_pack_tile_fn pack_tile;

@@ -148,25 +148,34 @@ static void fwd_direct_8x32(int kc, const uint32_t *xp, const float *y, const lo
  * subnormal) adds nothing: its mask comes from a test on the broadcast. The
  * caller has checked that no value is infinite or NaN and that every
  * product stays normal. Columns past nvalid are neither read from C nor
- * written; with add, each sum continues from C's value. */
+ * written; with add, each sum continues from C's value.
+ * The exact weight gradient (grad, MR = 6) is the same loop with a T tile
+ * (each output's weight, fixed over the reduction) held in registers: a
+ * term is ((x + t) & sign|exp) + y, t the weight's mantissa field plus the
+ * partner's adjustment (the offset's, and −1.0's), y dy's raw bits. */
 static inline __attribute__((always_inline)) void
 xdirect_body(int k, const float *x, const long *xoff, int seg, long ss, int mvalid,
-             const uint32_t *yp, const int32_t *ym, int nvalid, float *c, long ldc, int add,
-             const int nh, const int my)
+             const uint32_t *yp, const int32_t *ym, const uint32_t *tile, int nvalid, float *c,
+             long ldc, int add, const int MR, const int nh, const int my, const int grad)
 {
     const __m512i expo = _mm512_set1_epi32(0x7F800000);
+    const __m512i se = _mm512_set1_epi32((int)PG_SIGN_EXP);
     const int nr = 16 * nh;
     __mmask16 kc[2];
     kc[0] = (__mmask16)(nvalid >= 16 ? 0xFFFF : (1u << nvalid) - 1);
     kc[1] = (__mmask16)(nvalid >= 32 ? 0xFFFF : nvalid > 16 ? (1u << (nvalid - 16)) - 1 : 0);
     const float *xr[FMR];
     __m512 acc[FMR][2];
+    __m512i t[FMR][2];
 #pragma GCC unroll 8
-    for (int r = 0; r < FMR; r++) {
+    for (int r = 0; r < MR; r++) {
         xr[r] = x + xoff[r < mvalid ? r : 0];
-        for (int h = 0; h < nh; h++)
+        for (int h = 0; h < nh; h++) {
             acc[r][h] = add ? _mm512_maskz_loadu_ps(r < mvalid ? kc[h] : 0, c + r * ldc + 16 * h)
                             : _mm512_setzero_ps();
+            if (grad)
+                t[r][h] = _mm512_loadu_si512(tile + r * nr + 16 * h);
+        }
     }
     for (int p0 = 0; p0 < k; p0 += seg) {
         for (int q = 0; q < seg; q++, yp += nr, ym += nr) {
@@ -174,19 +183,23 @@ xdirect_body(int k, const float *x, const long *xoff, int seg, long ss, int mval
             __mmask16 ky[2];
             load_y(yp, ym, nh, my, y, ky);
 #pragma GCC unroll 8
-            for (int r = 0; r < FMR; r++) {
+            for (int r = 0; r < MR; r++) {
                 __m512i xb = _mm512_castps_si512(_mm512_set1_ps(xr[r][q]));
                 __mmask16 kx = _mm512_test_epi32_mask(xb, expo);
-                for (int h = 0; h < nh; h++)
-                    acc_add(&acc[r][h], _mm512_maskz_add_epi32(ky[h], xb, y[h]), 1, kx);
+                for (int h = 0; h < nh; h++) {
+                    __m512i a = grad ? _mm512_and_si512(_mm512_add_epi32(xb, t[r][h]), se) : xb;
+                    acc_add(&acc[r][h], my ? _mm512_maskz_add_epi32(ky[h], a, y[h])
+                                           : _mm512_add_epi32(a, y[h]),
+                            1, kx);
+                }
             }
         }
 #pragma GCC unroll 8
-        for (int r = 0; r < FMR; r++)
+        for (int r = 0; r < MR; r++)
             xr[r] += ss;
     }
 #pragma GCC unroll 8
-    for (int r = 0; r < FMR; r++)
+    for (int r = 0; r < MR; r++)
         if (r < mvalid)
             for (int h = 0; h < nh; h++)
                 _mm512_mask_storeu_ps(c + r * ldc + 16 * h, kc[h], acc[r][h]);
@@ -198,12 +211,29 @@ xdirect_body(int k, const float *x, const long *xoff, int seg, long ss, int mval
                      int add)                                                                  \
     {                                                                                           \
         if (ym)                                                                                 \
-            xdirect_body(k, x, xoff, seg, ss, mvalid, yp, ym, nvalid, c, ldc, add, nh, 1);      \
+            xdirect_body(k, x, xoff, seg, ss, mvalid, yp, ym, NULL, nvalid, c, ldc, add, FMR,   \
+                         nh, 1, 0);                                                             \
         else                                                                                    \
-            xdirect_body(k, x, xoff, seg, ss, mvalid, yp, ym, nvalid, c, ldc, add, nh, 0);      \
+            xdirect_body(k, x, xoff, seg, ss, mvalid, yp, ym, NULL, nvalid, c, ldc, add, FMR,   \
+                         nh, 0, 0);                                                             \
     }
 XDIRECT(xdirect_8x32, 2)
 XDIRECT(xdirect_8x16, 1)
+
+#define GXDIRECT(name, nh)                                                                      \
+    static void name(int k, const float *x, const long *xoff, int seg, long ss, int mvalid,    \
+                     const uint32_t *yp, const int32_t *ym, const uint32_t *tile, int nvalid,  \
+                     float *c, long ldc, int add)                                              \
+    {                                                                                           \
+        if (ym)                                                                                 \
+            xdirect_body(k, x, xoff, seg, ss, mvalid, yp, ym, tile, nvalid, c, ldc, add, 6, nh, \
+                         1, 1);                                                                 \
+        else                                                                                    \
+            xdirect_body(k, x, xoff, seg, ss, mvalid, yp, ym, tile, nvalid, c, ldc, add, 6, nh, \
+                         0, 1);                                                                 \
+    }
+GXDIRECT(grad_xdirect_6x32, 2)
+GXDIRECT(grad_xdirect_6x16, 1)
 
 #define GMR 6
 #define GNR 32
@@ -326,6 +356,7 @@ const pg_cntx pg_cntx_avx512 = {
     .fwd_direct = fwd_direct_8x32,
     .grad_b_direct = grad_b_direct_6x32,
     .fwd_xdirect = {FMR, FNR, xdirect_8x32, xdirect_8x16},
+    .grad_xdirect = {6, 32, grad_xdirect_6x32, grad_xdirect_6x16},
     .fdirect = {8, 32, fd_8x32_avx512, fd_8x16_avx512},
     .pack = pack_panel,
     .pack_tile = pack_tile,
