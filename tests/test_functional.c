@@ -388,8 +388,19 @@ static void test_cross_entropy(void **state)
     assert_int_equal(count, 0);
 }
 
-/* Batch norm: per channel, the layer-norm recipe over (batch, spatial); the
- * running statistics; evaluation with them; exact PA backward = rise over run. */
+/* 16 lanes added pairwise: lane l + lane l+8, then l + l+4, l + l+2, l + l+1 */
+static float lanes16(float *acc)
+{
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++)
+            acc[l] += acc[l + w];
+    return acc[0];
+}
+
+/* Batch norm: per channel, the layer-norm recipe over (batch, spatial)
+ * (float: layer norm's row; PA: its definition bit for bit, the sums in
+ * batch norm's lanes, functional_internal.h); the running statistics;
+ * evaluation with them; exact PA backward = rise over run. */
 static void test_batch_norm(void **state)
 {
     (void)state;
@@ -415,6 +426,17 @@ static void test_batch_norm(void **state)
                     bet[i * S + s] = b[c];
                 }
             nomul_layer_norm_forward(&m, 1, NB * S, row, gam, bet, 1e-5f, want, &mu, &rs);
+            if (pa) { /* the definition, the sums in batch norm's 16 lanes */
+                float nf = NB * S, q[16] = {0}, sx[16] = {0};
+                for (int j = 0; j < NB * S; j++)
+                    sx[j % 16] += row[j];
+                mu = nomul_pa_div(lanes16(sx), nf);
+                for (int j = 0; j < NB * S; j++)
+                    q[j % 16] += nomul_pa_mul(row[j] - mu, row[j] - mu);
+                rs = nomul_pa_sqrt(nomul_pa_div(lanes16(q), nf) + 1e-5f);
+                for (int j = 0; j < NB * S; j++)
+                    want[j] = nomul_pa_mul(nomul_pa_div(row[j] - mu, rs), gam[j]) + bet[j];
+            }
             for (int i = 0; i < NB; i++)
                 for (int s = 0; s < S; s++)
                     assert_int_equal(tu_bits(y[(i * C + c) * S + s]), tu_bits(want[i * S + s]));
@@ -644,10 +666,12 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
             for (int j = 0; j < n; j++)
                 x[j] = 0.75f; /* a constant row: variance 0 */
         /* the scalar chain (twin) and the array path on each instruction
-         * set; layer norm also with the forward's statistics kept for the
+         * set, each also with the forward's statistics kept for the
          * backward */
-        const int variants = bn ? PATHS : 2 * PATHS;
-        if (!bn)
+        const int variants = 2 * PATHS;
+        if (bn)
+            assert_int_equal(nomul_batch_norm_keep_floats(&m, 3), m.approx_bwd ? 0 : 2 * 3);
+        else
             assert_int_equal(nomul_layer_norm_keep_floats(&m, rows), m.approx_bwd ? 0 : 2 * rows);
         for (int v = 0; v < variants; v++) {
             const int path = v % PATHS, kept = v / PATHS;
@@ -660,13 +684,14 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
             memset(out[v], 0, sizeof out[v]);
             for (int i = 0; i < 2 * 19; i++)
                 keep[i] = NAN;
+            float *kp = kept ? keep : NULL;
             if (bn) {
                 float rm[3] = {0}, rv[3] = {1, 1, 1};
-                nomul_batch_norm_forward(&m, 2, 3, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, o, mean,
-                                         rstd);
-                nomul_batch_norm_backward(&m, 2, 3, S, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
+                nomul_batch_norm_forward_keep(&m, 2, 3, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, o,
+                                              mean, rstd, kp);
+                nomul_batch_norm_backward_keep(&m, 2, 3, S, x, g, mean, rstd, kp, 1e-5f, dy, dx,
+                                               dg, db);
             } else {
-                float *kp = kept ? keep : NULL;
                 nomul_layer_norm_forward_keep(&m, rows, n, x, g, b, 1e-5f, o, mean, rstd, kp);
                 nomul_layer_norm_backward_keep(&m, rows, n, x, g, mean, rstd, kp, 1e-5f, dy, dx,
                                                dg, db);

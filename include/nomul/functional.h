@@ -94,6 +94,21 @@ void nomul_batch_norm_backward(const nomul_op_cfg *cfg, int n, int C, int S, con
                                const float *gamma, const float *mean, const float *rstd,
                                float eps, const float *dy, float *dx, float *dgamma,
                                float *dbeta);
+/* The same with the forward's per-channel Σx and Σ PAM(x − μ, x − μ) kept
+ * for the exact PA backward (nomul_batch_norm_keep_floats(cfg, C) floats,
+ * 2·C; none otherwise), as for layer norm: the same results, bit for bit,
+ * without the statistics recomputed. In PA mode each channel's sums run in
+ * 16 interleaved lanes added pairwise (a channel is n·S values long). */
+long nomul_batch_norm_keep_floats(const nomul_op_cfg *cfg, int C);
+void nomul_batch_norm_forward_keep(const nomul_op_cfg *cfg, int n, int C, int S, const float *x,
+                                   const float *gamma, const float *beta, float eps,
+                                   float momentum, int training, float *running_mean,
+                                   float *running_var, float *y, float *mean, float *rstd,
+                                   float *keep);
+void nomul_batch_norm_backward_keep(const nomul_op_cfg *cfg, int n, int C, int S, const float *x,
+                                    const float *gamma, const float *mean, const float *rstd,
+                                    const float *keep, float eps, const float *dy, float *dx,
+                                    float *dgamma, float *dbeta);
 
 /* Label-smoothed cross-entropy over logprobs (rows, n) = log_softmax output:
  * loss = mean over rows whose target is not ignore_index of

@@ -175,8 +175,9 @@ void ad_batch_norm_backward(const node *nd)
     memset(tmp, 0, len * sizeof *tmp);
     float *dx = x->grad ? x->grad : tmp, *dg = gm->grad ? gm->grad : tmp + x->n;
     float *db = bt->grad ? bt->grad : tmp + x->n + C;
-    nomul_batch_norm_backward(&nd->cfg, nb, C, S, x->data, gm->data, nd->p.norm.mean,
-                              nd->p.norm.rstd, nd->p.norm.eps, nd->out->grad, dx, dg, db);
+    nomul_batch_norm_backward_keep(&nd->cfg, nb, C, S, x->data, gm->data, nd->p.norm.mean,
+                                   nd->p.norm.rstd, nd->p.norm.keep, nd->p.norm.eps,
+                                   nd->out->grad, dx, dg, db);
 }
 
 nomul_tensor *nomul_batch_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
@@ -193,16 +194,19 @@ nomul_tensor *nomul_batch_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_te
     }
     int nb, C, S;
     bn_dims(x, &nb, &C, &S);
-    nomul_tensor *y = ad_output_zeroed(g, x->ndim, x->shape,
-                                       training && ad_wants_grad(g, x, gamma, beta));
-    float *stats = ad_arena_zalloc(g, 2 * (size_t)C * sizeof(float)); /* mean | rstd */
+    const int grad = training && ad_wants_grad(g, x, gamma, beta);
+    nomul_tensor *y = ad_output_zeroed(g, x->ndim, x->shape, grad);
+    /* mean | rstd, then what the exact PA backward would recompute */
+    const long nk = grad ? nomul_batch_norm_keep_floats(cfg, C) : 0;
+    float *stats = ad_arena_zalloc(g, (2 * (size_t)C + (size_t)nk) * sizeof(float));
     if (!y || !stats)
         return NULL;
-    nomul_batch_norm_forward(cfg, nb, C, S, x->data, gamma->data, beta->data, eps,
-                             momentum, training, running_mean, running_var, y->data, stats,
-                             stats + C);
+    float *keep = nk ? stats + 2 * (size_t)C : NULL;
+    nomul_batch_norm_forward_keep(cfg, nb, C, S, x->data, gamma->data, beta->data, eps,
+                                  momentum, training, running_mean, running_var, y->data, stats,
+                                  stats + C, keep);
     if (training)
-        ad_record(g, AD_OP_BATCH_NORM, cfg, &(ad_params){.norm = {stats, stats + C, NULL, eps}},
+        ad_record(g, AD_OP_BATCH_NORM, cfg, &(ad_params){.norm = {stats, stats + C, keep, eps}},
                   y, x, gamma, beta);
     return y;
 }

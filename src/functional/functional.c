@@ -245,12 +245,28 @@ static void scatter_channel(int nb, int C, int S, int c, const float *row, float
     }
 }
 
+long nomul_batch_norm_keep_floats(const nomul_op_cfg *cfg, int C)
+{
+    return nomul_layer_norm_keep_floats(cfg, C);
+}
+
 void nomul_batch_norm_forward(const nomul_op_cfg *cfg, int nb, int C, int S, const float *x,
                               const float *gamma, const float *beta, float eps, float momentum,
                               int training, float *running_mean, float *running_var, float *y,
                               float *mean, float *rstd)
 {
+    nomul_batch_norm_forward_keep(cfg, nb, C, S, x, gamma, beta, eps, momentum, training,
+                                  running_mean, running_var, y, mean, rstd, NULL);
+}
+
+void nomul_batch_norm_forward_keep(const nomul_op_cfg *cfg, int nb, int C, int S, const float *x,
+                                   const float *gamma, const float *beta, float eps,
+                                   float momentum, int training, float *running_mean,
+                                   float *running_var, float *y, float *mean, float *rstd,
+                                   float *keep)
+{
     const long len = (long)nb * S;
+    float *ksum = training && nomul_batch_norm_keep_floats(cfg, C) ? keep : NULL;
     /* channels are independent (each writes only its own statistics and
      * outputs): split over threads, results as on one */
 #pragma omp parallel num_threads(nomul_fn_threads((long)C * len))
@@ -265,7 +281,8 @@ void nomul_batch_norm_forward(const nomul_op_cfg *cfg, int nb, int C, int S, con
             if (nomul_op_is_pa(cfg))
                 nomul_bn_channel_forward_pa(cfg, len, row, gamma + c, beta + c, eps, momentum,
                                             training, &running_mean[c], &running_var[c], out,
-                                            &mean[c], &rstd[c]);
+                                            &mean[c], &rstd[c], ksum ? ksum + c : NULL,
+                                            ksum ? ksum + C + c : NULL);
             else
                 nomul_bn_channel_forward_float(len, row, gamma + c, beta + c, eps, momentum,
                                                training, &running_mean[c], &running_var[c], out,
@@ -280,7 +297,17 @@ void nomul_batch_norm_backward(const nomul_op_cfg *cfg, int nb, int C, int S, co
                                float eps, const float *dy, float *dx, float *dgamma,
                                float *dbeta)
 {
+    nomul_batch_norm_backward_keep(cfg, nb, C, S, x, gamma, mean, rstd, NULL, eps, dy, dx,
+                                   dgamma, dbeta);
+}
+
+void nomul_batch_norm_backward_keep(const nomul_op_cfg *cfg, int nb, int C, int S, const float *x,
+                                    const float *gamma, const float *mean, const float *rstd,
+                                    const float *keep, float eps, const float *dy, float *dx,
+                                    float *dgamma, float *dbeta)
+{
     const long len = (long)nb * S;
+    const float *ksum = nomul_batch_norm_keep_floats(cfg, C) ? keep : NULL;
     /* per channel: its own dγ, dβ and dx entries, so threads never meet */
 #pragma omp parallel num_threads(nomul_fn_threads((long)C * len))
     {
@@ -293,8 +320,9 @@ void nomul_batch_norm_backward(const nomul_op_cfg *cfg, int nb, int C, int S, co
             gather_channel(nb, C, S, c, x, row);
             gather_channel(nb, C, S, c, dy, grow);
             memset(drow, 0, (size_t)len * sizeof *drow);
-            ln_row_backward(cfg, (int)len, row, gamma + c, 0, mean[c], rstd[c], eps, NULL, NULL,
-                            grow, drow, dgamma + c, dbeta + c, 0, dd);
+            ln_row_backward(cfg, (int)len, row, gamma + c, 0, mean[c], rstd[c], eps,
+                            ksum ? ksum + c : NULL, ksum ? ksum + C + c : NULL, grow, drow,
+                            dgamma + c, dbeta + c, 0, dd);
             scatter_channel(nb, C, S, c, drow, dx, 1);
         }
     }

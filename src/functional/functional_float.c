@@ -117,33 +117,7 @@ void nomul_logsumexp_backward_float(int rows, int n, const float *x, const float
 
 /* ---- layer norm and batch norm rows ------------------------------------------------- */
 
-/* Row sums in LANES interleaved partial sums (lane l takes the terms at
- * j ≡ l mod LANES), added pairwise in a fixed order at the end: a sum in
- * order costs an addition's latency per term (4 cycles; batch norm's
- * channels are 50,176 long in ResNet20), these vectorize, and the order is
- * a function of n only. */
-enum { LANES = 16 };
-
-static float lanes_total(float *acc)
-{
-    for (int w = LANES / 2; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++)
-            acc[l] += acc[l + w];
-    return acc[0];
-}
-
-/* Σ x[j] */
-static float lane_sum(long n, const float *x)
-{
-    float acc[LANES] = {0};
-    long j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++)
-            acc[l] += x[j + l];
-    for (int l = 0; j < n; j++, l++)
-        acc[l] += x[j];
-    return lanes_total(acc);
-}
+/* (lane sums: functional_internal.h) */
 
 /* Σ (x[j] − mu)² */
 static float lane_sq_dev(long n, const float *x, float mu)

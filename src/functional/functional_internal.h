@@ -104,7 +104,8 @@ void nomul_ln_row_backward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
 void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float *row,
                                  const float *gamma, const float *beta, float eps,
                                  float momentum, int training, float *running_mean,
-                                 float *running_var, float *out, float *mean, float *rstd);
+                                 float *running_var, float *out, float *mean, float *rstd,
+                                 float *ksum, float *kq);
 float nomul_cross_entropy_forward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *logp,
                                      const int *target, int ignore_index, float smoothing,
                                      int used);
@@ -126,5 +127,39 @@ void nomul_gelu_forward_pa(const nomul_op_cfg *cfg, long n, const float *x, floa
                            float *keep);
 void nomul_gelu_backward_pa(const nomul_op_cfg *cfg, long n, const float *x, const float *keep,
                             const float *dy, float *dx);
+
+/* Batch norm's sums (float and PA): LANES interleaved partial sums (lane l
+ * takes the terms at j ≡ l mod LANES, in j order, from 0), added pairwise in
+ * a fixed order at the end. A sum in order costs an addition's latency per
+ * term (4 cycles; batch norm's channels are 65,536 long in ResNet20 at batch
+ * 64), these vectorize, and the order is a function of n only: the same bits
+ * on every instruction set. lanes_add puts term j into its lane (the scalar
+ * twins', one term at a time); lane_sum sums an array. */
+enum { LANES = 16 };
+
+static inline float lanes_total(float *acc)
+{
+    for (int w = LANES / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++)
+            acc[l] += acc[l + w];
+    return acc[0];
+}
+
+static inline void lanes_add(float *acc, long j, float v)
+{
+    acc[j % LANES] += v;
+}
+
+static inline float lane_sum(long n, const float *x)
+{
+    float acc[LANES] = {0};
+    long j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++)
+            acc[l] += x[j + l];
+    for (int l = 0; j < n; j++, l++)
+        acc[l] += x[j];
+    return lanes_total(acc);
+}
 
 #endif

@@ -632,21 +632,45 @@ static float *ln_buf(int n, int k)
 
 /* ---- layer norm ------------------------------------------------------------------- */
 
-/* A row's PA statistics: s[0] = Σ x, s[1] = μ = PAD(Σ x, n), s[2] = q =
- * Σ PAM(d, d), s[3] = σ² = PAD(q, n), with d = x − μ (into d; t: scratch);
- * returns pa_sqrt(σ² + eps). */
-static float ln_row_stats(float off, int n, const float *xr, float eps, float *d, float *t,
-                          float s[4])
+/* A row's sum: in order (a layer norm's row), or in lanes (a batch norm's
+ * channel, bn: functional_internal.h's lane sums). Rows with γ broadcast
+ * (gs = 0) are batch norm's. */
+static float row_sum(int bn, int n, const float *a)
 {
-    float nf = (float)n, sum = 0.0f, q = 0.0f;
+    if (bn)
+        return lane_sum(n, a);
+    float s = 0.0f;
     for (int j = 0; j < n; j++)
-        sum += xr[j];
+        s += a[j];
+    return s;
+}
+
+/* the scalar twins' running sums: term j into acc[0] (in order) or its lane */
+static inline void sum_add(int bn, float *acc, int j, float v)
+{
+    if (bn)
+        lanes_add(acc, j, v);
+    else
+        acc[0] += v;
+}
+
+static inline float sum_total(int bn, float *acc)
+{
+    return bn ? lanes_total(acc) : acc[0];
+}
+
+/* A row's PA statistics: s[0] = Σ x, s[1] = μ = PAD(Σ x, n), s[2] = q =
+ * Σ PAM(d, d), s[3] = σ² = PAD(q, n), with d = x − μ (into d; t: scratch),
+ * the sums as row_sum's; returns pa_sqrt(σ² + eps). */
+static float ln_row_stats(float off, int bn, int n, const float *xr, float eps, float *d,
+                          float *t, float s[4])
+{
+    float nf = (float)n, sum = row_sum(bn, n, xr);
     float mu = pad(sum, nf);
     for (int j = 0; j < n; j++)
         d[j] = xr[j] - mu;
     elt_pam(off, n, d, 0, d, 0, t);
-    for (int j = 0; j < n; j++)
-        q += t[j];
+    float q = row_sum(bn, n, t);
     s[0] = sum;
     s[1] = mu;
     s[2] = q;
@@ -662,7 +686,7 @@ static void ln_row_forward_arrays(float off, int n, const float *xr, const float
                                   float *rstd, float *sum, float *sq, float *buf)
 {
     float *d = buf, *t = buf + n, st[4];
-    float r = ln_row_stats(off, n, xr, eps, d, t, st), mu = st[1];
+    float r = ln_row_stats(off, gs == 0, n, xr, eps, d, t, st), mu = st[1];
     nomul_elt(NOMUL_ELT_DIV, (size_t)n, d, 0, &r, 1, NULL, 0, NULL, 0, t, NULL); /* xhat */
     elt_pam(off, n, t, 0, gamma, gs == 0, t);
     for (int j = 0; j < n; j++)
@@ -689,13 +713,16 @@ void nomul_ln_row_forward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
                               buf);
         return;
     }
-    float nf = (float)n, sum_ = 0.0f, q = 0.0f; /* the scalar chain: the twin */
+    /* the scalar chain: the twin (its sums in order, or in lanes for batch
+     * norm: row_sum's) */
+    const int bn = gs == 0;
+    float nf = (float)n, acc[LANES] = {0}, acq[LANES] = {0};
     for (int j = 0; j < n; j++)
-        sum_ += xr[j];
-    float mu = pad(sum_, nf);
+        sum_add(bn, acc, j, xr[j]);
+    float sum_ = sum_total(bn, acc), mu = pad(sum_, nf);
     for (int j = 0; j < n; j++)
-        q += pam(off, xr[j] - mu, xr[j] - mu);
-    float r = nomul_pa_sqrt(pad(q, nf) + eps);
+        sum_add(bn, acq, j, pam(off, xr[j] - mu, xr[j] - mu));
+    float q = sum_total(bn, acq), r = nomul_pa_sqrt(pad(q, nf) + eps);
     for (int j = 0; j < n; j++)
         yr[j] = pam(off, pad(xr[j] - mu, r), gamma[j * gs]) + beta[j * bs];
     *mean = mu;
@@ -772,21 +799,14 @@ int nomul_ln_rows_forward_pa(const nomul_op_cfg *cfg, int k, int n, const float 
 }
 
 /* dγ[j·gs] += g[j], dβ[j·bs] += gr[j] for j < n, in j order. Batch norm's
- * strides are 0, one γ and β per row: their sums run in registers, the same
- * additions in the same order (added in place they would be a chain through
- * memory, a store and a load per term, as the compiler cannot rule out
- * aliasing). */
+ * strides are 0, one γ and β per row: dγ += Σ g, dβ += Σ gr, the sums in
+ * lanes (row_sum). */
 static void add_param_grads(int n, const float *g, int gs, const float *gr, int bs,
                             float *dgamma, float *dbeta)
 {
     if (gs == 0 && bs == 0) {
-        float dg = dgamma[0], db = dbeta[0];
-        for (int j = 0; j < n; j++) {
-            dg += g[j];
-            db += gr[j];
-        }
-        dgamma[0] = dg;
-        dbeta[0] = db;
+        dgamma[0] += lane_sum(n, g);
+        dbeta[0] += lane_sum(n, gr);
         return;
     }
     for (int j = 0; j < n; j++) {
@@ -808,19 +828,14 @@ static void ln_row_backward_arrays(float off, int approx, int n, const float *xr
 {
     float *d = buf, *xh = buf + n, *u = buf + 2 * n, *v = buf + 3 * n, *a = buf + 4 * n,
           *b = buf + 5 * n, nf = (float)n;
-    const int gb = gs == 0; /* γ broadcast */
+    const int gb = gs == 0; /* γ broadcast: batch norm, its sums in lanes */
     if (approx) {
-        float s1 = 0.0f, s2 = 0.0f;
         for (int j = 0; j < n; j++)
             d[j] = xr[j] - mu;
         nomul_elt(NOMUL_ELT_DIV, (size_t)n, d, 0, &r, 1, NULL, 0, NULL, 0, xh, NULL);
         elt_pam(off, n, gamma, gb, gr, 0, u); /* dnorm */
         elt_pam(off, n, u, 0, xh, 0, v);
-        for (int j = 0; j < n; j++) {
-            s1 += u[j];
-            s2 += v[j];
-        }
-        float m1 = pad(s1, nf), m2 = pad(s2, nf);
+        float m1 = pad(row_sum(gb, n, u), nf), m2 = pad(row_sum(gb, n, v), nf);
         elt_pam(off, n, xh, 0, gr, 0, a);
         elt_pam(off, n, xh, 0, &m2, 1, b);
         for (int j = 0; j < n; j++)
@@ -831,7 +846,7 @@ static void ln_row_backward_arrays(float off, int approx, int n, const float *xr
             dr[j] += v[j];
         return;
     }
-    float st[4], dr_ = 0.0f, r2;
+    float st[4], r2;
     if (ksum) { /* the forward's statistics, kept */
         for (int j = 0; j < n; j++)
             d[j] = xr[j] - mu;
@@ -840,26 +855,26 @@ static void ln_row_backward_arrays(float off, int approx, int n, const float *xr
         st[3] = pad(st[2], nf);
         r2 = r;
     } else {
-        r2 = ln_row_stats(off, n, xr, eps, d, a, st);
+        r2 = ln_row_stats(off, gb, n, xr, eps, d, a, st);
     }
     float sum = st[0], q = st[2], var = st[3];
     nomul_elt(NOMUL_ELT_DIV, (size_t)n, d, 0, &r2, 1, NULL, 0, NULL, 0, xh, NULL);
     elt_mul_grads(off, n, xh, 0, gamma, gb, gr, 0, u, v); /* dxhat, dγ */
     add_param_grads(n, v, gs, gr, bs, dgamma, dbeta);
     nomul_elt(NOMUL_ELT_DIV_GRAD, (size_t)n, d, 0, &r2, 1, u, 0, NULL, 0, a, b);
-    for (int j = 0; j < n; j++) {
-        dd[j] = a[j];
-        dr_ += b[j];
-    }
+    memcpy(dd, a, (size_t)n * sizeof *dd);
+    float dr_ = row_sum(gb, n, b);
     float dvar = nomul_pa_sqrt_grad(var + eps, dr_, 0), dq, unused;
     div_grads(q, nf, dvar, &dq, &unused);
     elt_mul_grads(off, n, d, 0, d, 0, &dq, 1, a, b); /* q = Σ PAM(d, d) */
-    float dmu = 0.0f;
-    for (int j = 0; j < n; j++) {
+    float dmu = 0.0f, dsum;
+    for (int j = 0; j < n; j++)
         dd[j] += a[j] + b[j];
-        dmu -= dd[j];
-    }
-    float dsum;
+    if (gb)
+        dmu = -lane_sum(n, dd);
+    else
+        for (int j = 0; j < n; j++)
+            dmu -= dd[j];
     div_grads(sum, nf, dmu, &dsum, &unused);
     for (int j = 0; j < n; j++)
         dr[j] += dd[j] + dsum;
@@ -886,56 +901,86 @@ void nomul_ln_row_backward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
                                dgamma, dbeta, bs, dd, buf);
         return;
     }
-    float nf = (float)n; /* below, the scalar chains: the twins */
+    /* below, the scalar chains: the twins (batch norm's sums in lanes, as
+     * row_sum's; its dγ and dβ sums added once, as add_param_grads) */
+    const int bn = gs == 0;
+    float nf = (float)n, dgl[LANES] = {0}, dbl[LANES] = {0};
     if (approx) { /* the float formula, r the divisor, in PA */
-        float s1 = 0.0f, s2 = 0.0f;
+        float s1[LANES] = {0}, s2[LANES] = {0};
         for (int j = 0; j < n; j++) {
             float xhat = pad(xr[j] - mu, r), dnorm = pam(off, gamma[j * gs], gr[j]);
-            s1 += dnorm;
-            s2 += pam(off, dnorm, xhat);
+            sum_add(bn, s1, j, dnorm);
+            sum_add(bn, s2, j, pam(off, dnorm, xhat));
         }
-        float m1 = pad(s1, nf), m2 = pad(s2, nf);
+        float m1 = pad(sum_total(bn, s1), nf), m2 = pad(sum_total(bn, s2), nf);
         for (int j = 0; j < n; j++) {
             float xhat = pad(xr[j] - mu, r), dnorm = pam(off, gamma[j * gs], gr[j]);
-            dbeta[j * bs] += gr[j];
-            dgamma[j * gs] += pam(off, xhat, gr[j]);
+            if (bn) {
+                lanes_add(dbl, j, gr[j]);
+                lanes_add(dgl, j, pam(off, xhat, gr[j]));
+            } else {
+                dbeta[j * bs] += gr[j];
+                dgamma[j * gs] += pam(off, xhat, gr[j]);
+            }
             dr[j] += pad(dnorm - m1 - pam(off, xhat, m2), r);
+        }
+        if (bn) {
+            dgamma[0] += lanes_total(dgl);
+            dbeta[0] += lanes_total(dbl);
         }
         return;
     }
     /* the chain, with the forward's values kept or recomputed */
-    float sum = 0.0f, q = 0.0f, dr_ = 0.0f, mu2 = mu, r2 = r, var;
+    float sum, q, mu2 = mu, r2 = r, var, acc[LANES] = {0};
     if (ksum) {
         sum = *ksum;
         q = *kq;
         var = pad(q, nf);
     } else {
+        float acq[LANES] = {0};
         for (int j = 0; j < n; j++)
-            sum += xr[j];
+            sum_add(bn, acc, j, xr[j]);
+        sum = sum_total(bn, acc);
         mu2 = pad(sum, nf);
         for (int j = 0; j < n; j++)
-            q += pam(off, xr[j] - mu2, xr[j] - mu2);
+            sum_add(bn, acq, j, pam(off, xr[j] - mu2, xr[j] - mu2));
+        q = sum_total(bn, acq);
         var = pad(q, nf);
         r2 = nomul_pa_sqrt(var + eps);
     }
+    float adr[LANES] = {0};
     for (int j = 0; j < n; j++) { /* y = PAM(xhat, γ) + β, xhat = PAD(d, r) */
         float d = xr[j] - mu2, xhat = pad(d, r2), dxhat, dg, a, b;
         mul_grads(off, xhat, gamma[j * gs], gr[j], &dxhat, &dg);
-        dgamma[j * gs] += dg;
-        dbeta[j * bs] += gr[j];
+        if (bn) {
+            lanes_add(dgl, j, dg);
+            lanes_add(dbl, j, gr[j]);
+        } else {
+            dgamma[j * gs] += dg;
+            dbeta[j * bs] += gr[j];
+        }
         div_grads(d, r2, dxhat, &a, &b);
         dd[j] = a;
-        dr_ += b;
+        sum_add(bn, adr, j, b);
     }
-    float dvar = nomul_pa_sqrt_grad(var + eps, dr_, 0), dq, unused;
+    if (bn) {
+        dgamma[0] += lanes_total(dgl);
+        dbeta[0] += lanes_total(dbl);
+    }
+    float dvar = nomul_pa_sqrt_grad(var + eps, sum_total(bn, adr), 0), dq, unused;
     div_grads(q, nf, dvar, &dq, &unused);
-    float dmu = 0.0f;
+    float dmu = 0.0f, amu[LANES] = {0};
     for (int j = 0; j < n; j++) { /* q = Σ PAM(d, d) */
         float d = xr[j] - mu2, a, b;
         mul_grads(off, d, d, dq, &a, &b);
         dd[j] += a + b;
-        dmu -= dd[j];
+        if (bn)
+            lanes_add(amu, j, dd[j]);
+        else
+            dmu -= dd[j];
     }
+    if (bn)
+        dmu = -lanes_total(amu);
     float dsum;
     div_grads(sum, nf, dmu, &dsum, &unused);
     for (int j = 0; j < n; j++)
@@ -1143,15 +1188,20 @@ int nomul_ln_rows_backward_pa(const nomul_op_cfg *cfg, int k, int n, const float
 void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float *row,
                                  const float *gamma, const float *beta, float eps,
                                  float momentum, int training, float *running_mean,
-                                 float *running_var, float *out, float *mean, float *rstd)
+                                 float *running_var, float *out, float *mean, float *rstd,
+                                 float *ksum, float *kq)
 {
     const float off = offset_of(cfg);
     if (training) {
         /* running statistics (unbiased variance, as PyTorch keeps) from the
          * forward's Σ PAM(x − μ, x − μ) */
-        float var;
-        nomul_ln_row_forward_pa(cfg, (int)len, row, gamma, 0, beta, 0, eps, out, mean, rstd, NULL,
+        float var, sum;
+        nomul_ln_row_forward_pa(cfg, (int)len, row, gamma, 0, beta, 0, eps, out, mean, rstd, &sum,
                                 &var);
+        if (ksum) {
+            *ksum = sum;
+            *kq = var;
+        }
         NOMUL_COUNT(PAM, 2); NOMUL_COUNT(PAD, 1); NOMUL_COUNT(FADD, 4);
         var = pad(var, (float)(len > 1 ? len - 1 : 1));
         /* r += m·(v − r): PAM's error only changes how fast r moves, not
