@@ -187,7 +187,8 @@ nomul_tensor *nomul_conv2d(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
         return NULL;
     }
     int shape[4] = {d->n, d->c_out, oh, ow};
-    nomul_tensor *y = ad_output_zeroed(g, 4, shape, ad_wants_grad(g, x, weight, bias));
+    /* not zero-filled: every path writes every output (or reports) */
+    nomul_tensor *y = ad_output(g, 4, shape, ad_wants_grad(g, x, weight, bias));
     if (!y)
         return NULL;
     nomul_conv2d_forward(d, cfg, x->data, weight->data, bias ? bias->data : NULL, y->data);

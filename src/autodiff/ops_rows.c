@@ -168,13 +168,17 @@ void ad_batch_norm_backward(const node *nd)
     nomul_tensor *x = nd->in[0], *gm = nd->in[1], *bt = nd->in[2];
     int nb, C, S;
     bn_dims(x, &nb, &C, &S);
-    size_t len = (size_t)x->n + 2 * (size_t)C;
-    float *tmp = nomul_scratch(NOMUL_SCRATCH_OP, len);
-    if (!tmp)
-        return;
-    memset(tmp, 0, len * sizeof *tmp);
-    float *dx = x->grad ? x->grad : tmp, *dg = gm->grad ? gm->grad : tmp + x->n;
-    float *db = bt->grad ? bt->grad : tmp + x->n + C;
+    float *dx = x->grad, *dg = gm->grad, *db = bt->grad;
+    if (!dx || !dg || !db) { /* the functional form writes all three (as layer norm) */
+        size_t len = (size_t)x->n + 2 * (size_t)C;
+        float *tmp = nomul_scratch(NOMUL_SCRATCH_OP, len);
+        if (!tmp)
+            return;
+        memset(tmp, 0, len * sizeof *tmp);
+        dx = dx ? dx : tmp;
+        dg = dg ? dg : tmp + x->n;
+        db = db ? db : tmp + x->n + C;
+    }
     nomul_batch_norm_backward_keep(&nd->cfg, nb, C, S, x->data, gm->data, nd->p.norm.mean,
                                    nd->p.norm.rstd, nd->p.norm.keep, nd->p.norm.eps,
                                    nd->out->grad, dx, dg, db);
@@ -195,7 +199,7 @@ nomul_tensor *nomul_batch_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_te
     int nb, C, S;
     bn_dims(x, &nb, &C, &S);
     const int grad = training && ad_wants_grad(g, x, gamma, beta);
-    nomul_tensor *y = ad_output_zeroed(g, x->ndim, x->shape, grad);
+    nomul_tensor *y = ad_output(g, x->ndim, x->shape, grad); /* every channel written */
     /* mean | rstd, then what the exact PA backward would recompute */
     const long nk = grad ? nomul_batch_norm_keep_floats(cfg, C) : 0;
     float *stats = ad_arena_zalloc(g, (2 * (size_t)C + (size_t)nk) * sizeof(float));
