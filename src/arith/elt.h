@@ -78,20 +78,23 @@ void nomul_elt_run(nomul_elt_op op, size_t n, const nomul_elt_args *args);
  * γ, dy), dγ += e, dβ += dy, (dd, dr) = div_grads(d, r, u); backward2: dd +=
  * a + b for (a, b) = mul_grads(d, d, dq); backward_approx1: xh = PAD(d, r),
  * u = PAM(γ, dy), v = PAM(u, xh); backward_approx2: dγ += PAM(xh, dy), dβ +=
- * dy, dx += PAD(u − m1 − PAM(xh, m2), r). */
+ * dy, dx += PAD(u − m1 − PAM(xh, m2), r). With bn (batch norm's rows), γ
+ * and β are one value each, and dγ, dβ and backward1's dr are 16 lane
+ * accumulators (element i into lane i mod 16: functional_internal.h's lane
+ * sums, continued from what they hold). */
 typedef struct nomul_ln_fused {
     void (*squares)(int n, const float *x, float mu, float off, float *t);
     void (*output)(int n, const float *x, float mu, float r, const float *gamma,
-                   const float *beta, float off, float *y);
+                   const float *beta, float off, float *y, int bn);
     void (*backward1)(int n, const float *x, float mu, float r, const float *gamma,
                       const float *dy, float off, float *dgamma, float *dbeta, float *dd,
-                      float *dr);
+                      float *dr, int bn);
     void (*backward2)(int n, const float *x, float mu, float dq, float off, float *dd);
     void (*backward_approx1)(int n, const float *x, float mu, float r, const float *gamma,
-                             const float *dy, float off, float *u, float *v);
+                             const float *dy, float off, float *u, float *v, int bn);
     void (*backward_approx2)(int n, const float *x, float mu, float r, const float *dy,
                              float m1, float m2, float off, const float *u, float *dgamma,
-                             float *dbeta, float *dx);
+                             float *dbeta, float *dx, int bn);
 } nomul_ln_fused;
 
 extern const nomul_ln_fused nomul_ln_fused_avx2;

@@ -686,6 +686,20 @@ static void ln_row_forward_arrays(float off, int n, const float *xr, const float
                                   float *rstd, float *sum, float *sq, float *buf)
 {
     float *d = buf, *t = buf + n, st[4];
+    const nomul_ln_fused *f = gs == 0 ? nomul_ln_fused_active() : NULL;
+    if (f) { /* batch norm: the fused passes (the same operations, element by element) */
+        float nf = (float)n, s0 = lane_sum(n, xr), mu = pad(s0, nf);
+        f->squares(n, xr, mu, off, t);
+        float q = lane_sum(n, t), r = nomul_pa_sqrt(pad(q, nf) + eps);
+        f->output(n, xr, mu, r, gamma, beta, off, yr, 1);
+        *mean = mu;
+        *rstd = r;
+        if (sum)
+            *sum = s0;
+        if (sq)
+            *sq = q;
+        return;
+    }
     float r = ln_row_stats(off, gs == 0, n, xr, eps, d, t, st), mu = st[1];
     nomul_elt(NOMUL_ELT_DIV, (size_t)n, d, 0, &r, 1, NULL, 0, NULL, 0, t, NULL); /* xhat */
     elt_pam(off, n, t, 0, gamma, gs == 0, t);
@@ -770,7 +784,7 @@ static void ln_rows_forward_arrays(float off, int k, int n, const float *x, cons
         float rr = nomul_pa_sqrt(pad(q[r], nf) + eps), *tr = t + (long)r * n;
         rstd[r] = rr;
         if (f) {
-            f->output(n, x + (long)r * n, mean[r], rr, gamma, beta, off, y + (long)r * n);
+            f->output(n, x + (long)r * n, mean[r], rr, gamma, beta, off, y + (long)r * n, 0);
             continue;
         }
         nomul_elt(NOMUL_ELT_DIV, (size_t)n, d + (long)r * n, 0, &rr, 1, NULL, 0, NULL, 0, tr, NULL); /* xhat */
@@ -815,6 +829,47 @@ static void add_param_grads(int n, const float *g, int gs, const float *gr, int 
     }
 }
 
+/* Batch norm's row backward (γ broadcast, sums in lanes) in nomul_ln_fused's
+ * passes: the operations of ln_row_backward_arrays element by element, and
+ * the same sums, so the same bits. buf: 2n. */
+static void bn_row_backward_fused(const nomul_ln_fused *f, float off, int approx, int n,
+                                  const float *xr, const float *gamma, float mu, float r,
+                                  float eps, const float *ksum, const float *kq, const float *gr,
+                                  float *dr, float *dgamma, float *dbeta, float *dd, float *buf)
+{
+    float nf = (float)n, adg[LANES] = {0}, adb[LANES] = {0};
+    if (approx) {
+        float *u = buf, *v = buf + n;
+        f->backward_approx1(n, xr, mu, r, gamma, gr, off, u, v, 1);
+        f->backward_approx2(n, xr, mu, r, gr, pad(lane_sum(n, u), nf), pad(lane_sum(n, v), nf),
+                            off, u, adg, adb, dr, 1);
+        dgamma[0] += lanes_total(adg);
+        dbeta[0] += lanes_total(adb);
+        return;
+    }
+    float sum, q, mu2 = mu, r2 = r;
+    if (ksum) { /* the forward's statistics, kept */
+        sum = *ksum;
+        q = *kq;
+    } else {
+        sum = lane_sum(n, xr);
+        mu2 = pad(sum, nf);
+        f->squares(n, xr, mu2, off, buf);
+        q = lane_sum(n, buf);
+        r2 = nomul_pa_sqrt(pad(q, nf) + eps);
+    }
+    float var = pad(q, nf), adr[LANES] = {0};
+    f->backward1(n, xr, mu2, r2, gamma, gr, off, adg, adb, dd, adr, 1);
+    dgamma[0] += lanes_total(adg);
+    dbeta[0] += lanes_total(adb);
+    float dvar = nomul_pa_sqrt_grad(var + eps, lanes_total(adr), 0), dq, unused, dsum;
+    div_grads(q, nf, dvar, &dq, &unused);
+    f->backward2(n, xr, mu2, dq, off, dd);
+    div_grads(sum, nf, -lane_sum(n, dd), &dsum, &unused);
+    for (int j = 0; j < n; j++)
+        dr[j] += dd[j] + dsum;
+}
+
 /* The backward of one row on the array kernels (exact: the chain through
  * the forward's intermediates; approximate: the formula with r the
  * divisor), the same operations and sums in the same order as the scalar
@@ -829,6 +884,12 @@ static void ln_row_backward_arrays(float off, int approx, int n, const float *xr
     float *d = buf, *xh = buf + n, *u = buf + 2 * n, *v = buf + 3 * n, *a = buf + 4 * n,
           *b = buf + 5 * n, nf = (float)n;
     const int gb = gs == 0; /* γ broadcast: batch norm, its sums in lanes */
+    const nomul_ln_fused *f = gb ? nomul_ln_fused_active() : NULL;
+    if (f) { /* batch norm: the fused passes, the same operations element by element */
+        bn_row_backward_fused(f, off, approx, n, xr, gamma, mu, r, eps, ksum, kq, gr, dr, dgamma,
+                              dbeta, dd, buf);
+        return;
+    }
     if (approx) {
         for (int j = 0; j < n; j++)
             d[j] = xr[j] - mu;
@@ -1109,13 +1170,13 @@ static void ln_rows_backward_fused(const nomul_ln_fused *f, float off, int appro
         float *u = dd, *v = db, s1[GROUP], s2[GROUP];
         for (int i = 0; i < k; i++)
             f->backward_approx1(n, x + (long)i * n, mean[i], rstd[i], gamma, dy + (long)i * n,
-                                off, u + (long)i * n, v + (long)i * n);
+                                off, u + (long)i * n, v + (long)i * n, 0);
         row_sums(k, n, u, n, 0, s1);
         row_sums(k, n, v, n, 0, s2);
         for (int i = 0; i < k; i++)
             f->backward_approx2(n, x + (long)i * n, mean[i], rstd[i], dy + (long)i * n,
                                 pad(s1[i], nf), pad(s2[i], nf), off, u + (long)i * n, dgamma,
-                                dbeta, dx + (long)i * n);
+                                dbeta, dx + (long)i * n, 0);
         return;
     }
     if (ksum) { /* the forward's statistics, kept */
@@ -1138,7 +1199,7 @@ static void ln_rows_backward_fused(const nomul_ln_fused *f, float off, int appro
         if (!ksum)
             r[i] = nomul_pa_sqrt(var[i] + eps);
         f->backward1(n, x + (long)i * n, mu[i], r[i], gamma, dy + (long)i * n, off, dgamma,
-                     dbeta, dd + (long)i * n, db + (long)i * n);
+                     dbeta, dd + (long)i * n, db + (long)i * n, 0);
     }
     float dr_[GROUP];
     row_sums(k, n, db, n, 0, dr_);
