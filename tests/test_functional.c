@@ -646,7 +646,7 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
     tu_rng r = {tu_seed() ^ 0xF8};
     enum { MAXN = 2 * 3 * 1037 };
     enum { PATHS = 1 + NOMUL_ISA_COUNT }; /* the scalar chain, then the array path per ISA */
-    static float x[MAXN], g[MAXN], b[MAXN], dy[MAXN], out[2 * PATHS][6][MAXN], keep[2 * 19];
+    static float x[MAXN], g[MAXN], b[MAXN], dy[MAXN], out[2 * PATHS][7][MAXN], keep[2 * 19];
     const int nisa = (int)nomul_isa_max() + 1;
     static const int widths[] = {1, 2, 7, 16, 37, 64, 300};
     for (int rep = 0; rep < 28; rep++) {
@@ -694,6 +694,10 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
                                               mean, rstd, kp);
                 nomul_batch_norm_backward_keep(&m, 2, 3, S, x, g, mean, rstd, kp, 1e-5f, dy, dx,
                                                dg, db);
+                /* evaluation, with the running statistics the step left */
+                float em[3], er[3];
+                nomul_batch_norm_forward(&m, 2, 3, S, x, g, b, 1e-5f, 0.1f, 0, rm, rv, out[v][6],
+                                         em, er);
             } else {
                 nomul_layer_norm_forward_keep(&m, rows, n, x, g, b, 1e-5f, o, mean, rstd, kp);
                 nomul_layer_norm_backward_keep(&m, rows, n, x, g, mean, rstd, kp, 1e-5f, dy, dx,
@@ -702,12 +706,13 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
         }
         nomul_pa_chains_scalar = 0;
         nomul_isa_set(nomul_isa_max());
-        static const char *what[] = {"y", "mean", "rstd", "dx", "dgamma", "dbeta"};
+        static const char *what[] = {"y", "mean", "rstd", "dx", "dgamma", "dbeta",
+                                     "evaluation's y"};
         for (int v = 1; v < variants; v++) {
             const int path = v % PATHS, kept = v / PATHS;
             if (path > nisa)
                 continue;
-            for (int k = 0; k < 6; k++)
+            for (int k = 0; k < 7; k++)
                 for (int i = 0; i < MAXN; i++)
                     if (tu_bits(out[0][k][i]) != tu_bits(out[v][k][i]))
                         FAIL_SEED("%s norm, n %d, rows %d, approx %d, offset %g: %s[%d] = %a "

@@ -14,6 +14,7 @@
  * chains of layer norm, batch norm and GELU stay as the twins they are
  * tested against (nomul_pa_chains_scalar), giving the same bits.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -1273,12 +1274,18 @@ void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float 
         *running_var += pam(off, var - *running_var, momentum);
         return;
     }
-    NOMUL_COUNT(PAM, len); NOMUL_COUNT(PAD, len); NOMUL_COUNT(FADD, 2 * len); /* evaluation */
-    NOMUL_COUNT(PALOG2, len); NOMUL_COUNT(PAEXP2, len); NOMUL_COUNT(PAM, len);
-    for (long j = 0; j < len; j++) {
-        float d = row[j] - *running_mean;
-        out[j] = pam(off, pad(d, nomul_pa_sqrt(*running_var + eps)), gamma[0]) + beta[0];
+    /* evaluation: PAM(PAD(x − μ_run, pa_sqrt(σ²_run + ε)), γ) + β, the divisor
+     * computed once (the fused output pass where there is one) */
+    NOMUL_COUNT(PAM, len); NOMUL_COUNT(PAD, len); NOMUL_COUNT(FADD, 2 * len + 1);
+    NOMUL_COUNT(PALOG2, 1); NOMUL_COUNT(PAEXP2, 1); NOMUL_COUNT(PAM, 1);
+    const float r = nomul_pa_sqrt(*running_var + eps);
+    const nomul_ln_fused *f = nomul_pa_chains_scalar ? NULL : nomul_ln_fused_active();
+    if (f && len <= INT_MAX) {
+        f->output((int)len, row, *running_mean, r, gamma, beta, off, out, 1);
+        return;
     }
+    for (long j = 0; j < len; j++)
+        out[j] = pam(off, pad(row[j] - *running_mean, r), gamma[0]) + beta[0];
 }
 
 /* ---- label-smoothed cross-entropy ------------------------------------------------ */
