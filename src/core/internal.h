@@ -11,6 +11,10 @@ void nomul_report(nomul_status status, const char *fmt, ...) __attribute__((form
 
 /* The number of threads the kernels use: NOMUL_NUM_THREADS, or every core. */
 int nomul_num_threads(void);
+/* Threads for an elementwise or row-wise pass over `work` elements (each
+ * element or row on its own, so results do not depend on the count): all of
+ * them, or one for small passes. */
+int nomul_fn_threads(long work);
 
 /* Sums whose order must not depend on the thread count (a run reproduces
  * bit for bit at any NOMUL_NUM_THREADS): a sum over n items (images, rows)

@@ -29,6 +29,8 @@ int nomul_num_threads(void)
     return n;
 }
 
+int nomul_fn_threads(long work) { return work >= 8192 ? nomul_num_threads() : 1; }
+
 int nomul_get_num_threads(void) { return nomul_num_threads(); }
 
 void nomul_set_num_threads(int n)

@@ -18,7 +18,6 @@
 #include "nomul/arith.h"
 #include "functional_internal.h"
 
-int nomul_fn_threads(long work) { return work >= 8192 ? nomul_num_threads() : 1; }
 
 /* ---- softmax, log_softmax, logsumexp ------------------------------------------------- */
 

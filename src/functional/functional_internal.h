@@ -19,10 +19,6 @@ extern int nomul_pa_chains_scalar;
 /* 1: float GELU by the scalar erff and expf (the twin of the libmvec path) */
 extern int nomul_gelu_float_scalar;
 
-/* Threads for a row-wise operation of `work` elements: rows are independent,
- * so results do not depend on the count; small operations stay on one. */
-int nomul_fn_threads(long work);
-
 /* ---- float forms ---- */
 void nomul_softmax_forward_float(int rows, int n, const float *x, float *y);
 void nomul_softmax_backward_float(int rows, int n, const float *y, const float *dy, float *dx);
