@@ -411,6 +411,17 @@ static void test_float_fast_kernels_match_fma_twin(void **state)
     nomul_isa_set(nomul_isa_max());
 }
 
+/* A layer's three cases for a mode: with zeros in x and dy; with the
+ * mode's offset (and zero weights when wzeros = 2); powers of two, bit for
+ * bit. */
+static void run_mode_cases(tu_rng *r, const nomul_conv2d_desc *d, const nomul_op_cfg *m,
+                           const nomul_op_cfg *m_off, int wzeros)
+{
+    run_conv_case(r, d, m, 1);
+    run_conv_case(r, d, m_off, wzeros ? 1 | wzeros : 0);
+    run_conv_case_scaled(r, d, m, 1, 0, 2);
+}
+
 /* A bigger layer, past the matrix engine's blocking (K = 3·3·40 > 256). */
 static void test_conv_larger_layer(void **state)
 {
@@ -434,9 +445,7 @@ static void test_conv_larger_layer(void **state)
     /* strided: the weight gradient's kernel on im2col's output, 20 channels
      * (a 32-wide panel, 12 columns of padding) */
     nomul_conv2d_desc st = {3, 12, 11, 13, 20, 3, 3, 2, 2, 1, 1, 1, 1, 1};
-    run_conv_case(&r, &st, &ma, 1);
-    run_conv_case(&r, &st, &ma_off, 0);
-    run_conv_case_scaled(&r, &st, &ma, 1, 0, 2);
+    run_mode_cases(&r, &st, &ma, &ma_off, 0);
     /* 20 images: blocks of two, each sum continued over its images */
     nomul_conv2d_desc many = {20, 8, 9, 10, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1};
     run_conv_case(&r, &many, &ma, 1);
@@ -449,17 +458,13 @@ static void test_conv_larger_layer(void **state)
     run_conv_case(&r, &d, &m, 3);
     run_conv_case_scaled(&r, &d, &m, 3, 0, 2);
     nomul_conv2d_desc valid = {2, 8, 6, 40, 7, 3, 3, 1, 1, 1, 0, 1, 2, 1};
-    run_conv_case(&r, &valid, &m, 1);
-    run_conv_case(&r, &valid, &m_off, 3);
-    run_conv_case_scaled(&r, &valid, &m, 1, 0, 2);
+    run_mode_cases(&r, &valid, &m, &m_off, 2);
     run_conv_case(&r, &many, &m, 1);
     run_conv_case(&r, &dil, &m, 0);
     /* the exact weight gradient on the kernel that reads x in place: also
      * strided (im2col's output), 16 wide (20 channels), an offset whose
      * partner PAM(col, offset) it folds into the weight tiles */
-    run_conv_case(&r, &st, &m, 1);
-    run_conv_case(&r, &st, &m_off, 3);
-    run_conv_case_scaled(&r, &st, &m, 1, 0, 2);
+    run_mode_cases(&r, &st, &m, &m_off, 2);
     run_conv_case_scaled(&r, &many, &m, 0, 0, 2);
     /* terms that leave the normal range (dy near 2^-120): the direct paths
      * must decline, and the general path's results match the definition */

@@ -105,22 +105,36 @@ nomul_tensor *nomul_logsumexp(nomul_graph *g, const nomul_op_cfg *cfg, nomul_ten
 /* ---- layer norm ------------------------------------------------------------------------ */
 
 /* forward: y = layer_norm(x; γ, β), saving mean and rstd (rows each) */
+/* A norm's three gradients (the functional forms write all of them): each
+ * tensor's own, or zeroed scratch where one has none (γ and β np long); 0
+ * when out of memory. */
+static int norm_grads(const nomul_tensor *x, const nomul_tensor *gm, const nomul_tensor *bt,
+                      long np, float **dx, float **dg, float **db)
+{
+    *dx = x->grad;
+    *dg = gm->grad;
+    *db = bt->grad;
+    if (*dx && *dg && *db)
+        return 1;
+    size_t len = (size_t)x->n + 2 * (size_t)np;
+    float *tmp = nomul_scratch(NOMUL_SCRATCH_OP, len);
+    if (!tmp)
+        return 0;
+    memset(tmp, 0, len * sizeof *tmp);
+    *dx = *dx ? *dx : tmp;
+    *dg = *dg ? *dg : tmp + x->n;
+    *db = *db ? *db : tmp + x->n + np;
+    return 1;
+}
+
 void ad_layer_norm_backward(const node *nd)
 {
     nomul_tensor *x = nd->in[0], *gm = nd->in[1], *bt = nd->in[2];
     int rows, n;
     rows_cols(x, &rows, &n);
-    float *dx = x->grad, *dg = gm->grad, *db = bt->grad, *tmp = NULL;
-    if (!dx || !dg || !db) { /* the functional form writes all three */
-        size_t len = (size_t)x->n + 2 * (size_t)n;
-        tmp = nomul_scratch(NOMUL_SCRATCH_OP, len);
-        if (!tmp)
-            return;
-        memset(tmp, 0, len * sizeof *tmp);
-        dx = dx ? dx : tmp;
-        dg = dg ? dg : tmp + x->n;
-        db = db ? db : tmp + x->n + n;
-    }
+    float *dx, *dg, *db;
+    if (!norm_grads(x, gm, bt, n, &dx, &dg, &db))
+        return;
     nomul_layer_norm_backward_keep(&nd->cfg, rows, n, x->data, gm->data, nd->p.norm.mean,
                                    nd->p.norm.rstd, nd->p.norm.keep, nd->p.norm.eps,
                                    nd->out->grad, dx, dg, db);
@@ -168,17 +182,9 @@ void ad_batch_norm_backward(const node *nd)
     nomul_tensor *x = nd->in[0], *gm = nd->in[1], *bt = nd->in[2];
     int nb, C, S;
     bn_dims(x, &nb, &C, &S);
-    float *dx = x->grad, *dg = gm->grad, *db = bt->grad;
-    if (!dx || !dg || !db) { /* the functional form writes all three (as layer norm) */
-        size_t len = (size_t)x->n + 2 * (size_t)C;
-        float *tmp = nomul_scratch(NOMUL_SCRATCH_OP, len);
-        if (!tmp)
-            return;
-        memset(tmp, 0, len * sizeof *tmp);
-        dx = dx ? dx : tmp;
-        dg = dg ? dg : tmp + x->n;
-        db = db ? db : tmp + x->n + C;
-    }
+    float *dx, *dg, *db;
+    if (!norm_grads(x, gm, bt, C, &dx, &dg, &db))
+        return;
     nomul_batch_norm_backward_keep(&nd->cfg, nb, C, S, x->data, gm->data, nd->p.norm.mean,
                                    nd->p.norm.rstd, nd->p.norm.keep, nd->p.norm.eps,
                                    nd->out->grad, dx, dg, db);

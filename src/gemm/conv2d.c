@@ -490,6 +490,17 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
     }
 }
 
+/* The audit of a gradient's terms: an exponent shift each (exact), or a
+ * PAM (two with an offset: approximate); a float add each. */
+static void count_terms(int exact, float offset, long long terms)
+{
+    if (exact)
+        NOMUL_COUNT(SHIFT, terms);
+    else
+        NOMUL_COUNT(PAM, terms * (offset != 1.0f ? 2 : 1));
+    NOMUL_COUNT(FADD, terms);
+}
+
 /* The PAM data gradient of a stride-1 layer in implicit form, where the
  * direct PAM kernels apply (AVX-512, every term normal; 3 (exact: 6) to
  * 128 input channels per group): the convolution of dy padded by dil·(k − 1) − pad
@@ -557,12 +568,7 @@ static int data_implicit(const char *fn, const nomul_conv2d_desc *d, const conv_
         for (int b = 0; b < d->n; b++)
             for (int gr = 0; wide && gr < d->groups; gr++) {
                 /* the terms im2col's form counts (K · P per output channel) */
-                long long terms = (long long)g->cog * g->P * g->K;
-                if (exact)
-                    NOMUL_COUNT(SHIFT, terms);
-                else
-                    NOMUL_COUNT(PAM, terms * (offset != 1.0f ? 2 : 1));
-                NOMUL_COUNT(FADD, terms);
+                count_terms(exact, offset, (long long)g->cog * g->P * g->K);
                 long xoff = b * g->x_img + (long)gr * g->cig * d->h * d->w;
                 conv_pad_planes(g->cog, g->oh, g->ow, qh, qw,
                                 dy + b * g->y_img + (long)gr * g->cog * g->P, buf, slack);
@@ -788,12 +794,7 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
                             g->P, buf, off + i0, seg, ss, mvalid, ypj, ymj, nr, c, g->cog,
                             b > b0);
                 }
-            long long terms = (long long)g->K * g->cog * g->P;
-            if (exact)
-                NOMUL_COUNT(SHIFT, terms);
-            else
-                NOMUL_COUNT(PAM, terms * (offset != 1.0f ? 2 : 1));
-            NOMUL_COUNT(FADD, terms);
+            count_terms(exact, offset, (long long)g->K * g->cog * g->P);
         }
     for (int gr = 0; gr < d->groups; gr++) {
         long at = (long)gr * g->K * g->cog;
