@@ -83,18 +83,23 @@ void nomul_elt_run(nomul_elt_op op, size_t n, const nomul_elt_args *args);
  * accumulators (element i into lane i mod 16: functional_internal.h's lane
  * sums, continued from what they hold). */
 typedef struct nomul_ln_fused {
-    void (*squares)(int n, const float *x, float mu, float off, float *t);
+    /* acc (batch norm): the squares added into 16 lanes instead of stored */
+    void (*squares)(int n, const float *x, float mu, float off, float *t, float *acc);
     void (*output)(int n, const float *x, float mu, float r, const float *gamma,
                    const float *beta, float off, float *y, int bn);
     void (*backward1)(int n, const float *x, float mu, float r, const float *gamma,
                       const float *dy, float off, float *dgamma, float *dbeta, float *dd,
                       float *dr, int bn);
-    void (*backward2)(int n, const float *x, float mu, float dq, float off, float *dd);
+    /* acc (batch norm): the updated dd also added into 16 lanes */
+    void (*backward2)(int n, const float *x, float mu, float dq, float off, float *dd,
+                      float *acc);
+    /* bn: u and v are 16-lane accumulators of Σu, Σv (nothing stored) */
     void (*backward_approx1)(int n, const float *x, float mu, float r, const float *gamma,
                              const float *dy, float off, float *u, float *v, int bn);
-    void (*backward_approx2)(int n, const float *x, float mu, float r, const float *dy,
-                             float m1, float m2, float off, const float *u, float *dgamma,
-                             float *dbeta, float *dx, int bn);
+    /* bn: u is recomputed from γ and dy (u unused) */
+    void (*backward_approx2)(int n, const float *x, float mu, float r, const float *gamma,
+                             const float *dy, float m1, float m2, float off, const float *u,
+                             float *dgamma, float *dbeta, float *dx, int bn);
 } nomul_ln_fused;
 
 extern const nomul_ln_fused nomul_ln_fused_avx2;

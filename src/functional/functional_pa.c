@@ -689,9 +689,9 @@ static void ln_row_forward_arrays(float off, int n, const float *xr, const float
     float *d = buf, *t = buf + n, st[4];
     const nomul_ln_fused *f = gs == 0 ? nomul_ln_fused_active() : NULL;
     if (f) { /* batch norm: the fused passes (the same operations, element by element) */
-        float nf = (float)n, s0 = lane_sum(n, xr), mu = pad(s0, nf);
-        f->squares(n, xr, mu, off, t);
-        float q = lane_sum(n, t), r = nomul_pa_sqrt(pad(q, nf) + eps);
+        float nf = (float)n, s0 = lane_sum(n, xr), mu = pad(s0, nf), aq[LANES] = {0};
+        f->squares(n, xr, mu, off, NULL, aq);
+        float q = lanes_total(aq), r = nomul_pa_sqrt(pad(q, nf) + eps);
         f->output(n, xr, mu, r, gamma, beta, off, yr, 1);
         *mean = mu;
         *rstd = r;
@@ -767,7 +767,7 @@ static void ln_rows_forward_arrays(float off, int k, int n, const float *x, cons
         const float *xr = x + (long)r * n;
         float *dr = d + (long)r * n;
         if (f)
-            f->squares(n, xr, mu, off, t + (long)r * n);
+            f->squares(n, xr, mu, off, t + (long)r * n, NULL);
         else
             for (int j = 0; j < n; j++)
                 dr[j] = xr[j] - mu;
@@ -832,18 +832,18 @@ static void add_param_grads(int n, const float *g, int gs, const float *gr, int 
 
 /* Batch norm's row backward (γ broadcast, sums in lanes) in nomul_ln_fused's
  * passes: the operations of ln_row_backward_arrays element by element, and
- * the same sums, so the same bits. buf: 2n. */
+ * the same sums (added into their lanes in the passes), so the same bits. */
 static void bn_row_backward_fused(const nomul_ln_fused *f, float off, int approx, int n,
                                   const float *xr, const float *gamma, float mu, float r,
                                   float eps, const float *ksum, const float *kq, const float *gr,
-                                  float *dr, float *dgamma, float *dbeta, float *dd, float *buf)
+                                  float *dr, float *dgamma, float *dbeta, float *dd)
 {
     float nf = (float)n, adg[LANES] = {0}, adb[LANES] = {0};
     if (approx) {
-        float *u = buf, *v = buf + n;
-        f->backward_approx1(n, xr, mu, r, gamma, gr, off, u, v, 1);
-        f->backward_approx2(n, xr, mu, r, gr, pad(lane_sum(n, u), nf), pad(lane_sum(n, v), nf),
-                            off, u, adg, adb, dr, 1);
+        float au[LANES] = {0}, av[LANES] = {0};
+        f->backward_approx1(n, xr, mu, r, gamma, gr, off, au, av, 1);
+        f->backward_approx2(n, xr, mu, r, gamma, gr, pad(lanes_total(au), nf),
+                            pad(lanes_total(av), nf), off, NULL, adg, adb, dr, 1);
         dgamma[0] += lanes_total(adg);
         dbeta[0] += lanes_total(adb);
         return;
@@ -853,10 +853,11 @@ static void bn_row_backward_fused(const nomul_ln_fused *f, float off, int approx
         sum = *ksum;
         q = *kq;
     } else {
+        float aq[LANES] = {0};
         sum = lane_sum(n, xr);
         mu2 = pad(sum, nf);
-        f->squares(n, xr, mu2, off, buf);
-        q = lane_sum(n, buf);
+        f->squares(n, xr, mu2, off, NULL, aq);
+        q = lanes_total(aq);
         r2 = nomul_pa_sqrt(pad(q, nf) + eps);
     }
     float var = pad(q, nf), adr[LANES] = {0};
@@ -865,8 +866,9 @@ static void bn_row_backward_fused(const nomul_ln_fused *f, float off, int approx
     dbeta[0] += lanes_total(adb);
     float dvar = nomul_pa_sqrt_grad(var + eps, lanes_total(adr), 0), dq, unused, dsum;
     div_grads(q, nf, dvar, &dq, &unused);
-    f->backward2(n, xr, mu2, dq, off, dd);
-    div_grads(sum, nf, -lane_sum(n, dd), &dsum, &unused);
+    float amu[LANES] = {0};
+    f->backward2(n, xr, mu2, dq, off, dd, amu);
+    div_grads(sum, nf, -lanes_total(amu), &dsum, &unused);
     for (int j = 0; j < n; j++)
         dr[j] += dd[j] + dsum;
 }
@@ -888,7 +890,7 @@ static void ln_row_backward_arrays(float off, int approx, int n, const float *xr
     const nomul_ln_fused *f = gb ? nomul_ln_fused_active() : NULL;
     if (f) { /* batch norm: the fused passes, the same operations element by element */
         bn_row_backward_fused(f, off, approx, n, xr, gamma, mu, r, eps, ksum, kq, gr, dr, dgamma,
-                              dbeta, dd, buf);
+                              dbeta, dd);
         return;
     }
     if (approx) {
@@ -1175,7 +1177,7 @@ static void ln_rows_backward_fused(const nomul_ln_fused *f, float off, int appro
         row_sums(k, n, u, n, 0, s1);
         row_sums(k, n, v, n, 0, s2);
         for (int i = 0; i < k; i++)
-            f->backward_approx2(n, x + (long)i * n, mean[i], rstd[i], dy + (long)i * n,
+            f->backward_approx2(n, x + (long)i * n, mean[i], rstd[i], gamma, dy + (long)i * n,
                                 pad(s1[i], nf), pad(s2[i], nf), off, u + (long)i * n, dgamma,
                                 dbeta, dx + (long)i * n, 0);
         return;
@@ -1191,7 +1193,7 @@ static void ln_rows_backward_fused(const nomul_ln_fused *f, float off, int appro
         row_sums(k, n, x, n, 0, sum);
         for (int i = 0; i < k; i++) {
             mu[i] = pad(sum[i], nf);
-            f->squares(n, x + (long)i * n, mu[i], off, t + (long)i * n);
+            f->squares(n, x + (long)i * n, mu[i], off, t + (long)i * n, NULL);
         }
         row_sums(k, n, t, n, 0, q);
     }
@@ -1207,7 +1209,7 @@ static void ln_rows_backward_fused(const nomul_ln_fused *f, float off, int appro
     for (int i = 0; i < k; i++) {
         float dvar = nomul_pa_sqrt_grad(var[i] + eps, dr_[i], 0), dq, unused;
         div_grads(q[i], nf, dvar, &dq, &unused);
-        f->backward2(n, x + (long)i * n, mu[i], dq, off, dd + (long)i * n);
+        f->backward2(n, x + (long)i * n, mu[i], dq, off, dd + (long)i * n, NULL);
     }
     ln_rows_add_dx(k, n, sum, dd, dx);
 }
