@@ -276,6 +276,12 @@ void nomul_batch_norm_forward_keep(const nomul_op_cfg *cfg, int nb, int C, int S
         for (int c = 0; c < C; c++) {
             if (!row)
                 continue;
+            if (training && nomul_op_is_pa(cfg) &&
+                nomul_bn_planes_forward_pa(cfg, nb, C, S, c, x, gamma + c, beta + c, eps,
+                                           momentum, &running_mean[c], &running_var[c], y,
+                                           &mean[c], &rstd[c], ksum ? ksum + c : NULL,
+                                           ksum ? ksum + C + c : NULL))
+                continue;
             gather_channel(nb, C, S, c, x, row);
             if (nomul_op_is_pa(cfg))
                 nomul_bn_channel_forward_pa(cfg, len, row, gamma + c, beta + c, eps, momentum,
@@ -315,6 +321,12 @@ void nomul_batch_norm_backward_keep(const nomul_op_cfg *cfg, int nb, int C, int 
 #pragma omp for schedule(static)
         for (int c = 0; c < C; c++) {
             if (!row)
+                continue;
+            if (nomul_op_is_pa(cfg) &&
+                nomul_bn_planes_backward_pa(cfg, nb, C, S, c, x, gamma + c, mean[c], rstd[c],
+                                            eps, ksum ? ksum + c : NULL,
+                                            ksum ? ksum + C + c : NULL, dy, dx, dgamma + c,
+                                            dbeta + c))
                 continue;
             gather_channel(nb, C, S, c, x, row);
             gather_channel(nb, C, S, c, dy, grow);

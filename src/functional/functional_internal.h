@@ -97,6 +97,19 @@ void nomul_ln_row_backward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
                               const float *gamma, int gs, float mu, float r, float eps,
                               const float *ksum, const float *kq, const float *gr, float *dr,
                               float *dgamma, float *dbeta, int bs, float *dd);
+/* Batch norm's PA training passes over channel c of x (nb, C, S) plane by
+ * plane, in place, where an image's plane fills whole lanes (S a multiple of
+ * 16) and the fused passes exist: the same operations and bits as on the
+ * gathered row (nomul_bn_channel_forward_pa, nomul_ln_row_backward_pa; the
+ * backward adds into dx). 0, having done nothing, where they do not apply. */
+int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
+                               const float *x, const float *gamma, const float *beta, float eps,
+                               float momentum, float *running_mean, float *running_var,
+                               float *y, float *mean, float *rstd, float *ksum, float *kq);
+int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
+                                const float *x, const float *gamma, float mu, float r, float eps,
+                                const float *ksum, const float *kq, const float *dy, float *dx,
+                                float *dgamma, float *dbeta);
 void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float *row,
                                  const float *gamma, const float *beta, float eps,
                                  float momentum, int training, float *running_mean,
@@ -146,15 +159,22 @@ static inline void lanes_add(float *acc, long j, float v)
     acc[j % LANES] += v;
 }
 
-static inline float lane_sum(long n, const float *x)
+/* acc's lanes += x[0..n) (x[0] into lane 0): a sum carried over pieces of a
+ * row, each starting at a multiple of LANES */
+static inline void lanes_accumulate(float *acc, long n, const float *x)
 {
-    float acc[LANES] = {0};
     long j = 0;
     for (; j + LANES <= n; j += LANES)
         for (int l = 0; l < LANES; l++)
             acc[l] += x[j + l];
     for (int l = 0; j < n; j++, l++)
         acc[l] += x[j];
+}
+
+static inline float lane_sum(long n, const float *x)
+{
+    float acc[LANES] = {0};
+    lanes_accumulate(acc, n, x);
     return lanes_total(acc);
 }
 

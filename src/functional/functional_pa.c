@@ -1249,6 +1249,21 @@ int nomul_ln_rows_backward_pa(const nomul_op_cfg *cfg, int k, int n, const float
 
 /* ---- batch norm: one channel ---------------------------------------------------------- */
 
+/* The running statistics (unbiased variance, as PyTorch keeps) from a
+ * training forward's μ and q = Σ PAM(x − μ, x − μ) over len values. */
+static void bn_running_update(float off, long len, float mean, float q, float momentum,
+                              float *running_mean, float *running_var)
+{
+    NOMUL_COUNT(PAM, 2); NOMUL_COUNT(PAD, 1); NOMUL_COUNT(FADD, 4);
+    float var = pad(q, (float)(len > 1 ? len - 1 : 1));
+    /* r += m·(v − r): PAM's error only changes how fast r moves, not where
+     * it settles. The float form (1 − m)·r + m·v with PAMs would settle
+     * about a quarter low for m = 0.1 (PAM(r, 0.9) is ~4% small, and that
+     * error is divided by m), and evaluation would collapse. */
+    *running_mean += pam(off, mean - *running_mean, momentum);
+    *running_var += pam(off, var - *running_var, momentum);
+}
+
 void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float *row,
                                  const float *gamma, const float *beta, float eps,
                                  float momentum, int training, float *running_mean,
@@ -1257,23 +1272,14 @@ void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float 
 {
     const float off = offset_of(cfg);
     if (training) {
-        /* running statistics (unbiased variance, as PyTorch keeps) from the
-         * forward's Σ PAM(x − μ, x − μ) */
-        float var, sum;
+        float q, sum;
         nomul_ln_row_forward_pa(cfg, (int)len, row, gamma, 0, beta, 0, eps, out, mean, rstd, &sum,
-                                &var);
+                                &q);
         if (ksum) {
             *ksum = sum;
-            *kq = var;
+            *kq = q;
         }
-        NOMUL_COUNT(PAM, 2); NOMUL_COUNT(PAD, 1); NOMUL_COUNT(FADD, 4);
-        var = pad(var, (float)(len > 1 ? len - 1 : 1));
-        /* r += m·(v − r): PAM's error only changes how fast r moves, not
-         * where it settles. The float form (1 − m)·r + m·v with PAMs would
-         * settle about a quarter low for m = 0.1 (PAM(r, 0.9) is ~4% small,
-         * and that error is divided by m), and evaluation would collapse. */
-        *running_mean += pam(off, *mean - *running_mean, momentum);
-        *running_var += pam(off, var - *running_var, momentum);
+        bn_running_update(off, len, *mean, q, momentum, running_mean, running_var);
         return;
     }
     /* evaluation: PAM(PAD(x − μ_run, pa_sqrt(σ²_run + ε)), γ) + β, the divisor
@@ -1288,6 +1294,117 @@ void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float 
     }
     for (long j = 0; j < len; j++)
         out[j] = pam(off, pad(row[j] - *running_mean, r), gamma[0]) + beta[0];
+}
+
+/* ---- batch norm: one channel plane by plane ---------------------------------------- */
+
+static const nomul_ln_fused *bn_planes_fused(int S)
+{
+    return nomul_pa_chains_scalar || S % LANES ? NULL : nomul_ln_fused_active();
+}
+
+int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
+                               const float *x, const float *gamma, const float *beta, float eps,
+                               float momentum, float *running_mean, float *running_var,
+                               float *y, float *mean, float *rstd, float *ksum, float *kq)
+{
+    const nomul_ln_fused *f = bn_planes_fused(S);
+    if (!f)
+        return 0;
+    const float off = offset_of(cfg);
+    const long len = (long)nb * S;
+    const float nf = (float)len;
+    /* the audit, as nomul_ln_row_forward_pa's */
+    NOMUL_COUNT(PAM, 2L * len + 1); NOMUL_COUNT(PAD, len + 2); NOMUL_COUNT(PALOG2, 1);
+    NOMUL_COUNT(PAEXP2, 1); NOMUL_COUNT(FADD, 4L * len + 1);
+    float acc[LANES] = {0}, aq[LANES] = {0};
+    for (int b = 0; b < nb; b++)
+        lanes_accumulate(acc, S, x + ((long)b * C + c) * S);
+    float sum = lanes_total(acc), mu = pad(sum, nf);
+    for (int b = 0; b < nb; b++)
+        f->squares(S, x + ((long)b * C + c) * S, mu, off, NULL, aq);
+    float q = lanes_total(aq), r = nomul_pa_sqrt(pad(q, nf) + eps);
+    for (int b = 0; b < nb; b++)
+        f->output(S, x + ((long)b * C + c) * S, mu, r, gamma, beta, off,
+                  y + ((long)b * C + c) * S, 1);
+    *mean = mu;
+    *rstd = r;
+    if (ksum) {
+        *ksum = sum;
+        *kq = q;
+    }
+    bn_running_update(off, len, mu, q, momentum, running_mean, running_var);
+    return 1;
+}
+
+int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
+                                const float *x, const float *gamma, float mu, float r, float eps,
+                                const float *ksum, const float *kq, const float *dy, float *dx,
+                                float *dgamma, float *dbeta)
+{
+    const nomul_ln_fused *f = bn_planes_fused(S);
+    const int approx = cfg->approx_bwd;
+    const long len = (long)nb * S;
+    float *dd = f && !approx ? nomul_scratch(NOMUL_SCRATCH_LN, (size_t)len) : NULL;
+    if (!f || (!approx && !dd))
+        return 0;
+    const float off = offset_of(cfg), nf = (float)len;
+    if (approx) { /* the audit, as nomul_ln_row_backward_pa's */
+        NOMUL_COUNT(PAM, 6L * len); NOMUL_COUNT(PAD, 3L * len + 2); NOMUL_COUNT(FADD, 9L * len);
+    } else if (ksum) {
+        NOMUL_COUNT(PAD, len + 1); NOMUL_COUNT(SHIFT, 5L * len + 3); NOMUL_COUNT(FADD, 7L * len);
+    } else {
+        NOMUL_COUNT(PAM, len + 1); NOMUL_COUNT(PAD, len + 2); NOMUL_COUNT(PALOG2, 1);
+        NOMUL_COUNT(PAEXP2, 1); NOMUL_COUNT(SHIFT, 5L * len + 3); NOMUL_COUNT(FADD, 9L * len);
+    }
+#define PLANE(p, b) ((p) + ((long)(b) * C + c) * S)
+    float adg[LANES] = {0}, adb[LANES] = {0};
+    if (approx) { /* bn_row_backward_fused's, plane by plane */
+        float au[LANES] = {0}, av[LANES] = {0};
+        for (int b = 0; b < nb; b++)
+            f->backward_approx1(S, PLANE(x, b), mu, r, gamma, PLANE(dy, b), off, au, av, 1);
+        float m1 = pad(lanes_total(au), nf), m2 = pad(lanes_total(av), nf);
+        for (int b = 0; b < nb; b++)
+            f->backward_approx2(S, PLANE(x, b), mu, r, gamma, PLANE(dy, b), m1, m2, off, NULL,
+                                adg, adb, PLANE(dx, b), 1);
+        dgamma[0] += lanes_total(adg);
+        dbeta[0] += lanes_total(adb);
+        return 1;
+    }
+    float sum, q, mu2 = mu, r2 = r;
+    if (ksum) {
+        sum = *ksum;
+        q = *kq;
+    } else {
+        float acc[LANES] = {0}, aq[LANES] = {0};
+        for (int b = 0; b < nb; b++)
+            lanes_accumulate(acc, S, PLANE(x, b));
+        sum = lanes_total(acc);
+        mu2 = pad(sum, nf);
+        for (int b = 0; b < nb; b++)
+            f->squares(S, PLANE(x, b), mu2, off, NULL, aq);
+        q = lanes_total(aq);
+        r2 = nomul_pa_sqrt(pad(q, nf) + eps);
+    }
+    float var = pad(q, nf), adr[LANES] = {0}, amu[LANES] = {0};
+    for (int b = 0; b < nb; b++)
+        f->backward1(S, PLANE(x, b), mu2, r2, gamma, PLANE(dy, b), off, adg, adb,
+                     dd + (long)b * S, adr, 1);
+    dgamma[0] += lanes_total(adg);
+    dbeta[0] += lanes_total(adb);
+    float dvar = nomul_pa_sqrt_grad(var + eps, lanes_total(adr), 0), dq, unused, dsum;
+    div_grads(q, nf, dvar, &dq, &unused);
+    for (int b = 0; b < nb; b++)
+        f->backward2(S, PLANE(x, b), mu2, dq, off, dd + (long)b * S, amu);
+    div_grads(sum, nf, -lanes_total(amu), &dsum, &unused);
+    for (int b = 0; b < nb; b++) {
+        float *o = PLANE(dx, b);
+        const float *e = dd + (long)b * S;
+        for (int i = 0; i < S; i++) /* as added into a gathered row that starts at +0 */
+            o[i] += 0.0f + (e[i] + dsum);
+    }
+#undef PLANE
+    return 1;
 }
 
 /* ---- label-smoothed cross-entropy ------------------------------------------------ */
