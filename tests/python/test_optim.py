@@ -296,21 +296,40 @@ class BatchNorm(SeededCase):
         self.assertLess(np.abs(dg - bn.weight.grad.numpy()).max(), 1e-4)
         self.assertLess(np.abs(db - bn.bias.grad.numpy()).max(), 1e-4)
 
+    @staticmethod
+    def _lane_sum(v):
+        """float32 sum in 16 interleaved lanes (value j into lane j mod 16, in
+        order), the lanes then added pairwise: batch norm's sums."""
+        acc = np.zeros(16, f32)
+        for j, t in enumerate(v.astype(f32)):
+            acc[j % 16] = f32(acc[j % 16] + t)
+        w = 8
+        while w >= 1:
+            acc[:w] = (acc[:w] + acc[w:2 * w]).astype(f32)
+            w //= 2
+        return f32(acc[0])
+
     def test_pa_is_the_layer_norm_of_each_channel(self):
-        """PA batch norm: per channel, the PA layer norm of its n·S values."""
+        """PA batch norm: per channel, the PA layer-norm recipe over its n·S
+        values, the sums in 16 lanes (a channel is tens of thousands long)."""
         x = self.randn(3, 4, 2, 3)
         g, b = self.randn(4), self.randn(4)
+        eps = f32(1e-5)
         for approx in (False, True):
             cfg = OpCfg("pam", approx_bwd=approx)
             y, mean, rstd = F.batch_norm(x, g, b, np.zeros(4, f32), np.ones(4, f32), True, 0.1,
                                          1e-5, cfg)
             for c in range(4):
-                row = np.ascontiguousarray(x[:, c].reshape(1, -1))
-                ly, lm, lr = F.layer_norm(row, np.full(row.shape[1], g[c], f32),
-                                          np.full(row.shape[1], b[c], f32), 1e-5, cfg)
-                self.assertBitsEqual(y[:, c].reshape(1, -1), ly, "channel %d" % c)
-                self.assertBitsEqual(mean[c:c + 1], lm, "mean")
-                self.assertBitsEqual(rstd[c:c + 1], lr, "rstd")
+                row = np.ascontiguousarray(x[:, c].reshape(-1))
+                n = f32(row.size)
+                mu = A.div(np.array([self._lane_sum(row)], f32), n)[0]
+                d = (row - mu).astype(f32)
+                q = self._lane_sum(A.mul(d, d))
+                r = A.sqrt(np.array([A.div(np.array([q], f32), n)[0] + eps], f32))[0]
+                want = (A.mul(A.div(d, r), g[c]) + b[c]).astype(f32)
+                self.assertBitsEqual(y[:, c].reshape(-1), want, "channel %d" % c)
+                self.assertBitsEqual(mean[c:c + 1], np.array([mu], f32), "mean")
+                self.assertBitsEqual(rstd[c:c + 1], np.array([r], f32), "rstd")
 
     def test_torch_module(self):
         x = torch.from_numpy(self.randn(2, 3, 4, 4)).requires_grad_()
