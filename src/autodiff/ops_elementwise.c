@@ -29,7 +29,7 @@ void ad_relu_backward(const node *nd)
     const nomul_tensor *x = nd->in[0], *y = nd->out;
     const float *restrict xd = x->data, *restrict dy = y->grad;
     float *restrict dx = x->grad;
-#pragma omp parallel for num_threads(nomul_fn_threads(x->n)) schedule(static)
+#pragma omp parallel for num_threads(nomul_light_threads(x->n)) schedule(static)
     for (long i = 0; i < x->n; i++) {
         uint32_t keep = 0u - (uint32_t)(xd[i] > 0.0f);
         dx[i] += pa_float((pa_bits(dy[i]) & keep) | (PA_SIGN & ~keep));
@@ -45,7 +45,7 @@ nomul_tensor *nomul_relu(nomul_graph *g, nomul_tensor *x)
         return NULL;
     const float *restrict xd = x->data;
     float *restrict yd = y->data;
-#pragma omp parallel for num_threads(nomul_fn_threads(x->n)) schedule(static)
+#pragma omp parallel for num_threads(nomul_light_threads(x->n)) schedule(static)
     for (long i = 0; i < x->n; i++)
         yd[i] = xd[i] > 0.0f ? xd[i] : 0.0f;
     ad_record(g, AD_OP_RELU, NULL, NULL, y, x, NULL, NULL);
@@ -165,18 +165,18 @@ void ad_binary_backward(const node *nd)
         const float *restrict g = y->grad;
         if (a->grad) {
             float *restrict ga = a->grad;
-#pragma omp parallel for num_threads(nomul_fn_threads(y->n)) schedule(static)
+#pragma omp parallel for num_threads(nomul_light_threads(y->n)) schedule(static)
             for (long i = 0; i < y->n; i++)
                 ga[i] += g[i];
         }
         if (b->grad) { /* sub: x − g is x + (−g), bit for bit */
             float *restrict gb = b->grad;
             if (op == AD_OP_ADD) {
-#pragma omp parallel for num_threads(nomul_fn_threads(y->n)) schedule(static)
+#pragma omp parallel for num_threads(nomul_light_threads(y->n)) schedule(static)
                 for (long i = 0; i < y->n; i++)
                     gb[i] += g[i];
             } else {
-#pragma omp parallel for num_threads(nomul_fn_threads(y->n)) schedule(static)
+#pragma omp parallel for num_threads(nomul_light_threads(y->n)) schedule(static)
                 for (long i = 0; i < y->n; i++)
                     gb[i] -= g[i];
             }
@@ -284,11 +284,11 @@ static nomul_tensor *binary(nomul_graph *g, const nomul_op_cfg *cfg, ad_op op, n
         const float *restrict x0 = a->data, *restrict x1 = b->data;
         float *restrict out = y->data;
         if (op == AD_OP_ADD) {
-#pragma omp parallel for num_threads(nomul_fn_threads(y->n)) schedule(static)
+#pragma omp parallel for num_threads(nomul_light_threads(y->n)) schedule(static)
             for (long i = 0; i < y->n; i++)
                 out[i] = x0[i] + x1[i];
         } else {
-#pragma omp parallel for num_threads(nomul_fn_threads(y->n)) schedule(static)
+#pragma omp parallel for num_threads(nomul_light_threads(y->n)) schedule(static)
             for (long i = 0; i < y->n; i++)
                 out[i] = bin_forward(op, pa, off, x0[i], x1[i]);
         }

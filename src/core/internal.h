@@ -15,6 +15,11 @@ int nomul_num_threads(void);
  * element or row on its own, so results do not depend on the count): all of
  * them, or one for small passes. */
 int nomul_fn_threads(long work);
+/* Threads for a light elementwise pass (a compare or an add per element,
+ * bound by memory: ReLU, a residual add): all of them from 2^16 elements;
+ * below, a team's start and barrier cost about what the pass does (and a
+ * beam search's many small ones ran slower threaded). */
+static inline int nomul_light_threads(long n) { return n >= 65536 ? nomul_num_threads() : 1; }
 
 /* Sums whose order must not depend on the thread count (a run reproduces
  * bit for bit at any NOMUL_NUM_THREADS): a sum over n items (images, rows)
