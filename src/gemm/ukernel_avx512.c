@@ -12,6 +12,7 @@
 #include <immintrin.h>
 
 #include "gemm_internal.h"
+#include "tile_avx512.h"
 
 #define PG_PACK_NAME pack_panel
 #define PG_PACK_T_NAME pack_tile
@@ -162,21 +163,18 @@ xdirect_body(int k, const float *x, const long *xoff, int seg, long ss, int mval
     const __m512i se = _mm512_set1_epi32((int)PG_SIGN_EXP);
     const int nr = 16 * nh;
     __mmask16 kc[2];
-    kc[0] = (__mmask16)(nvalid >= 16 ? 0xFFFF : (1u << nvalid) - 1);
-    kc[1] = (__mmask16)(nvalid >= 32 ? 0xFFFF : nvalid > 16 ? (1u << (nvalid - 16)) - 1 : 0);
+    tile_masks(nvalid, kc);
     const float *xr[FMR];
     __m512 acc[FMR][2];
     __m512i t[FMR][2];
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
         xr[r] = x + xoff[r < mvalid ? r : 0];
-        for (int h = 0; h < nh; h++) {
-            acc[r][h] = add ? _mm512_maskz_loadu_ps(r < mvalid ? kc[h] : 0, c + r * ldc + 16 * h)
-                            : _mm512_setzero_ps();
+        for (int h = 0; h < nh; h++)
             if (grad)
                 t[r][h] = _mm512_loadu_si512(tile + r * nr + 16 * h);
-        }
     }
+    tile_load(acc, c, ldc, kc, mvalid, add, MR, nh, 0);
     for (int p0 = 0; p0 < k; p0 += seg) {
         for (int q = 0; q < seg; q++, yp += nr, ym += nr) {
             __m512i y[2];
@@ -198,11 +196,7 @@ xdirect_body(int k, const float *x, const long *xoff, int seg, long ss, int mval
         for (int r = 0; r < MR; r++)
             xr[r] += ss;
     }
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; r++)
-        if (r < mvalid)
-            for (int h = 0; h < nh; h++)
-                _mm512_mask_storeu_ps(c + r * ldc + 16 * h, kc[h], acc[r][h]);
+    tile_store(c, ldc, acc, kc, mvalid, MR, nh);
 }
 
 #define XDIRECT(name, nh)                                                                       \

@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include "../gemm_internal.h"
+#include "../tile_avx512.h"
 
 #define FMR 8
 
@@ -39,15 +40,9 @@ fd_body(int k, const fd_operands *o, int mvalid, int nvalid, float *c, long ldc,
         const int nh, const int packed, const int full)
 {
     __mmask16 km[2];
-    km[0] = (__mmask16)(nvalid >= 16 ? 0xFFFF : (1u << nvalid) - 1);
-    km[1] = (__mmask16)(nvalid >= 32 ? 0xFFFF : nvalid > 16 ? (1u << (nvalid - 16)) - 1 : 0);
+    tile_masks(nvalid, km);
     __m512 acc[FMR][2];
-#pragma GCC unroll 8
-    for (int r = 0; r < FMR; r++)
-        for (int h = 0; h < nh; h++)
-            acc[r][h] = !add || r >= mvalid ? _mm512_setzero_ps()
-                        : full ? _mm512_loadu_ps(c + r * ldc + 16 * h)
-                               : _mm512_maskz_loadu_ps(km[h], c + r * ldc + 16 * h);
+    tile_load(acc, c, ldc, km, mvalid, add, FMR, nh, full);
     const float *ar[FMR];
 #pragma GCC unroll 8
     for (int r = 0; r < FMR; r++)
@@ -65,12 +60,7 @@ fd_body(int k, const fd_operands *o, int mvalid, int nvalid, float *c, long ldc,
                 ar[r] += o->sstride;
         }
     }
-    /* unrolled with constant indices, so that acc stays in registers */
-#pragma GCC unroll 8
-    for (int r = 0; r < FMR; r++)
-        if (r < mvalid)
-            for (int h = 0; h < nh; h++)
-                _mm512_mask_storeu_ps(c + r * ldc + 16 * h, km[h], acc[r][h]);
+    tile_store(c, ldc, acc, km, mvalid, FMR, nh);
 }
 
 #define FD_KERNEL(name, nh)                                                                      \

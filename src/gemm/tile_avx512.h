@@ -1,0 +1,48 @@
+/*
+ * tile_avx512.h — the C tile's edges shared by the AVX-512 kernels, PAM
+ * (ukernel_avx512.c) and float (float/fkernel_avx512.c): column masks for a
+ * tile up to 32 wide, and its rows loaded into and stored from accumulators
+ * acc[rows][2]. Moves and masks only (no arithmetic), so the float kernels'
+ * use of it adds nothing to the PAM objects that test_no_multiply scans.
+ * Include only from files compiled with AVX-512 flags; always inlined with
+ * constant rows and nh, so that the accumulators stay in registers.
+ */
+#ifndef NOMUL_GEMM_TILE_AVX512_H
+#define NOMUL_GEMM_TILE_AVX512_H
+
+#include <immintrin.h>
+
+/* km[h]: the valid lanes of the tile's h-th 16-lane half, nvalid columns */
+static inline __attribute__((always_inline)) void tile_masks(int nvalid, __mmask16 km[2])
+{
+    km[0] = (__mmask16)(nvalid >= 16 ? 0xFFFF : (1u << nvalid) - 1);
+    km[1] = (__mmask16)(nvalid >= 32 ? 0xFFFF : nvalid > 16 ? (1u << (nvalid - 16)) - 1 : 0);
+}
+
+/* acc = C's rows (add) or zeros; rows from mvalid on are zeros and C's
+ * columns past the masks are not read */
+static inline __attribute__((always_inline)) void
+tile_load(__m512 (*acc)[2], const float *c, long ldc, const __mmask16 *km, int mvalid, int add,
+          const int rows, const int nh, const int full)
+{
+#pragma GCC unroll 8
+    for (int r = 0; r < rows; r++)
+        for (int h = 0; h < nh; h++)
+            acc[r][h] = !add || r >= mvalid ? _mm512_setzero_ps()
+                        : full ? _mm512_loadu_ps(c + r * ldc + 16 * h)
+                               : _mm512_maskz_loadu_ps(km[h], c + r * ldc + 16 * h);
+}
+
+/* C's first mvalid rows = acc, the masked columns only */
+static inline __attribute__((always_inline)) void
+tile_store(float *c, long ldc, __m512 (*acc)[2], const __mmask16 *km, int mvalid, const int rows,
+           const int nh)
+{
+#pragma GCC unroll 8
+    for (int r = 0; r < rows; r++)
+        if (r < mvalid)
+            for (int h = 0; h < nh; h++)
+                _mm512_mask_storeu_ps(c + r * ldc + 16 * h, km[h], acc[r][h]);
+}
+
+#endif
