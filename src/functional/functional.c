@@ -270,18 +270,25 @@ void nomul_batch_norm_forward_keep(const nomul_op_cfg *cfg, int nb, int C, int S
      * outputs): split over threads, results as on one */
 #pragma omp parallel num_threads(nomul_fn_threads((long)C * len))
     {
-        float *row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 2);
-        float *out = row ? row + len : NULL;
+        /* the gathered channel's scratch, only where a channel is gathered
+         * (PA training runs in place when S is a multiple of 16) */
+        float *row = NULL, *out = NULL;
+        int failed = 0;
 #pragma omp for schedule(static)
         for (int c = 0; c < C; c++) {
-            if (!row)
-                continue;
             if (training && nomul_op_is_pa(cfg) &&
                 nomul_bn_planes_forward_pa(cfg, nb, C, S, c, x, gamma + c, beta + c, eps,
                                            momentum, &running_mean[c], &running_var[c], y,
                                            &mean[c], &rstd[c], ksum ? ksum + c : NULL,
                                            ksum ? ksum + C + c : NULL))
                 continue;
+            if (!row && !failed)
+                row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 2);
+            if (!row) {
+                failed = 1; /* reported once */
+                continue;
+            }
+            out = row + len;
             gather_channel(nb, C, S, c, x, row);
             if (nomul_op_is_pa(cfg))
                 nomul_bn_channel_forward_pa(cfg, len, row, gamma + c, beta + c, eps, momentum,
@@ -316,18 +323,23 @@ void nomul_batch_norm_backward_keep(const nomul_op_cfg *cfg, int nb, int C, int 
     /* per channel: its own dγ, dβ and dx entries, so threads never meet */
 #pragma omp parallel num_threads(nomul_fn_threads((long)C * len))
     {
-        float *row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 4);
-        float *grow = row + len, *drow = row + 2 * len, *dd = row + 3 * len;
+        float *row = NULL; /* as in the forward: only where a channel is gathered */
+        int failed = 0;
 #pragma omp for schedule(static)
         for (int c = 0; c < C; c++) {
-            if (!row)
-                continue;
             if (nomul_op_is_pa(cfg) &&
                 nomul_bn_planes_backward_pa(cfg, nb, C, S, c, x, gamma + c, mean[c], rstd[c],
                                             eps, ksum ? ksum + c : NULL,
                                             ksum ? ksum + C + c : NULL, dy, dx, dgamma + c,
                                             dbeta + c))
                 continue;
+            if (!row && !failed)
+                row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 4);
+            if (!row) {
+                failed = 1; /* reported once */
+                continue;
+            }
+            float *grow = row + len, *drow = row + 2 * len, *dd = row + 3 * len;
             gather_channel(nb, C, S, c, x, row);
             gather_channel(nb, C, S, c, dy, grow);
             memset(drow, 0, (size_t)len * sizeof *drow);
