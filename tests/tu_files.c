@@ -137,3 +137,12 @@ void tu_write_reversal_set(unsigned long long seed)
         fprintf(d, "w%d %d\n", j, 100 - j);
     fclose(d);
 }
+
+/* NOMUL_TEST_FILTER=pattern runs only the matching tests of a program (cmocka's
+ * pattern: * and ? wildcards), e.g. one slow test under valgrind */
+__attribute__((constructor)) static void tu_test_filter(void)
+{
+    const char *f = getenv("NOMUL_TEST_FILTER");
+    if (f && *f)
+        cmocka_set_test_filter(f);
+}
