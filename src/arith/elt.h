@@ -78,9 +78,9 @@ void nomul_elt_run(nomul_elt_op op, size_t n, const nomul_elt_args *args);
  * γ, dy), dγ += e, dβ += dy, (dd, dr) = div_grads(d, r, u); backward2: dd +=
  * a + b for (a, b) = mul_grads(d, d, dq); backward_approx1: xh = PAD(d, r),
  * u = PAM(γ, dy), v = PAM(u, xh); backward_approx2: dγ += PAM(xh, dy), dβ +=
- * dy, dx += PAD(u − m1 − PAM(xh, m2), r). With bn (batch norm's rows), γ
- * and β are one value each, and dγ, dβ and backward1's dr are 16 lane
- * accumulators (element i into lane i mod 16: functional_internal.h's lane
+ * dy, dx += PAD(u − m1 − PAM(xh, m2), r) (batch norm's: bn_backward_approx1
+ * and 2, the same operations). With bn (batch norm's rows), γ and β are one
+ * value each, and dγ, dβ and backward1's dr are 16 lane accumulators (element i into lane i mod 16: functional_internal.h's lane
  * sums, continued from what they hold). */
 typedef struct nomul_ln_fused {
     /* acc (batch norm): the squares added into 16 lanes instead of stored */
@@ -93,13 +93,18 @@ typedef struct nomul_ln_fused {
     /* acc (batch norm): the updated dd also added into 16 lanes */
     void (*backward2)(int n, const float *x, float mu, float dq, float off, float *dd,
                       float *acc);
-    /* bn: u and v are 16-lane accumulators of Σu, Σv (nothing stored) */
     void (*backward_approx1)(int n, const float *x, float mu, float r, const float *gamma,
-                             const float *dy, float off, float *u, float *v, int bn);
-    /* bn: u is recomputed from γ and dy (u unused) */
-    void (*backward_approx2)(int n, const float *x, float mu, float r, const float *gamma,
-                             const float *dy, float m1, float m2, float off, const float *u,
-                             float *dgamma, float *dbeta, float *dx, int bn);
+                             const float *dy, float off, float *u, float *v);
+    void (*backward_approx2)(int n, const float *x, float mu, float r, const float *dy,
+                             float m1, float m2, float off, const float *u, float *dgamma,
+                             float *dbeta, float *dx);
+    /* batch norm's approximate backward: the first pass stores xh and u and
+     * adds Σu, Σv, dγ's and dβ's sums into 16 lanes each; the second, dx */
+    void (*bn_backward_approx1)(int n, const float *x, float mu, float r, float gamma,
+                                const float *dy, float off, float *xh, float *u, float *su,
+                                float *sv, float *sdg, float *sdb);
+    void (*bn_backward_approx2)(int n, const float *xh, const float *u, float r, float m1,
+                                float m2, float off, float *dx);
 } nomul_ln_fused;
 
 extern const nomul_ln_fused nomul_ln_fused_avx2;

@@ -836,14 +836,14 @@ static void add_param_grads(int n, const float *g, int gs, const float *gr, int 
 static void bn_row_backward_fused(const nomul_ln_fused *f, float off, int approx, int n,
                                   const float *xr, const float *gamma, float mu, float r,
                                   float eps, const float *ksum, const float *kq, const float *gr,
-                                  float *dr, float *dgamma, float *dbeta, float *dd)
+                                  float *dr, float *dgamma, float *dbeta, float *dd, float *buf)
 {
     float nf = (float)n, adg[LANES] = {0}, adb[LANES] = {0};
-    if (approx) {
+    if (approx) { /* buf: xh and u, 2n */
         float au[LANES] = {0}, av[LANES] = {0};
-        f->backward_approx1(n, xr, mu, r, gamma, gr, off, au, av, 1);
-        f->backward_approx2(n, xr, mu, r, gamma, gr, pad(lanes_total(au), nf),
-                            pad(lanes_total(av), nf), off, NULL, adg, adb, dr, 1);
+        f->bn_backward_approx1(n, xr, mu, r, gamma[0], gr, off, buf, buf + n, au, av, adg, adb);
+        f->bn_backward_approx2(n, buf, buf + n, r, pad(lanes_total(au), nf),
+                               pad(lanes_total(av), nf), off, dr);
         dgamma[0] += lanes_total(adg);
         dbeta[0] += lanes_total(adb);
         return;
@@ -890,7 +890,7 @@ static void ln_row_backward_arrays(float off, int approx, int n, const float *xr
     const nomul_ln_fused *f = gb ? nomul_ln_fused_active() : NULL;
     if (f) { /* batch norm: the fused passes, the same operations element by element */
         bn_row_backward_fused(f, off, approx, n, xr, gamma, mu, r, eps, ksum, kq, gr, dr, dgamma,
-                              dbeta, dd);
+                              dbeta, dd, buf);
         return;
     }
     if (approx) {
@@ -1173,13 +1173,13 @@ static void ln_rows_backward_fused(const nomul_ln_fused *f, float off, int appro
         float *u = dd, *v = db, s1[GROUP], s2[GROUP];
         for (int i = 0; i < k; i++)
             f->backward_approx1(n, x + (long)i * n, mean[i], rstd[i], gamma, dy + (long)i * n,
-                                off, u + (long)i * n, v + (long)i * n, 0);
+                                off, u + (long)i * n, v + (long)i * n);
         row_sums(k, n, u, n, 0, s1);
         row_sums(k, n, v, n, 0, s2);
         for (int i = 0; i < k; i++)
-            f->backward_approx2(n, x + (long)i * n, mean[i], rstd[i], gamma, dy + (long)i * n,
+            f->backward_approx2(n, x + (long)i * n, mean[i], rstd[i], dy + (long)i * n,
                                 pad(s1[i], nf), pad(s2[i], nf), off, u + (long)i * n, dgamma,
-                                dbeta, dx + (long)i * n, 0);
+                                dbeta, dx + (long)i * n);
         return;
     }
     if (ksum) { /* the forward's statistics, kept */
@@ -1345,8 +1345,9 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
     const nomul_ln_fused *f = bn_planes_fused(S);
     const int approx = cfg->approx_bwd;
     const long len = (long)nb * S;
-    float *dd = f && !approx ? nomul_scratch(NOMUL_SCRATCH_LN, (size_t)len) : NULL;
-    if (!f || (!approx && !dd))
+    /* the exact backward's dd, or the approximate one's xh and u */
+    float *dd = f ? nomul_scratch(NOMUL_SCRATCH_LN, (size_t)len * (approx ? 2 : 1)) : NULL;
+    if (!dd)
         return 0;
     const float off = offset_of(cfg), nf = (float)len;
     if (approx) { /* the audit, as nomul_ln_row_backward_pa's */
@@ -1360,13 +1361,14 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
 #define PLANE(p, b) ((p) + ((long)(b) * C + c) * S)
     float adg[LANES] = {0}, adb[LANES] = {0};
     if (approx) { /* bn_row_backward_fused's, plane by plane */
-        float au[LANES] = {0}, av[LANES] = {0};
+        float au[LANES] = {0}, av[LANES] = {0}, *xh = dd, *u = dd + len;
         for (int b = 0; b < nb; b++)
-            f->backward_approx1(S, PLANE(x, b), mu, r, gamma, PLANE(dy, b), off, au, av, 1);
+            f->bn_backward_approx1(S, PLANE(x, b), mu, r, gamma[0], PLANE(dy, b), off,
+                                   xh + (long)b * S, u + (long)b * S, au, av, adg, adb);
         float m1 = pad(lanes_total(au), nf), m2 = pad(lanes_total(av), nf);
         for (int b = 0; b < nb; b++)
-            f->backward_approx2(S, PLANE(x, b), mu, r, gamma, PLANE(dy, b), m1, m2, off, NULL,
-                                adg, adb, PLANE(dx, b), 1);
+            f->bn_backward_approx2(S, xh + (long)b * S, u + (long)b * S, r, m1, m2, off,
+                                   PLANE(dx, b));
         dgamma[0] += lanes_total(adg);
         dbeta[0] += lanes_total(adb);
         return 1;
