@@ -138,11 +138,14 @@ void tu_write_reversal_set(unsigned long long seed)
     fclose(d);
 }
 
-/* NOMUL_TEST_FILTER=pattern runs only the matching tests of a program (cmocka's
- * pattern: * and ? wildcards), e.g. one slow test under valgrind */
+/* NOMUL_TEST_FILTER=pattern runs only the matching tests of a program, and
+ * NOMUL_TEST_SKIP=pattern skips the matching ones (cmocka's patterns: * and ?
+ * wildcards), e.g. one slow test under valgrind */
 __attribute__((constructor)) static void tu_test_filter(void)
 {
-    const char *f = getenv("NOMUL_TEST_FILTER");
+    const char *f = getenv("NOMUL_TEST_FILTER"), *k = getenv("NOMUL_TEST_SKIP");
     if (f && *f)
         cmocka_set_test_filter(f);
+    if (k && *k)
+        cmocka_set_skip_filter(k);
 }
