@@ -96,6 +96,44 @@ static float pow2_value(tu_rng *r, int zeros)
  * in float32 in any order: the results must then equal the float64 sums bit
  * for bit, which no tolerance-based check can ask (a constant one unit of
  * the last place off would pass one). */
+/* nomul_conv2d_backward (both gradients, x's, dy's and the weights' values
+ * classified once) gives the two calls' results bit for bit; and with dx
+ * or dweight NULL, the other alone */
+static void check_combined(const nomul_conv2d_desc *d, const nomul_op_cfg *m, const float *x,
+                           const float *w, const float *dy, const float *dx, const float *dw,
+                           const float *db)
+{
+    long nx = (long)d->n * d->c_in * d->h * d->w;
+    long nw = (long)d->c_out * (d->c_in / d->groups) * d->kh * d->kw;
+    float *cx = malloc(sizeof(float) * (size_t)nx), *cw = malloc(sizeof(float) * (size_t)nw),
+          *cb = malloc(sizeof(float) * (size_t)d->c_out);
+    assert_non_null(cx);
+    assert_non_null(cw);
+    assert_non_null(cb);
+    for (int form = 0; form < 3; form++) {
+        nomul_conv2d_backward(d, m, x, w, dy, form == 2 ? NULL : cx, form == 1 ? NULL : cw,
+                              form == 1 ? NULL : cb);
+        const struct {
+            const char *what;
+            const float *want, *got;
+            long n;
+        } out[] = {{"data", dx, cx, form == 2 ? 0 : nx},
+                   {"weight", dw, cw, form == 1 ? 0 : nw},
+                   {"bias", db, cb, form == 1 ? 0 : d->c_out}};
+        for (int o = 0; o < 3; o++)
+            for (long i = 0; i < out[o].n; i++)
+                if (tu_bits(out[o].want[i]) != tu_bits(out[o].got[i]))
+                    FAIL_SEED("nomul_conv2d_backward (form %d), %s gradient [%ld] = %a, the "
+                              "separate call's %a (approx %d off %g isa %s)",
+                              form, out[o].what, i, (double)out[o].got[i],
+                              (double)out[o].want[i], m->approx_bwd, (double)m->offset,
+                              nomul_isa_name(nomul_isa_active()));
+    }
+    free(cx);
+    free(cw);
+    free(cb);
+}
+
 static void run_conv_case_scaled(tu_rng *r, const nomul_conv2d_desc *d, const nomul_op_cfg *m,
                                  int zeros, int dy_exp, int pow2)
 {
@@ -160,6 +198,7 @@ static void run_conv_case_scaled(tu_rng *r, const nomul_conv2d_desc *d, const no
     nomul_conv2d_backward_weight(d, m, x, w, dy, dw, db);
     if (nomul_last_error() != NOMUL_OK)
         FAIL_SEED("conv2d reported: %s", nomul_last_error_message());
+    check_combined(d, m, x, w, dy, dx, dw, db);
     if (pow2 == 2) {
         const struct {
             const char *what;

@@ -50,6 +50,15 @@ void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, const nomul_op_cfg
                                   const float *x, const float *weight, const float *dy,
                                   float *dweight, float *dbias);
 
+/* Both gradients of one convolution: nomul_conv2d_backward_data into dx
+ * (unless NULL), then nomul_conv2d_backward_weight into dweight and dbias
+ * (unless dweight is NULL), the same results as the two calls; the values
+ * of x, dy and the weights are classified once for both (the PA paths' range
+ * checks). dx must not overlap x, weight or dy. */
+void nomul_conv2d_backward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, const float *x,
+                           const float *weight, const float *dy, float *dx, float *dweight,
+                           float *dbias);
+
 #ifdef __cplusplus
 }
 #endif

@@ -147,26 +147,27 @@ void ad_conv2d_backward(const node *nd)
 {
     nomul_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *y = nd->out;
     const nomul_conv2d_desc *d = &nd->p.conv2d;
+    int wg = w->grad || (b && b->grad);
+    size_t nx = x->grad ? (size_t)x->n : 0, nw = wg ? (size_t)w->n + (size_t)d->c_out : 0;
+    float *dx = nomul_scratch(NOMUL_SCRATCH_OP, nx + nw), *dw = dx ? dx + nx : NULL;
+    if (!dx)
+        return;
+    /* one call: x's, dy's and the weights' values classified once for both */
+    nomul_conv2d_backward(d, &nd->cfg, x->data, w->data, y->grad, x->grad ? dx : NULL,
+                          wg ? dw : NULL, wg ? dw + w->n : NULL);
     if (x->grad) {
-        float *dx = nomul_scratch(NOMUL_SCRATCH_OP, (size_t)x->n);
-        if (!dx)
-            return;
-        nomul_conv2d_backward_data(d, &nd->cfg, x->data, w->data, y->grad, dx);
-        for (long i = 0; i < x->n; i++)
-            x->grad[i] += dx[i];
+        float *gx = x->grad;
+        const long n = x->n;
+#pragma omp parallel for num_threads(nomul_light_threads(n)) schedule(static)
+        for (long i = 0; i < n; i++)
+            gx[i] += dx[i];
     }
-    if (w->grad || (b && b->grad)) {
-        float *dw = nomul_scratch(NOMUL_SCRATCH_OP, (size_t)w->n + (size_t)d->c_out);
-        if (!dw)
-            return;
-        nomul_conv2d_backward_weight(d, &nd->cfg, x->data, w->data, y->grad, dw, dw + w->n);
-        if (w->grad)
-            for (long i = 0; i < w->n; i++)
-                w->grad[i] += dw[i];
-        if (b && b->grad)
-            for (int i = 0; i < d->c_out; i++)
-                b->grad[i] += dw[w->n + i];
-    }
+    if (w->grad)
+        for (long i = 0; i < w->n; i++)
+            w->grad[i] += dw[i];
+    if (b && b->grad)
+        for (int i = 0; i < d->c_out; i++)
+            b->grad[i] += dw[w->n + i];
 }
 
 nomul_tensor *nomul_conv2d(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,

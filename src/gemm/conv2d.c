@@ -327,10 +327,8 @@ static pg_plan **make_plans(const char *fn, const nomul_conv2d_desc *d, const co
     return plans;
 }
 
-/* Exponent statistics of all of x, plus a zero if padding adds any: they
- * bound every value im2col writes, so x is classified once per call (by the
- * vector kernel, in one chunk per thread). */
-pg_stats conv_input_stats(const nomul_conv2d_desc *d, const float *x, long n)
+/* x's exponent statistics (by the vector kernel, in one chunk per thread) */
+static pg_stats stats_of(const float *x, long n)
 {
     enum { CHUNKS = 64 };
     pg_stats part[CHUNKS];
@@ -343,7 +341,7 @@ pg_stats conv_input_stats(const nomul_conv2d_desc *d, const float *x, long n)
         long lo = (long)c * per, hi = lo + per < n ? lo + per : n;
         k->stats(x + lo, hi > lo ? hi - lo : 0, &part[c]);
     }
-    pg_stats st = {127, -127, d->pad_h > 0 || d->pad_w > 0, 0};
+    pg_stats st = {127, -127, 0, 0};
     for (int c = 0; c < chunks; c++) {
         if (part[c].emax >= part[c].emin) { /* chunks of zeros only have none */
             st.emin = part[c].emin < st.emin ? part[c].emin : st.emin;
@@ -356,6 +354,41 @@ pg_stats conv_input_stats(const nomul_conv2d_desc *d, const float *x, long n)
         st.emin = 128;
         st.emax = -127;
     }
+    return st;
+}
+
+/* The statistics of one nomul_conv2d_backward: its data and weight
+ * gradients check the same x, dy and weights (unchanged between them), each
+ * classified once. Per thread; empty outside that call. */
+static __thread struct {
+    int on, n;
+    struct {
+        const float *p;
+        long len;
+        pg_stats st;
+    } e[4];
+} held;
+
+/* Exponent statistics of all of x, plus a zero if padding adds any: they
+ * bound every value im2col writes, so x is classified once per call (by the
+ * vector kernel, in one chunk per thread), or once per nomul_conv2d_backward. */
+pg_stats conv_input_stats(const nomul_conv2d_desc *d, const float *x, long n)
+{
+    pg_stats st;
+    int i = 0;
+    while (i < held.n && !(held.e[i].p == x && held.e[i].len == n))
+        i++;
+    if (held.on && i < held.n) {
+        st = held.e[i].st;
+    } else {
+        st = stats_of(x, n);
+        if (held.on && held.n < 4) {
+            held.e[held.n].p = x;
+            held.e[held.n].len = n;
+            held.e[held.n++].st = st;
+        }
+    }
+    st.zero |= d->pad_h > 0 || d->pad_w > 0;
     return st;
 }
 
@@ -876,6 +909,20 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
             dweight[i] += pk[i];
     }
     return 1;
+}
+
+void nomul_conv2d_backward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, const float *x,
+                           const float *weight, const float *dy, float *dx, float *dweight,
+                           float *dbias)
+{
+    held.on = 1;
+    held.n = 0;
+    if (dx)
+        nomul_conv2d_backward_data(d, cfg, x, weight, dy, dx);
+    if (dweight)
+        nomul_conv2d_backward_weight(d, cfg, x, weight, dy, dweight, dbias);
+    held.on = 0;
+    held.n = 0;
 }
 
 void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg,
