@@ -397,6 +397,87 @@ static float lanes16(float *acc)
     return acc[0];
 }
 
+/* Float batch norm in place (plane by plane: training where S is a
+ * multiple of 16, evaluation for any S) against its twin, the channel
+ * gathered into one row and run through the row functions
+ * (nomul_bn_channel_forward_float, nomul_ln_row_backward_float with γ and β
+ * broadcast, the row's dx then added into dx), bit for bit: outputs, the
+ * statistics and running ones, dx added into what it held, dγ, dβ, on
+ * random sizes with zeros and one constant channel. */
+static void test_float_batch_norm_in_place_matches_gathered_row(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xF9};
+    static const int sizes[] = {16, 32, 48, 784, 5, 49};
+    for (int rep = 0; rep < 24; rep++) { /* 0-5, 12-17 training; 6-11, 18-23 evaluation */
+        const int S = sizes[rep % 6], training = (rep / 6) % 2 == 0;
+        const int nb = 1 + (int)(tu_next(&r) % 5), C = 1 + (int)(tu_next(&r) % 4), M = nb * C * S;
+        const long len = (long)nb * S;
+        float *x = malloc(sizeof(float) * (size_t)M * 5), *y = x + M, *dy = y + M, *dx = dy + M,
+              *dx0 = dx + M;
+        float *row = malloc(sizeof(float) * (size_t)len * 4), *out = row + len, *grow = out + len,
+              *drow = grow + len;
+        assert_non_null(x);
+        assert_non_null(row);
+        float g[4], b[4], rm[4], rv[4], mean[4], rstd[4], dg[4], db[4];
+        fill(&r, x, M, -3, 3);
+        fill(&r, dy, M, -2, 0);
+        fill(&r, dx0, M, -1, 0);
+        fill(&r, g, C, -1, 1);
+        fill(&r, b, C, -1, 0);
+        for (int i = 0; i < M; i += 7)
+            x[i] = 0.0f;
+        for (int i = 0; i < S; i++)
+            x[i] = 0.5f; /* image 0, channel 0: constant when nb is 1 */
+        for (int c = 0; c < C; c++) {
+            rm[c] = 0.25f * (float)c;
+            rv[c] = 1.0f + 0.5f * (float)c;
+            dg[c] = 0.125f;
+            db[c] = -0.5f;
+        }
+        memcpy(dx, dx0, sizeof(float) * (size_t)M);
+        nomul_op_cfg fl = {NOMUL_OP_STANDARD, 0, 1.0f};
+        float rm1[4], rv1[4];
+        memcpy(rm1, rm, sizeof rm1);
+        memcpy(rv1, rv, sizeof rv1);
+        nomul_batch_norm_forward(&fl, nb, C, S, x, g, b, 1e-5f, 0.1f, training, rm1, rv1, y, mean,
+                                 rstd);
+        if (training)
+            nomul_batch_norm_backward(&fl, nb, C, S, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
+        for (int c = 0; c < C; c++) {
+            for (int i = 0; i < nb; i++) {
+                memcpy(row + (long)i * S, x + ((long)i * C + c) * S, sizeof(float) * (size_t)S);
+                memcpy(grow + (long)i * S, dy + ((long)i * C + c) * S, sizeof(float) * (size_t)S);
+            }
+            float m2 = rm[c], v2 = rv[c], mu = 0, rs = 0, dg2 = 0.125f, db2 = -0.5f;
+            nomul_bn_channel_forward_float(len, row, g + c, b + c, 1e-5f, 0.1f, training, &m2, &v2,
+                                           out, &mu, &rs);
+            memset(drow, 0, sizeof(float) * (size_t)len);
+            if (training)
+                nomul_ln_row_backward_float((int)len, row, g + c, 0, mu, rs, grow, drow, &dg2,
+                                            &db2, 0);
+            for (long j = 0; j < len; j++) {
+                long at = ((j / S) * C + c) * S + j % S;
+                float want_dx = training ? dx0[at] + drow[j] : dx0[at];
+                if (tu_bits(y[at]) != tu_bits(out[j]) || tu_bits(dx[at]) != tu_bits(want_dx))
+                    FAIL_SEED("float batch norm in place, nb %d C %d S %d training %d, channel "
+                              "%d [%ld]: y %a dx %a, the gathered row's %a, %a",
+                              nb, C, S, training, c, j, (double)y[at], (double)dx[at],
+                              (double)out[j], (double)want_dx);
+            }
+            if (training &&
+                (tu_bits(mean[c]) != tu_bits(mu) || tu_bits(rstd[c]) != tu_bits(rs) ||
+                 tu_bits(rm1[c]) != tu_bits(m2) || tu_bits(rv1[c]) != tu_bits(v2) ||
+                 tu_bits(dg[c]) != tu_bits(dg2) || tu_bits(db[c]) != tu_bits(db2)))
+                FAIL_SEED("float batch norm in place, nb %d C %d S %d, channel %d: statistics "
+                          "or dgamma/dbeta differ from the gathered row's",
+                          nb, C, S, c);
+        }
+        free(x);
+        free(row);
+    }
+}
+
 /* Batch norm: per channel, the layer-norm recipe over (batch, spatial)
  * (float: layer norm's row; PA: its definition bit for bit, the sums in
  * batch norm's lanes, functional_internal.h); the running statistics;
@@ -1074,6 +1155,7 @@ int main(void)
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_batch_norm),
+        cmocka_unit_test(test_float_batch_norm_in_place_matches_gathered_row),
         cmocka_unit_test(test_offset),
         cmocka_unit_test(test_pa_norm_rows_match_scalar_chain),
         cmocka_unit_test(test_pa_gelu_matches_scalar_chain),

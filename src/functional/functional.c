@@ -271,7 +271,8 @@ void nomul_batch_norm_forward_keep(const nomul_op_cfg *cfg, int nb, int C, int S
 #pragma omp parallel num_threads(nomul_fn_threads((long)C * len))
     {
         /* the gathered channel's scratch, only where a channel is gathered
-         * (PA training runs in place when S is a multiple of 16) */
+         * (training runs in place when S is a multiple of 16, float
+         * evaluation always) */
         float *row = NULL, *out = NULL;
         int failed = 0;
 #pragma omp for schedule(static)
@@ -281,6 +282,11 @@ void nomul_batch_norm_forward_keep(const nomul_op_cfg *cfg, int nb, int C, int S
                                            momentum, &running_mean[c], &running_var[c], y,
                                            &mean[c], &rstd[c], ksum ? ksum + c : NULL,
                                            ksum ? ksum + C + c : NULL))
+                continue;
+            if (!nomul_op_is_pa(cfg) &&
+                nomul_bn_planes_forward_float(nb, C, S, c, x, gamma + c, beta + c, eps, momentum,
+                                              training, &running_mean[c], &running_var[c], y,
+                                              &mean[c], &rstd[c]))
                 continue;
             if (!row && !failed)
                 row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 2);
@@ -332,6 +338,10 @@ void nomul_batch_norm_backward_keep(const nomul_op_cfg *cfg, int nb, int C, int 
                                             eps, ksum ? ksum + c : NULL,
                                             ksum ? ksum + C + c : NULL, dy, dx, dgamma + c,
                                             dbeta + c))
+                continue;
+            if (!nomul_op_is_pa(cfg) &&
+                nomul_bn_planes_backward_float(nb, C, S, c, x, gamma + c, mean[c], rstd[c], dy,
+                                               dx, dgamma + c, dbeta + c))
                 continue;
             if (!row && !failed)
                 row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 4);

@@ -119,16 +119,22 @@ void nomul_logsumexp_backward_float(int rows, int n, const float *x, const float
 
 /* (lane sums: functional_internal.h) */
 
-/* Σ (x[j] − mu)² */
-static float lane_sq_dev(long n, const float *x, float mu)
+/* acc's lanes += (x[j] − mu)², as lanes_accumulate */
+static void lanes_sq_dev(float *acc, long n, const float *x, float mu)
 {
-    float acc[LANES] = {0};
     long j = 0;
     for (; j + LANES <= n; j += LANES)
         for (int l = 0; l < LANES; l++)
             acc[l] += (x[j + l] - mu) * (x[j + l] - mu);
     for (int l = 0; j < n; j++, l++)
         acc[l] += (x[j] - mu) * (x[j] - mu);
+}
+
+/* Σ (x[j] − mu)² */
+static float lane_sq_dev(long n, const float *x, float mu)
+{
+    float acc[LANES] = {0};
+    lanes_sq_dev(acc, n, x, mu);
     return lanes_total(acc);
 }
 
@@ -221,6 +227,96 @@ void nomul_bn_channel_forward_float(long len, const float *row, const float *gam
         out[j] = d / sqrtf(*running_var + eps) * gamma[0] + beta[0];
     }
 }
+
+/* Batch norm's float passes over channel c of x (nb, C, S) plane by plane,
+ * in place (S a multiple of LANES: each plane fills whole lanes): the
+ * operations and sums of the gathered row's (nomul_bn_channel_forward_float,
+ * nomul_ln_row_backward_float with γ and β broadcast), so the same bits,
+ * without copying the channel out and back. */
+#define PLANE(p, b) ((p) + ((long)(b) * C + c) * S)
+
+int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, const float *gamma,
+                                  const float *beta, float eps, float momentum, int training,
+                                  float *running_mean, float *running_var, float *y, float *mean,
+                                  float *rstd)
+{
+    const long len = (long)nb * S;
+    if (!training) { /* elementwise: any S */
+        NOMUL_COUNT(FMUL, len); NOMUL_COUNT(FDIV, len); NOMUL_COUNT(FTRANS, len);
+        NOMUL_COUNT(FADD, 3 * len);
+        for (int b = 0; b < nb; b++) {
+            const float *xp = PLANE(x, b);
+            float *yp = PLANE(y, b);
+            for (int j = 0; j < S; j++) {
+                float d = xp[j] - *running_mean;
+                yp[j] = d / sqrtf(*running_var + eps) * gamma[0] + beta[0];
+            }
+        }
+        return 1;
+    }
+    if (S % LANES)
+        return 0;
+    NOMUL_COUNT(FMUL, 3L * len); NOMUL_COUNT(FDIV, 3); NOMUL_COUNT(FTRANS, 1);
+    NOMUL_COUNT(FADD, 4L * len + 1);
+    float nf = (float)len, acc[LANES] = {0}, aq[LANES] = {0};
+    for (int b = 0; b < nb; b++)
+        lanes_accumulate(acc, S, PLANE(x, b));
+    float mu = lanes_total(acc) / nf;
+    for (int b = 0; b < nb; b++)
+        lanes_sq_dev(aq, S, PLANE(x, b), mu);
+    float q = lanes_total(aq), rs = 1.0f / sqrtf(q / nf + eps);
+    for (int b = 0; b < nb; b++) {
+        const float *xp = PLANE(x, b);
+        float *yp = PLANE(y, b);
+        for (int j = 0; j < S; j++)
+            yp[j] = (xp[j] - mu) * rs * gamma[0] + beta[0];
+    }
+    *mean = mu;
+    *rstd = rs;
+    NOMUL_COUNT(FMUL, 4); NOMUL_COUNT(FDIV, 1); NOMUL_COUNT(FADD, 4);
+    float var = q / (float)(len > 1 ? len - 1 : 1);
+    *running_mean = (1.0f - momentum) * *running_mean + momentum * mu;
+    *running_var = (1.0f - momentum) * *running_var + momentum * var;
+    return 1;
+}
+
+int nomul_bn_planes_backward_float(int nb, int C, int S, int c, const float *x,
+                                   const float *gamma, float mu, float r, const float *dy,
+                                   float *dx, float *dgamma, float *dbeta)
+{
+    if (S % LANES)
+        return 0;
+    const long len = (long)nb * S;
+    NOMUL_COUNT(FMUL, 9L * len); NOMUL_COUNT(FDIV, 2); NOMUL_COUNT(FADD, 7L * len);
+    float nf = (float)len, g = gamma[0], a1[LANES] = {0}, a2[LANES] = {0};
+    for (int b = 0; b < nb; b++) {
+        const float *xp = PLANE(x, b), *gp = PLANE(dy, b);
+        for (int j = 0; j < S; j += LANES)
+            for (int l = 0; l < LANES; l++) {
+                float xhat = (xp[j + l] - mu) * r, dnorm = g * gp[j + l];
+                a1[l] += dnorm;
+                a2[l] += dnorm * xhat;
+            }
+    }
+    float m1 = lanes_total(a1) / nf, m2 = lanes_total(a2) / nf;
+    float sb[LANES] = {0}, sg[LANES] = {0};
+    for (int b = 0; b < nb; b++) {
+        const float *xp = PLANE(x, b), *gp = PLANE(dy, b);
+        float *dp = PLANE(dx, b);
+        for (int j = 0; j < S; j += LANES)
+            for (int l = 0; l < LANES; l++) {
+                float xhat = (xp[j + l] - mu) * r, gj = gp[j + l];
+                sb[l] += gj;
+                sg[l] += xhat * gj;
+                /* as added into a gathered row that starts at +0, then into dx */
+                dp[j + l] += 0.0f + (g * gj - m1 - xhat * m2) * r;
+            }
+    }
+    dbeta[0] += lanes_total(sb);
+    dgamma[0] += lanes_total(sg);
+    return 1;
+}
+#undef PLANE
 
 /* ---- label-smoothed cross-entropy -------------------------------------------------- */
 

@@ -45,6 +45,18 @@ void nomul_bn_channel_forward_float(long len, const float *row, const float *gam
                                     const float *beta, float eps, float momentum, int training,
                                     float *running_mean, float *running_var, float *out,
                                     float *mean, float *rstd);
+/* Batch norm's float passes over channel c of x (nb, C, S), plane by plane
+ * in place: training where S is a multiple of 16 (the lanes of the gathered
+ * row's sums), evaluation for any S; the same operations and bits as on the
+ * gathered row (the backward adds into dx). 0, having done nothing, where
+ * they do not apply. */
+int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, const float *gamma,
+                                  const float *beta, float eps, float momentum, int training,
+                                  float *running_mean, float *running_var, float *y, float *mean,
+                                  float *rstd);
+int nomul_bn_planes_backward_float(int nb, int C, int S, int c, const float *x,
+                                   const float *gamma, float mu, float r, const float *dy,
+                                   float *dx, float *dgamma, float *dbeta);
 /* used: the rows whose target is not ignore_index (-1: a target out of
  * range, the loss is NaN; 0: the loss is 0). */
 float nomul_cross_entropy_forward_float(int rows, int n, const float *logp, const int *target,
