@@ -160,19 +160,18 @@ int pg_plan_direct_safe(const pg_plan *pl, const pg_stats *ys)
 /* Column strip jp of a direct product: K block by K block, every row panel
  * of the block (so that the strip's rows of Y, read in place and scattered,
  * are loaded once per block and stay in L1 while the packed X streams; a
- * gradient's T tile is packed again per block: 1/KC of the kernel's work).
- * Each sum is its blocks' partial sums added in order to C, whatever the
- * loop order. */
+ * gradient's T tiles, the strip's, are packed in the first block into tiles,
+ * npanels of them, and read again by the others). Each sum is its blocks'
+ * partial sums added in order to C, whatever the loop order. */
 static void direct_strip(const pg_plan *pl, const pg_problem *out, int jp, int n,
-                         const float *t, int ldt, const float *y, const long *yoff, float beta,
-                         float *c, int ldc)
+                         const float *t, int ldt, uint32_t *tiles, const float *y,
+                         const long *yoff, float beta, float *c, int ldc)
 {
     const pg_cntx *cx = pl->cx;
     const int fwd = pl->pr.kind == PG_FWD;
     const int MR = pl->MR, NR = fwd ? cx->fwd.nr : cx->grad.nr, KC = cx->kc;
     int m = pl->pr.m, kd = pl->pr.kd;
     float ct[PG_TILE_MAX] __attribute__((aligned(64)));
-    uint32_t tile[PG_TILE_MAX] __attribute__((aligned(64)));
     int j0 = jp * NR, nr = n - j0 < NR ? n - j0 : NR;
     for (int kb = 0; kb < pl->nkb; kb++) {
         int pc = kb * KC, kc = kd - pc < KC ? kd - pc : KC;
@@ -188,7 +187,9 @@ static void direct_strip(const pg_plan *pl, const pg_problem *out, int jp, int n
                 cx->fwd_direct(kc, pl->xp + at * MR * KC, y + j0, yoff + pc,
                                pl->xm + at * MR * KC, pl->xs[at].zero, dst, ld, kadd);
             } else {
-                cx->pack_tile(t + (long)i0 * ldt + j0, ldt, 1, mr, nr, MR, NR, tile);
+                uint32_t *tile = tiles + (size_t)ip * MR * NR;
+                if (kb == 0)
+                    cx->pack_tile(t + (long)i0 * ldt + j0, ldt, 1, mr, nr, MR, NR, tile);
                 cx->grad_b_direct(kc, pl->xp + at * MR * KC, y + j0, yoff + pc, tile,
                                   pl->xm + at * MR * KC, pl->xs[at].zero, dst, ld, kadd);
             }
@@ -201,8 +202,15 @@ static void direct_strip(const pg_plan *pl, const pg_problem *out, int jp, int n
 static void run_direct(const pg_plan *pl, int n, const float *t, int ldt, const float *y,
                        const long *yoff, float beta, float *c, int ldc)
 {
-    const int NR = pl->pr.kind == PG_FWD ? pl->cx->fwd.nr : pl->cx->grad.nr;
+    const int fwd = pl->pr.kind == PG_FWD, NR = fwd ? pl->cx->fwd.nr : pl->cx->grad.nr;
     int npj = ceil_div(n, NR);
+    /* a gradient's T tiles, npanels per strip, each strip's its thread's */
+    const size_t per = (size_t)pl->npanels * pl->MR * NR;
+    uint32_t *tiles = fwd ? NULL
+                          : nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_T,
+                                                (size_t)npj * per * sizeof *tiles);
+    if (!fwd && !tiles)
+        return; /* reported */
     int nt = omp_in_parallel() || npj < 2 ? 1 : nomul_num_threads();
     pg_problem out = pl->pr; /* for write_tile */
     out.n = n;
@@ -213,12 +221,14 @@ static void run_direct(const pg_plan *pl, int n, const float *t, int ldt, const 
      * call at its barrier; this runs once per image of a convolution) */
     if (nt <= 1) {
         for (int jp = 0; jp < npj; jp++)
-            direct_strip(pl, &out, jp, n, t, ldt, y, yoff, beta, c, ldc);
+            direct_strip(pl, &out, jp, n, t, ldt, tiles ? tiles + jp * per : NULL, y, yoff,
+                         beta, c, ldc);
         return;
     }
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int jp = 0; jp < npj; jp++)
-        direct_strip(pl, &out, jp, n, t, ldt, y, yoff, beta, c, ldc);
+        direct_strip(pl, &out, jp, n, t, ldt, tiles ? tiles + jp * per : NULL, y, yoff, beta,
+                     c, ldc);
 }
 
 void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, const long *yoff,
