@@ -395,7 +395,7 @@ static void test_float_fast_kernels_match_fma_twin(void **state)
                                               d.stride_w, d.pad_h, d.pad_w, d.dil_h, d.dil_w, b, co,
                                               oy, ox, (double)got, (double)acc);
                             }
-                    if (conv_data_implicit(&d, 0)) {
+                    if (conv_data_implicit(&d)) {
                         /* one fma chain over (co, i, j) of the flipped kernel
                          * times dy padded by dil·(k − 1) − pad */
                         int qh = d.dil_h * (d.kh - 1) - d.pad_h, qw = d.dil_w * (d.kw - 1) - d.pad_w;
@@ -440,7 +440,7 @@ static void test_float_fast_kernels_match_fma_twin(void **state)
                 if (tu_bits(dx[i]) != tu_bits(tx[i]))
                     FAIL_SEED("float backward data (%s) isa %s n%d c%d->%d g%d %dx%d k%dx%d "
                               "s%d,%d p%d,%d d%d,%d: dx[%ld] = %a, twin %a",
-                              conv_data_implicit(&d, 0) ? "implicit" : "col2im",
+                              conv_data_implicit(&d) ? "implicit" : "col2im",
                               nomul_isa_name((nomul_isa)isa), d.n, d.c_in, d.c_out, d.groups, d.h,
                               d.w, d.kh, d.kw, d.stride_h, d.stride_w, d.pad_h, d.pad_w, d.dil_h,
                               d.dil_w, i, (double)dx[i], (double)tx[i]);

@@ -254,11 +254,11 @@ static int check_cfg(const char *fn, const nomul_op_cfg *cfg)
 
 /* ---- which feed, and the flipped kernel (conv2d_internal.h) ---- */
 
-int conv_data_implicit(const nomul_conv2d_desc *d, int pam)
+int conv_data_implicit(const nomul_conv2d_desc *d)
 {
     int qh = d->dil_h * (d->kh - 1) - d->pad_h, qw = d->dil_w * (d->kw - 1) - d->pad_w;
     return d->stride_h == 1 && d->stride_w == 1 && qh >= 0 && qw >= 0 &&
-           conv_wide_pays(d->w, d->w + d->dil_w * (d->kw - 1), pam);
+           conv_wide_pays(d->w, d->w + d->dil_w * (d->kw - 1));
 }
 
 float *conv_flip_weights(const nomul_conv2d_desc *d, const conv_geom *g, const float *weight)
@@ -277,10 +277,10 @@ float *conv_flip_weights(const nomul_conv2d_desc *d, const conv_geom *g, const f
     return wf;
 }
 
-int conv_forward_implicit(const nomul_conv2d_desc *d, const conv_geom *g, int pam)
+int conv_forward_implicit(const nomul_conv2d_desc *d, const conv_geom *g)
 {
     return d->stride_h == 1 && d->stride_w == 1 &&
-           conv_wide_pays(g->ow, d->w + 2 * d->pad_w, pam);
+           conv_wide_pays(g->ow, d->w + 2 * d->pad_w);
 }
 
 /* Images run in parallel, each on one thread (the per-image products are
@@ -488,7 +488,7 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
         return;
     }
     pg_plan **plans = pa ? direct_plans(d, &g, x, weight, offset) : NULL;
-    direct_feed feed = {conv_forward_implicit(d, &g, pa), d->w + 2 * d->pad_w,
+    direct_feed feed = {conv_forward_implicit(d, &g), d->w + 2 * d->pad_w,
                         conv_wide_slack(d), offset != 1.0f, NULL};
     int hp = d->h + 2 * d->pad_h;
     if (plans) {
@@ -552,7 +552,7 @@ static int data_implicit(const char *fn, const nomul_conv2d_desc *d, const conv_
      * layer: im2col's form is faster, measured with bench conv) */
     const pg_cntx *cx = pg_cntx_active();
     if (!(exact ? cx->grad_b_direct != NULL : cx->fwd_direct != NULL) ||
-        g->cig < (exact ? cx->grad.mr : 3) || g->cig > 128 || !conv_data_implicit(d, 1))
+        g->cig < (exact ? cx->grad.mr : 3) || g->cig > 128 || !conv_data_implicit(d))
         return 0;
     int qh = d->dil_h * (d->kh - 1) - d->pad_h, qw = d->dil_w * (d->kw - 1) - d->pad_w;
     int hq = g->oh + 2 * qh, wq = g->ow + 2 * qw, slack = conv_wide_slack(d);

@@ -106,16 +106,16 @@ void conv_transpose(int rows, int cols, const float *m, long ldm, float *t);
  * keeps the first w columns of each wide row; conv_tap_offsets (this
  * thread's buffer, NULL when out of memory) lists where each row of the
  * implicit column matrix starts. Wide rows cost (Wp − ow)/ow more products:
- * conv_wide_pays, for the float kernels below 20%, where im2col's writes
- * cost more (ResNet's 28x28 and 14x14 layers, not 7x7: measured with bench
- * conv); for the PAM ones (pam) up to 50%, where im2col's form costs more
- * (its column matrix, col2im, and the exact data gradient's reduction over
- * the output channels alone: at 8x8 and 7x7, 64 channels, exact dX 4.3-4.7
- * -> 3.2-3.4 ms, approximate 7x7 1.5-2.4 -> 1.2-1.6 ms with bench conv);
- * conv_forward_implicit says whether a forward takes it. */
-static inline int conv_wide_pays(int ow, int wp, int pam)
+ * conv_wide_pays, up to 50%, where im2col's form costs more (its column
+ * matrix, col2im, and the data gradient's reduction over the output channels
+ * alone). Measured with bench conv at batch 64, 64 channels: PAM exact dX at
+ * 8x8 and 7x7 4.3-4.7 -> 3.2-3.4 ms, approximate 7x7 1.5-2.4 -> 1.2-1.6 ms;
+ * float at 7x7 forward 1.25 -> 0.76 ms and dX 1.24 -> 0.80, at 8x8 forward
+ * 1.30 -> 1.09 (the float kernels took it below 20% before: measured when
+ * they were slower). conv_forward_implicit says whether a forward takes it. */
+static inline int conv_wide_pays(int ow, int wp)
 {
-    return pam ? 2 * (wp - ow) <= ow : 5 * (wp - ow) < ow;
+    return 2 * (wp - ow) <= ow;
 }
 /* the zeros after the last padded plane: a wide row reads dil_w·(kw − 1)
  * past its plane, and the direct kernels 32 floats past a row's n */
@@ -123,13 +123,13 @@ static inline int conv_wide_slack(const nomul_conv2d_desc *d)
 {
     return d->dil_w * (d->kw - 1) + 32;
 }
-int conv_forward_implicit(const nomul_conv2d_desc *d, const conv_geom *g, int pam);
+int conv_forward_implicit(const nomul_conv2d_desc *d, const conv_geom *g);
 /* whether the data gradient is computed as the stride-1 convolution of dy
  * padded by dil·(k − 1) − pad with the flipped kernel (float, and PAM where
  * the direct kernels apply, conv2d.c's data_implicit), and that kernel: W'_g (c_in/g × K2, K2 = (co, i,
  * j)), W'[c][(co, i, j)] = W[co][c][kh−1−i][kw−1−j], in this thread's
  * buffer (NULL when out of memory) */
-int conv_data_implicit(const nomul_conv2d_desc *d, int pam);
+int conv_data_implicit(const nomul_conv2d_desc *d);
 float *conv_flip_weights(const nomul_conv2d_desc *d, const conv_geom *g, const float *weight);
 void conv_pad_planes(int c, int h, int w, int ph, int pw, const float *src, float *dst, int slack);
 void conv_narrow_rows(int c, int rows, int w, int ws, const float *src, float *dst);

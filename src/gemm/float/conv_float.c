@@ -63,7 +63,7 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
 {
     int hp = d->h + 2 * d->pad_h, wp = d->w + 2 * d->pad_w;
     int slack = conv_wide_slack(d);
-    int implicit = conv_forward_implicit(d, g, 0);
+    int implicit = conv_forward_implicit(d, g);
     fd_plan **plans =
         group_plans(d, CblasNoTrans, g->cog, g->K, weight, (long)g->cog * g->K, g->K);
     long *off = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_OFFS, (size_t)g->K * sizeof *off);
@@ -113,7 +113,7 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
 void conv_float_backward_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
                               const float *weight, const float *dy, float *dx)
 {
-    int implicit = conv_data_implicit(d, 0);
+    int implicit = conv_data_implicit(d);
     int qh = d->dil_h * (d->kh - 1) - d->pad_h, qw = d->dil_w * (d->kw - 1) - d->pad_w;
     int hq = g->oh + 2 * qh, wq = g->ow + 2 * qw; /* dy padded */
     int slack = conv_wide_slack(d);
