@@ -270,42 +270,47 @@ void nomul_batch_norm_forward_keep(const nomul_op_cfg *cfg, int nb, int C, int S
      * outputs): split over threads, results as on one */
 #pragma omp parallel num_threads(nomul_fn_threads((long)C * len))
     {
-        /* the gathered channel's scratch, only where a channel is gathered
-         * (training runs in place when S is a multiple of 16, float
-         * evaluation always) */
-        float *row = NULL, *out = NULL;
+        /* the gathered channel's scratch, only where a channel is gathered:
+         * for the sums where S is not a multiple of 16 (in training; the
+         * output goes to y plane by plane), for all of it where there are
+         * no fused PA passes (the scalar chains) */
+        float *row = NULL;
         int failed = 0;
 #pragma omp for schedule(static)
         for (int c = 0; c < C; c++) {
-            if (training && nomul_op_is_pa(cfg) &&
-                nomul_bn_planes_forward_pa(cfg, nb, C, S, c, x, gamma + c, beta + c, eps,
-                                           momentum, &running_mean[c], &running_var[c], y,
-                                           &mean[c], &rstd[c], ksum ? ksum + c : NULL,
-                                           ksum ? ksum + C + c : NULL))
-                continue;
-            if (!nomul_op_is_pa(cfg) &&
-                nomul_bn_planes_forward_float(nb, C, S, c, x, gamma + c, beta + c, eps, momentum,
-                                              training, &running_mean[c], &running_var[c], y,
-                                              &mean[c], &rstd[c]))
-                continue;
-            if (!row && !failed)
-                row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 2);
-            if (!row) {
-                failed = 1; /* reported once */
-                continue;
+            const int pa = nomul_op_is_pa(cfg), gathered = training && S % LANES;
+            float *km = ksum ? ksum + c : NULL, *kv = ksum ? ksum + C + c : NULL;
+            for (int pass = 0; pass < 2; pass++) {
+                /* pass 0 in place, pass 1 with the channel gathered into row */
+                const float *xrow = pass ? row : NULL;
+                if (pass == 1 && !gathered)
+                    break;
+                if (training && pa && pass == 0 &&
+                    nomul_bn_planes_forward_pa(cfg, nb, C, S, c, x, gamma + c, beta + c, eps,
+                                               momentum, &running_mean[c], &running_var[c], y,
+                                               &mean[c], &rstd[c], km, kv))
+                    goto done;
+                if (!pa && nomul_bn_planes_forward_float(nb, C, S, c, x, xrow, gamma + c,
+                                                         beta + c, eps, momentum, training,
+                                                         &running_mean[c], &running_var[c], y,
+                                                         &mean[c], &rstd[c]))
+                    goto done;
+                if (pass == 0) {
+                    if (!row && !failed)
+                        row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 2);
+                    if (!row) {
+                        failed = 1; /* reported once */
+                        goto done;
+                    }
+                    gather_channel(nb, C, S, c, x, row);
+                }
             }
-            out = row + len;
-            gather_channel(nb, C, S, c, x, row);
-            if (nomul_op_is_pa(cfg))
-                nomul_bn_channel_forward_pa(cfg, len, row, gamma + c, beta + c, eps, momentum,
-                                            training, &running_mean[c], &running_var[c], out,
-                                            &mean[c], &rstd[c], ksum ? ksum + c : NULL,
-                                            ksum ? ksum + C + c : NULL);
-            else
-                nomul_bn_channel_forward_float(len, row, gamma + c, beta + c, eps, momentum,
-                                               training, &running_mean[c], &running_var[c], out,
-                                               &mean[c], &rstd[c]);
-            scatter_channel(nb, C, S, c, out, y, 0);
+            /* PA evaluation, or the scalar chains: the gathered row's functions */
+            nomul_bn_channel_forward_pa(cfg, len, row, gamma + c, beta + c, eps, momentum,
+                                        training, &running_mean[c], &running_var[c], row + len,
+                                        &mean[c], &rstd[c], km, kv);
+            scatter_channel(nb, C, S, c, row + len, y, 0);
+        done:;
         }
     }
 }
@@ -333,15 +338,15 @@ void nomul_batch_norm_backward_keep(const nomul_op_cfg *cfg, int nb, int C, int 
         int failed = 0;
 #pragma omp for schedule(static)
         for (int c = 0; c < C; c++) {
-            if (nomul_op_is_pa(cfg) &&
-                nomul_bn_planes_backward_pa(cfg, nb, C, S, c, x, gamma + c, mean[c], rstd[c],
-                                            eps, ksum ? ksum + c : NULL,
-                                            ksum ? ksum + C + c : NULL, dy, dx, dgamma + c,
-                                            dbeta + c))
+            const int pa = nomul_op_is_pa(cfg), gathered = S % LANES != 0;
+            const float *km = ksum ? ksum + c : NULL, *kv = ksum ? ksum + C + c : NULL;
+            if (!pa && nomul_bn_planes_backward_float(nb, C, S, c, x, gamma + c, mean[c], rstd[c],
+                                                      dy, dx, dgamma + c, dbeta + c))
                 continue;
-            if (!nomul_op_is_pa(cfg) &&
-                nomul_bn_planes_backward_float(nb, C, S, c, x, gamma + c, mean[c], rstd[c], dy,
-                                               dx, dgamma + c, dbeta + c))
+            if (pa && !gathered &&
+                nomul_bn_planes_backward_pa(cfg, nb, C, S, c, x, NULL, gamma + c, mean[c],
+                                            rstd[c], eps, km, kv, dy, NULL, dx, dgamma + c,
+                                            dbeta + c))
                 continue;
             if (!row && !failed)
                 row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 4);
@@ -352,10 +357,16 @@ void nomul_batch_norm_backward_keep(const nomul_op_cfg *cfg, int nb, int C, int 
             float *grow = row + len, *drow = row + 2 * len, *dd = row + 3 * len;
             gather_channel(nb, C, S, c, x, row);
             gather_channel(nb, C, S, c, dy, grow);
+            /* PA where S is not a multiple of 16: the sums over the gathered
+             * rows, dx plane by plane */
+            if (pa && gathered &&
+                nomul_bn_planes_backward_pa(cfg, nb, C, S, c, x, row, gamma + c, mean[c],
+                                            rstd[c], eps, km, kv, dy, grow, dx, dgamma + c,
+                                            dbeta + c))
+                continue;
             memset(drow, 0, (size_t)len * sizeof *drow);
-            ln_row_backward(cfg, (int)len, row, gamma + c, 0, mean[c], rstd[c], eps,
-                            ksum ? ksum + c : NULL, ksum ? ksum + C + c : NULL, grow, drow,
-                            dgamma + c, dbeta + c, 0, dd);
+            ln_row_backward(cfg, (int)len, row, gamma + c, 0, mean[c], rstd[c], eps, km, kv, grow,
+                            drow, dgamma + c, dbeta + c, 0, dd);
             scatter_channel(nb, C, S, c, drow, dx, 1);
         }
     }

@@ -229,16 +229,17 @@ void nomul_bn_channel_forward_float(long len, const float *row, const float *gam
 }
 
 /* Batch norm's float passes over channel c of x (nb, C, S) plane by plane,
- * in place (S a multiple of LANES: each plane fills whole lanes): the
- * operations and sums of the gathered row's (nomul_bn_channel_forward_float,
- * nomul_ln_row_backward_float with γ and β broadcast), so the same bits,
- * without copying the channel out and back. */
+ * in place (the sums: S a multiple of LANES, each plane filling whole lanes,
+ * or over xrow, the channel gathered): the operations and sums of the
+ * gathered row's (nomul_bn_channel_forward_float, nomul_ln_row_backward_float
+ * with γ and β broadcast), so the same bits, without copying the output
+ * back (the backward: without copying the channel out at all). */
 #define PLANE(p, b) ((p) + ((long)(b) * C + c) * S)
 
-int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, const float *gamma,
-                                  const float *beta, float eps, float momentum, int training,
-                                  float *running_mean, float *running_var, float *y, float *mean,
-                                  float *rstd)
+int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, const float *xrow,
+                                  const float *gamma, const float *beta, float eps,
+                                  float momentum, int training, float *running_mean,
+                                  float *running_var, float *y, float *mean, float *rstd)
 {
     const long len = (long)nb * S;
     if (!training) { /* elementwise: any S */
@@ -254,16 +255,21 @@ int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, c
         }
         return 1;
     }
-    if (S % LANES)
+    if (S % LANES && !xrow)
         return 0;
+    if (S % LANES == 0)
+        xrow = NULL;
+    /* the sums' pieces: planes, or the gathered row */
+    const int nseg = xrow ? 1 : nb;
+    const long seg = xrow ? len : S;
     NOMUL_COUNT(FMUL, 3L * len); NOMUL_COUNT(FDIV, 3); NOMUL_COUNT(FTRANS, 1);
     NOMUL_COUNT(FADD, 4L * len + 1);
     float nf = (float)len, acc[LANES] = {0}, aq[LANES] = {0};
-    for (int b = 0; b < nb; b++)
-        lanes_accumulate(acc, S, PLANE(x, b));
+    for (int b = 0; b < nseg; b++)
+        lanes_accumulate(acc, seg, xrow ? xrow : PLANE(x, b));
     float mu = lanes_total(acc) / nf;
-    for (int b = 0; b < nb; b++)
-        lanes_sq_dev(aq, S, PLANE(x, b), mu);
+    for (int b = 0; b < nseg; b++)
+        lanes_sq_dev(aq, seg, xrow ? xrow : PLANE(x, b), mu);
     float q = lanes_total(aq), rs = 1.0f / sqrtf(q / nf + eps);
     for (int b = 0; b < nb; b++) {
         const float *xp = PLANE(x, b);

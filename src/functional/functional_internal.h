@@ -47,13 +47,14 @@ void nomul_bn_channel_forward_float(long len, const float *row, const float *gam
                                     float *mean, float *rstd);
 /* Batch norm's float passes over channel c of x (nb, C, S), plane by plane
  * in place: training where S is a multiple of 16 (the lanes of the gathered
- * row's sums), evaluation for any S; the same operations and bits as on the
- * gathered row (the backward adds into dx). 0, having done nothing, where
- * they do not apply. */
-int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, const float *gamma,
-                                  const float *beta, float eps, float momentum, int training,
-                                  float *running_mean, float *running_var, float *y, float *mean,
-                                  float *rstd);
+ * row's sums), or the forward's sums over xrow, the channel gathered;
+ * evaluation for any S; the same operations and bits as on the gathered row
+ * (the backward adds into dx). 0, having done nothing, where they do not
+ * apply. */
+int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, const float *xrow,
+                                  const float *gamma, const float *beta, float eps,
+                                  float momentum, int training, float *running_mean,
+                                  float *running_var, float *y, float *mean, float *rstd);
 int nomul_bn_planes_backward_float(int nb, int C, int S, int c, const float *x,
                                    const float *gamma, float mu, float r, const float *dy,
                                    float *dx, float *dgamma, float *dbeta);
@@ -109,19 +110,24 @@ void nomul_ln_row_backward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
                               const float *gamma, int gs, float mu, float r, float eps,
                               const float *ksum, const float *kq, const float *gr, float *dr,
                               float *dgamma, float *dbeta, int bs, float *dd);
-/* Batch norm's PA training passes over channel c of x (nb, C, S) plane by
- * plane, in place, where an image's plane fills whole lanes (S a multiple of
- * 16) and the fused passes exist: the same operations and bits as on the
- * gathered row (nomul_bn_channel_forward_pa, nomul_ln_row_backward_pa; the
- * backward adds into dx). 0, having done nothing, where they do not apply. */
+/* Batch norm's PA training passes over channel c of x (nb, C, S), in place:
+ * the passes whose sums run in lanes plane by plane where an image's plane
+ * fills whole lanes (S a multiple of 16), else (the exact backward) over
+ * xrow and dyrow, the channel gathered (NULL: not gathered); the output and
+ * dx plane by plane. The same operations and bits as on the gathered row
+ * (nomul_bn_channel_forward_pa, nomul_ln_row_backward_pa; the backward adds
+ * into dx). 0, having done nothing, where they do not apply (no fused
+ * passes, or S not a multiple of 16 and no rows, or the forward or the
+ * approximate backward). */
 int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
                                const float *x, const float *gamma, const float *beta, float eps,
                                float momentum, float *running_mean, float *running_var,
                                float *y, float *mean, float *rstd, float *ksum, float *kq);
 int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
-                                const float *x, const float *gamma, float mu, float r, float eps,
-                                const float *ksum, const float *kq, const float *dy, float *dx,
-                                float *dgamma, float *dbeta);
+                                const float *x, const float *xrow, const float *gamma, float mu,
+                                float r, float eps, const float *ksum, const float *kq,
+                                const float *dy, const float *dyrow, float *dx, float *dgamma,
+                                float *dbeta);
 void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float *row,
                                  const float *gamma, const float *beta, float eps,
                                  float momentum, int training, float *running_mean,

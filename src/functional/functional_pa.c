@@ -1298,17 +1298,30 @@ void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float 
 
 /* ---- batch norm: one channel plane by plane ---------------------------------------- */
 
-static const nomul_ln_fused *bn_planes_fused(int S)
+/* The passes whose sums run in lanes (Σx, the squares, the backward's sums)
+ * go plane by plane where each plane fills whole lanes (S a multiple of 16),
+ * else (the exact backward) once over the channel gathered into a row (xrow,
+ * dyrow: the planes one after the other, so plane b is at row + b·S either
+ * way); the passes that only write (the output, dx) go plane by plane into
+ * y and dx. */
+static const nomul_ln_fused *bn_planes_fused(int S, const float *xrow)
 {
-    return nomul_pa_chains_scalar || S % LANES ? NULL : nomul_ln_fused_active();
+    return nomul_pa_chains_scalar || (S % LANES && !xrow) ? NULL : nomul_ln_fused_active();
 }
+
+/* the lane passes' pieces: nseg segments of seg values, segment b at
+ * SEG(p, prow, b) */
+#define PLANE(p, b) ((p) + ((long)(b) * C + c) * S)
+#define SEG(p, prow, b) (prow ? (prow) + (long)(b) * seg : PLANE(p, b))
 
 int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
                                const float *x, const float *gamma, const float *beta, float eps,
                                float momentum, float *running_mean, float *running_var,
                                float *y, float *mean, float *rstd, float *ksum, float *kq)
 {
-    const nomul_ln_fused *f = bn_planes_fused(S);
+    /* with S not a multiple of 16, the gathered row's output pass and a
+     * copy into y cost less than a call per small plane (7x7: measured) */
+    const nomul_ln_fused *f = bn_planes_fused(S, NULL);
     if (!f)
         return 0;
     const float off = offset_of(cfg);
@@ -1319,14 +1332,13 @@ int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, in
     NOMUL_COUNT(PAEXP2, 1); NOMUL_COUNT(FADD, 4L * len + 1);
     float acc[LANES] = {0}, aq[LANES] = {0};
     for (int b = 0; b < nb; b++)
-        lanes_accumulate(acc, S, x + ((long)b * C + c) * S);
+        lanes_accumulate(acc, S, PLANE(x, b));
     float sum = lanes_total(acc), mu = pad(sum, nf);
     for (int b = 0; b < nb; b++)
-        f->squares(S, x + ((long)b * C + c) * S, mu, off, NULL, aq);
+        f->squares(S, PLANE(x, b), mu, off, NULL, aq);
     float q = lanes_total(aq), r = nomul_pa_sqrt(pad(q, nf) + eps);
     for (int b = 0; b < nb; b++)
-        f->output(S, x + ((long)b * C + c) * S, mu, r, gamma, beta, off,
-                  y + ((long)b * C + c) * S, 1);
+        f->output(S, PLANE(x, b), mu, r, gamma, beta, off, PLANE(y, b), 1);
     *mean = mu;
     *rstd = r;
     if (ksum) {
@@ -1338,17 +1350,23 @@ int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, in
 }
 
 int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
-                                const float *x, const float *gamma, float mu, float r, float eps,
-                                const float *ksum, const float *kq, const float *dy, float *dx,
-                                float *dgamma, float *dbeta)
+                                const float *x, const float *xrow, const float *gamma, float mu,
+                                float r, float eps, const float *ksum, const float *kq,
+                                const float *dy, const float *dyrow, float *dx, float *dgamma,
+                                float *dbeta)
 {
-    const nomul_ln_fused *f = bn_planes_fused(S);
     const int approx = cfg->approx_bwd;
+    /* the gathered rows for the exact backward only: the approximate one's
+     * dx pass costs more in calls per small plane than its copy (7x7) */
+    const nomul_ln_fused *f = bn_planes_fused(S, xrow && dyrow && !approx ? xrow : NULL);
     const long len = (long)nb * S;
     /* the exact backward's dd, or the approximate one's xh and u */
     float *dd = f ? nomul_scratch(NOMUL_SCRATCH_LN, (size_t)len * (approx ? 2 : 1)) : NULL;
     if (!dd)
         return 0;
+    if (S % LANES == 0)
+        xrow = dyrow = NULL;
+    const int nseg = xrow ? 1 : nb, seg = xrow ? (int)len : S;
     const float off = offset_of(cfg), nf = (float)len;
     if (approx) { /* the audit, as nomul_ln_row_backward_pa's */
         NOMUL_COUNT(PAM, 6L * len); NOMUL_COUNT(PAD, 3L * len + 2); NOMUL_COUNT(FADD, 9L * len);
@@ -1358,13 +1376,12 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
         NOMUL_COUNT(PAM, len + 1); NOMUL_COUNT(PAD, len + 2); NOMUL_COUNT(PALOG2, 1);
         NOMUL_COUNT(PAEXP2, 1); NOMUL_COUNT(SHIFT, 5L * len + 3); NOMUL_COUNT(FADD, 9L * len);
     }
-#define PLANE(p, b) ((p) + ((long)(b) * C + c) * S)
     float adg[LANES] = {0}, adb[LANES] = {0};
-    if (approx) { /* bn_row_backward_fused's, plane by plane */
+    if (approx) { /* bn_row_backward_fused's, dx plane by plane */
         float au[LANES] = {0}, av[LANES] = {0}, *xh = dd, *u = dd + len;
-        for (int b = 0; b < nb; b++)
-            f->bn_backward_approx1(S, PLANE(x, b), mu, r, gamma[0], PLANE(dy, b), off,
-                                   xh + (long)b * S, u + (long)b * S, au, av, adg, adb);
+        for (int b = 0; b < nseg; b++)
+            f->bn_backward_approx1(seg, SEG(x, xrow, b), mu, r, gamma[0], SEG(dy, dyrow, b), off,
+                                   xh + (long)b * seg, u + (long)b * seg, au, av, adg, adb);
         float m1 = pad(lanes_total(au), nf), m2 = pad(lanes_total(av), nf);
         for (int b = 0; b < nb; b++)
             f->bn_backward_approx2(S, xh + (long)b * S, u + (long)b * S, r, m1, m2, off,
@@ -1379,25 +1396,25 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
         q = *kq;
     } else {
         float acc[LANES] = {0}, aq[LANES] = {0};
-        for (int b = 0; b < nb; b++)
-            lanes_accumulate(acc, S, PLANE(x, b));
+        for (int b = 0; b < nseg; b++)
+            lanes_accumulate(acc, seg, SEG(x, xrow, b));
         sum = lanes_total(acc);
         mu2 = pad(sum, nf);
-        for (int b = 0; b < nb; b++)
-            f->squares(S, PLANE(x, b), mu2, off, NULL, aq);
+        for (int b = 0; b < nseg; b++)
+            f->squares(seg, SEG(x, xrow, b), mu2, off, NULL, aq);
         q = lanes_total(aq);
         r2 = nomul_pa_sqrt(pad(q, nf) + eps);
     }
     float var = pad(q, nf), adr[LANES] = {0}, amu[LANES] = {0};
-    for (int b = 0; b < nb; b++)
-        f->backward1(S, PLANE(x, b), mu2, r2, gamma, PLANE(dy, b), off, adg, adb,
-                     dd + (long)b * S, adr, 1);
+    for (int b = 0; b < nseg; b++)
+        f->backward1(seg, SEG(x, xrow, b), mu2, r2, gamma, SEG(dy, dyrow, b), off, adg, adb,
+                     dd + (long)b * seg, adr, 1);
     dgamma[0] += lanes_total(adg);
     dbeta[0] += lanes_total(adb);
     float dvar = nomul_pa_sqrt_grad(var + eps, lanes_total(adr), 0), dq, unused, dsum;
     div_grads(q, nf, dvar, &dq, &unused);
-    for (int b = 0; b < nb; b++)
-        f->backward2(S, PLANE(x, b), mu2, dq, off, dd + (long)b * S, amu);
+    for (int b = 0; b < nseg; b++)
+        f->backward2(seg, SEG(x, xrow, b), mu2, dq, off, dd + (long)b * seg, amu);
     div_grads(sum, nf, -lanes_total(amu), &dsum, &unused);
     for (int b = 0; b < nb; b++) {
         float *o = PLANE(dx, b);
@@ -1405,9 +1422,10 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
         for (int i = 0; i < S; i++) /* as added into a gathered row that starts at +0 */
             o[i] += 0.0f + (e[i] + dsum);
     }
-#undef PLANE
     return 1;
 }
+#undef SEG
+#undef PLANE
 
 /* ---- label-smoothed cross-entropy ------------------------------------------------ */
 
