@@ -280,37 +280,34 @@ void nomul_batch_norm_forward_keep(const nomul_op_cfg *cfg, int nb, int C, int S
         for (int c = 0; c < C; c++) {
             const int pa = nomul_op_is_pa(cfg), gathered = training && S % LANES;
             float *km = ksum ? ksum + c : NULL, *kv = ksum ? ksum + C + c : NULL;
-            for (int pass = 0; pass < 2; pass++) {
-                /* pass 0 in place, pass 1 with the channel gathered into row */
-                const float *xrow = pass ? row : NULL;
-                if (pass == 1 && !gathered)
-                    break;
-                if (training && pa && pass == 0 &&
-                    nomul_bn_planes_forward_pa(cfg, nb, C, S, c, x, gamma + c, beta + c, eps,
-                                               momentum, &running_mean[c], &running_var[c], y,
-                                               &mean[c], &rstd[c], km, kv))
-                    goto done;
-                if (!pa && nomul_bn_planes_forward_float(nb, C, S, c, x, xrow, gamma + c,
-                                                         beta + c, eps, momentum, training,
-                                                         &running_mean[c], &running_var[c], y,
-                                                         &mean[c], &rstd[c]))
-                    goto done;
-                if (pass == 0) {
-                    if (!row && !failed)
-                        row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 2);
-                    if (!row) {
-                        failed = 1; /* reported once */
-                        goto done;
-                    }
-                    gather_channel(nb, C, S, c, x, row);
-                }
+            if (!gathered && training && pa &&
+                nomul_bn_planes_forward_pa(cfg, nb, C, S, c, x, gamma + c, beta + c, eps,
+                                           momentum, &running_mean[c], &running_var[c], y,
+                                           &mean[c], &rstd[c], km, kv))
+                continue;
+            if (!gathered && !pa &&
+                nomul_bn_planes_forward_float(nb, C, S, c, x, NULL, gamma + c, beta + c, eps,
+                                              momentum, training, &running_mean[c],
+                                              &running_var[c], y, &mean[c], &rstd[c]))
+                continue;
+            if (!row && !failed)
+                row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 2);
+            if (!row) {
+                failed = 1; /* reported once */
+                continue;
             }
-            /* PA evaluation, or the scalar chains: the gathered row's functions */
+            gather_channel(nb, C, S, c, x, row);
+            /* float: the sums over the gathered row, the output into y */
+            if (!pa && nomul_bn_planes_forward_float(nb, C, S, c, x, row, gamma + c, beta + c,
+                                                     eps, momentum, training, &running_mean[c],
+                                                     &running_var[c], y, &mean[c], &rstd[c]))
+                continue;
+            /* PA: evaluation, training where S is not a multiple of 16, or the
+             * scalar chains; the gathered row's functions */
             nomul_bn_channel_forward_pa(cfg, len, row, gamma + c, beta + c, eps, momentum,
                                         training, &running_mean[c], &running_var[c], row + len,
                                         &mean[c], &rstd[c], km, kv);
             scatter_channel(nb, C, S, c, row + len, y, 0);
-        done:;
         }
     }
 }

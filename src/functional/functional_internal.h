@@ -40,7 +40,9 @@ void nomul_ln_row_backward_float(int n, const float *xr, const float *gamma, int
                                  float r, const float *gr, float *dr, float *dgamma,
                                  float *dbeta, int bs);
 /* One batch-norm channel of len values (row), gathered: training, its
- * statistics and the running ones' update; else the running ones. */
+ * statistics and the running ones' update; else the running ones. The plain
+ * form that the in-place passes (nomul_bn_planes_forward_float, which the
+ * library runs) are tested against, bit for bit. */
 void nomul_bn_channel_forward_float(long len, const float *row, const float *gamma,
                                     const float *beta, float eps, float momentum, int training,
                                     float *running_mean, float *running_var, float *out,
