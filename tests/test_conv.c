@@ -613,6 +613,31 @@ static void test_depthwise_direct_paths(void **state)
     nomul_isa_set(nomul_isa_max());
 }
 
+/* conv_transpose (4×4 SSE blocks, scalar edges) against the plain double
+ * loop, bit for bit, on random shapes of 1..37 rows and columns (every edge)
+ * with a leading dimension wider than the columns. */
+static void test_transpose_matches_plain_loop(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x7A5};
+    enum { MAX = 37 };
+    static float m[MAX * (MAX + 5)], t[MAX * MAX];
+    for (int rep = 0; rep < 200; rep++) {
+        int rows = 1 + (int)(tu_next(&r) % MAX), cols = 1 + (int)(tu_next(&r) % MAX);
+        long ldm = cols + (long)(tu_next(&r) % 6);
+        for (long i = 0; i < rows * ldm; i++)
+            m[i] = (float)(int)(tu_next(&r) % 100000) - 50000.0f;
+        memset(t, 0, sizeof t);
+        conv_transpose(rows, cols, m, ldm, t);
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < cols; j++)
+                if (tu_bits(t[(long)j * rows + i]) != tu_bits(m[(long)i * ldm + j]))
+                    FAIL_SEED("transpose %d×%d (ldm %ld): t[%d][%d] = %g, want %g", rows, cols,
+                              ldm, j, i, (double)t[(long)j * rows + i],
+                              (double)m[(long)i * ldm + j]);
+    }
+}
+
 /* The vector statistics kernel (it decides which path a convolution takes)
  * against a plain loop, on every instruction set, for lengths 0..70 of
  * values with random exponents, zeros, subnormals, infinities and NaNs. */
@@ -738,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_float_fast_kernels_match_fma_twin),
         cmocka_unit_test(test_depthwise_direct_paths),
         cmocka_unit_test(test_value_stats_match_plain_loop),
+        cmocka_unit_test(test_transpose_matches_plain_loop),
         cmocka_unit_test(test_power_of_two_weights_match_float),
         cmocka_unit_test(test_bad_descriptors_are_reported),
     };
