@@ -14,6 +14,8 @@
 #include "../core/internal.h"
 #include "graph_internal.h"
 
+#include <omp.h>
+
 nomul_graph *nomul_graph_new(size_t arena_bytes)
 {
     nomul_graph *g = calloc(1, sizeof *g);
@@ -343,8 +345,22 @@ static float *block_get(nomul_graph *g, long n)
         g->blocks[best] = (ad_block){p, bytes, 0};
     }
     g->blocks[best].held = 1;
-    memset(g->blocks[best].p, 0, bytes);
-    return g->blocks[best].p;
+    /* zeroed on every thread from 2^16 floats (the other waits otherwise) */
+    float *p = g->blocks[best].p;
+    const int nt = nomul_light_threads(n);
+    if (nt <= 1) {
+        memset(p, 0, bytes);
+    } else {
+#pragma omp parallel num_threads(nt)
+        {
+            const int tn = omp_get_num_threads(); /* 1 where nested in a team */
+            long per = (n + tn - 1) / tn, lo = per * omp_get_thread_num();
+            long hi = lo + per < n ? lo + per : n;
+            if (hi > lo)
+                memset(p + lo, 0, (size_t)(hi - lo) * sizeof *p);
+        }
+    }
+    return p;
 }
 
 /* t's gradient made if it is pending (a view takes its base's); -1 after a
