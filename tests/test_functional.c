@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "nomul/nomul.h"
+#include "arith/elt.h"
 #include "functional/functional_internal.h"
 #include "testutil.h"
 
@@ -395,6 +396,72 @@ static float lanes16(float *acc)
         for (int l = 0; l < w; l++)
             acc[l] += acc[l + w];
     return acc[0];
+}
+
+/* A value with a random exponent over the whole float range and beyond it
+ * (subnormals, and ±0, ±∞, NaN now and then), random sign and mantissa */
+static float wide_value(tu_rng *r)
+{
+    uint64_t u = tu_next(r);
+    switch (u % 23) {
+    case 0: return 0.0f;
+    case 1: return -0.0f;
+    case 2: return (u >> 8) & 1 ? INFINITY : -INFINITY;
+    case 3: return NAN;
+    default: break;
+    }
+    float m = 1.0f + (float)((u >> 8) % 8388608) / 8388608.0f;
+    int e = (int)((u >> 32) % 290) - 160; /* 2^-160 (zero) .. 2^129 (∞) */
+    float v = ldexpf(m, e);
+    return (u >> 40) & 1 ? -v : v;
+}
+
+/* Layer norm's and batch norm's fused output pass, y = PAM(PAD(x − μ, r), γ)
+ * + β, on every instruction set with the fused passes: its normal-range
+ * form (one subtraction and one addition of bits per value, taken where a
+ * vector's every lane is proven in range) against the operations one at a
+ * time (nomul_pa_div, nomul_pa_mul, a float add), bit for bit, on values
+ * that cross every limit: x and γ over the whole exponent range with zeros,
+ * subnormals, infinities and NaNs, r from 2^-126 to 2^127, γ broadcast (bn)
+ * and per value. */
+static void test_ln_output_matches_operations(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x0D7};
+    enum { NV = 70 };
+    float x[NV], g[NV], b[NV], y[NV];
+    for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
+        nomul_isa_set((nomul_isa)isa);
+        const nomul_ln_fused *f = nomul_ln_fused_active();
+        if (!f)
+            continue;
+        for (int rep = 0; rep < 3000; rep++) {
+            int n = 1 + (int)(tu_next(&r) % NV), bn = rep % 2;
+            float rr = ldexpf(1.0f + (float)(tu_next(&r) % 1024) / 1024.0f,
+                              (int)(tu_next(&r) % 254) - 126);
+            if (rep % 7 == 0) /* values near 1, the common case */
+                rr = 0.5f + (float)(tu_next(&r) % 1024) / 512.0f;
+            for (int j = 0; j < n; j++) {
+                x[j] = rep % 7 == 0 ? (float)((int)(tu_next(&r) % 2001) - 1000) / 256.0f
+                                    : wide_value(&r);
+                g[j] = wide_value(&r);
+                b[j] = rep % 3 ? (float)((int)(tu_next(&r) % 201) - 100) / 64.0f : wide_value(&r);
+            }
+            if (rep % 5 == 0)
+                g[0] = ldexpf(1.0f, -120); /* tiny γ: PAD's overflow bound decides */
+            f->output(n, x, 0.0f, rr, g, b, 1.0f, y, bn);
+            for (int j = 0; j < n; j++) {
+                float gj = bn ? g[0] : g[j], bj = bn ? b[0] : b[j];
+                float want = nomul_pa_mul(nomul_pa_div(x[j] - 0.0f, rr), gj) + bj;
+                if (tu_bits(y[j]) != tu_bits(want) && !(isnan(y[j]) && isnan(want)))
+                    FAIL_SEED("%s fused output, bn %d: x %a, r %a, gamma %a, beta %a: %a, "
+                              "the operations give %a", nomul_isa_name(nomul_isa_active()), bn,
+                              (double)x[j], (double)rr, (double)gj, (double)bj, (double)y[j],
+                              (double)want);
+            }
+        }
+    }
+    nomul_isa_set(nomul_isa_max());
 }
 
 /* Float batch norm in place (plane by plane: training where S is a
@@ -1156,6 +1223,7 @@ int main(void)
         cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_batch_norm),
         cmocka_unit_test(test_float_batch_norm_in_place_matches_gathered_row),
+        cmocka_unit_test(test_ln_output_matches_operations),
         cmocka_unit_test(test_offset),
         cmocka_unit_test(test_pa_norm_rows_match_scalar_chain),
         cmocka_unit_test(test_pa_gelu_matches_scalar_chain),
