@@ -464,6 +464,65 @@ static void test_ln_output_matches_operations(void **state)
     nomul_isa_set(nomul_isa_max());
 }
 
+/* Batch norm's approximate backward, first pass (the fused kernel that
+ * stores xh and u and adds Σu, ΣPAM(u, xh), ΣPAM(xh, dy), Σdy into 16
+ * lanes), with its normal-range form, against the operations one at a time
+ * and the lanes added in order, bit for bit, on every instruction set with
+ * the fused passes: x and dy over the whole exponent range with zeros,
+ * subnormals, infinities and NaNs, r from 2^-126 to 2^127, γ of either
+ * sign, tiny or huge. */
+static void test_bn_approx_pass_matches_operations(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x0D8};
+    enum { NV = 70 };
+    float x[NV], dy[NV], xh[NV], u[NV];
+    for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
+        nomul_isa_set((nomul_isa)isa);
+        const nomul_ln_fused *f = nomul_ln_fused_active();
+        if (!f)
+            continue;
+        for (int rep = 0; rep < 3000; rep++) {
+            int n = 1 + (int)(tu_next(&r) % NV), near = rep % 4 == 0;
+            float rr = near ? 0.5f + (float)(tu_next(&r) % 1024) / 512.0f
+                            : ldexpf(1.0f + (float)(tu_next(&r) % 1024) / 1024.0f,
+                                     (int)(tu_next(&r) % 254) - 126);
+            float gam = rep % 5 == 0 ? ldexpf(rep % 10 ? 1.5f : -1.25f, rep % 3 ? -118 : 100)
+                                     : (float)((int)(tu_next(&r) % 401) - 200) / 128.0f;
+            for (int j = 0; j < n; j++) {
+                x[j] = near ? (float)((int)(tu_next(&r) % 2001) - 1000) / 256.0f
+                            : wide_value(&r);
+                dy[j] = near ? (float)((int)(tu_next(&r) % 2001) - 1000) / 4096.0f
+                             : wide_value(&r);
+            }
+            float lanes[4][16] = {{0}}, want[4][16] = {{0}};
+            f->bn_backward_approx1(n, x, 0.0f, rr, gam, dy, 1.0f, xh, u, lanes[0], lanes[1],
+                                   lanes[2], lanes[3]);
+            for (int j = 0; j < n; j++) {
+                float h = nomul_pa_div(x[j] - 0.0f, rr), uj = nomul_pa_mul(gam, dy[j]);
+                float terms[4] = {uj, nomul_pa_mul(uj, h), nomul_pa_mul(h, dy[j]), dy[j]};
+                for (int k = 0; k < 4; k++)
+                    want[k][j % 16] += terms[k];
+                if ((tu_bits(xh[j]) != tu_bits(h) && !(isnan(xh[j]) && isnan(h))) ||
+                    (tu_bits(u[j]) != tu_bits(uj) && !(isnan(u[j]) && isnan(uj))))
+                    FAIL_SEED("%s approximate pass: x %a, dy %a, r %a, gamma %a: xh %a u %a, "
+                              "the operations give %a, %a", nomul_isa_name(nomul_isa_active()),
+                              (double)x[j], (double)dy[j], (double)rr, (double)gam,
+                              (double)xh[j], (double)u[j], (double)h, (double)uj);
+            }
+            for (int k = 0; k < 4; k++)
+                for (int l = 0; l < 16; l++)
+                    if (tu_bits(lanes[k][l]) != tu_bits(want[k][l]) &&
+                        !(isnan(lanes[k][l]) && isnan(want[k][l])))
+                        FAIL_SEED("%s approximate pass, sum %d lane %d: %a, in order %a "
+                                  "(r %a, gamma %a, n %d)", nomul_isa_name(nomul_isa_active()), k,
+                                  l, (double)lanes[k][l], (double)want[k][l], (double)rr,
+                                  (double)gam, n);
+        }
+    }
+    nomul_isa_set(nomul_isa_max());
+}
+
 /* Float batch norm in place (plane by plane: training where S is a
  * multiple of 16, evaluation for any S) against its twin, the channel
  * gathered into one row and run through the row functions
@@ -1224,6 +1283,7 @@ int main(void)
         cmocka_unit_test(test_batch_norm),
         cmocka_unit_test(test_float_batch_norm_in_place_matches_gathered_row),
         cmocka_unit_test(test_ln_output_matches_operations),
+        cmocka_unit_test(test_bn_approx_pass_matches_operations),
         cmocka_unit_test(test_offset),
         cmocka_unit_test(test_pa_norm_rows_match_scalar_chain),
         cmocka_unit_test(test_pa_gelu_matches_scalar_chain),
