@@ -518,6 +518,29 @@ static void test_bn_approx_pass_matches_operations(void **state)
                                   "(r %a, gamma %a, n %d)", nomul_isa_name(nomul_isa_active()), k,
                                   l, (double)lanes[k][l], (double)want[k][l], (double)rr,
                                   (double)gam, n);
+            /* the second pass: dx += 0 + PAD(u − m1 − PAM(xh, m2), r), on the
+             * first pass's xh and u, or on wide values */
+            float m1 = near ? (float)((int)(tu_next(&r) % 201) - 100) / 64.0f : wide_value(&r);
+            float m2 = rep % 3 == 0 ? ldexpf(1.75f, rep % 2 ? -120 : 110)
+                                    : (float)((int)(tu_next(&r) % 201) - 100) / 32.0f;
+            float dx[NV], dx0[NV];
+            for (int j = 0; j < n; j++) {
+                if (rep % 2) {
+                    xh[j] = wide_value(&r);
+                    u[j] = wide_value(&r);
+                }
+                dx0[j] = dx[j] = (float)((int)(tu_next(&r) % 201) - 100) / 16.0f;
+            }
+            f->bn_backward_approx2(n, xh, u, rr, m1, m2, 1.0f, dx);
+            for (int j = 0; j < n; j++) {
+                float w = u[j] - m1 - nomul_pa_mul(xh[j], m2);
+                float want2 = dx0[j] + (0.0f + nomul_pa_div(w, rr));
+                if (tu_bits(dx[j]) != tu_bits(want2) && !(isnan(dx[j]) && isnan(want2)))
+                    FAIL_SEED("%s approximate second pass: xh %a, u %a, r %a, m1 %a, m2 %a: "
+                              "dx %a, the operations give %a", nomul_isa_name(nomul_isa_active()),
+                              (double)xh[j], (double)u[j], (double)rr, (double)m1, (double)m2,
+                              (double)dx[j], (double)want2);
+            }
         }
     }
     nomul_isa_set(nomul_isa_max());
