@@ -417,10 +417,11 @@ static float wide_value(tu_rng *r)
 }
 
 /* Layer norm's and batch norm's fused output pass, y = PAM(PAD(x − μ, r), γ)
- * + β, on every instruction set with the fused passes: its normal-range
- * form (one subtraction and one addition of bits per value, taken where a
- * vector's every lane is proven in range) against the operations one at a
- * time (nomul_pa_div, nomul_pa_mul, a float add), bit for bit, on values
+ * + β, and their squares pass, PAM(d, d), on every instruction set with the
+ * fused passes, against the operations one at a time (nomul_pa_div,
+ * nomul_pa_mul, a float add; the squares' lanes added in order), bit for
+ * bit: the output's normal-range form (one subtraction and one addition of
+ * bits per value, where a vector's every lane is proven in range) on values
  * that cross every limit: x and γ over the whole exponent range with zeros,
  * subnormals, infinities and NaNs, r from 2^-126 to 2^127, γ broadcast (bn)
  * and per value. */
@@ -450,6 +451,23 @@ static void test_ln_output_matches_operations(void **state)
             if (rep % 5 == 0)
                 g[0] = ldexpf(1.0f, -120); /* tiny γ: PAD's overflow bound decides */
             f->output(n, x, 0.0f, rr, g, b, 1.0f, y, bn);
+            /* the squares, PAM(d, d), stored and added into lanes */
+            float sq[NV], lanes[16] = {0}, wsum[16] = {0};
+            f->squares(n, x, 0.0f, 1.0f, sq, NULL);
+            f->squares(n, x, 0.0f, 1.0f, NULL, lanes);
+            for (int j = 0; j < n; j++) {
+                float w = nomul_pa_mul(x[j] - 0.0f, x[j] - 0.0f);
+                wsum[j % 16] += w;
+                if (tu_bits(sq[j]) != tu_bits(w) && !(isnan(sq[j]) && isnan(w)))
+                    FAIL_SEED("%s squares: x %a: %a, PAM gives %a",
+                              nomul_isa_name(nomul_isa_active()), (double)x[j], (double)sq[j],
+                              (double)w);
+            }
+            for (int l = 0; l < 16; l++)
+                if (tu_bits(lanes[l]) != tu_bits(wsum[l]) && !(isnan(lanes[l]) && isnan(wsum[l])))
+                    FAIL_SEED("%s squares' lane %d: %a, in order %a",
+                              nomul_isa_name(nomul_isa_active()), l, (double)lanes[l],
+                              (double)wsum[l]);
             for (int j = 0; j < n; j++) {
                 float gj = bn ? g[0] : g[j], bj = bn ? b[0] : b[j];
                 float want = nomul_pa_mul(nomul_pa_div(x[j] - 0.0f, rr), gj) + bj;
