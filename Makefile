@@ -123,6 +123,10 @@ $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT_OBJ) $(STATIC)
 
 $(BUILD)/tests/%.o: CFLAGS_ALL += -Isrc
 
+# one batch norm layer's forward and backward timed (the README's ninth round)
+$(BUILD)/bn_bench: experiments/bench/bn_bench.c $(STATIC)
+	$(CC) $(CFLAGS_ALL) $< $(STATIC) $(LDFLAGS) $(LIBS) -o $@
+
 test check: $(TEST_BIN) $(CLI)
 	@BUILD=$(BUILD) LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp sh tests/run.sh $(TEST_BIN)
 

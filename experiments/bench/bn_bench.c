@@ -1,0 +1,92 @@
+/*
+ * bn_bench.c — times one batch norm layer's training forward and backward
+ * (nomul_batch_norm_forward_keep / _backward_keep) at batch N, C channels of
+ * S = H·W positions, float or PA, exact or approximate backward, and prints
+ * the best of R repetitions of each. The figures of the README's ninth round
+ * come from it, run with the binaries before and after a change in turn:
+ *
+ *   make build/bn_bench && build/bn_bench C S [pa 0|1] [approx 0|1] [N] [R]
+ *   e.g. build/bn_bench 16 784 1 1      (ResNet20's 28×28 stage, PA, approximate)
+ *
+ * Threads: nomul's default (every core); NOMUL_NUM_THREADS=1 for one.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "nomul/functional.h"
+#include "nomul/opcfg.h"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static long arg(int argc, char **argv, int i, long dflt, long lo, long hi, const char *name)
+{
+    if (argc <= i)
+        return dflt;
+    char *end;
+    long v = strtol(argv[i], &end, 10);
+    if (*end || v < lo || v > hi) {
+        fprintf(stderr, "bn_bench: %s must be an integer in [%ld, %ld], not '%s'\n", name, lo,
+                hi, argv[i]);
+        exit(2);
+    }
+    return v;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: bn_bench C S [pa 0|1] [approx 0|1] [N (64)] [R (30)]\n");
+        return 2;
+    }
+    const int C = (int)arg(argc, argv, 1, 16, 1, 4096, "C");
+    const int S = (int)arg(argc, argv, 2, 784, 1, 1 << 20, "S");
+    const int pa = (int)arg(argc, argv, 3, 1, 0, 1, "pa");
+    const int approx = (int)arg(argc, argv, 4, 0, 0, 1, "approx");
+    const int nb = (int)arg(argc, argv, 5, 64, 1, 4096, "N");
+    const int reps = (int)arg(argc, argv, 6, 30, 1, 100000, "R");
+    const long len = (long)nb * C * S;
+    float *x = malloc(sizeof(float) * (size_t)len * 4), *y = x + len, *dy = y + len, *dx = dy + len;
+    float *par = malloc(sizeof(float) * (size_t)C * 10);
+    if (!x || !par) {
+        fprintf(stderr, "bn_bench: out of memory for %ld values\n", len * 4);
+        return 1;
+    }
+    float *g = par, *b = g + C, *rm = b + C, *rv = rm + C, *mean = rv + C, *rstd = mean + C,
+          *keep = rstd + C, *dg = keep + 2 * C, *db = dg + C;
+    srand(1);
+    for (long i = 0; i < len; i++) {
+        x[i] = (float)rand() / (float)RAND_MAX - 0.5f;
+        dy[i] = (float)rand() / (float)RAND_MAX - 0.5f;
+    }
+    for (int c = 0; c < C; c++) {
+        g[c] = 1.0f;
+        b[c] = 0.0f;
+        rm[c] = 0.0f;
+        rv[c] = 1.0f;
+    }
+    nomul_op_cfg cfg = {pa ? NOMUL_OP_PAM : NOMUL_OP_STANDARD, approx, 1.0f};
+    double best_f = 1e30, best_b = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        nomul_batch_norm_forward_keep(&cfg, nb, C, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, y, mean,
+                                      rstd, keep);
+        double t1 = now();
+        nomul_batch_norm_backward_keep(&cfg, nb, C, S, x, g, mean, rstd, keep, 1e-5f, dy, dx, dg,
+                                       db);
+        double t2 = now();
+        best_f = t1 - t0 < best_f ? t1 - t0 : best_f;
+        best_b = t2 - t1 < best_b ? t2 - t1 : best_b;
+    }
+    printf("batch norm %d×%d×%d (%s%s): forward %.3f ms, backward %.3f ms (best of %d)\n", nb,
+           C, S, pa ? "PA" : "float", pa ? (approx ? ", approximate" : ", exact") : "",
+           best_f * 1e3, best_b * 1e3, reps);
+    free(x);
+    free(par);
+    return 0;
+}
