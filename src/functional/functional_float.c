@@ -204,20 +204,26 @@ void nomul_ln_row_backward_float(int n, const float *xr, const float *gamma, int
     }
 }
 
+/* the running statistics (unbiased variance, as PyTorch keeps) from the
+ * forward's μ and Σ (x − μ)² */
+static void bn_running_float(long len, float mu, float q, float momentum, float *running_mean,
+                             float *running_var)
+{
+    NOMUL_COUNT(FMUL, 4); NOMUL_COUNT(FDIV, 1); NOMUL_COUNT(FADD, 4);
+    float var = q / (float)(len > 1 ? len - 1 : 1);
+    *running_mean = (1.0f - momentum) * *running_mean + momentum * mu;
+    *running_var = (1.0f - momentum) * *running_var + momentum * var;
+}
+
 void nomul_bn_channel_forward_float(long len, const float *row, const float *gamma,
                                     const float *beta, float eps, float momentum, int training,
                                     float *running_mean, float *running_var, float *out,
                                     float *mean, float *rstd)
 {
     if (training) {
-        /* running statistics (unbiased variance, as PyTorch keeps) from the
-         * forward's Σ (x − μ)² */
-        float var;
-        nomul_ln_row_forward_float((int)len, row, gamma, 0, beta, 0, eps, out, mean, rstd, &var);
-        NOMUL_COUNT(FMUL, 4); NOMUL_COUNT(FDIV, 1); NOMUL_COUNT(FADD, 4);
-        var /= (float)(len > 1 ? len - 1 : 1);
-        *running_mean = (1.0f - momentum) * *running_mean + momentum * *mean;
-        *running_var = (1.0f - momentum) * *running_var + momentum * var;
+        float q;
+        nomul_ln_row_forward_float((int)len, row, gamma, 0, beta, 0, eps, out, mean, rstd, &q);
+        bn_running_float(len, *mean, q, momentum, running_mean, running_var);
         return;
     }
     NOMUL_COUNT(FMUL, len); NOMUL_COUNT(FDIV, len); NOMUL_COUNT(FTRANS, len); /* evaluation */
@@ -279,10 +285,7 @@ int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, c
     }
     *mean = mu;
     *rstd = rs;
-    NOMUL_COUNT(FMUL, 4); NOMUL_COUNT(FDIV, 1); NOMUL_COUNT(FADD, 4);
-    float var = q / (float)(len > 1 ? len - 1 : 1);
-    *running_mean = (1.0f - momentum) * *running_mean + momentum * mu;
-    *running_var = (1.0f - momentum) * *running_var + momentum * var;
+    bn_running_float(len, mu, q, momentum, running_mean, running_var);
     return 1;
 }
 
