@@ -416,6 +416,20 @@ static float wide_value(tu_rng *r)
     return (u >> 40) & 1 ? -v : v;
 }
 
+/* the same bits, or both NaN (a NaN's payload is not part of the contract) */
+static int same_value(float a, float b)
+{
+    return tu_bits(a) == tu_bits(b) || (isnan(a) && isnan(b));
+}
+
+/* a PAD divisor r: near 1 (the common case) or of any normal exponent */
+static float random_divisor(tu_rng *r, int near)
+{
+    if (near)
+        return 0.5f + (float)(tu_next(r) % 1024) / 512.0f;
+    return ldexpf(1.0f + (float)(tu_next(r) % 1024) / 1024.0f, (int)(tu_next(r) % 254) - 126);
+}
+
 /* Layer norm's and batch norm's fused output pass, y = PAM(PAD(x − μ, r), γ)
  * + β, and their squares pass, PAM(d, d), on every instruction set with the
  * fused passes, against the operations one at a time (nomul_pa_div,
@@ -437,14 +451,11 @@ static void test_ln_output_matches_operations(void **state)
         if (!f)
             continue;
         for (int rep = 0; rep < 3000; rep++) {
-            int n = 1 + (int)(tu_next(&r) % NV), bn = rep % 2;
-            float rr = ldexpf(1.0f + (float)(tu_next(&r) % 1024) / 1024.0f,
-                              (int)(tu_next(&r) % 254) - 126);
-            if (rep % 7 == 0) /* values near 1, the common case */
-                rr = 0.5f + (float)(tu_next(&r) % 1024) / 512.0f;
+            int n = 1 + (int)(tu_next(&r) % NV), bn = rep % 2, near = rep % 7 == 0;
+            float rr = random_divisor(&r, near);
             for (int j = 0; j < n; j++) {
-                x[j] = rep % 7 == 0 ? (float)((int)(tu_next(&r) % 2001) - 1000) / 256.0f
-                                    : wide_value(&r);
+                x[j] = near ? (float)((int)(tu_next(&r) % 2001) - 1000) / 256.0f
+                            : wide_value(&r);
                 g[j] = wide_value(&r);
                 b[j] = rep % 3 ? (float)((int)(tu_next(&r) % 201) - 100) / 64.0f : wide_value(&r);
             }
@@ -458,20 +469,20 @@ static void test_ln_output_matches_operations(void **state)
             for (int j = 0; j < n; j++) {
                 float w = nomul_pa_mul(x[j] - 0.0f, x[j] - 0.0f);
                 wsum[j % 16] += w;
-                if (tu_bits(sq[j]) != tu_bits(w) && !(isnan(sq[j]) && isnan(w)))
+                if (!same_value(sq[j], w))
                     FAIL_SEED("%s squares: x %a: %a, PAM gives %a",
                               nomul_isa_name(nomul_isa_active()), (double)x[j], (double)sq[j],
                               (double)w);
             }
             for (int l = 0; l < 16; l++)
-                if (tu_bits(lanes[l]) != tu_bits(wsum[l]) && !(isnan(lanes[l]) && isnan(wsum[l])))
+                if (!same_value(lanes[l], wsum[l]))
                     FAIL_SEED("%s squares' lane %d: %a, in order %a",
                               nomul_isa_name(nomul_isa_active()), l, (double)lanes[l],
                               (double)wsum[l]);
             for (int j = 0; j < n; j++) {
                 float gj = bn ? g[0] : g[j], bj = bn ? b[0] : b[j];
                 float want = nomul_pa_mul(nomul_pa_div(x[j] - 0.0f, rr), gj) + bj;
-                if (tu_bits(y[j]) != tu_bits(want) && !(isnan(y[j]) && isnan(want)))
+                if (!same_value(y[j], want))
                     FAIL_SEED("%s fused output, bn %d: x %a, r %a, gamma %a, beta %a: %a, "
                               "the operations give %a", nomul_isa_name(nomul_isa_active()), bn,
                               (double)x[j], (double)rr, (double)gj, (double)bj, (double)y[j],
@@ -502,9 +513,7 @@ static void test_bn_approx_pass_matches_operations(void **state)
             continue;
         for (int rep = 0; rep < 3000; rep++) {
             int n = 1 + (int)(tu_next(&r) % NV), near = rep % 4 == 0;
-            float rr = near ? 0.5f + (float)(tu_next(&r) % 1024) / 512.0f
-                            : ldexpf(1.0f + (float)(tu_next(&r) % 1024) / 1024.0f,
-                                     (int)(tu_next(&r) % 254) - 126);
+            float rr = random_divisor(&r, near);
             float gam = rep % 5 == 0 ? ldexpf(rep % 10 ? 1.5f : -1.25f, rep % 3 ? -118 : 100)
                                      : (float)((int)(tu_next(&r) % 401) - 200) / 128.0f;
             for (int j = 0; j < n; j++) {
@@ -521,8 +530,7 @@ static void test_bn_approx_pass_matches_operations(void **state)
                 float terms[4] = {uj, nomul_pa_mul(uj, h), nomul_pa_mul(h, dy[j]), dy[j]};
                 for (int k = 0; k < 4; k++)
                     want[k][j % 16] += terms[k];
-                if ((tu_bits(xh[j]) != tu_bits(h) && !(isnan(xh[j]) && isnan(h))) ||
-                    (tu_bits(u[j]) != tu_bits(uj) && !(isnan(u[j]) && isnan(uj))))
+                if (!same_value(xh[j], h) || !same_value(u[j], uj))
                     FAIL_SEED("%s approximate pass: x %a, dy %a, r %a, gamma %a: xh %a u %a, "
                               "the operations give %a, %a", nomul_isa_name(nomul_isa_active()),
                               (double)x[j], (double)dy[j], (double)rr, (double)gam,
@@ -530,8 +538,7 @@ static void test_bn_approx_pass_matches_operations(void **state)
             }
             for (int k = 0; k < 4; k++)
                 for (int l = 0; l < 16; l++)
-                    if (tu_bits(lanes[k][l]) != tu_bits(want[k][l]) &&
-                        !(isnan(lanes[k][l]) && isnan(want[k][l])))
+                    if (!same_value(lanes[k][l], want[k][l]))
                         FAIL_SEED("%s approximate pass, sum %d lane %d: %a, in order %a "
                                   "(r %a, gamma %a, n %d)", nomul_isa_name(nomul_isa_active()), k,
                                   l, (double)lanes[k][l], (double)want[k][l], (double)rr,
@@ -553,7 +560,7 @@ static void test_bn_approx_pass_matches_operations(void **state)
             for (int j = 0; j < n; j++) {
                 float w = u[j] - m1 - nomul_pa_mul(xh[j], m2);
                 float want2 = dx0[j] + (0.0f + nomul_pa_div(w, rr));
-                if (tu_bits(dx[j]) != tu_bits(want2) && !(isnan(dx[j]) && isnan(want2)))
+                if (!same_value(dx[j], want2))
                     FAIL_SEED("%s approximate second pass: xh %a, u %a, r %a, m1 %a, m2 %a: "
                               "dx %a, the operations give %a", nomul_isa_name(nomul_isa_active()),
                               (double)xh[j], (double)u[j], (double)rr, (double)m1, (double)m2,
