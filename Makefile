@@ -88,7 +88,10 @@ SHARED := $(BUILD)/libnomul.so.$(VERSION)
 CLI := $(BUILD)/nomul
 
 .PHONY: all test check valgrind install uninstall clean test-python install-python fuzz fuzz-build fuzz-long
-all: $(STATIC) $(SHARED) $(CLI)
+# the experiments' benchmark programs are built with the rest, so that they
+# cannot break unnoticed
+BENCHES := $(BUILD)/bn_bench $(BUILD)/zero_mask_bench
+all: $(STATIC) $(SHARED) $(CLI) $(BENCHES)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -126,6 +129,11 @@ $(BUILD)/tests/%.o: CFLAGS_ALL += -Isrc
 # one batch norm layer's forward and backward timed (the README's ninth round)
 $(BUILD)/bn_bench: experiments/bench/bn_bench.c $(STATIC)
 	$(CC) $(CFLAGS_ALL) $< $(STATIC) $(LDFLAGS) $(LIBS) -o $@
+
+# the cost of a PAM tile's zero handling against the FMA (the tenth round);
+# AVX-512 by target attributes, the CPU checked at run time
+$(BUILD)/zero_mask_bench: experiments/bench/zero_mask_bench.c
+	$(CC) $(CFLAGS_ALL) $< -o $@
 
 test check: $(TEST_BIN) $(CLI)
 	@BUILD=$(BUILD) LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp sh tests/run.sh $(TEST_BIN)
