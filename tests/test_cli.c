@@ -220,6 +220,20 @@ static void test_bench_runs(void **state)
     expect(rc, 0, out, "vit_fmnist_tiny    pa_approx");
     expect(rc, 0, out, "images/s");
     free(out);
+    /* the PyTorch rows (a stand-in script with fixed rates): a convolutional
+     * model's also in channels_last, the best of them the reference */
+    rc = run(&out, "bench train --models resnet20 --configs float --steps 1 --torch on "
+                   "--torch-threads 1 --torch-script tests/fake_torch_twin.py");
+    expect(rc, 0, out, "resnet20           pytorch 1 thr           100.0");
+    expect(rc, 0, out, "resnet20           pytorch 1 thr cl        150.0");
+    expect(rc, 0, out, "resnet20           nomul float / best PyTorch: ");
+    free(out);
+    rc = run(&out, "bench train --models vit_fmnist_tiny --configs float --steps 1 --torch on "
+                   "--torch-threads 1 --torch-script tests/fake_torch_twin.py");
+    expect(rc, 0, out, "vit_fmnist_tiny    pytorch 1 thr           100.0");
+    if (strstr(out, " cl "))
+        fail_msg("a channels_last row for a model without convolutions:\n%s", out);
+    free(out);
     rc = run(&out, "bench train --rounds 0");
     expect(rc, 2, out, "rounds");
     free(out);
