@@ -147,14 +147,6 @@ NO_LIBCALL_LOOPS void conv_pad_planes(int c, int h, int w, int ph, int pw, const
     zero_row(slack, dst + (long)c * hp * wp);
 }
 
-/* dst (c × rows × w) = the first w columns of src's wide rows (c × rows × ws) */
-NO_LIBCALL_LOOPS void conv_narrow_rows(int c, int rows, int w, int ws, const float *src,
-                                      float *dst)
-{
-    for (long r = 0; r < (long)c * rows; r++)
-        copy_row(w, src + r * ws, dst + r * w);
-}
-
 /* dst (c × rows × ws) = src's rows (c × rows × w) widened with ws − w zeros */
 static NO_LIBCALL_LOOPS void conv_widen_rows(int c, int rows, int w, int ws, const float *src,
                                             float *dst)
@@ -192,13 +184,6 @@ void conv_col_offsets(const nomul_conv2d_desc *d, const conv_geom *g, int implic
     else
         for (int k = 0; k < g->K; k++)
             off[k] = (long)k * g->ldcol;
-}
-
-int conv_thread_buffers(int sa, size_t na, int sw, size_t nw, float **buf, float **wide)
-{
-    *buf = nomul_scratch(sa, na);
-    *wide = *buf && nw ? nomul_scratch(sw, nw) : *buf;
-    return *wide != NULL;
 }
 
 /* In 4×4 blocks on SSE (x86-64's baseline: four loads, the shuffles of
@@ -448,7 +433,7 @@ static pg_plan **direct_plans(const nomul_conv2d_desc *d, const conv_geom *g, co
 /* How the direct PAM forward reads its Y: row k of the column matrix at
  * buf + off[k], buf being im2col's output (off[k] = k·ldcol) or, implicit,
  * the zero-padded image (conv2d_internal.h), the output then computed in
- * rows wp wide into `wide` and narrowed. */
+ * rows wp wide, each tile's kept columns written to y (pg_narrow). */
 typedef struct {
     int implicit, wp, slack, offset; /* offset: the PAMs have one (two adds each) */
     const long *off;
@@ -457,8 +442,7 @@ typedef struct {
 /* forward for image b: y_b = conv(x_b, W) + bias */
 static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, int pa,
                           pg_plan *const *plans, const direct_feed *feed, const float *x,
-                          const float *weight, const float *bias, float *y, int b, float *col,
-                          float *wide)
+                          const float *weight, const float *bias, float *y, int b, float *col)
 {
     for (int gr = 0; gr < d->groups; gr++) {
         const float *xg = x + b * g->x_img + (long)gr * g->cig * d->h * d->w;
@@ -471,13 +455,14 @@ static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, int pa
         if (feed && feed->implicit) {
             int nwide = g->oh * feed->wp;
             conv_pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, col, feed->slack);
-            pg_plan_run_forward_direct(plans[gr], nwide, col, feed->off, 0.0f, wide, nwide);
-            conv_narrow_rows(g->cog, g->oh, g->ow, feed->wp, wide, yg);
+            pg_plan_run_forward_direct(plans[gr], nwide, col, feed->off, 0.0f, yg, g->P,
+                                       (pg_narrow){.wp = feed->wp, .ow = g->ow});
             continue;
         }
         conv_im2col(d, g, xg, col);
         if (feed) {
-            pg_plan_run_forward_direct(plans[gr], g->P, col, feed->off, 0.0f, yg, g->P);
+            pg_plan_run_forward_direct(plans[gr], g->P, col, feed->off, 0.0f, yg, g->P,
+                                       (pg_narrow){.wp = 0});
             continue;
         }
         if (!pa) {
@@ -537,16 +522,13 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
         float *col = implicit ? nomul_scratch(NOMUL_SCRATCH_CONV_COL,
                                               (size_t)g.cig * hp * feed.wp + feed.slack)
                               : cached_col(fn, &g, NOMUL_SCRATCH_CONV_COL);
-        float *wide = implicit && col ? nomul_scratch(NOMUL_SCRATCH_CONV_DCOL,
-                                                      (size_t)g.cog * g.oh * feed.wp)
-                                      : col;
-        if (!wide)
+        if (!col)
             nomul_report(NOMUL_ENOMEM, "%s: out of memory for a padded image", fn);
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
-            if (wide)
+            if (col)
                 forward_image(d, &g, pa, plans, feed.off ? &feed : NULL, x, weight, bias, y, b,
-                              col, wide);
+                              col);
     }
 }
 
@@ -617,28 +599,28 @@ static int data_implicit(const char *fn, const nomul_conv2d_desc *d, const conv_
     size_t nt_x = exact ? (size_t)g->cig * nwide : 0;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *buf, *wide, *xw = NULL;
-        if (!conv_thread_buffers(NOMUL_SCRATCH_CONV_DCOL, (size_t)g->cog * hq * wq + slack,
-                                 NOMUL_SCRATCH_CONV_COL, (size_t)g->cig * nwide, &buf, &wide) ||
-            (exact && !(xw = nomul_scratch(NOMUL_SCRATCH_CONV_XWIDE, nt_x)))) {
+        float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_DCOL, (size_t)g->cog * hq * wq + slack);
+        float *xw = NULL;
+        if (!buf || (exact && !(xw = nomul_scratch(NOMUL_SCRATCH_CONV_XWIDE, nt_x)))) {
             nomul_report(NOMUL_ENOMEM, "%s: out of memory for a padded gradient", fn);
-            wide = NULL;
+            buf = NULL;
         }
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
-            for (int gr = 0; wide && gr < d->groups; gr++) {
+            for (int gr = 0; buf && gr < d->groups; gr++) {
                 /* the terms im2col's form counts (K · P per output channel) */
                 count_terms(exact, offset, (long long)g->cog * g->P * g->K);
                 long xoff = b * g->x_img + (long)gr * g->cig * d->h * d->w;
                 conv_pad_planes(g->cog, g->oh, g->ow, qh, qw,
                                 dy + b * g->y_img + (long)gr * g->cog * g->P, buf, slack);
+                const pg_narrow nw = {.wp = wq, .ow = d->w};
                 if (exact) {
                     conv_widen_rows(g->cig, d->h, d->w, wq, x + xoff, xw);
-                    pg_plan_run_grad_t_direct(plans[gr], nwide, xw, nwide, buf, off, 0.0f, wide,
-                                              nwide);
+                    pg_plan_run_grad_t_direct(plans[gr], nwide, xw, nwide, buf, off, 0.0f,
+                                              dx + xoff, d->h * d->w, nw);
                 } else
-                    pg_plan_run_forward_direct(plans[gr], nwide, buf, off, 0.0f, wide, nwide);
-                conv_narrow_rows(g->cig, d->h, d->w, wq, wide, dx + xoff);
+                    pg_plan_run_forward_direct(plans[gr], nwide, buf, off, 0.0f, dx + xoff,
+                                               d->h * d->w, nw);
             }
     }
     return 1;

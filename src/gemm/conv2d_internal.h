@@ -91,9 +91,6 @@ int conv_depthwise_backward_weight(const nomul_conv2d_desc *d, const conv_geom *
 void conv_im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *x, float *col);
 void conv_col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const float *col, float *x);
 int conv_image_threads(const nomul_conv2d_desc *d);
-/* This thread's input buffer (na floats in slot sa) and wide output (nw in
- * slot sw; the input buffer itself when nw is 0); 0 when out of memory. */
-int conv_thread_buffers(int sa, size_t na, int sw, size_t nw, float **buf, float **wide);
 /* t (cols × rows) = mᵀ, m rows × cols with leading dimension ldm */
 void conv_transpose(int rows, int cols, const float *m, long ldm, float *t);
 
@@ -102,8 +99,10 @@ void conv_transpose(int rows, int cols, const float *m, long ldm, float *t);
  * j·dil_w), read in rows Wp = w + 2·pad_w wide (the output computed that
  * wide, its last Wp − ow columns dropped). conv_pad_planes copies c planes
  * (h × w) into zero-padded ones with `slack` zeros after the last (the wide
- * rows read up to dil_w·(kw − 1) + 32 floats past it); conv_narrow_rows
- * keeps the first w columns of each wide row; conv_tap_offsets (this
+ * rows read up to dil_w·(kw − 1) + 32 floats past it); the products write
+ * each tile's kept columns to the output directly (pg_narrow: no wide
+ * output and no copy to narrow it, which cost 3% of ResNet20's float step);
+ * conv_tap_offsets (this
  * thread's buffer, NULL when out of memory) lists where each row of the
  * implicit column matrix starts. Wide rows cost (Wp − ow)/ow more products:
  * conv_wide_pays, up to 50%, where im2col's form costs more (its column
@@ -132,7 +131,6 @@ int conv_forward_implicit(const nomul_conv2d_desc *d, const conv_geom *g);
 int conv_data_implicit(const nomul_conv2d_desc *d);
 float *conv_flip_weights(const nomul_conv2d_desc *d, const conv_geom *g, const float *weight);
 void conv_pad_planes(int c, int h, int w, int ph, int pw, const float *src, float *dst, int slack);
-void conv_narrow_rows(int c, int rows, int w, int ws, const float *src, float *dst);
 long *conv_tap_offsets(int c, int kh, int kw, int hp, int wp, int dh, int dw);
 void conv_fill_taps(int c, int kh, int kw, int hp, int wp, int dh, int dw, long *off);
 /* off[k] = where row k of x's column matrix starts: in the padded image

@@ -97,17 +97,34 @@ typedef struct {
  * one bounded by b is a normal number (no NaN/∞ either side). */
 int pg_range_safe(const pg_stats *a, const pg_stats *b, float offset);
 
+/* Where the direct products' and fd_plan_run's columns land: every column j
+ * of C at j (wp 0), or (the convolutions' implicit feed) the n columns are
+ * output positions computed in rows wp wide of which the first ow of each
+ * are kept, column j at j − (j / wp)·(wp − ow), the rest dropped: the output
+ * written narrow by the kernels, without a wide copy to narrow. A kernel
+ * given one (not NULL) stores its tile's columns j0 .. j0 + 31 that way, c
+ * being its first row's start in C; with add, each sum continues from the
+ * wide tile at src (row r at src + 32·r: the earlier K blocks' sums, kept
+ * wide), not from C. */
+typedef struct {
+    int wp, ow;
+    long j0;
+    const float *src;
+} pg_narrow;
+
 /* Forward with Y read in place (AVX-512, the 8×32 tile of its forward
- * kernel): see ukernel_avx512.c. */
+ * kernel): see ukernel_avx512.c. nw: NULL, or the tile's narrow place. */
 typedef void (*pg_fwd_direct_kernel)(int kc, const uint32_t *xp, const float *y, const long *yoff,
-                                     const int32_t *xm, int xzeros, float *c, long ldc, int add);
+                                     const int32_t *xm, int xzeros, float *c, long ldc, int add,
+                                     const pg_narrow *nw);
 
 /* The exact grad-B product with Y read in place (AVX-512, the 6×32 tile of
  * its gradient kernels): see ukernel_avx512.c. tile: the MR×NR mantissa
  * fields of T, as pack_tile writes them. */
 typedef void (*pg_grad_direct_kernel)(int kc, const uint32_t *xp, const float *y,
                                       const long *yoff, const uint32_t *tile, const int32_t *xm,
-                                      int xzeros, float *c, long ldc, int add);
+                                      int xzeros, float *c, long ldc, int add,
+                                      const pg_narrow *nw);
 
 /* Float products with B read in place (src/gemm/float, convolution's float
  * path): one MR×NR tile of C = A · B over a reduction of k. Two forms:
@@ -123,7 +140,8 @@ typedef void (*pg_grad_direct_kernel)(int kc, const uint32_t *xp, const float *y
  *   c_ij = fma(a_i,k−1, b_k−1,j, … fma(a_i1, b_1j, fma(a_i0, b_0j, c0)) …),
  * c0 = 0 or c_ij, the same on every instruction set that has the kernel.
  * Only rows r < mvalid and columns j < nvalid of the tile are read from B
- * and C and written to C (row r at c + r·ldc). */
+ * and C and written to C (row r at c + r·ldc; or, nw not NULL, narrow as
+ * pg_narrow says, c the row's start, C not read: add 0). */
 typedef struct {
     const float *a;
     const long *aoff;
@@ -132,6 +150,7 @@ typedef struct {
     const float *b;
     const long *boff;
     long ldb;
+    const pg_narrow *nw;
 } fd_operands;
 typedef void (*fd_kernel)(int k, const fd_operands *o, int mvalid, int nvalid, float *c, long ldc,
                           int add);
@@ -249,8 +268,13 @@ void pg_plan_run_grad_b(const pg_plan *pl, int n, const float *b, int ldb, const
  * rows' dropped columns. */
 pg_plan *pg_plan_forward_direct(int key, int m, int k, const float *a, int lda, float offset);
 int pg_plan_direct_safe(const pg_plan *pl, const pg_stats *ys);
+/* rows mr of a tile ct (row stride NR), columns j0 .. j0 + nr − 1 of a
+ * narrow product (pg_narrow), to their places in C (row i at c + i·ldc),
+ * written or added */
+void pg_write_tile_narrow(const float *ct, int NR, int mr, long j0, int nr, pg_narrow nw,
+                          float *c, long ldc, int add);
 void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, const long *yoff,
-                                float beta, float *c, int ldc);
+                                float beta, float *c, int ldc, pg_narrow nw);
 
 /* Exact-gradient products with Y read in place, the grad-B form with T
  * given per output (a convolution's exact data gradient as the convolution
@@ -262,7 +286,7 @@ void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, const 
  * bounding all of Y, and no NaN in T; it does not count its operations. */
 pg_plan *pg_plan_grad_t_direct(int key, int m, int k, const float *a, int lda, float offset);
 void pg_plan_run_grad_t_direct(const pg_plan *pl, int n, const float *t, int ldt, const float *y,
-                               const long *yoff, float beta, float *c, int ldc);
+                               const long *yoff, float beta, float *c, int ldc, pg_narrow nw);
 
 /* Float products C (m×n) = op(A) (m×k) · B (k×n) with op(A) packed once
  * into the active context's fd panels and B read in place (row p at b +
@@ -275,7 +299,8 @@ void pg_plan_run_grad_t_direct(const pg_plan *pl, int n, const float *t, int ldt
 typedef struct fd_plan fd_plan;
 int fd_available(void);
 fd_plan *fd_plan_make(int key, CBLAS_TRANSPOSE ta, int m, int k, const float *a, int lda);
-void fd_plan_run(const fd_plan *pl, int n, const float *b, const long *boff, float *c, int ldc);
+void fd_plan_run(const fd_plan *pl, int n, const float *b, const long *boff, float *c, int ldc,
+                 pg_narrow nw);
 /* C (m×n, ldc) (+)= A (m×k) · B (k×n, ldb), both read in place as
  * fd_operands says (A's rows at a + aoff[i], i < m; k = segments of seg),
  * on this thread (callers run it per image in parallel): each sum the fma

@@ -162,10 +162,13 @@ int pg_plan_direct_safe(const pg_plan *pl, const pg_stats *ys)
  * are loaded once per block and stay in L1 while the packed X streams; a
  * gradient's T tiles, the strip's, are packed in the first block into tiles,
  * npanels of them, and read again by the others). Each sum is its blocks'
- * partial sums added in order to C, whatever the loop order. */
+ * partial sums added in order to C, whatever the loop order. Narrow (nw.wp),
+ * the full tiles' sums stay in a wide strip buffer until the last block,
+ * whose kernels add them and store the tile narrow (no masked loads of C);
+ * the strip's partial tiles go through ct to C every block. */
 static void direct_strip(const pg_plan *pl, const pg_problem *out, int jp, int n,
                          const float *t, int ldt, uint32_t *tiles, const float *y,
-                         const long *yoff, float beta, float *c, int ldc)
+                         const long *yoff, float beta, float *c, int ldc, pg_narrow nw)
 {
     const pg_cntx *cx = pl->cx;
     const int fwd = pl->pr.kind == PG_FWD;
@@ -173,34 +176,50 @@ static void direct_strip(const pg_plan *pl, const pg_problem *out, int jp, int n
     int m = pl->pr.m, kd = pl->pr.kd;
     float ct[PG_TILE_MAX] __attribute__((aligned(64)));
     int j0 = jp * NR, nr = n - j0 < NR ? n - j0 : NR;
+    /* narrow: C's earlier sums are read only through ct (beta 1) */
+    const int narrow = nw.wp > 0, nfull = narrow && beta == 1.0f ? 0 : 1;
+    float *cs = narrow && pl->nkb > 1 && nfull
+                    ? nomul_scratch(NOMUL_SCRATCH_GEMM_STRIP, (size_t)pl->npanels * MR * NR)
+                    : NULL;
+    if (narrow && pl->nkb > 1 && nfull && !cs)
+        return; /* reported */
     for (int kb = 0; kb < pl->nkb; kb++) {
         int pc = kb * KC, kc = kd - pc < KC ? kd - pc : KC;
-        int add = kb > 0 || beta == 1.0f;
+        int add = kb > 0 || beta == 1.0f, last = kb == pl->nkb - 1;
         for (int ip = 0; ip < pl->npanels; ip++) {
             int i0 = ip * MR, mr = m - i0 < MR ? m - i0 : MR;
-            int direct = mr == MR && nr == NR;
+            /* a full tile straight to C, else through ct; narrow, to the
+             * strip buffer until the last block, which places it */
+            int direct = mr == MR && nr == NR && nfull;
             size_t at = (size_t)kb * pl->npanels + ip;
-            float *dst = direct ? c + (long)i0 * ldc + j0 : ct;
-            long ld = direct ? ldc : NR;
+            float *dst = !direct               ? ct
+                         : narrow && !last     ? cs + (long)i0 * NR
+                         : narrow              ? c + (long)i0 * ldc
+                                               : c + (long)i0 * ldc + j0;
+            long ld = !direct || (narrow && !last) ? NR : ldc;
             int kadd = direct && add;
+            const pg_narrow tnw = {nw.wp, nw.ow, j0, cs ? cs + (long)i0 * NR : NULL};
+            const pg_narrow *knw = direct && narrow && last ? &tnw : NULL;
             if (fwd) {
                 cx->fwd_direct(kc, pl->xp + at * MR * KC, y + j0, yoff + pc,
-                               pl->xm + at * MR * KC, pl->xs[at].zero, dst, ld, kadd);
+                               pl->xm + at * MR * KC, pl->xs[at].zero, dst, ld, kadd, knw);
             } else {
                 uint32_t *tile = tiles + (size_t)ip * MR * NR;
                 if (kb == 0)
                     cx->pack_tile(t + (long)i0 * ldt + j0, ldt, 1, mr, nr, MR, NR, tile);
                 cx->grad_b_direct(kc, pl->xp + at * MR * KC, y + j0, yoff + pc, tile,
-                                  pl->xm + at * MR * KC, pl->xs[at].zero, dst, ld, kadd);
+                                  pl->xm + at * MR * KC, pl->xs[at].zero, dst, ld, kadd, knw);
             }
-            if (!direct)
+            if (!direct && nw.wp)
+                pg_write_tile_narrow(ct, NR, mr, j0, nr, nw, c + (long)i0 * ldc, ldc, add);
+            else if (!direct)
                 pg_write_tile(out, i0, mr, j0, nr, NR, ct, add);
         }
     }
 }
 
 static void run_direct(const pg_plan *pl, int n, const float *t, int ldt, const float *y,
-                       const long *yoff, float beta, float *c, int ldc)
+                       const long *yoff, float beta, float *c, int ldc, pg_narrow nw)
 {
     const int fwd = pl->pr.kind == PG_FWD, NR = fwd ? pl->cx->fwd.nr : pl->cx->grad.nr;
     int npj = ceil_div(n, NR);
@@ -222,25 +241,25 @@ static void run_direct(const pg_plan *pl, int n, const float *t, int ldt, const 
     if (nt <= 1) {
         for (int jp = 0; jp < npj; jp++)
             direct_strip(pl, &out, jp, n, t, ldt, tiles ? tiles + jp * per : NULL, y, yoff,
-                         beta, c, ldc);
+                         beta, c, ldc, nw);
         return;
     }
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int jp = 0; jp < npj; jp++)
         direct_strip(pl, &out, jp, n, t, ldt, tiles ? tiles + jp * per : NULL, y, yoff, beta,
-                     c, ldc);
+                     c, ldc, nw);
 }
 
 void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, const long *yoff,
-                                float beta, float *c, int ldc)
+                                float beta, float *c, int ldc, pg_narrow nw)
 {
-    run_direct(pl, n, NULL, 0, y, yoff, beta, c, ldc);
+    run_direct(pl, n, NULL, 0, y, yoff, beta, c, ldc, nw);
 }
 
 void pg_plan_run_grad_t_direct(const pg_plan *pl, int n, const float *t, int ldt, const float *y,
-                               const long *yoff, float beta, float *c, int ldc)
+                               const long *yoff, float beta, float *c, int ldc, pg_narrow nw)
 {
-    run_direct(pl, n, t, ldt, y, yoff, beta, c, ldc);
+    run_direct(pl, n, t, ldt, y, yoff, beta, c, ldc, nw);
 }
 
 int pg_range_safe(const pg_stats *a, const pg_stats *b, float offset)

@@ -115,7 +115,8 @@ FWD_DISPATCH(fwd_8x16, 1)
  * test on the exponent bits, in the kernel. The caller has checked that no
  * Y value is infinite or NaN and that every product stays normal. */
 static void fwd_direct_8x32(int kc, const uint32_t *xp, const float *y, const long *yoff,
-                            const int32_t *xm, int xzeros, float *ct, long ldc, int add)
+                            const int32_t *xm, int xzeros, float *ct, long ldc, int add,
+                            const pg_narrow *nw)
 {
     const __m512i expo = _mm512_set1_epi32(0x7F800000);
     __m512 acc[FMR][2];
@@ -137,7 +138,10 @@ static void fwd_direct_8x32(int kc, const uint32_t *xp, const float *y, const lo
             acc_add(&acc[r][1], t1, 1, kx);
         }
     }
-    store_rows(acc, FMR, 2, ct, ldc, add);
+    if (nw)
+        tile_store_narrow(ct, ldc, acc, FMR, 32, nw->wp, nw->ow, nw->j0, nw->src, add, FMR, 2);
+    else
+        store_rows(acc, FMR, 2, ct, ldc, add);
 }
 
 /* Forward with X read in place instead, raw (a convolution's approximate
@@ -296,7 +300,7 @@ GRAD_DISPATCH(grad_b_6x16, 0, 1)
 static inline __attribute__((always_inline)) void
 grad_b_direct_body(int kc, const uint32_t *xp, const float *y, const long *yoff,
                    const uint32_t *tile, const int32_t *xm, float *ct, long ldc, int add,
-                   const int xzeros)
+                   const pg_narrow *nw, const int xzeros)
 {
     const __m512i expo = _mm512_set1_epi32(0x7F800000);
     const __m512i se = _mm512_set1_epi32((int)PG_SIGN_EXP);
@@ -326,17 +330,20 @@ grad_b_direct_body(int kc, const uint32_t *xp, const float *y, const long *yoff,
             }
         }
     }
-    store_rows(acc, GMR, 2, ct, ldc, add);
+    if (nw)
+        tile_store_narrow(ct, ldc, acc, GMR, 32, nw->wp, nw->ow, nw->j0, nw->src, add, GMR, 2);
+    else
+        store_rows(acc, GMR, 2, ct, ldc, add);
 }
 
 static void grad_b_direct_6x32(int kc, const uint32_t *xp, const float *y, const long *yoff,
                                const uint32_t *tile, const int32_t *xm, int xzeros, float *ct,
-                               long ldc, int add)
+                               long ldc, int add, const pg_narrow *nw)
 {
     if (xzeros)
-        grad_b_direct_body(kc, xp, y, yoff, tile, xm, ct, ldc, add, 1);
+        grad_b_direct_body(kc, xp, y, yoff, tile, xm, ct, ldc, add, nw, 1);
     else
-        grad_b_direct_body(kc, xp, y, yoff, tile, xm, ct, ldc, add, 0);
+        grad_b_direct_body(kc, xp, y, yoff, tile, xm, ct, ldc, add, nw, 0);
 }
 
 /* This instruction set's context: its kernels, packing and block sizes,

@@ -78,29 +78,27 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
     int nt = conv_image_threads(d), failed = 0;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *buf, *wide;
-        if (!conv_thread_buffers(NOMUL_SCRATCH_CONV_COL,
-                                 implicit ? (size_t)g->cig * hp * wp + slack
-                                          : (size_t)g->K * g->ldcol + 32,
-                                 NOMUL_SCRATCH_CONV_DCOL, implicit ? (size_t)g->cog * nwide : 0,
-                                 &buf, &wide)) {
+        float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_COL, implicit
+                                                               ? (size_t)g->cig * hp * wp + slack
+                                                               : (size_t)g->K * g->ldcol + 32);
+        if (!buf) {
 #pragma omp atomic write
             failed = 1;
         }
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++) {
-            if (!wide)
+            if (!buf)
                 continue;
             for (int gr = 0; gr < d->groups; gr++) {
                 const float *xg = x + b * g->x_img + (long)gr * g->cig * d->h * d->w;
                 float *yg = y + b * g->y_img + (long)gr * g->cog * g->P;
                 if (implicit) {
                     conv_pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, buf, slack);
-                    fd_plan_run(plans[gr], (int)nwide, buf, off, wide, (int)nwide);
-                    conv_narrow_rows(g->cog, g->oh, g->ow, wp, wide, yg);
+                    fd_plan_run(plans[gr], (int)nwide, buf, off, yg, g->P,
+                                (pg_narrow){.wp = wp, .ow = g->ow});
                 } else {
                     conv_im2col(d, g, xg, buf);
-                    fd_plan_run(plans[gr], g->P, buf, off, yg, g->P);
+                    fd_plan_run(plans[gr], g->P, buf, off, yg, g->P, (pg_narrow){.wp = 0});
                 }
             }
             add_bias(g, d->c_out, bias, y + b * g->y_img);
@@ -141,18 +139,16 @@ void conv_float_backward_data(const char *fn, const nomul_conv2d_desc *d, const 
     int nt = conv_image_threads(d), failed = 0;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *buf, *wide;
-        if (!conv_thread_buffers(NOMUL_SCRATCH_CONV_DCOL,
-                                 implicit ? (size_t)g->cog * hq * wq + slack
-                                          : (size_t)g->K * g->ldcol + 32,
-                                 NOMUL_SCRATCH_CONV_COL, implicit ? (size_t)g->cig * nwide : 0,
-                                 &buf, &wide)) {
+        float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_DCOL, implicit
+                                                                ? (size_t)g->cog * hq * wq + slack
+                                                                : (size_t)g->K * g->ldcol + 32);
+        if (!buf) {
 #pragma omp atomic write
             failed = 1;
         }
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++) {
-            if (!wide)
+            if (!buf)
                 continue;
             if (!implicit)
                 memset(dx + b * g->x_img, 0, (size_t)g->x_img * sizeof *dx);
@@ -161,10 +157,10 @@ void conv_float_backward_data(const char *fn, const nomul_conv2d_desc *d, const 
                 float *dxg = dx + b * g->x_img + (long)gr * g->cig * d->h * d->w;
                 if (implicit) {
                     conv_pad_planes(g->cog, g->oh, g->ow, qh, qw, dyg, buf, slack);
-                    fd_plan_run(plans[gr], (int)nwide, buf, off, wide, (int)nwide);
-                    conv_narrow_rows(g->cig, d->h, d->w, wq, wide, dxg);
+                    fd_plan_run(plans[gr], (int)nwide, buf, off, dxg, d->h * d->w,
+                                (pg_narrow){.wp = wq, .ow = d->w});
                 } else {
-                    fd_plan_run(plans[gr], g->P, dyg, off, buf, g->ldcol);
+                    fd_plan_run(plans[gr], g->P, dyg, off, buf, g->ldcol, (pg_narrow){.wp = 0});
                     conv_col2im_add(d, g, buf, dxg);
                 }
             }

@@ -61,32 +61,35 @@ fd_plan *fd_plan_make(int key, CBLAS_TRANSPOSE ta, int m, int k, const float *a,
     return pl;
 }
 
-/* column tile jp: every row panel against B's strip, the strip kept in cache */
+/* column tile jp: every row panel against B's strip, the strip kept in
+ * cache; narrow (nw.wp), the kernels store each tile to its narrow places */
 static void run_tile(const fd_plan *pl, int jp, int n, const float *b, const long *boff,
-                     float *c, int ldc)
+                     float *c, int ldc, pg_narrow nw)
 {
     const int MR = pl->cx->fdirect.mr, NR = pl->cx->fdirect.nr;
     int j0 = jp * NR, nr = n - j0 < NR ? n - j0 : NR;
-    fd_operands o = {.b = b + j0, .boff = boff};
+    pg_narrow at = {.wp = nw.wp, .ow = nw.ow, .j0 = j0};
+    fd_operands o = {.b = b + j0, .boff = boff, .nw = nw.wp ? &at : NULL};
     for (int ip = 0; ip < pl->npanels; ip++) {
         int i0 = ip * MR, mr = pl->m - i0 < MR ? pl->m - i0 : MR;
         o.a = pl->ap + (size_t)ip * MR * pl->k;
-        pl->cx->fdirect.run(pl->k, &o, mr, nr, c + (long)i0 * ldc + j0, ldc, 0);
+        pl->cx->fdirect.run(pl->k, &o, mr, nr, c + (long)i0 * ldc + (nw.wp ? 0 : j0), ldc, 0);
     }
 }
 
-void fd_plan_run(const fd_plan *pl, int n, const float *b, const long *boff, float *c, int ldc)
+void fd_plan_run(const fd_plan *pl, int n, const float *b, const long *boff, float *c, int ldc,
+                 pg_narrow nw)
 {
     int npj = cdiv(n, pl->cx->fdirect.nr);
     int nt = omp_in_parallel() || npj < 2 ? 1 : nomul_num_threads();
     if (nt <= 1) { /* no OpenMP team: this runs once per image */
         for (int jp = 0; jp < npj; jp++)
-            run_tile(pl, jp, n, b, boff, c, ldc);
+            run_tile(pl, jp, n, b, boff, c, ldc, nw);
         return;
     }
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int jp = 0; jp < npj; jp++)
-        run_tile(pl, jp, n, b, boff, c, ldc);
+        run_tile(pl, jp, n, b, boff, c, ldc, nw);
 }
 
 /* Both operands in place. The reduction runs in chunks of whole segments,
@@ -114,7 +117,7 @@ void fd_gemm_inplace(int m, int n, int k, const float *a, const long *aoff, int 
             for (int i0 = 0; i0 < m; i0 += MR) {
                 int mr = m - i0 < MR ? m - i0 : MR;
                 fd_operands o = {a + (long)s0 * sstride, aoff + i0, seg, sstride,
-                                 b + (long)p0 * ldb + j0, NULL, ldb};
+                                 b + (long)p0 * ldb + j0, NULL, ldb, NULL};
                 run(kc, &o, mr, nr, c + (long)i0 * ldc + j0, ldc, acc);
             }
         }

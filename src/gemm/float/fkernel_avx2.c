@@ -69,6 +69,16 @@ fd_body(int k, const fd_operands *o, int mvalid, int nvalid, float *c, long ldc,
                 ar[r] += ss;
         }
     }
+    if (o->nw) { /* narrow: through a tile in L1 (the AVX-512 kernels store it directly) */
+        float ct[FMR * 16];
+#pragma GCC unroll 6
+        for (int r = 0; r < FMR; r++) {
+            _mm256_storeu_ps(ct + r * 16, acc[r][0]);
+            _mm256_storeu_ps(ct + r * 16 + 8, acc[r][1]);
+        }
+        pg_write_tile_narrow(ct, 16, mvalid, o->nw->j0, nvalid, *o->nw, c, ldc, 0);
+        return;
+    }
     /* unrolled with constant indices, so that acc stays in registers */
 #pragma GCC unroll 6
     for (int r = 0; r < FMR; r++) {
