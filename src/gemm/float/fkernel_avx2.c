@@ -5,6 +5,7 @@
  * fkernel_avx512.c says.
  */
 #include <immintrin.h>
+#include <stdint.h>
 
 #include "../gemm_internal.h"
 
@@ -69,14 +70,34 @@ fd_body(int k, const fd_operands *o, int mvalid, int nvalid, float *c, long ldc,
                 ar[r] += ss;
         }
     }
-    if (o->nw) { /* narrow: through a tile in L1 (the AVX-512 kernels store it directly) */
-        float ct[FMR * 16];
+    if (o->nw) { /* narrow (pg_narrow): as tile_avx512.h's tile_store_narrow */
+        const int wp = o->nw->wp, ow = o->nw->ow;
+        const long q0 = o->nw->j0 / wp;
+        const int ph = (int)(o->nw->j0 - q0 * wp);
+        for (int d = 0; d * wp - ph < nvalid; d++) {
+            /* lanes [lo, hi) are wide row q0 + d's kept columns */
+            int lo = d * wp - ph, hi = lo + ow;
+            lo = lo > 0 ? lo : 0;
+            hi = hi < nvalid ? hi : nvalid;
+            if (hi <= lo)
+                continue;
+            const __m256i vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
+            __m256i mk[2];
+            for (int h = 0; h < 2; h++) {
+                __m256i l = _mm256_add_epi32(lane, _mm256_set1_epi32(8 * h));
+                mk[h] = _mm256_andnot_si256(_mm256_cmpgt_epi32(vlo, l), _mm256_cmpgt_epi32(vhi, l));
+            }
+            const long at = (q0 + d) * ow + ph - (long)d * wp;
 #pragma GCC unroll 6
-        for (int r = 0; r < FMR; r++) {
-            _mm256_storeu_ps(ct + r * 16, acc[r][0]);
-            _mm256_storeu_ps(ct + r * 16 + 8, acc[r][1]);
+            for (int r = 0; r < FMR; r++)
+                if (r < mvalid)
+                    for (int h = 0; h < 2; h++) {
+                        /* the lanes below lo, masked off, are never touched */
+                        float *p = (float *)((uintptr_t)c +
+                                             (uintptr_t)((r * ldc + at + 8 * h) * (long)sizeof(float)));
+                        _mm256_maskstore_ps(p, mk[h], acc[r][h]);
+                    }
         }
-        pg_write_tile_narrow(ct, 16, mvalid, o->nw->j0, nvalid, *o->nw, c, ldc, 0);
         return;
     }
     /* unrolled with constant indices, so that acc stays in registers */
