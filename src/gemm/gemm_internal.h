@@ -112,6 +112,25 @@ typedef struct {
     const float *src;
 } pg_narrow;
 
+/* Segment d of a narrow tile of nvalid lanes (lane l: the wide product's
+ * column nw->j0 + l): its lanes [*lo, *hi) are wide row j0 / wp + d's kept
+ * columns, lane l's place in C's row being *at + l (l ≥ *lo; below it *at + l
+ * may lie outside the row: a store masks those lanes off). Returns 0 when the
+ * tile has no segment d, nor any after; *hi ≤ *lo when segment d keeps
+ * nothing. The kernels' narrow stores (tile_avx512.h, fkernel_avx2.c). */
+static inline int pg_narrow_segment(const pg_narrow *nw, int nvalid, int d, int *lo, int *hi,
+                                    long *at)
+{
+    const long q0 = nw->j0 / nw->wp;
+    const int ph = (int)(nw->j0 - q0 * nw->wp), l0 = d * nw->wp - ph;
+    if (l0 >= nvalid)
+        return 0;
+    *lo = l0 > 0 ? l0 : 0;
+    *hi = l0 + nw->ow < nvalid ? l0 + nw->ow : nvalid;
+    *at = (q0 + d) * nw->ow + ph - (long)d * nw->wp;
+    return 1;
+}
+
 /* Forward with Y read in place (AVX-512, the 8×32 tile of its forward
  * kernel): see ukernel_avx512.c. nw: NULL, or the tile's narrow place. */
 typedef void (*pg_fwd_direct_kernel)(int kc, const uint32_t *xp, const float *y, const long *yoff,

@@ -47,41 +47,37 @@ tile_store(float *c, long ldc, __m512 (*acc)[2], const __mmask16 *km, int mvalid
 }
 
 /* The first mvalid rows of acc (nh halves of 16 lanes, lanes past nvalid
- * not stored), lanes l being the wide product's columns j0 + l, to their
+ * not stored), lanes l being the wide product's columns nw->j0 + l, to their
  * narrow places (pg_narrow, gemm_internal.h: column j of C at
  * j − (j / wp)·(wp − ow), the columns j % wp ≥ ow dropped), row r's at
- * c + r·ldc; with add, acc plus the wide tile at src (row r at src + 32·r)
- * first. One masked store per row and half for each wide row the tile's
- * lanes meet (wp ≥ 32: one or two). */
+ * c + r·ldc; with add, acc plus the wide tile at nw->src (row r at
+ * src + 32·r) first. One masked store per row and half for each wide row the
+ * tile's lanes meet (pg_narrow_segment; wp ≥ 32: one or two). Needs
+ * gemm_internal.h. */
 static inline __attribute__((always_inline)) void
-tile_store_narrow(float *c, long ldc, __m512 (*acc)[2], int mvalid, int nvalid, int wp, int ow,
-                  long j0, const float *src, int add, const int rows, const int nh)
+tile_store_narrow(float *c, long ldc, __m512 (*acc)[2], int mvalid, int nvalid,
+                  const pg_narrow *nw, int add, const int rows, const int nh)
 {
     if (add)
 #pragma GCC unroll 8
         for (int r = 0; r < rows; r++)
             for (int h = 0; h < nh; h++)
-                acc[r][h] = _mm512_add_ps(acc[r][h], _mm512_loadu_ps(src + 32 * r + 16 * h));
-    const long q0 = j0 / wp;
-    const int ph = (int)(j0 - q0 * wp);
-    for (int d = 0; d * wp - ph < nvalid; d++) {
-        /* lanes [lo, hi) are wide row q0 + d's kept columns */
-        int lo = d * wp - ph, hi = lo + ow;
-        lo = lo > 0 ? lo : 0;
-        hi = hi < nvalid ? hi : nvalid;
+                acc[r][h] = _mm512_add_ps(acc[r][h], _mm512_loadu_ps(nw->src + 32 * r + 16 * h));
+    int lo, hi;
+    long at;
+    for (int d = 0; pg_narrow_segment(nw, nvalid, d, &lo, &hi, &at); d++) {
         if (hi <= lo)
             continue;
         const uint32_t m = (hi >= 32 ? 0xFFFFFFFFu : (1u << hi) - 1) & ~((1u << lo) - 1);
         const __mmask16 km[2] = {(__mmask16)m, (__mmask16)(m >> 16)};
-        /* lane l's column: (q0 + d)·ow + ph − d·wp + l (l ≥ lo: in the row);
-         * the lanes below lo, masked off, are never touched */
-        const long at = (q0 + d) * ow + ph - (long)d * wp;
 #pragma GCC unroll 8
         for (int r = 0; r < rows; r++)
             if (r < mvalid)
                 for (int h = 0; h < nh; h++) {
                     if (!km[h])
                         continue;
+                    /* the address as an integer: lanes below lo, masked
+                     * off and never touched, may lie before the row */
                     float *p = (float *)((uintptr_t)c +
                                          (uintptr_t)((r * ldc + at + 16 * h) * (long)sizeof(float)));
                     _mm512_mask_storeu_ps(p, km[h], acc[r][h]);

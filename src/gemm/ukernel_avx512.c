@@ -139,7 +139,7 @@ static void fwd_direct_8x32(int kc, const uint32_t *xp, const float *y, const lo
         }
     }
     if (nw)
-        tile_store_narrow(ct, ldc, acc, FMR, 32, nw->wp, nw->ow, nw->j0, nw->src, add, FMR, 2);
+        tile_store_narrow(ct, ldc, acc, FMR, 32, nw, add, FMR, 2);
     else
         store_rows(acc, FMR, 2, ct, ldc, add);
 }
@@ -331,7 +331,7 @@ grad_b_direct_body(int kc, const uint32_t *xp, const float *y, const long *yoff,
         }
     }
     if (nw)
-        tile_store_narrow(ct, ldc, acc, GMR, 32, nw->wp, nw->ow, nw->j0, nw->src, add, GMR, 2);
+        tile_store_narrow(ct, ldc, acc, GMR, 32, nw, add, GMR, 2);
     else
         store_rows(acc, GMR, 2, ct, ldc, add);
 }

@@ -71,14 +71,9 @@ fd_body(int k, const fd_operands *o, int mvalid, int nvalid, float *c, long ldc,
         }
     }
     if (o->nw) { /* narrow (pg_narrow): as tile_avx512.h's tile_store_narrow */
-        const int wp = o->nw->wp, ow = o->nw->ow;
-        const long q0 = o->nw->j0 / wp;
-        const int ph = (int)(o->nw->j0 - q0 * wp);
-        for (int d = 0; d * wp - ph < nvalid; d++) {
-            /* lanes [lo, hi) are wide row q0 + d's kept columns */
-            int lo = d * wp - ph, hi = lo + ow;
-            lo = lo > 0 ? lo : 0;
-            hi = hi < nvalid ? hi : nvalid;
+        int lo, hi;
+        long at;
+        for (int d = 0; pg_narrow_segment(o->nw, nvalid, d, &lo, &hi, &at); d++) {
             if (hi <= lo)
                 continue;
             const __m256i vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
@@ -87,7 +82,6 @@ fd_body(int k, const fd_operands *o, int mvalid, int nvalid, float *c, long ldc,
                 __m256i l = _mm256_add_epi32(lane, _mm256_set1_epi32(8 * h));
                 mk[h] = _mm256_andnot_si256(_mm256_cmpgt_epi32(vlo, l), _mm256_cmpgt_epi32(vhi, l));
             }
-            const long at = (q0 + d) * ow + ph - (long)d * wp;
 #pragma GCC unroll 6
             for (int r = 0; r < FMR; r++)
                 if (r < mvalid)

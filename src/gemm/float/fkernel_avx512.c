@@ -61,8 +61,7 @@ fd_body(int k, const fd_operands *o, int mvalid, int nvalid, float *c, long ldc,
         }
     }
     if (o->nw)
-        tile_store_narrow(c, ldc, acc, mvalid, nvalid, o->nw->wp, o->nw->ow, o->nw->j0, NULL, 0,
-                          FMR, nh);
+        tile_store_narrow(c, ldc, acc, mvalid, nvalid, o->nw, 0, FMR, nh);
     else
         tile_store(c, ldc, acc, km, mvalid, FMR, nh);
 }
