@@ -46,13 +46,24 @@ class TorchTwin(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         got = json.loads(r.stdout.strip().splitlines()[-1])
         self.assertEqual(set(got), {"model", "threads", "params", "items", "items_per_s",
-                                    "step_ms", "peak_rss_mb"})
+                                    "step_ms", "peak_rss_mb", "channels_last"})
         self.assertEqual((got["model"], got["threads"], got["items"]), ("vit_fmnist", 1, "images"))
+        self.assertIs(got["channels_last"], False)
         self.assertEqual(got["params"], want)
         self.assertGreater(got["items_per_s"], 0)
         # 3 steps of 64 images: the rate and the step time describe the same wall time
         self.assertAlmostEqual(got["items_per_s"] * got["step_ms"] / 1000.0, 64.0, places=6)
         self.assertGreater(got["peak_rss_mb"], 10)
+
+    def test_resnet_channels_last_step(self):
+        want = nomul_count("resnet20")
+        r = twin("--model", "resnet20", "--threads", "1", "--steps", "1", "--warmup", "0",
+                 "--expect-params", str(want), "--channels-last")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        got = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertEqual((got["model"], got["params"], got["channels_last"]),
+                         ("resnet20", want, True))
+        self.assertGreater(got["items_per_s"], 0)
 
     def test_count_mismatch_is_refused(self):
         r = twin("--model", "vit_fmnist", "--threads", "1", "--steps", "1", "--expect-params", "7")
@@ -61,8 +72,9 @@ class TorchTwin(unittest.TestCase):
         self.assertRegex(r.stderr, r"twin has \d+ trainable parameters, nomul's has 7")
 
     def test_usage_errors_exit_2(self):
-        for args in (["--model", "vit_fmnist", "--threads", "0"], ["--model", "nope",
-                                                                    "--threads", "1"]):
+        for args in (["--model", "vit_fmnist", "--threads", "0"],
+                     ["--model", "nope", "--threads", "1"],
+                     ["--model", "vit_fmnist", "--threads", "1", "--channels-last"]):
             r = twin(*args)
             self.assertEqual(r.returncode, 2, args)
             self.assertIn("torch_twin.py", r.stderr)
