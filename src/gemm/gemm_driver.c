@@ -200,23 +200,21 @@ void pg_write_tile(const pg_problem *pr, int i0, int mr, int j0, int nr, int NR,
 void pg_write_tile_narrow(const float *ct, int NR, int mr, long j0, int nr, pg_narrow nw,
                           float *c, long ldc, int add)
 {
-    /* the tile's columns row segment by row segment of the wide product */
-    for (long j = j0; j < j0 + nr;) {
-        long q = j / nw.wp, col = j - q * nw.wp;
-        long end = (q + 1) * nw.wp < j0 + nr ? (q + 1) * nw.wp : j0 + nr;
-        long keep = col < nw.ow ? (end - j < nw.ow - col ? end - j : nw.ow - col) : 0;
-        for (int r = 0; r < mr && keep > 0; r++) {
-            const float *src = ct + r * NR + (j - j0);
-            float *dst = c + r * ldc + q * nw.ow + col;
+    /* the tile's lanes wide row by wide row, as the kernels' narrow stores */
+    nw.j0 = j0;
+    int lo, hi;
+    long at;
+    for (int d = 0; pg_narrow_segment(&nw, nr, d, &lo, &hi, &at); d++)
+        for (int r = 0; r < mr; r++) {
+            const float *src = ct + r * NR;
+            float *row = c + r * ldc; /* lane l at row[at + l], in the row for l ≥ lo */
             if (add)
-                for (long i = 0; i < keep; i++)
-                    dst[i] += src[i];
+                for (int l = lo; l < hi; l++)
+                    row[at + l] += src[l];
             else
-                for (long i = 0; i < keep; i++)
-                    dst[i] = src[i];
+                for (int l = lo; l < hi; l++)
+                    row[at + l] = src[l];
         }
-        j = end;
-    }
 }
 
 void nomul_gemm_release_buffers(void)

@@ -117,7 +117,8 @@ typedef struct {
  * columns, lane l's place in C's row being *at + l (l ≥ *lo; below it *at + l
  * may lie outside the row: a store masks those lanes off). Returns 0 when the
  * tile has no segment d, nor any after; *hi ≤ *lo when segment d keeps
- * nothing. The kernels' narrow stores (tile_avx512.h, fkernel_avx2.c). */
+ * nothing. The narrow stores: the kernels' (tile_avx512.h, fkernel_avx2.c)
+ * and pg_write_tile_narrow's. */
 static inline int pg_narrow_segment(const pg_narrow *nw, int nvalid, int d, int *lo, int *hi,
                                     long *at)
 {
