@@ -208,6 +208,11 @@ static void test_bench_runs(void **state)
     rc = run(&out, "bench conv --batch 1 --min-time 0.001");
     expect(rc, 0, out, "convmixer dw 5x5 256");
     expect(rc, 0, out, "summary: conv2d forward");
+    expect(rc, 0, out, "x zeros 0%");
+    free(out);
+    rc = run(&out, "bench conv --batch 1 --min-time 0.001 --zeros 0.5 --approx");
+    expect(rc, 0, out, "approximate backward, x zeros 50%");
+    expect(rc, 0, out, "summary: conv2d approximate backward weight");
     free(out);
     /* bench train: a row per configuration, each a process of its own, on
      * Debian's Fashion-MNIST (dataset-fashion-mnist) */
@@ -318,6 +323,8 @@ static void test_bad_arguments_are_clear_errors(void **state)
         {"bench gemm --sizes 12x", "is not MxNxK"},
         {"bench gemm --threads 0", "--threads"},
         {"bench conv --batch 0", "--batch"},
+        {"bench conv --zeros 1.5", "--zeros must be a fraction in [0, 1]"},
+        {"bench conv --zeros nan", "--zeros"},
         {"bench arith --n -5", "--n"},
         {"bench arith --min-time 0", "--min-time"},
         {"bench arith --ops zzz", "unknown operation 'zzz'"},

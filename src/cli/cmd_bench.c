@@ -387,6 +387,7 @@ static int bench_gemm(int argc, char **argv)
 
 static const char conv_usage[] =
     "usage: nomul bench conv [--threads N] [--batch N] [--min-time SECONDS] [--approx]\n"
+    "                        [--zeros FRACTION]\n"
     "\n"
     "Times conv2d forward, backward data and backward weight on CNN layers\n"
     "(batch 32 unless --batch) in float mode (nomul's fused multiply-add kernels on the\n"
@@ -395,7 +396,9 @@ static const char conv_usage[] =
     "layers; exact backward, or the\n"
     "approximate one with --approx), in one run, and prints the milliseconds and each\n"
     "PAM / float speed ratio, then one summary line per pass over all layers\n"
-    "(time-weighted). Threads default to all cores.\n";
+    "(time-weighted). Threads default to all cores. The inputs x are positive (as after a\n"
+    "ReLU) with no zeros unless --zeros makes that fraction of them zero (a ReLU leaves\n"
+    "about half: 0.5; the PAM weight gradients then skip them).\n";
 
 typedef struct {
     const char *name;
@@ -441,10 +444,18 @@ static int bench_conv(int argc, char **argv)
     double min_time = 0.3;
     uint64_t threads = 0, batch = 32;
     int approx = 0;
+    double zeros = 0.0;
     while ((arg = cli_next(&a))) {
         if (cli_is_help(arg)) {
             fputs(conv_usage, stdout);
             return CLI_OK;
+        } else if (cli_is(&a, arg, "zeros")) {
+            if (!(v = cli_value(&a, "zeros")) || !cli_parse_double("zeros", v, &zeros))
+                return CLI_USAGE;
+            if (!(zeros >= 0 && zeros <= 1)) {
+                cli_error("bench conv: --zeros must be a fraction in [0, 1]");
+                return CLI_USAGE;
+            }
         } else if (cli_is(&a, arg, "approx")) {
             approx = 1;
         } else if (cli_is(&a, arg, "threads")) {
@@ -508,6 +519,8 @@ static int bench_conv(int argc, char **argv)
     for (size_t i = 0; i < mx; i++) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         x[i] = (float)((s >> 40) & 0xFFFF) / 65536.0f + 0.01f; /* post-ReLU-like, nonzero */
+        if (zeros > 0 && (double)((s >> 16) & 0xFFFF) / 65536.0 < zeros)
+            x[i] = 0.0f;
     }
     for (size_t i = 0; i < mw; i++) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
@@ -518,9 +531,10 @@ static int bench_conv(int argc, char **argv)
         dy[i] = (float)((s >> 40) & 0xFFFF) / 32768.0f - 0.999f;
     }
     char core[96];
-    printf("conv2d, batch %d, %d threads, nomul %s kernels, OpenBLAS core %s, %s backward\n",
+    printf("conv2d, batch %d, %d threads, nomul %s kernels, OpenBLAS core %s, %s backward, "
+           "x zeros %.0f%%\n",
            (int)batch, nomul_get_num_threads(), nomul_isa_name(nomul_isa_active()),
-           cli_blas_core(core, sizeof core), approx ? "approximate" : "exact");
+           cli_blas_core(core, sizeof core), approx ? "approximate" : "exact", 100.0 * zeros);
     printf("%-24s %8s %8s %6s %8s %8s %6s %8s %8s %6s\n", "layer", "fwd ms", "pam ms", "ratio",
            "dX ms", "pam ms", "ratio", "dW ms", "pam ms", "ratio");
     double sum[3][2] = {{0, 0}, {0, 0}, {0, 0}};
