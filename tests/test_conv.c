@@ -520,6 +520,114 @@ static void test_conv_larger_layer(void **state)
     run_conv_case(&r, &dwd, &m, 1);
 }
 
+/* The weight gradients' kernels that skip x's zeros (AVX-512's
+ * pg_xsparse_ukr, conv2d.c's dw_block) against the in-place kernels they
+ * stand in for, bit for bit, on the same inputs: x half zeros (as after a
+ * ReLU) with some subnormals (left out as zeros are), dy with and without
+ * zeros (a panel with zeros falls back to the in-place kernel: the last
+ * image's, when the layer has several), exact and
+ * approximate, with and without an offset; stride 1 (the padded image: chunks
+ * of whole output rows, several per image, the last shorter), strided
+ * (im2col's rows: chunks of one long segment), dilated with groups, 16-wide
+ * and 32-wide panels and two of them, partial row tiles, and rows too wide
+ * for a chunk (the in-place kernels only). conv_xsparse_runs shows where the
+ * lists ran. Then the definition's checks (run_conv_case: float64 sums, and
+ * powers of two bit for bit) with the lists forced on every chunk. */
+static void test_dw_sparse_matches_in_place(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xC015};
+    nomul_isa_set(nomul_isa_max());
+    if (!pg_cntx_active()->xsparse.build) {
+        printf("# no kernels that skip zeros on %s: nothing to compare\n",
+               nomul_isa_name(nomul_isa_active()));
+        return;
+    }
+    static const nomul_conv2d_desc layers[] = {
+        {3, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1}, /* 16 wide, 4 chunks per image */
+        {2, 8, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1},  /* 32 wide, one chunk */
+        {2, 12, 7, 9, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* two panels, 32 + 8 */
+        {2, 8, 40, 40, 20, 3, 3, 2, 2, 1, 1, 1, 1, 1},  /* strided: im2col, P = 400 */
+        {2, 6, 9, 23, 10, 3, 3, 1, 1, 2, 1, 2, 1, 2},   /* dilated, groups of 5 */
+        {5, 7, 11, 5, 6, 2, 3, 1, 1, 0, 1, 1, 1, 1},    /* K = 42: a partial row tile */
+        {1, 4, 2, 300, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* rows of 302: no chunk fits */
+    };
+    static const nomul_op_cfg modes[] = {{NOMUL_OP_PAM, 0, 1.0f},
+                                      {NOMUL_OP_PAM, 0, 1.0552f},
+                                      {NOMUL_OP_PAM, 1, 1.0f},
+                                      {NOMUL_OP_PAM, 1, 1.0552f}};
+    int nl = (int)(sizeof layers / sizeof layers[0]);
+    for (int li = 0; li < nl; li++) {
+        const nomul_conv2d_desc *d = &layers[li];
+        int oh, ow;
+        assert_true(nomul_conv2d_output_size(d, &oh, &ow));
+        long nx = (long)d->n * d->c_in * d->h * d->w;
+        long nw = (long)d->c_out * (d->c_in / d->groups) * d->kh * d->kw;
+        long ny = (long)d->n * d->c_out * oh * ow;
+        float *x = malloc(nx * 4), *w = malloc(nw * 4), *dy = malloc(ny * 4), *db = malloc(d->c_out * 4);
+        float *dw[3] = {malloc(nw * 4), malloc(nw * 4), malloc(nw * 4)};
+        assert_true(x && w && dy && db && dw[0] && dw[1] && dw[2]);
+        for (int rep = 0; rep < 2; rep++) {
+            for (long i = 0; i < nx; i++) {
+                uint32_t u = tu_u32(&r);
+                x[i] = u % 2 ? 0.0f : u % 97 == 1 ? ldexpf(1.0f, -140) : tu_normal(&r, -4, 4, 1);
+            }
+            for (long i = 0; i < nw; i++)
+                w[i] = tu_normal(&r, -4, 2, 1);
+            /* rep 1: zeros in the last image's dy (its panels in place) */
+            long y_img = ny / d->n;
+            for (long i = 0; i < ny; i++)
+                dy[i] = rep == 1 && i >= ny - y_img && tu_u32(&r) % 8 == 0
+                            ? 0.0f
+                            : tu_normal(&r, -4, 4, 1);
+            for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
+                static const int order[3] = {CONV_XSPARSE_NEVER, CONV_XSPARSE_ALWAYS,
+                                             CONV_XSPARSE_AUTO};
+                long runs0 = conv_xsparse_runs, runs_always = 0;
+                nomul_clear_error();
+                for (int o = 0; o < 3; o++) {
+                    long before = conv_xsparse_runs;
+                    conv_xsparse_mode = order[o];
+                    nomul_conv2d_backward_weight(d, &modes[k], x, w, dy, dw[o], db);
+                    if (order[o] == CONV_XSPARSE_ALWAYS)
+                        runs_always = conv_xsparse_runs - before;
+                }
+                conv_xsparse_mode = CONV_XSPARSE_AUTO;
+                if (nomul_last_error() != NOMUL_OK)
+                    FAIL_SEED("conv2d reported: %s", nomul_last_error_message());
+                int want_none = li == nl - 1 || (rep == 1 && d->n == 1);
+                if (want_none ? conv_xsparse_runs != runs0 : runs_always == 0)
+                    FAIL_SEED("layer %d (approx %d off %g): the lists ran on %ld chunks, "
+                              "want %s",
+                              li, modes[k].approx_bwd, (double)modes[k].offset,
+                              conv_xsparse_runs - runs0, want_none ? "none" : "some");
+                for (int o = 1; o < 3; o++)
+                    for (long i = 0; i < nw; i++)
+                        if (tu_bits(dw[o][i]) != tu_bits(dw[0][i]))
+                            FAIL_SEED("layer %d, dy zeros %d, approx %d off %g, mode %s: "
+                                      "dW[%ld] = %a, the in-place kernels' %a",
+                                      li, rep, modes[k].approx_bwd, (double)modes[k].offset,
+                                      o == 1 ? "always" : "auto", i, (double)dw[o][i],
+                                      (double)dw[0][i]);
+            }
+        }
+        free(x); free(w); free(dy); free(db);
+        for (int o = 0; o < 3; o++)
+            free(dw[o]);
+    }
+    /* the definition's checks with the lists on every chunk */
+    conv_xsparse_mode = CONV_XSPARSE_ALWAYS;
+    nomul_op_cfg m = {NOMUL_OP_PAM, 0, 1.0f}, m_off = {NOMUL_OP_PAM, 0, 1.0552f};
+    nomul_op_cfg ma = {NOMUL_OP_PAM, 1, 1.0f}, ma_off = {NOMUL_OP_PAM, 1, 1.0552f};
+    for (int li = 0; li < 5; li++) {
+        nomul_conv2d_desc d = layers[li];
+        d.n = 1;
+        run_mode_cases(&r, &d, &m, &m_off, 0);
+        run_mode_cases(&r, &d, &ma, &ma_off, 0);
+    }
+    conv_xsparse_mode = CONV_XSPARSE_AUTO;
+}
+
 /* The depthwise direct paths (forward, and the exact and approximate
  * backward's data and weight gradients: vector row kernels with half- and
  * quarter-width tails) against the direct loops, on every instruction set:
@@ -762,6 +870,7 @@ int main(void)
         cmocka_unit_test(test_conv_larger_layer),
         cmocka_unit_test(test_float_fast_kernels_match_fma_twin),
         cmocka_unit_test(test_depthwise_direct_paths),
+        cmocka_unit_test(test_dw_sparse_matches_in_place),
         cmocka_unit_test(test_value_stats_match_plain_loop),
         cmocka_unit_test(test_transpose_matches_plain_loop),
         cmocka_unit_test(test_power_of_two_weights_match_float),

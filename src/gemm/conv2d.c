@@ -708,6 +708,9 @@ static void backward_weight_image(const nomul_conv2d_desc *d, const conv_geom *g
     }
 }
 
+int conv_xsparse_mode = CONV_XSPARSE_AUTO;
+long conv_xsparse_runs;
+
 /* The PAM weight gradient where AVX-512's kernels that read X in place
  * apply (every term proven normal, no NaN or infinity; 4 or more output
  * channels per group): checked once per call. Approximate: dW = Σ PAM(dy,
@@ -734,6 +737,129 @@ static int dw_direct_ok(const nomul_conv2d_desc *d, const conv_geom *g, int exac
     return xs.emin + e - 1 >= -126 && xs.emax + e + 1 <= 127;
 }
 
+/* The weight gradients' reduction in chunks for the kernels that skip x's
+ * zeros (pg_xsparse_ukr): whole output rows, as many as fit XS_LANES lanes
+ * of the wide rows the in-place kernels read (implicit), or XS_LANES
+ * indices of im2col's rows. The lanes' validity (16 per mask) and entries
+ * (x's and the partner row's byte offsets from the chunk's start) are the
+ * same for every chunk; the last may be shorter. */
+enum { XS_LANES = PG_XL_CAP - 16 };
+typedef struct {
+    int lanes;  /* wide lanes of a full chunk */
+    int pixels; /* reduction indices of a full chunk */
+    uint16_t wmask[XS_LANES / 16];
+    uint32_t went[XS_LANES];
+} xs_chunks;
+
+/* Whether x's values (n, one image: a block's first) are sparse enough for
+ * the lists to pay (at most num/XSPARSE_DEN of them nonzero), so that the
+ * lists are not built only to be dropped (ReLU's half is too dense for the
+ * approximate form, bench conv --zeros); the mode's always says yes. */
+static int xs_sparse_enough(const float *x, long n, int num)
+{
+    if (conv_xsparse_mode == CONV_XSPARSE_ALWAYS)
+        return 1;
+    const uint32_t *u = (const uint32_t *)(const void *)x;
+    long nz = 0;
+    for (long i = 0; i < n; i++)
+        nz += (u[i] & 0x7F800000u) != 0;
+    return nz * XSPARSE_DEN <= (long)num * n;
+}
+
+/* 0 where no chunk fits (rows wider than XS_LANES) */
+static int xs_chunks_make(const conv_geom *g, int implicit, int wp, uint32_t ybytes,
+                          xs_chunks *ch)
+{
+    if (implicit && wp > XS_LANES)
+        return 0;
+    int rows = implicit ? XS_LANES / wp : 1;
+    ch->lanes = implicit ? rows * wp : XS_LANES;
+    ch->pixels = implicit ? rows * g->ow : XS_LANES;
+    memset(ch->wmask, 0, sizeof ch->wmask);
+    for (int w = 0; w < ch->lanes; w++) {
+        int row = implicit ? w / wp : 0, col = implicit ? w % wp : w;
+        int valid = !implicit || col < g->ow;
+        uint32_t p = (uint32_t)(row * g->ow + col); /* < XS_LANES: offsets fit 16 bits */
+        ch->went[w] = valid ? (uint32_t)w * 4 << 16 | p * ybytes : 0u;
+        ch->wmask[w / 16] |= (uint16_t)(valid << (w % 16));
+    }
+    return 1;
+}
+
+/* The lists of rows i0 .. i0 + MR − 1 (past mvalid: empty) over a chunk (x's
+ * rows at xc + off[k], nlanes wide lanes, npix indices), their lengths in
+ * len; 0 where the in-place kernels should run instead: more than
+ * num/XSPARSE_DEN of the tile's values nonzero. */
+static int xs_lists(const pg_xsparse_ukr *xs, const xs_chunks *ch, const float *xc,
+                    const long *off, int i0, int MR, int mvalid, int nlanes, int npix, int num,
+                    uint32_t *lists, int *len)
+{
+    long total = 0;
+    for (int r = 0; r < MR; r++) {
+        len[r] = r < mvalid ? xs->build(xc + off[i0 + r], nlanes, ch->wmask, ch->went,
+                                        lists + r * PG_XL_CAP)
+                            : 0;
+        total += len[r];
+    }
+    return conv_xsparse_mode == CONV_XSPARSE_ALWAYS ||
+           total * XSPARSE_DEN <= (long)num * mvalid * npix;
+}
+
+/* The weight gradient's tiling on the in-place kernels: MR rows of col
+ * against NR = 32 or 16 output channels (narrow, for groups of 16 or fewer). */
+typedef struct {
+    int exact, narrow, MR, NR, npi, npj;
+    long ntile; /* one group's weight tiles' values (exact) */
+} dw_shape;
+
+static dw_shape dw_shape_of(const conv_geom *g, int exact)
+{
+    const pg_cntx *cx = pg_cntx_active();
+    dw_shape sh;
+    int nr_u = exact ? cx->grad_xdirect.nr : cx->fwd_xdirect.nr;
+    sh.exact = exact;
+    sh.MR = exact ? cx->grad_xdirect.mr : cx->fwd_xdirect.mr;
+    sh.narrow = (exact ? cx->grad_xdirect.narrow != NULL : cx->fwd_xdirect.narrow != NULL) &&
+                g->cog <= nr_u / 2;
+    sh.NR = sh.narrow ? nr_u / 2 : nr_u;
+    sh.npj = (g->cog + sh.NR - 1) / sh.NR;
+    sh.npi = (g->K + sh.MR - 1) / sh.MR;
+    sh.ntile = (long)sh.npi * sh.npj * sh.MR * sh.NR;
+    return sh;
+}
+
+/* The exact weight gradient's T tiles, T(k, co) = W(co, k) with the partner
+ * PAM(col, offset)'s adjustment and −1.0 folded in, every group's, packed
+ * once per call into the calling thread's buffer (every block's thread
+ * reads them). NULL after a report. */
+static uint32_t *dw_tiles(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
+                          const dw_shape *sh, float offset, const float *weight)
+{
+    const pg_cntx *cx = pg_cntx_active();
+    const int MR = sh->MR, NR = sh->NR;
+    uint32_t *wt = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_WTILE,
+                                       (size_t)d->groups * sh->ntile * 4);
+    if (!wt) {
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for a weight gradient's tiles", fn);
+        return NULL;
+    }
+    uint32_t ob;
+    memcpy(&ob, &offset, 4);
+    uint32_t tadj = (offset != 1.0f ? ob - PG_ONE : 0u) - PG_ONE;
+    for (int gr = 0; gr < d->groups; gr++)
+        for (int ip = 0; ip < sh->npi; ip++)
+            for (int jp = 0; jp < sh->npj; jp++) {
+                int i0 = ip * MR, j0 = jp * NR;
+                uint32_t *tile = wt + gr * sh->ntile + ((long)ip * sh->npj + jp) * MR * NR;
+                cx->pack_tile(weight + ((long)gr * g->cog + j0) * g->K + i0, 1, g->K,
+                              g->K - i0 < MR ? g->K - i0 : MR, g->cog - j0 < NR ? g->cog - j0 : NR,
+                              MR, NR, tile);
+                for (int e = 0; e < MR * NR; e++)
+                    tile[e] += tadj;
+            }
+    return wt;
+}
+
 /* ... for the images [b0, b1) into dw: per group, dW_gᵀ (K × co) = Σ over
  * the images and pixels of the terms of (col, dy_g), col's rows read in
  * place (the padded image for stride 1, in segments of one output row, or
@@ -741,22 +867,30 @@ static int dw_direct_ok(const nomul_conv2d_desc *d, const conv_geom *g, int exac
  * pack the matrix engine uses: with forward Y's adjustment, or raw for the
  * exact terms, whose weight tiles are packed once per call), each sum one
  * chain over the block's images and pixels in order; dw_g = (dW_gᵀ)ᵀ at the
- * end. 0 after a report. */
-static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g, int exact,
-                    float offset, const float *x, const float *weight, const float *dy,
-                    float *dw, long b0, long b1)
+ * end. Where AVX-512 has them, the kernels that skip x's zeros run on the
+ * chunks whose lists pay (xs_chunks, xs_lists), the in-place ones on the
+ * others: the same sums. 0 after a report. */
+static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
+                    const dw_shape *sh, int sparse, float offset, const float *x,
+                    const uint32_t *wt, const float *dy, float *dw, long b0, long b1)
 {
     const pg_cntx *cx = pg_cntx_active();
-    int mr_u = exact ? cx->grad_xdirect.mr : cx->fwd_xdirect.mr;
-    int nr_u = exact ? cx->grad_xdirect.nr : cx->fwd_xdirect.nr;
-    int narrow = (exact ? cx->grad_xdirect.narrow != NULL : cx->fwd_xdirect.narrow != NULL) &&
-                 g->cog <= nr_u / 2;
-    const int MR = mr_u, NR = narrow ? nr_u / 2 : nr_u;
-    int npj = (g->cog + NR - 1) / NR, npi = (g->K + MR - 1) / MR;
-    long nw = (long)d->c_out * g->K, npk = (long)npj * g->P * NR;
-    long ntile = (long)npi * npj * MR * NR; /* one group's weight tiles */
+    const int exact = sh->exact, narrow = sh->narrow, MR = sh->MR, NR = sh->NR;
+    const int npi = sh->npi, npj = sh->npj;
+    const long ntile = sh->ntile;
     int implicit = d->stride_h == 1 && d->stride_w == 1;
     int hp = d->h + 2 * d->pad_h, wp = d->w + 2 * d->pad_w, slack = conv_wide_slack(d);
+    /* x's zeros skipped where the lists pay: the chunks' geometry */
+    const pg_xsparse_ukr *xs = &cx->xsparse;
+    const uint32_t ybytes = (uint32_t)NR * 4;
+    xs_chunks ch;
+    int xs_num = exact ? XSPARSE_EXACT : XSPARSE_APPROX;
+    int len[8]; /* a tile's list lengths: MR ≤ 8 */
+    sparse = sparse && MR <= 8 && xs_chunks_make(g, implicit, wp, ybytes, &ch);
+    pg_xsparse_kernel skern = !sparse ? NULL
+                              : exact ? (narrow ? xs->gnarrow : xs->gwide)
+                                      : (narrow ? xs->narrow : xs->wide);
+    long nw = (long)d->c_out * g->K, npk = (long)npj * g->P * NR;
     size_t nb = implicit ? (size_t)g->cig * hp * wp + slack : (size_t)g->K * g->ldcol + 32;
     float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_COL, nb);
     uint32_t *yp = buf ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_DYT, (size_t)npk * 4) : NULL;
@@ -764,10 +898,10 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
     float *dwt = ym ? nomul_scratch(NOMUL_SCRATCH_CONV_DWT, (size_t)nw) : NULL;
     long *off = dwt ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_DWOFFS, (size_t)g->K * sizeof *off)
                     : NULL;
-    uint32_t *wt = off && exact ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_WTILE,
-                                                      (size_t)d->groups * ntile * 4)
-                                : NULL;
-    if (!off || (exact && !wt)) {
+    uint32_t *lists = off && sparse ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_XLISTS,
+                                                          (size_t)MR * PG_XL_CAP * 4)
+                                    : NULL;
+    if (!off || (sparse && !lists)) {
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for a weight gradient's panels", fn);
         return 0;
     }
@@ -778,23 +912,11 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
     conv_col_offsets(d, g, implicit, off);
     uint32_t ob;
     memcpy(&ob, &offset, 4);
-    uint32_t oadj = offset != 1.0f ? ob - PG_ONE : 0u;
-    /* approximate: forward Y's adjustment; exact: dy raw, and the partner
-     * PAM(col, offset)'s adjustment and −1.0 folded into the tiles */
-    uint32_t adj = exact ? 0u : oadj - PG_ONE, tadj = oadj - PG_ONE;
-    for (int gr = 0; exact && gr < d->groups; gr++) /* T(k, co) = W(co, k) */
-        for (int ip = 0; ip < npi; ip++)
-            for (int jp = 0; jp < npj; jp++) {
-                int i0 = ip * MR, j0 = jp * NR;
-                uint32_t *tile = wt + gr * ntile + ((long)ip * npj + jp) * MR * NR;
-                cx->pack_tile(weight + ((long)gr * g->cog + j0) * g->K + i0, 1, g->K,
-                              g->K - i0 < MR ? g->K - i0 : MR, g->cog - j0 < NR ? g->cog - j0 : NR,
-                              MR, NR, tile);
-                for (int e = 0; e < MR * NR; e++)
-                    tile[e] += tadj;
-            }
+    /* approximate: forward Y's adjustment; exact: dy raw (the partner's
+     * adjustment is in the tiles, dw_tiles) */
+    uint32_t adj = exact ? 0u : (offset != 1.0f ? ob - PG_ONE : 0u) - PG_ONE;
     int seg = implicit ? g->ow : g->P;
-    long ss = implicit ? wp : 0;
+    long ss = implicit ? wp : 0, runs = 0;
     for (long b = b0; b < b1; b++)
         for (int gr = 0; gr < d->groups; gr++) {
             const float *xg = x + b * g->x_img + (long)gr * g->cig * d->h * d->w;
@@ -818,29 +940,51 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
                 else if (npj <= 64)
                     zeros[jp] = (unsigned char)(st.zero != 0);
             }
-            for (int ip = 0; ip < npi; ip++)
-                for (int jp = 0; jp < npj; jp++) {
-                    int i0 = ip * MR, j0 = jp * NR, nr = g->cog - j0 < NR ? g->cog - j0 : NR;
-                    int mvalid = g->K - i0 < MR ? g->K - i0 : MR;
-                    int masked = npj > 64 || zeros[jp];
-                    const uint32_t *ypj = yp + (long)jp * g->P * NR;
-                    const int32_t *ymj = masked ? ym + (long)jp * g->P * NR : NULL;
-                    float *c = dwg + (long)i0 * g->cog + j0;
-                    if (exact)
-                        (narrow ? cx->grad_xdirect.narrow : cx->grad_xdirect.wide)(
-                            g->P, buf, off + i0, seg, ss, mvalid, ypj, ymj,
-                            wt + gr * ntile + ((long)ip * npj + jp) * MR * NR, nr, c, g->cog,
-                            b > b0);
-                    else
-                        (narrow ? cx->fwd_xdirect.narrow : cx->fwd_xdirect.wide)(
-                            g->P, buf, off + i0, seg, ss, mvalid, ypj, ymj, nr, c, g->cog,
-                            b > b0);
+            for (int ip = 0; ip < npi; ip++) {
+                int i0 = ip * MR, mvalid = g->K - i0 < MR ? g->K - i0 : MR;
+                /* the whole reduction in place, or chunk by chunk */
+                int step = sparse ? ch.pixels : g->P;
+                for (int p0 = 0; p0 < g->P; p0 += step) {
+                    int npix = g->P - p0 < step ? g->P - p0 : step;
+                    /* the chunk's first x: row p0 / seg of x's segments */
+                    const float *xc = buf + (implicit ? (long)(p0 / seg) * ss : p0);
+                    int use = sparse && xs_lists(xs, &ch, xc, off, i0, MR, mvalid,
+                                                 implicit ? npix / g->ow * wp : npix, npix,
+                                                 xs_num, lists, len);
+                    for (int jp = 0; jp < npj; jp++) {
+                        int j0 = jp * NR, nr = g->cog - j0 < NR ? g->cog - j0 : NR;
+                        int masked = npj > 64 || zeros[jp];
+                        const uint32_t *ypc = yp + ((long)jp * g->P + p0) * NR; /* the chunk's */
+                        const int32_t *ymj = masked ? ym + ((long)jp * g->P + p0) * NR : NULL;
+                        const uint32_t *tile =
+                            exact ? wt + gr * ntile + ((long)ip * npj + jp) * MR * NR : NULL;
+                        float *c = dwg + (long)i0 * g->cog + j0;
+                        int add = b > b0 || p0 > 0;
+                        if (use && !masked) { /* dy's zeros need the masks */
+                            skern(lists, len, xc, off + i0, ypc, tile, mvalid, nr, c, g->cog,
+                                  add);
+                            runs++;
+                        }
+                        else if (exact)
+                            (narrow ? cx->grad_xdirect.narrow : cx->grad_xdirect.wide)(
+                                npix, xc, off + i0, implicit ? seg : npix, ss, mvalid, ypc, ymj,
+                                tile, nr, c, g->cog, add);
+                        else
+                            (narrow ? cx->fwd_xdirect.narrow : cx->fwd_xdirect.wide)(
+                                npix, xc, off + i0, implicit ? seg : npix, ss, mvalid, ypc, ymj,
+                                nr, c, g->cog, add);
+                    }
                 }
+            }
             count_terms(exact, offset, (long long)g->K * g->cog * g->P);
         }
     for (int gr = 0; gr < d->groups; gr++) {
         long at = (long)gr * g->K * g->cog;
         conv_transpose(g->K, g->cog, dwt + at, g->cog, dw + at);
+    }
+    if (runs) {
+#pragma omp atomic
+        conv_xsparse_runs += runs;
     }
     return 1;
 }
@@ -874,6 +1018,17 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
     int fast = !nomul_op_is_pa(cfg) && fd_available();
     int xdirect = nomul_op_is_pa(cfg) &&
                   dw_direct_ok(d, g, !cfg->approx_bwd, cfg->offset, x, weight, dy);
+    /* the in-place kernels' tiling, the exact form's T tiles, and whether x
+     * (its first image) is sparse enough for the lists that skip its zeros */
+    dw_shape sh = {0};
+    if (xdirect)
+        sh = dw_shape_of(g, !cfg->approx_bwd);
+    const uint32_t *wt = NULL;
+    if (xdirect && sh.exact && !(wt = dw_tiles(fn, d, g, &sh, cfg->offset, weight)))
+        return 0;
+    int sparse = xdirect && pg_cntx_active()->xsparse.build != NULL &&
+                 conv_xsparse_mode != CONV_XSPARSE_NEVER &&
+                 xs_sparse_enough(x, g->x_img, sh.exact ? XSPARSE_EXACT : XSPARSE_APPROX);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *col = fast || xdirect ? NULL : cached_col(fn, g, NOMUL_SCRATCH_CONV_COL);
@@ -893,8 +1048,7 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
                 continue;
             }
             if (xdirect) {
-                if (!dw_block(fn, d, g, !cfg->approx_bwd, cfg->offset, x, weight, dy, dw, b0,
-                              b1)) {
+                if (!dw_block(fn, d, g, &sh, sparse, cfg->offset, x, wt, dy, dw, b0, b1)) {
 #pragma omp atomic write
                     failed = 1;
                 }

@@ -137,6 +137,22 @@ void conv_fill_taps(int c, int kh, int kw, int hp, int wp, int dh, int dw, long 
  * (implicit) or in im2col's output (k·ldcol) */
 void conv_col_offsets(const nomul_conv2d_desc *d, const conv_geom *g, int implicit, long *off);
 
+/* The PAM weight gradients' kernels that skip x's zeros (pg_xsparse_ukr,
+ * conv2d.c's dw_block): used on a chunk of the reduction when at most
+ * XSPARSE_EXACT (exact) or XSPARSE_APPROX (approximate) / XSPARSE_DEN of its
+ * values are nonzero, and only when x's first image is that sparse (so that
+ * lists are not built only to be dropped). Measured with bench conv --zeros
+ * 0.5 (a ReLU's half), one thread, the exact form's dW at 16, 32 and 64
+ * channels: 1.08x, 1.42x, 1.21x the in-place kernels; the approximate
+ * form's lists cost more than its tests save at that density (0.76-0.89x),
+ * so it takes them only below 3/8. The mode is for the tests, which check
+ * the paths against each other bit for bit: auto (the default), never,
+ * always (every chunk, whatever its density). */
+enum { XSPARSE_EXACT = 6, XSPARSE_APPROX = 3, XSPARSE_DEN = 8 };
+enum { CONV_XSPARSE_AUTO, CONV_XSPARSE_NEVER, CONV_XSPARSE_ALWAYS };
+extern int conv_xsparse_mode;
+extern long conv_xsparse_runs; /* the chunks they ran on, for the tests */
+
 /* The float convolution on nomul's FMA kernels (src/gemm/float/conv_float.c),
  * where conv_float_applies (the instruction set has the kernels, a group has
  * 4 output channels or more); they report their failures (out of memory).

@@ -213,6 +213,33 @@ typedef struct {
     pg_grad_xdirect_kernel wide, narrow; /* NULL where there are none */
 } pg_grad_xdirect_ukr;
 
+/* The same two weight gradients with X's zeros skipped outright (AVX-512;
+ * a ReLU'd input is half zeros, and the kernels above spend a test and a
+ * masked add on each). The reduction runs in chunks of at most 256 lanes of
+ * the layout the in-place kernels read; row r of the X tile is then a list
+ * of its nonzero values in reduction order, lists[r·PG_XL_CAP + s], each
+ * entry two byte offsets from the chunk's start: the value's in X's row
+ * (x + xoff[r]), high 16 bits, and its partner row's in the packed Y panel,
+ * low 16 bits; len[r] entries, rows past mvalid none. A zero X adds nothing
+ * in the in-place kernels (a merge-masked add), so the sums are theirs bit
+ * for bit (Y panels without zeros only: a zero Y lane's term is +0.0
+ * there). build writes the list of one row over nlanes lanes (lane w
+ * counts where bit w % 16 of wmask[w / 16] is set, its entry went[w]),
+ * returns its length, and writes up to 15 entries past it. Zero and
+ * subnormal values (exponent field 0) are left out, as the in-place
+ * kernels' tests leave them out. */
+enum { PG_XL_CAP = 272 }; /* a list's room: 256 lanes and a vector's overrun */
+typedef int (*pg_xlist_build_fn)(const float *x, int nlanes, const uint16_t *wmask,
+                                 const uint32_t *went, uint32_t *list);
+typedef void (*pg_xsparse_kernel)(const uint32_t *lists, const int *len, const float *x,
+                                  const long *xoff, const uint32_t *yp, const uint32_t *tile,
+                                  int mvalid, int nvalid, float *c, long ldc, int add);
+typedef struct {
+    pg_xlist_build_fn build;        /* NULL where there are none */
+    pg_xsparse_kernel wide, narrow; /* the forward form, MR = fwd_xdirect.mr */
+    pg_xsparse_kernel gwide, gnarrow; /* the exact form, MR = grad_xdirect.mr */
+} pg_xsparse_ukr;
+
 /* Cache blocking: KC values of the reduction per packed panel, MC rows of X
  * and NC columns of Y per block. KC fixes the order of the float sums, so it
  * is the same on every instruction set (results do not depend on the ISA). */
@@ -248,6 +275,7 @@ typedef struct pg_cntx {
     pg_grad_direct_kernel grad_b_direct; /* NULL where there is none */
     pg_xdirect_ukr fwd_xdirect;      /* X in place; zeroed where there is none */
     pg_grad_xdirect_ukr grad_xdirect; /* the same for exact weight gradients */
+    pg_xsparse_ukr xsparse;           /* both, X's zeros skipped; zeroed where none */
     fd_ukr fdirect;                  /* float, B in place */
     pg_pack_fn pack;
     pg_pack_tile_fn pack_tile;

@@ -233,6 +233,93 @@ XDIRECT(xdirect_8x16, 1)
 GXDIRECT(grad_xdirect_6x32, 2)
 GXDIRECT(grad_xdirect_6x16, 1)
 
+/* pg_xlist_build_fn (gemm_internal.h): 16 lanes at a time, a masked load
+ * (lanes off the mask are not read), the in-place kernels' exponent test,
+ * and one compressing store of the lanes' entries. */
+static int xlist_build(const float *x, int nlanes, const uint16_t *wmask, const uint32_t *went,
+                       uint32_t *list)
+{
+    const __m512i expo = _mm512_set1_epi32(0x7F800000);
+    int n = 0;
+    for (int w = 0; w < nlanes; w += 16) {
+        __mmask16 km = (__mmask16)(wmask[w / 16] &
+                                   (nlanes - w >= 16 ? 0xFFFFu : (1u << (nlanes - w)) - 1));
+        __mmask16 nz = _mm512_mask_test_epi32_mask(km, _mm512_maskz_loadu_epi32(km, x + w), expo);
+        _mm512_storeu_si512(list + n, _mm512_maskz_compress_epi32(nz, _mm512_loadu_si512(went + w)));
+        n += __builtin_popcount((unsigned)nz);
+    }
+    return n;
+}
+
+/* One list entry's terms for tile row r (xsparse_body) */
+#define XS_TERM(r, s)                                                                           \
+    do {                                                                                        \
+        uint32_t e_ = lists[(r) * PG_XL_CAP + (s)];                                             \
+        __m512i xb_ = _mm512_set1_epi32(*(const int *)(xr[r] + (e_ >> 16)));                    \
+        const char *yr_ = yb + (e_ & 0xFFFFu);                                                  \
+        for (int h = 0; h < nh; h++) {                                                          \
+            __m512i a_ = grad ? _mm512_and_si512(_mm512_add_epi32(xb_, t[r][h]), se) : xb_;     \
+            __m512i y_ = _mm512_loadu_si512((const void *)(yr_ + 64 * h));                      \
+            acc[r][h] =                                                                         \
+                _mm512_add_ps(acc[r][h], _mm512_castsi512_ps(_mm512_add_epi32(a_, y_)));        \
+        }                                                                                       \
+    } while (0)
+
+/* pg_xsparse_kernel: the tile's MR lists in lockstep while all run, then
+ * each to its end; per entry one broadcast of the value and nh loads of its
+ * partner row; grad: the exact term ((x + t) & sign|exp) + y, else x + y
+ * (Y with its adjustment). */
+static inline __attribute__((always_inline)) void
+xsparse_body(const uint32_t *lists, const int *len, const float *x, const long *xoff,
+             const uint32_t *yp, const uint32_t *tile, int mvalid, int nvalid, float *c, long ldc,
+             int add, const int MR, const int nh, const int grad)
+{
+    const __m512i se = _mm512_set1_epi32((int)PG_SIGN_EXP);
+    const int nr = 16 * nh;
+    const char *yb = (const char *)yp;
+    __mmask16 kc[2];
+    tile_masks(nvalid, kc);
+    __m512 acc[FMR][2];
+    __m512i t[FMR][2];
+    const char *xr[FMR];
+    int lo = len[0], hi = len[0];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) {
+        xr[r] = (const char *)(x + xoff[r < mvalid ? r : 0]);
+        lo = len[r] < lo ? len[r] : lo;
+        hi = len[r] > hi ? len[r] : hi;
+        for (int h = 0; h < nh; h++)
+            if (grad)
+                t[r][h] = _mm512_loadu_si512(tile + r * nr + 16 * h);
+    }
+    tile_load(acc, c, ldc, kc, mvalid, add, MR, nh, 0);
+    int s = 0;
+    for (; s < lo; s++) {
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++)
+            XS_TERM(r, s);
+    }
+    for (; s < hi; s++) {
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++)
+            if (s < len[r])
+                XS_TERM(r, s);
+    }
+    tile_store(c, ldc, acc, kc, mvalid, MR, nh);
+}
+
+#define XSPARSE(name, MR, nh, grad)                                                             \
+    static void name(const uint32_t *lists, const int *len, const float *x, const long *xoff,  \
+                     const uint32_t *yp, const uint32_t *tile, int mvalid, int nvalid,          \
+                     float *c, long ldc, int add)                                               \
+    {                                                                                           \
+        xsparse_body(lists, len, x, xoff, yp, tile, mvalid, nvalid, c, ldc, add, MR, nh, grad); \
+    }
+XSPARSE(xsparse_8x32, FMR, 2, 0)
+XSPARSE(xsparse_8x16, FMR, 1, 0)
+XSPARSE(grad_xsparse_6x32, 6, 2, 1)
+XSPARSE(grad_xsparse_6x16, 6, 1, 1)
+
 #define GMR 6
 #define GNR 32
 
@@ -358,6 +445,7 @@ const pg_cntx pg_cntx_avx512 = {
     .grad_b_direct = grad_b_direct_6x32,
     .fwd_xdirect = {FMR, FNR, xdirect_8x32, xdirect_8x16},
     .grad_xdirect = {6, 32, grad_xdirect_6x32, grad_xdirect_6x16},
+    .xsparse = {xlist_build, xsparse_8x32, xsparse_8x16, grad_xsparse_6x32, grad_xsparse_6x16},
     .fdirect = {8, 32, fd_8x32_avx512, fd_8x16_avx512},
     .pack = pack_panel,
     .pack_tile = pack_tile,
