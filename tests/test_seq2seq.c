@@ -71,58 +71,79 @@ static double loss_of(nomul_seq2seq *m, nomul_graph *g, const nomul_op_cfgs *c, 
     return l ? l->data[0] : NAN;
 }
 
+/* Autodiff against central differences, with ReLU FFNs (fairseq's default)
+ * and with GELU ones (activation_fn gelu: smooth, so every gradient must
+ * agree; the same seed gives the same parameters, and another loss). */
 static void test_gradients(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0x55};
-    nomul_seq2seq_config cfg;
-    nomul_seq2seq_config_named("transformer_tiny", 9, 11, &cfg);
-    cfg.dim = 16;
-    cfg.ffn = 24;
-    cfg.enc_layers = cfg.dec_layers = 1;
-    nomul_seq2seq *m = nomul_seq2seq_new(&cfg, tu_next(&r));
-    nomul_op_cfgs c;
-    nomul_op_cfgs_default(&c);
-    nomul_graph *g = nomul_graph_new((size_t)1 << 24);
-    /* two sources, the second padded; targets with padding ignored */
-    const int src[2 * 4] = {5, 6, 7, 8, 4, 3, 1, 1};
-    const int tin[2 * 3] = {0, 4, 5, 0, 6, 1}, tout[2 * 3] = {4, 5, 2, 6, 2, 1};
-    nomul_param *p;
-    int n = nomul_seq2seq_params(m, &p);
-    for (int i = 0; i < n; i++)
-        nomul_tensor_zero_grad(p[i].t);
-    nomul_graph_reset(g);
-    nomul_tensor *z = nomul_seq2seq_forward(m, g, &c, src, 2, 4, tin, 3, NULL);
-    nomul_tensor *l = nomul_cross_entropy(g, &c.family[NOMUL_CFG_LOSS_FUNCTIONAL], z, tout, 1, 0.1f);
-    nomul_backward(g, l);
-    int bad = 0;
-    for (int trial = 0; trial < 24; trial++) {
-        nomul_param *q = &p[tu_next(&r) % (unsigned)n];
-        long i = (long)(tu_next(&r) % (unsigned long)q->t->n);
-        float keep = q->t->data[i];
-        double fd[2];
-        for (int k = 0; k < 2; k++) { /* two steps: a kink fools at most one */
-            const float h = k ? 3e-4f : 2e-3f;
-            q->t->data[i] = keep + h;
-            double up = loss_of(m, g, &c, src, 2, 4, tin, tout, 3);
-            q->t->data[i] = keep - h;
-            double dn = loss_of(m, g, &c, src, 2, 4, tin, tout, 3);
-            q->t->data[i] = keep;
-            fd[k] = (up - dn) / (2.0 * h);
+    uint64_t seed = tu_next(&r);
+    double loss[2];
+    for (int act = 0; act < 2; act++) {
+        nomul_seq2seq_config cfg;
+        nomul_seq2seq_config_named("transformer_tiny", 9, 11, &cfg);
+        assert_int_equal(cfg.activation, NOMUL_ACT_RELU);
+        cfg.dim = 16;
+        cfg.ffn = 24;
+        cfg.enc_layers = cfg.dec_layers = 1;
+        cfg.activation = act ? NOMUL_ACT_GELU : NOMUL_ACT_RELU;
+        nomul_seq2seq *m = nomul_seq2seq_new(&cfg, seed);
+        nomul_op_cfgs c;
+        nomul_op_cfgs_default(&c);
+        nomul_graph *g = nomul_graph_new((size_t)1 << 24);
+        /* two sources, the second padded; targets with padding ignored */
+        const int src[2 * 4] = {5, 6, 7, 8, 4, 3, 1, 1};
+        const int tin[2 * 3] = {0, 4, 5, 0, 6, 1}, tout[2 * 3] = {4, 5, 2, 6, 2, 1};
+        nomul_param *p;
+        int n = nomul_seq2seq_params(m, &p);
+        for (int i = 0; i < n; i++)
+            nomul_tensor_zero_grad(p[i].t);
+        nomul_graph_reset(g);
+        nomul_tensor *z = nomul_seq2seq_forward(m, g, &c, src, 2, 4, tin, 3, NULL);
+        nomul_tensor *l = nomul_cross_entropy(g, &c.family[NOMUL_CFG_LOSS_FUNCTIONAL], z, tout, 1, 0.1f);
+        loss[act] = l->data[0];
+        nomul_backward(g, l);
+        int bad = 0;
+        for (int trial = 0; trial < 24; trial++) {
+            nomul_param *q = &p[tu_next(&r) % (unsigned)n];
+            long i = (long)(tu_next(&r) % (unsigned long)q->t->n);
+            float keep = q->t->data[i];
+            double fd[2];
+            for (int k = 0; k < 2; k++) { /* two steps: a kink fools at most one */
+                const float h = k ? 3e-4f : 2e-3f;
+                q->t->data[i] = keep + h;
+                double up = loss_of(m, g, &c, src, 2, 4, tin, tout, 3);
+                q->t->data[i] = keep - h;
+                double dn = loss_of(m, g, &c, src, 2, 4, tin, tout, 3);
+                q->t->data[i] = keep;
+                fd[k] = (up - dn) / (2.0 * h);
+            }
+            int ok = 0;
+            for (int k = 0; k < 2; k++)
+                ok |= fabs(fd[k] - q->t->grad[i]) <= 3e-2 * fabs(fd[k]) + 2e-3;
+            if (!ok) {
+                bad++;
+                printf("  %s[%ld]: autodiff %g, differences %g / %g\n", q->name, i, q->t->grad[i],
+                       fd[0], fd[1]);
+            }
         }
-        int ok = 0;
-        for (int k = 0; k < 2; k++)
-            ok |= fabs(fd[k] - q->t->grad[i]) <= 3e-2 * fabs(fd[k]) + 2e-3;
-        if (!ok) {
-            bad++;
-            printf("  %s[%ld]: autodiff %g, differences %g / %g\n", q->name, i, q->t->grad[i],
-                   fd[0], fd[1]);
-        }
+        if (bad > (act ? 0 : 1)) /* a ReLU switching inside the step may fool one */
+            FAIL_SEED("%s FFNs: %d of 24 gradients disagree with central differences",
+                      act ? "GELU" : "ReLU", bad);
+        nomul_graph_free(g);
+        nomul_seq2seq_free(m);
     }
-    if (bad > 1) /* a ReLU switching inside the step may fool one */
-        FAIL_SEED("%d of 24 gradients disagree with central differences", bad);
-    nomul_graph_free(g);
-    nomul_seq2seq_free(m);
+    if (loss[0] == loss[1])
+        FAIL_SEED("the GELU model's loss %.9g is the ReLU model's", loss[1]);
+    /* an activation that is neither is refused, with a message */
+    nomul_seq2seq_config bad;
+    nomul_seq2seq_config_named("transformer_tiny", 9, 11, &bad);
+    bad.activation = (nomul_activation)7;
+    nomul_set_error_handler(NULL);
+    assert_null(nomul_seq2seq_new(&bad, 1));
+    assert_non_null(strstr(nomul_last_error_message(), "ReLU or GELU"));
+    nomul_clear_error();
 }
 
 static void test_masks(void **state)

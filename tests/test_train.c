@@ -174,6 +174,7 @@ static void test_config_errors_name_the_key(void **state)
         {"linear_cfg.offst", "1", "linear_cfg"},
         {"data.tokenizer", "spm", "'data.tokenizer' = 'spm' is not one of none|moses"},
         {"data.src_lang", "a-language-code-too-long", "data.src_lang"},
+        {"activation_fn", "tanh", "'activation_fn' = 'tanh' is not one of relu|gelu"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         nomul_clear_error();
@@ -206,6 +207,15 @@ static void test_config_errors_name_the_key(void **state)
     assert_non_null(strstr(nomul_last_error_message(), "'data.tgt_lang'"));
     assert_int_equal(nomul_train_config_set(&c, "data.tgt_lang", "en"), 0);
     assert_int_equal(nomul_train_config_check(&c), 0);
+    assert_int_equal(nomul_train_config_set(&c, "activation_fn", "gelu"), 0);
+    assert_int_equal(c.activation_fn, NOMUL_ACT_GELU);
+    assert_int_equal(nomul_train_config_check(&c), 0);
+    /* the image models' activations are their own: the key is refused there */
+    nomul_train_config_default(&c);
+    assert_int_equal(c.activation_fn, NOMUL_ACT_RELU);
+    assert_int_equal(nomul_train_config_set(&c, "activation_fn", "gelu"), 0);
+    assert_int_equal(nomul_train_config_check(&c), -1);
+    assert_non_null(strstr(nomul_last_error_message(), "'activation_fn' applies to task translation"));
 }
 
 /* ---- training ------------------------------------------------------------ */
@@ -680,6 +690,74 @@ static void test_translation_task(void **state)
     assert_int_equal(nomul_train(&c, &o, &ra), -1);
     assert_non_null(strstr(tu_last_error, "nope.tgt"));
     fclose(devnull);
+}
+
+/* activation_fn gelu: GELU FFNs, fully piecewise affine by default (no float
+ * multiplication), another first loss than ReLU's (the same initialisation
+ * and batch), kept in the checkpoint's configuration, and translating with
+ * the checkpoint rebuilds them (the same hypotheses as the training run's
+ * own test translations). */
+static void test_translation_activation_key(void **state)
+{
+    (void)state;
+    write_translation_data();
+    const char *runs[2][2] = {{"act-relu", "relu"}, {"act-gelu", "gelu"}};
+    double first[2][8];
+    char ck[1200];
+    nomul_train_config c;
+    for (int r = 0; r < 2; r++) {
+        translation_config(&c, runs[r][0]);
+        c.steps = 6;
+        c.checkpoint_every = 0;
+        c.test_limit = 0; /* all 12 test sentences */
+        assert_int_equal(nomul_train_config_set(&c, "activation_fn", runs[r][1]), 0);
+        FILE *devnull = fopen("/dev/null", "w");
+        nomul_train_options o = {NULL, devnull, 0, 0.0, 0, 0};
+        nomul_train_result res;
+        if (nomul_train(&c, &o, &res))
+            fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
+        fclose(devnull);
+        assert_int_equal(res.counts.n[NOMUL_COUNT_FMUL], 0);
+        char pa[1200];
+        snprintf(pa, sizeof pa, "%s/metrics.jsonl", c.out_dir);
+        assert_int_equal(step_losses(pa, 0, first[r], 8), 6);
+    }
+    if (first[0][0] == first[1][0])
+        fail_msg("seed %llu: GELU's first loss is ReLU's, %.17g", (unsigned long long)seed,
+                 first[0][0]);
+    nomul_train_config b;
+    snprintf(ck, sizeof ck, "%s/checkpoint_last.safetensors", c.out_dir);
+    assert_int_equal(nomul_checkpoint_config(ck, &b), 0);
+    assert_int_equal(b.activation_fn, NOMUL_ACT_GELU);
+    /* the test sentences translated with the checkpoint: the run's own test.hyp */
+    char path[1200];
+    snprintf(path, sizeof path, "%s/test.hyp", c.out_dir);
+    char *hyp = tu_slurp(path, NULL), *src = tu_slurp(c.test_src, NULL);
+    assert_non_null(hyp);
+    assert_non_null(src);
+    enum { NT = 12 };
+    const char *in[NT];
+    char *out[NT], *hl[NT], *save = NULL, *save2 = NULL;
+    for (int i = 0; i < NT; i++) {
+        in[i] = strtok_r(i ? NULL : src, "\n", &save);
+        assert_non_null(in[i]);
+    }
+    for (int i = 0; i < NT; i++) { /* empty hypotheses are empty lines */
+        hl[i] = i ? save2 : hyp;
+        char *nl = strchr(hl[i], '\n');
+        assert_non_null(nl);
+        *nl = 0;
+        save2 = nl + 1;
+    }
+    assert_int_equal(nomul_translate_checkpoint(ck, &b, in, NT, out), 0);
+    for (int i = 0; i < NT; i++) {
+        if (strcmp(out[i], hl[i]))
+            fail_msg("seed %llu: test sentence %d: '%s' with the checkpoint, '%s' in test.hyp",
+                     (unsigned long long)seed, i + 1, out[i], hl[i]);
+        free(out[i]);
+    }
+    free(hyp);
+    free(src);
 }
 
 /* The dropout key overrides the named model's: 0.1 set by hand is the
@@ -1353,6 +1431,7 @@ int main(void)
         cmocka_unit_test(test_train_same_at_1_and_2_threads),
         cmocka_unit_test(test_translation_task),
         cmocka_unit_test(test_translation_dropout_key),
+        cmocka_unit_test(test_translation_activation_key),
         cmocka_unit_test(test_bad_inputs_are_clear_errors),
         cmocka_unit_test(test_resume_at_epoch_end),
         cmocka_unit_test(test_resume_checks_the_checkpoint),

@@ -129,6 +129,10 @@ struct nomul_seq2seq *nomul_model_seq2seq(nomul_model *m);
 
 /* ---- the transformer encoder-decoder (translation) --------------------------- */
 
+/* The FFN's activation (fairseq's activation_fn): ReLU, its default, or GELU
+ * (piecewise affine when functional_cfg is) */
+typedef enum { NOMUL_ACT_RELU, NOMUL_ACT_GELU } nomul_activation;
+
 typedef struct nomul_seq2seq_config {
     int vocab_src, vocab_tgt;
     int dim, ffn, heads, enc_layers, dec_layers;
@@ -136,12 +140,13 @@ typedef struct nomul_seq2seq_config {
     float dropout;
     int share_dec_embed; /* the output projection is the decoder's embedding table */
     int pad, bos, eos;   /* token ids (fairseq's: 1, 0, 2) */
+    nomul_activation activation; /* the FFN's (named sizes: ReLU) */
 } nomul_seq2seq_config;
 
 /* Named sizes: "transformer_iwslt_de_en" (fairseq's: 512 wide, FFN 1024, 4
  * heads, 6 + 6 layers, dropout 0.3), "transformer_small" (256, 512, 4, 3 + 3,
  * 0.2), "transformer_tiny" (64, 128, 4, 2 + 2, 0.1); shared decoder input and
- * output embeddings, 1024 positions. 0 and a report for a name that is not
+ * output embeddings, 1024 positions, ReLU FFNs. 0 and a report for a name that is not
  * a seq2seq model of the registry. */
 int nomul_seq2seq_config_named(const char *name, int vocab_src, int vocab_tgt,
                                nomul_seq2seq_config *c);

@@ -28,7 +28,8 @@
  *   optimizer                  adamw | sgd
  *   lr, min_lr, schedule (cosine | constant | inverse_sqrt), warmup_steps
  *   weight_decay, beta1, beta2, eps, momentum, clip_grad (0: none)
- *   label_smoothing, drop_path, dropout (translation; negative: the model's own)
+ *   label_smoothing, drop_path, dropout (translation; negative: the model's own),
+ *   activation_fn (translation: relu | gelu, the FFN's)
  *   aug.crop_pad, aug.hflip, aug.mean, aug.std (arrays, one per channel),
  *   aug.randaugment_n, aug.randaugment_m, aug.randaugment_mstd, aug.erase_prob
  *   mixup, cutmix (Beta α; 0: off), mix_prob, mix_switch_prob
@@ -48,6 +49,7 @@
 #include <stdio.h>
 
 #include "nomul/audit.h"
+#include "nomul/models.h"
 #include "nomul/opcfg.h"
 #include "nomul/optim.h"
 
@@ -91,6 +93,7 @@ typedef struct nomul_train_config {
     float weight_decay, beta1, beta2, eps, momentum, clip_grad;
     float label_smoothing, drop_path;
     float dropout; /* translation: the transformer's dropout (negative: the named model's) */
+    nomul_activation activation_fn; /* translation: the FFN's (fairseq's name; ReLU default) */
     int crop_pad, hflip;
     float mean[4], std[4];
     /* translation: BPE-segmented parallel files, fairseq dictionaries, the

@@ -7,8 +7,8 @@
  * affine) and added to sinusoidal positions (fairseq's table, positions
  * counted from 0 here); each layer is x = LN(x + dropout(sublayer(x))) with
  * self-attention (key-padding mask in the encoder, causal mask in the
- * decoder), encoder-decoder attention (the source's key-padding mask) and a
- * ReLU FFN. The output projection is the decoder's embedding table when
+ * decoder), encoder-decoder attention (the source's key-padding mask) and an
+ * FFN (ReLU, fairseq's default activation_fn, or GELU). The output projection is the decoder's embedding table when
  * shared. Parameter names are fairseq's (encoder.layers.0.self_attn.q_proj
  * .weight, decoder.layers.0.encoder_attn_layer_norm.bias, ...).
  *
@@ -47,7 +47,7 @@ typedef struct norm_params {
     nomul_tensor *w, *b;
 } norm_params;
 
-/* The ReLU FFN (fc1.{weight,bias}, fc2.{weight,bias}). */
+/* The FFN (fc1.{weight,bias}, fc2.{weight,bias}). */
 typedef struct ffn_params {
     nomul_tensor *fc1_w, *fc1_b, *fc2_w, *fc2_b;
 } ffn_params;
@@ -232,10 +232,11 @@ nomul_seq2seq *nomul_seq2seq_new(const nomul_seq2seq_config *c, uint64_t seed)
         c->heads < 1 || c->dim % c->heads || c->ffn < 1 || c->enc_layers < 1 ||
         c->dec_layers < 1 || c->max_positions < 2 || !(c->dropout >= 0 && c->dropout < 1) ||
         c->pad < 0 || c->pad >= c->vocab_tgt || c->eos < 0 || c->eos >= c->vocab_tgt ||
-        c->bos < 0 || c->bos >= c->vocab_tgt || c->pad >= c->vocab_src) {
+        c->bos < 0 || c->bos >= c->vocab_tgt || c->pad >= c->vocab_src ||
+        (c->activation != NOMUL_ACT_RELU && c->activation != NOMUL_ACT_GELU)) {
         nomul_report(NOMUL_EINVAL, "nomul_seq2seq_new: want vocabularies of at least 4 holding "
-                     "pad/bos/eos, an even width divisible by the heads, layers and a dropout "
-                     "in [0, 1)");
+                     "pad/bos/eos, an even width divisible by the heads, layers, a dropout "
+                     "in [0, 1) and a ReLU or GELU activation");
         return NULL;
     }
     nomul_seq2seq *m = calloc(1, sizeof *m);
@@ -370,9 +371,13 @@ static nomul_tensor *attend(ctx *x, const nomul_seq2seq *m, nomul_tensor *q_in,
     return lin3(x, a, p->out_w, p->out_b);
 }
 
-static nomul_tensor *ffn(ctx *x, nomul_tensor *h, const ffn_params *p)
+static nomul_tensor *ffn(ctx *x, const nomul_seq2seq *m, nomul_tensor *h, const ffn_params *p)
 {
-    return lin3(x, nomul_relu(x->g, lin3(x, h, p->fc1_w, p->fc1_b)), p->fc2_w, p->fc2_b);
+    nomul_tensor *a = lin3(x, h, p->fc1_w, p->fc1_b);
+    a = m->c.activation == NOMUL_ACT_GELU
+            ? nomul_gelu(x->g, &x->cfgs->family[NOMUL_CFG_FUNCTIONAL], a)
+            : nomul_relu(x->g, a);
+    return lin3(x, a, p->fc2_w, p->fc2_b);
 }
 
 /* √d · embed(tokens) + positions, dropped out: (b, t, d) */
@@ -417,7 +422,7 @@ static nomul_tensor *encode(ctx *x, const nomul_seq2seq *m, const int *src, int 
         const enc_layer *q = &m->enc[l];
         h = ln(x, nomul_add(x->g, h, drop(x, attend(x, m, h, h, &q->self_attn, *mask))),
                &q->self_attn_ln);
-        h = ln(x, nomul_add(x->g, h, drop(x, ffn(x, h, &q->ffn))), &q->final_ln);
+        h = ln(x, nomul_add(x->g, h, drop(x, ffn(x, m, h, &q->ffn))), &q->final_ln);
     }
     return h;
 }
@@ -437,7 +442,7 @@ static nomul_tensor *decode(ctx *x, const nomul_seq2seq *m, nomul_tensor *enc,
                &q->self_attn_ln);
         h = ln(x, nomul_add(x->g, h, drop(x, attend(x, m, h, enc, &q->encoder_attn, src_mask))),
                &q->encoder_attn_ln);
-        h = ln(x, nomul_add(x->g, h, drop(x, ffn(x, h, &q->ffn))), &q->final_ln);
+        h = ln(x, nomul_add(x->g, h, drop(x, ffn(x, m, h, &q->ffn))), &q->final_ln);
     }
     if (!h)
         return NULL;

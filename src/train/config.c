@@ -36,10 +36,11 @@ static const char *const moments_names[] = {"reference", "delta", NULL};
 static const char *const schedule_names[] = {"cosine", "constant", "inverse_sqrt", NULL};
 static const char *const tokenizer_names[] = {"none", "moses", NULL};
 static const char *const grad_norms_names[] = {"off", "total", "per_tensor", NULL};
+static const char *const activation_names[] = {"relu", "gelu", NULL};
 _Static_assert(NOMUL_TASK_TRANSLATION == 1 && NOMUL_DATA_FORMAT_FOLDER == 2 &&
                    NOMUL_OPTIMIZER_SGD == 1 && NOMUL_ADAM_MOMENTS_DELTA == 1 &&
                    NOMUL_LR_INVERSE_SQRT == 2 && NOMUL_TOKENIZER_MOSES == 1 &&
-                   NOMUL_GRAD_NORMS_PER_TENSOR == 2,
+                   NOMUL_GRAD_NORMS_PER_TENSOR == 2 && NOMUL_ACT_GELU == 1,
                "the name tables follow the enums");
 /* an enumerated field is read and written as an int */
 _Static_assert(sizeof(nomul_train_task) == sizeof(int) &&
@@ -48,6 +49,7 @@ _Static_assert(sizeof(nomul_train_task) == sizeof(int) &&
                    sizeof(nomul_adam_moments) == sizeof(int) &&
                    sizeof(nomul_lr_schedule) == sizeof(int) &&
                    sizeof(nomul_tokenizer) == sizeof(int) &&
+                   sizeof(nomul_activation) == sizeof(int) &&
                    sizeof(nomul_grad_norms) == sizeof(int),
                "enums are ints");
 
@@ -123,6 +125,9 @@ static const key_def keys[] = {
     {"dropout", K_FLOAT, FIELD(dropout), -1, 0.999, NULL,
      "translation: the transformer's dropout (negative: the named model's own, e.g. "
      "transformer_mini's 0.1)"},
+    {"activation_fn", K_ENUM, FIELD(activation_fn), 0, 0, activation_names,
+     "translation: the transformer FFN's activation (fairseq's activation_fn; gelu is "
+     "piecewise affine when functional_cfg is)"},
     {"drop_path", K_FLOAT, FIELD(drop_path), 0, 0.999, NULL, "stochastic depth of the last block"},
     {"aug.crop_pad", K_INT, FIELD(crop_pad), 0, 1024, NULL, "random crop after zero padding"},
     {"aug.hflip", K_BOOL, FIELD(hflip), 0, 1, NULL, "random horizontal flips"},
@@ -513,6 +518,10 @@ int nomul_train_config_check(const nomul_train_config *c)
                          "and 'data.tgt_lang'");
             return -1;
         }
+    } else if (c->activation_fn != NOMUL_ACT_RELU) {
+        nomul_report(NOMUL_EINVAL, "config key 'activation_fn' applies to task translation "
+                     "only (the image models' activations are their own)");
+        return -1;
     } else if (!c->train_images[0] || !c->test_images[0]) {
         nomul_report(NOMUL_EINVAL, "config keys 'data.train' and 'data.test' must name the data");
         return -1;

@@ -206,6 +206,7 @@ static int tr_setup(trainer *t)
         return -1;
     if (c->dropout >= 0.0f)
         mc.dropout = c->dropout;
+    mc.activation = c->activation_fn;
     if (!(k->model = nomul_seq2seq_new(&mc, (uint64_t)c->seed)))
         return -1;
     t->np = nomul_seq2seq_params(k->model, &t->p);
@@ -588,10 +589,10 @@ int nomul_translate_checkpoint(const char *path, const nomul_train_config *c,
     nomul_bpe *bpe = tv && c->bpe_codes[0] ? nomul_bpe_load(c->bpe_codes) : NULL;
     nomul_safetensors *f = tv && (bpe || !c->bpe_codes[0]) ? nomul_safetensors_read(path) : NULL;
     nomul_seq2seq_config mc;
-    nomul_seq2seq *m = f && nomul_seq2seq_config_named(c->model, nomul_vocab_size(sv),
-                                                       nomul_vocab_size(tv), &mc)
-                           ? nomul_seq2seq_new(&mc, 0)
-                           : NULL;
+    int named = f && nomul_seq2seq_config_named(c->model, nomul_vocab_size(sv),
+                                                nomul_vocab_size(tv), &mc);
+    mc.activation = c->activation_fn;
+    nomul_seq2seq *m = named ? nomul_seq2seq_new(&mc, 0) : NULL;
     nomul_graph *g = m ? nomul_graph_new((size_t)c->arena_mb << 20) : NULL;
     int rc = -1;
     nomul_param *p = NULL;
