@@ -692,6 +692,30 @@ static void test_translation_task(void **state)
     fclose(devnull);
 }
 
+/* A short translation run into out with key set to value (unless NULL):
+ * its result, and its logged step losses into first (at most max). */
+static nomul_train_result translation_run(nomul_train_config *c, const char *out, long steps,
+                                          long test_limit, const char *key, const char *value,
+                                          double *first, int max, int *nlosses)
+{
+    translation_config(c, out);
+    c->steps = steps;
+    c->checkpoint_every = 0;
+    c->test_limit = test_limit;
+    if (value)
+        assert_int_equal(nomul_train_config_set(c, key, value), 0);
+    FILE *devnull = fopen("/dev/null", "w");
+    nomul_train_options o = {NULL, devnull, 0, 0.0, 0, 0};
+    nomul_train_result res;
+    if (nomul_train(c, &o, &res))
+        fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
+    fclose(devnull);
+    char pa[1200];
+    snprintf(pa, sizeof pa, "%s/metrics.jsonl", c->out_dir);
+    *nlosses = step_losses(pa, 0, first, max);
+    return res;
+}
+
 /* activation_fn gelu: GELU FFNs, fully piecewise affine by default (no float
  * multiplication), another first loss than ReLU's (the same initialisation
  * and batch), kept in the checkpoint's configuration, and translating with
@@ -705,22 +729,12 @@ static void test_translation_activation_key(void **state)
     double first[2][8];
     char ck[1200];
     nomul_train_config c;
-    for (int r = 0; r < 2; r++) {
-        translation_config(&c, runs[r][0]);
-        c.steps = 6;
-        c.checkpoint_every = 0;
-        c.test_limit = 0; /* all 12 test sentences */
-        assert_int_equal(nomul_train_config_set(&c, "activation_fn", runs[r][1]), 0);
-        FILE *devnull = fopen("/dev/null", "w");
-        nomul_train_options o = {NULL, devnull, 0, 0.0, 0, 0};
-        nomul_train_result res;
-        if (nomul_train(&c, &o, &res))
-            fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
-        fclose(devnull);
+    for (int r = 0; r < 2; r++) { /* all 12 test sentences */
+        int nl;
+        nomul_train_result res = translation_run(&c, runs[r][0], 6, 0, "activation_fn",
+                                                 runs[r][1], first[r], 8, &nl);
         assert_int_equal(res.counts.n[NOMUL_COUNT_FMUL], 0);
-        char pa[1200];
-        snprintf(pa, sizeof pa, "%s/metrics.jsonl", c.out_dir);
-        assert_int_equal(step_losses(pa, 0, first[r], 8), 6);
+        assert_int_equal(nl, 6);
     }
     if (first[0][0] == first[1][0])
         fail_msg("seed %llu: GELU's first loss is ReLU's, %.17g", (unsigned long long)seed,
@@ -771,21 +785,9 @@ static void test_translation_dropout_key(void **state)
     double first[3][4];
     for (int r = 0; r < 3; r++) {
         nomul_train_config c;
-        translation_config(&c, runs[r][0]);
-        c.steps = 3;
-        c.checkpoint_every = 0;
-        c.test_limit = 1;
-        if (runs[r][1])
-            assert_int_equal(nomul_train_config_set(&c, "dropout", runs[r][1]), 0);
-        FILE *devnull = fopen("/dev/null", "w");
-        nomul_train_options o = {NULL, devnull, 0, 0.0, 0, 0};
-        nomul_train_result res;
-        if (nomul_train(&c, &o, &res))
-            fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
-        fclose(devnull);
-        char pa[1200];
-        snprintf(pa, sizeof pa, "%s/metrics.jsonl", c.out_dir);
-        assert_int_equal(step_losses(pa, 0, first[r], 4), 3);
+        int nl;
+        translation_run(&c, runs[r][0], 3, 1, "dropout", runs[r][1], first[r], 4, &nl);
+        assert_int_equal(nl, 3);
     }
     for (int i = 0; i < 3; i++)
         if (first[0][i] != first[1][i])
