@@ -375,15 +375,26 @@ static void test_range_edges(void **state)
             nomul_op_cfg cfg = pam_cfg(g.offset, 0);
             nomul_gemm(&cfg, g.layout, g.ta, g.tb, g.m, g.n, g.k, A, g.lda, B, g.ldb, 0.0f, C,
                        g.ldc);
+            /* products near FLT_MAX of both signs: the float32 partial sums can
+             * overflow to -inf before a +inf product arrives (NaN) where the
+             * float64 sum is +inf, so the float32 in-order sum is a reference too */
             double *want = malloc((size_t)g.m * g.n * sizeof *want);
+            want32 = malloc((size_t)g.m * g.n * sizeof *want32);
             for (int i = 0; i < g.m; i++)
                 for (int j = 0; j < g.n; j++) {
                     double s = 0;
-                    for (int p = 0; p < g.k; p++)
-                        s += pam_off(A[idx_a(&g, i, p)], B[idx_b(&g, p, j)], g.offset);
+                    float s32 = 0.0f;
+                    for (int p = 0; p < g.k; p++) {
+                        float t = pam_off(A[idx_a(&g, i, p)], B[idx_b(&g, p, j)], g.offset);
+                        s += t;
+                        s32 += t;
+                    }
                     want[(long)i * g.n + j] = s;
+                    want32[(long)i * g.n + j] = s32;
                 }
             compare("rows at the range edges", &g, want, C, g.layout, g.m, g.n, g.ldc);
+            free(want32);
+            want32 = NULL;
             free(want);
             free(A);
             free(B);

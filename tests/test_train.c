@@ -441,11 +441,17 @@ static void test_train_learns_logs_and_checkpoints(void **state)
     small_config(&c, "run-float");
     nomul_op_cfgs_default(&c.ops);
     /* shrunk runs (valgrind) check the wiring only: 2 epochs, no accuracy bound.
-     * 30 epochs: with 15, about one seed in twelve ended near 0.72 (the same
-     * on the code of stop 8); with 30 the lowest of 25 seeds was 0.94 */
+     * The shared 160 images at lr 0.003 for 30 epochs left about one seed in
+     * a hundred stuck on a plateau (0.48-0.75: two classes never told apart);
+     * 640 images (a set of its own), lr 0.001, 15 epochs: the lowest of 400
+     * seeds was 0.99 */
+    const long n_train = 640;
+    write_set(tu_path("learn-images.gz"), tu_path("learn-labels"), n_train, seed + 2);
+    snprintf(c.train_images, sizeof c.train_images, "%s", tu_path("learn-images.gz"));
+    snprintf(c.train_labels, sizeof c.train_labels, "%s", tu_path("learn-labels"));
     const int shrunk = tu_scale() < 1;
-    c.epochs = shrunk ? 2 : 30;
-    c.lr = 0.003f;
+    c.epochs = shrunk ? 2 : 15;
+    c.lr = 0.001f;
     c.drop_path = 0.0f;
     c.crop_pad = 0;
     c.randaugment_n = 0;
@@ -459,9 +465,9 @@ static void test_train_learns_logs_and_checkpoints(void **state)
     fclose(log);
     if (rc)
         fail_msg("seed %llu: %s", (unsigned long long)seed, tu_last_error);
-    assert_int_equal(r.steps, c.epochs * (160 / 16));
+    assert_int_equal(r.steps, c.epochs * (n_train / 16));
     assert_string_equal(r.metric.name, "test_acc");
-    if (!shrunk && !(r.metric.value > 0.75))
+    if (!shrunk && !(r.metric.value > 0.9))
         fail_msg("seed %llu: the tiny ViT reached only %.3f on the quadrant task",
                  (unsigned long long)seed, r.metric.value);
     /* float arithmetic counted: multiplications happened */
@@ -469,15 +475,15 @@ static void test_train_learns_logs_and_checkpoints(void **state)
     assert_true(r.counts.n[NOMUL_COUNT_FMUL] > 0);
 
     char *logtext = tu_slurp(tu_path("float.log"), NULL);
-    assert_non_null(strstr(logtext, shrunk ? "epoch 2/2 100%" : "epoch 30/30 100%"));
+    assert_non_null(strstr(logtext, shrunk ? "epoch 2/2 100%" : "epoch 15/15 100%"));
     assert_non_null(strstr(logtext, "test acc"));
     assert_non_null(strstr(logtext, "float multiplications per training step"));
     free(logtext);
 
     char path[1200];
-    double l[512];
+    double l[1024];
     snprintf(path, sizeof path, "%s/metrics.jsonl", c.out_dir);
-    assert_int_equal(step_losses(path, 0, l, 512), (int)r.steps);
+    assert_int_equal(step_losses(path, 0, l, 1024), (int)r.steps);
     char *m = tu_slurp(path, NULL);
     assert_non_null(strstr(m, "\"test_acc\": "));
     assert_non_null(strstr(m, "\"epoch_seconds\": "));
