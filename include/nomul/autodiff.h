@@ -5,7 +5,7 @@
  * backward (src/autodiff/optable.c lists them):
  *   products        linear, matmul (batched), conv2d
  *   row-wise        softmax, log_softmax, logsumexp, layer_norm, batch_norm,
- *                   cross_entropy
+ *                   batch_norm_relu, cross_entropy
  *   elementwise     relu, gelu, add, sub, mul, div (broadcasting), scale,
  *                   dropout
  *   reductions      sum, mean
@@ -148,6 +148,13 @@ nomul_tensor *nomul_layer_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_te
 nomul_tensor *nomul_batch_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
                                nomul_tensor *gamma, nomul_tensor *beta, float *running_mean,
                                float *running_var, float eps, float momentum, int training);
+/* relu(batch_norm(...)) in one operation: the same values and gradients,
+ * bit for bit, without the intermediate tensor or relu's own passes over
+ * memory (each channel's relu runs while the channel is in the cache). */
+nomul_tensor *nomul_batch_norm_relu(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
+                                    nomul_tensor *gamma, nomul_tensor *beta,
+                                    float *running_mean, float *running_var, float eps,
+                                    float momentum, int training);
 /* Matrix products of the last two dimensions, batched over a leading one
  * (2-D or 3-D, the same batch): a (.., m, k) · b (.., k, n), or · bᵀ with
  * b (.., n, k) when trans_b; cfg: bmm_cfg (linear_cfg for weights). */

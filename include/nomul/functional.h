@@ -4,7 +4,8 @@
  * standard float or piecewise affine form:
  *
  *   softmax, log_softmax, logsumexp (rows, −∞ masks give exactly 0 probability)
- *   layer_norm (rows, with γ and β), batch_norm (channels)
+ *   layer_norm (rows, with γ and β), batch_norm (channels), batch_norm_relu
+ *   (batch norm and relu in one pass)
  *   label-smoothed cross-entropy with an ignore index, over log_softmax
  *   GELU
  *
@@ -109,6 +110,25 @@ void nomul_batch_norm_backward_keep(const nomul_op_cfg *cfg, int n, int C, int S
                                     const float *gamma, const float *mean, const float *rstd,
                                     const float *keep, float eps, const float *dy, float *dx,
                                     float *dgamma, float *dbeta);
+/* Batch norm followed by relu, in one pass over the data: each channel's
+ * relu runs right after the channel's output is written, while it is still
+ * in the cache; y = relu(batch_norm(x)), the same bits as
+ * nomul_batch_norm_forward_keep then a relu (max(v, 0), NaN to 0). The
+ * backward takes that y and dy = the gradient at y, which it overwrites
+ * channel by channel with relu's derivative applied (where y > 0, +0 + dy,
+ * else +0: what a relu's backward accumulates into a zeroed gradient), then
+ * adds dx, dγ, dβ as nomul_batch_norm_backward_keep: the same bits as the two
+ * operations one after the other. */
+void nomul_batch_norm_relu_forward_keep(const nomul_op_cfg *cfg, int n, int C, int S,
+                                        const float *x, const float *gamma, const float *beta,
+                                        float eps, float momentum, int training,
+                                        float *running_mean, float *running_var, float *y,
+                                        float *mean, float *rstd, float *keep);
+void nomul_batch_norm_relu_backward_keep(const nomul_op_cfg *cfg, int n, int C, int S,
+                                         const float *x, const float *y, const float *gamma,
+                                         const float *mean, const float *rstd, const float *keep,
+                                         float eps, float *dy, float *dx, float *dgamma,
+                                         float *dbeta);
 
 /* Label-smoothed cross-entropy over logprobs (rows, n) = log_softmax output:
  * loss = mean over rows whose target is not ignore_index of

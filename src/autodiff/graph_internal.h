@@ -26,6 +26,7 @@ typedef enum {
     AD_OP_LOGSUMEXP,
     AD_OP_LAYER_NORM,
     AD_OP_BATCH_NORM,
+    AD_OP_BATCH_NORM_RELU,
     AD_OP_CROSS_ENTROPY,
     /* ops_elementwise.c */
     AD_OP_RELU,
@@ -199,6 +200,7 @@ void ad_log_softmax_backward(const node *nd);
 void ad_logsumexp_backward(const node *nd);
 void ad_layer_norm_backward(const node *nd);
 void ad_batch_norm_backward(const node *nd);
+void ad_batch_norm_relu_backward(const node *nd);
 void ad_cross_entropy_backward(const node *nd);
 void ad_relu_backward(const node *nd);
 void ad_gelu_backward(const node *nd);

@@ -176,8 +176,9 @@ static void bn_dims(const nomul_tensor *x, int *nb, int *C, int *S)
 }
 
 /* forward: y = batch_norm(x; γ, β) with batch statistics, saving mean and
- * rstd (C each) */
-void ad_batch_norm_backward(const node *nd)
+ * rstd (C each); with relu (AD_OP_BATCH_NORM_RELU), y = relu of that, whose
+ * gradient the backward masks in place (this node is its only reader) */
+static void bn_backward(const node *nd, int relu)
 {
     nomul_tensor *x = nd->in[0], *gm = nd->in[1], *bt = nd->in[2];
     int nb, C, S;
@@ -185,21 +186,31 @@ void ad_batch_norm_backward(const node *nd)
     float *dx, *dg, *db;
     if (!norm_grads(x, gm, bt, C, &dx, &dg, &db))
         return;
-    nomul_batch_norm_backward_keep(&nd->cfg, nb, C, S, x->data, gm->data, nd->p.norm.mean,
-                                   nd->p.norm.rstd, nd->p.norm.keep, nd->p.norm.eps,
-                                   nd->out->grad, dx, dg, db);
+    if (relu)
+        nomul_batch_norm_relu_backward_keep(&nd->cfg, nb, C, S, x->data, nd->out->data, gm->data,
+                                            nd->p.norm.mean, nd->p.norm.rstd, nd->p.norm.keep,
+                                            nd->p.norm.eps, nd->out->grad, dx, dg, db);
+    else
+        nomul_batch_norm_backward_keep(&nd->cfg, nb, C, S, x->data, gm->data, nd->p.norm.mean,
+                                       nd->p.norm.rstd, nd->p.norm.keep, nd->p.norm.eps,
+                                       nd->out->grad, dx, dg, db);
 }
 
-nomul_tensor *nomul_batch_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
-                               nomul_tensor *gamma, nomul_tensor *beta, float *running_mean,
-                               float *running_var, float eps, float momentum, int training)
+void ad_batch_norm_backward(const node *nd) { bn_backward(nd, 0); }
+
+void ad_batch_norm_relu_backward(const node *nd) { bn_backward(nd, 1); }
+
+static nomul_tensor *bn_op(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
+                           nomul_tensor *gamma, nomul_tensor *beta, float *running_mean,
+                           float *running_var, float eps, float momentum, int training, int relu)
 {
     if (!x || !gamma || !beta)
         return NULL;
     if (x->ndim < 2 || gamma->n != x->shape[1] || beta->n != x->shape[1] || !running_mean ||
         !running_var) {
-        nomul_report(NOMUL_EINVAL, "nomul_batch_norm: x must be (n, C, ...) with gamma, beta and "
-                     "running statistics of C elements");
+        nomul_report(NOMUL_EINVAL, "%s: x must be (n, C, ...) with gamma, beta and running "
+                     "statistics of C elements",
+                     relu ? "nomul_batch_norm_relu" : "nomul_batch_norm");
         return NULL;
     }
     int nb, C, S;
@@ -212,13 +223,28 @@ nomul_tensor *nomul_batch_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_te
     if (!y || !stats)
         return NULL;
     float *keep = nk ? stats + 2 * (size_t)C : NULL;
-    nomul_batch_norm_forward_keep(cfg, nb, C, S, x->data, gamma->data, beta->data, eps,
-                                  momentum, training, running_mean, running_var, y->data, stats,
-                                  stats + C, keep);
+    (relu ? nomul_batch_norm_relu_forward_keep : nomul_batch_norm_forward_keep)(
+        cfg, nb, C, S, x->data, gamma->data, beta->data, eps, momentum, training, running_mean,
+        running_var, y->data, stats, stats + C, keep);
     if (training)
-        ad_record(g, AD_OP_BATCH_NORM, cfg, &(ad_params){.norm = {stats, stats + C, keep, eps}},
-                  y, x, gamma, beta);
+        ad_record(g, relu ? AD_OP_BATCH_NORM_RELU : AD_OP_BATCH_NORM, cfg,
+                  &(ad_params){.norm = {stats, stats + C, keep, eps}}, y, x, gamma, beta);
     return y;
+}
+
+nomul_tensor *nomul_batch_norm(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
+                               nomul_tensor *gamma, nomul_tensor *beta, float *running_mean,
+                               float *running_var, float eps, float momentum, int training)
+{
+    return bn_op(g, cfg, x, gamma, beta, running_mean, running_var, eps, momentum, training, 0);
+}
+
+nomul_tensor *nomul_batch_norm_relu(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
+                                    nomul_tensor *gamma, nomul_tensor *beta,
+                                    float *running_mean, float *running_var, float eps,
+                                    float momentum, int training)
+{
+    return bn_op(g, cfg, x, gamma, beta, running_mean, running_var, eps, momentum, training, 1);
 }
 
 /* ---- cross-entropy ------------------------------------------------------------------- */

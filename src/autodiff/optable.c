@@ -36,6 +36,7 @@ const ad_op_def ad_op_table[AD_OP_COUNT] = {
     [AD_OP_LOGSUMEXP] = {"logsumexp", ad_logsumexp_backward},
     [AD_OP_LAYER_NORM] = {"layer_norm", ad_layer_norm_backward},
     [AD_OP_BATCH_NORM] = {"batch_norm", ad_batch_norm_backward},
+    [AD_OP_BATCH_NORM_RELU] = {"batch_norm_relu", ad_batch_norm_relu_backward},
     [AD_OP_CROSS_ENTROPY] = {"cross_entropy", ad_cross_entropy_backward},
     [AD_OP_RELU] = {"relu", ad_relu_backward},
     [AD_OP_GELU] = {"gelu", ad_gelu_backward},

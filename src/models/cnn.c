@@ -101,7 +101,9 @@ static nomul_tensor *conv(walk *w, const char *name, nomul_tensor *x, int cin, i
     return nomul_conv2d(w->g, &w->cfgs->family[NOMUL_CFG_CONV], x, wt, b, &d);
 }
 
-static nomul_tensor *bn(walk *w, const char *name, nomul_tensor *x, int c)
+/* batch norm, and with relu (nomul_batch_norm_relu: one pass, the same bits
+ * as the two operations) */
+static nomul_tensor *bn_act(walk *w, const char *name, nomul_tensor *x, int c, int with_relu)
 {
     char n[64];
     if (w->build) {
@@ -114,8 +116,19 @@ static nomul_tensor *bn(walk *w, const char *name, nomul_tensor *x, int c)
         return NULL;
     }
     nomul_tensor *gamma = next(w), *beta = next(w), *mean = next(w), *var = next(w);
-    return nomul_batch_norm(w->g, &w->cfgs->family[NOMUL_CFG_NORM], x, gamma, beta, mean->data,
-                            var->data, 1e-5f, 0.1f, w->train);
+    return (with_relu ? nomul_batch_norm_relu : nomul_batch_norm)(
+        w->g, &w->cfgs->family[NOMUL_CFG_NORM], x, gamma, beta, mean->data, var->data, 1e-5f,
+        0.1f, w->train);
+}
+
+static nomul_tensor *bn(walk *w, const char *name, nomul_tensor *x, int c)
+{
+    return bn_act(w, name, x, c, 0);
+}
+
+static nomul_tensor *bn_relu(walk *w, const char *name, nomul_tensor *x, int c)
+{
+    return bn_act(w, name, x, c, 1);
 }
 
 static nomul_tensor *linear(walk *w, const char *name, nomul_tensor *x, int in, int out)
@@ -164,10 +177,10 @@ static nomul_tensor *resnet(walk *w, nomul_tensor *x)
             const int stride = s > 0 && b == 0 ? 2 : 1;
             snprintf(pre, sizeof pre, "layer%d.%d", s + 1, b);
             /* pre-activation: the projection sees BN-ReLU of the input */
-            nomul_tensor *a = relu(w, bn(w, (snprintf(n, sizeof n, "%s.bn1", pre), n), h, c));
+            nomul_tensor *a = bn_relu(w, (snprintf(n, sizeof n, "%s.bn1", pre), n), h, c);
             nomul_tensor *r = conv(w, (snprintf(n, sizeof n, "%s.conv1", pre), n), a, c, out, 3,
                                    stride, 1, 1, 0);
-            r = relu(w, bn(w, (snprintf(n, sizeof n, "%s.bn2", pre), n), r, out));
+            r = bn_relu(w, (snprintf(n, sizeof n, "%s.bn2", pre), n), r, out);
             r = conv(w, (snprintf(n, sizeof n, "%s.conv2", pre), n), r, out, out, 3, 1, 1, 1, 0);
             nomul_tensor *sc = h;
             if (stride != 1 || c != out)
@@ -177,7 +190,7 @@ static nomul_tensor *resnet(walk *w, nomul_tensor *x)
             c = out;
         }
     }
-    h = relu(w, bn(w, "bn", h, c));
+    h = bn_relu(w, "bn", h, c);
     return pool_head(w, h, c, m->classes);
 }
 
@@ -186,7 +199,7 @@ static nomul_tensor *resnext(walk *w, nomul_tensor *x)
     cnn *m = w->m;
     enum { CARD = 4, WIDTH = 16 };
     char n[64], pre[32];
-    nomul_tensor *h = relu(w, bn(w, "bn1", conv(w, "conv1", x, m->channels, 64, 3, 1, 1, 1, 0), 64));
+    nomul_tensor *h = bn_relu(w, "bn1", conv(w, "conv1", x, m->channels, 64, 3, 1, 1, 1, 0), 64);
     int c = 64;
     for (int s = 0; s < 3; s++) {
         const int gw = CARD * (WIDTH << s), out = 2 * gw;
@@ -197,9 +210,9 @@ static nomul_tensor *resnext(walk *w, nomul_tensor *x)
             /* one N() per statement: N writes one buffer, and the order in
              * which a call's arguments are evaluated is the compiler's */
             nomul_tensor *r = conv(w, N("conv1"), h, c, gw, 1, 1, 0, 1, 0);
-            r = relu(w, bn(w, N("bn1"), r, gw));
+            r = bn_relu(w, N("bn1"), r, gw);
             r = conv(w, N("conv2"), r, gw, gw, 3, stride, 1, CARD, 0);
-            r = relu(w, bn(w, N("bn2"), r, gw));
+            r = bn_relu(w, N("bn2"), r, gw);
             r = conv(w, N("conv3"), r, gw, out, 1, 1, 0, 1, 0);
             r = bn(w, N("bn3"), r, out);
             nomul_tensor *sc = h;
