@@ -188,8 +188,9 @@ static void bn_backward(const node *nd, int relu)
         return;
     if (relu)
         nomul_batch_norm_relu_backward_keep(&nd->cfg, nb, C, S, x->data, nd->out->data, gm->data,
-                                            nd->p.norm.mean, nd->p.norm.rstd, nd->p.norm.keep,
-                                            nd->p.norm.eps, nd->out->grad, dx, dg, db);
+                                            bt->data, nd->p.norm.mean, nd->p.norm.rstd,
+                                            nd->p.norm.keep, nd->p.norm.eps, nd->out->grad, dx,
+                                            dg, db);
     else
         nomul_batch_norm_backward_keep(&nd->cfg, nb, C, S, x->data, gm->data, nd->p.norm.mean,
                                        nd->p.norm.rstd, nd->p.norm.keep, nd->p.norm.eps,

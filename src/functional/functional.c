@@ -377,9 +377,10 @@ void nomul_batch_norm_backward(const nomul_op_cfg *cfg, int nb, int C, int S, co
 }
 
 /* y: the relu's output, whose derivative masks channel c of dy (in place)
- * before the channel's backward; NULL for batch norm alone */
+ * before the channel's backward, or on the fly from x and β in the float
+ * planes' passes; NULL for batch norm alone */
 static void bn_backward(const nomul_op_cfg *cfg, int nb, int C, int S, const float *x,
-                        const float *y, const float *gamma, const float *mean,
+                        const float *y, const float *gamma, const float *beta, const float *mean,
                         const float *rstd, const float *keep, float eps, float *dy_relu,
                         const float *dy, float *dx, float *dgamma, float *dbeta)
 {
@@ -394,11 +395,14 @@ static void bn_backward(const nomul_op_cfg *cfg, int nb, int C, int S, const flo
         for (int c = 0; c < C; c++) {
             const int pa = nomul_op_is_pa(cfg), gathered = S % LANES != 0;
             const float *km = ksum ? ksum + c : NULL, *kv = ksum ? ksum + C + c : NULL;
+            /* float planes: the relu's derivative from x and β, on the fly;
+             * elsewhere applied to dy in place first */
+            if (!pa && !gathered &&
+                nomul_bn_planes_backward_float(nb, C, S, c, x, gamma + c, y ? beta + c : NULL,
+                                               mean[c], rstd[c], dy, dx, dgamma + c, dbeta + c))
+                continue;
             if (y)
                 relu_mask_channel(nb, C, S, c, y, dy_relu);
-            if (!pa && nomul_bn_planes_backward_float(nb, C, S, c, x, gamma + c, mean[c], rstd[c],
-                                                      dy, dx, dgamma + c, dbeta + c))
-                continue;
             if (pa && !gathered &&
                 nomul_bn_planes_backward_pa(cfg, nb, C, S, c, x, NULL, gamma + c, mean[c],
                                             rstd[c], eps, km, kv, dy, NULL, dx, dgamma + c,
@@ -433,17 +437,18 @@ void nomul_batch_norm_backward_keep(const nomul_op_cfg *cfg, int nb, int C, int 
                                     const float *keep, float eps, const float *dy, float *dx,
                                     float *dgamma, float *dbeta)
 {
-    bn_backward(cfg, nb, C, S, x, NULL, gamma, mean, rstd, keep, eps, NULL, dy, dx, dgamma,
+    bn_backward(cfg, nb, C, S, x, NULL, gamma, NULL, mean, rstd, keep, eps, NULL, dy, dx, dgamma,
                 dbeta);
 }
 
 void nomul_batch_norm_relu_backward_keep(const nomul_op_cfg *cfg, int nb, int C, int S,
                                          const float *x, const float *y, const float *gamma,
-                                         const float *mean, const float *rstd, const float *keep,
-                                         float eps, float *dy, float *dx, float *dgamma,
-                                         float *dbeta)
+                                         const float *beta, const float *mean, const float *rstd,
+                                         const float *keep, float eps, float *dy, float *dx,
+                                         float *dgamma, float *dbeta)
 {
-    bn_backward(cfg, nb, C, S, x, y, gamma, mean, rstd, keep, eps, dy, dy, dx, dgamma, dbeta);
+    bn_backward(cfg, nb, C, S, x, y, gamma, beta, mean, rstd, keep, eps, dy, dy, dx, dgamma,
+                dbeta);
 }
 
 /* ---- label-smoothed cross-entropy ------------------------------------------------ */

@@ -5,6 +5,7 @@
  * backward (functional_internal.h declares them; functional.c dispatches).
  */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <emmintrin.h>
@@ -289,20 +290,38 @@ int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, c
     return 1;
 }
 
-int nomul_bn_planes_backward_float(int nb, int C, int S, int c, const float *x,
-                                   const float *gamma, float mu, float r, const float *dy,
-                                   float *dx, float *dgamma, float *dbeta)
+/* relu (batch norm followed by relu): each value's relu output recomputed
+ * as the forward made it, xhat·γ + β, the same bits; dy then counts as
+ * +0 + dy where that output is > 0, else as +0 (what a relu's backward
+ * accumulates into a zeroed gradient), with a bit mask. Else dy as it is. */
+static inline __attribute__((always_inline)) float relu_dy(const int relu, float beta, float xhat,
+                                                           float g, float gj)
 {
-    if (S % LANES)
-        return 0;
+    if (!relu)
+        return gj;
+    uint32_t keep = 0u - (uint32_t)(xhat * g + beta > 0.0f), u;
+    float v = 0.0f + gj;
+    memcpy(&u, &v, sizeof u);
+    u &= keep;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+/* the passes, specialised at compile time for the relu (a branch in the
+ * lanes' loop would keep it from being vectorized) */
+static inline __attribute__((always_inline)) void
+bn_planes_backward(int nb, int C, int S, int c, const float *x, float g, const int relu,
+                   float beta, float mu, float r, const float *dy, float *dx, float *dgamma,
+                   float *dbeta)
+{
     const long len = (long)nb * S;
-    NOMUL_COUNT(FMUL, 9L * len); NOMUL_COUNT(FDIV, 2); NOMUL_COUNT(FADD, 7L * len);
-    float nf = (float)len, g = gamma[0], a1[LANES] = {0}, a2[LANES] = {0};
+    float nf = (float)len, a1[LANES] = {0}, a2[LANES] = {0};
     for (int b = 0; b < nb; b++) {
         const float *xp = PLANE(x, b), *gp = PLANE(dy, b);
         for (int j = 0; j < S; j += LANES)
             for (int l = 0; l < LANES; l++) {
-                float xhat = (xp[j + l] - mu) * r, dnorm = g * gp[j + l];
+                float xhat = (xp[j + l] - mu) * r;
+                float dnorm = g * relu_dy(relu, beta, xhat, g, gp[j + l]);
                 a1[l] += dnorm;
                 a2[l] += dnorm * xhat;
             }
@@ -314,7 +333,7 @@ int nomul_bn_planes_backward_float(int nb, int C, int S, int c, const float *x,
         float *dp = PLANE(dx, b);
         for (int j = 0; j < S; j += LANES)
             for (int l = 0; l < LANES; l++) {
-                float xhat = (xp[j + l] - mu) * r, gj = gp[j + l];
+                float xhat = (xp[j + l] - mu) * r, gj = relu_dy(relu, beta, xhat, g, gp[j + l]);
                 sb[l] += gj;
                 sg[l] += xhat * gj;
                 /* as added into a gathered row that starts at +0, then into dx */
@@ -323,6 +342,20 @@ int nomul_bn_planes_backward_float(int nb, int C, int S, int c, const float *x,
     }
     dbeta[0] += lanes_total(sb);
     dgamma[0] += lanes_total(sg);
+}
+
+int nomul_bn_planes_backward_float(int nb, int C, int S, int c, const float *x,
+                                   const float *gamma, const float *relu_beta, float mu, float r,
+                                   const float *dy, float *dx, float *dgamma, float *dbeta)
+{
+    if (S % LANES)
+        return 0;
+    NOMUL_COUNT(FMUL, 9L * nb * S); NOMUL_COUNT(FDIV, 2); NOMUL_COUNT(FADD, 7L * nb * S);
+    if (relu_beta)
+        bn_planes_backward(nb, C, S, c, x, gamma[0], 1, relu_beta[0], mu, r, dy, dx, dgamma,
+                           dbeta);
+    else
+        bn_planes_backward(nb, C, S, c, x, gamma[0], 0, 0.0f, mu, r, dy, dx, dgamma, dbeta);
     return 1;
 }
 #undef PLANE

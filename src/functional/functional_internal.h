@@ -57,9 +57,11 @@ int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, c
                                   const float *gamma, const float *beta, float eps,
                                   float momentum, int training, float *running_mean,
                                   float *running_var, float *y, float *mean, float *rstd);
+/* The backward (relu_beta: batch norm followed by relu, dy the relu's
+ * output gradient, masked on the fly; NULL: batch norm alone). */
 int nomul_bn_planes_backward_float(int nb, int C, int S, int c, const float *x,
-                                   const float *gamma, float mu, float r, const float *dy,
-                                   float *dx, float *dgamma, float *dbeta);
+                                   const float *gamma, const float *relu_beta, float mu, float r,
+                                   const float *dy, float *dx, float *dgamma, float *dbeta);
 /* used: the rows whose target is not ignore_index (-1: a target out of
  * range, the loss is NaN; 0: the loss is 0). */
 float nomul_cross_entropy_forward_float(int rows, int n, const float *logp, const int *target,
