@@ -262,7 +262,7 @@ void nomul_batch_norm_forward(const nomul_op_cfg *cfg, int nb, int C, int S, con
 
 /* relu on channel c of y (nb, C, S), in place, right after the channel was
  * written (its planes still in the cache): max(y, 0), a NaN to 0, the bits
- * of nomul_relu */
+ * of nomul_relu. The PA forms' (the float passes apply it as they write) */
 static void relu_channel(int nb, int C, int S, int c, float *y)
 {
     for (int b = 0; b < nb; b++) {
@@ -317,11 +317,12 @@ static void bn_forward(const nomul_op_cfg *cfg, int nb, int C, int S, const floa
                                            momentum, &running_mean[c], &running_var[c], y,
                                            &mean[c], &rstd[c], km, kv))
                 goto done;
+            /* float: the relu in the output's pass */
             if (!gathered && !pa &&
                 nomul_bn_planes_forward_float(nb, C, S, c, x, NULL, gamma + c, beta + c, eps,
                                               momentum, training, &running_mean[c],
-                                              &running_var[c], y, &mean[c], &rstd[c]))
-                goto done;
+                                              &running_var[c], y, &mean[c], &rstd[c], relu))
+                continue;
             if (!row && !failed)
                 row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 2);
             if (!row) {
@@ -332,8 +333,9 @@ static void bn_forward(const nomul_op_cfg *cfg, int nb, int C, int S, const floa
             /* float: the sums over the gathered row, the output into y */
             if (!pa && nomul_bn_planes_forward_float(nb, C, S, c, x, row, gamma + c, beta + c,
                                                      eps, momentum, training, &running_mean[c],
-                                                     &running_var[c], y, &mean[c], &rstd[c]))
-                goto done;
+                                                     &running_var[c], y, &mean[c], &rstd[c],
+                                                     relu))
+                continue;
             /* PA: evaluation, training where S is not a multiple of 16, or the
              * scalar chains; the gathered row's functions */
             nomul_bn_channel_forward_pa(cfg, len, row, gamma + c, beta + c, eps, momentum,
@@ -377,8 +379,9 @@ void nomul_batch_norm_backward(const nomul_op_cfg *cfg, int nb, int C, int S, co
 }
 
 /* y: the relu's output, whose derivative masks channel c of dy (in place)
- * before the channel's backward, or on the fly from x and β in the float
- * planes' passes; NULL for batch norm alone */
+ * before the channel's backward in PA form; in float, from x and β as the
+ * forward made y (on the fly in the planes' passes, or on the gathered dy),
+ * without reading y or writing dy; NULL for batch norm alone */
 static void bn_backward(const nomul_op_cfg *cfg, int nb, int C, int S, const float *x,
                         const float *y, const float *gamma, const float *beta, const float *mean,
                         const float *rstd, const float *keep, float eps, float *dy_relu,
@@ -401,7 +404,7 @@ static void bn_backward(const nomul_op_cfg *cfg, int nb, int C, int S, const flo
                 nomul_bn_planes_backward_float(nb, C, S, c, x, gamma + c, y ? beta + c : NULL,
                                                mean[c], rstd[c], dy, dx, dgamma + c, dbeta + c))
                 continue;
-            if (y)
+            if (y && pa)
                 relu_mask_channel(nb, C, S, c, y, dy_relu);
             if (pa && !gathered &&
                 nomul_bn_planes_backward_pa(cfg, nb, C, S, c, x, NULL, gamma + c, mean[c],
@@ -417,6 +420,8 @@ static void bn_backward(const nomul_op_cfg *cfg, int nb, int C, int S, const flo
             float *grow = row + len, *drow = row + 2 * len, *dd = row + 3 * len;
             gather_channel(nb, C, S, c, x, row);
             gather_channel(nb, C, S, c, dy, grow);
+            if (y && !pa) /* float: from x and β, as in the planes' passes */
+                nomul_bn_relu_mask_row_float(len, row, gamma[c], beta[c], mean[c], rstd[c], grow);
             /* PA where S is not a multiple of 16: the sums over the gathered
              * rows, dx plane by plane */
             if (pa && gathered &&

@@ -243,10 +243,14 @@ void nomul_bn_channel_forward_float(long len, const float *row, const float *gam
  * back (the backward: without copying the channel out at all). */
 #define PLANE(p, b) ((p) + ((long)(b) * C + c) * S)
 
+/* y = v, or relu(v) = v > 0 ? v : 0 (a NaN to 0, as nomul_relu) */
+static inline float bn_out(int relu, float v) { return relu && !(v > 0.0f) ? 0.0f : v; }
+
 int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, const float *xrow,
                                   const float *gamma, const float *beta, float eps,
                                   float momentum, int training, float *running_mean,
-                                  float *running_var, float *y, float *mean, float *rstd)
+                                  float *running_var, float *y, float *mean, float *rstd,
+                                  int relu)
 {
     const long len = (long)nb * S;
     if (!training) { /* elementwise: any S */
@@ -257,7 +261,7 @@ int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, c
             float *yp = PLANE(y, b);
             for (int j = 0; j < S; j++) {
                 float d = xp[j] - *running_mean;
-                yp[j] = d / sqrtf(*running_var + eps) * gamma[0] + beta[0];
+                yp[j] = bn_out(relu, d / sqrtf(*running_var + eps) * gamma[0] + beta[0]);
             }
         }
         return 1;
@@ -281,8 +285,12 @@ int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, c
     for (int b = 0; b < nb; b++) {
         const float *xp = PLANE(x, b);
         float *yp = PLANE(y, b);
-        for (int j = 0; j < S; j++)
-            yp[j] = (xp[j] - mu) * rs * gamma[0] + beta[0];
+        if (relu)
+            for (int j = 0; j < S; j++)
+                yp[j] = bn_out(1, (xp[j] - mu) * rs * gamma[0] + beta[0]);
+        else
+            for (int j = 0; j < S; j++)
+                yp[j] = (xp[j] - mu) * rs * gamma[0] + beta[0];
     }
     *mean = mu;
     *rstd = rs;
@@ -342,6 +350,13 @@ bn_planes_backward(int nb, int C, int S, int c, const float *x, float g, const i
     }
     dbeta[0] += lanes_total(sb);
     dgamma[0] += lanes_total(sg);
+}
+
+void nomul_bn_relu_mask_row_float(long len, const float *xrow, float g, float beta, float mu,
+                                  float r, float *dyrow)
+{
+    for (long i = 0; i < len; i++)
+        dyrow[i] = relu_dy(1, beta, (xrow[i] - mu) * r, g, dyrow[i]);
 }
 
 int nomul_bn_planes_backward_float(int nb, int C, int S, int c, const float *x,

@@ -52,11 +52,17 @@ void nomul_bn_channel_forward_float(long len, const float *row, const float *gam
  * row's sums), or the forward's sums over xrow, the channel gathered;
  * evaluation for any S; the same operations and bits as on the gathered row
  * (the backward adds into dx). 0, having done nothing, where they do not
- * apply. */
+ * apply. relu: the forward's output through relu (batch_norm_relu). */
 int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, const float *xrow,
                                   const float *gamma, const float *beta, float eps,
                                   float momentum, int training, float *running_mean,
-                                  float *running_var, float *y, float *mean, float *rstd);
+                                  float *running_var, float *y, float *mean, float *rstd,
+                                  int relu);
+/* batch_norm_relu's derivative of the relu on a gathered channel's dy
+ * (dyrow, in place) from the gathered x, as nomul_bn_planes_backward_float
+ * applies it on the fly: the relu's output recomputed as the forward made it */
+void nomul_bn_relu_mask_row_float(long len, const float *xrow, float g, float beta, float mu,
+                                  float r, float *dyrow);
 /* The backward (relu_beta: batch norm followed by relu, dy the relu's
  * output gradient, masked on the fly; NULL: batch norm alone). */
 int nomul_bn_planes_backward_float(int nb, int C, int S, int c, const float *x,
