@@ -110,17 +110,18 @@ void nomul_batch_norm_backward_keep(const nomul_op_cfg *cfg, int n, int C, int S
                                     const float *gamma, const float *mean, const float *rstd,
                                     const float *keep, float eps, const float *dy, float *dx,
                                     float *dgamma, float *dbeta);
-/* Batch norm followed by relu, in one pass over the data: each channel's
- * relu runs right after the channel's output is written, while it is still
- * in the cache; y = relu(batch_norm(x)), the same bits as
+/* Batch norm followed by relu, without a pass of the relu's own over
+ * memory: in float the relu is applied as each channel's output is written,
+ * in PA form right after (the channel still in the cache);
+ * y = relu(batch_norm(x)), the same bits as
  * nomul_batch_norm_forward_keep then a relu (max(v, 0), NaN to 0). The
  * backward takes that y, β, and dy = the gradient at y, to which it applies
  * relu's derivative channel by channel (where y > 0, +0 + dy, else +0: what
- * a relu's backward accumulates into a zeroed gradient; in float where S is
- * a multiple of 16 on the fly, y's sign recomputed from x and β as the
- * forward made y, elsewhere in place: dy is overwritten), then adds dx, dγ,
- * dβ as nomul_batch_norm_backward_keep: the same bits as the two operations
- * one after the other. */
+ * a relu's backward accumulates into a zeroed gradient; in float on the
+ * fly, y's sign recomputed from x and β as the forward made y, dy left as it
+ * is; in PA form in place: dy is overwritten), then adds dx, dγ, dβ as
+ * nomul_batch_norm_backward_keep: the same bits as the two operations one
+ * after the other. */
 void nomul_batch_norm_relu_forward_keep(const nomul_op_cfg *cfg, int n, int C, int S,
                                         const float *x, const float *gamma, const float *beta,
                                         float eps, float momentum, int training,
