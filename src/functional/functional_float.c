@@ -227,12 +227,12 @@ void nomul_bn_channel_forward_float(long len, const float *row, const float *gam
         bn_running_float(len, *mean, q, momentum, running_mean, running_var);
         return;
     }
-    NOMUL_COUNT(FMUL, len); NOMUL_COUNT(FDIV, len); NOMUL_COUNT(FTRANS, len); /* evaluation */
-    NOMUL_COUNT(FADD, 3 * len);
-    for (long j = 0; j < len; j++) {
-        float d = row[j] - *running_mean;
-        out[j] = d / sqrtf(*running_var + eps) * gamma[0] + beta[0];
-    }
+    /* evaluation: the square root once (the same value for every element) */
+    NOMUL_COUNT(FMUL, len); NOMUL_COUNT(FDIV, len); NOMUL_COUNT(FTRANS, 1);
+    NOMUL_COUNT(FADD, 2 * len + 1);
+    const float m = *running_mean, sd = sqrtf(*running_var + eps), g = gamma[0], b = beta[0];
+    for (long j = 0; j < len; j++)
+        out[j] = (row[j] - m) / sd * g + b;
 }
 
 /* Batch norm's float passes over channel c of x (nb, C, S) plane by plane,
@@ -253,16 +253,19 @@ int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, c
                                   int relu)
 {
     const long len = (long)nb * S;
-    if (!training) { /* elementwise: any S */
-        NOMUL_COUNT(FMUL, len); NOMUL_COUNT(FDIV, len); NOMUL_COUNT(FTRANS, len);
-        NOMUL_COUNT(FADD, 3 * len);
+    if (!training) { /* elementwise: any S; the square root once, as the gathered form's */
+        NOMUL_COUNT(FMUL, len); NOMUL_COUNT(FDIV, len); NOMUL_COUNT(FTRANS, 1);
+        NOMUL_COUNT(FADD, 2 * len + 1);
+        const float m = *running_mean, sd = sqrtf(*running_var + eps), g = gamma[0], bt = beta[0];
         for (int b = 0; b < nb; b++) {
             const float *xp = PLANE(x, b);
             float *yp = PLANE(y, b);
-            for (int j = 0; j < S; j++) {
-                float d = xp[j] - *running_mean;
-                yp[j] = bn_out(relu, d / sqrtf(*running_var + eps) * gamma[0] + beta[0]);
-            }
+            if (relu)
+                for (int j = 0; j < S; j++)
+                    yp[j] = bn_out(1, (xp[j] - m) / sd * g + bt);
+            else
+                for (int j = 0; j < S; j++)
+                    yp[j] = (xp[j] - m) / sd * g + bt;
         }
         return 1;
     }
