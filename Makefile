@@ -97,6 +97,9 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
+$(BUILD)/src/functional/bn_float_avx2.o: CFLAGS_ALL += $(AVX2_FLAGS) -ffp-contract=off
+$(BUILD)/src/functional/bn_float_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS) -ffp-contract=off
+$(BUILD)/src/functional/functional_float.o: CFLAGS_ALL += -ffp-contract=off
 $(BUILD)/src/arith/pam_avx2.o: CFLAGS_ALL += $(AVX2_FLAGS)
 $(BUILD)/src/arith/pam_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)
 $(BUILD)/src/gemm/ukernel_avx2.o: CFLAGS_ALL += $(AVX2_FLAGS)

@@ -583,7 +583,11 @@ static void test_float_batch_norm_in_place_matches_gathered_row(void **state)
     (void)state;
     tu_rng r = {tu_seed() ^ 0xF9};
     static const int sizes[] = {16, 32, 48, 784, 5, 49};
-    for (int rep = 0; rep < 24; rep++) { /* 0-5, 12-17 training; 6-11, 18-23 evaluation */
+    /* every instruction set's passes (bn_float.inc) against the baseline row
+     * functions; 0-5, 12-17 training; 6-11, 18-23 evaluation */
+    for (int it = 0; it < 24 * ((int)nomul_isa_max() + 1); it++) {
+        const int rep = it % 24;
+        nomul_isa_set((nomul_isa)(it / 24));
         const int S = sizes[rep % 6], training = (rep / 6) % 2 == 0;
         const int nb = 1 + (int)(tu_next(&r) % 5), C = 1 + (int)(tu_next(&r) % 4), M = nb * C * S;
         const long len = (long)nb * S;
@@ -634,22 +638,23 @@ static void test_float_batch_norm_in_place_matches_gathered_row(void **state)
                 long at = ((j / S) * C + c) * S + j % S;
                 float want_dx = training ? dx0[at] + drow[j] : dx0[at];
                 if (tu_bits(y[at]) != tu_bits(out[j]) || tu_bits(dx[at]) != tu_bits(want_dx))
-                    FAIL_SEED("float batch norm in place, nb %d C %d S %d training %d, channel "
-                              "%d [%ld]: y %a dx %a, the gathered row's %a, %a",
-                              nb, C, S, training, c, j, (double)y[at], (double)dx[at],
-                              (double)out[j], (double)want_dx);
+                    FAIL_SEED("float batch norm in place (%s), nb %d C %d S %d training %d, "
+                              "channel %d [%ld]: y %a dx %a, the gathered row's %a, %a",
+                              nomul_isa_name(nomul_isa_active()), nb, C, S, training, c, j,
+                              (double)y[at], (double)dx[at], (double)out[j], (double)want_dx);
             }
             if (training &&
                 (tu_bits(mean[c]) != tu_bits(mu) || tu_bits(rstd[c]) != tu_bits(rs) ||
                  tu_bits(rm1[c]) != tu_bits(m2) || tu_bits(rv1[c]) != tu_bits(v2) ||
                  tu_bits(dg[c]) != tu_bits(dg2) || tu_bits(db[c]) != tu_bits(db2)))
-                FAIL_SEED("float batch norm in place, nb %d C %d S %d, channel %d: statistics "
-                          "or dgamma/dbeta differ from the gathered row's",
-                          nb, C, S, c);
+                FAIL_SEED("float batch norm in place (%s), nb %d C %d S %d, channel %d: "
+                          "statistics or dgamma/dbeta differ from the gathered row's",
+                          nomul_isa_name(nomul_isa_active()), nb, C, S, c);
         }
         free(x);
         free(row);
     }
+    nomul_isa_set(nomul_isa_max());
 }
 
 /* Batch norm: per channel, the layer-norm recipe over (batch, spatial)

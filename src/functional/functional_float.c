@@ -11,6 +11,7 @@
 #include <emmintrin.h>
 
 #include "../core/internal.h"
+#include "nomul/isa.h"
 #include "functional_internal.h"
 
 /* ---- softmax, log_softmax, logsumexp --------------------------------------------- */
@@ -120,17 +121,6 @@ void nomul_logsumexp_backward_float(int rows, int n, const float *x, const float
 
 /* (lane sums: functional_internal.h) */
 
-/* acc's lanes += (x[j] − mu)², as lanes_accumulate */
-static void lanes_sq_dev(float *acc, long n, const float *x, float mu)
-{
-    long j = 0;
-    for (; j + LANES <= n; j += LANES)
-        for (int l = 0; l < LANES; l++)
-            acc[l] += (x[j + l] - mu) * (x[j + l] - mu);
-    for (int l = 0; j < n; j++, l++)
-        acc[l] += (x[j] - mu) * (x[j] - mu);
-}
-
 /* Σ (x[j] − mu)² */
 static float lane_sq_dev(long n, const float *x, float mu)
 {
@@ -205,17 +195,6 @@ void nomul_ln_row_backward_float(int n, const float *xr, const float *gamma, int
     }
 }
 
-/* the running statistics (unbiased variance, as PyTorch keeps) from the
- * forward's μ and Σ (x − μ)² */
-static void bn_running_float(long len, float mu, float q, float momentum, float *running_mean,
-                             float *running_var)
-{
-    NOMUL_COUNT(FMUL, 4); NOMUL_COUNT(FDIV, 1); NOMUL_COUNT(FADD, 4);
-    float var = q / (float)(len > 1 ? len - 1 : 1);
-    *running_mean = (1.0f - momentum) * *running_mean + momentum * mu;
-    *running_var = (1.0f - momentum) * *running_var + momentum * var;
-}
-
 void nomul_bn_channel_forward_float(long len, const float *row, const float *gamma,
                                     const float *beta, float eps, float momentum, int training,
                                     float *running_mean, float *running_var, float *out,
@@ -235,16 +214,13 @@ void nomul_bn_channel_forward_float(long len, const float *row, const float *gam
         out[j] = (row[j] - m) / sd * g + b;
 }
 
-/* Batch norm's float passes over channel c of x (nb, C, S) plane by plane,
- * in place (the sums: S a multiple of LANES, each plane filling whole lanes,
- * or over xrow, the channel gathered): the operations and sums of the
- * gathered row's (nomul_bn_channel_forward_float, nomul_ln_row_backward_float
- * with γ and β broadcast), so the same bits, without copying the output
- * back (the backward: without copying the channel out at all). */
-#define PLANE(p, b) ((p) + ((long)(b) * C + c) * S)
-
-/* y = v, or relu(v) = v > 0 ? v : 0 (a NaN to 0, as nomul_relu) */
-static inline float bn_out(int relu, float v) { return relu && !(v > 0.0f) ? 0.0f : v; }
+/* Batch norm's float passes over planes (bn_float.inc), compiled for each
+ * instruction set (the same operations, elementwise or in the fixed lanes,
+ * without contraction into fused multiply-adds: the same bits on each) and
+ * chosen by nomul_isa_active(). */
+#define BNF(name) nomul_bnf_##name##_base
+#include "bn_float.inc"
+#undef BNF
 
 int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, const float *xrow,
                                   const float *gamma, const float *beta, float eps,
@@ -252,131 +228,44 @@ int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, c
                                   float *running_var, float *y, float *mean, float *rstd,
                                   int relu)
 {
-    const long len = (long)nb * S;
-    if (!training) { /* elementwise: any S; the square root once, as the gathered form's */
-        NOMUL_COUNT(FMUL, len); NOMUL_COUNT(FDIV, len); NOMUL_COUNT(FTRANS, 1);
-        NOMUL_COUNT(FADD, 2 * len + 1);
-        const float m = *running_mean, sd = sqrtf(*running_var + eps), g = gamma[0], bt = beta[0];
-        for (int b = 0; b < nb; b++) {
-            const float *xp = PLANE(x, b);
-            float *yp = PLANE(y, b);
-            if (relu)
-                for (int j = 0; j < S; j++)
-                    yp[j] = bn_out(1, (xp[j] - m) / sd * g + bt);
-            else
-                for (int j = 0; j < S; j++)
-                    yp[j] = (xp[j] - m) / sd * g + bt;
-        }
-        return 1;
+    int (*f)(int, int, int, int, const float *, const float *, const float *, const float *,
+             float, float, int, float *, float *, float *, float *, float *, int) =
+        nomul_bnf_planes_forward_base;
+    switch (nomul_isa_active()) {
+    case NOMUL_ISA_AVX512: f = nomul_bnf_planes_forward_avx512; break;
+    case NOMUL_ISA_AVX2: f = nomul_bnf_planes_forward_avx2; break;
+    default: break;
     }
-    if (S % LANES && !xrow)
-        return 0;
-    if (S % LANES == 0)
-        xrow = NULL;
-    /* the sums' pieces: planes, or the gathered row */
-    const int nseg = xrow ? 1 : nb;
-    const long seg = xrow ? len : S;
-    NOMUL_COUNT(FMUL, 3L * len); NOMUL_COUNT(FDIV, 3); NOMUL_COUNT(FTRANS, 1);
-    NOMUL_COUNT(FADD, 4L * len + 1);
-    float nf = (float)len, acc[LANES] = {0}, aq[LANES] = {0};
-    for (int b = 0; b < nseg; b++)
-        lanes_accumulate(acc, seg, xrow ? xrow : PLANE(x, b));
-    float mu = lanes_total(acc) / nf;
-    for (int b = 0; b < nseg; b++)
-        lanes_sq_dev(aq, seg, xrow ? xrow : PLANE(x, b), mu);
-    float q = lanes_total(aq), rs = 1.0f / sqrtf(q / nf + eps);
-    for (int b = 0; b < nb; b++) {
-        const float *xp = PLANE(x, b);
-        float *yp = PLANE(y, b);
-        if (relu)
-            for (int j = 0; j < S; j++)
-                yp[j] = bn_out(1, (xp[j] - mu) * rs * gamma[0] + beta[0]);
-        else
-            for (int j = 0; j < S; j++)
-                yp[j] = (xp[j] - mu) * rs * gamma[0] + beta[0];
-    }
-    *mean = mu;
-    *rstd = rs;
-    bn_running_float(len, mu, q, momentum, running_mean, running_var);
-    return 1;
-}
-
-/* relu (batch norm followed by relu): each value's relu output recomputed
- * as the forward made it, xhat·γ + β, the same bits; dy then counts as
- * +0 + dy where that output is > 0, else as +0 (what a relu's backward
- * accumulates into a zeroed gradient), with a bit mask. Else dy as it is. */
-static inline __attribute__((always_inline)) float relu_dy(const int relu, float beta, float xhat,
-                                                           float g, float gj)
-{
-    if (!relu)
-        return gj;
-    uint32_t keep = 0u - (uint32_t)(xhat * g + beta > 0.0f), u;
-    float v = 0.0f + gj;
-    memcpy(&u, &v, sizeof u);
-    u &= keep;
-    memcpy(&v, &u, sizeof v);
-    return v;
-}
-
-/* the passes, specialised at compile time for the relu (a branch in the
- * lanes' loop would keep it from being vectorized) */
-static inline __attribute__((always_inline)) void
-bn_planes_backward(int nb, int C, int S, int c, const float *x, float g, const int relu,
-                   float beta, float mu, float r, const float *dy, float *dx, float *dgamma,
-                   float *dbeta)
-{
-    const long len = (long)nb * S;
-    float nf = (float)len, a1[LANES] = {0}, a2[LANES] = {0};
-    for (int b = 0; b < nb; b++) {
-        const float *xp = PLANE(x, b), *gp = PLANE(dy, b);
-        for (int j = 0; j < S; j += LANES)
-            for (int l = 0; l < LANES; l++) {
-                float xhat = (xp[j + l] - mu) * r;
-                float dnorm = g * relu_dy(relu, beta, xhat, g, gp[j + l]);
-                a1[l] += dnorm;
-                a2[l] += dnorm * xhat;
-            }
-    }
-    float m1 = lanes_total(a1) / nf, m2 = lanes_total(a2) / nf;
-    float sb[LANES] = {0}, sg[LANES] = {0};
-    for (int b = 0; b < nb; b++) {
-        const float *xp = PLANE(x, b), *gp = PLANE(dy, b);
-        float *dp = PLANE(dx, b);
-        for (int j = 0; j < S; j += LANES)
-            for (int l = 0; l < LANES; l++) {
-                float xhat = (xp[j + l] - mu) * r, gj = relu_dy(relu, beta, xhat, g, gp[j + l]);
-                sb[l] += gj;
-                sg[l] += xhat * gj;
-                /* as added into a gathered row that starts at +0, then into dx */
-                dp[j + l] += 0.0f + (g * gj - m1 - xhat * m2) * r;
-            }
-    }
-    dbeta[0] += lanes_total(sb);
-    dgamma[0] += lanes_total(sg);
-}
-
-void nomul_bn_relu_mask_row_float(long len, const float *xrow, float g, float beta, float mu,
-                                  float r, float *dyrow)
-{
-    for (long i = 0; i < len; i++)
-        dyrow[i] = relu_dy(1, beta, (xrow[i] - mu) * r, g, dyrow[i]);
+    return f(nb, C, S, c, x, xrow, gamma, beta, eps, momentum, training, running_mean,
+             running_var, y, mean, rstd, relu);
 }
 
 int nomul_bn_planes_backward_float(int nb, int C, int S, int c, const float *x,
                                    const float *gamma, const float *relu_beta, float mu, float r,
                                    const float *dy, float *dx, float *dgamma, float *dbeta)
 {
-    if (S % LANES)
-        return 0;
-    NOMUL_COUNT(FMUL, 9L * nb * S); NOMUL_COUNT(FDIV, 2); NOMUL_COUNT(FADD, 7L * nb * S);
-    if (relu_beta)
-        bn_planes_backward(nb, C, S, c, x, gamma[0], 1, relu_beta[0], mu, r, dy, dx, dgamma,
-                           dbeta);
-    else
-        bn_planes_backward(nb, C, S, c, x, gamma[0], 0, 0.0f, mu, r, dy, dx, dgamma, dbeta);
-    return 1;
+    int (*f)(int, int, int, int, const float *, const float *, const float *, float, float,
+             const float *, float *, float *, float *) = nomul_bnf_planes_backward_base;
+    switch (nomul_isa_active()) {
+    case NOMUL_ISA_AVX512: f = nomul_bnf_planes_backward_avx512; break;
+    case NOMUL_ISA_AVX2: f = nomul_bnf_planes_backward_avx2; break;
+    default: break;
+    }
+    return f(nb, C, S, c, x, gamma, relu_beta, mu, r, dy, dx, dgamma, dbeta);
 }
-#undef PLANE
+
+void nomul_bn_relu_mask_row_float(long len, const float *xrow, float g, float beta, float mu,
+                                  float r, float *dyrow)
+{
+    void (*f)(long, const float *, float, float, float, float, float *) =
+        nomul_bnf_relu_mask_row_base;
+    switch (nomul_isa_active()) {
+    case NOMUL_ISA_AVX512: f = nomul_bnf_relu_mask_row_avx512; break;
+    case NOMUL_ISA_AVX2: f = nomul_bnf_relu_mask_row_avx2; break;
+    default: break;
+    }
+    f(len, xrow, g, beta, mu, r, dyrow);
+}
 
 /* ---- label-smoothed cross-entropy -------------------------------------------------- */
 
