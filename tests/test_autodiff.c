@@ -617,7 +617,7 @@ static void test_relu_backward_matches_branch(void **state)
  * bit: the output, dx, dγ, dβ and the running statistics, in float and in
  * PA form (exact and approximate backward, with an offset), on planes that
  * fill whole 16-lane groups and on gathered ones (S = 9), in training and in
- * evaluation. Channel 0 has γ = β = 0 (every output exactly 0, so no
+ * evaluation, on every instruction set. Channel 0 has γ = β = 0 (every output exactly 0, so no
  * gradient passes the relu); the upstream gradient has +0 and −0 entries. */
 static void test_batch_norm_relu_is_the_pair(void **state)
 {
@@ -629,70 +629,73 @@ static void test_batch_norm_relu_is_the_pair(void **state)
                                  {NOMUL_OP_PAM, 1, 1.0f},
                                  {NOMUL_OP_PAM, 0, 1.0552f}};
     nomul_graph *g = nomul_graph_new(1 << 22);
-    for (int si = 0; si < 3; si++)
-        for (int ci = 0; ci < 4; ci++)
-            for (int training = 0; training < 2; training++) {
-                const int *sh = shapes[si], C = sh[1];
-                nomul_tensor *x[2], *gm[2], *bt[2];
-                float rm[2][8], rv[2][8];
-                x[0] = rand_tensor(&r, 4, sh, 1);
-                gm[0] = rand_tensor(&r, 1, &sh[1], 1);
-                bt[0] = rand_tensor(&r, 1, &sh[1], 1);
-                gm[0]->data[0] = bt[0]->data[0] = 0.0f;
-                for (int k = 0; k < C; k++) {
-                    rm[0][k] = (float)(tu_u32(&r) % 100) / 50.0f - 1.0f;
-                    rv[0][k] = 0.25f + (float)(tu_u32(&r) % 100) / 40.0f;
-                }
-                x[1] = nomul_tensor_alloc(4, sh, 1);
-                gm[1] = nomul_tensor_alloc(1, &sh[1], 1);
-                bt[1] = nomul_tensor_alloc(1, &sh[1], 1);
-                memcpy(x[1]->data, x[0]->data, (size_t)x[0]->n * sizeof(float));
-                memcpy(gm[1]->data, gm[0]->data, (size_t)C * sizeof(float));
-                memcpy(bt[1]->data, bt[0]->data, (size_t)C * sizeof(float));
-                memcpy(rm[1], rm[0], sizeof rm[0]);
-                memcpy(rv[1], rv[0], sizeof rv[0]);
-                nomul_tensor *R = rand_tensor(&r, 4, sh, 0);
-                for (long i = 0; i < R->n; i += 5)
-                    R->data[i] = i % 10 ? -0.0f : 0.0f;
-                const nomul_op_cfg *c = &cfgs[ci];
-                nomul_op_cfg std = {NOMUL_OP_STANDARD, 0, 1.0f};
-                float *ys[2];
-                for (int fused = 0; fused < 2; fused++) {
-                    nomul_graph_reset(g);
-                    nomul_tensor *y =
-                        fused ? nomul_batch_norm_relu(g, c, x[1], gm[1], bt[1], rm[1], rv[1],
-                                                      1e-5f, 0.1f, training)
-                              : nomul_relu(g, nomul_batch_norm(g, c, x[0], gm[0], bt[0], rm[0],
-                                                               rv[0], 1e-5f, 0.1f, training));
-                    assert_non_null(y);
-                    ys[fused] = malloc((size_t)y->n * sizeof(float));
-                    memcpy(ys[fused], y->data, (size_t)y->n * sizeof(float));
-                    if (training)
-                        nomul_backward(g, nomul_sum(g, nomul_mul(g, &std, y, R)));
-                }
-                const char *what = training ? "training" : "evaluation";
+    for (int it = 0; it < 24 * ((int)nomul_isa_max() + 1); it++) {
+        /* every instruction set's passes; the pair's relu is the same everywhere */
+        nomul_isa_set((nomul_isa)(it / 24));
+        const int si = it % 3, ci = it / 3 % 4, training = it / 12 % 2;
+        const int *sh = shapes[si], C = sh[1];
+        nomul_tensor *x[2], *gm[2], *bt[2];
+        float rm[2][8], rv[2][8];
+        x[0] = rand_tensor(&r, 4, sh, 1);
+        gm[0] = rand_tensor(&r, 1, &sh[1], 1);
+        bt[0] = rand_tensor(&r, 1, &sh[1], 1);
+        gm[0]->data[0] = bt[0]->data[0] = 0.0f;
+        for (int k = 0; k < C; k++) {
+            rm[0][k] = (float)(tu_u32(&r) % 100) / 50.0f - 1.0f;
+            rv[0][k] = 0.25f + (float)(tu_u32(&r) % 100) / 40.0f;
+        }
+        x[1] = nomul_tensor_alloc(4, sh, 1);
+        gm[1] = nomul_tensor_alloc(1, &sh[1], 1);
+        bt[1] = nomul_tensor_alloc(1, &sh[1], 1);
+        memcpy(x[1]->data, x[0]->data, (size_t)x[0]->n * sizeof(float));
+        memcpy(gm[1]->data, gm[0]->data, (size_t)C * sizeof(float));
+        memcpy(bt[1]->data, bt[0]->data, (size_t)C * sizeof(float));
+        memcpy(rm[1], rm[0], sizeof rm[0]);
+        memcpy(rv[1], rv[0], sizeof rv[0]);
+        nomul_tensor *R = rand_tensor(&r, 4, sh, 0);
+        for (long i = 0; i < R->n; i += 5)
+            R->data[i] = i % 10 ? -0.0f : 0.0f;
+        const nomul_op_cfg *c = &cfgs[ci];
+        nomul_op_cfg std = {NOMUL_OP_STANDARD, 0, 1.0f};
+        float *ys[2];
+        for (int fused = 0; fused < 2; fused++) {
+            nomul_graph_reset(g);
+            nomul_tensor *y =
+                fused ? nomul_batch_norm_relu(g, c, x[1], gm[1], bt[1], rm[1], rv[1],
+                                              1e-5f, 0.1f, training)
+                      : nomul_relu(g, nomul_batch_norm(g, c, x[0], gm[0], bt[0], rm[0],
+                                                       rv[0], 1e-5f, 0.1f, training));
+            assert_non_null(y);
+            ys[fused] = malloc((size_t)y->n * sizeof(float));
+            memcpy(ys[fused], y->data, (size_t)y->n * sizeof(float));
+            if (training)
+                nomul_backward(g, nomul_sum(g, nomul_mul(g, &std, y, R)));
+        }
+        const char *what = training ? "training" : "evaluation";
 #define SAME_BITS(name, a, b, n)                                                                   \
     for (long i_ = 0; i_ < (long)(n); i_++)                                                        \
         if (memcmp(&(a)[i_], &(b)[i_], sizeof(float)))                                             \
-            FAIL_SEED("%s, shape %d: %s, cfg %d: %s[%ld] fused %a, the pair %a", what, si,         \
-                      "batch_norm_relu", ci, name, i_, (double)(b)[i_], (double)(a)[i_]);
-                SAME_BITS("y", ys[0], ys[1], x[0]->n);
-                SAME_BITS("running_mean", rm[0], rm[1], C);
-                SAME_BITS("running_var", rv[0], rv[1], C);
-                if (training) {
-                    SAME_BITS("dx", x[0]->grad, x[1]->grad, x[0]->n);
-                    SAME_BITS("dgamma", gm[0]->grad, gm[1]->grad, C);
-                    SAME_BITS("dbeta", bt[0]->grad, bt[1]->grad, C);
-                }
+            FAIL_SEED("%s, shape %d, %s: batch_norm_relu, cfg %d: %s[%ld] fused %a, the pair %a",  \
+                      what, si, nomul_isa_name(nomul_isa_active()), ci, name, i_,                  \
+                      (double)(b)[i_], (double)(a)[i_]);
+        SAME_BITS("y", ys[0], ys[1], x[0]->n);
+        SAME_BITS("running_mean", rm[0], rm[1], C);
+        SAME_BITS("running_var", rv[0], rv[1], C);
+        if (training) {
+            SAME_BITS("dx", x[0]->grad, x[1]->grad, x[0]->n);
+            SAME_BITS("dgamma", gm[0]->grad, gm[1]->grad, C);
+            SAME_BITS("dbeta", bt[0]->grad, bt[1]->grad, C);
+        }
 #undef SAME_BITS
-                for (int k = 0; k < 2; k++) {
-                    free(ys[k]);
-                    nomul_tensor_free(x[k]);
-                    nomul_tensor_free(gm[k]);
-                    nomul_tensor_free(bt[k]);
-                }
-                nomul_tensor_free(R);
-            }
+        for (int k = 0; k < 2; k++) {
+            free(ys[k]);
+            nomul_tensor_free(x[k]);
+            nomul_tensor_free(gm[k]);
+            nomul_tensor_free(bt[k]);
+        }
+        nomul_tensor_free(R);
+    }
+    nomul_isa_set(nomul_isa_max());
     nomul_graph_free(g);
 }
 
