@@ -9,5 +9,5 @@
 #include "../core/internal.h"
 #include "functional_internal.h"
 
-#define BNF(name) nomul_bnf_##name##_avx2
+#define BNF_PASSES nomul_bnf_passes_avx2
 #include "bn_float.inc"

@@ -218,9 +218,18 @@ void nomul_bn_channel_forward_float(long len, const float *row, const float *gam
  * instruction set (the same operations, elementwise or in the fixed lanes,
  * without contraction into fused multiply-adds: the same bits on each) and
  * chosen by nomul_isa_active(). */
-#define BNF(name) nomul_bnf_##name##_base
+#define BNF_PASSES nomul_bnf_passes_base
 #include "bn_float.inc"
-#undef BNF
+#undef BNF_PASSES
+
+static const nomul_bnf_passes *bnf_active(void)
+{
+    switch (nomul_isa_active()) {
+    case NOMUL_ISA_AVX512: return &nomul_bnf_passes_avx512;
+    case NOMUL_ISA_AVX2: return &nomul_bnf_passes_avx2;
+    default: return &nomul_bnf_passes_base;
+    }
+}
 
 int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, const float *xrow,
                                   const float *gamma, const float *beta, float eps,
@@ -228,43 +237,22 @@ int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, c
                                   float *running_var, float *y, float *mean, float *rstd,
                                   int relu)
 {
-    int (*f)(int, int, int, int, const float *, const float *, const float *, const float *,
-             float, float, int, float *, float *, float *, float *, float *, int) =
-        nomul_bnf_planes_forward_base;
-    switch (nomul_isa_active()) {
-    case NOMUL_ISA_AVX512: f = nomul_bnf_planes_forward_avx512; break;
-    case NOMUL_ISA_AVX2: f = nomul_bnf_planes_forward_avx2; break;
-    default: break;
-    }
-    return f(nb, C, S, c, x, xrow, gamma, beta, eps, momentum, training, running_mean,
-             running_var, y, mean, rstd, relu);
+    return bnf_active()->planes_forward(nb, C, S, c, x, xrow, gamma, beta, eps, momentum,
+                                        training, running_mean, running_var, y, mean, rstd, relu);
 }
 
 int nomul_bn_planes_backward_float(int nb, int C, int S, int c, const float *x,
                                    const float *gamma, const float *relu_beta, float mu, float r,
                                    const float *dy, float *dx, float *dgamma, float *dbeta)
 {
-    int (*f)(int, int, int, int, const float *, const float *, const float *, float, float,
-             const float *, float *, float *, float *) = nomul_bnf_planes_backward_base;
-    switch (nomul_isa_active()) {
-    case NOMUL_ISA_AVX512: f = nomul_bnf_planes_backward_avx512; break;
-    case NOMUL_ISA_AVX2: f = nomul_bnf_planes_backward_avx2; break;
-    default: break;
-    }
-    return f(nb, C, S, c, x, gamma, relu_beta, mu, r, dy, dx, dgamma, dbeta);
+    return bnf_active()->planes_backward(nb, C, S, c, x, gamma, relu_beta, mu, r, dy, dx, dgamma,
+                                         dbeta);
 }
 
 void nomul_bn_relu_mask_row_float(long len, const float *xrow, float g, float beta, float mu,
                                   float r, float *dyrow)
 {
-    void (*f)(long, const float *, float, float, float, float, float *) =
-        nomul_bnf_relu_mask_row_base;
-    switch (nomul_isa_active()) {
-    case NOMUL_ISA_AVX512: f = nomul_bnf_relu_mask_row_avx512; break;
-    case NOMUL_ISA_AVX2: f = nomul_bnf_relu_mask_row_avx2; break;
-    default: break;
-    }
-    f(len, xrow, g, beta, mu, r, dyrow);
+    bnf_active()->relu_mask_row(len, xrow, g, beta, mu, r, dyrow);
 }
 
 /* ---- label-smoothed cross-entropy -------------------------------------------------- */

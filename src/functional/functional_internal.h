@@ -64,23 +64,21 @@ int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, c
  * applies it on the fly: the relu's output recomputed as the forward made it */
 void nomul_bn_relu_mask_row_float(long len, const float *xrow, float g, float beta, float mu,
                                   float r, float *dyrow);
-/* the passes above for each instruction set (bn_float.inc): _base,
- * _avx2, _avx512 */
-#define NOMUL_BNF_DECLARE(isa)                                                                  \
-    int nomul_bnf_planes_forward_##isa(int nb, int C, int S, int c, const float *x,             \
-                                       const float *xrow, const float *gamma,                   \
-                                       const float *beta, float eps, float momentum,            \
-                                       int training, float *running_mean, float *running_var,   \
-                                       float *y, float *mean, float *rstd, int relu);           \
-    int nomul_bnf_planes_backward_##isa(int nb, int C, int S, int c, const float *x,            \
-                                        const float *gamma, const float *relu_beta, float mu,   \
-                                        float r, const float *dy, float *dx, float *dgamma,     \
-                                        float *dbeta);                                          \
-    void nomul_bnf_relu_mask_row_##isa(long len, const float *xrow, float g, float beta,        \
-                                       float mu, float r, float *dyrow);
-NOMUL_BNF_DECLARE(base)
-NOMUL_BNF_DECLARE(avx2)
-NOMUL_BNF_DECLARE(avx512)
+/* the passes above (and the backward below) for each instruction set
+ * (bn_float.inc): nomul_bnf_passes_base, _avx2, _avx512 */
+typedef struct {
+    int (*planes_forward)(int nb, int C, int S, int c, const float *x, const float *xrow,
+                          const float *gamma, const float *beta, float eps, float momentum,
+                          int training, float *running_mean, float *running_var, float *y,
+                          float *mean, float *rstd, int relu);
+    int (*planes_backward)(int nb, int C, int S, int c, const float *x, const float *gamma,
+                           const float *relu_beta, float mu, float r, const float *dy, float *dx,
+                           float *dgamma, float *dbeta);
+    void (*relu_mask_row)(long len, const float *xrow, float g, float beta, float mu, float r,
+                          float *dyrow);
+} nomul_bnf_passes;
+extern const nomul_bnf_passes nomul_bnf_passes_base, nomul_bnf_passes_avx2,
+    nomul_bnf_passes_avx512;
 /* The backward (relu_beta: batch norm followed by relu, dy the relu's
  * output gradient, masked on the fly; NULL: batch norm alone). */
 int nomul_bn_planes_backward_float(int nb, int C, int S, int c, const float *x,
@@ -230,8 +228,8 @@ static inline void lanes_sq_dev(float *acc, long n, const float *x, float mu)
 
 /* the running statistics (unbiased variance, as PyTorch keeps) from the
  * forward's μ and Σ (x − μ)² */
-static inline void bn_running_float(long len, float mu, float q, float momentum, float *running_mean,
-                             float *running_var)
+static inline void bn_running_float(long len, float mu, float q, float momentum,
+                                    float *running_mean, float *running_var)
 {
     NOMUL_COUNT(FMUL, 4); NOMUL_COUNT(FDIV, 1); NOMUL_COUNT(FADD, 4);
     float var = q / (float)(len > 1 ? len - 1 : 1);
