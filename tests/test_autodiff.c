@@ -1123,6 +1123,138 @@ static void test_broadcast_add_sub_match_plain_walk(void **state)
     nomul_graph_free(g);
 }
 
+/* The op table's first-writer stores (ad_op_def.stores): a backward told
+ * that an input's gradient is fresh (nd->store[k], the buffer left
+ * unfilled) writes the bits that += into a zero-filled one gives. Each op
+ * with a `stores` bit runs twice, into zeros with store 0 and into a
+ * buffer of NaN garbage with store 1, on inputs where a −0 could leak: x
+ * and dy half zeros of both signs, a whole image's dy zero (all −0, with
+ * positive weights, every other case: a sum that began with its first
+ * product instead of +0 would be −0 there); every configuration family, every instruction set, the conv
+ * paths (implicit, strided, 1×1, grouped, depthwise, small planes). */
+static void fill_signed_zeros(tu_rng *r, float *v, long n, unsigned zero_pct)
+{
+    for (long i = 0; i < n; i++)
+        if (tu_u32(r) % 100 < zero_pct)
+            v[i] = tu_u32(r) & 1 ? -0.0f : 0.0f;
+        else
+            v[i] = (float)((int)(tu_u32(r) % 2001) - 1000) / 700.0f;
+}
+
+static void store_twice(const node *nd, nomul_tensor *const *ins, int nin, const char *what)
+{
+    float *keep[3] = {0};
+    for (int pass = 0; pass < 2; pass++) {
+        node n2 = *nd;
+        for (int k = 0; k < nin; k++) {
+            nomul_tensor *t = ins[k];
+            if (!t->grad)
+                continue;
+            n2.store[k] = (unsigned char)(pass && (ad_op_table[nd->op].stores >> k & 1));
+            for (long i = 0; i < t->n; i++) /* a NaN with a payload, or zeros */
+                t->grad[i] = n2.store[k] ? tu_float(0x7fc0beefu) : 0.0f;
+        }
+        ad_op_table[nd->op].backward(&n2);
+        for (int k = 0; k < nin; k++) {
+            nomul_tensor *t = ins[k];
+            if (!t->grad)
+                continue;
+            if (!pass) {
+                keep[k] = malloc((size_t)t->n * sizeof(float));
+                memcpy(keep[k], t->grad, (size_t)t->n * sizeof(float));
+                continue;
+            }
+            for (long i = 0; i < t->n; i++)
+                if (tu_bits(keep[k][i]) != tu_bits(t->grad[i]))
+                    FAIL_SEED("%s, %s: input %d's gradient [%ld] stored %a, added into zeros %a",
+                              what, nomul_isa_name(nomul_isa_active()), k, i,
+                              (double)t->grad[i], (double)keep[k][i]);
+        }
+    }
+    for (int k = 0; k < 3; k++)
+        free(keep[k]);
+}
+
+static void test_first_writer_stores(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xF125};
+    /* every op that may store is checked here: a new `stores` bit needs a case */
+    for (int op = 0; op < AD_OP_COUNT; op++)
+        if (ad_op_table[op].stores)
+            assert_true(op == AD_OP_CONV2D || op == AD_OP_ADD || op == AD_OP_SUB);
+    static const nomul_conv2d_desc descs[] = {
+        /* n, c_in, h, w, c_out, kh, kw, stride, pad, dil, groups */
+        {3, 8, 9, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* implicit */
+        {3, 8, 7, 7, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1},  /* small planes */
+        {2, 8, 9, 9, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1},   /* strided */
+        {2, 8, 8, 8, 16, 1, 1, 2, 2, 0, 0, 1, 1, 1},  /* 1×1 projection */
+        {2, 8, 6, 6, 8, 3, 3, 1, 1, 1, 1, 1, 1, 2},   /* grouped */
+        {2, 8, 6, 6, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8},   /* depthwise */
+        {2, 1, 9, 9, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1},  /* one input channel */
+    };
+    const int nd = (int)(sizeof descs / sizeof descs[0]);
+    const nomul_op_cfg cfgs[] = {{NOMUL_OP_STANDARD, 0, 1.0f},
+                                 {NOMUL_OP_PAM, 0, 1.0f},
+                                 {NOMUL_OP_PAM, 1, 1.0f}};
+    nomul_graph *g = nomul_graph_new(1 << 22);
+    for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
+        nomul_isa_set((nomul_isa)isa);
+        for (int di = 0; di < nd; di++)
+            for (int ci = 0; ci < 3; ci++) {
+                const nomul_conv2d_desc *d = &descs[di];
+                int xs[4] = {d->n, d->c_in, d->h, d->w};
+                int ws[4] = {d->c_out, d->c_in / d->groups, d->kh, d->kw};
+                nomul_tensor *x = nomul_tensor_alloc(4, xs, 1), *w = nomul_tensor_alloc(4, ws, 1);
+                nomul_tensor *b = nomul_tensor_alloc(1, &d->c_out, 1);
+                fill_signed_zeros(&r, x->data, x->n, 50);
+                fill_signed_zeros(&r, w->data, w->n, 10);
+                fill_signed_zeros(&r, b->data, b->n, 0);
+                const int pos = (di + ci) & 1; /* then every product with dy = −0 is −0 */
+                for (long i = 0; pos && i < w->n; i++)
+                    w->data[i] = fabsf(w->data[i]);
+                nomul_graph_reset(g);
+                nomul_tensor *y = nomul_conv2d(g, &cfgs[ci], x, w, b, d);
+                assert_non_null(y);
+                float *gy = malloc((size_t)y->n * sizeof *gy);
+                fill_signed_zeros(&r, gy, y->n, 50);
+                for (long i = 0; i < y->n / d->n; i++) /* the first image's dy all zeros */
+                    gy[i] = pos || i % 3 ? -0.0f : 0.0f;
+                y->grad = gy;
+                char what[64];
+                snprintf(what, sizeof what, "conv2d desc %d cfg %d", di, ci);
+                nomul_tensor *ins[3] = {x, w, b};
+                store_twice(&g->tape[0], ins, 3, what);
+                y->grad = NULL;
+                free(gy);
+                nomul_tensor_free(x);
+                nomul_tensor_free(w);
+                nomul_tensor_free(b);
+            }
+    }
+    nomul_isa_set(nomul_isa_max());
+    for (int rep = 0; rep < 8; rep++) { /* add and sub, flat and broadcast */
+        int sub = rep & 1, bcast = rep >> 1 & 1, sh[2] = {5, 37}, bsh[2] = {1, 37};
+        nomul_tensor *a = nomul_tensor_alloc(2, sh, 1);
+        nomul_tensor *b = nomul_tensor_alloc(2, bcast ? bsh : sh, 1);
+        fill_signed_zeros(&r, a->data, a->n, 0);
+        fill_signed_zeros(&r, b->data, b->n, 0);
+        nomul_graph_reset(g);
+        nomul_tensor *y = sub ? nomul_sub(g, a, b) : nomul_add(g, a, b);
+        assert_non_null(y);
+        float *gy = malloc((size_t)y->n * sizeof *gy);
+        fill_signed_zeros(&r, gy, y->n, 50);
+        y->grad = gy;
+        nomul_tensor *ins[2] = {a, b};
+        store_twice(&g->tape[0], ins, 2, sub ? "sub" : "add");
+        y->grad = NULL;
+        free(gy);
+        nomul_tensor_free(a);
+        nomul_tensor_free(b);
+    }
+    nomul_graph_free(g);
+}
+
 static void test_op_table(void **state)
 {
     (void)state;
@@ -1206,6 +1338,7 @@ int main(void)
         cmocka_unit_test(test_backward_reuses_gradient_memory),
         cmocka_unit_test(test_transpose_matches_index_map),
         cmocka_unit_test(test_broadcast_add_sub_match_plain_walk),
+        cmocka_unit_test(test_first_writer_stores),
         cmocka_unit_test(test_dropout_matches_definition),
     };
     printf("test_autodiff: seed %llu\n", (unsigned long long)tu_seed());

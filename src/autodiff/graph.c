@@ -321,9 +321,10 @@ void ad_record(nomul_graph *g, ad_op op, const nomul_op_cfg *cfg, const ad_param
 
 /* ---- backward -------------------------------------------------------------------------- */
 
-/* n zero-filled floats for a gradient: the smallest free block that holds
- * them and is at most twice their size, else a new one from the arena */
-static float *block_get(nomul_graph *g, long n)
+/* n floats for a gradient, zero-filled unless `fill` is 0: the smallest
+ * free block that holds them and is at most twice their size, else a new
+ * one from the arena */
+static float *block_get(nomul_graph *g, long n, int fill)
 {
     const size_t bytes = (size_t)n * sizeof(float);
     int best = -1;
@@ -347,6 +348,8 @@ static float *block_get(nomul_graph *g, long n)
     g->blocks[best].held = 1;
     /* zeroed on every thread from 2^16 floats (the other waits otherwise) */
     float *p = g->blocks[best].p;
+    if (!fill)
+        return p;
     const int nt = nomul_light_threads(n);
     if (nt <= 1) {
         memset(p, 0, bytes);
@@ -363,20 +366,43 @@ static float *block_get(nomul_graph *g, long n)
     return p;
 }
 
-/* t's gradient made if it is pending (a view takes its base's); -1 after a
- * report when the arena is full */
-static int grad_ready(nomul_graph *g, nomul_tensor *t)
+/* t's gradient made if it is pending (a view takes its base's): left
+ * unfilled where the caller will store every element (`store`; 1 returned
+ * then), else zero-filled (0); -1 after a report when the arena is full */
+static int grad_ready_as(nomul_graph *g, nomul_tensor *t, int store)
 {
     if (!t || t->grad != AD_GRAD_PENDING)
         return 0;
     for (int i = g->nviews - 1; i >= 0; i--)
         if (g->views[i].view == t) {
-            if (grad_ready(g, g->views[i].base))
+            if (grad_ready_as(g, g->views[i].base, 0) < 0)
                 return -1;
             t->grad = g->views[i].base->grad;
             return 0;
         }
-    return (t->grad = block_get(g, t->n)) ? 0 : -1;
+    if (!(t->grad = block_get(g, t->n, !store)))
+        return -1;
+    return store;
+}
+
+static int grad_ready(nomul_graph *g, nomul_tensor *t) { return grad_ready_as(g, t, 0); }
+
+/* nd's input gradients made ready, nd->store set where the op stores into
+ * a fresh one (ad_op_def.stores); -1 when the arena is full */
+static int inputs_ready(nomul_graph *g, node *nd)
+{
+    for (int k = 0; k < 3; k++) {
+        nomul_tensor *t = nd->in[k];
+        int store = (ad_op_table[nd->op].stores >> k & 1) && t && t != nd->out;
+        for (int j = 0; j < 3; j++)
+            if (j != k && nd->in[j] == t)
+                store = 0; /* the op's two writes would be one overwrite */
+        int r = grad_ready_as(g, t, store);
+        if (r < 0)
+            return -1;
+        nd->store[k] = (unsigned char)r;
+    }
+    return 0;
 }
 
 /* t's gradient handed back if it is one of the backward's blocks: its
@@ -404,11 +430,10 @@ int nomul_backward(nomul_graph *g, nomul_tensor *loss)
         return -1;
     loss->grad[0] += 1.0f;
     for (int i = g->ntape - 1; i >= 0; i--) {
-        const node *nd = &g->tape[i];
+        node *nd = &g->tape[i];
         double t = g->prof ? now_s() : 0.0;
         nomul_tensor *logp = nd->op == AD_OP_CROSS_ENTROPY ? nd->p.cross_entropy.logp : NULL;
-        if (grad_ready(g, nd->out) || grad_ready(g, nd->in[0]) || grad_ready(g, nd->in[1]) ||
-            grad_ready(g, nd->in[2]) || grad_ready(g, logp))
+        if (grad_ready(g, nd->out) || inputs_ready(g, nd) || grad_ready(g, logp))
             return -1;
         ad_op_table[nd->op].backward(nd);
         if (nd->out != loss)

@@ -109,12 +109,16 @@ typedef union {
 } ad_params;
 
 /* One recorded operation: out = op(in[0], in[1], in[2]) under cfg (unused
- * inputs NULL; the standard configuration for operations without one). */
+ * inputs NULL; the standard configuration for operations without one).
+ * store[k], set by nomul_backward just before the node's backward: in[k]'s
+ * gradient was made for this backward and not zero-filled (the op table's
+ * `stores` names the inputs where that may happen). */
 typedef struct node {
     ad_op op;
     nomul_tensor *in[3], *out;
     nomul_op_cfg cfg;
     ad_params p;
+    unsigned char store[3];
 } node;
 
 /* Profile rows (nomul_graph_profile): per operation and variant (float,
@@ -163,10 +167,18 @@ struct nomul_graph {
 };
 
 /* The op table: each operation's name and backward. A backward accumulates
- * (+=) into the gradients of its node's inputs that have one. */
+ * (+=) into the gradients of its node's inputs that have one, except where
+ * it is the gradient's first writer: bit k of `stores` says that the
+ * backward honours nd->store[k], and then it writes every element of
+ * in[k]'s gradient as +0 + v (what += into a zero-filled one gives, −0
+ * becoming +0), so that the gradient needs no zero fill before and no read.
+ * Where nomul_backward can't promise a whole fresh buffer (a view's
+ * gradient, which is part of its base's; an input that is also another
+ * input of the same node) it zero-fills and leaves store[k] 0. */
 typedef struct {
     const char *name; /* the public function's, without nomul_ */
     void (*backward)(const node *nd);
+    unsigned stores; /* bit k: in[k]'s gradient may be stored, not added */
 } ad_op_def;
 
 extern const ad_op_def ad_op_table[AD_OP_COUNT];

@@ -137,6 +137,30 @@ static float bin_forward(ad_op op, int pa, float off, float x, float y)
 }
 
 /* forward: y = a ∘ b (broadcast), ∘ the node's operation: add, sub, mul, div */
+/* d += g (d −= g with sub) on all threads; where this is d's first write
+ * (store), d = +0 + g (+0 − g): the bits of the same into zeros */
+static void grad_pass(float *restrict d, const float *restrict g, long n, int store, int sub)
+{
+    const int nt = nomul_light_threads(n);
+    if (store && sub) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (long i = 0; i < n; i++)
+            d[i] = 0.0f - g[i];
+    } else if (store) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (long i = 0; i < n; i++)
+            d[i] = 0.0f + g[i];
+    } else if (sub) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (long i = 0; i < n; i++)
+            d[i] -= g[i];
+    } else {
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (long i = 0; i < n; i++)
+            d[i] += g[i];
+    }
+}
+
 void ad_binary_backward(const node *nd)
 {
     nomul_tensor *a = nd->in[0], *b = nd->in[1], *y = nd->out;
@@ -161,28 +185,20 @@ void ad_binary_backward(const node *nd)
     bcast_it it = {&bc, {0}, 0, 0};
     const long row = bc.shape[bc.ndim - 1], ra = bc.sa[bc.ndim - 1], rb = bc.sb[bc.ndim - 1];
     if ((op == AD_OP_ADD || op == AD_OP_SUB) && a->n == y->n && b->n == y->n) {
-        /* no broadcast (a residual add): flat passes on all threads */
-        const float *restrict g = y->grad;
-        if (a->grad) {
-            float *restrict ga = a->grad;
-#pragma omp parallel for num_threads(nomul_light_threads(y->n)) schedule(static)
-            for (long i = 0; i < y->n; i++)
-                ga[i] += g[i];
-        }
-        if (b->grad) { /* sub: x − g is x + (−g), bit for bit */
-            float *restrict gb = b->grad;
-            if (op == AD_OP_ADD) {
-#pragma omp parallel for num_threads(nomul_light_threads(y->n)) schedule(static)
-                for (long i = 0; i < y->n; i++)
-                    gb[i] += g[i];
-            } else {
-#pragma omp parallel for num_threads(nomul_light_threads(y->n)) schedule(static)
-                for (long i = 0; i < y->n; i++)
-                    gb[i] -= g[i];
-            }
-        }
+        /* no broadcast (a residual add): flat passes on all threads; a
+         * gradient this node writes first is stored, +0 + g and +0 − g,
+         * the bits of += and −= into zeros */
+        if (a->grad)
+            grad_pass(a->grad, y->grad, y->n, nd->store[0], 0);
+        if (b->grad) /* sub: x − g is x + (−g), bit for bit */
+            grad_pass(b->grad, y->grad, y->n, nd->store[1], op == AD_OP_SUB);
         return;
     }
+    /* the broadcast forms accumulate: a gradient left unfilled for this
+     * node's first write is zeroed here */
+    for (int k = 0; k < 2; k++)
+        if (nd->store[k] && nd->in[k]->grad)
+            memset(nd->in[k]->grad, 0, (size_t)nd->in[k]->n * sizeof(float));
     if (op == AD_OP_ADD || op == AD_OP_SUB) { /* row loops the compiler vectorizes */
         for (long i0 = 0; i0 < y->n; i0 += row, it_next_row(&it)) {
             const float *g = y->grad + i0;

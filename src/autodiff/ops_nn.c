@@ -148,14 +148,22 @@ void ad_conv2d_backward(const node *nd)
     nomul_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *y = nd->out;
     const nomul_conv2d_desc *d = &nd->p.conv2d;
     int wg = w->grad || (b && b->grad);
-    size_t nx = x->grad ? (size_t)x->n : 0, nw = wg ? (size_t)w->n + (size_t)d->c_out : 0;
-    float *dx = nomul_scratch(NOMUL_SCRATCH_OP, nx + nw), *dw = dx ? dx + nx : NULL;
-    if (!dx)
+    /* x's gradient, when this is its first writer, written in place: every
+     * path of nomul_conv2d_backward writes each dx element as a sum from
+     * +0, never −0, so the bits are those of += into zeros (test_autodiff's
+     * test_first_writer_stores) */
+    int in_place = x->grad && nd->store[0];
+    size_t nx = x->grad && !in_place ? (size_t)x->n : 0;
+    size_t nw = wg ? (size_t)w->n + (size_t)d->c_out : 0;
+    float *dx = nx + nw ? nomul_scratch(NOMUL_SCRATCH_OP, nx + nw) : NULL;
+    float *dw = dx ? dx + nx : NULL;
+    if (nx + nw && !dx)
         return;
     /* one call: x's, dy's and the weights' values classified once for both */
-    nomul_conv2d_backward(d, &nd->cfg, x->data, w->data, y->grad, x->grad ? dx : NULL,
-                          wg ? dw : NULL, wg ? dw + w->n : NULL);
-    if (x->grad) {
+    nomul_conv2d_backward(d, &nd->cfg, x->data, w->data, y->grad,
+                          in_place ? x->grad : x->grad ? dx : NULL, wg ? dw : NULL,
+                          wg ? dw + w->n : NULL);
+    if (x->grad && !in_place) {
         float *gx = x->grad;
         const long n = x->n;
 #pragma omp parallel for num_threads(nomul_light_threads(n)) schedule(static)

@@ -18,7 +18,9 @@
  *      ad_record(g, AD_OP_FOO, cfg, &(ad_params){.foo = {...}}, y, x, ...);
  *      ad_foo_backward quotes the forward and accumulates (+=) into every
  *      input gradient that is not NULL.
- *   4. Here: the row [AD_OP_FOO] = {"foo", ad_foo_backward}.
+ *   4. Here: the row [AD_OP_FOO] = {"foo", ad_foo_backward}; a third field,
+ *      a bit per input, where the backward can be a gradient's first writer
+ *      (nd->store[k]: it then writes every element as +0 + v; see ad_op_def).
  *   5. tests/test_autodiff.c: a case in apply_op, with its name in names
  *      and the loop's count raised, so that test_ops_match_finite_differences
  *      checks its float gradients against finite differences; a PA form
@@ -30,7 +32,7 @@
 const ad_op_def ad_op_table[AD_OP_COUNT] = {
     [AD_OP_LINEAR] = {"linear", ad_linear_backward},
     [AD_OP_MATMUL] = {"matmul", ad_matmul_backward},
-    [AD_OP_CONV2D] = {"conv2d", ad_conv2d_backward},
+    [AD_OP_CONV2D] = {"conv2d", ad_conv2d_backward, 1},
     [AD_OP_SOFTMAX] = {"softmax", ad_softmax_backward},
     [AD_OP_LOG_SOFTMAX] = {"log_softmax", ad_log_softmax_backward},
     [AD_OP_LOGSUMEXP] = {"logsumexp", ad_logsumexp_backward},
@@ -40,8 +42,8 @@ const ad_op_def ad_op_table[AD_OP_COUNT] = {
     [AD_OP_CROSS_ENTROPY] = {"cross_entropy", ad_cross_entropy_backward},
     [AD_OP_RELU] = {"relu", ad_relu_backward},
     [AD_OP_GELU] = {"gelu", ad_gelu_backward},
-    [AD_OP_ADD] = {"add", ad_binary_backward},
-    [AD_OP_SUB] = {"sub", ad_binary_backward},
+    [AD_OP_ADD] = {"add", ad_binary_backward, 3},
+    [AD_OP_SUB] = {"sub", ad_binary_backward, 3},
     [AD_OP_MUL] = {"mul", ad_binary_backward},
     [AD_OP_DIV] = {"div", ad_binary_backward},
     [AD_OP_SCALE] = {"scale", ad_scale_backward},
