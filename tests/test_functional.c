@@ -1045,6 +1045,77 @@ static void test_pa_gelu_matches_scalar_chain(void **state)
     }
 }
 
+/* Float log_softmax and logsumexp, forward and backward, on libmvec's four
+ * lanes of exp with four partial sums, against the scalar twin (expf, one
+ * chain: nomul_float_math_scalar): the sums' orders differ, so each value
+ * within (8 + n)·2^-24 of its scale (1 + |value|, plus Σ|dy| of the row for
+ * log_softmax's backward). Rows of 1..1001 values (tails of 1–3), some
+ * with −∞ (masked) entries, half with their largest value last: a lane
+ * lost in the tail would move the row's logsumexp by about 1. */
+static void test_float_exp_rows_match_scalar_twin(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xE4};
+    enum { ER = 3, MAXN = 1001 };
+    static float x[ER * MAXN], dy[ER * MAXN], y[2][ER * MAXN], dx[2][2][ER * MAXN];
+    float lse[2][ER], dlse[ER];
+    static const int sizes[] = {1, 2, 3, 5, 7, 8, 61, 255, 1001};
+    for (int rep = 0; rep < 18; rep++) {
+        const int n = sizes[rep % 9];
+        for (int i = 0; i < ER * n; i++) {
+            x[i] = (float)((int)(tu_next(&r) % 40001) - 20000) / 1000.0f;
+            dy[i] = (float)((int)(tu_next(&r) % 2001) - 1000) / 300.0f;
+        }
+        for (int i = 0; i < ER; i++) {
+            float *xr = x + (long)i * n;
+            dlse[i] = (float)((int)(tu_next(&r) % 2001) - 1000) / 300.0f;
+            if (n > 3 && i == 1)
+                xr[tu_next(&r) % (unsigned)(n - 1)] = -INFINITY;
+            if (rep & 1) { /* the largest last */
+                float mx = xr[0];
+                for (int j = 1; j < n; j++)
+                    mx = xr[j] > mx ? xr[j] : mx;
+                xr[n - 1] = mx + 1.0f;
+            }
+        }
+        for (int twin = 0; twin < 2; twin++) {
+            nomul_float_math_scalar = twin;
+            for (int i = 0; i < ER * n; i++)
+                dx[twin][0][i] = dx[twin][1][i] = 0.25f;
+            nomul_lse_forward_float(ER, n, x, y[twin], lse[twin]);
+            nomul_log_softmax_backward_float(ER, n, y[twin], dy, dx[twin][0]);
+            nomul_logsumexp_backward_float(ER, n, x, dlse, dx[twin][1]);
+        }
+        nomul_float_math_scalar = 0;
+        const double ulps = (8.0 + n) * 0x1p-24;
+        for (int i = 0; i < ER; i++) {
+            double sabs = 0.0;
+            for (int j = 0; j < n; j++)
+                sabs += fabsf(dy[(long)i * n + j]);
+            if (!(fabs((double)lse[0][i] - lse[1][i]) <= ulps * (1.0 + fabsf(lse[1][i]))))
+                FAIL_SEED("float logsumexp, n %d, row %d: %a by libmvec, %a by expf", n, i,
+                          (double)lse[0][i], (double)lse[1][i]);
+            for (int j = 0; j < n; j++) {
+                const long k = (long)i * n + j;
+                const char *what[3] = {"log_softmax forward", "log_softmax backward",
+                                       "logsumexp backward"};
+                float v[3][2] = {{y[0][k], y[1][k]},
+                                 {dx[0][0][k], dx[1][0][k]},
+                                 {dx[0][1][k], dx[1][1][k]}};
+                for (int o = 0; o < 3; o++) {
+                    double scale = 1.0 + fabsf(v[o][1]) + (o == 1 ? sabs : 0.0);
+                    int same = v[o][0] == v[o][1] || (isnan(v[o][0]) && isnan(v[o][1])) ||
+                               fabs((double)v[o][0] - v[o][1]) <= ulps * scale;
+                    if (!same)
+                        FAIL_SEED("float %s, n %d: [%d][%d] (x = %a) = %a by libmvec, %a by expf",
+                                  what[o], n, i, j, (double)x[k], (double)v[o][0],
+                                  (double)v[o][1]);
+                }
+            }
+        }
+    }
+}
+
 /* Float GELU runs erf and exp four values at a time through glibc's libmvec;
  * the scalar loop over erff and expf is its twin. libmvec's lanes are within
  * 4 ulp where erff and expf are within 1–2, so the two agree to a few ulp of
@@ -1072,13 +1143,13 @@ static void test_float_gelu_matches_scalar_twin(void **state)
             x[2] = -INFINITY;
         }
         for (int twin = 0; twin < 2; twin++) {
-            nomul_gelu_float_scalar = twin;
+            nomul_float_math_scalar = twin;
             for (long i = 0; i < n; i++)
                 out[twin][1][i] = 0.25f;
             nomul_gelu_forward_float(n, x, out[twin][0]);
             nomul_gelu_backward_float(n, x, dy, out[twin][1]);
         }
-        nomul_gelu_float_scalar = 0;
+        nomul_float_math_scalar = 0;
         for (long i = 0; i < n; i++) {
             float ax = fabsf(x[i]);
             for (int k = 0; k < 2; k++) {
@@ -1343,6 +1414,7 @@ int main(void)
         cmocka_unit_test(test_pa_rows_match_scalar_twin),
         cmocka_unit_test(test_pa_softmax_counted_once),
         cmocka_unit_test(test_float_gelu_matches_scalar_twin),
+        cmocka_unit_test(test_float_exp_rows_match_scalar_twin),
     };
     printf("test_functional: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("functional", tests, NULL, NULL);

@@ -346,23 +346,9 @@ static float *block_get(nomul_graph *g, long n, int fill)
         g->blocks[best] = (ad_block){p, bytes, 0};
     }
     g->blocks[best].held = 1;
-    /* zeroed on every thread from 2^16 floats (the other waits otherwise) */
     float *p = g->blocks[best].p;
-    if (!fill)
-        return p;
-    const int nt = nomul_light_threads(n);
-    if (nt <= 1) {
-        memset(p, 0, bytes);
-    } else {
-#pragma omp parallel num_threads(nt)
-        {
-            const int tn = omp_get_num_threads(); /* 1 where nested in a team */
-            long per = (n + tn - 1) / tn, lo = per * omp_get_thread_num();
-            long hi = lo + per < n ? lo + per : n;
-            if (hi > lo)
-                memset(p + lo, 0, (size_t)(hi - lo) * sizeof *p);
-        }
-    }
+    if (fill) /* on every thread from 2^16 floats (the other waits otherwise) */
+        nomul_zero_floats(p, n);
     return p;
 }
 

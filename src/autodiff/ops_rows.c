@@ -256,7 +256,7 @@ void ad_cross_entropy_backward(const node *nd)
     nomul_tensor *logits = nd->in[0], *logp = nd->p.cross_entropy.logp;
     int rows = logits->shape[0], n = logits->shape[1];
     const nomul_op_cfg *m = &nd->cfg;
-    memset(logp->grad, 0, (size_t)logp->n * sizeof(float));
+    nomul_zero_floats(logp->grad, logp->n);
     if (nd->p.cross_entropy.global)
         nomul_cross_entropy_backward_global(m, rows, n, logp->data, nd->p.cross_entropy.targets,
                                             nd->p.cross_entropy.ignore_index,
@@ -281,7 +281,7 @@ nomul_tensor *nomul_cross_entropy(nomul_graph *g, const nomul_op_cfg *cfg, nomul
     }
     int rows = logits->shape[0], n = logits->shape[1], one = 1, count;
     int grad = ad_wants_grad(g, logits, NULL, NULL);
-    nomul_tensor *logp = ad_output_zeroed(g, 2, logits->shape, grad);
+    nomul_tensor *logp = ad_output(g, 2, logits->shape, grad); /* every row written */
     nomul_tensor *loss = nomul_graph_tensor(g, 1, &one, grad);
     if (!logp || !loss)
         return NULL;
@@ -314,7 +314,7 @@ nomul_tensor *nomul_cross_entropy_global(nomul_graph *g, const nomul_op_cfg *cfg
     }
     int rows = logits->shape[0], n = logits->shape[1], one = 1;
     int grad = ad_wants_grad(g, logits, NULL, NULL);
-    nomul_tensor *logp = ad_output_zeroed(g, 2, logits->shape, grad);
+    nomul_tensor *logp = ad_output(g, 2, logits->shape, grad); /* every row written */
     nomul_tensor *loss = nomul_graph_tensor(g, 1, &one, grad);
     nomul_tensor *per_row = nomul_graph_tensor(g, 1, &rows, 0); /* the used rows' losses */
     if (!logp || !loss || !per_row)

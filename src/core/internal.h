@@ -20,6 +20,9 @@ int nomul_fn_threads(long work);
  * below, a team's start and barrier cost about what the pass does (and a
  * beam search's many small ones ran slower threaded). */
 static inline int nomul_light_threads(long n) { return n >= 65536 ? nomul_num_threads() : 1; }
+/* p[0..n) = +0, on nomul_light_threads(n) threads (one where nested in a
+ * team) */
+void nomul_zero_floats(float *p, long n);
 
 /* Sums whose order must not depend on the thread count (a run reproduces
  * bit for bit at any NOMUL_NUM_THREADS): a sum over n items (images, rows)

@@ -31,6 +31,23 @@ int nomul_num_threads(void)
 
 int nomul_fn_threads(long work) { return work >= 8192 ? nomul_num_threads() : 1; }
 
+void nomul_zero_floats(float *p, long n)
+{
+    const int nt = nomul_light_threads(n);
+    if (nt <= 1) {
+        memset(p, 0, (size_t)n * sizeof *p);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        const int tn = omp_get_num_threads(); /* 1 where nested in a team */
+        long per = (n + tn - 1) / tn, lo = per * omp_get_thread_num();
+        long hi = lo + per < n ? lo + per : n;
+        if (hi > lo)
+            memset(p + lo, 0, (size_t)(hi - lo) * sizeof *p);
+    }
+}
+
 int nomul_get_num_threads(void) { return nomul_num_threads(); }
 
 void nomul_set_num_threads(int n)

@@ -14,6 +14,95 @@
 #include "nomul/isa.h"
 #include "functional_internal.h"
 
+/* erf and exp four floats at a time: glibc's libmvec (2.35 and later), the
+ * SSE form of the x86-64 vector ABI (an IFUNC picks the kernel for the
+ * CPU), each lane within 4 ulp as erff and expf are within 1–2. A lane's
+ * result does not depend on its neighbours, so a value's GELU or exp is the
+ * same wherever it sits in the array (a tail is padded to a whole vector).
+ * The scalar loops over erff and expf are the twins
+ * (nomul_float_math_scalar). */
+__m128 _ZGVbN4v_erff(__m128 x);
+__m128 _ZGVbN4v_expf(__m128 x);
+
+/* v = c ≤ 4 values from p, the rest `pad` (element loops: a tail's few
+ * floats, where a memcpy call of a variable size costs more than the exp) */
+static __m128 load4_pad(const float *p, long c, float pad)
+{
+    float t[4] = {pad, pad, pad, pad};
+    for (long k = 0; k < c; k++)
+        t[k] = p[k];
+    return _mm_loadu_ps(t);
+}
+
+static __m128 load4(const float *p, long c) { return load4_pad(p, c, 0.0f); }
+
+static void store4(float *p, long c, __m128 v)
+{
+    float t[4];
+    _mm_storeu_ps(t, v);
+    for (long k = 0; k < c; k++)
+        p[k] = t[k];
+}
+
+int nomul_float_math_scalar;
+
+/* Σ_j e[j] with e[j] = expf(x[j] − s) (stored when e is not NULL): four
+ * lanes of libmvec's exp, summed in four partial sums (lane k takes j ≡ k
+ * mod 4; the tail's lanes padded with exp(−∞) = +0) added as (s0 + s1) +
+ * (s2 + s3), an order that depends on n alone; the scalar twin sums in one
+ * chain. */
+static float exp_sum(int n, const float *x, float s, float *e)
+{
+    if (nomul_float_math_scalar) {
+        float sum = 0.0f;
+        for (int j = 0; j < n; j++) {
+            float v = expf(x[j] - s);
+            sum += v;
+            if (e)
+                e[j] = v;
+        }
+        return sum;
+    }
+    const __m128 vs = _mm_set1_ps(s);
+    __m128 acc = _mm_setzero_ps();
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+        __m128 v = _ZGVbN4v_expf(_mm_sub_ps(_mm_loadu_ps(x + j), vs));
+        acc = _mm_add_ps(acc, v);
+        if (e)
+            _mm_storeu_ps(e + j, v);
+    }
+    if (j < n) {
+        __m128 v = _ZGVbN4v_expf(_mm_sub_ps(load4_pad(x + j, n - j, -INFINITY), vs));
+        acc = _mm_add_ps(acc, v);
+        if (e)
+            store4(e + j, n - j, v);
+    }
+    float a[4];
+    _mm_storeu_ps(a, acc);
+    return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
+/* Σ_j g[j]: four partial sums as exp_sum's, or one chain under the twin */
+static float row_sum4(int n, const float *g)
+{
+    if (nomul_float_math_scalar) {
+        float sum = 0.0f;
+        for (int j = 0; j < n; j++)
+            sum += g[j];
+        return sum;
+    }
+    __m128 acc = _mm_setzero_ps();
+    int j = 0;
+    for (; j + 4 <= n; j += 4)
+        acc = _mm_add_ps(acc, _mm_loadu_ps(g + j));
+    if (j < n)
+        acc = _mm_add_ps(acc, load4(g + j, n - j));
+    float a[4];
+    _mm_storeu_ps(a, acc);
+    return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
 /* ---- softmax, log_softmax, logsumexp --------------------------------------------- */
 
 static void softmax_row(int n, const float *x, float *y)
@@ -26,6 +115,9 @@ static void softmax_row(int n, const float *x, float *y)
             y[j] = 0.0f;
         return;
     }
+    /* scalar expf: softmax's rows are attention's, a few dozen keys, where
+     * libmvec's four lanes gain nothing over expf (measured: transformer_mini's
+     * softmax 1 ms a step slower through exp_sum) */
     for (int j = 0; j < n; j++) {
         y[j] = expf(x[j] - mx);
         sum += y[j];
@@ -66,8 +158,7 @@ void nomul_lse_forward_float(int rows, int n, const float *x, float *y, float *l
         float mx = -INFINITY, sum = 0.0f;
         for (int j = 0; j < n; j++)
             mx = xr[j] > mx ? xr[j] : mx;
-        for (int j = 0; j < n; j++)
-            sum += expf(xr[j] - mx);
+        sum = exp_sum(n, xr, mx, NULL);
         float l = mx + logf(sum);
         if (lse)
             lse[i] = l;
@@ -85,11 +176,24 @@ void nomul_log_softmax_backward_float(int rows, int n, const float *y, const flo
 #pragma omp parallel for schedule(static) num_threads(nomul_fn_threads(t0))
     for (int i = 0; i < rows; i++) {
         const float *yr = y + (long)i * n, *gr = dy + (long)i * n;
-        float *dr = dx + (long)i * n, gsum = 0.0f;
-        for (int j = 0; j < n; j++)
-            gsum += gr[j];
-        for (int j = 0; j < n; j++) /* dx = dy − softmax(x) Σdy */
-            dr[j] += gr[j] - expf(yr[j]) * gsum;
+        float *dr = dx + (long)i * n, gsum = row_sum4(n, gr);
+        if (nomul_float_math_scalar) {
+            for (int j = 0; j < n; j++) /* dx = dy − softmax(x) Σdy */
+                dr[j] += gr[j] - expf(yr[j]) * gsum;
+            continue;
+        }
+        const __m128 vg = _mm_set1_ps(gsum);
+        int j = 0;
+        for (; j + 4 <= n; j += 4) { /* the same, four at a time */
+            __m128 e = _ZGVbN4v_expf(_mm_loadu_ps(yr + j));
+            __m128 d = _mm_sub_ps(_mm_loadu_ps(gr + j), _mm_mul_ps(e, vg));
+            _mm_storeu_ps(dr + j, _mm_add_ps(_mm_loadu_ps(dr + j), d));
+        }
+        if (j < n) {
+            __m128 e = _ZGVbN4v_expf(load4(yr + j, n - j));
+            __m128 d = _mm_sub_ps(load4(gr + j, n - j), _mm_mul_ps(e, vg));
+            store4(dr + j, n - j, _mm_add_ps(load4(dr + j, n - j), d));
+        }
     }
 }
 
@@ -109,8 +213,7 @@ void nomul_logsumexp_backward_float(int rows, int n, const float *x, const float
             float *dr = dx + (long)i * n, g = dlse[i], mx = -INFINITY, sum = 0.0f;
             for (int j = 0; j < n; j++) /* softmax(x) · dlse */
                 mx = xr[j] > mx ? xr[j] : mx;
-            for (int j = 0; j < n; j++)
-                sum += (e[j] = expf(xr[j] - mx));
+            sum = exp_sum(n, xr, mx, e);
             for (int j = 0; j < n; j++)
                 dr[j] += e[j] / sum * g;
         }
@@ -274,10 +377,18 @@ float nomul_cross_entropy_forward_float(int rows, int n, const float *logp, cons
     NOMUL_COUNT(FMUL, 2L * rows); NOMUL_COUNT(FDIV, rows + 1L); NOMUL_COUNT(FADD, t0 + rows);
     if (used <= 0)
         return used < 0 ? NAN : 0.0f;
-    float total = 0.0f;
+    /* the rows' losses on all threads, their total in row order (the same
+     * bits as one loop); one row at a time where out of scratch */
+    float *loss = nomul_scratch(NOMUL_SCRATCH_PART, (size_t)rows), total = 0.0f;
+    if (loss) {
+#pragma omp parallel for schedule(static) num_threads(nomul_fn_threads(t0))
+        for (int i = 0; i < rows; i++)
+            if (target[i] != ignore_index)
+                loss[i] = ce_row(n, logp + (long)i * n, target[i], smoothing);
+    }
     for (int i = 0; i < rows; i++)
         if (target[i] != ignore_index)
-            total += ce_row(n, logp + (long)i * n, target[i], smoothing);
+            total += loss ? loss[i] : ce_row(n, logp + (long)i * n, target[i], smoothing);
     return total / (float)used;
 }
 
@@ -304,6 +415,7 @@ void nomul_cross_entropy_backward_float(int rows, int n, const int *target, int 
     if (used == 0)
         return;
     float nf = (float)n, g = dloss / (float)used;
+#pragma omp parallel for schedule(static) num_threads(nomul_fn_threads(t0))
     for (int i = 0; i < rows; i++) {
         int t = target[i];
         if (t == ignore_index || t < 0 || t >= n)
@@ -319,36 +431,12 @@ void nomul_cross_entropy_backward_float(int rows, int n, const int *target, int 
 
 /* ---- GELU: x Φ(x) ------------------------------------------------------------------ */
 
-/* erf and exp four floats at a time: glibc's libmvec (2.35 and later), the
- * SSE form of the x86-64 vector ABI (an IFUNC picks the kernel for the
- * CPU), each lane within 4 ulp as erff and expf are within 1–2. A lane's
- * result does not depend on its neighbours, so a value's GELU is the same
- * wherever it sits in the array (a tail is padded to a whole vector). The
- * scalar loops over erff and expf are the twin (nomul_gelu_float_scalar). */
-__m128 _ZGVbN4v_erff(__m128 x);
-__m128 _ZGVbN4v_expf(__m128 x);
-
-int nomul_gelu_float_scalar;
-
-/* v = 4 values from p (c < 4: the rest zero) */
-static __m128 load4(const float *p, long c)
-{
-    float t[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    memcpy(t, p, (size_t)c * sizeof *t);
-    return _mm_loadu_ps(t);
-}
-
-static void store4(float *p, long c, __m128 v)
-{
-    float t[4];
-    _mm_storeu_ps(t, v);
-    memcpy(p, t, (size_t)c * sizeof *t);
-}
+/* (libmvec's erf and exp, and load4 / store4: the top of this file) */
 
 void nomul_gelu_forward_float(long n, const float *x, float *y)
 {
     NOMUL_COUNT(FTRANS, n); NOMUL_COUNT(FMUL, 3 * n); NOMUL_COUNT(FADD, n); /* the audit */
-    if (nomul_gelu_float_scalar) {
+    if (nomul_float_math_scalar) {
         for (long i = 0; i < n; i++)
             y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
         return;
@@ -367,7 +455,7 @@ void nomul_gelu_forward_float(long n, const float *x, float *y)
 void nomul_gelu_backward_float(long n, const float *x, const float *dy, float *dx)
 {
     NOMUL_COUNT(FTRANS, 2 * n); NOMUL_COUNT(FMUL, 8 * n); NOMUL_COUNT(FADD, 3 * n); /* the audit */
-    if (nomul_gelu_float_scalar) {
+    if (nomul_float_math_scalar) {
         for (long i = 0; i < n; i++) { /* Φ(x) + x φ(x) */
             float xi = x[i], g = dy[i];
             float cdf = 0.5f * (1.0f + erff(xi * 0.70710678118654752f));

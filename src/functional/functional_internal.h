@@ -17,8 +17,9 @@
 /* 1: layer norm, batch norm and GELU take their scalar PA chains, the twins
  * their array-kernel versions are tested against (tests only). */
 extern int nomul_pa_chains_scalar;
-/* 1: float GELU by the scalar erff and expf (the twin of the libmvec path) */
-extern int nomul_gelu_float_scalar;
+/* 1: float GELU, log_softmax and logsumexp by the scalar erff and expf,
+ * their row sums in one chain (the twins of the libmvec paths) */
+extern int nomul_float_math_scalar;
 
 /* ---- float forms ---- */
 void nomul_softmax_forward_float(int rows, int n, const float *x, float *y);
