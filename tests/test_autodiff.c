@@ -943,10 +943,15 @@ static void test_transpose_matches_index_map(void **state)
     (void)state;
     tu_rng r = {tu_seed() ^ 0x7a11};
     nomul_graph *g = nomul_graph_new(1 << 22);
-    for (int rep = 0; rep < 60; rep++) {
+    for (int rep = 0; rep < 64; rep++) {
         int nd = 1 + (int)(tu_u32(&r) % 5), shape[NOMUL_MAX_DIMS];
         for (int d = 0; d < nd; d++)
             shape[d] = 1 + (int)(tu_u32(&r) % 6);
+        if (rep >= 60) { /* 83,250 elements: the threaded copy (2^16 and more) */
+            static const int big[4] = {3, 37, 5, 150};
+            nd = 4;
+            memcpy(shape, big, sizeof big);
+        }
         int d0 = (int)(tu_u32(&r) % (unsigned)nd), d1 = (int)(tu_u32(&r) % (unsigned)nd);
         nomul_tensor *x = nomul_tensor_alloc(nd, shape, 1);
         for (long i = 0; i < x->n; i++) {
@@ -1004,10 +1009,10 @@ static void test_dropout_matches_definition(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0xB7};
-    static const int sizes[] = {1, 7, 2047, 2048, 2049, 5000};
+    static const int sizes[] = {1, 7, 2047, 2048, 2049, 5000, 70001}; /* 70001: threaded */
     nomul_graph *g = nomul_graph_new(1 << 22);
-    for (int rep = 0; rep < 24; rep++) {
-        int n = sizes[rep % 6];
+    for (int rep = 0; rep < 28; rep++) {
+        int n = sizes[rep % 7];
         nomul_op_cfg c = {rep % 3 ? NOMUL_OP_PAM : NOMUL_OP_STANDARD, rep % 3 == 2, 1.0f};
         float p = (float)(tu_next(&r) % 900) / 1000.0f + 0.05f;
         nomul_tensor *x = nomul_tensor_alloc(1, &n, 1), *w = nomul_tensor_alloc(1, &n, 0);

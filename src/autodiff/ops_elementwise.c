@@ -421,9 +421,10 @@ void ad_dropout_backward(const node *nd)
      * above being the audit's), then added where
      * kept (a dropped element's gradient is left as it is, −0 included) */
     enum { CH = 2048 };
-    float d[CH];
     const int pa = nomul_op_is_pa(&nd->cfg);
+#pragma omp parallel for schedule(static) num_threads(nomul_light_threads(x->n))
     for (long i0 = 0; i0 < x->n; i0 += CH) {
+        float d[CH];
         long c = x->n - i0 < CH ? x->n - i0 : CH;
         const float *g = y->grad + i0;
         float *dx = x->grad + i0;
@@ -453,7 +454,7 @@ nomul_tensor *nomul_dropout(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tenso
     if (p == 0.0f || !g->grad_enabled)
         return x;
     nomul_tensor *y = ad_output(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
-    unsigned char *keep = ad_arena_zalloc(g, (size_t)x->n);
+    unsigned char *keep = ad_arena_alloc(g, (size_t)x->n); /* every element written */
     if (!y || !keep)
         return NULL;
     float s = nomul_op_is_pa(cfg) ? nomul_pa_div(1.0f, 1.0f - p) : 1.0f / (1.0f - p);
@@ -471,19 +472,27 @@ nomul_tensor *nomul_dropout(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tenso
      * on the array kernels (bit for bit the scalar PAM; uncounted), dropped
      * elements then set to 0 */
     const uint64_t state = *rng;
-    for (long i = 0; i < x->n; i++) {
-        uint64_t draw = nomul_mix64(state + (uint64_t)i * NOMUL_SPLITMIX_GAMMA);
-        keep[i] = (unsigned char)((draw >> 32) >= threshold);
+    const int pa = nomul_op_is_pa(cfg);
+    enum { CH = 2048 }; /* a chunk's draws, scaling and zeros while in cache */
+#pragma omp parallel for schedule(static) num_threads(nomul_light_threads(x->n))
+    for (long i0 = 0; i0 < x->n; i0 += CH) {
+        long c = x->n - i0 < CH ? x->n - i0 : CH;
+        unsigned char *k = keep + i0;
+        float *yc = y->data + i0;
+        const float *xc = x->data + i0;
+        for (long i = 0; i < c; i++) {
+            uint64_t draw = nomul_mix64(state + (uint64_t)(i0 + i) * NOMUL_SPLITMIX_GAMMA);
+            k[i] = (unsigned char)((draw >> 32) >= threshold);
+        }
+        if (pa)
+            nomul_elt(NOMUL_ELT_MUL, (size_t)c, xc, 0, &s, 1, NULL, 0, NULL, 0, yc, NULL);
+        else
+            for (long i = 0; i < c; i++)
+                yc[i] = s * xc[i];
+        for (long i = 0; i < c; i++)
+            yc[i] = k[i] ? yc[i] : 0.0f;
     }
     *rng = state + (uint64_t)x->n * NOMUL_SPLITMIX_GAMMA;
-    if (nomul_op_is_pa(cfg))
-        nomul_elt(NOMUL_ELT_MUL, (size_t)x->n, x->data, 0, &s, 1, NULL, 0, NULL, 0, y->data,
-                  NULL);
-    else
-        for (long i = 0; i < x->n; i++)
-            y->data[i] = s * x->data[i];
-    for (long i = 0; i < x->n; i++)
-        y->data[i] = keep[i] ? y->data[i] : 0.0f;
     ad_record(g, AD_OP_DROPOUT, cfg, &(ad_params){.dropout = {keep, s}}, y, x, NULL, NULL);
     return y;
 }

@@ -39,6 +39,11 @@ static void transpose_copy(const nomul_tensor *x, int d0, int d1, const float *s
     for (int d = d1 + 1; d < x->ndim; d++)
         C *= x->shape[d];
     const long P = x->shape[d0], Q = x->shape[d1];
+    /* each (a, q) writes its own elements (y's (a, q, ·) block, or x's
+     * (a, ·, ·, q, ·) ones): on all threads; the runs of C as loops the
+     * compiler vectorizes (a memcpy call per attention head's few dozen
+     * floats cost more than the copy) */
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nomul_light_threads(x->n))
     for (long a = 0; a < A; a++)
         for (long q = 0; q < Q; q++)
             for (long b = 0; b < B; b++)
@@ -46,14 +51,16 @@ static void transpose_copy(const nomul_tensor *x, int d0, int d1, const float *s
                     long xo = (((a * P + p) * B + b) * Q + q) * C; /* x (a, p, b, q, ·) */
                     long yo = (((a * Q + q) * B + b) * P + p) * C; /* y (a, q, b, p, ·) */
                     if (add) {
-                        float *d = dst + xo;
-                        const float *s_ = src + yo;
+                        float *restrict d = dst + xo;
+                        const float *restrict s_ = src + yo;
                         for (long c = 0; c < C; c++)
                             d[c] += s_[c];
-                    } else if (C == 1)
-                        dst[yo] = src[xo];
-                    else
-                        memcpy(dst + yo, src + xo, (size_t)C * sizeof *dst);
+                    } else {
+                        float *restrict d = dst + yo;
+                        const float *restrict s_ = src + xo;
+                        for (long c = 0; c < C; c++)
+                            d[c] = s_[c];
+                    }
                 }
 }
 
