@@ -370,6 +370,22 @@ static float ce_row(int n, const float *lp, int t, float eps)
     return (1.0f - eps) * nll + eps * msm;
 }
 
+/* Each used row's loss (its targets in range), on all threads, in a scratch
+ * buffer indexed by row; NULL when out of scratch (the callers then take the
+ * rows one at a time: the same values) */
+static const float *ce_losses(int rows, int n, const float *logp, const int *target,
+                              int ignore_index, float smoothing)
+{
+    float *loss = nomul_scratch(NOMUL_SCRATCH_PART, (size_t)rows);
+    if (loss) {
+#pragma omp parallel for schedule(static) num_threads(nomul_fn_threads((long)rows * n))
+        for (int i = 0; i < rows; i++)
+            if (target[i] != ignore_index)
+                loss[i] = ce_row(n, logp + (long)i * n, target[i], smoothing);
+    }
+    return loss;
+}
+
 float nomul_cross_entropy_forward_float(int rows, int n, const float *logp, const int *target,
                                         int ignore_index, float smoothing, int used)
 {
@@ -378,14 +394,9 @@ float nomul_cross_entropy_forward_float(int rows, int n, const float *logp, cons
     if (used <= 0)
         return used < 0 ? NAN : 0.0f;
     /* the rows' losses on all threads, their total in row order (the same
-     * bits as one loop); one row at a time where out of scratch */
-    float *loss = nomul_scratch(NOMUL_SCRATCH_PART, (size_t)rows), total = 0.0f;
-    if (loss) {
-#pragma omp parallel for schedule(static) num_threads(nomul_fn_threads(t0))
-        for (int i = 0; i < rows; i++)
-            if (target[i] != ignore_index)
-                loss[i] = ce_row(n, logp + (long)i * n, target[i], smoothing);
-    }
+     * bits as one loop) */
+    const float *loss = ce_losses(rows, n, logp, target, ignore_index, smoothing);
+    float total = 0.0f;
     for (int i = 0; i < rows; i++)
         if (target[i] != ignore_index)
             total += loss ? loss[i] : ce_row(n, logp + (long)i * n, target[i], smoothing);
@@ -396,14 +407,15 @@ int nomul_cross_entropy_rows_float(int rows, int n, const float *logp, const int
                                    int ignore_index, float smoothing, float *loss)
 {
     NOMUL_COUNT(FMUL, 2L * rows); NOMUL_COUNT(FDIV, rows); NOMUL_COUNT(FADD, (long)rows * n);
-    int used = 0;
-    for (int i = 0; i < rows; i++) {
-        if (target[i] == ignore_index)
-            continue;
-        if (target[i] < 0 || target[i] >= n)
+    for (int i = 0; i < rows; i++)
+        if (target[i] != ignore_index && (target[i] < 0 || target[i] >= n))
             return -1;
-        loss[used++] = ce_row(n, logp + (long)i * n, target[i], smoothing);
-    }
+    const float *row_loss = ce_losses(rows, n, logp, target, ignore_index, smoothing);
+    int used = 0;
+    for (int i = 0; i < rows; i++)
+        if (target[i] != ignore_index)
+            loss[used++] = row_loss ? row_loss[i]
+                                    : ce_row(n, logp + (long)i * n, target[i], smoothing);
     return used;
 }
 
