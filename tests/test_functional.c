@@ -1049,9 +1049,10 @@ static void test_pa_gelu_matches_scalar_chain(void **state)
  * lanes of exp with four partial sums, against the scalar twin (expf, one
  * chain: nomul_float_math_scalar): the sums' orders differ, so each value
  * within (8 + n)·2^-24 of its scale ((1 + |value|, plus Σ|dy| of the row
- * for log_softmax's backward) times 1 + |the row's logsumexp|). Rows of 1..1001 values (tails of 1–3), some
- * with −∞ (masked) entries, half with their largest value last: a lane
- * lost in the tail would move the row's logsumexp by about 1. */
+ * for log_softmax's backward) times 1 + |the row's logsumexp|). Rows of
+ * 1..1001 values (tails of 1–3), some with −∞ (masked) entries, half with
+ * their largest value last: a lane lost in the tail would move the row's
+ * logsumexp by about 1. */
 static void test_float_exp_rows_match_scalar_twin(void **state)
 {
     (void)state;

@@ -83,26 +83,6 @@ static float exp_sum(int n, const float *x, float s, float *e)
     return (a[0] + a[1]) + (a[2] + a[3]);
 }
 
-/* Σ_j g[j]: four partial sums as exp_sum's, or one chain under the twin */
-static float row_sum4(int n, const float *g)
-{
-    if (nomul_float_math_scalar) {
-        float sum = 0.0f;
-        for (int j = 0; j < n; j++)
-            sum += g[j];
-        return sum;
-    }
-    __m128 acc = _mm_setzero_ps();
-    int j = 0;
-    for (; j + 4 <= n; j += 4)
-        acc = _mm_add_ps(acc, _mm_loadu_ps(g + j));
-    if (j < n)
-        acc = _mm_add_ps(acc, load4(g + j, n - j));
-    float a[4];
-    _mm_storeu_ps(a, acc);
-    return (a[0] + a[1]) + (a[2] + a[3]);
-}
-
 /* ---- softmax, log_softmax, logsumexp --------------------------------------------- */
 
 static void softmax_row(int n, const float *x, float *y)
@@ -176,7 +156,7 @@ void nomul_log_softmax_backward_float(int rows, int n, const float *y, const flo
 #pragma omp parallel for schedule(static) num_threads(nomul_fn_threads(t0))
     for (int i = 0; i < rows; i++) {
         const float *yr = y + (long)i * n, *gr = dy + (long)i * n;
-        float *dr = dx + (long)i * n, gsum = row_sum4(n, gr);
+        float *dr = dx + (long)i * n, gsum = lane_sum(n, gr); /* as layer norm's sums */
         if (nomul_float_math_scalar) {
             for (int j = 0; j < n; j++) /* dx = dy − softmax(x) Σdy */
                 dr[j] += gr[j] - expf(yr[j]) * gsum;

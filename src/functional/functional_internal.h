@@ -18,7 +18,7 @@
  * their array-kernel versions are tested against (tests only). */
 extern int nomul_pa_chains_scalar;
 /* 1: float GELU, log_softmax and logsumexp by the scalar erff and expf,
- * their row sums in one chain (the twins of the libmvec paths) */
+ * the exps' row sums in one chain (the twins of the libmvec paths) */
 extern int nomul_float_math_scalar;
 
 /* ---- float forms ---- */
