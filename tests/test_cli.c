@@ -205,6 +205,11 @@ static void test_bench_runs(void **state)
     rc = run(&out, "bench gemm --sizes 1024 --threads 1 --min-time 0.001");
     expect(rc, 0, out, "summary 1024^3, 1 threads: exact dB / sgemm");
     free(out);
+    rc = run(&out, "bench linear --shapes 70x9x33,3x600x5 --min-time 0.001");
+    expect(rc, 0, out, "70x9x33");
+    expect(rc, 0, out, "dW");
+    expect(rc, 0, out, "summary: a linear layer's three products over these shapes");
+    free(out);
     rc = run(&out, "bench conv --batch 1 --min-time 0.001");
     expect(rc, 0, out, "convmixer dw 5x5 256");
     expect(rc, 0, out, "summary: conv2d forward");
@@ -322,6 +327,10 @@ static void test_bad_arguments_are_clear_errors(void **state)
         {"bench gemmm", "unknown benchmark"},
         {"bench gemm --sizes 12x", "is not MxNxK"},
         {"bench gemm --threads 0", "--threads"},
+        {"bench linear --shapes 4x5", "is not TxINxOUT"},
+        {"bench linear --shapes 0x5x5", "is not TxINxOUT"},
+        {"bench linear --shapes ,", "no shape in ','"},
+        {"bench linear --min-time -1", "--min-time"},
         {"bench conv --batch 0", "--batch"},
         {"bench conv --zeros 1.5", "--zeros must be a fraction in [0, 1]"},
         {"bench conv --zeros nan", "--zeros"},

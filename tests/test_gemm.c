@@ -321,6 +321,32 @@ static void test_blocked_sizes(void **state)
     for_each_isa_and_threads(blocks_body, 0x6602);
 }
 
+static void far_rows_body(tu_rng *r, int isa, int threads)
+{
+    (void)isa;
+    (void)threads;
+    /* op(A) with its rows contiguous and its columns 512 or more floats
+     * apart (row-major Aᵀ, column-major A: the weight gradient's dCᵀ), so
+     * that the driver stages each block's rows before packing: m past the
+     * row block (96) and not a multiple of the panels (8, 6), two K blocks */
+    for (int rep = 0; rep < 4; rep++) {
+        gemm_case g = random_case(r, rnd(r, 97, 150), rnd(r, 1, 40), rnd(r, 193, 300));
+        g.layout = rep & 1 ? CblasColMajor : CblasRowMajor;
+        g.ta = rep & 1 ? CblasNoTrans : CblasTrans;
+        g.lda = 512 + rnd(r, 0, 9);
+        int br = g.tb == CblasNoTrans ? g.k : g.n, bc = g.tb == CblasNoTrans ? g.n : g.k;
+        g.ldb = g.layout == CblasRowMajor ? bc : br;
+        g.ldc = g.layout == CblasRowMajor ? g.n : g.m;
+        run_case(r, &g, rep >> 1, 0);
+    }
+}
+
+static void test_far_rows_staged(void **state)
+{
+    (void)state;
+    for_each_isa_and_threads(far_rows_body, 0x6608);
+}
+
 static void specials_body(tu_rng *r, int isa, int threads)
 {
     (void)isa;
@@ -824,6 +850,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_edge_sizes),
         cmocka_unit_test(test_blocked_sizes),
+        cmocka_unit_test(test_far_rows_staged),
         cmocka_unit_test(test_special_values),
         cmocka_unit_test(test_range_edges),
         cmocka_unit_test(test_power_of_two_matches_float),

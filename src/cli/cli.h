@@ -74,6 +74,8 @@ int cmd_bench(int argc, char **argv);
 int bench_train(int argc, char **argv);
 /* nomul bench optim (cmd_bench_optim.c) */
 int bench_optim(int argc, char **argv);
+/* nomul bench linear (cmd_bench_linear.c) */
+int bench_linear(int argc, char **argv);
 /* nomul bench allreduce (cmd_bench_allreduce.c) */
 int bench_allreduce(int argc, char **argv);
 int cmd_audit(int argc, char **argv);

@@ -571,9 +571,10 @@ static int bench_conv(int argc, char **argv)
 int cmd_bench(int argc, char **argv)
 {
     if (argc < 2 || cli_is_help(argv[1])) {
-        fputs("usage: nomul bench arith|gemm|conv|train|optim|allreduce [OPTIONS]\n\n"
+        fputs("usage: nomul bench arith|gemm|linear|conv|train|optim|allreduce [OPTIONS]\n\n"
               "  arith   throughput of the elementwise arithmetic ('nomul bench arith --help')\n"
               "  gemm    PAM GEMM and its exact backward against OpenBLAS SGEMM\n"
+              "  linear  a linear layer's forward, data and weight gradient, float and PAM\n"
               "  conv    conv2d in PAM mode against float conv2d\n"
               "  train   training throughput and memory per model and configuration,\n"
               "          against PyTorch when it is installed\n"
@@ -587,6 +588,8 @@ int cmd_bench(int argc, char **argv)
         return bench_arith(argc - 1, argv + 1);
     if (strcmp(argv[1], "gemm") == 0)
         return bench_gemm(argc - 1, argv + 1);
+    if (strcmp(argv[1], "linear") == 0)
+        return bench_linear(argc - 1, argv + 1);
     if (strcmp(argv[1], "conv") == 0)
         return bench_conv(argc - 1, argv + 1);
     if (strcmp(argv[1], "train") == 0)
@@ -595,7 +598,8 @@ int cmd_bench(int argc, char **argv)
         return bench_optim(argc - 1, argv + 1);
     if (strcmp(argv[1], "allreduce") == 0)
         return bench_allreduce(argc - 1, argv + 1);
-    cli_error("bench: unknown benchmark '%s' (arith, gemm, conv, train, optim, allreduce)",
+    cli_error("bench: unknown benchmark '%s' (arith, gemm, linear, conv, train, optim, "
+              "allreduce)",
               argv[1]);
     return CLI_USAGE;
 }
