@@ -998,6 +998,74 @@ static void test_transpose_matches_index_map(void **state)
     nomul_graph_free(g);
 }
 
+/* The linear layer's bias, forward (y += b on every row) and backward (db
+ * += each column's sum of dy, in row order), on the threads from 2^16
+ * elements on: bit for bit the plain loops, y's product being nomul_gemm's
+ * own, for float and PA products, on sizes around the threaded path's
+ * threshold and its 64-column blocks. */
+static void test_linear_bias_matches_plain_loops(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xb1a5};
+    static const int sizes[][3] = {{5, 7, 3}, {300, 9, 230}, {1030, 4, 97}, {64, 3, 1024}};
+    nomul_graph *g = nomul_graph_new(1 << 24);
+    for (int pa = 0; pa < 2; pa++)
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            int rows = sizes[s][0], in = sizes[s][1], out = sizes[s][2];
+            nomul_op_cfg cfg = {pa ? NOMUL_OP_PAM : NOMUL_OP_STANDARD, 1, 1.0f};
+            int xs[2] = {rows, in}, ws[2] = {out, in}, bs[1] = {out};
+            nomul_tensor *x = nomul_tensor_alloc(2, xs, 1), *w = nomul_tensor_alloc(2, ws, 1),
+                         *b = nomul_tensor_alloc(1, bs, 1);
+            assert_true(x && w && b);
+            for (long i = 0; i < x->n; i++)
+                x->data[i] = ((float)(tu_u32(&r) >> 8) * 0x1p-24f) - 0.5f, x->grad[i] = 0.0f;
+            for (long i = 0; i < w->n; i++)
+                w->data[i] = ((float)(tu_u32(&r) >> 8) * 0x1p-24f) - 0.5f, w->grad[i] = 0.0f;
+            float *b0 = malloc((size_t)out * sizeof *b0), *want = malloc((size_t)rows * out * 4);
+            float *dy = malloc((size_t)rows * out * sizeof *dy);
+            assert_true(b0 && want && dy);
+            for (int j = 0; j < out; j++)
+                b->data[j] = ((float)(tu_u32(&r) >> 8) * 0x1p-24f) - 0.5f, b->grad[j] = b0[j] = ((float)(tu_u32(&r) >> 8) * 0x1p-24f);
+            nomul_graph_reset(g);
+            nomul_tensor *y = nomul_linear(g, &cfg, x, w, b);
+            assert_non_null(y);
+            nomul_gemm(&cfg, CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, x->data, in,
+                       w->data, in, 0.0f, want, out);
+            for (int i = 0; i < rows; i++)
+                for (int j = 0; j < out; j++)
+                    want[(long)i * out + j] += b->data[j];
+            for (long i = 0; i < y->n; i++)
+                if (memcmp(&y->data[i], &want[i], 4)) {
+                    fprintf(stderr, "linear %dx%d->%d (%s): y[%ld] = %a, want %a; "
+                            "NOMUL_TEST_SEED=%llu\n", rows, in, out, pa ? "pa" : "float", i,
+                            (double)y->data[i], (double)want[i], (unsigned long long)tu_seed());
+                    fail();
+                }
+            y->grad = dy;
+            for (long i = 0; i < y->n; i++)
+                dy[i] = ((float)(tu_u32(&r) >> 8) * 0x1p-24f) - 0.5f;
+            ad_op_table[AD_OP_LINEAR].backward(&g->tape[0]);
+            for (int j = 0; j < out; j++) {
+                float sum = b0[j];
+                for (int i = 0; i < rows; i++)
+                    sum += dy[(long)i * out + j];
+                if (memcmp(&sum, &b->grad[j], 4)) {
+                    fprintf(stderr, "linear %dx%d->%d (%s): db[%d] = %a, want %a; "
+                            "NOMUL_TEST_SEED=%llu\n", rows, in, out, pa ? "pa" : "float", j,
+                            (double)b->grad[j], (double)sum, (unsigned long long)tu_seed());
+                    fail();
+                }
+            }
+            free(b0);
+            free(want);
+            free(dy);
+            nomul_tensor_free(x);
+            nomul_tensor_free(w);
+            nomul_tensor_free(b);
+        }
+    nomul_graph_free(g);
+}
+
 /* Dropout draws its mask and scales on the array kernels; its plain twin is
  * the element-by-element definition: splitmix64's draws from the generator
  * in order (kept when the upper 32 bits are at least p·2^32), kept elements
@@ -1344,6 +1412,7 @@ int main(void)
         cmocka_unit_test(test_transpose_matches_index_map),
         cmocka_unit_test(test_broadcast_add_sub_match_plain_walk),
         cmocka_unit_test(test_first_writer_stores),
+        cmocka_unit_test(test_linear_bias_matches_plain_loops),
         cmocka_unit_test(test_dropout_matches_definition),
     };
     printf("test_autodiff: seed %llu\n", (unsigned long long)tu_seed());

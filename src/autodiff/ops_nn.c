@@ -29,17 +29,43 @@ static void gemm_backward(const nomul_op_cfg *cfg, int trans_b, int m, int n, in
 
 /* ---- linear ------------------------------------------------------------------------------ */
 
+/* y (rows × cols) += bias on every row: rows over the threads */
+static void add_bias_rows(float *y, const float *bias, int rows, int cols)
+{
+    NOMUL_COUNT(FADD, (long)rows * cols);
+#pragma omp parallel for num_threads(nomul_light_threads((long)rows * cols)) schedule(static)
+    for (int i = 0; i < rows; i++) {
+        float *yi = y + (long)i * cols;
+        for (int j = 0; j < cols; j++)
+            yi[j] += bias[j];
+    }
+}
+
+/* db += Σ_rows dy, each column's sum in row order (the same bits on any
+ * number of threads): blocks of 64 columns over the threads */
+static void add_column_sums(float *db, const float *dy, int rows, int cols)
+{
+    enum { BLOCK = 64 };
+    NOMUL_COUNT(FADD, (long)rows * cols);
+    int nblocks = (cols + BLOCK - 1) / BLOCK;
+#pragma omp parallel for num_threads(nomul_light_threads((long)rows * cols)) schedule(static)
+    for (int q = 0; q < nblocks; q++) {
+        int j0 = q * BLOCK, j1 = j0 + BLOCK < cols ? j0 + BLOCK : cols;
+        for (int i = 0; i < rows; i++) {
+            const float *di = dy + (long)i * cols;
+            for (int j = j0; j < j1; j++)
+                db[j] += di[j];
+        }
+    }
+}
+
 /* forward: y = x·wᵀ + b */
 void ad_linear_backward(const node *nd)
 {
     nomul_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *y = nd->out;
     int batch = x->shape[0], in = x->shape[1], out = w->shape[0];
-    if (b && b->grad) /* db += Σ_rows dy */
-        NOMUL_COUNT(FADD, (long)batch * out);
     if (b && b->grad)
-        for (int i = 0; i < batch; i++)
-            for (int j = 0; j < out; j++)
-                b->grad[j] += y->grad[(long)i * out + j];
+        add_column_sums(b->grad, y->grad, batch, out);
     /* dx += dy · w, dw += dyᵀ · x */
     gemm_backward(&nd->cfg, 1, batch, out, in, x->data, w->data, y->grad, x->grad, w->grad);
 }
@@ -63,11 +89,7 @@ nomul_tensor *nomul_linear(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
     nomul_gemm(cfg, CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, x->data, in, w->data,
                in, 0.0f, y->data, out);
     if (b)
-        NOMUL_COUNT(FADD, (long)batch * out);
-    if (b)
-        for (int i = 0; i < batch; i++)
-            for (int j = 0; j < out; j++)
-                y->data[(long)i * out + j] += b->data[j];
+        add_bias_rows(y->data, b->data, batch, out);
     ad_record(g, AD_OP_LINEAR, cfg, NULL, y, x, w, b);
     return y;
 }
