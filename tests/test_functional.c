@@ -1301,6 +1301,81 @@ static void test_pa_rows_match_scalar_twin(void **state)
     nomul_set_num_threads(threads);
 }
 
+/* The cross-entropy's gradient with respect to the logits in one pass
+ * (nomul_cross_entropy_logits_backward) against its two passes, the
+ * cross-entropy's backward into a zeroed dlogp, then log_softmax's backward
+ * (the plain twin): bit for bit, added to a dlogits that already holds
+ * values, with the same audit counts, for float, PA approximate and exact
+ * (with an offset), smoothing or not, ignored rows, the data-parallel form,
+ * every row ignored, the PA twin's chains, on widths around the row groups
+ * and rows split among threads. */
+static void test_ce_logits_backward_matches_two_passes(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xCE1};
+    enum { ROWS = 70, MAXN = 2860 };
+    static float x[ROWS * MAXN], lp[ROWS * MAXN], d1[ROWS * MAXN], d2[ROWS * MAXN],
+        dlp[ROWS * MAXN];
+    static const int widths[] = {1, 7, 17, 64, 300, 2860};
+    int tgt[ROWS];
+    const int threads = nomul_get_num_threads();
+    nomul_set_num_threads(4);
+    for (int rep = 0; rep < 48; rep++) {
+        int n = widths[rep % 6], rows = 1 + (int)(tu_next(&r) % ROWS);
+        int kind = (rep / 6) % 4; /* float, PA approx, PA exact, PA exact with an offset */
+        nomul_op_cfg m = {kind ? NOMUL_OP_PAM : NOMUL_OP_STANDARD, kind == 1,
+                          kind == 3 ? 1.0552f : 1.0f};
+        float smoothing = rep % 4 ? 0.1f : 0.0f, dloss = rep % 5 ? 1.0f : 0.625f;
+        int global = rep / 24, twin = kind && rep % 7 == 3, none = rep % 11 == 5;
+        int total = rows * n;
+        fill(&r, x, total, -6, 6);
+        nomul_log_softmax_forward(&m, rows, n, x, lp);
+        for (int i = 0; i < rows; i++)
+            tgt[i] = none || i % 5 == 3 ? -100 : (int)(tu_next(&r) % (unsigned)n);
+        fill(&r, d1, total, -3, 0);
+        memcpy(d2, d1, (size_t)total * sizeof *d2);
+        nomul_ce_global glob = {0.0f, 0};
+        if (global) { /* this process's rows as part of a larger batch */
+            float rl[ROWS];
+            int used = nomul_cross_entropy_row_losses(&m, rows, n, lp, tgt, -100, smoothing, rl);
+            for (int i = 0; i < used; i++)
+                glob.total += rl[i];
+            glob.total += 3.25f;
+            glob.used = used + 3;
+        }
+        nomul_pa_chains_scalar = twin;
+        nomul_op_counts c1, c2;
+        nomul_counts_reset();
+        nomul_counts_enable(1);
+        memset(dlp, 0, (size_t)total * sizeof *dlp);
+        if (global)
+            nomul_cross_entropy_backward_global(&m, rows, n, lp, tgt, -100, smoothing, dloss,
+                                                &glob, dlp);
+        else
+            nomul_cross_entropy_backward(&m, rows, n, lp, tgt, -100, smoothing, dloss, dlp);
+        nomul_log_softmax_backward(&m, rows, n, x, lp, dlp, d1);
+        nomul_counts_get(&c1);
+        nomul_counts_reset();
+        nomul_cross_entropy_logits_backward(&m, rows, n, x, lp, tgt, -100, smoothing, dloss,
+                                            global ? &glob : NULL, d2);
+        nomul_counts_get(&c2);
+        nomul_counts_enable(0);
+        nomul_pa_chains_scalar = 0;
+        for (int i = 0; i < total; i++)
+            if (memcmp(&d1[i], &d2[i], sizeof d1[i])) {
+                fprintf(stderr, "ce logits backward (%s, %d x %d, smoothing %g, %s%s%s): "
+                        "dlogits[%d] = %a, the two passes %a; NOMUL_TEST_SEED=%llu\n",
+                        kind == 0 ? "float" : kind == 1 ? "pa approx" : "pa exact", rows, n,
+                        (double)smoothing, global ? "global" : "local", twin ? ", twin" : "",
+                        none ? ", all ignored" : "", i, (double)d2[i], (double)d1[i],
+                        (unsigned long long)tu_seed());
+                fail();
+            }
+        assert_memory_equal(&c1, &c2, sizeof c1);
+    }
+    nomul_set_num_threads(threads);
+}
+
 /* The audit counts each operation of a composite once: the PA softmax
  * forward of R×N values is N·R PAMs (by log₂e), paexp2s and PADs, and 2·N·R
  * float additions (the shift and the sum), whatever array kernels run them. */
@@ -1408,6 +1483,7 @@ int main(void)
         cmocka_unit_test(test_pa_exact_backward),
         cmocka_unit_test(test_pa_lse_backward_matches_definition),
         cmocka_unit_test(test_cross_entropy),
+        cmocka_unit_test(test_ce_logits_backward_matches_two_passes),
         cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_batch_norm),
         cmocka_unit_test(test_float_batch_norm_in_place_matches_gathered_row),

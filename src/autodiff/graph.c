@@ -418,13 +418,11 @@ int nomul_backward(nomul_graph *g, nomul_tensor *loss)
     for (int i = g->ntape - 1; i >= 0; i--) {
         node *nd = &g->tape[i];
         double t = g->prof ? now_s() : 0.0;
-        nomul_tensor *logp = nd->op == AD_OP_CROSS_ENTROPY ? nd->p.cross_entropy.logp : NULL;
-        if (grad_ready(g, nd->out) || inputs_ready(g, nd) || grad_ready(g, logp))
+        if (grad_ready(g, nd->out) || inputs_ready(g, nd))
             return -1;
         ad_op_table[nd->op].backward(nd);
         if (nd->out != loss)
             grad_done(g, nd->out);
-        grad_done(g, logp);
         if (g->prof)
             g->prof[nd->op * AD_VARIANTS + variant_of(&nd->cfg)].bwd += now_s() - t;
     }

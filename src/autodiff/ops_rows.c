@@ -250,23 +250,16 @@ nomul_tensor *nomul_batch_norm_relu(nomul_graph *g, const nomul_op_cfg *cfg, nom
 
 /* ---- cross-entropy ------------------------------------------------------------------- */
 
-/* forward: logp = log_softmax(logits); loss = CE(logp, targets) */
+/* forward: logp = log_softmax(logits); loss = CE(logp, targets). Backward:
+ * both passes at once, row by row (logp has no gradient array) */
 void ad_cross_entropy_backward(const node *nd)
 {
     nomul_tensor *logits = nd->in[0], *logp = nd->p.cross_entropy.logp;
     int rows = logits->shape[0], n = logits->shape[1];
-    const nomul_op_cfg *m = &nd->cfg;
-    nomul_zero_floats(logp->grad, logp->n);
-    if (nd->p.cross_entropy.global)
-        nomul_cross_entropy_backward_global(m, rows, n, logp->data, nd->p.cross_entropy.targets,
-                                            nd->p.cross_entropy.ignore_index,
-                                            nd->p.cross_entropy.smoothing, nd->out->grad[0],
-                                            &nd->p.cross_entropy.glob, logp->grad);
-    else
-        nomul_cross_entropy_backward(m, rows, n, logp->data, nd->p.cross_entropy.targets,
-                                     nd->p.cross_entropy.ignore_index,
-                                     nd->p.cross_entropy.smoothing, nd->out->grad[0], logp->grad);
-    nomul_log_softmax_backward(m, rows, n, logits->data, logp->data, logp->grad, logits->grad);
+    nomul_cross_entropy_logits_backward(
+        &nd->cfg, rows, n, logits->data, logp->data, nd->p.cross_entropy.targets,
+        nd->p.cross_entropy.ignore_index, nd->p.cross_entropy.smoothing, nd->out->grad[0],
+        nd->p.cross_entropy.global ? &nd->p.cross_entropy.glob : NULL, logits->grad);
 }
 
 nomul_tensor *nomul_cross_entropy(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *logits,
@@ -281,7 +274,7 @@ nomul_tensor *nomul_cross_entropy(nomul_graph *g, const nomul_op_cfg *cfg, nomul
     }
     int rows = logits->shape[0], n = logits->shape[1], one = 1, count;
     int grad = ad_wants_grad(g, logits, NULL, NULL);
-    nomul_tensor *logp = ad_output(g, 2, logits->shape, grad); /* every row written */
+    nomul_tensor *logp = ad_output(g, 2, logits->shape, 0); /* every row written */
     nomul_tensor *loss = nomul_graph_tensor(g, 1, &one, grad);
     if (!logp || !loss)
         return NULL;
@@ -314,7 +307,7 @@ nomul_tensor *nomul_cross_entropy_global(nomul_graph *g, const nomul_op_cfg *cfg
     }
     int rows = logits->shape[0], n = logits->shape[1], one = 1;
     int grad = ad_wants_grad(g, logits, NULL, NULL);
-    nomul_tensor *logp = ad_output(g, 2, logits->shape, grad); /* every row written */
+    nomul_tensor *logp = ad_output(g, 2, logits->shape, 0); /* every row written */
     nomul_tensor *loss = nomul_graph_tensor(g, 1, &one, grad);
     nomul_tensor *per_row = nomul_graph_tensor(g, 1, &rows, 0); /* the used rows' losses */
     if (!logp || !loss || !per_row)

@@ -527,6 +527,26 @@ void nomul_cross_entropy_backward_global(const nomul_op_cfg *cfg, int rows, int 
                                            glob->used, dlogp);
 }
 
+void nomul_cross_entropy_logits_backward(const nomul_op_cfg *cfg, int rows, int n,
+                                         const float *logits, const float *logp,
+                                         const int *target, int ignore_index, float smoothing,
+                                         float dloss, const nomul_ce_global *glob, float *dlogits)
+{
+    int used = 0; /* as nomul_cross_entropy_backward: rows out of range are skipped */
+    if (glob)
+        used = glob->used;
+    else
+        for (int i = 0; i < rows; i++)
+            if (target[i] != ignore_index && target[i] >= 0 && target[i] < n)
+                used++;
+    if (nomul_op_is_pa(cfg))
+        nomul_ce_lsm_backward_pa(cfg, rows, n, logits, logp, target, ignore_index, smoothing,
+                                 dloss, used, glob ? &glob->total : NULL, dlogits);
+    else
+        nomul_ce_lsm_backward_float(rows, n, logp, target, ignore_index, smoothing, dloss, used,
+                                    dlogits);
+}
+
 /* ---- GELU ---------------------------------------------------------------------------- */
 
 void nomul_gelu_forward(const nomul_op_cfg *cfg, long n, const float *x, float *y)

@@ -148,33 +148,37 @@ void nomul_lse_forward_float(int rows, int n, const float *x, float *y, float *l
     }
 }
 
+/* One row of log_softmax's backward: dr += gr − exp(yr) · Σgr */
+static void lsm_backward_row(int n, const float *yr, const float *gr, float *dr)
+{
+    float gsum = lane_sum(n, gr); /* as layer norm's sums */
+    if (nomul_float_math_scalar) {
+        for (int j = 0; j < n; j++) /* dx = dy − softmax(x) Σdy */
+            dr[j] += gr[j] - expf(yr[j]) * gsum;
+        return;
+    }
+    const __m128 vg = _mm_set1_ps(gsum);
+    int j = 0;
+    for (; j + 4 <= n; j += 4) { /* the same, four at a time */
+        __m128 e = _ZGVbN4v_expf(_mm_loadu_ps(yr + j));
+        __m128 d = _mm_sub_ps(_mm_loadu_ps(gr + j), _mm_mul_ps(e, vg));
+        _mm_storeu_ps(dr + j, _mm_add_ps(_mm_loadu_ps(dr + j), d));
+    }
+    if (j < n) {
+        __m128 e = _ZGVbN4v_expf(load4(yr + j, n - j));
+        __m128 d = _mm_sub_ps(load4(gr + j, n - j), _mm_mul_ps(e, vg));
+        store4(dr + j, n - j, _mm_add_ps(load4(dr + j, n - j), d));
+    }
+}
+
 void nomul_log_softmax_backward_float(int rows, int n, const float *y, const float *dy,
                                       float *dx)
 {
     long t0 = (long)rows * n; /* the audit */
     NOMUL_COUNT(FTRANS, t0); NOMUL_COUNT(FMUL, t0); NOMUL_COUNT(FADD, 3 * t0);
 #pragma omp parallel for schedule(static) num_threads(nomul_fn_threads(t0))
-    for (int i = 0; i < rows; i++) {
-        const float *yr = y + (long)i * n, *gr = dy + (long)i * n;
-        float *dr = dx + (long)i * n, gsum = lane_sum(n, gr); /* as layer norm's sums */
-        if (nomul_float_math_scalar) {
-            for (int j = 0; j < n; j++) /* dx = dy − softmax(x) Σdy */
-                dr[j] += gr[j] - expf(yr[j]) * gsum;
-            continue;
-        }
-        const __m128 vg = _mm_set1_ps(gsum);
-        int j = 0;
-        for (; j + 4 <= n; j += 4) { /* the same, four at a time */
-            __m128 e = _ZGVbN4v_expf(_mm_loadu_ps(yr + j));
-            __m128 d = _mm_sub_ps(_mm_loadu_ps(gr + j), _mm_mul_ps(e, vg));
-            _mm_storeu_ps(dr + j, _mm_add_ps(_mm_loadu_ps(dr + j), d));
-        }
-        if (j < n) {
-            __m128 e = _ZGVbN4v_expf(load4(yr + j, n - j));
-            __m128 d = _mm_sub_ps(load4(gr + j, n - j), _mm_mul_ps(e, vg));
-            store4(dr + j, n - j, _mm_add_ps(load4(dr + j, n - j), d));
-        }
-    }
+    for (int i = 0; i < rows; i++)
+        lsm_backward_row(n, y + (long)i * n, dy + (long)i * n, dx + (long)i * n);
 }
 
 void nomul_logsumexp_backward_float(int rows, int n, const float *x, const float *dlse, float *dx)
@@ -399,6 +403,16 @@ int nomul_cross_entropy_rows_float(int rows, int n, const float *logp, const int
     return used;
 }
 
+/* One row's gradient (target t) added into dr, g = ∂loss/∂(Σ row losses) */
+static void ce_row_grad(int n, int t, float smoothing, float g, float *dr)
+{
+    float dnll = (1.0f - smoothing) * g, dsmooth = smoothing * g / (float)n;
+    /* nll = −logp[t], smooth = −Σ logp */
+    dr[t] -= dnll;
+    for (int c = 0; c < n; c++)
+        dr[c] -= dsmooth;
+}
+
 void nomul_cross_entropy_backward_float(int rows, int n, const int *target, int ignore_index,
                                         float smoothing, float dloss, int used, float *dlogp)
 {
@@ -406,19 +420,46 @@ void nomul_cross_entropy_backward_float(int rows, int n, const int *target, int 
     NOMUL_COUNT(FMUL, 3L * rows); NOMUL_COUNT(FDIV, rows + 1L); NOMUL_COUNT(FADD, t0 + rows);
     if (used == 0)
         return;
-    float nf = (float)n, g = dloss / (float)used;
+    float g = dloss / (float)used;
 #pragma omp parallel for schedule(static) num_threads(nomul_fn_threads(t0))
     for (int i = 0; i < rows; i++) {
         int t = target[i];
-        if (t == ignore_index || t < 0 || t >= n)
-            continue;
-        float *dr = dlogp + (long)i * n;
-        float dnll = (1.0f - smoothing) * g, dsmooth = smoothing * g / nf;
-        /* nll = −logp[t], smooth = −Σ logp */
-        dr[t] -= dnll;
-        for (int c = 0; c < n; c++)
-            dr[c] -= dsmooth;
+        if (t != ignore_index && t >= 0 && t < n)
+            ce_row_grad(n, t, smoothing, g, dlogp + (long)i * n);
     }
+}
+
+void nomul_ce_lsm_backward_float(int rows, int n, const float *logp, const int *target,
+                                 int ignore_index, float smoothing, float dloss, int used,
+                                 float *dx)
+{
+    long t0 = (long)rows * n; /* the audit: the two passes' */
+    NOMUL_COUNT(FMUL, 3L * rows); NOMUL_COUNT(FDIV, rows + 1L); NOMUL_COUNT(FADD, t0 + rows);
+    NOMUL_COUNT(FTRANS, t0); NOMUL_COUNT(FMUL, t0); NOMUL_COUNT(FADD, 3 * t0);
+    float g = used > 0 ? dloss / (float)used : 0.0f;
+    int failed = 0;
+#pragma omp parallel num_threads(nomul_fn_threads(t0))
+    {
+        float *dr = nomul_scratch(NOMUL_SCRATCH_ROW, (size_t)n);
+        if (!dr) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int i = 0; i < rows; i++) {
+            if (!dr)
+                continue;
+            /* the row's dlogp, as the cross-entropy pass leaves it in a
+             * zeroed gradient, then log_softmax's backward of it */
+            memset(dr, 0, (size_t)n * sizeof *dr);
+            int t = target[i];
+            if (used > 0 && t != ignore_index && t >= 0 && t < n)
+                ce_row_grad(n, t, smoothing, g, dr);
+            lsm_backward_row(n, logp + (long)i * n, dr, dx + (long)i * n);
+        }
+    }
+    if (failed)
+        nomul_report(NOMUL_ENOMEM, "cross-entropy backward: out of memory for a row of %d", n);
 }
 
 /* ---- GELU: x Φ(x) ------------------------------------------------------------------ */

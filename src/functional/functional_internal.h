@@ -91,6 +91,13 @@ float nomul_cross_entropy_forward_float(int rows, int n, const float *logp, cons
                                         int ignore_index, float smoothing, int used);
 void nomul_cross_entropy_backward_float(int rows, int n, const int *target, int ignore_index,
                                         float smoothing, float dloss, int used, float *dlogp);
+/* Both backward passes at once, row by row (nomul_cross_entropy_logits_backward):
+ * dx += log_softmax's backward of the cross-entropy's dlogp, each row's dlogp
+ * made in a row buffer as the cross-entropy pass writes it into zeros (the
+ * same bits as the two passes) */
+void nomul_ce_lsm_backward_float(int rows, int n, const float *logp, const int *target,
+                                 int ignore_index, float smoothing, float dloss, int used,
+                                 float *dx);
 /* the used rows' losses, in order (nomul_cross_entropy_row_losses) */
 int nomul_cross_entropy_rows_float(int rows, int n, const float *logp, const int *target,
                                    int ignore_index, float smoothing, float *loss);
@@ -172,6 +179,13 @@ void nomul_cross_entropy_backward_pa_total(const nomul_op_cfg *cfg, int rows, in
                                            const float *logp, const int *target,
                                            int ignore_index, float smoothing, float dloss,
                                            int used, const float *total, float *dlogp);
+/* Both backward passes at once (nomul_cross_entropy_logits_backward): dx +=
+ * log_softmax's backward of the cross-entropy's dlogp, made a group of rows
+ * at a time in a row buffer (the same bits as the two passes) */
+void nomul_ce_lsm_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *logits,
+                              const float *logp, const int *target, int ignore_index,
+                              float smoothing, float dloss, int used, const float *total_in,
+                              float *dx);
 int nomul_cross_entropy_rows_pa(const nomul_op_cfg *cfg, int rows, int n, const float *logp,
                                 const int *target, int ignore_index, float smoothing,
                                 float *loss);

@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <omp.h>
@@ -246,16 +247,17 @@ static void row_sums(int k, int n, const float *a, long stride, int neg, float *
 /* Scratch rows of a group: u, e and w (a backward's terms), and z (a
  * per-row scalar spread over its row), rows_group(n) rows of n each. */
 typedef struct {
-    float *u, *e, *w, *z;
+    float *u, *e, *w, *z, *d; /* d: a group's rows of dy where they are made (rows_job) */
 } row_tmp;
 
 static int tmp_alloc(row_tmp *t, int n)
 {
     const size_t G = (size_t)rows_group(n) * n;
-    t->u = nomul_scratch(NOMUL_SCRATCH_ROW, 4 * G);
+    t->u = nomul_scratch(NOMUL_SCRATCH_ROW, 5 * G);
     t->e = t->u ? t->u + G : NULL;
     t->w = t->u ? t->u + 2 * G : NULL;
     t->z = t->u ? t->u + 3 * G : NULL;
+    t->d = t->u ? t->u + 4 * G : NULL;
     return t->u != NULL;
 }
 
@@ -323,6 +325,11 @@ typedef struct {
     float *out, *lse;
     float *keep;       /* softmax's forward: e | Σe | s written, or NULL */
     const float *kept; /* its exact backward: those read, or NULL */
+    /* log_softmax's backward: dy's rows i0..i0+k−1 made by make_dy(dy_ctx)
+     * into a row buffer (k × n) instead of read from dy (the cross-entropy's
+     * gradient, fused: nomul_ce_lsm_backward_pa) */
+    void (*make_dy)(const void *dy_ctx, int i0, int k, float *dy);
+    const void *dy_ctx;
 } rows_job;
 typedef void (*rows_body)(const rows_job *j, int i0, int k, row_tmp *t);
 
@@ -534,8 +541,11 @@ static void lse_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
     const float off = offset_of(j->cfg);
     const int n = j->n, lsm = j->dlse == NULL;
     float g[ROWS_MAX], s[ROWS_MAX], sum[ROWS_MAX];
+    const float *dy = lsm && j->make_dy ? t->d : lsm ? j->dy + (long)i0 * n : NULL;
+    if (lsm && j->make_dy)
+        j->make_dy(j->dy_ctx, i0, k, t->d);
     if (lsm)
-        row_sums(k, n, j->dy + (long)i0 * n, n, 0, g);
+        row_sums(k, n, dy, n, 0, g);
     else
         for (int r = 0; r < k; r++)
             g[r] = j->dlse[i0 + r];
@@ -563,7 +573,7 @@ static void lse_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
                 dr[c] += w[c];
             continue;
         }
-        const float *gr = j->dy + (long)(i0 + r) * n;
+        const float *gr = dy + (long)r * n;
         if (approx) /* dx = dy − softmax(x) Σdy */
             for (int c = 0; c < n; c++)
                 dr[c] += gr[c] - w[c];
@@ -573,10 +583,10 @@ static void lse_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
     }
 }
 
-void nomul_log_softmax_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x,
-                                   const float *dy, float *dx)
+/* the audit of log_softmax's backward */
+static void count_lsm_backward(const nomul_op_cfg *cfg, int rows, int n)
 {
-    long t0 = (long)rows * n; /* the audit */
+    long t0 = (long)rows * n;
     if (cfg->approx_bwd) {
         NOMUL_COUNT(PAM, 2 * t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PAD, t0);
         NOMUL_COUNT(FADD, 5 * t0);
@@ -584,6 +594,12 @@ void nomul_log_softmax_backward_pa(const nomul_op_cfg *cfg, int rows, int n, con
         NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PALOG2, rows);
         NOMUL_COUNT(SHIFT, 2 * t0 + 2 * rows); NOMUL_COUNT(FADD, 4 * t0);
     }
+}
+
+void nomul_log_softmax_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x,
+                                   const float *dy, float *dx)
+{
+    count_lsm_backward(cfg, rows, n);
     rows_run(&(rows_job){.cfg = cfg, .rows = rows, .n = n, .x = x, .dy = dy, .out = dx},
              lse_backward_body);
 }
@@ -1636,6 +1652,41 @@ static void ce_backward_rows_scalar(float off, int approx, int rows, int n, cons
     }
 }
 
+/* the audit of the cross-entropy's backward */
+static void count_ce_backward(const nomul_op_cfg *cfg, int rows, int n)
+{
+    long t0 = (long)rows * n;
+    if (cfg->approx_bwd) {
+        NOMUL_COUNT(PAM, 2L * rows); NOMUL_COUNT(PAD, rows + 1L); NOMUL_COUNT(FADD, t0 + rows);
+    } else {
+        NOMUL_COUNT(PAM, 2L * rows); NOMUL_COUNT(PAD, rows + 1L); NOMUL_COUNT(SHIFT, 3L * rows + 1);
+        NOMUL_COUNT(FADD, 2 * t0 + rows);
+    }
+}
+
+/* j's g, ∂loss/∂(Σ row losses) (used > 0), the exact derivative's from the
+ * rows' parts (computed here, kept in j when fast) and their total (or the
+ * global one, total_in) */
+static float ce_grad_scale(ce_job *j, int fast, const nomul_op_cfg *cfg, int rows, int n,
+                           const float *logp, const int *target, int ignore_index,
+                           float smoothing, float dloss, int used, const float *total_in)
+{
+    const float off = offset_of(cfg);
+    float total = 0.0f, nll, msm, smooth, g, unused;
+    if (cfg->approx_bwd)
+        return pad(dloss, (float)used);
+    /* loss = PAD(Σ loss_i, used) */
+    if (fast)
+        ce_run(j, rows, ce_parts_range);
+    for (int i = 0; !total_in && i < rows; i++)
+        if (target[i] != ignore_index && target[i] >= 0 && target[i] < n)
+            total += fast ? j->loss[i]
+                          : ce_row(off, n, logp + (long)i * n, target[i], smoothing, &nll, &msm,
+                                   &smooth);
+    div_grads(total_in ? *total_in : total, (float)used, dloss, &g, &unused);
+    return g;
+}
+
 void nomul_cross_entropy_backward_pa_total(const nomul_op_cfg *cfg, int rows, int n,
                                            const float *logp, const int *target,
                                            int ignore_index, float smoothing, float dloss,
@@ -1643,31 +1694,14 @@ void nomul_cross_entropy_backward_pa_total(const nomul_op_cfg *cfg, int rows, in
 {
     const float off = offset_of(cfg);
     const int approx = cfg->approx_bwd;
-    long t0 = (long)rows * n; /* the audit */
-    if (approx) {
-        NOMUL_COUNT(PAM, 2L * rows); NOMUL_COUNT(PAD, rows + 1L); NOMUL_COUNT(FADD, t0 + rows);
-    } else {
-        NOMUL_COUNT(PAM, 2L * rows); NOMUL_COUNT(PAD, rows + 1L); NOMUL_COUNT(SHIFT, 3L * rows + 1);
-        NOMUL_COUNT(FADD, 2 * t0 + rows);
-    }
+    count_ce_backward(cfg, rows, n);
     if (used == 0)
         return;
     ce_job j;
     /* the exact derivative needs each row's parts: computed once, kept */
     int fast = ce_job_init(&j, cfg, rows, n, logp, target, ignore_index, smoothing, !approx);
-    float total = 0.0f, nll, msm, smooth, g, unused;
-    if (approx) {
-        g = pad(dloss, (float)used);
-    } else { /* loss = PAD(Σ loss_i, used) */
-        if (fast)
-            ce_run(&j, rows, ce_parts_range);
-        for (int i = 0; !total_in && i < rows; i++)
-            if (target[i] != ignore_index && target[i] >= 0 && target[i] < n)
-                total += fast ? j.loss[i]
-                              : ce_row(off, n, logp + (long)i * n, target[i], smoothing, &nll,
-                                       &msm, &smooth);
-        div_grads(total_in ? *total_in : total, (float)used, dloss, &g, &unused);
-    }
+    float g = ce_grad_scale(&j, fast, cfg, rows, n, logp, target, ignore_index, smoothing, dloss,
+                            used, total_in);
     if (!fast) {
         ce_backward_rows_scalar(off, approx, rows, n, logp, target, ignore_index, smoothing, g,
                                 dlogp);
@@ -1676,6 +1710,57 @@ void nomul_cross_entropy_backward_pa_total(const nomul_op_cfg *cfg, int rows, in
     j.g = g;
     j.dlogp = dlogp;
     ce_run(&j, rows, ce_grad_range);
+}
+
+/* rows_job's make_dy for the fused backward: rows i0..i0+k−1 of dlogp as
+ * the gradient pass leaves them in a zeroed gradient (ce_grad_range) */
+static void ce_dy_rows(const void *ctx, int i0, int k, float *dy)
+{
+    const ce_job *j = ctx;
+    memset(dy, 0, (size_t)k * j->n * sizeof *dy);
+    if (!j->dlogp) /* no row is used: dlogp stays zero */
+        return;
+    for (int r = 0; r < k; r++) { /* as ce_grad_range */
+        int i = i0 + r;
+        if (!ce_skip(j, i))
+            ce_row_grad(j->off, j->approx, j->n, j->target[i], j->eps, j->g,
+                        j->nll ? j->nll[i] : 0.0f, j->nll ? j->msm[i] : 0.0f,
+                        j->nll ? j->smooth[i] : 0.0f, dy + (long)r * j->n);
+    }
+}
+
+void nomul_ce_lsm_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *logits,
+                              const float *logp, const int *target, int ignore_index,
+                              float smoothing, float dloss, int used, const float *total_in,
+                              float *dx)
+{
+    ce_job j;
+    int fast = ce_job_init(&j, cfg, rows, n, logp, target, ignore_index, smoothing,
+                           !cfg->approx_bwd);
+    float *dlogp = NULL;
+    if (!fast) { /* the twin, or out of scratch memory: the two passes through a buffer */
+        dlogp = calloc((size_t)rows * n, sizeof *dlogp);
+        if (!dlogp) {
+            nomul_report(NOMUL_ENOMEM, "cross-entropy backward: out of memory for %d x %d "
+                         "gradients", rows, n);
+            return;
+        }
+        nomul_cross_entropy_backward_pa_total(cfg, rows, n, logp, target, ignore_index,
+                                              smoothing, dloss, used, total_in, dlogp);
+        nomul_log_softmax_backward_pa(cfg, rows, n, logits, dlogp, dx);
+        free(dlogp);
+        return;
+    }
+    count_ce_backward(cfg, rows, n);
+    count_lsm_backward(cfg, rows, n);
+    if (used > 0) {
+        j.g = ce_grad_scale(&j, fast, cfg, rows, n, logp, target, ignore_index, smoothing, dloss,
+                            used, total_in);
+        j.dlogp = dx; /* marks the rows as used (ce_dy_rows writes its own buffer) */
+    }
+    rows_run(&(rows_job){.cfg = cfg, .rows = rows, .n = n, .x = logits, .out = dx,
+                         .make_dy = ce_dy_rows, .dy_ctx = &j},
+             lse_backward_body);
 }
 
 /* ---- GELU: x σ(1.702 x) ------------------------------------------------------------- */
