@@ -1255,7 +1255,8 @@ static void test_first_writer_stores(void **state)
     /* every op that may store is checked here: a new `stores` bit needs a case */
     for (int op = 0; op < AD_OP_COUNT; op++)
         if (ad_op_table[op].stores)
-            assert_true(op == AD_OP_CONV2D || op == AD_OP_ADD || op == AD_OP_SUB);
+            assert_true(op == AD_OP_CONV2D || op == AD_OP_ADD || op == AD_OP_SUB ||
+                        op == AD_OP_CROSS_ENTROPY);
     static const nomul_conv2d_desc descs[] = {
         /* n, c_in, h, w, c_out, kh, kw, stride, pad, dil, groups */
         {3, 8, 9, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* implicit */
@@ -1324,6 +1325,26 @@ static void test_first_writer_stores(void **state)
         free(gy);
         nomul_tensor_free(a);
         nomul_tensor_free(b);
+    }
+    for (int rep = 0; rep < 6; rep++) { /* cross-entropy: float, PA approximate and exact */
+        int sh[2] = {rep < 3 ? 9 : 33, rep < 3 ? 13 : 300}, tg[33];
+        const nomul_op_cfg *cfg = &cfgs[rep % 3];
+        nomul_tensor *x = nomul_tensor_alloc(2, sh, 1);
+        for (long i = 0; i < x->n; i++)
+            x->data[i] = tu_normal(&r, -4, 3, 1);
+        for (int i = 0; i < sh[0]; i++)
+            tg[i] = i % 4 == 2 ? -1 : (int)(tu_u32(&r) % (unsigned)sh[1]);
+        nomul_graph_reset(g);
+        nomul_tensor *l = nomul_cross_entropy(g, cfg, x, tg, -1, rep & 1 ? 0.1f : 0.0f);
+        assert_non_null(l);
+        float gl = 0.75f;
+        l->grad = &gl;
+        nomul_tensor *ins[1] = {x};
+        char what[48];
+        snprintf(what, sizeof what, "cross_entropy cfg %d", rep % 3);
+        store_twice(&g->tape[0], ins, 1, what);
+        l->grad = NULL;
+        nomul_tensor_free(x);
     }
     nomul_graph_free(g);
 }

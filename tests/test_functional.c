@@ -1305,7 +1305,8 @@ static void test_pa_rows_match_scalar_twin(void **state)
  * (nomul_cross_entropy_logits_backward) against its two passes, the
  * cross-entropy's backward into a zeroed dlogp, then log_softmax's backward
  * (the plain twin): bit for bit, added to a dlogits that already holds
- * values, with the same audit counts, for float, PA approximate and exact
+ * values or stored into one of NaNs (against adding into zeros), with the
+ * same audit counts, for float, PA approximate and exact
  * (with an offset), smoothing or not, ignored rows, the data-parallel form,
  * every row ignored, the PA twin's chains, on widths around the row groups
  * and rows split among threads. */
@@ -1327,6 +1328,7 @@ static void test_ce_logits_backward_matches_two_passes(void **state)
                           kind == 3 ? 1.0552f : 1.0f};
         float smoothing = rep % 4 ? 0.1f : 0.0f, dloss = rep % 5 ? 1.0f : 0.625f;
         int global = rep / 24, twin = kind && rep % 7 == 3, none = rep % 11 == 5;
+        int store = rep % 3 == 1; /* into a fresh gradient: its NaNs overwritten */
         int total = rows * n;
         fill(&r, x, total, -6, 6);
         nomul_log_softmax_forward(&m, rows, n, x, lp);
@@ -1334,6 +1336,9 @@ static void test_ce_logits_backward_matches_two_passes(void **state)
             tgt[i] = none || i % 5 == 3 ? -100 : (int)(tu_next(&r) % (unsigned)n);
         fill(&r, d1, total, -3, 0);
         memcpy(d2, d1, (size_t)total * sizeof *d2);
+        if (store)
+            for (int i = 0; i < total; i++)
+                d1[i] = 0.0f, d2[i] = tu_float(0x7fc0beefu);
         nomul_ce_global glob = {0.0f, 0};
         if (global) { /* this process's rows as part of a larger batch */
             float rl[ROWS];
@@ -1357,17 +1362,18 @@ static void test_ce_logits_backward_matches_two_passes(void **state)
         nomul_counts_get(&c1);
         nomul_counts_reset();
         nomul_cross_entropy_logits_backward(&m, rows, n, x, lp, tgt, -100, smoothing, dloss,
-                                            global ? &glob : NULL, d2);
+                                            global ? &glob : NULL, !store, d2);
         nomul_counts_get(&c2);
         nomul_counts_enable(0);
         nomul_pa_chains_scalar = 0;
         for (int i = 0; i < total; i++)
             if (memcmp(&d1[i], &d2[i], sizeof d1[i])) {
-                fprintf(stderr, "ce logits backward (%s, %d x %d, smoothing %g, %s%s%s): "
+                fprintf(stderr, "ce logits backward (%s, %d x %d, smoothing %g, %s%s%s%s): "
                         "dlogits[%d] = %a, the two passes %a; NOMUL_TEST_SEED=%llu\n",
                         kind == 0 ? "float" : kind == 1 ? "pa approx" : "pa exact", rows, n,
                         (double)smoothing, global ? "global" : "local", twin ? ", twin" : "",
-                        none ? ", all ignored" : "", i, (double)d2[i], (double)d1[i],
+                        none ? ", all ignored" : "", store ? ", stored" : "", i,
+                        (double)d2[i], (double)d1[i],
                         (unsigned long long)tu_seed());
                 fail();
             }

@@ -168,17 +168,19 @@ void nomul_cross_entropy_backward_global(const nomul_op_cfg *cfg, int rows, int 
                                          float smoothing, float dloss,
                                          const nomul_ce_global *glob, float *dlogp);
 /* The loss's gradient with respect to the logits (logp = their log_softmax)
- * in one pass over the rows: dlogits += the backward of log_softmax applied
- * to the cross-entropy's dlogp, each row's dlogp made in a row buffer, never
- * stored whole. The same bits as nomul_cross_entropy_backward (or _global,
- * with glob not NULL) into a zeroed dlogp followed by
- * nomul_log_softmax_backward(logits, logp, dlogp), and the same audit counts;
- * a (rows × n) array and two passes over memory fewer. */
+ * in one pass over the rows: dlogits += (accumulate 1) or = (0: every
+ * element written, +0 + the value, the bits of adding into zeros) the
+ * backward of log_softmax applied to the cross-entropy's dlogp, each row's
+ * dlogp made in a row buffer, never stored whole. The same bits as
+ * nomul_cross_entropy_backward (or _global, with glob not NULL) into a
+ * zeroed dlogp followed by nomul_log_softmax_backward(logits, logp, dlogp),
+ * and the same audit counts; a (rows × n) array and two passes over memory
+ * fewer. */
 void nomul_cross_entropy_logits_backward(const nomul_op_cfg *cfg, int rows, int n,
                                          const float *logits, const float *logp,
                                          const int *target, int ignore_index, float smoothing,
                                          float dloss, const nomul_ce_global *glob,
-                                         float *dlogits);
+                                         int accumulate, float *dlogits);
 
 /* GELU over n values. Float: x Φ(x) with the error function (PyTorch's
  * default). PA: nomul's form, x σ(1.702 x) with σ(z) = PAD(1, 1 + pa_exp(−z))

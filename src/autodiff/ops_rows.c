@@ -251,7 +251,8 @@ nomul_tensor *nomul_batch_norm_relu(nomul_graph *g, const nomul_op_cfg *cfg, nom
 /* ---- cross-entropy ------------------------------------------------------------------- */
 
 /* forward: logp = log_softmax(logits); loss = CE(logp, targets). Backward:
- * both passes at once, row by row (logp has no gradient array) */
+ * both passes at once, row by row (logp has no gradient array), storing
+ * into a fresh logits gradient (first writer: ad_op_def.stores) */
 void ad_cross_entropy_backward(const node *nd)
 {
     nomul_tensor *logits = nd->in[0], *logp = nd->p.cross_entropy.logp;
@@ -259,7 +260,8 @@ void ad_cross_entropy_backward(const node *nd)
     nomul_cross_entropy_logits_backward(
         &nd->cfg, rows, n, logits->data, logp->data, nd->p.cross_entropy.targets,
         nd->p.cross_entropy.ignore_index, nd->p.cross_entropy.smoothing, nd->out->grad[0],
-        nd->p.cross_entropy.global ? &nd->p.cross_entropy.glob : NULL, logits->grad);
+        nd->p.cross_entropy.global ? &nd->p.cross_entropy.glob : NULL, !nd->store[0],
+        logits->grad);
 }
 
 nomul_tensor *nomul_cross_entropy(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *logits,

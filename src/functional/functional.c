@@ -530,7 +530,8 @@ void nomul_cross_entropy_backward_global(const nomul_op_cfg *cfg, int rows, int 
 void nomul_cross_entropy_logits_backward(const nomul_op_cfg *cfg, int rows, int n,
                                          const float *logits, const float *logp,
                                          const int *target, int ignore_index, float smoothing,
-                                         float dloss, const nomul_ce_global *glob, float *dlogits)
+                                         float dloss, const nomul_ce_global *glob,
+                                         int accumulate, float *dlogits)
 {
     int used = 0; /* as nomul_cross_entropy_backward: rows out of range are skipped */
     if (glob)
@@ -541,10 +542,10 @@ void nomul_cross_entropy_logits_backward(const nomul_op_cfg *cfg, int rows, int 
                 used++;
     if (nomul_op_is_pa(cfg))
         nomul_ce_lsm_backward_pa(cfg, rows, n, logits, logp, target, ignore_index, smoothing,
-                                 dloss, used, glob ? &glob->total : NULL, dlogits);
+                                 dloss, used, glob ? &glob->total : NULL, !accumulate, dlogits);
     else
         nomul_ce_lsm_backward_float(rows, n, logp, target, ignore_index, smoothing, dloss, used,
-                                    dlogits);
+                                    !accumulate, dlogits);
 }
 
 /* ---- GELU ---------------------------------------------------------------------------- */

@@ -148,13 +148,14 @@ void nomul_lse_forward_float(int rows, int n, const float *x, float *y, float *l
     }
 }
 
-/* One row of log_softmax's backward: dr += gr − exp(yr) · Σgr */
-static void lsm_backward_row(int n, const float *yr, const float *gr, float *dr)
+/* One row of log_softmax's backward: dr += gr − exp(yr) · Σgr (store: dr =
+ * +0 + the same, the bits of adding into zeros) */
+static void lsm_backward_row(int n, const float *yr, const float *gr, float *dr, int store)
 {
     float gsum = lane_sum(n, gr); /* as layer norm's sums */
     if (nomul_float_math_scalar) {
         for (int j = 0; j < n; j++) /* dx = dy − softmax(x) Σdy */
-            dr[j] += gr[j] - expf(yr[j]) * gsum;
+            dr[j] = (store ? 0.0f : dr[j]) + (gr[j] - expf(yr[j]) * gsum);
         return;
     }
     const __m128 vg = _mm_set1_ps(gsum);
@@ -162,12 +163,13 @@ static void lsm_backward_row(int n, const float *yr, const float *gr, float *dr)
     for (; j + 4 <= n; j += 4) { /* the same, four at a time */
         __m128 e = _ZGVbN4v_expf(_mm_loadu_ps(yr + j));
         __m128 d = _mm_sub_ps(_mm_loadu_ps(gr + j), _mm_mul_ps(e, vg));
-        _mm_storeu_ps(dr + j, _mm_add_ps(_mm_loadu_ps(dr + j), d));
+        _mm_storeu_ps(dr + j, _mm_add_ps(store ? _mm_setzero_ps() : _mm_loadu_ps(dr + j), d));
     }
     if (j < n) {
         __m128 e = _ZGVbN4v_expf(load4(yr + j, n - j));
         __m128 d = _mm_sub_ps(load4(gr + j, n - j), _mm_mul_ps(e, vg));
-        store4(dr + j, n - j, _mm_add_ps(load4(dr + j, n - j), d));
+        store4(dr + j, n - j,
+               _mm_add_ps(store ? _mm_setzero_ps() : load4(dr + j, n - j), d));
     }
 }
 
@@ -178,7 +180,7 @@ void nomul_log_softmax_backward_float(int rows, int n, const float *y, const flo
     NOMUL_COUNT(FTRANS, t0); NOMUL_COUNT(FMUL, t0); NOMUL_COUNT(FADD, 3 * t0);
 #pragma omp parallel for schedule(static) num_threads(nomul_fn_threads(t0))
     for (int i = 0; i < rows; i++)
-        lsm_backward_row(n, y + (long)i * n, dy + (long)i * n, dx + (long)i * n);
+        lsm_backward_row(n, y + (long)i * n, dy + (long)i * n, dx + (long)i * n, 0);
 }
 
 void nomul_logsumexp_backward_float(int rows, int n, const float *x, const float *dlse, float *dx)
@@ -431,7 +433,7 @@ void nomul_cross_entropy_backward_float(int rows, int n, const int *target, int 
 
 void nomul_ce_lsm_backward_float(int rows, int n, const float *logp, const int *target,
                                  int ignore_index, float smoothing, float dloss, int used,
-                                 float *dx)
+                                 int store, float *dx)
 {
     long t0 = (long)rows * n; /* the audit: the two passes' */
     NOMUL_COUNT(FMUL, 3L * rows); NOMUL_COUNT(FDIV, rows + 1L); NOMUL_COUNT(FADD, t0 + rows);
@@ -455,7 +457,7 @@ void nomul_ce_lsm_backward_float(int rows, int n, const float *logp, const int *
             int t = target[i];
             if (used > 0 && t != ignore_index && t >= 0 && t < n)
                 ce_row_grad(n, t, smoothing, g, dr);
-            lsm_backward_row(n, logp + (long)i * n, dr, dx + (long)i * n);
+            lsm_backward_row(n, logp + (long)i * n, dr, dx + (long)i * n, store);
         }
     }
     if (failed)

@@ -92,12 +92,12 @@ float nomul_cross_entropy_forward_float(int rows, int n, const float *logp, cons
 void nomul_cross_entropy_backward_float(int rows, int n, const int *target, int ignore_index,
                                         float smoothing, float dloss, int used, float *dlogp);
 /* Both backward passes at once, row by row (nomul_cross_entropy_logits_backward):
- * dx += log_softmax's backward of the cross-entropy's dlogp, each row's dlogp
- * made in a row buffer as the cross-entropy pass writes it into zeros (the
- * same bits as the two passes) */
+ * dx += log_softmax's backward of the cross-entropy's dlogp (store: dx = +0 +
+ * it), each row's dlogp made in a row buffer as the cross-entropy pass writes
+ * it into zeros (the same bits as the two passes) */
 void nomul_ce_lsm_backward_float(int rows, int n, const float *logp, const int *target,
                                  int ignore_index, float smoothing, float dloss, int used,
-                                 float *dx);
+                                 int store, float *dx);
 /* the used rows' losses, in order (nomul_cross_entropy_row_losses) */
 int nomul_cross_entropy_rows_float(int rows, int n, const float *logp, const int *target,
                                    int ignore_index, float smoothing, float *loss);
@@ -185,7 +185,7 @@ void nomul_cross_entropy_backward_pa_total(const nomul_op_cfg *cfg, int rows, in
 void nomul_ce_lsm_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *logits,
                               const float *logp, const int *target, int ignore_index,
                               float smoothing, float dloss, int used, const float *total_in,
-                              float *dx);
+                              int store, float *dx);
 int nomul_cross_entropy_rows_pa(const nomul_op_cfg *cfg, int rows, int n, const float *logp,
                                 const int *target, int ignore_index, float smoothing,
                                 float *loss);

@@ -330,6 +330,7 @@ typedef struct {
      * gradient, fused: nomul_ce_lsm_backward_pa) */
     void (*make_dy)(const void *dy_ctx, int i0, int k, float *dy);
     const void *dy_ctx;
+    int store; /* log_softmax's backward: out = +0 + its term, not out += it */
 } rows_job;
 typedef void (*rows_body)(const rows_job *j, int i0, int k, row_tmp *t);
 
@@ -574,6 +575,9 @@ static void lse_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
             continue;
         }
         const float *gr = dy + (long)r * n;
+        if (j->store) /* into a fresh gradient: the bits of adding into zeros */
+            for (int c = 0; c < n; c++)
+                dr[c] = 0.0f;
         if (approx) /* dx = dy − softmax(x) Σdy */
             for (int c = 0; c < n; c++)
                 dr[c] += gr[c] - w[c];
@@ -1732,7 +1736,7 @@ static void ce_dy_rows(const void *ctx, int i0, int k, float *dy)
 void nomul_ce_lsm_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *logits,
                               const float *logp, const int *target, int ignore_index,
                               float smoothing, float dloss, int used, const float *total_in,
-                              float *dx)
+                              int store, float *dx)
 {
     ce_job j;
     int fast = ce_job_init(&j, cfg, rows, n, logp, target, ignore_index, smoothing,
@@ -1747,6 +1751,8 @@ void nomul_ce_lsm_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const fl
         }
         nomul_cross_entropy_backward_pa_total(cfg, rows, n, logp, target, ignore_index,
                                               smoothing, dloss, used, total_in, dlogp);
+        if (store)
+            memset(dx, 0, (size_t)rows * n * sizeof *dx);
         nomul_log_softmax_backward_pa(cfg, rows, n, logits, dlogp, dx);
         free(dlogp);
         return;
@@ -1759,7 +1765,7 @@ void nomul_ce_lsm_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const fl
         j.dlogp = dx; /* marks the rows as used (ce_dy_rows writes its own buffer) */
     }
     rows_run(&(rows_job){.cfg = cfg, .rows = rows, .n = n, .x = logits, .out = dx,
-                         .make_dy = ce_dy_rows, .dy_ctx = &j},
+                         .make_dy = ce_dy_rows, .dy_ctx = &j, .store = store},
              lse_backward_body);
 }
 
