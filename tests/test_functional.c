@@ -1129,6 +1129,39 @@ static void test_float_exp_rows_match_scalar_twin(void **state)
  * was 0.08 of 2^-20's bound forward and 0.11 backward), over 1..1001 values
  * (tails of 1–3), x from −9 to 9 with zeros and ±∞; a value's result must
  * not depend on its position. */
+/* The float row maximum that log_softmax and logsumexp shift by (four lanes
+ * of two vectors, then a tail): a wrong one changes nothing while exp's
+ * terms stay in range, so each row here has one value of 200 (exp(200)
+ * overflows) at every position, in rows of 1 to 40 values, the others in
+ * [−4, 4]; a maximum that missed it makes the log-probabilities −∞ or NaN.
+ * Against the scalar loop's log-probabilities within 2^-20. */
+static void test_float_row_max_every_position(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x3A7};
+    float x[40], y[40], y1[40], lse[1];
+    nomul_op_cfg f = {NOMUL_OP_STANDARD, 0, 1.0f};
+    for (int n = 1; n <= 40; n++)
+        for (int pos = 0; pos < n; pos++) {
+            for (int j = 0; j < n; j++)
+                x[j] = (float)((int)(tu_u32(&r) % 8001) - 4000) / 1000.0f;
+            x[pos] = 200.0f;
+            nomul_log_softmax_forward(&f, 1, n, x, y);
+            nomul_float_math_scalar = 1;
+            nomul_log_softmax_forward(&f, 1, n, x, y1);
+            nomul_float_math_scalar = 0;
+            nomul_logsumexp_forward(&f, 1, n, x, lse);
+            for (int j = 0; j < n; j++)
+                if (!(fabsf(y[j] - y1[j]) <= 0x1p-20f * (1.0f + fabsf(y1[j])))) {
+                    fprintf(stderr, "log_softmax of %d values, 200 at %d: y[%d] = %g, the "
+                            "scalar loop's %g; NOMUL_TEST_SEED=%llu\n", n, pos, j, (double)y[j],
+                            (double)y1[j], (unsigned long long)tu_seed());
+                    fail();
+                }
+            assert_true(fabsf(lse[0] - 200.0f) < 1.0f);
+        }
+}
+
 static void test_float_gelu_matches_scalar_twin(void **state)
 {
     (void)state;
@@ -1502,6 +1535,7 @@ int main(void)
         cmocka_unit_test(test_pa_softmax_counted_once),
         cmocka_unit_test(test_float_gelu_matches_scalar_twin),
         cmocka_unit_test(test_float_exp_rows_match_scalar_twin),
+        cmocka_unit_test(test_float_row_max_every_position),
     };
     printf("test_functional: seed %llu\n", (unsigned long long)tu_seed());
     return cmocka_run_group_tests_name("functional", tests, NULL, NULL);
