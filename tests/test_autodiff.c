@@ -998,6 +998,9 @@ static void test_transpose_matches_index_map(void **state)
     nomul_graph_free(g);
 }
 
+/* a uniform value in [0, 1) */
+static float unit01(tu_rng *r) { return (float)(tu_u32(r) >> 8) * 0x1p-24f; }
+
 /* The linear layer's bias, forward (y += b on every row) and backward (db
  * += each column's sum of dy, in row order), on the threads from 2^16
  * elements on: bit for bit the plain loops, y's product being nomul_gemm's
@@ -1018,14 +1021,15 @@ static void test_linear_bias_matches_plain_loops(void **state)
                          *b = nomul_tensor_alloc(1, bs, 1);
             assert_true(x && w && b);
             for (long i = 0; i < x->n; i++)
-                x->data[i] = ((float)(tu_u32(&r) >> 8) * 0x1p-24f) - 0.5f, x->grad[i] = 0.0f;
+                x->data[i] = unit01(&r) - 0.5f, x->grad[i] = 0.0f;
             for (long i = 0; i < w->n; i++)
-                w->data[i] = ((float)(tu_u32(&r) >> 8) * 0x1p-24f) - 0.5f, w->grad[i] = 0.0f;
+                w->data[i] = unit01(&r) - 0.5f, w->grad[i] = 0.0f;
             float *b0 = malloc((size_t)out * sizeof *b0), *want = malloc((size_t)rows * out * 4);
             float *dy = malloc((size_t)rows * out * sizeof *dy);
             assert_true(b0 && want && dy);
             for (int j = 0; j < out; j++)
-                b->data[j] = ((float)(tu_u32(&r) >> 8) * 0x1p-24f) - 0.5f, b->grad[j] = b0[j] = ((float)(tu_u32(&r) >> 8) * 0x1p-24f);
+                b->data[j] = unit01(&r) - 0.5f,
+                b->grad[j] = b0[j] = unit01(&r);
             nomul_graph_reset(g);
             nomul_tensor *y = nomul_linear(g, &cfg, x, w, b);
             assert_non_null(y);
@@ -1043,7 +1047,7 @@ static void test_linear_bias_matches_plain_loops(void **state)
                 }
             y->grad = dy;
             for (long i = 0; i < y->n; i++)
-                dy[i] = ((float)(tu_u32(&r) >> 8) * 0x1p-24f) - 0.5f;
+                dy[i] = unit01(&r) - 0.5f;
             ad_op_table[AD_OP_LINEAR].backward(&g->tape[0]);
             for (int j = 0; j < out; j++) {
                 float sum = b0[j];

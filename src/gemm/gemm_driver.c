@@ -584,7 +584,8 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
     ok = ok && xbuf && xmbuf && xsbuf;
     float *xstage = NULL;
     if (ok && !plan && x_staged(pr, mc)) {
-        xstage = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_XSTAGE, (size_t)nt * xsize * sizeof *xstage);
+        xstage = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_XSTAGE,
+                                     (size_t)nt * xsize * sizeof *xstage);
         ok = xstage != NULL;
     }
     /* gradients: room for T's mantissas, tile by tile (team_run packs them) */
@@ -602,8 +603,9 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
 
     pg_team tm = {.pr = pr, .plan = plan, .K = K, .packer = packer, .MR = MR, .NR = NR,
                   .KC = KC, .NC = NC, .mc = mc, .yp = yp, .ym = ym, .ys = ys, .xbuf = xbuf,
-                  .xmbuf = xmbuf, .xsbuf = xsbuf, .xstage = xstage, .xsize = xsize, .nx_panels = nx_panels,
-                  .tbuf = tbuf, .tnan = tnan, .pack_tile = cx->pack_tile, .ntj = ntj, .col = col};
+                  .xmbuf = xmbuf, .xsbuf = xsbuf, .xstage = xstage, .xsize = xsize,
+                  .nx_panels = nx_panels, .tbuf = tbuf, .tnan = tnan, .pack_tile = cx->pack_tile,
+                  .ntj = ntj, .col = col};
     /* one thread: no team at all (a team of one still pays a futex system
      * call at each of its barriers, thousands per training step) */
     if (nt <= 1)
