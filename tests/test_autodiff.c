@@ -1353,6 +1353,88 @@ static void test_first_writer_stores(void **state)
     nomul_graph_free(g);
 }
 
+/* nomul_linear_relu against its pair, nomul_linear then nomul_relu (their
+ * backwards run in turn, the relu's into the linear output's zeroed
+ * gradient): y, dx, dw and db bit for bit, float and PA (exact and
+ * approximate backward), with and without a bias, on sizes around the
+ * threaded passes (2^16) and db's 64-column blocks; x's and dy's zeros of
+ * both signs, and outputs that land on zero. */
+static void test_linear_relu_is_the_pair(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x1e1u};
+    static const int sizes[][3] = {{5, 7, 3}, {300, 9, 230}, {64, 3, 1030}};
+    static const nomul_op_cfg cfgs[] = {
+        {NOMUL_OP_STANDARD, 0, 1.0f}, {NOMUL_OP_PAM, 0, 1.0f}, {NOMUL_OP_PAM, 1, 1.0f}};
+    nomul_graph *g = nomul_graph_new(1 << 25);
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+        for (int ci = 0; ci < 3; ci++)
+            for (int bias = 0; bias < 2; bias++) {
+                int rows = sizes[si][0], in = sizes[si][1], out = sizes[si][2];
+                int xs[2] = {rows, in}, ws[2] = {out, in}, bs[1] = {out};
+                nomul_tensor *t[2][3]; /* the pair's inputs, then the fused op's */
+                for (int k = 0; k < 2; k++) {
+                    t[k][0] = nomul_tensor_alloc(2, xs, 1);
+                    t[k][1] = nomul_tensor_alloc(2, ws, 1);
+                    t[k][2] = bias ? nomul_tensor_alloc(1, bs, 1) : NULL;
+                }
+                fill_signed_zeros(&r, t[0][0]->data, t[0][0]->n, 20);
+                fill_signed_zeros(&r, t[0][1]->data, t[0][1]->n, 0);
+                if (bias)
+                    fill_signed_zeros(&r, t[0][2]->data, out, 10);
+                for (int q = 0; q < 3; q++)
+                    if (t[0][q]) {
+                        for (long i = 0; i < t[0][q]->n; i++)
+                            t[0][q]->grad[i] = unit01(&r) - 0.5f;
+                        memcpy(t[1][q]->data, t[0][q]->data, (size_t)t[0][q]->n * 4);
+                        memcpy(t[1][q]->grad, t[0][q]->grad, (size_t)t[0][q]->n * 4);
+                    }
+                long n = (long)rows * out;
+                float *dy = malloc((size_t)n * sizeof *dy), *dy2 = malloc((size_t)n * 4);
+                float *dh = calloc((size_t)n, sizeof *dh), *y0 = malloc((size_t)n * 4);
+                assert_true(dy && dy2 && dh && y0);
+                fill_signed_zeros(&r, dy, n, 20);
+                memcpy(dy2, dy, (size_t)n * 4);
+                /* the pair */
+                nomul_graph_reset(g);
+                nomul_tensor *h = nomul_linear(g, &cfgs[ci], t[0][0], t[0][1], t[0][2]);
+                nomul_tensor *y = nomul_relu(g, h);
+                assert_true(h && y);
+                memcpy(y0, y->data, (size_t)n * 4);
+                y->grad = dy;
+                h->grad = dh;
+                ad_op_table[AD_OP_RELU].backward(&g->tape[1]);
+                ad_op_table[AD_OP_LINEAR].backward(&g->tape[0]);
+                /* the fused op */
+                nomul_graph_reset(g);
+                nomul_tensor *y2 = nomul_linear_relu(g, &cfgs[ci], t[1][0], t[1][1], t[1][2]);
+                assert_non_null(y2);
+                assert_int_equal(g->ntape, 1);
+                y2->grad = dy2;
+                ad_op_table[AD_OP_LINEAR_RELU].backward(&g->tape[0]);
+                char what[64];
+                snprintf(what, sizeof what, "%dx%d->%d cfg %d bias %d", rows, in, out, ci, bias);
+                for (long i = 0; i < n; i++)
+                    if (tu_bits(y0[i]) != tu_bits(y2->data[i]))
+                        FAIL_SEED("linear_relu %s: y[%ld] = %a, the pair's %a", what, i,
+                                  (double)y2->data[i], (double)y0[i]);
+                for (int q = 0; q < 3; q++)
+                    for (long i = 0; t[0][q] && i < t[0][q]->n; i++)
+                        if (tu_bits(t[0][q]->grad[i]) != tu_bits(t[1][q]->grad[i]))
+                            FAIL_SEED("linear_relu %s: input %d's gradient [%ld] = %a, the "
+                                      "pair's %a", what, q, i, (double)t[1][q]->grad[i],
+                                      (double)t[0][q]->grad[i]);
+                free(dy);
+                free(dy2);
+                free(dh);
+                free(y0);
+                for (int k = 0; k < 2; k++)
+                    for (int q = 0; q < 3; q++)
+                        nomul_tensor_free(t[k][q]);
+            }
+    nomul_graph_free(g);
+}
+
 static void test_op_table(void **state)
 {
     (void)state;
@@ -1438,6 +1520,7 @@ int main(void)
         cmocka_unit_test(test_broadcast_add_sub_match_plain_walk),
         cmocka_unit_test(test_first_writer_stores),
         cmocka_unit_test(test_linear_bias_matches_plain_loops),
+        cmocka_unit_test(test_linear_relu_is_the_pair),
         cmocka_unit_test(test_dropout_matches_definition),
     };
     printf("test_autodiff: seed %llu\n", (unsigned long long)tu_seed());

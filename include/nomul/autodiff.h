@@ -108,6 +108,12 @@ void nomul_tensor_zero_grad(nomul_tensor *t);
  * cfg: linear_cfg. */
 nomul_tensor *nomul_linear(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
                            nomul_tensor *w, nomul_tensor *b);
+/* relu(nomul_linear(x, w, b)) in one operation (a transformer's first FFN
+ * layer): the relu applied in the bias's pass over y, its derivative in the
+ * bias gradient's pass over dy, and no pre-activation kept; the same values,
+ * bits and gradients as the two operations. cfg: linear_cfg. */
+nomul_tensor *nomul_linear_relu(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
+                                nomul_tensor *w, nomul_tensor *b);
 /* GELU (functional.h's forms); cfg: functional_cfg. */
 nomul_tensor *nomul_gelu(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x);
 /* max(x, 0) */

@@ -18,6 +18,7 @@
 typedef enum {
     /* ops_nn.c: products */
     AD_OP_LINEAR,
+    AD_OP_LINEAR_RELU,
     AD_OP_MATMUL,
     AD_OP_CONV2D,
     /* ops_rows.c: row-wise functional forms (functional.h) */
@@ -205,6 +206,7 @@ void *ad_arena_alloc(nomul_graph *g, size_t bytes);
 
 /* The backwards, one per operation, each in its forward's file. */
 void ad_linear_backward(const node *nd);
+void ad_linear_relu_backward(const node *nd);
 void ad_matmul_backward(const node *nd);
 void ad_conv2d_backward(const node *nd);
 void ad_softmax_backward(const node *nd);

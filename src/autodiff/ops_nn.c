@@ -29,32 +29,58 @@ static void gemm_backward(const nomul_op_cfg *cfg, int trans_b, int m, int n, in
 
 /* ---- linear ------------------------------------------------------------------------------ */
 
-/* y (rows × cols) += bias on every row: rows over the threads */
-static void add_bias_rows(float *y, const float *bias, int rows, int cols)
+/* relu as nomul_relu computes it: max(v, 0), a NaN to +0 */
+static inline float relu1(float v) { return v > 0.0f ? v : 0.0f; }
+
+/* relu's derivative as nomul_relu's backward leaves it in a zeroed gradient:
+ * +0 + g where y > 0, else +0 (y: the relu's output, positive where its
+ * input is) */
+static inline float relu_grad1(float y, float g) { return y > 0.0f ? 0.0f + g : 0.0f; }
+
+/* y (rows × cols) += bias on every row (bias NULL: nothing), then relu when
+ * asked: rows over the threads */
+static void add_bias_rows(float *y, const float *bias, int rows, int cols, int relu)
 {
-    NOMUL_COUNT(FADD, (long)rows * cols);
+    if (bias)
+        NOMUL_COUNT(FADD, (long)rows * cols);
 #pragma omp parallel for num_threads(nomul_light_threads((long)rows * cols)) schedule(static)
     for (int i = 0; i < rows; i++) {
         float *yi = y + (long)i * cols;
-        for (int j = 0; j < cols; j++)
-            yi[j] += bias[j];
+        if (bias && relu)
+            for (int j = 0; j < cols; j++)
+                yi[j] = relu1(yi[j] + bias[j]);
+        else if (bias)
+            for (int j = 0; j < cols; j++)
+                yi[j] += bias[j];
+        else
+            for (int j = 0; j < cols; j++)
+                yi[j] = relu1(yi[j]);
     }
 }
 
 /* db += Σ_rows dy, each column's sum in row order (the same bits on any
- * number of threads): blocks of 64 columns over the threads */
-static void add_column_sums(float *db, const float *dy, int rows, int cols)
+ * number of threads): blocks of 64 columns over the threads. y not NULL:
+ * dy is first replaced, in place, by relu's derivative (relu_grad1 from
+ * y, the relu's output); db NULL: that alone. */
+static void add_column_sums(float *db, float *dy, const float *y, int rows, int cols)
 {
     enum { BLOCK = 64 };
-    NOMUL_COUNT(FADD, (long)rows * cols);
+    if (db)
+        NOMUL_COUNT(FADD, (long)rows * cols);
     int nblocks = (cols + BLOCK - 1) / BLOCK;
 #pragma omp parallel for num_threads(nomul_light_threads((long)rows * cols)) schedule(static)
     for (int q = 0; q < nblocks; q++) {
         int j0 = q * BLOCK, j1 = j0 + BLOCK < cols ? j0 + BLOCK : cols;
         for (int i = 0; i < rows; i++) {
-            const float *di = dy + (long)i * cols;
-            for (int j = j0; j < j1; j++)
-                db[j] += di[j];
+            float *di = dy + (long)i * cols;
+            if (y) {
+                const float *yi = y + (long)i * cols;
+                for (int j = j0; j < j1; j++)
+                    di[j] = relu_grad1(yi[j], di[j]);
+            }
+            if (db)
+                for (int j = j0; j < j1; j++)
+                    db[j] += di[j];
         }
     }
 }
@@ -65,20 +91,31 @@ void ad_linear_backward(const node *nd)
     nomul_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *y = nd->out;
     int batch = x->shape[0], in = x->shape[1], out = w->shape[0];
     if (b && b->grad)
-        add_column_sums(b->grad, y->grad, batch, out);
+        add_column_sums(b->grad, y->grad, NULL, batch, out);
     /* dx += dy · w, dw += dyᵀ · x */
     gemm_backward(&nd->cfg, 1, batch, out, in, x->data, w->data, y->grad, x->grad, w->grad);
 }
 
-nomul_tensor *nomul_linear(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
-                           nomul_tensor *w, nomul_tensor *b)
+/* forward: y = relu(x·wᵀ + b). The output's gradient (this node's alone)
+ * becomes the pre-activation's in place, in db's pass, then as linear */
+void ad_linear_relu_backward(const node *nd)
 {
+    nomul_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *y = nd->out;
+    int batch = x->shape[0], in = x->shape[1], out = w->shape[0];
+    add_column_sums(b && b->grad ? b->grad : NULL, y->grad, y->data, batch, out);
+    gemm_backward(&nd->cfg, 1, batch, out, in, x->data, w->data, y->grad, x->grad, w->grad);
+}
+
+static nomul_tensor *linear_op(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
+                               nomul_tensor *w, nomul_tensor *b, int relu)
+{
+    const char *fn = relu ? "nomul_linear_relu" : "nomul_linear";
     if (!x || !w) /* an earlier operation failed and said why */
         return NULL;
     if (x->ndim != 2 || w->ndim != 2 || x->shape[1] != w->shape[1] ||
         (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))) {
-        nomul_report(NOMUL_EINVAL, "nomul_linear: x must be (batch, in), w (out, in) and b "
-                     "(out) with matching sizes");
+        nomul_report(NOMUL_EINVAL, "%s: x must be (batch, in), w (out, in) and b (out) with "
+                     "matching sizes", fn);
         return NULL;
     }
     int batch = x->shape[0], in = x->shape[1], out = w->shape[0];
@@ -88,10 +125,22 @@ nomul_tensor *nomul_linear(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
         return NULL;
     nomul_gemm(cfg, CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, x->data, in, w->data,
                in, 0.0f, y->data, out);
-    if (b)
-        add_bias_rows(y->data, b->data, batch, out);
-    ad_record(g, AD_OP_LINEAR, cfg, NULL, y, x, w, b);
+    if (b || relu)
+        add_bias_rows(y->data, b ? b->data : NULL, batch, out, relu);
+    ad_record(g, relu ? AD_OP_LINEAR_RELU : AD_OP_LINEAR, cfg, NULL, y, x, w, b);
     return y;
+}
+
+nomul_tensor *nomul_linear(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
+                           nomul_tensor *w, nomul_tensor *b)
+{
+    return linear_op(g, cfg, x, w, b, 0);
+}
+
+nomul_tensor *nomul_linear_relu(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x,
+                                nomul_tensor *w, nomul_tensor *b)
+{
+    return linear_op(g, cfg, x, w, b, 1);
 }
 
 /* ---- matmul ------------------------------------------------------------------------------ */

@@ -40,6 +40,7 @@ const ad_op_def ad_op_table[AD_OP_COUNT] = {
     [AD_OP_BATCH_NORM] = {"batch_norm", ad_batch_norm_backward, 0},
     [AD_OP_BATCH_NORM_RELU] = {"batch_norm_relu", ad_batch_norm_relu_backward, 0},
     [AD_OP_CROSS_ENTROPY] = {"cross_entropy", ad_cross_entropy_backward, 1},
+    [AD_OP_LINEAR_RELU] = {"linear_relu", ad_linear_relu_backward, 0},
     [AD_OP_RELU] = {"relu", ad_relu_backward, 0},
     [AD_OP_GELU] = {"gelu", ad_gelu_backward, 0},
     [AD_OP_ADD] = {"add", ad_binary_backward, 3},

@@ -340,15 +340,23 @@ static nomul_tensor *drop(ctx *x, nomul_tensor *t)
 }
 
 /* (b, t, in) · Wᵀ + bias as (b·t, in) */
-static nomul_tensor *lin3(ctx *x, nomul_tensor *h, nomul_tensor *w, nomul_tensor *b)
+/* a linear layer on (b, t, d) tensors, with a relu when asked (one op) */
+static nomul_tensor *lin3_act(ctx *x, nomul_tensor *h, nomul_tensor *w, nomul_tensor *b, int relu)
 {
     if (!h)
         return NULL;
     int bt = h->shape[0], t = h->shape[1], s2[2] = {bt * t, h->shape[2]};
-    nomul_tensor *y = nomul_linear(x->g, &x->cfgs->family[NOMUL_CFG_LINEAR],
-                                   nomul_reshape(x->g, h, 2, s2), w, b);
+    nomul_tensor *h2 = nomul_reshape(x->g, h, 2, s2);
+    const nomul_op_cfg *lc = &x->cfgs->family[NOMUL_CFG_LINEAR];
+    nomul_tensor *y =
+        relu ? nomul_linear_relu(x->g, lc, h2, w, b) : nomul_linear(x->g, lc, h2, w, b);
     int s3[3] = {bt, t, w->shape[0]};
     return y ? nomul_reshape(x->g, y, 3, s3) : NULL;
+}
+
+static nomul_tensor *lin3(ctx *x, nomul_tensor *h, nomul_tensor *w, nomul_tensor *b)
+{
+    return lin3_act(x, h, w, b, 0);
 }
 
 static nomul_tensor *ln(ctx *x, nomul_tensor *h, const norm_params *p)
@@ -373,10 +381,11 @@ static nomul_tensor *attend(ctx *x, const nomul_seq2seq *m, nomul_tensor *q_in,
 
 static nomul_tensor *ffn(ctx *x, const nomul_seq2seq *m, nomul_tensor *h, const ffn_params *p)
 {
-    nomul_tensor *a = lin3(x, h, p->fc1_w, p->fc1_b);
-    a = m->c.activation == NOMUL_ACT_GELU
-            ? nomul_gelu(x->g, &x->cfgs->family[NOMUL_CFG_FUNCTIONAL], a)
-            : nomul_relu(x->g, a);
+    /* relu: in the first layer's op (nomul_linear_relu: the same bits) */
+    const int gelu = m->c.activation == NOMUL_ACT_GELU;
+    nomul_tensor *a = lin3_act(x, h, p->fc1_w, p->fc1_b, !gelu);
+    if (gelu)
+        a = nomul_gelu(x->g, &x->cfgs->family[NOMUL_CFG_FUNCTIONAL], a);
     return lin3(x, a, p->fc2_w, p->fc2_b);
 }
 
