@@ -1005,7 +1005,7 @@ static float unit01(tu_rng *r) { return (float)(tu_u32(r) >> 8) * 0x1p-24f; }
  * += each column's sum of dy, in row order), on the threads from 2^16
  * elements on: bit for bit the plain loops, y's product being nomul_gemm's
  * own, for float and PA products, on sizes around the threaded path's
- * threshold and its 64-column blocks. */
+ * threshold and its column blocks (one per thread, a multiple of 16). */
 static void test_linear_bias_matches_plain_loops(void **state)
 {
     (void)state;
@@ -1357,7 +1357,7 @@ static void test_first_writer_stores(void **state)
  * backwards run in turn, the relu's into the linear output's zeroed
  * gradient): y, dx, dw and db bit for bit, float and PA (exact and
  * approximate backward), with and without a bias, on sizes around the
- * threaded passes (2^16) and db's 64-column blocks; x's and dy's zeros of
+ * threaded passes (2^16) and db's column blocks; x's and dy's zeros of
  * both signs, and outputs that land on zero. */
 static void test_linear_relu_is_the_pair(void **state)
 {
