@@ -47,7 +47,7 @@ nomul_tensor *nomul_relu(nomul_graph *g, nomul_tensor *x)
     float *restrict yd = y->data;
 #pragma omp parallel for num_threads(nomul_light_threads(x->n)) schedule(static)
     for (long i = 0; i < x->n; i++)
-        yd[i] = xd[i] > 0.0f ? xd[i] : 0.0f;
+        yd[i] = nomul_relu1(xd[i]);
     ad_record(g, AD_OP_RELU, NULL, NULL, y, x, NULL, NULL);
     return y;
 }

@@ -7,7 +7,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "../arith/bits.h"
 #include "../core/internal.h"
 #include "graph_internal.h"
 #include "nomul/arith.h"
@@ -30,20 +29,6 @@ static void gemm_backward(const nomul_op_cfg *cfg, int trans_b, int m, int n, in
 
 /* ---- linear ------------------------------------------------------------------------------ */
 
-/* relu as nomul_relu computes it: max(v, 0), a NaN to +0 */
-static inline float relu1(float v) { return v > 0.0f ? v : 0.0f; }
-
-/* relu's derivative as nomul_relu's backward leaves it in a zeroed gradient:
- * +0 + g where y > 0, else +0 (y: the relu's output, positive where its
- * input is); chosen with a bit mask, as that backward does (a branch on the
- * sign mispredicts half the time and keeps the loop scalar: it made the
- * fused op's backward slower than the two ops') */
-static inline float relu_grad1(float y, float g)
-{
-    uint32_t keep = 0u - (uint32_t)(y > 0.0f);
-    return pa_float(pa_bits(0.0f + g) & keep);
-}
-
 /* y (rows × cols) += bias on every row (bias NULL: nothing), then relu when
  * asked: rows over the threads */
 static void add_bias_rows(float *y, const float *bias, int rows, int cols, int relu)
@@ -55,13 +40,13 @@ static void add_bias_rows(float *y, const float *bias, int rows, int cols, int r
         float *yi = y + (long)i * cols;
         if (bias && relu)
             for (int j = 0; j < cols; j++)
-                yi[j] = relu1(yi[j] + bias[j]);
+                yi[j] = nomul_relu1(yi[j] + bias[j]);
         else if (bias)
             for (int j = 0; j < cols; j++)
                 yi[j] += bias[j];
         else
             for (int j = 0; j < cols; j++)
-                yi[j] = relu1(yi[j]);
+                yi[j] = nomul_relu1(yi[j]);
     }
 }
 
@@ -70,7 +55,7 @@ static void add_bias_rows(float *y, const float *bias, int rows, int cols, int r
  * per thread, a multiple of 16 wide, so that each thread streams long runs
  * of every row (blocks of 64 columns made 256-byte pieces 2 KiB apart, which
  * ran slower than one thread's pass). y not NULL: dy is first replaced, in
- * place, by relu's derivative (relu_grad1 from y, the relu's output); db
+ * place, by relu's derivative (nomul_relu_grad1 from y, the relu's output); db
  * NULL: that alone. */
 static void add_column_sums(float *db, float *dy, const float *y, int rows, int cols)
 {
@@ -86,7 +71,7 @@ static void add_column_sums(float *db, float *dy, const float *y, int rows, int 
             if (y) {
                 const float *yi = y + (long)i * cols;
                 for (int j = j0; j < j1; j++)
-                    di[j] = relu_grad1(yi[j], di[j]);
+                    di[j] = nomul_relu_grad1(yi[j], di[j]);
             }
             if (db)
                 for (int j = j0; j < j1; j++)

@@ -119,6 +119,26 @@ static inline uint64_t nomul_splitmix64(uint64_t *state)
     return z;
 }
 
+/* relu as every path computes it (nomul_relu, batch norm's and linear's
+ * fused forms): v > 0 ? v : +0, a NaN to +0 */
+static inline float nomul_relu1(float v) { return v > 0.0f ? v : 0.0f; }
+
+/* relu's derivative as nomul_relu's backward leaves it in a zeroed gradient
+ * (its −0 term leaves +0), from the relu's output y: +0 + g where y > 0,
+ * else +0. Chosen with a bit mask: a branch on y's sign mispredicts half the
+ * time and keeps the loops from being vectorized (9 ms of ResNet20's step in
+ * batch norm's, 20 ms of transformer_mini's in linear's). */
+#include <string.h>
+static inline float nomul_relu_grad1(float y, float g)
+{
+    uint32_t keep = 0u - (uint32_t)(y > 0.0f), u;
+    float v = 0.0f + g;
+    memcpy(&u, &v, sizeof u);
+    u &= keep;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
 /* Adds n operations of class c to the audit counters (when enabled). */
 #include "nomul/audit.h"
 void nomul_count(nomul_op_class c, unsigned long long n);

@@ -164,8 +164,7 @@ void nomul_lse_forward_float(int rows, int n, const float *x, float *y, float *l
 #pragma omp parallel for schedule(static) num_threads(nomul_fn_threads((long)rows * n))
     for (int i = 0; i < rows; i++) {
         const float *xr = x + (long)i * n;
-        float mx = row_max(n, xr), sum = 0.0f;
-        sum = exp_sum(n, xr, mx, NULL);
+        float mx = row_max(n, xr), sum = exp_sum(n, xr, mx, NULL);
         float l = mx + logf(sum);
         if (lse)
             lse[i] = l;
@@ -223,8 +222,8 @@ void nomul_logsumexp_backward_float(int rows, int n, const float *x, const float
             if (!e)
                 continue;
             const float *xr = x + (long)i * n;
-            float *dr = dx + (long)i * n, g = dlse[i], mx = row_max(n, xr), sum;
-            sum = exp_sum(n, xr, mx, e); /* softmax(x) · dlse */
+            float *dr = dx + (long)i * n, g = dlse[i], mx = row_max(n, xr);
+            float sum = exp_sum(n, xr, mx, e); /* softmax(x) · dlse */
             for (int j = 0; j < n; j++)
                 dr[j] += e[j] / sum * g;
         }

@@ -1533,14 +1533,21 @@ static void ce_row_grad(float off, int approx, int n, int t, float eps, float g,
         dr[c] -= dsmooth;
 }
 
-/* the gradient of rows lo..hi−1 into dlogp, g = ∂loss/∂(Σ row losses) */
+/* row i's gradient into dr (row i of dlogp, or a buffer standing for it),
+ * g = ∂loss/∂(Σ row losses); nothing for a skipped row */
+static void ce_grad_row(const ce_job *j, int i, float *dr)
+{
+    if (!ce_skip(j, i))
+        ce_row_grad(j->off, j->approx, j->n, j->target[i], j->eps, j->g,
+                    j->nll ? j->nll[i] : 0.0f, j->nll ? j->msm[i] : 0.0f,
+                    j->nll ? j->smooth[i] : 0.0f, dr);
+}
+
+/* the gradient of rows lo..hi−1 into dlogp */
 static void ce_grad_range(const ce_job *j, int lo, int hi)
 {
     for (int i = lo; i < hi; i++)
-        if (!ce_skip(j, i))
-            ce_row_grad(j->off, j->approx, j->n, j->target[i], j->eps, j->g,
-                        j->nll ? j->nll[i] : 0.0f, j->nll ? j->msm[i] : 0.0f,
-                        j->nll ? j->smooth[i] : 0.0f, j->dlogp + (long)i * j->n);
+        ce_grad_row(j, i, j->dlogp + (long)i * j->n);
 }
 
 /* fn over all rows, in contiguous shares among the threads (one thread: no
@@ -1717,20 +1724,14 @@ void nomul_cross_entropy_backward_pa_total(const nomul_op_cfg *cfg, int rows, in
 }
 
 /* rows_job's make_dy for the fused backward: rows i0..i0+k−1 of dlogp as
- * the gradient pass leaves them in a zeroed gradient (ce_grad_range) */
+ * the gradient pass leaves them in a zeroed gradient (with no used row,
+ * every row is skipped: zeros) */
 static void ce_dy_rows(const void *ctx, int i0, int k, float *dy)
 {
     const ce_job *j = ctx;
     memset(dy, 0, (size_t)k * j->n * sizeof *dy);
-    if (!j->dlogp) /* no row is used: dlogp stays zero */
-        return;
-    for (int r = 0; r < k; r++) { /* as ce_grad_range */
-        int i = i0 + r;
-        if (!ce_skip(j, i))
-            ce_row_grad(j->off, j->approx, j->n, j->target[i], j->eps, j->g,
-                        j->nll ? j->nll[i] : 0.0f, j->nll ? j->msm[i] : 0.0f,
-                        j->nll ? j->smooth[i] : 0.0f, dy + (long)r * j->n);
-    }
+    for (int r = 0; r < k; r++)
+        ce_grad_row(j, i0 + r, dy + (long)r * j->n);
 }
 
 void nomul_ce_lsm_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *logits,
@@ -1759,11 +1760,9 @@ void nomul_ce_lsm_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const fl
     }
     count_ce_backward(cfg, rows, n);
     count_lsm_backward(cfg, rows, n);
-    if (used > 0) {
+    if (used > 0) /* else every row is skipped, and g unused */
         j.g = ce_grad_scale(&j, fast, cfg, rows, n, logp, target, ignore_index, smoothing, dloss,
                             used, total_in);
-        j.dlogp = dx; /* marks the rows as used (ce_dy_rows writes its own buffer) */
-    }
     rows_run(&(rows_job){.cfg = cfg, .rows = rows, .n = n, .x = logits, .out = dx,
                          .make_dy = ce_dy_rows, .dy_ctx = &j, .store = store},
              lse_backward_body);

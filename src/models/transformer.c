@@ -339,8 +339,8 @@ static nomul_tensor *drop(ctx *x, nomul_tensor *t)
     return t;
 }
 
-/* (b, t, in) · Wᵀ + bias as (b·t, in) */
-/* a linear layer on (b, t, d) tensors, with a relu when asked (one op) */
+/* (b, t, in) · Wᵀ + bias as (b·t, in), with the relu after it when asked
+ * (nomul_linear_relu: one op) */
 static nomul_tensor *lin3_act(ctx *x, nomul_tensor *h, nomul_tensor *w, nomul_tensor *b, int relu)
 {
     if (!h)
