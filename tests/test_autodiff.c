@@ -399,9 +399,10 @@ static void test_pa_ops_wiring(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0xB1};
-    nomul_graph *g = nomul_graph_new(1 << 20);
-    int s2[2] = {4, 6};
-    for (int variant = 0; variant < 4; variant++) {
+    nomul_graph *g = nomul_graph_new(1 << 23);
+    for (int variant = 0; variant < 8; variant++) {
+        /* 4 and 8: 300 × 301, the scale's chunks on the threads */
+        int s2[2] = {variant & 4 ? 300 : 4, variant & 4 ? 301 : 6};
         int approx = variant & 1;
         float off = variant & 2 ? 1.0552f : 1.0f;
         nomul_op_cfg pa = {NOMUL_OP_PAM, approx, off};

@@ -447,7 +447,7 @@ static void test_ln_output_matches_operations(void **state)
     float x[NV], g[NV], b[NV], y[NV];
     for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
         nomul_isa_set((nomul_isa)isa);
-        const nomul_ln_fused *f = nomul_ln_fused_active();
+        const nomul_pa_fused *f = nomul_pa_fused_active();
         if (!f)
             continue;
         for (int rep = 0; rep < 3000; rep++) {
@@ -508,7 +508,7 @@ static void test_bn_approx_pass_matches_operations(void **state)
     float x[NV], dy[NV], xh[NV], u[NV];
     for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
         nomul_isa_set((nomul_isa)isa);
-        const nomul_ln_fused *f = nomul_ln_fused_active();
+        const nomul_pa_fused *f = nomul_pa_fused_active();
         if (!f)
             continue;
         for (int rep = 0; rep < 3000; rep++) {
@@ -986,10 +986,12 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
     }
 }
 
-/* GELU in PA mode runs 256 values at a time on the array kernels; the
- * scalar chain stays as the twin: forward, exact and approximate backward,
- * with and without an offset, over 1..1000 values with zeros, values large
- * enough to saturate, infinities and a NaN, must give the same bits. */
+/* GELU in PA mode runs 256 values at a time, in one fused pass (AVX2,
+ * AVX-512: pam_kernels.inc) or as a chain on the array kernels (the scalar
+ * instruction set); the scalar chain stays as the twin: forward, exact and
+ * approximate backward, with and without an offset, over 1..1000 values
+ * with zeros, values large enough to saturate, infinities and a NaN, must
+ * give the same bits, on every instruction set. */
 static void test_pa_gelu_matches_scalar_chain(void **state)
 {
     (void)state;
@@ -997,7 +999,8 @@ static void test_pa_gelu_matches_scalar_chain(void **state)
     enum { MAXN = 1000 };
     static float x[MAXN], dy[MAXN], out[4][3][MAXN], keep[2 * MAXN];
     static const long sizes[] = {1, 5, 255, 256, 257, 1000};
-    for (int rep = 0; rep < 24; rep++) {
+    for (int rep = 0; rep < 24 * ((int)nomul_isa_max() + 1); rep++) {
+        nomul_isa_set((nomul_isa)(rep / 24));
         long n = sizes[rep % 6];
         nomul_op_cfg m = {NOMUL_OP_PAM, (rep / 6) % 2, (rep / 12) % 2 ? 1.0552f : 1.0f};
         fill(&r, x, (int)n, -4, 6);
@@ -1037,12 +1040,13 @@ static void test_pa_gelu_matches_scalar_chain(void **state)
             for (int k = 0; k < 2; k++)
                 for (long i = 0; i < n; i++)
                     if (tu_bits(out[0][k][i]) != tu_bits(out[v][k][i]))
-                        FAIL_SEED("gelu %s, n %ld, approx %d, offset %g: [%ld] (x = %a) = %a on "
-                                  "the array kernels, %a by the %s",
+                        FAIL_SEED("gelu %s, n %ld, approx %d, offset %g, isa %s: [%ld] (x = "
+                                  "%a) = %a on the array kernels, %a by the %s",
                                   k ? "backward" : "forward", n, m.approx_bwd, (double)m.offset,
-                                  i, (double)x[i], (double)out[0][k][i], (double)out[v][k][i],
-                                  names[v]);
+                                  nomul_isa_name(nomul_isa_active()), i, (double)x[i],
+                                  (double)out[0][k][i], (double)out[v][k][i], names[v]);
     }
+    nomul_isa_set(nomul_isa_max());
 }
 
 /* Float log_softmax and logsumexp, forward and backward, on libmvec's four

@@ -70,7 +70,8 @@ void nomul_elt_run_isa(nomul_isa isa, nomul_elt_op op, size_t n, const nomul_elt
 /* Runs `op` on the active instruction set. */
 void nomul_elt_run(nomul_elt_op op, size_t n, const nomul_elt_args *args);
 
-/* Fused passes of the PA layer norm over one row of n (pam_kernels.inc; d =
+/* Fused passes of PA composite operations (pam_kernels.inc): layer norm's
+ * over one row of n (d =
  * x − μ, off the PAM offset, 1 for none): the operations that
  * functional_pa.c otherwise runs as one array-kernel call each, element by
  * element in one pass, so the same bits. squares: t = PAM(d, d); output: y =
@@ -82,7 +83,7 @@ void nomul_elt_run(nomul_elt_op op, size_t n, const nomul_elt_args *args);
  * and 2, the same operations). With bn (batch norm's rows), γ and β are one
  * value each, and dγ, dβ and backward1's dr are 16 lane accumulators (element i into lane i mod 16: functional_internal.h's lane
  * sums, continued from what they hold). */
-typedef struct nomul_ln_fused {
+typedef struct nomul_pa_fused {
     /* acc (batch norm): the squares added into 16 lanes instead of stored */
     void (*squares)(int n, const float *x, float mu, float off, float *t, float *acc);
     void (*output)(int n, const float *x, float mu, float r, const float *gamma,
@@ -105,14 +106,24 @@ typedef struct nomul_ln_fused {
                                 float *sv, float *sdg, float *sdb);
     void (*bn_backward_approx2)(int n, const float *xh, const float *u, float r, float m1,
                                 float m2, float off, float *dx);
-} nomul_ln_fused;
+    /* GELU x·σ(k x) (functional_pa.c's chain, the same operations in its
+     * order): forward, z = PAM(k, x), q = 1 + pa_exp(−z), s = PAD(1, q),
+     * y = PAM(x, s), each of y, s and q where not NULL; backward (dx +=), from x,
+     * the kept s and q and dy: exact, (a, b) = mul_grads(x, s, dy), b =
+     * ∂PAD(1, q)/∂q · b, b = pa_exp'(−z) · b, b = ∂PAM(k, x)/∂x · (−b),
+     * dx += a + b; approximate, dx += PAM(dy, s + PAM(z, PAM(s, 1 − s))) */
+    void (*gelu_forward)(int n, const float *x, float k, float off, float *y, float *s,
+                         float *q);
+    void (*gelu_backward)(int n, const float *x, const float *s, const float *q,
+                          const float *dy, float k, float off, int approx, float *dx);
+} nomul_pa_fused;
 
-extern const nomul_ln_fused nomul_ln_fused_avx2;
-extern const nomul_ln_fused nomul_ln_fused_avx512;
+extern const nomul_pa_fused nomul_pa_fused_avx2;
+extern const nomul_pa_fused nomul_pa_fused_avx512;
 
 /* The fused passes of the active instruction set; NULL on the scalar one
  * (there functional_pa.c calls the kernels one operation at a time). */
-const nomul_ln_fused *nomul_ln_fused_active(void);
+const nomul_pa_fused *nomul_pa_fused_active(void);
 
 /* nomul_elt_run with its arguments spelled out: up to four inputs, each an
  * array or (its flag nonzero) a broadcast scalar, and up to two outputs.

@@ -90,11 +90,11 @@ void nomul_elt_run(nomul_elt_op op, size_t n, const nomul_elt_args *args)
     nomul_elt_run_isa(nomul_isa_active(), op, n, args);
 }
 
-const nomul_ln_fused *nomul_ln_fused_active(void)
+const nomul_pa_fused *nomul_pa_fused_active(void)
 {
     switch (nomul_isa_active()) {
-    case NOMUL_ISA_AVX512: return &nomul_ln_fused_avx512;
-    case NOMUL_ISA_AVX2: return &nomul_ln_fused_avx2;
+    case NOMUL_ISA_AVX512: return &nomul_pa_fused_avx512;
+    case NOMUL_ISA_AVX2: return &nomul_pa_fused_avx2;
     default: return NULL;
     }
 }

@@ -4,5 +4,5 @@
  */
 #define NOMUL_VEC_BYTES 32
 #define NOMUL_KERNEL_TABLE nomul_elt_kernels_avx2
-#define NOMUL_LN_FUSED nomul_ln_fused_avx2
+#define NOMUL_PA_FUSED nomul_pa_fused_avx2
 #include "pam_kernels.inc"

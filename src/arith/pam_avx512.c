@@ -5,5 +5,5 @@
  */
 #define NOMUL_VEC_BYTES 64
 #define NOMUL_KERNEL_TABLE nomul_elt_kernels_avx512
-#define NOMUL_LN_FUSED nomul_ln_fused_avx512
+#define NOMUL_PA_FUSED nomul_pa_fused_avx512
 #include "pam_kernels.inc"

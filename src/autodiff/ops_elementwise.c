@@ -352,33 +352,46 @@ nomul_tensor *nomul_div(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *a
 
 /* ---- scale ---------------------------------------------------------------------------------- */
 
-/* forward: y = c · x (PAM in PA mode) */
+/* forward: y = c · x (PAM in PA mode); a chunk at a time on the threads,
+ * the PA terms on the array kernels (uncounted: the counts here are the
+ * audit's, one term per element), then added */
 void ad_scale_backward(const node *nd)
 {
     nomul_tensor *x = nd->in[0], *y = nd->out;
-    float c = nd->p.scale.c;
-    if (!nomul_op_is_pa(&nd->cfg)) {
+    float c = nd->p.scale.c, off = nd->cfg.offset;
+    const int pa = nomul_op_is_pa(&nd->cfg), approx = nd->cfg.approx_bwd;
+    if (!pa)
         NOMUL_COUNT(FMUL, x->n);
-        NOMUL_COUNT(FADD, x->n);
-        for (long i = 0; i < x->n; i++)
-            x->grad[i] += c * y->grad[i];
-        return;
-    }
-    NOMUL_COUNT(FADD, x->n);
-    float *d = nomul_scratch(NOMUL_SCRATCH_OP, (size_t)x->n);
-    if (!d)
-        return;
-    float off = nd->cfg.offset;
-    if (nd->cfg.approx_bwd && off != 1.0f) /* c·x·offset's derivative in PA */
-        nomul_pa_mul_off_vs((size_t)x->n, y->grad, c, off, d);
-    else if (nd->cfg.approx_bwd)
-        nomul_pa_mul_grad_approx_vs((size_t)x->n, x->data, c, y->grad, d);
-    else if (off != 1.0f) /* exact: c replaced by PAM(c, offset) */
-        nomul_pa_mul_grad_vs((size_t)x->n, x->data, nomul_pa_mul(c, off), y->grad, d);
+    else if (approx)
+        NOMUL_COUNT(PAM, (off != 1.0f ? 2 : 1) * x->n);
     else
-        nomul_pa_mul_grad_vs((size_t)x->n, x->data, c, y->grad, d);
-    for (long i = 0; i < x->n; i++)
-        x->grad[i] += d[i];
+        NOMUL_COUNT(SHIFT, x->n);
+    NOMUL_COUNT(FADD, x->n);
+    /* exact with an offset: c replaced by PAM(c, offset) */
+    const float ce = pa && !approx && off != 1.0f ? nomul_pa_mul(c, off) : c;
+    enum { CH = 2048 };
+#pragma omp parallel for schedule(static) num_threads(nomul_light_threads(x->n))
+    for (long i0 = 0; i0 < x->n; i0 += CH) {
+        float d[CH];
+        long k = x->n - i0 < CH ? x->n - i0 : CH;
+        const float *g = y->grad + i0;
+        float *dx = x->grad + i0;
+        if (!pa) {
+            for (long i = 0; i < k; i++)
+                dx[i] += c * g[i];
+            continue;
+        }
+        if (approx && off != 1.0f) /* c·x·offset's derivative in PA: PAM(PAM(g, c), off) */
+            nomul_elt(NOMUL_ELT_MUL_OFF, (size_t)k, g, 0, &c, 1, &off, 1, NULL, 0, d, NULL);
+        else if (approx) /* PAM(g, c), NaN where x is */
+            nomul_elt(NOMUL_ELT_MUL_GRAD_APPROX, (size_t)k, x->data + i0, 0, &c, 1, g, 0, NULL,
+                      0, d, NULL);
+        else
+            nomul_elt(NOMUL_ELT_MUL_GRAD, (size_t)k, x->data + i0, 0, &ce, 1, g, 0, NULL, 0, d,
+                      NULL);
+        for (long i = 0; i < k; i++)
+            dx[i] += d[i];
+    }
 }
 
 nomul_tensor *nomul_scale(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x, float c)

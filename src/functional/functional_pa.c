@@ -707,7 +707,7 @@ static void ln_row_forward_arrays(float off, int n, const float *xr, const float
                                   float *rstd, float *sum, float *sq, float *buf)
 {
     float *d = buf, *t = buf + n, st[4];
-    const nomul_ln_fused *f = gs == 0 ? nomul_ln_fused_active() : NULL;
+    const nomul_pa_fused *f = gs == 0 ? nomul_pa_fused_active() : NULL;
     if (f) { /* batch norm: the fused passes (the same operations, element by element) */
         float nf = (float)n, s0 = lane_sum(n, xr), mu = pad(s0, nf), aq[LANES] = {0};
         f->squares(n, xr, mu, off, NULL, aq);
@@ -772,7 +772,7 @@ void nomul_ln_row_forward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
  * array kernels: the operations of ln_row_forward_arrays, the two sums of
  * each row side by side (row_sums, in each row's order) and d² over the
  * whole group in one call, so the same bits; on AVX2 and AVX-512 the
- * squares and the output each in one fused pass per row (nomul_ln_fused:
+ * squares and the output each in one fused pass per row (nomul_pa_fused:
  * the same operations, element by element). NULL-free: buf holds 2·GROUP
  * rows. */
 static void ln_rows_forward_arrays(float off, int k, int n, const float *x, const float *gamma,
@@ -780,7 +780,7 @@ static void ln_rows_forward_arrays(float off, int k, int n, const float *x, cons
                                    float *rstd, float *ksum, float *kq, float *buf)
 {
     float *d = buf, *t = buf + (long)GROUP * n, sum[GROUP], q[GROUP], nf = (float)n;
-    const nomul_ln_fused *f = nomul_ln_fused_active();
+    const nomul_pa_fused *f = nomul_pa_fused_active();
     row_sums(k, n, x, n, 0, sum);
     for (int r = 0; r < k; r++) {
         float mu = pad(sum[r], nf);
@@ -850,10 +850,10 @@ static void add_param_grads(int n, const float *g, int gs, const float *gr, int 
     }
 }
 
-/* Batch norm's row backward (γ broadcast, sums in lanes) in nomul_ln_fused's
+/* Batch norm's row backward (γ broadcast, sums in lanes) in nomul_pa_fused's
  * passes: the operations of ln_row_backward_arrays element by element, and
  * the same sums (added into their lanes in the passes), so the same bits. */
-static void bn_row_backward_fused(const nomul_ln_fused *f, float off, int approx, int n,
+static void bn_row_backward_fused(const nomul_pa_fused *f, float off, int approx, int n,
                                   const float *xr, const float *gamma, float mu, float r,
                                   float eps, const float *ksum, const float *kq, const float *gr,
                                   float *dr, float *dgamma, float *dbeta, float *dd, float *buf)
@@ -907,7 +907,7 @@ static void ln_row_backward_arrays(float off, int approx, int n, const float *xr
     float *d = buf, *xh = buf + n, *u = buf + 2 * n, *v = buf + 3 * n, *a = buf + 4 * n,
           *b = buf + 5 * n, nf = (float)n;
     const int gb = gs == 0; /* γ broadcast: batch norm, its sums in lanes */
-    const nomul_ln_fused *f = gb ? nomul_ln_fused_active() : NULL;
+    const nomul_pa_fused *f = gb ? nomul_pa_fused_active() : NULL;
     if (f) { /* batch norm: the fused passes, the same operations element by element */
         bn_row_backward_fused(f, off, approx, n, xr, gamma, mu, r, eps, ksum, kq, gr, dr, dgamma,
                               dbeta, dd, buf);
@@ -1175,12 +1175,12 @@ static void ln_rows_backward_arrays(float off, int approx, int k, int n, const f
 }
 
 /* The backward of k ≤ GROUP contiguous rows in the fused passes of
- * nomul_ln_fused: the operations of ln_rows_backward_arrays (exact or
+ * nomul_pa_fused: the operations of ln_rows_backward_arrays (exact or
  * approximate), element by element in two passes per row instead of one
  * kernel call per operation over the group, and the same sums in the same
  * order (dγ and dβ row after row, each row's sums by row_sums), so the same
  * bits. buf: 3·GROUP rows of n. */
-static void ln_rows_backward_fused(const nomul_ln_fused *f, float off, int approx, int k,
+static void ln_rows_backward_fused(const nomul_pa_fused *f, float off, int approx, int k,
                                    int n, const float *x, const float *gamma, const float *mean,
                                    const float *rstd, const float *ksum, const float *kq,
                                    float eps, const float *dy, float *dx, float *dgamma,
@@ -1243,7 +1243,7 @@ int nomul_ln_rows_backward_pa(const nomul_op_cfg *cfg, int k, int n, const float
         return 0;
     /* the fused passes need 3 rows of scratch per row of the group, the
      * kernel-call sequence 11 */
-    const nomul_ln_fused *f = nomul_ln_fused_active();
+    const nomul_pa_fused *f = nomul_pa_fused_active();
     float *buf = ln_buf(n, (f ? 3 : 11) * GROUP);
     if (!buf)
         return 0;
@@ -1307,7 +1307,7 @@ void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float 
     NOMUL_COUNT(PAM, len); NOMUL_COUNT(PAD, len); NOMUL_COUNT(FADD, 2 * len + 1);
     NOMUL_COUNT(PALOG2, 1); NOMUL_COUNT(PAEXP2, 1); NOMUL_COUNT(PAM, 1);
     const float r = nomul_pa_sqrt(*running_var + eps);
-    const nomul_ln_fused *f = nomul_pa_chains_scalar ? NULL : nomul_ln_fused_active();
+    const nomul_pa_fused *f = nomul_pa_chains_scalar ? NULL : nomul_pa_fused_active();
     if (f && len <= INT_MAX) {
         f->output((int)len, row, *running_mean, r, gamma, beta, off, out, 1);
         return;
@@ -1324,9 +1324,9 @@ void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float 
  * dyrow: the planes one after the other, so plane b is at row + b·S either
  * way); the passes that only write (the output, dx) go plane by plane into
  * y and dx. */
-static const nomul_ln_fused *bn_planes_fused(int S, const float *xrow)
+static const nomul_pa_fused *bn_planes_fused(int S, const float *xrow)
 {
-    return nomul_pa_chains_scalar || (S % LANES && !xrow) ? NULL : nomul_ln_fused_active();
+    return nomul_pa_chains_scalar || (S % LANES && !xrow) ? NULL : nomul_pa_fused_active();
 }
 
 /* the lane passes' pieces: nseg segments of seg values, segment b at
@@ -1341,7 +1341,7 @@ int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, in
 {
     /* with S not a multiple of 16, the gathered row's output pass and a
      * copy into y cost less than a call per small plane (7x7: measured) */
-    const nomul_ln_fused *f = bn_planes_fused(S, NULL);
+    const nomul_pa_fused *f = bn_planes_fused(S, NULL);
     if (!f)
         return 0;
     const float off = offset_of(cfg);
@@ -1378,7 +1378,7 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
     const int approx = cfg->approx_bwd;
     /* the gathered rows for the exact backward only: the approximate one's
      * dx pass costs more in calls per small plane than its copy (7x7) */
-    const nomul_ln_fused *f = bn_planes_fused(S, xrow && dyrow && !approx ? xrow : NULL);
+    const nomul_pa_fused *f = bn_planes_fused(S, xrow && dyrow && !approx ? xrow : NULL);
     const long len = (long)nb * S;
     /* the exact backward's dd, or the approximate one's xh and u */
     float *dd = f ? nomul_scratch(NOMUL_SCRATCH_LN, (size_t)len * (approx ? 2 : 1)) : NULL;
@@ -1796,11 +1796,18 @@ void nomul_gelu_forward_pa(const nomul_op_cfg *cfg, long n, const float *x, floa
     const float off = offset_of(cfg);
     NOMUL_COUNT(PAM, 3 * n); NOMUL_COUNT(PAEXP2, n); NOMUL_COUNT(PAD, n); NOMUL_COUNT(FADD, n);
     const int chains = !nomul_pa_chains_scalar;
+    /* the fused pass (AVX2, AVX-512), else the chain on the array kernels */
+    const nomul_pa_fused *f = chains ? nomul_pa_fused_active() : NULL;
     /* keep: σ for n values, then q for the exact derivative (none for the approximate) */
     float *keep_q = keep && !cfg->approx_bwd ? keep + n : NULL;
 #pragma omp parallel num_threads(nomul_fn_threads(n))
     {
-        if (chains) {
+        if (f) {
+#pragma omp for schedule(static)
+            for (long i0 = 0; i0 < n; i0 += GELU_CH)
+                f->gelu_forward(n - i0 < GELU_CH ? (int)(n - i0) : GELU_CH, x + i0, GELU_K, off,
+                                y + i0, keep ? keep + i0 : NULL, keep_q ? keep_q + i0 : NULL);
+        } else if (chains) {
             float z[GELU_CH], e[GELU_CH], q[GELU_CH], s[GELU_CH];
 #pragma omp for schedule(static)
             for (long i0 = 0; i0 < n; i0 += GELU_CH) {
@@ -1832,12 +1839,21 @@ static void gelu_backward_chunk(float off, int approx, int c, const float *x, co
 {
     float z[GELU_CH], e[GELU_CH], qb[GELU_CH], sb[GELU_CH], a[GELU_CH], b[GELU_CH];
     const float k = GELU_K, one = 1.0f, *s = sb, *q = qb;
+    /* the fused pass (AVX2, AVX-512), which makes z itself */
+    const nomul_pa_fused *f = nomul_pa_fused_active();
     if (ks) {
-        elt_pam(off, c, &k, 1, x, 0, z);
+        if (!f)
+            elt_pam(off, c, &k, 1, x, 0, z);
         s = ks;
         q = kq;
+    } else if (f) {
+        f->gelu_forward(c, x, k, off, NULL, sb, qb);
     } else {
         gelu_s(off, c, x, z, e, qb, sb);
+    }
+    if (f) {
+        f->gelu_backward(c, x, s, q, g, k, off, approx, dx);
+        return;
     }
     if (approx) { /* t = PAM(PAM(k, x), PAM(s, 1 − s)); dx += PAM(g, s + t) */
         for (int i = 0; i < c; i++)
