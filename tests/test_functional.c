@@ -1220,7 +1220,9 @@ static void test_float_gelu_matches_scalar_twin(void **state)
 
 /* The PA row operations take a row's maximum in interleaved partial maxima
  * and cross-entropy's rows on all threads, its parts kept between the
- * passes of the exact backward; the in-order loops stay as their twin
+ * passes of the exact backward, log_softmax's approximate backward in one
+ * fused pass (AVX2, AVX-512: each instruction set in turn); the in-order
+ * loops stay as their twin
  * (nomul_pa_chains_scalar). softmax, log_softmax and logsumexp forward and
  * backward, cross-entropy's loss, row losses and backward (exact and
  * approximate, with and without an offset, of a global batch's total too)
@@ -1244,6 +1246,8 @@ static void test_pa_rows_match_scalar_twin(void **state)
     nomul_set_num_threads(4);
     for (int rep = 0; rep < 28; rep++) {
         int n = widths[rep % 7], rows = 1 + (int)(tu_next(&r) % ROWS);
+        /* the fast path's fused passes on each instruction set in turn */
+        nomul_isa_set((nomul_isa)(rep % ((int)nomul_isa_max() + 1)));
         if (rep == 6 || rep == 27)
             rows = ROWS; /* 2,860 wide: nine groups of rows, split among the threads */
         int total = rows * n;
@@ -1330,11 +1334,13 @@ static void test_pa_rows_match_scalar_twin(void **state)
         for (int k = 0; k < OUTS; k++)
             for (int i = 0; i < ROWS * MAXN; i++)
                 if (tu_bits(out[0][k][i]) != tu_bits(out[1][k][i]))
-                    FAIL_SEED("%s, %d rows of %d, approx %d, offset %g: [%d] = %a on the fast "
-                              "path, %a by the in-order twin",
-                              what[k], rows, n, m.approx_bwd, (double)m.offset, i,
-                              (double)out[0][k][i], (double)out[1][k][i]);
+                    FAIL_SEED("%s, %d rows of %d, approx %d, offset %g, isa %s: [%d] = %a on "
+                              "the fast path, %a by the in-order twin",
+                              what[k], rows, n, m.approx_bwd, (double)m.offset,
+                              nomul_isa_name(nomul_isa_active()), i, (double)out[0][k][i],
+                              (double)out[1][k][i]);
     }
+    nomul_isa_set(nomul_isa_max());
     nomul_set_num_threads(threads);
 }
 

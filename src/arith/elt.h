@@ -116,6 +116,14 @@ typedef struct nomul_pa_fused {
                          float *q);
     void (*gelu_backward)(int n, const float *x, const float *s, const float *q,
                           const float *dy, float k, float off, int approx, float *dx);
+    /* log_softmax's approximate backward over one row (functional_pa.c's
+     * lse_backward_body): w = PAD(e, S) (0 where S is not positive), w =
+     * PAM(w, g), dx = (store ? +0 : dx) + (dy − w) */
+    void (*lsm_backward_approx)(int n, const float *e, float S, float g, const float *dy,
+                                float off, int store, float *dx);
+    /* the row pipeline's exponentials over one row: u −= s (s an integer:
+     * exact), e = paexp2(u) */
+    void (*exp2_shifted)(int n, float *u, float s, float *e);
 } nomul_pa_fused;
 
 extern const nomul_pa_fused nomul_pa_fused_avx2;

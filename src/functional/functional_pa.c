@@ -286,14 +286,23 @@ static void pa_rows_exp(float off, int k, int n, const float *x, row_tmp *t, flo
      * paexp2 over all of them (short rows, e.g. attention's, would pay a
      * call per row and step otherwise) */
     pam_row(off, k * n, x, LOG2E, t->u);
+    /* long rows: the shift and paexp2 in one fused pass per row (AVX2,
+     * AVX-512); short ones (attention's): one paexp2 call for the group */
+    const nomul_pa_fused *f = n >= 64 && !nomul_pa_chains_scalar ? nomul_pa_fused_active() : NULL;
     for (int r = 0; r < k; r++) {
         float *u = t->u + (long)r * n;
         float mx = row_max(n, u);
         s[r] = isfinite(mx) ? floorf(mx) : 0.0f;
+        if (f) {
+            f->exp2_shifted(n, u, s[r], t->e + (long)r * n);
+            continue;
+        }
         for (int j = 0; j < n; j++)
             u[j] -= s[r]; /* s is an integer: exact */
     }
-    nomul_elt(NOMUL_ELT_EXP2, (size_t)(k * n), t->u, 0, NULL, 0, NULL, 0, NULL, 0, t->e, NULL);
+    if (!f)
+        nomul_elt(NOMUL_ELT_EXP2, (size_t)(k * n), t->u, 0, NULL, 0, NULL, 0, NULL, 0, t->e,
+                  NULL);
     row_sums(k, n, t->e, n, 0, sum);
 }
 
@@ -552,8 +561,17 @@ static void lse_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
             g[r] = j->dlse[i0 + r];
     const int approx = j->cfg->approx_bwd;
     pa_rows_exp(off, k, n, j->x + (long)i0 * n, t, s, sum);
+    /* log_softmax's approximate backward in one fused pass per row (AVX2,
+     * AVX-512), else the steps below */
+    const nomul_pa_fused *f = lsm && approx && !nomul_pa_chains_scalar ? nomul_pa_fused_active()
+                                                                        : NULL;
     for (int r = 0; r < k; r++) {
         float *w = t->w, *dr = j->out + (long)(i0 + r) * n;
+        if (f) {
+            f->lsm_backward_approx(n, t->e + (long)r * n, sum[r], g[r], dy + (long)r * n, off,
+                                   j->store, dr);
+            continue;
+        }
         if (approx) { /* w = softmax(x) · g, with the PA softmax and PAM */
             if (sum[r] > 0.0f)
                 nomul_elt(NOMUL_ELT_DIV, (size_t)n, t->e + (long)r * n, 0, &sum[r], 1, NULL, 0, NULL, 0, w,
