@@ -352,46 +352,70 @@ nomul_tensor *nomul_div(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *a
 
 /* ---- scale ---------------------------------------------------------------------------------- */
 
-/* forward: y = c · x (PAM in PA mode); a chunk at a time on the threads,
- * the PA terms on the array kernels (uncounted: the counts here are the
- * audit's, one term per element), then added */
-void ad_scale_backward(const node *nd)
+/* The backward of y = c·x (PAM in PA mode) where keep[i] (every element when
+ * keep is NULL: scale; dropout's mask), a chunk at a time on the threads:
+ * the chunk's terms into d (float c·dy; PA the array kernels' operation that
+ * `term` names, bit for bit the scalar PAM or its derivative, uncounted: the
+ * callers count for the audit), then added where kept (a dropped element's
+ * gradient is left as it is, −0 included) */
+typedef enum {
+    TERM_PAM,        /* PAM(dy, c) */
+    TERM_PAM_OFF,    /* PAM(PAM(dy, c), off) */
+    TERM_GRAD_APPROX, /* PAM(dy, c), NaN where x is */
+    TERM_GRAD        /* ∂PAM(x, c)/∂x · dy */
+} scaled_term;
+
+static void scaled_backward(const node *nd, float c, float off, scaled_term term,
+                            const unsigned char *keep)
 {
     nomul_tensor *x = nd->in[0], *y = nd->out;
-    float c = nd->p.scale.c, off = nd->cfg.offset;
-    const int pa = nomul_op_is_pa(&nd->cfg), approx = nd->cfg.approx_bwd;
-    if (!pa)
-        NOMUL_COUNT(FMUL, x->n);
-    else if (approx)
-        NOMUL_COUNT(PAM, (off != 1.0f ? 2 : 1) * x->n);
-    else
-        NOMUL_COUNT(SHIFT, x->n);
-    NOMUL_COUNT(FADD, x->n);
-    /* exact with an offset: c replaced by PAM(c, offset) */
-    const float ce = pa && !approx && off != 1.0f ? nomul_pa_mul(c, off) : c;
+    const int pa = nomul_op_is_pa(&nd->cfg);
     enum { CH = 2048 };
 #pragma omp parallel for schedule(static) num_threads(nomul_light_threads(x->n))
     for (long i0 = 0; i0 < x->n; i0 += CH) {
         float d[CH];
         long k = x->n - i0 < CH ? x->n - i0 : CH;
-        const float *g = y->grad + i0;
+        const float *g = y->grad + i0, *xc = x->data + i0;
         float *dx = x->grad + i0;
-        if (!pa) {
+        if (!pa)
             for (long i = 0; i < k; i++)
-                dx[i] += c * g[i];
-            continue;
-        }
-        if (approx && off != 1.0f) /* c·x·offset's derivative in PA: PAM(PAM(g, c), off) */
+                d[i] = c * g[i];
+        else if (term == TERM_PAM)
+            nomul_elt(NOMUL_ELT_MUL, (size_t)k, g, 0, &c, 1, NULL, 0, NULL, 0, d, NULL);
+        else if (term == TERM_PAM_OFF)
             nomul_elt(NOMUL_ELT_MUL_OFF, (size_t)k, g, 0, &c, 1, &off, 1, NULL, 0, d, NULL);
-        else if (approx) /* PAM(g, c), NaN where x is */
-            nomul_elt(NOMUL_ELT_MUL_GRAD_APPROX, (size_t)k, x->data + i0, 0, &c, 1, g, 0, NULL,
-                      0, d, NULL);
+        else if (term == TERM_GRAD_APPROX)
+            nomul_elt(NOMUL_ELT_MUL_GRAD_APPROX, (size_t)k, xc, 0, &c, 1, g, 0, NULL, 0, d, NULL);
         else
-            nomul_elt(NOMUL_ELT_MUL_GRAD, (size_t)k, x->data + i0, 0, &ce, 1, g, 0, NULL, 0, d,
-                      NULL);
-        for (long i = 0; i < k; i++)
-            dx[i] += d[i];
+            nomul_elt(NOMUL_ELT_MUL_GRAD, (size_t)k, xc, 0, &c, 1, g, 0, NULL, 0, d, NULL);
+        if (keep)
+            for (long i = 0; i < k; i++)
+                dx[i] = keep[i0 + i] ? dx[i] + d[i] : dx[i];
+        else
+            for (long i = 0; i < k; i++)
+                dx[i] += d[i];
     }
+}
+
+/* forward: y = c · x (PAM in PA mode); counted one term per element */
+void ad_scale_backward(const node *nd)
+{
+    float c = nd->p.scale.c, off = nd->cfg.offset;
+    const long n = nd->in[0]->n;
+    const int pa = nomul_op_is_pa(&nd->cfg), approx = nd->cfg.approx_bwd;
+    if (!pa)
+        NOMUL_COUNT(FMUL, n);
+    else if (approx)
+        NOMUL_COUNT(PAM, (off != 1.0f ? 2 : 1) * n);
+    else
+        NOMUL_COUNT(SHIFT, n);
+    NOMUL_COUNT(FADD, n);
+    if (pa && approx) /* c·x·offset's derivative in PA */
+        scaled_backward(nd, c, off, off != 1.0f ? TERM_PAM_OFF : TERM_GRAD_APPROX, NULL);
+    else if (pa && off != 1.0f) /* exact: c replaced by PAM(c, offset) */
+        scaled_backward(nd, nomul_pa_mul(c, off), off, TERM_GRAD, NULL);
+    else
+        scaled_backward(nd, c, off, TERM_GRAD, NULL);
 }
 
 nomul_tensor *nomul_scale(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x, float c)
@@ -419,39 +443,16 @@ nomul_tensor *nomul_scale(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor 
 /* forward: y = keep ? s·x : 0, s = 1/(1 − p) */
 void ad_dropout_backward(const node *nd)
 {
-    nomul_tensor *x = nd->in[0], *y = nd->out;
-    const unsigned char *keep = nd->p.dropout.keep;
-    float s = nd->p.dropout.s;
+    const long n = nd->in[0]->n;
     if (!nomul_op_is_pa(&nd->cfg))
-        NOMUL_COUNT(FMUL, x->n);
+        NOMUL_COUNT(FMUL, n);
     else if (nd->cfg.approx_bwd)
-        NOMUL_COUNT(PAM, x->n);
+        NOMUL_COUNT(PAM, n);
     else
-        NOMUL_COUNT(SHIFT, x->n);
-    NOMUL_COUNT(FADD, x->n);
-    /* a chunk at a time: the kept elements' terms on the array kernels
-     * (bit for bit the scalar PAM and its derivative; uncounted, the counts
-     * above being the audit's), then added where
-     * kept (a dropped element's gradient is left as it is, −0 included) */
-    enum { CH = 2048 };
-    const int pa = nomul_op_is_pa(&nd->cfg);
-#pragma omp parallel for schedule(static) num_threads(nomul_light_threads(x->n))
-    for (long i0 = 0; i0 < x->n; i0 += CH) {
-        float d[CH];
-        long c = x->n - i0 < CH ? x->n - i0 : CH;
-        const float *g = y->grad + i0;
-        float *dx = x->grad + i0;
-        if (!pa)
-            for (long i = 0; i < c; i++)
-                d[i] = s * g[i];
-        else if (nd->cfg.approx_bwd)
-            nomul_elt(NOMUL_ELT_MUL, (size_t)c, g, 0, &s, 1, NULL, 0, NULL, 0, d, NULL);
-        else
-            nomul_elt(NOMUL_ELT_MUL_GRAD, (size_t)c, x->data + i0, 0, &s, 1, g, 0, NULL, 0, d,
-                      NULL);
-        for (long i = 0; i < c; i++)
-            dx[i] = keep[i0 + i] ? dx[i] + d[i] : dx[i];
-    }
+        NOMUL_COUNT(SHIFT, n);
+    NOMUL_COUNT(FADD, n);
+    scaled_backward(nd, nd->p.dropout.s, 1.0f, nd->cfg.approx_bwd ? TERM_PAM : TERM_GRAD,
+                    nd->p.dropout.keep);
 }
 
 nomul_tensor *nomul_dropout(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor *x, float p,
