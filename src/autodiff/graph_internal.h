@@ -206,7 +206,6 @@ void *ad_arena_alloc(nomul_graph *g, size_t bytes);
 
 /* The backwards, one per operation, each in its forward's file. */
 void ad_linear_backward(const node *nd);
-void ad_linear_relu_backward(const node *nd);
 void ad_matmul_backward(const node *nd);
 void ad_conv2d_backward(const node *nd);
 void ad_softmax_backward(const node *nd);

@@ -81,23 +81,17 @@ static void add_column_sums(float *db, float *dy, const float *y, int rows, int 
 }
 
 /* forward: y = x·wᵀ + b */
+/* linear and linear_relu (y = relu(x·wᵀ + b): the output's gradient, this
+ * node's alone, becomes the pre-activation's in place, in db's pass) */
 void ad_linear_backward(const node *nd)
 {
     nomul_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *y = nd->out;
     int batch = x->shape[0], in = x->shape[1], out = w->shape[0];
-    if (b && b->grad)
-        add_column_sums(b->grad, y->grad, NULL, batch, out);
+    float *db = b && b->grad ? b->grad : NULL;
+    const float *relu_y = nd->op == AD_OP_LINEAR_RELU ? y->data : NULL;
+    if (db || relu_y)
+        add_column_sums(db, y->grad, relu_y, batch, out);
     /* dx += dy · w, dw += dyᵀ · x */
-    gemm_backward(&nd->cfg, 1, batch, out, in, x->data, w->data, y->grad, x->grad, w->grad);
-}
-
-/* forward: y = relu(x·wᵀ + b). The output's gradient (this node's alone)
- * becomes the pre-activation's in place, in db's pass, then as linear */
-void ad_linear_relu_backward(const node *nd)
-{
-    nomul_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *y = nd->out;
-    int batch = x->shape[0], in = x->shape[1], out = w->shape[0];
-    add_column_sums(b && b->grad ? b->grad : NULL, y->grad, y->data, batch, out);
     gemm_backward(&nd->cfg, 1, batch, out, in, x->data, w->data, y->grad, x->grad, w->grad);
 }
 

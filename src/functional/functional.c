@@ -468,14 +468,22 @@ float nomul_cross_entropy_forward(const nomul_op_cfg *cfg, int rows, int n, cons
                                              used);
 }
 
+/* the rows the backward uses: targets not ignored (rows out of range are
+ * skipped) */
+static int ce_used_rows(int rows, int n, const int *target, int ignore_index)
+{
+    int used = 0;
+    for (int i = 0; i < rows; i++)
+        if (target[i] != ignore_index && target[i] >= 0 && target[i] < n)
+            used++;
+    return used;
+}
+
 void nomul_cross_entropy_backward(const nomul_op_cfg *cfg, int rows, int n, const float *logp,
                                   const int *target, int ignore_index, float smoothing,
                                   float dloss, float *dlogp)
 {
-    int used = 0; /* rows out of range are skipped */
-    for (int i = 0; i < rows; i++)
-        if (target[i] != ignore_index && target[i] >= 0 && target[i] < n)
-            used++;
+    int used = ce_used_rows(rows, n, target, ignore_index);
     if (nomul_op_is_pa(cfg))
         nomul_cross_entropy_backward_pa(cfg, rows, n, logp, target, ignore_index, smoothing,
                                         dloss, used, dlogp);
@@ -526,13 +534,7 @@ void nomul_cross_entropy_logits_backward(const nomul_op_cfg *cfg, int rows, int 
                                          float dloss, const nomul_ce_global *glob,
                                          int accumulate, float *dlogits)
 {
-    int used = 0; /* as nomul_cross_entropy_backward: rows out of range are skipped */
-    if (glob)
-        used = glob->used;
-    else
-        for (int i = 0; i < rows; i++)
-            if (target[i] != ignore_index && target[i] >= 0 && target[i] < n)
-                used++;
+    int used = glob ? glob->used : ce_used_rows(rows, n, target, ignore_index);
     if (nomul_op_is_pa(cfg))
         nomul_ce_lsm_backward_pa(cfg, rows, n, logits, logp, target, ignore_index, smoothing,
                                  dloss, used, glob ? &glob->total : NULL, !accumulate, dlogits);
