@@ -90,7 +90,8 @@ CLI := $(BUILD)/nomul
 .PHONY: all test check valgrind install uninstall clean test-python install-python fuzz fuzz-build fuzz-long
 # the experiments' benchmark programs are built with the rest, so that they
 # cannot break unnoticed
-BENCHES := $(BUILD)/bn_bench $(BUILD)/zero_mask_bench $(BUILD)/sparse_conv_bench
+BENCHES := $(BUILD)/bn_bench $(BUILD)/zero_mask_bench $(BUILD)/sparse_conv_bench \
+           $(BUILD)/rows_bench
 all: $(STATIC) $(SHARED) $(CLI) $(BENCHES)
 
 $(BUILD)/%.o: %.c
@@ -131,6 +132,11 @@ $(BUILD)/tests/%.o: CFLAGS_ALL += -Isrc
 
 # one batch norm layer's forward and backward timed (the README's ninth round)
 $(BUILD)/bn_bench: experiments/bench/bn_bench.c $(STATIC)
+	$(CC) $(CFLAGS_ALL) $< $(STATIC) $(LDFLAGS) $(LIBS) -o $@
+
+# GELU and the cross-entropy into log_softmax timed, float and PA (the
+# fifteenth round)
+$(BUILD)/rows_bench: experiments/bench/rows_bench.c $(STATIC)
 	$(CC) $(CFLAGS_ALL) $< $(STATIC) $(LDFLAGS) $(LIBS) -o $@
 
 # the cost of a PAM tile's zero handling against the FMA (the tenth round);
