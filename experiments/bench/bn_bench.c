@@ -2,10 +2,13 @@
  * bn_bench.c — times one batch norm layer's training forward and backward
  * (nomul_batch_norm_forward_keep / _backward_keep) at batch N, C channels of
  * S = H·W positions, float or PA, exact or approximate backward, and prints
- * the best of R repetitions of each. The figures of the README's ninth round
- * come from it, run with the binaries before and after a change in turn:
+ * the best of R repetitions of each; with relu 1, batch_norm_relu's
+ * (nomul_batch_norm_relu_*_keep: the relu applied in the forward, dy masked
+ * by it in place, about half of it zeros, as in a ResNet's training step).
+ * The figures of the README's ninth round come from it, run with the
+ * binaries before and after a change in turn:
  *
- *   make build/bn_bench && build/bn_bench C S [pa 0|1] [approx 0|1] [N] [R]
+ *   make build/bn_bench && build/bn_bench C S [pa 0|1] [approx 0|1] [N] [R] [relu 0|1]
  *   e.g. build/bn_bench 16 784 1 1      (ResNet20's 28×28 stage, PA, approximate)
  *
  * Threads: nomul's default (every core); NOMUL_NUM_THREADS=1 for one.
@@ -41,7 +44,7 @@ static long arg(int argc, char **argv, int i, long dflt, long lo, long hi, const
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: bn_bench C S [pa 0|1] [approx 0|1] [N (64)] [R (30)]\n");
+        fprintf(stderr, "usage: bn_bench C S [pa 0|1] [approx 0|1] [N (64)] [R (30)] [relu 0|1]\n");
         return 2;
     }
     const int C = (int)arg(argc, argv, 1, 16, 1, 4096, "C");
@@ -50,6 +53,7 @@ int main(int argc, char **argv)
     const int approx = (int)arg(argc, argv, 4, 0, 0, 1, "approx");
     const int nb = (int)arg(argc, argv, 5, 64, 1, 4096, "N");
     const int reps = (int)arg(argc, argv, 6, 30, 1, 100000, "R");
+    const int relu = (int)arg(argc, argv, 7, 0, 0, 1, "relu");
     const long len = (long)nb * C * S;
     float *x = malloc(sizeof(float) * (size_t)len * 4), *y = x + len, *dy = y + len, *dx = dy + len;
     float *par = malloc(sizeof(float) * (size_t)C * 10);
@@ -74,17 +78,25 @@ int main(int argc, char **argv)
     double best_f = 1e30, best_b = 1e30;
     for (int r = 0; r < reps; r++) {
         double t0 = now();
-        nomul_batch_norm_forward_keep(&cfg, nb, C, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, y, mean,
-                                      rstd, keep);
+        if (relu) /* as the training step's batch_norm_relu: dy masked in place */
+            nomul_batch_norm_relu_forward_keep(&cfg, nb, C, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv,
+                                               y, mean, rstd, keep);
+        else
+            nomul_batch_norm_forward_keep(&cfg, nb, C, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, y,
+                                          mean, rstd, keep);
         double t1 = now();
-        nomul_batch_norm_backward_keep(&cfg, nb, C, S, x, g, mean, rstd, keep, 1e-5f, dy, dx, dg,
-                                       db);
+        if (relu)
+            nomul_batch_norm_relu_backward_keep(&cfg, nb, C, S, x, y, g, b, mean, rstd, keep,
+                                                1e-5f, dy, dx, dg, db);
+        else
+            nomul_batch_norm_backward_keep(&cfg, nb, C, S, x, g, mean, rstd, keep, 1e-5f, dy, dx,
+                                           dg, db);
         double t2 = now();
         best_f = t1 - t0 < best_f ? t1 - t0 : best_f;
         best_b = t2 - t1 < best_b ? t2 - t1 : best_b;
     }
-    printf("batch norm %d×%d×%d (%s%s): forward %.3f ms, backward %.3f ms (best of %d)\n", nb,
-           C, S, pa ? "PA" : "float", pa ? (approx ? ", approximate" : ", exact") : "",
+    printf("batch norm%s %d×%d×%d (%s%s): forward %.3f ms, backward %.3f ms (best of %d)\n",
+           relu ? " + relu" : "", nb, C, S, pa ? "PA" : "float", pa ? (approx ? ", approximate" : ", exact") : "",
            best_f * 1e3, best_b * 1e3, reps);
     free(x);
     free(par);
