@@ -9,6 +9,11 @@
  *                     with respect to the logits (nomul_cross_entropy_logits_
  *                     backward: both backward passes) on ROWS rows of N (the
  *                     translation models' output: 4096 2860)
+ *   ln ROWS N [R]     layer norm forward and backward (the forward's sums
+ *                     kept) on ROWS rows of N (transformer_mini: 4096 256)
+ *   softmax ROWS N [R]  softmax forward and backward (e and Σe kept) on
+ *                     ROWS rows of N (attention: the ViT's 4352 17,
+ *                     transformer_mini's 16384 64)
  *
  *   make build/rows_bench && build/rows_bench gelu 819200
  *
@@ -131,6 +136,66 @@ static void ce(int rows, int n, int reps)
     free(x), free(lp), free(dx), free(t);
 }
 
+static void ln(int rows, int n, int reps)
+{
+    size_t len = (size_t)rows * n;
+    float *x = must(malloc(len * 4)), *y = must(malloc(len * 4)), *dy = must(malloc(len * 4));
+    float *dx = must(calloc(len, 4)), *g = must(malloc((size_t)n * 16)), *b = g + n;
+    float *dg = b + n, *db = dg + n, *st = must(malloc((size_t)rows * 16));
+    float *mean = st, *rstd = st + rows, *keep = st + 2 * rows;
+    uint32_t s = 1;
+    fill(x, (long)len, 3.0f, &s);
+    fill(dy, (long)len, 0.01f, &s);
+    fill(g, n, 1.0f, &s);
+    fill(b, n, 0.5f, &s);
+    memset(dg, 0, (size_t)n * 8);
+    printf("layer norm on %d rows of %d, best of %d\n", rows, n, reps);
+    for (int k = 0; k < 3; k++) {
+        nomul_op_cfg c = cfg_of(k);
+        double bf = 1e30, bb = 1e30;
+        for (int r = 0; r < reps; r++) {
+            double q = now();
+            nomul_layer_norm_forward_keep(&c, rows, n, x, g, b, 1e-5f, y, mean, rstd, keep);
+            q = now() - q;
+            bf = q < bf ? q : bf;
+            q = now();
+            nomul_layer_norm_backward_keep(&c, rows, n, x, g, mean, rstd, keep, 1e-5f, dy, dx, dg,
+                                           db);
+            q = now() - q;
+            bb = q < bb ? q : bb;
+        }
+        printf("  %-10s forward %8.3f ms  backward %8.3f ms\n", names[k], bf * 1e3, bb * 1e3);
+    }
+    free(x), free(y), free(dy), free(dx), free(g), free(st);
+}
+
+static void softmax(int rows, int n, int reps)
+{
+    size_t len = (size_t)rows * n;
+    float *x = must(malloc(len * 4)), *y = must(malloc(len * 4)), *dy = must(malloc(len * 4));
+    float *dx = must(calloc(len, 4)), *keep = must(malloc((len + 2 * (size_t)rows) * 4));
+    uint32_t s = 1;
+    fill(x, (long)len, 3.0f, &s);
+    fill(dy, (long)len, 0.01f, &s);
+    printf("softmax on %d rows of %d, best of %d\n", rows, n, reps);
+    for (int k = 0; k < 3; k++) {
+        nomul_op_cfg c = cfg_of(k);
+        double bf = 1e30, bb = 1e30;
+        for (int r = 0; r < reps; r++) {
+            double q = now();
+            nomul_softmax_forward_keep(&c, rows, n, x, y, keep);
+            q = now() - q;
+            bf = q < bf ? q : bf;
+            q = now();
+            nomul_softmax_backward_keep(&c, rows, n, x, y, keep, dy, dx);
+            q = now() - q;
+            bb = q < bb ? q : bb;
+        }
+        printf("  %-10s forward %8.3f ms  backward %8.3f ms\n", names[k], bf * 1e3, bb * 1e3);
+    }
+    free(x), free(y), free(dy), free(dx), free(keep);
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "gelu")) {
@@ -144,6 +209,15 @@ int main(int argc, char **argv)
            (int)arg(argc, argv, 4, 15, 1, 100000, "R"));
         return 0;
     }
-    fprintf(stderr, "usage: rows_bench gelu [N [R]] | rows_bench ce [ROWS [N [R]]]\n");
+    if (argc >= 2 && (!strcmp(argv[1], "ln") || !strcmp(argv[1], "softmax"))) {
+        int ln_ = !strcmp(argv[1], "ln");
+        int rows = (int)arg(argc, argv, 2, ln_ ? 4096 : 16384, 1, 1 << 22, "ROWS");
+        int n = (int)arg(argc, argv, 3, ln_ ? 256 : 64, 1, 1 << 20, "N");
+        int reps = (int)arg(argc, argv, 4, 50, 1, 100000, "R");
+        (ln_ ? ln : softmax)(rows, n, reps);
+        return 0;
+    }
+    fprintf(stderr, "usage: rows_bench gelu [N [R]] | rows_bench ce [ROWS [N [R]]] |\n"
+                    "       rows_bench ln [ROWS [N [R]]] | rows_bench softmax [ROWS [N [R]]]\n");
     return 2;
 }
