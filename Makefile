@@ -134,8 +134,8 @@ $(BUILD)/tests/%.o: CFLAGS_ALL += -Isrc
 $(BUILD)/bn_bench: experiments/bench/bn_bench.c $(STATIC)
 	$(CC) $(CFLAGS_ALL) $< $(STATIC) $(LDFLAGS) $(LIBS) -o $@
 
-# GELU and the cross-entropy into log_softmax timed, float and PA (the
-# fifteenth round)
+# GELU, the cross-entropy into log_softmax, layer norm and softmax timed,
+# float and PA (the fifteenth and sixteenth rounds)
 $(BUILD)/rows_bench: experiments/bench/rows_bench.c $(STATIC)
 	$(CC) $(CFLAGS_ALL) $< $(STATIC) $(LDFLAGS) $(LIBS) -o $@
 

@@ -493,6 +493,78 @@ static void test_ln_output_matches_operations(void **state)
     nomul_isa_set(nomul_isa_max());
 }
 
+/* Layer norm's and batch norm's exact backward, first pass (xh = PAD(d, r),
+ * (u, e) = mul_grads(xh, γ, dy), dγ += e, dβ += dy, (dd, dr) =
+ * div_grads(d, r, u)), with its normal-range form (ln_back1_normal: the
+ * four derivatives as known powers of two), against the operations one at a
+ * time (nomul_pa_div, nomul_pa_mul_grad, nomul_pa_div_grad; the lanes added
+ * in order), bit for bit, on every instruction set with the fused passes:
+ * x, γ and dy over the whole exponent range with zeros, subnormals,
+ * infinities and NaNs, or near 1 with a ReLU's zeros in dy (the fast form's
+ * zeros), r from 2^-126 to 2^127, γ broadcast (bn) and per value, tiny or
+ * huge. */
+static void test_ln_backward1_matches_operations(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x0D9};
+    enum { NV = 70 };
+    float x[NV], g[NV], dy[NV], dd[NV], dr[NV];
+    for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
+        nomul_isa_set((nomul_isa)isa);
+        const nomul_pa_fused *f = nomul_pa_fused_active();
+        if (!f)
+            continue;
+        for (int rep = 0; rep < 3000; rep++) {
+            int n = 1 + (int)(tu_next(&r) % NV), bn = rep % 2, near = rep % 3 != 0;
+            float rr = random_divisor(&r, near);
+            for (int j = 0; j < n; j++) {
+                x[j] = near ? (float)((int)(tu_next(&r) % 2001) - 1000) / 256.0f
+                            : wide_value(&r);
+                g[j] = near ? (float)((int)(tu_next(&r) % 401) - 200) / 128.0f : wide_value(&r);
+                dy[j] = !near               ? wide_value(&r)
+                        : tu_next(&r) % 2 ? 0.0f /* a ReLU's masked half */
+                                            : (float)((int)(tu_next(&r) % 2001) - 1000) / 4096.0f;
+            }
+            if (rep % 5 == 0) /* tiny or huge γ, dy: the results' range decides */
+                g[0] = ldexpf(rep % 2 ? 1.5f : -1.25f, rep % 3 ? -120 : 110);
+            if (rep % 7 == 0)
+                dy[n - 1] = ldexpf(1.0f, rep % 2 ? -125 : 120);
+            float lg[16] = {0}, lb[16] = {0}, lr[16] = {0}, wg[16] = {0}, wb[16] = {0},
+                  wr[16] = {0}, dg[NV] = {0}, db[NV] = {0};
+            f->backward1(n, x, 0.0f, rr, g, dy, 1.0f, bn ? lg : dg, bn ? lb : db, dd,
+                         bn ? lr : dr, bn);
+            for (int j = 0; j < n; j++) {
+                float gj = bn ? g[0] : g[j], h = nomul_pa_div(x[j] - 0.0f, rr), u, e, wdd, wdr;
+                nomul_pa_mul_grad(h, gj, dy[j], &u, &e);
+                nomul_pa_div_grad(x[j] - 0.0f, rr, u, &wdd, &wdr);
+                int okv = same_value(dd[j], wdd);
+                if (bn) {
+                    wg[j % 16] += e;
+                    wb[j % 16] += dy[j];
+                    wr[j % 16] += wdr;
+                } else {
+                    okv = okv && same_value(dr[j], wdr) && same_value(dg[j], 0.0f + e) &&
+                          same_value(db[j], 0.0f + dy[j]);
+                }
+                if (!okv)
+                    FAIL_SEED("%s exact pass, bn %d: x %a, r %a, gamma %a, dy %a: dd %a dr %a "
+                              "dgamma %a, the operations give %a, %a, %a",
+                              nomul_isa_name(nomul_isa_active()), bn, (double)x[j], (double)rr,
+                              (double)gj, (double)dy[j], (double)dd[j], bn ? 0.0 : (double)dr[j],
+                              bn ? 0.0 : (double)dg[j], (double)wdd, (double)wdr, (double)e);
+            }
+            for (int l = 0; bn && l < 16; l++)
+                if (!same_value(lg[l], wg[l]) || !same_value(lb[l], wb[l]) ||
+                    !same_value(lr[l], wr[l]))
+                    FAIL_SEED("%s exact pass, lane %d: dgamma %a dbeta %a dr %a, in order %a %a "
+                              "%a (r %a, gamma %a, n %d)", nomul_isa_name(nomul_isa_active()), l,
+                              (double)lg[l], (double)lb[l], (double)lr[l], (double)wg[l],
+                              (double)wb[l], (double)wr[l], (double)rr, (double)g[0], n);
+        }
+    }
+    nomul_isa_set(nomul_isa_max());
+}
+
 /* Batch norm's approximate backward, first pass (the fused kernel that
  * stores xh and u and adds Σu, ΣPAM(u, xh), ΣPAM(xh, dy), Σdy into 16
  * lanes), with its normal-range form, against the operations one at a time
@@ -1537,6 +1609,7 @@ int main(void)
         cmocka_unit_test(test_batch_norm),
         cmocka_unit_test(test_float_batch_norm_in_place_matches_gathered_row),
         cmocka_unit_test(test_ln_output_matches_operations),
+        cmocka_unit_test(test_ln_backward1_matches_operations),
         cmocka_unit_test(test_bn_approx_pass_matches_operations),
         cmocka_unit_test(test_offset),
         cmocka_unit_test(test_pa_norm_rows_match_scalar_chain),
