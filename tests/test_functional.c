@@ -495,7 +495,8 @@ static void test_ln_output_matches_operations(void **state)
 
 /* Layer norm's and batch norm's exact backward, first pass (xh = PAD(d, r),
  * (u, e) = mul_grads(xh, γ, dy), dγ += e, dβ += dy, (dd, dr) =
- * div_grads(d, r, u)), with its normal-range form (ln_back1_normal: the
+ * div_grads(d, r, u); dy through a ReLU's derivative first where its output
+ * is given, as batch_norm_relu's backward does), with its normal-range form (ln_back1_normal: the
  * four derivatives as known powers of two), against the operations one at a
  * time (nomul_pa_div, nomul_pa_mul_grad, nomul_pa_div_grad; the lanes added
  * in order), bit for bit, on every instruction set with the fused passes:
@@ -508,7 +509,7 @@ static void test_ln_backward1_matches_operations(void **state)
     (void)state;
     tu_rng r = {tu_seed() ^ 0x0D9};
     enum { NV = 70 };
-    float x[NV], g[NV], dy[NV], dd[NV], dr[NV];
+    float x[NV], g[NV], dy[NV], dd[NV], dr[NV], ry[NV];
     for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
         nomul_isa_set((nomul_isa)isa);
         const nomul_pa_fused *f = nomul_pa_fused_active();
@@ -529,12 +530,17 @@ static void test_ln_backward1_matches_operations(void **state)
                 g[0] = ldexpf(rep % 2 ? 1.5f : -1.25f, rep % 3 ? -120 : 110);
             if (rep % 7 == 0)
                 dy[n - 1] = ldexpf(1.0f, rep % 2 ? -125 : 120);
+            const int relu = rep % 4 == 1; /* then a ReLU's output: > 0, +0, or NaN/−0 */
+            for (int j = 0; j < n; j++)
+                ry[j] = tu_next(&r) % 2 ? 0.0f : j % 9 == 4 ? (j % 2 ? NAN : -0.0f) : 0.75f;
             float lg[16] = {0}, lb[16] = {0}, lr[16] = {0}, wg[16] = {0}, wb[16] = {0},
                   wr[16] = {0}, dg[NV] = {0}, db[NV] = {0};
-            f->backward1(n, x, 0.0f, rr, g, dy, 1.0f, bn ? lg : dg, bn ? lb : db, dd,
-                         bn ? lr : dr, bn);
+            f->backward1(n, x, 0.0f, rr, g, dy, relu ? ry : NULL, 1.0f, bn ? lg : dg,
+                         bn ? lb : db, dd, bn ? lr : dr, bn);
             for (int j = 0; j < n; j++) {
                 float gj = bn ? g[0] : g[j], h = nomul_pa_div(x[j] - 0.0f, rr), u, e, wdd, wdr;
+                if (relu) /* the relu's backward into a zeroed gradient */
+                    dy[j] = ry[j] > 0.0f ? 0.0f + dy[j] : 0.0f;
                 nomul_pa_mul_grad(h, gj, dy[j], &u, &e);
                 nomul_pa_div_grad(x[j] - 0.0f, rr, u, &wdd, &wdr);
                 int okv = same_value(dd[j], wdd);
@@ -567,9 +573,10 @@ static void test_ln_backward1_matches_operations(void **state)
 
 /* Batch norm's approximate backward, first pass (the fused kernel that
  * stores xh and u and adds Σu, ΣPAM(u, xh), ΣPAM(xh, dy), Σdy into 16
- * lanes), with its normal-range form, against the operations one at a time
- * and the lanes added in order, bit for bit, on every instruction set with
- * the fused passes: x and dy over the whole exponent range with zeros,
+ * lanes; dy through a ReLU's derivative first where its output is given),
+ * with its normal-range form, against the operations one at a time and the
+ * lanes added in order, bit for bit, on every instruction set with the
+ * fused passes: x and dy over the whole exponent range with zeros,
  * subnormals, infinities and NaNs, r from 2^-126 to 2^127, γ of either
  * sign, tiny or huge. */
 static void test_bn_approx_pass_matches_operations(void **state)
@@ -577,7 +584,7 @@ static void test_bn_approx_pass_matches_operations(void **state)
     (void)state;
     tu_rng r = {tu_seed() ^ 0x0D8};
     enum { NV = 70 };
-    float x[NV], dy[NV], xh[NV], u[NV];
+    float x[NV], dy[NV], xh[NV], u[NV], ry[NV];
     for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
         nomul_isa_set((nomul_isa)isa);
         const nomul_pa_fused *f = nomul_pa_fused_active();
@@ -594,10 +601,15 @@ static void test_bn_approx_pass_matches_operations(void **state)
                 dy[j] = near ? (float)((int)(tu_next(&r) % 2001) - 1000) / 4096.0f
                              : wide_value(&r);
             }
+            const int relu = rep % 3 == 1; /* then a ReLU's output: > 0, +0, or NaN/−0 */
+            for (int j = 0; j < n; j++)
+                ry[j] = tu_next(&r) % 2 ? 0.0f : j % 9 == 4 ? (j % 2 ? NAN : -0.0f) : 2.5f;
             float lanes[4][16] = {{0}}, want[4][16] = {{0}};
-            f->bn_backward_approx1(n, x, 0.0f, rr, gam, dy, 1.0f, xh, u, lanes[0], lanes[1],
-                                   lanes[2], lanes[3]);
+            f->bn_backward_approx1(n, x, 0.0f, rr, gam, dy, relu ? ry : NULL, 1.0f, xh, u,
+                                   lanes[0], lanes[1], lanes[2], lanes[3]);
             for (int j = 0; j < n; j++) {
+                if (relu) /* the relu's backward into a zeroed gradient */
+                    dy[j] = ry[j] > 0.0f ? 0.0f + dy[j] : 0.0f;
                 float h = nomul_pa_div(x[j] - 0.0f, rr), uj = nomul_pa_mul(gam, dy[j]);
                 float terms[4] = {uj, nomul_pa_mul(uj, h), nomul_pa_mul(h, dy[j]), dy[j]};
                 for (int k = 0; k < 4; k++)

@@ -117,9 +117,9 @@ void nomul_batch_norm_backward_keep(const nomul_op_cfg *cfg, int n, int C, int S
  * nomul_batch_norm_forward_keep then a relu (max(v, 0), NaN to 0). The
  * backward takes that y, β, and dy = the gradient at y, to which it applies
  * relu's derivative channel by channel (where y > 0, +0 + dy, else +0: what
- * a relu's backward accumulates into a zeroed gradient; in float on the
- * fly, y's sign recomputed from x and β as the forward made y, dy left as it
- * is; in PA form in place: dy is overwritten), then adds dx, dγ, dβ as
+ * a relu's backward accumulates into a zeroed gradient; on the fly, as dy
+ * is read: in float from y's sign recomputed from x and β as the forward
+ * made y, in PA form from y; dy is not written), then adds dx, dγ, dβ as
  * nomul_batch_norm_backward_keep: the same bits as the two operations one
  * after the other. */
 void nomul_batch_norm_relu_forward_keep(const nomul_op_cfg *cfg, int n, int C, int S,
@@ -130,8 +130,8 @@ void nomul_batch_norm_relu_forward_keep(const nomul_op_cfg *cfg, int n, int C, i
 void nomul_batch_norm_relu_backward_keep(const nomul_op_cfg *cfg, int n, int C, int S,
                                          const float *x, const float *y, const float *gamma,
                                          const float *beta, const float *mean, const float *rstd,
-                                         const float *keep, float eps, float *dy, float *dx,
-                                         float *dgamma, float *dbeta);
+                                         const float *keep, float eps, const float *dy,
+                                         float *dx, float *dgamma, float *dbeta);
 
 /* Label-smoothed cross-entropy over logprobs (rows, n) = log_softmax output:
  * loss = mean over rows whose target is not ignore_index of

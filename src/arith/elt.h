@@ -88,9 +88,11 @@ typedef struct nomul_pa_fused {
     void (*squares)(int n, const float *x, float mu, float off, float *t, float *acc);
     void (*output)(int n, const float *x, float mu, float r, const float *gamma,
                    const float *beta, float off, float *y, int bn);
+    /* ry (batch_norm_relu): the ReLU's output, dy taken through its
+     * derivative (nomul_relu_grad1's bits) as it is read; NULL for none */
     void (*backward1)(int n, const float *x, float mu, float r, const float *gamma,
-                      const float *dy, float off, float *dgamma, float *dbeta, float *dd,
-                      float *dr, int bn);
+                      const float *dy, const float *ry, float off, float *dgamma,
+                      float *dbeta, float *dd, float *dr, int bn);
     /* acc (batch norm): the updated dd also added into 16 lanes */
     void (*backward2)(int n, const float *x, float mu, float dq, float off, float *dd,
                       float *acc);
@@ -100,10 +102,11 @@ typedef struct nomul_pa_fused {
                              float m1, float m2, float off, const float *u, float *dgamma,
                              float *dbeta, float *dx);
     /* batch norm's approximate backward: the first pass stores xh and u and
-     * adds Σu, Σv, dγ's and dβ's sums into 16 lanes each; the second, dx */
+     * adds Σu, Σv, dγ's and dβ's sums into 16 lanes each (ry as backward1's);
+     * the second, dx */
     void (*bn_backward_approx1)(int n, const float *x, float mu, float r, float gamma,
-                                const float *dy, float off, float *xh, float *u, float *su,
-                                float *sv, float *sdg, float *sdb);
+                                const float *dy, const float *ry, float off, float *xh,
+                                float *u, float *su, float *sv, float *sdg, float *sdb);
     void (*bn_backward_approx2)(int n, const float *xh, const float *u, float r, float m1,
                                 float m2, float off, float *dx);
     /* GELU x·σ(k x) (functional_pa.c's chain, the same operations in its

@@ -177,7 +177,7 @@ static void bn_dims(const nomul_tensor *x, int *nb, int *C, int *S)
 
 /* forward: y = batch_norm(x; γ, β) with batch statistics, saving mean and
  * rstd (C each); with relu (AD_OP_BATCH_NORM_RELU), y = relu of that, whose
- * gradient the backward masks in place (this node is its only reader) */
+ * derivative the backward applies to the gradient as it reads it */
 static void bn_backward(const node *nd, int relu)
 {
     nomul_tensor *x = nd->in[0], *gm = nd->in[1], *bt = nd->in[2];

@@ -271,16 +271,21 @@ static void relu_channel(int nb, int C, int S, int c, float *y)
     }
 }
 
-/* relu's derivative on channel c of dy, in place, from the relu's output y
- * (nomul_relu_grad1) */
-static void relu_mask_channel(int nb, int C, int S, int c, const float *y, float *dy)
+/* channel c of dy gathered as gather_channel does, through the relu's
+ * derivative from its output y (nomul_relu_grad1) where y is not NULL */
+static void gather_channel_relu(int nb, int C, int S, int c, const float *y, const float *dy,
+                                float *row)
 {
+    if (!y) {
+        gather_channel(nb, C, S, c, dy, row);
+        return;
+    }
     for (int b = 0; b < nb; b++) {
         const long o = ((long)b * C + c) * S;
-        const float *restrict yp = y + o;
-        float *restrict gp = dy + o;
+        const float *restrict yp = y + o, *restrict gp = dy + o;
+        float *restrict rp = row + (long)b * S;
         for (int s = 0; s < S; s++)
-            gp[s] = nomul_relu_grad1(yp[s], gp[s]);
+            rp[s] = nomul_relu_grad1(yp[s], gp[s]);
     }
 }
 
@@ -371,14 +376,15 @@ void nomul_batch_norm_backward(const nomul_op_cfg *cfg, int nb, int C, int S, co
                                    dgamma, dbeta);
 }
 
-/* y: the relu's output, whose derivative masks channel c of dy (in place)
- * before the channel's backward in PA form; in float, from x and β as the
- * forward made y (on the fly in the planes' passes, or on the gathered dy),
- * without reading y or writing dy; NULL for batch norm alone */
+/* y: the relu's output, whose derivative masks channel c of dy as the PA
+ * form reads it (in the planes' passes, or as dy is gathered); in float,
+ * from x and β as the forward made y (on the fly in the planes' passes, or
+ * on the gathered dy), without reading y; NULL for batch norm alone. dy is
+ * not written. */
 static void bn_backward(const nomul_op_cfg *cfg, int nb, int C, int S, const float *x,
                         const float *y, const float *gamma, const float *beta, const float *mean,
-                        const float *rstd, const float *keep, float eps, float *dy_relu,
-                        const float *dy, float *dx, float *dgamma, float *dbeta)
+                        const float *rstd, const float *keep, float eps, const float *dy,
+                        float *dx, float *dgamma, float *dbeta)
 {
     const long len = (long)nb * S;
     const float *ksum = nomul_batch_norm_keep_floats(cfg, C) ? keep : NULL;
@@ -391,17 +397,15 @@ static void bn_backward(const nomul_op_cfg *cfg, int nb, int C, int S, const flo
         for (int c = 0; c < C; c++) {
             const int pa = nomul_op_is_pa(cfg), gathered = S % LANES != 0;
             const float *km = ksum ? ksum + c : NULL, *kv = ksum ? ksum + C + c : NULL;
-            /* float planes: the relu's derivative from x and β, on the fly;
-             * elsewhere applied to dy in place first */
+            /* planes: the relu's derivative on the fly (float: from x and β;
+             * PA: from y, as dy is read) */
             if (!pa && !gathered &&
                 nomul_bn_planes_backward_float(nb, C, S, c, x, gamma + c, y ? beta + c : NULL,
                                                mean[c], rstd[c], dy, dx, dgamma + c, dbeta + c))
                 continue;
-            if (y && pa)
-                relu_mask_channel(nb, C, S, c, y, dy_relu);
             if (pa && !gathered &&
                 nomul_bn_planes_backward_pa(cfg, nb, C, S, c, x, NULL, gamma + c, mean[c],
-                                            rstd[c], eps, km, kv, dy, NULL, dx, dgamma + c,
+                                            rstd[c], eps, km, kv, dy, NULL, y, dx, dgamma + c,
                                             dbeta + c))
                 continue;
             if (!row && !failed)
@@ -412,14 +416,15 @@ static void bn_backward(const nomul_op_cfg *cfg, int nb, int C, int S, const flo
             }
             float *grow = row + len, *drow = row + 2 * len, *dd = row + 3 * len;
             gather_channel(nb, C, S, c, x, row);
-            gather_channel(nb, C, S, c, dy, grow);
+            /* PA: dy through the relu's derivative from y as it is gathered */
+            gather_channel_relu(nb, C, S, c, pa ? y : NULL, dy, grow);
             if (y && !pa) /* float: from x and β, as in the planes' passes */
                 nomul_bn_relu_mask_row_float(len, row, gamma[c], beta[c], mean[c], rstd[c], grow);
             /* PA where S is not a multiple of 16: the sums over the gathered
              * rows, dx plane by plane */
             if (pa && gathered &&
                 nomul_bn_planes_backward_pa(cfg, nb, C, S, c, x, row, gamma + c, mean[c],
-                                            rstd[c], eps, km, kv, dy, grow, dx, dgamma + c,
+                                            rstd[c], eps, km, kv, dy, grow, NULL, dx, dgamma + c,
                                             dbeta + c))
                 continue;
             memset(drow, 0, (size_t)len * sizeof *drow);
@@ -435,17 +440,17 @@ void nomul_batch_norm_backward_keep(const nomul_op_cfg *cfg, int nb, int C, int 
                                     const float *keep, float eps, const float *dy, float *dx,
                                     float *dgamma, float *dbeta)
 {
-    bn_backward(cfg, nb, C, S, x, NULL, gamma, NULL, mean, rstd, keep, eps, NULL, dy, dx, dgamma,
+    bn_backward(cfg, nb, C, S, x, NULL, gamma, NULL, mean, rstd, keep, eps, dy, dx, dgamma,
                 dbeta);
 }
 
 void nomul_batch_norm_relu_backward_keep(const nomul_op_cfg *cfg, int nb, int C, int S,
                                          const float *x, const float *y, const float *gamma,
                                          const float *beta, const float *mean, const float *rstd,
-                                         const float *keep, float eps, float *dy, float *dx,
+                                         const float *keep, float eps, const float *dy, float *dx,
                                          float *dgamma, float *dbeta)
 {
-    bn_backward(cfg, nb, C, S, x, y, gamma, beta, mean, rstd, keep, eps, dy, dy, dx, dgamma,
+    bn_backward(cfg, nb, C, S, x, y, gamma, beta, mean, rstd, keep, eps, dy, dx, dgamma,
                 dbeta);
 }
 

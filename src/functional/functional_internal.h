@@ -148,7 +148,8 @@ void nomul_ln_row_backward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
  * the passes whose sums run in lanes plane by plane where an image's plane
  * fills whole lanes (S a multiple of 16), else (the exact backward) over
  * xrow and dyrow, the channel gathered (NULL: not gathered); the output and
- * dx plane by plane. The same operations and bits as on the gathered row
+ * dx plane by plane. ry (batch_norm_relu, where not gathered): the ReLU's
+ * output, dy read through its derivative (a gathered dy already was). The same operations and bits as on the gathered row
  * (nomul_bn_channel_forward_pa, nomul_ln_row_backward_pa; the backward adds
  * into dx). 0, having done nothing, where they do not apply (no fused
  * passes, or S not a multiple of 16 and no rows, or the forward or the
@@ -160,8 +161,8 @@ int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, in
 int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
                                 const float *x, const float *xrow, const float *gamma, float mu,
                                 float r, float eps, const float *ksum, const float *kq,
-                                const float *dy, const float *dyrow, float *dx, float *dgamma,
-                                float *dbeta);
+                                const float *dy, const float *dyrow, const float *ry, float *dx,
+                                float *dgamma, float *dbeta);
 void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float *row,
                                  const float *gamma, const float *beta, float eps,
                                  float momentum, int training, float *running_mean,

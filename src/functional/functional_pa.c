@@ -879,7 +879,8 @@ static void bn_row_backward_fused(const nomul_pa_fused *f, float off, int approx
     float nf = (float)n, adg[LANES] = {0}, adb[LANES] = {0};
     if (approx) { /* buf: xh and u, 2n */
         float au[LANES] = {0}, av[LANES] = {0};
-        f->bn_backward_approx1(n, xr, mu, r, gamma[0], gr, off, buf, buf + n, au, av, adg, adb);
+        f->bn_backward_approx1(n, xr, mu, r, gamma[0], gr, NULL, off, buf, buf + n, au, av, adg,
+                               adb);
         f->bn_backward_approx2(n, buf, buf + n, r, pad(lanes_total(au), nf),
                                pad(lanes_total(av), nf), off, dr);
         dgamma[0] += lanes_total(adg);
@@ -899,7 +900,7 @@ static void bn_row_backward_fused(const nomul_pa_fused *f, float off, int approx
         r2 = nomul_pa_sqrt(pad(q, nf) + eps);
     }
     float var = pad(q, nf), adr[LANES] = {0};
-    f->backward1(n, xr, mu2, r2, gamma, gr, off, adg, adb, dd, adr, 1);
+    f->backward1(n, xr, mu2, r2, gamma, gr, NULL, off, adg, adb, dd, adr, 1);
     dgamma[0] += lanes_total(adg);
     dbeta[0] += lanes_total(adb);
     float dvar = nomul_pa_sqrt_grad(var + eps, lanes_total(adr), 0), dq, unused, dsum;
@@ -1239,8 +1240,8 @@ static void ln_rows_backward_fused(const nomul_pa_fused *f, float off, int appro
         var[i] = pad(q[i], nf);
         if (!ksum)
             r[i] = nomul_pa_sqrt(var[i] + eps);
-        f->backward1(n, x + (long)i * n, mu[i], r[i], gamma, dy + (long)i * n, off, dgamma,
-                     dbeta, dd + (long)i * n, db + (long)i * n, 0);
+        f->backward1(n, x + (long)i * n, mu[i], r[i], gamma, dy + (long)i * n, NULL, off,
+                     dgamma, dbeta, dd + (long)i * n, db + (long)i * n, 0);
     }
     float dr_[GROUP];
     row_sums(k, n, db, n, 0, dr_);
@@ -1390,8 +1391,8 @@ int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, in
 int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
                                 const float *x, const float *xrow, const float *gamma, float mu,
                                 float r, float eps, const float *ksum, const float *kq,
-                                const float *dy, const float *dyrow, float *dx, float *dgamma,
-                                float *dbeta)
+                                const float *dy, const float *dyrow, const float *ry, float *dx,
+                                float *dgamma, float *dbeta)
 {
     const int approx = cfg->approx_bwd;
     /* the gathered rows for the exact backward only: the approximate one's
@@ -1405,6 +1406,8 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
     if (S % LANES == 0)
         xrow = dyrow = NULL;
     const int nseg = xrow ? 1 : nb, seg = xrow ? (int)len : S;
+    if (xrow) /* the gathered dy went through the ReLU as it was gathered */
+        ry = NULL;
     const float off = offset_of(cfg), nf = (float)len;
     if (approx) { /* the audit, as nomul_ln_row_backward_pa's */
         NOMUL_COUNT(PAM, 6L * len); NOMUL_COUNT(PAD, 3L * len + 2); NOMUL_COUNT(FADD, 9L * len);
@@ -1418,8 +1421,9 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
     if (approx) { /* bn_row_backward_fused's, dx plane by plane */
         float au[LANES] = {0}, av[LANES] = {0}, *xh = dd, *u = dd + len;
         for (int b = 0; b < nseg; b++)
-            f->bn_backward_approx1(seg, SEG(x, xrow, b), mu, r, gamma[0], SEG(dy, dyrow, b), off,
-                                   xh + (long)b * seg, u + (long)b * seg, au, av, adg, adb);
+            f->bn_backward_approx1(seg, SEG(x, xrow, b), mu, r, gamma[0], SEG(dy, dyrow, b),
+                                   ry ? PLANE(ry, b) : NULL, off, xh + (long)b * seg,
+                                   u + (long)b * seg, au, av, adg, adb);
         float m1 = pad(lanes_total(au), nf), m2 = pad(lanes_total(av), nf);
         for (int b = 0; b < nb; b++)
             f->bn_backward_approx2(S, xh + (long)b * S, u + (long)b * S, r, m1, m2, off,
@@ -1445,8 +1449,8 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
     }
     float var = pad(q, nf), adr[LANES] = {0}, amu[LANES] = {0};
     for (int b = 0; b < nseg; b++)
-        f->backward1(seg, SEG(x, xrow, b), mu2, r2, gamma, SEG(dy, dyrow, b), off, adg, adb,
-                     dd + (long)b * seg, adr, 1);
+        f->backward1(seg, SEG(x, xrow, b), mu2, r2, gamma, SEG(dy, dyrow, b),
+                     ry ? PLANE(ry, b) : NULL, off, adg, adb, dd + (long)b * seg, adr, 1);
     dgamma[0] += lanes_total(adg);
     dbeta[0] += lanes_total(adb);
     float dvar = nomul_pa_sqrt_grad(var + eps, lanes_total(adr), 0), dq, unused, dsum;
