@@ -111,8 +111,7 @@ void nomul_batch_norm_backward_keep(const nomul_op_cfg *cfg, int n, int C, int S
                                     const float *keep, float eps, const float *dy, float *dx,
                                     float *dgamma, float *dbeta);
 /* Batch norm followed by relu, without a pass of the relu's own over
- * memory: in float the relu is applied as each channel's output is written,
- * in PA form right after (the channel still in the cache);
+ * memory: the relu is applied as each channel's output is written;
  * y = relu(batch_norm(x)), the same bits as
  * nomul_batch_norm_forward_keep then a relu (max(v, 0), NaN to 0). The
  * backward takes that y, β, and dy = the gradient at y, to which it applies

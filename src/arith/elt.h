@@ -86,8 +86,9 @@ void nomul_elt_run(nomul_elt_op op, size_t n, const nomul_elt_args *args);
 typedef struct nomul_pa_fused {
     /* acc (batch norm): the squares added into 16 lanes instead of stored */
     void (*squares)(int n, const float *x, float mu, float off, float *t, float *acc);
+    /* relu: y = nomul_relu1 of the output (batch_norm_relu's forward) */
     void (*output)(int n, const float *x, float mu, float r, const float *gamma,
-                   const float *beta, float off, float *y, int bn);
+                   const float *beta, float off, float *y, int bn, int relu);
     /* ry (batch_norm_relu): the ReLU's output, dy taken through its
      * derivative (nomul_relu_grad1's bits) as it is read; NULL for none */
     void (*backward1)(int n, const float *x, float mu, float r, const float *gamma,

@@ -245,6 +245,17 @@ static void scatter_channel(int nb, int C, int S, int c, const float *row, float
     }
 }
 
+/* scatter_channel's store through the relu (nomul_relu1: max(v, 0), a NaN to
+ * +0), batch_norm_relu's PA forward on a gathered channel */
+static void scatter_channel_relu(int nb, int C, int S, int c, const float *row, float *x)
+{
+    for (int b = 0; b < nb; b++) {
+        float *dst = x + ((long)b * C + c) * S;
+        for (int s = 0; s < S; s++)
+            dst[s] = nomul_relu1(row[(long)b * S + s]);
+    }
+}
+
 long nomul_batch_norm_keep_floats(const nomul_op_cfg *cfg, int C)
 {
     return nomul_layer_norm_keep_floats(cfg, C);
@@ -257,18 +268,6 @@ void nomul_batch_norm_forward(const nomul_op_cfg *cfg, int nb, int C, int S, con
 {
     nomul_batch_norm_forward_keep(cfg, nb, C, S, x, gamma, beta, eps, momentum, training,
                                   running_mean, running_var, y, mean, rstd, NULL);
-}
-
-/* relu on channel c of y (nb, C, S), in place, right after the channel was
- * written (its planes still in the cache): max(y, 0), a NaN to 0, the bits
- * of nomul_relu. The PA forms' (the float passes apply it as they write) */
-static void relu_channel(int nb, int C, int S, int c, float *y)
-{
-    for (int b = 0; b < nb; b++) {
-        float *p = y + ((long)b * C + c) * S;
-        for (int s = 0; s < S; s++)
-            p[s] = nomul_relu1(p[s]);
-    }
 }
 
 /* channel c of dy gathered as gather_channel does, through the relu's
@@ -310,12 +309,13 @@ static void bn_forward(const nomul_op_cfg *cfg, int nb, int C, int S, const floa
         for (int c = 0; c < C; c++) {
             const int pa = nomul_op_is_pa(cfg), gathered = training && S % LANES;
             float *km = ksum ? ksum + c : NULL, *kv = ksum ? ksum + C + c : NULL;
+            /* the relu in the output's pass (PA planes and float), or as the
+             * gathered channel's output is scattered */
             if (!gathered && training && pa &&
                 nomul_bn_planes_forward_pa(cfg, nb, C, S, c, x, gamma + c, beta + c, eps,
                                            momentum, &running_mean[c], &running_var[c], y,
-                                           &mean[c], &rstd[c], km, kv))
-                goto done;
-            /* float: the relu in the output's pass */
+                                           &mean[c], &rstd[c], km, kv, relu))
+                continue;
             if (!gathered && !pa &&
                 nomul_bn_planes_forward_float(nb, C, S, c, x, NULL, gamma + c, beta + c, eps,
                                               momentum, training, &running_mean[c],
@@ -339,10 +339,10 @@ static void bn_forward(const nomul_op_cfg *cfg, int nb, int C, int S, const floa
             nomul_bn_channel_forward_pa(cfg, len, row, gamma + c, beta + c, eps, momentum,
                                         training, &running_mean[c], &running_var[c], row + len,
                                         &mean[c], &rstd[c], km, kv);
-            scatter_channel(nb, C, S, c, row + len, y, 0);
-        done:
             if (relu)
-                relu_channel(nb, C, S, c, y);
+                scatter_channel_relu(nb, C, S, c, row + len, y);
+            else
+                scatter_channel(nb, C, S, c, row + len, y, 0);
         }
     }
 }

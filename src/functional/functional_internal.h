@@ -148,8 +148,10 @@ void nomul_ln_row_backward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
  * the passes whose sums run in lanes plane by plane where an image's plane
  * fills whole lanes (S a multiple of 16), else (the exact backward) over
  * xrow and dyrow, the channel gathered (NULL: not gathered); the output and
- * dx plane by plane. ry (batch_norm_relu, where not gathered): the ReLU's
- * output, dy read through its derivative (a gathered dy already was). The same operations and bits as on the gathered row
+ * dx plane by plane. relu (batch_norm_relu's forward): the output through
+ * nomul_relu1 as it is written. ry (batch_norm_relu's backward, where not
+ * gathered): the ReLU's output, dy read through its derivative (a gathered
+ * dy already was). The same operations and bits as on the gathered row
  * (nomul_bn_channel_forward_pa, nomul_ln_row_backward_pa; the backward adds
  * into dx). 0, having done nothing, where they do not apply (no fused
  * passes, or S not a multiple of 16 and no rows, or the forward or the
@@ -157,7 +159,8 @@ void nomul_ln_row_backward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
 int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
                                const float *x, const float *gamma, const float *beta, float eps,
                                float momentum, float *running_mean, float *running_var,
-                               float *y, float *mean, float *rstd, float *ksum, float *kq);
+                               float *y, float *mean, float *rstd, float *ksum, float *kq,
+                               int relu);
 int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
                                 const float *x, const float *xrow, const float *gamma, float mu,
                                 float r, float eps, const float *ksum, const float *kq,

@@ -730,7 +730,7 @@ static void ln_row_forward_arrays(float off, int n, const float *xr, const float
         float nf = (float)n, s0 = lane_sum(n, xr), mu = pad(s0, nf), aq[LANES] = {0};
         f->squares(n, xr, mu, off, NULL, aq);
         float q = lanes_total(aq), r = nomul_pa_sqrt(pad(q, nf) + eps);
-        f->output(n, xr, mu, r, gamma, beta, off, yr, 1);
+        f->output(n, xr, mu, r, gamma, beta, off, yr, 1, 0);
         *mean = mu;
         *rstd = r;
         if (sum)
@@ -823,7 +823,7 @@ static void ln_rows_forward_arrays(float off, int k, int n, const float *x, cons
         float rr = nomul_pa_sqrt(pad(q[r], nf) + eps), *tr = t + (long)r * n;
         rstd[r] = rr;
         if (f) {
-            f->output(n, x + (long)r * n, mean[r], rr, gamma, beta, off, y + (long)r * n, 0);
+            f->output(n, x + (long)r * n, mean[r], rr, gamma, beta, off, y + (long)r * n, 0, 0);
             continue;
         }
         nomul_elt(NOMUL_ELT_DIV, (size_t)n, d + (long)r * n, 0, &rr, 1, NULL, 0, NULL, 0, tr, NULL); /* xhat */
@@ -1328,7 +1328,7 @@ void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float 
     const float r = nomul_pa_sqrt(*running_var + eps);
     const nomul_pa_fused *f = nomul_pa_chains_scalar ? NULL : nomul_pa_fused_active();
     if (f && len <= INT_MAX) {
-        f->output((int)len, row, *running_mean, r, gamma, beta, off, out, 1);
+        f->output((int)len, row, *running_mean, r, gamma, beta, off, out, 1, 0);
         return;
     }
     for (long j = 0; j < len; j++)
@@ -1356,7 +1356,8 @@ static const nomul_pa_fused *bn_planes_fused(int S, const float *xrow)
 int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
                                const float *x, const float *gamma, const float *beta, float eps,
                                float momentum, float *running_mean, float *running_var,
-                               float *y, float *mean, float *rstd, float *ksum, float *kq)
+                               float *y, float *mean, float *rstd, float *ksum, float *kq,
+                               int relu)
 {
     /* with S not a multiple of 16, the gathered row's output pass and a
      * copy into y cost less than a call per small plane (7x7: measured) */
@@ -1377,7 +1378,7 @@ int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, in
         f->squares(S, PLANE(x, b), mu, off, NULL, aq);
     float q = lanes_total(aq), r = nomul_pa_sqrt(pad(q, nf) + eps);
     for (int b = 0; b < nb; b++)
-        f->output(S, PLANE(x, b), mu, r, gamma, beta, off, PLANE(y, b), 1);
+        f->output(S, PLANE(x, b), mu, r, gamma, beta, off, PLANE(y, b), 1, relu);
     *mean = mu;
     *rstd = r;
     if (ksum) {
