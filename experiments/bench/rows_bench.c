@@ -77,144 +77,127 @@ static nomul_op_cfg cfg_of(int k)
     return c;
 }
 
-static void gelu(long n, int reps)
-{
-    float *x = must(malloc((size_t)n * 4)), *y = must(malloc((size_t)n * 4));
-    float *dy = must(malloc((size_t)n * 4)), *dx = must(calloc((size_t)n, 4));
-    float *keep = must(malloc((size_t)n * 8));
-    uint32_t s = 1;
-    fill(x, n, 3.0f, &s);
-    fill(dy, n, 0.01f, &s);
-    printf("GELU on %ld values, best of %d\n", n, reps);
-    for (int k = 0; k < 3; k++) {
-        nomul_op_cfg c = cfg_of(k);
-        double bf = 1e30, bb = 1e30;
-        for (int r = 0; r < reps; r++) {
-            double t = now();
-            nomul_gelu_forward_keep(&c, n, x, y, keep);
-            t = now() - t;
-            bf = t < bf ? t : bf;
-            t = now();
-            nomul_gelu_backward_keep(&c, n, x, keep, dy, dx);
-            t = now() - t;
-            bb = t < bb ? t : bb;
-        }
-        printf("  %-10s forward %8.3f ms  backward %8.3f ms\n", names[k], bf * 1e3, bb * 1e3);
-    }
-    free(x), free(y), free(dy), free(dx), free(keep);
-}
+/* One operation's buffers (each mode uses its own), and its forward and
+ * backward as calls on them */
+typedef struct {
+    long n;        /* values (gelu) */
+    int rows, cols; /* rows of cols (ce, ln, softmax) */
+    float *x, *y, *dy, *dx, *keep, *g, *b, *dg, *db, *mean, *rstd;
+    int *t;
+} bufs;
+typedef void (*pass_fn)(const nomul_op_cfg *c, bufs *u);
 
-static void ce(int rows, int n, int reps)
+/* forward and backward in float, PA exact and PA approximate, the best of
+ * reps of each, one line per configuration */
+static void time_passes(bufs *u, int reps, pass_fn fwd, pass_fn bwd)
 {
-    size_t len = (size_t)rows * n;
-    float *x = must(malloc(len * 4)), *lp = must(malloc(len * 4)), *dx = must(malloc(len * 4));
-    int *t = must(malloc((size_t)rows * sizeof *t));
-    uint32_t s = 1;
-    fill(x, (long)len, 3.0f, &s);
-    for (int i = 0; i < rows; i++) {
-        s = s * 1664525u + 1013904223u;
-        t[i] = (int)((s >> 8) % (uint32_t)n);
-    }
-    printf("log_softmax and the cross-entropy's logits gradient on %d rows of %d, best of %d\n",
-           rows, n, reps);
     for (int k = 0; k < 3; k++) {
         nomul_op_cfg c = cfg_of(k);
         double bf = 1e30, bb = 1e30;
         for (int r = 0; r < reps; r++) {
             double q = now();
-            nomul_log_softmax_forward(&c, rows, n, x, lp);
+            fwd(&c, u);
             q = now() - q;
             bf = q < bf ? q : bf;
             q = now();
-            nomul_cross_entropy_logits_backward(&c, rows, n, x, lp, t, -100, 0.1f, 1.0f / rows,
-                                                NULL, 0, dx);
+            bwd(&c, u);
             q = now() - q;
             bb = q < bb ? q : bb;
         }
         printf("  %-10s forward %8.3f ms  backward %8.3f ms\n", names[k], bf * 1e3, bb * 1e3);
     }
-    free(x), free(lp), free(dx), free(t);
 }
 
-static void ln(int rows, int n, int reps)
+static void gelu_fwd(const nomul_op_cfg *c, bufs *u) { nomul_gelu_forward_keep(c, u->n, u->x, u->y, u->keep); }
+static void gelu_bwd(const nomul_op_cfg *c, bufs *u)
 {
-    size_t len = (size_t)rows * n;
-    float *x = must(malloc(len * 4)), *y = must(malloc(len * 4)), *dy = must(malloc(len * 4));
-    float *dx = must(calloc(len, 4)), *g = must(malloc((size_t)n * 16)), *b = g + n;
-    float *dg = b + n, *db = dg + n, *st = must(malloc((size_t)rows * 16));
-    float *mean = st, *rstd = st + rows, *keep = st + 2 * rows;
-    uint32_t s = 1;
-    fill(x, (long)len, 3.0f, &s);
-    fill(dy, (long)len, 0.01f, &s);
-    fill(g, n, 1.0f, &s);
-    fill(b, n, 0.5f, &s);
-    memset(dg, 0, (size_t)n * 8);
-    printf("layer norm on %d rows of %d, best of %d\n", rows, n, reps);
-    for (int k = 0; k < 3; k++) {
-        nomul_op_cfg c = cfg_of(k);
-        double bf = 1e30, bb = 1e30;
-        for (int r = 0; r < reps; r++) {
-            double q = now();
-            nomul_layer_norm_forward_keep(&c, rows, n, x, g, b, 1e-5f, y, mean, rstd, keep);
-            q = now() - q;
-            bf = q < bf ? q : bf;
-            q = now();
-            nomul_layer_norm_backward_keep(&c, rows, n, x, g, mean, rstd, keep, 1e-5f, dy, dx, dg,
-                                           db);
-            q = now() - q;
-            bb = q < bb ? q : bb;
-        }
-        printf("  %-10s forward %8.3f ms  backward %8.3f ms\n", names[k], bf * 1e3, bb * 1e3);
-    }
-    free(x), free(y), free(dy), free(dx), free(g), free(st);
+    nomul_gelu_backward_keep(c, u->n, u->x, u->keep, u->dy, u->dx);
+}
+static void ce_fwd(const nomul_op_cfg *c, bufs *u)
+{
+    nomul_log_softmax_forward(c, u->rows, u->cols, u->x, u->y);
+}
+static void ce_bwd(const nomul_op_cfg *c, bufs *u)
+{
+    nomul_cross_entropy_logits_backward(c, u->rows, u->cols, u->x, u->y, u->t, -100, 0.1f,
+                                        1.0f / u->rows, NULL, 0, u->dx);
+}
+static void ln_fwd(const nomul_op_cfg *c, bufs *u)
+{
+    nomul_layer_norm_forward_keep(c, u->rows, u->cols, u->x, u->g, u->b, 1e-5f, u->y, u->mean,
+                                  u->rstd, u->keep);
+}
+static void ln_bwd(const nomul_op_cfg *c, bufs *u)
+{
+    nomul_layer_norm_backward_keep(c, u->rows, u->cols, u->x, u->g, u->mean, u->rstd, u->keep,
+                                   1e-5f, u->dy, u->dx, u->dg, u->db);
+}
+static void sm_fwd(const nomul_op_cfg *c, bufs *u)
+{
+    nomul_softmax_forward_keep(c, u->rows, u->cols, u->x, u->y, u->keep);
+}
+static void sm_bwd(const nomul_op_cfg *c, bufs *u)
+{
+    nomul_softmax_backward_keep(c, u->rows, u->cols, u->x, u->y, u->keep, u->dy, u->dx);
 }
 
-static void softmax(int rows, int n, int reps)
+/* mode: "gelu" (n values), "ce", "ln" or "softmax" (rows of cols): inputs
+ * from a fixed LCG, then the passes timed */
+static void run(const char *mode, long n, int rows, int cols, int reps)
 {
-    size_t len = (size_t)rows * n;
-    float *x = must(malloc(len * 4)), *y = must(malloc(len * 4)), *dy = must(malloc(len * 4));
-    float *dx = must(calloc(len, 4)), *keep = must(malloc((len + 2 * (size_t)rows) * 4));
+    bufs u;
+    memset(&u, 0, sizeof u);
+    const int gelu = !strcmp(mode, "gelu"), ce = !strcmp(mode, "ce"), ln = !strcmp(mode, "ln");
+    size_t len = gelu ? (size_t)n : (size_t)rows * cols;
+    u.n = n, u.rows = rows, u.cols = cols;
+    u.x = must(malloc(len * 4)), u.y = must(malloc(len * 4)), u.dy = must(malloc(len * 4));
+    u.dx = must(calloc(len, 4));
+    /* GELU: 2 floats per value; softmax: e and 2 per row; layer norm: 2 per row */
+    u.keep = must(malloc((2 * len + 2 * (size_t)rows) * 4));
     uint32_t s = 1;
-    fill(x, (long)len, 3.0f, &s);
-    fill(dy, (long)len, 0.01f, &s);
-    printf("softmax on %d rows of %d, best of %d\n", rows, n, reps);
-    for (int k = 0; k < 3; k++) {
-        nomul_op_cfg c = cfg_of(k);
-        double bf = 1e30, bb = 1e30;
-        for (int r = 0; r < reps; r++) {
-            double q = now();
-            nomul_softmax_forward_keep(&c, rows, n, x, y, keep);
-            q = now() - q;
-            bf = q < bf ? q : bf;
-            q = now();
-            nomul_softmax_backward_keep(&c, rows, n, x, y, keep, dy, dx);
-            q = now() - q;
-            bb = q < bb ? q : bb;
+    fill(u.x, (long)len, 3.0f, &s);
+    fill(u.dy, (long)len, 0.01f, &s);
+    if (ce) {
+        u.t = must(malloc((size_t)rows * sizeof *u.t));
+        for (int i = 0; i < rows; i++) {
+            s = s * 1664525u + 1013904223u;
+            u.t[i] = (int)((s >> 8) % (uint32_t)cols);
         }
-        printf("  %-10s forward %8.3f ms  backward %8.3f ms\n", names[k], bf * 1e3, bb * 1e3);
     }
-    free(x), free(y), free(dy), free(dx), free(keep);
+    if (ln) {
+        u.g = must(calloc((size_t)cols * 4, 4)), u.b = u.g + cols, u.dg = u.b + cols;
+        u.db = u.dg + cols;
+        fill(u.g, cols, 1.0f, &s);
+        fill(u.b, cols, 0.5f, &s);
+        u.mean = must(malloc((size_t)rows * 8)), u.rstd = u.mean + rows;
+    }
+    if (gelu)
+        printf("GELU on %ld values, best of %d\n", n, reps);
+    else
+        printf("%s on %d rows of %d, best of %d\n",
+               ce ? "log_softmax and the cross-entropy's logits gradient"
+               : ln ? "layer norm"
+                    : "softmax",
+               rows, cols, reps);
+    time_passes(&u, reps, gelu ? gelu_fwd : ce ? ce_fwd : ln ? ln_fwd : sm_fwd,
+                gelu ? gelu_bwd : ce ? ce_bwd : ln ? ln_bwd : sm_bwd);
+    free(u.x), free(u.y), free(u.dy), free(u.dx), free(u.keep), free(u.t), free(u.g),
+        free(u.mean);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc >= 2 && !strcmp(argv[1], "gelu")) {
-        gelu(arg(argc, argv, 2, 819200, 1, 1L << 28, "N"),
-             (int)arg(argc, argv, 3, 200, 1, 100000, "R"));
+    const char *m = argc >= 2 ? argv[1] : "";
+    if (!strcmp(m, "gelu")) {
+        run(m, arg(argc, argv, 2, 819200, 1, 1L << 28, "N"), 0, 0,
+            (int)arg(argc, argv, 3, 200, 1, 100000, "R"));
         return 0;
     }
-    if (argc >= 2 && !strcmp(argv[1], "ce")) {
-        ce((int)arg(argc, argv, 2, 4096, 1, 1 << 20, "ROWS"),
-           (int)arg(argc, argv, 3, 2860, 1, 1 << 20, "N"),
-           (int)arg(argc, argv, 4, 15, 1, 100000, "R"));
-        return 0;
-    }
-    if (argc >= 2 && (!strcmp(argv[1], "ln") || !strcmp(argv[1], "softmax"))) {
-        int ln_ = !strcmp(argv[1], "ln");
-        int rows = (int)arg(argc, argv, 2, ln_ ? 4096 : 16384, 1, 1 << 22, "ROWS");
-        int n = (int)arg(argc, argv, 3, ln_ ? 256 : 64, 1, 1 << 20, "N");
-        int reps = (int)arg(argc, argv, 4, 50, 1, 100000, "R");
-        (ln_ ? ln : softmax)(rows, n, reps);
+    if (!strcmp(m, "ce") || !strcmp(m, "ln") || !strcmp(m, "softmax")) {
+        const int ce = !strcmp(m, "ce"), ln = !strcmp(m, "ln");
+        int rows = (int)arg(argc, argv, 2, ce || ln ? 4096 : 16384, 1, 1 << 22, "ROWS");
+        int cols = (int)arg(argc, argv, 3, ce ? 2860 : ln ? 256 : 64, 1, 1 << 20, "N");
+        run(m, 0, rows, cols, (int)arg(argc, argv, 4, ce ? 15 : 50, 1, 100000, "R"));
         return 0;
     }
     fprintf(stderr, "usage: rows_bench gelu [N [R]] | rows_bench ce [ROWS [N [R]]] |\n"
