@@ -200,8 +200,13 @@ static void norm_cases(int threads)
             free(dgb);
             free(dx);
 
-            /* batch norm: the same numbers as (nb, C, S) */
-            int C = n % 5 + 1, S = (int)(tot / C / 4 > 0 ? tot / C / 4 : 1), nb = 4;
+            /* batch norm: the same numbers as (nb, C, S), nb·C·S ≤ tot (fewer
+             * channels where there are not 4 values for each: a single row
+             * of 19 once made C = 5, S = 1 read x and dy past their end) */
+            int C = n % 5 + 1, nb = 4;
+            while (C > 1 && tot < (long)nb * C)
+                C--;
+            int S = (int)(tot / C / nb);
             float rm[8] = {0}, rv[8] = {1, 1, 1, 1, 1, 1, 1, 1}; /* mu, rs: C ≤ 5 more */
             nomul_batch_norm_forward(cfg, nb, C, S, x, g, be, 1e-5f, 0.1f, 1, rm, rv, y, mu, rs);
             float *bgb = zeros(2 * C, init), *bdx = zeros((long)nb * C * S, NULL);
