@@ -479,7 +479,7 @@ static int ce_used_rows(int rows, int n, const int *target, int ignore_index)
 {
     int used = 0;
     for (int i = 0; i < rows; i++)
-        if (target[i] != ignore_index && target[i] >= 0 && target[i] < n)
+        if (nomul_ce_row_used(target[i], ignore_index, n))
             used++;
     return used;
 }

@@ -390,7 +390,7 @@ static const float *ce_losses(int rows, int n, const float *logp, const int *tar
     if (loss) {
 #pragma omp parallel for schedule(static) num_threads(nomul_fn_threads((long)rows * n))
         for (int i = 0; i < rows; i++)
-            if (target[i] != ignore_index)
+            if (nomul_ce_row_used(target[i], ignore_index, n))
                 loss[i] = ce_row(n, logp + (long)i * n, target[i], smoothing);
     }
     return loss;
@@ -408,7 +408,7 @@ float nomul_cross_entropy_forward_float(int rows, int n, const float *logp, cons
     const float *loss = ce_losses(rows, n, logp, target, ignore_index, smoothing);
     float total = 0.0f;
     for (int i = 0; i < rows; i++)
-        if (target[i] != ignore_index)
+        if (nomul_ce_row_used(target[i], ignore_index, n))
             total += loss ? loss[i] : ce_row(n, logp + (long)i * n, target[i], smoothing);
     return total / (float)used;
 }
@@ -423,7 +423,7 @@ int nomul_cross_entropy_rows_float(int rows, int n, const float *logp, const int
     const float *row_loss = ce_losses(rows, n, logp, target, ignore_index, smoothing);
     int used = 0;
     for (int i = 0; i < rows; i++)
-        if (target[i] != ignore_index)
+        if (nomul_ce_row_used(target[i], ignore_index, n))
             loss[used++] = row_loss ? row_loss[i]
                                     : ce_row(n, logp + (long)i * n, target[i], smoothing);
     return used;
@@ -450,7 +450,7 @@ void nomul_cross_entropy_backward_float(int rows, int n, const int *target, int 
 #pragma omp parallel for schedule(static) num_threads(nomul_fn_threads(t0))
     for (int i = 0; i < rows; i++) {
         int t = target[i];
-        if (t != ignore_index && t >= 0 && t < n)
+        if (nomul_ce_row_used(t, ignore_index, n))
             ce_row_grad(n, t, smoothing, g, dlogp + (long)i * n);
     }
 }
@@ -479,7 +479,7 @@ void nomul_ce_lsm_backward_float(int rows, int n, const float *logp, const int *
              * zeroed gradient, then log_softmax's backward of it */
             memset(dr, 0, (size_t)n * sizeof *dr);
             int t = target[i];
-            if (used > 0 && t != ignore_index && t >= 0 && t < n)
+            if (used > 0 && nomul_ce_row_used(t, ignore_index, n))
                 ce_row_grad(n, t, smoothing, g, dr);
             lsm_backward_row(n, logp + (long)i * n, dr, dx + (long)i * n, store);
         }

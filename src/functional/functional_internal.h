@@ -21,6 +21,14 @@ extern int nomul_pa_chains_scalar;
  * the exps' row sums in one chain (the twins of the libmvec paths) */
 extern int nomul_float_math_scalar;
 
+/* Whether a cross-entropy row with target t takes part (in the loss, its
+ * count and its gradient): t is not ignore_index and is a class of the n.
+ * Every form's row loops ask this one question. */
+static inline int nomul_ce_row_used(int t, int ignore_index, int n)
+{
+    return t != ignore_index && t >= 0 && t < n;
+}
+
 /* ---- float forms ---- */
 void nomul_softmax_forward_float(int rows, int n, const float *x, float *y);
 void nomul_softmax_backward_float(int rows, int n, const float *y, const float *dy, float *dx);

@@ -1507,7 +1507,7 @@ typedef struct {
 static int ce_skip(const ce_job *j, int i)
 {
     int t = j->target[i];
-    return t == j->ignore_index || t < 0 || t >= j->n;
+    return !nomul_ce_row_used(t, j->ignore_index, j->n);
 }
 
 /* the forward pass of rows lo..hi−1: loss[i] (and the parts if kept), the
@@ -1625,11 +1625,11 @@ float nomul_cross_entropy_forward_pa(const nomul_op_cfg *cfg, int rows, int n, c
     if (ce_job_init(&j, cfg, rows, n, logp, target, ignore_index, smoothing, 0)) {
         ce_run(&j, rows, ce_parts_range);
         for (int i = 0; i < rows; i++)
-            if (target[i] != ignore_index)
+            if (nomul_ce_row_used(target[i], ignore_index, n))
                 total += j.loss[i];
     } else { /* the twin: the same rows in one loop */
         for (int i = 0; i < rows; i++)
-            if (target[i] != ignore_index)
+            if (nomul_ce_row_used(target[i], ignore_index, n))
                 total += ce_row(off, n, logp + (long)i * n, target[i], smoothing, &nll, &msm,
                                 &smooth);
     }
@@ -1652,7 +1652,7 @@ int nomul_cross_entropy_rows_pa(const nomul_op_cfg *cfg, int rows, int n, const 
         ce_run(&j, rows, ce_parts_range);
     float nll, msm, smooth;
     for (int i = 0; i < rows; i++) {
-        if (target[i] == ignore_index)
+        if (!nomul_ce_row_used(target[i], ignore_index, n))
             continue;
         loss[used++] = fast ? j.loss[i]
                             : ce_row(off, n, logp + (long)i * n, target[i], smoothing, &nll,
@@ -1678,7 +1678,7 @@ static void ce_backward_rows_scalar(float off, int approx, int rows, int n, cons
     float nll = 0.0f, msm = 0.0f, smooth = 0.0f;
     for (int i = 0; i < rows; i++) {
         int t = target[i];
-        if (t == ignore_index || t < 0 || t >= n)
+        if (!nomul_ce_row_used(t, ignore_index, n))
             continue;
         if (!approx)
             ce_row(off, n, logp + (long)i * n, t, smoothing, &nll, &msm, &smooth);
@@ -1713,7 +1713,7 @@ static float ce_grad_scale(ce_job *j, int fast, const nomul_op_cfg *cfg, int row
     if (fast)
         ce_run(j, rows, ce_parts_range);
     for (int i = 0; !total_in && i < rows; i++)
-        if (target[i] != ignore_index && target[i] >= 0 && target[i] < n)
+        if (nomul_ce_row_used(target[i], ignore_index, n))
             total += fast ? j->loss[i]
                           : ce_row(off, n, logp + (long)i * n, target[i], smoothing, &nll, &msm,
                                    &smooth);
