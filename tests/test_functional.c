@@ -499,10 +499,11 @@ static void test_ln_output_matches_operations(void **state)
 /* Layer norm's and batch norm's exact backward, first pass (xh = PAD(d, r),
  * (u, e) = mul_grads(xh, γ, dy), dγ += e, dβ += dy, (dd, dr) =
  * div_grads(d, r, u); dy through a ReLU's derivative first where its output
- * is given, as batch_norm_relu's backward does), with its normal-range form (ln_back1_normal: the
- * four derivatives as known powers of two), against the operations one at a
- * time (nomul_pa_div, nomul_pa_mul_grad, nomul_pa_div_grad; the lanes added
- * in order), bit for bit, on every instruction set with the fused passes:
+ * is given, as batch_norm_relu's backward does), with its normal-range form
+ * (ln_back1_normal: the four derivatives as known powers of two), against
+ * the operations one at a time (nomul_pa_div, nomul_pa_mul_grad,
+ * nomul_pa_div_grad; the lanes added in order), bit for bit, on every
+ * instruction set with the fused passes:
  * x, γ and dy over the whole exponent range with zeros, subnormals,
  * infinities and NaNs, or near 1 with a ReLU's zeros in dy (the fast form's
  * zeros), r from 2^-126 to 2^127, γ broadcast (bn) and per value, tiny or

@@ -108,7 +108,10 @@ static void time_passes(bufs *u, int reps, pass_fn fwd, pass_fn bwd)
     }
 }
 
-static void gelu_fwd(const nomul_op_cfg *c, bufs *u) { nomul_gelu_forward_keep(c, u->n, u->x, u->y, u->keep); }
+static void gelu_fwd(const nomul_op_cfg *c, bufs *u)
+{
+    nomul_gelu_forward_keep(c, u->n, u->x, u->y, u->keep);
+}
 static void gelu_bwd(const nomul_op_cfg *c, bufs *u)
 {
     nomul_gelu_backward_keep(c, u->n, u->x, u->keep, u->dy, u->dx);
