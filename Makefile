@@ -131,23 +131,23 @@ $(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT_OBJ) $(STATIC)
 $(BUILD)/tests/%.o: CFLAGS_ALL += -Isrc
 
 # one batch norm layer's forward and backward timed (the README's ninth round)
-$(BUILD)/bn_bench: experiments/bench/bn_bench.c $(STATIC)
+$(BUILD)/bn_bench: experiments/bench/bn_bench.c experiments/bench/bench_util.h $(STATIC)
 	$(CC) $(CFLAGS_ALL) $< $(STATIC) $(LDFLAGS) $(LIBS) -o $@
 
 # GELU, the cross-entropy into log_softmax, layer norm and softmax timed,
 # float and PA (the fifteenth and sixteenth rounds)
-$(BUILD)/rows_bench: experiments/bench/rows_bench.c $(STATIC)
+$(BUILD)/rows_bench: experiments/bench/rows_bench.c experiments/bench/bench_util.h $(STATIC)
 	$(CC) $(CFLAGS_ALL) $< $(STATIC) $(LDFLAGS) $(LIBS) -o $@
 
 # the cost of a PAM tile's zero handling against the FMA (the tenth round);
 # AVX-512 by target attributes, the CPU checked at run time
-$(BUILD)/zero_mask_bench: experiments/bench/zero_mask_bench.c
+$(BUILD)/zero_mask_bench: experiments/bench/zero_mask_bench.c experiments/bench/bench_util.h
 	$(CC) $(CFLAGS_ALL) $< -o $@
 
 # skipping a ReLU'd input's zeros in a convolution's forward (the eleventh
 # round): AVX-512 by target attributes, the CPU checked at run time; -O3,
 # whose unrolling of the lists' transposes is the idea's best case
-$(BUILD)/sparse_conv_bench: experiments/bench/sparse_conv_bench.c
+$(BUILD)/sparse_conv_bench: experiments/bench/sparse_conv_bench.c experiments/bench/bench_util.h
 	$(CC) $(CFLAGS_ALL) -O3 $< -o $@
 
 test check: $(TEST_BIN) $(CLI)

@@ -17,43 +17,24 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "nomul/functional.h"
 #include "nomul/opcfg.h"
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static long arg(int argc, char **argv, int i, long dflt, long lo, long hi, const char *name)
-{
-    if (argc <= i)
-        return dflt;
-    char *end;
-    long v = strtol(argv[i], &end, 10);
-    if (*end || v < lo || v > hi) {
-        fprintf(stderr, "bn_bench: %s must be an integer in [%ld, %ld], not '%s'\n", name, lo,
-                hi, argv[i]);
-        exit(2);
-    }
-    return v;
-}
-
 int main(int argc, char **argv)
 {
+    static const char P[] = "bn_bench";
     if (argc < 3) {
         fprintf(stderr, "usage: bn_bench C S [pa 0|1] [approx 0|1] [N (64)] [R (30)] [relu 0|1]\n");
         return 2;
     }
-    const int C = (int)arg(argc, argv, 1, 16, 1, 4096, "C");
-    const int S = (int)arg(argc, argv, 2, 784, 1, 1 << 20, "S");
-    const int pa = (int)arg(argc, argv, 3, 1, 0, 1, "pa");
-    const int approx = (int)arg(argc, argv, 4, 0, 0, 1, "approx");
-    const int nb = (int)arg(argc, argv, 5, 64, 1, 4096, "N");
-    const int reps = (int)arg(argc, argv, 6, 30, 1, 100000, "R");
-    const int relu = (int)arg(argc, argv, 7, 0, 0, 1, "relu");
+    const int C = (int)bench_arg(P, argc, argv, 1, 16, 1, 4096, "C");
+    const int S = (int)bench_arg(P, argc, argv, 2, 784, 1, 1 << 20, "S");
+    const int pa = (int)bench_arg(P, argc, argv, 3, 1, 0, 1, "pa");
+    const int approx = (int)bench_arg(P, argc, argv, 4, 0, 0, 1, "approx");
+    const int nb = (int)bench_arg(P, argc, argv, 5, 64, 1, 4096, "N");
+    const int reps = (int)bench_arg(P, argc, argv, 6, 30, 1, 100000, "R");
+    const int relu = (int)bench_arg(P, argc, argv, 7, 0, 0, 1, "relu");
     const long len = (long)nb * C * S;
     float *x = malloc(sizeof(float) * (size_t)len * 4), *y = x + len, *dy = y + len, *dx = dy + len;
     float *par = malloc(sizeof(float) * (size_t)C * 10);
@@ -77,27 +58,27 @@ int main(int argc, char **argv)
     nomul_op_cfg cfg = {pa ? NOMUL_OP_PAM : NOMUL_OP_STANDARD, approx, 1.0f};
     double best_f = 1e30, best_b = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         if (relu) /* as the training step's batch_norm_relu: dy masked in place */
             nomul_batch_norm_relu_forward_keep(&cfg, nb, C, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv,
                                                y, mean, rstd, keep);
         else
             nomul_batch_norm_forward_keep(&cfg, nb, C, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, y,
                                           mean, rstd, keep);
-        double t1 = now();
+        double t1 = bench_now();
         if (relu)
             nomul_batch_norm_relu_backward_keep(&cfg, nb, C, S, x, y, g, b, mean, rstd, keep,
                                                 1e-5f, dy, dx, dg, db);
         else
             nomul_batch_norm_backward_keep(&cfg, nb, C, S, x, g, mean, rstd, keep, 1e-5f, dy, dx,
                                            dg, db);
-        double t2 = now();
+        double t2 = bench_now();
         best_f = t1 - t0 < best_f ? t1 - t0 : best_f;
         best_b = t2 - t1 < best_b ? t2 - t1 : best_b;
     }
     printf("batch norm%s %d×%d×%d (%s%s): forward %.3f ms, backward %.3f ms (best of %d)\n",
-           relu ? " + relu" : "", nb, C, S, pa ? "PA" : "float", pa ? (approx ? ", approximate" : ", exact") : "",
-           best_f * 1e3, best_b * 1e3, reps);
+           relu ? " + relu" : "", nb, C, S, pa ? "PA" : "float",
+           pa ? (approx ? ", approximate" : ", exact") : "", best_f * 1e3, best_b * 1e3, reps);
     free(x);
     free(par);
     return 0;

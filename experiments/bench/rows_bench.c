@@ -27,29 +27,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "nomul/functional.h"
 #include "nomul/opcfg.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static long arg(int argc, char **argv, int i, long dflt, long lo, long hi, const char *name)
-{
-    if (argc <= i)
-        return dflt;
-    char *end;
-    long v = strtol(argv[i], &end, 10);
-    if (*end || v < lo || v > hi) {
-        fprintf(stderr, "rows_bench: %s must be an integer in [%ld, %ld], not '%s'\n", name, lo,
-                hi, argv[i]);
-        exit(2);
-    }
-    return v;
-}
 
 /* uniform in [-h, h) */
 static void fill(float *v, long n, float h, uint32_t *s)
@@ -95,13 +75,13 @@ static void time_passes(bufs *u, int reps, pass_fn fwd, pass_fn bwd)
         nomul_op_cfg c = cfg_of(k);
         double bf = 1e30, bb = 1e30;
         for (int r = 0; r < reps; r++) {
-            double q = now();
+            double q = bench_now();
             fwd(&c, u);
-            q = now() - q;
+            q = bench_now() - q;
             bf = q < bf ? q : bf;
-            q = now();
+            q = bench_now();
             bwd(&c, u);
-            q = now() - q;
+            q = bench_now() - q;
             bb = q < bb ? q : bb;
         }
         printf("  %-10s forward %8.3f ms  backward %8.3f ms\n", names[k], bf * 1e3, bb * 1e3);
@@ -190,17 +170,18 @@ static void run(const char *mode, long n, int rows, int cols, int reps)
 
 int main(int argc, char **argv)
 {
+    static const char P[] = "rows_bench";
     const char *m = argc >= 2 ? argv[1] : "";
     if (!strcmp(m, "gelu")) {
-        run(m, arg(argc, argv, 2, 819200, 1, 1L << 28, "N"), 0, 0,
-            (int)arg(argc, argv, 3, 200, 1, 100000, "R"));
+        long n = bench_arg(P, argc, argv, 2, 819200, 1, 1L << 28, "N");
+        run(m, n, 0, 0, (int)bench_arg(P, argc, argv, 3, 200, 1, 100000, "R"));
         return 0;
     }
     if (!strcmp(m, "ce") || !strcmp(m, "ln") || !strcmp(m, "softmax")) {
         const int ce = !strcmp(m, "ce"), ln = !strcmp(m, "ln");
-        int rows = (int)arg(argc, argv, 2, ce || ln ? 4096 : 16384, 1, 1 << 22, "ROWS");
-        int cols = (int)arg(argc, argv, 3, ce ? 2860 : ln ? 256 : 64, 1, 1 << 20, "N");
-        run(m, 0, rows, cols, (int)arg(argc, argv, 4, ce ? 15 : 50, 1, 100000, "R"));
+        int rows = (int)bench_arg(P, argc, argv, 2, ce || ln ? 4096 : 16384, 1, 1 << 22, "ROWS");
+        int cols = (int)bench_arg(P, argc, argv, 3, ce ? 2860 : ln ? 256 : 64, 1, 1 << 20, "N");
+        run(m, 0, rows, cols, (int)bench_arg(P, argc, argv, 4, ce ? 15 : 50, 1, 100000, "R"));
         return 0;
     }
     fprintf(stderr, "usage: rows_bench gelu [N [R]] | rows_bench ce [ROWS [N [R]]] |\n"

@@ -30,16 +30,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 #include <immintrin.h>
 
 #define TGT __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,popcnt")))
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 typedef struct {
     int cin, cout, h, w, hp, wp, K;
@@ -345,14 +340,14 @@ int main(int argc, char **argv)
         const int reps = 200;
         for (int run = 0; run < 5; run++)
             for (int m = 0; m < 5; m++) {
-                double t0 = now();
+                double t0 = bench_now();
                 for (int i = 0; i < reps; i++) {
                     if (m < 2)
                         dense(&L, m);
                     else
                         sparse(&L, m == 3, ls, part, m == 4);
                 }
-                double t = (now() - t0) / reps * 1e3;
+                double t = (bench_now() - t0) / reps * 1e3;
                 best[m] = t < best[m] ? t : best[m];
                 if (m == 2 || m == 3) { /* the same sums, bit for bit */
                     dense(&L, m == 3);

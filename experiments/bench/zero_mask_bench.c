@@ -31,18 +31,13 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 #include <immintrin.h>
 
 #define TGT __attribute__((noinline, target("avx512f,avx512bw,avx512dq,fma")))
 #define STEPS 64   /* distinct reduction steps (operands in L1) */
 #define ITERS 20000000L
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 enum { F_FMA, F_PAM, F_YCONST, F_YTEST, F_YMEM, F_YAND, F_XTEST, F_XMEM, F_EXACT, F_COUNT };
 static const char *names[F_COUNT] = {"fma",       "pam",          "pam y mask=const",
@@ -204,7 +199,7 @@ int main(int argc, char **argv)
         best[f] = 1e30;
     for (int rep = 0; rep < reps; rep++)
         for (int f = 0; f < F_COUNT; f++) {
-            double t0 = now();
+            double t0 = bench_now();
             switch (f) {
             case F_FMA: sink += run_fma(&o, ITERS); break;
             case F_PAM: sink += run_pam(&o, ITERS); break;
@@ -217,7 +212,7 @@ int main(int argc, char **argv)
             default: sink += run_exact(&o, ITERS); break;
             }
             double terms = (double)ITERS * (f == F_EXACT ? 12 : 16);
-            double per = (now() - t0) / terms;
+            double per = (bench_now() - t0) / terms;
             best[f] = per < best[f] ? per : best[f];
         }
     printf("8x32 AVX-512 tile inner loop, one thread, best of %d (%ld steps of %d terms)\n",
