@@ -289,14 +289,27 @@ typedef struct {
  * on every thread. Columns serve products with few row panels and several
  * K blocks, such as a linear layer's weight gradient (64 × 192 summed over
  * 1,088 tokens: 11 row panels of 6 shared 6 : 5 and 12 barriers, or 6
- * column panels shared 3 : 3 and none). The cost model, in tiles: by rows,
- * the most row panels any thread gets times the column panels, plus one per
- * barrier; by columns, the most column panels any thread gets times the row
- * panels, plus an eighth of a tile per row panel packed again. Either way
- * every tile is the same sums in the same order. */
-static int split_columns(int m, int n, int NC, int mc, int MR, int panels, int ny_panels, int nkb,
-                         int nt)
+ * column panels shared 3 : 3 and none). The cost model, in eighths of a
+ * tile: by rows, the most row panels any thread gets times the column
+ * panels, plus a tile per K block for its two barriers; by columns, the most
+ * column panels any thread gets times the row panels, plus each row panel
+ * packed again: a quarter of a forward tile when X fits in cache (m · kd at
+ * most X_CACHED values), three quarters when it is read from memory (a
+ * pack's 1.4 cycles a value against a tile's 2 per value of X), half that
+ * for the exact gradients' tiles (four operations a term, not two). Fitted
+ * on `nomul bench gemm`-style products (2 threads): 2,860 × 64 summed over
+ * 4,096 (a 64 → 2,860 layer's weight gradient, X from memory) by columns
+ * took 15.3 ms, by rows 11.6, which the old model (an eighth of a tile per
+ * panel, two tiles per K block) got wrong; 64 × 192 over 1,088 (X cached):
+ * columns 0.18 ms, rows 0.27, which both models get right. Products with a
+ * plan (X packed once, a convolution's weights) keep the old weights: they
+ * pack nothing again, and were not refitted. Either way every tile is the
+ * same sums in the same order. */
+enum { X_CACHED = 1 << 18 };
+static int split_columns(const pg_problem *pr, int planned, int NC, int mc, int MR, int panels,
+                         int ny_panels, int nkb, int nt)
 {
+    const int m = pr->m, n = pr->n;
     /* one NC block of columns only: a thread's panels are then the same
      * ones in every K block (the shares of blocks of other widths would
      * overlap) */
@@ -310,8 +323,10 @@ static int split_columns(int m, int n, int NC, int mc, int MR, int panels, int n
         int p = ceil_div(rows, MR);
         most = p > most ? p : most;
     }
-    long by_rows = (long)most * ny_panels + 2L * nkb;
-    long by_cols = (long)ceil_div(ny_panels, nt) * panels + (long)panels * (nt - 1) / 8;
+    int cached = (long)m * pr->kd <= X_CACHED;
+    long repack = planned ? 1 : pr->kind == PG_FWD ? (cached ? 2 : 6) : (cached ? 1 : 3);
+    long by_rows = 8L * most * ny_panels + (planned ? 16L : 8L) * nkb;
+    long by_cols = 8L * ceil_div(ny_panels, nt) * panels + repack * panels * (nt - 1);
     return by_cols < by_rows;
 }
 
@@ -556,7 +571,8 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
         }
     }
     int mc = ceil_div(panels, nblocks) * MR;
-    int col = nt > 1 && split_columns(m, n, NC, mc, MR, panels, ny_panels, ceil_div(kd, KC), nt);
+    int col = nt > 1 && split_columns(pr, plan != NULL, NC, mc, MR, panels, ny_panels,
+                                      ceil_div(kd, KC), nt);
     /* one block: no team (unless the columns are split); else the whole
      * team, even for fewer blocks than threads (a smaller team would end
      * OpenMP threads, and their scratch buffers, for the next product to
