@@ -858,7 +858,7 @@ static void plain_pack(const float *base, long rs, long cs, int nvalid, int R, i
  * exponents from narrow to the whole range, with zeros, subnormals,
  * infinities, NaNs (one alone in a panel of zeros too) and both
  * adjustments. */
-static void test_pack_matches_scalar(void **state)
+static void test_pack_matches_plain(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0x6606};
@@ -1010,7 +1010,7 @@ int main(void)
         cmocka_unit_test(test_power_of_two_matches_float),
         cmocka_unit_test(test_batched_matches_single),
         cmocka_unit_test(test_thread_splits_same_bits),
-        cmocka_unit_test(test_pack_matches_scalar),
+        cmocka_unit_test(test_pack_matches_plain),
         cmocka_unit_test(test_backward_helper),
         cmocka_unit_test(test_standard_is_sgemm),
         cmocka_unit_test(test_standard_split_products),
