@@ -7,6 +7,7 @@
  * quotes its forward.
  */
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -425,15 +426,31 @@ nomul_tensor *nomul_scale(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor 
     nomul_tensor *y = ad_output(g, x->ndim, x->shape, ad_wants_grad(g, x, NULL, NULL));
     if (!y)
         return NULL;
-    if (nomul_op_is_pa(cfg) && cfg->offset != 1.0f)
-        nomul_pa_mul_off_vs((size_t)x->n, x->data, c, cfg->offset, y->data);
-    else if (nomul_op_is_pa(cfg))
-        nomul_pa_mul_vs((size_t)x->n, x->data, c, y->data);
-    else
-        NOMUL_COUNT(FMUL, x->n);
-    if (!nomul_op_is_pa(cfg))
-        for (long i = 0; i < x->n; i++)
-            y->data[i] = c * x->data[i];
+    /* a contiguous share per thread (the array calls count their own PAMs;
+     * each element's result does not depend on who computes it): attention's
+     * scaled scores, B·H·T² values, ran on one thread */
+    const int pa = nomul_op_is_pa(cfg);
+    const float off = cfg->offset;
+    const long n = x->n;
+    if (!pa)
+        NOMUL_COUNT(FMUL, n);
+#pragma omp parallel num_threads(nomul_light_threads(n))
+    {
+        const int tn = omp_get_num_threads();
+        long per = (n + tn - 1) / tn, lo = per * omp_get_thread_num();
+        long hi = lo + per < n ? lo + per : n;
+        if (hi > lo) {
+            const float *xs = x->data + lo;
+            float *ys = y->data + lo;
+            if (pa && off != 1.0f)
+                nomul_pa_mul_off_vs((size_t)(hi - lo), xs, c, off, ys);
+            else if (pa)
+                nomul_pa_mul_vs((size_t)(hi - lo), xs, c, ys);
+            else
+                for (long i = 0; i < hi - lo; i++)
+                    ys[i] = c * xs[i];
+        }
+    }
     ad_record(g, AD_OP_SCALE, cfg, &(ad_params){.scale = {c}}, y, x, NULL, NULL);
     return y;
 }
