@@ -814,6 +814,80 @@ static void test_thread_splits_same_bits(void **state)
     nomul_set_num_threads(0);
 }
 
+/* The forward's order of sums, which the driver's two loop orders must both
+ * keep (team_run_narrow for products with a few column panels and X's rows
+ * contiguous, team_run for the others), one output at a time: each K block's
+ * terms summed from +0 in p order, the blocks' sums added to C (to beta·C0's
+ * value first) in block order. */
+static void plain_blocked_forward(int m, int n, int k, const float *A, const float *B,
+                                  const float *C0, float beta, float off, float *C)
+{
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float c = beta == 1.0f ? C0[(long)i * n + j] : 0.0f;
+            for (int p0 = 0; p0 < k; p0 += PG_KC) {
+                float s = 0.0f;
+                for (int p = p0; p < p0 + PG_KC && p < k; p++) {
+                    float a = A[(long)i * k + p], b = B[(long)p * n + j];
+                    s += off != 1.0f ? nomul_pa_mul_off(a, b, off) : nomul_pa_mul(a, b);
+                }
+                c = p0 == 0 && beta != 1.0f ? s : c + s;
+            }
+            C[(long)i * n + j] = c;
+        }
+}
+
+/* nomul_gemm's forward against plain_blocked_forward bit for bit, on shapes
+ * that take each loop order (1 to 4 column panels over several K blocks;
+ * 10 panels), every instruction set, 1 to 3 threads, beta 0 and 1, with
+ * zeros, subnormals and offsets. */
+static void test_forward_order_of_sums(void **state)
+{
+    (void)state;
+    static const int shapes[][3] = {{300, 64, 600}, {97, 100, 1000}, {150, 70, 600},
+                                    {45, 128, 385}, {200, 300, 500}, {61, 33, 193}};
+    static const float offsets[] = {1.0f, 1.0552f};
+    tu_rng r = {tu_seed() ^ 0x6609};
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+        int m = shapes[sh][0], n = shapes[sh][1], k = shapes[sh][2];
+        float *A = malloc(4L * m * k), *B = malloc(4L * k * n), *C0 = malloc(4L * m * n);
+        float *want = malloc(4L * m * n), *got = malloc(4L * m * n);
+        assert_true(A && B && C0 && want && got);
+        for (long i = 0; i < (long)m * k; i++)
+            A[i] = draw(&r, 1, 0);
+        for (long i = 0; i < (long)k * n; i++)
+            B[i] = draw(&r, 1, 0);
+        for (long i = 0; i < (long)m * n; i++)
+            C0[i] = draw(&r, 1, 0);
+        float off = offsets[sh % 2], beta = (float)(sh / 2 % 2);
+        nomul_op_cfg cfg = pam_cfg(off, 0);
+        plain_blocked_forward(m, n, k, A, B, C0, beta, off, want);
+        for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
+            nomul_isa_set((nomul_isa)isa);
+            for (int t = 1; t <= 3; t++) {
+                nomul_set_num_threads(t);
+                memcpy(got, C0, 4L * m * n);
+                nomul_gemm(&cfg, CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, A, k, B, n,
+                           beta, got, n);
+                for (long i = 0; i < (long)m * n; i++)
+                    if (tu_bits(got[i]) != tu_bits(want[i]))
+                        FAIL_SEED("%dx%dx%d off %g beta %g isa=%s threads %d: C[%ld] = %a, the "
+                                  "plain blocked sums' %a",
+                                  m, n, k, (double)off, (double)beta,
+                                  nomul_isa_name(nomul_isa_active()), t, i, (double)got[i],
+                                  (double)want[i]);
+            }
+        }
+        free(A);
+        free(B);
+        free(C0);
+        free(want);
+        free(got);
+    }
+    nomul_isa_set(nomul_isa_max());
+    nomul_set_num_threads(0);
+}
+
 /* The pack's contract (gemm_internal.h, pg_pack_fn) one value at a time:
  * the plain twin of pack.inc's vector steps. Value (r, p) = base[r·rs +
  * p·cs] for r < nvalid, 1.0 for the padding rows; its packed word is its
@@ -1011,6 +1085,7 @@ int main(void)
         cmocka_unit_test(test_batched_matches_single),
         cmocka_unit_test(test_thread_splits_same_bits),
         cmocka_unit_test(test_pack_matches_plain),
+        cmocka_unit_test(test_forward_order_of_sums),
         cmocka_unit_test(test_backward_helper),
         cmocka_unit_test(test_standard_is_sgemm),
         cmocka_unit_test(test_standard_split_products),
