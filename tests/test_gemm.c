@@ -80,6 +80,14 @@ static float draw(tu_rng *r, int zeros, int wild)
     return tu_normal(r, -8, 8, 1);
 }
 
+/* v[0..n) = draw(r, 1, 0) in order: moderate normals with zeros and
+ * subnormals */
+static void fill_values(tu_rng *r, float *v, long n)
+{
+    for (long i = 0; i < n; i++)
+        v[i] = draw(r, 1, 0);
+}
+
 /* The same sums in float32, in order: a float32 sum can overflow (to inf,
  * or inf − inf = NaN) where the float64 one does not. */
 static float *want32;
@@ -508,12 +516,9 @@ static void test_batched_matches_single(void **state)
     float *C1 = calloc(sc * batch, 4), *C2 = calloc(sc * batch, 4);
     float *G1 = calloc(sa * batch, 4), *G2 = calloc(sa * batch, 4), *G3 = calloc(sa * batch, 4);
     float *H1 = calloc(sb * batch, 4), *H2 = calloc(sb * batch, 4), *H3 = calloc(sb * batch, 4);
-    for (long i = 0; i < sa * batch; i++)
-        A[i] = draw(&r, 1, 0);
-    for (long i = 0; i < sb * batch; i++)
-        B[i] = draw(&r, 1, 0);
-    for (long i = 0; i < sc * batch; i++)
-        DC[i] = draw(&r, 1, 0);
+    fill_values(&r, A, sa * batch);
+    fill_values(&r, B, sb * batch);
+    fill_values(&r, DC, sc * batch);
     nomul_op_cfg cfgs[3] = {pam_cfg(1.0552f, 0), pam_cfg(1.0552f, 1),
                             {NOMUL_OP_STANDARD, 0, 1.0f}};
     for (int t = 1; t <= 2; t++) {
@@ -699,9 +704,9 @@ static void test_backward_helper(void **state)
         long sc = stored_size(g.layout, m, n, g.ldc);
         float *A = malloc(sa * 4), *B = malloc(sb * 4), *DC = malloc(sc * 4);
         float *DA1 = calloc(sa, 4), *DA2 = calloc(sa, 4), *DB1 = calloc(sb, 4), *DB2 = calloc(sb, 4);
-        for (long i = 0; i < sa; i++) A[i] = draw(&r, 1, 0);
-        for (long i = 0; i < sb; i++) B[i] = draw(&r, 1, 0);
-        for (long i = 0; i < sc; i++) DC[i] = draw(&r, 1, 0);
+        fill_values(&r, A, sa);
+        fill_values(&r, B, sb);
+        fill_values(&r, DC, sc);
         nomul_clear_error();
         nomul_op_cfg exact = pam_cfg(g.offset, 0), approx = pam_cfg(g.offset, 1);
         nomul_gemm_backward(&exact, g.layout, g.ta, g.tb, m, n, k, A, g.lda, B, g.ldb, DC, g.ldc,
@@ -773,12 +778,9 @@ static void test_thread_splits_same_bits(void **state)
             got[o] = calloc((size_t)len[o], 4);
             assert_true(want[o] && got[o]);
         }
-        for (long i = 0; i < (long)m * k; i++)
-            A[i] = draw(&r, 1, 0);
-        for (long i = 0; i < (long)k * n; i++)
-            B[i] = draw(&r, 1, 0);
-        for (long i = 0; i < (long)m * n; i++)
-            DC[i] = draw(&r, 1, 0);
+        fill_values(&r, A, (long)m * k);
+        fill_values(&r, B, (long)k * n);
+        fill_values(&r, DC, (long)m * n);
         nomul_op_cfg cfg = pam_cfg(offsets[sh % 3], 0);
         for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
             nomul_isa_set((nomul_isa)isa);
@@ -853,12 +855,9 @@ static void test_forward_order_of_sums(void **state)
         float *A = malloc(4L * m * k), *B = malloc(4L * k * n), *C0 = malloc(4L * m * n);
         float *want = malloc(4L * m * n), *got = malloc(4L * m * n);
         assert_true(A && B && C0 && want && got);
-        for (long i = 0; i < (long)m * k; i++)
-            A[i] = draw(&r, 1, 0);
-        for (long i = 0; i < (long)k * n; i++)
-            B[i] = draw(&r, 1, 0);
-        for (long i = 0; i < (long)m * n; i++)
-            C0[i] = draw(&r, 1, 0);
+        fill_values(&r, A, (long)m * k);
+        fill_values(&r, B, (long)k * n);
+        fill_values(&r, C0, (long)m * n);
         float off = offsets[sh % 2], beta = (float)(sh / 2 % 2);
         nomul_op_cfg cfg = pam_cfg(off, 0);
         plain_blocked_forward(m, n, k, A, B, C0, beta, off, want);
