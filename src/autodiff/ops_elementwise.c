@@ -436,9 +436,8 @@ nomul_tensor *nomul_scale(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor 
         NOMUL_COUNT(FMUL, n);
 #pragma omp parallel num_threads(nomul_light_threads(n))
     {
-        const int tn = omp_get_num_threads();
-        long per = (n + tn - 1) / tn, lo = per * omp_get_thread_num();
-        long hi = lo + per < n ? lo + per : n;
+        const int tn = omp_get_num_threads(), t = omp_get_thread_num();
+        long lo = nomul_block_start(n, tn, t), hi = nomul_block_start(n, tn, t + 1);
         if (hi > lo) {
             const float *xs = x->data + lo;
             float *ys = y->data + lo;

@@ -371,6 +371,36 @@ static void pack_x_block(const pg_team *tm, int ic, int mcb, int pc, int kc, uin
     }
 }
 
+/* One tile of C, rows i0.. and columns j0.., K block pc (kc values), from
+ * its packed X panel (xp, xm, xs) and Y panel (yp, ym, ys): the kernel
+ * where every product is safe (the zero-aware form where a panel holds
+ * zeros; a gradient's with its T tile), else the checked path; full tiles
+ * of a unit-stride C written in place, the others through ct. add: C's
+ * value so far is added to (every K block after the first, or beta 1). */
+static void run_tile(const pg_team *tm, int i0, int j0, int pc, int kc, int add,
+                     const uint32_t *xp, const int32_t *xm, const pg_stats *xs,
+                     const uint32_t *yp, const int32_t *ym, const pg_stats *ys, float *ct)
+{
+    const pg_problem *pr = tm->pr;
+    const int MR = tm->MR, NR = tm->NR;
+    const int mr = pr->m - i0 < MR ? pr->m - i0 : MR, nr = pr->n - j0 < NR ? pr->n - j0 : NR;
+    long tix = (long)(i0 / MR) * tm->ntj + j0 / NR;
+    int safe = pg_panels_safe(pr, xs, ys) && !(tm->tnan && tm->tnan[tix]);
+    int masked = (xs->zero ? PG_ZEROS_X : 0) | (ys->zero ? PG_ZEROS_Y : 0);
+    int direct = mr == MR && nr == NR && pr->cs_c == 1;
+    float *cdst = direct ? pr->c + (long)i0 * pr->rs_c + j0 : ct;
+    long ldc = direct ? pr->rs_c : NR;
+    int kadd = direct ? add : 0;
+    if (!safe)
+        checked_tile(pr, i0, mr, j0, nr, NR, pc, kc, ct);
+    else if (pr->kind == PG_FWD)
+        tm->K.fwd(kc, xp, yp, xm, ym, masked, cdst, ldc, kadd);
+    else
+        tm->K.grad(kc, xp, yp, tm->tbuf + tix * MR * NR, xm, ym, masked, cdst, ldc, kadd);
+    if (!safe || !direct)
+        pg_write_tile(pr, i0, mr, j0, nr, NR, ct, add);
+}
+
 /* Thread tid of nt: packs its share of each Y block, then computes its ic
  * blocks (every nt-th) against it. The loops are split by hand, with a
  * barrier only where the shared Y panels change hands, so that one thread
@@ -380,7 +410,6 @@ static void team_run(const pg_team *tm, int tid, int nt)
 {
     const pg_problem *pr = tm->pr;
     const pg_plan *plan = tm->plan;
-    const pg_kernel K = tm->K;
     const int MR = tm->MR, NR = tm->NR, KC = tm->KC, NC = tm->NC, mc = tm->mc;
     const int m = pr->m, n = pr->n, kd = pr->kd, ntj = tm->ntj;
     uint32_t *yp = tm->yp;
@@ -441,32 +470,13 @@ static void team_run(const pg_team *tm, int tid, int nt)
                             pack_t_tile(pr, tm->pack_tile, MR, NR, ntj, tbuf, tnan,
                                         (ic + ip * MR) / MR, (jc + jp * NR) / NR);
                 for (int ip = 0; ip < nxp; ip++) {
-                    int i0 = ic + ip * MR, mr = m - i0 < MR ? m - i0 : MR;
+                    int i0 = ic + ip * MR;
                     size_t xstride = plan ? (size_t)MR * KC : (size_t)MR * kc;
                     const uint32_t *xpp = xp + (size_t)ip * xstride;
                     const int32_t *xmp = xm + (size_t)ip * xstride;
-                    for (int jp = jp0; jp < jp1; jp++) {
-                        int j0 = jc + jp * NR, nr = n - j0 < NR ? n - j0 : NR;
-                        const uint32_t *ypp = yp + (size_t)jp * ypan;
-                        const int32_t *ymp = ym + (size_t)jp * ypan;
-                        long tix = (long)(i0 / MR) * ntj + j0 / NR;
-                        int safe = pg_panels_safe(pr, &xs[ip], &ys[jp]) && !(tnan && tnan[tix]);
-                        int masked = (xs[ip].zero ? PG_ZEROS_X : 0) | (ys[jp].zero ? PG_ZEROS_Y : 0);
-                        /* full tiles of a unit-stride C are written in place */
-                        int direct = mr == MR && nr == NR && pr->cs_c == 1;
-                        float *cdst = direct ? pr->c + (long)i0 * pr->rs_c + j0 : ct;
-                        long ldc = direct ? pr->rs_c : NR;
-                        int kadd = direct ? add : 0;
-                        if (!safe)
-                            checked_tile(pr, i0, mr, j0, nr, NR, pc, kc, ct);
-                        else if (pr->kind == PG_FWD)
-                            K.fwd(kc, xpp, ypp, xmp, ymp, masked, cdst, ldc, kadd);
-                        else
-                            K.grad(kc, xpp, ypp, tbuf + tix * MR * NR, xmp, ymp, masked, cdst,
-                                   ldc, kadd);
-                        if (!safe || !direct)
-                            pg_write_tile(pr, i0, mr, j0, nr, NR, ct, add);
-                    }
+                    for (int jp = jp0; jp < jp1; jp++)
+                        run_tile(tm, i0, jc + jp * NR, pc, kc, add, xpp, xmp, &xs[ip],
+                                 yp + (size_t)jp * ypan, ym + (size_t)jp * ypan, &ys[jp], ct);
                 }
             }
             /* the Y panels are repacked next (by columns, each thread's
@@ -493,7 +503,6 @@ static void team_run(const pg_team *tm, int tid, int nt)
 static void team_run_narrow(const pg_team *tm, int tid, int nt)
 {
     const pg_problem *pr = tm->pr;
-    const pg_kernel K = tm->K;
     const int MR = tm->MR, NR = tm->NR, KC = tm->KC;
     const int m = pr->m, n = pr->n, kd = pr->kd;
     const int npan = ceil_div(n, NR), nkb = ceil_div(kd, KC), ntot = npan * nkb;
@@ -523,21 +532,9 @@ static void team_run_narrow(const pg_team *tm, int tid, int nt)
             int add = pc > 0 || pr->accumulate;
             pg_pack_x(pr, tm->packer, i0, mr, MR, pc, kc, xp, xm, xs);
             for (int jp = 0; jp < npan; jp++) {
-                int j0 = jp * NR, nr = n - j0 < NR ? n - j0 : NR;
                 size_t q = (size_t)kb * npan + jp;
-                const uint32_t *ypp = tm->yp + q * ypan;
-                const int32_t *ymp = tm->ym + q * ypan;
-                int safe = pg_panels_safe(pr, xs, &tm->ys[q]);
-                int masked = (xs->zero ? PG_ZEROS_X : 0) | (tm->ys[q].zero ? PG_ZEROS_Y : 0);
-                int direct = mr == MR && nr == NR && pr->cs_c == 1;
-                float *cdst = direct ? pr->c + (long)i0 * pr->rs_c + j0 : ct;
-                long ldc = direct ? pr->rs_c : NR;
-                if (!safe)
-                    checked_tile(pr, i0, mr, j0, nr, NR, pc, kc, ct);
-                else
-                    K.fwd(kc, xp, ypp, xm, ymp, masked, cdst, ldc, direct ? add : 0);
-                if (!safe || !direct)
-                    pg_write_tile(pr, i0, mr, j0, nr, NR, ct, add);
+                run_tile(tm, i0, jp * NR, pc, kc, add, xp, xm, xs, tm->yp + q * ypan,
+                         tm->ym + q * ypan, &tm->ys[q], ct);
             }
         }
     }
