@@ -887,6 +887,113 @@ static void test_forward_order_of_sums(void **state)
     nomul_set_num_threads(0);
 }
 
+/* The forward with X's zeros skipped (gemm_driver.c's xlists_panel, in
+ * both loop orders) against plain_blocked_forward bit for bit: X drawn with
+ * a share of zeros (none, a tenth, a ReLU's half, most) in the lists' mode
+ * always, auto and never; X stored by rows (padded: lda > k), transposed
+ * (its rows gathered: a weight gradient's dCᵀ), or the whole product in
+ * column-major order (C's rows not contiguous: tiles written back through
+ * the tile buffer); Y with zeros (its panels then run packed) in some
+ * shapes, infinities, NaNs and overflowing exponents in X or Y in others
+ * (those tiles on the checked path); 1 to 4 column panels and more, 16 and
+ * 32 wide; one K block or several; every instruction set, 1 to 3 threads,
+ * beta 0 and 1, offsets. A NaN matches any NaN (the checked path's and the
+ * plain twin's are both the scalar PAM's). The products must take the lists
+ * where AVX-512 has them (pg_xsparse_runs). */
+static void test_forward_sparse_x(void **state)
+{
+    (void)state;
+    static const int shapes[][3] = {{300, 64, 600}, {97, 100, 150}, {150, 128, 512},
+                                    {45, 16, 385},  {61, 33, 193}, {8, 96, 64},
+                                    {70, 300, 700}, {40, 1100, 500}};
+    static const float density[] = {0.0f, 0.1f, 0.5f, 0.9f};
+    static const int modes[] = {PG_XSPARSE_ALWAYS, PG_XSPARSE_AUTO, PG_XSPARSE_NEVER};
+    enum { ROWS, TRANS, COLMAJOR, NSTORE };
+    tu_rng r = {tu_seed() ^ 0x5a11};
+    long runs0 = pg_xsparse_runs;
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
+        for (size_t dd = 0; dd < sizeof density / sizeof density[0]; dd++) {
+            int m = shapes[sh][0], n = shapes[sh][1], k = shapes[sh][2], pad = (int)(sh % 3);
+            int wild = (int)((sh + dd) % 3 == 1), yzeros = (int)((sh + dd) % 4 == 2);
+            int store = (int)((sh + dd) % NSTORE);
+            float *A = malloc(4L * m * k), *B = malloc(4L * k * n), *C0 = malloc(4L * m * n);
+            float *As = malloc(4L * (m + pad) * (k + pad)), *Bs = malloc(4L * k * n);
+            float *Cs = malloc(4L * m * n), *want = malloc(4L * m * n);
+            assert_true(A && B && C0 && As && Bs && Cs && want);
+            for (long i = 0; i < (long)m * k; i++) {
+                int keep = (tu_u32(&r) >> 8) < (uint32_t)(density[dd] * 16777216.0f);
+                A[i] = keep ? draw(&r, 0, wild && tu_u32(&r) % 64 == 0)
+                            : (tu_u32(&r) & 1 ? 0.0f : -0.0f);
+            }
+            for (long i = 0; i < (long)k * n; i++)
+                B[i] = draw(&r, yzeros, wild && tu_u32(&r) % 64 == 0);
+            fill_values(&r, C0, (long)m * n);
+            /* A (m×k) as stored: by rows (lda = k + pad), as Aᵀ's rows
+             * (lda = m + pad), or by columns (lda = m + pad) */
+            int lda = store == ROWS ? k + pad : m + pad;
+            for (int i = 0; i < m; i++)
+                for (int p = 0; p < k; p++)
+                    As[store == ROWS ? (long)i * lda + p : (long)p * lda + i] = A[(long)i * k + p];
+            for (int p = 0; p < k; p++)
+                for (int j = 0; j < n; j++)
+                    Bs[store == COLMAJOR ? (long)j * k + p : (long)p * n + j] = B[(long)p * n + j];
+            float off = sh % 2 ? 1.0552f : 1.0f, beta = (float)(dd % 2);
+            nomul_op_cfg cfg = pam_cfg(off, 0);
+            plain_blocked_forward(m, n, k, A, B, C0, beta, off, want);
+            /* the modes where the lists are (AVX-512), auto elsewhere */
+            for (size_t mo = 0; mo < sizeof modes / sizeof modes[0]; mo++)
+                for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
+                    if (isa != NOMUL_ISA_AVX512 && modes[mo] != PG_XSPARSE_AUTO)
+                        continue;
+                    nomul_isa_set((nomul_isa)isa);
+                    pg_xsparse_mode = modes[mo];
+                    for (int t = 1; t <= 3; t++) {
+                        nomul_set_num_threads(t);
+                        for (int i = 0; i < m; i++)
+                            for (int j = 0; j < n; j++)
+                                Cs[store == COLMAJOR ? (long)j * m + i : (long)i * n + j] =
+                                    C0[(long)i * n + j];
+                        if (store == COLMAJOR)
+                            nomul_gemm(&cfg, CblasColMajor, CblasNoTrans, CblasNoTrans, m, n, k,
+                                       As, lda, Bs, k, beta, Cs, m);
+                        else
+                            nomul_gemm(&cfg, CblasRowMajor,
+                                       store == TRANS ? CblasTrans : CblasNoTrans, CblasNoTrans, m,
+                                       n, k, As, lda, Bs, n, beta, Cs, n);
+                        for (int i = 0; i < m; i++)
+                            for (int j = 0; j < n; j++) {
+                                float g = Cs[store == COLMAJOR ? (long)j * m + i : (long)i * n + j];
+                                float w = want[(long)i * n + j];
+                                if (tu_bits(g) != tu_bits(w) && !(isnan(g) && isnan(w)))
+                                    FAIL_SEED("%dx%dx%d A %s density %g wild %d Y zeros %d off %g "
+                                              "beta %g mode %d isa=%s threads %d: C[%d][%d] = "
+                                              "%a, the plain blocked sums' %a",
+                                              m, n, k,
+                                              store == ROWS    ? "by rows"
+                                              : store == TRANS ? "transposed"
+                                                               : "column-major",
+                                              (double)density[dd], wild, yzeros, (double)off,
+                                              (double)beta, modes[mo],
+                                              nomul_isa_name(nomul_isa_active()), t, i, j,
+                                              (double)g, (double)w);
+                            }
+                    }
+                }
+            pg_xsparse_mode = PG_XSPARSE_AUTO;
+            free(A);
+            free(B);
+            free(C0);
+            free(As);
+            free(Bs);
+            free(Cs);
+            free(want);
+        }
+    nomul_isa_set(nomul_isa_max());
+    nomul_set_num_threads(0);
+    if (nomul_isa_max() == NOMUL_ISA_AVX512)
+        assert_true(pg_xsparse_runs > runs0);
+}
+
 /* The pack's contract (gemm_internal.h, pg_pack_fn) one value at a time:
  * the plain twin of pack.inc's vector steps. Value (r, p) = base[r·rs +
  * p·cs] for r < nvalid, 1.0 for the padding rows; its packed word is its
@@ -1085,6 +1192,7 @@ int main(void)
         cmocka_unit_test(test_thread_splits_same_bits),
         cmocka_unit_test(test_pack_matches_plain),
         cmocka_unit_test(test_forward_order_of_sums),
+        cmocka_unit_test(test_forward_sparse_x),
         cmocka_unit_test(test_backward_helper),
         cmocka_unit_test(test_standard_is_sgemm),
         cmocka_unit_test(test_standard_split_products),

@@ -234,11 +234,46 @@ typedef int (*pg_xlist_build_fn)(const float *x, int nlanes, const uint16_t *wma
 typedef void (*pg_xsparse_kernel)(const uint32_t *lists, const int *len, const float *x,
                                   const long *xoff, const uint32_t *yp, const uint32_t *tile,
                                   int mvalid, int nvalid, float *c, long ldc, int add);
+/* The forward products' lists (gemm_driver.c's sparse loops): build lists
+ * the nonzero values among X(r, p) = x[r·rs + p·cs] of rows r < mr ≤ 8, p <
+ * n ≤ PG_XL_CAP − 16 (rows contiguous, cs = 1, or columns, rs = 1): row
+ * r's list at r·PG_XL_CAP, its length in len[r], the values' bits in vals,
+ * the byte offset of each one's partner row of the packed Y panel (yoff[p]
+ * for value p) in offs, up to 15 entries written past a list's end; the
+ * statistics of the mr·n values as the pack would make them (pg_stats, no
+ * padding rows); returns the lists' total length. The kernel sums a tile
+ * (MR = fwd.mr rows, nvalid ≤ 16·nh columns) from +0 over n entries of each
+ * row's list (a shorter list padded with entries that add −0.0: the value
+ * 0x80000000 against a row of zeros) against Y's packed panel yp, each term
+ * the bits of the value plus those of its partner (Y with its adjustment),
+ * and stores the first mvalid rows to c (row r at c + r·ldc), added to what
+ * is there if add. */
+typedef long (*pg_xrow_build_fn)(const float *x, long rs, long cs, int mr, int n,
+                                 const uint32_t *yoff, uint32_t *vals, uint32_t *offs, int *len,
+                                 pg_stats *st);
+typedef void (*pg_xrow_kernel)(const uint32_t *vals, const uint32_t *offs, int n,
+                               const uint32_t *yp, int mvalid, int nvalid, float *c, long ldc,
+                               int add);
+typedef struct {
+    pg_xrow_build_fn build; /* NULL where there are none */
+    pg_xrow_kernel wide, narrow; /* NR = fwd.nr, fwd_narrow.nr */
+} pg_xrows_ukr;
+
 typedef struct {
     pg_xlist_build_fn build;        /* NULL where there are none */
     pg_xsparse_kernel wide, narrow; /* the forward form, MR = fwd_xdirect.mr */
     pg_xsparse_kernel gwide, gnarrow; /* the exact form, MR = grad_xdirect.mr */
 } pg_xsparse_ukr;
+
+/* The forward products' lists (gemm_driver.c's team_run_sparse): a K
+ * block of a row panel is listed where at most PG_XSPARSE_NUM /
+ * PG_XSPARSE_DEN of its values are nonzero. The mode is for the tests, which
+ * check the paths against each other bit for bit: auto (the default), never,
+ * always (every product the lists can serve, whatever its density). */
+enum { PG_XSPARSE_NUM = 13, PG_XSPARSE_DEN = 16 };
+enum { PG_XSPARSE_AUTO, PG_XSPARSE_NEVER, PG_XSPARSE_ALWAYS };
+extern int pg_xsparse_mode;
+extern long pg_xsparse_runs; /* the products that took them, for the tests */
 
 /* Cache blocking: KC values of the reduction per packed panel, MC rows of X
  * and NC columns of Y per block. KC fixes the order of the float sums, so it
@@ -276,6 +311,7 @@ typedef struct pg_cntx {
     pg_xdirect_ukr fwd_xdirect;      /* X in place; zeroed where there is none */
     pg_grad_xdirect_ukr grad_xdirect; /* the same for exact weight gradients */
     pg_xsparse_ukr xsparse;           /* both, X's zeros skipped; zeroed where none */
+    pg_xrows_ukr xrows;               /* forward, X's zeros skipped; zeroed where none */
     fd_ukr fdirect;                  /* float, B in place */
     pg_pack_fn pack;
     pg_pack_tile_fn pack_tile;

@@ -320,6 +320,158 @@ XSPARSE(xsparse_8x16, FMR, 1, 0)
 XSPARSE(grad_xsparse_6x32, 6, 2, 1)
 XSPARSE(grad_xsparse_6x16, 6, 1, 1)
 
+/* The lists' step over 16 values u of a row (km: the valid lanes), their
+ * partners' offsets yo (xrow_build) */
+typedef struct {
+    __m512i lo, hi;
+    __mmask16 special, zero;
+} xrow_acc;
+
+static inline __attribute__((always_inline)) int xrow_step(__m512i u, __mmask16 km,
+                                                           const uint32_t *yo, uint32_t *vals,
+                                                           uint32_t *offs, xrow_acc *a)
+{
+    const __m512i expo = _mm512_set1_epi32(0x7F800000);
+    __m512i e = _mm512_and_si512(u, expo);
+    __mmask16 nz = _mm512_mask_test_epi32_mask(km, u, expo);
+    __mmask16 sp = _mm512_mask_cmpeq_epi32_mask(nz, e, expo);
+    __mmask16 fin = (__mmask16)(nz & ~sp);
+    a->lo = _mm512_mask_min_epu32(a->lo, fin, a->lo, e);
+    a->hi = _mm512_mask_max_epu32(a->hi, fin, a->hi, e);
+    a->special |= sp;
+    a->zero |= (__mmask16)(km & ~nz);
+    _mm512_storeu_si512(vals, _mm512_maskz_compress_epi32(nz, u));
+    _mm512_storeu_si512(offs, _mm512_maskz_compress_epi32(nz, _mm512_maskz_loadu_epi32(km, yo)));
+    return __builtin_popcount((unsigned)nz);
+}
+
+/* pg_xrow_build_fn (gemm_internal.h), 16 values of a row at a time through
+ * xrow_step (the exponent test, two compressing stores: the values' bits,
+ * their partners' offsets; the statistics' lane-wise min and max of the
+ * finite values' exponent fields in place). Rows contiguous: a masked load
+ * each. Columns contiguous (rs = 1: a weight gradient's dCᵀ): 16 columns
+ * of the panel's 8 rows loaded, 8 values each, and transposed in registers
+ * (the two 8×8 halves at once: unpacks and shuffles within 128-bit lanes,
+ * then one two-source permute per row). */
+static long xrow_build(const float *x, long rs, long cs, int mr, int n, const uint32_t *yoff,
+                       uint32_t *vals, uint32_t *offs, int *len, pg_stats *st)
+{
+    xrow_acc a = {_mm512_set1_epi32(-1), _mm512_setzero_si512(), 0, 0};
+    long total = 0;
+    for (int r = 0; r < mr; r++)
+        len[r] = 0;
+    if (cs != 1 && rs == 1) {
+        const __m512i ia = _mm512_set_epi32(27, 26, 25, 24, 11, 10, 9, 8, 19, 18, 17, 16, 3, 2, 1, 0);
+        const __m512i ib = _mm512_set_epi32(31, 30, 29, 28, 15, 14, 13, 12, 23, 22, 21, 20, 7, 6, 5, 4);
+        const __mmask8 rm = (__mmask8)((1u << mr) - 1);
+        for (int w = 0; w < n; w += 16) {
+            int np = n - w < 16 ? n - w : 16;
+            __mmask16 km = (__mmask16)(np == 16 ? 0xFFFFu : (1u << np) - 1);
+            __m512 z[8], t[8], u[8];
+#pragma GCC unroll 8
+            for (int q = 0; q < 8; q++) {
+                __m256 l = q < np ? _mm256_maskz_loadu_ps(rm, x + (long)(w + q) * cs)
+                                  : _mm256_setzero_ps();
+                __m256 h = q + 8 < np ? _mm256_maskz_loadu_ps(rm, x + (long)(w + q + 8) * cs)
+                                      : _mm256_setzero_ps();
+                z[q] = _mm512_insertf32x8(_mm512_castps256_ps512(l), h, 1);
+            }
+#pragma GCC unroll 4
+            for (int q = 0; q < 8; q += 2) {
+                t[q] = _mm512_unpacklo_ps(z[q], z[q + 1]);
+                t[q + 1] = _mm512_unpackhi_ps(z[q], z[q + 1]);
+            }
+#pragma GCC unroll 2
+            for (int q = 0; q < 8; q += 4) {
+                u[q] = _mm512_shuffle_ps(t[q], t[q + 2], 0x44);
+                u[q + 1] = _mm512_shuffle_ps(t[q], t[q + 2], 0xEE);
+                u[q + 2] = _mm512_shuffle_ps(t[q + 1], t[q + 3], 0x44);
+                u[q + 3] = _mm512_shuffle_ps(t[q + 1], t[q + 3], 0xEE);
+            }
+            /* u[c] (c < 4) holds, by 128-bit lane, row c's columns w..w+3,
+             * row c + 4's, row c's w+8..w+11, row c + 4's; u[c + 4] the
+             * same for columns w+4..w+7 and w+12..w+15 */
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++) {
+                if (r >= mr)
+                    continue;
+                __m512 row = _mm512_permutex2var_ps(u[r & 3], r < 4 ? ia : ib, u[(r & 3) + 4]);
+                int c = len[r];
+                len[r] += xrow_step(_mm512_castps_si512(row), km, yoff + w,
+                                    vals + r * PG_XL_CAP + c, offs + r * PG_XL_CAP + c, &a);
+            }
+        }
+        for (int r = 0; r < mr; r++)
+            total += len[r];
+    } else {
+        for (int r = 0; r < mr; r++) {
+            const float *xr = x + r * rs;
+            int cnt = 0;
+            for (int w = 0; w < n; w += 16) {
+                __mmask16 km = (__mmask16)(n - w >= 16 ? 0xFFFFu : (1u << (n - w)) - 1);
+                cnt += xrow_step(_mm512_maskz_loadu_epi32(km, xr + w), km, yoff + w,
+                                 vals + r * PG_XL_CAP + cnt, offs + r * PG_XL_CAP + cnt, &a);
+            }
+            len[r] = cnt;
+            total += cnt;
+        }
+    }
+    uint32_t emin = _mm512_reduce_min_epu32(a.lo), emax = _mm512_reduce_max_epu32(a.hi);
+    int any = emin != 0xFFFFFFFFu;
+    st->emin = any ? (int)(emin >> 23) - 127 : 128;
+    st->emax = any ? (int)(emax >> 23) - 127 : -127;
+    st->zero = a.zero != 0;
+    st->special = a.special != 0;
+    return total;
+}
+
+/* pg_xrow_kernel: the tile's lists in lockstep, n entries each (padded:
+ * gemm_internal.h); per entry one broadcast of the value and nh loads of
+ * its partner row, one vpaddd and one vaddps per 16 lanes */
+static inline __attribute__((always_inline)) void
+xrow_body(const uint32_t *vals, const uint32_t *offs, int n, const uint32_t *yp, int mvalid,
+          int nvalid, float *c, long ldc, int add, const int nh)
+{
+    const char *yb = (const char *)yp;
+    __mmask16 kc[2];
+    tile_masks(nvalid, kc);
+    __m512 acc[FMR][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < FMR; r++)
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int s = 0; s < n; s++) {
+#pragma GCC unroll 8
+        for (int r = 0; r < FMR; r++) {
+            __m512i xb = _mm512_set1_epi32((int)vals[r * PG_XL_CAP + s]);
+            const char *yr = yb + offs[r * PG_XL_CAP + s];
+            for (int h = 0; h < nh; h++)
+                acc[r][h] = _mm512_add_ps(
+                    acc[r][h], _mm512_castsi512_ps(_mm512_add_epi32(
+                                   xb, _mm512_loadu_si512((const void *)(yr + 64 * h)))));
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < FMR; r++)
+        if (r < mvalid)
+            for (int h = 0; h < nh; h++) {
+                float *cr = c + r * ldc + 16 * h;
+                if (add)
+                    acc[r][h] = _mm512_add_ps(acc[r][h], _mm512_maskz_loadu_ps(kc[h], cr));
+                _mm512_mask_storeu_ps(cr, kc[h], acc[r][h]);
+            }
+}
+
+static void xrow_8x32(const uint32_t *vals, const uint32_t *offs, int n, const uint32_t *yp,
+                      int mvalid, int nvalid, float *c, long ldc, int add)
+{
+    xrow_body(vals, offs, n, yp, mvalid, nvalid, c, ldc, add, 2);
+}
+static void xrow_8x16(const uint32_t *vals, const uint32_t *offs, int n, const uint32_t *yp,
+                      int mvalid, int nvalid, float *c, long ldc, int add)
+{
+    xrow_body(vals, offs, n, yp, mvalid, nvalid, c, ldc, add, 1);
+}
+
 #define GMR 6
 #define GNR 32
 
@@ -446,6 +598,7 @@ const pg_cntx pg_cntx_avx512 = {
     .fwd_xdirect = {FMR, FNR, xdirect_8x32, xdirect_8x16},
     .grad_xdirect = {6, 32, grad_xdirect_6x32, grad_xdirect_6x16},
     .xsparse = {xlist_build, xsparse_8x32, xsparse_8x16, grad_xsparse_6x32, grad_xsparse_6x16},
+    .xrows = {xrow_build, xrow_8x32, xrow_8x16},
     .fdirect = {8, 32, fd_8x32_avx512, fd_8x16_avx512},
     .pack = pack_panel,
     .pack_tile = pack_tile,
