@@ -889,8 +889,9 @@ static void test_forward_order_of_sums(void **state)
 
 /* The forward with X's zeros skipped (gemm_driver.c's xlists_panel, in
  * both loop orders) against plain_blocked_forward bit for bit: X drawn with
- * a share of zeros (none, a tenth, a ReLU's half, most) in the lists' mode
- * always, auto and never; X stored by rows (padded: lda > k), transposed
+ * a share of zeros (none, a tenth, a ReLU's half, most), or Y instead (the
+ * product then taken as its transpose), in the lists' mode always, auto and
+ * never; X stored by rows (padded: lda > k), transposed
  * (its rows gathered: a weight gradient's dCᵀ), or the whole product in
  * column-major order (C's rows not contiguous: tiles written back through
  * the tile buffer); Y with zeros (its panels then run packed) in some
@@ -916,17 +917,22 @@ static void test_forward_sparse_x(void **state)
             int m = shapes[sh][0], n = shapes[sh][1], k = shapes[sh][2], pad = (int)(sh % 3);
             int wild = (int)((sh + dd) % 3 == 1), yzeros = (int)((sh + dd) % 4 == 2);
             int store = (int)((sh + dd) % NSTORE);
+            /* the zeros in Y instead (then taken as the transpose) */
+            int ysparse = (int)((sh + dd) % 5 == 3);
             float *A = malloc(4L * m * k), *B = malloc(4L * k * n), *C0 = malloc(4L * m * n);
             float *As = malloc(4L * (m + pad) * (k + pad)), *Bs = malloc(4L * k * n);
             float *Cs = malloc(4L * m * n), *want = malloc(4L * m * n);
             assert_true(A && B && C0 && As && Bs && Cs && want);
             for (long i = 0; i < (long)m * k; i++) {
-                int keep = (tu_u32(&r) >> 8) < (uint32_t)(density[dd] * 16777216.0f);
+                int keep = ysparse || (tu_u32(&r) >> 8) < (uint32_t)(density[dd] * 16777216.0f);
                 A[i] = keep ? draw(&r, 0, wild && tu_u32(&r) % 64 == 0)
                             : (tu_u32(&r) & 1 ? 0.0f : -0.0f);
             }
-            for (long i = 0; i < (long)k * n; i++)
-                B[i] = draw(&r, yzeros, wild && tu_u32(&r) % 64 == 0);
+            for (long i = 0; i < (long)k * n; i++) {
+                int keep = !ysparse || (tu_u32(&r) >> 8) < (uint32_t)(density[dd] * 16777216.0f);
+                B[i] = keep ? draw(&r, yzeros, wild && tu_u32(&r) % 64 == 0)
+                            : (tu_u32(&r) & 1 ? 0.0f : -0.0f);
+            }
             fill_values(&r, C0, (long)m * n);
             /* A (m×k) as stored: by rows (lda = k + pad), as Aᵀ's rows
              * (lda = m + pad), or by columns (lda = m + pad) */
@@ -965,14 +971,15 @@ static void test_forward_sparse_x(void **state)
                                 float g = Cs[store == COLMAJOR ? (long)j * m + i : (long)i * n + j];
                                 float w = want[(long)i * n + j];
                                 if (tu_bits(g) != tu_bits(w) && !(isnan(g) && isnan(w)))
-                                    FAIL_SEED("%dx%dx%d A %s density %g wild %d Y zeros %d off %g "
-                                              "beta %g mode %d isa=%s threads %d: C[%d][%d] = "
-                                              "%a, the plain blocked sums' %a",
+                                    FAIL_SEED("%dx%dx%d A %s density %g of %s wild %d Y zeros %d "
+                                              "off %g beta %g mode %d isa=%s threads %d: C[%d][%d] "
+                                              "= %a, the plain blocked sums' %a",
                                               m, n, k,
                                               store == ROWS    ? "by rows"
                                               : store == TRANS ? "transposed"
                                                                : "column-major",
-                                              (double)density[dd], wild, yzeros, (double)off,
+                                              (double)density[dd], ysparse ? "B" : "A", wild,
+                                              yzeros, (double)off,
                                               (double)beta, modes[mo],
                                               nomul_isa_name(nomul_isa_active()), t, i, j,
                                               (double)g, (double)w);

@@ -186,6 +186,18 @@ static pg_kernel kernel_for(pg_kind kind, const pg_cntx *cx, int n)
 void pg_write_tile(const pg_problem *pr, int i0, int mr, int j0, int nr, int NR, const float *ct,
                    int add)
 {
+    if (pr->rs_c == 1 && pr->cs_c != 1) { /* C's columns contiguous: column by column */
+        for (int c = 0; c < nr; c++) {
+            float *col = pr->c + i0 + (long)(j0 + c) * pr->cs_c;
+            if (add)
+                for (int r = 0; r < mr; r++)
+                    col[r] += ct[r * NR + c];
+            else
+                for (int r = 0; r < mr; r++)
+                    col[r] = ct[r * NR + c];
+        }
+        return;
+    }
     for (int r = 0; r < mr; r++) {
         float *row = pr->c + (long)(i0 + r) * pr->rs_c + (long)j0 * pr->cs_c;
         if (add)
@@ -792,9 +804,37 @@ static pg_problem transposed_grad(const pg_problem *pr)
     return t;
 }
 
+/* A forward problem as its transpose: Cᵀ (n×m) = Σ_p PAM(Yᵀ, Xᵀ), Y's
+ * adjustment moving with the packing roles to the new Y (the term is the
+ * sum of the two operands' bits and one constant, PAM being symmetric),
+ * each output the same sum in the same order. */
+static pg_problem transposed_fwd(const pg_problem *pr)
+{
+    pg_problem t = *pr;
+    t.m = pr->n;
+    t.n = pr->m;
+    t.x = transposed(pr->y);
+    t.y = transposed(pr->x);
+    t.rs_c = pr->cs_c;
+    t.cs_c = pr->rs_c;
+    return t;
+}
+
 int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
 {
     pg_problem swapped;
+    if (pr->kind == PG_FWD && !plan && !pr->fold_y_adj) {
+        /* a forward whose Y, not X, holds many zeros (a ReLU layer's
+         * output in the next layer's weight gradient, dy^T · h): as its
+         * transpose, where the lists skip them (written back through the
+         * tile buffer, C's rows then not contiguous) */
+        const pg_cntx *cx = pg_cntx_active();
+        pg_problem t = transposed_fwd(pr);
+        if (!sparse_x(pr, NULL, cx, cx->fwd.mr, cx->kc) && sparse_x(&t, NULL, cx, cx->fwd.mr, cx->kc)) {
+            swapped = t;
+            pr = &swapped;
+        }
+    }
     if (pr->kind != PG_FWD && !plan) {
         /* a gradient whose transpose pads less (attention's 16 × 17 key
          * gradient is 17 × 16 on the narrow tiles) or writes its rows
