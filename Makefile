@@ -91,7 +91,7 @@ CLI := $(BUILD)/nomul
 # the experiments' benchmark programs are built with the rest, so that they
 # cannot break unnoticed
 BENCHES := $(BUILD)/bn_bench $(BUILD)/zero_mask_bench $(BUILD)/sparse_conv_bench \
-           $(BUILD)/rows_bench
+           $(BUILD)/rows_bench $(BUILD)/sparse_linear_bench
 all: $(STATIC) $(SHARED) $(CLI) $(BENCHES)
 
 $(BUILD)/%.o: %.c
@@ -138,6 +138,11 @@ $(BUILD)/bn_bench: experiments/bench/bn_bench.c experiments/bench/bench_util.h $
 # float and PA (the fifteenth and sixteenth rounds)
 $(BUILD)/rows_bench: experiments/bench/rows_bench.c experiments/bench/bench_util.h $(STATIC)
 	$(CC) $(CFLAGS_ALL) $< $(STATIC) $(LDFLAGS) $(LIBS) -o $@
+
+# a feed-forward block's products with the lists of X's nonzeros off and on
+# (the eighteenth round; the engine's private mode switch, hence -Isrc)
+$(BUILD)/sparse_linear_bench: experiments/bench/sparse_linear_bench.c experiments/bench/bench_util.h $(STATIC)
+	$(CC) $(CFLAGS_ALL) -Isrc $< $(STATIC) $(LDFLAGS) $(LIBS) -o $@
 
 # the cost of a PAM tile's zero handling against the FMA (the tenth round);
 # AVX-512 by target attributes, the CPU checked at run time
