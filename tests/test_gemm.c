@@ -1001,6 +1001,107 @@ static void test_forward_sparse_x(void **state)
         assert_true(pg_xsparse_runs > runs0);
 }
 
+/* The exact gradients with dC's zeros skipped (the grad-A form on the
+ * lists: a ReLU layer's masked output gradient in its data gradient, and,
+ * transposed, in its weight gradient) against the scalar kernels on one
+ * thread bit for bit (test_thread_splits_same_bits' reference, which has no
+ * lists): dC with a share of zeros (a tenth, half, most, and half with whole
+ * rows of padding), A and B dense with some wild values in one case,
+ * B transposed as a linear layer's W or not, beta 0 and 1, offsets, the
+ * lists' modes always, auto and never, 1 to 3 threads. The products must
+ * take the lists where AVX-512 has them (pg_xsparse_runs). */
+static void test_exact_grads_sparse(void **state)
+{
+    (void)state;
+    static const int shapes[][3] = {{300, 64, 128}, {97, 130, 200}, {61, 33, 250},
+                                    {400, 128, 64}};
+    static const float density[] = {0.1f, 0.5f, 0.9f, 0.5f};
+    static const int modes[] = {PG_XSPARSE_ALWAYS, PG_XSPARSE_AUTO, PG_XSPARSE_NEVER};
+    tu_rng r = {tu_seed() ^ 0x6e0d};
+    long runs0 = pg_xsparse_runs;
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
+        for (size_t dd = 0; dd < sizeof density / sizeof density[0]; dd++) {
+            int m = shapes[sh][0], n = shapes[sh][1], k = shapes[sh][2];
+            int wild = (int)((sh + dd) % 4 == 1), pad_rows = dd == 3, trans = (int)((sh + dd) % 2);
+            float *A = malloc(4L * m * k), *B = malloc(4L * k * n), *DC = malloc(4L * m * n);
+            float *want[2], *got[2], *init[2];
+            long len[2] = {(long)m * k, (long)k * n};
+            assert_true(A && B && DC);
+            for (int o = 0; o < 2; o++) {
+                want[o] = malloc(4L * len[o]);
+                got[o] = malloc(4L * len[o]);
+                init[o] = malloc(4L * len[o]);
+                assert_true(want[o] && got[o] && init[o]);
+                fill_values(&r, init[o], len[o]);
+            }
+            for (long i = 0; i < (long)m * k; i++)
+                A[i] = draw(&r, 1, wild && tu_u32(&r) % 64 == 0);
+            for (long i = 0; i < (long)k * n; i++)
+                B[i] = draw(&r, 0, wild && tu_u32(&r) % 64 == 0);
+            for (long i = 0; i < (long)m * n; i++) {
+                int keep = (tu_u32(&r) >> 8) < (uint32_t)(density[dd] * 16777216.0f);
+                if (pad_rows && (i / n) % 40 >= 28)
+                    keep = 0;
+                DC[i] = keep ? draw(&r, 0, 0) : (tu_u32(&r) & 1 ? 0.0f : -0.0f);
+            }
+            float off = sh % 2 ? 1.0552f : 1.0f, beta = (float)(dd % 2);
+            nomul_op_cfg cfg = pam_cfg(off, 0);
+            /* B as stored: k×n, or n×k (transposed, a linear layer's W) */
+            CBLAS_TRANSPOSE tb = trans ? CblasTrans : CblasNoTrans;
+            int ldb = trans ? k : n;
+            float *Bs = malloc(4L * k * n);
+            assert_true(Bs);
+            for (int p = 0; p < k; p++)
+                for (int j = 0; j < n; j++)
+                    Bs[trans ? (long)j * k + p : (long)p * n + j] = B[(long)p * n + j];
+            nomul_isa_set(NOMUL_ISA_SCALAR);
+            nomul_set_num_threads(1);
+            for (int o = 0; o < 2; o++)
+                memcpy(want[o], init[o], 4L * len[o]);
+            nomul_gemm_backward(&cfg, CblasRowMajor, CblasNoTrans, tb, m, n, k, A, k, Bs, ldb, DC,
+                                n, beta, want[0], k, want[1], ldb);
+            nomul_isa_set(nomul_isa_max());
+            for (size_t mo = 0; mo < sizeof modes / sizeof modes[0]; mo++) {
+                pg_xsparse_mode = modes[mo];
+                for (int t = 1; t <= 3; t++) {
+                    nomul_set_num_threads(t);
+                    for (int o = 0; o < 2; o++)
+                        memcpy(got[o], init[o], 4L * len[o]);
+                    nomul_gemm_backward(&cfg, CblasRowMajor, CblasNoTrans, tb, m, n, k, A, k, Bs,
+                                        ldb, DC, n, beta, got[0], k, got[1], ldb);
+                    static const char *what[] = {"dA", "dB"};
+                    for (int o = 0; o < 2; o++)
+                        for (long i = 0; i < len[o]; i++)
+                            if (tu_bits(got[o][i]) != tu_bits(want[o][i]) &&
+                                !(isnan(got[o][i]) && isnan(want[o][i])))
+                                FAIL_SEED("%dx%dx%d dC density %g%s wild %d B %s off %g beta %g "
+                                          "mode %d isa=%s threads %d: %s[%ld] = %a, the scalar "
+                                          "kernels' %a",
+                                          m, n, k, (double)density[dd],
+                                          pad_rows ? " with padding rows" : "", wild,
+                                          trans ? "transposed" : "by rows", (double)off,
+                                          (double)beta, modes[mo],
+                                          nomul_isa_name(nomul_isa_active()), t, what[o], i,
+                                          (double)got[o][i], (double)want[o][i]);
+                }
+            }
+            pg_xsparse_mode = PG_XSPARSE_AUTO;
+            for (int o = 0; o < 2; o++) {
+                free(want[o]);
+                free(got[o]);
+                free(init[o]);
+            }
+            free(A);
+            free(B);
+            free(Bs);
+            free(DC);
+        }
+    nomul_isa_set(nomul_isa_max());
+    nomul_set_num_threads(0);
+    if (nomul_isa_max() == NOMUL_ISA_AVX512)
+        assert_true(pg_xsparse_runs > runs0);
+}
+
 /* The pack's contract (gemm_internal.h, pg_pack_fn) one value at a time:
  * the plain twin of pack.inc's vector steps. Value (r, p) = base[r·rs +
  * p·cs] for r < nvalid, 1.0 for the padding rows; its packed word is its
@@ -1200,6 +1301,7 @@ int main(void)
         cmocka_unit_test(test_pack_matches_plain),
         cmocka_unit_test(test_forward_order_of_sums),
         cmocka_unit_test(test_forward_sparse_x),
+        cmocka_unit_test(test_exact_grads_sparse),
         cmocka_unit_test(test_backward_helper),
         cmocka_unit_test(test_standard_is_sgemm),
         cmocka_unit_test(test_standard_split_products),

@@ -3,14 +3,14 @@
  * transformer's feed-forward block (the eighteenth round): fc1 (D → F,
  * followed by the ReLU: its output gradient dy masked, a share of zeros) and
  * fc2 (F → D: its input x the ReLU's output, the same share), each layer's
- * three products as training makes them (nomul_gemm and nomul_gemm_backward
- * with the approximate backward, the calls of nomul_linear; bench linear's
- * form): forward y = x·Wᵀ, dx = dy·W, dW = dyᵀ·x. PAM with the matrix
- * engine's lists of X's nonzeros off (pg_xsparse_mode never: the packed
- * kernels, which mask a zero's terms) and on (auto, the default), and float
- * (OpenBLAS SGEMM) for scale; the two PAM results are checked bit for bit.
- * Prints ms per product (best of 3 interleaved rounds), never / auto, and
- * PAM / float speed both ways.
+ * three products as training makes them (nomul_gemm and nomul_gemm_backward,
+ * the calls of nomul_linear; bench linear's form): forward y = x·Wᵀ, dx =
+ * dy·W, dW = dyᵀ·x. PAM with the approximate backward and with the exact
+ * one, each with the matrix engine's lists of X's nonzeros off
+ * (pg_xsparse_mode never: the packed kernels, which mask a zero's terms) and
+ * on (auto, the default), and float (OpenBLAS SGEMM) for scale; each pair of
+ * PAM results is checked bit for bit. Prints ms per product (best of 3
+ * interleaved rounds), never / auto, and PAM / float speed both ways.
  *
  *   make build/sparse_linear_bench && build/sparse_linear_bench [NONZERO% (50)] [T (4096)]
  *        [D (128)] [F (512)]
@@ -98,45 +98,50 @@ int main(int argc, char **argv)
     fill(w2, wn, 100);
     layer L[2] = {{T, D, F, x1, w1, dy1, y, dx, dw}, {T, F, D, x2, w2, dy2, y, dx, dw}};
     const char *lname[2] = {"fc1 (dy masked)", "fc2 (x ReLU'd)"};
-    static const nomul_op_cfg pam = {NOMUL_OP_PAM, 1, 1.0f}, flt = {NOMUL_OP_STANDARD, 0, 1.0f};
+    static const nomul_op_cfg flt = {NOMUL_OP_STANDARD, 0, 1.0f};
+    static const nomul_op_cfg pams[2] = {{NOMUL_OP_PAM, 1, 1.0f}, {NOMUL_OP_PAM, 0, 1.0f}};
+    static const char *const pam_name[2] = {"approximate backward", "exact backward"};
     printf("%s: %d threads, ISA %s; T %d, D %d, F %d, %d%% of the ReLU side nonzero; best of 3 "
            "interleaved rounds\n",
            prog, nomul_get_num_threads(), nomul_isa_name(nomul_isa_active()), T, D, F, nz);
-    printf("%-16s %-8s %9s %9s %9s %7s %7s %7s\n", "layer", "product", "float ms", "never ms",
-           "auto ms", "speedup", "ratio", "ratio");
-    printf("%-16s %-8s %9s %9s %9s %7s %7s %7s\n", "", "", "", "", "", "", "never", "auto");
-    double tot[3] = {0, 0, 0};
-    for (int l = 0; l < 2; l++)
-        for (int p = 0; p < NPASS; p++) {
-            double b[3] = {1e30, 1e30, 1e30};
-            for (int round = 0; round < 3; round++)
-                for (int c = 0; c < 3; c++) {
-                    pg_xsparse_mode = c == 1 ? PG_XSPARSE_NEVER : PG_XSPARSE_AUTO;
-                    double t = best_of(&L[l], c == 0 ? &flt : &pam, p, 0.1);
-                    b[c] = t < b[c] ? t : b[c];
+    for (int e = 0; e < 2; e++) {
+        printf("\nPAM with the %s\n", pam_name[e]);
+        printf("%-16s %-8s %9s %9s %9s %7s %7s %7s\n", "layer", "product", "float ms",
+               "never ms", "auto ms", "speedup", "ratio", "ratio");
+        printf("%-16s %-8s %9s %9s %9s %7s %7s %7s\n", "", "", "", "", "", "", "never", "auto");
+        double tot[3] = {0, 0, 0};
+        for (int l = 0; l < 2; l++)
+            for (int p = 0; p < NPASS; p++) {
+                double b[3] = {1e30, 1e30, 1e30};
+                for (int round = 0; round < 3; round++)
+                    for (int c = 0; c < 3; c++) {
+                        pg_xsparse_mode = c == 1 ? PG_XSPARSE_NEVER : PG_XSPARSE_AUTO;
+                        double t = best_of(&L[l], c == 0 ? &flt : &pams[e], p, 0.1);
+                        b[c] = t < b[c] ? t : b[c];
+                    }
+                /* the two PAM forms' bits */
+                float *out = p == FWD ? y : p == DX ? dx : dw;
+                size_t n = p == FWD ? (size_t)T * L[l].out : p == DX ? (size_t)T * L[l].in : wn;
+                pg_xsparse_mode = PG_XSPARSE_NEVER;
+                run(&L[l], &pams[e], p);
+                memcpy(ref, out, n * 4);
+                pg_xsparse_mode = PG_XSPARSE_AUTO;
+                run(&L[l], &pams[e], p);
+                if (memcmp(ref, out, n * 4) != 0) {
+                    fprintf(stderr, "%s: %s %s (%s): the lists' result differs from the packed "
+                            "one\n", prog, lname[l], pass_name[p], pam_name[e]);
+                    return 1;
                 }
-            /* the two PAM forms' bits */
-            float *out = p == FWD ? y : p == DX ? dx : dw;
-            size_t n = p == FWD ? (size_t)T * L[l].out : p == DX ? (size_t)T * L[l].in : wn;
-            pg_xsparse_mode = PG_XSPARSE_NEVER;
-            run(&L[l], &pam, p);
-            memcpy(ref, out, n * 4);
-            pg_xsparse_mode = PG_XSPARSE_AUTO;
-            run(&L[l], &pam, p);
-            if (memcmp(ref, out, n * 4) != 0) {
-                fprintf(stderr, "%s: %s %s: the lists' result differs from the packed one\n",
-                        prog, lname[l], pass_name[p]);
-                return 1;
+                printf("%-16s %-8s %9.3f %9.3f %9.3f %6.2fx %7.2f %7.2f\n",
+                       p == 0 ? lname[l] : "", pass_name[p], 1e3 * b[0], 1e3 * b[1], 1e3 * b[2],
+                       b[1] / b[2], b[0] / b[1], b[0] / b[2]);
+                for (int c = 0; c < 3; c++)
+                    tot[c] += b[c];
             }
-            printf("%-16s %-8s %9.3f %9.3f %9.3f %6.2fx %7.2f %7.2f\n", p == 0 ? lname[l] : "",
-                   pass_name[p], 1e3 * b[0], 1e3 * b[1], 1e3 * b[2], b[1] / b[2], b[0] / b[1],
-                   b[0] / b[2]);
-            for (int c = 0; c < 3; c++)
-                tot[c] += b[c];
-        }
-    printf("the block's six products: never / auto %.2fx; PAM / float %.2f (never), %.2f "
-           "(auto)\n",
-           tot[1] / tot[2], tot[0] / tot[1], tot[0] / tot[2]);
+        printf("the block's six products: never / auto %.2fx; PAM / float %.2f (never), %.2f "
+               "(auto)\n",
+               tot[1] / tot[2], tot[0] / tot[1], tot[0] / tot[2]);
+    }
     free(x1), free(dy1), free(x2), free(dy2), free(w1), free(w2);
     free(y), free(dx), free(dw), free(ref);
     return 0;

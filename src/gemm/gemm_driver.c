@@ -435,11 +435,12 @@ static void xlists_init(xlists *xl, int NR)
  * last row, past every K block's kc, one of zeros), X's zeros skipped: its
  * rows listed (pg_xrows_ukr) in place of packing the panel, each tile from
  * the lists where they pay, its Y panel holds no zero (whose lanes' terms
- * are +0.0 in the packed kernels) and the range is safe; any other tile
- * from the panel packed into xp as team_run's. A zero X term adds nothing
- * in either (the packed kernels' merge-masked add), so each tile is the
- * same sums in the same order: its K block's terms from +0, then added to C
- * in block order. */
+ * are +0.0 in the packed kernels) and the range is safe (an exact
+ * gradient's T tile, packed by team_run, without NaN); any other tile from
+ * the panel packed into xp as team_run's. A zero X term adds nothing in
+ * either (the packed kernels' merge-masked add), so each tile is the same
+ * sums in the same order: its K block's terms from +0, then added to C in
+ * block order. Forward products and the exact grad-A form (X = dC, raw). */
 static void xlists_panel(const pg_team *tm, xlists *xl, int i0, int pc, int kc, int add, int jc,
                          int jp0, int jp1, const uint32_t *yp, const int32_t *ym,
                          const pg_stats *ys, size_t ypan, uint32_t *xp, int32_t *xm,
@@ -458,8 +459,9 @@ static void xlists_panel(const pg_team *tm, xlists *xl, int i0, int pc, int kc, 
         st.emin = st.emin < 0 ? st.emin : 0;
         st.emax = st.emax > 0 ? st.emax : 0;
     }
-    /* the kernel runs every row for the longest list (the others padded):
-     * they pay where that is short enough */
+    /* the kernel runs every row for the longest list (the forward's others
+     * padded): they pay where that is short enough */
+    const int grad = pr->kind != PG_FWD;
     int most = 0;
     for (int r = 0; r < MR; r++) {
         xl->len[r] = r < mr ? xl->len[r] : 0;
@@ -467,7 +469,7 @@ static void xlists_panel(const pg_team *tm, xlists *xl, int i0, int pc, int kc, 
     }
     int use = pg_xsparse_mode == PG_XSPARSE_ALWAYS ||
               (long)most * PG_XSPARSE_DEN <= (long)PG_XSPARSE_NUM * kc;
-    if (use) { /* every list as long as the longest, rows past mr too */
+    if (use && !grad) { /* every list as long as the longest, rows past mr too */
         const uint32_t pad_off = (uint32_t)((ypan / NR - 1) * NR * 4);
         for (int r = 0; r < MR; r++)
             for (int s = xl->len[r]; s < most; s++) {
@@ -475,19 +477,26 @@ static void xlists_panel(const pg_team *tm, xlists *xl, int i0, int pc, int kc, 
                 xl->offs[r * PG_XL_CAP + s] = pad_off;
             }
     }
-    pg_xrow_kernel kern = NR == tm->cx->fwd.nr ? xr->wide : xr->narrow;
+    const int wide = NR == (grad ? tm->cx->grad.nr : tm->cx->fwd.nr);
+    pg_xrow_kernel kern = wide ? xr->wide : xr->narrow;
+    pg_xrow_grad_kernel gkern = wide ? xr->gwide : xr->gnarrow;
     int packed = 0;
     for (int jp = jp0; jp < jp1; jp++) {
         int j0 = jc + jp * NR, nr = pr->n - j0 < NR ? pr->n - j0 : NR;
         const uint32_t *ypj = yp + (size_t)jp * ypan;
-        if (use && !ys[jp].zero && pg_panels_safe(pr, &st, &ys[jp])) {
-            if (pr->cs_c == 1)
-                kern(xl->vals, xl->offs, most, ypj, mr, nr, pr->c + (long)i0 * pr->rs_c + j0,
-                     pr->rs_c, add);
-            else {
-                kern(xl->vals, xl->offs, most, ypj, mr, nr, ct, NR, 0);
+        long tix = (long)(i0 / MR) * tm->ntj + j0 / NR;
+        if (use && !ys[jp].zero && pg_panels_safe(pr, &st, &ys[jp]) &&
+            !(tm->tnan && tm->tnan[tix])) {
+            int direct = pr->cs_c == 1;
+            float *c = direct ? pr->c + (long)i0 * pr->rs_c + j0 : ct;
+            long ldc = direct ? pr->rs_c : NR;
+            if (grad)
+                gkern(xl->vals, xl->offs, xl->len, ypj, tm->tbuf + tix * MR * NR, mr, nr, c, ldc,
+                      direct && add);
+            else
+                kern(xl->vals, xl->offs, most, ypj, mr, nr, c, ldc, direct && add);
+            if (!direct)
                 pg_write_tile(pr, i0, mr, j0, nr, NR, ct, add);
-            }
             continue;
         }
         if (!packed) {
@@ -570,13 +579,7 @@ static void team_run(const pg_team *tm, int tid, int nt)
                     xm = plan->xm + at * MR * KC;
                     xs = plan->xs + at;
                 }
-                if (tm->sparse) { /* X's zeros skipped: its rows listed */
-                    for (int ip = 0; ip < nxp; ip++)
-                        xlists_panel(tm, xl, ic + ip * MR, pc, kc, add, jc, jp0, jp1, yp, ym, ys,
-                                     ypan, xp, xm, xs, ct);
-                    continue;
-                }
-                if (!plan)
+                if (!plan && !tm->sparse)
                     pack_x_block(tm, ic, mcb, pc, kc, xp, xm, xs, xstage);
                 /* a gradient's T tiles: packed by the thread that
                  * computes them, before their first K block, the block's
@@ -587,6 +590,12 @@ static void team_run(const pg_team *tm, int tid, int nt)
                         for (int jp = jp0; jp < jp1; jp++)
                             pack_t_tile(pr, tm->pack_tile, MR, NR, ntj, tbuf, tnan,
                                         (ic + ip * MR) / MR, (jc + jp * NR) / NR);
+                if (tm->sparse) { /* X's zeros skipped: its rows listed */
+                    for (int ip = 0; ip < nxp; ip++)
+                        xlists_panel(tm, xl, ic + ip * MR, pc, kc, add, jc, jp0, jp1, yp, ym, ys,
+                                     ypan, xp, xm, xs, ct);
+                    continue;
+                }
                 for (int ip = 0; ip < nxp; ip++) {
                     int i0 = ic + ip * MR;
                     size_t xstride = plan ? (size_t)MR * KC : (size_t)MR * kc;
@@ -732,11 +741,12 @@ long pg_xsparse_runs;
  * attention's products per head too (fewer terms: its matmul 10.1 → 15.0
  * ms a step). */
 enum { SPARSE_PROBE = 64, SPARSE_MIN_TERMS = 1 << 20 };
-static int sparse_x(const pg_problem *pr, const pg_plan *plan, const pg_cntx *cx, int MR, int KC)
+static int sparse_x(const pg_problem *pr, const pg_plan *plan, const pg_cntx *cx)
 {
-    if (pg_xsparse_mode == PG_XSPARSE_NEVER || pr->kind != PG_FWD || plan || pr->fold_y_adj ||
-        !cx->xrows.build || MR != cx->fwd.mr || MR > 8 || KC > PG_XL_CAP - 16 ||
-        (pr->x.cs != 1 && pr->x.rs != 1))
+    const int fwd = pr->kind == PG_FWD, MR = fwd ? cx->fwd.mr : cx->grad.mr, KC = cx->kc;
+    if (pg_xsparse_mode == PG_XSPARSE_NEVER || pr->kind == PG_GRAD_B || plan || pr->fold_y_adj ||
+        !cx->xrows.build || (fwd ? !cx->xrows.wide : !cx->xrows.gwide) || MR > 8 ||
+        KC > PG_XL_CAP - 16 || (pr->x.cs != 1 && pr->x.rs != 1))
         return 0;
     if (pg_xsparse_mode == PG_XSPARSE_ALWAYS)
         return 1;
@@ -830,19 +840,23 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
          * tile buffer, C's rows then not contiguous) */
         const pg_cntx *cx = pg_cntx_active();
         pg_problem t = transposed_fwd(pr);
-        if (!sparse_x(pr, NULL, cx, cx->fwd.mr, cx->kc) && sparse_x(&t, NULL, cx, cx->fwd.mr, cx->kc)) {
+        if (!sparse_x(pr, NULL, cx) && sparse_x(&t, NULL, cx)) {
             swapped = t;
             pr = &swapped;
         }
-    }
-    if (pr->kind != PG_FWD && !plan) {
+    } else if (!plan) {
         /* a gradient whose transpose pads less (attention's 16 × 17 key
          * gradient is 17 × 16 on the narrow tiles) or writes its rows
-         * contiguously (a linear layer's weight gradient, in W's order) */
+         * contiguously (a linear layer's weight gradient, in W's order);
+         * but first the form whose X's zeros the lists skip (the grad-A
+         * form only: dC's, a ReLU layer's masked gradient) */
         const pg_cntx *cx = pg_cntx_active();
-        if (grad_cost(pr->kind, cx, pr->n, pr->m, pr->rs_c) <
-            grad_cost(pr->kind, cx, pr->m, pr->n, pr->cs_c)) {
-            swapped = transposed_grad(pr);
+        pg_problem t = transposed_grad(pr);
+        int here = sparse_x(pr, NULL, cx), there = sparse_x(&t, NULL, cx);
+        if (here != there ? there
+                          : grad_cost(pr->kind, cx, pr->n, pr->m, pr->rs_c) <
+                                grad_cost(pr->kind, cx, pr->m, pr->n, pr->cs_c)) {
+            swapped = t;
             pr = &swapped;
         }
     }
@@ -902,9 +916,9 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
     /* X's zeros skipped: in team_run_narrow's order where X's rows are
      * contiguous and Y (a row of zeros added to each panel) fits its limit,
      * else in team_run's */
-    const int sparse = sparse_x(pr, plan, cx, MR, KC);
+    const int sparse = sparse_x(pr, plan, cx);
     const int sparse_narrow =
-        sparse && pr->x.cs == 1 &&
+        sparse && pr->kind == PG_FWD && pr->x.cs == 1 &&
         (long)ceil_div(n, NR) * NR * (KC + 1) * ceil_div(kd, KC) <= NARROW_Y_MAX;
     const int narrow = !sparse && narrow_y(pr, plan, NR, KC);
     size_t ysize = sparse_narrow ? (size_t)ny_panels * NR * (KC + 1) * ceil_div(kd, KC)

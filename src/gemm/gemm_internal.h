@@ -254,9 +254,17 @@ typedef long (*pg_xrow_build_fn)(const float *x, long rs, long cs, int mr, int n
 typedef void (*pg_xrow_kernel)(const uint32_t *vals, const uint32_t *offs, int n,
                                const uint32_t *yp, int mvalid, int nvalid, float *c, long ldc,
                                int add);
+/* The exact grad-A form (MR = grad.mr): the T tile's mantissas (tile, as
+ * the packed kernels') in registers, a term ((y + t) & sign|exp) + x; each
+ * row's list to its own length len[r] (no padding: no partner row makes
+ * every lane's term vanish) */
+typedef void (*pg_xrow_grad_kernel)(const uint32_t *vals, const uint32_t *offs, const int *len,
+                                    const uint32_t *yp, const uint32_t *tile, int mvalid,
+                                    int nvalid, float *c, long ldc, int add);
 typedef struct {
     pg_xrow_build_fn build; /* NULL where there are none */
     pg_xrow_kernel wide, narrow; /* NR = fwd.nr, fwd_narrow.nr */
+    pg_xrow_grad_kernel gwide, gnarrow; /* NR = grad.nr, grad_narrow.nr */
 } pg_xrows_ukr;
 
 typedef struct {

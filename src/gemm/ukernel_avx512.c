@@ -472,6 +472,80 @@ static void xrow_8x16(const uint32_t *vals, const uint32_t *offs, int n, const u
     xrow_body(vals, offs, n, yp, mvalid, nvalid, c, ldc, add, 1);
 }
 
+/* pg_xrow_grad_kernel: the tile's lists in lockstep while all run, then
+ * each to its end; per entry one broadcast and nh loads of the partner row,
+ * a term ((y + t) & sign|exp) + x as grad_body's grad-A form */
+#define XG_TERM(r, s)                                                                           \
+    do {                                                                                        \
+        __m512i xb_ = _mm512_set1_epi32((int)vals[(r) * PG_XL_CAP + (s)]);                      \
+        const char *yr_ = yb + offs[(r) * PG_XL_CAP + (s)];                                     \
+        for (int h = 0; h < nh; h++) {                                                          \
+            __m512i u_ = _mm512_and_si512(                                                      \
+                _mm512_add_epi32(_mm512_loadu_si512((const void *)(yr_ + 64 * h)), t[r][h]),    \
+                se);                                                                            \
+            acc[r][h] = _mm512_add_ps(acc[r][h], _mm512_castsi512_ps(_mm512_add_epi32(u_, xb_))); \
+        }                                                                                       \
+    } while (0)
+
+static inline __attribute__((always_inline)) void
+xrow_grad_body(const uint32_t *vals, const uint32_t *offs, const int *len, const uint32_t *yp,
+               const uint32_t *tile, int mvalid, int nvalid, float *c, long ldc, int add,
+               const int nh)
+{
+    enum { R = 6 };
+    const __m512i se = _mm512_set1_epi32((int)PG_SIGN_EXP);
+    const int nr = 16 * nh;
+    const char *yb = (const char *)yp;
+    __mmask16 kc[2];
+    tile_masks(nvalid, kc);
+    __m512 acc[R][2];
+    __m512i t[R][2];
+    int lo = len[0], hi = len[0];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+        for (int h = 0; h < nh; h++) {
+            acc[r][h] = _mm512_setzero_ps();
+            t[r][h] = _mm512_loadu_si512(tile + r * nr + 16 * h);
+        }
+        lo = len[r] < lo ? len[r] : lo;
+        hi = len[r] > hi ? len[r] : hi;
+    }
+    int s = 0;
+    for (; s < lo; s++) {
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++)
+            XG_TERM(r, s);
+    }
+    for (; s < hi; s++) {
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++)
+            if (s < len[r])
+                XG_TERM(r, s);
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++)
+        if (r < mvalid)
+            for (int h = 0; h < nh; h++) {
+                float *cr = c + r * ldc + 16 * h;
+                if (add)
+                    acc[r][h] = _mm512_add_ps(acc[r][h], _mm512_maskz_loadu_ps(kc[h], cr));
+                _mm512_mask_storeu_ps(cr, kc[h], acc[r][h]);
+            }
+}
+
+static void xrow_grad_6x32(const uint32_t *vals, const uint32_t *offs, const int *len,
+                           const uint32_t *yp, const uint32_t *tile, int mvalid, int nvalid,
+                           float *c, long ldc, int add)
+{
+    xrow_grad_body(vals, offs, len, yp, tile, mvalid, nvalid, c, ldc, add, 2);
+}
+static void xrow_grad_6x16(const uint32_t *vals, const uint32_t *offs, const int *len,
+                           const uint32_t *yp, const uint32_t *tile, int mvalid, int nvalid,
+                           float *c, long ldc, int add)
+{
+    xrow_grad_body(vals, offs, len, yp, tile, mvalid, nvalid, c, ldc, add, 1);
+}
+
 #define GMR 6
 #define GNR 32
 
@@ -598,7 +672,7 @@ const pg_cntx pg_cntx_avx512 = {
     .fwd_xdirect = {FMR, FNR, xdirect_8x32, xdirect_8x16},
     .grad_xdirect = {6, 32, grad_xdirect_6x32, grad_xdirect_6x16},
     .xsparse = {xlist_build, xsparse_8x32, xsparse_8x16, grad_xsparse_6x32, grad_xsparse_6x16},
-    .xrows = {xrow_build, xrow_8x32, xrow_8x16},
+    .xrows = {xrow_build, xrow_8x32, xrow_8x16, xrow_grad_6x32, xrow_grad_6x16},
     .fdirect = {8, 32, fd_8x32_avx512, fd_8x16_avx512},
     .pack = pack_panel,
     .pack_tile = pack_tile,
