@@ -1001,12 +1001,13 @@ static void test_forward_sparse_x(void **state)
         assert_true(pg_xsparse_runs > runs0);
 }
 
-/* The exact gradients with dC's zeros skipped (the grad-A form on the
- * lists: a ReLU layer's masked output gradient in its data gradient, and,
- * transposed, in its weight gradient) against the scalar kernels on one
+/* The exact gradients with X's zeros skipped (the lists' grad-A form: a
+ * ReLU layer's masked output gradient dC in its data gradient, and,
+ * transposed, in its weight gradient; grad B: A, a ReLU's output, in the
+ * weight gradient, without an offset) against the scalar kernels on one
  * thread bit for bit (test_thread_splits_same_bits' reference, which has no
- * lists): dC with a share of zeros (a tenth, half, most, and half with whole
- * rows of padding), A and B dense with some wild values in one case,
+ * lists): dC or A with a share of zeros (a tenth, half, most, and half with
+ * whole rows of padding), the others dense, with some wild values in one case,
  * B transposed as a linear layer's W or not, beta 0 and 1, offsets, the
  * lists' modes always, auto and never, 1 to 3 threads. The products must
  * take the lists where AVX-512 has them (pg_xsparse_runs). */
@@ -1034,12 +1035,17 @@ static void test_exact_grads_sparse(void **state)
                 assert_true(want[o] && got[o] && init[o]);
                 fill_values(&r, init[o], len[o]);
             }
-            for (long i = 0; i < (long)m * k; i++)
-                A[i] = draw(&r, 1, wild && tu_u32(&r) % 64 == 0);
+            /* the zeros in A instead (a ReLU's output as the next layer's
+             * input: the grad-B form's X) */
+            int asparse = (int)((sh + dd) % 3 == 2);
+            for (long i = 0; i < (long)m * k; i++) {
+                int keep = !asparse || (tu_u32(&r) >> 8) < (uint32_t)(density[dd] * 16777216.0f);
+                A[i] = keep ? draw(&r, 1, wild && tu_u32(&r) % 64 == 0) : 0.0f;
+            }
             for (long i = 0; i < (long)k * n; i++)
                 B[i] = draw(&r, 0, wild && tu_u32(&r) % 64 == 0);
             for (long i = 0; i < (long)m * n; i++) {
-                int keep = (tu_u32(&r) >> 8) < (uint32_t)(density[dd] * 16777216.0f);
+                int keep = asparse || (tu_u32(&r) >> 8) < (uint32_t)(density[dd] * 16777216.0f);
                 if (pad_rows && (i / n) % 40 >= 28)
                     keep = 0;
                 DC[i] = keep ? draw(&r, 0, 0) : (tu_u32(&r) & 1 ? 0.0f : -0.0f);
@@ -1074,10 +1080,10 @@ static void test_exact_grads_sparse(void **state)
                         for (long i = 0; i < len[o]; i++)
                             if (tu_bits(got[o][i]) != tu_bits(want[o][i]) &&
                                 !(isnan(got[o][i]) && isnan(want[o][i])))
-                                FAIL_SEED("%dx%dx%d dC density %g%s wild %d B %s off %g beta %g "
+                                FAIL_SEED("%dx%dx%d %s density %g%s wild %d B %s off %g beta %g "
                                           "mode %d isa=%s threads %d: %s[%ld] = %a, the scalar "
                                           "kernels' %a",
-                                          m, n, k, (double)density[dd],
+                                          m, n, k, asparse ? "A" : "dC", (double)density[dd],
                                           pad_rows ? " with padding rows" : "", wild,
                                           trans ? "transposed" : "by rows", (double)off,
                                           (double)beta, modes[mo],

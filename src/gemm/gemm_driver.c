@@ -440,7 +440,9 @@ static void xlists_init(xlists *xl, int NR)
  * the panel packed into xp as team_run's. A zero X term adds nothing in
  * either (the packed kernels' merge-masked add), so each tile is the same
  * sums in the same order: its K block's terms from +0, then added to C in
- * block order. Forward products and the exact grad-A form (X = dC, raw). */
+ * block order. Forward products and the exact gradients (X = dC, raw, in
+ * grad A; X = A less 1.0 in grad B, without an offset: with one, the pack
+ * takes PAM(x, offset) first, and its statistics are of those). */
 static void xlists_panel(const pg_team *tm, xlists *xl, int i0, int pc, int kc, int add, int jc,
                          int jp0, int jp1, const uint32_t *yp, const int32_t *ym,
                          const pg_stats *ys, size_t ypan, uint32_t *xp, int32_t *xm,
@@ -453,8 +455,8 @@ static void xlists_panel(const pg_team *tm, xlists *xl, int i0, int pc, int kc, 
     /* the lists, and the statistics of the panel the pack would make (its
      * padding rows hold 1.0): run_tile's range check, the same decisions */
     pg_stats st;
-    (void)xr->build(pr->x.p + (long)i0 * pr->x.rs + (long)pc * pr->x.cs, pr->x.rs,
-                           pr->x.cs, mr, kc, xl->yoff, xl->vals, xl->offs, xl->len, &st);
+    (void)xr->build(pr->x.p + (long)i0 * pr->x.rs + (long)pc * pr->x.cs, pr->x.rs, pr->x.cs, mr,
+                    kc, role_adj(pr, x_role(pr)), xl->yoff, xl->vals, xl->offs, xl->len, &st);
     if (mr < MR) {
         st.emin = st.emin < 0 ? st.emin : 0;
         st.emax = st.emax > 0 ? st.emax : 0;
@@ -479,7 +481,8 @@ static void xlists_panel(const pg_team *tm, xlists *xl, int i0, int pc, int kc, 
     }
     const int wide = NR == (grad ? tm->cx->grad.nr : tm->cx->fwd.nr);
     pg_xrow_kernel kern = wide ? xr->wide : xr->narrow;
-    pg_xrow_grad_kernel gkern = wide ? xr->gwide : xr->gnarrow;
+    pg_xrow_grad_kernel gkern = pr->kind == PG_GRAD_A ? (wide ? xr->gwide_a : xr->gnarrow_a)
+                                                      : (wide ? xr->gwide_b : xr->gnarrow_b);
     int packed = 0;
     for (int jp = jp0; jp < jp1; jp++) {
         int j0 = jc + jp * NR, nr = pr->n - j0 < NR ? pr->n - j0 : NR;
@@ -744,8 +747,9 @@ enum { SPARSE_PROBE = 64, SPARSE_MIN_TERMS = 1 << 20 };
 static int sparse_x(const pg_problem *pr, const pg_plan *plan, const pg_cntx *cx)
 {
     const int fwd = pr->kind == PG_FWD, MR = fwd ? cx->fwd.mr : cx->grad.mr, KC = cx->kc;
-    if (pg_xsparse_mode == PG_XSPARSE_NEVER || pr->kind == PG_GRAD_B || plan || pr->fold_y_adj ||
-        !cx->xrows.build || (fwd ? !cx->xrows.wide : !cx->xrows.gwide) || MR > 8 ||
+    if (pg_xsparse_mode == PG_XSPARSE_NEVER || plan || pr->fold_y_adj ||
+        (pr->kind == PG_GRAD_B && pr->has_offset) || !cx->xrows.build ||
+        (fwd ? !cx->xrows.wide : !cx->xrows.gwide_a) || MR > 8 ||
         KC > PG_XL_CAP - 16 || (pr->x.cs != 1 && pr->x.rs != 1))
         return 0;
     if (pg_xsparse_mode == PG_XSPARSE_ALWAYS)
@@ -848,8 +852,9 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
         /* a gradient whose transpose pads less (attention's 16 × 17 key
          * gradient is 17 × 16 on the narrow tiles) or writes its rows
          * contiguously (a linear layer's weight gradient, in W's order);
-         * but first the form whose X's zeros the lists skip (the grad-A
-         * form only: dC's, a ReLU layer's masked gradient) */
+         * but first the form whose X's zeros the lists skip (grad A, or
+         * grad B without an offset: a ReLU layer's masked gradient dC, or the
+         * ReLU's output as the next layer's A) */
         const pg_cntx *cx = pg_cntx_active();
         pg_problem t = transposed_grad(pr);
         int here = sparse_x(pr, NULL, cx), there = sparse_x(&t, NULL, cx);

@@ -237,7 +237,8 @@ typedef void (*pg_xsparse_kernel)(const uint32_t *lists, const int *len, const f
 /* The forward products' lists (gemm_driver.c's sparse loops): build lists
  * the nonzero values among X(r, p) = x[r·rs + p·cs] of rows r < mr ≤ 8, p <
  * n ≤ PG_XL_CAP − 16 (rows contiguous, cs = 1, or columns, rs = 1): row
- * r's list at r·PG_XL_CAP, its length in len[r], the values' bits in vals,
+ * r's list at r·PG_XL_CAP, its length in len[r], the values' bits (plus
+ * adj: the pack's adjustment of X's role) in vals,
  * the byte offset of each one's partner row of the packed Y panel (yoff[p]
  * for value p) in offs, up to 15 entries written past a list's end; the
  * statistics of the mr·n values as the pack would make them (pg_stats, no
@@ -248,23 +249,23 @@ typedef void (*pg_xsparse_kernel)(const uint32_t *lists, const int *len, const f
  * the bits of the value plus those of its partner (Y with its adjustment),
  * and stores the first mvalid rows to c (row r at c + r·ldc), added to what
  * is there if add. */
-typedef long (*pg_xrow_build_fn)(const float *x, long rs, long cs, int mr, int n,
+typedef long (*pg_xrow_build_fn)(const float *x, long rs, long cs, int mr, int n, uint32_t adj,
                                  const uint32_t *yoff, uint32_t *vals, uint32_t *offs, int *len,
                                  pg_stats *st);
 typedef void (*pg_xrow_kernel)(const uint32_t *vals, const uint32_t *offs, int n,
                                const uint32_t *yp, int mvalid, int nvalid, float *c, long ldc,
                                int add);
-/* The exact grad-A form (MR = grad.mr): the T tile's mantissas (tile, as
- * the packed kernels') in registers, a term ((y + t) & sign|exp) + x; each
- * row's list to its own length len[r] (no padding: no partner row makes
- * every lane's term vanish) */
+/* The exact gradients' forms (MR = grad.mr): the T tile's mantissas (tile,
+ * as the packed kernels') in registers, a term ((y + t) & sign|exp) + x
+ * (grad A) or ((x + t) & sign|exp) + y (grad B); each row's list to its own
+ * length len[r] (no padding: no partner row makes every lane's term vanish) */
 typedef void (*pg_xrow_grad_kernel)(const uint32_t *vals, const uint32_t *offs, const int *len,
                                     const uint32_t *yp, const uint32_t *tile, int mvalid,
                                     int nvalid, float *c, long ldc, int add);
 typedef struct {
     pg_xrow_build_fn build; /* NULL where there are none */
     pg_xrow_kernel wide, narrow; /* NR = fwd.nr, fwd_narrow.nr */
-    pg_xrow_grad_kernel gwide, gnarrow; /* NR = grad.nr, grad_narrow.nr */
+    pg_xrow_grad_kernel gwide_a, gnarrow_a, gwide_b, gnarrow_b; /* NR = grad.nr, grad_narrow.nr */
 } pg_xrows_ukr;
 
 typedef struct {

@@ -325,6 +325,7 @@ XSPARSE(grad_xsparse_6x16, 6, 1, 1)
 typedef struct {
     __m512i lo, hi;
     __mmask16 special, zero;
+    __m512i adj; /* added to the listed values */
 } xrow_acc;
 
 static inline __attribute__((always_inline)) int xrow_step(__m512i u, __mmask16 km,
@@ -340,7 +341,7 @@ static inline __attribute__((always_inline)) int xrow_step(__m512i u, __mmask16 
     a->hi = _mm512_mask_max_epu32(a->hi, fin, a->hi, e);
     a->special |= sp;
     a->zero |= (__mmask16)(km & ~nz);
-    _mm512_storeu_si512(vals, _mm512_maskz_compress_epi32(nz, u));
+    _mm512_storeu_si512(vals, _mm512_maskz_compress_epi32(nz, _mm512_add_epi32(u, a->adj)));
     _mm512_storeu_si512(offs, _mm512_maskz_compress_epi32(nz, _mm512_maskz_loadu_epi32(km, yo)));
     return __builtin_popcount((unsigned)nz);
 }
@@ -353,10 +354,11 @@ static inline __attribute__((always_inline)) int xrow_step(__m512i u, __mmask16 
  * of the panel's 8 rows loaded, 8 values each, and transposed in registers
  * (the two 8×8 halves at once: unpacks and shuffles within 128-bit lanes,
  * then one two-source permute per row). */
-static long xrow_build(const float *x, long rs, long cs, int mr, int n, const uint32_t *yoff,
-                       uint32_t *vals, uint32_t *offs, int *len, pg_stats *st)
+static long xrow_build(const float *x, long rs, long cs, int mr, int n, uint32_t adj,
+                       const uint32_t *yoff, uint32_t *vals, uint32_t *offs, int *len,
+                       pg_stats *st)
 {
-    xrow_acc a = {_mm512_set1_epi32(-1), _mm512_setzero_si512(), 0, 0};
+    xrow_acc a = {_mm512_set1_epi32(-1), _mm512_setzero_si512(), 0, 0, _mm512_set1_epi32((int)adj)};
     long total = 0;
     for (int r = 0; r < mr; r++)
         len[r] = 0;
@@ -474,23 +476,24 @@ static void xrow_8x16(const uint32_t *vals, const uint32_t *offs, int n, const u
 
 /* pg_xrow_grad_kernel: the tile's lists in lockstep while all run, then
  * each to its end; per entry one broadcast and nh loads of the partner row,
- * a term ((y + t) & sign|exp) + x as grad_body's grad-A form */
+ * a term as grad_body's: grad A ((y + t) & sign|exp) + x, grad B
+ * ((x + t) & sign|exp) + y */
 #define XG_TERM(r, s)                                                                           \
     do {                                                                                        \
         __m512i xb_ = _mm512_set1_epi32((int)vals[(r) * PG_XL_CAP + (s)]);                      \
         const char *yr_ = yb + offs[(r) * PG_XL_CAP + (s)];                                     \
         for (int h = 0; h < nh; h++) {                                                          \
-            __m512i u_ = _mm512_and_si512(                                                      \
-                _mm512_add_epi32(_mm512_loadu_si512((const void *)(yr_ + 64 * h)), t[r][h]),    \
-                se);                                                                            \
-            acc[r][h] = _mm512_add_ps(acc[r][h], _mm512_castsi512_ps(_mm512_add_epi32(u_, xb_))); \
+            __m512i y_ = _mm512_loadu_si512((const void *)(yr_ + 64 * h));                      \
+            __m512i u_ = _mm512_and_si512(_mm512_add_epi32(ga ? y_ : xb_, t[r][h]), se);        \
+            acc[r][h] = _mm512_add_ps(acc[r][h],                                                \
+                                      _mm512_castsi512_ps(_mm512_add_epi32(u_, ga ? xb_ : y_))); \
         }                                                                                       \
     } while (0)
 
 static inline __attribute__((always_inline)) void
 xrow_grad_body(const uint32_t *vals, const uint32_t *offs, const int *len, const uint32_t *yp,
                const uint32_t *tile, int mvalid, int nvalid, float *c, long ldc, int add,
-               const int nh)
+               const int nh, const int ga)
 {
     enum { R = 6 };
     const __m512i se = _mm512_set1_epi32((int)PG_SIGN_EXP);
@@ -533,18 +536,17 @@ xrow_grad_body(const uint32_t *vals, const uint32_t *offs, const int *len, const
             }
 }
 
-static void xrow_grad_6x32(const uint32_t *vals, const uint32_t *offs, const int *len,
-                           const uint32_t *yp, const uint32_t *tile, int mvalid, int nvalid,
-                           float *c, long ldc, int add)
-{
-    xrow_grad_body(vals, offs, len, yp, tile, mvalid, nvalid, c, ldc, add, 2);
-}
-static void xrow_grad_6x16(const uint32_t *vals, const uint32_t *offs, const int *len,
-                           const uint32_t *yp, const uint32_t *tile, int mvalid, int nvalid,
-                           float *c, long ldc, int add)
-{
-    xrow_grad_body(vals, offs, len, yp, tile, mvalid, nvalid, c, ldc, add, 1);
-}
+#define XROW_GRAD(name, nh, ga)                                                                 \
+    static void name(const uint32_t *vals, const uint32_t *offs, const int *len,                \
+                     const uint32_t *yp, const uint32_t *tile, int mvalid, int nvalid, float *c, \
+                     long ldc, int add)                                                          \
+    {                                                                                            \
+        xrow_grad_body(vals, offs, len, yp, tile, mvalid, nvalid, c, ldc, add, nh, ga);         \
+    }
+XROW_GRAD(xrow_grad_a_6x32, 2, 1)
+XROW_GRAD(xrow_grad_a_6x16, 1, 1)
+XROW_GRAD(xrow_grad_b_6x32, 2, 0)
+XROW_GRAD(xrow_grad_b_6x16, 1, 0)
 
 #define GMR 6
 #define GNR 32
@@ -672,7 +674,8 @@ const pg_cntx pg_cntx_avx512 = {
     .fwd_xdirect = {FMR, FNR, xdirect_8x32, xdirect_8x16},
     .grad_xdirect = {6, 32, grad_xdirect_6x32, grad_xdirect_6x16},
     .xsparse = {xlist_build, xsparse_8x32, xsparse_8x16, grad_xsparse_6x32, grad_xsparse_6x16},
-    .xrows = {xrow_build, xrow_8x32, xrow_8x16, xrow_grad_6x32, xrow_grad_6x16},
+    .xrows = {xrow_build, xrow_8x32, xrow_8x16, xrow_grad_a_6x32, xrow_grad_a_6x16,
+              xrow_grad_b_6x32, xrow_grad_b_6x16},
     .fdirect = {8, 32, fd_8x32_avx512, fd_8x16_avx512},
     .pack = pack_panel,
     .pack_tile = pack_tile,
