@@ -251,6 +251,38 @@ static int xlist_build(const float *x, int nlanes, const uint16_t *wmask, const 
     return n;
 }
 
+/* The lists' lockstep (xsparse_body, xrow_grad_body): entry s of every row
+ * while all R lists run (lo: the shortest), then each row to its own end
+ * (hi: the longest); TERM(r, s) adds one entry's terms */
+#define LISTS_LOCKSTEP(R, TERM)                                                                 \
+    do {                                                                                        \
+        int s_ = 0;                                                                             \
+        for (; s_ < lo; s_++) {                                                                 \
+            _Pragma("GCC unroll 8") for (int r_ = 0; r_ < (R); r_++) TERM(r_, s_);              \
+        }                                                                                       \
+        for (; s_ < hi; s_++) {                                                                 \
+            _Pragma("GCC unroll 8") for (int r_ = 0; r_ < (R); r_++) if (s_ < len[r_])          \
+                TERM(r_, s_);                                                                   \
+        }                                                                                       \
+    } while (0)
+
+/* rows r < mvalid of acc (nh halves, lanes on in km) to c (row r at c +
+ * r·ldc), added to what is there if add */
+static inline __attribute__((always_inline)) void
+tile_store_add(float *c, long ldc, __m512 (*acc)[2], const __mmask16 *km, int mvalid,
+               const int rows, const int nh, int add)
+{
+#pragma GCC unroll 8
+    for (int r = 0; r < rows; r++)
+        if (r < mvalid)
+            for (int h = 0; h < nh; h++) {
+                float *cr = c + r * ldc + 16 * h;
+                if (add)
+                    acc[r][h] = _mm512_add_ps(acc[r][h], _mm512_maskz_loadu_ps(km[h], cr));
+                _mm512_mask_storeu_ps(cr, km[h], acc[r][h]);
+            }
+}
+
 /* One list entry's terms for tile row r (xsparse_body) */
 #define XS_TERM(r, s)                                                                           \
     do {                                                                                        \
@@ -293,18 +325,7 @@ xsparse_body(const uint32_t *lists, const int *len, const float *x, const long *
                 t[r][h] = _mm512_loadu_si512(tile + r * nr + 16 * h);
     }
     tile_load(acc, c, ldc, kc, mvalid, add, MR, nh, 0);
-    int s = 0;
-    for (; s < lo; s++) {
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; r++)
-            XS_TERM(r, s);
-    }
-    for (; s < hi; s++) {
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; r++)
-            if (s < len[r])
-                XS_TERM(r, s);
-    }
+    LISTS_LOCKSTEP(MR, XS_TERM);
     tile_store(c, ldc, acc, kc, mvalid, MR, nh);
 }
 
@@ -452,15 +473,7 @@ xrow_body(const uint32_t *vals, const uint32_t *offs, int n, const uint32_t *yp,
                                    xb, _mm512_loadu_si512((const void *)(yr + 64 * h)))));
         }
     }
-#pragma GCC unroll 8
-    for (int r = 0; r < FMR; r++)
-        if (r < mvalid)
-            for (int h = 0; h < nh; h++) {
-                float *cr = c + r * ldc + 16 * h;
-                if (add)
-                    acc[r][h] = _mm512_add_ps(acc[r][h], _mm512_maskz_loadu_ps(kc[h], cr));
-                _mm512_mask_storeu_ps(cr, kc[h], acc[r][h]);
-            }
+    tile_store_add(c, ldc, acc, kc, mvalid, FMR, nh, add);
 }
 
 static void xrow_8x32(const uint32_t *vals, const uint32_t *offs, int n, const uint32_t *yp,
@@ -513,27 +526,8 @@ xrow_grad_body(const uint32_t *vals, const uint32_t *offs, const int *len, const
         lo = len[r] < lo ? len[r] : lo;
         hi = len[r] > hi ? len[r] : hi;
     }
-    int s = 0;
-    for (; s < lo; s++) {
-#pragma GCC unroll 6
-        for (int r = 0; r < R; r++)
-            XG_TERM(r, s);
-    }
-    for (; s < hi; s++) {
-#pragma GCC unroll 6
-        for (int r = 0; r < R; r++)
-            if (s < len[r])
-                XG_TERM(r, s);
-    }
-#pragma GCC unroll 6
-    for (int r = 0; r < R; r++)
-        if (r < mvalid)
-            for (int h = 0; h < nh; h++) {
-                float *cr = c + r * ldc + 16 * h;
-                if (add)
-                    acc[r][h] = _mm512_add_ps(acc[r][h], _mm512_maskz_loadu_ps(kc[h], cr));
-                _mm512_mask_storeu_ps(cr, kc[h], acc[r][h]);
-            }
+    LISTS_LOCKSTEP(R, XG_TERM);
+    tile_store_add(c, ldc, acc, kc, mvalid, R, nh, add);
 }
 
 #define XROW_GRAD(name, nh, ga)                                                                 \
