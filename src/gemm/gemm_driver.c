@@ -730,9 +730,10 @@ static void team_run_sparse(const pg_team *tm, int tid, int nt)
 int pg_xsparse_mode = PG_XSPARSE_AUTO;
 long pg_xsparse_runs;
 
-/* Whether a forward product skips X's zeros (xlists_panel): the context
- * has the lists for its tile (AVX-512), X is raw (no plan, no folded
- * adjustment) with its rows or its columns contiguous, it has
+/* Whether a product skips X's zeros (xlists_panel): the context has the
+ * lists for its tile (AVX-512), X is raw (no plan, no folded adjustment) or
+ * less 1.0 (the grad-B form without an offset), with its rows or its
+ * columns contiguous, it has
  * SPARSE_MIN_TERMS terms or more, and the lists would pay on a corner of X:
  * its first (up to) 8 row panels' first 64 columns, each panel costing what
  * its densest row does (the kernel runs every row for the longest list),
@@ -950,7 +951,7 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
     }
     ok = ok && xbuf && xmbuf && xsbuf;
     float *xstage = NULL;
-    if (ok && !plan && x_staged(pr, mc)) {
+    if (ok && !plan && !sparse && x_staged(pr, mc)) {
         xstage = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_XSTAGE,
                                      (size_t)nt * xsize * sizeof *xstage);
         ok = xstage != NULL;

@@ -234,7 +234,7 @@ typedef int (*pg_xlist_build_fn)(const float *x, int nlanes, const uint16_t *wma
 typedef void (*pg_xsparse_kernel)(const uint32_t *lists, const int *len, const float *x,
                                   const long *xoff, const uint32_t *yp, const uint32_t *tile,
                                   int mvalid, int nvalid, float *c, long ldc, int add);
-/* The forward products' lists (gemm_driver.c's sparse loops): build lists
+/* The lists of X's nonzeros (gemm_driver.c's xlists_panel): build lists
  * the nonzero values among X(r, p) = x[r·rs + p·cs] of rows r < mr ≤ 8, p <
  * n ≤ PG_XL_CAP − 16 (rows contiguous, cs = 1, or columns, rs = 1): row
  * r's list at r·PG_XL_CAP, its length in len[r], the values' bits (plus
@@ -274,9 +274,9 @@ typedef struct {
     pg_xsparse_kernel gwide, gnarrow; /* the exact form, MR = grad_xdirect.mr */
 } pg_xsparse_ukr;
 
-/* The forward products' lists (gemm_driver.c's team_run_sparse): a K
- * block of a row panel is listed where at most PG_XSPARSE_NUM /
- * PG_XSPARSE_DEN of its values are nonzero. The mode is for the tests, which
+/* The lists of X's nonzeros (gemm_driver.c's xlists_panel): a K block of
+ * a row panel runs on them where its longest row list holds at most
+ * PG_XSPARSE_NUM / PG_XSPARSE_DEN of the block's values. The mode is for the tests, which
  * check the paths against each other bit for bit: auto (the default), never,
  * always (every product the lists can serve, whatever its density). */
 enum { PG_XSPARSE_NUM = 13, PG_XSPARSE_DEN = 16 };
