@@ -452,6 +452,18 @@ static void xlists_panel(const pg_team *tm, xlists *xl, int i0, int pc, int kc, 
     const pg_xrows_ukr *xr = &tm->cx->xrows;
     const int MR = tm->MR, NR = tm->NR;
     const int mr = pr->m - i0 < MR ? pr->m - i0 : MR;
+    /* no lists where every Y panel holds a zero (padding tokens in a
+     * gradient): none of the tiles could take them */
+    int some = 0;
+    for (int jp = jp0; jp < jp1 && !some; jp++)
+        some = !ys[jp].zero;
+    if (!some) {
+        pg_pack_x(pr, tm->packer, i0, mr, MR, pc, kc, xp, xm, xs);
+        for (int jp = jp0; jp < jp1; jp++)
+            run_tile(tm, i0, jc + jp * NR, pc, kc, add, xp, xm, xs, yp + (size_t)jp * ypan,
+                     ym + (size_t)jp * ypan, &ys[jp], ct);
+        return;
+    }
     /* the lists, and the statistics of the panel the pack would make (its
      * padding rows hold 1.0): run_tile's range check, the same decisions */
     pg_stats st;
@@ -785,6 +797,23 @@ static int sparse_x(const pg_problem *pr, const pg_plan *plan, const pg_cntx *cx
     return panels > 0 && work * PG_XSPARSE_DEN <= (long)PG_XSPARSE_NUM * panels * cols;
 }
 
+/* Whether a matrix's corner (sparse_x's probe: up to 64 × 64 values of its
+ * first rows and columns) holds a zero: the transposed forward's new Y,
+ * whose panels with zeros the lists cannot serve (a gradient's padding
+ * tokens) */
+static int corner_zero(const pg_mat *x, int rows, int cols)
+{
+    for (int i = 0; i < rows && i < SPARSE_PROBE; i++)
+        for (int p = 0; p < cols && p < SPARSE_PROBE; p++) {
+            float v = mat_at(x, i, p);
+            uint32_t u;
+            memcpy(&u, &v, 4);
+            if ((u & 0x7F800000u) == 0)
+                return 1;
+        }
+    return 0;
+}
+
 /* The tiles' area (padding included) of an m×n output in a context */
 static long tile_area(pg_kind kind, const pg_cntx *cx, int m, int n)
 {
@@ -845,7 +874,7 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
          * tile buffer, C's rows then not contiguous) */
         const pg_cntx *cx = pg_cntx_active();
         pg_problem t = transposed_fwd(pr);
-        if (!sparse_x(pr, NULL, cx) && sparse_x(&t, NULL, cx)) {
+        if (!sparse_x(pr, NULL, cx) && !corner_zero(&pr->x, pr->m, pr->kd) && sparse_x(&t, NULL, cx)) {
             swapped = t;
             pr = &swapped;
         }
