@@ -874,7 +874,7 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
          * tile buffer, C's rows then not contiguous) */
         const pg_cntx *cx = pg_cntx_active();
         pg_problem t = transposed_fwd(pr);
-        if (!sparse_x(pr, NULL, cx) && !corner_zero(&pr->x, pr->m, pr->kd) && sparse_x(&t, NULL, cx)) {
+        if (!sparse_x(pr, NULL, cx) && sparse_x(&t, NULL, cx) && !corner_zero(&pr->x, pr->m, pr->kd)) {
             swapped = t;
             pr = &swapped;
         }
