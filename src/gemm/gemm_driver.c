@@ -420,14 +420,43 @@ static void run_tile(const pg_team *tm, int i0, int j0, int pc, int kc, int add,
 typedef struct xlists {
     uint32_t vals[8 * PG_XL_CAP] __attribute__((aligned(64)));
     uint32_t offs[8 * PG_XL_CAP] __attribute__((aligned(64)));
-    uint32_t yoff[PG_XL_CAP]; /* value p's partner: row p of a Y panel */
     int len[8];
 } xlists;
 
-static void xlists_init(xlists *xl, int NR)
+/* Row panel i0's K block pc (kc values) listed into xl, with the statistics
+ * of the panel the pack would make (its padding rows hold 1.0: run_tile's
+ * range check, the same decisions): whether the lists pay (the kernel runs
+ * every row for the longest list, *most entries, the forward's shorter
+ * lists padded against the zero row that ends each Y panel of ypan values) */
+static int xlists_make(const pg_team *tm, xlists *xl, int i0, int pc, int kc, size_t ypan,
+                       pg_stats *st, int *most)
 {
-    for (int p = 0; p < PG_XL_CAP; p++)
-        xl->yoff[p] = (uint32_t)(p * NR * 4);
+    const pg_problem *pr = tm->pr;
+    const int MR = tm->MR, NR = tm->NR;
+    const int mr = pr->m - i0 < MR ? pr->m - i0 : MR;
+    tm->cx->xrows.build(pr->x.p + (long)i0 * pr->x.rs + (long)pc * pr->x.cs, pr->x.rs, pr->x.cs,
+                        mr, kc, role_adj(pr, x_role(pr)), (uint32_t)NR * 4, xl->vals, xl->offs,
+                        xl->len, st);
+    if (mr < MR) {
+        st->emin = st->emin < 0 ? st->emin : 0;
+        st->emax = st->emax > 0 ? st->emax : 0;
+    }
+    *most = 0;
+    for (int r = 0; r < MR; r++) {
+        xl->len[r] = r < mr ? xl->len[r] : 0;
+        *most = xl->len[r] > *most ? xl->len[r] : *most;
+    }
+    int use = pg_xsparse_mode == PG_XSPARSE_ALWAYS ||
+              (long)*most * PG_XSPARSE_DEN <= (long)PG_XSPARSE_NUM * kc;
+    if (use && pr->kind == PG_FWD) { /* every list as long as the longest, rows past mr too */
+        const uint32_t pad_off = (uint32_t)((ypan / NR - 1) * NR * 4);
+        for (int r = 0; r < MR; r++)
+            for (int s = xl->len[r]; s < *most; s++) {
+                xl->vals[r * PG_XL_CAP + s] = 0x80000000u;
+                xl->offs[r * PG_XL_CAP + s] = pad_off;
+            }
+    }
+    return use;
 }
 
 /* Row panel i0's K block pc (kc values) against the Y panels jp0 .. jp1 − 1
@@ -457,40 +486,10 @@ static void xlists_panel(const pg_team *tm, xlists *xl, int i0, int pc, int kc, 
     int some = 0;
     for (int jp = jp0; jp < jp1 && !some; jp++)
         some = !ys[jp].zero;
-    if (!some) {
-        pg_pack_x(pr, tm->packer, i0, mr, MR, pc, kc, xp, xm, xs);
-        for (int jp = jp0; jp < jp1; jp++)
-            run_tile(tm, i0, jc + jp * NR, pc, kc, add, xp, xm, xs, yp + (size_t)jp * ypan,
-                     ym + (size_t)jp * ypan, &ys[jp], ct);
-        return;
-    }
-    /* the lists, and the statistics of the panel the pack would make (its
-     * padding rows hold 1.0): run_tile's range check, the same decisions */
     pg_stats st;
-    (void)xr->build(pr->x.p + (long)i0 * pr->x.rs + (long)pc * pr->x.cs, pr->x.rs, pr->x.cs, mr,
-                    kc, role_adj(pr, x_role(pr)), xl->yoff, xl->vals, xl->offs, xl->len, &st);
-    if (mr < MR) {
-        st.emin = st.emin < 0 ? st.emin : 0;
-        st.emax = st.emax > 0 ? st.emax : 0;
-    }
-    /* the kernel runs every row for the longest list (the forward's others
-     * padded): they pay where that is short enough */
-    const int grad = pr->kind != PG_FWD;
     int most = 0;
-    for (int r = 0; r < MR; r++) {
-        xl->len[r] = r < mr ? xl->len[r] : 0;
-        most = xl->len[r] > most ? xl->len[r] : most;
-    }
-    int use = pg_xsparse_mode == PG_XSPARSE_ALWAYS ||
-              (long)most * PG_XSPARSE_DEN <= (long)PG_XSPARSE_NUM * kc;
-    if (use && !grad) { /* every list as long as the longest, rows past mr too */
-        const uint32_t pad_off = (uint32_t)((ypan / NR - 1) * NR * 4);
-        for (int r = 0; r < MR; r++)
-            for (int s = xl->len[r]; s < most; s++) {
-                xl->vals[r * PG_XL_CAP + s] = 0x80000000u;
-                xl->offs[r * PG_XL_CAP + s] = pad_off;
-            }
-    }
+    const int use = some && xlists_make(tm, xl, i0, pc, kc, ypan, &st, &most);
+    const int grad = pr->kind != PG_FWD;
     const int wide = NR == (grad ? tm->cx->grad.nr : tm->cx->fwd.nr);
     pg_xrow_kernel kern = wide ? xr->wide : xr->narrow;
     pg_xrow_grad_kernel gkern = pr->kind == PG_GRAD_A ? (wide ? xr->gwide_a : xr->gnarrow_a)
@@ -556,8 +555,6 @@ static void team_run(const pg_team *tm, int tid, int nt)
      * block's panels must not reach into another thread's) */
     const size_t ypan = (size_t)NR * ((kd < KC ? kd : KC) + tm->sparse);
     xlists *xl = tm->sparse ? tm->xlists + tid : NULL;
-    if (xl)
-        xlists_init(xl, NR);
     for (int jc = 0; jc < n; jc += NC) {
         int nc = n - jc < NC ? n - jc : NC;
         int npan = ceil_div(nc, NR);
@@ -648,19 +645,24 @@ static void team_run_narrow(const pg_team *tm, int tid, int nt)
     const int MR = tm->MR, NR = tm->NR, KC = tm->KC;
     const int m = pr->m, n = pr->n, kd = pr->kd;
     const int npan = ceil_div(n, NR), nkb = ceil_div(kd, KC), ntot = npan * nkb;
-    const size_t ypan = (size_t)NR * KC;
+    const size_t ypan = (size_t)NR * (KC + tm->sparse);
     uint32_t *xp = tm->xbuf + (size_t)tid * tm->xsize;
     int32_t *xm = tm->xmbuf + (size_t)tid * tm->xsize;
     pg_stats *xs = tm->xsbuf + (size_t)tid * tm->nx_panels;
     float ct[PG_TILE_MAX] __attribute__((aligned(64)));
+    xlists *xl = tm->sparse ? tm->xlists + tid : NULL;
     /* Y's panels (K block kb, column panel jp) at (kb · npan + jp) · ypan:
      * a contiguous share each */
     int per = ceil_div(ntot, nt), lo = tid * per, hi = lo + per < ntot ? lo + per : ntot;
     for (int q = lo; q < hi; q++) {
         int kb = q / npan, jp = q % npan, pc = kb * KC, j0 = jp * NR;
         int kc = kd - pc < KC ? kd - pc : KC, nr = n - j0 < NR ? n - j0 : NR;
-        pack_y(pr, tm->packer, j0, nr, NR, pc, kc, tm->yp + (size_t)q * ypan,
-               tm->ym + (size_t)q * ypan, &tm->ys[q]);
+        if (tm->sparse)
+            pack_y_sparse(pr, tm->packer, j0, nr, NR, pc, kc, ypan, tm->yp + (size_t)q * ypan,
+                          tm->ym + (size_t)q * ypan, &tm->ys[q]);
+        else
+            pack_y(pr, tm->packer, j0, nr, NR, pc, kc, tm->yp + (size_t)q * ypan,
+                   tm->ym + (size_t)q * ypan, &tm->ys[q]);
     }
     if (nt > 1) {
 #pragma omp barrier
@@ -672,6 +674,12 @@ static void team_run_narrow(const pg_team *tm, int tid, int nt)
         for (int kb = 0; kb < nkb; kb++) {
             int pc = kb * KC, kc = kd - pc < KC ? kd - pc : KC;
             int add = pc > 0 || pr->accumulate;
+            if (xl) { /* X's zeros skipped: the panel's rows listed */
+                size_t at = (size_t)kb * npan;
+                xlists_panel(tm, xl, i0, pc, kc, add, 0, 0, npan, tm->yp + at * ypan,
+                             tm->ym + at * ypan, tm->ys + at, ypan, xp, xm, xs, ct);
+                continue;
+            }
             pg_pack_x(pr, tm->packer, i0, mr, MR, pc, kc, xp, xm, xs);
             for (int jp = 0; jp < npan; jp++) {
                 size_t q = (size_t)kb * npan + jp;
@@ -697,48 +705,6 @@ static int narrow_y(const pg_problem *pr, const pg_plan *plan, int NR, int KC)
            pr->kd > KC && npan * NR * ceil_div(pr->kd, KC) * KC <= NARROW_Y_MAX;
 }
 
-/* A forward product whose X holds many zeros (a ReLU's output in the next
- * layer's forward, the gradient it masks in the layer's data gradient),
- * X's rows contiguous and Y small: team_run_narrow's loop order (Y packed
- * whole, then each thread's range of X's row panels through every K
- * block), with the rows listed (xlists_panel) where the panel was packed. */
-static void team_run_sparse(const pg_team *tm, int tid, int nt)
-{
-    const pg_problem *pr = tm->pr;
-    const int MR = tm->MR, NR = tm->NR, KC = tm->KC;
-    const int m = pr->m, n = pr->n, kd = pr->kd;
-    const int npan = ceil_div(n, NR), nkb = ceil_div(kd, KC), ntot = npan * nkb;
-    const size_t ypan = (size_t)NR * (KC + 1);
-    uint32_t *xp = tm->xbuf + (size_t)tid * tm->xsize;
-    int32_t *xm = tm->xmbuf + (size_t)tid * tm->xsize;
-    pg_stats *xs = tm->xsbuf + (size_t)tid * tm->nx_panels;
-    float ct[PG_TILE_MAX] __attribute__((aligned(64)));
-    xlists *xl = tm->xlists + tid;
-    xlists_init(xl, NR);
-    /* Y's panels (K block kb, column panel jp) at (kb · npan + jp) · ypan:
-     * a contiguous share each */
-    int per = ceil_div(ntot, nt), lo = tid * per, hi = lo + per < ntot ? lo + per : ntot;
-    for (int q = lo; q < hi; q++) {
-        int kb = q / npan, jp = q % npan, pc = kb * KC, j0 = jp * NR;
-        int kc = kd - pc < KC ? kd - pc : KC, nr = n - j0 < NR ? n - j0 : NR;
-        pack_y_sparse(pr, tm->packer, j0, nr, NR, pc, kc, ypan, tm->yp + (size_t)q * ypan,
-                      tm->ym + (size_t)q * ypan, &tm->ys[q]);
-    }
-    if (nt > 1) {
-#pragma omp barrier
-    }
-    int panels = ceil_div(m, MR), pper = ceil_div(panels, nt);
-    int p0 = tid * pper, p1 = p0 + pper < panels ? p0 + pper : panels;
-    for (int ip = p0; ip < p1; ip++)
-        for (int kb = 0; kb < nkb; kb++) {
-            int pc = kb * KC, kc = kd - pc < KC ? kd - pc : KC;
-            size_t at = (size_t)kb * npan;
-            xlists_panel(tm, xl, ip * MR, pc, kc, pc > 0 || pr->accumulate, 0, 0, npan,
-                         tm->yp + at * ypan, tm->ym + at * ypan, tm->ys + at, ypan, xp, xm, xs,
-                         ct);
-        }
-}
-
 int pg_xsparse_mode = PG_XSPARSE_AUTO;
 long pg_xsparse_runs;
 
@@ -757,6 +723,15 @@ long pg_xsparse_runs;
  * attention's products per head too (fewer terms: its matmul 10.1 → 15.0
  * ms a step). */
 enum { SPARSE_PROBE = 64, SPARSE_MIN_TERMS = 1 << 20 };
+/* whether X(i, p) is of the zero class (exponent field 0: zero or
+ * subnormal), as the pack and the lists count it */
+static int zero_at(const pg_mat *x, int i, int p)
+{
+    float v = mat_at(x, i, p);
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    return (u & 0x7F800000u) == 0;
+}
 static int sparse_x(const pg_problem *pr, const pg_plan *plan, const pg_cntx *cx)
 {
     const int fwd = pr->kind == PG_FWD, MR = fwd ? cx->fwd.mr : cx->grad.mr, KC = cx->kc;
@@ -779,10 +754,7 @@ static int sparse_x(const pg_problem *pr, const pg_plan *plan, const pg_cntx *cx
         for (int i = i0; i < i0 + MR && i < mi; i++) {
             int nz = 0;
             for (int p = 0; p < mp; p++) {
-                float v = mat_at(&pr->x, i, p);
-                uint32_t u;
-                memcpy(&u, &v, 4);
-                int z = (u & 0x7F800000u) != 0;
+                int z = !zero_at(&pr->x, i, p);
                 nz += z;
                 col[p] |= (unsigned char)z;
             }
@@ -804,13 +776,9 @@ static int sparse_x(const pg_problem *pr, const pg_plan *plan, const pg_cntx *cx
 static int corner_zero(const pg_mat *x, int rows, int cols)
 {
     for (int i = 0; i < rows && i < SPARSE_PROBE; i++)
-        for (int p = 0; p < cols && p < SPARSE_PROBE; p++) {
-            float v = mat_at(x, i, p);
-            uint32_t u;
-            memcpy(&u, &v, 4);
-            if ((u & 0x7F800000u) == 0)
+        for (int p = 0; p < cols && p < SPARSE_PROBE; p++)
+            if (zero_at(x, i, p))
                 return 1;
-        }
     return 0;
 }
 
@@ -867,18 +835,21 @@ static pg_problem transposed_fwd(const pg_problem *pr)
 int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
 {
     pg_problem swapped;
-    if (pr->kind == PG_FWD && !plan && !pr->fold_y_adj) {
+    /* whether X's zeros are skipped (sparse_x, no plan): decided once, for
+     * the problem as run */
+    int sparse = plan ? 0 : sparse_x(pr, NULL, pg_cntx_active());
+    if (pr->kind == PG_FWD && !plan && !pr->fold_y_adj && !sparse) {
         /* a forward whose Y, not X, holds many zeros (a ReLU layer's
          * output in the next layer's weight gradient, dy^T · h): as its
          * transpose, where the lists skip them (written back through the
          * tile buffer, C's rows then not contiguous) */
-        const pg_cntx *cx = pg_cntx_active();
         pg_problem t = transposed_fwd(pr);
-        if (!sparse_x(pr, NULL, cx) && sparse_x(&t, NULL, cx) && !corner_zero(&pr->x, pr->m, pr->kd)) {
+        if (sparse_x(&t, NULL, pg_cntx_active()) && !corner_zero(&pr->x, pr->m, pr->kd)) {
             swapped = t;
             pr = &swapped;
+            sparse = 1;
         }
-    } else if (!plan) {
+    } else if (pr->kind != PG_FWD && !plan) {
         /* a gradient whose transpose pads less (attention's 16 × 17 key
          * gradient is 17 × 16 on the narrow tiles) or writes its rows
          * contiguously (a linear layer's weight gradient, in W's order);
@@ -887,12 +858,13 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
          * ReLU's output as the next layer's A) */
         const pg_cntx *cx = pg_cntx_active();
         pg_problem t = transposed_grad(pr);
-        int here = sparse_x(pr, NULL, cx), there = sparse_x(&t, NULL, cx);
-        if (here != there ? there
-                          : grad_cost(pr->kind, cx, pr->n, pr->m, pr->rs_c) <
-                                grad_cost(pr->kind, cx, pr->m, pr->n, pr->cs_c)) {
+        int there = sparse_x(&t, NULL, cx);
+        if (sparse != there ? there
+                            : grad_cost(pr->kind, cx, pr->n, pr->m, pr->rs_c) <
+                                  grad_cost(pr->kind, cx, pr->m, pr->n, pr->cs_c)) {
             swapped = t;
             pr = &swapped;
+            sparse = there;
         }
     }
     int m = pr->m, n = pr->n, kd = pr->kd;
@@ -948,22 +920,20 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
     if (ceil_div(m, mc) == 1 && !col)
         nt = 1;
 
-    /* X's zeros skipped: in team_run_narrow's order where X's rows are
-     * contiguous and Y (a row of zeros added to each panel) fits its limit,
-     * else in team_run's */
-    const int sparse = sparse_x(pr, plan, cx);
-    const int sparse_narrow =
-        sparse && pr->kind == PG_FWD && pr->x.cs == 1 &&
-        (long)ceil_div(n, NR) * NR * (KC + 1) * ceil_div(kd, KC) <= NARROW_Y_MAX;
-    const int narrow = !sparse && narrow_y(pr, plan, NR, KC);
-    size_t ysize = sparse_narrow ? (size_t)ny_panels * NR * (KC + 1) * ceil_div(kd, KC)
-                   : narrow      ? (size_t)ny_panels * NR * KC * ceil_div(kd, KC)
-                                 : (size_t)ny_panels * NR * (kc_max + sparse);
+    /* X's zeros skipped (sparse, decided above): in team_run_narrow's order
+     * where X's rows are contiguous and Y (a row of zeros added to each
+     * panel) fits its limit, else in team_run's */
+    const int narrow = sparse ? pr->kind == PG_FWD && pr->x.cs == 1 &&
+                                    (long)ceil_div(n, NR) * NR * (KC + 1) * ceil_div(kd, KC) <=
+                                        NARROW_Y_MAX
+                              : narrow_y(pr, plan, NR, KC);
+    size_t ysize = narrow ? (size_t)ny_panels * NR * (KC + sparse) * ceil_div(kd, KC)
+                          : (size_t)ny_panels * NR * (kc_max + sparse);
     uint32_t *yp = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_Y, ysize * sizeof *yp);
     int32_t *ym = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_YM, ysize * sizeof *ym);
     pg_stats *ys = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_YS,
                                        (size_t)ny_panels *
-                                           (narrow || sparse_narrow ? ceil_div(kd, KC) : 1) *
+                                           (narrow ? ceil_div(kd, KC) : 1) *
                                            sizeof *ys);
     size_t xsize = (size_t)mc * kc_max;
     int nx_panels = ceil_div(mc, MR);
@@ -1015,13 +985,11 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
 #pragma omp atomic
         pg_xsparse_runs++;
     }
-    void (*run)(const pg_team *, int, int) =
-        sparse_narrow ? team_run_sparse : narrow ? team_run_narrow : team_run;
     if (nt <= 1)
-        run(&tm, 0, 1);
+        (narrow ? team_run_narrow : team_run)(&tm, 0, 1);
     else {
 #pragma omp parallel num_threads(nt)
-        run(&tm, omp_get_thread_num(), omp_get_num_threads());
+        (narrow ? team_run_narrow : team_run)(&tm, omp_get_thread_num(), omp_get_num_threads());
     }
     return 1;
 }

@@ -239,18 +239,18 @@ typedef void (*pg_xsparse_kernel)(const uint32_t *lists, const int *len, const f
  * n ≤ PG_XL_CAP − 16 (rows contiguous, cs = 1, or columns, rs = 1): row
  * r's list at r·PG_XL_CAP, its length in len[r], the values' bits (plus
  * adj: the pack's adjustment of X's role) in vals,
- * the byte offset of each one's partner row of the packed Y panel (yoff[p]
+ * the byte offset of each one's partner row of the packed Y panel (p·ybytes
  * for value p) in offs, up to 15 entries written past a list's end; the
  * statistics of the mr·n values as the pack would make them (pg_stats, no
- * padding rows); returns the lists' total length. The kernel sums a tile
+ * padding rows). The kernel sums a tile
  * (MR = fwd.mr rows, nvalid ≤ 16·nh columns) from +0 over n entries of each
  * row's list (a shorter list padded with entries that add −0.0: the value
  * 0x80000000 against a row of zeros) against Y's packed panel yp, each term
  * the bits of the value plus those of its partner (Y with its adjustment),
  * and stores the first mvalid rows to c (row r at c + r·ldc), added to what
  * is there if add. */
-typedef long (*pg_xrow_build_fn)(const float *x, long rs, long cs, int mr, int n, uint32_t adj,
-                                 const uint32_t *yoff, uint32_t *vals, uint32_t *offs, int *len,
+typedef void (*pg_xrow_build_fn)(const float *x, long rs, long cs, int mr, int n, uint32_t adj,
+                                 uint32_t ybytes, uint32_t *vals, uint32_t *offs, int *len,
                                  pg_stats *st);
 typedef void (*pg_xrow_kernel)(const uint32_t *vals, const uint32_t *offs, int n,
                                const uint32_t *yp, int mvalid, int nvalid, float *c, long ldc,

@@ -342,16 +342,16 @@ XSPARSE(grad_xsparse_6x32, 6, 2, 1)
 XSPARSE(grad_xsparse_6x16, 6, 1, 1)
 
 /* The lists' step over 16 values u of a row (km: the valid lanes), their
- * partners' offsets yo (xrow_build) */
+ * partners' offsets vo (xrow_build) */
 typedef struct {
     __m512i lo, hi;
     __mmask16 special, zero;
     __m512i adj; /* added to the listed values */
 } xrow_acc;
 
-static inline __attribute__((always_inline)) int xrow_step(__m512i u, __mmask16 km,
-                                                           const uint32_t *yo, uint32_t *vals,
-                                                           uint32_t *offs, xrow_acc *a)
+static inline __attribute__((always_inline)) int xrow_step(__m512i u, __mmask16 km, __m512i vo,
+                                                           uint32_t *vals, uint32_t *offs,
+                                                           xrow_acc *a)
 {
     const __m512i expo = _mm512_set1_epi32(0x7F800000);
     __m512i e = _mm512_and_si512(u, expo);
@@ -363,7 +363,7 @@ static inline __attribute__((always_inline)) int xrow_step(__m512i u, __mmask16 
     a->special |= sp;
     a->zero |= (__mmask16)(km & ~nz);
     _mm512_storeu_si512(vals, _mm512_maskz_compress_epi32(nz, _mm512_add_epi32(u, a->adj)));
-    _mm512_storeu_si512(offs, _mm512_maskz_compress_epi32(nz, _mm512_maskz_loadu_epi32(km, yo)));
+    _mm512_storeu_si512(offs, _mm512_maskz_compress_epi32(nz, vo));
     return __builtin_popcount((unsigned)nz);
 }
 
@@ -375,19 +375,23 @@ static inline __attribute__((always_inline)) int xrow_step(__m512i u, __mmask16 
  * of the panel's 8 rows loaded, 8 values each, and transposed in registers
  * (the two 8×8 halves at once: unpacks and shuffles within 128-bit lanes,
  * then one two-source permute per row). */
-static long xrow_build(const float *x, long rs, long cs, int mr, int n, uint32_t adj,
-                       const uint32_t *yoff, uint32_t *vals, uint32_t *offs, int *len,
-                       pg_stats *st)
+static void xrow_build(const float *x, long rs, long cs, int mr, int n, uint32_t adj,
+                       uint32_t ybytes, uint32_t *vals, uint32_t *offs, int *len, pg_stats *st)
 {
     xrow_acc a = {_mm512_set1_epi32(-1), _mm512_setzero_si512(), 0, 0, _mm512_set1_epi32((int)adj)};
-    long total = 0;
+    uint32_t lane[16]; /* value p's partner at p·ybytes, by additions */
+    lane[0] = 0;
+    for (int l = 1; l < 16; l++)
+        lane[l] = lane[l - 1] + ybytes;
+    const __m512i vo0 = _mm512_loadu_si512(lane), vstep = _mm512_set1_epi32((int)(16 * ybytes));
     for (int r = 0; r < mr; r++)
         len[r] = 0;
     if (cs != 1 && rs == 1) {
         const __m512i ia = _mm512_set_epi32(27, 26, 25, 24, 11, 10, 9, 8, 19, 18, 17, 16, 3, 2, 1, 0);
         const __m512i ib = _mm512_set_epi32(31, 30, 29, 28, 15, 14, 13, 12, 23, 22, 21, 20, 7, 6, 5, 4);
         const __mmask8 rm = (__mmask8)((1u << mr) - 1);
-        for (int w = 0; w < n; w += 16) {
+        __m512i vo = vo0;
+        for (int w = 0; w < n; w += 16, vo = _mm512_add_epi32(vo, vstep)) {
             int np = n - w < 16 ? n - w : 16;
             __mmask16 km = (__mmask16)(np == 16 ? 0xFFFFu : (1u << np) - 1);
             __m512 z[8], t[8], u[8];
@@ -420,23 +424,21 @@ static long xrow_build(const float *x, long rs, long cs, int mr, int n, uint32_t
                     continue;
                 __m512 row = _mm512_permutex2var_ps(u[r & 3], r < 4 ? ia : ib, u[(r & 3) + 4]);
                 int c = len[r];
-                len[r] += xrow_step(_mm512_castps_si512(row), km, yoff + w,
-                                    vals + r * PG_XL_CAP + c, offs + r * PG_XL_CAP + c, &a);
+                len[r] += xrow_step(_mm512_castps_si512(row), km, vo, vals + r * PG_XL_CAP + c,
+                                    offs + r * PG_XL_CAP + c, &a);
             }
         }
-        for (int r = 0; r < mr; r++)
-            total += len[r];
     } else {
         for (int r = 0; r < mr; r++) {
             const float *xr = x + r * rs;
             int cnt = 0;
-            for (int w = 0; w < n; w += 16) {
+            __m512i vo = vo0;
+            for (int w = 0; w < n; w += 16, vo = _mm512_add_epi32(vo, vstep)) {
                 __mmask16 km = (__mmask16)(n - w >= 16 ? 0xFFFFu : (1u << (n - w)) - 1);
-                cnt += xrow_step(_mm512_maskz_loadu_epi32(km, xr + w), km, yoff + w,
+                cnt += xrow_step(_mm512_maskz_loadu_epi32(km, xr + w), km, vo,
                                  vals + r * PG_XL_CAP + cnt, offs + r * PG_XL_CAP + cnt, &a);
             }
             len[r] = cnt;
-            total += cnt;
         }
     }
     uint32_t emin = _mm512_reduce_min_epu32(a.lo), emax = _mm512_reduce_max_epu32(a.hi);
@@ -445,7 +447,6 @@ static long xrow_build(const float *x, long rs, long cs, int mr, int n, uint32_t
     st->emax = any ? (int)(emax >> 23) - 127 : -127;
     st->zero = a.zero != 0;
     st->special = a.special != 0;
-    return total;
 }
 
 /* pg_xrow_kernel: the tile's lists in lockstep, n entries each (padded:
