@@ -901,6 +901,102 @@ static void test_forward_order_of_sums(void **state)
  * beta 0 and 1, offsets. A NaN matches any NaN (the checked path's and the
  * plain twin's are both the scalar PAM's). The products must take the lists
  * where AVX-512 has them (pg_xsparse_runs). */
+/* Forward products whose X rows the kernels read in place (xin_panel,
+ * AVX-512) against the plain blocked sums, bit for bit, and against the
+ * packed path (mode off): narrow Y (team_run_narrow: K over one block, 128
+ * columns or fewer) and blocked; X dense, with whole rows of zeros (a
+ * gradient's padding tokens, +0 and −0), with zeros among a row's values
+ * (those panels packed), with infinities, NaNs and overflowing products
+ * (packed or checked); Y with zeros; partial row panels and tiles; an
+ * offset, beta 1, C row- and column-major; 1 to 3 threads. */
+static void test_forward_x_in_place(void **state)
+{
+    (void)state;
+    static const int shapes[][3] = {{300, 64, 600}, {97, 100, 450}, {150, 128, 512},
+                                    {45, 16, 385},  {61, 33, 193},  {8, 96, 64},
+                                    {70, 300, 700}, {203, 128, 128}, {33, 2860 / 20, 260}};
+    enum { DENSE, ZERO_ROWS, MIXED, WILD, NKIND };
+    tu_rng r = {tu_seed() ^ 0x71a};
+    long runs0 = pg_xin_runs;
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
+        for (int kind = 0; kind < NKIND; kind++) {
+            int m = shapes[sh][0], n = shapes[sh][1], k = shapes[sh][2], pad = (int)(sh % 3);
+            int yzeros = (int)((sh + kind) % 3 == 1), colmajor = (int)((sh + kind) % 4 == 3);
+            float *A = malloc(4L * m * k), *B = malloc(4L * k * n), *C0 = malloc(4L * m * n);
+            float *As = malloc(4L * m * (k + pad)), *Bs = malloc(4L * k * n);
+            float *Cs = malloc(4L * m * n), *want = malloc(4L * m * n);
+            assert_true(A && B && C0 && As && Bs && Cs && want);
+            for (int i = 0; i < m; i++) {
+                int zrow = kind == ZERO_ROWS && tu_u32(&r) % 4 == 0;
+                int mixed = kind == MIXED && tu_u32(&r) % 8 == 0;
+                for (int p = 0; p < k; p++) {
+                    float v = draw(&r, 0, kind == WILD && tu_u32(&r) % 256 == 0);
+                    if (zrow || (mixed && tu_u32(&r) % 16 == 0))
+                        v = tu_u32(&r) & 1 ? 0.0f : -0.0f;
+                    A[(long)i * k + p] = v;
+                }
+            }
+            for (long i = 0; i < (long)k * n; i++)
+                B[i] = draw(&r, yzeros, 0);
+            fill_values(&r, C0, (long)m * n);
+            int lda = k + pad;
+            for (int i = 0; i < m; i++)
+                for (int p = 0; p < k; p++)
+                    As[(long)i * lda + p] = A[(long)i * k + p];
+            for (int p = 0; p < k; p++)
+                for (int j = 0; j < n; j++)
+                    Bs[colmajor ? (long)j * k + p : (long)p * n + j] = B[(long)p * n + j];
+            float off = sh % 2 ? 1.0552f : 1.0f, beta = (float)((sh + kind) % 2);
+            nomul_op_cfg cfg = pam_cfg(off, 0);
+            plain_blocked_forward(m, n, k, A, B, C0, beta, off, want);
+            for (int mode = 1; mode >= 0; mode--)
+                for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
+                    if (isa != NOMUL_ISA_AVX512 && !mode)
+                        continue;
+                    nomul_isa_set((nomul_isa)isa);
+                    pg_xin_mode = mode;
+                    for (int t = 1; t <= 3; t++) {
+                        nomul_set_num_threads(t);
+                        for (int i = 0; i < m; i++)
+                            for (int j = 0; j < n; j++)
+                                Cs[colmajor ? (long)j * m + i : (long)i * n + j] =
+                                    C0[(long)i * n + j];
+                        if (colmajor) /* A's rows as Aᵀ's columns, C by columns */
+                            nomul_gemm(&cfg, CblasColMajor, CblasTrans, CblasNoTrans, m, n, k, As,
+                                       lda, Bs, k, beta, Cs, m);
+                        else
+                            nomul_gemm(&cfg, CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k,
+                                       As, lda, Bs, n, beta, Cs, n);
+                        for (int i = 0; i < m; i++)
+                            for (int j = 0; j < n; j++) {
+                                float g = Cs[colmajor ? (long)j * m + i : (long)i * n + j];
+                                float w = want[(long)i * n + j];
+                                if (tu_bits(g) != tu_bits(w) && !(isnan(g) && isnan(w)))
+                                    FAIL_SEED("%dx%dx%d X kind %d Y zeros %d off %g beta %g "
+                                              "C %s in place %d isa=%s threads %d: C[%d][%d] = "
+                                              "%a, the plain blocked sums' %a",
+                                              m, n, k, kind, yzeros, (double)off, (double)beta,
+                                              colmajor ? "by columns" : "by rows", mode,
+                                              nomul_isa_name(nomul_isa_active()), t, i, j,
+                                              (double)g, (double)w);
+                            }
+                    }
+                }
+            pg_xin_mode = 1;
+            free(A);
+            free(B);
+            free(C0);
+            free(As);
+            free(Bs);
+            free(Cs);
+            free(want);
+        }
+    nomul_set_num_threads(0);
+    nomul_isa_set(nomul_isa_max());
+    if (nomul_isa_max() == NOMUL_ISA_AVX512)
+        assert_true(pg_xin_runs > runs0); /* the in-place path ran */
+}
+
 static void test_forward_sparse_x(void **state)
 {
     (void)state;
@@ -1307,6 +1403,7 @@ int main(void)
         cmocka_unit_test(test_pack_matches_plain),
         cmocka_unit_test(test_forward_order_of_sums),
         cmocka_unit_test(test_forward_sparse_x),
+        cmocka_unit_test(test_forward_x_in_place),
         cmocka_unit_test(test_exact_grads_sparse),
         cmocka_unit_test(test_backward_helper),
         cmocka_unit_test(test_standard_is_sgemm),

@@ -293,6 +293,7 @@ typedef struct {
     int ntj;
     int col; /* split by Y's panels rather than by X's row blocks */
     int sparse;             /* X's zeros skipped (xlists_panel) */
+    int xin;                /* X read in place (xin_panel) where it can be */
     struct xlists *xlists; /* then one per thread */
 } pg_team;
 
@@ -521,6 +522,63 @@ static void xlists_panel(const pg_team *tm, xlists *xl, int i0, int pc, int kc, 
     }
 }
 
+int pg_xin_mode = 1;
+long pg_xin_runs;
+
+/* Row panel i0's K block pc (kc values) against the Y panels jp0 .. jp1 − 1
+ * of column block jc (panel jp at yp + jp · ypan, with ym and ys[jp]), X
+ * read in place where the context can (pg_xin_ukr: a forward product, X raw
+ * with its rows contiguous): no packing, only the statistics, X's rows then
+ * streamed by the kernel as the pack would have read them. A tile whose
+ * range is not safe takes the checked path. Returns 0, having done
+ * nothing, where the panel must be packed (an infinity or a NaN, zeros
+ * among nonzero values in a row: the kernels' masks). Each tile is the same
+ * sums in the same order as run_tile's: from +0 over the block, then added
+ * to C. */
+static int xin_panel(const pg_team *tm, int i0, int pc, int kc, int add, int jc, int jp0,
+                     int jp1, const uint32_t *yp, const int32_t *ym, const pg_stats *ys,
+                     size_t ypan, float *ct, long *runs)
+{
+    const pg_problem *pr = tm->pr;
+    const pg_xin_ukr *xi = &tm->cx->xin;
+    const int MR = tm->MR, NR = tm->NR;
+    const int mr = pr->m - i0 < MR ? pr->m - i0 : MR;
+    const float *x = pr->x.p + (long)i0 * pr->x.rs + pc;
+    pg_stats st;
+    unsigned keep;
+    if (!xi->stats(x, pr->x.rs, mr, kc, &st, &keep))
+        return 0;
+    pg_xin_kernel kern = NR == tm->cx->fwd.nr ? xi->wide : xi->narrow;
+    for (int jp = jp0; jp < jp1; jp++) {
+        int j0 = jc + jp * NR, nr = pr->n - j0 < NR ? pr->n - j0 : NR;
+        size_t at = (size_t)jp * ypan;
+        if (!pg_panels_safe(pr, &st, &ys[jp])) {
+            checked_tile(pr, i0, mr, j0, nr, NR, pc, kc, ct);
+            pg_write_tile(pr, i0, mr, j0, nr, NR, ct, add);
+            continue;
+        }
+        int direct = pr->cs_c == 1;
+        float *c = direct ? pr->c + (long)i0 * pr->rs_c + j0 : ct;
+        kern(kc, x, pr->x.rs, keep, mr, yp + at, ys[jp].zero ? ym + at : NULL, nr, c,
+             direct ? pr->rs_c : NR, direct && add);
+        if (!direct)
+            pg_write_tile(pr, i0, mr, j0, nr, NR, ct, add);
+        ++*runs;
+    }
+    return 1;
+}
+
+/* a thread's count of the tiles xin_panel ran into pg_xin_runs, once (an
+ * atomic add per panel, on a line both threads write, cost 1% of a
+ * translation step) */
+static void xin_count(long runs)
+{
+    if (runs) {
+#pragma omp atomic
+        pg_xin_runs += runs;
+    }
+}
+
 /* Packs Y's panel for the sparse loops: with its row of zeros at the end */
 static void pack_y_sparse(const pg_problem *pr, pg_pack_fn fn, int j0, int nr, int NR, int p0,
                           int kc, size_t ypan, uint32_t *yp, int32_t *ym, pg_stats *s)
@@ -555,6 +613,7 @@ static void team_run(const pg_team *tm, int tid, int nt)
      * block's panels must not reach into another thread's) */
     const size_t ypan = (size_t)NR * ((kd < KC ? kd : KC) + tm->sparse);
     xlists *xl = tm->sparse ? tm->xlists + tid : NULL;
+    long xin_runs = 0;
     for (int jc = 0; jc < n; jc += NC) {
         int nc = n - jc < NC ? n - jc : NC;
         int npan = ceil_div(nc, NR);
@@ -591,7 +650,7 @@ static void team_run(const pg_team *tm, int tid, int nt)
                     xm = plan->xm + at * MR * KC;
                     xs = plan->xs + at;
                 }
-                if (!plan && !tm->sparse)
+                if (!plan && !tm->sparse && !tm->xin)
                     pack_x_block(tm, ic, mcb, pc, kc, xp, xm, xs, xstage);
                 /* a gradient's T tiles: packed by the thread that
                  * computes them, before their first K block, the block's
@@ -611,8 +670,15 @@ static void team_run(const pg_team *tm, int tid, int nt)
                 for (int ip = 0; ip < nxp; ip++) {
                     int i0 = ic + ip * MR;
                     size_t xstride = plan ? (size_t)MR * KC : (size_t)MR * kc;
-                    const uint32_t *xpp = xp + (size_t)ip * xstride;
-                    const int32_t *xmp = xm + (size_t)ip * xstride;
+                    uint32_t *xpp = xp + (size_t)ip * xstride;
+                    int32_t *xmp = xm + (size_t)ip * xstride;
+                    if (tm->xin) { /* X in place, or this panel packed */
+                        if (xin_panel(tm, i0, pc, kc, add, jc, jp0, jp1, yp, ym, ys, ypan, ct,
+                                      &xin_runs))
+                            continue;
+                        pg_pack_x(pr, tm->packer, i0, m - i0 < MR ? m - i0 : MR, MR, pc, kc, xpp,
+                                  xmp, &xs[ip]);
+                    }
                     for (int jp = jp0; jp < jp1; jp++)
                         run_tile(tm, i0, jc + jp * NR, pc, kc, add, xpp, xmp, &xs[ip],
                                  yp + (size_t)jp * ypan, ym + (size_t)jp * ypan, &ys[jp], ct);
@@ -626,6 +692,7 @@ static void team_run(const pg_team *tm, int tid, int nt)
             }
         }
     }
+    xin_count(xin_runs);
 }
 
 /* A forward product whose Y is narrow (a few column panels: a linear
@@ -651,6 +718,7 @@ static void team_run_narrow(const pg_team *tm, int tid, int nt)
     pg_stats *xs = tm->xsbuf + (size_t)tid * tm->nx_panels;
     float ct[PG_TILE_MAX] __attribute__((aligned(64)));
     xlists *xl = tm->sparse ? tm->xlists + tid : NULL;
+    long xin_runs = 0;
     /* Y's panels (K block kb, column panel jp) at (kb · npan + jp) · ypan:
      * a contiguous share each */
     int per = ceil_div(ntot, nt), lo = tid * per, hi = lo + per < ntot ? lo + per : ntot;
@@ -680,6 +748,11 @@ static void team_run_narrow(const pg_team *tm, int tid, int nt)
                              tm->ym + at * ypan, tm->ys + at, ypan, xp, xm, xs, ct);
                 continue;
             }
+            if (tm->xin && xin_panel(tm, i0, pc, kc, add, 0, 0, npan,
+                                     tm->yp + (size_t)kb * npan * ypan,
+                                     tm->ym + (size_t)kb * npan * ypan, tm->ys + (size_t)kb * npan,
+                                     ypan, ct, &xin_runs))
+                continue;
             pg_pack_x(pr, tm->packer, i0, mr, MR, pc, kc, xp, xm, xs);
             for (int jp = 0; jp < npan; jp++) {
                 size_t q = (size_t)kb * npan + jp;
@@ -688,6 +761,7 @@ static void team_run_narrow(const pg_team *tm, int tid, int nt)
             }
         }
     }
+    xin_count(xin_runs);
 }
 
 /* Whether a problem takes team_run_narrow: a forward product without a
@@ -978,6 +1052,8 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
                   .xmbuf = xmbuf, .xsbuf = xsbuf, .xstage = xstage, .xsize = xsize,
                   .nx_panels = nx_panels, .tbuf = tbuf, .tnan = tnan, .pack_tile = cx->pack_tile,
                   .ntj = ntj, .col = col, .cx = cx, .sparse = sparse,
+                  .xin = pg_xin_mode && cx->xin.stats && pr->kind == PG_FWD && !plan &&
+                         !sparse && x_role(pr) == ROLE_RAW && pr->x.cs == 1 && MR == cx->fwd.mr,
                   .xlists = xl};
     /* one thread: no team at all (a team of one still pays a futex system
      * call at each of its barriers, thousands per training step) */

@@ -268,6 +268,29 @@ typedef struct {
     pg_xrow_grad_kernel gwide_a, gnarrow_a, gwide_b, gnarrow_b; /* NR = grad.nr, grad_narrow.nr */
 } pg_xrows_ukr;
 
+/* A forward product's X panel read in place instead of packed (AVX-512;
+ * X raw with its rows contiguous: gemm_driver.c's xin_panel). stats makes
+ * the statistics of rows r < mr of X(r, p) = x[r·rs + p], p < kc, as the
+ * pack would for the values that count (pg_stats, no padding rows), and
+ * the rows that hold a nonzero value in keep (bit r); it returns 0 where
+ * the panel must be packed instead: an infinity or a NaN, or a row holding
+ * both zeros (or subnormals) and nonzero values. The kernel then sums an
+ * MR × 16·nh tile (MR = fwd.mr) from +0 as the packed forward kernel does:
+ * each term X's bits plus those of Y's packed panel yp (with its masks ym,
+ * NULL when it holds no zero), a row outside keep adding nothing (a
+ * gradient's padding tokens); its first mvalid rows and nvalid columns
+ * stored to c (row r at c + r·ldc), added to what is there if add (rows
+ * past mvalid read row 0's values, never stored). */
+typedef int (*pg_xin_stats_fn)(const float *x, long rs, int mr, int kc, pg_stats *st,
+                               unsigned *keep);
+typedef void (*pg_xin_kernel)(int kc, const float *x, long rs, unsigned keep, int mvalid,
+                              const uint32_t *yp, const int32_t *ym, int nvalid, float *c,
+                              long ldc, int add);
+typedef struct {
+    pg_xin_stats_fn stats;       /* NULL where there are none */
+    pg_xin_kernel wide, narrow; /* NR = fwd.nr, fwd_narrow.nr */
+} pg_xin_ukr;
+
 typedef struct {
     pg_xlist_build_fn build;        /* NULL where there are none */
     pg_xsparse_kernel wide, narrow; /* the forward form, MR = fwd_xdirect.mr */
@@ -283,6 +306,10 @@ enum { PG_XSPARSE_NUM = 13, PG_XSPARSE_DEN = 16 };
 enum { PG_XSPARSE_AUTO, PG_XSPARSE_NEVER, PG_XSPARSE_ALWAYS };
 extern int pg_xsparse_mode;
 extern long pg_xsparse_runs; /* the products that took them, for the tests */
+/* X read in place (xin_panel): on (the default) or off, for the tests; the
+ * tiles that took it */
+extern int pg_xin_mode;
+extern long pg_xin_runs;
 
 /* Cache blocking: KC values of the reduction per packed panel, MC rows of X
  * and NC columns of Y per block. KC fixes the order of the float sums, so it
@@ -321,6 +348,7 @@ typedef struct pg_cntx {
     pg_grad_xdirect_ukr grad_xdirect; /* the same for exact weight gradients */
     pg_xsparse_ukr xsparse;           /* both, X's zeros skipped; zeroed where none */
     pg_xrows_ukr xrows;               /* forward, X's zeros skipped; zeroed where none */
+    pg_xin_ukr xin;                   /* forward, X in place; zeroed where none */
     fd_ukr fdirect;                  /* float, B in place */
     pg_pack_fn pack;
     pg_pack_tile_fn pack_tile;

@@ -543,6 +543,111 @@ XROW_GRAD(xrow_grad_a_6x16, 1, 1)
 XROW_GRAD(xrow_grad_b_6x32, 2, 0)
 XROW_GRAD(xrow_grad_b_6x16, 1, 0)
 
+/* pg_xin_stats_fn (gemm_internal.h): the panel's rows through the pack's
+ * classify and its statistics' accumulators, one set per row, merged over
+ * the rows that hold a nonzero value; a short last step masked and filled
+ * with the row's first value (counted already: the statistics do not
+ * move) */
+static int xin_stats(const float *x, long rs, int mr, int kc, pg_stats *st, unsigned *keep)
+{
+    pg_acc pa = PG_ACC_INIT;
+    const pg_pv none = (pg_pv){0};
+    unsigned kp = 0;
+    for (int r = 0; r < mr; r++) {
+        const float *row = x + r * rs;
+        pg_acc a = PG_ACC_INIT;
+        int p = 0;
+        for (; p + PG_VL <= kc; p += PG_VL) {
+            pg_pv u;
+            memcpy(&u, row + p, sizeof u);
+            (void)classify(u, none, &a);
+        }
+        if (p < kc) {
+            __mmask16 km = (__mmask16)((1u << (kc - p)) - 1);
+            __m512i fill = _mm512_set1_epi32((int)as_bits(row[0]));
+            (void)classify((pg_pv)_mm512_mask_loadu_epi32(fill, km, row + p), none, &a);
+        }
+        if (_mm512_reduce_max_epi32((__m512i)a.hi) < 0)
+            continue; /* every value of the row is zero: skipped whole */
+        if (_mm512_reduce_min_epi32((__m512i)a.neg) < 0)
+            return 0; /* a zero among nonzero values */
+        pa.lo = PG_MINU(pa.lo, a.lo);
+        pa.hi = PG_MAXS(pa.hi, a.hi);
+        kp |= 1u << r;
+    }
+    int32_t emin, emax, zero;
+    if (acc_reduce(&pa, &emin, &emax, &zero))
+        return 0; /* an infinity or a NaN */
+    st->emin = emin - 127;
+    st->emax = emax - 127;
+    st->zero = 0;
+    st->special = 0;
+    *keep = kp;
+    return 1;
+}
+
+/* pg_xin_kernel: fwd_body with X's rows read in place (one broadcast from
+ * each row per reduction index), a row outside keep skipped whole (the
+ * packed kernel's merge-masked add of a zero row); the tile's first mvalid
+ * rows and nvalid columns stored, added to C if add */
+static inline __attribute__((always_inline)) void
+xin_body(int kc, const float *x, long rs, unsigned keep, int mvalid, const uint32_t *yp,
+         const int32_t *ym, int nvalid, float *c, long ldc, int add, const int nh, const int my,
+         const int mx)
+{
+    const int nr = 16 * nh;
+    const float *xr[FMR];
+    __mmask16 kx[FMR];
+    __m512 acc[FMR][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < FMR; r++) {
+        xr[r] = x + (r < mvalid ? r : 0) * rs;
+        kx[r] = (__mmask16)(keep >> r & 1 ? 0xFFFF : 0);
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    }
+    for (int p = 0; p < kc; p++) {
+        __m512i y[2];
+        __mmask16 ky[2];
+        load_y(yp + p * nr, ym + p * nr, nh, my, y, ky);
+#pragma GCC unroll 8
+        for (int r = 0; r < FMR; r++) {
+            __m512i xb = _mm512_castps_si512(_mm512_set1_ps(xr[r][p]));
+            for (int h = 0; h < nh; h++) {
+                __m512i t = my ? _mm512_maskz_add_epi32(ky[h], xb, y[h]) : _mm512_add_epi32(xb, y[h]);
+                acc_add(&acc[r][h], t, mx, kx[r]);
+            }
+        }
+    }
+    if (mvalid == FMR && nvalid == nr) {
+        store_rows(acc, FMR, nh, c, ldc, add);
+    } else {
+        __mmask16 km[2];
+        tile_masks(nvalid, km);
+        tile_store_add(c, ldc, acc, km, mvalid, FMR, nh, add);
+    }
+}
+
+/* specialised for Y's masks (ym) and for rows skipped (some valid row
+ * outside keep) */
+#define XIN(name, nh)                                                                           \
+    static void name(int kc, const float *x, long rs, unsigned keep, int mvalid,               \
+                     const uint32_t *yp, const int32_t *ym, int nvalid, float *c, long ldc,     \
+                     int add)                                                                   \
+    {                                                                                           \
+        const unsigned all = (1u << mvalid) - 1;                                                \
+        const int mx = (keep & all) != all;                                                     \
+        if (ym && mx)                                                                           \
+            xin_body(kc, x, rs, keep, mvalid, yp, ym, nvalid, c, ldc, add, nh, 1, 1);           \
+        else if (ym)                                                                            \
+            xin_body(kc, x, rs, keep, mvalid, yp, ym, nvalid, c, ldc, add, nh, 1, 0);           \
+        else if (mx)                                                                            \
+            xin_body(kc, x, rs, keep, mvalid, yp, ym, nvalid, c, ldc, add, nh, 0, 1);           \
+        else                                                                                    \
+            xin_body(kc, x, rs, keep, mvalid, yp, ym, nvalid, c, ldc, add, nh, 0, 0);           \
+    }
+XIN(xin_8x32, 2)
+XIN(xin_8x16, 1)
+
 #define GMR 6
 #define GNR 32
 
@@ -671,6 +776,7 @@ const pg_cntx pg_cntx_avx512 = {
     .xsparse = {xlist_build, xsparse_8x32, xsparse_8x16, grad_xsparse_6x32, grad_xsparse_6x16},
     .xrows = {xrow_build, xrow_8x32, xrow_8x16, xrow_grad_a_6x32, xrow_grad_a_6x16,
               xrow_grad_b_6x32, xrow_grad_b_6x16},
+    .xin = {xin_stats, xin_8x32, xin_8x16},
     .fdirect = {8, 32, fd_8x32_avx512, fd_8x16_avx512},
     .pack = pack_panel,
     .pack_tile = pack_tile,
