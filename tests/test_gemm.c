@@ -997,6 +997,102 @@ static void test_forward_x_in_place(void **state)
         assert_true(pg_xin_runs > runs0); /* the in-place path ran */
 }
 
+/* The exact gradients with grad A's X (dC) read in place (AVX-512) against
+ * the scalar kernels, bit for bit, and with the path off: dC dense, with
+ * rows of zeros (padding tokens), with zeros among a row's values, with
+ * wild values in A and B; B by rows or transposed; offset, beta, 1-3
+ * threads. */
+static void test_exact_grad_a_x_in_place(void **state)
+{
+    (void)state;
+    static const int shapes[][3] = {{300, 64, 128}, {97, 130, 200}, {61, 33, 250},
+                                    {400, 128, 64}, {36, 300, 70}};
+    enum { DENSE, ZERO_ROWS, MIXED, WILD, NKIND };
+    tu_rng r = {tu_seed() ^ 0x9a7};
+    long runs0 = pg_xin_runs;
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
+        for (int kind = 0; kind < NKIND; kind++) {
+            int m = shapes[sh][0], n = shapes[sh][1], k = shapes[sh][2];
+            int trans = (int)((sh + kind) % 2), wild = kind == WILD;
+            float *A = malloc(4L * m * k), *B = malloc(4L * k * n), *DC = malloc(4L * m * n);
+            float *Bs = malloc(4L * k * n);
+            float *want[2], *got[2], *init[2];
+            long len[2] = {(long)m * k, (long)k * n};
+            assert_true(A && B && DC && Bs);
+            for (int o = 0; o < 2; o++) {
+                want[o] = malloc(4L * len[o]);
+                got[o] = malloc(4L * len[o]);
+                init[o] = malloc(4L * len[o]);
+                assert_true(want[o] && got[o] && init[o]);
+                fill_values(&r, init[o], len[o]);
+            }
+            for (long i = 0; i < (long)m * k; i++)
+                A[i] = draw(&r, 1, wild && tu_u32(&r) % 64 == 0);
+            for (long i = 0; i < (long)k * n; i++)
+                B[i] = draw(&r, 0, wild && tu_u32(&r) % 64 == 0);
+            for (int i = 0; i < m; i++) {
+                int zrow = kind == ZERO_ROWS && tu_u32(&r) % 4 == 0;
+                int mixed = kind == MIXED && tu_u32(&r) % 8 == 0;
+                for (int j = 0; j < n; j++) {
+                    float v = draw(&r, 0, 0);
+                    if (zrow || (mixed && tu_u32(&r) % 16 == 0))
+                        v = tu_u32(&r) & 1 ? 0.0f : -0.0f;
+                    DC[(long)i * n + j] = v;
+                }
+            }
+            float off = sh % 2 ? 1.0552f : 1.0f, beta = (float)((sh + kind) % 2);
+            nomul_op_cfg cfg = pam_cfg(off, 0);
+            CBLAS_TRANSPOSE tb = trans ? CblasTrans : CblasNoTrans;
+            int ldb = trans ? k : n;
+            for (int p = 0; p < k; p++)
+                for (int j = 0; j < n; j++)
+                    Bs[trans ? (long)j * k + p : (long)p * n + j] = B[(long)p * n + j];
+            nomul_isa_set(NOMUL_ISA_SCALAR);
+            nomul_set_num_threads(1);
+            for (int o = 0; o < 2; o++)
+                memcpy(want[o], init[o], 4L * len[o]);
+            nomul_gemm_backward(&cfg, CblasRowMajor, CblasNoTrans, tb, m, n, k, A, k, Bs, ldb, DC,
+                                n, beta, want[0], k, want[1], ldb);
+            nomul_isa_set(nomul_isa_max());
+            for (int mode = 1; mode >= 0; mode--) {
+                pg_xin_mode = mode;
+                for (int t = 1; t <= 3; t++) {
+                    nomul_set_num_threads(t);
+                    for (int o = 0; o < 2; o++)
+                        memcpy(got[o], init[o], 4L * len[o]);
+                    nomul_gemm_backward(&cfg, CblasRowMajor, CblasNoTrans, tb, m, n, k, A, k, Bs,
+                                        ldb, DC, n, beta, got[0], k, got[1], ldb);
+                    static const char *what[] = {"dA", "dB"};
+                    for (int o = 0; o < 2; o++)
+                        for (long i = 0; i < len[o]; i++)
+                            if (tu_bits(got[o][i]) != tu_bits(want[o][i]) &&
+                                !(isnan(got[o][i]) && isnan(want[o][i])))
+                                FAIL_SEED("%dx%dx%d dC kind %d B %s off %g beta %g in place %d "
+                                          "isa=%s threads %d: %s[%ld] = %a, the scalar kernels' "
+                                          "%a",
+                                          m, n, k, kind, trans ? "transposed" : "by rows",
+                                          (double)off, (double)beta, mode,
+                                          nomul_isa_name(nomul_isa_active()), t, what[o], i,
+                                          (double)got[o][i], (double)want[o][i]);
+                }
+            }
+            pg_xin_mode = 1;
+            for (int o = 0; o < 2; o++) {
+                free(want[o]);
+                free(got[o]);
+                free(init[o]);
+            }
+            free(A);
+            free(B);
+            free(Bs);
+            free(DC);
+        }
+    nomul_isa_set(nomul_isa_max());
+    nomul_set_num_threads(0);
+    if (nomul_isa_max() == NOMUL_ISA_AVX512)
+        assert_true(pg_xin_runs > runs0);
+}
+
 static void test_forward_sparse_x(void **state)
 {
     (void)state;
@@ -1404,6 +1500,7 @@ int main(void)
         cmocka_unit_test(test_forward_order_of_sums),
         cmocka_unit_test(test_forward_sparse_x),
         cmocka_unit_test(test_forward_x_in_place),
+        cmocka_unit_test(test_exact_grad_a_x_in_place),
         cmocka_unit_test(test_exact_grads_sparse),
         cmocka_unit_test(test_backward_helper),
         cmocka_unit_test(test_standard_is_sgemm),

@@ -527,8 +527,10 @@ long pg_xin_runs;
 
 /* Row panel i0's K block pc (kc values) against the Y panels jp0 .. jp1 − 1
  * of column block jc (panel jp at yp + jp · ypan, with ym and ys[jp]), X
- * read in place where the context can (pg_xin_ukr: a forward product, X raw
- * with its rows contiguous): no packing, only the statistics, X's rows then
+ * read in place where the context can (pg_xin_ukr: a forward product or an
+ * exact gradient's grad A, X raw with its rows contiguous; the gradient's
+ * T tiles packed by team_run as for run_tile): no packing, only the
+ * statistics, X's rows then
  * streamed by the kernel as the pack would have read them. A tile whose
  * range is not safe takes the checked path. Returns 0, having done
  * nothing, where the panel must be packed (an infinity or a NaN, zeros
@@ -548,19 +550,28 @@ static int xin_panel(const pg_team *tm, int i0, int pc, int kc, int add, int jc,
     unsigned keep;
     if (!xi->stats(x, pr->x.rs, mr, kc, &st, &keep))
         return 0;
-    pg_xin_kernel kern = NR == tm->cx->fwd.nr ? xi->wide : xi->narrow;
+    const int grad = pr->kind == PG_GRAD_A;
+    const int wide = NR == (grad ? tm->cx->grad.nr : tm->cx->fwd.nr);
+    pg_xin_kernel kern = wide ? xi->wide : xi->narrow;
+    pg_xin_grad_kernel gkern = wide ? xi->gwide_a : xi->gnarrow_a;
     for (int jp = jp0; jp < jp1; jp++) {
         int j0 = jc + jp * NR, nr = pr->n - j0 < NR ? pr->n - j0 : NR;
         size_t at = (size_t)jp * ypan;
-        if (!pg_panels_safe(pr, &st, &ys[jp])) {
+        long tix = (long)(i0 / MR) * tm->ntj + j0 / NR;
+        if (!pg_panels_safe(pr, &st, &ys[jp]) || (tm->tnan && tm->tnan[tix])) {
             checked_tile(pr, i0, mr, j0, nr, NR, pc, kc, ct);
             pg_write_tile(pr, i0, mr, j0, nr, NR, ct, add);
             continue;
         }
         int direct = pr->cs_c == 1;
         float *c = direct ? pr->c + (long)i0 * pr->rs_c + j0 : ct;
-        kern(kc, x, pr->x.rs, keep, mr, yp + at, ys[jp].zero ? ym + at : NULL, nr, c,
-             direct ? pr->rs_c : NR, direct && add);
+        const int32_t *yma = ys[jp].zero ? ym + at : NULL;
+        if (grad)
+            gkern(kc, x, pr->x.rs, keep, mr, yp + at, yma, tm->tbuf + tix * MR * NR, nr, c,
+                  direct ? pr->rs_c : NR, direct && add);
+        else
+            kern(kc, x, pr->x.rs, keep, mr, yp + at, yma, nr, c, direct ? pr->rs_c : NR,
+                 direct && add);
         if (!direct)
             pg_write_tile(pr, i0, mr, j0, nr, NR, ct, add);
         ++*runs;
@@ -1052,8 +1063,10 @@ int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
                   .xmbuf = xmbuf, .xsbuf = xsbuf, .xstage = xstage, .xsize = xsize,
                   .nx_panels = nx_panels, .tbuf = tbuf, .tnan = tnan, .pack_tile = cx->pack_tile,
                   .ntj = ntj, .col = col, .cx = cx, .sparse = sparse,
-                  .xin = pg_xin_mode && cx->xin.stats && pr->kind == PG_FWD && !plan &&
-                         !sparse && x_role(pr) == ROLE_RAW && pr->x.cs == 1 && MR == cx->fwd.mr,
+                  .xin = pg_xin_mode && cx->xin.stats && !plan && !sparse &&
+                         x_role(pr) == ROLE_RAW && pr->x.cs == 1 &&
+                         ((pr->kind == PG_FWD && MR == cx->fwd.mr) ||
+                          (pr->kind == PG_GRAD_A && MR == cx->grad.mr)),
                   .xlists = xl};
     /* one thread: no team at all (a team of one still pays a futex system
      * call at each of its barriers, thousands per training step) */

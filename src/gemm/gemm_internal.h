@@ -268,8 +268,8 @@ typedef struct {
     pg_xrow_grad_kernel gwide_a, gnarrow_a, gwide_b, gnarrow_b; /* NR = grad.nr, grad_narrow.nr */
 } pg_xrows_ukr;
 
-/* A forward product's X panel read in place instead of packed (AVX-512;
- * X raw with its rows contiguous: gemm_driver.c's xin_panel). stats makes
+/* A forward product's (or an exact grad A's) X panel read in place instead
+ * of packed (AVX-512; X raw with its rows contiguous: gemm_driver.c's xin_panel). stats makes
  * the statistics of rows r < mr of X(r, p) = x[r·rs + p], p < kc, as the
  * pack would for the values that count (pg_stats, no padding rows), and
  * the rows that hold a nonzero value in keep (bit r); it returns 0 where
@@ -286,9 +286,16 @@ typedef int (*pg_xin_stats_fn)(const float *x, long rs, int mr, int kc, pg_stats
 typedef void (*pg_xin_kernel)(int kc, const float *x, long rs, unsigned keep, int mvalid,
                               const uint32_t *yp, const int32_t *ym, int nvalid, float *c,
                               long ldc, int add);
+/* The exact gradient's grad-A form of it (X = dC, raw): grad_body's terms,
+ * ((y + t) & sign|exp) + x with tile the MR × 16·nh T values (MR =
+ * grad.mr), as the packed kernel's */
+typedef void (*pg_xin_grad_kernel)(int kc, const float *x, long rs, unsigned keep, int mvalid,
+                                   const uint32_t *yp, const int32_t *ym, const uint32_t *tile,
+                                   int nvalid, float *c, long ldc, int add);
 typedef struct {
     pg_xin_stats_fn stats;       /* NULL where there are none */
     pg_xin_kernel wide, narrow; /* NR = fwd.nr, fwd_narrow.nr */
+    pg_xin_grad_kernel gwide_a, gnarrow_a; /* NR = grad.nr, grad_narrow.nr */
 } pg_xin_ukr;
 
 typedef struct {

@@ -586,67 +586,94 @@ static int xin_stats(const float *x, long rs, int mr, int kc, pg_stats *st, unsi
     return 1;
 }
 
-/* pg_xin_kernel: fwd_body with X's rows read in place (one broadcast from
- * each row per reduction index), a row outside keep skipped whole (the
- * packed kernel's merge-masked add of a zero row); the tile's first mvalid
+/* pg_xin_kernel: fwd_body (or, grad, grad_body's grad A: ((y + t) & sign|exp)
+ * + x, the T tile in registers) with X's rows read in place, one broadcast
+ * from each row per reduction index, a row outside keep skipped whole (the
+ * packed kernels' merge-masked add of a zero row); the tile's first mvalid
  * rows and nvalid columns stored, added to C if add */
 static inline __attribute__((always_inline)) void
 xin_body(int kc, const float *x, long rs, unsigned keep, int mvalid, const uint32_t *yp,
-         const int32_t *ym, int nvalid, float *c, long ldc, int add, const int nh, const int my,
-         const int mx)
+         const int32_t *ym, const uint32_t *tile, int nvalid, float *c, long ldc, int add,
+         const int MR, const int nh, const int my, const int mx, const int grad)
 {
     const int nr = 16 * nh;
+    const __m512i se = _mm512_set1_epi32((int)PG_SIGN_EXP);
     const float *xr[FMR];
     __mmask16 kx[FMR];
     __m512 acc[FMR][2];
+    __m512i t[FMR][2];
 #pragma GCC unroll 8
-    for (int r = 0; r < FMR; r++) {
+    for (int r = 0; r < MR; r++) {
         xr[r] = x + (r < mvalid ? r : 0) * rs;
         kx[r] = (__mmask16)(keep >> r & 1 ? 0xFFFF : 0);
-        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+        for (int h = 0; h < nh; h++) {
+            acc[r][h] = _mm512_setzero_ps();
+            if (grad)
+                t[r][h] = _mm512_loadu_si512(tile + r * nr + 16 * h);
+        }
     }
     for (int p = 0; p < kc; p++) {
         __m512i y[2];
         __mmask16 ky[2];
         load_y(yp + p * nr, ym + p * nr, nh, my, y, ky);
 #pragma GCC unroll 8
-        for (int r = 0; r < FMR; r++) {
+        for (int r = 0; r < MR; r++) {
             __m512i xb = _mm512_castps_si512(_mm512_set1_ps(xr[r][p]));
             for (int h = 0; h < nh; h++) {
-                __m512i t = my ? _mm512_maskz_add_epi32(ky[h], xb, y[h]) : _mm512_add_epi32(xb, y[h]);
-                acc_add(&acc[r][h], t, mx, kx[r]);
+                __m512i a = grad ? _mm512_and_si512(_mm512_add_epi32(y[h], t[r][h]), se) : xb;
+                __m512i o = grad ? xb : y[h];
+                __m512i u = my ? _mm512_maskz_add_epi32(ky[h], a, o) : _mm512_add_epi32(a, o);
+                acc_add(&acc[r][h], u, mx, kx[r]);
             }
         }
     }
-    if (mvalid == FMR && nvalid == nr) {
-        store_rows(acc, FMR, nh, c, ldc, add);
+    if (mvalid == MR && nvalid == nr) {
+        store_rows(acc, MR, nh, c, ldc, add);
     } else {
         __mmask16 km[2];
         tile_masks(nvalid, km);
-        tile_store_add(c, ldc, acc, km, mvalid, FMR, nh, add);
+        tile_store_add(c, ldc, acc, km, mvalid, MR, nh, add);
     }
 }
 
 /* specialised for Y's masks (ym) and for rows skipped (some valid row
  * outside keep) */
+#define XIN_BODY(MR, nh, grad)                                                                  \
+    do {                                                                                        \
+        const unsigned all_ = (1u << mvalid) - 1;                                               \
+        const int mx_ = (keep & all_) != all_;                                                  \
+        if (ym && mx_)                                                                          \
+            xin_body(kc, x, rs, keep, mvalid, yp, ym, tile, nvalid, c, ldc, add, MR, nh, 1, 1,  \
+                     grad);                                                                     \
+        else if (ym)                                                                            \
+            xin_body(kc, x, rs, keep, mvalid, yp, ym, tile, nvalid, c, ldc, add, MR, nh, 1, 0,  \
+                     grad);                                                                     \
+        else if (mx_)                                                                           \
+            xin_body(kc, x, rs, keep, mvalid, yp, ym, tile, nvalid, c, ldc, add, MR, nh, 0, 1,  \
+                     grad);                                                                     \
+        else                                                                                    \
+            xin_body(kc, x, rs, keep, mvalid, yp, ym, tile, nvalid, c, ldc, add, MR, nh, 0, 0,  \
+                     grad);                                                                     \
+    } while (0)
 #define XIN(name, nh)                                                                           \
     static void name(int kc, const float *x, long rs, unsigned keep, int mvalid,               \
                      const uint32_t *yp, const int32_t *ym, int nvalid, float *c, long ldc,     \
                      int add)                                                                   \
     {                                                                                           \
-        const unsigned all = (1u << mvalid) - 1;                                                \
-        const int mx = (keep & all) != all;                                                     \
-        if (ym && mx)                                                                           \
-            xin_body(kc, x, rs, keep, mvalid, yp, ym, nvalid, c, ldc, add, nh, 1, 1);           \
-        else if (ym)                                                                            \
-            xin_body(kc, x, rs, keep, mvalid, yp, ym, nvalid, c, ldc, add, nh, 1, 0);           \
-        else if (mx)                                                                            \
-            xin_body(kc, x, rs, keep, mvalid, yp, ym, nvalid, c, ldc, add, nh, 0, 1);           \
-        else                                                                                    \
-            xin_body(kc, x, rs, keep, mvalid, yp, ym, nvalid, c, ldc, add, nh, 0, 0);           \
+        const uint32_t *tile = NULL;                                                            \
+        XIN_BODY(FMR, nh, 0);                                                                   \
+    }
+#define XIN_GRAD(name, nh)                                                                      \
+    static void name(int kc, const float *x, long rs, unsigned keep, int mvalid,               \
+                     const uint32_t *yp, const int32_t *ym, const uint32_t *tile, int nvalid,   \
+                     float *c, long ldc, int add)                                               \
+    {                                                                                           \
+        XIN_BODY(6, nh, 1);                                                                     \
     }
 XIN(xin_8x32, 2)
 XIN(xin_8x16, 1)
+XIN_GRAD(xin_grad_a_6x32, 2)
+XIN_GRAD(xin_grad_a_6x16, 1)
 
 #define GMR 6
 #define GNR 32
@@ -776,7 +803,7 @@ const pg_cntx pg_cntx_avx512 = {
     .xsparse = {xlist_build, xsparse_8x32, xsparse_8x16, grad_xsparse_6x32, grad_xsparse_6x16},
     .xrows = {xrow_build, xrow_8x32, xrow_8x16, xrow_grad_a_6x32, xrow_grad_a_6x16,
               xrow_grad_b_6x32, xrow_grad_b_6x16},
-    .xin = {xin_stats, xin_8x32, xin_8x16},
+    .xin = {xin_stats, xin_8x32, xin_8x16, xin_grad_a_6x32, xin_grad_a_6x16},
     .fdirect = {8, 32, fd_8x32_avx512, fd_8x16_avx512},
     .pack = pack_panel,
     .pack_tile = pack_tile,
