@@ -575,6 +575,53 @@ static void test_ln_backward1_matches_operations(void **state)
     nomul_isa_set(nomul_isa_max());
 }
 
+/* Layer norm's approximate backward, first pass (u = PAM(γ, dy), v =
+ * PAM(u, PAD(x − μ, r)), γ by lane), with its normal-range form, against
+ * the operations one at a time, bit for bit, on every instruction set with
+ * the fused passes: x, dy and γ over the whole exponent range with zeros,
+ * subnormals, infinities and NaNs (γ mostly near 1, as trained), r from
+ * 2^-126 to 2^127, an offset now and then (the general form). */
+static void test_ln_approx_pass_matches_operations(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x1A9};
+    enum { NV = 70 };
+    float x[NV], dy[NV], gam[NV], u[NV], v[NV];
+    for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
+        nomul_isa_set((nomul_isa)isa);
+        const nomul_pa_fused *f = nomul_pa_fused_active();
+        if (!f)
+            continue;
+        for (int rep = 0; rep < 3000; rep++) {
+            int n = 1 + (int)(tu_next(&r) % NV), near = rep % 4 != 0;
+            float rr = random_divisor(&r, near), mu = near ? 0.125f : wide_value(&r);
+            float off = rep % 7 == 3 ? 1.0552f : 1.0f;
+            for (int j = 0; j < n; j++) {
+                x[j] = near ? (float)((int)(tu_next(&r) % 2001) - 1000) / 256.0f
+                            : wide_value(&r);
+                dy[j] = near ? (float)((int)(tu_next(&r) % 2001) - 1000) / 4096.0f
+                             : wide_value(&r);
+                gam[j] = rep % 5 == 0 ? wide_value(&r)
+                                      : (float)((int)(tu_next(&r) % 401) - 200) / 128.0f;
+            }
+            f->backward_approx1(n, x, mu, rr, gam, dy, off, u, v);
+            for (int j = 0; j < n; j++) {
+                float h = nomul_pa_div(x[j] - mu, rr);
+                float uj = off != 1.0f ? nomul_pa_mul_off(gam[j], dy[j], off)
+                                       : nomul_pa_mul(gam[j], dy[j]);
+                float vj = off != 1.0f ? nomul_pa_mul_off(uj, h, off) : nomul_pa_mul(uj, h);
+                if (!same_value(u[j], uj) || !same_value(v[j], vj))
+                    FAIL_SEED("%s layer norm approximate pass: x %a, mu %a, r %a, gamma %a, "
+                              "dy %a, off %g: u %a v %a, the operations give %a, %a",
+                              nomul_isa_name(nomul_isa_active()), (double)x[j], (double)mu,
+                              (double)rr, (double)gam[j], (double)dy[j], (double)off,
+                              (double)u[j], (double)v[j], (double)uj, (double)vj);
+            }
+        }
+    }
+    nomul_isa_set(nomul_isa_max());
+}
+
 /* Batch norm's approximate backward, first pass (the fused kernel that
  * stores xh and u and adds Σu, ΣPAM(u, xh), ΣPAM(xh, dy), Σdy into 16
  * lanes; dy through a ReLU's derivative first where its output is given),
@@ -1626,6 +1673,7 @@ int main(void)
         cmocka_unit_test(test_float_batch_norm_in_place_matches_gathered_row),
         cmocka_unit_test(test_ln_output_matches_operations),
         cmocka_unit_test(test_ln_backward1_matches_operations),
+        cmocka_unit_test(test_ln_approx_pass_matches_operations),
         cmocka_unit_test(test_bn_approx_pass_matches_operations),
         cmocka_unit_test(test_offset),
         cmocka_unit_test(test_pa_norm_rows_match_scalar_chain),
