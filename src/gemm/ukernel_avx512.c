@@ -66,43 +66,107 @@ static inline __attribute__((always_inline)) void load_y(const uint32_t *yrow, c
     }
 }
 
-/* The loop body, specialised at compile time for zeros in X (mx: skip the
- * whole row term, merge-masked add), zeros in Y (my: zero the lanes'
- * terms, zero-masked integer add) and the width (nh halves of 16 lanes). */
+#define GMR 6
+#define GNR 32
+
+/* rows r < mvalid of acc (nh halves, lanes on in km) to c (row r at c +
+ * r·ldc), added to what is there if add */
 static inline __attribute__((always_inline)) void
-fwd_body(int kc, const uint32_t *xp, const uint32_t *yp, const int32_t *xm, const int32_t *ym,
-         float *ct, long ldc, int add, const int mx, const int my, const int nh)
+tile_store_add(float *c, long ldc, __m512 (*acc)[2], const __mmask16 *km, int mvalid,
+               const int rows, const int nh, int add)
+{
+#pragma GCC unroll 8
+    for (int r = 0; r < rows; r++)
+        if (r < mvalid)
+            for (int h = 0; h < nh; h++) {
+                float *cr = c + r * ldc + 16 * h;
+                if (add)
+                    acc[r][h] = _mm512_add_ps(acc[r][h], _mm512_maskz_loadu_ps(km[h], cr));
+                _mm512_mask_storeu_ps(cr, km[h], acc[r][h]);
+            }
+}
+
+/* The packed and in-place products' loop body (fwd_8x32, grad_a_6x32, ...,
+ * xin_8x32, xin_grad_a_6x32), specialised at compile time for:
+ *  - the term (grad): the forward's x + y, or an exact gradient's grad A
+ *    ((y + t) & sign|exp) + x (ga) or grad B ((x + t) & sign|exp) + y, t
+ *    the MR × 16·nh tile of T's mantissas, fixed over the reduction and
+ *    held in registers;
+ *  - X's source (inplace): the packed panel xp[p·MR + r], its zero masks xm;
+ *    or X's rows read in place, row r at x + r·rs (rows past mvalid read row
+ *    0's), a row outside keep adding nothing;
+ *  - zeros in X (mx: skip the row's term, merge-masked add), zeros in Y (my:
+ *    zero the lanes' terms, zero-masked integer add), the width (nh halves
+ *    of 16 lanes).
+ * The tile's sums from +0 over the block, stored whole (the packed kernels'
+ * ct or a full tile of C) or, in place, its first mvalid rows and nvalid
+ * columns; added to what is there if add. */
+static inline __attribute__((always_inline)) void
+pam_body(int kc, const uint32_t *xp, const int32_t *xm, const float *x, long rs, unsigned keep,
+         int mvalid, const uint32_t *yp, const int32_t *ym, const uint32_t *tile, int nvalid,
+         float *c, long ldc, int add, const int MR, const int nh, const int mx, const int my,
+         const int grad, const int ga, const int inplace)
 {
     const int nr = 16 * nh;
+    const __m512i se = _mm512_set1_epi32((int)PG_SIGN_EXP);
+    const float *xr[FMR];
+    __mmask16 kx[FMR];
     __m512 acc[FMR][2];
+    __m512i t[FMR][2];
 #pragma GCC unroll 8
-    for (int r = 0; r < FMR; r++)
-        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int r = 0; r < MR; r++) {
+        if (inplace) {
+            xr[r] = x + (r < mvalid ? r : 0) * rs;
+            kx[r] = (__mmask16)(keep >> r & 1 ? 0xFFFF : 0);
+        }
+        for (int h = 0; h < nh; h++) {
+            acc[r][h] = _mm512_setzero_ps();
+            if (grad)
+                t[r][h] = _mm512_loadu_si512(tile + r * nr + 16 * h);
+        }
+    }
     for (int p = 0; p < kc; p++) {
         __m512i y[2];
-        __mmask16 k[2];
-        load_y(yp + p * nr, ym + p * nr, nh, my, y, k);
+        __mmask16 ky[2];
+        load_y(yp + p * nr, ym + p * nr, nh, my, y, ky);
 #pragma GCC unroll 8
-        for (int r = 0; r < FMR; r++) {
-            __m512i x = _mm512_set1_epi32((int)xp[p * FMR + r]);
+        for (int r = 0; r < MR; r++) {
+            __m512i xb = inplace ? _mm512_castps_si512(_mm512_set1_ps(xr[r][p]))
+                                 : _mm512_set1_epi32((int)xp[p * MR + r]);
+            __mmask16 km = !mx ? 0 : inplace ? kx[r] : (__mmask16)xm[p * MR + r];
             for (int h = 0; h < nh; h++) {
-                __m512i t = my ? _mm512_maskz_add_epi32(k[h], x, y[h]) : _mm512_add_epi32(x, y[h]);
-                acc_add(&acc[r][h], t, mx, mx ? (__mmask16)xm[p * FMR + r] : 0);
+                __m512i a = grad ? _mm512_and_si512(_mm512_add_epi32(ga ? y[h] : xb, t[r][h]), se)
+                                 : xb;
+                __m512i o = grad && ga ? xb : y[h];
+                __m512i u = my ? _mm512_maskz_add_epi32(ky[h], a, o) : _mm512_add_epi32(a, o);
+                acc_add(&acc[r][h], u, mx, km);
             }
         }
     }
-    store_rows(acc, FMR, nh, ct, ldc, add);
+    if (!inplace || (mvalid == MR && nvalid == nr)) {
+        store_rows(acc, MR, nh, c, ldc, add);
+    } else {
+        __mmask16 km[2];
+        tile_masks(nvalid, km);
+        tile_store_add(c, ldc, acc, km, mvalid, MR, nh, add);
+    }
 }
+
+/* a packed kernel's body, for its panels' zeros */
+#define PACKED_BODY(MR, nh, grad, ga, mx, my)                                                   \
+    pam_body(kc, xp, xm, NULL, 0, 0, MR, yp, ym, tile, 16 * (nh), ct, ldc, add, MR, nh, mx, my, \
+             grad, ga, 0)
 
 #define FWD_DISPATCH(name, nh)                                                                  \
     static void name(int kc, const uint32_t *xp, const uint32_t *yp, const int32_t *xm,         \
                      const int32_t *ym, int masked, float *ct, long ldc, int add)               \
     {                                                                                           \
+        const uint32_t *tile = NULL;                                                            \
         switch (masked & (PG_ZEROS_X | PG_ZEROS_Y)) {                                           \
-        case 0: fwd_body(kc, xp, yp, xm, ym, ct, ldc, add, 0, 0, nh); break;                    \
-        case PG_ZEROS_X: fwd_body(kc, xp, yp, xm, ym, ct, ldc, add, 1, 0, nh); break;           \
-        case PG_ZEROS_Y: fwd_body(kc, xp, yp, xm, ym, ct, ldc, add, 0, 1, nh); break;           \
-        default: fwd_body(kc, xp, yp, xm, ym, ct, ldc, add, 1, 1, nh); break;                   \
+        case 0: PACKED_BODY(FMR, nh, 0, 0, 0, 0); break;                                        \
+        case PG_ZEROS_X: PACKED_BODY(FMR, nh, 0, 0, 1, 0); break;                               \
+        case PG_ZEROS_Y: PACKED_BODY(FMR, nh, 0, 0, 0, 1); break;                               \
+        default: PACKED_BODY(FMR, nh, 0, 0, 1, 1); break;                                       \
         }                                                                                       \
     }
 FWD_DISPATCH(fwd_8x32, 2)
@@ -265,23 +329,6 @@ static int xlist_build(const float *x, int nlanes, const uint16_t *wmask, const 
                 TERM(r_, s_);                                                                   \
         }                                                                                       \
     } while (0)
-
-/* rows r < mvalid of acc (nh halves, lanes on in km) to c (row r at c +
- * r·ldc), added to what is there if add */
-static inline __attribute__((always_inline)) void
-tile_store_add(float *c, long ldc, __m512 (*acc)[2], const __mmask16 *km, int mvalid,
-               const int rows, const int nh, int add)
-{
-#pragma GCC unroll 8
-    for (int r = 0; r < rows; r++)
-        if (r < mvalid)
-            for (int h = 0; h < nh; h++) {
-                float *cr = c + r * ldc + 16 * h;
-                if (add)
-                    acc[r][h] = _mm512_add_ps(acc[r][h], _mm512_maskz_loadu_ps(km[h], cr));
-                _mm512_mask_storeu_ps(cr, km[h], acc[r][h]);
-            }
-}
 
 /* One list entry's terms for tile row r (xsparse_body) */
 #define XS_TERM(r, s)                                                                           \
@@ -490,7 +537,7 @@ static void xrow_8x16(const uint32_t *vals, const uint32_t *offs, int n, const u
 
 /* pg_xrow_grad_kernel: the tile's lists in lockstep while all run, then
  * each to its end; per entry one broadcast and nh loads of the partner row,
- * a term as grad_body's: grad A ((y + t) & sign|exp) + x, grad B
+ * a term as pam_body's: grad A ((y + t) & sign|exp) + x, grad B
  * ((x + t) & sign|exp) + y */
 #define XG_TERM(r, s)                                                                           \
     do {                                                                                        \
@@ -586,56 +633,7 @@ static int xin_stats(const float *x, long rs, int mr, int kc, pg_stats *st, unsi
     return 1;
 }
 
-/* pg_xin_kernel: fwd_body (or, grad, grad_body's grad A: ((y + t) & sign|exp)
- * + x, the T tile in registers) with X's rows read in place, one broadcast
- * from each row per reduction index, a row outside keep skipped whole (the
- * packed kernels' merge-masked add of a zero row); the tile's first mvalid
- * rows and nvalid columns stored, added to C if add */
-static inline __attribute__((always_inline)) void
-xin_body(int kc, const float *x, long rs, unsigned keep, int mvalid, const uint32_t *yp,
-         const int32_t *ym, const uint32_t *tile, int nvalid, float *c, long ldc, int add,
-         const int MR, const int nh, const int my, const int mx, const int grad)
-{
-    const int nr = 16 * nh;
-    const __m512i se = _mm512_set1_epi32((int)PG_SIGN_EXP);
-    const float *xr[FMR];
-    __mmask16 kx[FMR];
-    __m512 acc[FMR][2];
-    __m512i t[FMR][2];
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; r++) {
-        xr[r] = x + (r < mvalid ? r : 0) * rs;
-        kx[r] = (__mmask16)(keep >> r & 1 ? 0xFFFF : 0);
-        for (int h = 0; h < nh; h++) {
-            acc[r][h] = _mm512_setzero_ps();
-            if (grad)
-                t[r][h] = _mm512_loadu_si512(tile + r * nr + 16 * h);
-        }
-    }
-    for (int p = 0; p < kc; p++) {
-        __m512i y[2];
-        __mmask16 ky[2];
-        load_y(yp + p * nr, ym + p * nr, nh, my, y, ky);
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; r++) {
-            __m512i xb = _mm512_castps_si512(_mm512_set1_ps(xr[r][p]));
-            for (int h = 0; h < nh; h++) {
-                __m512i a = grad ? _mm512_and_si512(_mm512_add_epi32(y[h], t[r][h]), se) : xb;
-                __m512i o = grad ? xb : y[h];
-                __m512i u = my ? _mm512_maskz_add_epi32(ky[h], a, o) : _mm512_add_epi32(a, o);
-                acc_add(&acc[r][h], u, mx, kx[r]);
-            }
-        }
-    }
-    if (mvalid == MR && nvalid == nr) {
-        store_rows(acc, MR, nh, c, ldc, add);
-    } else {
-        __mmask16 km[2];
-        tile_masks(nvalid, km);
-        tile_store_add(c, ldc, acc, km, mvalid, MR, nh, add);
-    }
-}
-
+/* pg_xin_kernel, pg_xin_grad_kernel: pam_body with X's rows in place */
 /* specialised for Y's masks (ym) and for rows skipped (some valid row
  * outside keep) */
 #define XIN_BODY(MR, nh, grad)                                                                  \
@@ -643,17 +641,17 @@ xin_body(int kc, const float *x, long rs, unsigned keep, int mvalid, const uint3
         const unsigned all_ = (1u << mvalid) - 1;                                               \
         const int mx_ = (keep & all_) != all_;                                                  \
         if (ym && mx_)                                                                          \
-            xin_body(kc, x, rs, keep, mvalid, yp, ym, tile, nvalid, c, ldc, add, MR, nh, 1, 1,  \
-                     grad);                                                                     \
+            pam_body(kc, NULL, NULL, x, rs, keep, mvalid, yp, ym, tile, nvalid, c, ldc, add,    \
+                     MR, nh, 1, 1, grad, 1, 1);                                                 \
         else if (ym)                                                                            \
-            xin_body(kc, x, rs, keep, mvalid, yp, ym, tile, nvalid, c, ldc, add, MR, nh, 1, 0,  \
-                     grad);                                                                     \
+            pam_body(kc, NULL, NULL, x, rs, keep, mvalid, yp, ym, tile, nvalid, c, ldc, add,    \
+                     MR, nh, 0, 1, grad, 1, 1);                                                 \
         else if (mx_)                                                                           \
-            xin_body(kc, x, rs, keep, mvalid, yp, ym, tile, nvalid, c, ldc, add, MR, nh, 0, 1,  \
-                     grad);                                                                     \
+            pam_body(kc, NULL, NULL, x, rs, keep, mvalid, yp, ym, tile, nvalid, c, ldc, add,    \
+                     MR, nh, 1, 0, grad, 1, 1);                                                 \
         else                                                                                    \
-            xin_body(kc, x, rs, keep, mvalid, yp, ym, tile, nvalid, c, ldc, add, MR, nh, 0, 0,  \
-                     grad);                                                                     \
+            pam_body(kc, NULL, NULL, x, rs, keep, mvalid, yp, ym, tile, nvalid, c, ldc, add,    \
+                     MR, nh, 0, 0, grad, 1, 1);                                                 \
     } while (0)
 #define XIN(name, nh)                                                                           \
     static void name(int kc, const float *x, long rs, unsigned keep, int mvalid,               \
@@ -668,51 +666,12 @@ xin_body(int kc, const float *x, long rs, unsigned keep, int mvalid, const uint3
                      const uint32_t *yp, const int32_t *ym, const uint32_t *tile, int nvalid,   \
                      float *c, long ldc, int add)                                               \
     {                                                                                           \
-        XIN_BODY(6, nh, 1);                                                                     \
+        XIN_BODY(GMR, nh, 1);                                                                   \
     }
 XIN(xin_8x32, 2)
 XIN(xin_8x16, 1)
 XIN_GRAD(xin_grad_a_6x32, 2)
 XIN_GRAD(xin_grad_a_6x16, 1)
-
-#define GMR 6
-#define GNR 32
-
-/* grad A (ga = 1): u = (y + tile) & sign|exp, term = u + x (x broadcast);
- * grad B (ga = 0): u = (x + tile) & sign|exp, term = u + y. One broadcast
- * serves the nh 16-lane halves of a row; zeros as in fwd_body. */
-static inline __attribute__((always_inline)) void
-grad_body(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
-          const int32_t *xm, const int32_t *ym, float *ct, long ldc, int add, const int ga,
-          const int mx, const int my, const int nh)
-{
-    const int nr = 16 * nh;
-    const __m512i se = _mm512_set1_epi32((int)PG_SIGN_EXP);
-    __m512 acc[GMR][2];
-    __m512i t[GMR][2];
-#pragma GCC unroll 6
-    for (int r = 0; r < GMR; r++)
-        for (int h = 0; h < nh; h++) {
-            acc[r][h] = _mm512_setzero_ps();
-            t[r][h] = _mm512_loadu_si512(tile + r * nr + 16 * h);
-        }
-    for (int p = 0; p < kc; p++) {
-        __m512i y[2];
-        __mmask16 k[2];
-        load_y(yp + p * nr, ym + p * nr, nh, my, y, k);
-#pragma GCC unroll 6
-        for (int r = 0; r < GMR; r++) {
-            __m512i x = _mm512_set1_epi32((int)xp[p * GMR + r]);
-            for (int h = 0; h < nh; h++) {
-                __m512i s_ = _mm512_and_si512(_mm512_add_epi32(ga ? y[h] : x, t[r][h]), se);
-                __m512i o = ga ? x : y[h];
-                __m512i u = my ? _mm512_maskz_add_epi32(k[h], s_, o) : _mm512_add_epi32(s_, o);
-                acc_add(&acc[r][h], u, mx, mx ? (__mmask16)xm[p * GMR + r] : 0);
-            }
-        }
-    }
-    store_rows(acc, GMR, nh, ct, ldc, add);
-}
 
 #define GRAD_DISPATCH(name, ga, nh)                                                             \
     static void name(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,      \
@@ -720,10 +679,10 @@ grad_body(int kc, const uint32_t *xp, const uint32_t *yp, const uint32_t *tile,
                      int add)                                                                   \
     {                                                                                           \
         switch (masked & (PG_ZEROS_X | PG_ZEROS_Y)) {                                           \
-        case 0: grad_body(kc, xp, yp, tile, xm, ym, ct, ldc, add, ga, 0, 0, nh); break;         \
-        case PG_ZEROS_X: grad_body(kc, xp, yp, tile, xm, ym, ct, ldc, add, ga, 1, 0, nh); break;\
-        case PG_ZEROS_Y: grad_body(kc, xp, yp, tile, xm, ym, ct, ldc, add, ga, 0, 1, nh); break;\
-        default: grad_body(kc, xp, yp, tile, xm, ym, ct, ldc, add, ga, 1, 1, nh); break;        \
+        case 0: PACKED_BODY(GMR, nh, 1, ga, 0, 0); break;                                       \
+        case PG_ZEROS_X: PACKED_BODY(GMR, nh, 1, ga, 1, 0); break;                              \
+        case PG_ZEROS_Y: PACKED_BODY(GMR, nh, 1, ga, 0, 1); break;                              \
+        default: PACKED_BODY(GMR, nh, 1, ga, 1, 1); break;                                      \
         }                                                                                       \
     }
 GRAD_DISPATCH(grad_a_6x32, 1, 2)
