@@ -997,6 +997,78 @@ static void test_forward_x_in_place(void **state)
         assert_true(pg_xin_runs > runs0); /* the in-place path ran */
 }
 
+/* One case of the exact gradients (nomul_gemm_backward: dA, dB from A, B, dC;
+ * B stored k×n or, trans, n×k as a linear layer's W) on the widest ISA at
+ * 1-3 threads in each of nmodes settings (set_mode(i); 0 the default, set
+ * again at the end), against the scalar kernels on one thread, bit for bit;
+ * dA and dB start from the same random values (beta 1 adds to them). what
+ * names the case in a failure. */
+static void exact_grads_check(tu_rng *r, int m, int n, int k, const float *A, const float *B,
+                              const float *DC, int trans, float off, float beta,
+                              void (*set_mode)(int), int nmodes, const char *what)
+{
+    float *want[2], *got[2], *init[2];
+    long len[2] = {(long)m * k, (long)k * n};
+    float *Bs = malloc(4L * k * n);
+    assert_true(Bs);
+    for (int o = 0; o < 2; o++) {
+        want[o] = malloc(4L * len[o]);
+        got[o] = malloc(4L * len[o]);
+        init[o] = malloc(4L * len[o]);
+        assert_true(want[o] && got[o] && init[o]);
+        fill_values(r, init[o], len[o]);
+    }
+    nomul_op_cfg cfg = pam_cfg(off, 0);
+    CBLAS_TRANSPOSE tb = trans ? CblasTrans : CblasNoTrans;
+    int ldb = trans ? k : n;
+    for (int p = 0; p < k; p++)
+        for (int j = 0; j < n; j++)
+            Bs[trans ? (long)j * k + p : (long)p * n + j] = B[(long)p * n + j];
+    nomul_isa_set(NOMUL_ISA_SCALAR);
+    nomul_set_num_threads(1);
+    for (int o = 0; o < 2; o++)
+        memcpy(want[o], init[o], 4L * len[o]);
+    nomul_gemm_backward(&cfg, CblasRowMajor, CblasNoTrans, tb, m, n, k, A, k, Bs, ldb, DC, n,
+                        beta, want[0], k, want[1], ldb);
+    nomul_isa_set(nomul_isa_max());
+    for (int mo = 0; mo < nmodes; mo++) {
+        set_mode(mo);
+        for (int t = 1; t <= 3; t++) {
+            nomul_set_num_threads(t);
+            for (int o = 0; o < 2; o++)
+                memcpy(got[o], init[o], 4L * len[o]);
+            nomul_gemm_backward(&cfg, CblasRowMajor, CblasNoTrans, tb, m, n, k, A, k, Bs, ldb,
+                                DC, n, beta, got[0], k, got[1], ldb);
+            static const char *name[] = {"dA", "dB"};
+            for (int o = 0; o < 2; o++)
+                for (long i = 0; i < len[o]; i++)
+                    if (tu_bits(got[o][i]) != tu_bits(want[o][i]) &&
+                        !(isnan(got[o][i]) && isnan(want[o][i])))
+                        FAIL_SEED("%dx%dx%d %s B %s off %g beta %g mode %d isa=%s threads %d: "
+                                  "%s[%ld] = %a, the scalar kernels' %a",
+                                  m, n, k, what, trans ? "transposed" : "by rows", (double)off,
+                                  (double)beta, mo, nomul_isa_name(nomul_isa_active()), t,
+                                  name[o], i, (double)got[o][i], (double)want[o][i]);
+        }
+    }
+    set_mode(0);
+    for (int o = 0; o < 2; o++) {
+        free(want[o]);
+        free(got[o]);
+        free(init[o]);
+    }
+    free(Bs);
+    nomul_isa_set(nomul_isa_max());
+    nomul_set_num_threads(0);
+}
+
+static void set_xin_mode(int i) { pg_xin_mode = i == 0; }
+static void set_xsparse_mode(int i)
+{
+    static const int modes[] = {PG_XSPARSE_AUTO, PG_XSPARSE_ALWAYS, PG_XSPARSE_NEVER};
+    pg_xsparse_mode = modes[i];
+}
+
 /* The exact gradients with grad A's X (dC) read in place (AVX-512) against
  * the scalar kernels, bit for bit, and with the path off: dC dense, with
  * rows of zeros (padding tokens), with zeros among a row's values, with
@@ -1012,20 +1084,9 @@ static void test_exact_grad_a_x_in_place(void **state)
     long runs0 = pg_xin_runs;
     for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
         for (int kind = 0; kind < NKIND; kind++) {
-            int m = shapes[sh][0], n = shapes[sh][1], k = shapes[sh][2];
-            int trans = (int)((sh + kind) % 2), wild = kind == WILD;
+            int m = shapes[sh][0], n = shapes[sh][1], k = shapes[sh][2], wild = kind == WILD;
             float *A = malloc(4L * m * k), *B = malloc(4L * k * n), *DC = malloc(4L * m * n);
-            float *Bs = malloc(4L * k * n);
-            float *want[2], *got[2], *init[2];
-            long len[2] = {(long)m * k, (long)k * n};
-            assert_true(A && B && DC && Bs);
-            for (int o = 0; o < 2; o++) {
-                want[o] = malloc(4L * len[o]);
-                got[o] = malloc(4L * len[o]);
-                init[o] = malloc(4L * len[o]);
-                assert_true(want[o] && got[o] && init[o]);
-                fill_values(&r, init[o], len[o]);
-            }
+            assert_true(A && B && DC);
             for (long i = 0; i < (long)m * k; i++)
                 A[i] = draw(&r, 1, wild && tu_u32(&r) % 64 == 0);
             for (long i = 0; i < (long)k * n; i++)
@@ -1040,55 +1101,15 @@ static void test_exact_grad_a_x_in_place(void **state)
                     DC[(long)i * n + j] = v;
                 }
             }
-            float off = sh % 2 ? 1.0552f : 1.0f, beta = (float)((sh + kind) % 2);
-            nomul_op_cfg cfg = pam_cfg(off, 0);
-            CBLAS_TRANSPOSE tb = trans ? CblasTrans : CblasNoTrans;
-            int ldb = trans ? k : n;
-            for (int p = 0; p < k; p++)
-                for (int j = 0; j < n; j++)
-                    Bs[trans ? (long)j * k + p : (long)p * n + j] = B[(long)p * n + j];
-            nomul_isa_set(NOMUL_ISA_SCALAR);
-            nomul_set_num_threads(1);
-            for (int o = 0; o < 2; o++)
-                memcpy(want[o], init[o], 4L * len[o]);
-            nomul_gemm_backward(&cfg, CblasRowMajor, CblasNoTrans, tb, m, n, k, A, k, Bs, ldb, DC,
-                                n, beta, want[0], k, want[1], ldb);
-            nomul_isa_set(nomul_isa_max());
-            for (int mode = 1; mode >= 0; mode--) {
-                pg_xin_mode = mode;
-                for (int t = 1; t <= 3; t++) {
-                    nomul_set_num_threads(t);
-                    for (int o = 0; o < 2; o++)
-                        memcpy(got[o], init[o], 4L * len[o]);
-                    nomul_gemm_backward(&cfg, CblasRowMajor, CblasNoTrans, tb, m, n, k, A, k, Bs,
-                                        ldb, DC, n, beta, got[0], k, got[1], ldb);
-                    static const char *what[] = {"dA", "dB"};
-                    for (int o = 0; o < 2; o++)
-                        for (long i = 0; i < len[o]; i++)
-                            if (tu_bits(got[o][i]) != tu_bits(want[o][i]) &&
-                                !(isnan(got[o][i]) && isnan(want[o][i])))
-                                FAIL_SEED("%dx%dx%d dC kind %d B %s off %g beta %g in place %d "
-                                          "isa=%s threads %d: %s[%ld] = %a, the scalar kernels' "
-                                          "%a",
-                                          m, n, k, kind, trans ? "transposed" : "by rows",
-                                          (double)off, (double)beta, mode,
-                                          nomul_isa_name(nomul_isa_active()), t, what[o], i,
-                                          (double)got[o][i], (double)want[o][i]);
-                }
-            }
-            pg_xin_mode = 1;
-            for (int o = 0; o < 2; o++) {
-                free(want[o]);
-                free(got[o]);
-                free(init[o]);
-            }
+            char what[64];
+            snprintf(what, sizeof what, "dC kind %d (mode 1: in place off)", kind);
+            exact_grads_check(&r, m, n, k, A, B, DC, (int)((sh + (size_t)kind) % 2),
+                              sh % 2 ? 1.0552f : 1.0f, (float)((sh + (size_t)kind) % 2),
+                              set_xin_mode, 2, what);
             free(A);
             free(B);
-            free(Bs);
             free(DC);
         }
-    nomul_isa_set(nomul_isa_max());
-    nomul_set_num_threads(0);
     if (nomul_isa_max() == NOMUL_ISA_AVX512)
         assert_true(pg_xin_runs > runs0);
 }
@@ -1209,7 +1230,6 @@ static void test_exact_grads_sparse(void **state)
     static const int shapes[][3] = {{300, 64, 128}, {97, 130, 200}, {61, 33, 250},
                                     {400, 128, 64}};
     static const float density[] = {0.1f, 0.5f, 0.9f, 0.5f};
-    static const int modes[] = {PG_XSPARSE_ALWAYS, PG_XSPARSE_AUTO, PG_XSPARSE_NEVER};
     tu_rng r = {tu_seed() ^ 0x6e0d};
     long runs0 = pg_xsparse_runs;
     for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
@@ -1217,16 +1237,7 @@ static void test_exact_grads_sparse(void **state)
             int m = shapes[sh][0], n = shapes[sh][1], k = shapes[sh][2];
             int wild = (int)((sh + dd) % 4 == 1), pad_rows = dd == 3, trans = (int)((sh + dd) % 2);
             float *A = malloc(4L * m * k), *B = malloc(4L * k * n), *DC = malloc(4L * m * n);
-            float *want[2], *got[2], *init[2];
-            long len[2] = {(long)m * k, (long)k * n};
             assert_true(A && B && DC);
-            for (int o = 0; o < 2; o++) {
-                want[o] = malloc(4L * len[o]);
-                got[o] = malloc(4L * len[o]);
-                init[o] = malloc(4L * len[o]);
-                assert_true(want[o] && got[o] && init[o]);
-                fill_values(&r, init[o], len[o]);
-            }
             /* the zeros in A instead (a ReLU's output as the next layer's
              * input: the grad-B form's X) */
             int asparse = (int)((sh + dd) % 3 == 2);
@@ -1242,60 +1253,16 @@ static void test_exact_grads_sparse(void **state)
                     keep = 0;
                 DC[i] = keep ? draw(&r, 0, 0) : (tu_u32(&r) & 1 ? 0.0f : -0.0f);
             }
-            float off = sh % 2 ? 1.0552f : 1.0f, beta = (float)(dd % 2);
-            nomul_op_cfg cfg = pam_cfg(off, 0);
-            /* B as stored: k×n, or n×k (transposed, a linear layer's W) */
-            CBLAS_TRANSPOSE tb = trans ? CblasTrans : CblasNoTrans;
-            int ldb = trans ? k : n;
-            float *Bs = malloc(4L * k * n);
-            assert_true(Bs);
-            for (int p = 0; p < k; p++)
-                for (int j = 0; j < n; j++)
-                    Bs[trans ? (long)j * k + p : (long)p * n + j] = B[(long)p * n + j];
-            nomul_isa_set(NOMUL_ISA_SCALAR);
-            nomul_set_num_threads(1);
-            for (int o = 0; o < 2; o++)
-                memcpy(want[o], init[o], 4L * len[o]);
-            nomul_gemm_backward(&cfg, CblasRowMajor, CblasNoTrans, tb, m, n, k, A, k, Bs, ldb, DC,
-                                n, beta, want[0], k, want[1], ldb);
-            nomul_isa_set(nomul_isa_max());
-            for (size_t mo = 0; mo < sizeof modes / sizeof modes[0]; mo++) {
-                pg_xsparse_mode = modes[mo];
-                for (int t = 1; t <= 3; t++) {
-                    nomul_set_num_threads(t);
-                    for (int o = 0; o < 2; o++)
-                        memcpy(got[o], init[o], 4L * len[o]);
-                    nomul_gemm_backward(&cfg, CblasRowMajor, CblasNoTrans, tb, m, n, k, A, k, Bs,
-                                        ldb, DC, n, beta, got[0], k, got[1], ldb);
-                    static const char *what[] = {"dA", "dB"};
-                    for (int o = 0; o < 2; o++)
-                        for (long i = 0; i < len[o]; i++)
-                            if (tu_bits(got[o][i]) != tu_bits(want[o][i]) &&
-                                !(isnan(got[o][i]) && isnan(want[o][i])))
-                                FAIL_SEED("%dx%dx%d %s density %g%s wild %d B %s off %g beta %g "
-                                          "mode %d isa=%s threads %d: %s[%ld] = %a, the scalar "
-                                          "kernels' %a",
-                                          m, n, k, asparse ? "A" : "dC", (double)density[dd],
-                                          pad_rows ? " with padding rows" : "", wild,
-                                          trans ? "transposed" : "by rows", (double)off,
-                                          (double)beta, modes[mo],
-                                          nomul_isa_name(nomul_isa_active()), t, what[o], i,
-                                          (double)got[o][i], (double)want[o][i]);
-                }
-            }
-            pg_xsparse_mode = PG_XSPARSE_AUTO;
-            for (int o = 0; o < 2; o++) {
-                free(want[o]);
-                free(got[o]);
-                free(init[o]);
-            }
+            char what[96];
+            snprintf(what, sizeof what, "%s density %g%s wild %d (modes auto, always, never)",
+                     asparse ? "A" : "dC", (double)density[dd],
+                     pad_rows ? " with padding rows" : "", wild);
+            exact_grads_check(&r, m, n, k, A, B, DC, trans, sh % 2 ? 1.0552f : 1.0f,
+                              (float)(dd % 2), set_xsparse_mode, 3, what);
             free(A);
             free(B);
-            free(Bs);
             free(DC);
         }
-    nomul_isa_set(nomul_isa_max());
-    nomul_set_num_threads(0);
     if (nomul_isa_max() == NOMUL_ISA_AVX512)
         assert_true(pg_xsparse_runs > runs0);
 }
