@@ -530,9 +530,9 @@ long pg_xin_runs;
  * read in place where the context can (pg_xin_ukr: a forward product or an
  * exact gradient's grad A, X raw with its rows contiguous; the gradient's
  * T tiles packed by team_run as for run_tile): no packing, only the
- * statistics, X's rows then
- * streamed by the kernel as the pack would have read them. A tile whose
- * range is not safe takes the checked path. Returns 0, having done
+ * statistics, X's rows then streamed by the kernel as the pack would have
+ * read them. A tile whose range is not safe (or whose T holds a NaN) takes
+ * the checked path. Returns 0, having done
  * nothing, where the panel must be packed (an infinity or a NaN, zeros
  * among nonzero values in a row: the kernels' masks). Each tile is the same
  * sums in the same order as run_tile's: from +0 over the block, then added

@@ -269,9 +269,10 @@ typedef struct {
 } pg_xrows_ukr;
 
 /* A forward product's (or an exact grad A's) X panel read in place instead
- * of packed (AVX-512; X raw with its rows contiguous: gemm_driver.c's xin_panel). stats makes
- * the statistics of rows r < mr of X(r, p) = x[r·rs + p], p < kc, as the
- * pack would for the values that count (pg_stats, no padding rows), and
+ * of packed (AVX-512; X raw with its rows contiguous: gemm_driver.c's
+ * xin_panel). stats makes the statistics of rows r < mr of X(r, p) =
+ * x[r·rs + p], p < kc, as the pack would for the values that count
+ * (pg_stats, no padding rows), and
  * the rows that hold a nonzero value in keep (bit r); it returns 0 where
  * the panel must be packed instead: an infinity or a NaN, or a row holding
  * both zeros (or subnormals) and nonzero values. The kernel then sums an
@@ -286,9 +287,9 @@ typedef int (*pg_xin_stats_fn)(const float *x, long rs, int mr, int kc, pg_stats
 typedef void (*pg_xin_kernel)(int kc, const float *x, long rs, unsigned keep, int mvalid,
                               const uint32_t *yp, const int32_t *ym, int nvalid, float *c,
                               long ldc, int add);
-/* The exact gradient's grad-A form of it (X = dC, raw): grad_body's terms,
- * ((y + t) & sign|exp) + x with tile the MR × 16·nh T values (MR =
- * grad.mr), as the packed kernel's */
+/* The exact gradient's grad-A form of it (X = dC, raw): the packed grad A's
+ * terms, ((y + t) & sign|exp) + x with tile the MR × 16·nh T values (MR =
+ * grad.mr) */
 typedef void (*pg_xin_grad_kernel)(int kc, const float *x, long rs, unsigned keep, int mvalid,
                                    const uint32_t *yp, const int32_t *ym, const uint32_t *tile,
                                    int nvalid, float *c, long ldc, int add);
@@ -355,7 +356,7 @@ typedef struct pg_cntx {
     pg_grad_xdirect_ukr grad_xdirect; /* the same for exact weight gradients */
     pg_xsparse_ukr xsparse;           /* both, X's zeros skipped; zeroed where none */
     pg_xrows_ukr xrows;               /* forward, X's zeros skipped; zeroed where none */
-    pg_xin_ukr xin;                   /* forward, X in place; zeroed where none */
+    pg_xin_ukr xin;                   /* forward and grad A, X in place; zeroed where none */
     fd_ukr fdirect;                  /* float, B in place */
     pg_pack_fn pack;
     pg_pack_tile_fn pack_tile;

@@ -633,8 +633,8 @@ static int xin_stats(const float *x, long rs, int mr, int kc, pg_stats *st, unsi
     return 1;
 }
 
-/* pg_xin_kernel, pg_xin_grad_kernel: pam_body with X's rows in place */
-/* specialised for Y's masks (ym) and for rows skipped (some valid row
+/* pg_xin_kernel, pg_xin_grad_kernel: pam_body with X's rows in place,
+ * specialised for Y's masks (ym) and for rows skipped (some valid row
  * outside keep) */
 #define XIN_BODY(MR, nh, grad)                                                                  \
     do {                                                                                        \
