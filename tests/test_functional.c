@@ -430,6 +430,13 @@ static float random_divisor(tu_rng *r, int near)
     return ldexpf(1.0f + (float)(tu_next(r) % 1024) / 1024.0f, (int)(tu_next(r) % 254) - 126);
 }
 
+/* a norm pass's input: near, a multiple of 1/scale within ±1000/scale (the
+ * common range), else any value wide_value gives */
+static float pass_value(tu_rng *r, int near, float scale)
+{
+    return near ? (float)((int)(tu_next(r) % 2001) - 1000) / scale : wide_value(r);
+}
+
 /* Layer norm's and batch norm's fused output pass, y = PAM(PAD(x − μ, r), γ)
  * + β, and their squares pass, PAM(d, d), on every instruction set with the
  * fused passes, against the operations one at a time (nomul_pa_div,
@@ -454,8 +461,7 @@ static void test_ln_output_matches_operations(void **state)
             int n = 1 + (int)(tu_next(&r) % NV), bn = rep % 2, near = rep % 7 == 0;
             float rr = random_divisor(&r, near);
             for (int j = 0; j < n; j++) {
-                x[j] = near ? (float)((int)(tu_next(&r) % 2001) - 1000) / 256.0f
-                            : wide_value(&r);
+                x[j] = pass_value(&r, near, 256.0f);
                 g[j] = wide_value(&r);
                 b[j] = rep % 3 ? (float)((int)(tu_next(&r) % 201) - 100) / 64.0f : wide_value(&r);
             }
@@ -523,8 +529,7 @@ static void test_ln_backward1_matches_operations(void **state)
             int n = 1 + (int)(tu_next(&r) % NV), bn = rep % 2, near = rep % 3 != 0;
             float rr = random_divisor(&r, near);
             for (int j = 0; j < n; j++) {
-                x[j] = near ? (float)((int)(tu_next(&r) % 2001) - 1000) / 256.0f
-                            : wide_value(&r);
+                x[j] = pass_value(&r, near, 256.0f);
                 g[j] = near ? (float)((int)(tu_next(&r) % 401) - 200) / 128.0f : wide_value(&r);
                 dy[j] = !near               ? wide_value(&r)
                         : tu_next(&r) % 2 ? 0.0f /* a ReLU's masked half */
@@ -576,8 +581,8 @@ static void test_ln_backward1_matches_operations(void **state)
 }
 
 /* Layer norm's approximate backward, first pass (u = PAM(γ, dy), v =
- * PAM(u, PAD(x − μ, r)), γ by lane), with its normal-range form, against
- * the operations one at a time, bit for bit, on every instruction set with
+ * PAM(u, PAD(x − μ, r)), γ by lane), against the operations one at a
+ * time, bit for bit, on every instruction set with
  * the fused passes: x, dy and γ over the whole exponent range with zeros,
  * subnormals, infinities and NaNs (γ mostly near 1, as trained), r from
  * 2^-126 to 2^127, an offset now and then (the general form). */
@@ -597,10 +602,8 @@ static void test_ln_approx_pass_matches_operations(void **state)
             float rr = random_divisor(&r, near), mu = near ? 0.125f : wide_value(&r);
             float off = rep % 7 == 3 ? 1.0552f : 1.0f;
             for (int j = 0; j < n; j++) {
-                x[j] = near ? (float)((int)(tu_next(&r) % 2001) - 1000) / 256.0f
-                            : wide_value(&r);
-                dy[j] = near ? (float)((int)(tu_next(&r) % 2001) - 1000) / 4096.0f
-                             : wide_value(&r);
+                x[j] = pass_value(&r, near, 256.0f);
+                dy[j] = pass_value(&r, near, 4096.0f);
                 gam[j] = rep % 5 == 0 ? wide_value(&r)
                                       : (float)((int)(tu_next(&r) % 401) - 200) / 128.0f;
             }
@@ -647,10 +650,8 @@ static void test_bn_approx_pass_matches_operations(void **state)
             float gam = rep % 5 == 0 ? ldexpf(rep % 10 ? 1.5f : -1.25f, rep % 3 ? -118 : 100)
                                      : (float)((int)(tu_next(&r) % 401) - 200) / 128.0f;
             for (int j = 0; j < n; j++) {
-                x[j] = near ? (float)((int)(tu_next(&r) % 2001) - 1000) / 256.0f
-                            : wide_value(&r);
-                dy[j] = near ? (float)((int)(tu_next(&r) % 2001) - 1000) / 4096.0f
-                             : wide_value(&r);
+                x[j] = pass_value(&r, near, 256.0f);
+                dy[j] = pass_value(&r, near, 4096.0f);
             }
             const int relu = rep % 3 == 1; /* then a ReLU's output: > 0, +0, or NaN/−0 */
             for (int j = 0; j < n; j++)

@@ -532,11 +532,10 @@ long pg_xin_runs;
  * T tiles packed by team_run as for run_tile): no packing, only the
  * statistics, X's rows then streamed by the kernel as the pack would have
  * read them. A tile whose range is not safe (or whose T holds a NaN) takes
- * the checked path. Returns 0, having done
- * nothing, where the panel must be packed (an infinity or a NaN, zeros
- * among nonzero values in a row: the kernels' masks). Each tile is the same
- * sums in the same order as run_tile's: from +0 over the block, then added
- * to C. */
+ * the checked path. Returns 0, having done nothing, where the panel must be
+ * packed (an infinity or a NaN, zeros among nonzero values in a row: the
+ * kernels' masks). Each tile is the same sums in the same order as
+ * run_tile's: from +0 over the block, then added to C. */
 static int xin_panel(const pg_team *tm, int i0, int pc, int kc, int add, int jc, int jp0,
                      int jp1, const uint32_t *yp, const int32_t *ym, const pg_stats *ys,
                      size_t ypan, float *ct, long *runs)
@@ -753,20 +752,18 @@ static void team_run_narrow(const pg_team *tm, int tid, int nt)
         for (int kb = 0; kb < nkb; kb++) {
             int pc = kb * KC, kc = kd - pc < KC ? kd - pc : KC;
             int add = pc > 0 || pr->accumulate;
+            size_t at = (size_t)kb * npan; /* this K block's Y panels */
             if (xl) { /* X's zeros skipped: the panel's rows listed */
-                size_t at = (size_t)kb * npan;
                 xlists_panel(tm, xl, i0, pc, kc, add, 0, 0, npan, tm->yp + at * ypan,
                              tm->ym + at * ypan, tm->ys + at, ypan, xp, xm, xs, ct);
                 continue;
             }
-            if (tm->xin && xin_panel(tm, i0, pc, kc, add, 0, 0, npan,
-                                     tm->yp + (size_t)kb * npan * ypan,
-                                     tm->ym + (size_t)kb * npan * ypan, tm->ys + (size_t)kb * npan,
-                                     ypan, ct, &xin_runs))
+            if (tm->xin && xin_panel(tm, i0, pc, kc, add, 0, 0, npan, tm->yp + at * ypan,
+                                     tm->ym + at * ypan, tm->ys + at, ypan, ct, &xin_runs))
                 continue;
             pg_pack_x(pr, tm->packer, i0, mr, MR, pc, kc, xp, xm, xs);
             for (int jp = 0; jp < npan; jp++) {
-                size_t q = (size_t)kb * npan + jp;
+                size_t q = at + (size_t)jp;
                 run_tile(tm, i0, jp * NR, pc, kc, add, xp, xm, xs, tm->yp + q * ypan,
                          tm->ym + q * ypan, &tm->ys[q], ct);
             }

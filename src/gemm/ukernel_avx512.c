@@ -616,10 +616,9 @@ static int xin_stats(const float *x, long rs, int mr, int kc, pg_stats *st, unsi
         }
         /* one compare each, where horizontal reductions cost 2.5% of
          * transformer_tiny's step (64-value rows) */
-        const __m512i zero = _mm512_setzero_si512();
-        if (!_mm512_cmpge_epi32_mask((__m512i)a.hi, zero))
+        if (!_mm512_cmpge_epi32_mask((__m512i)a.hi, (__m512i)none))
             continue; /* every value of the row is zero: skipped whole */
-        if (_mm512_cmplt_epi32_mask((__m512i)a.neg, zero))
+        if (_mm512_cmplt_epi32_mask((__m512i)a.neg, (__m512i)none))
             return 0; /* a zero among nonzero values */
         pa.lo = PG_MINU(pa.lo, a.lo);
         pa.hi = PG_MAXS(pa.hi, a.hi);
