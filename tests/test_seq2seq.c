@@ -290,21 +290,22 @@ static void test_learns_to_reverse_and_decodes(void **state)
         nomul_graph *g = nomul_graph_new((size_t)1 << 26);
         for (int beam = 1; beam <= 4; beam += 3) {
             nomul_search_opts so = {beam, 1.0, 1.0, 2.0};
-            int *out[8], olen[8], right = 0;
-            assert_int_equal(nomul_seq2seq_translate(m, g, &c, src, 8, S, &so, out, olen), 0);
-            for (int i = 0; i < 8; i++) {
+            int *out[B], olen[B], right = 0;
+            assert_int_equal(nomul_seq2seq_translate(m, g, &c, src, B, S, &so, out, olen), 0);
+            for (int i = 0; i < B; i++) {
                 int ok = olen[i] == len[i];
                 for (int j = 0; ok && j < len[i]; j++)
                     ok = out[i][j] == tout[i * (S + 1) + j];
                 right += ok;
                 free(out[i]);
             }
-            printf("  %s, beam %d: %d of 8 reversed exactly\n", pa ? "PA" : "float", beam, right);
-            /* chance is about 8^−4 per sequence: half right (3 of 8 for the PA model,
-             * which trains more slowly) shows the decoder works */
-            if (right < (pa ? 3 : 4))
-                FAIL_SEED("%s beam %d: only %d of 8 sequences reversed", pa ? "PA" : "float",
-                          beam, right);
+            printf("  %s, beam %d: %d of %d reversed exactly\n", pa ? "PA" : "float", beam, right, B);
+            /* chance is about 8^-4 per sequence, so 12 of 32 right shows the decoder
+             * works. Out of 8 sequences the count was too noisy: a float model that
+             * reverses 23 of these 32 (seed 1883729845843128) got 3 of its first 8. */
+            if (right < 12)
+                FAIL_SEED("%s beam %d: only %d of %d sequences reversed", pa ? "PA" : "float",
+                          beam, right, B);
         }
         nomul_graph_free(g);
         nomul_seq2seq_free(m);
