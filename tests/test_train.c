@@ -444,13 +444,14 @@ static void test_train_learns_logs_and_checkpoints(void **state)
      * The shared 160 images at lr 0.003 for 30 epochs left about one seed in
      * a hundred stuck on a plateau (0.48-0.75: two classes never told apart);
      * 640 images (a set of its own), lr 0.001, 15 epochs: the lowest of 400
-     * seeds was 0.99 */
+     * seeds was 0.99, but CI's seed 1883730398415610 stopped at 0.84; at 20
+     * epochs it reaches 1.0, and the lowest of 600 seeds was 0.99 */
     const long n_train = 640;
     write_set(tu_path("learn-images.gz"), tu_path("learn-labels"), n_train, seed + 2);
     snprintf(c.train_images, sizeof c.train_images, "%s", tu_path("learn-images.gz"));
     snprintf(c.train_labels, sizeof c.train_labels, "%s", tu_path("learn-labels"));
     const int shrunk = tu_scale() < 1;
-    c.epochs = shrunk ? 2 : 15;
+    c.epochs = shrunk ? 2 : 20;
     c.lr = 0.001f;
     c.drop_path = 0.0f;
     c.crop_pad = 0;
@@ -475,7 +476,9 @@ static void test_train_learns_logs_and_checkpoints(void **state)
     assert_true(r.counts.n[NOMUL_COUNT_FMUL] > 0);
 
     char *logtext = tu_slurp(tu_path("float.log"), NULL);
-    assert_non_null(strstr(logtext, shrunk ? "epoch 2/2 100%" : "epoch 15/15 100%"));
+    char last[64];
+    snprintf(last, sizeof last, "epoch %ld/%ld 100%%", (long)c.epochs, (long)c.epochs);
+    assert_non_null(strstr(logtext, last));
     assert_non_null(strstr(logtext, "test acc"));
     assert_non_null(strstr(logtext, "float multiplications per training step"));
     free(logtext);
