@@ -1540,8 +1540,8 @@ static void test_ce_logits_backward_matches_two_passes(void **state)
         nomul_log_softmax_backward(&m, rows, n, x, lp, dlp, d1);
         nomul_counts_get(&c1);
         nomul_counts_reset();
-        nomul_cross_entropy_logits_backward(&m, rows, n, x, lp, tgt, -100, smoothing, dloss,
-                                            global ? &glob : NULL, !store, d2);
+        nomul_cross_entropy_logits_backward(&m, rows, n, x, lp, NULL, tgt, -100, smoothing,
+                                            dloss, global ? &glob : NULL, !store, d2);
         nomul_counts_get(&c2);
         nomul_counts_enable(0);
         nomul_pa_chains_scalar = 0;
@@ -1557,6 +1557,103 @@ static void test_ce_logits_backward_matches_two_passes(void **state)
                 fail();
             }
         assert_memory_equal(&c1, &c2, sizeof c1);
+    }
+    nomul_set_num_threads(threads);
+}
+
+/* The cross-entropy's forward from the logits with what its backward reads
+ * kept (nomul_cross_entropy_logits_forward, then the logits backward given
+ * keep: training's form in PA) against the two passes with logp (the twin):
+ * the same loss, count and logp bits, the same dlogits bits, added into
+ * values or stored over NaNs; for float, PA approximate and exact (with an
+ * offset), smoothing or not, ignored rows, every row ignored, a target out
+ * of range, the PA twin's chains, on widths around the row groups and rows
+ * split among threads. The audit counts the forward's operations as the two
+ * passes do, and the backward's as many or fewer (no paexp2 recomputed). */
+static void test_ce_keep_matches_two_passes(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xCE2};
+    enum { ROWS = 70, MAXN = 2860 };
+    static float x[ROWS * MAXN], lp[ROWS * MAXN], lp2[ROWS * MAXN], d1[ROWS * MAXN],
+        d2[ROWS * MAXN], keep[6 * ROWS + ROWS * MAXN];
+    static const int widths[] = {1, 7, 17, 64, 300, 2860};
+    int tgt[ROWS];
+    const int threads = nomul_get_num_threads();
+    nomul_set_num_threads(4);
+    for (int rep = 0; rep < 48; rep++) {
+        int n = widths[rep % 6], rows = 1 + (int)(tu_next(&r) % ROWS);
+        int kind = (rep / 6) % 4; /* float, PA approx, PA exact, PA exact with an offset */
+        nomul_op_cfg m = {kind ? NOMUL_OP_PAM : NOMUL_OP_STANDARD, kind == 1,
+                          kind == 3 ? 1.0552f : 1.0f};
+        float smoothing = rep % 4 ? 0.1f : 0.0f, dloss = rep % 5 ? 1.0f : 0.625f;
+        int twin = kind && rep % 7 == 3, none = rep % 11 == 5, bad = rep % 13 == 7;
+        int store = rep % 3 == 1, with_logp = kind == 0 || rep % 2;
+        int total = rows * n;
+        long nk = nomul_cross_entropy_keep_floats(&m, rows, n);
+        assert_true(nk == (kind ? 6L * rows + (kind == 1 ? (long)total : 0) : 0));
+        fill(&r, x, total, -6, 6);
+        for (int i = 0; i < rows; i++)
+            tgt[i] = none || i % 5 == 3 ? -100 : (int)(tu_next(&r) % (unsigned)n);
+        if (bad)
+            tgt[rows - 1] = n; /* out of range: NaN and a count of -1, both ways */
+        fill(&r, d1, total, -3, 0);
+        memcpy(d2, d1, (size_t)total * sizeof *d2);
+        if (store)
+            for (int i = 0; i < total; i++)
+                d1[i] = 0.0f, d2[i] = tu_float(0x7fc0beefu);
+        for (int i = 0; i < total; i++)
+            lp2[i] = tu_float(0x7fc0cafeu); /* each row must be written */
+        nomul_pa_chains_scalar = twin;
+        nomul_op_counts c1, c2;
+        nomul_counts_reset();
+        nomul_counts_enable(1);
+        int count1, count2;
+        nomul_log_softmax_forward(&m, rows, n, x, lp);
+        float l1 = nomul_cross_entropy_forward(&m, rows, n, lp, tgt, -100, smoothing, &count1);
+        nomul_counts_get(&c1);
+        nomul_counts_reset();
+        float l2 = nomul_cross_entropy_logits_forward(&m, rows, n, x, tgt, -100, smoothing,
+                                                      with_logp ? lp2 : NULL, nk ? keep : NULL,
+                                                      &count2);
+        nomul_counts_get(&c2);
+        assert_memory_equal(&c1, &c2, sizeof c1);
+        if (count1 != count2 || memcmp(&l1, &l2, sizeof l1) ||
+            (with_logp && memcmp(lp, lp2, (size_t)total * sizeof *lp)))
+            fail_msg("ce keep forward (kind %d, %d x %d, rep %d): loss %a (%d rows), the two "
+                     "passes %a (%d), logp %s; NOMUL_TEST_SEED=%llu", kind, rows, n, rep,
+                     (double)l2, count2, (double)l1, count1,
+                     with_logp && memcmp(lp, lp2, (size_t)total * sizeof *lp) ? "differs"
+                                                                              : "the same",
+                     (unsigned long long)tu_seed());
+        if (bad) { /* no backward for a rejected target */
+            assert_int_equal(count2, -1);
+            nomul_counts_enable(0);
+            nomul_pa_chains_scalar = 0;
+            continue;
+        }
+        nomul_counts_reset();
+        nomul_cross_entropy_logits_backward(&m, rows, n, x, lp, NULL, tgt, -100, smoothing,
+                                            dloss, NULL, !store, d1);
+        nomul_counts_get(&c1);
+        nomul_counts_reset();
+        nomul_cross_entropy_logits_backward(&m, rows, n, x, with_logp ? lp2 : NULL,
+                                            nk ? keep : NULL, tgt, -100, smoothing, dloss, NULL,
+                                            !store, d2);
+        nomul_counts_get(&c2);
+        nomul_counts_enable(0);
+        nomul_pa_chains_scalar = 0;
+        for (int i = 0; i < total; i++)
+            if (memcmp(&d1[i], &d2[i], sizeof d1[i]))
+                fail_msg("ce keep backward (kind %d, %d x %d, rep %d, smoothing %g%s%s%s): "
+                         "dlogits[%d] = %a, the two passes %a; NOMUL_TEST_SEED=%llu", kind,
+                         rows, n, rep, (double)smoothing, twin ? ", twin" : "",
+                         none ? ", all ignored" : "", store ? ", stored" : "", i,
+                         (double)d2[i], (double)d1[i], (unsigned long long)tu_seed());
+        for (int k = 0; k < NOMUL_COUNT_CLASSES; k++)
+            assert_true(c2.n[k] <= c1.n[k]);
+        if (kind)
+            assert_true(c2.n[NOMUL_COUNT_PAEXP2] == 0 && c1.n[NOMUL_COUNT_PAEXP2] == (unsigned long long)total);
     }
     nomul_set_num_threads(threads);
 }
@@ -1669,6 +1766,7 @@ int main(void)
         cmocka_unit_test(test_pa_lse_backward_matches_definition),
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_ce_logits_backward_matches_two_passes),
+        cmocka_unit_test(test_ce_keep_matches_two_passes),
         cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_batch_norm),
         cmocka_unit_test(test_float_batch_norm_in_place_matches_gathered_row),

@@ -5,10 +5,11 @@
  *
  *   gelu N [R]        GELU forward and backward (the forward's values kept)
  *                     on N values (the ViT's FFN: 819200)
- *   ce ROWS N [R]     log_softmax forward, and the cross-entropy's gradient
- *                     with respect to the logits (nomul_cross_entropy_logits_
- *                     backward: both backward passes) on ROWS rows of N (the
- *                     translation models' output: 4096 2860)
+ *   ce ROWS N [R]     log_softmax and the cross-entropy's forward, and the
+ *                     gradient with respect to the logits (nomul_cross_entropy_
+ *                     logits_backward: both backward passes) on ROWS rows of N
+ *                     (the translation models' output: 4096 2860); then the
+ *                     same with the forward's values kept (training's form)
  *   ln ROWS N [R]     layer norm forward and backward (the forward's sums
  *                     kept) on ROWS rows of N (transformer_mini: 4096 256)
  *   softmax ROWS N [R]  softmax forward and backward (e and Σe kept) on
@@ -99,11 +100,24 @@ static void gelu_bwd(const nomul_op_cfg *c, bufs *u)
 static void ce_fwd(const nomul_op_cfg *c, bufs *u)
 {
     nomul_log_softmax_forward(c, u->rows, u->cols, u->x, u->y);
+    nomul_cross_entropy_forward(c, u->rows, u->cols, u->y, u->t, -100, 0.1f, NULL);
 }
 static void ce_bwd(const nomul_op_cfg *c, bufs *u)
 {
-    nomul_cross_entropy_logits_backward(c, u->rows, u->cols, u->x, u->y, u->t, -100, 0.1f,
-                                        1.0f / u->rows, NULL, 0, u->dx);
+    nomul_cross_entropy_logits_backward(c, u->rows, u->cols, u->x, u->y, NULL, u->t, -100,
+                                        0.1f, 1.0f / u->rows, NULL, 0, u->dx);
+}
+/* the same with the forward's values kept (PA: no logp; float: as above) */
+static void ce_keep_fwd(const nomul_op_cfg *c, bufs *u)
+{
+    nomul_cross_entropy_logits_forward(c, u->rows, u->cols, u->x, u->t, -100, 0.1f,
+                                       c->subtype == NOMUL_OP_STANDARD ? u->y : NULL, u->keep,
+                                       NULL);
+}
+static void ce_keep_bwd(const nomul_op_cfg *c, bufs *u)
+{
+    nomul_cross_entropy_logits_backward(c, u->rows, u->cols, u->x, u->y, u->keep, u->t, -100,
+                                        0.1f, 1.0f / u->rows, NULL, 0, u->dx);
 }
 static void ln_fwd(const nomul_op_cfg *c, bufs *u)
 {
@@ -162,8 +176,14 @@ static void run(const char *mode, long n, int rows, int cols, int reps)
                : ln ? "layer norm"
                     : "softmax",
                rows, cols, reps);
+    if (ce)
+        printf(" log_softmax's rows written, then read by the loss and the backward:\n");
     time_passes(&u, reps, gelu ? gelu_fwd : ce ? ce_fwd : ln ? ln_fwd : sm_fwd,
                 gelu ? gelu_bwd : ce ? ce_bwd : ln ? ln_bwd : sm_bwd);
+    if (ce) {
+        printf(" one pass, what the backward reads kept (nomul_cross_entropy_logits_forward):\n");
+        time_passes(&u, reps, ce_keep_fwd, ce_keep_bwd);
+    }
     free(u.x), free(u.y), free(u.dy), free(u.dx), free(u.keep), free(u.t), free(u.g),
         free(u.mean);
 }

@@ -174,12 +174,32 @@ void nomul_cross_entropy_backward_global(const nomul_op_cfg *cfg, int rows, int 
  * nomul_cross_entropy_backward (or _global, with glob not NULL) into a
  * zeroed dlogp followed by nomul_log_softmax_backward(logits, logp, dlogp),
  * and the same audit counts; a (rows × n) array and two passes over memory
- * fewer. */
+ * fewer. keep: nomul_cross_entropy_logits_forward's (PA), or NULL; with it,
+ * logp is not read (may be NULL), the row losses and log_softmax's
+ * exponentials are not recomputed, and the audit counts those operations no
+ * more. */
 void nomul_cross_entropy_logits_backward(const nomul_op_cfg *cfg, int rows, int n,
                                          const float *logits, const float *logp,
-                                         const int *target, int ignore_index, float smoothing,
-                                         float dloss, const nomul_ce_global *glob,
-                                         int accumulate, float *dlogits);
+                                         const float *keep, const int *target,
+                                         int ignore_index, float smoothing, float dloss,
+                                         const nomul_ce_global *glob, int accumulate,
+                                         float *dlogits);
+/* log_softmax and the cross-entropy's forward at once, from the logits, with
+ * what the PA backward would recompute kept: keep holds
+ * nomul_cross_entropy_keep_floats(cfg, rows, n) floats (PA: per row its loss,
+ * the exact derivative's parts and log_softmax's shift and Σ, 6·rows; with
+ * the approximate backward also the exponentials, rows·n more; float: none,
+ * keep may be NULL). PA with keep: the rows in the cache a group at a time,
+ * logp written only where not NULL, and nomul_cross_entropy_logits_backward
+ * given keep reads it (logp may then be NULL there too) instead of
+ * recomputing; otherwise (or keep NULL) log_softmax into logp, then
+ * nomul_cross_entropy_forward. The same bits either way: loss, count, logp,
+ * and the gradients. */
+long nomul_cross_entropy_keep_floats(const nomul_op_cfg *cfg, int rows, int n);
+float nomul_cross_entropy_logits_forward(const nomul_op_cfg *cfg, int rows, int n,
+                                         const float *logits, const int *target,
+                                         int ignore_index, float smoothing, float *logp,
+                                         float *keep, int *count);
 
 /* GELU over n values. Float: x Φ(x) with the error function (PyTorch's
  * default). PA: nomul's form, x σ(1.702 x) with σ(z) = PAD(1, 1 + pa_exp(−z))

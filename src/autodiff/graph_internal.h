@@ -65,7 +65,9 @@ typedef union {
         float eps;
     } norm; /* layer and batch norm */
     struct {
-        nomul_tensor *logp; /* log_softmax(logits); its gradient is the backward's workspace */
+        nomul_tensor *logp; /* log_softmax(logits), or NULL where keep holds what the
+                             * backward reads */
+        const float *keep;  /* nomul_cross_entropy_logits_forward's, or NULL */
         const int *targets; /* the caller's, one per row */
         int ignore_index;
         float smoothing;

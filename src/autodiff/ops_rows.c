@@ -250,15 +250,17 @@ nomul_tensor *nomul_batch_norm_relu(nomul_graph *g, const nomul_op_cfg *cfg, nom
 
 /* ---- cross-entropy ------------------------------------------------------------------- */
 
-/* forward: logp = log_softmax(logits); loss = CE(logp, targets). Backward:
- * both passes at once, row by row (logp has no gradient array), storing
- * into a fresh logits gradient (first writer: ad_op_def.stores) */
+/* forward: logp = log_softmax(logits); loss = CE(logp, targets), PA with
+ * grad in one pass that keeps what the backward reads instead of logp.
+ * Backward: both passes at once, row by row (logp has no gradient array),
+ * storing into a fresh logits gradient (first writer: ad_op_def.stores) */
 void ad_cross_entropy_backward(const node *nd)
 {
     nomul_tensor *logits = nd->in[0], *logp = nd->p.cross_entropy.logp;
     int rows = logits->shape[0], n = logits->shape[1];
     nomul_cross_entropy_logits_backward(
-        &nd->cfg, rows, n, logits->data, logp->data, nd->p.cross_entropy.targets,
+        &nd->cfg, rows, n, logits->data, logp ? logp->data : NULL, nd->p.cross_entropy.keep,
+        nd->p.cross_entropy.targets,
         nd->p.cross_entropy.ignore_index, nd->p.cross_entropy.smoothing, nd->out->grad[0],
         nd->p.cross_entropy.global ? &nd->p.cross_entropy.glob : NULL, !nd->store[0],
         logits->grad);
@@ -276,21 +278,24 @@ nomul_tensor *nomul_cross_entropy(nomul_graph *g, const nomul_op_cfg *cfg, nomul
     }
     int rows = logits->shape[0], n = logits->shape[1], one = 1, count;
     int grad = ad_wants_grad(g, logits, NULL, NULL);
-    nomul_tensor *logp = ad_output(g, 2, logits->shape, 0); /* every row written */
+    /* PA with a gradient: what the backward reads, kept (no logp); else logp */
+    const long nk = grad ? nomul_cross_entropy_keep_floats(cfg, rows, n) : 0;
+    float *keep = nk ? ad_arena_alloc(g, (size_t)nk * sizeof(float)) : NULL;
+    nomul_tensor *logp = nk ? NULL : ad_output(g, 2, logits->shape, 0); /* every row written */
     nomul_tensor *loss = nomul_graph_tensor(g, 1, &one, grad);
-    if (!logp || !loss)
+    if ((nk ? !keep : !logp) || !loss)
         return NULL;
-    const nomul_op_cfg *m = cfg;
-    nomul_log_softmax_forward(m, rows, n, logits->data, logp->data);
-    loss->data[0] = nomul_cross_entropy_forward(m, rows, n, logp->data, targets, ignore_index,
-                                                smoothing, &count);
+    loss->data[0] = nomul_cross_entropy_logits_forward(cfg, rows, n, logits->data, targets,
+                                                       ignore_index, smoothing,
+                                                       logp ? logp->data : NULL, keep, &count);
     if (count < 0) {
         nomul_report(NOMUL_EINVAL, "nomul_cross_entropy: a target is outside 0..%d and is not "
                      "the ignore index %d", n - 1, ignore_index);
         return NULL;
     }
     ad_record(g, AD_OP_CROSS_ENTROPY, cfg,
-              &(ad_params){.cross_entropy = {logp, targets, ignore_index, smoothing, 0, {0, 0}}},
+              &(ad_params){.cross_entropy = {logp, keep, targets, ignore_index, smoothing, 0,
+                                             {0, 0}}},
               loss, logits, NULL, NULL);
     return loss;
 }
@@ -327,7 +332,8 @@ nomul_tensor *nomul_cross_entropy_global(nomul_graph *g, const nomul_op_cfg *cfg
         return NULL;
     loss->data[0] = nomul_cross_entropy_forward_global(cfg, &glob);
     ad_record(g, AD_OP_CROSS_ENTROPY, cfg,
-              &(ad_params){.cross_entropy = {logp, targets, ignore_index, smoothing, 1, glob}},
+              &(ad_params){.cross_entropy = {logp, NULL, targets, ignore_index, smoothing, 1,
+                                             glob}},
               loss, logits, NULL, NULL);
     return loss;
 }

@@ -456,14 +456,21 @@ void nomul_batch_norm_relu_backward_keep(const nomul_op_cfg *cfg, int nb, int C,
 
 /* ---- label-smoothed cross-entropy ------------------------------------------------ */
 
+/* the rows whose target is not ignore_index, -1 for a target out of range */
+static int ce_count_used(int rows, int n, const int *target, int ignore_index)
+{
+    int used = 0;
+    for (int i = 0; i < rows && used >= 0; i++)
+        if (target[i] != ignore_index)
+            used = target[i] < 0 || target[i] >= n ? -1 : used + 1;
+    return used;
+}
+
 float nomul_cross_entropy_forward(const nomul_op_cfg *cfg, int rows, int n, const float *logp,
                                   const int *target, int ignore_index, float smoothing,
                                   int *count)
 {
-    int used = 0; /* -1 for a target out of range */
-    for (int i = 0; i < rows && used >= 0; i++)
-        if (target[i] != ignore_index)
-            used = target[i] < 0 || target[i] >= n ? -1 : used + 1;
+    int used = ce_count_used(rows, n, target, ignore_index);
     if (count)
         *count = used;
     if (nomul_op_is_pa(cfg))
@@ -471,6 +478,28 @@ float nomul_cross_entropy_forward(const nomul_op_cfg *cfg, int rows, int n, cons
                                               used);
     return nomul_cross_entropy_forward_float(rows, n, logp, target, ignore_index, smoothing,
                                              used);
+}
+
+long nomul_cross_entropy_keep_floats(const nomul_op_cfg *cfg, int rows, int n)
+{
+    return nomul_op_is_pa(cfg) ? nomul_ce_keep_floats_pa(cfg, rows, n) : 0;
+}
+
+float nomul_cross_entropy_logits_forward(const nomul_op_cfg *cfg, int rows, int n,
+                                         const float *logits, const int *target,
+                                         int ignore_index, float smoothing, float *logp,
+                                         float *keep, int *count)
+{
+    if (!nomul_op_is_pa(cfg) || !keep) { /* the two passes */
+        nomul_log_softmax_forward(cfg, rows, n, logits, logp);
+        return nomul_cross_entropy_forward(cfg, rows, n, logp, target, ignore_index, smoothing,
+                                           count);
+    }
+    int used = ce_count_used(rows, n, target, ignore_index);
+    if (count)
+        *count = used;
+    return nomul_ce_logits_forward_pa(cfg, rows, n, logits, target, ignore_index, smoothing,
+                                      used, logp, keep);
 }
 
 /* the rows the backward uses: targets not ignored (rows out of range are
@@ -535,14 +564,16 @@ void nomul_cross_entropy_backward_global(const nomul_op_cfg *cfg, int rows, int 
 
 void nomul_cross_entropy_logits_backward(const nomul_op_cfg *cfg, int rows, int n,
                                          const float *logits, const float *logp,
-                                         const int *target, int ignore_index, float smoothing,
-                                         float dloss, const nomul_ce_global *glob,
-                                         int accumulate, float *dlogits)
+                                         const float *keep, const int *target,
+                                         int ignore_index, float smoothing, float dloss,
+                                         const nomul_ce_global *glob, int accumulate,
+                                         float *dlogits)
 {
     int used = glob ? glob->used : ce_used_rows(rows, n, target, ignore_index);
     if (nomul_op_is_pa(cfg))
-        nomul_ce_lsm_backward_pa(cfg, rows, n, logits, logp, target, ignore_index, smoothing,
-                                 dloss, used, glob ? &glob->total : NULL, !accumulate, dlogits);
+        nomul_ce_lsm_backward_pa(cfg, rows, n, logits, logp, keep, target, ignore_index,
+                                 smoothing, dloss, used, glob ? &glob->total : NULL, !accumulate,
+                                 dlogits);
     else
         nomul_ce_lsm_backward_float(rows, n, logp, target, ignore_index, smoothing, dloss, used,
                                     !accumulate, dlogits);

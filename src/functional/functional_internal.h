@@ -195,9 +195,17 @@ void nomul_cross_entropy_backward_pa_total(const nomul_op_cfg *cfg, int rows, in
  * log_softmax's backward of the cross-entropy's dlogp, made a group of rows
  * at a time in a row buffer (the same bits as the two passes) */
 void nomul_ce_lsm_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *logits,
-                              const float *logp, const int *target, int ignore_index,
-                              float smoothing, float dloss, int used, const float *total_in,
-                              int store, float *dx);
+                              const float *logp, const float *keep, const int *target,
+                              int ignore_index, float smoothing, float dloss, int used,
+                              const float *total_in, int store, float *dx);
+/* nomul_cross_entropy_logits_forward in PA (used: the rows whose target is
+ * not ignore_index, -1 for a target out of range): log_softmax's rows and the
+ * row losses a group of rows at a time, the loss returned; logp may be NULL,
+ * keep (nomul_ce_keep_floats_pa floats) is not */
+long nomul_ce_keep_floats_pa(const nomul_op_cfg *cfg, int rows, int n);
+float nomul_ce_logits_forward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *logits,
+                                 const int *target, int ignore_index, float smoothing, int used,
+                                 float *logp, float *keep);
 int nomul_cross_entropy_rows_pa(const nomul_op_cfg *cfg, int rows, int n, const float *logp,
                                 const int *target, int ignore_index, float smoothing,
                                 float *loss);

@@ -323,6 +323,13 @@ static void pa_row_exp_grads(float off, int n, const float *x, const float *u, f
     nomul_elt(NOMUL_ELT_MUL_GRAD, (size_t)n, x, 0, &log2e, 1, out, 0, NULL, 0, out, NULL);
 }
 
+/* The cross-entropy's kept values (nomul_ce_logits_forward_pa), rows
+ * floats each: a used row's loss and the exact derivative's parts nll, msm
+ * and smooth (ce_row's; 0 for a skipped row), then every row's shift s and
+ * sum S (pa_rows_exp's); after them, for the approximate backward,
+ * e = paexp2(u), rows × n. */
+enum { CK_LOSS, CK_NLL, CK_MSM, CK_SMOOTH, CK_S, CK_SUM, CK_ARRAYS };
+
 /* Runs body(i0, k, t) over the rows in groups of rows_group(n), the groups
  * split among the threads (one thread: no OpenMP team), each thread with
  * its scratch rows; a thread out of scratch memory skips its groups (after
@@ -340,6 +347,13 @@ typedef struct {
     void (*make_dy)(const void *dy_ctx, int i0, int k, float *dy);
     const void *dy_ctx;
     int store; /* log_softmax's backward: out = +0 + its term, not out += it */
+    /* the cross-entropy from the logits (nomul_ce_logits_forward_pa): its
+     * targets, and its kept values (ce_keep's layout), written by the
+     * forward, read by log_softmax's backward instead of recomputed */
+    const int *target;
+    int ignore_index;
+    float eps;
+    float *ce_keep;
 } rows_job;
 typedef void (*rows_body)(const rows_job *j, int i0, int k, row_tmp *t);
 
@@ -560,7 +574,26 @@ static void lse_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
         for (int r = 0; r < k; r++)
             g[r] = j->dlse[i0 + r];
     const int approx = j->cfg->approx_bwd;
-    pa_rows_exp(off, k, n, j->x + (long)i0 * n, t, s, sum);
+    /* e (the approximate backward's) and u (the exact one's): recomputed, or
+     * from the cross-entropy's kept s, S (and e) */
+    const float *e = t->e;
+    if (j->ce_keep) {
+        const long R = j->rows;
+        for (int r = 0; r < k; r++) {
+            s[r] = j->ce_keep[CK_S * R + i0 + r];
+            sum[r] = j->ce_keep[CK_SUM * R + i0 + r];
+        }
+        if (approx) {
+            e = j->ce_keep + CK_ARRAYS * R + (long)i0 * n;
+        } else {
+            pam_row(off, k * n, j->x + (long)i0 * n, LOG2E, t->u);
+            for (int r = 0; r < k; r++)
+                for (int c = 0; c < n; c++)
+                    t->u[(long)r * n + c] -= s[r]; /* s is an integer: exact */
+        }
+    } else {
+        pa_rows_exp(off, k, n, j->x + (long)i0 * n, t, s, sum);
+    }
     /* log_softmax's approximate backward in one fused pass per row (AVX2,
      * AVX-512), else the steps below */
     const nomul_pa_fused *f = lsm && approx && !nomul_pa_chains_scalar ? nomul_pa_fused_active()
@@ -568,14 +601,14 @@ static void lse_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
     for (int r = 0; r < k; r++) {
         float *w = t->w, *dr = j->out + (long)(i0 + r) * n;
         if (f) {
-            f->lsm_backward_approx(n, t->e + (long)r * n, sum[r], g[r], dy + (long)r * n, off,
+            f->lsm_backward_approx(n, e + (long)r * n, sum[r], g[r], dy + (long)r * n, off,
                                    j->store, dr);
             continue;
         }
         if (approx) { /* w = softmax(x) · g, with the PA softmax and PAM */
             if (sum[r] > 0.0f)
-                nomul_elt(NOMUL_ELT_DIV, (size_t)n, t->e + (long)r * n, 0, &sum[r], 1, NULL, 0, NULL, 0, w,
-                    NULL);
+                nomul_elt(NOMUL_ELT_DIV, (size_t)n, e + (long)r * n, 0, &sum[r], 1, NULL, 0, NULL,
+                          0, w, NULL);
             else
                 for (int c = 0; c < n; c++)
                     w[c] = 0.0f;
@@ -605,23 +638,25 @@ static void lse_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
     }
 }
 
-/* the audit of log_softmax's backward */
-static void count_lsm_backward(const nomul_op_cfg *cfg, int rows, int n)
+/* the audit of log_softmax's backward; kept: the cross-entropy's kept
+ * values read, not recomputed (no paexp2 and no Σe; approximate, no u
+ * either) */
+static void count_lsm_backward(const nomul_op_cfg *cfg, int rows, int n, int kept)
 {
     long t0 = (long)rows * n;
     if (cfg->approx_bwd) {
-        NOMUL_COUNT(PAM, 2 * t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PAD, t0);
-        NOMUL_COUNT(FADD, 5 * t0);
+        NOMUL_COUNT(PAM, kept ? t0 : 2 * t0); NOMUL_COUNT(PAEXP2, kept ? 0 : t0);
+        NOMUL_COUNT(PAD, t0); NOMUL_COUNT(FADD, kept ? 3 * t0 : 5 * t0);
     } else {
-        NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PALOG2, rows);
-        NOMUL_COUNT(SHIFT, 2 * t0 + 2 * rows); NOMUL_COUNT(FADD, 4 * t0);
+        NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, kept ? 0 : t0); NOMUL_COUNT(PALOG2, rows);
+        NOMUL_COUNT(SHIFT, 2 * t0 + 2 * rows); NOMUL_COUNT(FADD, kept ? 3 * t0 : 4 * t0);
     }
 }
 
 void nomul_log_softmax_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x,
                                    const float *dy, float *dx)
 {
-    count_lsm_backward(cfg, rows, n);
+    count_lsm_backward(cfg, rows, n, 0);
     rows_run(&(rows_job){.cfg = cfg, .rows = rows, .n = n, .x = x, .dy = dy, .out = dx},
              lse_backward_body);
 }
@@ -1502,6 +1537,7 @@ typedef struct {
     const int *target;
     float *loss, *nll, *msm, *smooth; /* per row: ce_row's loss and parts */
     float *dlogp;                     /* the gradient pass: rows to write */
+    int kept; /* loss and the parts: the forward's (nomul_ce_logits_forward_pa) */
 } ce_job;
 
 static int ce_skip(const ce_job *j, int i)
@@ -1602,7 +1638,7 @@ static int ce_job_init(ce_job *j, const nomul_op_cfg *cfg, int rows, int n, cons
     if (!buf)
         return 0;
     *j = (ce_job){offset_of(cfg), smoothing, 0.0f, n, ignore_index, cfg->approx_bwd, logp,
-                  target, buf, NULL, NULL, NULL, NULL};
+                  target, buf, NULL, NULL, NULL, NULL, 0};
     if (parts) {
         j->nll = buf + rows;
         j->msm = buf + 2L * rows;
@@ -1710,7 +1746,7 @@ static float ce_grad_scale(ce_job *j, int fast, const nomul_op_cfg *cfg, int row
     if (cfg->approx_bwd)
         return pad(dloss, (float)used);
     /* loss = PAD(Σ loss_i, used) */
-    if (fast)
+    if (fast && !j->kept)
         ce_run(j, rows, ce_parts_range);
     for (int i = 0; !total_in && i < rows; i++)
         if (nomul_ce_row_used(target[i], ignore_index, n))
@@ -1758,11 +1794,28 @@ static void ce_dy_rows(const void *ctx, int i0, int k, float *dy)
 }
 
 void nomul_ce_lsm_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *logits,
-                              const float *logp, const int *target, int ignore_index,
-                              float smoothing, float dloss, int used, const float *total_in,
-                              int store, float *dx)
+                              const float *logp, const float *keep, const int *target,
+                              int ignore_index, float smoothing, float dloss, int used,
+                              const float *total_in, int store, float *dx)
 {
     ce_job j;
+    if (keep) { /* the forward's row losses, parts, s, S (and e): no pass over logp */
+        const long R = rows;
+        float *k = (float *)keep; /* read only: ce_job's part arrays serve both ways */
+        j = (ce_job){offset_of(cfg), smoothing, 0.0f, n, ignore_index, cfg->approx_bwd, NULL,
+                     target, k + CK_LOSS * R, k + CK_NLL * R, k + CK_MSM * R,
+                     k + CK_SMOOTH * R, NULL, 1};
+        count_ce_backward(cfg, rows, n);
+        count_lsm_backward(cfg, rows, n, 1);
+        if (used > 0)
+            j.g = ce_grad_scale(&j, 1, cfg, rows, n, NULL, target, ignore_index, smoothing,
+                                dloss, used, total_in);
+        rows_run(&(rows_job){.cfg = cfg, .rows = rows, .n = n, .x = logits, .out = dx,
+                             .make_dy = ce_dy_rows, .dy_ctx = &j, .store = store,
+                             .ce_keep = k},
+                 lse_backward_body);
+        return;
+    }
     int fast = ce_job_init(&j, cfg, rows, n, logp, target, ignore_index, smoothing,
                            !cfg->approx_bwd);
     float *dlogp = NULL;
@@ -1782,13 +1835,79 @@ void nomul_ce_lsm_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const fl
         return;
     }
     count_ce_backward(cfg, rows, n);
-    count_lsm_backward(cfg, rows, n);
+    count_lsm_backward(cfg, rows, n, 0);
     if (used > 0) /* else every row is skipped, and g unused */
         j.g = ce_grad_scale(&j, fast, cfg, rows, n, logp, target, ignore_index, smoothing, dloss,
                             used, total_in);
     rows_run(&(rows_job){.cfg = cfg, .rows = rows, .n = n, .x = logits, .out = dx,
                          .make_dy = ce_dy_rows, .dy_ctx = &j, .store = store},
              lse_backward_body);
+}
+
+/* log_softmax and the cross-entropy's row losses for a group of rows, in
+ * the cache: lse_body's logsumexp and y = x − lse (into logp where given,
+ * else a scratch row), then ce_parts_range's smoothing sums and losses, all
+ * into the kept values (e straight into them for the approximate backward) */
+static void ce_keep_body(const rows_job *j, int i0, int k, row_tmp *t)
+{
+    const float off = offset_of(j->cfg);
+    const int n = j->n;
+    const long R = j->rows;
+    float *kk = j->ce_keep, s[ROWS_MAX], sum[ROWS_MAX], smooth[ROWS_MAX];
+    row_tmp tk = *t;
+    if (j->cfg->approx_bwd)
+        tk.e = kk + CK_ARRAYS * R + (long)i0 * n;
+    pa_rows_exp(off, k, n, j->x + (long)i0 * n, &tk, s, sum);
+    float *y = j->out ? j->out + (long)i0 * n : t->w;
+    for (int r = 0; r < k; r++) {
+        float l = pad(s[r] + nomul_pa_log2(sum[r]), LOG2E);
+        const float *xr = j->x + (long)(i0 + r) * n;
+        float *yr = y + (long)r * n;
+        for (int c = 0; c < n; c++)
+            yr[c] = xr[c] - l;
+    }
+    row_sums(k, n, y, n, 1, smooth);
+    for (int r = 0; r < k; r++) {
+        const long i = i0 + r;
+        const int tg = j->target[i];
+        kk[CK_S * R + i] = s[r];
+        kk[CK_SUM * R + i] = sum[r];
+        float loss = 0.0f, nll = 0.0f, msm = 0.0f;
+        if (nomul_ce_row_used(tg, j->ignore_index, n)) {
+            nll = -y[(long)r * n + tg];
+            loss = ce_loss(off, n, nll, smooth[r], j->eps, &msm);
+        }
+        kk[CK_LOSS * R + i] = loss;
+        kk[CK_NLL * R + i] = nll;
+        kk[CK_MSM * R + i] = msm;
+        kk[CK_SMOOTH * R + i] = smooth[r];
+    }
+}
+
+long nomul_ce_keep_floats_pa(const nomul_op_cfg *cfg, int rows, int n)
+{
+    return CK_ARRAYS * (long)rows + (cfg->approx_bwd ? (long)rows * n : 0);
+}
+
+float nomul_ce_logits_forward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *logits,
+                                 const int *target, int ignore_index, float smoothing, int used,
+                                 float *logp, float *keep)
+{
+    long t0 = (long)rows * n; /* the audit: log_softmax's forward, then the cross-entropy's */
+    NOMUL_COUNT(PAM, t0); NOMUL_COUNT(PAEXP2, t0); NOMUL_COUNT(PALOG2, rows);
+    NOMUL_COUNT(PAD, rows); NOMUL_COUNT(FADD, 3 * t0);
+    NOMUL_COUNT(PAM, 2L * rows); NOMUL_COUNT(PAD, rows + 1L); NOMUL_COUNT(FADD, t0 + rows);
+    rows_run(&(rows_job){.cfg = cfg, .rows = rows, .n = n, .x = logits, .out = logp,
+                         .target = target, .ignore_index = ignore_index, .eps = smoothing,
+                         .ce_keep = keep},
+             ce_keep_body); /* (a target out of range: its row is skipped) */
+    if (used <= 0)
+        return used < 0 ? NAN : 0.0f;
+    float total = 0.0f;
+    for (int i = 0; i < rows; i++)
+        if (nomul_ce_row_used(target[i], ignore_index, n))
+            total += keep[CK_LOSS * (long)rows + i];
+    return pad(total, (float)used);
 }
 
 /* ---- GELU: x σ(1.702 x) ------------------------------------------------------------- */
