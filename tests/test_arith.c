@@ -416,10 +416,18 @@ static void test_kernels_match_scalar(void **state)
         for (int round = 0; round < rounds; round++) {
             size_t n = round < 40 ? (size_t)round : 1 + tu_u32(&r) % MAXN;
             nomul_elt_args g = {{in[0], in[1], in[2], in[3]}, {0}, {want[0], want[1]}, round & 1};
+            /* a third of the rounds: normal values with zeros and subnormals among
+             * them, and nothing else (a model's masks, ReLUs and padding rows: the
+             * kernels' second tier), else every class */
+            const int zeros = round % 3 == 1;
             for (int j = 0; j < info->n_in; j++) {
                 g.bcast[j] = round > 3 && tu_u32(&r) % 4 == 0;
                 for (size_t i = 0; i < MAXN; i++)
-                    in[j][i] = (tu_u32(&r) & 3) ? tu_any_float(&r) : tu_normal(&r, -20, 20, 1);
+                    in[j][i] = zeros ? ((tu_u32(&r) & 7) ? tu_normal(&r, -20, 20, 1)
+                                        : tu_u32(&r) & 1 ? tu_float(tu_u32(&r) & 0x807FFFFFu)
+                                                         : tu_float(tu_u32(&r) & 0x80000000u))
+                           : (tu_u32(&r) & 3) ? tu_any_float(&r)
+                                              : tu_normal(&r, -20, 20, 1);
             }
             /* half the rounds: second operands at the range edges of the first */
             if (info->n_in >= 2 && (round & 2) && !g.bcast[0] && !g.bcast[1])
