@@ -1480,6 +1480,33 @@ static void test_pa_rows_match_scalar_twin(void **state)
     nomul_set_num_threads(threads);
 }
 
+/* One case of the cross-entropy tests below, drawn for repetition rep:
+ * widths around the row groups, float / PA approximate / PA exact / PA exact
+ * with an offset, smoothing or not, dloss 1 or not, the PA twin's chains,
+ * every row ignored, a stored (not added) gradient. */
+typedef struct {
+    int n, rows, kind, twin, none, store;
+    nomul_op_cfg m;
+    float smoothing, dloss;
+} ce_case;
+
+static ce_case ce_case_draw(tu_rng *r, int rep, int max_rows)
+{
+    static const int widths[] = {1, 7, 17, 64, 300, 2860};
+    ce_case c;
+    c.n = widths[rep % 6];
+    c.rows = 1 + (int)(tu_next(r) % (unsigned)max_rows);
+    c.kind = (rep / 6) % 4;
+    c.m = (nomul_op_cfg){c.kind ? NOMUL_OP_PAM : NOMUL_OP_STANDARD, c.kind == 1,
+                         c.kind == 3 ? 1.0552f : 1.0f};
+    c.smoothing = rep % 4 ? 0.1f : 0.0f;
+    c.dloss = rep % 5 ? 1.0f : 0.625f;
+    c.twin = c.kind && rep % 7 == 3;
+    c.none = rep % 11 == 5;
+    c.store = rep % 3 == 1; /* into a fresh gradient: its NaNs overwritten */
+    return c;
+}
+
 /* The cross-entropy's gradient with respect to the logits in one pass
  * (nomul_cross_entropy_logits_backward) against its two passes, the
  * cross-entropy's backward into a zeroed dlogp, then log_softmax's backward
@@ -1496,18 +1523,15 @@ static void test_ce_logits_backward_matches_two_passes(void **state)
     enum { ROWS = 70, MAXN = 2860 };
     static float x[ROWS * MAXN], lp[ROWS * MAXN], d1[ROWS * MAXN], d2[ROWS * MAXN],
         dlp[ROWS * MAXN];
-    static const int widths[] = {1, 7, 17, 64, 300, 2860};
     int tgt[ROWS];
     const int threads = nomul_get_num_threads();
     nomul_set_num_threads(4);
     for (int rep = 0; rep < 48; rep++) {
-        int n = widths[rep % 6], rows = 1 + (int)(tu_next(&r) % ROWS);
-        int kind = (rep / 6) % 4; /* float, PA approx, PA exact, PA exact with an offset */
-        nomul_op_cfg m = {kind ? NOMUL_OP_PAM : NOMUL_OP_STANDARD, kind == 1,
-                          kind == 3 ? 1.0552f : 1.0f};
-        float smoothing = rep % 4 ? 0.1f : 0.0f, dloss = rep % 5 ? 1.0f : 0.625f;
-        int global = rep / 24, twin = kind && rep % 7 == 3, none = rep % 11 == 5;
-        int store = rep % 3 == 1; /* into a fresh gradient: its NaNs overwritten */
+        ce_case cc = ce_case_draw(&r, rep, ROWS);
+        int n = cc.n, rows = cc.rows, kind = cc.kind, twin = cc.twin, none = cc.none;
+        int store = cc.store, global = rep / 24;
+        nomul_op_cfg m = cc.m;
+        float smoothing = cc.smoothing, dloss = cc.dloss;
         int total = rows * n;
         fill(&r, x, total, -6, 6);
         nomul_log_softmax_forward(&m, rows, n, x, lp);
@@ -1577,18 +1601,15 @@ static void test_ce_keep_matches_two_passes(void **state)
     enum { ROWS = 70, MAXN = 2860 };
     static float x[ROWS * MAXN], lp[ROWS * MAXN], lp2[ROWS * MAXN], d1[ROWS * MAXN],
         d2[ROWS * MAXN], keep[6 * ROWS + ROWS * MAXN];
-    static const int widths[] = {1, 7, 17, 64, 300, 2860};
     int tgt[ROWS];
     const int threads = nomul_get_num_threads();
     nomul_set_num_threads(4);
     for (int rep = 0; rep < 48; rep++) {
-        int n = widths[rep % 6], rows = 1 + (int)(tu_next(&r) % ROWS);
-        int kind = (rep / 6) % 4; /* float, PA approx, PA exact, PA exact with an offset */
-        nomul_op_cfg m = {kind ? NOMUL_OP_PAM : NOMUL_OP_STANDARD, kind == 1,
-                          kind == 3 ? 1.0552f : 1.0f};
-        float smoothing = rep % 4 ? 0.1f : 0.0f, dloss = rep % 5 ? 1.0f : 0.625f;
-        int twin = kind && rep % 7 == 3, none = rep % 11 == 5, bad = rep % 13 == 7;
-        int store = rep % 3 == 1, with_logp = kind == 0 || rep % 2;
+        ce_case cc = ce_case_draw(&r, rep, ROWS);
+        int n = cc.n, rows = cc.rows, kind = cc.kind, twin = cc.twin, none = cc.none;
+        int store = cc.store, bad = rep % 13 == 7, with_logp = kind == 0 || rep % 2;
+        nomul_op_cfg m = cc.m;
+        float smoothing = cc.smoothing, dloss = cc.dloss;
         int total = rows * n;
         long nk = nomul_cross_entropy_keep_floats(&m, rows, n);
         assert_true(nk == (kind ? 6L * rows + (kind == 1 ? (long)total : 0) : 0));
