@@ -348,7 +348,7 @@ typedef struct {
     const void *dy_ctx;
     int store; /* log_softmax's backward: out = +0 + its term, not out += it */
     /* the cross-entropy from the logits (nomul_ce_logits_forward_pa): its
-     * targets, and its kept values (ce_keep's layout), written by the
+     * targets, and its kept values (the CK_ layout above), written by the
      * forward, read by log_softmax's backward instead of recomputed */
     const int *target;
     int ignore_index;
