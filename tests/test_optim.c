@@ -34,13 +34,18 @@ static void test_adamw_pa_matches_definition(void **state)
     /* past one chunk of the array kernels and the size that takes threads
      * (optim_internal.h), with a partial last chunk; at 1, 2 and 3 threads */
     enum { N = 9001 };
-    for (int variant = 0; variant < 8; variant++) {
+    /* every instruction set: AVX2 and AVX-512 run the update as one fused
+     * pass (nomul_pa_fused's adamw), the scalar set as array calls */
+    nomul_op_counts counted[8];
+    for (int vi = 0; vi < 8 * ((int)nomul_isa_max() + 1); vi++) {
+        const int variant = vi % 8, isa = vi / 8;
+        nomul_isa_set((nomul_isa)isa);
         nomul_set_num_threads(variant % 3 + 1);
         float off = variant & 1 ? 1.0552f : 1.0f, wd = variant & 2 ? 0.01f : 0.0f;
         int delta = variant & 4;
         static float p[N], m[N], v[N], g[N], rp[N], rm[N], rv[N];
-        for (int i = 0; i < N; i++) {
-            p[i] = rp[i] = tu_normal(&r, -4, 1, 1);
+        for (int i = 0; i < N; i++) { /* signed zeros among the weights (the decay's -0 - -0) */
+            p[i] = rp[i] = i % 97 == 5 ? (i & 1 ? -0.0f : 0.0f) : tu_normal(&r, -4, 1, 1);
             m[i] = v[i] = rm[i] = rv[i] = 0.0f;
         }
         nomul_adamw o;
@@ -48,10 +53,28 @@ static void test_adamw_pa_matches_definition(void **state)
         o.moments = delta ? NOMUL_ADAM_MOMENTS_DELTA : NOMUL_ADAM_MOMENTS_REFERENCE;
         float b1t = 1.0f, b2t = 1.0f;
         for (int step = 0; step < 5; step++) {
-            for (int i = 0; i < N; i++)
-                g[i] = (tu_u32(&r) % 8 == 0) ? 0.0f : tu_normal(&r, -6, 2, 1);
+            for (int i = 0; i < N; i++) { /* zeros, subnormals and a wide range */
+                uint32_t k = tu_u32(&r) % 16;
+                g[i] = k < 2 ? 0.0f
+                       : k == 2 ? tu_float(tu_u32(&r) & 0x807FFFFFu)
+                       : k == 3 ? tu_normal(&r, -60, 40, 1)
+                                : tu_normal(&r, -6, 2, 1);
+            }
             nomul_adamw_begin_step(&o);
+            nomul_op_counts cnt;
+            nomul_counts_reset();
+            nomul_counts_enable(1);
             nomul_adamw_update(&o, N, p, g, m, v);
+            nomul_counts_enable(0);
+            nomul_counts_get(&cnt);
+            /* the audit counts the same operations on every instruction set */
+            if (isa == 0)
+                counted[variant] = cnt;
+            else if (memcmp(&cnt, &counted[variant], sizeof cnt))
+                FAIL_SEED("PA AdamW on %s, variant %d: the audit's counts differ from the "
+                          "scalar set's (PAM %llu against %llu)",
+                          nomul_isa_name((nomul_isa)isa), variant,
+                          cnt.n[NOMUL_COUNT_PAM], counted[variant].n[NOMUL_COUNT_PAM]);
             /* the definition, one element at a time */
             b1t = nomul_pa_mul(b1t, 0.9f);
             b2t = nomul_pa_mul(b2t, 0.98f);
@@ -72,11 +95,13 @@ static void test_adamw_pa_matches_definition(void **state)
             for (int i = 0; i < N; i++)
                 if (tu_bits(p[i]) != tu_bits(rp[i]) || tu_bits(m[i]) != tu_bits(rm[i]) ||
                     tu_bits(v[i]) != tu_bits(rv[i]))
-                    FAIL_SEED("PA AdamW variant %d step %d element %d: p %08x/%08x m %08x/%08x "
-                              "v %08x/%08x", variant, step, i, tu_bits(p[i]), tu_bits(rp[i]),
+                    FAIL_SEED("PA AdamW on %s, variant %d step %d element %d: p %08x/%08x "
+                              "m %08x/%08x v %08x/%08x", nomul_isa_name((nomul_isa)isa),
+                              variant, step, i, tu_bits(p[i]), tu_bits(rp[i]),
                               tu_bits(m[i]), tu_bits(rm[i]), tu_bits(v[i]), tu_bits(rv[i]));
         }
     }
+    nomul_isa_set(nomul_isa_max());
     nomul_set_num_threads(0);
 }
 

@@ -128,6 +128,14 @@ typedef struct nomul_pa_fused {
     /* the row pipeline's exponentials over one row: u −= s (s an integer:
      * exact), e = paexp2(u) */
     void (*exp2_shifted)(int n, float *u, float s, float *e);
+    /* AdamW's PA update of n elements (optim_pa.c's adamw_chunk, its
+     * operations in its order, every PAM with the offset k[7] (1: none)):
+     * with wd (a weight decay), p −= PAM(p, k[0]), k[0] = lr·λ; then the moments, delta
+     * form m += PAM(g − m, k[2]), v += PAM(PAM(g, g) − v, k[4]), else m =
+     * PAM(m, k[1]) + PAM(g, k[2]), v = PAM(v, k[3]) + PAM(PAM(g, g), k[4]);
+     * then p −= PAM(PAD(m, pa_sqrt(v) + k[5]), k[6]) */
+    void (*adamw)(int n, float *p, const float *g, float *m, float *v, const float *k,
+                  int delta, int wd);
 } nomul_pa_fused;
 
 extern const nomul_pa_fused nomul_pa_fused_avx2;

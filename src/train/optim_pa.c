@@ -1,10 +1,12 @@
 /*
  * optim_pa.c — the piecewise affine forms of the optimizers and of gradient
  * clipping: every product a PAM (with the configured offset), every quotient
- * a PAD, every square root pa_sqrt, through the array kernels in chunks.
+ * a PAD, every square root pa_sqrt, through the array kernels in chunks
+ * (AdamW on AVX2 and AVX-512: a chunk in one fused pass, nomul_pa_fused).
  * Only additions, subtractions and comparisons are done in float here, and
  * the no-multiply test disassembles this object to prove it.
  */
+#include "../arith/elt.h"
 #include "../core/internal.h"
 #include "optim_internal.h"
 
@@ -41,6 +43,24 @@ static void adamw_chunk(const void *ctx, size_t i0, size_t c)
     const float off = o->cfg.offset, step = a->step, decay = a->decay;
     float *pp = a->p + i0, *mm = a->m + i0, *vv = a->v + i0;
     const float *gg = a->g + i0;
+    /* AVX2, AVX-512: the operations below in one pass (nomul_pa_fused);
+     * the scalar kernels run them one array call at a time */
+    const nomul_pa_fused *f = nomul_pa_fused_active();
+    if (f) {
+        /* the audit: what the array calls below count for themselves, a
+         * PAM with an offset two (the moments' form: 3 or 5 PAM calls, the
+         * decay's 1, the step's 1; pa_sqrt a palog2, a PAM and a paexp2) */
+        const int delta = o->moments == NOMUL_ADAM_MOMENTS_DELTA;
+        const long long calls = (o->weight_decay != 0.0f) + (delta ? 3 : 5) + 1;
+        NOMUL_COUNT(PAM, (long long)c * (calls * (off != 1.0f ? 2 : 1) + 1));
+        NOMUL_COUNT(PAD, (long long)c);
+        NOMUL_COUNT(PALOG2, (long long)c);
+        NOMUL_COUNT(PAEXP2, (long long)c);
+        const float k[8] = {decay, o->beta1, 1.0f - o->beta1, o->beta2, 1.0f - o->beta2,
+                            o->eps, step, off};
+        f->adamw((int)c, pp, gg, mm, vv, k, delta, o->weight_decay != 0.0f);
+        return;
+    }
     float t1[CHUNK], t2[CHUNK];
     if (o->weight_decay != 0.0f) { /* p -= lr·λ·p */
         pam_vs(c, pp, decay, off, t1);
