@@ -306,6 +306,37 @@ static void pa_rows_exp(float off, int k, int n, const float *x, row_tmp *t, flo
     row_sums(k, n, t->e, n, 0, sum);
 }
 
+/* pa_rows_exp's u for a group whose shifts s were kept by the forward:
+ * u = PAM(x, log2e) − s into t->u (row r at r·n), without the maximum */
+static void pa_rows_u_kept(float off, int k, int n, const float *x, const float *s, row_tmp *t)
+{
+    pam_row(off, k * n, x, LOG2E, t->u);
+    for (int r = 0; r < k; r++) {
+        float *u = t->u + (long)r * n;
+        for (int c = 0; c < n; c++)
+            u[c] -= s[r]; /* s is an integer: exact */
+    }
+}
+
+/* logsumexp = PAD(s + palog2(S), log2e) of each row of a group (from
+ * pa_rows_exp's s and S), into lse[r] where lse is given, and y = x − it
+ * into y's rows where y is given (row r of x and y at r·n) */
+static void pa_rows_lse(int k, int n, const float *x, const float *s, const float *sum,
+                        float *lse, float *y)
+{
+    for (int r = 0; r < k; r++) {
+        float l = pad(s[r] + nomul_pa_log2(sum[r]), LOG2E);
+        if (lse)
+            lse[r] = l;
+        if (y) {
+            const float *xr = x + (long)r * n;
+            float *yr = y + (long)r * n;
+            for (int c = 0; c < n; c++)
+                yr[c] = xr[c] - l;
+        }
+    }
+}
+
 /* The exact chain from S = Σ paexp2(u) back to each input of a row:
  * out[j] = ∂PAM(x_j, log2e)/∂x · paexp2'(u_j) · dS (out: a row of its own). */
 static void pa_row_exp_grads(float off, int n, const float *x, const float *u, float dsum,
@@ -450,14 +481,11 @@ static void softmax_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
     float s[ROWS_MAX], sum[ROWS_MAX], dsum[ROWS_MAX];
     if (j->kept) {
         const float *ksum = j->kept + (long)j->rows * n, *ks = ksum + j->rows;
-        pam_row(off, k * n, j->x + (long)i0 * n, LOG2E, t->u);
         for (int r = 0; r < k; r++) {
             sum[r] = ksum[i0 + r];
             s[r] = ks[i0 + r];
-            float *u = t->u + (long)r * n;
-            for (int c = 0; c < n; c++)
-                u[c] -= s[r];
         }
+        pa_rows_u_kept(off, k, n, j->x + (long)i0 * n, s, t);
     } else {
         pa_rows_exp(off, k, n, j->x + (long)i0 * n, t, s, sum);
     }
@@ -537,18 +565,8 @@ static void lse_body(const rows_job *j, int i0, int k, row_tmp *t)
     const int n = j->n;
     float s[ROWS_MAX], sum[ROWS_MAX];
     pa_rows_exp(offset_of(j->cfg), k, n, j->x + (long)i0 * n, t, s, sum);
-    for (int r = 0; r < k; r++) {
-        long i = i0 + r;
-        float l = pad(s[r] + nomul_pa_log2(sum[r]), LOG2E);
-        if (j->lse)
-            j->lse[i] = l;
-        if (j->out) {
-            const float *xr = j->x + i * n;
-            float *y = j->out + i * n;
-            for (int c = 0; c < n; c++)
-                y[c] = xr[c] - l;
-        }
-    }
+    pa_rows_lse(k, n, j->x + (long)i0 * n, s, sum, j->lse ? j->lse + i0 : NULL,
+                j->out ? j->out + (long)i0 * n : NULL);
 }
 
 void nomul_lse_forward_pa(const nomul_op_cfg *cfg, int rows, int n, const float *x, float *y,
@@ -583,14 +601,10 @@ static void lse_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
             s[r] = j->ce_keep[CK_S * R + i0 + r];
             sum[r] = j->ce_keep[CK_SUM * R + i0 + r];
         }
-        if (approx) {
+        if (approx)
             e = j->ce_keep + CK_ARRAYS * R + (long)i0 * n;
-        } else {
-            pam_row(off, k * n, j->x + (long)i0 * n, LOG2E, t->u);
-            for (int r = 0; r < k; r++)
-                for (int c = 0; c < n; c++)
-                    t->u[(long)r * n + c] -= s[r]; /* s is an integer: exact */
-        }
+        else
+            pa_rows_u_kept(off, k, n, j->x + (long)i0 * n, s, t);
     } else {
         pa_rows_exp(off, k, n, j->x + (long)i0 * n, t, s, sum);
     }
@@ -1799,25 +1813,18 @@ void nomul_ce_lsm_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const fl
                               const float *total_in, int store, float *dx)
 {
     ce_job j;
-    if (keep) { /* the forward's row losses, parts, s, S (and e): no pass over logp */
+    /* read only: ce_job's part arrays and rows_job's ce_keep serve both ways */
+    float *k = (float *)keep;
+    int fast = 1;
+    if (k) { /* the forward's row losses, parts, s, S (and e): no pass over logp */
         const long R = rows;
-        float *k = (float *)keep; /* read only: ce_job's part arrays serve both ways */
         j = (ce_job){offset_of(cfg), smoothing, 0.0f, n, ignore_index, cfg->approx_bwd, NULL,
                      target, k + CK_LOSS * R, k + CK_NLL * R, k + CK_MSM * R,
                      k + CK_SMOOTH * R, NULL, 1};
-        count_ce_backward(cfg, rows, n);
-        count_lsm_backward(cfg, rows, n, 1);
-        if (used > 0)
-            j.g = ce_grad_scale(&j, 1, cfg, rows, n, NULL, target, ignore_index, smoothing,
-                                dloss, used, total_in);
-        rows_run(&(rows_job){.cfg = cfg, .rows = rows, .n = n, .x = logits, .out = dx,
-                             .make_dy = ce_dy_rows, .dy_ctx = &j, .store = store,
-                             .ce_keep = k},
-                 lse_backward_body);
-        return;
-    }
-    int fast = ce_job_init(&j, cfg, rows, n, logp, target, ignore_index, smoothing,
+    } else {
+        fast = ce_job_init(&j, cfg, rows, n, logp, target, ignore_index, smoothing,
                            !cfg->approx_bwd);
+    }
     float *dlogp = NULL;
     if (!fast) { /* the twin, or out of scratch memory: the two passes through a buffer */
         dlogp = calloc((size_t)rows * n, sizeof *dlogp);
@@ -1835,17 +1842,17 @@ void nomul_ce_lsm_backward_pa(const nomul_op_cfg *cfg, int rows, int n, const fl
         return;
     }
     count_ce_backward(cfg, rows, n);
-    count_lsm_backward(cfg, rows, n, 0);
+    count_lsm_backward(cfg, rows, n, k != NULL);
     if (used > 0) /* else every row is skipped, and g unused */
         j.g = ce_grad_scale(&j, fast, cfg, rows, n, logp, target, ignore_index, smoothing, dloss,
                             used, total_in);
     rows_run(&(rows_job){.cfg = cfg, .rows = rows, .n = n, .x = logits, .out = dx,
-                         .make_dy = ce_dy_rows, .dy_ctx = &j, .store = store},
+                         .make_dy = ce_dy_rows, .dy_ctx = &j, .store = store, .ce_keep = k},
              lse_backward_body);
 }
 
 /* log_softmax and the cross-entropy's row losses for a group of rows, in
- * the cache: lse_body's logsumexp and y = x − lse (into logp where given,
+ * the cache: pa_rows_lse's logsumexp and y = x − lse (into logp where given,
  * else a scratch row), then ce_parts_range's smoothing sums and losses, all
  * into the kept values (e straight into them for the approximate backward) */
 static void ce_keep_body(const rows_job *j, int i0, int k, row_tmp *t)
@@ -1859,13 +1866,7 @@ static void ce_keep_body(const rows_job *j, int i0, int k, row_tmp *t)
         tk.e = kk + CK_ARRAYS * R + (long)i0 * n;
     pa_rows_exp(off, k, n, j->x + (long)i0 * n, &tk, s, sum);
     float *y = j->out ? j->out + (long)i0 * n : t->w;
-    for (int r = 0; r < k; r++) {
-        float l = pad(s[r] + nomul_pa_log2(sum[r]), LOG2E);
-        const float *xr = j->x + (long)(i0 + r) * n;
-        float *yr = y + (long)r * n;
-        for (int c = 0; c < n; c++)
-            yr[c] = xr[c] - l;
-    }
+    pa_rows_lse(k, n, j->x + (long)i0 * n, s, sum, NULL, y);
     row_sums(k, n, y, n, 1, smooth);
     for (int r = 0; r < k; r++) {
         const long i = i0 + r;
