@@ -10,6 +10,7 @@
  * the accumulation (merge-masked add).
  */
 #include <immintrin.h>
+#include <string.h>
 
 #include "gemm_internal.h"
 #include "tile_avx512.h"
@@ -23,6 +24,17 @@
 #define PG_DW_ROW_NAME dw_dw_row
 #define PG_PACK_VB 64
 #include "pack.inc"
+
+/* A float's bit pattern in all 16 lanes, broadcast in the integer domain
+ * (vpbroadcastd): the terms are integer additions, and on AMD's Zen 4 an FP
+ * broadcast (vbroadcastss) feeding vpaddd costs a quarter of the kernels'
+ * rate (the domain crossing) */
+static inline __attribute__((always_inline)) __m512i bcast_bits(const float *p)
+{
+    uint32_t u;
+    memcpy(&u, p, sizeof u);
+    return _mm512_set1_epi32((int)u);
+}
 
 #define FMR 8
 #define FNR 32
@@ -131,7 +143,7 @@ pam_body(int kc, const uint32_t *xp, const int32_t *xm, const float *x, long rs,
         load_y(yp + p * nr, ym + p * nr, nh, my, y, ky);
 #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {
-            __m512i xb = inplace ? _mm512_castps_si512(_mm512_set1_ps(xr[r][p]))
+            __m512i xb = inplace ? bcast_bits(&xr[r][p])
                                  : _mm512_set1_epi32((int)xp[p * MR + r]);
             __mmask16 km = !mx ? 0 : inplace ? kx[r] : (__mmask16)xm[p * MR + r];
             for (int h = 0; h < nh; h++) {
@@ -250,7 +262,7 @@ xdirect_body(int k, const float *x, const long *xoff, int seg, long ss, int mval
             load_y(yp, ym, nh, my, y, ky);
 #pragma GCC unroll 8
             for (int r = 0; r < MR; r++) {
-                __m512i xb = _mm512_castps_si512(_mm512_set1_ps(xr[r][q]));
+                __m512i xb = bcast_bits(&xr[r][q]);
                 __mmask16 kx = _mm512_test_epi32_mask(xb, expo);
                 for (int h = 0; h < nh; h++) {
                     __m512i a = grad ? _mm512_and_si512(_mm512_add_epi32(xb, t[r][h]), se) : xb;
@@ -334,7 +346,7 @@ static int xlist_build(const float *x, int nlanes, const uint16_t *wmask, const 
 #define XS_TERM(r, s)                                                                           \
     do {                                                                                        \
         uint32_t e_ = lists[(r) * PG_XL_CAP + (s)];                                             \
-        __m512i xb_ = _mm512_castps_si512(_mm512_set1_ps(*(const float *)(xr[r] + (e_ >> 16)))); \
+        __m512i xb_ = bcast_bits((const float *)(xr[r] + (e_ >> 16))); \
         const char *yr_ = yb + (e_ & 0xFFFFu);                                                  \
         for (int h = 0; h < nh; h++) {                                                          \
             __m512i a_ = grad ? _mm512_and_si512(_mm512_add_epi32(xb_, t[r][h]), se) : xb_;     \
