@@ -9,6 +9,10 @@
 /* Records an error for this thread and calls the handler. */
 void nomul_report(nomul_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* 1 on an AMD CPU (cpuid's vendor): for kernel choices that weigh
+ * differently there (isa.c), never for results. */
+int nomul_cpu_amd(void);
+
 /* The number of threads the kernels use: NOMUL_NUM_THREADS, or every core. */
 int nomul_num_threads(void);
 /* Threads for an elementwise or row-wise pass over `work` elements (each

@@ -766,6 +766,15 @@ static int xs_sparse_enough(const float *x, long n, int num)
     return nz * XSPARSE_DEN <= (long)num * n;
 }
 
+/* The lists' density bound (of XSPARSE_DEN) for the exact or approximate
+ * form, on a narrow (16-wide) or wide tile (conv2d_internal.h) */
+static int xs_num_of(int exact, int narrow)
+{
+    if (exact)
+        return XSPARSE_EXACT;
+    return !narrow && nomul_cpu_amd() ? XSPARSE_APPROX_WIDE_AMD : XSPARSE_APPROX;
+}
+
 /* 0 where no chunk fits (rows wider than XS_LANES) */
 static int xs_chunks_make(const conv_geom *g, int implicit, int wp, uint32_t ybytes,
                           xs_chunks *ch)
@@ -884,7 +893,7 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
     const pg_xsparse_ukr *xs = &cx->xsparse;
     const uint32_t ybytes = (uint32_t)NR * 4;
     xs_chunks ch;
-    int xs_num = exact ? XSPARSE_EXACT : XSPARSE_APPROX;
+    int xs_num = xs_num_of(exact, narrow);
     int len[8]; /* a tile's list lengths: MR ≤ 8 */
     sparse = sparse && MR <= 8 && xs_chunks_make(g, implicit, wp, ybytes, &ch);
     pg_xsparse_kernel skern = !sparse ? NULL
@@ -1028,7 +1037,7 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
         return 0;
     int sparse = xdirect && pg_cntx_active()->xsparse.build != NULL &&
                  conv_xsparse_mode != CONV_XSPARSE_NEVER &&
-                 xs_sparse_enough(x, g->x_img, sh.exact ? XSPARSE_EXACT : XSPARSE_APPROX);
+                 xs_sparse_enough(x, g->x_img, xs_num_of(sh.exact, sh.narrow));
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *col = fast || xdirect ? NULL : cached_col(fn, g, NOMUL_SCRATCH_CONV_COL);

@@ -145,10 +145,15 @@ void conv_col_offsets(const nomul_conv2d_desc *d, const conv_geom *g, int implic
  * 0.5 (a ReLU's half), one thread, the exact form's dW at 16, 32 and 64
  * channels: 1.08x, 1.42x, 1.21x the in-place kernels; the approximate
  * form's lists cost more than its tests save at that density (0.76-0.89x),
- * so it takes them only below 3/8. The mode is for the tests, which check
+ * so it takes them only below 3/8. That was on a Xeon; on AMD's Zen 4 the
+ * in-place kernels' merge-masked adds run at two thirds of the rate, and
+ * the approximate form's lists pay on wide tiles (32 output channels or
+ * more) up to 6/8 (bench conv --approx --zeros 0.5 --batch 64: 64 channels
+ * dW 0.78-0.82 -> 0.95-1.02 of float; 16 channels no better, so narrow
+ * tiles keep 3/8): XSPARSE_APPROX_WIDE_AMD. The mode is for the tests, which check
  * the paths against each other bit for bit: auto (the default), never,
  * always (every chunk, whatever its density). */
-enum { XSPARSE_EXACT = 6, XSPARSE_APPROX = 3, XSPARSE_DEN = 8 };
+enum { XSPARSE_EXACT = 6, XSPARSE_APPROX = 3, XSPARSE_APPROX_WIDE_AMD = 6, XSPARSE_DEN = 8 };
 enum { CONV_XSPARSE_AUTO, CONV_XSPARSE_NEVER, CONV_XSPARSE_ALWAYS };
 extern int conv_xsparse_mode;
 extern long conv_xsparse_runs; /* the chunks they ran on, for the tests */
