@@ -6,8 +6,9 @@
  * Each also 16 wide (8×16, 6×16: the same bodies on one half), for products
  * whose columns would leave much of a 32-wide panel as padding (attention's
  * 16-wide heads: gemm_driver.c's kernel_for).
- * Zeros: a zero Y lane zeroes its term (zero-masked add), a zero X row skips
- * the accumulation (merge-masked add).
+ * Zeros: a zero Y lane zeroes its term (zero-masked add); a zero X row
+ * zeroes its term too where the sums start from +0 and Y has no zeros
+ * (pam_body), else skips the accumulation (merge-masked add).
  */
 #include <immintrin.h>
 #include <string.h>
