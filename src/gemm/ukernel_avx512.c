@@ -357,7 +357,7 @@ static int xlist_build(const float *x, int nlanes, const uint16_t *wmask, const 
 #define XS_TERM(r, s)                                                                           \
     do {                                                                                        \
         uint32_t e_ = lists[(r) * PG_XL_CAP + (s)];                                             \
-        __m512i xb_ = bcast_bits((const float *)(xr[r] + (e_ >> 16))); \
+        __m512i xb_ = bcast_bits((const float *)(xr[r] + (e_ >> 16)));                          \
         const char *yr_ = yb + (e_ & 0xFFFFu);                                                  \
         for (int h = 0; h < nh; h++) {                                                          \
             __m512i a_ = grad ? _mm512_and_si512(_mm512_add_epi32(xb_, t[r][h]), se) : xb_;     \
