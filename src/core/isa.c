@@ -107,9 +107,8 @@ nomul_isa nomul_isa_set(nomul_isa isa)
  * differently: a merge-masked float add and the mask tests it needs cost a
  * fifth to a third of the zero-aware in-place kernels' rate on Zen 4, not
  * on the Xeons measured, so the lists that skip zeros pay at higher
- * densities there
- * (conv2d.c's xs_num_of). A tuning choice only: the sums are the same on
- * every path. */
+ * densities there (conv2d.c's xs_num_of). A tuning choice only: the sums
+ * are the same on every path. */
 int nomul_cpu_amd(void)
 {
     static int amd = -1;

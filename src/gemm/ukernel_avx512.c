@@ -11,7 +11,6 @@
  * (pam_body), else skips the accumulation (merge-masked add).
  */
 #include <immintrin.h>
-#include <string.h>
 
 #include "gemm_internal.h"
 #include "tile_avx512.h"
@@ -32,9 +31,7 @@
  * rate (the domain crossing) */
 static inline __attribute__((always_inline)) __m512i bcast_bits(const float *p)
 {
-    uint32_t u;
-    memcpy(&u, p, sizeof u);
-    return _mm512_set1_epi32((int)u);
+    return _mm512_set1_epi32((int)as_bits(*p));
 }
 
 #define FMR 8
