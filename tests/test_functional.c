@@ -1403,6 +1403,9 @@ static void test_pa_rows_match_scalar_twin(void **state)
             if (n > 3)
                 x[2 * n + 3] = -INFINITY; /* a mask */
         }
+        if (rows > 5 && rep % 4 == 1) /* a row masked whole: its group off the fused pass */
+            for (int j = 0; j < n; j++)
+                x[5 * n + j] = -INFINITY;
         for (int i = 0; i < rows; i++)
             tgt[i] = (int)(tu_next(&r) % (unsigned)n);
         if (rows > 3)

@@ -125,6 +125,17 @@ typedef struct nomul_pa_fused {
      * PAM(w, g), dx = (store ? +0 : dx) + (dy − w) */
     void (*lsm_backward_approx)(int n, const float *e, float S, float g, const float *dy,
                                 float off, int store, float *dx);
+    /* log_softmax's exact backward over one row (lse_backward_body's array
+     * steps, no offset): u = PAM(x, log2e) − s, w = ∂PAM(x, log2e)/∂x ·
+     * (paexp2'(u) · dS), dx = (store ? +0 : dx) + (dy + w) */
+    void (*lsm_backward_exact)(int n, const float *x, float s, float dS, const float *dy,
+                               int store, float *dx);
+    /* softmax's exact backward, its last steps over n values of a group of
+     * rows (softmax_backward_body's array steps, no offset), each row's shift
+     * s and dS spread over its values in sz and dz: u = PAM(x, log2e) − s,
+     * dx += ∂PAM(x, log2e)/∂x · (paexp2'(u) · (de + dS)) */
+    void (*softmax_backward_exact)(int n, const float *x, const float *sz, const float *de,
+                                   const float *dz, float *dx);
     /* the row pipeline's exponentials over one row: u −= s (s an integer:
      * exact), e = paexp2(u) */
     void (*exp2_shifted)(int n, float *u, float s, float *e);

@@ -479,15 +479,26 @@ static void softmax_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
      * e, S and s the forward's where kept (then u = PAM(x, log2e) − s
      * again), else recomputed */
     float s[ROWS_MAX], sum[ROWS_MAX], dsum[ROWS_MAX];
+    /* the last steps in one fused pass (AVX2, AVX-512), which recomputes u,
+     * for a group whose every row has a positive S (an all −∞ row adds
+     * nothing: such groups take the steps below) */
+    const nomul_pa_fused *f = !nomul_pa_chains_scalar && off == 1.0f ? nomul_pa_fused_active()
+                                                                      : NULL;
     if (j->kept) {
         const float *ksum = j->kept + (long)j->rows * n, *ks = ksum + j->rows;
         for (int r = 0; r < k; r++) {
             sum[r] = ksum[i0 + r];
             s[r] = ks[i0 + r];
+            if (!(sum[r] > 0.0f))
+                f = NULL;
         }
-        pa_rows_u_kept(off, k, n, j->x + (long)i0 * n, s, t);
+        if (!f)
+            pa_rows_u_kept(off, k, n, j->x + (long)i0 * n, s, t);
     } else {
         pa_rows_exp(off, k, n, j->x + (long)i0 * n, t, s, sum);
+        for (int r = 0; r < k; r++)
+            if (!(sum[r] > 0.0f))
+                f = NULL;
     }
     /* e: the kept values, read in place by the array kernels; the twin
      * overwrites its e with de, so it works on a copy */
@@ -527,6 +538,11 @@ static void softmax_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
     nomul_elt(NOMUL_ELT_DIV_GRAD, kn, e_in, 0, spread(k, n, sum, t->z), 0,
               j->dy + (long)i0 * n, 0, NULL, 0, t->e, t->w);
     row_sums(k, n, t->w, n, 0, dsum);
+    if (f) { /* s and dS spread over z and w (their arrays read already) */
+        f->softmax_backward_exact((int)kn, j->x + (long)i0 * n, spread(k, n, s, t->z), t->e,
+                                  spread(k, n, dsum, t->w), j->out + (long)i0 * n);
+        return;
+    }
     for (int r = 0; r < k; r++)
         for (int c = 0; c < n; c++)
             t->e[(long)r * n + c] += dsum[r];
@@ -592,6 +608,12 @@ static void lse_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
         for (int r = 0; r < k; r++)
             g[r] = j->dlse[i0 + r];
     const int approx = j->cfg->approx_bwd;
+    /* log_softmax's backward in one fused pass per row (AVX2, AVX-512;
+     * exact: without an offset, u recomputed in the pass), else the steps
+     * below */
+    const nomul_pa_fused *f = lsm && (approx || off == 1.0f) && !nomul_pa_chains_scalar
+                                  ? nomul_pa_fused_active()
+                                  : NULL;
     /* e (the approximate backward's) and u (the exact one's): recomputed, or
      * from the cross-entropy's kept s, S (and e) */
     const float *e = t->e;
@@ -603,20 +625,24 @@ static void lse_backward_body(const rows_job *j, int i0, int k, row_tmp *t)
         }
         if (approx)
             e = j->ce_keep + CK_ARRAYS * R + (long)i0 * n;
-        else
+        else if (!f)
             pa_rows_u_kept(off, k, n, j->x + (long)i0 * n, s, t);
     } else {
         pa_rows_exp(off, k, n, j->x + (long)i0 * n, t, s, sum);
     }
-    /* log_softmax's approximate backward in one fused pass per row (AVX2,
-     * AVX-512), else the steps below */
-    const nomul_pa_fused *f = lsm && approx && !nomul_pa_chains_scalar ? nomul_pa_fused_active()
-                                                                        : NULL;
     for (int r = 0; r < k; r++) {
         float *w = t->w, *dr = j->out + (long)(i0 + r) * n;
-        if (f) {
+        if (f && approx) {
             f->lsm_backward_approx(n, e + (long)r * n, sum[r], g[r], dy + (long)r * n, off,
                                    j->store, dr);
+            continue;
+        }
+        if (f) { /* the exact chain below, dS = palog2'(S) · dv */
+            float dv, unused;
+            div_grads(s[r] + nomul_pa_log2(sum[r]), LOG2E, -g[r], &dv, &unused);
+            f->lsm_backward_exact(n, j->x + (long)(i0 + r) * n, s[r],
+                                  nomul_pa_log2_grad(sum[r], dv), dy + (long)r * n, j->store,
+                                  dr);
             continue;
         }
         if (approx) { /* w = softmax(x) · g, with the PA softmax and PAM */
