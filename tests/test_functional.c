@@ -437,6 +437,16 @@ static float pass_value(tu_rng *r, int near, float scale)
     return near ? (float)((int)(tu_next(r) % 2001) - 1000) / scale : wide_value(r);
 }
 
+/* A value whose magnitude's bits are edge + d − 1 for d = 0, 1 or 2 (drawn),
+ * within [0, ∞], of either sign: the three values around a limit of the
+ * fused passes' normal-range windows (a bound of |x| in bits) */
+static float edge_value(tu_rng *r, int64_t edge)
+{
+    int64_t b = edge + (int64_t)(tu_next(r) % 3) - 1;
+    b = b < 0 ? 0 : b > 0x7F800000 ? 0x7F800000 : b;
+    return tu_float((uint32_t)b | (tu_next(r) % 2 ? 0x80000000u : 0u));
+}
+
 /* Layer norm's and batch norm's fused output pass, y = PAM(PAD(x − μ, r), γ)
  * + β, and their squares pass, PAM(d, d), on every instruction set with the
  * fused passes, against the operations one at a time (nomul_pa_div,
@@ -467,6 +477,21 @@ static void test_ln_output_matches_operations(void **state)
             }
             if (rep % 5 == 0)
                 g[0] = ldexpf(1.0f, -120); /* tiny γ: PAD's overflow bound decides */
+            if (rep % 3 == 1) { /* one x a vector at a limit of the windows (AVX-512's
+                                 * batch norm passes: PAD's and PAM's, the squares'), the
+                                 * others well inside: a window one too wide shows */
+                const int64_t mr = tu_bits(rr), mg = tu_bits(g[0]) & 0x7FFFFFFF;
+                const int64_t edges[] = {mr - 0x3F000000, mr + 0x40000000,
+                                         mr + 0x00800000 - mg, mr + 0x7F800000 - mg,
+                                         0x00800000, 0x20000000, 0x5F800000};
+                for (int j = 0; j < n; j++)
+                    x[j] = rr * (float)(1 + (int)(tu_next(&r) % 64)) / (tu_next(&r) % 2 ? 32 : -32);
+                for (int v0 = 0; v0 < n; v0 += 16) {
+                    int j = v0 + (int)(tu_next(&r) % 16);
+                    if (j < n)
+                        x[j] = edge_value(&r, edges[tu_next(&r) % 7]);
+                }
+            }
             const int relu = rep % 4 == 3; /* batch_norm_relu's output */
             f->output(n, x, 0.0f, rr, g, b, 1.0f, y, bn, relu);
             /* the squares, PAM(d, d), stored and added into lanes */
@@ -653,10 +678,48 @@ static void test_bn_approx_pass_matches_operations(void **state)
                 x[j] = pass_value(&r, near, 256.0f);
                 dy[j] = pass_value(&r, near, 4096.0f);
             }
+            /* one value a vector at a limit of the windows (AVX-512's pass), the others
+             * well inside, so that a window one too wide shows: PAD(d, r)'s (dy 0, whose
+             * products are zeros), PAM(γ, dy)'s (|d| at r·4 or r/4, inside the others), and
+             * PAM(u, h)'s and PAM(h, dy)'s on |d| + |dy| */
+            const int edges = rep % 4 == 3;
+            if (edges) {
+                const int64_t mr = tu_bits(rr), mg = tu_bits(gam) & 0x7FFFFFFF;
+                const int64_t c = mg - mr - 0x3F800000;
+                const int64_t ed[] = {mr - 0x3F000000, mr + 0x40000000};
+                const int64_t eg[] = {0x00800000 + 0x3F800000 - mg, 0x7F800000LL + 0x3F800000 - mg};
+                const int64_t es[] = {0x00800000 - c, 0x00800000 + mr, 0x7F800000 - c,
+                                      0x7F800000 + mr};
+                for (int j = 0; j < n; j++) {
+                    x[j] = rr * (float)(1 + (int)(tu_next(&r) % 64)) / (tu_next(&r) % 2 ? 32 : -32);
+                    dy[j] = (float)((int)(tu_next(&r) % 2001) - 1000) / 4096.0f;
+                }
+                for (int v0 = 0; v0 < n; v0 += 16) {
+                    int j = v0 + (int)(tu_next(&r) % 16), k = (int)(tu_next(&r) % 3), e;
+                    if (j >= n)
+                        continue;
+                    if (k == 0) {
+                        x[j] = edge_value(&r, ed[tu_next(&r) % 2]);
+                        dy[j] = 0.0f;
+                    } else if (k == 1) {
+                        e = (int)(tu_next(&r) % 2);
+                        x[j] = e ? rr / 4 : rr * 4;
+                        dy[j] = edge_value(&r, eg[e]);
+                    } else {
+                        dy[j] = edge_value(&r, es[tu_next(&r) % 4] - (tu_bits(x[j]) & 0x7FFFFFFF));
+                    }
+                }
+            }
             const int relu = rep % 3 == 1; /* then a ReLU's output: > 0, +0, or NaN/−0 */
             for (int j = 0; j < n; j++)
-                ry[j] = tu_next(&r) % 2 ? 0.0f : j % 9 == 4 ? (j % 2 ? NAN : -0.0f) : 2.5f;
-            float lanes[4][16] = {{0}}, want[4][16] = {{0}};
+                ry[j] = edges ? 2.5f
+                        : tu_next(&r) % 2 ? 0.0f : j % 9 == 4 ? (j % 2 ? NAN : -0.0f) : 2.5f;
+            /* lanes from −0 (every zero's sign then shows in its sum) or +0 */
+            const float z0 = rep % 6 == 4 ? -0.0f : 0.0f;
+            float lanes[4][16], want[4][16];
+            for (int k = 0; k < 4; k++)
+                for (int l = 0; l < 16; l++)
+                    lanes[k][l] = want[k][l] = z0;
             f->bn_backward_approx1(n, x, 0.0f, rr, gam, dy, relu ? ry : NULL, 1.0f, xh, u,
                                    lanes[0], lanes[1], lanes[2], lanes[3]);
             for (int j = 0; j < n; j++) {
@@ -681,25 +744,51 @@ static void test_bn_approx_pass_matches_operations(void **state)
                                   (double)gam, n);
             /* the second pass: dx += 0 + PAD(u − m1 − PAM(xh, m2), r), on the
              * first pass's xh and u, or on wide values */
-            float m1 = near ? (float)((int)(tu_next(&r) % 201) - 100) / 64.0f : wide_value(&r);
-            float m2 = rep % 3 == 0 ? ldexpf(1.75f, rep % 2 ? -120 : 110)
-                                    : (float)((int)(tu_next(&r) % 201) - 100) / 32.0f;
+            /* at the limits of PAM(xh, m2)'s window (hedge: one xh a vector there, u − m1
+             * small enough that p's underflow shows in w) and of PAD(w, r)'s (wedge: one u a
+             * vector there, the others about r, p about 2^-126, below half an ulp of u) */
+            const int hedge = rep % 8 == 5, wedge = rep % 8 == 7;
+            float m1 = hedge || wedge ? 0.0f
+                       : near       ? (float)((int)(tu_next(&r) % 201) - 100) / 64.0f
+                                    : wide_value(&r);
+            float m2 = wedge          ? ldexpf(1.0f, -126)
+                       : rep % 3 == 0 ? ldexpf(1.75f, rep % 2 ? -120 : 110)
+                                      : (float)((int)(tu_next(&r) % 201) - 100) / 32.0f;
+            const int wup = rep % 16 == 15; /* the upper limit: r < 1, so that u is finite */
+            float r2 = wedge ? ldexpf(1.0f + (float)(tu_next(&r) % 1024) / 1024.0f,
+                                      wup ? -1 - (int)(tu_next(&r) % 90)
+                                          : 30 + (int)(tu_next(&r) % 90))
+                             : rr;
             float dx[NV], dx0[NV];
+            const int64_t mm = tu_bits(m2) & 0x7FFFFFFF, mr2 = tu_bits(r2);
             for (int j = 0; j < n; j++) {
                 if (rep % 2) {
                     xh[j] = wide_value(&r);
                     u[j] = wide_value(&r);
                 }
+                float sg = tu_next(&r) % 2 ? 1.0f : -1.0f;
+                float k = (float)(1 + (int)(tu_next(&r) % 64)) / 32;
+                if (hedge) {
+                    xh[j] = j % 16 == 5 ? edge_value(&r, 0x00800000 + 0x3F800000 - mm) : k;
+                    u[j] = sg * ldexpf(k, -110);
+                }
+                if (wedge) {
+                    xh[j] = 1.0f + k;
+                    u[j] = j % 16 == 5 ? edge_value(&r, wup ? mr2 + 0x40000000 : mr2 - 0x3F000000)
+                                       : sg * r2 * k;
+                }
                 dx0[j] = dx[j] = (float)((int)(tu_next(&r) % 201) - 100) / 16.0f;
+                if ((hedge || wedge) && j % 16 == 5) /* so that the tiny results show */
+                    dx0[j] = dx[j] = 0.0f;
             }
-            f->bn_backward_approx2(n, xh, u, rr, m1, m2, 1.0f, dx);
+            f->bn_backward_approx2(n, xh, u, r2, m1, m2, 1.0f, dx);
             for (int j = 0; j < n; j++) {
                 float w = u[j] - m1 - nomul_pa_mul(xh[j], m2);
-                float want2 = dx0[j] + (0.0f + nomul_pa_div(w, rr));
+                float want2 = dx0[j] + (0.0f + nomul_pa_div(w, r2));
                 if (!same_value(dx[j], want2))
                     FAIL_SEED("%s approximate second pass: xh %a, u %a, r %a, m1 %a, m2 %a: "
                               "dx %a, the operations give %a", nomul_isa_name(nomul_isa_active()),
-                              (double)xh[j], (double)u[j], (double)rr, (double)m1, (double)m2,
+                              (double)xh[j], (double)u[j], (double)r2, (double)m1, (double)m2,
                               (double)dx[j], (double)want2);
             }
         }
