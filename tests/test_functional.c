@@ -564,11 +564,64 @@ static void test_ln_backward1_matches_operations(void **state)
                 g[0] = ldexpf(rep % 2 ? 1.5f : -1.25f, rep % 3 ? -120 : 110);
             if (rep % 7 == 0)
                 dy[n - 1] = ldexpf(1.0f, rep % 2 ? -125 : 120);
+            /* batch norm (AVX-512's pass): one value a vector where a result's exponent
+             * field reaches 0 or 255, the others well inside (x about r, dy near 1 or 0):
+             * PAD(d, r)'s limits (h about 2^-126 with a dy that keeps e and dr normal, or
+             * 2^128 with dy 0); E_dy + E_γ (u) and that − E_r (dd) at −126 or 127, ±1;
+             * E_dy + E_h (e) and that + E_γ − E_r (dr) likewise */
+            const int edges = bn && rep % 6 == 3;
+            if (edges && rep % 12 == 9) { /* E_γ > E_r: e's lower limit binds (γ's small
+                                           * mantissa: M_h + M_γ < 1 the more often) */
+                g[0] = ldexpf((tu_next(&r) % 2 ? 1.0f : -1.0f) *
+                                  (1.0f + (float)(tu_next(&r) % 64) / 1024.0f),
+                              (int)(tu_next(&r) % 3));
+                rr = ldexpf(1.0f + (float)(tu_next(&r) % 1024) / 1024.0f,
+                            -1 - (int)(tu_next(&r) % 2));
+            }
+            if (edges) {
+                const int64_t mr = tu_bits(rr), er = (mr >> 23) - 127;
+                const int64_t eg = ((tu_bits(g[0]) & 0x7FFFFFFF) >> 23) - 127;
+                const int64_t ew[] = {-126 - eg, 127 - eg, -126 - eg + er, 127 - eg + er};
+                const int64_t es[] = {-126, 127, -126 - eg + er, 127 - eg + er};
+                for (int j = 0; j < n; j++) {
+                    x[j] = rr * (float)(1 + (int)(tu_next(&r) % 64)) / (tu_next(&r) % 2 ? 32 : -32);
+                    dy[j] = tu_next(&r) % 3 ? (float)((int)(tu_next(&r) % 2001) - 1000) / 512.0f
+                                            : 0.0f;
+                }
+                for (int v0 = 0; v0 < n; v0 += 16) {
+                    int j = v0 + (int)(tu_next(&r) % 16), k = (int)(tu_next(&r) % 3);
+                    if (j >= n)
+                        continue;
+                    int64_t e = 0;
+                    if (k == 0) { /* h at its limits, dy large enough that e and dr stay normal */
+                        int lower = tu_next(&r) % 2;
+                        x[j] = edge_value(&r, lower ? mr - 0x3F000000 : mr + 0x40000000);
+                        dy[j] = lower ? ldexpf(tu_next(&r) % 2 ? 1.5f : -1.5f,
+                                               (int)(er - eg > 0 ? er - eg : 0) + 1)
+                                      : 0.0f;
+                        continue;
+                    }
+                    if (k == 1) {
+                        e = ew[tu_next(&r) % 4];
+                    } else { /* E_h from h's bits, |d| − |r| + 1.0 */
+                        int64_t eh = (((tu_bits(x[j]) & 0x7FFFFFFF) - mr + 0x3F800000) >> 23) - 127;
+                        e = es[tu_next(&r) % 4] - eh;
+                    }
+                    e += (int64_t)(tu_next(&r) % 3) - 1;
+                    e = e < -127 ? -127 : e > 128 ? 128 : e;
+                    dy[j] = tu_float((uint32_t)(((e + 127) << 23) | (tu_next(&r) & 0x7FFFFF)) |
+                                     (tu_next(&r) % 2 ? 0x80000000u : 0u));
+                }
+            }
             const int relu = rep % 4 == 1; /* then a ReLU's output: > 0, +0, or NaN/−0 */
             for (int j = 0; j < n; j++)
-                ry[j] = tu_next(&r) % 2 ? 0.0f : j % 9 == 4 ? (j % 2 ? NAN : -0.0f) : 0.75f;
-            float lg[16] = {0}, lb[16] = {0}, lr[16] = {0}, wg[16] = {0}, wb[16] = {0},
-                  wr[16] = {0}, dg[NV] = {0}, db[NV] = {0};
+                ry[j] = edges ? 0.75f
+                        : tu_next(&r) % 2 ? 0.0f : j % 9 == 4 ? (j % 2 ? NAN : -0.0f) : 0.75f;
+            /* lanes from −0 (every zero's sign then shows in its sum) or +0 */
+            const float z0 = rep % 8 == 3 ? -0.0f : 0.0f;
+            float lg[16], lb[16], lr[16], wg[16], wb[16], wr[16], dg[NV] = {0}, db[NV] = {0};
+            for (int l = 0; l < 16; l++)
+                lg[l] = lb[l] = lr[l] = wg[l] = wb[l] = wr[l] = z0;
             f->backward1(n, x, 0.0f, rr, g, dy, relu ? ry : NULL, 1.0f, bn ? lg : dg,
                          bn ? lb : db, dd, bn ? lr : dr, bn);
             for (int j = 0; j < n; j++) {
@@ -645,6 +698,71 @@ static void test_ln_approx_pass_matches_operations(void **state)
                               (double)rr, (double)gam[j], (double)dy[j], (double)off,
                               (double)u[j], (double)v[j], (double)uj, (double)vj);
             }
+        }
+    }
+    nomul_isa_set(nomul_isa_max());
+}
+
+/* The exact backward's second pass (dd += a + a, a = ∂PAM(d, d)/∂d · dq;
+ * batch norm's: Σ dd into 16 lanes) against the operations one at a time
+ * (nomul_pa_mul_grad, the float adds, the lanes in order), bit for bit, on
+ * every instruction set with the fused passes: x over the whole exponent
+ * range with zeros, subnormals, infinities and NaNs, or one x a vector at a
+ * limit of AVX-512's window (the product's exponent field at 0, 1, 254 or
+ * 255) among values well inside; dq tiny, huge, zero or near 1; lanes from
+ * −0 or +0. */
+static void test_ln_backward2_matches_operations(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x0DA};
+    enum { NV = 70 };
+    float x[NV], dd[NV], dd0[NV];
+    for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
+        nomul_isa_set((nomul_isa)isa);
+        const nomul_pa_fused *f = nomul_pa_fused_active();
+        if (!f)
+            continue;
+        for (int rep = 0; rep < 3000; rep++) {
+            int n = 1 + (int)(tu_next(&r) % NV), near = rep % 3 == 0, edges = rep % 3 == 1;
+            float dq = rep % 7 == 0 ? ldexpf(1.25f, rep % 2 ? -120 : 110)
+                       : rep % 29 == 0 ? 0.0f
+                                       : (float)((int)(tu_next(&r) % 401) - 200) / 64.0f;
+            const int64_t qe = (tu_bits(dq) & 0x7FFFFFFF) >> 23;
+            for (int j = 0; j < n; j++) {
+                x[j] = edges ? (float)(1 + (int)(tu_next(&r) % 64)) / (tu_next(&r) % 2 ? 32 : -32)
+                             : pass_value(&r, near, 256.0f);
+                dd0[j] = dd[j] = (float)((int)(tu_next(&r) % 201) - 100) / 16.0f;
+            }
+            if (edges) /* F = (|d| + 2^22) >> 23 at 128 − E_dq or 381 − E_dq, ± one */
+                for (int v0 = 0; v0 < n; v0 += 16) {
+                    int j = v0 + (int)(tu_next(&r) % 16);
+                    if (j >= n)
+                        continue;
+                    int64_t fe = tu_next(&r) % 2 ? 128 - qe : 382 - qe;
+                    x[j] = edge_value(&r, fe * 0x800000 - 0x400000);
+                    dd0[j] = dd[j] = 0.0f; /* so that a tiny result shows */
+                }
+            const float z0 = rep % 4 == 3 ? -0.0f : 0.0f;
+            float lanes[16], want[16];
+            for (int l = 0; l < 16; l++)
+                lanes[l] = want[l] = z0;
+            f->backward2(n, x, 0.0f, dq, 1.0f, dd, rep % 5 == 4 ? NULL : lanes);
+            for (int j = 0; j < n; j++) {
+                float a, unused;
+                nomul_pa_mul_grad(x[j] - 0.0f, x[j] - 0.0f, dq, &a, &unused);
+                float nd = dd0[j] + (a + a);
+                want[j % 16] += nd;
+                if (!same_value(dd[j], nd))
+                    FAIL_SEED("%s exact second pass: x %a, dq %a, dd %a: %a, the operations "
+                              "give %a", nomul_isa_name(nomul_isa_active()), (double)x[j],
+                              (double)dq, (double)dd0[j], (double)dd[j], (double)nd);
+            }
+            if (rep % 5 != 4)
+                for (int l = 0; l < 16; l++)
+                    if (!same_value(lanes[l], want[l]))
+                        FAIL_SEED("%s exact second pass, lane %d: %a, in order %a (dq %a, n %d)",
+                                  nomul_isa_name(nomul_isa_active()), l, (double)lanes[l],
+                                  (double)want[l], (double)dq, n);
         }
     }
     nomul_isa_set(nomul_isa_max());
@@ -1892,6 +2010,7 @@ int main(void)
         cmocka_unit_test(test_float_batch_norm_in_place_matches_gathered_row),
         cmocka_unit_test(test_ln_output_matches_operations),
         cmocka_unit_test(test_ln_backward1_matches_operations),
+        cmocka_unit_test(test_ln_backward2_matches_operations),
         cmocka_unit_test(test_ln_approx_pass_matches_operations),
         cmocka_unit_test(test_bn_approx_pass_matches_operations),
         cmocka_unit_test(test_offset),
