@@ -1114,6 +1114,105 @@ static void test_exact_grad_a_x_in_place(void **state)
         assert_true(pg_xin_runs > runs0);
 }
 
+/* Batches of small products (attention's per-head products: pg_small_batch
+ * reads both operands in place, AVX-512) against the scalar kernels on one
+ * thread, bit for bit, and against the packed path (pg_small_mode never):
+ * the forward, the exact backward and the approximate one (two forward
+ * products), A and B by rows or transposed (Q·Kᵀ reads both along the
+ * reduction), partial tiles, zeros and subnormals (masked attention
+ * probabilities), values that overflow or are infinite or NaN (the batch
+ * then packed), an offset (packed), beta 0 and 1, a reduction longer than one
+ * K block (packed), one or two rows (small_m_forward), 1 to 3 threads. The
+ * products must take the path where AVX-512 has it (pg_small_runs). */
+static void test_small_products_in_place(void **state)
+{
+    (void)state;
+    static const int shapes[][3] = {{18, 16, 18}, {38, 16, 38}, {16, 16, 16}, {5, 7, 3},
+                                    {64, 64, 64}, {40, 33, 200}, {3, 64, 9}, {64, 3, 20},
+                                    {2, 16, 16},  {17, 40, 1},   {7, 64, 192}};
+    enum { DENSE, ZEROS, WILD, NKIND };
+    tu_rng r = {tu_seed() ^ 0x5a11};
+    long runs0 = pg_small_runs;
+    const int batch = 5;
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
+        for (int kind = 0; kind < NKIND; kind++)
+            for (int tr = 0; tr < 4; tr++) {
+                int m = shapes[sh][0], n = shapes[sh][1], k = shapes[sh][2];
+                CBLAS_TRANSPOSE ta = tr & 1 ? CblasTrans : CblasNoTrans;
+                CBLAS_TRANSPOSE tb = tr & 2 ? CblasTrans : CblasNoTrans;
+                int lda = (tr & 1 ? m : k) + (int)(sh % 2), ldb = (tr & 2 ? k : n) + (int)(sh % 3);
+                long sa = (long)(tr & 1 ? k : m) * lda, sb = (long)(tr & 2 ? n : k) * ldb;
+                long sc = (long)m * n, sda = sa, sdb = sb;
+                float off = (sh + (size_t)kind + (size_t)tr) % 5 == 4 ? 1.0552f : 1.0f;
+                float beta = (float)((sh + (size_t)tr) % 2);
+                int approx = (int)((sh + (size_t)kind + (size_t)tr) % 3 == 2);
+                float *A = malloc(4L * sa * batch), *B = malloc(4L * sb * batch);
+                float *DC = malloc(4L * sc * batch), *C0 = malloc(4L * sc * batch);
+                float *D0 = malloc(4L * (sa + sb) * batch);
+                float *want = malloc(4L * (sc + sa + sb) * batch);
+                float *got = malloc(4L * (sc + sa + sb) * batch);
+                assert_true(A && B && DC && C0 && D0 && want && got);
+                for (long i = 0; i < sa * batch; i++)
+                    A[i] = draw(&r, kind != DENSE, kind == WILD && tu_u32(&r) % 97 == 0);
+                for (long i = 0; i < sb * batch; i++)
+                    B[i] = draw(&r, kind == ZEROS, kind == WILD && tu_u32(&r) % 97 == 0);
+                for (long i = 0; i < sc * batch; i++)
+                    DC[i] = draw(&r, kind == ZEROS, 0);
+                fill_values(&r, C0, sc * batch);
+                fill_values(&r, D0, (sa + sb) * batch);
+                nomul_op_cfg cfg = pam_cfg(off, approx);
+                /* the three products of one setting into out: C, dA, dB */
+#define RUN_SMALL(out)                                                                          \
+    do {                                                                                        \
+        memcpy(out, C0, 4L * sc * batch);                                                       \
+        memcpy(out + sc * batch, D0, 4L * (sa + sb) * batch);                                   \
+        nomul_gemm_batched(&cfg, CblasRowMajor, ta, tb, m, n, k, A, lda, sa, B, ldb, sb, beta,  \
+                           out, n, sc, batch);                                                  \
+        nomul_gemm_backward_batched(&cfg, CblasRowMajor, ta, tb, m, n, k, A, lda, sa, B, ldb,   \
+                                    sb, DC, n, sc, beta, out + sc * batch, lda, sda,            \
+                                    out + (sc + sa) * batch, ldb, sdb, batch);                  \
+    } while (0)
+                nomul_isa_set(NOMUL_ISA_SCALAR);
+                nomul_set_num_threads(1);
+                RUN_SMALL(want);
+                nomul_isa_set(nomul_isa_max());
+                for (int mode = PG_SMALL_AUTO; mode <= PG_SMALL_NEVER; mode++) {
+                    pg_small_mode = mode;
+                    for (int t = 1; t <= 3; t++) {
+                        nomul_set_num_threads(t);
+                        RUN_SMALL(got);
+                        for (long i = 0; i < (sc + sa + sb) * batch; i++)
+                            if (tu_bits(got[i]) != tu_bits(want[i]) &&
+                                !(isnan(got[i]) && isnan(want[i])))
+                                FAIL_SEED("%dx%dx%d batch %d kind %d %s%s off %g beta %g %s "
+                                          "small mode %d isa=%s threads %d: %s[%ld] = %a, the "
+                                          "scalar kernels' %a",
+                                          m, n, k, batch, kind, tr & 1 ? "Aᵀ" : "A",
+                                          tr & 2 ? "Bᵀ" : "B", (double)off, (double)beta,
+                                          approx ? "approximate" : "exact", mode,
+                                          nomul_isa_name(nomul_isa_active()), t,
+                                          i < sc * batch              ? "C"
+                                          : i < (sc + sa) * batch ? "dA"
+                                                                  : "dB",
+                                          i, (double)got[i], (double)want[i]);
+                    }
+                }
+#undef RUN_SMALL
+                pg_small_mode = PG_SMALL_AUTO;
+                free(A);
+                free(B);
+                free(DC);
+                free(C0);
+                free(D0);
+                free(want);
+                free(got);
+            }
+    nomul_set_num_threads(0);
+    nomul_isa_set(nomul_isa_max());
+    if (nomul_isa_max() == NOMUL_ISA_AVX512)
+        assert_true(pg_small_runs > runs0);
+}
+
 static void test_forward_sparse_x(void **state)
 {
     (void)state;
@@ -1469,6 +1568,7 @@ int main(void)
         cmocka_unit_test(test_forward_x_in_place),
         cmocka_unit_test(test_exact_grad_a_x_in_place),
         cmocka_unit_test(test_exact_grads_sparse),
+        cmocka_unit_test(test_small_products_in_place),
         cmocka_unit_test(test_backward_helper),
         cmocka_unit_test(test_standard_is_sgemm),
         cmocka_unit_test(test_standard_split_products),

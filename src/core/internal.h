@@ -71,6 +71,7 @@ enum { NOMUL_SCRATCH_ROW, NOMUL_SCRATCH_NORM, NOMUL_SCRATCH_OP, NOMUL_SCRATCH_PA
        NOMUL_SCRATCH_GEMM_STRIP, /* a narrow direct product's strip (gemm_plan.c) */
        NOMUL_SCRATCH_GEMM_XSTAGE, /* a transposed X block, staged (gemm_driver.c) */
        NOMUL_SCRATCH_GEMM_XLISTS, /* the threads' lists of X's nonzeros (gemm_driver.c) */
+       NOMUL_SCRATCH_GEMM_SMALLY, /* a small product's Y, its rows made contiguous */
        NOMUL_SCRATCH_GEMM_TNAN, NOMUL_SCRATCH_CONV_COL, NOMUL_SCRATCH_CONV_DCOL,
        NOMUL_SCRATCH_CONV_PARTIAL, NOMUL_SCRATCH_CONV_PLANS, NOMUL_SCRATCH_CONV_DYT,
        NOMUL_SCRATCH_CONV_DWT, NOMUL_SCRATCH_CONV_OFFS, NOMUL_SCRATCH_CONV_DWOFFS,

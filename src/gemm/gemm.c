@@ -158,6 +158,8 @@ static void run_batch(const char *fn, const pg_problem *base, int batch, long sx
     int nt = nomul_num_threads();
     long long work = (long long)base->m * base->n * (base->kd ? base->kd : 1);
     int failed = 0;
+    if (pg_small_batch(base, batch, sx, sy, st, sc, nt))
+        return;
     if (batch > 1 && nt > 1 && work < 4000000) {
 #pragma omp parallel for num_threads(nt) schedule(static) reduction(| : failed)
         for (int i = 0; i < batch; i++) {

@@ -914,6 +914,124 @@ static pg_problem transposed_fwd(const pg_problem *pr)
     return t;
 }
 
+int pg_small_mode = PG_SMALL_AUTO;
+long pg_small_runs;
+
+/* The memory a batch of one operand spans: rows × cols values at (rs, cs),
+ * batch of them stride apart (every stride ≥ 0), as one count of floats
+ * from the first; 0 where it would be more than four times the values
+ * themselves (a view into a larger tensor: not worth scanning) */
+static long small_span(const pg_mat *a, int rows, int cols, int batch, long stride)
+{
+    long n = (long)(rows - 1) * a->rs + (long)(cols - 1) * a->cs + (long)(batch - 1) * stride + 1;
+    long values = (long)rows * cols * batch;
+    return n <= 4 * values + 64 ? n : 0;
+}
+
+/* The whole batch's statistics of one operand (a superset's: gaps
+ * included), as one pass over the memory it spans; 0 where not taken */
+static int small_stats(const pg_cntx *cx, const pg_mat *a, int rows, int cols, int batch,
+                       long stride, pg_stats *st)
+{
+    long n = small_span(a, rows, cols, batch, stride);
+    if (!n)
+        return 0;
+    cx->dw_rows.stats(a->p, n, st);
+    return 1;
+}
+
+/* One small product (pr's, its operands advanced by ox, oy, ot and C by
+ * oc): Y's rows copied contiguous first where they are not (attention's
+ * Q·Kᵀ reads K along its rows in both orientations); 0 after a report */
+static int small_product(const pg_cntx *cx, const pg_problem *pr, int xzeros, long ox, long oy,
+                         long ot, long oc)
+{
+    const int MR = cx->small.mr, NR = cx->small.nr;
+    const float *x = pr->x.p + ox, *y = pr->y.p + oy;
+    const float *t = pr->kind == PG_FWD ? NULL : pr->t.p + ot;
+    float *c = pr->c + oc;
+    long yrs = pr->y.rs;
+    if (pr->y.cs != 1) {
+        float *yb = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_SMALLY,
+                                        (size_t)pr->kd * pr->n * sizeof *yb);
+        if (!yb)
+            return 0;
+        for (int j = 0; j < pr->n; j++)
+            for (int p = 0; p < pr->kd; p++)
+                yb[(long)p * pr->n + j] = y[(long)p * pr->y.rs + (long)j * pr->y.cs];
+        y = yb;
+        yrs = pr->n;
+    }
+    for (int i0 = 0; i0 < pr->m; i0 += MR)
+        for (int j0 = 0; j0 < pr->n; j0 += NR)
+            cx->small.tile(pr->kind, pr->kd, x + i0 * pr->x.rs, pr->x.rs, pr->x.cs, y + j0, yrs,
+                           t ? t + i0 * pr->t.rs + j0 * pr->t.cs : NULL, pr->t.rs, pr->t.cs,
+                           pr->m - i0 < MR ? pr->m - i0 : MR, pr->n - j0 < NR ? pr->n - j0 : NR,
+                           c + i0 * pr->rs_c + j0 * pr->cs_c, pr->rs_c, pr->cs_c,
+                           pr->accumulate, xzeros);
+    return 1;
+}
+
+/* Small products (attention's, per head and sentence: m, n ≤ SMALL_MAX,
+ * one K block) with both operands read in place (pg_small_ukr), the batch's
+ * range proven once from each operand's statistics over the whole batch,
+ * so that nothing is packed: at these sizes packing each product's panels
+ * and T tiles, and their statistics, cost more than the terms (perf, 18 ×
+ * 16 × 18: pack_panel 12% of the samples, xin_stats 9%, pack_tile 7%, the
+ * kernels 22%). Each output is the same sum in the same order as pg_run's
+ * (one K block from +0, then added to C where it accumulates), a zero
+ * operand adding nothing as there. Returns 0, having written nothing,
+ * where it does not apply: no such kernel, an offset, a K block too long,
+ * products too large, an operand that spans much more memory than its values, an
+ * infinity or a NaN anywhere, or a range not proven safe; also a forward
+ * with at most two rows or columns, which pg_run gives to small_m_forward
+ * (whose zeros keep their signs). */
+enum { SMALL_MAX = 64 };
+int pg_small_batch(const pg_problem *base, int batch, long sx, long sy, long st, long sc, int nt)
+{
+    const pg_cntx *cx = pg_cntx_active();
+    if (pg_small_mode == PG_SMALL_NEVER || !cx->small.tile || base->has_offset ||
+        base->fold_y_adj || batch < 1 || base->kd < 1 || base->kd > cx->kc || base->m < 1 ||
+        base->n < 1 || base->m > SMALL_MAX || base->n > SMALL_MAX ||
+        (base->kind == PG_FWD && (base->m <= 2 || base->n <= 2)))
+        return 0;
+    pg_problem pr = *base;
+    long bx = sx, by = sy;
+    if (pr.y.cs != 1 && pr.x.rs == 1) { /* Y's rows contiguous in the transpose */
+        pr = pr.kind == PG_FWD ? transposed_fwd(base) : transposed_grad(base);
+        bx = sy;
+        by = sx;
+    }
+    pg_stats xs, ys, ts;
+    if (!small_stats(cx, &pr.x, pr.m, pr.kd, batch, bx, &xs) ||
+        !small_stats(cx, &pr.y, pr.kd, pr.n, batch, by, &ys) || !pg_panels_safe(&pr, &xs, &ys))
+        return 0;
+    if (pr.kind != PG_FWD && (!small_stats(cx, &pr.t, pr.m, pr.n, batch, st, &ts) || ts.special))
+        return 0;
+    long long products = (long long)batch * pr.m * pr.n * pr.kd;
+    NOMUL_COUNT(FADD, products);
+    if (pr.kind == PG_FWD)
+        NOMUL_COUNT(PAM, products);
+    else
+        NOMUL_COUNT(SHIFT, products);
+    if (omp_in_parallel() || batch < 2)
+        nt = 1;
+    int failed = 0;
+    if (nt <= 1) { /* no OpenMP team for one thread (its barrier's futex) */
+        for (int b = 0; b < batch && !failed; b++)
+            failed = !small_product(cx, &pr, xs.zero, b * bx, b * by, b * st, b * sc);
+    } else {
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(| : failed)
+        for (int b = 0; b < batch; b++)
+            failed |= !small_product(cx, &pr, xs.zero, b * bx, b * by, b * st, b * sc);
+    }
+    if (failed)
+        return 1; /* reported; C may be partly written, as pg_run's would */
+#pragma omp atomic
+    pg_small_runs += batch;
+    return 1;
+}
+
 int pg_run(const pg_problem *pr, int nt, const pg_plan *plan)
 {
     pg_problem swapped;

@@ -335,6 +335,30 @@ extern long pg_xin_runs;
  * buffer on the stack. */
 enum { PG_TILE_MAX = 16 * 32 };
 
+/* Small products with both operands read in place (AVX-512; gemm_driver.c's
+ * pg_small_batch, for batches of products whose every term it has proven
+ * normal): one tile of mr rows and nvalid ≤ nr columns of C = Σ_p f(X_rp,
+ * Y_pj; T_rj), each sum from +0 over p < kd in order, X(r, p) = x[r·xrs +
+ * p·xcs], Y(p, j) = y[p·yrs + j] (rows contiguous), T(r, j) = t[r·trs +
+ * j·tcs] (gradients; NULL for the forward), the terms the packed kernels'
+ * with offset 1 (Y's or the partner's −1.0 applied in registers), a zero or
+ * subnormal X or Y adding nothing (xzeros 0: X holds none, its tests
+ * left out); its first mvalid rows written to c[r·rsc + j·csc], added to
+ * what is there if add. No infinity or NaN may reach it. */
+typedef void (*pg_small_kernel)(pg_kind kind, int kd, const float *x, long xrs, long xcs,
+                                const float *y, long yrs, const float *t, long trs, long tcs,
+                                int mvalid, int nvalid, float *c, long rsc, long csc, int add,
+                                int xzeros);
+typedef struct {
+    int mr, nr;
+    pg_small_kernel tile; /* NULL where there is none */
+} pg_small_ukr;
+/* The small products' path: auto (the default: where it applies) or never,
+ * for the tests; the products that took it */
+enum { PG_SMALL_AUTO, PG_SMALL_NEVER };
+extern int pg_small_mode;
+extern long pg_small_runs;
+
 /*
  * One instruction set's context (as BLIS's cntx): its microkernels with
  * their tile sizes, its packing routines, the depthwise row kernels and the
@@ -357,6 +381,7 @@ typedef struct pg_cntx {
     pg_xsparse_ukr xsparse;           /* both, X's zeros skipped; zeroed where none */
     pg_xrows_ukr xrows;               /* forward, X's zeros skipped; zeroed where none */
     pg_xin_ukr xin;                   /* forward and grad A, X in place; zeroed where none */
+    pg_small_ukr small;               /* small products in place; zeroed where none */
     fd_ukr fdirect;                  /* float, B in place */
     pg_pack_fn pack;
     pg_pack_tile_fn pack_tile;

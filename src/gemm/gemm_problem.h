@@ -80,6 +80,12 @@ struct pg_plan {
  * as it goes, with the active context); returns 0 when out of memory. */
 int pg_run(const pg_problem *pr, int nt, const pg_plan *plan);
 
+/* A batch of small products (product i: X, Y, T and C advanced by i·sx,
+ * sy, st, sc) on the in-place kernels, on up to nt threads; 0, having
+ * written nothing, where that path does not apply (gemm_driver.c). */
+int pg_small_batch(const pg_problem *base, int batch, long sx, long sy, long st, long sc,
+                   int nt);
+
 /* X rows i0.. (mr valid of MR), reduction p0..p0+kc: xp[p * MR + r] */
 void pg_pack_x(const pg_problem *pr, pg_pack_fn fn, int i0, int mr, int MR, int p0, int kc,
                uint32_t *xp, int32_t *xm, pg_stats *s);

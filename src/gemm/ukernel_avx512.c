@@ -769,6 +769,128 @@ static void grad_b_direct_6x32(int kc, const uint32_t *xp, const float *y, const
         grad_b_direct_body(kc, xp, y, yoff, tile, xm, ct, ldc, add, nw, 0);
 }
 
+/* pg_small_kernel (gemm_internal.h): a small product's tile with both
+ * operands read in place, for a batch of them that the driver has proven
+ * safe as a whole (gemm_driver.c's pg_small_batch), so that nothing is
+ * packed. The terms are the packed kernels' with offset 1: the forward's
+ * x + (y − 1.0), grad A's ((y − 1.0 + t) & sign|exp) + x, grad B's
+ * ((x − 1.0 + t) & sign|exp) + y, t the T value's mantissa field (0 for a
+ * zero or subnormal, as pack_tile's; the −1.0 is folded into it, held in
+ * registers over the reduction); a zero or subnormal X adds nothing
+ * (merge-masked add; X's tests are left out where the batch's X holds no
+ * zero, xzeros 0), nor a zero or subnormal Y (its term +0: the sums start
+ * from +0 and so are never −0). */
+static inline __attribute__((always_inline)) void
+small_body(int kd, const float *x, long xrs, long xcs, const float *y, long yrs, const float *t,
+           long trs, long tcs, int mvalid, int nvalid, float *c, long rsc, long csc, int add,
+           const int kind, const int nh, const int full, const int mx)
+{
+    const __m512i expo = _mm512_set1_epi32(0x7F800000);
+    const __m512i se = _mm512_set1_epi32((int)PG_SIGN_EXP);
+    const int grad = kind != PG_FWD, ga = kind == PG_GRAD_A;
+    const int rows = full ? GMR : mvalid;
+    __mmask16 kn[2];
+    tile_masks(nvalid, kn);
+    __m512 acc[GMR][2];
+    __m512i tm[GMR][2];
+    const float *xr[GMR];
+#pragma GCC unroll 6
+    for (int r = 0; r < GMR; r++) {
+        xr[r] = x + (r < rows ? r : 0) * xrs;
+        for (int h = 0; h < nh; h++) {
+            acc[r][h] = _mm512_setzero_ps();
+            if (!grad)
+                continue;
+            /* the mantissa field, the partner's −1.0 folded in (the sum
+             * (partner − 1.0 + t) & sign|exp is the packed kernels') */
+            __m512i u;
+            if (r >= rows) {
+                u = _mm512_setzero_si512();
+            } else if (tcs == 1) {
+                u = _mm512_maskz_loadu_epi32(kn[h], t + r * trs + 16 * h);
+            } else {
+                uint32_t g[16] = {0};
+                for (int l = 0; l < 16 && 16 * h + l < nvalid; l++)
+                    g[l] = as_bits(t[r * trs + (16 * h + l) * tcs]);
+                u = _mm512_loadu_si512(g);
+            }
+            u = _mm512_maskz_and_epi32(_mm512_test_epi32_mask(u, expo), u,
+                                       _mm512_set1_epi32(0x007FFFFF));
+            tm[r][h] = _mm512_sub_epi32(u, _mm512_set1_epi32((int)PG_ONE));
+        }
+    }
+    for (int p = 0; p < kd; p++) {
+        __m512i yv[2];
+        __mmask16 ky[2];
+        for (int h = 0; h < nh; h++) {
+            yv[h] = _mm512_maskz_loadu_epi32(kn[h], y + p * yrs + 16 * h);
+            ky[h] = _mm512_test_epi32_mask(yv[h], expo);
+            if (!grad) /* the forward's Y − 1.0 */
+                yv[h] = _mm512_sub_epi32(yv[h], _mm512_set1_epi32((int)PG_ONE));
+        }
+#pragma GCC unroll 6
+        for (int r = 0; r < GMR; r++) {
+            if (!full && r >= mvalid)
+                continue;
+            __m512i xb = bcast_bits(xr[r] + p * xcs);
+            __mmask16 kx = mx ? _mm512_test_epi32_mask(xb, expo) : (__mmask16)0xFFFF;
+            for (int h = 0; h < nh; h++) {
+                __m512i a = grad ? _mm512_and_si512(_mm512_add_epi32(ga ? yv[h] : xb, tm[r][h]), se)
+                                 : xb;
+                __m512i o = grad && ga ? xb : yv[h];
+                acc_add(&acc[r][h], _mm512_maskz_add_epi32(ky[h], a, o), mx, kx);
+            }
+        }
+    }
+    if (csc == 1) {
+        tile_store_add(c, rsc, acc, kn, rows, GMR, nh, add);
+        return;
+    }
+    float ct[GMR * 32];
+    store_rows(acc, GMR, nh, ct, 32, 0);
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < nvalid; j++) {
+            float *d = c + r * rsc + j * csc;
+            *d = add ? *d + ct[r * 32 + j] : ct[r * 32 + j];
+        }
+}
+
+static void small_tile(pg_kind kind, int kd, const float *x, long xrs, long xcs, const float *y,
+                       long yrs, const float *t, long trs, long tcs, int mvalid, int nvalid,
+                       float *c, long rsc, long csc, int add, int xzeros)
+{
+#define SMALL_CASE(K, NH, F, MX)                                                                \
+    small_body(kd, x, xrs, xcs, y, yrs, t, trs, tcs, mvalid, nvalid, c, rsc, csc, add, K, NH,  \
+               F, MX)
+#define SMALL_KIND(NH, F, MX)                                                                   \
+    do {                                                                                        \
+        if (kind == PG_FWD)                                                                     \
+            SMALL_CASE(PG_FWD, NH, F, MX);                                                      \
+        else if (kind == PG_GRAD_A)                                                             \
+            SMALL_CASE(PG_GRAD_A, NH, F, MX);                                                   \
+        else                                                                                    \
+            SMALL_CASE(PG_GRAD_B, NH, F, MX);                                                   \
+    } while (0)
+#define SMALL_ROWS(NH, MX)                                                                      \
+    do {                                                                                        \
+        if (mvalid == GMR)                                                                      \
+            SMALL_KIND(NH, 1, MX);                                                              \
+        else                                                                                    \
+            SMALL_KIND(NH, 0, MX);                                                              \
+    } while (0)
+    if (nvalid > 16 && xzeros)
+        SMALL_ROWS(2, 1);
+    else if (nvalid > 16)
+        SMALL_ROWS(2, 0);
+    else if (xzeros)
+        SMALL_ROWS(1, 1);
+    else
+        SMALL_ROWS(1, 0);
+#undef SMALL_ROWS
+#undef SMALL_KIND
+#undef SMALL_CASE
+}
+
 /* This instruction set's context: its kernels, packing and block sizes,
  * registered together (gemm_internal.h). */
 const pg_cntx pg_cntx_avx512 = {
@@ -785,6 +907,7 @@ const pg_cntx pg_cntx_avx512 = {
     .xrows = {xrow_build, xrow_8x32, xrow_8x16, xrow_grad_a_6x32, xrow_grad_a_6x16,
               xrow_grad_b_6x32, xrow_grad_b_6x16},
     .xin = {xin_stats, xin_8x32, xin_8x16, xin_grad_a_6x32, xin_grad_a_6x16},
+    .small = {GMR, 32, small_tile},
     .fdirect = {8, 32, fd_8x32_avx512, fd_8x16_avx512},
     .pack = pack_panel,
     .pack_tile = pack_tile,
