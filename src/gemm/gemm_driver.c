@@ -942,14 +942,18 @@ static int small_stats(const pg_cntx *cx, const pg_mat *a, int rows, int cols, i
 
 /* One small product (pr's, its operands advanced by ox, oy, ot and C by
  * oc): Y's rows copied contiguous first where they are not (attention's
- * Q·Kᵀ reads K along its rows in both orientations); 0 after a report */
+ * Q·Kᵀ and dO·Vᵀ read K and V along their rows in both orientations); a C
+ * whose rows are not contiguous written through the tile buffer
+ * (pg_write_tile); 0 after a report */
 static int small_product(const pg_cntx *cx, const pg_problem *pr, int xzeros, long ox, long oy,
                          long ot, long oc)
 {
     const int MR = cx->small.mr, NR = cx->small.nr;
     const float *x = pr->x.p + ox, *y = pr->y.p + oy;
     const float *t = pr->kind == PG_FWD ? NULL : pr->t.p + ot;
-    float *c = pr->c + oc;
+    pg_problem out = *pr; /* for pg_write_tile */
+    out.c = pr->c + oc;
+    float ct[PG_TILE_MAX] __attribute__((aligned(64)));
     long yrs = pr->y.rs;
     if (pr->y.cs != 1) {
         float *yb = nomul_scratch_bytes(NOMUL_SCRATCH_GEMM_SMALLY,
@@ -962,13 +966,17 @@ static int small_product(const pg_cntx *cx, const pg_problem *pr, int xzeros, lo
         y = yb;
         yrs = pr->n;
     }
+    const int direct = pr->cs_c == 1;
     for (int i0 = 0; i0 < pr->m; i0 += MR)
-        for (int j0 = 0; j0 < pr->n; j0 += NR)
+        for (int j0 = 0; j0 < pr->n; j0 += NR) {
+            int mr = pr->m - i0 < MR ? pr->m - i0 : MR, nr = pr->n - j0 < NR ? pr->n - j0 : NR;
             cx->small.tile(pr->kind, pr->kd, x + i0 * pr->x.rs, pr->x.rs, pr->x.cs, y + j0, yrs,
-                           t ? t + i0 * pr->t.rs + j0 * pr->t.cs : NULL, pr->t.rs, pr->t.cs,
-                           pr->m - i0 < MR ? pr->m - i0 : MR, pr->n - j0 < NR ? pr->n - j0 : NR,
-                           c + i0 * pr->rs_c + j0 * pr->cs_c, pr->rs_c, pr->cs_c,
-                           pr->accumulate, xzeros);
+                           t ? t + i0 * pr->t.rs + j0 * pr->t.cs : NULL, pr->t.rs, pr->t.cs, mr,
+                           nr, direct ? out.c + i0 * pr->rs_c + j0 : ct, direct ? pr->rs_c : NR,
+                           direct && pr->accumulate, xzeros);
+            if (!direct)
+                pg_write_tile(&out, i0, mr, j0, nr, NR, ct, pr->accumulate);
+        }
     return 1;
 }
 

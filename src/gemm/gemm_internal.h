@@ -343,12 +343,12 @@ enum { PG_TILE_MAX = 16 * 32 };
  * j·tcs] (gradients; NULL for the forward), the terms the packed kernels'
  * with offset 1 (Y's or the partner's −1.0 applied in registers), a zero or
  * subnormal X or Y adding nothing (xzeros 0: X holds none, its tests
- * left out); its first mvalid rows written to c[r·rsc + j·csc], added to
- * what is there if add. No infinity or NaN may reach it. */
+ * left out); its first mvalid rows and nvalid columns written to c (row r
+ * at c + r·ldc), added to what is there if add. No infinity or NaN may
+ * reach it. */
 typedef void (*pg_small_kernel)(pg_kind kind, int kd, const float *x, long xrs, long xcs,
                                 const float *y, long yrs, const float *t, long trs, long tcs,
-                                int mvalid, int nvalid, float *c, long rsc, long csc, int add,
-                                int xzeros);
+                                int mvalid, int nvalid, float *c, long ldc, int add, int xzeros);
 typedef struct {
     int mr, nr;
     pg_small_kernel tile; /* NULL where there is none */

@@ -782,7 +782,7 @@ static void grad_b_direct_6x32(int kc, const uint32_t *xp, const float *y, const
  * from +0 and so are never −0). */
 static inline __attribute__((always_inline)) void
 small_body(int kd, const float *x, long xrs, long xcs, const float *y, long yrs, const float *t,
-           long trs, long tcs, int mvalid, int nvalid, float *c, long rsc, long csc, int add,
+           long trs, long tcs, int mvalid, int nvalid, float *c, long ldc, int add,
            const int kind, const int nh, const int full, const int mx)
 {
     const __m512i expo = _mm512_set1_epi32(0x7F800000);
@@ -842,26 +842,16 @@ small_body(int kd, const float *x, long xrs, long xcs, const float *y, long yrs,
             }
         }
     }
-    if (csc == 1) {
-        tile_store_add(c, rsc, acc, kn, rows, GMR, nh, add);
-        return;
-    }
-    float ct[GMR * 32];
-    store_rows(acc, GMR, nh, ct, 32, 0);
-    for (int r = 0; r < rows; r++)
-        for (int j = 0; j < nvalid; j++) {
-            float *d = c + r * rsc + j * csc;
-            *d = add ? *d + ct[r * 32 + j] : ct[r * 32 + j];
-        }
+    tile_store_add(c, ldc, acc, kn, rows, GMR, nh, add);
 }
 
 static void small_tile(pg_kind kind, int kd, const float *x, long xrs, long xcs, const float *y,
                        long yrs, const float *t, long trs, long tcs, int mvalid, int nvalid,
-                       float *c, long rsc, long csc, int add, int xzeros)
+                       float *c, long ldc, int add, int xzeros)
 {
 #define SMALL_CASE(K, NH, F, MX)                                                                \
-    small_body(kd, x, xrs, xcs, y, yrs, t, trs, tcs, mvalid, nvalid, c, rsc, csc, add, K, NH,  \
-               F, MX)
+    small_body(kd, x, xrs, xcs, y, yrs, t, trs, tcs, mvalid, nvalid, c, ldc, add, K, NH, F, \
+               MX)
 #define SMALL_KIND(NH, F, MX)                                                                   \
     do {                                                                                        \
         if (kind == PG_FWD)                                                                     \
