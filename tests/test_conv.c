@@ -628,6 +628,112 @@ static void test_dw_sparse_matches_in_place(void **state)
     conv_xsparse_mode = CONV_XSPARSE_AUTO;
 }
 
+/* The forward on lists of each output pixel's nonzero inputs
+ * (conv2d_sparse.c, AVX-512) against the dense kernels, bit for bit, on
+ * fresh random layers each run: 16, 32, 48, 64, 128 and 192 output channels per
+ * group (every tile shape), taps past one block of PG_KC (sums from +0 per
+ * block for PAM, one chain for float), odd widths, dilation, groups, a
+ * bias; x half zeros (+0 and −0), with subnormals in some images (PAM's
+ * zeros; float runs such an image dense); weights with a zero (PAM then
+ * runs dense), with an offset (likewise), and float weights so small that
+ * their products could round to zero (the images run dense). The mode
+ * never, always, auto each; conv_fsparse_runs shows where the lists ran. */
+static void test_forward_lists_match_dense(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xF5A7};
+    nomul_isa_set(nomul_isa_max());
+    if (!pg_cntx_active()->csparse.pam) {
+        printf("# no forward lists on %s: nothing to compare\n",
+               nomul_isa_name(nomul_isa_active()));
+        return;
+    }
+    static const nomul_conv2d_desc layers[] = {
+        {3, 24, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* K = 216: two blocks */
+        {2, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1}, /* K = 288 */
+        {2, 5, 9, 13, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* 48: three halves */
+        {2, 6, 11, 10, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1},  /* 16: eight pixels a tile */
+        {2, 8, 9, 17, 64, 3, 3, 1, 1, 2, 1, 2, 1, 2},   /* dilated, groups of 32 */
+        {1, 70, 5, 6, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* K = 630: four blocks */
+        {2, 9, 6, 7, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* 128: two slices of 64 */
+        {2, 8, 5, 5, 384, 3, 3, 1, 1, 1, 1, 1, 1, 2},   /* groups of 192 */
+    };
+    /* cfg, and the case: 0 plain, 1 a zero weight, 2 tiny float weights */
+    static const struct {
+        nomul_op_cfg cfg;
+        int kind, runs;
+    } cases[] = {
+        {{NOMUL_OP_STANDARD, 0, 1.0f}, 0, 1}, {{NOMUL_OP_PAM, 0, 1.0f}, 0, 1},
+        {{NOMUL_OP_PAM, 1, 1.0f}, 0, 1},   {{NOMUL_OP_PAM, 0, 1.0552f}, 0, 0},
+        {{NOMUL_OP_PAM, 0, 1.0f}, 1, 0},   {{NOMUL_OP_STANDARD, 0, 1.0f}, 1, 1},
+        {{NOMUL_OP_STANDARD, 0, 1.0f}, 2, 0},
+    };
+    for (size_t li = 0; li < sizeof layers / sizeof layers[0]; li++) {
+        const nomul_conv2d_desc *d = &layers[li];
+        int oh, ow;
+        assert_true(nomul_conv2d_output_size(d, &oh, &ow));
+        long nx = (long)d->n * d->c_in * d->h * d->w, x_img = nx / d->n;
+        long nw = (long)d->c_out * (d->c_in / d->groups) * d->kh * d->kw;
+        long ny = (long)d->n * d->c_out * oh * ow;
+        float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc(d->c_out * 4);
+        float *y[3] = {malloc(ny * 4), malloc(ny * 4), malloc(ny * 4)};
+        assert_true(x && w && b && y[0] && y[1] && y[2]);
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            const nomul_op_cfg *cfg = &cases[k].cfg;
+            int pa = nomul_op_is_pa(cfg);
+            /* x: half zeros; the last image of a batch also subnormals */
+            for (long i = 0; i < nx; i++) {
+                uint32_t u = tu_u32(&r);
+                int last = i >= nx - x_img && d->n > 1;
+                x[i] = u % 2       ? (u % 4 == 1 ? -0.0f : 0.0f)
+                       : last && u % 11 == 0 ? ldexpf(u % 3 ? 1.0f : -1.0f, -140)
+                                             : tu_normal(&r, -6, 4, 1);
+            }
+            for (long i = 0; i < nw; i++)
+                w[i] = cases[k].kind == 2 ? tu_normal(&r, -100, -90, 1) : tu_normal(&r, -5, 2, 1);
+            if (cases[k].kind == 1)
+                w[tu_u32(&r) % nw] = 0.0f;
+            for (int c = 0; c < d->c_out; c++)
+                b[c] = tu_normal(&r, -3, 1, 1);
+            static const int order[3] = {CONV_FSPARSE_NEVER, CONV_FSPARSE_ALWAYS,
+                                         CONV_FSPARSE_AUTO};
+            long runs_always = 0;
+            nomul_clear_error();
+            for (int o = 0; o < 3; o++) {
+                long before = conv_fsparse_runs;
+                conv_fsparse_mode = order[o];
+                nomul_conv2d_forward(d, cfg, x, w, b, y[o]);
+                if (order[o] == CONV_FSPARSE_ALWAYS)
+                    runs_always = conv_fsparse_runs - before;
+                if (order[o] == CONV_FSPARSE_NEVER && conv_fsparse_runs != before)
+                    FAIL_SEED("layer %zu case %zu: the lists ran in mode never", li, k);
+            }
+            conv_fsparse_mode = CONV_FSPARSE_AUTO;
+            if (nomul_last_error() != NOMUL_OK)
+                FAIL_SEED("conv2d reported: %s", nomul_last_error_message());
+            /* float: the last image (subnormal x) runs dense */
+            long groups_run = (long)(d->n - (!pa && d->n > 1)) * d->groups;
+            /* (PAM's direct path, the lists' host, takes groups up to 128) */
+            long want = cases[k].runs && (!pa || d->c_out / d->groups <= 128) ? groups_run : 0;
+            if (runs_always != want)
+                FAIL_SEED("layer %zu case %zu (%s, offset %g): the lists ran %ld images' "
+                          "groups, want %ld",
+                          li, k, pa ? "pam" : "float", (double)cfg->offset, runs_always, want);
+            for (int o = 1; o < 3; o++)
+                for (long i = 0; i < ny; i++)
+                    if (tu_bits(y[o][i]) != tu_bits(y[0][i]))
+                        FAIL_SEED("layer %zu case %zu (%s, offset %g), mode %s: y[%ld] = %a, "
+                                  "the dense kernels' %a",
+                                  li, k, pa ? "pam" : "float", (double)cfg->offset,
+                                  o == 1 ? "always" : "auto", i, (double)y[o][i],
+                                  (double)y[0][i]);
+        }
+        free(x); free(w); free(b);
+        for (int o = 0; o < 3; o++)
+            free(y[o]);
+    }
+}
+
 /* The depthwise direct paths (forward, and the exact and approximate
  * backward's data and weight gradients: vector row kernels with half- and
  * quarter-width tails) against the direct loops, on every instruction set:
@@ -871,6 +977,7 @@ int main(void)
         cmocka_unit_test(test_float_fast_kernels_match_fma_twin),
         cmocka_unit_test(test_depthwise_direct_paths),
         cmocka_unit_test(test_dw_sparse_matches_in_place),
+        cmocka_unit_test(test_forward_lists_match_dense),
         cmocka_unit_test(test_value_stats_match_plain_loop),
         cmocka_unit_test(test_transpose_matches_plain_loop),
         cmocka_unit_test(test_power_of_two_weights_match_float),

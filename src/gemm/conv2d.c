@@ -437,12 +437,14 @@ static pg_plan **direct_plans(const nomul_conv2d_desc *d, const conv_geom *g, co
 typedef struct {
     int implicit, wp, slack, offset; /* offset: the PAMs have one (two adds each) */
     const long *off;
+    const conv_fsparse *fs; /* implicit: the lists of x's nonzeros, where they run */
 } direct_feed;
 
 /* forward for image b: y_b = conv(x_b, W) + bias */
 static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, int pa,
                           pg_plan *const *plans, const direct_feed *feed, const float *x,
-                          const float *weight, const float *bias, float *y, int b, float *col)
+                          const float *weight, const float *bias, float *y, int b, float *col,
+                          float *part, uint32_t *lists)
 {
     for (int gr = 0; gr < d->groups; gr++) {
         const float *xg = x + b * g->x_img + (long)gr * g->cig * d->h * d->w;
@@ -455,8 +457,10 @@ static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, int pa
         if (feed && feed->implicit) {
             int nwide = g->oh * feed->wp;
             conv_pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, col, feed->slack);
-            pg_plan_run_forward_direct(plans[gr], nwide, col, feed->off, 0.0f, yg, g->P,
-                                       (pg_narrow){.wp = feed->wp, .ow = g->ow});
+            if (!feed->fs ||
+                !conv_fsparse_image(feed->fs, g, feed->wp, gr, col, feed->off, part, lists, yg))
+                pg_plan_run_forward_direct(plans[gr], nwide, col, feed->off, 0.0f, yg, g->P,
+                                           (pg_narrow){.wp = feed->wp, .ow = g->ow});
             continue;
         }
         conv_im2col(d, g, xg, col);
@@ -501,7 +505,8 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
     }
     pg_plan **plans = pa ? direct_plans(d, &g, x, weight, offset) : NULL;
     direct_feed feed = {conv_forward_implicit(d, &g), d->w + 2 * d->pad_w,
-                        conv_wide_slack(d), offset != 1.0f, NULL};
+                        conv_wide_slack(d), offset != 1.0f, NULL, NULL};
+    conv_fsparse fs;
     int hp = d->h + 2 * d->pad_h;
     if (plans) {
         long *off = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_OFFS, (size_t)g.K * sizeof *off);
@@ -511,6 +516,10 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
         }
         conv_col_offsets(d, &g, feed.implicit, off);
         feed.off = off;
+        int sp = feed.implicit ? conv_fsparse_plan(d, &g, 1, offset, x, weight, &fs) : 0;
+        if (sp < 0)
+            return; /* reported */
+        feed.fs = sp ? &fs : NULL;
     } else
         plans = make_plans(fn, d, &g, pa, PLAN_FORWARD, weight, offset);
     if (pa && !plans)
@@ -524,11 +533,14 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
                               : cached_col(fn, &g, NOMUL_SCRATCH_CONV_COL);
         if (!col)
             nomul_report(NOMUL_ENOMEM, "%s: out of memory for a padded image", fn);
+        float *part = NULL;
+        uint32_t *lists = NULL;
+        int ready = col && (!feed.fs || conv_fsparse_scratch(&g, &part, &lists));
 #pragma omp for schedule(static)
         for (int b = 0; b < d->n; b++)
-            if (col)
+            if (ready)
                 forward_image(d, &g, pa, plans, feed.off ? &feed : NULL, x, weight, bias, y, b,
-                              col);
+                              col, part, lists);
     }
 }
 

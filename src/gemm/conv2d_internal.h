@@ -158,6 +158,49 @@ enum { CONV_XSPARSE_AUTO, CONV_XSPARSE_NEVER, CONV_XSPARSE_ALWAYS };
 extern int conv_xsparse_mode;
 extern long conv_xsparse_runs; /* the chunks they ran on, for the tests */
 
+/* The forward on lists of each output pixel's nonzero inputs (the
+ * context's csparse: AVX-512; conv2d_sparse.c), for stride-1 layers in
+ * implicit form whose groups have 16, 32, 48 or a multiple of 64 output channels (64 at a
+ * time, on the same lists), float
+ * or PAM without an offset; the same sums as the dense kernels, bit for
+ * bit (gemm_internal.h's pg_csparse_job). Its terms need one 16-channel
+ * row of weights loaded each (the dense kernels broadcast one weight to 32
+ * pixels): it is bound by loads, and pays only where a pixel's list serves
+ * 64 channels, and only over reductions of FSPARSE_MIN_K taps or more
+ * (each output's stores and lists cost what a few of its terms do: VGG's
+ * first layer, 3 → 64 channels, K = 27, ran 2× slower). Auto takes it for
+ * groups of 64·m output channels, K ≥ FSPARSE_MIN_K, where x's first image
+ * has at most FSPARSE_64 / FSPARSE_DEN of its values nonzero.
+ * Measured with bench conv --batch 64 --threads 1 (Zen 4), forward ms,
+ * dense → lists, at 70% / 50% / 30% nonzero: 64 channels at 7×7 float
+ * 2.9 → 2.8 / 2.4 / 1.8, PAM 3.5 → 2.8 / 2.3 / 2.0; 128 channels at
+ * 16×16 (VGG), 50%: float 48.5 → 44.8, PAM 57.4 → 44.3; 32 channels at 14×14
+ * float 2.5 → - / 3.9 / 2.8, PAM 2.9 → - / 3.6 / 3.3 (slower at every
+ * density: never in auto, nor 16 and 48). The mode is for the tests: auto
+ * (the default), never, always (wherever it applies, whatever the
+ * density).
+ * conv_fsparse_plan (the calling thread, before the images): 1 and fs set
+ * where it applies (the weights' table in this thread's buffer), 0 where
+ * not, −1 after a report (out of memory). conv_fsparse_scratch: a
+ * thread's sums and lists, 0 after a report. conv_fsparse_image: image
+ * b's group gr from its padded planes buf (rows at off) into y_g; 0, with
+ * nothing written, where the dense kernels must run it. */
+enum { FSPARSE_64 = 11, FSPARSE_DEN = 16, FSPARSE_MIN_K = 128 };
+enum { CONV_FSPARSE_AUTO, CONV_FSPARSE_NEVER, CONV_FSPARSE_ALWAYS };
+extern int conv_fsparse_mode;
+extern long conv_fsparse_runs; /* the images' groups it ran, for the tests */
+typedef struct {
+    int nh, pa;
+    uint32_t xmin;
+    const uint32_t *table; /* per group (K + 1) × cog */
+} conv_fsparse;
+int conv_fsparse_plan(const nomul_conv2d_desc *d, const conv_geom *g, int pa, float offset,
+                      const float *x, const float *weight, conv_fsparse *fs);
+int conv_fsparse_scratch(const conv_geom *g, float **part, uint32_t **lists);
+int conv_fsparse_image(const conv_fsparse *fs, const conv_geom *g, int wp, int gr,
+                       const float *buf, const long *off, float *part, uint32_t *lists,
+                       float *yg);
+
 /* The float convolution on nomul's FMA kernels (src/gemm/float/conv_float.c),
  * where conv_float_applies (the instruction set has the kernels, a group has
  * 4 output channels or more); they report their failures (out of memory).

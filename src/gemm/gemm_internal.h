@@ -359,6 +359,44 @@ enum { PG_SMALL_AUTO, PG_SMALL_NEVER };
 extern int pg_small_mode;
 extern long pg_small_runs;
 
+/* A convolution's forward on lists of each output pixel's nonzero inputs
+ * (conv2d_sparse.c decides where; csparse.inc): one image and group
+ * of a stride-1 layer in implicit form. Row k of the column matrix starts
+ * at buf + off[k] (the zero-padded planes, read nwide = oh·wp wide pixels,
+ * pixel j output (j / wp)·ow + j % wp where j % wp < ow). table holds K + 1
+ * rows of 16·nh values (nh = 1..4 or a multiple of 4): row k the weights of tap k for every
+ * output channel (PAM: their bits with −1.0 folded in; float: as they are),
+ * row K zeros (the lists' padding, against a −0.0 value: a −0.0 term, an
+ * exact identity of the sums). The sums are the dense kernels' chains with
+ * the zero inputs' terms left out, which add nothing there: PAM, each
+ * block of kc taps from +0, the blocks added in order (gemm_plan.c's
+ * direct_strip, kc = PG_KC); float, one chain over every tap
+ * (float/fdirect.c). A zero is, for PAM, a zero exponent field (zero or
+ * subnormal: PAM's zero); for float, ±0. Float also needs every nonzero x
+ * to have an exponent field of at least xmin (so that no term can round a
+ * sum to −0, conv2d_sparse.c): where one has not, the routine returns 0
+ * having written nothing to y, and the dense path runs the image. part
+ * (P × 16·nh floats) and lists (PG_CS_LISTS uint32) are scratch; y gets
+ * the 16·nh output planes, P apart. */
+enum { PG_CS_CAP = PG_KC + 16, PG_CS_LISTS = 2 * 16 * PG_CS_CAP };
+typedef struct {
+    const float *buf;
+    const long *off;
+    int K, kc, nwide, wp, ow, P, nh;
+    uint32_t xmin;
+    const uint32_t *table;
+    float *part;
+    uint32_t *lists;
+    float *y;
+} pg_csparse_job;
+typedef int (*pg_csparse_fn)(const pg_csparse_job *job);
+typedef struct {
+    pg_csparse_fn pam, fp; /* NULL where there are none */
+} pg_csparse_ukr;
+int csparse_pam_avx512(const pg_csparse_job *job);   /* csparse_avx512.c */
+int csparse_float_avx512(const pg_csparse_job *job); /* float/csparse_float_avx512.c */
+int csparse_image_avx512(const pg_csparse_job *job); /* csparse_avx512.c */
+
 /*
  * One instruction set's context (as BLIS's cntx): its microkernels with
  * their tile sizes, its packing routines, the depthwise row kernels and the
@@ -382,6 +420,7 @@ typedef struct pg_cntx {
     pg_xrows_ukr xrows;               /* forward, X's zeros skipped; zeroed where none */
     pg_xin_ukr xin;                   /* forward and grad A, X in place; zeroed where none */
     pg_small_ukr small;               /* small products in place; zeroed where none */
+    pg_csparse_ukr csparse;           /* conv forward on nonzero lists; zeroed where none */
     fd_ukr fdirect;                  /* float, B in place */
     pg_pack_fn pack;
     pg_pack_tile_fn pack_tile;

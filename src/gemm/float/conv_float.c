@@ -72,6 +72,10 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
         return;
     }
     conv_col_offsets(d, g, implicit, off);
+    conv_fsparse fs;
+    int sp = implicit ? conv_fsparse_plan(d, g, 0, 1.0f, x, weight, &fs) : 0;
+    if (sp < 0)
+        return; /* reported */
     long nwide = (long)g->oh * wp; /* the wide output's columns */
     NOMUL_COUNT(FMUL, (long long)d->n * d->c_out * g->P * g->K);
     NOMUL_COUNT(FADD, (long long)d->n * d->c_out * g->P * g->K);
@@ -81,6 +85,10 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
         float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_COL, implicit
                                                                ? (size_t)g->cig * hp * wp + slack
                                                                : (size_t)g->K * g->ldcol + 32);
+        float *part = NULL;
+        uint32_t *lists = NULL;
+        if (buf && sp && !conv_fsparse_scratch(g, &part, &lists))
+            buf = NULL; /* reported */
         if (!buf) {
 #pragma omp atomic write
             failed = 1;
@@ -94,8 +102,9 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
                 float *yg = y + b * g->y_img + (long)gr * g->cog * g->P;
                 if (implicit) {
                     conv_pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, buf, slack);
-                    fd_plan_run(plans[gr], (int)nwide, buf, off, yg, g->P,
-                                (pg_narrow){.wp = wp, .ow = g->ow});
+                    if (!sp || !conv_fsparse_image(&fs, g, wp, gr, buf, off, part, lists, yg))
+                        fd_plan_run(plans[gr], (int)nwide, buf, off, yg, g->P,
+                                    (pg_narrow){.wp = wp, .ow = g->ow});
                 } else {
                     conv_im2col(d, g, xg, buf);
                     fd_plan_run(plans[gr], g->P, buf, off, yg, g->P, (pg_narrow){.wp = 0});
