@@ -43,6 +43,7 @@ int conv_fsparse_plan(const nomul_conv2d_desc *d, const conv_geom *g, int pa, fl
     const pg_csparse_ukr *cs = &pg_cntx_active()->csparse;
     if (!(pa ? cs->pam : cs->fp) || conv_fsparse_mode == CONV_FSPARSE_NEVER ||
         g->cog % 16 != 0 || (g->cog > 64 && g->cog % 64 != 0) || (pa && offset != 1.0f) || d->n < 1 ||
+        (long)(g->K + 1) * g->cog * 4 > (long)UINT32_MAX || /* the lists' offsets: 32 bits */
         !sparse_enough(x, g->x_img, g->cog, g->K, pa))
         return 0;
     long rows = (long)g->K + 1;
