@@ -22,11 +22,12 @@ int conv_fsparse_mode = CONV_FSPARSE_AUTO;
 long conv_fsparse_runs;
 
 /* whether x's first image is sparse enough for the lists at cog channels */
-static int sparse_enough(const float *x, long n, int cog, int K, int pa)
+static int sparse_enough(const nomul_conv2d_desc *d, const float *x, long n, int cog, int K,
+                         int pa)
 {
     if (conv_fsparse_mode == CONV_FSPARSE_ALWAYS)
         return 1;
-    if (cog % 64 != 0 || K < FSPARSE_MIN_K)
+    if (cog % 64 != 0 || K < FSPARSE_MIN_K || d->kh * d->kw == 1)
         return 0;
     const uint32_t *u = (const uint32_t *)(const void *)x;
     const uint32_t zm = pa ? 0x7F800000u : 0x7FFFFFFFu;
@@ -44,7 +45,7 @@ int conv_fsparse_plan(const nomul_conv2d_desc *d, const conv_geom *g, int pa, fl
     if (!(pa ? cs->pam : cs->fp) || conv_fsparse_mode == CONV_FSPARSE_NEVER ||
         g->cog % 16 != 0 || (g->cog > 64 && g->cog % 64 != 0) || (pa && offset != 1.0f) || d->n < 1 ||
         (long)(g->K + 1) * g->cog * 4 > (long)UINT32_MAX || /* the lists' offsets: 32 bits */
-        !sparse_enough(x, g->x_img, g->cog, g->K, pa))
+        !sparse_enough(d, x, g->x_img, g->cog, g->K, pa))
         return 0;
     long rows = (long)g->K + 1;
     uint32_t *t = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_FSTABLE,
