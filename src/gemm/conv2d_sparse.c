@@ -1,7 +1,7 @@
 /*
  * conv2d_sparse.c — where a convolution's forward runs on lists of each
  * output pixel's nonzero inputs (conv2d_internal.h; the kernels:
- * csparse_avx512.c). After a ReLU about half of a layer's inputs are zero;
+ * csparse.inc). After a ReLU about half of a layer's inputs are zero;
  * the dense kernels compute their terms anyway (PAM masks them, float's
  * FMA multiplies by zero), the lists leave them out. Both give the same
  * sums, bit for bit, where:
@@ -43,8 +43,8 @@ int conv_fsparse_plan(const nomul_conv2d_desc *d, const conv_geom *g, int pa, fl
     memset(fs, 0, sizeof *fs);
     const pg_csparse_ukr *cs = &pg_cntx_active()->csparse;
     if (!(pa ? cs->pam : cs->fp) || conv_fsparse_mode == CONV_FSPARSE_NEVER ||
-        g->cog % 16 != 0 || (g->cog > 64 && g->cog % 64 != 0) || (pa && offset != 1.0f) || d->n < 1 ||
-        (long)(g->K + 1) * g->cog * 4 > (long)UINT32_MAX || /* the lists' offsets: 32 bits */
+        g->cog % 16 != 0 || (g->cog > 64 && g->cog % 64 != 0) || (pa && offset != 1.0f) ||
+        d->n < 1 || (long)(g->K + 1) * g->cog * 4 > (long)UINT32_MAX || /* 32-bit offsets */
         !sparse_enough(d, x, g->x_img, g->cog, g->K, pa))
         return 0;
     long rows = (long)g->K + 1;
