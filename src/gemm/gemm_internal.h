@@ -364,8 +364,9 @@ extern long pg_small_runs;
  * of a stride-1 layer in implicit form. Row k of the column matrix starts
  * at buf + off[k] (the zero-padded planes, read nwide = oh·wp wide pixels,
  * pixel j output (j / wp)·ow + j % wp where j % wp < ow). table holds K + 1
- * rows of 16·nh values (nh = 1..4 or a multiple of 4): row k the weights of tap k for every
- * output channel (PAM: their bits with −1.0 folded in; float: as they are),
+ * rows of 16·nh values (nh = 1..4 or a multiple of 4): row k the weights of
+ * tap k for every output channel (PAM: their bits with −1.0 folded in;
+ * float: as they are),
  * row K zeros (the lists' padding, against a −0.0 value: a −0.0 term, an
  * exact identity of the sums). The sums are the dense kernels' chains with
  * the zero inputs' terms left out, which add nothing there: PAM, each
@@ -395,7 +396,6 @@ typedef struct {
 } pg_csparse_ukr;
 int csparse_pam_avx512(const pg_csparse_job *job);   /* csparse_avx512.c */
 int csparse_float_avx512(const pg_csparse_job *job); /* float/csparse_float_avx512.c */
-int csparse_image_avx512(const pg_csparse_job *job); /* csparse_avx512.c */
 
 /*
  * One instruction set's context (as BLIS's cntx): its microkernels with
