@@ -160,10 +160,11 @@ extern long conv_xsparse_runs; /* the chunks they ran on, for the tests */
 
 /* The forward on lists of each output pixel's nonzero inputs (the
  * context's csparse: AVX-512; conv2d_sparse.c), for stride-1 layers in
- * implicit form whose groups have 16, 32, 48 or a multiple of 64 output channels (64 at a
- * time, on the same lists), float
- * or PAM without an offset; the same sums as the dense kernels, bit for
- * bit (gemm_internal.h's pg_csparse_job). Its terms need one 16-channel
+ * implicit form whose groups have 16, 32, 48 or a multiple of 64 output
+ * channels (64 at a time, on the same lists), float or PAM without an
+ * offset (PAM: where its direct path runs, up to 128 per group); the same
+ * sums as the dense kernels, bit for bit (gemm_internal.h's
+ * pg_csparse_job). Its terms need one 16-channel
  * row of weights loaded each (the dense kernels broadcast one weight to 32
  * pixels): it is bound by loads, and pays only where a pixel's list serves
  * 64 channels, and only over reductions of FSPARSE_MIN_K taps or more
