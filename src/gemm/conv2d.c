@@ -767,15 +767,20 @@ typedef struct {
  * the lists to pay (at most num/XSPARSE_DEN of them nonzero), so that the
  * lists are not built only to be dropped (ReLU's half is too dense for the
  * approximate form, bench conv --zeros); the mode's always says yes. */
+long conv_nonzeros(const float *x, long n, uint32_t mask)
+{
+    const uint32_t *u = (const uint32_t *)(const void *)x;
+    long nz = 0;
+    for (long i = 0; i < n; i++)
+        nz += (u[i] & mask) != 0;
+    return nz;
+}
+
 static int xs_sparse_enough(const float *x, long n, int num)
 {
     if (conv_xsparse_mode == CONV_XSPARSE_ALWAYS)
         return 1;
-    const uint32_t *u = (const uint32_t *)(const void *)x;
-    long nz = 0;
-    for (long i = 0; i < n; i++)
-        nz += (u[i] & 0x7F800000u) != 0;
-    return nz * XSPARSE_DEN <= (long)num * n;
+    return conv_nonzeros(x, n, 0x7F800000u) * XSPARSE_DEN <= (long)num * n;
 }
 
 /* The lists' density bound (of XSPARSE_DEN) for the exact or approximate

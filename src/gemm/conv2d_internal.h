@@ -189,6 +189,9 @@ extern long conv_xsparse_runs; /* the chunks they ran on, for the tests */
  * b's group gr from its padded planes buf (rows at off) into y_g; 0, with
  * nothing written, where the dense kernels must run it. */
 enum { FSPARSE_64 = 11, FSPARSE_DEN = 16, FSPARSE_MIN_K = 128 };
+/* how many of x's n values have a bit of mask set (the lists' density
+ * checks: PAM's nonzeros 0x7F800000, float's 0x7FFFFFFF) */
+long conv_nonzeros(const float *x, long n, uint32_t mask);
 enum { CONV_FSPARSE_AUTO, CONV_FSPARSE_NEVER, CONV_FSPARSE_ALWAYS };
 extern int conv_fsparse_mode;
 extern long conv_fsparse_runs; /* the images' groups it ran, for the tests */

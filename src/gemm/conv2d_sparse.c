@@ -29,11 +29,7 @@ static int sparse_enough(const nomul_conv2d_desc *d, const float *x, long n, int
         return 1;
     if (cog % 64 != 0 || K < FSPARSE_MIN_K || d->kh * d->kw == 1)
         return 0;
-    const uint32_t *u = (const uint32_t *)(const void *)x;
-    const uint32_t zm = pa ? 0x7F800000u : 0x7FFFFFFFu;
-    long nz = 0;
-    for (long i = 0; i < n; i++)
-        nz += (u[i] & zm) != 0;
+    long nz = conv_nonzeros(x, n, pa ? 0x7F800000u : 0x7FFFFFFFu);
     return nz * FSPARSE_DEN <= (long)FSPARSE_64 * n;
 }
 
