@@ -235,23 +235,28 @@ static void test_pa_forms_match_recipes(void **state)
     }
 }
 
-/* The exact PA backward is the derivative of the PA forward: away from its
- * breakpoints, the rise over run of L(x) = Σ dy·f(x) along each coordinate
- * (a small step, with the forward evaluated in float64 sums of its float
- * outputs) must match it. Breakpoints make a few coordinates miss; most
- * must agree within 1%. Softmax gives masked inputs exactly 0. */
-static double pa_objective(int op, const float *x, const float *dy, const float *g, const float *b)
+/* The exact PA backward is the derivative of the PA forward: where L(x) =
+ * Σ dy·f(x) (float64 sums of the forward's float outputs) is affine along a
+ * coordinate, its rise over run must match it within 1%. A coordinate is
+ * judged only where the step shows it affine: the rises before and after x
+ * agree within 0.2%. That leaves out the steps that cross a breakpoint,
+ * including the row's own (its sum, mean, variance, max: a kink moves
+ * every coordinate's central difference by the same amount, a bias no
+ * step size averages away), and those the float outputs' rounding blurs
+ * (a row's shared sum moves by a few ulps, or none). Nearly all judged
+ * coordinates agree; softmax gives masked inputs exactly 0. */
+static double pa_objective(const nomul_op_cfg *ex, int op, const float *x, const float *dy,
+                          const float *g, const float *b)
 {
-    nomul_op_cfg ex = {NOMUL_OP_PAM, 0, 1.0f};
     float y[N], mean[1], rstd[1];
     if (op == 0)
-        nomul_softmax_forward(&ex, 1, N, x, y);
+        nomul_softmax_forward(ex, 1, N, x, y);
     else if (op == 1)
-        nomul_log_softmax_forward(&ex, 1, N, x, y);
+        nomul_log_softmax_forward(ex, 1, N, x, y);
     else if (op == 2)
-        nomul_layer_norm_forward(&ex, 1, N, x, g, b, 1e-5f, y, mean, rstd);
+        nomul_layer_norm_forward(ex, 1, N, x, g, b, 1e-5f, y, mean, rstd);
     else { /* logsumexp: one value */
-        nomul_logsumexp_forward(&ex, 1, N, x, y);
+        nomul_logsumexp_forward(ex, 1, N, x, y);
         return (double)dy[0] * y[0];
     }
     double s = 0;
@@ -261,18 +266,62 @@ static double pa_objective(int op, const float *x, const float *dy, const float 
     return s;
 }
 
+/* Adds a row's coordinates to the tallies: *total each coordinate, *judged
+ * those affine along their step, *agree those whose dx matches */
+typedef struct {
+    int agree, judged, total;
+} rises;
+
+static void rises_add(rises *t, const nomul_op_cfg *ex, int op, float *x, const float *dy,
+                      const float *g, const float *b, const float *dx)
+{
+    const double at = pa_objective(ex, op, x, dy, g, b);
+    for (int k = 0; k < N; k++) {
+        if (!isfinite(x[k]))
+            continue;
+        /* a step of 2^-9 of x: short beside most breakpoints (octaves of the
+         * PA operations' inputs), long beside the rounding */
+        float keep = x[k], h = ldexpf(1.0f, ilogbf(keep) - 9);
+        x[k] = keep + h;
+        double rise_after = (pa_objective(ex, op, x, dy, g, b) - at) / h;
+        x[k] = keep - h;
+        double rise_before = (at - pa_objective(ex, op, x, dy, g, b)) / h;
+        x[k] = keep;
+        double fd = (rise_after + rise_before) / 2;
+        t->total++;
+        if (fabs(rise_after - rise_before) > 0.002 * fabs(fd) + 1e-7)
+            continue; /* a kink, or the rounding, within the step */
+        t->judged++;
+        t->agree += fabs(fd - dx[k]) <= 0.01 * fabs(dx[k]) + 1e-6;
+    }
+}
+
+/* Over 2000 seeds, op by op, at least 97.7% of the judged coordinates
+ * agreed (94.8% for the offset layer norm) and at least 67% were judged
+ * (45% for the offset layer norm, whose wider rows put more kinks within
+ * a step); a quarter judged keeps the verdict from resting on a few. */
+static void rises_verdict(const char *what, const rises *t)
+{
+    if (t->judged < t->total / 4)
+        FAIL_SEED("%s: only %d of %d coordinates affine along their step", what, t->judged,
+                  t->total);
+    if (t->agree < 0.9 * t->judged)
+        FAIL_SEED("%s: the exact PA backward matches the rise over run at only %d of %d "
+                  "coordinates", what, t->agree, t->judged);
+}
+
 static void test_pa_exact_backward(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0xF2};
     nomul_op_cfg ex = {NOMUL_OP_PAM, 0, 1.0f};
     float x[N], y[N], dy[N], dx[N], g[N], b[N], mean[1], rstd[1], dg[N], db[N];
-    /* 24 rows an op (6 when shrunk): the share that agrees varies from row to row
-     * (a row's breakpoints are shared by its coordinates), so a few rows make
-     * the 80% bound fail now and then on a correct backward */
-    const int reps = tu_scale() < 1 ? 6 : 24;
+    /* 24 rows an op, whatever the scale (a row costs 2·N forwards of N): a
+     * row can lose its coordinates together, to a kink within the step of
+     * a statistic shared by the row */
+    const int reps = 24;
     for (int op = 0; op < 4; op++) {
-        int agree = 0, total = 0;
+        rises t = {0};
         for (int rep = 0; rep < reps; rep++) {
             fill(&r, x, N, -1, 1);
             fill(&r, dy, N, -1, 0);
@@ -300,26 +349,11 @@ static void test_pa_exact_backward(void **state)
             /* softmax sends nothing to a masked input (log_softmax passes dy through) */
             if (op == 0 && dx[5] != 0.0f)
                 FAIL_SEED("op %d: gradient %g at a masked input", op, (double)dx[5]);
-            for (int k = 0; k < N; k++) {
-                if (!isfinite(x[k]))
-                    continue;
-                float keep = x[k], h = ldexpf(1.0f, ilogbf(keep) - (op == 0 ? 14 : op == 1 ? 9 : 10));
-                if (op == 3) /* logsumexp moves as log_softmax's subtrahend does */
-                    h = ldexpf(1.0f, ilogbf(keep) - 9);
-                /* (log_softmax and layer_norm move little beside their rounding: longer steps) */
-                x[k] = keep + h;
-                double up = pa_objective(op, x, dy, g, b);
-                x[k] = keep - h;
-                double down = pa_objective(op, x, dy, g, b);
-                x[k] = keep;
-                double fd = (up - down) / (2.0 * h);
-                total++;
-                agree += fabs(fd - dx[k]) <= 0.01 * fabs(dx[k]) + 1e-6;
-            }
+            rises_add(&t, &ex, op, x, dy, g, b, dx);
         }
-        if (agree < 0.8 * total)
-            FAIL_SEED("op %d: the exact PA backward matches the rise over run at only %d of %d "
-                      "coordinates", op, agree, total);
+        static const char *const names[4] = {"softmax", "log_softmax", "layer norm",
+                                             "logsumexp"};
+        rises_verdict(names[op], &t);
     }
 }
 
@@ -1202,37 +1236,17 @@ static void test_offset(void **state)
         assert_int_equal(tu_bits(y[j]),
                          tu_bits(nomul_pa_mul_off(nomul_pa_div(x[j] - mu, rr), g[j], off) + b[j]));
     /* exact backward of the offset layer norm against its rise over run, on
-     * many rows: a row whose sum lies near a kink of its mean (a small sum
-     * after cancellation, within a step of a binade edge) moves every
-     * coordinate's rise over run by the same amount, which made a single
-     * row fail now and then on a correct backward */
-    const int reps = tu_scale() < 1 ? 6 : 24;
-    int agree = 0, total = 0;
-    for (int rep = 0; rep < reps; rep++) {
+     * 24 rows (rises_add) */
+    rises tally = {0};
+    for (int rep = 0; rep < 24; rep++) {
         float dy[N], dx[N] = {0}, dg[N] = {0}, db[N] = {0};
         fill(&r, x, N, -2, 2);
         fill(&r, dy, N, -1, 0);
         nomul_layer_norm_forward(&ex, 1, N, x, g, b, 1e-5f, y, mean, rstd);
         nomul_layer_norm_backward(&ex, 1, N, x, g, mean, rstd, 1e-5f, dy, dx, dg, db);
-        for (int k = 0; k < N; k++) {
-            float keep = x[k], h = ldexpf(1.0f, ilogbf(keep) - 10), yy[N];
-            double o[2];
-            for (int sg = 0; sg < 2; sg++) {
-                x[k] = sg ? keep - h : keep + h;
-                nomul_layer_norm_forward(&ex, 1, N, x, g, b, 1e-5f, yy, mean, rstd);
-                o[sg] = 0;
-                for (int j = 0; j < N; j++)
-                    o[sg] += (double)dy[j] * yy[j];
-            }
-            x[k] = keep;
-            double fd = (o[0] - o[1]) / (2.0 * h);
-            total++;
-            agree += fabs(fd - dx[k]) <= 0.01 * fabs(dx[k]) + 1e-6;
-        }
+        rises_add(&tally, &ex, 2, x, dy, g, b, dx);
     }
-    if (agree < 0.75 * total)
-        FAIL_SEED("offset layer norm: exact backward matches the rise over run at %d of %d",
-                  agree, total);
+    rises_verdict("offset layer norm", &tally);
 }
 
 
