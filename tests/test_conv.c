@@ -543,6 +543,9 @@ static void test_dw_sparse_matches_in_place(void **state)
                nomul_isa_name(nomul_isa_active()));
         return;
     }
+    /* (the 16-channel approximate layers' weight gradient by input would
+     * stand in for both: test_dw_by_input_matches_in_place) */
+    conv_dwplane_mode = CONV_DWPLANE_NEVER;
     static const nomul_conv2d_desc layers[] = {
         {3, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1}, /* 16 wide, 4 chunks per image */
         {2, 8, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1},  /* 32 wide, one chunk */
@@ -626,6 +629,90 @@ static void test_dw_sparse_matches_in_place(void **state)
         run_mode_cases(&r, &d, &ma, &ma_off, 0);
     }
     conv_xsparse_mode = CONV_XSPARSE_AUTO;
+    conv_dwplane_mode = CONV_DWPLANE_AUTO;
+}
+
+/* The approximate weight gradient input by input (AVX-512's
+ * dwplane_avx512.c: 3×3, stride 1, 16 or fewer output channels per group)
+ * against the in-place kernels, bit for bit, on fresh random layers each
+ * run: 16, 12, 8 and 5 output channels, groups, padding 0 to 2, dilation
+ * (rows and columns apart), planes narrower and wider than 16 and not
+ * multiples of it (edge inputs take the checked loop), 40 images (blocks
+ * of several: the sums continue); x half zeros of both signs with subnormals (PAM's zeros),
+ * with an offset and without; dy without zeros, then with zeros in the
+ * last image (that image runs in place: conv_dwplane_runs counts the
+ * others). The exact form never takes it. */
+static void test_dw_by_input_matches_in_place(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xD1A7};
+    nomul_isa_set(nomul_isa_max());
+    if (!pg_cntx_active()->dwplane) {
+        printf("# no weight gradient by input on %s: nothing to compare\n",
+               nomul_isa_name(nomul_isa_active()));
+        return;
+    }
+    static const nomul_conv2d_desc layers[] = {
+        {3, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1},  /* ResNet20's first stage */
+        {2, 12, 9, 37, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* 37 wide: a partial 16 */
+        {2, 6, 7, 5, 8, 3, 3, 1, 1, 0, 0, 1, 1, 1},      /* no padding, narrow */
+        {2, 8, 13, 11, 10, 3, 3, 1, 1, 2, 1, 2, 1, 2},   /* dilated rows, groups of 5 */
+        {2, 4, 10, 19, 16, 3, 3, 1, 1, 1, 2, 1, 2, 1},   /* dilated columns, pad 2 */
+        {2, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1, 4},    /* ResNeXt: groups of 16 */
+        {40, 3, 6, 7, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1},     /* blocks of several images */
+    };
+    static const nomul_op_cfg modes[] = {{NOMUL_OP_PAM, 1, 1.0f},
+                                         {NOMUL_OP_PAM, 1, 1.0552f},
+                                         {NOMUL_OP_PAM, 0, 1.0f}};
+    for (size_t li = 0; li < sizeof layers / sizeof layers[0]; li++) {
+        const nomul_conv2d_desc *d = &layers[li];
+        int oh, ow;
+        assert_true(nomul_conv2d_output_size(d, &oh, &ow));
+        long nx = (long)d->n * d->c_in * d->h * d->w;
+        long nw = (long)d->c_out * (d->c_in / d->groups) * d->kh * d->kw;
+        long ny = (long)d->n * d->c_out * oh * ow, y_img = ny / d->n;
+        float *x = malloc(nx * 4), *w = malloc(nw * 4), *dy = malloc(ny * 4);
+        float *db = malloc(d->c_out * 4), *dw[2] = {malloc(nw * 4), malloc(nw * 4)};
+        assert_true(x && w && dy && db && dw[0] && dw[1]);
+        for (int rep = 0; rep < 2; rep++) {
+            for (long i = 0; i < nx; i++) {
+                uint32_t u = tu_u32(&r);
+                x[i] = u % 2         ? (u % 4 == 1 ? -0.0f : 0.0f)
+                       : u % 13 == 0 ? ldexpf(u % 3 ? 1.0f : -1.0f, -140)
+                                     : tu_normal(&r, -5, 4, 1);
+            }
+            for (long i = 0; i < nw; i++)
+                w[i] = tu_normal(&r, -4, 2, 1);
+            for (long i = 0; i < ny; i++)
+                dy[i] = rep == 1 && i >= ny - y_img && tu_u32(&r) % 8 == 0
+                            ? 0.0f
+                            : tu_normal(&r, -4, 4, 1);
+            for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
+                nomul_clear_error();
+                conv_dwplane_mode = CONV_DWPLANE_NEVER;
+                long before = conv_dwplane_runs;
+                nomul_conv2d_backward_weight(d, &modes[k], x, w, dy, dw[0], db);
+                if (conv_dwplane_runs != before)
+                    FAIL_SEED("layer %zu: the weight gradient by input ran in mode never", li);
+                conv_dwplane_mode = CONV_DWPLANE_AUTO;
+                nomul_conv2d_backward_weight(d, &modes[k], x, w, dy, dw[1], db);
+                if (nomul_last_error() != NOMUL_OK)
+                    FAIL_SEED("conv2d reported: %s", nomul_last_error_message());
+                long want = modes[k].approx_bwd ? (long)(d->n - rep) * d->groups : 0;
+                if (conv_dwplane_runs - before != want)
+                    FAIL_SEED("layer %zu, dy zeros %d, approx %d: by input on %ld images' "
+                              "groups, want %ld",
+                              li, rep, modes[k].approx_bwd, conv_dwplane_runs - before, want);
+                for (long i = 0; i < nw; i++)
+                    if (tu_bits(dw[1][i]) != tu_bits(dw[0][i]))
+                        FAIL_SEED("layer %zu, dy zeros %d, approx %d off %g: dW[%ld] = %a, "
+                                  "the in-place kernels' %a",
+                                  li, rep, modes[k].approx_bwd, (double)modes[k].offset, i,
+                                  (double)dw[1][i], (double)dw[0][i]);
+            }
+        }
+        free(x); free(w); free(dy); free(db); free(dw[0]); free(dw[1]);
+    }
 }
 
 /* The forward on lists of each output pixel's nonzero inputs
@@ -978,6 +1065,7 @@ int main(void)
         cmocka_unit_test(test_depthwise_direct_paths),
         cmocka_unit_test(test_dw_sparse_matches_in_place),
         cmocka_unit_test(test_forward_lists_match_dense),
+        cmocka_unit_test(test_dw_by_input_matches_in_place),
         cmocka_unit_test(test_value_stats_match_plain_loop),
         cmocka_unit_test(test_transpose_matches_plain_loop),
         cmocka_unit_test(test_power_of_two_weights_match_float),

@@ -722,6 +722,8 @@ static void backward_weight_image(const nomul_conv2d_desc *d, const conv_geom *g
 
 int conv_xsparse_mode = CONV_XSPARSE_AUTO;
 long conv_xsparse_runs;
+int conv_dwplane_mode = CONV_DWPLANE_AUTO;
+long conv_dwplane_runs;
 
 /* The PAM weight gradient where AVX-512's kernels that read X in place
  * apply (every term proven normal, no NaN or infinity; 4 or more output
@@ -931,6 +933,17 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for a weight gradient's panels", fn);
         return 0;
     }
+    /* 16 or fewer output channels, 3×3, approximate: input by input where
+     * dy has no zeros (pg_dwplane_job), its list scratch */
+    const int plane = !exact && narrow && implicit && d->kh == 3 && d->kw == 3 &&
+                      cx->dwplane && conv_dwplane_mode != CONV_DWPLANE_NEVER;
+    uint32_t *plist = plane ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANELIST,
+                                                  2 * ((size_t)d->w + 16) * 4)
+                            : NULL;
+    if (plane && !plist) {
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for a weight gradient's lists", fn);
+        return 0;
+    }
     if (b0 == b1) {
         memset(dw, 0, (size_t)nw * sizeof *dw);
         return 1;
@@ -942,16 +955,12 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
      * adjustment is in the tiles, dw_tiles) */
     uint32_t adj = exact ? 0u : (offset != 1.0f ? ob - PG_ONE : 0u) - PG_ONE;
     int seg = implicit ? g->ow : g->P;
-    long ss = implicit ? wp : 0, runs = 0;
+    long ss = implicit ? wp : 0, runs = 0, plane_runs = 0;
     for (long b = b0; b < b1; b++)
         for (int gr = 0; gr < d->groups; gr++) {
             const float *xg = x + b * g->x_img + (long)gr * g->cig * d->h * d->w;
             const float *dyg = dy + b * g->y_img + (long)gr * g->cog * g->P;
             float *dwg = dwt + (long)gr * g->K * g->cog;
-            if (implicit)
-                conv_pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, buf, slack);
-            else
-                conv_im2col(d, g, xg, buf);
             /* the pack writes a panel's masks only when it holds a zero: the
              * kernel reads them only then (past 64 panels, all are written) */
             unsigned char zeros[64];
@@ -966,6 +975,20 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
                 else if (npj <= 64)
                     zeros[jp] = (unsigned char)(st.zero != 0);
             }
+            count_terms(exact, offset, (long long)g->K * g->cog * g->P);
+            if (plane && !zeros[0]) { /* (narrow: one panel) */
+                cx->dwplane(&(pg_dwplane_job){
+                    .x = xg, .cig = g->cig, .h = d->h, .w = d->w, .oh = g->oh, .ow = g->ow,
+                    .pad_h = d->pad_h, .pad_w = d->pad_w, .dil_h = d->dil_h, .dil_w = d->dil_w,
+                    .yp = yp, .c = dwg, .ldc = g->cog, .nvalid = g->cog, .add = b > b0,
+                    .list = plist});
+                plane_runs++;
+                continue;
+            }
+            if (implicit)
+                conv_pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, buf, slack);
+            else
+                conv_im2col(d, g, xg, buf);
             for (int ip = 0; ip < npi; ip++) {
                 int i0 = ip * MR, mvalid = g->K - i0 < MR ? g->K - i0 : MR;
                 /* the whole reduction in place, or chunk by chunk */
@@ -1002,7 +1025,6 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
                     }
                 }
             }
-            count_terms(exact, offset, (long long)g->K * g->cog * g->P);
         }
     for (int gr = 0; gr < d->groups; gr++) {
         long at = (long)gr * g->K * g->cog;
@@ -1011,6 +1033,10 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
     if (runs) {
 #pragma omp atomic
         conv_xsparse_runs += runs;
+    }
+    if (plane_runs) {
+#pragma omp atomic
+        conv_dwplane_runs += plane_runs;
     }
     return 1;
 }

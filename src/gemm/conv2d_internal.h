@@ -158,6 +158,15 @@ enum { CONV_XSPARSE_AUTO, CONV_XSPARSE_NEVER, CONV_XSPARSE_ALWAYS };
 extern int conv_xsparse_mode;
 extern long conv_xsparse_runs; /* the chunks they ran on, for the tests */
 
+/* The approximate weight gradient of 3×3 stride-1 layers with 16 or fewer
+ * output channels per group, input by input (pg_dwplane_job): auto (the
+ * default: where it applies, images whose dy has no zeros) or never, for
+ * the tests, which check it against the in-place kernels bit for bit; the
+ * images' groups it ran. */
+enum { CONV_DWPLANE_AUTO, CONV_DWPLANE_NEVER };
+extern int conv_dwplane_mode;
+extern long conv_dwplane_runs;
+
 /* The forward on lists of each output pixel's nonzero inputs (the
  * context's csparse: AVX-512; conv2d_sparse.c), for stride-1 layers in
  * implicit form whose groups have 16, 32, 48 or a multiple of 64 output
