@@ -107,6 +107,7 @@ $(BUILD)/src/gemm/ukernel_avx2.o: CFLAGS_ALL += $(AVX2_FLAGS)
 $(BUILD)/src/gemm/ukernel_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)
 $(BUILD)/src/gemm/csparse_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)
 $(BUILD)/src/gemm/dwplane_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)
+$(BUILD)/src/gemm/float/dwplane_float_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)
 $(BUILD)/src/gemm/float/csparse_float_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)
 $(BUILD)/src/gemm/float/fkernel_avx2.o: CFLAGS_ALL += $(AVX2_FLAGS) -mfma
 $(BUILD)/src/gemm/float/fkernel_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)

@@ -936,9 +936,9 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
     /* 16 or fewer output channels, 3×3, approximate: input by input where
      * dy has no zeros (pg_dwplane_job), its list scratch */
     const int plane = !exact && narrow && implicit && d->kh == 3 && d->kw == 3 &&
-                      cx->dwplane && conv_dwplane_mode != CONV_DWPLANE_NEVER;
+                      cx->dwplane.pam && conv_dwplane_mode != CONV_DWPLANE_NEVER;
     uint32_t *plist = plane ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANELIST,
-                                                  2 * ((size_t)d->w + 16) * 4)
+                                                  PG_DWPLANE_LIST(d->h, d->w) * 4)
                             : NULL;
     if (plane && !plist) {
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for a weight gradient's lists", fn);
@@ -977,7 +977,7 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
             }
             count_terms(exact, offset, (long long)g->K * g->cog * g->P);
             if (plane && !zeros[0]) { /* (narrow: one panel) */
-                cx->dwplane(&(pg_dwplane_job){
+                cx->dwplane.pam(&(pg_dwplane_job){
                     .x = xg, .cig = g->cig, .h = d->h, .w = d->w, .oh = g->oh, .ow = g->ow,
                     .pad_h = d->pad_h, .pad_w = d->pad_w, .dil_h = d->dil_h, .dil_w = d->dil_w,
                     .yp = yp, .c = dwg, .ldc = g->cog, .nvalid = g->cog, .add = b > b0,

@@ -158,10 +158,11 @@ enum { CONV_XSPARSE_AUTO, CONV_XSPARSE_NEVER, CONV_XSPARSE_ALWAYS };
 extern int conv_xsparse_mode;
 extern long conv_xsparse_runs; /* the chunks they ran on, for the tests */
 
-/* The approximate weight gradient of 3×3 stride-1 layers with 16 or fewer
- * output channels per group, input by input (pg_dwplane_job): auto (the
- * default: where it applies, images whose dy has no zeros) or never, for
- * the tests, which check it against the in-place kernels bit for bit; the
+/* The weight gradient of 3×3 stride-1 layers input by input
+ * (pg_dwplane_job: PAM's approximate form with 16 or fewer output channels
+ * per group, images whose dy has no zeros; float's with 16, images that
+ * pass its guard): auto (the default: where it applies) or never, for the
+ * tests, which check it against the in-place kernels bit for bit; the
  * images' groups it ran. */
 enum { CONV_DWPLANE_AUTO, CONV_DWPLANE_NEVER };
 extern int conv_dwplane_mode;

@@ -397,15 +397,19 @@ typedef struct {
 int csparse_pam_avx512(const pg_csparse_job *job);   /* csparse_avx512.c */
 int csparse_float_avx512(const pg_csparse_job *job); /* float/csparse_float_avx512.c */
 
-/* The approximate PAM weight gradient of a stride-1 3×3 convolution with
- * at most 16 output channels per group, input by input (dwplane_avx512.c;
- * conv2d.c's dw_block decides where): one image's group, x its cig planes
- * (h × w, unpadded), yp dy packed as the in-place kernels read it (P rows
- * of 16: row p = oy·ow + ox, the adjustment folded in), c the transposed
- * dW's rows (row ci·9 + 3i + j, nvalid ≤ 16 output channels, ldc apart),
- * continued where add, else from +0. The sums are the in-place kernel's
- * chains (each tap's terms in pixel order) less the zero inputs' terms:
- * the same bits. list: scratch of 2·(w + 16) uint32. */
+/* The weight gradient of a stride-1 3×3 convolution with at most 16
+ * output channels per group, input by input (dwplane.inc; conv2d.c's
+ * dw_block decides where for PAM's approximate form, float/conv_float.c
+ * for float): one image's group, x its cig planes (h × w, unpadded), yp dy
+ * pixel-major (P rows of 16: row p = oy·ow + ox; PAM: packed as the
+ * in-place kernels read it, the adjustment folded in; float: dy
+ * transposed), c the transposed dW's rows (row ci·9 + 3i + j, nvalid ≤ 16
+ * output channels, ldc apart), continued where add, else from +0. The sums
+ * are the in-place kernels' chains (each tap's terms in pixel order) less
+ * the zero inputs' terms (PAM: a zero exponent field; float: ±0, where
+ * dwplane_float_guard_avx512 has passed the image): the same bits. list:
+ * scratch of PG_DWPLANE_LIST(h, w) uint32 (a plane's lists and row starts). */
+#define PG_DWPLANE_LIST(h, w) (2 * ((size_t)(h) * (w) + 16) + (size_t)(h) + 1)
 typedef struct {
     const float *x;
     int cig, h, w, oh, ow, pad_h, pad_w, dil_h, dil_w;
@@ -416,7 +420,13 @@ typedef struct {
     uint32_t *list;
 } pg_dwplane_job;
 typedef void (*pg_dwplane_fn)(const pg_dwplane_job *job);
-void dwplane_pam_avx512(const pg_dwplane_job *job); /* dwplane_avx512.c */
+typedef struct {
+    pg_dwplane_fn pam, fp;                                      /* NULL where none */
+    int (*fp_guard)(const float *x, long nx, const float *dy, long ny);
+} pg_dwplane_ukr;
+void dwplane_pam_avx512(const pg_dwplane_job *job);   /* dwplane_avx512.c */
+void dwplane_float_avx512(const pg_dwplane_job *job); /* float/dwplane_float_avx512.c */
+int dwplane_float_guard_avx512(const float *x, long nx, const float *dy, long ny);
 
 /*
  * One instruction set's context (as BLIS's cntx): its microkernels with
@@ -442,7 +452,7 @@ typedef struct pg_cntx {
     pg_xin_ukr xin;                   /* forward and grad A, X in place; zeroed where none */
     pg_small_ukr small;               /* small products in place; zeroed where none */
     pg_csparse_ukr csparse;           /* conv forward on nonzero lists; zeroed where none */
-    pg_dwplane_fn dwplane;            /* 16-channel approximate dW by input; NULL where none */
+    pg_dwplane_ukr dwplane;           /* 16-channel dW by input; zeroed where none */
     fd_ukr fdirect;                  /* float, B in place */
     pg_pack_fn pack;
     pg_pack_tile_fn pack_tile;

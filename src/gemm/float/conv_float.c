@@ -22,7 +22,10 @@
  *    channels, added into dx by col2im in (c, i, j, pixel) order from zero;
  *    implicit: one fma chain over (co, i, j) of W flipped · dy padded;
  *  - backward weight: one fma chain per block of images (conv2d.c) over
- *    its images and output pixels in order, on both feeds.
+ *    its images and output pixels in order, on both feeds; 3×3 layers with
+ *    16 output channels per group take it input by input (dwplane.inc),
+ *    the zero inputs' terms left out, where the guard shows they add
+ *    nothing.
  */
 #include <string.h>
 
@@ -201,7 +204,17 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
     long *off = dwt ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_DWOFFS,
                                           (size_t)(g->K + g->cog) * sizeof *off)
                     : NULL;
-    if (!off) {
+    /* 3×3, 16 output channels per group: input by input (dwplane.inc)
+     * while the images pass the guard; once one has not, the rest of the
+     * block runs in place (its sums could then hold a −0 that a left-out
+     * zero term would have turned to +0) */
+    const pg_dwplane_ukr *dp = &pg_cntx_active()->dwplane;
+    int plane = implicit && d->kh == 3 && d->kw == 3 && g->cog == 16 && dp->fp &&
+                conv_dwplane_mode != CONV_DWPLANE_NEVER;
+    uint32_t *plist = off && plane ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANELIST,
+                                                         PG_DWPLANE_LIST(d->h, d->w) * 4)
+                                   : NULL;
+    if (!off || (plane && !plist)) {
         report_oom(fn);
         return 0;
     }
@@ -212,11 +225,24 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
     conv_col_offsets(d, g, implicit, off);
     for (int co = 0; co < g->cog; co++)
         off[g->K + co] = (long)co * g->P;
+    long plane_runs = 0;
     for (long b = b0; b < b1; b++)
         for (int gr = 0; gr < d->groups; gr++) {
             const float *xg = x + b * g->x_img + (long)gr * g->cig * d->h * d->w;
             const float *dyg = dy + b * g->y_img + (long)gr * g->cog * g->P;
             long at = (long)gr * g->K * g->cog;
+            plane = plane && dp->fp_guard(xg, (long)g->cig * d->h * d->w, dyg,
+                                          (long)g->cog * g->P);
+            if (plane) {
+                conv_transpose(g->cog, g->P, dyg, g->P, t);
+                dp->fp(&(pg_dwplane_job){
+                    .x = xg, .cig = g->cig, .h = d->h, .w = d->w, .oh = g->oh, .ow = g->ow,
+                    .pad_h = d->pad_h, .pad_w = d->pad_w, .dil_h = d->dil_h, .dil_w = d->dil_w,
+                    .yp = (const uint32_t *)t, .c = dwt + at, .ldc = g->cog, .nvalid = 16,
+                    .add = b > b0, .list = plist});
+                plane_runs++;
+                continue;
+            }
             if (implicit)
                 conv_pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, buf, slack);
             else
@@ -242,5 +268,9 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
         }
     NOMUL_COUNT(FMUL, (long long)(b1 - b0) * nw * g->P);
     NOMUL_COUNT(FADD, (long long)(b1 - b0) * nw * g->P);
+    if (plane_runs) {
+#pragma omp atomic
+        conv_dwplane_runs += plane_runs;
+    }
     return 1;
 }
