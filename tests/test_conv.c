@@ -633,9 +633,10 @@ static void test_dw_sparse_matches_in_place(void **state)
 }
 
 /* The weight gradient input by input (AVX-512's dwplane.inc: 3×3, stride
- * 1; PAM's approximate form with 16 or fewer output channels per group,
- * float's with 16) against the in-place kernels, bit for bit, on fresh
- * random layers each run: 16, 12, 8 and 5 output channels, groups, padding
+ * 1; PAM's approximate form, float's with 16·m output channels per group)
+ * against the in-place kernels, bit for bit, on fresh random layers each
+ * run: 5, 8, 12, 16, 32, 47, 48 and 64 output channels (one or two
+ * registers a tap, panels of 32 and partial ones), groups, padding
  * 0 to 2, dilation (rows and columns apart), planes narrower and wider than
  * 16 and not multiples of it (edge inputs take the checked loop), 40
  * images (blocks of several: the sums continue); x half zeros of both
@@ -663,6 +664,11 @@ static void test_dw_by_input_matches_in_place(void **state)
         {2, 4, 10, 19, 16, 3, 3, 1, 1, 1, 2, 1, 2, 1},   /* dilated columns, pad 2 */
         {2, 64, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1, 4},    /* ResNeXt: groups of 16 */
         {40, 3, 6, 7, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1},     /* blocks of several images */
+        {2, 8, 9, 11, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1},    /* 32: two registers a tap */
+        {2, 6, 7, 13, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1},    /* 48: panels of 32 and 16 */
+        {2, 8, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1},     /* 64: two panels */
+        {2, 5, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1},     /* float: K = 45 < 64, dy read in place */
+        {2, 4, 6, 9, 47, 3, 3, 1, 1, 2, 2, 2, 2, 1},     /* 47 (32 + 15), dilated */
     };
     static const nomul_op_cfg modes[] = {{NOMUL_OP_PAM, 1, 1.0f},
                                          {NOMUL_OP_PAM, 1, 1.0552f},
@@ -712,7 +718,9 @@ static void test_dw_by_input_matches_in_place(void **state)
                     FAIL_SEED("conv2d reported: %s", nomul_last_error_message());
                 int cog = d->c_out / d->groups;
                 long want = pa ? (modes[k].approx_bwd ? (long)(d->n - rep) * d->groups : 0)
-                               : (cog == 16 && rep < 2 ? (long)(d->n - 1) * d->groups : 0);
+                               : (cog % 16 == 0 && cog <= d->c_in / d->groups * 9 && rep < 2
+                                      ? (long)(d->n - 1) * d->groups
+                                      : 0);
                 if (conv_dwplane_runs - before != want)
                     FAIL_SEED("layer %zu, rep %d, %s approx %d: by input on %ld images' "
                               "groups, want %ld",

@@ -933,9 +933,9 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for a weight gradient's panels", fn);
         return 0;
     }
-    /* 16 or fewer output channels, 3×3, approximate: input by input where
-     * dy has no zeros (pg_dwplane_job), its list scratch */
-    const int plane = !exact && narrow && implicit && d->kh == 3 && d->kw == 3 &&
+    /* 3×3, approximate: input by input, panel by panel, where dy has no
+     * zeros (pg_dwplane_job), its list scratch */
+    const int plane = !exact && NR <= 32 && implicit && d->kh == 3 && d->kw == 3 &&
                       cx->dwplane.pam && conv_dwplane_mode != CONV_DWPLANE_NEVER;
     uint32_t *plist = plane ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANELIST,
                                                   PG_DWPLANE_LIST(d->h, d->w) * 4)
@@ -976,12 +976,19 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
                     zeros[jp] = (unsigned char)(st.zero != 0);
             }
             count_terms(exact, offset, (long long)g->K * g->cog * g->P);
-            if (plane && !zeros[0]) { /* (narrow: one panel) */
-                cx->dwplane.pam(&(pg_dwplane_job){
-                    .x = xg, .cig = g->cig, .h = d->h, .w = d->w, .oh = g->oh, .ow = g->ow,
-                    .pad_h = d->pad_h, .pad_w = d->pad_w, .dil_h = d->dil_h, .dil_w = d->dil_w,
-                    .yp = yp, .c = dwg, .ldc = g->cog, .nvalid = g->cog, .add = b > b0,
-                    .list = plist});
+            int dy_zeros = 0;
+            for (int jp = 0; plane && jp < npj; jp++)
+                dy_zeros |= npj > 64 || zeros[jp];
+            if (plane && !dy_zeros) { /* panel by panel (NR wide: nh = 1 or 2) */
+                for (int jp = 0; jp < npj; jp++) {
+                    int j0 = jp * NR, nr = g->cog - j0 < NR ? g->cog - j0 : NR;
+                    cx->dwplane.pam(&(pg_dwplane_job){
+                        .x = xg, .cig = g->cig, .h = d->h, .w = d->w, .oh = g->oh,
+                        .ow = g->ow, .pad_h = d->pad_h, .pad_w = d->pad_w, .dil_h = d->dil_h,
+                        .dil_w = d->dil_w, .yp = yp + (long)jp * g->P * NR, .ys = NR,
+                        .c = dwg + j0, .ldc = g->cog, .nvalid = nr, .add = b > b0,
+                        .list = plist});
+                }
                 plane_runs++;
                 continue;
             }

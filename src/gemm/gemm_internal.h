@@ -397,23 +397,25 @@ typedef struct {
 int csparse_pam_avx512(const pg_csparse_job *job);   /* csparse_avx512.c */
 int csparse_float_avx512(const pg_csparse_job *job); /* float/csparse_float_avx512.c */
 
-/* The weight gradient of a stride-1 3×3 convolution with at most 16
- * output channels per group, input by input (dwplane.inc; conv2d.c's
- * dw_block decides where for PAM's approximate form, float/conv_float.c
- * for float): one image's group, x its cig planes (h × w, unpadded), yp dy
- * pixel-major (P rows of 16: row p = oy·ow + ox; PAM: packed as the
- * in-place kernels read it, the adjustment folded in; float: dy
- * transposed), c the transposed dW's rows (row ci·9 + 3i + j, nvalid ≤ 16
- * output channels, ldc apart), continued where add, else from +0. The sums
- * are the in-place kernels' chains (each tap's terms in pixel order) less
- * the zero inputs' terms (PAM: a zero exponent field; float: ±0, where
- * dwplane_float_guard_avx512 has passed the image): the same bits. list:
- * scratch of PG_DWPLANE_LIST(h, w) uint32 (a plane's lists and row starts). */
+/* The weight gradient of a stride-1 3×3 convolution input by input, on
+ * up to 32 output channels (dwplane.inc; conv2d.c's dw_block decides where
+ * for PAM's approximate form, float/conv_float.c for float): one image's
+ * group, x its cig planes (h × w, unpadded), yp dy pixel-major (row p =
+ * oy·ow + ox at yp + p·ys, its nvalid ≤ 32 channels first; PAM: packed as
+ * the in-place kernels read it, the adjustment folded in; float: dy
+ * transposed), c the transposed dW's rows (row ci·9 + 3i + j, nvalid
+ * columns, ldc apart), continued where add, else from +0. The sums are the
+ * in-place kernels' chains (each tap's terms in pixel order) less the zero
+ * inputs' terms (PAM: a zero exponent field; float: ±0, where
+ * dwplane_float_guard_avx512 has passed the image): the same bits. Rows
+ * are read 16 or 32 values wide (nvalid ≤ 16 or not). list: scratch of
+ * PG_DWPLANE_LIST(h, w) uint32 (a plane's lists and row starts). */
 #define PG_DWPLANE_LIST(h, w) (2 * ((size_t)(h) * (w) + 16) + (size_t)(h) + 1)
 typedef struct {
     const float *x;
     int cig, h, w, oh, ow, pad_h, pad_w, dil_h, dil_w;
     const uint32_t *yp;
+    long ys;
     float *c;
     long ldc;
     int nvalid, add;

@@ -23,7 +23,7 @@
  *    implicit: one fma chain over (co, i, j) of W flipped · dy padded;
  *  - backward weight: one fma chain per block of images (conv2d.c) over
  *    its images and output pixels in order, on both feeds; 3×3 layers with
- *    16 output channels per group take it input by input (dwplane.inc),
+ *    16·m output channels per group take it input by input (dwplane.inc),
  *    the zero inputs' terms left out, where the guard shows they add
  *    nothing.
  */
@@ -207,9 +207,10 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
     /* 3×3, 16 output channels per group: input by input (dwplane.inc)
      * while the images pass the guard; once one has not, the rest of the
      * block runs in place (its sums could then hold a −0 that a left-out
-     * zero term would have turned to +0) */
+     * zero term would have turned to +0); output channels in multiples of
+     * 16 (dy's transposed rows are read 16 or 32 wide) */
     const pg_dwplane_ukr *dp = &pg_cntx_active()->dwplane;
-    int plane = implicit && d->kh == 3 && d->kw == 3 && g->cog == 16 && dp->fp &&
+    int plane = implicit && d->kh == 3 && d->kw == 3 && g->cog % 16 == 0 && dp->fp &&
                 conv_dwplane_mode != CONV_DWPLANE_NEVER;
     uint32_t *plist = off && plane ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANELIST,
                                                          PG_DWPLANE_LIST(d->h, d->w) * 4)
@@ -235,11 +236,14 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
                                           (long)g->cog * g->P);
             if (plane) {
                 conv_transpose(g->cog, g->P, dyg, g->P, t);
-                dp->fp(&(pg_dwplane_job){
-                    .x = xg, .cig = g->cig, .h = d->h, .w = d->w, .oh = g->oh, .ow = g->ow,
-                    .pad_h = d->pad_h, .pad_w = d->pad_w, .dil_h = d->dil_h, .dil_w = d->dil_w,
-                    .yp = (const uint32_t *)t, .c = dwt + at, .ldc = g->cog, .nvalid = 16,
-                    .add = b > b0, .list = plist});
+                for (int j0 = 0; j0 < g->cog; j0 += 32) /* 32 channels a pass */
+                    dp->fp(&(pg_dwplane_job){
+                        .x = xg, .cig = g->cig, .h = d->h, .w = d->w, .oh = g->oh,
+                        .ow = g->ow, .pad_h = d->pad_h, .pad_w = d->pad_w, .dil_h = d->dil_h,
+                        .dil_w = d->dil_w, .yp = (const uint32_t *)t + j0, .ys = g->cog,
+                        .c = dwt + at + j0, .ldc = g->cog,
+                        .nvalid = g->cog - j0 < 32 ? g->cog - j0 : 32, .add = b > b0,
+                        .list = plist});
                 plane_runs++;
                 continue;
             }
