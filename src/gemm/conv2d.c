@@ -725,6 +725,16 @@ long conv_xsparse_runs;
 int conv_dwplane_mode = CONV_DWPLANE_AUTO;
 long conv_dwplane_runs;
 
+pg_dwplane_job conv_dwplane_job(const nomul_conv2d_desc *d, const conv_geom *g, const float *xg,
+                                const uint32_t *yp, long ys, float *c, int nvalid, int add,
+                                uint32_t *list)
+{
+    return (pg_dwplane_job){.x = xg, .cig = g->cig, .h = d->h, .w = d->w, .oh = g->oh,
+                            .ow = g->ow, .pad_h = d->pad_h, .pad_w = d->pad_w,
+                            .dil_h = d->dil_h, .dil_w = d->dil_w, .yp = yp, .ys = ys, .c = c,
+                            .ldc = g->cog, .nvalid = nvalid, .add = add, .list = list};
+}
+
 /* The PAM weight gradient where AVX-512's kernels that read X in place
  * apply (every term proven normal, no NaN or infinity; 4 or more output
  * channels per group): checked once per call. Approximate: dW = Σ PAM(dy,
@@ -982,12 +992,9 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
             if (plane && !dy_zeros) { /* panel by panel (NR wide: nh = 1 or 2) */
                 for (int jp = 0; jp < npj; jp++) {
                     int j0 = jp * NR, nr = g->cog - j0 < NR ? g->cog - j0 : NR;
-                    cx->dwplane.pam(&(pg_dwplane_job){
-                        .x = xg, .cig = g->cig, .h = d->h, .w = d->w, .oh = g->oh,
-                        .ow = g->ow, .pad_h = d->pad_h, .pad_w = d->pad_w, .dil_h = d->dil_h,
-                        .dil_w = d->dil_w, .yp = yp + (long)jp * g->P * NR, .ys = NR,
-                        .c = dwg + j0, .ldc = g->cog, .nvalid = nr, .add = b > b0,
-                        .list = plist});
+                    pg_dwplane_job job = conv_dwplane_job(d, g, xg, yp + (long)jp * g->P * NR,
+                                                          NR, dwg + j0, nr, b > b0, plist);
+                    cx->dwplane.pam(&job);
                 }
                 plane_runs++;
                 continue;

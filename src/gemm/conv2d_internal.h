@@ -167,6 +167,11 @@ extern long conv_xsparse_runs; /* the chunks they ran on, for the tests */
 enum { CONV_DWPLANE_AUTO, CONV_DWPLANE_NEVER };
 extern int conv_dwplane_mode;
 extern long conv_dwplane_runs;
+/* the job of one image's group xg: dy's rows at yp, ys apart, nvalid
+ * output channels into c (ldc = c_out per group) */
+pg_dwplane_job conv_dwplane_job(const nomul_conv2d_desc *d, const conv_geom *g, const float *xg,
+                                const uint32_t *yp, long ys, float *c, int nvalid, int add,
+                                uint32_t *list);
 
 /* The forward on lists of each output pixel's nonzero inputs (the
  * context's csparse: AVX-512; conv2d_sparse.c), for stride-1 layers in

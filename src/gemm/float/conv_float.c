@@ -236,14 +236,12 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
                                           (long)g->cog * g->P);
             if (plane) {
                 conv_transpose(g->cog, g->P, dyg, g->P, t);
-                for (int j0 = 0; j0 < g->cog; j0 += 32) /* 32 channels a pass */
-                    dp->fp(&(pg_dwplane_job){
-                        .x = xg, .cig = g->cig, .h = d->h, .w = d->w, .oh = g->oh,
-                        .ow = g->ow, .pad_h = d->pad_h, .pad_w = d->pad_w, .dil_h = d->dil_h,
-                        .dil_w = d->dil_w, .yp = (const uint32_t *)t + j0, .ys = g->cog,
-                        .c = dwt + at + j0, .ldc = g->cog,
-                        .nvalid = g->cog - j0 < 32 ? g->cog - j0 : 32, .add = b > b0,
-                        .list = plist});
+                for (int j0 = 0; j0 < g->cog; j0 += 32) { /* 32 channels a pass */
+                    pg_dwplane_job job = conv_dwplane_job(
+                        d, g, xg, (const uint32_t *)t + j0, g->cog, dwt + at + j0,
+                        g->cog - j0 < 32 ? g->cog - j0 : 32, b > b0, plist);
+                    dp->fp(&job);
+                }
                 plane_runs++;
                 continue;
             }
