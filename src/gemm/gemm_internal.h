@@ -407,7 +407,8 @@ int csparse_float_avx512(const pg_csparse_job *job); /* float/csparse_float_avx5
  * columns, ldc apart), continued where add, else from +0. The sums are the
  * in-place kernels' chains (each tap's terms in pixel order) less the zero
  * inputs' terms (PAM: a zero exponent field; float: ±0, where
- * dwplane_float_guard_avx512 has passed the image): the same bits. Rows
+ * dwplane_float_guard_avx512 has passed the image, which also wants x at
+ * most 9/16 nonzero): the same bits. Rows
  * are read 16 or 32 values wide (nvalid ≤ 16 or not). list: scratch of
  * PG_DWPLANE_LIST(h, w) uint32 (a plane's lists and row starts). */
 #define PG_DWPLANE_LIST(h, w) (2 * ((size_t)(h) * (w) + 16) + (size_t)(h) + 1)

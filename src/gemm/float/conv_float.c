@@ -204,11 +204,11 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
     long *off = dwt ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_DWOFFS,
                                           (size_t)(g->K + g->cog) * sizeof *off)
                     : NULL;
-    /* 3×3, 16 output channels per group: input by input (dwplane.inc)
-     * while the images pass the guard; once one has not, the rest of the
-     * block runs in place (its sums could then hold a −0 that a left-out
-     * zero term would have turned to +0); output channels in multiples of
-     * 16 (dy's transposed rows are read 16 or 32 wide) */
+    /* 3×3, 16·m output channels per group (dy's transposed rows are read
+     * 16 or 32 wide): input by input (dwplane.inc) while the images pass
+     * the guard (x sparse enough, the bits the same); once one has not, the
+     * rest of the block runs in place (its sums could then hold a −0 that a
+     * left-out zero term would have turned to +0) */
     const pg_dwplane_ukr *dp = &pg_cntx_active()->dwplane;
     int plane = implicit && d->kh == 3 && d->kw == 3 && g->cog % 16 == 0 && dp->fp &&
                 conv_dwplane_mode != CONV_DWPLANE_NEVER;
