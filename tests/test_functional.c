@@ -266,8 +266,8 @@ static double pa_objective(const nomul_op_cfg *ex, int op, const float *x, const
     return s;
 }
 
-/* Adds a row's coordinates to the tallies: *total each coordinate, *judged
- * those affine along their step, *agree those whose dx matches */
+/* A rise-over-run check's tallies: total, each coordinate; judged, those
+ * affine along their step; agree, those whose slope matches */
 typedef struct {
     int agree, judged, total;
 } rises;
@@ -291,6 +291,7 @@ static float rises_step(float x)
     return ldexpf(1.0f, ilogbf(x) - 9);
 }
 
+/* every finite coordinate of one row of op, judged against dx */
 static void rises_add(rises *t, const nomul_op_cfg *ex, int op, float *x, const float *dy,
                       const float *g, const float *b, const float *dx)
 {
