@@ -319,6 +319,14 @@ void ad_record(nomul_graph *g, ad_op op, const nomul_op_cfg *cfg, const ad_param
     }
 }
 
+int ad_zeros_dropped(const nomul_graph *g, const nomul_tensor *t)
+{
+    for (int i = g->ntape - 1; i >= 0; i--)
+        if (g->tape[i].out == t)
+            return g->tape[i].op == AD_OP_RELU || g->tape[i].op == AD_OP_BATCH_NORM_RELU;
+    return 0;
+}
+
 /* ---- backward -------------------------------------------------------------------------- */
 
 /* n floats for a gradient, zero-filled unless `fill` is 0: the smallest

@@ -58,7 +58,10 @@ typedef union {
     struct {
         int trans_b;
     } matmul;
-    nomul_conv2d_desc conv2d; /* a copy: the caller's need not outlive the call */
+    struct {
+        nomul_conv2d_desc d; /* a copy: the caller's need not outlive the call */
+        int live;            /* x's gradient wanted only where x ≠ 0 (ad_zeros_dropped) */
+    } conv2d;
     struct {
         const float *mean, *rstd; /* layer norm: per row; batch norm: per channel */
         const float *keep;        /* layer norm: nomul_layer_norm_forward_keep's, or NULL */
@@ -210,6 +213,10 @@ void *ad_arena_alloc(nomul_graph *g, size_t bytes);
 void ad_linear_backward(const node *nd);
 void ad_matmul_backward(const node *nd);
 void ad_conv2d_backward(const node *nd);
+/* whether t is the output of a relu or batch_norm_relu recorded on g's
+ * tape, whose backward drops t's gradient wherever t is ±0 (those
+ * elements' gradients are then not wanted from t's consumers) */
+int ad_zeros_dropped(const nomul_graph *g, const nomul_tensor *t);
 void ad_softmax_backward(const node *nd);
 void ad_log_softmax_backward(const node *nd);
 void ad_logsumexp_backward(const node *nd);

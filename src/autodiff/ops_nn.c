@@ -206,7 +206,7 @@ nomul_tensor *nomul_matmul(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
 void ad_conv2d_backward(const node *nd)
 {
     nomul_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2], *y = nd->out;
-    const nomul_conv2d_desc *d = &nd->p.conv2d;
+    const nomul_conv2d_desc *d = &nd->p.conv2d.d;
     int wg = w->grad || (b && b->grad);
     /* x's gradient, when this is its first writer, written in place: every
      * path of nomul_conv2d_backward writes each dx element as a sum from
@@ -220,9 +220,9 @@ void ad_conv2d_backward(const node *nd)
     if (nx + nw && !dx)
         return;
     /* one call: x's, dy's and the weights' values classified once for both */
-    nomul_conv2d_backward(d, &nd->cfg, x->data, w->data, y->grad,
-                          in_place ? x->grad : x->grad ? dx : NULL, wg ? dw : NULL,
-                          wg ? dw + w->n : NULL);
+    (nd->p.conv2d.live ? nomul_conv2d_backward_live : nomul_conv2d_backward)(
+        d, &nd->cfg, x->data, w->data, y->grad, in_place ? x->grad : x->grad ? dx : NULL,
+        wg ? dw : NULL, wg ? dw + w->n : NULL);
     if (x->grad && !in_place) {
         float *gx = x->grad;
         const long n = x->n;
@@ -261,7 +261,10 @@ nomul_tensor *nomul_conv2d(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
     if (!y)
         return NULL;
     nomul_conv2d_forward(d, cfg, x->data, weight->data, bias ? bias->data : NULL, y->data);
-    ad_record(g, AD_OP_CONV2D, cfg, &(ad_params){.conv2d = *d}, y, x, weight, bias);
+    /* x a ReLU's output: its gradient only at x's nonzeros, the data
+     * gradient's work there only (nomul_conv2d_backward_live) */
+    ad_record(g, AD_OP_CONV2D, cfg,
+              &(ad_params){.conv2d = {*d, ad_zeros_dropped(g, x)}}, y, x, weight, bias);
     return y;
 }
 

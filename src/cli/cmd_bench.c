@@ -387,7 +387,7 @@ static int bench_gemm(int argc, char **argv)
 
 static const char conv_usage[] =
     "usage: nomul bench conv [--threads N] [--batch N] [--min-time SECONDS] [--approx]\n"
-    "                        [--zeros FRACTION]\n"
+    "                        [--zeros FRACTION] [--live]\n"
     "\n"
     "Times conv2d forward, backward data and backward weight on CNN layers\n"
     "(batch 32 unless --batch) in float mode (nomul's fused multiply-add kernels on the\n"
@@ -398,7 +398,9 @@ static const char conv_usage[] =
     "PAM / float speed ratio, then one summary line per pass over all layers\n"
     "(time-weighted). Threads default to all cores. The inputs x are positive (as after a\n"
     "ReLU) with no zeros unless --zeros makes that fraction of them zero (a ReLU leaves\n"
-    "about half: 0.5; the PAM weight gradients then skip them).\n";
+    "about half: 0.5; the PAM weight gradients then skip them). --live times the data\n"
+    "gradient as the autodiff graph asks for it when x is a ReLU's output\n"
+    "(nomul_conv2d_backward_data_live: only where x is nonzero).\n";
 
 typedef struct {
     const char *name;
@@ -408,6 +410,7 @@ typedef struct {
 typedef struct {
     const nomul_conv2d_desc *d;
     int which; /* 0 fwd, 1 bwd data, 2 bwd weight */
+    int live;  /* bwd data at x's nonzeros only */
     nomul_op_cfg cfg; /* float or PAM (no offset), exact or approximate backward */
     const float *x, *w, *dy;
     float *y, *dx, *dw;
@@ -418,7 +421,8 @@ static void run_conv_job(const conv_job *j)
     if (j->which == 0)
         nomul_conv2d_forward(j->d, &j->cfg, j->x, j->w, NULL, j->y);
     else if (j->which == 1)
-        nomul_conv2d_backward_data(j->d, &j->cfg, j->x, j->w, j->dy, j->dx);
+        (j->live ? nomul_conv2d_backward_data_live : nomul_conv2d_backward_data)(
+            j->d, &j->cfg, j->x, j->w, j->dy, j->dx);
     else
         nomul_conv2d_backward_weight(j->d, &j->cfg, j->x, j->w, j->dy, j->dw, NULL);
 }
@@ -443,7 +447,7 @@ static int bench_conv(int argc, char **argv)
     const char *arg, *v;
     double min_time = 0.3;
     uint64_t threads = 0, batch = 32;
-    int approx = 0;
+    int approx = 0, live = 0;
     double zeros = 0.0;
     while ((arg = cli_next(&a))) {
         if (cli_is_help(arg)) {
@@ -458,6 +462,8 @@ static int bench_conv(int argc, char **argv)
             }
         } else if (cli_is(&a, arg, "approx")) {
             approx = 1;
+        } else if (cli_is(&a, arg, "live")) {
+            live = 1;
         } else if (cli_is(&a, arg, "threads")) {
             if (!(v = cli_value(&a, "threads")) || !cli_parse_u64("threads", v, 1, 256, &threads))
                 return CLI_USAGE;
@@ -533,9 +539,10 @@ static int bench_conv(int argc, char **argv)
     }
     char core[96];
     printf("conv2d, batch %d, %d threads, nomul %s kernels, OpenBLAS core %s, %s backward, "
-           "x zeros %.0f%%\n",
+           "x zeros %.0f%%%s\n",
            (int)batch, nomul_get_num_threads(), nomul_isa_name(nomul_isa_active()),
-           cli_blas_core(core, sizeof core), approx ? "approximate" : "exact", 100.0 * zeros);
+           cli_blas_core(core, sizeof core), approx ? "approximate" : "exact", 100.0 * zeros,
+           live ? ", dX at x's nonzeros only (--live)" : "");
     printf("%-24s %8s %8s %6s %8s %8s %6s %8s %8s %6s\n", "layer", "fwd ms", "pam ms", "ratio",
            "dX ms", "pam ms", "ratio", "dW ms", "pam ms", "ratio");
     double sum[3][2] = {{0, 0}, {0, 0}, {0, 0}};
@@ -544,7 +551,7 @@ static int bench_conv(int argc, char **argv)
         for (int round = 0; round < 3; round++) /* interleaved, best of each */
             for (int which = 0; which < 3; which++)
                 for (int mode = 0; mode < 2; mode++) {
-                    conv_job j = {&layers[i].d, which,
+                    conv_job j = {&layers[i].d, which, live,
                                   {mode ? NOMUL_OP_PAM : NOMUL_OP_STANDARD, approx, 1.0f},
                                   x, w, dy, y, dx, dw};
                     double tt = time_conv(&j, min_time / 3);

@@ -386,6 +386,13 @@ static __thread struct {
  * vector kernel, in one chunk per thread), or once per nomul_conv2d_backward. */
 pg_stats conv_input_stats(const nomul_conv2d_desc *d, const float *x, long n)
 {
+    pg_stats st = conv_value_stats(x, n);
+    st.zero |= d->pad_h > 0 || d->pad_w > 0;
+    return st;
+}
+
+pg_stats conv_value_stats(const float *x, long n)
+{
     pg_stats st;
     int i = 0;
     while (i < held.n && !(held.e[i].p == x && held.e[i].len == n))
@@ -400,7 +407,6 @@ pg_stats conv_input_stats(const nomul_conv2d_desc *d, const float *x, long n)
             held.e[held.n++].st = st;
         }
     }
-    st.zero |= d->pad_h > 0 || d->pad_w > 0;
     return st;
 }
 
@@ -638,6 +644,50 @@ static int data_implicit(const char *fn, const nomul_conv2d_desc *d, const conv_
     return 1;
 }
 
+/* The PAM data gradient at live inputs only (pg_dxlive_job), where it
+ * applies (conv_dxlive_applies; no offset): every term normal (the dense
+ * direct kernels' range check on the weights' and dy's exponents), nonzero
+ * (no zero or subnormal in dy or the weights), x without ∞ or NaN (exact).
+ * Returns 0, having written nothing, where it does not apply; else 1 (done,
+ * or after a report). */
+static int data_live(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g, int exact,
+                     float offset, const float *x, const float *weight, const float *dy,
+                     float *dx)
+{
+    const pg_dxlive_fn lfn = pg_cntx_active()->dxlive.pam;
+    if (offset != 1.0f || !conv_dxlive_applies(d, g, lfn, exact, x))
+        return 0;
+    pg_stats ys = conv_value_stats(dy, d->n * g->y_img);
+    pg_stats ws = conv_value_stats(weight, (long)d->c_out * g->K);
+    if (ys.zero || ws.zero || !pg_range_safe(&ws, &ys, 1.0f) ||
+        (exact && conv_value_stats(x, d->n * g->x_img).special))
+        return 0;
+    const uint32_t *wp = conv_dxlive_weights(fn, d, g, weight, 1);
+    if (!wp)
+        return 1;
+    long runs = 0;
+    int nt = conv_image_threads(d), failed = 0;
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(+ : runs)
+    {
+        float *yt = nomul_scratch(NOMUL_SCRATCH_CONV_DCOL, (size_t)g->cog * g->P);
+        uint32_t *list = yt ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANELIST,
+                                                  PG_DXLIVE_LIST(d->h, d->w) * sizeof(uint32_t))
+                            : NULL;
+        if (!list) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int b = 0; b < d->n; b++)
+            if (list)
+                runs += conv_dxlive_image(d, g, lfn, 1, exact, x, wp, dy, dx, b, yt, list);
+    }
+    if (failed)
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for dy's rows", fn);
+    conv_dxlive_runs += runs;
+    return 1;
+}
+
 /* backward data for image b: dx_b = col2im(W_gᵀ-product with dy_b) */
 static void backward_data_image(const nomul_conv2d_desc *d, const conv_geom *g,
                                 int pa, int approx, pg_plan *const *plans,
@@ -664,10 +714,12 @@ static void backward_data_image(const nomul_conv2d_desc *d, const conv_geom *g,
     }
 }
 
-void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg,
-                                const float *x, const float *weight, const float *dy, float *dx)
+/* dx; live: wanted only where x ≠ 0 (the live form, where it applies,
+ * leaves +0 at x's zeros; the other paths compute them) */
+static void backward_data(const char *fn, const nomul_conv2d_desc *d, const nomul_op_cfg *cfg,
+                          int live, const float *x, const float *weight, const float *dy,
+                          float *dx)
 {
-    const char *fn = "nomul_conv2d_backward_data";
     conv_geom g;
     if (!check_cfg(fn, cfg))
         return;
@@ -678,10 +730,12 @@ void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, const nomul_op_cfg *
         return;
     if (pa && conv_depthwise_backward_data(d, &g, approx, offset, x, weight, dy, dx))
         return;
+    if (pa && live && data_live(fn, d, &g, !approx, offset, x, weight, dy, dx))
+        return;
     if (pa && data_implicit(fn, d, &g, !approx, offset, x, weight, dy, dx))
         return;
     if (!pa && conv_float_applies(&g)) {
-        conv_float_backward_data(fn, d, &g, weight, dy, dx);
+        conv_float_backward_data(fn, d, &g, live, x, weight, dy, dx);
         return;
     }
     pg_plan **plans = make_plans(fn, d, &g, pa, approx ? PLAN_DATA_APPROX : PLAN_DATA_EXACT,
@@ -697,6 +751,19 @@ void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, const nomul_op_cfg *
             if (dcol)
                 backward_data_image(d, &g, pa, approx, plans, x, weight, dy, dx, b, col, dcol);
     }
+}
+
+void nomul_conv2d_backward_data(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg,
+                                const float *x, const float *weight, const float *dy, float *dx)
+{
+    backward_data("nomul_conv2d_backward_data", d, cfg, 0, x, weight, dy, dx);
+}
+
+void nomul_conv2d_backward_data_live(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg,
+                                     const float *x, const float *weight, const float *dy,
+                                     float *dx)
+{
+    backward_data("nomul_conv2d_backward_data_live", d, cfg, 1, x, weight, dy, dx);
 }
 
 /* dW (+)= the weight gradient of image b */
@@ -733,6 +800,72 @@ pg_dwplane_job conv_dwplane_job(const nomul_conv2d_desc *d, const conv_geom *g, 
                             .ow = g->ow, .pad_h = d->pad_h, .pad_w = d->pad_w,
                             .dil_h = d->dil_h, .dil_w = d->dil_w, .yp = yp, .ys = ys, .c = c,
                             .ldc = g->cog, .nvalid = nvalid, .add = add, .list = list};
+}
+
+int conv_dxlive_mode = CONV_DXLIVE_AUTO;
+long conv_dxlive_runs;
+
+int conv_dxlive_applies(const nomul_conv2d_desc *d, const conv_geom *g, pg_dxlive_fn fn,
+                        int exact, const float *x)
+{
+    /* 16 channels pay for PAM's exact form only (bench conv --live: exact
+     * 6.4 -> 3.8 ms, approximate 2.95 -> 3.13, float 2.51 -> 2.56 on
+     * ResNet's 16-channel 28x28 layer: a term's one or two instructions
+     * then weigh little beside each input's sum across lanes) */
+    if (!fn || conv_dxlive_mode == CONV_DXLIVE_NEVER || d->kh != 3 || d->kw != 3 ||
+        d->stride_h != 1 || d->stride_w != 1 ||
+        !((exact && g->cog == 16) || g->cog == 32 || g->cog == 64))
+        return 0;
+    /* x's density from its first images (a ReLU's zeros vary little
+     * between images), so that the check costs little beside the layer */
+    long nx = (long)(d->n < 4 ? d->n : 4) * g->x_img;
+    return conv_dxlive_mode == CONV_DXLIVE_ALWAYS ||
+           conv_nonzeros(x, nx, 0x7FFFFFFFu) * 16 <= (long)DXLIVE_DENSE * nx;
+}
+
+uint32_t *conv_dxlive_weights(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
+                              const float *weight, int pa)
+{
+    uint32_t *wp = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_WLIVE,
+                                       (size_t)d->c_out * g->cig * 9 * sizeof *wp);
+    if (!wp) {
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for the weights", fn);
+        return NULL;
+    }
+    const uint32_t *u = (const uint32_t *)(const void *)weight, adj = pa ? PG_ONE : 0u;
+    for (int gr = 0; gr < d->groups; gr++)
+        for (int co = 0; co < g->cog; co++)
+            for (int ci = 0; ci < g->cig; ci++)
+                for (int t = 0; t < 9; t++)
+                    wp[(((long)gr * g->cig + ci) * 9 + t) * g->cog + co] =
+                        u[((long)gr * g->cog + co) * g->K + (long)ci * 9 + t] - adj;
+    return wp;
+}
+
+int conv_dxlive_image(const nomul_conv2d_desc *d, const conv_geom *g, pg_dxlive_fn fn,
+                      int pa, int exact, const float *x, const uint32_t *wp, const float *dy,
+                      float *dx, int b, float *yt, uint32_t *list)
+{
+    for (int gr = 0; gr < d->groups; gr++) {
+        long xoff = b * g->x_img + (long)gr * g->cig * d->h * d->w;
+        conv_transpose(g->cog, g->P, dy + b * g->y_img + (long)gr * g->cog * g->P, g->P, yt);
+        pg_dxlive_job jb = {.x = x + xoff, .cig = g->cig, .h = d->h, .w = d->w, .oh = g->oh,
+                            .ow = g->ow, .pad_h = d->pad_h, .pad_w = d->pad_w,
+                            .dil_h = d->dil_h, .dil_w = d->dil_w,
+                            .wp = wp + (long)gr * g->cig * 9 * g->cog,
+                            .yp = (const uint32_t *)(const void *)yt, .cog = g->cog,
+                            .exact = exact, .dx = dx + xoff, .list = list};
+        fn(&jb);
+        /* each term one add into its lane, each live input 15 more */
+        if (!pa)
+            NOMUL_COUNT(FMUL, jb.terms);
+        else if (exact)
+            NOMUL_COUNT(SHIFT, jb.terms);
+        else
+            NOMUL_COUNT(PAM, jb.terms);
+        NOMUL_COUNT(FADD, jb.terms + 15 * jb.outputs);
+    }
+    return d->groups;
 }
 
 /* The PAM weight gradient where AVX-512's kernels that read X in place
@@ -1140,18 +1273,33 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
     return 1;
 }
 
-void nomul_conv2d_backward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, const float *x,
-                           const float *weight, const float *dy, float *dx, float *dweight,
-                           float *dbias)
+static void backward_both(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, int live,
+                          const float *x, const float *weight, const float *dy, float *dx,
+                          float *dweight, float *dbias)
 {
     held.on = 1;
     held.n = 0;
     if (dx)
-        nomul_conv2d_backward_data(d, cfg, x, weight, dy, dx);
+        backward_data(live ? "nomul_conv2d_backward_live" : "nomul_conv2d_backward", d, cfg,
+                      live, x, weight, dy, dx);
     if (dweight)
         nomul_conv2d_backward_weight(d, cfg, x, weight, dy, dweight, dbias);
     held.on = 0;
     held.n = 0;
+}
+
+void nomul_conv2d_backward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, const float *x,
+                           const float *weight, const float *dy, float *dx, float *dweight,
+                           float *dbias)
+{
+    backward_both(d, cfg, 0, x, weight, dy, dx, dweight, dbias);
+}
+
+void nomul_conv2d_backward_live(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg,
+                                const float *x, const float *weight, const float *dy, float *dx,
+                                float *dweight, float *dbias)
+{
+    backward_both(d, cfg, 1, x, weight, dy, dx, dweight, dbias);
 }
 
 void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg,

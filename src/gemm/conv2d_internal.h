@@ -71,6 +71,8 @@ NO_LIBCALL_LOOPS static inline void zero_row(int n, float *out)
 /* Exponent statistics of n values of x (all of it), plus a zero if the
  * descriptor pads: they bound every value im2col writes. */
 pg_stats conv_input_stats(const nomul_conv2d_desc *d, const float *x, long n);
+/* the same without the padding's zero: the values' own */
+pg_stats conv_value_stats(const float *x, long n);
 
 /* The depthwise layers (one input and one output channel per group, stride
  * 1) as direct loops when every product is known to stay normal; each
@@ -173,6 +175,35 @@ pg_dwplane_job conv_dwplane_job(const nomul_conv2d_desc *d, const conv_geom *g, 
                                 const uint32_t *yp, long ys, float *c, int nvalid, int add,
                                 uint32_t *list);
 
+/* The data gradient at live inputs only (pg_dxlive_job), for an x whose
+ * zeros' gradients are not wanted (nomul_conv2d_backward_live): 3×3
+ * stride-1 layers with 32 or 64 output channels per group (PAM's exact
+ * form: also 16), PAM (where
+ * its direct path's range check passes, without an offset, dy and the
+ * weights free of zeros and subnormals) or float (float/conv_float.c),
+ * where x is at most DXLIVE_DENSE/16 nonzero (judged on its first images).
+ * Its sums are its own (not the dense kernels' order). auto (the default),
+ * never, always (whatever x's density), for the tests; the images' groups
+ * it ran. */
+enum { DXLIVE_DENSE = 12 };
+enum { CONV_DXLIVE_AUTO, CONV_DXLIVE_NEVER, CONV_DXLIVE_ALWAYS };
+extern int conv_dxlive_mode;
+extern long conv_dxlive_runs;
+/* whether fn (the context's kernel, NULL where none) applies to the layer
+ * (exact: PAM's exact form) */
+int conv_dxlive_applies(const nomul_conv2d_desc *d, const conv_geom *g, pg_dxlive_fn fn,
+                        int exact, const float *x);
+/* the weights as pg_dxlive_job's wp, group after group (PAM: each weight's
+ * bits less 1.0's), in a scratch slot of the calling thread; NULL (reported)
+ * out of memory */
+uint32_t *conv_dxlive_weights(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
+                              const float *weight, int pa);
+/* dx of image b, group after group: dy transposed into yt (cog·P floats),
+ * the job run, its operations counted; returns the groups run */
+int conv_dxlive_image(const nomul_conv2d_desc *d, const conv_geom *g, pg_dxlive_fn fn,
+                      int pa, int exact, const float *x, const uint32_t *wp, const float *dy,
+                      float *dx, int b, float *yt, uint32_t *list);
+
 /* The forward on lists of each output pixel's nonzero inputs (the
  * context's csparse: AVX-512; conv2d_sparse.c), for stride-1 layers in
  * implicit form whose groups have 16, 32, 48 or a multiple of 64 output
@@ -230,8 +261,11 @@ int conv_fsparse_image(const conv_fsparse *fs, const conv_geom *g, int wp, int g
 int conv_float_applies(const conv_geom *g);
 void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
                         const float *x, const float *weight, const float *bias, float *y);
+/* live: x's zeros' gradients are not wanted (the live form runs where it
+ * applies, dx +0 at x's zeros) */
 void conv_float_backward_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
-                              const float *weight, const float *dy, float *dx);
+                             int live, const float *x, const float *weight, const float *dy,
+                             float *dx);
 int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
                         const float *x, const float *dy, float *dw, long b0, long b1);
 

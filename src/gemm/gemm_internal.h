@@ -431,6 +431,40 @@ void dwplane_pam_avx512(const pg_dwplane_job *job);   /* dwplane_avx512.c */
 void dwplane_float_avx512(const pg_dwplane_job *job); /* float/dwplane_float_avx512.c */
 int dwplane_float_guard_avx512(const float *x, long nx, const float *dy, long ny);
 
+/* The data gradient of a stride-1 3×3 convolution at the live inputs only
+ * (dxlive.inc; conv2d.c's data_implicit for PAM, float/conv_float.c for
+ * float decide where): one image's group, x its cig planes (h × w), whose
+ * zeros' gradients are not wanted (a ReLU's output: its backward drops
+ * them); dx written, +0 at x's zeros. wp the weights as [ci][3i + j][co]
+ * (cog = 16, 32 or 64 columns; PAM: each weight's bits less 1.0's, every
+ * weight normal and nonzero; float: the weights, finite), yp dy
+ * pixel-major (row oy·ow + ox, cog values; PAM: every value normal and
+ * nonzero, the terms' range proven safe by the caller as for the dense
+ * kernels). Each output's
+ * sum: per row i of taps, lane l (of 16) adds, from +0, the terms of output
+ * channels l, l + 16, ... for the taps (i, j) inside dy in order of j, each
+ * tap's channels in order; the rows' sums (0 + 1) + 2; then the lanes
+ * pairwise, l + 8 into l, l + 4, l + 2, l + 1 (as tests/test_conv.c's
+ * dxlive_twin). exact: PAM's exact derivative, else
+ * its approximate one (PAM) or float. list: scratch of PG_DXLIVE_LIST(h, w)
+ * uint32. */
+#define PG_DXLIVE_LIST(h, w) (2 * ((size_t)(h) * (w) + 16) + (size_t)(h) + 1)
+typedef struct {
+    const float *x;
+    int cig, h, w, oh, ow, pad_h, pad_w, dil_h, dil_w;
+    const uint32_t *wp, *yp;
+    int cog, exact;
+    float *dx;
+    uint32_t *list;
+    long terms, outputs; /* written: the terms added, the live inputs summed */
+} pg_dxlive_job;
+typedef void (*pg_dxlive_fn)(pg_dxlive_job *job);
+typedef struct {
+    pg_dxlive_fn pam, fp; /* NULL where none */
+} pg_dxlive_ukr;
+void dxlive_pam_avx512(pg_dxlive_job *job);   /* dxlive_avx512.c */
+void dxlive_float_avx512(pg_dxlive_job *job); /* float/dxlive_float_avx512.c */
+
 /*
  * One instruction set's context (as BLIS's cntx): its microkernels with
  * their tile sizes, its packing routines, the depthwise row kernels and the
@@ -456,6 +490,7 @@ typedef struct pg_cntx {
     pg_small_ukr small;               /* small products in place; zeroed where none */
     pg_csparse_ukr csparse;           /* conv forward on nonzero lists; zeroed where none */
     pg_dwplane_ukr dwplane;           /* 16-channel dW by input; zeroed where none */
+    pg_dxlive_ukr dxlive;             /* dX at live inputs; zeroed where none */
     fd_ukr fdirect;                  /* float, B in place */
     pg_pack_fn pack;
     pg_pack_tile_fn pack_tile;

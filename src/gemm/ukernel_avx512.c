@@ -900,6 +900,7 @@ const pg_cntx pg_cntx_avx512 = {
     .small = {GMR, 32, small_tile},
     .csparse = {csparse_pam_avx512, csparse_float_avx512},
     .dwplane = {dwplane_pam_avx512, dwplane_float_avx512, dwplane_float_guard_avx512},
+    .dxlive = {dxlive_pam_avx512, dxlive_float_avx512},
     .fdirect = {8, 32, fd_8x32_avx512, fd_8x16_avx512},
     .pack = pack_panel,
     .pack_tile = pack_tile,
