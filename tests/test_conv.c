@@ -739,6 +739,272 @@ static void test_dw_by_input_matches_in_place(void **state)
     }
 }
 
+/* The data gradient at live inputs as pg_dxlive_job defines its sums, over
+ * the scalar functions: for each nonzero x, per row i of taps, 16 lanes
+ * (output channels l, l + 16, ...) from +0 over the taps (i, j) inside dy
+ * in order of j and each tap's channels in order; the rows (0 + 1) + 2;
+ * the lanes l + 8 into l, then + 4, + 2, + 1. dx +0 at x's zeros; mag the
+ * sum of the terms' magnitudes. */
+static void dxlive_twin(const nomul_conv2d_desc *d, const nomul_op_cfg *m, const float *x,
+                        const float *w, const float *dy, float *dx, double *mag)
+{
+    int oh, ow;
+    assert_true(nomul_conv2d_output_size(d, &oh, &ow));
+    const int cig = d->c_in / d->groups, cog = d->c_out / d->groups, hw = d->h * d->w;
+    for (int b = 0; b < d->n; b++)
+        for (int c = 0; c < d->c_in; c++)
+            for (int y = 0; y < d->h; y++)
+                for (int xx = 0; xx < d->w; xx++) {
+                    const int gr = c / cig, ci = c % cig;
+                    const long at = ((long)b * d->c_in + c) * hw + (long)y * d->w + xx;
+                    mag[at] = 0;
+                    if (x[at] == 0.0f) {
+                        dx[at] = 0.0f;
+                        continue;
+                    }
+                    float acc[3][16] = {{0}}, v[16];
+                    for (int i = 0; i < 3; i++)
+                        for (int j = 0; j < 3; j++) {
+                            int oy = y + d->pad_h - i * d->dil_h, ox = xx + d->pad_w - j * d->dil_w;
+                            if (oy < 0 || oy >= oh || ox < 0 || ox >= ow)
+                                continue;
+                            for (int co = 0; co < cog; co++) {
+                                float wv = w[((long)(gr * cog + co) * cig + ci) * 9 + 3 * i + j];
+                                float g = dy[(((long)b * d->c_out + gr * cog + co) * oh + oy) * ow + ox];
+                                float t, unused;
+                                if (!nomul_op_is_pa(m))
+                                    acc[i][co % 16] = fmaf(wv, g, acc[i][co % 16]);
+                                else if (m->approx_bwd)
+                                    acc[i][co % 16] += (t = nomul_pa_mul(wv, g));
+                                else {
+                                    nomul_pa_mul_grad(wv, x[at], g, &unused, &t);
+                                    acc[i][co % 16] += t;
+                                }
+                                mag[at] += fabs(nomul_op_is_pa(m) ? (double)t : (double)wv * g);
+                            }
+                        }
+                    for (int l = 0; l < 16; l++)
+                        v[l] = (acc[0][l] + acc[1][l]) + acc[2][l];
+                    for (int sh = 8; sh >= 1; sh /= 2)
+                        for (int l = 0; l < sh; l++)
+                            v[l] = v[l] + v[l + sh];
+                    dx[at] = v[0];
+                }
+}
+
+/* nomul_conv2d_backward_data_live on fresh random values each run: where
+ * the live form runs (3×3 stride-1 layers, 32 or 64 output channels a
+ * group, 16 with PAM's exact form; padding 0–2, dilation, planes narrower
+ * and wider than 16, odd sizes whose inputs near the edges skip taps,
+ * groups; x half zeros of both signs, subnormals with random mantissas and
+ * negative values), bit for bit against dxlive_twin, +0 at x's zeros and
+ * within float rounding of the dense data gradient (the same terms in
+ * another order) elsewhere; where it declines (16 channels for float and
+ * the approximate form, 48 channels, a 5x5 kernel, stride 2, a dy zero or a
+ * zero weight for PAM, x too dense for the auto mode), the dense data
+ * gradient bit for bit. conv_dxlive_runs shows where it ran. */
+static void test_dx_live_matches_twin_and_dense(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xD711};
+    nomul_isa_set(nomul_isa_max());
+    const int have = pg_cntx_active()->dxlive.pam != NULL;
+    nomul_conv2d_desc layers[] = {
+        {2, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1},  /* ResNet20's first stage */
+        {2, 8, 9, 37, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1},    /* 37 wide */
+        {2, 6, 7, 5, 64, 3, 3, 1, 1, 0, 0, 1, 1, 1},     /* no padding, narrow */
+        {2, 10, 13, 11, 64, 3, 3, 1, 1, 2, 1, 2, 1, 2},  /* dilated rows, groups of 32 */
+        {2, 4, 10, 19, 32, 3, 3, 1, 1, 1, 2, 1, 2, 1},   /* dilated columns, pad 2 */
+        {3, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 4},    /* groups of 16 */
+        {2, 5, 8, 8, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1},     /* 48: dense */
+        {2, 6, 9, 9, 32, 5, 5, 1, 1, 2, 2, 1, 1, 1},     /* 5x5: dense */
+        {2, 6, 9, 9, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1},     /* stride 2: dense */
+        {1, 0, 0, 0, 0, 3, 3, 1, 1, 0, 0, 1, 1, 1},      /* random, below */
+    };
+    const int nl = (int)(sizeof layers / sizeof layers[0]);
+    nomul_conv2d_desc *rl = &layers[nl - 1];
+    rl->n = rnd(&r, 1, 3);
+    rl->c_in = rnd(&r, 1, 20);
+    rl->h = rnd(&r, 1, 21);
+    rl->w = rnd(&r, 1, 40);
+    rl->c_out = 16 << rnd(&r, 0, 2);
+    rl->pad_h = rnd(&r, 0, 2);
+    rl->pad_w = rnd(&r, 0, 2);
+    rl->dil_h = rnd(&r, 1, 2);
+    rl->dil_w = rnd(&r, 1, 2);
+    while (rl->h + 2 * rl->pad_h < 2 * rl->dil_h + 1)
+        rl->pad_h++;
+    while (rl->w + 2 * rl->pad_w < 2 * rl->dil_w + 1)
+        rl->pad_w++;
+    static const nomul_op_cfg modes[] = {{NOMUL_OP_PAM, 0, 1.0f},
+                                         {NOMUL_OP_PAM, 1, 1.0f},
+                                         {NOMUL_OP_STANDARD, 0, 1.0f}};
+    for (int li = 0; li < nl; li++) {
+        const nomul_conv2d_desc *d = &layers[li];
+        int oh, ow;
+        assert_true(nomul_conv2d_output_size(d, &oh, &ow));
+        long nx = (long)d->n * d->c_in * d->h * d->w;
+        long nw = (long)d->c_out * (d->c_in / d->groups) * d->kh * d->kw;
+        long ny = (long)d->n * d->c_out * oh * ow;
+        float *x = malloc(nx * 4), *w = malloc(nw * 4), *dy = malloc(ny * 4);
+        float *got = malloc(nx * 4), *twin = malloc(nx * 4), *dense = malloc(nx * 4);
+        double *mag = malloc(nx * sizeof *mag);
+        assert_true(x && w && dy && got && twin && dense && mag);
+        /* rep 0, 1: half zeros (mode always, then auto); 2: a zero in dy
+         * and in the weights (PAM declines); 3: x without zeros (auto
+         * declines) */
+        for (int rep = 0; rep < 4; rep++) {
+            for (long i = 0; i < nx; i++) {
+                uint32_t u = tu_u32(&r);
+                /* (subnormals with random mantissas: PAM's exact form
+                 * takes theirs as 0) */
+                x[i] = rep < 3 && u % 2 ? (u % 4 < 2 ? -0.0f : 0.0f)
+                       : u % 29 == 0    ? tu_float((u & 0x80000000u) | (tu_u32(&r) >> 9))
+                                        : tu_normal(&r, -5, 4, 1);
+            }
+            for (long i = 0; i < nw; i++)
+                w[i] = tu_normal(&r, -4, 2, 1);
+            for (long i = 0; i < ny; i++)
+                dy[i] = tu_normal(&r, -4, 4, 1);
+            if (rep == 2) {
+                dy[tu_u32(&r) % ny] = 0.0f;
+                w[tu_u32(&r) % nw] = -0.0f;
+            }
+            for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
+                const nomul_op_cfg *m = &modes[k];
+                int pa = nomul_op_is_pa(m), exact = pa && !m->approx_bwd;
+                int cog = d->c_out / d->groups;
+                int shape = d->kh == 3 && d->kw == 3 && d->stride_h == 1 && d->stride_w == 1 &&
+                            ((exact && cog == 16) || cog == 32 || cog == 64);
+                long want = have && shape && rep != 3 && !(rep == 2 && pa)
+                                ? (long)d->n * d->groups
+                                : 0;
+                nomul_clear_error();
+                conv_dxlive_mode = rep == 0 ? CONV_DXLIVE_ALWAYS : CONV_DXLIVE_AUTO;
+                long before = conv_dxlive_runs;
+                for (long i = 0; i < nx; i++)
+                    got[i] = 7.0f;
+                nomul_conv2d_backward_data_live(d, m, x, w, dy, got);
+                conv_dxlive_mode = CONV_DXLIVE_AUTO;
+                nomul_conv2d_backward_data(d, m, x, w, dy, dense);
+                if (nomul_last_error() != NOMUL_OK)
+                    FAIL_SEED("conv2d reported: %s", nomul_last_error_message());
+                const char *name = !pa ? "float" : exact ? "PAM exact" : "PAM approximate";
+                if (conv_dxlive_runs - before != want)
+                    FAIL_SEED("layer %d, rep %d, %s: the live form ran on %ld images' groups, "
+                              "want %ld",
+                              li, rep, name, conv_dxlive_runs - before, want);
+                if (want)
+                    dxlive_twin(d, m, x, w, dy, twin, mag);
+                double num = 0, den = 0;
+                for (long i = 0; i < nx; i++) {
+                    if (!want) {
+                        if (tu_bits(got[i]) != tu_bits(dense[i]))
+                            FAIL_SEED("layer %d, rep %d, %s: dx[%ld] = %a where declined, the "
+                                      "dense path's %a",
+                                      li, rep, name, i, (double)got[i], (double)dense[i]);
+                        continue;
+                    }
+                    if (x[i] == 0.0f) {
+                        if (tu_bits(got[i]) != 0)
+                            FAIL_SEED("layer %d, rep %d, %s: dx[%ld] = %a at a zero of x, "
+                                      "want +0",
+                                      li, rep, name, i, (double)got[i]);
+                        continue;
+                    }
+                    if (tu_bits(got[i]) != tu_bits(twin[i]))
+                        FAIL_SEED("layer %d, rep %d, %s: dx[%ld] = %a, the twin's %a", li, rep,
+                                  name, i, (double)got[i], (double)twin[i]);
+                    num += ((double)got[i] - dense[i]) * ((double)got[i] - dense[i]);
+                    den += mag[i] * mag[i];
+                }
+                if (den > 0 && !(sqrt(num / den) <= 1e-6))
+                    FAIL_SEED("layer %d, rep %d, %s: normwise error %g against the dense "
+                              "gradient",
+                              li, rep, name, sqrt(num / den));
+            }
+        }
+        free(x); free(w); free(dy); free(got); free(twin); free(dense); free(mag);
+    }
+}
+
+/* The autodiff graph asks for the live data gradient where a convolution's
+ * input is a relu's or batch_norm_relu's output, not where it is a leaf
+ * or another operation's (an add of a relu's output): the gradients
+ * reaching the leaves agree with the dense data gradient's within
+ * rounding (float, and PAM's exact form). */
+static void test_graph_asks_live_after_relu(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x6E1A};
+    nomul_isa_set(nomul_isa_max());
+    const nomul_conv2d_desc d = {2, 16, 8, 8, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1};
+    const nomul_op_cfg cfgs[] = {{NOMUL_OP_STANDARD, 0, 1.0f}, {NOMUL_OP_PAM, 0, 1.0f}};
+    int xs[4] = {2, 16, 8, 8}, ws[4] = {32, 16, 3, 3};
+    nomul_graph *g = nomul_graph_new(1 << 24);
+    assert_non_null(g);
+    int cs = 16;
+    nomul_tensor *gamma = nomul_tensor_alloc(1, &cs, 1), *beta = nomul_tensor_alloc(1, &cs, 1);
+    float rmean[16] = {0}, rvar[16] = {0};
+    assert_true(gamma && beta);
+    for (int c = 0; c < 16; c++) {
+        gamma->data[c] = tu_normal(&r, -1, 1, 0);
+        beta->data[c] = tu_normal(&r, -3, -1, 1);
+    }
+    for (int ci = 0; ci < 2; ci++)
+        for (int through = 0; through < 4; through++) { /* leaf, relu, add, bn relu */
+            nomul_tensor *x = nomul_tensor_alloc(4, xs, 1), *w = nomul_tensor_alloc(4, ws, 1);
+            assert_true(x && w);
+            for (long i = 0; i < x->n; i++)
+                x->data[i] = tu_normal(&r, -3, 2, 1);
+            for (long i = 0; i < w->n; i++)
+                w->data[i] = tu_normal(&r, -4, 0, 1);
+            float *grads[2];
+            long runs[2];
+            for (int mode = 0; mode < 2; mode++) {
+                conv_dxlive_mode = mode ? CONV_DXLIVE_NEVER : CONV_DXLIVE_ALWAYS;
+                memset(x->grad, 0, (size_t)x->n * 4);
+                memset(w->grad, 0, (size_t)w->n * 4);
+                nomul_graph_reset(g);
+                long before = conv_dxlive_runs;
+                nomul_tensor *a = through == 0   ? x
+                                  : through == 1 ? nomul_relu(g, x)
+                                  : through == 2 ? nomul_add(g, nomul_relu(g, x), x)
+                                                 : nomul_batch_norm_relu(g, &cfgs[ci], x, gamma,
+                                                                         beta, rmean, rvar,
+                                                                         1e-5f, 0.1f, 1);
+                nomul_tensor *y = nomul_conv2d(g, &cfgs[ci], a, w, NULL, &d);
+                /* (dy without zeros: PAM's live form wants none) */
+                nomul_tensor *loss = nomul_sum(g, y);
+                assert_non_null(loss);
+                assert_int_equal(nomul_backward(g, loss), 0);
+                runs[mode] = conv_dxlive_runs - before;
+                grads[mode] = malloc((size_t)x->n * 4);
+                memcpy(grads[mode], x->grad, (size_t)x->n * 4);
+            }
+            conv_dxlive_mode = CONV_DXLIVE_AUTO;
+            long want = pg_cntx_active()->dxlive.pam && through % 2 ? d.n : 0;
+            if (runs[0] != want || runs[1] != 0)
+                FAIL_SEED("cfg %d, input %d: the live form ran %ld and %ld times, want %ld and 0",
+                          ci, through, runs[0], runs[1], want);
+            double num = 0, den = 0;
+            for (long i = 0; i < x->n; i++) {
+                num += ((double)grads[0][i] - grads[1][i]) * ((double)grads[0][i] - grads[1][i]);
+                den += (double)grads[1][i] * grads[1][i];
+            }
+            if (!(sqrt(num / den) <= 1e-5))
+                FAIL_SEED("cfg %d, input %d: x's gradient %g off the dense one", ci, through,
+                          sqrt(num / den));
+            free(grads[0]);
+            free(grads[1]);
+            nomul_tensor_free(x);
+            nomul_tensor_free(w);
+        }
+    nomul_tensor_free(gamma);
+    nomul_tensor_free(beta);
+    nomul_graph_free(g);
+}
+
 /* The forward on lists of each output pixel's nonzero inputs
  * (conv2d_sparse.c, AVX-512) against the dense kernels, bit for bit, on
  * fresh random layers each run: 16, 32, 48, 64, 128 and 192 output channels per
@@ -1096,6 +1362,8 @@ int main(void)
         cmocka_unit_test(test_dw_sparse_matches_in_place),
         cmocka_unit_test(test_forward_lists_match_dense),
         cmocka_unit_test(test_dw_by_input_matches_in_place),
+        cmocka_unit_test(test_dx_live_matches_twin_and_dense),
+        cmocka_unit_test(test_graph_asks_live_after_relu),
         cmocka_unit_test(test_value_stats_match_plain_loop),
         cmocka_unit_test(test_transpose_matches_plain_loop),
         cmocka_unit_test(test_power_of_two_weights_match_float),
