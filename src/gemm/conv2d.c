@@ -1076,9 +1076,13 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for a weight gradient's panels", fn);
         return 0;
     }
-    /* 3×3, approximate: input by input, panel by panel, where dy has no
-     * zeros (pg_dwplane_job), its list scratch */
-    const int plane = !exact && NR <= 32 && implicit && d->kh == 3 && d->kw == 3 &&
+    /* 3×3: input by input, panel by panel, where dy has no zeros
+     * (pg_dwplane_job), its list scratch. Exact: on 16-column panels only,
+     * its T the weights' tiles (9 registers beside the 9 sums; 32 columns
+     * would spill them: bench conv --zeros 0.5 --batch 64 --threads 1, dW
+     * ms in place / by input: 16ch 32x32 5.6-7.4 / 4.1-4.5, 32ch 14x14
+     * 2.8-3.0 / 3.9-4.1, 64ch 8x8 3.9-4.0 / 5.8-6.0) */
+    const int plane = (exact ? NR == 16 : NR <= 32) && implicit && d->kh == 3 && d->kw == 3 &&
                       cx->dwplane.pam && conv_dwplane_mode != CONV_DWPLANE_NEVER;
     uint32_t *plist = plane ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANELIST,
                                                   PG_DWPLANE_LIST(d->h, d->w) * 4)
@@ -1127,6 +1131,11 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
                     int j0 = jp * NR, nr = g->cog - j0 < NR ? g->cog - j0 : NR;
                     pg_dwplane_job job = conv_dwplane_job(d, g, xg, yp + (long)jp * g->P * NR,
                                                           NR, dwg + j0, nr, b > b0, plist);
+                    if (exact) {
+                        job.t = wt + gr * ntile + (long)jp * MR * NR;
+                        job.t_mr = MR;
+                        job.t_step = (long)npj * MR * NR;
+                    }
                     cx->dwplane.pam(&job);
                 }
                 plane_runs++;

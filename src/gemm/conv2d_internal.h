@@ -161,9 +161,9 @@ extern int conv_xsparse_mode;
 extern long conv_xsparse_runs; /* the chunks they ran on, for the tests */
 
 /* The weight gradient of 3×3 stride-1 layers input by input
- * (pg_dwplane_job: PAM's approximate form, images whose dy has no zeros;
- * float's with 16·m output channels per group, images that pass its
- * guard): auto (the default: where it applies) or never, for the
+ * (pg_dwplane_job: PAM's exact and approximate forms, images whose dy has
+ * no zeros; float's with 16·m output channels per group, images that pass
+ * its guard): auto (the default: where it applies) or never, for the
  * tests, which check it against the in-place kernels bit for bit; the
  * images' groups it ran. */
 enum { CONV_DWPLANE_AUTO, CONV_DWPLANE_NEVER };

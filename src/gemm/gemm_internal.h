@@ -399,7 +399,7 @@ int csparse_float_avx512(const pg_csparse_job *job); /* float/csparse_float_avx5
 
 /* The weight gradient of a stride-1 3×3 convolution input by input, on
  * up to 32 output channels (dwplane.inc; conv2d.c's dw_block decides where
- * for PAM's approximate form, float/conv_float.c for float): one image's
+ * for PAM's forms, float/conv_float.c for float): one image's
  * group, x its cig planes (h × w, unpadded), yp dy pixel-major (row p =
  * oy·ow + ox at yp + p·ys, its nvalid ≤ 32 channels first; PAM: packed as
  * the in-place kernels read it, the adjustment folded in; float: dy
@@ -421,6 +421,13 @@ typedef struct {
     long ldc;
     int nvalid, add;
     uint32_t *list;
+    /* PAM's exact form (NULL: approximate, and float): the weights' tiles
+     * as the in-place exact kernels read them (conv2d.c's dw_tiles, the
+     * partner's adjustment in them), row k of this panel at t + k / t_mr ·
+     * t_step + k % t_mr · ys; dy raw */
+    const uint32_t *t;
+    int t_mr;
+    long t_step;
 } pg_dwplane_job;
 typedef void (*pg_dwplane_fn)(const pg_dwplane_job *job);
 typedef struct {
