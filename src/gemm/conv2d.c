@@ -662,29 +662,7 @@ static int data_live(const char *fn, const nomul_conv2d_desc *d, const conv_geom
     if (ys.zero || ws.zero || !pg_range_safe(&ws, &ys, 1.0f) ||
         (exact && conv_value_stats(x, d->n * g->x_img).special))
         return 0;
-    const uint32_t *wp = conv_dxlive_weights(fn, d, g, weight, 1);
-    if (!wp)
-        return 1;
-    long runs = 0;
-    int nt = conv_image_threads(d), failed = 0;
-#pragma omp parallel num_threads(nt) if (nt > 1) reduction(+ : runs)
-    {
-        float *yt = nomul_scratch(NOMUL_SCRATCH_CONV_DCOL, (size_t)g->cog * g->P);
-        uint32_t *list = yt ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANELIST,
-                                                  PG_DXLIVE_LIST(d->h, d->w) * sizeof(uint32_t))
-                            : NULL;
-        if (!list) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(static)
-        for (int b = 0; b < d->n; b++)
-            if (list)
-                runs += conv_dxlive_image(d, g, lfn, 1, exact, x, wp, dy, dx, b, yt, list);
-    }
-    if (failed)
-        nomul_report(NOMUL_ENOMEM, "%s: out of memory for dy's rows", fn);
-    conv_dxlive_runs += runs;
+    conv_dxlive_run(fn, d, g, lfn, 1, exact, x, weight, dy, dx);
     return 1;
 }
 
@@ -823,8 +801,11 @@ int conv_dxlive_applies(const nomul_conv2d_desc *d, const conv_geom *g, pg_dxliv
            conv_nonzeros(x, nx, 0x7FFFFFFFu) * 16 <= (long)DXLIVE_DENSE * nx;
 }
 
-uint32_t *conv_dxlive_weights(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
-                              const float *weight, int pa)
+/* the weights as pg_dxlive_job's wp, group after group (PAM: each weight's
+ * bits less 1.0's), in a scratch slot of the calling thread; NULL (reported)
+ * out of memory */
+static uint32_t *dxlive_weights(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
+                                const float *weight, int pa)
 {
     uint32_t *wp = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_WLIVE,
                                        (size_t)d->c_out * g->cig * 9 * sizeof *wp);
@@ -842,9 +823,11 @@ uint32_t *conv_dxlive_weights(const char *fn, const nomul_conv2d_desc *d, const 
     return wp;
 }
 
-int conv_dxlive_image(const nomul_conv2d_desc *d, const conv_geom *g, pg_dxlive_fn fn,
-                      int pa, int exact, const float *x, const uint32_t *wp, const float *dy,
-                      float *dx, int b, float *yt, uint32_t *list)
+/* dx of image b, group after group: dy transposed into yt (cog·P floats),
+ * the job run, its operations counted; returns the groups run */
+static int dxlive_image(const nomul_conv2d_desc *d, const conv_geom *g, pg_dxlive_fn fn, int pa,
+                        int exact, const float *x, const uint32_t *wp, const float *dy,
+                        float *dx, int b, float *yt, uint32_t *list)
 {
     for (int gr = 0; gr < d->groups; gr++) {
         long xoff = b * g->x_img + (long)gr * g->cig * d->h * d->w;
@@ -866,6 +849,35 @@ int conv_dxlive_image(const nomul_conv2d_desc *d, const conv_geom *g, pg_dxlive_
         NOMUL_COUNT(FADD, jb.terms + 15 * jb.outputs);
     }
     return d->groups;
+}
+
+void conv_dxlive_run(const char *fname, const nomul_conv2d_desc *d, const conv_geom *g,
+                     pg_dxlive_fn fn, int pa, int exact, const float *x, const float *weight,
+                     const float *dy, float *dx)
+{
+    const uint32_t *wp = dxlive_weights(fname, d, g, weight, pa);
+    if (!wp)
+        return;
+    long runs = 0;
+    int nt = conv_image_threads(d), failed = 0;
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(+ : runs)
+    {
+        float *yt = nomul_scratch(NOMUL_SCRATCH_CONV_DCOL, (size_t)g->cog * g->P);
+        uint32_t *list = yt ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANELIST,
+                                                  PG_DXLIVE_LIST(d->h, d->w) * sizeof(uint32_t))
+                            : NULL;
+        if (!list) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(static)
+        for (int b = 0; b < d->n; b++)
+            if (list)
+                runs += dxlive_image(d, g, fn, pa, exact, x, wp, dy, dx, b, yt, list);
+    }
+    if (failed)
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for dy's rows", fname);
+    conv_dxlive_runs += runs;
 }
 
 /* The PAM weight gradient where AVX-512's kernels that read X in place

@@ -193,16 +193,12 @@ extern long conv_dxlive_runs;
  * (exact: PAM's exact form) */
 int conv_dxlive_applies(const nomul_conv2d_desc *d, const conv_geom *g, pg_dxlive_fn fn,
                         int exact, const float *x);
-/* the weights as pg_dxlive_job's wp, group after group (PAM: each weight's
- * bits less 1.0's), in a scratch slot of the calling thread; NULL (reported)
- * out of memory */
-uint32_t *conv_dxlive_weights(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
-                              const float *weight, int pa);
-/* dx of image b, group after group: dy transposed into yt (cog·P floats),
- * the job run, its operations counted; returns the groups run */
-int conv_dxlive_image(const nomul_conv2d_desc *d, const conv_geom *g, pg_dxlive_fn fn,
-                      int pa, int exact, const float *x, const uint32_t *wp, const float *dy,
-                      float *dx, int b, float *yt, uint32_t *list);
+/* dx by the live form fn (PAM's where pa, exact or not; float's), image by
+ * image on the threads, group by group (dy transposed per image), its
+ * operations counted and its runs too; failures reported (fname's) */
+void conv_dxlive_run(const char *fname, const nomul_conv2d_desc *d, const conv_geom *g,
+                     pg_dxlive_fn fn, int pa, int exact, const float *x, const float *weight,
+                     const float *dy, float *dx);
 
 /* The forward on lists of each output pixel's nonzero inputs (the
  * context's csparse: AVX-512; conv2d_sparse.c), for stride-1 layers in

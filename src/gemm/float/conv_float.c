@@ -128,31 +128,10 @@ static int backward_data_live(const char *fn, const nomul_conv2d_desc *d, const 
                               const float *x, const float *weight, const float *dy, float *dx)
 {
     const pg_dxlive_fn lfn = pg_cntx_active()->dxlive.fp;
-    if (!conv_dxlive_applies(d, g, lfn, 0, x) || conv_value_stats(weight, (long)d->c_out * g->K).special)
+    if (!conv_dxlive_applies(d, g, lfn, 0, x) ||
+        conv_value_stats(weight, (long)d->c_out * g->K).special)
         return 0;
-    const uint32_t *wp = conv_dxlive_weights(fn, d, g, weight, 0);
-    if (!wp)
-        return 1;
-    long runs = 0;
-    int nt = conv_image_threads(d), failed = 0;
-#pragma omp parallel num_threads(nt) if (nt > 1) reduction(+ : runs)
-    {
-        float *yt = nomul_scratch(NOMUL_SCRATCH_CONV_DCOL, (size_t)g->cog * g->P);
-        uint32_t *list = yt ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANELIST,
-                                                  PG_DXLIVE_LIST(d->h, d->w) * sizeof(uint32_t))
-                            : NULL;
-        if (!list) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(static)
-        for (int b = 0; b < d->n; b++)
-            if (list)
-                runs += conv_dxlive_image(d, g, lfn, 0, 0, x, wp, dy, dx, b, yt, list);
-    }
-    if (failed)
-        report_oom(fn);
-    conv_dxlive_runs += runs;
+    conv_dxlive_run(fn, d, g, lfn, 0, 0, x, weight, dy, dx);
     return 1;
 }
 
