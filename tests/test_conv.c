@@ -23,6 +23,16 @@
 
 static int rnd(tu_rng *r, int lo, int hi) { return lo + (int)(tu_u32(r) % (uint32_t)(hi - lo + 1)); }
 
+/* a layer's output size and its x, weight and y element counts */
+static void layer_sizes(const nomul_conv2d_desc *d, int *oh, int *ow, long *nx, long *nw,
+                        long *ny)
+{
+    assert_true(nomul_conv2d_output_size(d, oh, ow));
+    *nx = (long)d->n * d->c_in * d->h * d->w;
+    *nw = (long)d->c_out * (d->c_in / d->groups) * d->kh * d->kw;
+    *ny = (long)d->n * d->c_out * *oh * *ow;
+}
+
 static float value(tu_rng *r, int zeros)
 {
     if (zeros && tu_u32(r) % 6 == 0)
@@ -563,10 +573,8 @@ static void test_dw_sparse_matches_in_place(void **state)
     for (int li = 0; li < nl; li++) {
         const nomul_conv2d_desc *d = &layers[li];
         int oh, ow;
-        assert_true(nomul_conv2d_output_size(d, &oh, &ow));
-        long nx = (long)d->n * d->c_in * d->h * d->w;
-        long nw = (long)d->c_out * (d->c_in / d->groups) * d->kh * d->kw;
-        long ny = (long)d->n * d->c_out * oh * ow;
+        long nx, nw, ny;
+        layer_sizes(d, &oh, &ow, &nx, &nw, &ny);
         float *x = malloc(nx * 4), *w = malloc(nw * 4), *dy = malloc(ny * 4), *db = malloc(d->c_out * 4);
         float *dw[3] = {malloc(nw * 4), malloc(nw * 4), malloc(nw * 4)};
         assert_true(x && w && dy && db && dw[0] && dw[1] && dw[2]);
@@ -848,10 +856,8 @@ static void test_dx_live_matches_twin_and_dense(void **state)
     for (int li = 0; li < nl; li++) {
         const nomul_conv2d_desc *d = &layers[li];
         int oh, ow;
-        assert_true(nomul_conv2d_output_size(d, &oh, &ow));
-        long nx = (long)d->n * d->c_in * d->h * d->w;
-        long nw = (long)d->c_out * (d->c_in / d->groups) * d->kh * d->kw;
-        long ny = (long)d->n * d->c_out * oh * ow;
+        long nx, nw, ny;
+        layer_sizes(d, &oh, &ow, &nx, &nw, &ny);
         float *x = malloc(nx * 4), *w = malloc(nw * 4), *dy = malloc(ny * 4);
         float *got = malloc(nx * 4), *twin = malloc(nx * 4), *dense = malloc(nx * 4);
         double *mag = malloc(nx * sizeof *mag);
