@@ -439,8 +439,8 @@ void dwplane_float_avx512(const pg_dwplane_job *job); /* float/dwplane_float_avx
 int dwplane_float_guard_avx512(const float *x, long nx, const float *dy, long ny);
 
 /* The data gradient of a stride-1 3×3 convolution at the live inputs only
- * (dxlive.inc; conv2d.c's data_implicit for PAM, float/conv_float.c for
- * float decide where): one image's group, x its cig planes (h × w), whose
+ * (dxlive.inc; conv2d.c's data_live for PAM, float/conv_float.c for float
+ * decide where): one image's group, x its cig planes (h × w), whose
  * zeros' gradients are not wanted (a ReLU's output: its backward drops
  * them); dx written, +0 at x's zeros. wp the weights as [ci][3i + j][co]
  * (cog = 16, 32 or 64 columns; PAM: each weight's bits less 1.0's, every
