@@ -60,14 +60,15 @@ void nomul_conv2d_backward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, 
                            float *dbias);
 
 /* The same for an x whose gradient is wanted only where x ≠ 0, such as a
- * ReLU's output (its backward drops the gradient at its zeros): dx is
- * written +0 wherever x is ±0, and on 3×3 stride-1 layers with 32 or 64
- * output channels per group (PA with exact derivatives: also 16; AVX-512),
- * where x is sparse enough, only the live inputs' gradients are computed
- * (about half a ReLU's: the data gradient's work halved). Those are the same terms summed in another
- * order, so their last bits can differ from nomul_conv2d_backward_data's.
- * x is needed in every mode. The autodiff graph calls it for a convolution
- * of a relu's or batch_norm_relu's output. */
+ * ReLU's output (its backward drops the gradient at its zeros): on 3×3
+ * stride-1 layers with 32 or 64 output channels per group (PA with exact
+ * derivatives: also 16; AVX-512), where x is sparse enough, only the live
+ * inputs' gradients are computed (about half a ReLU's: the data gradient's
+ * work halved) and dx is +0 at x's zeros; elsewhere dx is
+ * nomul_conv2d_backward_data's. The live inputs' sums are the same terms in
+ * another order, so their last bits can differ from
+ * nomul_conv2d_backward_data's. x is needed in every mode. The autodiff
+ * graph calls it for a convolution of a relu's or batch_norm_relu's output. */
 void nomul_conv2d_backward_data_live(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg,
                                      const float *x, const float *weight, const float *dy,
                                      float *dx);
