@@ -864,7 +864,7 @@ void conv_dxlive_run(const char *fname, const nomul_conv2d_desc *d, const conv_g
     {
         float *yt = nomul_scratch(NOMUL_SCRATCH_CONV_DCOL, (size_t)g->cog * g->P);
         uint32_t *list = yt ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANELIST,
-                                                  PG_DXLIVE_LIST(d->h, d->w) * sizeof(uint32_t))
+                                                  PG_PLANE_LIST(d->h, d->w) * sizeof(uint32_t))
                             : NULL;
         if (!list) {
 #pragma omp atomic write
@@ -1097,7 +1097,7 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
     const int plane = (exact ? NR == 16 : NR <= 32) && implicit && d->kh == 3 && d->kw == 3 &&
                       cx->dwplane.pam && conv_dwplane_mode != CONV_DWPLANE_NEVER;
     uint32_t *plist = plane ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANELIST,
-                                                  PG_DWPLANE_LIST(d->h, d->w) * 4)
+                                                  PG_PLANE_LIST(d->h, d->w) * 4)
                             : NULL;
     if (plane && !plist) {
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for a weight gradient's lists", fn);

@@ -410,8 +410,10 @@ int csparse_float_avx512(const pg_csparse_job *job); /* float/csparse_float_avx5
  * dwplane_float_guard_avx512 has passed the image, which also wants x at
  * most 9/16 nonzero): the same bits. Rows
  * are read 16 or 32 values wide (nvalid ≤ 16 or not). list: scratch of
- * PG_DWPLANE_LIST(h, w) uint32 (a plane's lists and row starts). */
-#define PG_DWPLANE_LIST(h, w) (2 * ((size_t)(h) * (w) + 16) + (size_t)(h) + 1)
+ * PG_PLANE_LIST(h, w) uint32 (planelist.h's lists of a plane's nonzero
+ * inputs: values and columns, each with a store's slack of 16, and h + 1
+ * row starts; dxlive.inc's too). */
+#define PG_PLANE_LIST(h, w) (2 * ((size_t)(h) * (w) + 16) + (size_t)(h) + 1)
 typedef struct {
     const float *x;
     int cig, h, w, oh, ow, pad_h, pad_w, dil_h, dil_w;
@@ -453,9 +455,8 @@ int dwplane_float_guard_avx512(const float *x, long nx, const float *dy, long ny
  * tap's channels in order; the rows' sums (0 + 1) + 2; then the lanes
  * pairwise, l + 8 into l, l + 4, l + 2, l + 1 (as tests/test_conv.c's
  * dxlive_twin). exact: PAM's exact derivative, else
- * its approximate one (PAM) or float. list: scratch of PG_DXLIVE_LIST(h, w)
+ * its approximate one (PAM) or float. list: scratch of PG_PLANE_LIST(h, w)
  * uint32. */
-#define PG_DXLIVE_LIST(h, w) (2 * ((size_t)(h) * (w) + 16) + (size_t)(h) + 1)
 typedef struct {
     const float *x;
     int cig, h, w, oh, ow, pad_h, pad_w, dil_h, dil_w;

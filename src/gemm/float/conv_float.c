@@ -231,7 +231,7 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
     int plane = implicit && d->kh == 3 && d->kw == 3 && g->cog % 16 == 0 && dp->fp &&
                 conv_dwplane_mode != CONV_DWPLANE_NEVER;
     uint32_t *plist = off && plane ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANELIST,
-                                                         PG_DWPLANE_LIST(d->h, d->w) * 4)
+                                                         PG_PLANE_LIST(d->h, d->w) * 4)
                                    : NULL;
     if (!off || (plane && !plist)) {
         report_oom(fn);
