@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "arith/elt.h"
+#include "core/internal.h"
 #include "nomul/nomul.h"
 #include "ref_pa.h"
 #include "testutil.h"
@@ -694,6 +695,49 @@ static void test_isa_names_and_caps(void **state)
         assert_true((int)nomul_isa_max() <= nomul_isa_parse(cap));
 }
 
+/* Which CPUs run 512-bit FMAs at full width (isa.c's rule, on cpuid's
+ * vendor, family and model): Zen 5's desktop and server parts, not Zen 4
+ * nor Zen 5's mobile Strix and Krackan Point, nor Intel's (cpuid cannot
+ * tell one 512-bit FMA unit from two there); this CPU's answer needs
+ * AVX-512. */
+static void test_cpu_fma512_rule(void **state)
+{
+    (void)state;
+    static const struct {
+        int amd;
+        unsigned family, model;
+        int full;
+    } cpus[] = {
+        {1, 0x19, 0x11, 0}, /* Zen 4 Genoa */
+        {1, 0x19, 0x61, 0}, /* Zen 4 Raphael */
+        {1, 0x17, 0x31, 0}, /* Zen 2 */
+        {1, 0x1A, 0x02, 1}, /* Zen 5 Turin */
+        {1, 0x1A, 0x11, 1}, /* Zen 5c Turin Dense */
+        {1, 0x1A, 0x24, 0}, /* Strix Point */
+        {1, 0x1A, 0x2F, 0},
+        {1, 0x1A, 0x30, 1},
+        {1, 0x1A, 0x44, 1}, /* Granite Ridge */
+        {1, 0x1A, 0x5F, 1},
+        {1, 0x1A, 0x60, 0}, /* Krackan Point */
+        {1, 0x1A, 0x70, 1}, /* Strix Halo */
+        {1, 0x1B, 0x00, 1}, /* a later family */
+        {0, 0x06, 0x55, 0}, /* Intel Skylake-SP */
+        {0, 0x06, 0xCF, 0}, /* Intel Emerald Rapids */
+        {0, 0x1A, 0x02, 0}, /* not AMD's */
+    };
+    for (size_t i = 0; i < sizeof cpus / sizeof cpus[0]; i++)
+        if (nomul_cpu_fma512_full_of(cpus[i].amd, cpus[i].family, cpus[i].model) !=
+            cpus[i].full)
+            fail_msg("amd %d family %#x model %#x: want %d", cpus[i].amd, cpus[i].family,
+                     cpus[i].model, cpus[i].full);
+    int full = nomul_cpu_fma512_full();
+    printf("# this CPU: 512-bit FMA at full width: %s\n", full ? "yes" : "no");
+    assert_true(full == 0 || full == 1);
+    if (full)
+        assert_int_equal(nomul_isa_detect(), NOMUL_ISA_AVX512);
+    assert_int_equal(nomul_cpu_fma512_full(), full); /* cached */
+}
+
 /* The audit's counters: every thread counts into its own block and a read
  * sums them, so counts made on four threads at once add up exactly, a reset
  * clears every thread's, and nothing is counted while counting is off. */
@@ -739,6 +783,7 @@ int main(void)
         cmocka_unit_test(test_exact_derivatives_are_slopes),
         cmocka_unit_test(test_pam_error_bounds),
         cmocka_unit_test(test_isa_names_and_caps),
+        cmocka_unit_test(test_cpu_fma512_rule),
         cmocka_unit_test(test_counts_sum_over_threads),
     };
     printf("test_arith: seed %llu, instruction sets up to %s\n",

@@ -427,6 +427,7 @@ static void test_help_and_info(void **state)
     memcpy(saved, nomul, strlen(nomul) + 1);
     info_with(saved, "NOMUL_ISA=scalar", "in use:              scalar");
     info_with(saved, "NOMUL_ISA=bogus", "NOMUL_ISA='bogus' is not one of");
+    info_with(saved, "env", "512-bit FMA:         ");
     /* idle OpenMP threads: nomul's spin count (set by restarting itself,
      * main.c) unless the user chose one */
     info_with(saved, "env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY -u " NOMUL_SPIN_MARK,

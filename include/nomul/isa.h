@@ -33,6 +33,12 @@ nomul_isa nomul_isa_set(nomul_isa isa);
 const char *nomul_isa_name(nomul_isa isa);
 /* Parses a name as above; returns -1 if it is none of them. */
 int nomul_isa_parse(const char *name);
+/* 1 where the CPU runs 512-bit fused multiply-adds at full width, two a
+ * cycle (AMD's Zen 5 desktop and server cores), 0 where it splits them in
+ * 256-bit halves (Zen 4, Zen 5's mobile parts), has no AVX-512, or cpuid
+ * does not tell (Intel's Xeons have one or two 512-bit FMA units by model).
+ * Some kernel choices follow it (README, "The matrix engine"). */
+int nomul_cpu_fma512_full(void);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,8 @@
 
 #include <cblas.h>
 
+#include "nomul/isa.h"
+
 void cli_error(const char *fmt, ...)
 {
     va_list ap;
@@ -117,6 +119,13 @@ const char *cli_blas_core(char *buf, size_t n)
     snprintf(buf, n, "%s%s", openblas_get_corename(),
              getenv("OPENBLAS_CORETYPE") ? " (OPENBLAS_CORETYPE set)" : "");
     return buf;
+}
+
+const char *cli_isa(void)
+{
+    nomul_isa isa = nomul_isa_active();
+    return isa == NOMUL_ISA_AVX512 && nomul_cpu_fma512_full() ? "avx512 (512-bit FMA full width)"
+                                                              : nomul_isa_name(isa);
 }
 
 int cli_split_set(const char *command, const char *arg, char *key, size_t keylen,

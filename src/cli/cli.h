@@ -53,6 +53,9 @@ double cli_now_s(void);
  * OpenBLAS's own choice (some machines set it for old OpenBLAS builds;
  * README, "Performance"). Returns buf. */
 const char *cli_blas_core(char *buf, size_t n);
+/* The instruction set in use, for the benchmarks' headers: "avx512 (512-bit
+ * FMA full width)" where nomul_cpu_fma512_full, else its name. */
+const char *cli_isa(void);
 /* Reads a whole file into a malloc'd, NUL-terminated string; 0 after an
  * error naming the command and the file. */
 int cli_read_file(const char *command, const char *path, char **out);

@@ -336,7 +336,7 @@ static int bench_gemm(int argc, char **argv)
         }
     char core[96];
     printf("OpenBLAS %s, core %s; nomul %s kernels; A zeros %.0f%%\n", openblas_get_config(),
-           cli_blas_core(core, sizeof core), nomul_isa_name(nomul_isa_active()), 100.0 * zeros);
+           cli_blas_core(core, sizeof core), cli_isa(), 100.0 * zeros);
     printf("%-16s %3s %9s %9s %9s %9s %7s %7s %7s\n", "m x n x k", "thr", "sgemm", "pam",
            "pam dA", "pam dB", "pam/sg", "dA/sg", "dB/sg");
     double last[4] = {0, 0, 0, 0};
@@ -540,7 +540,7 @@ static int bench_conv(int argc, char **argv)
     char core[96];
     printf("conv2d, batch %d, %d threads, nomul %s kernels, OpenBLAS core %s, %s backward, "
            "x zeros %.0f%%%s\n",
-           (int)batch, nomul_get_num_threads(), nomul_isa_name(nomul_isa_active()),
+           (int)batch, nomul_get_num_threads(), cli_isa(),
            cli_blas_core(core, sizeof core), approx ? "approximate" : "exact", 100.0 * zeros,
            live ? ", dX at x's nonzeros only (--live)" : "");
     printf("%-24s %8s %8s %6s %8s %8s %6s %8s %8s %6s\n", "layer", "fwd ms", "pam ms", "ratio",

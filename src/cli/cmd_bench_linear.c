@@ -157,7 +157,7 @@ int bench_linear(int argc, char **argv)
         {NOMUL_OP_STANDARD, 0, 1.0f}, {NOMUL_OP_PAM, 1, 1.0f}, {NOMUL_OP_PAM, 0, 1.0f}};
     char core[96];
     printf("nomul bench linear: %d threads, ISA %s, OpenBLAS core %s; best of 3 interleaved "
-           "rounds\n", nomul_get_num_threads(), nomul_isa_name(nomul_isa_active()),
+           "rounds\n", nomul_get_num_threads(), cli_isa(),
            cli_blas_core(core, sizeof core));
     printf("%-18s %-8s %9s %9s %7s %9s %7s\n", "T x IN x OUT", "product", "float ms",
            "approx ms", "ratio", "exact ms", "ratio");

@@ -351,7 +351,7 @@ int bench_train(int argc, char **argv)
      * same OpenBLAS; the environment is every row's) */
     char core[96];
     printf("nomul bench train: %d threads, ISA %s, OpenBLAS core %s, %ld timed steps per row, "
-           "best of %d round%s%s\n", nt, nomul_isa_name(nomul_isa_active()),
+           "best of %d round%s%s\n", nt, cli_isa(),
            cli_blas_core(core, sizeof core), (long)steps - 3, (int)rounds, rounds > 1 ? "s" : "",
            use_torch ? "; PyTorch twin rows from " : "; no PyTorch rows");
     if (use_torch)

@@ -58,7 +58,8 @@ static int cmd_info(int argc, char **argv)
     if (argc > 1) {
         if (cli_is_help(argv[1])) {
             printf("usage: nomul info\n\nPrints the version, the instruction set the CPU "
-                   "supports and the one in use, the thread count and how long idle\n"
+                   "supports and the one in use,\nwhether 512-bit FMAs run at full width "
+                   "(some kernel choices follow it), the\nthread count and how long idle "
                    "OpenMP threads spin before they sleep.\n");
             return CLI_OK;
         }
@@ -68,6 +69,10 @@ static int cmd_info(int argc, char **argv)
     printf("nomul %s\n", nomul_version());
     printf("cpu instruction set: %s\n", nomul_isa_name(nomul_isa_detect()));
     printf("in use:              %s\n", nomul_isa_name(nomul_isa_active()));
+    printf("512-bit FMA:         %s\n",
+           nomul_isa_detect() != NOMUL_ISA_AVX512 ? "none"
+           : nomul_cpu_fma512_full()             ? "full width (two a cycle)"
+                                                  : "in 256-bit halves, or unknown (Intel)");
     printf("threads:             %d\n", nomul_get_num_threads());
     const char *policy = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
     if (spin && getenv(NOMUL_SPIN_MARK) && !strcmp(spin, NOMUL_SPINCOUNT))

@@ -12,6 +12,11 @@ void nomul_report(nomul_status status, const char *fmt, ...) __attribute__((form
 /* 1 on an AMD CPU (cpuid's vendor): for kernel choices that weigh
  * differently there (isa.c), never for results. */
 int nomul_cpu_amd(void);
+/* nomul_cpu_fma512_full's rule (nomul/isa.h), for the tests: amd the
+ * vendor, family and model as cpuid's leaf 1 composes them. Its kernel
+ * choices may sum in another order (float's data gradient at live inputs,
+ * conv2d_internal.h): unlike nomul_cpu_amd's, they can move last bits. */
+int nomul_cpu_fma512_full_of(int amd, unsigned family, unsigned model);
 
 /* The number of threads the kernels use: NOMUL_NUM_THREADS, or every core. */
 int nomul_num_threads(void);

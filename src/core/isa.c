@@ -121,3 +121,39 @@ int nomul_cpu_amd(void)
     }
     return v;
 }
+
+/* AMD's Zen 5 desktop and server cores (family 1Ah: Turin models 00h-1Fh,
+ * Granite Ridge and Fire Range 40h-4Fh, Strix Halo 70h-7Fh) execute a
+ * 512-bit FMA in one pass on each of two pipes; Zen 4 (19h) and Zen 5's
+ * mobile Strix and Krackan Point (1Ah, models 20h-2Fh and 60h-6Fh) in two
+ * 256-bit halves. Later families are taken as full width. Intel's Xeons
+ * have one or two 512-bit FMA units by model, which cpuid does not tell:
+ * 0 there (the choices measured on the Xeons and on Zen 4). */
+int nomul_cpu_fma512_full_of(int amd, unsigned family, unsigned model)
+{
+    if (!amd || family < 0x1A)
+        return 0;
+    if (family > 0x1A)
+        return 1;
+    return !((model >= 0x20 && model <= 0x2F) || (model >= 0x60 && model <= 0x6F));
+}
+
+int nomul_cpu_fma512_full(void)
+{
+    static int full = -1;
+    int v = __atomic_load_n(&full, __ATOMIC_ACQUIRE);
+    if (v < 0) {
+        unsigned a, b, c, d;
+        v = 0;
+        if (nomul_isa_detect() == NOMUL_ISA_AVX512 && __get_cpuid(1, &a, &b, &c, &d)) {
+            unsigned family = (a >> 8) & 0xF, model = (a >> 4) & 0xF;
+            if (family == 0xF)
+                family += (a >> 20) & 0xFF;
+            if (family >= 0xF || family == 6)
+                model |= ((a >> 16) & 0xF) << 4;
+            v = nomul_cpu_fma512_full_of(nomul_cpu_amd(), family, model);
+        }
+        __atomic_store_n(&full, v, __ATOMIC_RELEASE);
+    }
+    return v;
+}
