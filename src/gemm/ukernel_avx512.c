@@ -198,9 +198,9 @@ FWD_DISPATCH(fwd_8x16, 1)
  * field is 0 (zero or subnormal) contributes nothing: the mask comes from a
  * test on the exponent bits, in the kernel. The caller has checked that no
  * Y value is infinite or NaN and that every product stays normal. */
-static void fwd_direct_8x32(int kc, const uint32_t *xp, const float *y, const long *yoff,
-                            const int32_t *xm, int xzeros, float *ct, long ldc, int add,
-                            const pg_narrow *nw)
+static inline __attribute__((always_inline)) void
+fwd_direct_body(int kc, const uint32_t *xp, const float *y, const long *yoff, const int32_t *xm,
+                const int xzeros, float *ct, long ldc, int add, const pg_narrow *nw)
 {
     const __m512i expo = _mm512_set1_epi32(0x7F800000);
     __m512 acc[FMR][2];
@@ -215,17 +215,36 @@ static void fwd_direct_8x32(int kc, const uint32_t *xp, const float *y, const lo
 #pragma GCC unroll 8
         for (int r = 0; r < FMR; r++) {
             __m512i x = _mm512_set1_epi32((int)xp[p * FMR + r]);
-            __m512i t0 = _mm512_maskz_add_epi32(k0, x, y0);
-            __m512i t1 = _mm512_maskz_add_epi32(k1, x, y1);
-            __mmask16 kx = xzeros ? (__mmask16)xm[p * FMR + r] : (__mmask16)0xFFFF;
-            acc_add(&acc[r][0], t0, 1, kx);
-            acc_add(&acc[r][1], t1, 1, kx);
+            if (xzeros) {
+                __m512i t0 = _mm512_maskz_add_epi32(k0, x, y0);
+                __m512i t1 = _mm512_maskz_add_epi32(k1, x, y1);
+                __mmask16 kx = (__mmask16)xm[p * FMR + r];
+                acc_add(&acc[r][0], t0, 1, kx);
+                acc_add(&acc[r][1], t1, 1, kx);
+            } else {
+                /* one mask a term: Y's zeros leave the sum as it is (the
+                 * same bits as adding +0: a sum from +0 of normal terms is
+                 * never −0); 0.81 of the FMA loop's rate against 0.73 with
+                 * the masked integer add too (Zen 5, in L1) */
+                acc_add(&acc[r][0], _mm512_add_epi32(x, y0), 1, k0);
+                acc_add(&acc[r][1], _mm512_add_epi32(x, y1), 1, k1);
+            }
         }
     }
     if (nw)
         tile_store_narrow(ct, ldc, acc, FMR, 32, nw, add, FMR, 2);
     else
         store_rows(acc, FMR, 2, ct, ldc, add);
+}
+
+static void fwd_direct_8x32(int kc, const uint32_t *xp, const float *y, const long *yoff,
+                            const int32_t *xm, int xzeros, float *ct, long ldc, int add,
+                            const pg_narrow *nw)
+{
+    if (xzeros)
+        fwd_direct_body(kc, xp, y, yoff, xm, 1, ct, ldc, add, nw);
+    else
+        fwd_direct_body(kc, xp, y, yoff, xm, 0, ct, ldc, add, nw);
 }
 
 /* Forward with X read in place instead, raw (a convolution's approximate
