@@ -10,7 +10,13 @@
  *                   "integer add + float add costs what an FMA costs"
  *   pam y mask=const  zero-masked vpaddd, one mask for the whole loop
  *   pam y test      zero-masked vpaddd, Y's zero lanes found by vptestmd per
- *                   step (the forward kernels reading Y in place)
+ *                   step (kernels reading Y in place: the exact data
+ *                   gradient's, the small products')
+ *   pam y test+x    the same, then a merge-masked vaddps whose X mask is all
+ *                   ones (the direct forward, reading Y in place, before the
+ *                   twenty-seventh round)
+ *   pam y merge     plain vpaddd, Y's zero lanes by vptestmd per step as the
+ *                   mask of a merge-masked vaddps (the direct forward since)
  *   pam y mask mem  the same masks loaded from memory per step (packed Y)
  *   pam y and       vpaddd, vpandd with a lane mask, vaddps (no mask register)
  *   pam x test      X's zeros: vptestmd per broadcast, merge-masked vaddps (the
@@ -39,10 +45,24 @@
 #define STEPS 64   /* distinct reduction steps (operands in L1) */
 #define ITERS 20000000L
 
-enum { F_FMA, F_PAM, F_YCONST, F_YTEST, F_YMEM, F_YAND, F_XTEST, F_XMEM, F_EXACT, F_COUNT };
-static const char *names[F_COUNT] = {"fma",       "pam",          "pam y mask=const",
-                                     "pam y test", "pam y mask mem", "pam y and",
-                                     "pam x test", "pam x mask mem", "exact grad"};
+enum {
+    F_FMA,
+    F_PAM,
+    F_YCONST,
+    F_YTEST,
+    F_YTESTX,
+    F_YMERGE,
+    F_YMEM,
+    F_YAND,
+    F_XTEST,
+    F_XMEM,
+    F_EXACT,
+    F_COUNT
+};
+static const char *names[F_COUNT] = {"fma",           "pam",         "pam y mask=const",
+                                     "pam y test",    "pam y test+x", "pam y merge",
+                                     "pam y mask mem", "pam y and",   "pam x test",
+                                     "pam x mask mem", "exact grad"};
 
 typedef struct {
     float x[STEPS * 8], y[STEPS * 32];
@@ -116,6 +136,29 @@ TGT static float run_ytest(const operands *o, long n)
     TILE_LOOP(8,
               __mmask16 k0 = _mm512_test_epi32_mask(y0, expo);
               __mmask16 k1 = _mm512_test_epi32_mask(y1, expo);, T_MASKZ)
+}
+
+#define T_MASKZ_X(h, y, k)                                                                       \
+    acc[r][h] = _mm512_mask_add_ps(acc[r][h], kx, acc[r][h],                                     \
+                                   _mm512_castsi512_ps(_mm512_maskz_add_epi32(k, XB, y)))
+#define T_YMERGE(h, y, k)                                                                        \
+    acc[r][h] = _mm512_mask_add_ps(acc[r][h], k, acc[r][h],                                      \
+                                   _mm512_castsi512_ps(_mm512_add_epi32(XB, y)))
+
+TGT static float run_ytestx(const operands *o, long n, __mmask16 kx)
+{
+    const __m512i expo = _mm512_set1_epi32(0x7F800000);
+    TILE_LOOP(8,
+              __mmask16 k0 = _mm512_test_epi32_mask(y0, expo);
+              __mmask16 k1 = _mm512_test_epi32_mask(y1, expo);, T_MASKZ_X)
+}
+
+TGT static float run_ymerge(const operands *o, long n)
+{
+    const __m512i expo = _mm512_set1_epi32(0x7F800000);
+    TILE_LOOP(8,
+              __mmask16 k0 = _mm512_test_epi32_mask(y0, expo);
+              __mmask16 k1 = _mm512_test_epi32_mask(y1, expo);, T_YMERGE)
 }
 
 TGT static float run_ymem(const operands *o, long n)
@@ -205,6 +248,8 @@ int main(int argc, char **argv)
             case F_PAM: sink += run_pam(&o, ITERS); break;
             case F_YCONST: sink += run_yconst(&o, ITERS, 0xFFFF, 0xFFF7); break;
             case F_YTEST: sink += run_ytest(&o, ITERS); break;
+            case F_YTESTX: sink += run_ytestx(&o, ITERS, (__mmask16)o.xm[0]); break;
+            case F_YMERGE: sink += run_ymerge(&o, ITERS); break;
             case F_YMEM: sink += run_ymem(&o, ITERS); break;
             case F_YAND: sink += run_yand(&o, ITERS); break;
             case F_XTEST: sink += run_xtest(&o, ITERS); break;
