@@ -400,7 +400,8 @@ static const char conv_usage[] =
     "ReLU) with no zeros unless --zeros makes that fraction of them zero (a ReLU leaves\n"
     "about half: 0.5; the PAM weight gradients then skip them). --live times the data\n"
     "gradient as the autodiff graph asks for it when x is a ReLU's output\n"
-    "(nomul_conv2d_backward_data_live: only where x is nonzero).\n";
+    "(nomul_conv2d_backward_data_live: only where x is nonzero, where that form runs;\n"
+    "float's not where 512-bit FMAs run at full width, see nomul info).\n";
 
 typedef struct {
     const char *name;
