@@ -223,7 +223,7 @@ static void test_bench_runs(void **state)
      * Debian's Fashion-MNIST (dataset-fashion-mnist) */
     rc = run(&out, "bench train --models vit_fmnist_tiny --configs float,pa_approx --steps 2 "
                    "--torch off --rounds 2");
-    expect(rc, 0, out, "best of 2 rounds; no PyTorch rows");
+    expect(rc, 0, out, "best of 2 rounds; no PyTorch rows\n  on "); /* the CPU */
     expect(rc, 0, out, "OpenBLAS core ");
     expect(rc, 0, out, "vit_fmnist_tiny    float");
     expect(rc, 0, out, "1.00x");
@@ -428,6 +428,7 @@ static void test_help_and_info(void **state)
     info_with(saved, "NOMUL_ISA=scalar", "in use:              scalar");
     info_with(saved, "NOMUL_ISA=bogus", "NOMUL_ISA='bogus' is not one of");
     info_with(saved, "env", "512-bit FMA:         ");
+    info_with(saved, "env", "cpu:                 "); /* /proc/cpuinfo's name, or unknown */
     /* idle OpenMP threads: nomul's spin count (set by restarting itself,
      * main.c) unless the user chose one */
     info_with(saved, "env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY -u " NOMUL_SPIN_MARK,

@@ -128,6 +128,50 @@ const char *cli_isa(void)
                                                               : nomul_isa_name(isa);
 }
 
+/* the value of /proc/cpuinfo's line "key<tabs>: value", trimmed, into v */
+static int cpuinfo_field(const char *line, const char *key, char *v, size_t n)
+{
+    size_t k = strlen(key);
+    if (strncmp(line, key, k) != 0)
+        return 0;
+    const char *c = line + k + strspn(line + k, " \t"); /* "model" is not "model name" */
+    if (*c != ':')
+        return 0;
+    c++;
+    while (*c == ' ' || *c == '\t')
+        c++;
+    size_t len = strcspn(c, "\n");
+    while (len > 0 && (c[len - 1] == ' ' || c[len - 1] == '\t'))
+        len--;
+    snprintf(v, n, "%.*s", (int)len, c);
+    return 1;
+}
+
+const char *cli_cpu(char *buf, size_t n)
+{
+    char name[128] = "", family[16] = "", model[16] = "", line[512];
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && fgets(line, sizeof line, f)) {
+        if (line[0] == '\n' && name[0]) /* the end of the first CPU's block */
+            break;
+        if (!name[0])
+            cpuinfo_field(line, "model name", name, sizeof name);
+        if (!family[0])
+            cpuinfo_field(line, "cpu family", family, sizeof family);
+        if (!model[0])
+            cpuinfo_field(line, "model", model, sizeof model);
+    }
+    if (f)
+        fclose(f);
+    if (!name[0])
+        snprintf(buf, n, "unknown CPU");
+    else if (family[0] && model[0])
+        snprintf(buf, n, "%s, family %s model %s", name, family, model);
+    else
+        snprintf(buf, n, "%s", name);
+    return buf;
+}
+
 int cli_split_set(const char *command, const char *arg, char *key, size_t keylen,
                   const char **value)
 {

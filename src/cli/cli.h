@@ -56,6 +56,11 @@ const char *cli_blas_core(char *buf, size_t n);
 /* The instruction set in use, for the benchmarks' headers: "avx512 (512-bit
  * FMA full width)" where nomul_cpu_fma512_full, else its name. */
 const char *cli_isa(void);
+/* The CPU as /proc/cpuinfo names its first one, for `nomul info` and the
+ * benchmarks' headers (records compared across machines): e.g. "AMD EPYC,
+ * family 26 model 2"; "unknown CPU" where the file or its fields are
+ * missing. Written into buf; returns buf. */
+const char *cli_cpu(char *buf, size_t n);
 /* Reads a whole file into a malloc'd, NUL-terminated string; 0 after an
  * error naming the command and the file. */
 int cli_read_file(const char *command, const char *path, char **out);

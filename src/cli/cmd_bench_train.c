@@ -356,6 +356,8 @@ int bench_train(int argc, char **argv)
            use_torch ? "; PyTorch twin rows from " : "; no PyTorch rows");
     if (use_torch)
         printf("  %s\n", script);
+    char cpu[192];
+    printf("  on %s\n", cli_cpu(cpu, sizeof cpu));
     printf("%-18s %-16s %12s %10s %10s\n", "model", "configuration", "items/s", "vs float",
            "peak MB");
     int failed = 0;

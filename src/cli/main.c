@@ -57,8 +57,8 @@ static int cmd_info(int argc, char **argv)
 {
     if (argc > 1) {
         if (cli_is_help(argv[1])) {
-            printf("usage: nomul info\n\nPrints the version, the instruction set the CPU "
-                   "supports and the one in use,\nwhether 512-bit FMAs run at full width "
+            printf("usage: nomul info\n\nPrints the version, the CPU, the instruction set "
+                   "it supports and the one in use,\nwhether 512-bit FMAs run at full width "
                    "(some kernel choices follow it), the\nthread count and how long idle "
                    "OpenMP threads spin before they sleep.\n");
             return CLI_OK;
@@ -67,6 +67,8 @@ static int cmd_info(int argc, char **argv)
         return CLI_USAGE;
     }
     printf("nomul %s\n", nomul_version());
+    char cpu[192];
+    printf("cpu:                 %s\n", cli_cpu(cpu, sizeof cpu));
     printf("cpu instruction set: %s\n", nomul_isa_name(nomul_isa_detect()));
     printf("in use:              %s\n", nomul_isa_name(nomul_isa_active()));
     printf("512-bit FMA:         %s\n",
