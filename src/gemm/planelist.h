@@ -15,6 +15,18 @@
 /* What each listed input's value entry holds */
 enum { PL_NONE, PL_BITS, PL_MANTISSA };
 
+/* The lists' places in list (PG_PLANE_LIST(h, w) uint32): the values and
+ * the columns, h·w entries each with a store's slack of 16, then h + 1 row
+ * starts */
+typedef struct {
+    uint32_t *val, *col, *start;
+} plane_list;
+static inline plane_list plane_list_at(uint32_t *list, int h, int w)
+{
+    const long pl = (long)h * w + 16;
+    return (plane_list){list, list + pl, list + 2 * pl};
+}
+
 /* The nonzero inputs of plane (h × w), row after row: an input is listed
  * where its bits and `nonzero` are not 0; row y's entries from start[y]
  * (start[h] their count), col[e] its column, val[e] (PL_BITS) its bits or
@@ -23,14 +35,14 @@ enum { PL_NONE, PL_BITS, PL_MANTISSA };
  * after its stores). zero: where not NULL, a plane of outputs zeroed on
  * the way. Compressed registers stored whole: the compressing store to
  * memory is microcoded on Zen 4, about 20× slower. */
-static inline __attribute__((always_inline)) int
+static inline __attribute__((always_inline)) void
 plane_lists(const float *plane, int h, int w, uint32_t nonzero, const int vals, float *zero,
             uint32_t *list)
 {
     const __m512i nzm = _mm512_set1_epi32((int)nonzero), expo = _mm512_set1_epi32(0x7F800000);
     const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    const long pl = (long)h * w + 16;
-    uint32_t *val = list, *col = val + pl, *start = col + pl;
+    const plane_list L = plane_list_at(list, h, w);
+    uint32_t *val = L.val, *col = L.col, *start = L.start;
     int n = 0;
     for (int y = 0; y < h; y++) {
         const float *row = plane + (long)y * w;
@@ -53,7 +65,6 @@ plane_lists(const float *plane, int h, int w, uint32_t nonzero, const int vals, 
         }
     }
     start[h] = n;
-    return n;
 }
 
 #endif
