@@ -148,10 +148,9 @@ static void run_conv_case_scaled(tu_rng *r, const nomul_conv2d_desc *d, const no
                                  int zeros, int dy_exp, int pow2)
 {
     int oh, ow;
-    assert_true(nomul_conv2d_output_size(d, &oh, &ow));
+    long nx, nw, ny;
+    layer_sizes(d, &oh, &ow, &nx, &nw, &ny);
     int cig = d->c_in / d->groups, cog = d->c_out / d->groups;
-    long nx = (long)d->n * d->c_in * d->h * d->w, nw = (long)d->c_out * cig * d->kh * d->kw;
-    long ny = (long)d->n * d->c_out * oh * ow;
     float *x = malloc(nx * 4), *w = malloc(nw * 4), *bias = malloc(d->c_out * 4);
     float *y = malloc(ny * 4), *dy = malloc(ny * 4), *dx = malloc(nx * 4), *dw = malloc(nw * 4);
     float *db = malloc(d->c_out * 4);
@@ -690,10 +689,9 @@ static void test_dw_by_input_matches_in_place(void **state)
     for (size_t li = 0; li < sizeof layers / sizeof layers[0]; li++) {
         const nomul_conv2d_desc *d = &layers[li];
         int oh, ow;
-        assert_true(nomul_conv2d_output_size(d, &oh, &ow));
-        long nx = (long)d->n * d->c_in * d->h * d->w;
-        long nw = (long)d->c_out * (d->c_in / d->groups) * d->kh * d->kw;
-        long ny = (long)d->n * d->c_out * oh * ow, y_img = ny / d->n;
+        long nx, nw, ny;
+        layer_sizes(d, &oh, &ow, &nx, &nw, &ny);
+        long y_img = ny / d->n;
         float *x = malloc(nx * 4), *w = malloc(nw * 4), *dy = malloc(ny * 4);
         float *db = malloc(d->c_out * 4), *dw[2] = {malloc(nw * 4), malloc(nw * 4)};
         assert_true(x && w && dy && db && dw[0] && dw[1]);
@@ -1071,10 +1069,9 @@ static void test_forward_lists_match_dense(void **state)
     for (size_t li = 0; li < sizeof layers / sizeof layers[0]; li++) {
         const nomul_conv2d_desc *d = &layers[li];
         int oh, ow;
-        assert_true(nomul_conv2d_output_size(d, &oh, &ow));
-        long nx = (long)d->n * d->c_in * d->h * d->w, x_img = nx / d->n;
-        long nw = (long)d->c_out * (d->c_in / d->groups) * d->kh * d->kw;
-        long ny = (long)d->n * d->c_out * oh * ow;
+        long nx, nw, ny;
+        layer_sizes(d, &oh, &ow, &nx, &nw, &ny);
+        long x_img = nx / d->n;
         float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc(d->c_out * 4);
         float *y[3] = {malloc(ny * 4), malloc(ny * 4), malloc(ny * 4)};
         assert_true(x && w && b && y[0] && y[1] && y[2]);
