@@ -654,7 +654,7 @@ static void test_dw_sparse_matches_in_place(void **state)
  * the bits: the guard keeps them in place), and x without zeros (too dense
  * for the lists to pay: in place).
  * conv_dwplane_runs shows where it ran: in mode always wherever it applies,
- * in auto for float only where conv_float_skips_pay (not on Zen 5). PAM's
+ * in auto for float only where conv_skips_pay (not on Zen 5). PAM's
  * exact form takes it as its approximate one does on 16-column panels (its
  * T the weights' tiles, with and without an offset). */
 static void test_dw_by_input_matches_in_place(void **state)
@@ -737,7 +737,7 @@ static void test_dw_by_input_matches_in_place(void **state)
                     nomul_conv2d_backward_weight(d, &modes[k], x, w, dy, dw[1], db);
                     if (nomul_last_error() != NOMUL_OK)
                         FAIL_SEED("conv2d reported: %s", nomul_last_error_message());
-                    long want_here = !pa && !always && !conv_float_skips_pay() ? 0 : want;
+                    long want_here = !pa && !always && !conv_skips_pay() ? 0 : want;
                     if (conv_dwplane_runs - before != want_here)
                         FAIL_SEED("layer %zu, rep %d, %s approx %d, mode %s: by input on %ld "
                                   "images' groups, want %ld",
@@ -821,8 +821,9 @@ static void dxlive_twin(const nomul_conv2d_desc *d, const nomul_op_cfg *m, const
  * within float rounding of the dense data gradient (the same terms in
  * another order) elsewhere; where it declines (16 channels for float and
  * the approximate form, 48 channels, a 5x5 kernel, stride 2, a dy zero or a
- * zero weight for PAM, x too dense for the auto mode, float's auto mode
- * where !conv_float_skips_pay), the dense data gradient bit for bit.
+ * zero weight for PAM, x too dense for the auto mode, float's and the
+ * approximate form's auto mode where !conv_skips_pay), the dense data
+ * gradient bit for bit.
  * conv_dxlive_runs shows where it ran. */
 static void test_dx_live_matches_twin_and_dense(void **state)
 {
@@ -895,9 +896,10 @@ static void test_dx_live_matches_twin_and_dense(void **state)
                 int cog = d->c_out / d->groups;
                 int shape = d->kh == 3 && d->kw == 3 && d->stride_h == 1 && d->stride_w == 1 &&
                             ((exact && cog == 16) || cog == 32 || cog == 64);
-                /* (float's in auto only where conv_float_skips_pay) */
+                /* (float's and the approximate form's in auto only where
+                 * conv_skips_pay) */
                 long want = have && shape && rep != 3 && !(rep == 2 && pa) &&
-                                    (pa || rep == 0 || conv_float_skips_pay())
+                                    (exact || rep == 0 || conv_skips_pay())
                                 ? (long)d->n * d->groups
                                 : 0;
                 nomul_clear_error();

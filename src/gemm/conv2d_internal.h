@@ -164,7 +164,7 @@ extern long conv_xsparse_runs; /* the chunks they ran on, for the tests */
  * (pg_dwplane_job: PAM's exact and approximate forms, images whose dy has
  * no zeros; float's with 16·m output channels per group, images that pass
  * its guard): auto (the default: where it applies and, float's, where
- * conv_float_skips_pay), never, or always (where it applies, whatever the
+ * conv_skips_pay), never, or always (where it applies, whatever the
  * CPU), for the tests, which check it against the in-place kernels bit for
  * bit; the images' groups it ran. */
 enum { CONV_DWPLANE_AUTO, CONV_DWPLANE_NEVER, CONV_DWPLANE_ALWAYS };
@@ -179,12 +179,12 @@ pg_dwplane_job conv_dwplane_job(const nomul_conv2d_desc *d, const conv_geom *g, 
 /* The data gradient at live inputs only (pg_dxlive_job), for an x whose
  * zeros' gradients are not wanted (nomul_conv2d_backward_live): 3×3
  * stride-1 layers with 32 or 64 output channels per group (PAM's exact
- * form: also 16), PAM (where
- * its direct path's range check passes, without an offset, dy and the
- * weights free of zeros and subnormals) or float (float/conv_float.c,
- * where conv_float_skips_pay), where x is at most DXLIVE_DENSE/16 nonzero
- * (judged on its first images). Its sums are its own (not the dense
- * kernels' order). auto (the default), never, always (whatever x's density
+ * form: also 16), PAM (where its direct path's range check passes, without
+ * an offset, dy and the weights free of zeros and subnormals; the
+ * approximate form where conv_skips_pay) or float (float/conv_float.c,
+ * where conv_skips_pay), where x is at most DXLIVE_DENSE/16 nonzero (judged
+ * on its first images). Its sums are its own (not the dense kernels'
+ * order). auto (the default), never, always (whatever x's density
  * and the CPU), for the tests; the images' groups it ran. */
 enum { DXLIVE_DENSE = 12 };
 enum { CONV_DXLIVE_AUTO, CONV_DXLIVE_NEVER, CONV_DXLIVE_ALWAYS };
@@ -256,16 +256,19 @@ int conv_fsparse_image(const conv_fsparse *fs, const conv_geom *g, int wp, int g
  * conv_float_dw_block computes the weight gradient of the images [b0, b1)
  * into dw (conv2d.c's blocks), on any group size; 0 after a report. */
 int conv_float_applies(const conv_geom *g);
-/* Whether float's backward forms that skip x's zeros (the 3×3 weight
- * gradient input by input, the data gradient at live inputs) pay on this
- * CPU: their per-input work (lists, a sum across lanes per input) against
- * the dense kernels' terms, one FMA each. Where 512-bit FMAs run at full
- * width (nomul_cpu_fma512_full: Zen 5) the dense kernels win: ResNet20's
- * float step, one thread, 131-134 ms with both → 114-118 without (Zen 5;
- * bench conv --zeros 0.5 --batch 64 --threads 1, dW ms dense / by input:
- * 16ch 28x28 1.68 / 2.15, 64ch 8x8 1.81 / 2.63). Auto modes follow it; the
- * tests' always modes do not. */
-int conv_float_skips_pay(void);
+/* Whether the backward forms that skip x's zeros pay on this CPU where
+ * their terms are one or two instructions: float's (the 3×3 weight
+ * gradient input by input, the data gradient at live inputs; one FMA a
+ * term) and PAM's approximate data gradient at live inputs (vpaddd and
+ * vaddps); their per-input work (lists, a sum across lanes per input)
+ * against the dense kernels' terms. Where 512-bit FMAs and adds run at
+ * full width (nomul_cpu_fma512_full: Zen 5) the dense kernels win:
+ * ResNet20's float step, one thread, 131-134 ms with float's two → 114-118
+ * without (Zen 5; bench conv --zeros 0.5 --batch 64 --threads 1, dW ms
+ * dense / by input: 16ch 28x28 1.68 / 2.15, 64ch 8x8 1.81 / 2.63); PAM's
+ * exact forms (four instructions a term) keep theirs. Auto modes follow
+ * it; the tests' always modes do not. */
+int conv_skips_pay(void);
 void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
                         const float *x, const float *weight, const float *bias, float *y);
 /* live: x's zeros' gradients are not wanted (the live form runs where it

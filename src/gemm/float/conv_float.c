@@ -36,8 +36,6 @@
 
 int conv_float_applies(const conv_geom *g) { return fd_available() && g->cog >= 4; }
 
-int conv_float_skips_pay(void) { return !nomul_cpu_fma512_full(); }
-
 /* each group's plan of op(W_g) (m × k), in this thread's keyed buffers */
 static fd_plan **group_plans(const nomul_conv2d_desc *d, CBLAS_TRANSPOSE ta, int m, int k,
                              const float *w, long wstride, int ldw)
@@ -130,7 +128,7 @@ static int backward_data_live(const char *fn, const nomul_conv2d_desc *d, const 
                               const float *x, const float *weight, const float *dy, float *dx)
 {
     const pg_dxlive_fn lfn = pg_cntx_active()->dxlive.fp;
-    if ((conv_dxlive_mode != CONV_DXLIVE_ALWAYS && !conv_float_skips_pay()) ||
+    if ((conv_dxlive_mode != CONV_DXLIVE_ALWAYS && !conv_skips_pay()) ||
         !conv_dxlive_applies(d, g, lfn, 0, x) ||
         conv_value_stats(weight, (long)d->c_out * g->K).special)
         return 0;
@@ -226,7 +224,7 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
                                           (size_t)(g->K + g->cog) * sizeof *off)
                     : NULL;
     /* 3×3, 16·m output channels per group (dy's transposed rows are read
-     * 16 or 32 wide), where it pays (conv_float_skips_pay): input by input
+     * 16 or 32 wide), where it pays (conv_skips_pay): input by input
      * (dwplane.inc) while the images pass the guard (x sparse enough, the
      * bits the same); once one has not, the rest of the block runs in place
      * (its sums could then hold a −0 that a left-out zero term would have
@@ -234,7 +232,7 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
     const pg_dwplane_ukr *dp = &pg_cntx_active()->dwplane;
     int plane = implicit && d->kh == 3 && d->kw == 3 && g->cog % 16 == 0 && dp->fp &&
                 (conv_dwplane_mode == CONV_DWPLANE_ALWAYS ||
-                 (conv_dwplane_mode == CONV_DWPLANE_AUTO && conv_float_skips_pay()));
+                 (conv_dwplane_mode == CONV_DWPLANE_AUTO && conv_skips_pay()));
     uint32_t *plist = off && plane ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANELIST,
                                                          PG_PLANE_LIST(d->h, d->w) * 4)
                                    : NULL;
