@@ -1257,6 +1257,90 @@ static void test_transpose_matches_plain_loop(void **state)
     }
 }
 
+/* im2col and col2im's add (the vector rows at stride 1 and 2: stride 2 reads
+ * two vectors for one, and adds −0 between its values) against plain
+ * loops, bit for bit, on random layers (kernels 1-3, strides 1-3, padding
+ * 0-2, dilation 1-2, rows 1-40 wide) whose values include ±0 and whose dx
+ * starts from random values with ±0 among them (+0 added to −0 would make
+ * it +0: col2im's stride-2 rows must leave the places between theirs). */
+static void test_im2col_col2im_match_plain_loops(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x12C0};
+    for (int rep = 0; rep < 300; rep++) {
+        nomul_conv2d_desc d = {1, 1 + (int)(tu_next(&r) % 3), 1 + (int)(tu_next(&r) % 12),
+                               1 + (int)(tu_next(&r) % 40), 4, 1 + (int)(tu_next(&r) % 3),
+                               1 + (int)(tu_next(&r) % 3), 1 + (int)(tu_next(&r) % 3),
+                               1 + (int)(tu_next(&r) % 3), (int)(tu_next(&r) % 3),
+                               (int)(tu_next(&r) % 3), 1 + (int)(tu_next(&r) % 2),
+                               1 + (int)(tu_next(&r) % 2), 1};
+        if (rep % 2) /* half the layers at stride 2 across */
+            d.stride_w = 2;
+        while (d.h + 2 * d.pad_h < d.dil_h * (d.kh - 1) + 1)
+            d.pad_h++;
+        while (d.w + 2 * d.pad_w < d.dil_w * (d.kw - 1) + 1)
+            d.pad_w++;
+        conv_geom g;
+        assert_true(nomul_conv2d_output_size(&d, &g.oh, &g.ow));
+        g.P = g.oh * g.ow;
+        g.ldcol = g.P + (int)(tu_next(&r) % 3);
+        g.cig = d.c_in;
+        g.cog = d.c_out;
+        g.K = g.cig * d.kh * d.kw;
+        long nx = (long)d.c_in * d.h * d.w, nc = (long)g.K * g.ldcol;
+        float *x = malloc(nx * 4), *col = malloc(nc * 4), *dx = malloc(nx * 4),
+              *twin = malloc(nx * 4);
+        assert_true(x && col && dx && twin);
+        for (long i = 0; i < nx; i++) {
+            uint32_t u = tu_u32(&r);
+            x[i] = u % 5 == 0 ? tu_float(u & 0x80000000u) : tu_normal(&r, -3, 3, 1);
+            dx[i] = twin[i] = u % 7 == 0 ? -0.0f : tu_normal(&r, -3, 3, 1);
+        }
+        for (long i = 0; i < nc; i++)
+            col[i] = 7.0f;
+        conv_im2col(&d, &g, x, col);
+        for (int c = 0; c < g.cig; c++)
+            for (int i = 0; i < d.kh; i++)
+                for (int j = 0; j < d.kw; j++)
+                    for (int oy = 0; oy < g.oh; oy++)
+                        for (int ox = 0; ox < g.ow; ox++) {
+                            int iy = oy * d.stride_h - d.pad_h + i * d.dil_h;
+                            int ix = ox * d.stride_w - d.pad_w + j * d.dil_w;
+                            float want = iy < 0 || iy >= d.h || ix < 0 || ix >= d.w
+                                             ? 0.0f
+                                             : x[((long)c * d.h + iy) * d.w + ix];
+                            long at = ((long)(c * d.kh + i) * d.kw + j) * g.ldcol +
+                                      (long)oy * g.ow + ox;
+                            if (tu_bits(col[at]) != tu_bits(want))
+                                FAIL_SEED("im2col rep %d (stride %d, %d): col[%ld] = %a, want %a",
+                                          rep, d.stride_h, d.stride_w, at, (double)col[at],
+                                          (double)want);
+                        }
+        for (long i = 0; i < nc; i++) {
+            uint32_t u = tu_u32(&r);
+            col[i] = u % 5 == 0 ? tu_float(u & 0x80000000u) : tu_normal(&r, -3, 3, 1);
+        }
+        conv_col2im_add(&d, &g, col, dx);
+        for (int c = 0; c < g.cig; c++)
+            for (int i = 0; i < d.kh; i++)
+                for (int j = 0; j < d.kw; j++)
+                    for (int oy = 0; oy < g.oh; oy++)
+                        for (int ox = 0; ox < g.ow; ox++) {
+                            int iy = oy * d.stride_h - d.pad_h + i * d.dil_h;
+                            int ix = ox * d.stride_w - d.pad_w + j * d.dil_w;
+                            if (iy >= 0 && iy < d.h && ix >= 0 && ix < d.w)
+                                twin[((long)c * d.h + iy) * d.w + ix] +=
+                                    col[((long)(c * d.kh + i) * d.kw + j) * g.ldcol +
+                                        (long)oy * g.ow + ox];
+                        }
+        for (long i = 0; i < nx; i++)
+            if (tu_bits(dx[i]) != tu_bits(twin[i]))
+                FAIL_SEED("col2im rep %d (stride %d, %d): dx[%ld] = %a, want %a", rep,
+                          d.stride_h, d.stride_w, i, (double)dx[i], (double)twin[i]);
+        free(x); free(col); free(dx); free(twin);
+    }
+}
+
 /* The vector statistics kernel (it decides which path a convolution takes)
  * against a plain loop, on every instruction set, for lengths 0..70 of
  * values with random exponents, zeros, subnormals, infinities and NaNs. */
@@ -1388,6 +1472,7 @@ int main(void)
         cmocka_unit_test(test_graph_asks_live_after_relu),
         cmocka_unit_test(test_value_stats_match_plain_loop),
         cmocka_unit_test(test_transpose_matches_plain_loop),
+        cmocka_unit_test(test_im2col_col2im_match_plain_loops),
         cmocka_unit_test(test_power_of_two_weights_match_float),
         cmocka_unit_test(test_bad_descriptors_are_reported),
     };

@@ -105,12 +105,32 @@ NO_LIBCALL_LOOPS void conv_im2col(const nomul_conv2d_desc *d, const conv_geom *g
                     zero_row(ox0, out);
                     if (d->stride_w == 1)
                         copy_row(ox1 - ox0, in + ox0 + base, out + ox0);
+                    else if (d->stride_w == 2)
+                        copy_row_s2(ox1 - ox0, in + 2 * ox0 + base, out + ox0);
                     else
                         for (int ox = ox0; ox < ox1; ox++)
                             out[ox] = in[ox * d->stride_w + base];
                     zero_row(g->ow - ox1, out + ox1);
                 }
             }
+}
+
+/* out[2j] += in[j] for j < n (stride 2), four at a time: in's values
+ * interleaved with −0, which leaves every value it is added to as it was
+ * (+0 included, where +0 would turn −0 into +0), so the odd places keep
+ * their bits; the vectors touch out[8k .. 8k + 7] only where out[8k + 8] is
+ * an even place still to come */
+static inline void add_row_s2(int n, const float *restrict in, float *restrict out)
+{
+    const v4f nz = {-0.0f, -0.0f, -0.0f, -0.0f};
+    int j = 0;
+    for (; j + 4 < n; j += 4) {
+        const v4f v = *(const v4f *)(in + j);
+        *(v4f *)(out + 2 * j) += __builtin_shuffle(v, nz, (v4i){0, 4, 1, 4});
+        *(v4f *)(out + 2 * j + 4) += __builtin_shuffle(v, nz, (v4i){2, 4, 3, 4});
+    }
+    for (; j < n; j++)
+        out[2 * j] += in[j];
 }
 
 /* out[j] += in[j] for j < n (the arrays do not overlap), four at a time:
@@ -236,6 +256,8 @@ void conv_col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const float
                     float *out = plane + (long)iy * d->w; /* ix = ox·stride + base */
                     if (d->stride_w == 1)
                         add_row(ox1 - ox0, in + ox0, out + ox0 + base);
+                    else if (d->stride_w == 2)
+                        add_row_s2(ox1 - ox0, in + ox0, out + 2 * ox0 + base);
                     else
                         for (int ox = ox0; ox < ox1; ox++)
                             out[ox * d->stride_w + base] += in[ox];
