@@ -681,8 +681,9 @@ static int data_live(const char *fn, const nomul_conv2d_desc *d, const conv_geom
                      float *dx)
 {
     const pg_dxlive_fn lfn = pg_cntx_active()->dxlive.pam;
-    if (offset != 1.0f || !conv_dxlive_applies(d, g, lfn, exact, x) ||
-        (!exact && conv_dxlive_mode != CONV_DXLIVE_ALWAYS && !conv_skips_pay()))
+    if (offset != 1.0f ||
+        (!exact && conv_dxlive_mode != CONV_DXLIVE_ALWAYS && !conv_skips_pay()) ||
+        !conv_dxlive_applies(d, g, lfn, exact, x))
         return 0;
     pg_stats ys = conv_value_stats(dy, d->n * g->y_img);
     pg_stats ws = conv_value_stats(weight, (long)d->c_out * g->K);
