@@ -1257,6 +1257,16 @@ static void test_transpose_matches_plain_loop(void **state)
     }
 }
 
+/* where col's row k = (c, i, j), column p = (oy, ox) reads x (one group,
+ * one image): its index, or −1 in the padding */
+static long col_source(const nomul_conv2d_desc *d, const conv_geom *g, int k, int p)
+{
+    int c = k / (d->kh * d->kw), i = k / d->kw % d->kh, j = k % d->kw;
+    int iy = p / g->ow * d->stride_h - d->pad_h + i * d->dil_h;
+    int ix = p % g->ow * d->stride_w - d->pad_w + j * d->dil_w;
+    return iy < 0 || iy >= d->h || ix < 0 || ix >= d->w ? -1 : ((long)c * d->h + iy) * d->w + ix;
+}
+
 /* im2col and col2im's add (the vector rows at stride 1 and 2: stride 2 reads
  * two vectors for one, and adds −0 between its values) against plain
  * loops, bit for bit, on random layers (kernels 1-3, strides 1-3, padding
@@ -1299,40 +1309,25 @@ static void test_im2col_col2im_match_plain_loops(void **state)
         for (long i = 0; i < nc; i++)
             col[i] = 7.0f;
         conv_im2col(&d, &g, x, col);
-        for (int c = 0; c < g.cig; c++)
-            for (int i = 0; i < d.kh; i++)
-                for (int j = 0; j < d.kw; j++)
-                    for (int oy = 0; oy < g.oh; oy++)
-                        for (int ox = 0; ox < g.ow; ox++) {
-                            int iy = oy * d.stride_h - d.pad_h + i * d.dil_h;
-                            int ix = ox * d.stride_w - d.pad_w + j * d.dil_w;
-                            float want = iy < 0 || iy >= d.h || ix < 0 || ix >= d.w
-                                             ? 0.0f
-                                             : x[((long)c * d.h + iy) * d.w + ix];
-                            long at = ((long)(c * d.kh + i) * d.kw + j) * g.ldcol +
-                                      (long)oy * g.ow + ox;
-                            if (tu_bits(col[at]) != tu_bits(want))
-                                FAIL_SEED("im2col rep %d (stride %d, %d): col[%ld] = %a, want %a",
-                                          rep, d.stride_h, d.stride_w, at, (double)col[at],
-                                          (double)want);
-                        }
+        for (int k = 0; k < g.K; k++)
+            for (int p = 0; p < g.P; p++) {
+                long src = col_source(&d, &g, k, p), at = (long)k * g.ldcol + p;
+                float want = src < 0 ? 0.0f : x[src];
+                if (tu_bits(col[at]) != tu_bits(want))
+                    FAIL_SEED("im2col rep %d (stride %d, %d): col[%ld] = %a, want %a", rep,
+                              d.stride_h, d.stride_w, at, (double)col[at], (double)want);
+            }
         for (long i = 0; i < nc; i++) {
             uint32_t u = tu_u32(&r);
             col[i] = u % 5 == 0 ? tu_float(u & 0x80000000u) : tu_normal(&r, -3, 3, 1);
         }
         conv_col2im_add(&d, &g, col, dx);
-        for (int c = 0; c < g.cig; c++)
-            for (int i = 0; i < d.kh; i++)
-                for (int j = 0; j < d.kw; j++)
-                    for (int oy = 0; oy < g.oh; oy++)
-                        for (int ox = 0; ox < g.ow; ox++) {
-                            int iy = oy * d.stride_h - d.pad_h + i * d.dil_h;
-                            int ix = ox * d.stride_w - d.pad_w + j * d.dil_w;
-                            if (iy >= 0 && iy < d.h && ix >= 0 && ix < d.w)
-                                twin[((long)c * d.h + iy) * d.w + ix] +=
-                                    col[((long)(c * d.kh + i) * d.kw + j) * g.ldcol +
-                                        (long)oy * g.ow + ox];
-                        }
+        for (int k = 0; k < g.K; k++) /* in col2im's order: rows, then columns */
+            for (int p = 0; p < g.P; p++) {
+                long src = col_source(&d, &g, k, p);
+                if (src >= 0)
+                    twin[src] += col[(long)k * g.ldcol + p];
+            }
         for (long i = 0; i < nx; i++)
             if (tu_bits(dx[i]) != tu_bits(twin[i]))
                 FAIL_SEED("col2im rep %d (stride %d, %d): dx[%ld] = %a, want %a", rep,
