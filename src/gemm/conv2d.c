@@ -126,8 +126,8 @@ static inline void add_row_s2(int n, const float *restrict in, float *restrict o
     int j = 0;
     for (; j + 4 < n; j += 4) {
         const v4f v = *(const v4f *)(in + j);
-        *(v4f *)(out + 2 * j) += __builtin_shuffle(v, nz, (v4i){0, 4, 1, 4});
-        *(v4f *)(out + 2 * j + 4) += __builtin_shuffle(v, nz, (v4i){2, 4, 3, 4});
+        *(v4f *)(out + 2 * j) += __builtin_shufflevector(v, nz, 0, 4, 1, 4);
+        *(v4f *)(out + 2 * j + 4) += __builtin_shufflevector(v, nz, 2, 4, 3, 4);
     }
     for (; j < n; j++)
         out[2 * j] += in[j];

@@ -61,14 +61,13 @@ NO_LIBCALL_LOOPS static inline void copy_row(int n, const float *restrict in, fl
  * shuffle of their even lanes. The vectors read in[8k .. 8k + 7] only
  * where in[8k + 8] is still read (in[2n − 1] lies past the row's last
  * input, perhaps past the image). */
-typedef int v4i __attribute__((vector_size(16)));
 NO_LIBCALL_LOOPS static inline void copy_row_s2(int n, const float *restrict in,
                                                 float *restrict out)
 {
     int j = 0;
-    for (; j + 4 < n; j += 4)
-        *(v4f *)(out + j) = __builtin_shuffle(*(const v4f *)(in + 2 * j),
-                                              *(const v4f *)(in + 2 * j + 4), (v4i){0, 2, 4, 6});
+    for (; j + 4 < n; j += 4) /* (__builtin_shufflevector: gcc 12 and clang) */
+        *(v4f *)(out + j) = __builtin_shufflevector(*(const v4f *)(in + 2 * j),
+                                                    *(const v4f *)(in + 2 * j + 4), 0, 2, 4, 6);
     for (; j < n; j++)
         out[j] = in[2 * j];
 }
