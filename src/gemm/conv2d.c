@@ -670,20 +670,19 @@ static int data_implicit(const char *fn, const nomul_conv2d_desc *d, const conv_
  * applies (conv_dxlive_applies; no offset): every term normal (the dense
  * direct kernels' range check on the weights' and dy's exponents), nonzero
  * (no zero or subnormal in dy or the weights), x without ∞ or NaN (exact);
- * the approximate form only where conv_skips_pay (its two instructions a
- * term weigh little beside each input's sum across lanes where 512-bit
- * adds run whole: on Zen 5 the dense kernel wins, bench conv --approx
- * --live --zeros 0.5 --batch 64 --threads 1, dX ms live / dense: 32ch
- * 14x14 1.78 / 1.53, 64ch 7x7 2.26 / 1.89). Returns 0, having written
- * nothing, where it does not apply; else 1 (done, or after a report). */
+ * the approximate form only where conv_skips_pay (in conv_dxlive_applies:
+ * its two instructions a term weigh little beside each input's sum across
+ * lanes where 512-bit adds run whole: on Zen 5 the dense kernel wins,
+ * bench conv --approx --live --zeros 0.5 --batch 64 --threads 1, dX ms
+ * live / dense: 32ch 14x14 1.78 / 1.53, 64ch 7x7 2.26 / 1.89). Returns 0,
+ * having written nothing, where it does not apply; else 1 (done, or after
+ * a report). */
 static int data_live(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g, int exact,
                      float offset, const float *x, const float *weight, const float *dy,
                      float *dx)
 {
     const pg_dxlive_fn lfn = pg_cntx_active()->dxlive.pam;
-    if (offset != 1.0f ||
-        (!exact && conv_dxlive_mode != CONV_DXLIVE_ALWAYS && !conv_skips_pay()) ||
-        !conv_dxlive_applies(d, g, lfn, exact, x))
+    if (offset != 1.0f || !conv_dxlive_applies(d, g, lfn, exact, x))
         return 0;
     pg_stats ys = conv_value_stats(dy, d->n * g->y_img);
     pg_stats ws = conv_value_stats(weight, (long)d->c_out * g->K);
@@ -823,6 +822,10 @@ int conv_dxlive_applies(const nomul_conv2d_desc *d, const conv_geom *g, pg_dxliv
     if (!fn || conv_dxlive_mode == CONV_DXLIVE_NEVER || d->kh != 3 || d->kw != 3 ||
         d->stride_h != 1 || d->stride_w != 1 ||
         !((exact && g->cog == 16) || g->cog == 32 || g->cog == 64))
+        return 0;
+    /* float's and PAM's approximate form (exact 0) only where
+     * conv_skips_pay, whatever x (mode always aside) */
+    if (!exact && conv_dxlive_mode != CONV_DXLIVE_ALWAYS && !conv_skips_pay())
         return 0;
     /* x's density from its first images (a ReLU's zeros vary little
      * between images), so that the check costs little beside the layer */

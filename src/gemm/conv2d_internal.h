@@ -175,6 +175,20 @@ enum { CONV_XSPARSE_AUTO, CONV_XSPARSE_NEVER, CONV_XSPARSE_ALWAYS };
 extern int conv_xsparse_mode;
 extern long conv_xsparse_runs; /* the chunks they ran on, for the tests */
 
+/* Whether the backward forms that skip x's zeros pay on this CPU where
+ * their terms are one or two instructions: float's (the 3×3 weight
+ * gradient input by input, the data gradient at live inputs; one FMA a
+ * term) and PAM's approximate data gradient at live inputs (vpaddd and
+ * vaddps); their per-input work (lists, a sum across lanes per input)
+ * against the dense kernels' terms. Where 512-bit FMAs and adds run at
+ * full width (nomul_cpu_fma512_full: Zen 5) the dense kernels win:
+ * ResNet20's float step, one thread, 131-134 ms with float's two → 114-118
+ * without (Zen 5; bench conv --zeros 0.5 --batch 64 --threads 1, dW ms
+ * dense / by input: 16ch 28x28 1.68 / 2.15, 64ch 8x8 1.81 / 2.63); PAM's
+ * exact forms (four instructions a term) keep theirs. Auto modes follow
+ * it; the tests' always modes do not. */
+int conv_skips_pay(void);
+
 /* The weight gradient of 3×3 stride-1 layers input by input
  * (pg_dwplane_job: PAM's exact and approximate forms, images whose dy has
  * no zeros; float's with 16·m output channels per group, images that pass
@@ -206,7 +220,8 @@ enum { CONV_DXLIVE_AUTO, CONV_DXLIVE_NEVER, CONV_DXLIVE_ALWAYS };
 extern int conv_dxlive_mode;
 extern long conv_dxlive_runs;
 /* whether fn (the context's kernel, NULL where none) applies to the layer
- * (exact: PAM's exact form) */
+ * (exact: PAM's exact form; else float's or PAM's approximate one, which
+ * also need conv_skips_pay outside mode always) and to x */
 int conv_dxlive_applies(const nomul_conv2d_desc *d, const conv_geom *g, pg_dxlive_fn fn,
                         int exact, const float *x);
 /* dx by the live form fn (PAM's where pa, exact or not; float's), image by
@@ -271,19 +286,6 @@ int conv_fsparse_image(const conv_fsparse *fs, const conv_geom *g, int wp, int g
  * conv_float_dw_block computes the weight gradient of the images [b0, b1)
  * into dw (conv2d.c's blocks), on any group size; 0 after a report. */
 int conv_float_applies(const conv_geom *g);
-/* Whether the backward forms that skip x's zeros pay on this CPU where
- * their terms are one or two instructions: float's (the 3×3 weight
- * gradient input by input, the data gradient at live inputs; one FMA a
- * term) and PAM's approximate data gradient at live inputs (vpaddd and
- * vaddps); their per-input work (lists, a sum across lanes per input)
- * against the dense kernels' terms. Where 512-bit FMAs and adds run at
- * full width (nomul_cpu_fma512_full: Zen 5) the dense kernels win:
- * ResNet20's float step, one thread, 131-134 ms with float's two → 114-118
- * without (Zen 5; bench conv --zeros 0.5 --batch 64 --threads 1, dW ms
- * dense / by input: 16ch 28x28 1.68 / 2.15, 64ch 8x8 1.81 / 2.63); PAM's
- * exact forms (four instructions a term) keep theirs. Auto modes follow
- * it; the tests' always modes do not. */
-int conv_skips_pay(void);
 void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
                         const float *x, const float *weight, const float *bias, float *y);
 /* live: x's zeros' gradients are not wanted (the live form runs where it

@@ -128,8 +128,7 @@ static int backward_data_live(const char *fn, const nomul_conv2d_desc *d, const 
                               const float *x, const float *weight, const float *dy, float *dx)
 {
     const pg_dxlive_fn lfn = pg_cntx_active()->dxlive.fp;
-    if ((conv_dxlive_mode != CONV_DXLIVE_ALWAYS && !conv_skips_pay()) ||
-        !conv_dxlive_applies(d, g, lfn, 0, x) ||
+    if (!conv_dxlive_applies(d, g, lfn, 0, x) ||
         conv_value_stats(weight, (long)d->c_out * g->K).special)
         return 0;
     conv_dxlive_run(fn, d, g, lfn, 0, 0, x, weight, dy, dx);
