@@ -91,7 +91,7 @@ CLI := $(BUILD)/nomul
 # the experiments' benchmark programs are built with the rest, so that they
 # cannot break unnoticed
 BENCHES := $(BUILD)/bn_bench $(BUILD)/zero_mask_bench $(BUILD)/sparse_conv_bench \
-           $(BUILD)/rows_bench $(BUILD)/sparse_linear_bench
+           $(BUILD)/rows_bench $(BUILD)/sparse_linear_bench $(BUILD)/conv_pass_bench
 all: $(STATIC) $(SHARED) $(CLI) $(BENCHES)
 
 $(BUILD)/%.o: %.c
@@ -149,6 +149,15 @@ $(BUILD)/rows_bench: experiments/bench/rows_bench.c experiments/bench/bench_util
 # (the eighteenth round; the engine's private mode switch, hence -Isrc)
 $(BUILD)/sparse_linear_bench: experiments/bench/sparse_linear_bench.c experiments/bench/bench_util.h $(STATIC)
 	$(CC) $(CFLAGS_ALL) -Isrc $< $(STATIC) $(LDFLAGS) $(LIBS) -o $@
+
+# one convolution pass of one layer against a library build (the
+# twenty-eighth round), this tree's unless CONV_BENCH_LIB names another
+# (experiments/bench/conv_ab.sh: an earlier revision's, built in its own
+# tree; overriding STATIC instead would rebuild that file from this tree)
+CONV_BENCH_LIB ?= $(STATIC)
+$(BUILD)/conv_pass_bench: experiments/bench/conv_pass_bench.c experiments/bench/bench_util.h $(CONV_BENCH_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< $(CONV_BENCH_LIB) $(LDFLAGS) $(LIBS) -o $@
 
 # the cost of a PAM tile's zero handling against the FMA (the tenth round);
 # AVX-512 by target attributes, the CPU checked at run time

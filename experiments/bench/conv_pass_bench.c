@@ -1,0 +1,86 @@
+/*
+ * conv_pass_bench.c — one pass of one convolution layer, timed on one
+ * thread (batch 64, x half zeros as after a ReLU, weights and dy without
+ * zeros), best of REPS calls: the harness behind the README's per-layer
+ * A/B figures since the twenty-eighth round. Unlike `nomul bench conv`,
+ * which compares PAM with float inside one binary, it is linked against a
+ * library build, so that two builds can be timed in turn on a noisy
+ * machine (experiments/bench/conv_ab.sh).
+ *
+ *   build/conv_pass_bench CIN COUT HW K STRIDE PASS MODE [REPS (50)]
+ *
+ * HW: the square input's side; K: the square kernel (padding K / 2); PASS:
+ * 0 forward, 1 data gradient as the autodiff graph asks for it after a ReLU
+ * (nomul_conv2d_backward_data_live), 2 weight gradient; MODE: 0 float, 1
+ * PAM with exact derivatives, 2 PAM with the approximate backward. Prints
+ * one line: the layer, and the best time in ms.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "nomul/nomul.h"
+
+#include "bench_util.h"
+
+static uint64_t rng = 7;
+static uint32_t rnd16(void)
+{
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(rng >> 40) & 0xFFFF;
+}
+
+int main(int argc, char **argv)
+{
+    const char *prog = "conv_pass_bench";
+    if (argc < 8) {
+        fprintf(stderr, "usage: %s CIN COUT HW K STRIDE PASS MODE [REPS]\n", prog);
+        return 2;
+    }
+    const int cin = (int)bench_arg(prog, argc, argv, 1, 16, 1, 1024, "CIN");
+    const int cout = (int)bench_arg(prog, argc, argv, 2, 16, 1, 1024, "COUT");
+    const int hw = (int)bench_arg(prog, argc, argv, 3, 28, 1, 512, "HW");
+    const int k = (int)bench_arg(prog, argc, argv, 4, 3, 1, 7, "K");
+    const int stride = (int)bench_arg(prog, argc, argv, 5, 1, 1, 4, "STRIDE");
+    const int pass = (int)bench_arg(prog, argc, argv, 6, 0, 0, 2, "PASS");
+    const int mode = (int)bench_arg(prog, argc, argv, 7, 0, 0, 2, "MODE");
+    const int reps = (int)bench_arg(prog, argc, argv, 8, 50, 1, 100000, "REPS");
+    nomul_set_num_threads(1);
+    nomul_conv2d_desc d = {64, cin, hw, hw, cout, k, k, stride, stride, k / 2, k / 2, 1, 1, 1};
+    int oh, ow;
+    if (!nomul_conv2d_output_size(&d, &oh, &ow))
+        return 2; /* reported */
+    const size_t nx = (size_t)d.n * cin * hw * hw, nw = (size_t)cout * cin * k * k,
+                 ny = (size_t)d.n * cout * oh * ow;
+    float *x = malloc(nx * 4), *w = malloc(nw * 4), *y = malloc(ny * 4), *dy = malloc(ny * 4),
+          *dx = malloc(nx * 4), *dw = malloc(nw * 4);
+    if (!x || !w || !y || !dy || !dx || !dw) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return 1;
+    }
+    for (size_t i = 0; i < nx; i++) /* positive, half of them zero */
+        x[i] = rnd16() < 32768 ? 0.0f : (float)rnd16() / 65536.0f + 0.01f;
+    for (size_t i = 0; i < nw; i++)
+        w[i] = (float)rnd16() / 32768.0f - 0.999f;
+    for (size_t i = 0; i < ny; i++)
+        dy[i] = (float)rnd16() / 32768.0f - 0.999f;
+    const nomul_op_cfg cfg = {mode ? NOMUL_OP_PAM : NOMUL_OP_STANDARD, mode == 2, 1.0f};
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = bench_now();
+        if (pass == 0)
+            nomul_conv2d_forward(&d, &cfg, x, w, NULL, y);
+        else if (pass == 1)
+            nomul_conv2d_backward_data_live(&d, &cfg, x, w, dy, dx);
+        else
+            nomul_conv2d_backward_weight(&d, &cfg, x, w, dy, dw, NULL);
+        double t = bench_now() - t0;
+        best = t < best ? t : best;
+    }
+    static const char *passes[] = {"forward", "dX (live)", "dW"};
+    static const char *modes[] = {"float", "PAM exact", "PAM approximate"};
+    printf("%d -> %d %dx%d k%d s%d %s %s: %.3f ms\n", cin, cout, hw, hw, k, stride,
+           passes[pass], modes[mode], 1e3 * best);
+    free(x); free(w); free(y); free(dy); free(dx); free(dw);
+    return 0;
+}
