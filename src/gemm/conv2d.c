@@ -979,7 +979,8 @@ static int xs_num_of(int exact, int narrow)
 {
     if (exact)
         return XSPARSE_EXACT;
-    return !narrow && nomul_cpu_amd() ? XSPARSE_APPROX_WIDE_AMD : XSPARSE_APPROX;
+    return !narrow && nomul_cpu_amd() && conv_skips_pay() ? XSPARSE_APPROX_WIDE_AMD
+                                                           : XSPARSE_APPROX;
 }
 
 /* 0 where no chunk fits (rows wider than XS_LANES) */
@@ -1127,8 +1128,12 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
      * would spill them: bench conv --zeros 0.5 --batch 64 --threads 1, dW
      * ms in place / by input: 16ch 32x32 5.6-7.4 / 4.1-4.5, 32ch 14x14
      * 2.8-3.0 / 3.9-4.1, 64ch 8x8 3.9-4.0 / 5.8-6.0) */
-    const int plane = (exact ? NR == 16 : NR <= 32) && implicit && d->kh == 3 && d->kw == 3 &&
-                      cx->dwplane.pam && conv_dwplane_mode != CONV_DWPLANE_NEVER;
+    const int plane =
+        (exact ? NR == 16
+               : NR <= 32 && (conv_dwplane_mode == CONV_DWPLANE_ALWAYS || conv_skips_pay() ||
+                              (d->h >= DWPLANE_APPROX_MIN && d->w >= DWPLANE_APPROX_MIN))) &&
+        implicit && d->kh == 3 && d->kw == 3 && cx->dwplane.pam &&
+        conv_dwplane_mode != CONV_DWPLANE_NEVER;
     uint32_t *plist = plane ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANELIST,
                                                   PG_PLANE_LIST(d->h, d->w) * 4)
                             : NULL;

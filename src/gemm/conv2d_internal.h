@@ -167,7 +167,11 @@ void conv_col_offsets(const nomul_conv2d_desc *d, const conv_geom *g, int implic
  * the approximate form's lists pay on wide tiles (32 output channels or
  * more) up to 6/8 (bench conv --approx --zeros 0.5 --batch 64: 64 channels
  * dW 0.78-0.82 -> 0.95-1.02 of float; 16 channels no better, so narrow
- * tiles keep 3/8): XSPARSE_APPROX_WIDE_AMD. The mode is for the tests, which check
+ * tiles keep 3/8): XSPARSE_APPROX_WIDE_AMD. Not where 512-bit adds run at
+ * full width (Zen 5: conv_skips_pay false), where the in-place kernels
+ * win at a ReLU's half (dW ms with / without the lists, one thread, batch
+ * 64: 16->32 28x28 stride 2 1.89 / 1.69, 32->64 14x14 stride 2 1.79 /
+ * 1.50; experiments/bench/conv_pass_bench.c): 3/8 there. The mode is for the tests, which check
  * the paths against each other bit for bit: auto (the default), never,
  * always (every chunk, whatever its density). */
 enum { XSPARSE_EXACT = 6, XSPARSE_APPROX = 3, XSPARSE_APPROX_WIDE_AMD = 6, XSPARSE_DEN = 8 };
@@ -195,8 +199,17 @@ int conv_skips_pay(void);
  * its guard): auto (the default: where it applies and, float's, where
  * conv_skips_pay), never, or always (where it applies, whatever the
  * CPU), for the tests, which check it against the in-place kernels bit for
- * bit; the images' groups it ran. */
+ * bit; the images' groups it ran. PAM's approximate form, where
+ * conv_skips_pay is false (Zen 5), only on planes of DWPLANE_APPROX_MIN
+ * square or more: on smaller ones a third or more of the inputs are
+ * edges, which check their taps, and the in-place kernels win (dW ms by
+ * input / in place at a ReLU's half, one thread, batch 64: 64ch 7x7 2.27 /
+ * 1.89, 8x8 2.87 / 2.46, 10x10 3.99 / 3.62, 32ch 10x10 1.10 / 0.99, 14x14
+ * 1.66 / 1.72, 16ch 28x28 2.09 / 2.45; experiments/bench/conv_pass_bench.c).
+ * PAM's exact form keeps it (by input and in place with lists within 3%
+ * at 7x7 to 10x10, ahead at 28x28: 2.24 / 3.09). */
 enum { CONV_DWPLANE_AUTO, CONV_DWPLANE_NEVER, CONV_DWPLANE_ALWAYS };
+enum { DWPLANE_APPROX_MIN = 14 };
 extern int conv_dwplane_mode;
 extern long conv_dwplane_runs;
 /* the job of one image's group xg: dy's rows at yp, ys apart, nvalid
