@@ -654,8 +654,7 @@ static void test_dw_sparse_matches_in_place(void **state)
  * the bits: the guard keeps them in place), and x without zeros (too dense
  * for the lists to pay: in place).
  * conv_dwplane_runs shows where it ran: in mode always wherever it applies,
- * in auto for float only where conv_skips_pay (not on Zen 5), for PAM's
- * approximate form there or on planes of 14 × 14 or more. PAM's
+ * in auto for float only where conv_skips_pay (not on Zen 5). PAM's
  * exact form takes it as its approximate one does on 16-column panels (its
  * T the weights' tiles, with and without an offset). */
 static void test_dw_by_input_matches_in_place(void **state)
@@ -738,13 +737,7 @@ static void test_dw_by_input_matches_in_place(void **state)
                     nomul_conv2d_backward_weight(d, &modes[k], x, w, dy, dw[1], db);
                     if (nomul_last_error() != NOMUL_OK)
                         FAIL_SEED("conv2d reported: %s", nomul_last_error_message());
-                    /* auto, where 512-bit adds run at full width: float
-                     * never; PAM approximate on planes of 14 square or more */
-                    int small = d->h < 14 || d->w < 14;
-                    long want_here = !always && !conv_skips_pay() &&
-                                             (!pa || (modes[k].approx_bwd && small))
-                                         ? 0
-                                         : want;
+                    long want_here = !pa && !always && !conv_skips_pay() ? 0 : want;
                     if (conv_dwplane_runs - before != want_here)
                         FAIL_SEED("layer %zu, rep %d, %s approx %d, mode %s: by input on %ld "
                                   "images' groups, want %ld",

@@ -807,6 +807,12 @@ pg_dwplane_job conv_dwplane_job(const nomul_conv2d_desc *d, const conv_geom *g, 
                             .ldc = g->cog, .nvalid = nvalid, .add = add, .list = list};
 }
 
+int conv_dwplane_fits(const nomul_conv2d_desc *d, const conv_geom *g, long ys)
+{
+    /* a byte offset past every input's tap (0, 0) row, its low 6 bits spare */
+    return (((long)d->h + d->pad_h) * g->ow + d->w + d->pad_w) * ys * 4 < (1L << 32) - 64;
+}
+
 int conv_skips_pay(void) { return !nomul_cpu_fma512_full(); }
 
 int conv_dxlive_mode = CONV_DXLIVE_AUTO;
@@ -1129,11 +1135,8 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
      * ms in place / by input: 16ch 32x32 5.6-7.4 / 4.1-4.5, 32ch 14x14
      * 2.8-3.0 / 3.9-4.1, 64ch 8x8 3.9-4.0 / 5.8-6.0) */
     const int plane =
-        (exact ? NR == 16
-               : NR <= 32 && (conv_dwplane_mode == CONV_DWPLANE_ALWAYS || conv_skips_pay() ||
-                              (d->h >= DWPLANE_APPROX_MIN && d->w >= DWPLANE_APPROX_MIN))) &&
-        implicit && d->kh == 3 && d->kw == 3 && cx->dwplane.pam &&
-        conv_dwplane_mode != CONV_DWPLANE_NEVER;
+        (exact ? NR == 16 : NR <= 32) && implicit && d->kh == 3 && d->kw == 3 && cx->dwplane.pam &&
+        conv_dwplane_mode != CONV_DWPLANE_NEVER && conv_dwplane_fits(d, g, NR);
     uint32_t *plist = plane ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANELIST,
                                                   PG_PLANE_LIST(d->h, d->w) * 4)
                             : NULL;

@@ -199,17 +199,8 @@ int conv_skips_pay(void);
  * its guard): auto (the default: where it applies and, float's, where
  * conv_skips_pay), never, or always (where it applies, whatever the
  * CPU), for the tests, which check it against the in-place kernels bit for
- * bit; the images' groups it ran. PAM's approximate form, where
- * conv_skips_pay is false (Zen 5), only on planes of DWPLANE_APPROX_MIN
- * square or more: on smaller ones a third or more of the inputs are
- * edges, which check their taps, and the in-place kernels win (dW ms by
- * input / in place at a ReLU's half, one thread, batch 64: 64ch 7x7 2.27 /
- * 1.89, 8x8 2.87 / 2.46, 10x10 3.99 / 3.62, 32ch 10x10 1.10 / 0.99, 14x14
- * 1.66 / 1.72, 16ch 28x28 2.09 / 2.45; experiments/bench/conv_pass_bench.c).
- * PAM's exact form keeps it (by input and in place with lists within 3%
- * at 7x7 to 10x10, ahead at 28x28: 2.24 / 3.09). */
+ * bit; the images' groups it ran. */
 enum { CONV_DWPLANE_AUTO, CONV_DWPLANE_NEVER, CONV_DWPLANE_ALWAYS };
-enum { DWPLANE_APPROX_MIN = 14 };
 extern int conv_dwplane_mode;
 extern long conv_dwplane_runs;
 /* the job of one image's group xg: dy's rows at yp, ys apart, nvalid
@@ -217,6 +208,8 @@ extern long conv_dwplane_runs;
 pg_dwplane_job conv_dwplane_job(const nomul_conv2d_desc *d, const conv_geom *g, const float *xg,
                                 const uint32_t *yp, long ys, float *c, int nvalid, int add,
                                 uint32_t *list);
+/* whether the job's lists can code the layer's dy rows (ys values apart) */
+int conv_dwplane_fits(const nomul_conv2d_desc *d, const conv_geom *g, long ys);
 
 /* The data gradient at live inputs only (pg_dxlive_job), for an x whose
  * zeros' gradients are not wanted (nomul_conv2d_backward_live): 3×3
