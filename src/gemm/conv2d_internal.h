@@ -258,7 +258,10 @@ void conv_dxlive_run(const char *fname, const nomul_conv2d_desc *d, const conv_g
  * 2.9 → 2.8 / 2.4 / 1.8, PAM 3.5 → 2.8 / 2.3 / 2.0; 128 channels at
  * 16×16 (VGG), 50%: float 48.5 → 44.8, PAM 57.4 → 44.3; 32 channels at 14×14
  * float 2.5 → - / 3.9 / 2.8, PAM 2.9 → - / 3.6 / 3.3 (slower at every
- * density: never in auto, nor 16 and 48). The mode is for the tests: auto
+ * density: never in auto, nor 16 and 48). Float's only where conv_skips_pay:
+ * on Zen 5 its dense FMAs win (experiments/bench/conv_pass_bench.c, one
+ * thread, 50%: 64 channels at 7×7 1.45 dense / 1.64 lists, 128 at 16×16
+ * 25.5 / 37.8), PAM's lists still pay there (64 at 7×7 1.82 / 1.67). The mode is for the tests: auto
  * (the default), never, always (wherever it applies, whatever the
  * density).
  * conv_fsparse_plan (the calling thread, before the images): 1 and fs set

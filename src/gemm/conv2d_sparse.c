@@ -27,6 +27,8 @@ static int sparse_enough(const nomul_conv2d_desc *d, const float *x, long n, int
 {
     if (conv_fsparse_mode == CONV_FSPARSE_ALWAYS)
         return 1;
+    if (!pa && !conv_skips_pay()) /* float's: not where FMAs run at full width */
+        return 0;
     if (cog % 64 != 0 || K < FSPARSE_MIN_K || d->kh * d->kw == 1)
         return 0;
     long nz = conv_nonzeros(x, n, pa ? 0x7F800000u : 0x7FFFFFFFu);
