@@ -807,7 +807,7 @@ pg_dwplane_job conv_dwplane_job(const nomul_conv2d_desc *d, const conv_geom *g, 
                             .ldc = g->cog, .nvalid = nvalid, .add = add, .list = list};
 }
 
-int conv_dwplane_fits(const nomul_conv2d_desc *d, const conv_geom *g, long ys)
+int conv_plane_codes_fit(const nomul_conv2d_desc *d, const conv_geom *g, long ys)
 {
     /* a byte offset past every input's tap (0, 0) row, its low 6 bits spare */
     return (((long)d->h + d->pad_h) * g->ow + d->w + d->pad_w) * ys * 4 < (1L << 32) - 64;
@@ -827,7 +827,8 @@ int conv_dxlive_applies(const nomul_conv2d_desc *d, const conv_geom *g, pg_dxliv
      * then weigh little beside each input's sum across lanes) */
     if (!fn || conv_dxlive_mode == CONV_DXLIVE_NEVER || d->kh != 3 || d->kw != 3 ||
         d->stride_h != 1 || d->stride_w != 1 ||
-        !((exact && g->cog == 16) || g->cog == 32 || g->cog == 64))
+        !((exact && g->cog == 16) || g->cog == 32 || g->cog == 64) ||
+        !conv_plane_codes_fit(d, g, g->cog))
         return 0;
     /* float's and PAM's approximate form (exact 0) only where
      * conv_skips_pay, whatever x (mode always aside) */
@@ -1136,7 +1137,7 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
      * 2.8-3.0 / 3.9-4.1, 64ch 8x8 3.9-4.0 / 5.8-6.0) */
     const int plane =
         (exact ? NR == 16 : NR <= 32) && implicit && d->kh == 3 && d->kw == 3 && cx->dwplane.pam &&
-        conv_dwplane_mode != CONV_DWPLANE_NEVER && conv_dwplane_fits(d, g, NR);
+        conv_dwplane_mode != CONV_DWPLANE_NEVER && conv_plane_codes_fit(d, g, NR);
     uint32_t *plist = plane ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANELIST,
                                                   PG_PLANE_LIST(d->h, d->w) * 4)
                             : NULL;

@@ -208,8 +208,9 @@ extern long conv_dwplane_runs;
 pg_dwplane_job conv_dwplane_job(const nomul_conv2d_desc *d, const conv_geom *g, const float *xg,
                                 const uint32_t *yp, long ys, float *c, int nvalid, int add,
                                 uint32_t *list);
-/* whether the job's lists can code the layer's dy rows (ys values apart) */
-int conv_dwplane_fits(const nomul_conv2d_desc *d, const conv_geom *g, long ys);
+/* whether planelist.h's codes (dwplane.inc, dxlive.inc) can hold the byte
+ * offsets of the layer's dy rows, ys values apart, in 32 bits */
+int conv_plane_codes_fit(const nomul_conv2d_desc *d, const conv_geom *g, long ys);
 
 /* The data gradient at live inputs only (pg_dxlive_job), for an x whose
  * zeros' gradients are not wanted (nomul_conv2d_backward_live): 3×3

@@ -410,12 +410,11 @@ int csparse_float_avx512(const pg_csparse_job *job); /* float/csparse_float_avx5
  * dwplane_float_guard_avx512 has passed the image, which also wants x at
  * most 9/16 nonzero): the same bits. Rows
  * are read 16 or 32 values wide (nvalid ≤ 16 or not). list: scratch of
- * PG_PLANE_LIST(h, w) uint32 (dwplane.inc's lists of a plane's nonzero
- * inputs: values and codes, each with a store's slack of 16, and w + 16
- * columns' codes; planelist.h's for dxlive.inc: values and columns, and
- * h + 1 row starts). conv_dwplane_fits: where the codes' byte offsets fit
- * their 32 bits. */
-#define PG_PLANE_LIST(h, w) (2 * ((size_t)(h) * (w) + 16) + (size_t)(h) + (size_t)(w) + 17)
+ * PG_PLANE_LIST(h, w) uint32 (planelist.h's lists of a plane's nonzero
+ * inputs: values, codes and positions, each with a store's slack of 16,
+ * and w + 16 columns' codes; dxlive.inc's too). conv_plane_codes_fit: where
+ * the codes' byte offsets fit their 32 bits. */
+#define PG_PLANE_LIST(h, w) (3 * ((size_t)(h) * (w) + 16) + (size_t)(w) + 16)
 typedef struct {
     const float *x;
     int cig, h, w, oh, ow, pad_h, pad_w, dil_h, dil_w;

@@ -230,7 +230,7 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
      * turned to +0) */
     const pg_dwplane_ukr *dp = &pg_cntx_active()->dwplane;
     int plane = implicit && d->kh == 3 && d->kw == 3 && g->cog % 16 == 0 && dp->fp &&
-                conv_dwplane_fits(d, g, g->cog) &&
+                conv_plane_codes_fit(d, g, g->cog) &&
                 (conv_dwplane_mode == CONV_DWPLANE_ALWAYS ||
                  (conv_dwplane_mode == CONV_DWPLANE_AUTO && conv_skips_pay()));
     uint32_t *plist = off && plane ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANELIST,
