@@ -785,8 +785,12 @@ static void dxlive_twin(const nomul_conv2d_desc *d, const nomul_op_cfg *m, const
                     float acc[3][16] = {{0}}, v[16];
                     for (int i = 0; i < 3; i++)
                         for (int j = 0; j < 3; j++) {
-                            int oy = y + d->pad_h - i * d->dil_h, ox = xx + d->pad_w - j * d->dil_w;
-                            if (oy < 0 || oy >= oh || ox < 0 || ox >= ow)
+                            /* the output pixel the tap reaches, if any */
+                            int uy = y + d->pad_h - i * d->dil_h, ux = xx + d->pad_w - j * d->dil_w;
+                            if (uy < 0 || ux < 0 || uy % d->stride_h || ux % d->stride_w)
+                                continue;
+                            int oy = uy / d->stride_h, ox = ux / d->stride_w;
+                            if (oy >= oh || ox >= ow)
                                 continue;
                             for (int co = 0; co < cog; co++) {
                                 float wv = w[((long)(gr * cog + co) * cig + ci) * 9 + 3 * i + j];
@@ -813,17 +817,17 @@ static void dxlive_twin(const nomul_conv2d_desc *d, const nomul_op_cfg *m, const
 }
 
 /* nomul_conv2d_backward_data_live on fresh random values each run: where
- * the live form runs (3×3 stride-1 layers, 32 or 64 output channels a
- * group, 16 with PAM's exact form; padding 0–2, dilation, planes narrower
- * and wider than 16, odd sizes whose inputs near the edges skip taps,
- * groups; x half zeros of both signs, subnormals with random mantissas and
- * negative values), bit for bit against dxlive_twin, +0 at x's zeros and
- * within float rounding of the dense data gradient (the same terms in
- * another order) elsewhere; where it declines (16 channels for float and
- * the approximate form, 48 channels, a 5x5 kernel, stride 2, a dy zero or a
- * zero weight for PAM, x too dense for the auto mode, float's and the
- * approximate form's auto mode where !conv_skips_pay), the dense data
- * gradient bit for bit.
+ * the live form runs (3×3 layers of stride 1, or 2 undilated, 32 or 64
+ * output channels a group, 16 with PAM's exact form; padding 0–2,
+ * dilation, planes narrower and wider than 16, odd sizes whose inputs near
+ * the edges skip taps, groups; x half zeros of both signs, subnormals with
+ * random mantissas and negative values), bit for bit against dxlive_twin,
+ * +0 at x's zeros and within float rounding of the dense data gradient
+ * (the same terms in another order) elsewhere; where it declines (16
+ * channels for float and the approximate form, 48 channels, a 5x5 kernel,
+ * stride 2 dilated, a dy zero or a zero weight for PAM, x too dense for the
+ * auto mode, float's and the approximate form's auto mode at stride 2 or
+ * where !conv_skips_pay), the dense data gradient bit for bit.
  * conv_dxlive_runs shows where it ran. */
 static void test_dx_live_matches_twin_and_dense(void **state)
 {
@@ -840,7 +844,12 @@ static void test_dx_live_matches_twin_and_dense(void **state)
         {3, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 4},    /* groups of 16 */
         {2, 5, 8, 8, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1},     /* 48: dense */
         {2, 6, 9, 9, 32, 5, 5, 1, 1, 2, 2, 1, 1, 1},     /* 5x5: dense */
-        {2, 6, 9, 9, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1},     /* stride 2: dense */
+        {2, 6, 9, 9, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1},     /* stride 2 */
+        {2, 16, 28, 28, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1},  /* ResNet20's 16 -> 32 */
+        {2, 5, 11, 13, 64, 3, 3, 2, 2, 0, 0, 1, 1, 1},   /* stride 2, no padding, odd */
+        {2, 7, 10, 19, 16, 3, 3, 2, 2, 2, 1, 1, 1, 1},   /* stride 2, pad 2, 16 */
+        {2, 8, 12, 9, 64, 3, 3, 2, 2, 1, 1, 1, 1, 2},    /* stride 2, groups of 32 */
+        {2, 6, 9, 9, 32, 3, 3, 2, 2, 2, 2, 2, 2, 1},     /* stride 2 dilated: dense */
         {1, 0, 0, 0, 0, 3, 3, 1, 1, 0, 0, 1, 1, 1},      /* random, below */
     };
     const int nl = (int)(sizeof layers / sizeof layers[0]);
@@ -854,6 +863,7 @@ static void test_dx_live_matches_twin_and_dense(void **state)
     rl->pad_w = rnd(&r, 0, 2);
     rl->dil_h = rnd(&r, 1, 2);
     rl->dil_w = rnd(&r, 1, 2);
+    rl->stride_h = rl->stride_w = rnd(&r, 1, 2);
     while (rl->h + 2 * rl->pad_h < 2 * rl->dil_h + 1)
         rl->pad_h++;
     while (rl->w + 2 * rl->pad_w < 2 * rl->dil_w + 1)
@@ -894,12 +904,14 @@ static void test_dx_live_matches_twin_and_dense(void **state)
                 const nomul_op_cfg *m = &modes[k];
                 int pa = nomul_op_is_pa(m), exact = pa && !m->approx_bwd;
                 int cog = d->c_out / d->groups;
-                int shape = d->kh == 3 && d->kw == 3 && d->stride_h == 1 && d->stride_w == 1 &&
+                int s1 = d->stride_h == 1 && d->stride_w == 1,
+                    s2 = d->stride_h == 2 && d->stride_w == 2 && d->dil_h == 1 && d->dil_w == 1;
+                int shape = d->kh == 3 && d->kw == 3 && (s1 || s2) &&
                             ((exact && cog == 16) || cog == 32 || cog == 64);
-                /* (float's and the approximate form's in auto only where
-                 * conv_skips_pay) */
+                /* (float's and the approximate form's in auto only at stride
+                 * 1 where conv_skips_pay) */
                 long want = have && shape && rep != 3 && !(rep == 2 && pa) &&
-                                    (exact || rep == 0 || conv_skips_pay())
+                                    (exact || rep == 0 || (s1 && conv_skips_pay()))
                                 ? (long)d->n * d->groups
                                 : 0;
                 nomul_clear_error();

@@ -825,10 +825,18 @@ int conv_dxlive_applies(const nomul_conv2d_desc *d, const conv_geom *g, pg_dxliv
      * 6.4 -> 3.8 ms, approximate 2.95 -> 3.13, float 2.51 -> 2.56 on
      * ResNet's 16-channel 28x28 layer: a term's one or two instructions
      * then weigh little beside each input's sum across lanes) */
+    const int s1 = d->stride_h == 1 && d->stride_w == 1,
+              s2 = d->stride_h == 2 && d->stride_w == 2 && d->dil_h == 1 && d->dil_w == 1;
     if (!fn || conv_dxlive_mode == CONV_DXLIVE_NEVER || d->kh != 3 || d->kw != 3 ||
-        d->stride_h != 1 || d->stride_w != 1 ||
-        !((exact && g->cog == 16) || g->cog == 32 || g->cog == 64) ||
+        !(s1 || s2) || !((exact && g->cog == 16) || g->cog == 32 || g->cog == 64) ||
         !conv_plane_codes_fit(d, g, g->cog))
+        return 0;
+    /* stride 2 (undilated): PAM's exact form, whose dense path goes through
+     * im2col, col2im and T tiles packed per image (conv_pass_bench, one
+     * thread, batch 64, x half zeros, dX ms dense / live: 16 -> 32 28x28
+     * 3.41 / 1.90, 32 -> 64 14x14 3.04 / 1.78); the others only in mode
+     * always */
+    if (s2 && !exact && conv_dxlive_mode != CONV_DXLIVE_ALWAYS)
         return 0;
     /* float's and PAM's approximate form (exact 0) only where
      * conv_skips_pay, whatever x (mode always aside) */
@@ -874,7 +882,7 @@ static int dxlive_image(const nomul_conv2d_desc *d, const conv_geom *g, pg_dxliv
         conv_transpose(g->cog, g->P, dy + b * g->y_img + (long)gr * g->cog * g->P, g->P, yt);
         pg_dxlive_job jb = {.x = x + xoff, .cig = g->cig, .h = d->h, .w = d->w, .oh = g->oh,
                             .ow = g->ow, .pad_h = d->pad_h, .pad_w = d->pad_w,
-                            .dil_h = d->dil_h, .dil_w = d->dil_w,
+                            .dil_h = d->dil_h, .dil_w = d->dil_w, .stride = d->stride_h,
                             .wp = wp + (long)gr * g->cig * 9 * g->cog,
                             .yp = (const uint32_t *)(const void *)yt, .cog = g->cog,
                             .exact = exact, .dx = dx + xoff, .list = list};

@@ -228,7 +228,7 @@ extern int conv_dxlive_mode;
 extern long conv_dxlive_runs;
 /* whether fn (the context's kernel, NULL where none) applies to the layer
  * (exact: PAM's exact form; else float's or PAM's approximate one, which
- * also need conv_skips_pay outside mode always) and to x */
+ * also need conv_skips_pay, and stride 1, outside mode always) and to x */
 int conv_dxlive_applies(const nomul_conv2d_desc *d, const conv_geom *g, pg_dxlive_fn fn,
                         int exact, const float *x);
 /* dx by the live form fn (PAM's where pa, exact or not; float's), image by

@@ -441,9 +441,10 @@ void dwplane_pam_avx512(const pg_dwplane_job *job);   /* dwplane_avx512.c */
 void dwplane_float_avx512(const pg_dwplane_job *job); /* float/dwplane_float_avx512.c */
 int dwplane_float_guard_avx512(const float *x, long nx, const float *dy, long ny);
 
-/* The data gradient of a stride-1 3×3 convolution at the live inputs only
- * (dxlive.inc; conv2d.c's data_live for PAM, float/conv_float.c for float
- * decide where): one image's group, x its cig planes (h × w), whose
+/* The data gradient of a 3×3 convolution of stride 1, or 2 undilated, at
+ * the live inputs only (dxlive.inc; conv2d.c's data_live for PAM,
+ * float/conv_float.c for float decide where): one image's group, x its cig
+ * planes (h × w), whose
  * zeros' gradients are not wanted (a ReLU's output: its backward drops
  * them); dx written, +0 at x's zeros. wp the weights as [ci][3i + j][co]
  * (cog = 16, 32 or 64 columns; PAM: each weight's bits less 1.0's, every
@@ -452,7 +453,9 @@ int dwplane_float_guard_avx512(const float *x, long nx, const float *dy, long ny
  * nonzero, the terms' range proven safe by the caller as for the dense
  * kernels). Each output's
  * sum: per row i of taps, lane l (of 16) adds, from +0, the terms of output
- * channels l, l + 16, ... for the taps (i, j) inside dy in order of j, each
+ * channels l, l + 16, ... for the taps (i, j) that reach dy (stride 2: at
+ * a whole output pixel, (y + pad_h − i) / 2 and (x + pad_w − j) / 2) in
+ * order of j, each
  * tap's channels in order; the rows' sums (0 + 1) + 2; then the lanes
  * pairwise, l + 8 into l, l + 4, l + 2, l + 1 (as tests/test_conv.c's
  * dxlive_twin). exact: PAM's exact derivative, else
@@ -460,7 +463,7 @@ int dwplane_float_guard_avx512(const float *x, long nx, const float *dy, long ny
  * uint32. */
 typedef struct {
     const float *x;
-    int cig, h, w, oh, ow, pad_h, pad_w, dil_h, dil_w;
+    int cig, h, w, oh, ow, pad_h, pad_w, dil_h, dil_w, stride;
     const uint32_t *wp, *yp;
     int cog, exact;
     float *dx;

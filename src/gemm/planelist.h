@@ -5,13 +5,21 @@
  * included only by objects compiled with its flags.
  *
  * Each listed input carries a code: the byte offset, in dy's pixel-major
- * rows (rowb bytes each, a multiple of 64), of the row its tap (0, 0)
- * reads, output pixel (y + pad_h, x + pad_w); its low 6 bits, free, say
- * which of its taps fall inside the output: bits 3-5 its taps' rows i (oy
- * = y + pad_h − i·dil_h in [0, oh)), bits 0-2 its columns j. Tap (i, j)
- * reads the row i·dil_h·ow·rowb + j·dil_w·rowb bytes before. An input with
- * all 9 inside has the code's low bits 63: the kernels add its taps with no
- * test and walk the list in one loop, with no work per row.
+ * rows (rowb bytes each, a multiple of 64), of its base output pixel, and
+ * in its low 6 bits (free) which of its taps reach an output: bits 3-5 its
+ * taps' rows i, bits 0-2 its columns j. Stride 1: the base is output pixel
+ * (y + pad_h, x + pad_w), tap (i, j) reaches oy = y + pad_h − i·dil_h (in
+ * [0, oh)) and reads the row i·dil_h·ow·rowb + j·dil_w·rowb bytes before;
+ * an input with all 9 taps inside has low bits 63 (PL_INSIDE), and the
+ * list is one run in the pixels' order. Stride 2 (dilation 1: the data
+ * gradient's kernel only): tap i reaches oy = (y + pad_h − i) / 2 where
+ * that is whole and in [0, oh); the base is output pixel ((y + pad_h) / 2,
+ * (x + pad_w) / 2), tap (i, j) reads the row (i / 2)·ow·rowb + (j / 2)·rowb
+ * bytes before it; the inputs are listed class by class, the parities of
+ * y + pad_h and x + pad_w (even-even: taps (0|2, 0|2), 45 when all four
+ * are in; even-odd (0|2, 1), 42; odd-even, 21; odd-odd, tap (1, 1), 18),
+ * each class in the pixels' order, so that each class's loop runs one
+ * pattern of taps.
  */
 #ifndef NOMUL_GEMM_PLANELIST_H
 #define NOMUL_GEMM_PLANELIST_H
@@ -27,7 +35,7 @@ enum { PL_INSIDE = 63 };
 
 /* The lists' places in list (PG_PLANE_LIST(h, w) uint32): values, codes and
  * positions (y·w + x), h·w entries each with a store's slack of 16, then
- * the w + 16 columns' codes */
+ * the w + 16 columns' codes (for one stride) */
 typedef struct {
     uint32_t *val, *code, *pos, *colc;
 } plane_list;
@@ -37,16 +45,23 @@ static inline plane_list plane_list_at(uint32_t *list, int h, int w)
     return (plane_list){list, list + pl, list + 2 * pl, list + 3 * pl};
 }
 
-/* The columns' codes, once per geometry: column x's (x + pw)·rowb, and bit j
- * where its tap j's column x + pw − j·dw falls in [0, ow) */
-static inline void plane_col_codes(const plane_list *L, int w, int ow, int pw, int dw, long rowb)
+/* whether tap i of an input at u = y + pad reaches an output in [0, n)
+ * (stride s: 1, or 2 with dilation 1) */
+static inline unsigned plane_tap_in(int u, int i, int dil, int s, int n)
+{
+    int o = u - i * dil;
+    return o >= 0 && o % s == 0 && o / s < n;
+}
+
+/* The columns' codes, once per geometry: column x's base (x + pw) / s ·
+ * rowb, and bit j where its tap j reaches an output */
+static inline void plane_col_codes(const plane_list *L, int w, int ow, int pw, int dw, int s,
+                                   long rowb)
 {
     for (int x = 0; x < w + 16; x++) {
-        uint32_t c = (uint32_t)((long)(x + pw) * rowb);
-        for (int j = 0; j < 3; j++) {
-            int ox = x + pw - j * dw;
-            c |= (uint32_t)(x < w && ox >= 0 && ox < ow) << j;
-        }
+        uint32_t c = (uint32_t)((long)((x + pw) / s) * rowb);
+        for (int j = 0; j < 3; j++)
+            c |= (uint32_t)(x < w && plane_tap_in(x + pw, j, dw, s, ow)) << j;
         L->colc[x] = c;
     }
 }
@@ -55,32 +70,37 @@ static inline void plane_col_codes(const plane_list *L, int w, int ow, int pw, i
  * where its bits and `nonzero` are not 0): val (PL_BITS: its bits;
  * PL_MANTISSA: its mantissa field, 0 where its exponent field is), code,
  * pos where pos_too; zero: where not NULL, a plane of outputs zeroed on the
- * way. Returns how many. The whole plane is listed before any list is
- * read back. Compressed registers stored whole: the compressing store to
- * memory is microcoded on Zen 4, about 20× slower. */
+ * way. Stride s = 2: class by class (the parities of y + ph, then of x +
+ * pw), seg[c] the start of class c and seg[4] the end; stride 1: seg[0] =
+ * 0, seg[1] = the end. Returns how many. The whole plane is listed before
+ * any list is read back. Compressed registers stored whole: the
+ * compressing store to memory is microcoded on Zen 4, about 20× slower. */
 static inline __attribute__((always_inline)) int
 plane_code_lists(const plane_list *L, const float *plane, int h, int w, int oh, int ow, int ph,
-                 int dh, long rowb, uint32_t nonzero, const int vals, const int pos_too,
-                 float *zero)
+                 int pw, int dh, const int s, long rowb, uint32_t nonzero, const int vals,
+                 const int pos_too, float *zero, int *seg)
 {
     const __m512i nzm = _mm512_set1_epi32((int)nonzero), expo = _mm512_set1_epi32(0x7F800000);
     const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     int n = 0;
-    for (int y = 0; y < h; y++) {
+    for (int c = 0; c < s * s; c++) {
+        const int py = c / 2, px = c % 2; /* stride 2: the class's parities */
+        seg[c] = n;
+    for (int y = s == 2 ? (py - ph) & 1 : 0; y < h; y += s) {
         const float *row = plane + (long)y * w;
         unsigned rows = 0;
-        for (int i = 0; i < 3; i++) {
-            int oy = y + ph - i * dh;
-            rows |= (unsigned)(oy >= 0 && oy < oh) << i;
-        }
+        for (int i = 0; i < 3; i++)
+            rows |= plane_tap_in(y + ph, i, dh, s, oh) << i;
         const __m512i rc =
-            _mm512_set1_epi32((int)(uint32_t)((long)(y + ph) * ow * rowb | rows << 3));
+            _mm512_set1_epi32((int)(uint32_t)((long)((y + ph) / s) * ow * rowb | rows << 3));
         for (int x0 = 0; x0 < w; x0 += 16) {
             __mmask16 kt = w - x0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (w - x0)) - 1u);
             __m512i v = _mm512_maskz_loadu_epi32(kt, row + x0);
-            __mmask16 nz = _mm512_mask_test_epi32_mask(kt, v, nzm);
-            if (zero)
+            if (zero && (s == 1 || px == 0))
                 _mm512_mask_storeu_ps(zero + (long)y * w + x0, kt, _mm512_setzero_ps());
+            if (s == 2) /* the lanes whose x + pw has the class's parity */
+                kt &= (__mmask16)((x0 + pw + px) & 1 ? 0xAAAAu : 0x5555u);
+            __mmask16 nz = _mm512_mask_test_epi32_mask(kt, v, nzm);
             if (vals == PL_MANTISSA)
                 v = _mm512_maskz_and_epi32(_mm512_test_epi32_mask(v, expo), v,
                                            _mm512_set1_epi32(0x007FFFFF));
@@ -96,6 +116,8 @@ plane_code_lists(const plane_list *L, const float *plane, int h, int w, int oh, 
             n += __builtin_popcount(nz);
         }
     }
+    }
+    seg[s * s] = n;
     return n;
 }
 
