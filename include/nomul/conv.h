@@ -62,7 +62,8 @@ void nomul_conv2d_backward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, 
 /* The same for an x whose gradient is wanted only where x ≠ 0, such as a
  * ReLU's output (its backward drops the gradient at its zeros): on 3×3
  * stride-1 layers with 32 or 64 output channels per group (PA with exact
- * derivatives: also 16; AVX-512; float and PA's approximate backward not
+ * derivatives: also 16, and stride 2 undilated; AVX-512; float and PA's
+ * approximate backward not
  * where 512-bit FMAs and adds run at full width, nomul_cpu_fma512_full in
  * nomul/isa.h, whose dense kernels are faster), where x is sparse enough,
  * only the live inputs' gradients are computed (about half a ReLU's: the

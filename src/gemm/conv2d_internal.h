@@ -215,7 +215,7 @@ int conv_plane_codes_fit(const nomul_conv2d_desc *d, const conv_geom *g, long ys
 /* The data gradient at live inputs only (pg_dxlive_job), for an x whose
  * zeros' gradients are not wanted (nomul_conv2d_backward_live): 3×3
  * stride-1 layers with 32 or 64 output channels per group (PAM's exact
- * form: also 16), PAM (where its direct path's range check passes, without
+ * form: also 16, and stride 2 undilated), PAM (where its direct path's range check passes, without
  * an offset, dy and the weights free of zeros and subnormals; the
  * approximate form where conv_skips_pay) or float (float/conv_float.c,
  * where conv_skips_pay), where x is at most DXLIVE_DENSE/16 nonzero (judged
