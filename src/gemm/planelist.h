@@ -1,8 +1,8 @@
 /*
  * planelist.h — one plane's list of its nonzero inputs, for the kernels
- * that work input by input on a stride-1 3×3 layer (dwplane.inc: the
- * weight gradient; dxlive.inc: the data gradient at live inputs). AVX-512;
- * included only by objects compiled with its flags.
+ * that work input by input on a 3×3 layer (dwplane.inc: the weight
+ * gradient, stride 1; dxlive.inc: the data gradient at live inputs, stride
+ * 1 or 2). AVX-512; included only by objects compiled with its flags.
  *
  * Each listed input carries a code: the byte offset, in dy's pixel-major
  * rows (rowb bytes each, a multiple of 64), of its base output pixel, and
@@ -86,36 +86,36 @@ plane_code_lists(const plane_list *L, const float *plane, int h, int w, int oh, 
     for (int c = 0; c < s * s; c++) {
         const int py = c / 2, px = c % 2; /* stride 2: the class's parities */
         seg[c] = n;
-    for (int y = s == 2 ? (py - ph) & 1 : 0; y < h; y += s) {
-        const float *row = plane + (long)y * w;
-        unsigned rows = 0;
-        for (int i = 0; i < 3; i++)
-            rows |= plane_tap_in(y + ph, i, dh, s, oh) << i;
-        const __m512i rc =
-            _mm512_set1_epi32((int)(uint32_t)((long)((y + ph) / s) * ow * rowb | rows << 3));
-        for (int x0 = 0; x0 < w; x0 += 16) {
-            __mmask16 kt = w - x0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (w - x0)) - 1u);
-            __m512i v = _mm512_maskz_loadu_epi32(kt, row + x0);
-            if (zero && (s == 1 || px == 0))
-                _mm512_mask_storeu_ps(zero + (long)y * w + x0, kt, _mm512_setzero_ps());
-            if (s == 2) /* the lanes whose x + pw has the class's parity */
-                kt &= (__mmask16)((x0 + pw + px) & 1 ? 0xAAAAu : 0x5555u);
-            __mmask16 nz = _mm512_mask_test_epi32_mask(kt, v, nzm);
-            if (vals == PL_MANTISSA)
-                v = _mm512_maskz_and_epi32(_mm512_test_epi32_mask(v, expo), v,
-                                           _mm512_set1_epi32(0x007FFFFF));
-            if (vals != PL_NONE)
-                _mm512_storeu_si512(L->val + n, _mm512_maskz_compress_epi32(nz, v));
-            _mm512_storeu_si512(
-                L->code + n,
-                _mm512_maskz_compress_epi32(nz, _mm512_add_epi32(rc, _mm512_loadu_si512(L->colc + x0))));
-            if (pos_too)
-                _mm512_storeu_si512(
-                    L->pos + n,
-                    _mm512_maskz_compress_epi32(nz, _mm512_add_epi32(iota, _mm512_set1_epi32(y * w + x0))));
-            n += __builtin_popcount(nz);
+        for (int y = s == 2 ? (py - ph) & 1 : 0; y < h; y += s) {
+            const float *row = plane + (long)y * w;
+            unsigned rows = 0;
+            for (int i = 0; i < 3; i++)
+                rows |= plane_tap_in(y + ph, i, dh, s, oh) << i;
+            const __m512i rc =
+                _mm512_set1_epi32((int)(uint32_t)((long)((y + ph) / s) * ow * rowb | rows << 3));
+            for (int x0 = 0; x0 < w; x0 += 16) {
+                __mmask16 kt =
+                    w - x0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (w - x0)) - 1u);
+                __m512i v = _mm512_maskz_loadu_epi32(kt, row + x0);
+                if (zero && px == 0)
+                    _mm512_mask_storeu_ps(zero + (long)y * w + x0, kt, _mm512_setzero_ps());
+                if (s == 2) /* the lanes whose x + pw has the class's parity */
+                    kt &= (__mmask16)((x0 + pw + px) & 1 ? 0xAAAAu : 0x5555u);
+                __mmask16 nz = _mm512_mask_test_epi32_mask(kt, v, nzm);
+                if (vals == PL_MANTISSA)
+                    v = _mm512_maskz_and_epi32(_mm512_test_epi32_mask(v, expo), v,
+                                               _mm512_set1_epi32(0x007FFFFF));
+                if (vals != PL_NONE)
+                    _mm512_storeu_si512(L->val + n, _mm512_maskz_compress_epi32(nz, v));
+                const __m512i cv = _mm512_add_epi32(rc, _mm512_loadu_si512(L->colc + x0));
+                _mm512_storeu_si512(L->code + n, _mm512_maskz_compress_epi32(nz, cv));
+                if (pos_too) {
+                    const __m512i p = _mm512_add_epi32(iota, _mm512_set1_epi32(y * w + x0));
+                    _mm512_storeu_si512(L->pos + n, _mm512_maskz_compress_epi32(nz, p));
+                }
+                n += __builtin_popcount(nz);
+            }
         }
-    }
     }
     seg[s * s] = n;
     return n;
