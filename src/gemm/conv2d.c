@@ -831,16 +831,13 @@ int conv_dxlive_applies(const nomul_conv2d_desc *d, const conv_geom *g, pg_dxliv
         !(s1 || s2) || !((exact && g->cog == 16) || g->cog == 32 || g->cog == 64) ||
         !conv_plane_codes_fit(d, g, g->cog))
         return 0;
-    /* stride 2 (undilated): PAM's exact form, whose dense path goes through
+    /* float's and PAM's approximate form (exact 0), mode always aside: only
+     * at stride 1 and where conv_skips_pay, whatever x. Stride 2
+     * (undilated) pays for PAM's exact form, whose dense path goes through
      * im2col, col2im and T tiles packed per image (conv_pass_bench, one
      * thread, batch 64, x half zeros, dX ms dense / live: 16 -> 32 28x28
-     * 3.41 / 1.90, 32 -> 64 14x14 3.04 / 1.78); the others only in mode
-     * always */
-    if (s2 && !exact && conv_dxlive_mode != CONV_DXLIVE_ALWAYS)
-        return 0;
-    /* float's and PAM's approximate form (exact 0) only where
-     * conv_skips_pay, whatever x (mode always aside) */
-    if (!exact && conv_dxlive_mode != CONV_DXLIVE_ALWAYS && !conv_skips_pay())
+     * 3.41 / 1.90, 32 -> 64 14x14 3.04 / 1.78) */
+    if (!exact && conv_dxlive_mode != CONV_DXLIVE_ALWAYS && (s2 || !conv_skips_pay()))
         return 0;
     /* x's density from its first images (a ReLU's zeros vary little
      * between images), so that the check costs little beside the layer */

@@ -171,9 +171,9 @@ void conv_col_offsets(const nomul_conv2d_desc *d, const conv_geom *g, int implic
  * full width (Zen 5: conv_skips_pay false), where the in-place kernels
  * win at a ReLU's half (dW ms with / without the lists, one thread, batch
  * 64: 16->32 28x28 stride 2 1.89 / 1.69, 32->64 14x14 stride 2 1.79 /
- * 1.50; experiments/bench/conv_pass_bench.c): 3/8 there. The mode is for the tests, which check
- * the paths against each other bit for bit: auto (the default), never,
- * always (every chunk, whatever its density). */
+ * 1.50; experiments/bench/conv_pass_bench.c): 3/8 there. The mode is for
+ * the tests, which check the paths against each other bit for bit: auto
+ * (the default), never, always (every chunk, whatever its density). */
 enum { XSPARSE_EXACT = 6, XSPARSE_APPROX = 3, XSPARSE_APPROX_WIDE_AMD = 6, XSPARSE_DEN = 8 };
 enum { CONV_XSPARSE_AUTO, CONV_XSPARSE_NEVER, CONV_XSPARSE_ALWAYS };
 extern int conv_xsparse_mode;
@@ -215,8 +215,9 @@ int conv_plane_codes_fit(const nomul_conv2d_desc *d, const conv_geom *g, long ys
 /* The data gradient at live inputs only (pg_dxlive_job), for an x whose
  * zeros' gradients are not wanted (nomul_conv2d_backward_live): 3×3
  * stride-1 layers with 32 or 64 output channels per group (PAM's exact
- * form: also 16, and stride 2 undilated), PAM (where its direct path's range check passes, without
- * an offset, dy and the weights free of zeros and subnormals; the
+ * form: also 16, and stride 2 undilated), PAM (where its direct path's
+ * range check passes, without an offset, dy and the weights free of zeros
+ * and subnormals; the
  * approximate form where conv_skips_pay) or float (float/conv_float.c,
  * where conv_skips_pay), where x is at most DXLIVE_DENSE/16 nonzero (judged
  * on its first images). Its sums are its own (not the dense kernels'
@@ -259,10 +260,11 @@ void conv_dxlive_run(const char *fname, const nomul_conv2d_desc *d, const conv_g
  * 2.9 → 2.8 / 2.4 / 1.8, PAM 3.5 → 2.8 / 2.3 / 2.0; 128 channels at
  * 16×16 (VGG), 50%: float 48.5 → 44.8, PAM 57.4 → 44.3; 32 channels at 14×14
  * float 2.5 → - / 3.9 / 2.8, PAM 2.9 → - / 3.6 / 3.3 (slower at every
- * density: never in auto, nor 16 and 48). Float's only where conv_skips_pay:
- * on Zen 5 its dense FMAs win (experiments/bench/conv_pass_bench.c, one
- * thread, 50%: 64 channels at 7×7 1.45 dense / 1.64 lists, 128 at 16×16
- * 25.5 / 37.8), PAM's lists still pay there (64 at 7×7 1.82 / 1.67). The mode is for the tests: auto
+ * density: never in auto, nor 16 and 48). Float's only where
+ * conv_skips_pay: on Zen 5 its dense FMAs win
+ * (experiments/bench/conv_pass_bench.c, one thread, 50%: 64 channels at
+ * 7×7 1.45 dense / 1.64 lists, 128 at 16×16 25.5 / 37.8), PAM's lists
+ * still pay there (64 at 7×7 1.82 / 1.67). The mode is for the tests: auto
  * (the default), never, always (wherever it applies, whatever the
  * density).
  * conv_fsparse_plan (the calling thread, before the images): 1 and fs set

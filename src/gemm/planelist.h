@@ -53,6 +53,21 @@ static inline unsigned plane_tap_in(int u, int i, int dil, int s, int n)
     return o >= 0 && o % s == 0 && o / s < n;
 }
 
+/* whether tap t = 3i + j of the input with code cd reaches an output */
+static inline unsigned plane_code_tap(uint32_t cd, int t)
+{
+    return (cd >> (3 + t / 3)) & (cd >> (t % 3)) & 1;
+}
+
+/* the low bits of an input with every tap of its class in: stride 1, all 9
+ * (PL_INSIDE); stride 2, class c (c / 2, c % 2: the parities of y + pad,
+ * x + pad), rows and columns 0 and 2 where even, 1 where odd (45, 42, 21,
+ * 18) */
+static inline uint32_t plane_class_full(int s, int c)
+{
+    return s == 1 ? PL_INSIDE : (c / 2 ? 2u : 5u) << 3 | (c % 2 ? 2u : 5u);
+}
+
 /* The columns' codes, once per geometry: column x's base (x + pw) / s ·
  * rowb, and bit j where its tap j reaches an output */
 static inline void plane_col_codes(const plane_list *L, int w, int ow, int pw, int dw, int s,
