@@ -7,21 +7,70 @@
  * library build, so that two builds can be timed in turn on a noisy
  * machine (experiments/bench/conv_ab.sh).
  *
- *   build/conv_pass_bench CIN COUT HW K STRIDE PASS MODE [REPS (50)]
+ *   build/conv_pass_bench CIN COUT HW K STRIDE PASS MODE [REPS (50)] [PATHS]
  *
  * HW: the square input's side; K: the square kernel (padding K / 2); PASS:
  * 0 forward, 1 data gradient as the autodiff graph asks for it after a ReLU
  * (nomul_conv2d_backward_data_live), 2 weight gradient; MODE: 0 float, 1
- * PAM with exact derivatives, 2 PAM with the approximate backward. Prints
- * one line: the layer, and the best time in ms.
+ * PAM with exact derivatives, 2 PAM with the approximate backward. PATHS
+ * forces the paths that skip x's zeros, for the README's comparisons of a
+ * path against its dense twin: a comma list of dwplane (the weight
+ * gradient by input), dxlive (the data gradient at live inputs), xsparse
+ * (the weight gradient's per-tile lists), fsparse (the forward's lists),
+ * each =auto, =never or =always (the library's test modes, declared weak:
+ * a build without one says so and stops). Prints one line: the layer, and
+ * the best time in ms.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "nomul/nomul.h"
 
 #include "bench_util.h"
+
+/* the library's path modes (src/gemm/conv2d_internal.h: 0 auto, 1 never,
+ * 2 always); weak, so that a revision without one still links */
+extern int conv_dwplane_mode __attribute__((weak));
+extern int conv_dxlive_mode __attribute__((weak));
+extern int conv_xsparse_mode __attribute__((weak));
+extern int conv_fsparse_mode __attribute__((weak));
+
+/* PATHS (above); 0 after a message */
+static int force_paths(const char *prog, const char *arg)
+{
+    static const char *const modes[] = {"auto", "never", "always"};
+    struct {
+        const char *name;
+        int *mode;
+    } paths[] = {{"dwplane", &conv_dwplane_mode},
+                 {"dxlive", &conv_dxlive_mode},
+                 {"xsparse", &conv_xsparse_mode},
+                 {"fsparse", &conv_fsparse_mode}};
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", arg);
+    for (char *item = strtok(buf, ","); item; item = strtok(NULL, ",")) {
+        const char *eq = strchr(item, '=');
+        const size_t len = eq ? (size_t)(eq - item) : 0;
+        int p = 0, m = 0;
+        while (p < 4 && !(strlen(paths[p].name) == len && !strncmp(paths[p].name, item, len)))
+            p++;
+        while (eq && m < 3 && strcmp(modes[m], eq + 1) != 0)
+            m++;
+        if (!eq || p == 4 || m == 3) {
+            fprintf(stderr, "%s: PATHS: '%s' is not PATH=auto|never|always with PATH dwplane, "
+                            "dxlive, xsparse or fsparse\n", prog, item);
+            return 0;
+        }
+        if (!paths[p].mode) {
+            fprintf(stderr, "%s: this library build has no %s mode\n", prog, paths[p].name);
+            return 0;
+        }
+        *paths[p].mode = m;
+    }
+    return 1;
+}
 
 static uint64_t rng = 7;
 static uint32_t rnd16(void)
@@ -34,7 +83,7 @@ int main(int argc, char **argv)
 {
     const char *prog = "conv_pass_bench";
     if (argc < 8) {
-        fprintf(stderr, "usage: %s CIN COUT HW K STRIDE PASS MODE [REPS]\n", prog);
+        fprintf(stderr, "usage: %s CIN COUT HW K STRIDE PASS MODE [REPS] [PATHS]\n", prog);
         return 2;
     }
     const int cin = (int)bench_arg(prog, argc, argv, 1, 16, 1, 1024, "CIN");
@@ -45,6 +94,8 @@ int main(int argc, char **argv)
     const int pass = (int)bench_arg(prog, argc, argv, 6, 0, 0, 2, "PASS");
     const int mode = (int)bench_arg(prog, argc, argv, 7, 0, 0, 2, "MODE");
     const int reps = (int)bench_arg(prog, argc, argv, 8, 50, 1, 100000, "REPS");
+    if (argc > 9 && !force_paths(prog, argv[9]))
+        return 2;
     nomul_set_num_threads(1);
     nomul_conv2d_desc d = {64, cin, hw, hw, cout, k, k, stride, stride, k / 2, k / 2, 1, 1, 1};
     int oh, ow;
