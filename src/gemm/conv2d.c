@@ -321,7 +321,13 @@ int conv_forward_implicit(const nomul_conv2d_desc *d, const conv_geom *g)
  * small), when there are enough of them; else one after the other with
  * products split over the threads (float: gemm_float.c). The team keeps its
  * size when the images are fewer than the threads: a smaller team would end
- * OpenMP threads, and their scratch buffers, for the next call to remake. */
+ * OpenMP threads, and their scratch buffers, for the next call to remake.
+ * The images are dealt one at a time (schedule(dynamic, 1)), not in equal
+ * shares: their costs differ where lists skip x's zeros (each image's own
+ * density), and so can the cores' speeds (this virtual machine's two ran
+ * the same one-thread pass in 2.4 and 3.8 ms, pinned, minutes apart), where
+ * a static share leaves the faster thread waiting at the loop's end. Each
+ * image writes its own outputs: the same bits either way. */
 int conv_image_threads(const nomul_conv2d_desc *d)
 {
     if (omp_in_parallel() || d->n < 2)
@@ -564,7 +570,7 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
         float *part = NULL;
         uint32_t *lists = NULL;
         int ready = col && (!feed.fs || conv_fsparse_scratch(&g, &part, &lists));
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int b = 0; b < d->n; b++)
             if (ready)
                 forward_image(d, &g, pa, plans, feed.off ? &feed : NULL, x, weight, bias, y, b,
@@ -645,7 +651,7 @@ static int data_implicit(const char *fn, const nomul_conv2d_desc *d, const conv_
             nomul_report(NOMUL_ENOMEM, "%s: out of memory for a padded gradient", fn);
             buf = NULL;
         }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int b = 0; b < d->n; b++)
             for (int gr = 0; buf && gr < d->groups; gr++) {
                 /* the terms im2col's form counts (K · P per output channel) */
@@ -751,7 +757,7 @@ static void backward_data(const char *fn, const nomul_conv2d_desc *d, const nomu
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *col = cached_col(fn, &g, NOMUL_SCRATCH_CONV_COL), *dcol = col ? cached_col(fn, &g, NOMUL_SCRATCH_CONV_DCOL) : NULL;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int b = 0; b < d->n; b++)
             if (dcol)
                 backward_data_image(d, &g, pa, approx, plans, x, weight, dy, dx, b, col, dcol);
@@ -915,7 +921,7 @@ void conv_dxlive_run(const char *fname, const nomul_conv2d_desc *d, const conv_g
 #pragma omp atomic write
             failed = 1;
         }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int b = 0; b < d->n; b++)
             if (list)
                 runs += dxlive_image(d, g, fn, pa, exact, x, wp, dy, dx, b, yt, list);

@@ -96,7 +96,7 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
 #pragma omp atomic write
             failed = 1;
         }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int b = 0; b < d->n; b++) {
             if (!buf)
                 continue;
@@ -176,7 +176,7 @@ void conv_float_backward_data(const char *fn, const nomul_conv2d_desc *d, const 
 #pragma omp atomic write
             failed = 1;
         }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int b = 0; b < d->n; b++) {
             if (!buf)
                 continue;
