@@ -167,6 +167,61 @@ NO_LIBCALL_LOOPS void conv_pad_planes(int c, int h, int w, int ph, int pw, const
     zero_row(slack, dst + (long)c * hp * wp);
 }
 
+/* floor(a / 2) for any sign */
+static inline int half_floor(int a) { return a >= 0 ? a / 2 : -((1 - a) / 2); }
+
+/* dst = c planes (h × w) of src, each zero-padded (ph, pw) and split into
+ * four planes hs × ws by parity (conv2d_internal.h's CONV_SPLIT), then
+ * `slack` zeros */
+NO_LIBCALL_LOOPS void conv_split_planes(int c, int h, int w, int ph, int pw, const float *src,
+                                        float *dst, int slack)
+{
+    const int hs = (h + 2 * ph + 1) / 2, ws = (w + 2 * pw + 1) / 2;
+    for (int k = 0; k < c; k++)
+        for (int a = 0; a < 2; a++)
+            for (int b = 0; b < 2; b++) {
+                float *pl = dst + (long)(4 * k + 2 * a + b) * hs * ws;
+                /* plane columns v0 .. v1 − 1 hold x's columns 2v + b − pw */
+                int v0 = half_floor(pw - b + 1), v1 = half_floor(w - 1 + pw - b) + 1;
+                v0 = v0 < 0 ? 0 : v0 > ws ? ws : v0;
+                v1 = v1 > ws ? ws : v1 < v0 ? v0 : v1;
+                for (int u = 0; u < hs; u++) {
+                    float *row = pl + (long)u * ws;
+                    const int y = 2 * u + a - ph;
+                    if (y < 0 || y >= h) {
+                        zero_row(ws, row);
+                        continue;
+                    }
+                    zero_row(v0, row);
+                    copy_row_s2(v1 - v0, src + ((long)k * h + y) * w + 2 * v0 + b - pw,
+                                row + v0);
+                    zero_row(ws - v1, row + v1);
+                }
+            }
+    zero_row(slack, dst + 4L * c * hs * ws);
+}
+
+int conv_feed_width(const nomul_conv2d_desc *d, int implicit)
+{
+    const int wp = d->w + 2 * d->pad_w;
+    return implicit == CONV_SPLIT ? (wp + 1) / 2 : wp;
+}
+
+long conv_feed_floats(const nomul_conv2d_desc *d, int implicit, int c)
+{
+    const long hp = d->h + 2 * d->pad_h, wp = d->w + 2 * d->pad_w;
+    return implicit == CONV_SPLIT ? 4L * c * ((hp + 1) / 2) * ((wp + 1) / 2) : c * hp * wp;
+}
+
+void conv_feed_fill(const nomul_conv2d_desc *d, int implicit, int c, const float *x, float *buf,
+                    int slack)
+{
+    if (implicit == CONV_SPLIT)
+        conv_split_planes(c, d->h, d->w, d->pad_h, d->pad_w, x, buf, slack);
+    else
+        conv_pad_planes(c, d->h, d->w, d->pad_h, d->pad_w, x, buf, slack);
+}
+
 /* dst (c × rows × ws) = src's rows (c × rows × w) widened with ws − w zeros */
 static NO_LIBCALL_LOOPS void conv_widen_rows(int c, int rows, int w, int ws, const float *src,
                                             float *dst)
@@ -198,7 +253,14 @@ long *conv_tap_offsets(int c, int kh, int kw, int hp, int wp, int dh, int dw)
 
 void conv_col_offsets(const nomul_conv2d_desc *d, const conv_geom *g, int implicit, long *off)
 {
-    if (implicit)
+    if (implicit == CONV_SPLIT) {
+        const long hs = (d->h + 2 * d->pad_h + 1) / 2, ws = conv_feed_width(d, implicit);
+        for (int k = 0; k < g->cig; k++)
+            for (int i = 0; i < d->kh; i++)
+                for (int j = 0; j < d->kw; j++)
+                    off[((long)k * d->kh + i) * d->kw + j] =
+                        (4L * k + 2 * (i % 2) + j % 2) * hs * ws + (long)(i / 2) * ws + j / 2;
+    } else if (implicit)
         conv_fill_taps(g->cig, d->kh, d->kw, d->h + 2 * d->pad_h, d->w + 2 * d->pad_w, d->dil_h,
                        d->dil_w, off);
     else
@@ -313,8 +375,12 @@ float *conv_flip_weights(const nomul_conv2d_desc *d, const conv_geom *g, const f
 
 int conv_forward_implicit(const nomul_conv2d_desc *d, const conv_geom *g)
 {
-    return d->stride_h == 1 && d->stride_w == 1 &&
-           conv_wide_pays(g->ow, d->w + 2 * d->pad_w);
+    if (d->stride_h == 1 && d->stride_w == 1)
+        return conv_wide_pays(g->ow, d->w + 2 * d->pad_w) ? CONV_PADDED : 0;
+    return d->stride_h == 2 && d->stride_w == 2 && d->dil_h == 1 && d->dil_w == 1 &&
+                   d->kh * d->kw > 1 && conv_wide_pays(g->ow, conv_feed_width(d, CONV_SPLIT))
+               ? CONV_SPLIT
+               : 0;
 }
 
 /* Images run in parallel, each on one thread (the per-image products are
@@ -490,7 +556,7 @@ static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, int pa
         }
         if (feed && feed->implicit) {
             int nwide = g->oh * feed->wp;
-            conv_pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, col, feed->slack);
+            conv_feed_fill(d, feed->implicit, g->cig, xg, col, feed->slack);
             if (!feed->fs ||
                 !conv_fsparse_image(feed->fs, g, feed->wp, gr, col, feed->off, part, lists, yg))
                 pg_plan_run_forward_direct(plans[gr], nwide, col, feed->off, 0.0f, yg, g->P,
@@ -538,10 +604,10 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
         return;
     }
     pg_plan **plans = pa ? direct_plans(d, &g, x, weight, offset) : NULL;
-    direct_feed feed = {conv_forward_implicit(d, &g), d->w + 2 * d->pad_w,
-                        conv_wide_slack(d), offset != 1.0f, NULL, NULL};
+    const int implicit_of = conv_forward_implicit(d, &g);
+    direct_feed feed = {implicit_of, conv_feed_width(d, implicit_of), conv_wide_slack(d),
+                        offset != 1.0f, NULL, NULL};
     conv_fsparse fs;
-    int hp = d->h + 2 * d->pad_h;
     if (plans) {
         long *off = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_OFFS, (size_t)g.K * sizeof *off);
         if (!off) {
@@ -550,7 +616,8 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
         }
         conv_col_offsets(d, &g, feed.implicit, off);
         feed.off = off;
-        int sp = feed.implicit ? conv_fsparse_plan(d, &g, 1, offset, x, weight, &fs) : 0;
+        int sp = feed.implicit == CONV_PADDED ? conv_fsparse_plan(d, &g, 1, offset, x, weight, &fs)
+                                              : 0;
         if (sp < 0)
             return; /* reported */
         feed.fs = sp ? &fs : NULL;
@@ -558,12 +625,14 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
         plans = make_plans(fn, d, &g, pa, PLAN_FORWARD, weight, offset);
     if (pa && !plans)
         return;
-    int implicit = feed.off && feed.implicit; /* the direct path, on the padded image */
+    /* the direct path, on the padded or split image */
+    int implicit = feed.off && feed.implicit;
     int nt = conv_image_threads(d);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *col = implicit ? nomul_scratch(NOMUL_SCRATCH_CONV_COL,
-                                              (size_t)g.cig * hp * feed.wp + feed.slack)
+                                              (size_t)conv_feed_floats(d, feed.implicit, g.cig) +
+                                                  feed.slack)
                               : cached_col(fn, &g, NOMUL_SCRATCH_CONV_COL);
         if (!col)
             nomul_report(NOMUL_ENOMEM, "%s: out of memory for a padded image", fn);
@@ -1097,9 +1166,10 @@ static uint32_t *dw_tiles(const char *fn, const nomul_conv2d_desc *d, const conv
 
 /* ... for the images [b0, b1) into dw: per group, dW_gᵀ (K × co) = Σ over
  * the images and pixels of the terms of (col, dy_g), col's rows read in
- * place (the padded image for stride 1, in segments of one output row, or
- * im2col's output), dy_g packed per image into 32- or 16-column panels (the
- * pack the matrix engine uses: with forward Y's adjustment, or raw for the
+ * place (the padded image for stride 1, the split one for stride 2 where the
+ * forward takes it, in segments of one output row; else im2col's output),
+ * dy_g packed per image into 32- or 16-column panels (the pack the matrix
+ * engine uses: with forward Y's adjustment, or raw for the
  * exact terms, whose weight tiles are packed once per call), each sum one
  * chain over the block's images and pixels in order; dw_g = (dW_gᵀ)ᵀ at the
  * end. Where AVX-512 has them, the kernels that skip x's zeros run on the
@@ -1113,8 +1183,12 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
     const int exact = sh->exact, narrow = sh->narrow, MR = sh->MR, NR = sh->NR;
     const int npi = sh->npi, npj = sh->npj;
     const long ntile = sh->ntile;
-    int implicit = d->stride_h == 1 && d->stride_w == 1;
-    int hp = d->h + 2 * d->pad_h, wp = d->w + 2 * d->pad_w, slack = conv_wide_slack(d);
+    /* x read in place: stride 1's padded image, stride 2's split one (where
+     * the forward takes it), else im2col's output */
+    int implicit = d->stride_h == 1 && d->stride_w == 1        ? CONV_PADDED
+                   : conv_forward_implicit(d, g) == CONV_SPLIT ? CONV_SPLIT
+                                                                : 0;
+    int wp = conv_feed_width(d, implicit), slack = conv_wide_slack(d);
     /* x's zeros skipped where the lists pay: the chunks' geometry */
     const pg_xsparse_ukr *xs = &cx->xsparse;
     const uint32_t ybytes = (uint32_t)NR * 4;
@@ -1126,7 +1200,8 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
                               : exact ? (narrow ? xs->gnarrow : xs->gwide)
                                       : (narrow ? xs->narrow : xs->wide);
     long nw = (long)d->c_out * g->K, npk = (long)npj * g->P * NR;
-    size_t nb = implicit ? (size_t)g->cig * hp * wp + slack : (size_t)g->K * g->ldcol + 32;
+    size_t nb = implicit ? (size_t)conv_feed_floats(d, implicit, g->cig) + slack
+                         : (size_t)g->K * g->ldcol + 32;
     float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_COL, nb);
     uint32_t *yp = buf ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_DYT, (size_t)npk * 4) : NULL;
     int32_t *ym = yp ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_DCOL, (size_t)npk * 4) : NULL;
@@ -1147,7 +1222,8 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
      * ms in place / by input: 16ch 32x32 5.6-7.4 / 4.1-4.5, 32ch 14x14
      * 2.8-3.0 / 3.9-4.1, 64ch 8x8 3.9-4.0 / 5.8-6.0) */
     const int plane =
-        (exact ? NR == 16 : NR <= 32) && implicit && d->kh == 3 && d->kw == 3 && cx->dwplane.pam &&
+        (exact ? NR == 16 : NR <= 32) && implicit == CONV_PADDED && d->kh == 3 && d->kw == 3 &&
+        cx->dwplane.pam &&
         conv_dwplane_mode != CONV_DWPLANE_NEVER && conv_plane_codes_fit(d, g, NR);
     uint32_t *plist = plane ? nomul_scratch_bytes(NOMUL_SCRATCH_CONV_PLANELIST,
                                                   PG_PLANE_LIST(d->h, d->w) * 4)
@@ -1207,7 +1283,7 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
                 continue;
             }
             if (implicit)
-                conv_pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, buf, slack);
+                conv_feed_fill(d, implicit, g->cig, xg, buf, slack);
             else
                 conv_im2col(d, g, xg, buf);
             for (int ip = 0; ip < npi; ip++) {

@@ -139,7 +139,30 @@ static inline int conv_wide_slack(const nomul_conv2d_desc *d)
 {
     return d->dil_w * (d->kw - 1) + 32;
 }
+/* The forward's feed: 0, im2col; CONV_PADDED, stride 1's padded planes;
+ * CONV_SPLIT, stride 2's (undilated, kernels past 1 × 1): each padded plane
+ * (hp × wp) split by the parity of row and column into four planes of hs ×
+ * ws (hs = ⌈hp / 2⌉, ws = ⌈wp / 2⌉), plane (a, b) holding padded pixels
+ * (2u + a, 2v + b). Tap (i, j) of output (oy, ox) then reads plane (i % 2,
+ * j % 2) at (oy + i / 2, ox + j / 2): a stride-1 read, in wide rows ws
+ * wide, so the forward's and the weight gradient's in-place kernels run as
+ * on stride 1's feed, the sums in im2col's order (the same bits), without
+ * im2col's strided copies, half of a stride-2 float forward's time before
+ * (build/conv_pass_bench, one thread, batch 64, best of 20, 16 -> 32 28x28:
+ * float forward 1.26 -> 0.90 ms, dW 1.42 -> 0.91; PAM exact forward 1.46 ->
+ * 1.09, dW 1.86 -> 1.36; 32 -> 64 14x14 alike). 1 × 1 kernels keep im2col
+ * (a plain subsampling: the split would copy four times what they read). */
+enum { CONV_PADDED = 1, CONV_SPLIT = 2 };
 int conv_forward_implicit(const nomul_conv2d_desc *d, const conv_geom *g);
+/* the feed's wide rows' width, and its floats for c input planes (before
+ * the slack) */
+int conv_feed_width(const nomul_conv2d_desc *d, int implicit);
+long conv_feed_floats(const nomul_conv2d_desc *d, int implicit, int c);
+/* c planes of x into the feed: conv_pad_planes or conv_split_planes */
+void conv_feed_fill(const nomul_conv2d_desc *d, int implicit, int c, const float *x, float *buf,
+                    int slack);
+void conv_split_planes(int c, int h, int w, int ph, int pw, const float *src, float *dst,
+                       int slack);
 /* whether the data gradient is computed as the stride-1 convolution of dy
  * padded by dil·(k − 1) − pad with the flipped kernel (float, and PAM where
  * the direct kernels apply, conv2d.c's data_implicit), and that kernel: W'_g (c_in/g × K2, K2 = (co, i,
@@ -150,8 +173,8 @@ float *conv_flip_weights(const nomul_conv2d_desc *d, const conv_geom *g, const f
 void conv_pad_planes(int c, int h, int w, int ph, int pw, const float *src, float *dst, int slack);
 long *conv_tap_offsets(int c, int kh, int kw, int hp, int wp, int dh, int dw);
 void conv_fill_taps(int c, int kh, int kw, int hp, int wp, int dh, int dw, long *off);
-/* off[k] = where row k of x's column matrix starts: in the padded image
- * (implicit) or in im2col's output (k·ldcol) */
+/* off[k] = where row k of x's column matrix starts: in the padded or split
+ * image (implicit: CONV_PADDED, CONV_SPLIT) or in im2col's output (k·ldcol) */
 void conv_col_offsets(const nomul_conv2d_desc *d, const conv_geom *g, int implicit, long *off);
 
 /* The PAM weight gradients' kernels that skip x's zeros (pg_xsparse_ukr,

@@ -4,7 +4,7 @@
  * more (conv_float_applies); elsewhere conv2d.c's im2col and OpenBLAS.
  *
  * Two ways to feed the kernels a column matrix col (K × P, K = c_in/g·kh·kw):
- *  - im2col (conv2d.c), for strided layers and small images;
+ *  - im2col (conv2d.c), for small images and strides other than 1 and 2;
  *  - implicit, for stride 1: the image, copied once into a zero-padded
  *    plane per channel (Hp × Wp), stands for col: row (c, i, j) of col is
  *    plane c shifted by (i·dil_h, j·dil_w) rows and columns. Read in rows of
@@ -12,7 +12,10 @@
  *    Wp − ow columns, which read across the padding into the next row, are
  *    dropped), so the kernels read B's row k at xp + off[k]. No im2col, and
  *    no col2im: the data gradient of a stride-1 convolution is itself one,
- *    of dy padded by dil·(k − 1) − pad with the flipped kernel.
+ *    of dy padded by dil·(k − 1) − pad with the flipped kernel;
+ *  - implicit, for stride 2 (undilated): the padded planes split by the
+ *    parity of row and column (conv2d_internal.h's CONV_SPLIT), each tap
+ *    a stride-1 read of one of them; the forward and the weight gradient.
  *
  * What is summed, and in which order (test_conv checks every path bit for
  * bit against plain fmaf loops in this order):
@@ -64,9 +67,8 @@ static void add_bias(const conv_geom *g, int c_out, const float *bias, float *yb
 void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
                         const float *x, const float *weight, const float *bias, float *y)
 {
-    int hp = d->h + 2 * d->pad_h, wp = d->w + 2 * d->pad_w;
     int slack = conv_wide_slack(d);
-    int implicit = conv_forward_implicit(d, g);
+    int implicit = conv_forward_implicit(d, g), wp = conv_feed_width(d, implicit);
     fd_plan **plans =
         group_plans(d, CblasNoTrans, g->cog, g->K, weight, (long)g->cog * g->K, g->K);
     long *off = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_OFFS, (size_t)g->K * sizeof *off);
@@ -76,7 +78,7 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
     }
     conv_col_offsets(d, g, implicit, off);
     conv_fsparse fs;
-    int sp = implicit ? conv_fsparse_plan(d, g, 0, 1.0f, x, weight, &fs) : 0;
+    int sp = implicit == CONV_PADDED ? conv_fsparse_plan(d, g, 0, 1.0f, x, weight, &fs) : 0;
     if (sp < 0)
         return; /* reported */
     long nwide = (long)g->oh * wp; /* the wide output's columns */
@@ -85,9 +87,9 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
     int nt = conv_image_threads(d), failed = 0;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_COL, implicit
-                                                               ? (size_t)g->cig * hp * wp + slack
-                                                               : (size_t)g->K * g->ldcol + 32);
+        float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_COL,
+                                   implicit ? (size_t)conv_feed_floats(d, implicit, g->cig) + slack
+                                            : (size_t)g->K * g->ldcol + 32);
         float *part = NULL;
         uint32_t *lists = NULL;
         if (buf && sp && !conv_fsparse_scratch(g, &part, &lists))
@@ -104,7 +106,7 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
                 const float *xg = x + b * g->x_img + (long)gr * g->cig * d->h * d->w;
                 float *yg = y + b * g->y_img + (long)gr * g->cog * g->P;
                 if (implicit) {
-                    conv_pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, buf, slack);
+                    conv_feed_fill(d, implicit, g->cig, xg, buf, slack);
                     if (!sp || !conv_fsparse_image(&fs, g, wp, gr, buf, off, part, lists, yg))
                         fd_plan_run(plans[gr], (int)nwide, buf, off, yg, g->P,
                                     (pg_narrow){.wp = wp, .ow = g->ow});
@@ -205,15 +207,20 @@ void conv_float_backward_data(const char *fn, const nomul_conv2d_desc *d, const 
  * (K × co) = col · dy_gᵀ, transposed into dw at the end, or dW_g (co × K) =
  * dy_g · colᵀ into dw directly. Implicit (stride 1, and col the one read
  * in place): col's rows read in the padded image, P as oh segments of ow
- * pixels, Wp apart. */
+ * pixels, Wp apart; stride 2 the same in the split image (rows ws apart). */
 int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
                         const float *x, const float *dy, float *dw, long b0, long b1)
 {
     long nw = (long)d->c_out * g->K;
-    int hp = d->h + 2 * d->pad_h, wp = d->w + 2 * d->pad_w, slack = conv_wide_slack(d);
+    int slack = conv_wide_slack(d);
     int by_dyt = g->cog <= g->K;
-    int implicit = by_dyt && d->stride_h == 1 && d->stride_w == 1;
-    size_t nb = implicit ? (size_t)g->cig * hp * wp + slack : (size_t)g->K * g->ldcol + 32;
+    int implicit = !by_dyt                                     ? 0
+                   : d->stride_h == 1 && d->stride_w == 1       ? CONV_PADDED
+                   : conv_forward_implicit(d, g) == CONV_SPLIT ? CONV_SPLIT
+                                                                : 0;
+    int wp = conv_feed_width(d, implicit);
+    size_t nb = implicit ? (size_t)conv_feed_floats(d, implicit, g->cig) + slack
+                         : (size_t)g->K * g->ldcol + 32;
     float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_COL, nb);
     float *t = buf ? nomul_scratch(NOMUL_SCRATCH_CONV_DYT, (size_t)g->P * (by_dyt ? g->cog : g->K))
                    : NULL;
@@ -229,7 +236,8 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
      * (its sums could then hold a −0 that a left-out zero term would have
      * turned to +0) */
     const pg_dwplane_ukr *dp = &pg_cntx_active()->dwplane;
-    int plane = implicit && d->kh == 3 && d->kw == 3 && g->cog % 16 == 0 && dp->fp &&
+    int plane = implicit == CONV_PADDED && d->kh == 3 && d->kw == 3 && g->cog % 16 == 0 &&
+                dp->fp &&
                 conv_plane_codes_fit(d, g, g->cog) &&
                 (conv_dwplane_mode == CONV_DWPLANE_ALWAYS ||
                  (conv_dwplane_mode == CONV_DWPLANE_AUTO && conv_skips_pay()));
@@ -267,7 +275,7 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
                 continue;
             }
             if (implicit)
-                conv_pad_planes(g->cig, d->h, d->w, d->pad_h, d->pad_w, xg, buf, slack);
+                conv_feed_fill(d, implicit, g->cig, xg, buf, slack);
             else
                 conv_im2col(d, g, xg, buf);
             if (by_dyt) {
