@@ -1279,67 +1279,26 @@ static long col_source(const nomul_conv2d_desc *d, const conv_geom *g, int k, in
     return iy < 0 || iy >= d->h || ix < 0 || ix >= d->w ? -1 : ((long)c * d->h + iy) * d->w + ix;
 }
 
+/* one group's geometry of layer d (one image), col's rows ldpad floats
+ * longer than its P columns */
+static conv_geom one_group_geom(const nomul_conv2d_desc *d, int ldpad)
+{
+    conv_geom g = {0};
+    assert_true(nomul_conv2d_output_size(d, &g.oh, &g.ow));
+    g.P = g.oh * g.ow;
+    g.ldcol = g.P + ldpad;
+    g.cig = d->c_in;
+    g.cog = d->c_out;
+    g.K = g.cig * d->kh * d->kw;
+    return g;
+}
+
 /* im2col and col2im's add (the vector rows at stride 1 and 2: stride 2 reads
  * two vectors for one, and adds −0 between its values) against plain
  * loops, bit for bit, on random layers (kernels 1-3, strides 1-3, padding
  * 0-2, dilation 1-2, rows 1-40 wide) whose values include ±0 and whose dx
  * starts from random values with ±0 among them (+0 added to −0 would make
  * it +0: col2im's stride-2 rows must leave the places between theirs). */
-/* stride 2's split feed (conv2d_internal.h's CONV_SPLIT): for every row k of
- * the column matrix and output pixel (oy, ox), the split planes at off[k] +
- * oy·ws + ox hold im2col's value, inside the feed's floats and slack; the
- * kernels' reads past a wide row end in the slack's zeros */
-static void test_split_planes_read_as_im2col(void **state)
-{
-    (void)state;
-    tu_rng r = {tu_seed() ^ 0x5917};
-    for (int rep = 0; rep < 300; rep++) {
-        nomul_conv2d_desc d = {1, 1 + (int)(tu_next(&r) % 3), 1 + (int)(tu_next(&r) % 15),
-                               1 + (int)(tu_next(&r) % 33), 4, 1 + (int)(tu_next(&r) % 5),
-                               1 + (int)(tu_next(&r) % 5), 2, 2, (int)(tu_next(&r) % 3),
-                               (int)(tu_next(&r) % 3), 1, 1, 1};
-        while (d.h + 2 * d.pad_h < d.kh)
-            d.pad_h++;
-        while (d.w + 2 * d.pad_w < d.kw)
-            d.pad_w++;
-        conv_geom g;
-        assert_true(nomul_conv2d_output_size(&d, &g.oh, &g.ow));
-        g.P = g.oh * g.ow;
-        g.ldcol = g.P;
-        g.cig = d.c_in;
-        g.cog = d.c_out;
-        g.K = g.cig * d.kh * d.kw;
-        const int ws = conv_feed_width(&d, CONV_SPLIT), slack = conv_wide_slack(&d);
-        const long nx = (long)d.c_in * d.h * d.w, nf = conv_feed_floats(&d, CONV_SPLIT, g.cig);
-        float *x = malloc(nx * 4), *buf = malloc((nf + slack) * 4);
-        long *off = malloc(g.K * sizeof *off);
-        assert_true(x && buf && off);
-        for (long i = 0; i < nx; i++) {
-            uint32_t u = tu_u32(&r);
-            x[i] = u % 5 == 0 ? tu_float(u & 0x80000000u) : tu_normal(&r, -3, 3, 1);
-        }
-        for (long i = 0; i < nf + slack; i++)
-            buf[i] = 7.0f;
-        conv_feed_fill(&d, CONV_SPLIT, g.cig, x, buf, slack);
-        conv_col_offsets(&d, &g, CONV_SPLIT, off);
-        for (long i = nf; i < nf + slack; i++)
-            if (tu_bits(buf[i]) != 0)
-                FAIL_SEED("split rep %d: slack float %ld = %a, want +0", rep, i - nf,
-                          (double)buf[i]);
-        for (int k = 0; k < g.K; k++)
-            for (int p = 0; p < g.P; p++) {
-                long src = col_source(&d, &g, k, p);
-                long at = off[k] + (long)(p / g.ow) * ws + p % g.ow;
-                float want = src < 0 ? 0.0f : x[src];
-                if (at < 0 || at >= nf || tu_bits(buf[at]) != tu_bits(want))
-                    FAIL_SEED("split rep %d (%dx%d k%dx%d p%d,%d): row %d pixel %d at %ld of "
-                              "%ld, want %a", rep, d.h, d.w, d.kh, d.kw, d.pad_h, d.pad_w, k, p,
-                              at, nf, (double)want);
-            }
-        free(x); free(buf); free(off);
-    }
-}
-
 static void test_im2col_col2im_match_plain_loops(void **state)
 {
     (void)state;
@@ -1357,13 +1316,7 @@ static void test_im2col_col2im_match_plain_loops(void **state)
             d.pad_h++;
         while (d.w + 2 * d.pad_w < d.dil_w * (d.kw - 1) + 1)
             d.pad_w++;
-        conv_geom g;
-        assert_true(nomul_conv2d_output_size(&d, &g.oh, &g.ow));
-        g.P = g.oh * g.ow;
-        g.ldcol = g.P + (int)(tu_next(&r) % 3);
-        g.cig = d.c_in;
-        g.cog = d.c_out;
-        g.K = g.cig * d.kh * d.kw;
+        conv_geom g = one_group_geom(&d, (int)(tu_next(&r) % 3));
         long nx = (long)d.c_in * d.h * d.w, nc = (long)g.K * g.ldcol;
         float *x = malloc(nx * 4), *col = malloc(nc * 4), *dx = malloc(nx * 4),
               *twin = malloc(nx * 4);
@@ -1400,6 +1353,55 @@ static void test_im2col_col2im_match_plain_loops(void **state)
                 FAIL_SEED("col2im rep %d (stride %d, %d): dx[%ld] = %a, want %a", rep,
                           d.stride_h, d.stride_w, i, (double)dx[i], (double)twin[i]);
         free(x); free(col); free(dx); free(twin);
+    }
+}
+
+/* stride 2's split feed (conv2d_internal.h's CONV_SPLIT): for every row k of
+ * the column matrix and output pixel (oy, ox), the split planes at off[k] +
+ * oy·ws + ox hold im2col's value, inside the feed's floats and slack; the
+ * kernels' reads past a wide row end in the slack's zeros */
+static void test_split_planes_read_as_im2col(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x5917};
+    for (int rep = 0; rep < 300; rep++) {
+        nomul_conv2d_desc d = {1, 1 + (int)(tu_next(&r) % 3), 1 + (int)(tu_next(&r) % 15),
+                               1 + (int)(tu_next(&r) % 33), 4, 1 + (int)(tu_next(&r) % 5),
+                               1 + (int)(tu_next(&r) % 5), 2, 2, (int)(tu_next(&r) % 3),
+                               (int)(tu_next(&r) % 3), 1, 1, 1};
+        while (d.h + 2 * d.pad_h < d.kh)
+            d.pad_h++;
+        while (d.w + 2 * d.pad_w < d.kw)
+            d.pad_w++;
+        conv_geom g = one_group_geom(&d, 0);
+        const int ws = conv_feed_width(&d, CONV_SPLIT), slack = conv_wide_slack(&d);
+        const long nx = (long)d.c_in * d.h * d.w, nf = conv_feed_floats(&d, CONV_SPLIT, g.cig);
+        float *x = malloc(nx * 4), *buf = malloc((nf + slack) * 4);
+        long *off = malloc(g.K * sizeof *off);
+        assert_true(x && buf && off);
+        for (long i = 0; i < nx; i++) {
+            uint32_t u = tu_u32(&r);
+            x[i] = u % 5 == 0 ? tu_float(u & 0x80000000u) : tu_normal(&r, -3, 3, 1);
+        }
+        for (long i = 0; i < nf + slack; i++)
+            buf[i] = 7.0f;
+        conv_feed_fill(&d, CONV_SPLIT, g.cig, x, buf, slack);
+        conv_col_offsets(&d, &g, CONV_SPLIT, off);
+        for (long i = nf; i < nf + slack; i++)
+            if (tu_bits(buf[i]) != 0)
+                FAIL_SEED("split rep %d: slack float %ld = %a, want +0", rep, i - nf,
+                          (double)buf[i]);
+        for (int k = 0; k < g.K; k++)
+            for (int p = 0; p < g.P; p++) {
+                long src = col_source(&d, &g, k, p);
+                long at = off[k] + (long)(p / g.ow) * ws + p % g.ow;
+                float want = src < 0 ? 0.0f : x[src];
+                if (at < 0 || at >= nf || tu_bits(buf[at]) != tu_bits(want))
+                    FAIL_SEED("split rep %d (%dx%d k%dx%d p%d,%d): row %d pixel %d at %ld of "
+                              "%ld, want %a", rep, d.h, d.w, d.kh, d.kw, d.pad_h, d.pad_w, k, p,
+                              at, nf, (double)want);
+            }
+        free(x); free(buf); free(off);
     }
 }
 

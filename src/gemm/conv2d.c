@@ -170,13 +170,16 @@ NO_LIBCALL_LOOPS void conv_pad_planes(int c, int h, int w, int ph, int pw, const
 /* floor(a / 2) for any sign */
 static inline int half_floor(int a) { return a >= 0 ? a / 2 : -((1 - a) / 2); }
 
+/* a split plane's rows (columns): ⌈(n + 2·pad) / 2⌉ of the padded side */
+static inline int split_side(int n, int pad) { return (n + 2 * pad + 1) / 2; }
+
 /* dst = c planes (h × w) of src, each zero-padded (ph, pw) and split into
  * four planes hs × ws by parity (conv2d_internal.h's CONV_SPLIT), then
  * `slack` zeros */
 NO_LIBCALL_LOOPS void conv_split_planes(int c, int h, int w, int ph, int pw, const float *src,
                                         float *dst, int slack)
 {
-    const int hs = (h + 2 * ph + 1) / 2, ws = (w + 2 * pw + 1) / 2;
+    const int hs = split_side(h, ph), ws = split_side(w, pw);
     for (int k = 0; k < c; k++)
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 2; b++) {
@@ -203,14 +206,14 @@ NO_LIBCALL_LOOPS void conv_split_planes(int c, int h, int w, int ph, int pw, con
 
 int conv_feed_width(const nomul_conv2d_desc *d, int implicit)
 {
-    const int wp = d->w + 2 * d->pad_w;
-    return implicit == CONV_SPLIT ? (wp + 1) / 2 : wp;
+    return implicit == CONV_SPLIT ? split_side(d->w, d->pad_w) : d->w + 2 * d->pad_w;
 }
 
 long conv_feed_floats(const nomul_conv2d_desc *d, int implicit, int c)
 {
-    const long hp = d->h + 2 * d->pad_h, wp = d->w + 2 * d->pad_w;
-    return implicit == CONV_SPLIT ? 4L * c * ((hp + 1) / 2) * ((wp + 1) / 2) : c * hp * wp;
+    return implicit == CONV_SPLIT
+               ? 4L * c * split_side(d->h, d->pad_h) * split_side(d->w, d->pad_w)
+               : (long)c * (d->h + 2 * d->pad_h) * (d->w + 2 * d->pad_w);
 }
 
 void conv_feed_fill(const nomul_conv2d_desc *d, int implicit, int c, const float *x, float *buf,
@@ -254,7 +257,7 @@ long *conv_tap_offsets(int c, int kh, int kw, int hp, int wp, int dh, int dw)
 void conv_col_offsets(const nomul_conv2d_desc *d, const conv_geom *g, int implicit, long *off)
 {
     if (implicit == CONV_SPLIT) {
-        const long hs = (d->h + 2 * d->pad_h + 1) / 2, ws = conv_feed_width(d, implicit);
+        const long hs = split_side(d->h, d->pad_h), ws = split_side(d->w, d->pad_w);
         for (int k = 0; k < g->cig; k++)
             for (int i = 0; i < d->kh; i++)
                 for (int j = 0; j < d->kw; j++)
@@ -381,6 +384,13 @@ int conv_forward_implicit(const nomul_conv2d_desc *d, const conv_geom *g)
                    d->kh * d->kw > 1 && conv_wide_pays(g->ow, conv_feed_width(d, CONV_SPLIT))
                ? CONV_SPLIT
                : 0;
+}
+
+int conv_dw_feed(const nomul_conv2d_desc *d, const conv_geom *g)
+{
+    if (d->stride_h == 1 && d->stride_w == 1)
+        return CONV_PADDED;
+    return conv_forward_implicit(d, g) == CONV_SPLIT ? CONV_SPLIT : 0;
 }
 
 /* Images run in parallel, each on one thread (the per-image products are
@@ -1183,11 +1193,8 @@ static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
     const int exact = sh->exact, narrow = sh->narrow, MR = sh->MR, NR = sh->NR;
     const int npi = sh->npi, npj = sh->npj;
     const long ntile = sh->ntile;
-    /* x read in place: stride 1's padded image, stride 2's split one (where
-     * the forward takes it), else im2col's output */
-    int implicit = d->stride_h == 1 && d->stride_w == 1        ? CONV_PADDED
-                   : conv_forward_implicit(d, g) == CONV_SPLIT ? CONV_SPLIT
-                                                                : 0;
+    /* x read in place (the padded or the split image), else im2col's output */
+    int implicit = conv_dw_feed(d, g);
     int wp = conv_feed_width(d, implicit), slack = conv_wide_slack(d);
     /* x's zeros skipped where the lists pay: the chunks' geometry */
     const pg_xsparse_ukr *xs = &cx->xsparse;

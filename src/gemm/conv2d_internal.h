@@ -154,6 +154,10 @@ static inline int conv_wide_slack(const nomul_conv2d_desc *d)
  * (a plain subsampling: the split would copy four times what they read). */
 enum { CONV_PADDED = 1, CONV_SPLIT = 2 };
 int conv_forward_implicit(const nomul_conv2d_desc *d, const conv_geom *g);
+/* the weight gradient's feed where x is read in place: stride 1's padded
+ * planes (whatever the wasted columns), stride 2's split ones where the
+ * forward takes them, else 0 (im2col's output) */
+int conv_dw_feed(const nomul_conv2d_desc *d, const conv_geom *g);
 /* the feed's wide rows' width, and its floats for c input planes (before
  * the slack) */
 int conv_feed_width(const nomul_conv2d_desc *d, int implicit);

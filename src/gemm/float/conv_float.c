@@ -214,10 +214,7 @@ int conv_float_dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_g
     long nw = (long)d->c_out * g->K;
     int slack = conv_wide_slack(d);
     int by_dyt = g->cog <= g->K;
-    int implicit = !by_dyt                                     ? 0
-                   : d->stride_h == 1 && d->stride_w == 1       ? CONV_PADDED
-                   : conv_forward_implicit(d, g) == CONV_SPLIT ? CONV_SPLIT
-                                                                : 0;
+    int implicit = by_dyt ? conv_dw_feed(d, g) : 0;
     int wp = conv_feed_width(d, implicit);
     size_t nb = implicit ? (size_t)conv_feed_floats(d, implicit, g->cig) + slack
                          : (size_t)g->K * g->ldcol + 32;
