@@ -111,6 +111,8 @@ $(BUILD)/src/gemm/float/dwplane_float_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)
 $(BUILD)/src/gemm/dxlive_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)
 $(BUILD)/src/gemm/float/dxlive_float_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)
 $(BUILD)/src/gemm/float/csparse_float_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)
+$(BUILD)/src/gemm/clane_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)
+$(BUILD)/src/gemm/float/clane_float_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)
 $(BUILD)/src/gemm/float/fkernel_avx2.o: CFLAGS_ALL += $(AVX2_FLAGS) -mfma
 $(BUILD)/src/gemm/float/fkernel_avx512.o: CFLAGS_ALL += $(AVX512_FLAGS)
 

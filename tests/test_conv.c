@@ -1151,6 +1151,106 @@ static void test_forward_lists_match_dense(void **state)
     }
 }
 
+/* The data gradient with lanes along channels (conv2d_clane.c, clane.inc)
+ * against the dense direct kernels, bit for bit, float and PAM's
+ * approximate form, with the path never taken, always taken where it
+ * applies, and auto: 3×3 stride-1 padding-1 layers with 32·m input
+ * channels a group, rows of 7, 8, 14 and 16 (two 8-pixel segments) and
+ * 28 (two of 14), one to three rows (the first and last rows' tested
+ * pixels, the two-row tiles), K = 9·c_out over one to four blocks of
+ * taps. Where PAM's sums would differ (an offset, a zero in dy or in the
+ * weights, the exact form), it must not run; the runs are counted. */
+static void test_data_lanes_match_dense(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xC1A9E};
+    nomul_isa_set(nomul_isa_max());
+    if (!pg_cntx_active()->clane.pam) {
+        printf("# no lanes along channels on %s: nothing to compare\n",
+               nomul_isa_name(nomul_isa_active()));
+        return;
+    }
+    static const nomul_conv2d_desc layers[] = {
+        {3, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* K = 576: three blocks */
+        {2, 32, 14, 14, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1}, /* K = 288 */
+        {2, 32, 8, 8, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* K = 216 */
+        {2, 64, 5, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1},  /* two segments of 8 */
+        {1, 32, 3, 28, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* two of 14 (always only) */
+        {2, 32, 1, 7, 80, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* one row, K = 720 */
+        {2, 32, 2, 7, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* two edge rows */
+        {2, 32, 4, 7, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* one middle pair */
+        {2, 128, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 2},  /* groups of 64 → 32 */
+        {2, 32, 6, 6, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* 6 wide: no segment */
+        {2, 48, 7, 7, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* 48 channels: not 32·m */
+        {2, 32, 7, 7, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1},   /* stride 2 */
+    };
+    /* cfg, the case (0 plain, 1 a zero in dy, 2 a zero weight), whether it runs */
+    static const struct {
+        nomul_op_cfg cfg;
+        int kind, runs;
+    } cases[] = {
+        {{NOMUL_OP_STANDARD, 0, 1.0f}, 0, 1}, {{NOMUL_OP_PAM, 1, 1.0f}, 0, 1},
+        {{NOMUL_OP_PAM, 0, 1.0f}, 0, 0},      {{NOMUL_OP_PAM, 1, 1.0552f}, 0, 0},
+        {{NOMUL_OP_PAM, 1, 1.0f}, 1, 0},      {{NOMUL_OP_PAM, 1, 1.0f}, 2, 0},
+        {{NOMUL_OP_STANDARD, 0, 1.0f}, 1, 1}, {{NOMUL_OP_STANDARD, 0, 1.0f}, 2, 1},
+    };
+    for (size_t li = 0; li < sizeof layers / sizeof layers[0]; li++) {
+        const nomul_conv2d_desc *d = &layers[li];
+        int oh, ow;
+        long nx, nw, ny;
+        layer_sizes(d, &oh, &ow, &nx, &nw, &ny);
+        int fits = d->stride_h == 1 && (d->c_in / d->groups) % 32 == 0 &&
+                   (d->w % 14 == 0 || d->w % 8 == 0 || d->w % 7 == 0);
+        float *x = malloc(nx * 4), *w = malloc(nw * 4), *dy = malloc(ny * 4);
+        float *dx[3] = {malloc(nx * 4), malloc(nx * 4), malloc(nx * 4)};
+        assert_true(x && w && dy && dx[0] && dx[1] && dx[2]);
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+            const nomul_op_cfg *cfg = &cases[k].cfg;
+            for (long i = 0; i < nx; i++)
+                x[i] = tu_u32(&r) % 2 ? 0.0f : tu_normal(&r, -6, 4, 1);
+            for (long i = 0; i < nw; i++)
+                w[i] = tu_normal(&r, -5, 2, 1);
+            for (long i = 0; i < ny; i++)
+                dy[i] = tu_normal(&r, -8, 3, 1);
+            if (cases[k].kind == 1)
+                dy[tu_u32(&r) % ny] = 0.0f;
+            if (cases[k].kind == 2)
+                w[tu_u32(&r) % nw] = 0.0f;
+            static const int order[3] = {CONV_CLANE_NEVER, CONV_CLANE_ALWAYS, CONV_CLANE_AUTO};
+            long runs[3] = {0, 0, 0};
+            nomul_clear_error();
+            for (int o = 0; o < 3; o++) {
+                long before = conv_clane_runs;
+                conv_clane_mode = order[o];
+                nomul_conv2d_backward_data(d, cfg, x, w, dy, dx[o]);
+                runs[o] = conv_clane_runs - before;
+            }
+            conv_clane_mode = CONV_CLANE_AUTO;
+            if (nomul_last_error() != NOMUL_OK)
+                FAIL_SEED("conv2d reported: %s", nomul_last_error_message());
+            const char *what = nomul_op_is_pa(cfg) ? "pam" : "float";
+            long want = cases[k].runs && fits ? (long)d->n * d->groups : 0;
+            long want_auto = want && d->w <= CLANE_MAX_W ? want : 0;
+            if (runs[0] != 0 || runs[1] != want || runs[2] != want_auto)
+                FAIL_SEED("layer %zu case %zu (%s, approx %d, offset %g): ran %ld / %ld / %ld "
+                          "images' groups (never / always / auto), want 0 / %ld / %ld",
+                          li, k, what, cfg->approx_bwd, (double)cfg->offset, runs[0], runs[1],
+                          runs[2], want, want_auto);
+            for (int o = 1; o < 3; o++)
+                for (long i = 0; i < nx; i++)
+                    if (tu_bits(dx[o][i]) != tu_bits(dx[0][i]))
+                        FAIL_SEED("layer %zu case %zu (%s, approx %d, offset %g), mode %s: "
+                                  "dx[%ld] = %a, the dense kernels' %a",
+                                  li, k, what, cfg->approx_bwd, (double)cfg->offset,
+                                  o == 1 ? "always" : "auto", i, (double)dx[o][i],
+                                  (double)dx[0][i]);
+        }
+        free(x); free(w); free(dy);
+        for (int o = 0; o < 3; o++)
+            free(dx[o]);
+    }
+}
+
 /* The depthwise direct paths (forward, and the exact and approximate
  * backward's data and weight gradients: vector row kernels with half- and
  * quarter-width tails) against the direct loops, on every instruction set:
@@ -1531,6 +1631,7 @@ int main(void)
         cmocka_unit_test(test_depthwise_direct_paths),
         cmocka_unit_test(test_dw_sparse_matches_in_place),
         cmocka_unit_test(test_forward_lists_match_dense),
+        cmocka_unit_test(test_data_lanes_match_dense),
         cmocka_unit_test(test_dw_by_input_matches_in_place),
         cmocka_unit_test(test_dx_live_matches_twin_and_dense),
         cmocka_unit_test(test_graph_asks_live_after_relu),

@@ -17,6 +17,7 @@
  * path against its dense twin: a comma list of dwplane (the weight
  * gradient by input), dxlive (the data gradient at live inputs), xsparse
  * (the weight gradient's per-tile lists), fsparse (the forward's lists),
+ * clane (the data gradient with lanes along channels),
  * each =auto, =never or =always (the library's test modes, declared weak:
  * a build without one says so and stops). Prints one line: the layer, and
  * the best time in ms.
@@ -36,6 +37,7 @@ extern int conv_dwplane_mode __attribute__((weak));
 extern int conv_dxlive_mode __attribute__((weak));
 extern int conv_xsparse_mode __attribute__((weak));
 extern int conv_fsparse_mode __attribute__((weak));
+extern int conv_clane_mode __attribute__((weak));
 
 /* PATHS (above); 0 after a message */
 static int force_paths(const char *prog, const char *arg)
@@ -47,20 +49,21 @@ static int force_paths(const char *prog, const char *arg)
     } paths[] = {{"dwplane", &conv_dwplane_mode},
                  {"dxlive", &conv_dxlive_mode},
                  {"xsparse", &conv_xsparse_mode},
-                 {"fsparse", &conv_fsparse_mode}};
+                 {"fsparse", &conv_fsparse_mode},
+                 {"clane", &conv_clane_mode}};
     char buf[256];
     snprintf(buf, sizeof buf, "%s", arg);
     for (char *item = strtok(buf, ","); item; item = strtok(NULL, ",")) {
         const char *eq = strchr(item, '=');
         const size_t len = eq ? (size_t)(eq - item) : 0;
         int p = 0, m = 0;
-        while (p < 4 && !(strlen(paths[p].name) == len && !strncmp(paths[p].name, item, len)))
+        while (p < 5 && !(strlen(paths[p].name) == len && !strncmp(paths[p].name, item, len)))
             p++;
         while (eq && m < 3 && strcmp(modes[m], eq + 1) != 0)
             m++;
-        if (!eq || p == 4 || m == 3) {
+        if (!eq || p == 5 || m == 3) {
             fprintf(stderr, "%s: PATHS: '%s' is not PATH=auto|never|always with PATH dwplane, "
-                            "dxlive, xsparse or fsparse\n", prog, item);
+                            "dxlive, xsparse, fsparse or clane\n", prog, item);
             return 0;
         }
         if (!paths[p].mode) {

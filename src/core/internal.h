@@ -86,6 +86,7 @@ enum { NOMUL_SCRATCH_ROW, NOMUL_SCRATCH_NORM, NOMUL_SCRATCH_OP, NOMUL_SCRATCH_PA
        NOMUL_SCRATCH_CONV_FSLISTS, /* (conv2d_sparse.c): weight table, sums, lists */
        NOMUL_SCRATCH_CONV_PLANELIST, /* a plane's nonzero x, the dW by input (dwplane.inc) */
        NOMUL_SCRATCH_CONV_WLIVE, /* the weights as the dX at live inputs reads them */
+       NOMUL_SCRATCH_CONV_CLTABLE, /* the weights as the lanes along channels read them */
        NOMUL_SCRATCH_SLOTS,
        NOMUL_SCRATCH_KEYED = NOMUL_SCRATCH_SLOTS };
 float *nomul_scratch(int slot, size_t n);

@@ -822,6 +822,10 @@ static void backward_data(const char *fn, const nomul_conv2d_desc *d, const nomu
         return;
     if (pa && live && data_live(fn, d, &g, !approx, offset, x, weight, dy, dx))
         return;
+    if (pa && approx && offset == 1.0f && conv_clane_data(fn, d, &g, 1, weight, dy, dx)) {
+        count_terms(0, offset, (long long)d->n * d->c_out * g.P * g.K);
+        return;
+    }
     if (pa && data_implicit(fn, d, &g, !approx, offset, x, weight, dy, dx))
         return;
     if (!pa && conv_float_applies(&g)) {

@@ -319,6 +319,27 @@ int conv_fsparse_image(const conv_fsparse *fs, const conv_geom *g, int wp, int g
                        const float *buf, const long *off, float *part, uint32_t *lists,
                        float *yg);
 
+/* The data gradient on the kernels with lanes along channels (the
+ * context's clane: AVX-512; conv2d_clane.c) for 3×3, stride-1, padding-1
+ * layers whose groups have 32·m input channels, images up to CLANE_MAX_W
+ * wide (auto) cut into rows of 7, 8 or 14 pixels: float, and PAM's
+ * approximate form (no offset; dy and the weights without zeros, every
+ * term normal). The same sums as the dense direct kernels, bit for bit
+ * (gemm_internal.h's pg_clane_job). Where the dense kernels' wide rows
+ * waste the most: on ResNet20's layers (conv_pass_bench, one thread, Zen 5)
+ * ... ms. The mode is for the tests: auto (the default), never, always
+ * (any width with a segment). conv_clane_fits: the geometry (the mode's
+ * width limit in it); conv_clane_data: dx, 0 with nothing written where it
+ * does not apply, else 1 (done, or after a report); the caller counts the
+ * terms. */
+enum { CLANE_MAX_W = 16 };
+enum { CONV_CLANE_AUTO, CONV_CLANE_NEVER, CONV_CLANE_ALWAYS };
+extern int conv_clane_mode;
+extern long conv_clane_runs; /* the images' groups it ran, for the tests */
+int conv_clane_fits(const nomul_conv2d_desc *d, const conv_geom *g);
+int conv_clane_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g, int pa,
+                    const float *weight, const float *dy, float *dx);
+
 /* The float convolution on nomul's FMA kernels (src/gemm/float/conv_float.c),
  * where conv_float_applies (the instruction set has the kernels, a group has
  * 4 output channels or more); they report their failures (out of memory).

@@ -397,6 +397,42 @@ typedef struct {
 int csparse_pam_avx512(const pg_csparse_job *job);   /* csparse_avx512.c */
 int csparse_float_avx512(const pg_csparse_job *job); /* float/csparse_float_avx512.c */
 
+/* A 3×3, stride-1, padding-1 convolution product with its lanes along the
+ * output channels (clane.inc; conv2d_clane.c decides where): one image and
+ * group. The source's planes are padded by one on every side (rows wp =
+ * ow + 2 wide); tap k (the reduction's order) of output pixel (oy, ox) is
+ * buf[off[k] + oy·wp + ox]. table holds K rows of 16·nh values (nh even),
+ * row k the weights of tap k for every output channel (PAM: their bits with
+ * −1.0 folded in, none zero or subnormal; float: as they are). y gets the
+ * 16·nh output planes (oh × ow), ys apart, stored. Output rows are cut into
+ * segments of seg pixels (7, 8 or 14, dividing ow); a tile is one segment,
+ * or two rows where seg = ow = 7, × 32 channels, its sums in registers, one
+ * broadcast source value per pixel and tap against two weight vectors. The
+ * sums: PAM, each block of kc taps from +0, the blocks added in order, the
+ * terms of the padding left out (the dense direct kernels' masks: the
+ * same bits as gemm_plan.c's direct_strip; the source must hold no zero or
+ * subnormal value but its padding, and every term be normal); float, one
+ * fma chain over every tap, the padding's included (float/fdirect.c's).
+ * PAM's first and last rows run on klist[0] and klist[1] (klist[2] where
+ * oh = 1), the taps in order that do not read the padding's row above,
+ * below (both), klen[] long: the others' terms all masked, left out. */
+typedef struct {
+    const float *buf;
+    const long *off;
+    const int *klist[3];
+    int klen[3];
+    int K, kc, oh, ow, wp, seg, nh;
+    const uint32_t *table;
+    float *y;
+    long ys;
+} pg_clane_job;
+typedef void (*pg_clane_fn)(const pg_clane_job *job);
+typedef struct {
+    pg_clane_fn pam, fp; /* NULL where there are none */
+} pg_clane_ukr;
+void clane_pam_avx512(const pg_clane_job *job);   /* clane_avx512.c */
+void clane_float_avx512(const pg_clane_job *job); /* float/clane_float_avx512.c */
+
 /* The weight gradient of a stride-1 3×3 convolution input by input, on
  * up to 32 output channels (dwplane.inc; conv2d.c's dw_block decides where
  * for PAM's forms, float/conv_float.c for float): one image's
@@ -501,6 +537,7 @@ typedef struct pg_cntx {
     pg_xin_ukr xin;                   /* forward and grad A, X in place; zeroed where none */
     pg_small_ukr small;               /* small products in place; zeroed where none */
     pg_csparse_ukr csparse;           /* conv forward on nonzero lists; zeroed where none */
+    pg_clane_ukr clane;               /* conv products, lanes along channels; zeroed where none */
     pg_dwplane_ukr dwplane;           /* 16-channel dW by input; zeroed where none */
     pg_dxlive_ukr dxlive;             /* dX at live inputs; zeroed where none */
     fd_ukr fdirect;                  /* float, B in place */

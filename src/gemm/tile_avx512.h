@@ -2,8 +2,10 @@
  * tile_avx512.h — the C tile's edges shared by the AVX-512 kernels, PAM
  * (ukernel_avx512.c) and float (float/fkernel_avx512.c): column masks for a
  * tile up to 32 wide, and its rows loaded into and stored from accumulators
- * acc[rows][2]. Moves and masks only (no arithmetic), so the float kernels'
- * use of it adds nothing to the PAM objects that test_no_multiply scans.
+ * acc[rows][2]; a 16 × 16 transpose (the forward's lists, csparse.inc, and
+ * the kernels with lanes along channels, clane.inc). Moves and masks only
+ * (no arithmetic), so the float kernels' use of it adds nothing to the PAM
+ * objects that test_no_multiply scans.
  * Include only from files compiled with AVX-512 flags; always inlined with
  * constant rows and nh, so that the accumulators stay in registers.
  */
@@ -82,6 +84,35 @@ tile_store_narrow(float *c, long ldc, __m512 (*acc)[2], int mvalid, int nvalid,
                                          (uintptr_t)((r * ldc + at + 16 * h) * (long)sizeof(float)));
                     _mm512_mask_storeu_ps(p, km[h], acc[r][h]);
                 }
+    }
+}
+
+/* v[i] (lanes j) → v[j] (lanes i), 16 × 16 dwords */
+static inline __attribute__((always_inline)) void tr16(__m512i *v)
+{
+    __m512i t[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(v[i], v[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(v[i], v[i + 1]);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i += 4) {
+        v[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        v[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        v[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        v[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i += 8)
+        for (int j = 0; j < 4; j++) {
+            t[i + j] = _mm512_shuffle_i32x4(v[i + j], v[i + j + 4], 0x88);
+            t[i + j + 4] = _mm512_shuffle_i32x4(v[i + j], v[i + j + 4], 0xDD);
+        }
+#pragma GCC unroll 16
+    for (int j = 0; j < 8; j++) {
+        v[j] = _mm512_shuffle_i32x4(t[j], t[j + 8], 0x88);
+        v[j + 8] = _mm512_shuffle_i32x4(t[j], t[j + 8], 0xDD);
     }
 }
 

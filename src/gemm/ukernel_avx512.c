@@ -918,6 +918,7 @@ const pg_cntx pg_cntx_avx512 = {
     .xin = {xin_stats, xin_8x32, xin_8x16, xin_grad_a_6x32, xin_grad_a_6x16},
     .small = {GMR, 32, small_tile},
     .csparse = {csparse_pam_avx512, csparse_float_avx512},
+    .clane = {clane_pam_avx512, clane_float_avx512},
     .dwplane = {dwplane_pam_avx512, dwplane_float_avx512, dwplane_float_guard_avx512},
     .dxlive = {dxlive_pam_avx512, dxlive_float_avx512},
     .fdirect = {8, 32, fd_8x32_avx512, fd_8x16_avx512},

@@ -143,6 +143,11 @@ void conv_float_backward_data(const char *fn, const nomul_conv2d_desc *d, const 
 {
     if (live && backward_data_live(fn, d, g, x, weight, dy, dx))
         return;
+    if (conv_clane_data(fn, d, g, 0, weight, dy, dx)) {
+        NOMUL_COUNT(FMUL, (long long)d->n * d->c_out * g->P * g->K);
+        NOMUL_COUNT(FADD, (long long)d->n * d->c_out * g->P * g->K);
+        return;
+    }
     int implicit = conv_data_implicit(d);
     int qh = d->dil_h * (d->kh - 1) - d->pad_h, qw = d->dil_w * (d->kw - 1) - d->pad_w;
     int hq = g->oh + 2 * qh, wq = g->ow + 2 * qw; /* dy padded */

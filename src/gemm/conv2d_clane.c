@@ -1,0 +1,131 @@
+/*
+ * conv2d_clane.c — where a convolution's data gradient runs on the kernels
+ * with lanes along channels (conv2d_internal.h; the kernels: clane.inc).
+ * The data gradient of a 3×3, stride-1, padding-1 layer is itself such a
+ * convolution: dy padded by one, the kernel flipped, the input channels as
+ * its output channels. The dense direct kernels read it in wide rows of
+ * ow + 2 pixels in 32-pixel tiles, which on 7×7 and 14×14 images compute
+ * 64 and 224 columns for 49 and 196 outputs; these compute each output
+ * once. The same sums as the dense kernels (gemm_internal.h's
+ * pg_clane_job), bit for bit, where:
+ *  - PAM (the approximate form: a term PAM(w, dy) with no offset): dy and
+ *    the weights hold no zero, subnormal, infinity or NaN, and every term
+ *    is normal (the direct path's range check), so that the padding's
+ *    terms, which the kernels mask, are the only ones the dense kernels
+ *    leave out;
+ *  - float: always (one fma chain in the same order, the padding's zeros
+ *    included).
+ */
+#include <string.h>
+
+#include "../core/internal.h"
+#include "conv2d_internal.h"
+
+#include <omp.h>
+
+int conv_clane_mode = CONV_CLANE_AUTO;
+long conv_clane_runs;
+
+/* the segments output rows are cut into: 0 where none fits */
+static int clane_seg(int ow)
+{
+    return ow % 14 == 0 ? 14 : ow % 8 == 0 ? 8 : ow % 7 == 0 ? 7 : 0;
+}
+
+int conv_clane_fits(const nomul_conv2d_desc *d, const conv_geom *g)
+{
+    return d->kh == 3 && d->kw == 3 && d->stride_h == 1 && d->stride_w == 1 && d->pad_h == 1 &&
+           d->pad_w == 1 && d->dil_h == 1 && d->dil_w == 1 && g->cig % 32 == 0 &&
+           clane_seg(d->w) != 0 &&
+           (conv_clane_mode == CONV_CLANE_ALWAYS || d->w <= CLANE_MAX_W);
+}
+
+int conv_clane_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g, int pa,
+                    const float *weight, const float *dy, float *dx)
+{
+    const pg_clane_ukr *cl = &pg_cntx_active()->clane;
+    const pg_clane_fn kern = pa ? cl->pam : cl->fp;
+    if (!kern || conv_clane_mode == CONV_CLANE_NEVER || !conv_clane_fits(d, g))
+        return 0;
+    if (pa) {
+        pg_stats ys = conv_value_stats(dy, d->n * g->y_img);
+        pg_stats ws = conv_value_stats(weight, (long)d->c_out * g->K);
+        if (ys.zero || ys.special || ws.zero || ws.special || !pg_range_safe(&ws, &ys, 1.0f))
+            return 0;
+    }
+    /* the flipped kernel, transposed: row k = (co, i, j) holds the group's
+     * cig input channels (PAM: bits with −1.0 folded in); then PAM's
+     * lists of the taps that do not read the padding's row above (i ≥ 1),
+     * below (i ≤ 1), either (i = 1) */
+    const int K2 = g->cog * 9, hq = g->oh + 2, wq = g->ow + 2, slack = conv_wide_slack(d);
+    const long nt_w = (long)d->c_in * K2;
+    uint32_t *t = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_CLTABLE,
+                                      (size_t)(nt_w + 3L * K2) * sizeof *t);
+    const long *off = t ? conv_tap_offsets(g->cog, 3, 3, hq, wq, 1, 1) : NULL;
+    if (!off) {
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for the weights' table", fn);
+        return 1;
+    }
+    for (int gr = 0; gr < d->groups; gr++)
+        for (int co = 0; co < g->cog; co++) {
+            const float *wo = weight + ((long)gr * g->cog + co) * g->K;
+            for (int k = co * 9; k < co * 9 + 9; k++) {
+                const int tap = 8 - k % 9; /* (2 − i, 2 − j) */
+                uint32_t *row = t + ((long)gr * K2 + k) * g->cig;
+                for (int c = 0; c < g->cig; c++) {
+                    uint32_t b;
+                    memcpy(&b, wo + c * 9 + tap, 4);
+                    row[c] = pa ? b - PG_ONE : b;
+                }
+            }
+        }
+    int *kl = (int *)(t + nt_w), klen[3] = {0, 0, 0};
+    for (int k = 0; pa && k < K2; k++) {
+        const int i = k % 9 / 3;
+        if (i >= 1)
+            kl[klen[0]++] = k;
+        if (i <= 1)
+            kl[K2 + klen[1]++] = k;
+        if (i == 1)
+            kl[2 * K2 + klen[2]++] = k;
+    }
+    int nt = conv_image_threads(d), failed = 0;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_DCOL, (size_t)g->cog * hq * wq + slack);
+        if (!buf) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int b = 0; b < d->n; b++)
+            for (int gr = 0; buf && gr < d->groups; gr++) {
+                conv_pad_planes(g->cog, g->oh, g->ow, 1, 1,
+                                dy + b * g->y_img + (long)gr * g->cog * g->P, buf, slack);
+                const pg_clane_job job = {
+                    .buf = buf,
+                    .off = off,
+                    .klist = {kl, kl + K2, kl + 2 * K2},
+                    .klen = {klen[0], klen[1], klen[2]},
+                    .K = K2,
+                    .kc = PG_KC,
+                    .oh = d->h,
+                    .ow = d->w,
+                    .wp = wq,
+                    .seg = clane_seg(d->w),
+                    .nh = g->cig / 16,
+                    .table = t + (long)gr * K2 * g->cig,
+                    .y = dx + b * g->x_img + (long)gr * g->cig * d->h * d->w,
+                    .ys = (long)d->h * d->w,
+                };
+                kern(&job);
+            }
+    }
+    if (failed) {
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for a padded gradient", fn);
+        return 1;
+    }
+#pragma omp atomic
+    conv_clane_runs += (long)d->n * d->groups;
+    return 1;
+}
