@@ -32,11 +32,15 @@ static int clane_seg(int ow)
     return ow % 14 == 0 ? 14 : ow % 8 == 0 ? 8 : ow % 7 == 0 ? 7 : 0;
 }
 
-int conv_clane_fits(const nomul_conv2d_desc *d, const conv_geom *g)
+/* the geometry (the mode's width limit in it) */
+static int clane_fits(const nomul_conv2d_desc *d, const conv_geom *g, int pa)
 {
-    return d->kh == 3 && d->kw == 3 && d->stride_h == 1 && d->stride_w == 1 && d->pad_h == 1 &&
-           d->pad_w == 1 && d->dil_h == 1 && d->dil_w == 1 && g->cig % 32 == 0 &&
-           clane_seg(d->w) != 0 &&
+    if (!(d->kh == 3 && d->kw == 3 && d->stride_h == 1 && d->stride_w == 1 && d->pad_h == 1 &&
+          d->pad_w == 1 && d->dil_h == 1 && d->dil_w == 1))
+        return 0;
+    if (g->cig == 16) /* two 14-pixel segments of a row a tile; PAM's only */
+        return pa && d->w % 28 == 0;
+    return g->cig % 32 == 0 && clane_seg(d->w) != 0 &&
            (conv_clane_mode == CONV_CLANE_ALWAYS || d->w <= CLANE_MAX_W);
 }
 
@@ -45,7 +49,7 @@ int conv_clane_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
 {
     const pg_clane_ukr *cl = &pg_cntx_active()->clane;
     const pg_clane_fn kern = pa ? cl->pam : cl->fp;
-    if (!kern || conv_clane_mode == CONV_CLANE_NEVER || !conv_clane_fits(d, g))
+    if (!kern || conv_clane_mode == CONV_CLANE_NEVER || !clane_fits(d, g, pa))
         return 0;
     if (pa) {
         pg_stats ys = conv_value_stats(dy, d->n * g->y_img);

@@ -336,7 +336,6 @@ enum { CLANE_MAX_W = 16 };
 enum { CONV_CLANE_AUTO, CONV_CLANE_NEVER, CONV_CLANE_ALWAYS };
 extern int conv_clane_mode;
 extern long conv_clane_runs; /* the images' groups it ran, for the tests */
-int conv_clane_fits(const nomul_conv2d_desc *d, const conv_geom *g);
 int conv_clane_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g, int pa,
                     const float *weight, const float *dy, float *dx);
 
