@@ -1119,7 +1119,9 @@ static void test_forward_lists_match_dense(void **state)
             for (int o = 0; o < 3; o++) {
                 long before = conv_fsparse_runs;
                 conv_fsparse_mode = order[o];
+                conv_clane_mode = CONV_CLANE_NEVER; /* the dense kernels, not the lanes */
                 nomul_conv2d_forward(d, cfg, x, w, b, y[o]);
+                conv_clane_mode = CONV_CLANE_AUTO;
                 if (order[o] == CONV_FSPARSE_ALWAYS)
                     runs_always = conv_fsparse_runs - before;
                 if (order[o] == CONV_FSPARSE_NEVER && conv_fsparse_runs != before)
@@ -1153,8 +1155,8 @@ static void test_forward_lists_match_dense(void **state)
 
 /* The data gradient with lanes along channels (conv2d_clane.c, clane.inc)
  * against the dense direct kernels, bit for bit, float and PAM's
- * approximate form, with the path never taken, always taken where it
- * applies, and auto: 3×3 stride-1 padding-1 layers with 32·m input
+ * approximate form, and float's forward, with the path never taken, always
+ * taken where it applies, and auto: 3×3 stride-1 padding-1 layers with 32·m input
  * channels a group, rows of 7, 8, 14 and 16 (two 8-pixel segments) and
  * 28 (two of 14), one to three rows (the first and last rows' tested
  * pixels, the two-row tiles), K = 9·c_out over one to four blocks of
@@ -1210,7 +1212,9 @@ static void test_data_lanes_match_dense(void **state)
         int narrow = cig == 16 || d->w <= CLANE_MAX_W; /* auto takes it */
         float *x = malloc(nx * 4), *w = malloc(nw * 4), *dy = malloc(ny * 4);
         float *dx[3] = {malloc(nx * 4), malloc(nx * 4), malloc(nx * 4)};
-        assert_true(x && w && dy && dx[0] && dx[1] && dx[2]);
+        float *y[3] = {malloc(ny * 4), malloc(ny * 4), malloc(ny * 4)};
+        float *bias = malloc(d->c_out * 4);
+        assert_true(x && w && dy && dx[0] && dx[1] && dx[2] && y[0] && y[1] && y[2] && bias);
         for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
             const nomul_op_cfg *cfg = &cases[k].cfg;
             for (long i = 0; i < nx; i++)
@@ -1254,8 +1258,41 @@ static void test_data_lanes_match_dense(void **state)
                                   li, k, what, cfg->approx_bwd, (double)cfg->offset,
                                   o == 1 ? "always" : "auto", i, (double)dx[o][i],
                                   (double)dx[0][i]);
+            if (nomul_op_is_pa(cfg))
+                continue;
+            /* float's forward (x half zeros, a bias): c_out / groups
+             * output channels in the lanes */
+            const int cog = d->c_out / d->groups;
+            int ffits = d->stride_h == 1 && cog % 32 == 0 &&
+                        (d->w % 14 == 0 || d->w % 8 == 0 || d->w % 7 == 0);
+            long fwant = ffits ? (long)d->n * d->groups : 0;
+            long fwant_auto = d->w <= CLANE_MAX_W ? fwant : 0;
+            for (int c = 0; c < d->c_out; c++)
+                bias[c] = tu_normal(&r, -3, 1, 1);
+            for (int o = 0; o < 3; o++) {
+                long before = conv_clane_runs;
+                conv_clane_mode = order[o];
+                nomul_conv2d_forward(d, cfg, x, w, bias, y[o]);
+                runs[o] = conv_clane_runs - before;
+            }
+            conv_clane_mode = CONV_CLANE_AUTO;
+            if (nomul_last_error() != NOMUL_OK)
+                FAIL_SEED("conv2d reported: %s", nomul_last_error_message());
+            if (runs[0] != 0 || runs[1] != fwant || runs[2] != fwant_auto)
+                FAIL_SEED("layer %zu case %zu: the float forward ran %ld / %ld / %ld images' "
+                          "groups (never / always / auto), want 0 / %ld / %ld",
+                          li, k, runs[0], runs[1], runs[2], fwant, fwant_auto);
+            for (int o = 1; o < 3; o++)
+                for (long i = 0; i < ny; i++)
+                    if (tu_bits(y[o][i]) != tu_bits(y[0][i]))
+                        FAIL_SEED("layer %zu case %zu, forward mode %s: y[%ld] = %a, the dense "
+                                  "kernels' %a",
+                                  li, k, o == 1 ? "always" : "auto", i, (double)y[o][i],
+                                  (double)y[0][i]);
         }
-        free(x); free(w); free(dy);
+        free(x); free(w); free(dy); free(bias);
+        for (int o = 0; o < 3; o++)
+            free(y[o]);
         for (int o = 0; o < 3; o++)
             free(dx[o]);
     }

@@ -32,16 +32,94 @@ static int clane_seg(int ow)
     return ow % 14 == 0 ? 14 : ow % 8 == 0 ? 8 : ow % 7 == 0 ? 7 : 0;
 }
 
-/* the geometry (the mode's width limit in it) */
-static int clane_fits(const nomul_conv2d_desc *d, const conv_geom *g, int pa)
+/* the geometry, cdst output channels a group (the mode's width limit in it) */
+static int clane_fits(const nomul_conv2d_desc *d, int cdst, int pa)
 {
     if (!(d->kh == 3 && d->kw == 3 && d->stride_h == 1 && d->stride_w == 1 && d->pad_h == 1 &&
           d->pad_w == 1 && d->dil_h == 1 && d->dil_w == 1))
         return 0;
-    if (g->cig == 16) /* two 14-pixel segments of a row a tile; PAM's only */
+    if (cdst == 16) /* two 14-pixel segments of a row a tile; PAM's only */
         return pa && d->w % 28 == 0;
-    return g->cig % 32 == 0 && clane_seg(d->w) != 0 &&
+    return cdst % 32 == 0 && clane_seg(d->w) != 0 &&
            (conv_clane_mode == CONV_CLANE_ALWAYS || d->w <= CLANE_MAX_W);
+}
+
+/* The table's buffer: the weights (K rows of every group's cdst, d->groups
+ * tables) and PAM's three tap lists after them; NULL after a report */
+static uint32_t *clane_table(const char *fn, const nomul_conv2d_desc *d, int K, int cdst)
+{
+    uint32_t *t = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_CLTABLE,
+                                      ((size_t)d->groups * K * cdst + 3 * (size_t)K) * sizeof *t);
+    if (!t)
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for the weights' table", fn);
+    return t;
+}
+
+/* Every image's groups: csrc source planes a group (src_img floats an
+ * image) padded into this thread's buffer, the kernel into cdst output
+ * planes (dst_img an image); the tables from t, K rows each, PAM's lists
+ * after them (the taps k = (c, i, j) that do not read the padding's row
+ * above, i ≥ 1; below, i ≤ 1; either, i = 1). 0 after a report. */
+static int clane_images(const char *fn, const nomul_conv2d_desc *d, pg_clane_fn kern, int pa,
+                        uint32_t *t, int K, int csrc, const float *src, long src_img, int cdst,
+                        float *dst, long dst_img)
+{
+    const int hq = d->h + 2, wq = d->w + 2, slack = conv_wide_slack(d);
+    const long *off = conv_tap_offsets(csrc, 3, 3, hq, wq, 1, 1);
+    if (!off) {
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory", fn);
+        return 0;
+    }
+    int *kl = (int *)(t + (long)d->groups * K * cdst), klen[3] = {0, 0, 0};
+    for (int k = 0; pa && k < K; k++) {
+        const int i = k % 9 / 3;
+        if (i >= 1)
+            kl[klen[0]++] = k;
+        if (i <= 1)
+            kl[K + klen[1]++] = k;
+        if (i == 1)
+            kl[2 * K + klen[2]++] = k;
+    }
+    const long plane = (long)d->h * d->w;
+    int nt = conv_image_threads(d), failed = 0;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_DCOL, (size_t)csrc * hq * wq + slack);
+        if (!buf) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int b = 0; b < d->n; b++)
+            for (int gr = 0; buf && gr < d->groups; gr++) {
+                conv_pad_planes(csrc, d->h, d->w, 1, 1, src + b * src_img + gr * csrc * plane,
+                                buf, slack);
+                const pg_clane_job job = {
+                    .buf = buf,
+                    .off = off,
+                    .klist = {kl, kl + K, kl + 2 * K},
+                    .klen = {klen[0], klen[1], klen[2]},
+                    .K = K,
+                    .kc = PG_KC,
+                    .oh = d->h,
+                    .ow = d->w,
+                    .wp = wq,
+                    .seg = clane_seg(d->w),
+                    .nh = cdst / 16,
+                    .table = t + (long)gr * K * cdst,
+                    .y = dst + b * dst_img + gr * cdst * plane,
+                    .ys = plane,
+                };
+                kern(&job);
+            }
+    }
+    if (failed) {
+        nomul_report(NOMUL_ENOMEM, "%s: out of memory for a padded image", fn);
+        return 0;
+    }
+#pragma omp atomic
+    conv_clane_runs += (long)d->n * d->groups;
+    return 1;
 }
 
 int conv_clane_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g, int pa,
@@ -49,7 +127,7 @@ int conv_clane_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
 {
     const pg_clane_ukr *cl = &pg_cntx_active()->clane;
     const pg_clane_fn kern = pa ? cl->pam : cl->fp;
-    if (!kern || conv_clane_mode == CONV_CLANE_NEVER || !clane_fits(d, g, pa))
+    if (!kern || conv_clane_mode == CONV_CLANE_NEVER || !clane_fits(d, g->cig, pa))
         return 0;
     if (pa) {
         pg_stats ys = conv_value_stats(dy, d->n * g->y_img);
@@ -58,18 +136,11 @@ int conv_clane_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
             return 0;
     }
     /* the flipped kernel, transposed: row k = (co, i, j) holds the group's
-     * cig input channels (PAM: bits with −1.0 folded in); then PAM's
-     * lists of the taps that do not read the padding's row above (i ≥ 1),
-     * below (i ≤ 1), either (i = 1) */
-    const int K2 = g->cog * 9, hq = g->oh + 2, wq = g->ow + 2, slack = conv_wide_slack(d);
-    const long nt_w = (long)d->c_in * K2;
-    uint32_t *t = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_CLTABLE,
-                                      (size_t)(nt_w + 3L * K2) * sizeof *t);
-    const long *off = t ? conv_tap_offsets(g->cog, 3, 3, hq, wq, 1, 1) : NULL;
-    if (!off) {
-        nomul_report(NOMUL_ENOMEM, "%s: out of memory for the weights' table", fn);
+     * cig input channels (PAM: bits with −1.0 folded in) */
+    const int K2 = g->cog * 9;
+    uint32_t *t = clane_table(fn, d, K2, g->cig);
+    if (!t)
         return 1;
-    }
     for (int gr = 0; gr < d->groups; gr++)
         for (int co = 0; co < g->cog; co++) {
             const float *wo = weight + ((long)gr * g->cog + co) * g->K;
@@ -83,53 +154,26 @@ int conv_clane_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
                 }
             }
         }
-    int *kl = (int *)(t + nt_w), klen[3] = {0, 0, 0};
-    for (int k = 0; pa && k < K2; k++) {
-        const int i = k % 9 / 3;
-        if (i >= 1)
-            kl[klen[0]++] = k;
-        if (i <= 1)
-            kl[K2 + klen[1]++] = k;
-        if (i == 1)
-            kl[2 * K2 + klen[2]++] = k;
-    }
-    int nt = conv_image_threads(d), failed = 0;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        float *buf = nomul_scratch(NOMUL_SCRATCH_CONV_DCOL, (size_t)g->cog * hq * wq + slack);
-        if (!buf) {
-#pragma omp atomic write
-            failed = 1;
-        }
-#pragma omp for schedule(dynamic, 1)
-        for (int b = 0; b < d->n; b++)
-            for (int gr = 0; buf && gr < d->groups; gr++) {
-                conv_pad_planes(g->cog, g->oh, g->ow, 1, 1,
-                                dy + b * g->y_img + (long)gr * g->cog * g->P, buf, slack);
-                const pg_clane_job job = {
-                    .buf = buf,
-                    .off = off,
-                    .klist = {kl, kl + K2, kl + 2 * K2},
-                    .klen = {klen[0], klen[1], klen[2]},
-                    .K = K2,
-                    .kc = PG_KC,
-                    .oh = d->h,
-                    .ow = d->w,
-                    .wp = wq,
-                    .seg = clane_seg(d->w),
-                    .nh = g->cig / 16,
-                    .table = t + (long)gr * K2 * g->cig,
-                    .y = dx + b * g->x_img + (long)gr * g->cig * d->h * d->w,
-                    .ys = (long)d->h * d->w,
-                };
-                kern(&job);
-            }
-    }
-    if (failed) {
-        nomul_report(NOMUL_ENOMEM, "%s: out of memory for a padded gradient", fn);
+    clane_images(fn, d, kern, pa, t, K2, g->cog, dy, g->y_img, g->cig, dx, g->x_img);
+    return 1;
+}
+
+int conv_clane_forward(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
+                       const float *weight, const float *x, float *y)
+{
+    const pg_clane_fn kern = pg_cntx_active()->clane.fp;
+    if (!kern || conv_clane_mode == CONV_CLANE_NEVER || !clane_fits(d, g->cog, 0))
+        return 0;
+    /* the kernel transposed: row k = (c, i, j) holds the group's cog
+     * output channels */
+    uint32_t *t = clane_table(fn, d, g->K, g->cog);
+    if (!t)
         return 1;
-    }
-#pragma omp atomic
-    conv_clane_runs += (long)d->n * d->groups;
+    for (int gr = 0; gr < d->groups; gr++)
+        for (int co = 0; co < g->cog; co++)
+            for (int k = 0; k < g->K; k++)
+                memcpy(t + ((long)gr * g->K + k) * g->cog + co,
+                       weight + ((long)gr * g->cog + co) * g->K + k, 4);
+    clane_images(fn, d, kern, 0, t, g->K, g->cig, x, g->x_img, g->cog, y, g->y_img);
     return 1;
 }
