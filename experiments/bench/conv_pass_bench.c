@@ -1,6 +1,6 @@
 /*
  * conv_pass_bench.c — one pass of one convolution layer, timed on one
- * thread (batch 64, x half zeros as after a ReLU, weights and dy without
+ * thread unless asked (batch 64, x half zeros as after a ReLU, weights and dy without
  * zeros), best of REPS calls: the harness behind the README's per-layer
  * A/B figures since the twenty-eighth round. Unlike `nomul bench conv`,
  * which compares PAM with float inside one binary, it is linked against a
@@ -17,10 +17,10 @@
  * path against its dense twin: a comma list of dwplane (the weight
  * gradient by input), dxlive (the data gradient at live inputs), xsparse
  * (the weight gradient's per-tile lists), fsparse (the forward's lists),
- * clane (the data gradient with lanes along channels),
- * each =auto, =never or =always (the library's test modes, declared weak:
- * a build without one says so and stops). Prints one line: the layer, and
- * the best time in ms.
+ * clane (the products with lanes along channels), each =auto, =never or
+ * =always (the library's test modes, declared weak: a build without one
+ * says so and stops); and threads=N (1 unless given). Prints one line: the
+ * layer, and the best time in ms.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -39,7 +39,8 @@ extern int conv_xsparse_mode __attribute__((weak));
 extern int conv_fsparse_mode __attribute__((weak));
 extern int conv_clane_mode __attribute__((weak));
 
-/* PATHS (above); 0 after a message */
+/* PATHS (above), and threads=N; 0 after a message */
+static int threads = 1;
 static int force_paths(const char *prog, const char *arg)
 {
     static const char *const modes[] = {"auto", "never", "always"};
@@ -56,6 +57,16 @@ static int force_paths(const char *prog, const char *arg)
     for (char *item = strtok(buf, ","); item; item = strtok(NULL, ",")) {
         const char *eq = strchr(item, '=');
         const size_t len = eq ? (size_t)(eq - item) : 0;
+        if (eq && len == 7 && !strncmp(item, "threads", 7)) {
+            char *end;
+            long t = strtol(eq + 1, &end, 10);
+            if (*end || t < 1 || t > 256) {
+                fprintf(stderr, "%s: PATHS: '%s': threads wants 1 to 256\n", prog, item);
+                return 0;
+            }
+            threads = (int)t;
+            continue;
+        }
         int p = 0, m = 0;
         while (p < 5 && !(strlen(paths[p].name) == len && !strncmp(paths[p].name, item, len)))
             p++;
@@ -63,7 +74,7 @@ static int force_paths(const char *prog, const char *arg)
             m++;
         if (!eq || p == 5 || m == 3) {
             fprintf(stderr, "%s: PATHS: '%s' is not PATH=auto|never|always with PATH dwplane, "
-                            "dxlive, xsparse, fsparse or clane\n", prog, item);
+                            "dxlive, xsparse, fsparse or clane, nor threads=N\n", prog, item);
             return 0;
         }
         if (!paths[p].mode) {
@@ -99,7 +110,7 @@ int main(int argc, char **argv)
     const int reps = (int)bench_arg(prog, argc, argv, 8, 50, 1, 100000, "REPS");
     if (argc > 9 && !force_paths(prog, argv[9]))
         return 2;
-    nomul_set_num_threads(1);
+    nomul_set_num_threads(threads);
     nomul_conv2d_desc d = {64, cin, hw, hw, cout, k, k, stride, stride, k / 2, k / 2, 1, 1, 1};
     int oh, ow;
     if (!nomul_conv2d_output_size(&d, &oh, &ow))
