@@ -1155,8 +1155,8 @@ static void test_forward_lists_match_dense(void **state)
 
 /* The data gradient with lanes along channels (conv2d_clane.c, clane.inc)
  * against the dense direct kernels, bit for bit, float and PAM's
- * approximate form, and float's forward, with the path never taken, always
- * taken where it applies, and auto: 3×3 stride-1 padding-1 layers with 32·m input
+ * approximate form, and float's forward (stride 1 and 2), with the path
+ * never taken, always taken where it applies, and auto: 3×3 stride-1 padding-1 layers with 32·m input
  * channels a group, rows of 7, 8, 14 and 16 (two 8-pixel segments) and
  * 28 (two of 14), one to three rows (the first and last rows' tested
  * pixels, the two-row tiles), K = 9·c_out over one to four blocks of
@@ -1184,7 +1184,11 @@ static void test_data_lanes_match_dense(void **state)
         {2, 128, 7, 7, 64, 3, 3, 1, 1, 1, 1, 1, 1, 2},  /* groups of 64 → 32 */
         {2, 32, 6, 6, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* 6 wide: no segment */
         {2, 48, 7, 7, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* 48 channels: not 32·m */
-        {2, 32, 7, 7, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1},   /* stride 2 */
+        {2, 32, 7, 7, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1},   /* stride 2: 4 wide, none */
+        {2, 16, 28, 28, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1}, /* stride 2: forward, 14 wide */
+        {2, 32, 14, 14, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1}, /* 7 wide, two rows a tile */
+        {1, 32, 13, 13, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1}, /* 13: the last row and column */
+        {2, 8, 16, 16, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1},  /* 8 wide */
         {2, 16, 5, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1},  /* 16: two segments a tile */
         {1, 16, 1, 56, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1},  /* one row of two tiles */
         {2, 32, 3, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 2},  /* groups of 16 */
@@ -1263,10 +1267,9 @@ static void test_data_lanes_match_dense(void **state)
             /* float's forward (x half zeros, a bias): c_out / groups
              * output channels in the lanes */
             const int cog = d->c_out / d->groups;
-            int ffits = d->stride_h == 1 && cog % 32 == 0 &&
-                        (d->w % 14 == 0 || d->w % 8 == 0 || d->w % 7 == 0);
+            int ffits = cog % 32 == 0 && (ow % 14 == 0 || ow % 8 == 0 || ow % 7 == 0);
             long fwant = ffits ? (long)d->n * d->groups : 0;
-            long fwant_auto = d->w <= CLANE_MAX_W ? fwant : 0;
+            long fwant_auto = ow <= CLANE_MAX_W ? fwant : 0;
             for (int c = 0; c < d->c_out; c++)
                 bias[c] = tu_normal(&r, -3, 1, 1);
             for (int o = 0; o < 3; o++) {

@@ -32,16 +32,18 @@ static int clane_seg(int ow)
     return ow % 14 == 0 ? 14 : ow % 8 == 0 ? 8 : ow % 7 == 0 ? 7 : 0;
 }
 
-/* the geometry, cdst output channels a group (the mode's width limit in it) */
-static int clane_fits(const nomul_conv2d_desc *d, int cdst, int pa)
+/* the geometry: cdst output channels a group, ow output columns, stride
+ * 2 allowed or not (the mode's width limit in it) */
+static int clane_fits(const nomul_conv2d_desc *d, int cdst, int ow, int pa, int stride2)
 {
-    if (!(d->kh == 3 && d->kw == 3 && d->stride_h == 1 && d->stride_w == 1 && d->pad_h == 1 &&
-          d->pad_w == 1 && d->dil_h == 1 && d->dil_w == 1))
+    const int s = d->stride_h;
+    if (!(d->kh == 3 && d->kw == 3 && (s == 1 || (s == 2 && stride2)) && d->stride_w == s &&
+          d->pad_h == 1 && d->pad_w == 1 && d->dil_h == 1 && d->dil_w == 1))
         return 0;
     if (cdst == 16) /* two 14-pixel segments of a row a tile; PAM's only */
-        return pa && d->w % 28 == 0;
-    return cdst % 32 == 0 && clane_seg(d->w) != 0 &&
-           (conv_clane_mode == CONV_CLANE_ALWAYS || d->w <= CLANE_MAX_W);
+        return pa && s == 1 && ow % 28 == 0;
+    return cdst % 32 == 0 && clane_seg(ow) != 0 &&
+           (conv_clane_mode == CONV_CLANE_ALWAYS || ow <= CLANE_MAX_W);
 }
 
 /* The table's buffer: the weights (K rows of every group's cdst, d->groups
@@ -55,16 +57,17 @@ static uint32_t *clane_table(const char *fn, const nomul_conv2d_desc *d, int K, 
     return t;
 }
 
-/* Every image's groups: csrc source planes a group (src_img floats an
- * image) padded into this thread's buffer, the kernel into cdst output
- * planes (dst_img an image); the tables from t, K rows each, PAM's lists
- * after them (the taps k = (c, i, j) that do not read the padding's row
- * above, i ≥ 1; below, i ≤ 1; either, i = 1). 0 after a report. */
+/* Every image's groups: csrc source planes (sh × sw) a group (src_img
+ * floats an image) padded into this thread's buffer, the kernel into cdst
+ * output planes (oh × ow; dst_img an image) at stride s; the tables from
+ * t, K rows each, PAM's lists after them (the taps k = (c, i, j) that do
+ * not read the padding's row above, i ≥ 1; below, i ≤ 1; either, i = 1).
+ * 0 after a report. */
 static int clane_images(const char *fn, const nomul_conv2d_desc *d, pg_clane_fn kern, int pa,
-                        uint32_t *t, int K, int csrc, const float *src, long src_img, int cdst,
-                        float *dst, long dst_img)
+                        uint32_t *t, int K, int csrc, int sh, int sw, const float *src,
+                        long src_img, int cdst, int oh, int ow, int s, float *dst, long dst_img)
 {
-    const int hq = d->h + 2, wq = d->w + 2, slack = conv_wide_slack(d);
+    const int hq = sh + 2, wq = sw + 2, slack = conv_wide_slack(d);
     const long *off = conv_tap_offsets(csrc, 3, 3, hq, wq, 1, 1);
     if (!off) {
         nomul_report(NOMUL_ENOMEM, "%s: out of memory", fn);
@@ -80,7 +83,7 @@ static int clane_images(const char *fn, const nomul_conv2d_desc *d, pg_clane_fn 
         if (i == 1)
             kl[2 * K + klen[2]++] = k;
     }
-    const long plane = (long)d->h * d->w;
+    const long splane = (long)sh * sw, oplane = (long)oh * ow;
     int nt = conv_image_threads(d), failed = 0;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -92,8 +95,8 @@ static int clane_images(const char *fn, const nomul_conv2d_desc *d, pg_clane_fn 
 #pragma omp for schedule(dynamic, 1)
         for (int b = 0; b < d->n; b++)
             for (int gr = 0; buf && gr < d->groups; gr++) {
-                conv_pad_planes(csrc, d->h, d->w, 1, 1, src + b * src_img + gr * csrc * plane,
-                                buf, slack);
+                conv_pad_planes(csrc, sh, sw, 1, 1, src + b * src_img + gr * csrc * splane, buf,
+                                slack);
                 const pg_clane_job job = {
                     .buf = buf,
                     .off = off,
@@ -101,14 +104,15 @@ static int clane_images(const char *fn, const nomul_conv2d_desc *d, pg_clane_fn 
                     .klen = {klen[0], klen[1], klen[2]},
                     .K = K,
                     .kc = PG_KC,
-                    .oh = d->h,
-                    .ow = d->w,
+                    .oh = oh,
+                    .ow = ow,
                     .wp = wq,
-                    .seg = clane_seg(d->w),
+                    .stride = s,
+                    .seg = clane_seg(ow),
                     .nh = cdst / 16,
                     .table = t + (long)gr * K * cdst,
-                    .y = dst + b * dst_img + gr * cdst * plane,
-                    .ys = plane,
+                    .y = dst + b * dst_img + gr * cdst * oplane,
+                    .ys = oplane,
                 };
                 kern(&job);
             }
@@ -127,7 +131,7 @@ int conv_clane_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
 {
     const pg_clane_ukr *cl = &pg_cntx_active()->clane;
     const pg_clane_fn kern = pa ? cl->pam : cl->fp;
-    if (!kern || conv_clane_mode == CONV_CLANE_NEVER || !clane_fits(d, g->cig, pa))
+    if (!kern || conv_clane_mode == CONV_CLANE_NEVER || !clane_fits(d, g->cig, d->w, pa, 0))
         return 0;
     if (pa) {
         pg_stats ys = conv_value_stats(dy, d->n * g->y_img);
@@ -154,7 +158,8 @@ int conv_clane_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
                 }
             }
         }
-    clane_images(fn, d, kern, pa, t, K2, g->cog, dy, g->y_img, g->cig, dx, g->x_img);
+    clane_images(fn, d, kern, pa, t, K2, g->cog, g->oh, g->ow, dy, g->y_img, g->cig, d->h, d->w,
+                 1, dx, g->x_img);
     return 1;
 }
 
@@ -162,7 +167,7 @@ int conv_clane_forward(const char *fn, const nomul_conv2d_desc *d, const conv_ge
                        const float *weight, const float *x, float *y)
 {
     const pg_clane_fn kern = pg_cntx_active()->clane.fp;
-    if (!kern || conv_clane_mode == CONV_CLANE_NEVER || !clane_fits(d, g->cog, 0))
+    if (!kern || conv_clane_mode == CONV_CLANE_NEVER || !clane_fits(d, g->cog, g->ow, 0, 1))
         return 0;
     /* the kernel transposed: row k = (c, i, j) holds the group's cog
      * output channels */
@@ -174,6 +179,7 @@ int conv_clane_forward(const char *fn, const nomul_conv2d_desc *d, const conv_ge
             for (int k = 0; k < g->K; k++)
                 memcpy(t + ((long)gr * g->K + k) * g->cog + co,
                        weight + ((long)gr * g->cog + co) * g->K + k, 4);
-    clane_images(fn, d, kern, 0, t, g->K, g->cig, x, g->x_img, g->cog, y, g->y_img);
+    clane_images(fn, d, kern, 0, t, g->K, g->cig, d->h, d->w, x, g->x_img, g->cog, g->oh, g->ow,
+                 d->stride_h, y, g->y_img);
     return 1;
 }

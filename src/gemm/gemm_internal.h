@@ -397,11 +397,11 @@ typedef struct {
 int csparse_pam_avx512(const pg_csparse_job *job);   /* csparse_avx512.c */
 int csparse_float_avx512(const pg_csparse_job *job); /* float/csparse_float_avx512.c */
 
-/* A 3×3, stride-1, padding-1 convolution product with its lanes along the
- * output channels (clane.inc; conv2d_clane.c decides where): one image and
- * group. The source's planes are padded by one on every side (rows wp =
- * ow + 2 wide); tap k (the reduction's order) of output pixel (oy, ox) is
- * buf[off[k] + oy·wp + ox]. table holds K rows of 16·nh values (nh even),
+/* A 3×3, padding-1 convolution product with its lanes along the output
+ * channels (clane.inc; conv2d_clane.c decides where): one image and group.
+ * The source's planes are padded by one on every side (rows wp wide); tap
+ * k (the reduction's order) of output pixel (oy, ox) is buf[off[k] +
+ * stride·(oy·wp + ox)], stride 1, or 2 (float's, 32·m channels). table holds K rows of 16·nh values (nh even),
  * row k the weights of tap k for every output channel (PAM: their bits with
  * −1.0 folded in, none zero or subnormal; float: as they are). y gets the
  * 16·nh output planes (oh × ow), ys apart, stored. Output rows are cut into
@@ -421,7 +421,7 @@ typedef struct {
     const long *off;
     const int *klist[3];
     int klen[3];
-    int K, kc, oh, ow, wp, seg, nh;
+    int K, kc, oh, ow, wp, stride, seg, nh;
     const uint32_t *table;
     float *y;
     long ys;
