@@ -169,6 +169,11 @@ int conv_clane_forward(const char *fn, const nomul_conv2d_desc *d, const conv_ge
     const pg_clane_fn kern = pg_cntx_active()->clane.fp;
     if (!kern || conv_clane_mode == CONV_CLANE_NEVER || !clane_fits(d, g->cog, g->ow, 0, 1))
         return 0;
+    /* where skipping zeros pays (Zen 4), groups of 64·m keep the forward's
+     * lists (conv2d_sparse.c: measured there against the dense kernels;
+     * against the lanes, not) */
+    if (conv_clane_mode == CONV_CLANE_AUTO && conv_skips_pay() && g->cog % 64 == 0)
+        return 0;
     /* the kernel transposed: row k = (c, i, j) holds the group's cog
      * output channels */
     uint32_t *t = clane_table(fn, d, g->K, g->cog);

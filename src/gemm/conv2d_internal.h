@@ -319,19 +319,27 @@ int conv_fsparse_image(const conv_fsparse *fs, const conv_geom *g, int wp, int g
                        const float *buf, const long *off, float *part, uint32_t *lists,
                        float *yg);
 
-/* The data gradient on the kernels with lanes along channels (the
- * context's clane: AVX-512; conv2d_clane.c) for 3×3, stride-1, padding-1
- * layers whose groups have 32·m input channels, images up to CLANE_MAX_W
- * wide (auto) cut into rows of 7, 8 or 14 pixels: float, and PAM's
- * approximate form (no offset; dy and the weights without zeros, every
- * term normal). The same sums as the dense direct kernels, bit for bit
- * (gemm_internal.h's pg_clane_job). Where the dense kernels' wide rows
- * waste the most: on ResNet20's layers (conv_pass_bench, one thread, Zen 5)
- * ... ms. The mode is for the tests: auto (the default), never, always
- * (any width with a segment). conv_clane_fits: the geometry (the mode's
- * width limit in it); conv_clane_data: dx, 0 with nothing written where it
- * does not apply, else 1 (done, or after a report); the caller counts the
- * terms. */
+/* The products on the kernels with lanes along channels (the context's
+ * clane: AVX-512; conv2d_clane.c) for 3×3, padding-1 layers whose outputs
+ * are up to CLANE_MAX_W wide (auto), cut into rows of 7, 8 or 14 pixels,
+ * where the dense kernels' wide rows waste the most:
+ *  - conv_clane_data, the data gradient of stride-1 layers with 32·m input
+ *    channels a group: float, and PAM's approximate form (no offset; dy and
+ *    the weights without zeros, every term normal), which also takes 16
+ *    channels on rows of 28·m (two 14-pixel segments a tile);
+ *  - conv_clane_forward, float's forward at stride 1 and 2, 32·m output
+ *    channels a group (PAM's forward reads a ReLU's zeros, which the lanes
+ *    could only mask with a test a broadcast: 0.66–0.69 of float's rate).
+ * The same sums as the dense kernels, bit for bit (gemm_internal.h's
+ * pg_clane_job). One thread, batch 64, Zen 5, build/conv_pass_bench ...
+ * clane=never/always, ms: dX 64ch 7×7 float 1.53 → 1.17, approximate 1.92
+ * → 1.30; 32ch 14×14 float 1.36 → 1.23, approximate 1.58 → 1.31; 16ch
+ * 28×28 approximate 2.13 → 1.73 (float 1.52 → 1.60: not taken); forward
+ * 64ch 7×7 1.57 → 1.26, 32ch 14×14 1.41 → 1.29, 16 → 32 s2 1.21 → 0.85,
+ * 32 → 64 s2 1.28 → 0.79. The mode is for the tests: auto (the default),
+ * never, always (any width with a segment). Both return 0, with nothing
+ * written, where they do not apply, else 1 (done, or after a report); the
+ * caller counts the terms (and adds the forward's bias). */
 enum { CLANE_MAX_W = 16 };
 enum { CONV_CLANE_AUTO, CONV_CLANE_NEVER, CONV_CLANE_ALWAYS };
 extern int conv_clane_mode;
