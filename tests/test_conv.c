@@ -1155,8 +1155,9 @@ static void test_forward_lists_match_dense(void **state)
 
 /* The data gradient with lanes along channels (conv2d_clane.c, clane.inc)
  * against the dense direct kernels, bit for bit, float and PAM's
- * approximate form, and float's forward (stride 1 and 2), with the path
- * never taken, always taken where it applies, and auto: 3×3 stride-1 padding-1 layers with 32·m input
+ * approximate form, and the forward (stride 1 and 2; PAM's on 6-pixel
+ * tiles of 64 channels), with the path never taken, always taken where it
+ * applies, and auto: 3×3 stride-1 padding-1 layers with 32·m input
  * channels a group, rows of 7, 8, 14 and 16 (two 8-pixel segments) and
  * 28 (two of 14), one to three rows (the first and last rows' tested
  * pixels, the two-row tiles), K = 9·c_out over one to four blocks of
@@ -1189,6 +1190,9 @@ static void test_data_lanes_match_dense(void **state)
         {2, 32, 14, 14, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1}, /* 7 wide, two rows a tile */
         {1, 32, 13, 13, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1}, /* 13: the last row and column */
         {2, 8, 16, 16, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1},  /* 8 wide */
+        {2, 16, 8, 8, 128, 3, 3, 1, 1, 1, 1, 1, 1, 1},  /* 128: two passes of 64 */
+        {2, 16, 5, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1},  /* 70 pixels: tiles of 6 and 5 */
+        {1, 32, 13, 13, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1}, /* stride 2, 49: 4 × 6 + 5 × 5 */
         {2, 16, 5, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1},  /* 16: two segments a tile */
         {1, 16, 1, 56, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1},  /* one row of two tiles */
         {2, 32, 3, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 2},  /* groups of 16 */
@@ -1262,13 +1266,17 @@ static void test_data_lanes_match_dense(void **state)
                                   li, k, what, cfg->approx_bwd, (double)cfg->offset,
                                   o == 1 ? "always" : "auto", i, (double)dx[o][i],
                                   (double)dx[0][i]);
-            if (nomul_op_is_pa(cfg))
-                continue;
-            /* float's forward (x half zeros, a bias): c_out / groups
-             * output channels in the lanes */
-            const int cog = d->c_out / d->groups;
-            int ffits = cog % 32 == 0 && (ow % 14 == 0 || ow % 8 == 0 || ow % 7 == 0);
+            /* the forward (x half zeros, now and then a subnormal: PAM's
+             * zero; a bias): float's with 32·m output channels a group in
+             * the lanes, PAM's with 64·m (no offset, no zero weight; its
+             * cases differ in their backward only) */
+            const int pa = nomul_op_is_pa(cfg), cog = d->c_out / d->groups;
+            int ffits = cog % (pa ? 64 : 32) == 0 && (ow % 14 == 0 || ow % 8 == 0 || ow % 7 == 0) &&
+                        (!pa || (cfg->offset == 1.0f && cases[k].kind != 2));
             long fwant = ffits ? (long)d->n * d->groups : 0;
+            for (long i = 0; i < nx; i += 1 + (long)(tu_u32(&r) % 97))
+                if (x[i] != 0.0f)
+                    x[i] = ldexpf(1.0f, -140);
             /* (where skipping zeros pays, 64·m channels keep the lists) */
             long fwant_auto = ow <= CLANE_MAX_W && !(conv_skips_pay() && cog % 64 == 0) ? fwant : 0;
             for (int c = 0; c < d->c_out; c++)
@@ -1283,15 +1291,16 @@ static void test_data_lanes_match_dense(void **state)
             if (nomul_last_error() != NOMUL_OK)
                 FAIL_SEED("conv2d reported: %s", nomul_last_error_message());
             if (runs[0] != 0 || runs[1] != fwant || runs[2] != fwant_auto)
-                FAIL_SEED("layer %zu case %zu: the float forward ran %ld / %ld / %ld images' "
-                          "groups (never / always / auto), want 0 / %ld / %ld",
-                          li, k, runs[0], runs[1], runs[2], fwant, fwant_auto);
+                FAIL_SEED("layer %zu case %zu (%s, offset %g): the forward ran %ld / %ld / %ld "
+                          "images' groups (never / always / auto), want 0 / %ld / %ld",
+                          li, k, what, (double)cfg->offset, runs[0], runs[1], runs[2], fwant,
+                          fwant_auto);
             for (int o = 1; o < 3; o++)
                 for (long i = 0; i < ny; i++)
                     if (tu_bits(y[o][i]) != tu_bits(y[0][i]))
-                        FAIL_SEED("layer %zu case %zu, forward mode %s: y[%ld] = %a, the dense "
-                                  "kernels' %a",
-                                  li, k, o == 1 ? "always" : "auto", i, (double)y[o][i],
+                        FAIL_SEED("layer %zu case %zu (%s), forward mode %s: y[%ld] = %a, the "
+                                  "dense kernels' %a",
+                                  li, k, what, o == 1 ? "always" : "auto", i, (double)y[o][i],
                                   (double)y[0][i]);
         }
         free(x); free(w); free(dy); free(bias);

@@ -609,6 +609,20 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
     float offset = cfg->offset;
     if (pa && conv_depthwise_forward(d, &g, offset, x, weight, bias, y))
         return;
+    if (pa && offset == 1.0f && conv_clane_forward(fn, d, &g, 1, weight, x, y)) {
+        NOMUL_COUNT(PAM, (long long)d->n * d->c_out * g.P * g.K);
+        NOMUL_COUNT(FADD, (long long)d->n * d->c_out * g.P * g.K);
+        if (bias) {
+            NOMUL_COUNT(FADD, (long long)d->n * g.y_img);
+            for (int b = 0; b < d->n; b++)
+                for (int c = 0; c < d->c_out; c++) {
+                    float *plane = y + b * g.y_img + (long)c * g.P;
+                    for (int p = 0; p < g.P; p++)
+                        plane[p] += bias[c];
+                }
+        }
+        return;
+    }
     if (!pa && conv_float_applies(&g)) {
         conv_float_forward(fn, d, &g, x, weight, bias, y);
         return;

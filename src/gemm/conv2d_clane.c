@@ -47,11 +47,13 @@ static int clane_fits(const nomul_conv2d_desc *d, int cdst, int ow, int pa, int 
 }
 
 /* The table's buffer: the weights (K rows of every group's cdst, d->groups
- * tables) and PAM's three tap lists after them; NULL after a report */
-static uint32_t *clane_table(const char *fn, const nomul_conv2d_desc *d, int K, int cdst)
+ * tables), PAM's three tap lists after them, then room for np pixel
+ * offsets; NULL after a report */
+static uint32_t *clane_table(const char *fn, const nomul_conv2d_desc *d, int K, int cdst, long np)
 {
-    uint32_t *t = nomul_scratch_bytes(NOMUL_SCRATCH_CONV_CLTABLE,
-                                      ((size_t)d->groups * K * cdst + 3 * (size_t)K) * sizeof *t);
+    uint32_t *t = nomul_scratch_bytes(
+        NOMUL_SCRATCH_CONV_CLTABLE, ((size_t)d->groups * K * cdst + 3 * (size_t)K + (size_t)np) *
+                                        sizeof *t);
     if (!t)
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for the weights' table", fn);
     return t;
@@ -65,7 +67,8 @@ static uint32_t *clane_table(const char *fn, const nomul_conv2d_desc *d, int K, 
  * 0 after a report. */
 static int clane_images(const char *fn, const nomul_conv2d_desc *d, pg_clane_fn kern, int pa,
                         uint32_t *t, int K, int csrc, int sh, int sw, const float *src,
-                        long src_img, int cdst, int oh, int ow, int s, float *dst, long dst_img)
+                        long src_img, int cdst, int oh, int ow, int s, const int *pix,
+                        float *dst, long dst_img)
 {
     const int hq = sh + 2, wq = sw + 2, slack = conv_wide_slack(d);
     const long *off = conv_tap_offsets(csrc, 3, 3, hq, wq, 1, 1);
@@ -100,6 +103,7 @@ static int clane_images(const char *fn, const nomul_conv2d_desc *d, pg_clane_fn 
                 const pg_clane_job job = {
                     .buf = buf,
                     .off = off,
+                    .pix = pix,
                     .klist = {kl, kl + K, kl + 2 * K},
                     .klen = {klen[0], klen[1], klen[2]},
                     .K = K,
@@ -142,7 +146,7 @@ int conv_clane_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
     /* the flipped kernel, transposed: row k = (co, i, j) holds the group's
      * cig input channels (PAM: bits with −1.0 folded in) */
     const int K2 = g->cog * 9;
-    uint32_t *t = clane_table(fn, d, K2, g->cig);
+    uint32_t *t = clane_table(fn, d, K2, g->cig, 0);
     if (!t)
         return 1;
     for (int gr = 0; gr < d->groups; gr++)
@@ -159,32 +163,47 @@ int conv_clane_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
             }
         }
     clane_images(fn, d, kern, pa, t, K2, g->cog, g->oh, g->ow, dy, g->y_img, g->cig, d->h, d->w,
-                 1, dx, g->x_img);
+                 1, NULL, dx, g->x_img);
     return 1;
 }
 
-int conv_clane_forward(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
+int conv_clane_forward(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g, int pa,
                        const float *weight, const float *x, float *y)
 {
-    const pg_clane_fn kern = pg_cntx_active()->clane.fp;
-    if (!kern || conv_clane_mode == CONV_CLANE_NEVER || !clane_fits(d, g->cog, g->ow, 0, 1))
+    const pg_clane_ukr *cl = &pg_cntx_active()->clane;
+    const pg_clane_fn kern = pa ? cl->pam : cl->fp;
+    if (!kern || conv_clane_mode == CONV_CLANE_NEVER || !clane_fits(d, g->cog, g->ow, 0, 1) ||
+        (pa && g->cog % 64 != 0))
         return 0;
     /* where skipping zeros pays (Zen 4), groups of 64·m keep the forward's
      * lists (conv2d_sparse.c: measured there against the dense kernels;
      * against the lanes, not) */
     if (conv_clane_mode == CONV_CLANE_AUTO && conv_skips_pay() && g->cog % 64 == 0)
         return 0;
+    if (pa) { /* the dense direct path's conditions (its masks: x's zeros only) */
+        pg_stats xs = conv_input_stats(d, x, d->n * g->x_img);
+        pg_stats ws = conv_value_stats(weight, (long)d->c_out * g->K);
+        if (xs.special || ws.zero || ws.special || !pg_range_safe(&ws, &xs, 1.0f))
+            return 0;
+    }
     /* the kernel transposed: row k = (c, i, j) holds the group's cog
-     * output channels */
-    uint32_t *t = clane_table(fn, d, g->K, g->cog);
+     * output channels (PAM: bits with −1.0 folded in); PAM's pixels' offsets */
+    const long np = pa ? g->P : 0;
+    uint32_t *t = clane_table(fn, d, g->K, g->cog, np);
     if (!t)
         return 1;
     for (int gr = 0; gr < d->groups; gr++)
         for (int co = 0; co < g->cog; co++)
-            for (int k = 0; k < g->K; k++)
-                memcpy(t + ((long)gr * g->K + k) * g->cog + co,
-                       weight + ((long)gr * g->cog + co) * g->K + k, 4);
-    clane_images(fn, d, kern, 0, t, g->K, g->cig, d->h, d->w, x, g->x_img, g->cog, g->oh, g->ow,
-                 d->stride_h, y, g->y_img);
+            for (int k = 0; k < g->K; k++) {
+                uint32_t b;
+                memcpy(&b, weight + ((long)gr * g->cog + co) * g->K + k, 4);
+                t[((long)gr * g->K + k) * g->cog + co] = pa ? b - PG_ONE : b;
+            }
+    int *pix = pa ? (int *)(t + (long)d->groups * g->K * g->cog + 3L * g->K) : NULL;
+    const int s = d->stride_h, wq = d->w + 2;
+    for (long p = 0; p < np; p++)
+        pix[p] = (int)(p / g->ow) * s * wq + (int)(p % g->ow) * s;
+    clane_images(fn, d, kern, pa, t, g->K, g->cig, d->h, d->w, x, g->x_img, g->cog, g->oh, g->ow,
+                 s, pix, y, g->y_img);
     return 1;
 }

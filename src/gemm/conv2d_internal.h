@@ -346,7 +346,7 @@ extern int conv_clane_mode;
 extern long conv_clane_runs; /* the images' groups it ran, for the tests */
 int conv_clane_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g, int pa,
                     const float *weight, const float *dy, float *dx);
-int conv_clane_forward(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
+int conv_clane_forward(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g, int pa,
                        const float *weight, const float *x, float *y);
 
 /* The float convolution on nomul's FMA kernels (src/gemm/float/conv_float.c),

@@ -415,10 +415,15 @@ int csparse_float_avx512(const pg_csparse_job *job); /* float/csparse_float_avx5
  * fma chain over every tap, the padding's included (float/fdirect.c's).
  * PAM's first and last rows run on klist[0] and klist[1] (klist[2] where
  * oh = 1), the taps in order that do not read the padding's row above,
- * below (both), klen[] long: the others' terms all masked, left out. */
+ * below (both), klen[] long: the others' terms all masked, left out.
+ * PAM's forward (pix set; nh a multiple of 4): output pixel p reads tap k
+ * at buf[off[k] + pix[p]], any stride; tiles of 6 pixels in order (rows
+ * crossed) × 64 channels, every broadcast tested: a ReLU's zeros and the
+ * padding are the terms left out, as the dense kernels mask them. */
 typedef struct {
     const float *buf;
     const long *off;
+    const int *pix;
     const int *klist[3];
     int klen[3];
     int K, kc, oh, ow, wp, stride, seg, nh;

@@ -67,7 +67,7 @@ static void add_bias(const conv_geom *g, int c_out, const float *bias, float *yb
 void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
                         const float *x, const float *weight, const float *bias, float *y)
 {
-    if (conv_clane_forward(fn, d, g, weight, x, y)) {
+    if (conv_clane_forward(fn, d, g, 0, weight, x, y)) {
         NOMUL_COUNT(FMUL, (long long)d->n * d->c_out * g->P * g->K);
         NOMUL_COUNT(FADD, (long long)d->n * d->c_out * g->P * g->K);
         for (int b = 0; b < d->n; b++)
