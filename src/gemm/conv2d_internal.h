@@ -327,16 +327,21 @@ int conv_fsparse_image(const conv_fsparse *fs, const conv_geom *g, int wp, int g
  *    channels a group: float, and PAM's approximate form (no offset; dy and
  *    the weights without zeros, every term normal), which also takes 16
  *    channels on rows of 28·m (two 14-pixel segments a tile);
- *  - conv_clane_forward, float's forward at stride 1 and 2, 32·m output
- *    channels a group (PAM's forward reads a ReLU's zeros, which the lanes
- *    could only mask with a test a broadcast: 0.66–0.69 of float's rate).
+ *  - conv_clane_forward, the forward at stride 1 and 2: float's with 32·m
+ *    output channels a group; PAM's (no offset, no zero or subnormal
+ *    weight, the direct path's range) with 64·m, on tiles of 6 pixels ×
+ *    64 channels, every broadcast tested for a ReLU's zeros (one test for
+ *    four weight vectors; with 32 channels, two, it ran at 0.66–0.69 of
+ *    float's rate). Where skipping zeros pays (Zen 4), 64·m channels keep
+ *    the forward's lists.
  * The same sums as the dense kernels, bit for bit (gemm_internal.h's
  * pg_clane_job). One thread, batch 64, Zen 5, build/conv_pass_bench ...
  * clane=never/always, ms: dX 64ch 7×7 float 1.53 → 1.17, approximate 1.92
  * → 1.30; 32ch 14×14 float 1.36 → 1.23, approximate 1.58 → 1.31; 16ch
  * 28×28 approximate 2.13 → 1.73 (float 1.52 → 1.60: not taken); forward
- * 64ch 7×7 1.57 → 1.26, 32ch 14×14 1.41 → 1.29, 16 → 32 s2 1.21 → 0.85,
- * 32 → 64 s2 1.28 → 0.79. The mode is for the tests: auto (the default),
+ * float 64ch 7×7 1.57 → 1.26, 32ch 14×14 1.41 → 1.29, 16 → 32 s2 1.21 →
+ * 0.85, 32 → 64 s2 1.28 → 0.79; PAM 64ch 7×7 1.81 → 1.59 (its lists
+ * before), 32 → 64 s2 1.23 → 0.94. The mode is for the tests: auto (the default),
  * never, always (any width with a segment). Both return 0, with nothing
  * written, where they do not apply, else 1 (done, or after a report); the
  * caller counts the terms (and adds the forward's bias). */
