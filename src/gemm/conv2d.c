@@ -550,6 +550,16 @@ typedef struct {
     const conv_fsparse *fs; /* implicit: the lists of x's nonzeros, where they run */
 } direct_feed;
 
+void conv_add_bias(const nomul_conv2d_desc *d, const conv_geom *g, const float *bias, float *yb)
+{
+    if (!bias)
+        return;
+    NOMUL_COUNT(FADD, g->y_img);
+    for (int c = 0; c < d->c_out; c++)
+        for (int p = 0; p < g->P; p++)
+            yb[(long)c * g->P + p] += bias[c];
+}
+
 /* forward for image b: y_b = conv(x_b, W) + bias */
 static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, int pa,
                           pg_plan *const *plans, const direct_feed *feed, const float *x,
@@ -588,14 +598,7 @@ static void forward_image(const nomul_conv2d_desc *d, const conv_geom *g, int pa
         else
             pg_plan_run_forward(plans[gr], g->P, col, g->ldcol, 0.0f, yg, g->P);
     }
-    if (bias)
-        NOMUL_COUNT(FADD, g->y_img);
-    if (bias)
-        for (int c = 0; c < d->c_out; c++) {
-            float *plane = y + b * g->y_img + (long)c * g->P;
-            for (int p = 0; p < g->P; p++)
-                plane[p] += bias[c];
-        }
+    conv_add_bias(d, g, bias, y + b * g->y_img);
 }
 
 void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, const float *x,
@@ -612,15 +615,8 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
     if (pa && offset == 1.0f && conv_clane_forward(fn, d, &g, 1, weight, x, y)) {
         NOMUL_COUNT(PAM, (long long)d->n * d->c_out * g.P * g.K);
         NOMUL_COUNT(FADD, (long long)d->n * d->c_out * g.P * g.K);
-        if (bias) {
-            NOMUL_COUNT(FADD, (long long)d->n * g.y_img);
-            for (int b = 0; b < d->n; b++)
-                for (int c = 0; c < d->c_out; c++) {
-                    float *plane = y + b * g.y_img + (long)c * g.P;
-                    for (int p = 0; p < g.P; p++)
-                        plane[p] += bias[c];
-                }
-        }
+        for (int b = 0; b < d->n; b++)
+            conv_add_bias(d, &g, bias, y + b * g.y_img);
         return;
     }
     if (!pa && conv_float_applies(&g)) {

@@ -108,6 +108,8 @@ int conv_depthwise_backward_weight(const nomul_conv2d_desc *d, const conv_geom *
 void conv_im2col(const nomul_conv2d_desc *d, const conv_geom *g, const float *x, float *col);
 void conv_col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const float *col, float *x);
 int conv_image_threads(const nomul_conv2d_desc *d);
+/* yb (one image's output planes) += bias (NULL: none), counted */
+void conv_add_bias(const nomul_conv2d_desc *d, const conv_geom *g, const float *bias, float *yb);
 /* t (cols × rows) = mᵀ, m rows × cols with leading dimension ldm */
 void conv_transpose(int rows, int cols, const float *m, long ldm, float *t);
 

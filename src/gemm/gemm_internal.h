@@ -401,15 +401,15 @@ int csparse_float_avx512(const pg_csparse_job *job); /* float/csparse_float_avx5
  * channels (clane.inc; conv2d_clane.c decides where): one image and group.
  * The source's planes are padded by one on every side (rows wp wide); tap
  * k (the reduction's order) of output pixel (oy, ox) is buf[off[k] +
- * stride·(oy·wp + ox)], stride 1, or 2 (float's, 32·m channels). table holds K rows of 16·nh values (nh even),
- * row k the weights of tap k for every output channel (PAM: their bits with
- * −1.0 folded in, none zero or subnormal; float: as they are). y gets the
- * 16·nh output planes (oh × ow), ys apart, stored. Output rows are cut into
- * segments of seg pixels (7, 8 or 14, dividing ow); a tile is one segment,
- * or two rows where seg = ow = 7, × 32 channels, its sums in registers, one
- * broadcast source value per pixel and tap against two weight vectors. The
- * sums: PAM, each block of kc taps from +0, the blocks added in order, the
- * terms of the padding left out (the dense direct kernels' masks: the
+ * stride·(oy·wp + ox)] (stride 2: float's only). table holds K rows of
+ * 16·nh values, row k the weights of tap k for every output channel (PAM:
+ * their bits with −1.0 folded in, none zero or subnormal; float: as they
+ * are). y gets the 16·nh output planes (oh × ow), ys apart, stored. Output
+ * rows are cut into segments of seg pixels (7, 8 or 14, dividing ow); a
+ * tile is one segment, or two rows where seg = ow = 7, × 32 channels (nh
+ * even), or two segments of a row × 16 (nh 1, PAM), its sums in registers.
+ * The sums: PAM, each block of kc taps from +0, the blocks added in order,
+ * the terms of the padding left out (the dense direct kernels' masks: the
  * same bits as gemm_plan.c's direct_strip; the source must hold no zero or
  * subnormal value but its padding, and every term be normal); float, one
  * fma chain over every tap, the padding's included (float/fdirect.c's).
@@ -417,9 +417,10 @@ int csparse_float_avx512(const pg_csparse_job *job); /* float/csparse_float_avx5
  * oh = 1), the taps in order that do not read the padding's row above,
  * below (both), klen[] long: the others' terms all masked, left out.
  * PAM's forward (pix set; nh a multiple of 4): output pixel p reads tap k
- * at buf[off[k] + pix[p]], any stride; tiles of 6 pixels in order (rows
- * crossed) × 64 channels, every broadcast tested: a ReLU's zeros and the
- * padding are the terms left out, as the dense kernels mask them. */
+ * at buf[off[k] + pix[p]], any stride; tiles of 6 or 5 pixels in order
+ * (rows crossed) × 64 channels, every broadcast tested: a ReLU's zeros,
+ * subnormals and the padding are the terms left out, as the dense kernels
+ * mask them. */
 typedef struct {
     const float *buf;
     const long *off;

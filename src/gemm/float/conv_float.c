@@ -54,16 +54,6 @@ static fd_plan **group_plans(const nomul_conv2d_desc *d, CBLAS_TRANSPOSE ta, int
 static void report_oom(const char *fn) { nomul_report(NOMUL_ENOMEM, "%s: out of memory", fn); }
 
 
-static void add_bias(const conv_geom *g, int c_out, const float *bias, float *yb)
-{
-    if (!bias)
-        return;
-    NOMUL_COUNT(FADD, g->y_img);
-    for (int c = 0; c < c_out; c++)
-        for (int p = 0; p < g->P; p++)
-            yb[(long)c * g->P + p] += bias[c];
-}
-
 void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
                         const float *x, const float *weight, const float *bias, float *y)
 {
@@ -71,7 +61,7 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
         NOMUL_COUNT(FMUL, (long long)d->n * d->c_out * g->P * g->K);
         NOMUL_COUNT(FADD, (long long)d->n * d->c_out * g->P * g->K);
         for (int b = 0; b < d->n; b++)
-            add_bias(g, d->c_out, bias, y + b * g->y_img);
+            conv_add_bias(d, g, bias, y + b * g->y_img);
         return;
     }
     int slack = conv_wide_slack(d);
@@ -122,7 +112,7 @@ void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_g
                     fd_plan_run(plans[gr], g->P, buf, off, yg, g->P, (pg_narrow){.wp = 0});
                 }
             }
-            add_bias(g, d->c_out, bias, y + b * g->y_img);
+            conv_add_bias(d, g, bias, y + b * g->y_img);
         }
     }
     if (failed)
