@@ -1,18 +1,22 @@
 /*
- * conv2d_clane.c — where a convolution's data gradient runs on the kernels
- * with lanes along channels (conv2d_internal.h; the kernels: clane.inc).
- * The data gradient of a 3×3, stride-1, padding-1 layer is itself such a
- * convolution: dy padded by one, the kernel flipped, the input channels as
- * its output channels. The dense direct kernels read it in wide rows of
- * ow + 2 pixels in 32-pixel tiles, which on 7×7 and 14×14 images compute
- * 64 and 224 columns for 49 and 196 outputs; these compute each output
- * once. The same sums as the dense kernels (gemm_internal.h's
- * pg_clane_job), bit for bit, where:
- *  - PAM (the approximate form: a term PAM(w, dy) with no offset): dy and
- *    the weights hold no zero, subnormal, infinity or NaN, and every term
- *    is normal (the direct path's range check), so that the padding's
- *    terms, which the kernels mask, are the only ones the dense kernels
- *    leave out;
+ * conv2d_clane.c — where a convolution's forward and data gradient run on
+ * the kernels with lanes along channels (conv2d_internal.h; the kernels:
+ * clane.inc). The data gradient of a 3×3, stride-1, padding-1 layer is
+ * itself such a convolution: dy padded by one, the kernel flipped, the
+ * input channels as its output channels. The dense direct kernels read
+ * their source in wide rows of w + 2 pixels in 32-pixel tiles, which on 7×7
+ * and 14×14 images compute 64 and 224 columns for 49 and 196 outputs;
+ * these compute each output once. The same sums as the dense kernels
+ * (gemm_internal.h's pg_clane_job), bit for bit, where:
+ *  - PAM's approximate data gradient (a term PAM(w, dy), no offset): dy
+ *    and the weights hold no zero, subnormal, infinity or NaN, and every
+ *    term is normal (the direct path's range check), so that the padding's
+ *    terms, which the kernels leave out, are the only ones the dense
+ *    kernels mask;
+ *  - PAM's forward (no offset): the weights hold no zero or subnormal (the
+ *    dense kernels' masks for those are not in these), x no infinity or
+ *    NaN, every term normal; x's zeros and the padding are masked as the
+ *    dense kernels mask them;
  *  - float: always (one fma chain in the same order, the padding's zeros
  *    included).
  */
