@@ -612,13 +612,8 @@ void nomul_conv2d_forward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, c
     float offset = cfg->offset;
     if (pa && conv_depthwise_forward(d, &g, offset, x, weight, bias, y))
         return;
-    if (pa && offset == 1.0f && conv_clane_forward(fn, d, &g, 1, weight, x, y)) {
-        NOMUL_COUNT(PAM, (long long)d->n * d->c_out * g.P * g.K);
-        NOMUL_COUNT(FADD, (long long)d->n * d->c_out * g.P * g.K);
-        for (int b = 0; b < d->n; b++)
-            conv_add_bias(d, &g, bias, y + b * g.y_img);
+    if (pa && offset == 1.0f && conv_clane_forward(fn, d, &g, 1, weight, bias, x, y))
         return;
-    }
     if (!pa && conv_float_applies(&g)) {
         conv_float_forward(fn, d, &g, x, weight, bias, y);
         return;
@@ -832,10 +827,8 @@ static void backward_data(const char *fn, const nomul_conv2d_desc *d, const nomu
         return;
     if (pa && live && data_live(fn, d, &g, !approx, offset, x, weight, dy, dx))
         return;
-    if (pa && approx && offset == 1.0f && conv_clane_data(fn, d, &g, 1, weight, dy, dx)) {
-        count_terms(0, offset, (long long)d->n * d->c_out * g.P * g.K);
+    if (pa && approx && offset == 1.0f && conv_clane_data(fn, d, &g, 1, weight, dy, dx))
         return;
-    }
     if (pa && data_implicit(fn, d, &g, !approx, offset, x, weight, dy, dx))
         return;
     if (!pa && conv_float_applies(&g)) {

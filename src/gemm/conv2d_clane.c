@@ -65,14 +65,17 @@ static uint32_t *clane_table(const char *fn, const nomul_conv2d_desc *d, int K, 
 
 /* Every image's groups: csrc source planes (sh × sw) a group (src_img
  * floats an image) padded into this thread's buffer, the kernel into cdst
- * output planes (oh × ow; dst_img an image) at stride s; the tables from
- * t, K rows each, PAM's lists after them (the taps k = (c, i, j) that do
- * not read the padding's row above, i ≥ 1; below, i ≤ 1; either, i = 1).
- * 0 after a report. */
-static int clane_images(const char *fn, const nomul_conv2d_desc *d, pg_clane_fn kern, int pa,
-                        uint32_t *t, int K, int csrc, int sh, int sw, const float *src,
-                        long src_img, int cdst, int oh, int ow, int s, const int *pix,
-                        float *dst, long dst_img)
+ * output planes (oh × ow; dst_img an image) at stride s, then the image's
+ * bias (the forward's, NULL for none); the tables from t, K rows each,
+ * and where the rows run on lists (PAM without pix) the lists after them
+ * (the taps k = (c, i, j) that do not read the padding's row above, i ≥ 1;
+ * below, i ≤ 1; either, i = 1). The terms counted as the dense paths count
+ * them (g's layer: n · c_out · P · K, a PAM or a multiply and an add
+ * each). 0 after a report. */
+static int clane_images(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
+                        pg_clane_fn kern, int pa, uint32_t *t, int K, int csrc, int sh, int sw,
+                        const float *src, long src_img, int cdst, int oh, int ow, int s,
+                        const int *pix, const float *bias, float *dst, long dst_img)
 {
     const int hq = sh + 2, wq = sw + 2, slack = conv_wide_slack(d);
     const long *off = conv_tap_offsets(csrc, 3, 3, hq, wq, 1, 1);
@@ -81,7 +84,7 @@ static int clane_images(const char *fn, const nomul_conv2d_desc *d, pg_clane_fn 
         return 0;
     }
     int *kl = (int *)(t + (long)d->groups * K * cdst), klen[3] = {0, 0, 0};
-    for (int k = 0; pa && k < K; k++) {
+    for (int k = 0; pa && !pix && k < K; k++) {
         const int i = k % 9 / 3;
         if (i >= 1)
             kl[klen[0]++] = k;
@@ -100,7 +103,7 @@ static int clane_images(const char *fn, const nomul_conv2d_desc *d, pg_clane_fn 
             failed = 1;
         }
 #pragma omp for schedule(dynamic, 1)
-        for (int b = 0; b < d->n; b++)
+        for (int b = 0; b < d->n; b++) {
             for (int gr = 0; buf && gr < d->groups; gr++) {
                 conv_pad_planes(csrc, sh, sw, 1, 1, src + b * src_img + gr * csrc * splane, buf,
                                 slack);
@@ -124,11 +127,20 @@ static int clane_images(const char *fn, const nomul_conv2d_desc *d, pg_clane_fn 
                 };
                 kern(&job);
             }
+            if (buf)
+                conv_add_bias(d, g, bias, dst + b * dst_img);
+        }
     }
     if (failed) {
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for a padded image", fn);
         return 0;
     }
+    const long long terms = (long long)d->n * d->c_out * g->P * g->K;
+    if (pa)
+        NOMUL_COUNT(PAM, terms);
+    else
+        NOMUL_COUNT(FMUL, terms);
+    NOMUL_COUNT(FADD, terms);
 #pragma omp atomic
     conv_clane_runs += (long)d->n * d->groups;
     return 1;
@@ -166,13 +178,13 @@ int conv_clane_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
                 }
             }
         }
-    clane_images(fn, d, kern, pa, t, K2, g->cog, g->oh, g->ow, dy, g->y_img, g->cig, d->h, d->w,
-                 1, NULL, dx, g->x_img);
+    clane_images(fn, d, g, kern, pa, t, K2, g->cog, g->oh, g->ow, dy, g->y_img, g->cig, d->h,
+                 d->w, 1, NULL, NULL, dx, g->x_img);
     return 1;
 }
 
 int conv_clane_forward(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g, int pa,
-                       const float *weight, const float *x, float *y)
+                       const float *weight, const float *bias, const float *x, float *y)
 {
     const pg_clane_ukr *cl = &pg_cntx_active()->clane;
     const pg_clane_fn kern = pa ? cl->pam : cl->fp;
@@ -207,7 +219,7 @@ int conv_clane_forward(const char *fn, const nomul_conv2d_desc *d, const conv_ge
     const int s = d->stride_h, wq = d->w + 2;
     for (long p = 0; p < np; p++)
         pix[p] = (int)(p / g->ow) * s * wq + (int)(p % g->ow) * s;
-    clane_images(fn, d, kern, pa, t, g->K, g->cig, d->h, d->w, x, g->x_img, g->cog, g->oh, g->ow,
-                 s, pix, y, g->y_img);
+    clane_images(fn, d, g, kern, pa, t, g->K, g->cig, d->h, d->w, x, g->x_img, g->cog, g->oh,
+                 g->ow, s, pix, bias, y, g->y_img);
     return 1;
 }

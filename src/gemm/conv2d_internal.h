@@ -343,10 +343,11 @@ int conv_fsparse_image(const conv_fsparse *fs, const conv_geom *g, int wp, int g
  * 28×28 approximate 2.13 → 1.73 (float 1.52 → 1.60: not taken); forward
  * float 64ch 7×7 1.57 → 1.26, 32ch 14×14 1.41 → 1.29, 16 → 32 s2 1.21 →
  * 0.85, 32 → 64 s2 1.28 → 0.79; PAM 64ch 7×7 1.81 → 1.59 (its lists
- * before), 32 → 64 s2 1.23 → 0.94. The mode is for the tests: auto (the default),
- * never, always (any width with a segment). Both return 0, with nothing
- * written, where they do not apply, else 1 (done, or after a report); the
- * caller counts the terms (and adds the forward's bias). */
+ * before), 32 → 64 s2 1.23 → 0.94. The mode is for the tests: auto (the
+ * default), never, always (any width with a segment). Both return 0, with
+ * nothing written and nothing counted, where they do not apply, else 1
+ * (done, the terms counted and the forward's bias added; or after a
+ * report). */
 enum { CLANE_MAX_W = 16 };
 enum { CONV_CLANE_AUTO, CONV_CLANE_NEVER, CONV_CLANE_ALWAYS };
 extern int conv_clane_mode;
@@ -354,7 +355,7 @@ extern long conv_clane_runs; /* the images' groups it ran, for the tests */
 int conv_clane_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g, int pa,
                     const float *weight, const float *dy, float *dx);
 int conv_clane_forward(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g, int pa,
-                       const float *weight, const float *x, float *y);
+                       const float *weight, const float *bias, const float *x, float *y);
 
 /* The float convolution on nomul's FMA kernels (src/gemm/float/conv_float.c),
  * where conv_float_applies (the instruction set has the kernels, a group has

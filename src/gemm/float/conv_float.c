@@ -57,13 +57,8 @@ static void report_oom(const char *fn) { nomul_report(NOMUL_ENOMEM, "%s: out of 
 void conv_float_forward(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
                         const float *x, const float *weight, const float *bias, float *y)
 {
-    if (conv_clane_forward(fn, d, g, 0, weight, x, y)) {
-        NOMUL_COUNT(FMUL, (long long)d->n * d->c_out * g->P * g->K);
-        NOMUL_COUNT(FADD, (long long)d->n * d->c_out * g->P * g->K);
-        for (int b = 0; b < d->n; b++)
-            conv_add_bias(d, g, bias, y + b * g->y_img);
+    if (conv_clane_forward(fn, d, g, 0, weight, bias, x, y))
         return;
-    }
     int slack = conv_wide_slack(d);
     int implicit = conv_forward_implicit(d, g), wp = conv_feed_width(d, implicit);
     fd_plan **plans =
@@ -140,11 +135,8 @@ void conv_float_backward_data(const char *fn, const nomul_conv2d_desc *d, const 
 {
     if (live && backward_data_live(fn, d, g, x, weight, dy, dx))
         return;
-    if (conv_clane_data(fn, d, g, 0, weight, dy, dx)) {
-        NOMUL_COUNT(FMUL, (long long)d->n * d->c_out * g->P * g->K);
-        NOMUL_COUNT(FADD, (long long)d->n * d->c_out * g->P * g->K);
+    if (conv_clane_data(fn, d, g, 0, weight, dy, dx))
         return;
-    }
     int implicit = conv_data_implicit(d);
     int qh = d->dil_h * (d->kh - 1) - d->pad_h, qw = d->dil_w * (d->kw - 1) - d->pad_w;
     int hq = g->oh + 2 * qh, wq = g->ow + 2 * qw; /* dy padded */
