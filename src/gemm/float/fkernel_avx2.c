@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "../gemm_internal.h"
+#include "../tile_avx2.h"
 
 #define FMR 6
 
@@ -22,9 +23,8 @@ static inline __attribute__((always_inline)) void
 fd_body(int k, const fd_operands *o, int mvalid, int nvalid, float *c, long ldc, int add,
         const int packed, const int full)
 {
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256i m[2] = {_mm256_cmpgt_epi32(_mm256_set1_epi32(nvalid), lane),
-                    _mm256_cmpgt_epi32(_mm256_set1_epi32(nvalid - 8), lane)};
+    __m256i m[2];
+    tile2_lanes(0, nvalid, m);
     __m256 acc[FMR][2];
 #pragma GCC unroll 6
     for (int r = 0; r < FMR; r++)
@@ -70,28 +70,8 @@ fd_body(int k, const fd_operands *o, int mvalid, int nvalid, float *c, long ldc,
                 ar[r] += ss;
         }
     }
-    if (o->nw) { /* narrow (pg_narrow): as tile_avx512.h's tile_store_narrow */
-        int lo, hi;
-        long at;
-        for (int d = 0; pg_narrow_segment(o->nw, nvalid, d, &lo, &hi, &at); d++) {
-            if (hi <= lo)
-                continue;
-            const __m256i vlo = _mm256_set1_epi32(lo), vhi = _mm256_set1_epi32(hi);
-            __m256i mk[2];
-            for (int h = 0; h < 2; h++) {
-                __m256i l = _mm256_add_epi32(lane, _mm256_set1_epi32(8 * h));
-                mk[h] = _mm256_andnot_si256(_mm256_cmpgt_epi32(vlo, l), _mm256_cmpgt_epi32(vhi, l));
-            }
-#pragma GCC unroll 6
-            for (int r = 0; r < FMR; r++)
-                if (r < mvalid)
-                    for (int h = 0; h < 2; h++) {
-                        /* the lanes below lo, masked off, are never touched */
-                        float *p = (float *)((uintptr_t)c +
-                                             (uintptr_t)((r * ldc + at + 8 * h) * (long)sizeof(float)));
-                        _mm256_maskstore_ps(p, mk[h], acc[r][h]);
-                    }
-        }
+    if (o->nw) { /* narrow (pg_narrow) */
+        tile2_store_narrow(c, ldc, acc, mvalid, nvalid, o->nw, NULL, 0, 0, FMR, 2);
         return;
     }
     /* unrolled with constant indices, so that acc stays in registers */
