@@ -1083,8 +1083,9 @@ static int xs_num_of(int exact, int narrow)
 {
     if (exact)
         return XSPARSE_EXACT;
-    return !narrow && nomul_cpu_amd() && conv_skips_pay() ? XSPARSE_APPROX_WIDE_AMD
-                                                           : XSPARSE_APPROX;
+    const int avx2 = pg_cntx_active()->isa == NOMUL_ISA_AVX2;
+    return !narrow && (nomul_cpu_amd() || avx2) && conv_skips_pay() ? XSPARSE_APPROX_WIDE_AMD
+                                                                     : XSPARSE_APPROX;
 }
 
 /* 0 where no chunk fits (rows wider than XS_LANES) */

@@ -200,7 +200,12 @@ void conv_col_offsets(const nomul_conv2d_desc *d, const conv_geom *g, int implic
  * full width (Zen 5: conv_skips_pay false), where the in-place kernels
  * win at a ReLU's half (dW ms with / without the lists, one thread, batch
  * 64: 16->32 28x28 stride 2 1.89 / 1.69, 32->64 14x14 stride 2 1.79 /
- * 1.50; experiments/bench/conv_pass_bench.c): 3/8 there. The mode is for
+ * 1.50; experiments/bench/conv_pass_bench.c): 3/8 there. On AVX2 (no
+ * mask registers: the in-place kernels spend a test per broadcast and an
+ * and per term, on any vendor's core) the lists pay on 16-lane tiles at a
+ * ReLU's half too (Zen 3, dW ms in place / lists, one thread, batch 64,
+ * min of four alternating: 16ch 28x28 5.69 / 5.68, 16->32 s2 3.46 / 2.74,
+ * 32ch 14x14 6.04 / 4.26, 64ch 7x7 7.13 / 5.38): 6/8 there. The mode is for
  * the tests, which check the paths against each other bit for bit: auto
  * (the default), never, always (every chunk, whatever its density). */
 enum { XSPARSE_EXACT = 6, XSPARSE_APPROX = 3, XSPARSE_APPROX_WIDE_AMD = 6, XSPARSE_DEN = 8 };

@@ -25,6 +25,31 @@ static inline __attribute__((always_inline)) void tile2_lanes(int lo, int hi, __
     }
 }
 
+/* acc = C's rows (add) or zeros; rows from mvalid on are zeros and C's
+ * columns off the lane masks km are not read */
+static inline __attribute__((always_inline)) void
+tile2_load(__m256 (*acc)[2], const float *c, long ldc, const __m256i *km, int mvalid, int add,
+           const int rows, const int nh)
+{
+#pragma GCC unroll 8
+    for (int r = 0; r < rows; r++)
+        for (int h = 0; h < nh; h++)
+            acc[r][h] = !add || r >= mvalid ? _mm256_setzero_ps()
+                                            : _mm256_maskload_ps(c + r * ldc + 8 * h, km[h]);
+}
+
+/* C's first mvalid rows = acc, the lanes on in km only */
+static inline __attribute__((always_inline)) void
+tile2_store(float *c, long ldc, __m256 (*acc)[2], const __m256i *km, int mvalid, const int rows,
+            const int nh)
+{
+#pragma GCC unroll 8
+    for (int r = 0; r < rows; r++)
+        if (r < mvalid)
+            for (int h = 0; h < nh; h++)
+                _mm256_maskstore_ps(c + r * ldc + 8 * h, km[h], acc[r][h]);
+}
+
 /* The first mvalid of rows rows of acc (nh vectors of 8 lanes, lanes past
  * nvalid not stored), lane l being the wide product's column nw->j0 + l, to
  * their narrow places (pg_narrow, gemm_internal.h), row r's at c + r·ldc; with

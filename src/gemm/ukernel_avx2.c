@@ -260,6 +260,282 @@ static void grad_b_direct_4x8(int kc, const uint32_t *xp, const float *y, const 
         grad_b_direct_body(kc, xp, y, yoff, tile, xm, ct, ldc, add, nw, 0);
 }
 
+/* The weight gradients with X read in place (gemm_internal.h,
+ * pg_xdirect_kernel and pg_grad_xdirect_kernel; a convolution's column
+ * matrix): X's row r at x + xoff[r] (rows past mvalid read row 0's, never
+ * stored), its reduction index p at (p / seg)·ss + p % seg; Y packed
+ * (yp[p·8·nh + c], with Y's adjustment, or raw for the exact form), its masks
+ * ym read only when my. An x whose exponent field is 0 (zero or subnormal)
+ * adds +0: its lanes' mask from a test on the broadcast; grad: the exact
+ * term ((x + t) & sign|exp) + y, t the weight's tile (its mantissa field and
+ * the partner's adjustment) in registers. Each sum continues from C's value
+ * when add (a sum from +0 of such terms is never −0, so +0 terms leave it as
+ * it is); columns past nvalid are neither read nor written. MR rows (up to
+ * 4, or 3 rows of 16 lanes: the callers split 6-row tiles in two). */
+static inline __attribute__((always_inline)) void
+xdirect_body(int k, const float *x, const long *xoff, int seg, long ss, int mvalid,
+             const uint32_t *yp, const int32_t *ym, const uint32_t *tile, int nvalid, float *c,
+             long ldc, int add, const int MR, const int nh, const int my, const int grad)
+{
+    const __m256i expo = _mm256_set1_epi32(0x7F800000);
+    const __m256i se = _mm256_set1_epi32((int)PG_SIGN_EXP);
+    const int nr = 8 * nh;
+    __m256i km[2];
+    tile2_lanes(0, nvalid, km);
+    const float *xr[GMR];
+    __m256 acc[GMR][2];
+    __m256i t[GMR][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++) {
+        xr[r] = x + xoff[r < mvalid ? r : 0];
+        for (int h = 0; h < nh; h++)
+            if (grad)
+                t[r][h] = _mm256_loadu_si256((const __m256i *)(tile + r * nr + 8 * h));
+    }
+    tile2_load(acc, c, ldc, km, mvalid, add, MR, nh);
+    long at = 0; /* the packed Y's row p: yp + at */
+    for (int p0 = 0; p0 < k; p0 += seg) {
+        for (int q = 0; q < seg; q++, at += nr) {
+            __m256i y[2], ky[2];
+            for (int h = 0; h < nh; h++) {
+                y[h] = _mm256_loadu_si256((const __m256i *)(yp + at + 8 * h));
+                if (my)
+                    ky[h] = _mm256_loadu_si256((const __m256i *)(ym + at + 8 * h));
+            }
+#pragma GCC unroll 4
+            for (int r = 0; r < MR; r++) {
+                const __m256i xb = _mm256_set1_epi32((int)as_bits(xr[r][q]));
+                const __m256i z = _mm256_cmpeq_epi32(_mm256_and_si256(xb, expo),
+                                                     _mm256_setzero_si256());
+                for (int h = 0; h < nh; h++) {
+                    __m256i a = grad ? _mm256_and_si256(_mm256_add_epi32(xb, t[r][h]), se) : xb;
+                    __m256i u = _mm256_andnot_si256(z, _mm256_add_epi32(a, y[h]));
+                    if (my)
+                        u = _mm256_and_si256(u, ky[h]);
+                    acc[r][h] = _mm256_add_ps(acc[r][h], as_ps(u));
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++)
+            xr[r] += ss;
+    }
+    tile2_store(c, ldc, acc, km, mvalid, MR, nh);
+}
+
+/* the approximate form's 6-row tile: rows 0–2, then 3–5 where valid (a
+ * half with no valid row is skipped: its xoff entries may lie past K) */
+#define XDIRECT(name, nh)                                                                       \
+    static void name(int k, const float *x, const long *xoff, int seg, long ss, int mvalid,    \
+                     const uint32_t *yp, const int32_t *ym, int nvalid, float *c, long ldc,    \
+                     int add)                                                                  \
+    {                                                                                           \
+        for (int r0 = 0; r0 < mvalid; r0 += 3) {                                                \
+            if (ym)                                                                             \
+                xdirect_body(k, x, xoff + r0, seg, ss, mvalid - r0, yp, ym, NULL, nvalid,       \
+                             c + r0 * ldc, ldc, add, 3, nh, 1, 0);                              \
+            else                                                                                \
+                xdirect_body(k, x, xoff + r0, seg, ss, mvalid - r0, yp, ym, NULL, nvalid,       \
+                             c + r0 * ldc, ldc, add, 3, nh, 0, 0);                              \
+        }                                                                                       \
+    }
+XDIRECT(xdirect_6x16, 2)
+XDIRECT(xdirect_6x8, 1)
+
+/* the exact form's tile: 2 × 16 (its T in four registers beside four sums;
+ * a list entry then feeds two vectors of terms) */
+#define XGMR 2
+static void grad_xdirect_2x16(int k, const float *x, const long *xoff, int seg, long ss,
+                              int mvalid, const uint32_t *yp, const int32_t *ym,
+                              const uint32_t *tile, int nvalid, float *c, long ldc, int add)
+{
+    if (ym)
+        xdirect_body(k, x, xoff, seg, ss, mvalid, yp, ym, tile, nvalid, c, ldc, add, XGMR, 2, 1, 1);
+    else
+        xdirect_body(k, x, xoff, seg, ss, mvalid, yp, ym, tile, nvalid, c, ldc, add, XGMR, 2, 0, 1);
+}
+
+/* Left-packing permutations: for a byte m of lane bits, the indices of its
+ * set bits in order, one per byte (the rest 0) */
+static const uint64_t left_pack[256] = {
+    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000001ULL, 0x0000000000000100ULL,
+    0x0000000000000002ULL, 0x0000000000000200ULL, 0x0000000000000201ULL, 0x0000000000020100ULL,
+    0x0000000000000003ULL, 0x0000000000000300ULL, 0x0000000000000301ULL, 0x0000000000030100ULL,
+    0x0000000000000302ULL, 0x0000000000030200ULL, 0x0000000000030201ULL, 0x0000000003020100ULL,
+    0x0000000000000004ULL, 0x0000000000000400ULL, 0x0000000000000401ULL, 0x0000000000040100ULL,
+    0x0000000000000402ULL, 0x0000000000040200ULL, 0x0000000000040201ULL, 0x0000000004020100ULL,
+    0x0000000000000403ULL, 0x0000000000040300ULL, 0x0000000000040301ULL, 0x0000000004030100ULL,
+    0x0000000000040302ULL, 0x0000000004030200ULL, 0x0000000004030201ULL, 0x0000000403020100ULL,
+    0x0000000000000005ULL, 0x0000000000000500ULL, 0x0000000000000501ULL, 0x0000000000050100ULL,
+    0x0000000000000502ULL, 0x0000000000050200ULL, 0x0000000000050201ULL, 0x0000000005020100ULL,
+    0x0000000000000503ULL, 0x0000000000050300ULL, 0x0000000000050301ULL, 0x0000000005030100ULL,
+    0x0000000000050302ULL, 0x0000000005030200ULL, 0x0000000005030201ULL, 0x0000000503020100ULL,
+    0x0000000000000504ULL, 0x0000000000050400ULL, 0x0000000000050401ULL, 0x0000000005040100ULL,
+    0x0000000000050402ULL, 0x0000000005040200ULL, 0x0000000005040201ULL, 0x0000000504020100ULL,
+    0x0000000000050403ULL, 0x0000000005040300ULL, 0x0000000005040301ULL, 0x0000000504030100ULL,
+    0x0000000005040302ULL, 0x0000000504030200ULL, 0x0000000504030201ULL, 0x0000050403020100ULL,
+    0x0000000000000006ULL, 0x0000000000000600ULL, 0x0000000000000601ULL, 0x0000000000060100ULL,
+    0x0000000000000602ULL, 0x0000000000060200ULL, 0x0000000000060201ULL, 0x0000000006020100ULL,
+    0x0000000000000603ULL, 0x0000000000060300ULL, 0x0000000000060301ULL, 0x0000000006030100ULL,
+    0x0000000000060302ULL, 0x0000000006030200ULL, 0x0000000006030201ULL, 0x0000000603020100ULL,
+    0x0000000000000604ULL, 0x0000000000060400ULL, 0x0000000000060401ULL, 0x0000000006040100ULL,
+    0x0000000000060402ULL, 0x0000000006040200ULL, 0x0000000006040201ULL, 0x0000000604020100ULL,
+    0x0000000000060403ULL, 0x0000000006040300ULL, 0x0000000006040301ULL, 0x0000000604030100ULL,
+    0x0000000006040302ULL, 0x0000000604030200ULL, 0x0000000604030201ULL, 0x0000060403020100ULL,
+    0x0000000000000605ULL, 0x0000000000060500ULL, 0x0000000000060501ULL, 0x0000000006050100ULL,
+    0x0000000000060502ULL, 0x0000000006050200ULL, 0x0000000006050201ULL, 0x0000000605020100ULL,
+    0x0000000000060503ULL, 0x0000000006050300ULL, 0x0000000006050301ULL, 0x0000000605030100ULL,
+    0x0000000006050302ULL, 0x0000000605030200ULL, 0x0000000605030201ULL, 0x0000060503020100ULL,
+    0x0000000000060504ULL, 0x0000000006050400ULL, 0x0000000006050401ULL, 0x0000000605040100ULL,
+    0x0000000006050402ULL, 0x0000000605040200ULL, 0x0000000605040201ULL, 0x0000060504020100ULL,
+    0x0000000006050403ULL, 0x0000000605040300ULL, 0x0000000605040301ULL, 0x0000060504030100ULL,
+    0x0000000605040302ULL, 0x0000060504030200ULL, 0x0000060504030201ULL, 0x0006050403020100ULL,
+    0x0000000000000007ULL, 0x0000000000000700ULL, 0x0000000000000701ULL, 0x0000000000070100ULL,
+    0x0000000000000702ULL, 0x0000000000070200ULL, 0x0000000000070201ULL, 0x0000000007020100ULL,
+    0x0000000000000703ULL, 0x0000000000070300ULL, 0x0000000000070301ULL, 0x0000000007030100ULL,
+    0x0000000000070302ULL, 0x0000000007030200ULL, 0x0000000007030201ULL, 0x0000000703020100ULL,
+    0x0000000000000704ULL, 0x0000000000070400ULL, 0x0000000000070401ULL, 0x0000000007040100ULL,
+    0x0000000000070402ULL, 0x0000000007040200ULL, 0x0000000007040201ULL, 0x0000000704020100ULL,
+    0x0000000000070403ULL, 0x0000000007040300ULL, 0x0000000007040301ULL, 0x0000000704030100ULL,
+    0x0000000007040302ULL, 0x0000000704030200ULL, 0x0000000704030201ULL, 0x0000070403020100ULL,
+    0x0000000000000705ULL, 0x0000000000070500ULL, 0x0000000000070501ULL, 0x0000000007050100ULL,
+    0x0000000000070502ULL, 0x0000000007050200ULL, 0x0000000007050201ULL, 0x0000000705020100ULL,
+    0x0000000000070503ULL, 0x0000000007050300ULL, 0x0000000007050301ULL, 0x0000000705030100ULL,
+    0x0000000007050302ULL, 0x0000000705030200ULL, 0x0000000705030201ULL, 0x0000070503020100ULL,
+    0x0000000000070504ULL, 0x0000000007050400ULL, 0x0000000007050401ULL, 0x0000000705040100ULL,
+    0x0000000007050402ULL, 0x0000000705040200ULL, 0x0000000705040201ULL, 0x0000070504020100ULL,
+    0x0000000007050403ULL, 0x0000000705040300ULL, 0x0000000705040301ULL, 0x0000070504030100ULL,
+    0x0000000705040302ULL, 0x0000070504030200ULL, 0x0000070504030201ULL, 0x0007050403020100ULL,
+    0x0000000000000706ULL, 0x0000000000070600ULL, 0x0000000000070601ULL, 0x0000000007060100ULL,
+    0x0000000000070602ULL, 0x0000000007060200ULL, 0x0000000007060201ULL, 0x0000000706020100ULL,
+    0x0000000000070603ULL, 0x0000000007060300ULL, 0x0000000007060301ULL, 0x0000000706030100ULL,
+    0x0000000007060302ULL, 0x0000000706030200ULL, 0x0000000706030201ULL, 0x0000070603020100ULL,
+    0x0000000000070604ULL, 0x0000000007060400ULL, 0x0000000007060401ULL, 0x0000000706040100ULL,
+    0x0000000007060402ULL, 0x0000000706040200ULL, 0x0000000706040201ULL, 0x0000070604020100ULL,
+    0x0000000007060403ULL, 0x0000000706040300ULL, 0x0000000706040301ULL, 0x0000070604030100ULL,
+    0x0000000706040302ULL, 0x0000070604030200ULL, 0x0000070604030201ULL, 0x0007060403020100ULL,
+    0x0000000000070605ULL, 0x0000000007060500ULL, 0x0000000007060501ULL, 0x0000000706050100ULL,
+    0x0000000007060502ULL, 0x0000000706050200ULL, 0x0000000706050201ULL, 0x0000070605020100ULL,
+    0x0000000007060503ULL, 0x0000000706050300ULL, 0x0000000706050301ULL, 0x0000070605030100ULL,
+    0x0000000706050302ULL, 0x0000070605030200ULL, 0x0000070605030201ULL, 0x0007060503020100ULL,
+    0x0000000007060504ULL, 0x0000000706050400ULL, 0x0000000706050401ULL, 0x0000070605040100ULL,
+    0x0000000706050402ULL, 0x0000070605040200ULL, 0x0000070605040201ULL, 0x0007060504020100ULL,
+    0x0000000706050403ULL, 0x0000070605040300ULL, 0x0000070605040301ULL, 0x0007060504030100ULL,
+    0x0000070605040302ULL, 0x0007060504030200ULL, 0x0007060504030201ULL, 0x0706050403020100ULL,
+};
+
+/* pg_xlist_build_fn (gemm_internal.h): 8 lanes at a time, the in-place
+ * kernels' exponent test, the lanes' bits from wmask, and the kept lanes'
+ * entries moved to the front (vpermd by left_pack) and stored whole: up to
+ * 7 entries past the list's end. Lanes past nlanes are not read (a masked
+ * load for the last 8); those within it that wmask leaves out (the wide
+ * rows' dropped columns) lie inside the rows and are read, then dropped. */
+static int xlist_build(const float *x, int nlanes, const uint16_t *wmask, const uint32_t *went,
+                       uint32_t *list)
+{
+    const __m256i expo = _mm256_set1_epi32(0x7F800000);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int n = 0;
+    for (int w = 0; w < nlanes; w += 8) {
+        unsigned m = (unsigned)(wmask[w / 16] >> (w % 16)) & 0xFFu;
+        __m256i v;
+        if (nlanes - w >= 8) {
+            v = _mm256_loadu_si256((const __m256i *)(x + w));
+        } else {
+            m &= (1u << (nlanes - w)) - 1;
+            v = _mm256_maskload_epi32((const int *)(x + w),
+                                      _mm256_cmpgt_epi32(_mm256_set1_epi32(nlanes - w), lane));
+        }
+        const __m256i z = _mm256_cmpeq_epi32(_mm256_and_si256(v, expo), _mm256_setzero_si256());
+        const unsigned keep = m & ~(unsigned)_mm256_movemask_ps(as_ps(z));
+        const __m256i perm = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)&left_pack[keep]));
+        const __m256i e = _mm256_loadu_si256((const __m256i *)(went + w));
+        _mm256_storeu_si256((__m256i *)(list + n), _mm256_permutevar8x32_epi32(e, perm));
+        n += __builtin_popcount(keep);
+    }
+    return n;
+}
+
+/* The lists' lockstep: entry s of every row while all R lists run (lo: the
+ * shortest), then each row to its own end (hi: the longest); TERM(r, s)
+ * adds one entry's terms */
+#define LISTS_LOCKSTEP(R, TERM)                                                                 \
+    do {                                                                                        \
+        int s_ = 0;                                                                             \
+        for (; s_ < lo; s_++) {                                                                 \
+            _Pragma("GCC unroll 6") for (int r_ = 0; r_ < (R); r_++) TERM(r_, s_);              \
+        }                                                                                       \
+        for (; s_ < hi; s_++) {                                                                 \
+            _Pragma("GCC unroll 6") for (int r_ = 0; r_ < (R); r_++) if (s_ < len[r_])          \
+                TERM(r_, s_);                                                                   \
+        }                                                                                       \
+    } while (0)
+
+/* One list entry's terms for tile row r (xsparse_body) */
+#define XS_TERM(r, s)                                                                           \
+    do {                                                                                        \
+        uint32_t e_ = lists[(r) * PG_XL_CAP + (s)];                                             \
+        __m256i xb_ = _mm256_set1_epi32(*(const int *)(const void *)(xr[r] + (e_ >> 16)));      \
+        const char *yr_ = yb + (e_ & 0xFFFFu);                                                  \
+        for (int h = 0; h < nh; h++) {                                                          \
+            __m256i a_ = grad ? _mm256_and_si256(_mm256_add_epi32(xb_, t[r][h]), se) : xb_;     \
+            __m256i y_ = _mm256_loadu_si256((const __m256i *)(const void *)(yr_ + 32 * h));     \
+            acc[r][h] = _mm256_add_ps(acc[r][h], as_ps(_mm256_add_epi32(a_, y_)));              \
+        }                                                                                       \
+    } while (0)
+
+/* pg_xsparse_kernel: the in-place kernels' sums with X's zeros skipped
+ * outright (gemm_internal.h): the tile's MR lists in lockstep, per entry
+ * one broadcast of the value and nh loads of its partner row of Y (without
+ * zeros: the caller's condition), no masks. MR ≤ 6 rows of 8·nh lanes. */
+static inline __attribute__((always_inline)) void
+xsparse_body(const uint32_t *lists, const int *len, const float *x, const long *xoff,
+             const uint32_t *yp, const uint32_t *tile, int mvalid, int nvalid, float *c, long ldc,
+             int add, const int MR, const int nh, const int grad)
+{
+    const __m256i se = _mm256_set1_epi32((int)PG_SIGN_EXP);
+    const int nr = 8 * nh;
+    const char *yb = (const char *)yp;
+    __m256i km[2];
+    tile2_lanes(0, nvalid, km);
+    __m256 acc[FMR][2];
+    __m256i t[GMR][2];
+    const char *xr[FMR];
+    int lo = len[0], hi = len[0];
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) {
+        xr[r] = (const char *)(x + xoff[r < mvalid ? r : 0]);
+        lo = len[r] < lo ? len[r] : lo;
+        hi = len[r] > hi ? len[r] : hi;
+        for (int h = 0; grad && h < nh; h++)
+            t[r][h] = _mm256_loadu_si256((const __m256i *)(tile + r * nr + 8 * h));
+    }
+    tile2_load(acc, c, ldc, km, mvalid, add, MR, nh);
+    LISTS_LOCKSTEP(MR, XS_TERM);
+    tile2_store(c, ldc, acc, km, mvalid, MR, nh);
+}
+
+static void xsparse_6x16(const uint32_t *lists, const int *len, const float *x, const long *xoff,
+                         const uint32_t *yp, const uint32_t *tile, int mvalid, int nvalid,
+                         float *c, long ldc, int add)
+{
+    xsparse_body(lists, len, x, xoff, yp, tile, mvalid, nvalid, c, ldc, add, FMR, 2, 0);
+}
+
+static void xsparse_6x8(const uint32_t *lists, const int *len, const float *x, const long *xoff,
+                        const uint32_t *yp, const uint32_t *tile, int mvalid, int nvalid,
+                        float *c, long ldc, int add)
+{
+    xsparse_body(lists, len, x, xoff, yp, tile, mvalid, nvalid, c, ldc, add, FMR, 1, 0);
+}
+
+static void grad_xsparse_2x16(const uint32_t *lists, const int *len, const float *x,
+                              const long *xoff, const uint32_t *yp, const uint32_t *tile,
+                              int mvalid, int nvalid, float *c, long ldc, int add)
+{
+    xsparse_body(lists, len, x, xoff, yp, tile, mvalid, nvalid, c, ldc, add, XGMR, 2, 1);
+}
+
 /* This instruction set's context: its kernels, packing and block sizes,
  * registered together (gemm_internal.h). */
 const pg_cntx pg_cntx_avx2 = {
@@ -268,6 +544,9 @@ const pg_cntx pg_cntx_avx2 = {
     .grad = {GMR, GNR, grad_a_4x8, grad_b_4x8},
     .fwd_direct = fwd_direct_6x16,
     .grad_b_direct = grad_b_direct_4x8,
+    .fwd_xdirect = {FMR, FNR, xdirect_6x16, xdirect_6x8},
+    .grad_xdirect = {XGMR, 16, grad_xdirect_2x16, NULL},
+    .xsparse = {xlist_build, xsparse_6x16, xsparse_6x8, grad_xsparse_2x16, NULL},
     .fdirect = {6, 16, fd_6x16_avx2, NULL},
     .pack = pack_panel,
     .pack_tile = pack_tile,
