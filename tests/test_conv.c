@@ -834,7 +834,9 @@ static void test_dx_live_matches_twin_and_dense(void **state)
     (void)state;
     tu_rng r = {tu_seed() ^ 0xD711};
     nomul_isa_set(nomul_isa_max());
-    const int have = pg_cntx_active()->dxlive.pam != NULL;
+    /* (AVX2 has PAM's forms only) */
+    const int have_pam = pg_cntx_active()->dxlive.pam != NULL,
+              have_fp = pg_cntx_active()->dxlive.fp != NULL;
     nomul_conv2d_desc layers[] = {
         {2, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1},  /* ResNet20's first stage */
         {2, 8, 9, 37, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1},    /* 37 wide */
@@ -910,7 +912,7 @@ static void test_dx_live_matches_twin_and_dense(void **state)
                             ((exact && cog == 16) || cog == 32 || cog == 64);
                 /* (float's and the approximate form's in auto only at stride
                  * 1 where conv_skips_pay) */
-                long want = have && shape && rep != 3 && !(rep == 2 && pa) &&
+                long want = (pa ? have_pam : have_fp) && shape && rep != 3 && !(rep == 2 && pa) &&
                                     (exact || rep == 0 || (s1 && conv_skips_pay()))
                                 ? (long)d->n * d->groups
                                 : 0;
@@ -1018,7 +1020,8 @@ static void test_graph_asks_live_after_relu(void **state)
                 memcpy(grads[mode], x->grad, (size_t)x->n * 4);
             }
             conv_dxlive_mode = CONV_DXLIVE_AUTO;
-            long want = pg_cntx_active()->dxlive.pam && through % 2 ? d.n : 0;
+            const pg_dxlive_ukr *lv = &pg_cntx_active()->dxlive;
+            long want = (nomul_op_is_pa(&cfgs[ci]) ? lv->pam : lv->fp) && through % 2 ? d.n : 0;
             if (runs[0] != want || runs[1] != 0)
                 FAIL_SEED("cfg %d, input %d: the live form ran %ld and %ld times, want %ld and 0",
                           ci, through, runs[0], runs[1], want);

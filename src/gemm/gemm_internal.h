@@ -517,6 +517,7 @@ typedef struct {
     pg_dxlive_fn pam, fp; /* NULL where none */
 } pg_dxlive_ukr;
 void dxlive_pam_avx512(pg_dxlive_job *job);   /* dxlive_avx512.c */
+void dxlive_pam_avx2(pg_dxlive_job *job);     /* dxlive_avx2.c */
 void dxlive_float_avx512(pg_dxlive_job *job); /* float/dxlive_float_avx512.c */
 
 /*

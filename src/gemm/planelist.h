@@ -2,7 +2,8 @@
  * planelist.h — one plane's list of its nonzero inputs, for the kernels
  * that work input by input on a 3×3 layer (dwplane.inc: the weight
  * gradient, stride 1; dxlive.inc: the data gradient at live inputs, stride
- * 1 or 2). AVX-512; included only by objects compiled with its flags.
+ * 1 or 2). AVX-512, or AVX2 (dxlive.inc's AVX2 form); included only by
+ * objects compiled with those flags.
  *
  * Each listed input carries a code: the byte offset, in dy's pixel-major
  * rows (rowb bytes each, a multiple of 64), of its base output pixel, and
@@ -28,6 +29,9 @@
 #include <stdint.h>
 
 #include "gemm_internal.h" /* PG_PLANE_LIST: the lists' size */
+#ifndef __AVX512F__
+#include "tile_avx2.h"
+#endif
 
 /* What each listed input's value entry holds */
 enum { PL_NONE, PL_BITS, PL_MANTISSA };
@@ -89,7 +93,9 @@ static inline void plane_col_codes(const plane_list *L, int w, int ow, int pw, i
  * pw), seg[c] the start of class c and seg[4] the end; stride 1: seg[0] =
  * 0, seg[1] = the end. Returns how many. The whole plane is listed before
  * any list is read back. Compressed registers stored whole: the
- * compressing store to memory is microcoded on Zen 4, about 20× slower. */
+ * compressing store to memory is microcoded on Zen 4, about 20× slower.
+ * AVX2: the same lists, 8 lanes a step, compressed by tile2_left_pack. */
+#ifdef __AVX512F__
 static inline __attribute__((always_inline)) int
 plane_code_lists(const plane_list *L, const float *plane, int h, int w, int oh, int ow, int ph,
                  int pw, int dh, const int s, long rowb, uint32_t nonzero, const int vals,
@@ -135,5 +141,55 @@ plane_code_lists(const plane_list *L, const float *plane, int h, int w, int oh, 
     seg[s * s] = n;
     return n;
 }
+#else
+static inline __attribute__((always_inline)) int
+plane_code_lists(const plane_list *L, const float *plane, int h, int w, int oh, int ow, int ph,
+                 int pw, int dh, const int s, long rowb, uint32_t nonzero, const int vals,
+                 const int pos_too, float *zero, int *seg)
+{
+    const __m256i nzm = _mm256_set1_epi32((int)nonzero), expo = _mm256_set1_epi32(0x7F800000);
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), z = _mm256_setzero_si256();
+    int n = 0;
+    for (int c = 0; c < s * s; c++) {
+        const int py = c / 2, px = c % 2; /* stride 2: the class's parities */
+        seg[c] = n;
+        for (int y = s == 2 ? (py - ph) & 1 : 0; y < h; y += s) {
+            const float *row = plane + (long)y * w;
+            unsigned rows = 0;
+            for (int i = 0; i < 3; i++)
+                rows |= plane_tap_in(y + ph, i, dh, s, oh) << i;
+            const __m256i rc =
+                _mm256_set1_epi32((int)(uint32_t)((long)((y + ph) / s) * ow * rowb | rows << 3));
+            for (int x0 = 0; x0 < w; x0 += 8) {
+                const int left = w - x0;
+                const __m256i lm = _mm256_cmpgt_epi32(_mm256_set1_epi32(left), iota);
+                unsigned kt = left >= 8 ? 0xFFu : (1u << left) - 1u;
+                __m256i v = left >= 8 ? _mm256_loadu_si256((const __m256i *)(row + x0))
+                                      : _mm256_maskload_epi32((const int *)(row + x0), lm);
+                if (zero && px == 0)
+                    _mm256_maskstore_ps(zero + (long)y * w + x0, lm, _mm256_setzero_ps());
+                if (s == 2) /* the lanes whose x + pw has the class's parity */
+                    kt &= (x0 + pw + px) & 1 ? 0xAAu : 0x55u;
+                const unsigned nz = kt & ~(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(
+                                             _mm256_cmpeq_epi32(_mm256_and_si256(v, nzm), z)));
+                if (vals == PL_MANTISSA)
+                    v = _mm256_andnot_si256(_mm256_cmpeq_epi32(_mm256_and_si256(v, expo), z),
+                                            _mm256_and_si256(v, _mm256_set1_epi32(0x007FFFFF)));
+                if (vals != PL_NONE)
+                    _mm256_storeu_si256((__m256i *)(L->val + n), tile2_left_pack(v, nz));
+                const __m256i cv = _mm256_add_epi32(rc, _mm256_loadu_si256((const __m256i *)(L->colc + x0)));
+                _mm256_storeu_si256((__m256i *)(L->code + n), tile2_left_pack(cv, nz));
+                if (pos_too) {
+                    const __m256i p = _mm256_add_epi32(iota, _mm256_set1_epi32(y * w + x0));
+                    _mm256_storeu_si256((__m256i *)(L->pos + n), tile2_left_pack(p, nz));
+                }
+                n += __builtin_popcount(nz);
+            }
+        }
+    }
+    seg[s * s] = n;
+    return n;
+}
+#endif
 
 #endif

@@ -14,6 +14,17 @@
 #include <immintrin.h>
 #include <stdint.h>
 
+/* The lanes of v whose bits are set in keep (8 bits) moved to the front, in
+ * order (the rest: lane 0's value): a vpermd by the table of permutations
+ * pg_left_pack8 (ukernel_avx2.c), AVX2's compressing store */
+extern const uint64_t pg_left_pack8[256];
+static inline __attribute__((always_inline)) __m256i tile2_left_pack(__m256i v, unsigned keep)
+{
+    const __m256i perm =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)&pg_left_pack8[keep]));
+    return _mm256_permutevar8x32_epi32(v, perm);
+}
+
 /* m[h]: all ones in the lanes l of the h-th 8-lane vector with lo ≤ 8h + l < hi */
 static inline __attribute__((always_inline)) void tile2_lanes(int lo, int hi, __m256i m[2])
 {

@@ -355,9 +355,9 @@ static void grad_xdirect_2x16(int k, const float *x, const long *xoff, int seg, 
         xdirect_body(k, x, xoff, seg, ss, mvalid, yp, ym, tile, nvalid, c, ldc, add, XGMR, 2, 0, 1);
 }
 
-/* Left-packing permutations: for a byte m of lane bits, the indices of its
- * set bits in order, one per byte (the rest 0) */
-static const uint64_t left_pack[256] = {
+/* tile_avx2.h's left-packing permutations: for a byte m of lane bits, the
+ * indices of its set bits in order, one per byte (the rest 0) */
+const uint64_t pg_left_pack8[256] = {
     0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000001ULL, 0x0000000000000100ULL,
     0x0000000000000002ULL, 0x0000000000000200ULL, 0x0000000000000201ULL, 0x0000000000020100ULL,
     0x0000000000000003ULL, 0x0000000000000300ULL, 0x0000000000000301ULL, 0x0000000000030100ULL,
@@ -426,7 +426,7 @@ static const uint64_t left_pack[256] = {
 
 /* pg_xlist_build_fn (gemm_internal.h): 8 lanes at a time, the in-place
  * kernels' exponent test, the lanes' bits from wmask, and the kept lanes'
- * entries moved to the front (vpermd by left_pack) and stored whole: up to
+ * entries moved to the front (tile2_left_pack) and stored whole: up to
  * 7 entries past the list's end. Lanes past nlanes are not read (a masked
  * load for the last 8); those within it that wmask leaves out (the wide
  * rows' dropped columns) lie inside the rows and are read, then dropped. */
@@ -448,9 +448,8 @@ static int xlist_build(const float *x, int nlanes, const uint16_t *wmask, const 
         }
         const __m256i z = _mm256_cmpeq_epi32(_mm256_and_si256(v, expo), _mm256_setzero_si256());
         const unsigned keep = m & ~(unsigned)_mm256_movemask_ps(as_ps(z));
-        const __m256i perm = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)&left_pack[keep]));
         const __m256i e = _mm256_loadu_si256((const __m256i *)(went + w));
-        _mm256_storeu_si256((__m256i *)(list + n), _mm256_permutevar8x32_epi32(e, perm));
+        _mm256_storeu_si256((__m256i *)(list + n), tile2_left_pack(e, keep));
         n += __builtin_popcount(keep);
     }
     return n;
@@ -547,6 +546,7 @@ const pg_cntx pg_cntx_avx2 = {
     .fwd_xdirect = {FMR, FNR, xdirect_6x16, xdirect_6x8},
     .grad_xdirect = {XGMR, 16, grad_xdirect_2x16, NULL},
     .xsparse = {xlist_build, xsparse_6x16, xsparse_6x8, grad_xsparse_2x16, NULL},
+    .dxlive = {dxlive_pam_avx2, NULL},
     .fdirect = {6, 16, fd_6x16_avx2, NULL},
     .pack = pack_panel,
     .pack_tile = pack_tile,
