@@ -229,6 +229,22 @@ typedef struct {
  * subnormal values (exponent field 0) are left out, as the in-place
  * kernels' tests leave them out. */
 enum { PG_XL_CAP = 272 }; /* a list's room: 256 lanes and a vector's overrun */
+/* The list kernels' lockstep (ukernel_avx512.c's xsparse_body and
+ * xrow_grad_body, ukernel_avx2.c's xsparse_body): entry s of every row
+ * while all R lists run (lo: the shortest), then each row to its own end
+ * (hi: the longest); TERM(r, s) adds one entry's terms */
+#define LISTS_LOCKSTEP(R, TERM)                                                                 \
+    do {                                                                                        \
+        int s_ = 0;                                                                             \
+        for (; s_ < lo; s_++) {                                                                 \
+            _Pragma("GCC unroll 8") for (int r_ = 0; r_ < (R); r_++) TERM(r_, s_);              \
+        }                                                                                       \
+        for (; s_ < hi; s_++) {                                                                 \
+            _Pragma("GCC unroll 8") for (int r_ = 0; r_ < (R); r_++) if (s_ < len[r_])          \
+                TERM(r_, s_);                                                                   \
+        }                                                                                       \
+    } while (0)
+
 typedef int (*pg_xlist_build_fn)(const float *x, int nlanes, const uint16_t *wmask,
                                  const uint32_t *went, uint32_t *list);
 typedef void (*pg_xsparse_kernel)(const uint32_t *lists, const int *len, const float *x,

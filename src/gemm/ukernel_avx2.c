@@ -455,21 +455,6 @@ static int xlist_build(const float *x, int nlanes, const uint16_t *wmask, const 
     return n;
 }
 
-/* The lists' lockstep: entry s of every row while all R lists run (lo: the
- * shortest), then each row to its own end (hi: the longest); TERM(r, s)
- * adds one entry's terms */
-#define LISTS_LOCKSTEP(R, TERM)                                                                 \
-    do {                                                                                        \
-        int s_ = 0;                                                                             \
-        for (; s_ < lo; s_++) {                                                                 \
-            _Pragma("GCC unroll 6") for (int r_ = 0; r_ < (R); r_++) TERM(r_, s_);              \
-        }                                                                                       \
-        for (; s_ < hi; s_++) {                                                                 \
-            _Pragma("GCC unroll 6") for (int r_ = 0; r_ < (R); r_++) if (s_ < len[r_])          \
-                TERM(r_, s_);                                                                   \
-        }                                                                                       \
-    } while (0)
-
 /* One list entry's terms for tile row r (xsparse_body) */
 #define XS_TERM(r, s)                                                                           \
     do {                                                                                        \
