@@ -514,7 +514,7 @@ pg_stats conv_value_stats(const float *x, long n)
     return st;
 }
 
-/* PAM forward where every product is known to stay normal (AVX-512): the
+/* PAM forward where every product is known to stay normal (AVX-512, AVX2): the
  * im2col matrix is read in place by the kernels, unpacked. Packing costs a
  * pass over im2col's output per group and image, shared by only c_out/groups
  * rows; reading in place costs an in-kernel zero test per value, so it pays
@@ -674,8 +674,9 @@ static void count_terms(int exact, float offset, long long terms)
 }
 
 /* The PAM data gradient of a stride-1 layer in implicit form, where the
- * direct PAM kernels apply (AVX-512, every term normal; 3 (exact: 6) to
- * 128 input channels per group): the convolution of dy padded by dil·(k − 1) − pad
+ * direct PAM kernels apply (AVX-512 or AVX2, every term normal; 3 (exact:
+ * the gradient tile's rows) to 128 input channels per group): the
+ * convolution of dy padded by dil·(k − 1) − pad
  * with the flipped kernel, read in place as the forward reads x
  * (conv2d_internal.h), its sums one chain over (co, i, j) in blocks of KC.
  * Approximate: dx = Σ PAM(W, dy). Exact: dx = Σ ∂PAM(W, x)/∂x · dy, where
@@ -1017,7 +1018,7 @@ void conv_dxlive_run(const char *fname, const nomul_conv2d_desc *d, const conv_g
     conv_dxlive_runs += runs;
 }
 
-/* The PAM weight gradient where AVX-512's kernels that read X in place
+/* The PAM weight gradient where the kernels that read X in place (AVX-512, AVX2)
  * apply (every term proven normal, no NaN or infinity; 4 or more output
  * channels per group): checked once per call. Approximate: dW = Σ PAM(dy,
  * col). Exact: dW = Σ ∂PAM(W, col)/∂W · dy, whose T, the weight itself, is
@@ -1190,7 +1191,7 @@ static uint32_t *dw_tiles(const char *fn, const nomul_conv2d_desc *d, const conv
  * engine uses: with forward Y's adjustment, or raw for the
  * exact terms, whose weight tiles are packed once per call), each sum one
  * chain over the block's images and pixels in order; dw_g = (dW_gᵀ)ᵀ at the
- * end. Where AVX-512 has them, the kernels that skip x's zeros run on the
+ * end. Where the context has them, the kernels that skip x's zeros run on the
  * chunks whose lists pay (xs_chunks, xs_lists), the in-place ones on the
  * others: the same sums. 0 after a report. */
 static int dw_block(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,

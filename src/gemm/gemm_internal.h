@@ -102,9 +102,9 @@ int pg_range_safe(const pg_stats *a, const pg_stats *b, float offset);
  * output positions computed in rows wp wide of which the first ow of each
  * are kept, column j at j − (j / wp)·(wp − ow), the rest dropped: the output
  * written narrow by the kernels, without a wide copy to narrow. A kernel
- * given one (not NULL) stores its tile's columns j0 .. j0 + 31 that way, c
- * being its first row's start in C; with add, each sum continues from the
- * wide tile at src (row r at src + 32·r: the earlier K blocks' sums, kept
+ * given one (not NULL) stores its tile's columns j0 .. j0 + NR − 1 that way,
+ * c being its first row's start in C; with add, each sum continues from the
+ * wide tile at src (row r at src + NR·r: the earlier K blocks' sums, kept
  * wide), not from C. */
 typedef struct {
     int wp, ow;
@@ -132,15 +132,16 @@ static inline int pg_narrow_segment(const pg_narrow *nw, int nvalid, int d, int 
     return 1;
 }
 
-/* Forward with Y read in place (AVX-512, the 8×32 tile of its forward
- * kernel): see ukernel_avx512.c. nw: NULL, or the tile's narrow place. */
+/* Forward with Y read in place (the forward kernels' tile: AVX-512 8×32,
+ * AVX2 6×16): see ukernel_avx512.c, ukernel_avx2.c. nw: NULL, or the
+ * tile's narrow place. */
 typedef void (*pg_fwd_direct_kernel)(int kc, const uint32_t *xp, const float *y, const long *yoff,
                                      const int32_t *xm, int xzeros, float *c, long ldc, int add,
                                      const pg_narrow *nw);
 
-/* The exact grad-B product with Y read in place (AVX-512, the 6×32 tile of
- * its gradient kernels): see ukernel_avx512.c. tile: the MR×NR mantissa
- * fields of T, as pack_tile writes them. */
+/* The exact grad-B product with Y read in place (the gradient kernels'
+ * tile: AVX-512 6×32, AVX2 4×8): see ukernel_avx512.c, ukernel_avx2.c.
+ * tile: the MR×NR mantissa fields of T, as pack_tile writes them. */
 typedef void (*pg_grad_direct_kernel)(int kc, const uint32_t *xp, const float *y,
                                       const long *yoff, const uint32_t *tile, const int32_t *xm,
                                       int xzeros, float *c, long ldc, int add,
@@ -187,12 +188,12 @@ void fd_8x16_avx512(int k, const fd_operands *o, int mvalid, int nvalid, float *
 void fd_6x16_avx2(int k, const fd_operands *o, int mvalid, int nvalid, float *c, long ldc,
                   int add);
 
-/* Forward with X read in place, raw, and Y packed (AVX-512; a
- * convolution's approximate weight gradient): see ukernel_avx512.c. X's
- * row r at x + xoff[r], its reduction index p at (p / seg)·sstride + p % seg;
- * Y's masks ym NULL when its panel holds no zero; an MR × nr tile, nr = 32
- * (wide) or 16 (narrow), columns past nvalid untouched; add: each sum
- * continues from C's value. */
+/* Forward with X read in place, raw, and Y packed (AVX-512 and AVX2; a
+ * convolution's approximate weight gradient): see ukernel_avx512.c,
+ * ukernel_avx2.c. X's row r at x + xoff[r], its reduction index p at
+ * (p / seg)·sstride + p % seg; Y's masks ym NULL when its panel holds no
+ * zero; an MR × nr tile (the ukr's nr wide, or nr / 2 narrow), columns past
+ * nvalid untouched; add: each sum continues from C's value. */
 typedef void (*pg_xdirect_kernel)(int k, const float *x, const long *xoff, int seg, long sstride,
                                   int mvalid, const uint32_t *yp, const int32_t *ym, int nvalid,
                                   float *c, long ldc, int add);
@@ -200,7 +201,7 @@ typedef struct {
     int mr, nr;
     pg_xdirect_kernel wide, narrow; /* NULL where there are none */
 } pg_xdirect_ukr;
-/* The exact weight gradient's form of it (AVX-512, MR = 6): C (+)= Σ_p
+/* The exact weight gradient's form of it (AVX-512 6×32, AVX2 2×16): C (+)= Σ_p
  * ((x + t) & sign|exp) + y, with tile the MR×nr T values (the weights'
  * mantissa fields plus the partner's adjustment), fixed over the reduction,
  * and Y packed raw. */
@@ -213,9 +214,9 @@ typedef struct {
     pg_grad_xdirect_kernel wide, narrow; /* NULL where there are none */
 } pg_grad_xdirect_ukr;
 
-/* The same two weight gradients with X's zeros skipped outright (AVX-512;
- * a ReLU'd input is half zeros, and the kernels above spend a test and a
- * masked add on each). The reduction runs in chunks of at most 256 lanes of
+/* The same two weight gradients with X's zeros skipped outright (AVX-512
+ * and AVX2; a ReLU'd input is half zeros, and the kernels above spend a
+ * test and a masked add, or an and, on each). The reduction runs in chunks of at most 256 lanes of
  * the layout the in-place kernels read; row r of the X tile is then a list
  * of its nonzero values in reduction order, lists[r·PG_XL_CAP + s], each
  * entry two byte offsets from the chunk's start: the value's in X's row
@@ -594,7 +595,7 @@ void pg_plan_run_grad_b(const pg_plan *pl, int n, const float *b, int ldb, const
                         int lddc, float beta, float *db, int lddb);
 
 /* Forward products whose Y is read in place, unpacked (where the context
- * has such a kernel, AVX-512; NULL elsewhere): the plan packs A with Y's
+ * has such a kernel, AVX-512 and AVX2; NULL elsewhere): the plan packs A with Y's
  * adjustment folded in; Y's row p (of k) starts at y + yoff[p] (a column
  * matrix, or the shifted views of a padded image that stand for one). A
  * run needs stats bounding all of Y with pg_plan_direct_safe() true, and
@@ -617,7 +618,7 @@ void pg_plan_run_forward_direct(const pg_plan *pl, int n, const float *y, const 
  *   C (m×n, ldc) [+]= Σ_p ∂PAM(A_ip, T_ij)/∂T · Y_pj   (∂PAM_off with an offset)
  * with A (m×k, row-major) packed once, T (m×n, row-major, ldt) and Y's rows
  * as for pg_plan_run_forward_direct. NULL where the context has no such
- * kernel (AVX-512 has). A run needs pg_plan_direct_safe() true for stats
+ * kernel (AVX-512 and AVX2 have). A run needs pg_plan_direct_safe() true for stats
  * bounding all of Y, and no NaN in T; it does not count its operations. */
 pg_plan *pg_plan_grad_t_direct(int key, int m, int k, const float *a, int lda, float offset);
 void pg_plan_run_grad_t_direct(const pg_plan *pl, int n, const float *t, int ldt, const float *y,

@@ -1,7 +1,10 @@
 /*
  * ukernel_avx2.c — AVX2 microkernels (this file alone is compiled with
- * -mavx2). Forward 6×16, gradients 4×8; zeros are cleared with vpand against
- * the packed masks (AVX2 has no mask registers).
+ * -mavx2): the packed forward 6×16 and gradients 4×8, the forward and the
+ * exact grad B with Y read in place, the weight gradients with X read in
+ * place (6×16 / 6×8, exact 2×16) or on lists of its nonzeros. AVX2 has no
+ * mask registers: a zero's term is cleared with vpand (the packed masks) or
+ * vpandn (a test on the exponent bits), a cleared term adding +0.
  */
 #include <immintrin.h>
 
@@ -24,6 +27,29 @@
 #define GNR 8
 
 static inline __m256 as_ps(__m256i v) { return _mm256_castsi256_ps(v); }
+
+/* rows r < MR of acc (nh vectors of 8) to ct (row r at ct + r·ldc), added
+ * to what is there if add; narrow (nw not NULL): to their narrow places,
+ * the earlier blocks' sums from the wide strip at nw->src + r0·NR (NR wide) */
+static inline __attribute__((always_inline)) void
+store_rows(__m256 (*acc)[2], float *ct, long ldc, int add, const pg_narrow *nw, const int r0,
+             const int MR, const int nh)
+{
+    const int NR = 8 * nh;
+    if (nw) {
+        tile2_store_narrow(ct + r0 * ldc, ldc, acc, MR, NR, nw, add ? nw->src + r0 * NR : NULL,
+                           NR, add, MR, nh);
+        return;
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++)
+        for (int h = 0; h < nh; h++) {
+            float *row = ct + (r0 + r) * ldc + 8 * h;
+            if (add)
+                acc[r][h] = _mm256_add_ps(acc[r][h], _mm256_loadu_ps(row));
+            _mm256_storeu_ps(row, acc[r][h]);
+        }
+}
 
 /* The packed kernels' loop body (fwd_6x16, grad_a_4x8, grad_b_4x8),
  * specialised at compile time for:
@@ -80,14 +106,7 @@ pam_body(int kc, const uint32_t *xp, const int32_t *xm, const int XS, const uint
             }
         }
     }
-#pragma GCC unroll 6
-    for (int r = 0; r < MR; r++)
-        for (int h = 0; h < nh; h++) {
-            float *row = ct + r * ldc + 8 * h;
-            if (add)
-                acc[r][h] = _mm256_add_ps(acc[r][h], _mm256_loadu_ps(row));
-            _mm256_storeu_ps(row, acc[r][h]);
-        }
+    store_rows(acc, ct, ldc, add, NULL, 0, MR, nh);
 }
 
 #define PACKED_BODY(MR, nh, grad, ga, mx, my)                                                   \
@@ -136,29 +155,6 @@ static void grad_b_4x8(int kc, const uint32_t *xp, const uint32_t *yp, const uin
     PACKED_DISPATCH(GMR, 1, 1, 0)
 }
 
-/* rows r < MR of acc (nh vectors of 8) to ct (row r at ct + r·ldc), added
- * to what is there if add; narrow (nw not NULL): to their narrow places,
- * the earlier blocks' sums from the wide strip at nw->src + r0·NR (NR wide) */
-static inline __attribute__((always_inline)) void
-direct_store(__m256 (*acc)[2], float *ct, long ldc, int add, const pg_narrow *nw, const int r0,
-             const int MR, const int nh)
-{
-    const int NR = 8 * nh;
-    if (nw) {
-        tile2_store_narrow(ct + r0 * ldc, ldc, acc, MR, NR, nw, add ? nw->src + r0 * NR : NULL,
-                           NR, add, MR, nh);
-        return;
-    }
-#pragma GCC unroll 6
-    for (int r = 0; r < MR; r++)
-        for (int h = 0; h < nh; h++) {
-            float *row = ct + (r0 + r) * ldc + 8 * h;
-            if (add)
-                acc[r][h] = _mm256_add_ps(acc[r][h], _mm256_loadu_ps(row));
-            _mm256_storeu_ps(row, acc[r][h]);
-        }
-}
-
 /* Forward with Y read in place (no packing): row p of the tile's Y at
  * y + yoff[p], 16 raw float bit patterns; X packed with Y's adjustment
  * folded in, so a term is still bits(x') + bits(y). A Y value whose exponent
@@ -196,7 +192,7 @@ fwd_direct_body(int kc, const uint32_t *xp, const float *y, const long *yoff, co
             }
         }
     }
-    direct_store(acc, ct, ldc, add, nw, r0, 3, 2);
+    store_rows(acc, ct, ldc, add, nw, r0, 3, 2);
 }
 
 static void fwd_direct_6x16(int kc, const uint32_t *xp, const float *y, const long *yoff,
@@ -247,7 +243,7 @@ grad_b_direct_body(int kc, const uint32_t *xp, const float *y, const long *yoff,
             acc[r][0] = _mm256_add_ps(acc[r][0], as_ps(u));
         }
     }
-    direct_store(acc, ct, ldc, add, nw, 0, GMR, 1);
+    store_rows(acc, ct, ldc, add, nw, 0, GMR, 1);
 }
 
 static void grad_b_direct_4x8(int kc, const uint32_t *xp, const float *y, const long *yoff,
@@ -270,8 +266,9 @@ static void grad_b_direct_4x8(int kc, const uint32_t *xp, const float *y, const 
  * term ((x + t) & sign|exp) + y, t the weight's tile (its mantissa field and
  * the partner's adjustment) in registers. Each sum continues from C's value
  * when add (a sum from +0 of such terms is never −0, so +0 terms leave it as
- * it is); columns past nvalid are neither read nor written. MR rows (up to
- * 4, or 3 rows of 16 lanes: the callers split 6-row tiles in two). */
+ * it is); columns past nvalid are neither read nor written. MR ≤ 3 rows
+ * (the approximate form's callers split 6-row tiles in two; the exact
+ * form's tile is 2 × 16). */
 static inline __attribute__((always_inline)) void
 xdirect_body(int k, const float *x, const long *xoff, int seg, long ss, int mvalid,
              const uint32_t *yp, const int32_t *ym, const uint32_t *tile, int nvalid, float *c,
@@ -345,6 +342,7 @@ XDIRECT(xdirect_6x8, 1)
 /* the exact form's tile: 2 × 16 (its T in four registers beside four sums;
  * a list entry then feeds two vectors of terms) */
 #define XGMR 2
+#define XGNR 16
 static void grad_xdirect_2x16(int k, const float *x, const long *xoff, int seg, long ss,
                               int mvalid, const uint32_t *yp, const int32_t *ym,
                               const uint32_t *tile, int nvalid, float *c, long ldc, int add)
@@ -483,7 +481,7 @@ xsparse_body(const uint32_t *lists, const int *len, const float *x, const long *
     __m256i km[2];
     tile2_lanes(0, nvalid, km);
     __m256 acc[FMR][2];
-    __m256i t[GMR][2];
+    __m256i t[XGMR][2];
     const char *xr[FMR];
     int lo = len[0], hi = len[0];
 #pragma GCC unroll 6
@@ -529,7 +527,7 @@ const pg_cntx pg_cntx_avx2 = {
     .fwd_direct = fwd_direct_6x16,
     .grad_b_direct = grad_b_direct_4x8,
     .fwd_xdirect = {FMR, FNR, xdirect_6x16, xdirect_6x8},
-    .grad_xdirect = {XGMR, 16, grad_xdirect_2x16, NULL},
+    .grad_xdirect = {XGMR, XGNR, grad_xdirect_2x16, NULL},
     .xsparse = {xlist_build, xsparse_6x16, xsparse_6x8, grad_xsparse_2x16, NULL},
     .dxlive = {dxlive_pam_avx2, NULL},
     .fdirect = {6, 16, fd_6x16_avx2, NULL},
