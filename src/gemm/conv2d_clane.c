@@ -165,19 +165,23 @@ int conv_clane_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
     uint32_t *t = clane_table(fn, d, K2, g->cig, 0);
     if (!t)
         return 1;
-    for (int gr = 0; gr < d->groups; gr++)
-        for (int co = 0; co < g->cog; co++) {
-            const float *wo = weight + ((long)gr * g->cog + co) * g->K;
-            for (int k = co * 9; k < co * 9 + 9; k++) {
-                const int tap = 8 - k % 9; /* (2 − i, 2 − j) */
-                uint32_t *row = t + ((long)gr * K2 + k) * g->cig;
-                for (int c = 0; c < g->cig; c++) {
-                    uint32_t b;
-                    memcpy(&b, wo + c * 9 + tap, 4);
-                    row[c] = pa ? b - PG_ONE : b;
-                }
+    /* output channel by output channel on the threads (each writes its own
+     * nine rows; conv2d.c's dxlive_weights says why) */
+    const int nco = d->groups * g->cog;
+#pragma omp parallel for num_threads(nomul_fn_threads((long)nco * 9 * g->cig)) schedule(static)
+    for (int r = 0; r < nco; r++) {
+        const int gr = r / g->cog, co = r % g->cog;
+        const float *wo = weight + (long)r * g->K;
+        for (int k = co * 9; k < co * 9 + 9; k++) {
+            const int tap = 8 - k % 9; /* (2 − i, 2 − j) */
+            uint32_t *row = t + ((long)gr * K2 + k) * g->cig;
+            for (int c = 0; c < g->cig; c++) {
+                uint32_t b;
+                memcpy(&b, wo + c * 9 + tap, 4);
+                row[c] = pa ? b - PG_ONE : b;
             }
         }
+    }
     clane_images(fn, d, g, kern, pa, t, K2, g->cog, g->oh, g->ow, dy, g->y_img, g->cig, d->h,
                  d->w, 1, NULL, NULL, dx, g->x_img);
     return 1;
@@ -208,13 +212,19 @@ int conv_clane_forward(const char *fn, const nomul_conv2d_desc *d, const conv_ge
     uint32_t *t = clane_table(fn, d, g->K, g->cog, np);
     if (!t)
         return 1;
-    for (int gr = 0; gr < d->groups; gr++)
-        for (int co = 0; co < g->cog; co++)
-            for (int k = 0; k < g->K; k++) {
-                uint32_t b;
-                memcpy(&b, weight + ((long)gr * g->cog + co) * g->K + k, 4);
-                t[((long)gr * g->K + k) * g->cog + co] = pa ? b - PG_ONE : b;
-            }
+    /* row by row on the threads (as conv_clane_data's) */
+    const int rows = d->groups * g->K; /* (gr, k) */
+#pragma omp parallel for num_threads(nomul_fn_threads((long)rows * g->cog)) schedule(static)
+    for (int r = 0; r < rows; r++) {
+        const int gr = r / g->K, k = r % g->K;
+        const float *s = weight + (long)gr * g->cog * g->K + k;
+        uint32_t *o = t + (long)r * g->cog;
+        for (int co = 0; co < g->cog; co++) {
+            uint32_t b;
+            memcpy(&b, s + (long)co * g->K, 4);
+            o[co] = pa ? b - PG_ONE : b;
+        }
+    }
     int *pix = pa ? (int *)(t + (long)d->groups * g->K * g->cog + 3L * g->K) : NULL;
     const int s = d->stride_h, wq = d->w + 2;
     for (long p = 0; p < np; p++)
