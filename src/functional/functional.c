@@ -296,7 +296,9 @@ static void bn_forward(const nomul_op_cfg *cfg, int nb, int C, int S, const floa
     const long len = (long)nb * S;
     float *ksum = training && nomul_batch_norm_keep_floats(cfg, C) ? keep : NULL;
     /* channels are independent (each writes only its own statistics and
-     * outputs): split over threads, results as on one */
+     * outputs): split over threads, results as on one; dealt one at a time
+     * (dynamic), so that a thread slowed by the machine does not hold the
+     * others at the end (the backward's alike) */
 #pragma omp parallel num_threads(nomul_fn_threads((long)C * len))
     {
         /* the gathered channel's scratch, only where a channel is gathered:
@@ -305,7 +307,7 @@ static void bn_forward(const nomul_op_cfg *cfg, int nb, int C, int S, const floa
          * no fused PA passes (the scalar chains) */
         float *row = NULL;
         int failed = 0;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int c = 0; c < C; c++) {
             const int pa = nomul_op_is_pa(cfg), gathered = training && S % LANES;
             float *km = ksum ? ksum + c : NULL, *kv = ksum ? ksum + C + c : NULL;
@@ -393,7 +395,7 @@ static void bn_backward(const nomul_op_cfg *cfg, int nb, int C, int S, const flo
     {
         float *row = NULL; /* as in the forward: only where a channel is gathered */
         int failed = 0;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int c = 0; c < C; c++) {
             const int pa = nomul_op_is_pa(cfg), gathered = S % LANES != 0;
             const float *km = ksum ? ksum + c : NULL, *kv = ksum ? ksum + C + c : NULL;
