@@ -939,11 +939,26 @@ int conv_dxlive_applies(const nomul_conv2d_desc *d, const conv_geom *g, pg_dxliv
            conv_nonzeros(x, nx, 0x7FFFFFFFu) * 16 <= (long)DXLIVE_DENSE * nx;
 }
 
-/* the weights as pg_dxlive_job's wp, group after group (PAM: each weight's
- * bits less 1.0's), in a scratch slot of the calling thread; NULL (reported)
- * out of memory. Row by row on the threads (each row of cog values its
- * own: no two threads write a cache line): on one thread, 64 channels took
- * a fifth of a millisecond a step in ResNet20 while the other waited. */
+void conv_weight_rows(const nomul_conv2d_desc *d, const conv_geom *g, const float *weight,
+                      uint32_t adj, uint32_t *t)
+{
+    const int rows = d->groups * g->K; /* (gr, k) */
+#pragma omp parallel for num_threads(nomul_fn_threads((long)rows * g->cog)) schedule(static)
+    for (int r = 0; r < rows; r++) {
+        const int gr = r / g->K, k = r % g->K;
+        const float *s = weight + (long)gr * g->cog * g->K + k;
+        uint32_t *o = t + (long)r * g->cog;
+        for (int co = 0; co < g->cog; co++) {
+            uint32_t b;
+            memcpy(&b, s + (long)co * g->K, sizeof b);
+            o[co] = b - adj;
+        }
+    }
+}
+
+/* the weights as pg_dxlive_job's wp (conv_weight_rows: row (ci, t) of each
+ * group, PAM's bits less 1.0's), in a scratch slot of the calling thread;
+ * NULL (reported) out of memory */
 static uint32_t *dxlive_weights(const char *fn, const nomul_conv2d_desc *d, const conv_geom *g,
                                 const float *weight, int pa)
 {
@@ -953,16 +968,7 @@ static uint32_t *dxlive_weights(const char *fn, const nomul_conv2d_desc *d, cons
         nomul_report(NOMUL_ENOMEM, "%s: out of memory for the weights", fn);
         return NULL;
     }
-    const uint32_t *u = (const uint32_t *)(const void *)weight, adj = pa ? PG_ONE : 0u;
-    const int rows = d->groups * g->cig * 9; /* (gr, ci, t) */
-#pragma omp parallel for num_threads(nomul_fn_threads((long)rows * g->cog)) schedule(static)
-    for (int r = 0; r < rows; r++) {
-        const int gr = r / (9 * g->cig), k = r % (9 * g->cig); /* k = ci·9 + t */
-        const uint32_t *s = u + (long)gr * g->cog * g->K + k;
-        uint32_t *o = wp + (long)r * g->cog;
-        for (int co = 0; co < g->cog; co++)
-            o[co] = s[(long)co * g->K] - adj;
-    }
+    conv_weight_rows(d, g, weight, pa ? PG_ONE : 0u, wp);
     return wp;
 }
 

@@ -166,7 +166,7 @@ int conv_clane_data(const char *fn, const nomul_conv2d_desc *d, const conv_geom 
     if (!t)
         return 1;
     /* output channel by output channel on the threads (each writes its own
-     * nine rows; conv2d.c's dxlive_weights says why) */
+     * nine rows, as conv_weight_rows its rows) */
     const int nco = d->groups * g->cog;
 #pragma omp parallel for num_threads(nomul_fn_threads((long)nco * 9 * g->cig)) schedule(static)
     for (int r = 0; r < nco; r++) {
@@ -212,19 +212,7 @@ int conv_clane_forward(const char *fn, const nomul_conv2d_desc *d, const conv_ge
     uint32_t *t = clane_table(fn, d, g->K, g->cog, np);
     if (!t)
         return 1;
-    /* row by row on the threads (as conv_clane_data's) */
-    const int rows = d->groups * g->K; /* (gr, k) */
-#pragma omp parallel for num_threads(nomul_fn_threads((long)rows * g->cog)) schedule(static)
-    for (int r = 0; r < rows; r++) {
-        const int gr = r / g->K, k = r % g->K;
-        const float *s = weight + (long)gr * g->cog * g->K + k;
-        uint32_t *o = t + (long)r * g->cog;
-        for (int co = 0; co < g->cog; co++) {
-            uint32_t b;
-            memcpy(&b, s + (long)co * g->K, 4);
-            o[co] = pa ? b - PG_ONE : b;
-        }
-    }
+    conv_weight_rows(d, g, weight, pa ? PG_ONE : 0u, t);
     int *pix = pa ? (int *)(t + (long)d->groups * g->K * g->cog + 3L * g->K) : NULL;
     const int s = d->stride_h, wq = d->w + 2;
     for (long p = 0; p < np; p++)
