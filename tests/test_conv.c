@@ -1043,6 +1043,75 @@ static void test_graph_asks_live_after_relu(void **state)
     nomul_graph_free(g);
 }
 
+/* The autodiff tape's carry of x's classification from a convolution's
+ * forward to its backward (nomul_conv2d_forward_keep, _backward_keep): on
+ * fresh random layers (PAM, exact and approximate, x half zeros as after a
+ * ReLU), what the forward keeps is x's classification (conv_value_stats')
+ * wherever it kept one; the backward given it writes the bits of the backward
+ * that classifies x itself; and it is what the backward goes by: told that
+ * x holds an infinity, the exact live data gradient (which refuses such an
+ * x) does not run. */
+static void test_backward_takes_forward_stats(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x57A7};
+    nomul_isa_set(nomul_isa_max());
+    const pg_dxlive_fn lfn = pg_cntx_active()->dxlive.pam;
+    for (int rep = 0; rep < 4; rep++) {
+        const int cout = rep % 2 ? 64 : 32, hw = 6 + rep;
+        const nomul_conv2d_desc d = {2, 16, hw, hw, cout, 3, 3, 1, 1, 1, 1, 1, 1, 1};
+        const nomul_op_cfg cfg = {NOMUL_OP_PAM, rep >= 2, 1.0f};
+        const long nx = 2L * 16 * hw * hw, nw = (long)cout * 16 * 9, ny = 2L * cout * hw * hw;
+        float *x = malloc((size_t)nx * 4), *w = malloc((size_t)nw * 4), *dy = malloc((size_t)ny * 4),
+              *y = malloc((size_t)ny * 4), *out[2][2];
+        assert_true(x && w && dy && y);
+        for (long i = 0; i < nx; i++)
+            x[i] = tu_u32(&r) & 1 ? 0.0f : tu_normal(&r, -3, 2, 0);
+        for (long i = 0; i < nw; i++)
+            w[i] = tu_normal(&r, -4, 0, 1);
+        for (long i = 0; i < ny; i++)
+            dy[i] = tu_normal(&r, -6, 0, 1);
+        nomul_conv_xstats keep;
+        nomul_conv2d_forward_keep(&d, &cfg, x, w, NULL, y, &keep);
+        const pg_stats st = conv_value_stats(x, nx);
+        if (keep.known && (keep.emin != st.emin || keep.emax != st.emax ||
+                           keep.zero != st.zero || keep.special != st.special))
+            FAIL_SEED("layer %d: the forward kept x's exponents %d..%d, zero %d, special %d; "
+                      "x holds %d..%d, %d, %d",
+                      rep, keep.emin, keep.emax, keep.zero, keep.special, st.emin, st.emax,
+                      st.zero, st.special);
+        keep = (nomul_conv_xstats){st.emin, st.emax, st.zero, st.special, 1};
+        for (int k = 0; k < 2; k++) {
+            out[k][0] = malloc((size_t)nx * 4);
+            out[k][1] = malloc((size_t)nw * 4);
+            assert_true(out[k][0] && out[k][1]);
+            nomul_conv2d_backward_keep(&d, &cfg, 1, x, w, dy, out[k][0], out[k][1], NULL,
+                                       k ? &keep : NULL);
+        }
+        if (memcmp(out[0][0], out[1][0], (size_t)nx * 4) ||
+            memcmp(out[0][1], out[1][1], (size_t)nw * 4))
+            FAIL_SEED("layer %d: the gradients given the forward's statistics differ", rep);
+        if (rep < 2 && lfn) { /* exact: the live form runs, unless told of an infinity */
+            for (int told = 0; told < 2; told++) {
+                nomul_conv_xstats k2 = keep;
+                k2.special = told;
+                conv_dxlive_mode = CONV_DXLIVE_ALWAYS;
+                const long before = conv_dxlive_runs;
+                nomul_conv2d_backward_keep(&d, &cfg, 1, x, w, dy, out[0][0], NULL, NULL, &k2);
+                conv_dxlive_mode = CONV_DXLIVE_AUTO;
+                if ((conv_dxlive_runs != before) != !told)
+                    FAIL_SEED("layer %d, told of an infinity %d: the live form ran %ld times",
+                              rep, told, conv_dxlive_runs - before);
+            }
+        }
+        for (int k = 0; k < 2; k++) {
+            free(out[k][0]);
+            free(out[k][1]);
+        }
+        free(x); free(w); free(dy); free(y);
+    }
+}
+
 /* The forward on lists of each output pixel's nonzero inputs
  * (conv2d_sparse.c, AVX-512) against the dense kernels, bit for bit, on
  * fresh random layers each run: 16, 32, 48, 64, 128 and 192 output channels per
@@ -1698,6 +1767,7 @@ int main(void)
         cmocka_unit_test(test_dw_by_input_matches_in_place),
         cmocka_unit_test(test_dx_live_matches_twin_and_dense),
         cmocka_unit_test(test_graph_asks_live_after_relu),
+        cmocka_unit_test(test_backward_takes_forward_stats),
         cmocka_unit_test(test_value_stats_match_plain_loop),
         cmocka_unit_test(test_transpose_matches_plain_loop),
         cmocka_unit_test(test_im2col_col2im_match_plain_loops),

@@ -13,6 +13,8 @@
 #include "nomul/conv.h"
 #include "nomul/functional.h"
 
+#include "../core/internal.h" /* nomul_conv_xstats */
+
 /* Every operation the tape records, grouped by the file that holds its
  * forward and backward; ad_op_table (optable.c) names each. */
 typedef enum {
@@ -61,6 +63,7 @@ typedef union {
     struct {
         nomul_conv2d_desc d; /* a copy: the caller's need not outlive the call */
         int live;            /* x's gradient wanted only where x ≠ 0 (ad_zeros_dropped) */
+        nomul_conv_xstats xs; /* the forward's classification of x, for the backward */
     } conv2d;
     struct {
         const float *mean, *rstd; /* layer norm: per row; batch norm: per channel */

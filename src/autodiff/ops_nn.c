@@ -219,10 +219,11 @@ void ad_conv2d_backward(const node *nd)
     float *dw = dx ? dx + nx : NULL;
     if (nx + nw && !dx)
         return;
-    /* one call: x's, dy's and the weights' values classified once for both */
-    (nd->p.conv2d.live ? nomul_conv2d_backward_live : nomul_conv2d_backward)(
-        d, &nd->cfg, x->data, w->data, y->grad, in_place ? x->grad : x->grad ? dx : NULL,
-        wg ? dw : NULL, wg ? dw + w->n : NULL);
+    /* one call: x's, dy's and the weights' values classified once for both,
+     * x's by the forward already (x unchanged since) */
+    nomul_conv2d_backward_keep(d, &nd->cfg, nd->p.conv2d.live, x->data, w->data, y->grad,
+                               in_place ? x->grad : x->grad ? dx : NULL, wg ? dw : NULL,
+                               wg ? dw + w->n : NULL, &nd->p.conv2d.xs);
     if (x->grad && !in_place) {
         float *gx = x->grad;
         const long n = x->n;
@@ -260,11 +261,13 @@ nomul_tensor *nomul_conv2d(nomul_graph *g, const nomul_op_cfg *cfg, nomul_tensor
     nomul_tensor *y = ad_output(g, 4, shape, ad_wants_grad(g, x, weight, bias));
     if (!y)
         return NULL;
-    nomul_conv2d_forward(d, cfg, x->data, weight->data, bias ? bias->data : NULL, y->data);
+    nomul_conv_xstats xs;
+    nomul_conv2d_forward_keep(d, cfg, x->data, weight->data, bias ? bias->data : NULL, y->data,
+                              &xs);
     /* x a ReLU's output: its gradient only at x's nonzeros, the data
      * gradient's work there only (nomul_conv2d_backward_live) */
     ad_record(g, AD_OP_CONV2D, cfg,
-              &(ad_params){.conv2d = {*d, ad_zeros_dropped(g, x)}}, y, x, weight, bias);
+              &(ad_params){.conv2d = {*d, ad_zeros_dropped(g, x), xs}}, y, x, weight, bias);
     return y;
 }
 

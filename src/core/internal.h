@@ -160,4 +160,24 @@ static inline float nomul_relu_grad1(float y, float g)
 void nomul_count(nomul_op_class c, unsigned long long n);
 #define NOMUL_COUNT(cls, n) nomul_count(NOMUL_COUNT_##cls, (unsigned long long)(n))
 
+/* What a convolution's forward learned of x: the PA paths' classification
+ * of its values (exponent range, zeros, infinities or NaNs; known 0 where
+ * the forward classified nothing: float, or a path without a range check).
+ * The autodiff tape keeps it with the node, for the backward on the same x,
+ * unchanged in between, which then does not read x again to classify it
+ * (src/gemm/conv2d.c; x is as large as the layer's output, and that read
+ * was a third of the classifying passes of a PA ResNet step). */
+#include "nomul/conv.h"
+typedef struct {
+    int emin, emax, zero, special, known;
+} nomul_conv_xstats;
+void nomul_conv2d_forward_keep(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg,
+                               const float *x, const float *weight, const float *bias, float *y,
+                               nomul_conv_xstats *keep);
+/* nomul_conv2d_backward (live 0) or nomul_conv2d_backward_live (1), with
+ * the forward's keep (NULL or unknown: x classified here as there) */
+void nomul_conv2d_backward_keep(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, int live,
+                                const float *x, const float *weight, const float *dy, float *dx,
+                                float *dweight, float *dbias, const nomul_conv_xstats *keep);
+
 #endif

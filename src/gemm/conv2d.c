@@ -475,7 +475,8 @@ static pg_stats stats_of(const float *x, long n)
 
 /* The statistics of one nomul_conv2d_backward: its data and weight
  * gradients check the same x, dy and weights (unchanged between them), each
- * classified once. Per thread; empty outside that call. */
+ * classified once; x's may come from the forward (nomul_conv2d_forward_keep,
+ * which holds its own call's). Per thread; empty outside those calls. */
 static __thread struct {
     int on, n;
     struct {
@@ -484,6 +485,45 @@ static __thread struct {
         pg_stats st;
     } e[4];
 } held;
+
+/* held on for one call, starting with x's statistics from keep if known */
+static void held_open(const float *x, long n, const nomul_conv_xstats *keep)
+{
+    held.on = 1;
+    held.n = 0;
+    if (keep && keep->known) {
+        held.e[0].p = x;
+        held.e[0].len = n;
+        held.e[0].st = (pg_stats){keep->emin, keep->emax, keep->zero, keep->special};
+        held.n = 1;
+    }
+}
+
+static void held_close(void)
+{
+    held.on = 0;
+    held.n = 0;
+}
+
+static long x_len(const nomul_conv2d_desc *d)
+{
+    return (long)d->n * d->c_in * d->h * d->w;
+}
+
+void nomul_conv2d_forward_keep(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg,
+                               const float *x, const float *weight, const float *bias, float *y,
+                               nomul_conv_xstats *keep)
+{
+    keep->known = 0;
+    held_open(x, 0, NULL);
+    nomul_conv2d_forward(d, cfg, x, weight, bias, y);
+    for (int i = 0; i < held.n; i++)
+        if (held.e[i].p == x && held.e[i].len == x_len(d)) {
+            const pg_stats st = held.e[i].st;
+            *keep = (nomul_conv_xstats){st.emin, st.emax, st.zero, st.special, 1};
+        }
+    held_close();
+}
 
 /* Exponent statistics of all of x, plus a zero if padding adds any: they
  * bound every value im2col writes, so x is classified once per call (by the
@@ -1456,31 +1496,36 @@ static int backward_weight_general(const char *fn, const nomul_conv2d_desc *d,
 
 static void backward_both(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, int live,
                           const float *x, const float *weight, const float *dy, float *dx,
-                          float *dweight, float *dbias)
+                          float *dweight, float *dbias, const nomul_conv_xstats *keep)
 {
-    held.on = 1;
-    held.n = 0;
+    held_open(x, x_len(d), keep);
     if (dx)
         backward_data(live ? "nomul_conv2d_backward_live" : "nomul_conv2d_backward", d, cfg,
                       live, x, weight, dy, dx);
     if (dweight)
         nomul_conv2d_backward_weight(d, cfg, x, weight, dy, dweight, dbias);
-    held.on = 0;
-    held.n = 0;
+    held_close();
 }
 
 void nomul_conv2d_backward(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, const float *x,
                            const float *weight, const float *dy, float *dx, float *dweight,
                            float *dbias)
 {
-    backward_both(d, cfg, 0, x, weight, dy, dx, dweight, dbias);
+    backward_both(d, cfg, 0, x, weight, dy, dx, dweight, dbias, NULL);
 }
 
 void nomul_conv2d_backward_live(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg,
                                 const float *x, const float *weight, const float *dy, float *dx,
                                 float *dweight, float *dbias)
 {
-    backward_both(d, cfg, 1, x, weight, dy, dx, dweight, dbias);
+    backward_both(d, cfg, 1, x, weight, dy, dx, dweight, dbias, NULL);
+}
+
+void nomul_conv2d_backward_keep(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg, int live,
+                                const float *x, const float *weight, const float *dy, float *dx,
+                                float *dweight, float *dbias, const nomul_conv_xstats *keep)
+{
+    backward_both(d, cfg, live != 0, x, weight, dy, dx, dweight, dbias, keep);
 }
 
 void nomul_conv2d_backward_weight(const nomul_conv2d_desc *d, const nomul_op_cfg *cfg,
