@@ -515,12 +515,14 @@ void nomul_conv2d_forward_keep(const nomul_conv2d_desc *d, const nomul_op_cfg *c
                                nomul_conv_xstats *keep)
 {
     keep->known = 0;
-    held_open(x, 0, NULL);
+    held_open(NULL, 0, NULL);
     nomul_conv2d_forward(d, cfg, x, weight, bias, y);
+    const long n = x_len(d);
     for (int i = 0; i < held.n; i++)
-        if (held.e[i].p == x && held.e[i].len == x_len(d)) {
+        if (held.e[i].p == x && held.e[i].len == n) {
             const pg_stats st = held.e[i].st;
             *keep = (nomul_conv_xstats){st.emin, st.emax, st.zero, st.special, 1};
+            break;
         }
     held_close();
 }
