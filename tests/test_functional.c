@@ -507,7 +507,7 @@ static void test_ln_output_matches_operations(void **state)
     (void)state;
     tu_rng r = {tu_seed() ^ 0x0D7};
     enum { NV = 70 };
-    float x[NV], g[NV], b[NV], y[NV];
+    float x[NV], g[NV], b[NV], y[2 * NV];
     for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
         nomul_isa_set((nomul_isa)isa);
         const nomul_pa_fused *f = nomul_pa_fused_active();
@@ -515,6 +515,15 @@ static void test_ln_output_matches_operations(void **state)
             continue;
         for (int rep = 0; rep < 3000; rep++) {
             int n = 1 + (int)(tu_next(&r) % NV), bn = rep % 2, near = rep % 7 == 0;
+            /* batch norm's planes: np of S values, x's at b·xs (within x's n), y's
+             * at b·ys, the gaps between y's planes left as they were */
+            int np = bn ? 1 + (int)(tu_next(&r) % 3) : 1, S = n / np;
+            if (S == 0) {
+                np = 1;
+                S = n;
+            }
+            const long xs = np > 1 ? S + (long)(tu_next(&r) % (1 + (n - np * S) / (np - 1))) : 0;
+            const long ys = np > 1 ? S + (long)(tu_next(&r) % 5) : 0;
             float rr = random_divisor(&r, near);
             for (int j = 0; j < n; j++) {
                 x[j] = pass_value(&r, near, 256.0f);
@@ -539,7 +548,9 @@ static void test_ln_output_matches_operations(void **state)
                 }
             }
             const int relu = rep % 4 == 3; /* batch_norm_relu's output */
-            f->output(n, x, 0.0f, rr, g, b, 1.0f, y, bn, relu);
+            for (int j = 0; j < 2 * NV; j++)
+                y[j] = 1234.5f;
+            f->output(np, S, x, xs, 0.0f, rr, g, b, 1.0f, y, ys, bn, relu);
             /* the squares, PAM(d, d), stored and added into lanes */
             float sq[NV], lanes[16] = {0}, wsum[16] = {0};
             f->squares(n, x, 0.0f, 1.0f, sq, NULL);
@@ -557,16 +568,25 @@ static void test_ln_output_matches_operations(void **state)
                     FAIL_SEED("%s squares' lane %d: %a, in order %a",
                               nomul_isa_name(nomul_isa_active()), l, (double)lanes[l],
                               (double)wsum[l]);
-            for (int j = 0; j < n; j++) {
+            for (long k = 0; k < 2 * NV; k++) {
+                const long pb = np > 1 ? k / ys : k / S, s = np > 1 ? k % ys : k % S;
+                if (pb >= np || s >= S) { /* outside the planes */
+                    if (y[k] != 1234.5f)
+                        FAIL_SEED("%s fused output wrote outside its %d planes of %d "
+                                  "(stride %ld) at %ld", nomul_isa_name(nomul_isa_active()),
+                                  np, S, ys, k);
+                    continue;
+                }
+                const long j = pb * xs + s;
                 float gj = bn ? g[0] : g[j], bj = bn ? b[0] : b[j];
                 float want = nomul_pa_mul(nomul_pa_div(x[j] - 0.0f, rr), gj) + bj;
                 if (relu) /* max(v, 0), a NaN to +0 */
                     want = want > 0.0f ? want : 0.0f;
-                if (!same_value(y[j], want))
+                if (!same_value(y[k], want))
                     FAIL_SEED("%s fused output, bn %d: x %a, r %a, gamma %a, beta %a: %a, "
-                              "the operations give %a", nomul_isa_name(nomul_isa_active()), bn,
-                              (double)x[j], (double)rr, (double)gj, (double)bj, (double)y[j],
-                              (double)want);
+                              "the operations give %a (planes of %d)",
+                              nomul_isa_name(nomul_isa_active()), bn, (double)x[j], (double)rr,
+                              (double)gj, (double)bj, (double)y[k], (double)want, S);
             }
         }
     }
@@ -945,15 +965,35 @@ static void test_bn_approx_pass_matches_operations(void **state)
                 if ((hedge || wedge) && j % 16 == 5) /* so that the tiny results show */
                     dx0[j] = dx[j] = 0.0f;
             }
-            f->bn_backward_approx2(n, xh, u, r2, m1, m2, 1.0f, dx);
-            for (int j = 0; j < n; j++) {
+            /* over np planes of S values (xh and u at b·S, dx at b·ds, the gaps
+             * between dx's planes left as they were) */
+            int np = 1 + (int)(tu_next(&r) % 3), S = n / np;
+            if (S == 0) {
+                np = 1;
+                S = n;
+            }
+            const long ds = S + (long)(tu_next(&r) % 5);
+            float dxp[3 * (NV + 4)];
+            for (long k = 0; k < np * ds; k++)
+                dxp[k] = k % ds < S ? dx[k / ds * S + k % ds] : 1234.5f;
+            f->bn_backward_approx2(np, S, xh, u, r2, m1, m2, 1.0f, dxp, ds);
+            for (long k = 0; k < np * ds; k++) {
+                const int j = (int)(k / ds * S + k % ds);
+                if (k % ds >= S) {
+                    if (dxp[k] != 1234.5f)
+                        FAIL_SEED("%s approximate second pass wrote between planes (%d of "
+                                  "%d, stride %ld) at %ld", nomul_isa_name(nomul_isa_active()),
+                                  S, np, ds, k);
+                    continue;
+                }
                 float w = u[j] - m1 - nomul_pa_mul(xh[j], m2);
                 float want2 = dx0[j] + (0.0f + nomul_pa_div(w, r2));
-                if (!same_value(dx[j], want2))
+                if (!same_value(dxp[k], want2))
                     FAIL_SEED("%s approximate second pass: xh %a, u %a, r %a, m1 %a, m2 %a: "
-                              "dx %a, the operations give %a", nomul_isa_name(nomul_isa_active()),
-                              (double)xh[j], (double)u[j], (double)r2, (double)m1, (double)m2,
-                              (double)dx[j], (double)want2);
+                              "dx %a, the operations give %a (planes of %d)",
+                              nomul_isa_name(nomul_isa_active()), (double)xh[j], (double)u[j],
+                              (double)r2, (double)m1, (double)m2, (double)dxp[k],
+                              (double)want2, S);
             }
         }
     }
@@ -961,7 +1001,8 @@ static void test_bn_approx_pass_matches_operations(void **state)
 }
 
 /* Float batch norm in place (plane by plane: training where S is a
- * multiple of 16, evaluation for any S) against its twin, the channel
+ * multiple of 16, else the sums over the gathered channel and the output
+ * and dx plane by plane; evaluation for any S) against its twin, the channel
  * gathered into one row and run through the row functions
  * (nomul_bn_channel_forward_float, nomul_ln_row_backward_float with γ and β
  * broadcast, the row's dx then added into dx), bit for bit: outputs, the

@@ -86,9 +86,12 @@ void nomul_elt_run(nomul_elt_op op, size_t n, const nomul_elt_args *args);
 typedef struct nomul_pa_fused {
     /* acc (batch norm): the squares added into 16 lanes instead of stored */
     void (*squares)(int n, const float *x, float mu, float off, float *t, float *acc);
-    /* relu: y = nomul_relu1 of the output (batch_norm_relu's forward) */
-    void (*output)(int n, const float *x, float mu, float r, const float *gamma,
-                   const float *beta, float off, float *y, int bn, int relu);
+    /* relu: y = nomul_relu1 of the output (batch_norm_relu's forward); over
+     * np planes of S values, x's plane b at b·xs, y's at b·ys (batch norm's
+     * planes, from the channel's planes or its gathered row) */
+    void (*output)(int np, int S, const float *x, long xs, float mu, float r,
+                   const float *gamma, const float *beta, float off, float *y, long ys, int bn,
+                   int relu);
     /* ry (batch_norm_relu): the ReLU's output, dy taken through its
      * derivative (nomul_relu_grad1's bits) as it is read; NULL for none */
     void (*backward1)(int n, const float *x, float mu, float r, const float *gamma,
@@ -104,12 +107,13 @@ typedef struct nomul_pa_fused {
                              float *dbeta, float *dx);
     /* batch norm's approximate backward: the first pass stores xh and u and
      * adds Σu, Σv, dγ's and dβ's sums into 16 lanes each (ry as backward1's);
-     * the second, dx */
+     * the second, dx, over np planes of S values (xh and u plane b at b·S,
+     * dx's at b·ds: a gathered row's result added straight into the planes) */
     void (*bn_backward_approx1)(int n, const float *x, float mu, float r, float gamma,
                                 const float *dy, const float *ry, float off, float *xh,
                                 float *u, float *su, float *sv, float *sdg, float *sdb);
-    void (*bn_backward_approx2)(int n, const float *xh, const float *u, float r, float m1,
-                                float m2, float off, float *dx);
+    void (*bn_backward_approx2)(int np, int S, const float *xh, const float *u, float r,
+                                float m1, float m2, float off, float *dx, long ds);
     /* GELU x·σ(k x) (functional_pa.c's chain, the same operations in its
      * order): forward, z = PAM(k, x), q = 1 + pa_exp(−z), s = PAD(1, q),
      * y = PAM(x, s), each of y, s and q where not NULL; backward (dx +=), from x,

@@ -314,7 +314,7 @@ static void bn_forward(const nomul_op_cfg *cfg, int nb, int C, int S, const floa
             /* the relu in the output's pass (PA planes and float), or as the
              * gathered channel's output is scattered */
             if (!gathered && training && pa &&
-                nomul_bn_planes_forward_pa(cfg, nb, C, S, c, x, gamma + c, beta + c, eps,
+                nomul_bn_planes_forward_pa(cfg, nb, C, S, c, x, NULL, gamma + c, beta + c, eps,
                                            momentum, &running_mean[c], &running_var[c], y,
                                            &mean[c], &rstd[c], km, kv, relu))
                 continue;
@@ -330,14 +330,19 @@ static void bn_forward(const nomul_op_cfg *cfg, int nb, int C, int S, const floa
                 continue;
             }
             gather_channel(nb, C, S, c, x, row);
-            /* float: the sums over the gathered row, the output into y */
+            /* the sums over the gathered row, the output into y */
             if (!pa && nomul_bn_planes_forward_float(nb, C, S, c, x, row, gamma + c, beta + c,
                                                      eps, momentum, training, &running_mean[c],
                                                      &running_var[c], y, &mean[c], &rstd[c],
                                                      relu))
                 continue;
-            /* PA: evaluation, training where S is not a multiple of 16, or the
-             * scalar chains; the gathered row's functions */
+            if (pa && training &&
+                nomul_bn_planes_forward_pa(cfg, nb, C, S, c, x, row, gamma + c, beta + c, eps,
+                                           momentum, &running_mean[c], &running_var[c], y,
+                                           &mean[c], &rstd[c], km, kv, relu))
+                continue;
+            /* PA: evaluation, or the scalar chains; the gathered row's
+             * functions */
             nomul_bn_channel_forward_pa(cfg, len, row, gamma + c, beta + c, eps, momentum,
                                         training, &running_mean[c], &running_var[c], row + len,
                                         &mean[c], &rstd[c], km, kv);
@@ -402,8 +407,9 @@ static void bn_backward(const nomul_op_cfg *cfg, int nb, int C, int S, const flo
             /* planes: the relu's derivative on the fly (float: from x and β;
              * PA: from y, as dy is read) */
             if (!pa && !gathered &&
-                nomul_bn_planes_backward_float(nb, C, S, c, x, gamma + c, y ? beta + c : NULL,
-                                               mean[c], rstd[c], dy, dx, dgamma + c, dbeta + c))
+                nomul_bn_planes_backward_float(nb, C, S, c, x, NULL, gamma + c,
+                                               y ? beta + c : NULL, mean[c], rstd[c], dy, NULL,
+                                               dx, dgamma + c, dbeta + c))
                 continue;
             if (pa && !gathered &&
                 nomul_bn_planes_backward_pa(cfg, nb, C, S, c, x, NULL, gamma + c, mean[c],
@@ -418,10 +424,13 @@ static void bn_backward(const nomul_op_cfg *cfg, int nb, int C, int S, const flo
             }
             float *grow = row + len, *drow = row + 2 * len, *dd = row + 3 * len;
             gather_channel(nb, C, S, c, x, row);
-            /* PA: dy through the relu's derivative from y as it is gathered */
+            /* PA: dy through the relu's derivative from y as it is gathered
+             * (float: from x and β, in the rows' passes) */
             gather_channel_relu(nb, C, S, c, pa ? y : NULL, dy, grow);
-            if (y && !pa) /* float: from x and β, as in the planes' passes */
-                nomul_bn_relu_mask_row_float(len, row, gamma[c], beta[c], mean[c], rstd[c], grow);
+            if (!pa && nomul_bn_planes_backward_float(nb, C, S, c, x, row, gamma + c,
+                                                      y ? beta + c : NULL, mean[c], rstd[c], dy,
+                                                      grow, dx, dgamma + c, dbeta + c))
+                continue;
             /* PA where S is not a multiple of 16: the sums over the gathered
              * rows, dx plane by plane */
             if (pa && gathered &&

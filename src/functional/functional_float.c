@@ -355,17 +355,12 @@ int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, c
 }
 
 int nomul_bn_planes_backward_float(int nb, int C, int S, int c, const float *x,
-                                   const float *gamma, const float *relu_beta, float mu, float r,
-                                   const float *dy, float *dx, float *dgamma, float *dbeta)
+                                   const float *xrow, const float *gamma,
+                                   const float *relu_beta, float mu, float r, const float *dy,
+                                   const float *dyrow, float *dx, float *dgamma, float *dbeta)
 {
-    return bnf_active()->planes_backward(nb, C, S, c, x, gamma, relu_beta, mu, r, dy, dx, dgamma,
-                                         dbeta);
-}
-
-void nomul_bn_relu_mask_row_float(long len, const float *xrow, float g, float beta, float mu,
-                                  float r, float *dyrow)
-{
-    bnf_active()->relu_mask_row(len, xrow, g, beta, mu, r, dyrow);
+    return bnf_active()->planes_backward(nb, C, S, c, x, xrow, gamma, relu_beta, mu, r, dy,
+                                         dyrow, dx, dgamma, dbeta);
 }
 
 /* ---- label-smoothed cross-entropy -------------------------------------------------- */

@@ -68,11 +68,6 @@ int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, c
                                   float momentum, int training, float *running_mean,
                                   float *running_var, float *y, float *mean, float *rstd,
                                   int relu);
-/* batch_norm_relu's derivative of the relu on a gathered channel's dy
- * (dyrow, in place) from the gathered x, as nomul_bn_planes_backward_float
- * applies it on the fly: the relu's output recomputed as the forward made it */
-void nomul_bn_relu_mask_row_float(long len, const float *xrow, float g, float beta, float mu,
-                                  float r, float *dyrow);
 /* the passes above (and the backward below) for each instruction set
  * (bn_float.inc): nomul_bnf_passes_base, _avx2, _avx512 */
 typedef struct {
@@ -80,19 +75,22 @@ typedef struct {
                           const float *gamma, const float *beta, float eps, float momentum,
                           int training, float *running_mean, float *running_var, float *y,
                           float *mean, float *rstd, int relu);
-    int (*planes_backward)(int nb, int C, int S, int c, const float *x, const float *gamma,
-                           const float *relu_beta, float mu, float r, const float *dy, float *dx,
-                           float *dgamma, float *dbeta);
-    void (*relu_mask_row)(long len, const float *xrow, float g, float beta, float mu, float r,
-                          float *dyrow);
+    int (*planes_backward)(int nb, int C, int S, int c, const float *x, const float *xrow,
+                           const float *gamma, const float *relu_beta, float mu, float r,
+                           const float *dy, const float *dyrow, float *dx, float *dgamma,
+                           float *dbeta);
 } nomul_bnf_passes;
 extern const nomul_bnf_passes nomul_bnf_passes_base, nomul_bnf_passes_avx2,
     nomul_bnf_passes_avx512;
 /* The backward (relu_beta: batch norm followed by relu, dy the relu's
- * output gradient, masked on the fly; NULL: batch norm alone). */
+ * output gradient, masked on the fly, the relu's output recomputed from x
+ * and β as the forward made it; NULL: batch norm alone); where S is not a
+ * multiple of 16, over xrow and dyrow, the channel of x and of dy gathered
+ * (0 without them), dx still added plane by plane. */
 int nomul_bn_planes_backward_float(int nb, int C, int S, int c, const float *x,
-                                   const float *gamma, const float *relu_beta, float mu, float r,
-                                   const float *dy, float *dx, float *dgamma, float *dbeta);
+                                   const float *xrow, const float *gamma,
+                                   const float *relu_beta, float mu, float r, const float *dy,
+                                   const float *dyrow, float *dx, float *dgamma, float *dbeta);
 /* used: the rows whose target is not ignore_index (-1: a target out of
  * range, the loss is NaN; 0: the loss is 0). */
 float nomul_cross_entropy_forward_float(int rows, int n, const float *logp, const int *target,
@@ -154,21 +152,20 @@ void nomul_ln_row_backward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
                               float *dgamma, float *dbeta, int bs, float *dd);
 /* Batch norm's PA training passes over channel c of x (nb, C, S), in place:
  * the passes whose sums run in lanes plane by plane where an image's plane
- * fills whole lanes (S a multiple of 16), else (the exact backward) over
- * xrow and dyrow, the channel gathered (NULL: not gathered); the output and
- * dx plane by plane. relu (batch_norm_relu's forward): the output through
+ * fills whole lanes (S a multiple of 16), else over xrow (and, the
+ * backward, dyrow), the channel gathered (NULL: not gathered); the output
+ * and dx plane by plane. relu (batch_norm_relu's forward): the output through
  * nomul_relu1 as it is written. ry (batch_norm_relu's backward, where not
  * gathered): the ReLU's output, dy read through its derivative (a gathered
  * dy already was). The same operations and bits as on the gathered row
  * (nomul_bn_channel_forward_pa, nomul_ln_row_backward_pa; the backward adds
  * into dx). 0, having done nothing, where they do not apply (no fused
- * passes, or S not a multiple of 16 and no rows, or the forward or the
- * approximate backward). */
+ * passes, or S not a multiple of 16 and no rows). */
 int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
-                               const float *x, const float *gamma, const float *beta, float eps,
-                               float momentum, float *running_mean, float *running_var,
-                               float *y, float *mean, float *rstd, float *ksum, float *kq,
-                               int relu);
+                               const float *x, const float *xrow, const float *gamma,
+                               const float *beta, float eps, float momentum, float *running_mean,
+                               float *running_var, float *y, float *mean, float *rstd,
+                               float *ksum, float *kq, int relu);
 int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
                                 const float *x, const float *xrow, const float *gamma, float mu,
                                 float r, float eps, const float *ksum, const float *kq,

@@ -805,7 +805,7 @@ static void ln_row_forward_arrays(float off, int n, const float *xr, const float
         float nf = (float)n, s0 = lane_sum(n, xr), mu = pad(s0, nf), aq[LANES] = {0};
         f->squares(n, xr, mu, off, NULL, aq);
         float q = lanes_total(aq), r = nomul_pa_sqrt(pad(q, nf) + eps);
-        f->output(n, xr, mu, r, gamma, beta, off, yr, 1, 0);
+        f->output(1, n, xr, 0, mu, r, gamma, beta, off, yr, 0, 1, 0);
         *mean = mu;
         *rstd = r;
         if (sum)
@@ -898,7 +898,8 @@ static void ln_rows_forward_arrays(float off, int k, int n, const float *x, cons
         float rr = nomul_pa_sqrt(pad(q[r], nf) + eps), *tr = t + (long)r * n;
         rstd[r] = rr;
         if (f) {
-            f->output(n, x + (long)r * n, mean[r], rr, gamma, beta, off, y + (long)r * n, 0, 0);
+            f->output(1, n, x + (long)r * n, 0, mean[r], rr, gamma, beta, off, y + (long)r * n, 0,
+                      0, 0);
             continue;
         }
         nomul_elt(NOMUL_ELT_DIV, (size_t)n, d + (long)r * n, 0, &rr, 1, NULL, 0, NULL, 0, tr, NULL); /* xhat */
@@ -956,8 +957,8 @@ static void bn_row_backward_fused(const nomul_pa_fused *f, float off, int approx
         float au[LANES] = {0}, av[LANES] = {0};
         f->bn_backward_approx1(n, xr, mu, r, gamma[0], gr, NULL, off, buf, buf + n, au, av, adg,
                                adb);
-        f->bn_backward_approx2(n, buf, buf + n, r, pad(lanes_total(au), nf),
-                               pad(lanes_total(av), nf), off, dr);
+        f->bn_backward_approx2(1, n, buf, buf + n, r, pad(lanes_total(au), nf),
+                               pad(lanes_total(av), nf), off, dr, 0);
         dgamma[0] += lanes_total(adg);
         dbeta[0] += lanes_total(adb);
         return;
@@ -1403,7 +1404,7 @@ void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float 
     const float r = nomul_pa_sqrt(*running_var + eps);
     const nomul_pa_fused *f = nomul_pa_chains_scalar ? NULL : nomul_pa_fused_active();
     if (f && len <= INT_MAX) {
-        f->output((int)len, row, *running_mean, r, gamma, beta, off, out, 1, 0);
+        f->output(1, (int)len, row, 0, *running_mean, r, gamma, beta, off, out, 0, 1, 0);
         return;
     }
     for (long j = 0; j < len; j++)
@@ -1414,7 +1415,7 @@ void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float 
 
 /* The passes whose sums run in lanes (Σx, the squares, the backward's sums)
  * go plane by plane where each plane fills whole lanes (S a multiple of 16),
- * else (the exact backward) once over the channel gathered into a row (xrow,
+ * else (the backward) once over the channel gathered into a row (xrow,
  * dyrow: the planes one after the other, so plane b is at row + b·S either
  * way); the passes that only write (the output, dx) go plane by plane into
  * y and dx. */
@@ -1429,16 +1430,17 @@ static const nomul_pa_fused *bn_planes_fused(int S, const float *xrow)
 #define SEG(p, prow, b) (prow ? (prow) + (long)(b) * seg : PLANE(p, b))
 
 int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
-                               const float *x, const float *gamma, const float *beta, float eps,
-                               float momentum, float *running_mean, float *running_var,
-                               float *y, float *mean, float *rstd, float *ksum, float *kq,
-                               int relu)
+                               const float *x, const float *xrow, const float *gamma,
+                               const float *beta, float eps, float momentum, float *running_mean,
+                               float *running_var, float *y, float *mean, float *rstd,
+                               float *ksum, float *kq, int relu)
 {
-    /* with S not a multiple of 16, the gathered row's output pass and a
-     * copy into y cost less than a call per small plane (7x7: measured) */
-    const nomul_pa_fused *f = bn_planes_fused(S, NULL);
+    const nomul_pa_fused *f = bn_planes_fused(S, xrow);
     if (!f)
         return 0;
+    if (S % LANES == 0)
+        xrow = NULL;
+    const int nseg = xrow ? 1 : nb, seg = xrow ? nb * S : S;
     const float off = offset_of(cfg);
     const long len = (long)nb * S;
     const float nf = (float)len;
@@ -1446,14 +1448,14 @@ int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, in
     NOMUL_COUNT(PAM, 2L * len + 1); NOMUL_COUNT(PAD, len + 2); NOMUL_COUNT(PALOG2, 1);
     NOMUL_COUNT(PAEXP2, 1); NOMUL_COUNT(FADD, 4L * len + 1);
     float acc[LANES] = {0}, aq[LANES] = {0};
-    for (int b = 0; b < nb; b++)
-        lanes_accumulate(acc, S, PLANE(x, b));
+    for (int b = 0; b < nseg; b++)
+        lanes_accumulate(acc, seg, SEG(x, xrow, b));
     float sum = lanes_total(acc), mu = pad(sum, nf);
-    for (int b = 0; b < nb; b++)
-        f->squares(S, PLANE(x, b), mu, off, NULL, aq);
+    for (int b = 0; b < nseg; b++)
+        f->squares(seg, SEG(x, xrow, b), mu, off, NULL, aq);
     float q = lanes_total(aq), r = nomul_pa_sqrt(pad(q, nf) + eps);
-    for (int b = 0; b < nb; b++)
-        f->output(S, PLANE(x, b), mu, r, gamma, beta, off, PLANE(y, b), 1, relu);
+    f->output(nb, S, xrow ? xrow : PLANE(x, 0), xrow ? S : (long)C * S, mu, r, gamma, beta, off,
+              PLANE(y, 0), (long)C * S, 1, relu);
     *mean = mu;
     *rstd = r;
     if (ksum) {
@@ -1471,9 +1473,7 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
                                 float *dgamma, float *dbeta)
 {
     const int approx = cfg->approx_bwd;
-    /* the gathered rows for the exact backward only: the approximate one's
-     * dx pass costs more in calls per small plane than its copy (7x7) */
-    const nomul_pa_fused *f = bn_planes_fused(S, xrow && dyrow && !approx ? xrow : NULL);
+    const nomul_pa_fused *f = bn_planes_fused(S, xrow && dyrow ? xrow : NULL);
     const long len = (long)nb * S;
     /* the exact backward's dd, or the approximate one's xh and u */
     float *dd = f ? nomul_scratch(NOMUL_SCRATCH_LN, (size_t)len * (approx ? 2 : 1)) : NULL;
@@ -1501,9 +1501,7 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
                                    ry ? PLANE(ry, b) : NULL, off, xh + (long)b * seg,
                                    u + (long)b * seg, au, av, adg, adb);
         float m1 = pad(lanes_total(au), nf), m2 = pad(lanes_total(av), nf);
-        for (int b = 0; b < nb; b++)
-            f->bn_backward_approx2(S, xh + (long)b * S, u + (long)b * S, r, m1, m2, off,
-                                   PLANE(dx, b));
+        f->bn_backward_approx2(nb, S, xh, u, r, m1, m2, off, PLANE(dx, 0), (long)C * S);
         dgamma[0] += lanes_total(adg);
         dbeta[0] += lanes_total(adb);
         return 1;
