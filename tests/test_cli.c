@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,14 +230,38 @@ static void test_bench_runs(void **state)
     expect(rc, 0, out, "1.00x");
     expect(rc, 0, out, "vit_fmnist_tiny    pa_approx");
     expect(rc, 0, out, "images/s");
+    /* each row's ratios to the same round's float row, least and greatest
+     * (the float row's own: to its best, so its greatest is 1) */
+    {
+        const char *fl = strstr(out, "vit_fmnist_tiny    float"),
+                   *pa = strstr(out, "vit_fmnist_tiny    pa_approx");
+        const char *fr = fl ? strstr(fl, "per round ") : NULL,
+                   *pr = pa ? strstr(pa, "per round ") : NULL;
+        double flo = 0, fhi = 0, plo = 0, phi = 0;
+        if (!fr || !pr || sscanf(fr, "per round %lf-%lfx", &flo, &fhi) != 2 ||
+            sscanf(pr, "per round %lf-%lfx", &plo, &phi) != 2 || fhi != 1.0 || flo > fhi ||
+            flo <= 0.0 || plo > phi || plo <= 0.0)
+            fail_msg("bench train --rounds 2: no per-round ratios, or out of order:\n%s", out);
+    }
     free(out);
     /* the PyTorch rows (a stand-in script with fixed rates): a convolutional
      * model's also in channels_last, the best of them the reference */
     rc = run(&out, "bench train --models resnet20 --configs float --steps 1 --torch on "
-                   "--torch-threads 1 --torch-script tests/fake_torch_twin.py");
+                   "--torch-threads 1 --torch-script tests/fake_torch_twin.py --rounds 2");
     expect(rc, 0, out, "resnet20           pytorch 1 thr           100.0");
     expect(rc, 0, out, "resnet20           pytorch 1 thr cl        150.0");
     expect(rc, 0, out, "resnet20           nomul float / best PyTorch: ");
+    {
+        /* per round, against that round's best PyTorch row (the fake's 150) */
+        const char *s = strstr(out, "best PyTorch: ");
+        const char *fl = strstr(out, "resnet20           float");
+        double best = 0, lo = 0, hi = 0, frate = 0;
+        if (!s || !fl || sscanf(s, "best PyTorch: %lfx the speed (per round %lf-%lfx)", &best,
+                                &lo, &hi) != 3 ||
+            sscanf(fl, "resnet20           float %lf", &frate) != 1 || lo > hi ||
+            fabs(hi - frate / 150.0) > 0.006 || fabs(best - hi) > 0.006)
+            fail_msg("bench train: the PyTorch comparison's per-round range is wrong:\n%s", out);
+    }
     free(out);
     rc = run(&out, "bench train --models vit_fmnist_tiny --configs float --steps 1 --torch on "
                    "--torch-threads 1 --torch-script tests/fake_torch_twin.py");

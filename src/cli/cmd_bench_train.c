@@ -53,9 +53,44 @@ static const char train_bench_usage[] =
     "  --threads N      nomul's threads (default: every core)\n"
     "  --rounds N       runs every row N times, round by round (each round all the\n"
     "                   model's rows in turn), and keeps each row's best rate (default\n"
-    "                   1; 3 on a shared machine, whose speed drifts over minutes)\n";
+    "                   1; 3 on a shared machine, whose speed drifts over minutes);\n"
+    "                   each row then also prints the least and greatest of its ratios\n"
+    "                   to the float row of the same round (the float row: of its\n"
+    "                   rates to its best), and the PyTorch comparison its per-round\n"
+    "                   range, which a drift between rounds moves less than the best\n"
+    "                   rates' ratio\n";
 
 #define MAX_ROWS 16
+#define MAX_ROUNDS 100
+
+/* The least and greatest of num[k] / den[k] over the rounds k where both
+ * ran (rate > 0) into *lo, *hi; how many rounds that was */
+static int round_ratios(int rounds, const double *num, const double *den, double *lo, double *hi)
+{
+    int n = 0;
+    *lo = *hi = 0.0;
+    for (int k = 0; k < rounds; k++) {
+        if (!(num[k] > 0.0 && den[k] > 0.0))
+            continue;
+        const double q = num[k] / den[k];
+        if (!n || q < *lo)
+            *lo = q;
+        if (!n || q > *hi)
+            *hi = q;
+        n++;
+    }
+    return n;
+}
+
+/* "  per round 0.70-0.74x" where two rounds or more give ratios, else "" */
+static void round_range(char *buf, size_t size, int rounds, const double *num,
+                        const double *den)
+{
+    double lo, hi;
+    buf[0] = 0;
+    if (round_ratios(rounds, num, den, &lo, &hi) >= 2)
+        snprintf(buf, size, "   per round %.2f-%.2fx", lo, hi);
+}
 
 typedef struct {
     double items_per_s, peak_mb;
@@ -378,12 +413,18 @@ int bench_train(int argc, char **argv)
         row_result best[8], tbest[16];
         memset(best, 0, sizeof best);
         memset(tbest, 0, sizeof tbest);
+        /* every round's rates (0: failed or not run): rows, and PyTorch's best */
+        static double rate[8][MAX_ROUNDS], trate[MAX_ROUNDS];
+        memset(rate, 0, sizeof rate);
+        memset(trate, 0, sizeof trate);
         long params = 0;
         for (int round = 0; round < (int)rounds; round++) {
             for (int j = 0; j < nc; j++) {
                 row_result r = run_row(models[i], configs[j], (long)steps, data);
-                if (r.ok)
+                if (r.ok) {
                     params = r.params;
+                    rate[j][round] = r.items_per_s;
+                }
                 if (!best[j].error[0] && (!r.ok || r.items_per_s > best[j].items_per_s))
                     best[j] = r;
             }
@@ -393,16 +434,24 @@ int bench_train(int argc, char **argv)
                 int tt = atoi(tthr[v / nfmt]);
                 row_result r = run_torch(script, models[i], tt > 0 ? tt : 1, v % nfmt,
                                          (long)steps, data, params);
+                if (r.ok && r.items_per_s > trate[round])
+                    trate[round] = r.items_per_s;
                 if (!tbest[v].error[0] && (!r.ok || r.items_per_s > tbest[v].items_per_s))
                     tbest[v] = r;
             }
         }
         double float_rate = 0.0, float_mb = 0.0;
+        int jf = -1;
         for (int j = 0; j < nc; j++)
             if (!strcmp(configs[j], "float") && best[j].ok) {
                 float_rate = best[j].items_per_s;
                 float_mb = best[j].peak_mb;
+                jf = j;
             }
+        /* the float row's rates against its best, as a constant "round" */
+        double fbest[MAX_ROUNDS];
+        for (int k = 0; k < (int)rounds; k++)
+            fbest[k] = float_rate;
         for (int j = 0; j < nc; j++) {
             const row_result *r = &best[j];
             if (!r->ok) {
@@ -410,11 +459,13 @@ int bench_train(int argc, char **argv)
                 failed = 1;
                 continue;
             }
-            char ratio[32] = "";
+            char ratio[32] = "", range[64] = "";
             if (float_rate > 0.0)
                 snprintf(ratio, sizeof ratio, "%.2fx", r->items_per_s / float_rate);
-            printf("%-18s %-16s %12.1f %10s %10.0f   %s/s\n", models[i], configs[j],
-                   r->items_per_s, ratio, r->peak_mb, r->items);
+            if (jf >= 0)
+                round_range(range, sizeof range, (int)rounds, rate[j], j == jf ? fbest : rate[jf]);
+            printf("%-18s %-16s %12.1f %10s %10.0f   %s/s%s\n", models[i], configs[j],
+                   r->items_per_s, ratio, r->peak_mb, r->items, range);
         }
         fflush(stdout);
         if (!use_torch)
@@ -440,9 +491,14 @@ int bench_train(int argc, char **argv)
             printf("%-18s %-16s %12.1f %10s %10.0f   %s/s\n", models[i], label, r->items_per_s,
                    ratio, r->peak_mb, r->items);
         }
-        if (tb > 0.0 && float_rate > 0.0)
-            printf("%-18s nomul float / best PyTorch: %.2fx the speed, %.2fx the memory\n",
-                   models[i], float_rate / tb, tb_mb > 0.0 ? float_mb / tb_mb : 0.0);
+        if (tb > 0.0 && float_rate > 0.0) {
+            char range[64] = "";
+            double lo, hi;
+            if (round_ratios((int)rounds, rate[jf], trate, &lo, &hi) >= 2)
+                snprintf(range, sizeof range, " (per round %.2f-%.2fx)", lo, hi);
+            printf("%-18s nomul float / best PyTorch: %.2fx the speed%s, %.2fx the memory\n",
+                   models[i], float_rate / tb, range, tb_mb > 0.0 ? float_mb / tb_mb : 0.0);
+        }
         fflush(stdout);
     }
     return failed ? CLI_FAILED : CLI_OK;
