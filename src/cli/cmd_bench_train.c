@@ -82,7 +82,7 @@ static int round_ratios(int rounds, const double *num, const double *den, double
     return n;
 }
 
-/* "  per round 0.70-0.74x" where two rounds or more give ratios, else "" */
+/* "   per round 0.70-0.74x" where two rounds or more give ratios, else "" */
 static void round_range(char *buf, size_t size, int rounds, const double *num,
                         const double *den)
 {
@@ -327,7 +327,7 @@ int bench_train(int argc, char **argv)
             if (!(v = cli_value(&a, "steps")) || !cli_parse_u64("steps", v, 1, 100000, &steps))
                 return CLI_USAGE;
         } else if (cli_is(&a, arg, "rounds")) {
-            if (!(v = cli_value(&a, "rounds")) || !cli_parse_u64("rounds", v, 1, 100, &rounds))
+            if (!(v = cli_value(&a, "rounds")) || !cli_parse_u64("rounds", v, 1, MAX_ROUNDS, &rounds))
                 return CLI_USAGE;
         } else if (cli_is(&a, arg, "threads")) {
             if (!(v = cli_value(&a, "threads")) || !cli_parse_u64("threads", v, 1, 4096, &threads))
