@@ -296,9 +296,14 @@ static void bn_forward(const nomul_op_cfg *cfg, int nb, int C, int S, const floa
     const long len = (long)nb * S;
     float *ksum = training && nomul_batch_norm_keep_floats(cfg, C) ? keep : NULL;
     /* channels are independent (each writes only its own statistics and
-     * outputs): split over threads, results as on one; dealt one at a time
-     * (dynamic), so that a thread slowed by the machine does not hold the
-     * others at the end (the backward's alike) */
+     * outputs): split over threads, results as on one. Dealt in runs of
+     * neighbouring channels that shrink as they go (guided), not one at a
+     * time: a channel's planes lie next to its neighbours' (a 7×7 plane is
+     * 196 bytes, so two channels share cache lines), and two threads working
+     * on neighbouring channels at once pull lines from each other's caches
+     * (ResNet20's batch norm took 1.3–1.5× as long dealt one by one); the
+     * shrinking runs at the end still keep a thread slowed by the machine
+     * from holding the others (the backward's alike) */
 #pragma omp parallel num_threads(nomul_fn_threads((long)C * len))
     {
         /* the gathered channel's scratch, only where a channel is gathered:
@@ -307,7 +312,7 @@ static void bn_forward(const nomul_op_cfg *cfg, int nb, int C, int S, const floa
          * no fused PA passes (the scalar chains) */
         float *row = NULL;
         int failed = 0;
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(guided)
         for (int c = 0; c < C; c++) {
             const int pa = nomul_op_is_pa(cfg), gathered = training && S % LANES;
             float *km = ksum ? ksum + c : NULL, *kv = ksum ? ksum + C + c : NULL;
@@ -400,7 +405,7 @@ static void bn_backward(const nomul_op_cfg *cfg, int nb, int C, int S, const flo
     {
         float *row = NULL; /* as in the forward: only where a channel is gathered */
         int failed = 0;
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(guided)
         for (int c = 0; c < C; c++) {
             const int pa = nomul_op_is_pa(cfg), gathered = S % LANES != 0;
             const float *km = ksum ? ksum + c : NULL, *kv = ksum ? ksum + C + c : NULL;
