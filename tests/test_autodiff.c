@@ -1354,6 +1354,134 @@ static void test_first_writer_stores(void **state)
     nomul_graph_free(g);
 }
 
+/* The output's gradient taken by add's and sub's first input
+ * (ad_op_def.takes). The node run directly with store[0] = AD_TAKEN (a's
+ * gradient the output's own buffer): a gets the bits of +0 + g, b those of
+ * the stored or added pass on the output's gradient as it was, on dy and b
+ * with zeros of both signs, sizes across the 2048-value runs and the
+ * threaded passes. Then random residual graphs (adds and subs of relu and
+ * mul outputs, reshaped views, a sum feeding two consumers, the loss's dy
+ * with signed zeros): every leaf's gradient the same bits with and without
+ * takes (the graph's twin switch), some taken, the backward's peak no
+ * higher; adds of a broadcast row among them, which take nothing. */
+static void test_add_takes_output_gradient(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x7A4E};
+    for (int op = 0; op < AD_OP_COUNT; op++) /* a new `takes` bit needs a case */
+        if (ad_op_table[op].takes)
+            assert_true((op == AD_OP_ADD || op == AD_OP_SUB) && ad_op_table[op].takes == 1);
+    nomul_graph *g = nomul_graph_new(1 << 24);
+    static const int sizes[] = {5 * 37, 2048, 3 * 70001};
+    for (int rep = 0; rep < 12; rep++) {
+        const int sub = rep & 1, bstore = rep >> 1 & 1, n = sizes[rep >> 2];
+        nomul_tensor *a = nomul_tensor_alloc(1, &n, 1), *b = nomul_tensor_alloc(1, &n, 1);
+        fill_signed_zeros(&r, a->data, n, 0);
+        fill_signed_zeros(&r, b->data, n, 0);
+        nomul_graph_reset(g);
+        nomul_tensor *y = sub ? nomul_sub(g, a, b) : nomul_add(g, a, b);
+        assert_non_null(y);
+        float *gy = malloc((size_t)n * sizeof *gy), *g0 = malloc((size_t)n * sizeof *g0);
+        float *b0 = malloc((size_t)n * sizeof *b0), *agrad = a->grad;
+        fill_signed_zeros(&r, gy, n, 50);
+        memcpy(g0, gy, (size_t)n * sizeof *g0);
+        fill_signed_zeros(&r, b0, n, 30);
+        for (long i = 0; i < n; i++)
+            b->grad[i] = bstore ? tu_float(0x7fc0beefu) : b0[i];
+        node nd = g->tape[0];
+        y->grad = gy;
+        a->grad = gy;
+        nd.store[0] = AD_TAKEN;
+        nd.store[1] = (unsigned char)bstore;
+        ad_op_table[nd.op].backward(&nd);
+        for (long i = 0; i < n; i++) {
+            const float wa = 0.0f + g0[i];
+            const float wb = bstore ? (sub ? 0.0f - g0[i] : 0.0f + g0[i])
+                                    : (sub ? b0[i] - g0[i] : b0[i] + g0[i]);
+            if (tu_bits(a->grad[i]) != tu_bits(wa) || tu_bits(b->grad[i]) != tu_bits(wb))
+                FAIL_SEED("%s n %d b %s [%ld]: dy %a, b before %a: a's %a (want %a), b's %a "
+                          "(want %a)", sub ? "sub" : "add", n, bstore ? "stored" : "added", i,
+                          (double)g0[i], (double)b0[i], (double)a->grad[i], (double)wa,
+                          (double)b->grad[i], (double)wb);
+        }
+        a->grad = agrad;
+        y->grad = NULL;
+        free(gy);
+        free(g0);
+        free(b0);
+        nomul_tensor_free(a);
+        nomul_tensor_free(b);
+    }
+    enum { L = 6, NP = 3 * L };
+    int sh[2] = {24, 40}, sh3[3] = {6, 4, 40}, row[2] = {1, 40};
+    const nomul_op_cfg cfg = {NOMUL_OP_STANDARD, 0, 1.0f};
+    for (int rep = 0; rep < 4; rep++) {
+        nomul_tensor *x = nomul_tensor_alloc(2, sh, 1), *p[NP], *c = nomul_tensor_alloc(2, sh, 0);
+        nomul_tensor *q = nomul_tensor_alloc(2, row, 1);
+        fill_signed_zeros(&r, q->data, q->n, 20);
+        fill_signed_zeros(&r, x->data, x->n, 20);
+        fill_signed_zeros(&r, c->data, c->n, 40);
+        for (int i = 0; i < NP; i++) {
+            p[i] = nomul_tensor_alloc(2, sh, 1);
+            fill_signed_zeros(&r, p[i]->data, p[i]->n, 20);
+        }
+        uint32_t shape_draws = tu_u32(&r);
+        float *keep[NP + 2];
+        size_t peak[2];
+        long taken[2];
+        for (int off = 0; off < 2; off++) {
+            nomul_tensor_zero_grad(x);
+            nomul_tensor_zero_grad(q);
+            for (int i = 0; i < NP; i++)
+                nomul_tensor_zero_grad(p[i]);
+            nomul_graph_reset(g);
+            g->takes_off = off;
+            uint32_t d = shape_draws;
+            nomul_tensor *h = x;
+            for (int l = 0; l < L; l++, d >>= 4) {
+                nomul_tensor *u = nomul_relu(g, nomul_mul(g, &cfg, h, p[3 * l]));
+                if (d & 1) /* through a view and back */
+                    u = nomul_reshape(g, nomul_reshape(g, u, 3, sh3), 2, sh);
+                nomul_tensor *v = nomul_mul(g, &cfg, h, p[3 * l + 1]);
+                if (l % 2) /* a broadcast row added */
+                    v = nomul_add(g, v, q);
+                nomul_tensor *s = d & 2 ? nomul_sub(g, u, v) : nomul_add(g, u, v);
+                if (d & 4) /* s feeds two consumers */
+                    s = nomul_add(g, s, nomul_mul(g, &cfg, s, p[3 * l + 2]));
+                h = d & 8 ? nomul_add(g, h, s) : nomul_add(g, s, h);
+            }
+            nomul_tensor *loss = nomul_sum(g, nomul_mul(g, &cfg, h, c));
+            assert_non_null(loss);
+            assert_int_equal(nomul_backward(g, loss), 0);
+            peak[off] = nomul_graph_arena_use(g).peak;
+            taken[off] = g->taken;
+            for (int i = 0; i <= NP + 1; i++) {
+                const nomul_tensor *t = i < NP ? p[i] : i == NP ? x : q;
+                if (!off) {
+                    keep[i] = malloc((size_t)t->n * sizeof(float));
+                    memcpy(keep[i], t->grad, (size_t)t->n * sizeof(float));
+                    continue;
+                }
+                for (long j = 0; j < t->n; j++)
+                    if (tu_bits(keep[i][j]) != tu_bits(t->grad[j]))
+                        FAIL_SEED("graph %d, leaf %d [%ld]: %a taken, %a not", rep, i, j,
+                                  (double)keep[i][j], (double)t->grad[j]);
+                free(keep[i]);
+            }
+        }
+        g->takes_off = 0;
+        if (taken[0] < L || taken[1] != 0 || peak[0] > peak[1])
+            FAIL_SEED("graph %d: %ld and %ld gradients taken (want at least %d, then 0), peaks "
+                      "%zu and %zu bytes", rep, taken[0], taken[1], L, peak[0], peak[1]);
+        nomul_tensor_free(x);
+        nomul_tensor_free(c);
+        nomul_tensor_free(q);
+        for (int i = 0; i < NP; i++)
+            nomul_tensor_free(p[i]);
+    }
+    nomul_graph_free(g);
+}
+
 /* nomul_linear_relu against its pair, nomul_linear then nomul_relu (their
  * backwards run in turn, the relu's into the linear output's zeroed
  * gradient): y, dx, dw and db bit for bit, float and PA (exact and
@@ -1503,6 +1631,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_arena_use),
+        cmocka_unit_test(test_add_takes_output_gradient),
         cmocka_unit_test(test_gradients_match_finite_differences),
         cmocka_unit_test(test_mlp_trains_in_every_mode),
         cmocka_unit_test(test_ops_match_finite_differences),

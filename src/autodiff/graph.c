@@ -381,22 +381,77 @@ static int grad_ready_as(nomul_graph *g, nomul_tensor *t, int store)
 
 static int grad_ready(nomul_graph *g, nomul_tensor *t) { return grad_ready_as(g, t, 0); }
 
-/* nd's input gradients made ready, nd->store set where the op stores into
- * a fresh one (ad_op_def.stores); -1 when the arena is full */
-static int inputs_ready(nomul_graph *g, node *nd)
+/* whether t is a view of another tensor's gradient */
+static int is_view(const nomul_graph *g, const nomul_tensor *t)
 {
-    for (int k = 0; k < 3; k++) {
+    for (int i = 0; i < g->nviews; i++)
+        if (g->views[i].view == t)
+            return 1;
+    return 0;
+}
+
+/* the backward block that holds exactly t's gradient, -1 if none */
+static int block_of(const nomul_graph *g, const nomul_tensor *t)
+{
+    if (!t->grad || t->grad == AD_GRAD_PENDING || is_view(g, t))
+        return -1;
+    for (int i = g->nblocks - 1; i >= 0; i--)
+        if (g->blocks[i].held && g->blocks[i].p == t->grad)
+            return i;
+    return -1;
+}
+
+/* in[k] of nd whose gradient may be stored fresh: the op stores into it
+ * (ad_op_def.stores), it is not the output and no other input */
+static int may_store(const node *nd, int k, unsigned bits)
+{
+    const nomul_tensor *t = nd->in[k];
+    if (!(bits >> k & 1) || !t || t == nd->out)
+        return 0;
+    for (int j = 0; j < 3; j++)
+        if (j != k && nd->in[j] == t)
+            return 0; /* the op's two writes would be one overwrite */
+    return 1;
+}
+
+/* whether every input of nd has the output's size (none broadcast) */
+static int all_of_out_size(const node *nd)
+{
+    for (int k = 0; k < 3; k++)
+        if (nd->in[k] && nd->in[k]->n != nd->out->n)
+            return 0;
+    return 1;
+}
+
+/* nd's input gradients made ready, nd->store set where the op stores into
+ * a fresh one (ad_op_def.stores) or takes the output's (.takes: where no
+ * input is broadcast, the first such input whose gradient is still to be
+ * made and whole, while the output's is a block handed back after nd; 1
+ * returned then); -1 when the arena is full */
+static int inputs_ready(nomul_graph *g, node *nd, const nomul_tensor *loss)
+{
+    int took = -1;
+    const ad_op_def *def = &ad_op_table[nd->op];
+    const int may_take = def->takes && !g->takes_off && nd->out != loss && all_of_out_size(nd) &&
+                         block_of(g, nd->out) >= 0;
+    for (int k = 0; k < 3 && took < 0 && may_take; k++) {
         nomul_tensor *t = nd->in[k];
-        int store = (ad_op_table[nd->op].stores >> k & 1) && t && t != nd->out;
-        for (int j = 0; j < 3; j++)
-            if (j != k && nd->in[j] == t)
-                store = 0; /* the op's two writes would be one overwrite */
-        int r = grad_ready_as(g, t, store);
+        if (may_store(nd, k, def->takes) && t->grad == AD_GRAD_PENDING && !is_view(g, t)) {
+            t->grad = nd->out->grad;
+            took = k;
+        }
+    }
+    for (int k = 0; k < 3; k++) {
+        if (k == took) {
+            nd->store[k] = AD_TAKEN;
+            continue;
+        }
+        int r = grad_ready_as(g, nd->in[k], may_store(nd, k, def->stores));
         if (r < 0)
             return -1;
         nd->store[k] = (unsigned char)r;
     }
-    return 0;
+    return took >= 0;
 }
 
 /* t's gradient handed back if it is one of the backward's blocks: its
@@ -423,13 +478,19 @@ int nomul_backward(nomul_graph *g, nomul_tensor *loss)
     if (grad_ready(g, loss))
         return -1;
     loss->grad[0] += 1.0f;
+    g->taken = 0;
     for (int i = g->ntape - 1; i >= 0; i--) {
         node *nd = &g->tape[i];
         double t = g->prof ? now_s() : 0.0;
-        if (grad_ready(g, nd->out) || inputs_ready(g, nd))
+        int took;
+        if (grad_ready(g, nd->out) || (took = inputs_ready(g, nd, loss)) < 0)
             return -1;
         ad_op_table[nd->op].backward(nd);
-        if (nd->out != loss)
+        if (took) {
+            nd->out->grad = NULL; /* its block is the input's now */
+            g->taken++;
+        }
+        else if (nd->out != loss)
             grad_done(g, nd->out);
         if (g->prof)
             g->prof[nd->op * AD_VARIANTS + variant_of(&nd->cfg)].bwd += now_s() - t;

@@ -121,7 +121,8 @@ typedef union {
  * inputs NULL; the standard configuration for operations without one).
  * store[k], set by nomul_backward just before the node's backward: in[k]'s
  * gradient was made for this backward and not zero-filled (the op table's
- * `stores` names the inputs where that may happen). */
+ * `stores` names the inputs where that may happen), or (AD_TAKEN) is the
+ * output's gradient, handed over (`takes`). */
 typedef struct node {
     ad_op op;
     nomul_tensor *in[3], *out;
@@ -173,6 +174,8 @@ struct nomul_graph {
     int nblocks, capblocks;
     ad_view *views;
     int nviews, capviews;
+    long taken;    /* gradients taken (ad_op_def.takes) in the last backward */
+    int takes_off; /* the twin for the tests: no gradient taken */
 };
 
 /* The op table: each operation's name and backward. A backward accumulates
@@ -183,11 +186,22 @@ struct nomul_graph {
  * becoming +0), so that the gradient needs no zero fill before and no read.
  * Where nomul_backward can't promise a whole fresh buffer (a view's
  * gradient, which is part of its base's; an input that is also another
- * input of the same node) it zero-fills and leaves store[k] 0. */
+ * input of the same node) it zero-fills and leaves store[k] 0.
+ *
+ * Bit k of `takes` (a subset of `stores`): in[k]'s gradient is the output's
+ * own, element for element, where no input is broadcast (a residual add's
+ * first input). Where in[k]'s would be stored fresh and the output's is a
+ * backward block handed back after this node (not the loss's, not a leaf's
+ * or a view's), nomul_backward gives the output's block to in[k] instead
+ * of making one (store[k] = AD_TAKEN, in[k]->grad == out->grad): the
+ * backward reads what it needs of the output's gradient first, then turns
+ * its −0s into +0 in place, the bits of the +0 + v it would have stored. */
+enum { AD_TAKEN = 2 };
 typedef struct {
     const char *name; /* the public function's, without nomul_ */
     void (*backward)(const node *nd);
     unsigned stores; /* bit k: in[k]'s gradient may be stored, not added */
+    unsigned takes;  /* bit k: in[k]'s gradient may be the output's (above) */
 } ad_op_def;
 
 extern const ad_op_def ad_op_table[AD_OP_COUNT];

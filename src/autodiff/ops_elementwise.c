@@ -162,6 +162,41 @@ static void grad_pass(float *restrict d, const float *restrict g, long n, int st
     }
 }
 
+/* add's and sub's backward where a took the output's gradient g
+ * (AD_TAKEN): d (b's gradient, NULL if none) as grad_pass makes it, then
+ * g's −0s turned into +0 in place (a's gradient: the bits of +0 + g), in
+ * runs that the second pass reads from L1 and writes only where it must */
+static void grad_pass_taken(float *restrict d, float *restrict g, long n, int store, int sub)
+{
+    enum { RUN = 2048 };
+    const long runs = (n + RUN - 1) / RUN;
+#pragma omp parallel for num_threads(nomul_light_threads(n)) schedule(static)
+    for (long r = 0; r < runs; r++) {
+        const long i0 = r * RUN, i1 = i0 + RUN < n ? i0 + RUN : n;
+        if (d && store && sub)
+            for (long i = i0; i < i1; i++)
+                d[i] = 0.0f - g[i];
+        else if (d && store)
+            for (long i = i0; i < i1; i++)
+                d[i] = 0.0f + g[i];
+        else if (d && sub)
+            for (long i = i0; i < i1; i++)
+                d[i] -= g[i];
+        else if (d)
+            for (long i = i0; i < i1; i++)
+                d[i] += g[i];
+        uint32_t neg0 = 0;
+        for (long i = i0; i < i1; i++) {
+            uint32_t u;
+            memcpy(&u, &g[i], sizeof u);
+            neg0 |= u == 0x80000000u;
+        }
+        if (neg0)
+            for (long i = i0; i < i1; i++)
+                g[i] = 0.0f + g[i];
+    }
+}
+
 void ad_binary_backward(const node *nd)
 {
     nomul_tensor *a = nd->in[0], *b = nd->in[1], *y = nd->out;
@@ -169,8 +204,10 @@ void ad_binary_backward(const node *nd)
     broadcast(a, b, &bc);
     ad_op op = nd->op;
     int pa = nomul_op_is_pa(&nd->cfg), approx = nd->cfg.approx_bwd;
-    long long n2 = 2LL * y->n; /* the audit: both gradients, and their accumulation */
-    NOMUL_COUNT(FADD, n2);
+    /* the audit: both gradients, and their accumulation; a gradient taken
+     * (AD_TAKEN) is the output's, made without an add */
+    long long n2 = 2LL * y->n;
+    NOMUL_COUNT(FADD, nd->store[0] == AD_TAKEN ? n2 / 2 : n2);
     if (op == AD_OP_MUL || op == AD_OP_DIV) {
         if (!pa) {
             NOMUL_COUNT(FMUL, n2);
@@ -188,7 +225,12 @@ void ad_binary_backward(const node *nd)
     if ((op == AD_OP_ADD || op == AD_OP_SUB) && a->n == y->n && b->n == y->n) {
         /* no broadcast (a residual add): flat passes on all threads; a
          * gradient this node writes first is stored, +0 + g and +0 − g,
-         * the bits of += and −= into zeros */
+         * the bits of += and −= into zeros; a's may be g's own buffer
+         * (AD_TAKEN: b's pass first, then g's −0s made +0) */
+        if (nd->store[0] == AD_TAKEN) {
+            grad_pass_taken(b->grad, y->grad, y->n, nd->store[1], op == AD_OP_SUB);
+            return;
+        }
         if (a->grad)
             grad_pass(a->grad, y->grad, y->n, nd->store[0], 0);
         if (b->grad) /* sub: x − g is x + (−g), bit for bit */
