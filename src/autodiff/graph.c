@@ -381,7 +381,7 @@ static int grad_ready_as(nomul_graph *g, nomul_tensor *t, int store)
 
 static int grad_ready(nomul_graph *g, nomul_tensor *t) { return grad_ready_as(g, t, 0); }
 
-/* whether t is a view of another tensor's gradient */
+/* whether t is a view (its gradient a part of its base's) */
 static int is_view(const nomul_graph *g, const nomul_tensor *t)
 {
     for (int i = 0; i < g->nviews; i++)
@@ -401,8 +401,9 @@ static int block_of(const nomul_graph *g, const nomul_tensor *t)
     return -1;
 }
 
-/* in[k] of nd whose gradient may be stored fresh: the op stores into it
- * (ad_op_def.stores), it is not the output and no other input */
+/* whether in[k]'s gradient may be written whole by nd's backward: bit k of
+ * `bits` (ad_op_def.stores or .takes) is set, and in[k] is neither the
+ * output nor another input */
 static int may_store(const node *nd, int k, unsigned bits)
 {
     const nomul_tensor *t = nd->in[k];
@@ -489,9 +490,9 @@ int nomul_backward(nomul_graph *g, nomul_tensor *loss)
         if (took) {
             nd->out->grad = NULL; /* its block is the input's now */
             g->taken++;
-        }
-        else if (nd->out != loss)
+        } else if (nd->out != loss) {
             grad_done(g, nd->out);
+        }
         if (g->prof)
             g->prof[nd->op * AD_VARIANTS + variant_of(&nd->cfg)].bwd += now_s() - t;
     }
