@@ -232,8 +232,11 @@ void nomul_layer_norm_backward_keep(const nomul_op_cfg *cfg, int rows, int n, co
 /* channel c of x (n, C, S) to row[0 .. n·S), or back (+= when add) */
 static void gather_channel(int nb, int C, int S, int c, const float *x, float *row)
 {
-    for (int b = 0; b < nb; b++)
-        memcpy(row + (long)b * S, x + ((long)b * C + c) * S, (size_t)S * sizeof *row);
+    for (int b = 0; b < nb; b++) {
+        const float *p = x + ((long)b * C + c) * S;
+        bn_prefetch_plane(p, b, nb, (long)C * S, S);
+        memcpy(row + (long)b * S, p, (size_t)S * sizeof *row);
+    }
 }
 
 static void scatter_channel(int nb, int C, int S, int c, const float *row, float *x, int add)
@@ -283,6 +286,8 @@ static void gather_channel_relu(int nb, int C, int S, int c, const float *y, con
         const long o = ((long)b * C + c) * S;
         const float *restrict yp = y + o, *restrict gp = dy + o;
         float *restrict rp = row + (long)b * S;
+        bn_prefetch_plane(yp, b, nb, (long)C * S, S);
+        bn_prefetch_plane(gp, b, nb, (long)C * S, S);
         for (int s = 0; s < S; s++)
             rp[s] = nomul_relu_grad1(yp[s], gp[s]);
     }

@@ -250,6 +250,25 @@ static inline void lanes_add(float *acc, long j, float v)
 #endif
 typedef float lanes_part __attribute__((vector_size(LANES_VB)));
 enum { LANES_NP = LANES * (int)sizeof(float) / LANES_VB };
+
+/* Batch norm reads a channel as nb planes of S values, C·S apart: each
+ * plane a short stream of its own, which the hardware's prefetchers start
+ * late, so that the first pass over a channel waits on memory plane after
+ * plane. The first passes (the gathers of functional.c, float's passes over
+ * planes in bn_float.inc) ask for the plane BN_AHEAD planes on, p being
+ * plane b's start (nothing past plane nb − 1). The PA passes, with more
+ * arithmetic a value, gained nothing from it and go without. */
+enum { BN_AHEAD = 6 };
+static inline void bn_prefetch_plane(const float *p, int b, int nb, long stride, int S)
+{
+    if (b + BN_AHEAD >= nb)
+        return;
+    const char *q = (const char *)(p + (long)BN_AHEAD * stride);
+    for (long o = 0; o < (long)S * 4; o += 64)
+        __builtin_prefetch(q + o);
+    __builtin_prefetch(q + (long)S * 4 - 1);
+}
+
 static inline void lanes_accumulate(float *acc, long n, const float *x)
 {
     lanes_part a[LANES_NP], v;
