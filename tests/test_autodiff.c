@@ -1357,9 +1357,9 @@ static void test_first_writer_stores(void **state)
 /* The output's gradient taken by add's and sub's first input
  * (ad_op_def.takes). The node run directly with store[0] = AD_TAKEN (a's
  * gradient the output's own buffer): a gets the bits of +0 + g, b those of
- * the stored or added pass on the output's gradient as it was, on dy and b
- * with zeros of both signs, sizes across the 2048-value runs and the
- * threaded passes. Then random residual graphs (adds and subs of relu and
+ * the stored or added pass on the output's gradient as it was (or b has no
+ * gradient), on dy and b with zeros of both signs, sizes across the
+ * 2048-value runs and the threaded passes. Then random residual graphs (adds and subs of relu and
  * mul outputs, reshaped views, a sum feeding two consumers, the loss's dy
  * with signed zeros): every leaf's gradient the same bits with and without
  * takes (the graph's twin switch), some taken, the backward's peak no
@@ -1373,9 +1373,10 @@ static void test_add_takes_output_gradient(void **state)
             assert_true((op == AD_OP_ADD || op == AD_OP_SUB) && ad_op_table[op].takes == 1);
     nomul_graph *g = nomul_graph_new(1 << 24);
     static const int sizes[] = {5 * 37, 2048, 3 * 70001};
-    for (int rep = 0; rep < 12; rep++) {
-        const int sub = rep & 1, bstore = rep >> 1 & 1, n = sizes[rep >> 2];
-        nomul_tensor *a = nomul_tensor_alloc(1, &n, 1), *b = nomul_tensor_alloc(1, &n, 1);
+    for (int rep = 0; rep < 18; rep++) {
+        /* b's gradient added into, stored, or none */
+        const int sub = rep & 1, bmode = rep / 2 % 3, bstore = bmode == 1, n = sizes[rep / 6];
+        nomul_tensor *a = nomul_tensor_alloc(1, &n, 1), *b = nomul_tensor_alloc(1, &n, bmode < 2);
         fill_signed_zeros(&r, a->data, n, 0);
         fill_signed_zeros(&r, b->data, n, 0);
         nomul_graph_reset(g);
@@ -1386,7 +1387,7 @@ static void test_add_takes_output_gradient(void **state)
         fill_signed_zeros(&r, gy, n, 50);
         memcpy(g0, gy, (size_t)n * sizeof *g0);
         fill_signed_zeros(&r, b0, n, 30);
-        for (long i = 0; i < n; i++)
+        for (long i = 0; b->grad && i < n; i++)
             b->grad[i] = bstore ? tu_float(0x7fc0beefu) : b0[i];
         node nd = g->tape[0];
         y->grad = gy;
@@ -1398,11 +1399,13 @@ static void test_add_takes_output_gradient(void **state)
             const float wa = 0.0f + g0[i];
             const float wb = bstore ? (sub ? 0.0f - g0[i] : 0.0f + g0[i])
                                     : (sub ? b0[i] - g0[i] : b0[i] + g0[i]);
-            if (tu_bits(a->grad[i]) != tu_bits(wa) || tu_bits(b->grad[i]) != tu_bits(wb))
+            const float gb = b->grad ? b->grad[i] : wb;
+            if (tu_bits(a->grad[i]) != tu_bits(wa) || tu_bits(gb) != tu_bits(wb))
                 FAIL_SEED("%s n %d b %s [%ld]: dy %a, b before %a: a's %a (want %a), b's %a "
-                          "(want %a)", sub ? "sub" : "add", n, bstore ? "stored" : "added", i,
+                          "(want %a)", sub ? "sub" : "add", n,
+                          bmode == 2 ? "without" : bstore ? "stored" : "added", i,
                           (double)g0[i], (double)b0[i], (double)a->grad[i], (double)wa,
-                          (double)b->grad[i], (double)wb);
+                          (double)gb, (double)wb);
         }
         a->grad = agrad;
         y->grad = NULL;
