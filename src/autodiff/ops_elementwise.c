@@ -138,35 +138,14 @@ static float bin_forward(ad_op op, int pa, float off, float x, float y)
 }
 
 /* forward: y = a ∘ b (broadcast), ∘ the node's operation: add, sub, mul, div */
-/* d += g (d −= g with sub) on all threads; where this is d's first write
- * (store), d = +0 + g (+0 − g): the bits of the same into zeros */
-static void grad_pass(float *restrict d, const float *restrict g, long n, int store, int sub)
-{
-    const int nt = nomul_light_threads(n);
-    if (store && sub) {
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (long i = 0; i < n; i++)
-            d[i] = 0.0f - g[i];
-    } else if (store) {
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (long i = 0; i < n; i++)
-            d[i] = 0.0f + g[i];
-    } else if (sub) {
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (long i = 0; i < n; i++)
-            d[i] -= g[i];
-    } else {
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (long i = 0; i < n; i++)
-            d[i] += g[i];
-    }
-}
-
-/* add's and sub's backward where a took the output's gradient g
- * (AD_TAKEN): d (b's gradient, NULL if none) as grad_pass makes it, then
- * g's −0s turned into +0 in place (a's gradient: the bits of +0 + g), in
- * runs that the second pass reads from L1 and writes only where it must */
-static void grad_pass_taken(float *restrict d, float *restrict g, long n, int store, int sub)
+/* d += g (d −= g with sub) on all threads, d NULL for none; where this is
+ * d's first write (store), d = +0 + g (+0 − g): the bits of the same into
+ * zeros. With taken (a gradient that took the output's, AD_TAKEN: it is g
+ * itself), g's −0s are then turned into +0 in place, the bits of +0 + g,
+ * run by run, the check reading the run from L1 and writing only where it
+ * must. */
+static void grad_pass(float *restrict d, float *restrict g, long n, int store, int sub,
+                      int taken)
 {
     enum { RUN = 2048 };
     const long runs = (n + RUN - 1) / RUN;
@@ -185,6 +164,8 @@ static void grad_pass_taken(float *restrict d, float *restrict g, long n, int st
         else if (d)
             for (long i = i0; i < i1; i++)
                 d[i] += g[i];
+        if (!taken)
+            continue;
         uint32_t neg0 = 0;
         for (long i = i0; i < i1; i++) {
             uint32_t u;
@@ -227,14 +208,11 @@ void ad_binary_backward(const node *nd)
          * gradient this node writes first is stored, +0 + g and +0 − g,
          * the bits of += and −= into zeros; a's may be g's own buffer
          * (AD_TAKEN: b's pass first, then g's −0s made +0) */
-        if (nd->store[0] == AD_TAKEN) {
-            grad_pass_taken(b->grad, y->grad, y->n, nd->store[1], op == AD_OP_SUB);
-            return;
-        }
-        if (a->grad)
-            grad_pass(a->grad, y->grad, y->n, nd->store[0], 0);
-        if (b->grad) /* sub: x − g is x + (−g), bit for bit */
-            grad_pass(b->grad, y->grad, y->n, nd->store[1], op == AD_OP_SUB);
+        const int taken = nd->store[0] == AD_TAKEN;
+        if (a->grad && !taken)
+            grad_pass(a->grad, y->grad, y->n, nd->store[0], 0, 0);
+        if (b->grad || taken) /* sub: x − g is x + (−g), bit for bit */
+            grad_pass(b->grad, y->grad, y->n, nd->store[1], op == AD_OP_SUB, taken);
         return;
     }
     /* the broadcast forms accumulate: a gradient left unfilled for this
