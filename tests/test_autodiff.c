@@ -1261,7 +1261,8 @@ static void test_first_writer_stores(void **state)
     for (int op = 0; op < AD_OP_COUNT; op++)
         if (ad_op_table[op].stores)
             assert_true(op == AD_OP_CONV2D || op == AD_OP_ADD || op == AD_OP_SUB ||
-                        op == AD_OP_CROSS_ENTROPY);
+                        op == AD_OP_CROSS_ENTROPY || op == AD_OP_BATCH_NORM ||
+                        op == AD_OP_BATCH_NORM_RELU);
     static const nomul_conv2d_desc descs[] = {
         /* n, c_in, h, w, c_out, kh, kw, stride, pad, dil, groups */
         {3, 8, 9, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1},   /* implicit */
@@ -1351,6 +1352,41 @@ static void test_first_writer_stores(void **state)
         l->grad = NULL;
         nomul_tensor_free(x);
     }
+    /* batch norm and batch_norm_relu: every instruction set, float and both PA
+     * backwards, planes of 16 (the plane passes), 49 and 5 (the gathered
+     * channel), exact PA with and without the forward's kept sums */
+    for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
+        nomul_isa_set((nomul_isa)isa);
+        for (int rep = 0; rep < 3 * 3 * 2; rep++) {
+            static const int sides[] = {4, 7, 1};
+            const int ci = rep % 3, side = sides[rep / 3 % 3], relu = rep / 9;
+            int xs[4] = {3, 4, side, side == 1 ? 5 : side}, cs[1] = {4};
+            nomul_tensor *x = nomul_tensor_alloc(4, xs, 1), *gm = nomul_tensor_alloc(1, cs, 1);
+            nomul_tensor *bt = nomul_tensor_alloc(1, cs, 1);
+            fill_signed_zeros(&r, x->data, x->n, 10);
+            fill_signed_zeros(&r, gm->data, 4, 0);
+            fill_signed_zeros(&r, bt->data, 4, 0);
+            float rm[4] = {0}, rv[4] = {1, 1, 1, 1};
+            nomul_graph_reset(g);
+            nomul_tensor *y = (relu ? nomul_batch_norm_relu : nomul_batch_norm)(
+                g, &cfgs[ci], x, gm, bt, rm, rv, 1e-5f, 0.1f, 1);
+            assert_non_null(y);
+            float *gy = malloc((size_t)y->n * sizeof *gy);
+            fill_signed_zeros(&r, gy, y->n, 30);
+            y->grad = gy;
+            char what[64];
+            snprintf(what, sizeof what, "batch_norm%s cfg %d, %d x %d planes",
+                     relu ? "_relu" : "", ci, xs[2], xs[3]);
+            nomul_tensor *ins[3] = {x, gm, bt};
+            store_twice(&g->tape[0], ins, 3, what);
+            y->grad = NULL;
+            free(gy);
+            nomul_tensor_free(x);
+            nomul_tensor_free(gm);
+            nomul_tensor_free(bt);
+        }
+    }
+    nomul_isa_set(nomul_isa_max());
     nomul_graph_free(g);
 }
 

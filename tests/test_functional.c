@@ -927,7 +927,8 @@ static void test_bn_approx_pass_matches_operations(void **state)
                                   l, (double)lanes[k][l], (double)want[k][l], (double)rr,
                                   (double)gam, n);
             /* the second pass: dx += 0 + PAD(u − m1 − PAM(xh, m2), r), on the
-             * first pass's xh and u, or on wide values */
+             * first pass's xh and u, or on wide values; every third repetition
+             * stored instead (dx's planes NaN before, not to be read) */
             /* at the limits of PAM(xh, m2)'s window (hedge: one xh a vector there, u − m1
              * small enough that p's underflow shows in w) and of PAD(w, r)'s (wedge: one u a
              * vector there, the others about r, p about 2^-126, below half an ulp of u) */
@@ -973,10 +974,14 @@ static void test_bn_approx_pass_matches_operations(void **state)
                 S = n;
             }
             const long ds = S + (long)(tu_next(&r) % 5);
+            const int store = rep % 3 == 2;
             float dxp[3 * (NV + 4)];
             for (long k = 0; k < np * ds; k++)
-                dxp[k] = k % ds < S ? dx[k / ds * S + k % ds] : 1234.5f;
-            f->bn_backward_approx2(np, S, xh, u, r2, m1, m2, 1.0f, dxp, ds);
+                dxp[k] = k % ds >= S ? 1234.5f : store ? NAN : dx[k / ds * S + k % ds];
+            if (store)
+                for (int j = 0; j < n; j++)
+                    dx0[j] = 0.0f;
+            f->bn_backward_approx2(np, S, xh, u, r2, m1, m2, 1.0f, dxp, ds, store);
             for (long k = 0; k < np * ds; k++) {
                 const int j = (int)(k / ds * S + k % ds);
                 if (k % ds >= S) {
@@ -990,10 +995,10 @@ static void test_bn_approx_pass_matches_operations(void **state)
                 float want2 = dx0[j] + (0.0f + nomul_pa_div(w, r2));
                 if (!same_value(dxp[k], want2))
                     FAIL_SEED("%s approximate second pass: xh %a, u %a, r %a, m1 %a, m2 %a: "
-                              "dx %a, the operations give %a (planes of %d)",
+                              "dx %a, the operations give %a (planes of %d, store %d)",
                               nomul_isa_name(nomul_isa_active()), (double)xh[j], (double)u[j],
                               (double)r2, (double)m1, (double)m2, (double)dxp[k],
-                              (double)want2, S);
+                              (double)want2, S, store);
             }
         }
     }
@@ -1365,8 +1370,8 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
                 float rm[3] = {0}, rv[3] = {1, 1, 1};
                 nomul_batch_norm_forward_keep(&m, 2, 3, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, o,
                                               mean, rstd, kp);
-                nomul_batch_norm_backward_keep(&m, 2, 3, S, x, g, mean, rstd, kp, 1e-5f, dy, dx,
-                                               dg, db);
+                nomul_batch_norm_backward_keep(&m, 2, 3, S, x, g, mean, rstd, kp, 1e-5f, dy, 1,
+                                               dx, dg, db);
                 /* evaluation, with the running statistics the step left */
                 float em[3], er[3];
                 nomul_batch_norm_forward(&m, 2, 3, S, x, g, b, 1e-5f, 0.1f, 0, rm, rv, out[v][6],

@@ -8,11 +8,13 @@
  * With cold 1, 64 MB are written before each call, so that its operands
  * come from memory as in a training step (whose activations outgrow the
  * caches), not from the caches the previous repetition left them in.
+ * With acc 1 the backward adds into dx (accumulate 1), else (the default,
+ * as a training step's graph calls it where dx is fresh) it writes dx.
  * The figures of the README's ninth round come from it, run with the
  * binaries before and after a change in turn:
  *
  *   make build/bn_bench && build/bn_bench C S [pa 0|1] [approx 0|1] [N] [R] [relu 0|1]
- *                                         [cold 0|1]
+ *                                         [cold 0|1] [acc 0|1]
  *   e.g. build/bn_bench 16 784 1 1      (ResNet20's 28×28 stage, PA, approximate)
  *
  * Threads: nomul's default (every core); NOMUL_NUM_THREADS=1 for one.
@@ -31,7 +33,7 @@ int main(int argc, char **argv)
     static const char P[] = "bn_bench";
     if (argc < 3) {
         fprintf(stderr, "usage: bn_bench C S [pa 0|1] [approx 0|1] [N (64)] [R (30)] [relu 0|1] "
-                        "[cold 0|1]\n");
+                        "[cold 0|1] [acc 0|1]\n");
         return 2;
     }
     const int C = (int)bench_arg(P, argc, argv, 1, 16, 1, 4096, "C");
@@ -42,6 +44,7 @@ int main(int argc, char **argv)
     const int reps = (int)bench_arg(P, argc, argv, 6, 30, 1, 100000, "R");
     const int relu = (int)bench_arg(P, argc, argv, 7, 0, 0, 1, "relu");
     const int cold = (int)bench_arg(P, argc, argv, 8, 0, 0, 1, "cold");
+    const int acc = (int)bench_arg(P, argc, argv, 9, 0, 0, 1, "acc");
     const long len = (long)nb * C * S;
     enum { EVICT = 64 << 20 };
     float *x = malloc(sizeof(float) * (size_t)len * 4), *y = x + len, *dy = y + len, *dx = dy + len;
@@ -82,10 +85,10 @@ int main(int argc, char **argv)
         const double t1c = bench_now();
         if (relu)
             nomul_batch_norm_relu_backward_keep(&cfg, nb, C, S, x, y, g, b, mean, rstd, keep,
-                                                1e-5f, dy, dx, dg, db);
+                                                1e-5f, dy, acc, dx, dg, db);
         else
-            nomul_batch_norm_backward_keep(&cfg, nb, C, S, x, g, mean, rstd, keep, 1e-5f, dy, dx,
-                                           dg, db);
+            nomul_batch_norm_backward_keep(&cfg, nb, C, S, x, g, mean, rstd, keep, 1e-5f, dy, acc,
+                                           dx, dg, db);
         double t2 = bench_now();
         best_f = t1 - t0 < best_f ? t1 - t0 : best_f;
         best_b = t2 - t1c < best_b ? t2 - t1c : best_b;

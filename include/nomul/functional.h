@@ -99,7 +99,10 @@ void nomul_batch_norm_backward(const nomul_op_cfg *cfg, int n, int C, int S, con
  * for the exact PA backward (nomul_batch_norm_keep_floats(cfg, C) floats,
  * 2·C; none otherwise), as for layer norm: the same results, bit for bit,
  * without the statistics recomputed. In PA mode each channel's sums run in
- * 16 interleaved lanes added pairwise (a channel is n·S values long). */
+ * 16 interleaved lanes added pairwise (a channel is n·S values long).
+ * accumulate 1: dx +=; 0: every element of dx written, +0 + the value (the
+ * bits of adding into zeros; dx need not be zero-filled nor is it read).
+ * dγ and dβ are added to either way. */
 long nomul_batch_norm_keep_floats(const nomul_op_cfg *cfg, int C);
 void nomul_batch_norm_forward_keep(const nomul_op_cfg *cfg, int n, int C, int S, const float *x,
                                    const float *gamma, const float *beta, float eps,
@@ -108,8 +111,8 @@ void nomul_batch_norm_forward_keep(const nomul_op_cfg *cfg, int n, int C, int S,
                                    float *keep);
 void nomul_batch_norm_backward_keep(const nomul_op_cfg *cfg, int n, int C, int S, const float *x,
                                     const float *gamma, const float *mean, const float *rstd,
-                                    const float *keep, float eps, const float *dy, float *dx,
-                                    float *dgamma, float *dbeta);
+                                    const float *keep, float eps, const float *dy,
+                                    int accumulate, float *dx, float *dgamma, float *dbeta);
 /* Batch norm followed by relu, without a pass of the relu's own over
  * memory: the relu is applied as each channel's output is written;
  * y = relu(batch_norm(x)), the same bits as
@@ -118,9 +121,9 @@ void nomul_batch_norm_backward_keep(const nomul_op_cfg *cfg, int n, int C, int S
  * relu's derivative channel by channel (where y > 0, +0 + dy, else +0: what
  * a relu's backward accumulates into a zeroed gradient; on the fly, as dy
  * is read: in float from y's sign recomputed from x and β as the forward
- * made y, in PA form from y; dy is not written), then adds dx, dγ, dβ as
- * nomul_batch_norm_backward_keep: the same bits as the two operations one
- * after the other. */
+ * made y, in PA form from y; dy is not written), then adds (or, accumulate
+ * 0, writes) dx, and adds dγ, dβ, as nomul_batch_norm_backward_keep: the
+ * same bits as the two operations one after the other. */
 void nomul_batch_norm_relu_forward_keep(const nomul_op_cfg *cfg, int n, int C, int S,
                                         const float *x, const float *gamma, const float *beta,
                                         float eps, float momentum, int training,
@@ -130,7 +133,7 @@ void nomul_batch_norm_relu_backward_keep(const nomul_op_cfg *cfg, int n, int C, 
                                          const float *x, const float *y, const float *gamma,
                                          const float *beta, const float *mean, const float *rstd,
                                          const float *keep, float eps, const float *dy,
-                                         float *dx, float *dgamma, float *dbeta);
+                                         int accumulate, float *dx, float *dgamma, float *dbeta);
 
 /* Label-smoothed cross-entropy over logprobs (rows, n) = log_softmax output:
  * loss = mean over rows whose target is not ignore_index of

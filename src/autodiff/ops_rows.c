@@ -186,15 +186,18 @@ static void bn_backward(const node *nd, int relu)
     float *dx, *dg, *db;
     if (!norm_grads(x, gm, bt, C, &dx, &dg, &db))
         return;
+    /* x's gradient, when this is its first writer, written whole (not
+     * zero-filled before, not read) */
+    const int acc = !(x->grad && nd->store[0]);
     if (relu)
         nomul_batch_norm_relu_backward_keep(&nd->cfg, nb, C, S, x->data, nd->out->data, gm->data,
                                             bt->data, nd->p.norm.mean, nd->p.norm.rstd,
-                                            nd->p.norm.keep, nd->p.norm.eps, nd->out->grad, dx,
-                                            dg, db);
+                                            nd->p.norm.keep, nd->p.norm.eps, nd->out->grad, acc,
+                                            dx, dg, db);
     else
         nomul_batch_norm_backward_keep(&nd->cfg, nb, C, S, x->data, gm->data, nd->p.norm.mean,
                                        nd->p.norm.rstd, nd->p.norm.keep, nd->p.norm.eps,
-                                       nd->out->grad, dx, dg, db);
+                                       nd->out->grad, acc, dx, dg, db);
 }
 
 void ad_batch_norm_backward(const node *nd) { bn_backward(nd, 0); }

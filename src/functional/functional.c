@@ -389,7 +389,7 @@ void nomul_batch_norm_backward(const nomul_op_cfg *cfg, int nb, int C, int S, co
                                float eps, const float *dy, float *dx, float *dgamma,
                                float *dbeta)
 {
-    nomul_batch_norm_backward_keep(cfg, nb, C, S, x, gamma, mean, rstd, NULL, eps, dy, dx,
+    nomul_batch_norm_backward_keep(cfg, nb, C, S, x, gamma, mean, rstd, NULL, eps, dy, 1, dx,
                                    dgamma, dbeta);
 }
 
@@ -397,11 +397,12 @@ void nomul_batch_norm_backward(const nomul_op_cfg *cfg, int nb, int C, int S, co
  * form reads it (in the planes' passes, or as dy is gathered); in float,
  * from x and β as the forward made y (on the fly in the planes' passes, or
  * on the gathered dy), without reading y; NULL for batch norm alone. dy is
- * not written. */
+ * not written. dx added to, or with store written whole, the bits of adding
+ * into +0 (each path's term is +0 + v, never −0). */
 static void bn_backward(const nomul_op_cfg *cfg, int nb, int C, int S, const float *x,
                         const float *y, const float *gamma, const float *beta, const float *mean,
                         const float *rstd, const float *keep, float eps, const float *dy,
-                        float *dx, float *dgamma, float *dbeta)
+                        int store, float *dx, float *dgamma, float *dbeta)
 {
     const long len = (long)nb * S;
     const float *ksum = nomul_batch_norm_keep_floats(cfg, C) ? keep : NULL;
@@ -419,12 +420,12 @@ static void bn_backward(const nomul_op_cfg *cfg, int nb, int C, int S, const flo
             if (!pa && !gathered &&
                 nomul_bn_planes_backward_float(nb, C, S, c, x, NULL, gamma + c,
                                                y ? beta + c : NULL, mean[c], rstd[c], dy, NULL,
-                                               dx, dgamma + c, dbeta + c))
+                                               store, dx, dgamma + c, dbeta + c))
                 continue;
             if (pa && !gathered &&
                 nomul_bn_planes_backward_pa(cfg, nb, C, S, c, x, NULL, gamma + c, mean[c],
-                                            rstd[c], eps, km, kv, dy, NULL, y, dx, dgamma + c,
-                                            dbeta + c))
+                                            rstd[c], eps, km, kv, dy, NULL, y, store, dx,
+                                            dgamma + c, dbeta + c))
                 continue;
             if (!row && !failed)
                 row = nomul_scratch(NOMUL_SCRATCH_NORM, (size_t)len * 4);
@@ -439,40 +440,41 @@ static void bn_backward(const nomul_op_cfg *cfg, int nb, int C, int S, const flo
             gather_channel_relu(nb, C, S, c, pa ? y : NULL, dy, grow);
             if (!pa && nomul_bn_planes_backward_float(nb, C, S, c, x, row, gamma + c,
                                                       y ? beta + c : NULL, mean[c], rstd[c], dy,
-                                                      grow, dx, dgamma + c, dbeta + c))
+                                                      grow, store, dx, dgamma + c, dbeta + c))
                 continue;
             /* PA where S is not a multiple of 16: the sums over the gathered
              * rows, dx plane by plane */
             if (pa && gathered &&
                 nomul_bn_planes_backward_pa(cfg, nb, C, S, c, x, row, gamma + c, mean[c],
-                                            rstd[c], eps, km, kv, dy, grow, NULL, dx, dgamma + c,
-                                            dbeta + c))
+                                            rstd[c], eps, km, kv, dy, grow, NULL, store, dx,
+                                            dgamma + c, dbeta + c))
                 continue;
             memset(drow, 0, (size_t)len * sizeof *drow);
             ln_row_backward(cfg, (int)len, row, gamma + c, 0, mean[c], rstd[c], eps, km, kv, grow,
                             drow, dgamma + c, dbeta + c, 0, dd);
-            scatter_channel(nb, C, S, c, drow, dx, 1);
+            /* drow = +0 + v, never −0: stored, the bits of +0 + drow */
+            scatter_channel(nb, C, S, c, drow, dx, !store);
         }
     }
 }
 
 void nomul_batch_norm_backward_keep(const nomul_op_cfg *cfg, int nb, int C, int S, const float *x,
                                     const float *gamma, const float *mean, const float *rstd,
-                                    const float *keep, float eps, const float *dy, float *dx,
-                                    float *dgamma, float *dbeta)
+                                    const float *keep, float eps, const float *dy,
+                                    int accumulate, float *dx, float *dgamma, float *dbeta)
 {
-    bn_backward(cfg, nb, C, S, x, NULL, gamma, NULL, mean, rstd, keep, eps, dy, dx, dgamma,
-                dbeta);
+    bn_backward(cfg, nb, C, S, x, NULL, gamma, NULL, mean, rstd, keep, eps, dy, !accumulate, dx,
+                dgamma, dbeta);
 }
 
 void nomul_batch_norm_relu_backward_keep(const nomul_op_cfg *cfg, int nb, int C, int S,
                                          const float *x, const float *y, const float *gamma,
                                          const float *beta, const float *mean, const float *rstd,
-                                         const float *keep, float eps, const float *dy, float *dx,
-                                         float *dgamma, float *dbeta)
+                                         const float *keep, float eps, const float *dy,
+                                         int accumulate, float *dx, float *dgamma, float *dbeta)
 {
-    bn_backward(cfg, nb, C, S, x, y, gamma, beta, mean, rstd, keep, eps, dy, dx, dgamma,
-                dbeta);
+    bn_backward(cfg, nb, C, S, x, y, gamma, beta, mean, rstd, keep, eps, dy, !accumulate, dx,
+                dgamma, dbeta);
 }
 
 /* ---- label-smoothed cross-entropy ------------------------------------------------ */

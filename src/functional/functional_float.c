@@ -357,10 +357,11 @@ int nomul_bn_planes_forward_float(int nb, int C, int S, int c, const float *x, c
 int nomul_bn_planes_backward_float(int nb, int C, int S, int c, const float *x,
                                    const float *xrow, const float *gamma,
                                    const float *relu_beta, float mu, float r, const float *dy,
-                                   const float *dyrow, float *dx, float *dgamma, float *dbeta)
+                                   const float *dyrow, int store, float *dx, float *dgamma,
+                                   float *dbeta)
 {
     return bnf_active()->planes_backward(nb, C, S, c, x, xrow, gamma, relu_beta, mu, r, dy,
-                                         dyrow, dx, dgamma, dbeta);
+                                         dyrow, store, dx, dgamma, dbeta);
 }
 
 /* ---- label-smoothed cross-entropy -------------------------------------------------- */

@@ -77,8 +77,8 @@ typedef struct {
                           float *mean, float *rstd, int relu);
     int (*planes_backward)(int nb, int C, int S, int c, const float *x, const float *xrow,
                            const float *gamma, const float *relu_beta, float mu, float r,
-                           const float *dy, const float *dyrow, float *dx, float *dgamma,
-                           float *dbeta);
+                           const float *dy, const float *dyrow, int store, float *dx,
+                           float *dgamma, float *dbeta);
 } nomul_bnf_passes;
 extern const nomul_bnf_passes nomul_bnf_passes_base, nomul_bnf_passes_avx2,
     nomul_bnf_passes_avx512;
@@ -86,11 +86,13 @@ extern const nomul_bnf_passes nomul_bnf_passes_base, nomul_bnf_passes_avx2,
  * output gradient, masked on the fly, the relu's output recomputed from x
  * and β as the forward made it; NULL: batch norm alone); where S is not a
  * multiple of 16, over xrow and dyrow, the channel of x and of dy gathered
- * (0 without them), dx still added plane by plane. */
+ * (0 without them), dx still added plane by plane (store: written, the
+ * bits of adding into +0). */
 int nomul_bn_planes_backward_float(int nb, int C, int S, int c, const float *x,
                                    const float *xrow, const float *gamma,
                                    const float *relu_beta, float mu, float r, const float *dy,
-                                   const float *dyrow, float *dx, float *dgamma, float *dbeta);
+                                   const float *dyrow, int store, float *dx, float *dgamma,
+                                   float *dbeta);
 /* used: the rows whose target is not ignore_index (-1: a target out of
  * range, the loss is NaN; 0: the loss is 0). */
 float nomul_cross_entropy_forward_float(int rows, int n, const float *logp, const int *target,
@@ -159,7 +161,7 @@ void nomul_ln_row_backward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
  * gathered): the ReLU's output, dy read through its derivative (a gathered
  * dy already was). The same operations and bits as on the gathered row
  * (nomul_bn_channel_forward_pa, nomul_ln_row_backward_pa; the backward adds
- * into dx). 0, having done nothing, where they do not apply (no fused
+ * into dx, or with store writes it, the bits of adding into +0). 0, having done nothing, where they do not apply (no fused
  * passes, or S not a multiple of 16 and no rows). */
 int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
                                const float *x, const float *xrow, const float *gamma,
@@ -169,8 +171,8 @@ int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, in
 int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
                                 const float *x, const float *xrow, const float *gamma, float mu,
                                 float r, float eps, const float *ksum, const float *kq,
-                                const float *dy, const float *dyrow, const float *ry, float *dx,
-                                float *dgamma, float *dbeta);
+                                const float *dy, const float *dyrow, const float *ry, int store,
+                                float *dx, float *dgamma, float *dbeta);
 void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float *row,
                                  const float *gamma, const float *beta, float eps,
                                  float momentum, int training, float *running_mean,

@@ -958,7 +958,7 @@ static void bn_row_backward_fused(const nomul_pa_fused *f, float off, int approx
         f->bn_backward_approx1(n, xr, mu, r, gamma[0], gr, NULL, off, buf, buf + n, au, av, adg,
                                adb);
         f->bn_backward_approx2(1, n, buf, buf + n, r, pad(lanes_total(au), nf),
-                               pad(lanes_total(av), nf), off, dr, 0);
+                               pad(lanes_total(av), nf), off, dr, 0, 0);
         dgamma[0] += lanes_total(adg);
         dbeta[0] += lanes_total(adb);
         return;
@@ -1469,8 +1469,8 @@ int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, in
 int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
                                 const float *x, const float *xrow, const float *gamma, float mu,
                                 float r, float eps, const float *ksum, const float *kq,
-                                const float *dy, const float *dyrow, const float *ry, float *dx,
-                                float *dgamma, float *dbeta)
+                                const float *dy, const float *dyrow, const float *ry, int store,
+                                float *dx, float *dgamma, float *dbeta)
 {
     const int approx = cfg->approx_bwd;
     const nomul_pa_fused *f = bn_planes_fused(S, xrow && dyrow ? xrow : NULL);
@@ -1501,7 +1501,7 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
                                    ry ? PLANE(ry, b) : NULL, off, xh + (long)b * seg,
                                    u + (long)b * seg, au, av, adg, adb);
         float m1 = pad(lanes_total(au), nf), m2 = pad(lanes_total(av), nf);
-        f->bn_backward_approx2(nb, S, xh, u, r, m1, m2, off, PLANE(dx, 0), (long)C * S);
+        f->bn_backward_approx2(nb, S, xh, u, r, m1, m2, off, PLANE(dx, 0), (long)C * S, store);
         dgamma[0] += lanes_total(adg);
         dbeta[0] += lanes_total(adb);
         return 1;
@@ -1535,8 +1535,12 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
     for (int b = 0; b < nb; b++) {
         float *o = PLANE(dx, b);
         const float *e = dd + (long)b * S;
-        for (int i = 0; i < S; i++) /* as added into a gathered row that starts at +0 */
-            o[i] += 0.0f + (e[i] + dsum);
+        if (store) /* the bits of adding into +0 */
+            for (int i = 0; i < S; i++)
+                o[i] = 0.0f + (e[i] + dsum);
+        else
+            for (int i = 0; i < S; i++) /* as added into a gathered row that starts at +0 */
+                o[i] += 0.0f + (e[i] + dsum);
     }
     return 1;
 }
