@@ -981,7 +981,7 @@ static void test_bn_approx_pass_matches_operations(void **state)
             if (store)
                 for (int j = 0; j < n; j++)
                     dx0[j] = 0.0f;
-            f->bn_backward_approx2(np, S, xh, u, r2, m1, m2, 1.0f, dxp, ds, store);
+            f->bn_backward_approx2(np, S, xh, u, S, r2, m1, m2, 1.0f, dxp, ds, store);
             for (long k = 0; k < np * ds; k++) {
                 const int j = (int)(k / ds * S + k % ds);
                 if (k % ds >= S) {

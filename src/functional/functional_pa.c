@@ -957,7 +957,7 @@ static void bn_row_backward_fused(const nomul_pa_fused *f, float off, int approx
         float au[LANES] = {0}, av[LANES] = {0};
         f->bn_backward_approx1(n, xr, mu, r, gamma[0], gr, NULL, off, buf, buf + n, au, av, adg,
                                adb);
-        f->bn_backward_approx2(1, n, buf, buf + n, r, pad(lanes_total(au), nf),
+        f->bn_backward_approx2(1, n, buf, buf + n, n, r, pad(lanes_total(au), nf),
                                pad(lanes_total(av), nf), off, dr, 0, 0);
         dgamma[0] += lanes_total(adg);
         dbeta[0] += lanes_total(adb);
@@ -1494,14 +1494,20 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
         NOMUL_COUNT(PAEXP2, 1); NOMUL_COUNT(SHIFT, 5L * len + 3); NOMUL_COUNT(FADD, 9L * len);
     }
     float adg[LANES] = {0}, adb[LANES] = {0};
+    /* where dx is stored plane by plane, the scratch it replaces (the exact
+     * backward's dd, the approximate one's u) in dx's own planes: fewer
+     * arrays in the caches (a 64 × 784 channel's are 200 KB each) */
+    const int own = store && !xrow;
     if (approx) { /* bn_row_backward_fused's, dx plane by plane */
-        float au[LANES] = {0}, av[LANES] = {0}, *xh = dd, *u = dd + len;
+        float au[LANES] = {0}, av[LANES] = {0}, *xh = dd, *u = own ? PLANE(dx, 0) : dd + len;
+        const long us = own ? (long)C * S : seg;
         for (int b = 0; b < nseg; b++)
             f->bn_backward_approx1(seg, SEG(x, xrow, b), mu, r, gamma[0], SEG(dy, dyrow, b),
                                    ry ? PLANE(ry, b) : NULL, off, xh + (long)b * seg,
-                                   u + (long)b * seg, au, av, adg, adb);
+                                   u + (long)b * us, au, av, adg, adb);
         float m1 = pad(lanes_total(au), nf), m2 = pad(lanes_total(av), nf);
-        f->bn_backward_approx2(nb, S, xh, u, r, m1, m2, off, PLANE(dx, 0), (long)C * S, store);
+        f->bn_backward_approx2(nb, S, xh, u, own ? us : S, r, m1, m2, off, PLANE(dx, 0),
+                               (long)C * S, store);
         dgamma[0] += lanes_total(adg);
         dbeta[0] += lanes_total(adb);
         return 1;
@@ -1522,19 +1528,21 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
         r2 = nomul_pa_sqrt(pad(q, nf) + eps);
     }
     float var = pad(q, nf), adr[LANES] = {0}, amu[LANES] = {0};
+#define DD(b) (own ? PLANE(dx, b) : dd + (long)(b) * seg)
     for (int b = 0; b < nseg; b++)
         f->backward1(seg, SEG(x, xrow, b), mu2, r2, gamma, SEG(dy, dyrow, b),
-                     ry ? PLANE(ry, b) : NULL, off, adg, adb, dd + (long)b * seg, adr, 1);
+                     ry ? PLANE(ry, b) : NULL, off, adg, adb, DD(b), adr, 1);
     dgamma[0] += lanes_total(adg);
     dbeta[0] += lanes_total(adb);
     float dvar = nomul_pa_sqrt_grad(var + eps, lanes_total(adr), 0), dq, unused, dsum;
     div_grads(q, nf, dvar, &dq, &unused);
     for (int b = 0; b < nseg; b++)
-        f->backward2(seg, SEG(x, xrow, b), mu2, dq, off, dd + (long)b * seg, amu);
+        f->backward2(seg, SEG(x, xrow, b), mu2, dq, off, DD(b), amu);
+#undef DD
     div_grads(sum, nf, -lanes_total(amu), &dsum, &unused);
     for (int b = 0; b < nb; b++) {
         float *o = PLANE(dx, b);
-        const float *e = dd + (long)b * S;
+        const float *e = own ? o : dd + (long)b * S;
         if (store) /* the bits of adding into +0 */
             for (int i = 0; i < S; i++)
                 o[i] = 0.0f + (e[i] + dsum);
