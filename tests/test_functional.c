@@ -906,6 +906,17 @@ static void test_bn_approx_pass_matches_operations(void **state)
                     lanes[k][l] = want[k][l] = z0;
             f->bn_backward_approx1(n, x, 0.0f, rr, gam, dy, relu ? ry : NULL, 1.0f, xh, u,
                                    lanes[0], lanes[1], lanes[2], lanes[3]);
+            { /* without xh stored: the same u and sums */
+                float u2[NV], lanes2[4][16];
+                for (int k = 0; k < 4; k++)
+                    for (int l = 0; l < 16; l++)
+                        lanes2[k][l] = z0;
+                f->bn_backward_approx1(n, x, 0.0f, rr, gam, dy, relu ? ry : NULL, 1.0f, NULL, u2,
+                                       lanes2[0], lanes2[1], lanes2[2], lanes2[3]);
+                if (memcmp(u2, u, (size_t)n * sizeof *u) || memcmp(lanes2, lanes, sizeof lanes))
+                    FAIL_SEED("%s approximate pass without xh: u or the sums differ (n %d)",
+                              nomul_isa_name(nomul_isa_active()), n);
+            }
             for (int j = 0; j < n; j++) {
                 if (relu) /* the relu's backward into a zeroed gradient */
                     dy[j] = ry[j] > 0.0f ? 0.0f + dy[j] : 0.0f;
@@ -937,6 +948,7 @@ static void test_bn_approx_pass_matches_operations(void **state)
                        : near       ? (float)((int)(tu_next(&r) % 201) - 100) / 64.0f
                                     : wide_value(&r);
             float m2 = wedge          ? ldexpf(1.0f, -126)
+                       : rep % 10 == 4 ? ldexpf(1.0f, -140) /* subnormal: the general path */
                        : rep % 3 == 0 ? ldexpf(1.75f, rep % 2 ? -120 : 110)
                                       : (float)((int)(tu_next(&r) % 201) - 100) / 32.0f;
             const int wup = rep % 16 == 15; /* the upper limit: r < 1, so that u is finite */
@@ -981,7 +993,21 @@ static void test_bn_approx_pass_matches_operations(void **state)
             if (store)
                 for (int j = 0; j < n; j++)
                     dx0[j] = 0.0f;
-            f->bn_backward_approx2(np, S, xh, u, S, r2, m1, m2, 1.0f, dxp, ds, store);
+            float dxq[3 * (NV + 4)]; /* xh formed again from x (μ 0), where xh is x's */
+            memcpy(dxq, dxp, sizeof dxq);
+            f->bn_backward_approx2(np, S, xh, NULL, 0, 0.0f, u, S, r2, m1, m2, 1.0f, dxp, ds,
+                                   store);
+            if (rep % 2 == 0) {
+                f->bn_backward_approx2(np, S, NULL, x, S, 0.0f, u, S, r2, m1, m2, 1.0f, dxq, ds,
+                                       store);
+                for (long k = 0; k < np * ds; k++)
+                    if (k % ds < S && !same_value(dxq[k], dxp[k]))
+                        FAIL_SEED("%s approximate second pass, xh formed from x %a: dx %a, "
+                                  "from the first pass's xh %a (planes of %d, store %d)",
+                                  nomul_isa_name(nomul_isa_active()),
+                                  (double)x[k / ds * S + k % ds], (double)dxq[k],
+                                  (double)dxp[k], S, store);
+            }
             for (long k = 0; k < np * ds; k++) {
                 const int j = (int)(k / ds * S + k % ds);
                 if (k % ds >= S) {

@@ -110,13 +110,15 @@ typedef struct nomul_pa_fused {
      * the second, dx, over np planes of S values (xh's plane b at b·S, u's
      * at b·us, dx's at b·ds: a gathered row's result added straight into the
      * planes; store: dx's values written, the bits of adding into +0, and u
-     * may then be dx itself) */
+     * may then be dx itself). xh NULL in the first: not stored; in the
+     * second: formed again as the first forms it, PAD(x − μ, r), from x
+     * (plane b at b·xs) */
     void (*bn_backward_approx1)(int n, const float *x, float mu, float r, float gamma,
                                 const float *dy, const float *ry, float off, float *xh,
                                 float *u, float *su, float *sv, float *sdg, float *sdb);
-    void (*bn_backward_approx2)(int np, int S, const float *xh, const float *u, long us,
-                                float r, float m1, float m2, float off, float *dx, long ds,
-                                int store);
+    void (*bn_backward_approx2)(int np, int S, const float *xh, const float *x, long xs,
+                                float mu, const float *u, long us, float r, float m1, float m2,
+                                float off, float *dx, long ds, int store);
     /* GELU x·σ(k x) (functional_pa.c's chain, the same operations in its
      * order): forward, z = PAM(k, x), q = 1 + pa_exp(−z), s = PAD(1, q),
      * y = PAM(x, s), each of y, s and q where not NULL; backward (dx +=), from x,

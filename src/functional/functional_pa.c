@@ -957,7 +957,7 @@ static void bn_row_backward_fused(const nomul_pa_fused *f, float off, int approx
         float au[LANES] = {0}, av[LANES] = {0};
         f->bn_backward_approx1(n, xr, mu, r, gamma[0], gr, NULL, off, buf, buf + n, au, av, adg,
                                adb);
-        f->bn_backward_approx2(1, n, buf, buf + n, n, r, pad(lanes_total(au), nf),
+        f->bn_backward_approx2(1, n, buf, NULL, 0, 0.0f, buf + n, n, r, pad(lanes_total(au), nf),
                                pad(lanes_total(av), nf), off, dr, 0, 0);
         dgamma[0] += lanes_total(adg);
         dbeta[0] += lanes_total(adb);
@@ -1498,16 +1498,19 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
      * backward's dd, the approximate one's u) in dx's own planes: fewer
      * arrays in the caches (a 64 × 784 channel's are 200 KB each) */
     const int own = store && !xrow;
-    if (approx) { /* bn_row_backward_fused's, dx plane by plane */
-        float au[LANES] = {0}, av[LANES] = {0}, *xh = dd, *u = own ? PLANE(dx, 0) : dd + len;
+    if (approx) { /* bn_row_backward_fused's, dx plane by plane; in dx's
+                   * planes, u, and xh = PAD(x − μ, r) not kept but formed
+                   * again from x */
+        float au[LANES] = {0}, av[LANES] = {0}, *xh = own ? NULL : dd;
+        float *u = own ? PLANE(dx, 0) : dd + len;
         const long us = own ? (long)C * S : seg;
         for (int b = 0; b < nseg; b++)
             f->bn_backward_approx1(seg, SEG(x, xrow, b), mu, r, gamma[0], SEG(dy, dyrow, b),
-                                   ry ? PLANE(ry, b) : NULL, off, xh + (long)b * seg,
+                                   ry ? PLANE(ry, b) : NULL, off, xh ? xh + (long)b * seg : NULL,
                                    u + (long)b * us, au, av, adg, adb);
         float m1 = pad(lanes_total(au), nf), m2 = pad(lanes_total(av), nf);
-        f->bn_backward_approx2(nb, S, xh, u, own ? us : S, r, m1, m2, off, PLANE(dx, 0),
-                               (long)C * S, store);
+        f->bn_backward_approx2(nb, S, xh, PLANE(x, 0), (long)C * S, mu, u, own ? us : S, r, m1,
+                               m2, off, PLANE(dx, 0), (long)C * S, store);
         dgamma[0] += lanes_total(adg);
         dbeta[0] += lanes_total(adb);
         return 1;
