@@ -1253,6 +1253,19 @@ static void store_twice(const node *nd, nomul_tensor *const *ins, int nin, const
         free(keep[k]);
 }
 
+/* store_twice on the tape's first node with y's gradient gy (taken: freed
+ * after), then the nin input tensors freed */
+static void stores_checked(nomul_graph *g, nomul_tensor *y, float *gy, nomul_tensor **ins,
+                           int nin, const char *what)
+{
+    y->grad = gy;
+    store_twice(&g->tape[0], ins, nin, what);
+    y->grad = NULL;
+    free(gy);
+    for (int k = 0; k < nin; k++)
+        nomul_tensor_free(ins[k]);
+}
+
 static void test_first_writer_stores(void **state)
 {
     (void)state;
@@ -1300,16 +1313,10 @@ static void test_first_writer_stores(void **state)
                 fill_signed_zeros(&r, gy, y->n, 50);
                 for (long i = 0; i < y->n / d->n; i++) /* the first image's dy all zeros */
                     gy[i] = pos || i % 3 ? -0.0f : 0.0f;
-                y->grad = gy;
                 char what[64];
                 snprintf(what, sizeof what, "conv2d desc %d cfg %d", di, ci);
                 nomul_tensor *ins[3] = {x, w, b};
-                store_twice(&g->tape[0], ins, 3, what);
-                y->grad = NULL;
-                free(gy);
-                nomul_tensor_free(x);
-                nomul_tensor_free(w);
-                nomul_tensor_free(b);
+                stores_checked(g, y, gy, ins, 3, what);
             }
     }
     nomul_isa_set(nomul_isa_max());
@@ -1373,17 +1380,11 @@ static void test_first_writer_stores(void **state)
             assert_non_null(y);
             float *gy = malloc((size_t)y->n * sizeof *gy);
             fill_signed_zeros(&r, gy, y->n, 30);
-            y->grad = gy;
             char what[64];
             snprintf(what, sizeof what, "batch_norm%s cfg %d, %d x %d planes",
                      relu ? "_relu" : "", ci, xs[2], xs[3]);
             nomul_tensor *ins[3] = {x, gm, bt};
-            store_twice(&g->tape[0], ins, 3, what);
-            y->grad = NULL;
-            free(gy);
-            nomul_tensor_free(x);
-            nomul_tensor_free(gm);
-            nomul_tensor_free(bt);
+            stores_checked(g, y, gy, ins, 3, what);
         }
     }
     nomul_isa_set(nomul_isa_max());
