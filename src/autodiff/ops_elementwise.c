@@ -137,7 +137,6 @@ static float bin_forward(ad_op op, int pa, float off, float x, float y)
     }
 }
 
-/* forward: y = a ∘ b (broadcast), ∘ the node's operation: add, sub, mul, div */
 /* d += g (d −= g with sub) on all threads, d NULL for none; where this is
  * d's first write (store), d = +0 + g (+0 − g): the bits of the same into
  * zeros. With taken (a gradient that took the output's, AD_TAKEN: it is g
@@ -293,7 +292,8 @@ void ad_binary_backward(const node *nd)
     }
 }
 
-/* cfg: NULL for add and sub (float in every mode) */
+/* forward: y = a ∘ b (broadcast), ∘ the node's operation: add, sub, mul,
+ * div; cfg: NULL for add and sub (float in every mode) */
 static nomul_tensor *binary(nomul_graph *g, const nomul_op_cfg *cfg, ad_op op, nomul_tensor *a,
                             nomul_tensor *b, const char *fn)
 {

@@ -161,8 +161,9 @@ void nomul_ln_row_backward_pa(const nomul_op_cfg *cfg, int n, const float *xr,
  * gathered): the ReLU's output, dy read through its derivative (a gathered
  * dy already was). The same operations and bits as on the gathered row
  * (nomul_bn_channel_forward_pa, nomul_ln_row_backward_pa; the backward adds
- * into dx, or with store writes it, the bits of adding into +0). 0, having done nothing, where they do not apply (no fused
- * passes, or S not a multiple of 16 and no rows). */
+ * into dx, or with store writes it, the bits of adding into +0). 0, having
+ * done nothing, where they do not apply (no fused passes, or S not a
+ * multiple of 16 and no rows). */
 int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
                                const float *x, const float *xrow, const float *gamma,
                                const float *beta, float eps, float momentum, float *running_mean,

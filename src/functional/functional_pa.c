@@ -1474,13 +1474,19 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
 {
     const int approx = cfg->approx_bwd;
     const nomul_pa_fused *f = bn_planes_fused(S, xrow && dyrow ? xrow : NULL);
-    const long len = (long)nb * S;
-    /* the exact backward's dd, or the approximate one's xh and u */
-    float *dd = f ? nomul_scratch(NOMUL_SCRATCH_LN, (size_t)len * (approx ? 2 : 1)) : NULL;
-    if (!dd)
+    if (!f)
         return 0;
+    const long len = (long)nb * S;
     if (S % LANES == 0)
         xrow = dyrow = NULL;
+    /* where dx is stored plane by plane, the scratch it replaces (the exact
+     * backward's dd, the approximate one's u) in dx's own planes: fewer
+     * arrays in the caches (a 64 × 784 channel's are 200 KB each); else the
+     * exact backward's dd, or the approximate one's xh and u */
+    const int own = store && !xrow;
+    float *dd = own ? NULL : nomul_scratch(NOMUL_SCRATCH_LN, (size_t)len * (approx ? 2 : 1));
+    if (!own && !dd)
+        return 0;
     const int nseg = xrow ? 1 : nb, seg = xrow ? (int)len : S;
     if (xrow) /* the gathered dy went through the ReLU as it was gathered */
         ry = NULL;
@@ -1494,10 +1500,6 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
         NOMUL_COUNT(PAEXP2, 1); NOMUL_COUNT(SHIFT, 5L * len + 3); NOMUL_COUNT(FADD, 9L * len);
     }
     float adg[LANES] = {0}, adb[LANES] = {0};
-    /* where dx is stored plane by plane, the scratch it replaces (the exact
-     * backward's dd, the approximate one's u) in dx's own planes: fewer
-     * arrays in the caches (a 64 × 784 channel's are 200 KB each) */
-    const int own = store && !xrow;
     if (approx) { /* bn_row_backward_fused's, dx plane by plane; in dx's
                    * planes, u, and xh = PAD(x − μ, r) not kept but formed
                    * again from x */
