@@ -156,6 +156,11 @@ typedef struct nomul_pa_fused {
      * then p −= PAM(PAD(m, pa_sqrt(v) + k[5]), k[6]) */
     void (*adamw)(int n, float *p, const float *g, float *m, float *v, const float *k,
                   int delta, int wd);
+    /* batch norm's exact backward, its last pass over np planes of S: dx =
+     * +0 + (e + dsum) where store, else dx += +0 + (e + dsum) (e's plane b
+     * at b·es, dx's at b·ds; e may be dx) */
+    void (*bn_dx_finish)(int np, int S, const float *e, long es, float dsum, float *dx, long ds,
+                         int store);
 } nomul_pa_fused;
 
 extern const nomul_pa_fused nomul_pa_fused_avx2;

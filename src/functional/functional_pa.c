@@ -1545,16 +1545,10 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
         f->backward2(seg, SEG(x, xrow, b), mu2, dq, off, DD(b), amu);
 #undef DD
     div_grads(sum, nf, -lanes_total(amu), &dsum, &unused);
-    for (int b = 0; b < nb; b++) {
-        float *o = PLANE(dx, b);
-        const float *e = own ? o : dd + (long)b * S;
-        if (store) /* the bits of adding into +0 */
-            for (int i = 0; i < S; i++)
-                o[i] = 0.0f + (e[i] + dsum);
-        else
-            for (int i = 0; i < S; i++) /* as added into a gathered row that starts at +0 */
-                o[i] += 0.0f + (e[i] + dsum);
-    }
+    /* store: the bits of adding into +0; else as added into a gathered row
+     * that starts at +0 */
+    f->bn_dx_finish(nb, S, own ? PLANE(dx, 0) : dd, own ? (long)C * S : S, dsum, PLANE(dx, 0),
+                    (long)C * S, store);
     return 1;
 }
 #undef SEG
