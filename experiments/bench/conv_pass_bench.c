@@ -19,7 +19,8 @@
  * (the weight gradient's per-tile lists), fsparse (the forward's lists),
  * clane (the products with lanes along channels), each =auto, =never or
  * =always (the library's test modes, declared weak: a build without one
- * says so and stops); and threads=N (1 unless given). Prints one line: the
+ * says so and stops); threads=N (1 unless given); zeros=P, the percentage
+ * of x's values that are zero (50 unless given). Prints one line: the
  * layer, and the best time in ms.
  */
 #include <stdint.h>
@@ -39,8 +40,8 @@ extern int conv_xsparse_mode __attribute__((weak));
 extern int conv_fsparse_mode __attribute__((weak));
 extern int conv_clane_mode __attribute__((weak));
 
-/* PATHS (above), and threads=N; 0 after a message */
-static int threads = 1;
+/* PATHS (above), threads=N and zeros=P; 0 after a message */
+static int threads = 1, zeros = 50;
 static int force_paths(const char *prog, const char *arg)
 {
     static const char *const modes[] = {"auto", "never", "always"};
@@ -65,6 +66,17 @@ static int force_paths(const char *prog, const char *arg)
                 return 0;
             }
             threads = (int)t;
+            continue;
+        }
+        if (eq && len == 5 && !strncmp(item, "zeros", 5)) {
+            char *end;
+            long z = strtol(eq + 1, &end, 10);
+            if (*end || z < 0 || z > 100) {
+                fprintf(stderr, "%s: PATHS: '%s': zeros wants a percentage, 0 to 100\n", prog,
+                        item);
+                return 0;
+            }
+            zeros = (int)z;
             continue;
         }
         int p = 0, m = 0;
@@ -123,8 +135,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: out of memory\n", prog);
         return 1;
     }
-    for (size_t i = 0; i < nx; i++) /* positive, half of them zero */
-        x[i] = rnd16() < 32768 ? 0.0f : (float)rnd16() / 65536.0f + 0.01f;
+    for (size_t i = 0; i < nx; i++) /* positive, zeros% of them zero (half: a ReLU's) */
+        x[i] = rnd16() < zeros * 65536u / 100 ? 0.0f : (float)rnd16() / 65536.0f + 0.01f;
     for (size_t i = 0; i < nw; i++)
         w[i] = (float)rnd16() / 32768.0f - 0.999f;
     for (size_t i = 0; i < ny; i++)

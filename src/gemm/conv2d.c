@@ -155,6 +155,14 @@ NO_LIBCALL_LOOPS void conv_pad_planes(int c, int h, int w, int ph, int pw, const
     int hp = h + 2 * ph, wp = w + 2 * pw;
     for (int k = 0; k < c; k++) {
         float *pl = dst + (long)k * hp * wp;
+        /* the next plane asked for while this one is copied: the source
+         * comes from memory, and its rows are too short for the hardware's
+         * prefetchers (share of the float ResNet20 step 7.2-7.8% → 5.9-6.7%;
+         * a row of the next plane with each row copied, or two planes on,
+         * less) */
+        if (k + 1 < c)
+            for (long b = 0; b < (long)h * w * 4; b += 64)
+                __builtin_prefetch((const char *)(src + (long)(k + 1) * h * w) + b);
         zero_row(ph * wp, pl);
         for (int y = 0; y < h; y++) {
             float *row = pl + (long)(ph + y) * wp;
