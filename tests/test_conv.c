@@ -1476,29 +1476,43 @@ static void test_depthwise_direct_paths(void **state)
     nomul_isa_set(nomul_isa_max());
 }
 
-/* conv_transpose (4×4 SSE blocks, scalar edges) against the plain double
- * loop, bit for bit, on random shapes of 1..37 rows and columns (every edge)
- * with a leading dimension wider than the columns. */
+/* conv_transpose (AVX-512: 16 × 16 blocks; else 4×4 SSE blocks, scalar
+ * edges) against the plain double loop, bit for bit, on every instruction
+ * set this CPU has, on random shapes of 1..70 rows and columns (one to five
+ * blocks, every edge; ResNet's 16, 32 and 64 rows among them) with a
+ * leading dimension wider than the columns; t's values past its end
+ * untouched. */
 static void test_transpose_matches_plain_loop(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0x7A5};
-    enum { MAX = 37 };
-    static float m[MAX * (MAX + 5)], t[MAX * MAX];
-    for (int rep = 0; rep < 200; rep++) {
-        int rows = 1 + (int)(tu_next(&r) % MAX), cols = 1 + (int)(tu_next(&r) % MAX);
-        long ldm = cols + (long)(tu_next(&r) % 6);
-        for (long i = 0; i < rows * ldm; i++)
-            m[i] = (float)(int)(tu_next(&r) % 100000) - 50000.0f;
-        memset(t, 0, sizeof t);
-        conv_transpose(rows, cols, m, ldm, t);
-        for (int i = 0; i < rows; i++)
-            for (int j = 0; j < cols; j++)
-                if (tu_bits(t[(long)j * rows + i]) != tu_bits(m[(long)i * ldm + j]))
-                    FAIL_SEED("transpose %d×%d (ldm %ld): t[%d][%d] = %g, want %g", rows, cols,
-                              ldm, j, i, (double)t[(long)j * rows + i],
-                              (double)m[(long)i * ldm + j]);
+    enum { MAX = 70, GUARD = 16 };
+    static float m[MAX * (MAX + 5)], t[MAX * MAX + GUARD];
+    for (int isa = 0; isa <= (int)nomul_isa_max(); isa++) {
+        nomul_isa_set((nomul_isa)isa);
+        for (int rep = 0; rep < 300; rep++) {
+            int rows = 1 + (int)(tu_next(&r) % MAX), cols = 1 + (int)(tu_next(&r) % MAX);
+            if (rep % 4 == 0)
+                rows = 16 << (rep / 4 % 3);
+            long ldm = cols + (long)(tu_next(&r) % 6);
+            for (long i = 0; i < rows * ldm; i++)
+                m[i] = (float)(int)(tu_next(&r) % 100000) - 50000.0f;
+            for (int i = 0; i < MAX * MAX + GUARD; i++)
+                t[i] = -0.0f;
+            conv_transpose(rows, cols, m, ldm, t);
+            for (int i = 0; i < rows; i++)
+                for (int j = 0; j < cols; j++)
+                    if (tu_bits(t[(long)j * rows + i]) != tu_bits(m[(long)i * ldm + j]))
+                        FAIL_SEED("transpose %d×%d (ldm %ld) on %s: t[%d][%d] = %g, want %g",
+                                  rows, cols, ldm, nomul_isa_name((nomul_isa)isa), j, i,
+                                  (double)t[(long)j * rows + i], (double)m[(long)i * ldm + j]);
+            for (long i = (long)rows * cols; i < MAX * MAX + GUARD; i++)
+                if (tu_bits(t[i]) != 0x80000000u)
+                    FAIL_SEED("transpose %d×%d (ldm %ld) on %s wrote t[%ld], past its end",
+                              rows, cols, ldm, nomul_isa_name((nomul_isa)isa), i);
+        }
     }
+    nomul_isa_set(nomul_isa_max());
 }
 
 /* where col's row k = (c, i, j), column p = (oy, ox) reads x (one group,

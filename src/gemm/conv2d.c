@@ -285,6 +285,11 @@ void conv_col_offsets(const nomul_conv2d_desc *d, const conv_geom *g, int implic
  * value at a time. Moves only: the same values. */
 void conv_transpose(int rows, int cols, const float *m, long ldm, float *t)
 {
+    const pg_cntx *cx = pg_cntx_active();
+    if (cx->transpose) { /* the instruction set's own (AVX-512: 16 × 16 blocks) */
+        cx->transpose(rows, cols, m, ldm, t);
+        return;
+    }
     int j = 0;
 #ifdef __SSE2__
     for (; j + 4 <= cols; j += 4) {

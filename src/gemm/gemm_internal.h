@@ -568,6 +568,8 @@ typedef struct pg_cntx {
     pg_pack_fn pack;
     pg_pack_tile_fn pack_tile;
     pg_dw_rows dw_rows;
+    /* conv_transpose's form (conv2d_internal.h); NULL: its plain one */
+    void (*transpose)(int rows, int cols, const float *m, long ldm, float *t);
     int kc, mc, nc;
 } pg_cntx;
 extern const pg_cntx pg_cntx_scalar, pg_cntx_avx2, pg_cntx_avx512;
