@@ -279,14 +279,16 @@ void conv_col_offsets(const nomul_conv2d_desc *d, const conv_geom *g, int implic
             off[k] = (long)k * g->ldcol;
 }
 
-/* In 4×4 blocks on SSE (x86-64's baseline: four loads, the shuffles of
- * _MM_TRANSPOSE4_PS, four stores per 16 values, against 16 scalar loads and
- * stores), each column of t written whole before the next; the edges one
- * value at a time. Moves only: the same values. */
+/* The instruction set's own form where its context has one (AVX-512: 16 ×
+ * 16 blocks, ukernel_avx512.c); else in 4×4 blocks on SSE (x86-64's
+ * baseline: four loads, the shuffles of _MM_TRANSPOSE4_PS, four stores per
+ * 16 values, against 16 scalar loads and stores), each column of t written
+ * whole before the next; the edges one value at a time. Moves only: the
+ * same values. */
 void conv_transpose(int rows, int cols, const float *m, long ldm, float *t)
 {
     const pg_cntx *cx = pg_cntx_active();
-    if (cx->transpose) { /* the instruction set's own (AVX-512: 16 × 16 blocks) */
+    if (cx->transpose) {
         cx->transpose(rows, cols, m, ldm, t);
         return;
     }

@@ -885,8 +885,6 @@ static void small_tile(pg_kind kind, int kd, const float *x, long xrs, long xcs,
 #undef SMALL_CASE
 }
 
-/* This instruction set's context: its kernels, packing and block sizes,
- * registered together (gemm_internal.h). */
 /* conv_transpose (conv2d.c) in 16 × 16 blocks: 16 rows of m loaded (the
  * last block's columns masked, rows past the end zero), transposed in
  * registers (pairs of rows interleaved, then pairs of pairs, then 128-bit
@@ -946,6 +944,8 @@ static void transpose_16x16(int rows, int cols, const float *m, long ldm, float 
     }
 }
 
+/* This instruction set's context: its kernels, packing and block sizes,
+ * registered together (gemm_internal.h). */
 const pg_cntx pg_cntx_avx512 = {
     .isa = NOMUL_ISA_AVX512,
     .fwd = {FMR, FNR, fwd_8x32},
