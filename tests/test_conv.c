@@ -1540,7 +1540,8 @@ static conv_geom one_group_geom(const nomul_conv2d_desc *d, int ldpad)
 }
 
 /* im2col and col2im's add (the vector rows at stride 1 and 2: stride 2 reads
- * two vectors for one, and adds −0 between its values) against plain
+ * two vectors for one, and adds −0 between its values; AVX-512's own
+ * stride-2 rows, the instruction sets in turn) against plain
  * loops, bit for bit, on random layers (kernels 1-3, strides 1-3, padding
  * 0-2, dilation 1-2, rows 1-40 wide) whose values include ±0 and whose dx
  * starts from random values with ±0 among them (+0 added to −0 would make
@@ -1549,7 +1550,9 @@ static void test_im2col_col2im_match_plain_loops(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0x12C0};
-    for (int rep = 0; rep < 300; rep++) {
+    for (int rep = 0; rep < 600; rep++) {
+        /* col2im's stride-2 rows on each instruction set (AVX-512: its own) */
+        nomul_isa_set((nomul_isa)(rep % ((int)nomul_isa_max() + 1)));
         nomul_conv2d_desc d = {1, 1 + (int)(tu_next(&r) % 3), 1 + (int)(tu_next(&r) % 12),
                                1 + (int)(tu_next(&r) % 40), 4, 1 + (int)(tu_next(&r) % 3),
                                1 + (int)(tu_next(&r) % 3), 1 + (int)(tu_next(&r) % 3),
@@ -1596,10 +1599,12 @@ static void test_im2col_col2im_match_plain_loops(void **state)
             }
         for (long i = 0; i < nx; i++)
             if (tu_bits(dx[i]) != tu_bits(twin[i]))
-                FAIL_SEED("col2im rep %d (stride %d, %d): dx[%ld] = %a, want %a", rep,
-                          d.stride_h, d.stride_w, i, (double)dx[i], (double)twin[i]);
+                FAIL_SEED("col2im rep %d (stride %d, %d) on %s: dx[%ld] = %a, want %a", rep,
+                          d.stride_h, d.stride_w, nomul_isa_name(nomul_isa_active()), i,
+                          (double)dx[i], (double)twin[i]);
         free(x); free(col); free(dx); free(twin);
     }
+    nomul_isa_set(nomul_isa_max());
 }
 
 /* stride 2's split feed (conv2d_internal.h's CONV_SPLIT): for every row k of

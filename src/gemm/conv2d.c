@@ -321,6 +321,10 @@ void conv_transpose(int rows, int cols, const float *m, long ldm, float *t)
 void conv_col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const float *col, float *x)
 {
     NOMUL_COUNT(FADD, (long long)g->K * g->P);
+    /* stride 2 across: the instruction set's rows where it has them, each
+     * (c, i, j)'s rows that land inside x in one call */
+    const pg_cntx *cx = pg_cntx_active();
+    const int rows_s2 = d->stride_w == 2 && cx->add_rows_s2;
     for (int c = 0; c < g->cig; c++)
         for (int i = 0; i < d->kh; i++)
             for (int j = 0; j < d->kw; j++) {
@@ -328,6 +332,19 @@ void conv_col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const float
                 float *plane = x + (long)c * d->h * d->w;
                 int base = j * d->dil_w - d->pad_w, ox0, ox1;
                 conv_valid_cols(d->w, g->ow, d->stride_w, base, &ox0, &ox1);
+                if (rows_s2) {
+                    /* oy0 .. oy1 − 1: iy = oy·stride_h − pad_h + i·dil_h in [0, h) */
+                    const int sh = d->stride_h, q = d->pad_h - i * d->dil_h;
+                    int oy0 = q > 0 ? (q + sh - 1) / sh : 0;
+                    int oy1 = d->h - 1 + q >= 0 ? (d->h - 1 + q) / sh + 1 : 0;
+                    oy1 = oy1 < g->oh ? oy1 : g->oh;
+                    if (oy0 < oy1 && ox0 < ox1)
+                        cx->add_rows_s2(oy1 - oy0, ox1 - ox0, row + (long)oy0 * g->ow + ox0,
+                                        g->ow,
+                                        plane + (long)(oy0 * sh - q) * d->w + 2 * ox0 + base,
+                                        (long)sh * d->w);
+                    continue;
+                }
                 for (int oy = 0; oy < g->oh; oy++) {
                     int iy = oy * d->stride_h - d->pad_h + i * d->dil_h;
                     if (iy < 0 || iy >= d->h)

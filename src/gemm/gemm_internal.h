@@ -570,6 +570,10 @@ typedef struct pg_cntx {
     pg_dw_rows dw_rows;
     /* conv_transpose's form (conv2d_internal.h); NULL: its plain one */
     void (*transpose)(int rows, int cols, const float *m, long ldm, float *t);
+    /* col2im's rows at stride 2 (conv2d.c's conv_col2im_add): out[r·os +
+     * 2k] += in[r·is + k] for r < nr, k < n, −0 added between; NULL: the
+     * plain rows */
+    void (*add_rows_s2)(int nr, int n, const float *in, long is, float *out, long os);
     int kc, mc, nc;
 } pg_cntx;
 extern const pg_cntx pg_cntx_scalar, pg_cntx_avx2, pg_cntx_avx512;

@@ -944,6 +944,34 @@ static void transpose_16x16(int rows, int cols, const float *m, long ldm, float 
     }
 }
 
+/* col2im's rows at stride 2 across (conv2d.c's conv_col2im_add): for rows
+ * r < nr of n values, out[r·os + 2k] += in[r·is + k], the places between
+ * added −0 (x + −0 is x, −0 included: add_row_s2's bits), 16 values a step
+ * spread over the even lanes of two vectors (the odd lanes −0), the loads
+ * and stores masked to the 2m − 1 places a step of m values reaches */
+static void add_rows_s2(int nr, int n, const float *in, long is, float *out, long os)
+{
+    const __m512i lo = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+    const __m512 nz = _mm512_set1_ps(-0.0f);
+    for (int r = 0; r < nr; r++, in += is, out += os)
+        for (int k = 0; k < n; k += 16) {
+            const int m = n - k < 16 ? n - k : 16, span = 2 * m - 1;
+            const __mmask16 km = (__mmask16)(m == 16 ? 0xFFFFu : (1u << m) - 1u);
+            const __mmask16 k0 = (__mmask16)(span >= 16 ? 0xFFFFu : (1u << span) - 1u);
+            const __mmask16 k1 = (__mmask16)(span > 16 ? (1u << (span - 16)) - 1u : 0u);
+            const __m512 v = _mm512_maskz_loadu_ps(km, in + k);
+            float *o = out + 2L * k;
+            const __m512 e0 = _mm512_mask_permutexvar_ps(nz, 0x5555, lo, v);
+            _mm512_mask_storeu_ps(o, k0, _mm512_add_ps(_mm512_maskz_loadu_ps(k0, o), e0));
+            if (k1) {
+                const __m512 e1 = _mm512_mask_permutexvar_ps(nz, 0x5555, hi, v);
+                _mm512_mask_storeu_ps(o + 16, k1,
+                                      _mm512_add_ps(_mm512_maskz_loadu_ps(k1, o + 16), e1));
+            }
+        }
+}
+
 /* This instruction set's context: its kernels, packing and block sizes,
  * registered together (gemm_internal.h). */
 const pg_cntx pg_cntx_avx512 = {
@@ -970,6 +998,7 @@ const pg_cntx pg_cntx_avx512 = {
     .pack_tile = pack_tile,
     .dw_rows = {dw_fwd_row, dw_dx_row, dw_dw_row, dw_dot_row, value_stats},
     .transpose = transpose_16x16,
+    .add_rows_s2 = add_rows_s2,
     .kc = PG_KC,
     .mc = PG_MC,
     .nc = PG_NC,
