@@ -85,8 +85,10 @@ static int force_paths(const char *prog, const char *arg)
         while (eq && m < 3 && strcmp(modes[m], eq + 1) != 0)
             m++;
         if (!eq || p == 5 || m == 3) {
-            fprintf(stderr, "%s: PATHS: '%s' is not PATH=auto|never|always with PATH dwplane, "
-                            "dxlive, xsparse, fsparse or clane, nor threads=N or zeros=P\n", prog, item);
+            fprintf(stderr,
+                    "%s: PATHS: '%s' is not PATH=auto|never|always with PATH dwplane, dxlive, "
+                    "xsparse, fsparse or clane, nor threads=N or zeros=P\n",
+                    prog, item);
             return 0;
         }
         if (!paths[p].mode) {
