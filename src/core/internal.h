@@ -135,6 +135,19 @@ static inline uint64_t nomul_splitmix64(uint64_t *state)
     return z;
 }
 
+/* Asks the caches for the n bytes at p, line by line and the last byte's
+ * line (where p is not on a line's start): a plane read next whose short
+ * stream the hardware's prefetchers start late (batch norm's planes,
+ * conv2d.c's padded copy, dwplane.inc, dxlive.inc) */
+static inline void nomul_prefetch(const void *p, long n)
+{
+    const char *q = (const char *)p;
+    for (long o = 0; o < n; o += 64)
+        __builtin_prefetch(q + o);
+    if (n > 0)
+        __builtin_prefetch(q + n - 1);
+}
+
 /* relu as every path computes it (nomul_relu, batch norm's and linear's
  * fused forms): v > 0 ? v : +0, a NaN to +0 */
 static inline float nomul_relu1(float v) { return v > 0.0f ? v : 0.0f; }

@@ -266,10 +266,7 @@ static inline void bn_prefetch_plane(const float *p, int b, int nb, long stride,
 {
     if (b + BN_AHEAD >= nb)
         return;
-    const char *q = (const char *)(p + (long)BN_AHEAD * stride);
-    for (long o = 0; o < (long)S * 4; o += 64)
-        __builtin_prefetch(q + o);
-    __builtin_prefetch(q + (long)S * 4 - 1);
+    nomul_prefetch(p + (long)BN_AHEAD * stride, (long)S * 4);
 }
 
 static inline void lanes_accumulate(float *acc, long n, const float *x)

@@ -161,8 +161,7 @@ NO_LIBCALL_LOOPS void conv_pad_planes(int c, int h, int w, int ph, int pw, const
          * a row of the next plane with each row copied, or two planes on,
          * less) */
         if (k + 1 < c)
-            for (long b = 0; b < (long)h * w * 4; b += 64)
-                __builtin_prefetch((const char *)(src + (long)(k + 1) * h * w) + b);
+            nomul_prefetch(src + (long)(k + 1) * h * w, (long)h * w * 4);
         zero_row(ph * wp, pl);
         for (int y = 0; y < h; y++) {
             float *row = pl + (long)(ph + y) * wp;

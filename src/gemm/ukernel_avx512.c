@@ -896,14 +896,15 @@ static void transpose_16x16(int rows, int cols, const float *m, long ldm, float 
 {
     for (int i = 0; i < rows; i += 16) {
         const int rr = rows - i < 16 ? rows - i : 16;
-        const __mmask16 kr = (__mmask16)(rr == 16 ? 0xFFFFu : (1u << rr) - 1u);
+        __mmask16 kr[2], kc[2]; /* the block's rows, its columns (the first mask each) */
+        tile_masks(rr, kr);
         for (int j = 0; j < cols; j += 16) {
             const int cw = cols - j < 16 ? cols - j : 16;
-            const __mmask16 kc = (__mmask16)(cw == 16 ? 0xFFFFu : (1u << cw) - 1u);
+            tile_masks(cw, kc);
             __m512 r[16], a[16], v[4][4];
 #pragma GCC unroll 16
             for (int q = 0; q < 16; q++)
-                r[q] = q < rr ? _mm512_maskz_loadu_ps(kc, m + (long)(i + q) * ldm + j)
+                r[q] = q < rr ? _mm512_maskz_loadu_ps(kc[0], m + (long)(i + q) * ldm + j)
                               : _mm512_setzero_ps();
             /* lane k of a[2p], a[2p + 1]: rows 2p, 2p + 1 at columns 4k, 4k + 1
              * and 4k + 2, 4k + 3, interleaved */
@@ -938,7 +939,7 @@ static void transpose_16x16(int rows, int cols, const float *m, long ldm, float 
 #pragma GCC unroll 4
                 for (int k = 0; k < 4; k++)
                     if (4 * k + c < cw)
-                        _mm512_mask_storeu_ps(o + (long)(4 * k + c) * rows, kr, col[k]);
+                        _mm512_mask_storeu_ps(o + (long)(4 * k + c) * rows, kr[0], col[k]);
             }
         }
     }
@@ -957,17 +958,17 @@ static void add_rows_s2(int nr, int n, const float *in, long is, float *out, lon
     for (int r = 0; r < nr; r++, in += is, out += os)
         for (int k = 0; k < n; k += 16) {
             const int m = n - k < 16 ? n - k : 16, span = 2 * m - 1;
-            const __mmask16 km = (__mmask16)(m == 16 ? 0xFFFFu : (1u << m) - 1u);
-            const __mmask16 k0 = (__mmask16)(span >= 16 ? 0xFFFFu : (1u << span) - 1u);
-            const __mmask16 k1 = (__mmask16)(span > 16 ? (1u << (span - 16)) - 1u : 0u);
-            const __m512 v = _mm512_maskz_loadu_ps(km, in + k);
+            __mmask16 km[2], ko[2]; /* the m values; the span places, over two vectors */
+            tile_masks(m, km);
+            tile_masks(span, ko);
+            const __m512 v = _mm512_maskz_loadu_ps(km[0], in + k);
             float *o = out + 2L * k;
             const __m512 e0 = _mm512_mask_permutexvar_ps(nz, 0x5555, lo, v);
-            _mm512_mask_storeu_ps(o, k0, _mm512_add_ps(_mm512_maskz_loadu_ps(k0, o), e0));
-            if (k1) {
+            _mm512_mask_storeu_ps(o, ko[0], _mm512_add_ps(_mm512_maskz_loadu_ps(ko[0], o), e0));
+            if (ko[1]) {
                 const __m512 e1 = _mm512_mask_permutexvar_ps(nz, 0x5555, hi, v);
-                _mm512_mask_storeu_ps(o + 16, k1,
-                                      _mm512_add_ps(_mm512_maskz_loadu_ps(k1, o + 16), e1));
+                _mm512_mask_storeu_ps(o + 16, ko[1],
+                                      _mm512_add_ps(_mm512_maskz_loadu_ps(ko[1], o + 16), e1));
             }
         }
 }
