@@ -138,8 +138,12 @@ static inline uint64_t nomul_splitmix64(uint64_t *state)
 /* Asks the caches for the n bytes at p, line by line and the last byte's
  * line (where p is not on a line's start): a plane read next whose short
  * stream the hardware's prefetchers start late (batch norm's planes,
- * conv2d.c's padded copy, dwplane.inc, dxlive.inc) */
-static inline void nomul_prefetch(const void *p, long n)
+ * conv2d.c's padded copy, dwplane.inc, dxlive.inc). Always inlined, and so
+ * must be its callers' helpers: GCC 12 finds a function whose only effect
+ * is a prefetch free of effects and drops the calls to it (this one, with
+ * its loop and its test, in every caller; functional.c's gathers had lost
+ * bn_prefetch_plane's so) */
+static inline __attribute__((always_inline)) void nomul_prefetch(const void *p, long n)
 {
     const char *q = (const char *)p;
     for (long o = 0; o < n; o += 64)

@@ -262,7 +262,8 @@ enum { LANES_NP = LANES * (int)sizeof(float) / LANES_VB };
  * plane b's start (nothing past plane nb − 1). The PA passes, with more
  * arithmetic a value, gained nothing from it and go without. */
 enum { BN_AHEAD = 6 };
-static inline void bn_prefetch_plane(const float *p, int b, int nb, long stride, int S)
+static inline __attribute__((always_inline)) void bn_prefetch_plane(const float *p, int b, int nb,
+                                                                    long stride, int S)
 {
     if (b + BN_AHEAD >= nb)
         return;
