@@ -332,16 +332,16 @@ void conv_col2im_add(const nomul_conv2d_desc *d, const conv_geom *g, const float
                 int base = j * d->dil_w - d->pad_w, ox0, ox1;
                 conv_valid_cols(d->w, g->ow, d->stride_w, base, &ox0, &ox1);
                 if (rows_s2) {
-                    /* oy0 .. oy1 − 1: iy = oy·stride_h − pad_h + i·dil_h in [0, h) */
-                    const int sh = d->stride_h, q = d->pad_h - i * d->dil_h;
-                    int oy0 = q > 0 ? (q + sh - 1) / sh : 0;
-                    int oy1 = d->h - 1 + q >= 0 ? (d->h - 1 + q) / sh + 1 : 0;
-                    oy1 = oy1 < g->oh ? oy1 : g->oh;
+                    /* the rows oy0 .. oy1 − 1 whose iy = oy·stride_h + rbase is in x */
+                    const int rbase = i * d->dil_h - d->pad_h;
+                    int oy0, oy1;
+                    conv_valid_cols(d->h, g->oh, d->stride_h, rbase, &oy0, &oy1);
                     if (oy0 < oy1 && ox0 < ox1)
                         cx->add_rows_s2(oy1 - oy0, ox1 - ox0, row + (long)oy0 * g->ow + ox0,
                                         g->ow,
-                                        plane + (long)(oy0 * sh - q) * d->w + 2 * ox0 + base,
-                                        (long)sh * d->w);
+                                        plane + (long)(oy0 * d->stride_h + rbase) * d->w +
+                                            2 * ox0 + base,
+                                        (long)d->stride_h * d->w);
                     continue;
                 }
                 for (int oy = 0; oy < g->oh; oy++) {
