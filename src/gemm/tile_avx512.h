@@ -105,6 +105,7 @@ static inline __attribute__((always_inline)) void tr16(__m512i *v)
     }
 #pragma GCC unroll 16
     for (int i = 0; i < 16; i += 8)
+#pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
             t[i + j] = _mm512_shuffle_i32x4(v[i + j], v[i + j + 4], 0x88);
             t[i + j + 4] = _mm512_shuffle_i32x4(v[i + j], v[i + j + 4], 0xDD);
