@@ -903,9 +903,12 @@ static void transpose_16x16(int rows, int cols, const float *m, long ldm, float 
             tile_masks(cw, kc);
             __m512 r[16], a[16], v[4][4];
 #pragma GCC unroll 16
-            for (int q = 0; q < 16; q++)
+            for (int q = 0; q < 16; q++) {
+                if (q < rr)
+                    __builtin_prefetch(m + (long)(i + q) * ldm + j + 64);
                 r[q] = q < rr ? _mm512_maskz_loadu_ps(kc[0], m + (long)(i + q) * ldm + j)
                               : _mm512_setzero_ps();
+            }
             /* lane k of a[2p], a[2p + 1]: rows 2p, 2p + 1 at columns 4k, 4k + 1
              * and 4k + 2, 4k + 3, interleaved */
 #pragma GCC unroll 8
