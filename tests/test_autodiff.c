@@ -1266,6 +1266,62 @@ static void stores_checked(nomul_graph *g, nomul_tensor *y, float *gy, nomul_ten
         nomul_tensor_free(ins[k]);
 }
 
+/* A convolution's backward sums dy for a bias only where the layer has one
+ * (ResNet's have none; the sum had run for every layer): with a bias the
+ * audit counts one addition per value of dy more than without, on every
+ * configuration */
+static void test_conv_backward_sums_bias_only_with_one(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xB1A5};
+    const nomul_conv2d_desc d = {2, 4, 6, 6, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1};
+    const nomul_op_cfg cfgs[] = {{NOMUL_OP_STANDARD, 0, 1.0f},
+                                 {NOMUL_OP_PAM, 0, 1.0f},
+                                 {NOMUL_OP_PAM, 1, 1.0f}};
+    int xs[4] = {d.n, d.c_in, d.h, d.w}, ws[4] = {d.c_out, d.c_in, d.kh, d.kw};
+    nomul_tensor *x = nomul_tensor_alloc(4, xs, 1), *w = nomul_tensor_alloc(4, ws, 1);
+    nomul_tensor *b = nomul_tensor_alloc(1, &d.c_out, 1);
+    fill_signed_zeros(&r, x->data, x->n, 0);
+    fill_signed_zeros(&r, w->data, w->n, 0);
+    fill_signed_zeros(&r, b->data, b->n, 0);
+    nomul_graph *g = nomul_graph_new(1 << 20);
+    for (int ci = 0; ci < 3; ci++) {
+        unsigned long long fadd[2];
+        long ny = 0;
+        for (int withb = 0; withb < 2; withb++) {
+            nomul_graph_reset(g);
+            nomul_tensor *y = nomul_conv2d(g, &cfgs[ci], x, w, withb ? b : NULL, &d);
+            assert_non_null(y);
+            ny = y->n;
+            float *gy = malloc((size_t)y->n * sizeof *gy);
+            assert_non_null(gy);
+            fill_signed_zeros(&r, gy, y->n, 0);
+            y->grad = gy;
+            memset(x->grad, 0, (size_t)x->n * sizeof(float));
+            memset(w->grad, 0, (size_t)w->n * sizeof(float));
+            memset(b->grad, 0, (size_t)b->n * sizeof(float));
+            nomul_op_counts c;
+            nomul_counts_reset();
+            nomul_counts_enable(1);
+            ad_op_table[g->tape[0].op].backward(&g->tape[0]);
+            nomul_counts_enable(0);
+            nomul_counts_get(&c);
+            fadd[withb] = c.n[NOMUL_COUNT_FADD];
+            y->grad = NULL;
+            free(gy);
+        }
+        if (fadd[1] - fadd[0] != (unsigned long long)ny)
+            FAIL_SEED("conv2d cfg %d: backward with a bias counts %llu additions, without %llu: "
+                      "a difference of %llu, not dy's %ld values",
+                      ci, fadd[1], fadd[0], fadd[1] - fadd[0], ny);
+    }
+    nomul_counts_reset();
+    nomul_graph_free(g);
+    nomul_tensor_free(x);
+    nomul_tensor_free(w);
+    nomul_tensor_free(b);
+}
+
 static void test_first_writer_stores(void **state)
 {
     (void)state;
@@ -1683,6 +1739,7 @@ int main(void)
         cmocka_unit_test(test_sinusoidal_positions),
         cmocka_unit_test(test_op_errors),
         cmocka_unit_test(test_audit_counts),
+        cmocka_unit_test(test_conv_backward_sums_bias_only_with_one),
         cmocka_unit_test(test_no_grad_and_arena_limits),
         cmocka_unit_test(test_op_table),
         cmocka_unit_test(test_backward_reuses_gradient_memory),
