@@ -1245,6 +1245,60 @@ static void test_batch_norm(void **state)
     rises_verdict("batch norm", &tally);
 }
 
+/* Batch norm's PA evaluation, plane by plane (nomul_bn_planes_eval_pa), with
+ * and without the relu, on planes that fill whole lanes and planes that do
+ * not, every instruction set and PAM offsets 1 and 0.75, against the
+ * recipe on each value: PAM(PAD(x − μ_run, pa_sqrt(σ²_run + ε)), γ) + β
+ * (then nomul_relu1), bit for bit; x with zeros and values out of PAM's
+ * range (the fused pass's slow lanes). */
+static void test_pa_batch_norm_evaluation_matches_recipe(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0xE7A1};
+    static const int sizes[] = {5, 16, 49, 196, 784};
+    for (int it = 0; it < 20 * ((int)nomul_isa_max() + 1); it++) {
+        nomul_isa_set((nomul_isa)(it / 20));
+        const int S = sizes[it % 5], relu = it / 5 % 2, offset = it / 10 % 2;
+        const int nb = 1 + (int)(tu_next(&r) % 4), C = 1 + (int)(tu_next(&r) % 3), M = nb * C * S;
+        float *x = malloc(sizeof(float) * (size_t)M * 2), *y = x + M;
+        assert_non_null(x);
+        float g[3], b[3], rm[3], rv[3], mean[3], rstd[3];
+        fill(&r, x, M, -3, 3);
+        for (int i = 0; i < M; i += 5)
+            x[i] = i % 10 ? 0.0f : -0.0f;
+        if (M > 9)
+            x[7] = 3e38f, x[9] = 1e-37f;
+        for (int c = 0; c < C; c++) {
+            g[c] = tu_normal(&r, -1, 1, 1);
+            b[c] = tu_normal(&r, -1, 0, 1);
+            rm[c] = tu_normal(&r, -2, 1, 1);
+            rv[c] = fabsf(tu_normal(&r, -1, 2, 1));
+        }
+        const float off = offset ? 0.75f : 1.0f;
+        nomul_op_cfg pa = {NOMUL_OP_PAM, 1, off};
+        if (relu)
+            nomul_batch_norm_relu_forward_keep(&pa, nb, C, S, x, g, b, 1e-5f, 0.1f, 0, rm, rv, y,
+                                               mean, rstd, NULL);
+        else
+            nomul_batch_norm_forward(&pa, nb, C, S, x, g, b, 1e-5f, 0.1f, 0, rm, rv, y, mean,
+                                     rstd);
+        for (int i = 0; i < M; i++) {
+            const int c = i / S % C;
+            const float d = nomul_pa_div(x[i] - rm[c], nomul_pa_sqrt(rv[c] + 1e-5f));
+            float w = (offset ? nomul_pa_mul_off(d, g[c], off) : nomul_pa_mul(d, g[c])) + b[c];
+            if (relu)
+                w = w > 0.0f ? w : 0.0f;
+            if (tu_bits(y[i]) != tu_bits(w))
+                FAIL_SEED("PA batch norm evaluation (%s), nb %d C %d S %d relu %d offset %g "
+                          "[%d]: %a, the recipe's %a (x %a)",
+                          nomul_isa_name(nomul_isa_active()), nb, C, S, relu, (double)off, i,
+                          (double)y[i], (double)w, (double)x[i]);
+        }
+        free(x);
+    }
+    nomul_isa_set(nomul_isa_max());
+}
+
 /* GELU: the PA forward is the stated recipe; the exact PA backward is the
  * rise over run of the PA function; the float backward its derivative. */
 static void test_gelu(void **state)
@@ -2113,6 +2167,7 @@ int main(void)
         cmocka_unit_test(test_ce_keep_matches_two_passes),
         cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_batch_norm),
+        cmocka_unit_test(test_pa_batch_norm_evaluation_matches_recipe),
         cmocka_unit_test(test_float_batch_norm_in_place_matches_gathered_row),
         cmocka_unit_test(test_ln_output_matches_operations),
         cmocka_unit_test(test_ln_backward1_matches_operations),

@@ -174,6 +174,15 @@ int nomul_bn_planes_backward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, i
                                 float r, float eps, const float *ksum, const float *kq,
                                 const float *dy, const float *dyrow, const float *ry, int store,
                                 float *dx, float *dgamma, float *dbeta);
+/* Batch norm's PA evaluation of channel c, plane by plane (any S): y =
+ * PAM(PAD(x − μ_run, pa_sqrt(σ²_run + ε)), γ) + β through the fused output
+ * pass, with relu through nomul_relu1 as it is written: the bits of the
+ * gathered row's (nomul_bn_channel_forward_pa, then the relu). 0, having
+ * done nothing, where there are no fused passes. */
+int nomul_bn_planes_eval_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
+                            const float *x, const float *gamma, const float *beta, float eps,
+                            const float *running_mean, const float *running_var, float *y,
+                            int relu);
 void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float *row,
                                  const float *gamma, const float *beta, float eps,
                                  float momentum, int training, float *running_mean,

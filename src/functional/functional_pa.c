@@ -1429,6 +1429,25 @@ static const nomul_pa_fused *bn_planes_fused(int S, const float *xrow)
 #define PLANE(p, b) ((p) + ((long)(b) * C + c) * S)
 #define SEG(p, prow, b) (prow ? (prow) + (long)(b) * seg : PLANE(p, b))
 
+int nomul_bn_planes_eval_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
+                            const float *x, const float *gamma, const float *beta, float eps,
+                            const float *running_mean, const float *running_var, float *y,
+                            int relu)
+{
+    const nomul_pa_fused *f = nomul_pa_chains_scalar ? NULL : nomul_pa_fused_active();
+    if (!f)
+        return 0;
+    const long len = (long)nb * S;
+    const float off = offset_of(cfg);
+    /* the audit, as nomul_bn_channel_forward_pa's evaluation */
+    NOMUL_COUNT(PAM, len); NOMUL_COUNT(PAD, len); NOMUL_COUNT(FADD, 2 * len + 1);
+    NOMUL_COUNT(PALOG2, 1); NOMUL_COUNT(PAEXP2, 1); NOMUL_COUNT(PAM, 1);
+    const float r = nomul_pa_sqrt(*running_var + eps);
+    f->output(nb, S, PLANE(x, 0), (long)C * S, *running_mean, r, gamma, beta, off, PLANE(y, 0),
+              (long)C * S, 1, relu);
+    return 1;
+}
+
 int nomul_bn_planes_forward_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c,
                                const float *x, const float *xrow, const float *gamma,
                                const float *beta, float eps, float momentum, float *running_mean,
