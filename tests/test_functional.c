@@ -1402,7 +1402,7 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0xF8};
-    enum { MAXN = 2 * 3 * 1037 };
+    enum { MAXN = 3 * 3 * 1037 };
     enum { PATHS = 1 + NOMUL_ISA_COUNT }; /* the scalar chain, then the array path per ISA */
     static float x[MAXN], g[MAXN], b[MAXN], dy[MAXN], dx0[MAXN], out[2 * PATHS][7][MAXN],
         keep[2 * 19];
@@ -1413,11 +1413,15 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
          * 19 (two whole groups and a partial one) */
         int bn = rep % 2, n = widths[(rep / 2) % 7], rows = (rep / 7) % 2 ? 19 : 3;
         nomul_op_cfg m = {NOMUL_OP_PAM, (rep / 14) % 2, rep % 4 < 2 ? 1.0f : 1.0552f};
-        /* batch norm: 2 images, 3 channels, S positions; layer norm: 3 rows of n */
-        /* batch norm's channels: up to 140 values, or 2074 (S = 1037: the
-         * chunked passes' chunks of 1024 and a partial one, an image's
-         * plane ending inside a chunk) */
-        int S = bn ? (n == 300 ? 1037 : n < 70 ? n : 70) : 0, total = bn ? 2 * 3 * S : rows * n;
+        /* batch norm: 3 images, 3 channels, S positions (planes that do
+         * not fill whole lanes start at three lane offsets); layer norm: 3
+         * rows of n. Batch norm's channels: up to 210 values, or 3111 (S =
+         * 1037: the chunked passes' chunks of 1024 and a partial one, an
+         * image's plane ending inside a chunk); every other one followed
+         * by its relu (batch_norm_relu: the backward reads dy through the
+         * relu's output) */
+        int S = bn ? (n == 300 ? 1037 : n < 70 ? n : 70) : 0, total = bn ? 3 * 3 * S : rows * n;
+        const int relu = bn && rep % 4 == 1;
         fill(&r, x, total, -3, 3);
         fill(&r, dy, total, -3, 0);
         fill(&r, g, bn ? 3 : n, -1, 1);
@@ -1451,15 +1455,23 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
             for (int i = 0; i < 2 * 19; i++)
                 keep[i] = NAN;
             float *kp = kept ? keep : NULL;
-            if (bn) {
+            if (bn && relu) {
+                float rm[3] = {0}, rv[3] = {1, 1, 1}, em[3], er[3];
+                nomul_batch_norm_relu_forward_keep(&m, 3, 3, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv,
+                                                   o, mean, rstd, kp);
+                nomul_batch_norm_relu_backward_keep(&m, 3, 3, S, x, o, g, b, mean, rstd, kp,
+                                                    1e-5f, dy, 1, dx, dg, db);
+                nomul_batch_norm_relu_forward_keep(&m, 3, 3, S, x, g, b, 1e-5f, 0.1f, 0, rm, rv,
+                                                   out[v][6], em, er, NULL);
+            } else if (bn) {
                 float rm[3] = {0}, rv[3] = {1, 1, 1};
-                nomul_batch_norm_forward_keep(&m, 2, 3, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, o,
+                nomul_batch_norm_forward_keep(&m, 3, 3, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, o,
                                               mean, rstd, kp);
-                nomul_batch_norm_backward_keep(&m, 2, 3, S, x, g, mean, rstd, kp, 1e-5f, dy, 1,
+                nomul_batch_norm_backward_keep(&m, 3, 3, S, x, g, mean, rstd, kp, 1e-5f, dy, 1,
                                                dx, dg, db);
                 /* evaluation, with the running statistics the step left */
                 float em[3], er[3];
-                nomul_batch_norm_forward(&m, 2, 3, S, x, g, b, 1e-5f, 0.1f, 0, rm, rv, out[v][6],
+                nomul_batch_norm_forward(&m, 3, 3, S, x, g, b, 1e-5f, 0.1f, 0, rm, rv, out[v][6],
                                          em, er);
             } else {
                 nomul_layer_norm_forward_keep(&m, rows, n, x, g, b, 1e-5f, o, mean, rstd, kp);
@@ -1478,9 +1490,9 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
             for (int k = 0; k < 7; k++)
                 for (int i = 0; i < MAXN; i++)
                     if (tu_bits(out[0][k][i]) != tu_bits(out[v][k][i]))
-                        FAIL_SEED("%s norm, n %d, rows %d, approx %d, offset %g: %s[%d] = %a "
+                        FAIL_SEED("%s norm%s, n %d, rows %d, approx %d, offset %g: %s[%d] = %a "
                                   "by the scalar chain, %a by the %s%s%s",
-                                  bn ? "batch" : "layer", n, rows, m.approx_bwd,
+                                  bn ? "batch" : "layer", relu ? " + relu" : "", n, rows, m.approx_bwd,
                                   (double)m.offset, what[k], i, (double)out[0][k][i],
                                   (double)out[v][k][i], path ? "array path on " : "scalar chain",
                                   path ? nomul_isa_name((nomul_isa)(path - 1)) : "",
