@@ -87,6 +87,23 @@ tile_store_narrow(float *c, long ldc, __m512 (*acc)[2], int mvalid, int nvalid,
     }
 }
 
+/* v[q] = row q of a 16 × 16 block at base (rows rs floats apart), its
+ * columns masked by kcol, rows from `rows` on zero (not read); each row's
+ * lines 64 floats on asked for (a source streamed from memory, block after
+ * block along its rows: 16 streams are more than the prefetchers follow).
+ * The loads of tr16's transpositions (ukernel_avx512.c's transpose_16x16,
+ * pack.inc's pack_tr16). */
+static inline __attribute__((always_inline)) void tr16_load(__m512i *v, const float *base, long rs,
+                                                            int rows, __mmask16 kcol)
+{
+#pragma GCC unroll 16
+    for (int q = 0; q < 16; q++) {
+        if (q < rows)
+            __builtin_prefetch(base + q * rs + 64);
+        v[q] = q < rows ? _mm512_maskz_loadu_epi32(kcol, base + q * rs) : _mm512_setzero_si512();
+    }
+}
+
 /* v[i] (lanes j) → v[j] (lanes i), 16 × 16 dwords */
 static inline __attribute__((always_inline)) void tr16(__m512i *v)
 {

@@ -886,12 +886,11 @@ static void small_tile(pg_kind kind, int kd, const float *x, long xrs, long xcs,
 }
 
 /* conv_transpose (conv2d.c) in 16 × 16 blocks: 16 rows of m loaded (the
- * last block's columns masked, rows past the end zero), transposed in
- * registers (pairs of rows interleaved, then pairs of pairs, then 128-bit
- * lanes twice: 64 shuffles a block where the 4 × 4 SSE form takes 128 and
- * 64 loads and stores of 16 bytes), 16 columns of t stored (masked to the
- * block's rows). Block rows outer, so that each of m's rows is read
- * in order. Moves and shuffles only: the same values. */
+ * last block's columns masked, rows past the end zero: tr16_load),
+ * transposed in registers (tr16: 64 shuffles a block where the 4 × 4 SSE
+ * form takes 128 and 64 loads and stores of 16 bytes), 16 columns of t
+ * stored (masked to the block's rows). Block rows outer, so that each of
+ * m's rows is read in order. Moves and shuffles only: the same values. */
 static void transpose_16x16(int rows, int cols, const float *m, long ldm, float *t)
 {
     for (int i = 0; i < rows; i += 16) {
@@ -901,49 +900,15 @@ static void transpose_16x16(int rows, int cols, const float *m, long ldm, float 
         for (int j = 0; j < cols; j += 16) {
             const int cw = cols - j < 16 ? cols - j : 16;
             tile_masks(cw, kc);
-            __m512 r[16], a[16], v[4][4];
-#pragma GCC unroll 16
-            for (int q = 0; q < 16; q++) {
-                if (q < rr)
-                    __builtin_prefetch(m + (long)(i + q) * ldm + j + 64);
-                r[q] = q < rr ? _mm512_maskz_loadu_ps(kc[0], m + (long)(i + q) * ldm + j)
-                              : _mm512_setzero_ps();
-            }
-            /* lane k of a[2p], a[2p + 1]: rows 2p, 2p + 1 at columns 4k, 4k + 1
-             * and 4k + 2, 4k + 3, interleaved */
-#pragma GCC unroll 8
-            for (int q = 0; q < 16; q += 2) {
-                a[q] = _mm512_unpacklo_ps(r[q], r[q + 1]);
-                a[q + 1] = _mm512_unpackhi_ps(r[q], r[q + 1]);
-            }
-            /* lane k of v[g][c]: column 4k + c of rows 4g .. 4g + 3 */
-#pragma GCC unroll 4
-            for (int g = 0; g < 4; g++) {
-                const __m512d l0 = _mm512_castps_pd(a[4 * g]), h0 = _mm512_castps_pd(a[4 * g + 1]);
-                const __m512d l1 = _mm512_castps_pd(a[4 * g + 2]),
-                              h1 = _mm512_castps_pd(a[4 * g + 3]);
-                v[g][0] = _mm512_castpd_ps(_mm512_unpacklo_pd(l0, l1));
-                v[g][1] = _mm512_castpd_ps(_mm512_unpackhi_pd(l0, l1));
-                v[g][2] = _mm512_castpd_ps(_mm512_unpacklo_pd(h0, h1));
-                v[g][3] = _mm512_castpd_ps(_mm512_unpackhi_pd(h0, h1));
-            }
-            /* column 4k + c: lane k of v[0..3][c] */
+            __m512i v[16];
+            tr16_load(v, m + (long)i * ldm + j, ldm, rr, kc[0]);
+            tr16(v);
+            /* column c of the block: v[c], lane q its row i + q */
             float *o = t + (long)j * rows + i;
-#pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) {
-                const __m512 p = _mm512_shuffle_f32x4(v[0][c], v[1][c], 0x44);
-                const __m512 q = _mm512_shuffle_f32x4(v[0][c], v[1][c], 0xEE);
-                const __m512 s = _mm512_shuffle_f32x4(v[2][c], v[3][c], 0x44);
-                const __m512 u = _mm512_shuffle_f32x4(v[2][c], v[3][c], 0xEE);
-                const __m512 col[4] = {_mm512_shuffle_f32x4(p, s, 0x88),
-                                       _mm512_shuffle_f32x4(p, s, 0xDD),
-                                       _mm512_shuffle_f32x4(q, u, 0x88),
-                                       _mm512_shuffle_f32x4(q, u, 0xDD)};
-#pragma GCC unroll 4
-                for (int k = 0; k < 4; k++)
-                    if (4 * k + c < cw)
-                        _mm512_mask_storeu_ps(o + (long)(4 * k + c) * rows, kr[0], col[k]);
-            }
+#pragma GCC unroll 16
+            for (int c = 0; c < 16; c++)
+                if (c < cw)
+                    _mm512_mask_storeu_ps(o + (long)c * rows, kr[0], _mm512_castsi512_ps(v[c]));
         }
     }
 }
