@@ -1379,6 +1379,16 @@ static void bn_running_update(float off, long len, float mean, float q, float mo
     *running_var += pam(off, var - *running_var, momentum);
 }
 
+/* Batch norm's PA evaluation of len values: its divisor pa_sqrt(σ²_run + ε),
+ * and the audit of the whole evaluation (the gathered row's and the
+ * planes') */
+static float bn_eval_divisor(long len, float running_var, float eps)
+{
+    NOMUL_COUNT(PAM, len); NOMUL_COUNT(PAD, len); NOMUL_COUNT(FADD, 2 * len + 1);
+    NOMUL_COUNT(PALOG2, 1); NOMUL_COUNT(PAEXP2, 1); NOMUL_COUNT(PAM, 1);
+    return nomul_pa_sqrt(running_var + eps);
+}
+
 void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float *row,
                                  const float *gamma, const float *beta, float eps,
                                  float momentum, int training, float *running_mean,
@@ -1399,9 +1409,7 @@ void nomul_bn_channel_forward_pa(const nomul_op_cfg *cfg, long len, const float 
     }
     /* evaluation: PAM(PAD(x − μ_run, pa_sqrt(σ²_run + ε)), γ) + β, the divisor
      * computed once (the fused output pass where there is one) */
-    NOMUL_COUNT(PAM, len); NOMUL_COUNT(PAD, len); NOMUL_COUNT(FADD, 2 * len + 1);
-    NOMUL_COUNT(PALOG2, 1); NOMUL_COUNT(PAEXP2, 1); NOMUL_COUNT(PAM, 1);
-    const float r = nomul_pa_sqrt(*running_var + eps);
+    const float r = bn_eval_divisor(len, *running_var, eps);
     const nomul_pa_fused *f = nomul_pa_chains_scalar ? NULL : nomul_pa_fused_active();
     if (f && len <= INT_MAX) {
         f->output(1, (int)len, row, 0, *running_mean, r, gamma, beta, off, out, 0, 1, 0);
@@ -1437,12 +1445,7 @@ int nomul_bn_planes_eval_pa(const nomul_op_cfg *cfg, int nb, int C, int S, int c
     const nomul_pa_fused *f = nomul_pa_chains_scalar ? NULL : nomul_pa_fused_active();
     if (!f)
         return 0;
-    const long len = (long)nb * S;
-    const float off = offset_of(cfg);
-    /* the audit, as nomul_bn_channel_forward_pa's evaluation */
-    NOMUL_COUNT(PAM, len); NOMUL_COUNT(PAD, len); NOMUL_COUNT(FADD, 2 * len + 1);
-    NOMUL_COUNT(PALOG2, 1); NOMUL_COUNT(PAEXP2, 1); NOMUL_COUNT(PAM, 1);
-    const float r = nomul_pa_sqrt(*running_var + eps);
+    const float r = bn_eval_divisor((long)nb * S, *running_var, eps), off = offset_of(cfg);
     f->output(nb, S, PLANE(x, 0), (long)C * S, *running_mean, r, gamma, beta, off, PLANE(y, 0),
               (long)C * S, 1, relu);
     return 1;
