@@ -1455,24 +1455,21 @@ static void test_pa_norm_rows_match_scalar_chain(void **state)
             for (int i = 0; i < 2 * 19; i++)
                 keep[i] = NAN;
             float *kp = kept ? keep : NULL;
-            if (bn && relu) {
+            if (bn) {
                 float rm[3] = {0}, rv[3] = {1, 1, 1}, em[3], er[3];
-                nomul_batch_norm_relu_forward_keep(&m, 3, 3, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv,
-                                                   o, mean, rstd, kp);
-                nomul_batch_norm_relu_backward_keep(&m, 3, 3, S, x, o, g, b, mean, rstd, kp,
-                                                    1e-5f, dy, 1, dx, dg, db);
-                nomul_batch_norm_relu_forward_keep(&m, 3, 3, S, x, g, b, 1e-5f, 0.1f, 0, rm, rv,
-                                                   out[v][6], em, er, NULL);
-            } else if (bn) {
-                float rm[3] = {0}, rv[3] = {1, 1, 1};
-                nomul_batch_norm_forward_keep(&m, 3, 3, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, o,
-                                              mean, rstd, kp);
-                nomul_batch_norm_backward_keep(&m, 3, 3, S, x, g, mean, rstd, kp, 1e-5f, dy, 1,
-                                               dx, dg, db);
+                void (*const fwd)(const nomul_op_cfg *, int, int, int, const float *,
+                                  const float *, const float *, float, float, int, float *,
+                                  float *, float *, float *, float *, float *) =
+                    relu ? nomul_batch_norm_relu_forward_keep : nomul_batch_norm_forward_keep;
+                fwd(&m, 3, 3, S, x, g, b, 1e-5f, 0.1f, 1, rm, rv, o, mean, rstd, kp);
+                if (relu) /* dy through the relu's output o */
+                    nomul_batch_norm_relu_backward_keep(&m, 3, 3, S, x, o, g, b, mean, rstd, kp,
+                                                        1e-5f, dy, 1, dx, dg, db);
+                else
+                    nomul_batch_norm_backward_keep(&m, 3, 3, S, x, g, mean, rstd, kp, 1e-5f, dy,
+                                                   1, dx, dg, db);
                 /* evaluation, with the running statistics the step left */
-                float em[3], er[3];
-                nomul_batch_norm_forward(&m, 3, 3, S, x, g, b, 1e-5f, 0.1f, 0, rm, rv, out[v][6],
-                                         em, er);
+                fwd(&m, 3, 3, S, x, g, b, 1e-5f, 0.1f, 0, rm, rv, out[v][6], em, er, NULL);
             } else {
                 nomul_layer_norm_forward_keep(&m, rows, n, x, g, b, 1e-5f, o, mean, rstd, kp);
                 nomul_layer_norm_backward_keep(&m, rows, n, x, g, mean, rstd, kp, 1e-5f, dy, dx,
