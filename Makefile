@@ -91,7 +91,8 @@ CLI := $(BUILD)/nomul
 # the experiments' benchmark programs are built with the rest, so that they
 # cannot break unnoticed
 BENCHES := $(BUILD)/bn_bench $(BUILD)/zero_mask_bench $(BUILD)/sparse_conv_bench \
-           $(BUILD)/rows_bench $(BUILD)/sparse_linear_bench $(BUILD)/conv_pass_bench
+           $(BUILD)/rows_bench $(BUILD)/sparse_linear_bench $(BUILD)/conv_pass_bench \
+           $(BUILD)/load_port_bench
 all: $(STATIC) $(SHARED) $(CLI) $(BENCHES)
 
 $(BUILD)/%.o: %.c
@@ -165,6 +166,11 @@ $(BUILD)/conv_pass_bench: experiments/bench/conv_pass_bench.c experiments/bench/
 # the cost of a PAM tile's zero handling against the FMA (the tenth round);
 # AVX-512 by target attributes, the CPU checked at run time
 $(BUILD)/zero_mask_bench: experiments/bench/zero_mask_bench.c experiments/bench/bench_util.h
+	$(CC) $(CFLAGS_ALL) $< -o $@
+
+# the load ports' rate and the weight gradient's input-by-input loop (the
+# forty-second round): AVX-512 by target attributes, the CPU checked at run time
+$(BUILD)/load_port_bench: experiments/bench/load_port_bench.c experiments/bench/bench_util.h
 	$(CC) $(CFLAGS_ALL) $< -o $@
 
 # skipping a ReLU'd input's zeros in a convolution's forward (the eleventh
