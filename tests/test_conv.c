@@ -1515,6 +1515,49 @@ static void test_transpose_matches_plain_loop(void **state)
     nomul_isa_set(nomul_isa_max());
 }
 
+/* conv_pad_planes (the padded feed of stride-1 layers) on each instruction
+ * set (AVX-512: its masked rows) against a plain loop, bit for bit, on
+ * random planes (1-5 of them, rows 1-40 wide and some past 128, padding
+ * 0-3, slack 0-40) whose values include ±0, in a buffer whose floats past
+ * the slack must be left as they were */
+static void test_pad_planes_match_plain_loop(void **state)
+{
+    (void)state;
+    tu_rng r = {tu_seed() ^ 0x9AD5};
+    enum { GUARD = 40 };
+    for (int rep = 0; rep < 400; rep++) {
+        nomul_isa_set((nomul_isa)(rep % ((int)nomul_isa_max() + 1)));
+        const int c = 1 + (int)(tu_next(&r) % 5), h = 1 + (int)(tu_next(&r) % 12);
+        const int w = rep % 10 == 9 ? 120 + (int)(tu_next(&r) % 30) : 1 + (int)(tu_next(&r) % 40);
+        const int ph = (int)(tu_next(&r) % 4), pw = (int)(tu_next(&r) % 4);
+        const int slack = (int)(tu_next(&r) % 41), hp = h + 2 * ph, wp = w + 2 * pw;
+        const long nx = (long)c * h * w, nd = (long)c * hp * wp + slack;
+        float *x = malloc(nx * 4), *buf = malloc((nd + GUARD) * 4);
+        assert_true(x && buf);
+        for (long i = 0; i < nx; i++) {
+            uint32_t u = tu_u32(&r);
+            x[i] = u % 5 == 0 ? tu_float(u & 0x80000000u) : tu_normal(&r, -3, 3, 1);
+        }
+        for (long i = 0; i < nd + GUARD; i++)
+            buf[i] = -7.0f;
+        conv_pad_planes(c, h, w, ph, pw, x, buf, slack);
+        for (long i = 0; i < nd + GUARD; i++) {
+            const long p = i / ((long)hp * wp), y = i / wp % hp - ph, xx = i % wp - pw;
+            float want = i >= nd ? -7.0f
+                         : p >= c || y < 0 || y >= h || xx < 0 || xx >= w
+                             ? 0.0f
+                             : x[(p * h + y) * w + xx];
+            if (tu_bits(buf[i]) != tu_bits(want))
+                FAIL_SEED("pad rep %d on %s (%d planes %dx%d, pad %d,%d, slack %d): dst[%ld] = "
+                          "%a, want %a", rep, nomul_isa_name(nomul_isa_active()), c, h, w, ph,
+                          pw, slack, i, (double)buf[i], (double)want);
+        }
+        free(x);
+        free(buf);
+    }
+    nomul_isa_set(nomul_isa_max());
+}
+
 /* where col's row k = (c, i, j), column p = (oy, ox) reads x (one group,
  * one image): its index, or −1 in the padding */
 static long col_source(const nomul_conv2d_desc *d, const conv_geom *g, int k, int p)
@@ -1789,6 +1832,7 @@ int main(void)
         cmocka_unit_test(test_backward_takes_forward_stats),
         cmocka_unit_test(test_value_stats_match_plain_loop),
         cmocka_unit_test(test_transpose_matches_plain_loop),
+        cmocka_unit_test(test_pad_planes_match_plain_loop),
         cmocka_unit_test(test_im2col_col2im_match_plain_loops),
         cmocka_unit_test(test_split_planes_read_as_im2col),
         cmocka_unit_test(test_power_of_two_weights_match_float),

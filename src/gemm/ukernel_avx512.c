@@ -12,6 +12,7 @@
  */
 #include <immintrin.h>
 
+#include "../core/internal.h" /* nomul_prefetch */
 #include "gemm_internal.h"
 #include "tile_avx512.h"
 
@@ -941,6 +942,82 @@ static void add_rows_s2(int nr, int n, const float *in, long is, float *out, lon
         }
 }
 
+/* conv_pad_planes (conv2d.c): each padded row (wp = w + 2·pw wide) in
+ * ⌈wp / 16⌉ vectors, each one masked load of the row's values at their
+ * places (lanes outside them zero: the padding; masked lanes are not read,
+ * so the loads may start before src and end past it) and one store masked
+ * to the row; the rows of zeros above and below stored the same way. Where
+ * the plain form copies a row four floats at a time and writes its padding
+ * one float at a time (rows of 7 to 32 floats), this takes one or two load
+ * and store pairs a row. Moves only: the same values. */
+static inline __mmask16 lanes_between(int lo, int hi)
+{
+    uint32_t m = 0;
+    for (int l = 0; l < 16; l++)
+        m |= (uint32_t)(l >= lo && l < hi) << l;
+    return (__mmask16)m;
+}
+
+static void pad_rows_wide(int c, int h, int w, int ph, int pw, const float *src, float *dst);
+
+static void pad_planes(int c, int h, int w, int ph, int pw, const float *src, float *dst,
+                       int slack)
+{
+    enum { MAXV = 8 }; /* rows up to 128 floats wide; wider ones by pad_rows_wide */
+    const int hp = h + 2 * ph, wp = w + 2 * pw, nv = (wp + 15) / 16;
+    const __m512 z = _mm512_setzero_ps();
+    float *e = dst + (long)c * hp * wp;
+    for (int i = 0; i < slack; i += 16)
+        _mm512_mask_storeu_ps(e + i, lanes_between(0, slack - i), z);
+    if (nv > MAXV) {
+        pad_rows_wide(c, h, w, ph, pw, src, dst);
+        return;
+    }
+    __mmask16 ld[MAXV], st[MAXV];
+    for (int k = 0; k < nv; k++) {
+        /* lanes [pw − 16k, pw + w − 16k) of vector k hold the row's values;
+         * its first wp − 16k lanes are in the row */
+        ld[k] = lanes_between(pw - 16 * k, pw + w - 16 * k);
+        st[k] = lanes_between(0, wp - 16 * k);
+    }
+    for (int p = 0; p < c; p++) {
+        float *pl = dst + (long)p * hp * wp;
+        const float *sp = src + (long)p * h * w;
+        if (p + 1 < c) /* as the plain form: the next plane asked for */
+            nomul_prefetch(sp + (long)h * w, (long)h * w * 4);
+        for (int y = 0; y < hp; y++) {
+            float *row = pl + (long)y * wp;
+            if (y < ph || y >= ph + h) {
+                for (int k = 0; k < nv; k++)
+                    _mm512_mask_storeu_ps(row + 16 * k, st[k], z);
+                continue;
+            }
+            const float *s = sp + (long)(y - ph) * w - pw;
+            for (int k = 0; k < nv; k++)
+                _mm512_mask_storeu_ps(row + 16 * k, st[k],
+                                      _mm512_maskz_loadu_ps(ld[k], s + 16 * k));
+        }
+    }
+}
+
+/* pad_planes's rows past 128 floats wide: each vector's masks formed as it
+ * goes */
+static void pad_rows_wide(int c, int h, int w, int ph, int pw, const float *src, float *dst)
+{
+    const int hp = h + 2 * ph, wp = w + 2 * pw;
+    for (int p = 0; p < c; p++)
+        for (int y = 0; y < hp; y++) {
+            float *row = dst + ((long)p * hp + y) * wp;
+            const int in = y >= ph && y < ph + h;
+            const float *s = src + ((long)p * h + (in ? y - ph : 0)) * w - pw;
+            for (int k = 0; 16 * k < wp; k++) {
+                const __mmask16 ld = in ? lanes_between(pw - 16 * k, pw + w - 16 * k) : 0;
+                _mm512_mask_storeu_ps(row + 16 * k, lanes_between(0, wp - 16 * k),
+                                      _mm512_maskz_loadu_ps(ld, s + 16 * k));
+            }
+        }
+}
+
 /* This instruction set's context: its kernels, packing and block sizes,
  * registered together (gemm_internal.h). */
 const pg_cntx pg_cntx_avx512 = {
@@ -968,6 +1045,7 @@ const pg_cntx pg_cntx_avx512 = {
     .dw_rows = {dw_fwd_row, dw_dx_row, dw_dw_row, dw_dot_row, value_stats},
     .transpose = transpose_16x16,
     .add_rows_s2 = add_rows_s2,
+    .pad_planes = pad_planes,
     .kc = PG_KC,
     .mc = PG_MC,
     .nc = PG_NC,
