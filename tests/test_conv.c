@@ -1658,11 +1658,16 @@ static void test_split_planes_read_as_im2col(void **state)
 {
     (void)state;
     tu_rng r = {tu_seed() ^ 0x5917};
-    for (int rep = 0; rep < 300; rep++) {
+    for (int rep = 0; rep < 600; rep++) {
+        /* each instruction set's form (AVX-512: its masked loads and
+         * permutes), and rows past its 64-float limit now and then */
+        nomul_isa_set((nomul_isa)(rep % ((int)nomul_isa_max() + 1)));
         nomul_conv2d_desc d = {1, 1 + (int)(tu_next(&r) % 3), 1 + (int)(tu_next(&r) % 15),
                                1 + (int)(tu_next(&r) % 33), 4, 1 + (int)(tu_next(&r) % 5),
                                1 + (int)(tu_next(&r) % 5), 2, 2, (int)(tu_next(&r) % 3),
                                (int)(tu_next(&r) % 3), 1, 1, 1};
+        if (rep % 10 == 9)
+            d.w = 126 + (int)(tu_next(&r) % 20);
         while (d.h + 2 * d.pad_h < d.kh)
             d.pad_h++;
         while (d.w + 2 * d.pad_w < d.kw)
@@ -1670,16 +1675,21 @@ static void test_split_planes_read_as_im2col(void **state)
         conv_geom g = one_group_geom(&d, 0);
         const int ws = conv_feed_width(&d, CONV_SPLIT), slack = conv_wide_slack(&d);
         const long nx = (long)d.c_in * d.h * d.w, nf = conv_feed_floats(&d, CONV_SPLIT, g.cig);
-        float *x = malloc(nx * 4), *buf = malloc((nf + slack) * 4);
+        enum { GUARD = 16 }; /* past the slack: left as it was */
+        float *x = malloc(nx * 4), *buf = malloc((nf + slack + GUARD) * 4);
         long *off = malloc(g.K * sizeof *off);
         assert_true(x && buf && off);
         for (long i = 0; i < nx; i++) {
             uint32_t u = tu_u32(&r);
             x[i] = u % 5 == 0 ? tu_float(u & 0x80000000u) : tu_normal(&r, -3, 3, 1);
         }
-        for (long i = 0; i < nf + slack; i++)
+        for (long i = 0; i < nf + slack + GUARD; i++)
             buf[i] = 7.0f;
         conv_feed_fill(&d, CONV_SPLIT, g.cig, x, buf, slack);
+        for (long i = nf + slack; i < nf + slack + GUARD; i++)
+            if (buf[i] != 7.0f)
+                FAIL_SEED("split rep %d on %s: float %ld past the slack written", rep,
+                          nomul_isa_name(nomul_isa_active()), i - nf - slack);
         conv_col_offsets(&d, &g, CONV_SPLIT, off);
         for (long i = nf; i < nf + slack; i++)
             if (tu_bits(buf[i]) != 0)
@@ -1691,12 +1701,13 @@ static void test_split_planes_read_as_im2col(void **state)
                 long at = off[k] + (long)(p / g.ow) * ws + p % g.ow;
                 float want = src < 0 ? 0.0f : x[src];
                 if (at < 0 || at >= nf || tu_bits(buf[at]) != tu_bits(want))
-                    FAIL_SEED("split rep %d (%dx%d k%dx%d p%d,%d): row %d pixel %d at %ld of "
-                              "%ld, want %a", rep, d.h, d.w, d.kh, d.kw, d.pad_h, d.pad_w, k, p,
-                              at, nf, (double)want);
+                    FAIL_SEED("split rep %d on %s (%dx%d k%dx%d p%d,%d): row %d pixel %d at %ld "
+                              "of %ld, want %a", rep, nomul_isa_name(nomul_isa_active()), d.h,
+                              d.w, d.kh, d.kw, d.pad_h, d.pad_w, k, p, at, nf, (double)want);
             }
         free(x); free(buf); free(off);
     }
+    nomul_isa_set(nomul_isa_max());
 }
 
 /* The vector statistics kernel (it decides which path a convolution takes)

@@ -193,9 +193,21 @@ static inline int split_side(int n, int pad) { return (n + 2 * pad + 1) / 2; }
 
 /* dst = c planes (h × w) of src, each zero-padded (ph, pw) and split into
  * four planes hs × ws by parity (conv2d_internal.h's CONV_SPLIT), then
- * `slack` zeros */
-NO_LIBCALL_LOOPS void conv_split_planes(int c, int h, int w, int ph, int pw, const float *src,
-                                        float *dst, int slack)
+ * `slack` zeros. The instruction set's own form where its context has one
+ * (AVX-512: sixteen values of a row from two masked loads and a permute,
+ * ukernel_avx512.c); else conv_split_planes_plain's rows. */
+void conv_split_planes(int c, int h, int w, int ph, int pw, const float *src, float *dst,
+                       int slack)
+{
+    const pg_cntx *cx = pg_cntx_active();
+    if (cx->split_planes)
+        cx->split_planes(c, h, w, ph, pw, src, dst, slack);
+    else
+        conv_split_planes_plain(c, h, w, ph, pw, src, dst, slack);
+}
+
+NO_LIBCALL_LOOPS void conv_split_planes_plain(int c, int h, int w, int ph, int pw,
+                                              const float *src, float *dst, int slack)
 {
     const int hs = split_side(h, ph), ws = split_side(w, pw);
     for (int k = 0; k < c; k++)

@@ -577,9 +577,15 @@ typedef struct pg_cntx {
     /* conv_pad_planes's form (conv2d_internal.h); NULL: its plain rows */
     void (*pad_planes)(int c, int h, int w, int ph, int pw, const float *src, float *dst,
                        int slack);
+    /* conv_split_planes's form (conv2d_internal.h); NULL: its plain rows,
+     * conv_split_planes_plain */
+    void (*split_planes)(int c, int h, int w, int ph, int pw, const float *src, float *dst,
+                         int slack);
     int kc, mc, nc;
 } pg_cntx;
 extern const pg_cntx pg_cntx_scalar, pg_cntx_avx2, pg_cntx_avx512;
+void conv_split_planes_plain(int c, int h, int w, int ph, int pw, const float *src, float *dst,
+                             int slack);
 /* The context of the active instruction set (nomul_isa_active: the CPU's
  * best, capped by NOMUL_ISA and nomul_isa_set). */
 const pg_cntx *pg_cntx_active(void);
