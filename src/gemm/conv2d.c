@@ -155,14 +155,19 @@ static inline void add_row(int n, const float *restrict in, float *restrict out)
  * forward 15.4-15.7 → 14.7-15.3 ms by --profile, four runs of each in
  * turn, Zen 5; what is left waits on x coming from memory); else these
  * plain rows. */
-NO_LIBCALL_LOOPS void conv_pad_planes(int c, int h, int w, int ph, int pw, const float *src,
-                                     float *dst, int slack)
+void conv_pad_planes(int c, int h, int w, int ph, int pw, const float *src, float *dst,
+                     int slack)
 {
     const pg_cntx *cx = pg_cntx_active();
-    if (cx->pad_planes) {
+    if (cx->pad_planes)
         cx->pad_planes(c, h, w, ph, pw, src, dst, slack);
-        return;
-    }
+    else
+        conv_pad_planes_plain(c, h, w, ph, pw, src, dst, slack);
+}
+
+NO_LIBCALL_LOOPS void conv_pad_planes_plain(int c, int h, int w, int ph, int pw,
+                                            const float *src, float *dst, int slack)
+{
     int hp = h + 2 * ph, wp = w + 2 * pw;
     for (int k = 0; k < c; k++) {
         float *pl = dst + (long)k * hp * wp;

@@ -574,7 +574,8 @@ typedef struct pg_cntx {
      * 2k] += in[r·is + k] for r < nr, k < n, −0 added between; NULL: the
      * plain rows */
     void (*add_rows_s2)(int nr, int n, const float *in, long is, float *out, long os);
-    /* conv_pad_planes's form (conv2d_internal.h); NULL: its plain rows */
+    /* conv_pad_planes's form (conv2d_internal.h); NULL: its plain rows,
+     * conv_pad_planes_plain */
     void (*pad_planes)(int c, int h, int w, int ph, int pw, const float *src, float *dst,
                        int slack);
     /* conv_split_planes's form (conv2d_internal.h); NULL: its plain rows,
@@ -584,6 +585,8 @@ typedef struct pg_cntx {
     int kc, mc, nc;
 } pg_cntx;
 extern const pg_cntx pg_cntx_scalar, pg_cntx_avx2, pg_cntx_avx512;
+void conv_pad_planes_plain(int c, int h, int w, int ph, int pw, const float *src, float *dst,
+                           int slack);
 void conv_split_planes_plain(int c, int h, int w, int ph, int pw, const float *src, float *dst,
                              int slack);
 /* The context of the active instruction set (nomul_isa_active: the CPU's

@@ -958,21 +958,19 @@ static inline __mmask16 lanes_between(int lo, int hi)
     return (__mmask16)m;
 }
 
-static void pad_rows_wide(int c, int h, int w, int ph, int pw, const float *src, float *dst);
-
 static void pad_planes(int c, int h, int w, int ph, int pw, const float *src, float *dst,
                        int slack)
 {
-    enum { MAXV = 8 }; /* rows up to 128 floats wide; wider ones by pad_rows_wide */
+    enum { MAXV = 8 }; /* rows up to 128 floats wide; wider ones by the plain form */
     const int hp = h + 2 * ph, wp = w + 2 * pw, nv = (wp + 15) / 16;
+    if (nv > MAXV) {
+        conv_pad_planes_plain(c, h, w, ph, pw, src, dst, slack);
+        return;
+    }
     const __m512 z = _mm512_setzero_ps();
     float *e = dst + (long)c * hp * wp;
     for (int i = 0; i < slack; i += 16)
         _mm512_mask_storeu_ps(e + i, lanes_between(0, slack - i), z);
-    if (nv > MAXV) {
-        pad_rows_wide(c, h, w, ph, pw, src, dst);
-        return;
-    }
     __mmask16 ld[MAXV], st[MAXV];
     for (int k = 0; k < nv; k++) {
         /* lanes [pw − 16k, pw + w − 16k) of vector k hold the row's values;
@@ -998,24 +996,6 @@ static void pad_planes(int c, int h, int w, int ph, int pw, const float *src, fl
                                       _mm512_maskz_loadu_ps(ld[k], s + 16 * k));
         }
     }
-}
-
-/* pad_planes's rows past 128 floats wide: each vector's masks formed as it
- * goes */
-static void pad_rows_wide(int c, int h, int w, int ph, int pw, const float *src, float *dst)
-{
-    const int hp = h + 2 * ph, wp = w + 2 * pw;
-    for (int p = 0; p < c; p++)
-        for (int y = 0; y < hp; y++) {
-            float *row = dst + ((long)p * hp + y) * wp;
-            const int in = y >= ph && y < ph + h;
-            const float *s = src + ((long)p * h + (in ? y - ph : 0)) * w - pw;
-            for (int k = 0; 16 * k < wp; k++) {
-                const __mmask16 ld = in ? lanes_between(pw - 16 * k, pw + w - 16 * k) : 0;
-                _mm512_mask_storeu_ps(row + 16 * k, lanes_between(0, wp - 16 * k),
-                                      _mm512_maskz_loadu_ps(ld, s + 16 * k));
-            }
-        }
 }
 
 /* conv_split_planes (conv2d.c: stride 2's feed, each padded plane split by
