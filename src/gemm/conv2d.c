@@ -154,15 +154,11 @@ static inline void add_row(int n, const float *restrict in, float *restrict out)
  * step's share in it 7.1% → 5.0% by perf's samples, its convolutions'
  * forward 15.4-15.7 → 14.7-15.3 ms by --profile, four runs of each in
  * turn, Zen 5; what is left waits on x coming from memory); else these
- * plain rows. */
+ * plain rows (the other contexts' pad_planes). */
 void conv_pad_planes(int c, int h, int w, int ph, int pw, const float *src, float *dst,
                      int slack)
 {
-    const pg_cntx *cx = pg_cntx_active();
-    if (cx->pad_planes)
-        cx->pad_planes(c, h, w, ph, pw, src, dst, slack);
-    else
-        conv_pad_planes_plain(c, h, w, ph, pw, src, dst, slack);
+    pg_cntx_active()->pad_planes(c, h, w, ph, pw, src, dst, slack);
 }
 
 NO_LIBCALL_LOOPS void conv_pad_planes_plain(int c, int h, int w, int ph, int pw,
@@ -200,15 +196,12 @@ static inline int split_side(int n, int pad) { return (n + 2 * pad + 1) / 2; }
  * four planes hs × ws by parity (conv2d_internal.h's CONV_SPLIT), then
  * `slack` zeros. The instruction set's own form where its context has one
  * (AVX-512: sixteen values of a row from two masked loads and a permute,
- * ukernel_avx512.c); else conv_split_planes_plain's rows. */
+ * ukernel_avx512.c); else conv_split_planes_plain's rows (the other
+ * contexts' split_planes). */
 void conv_split_planes(int c, int h, int w, int ph, int pw, const float *src, float *dst,
                        int slack)
 {
-    const pg_cntx *cx = pg_cntx_active();
-    if (cx->split_planes)
-        cx->split_planes(c, h, w, ph, pw, src, dst, slack);
-    else
-        conv_split_planes_plain(c, h, w, ph, pw, src, dst, slack);
+    pg_cntx_active()->split_planes(c, h, w, ph, pw, src, dst, slack);
 }
 
 NO_LIBCALL_LOOPS void conv_split_planes_plain(int c, int h, int w, int ph, int pw,

@@ -574,12 +574,12 @@ typedef struct pg_cntx {
      * 2k] += in[r·is + k] for r < nr, k < n, −0 added between; NULL: the
      * plain rows */
     void (*add_rows_s2)(int nr, int n, const float *in, long is, float *out, long os);
-    /* conv_pad_planes's form (conv2d_internal.h); NULL: its plain rows,
-     * conv_pad_planes_plain */
+    /* conv_pad_planes's form (conv2d_internal.h): its own, or the plain
+     * rows, conv_pad_planes_plain */
     void (*pad_planes)(int c, int h, int w, int ph, int pw, const float *src, float *dst,
                        int slack);
-    /* conv_split_planes's form (conv2d_internal.h); NULL: its plain rows,
-     * conv_split_planes_plain */
+    /* conv_split_planes's form (conv2d_internal.h): its own, or the plain
+     * rows, conv_split_planes_plain */
     void (*split_planes)(int c, int h, int w, int ph, int pw, const float *src, float *dst,
                          int slack);
     int kc, mc, nc;
