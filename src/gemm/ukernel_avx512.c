@@ -942,6 +942,15 @@ static void add_rows_s2(int nr, int n, const float *in, long is, float *out, lon
         }
 }
 
+/* lanes [lo, hi) of 16 as a mask (either bound may lie outside 0..16) */
+static inline __mmask16 lanes_between(int lo, int hi)
+{
+    uint32_t m = 0;
+    for (int l = 0; l < 16; l++)
+        m |= (uint32_t)(l >= lo && l < hi) << l;
+    return (__mmask16)m;
+}
+
 /* conv_pad_planes (conv2d.c): each padded row (wp = w + 2·pw wide) in
  * ⌈wp / 16⌉ vectors, each one masked load of the row's values at their
  * places (lanes outside them zero: the padding; masked lanes are not read,
@@ -950,13 +959,6 @@ static void add_rows_s2(int nr, int n, const float *in, long is, float *out, lon
  * the plain form copies a row four floats at a time and writes its padding
  * one float at a time (rows of 7 to 32 floats), this takes one or two load
  * and store pairs a row. Moves only: the same values. */
-static inline __mmask16 lanes_between(int lo, int hi)
-{
-    uint32_t m = 0;
-    for (int l = 0; l < 16; l++)
-        m |= (uint32_t)(l >= lo && l < hi) << l;
-    return (__mmask16)m;
-}
 
 static void pad_planes(int c, int h, int w, int ph, int pw, const float *src, float *dst,
                        int slack)
