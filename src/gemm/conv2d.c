@@ -189,8 +189,6 @@ NO_LIBCALL_LOOPS void conv_pad_planes_plain(int c, int h, int w, int ph, int pw,
 /* floor(a / 2) for any sign */
 static inline int half_floor(int a) { return a >= 0 ? a / 2 : -((1 - a) / 2); }
 
-/* a split plane's rows (columns): ⌈(n + 2·pad) / 2⌉ of the padded side */
-static inline int split_side(int n, int pad) { return (n + 2 * pad + 1) / 2; }
 
 /* dst = c planes (h × w) of src, each zero-padded (ph, pw) and split into
  * four planes hs × ws by parity (conv2d_internal.h's CONV_SPLIT), then
@@ -207,7 +205,7 @@ void conv_split_planes(int c, int h, int w, int ph, int pw, const float *src, fl
 NO_LIBCALL_LOOPS void conv_split_planes_plain(int c, int h, int w, int ph, int pw,
                                               const float *src, float *dst, int slack)
 {
-    const int hs = split_side(h, ph), ws = split_side(w, pw);
+    const int hs = conv_split_side(h, ph), ws = conv_split_side(w, pw);
     for (int k = 0; k < c; k++)
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 2; b++) {
@@ -234,13 +232,13 @@ NO_LIBCALL_LOOPS void conv_split_planes_plain(int c, int h, int w, int ph, int p
 
 int conv_feed_width(const nomul_conv2d_desc *d, int implicit)
 {
-    return implicit == CONV_SPLIT ? split_side(d->w, d->pad_w) : d->w + 2 * d->pad_w;
+    return implicit == CONV_SPLIT ? conv_split_side(d->w, d->pad_w) : d->w + 2 * d->pad_w;
 }
 
 long conv_feed_floats(const nomul_conv2d_desc *d, int implicit, int c)
 {
     return implicit == CONV_SPLIT
-               ? 4L * c * split_side(d->h, d->pad_h) * split_side(d->w, d->pad_w)
+               ? 4L * c * conv_split_side(d->h, d->pad_h) * conv_split_side(d->w, d->pad_w)
                : (long)c * (d->h + 2 * d->pad_h) * (d->w + 2 * d->pad_w);
 }
 
@@ -285,7 +283,7 @@ long *conv_tap_offsets(int c, int kh, int kw, int hp, int wp, int dh, int dw)
 void conv_col_offsets(const nomul_conv2d_desc *d, const conv_geom *g, int implicit, long *off)
 {
     if (implicit == CONV_SPLIT) {
-        const long hs = split_side(d->h, d->pad_h), ws = split_side(d->w, d->pad_w);
+        const long hs = conv_split_side(d->h, d->pad_h), ws = conv_split_side(d->w, d->pad_w);
         for (int k = 0; k < g->cig; k++)
             for (int i = 0; i < d->kh; i++)
                 for (int j = 0; j < d->kw; j++)

@@ -587,6 +587,8 @@ typedef struct pg_cntx {
 extern const pg_cntx pg_cntx_scalar, pg_cntx_avx2, pg_cntx_avx512;
 void conv_pad_planes_plain(int c, int h, int w, int ph, int pw, const float *src, float *dst,
                            int slack);
+/* a split plane's rows (columns): ⌈(n + 2·pad) / 2⌉ of the padded side */
+static inline int conv_split_side(int n, int pad) { return (n + 2 * pad + 1) / 2; }
 void conv_split_planes_plain(int c, int h, int w, int ph, int pw, const float *src, float *dst,
                              int slack);
 /* The context of the active instruction set (nomul_isa_active: the CPU's

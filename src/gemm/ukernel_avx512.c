@@ -951,6 +951,13 @@ static inline __mmask16 lanes_between(int lo, int hi)
     return (__mmask16)m;
 }
 
+/* n zeros at p (the feeds' slack) */
+static void store_zeros(float *p, int n)
+{
+    for (int i = 0; i < n; i += 16)
+        _mm512_mask_storeu_ps(p + i, lanes_between(0, n - i), _mm512_setzero_ps());
+}
+
 /* conv_pad_planes (conv2d.c): each padded row (wp = w + 2·pw wide) in
  * ⌈wp / 16⌉ vectors, each one masked load of the row's values at their
  * places (lanes outside them zero: the padding; masked lanes are not read,
@@ -959,7 +966,6 @@ static inline __mmask16 lanes_between(int lo, int hi)
  * the plain form copies a row four floats at a time and writes its padding
  * one float at a time (rows of 7 to 32 floats), this takes one or two load
  * and store pairs a row. Moves only: the same values. */
-
 static void pad_planes(int c, int h, int w, int ph, int pw, const float *src, float *dst,
                        int slack)
 {
@@ -970,9 +976,7 @@ static void pad_planes(int c, int h, int w, int ph, int pw, const float *src, fl
         return;
     }
     const __m512 z = _mm512_setzero_ps();
-    float *e = dst + (long)c * hp * wp;
-    for (int i = 0; i < slack; i += 16)
-        _mm512_mask_storeu_ps(e + i, lanes_between(0, slack - i), z);
+    store_zeros(dst + (long)c * hp * wp, slack);
     __mmask16 ld[MAXV], st[MAXV];
     for (int k = 0; k < nv; k++) {
         /* lanes [pw − 16k, pw + w − 16k) of vector k hold the row's values;
@@ -1016,17 +1020,15 @@ static void split_planes(int c, int h, int w, int ph, int pw, const float *src, 
                          int slack)
 {
     enum { MAXV = 4 }; /* split rows up to 64 floats wide; wider ones by the plain form */
-    const int hs = (h + 2 * ph + 1) / 2, ws = (w + 2 * pw + 1) / 2, nv = (ws + 15) / 16;
-    const __m512 z = _mm512_setzero_ps();
-    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4,
-                                          2, 0);
+    const int hs = conv_split_side(h, ph), ws = conv_split_side(w, pw), nv = (ws + 15) / 16;
     if (nv > MAXV) {
         conv_split_planes_plain(c, h, w, ph, pw, src, dst, slack);
         return;
     }
-    float *e = dst + 4L * c * hs * ws;
-    for (int i = 0; i < slack; i += 16)
-        _mm512_mask_storeu_ps(e + i, lanes_between(0, slack - i), z);
+    const __m512 z = _mm512_setzero_ps();
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4,
+                                          2, 0);
+    store_zeros(dst + 4L * c * hs * ws, slack);
     /* vector k of column parity b reads x's columns 32k + b − pw + j, j <
      * 32, over two loads: lo[b][k] and hi[b][k] mask those inside the row */
     __mmask16 lo[2][MAXV], hi[2][MAXV], st[MAXV];
