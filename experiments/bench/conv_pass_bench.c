@@ -11,7 +11,8 @@
  *
  * HW: the square input's side; K: the square kernel (padding K / 2); PASS:
  * 0 forward, 1 data gradient as the autodiff graph asks for it after a ReLU
- * (nomul_conv2d_backward_data_live), 2 weight gradient; MODE: 0 float, 1
+ * (nomul_conv2d_backward_data_live), 2 weight gradient, 3 both in one call
+ * (nomul_conv2d_backward_live, as the graph's backward runs them); MODE: 0 float, 1
  * PAM with exact derivatives, 2 PAM with the approximate backward. PATHS
  * forces the paths that skip x's zeros, for the README's comparisons of a
  * path against its dense twin: a comma list of dwplane (the weight
@@ -20,7 +21,8 @@
  * clane (the products with lanes along channels), each =auto, =never or
  * =always (the library's test modes, declared weak: a build without one
  * says so and stops); threads=N (1 unless given); zeros=P, the percentage
- * of x's values that are zero (50 unless given). Prints one line: the
+ * of x's values that are zero (50 unless given); cold=1, x and dy out of
+ * cache before each call (a 128 MB buffer written in between). Prints one line: the
  * layer, and the best time in ms.
  */
 #include <stdint.h>
@@ -41,7 +43,7 @@ extern int conv_fsparse_mode __attribute__((weak));
 extern int conv_clane_mode __attribute__((weak));
 
 /* PATHS (above), threads=N and zeros=P; 0 after a message */
-static int threads = 1, zeros = 50;
+static int threads = 1, zeros = 50, cold = 0;
 static int force_paths(const char *prog, const char *arg)
 {
     static const char *const modes[] = {"auto", "never", "always"};
@@ -79,6 +81,11 @@ static int force_paths(const char *prog, const char *arg)
             zeros = (int)z;
             continue;
         }
+        if (eq && len == 4 && !strncmp(item, "cold", 4) && (eq[1] == '0' || eq[1] == '1') &&
+            !eq[2]) {
+            cold = eq[1] == '1';
+            continue;
+        }
         int p = 0, m = 0;
         while (p < 5 && !(strlen(paths[p].name) == len && !strncmp(paths[p].name, item, len)))
             p++;
@@ -87,7 +94,7 @@ static int force_paths(const char *prog, const char *arg)
         if (!eq || p == 5 || m == 3) {
             fprintf(stderr,
                     "%s: PATHS: '%s' is not PATH=auto|never|always with PATH dwplane, dxlive, "
-                    "xsparse, fsparse or clane, nor threads=N or zeros=P\n",
+                    "xsparse, fsparse or clane, nor threads=N, zeros=P or cold=0|1\n",
                     prog, item);
             return 0;
         }
@@ -119,7 +126,7 @@ int main(int argc, char **argv)
     const int hw = (int)bench_arg(prog, argc, argv, 3, 28, 1, 512, "HW");
     const int k = (int)bench_arg(prog, argc, argv, 4, 3, 1, 7, "K");
     const int stride = (int)bench_arg(prog, argc, argv, 5, 1, 1, 4, "STRIDE");
-    const int pass = (int)bench_arg(prog, argc, argv, 6, 0, 0, 2, "PASS");
+    const int pass = (int)bench_arg(prog, argc, argv, 6, 0, 0, 3, "PASS");
     const int mode = (int)bench_arg(prog, argc, argv, 7, 0, 0, 2, "MODE");
     const int reps = (int)bench_arg(prog, argc, argv, 8, 50, 1, 100000, "REPS");
     if (argc > 9 && !force_paths(prog, argv[9]))
@@ -144,22 +151,35 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < ny; i++)
         dy[i] = (float)rnd16() / 32768.0f - 0.999f;
     const nomul_op_cfg cfg = {mode ? NOMUL_OP_PAM : NOMUL_OP_STANDARD, mode == 2, 1.0f};
+    /* cold=1: a 128 MB buffer written between calls, so that x and dy come
+     * from memory as in a training step (the layer's input was written long
+     * before its backward) */
+    const size_t nev = cold ? (size_t)32 << 20 : 0;
+    float *ev = cold ? malloc(nev * 4) : NULL;
+    if (cold && !ev) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return 1;
+    }
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
+        for (size_t i = 0; i < nev; i += 16)
+            ev[i] = (float)r;
         double t0 = bench_now();
         if (pass == 0)
             nomul_conv2d_forward(&d, &cfg, x, w, NULL, y);
         else if (pass == 1)
             nomul_conv2d_backward_data_live(&d, &cfg, x, w, dy, dx);
-        else
+        else if (pass == 2)
             nomul_conv2d_backward_weight(&d, &cfg, x, w, dy, dw, NULL);
+        else
+            nomul_conv2d_backward_live(&d, &cfg, x, w, dy, dx, dw, NULL);
         double t = bench_now() - t0;
         best = t < best ? t : best;
     }
-    static const char *passes[] = {"forward", "dX (live)", "dW"};
+    static const char *passes[] = {"forward", "dX (live)", "dW", "dX (live) and dW"};
     static const char *modes[] = {"float", "PAM exact", "PAM approximate"};
     printf("%d -> %d %dx%d k%d s%d %s %s: %.3f ms\n", cin, cout, hw, hw, k, stride,
            passes[pass], modes[mode], 1e3 * best);
-    free(x); free(w); free(y); free(dy); free(dx); free(dw);
+    free(x); free(w); free(y); free(dy); free(dx); free(dw); free(ev);
     return 0;
 }
