@@ -42,7 +42,7 @@ extern int conv_xsparse_mode __attribute__((weak));
 extern int conv_fsparse_mode __attribute__((weak));
 extern int conv_clane_mode __attribute__((weak));
 
-/* PATHS (above), threads=N and zeros=P; 0 after a message */
+/* PATHS (above), threads=N, zeros=P and cold=0|1; 0 after a message */
 static int threads = 1, zeros = 50, cold = 0;
 static int force_paths(const char *prog, const char *arg)
 {
