@@ -189,7 +189,6 @@ NO_LIBCALL_LOOPS void conv_pad_planes_plain(int c, int h, int w, int ph, int pw,
 /* floor(a / 2) for any sign */
 static inline int half_floor(int a) { return a >= 0 ? a / 2 : -((1 - a) / 2); }
 
-
 /* dst = c planes (h × w) of src, each zero-padded (ph, pw) and split into
  * four planes hs × ws by parity (conv2d_internal.h's CONV_SPLIT), then
  * `slack` zeros. The instruction set's own form where its context has one
